@@ -1,0 +1,18 @@
+#!/usr/bin/env node
+import { Command, Option } from 'commander';
+import { LOG_LEVELS, setLogLevel } from '../src/log.js';
+import { addImgCommand } from './commands/img.js';
+import { addIoCommand } from './commands/io.js';
+
+const program = new Command();
+program
+  .name('blockemu')
+  .description("QEMU's block layer in TypeScript: images, backup jobs, transactions and QMP")
+  .version('0.1.0', '-V, --version')
+  .addOption(new Option('--log-level <level>', 'log level for stderr').choices(LOG_LEVELS).default('warn'))
+  .hook('preAction', (cmd) => setLogLevel(cmd.opts().logLevel as string));
+
+addImgCommand(program);
+addIoCommand(program);
+
+await program.parseAsync(process.argv);

@@ -1,0 +1,7 @@
+import type { Command } from 'commander';
+
+/** `blockemu img …`: a subset of qemu-img with the same options and output. */
+export function addImgCommand(program: Command): void {
+  const img = program.command('img').description('create, inspect, check and convert images (like qemu-img)');
+  void img;
+}

@@ -1,0 +1,6 @@
+import type { Command } from 'commander';
+
+/** `blockemu io`: a subset of qemu-io. */
+export function addIoCommand(program: Command): void {
+  void program;
+}

@@ -1,0 +1,16 @@
+import type { ImageFormat } from './types.js';
+
+export interface CreateOptions {
+  format: ImageFormat;
+  /** Virtual size in bytes. For qcow2 with a backing file, defaults to the backing file's size. */
+  size?: number;
+  /** qcow2 only */
+  clusterSize?: number;
+  backingFile?: string;
+  backingFormat?: ImageFormat;
+  /** qcow2: '1.1' (version 3, default) or '0.10' (version 2). */
+  compat?: '0.10' | '1.1';
+  /** qcow2: 1, 2, 4, 8, 16 (default), 32 or 64. */
+  refcountBits?: number;
+  lazyRefcounts?: boolean;
+}

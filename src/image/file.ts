@@ -1,0 +1,123 @@
+import { open, type FileHandle } from 'node:fs/promises';
+import { BlockError, ioError } from './errors.js';
+
+/**
+ * Positional async I/O on one host file descriptor. Reads past end of file
+ * return zeroes (a sparse tail reads as zeroes, as on a block device).
+ */
+export class HostFile {
+  private closed = false;
+  private closing: Promise<void> | undefined;
+
+  private constructor(
+    readonly path: string,
+    private readonly fh: FileHandle,
+    readonly readOnly: boolean,
+  ) {}
+
+  static async open(path: string, opts: { readOnly?: boolean; create?: boolean; exclusive?: boolean } = {}): Promise<HostFile> {
+    const readOnly = opts.readOnly ?? false;
+    const flags = readOnly ? 'r' : opts.create ? (opts.exclusive ? 'wx+' : 'w+') : 'r+';
+    try {
+      const fh = await open(path, flags, 0o644);
+      return new HostFile(path, fh, readOnly);
+    } catch (err) {
+      const e = err as NodeJS.ErrnoException;
+      const reason =
+        e.code === 'ENOENT' ? 'No such file or directory'
+        : e.code === 'EACCES' ? 'Permission denied'
+        : e.code === 'EISDIR' ? 'Is a directory'
+        : e.code === 'EEXIST' ? 'File exists'
+        : e.message;
+      throw new BlockError('IO', `Could not open '${path}': ${reason}`, { errno: e.code ?? 'EIO', cause: err });
+    }
+  }
+
+  private check(): void {
+    if (this.closed) throw new BlockError('CLOSED', `'${this.path}' is closed`);
+  }
+
+  /** Reads exactly `length` bytes into a new buffer; bytes past end of file are zero. */
+  async read(offset: number, length: number): Promise<Uint8Array> {
+    const buf = new Uint8Array(length);
+    await this.readInto(buf, offset);
+    return buf;
+  }
+
+  async readInto(buf: Uint8Array, offset: number): Promise<void> {
+    this.check();
+    let done = 0;
+    try {
+      while (done < buf.length) {
+        const { bytesRead } = await this.fh.read(buf, done, buf.length - done, offset + done);
+        if (bytesRead === 0) {
+          buf.fill(0, done);
+          return;
+        }
+        done += bytesRead;
+      }
+    } catch (err) {
+      throw ioError(`read of '${this.path}' at ${offset} failed`, err);
+    }
+  }
+
+  async write(offset: number, data: Uint8Array): Promise<void> {
+    this.check();
+    if (this.readOnly) throw new BlockError('READ_ONLY', `'${this.path}' is opened read-only`);
+    let done = 0;
+    try {
+      while (done < data.length) {
+        const { bytesWritten } = await this.fh.write(data, done, data.length - done, offset + done);
+        done += bytesWritten;
+      }
+    } catch (err) {
+      throw ioError(`write to '${this.path}' at ${offset} failed`, err);
+    }
+  }
+
+  async size(): Promise<number> {
+    this.check();
+    try {
+      return (await this.fh.stat()).size;
+    } catch (err) {
+      throw ioError(`stat of '${this.path}' failed`, err);
+    }
+  }
+
+  /** Bytes allocated on disk (st_blocks * 512), as qemu-img's actual-size. */
+  async allocatedBytes(): Promise<number> {
+    this.check();
+    try {
+      return (await this.fh.stat()).blocks * 512;
+    } catch (err) {
+      throw ioError(`stat of '${this.path}' failed`, err);
+    }
+  }
+
+  async truncate(length: number): Promise<void> {
+    this.check();
+    try {
+      await this.fh.truncate(length);
+    } catch (err) {
+      throw ioError(`truncate of '${this.path}' failed`, err);
+    }
+  }
+
+  async flush(): Promise<void> {
+    this.check();
+    if (this.readOnly) return;
+    try {
+      await this.fh.datasync();
+    } catch (err) {
+      throw ioError(`flush of '${this.path}' failed`, err);
+    }
+  }
+
+  close(): Promise<void> {
+    if (!this.closing) {
+      this.closed = true;
+      this.closing = this.fh.close().catch(() => undefined);
+    }
+    return this.closing;
+  }
+}

@@ -1,0 +1,294 @@
+import { BlockError, invalidImage } from '../errors.js';
+
+/** On-disk qcow2 header (docs/interop/qcow2.txt). All integers big-endian. */
+export const QCOW2_MAGIC = 0x514649fb;
+export const V2_HEADER_LENGTH = 72;
+export const V3_HEADER_LENGTH = 104;
+/** What QEMU 7.2 writes: 104 bytes + compression_type + 7 bytes padding. */
+export const V3_HEADER_LENGTH_WRITTEN = 112;
+export const MIN_CLUSTER_BITS = 9;
+export const MAX_CLUSTER_BITS = 21;
+export const MAX_BACKING_FILE_NAME = 1023;
+/** QEMU's limits (block/qcow2.h): beyond them an image is refused, so a hostile header cannot make us allocate without bound. */
+export const MAX_L1_BYTES = 32 * 1024 * 1024;
+export const MAX_REFTABLE_BYTES = 8 * 1024 * 1024;
+export const MAX_SNAPSHOTS = 65536;
+
+export const INCOMPAT_DIRTY = 1n << 0n;
+export const INCOMPAT_CORRUPT = 1n << 1n;
+export const INCOMPAT_DATA_FILE = 1n << 2n;
+export const INCOMPAT_COMPRESSION = 1n << 3n;
+export const INCOMPAT_EXTL2 = 1n << 4n;
+export const INCOMPAT_KNOWN = INCOMPAT_DIRTY | INCOMPAT_CORRUPT | INCOMPAT_DATA_FILE | INCOMPAT_COMPRESSION | INCOMPAT_EXTL2;
+export const COMPAT_LAZY_REFCOUNTS = 1n << 0n;
+export const AUTOCLEAR_BITMAPS = 1n << 0n;
+export const AUTOCLEAR_DATA_FILE_RAW = 1n << 1n;
+export const AUTOCLEAR_KNOWN = AUTOCLEAR_BITMAPS | AUTOCLEAR_DATA_FILE_RAW;
+
+export const EXT_END = 0x00000000;
+export const EXT_BACKING_FORMAT = 0xe2792aca;
+export const EXT_FEATURE_TABLE = 0x6803f857;
+export const EXT_BITMAPS = 0x23852875;
+export const EXT_CRYPTO = 0x0537be77;
+export const EXT_DATA_FILE = 0x44415441;
+
+/** Byte offsets of header fields we rewrite in place. */
+export const HDR_OFF_L1_SIZE = 36;
+export const HDR_OFF_L1_TABLE = 40;
+export const HDR_OFF_REFTABLE = 48;
+export const HDR_OFF_INCOMPAT = 72;
+export const HDR_OFF_AUTOCLEAR = 88;
+
+export interface HeaderExtension {
+  type: number;
+  data: Uint8Array;
+}
+
+export interface Qcow2Header {
+  version: 2 | 3;
+  backingFileOffset: number;
+  backingFileSize: number;
+  clusterBits: number;
+  size: number;
+  cryptMethod: number;
+  l1Size: number;
+  l1TableOffset: number;
+  refcountTableOffset: number;
+  refcountTableClusters: number;
+  nbSnapshots: number;
+  snapshotsOffset: number;
+  incompatibleFeatures: bigint;
+  compatibleFeatures: bigint;
+  autoclearFeatures: bigint;
+  refcountOrder: number;
+  headerLength: number;
+  compressionType: number;
+  /** Header bytes past the fields we know (up to headerLength), preserved verbatim. */
+  unknownHeaderTail: Uint8Array;
+  /** Extensions in file order, unknown ones included, end marker excluded. */
+  extensions: HeaderExtension[];
+  backingFile?: string;
+  backingFormat?: string;
+}
+
+const FEATURE_NAMES: ReadonlyArray<[type: number, bit: number, name: string]> = [
+  [0, 0, 'dirty bit'],
+  [0, 1, 'corrupt bit'],
+  [0, 2, 'external data file'],
+  [0, 3, 'compression type'],
+  [0, 4, 'extended L2 entries'],
+  [1, 0, 'lazy refcounts'],
+  [2, 0, 'bitmaps'],
+  [2, 1, 'raw external data'],
+];
+
+function u64(view: DataView, off: number, filename: string, field: string): number {
+  const v = view.getBigUint64(off);
+  if (v > BigInt(Number.MAX_SAFE_INTEGER)) throw invalidImage(filename, `${field} is too large (${v})`);
+  return Number(v);
+}
+
+/** Bytes to read before the header can be parsed: cluster 0 is enough (extensions live there). */
+export function headerProbeLength(): number {
+  return V3_HEADER_LENGTH;
+}
+
+/**
+ * Parses cluster 0. `fileSize` lets offsets be checked against the file.
+ * Throws BlockError naming the problem, as QEMU's qcow2_do_open does.
+ */
+export function parseHeader(buf: Uint8Array, filename: string, fileSize: number): Qcow2Header {
+  if (buf.length < V2_HEADER_LENGTH) throw invalidImage(filename, 'Image is not in qcow2 format');
+  const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+  if (view.getUint32(0) !== QCOW2_MAGIC) throw invalidImage(filename, 'Image is not in qcow2 format');
+  const version = view.getUint32(4);
+  if (version < 2 || version > 3) {
+    throw new BlockError('UNSUPPORTED', `Could not open '${filename}': Unsupported qcow2 version ${version}`);
+  }
+  const clusterBits = view.getUint32(20);
+  if (clusterBits < MIN_CLUSTER_BITS || clusterBits > MAX_CLUSTER_BITS) {
+    throw invalidImage(filename, `Unsupported cluster size: 2^${clusterBits}`);
+  }
+  const clusterSize = 2 ** clusterBits;
+  const h: Qcow2Header = {
+    version: version as 2 | 3,
+    backingFileOffset: u64(view, 8, filename, 'backing file offset'),
+    backingFileSize: view.getUint32(16),
+    clusterBits,
+    size: u64(view, 24, filename, 'virtual size'),
+    cryptMethod: view.getUint32(32),
+    l1Size: view.getUint32(36),
+    l1TableOffset: u64(view, 40, filename, 'L1 table offset'),
+    refcountTableOffset: u64(view, 48, filename, 'reference count table offset'),
+    refcountTableClusters: view.getUint32(56),
+    nbSnapshots: view.getUint32(60),
+    snapshotsOffset: u64(view, 64, filename, 'snapshot table offset'),
+    incompatibleFeatures: 0n,
+    compatibleFeatures: 0n,
+    autoclearFeatures: 0n,
+    refcountOrder: 4,
+    headerLength: V2_HEADER_LENGTH,
+    compressionType: 0,
+    unknownHeaderTail: new Uint8Array(0),
+    extensions: [],
+  };
+  if (version === 3) {
+    if (buf.length < V3_HEADER_LENGTH) throw invalidImage(filename, 'qcow2 header too short');
+    h.incompatibleFeatures = view.getBigUint64(72);
+    h.compatibleFeatures = view.getBigUint64(80);
+    h.autoclearFeatures = view.getBigUint64(88);
+    h.refcountOrder = view.getUint32(96);
+    h.headerLength = view.getUint32(100);
+    if (h.headerLength < V3_HEADER_LENGTH) throw invalidImage(filename, 'qcow2 header too short');
+    if (h.headerLength > clusterSize) throw invalidImage(filename, 'qcow2 header exceeds cluster size');
+    if (h.headerLength > buf.length) throw invalidImage(filename, 'qcow2 header is truncated');
+    if (h.headerLength > V3_HEADER_LENGTH) {
+      h.compressionType = buf[104]!;
+      h.unknownHeaderTail = buf.slice(105, h.headerLength);
+    }
+  }
+
+  const unknown = h.incompatibleFeatures & ~INCOMPAT_KNOWN;
+  if (unknown !== 0n) {
+    throw new BlockError(
+      'UNSUPPORTED',
+      `Could not open '${filename}': Unsupported qcow2 feature(s): Unknown incompatible feature: ${unknown.toString(16)}`,
+    );
+  }
+  if (h.incompatibleFeatures & INCOMPAT_DATA_FILE) {
+    throw new BlockError('UNSUPPORTED', `Could not open '${filename}': qcow2 images with an external data file are not supported`);
+  }
+  if (h.incompatibleFeatures & INCOMPAT_EXTL2) {
+    throw new BlockError('UNSUPPORTED', `Could not open '${filename}': qcow2 images with extended L2 entries (subclusters) are not supported`);
+  }
+  if ((h.incompatibleFeatures & INCOMPAT_COMPRESSION) !== 0n || h.compressionType !== 0) {
+    if (h.compressionType === 1) {
+      throw new BlockError('UNSUPPORTED', `Could not open '${filename}': zstd compression is not supported (only zlib)`);
+    }
+    if (h.compressionType !== 0) throw invalidImage(filename, `Unknown compression type ${h.compressionType}`);
+  }
+  if (h.cryptMethod > 2) throw invalidImage(filename, `Unsupported encryption method: ${h.cryptMethod}`);
+  if (h.cryptMethod !== 0) {
+    throw new BlockError('UNSUPPORTED', `Could not open '${filename}': encrypted qcow2 images are not supported`);
+  }
+  if (h.refcountOrder > 6) {
+    throw invalidImage(filename, 'Reference count entry width too large; may not exceed 64 bits');
+  }
+
+  // Tables: aligned, inside sane limits, inside the file.
+  const aligned = (off: number) => off % clusterSize === 0;
+  const reftableBytes = h.refcountTableClusters * clusterSize;
+  if (h.refcountTableClusters === 0 || reftableBytes > MAX_REFTABLE_BYTES) {
+    throw invalidImage(filename, h.refcountTableClusters === 0 ? 'Reference count table is empty' : 'Reference count table too large');
+  }
+  if (!aligned(h.refcountTableOffset) || h.refcountTableOffset === 0 || h.refcountTableOffset >= fileSize) {
+    throw invalidImage(filename, 'Invalid reference count table offset');
+  }
+  if (h.l1Size * 8 > MAX_L1_BYTES) throw invalidImage(filename, 'Active L1 table too large');
+  const l2Entries = clusterSize / 8;
+  const needed = Math.ceil(h.size / (clusterSize * l2Entries));
+  if (needed * 8 > MAX_L1_BYTES) throw invalidImage(filename, 'Image is too big');
+  if (h.l1Size < needed) throw invalidImage(filename, 'L1 table is too small');
+  if (h.l1Size > 0 && (!aligned(h.l1TableOffset) || h.l1TableOffset === 0 || h.l1TableOffset + h.l1Size * 8 > fileSize)) {
+    throw invalidImage(filename, 'Invalid L1 table offset');
+  }
+  if (h.nbSnapshots > MAX_SNAPSHOTS) throw invalidImage(filename, 'Too many snapshots');
+  if (h.nbSnapshots > 0 && (!aligned(h.snapshotsOffset) || h.snapshotsOffset >= fileSize)) {
+    throw invalidImage(filename, 'Invalid snapshot table offset');
+  }
+
+  // Extensions: after the header, inside cluster 0.
+  const extLimit = Math.min(buf.length, clusterSize);
+  let off = h.version === 2 ? V2_HEADER_LENGTH : h.headerLength;
+  const seen = new Set<number>();
+  while (off + 8 <= extLimit) {
+    const type = view.getUint32(off);
+    const len = view.getUint32(off + 4);
+    if (type === EXT_END) break;
+    const dataEnd = off + 8 + len;
+    if (dataEnd > extLimit) throw invalidImage(filename, `header extension 0x${type.toString(16)} is too large (${len} bytes)`);
+    if (seen.has(type)) throw invalidImage(filename, `header extension 0x${type.toString(16)} appears twice`);
+    seen.add(type);
+    const data = buf.slice(off + 8, dataEnd);
+    h.extensions.push({ type, data });
+    if (type === EXT_BACKING_FORMAT) h.backingFormat = new TextDecoder().decode(data);
+    if (type === EXT_DATA_FILE) {
+      throw new BlockError('UNSUPPORTED', `Could not open '${filename}': qcow2 images with an external data file are not supported`);
+    }
+    off = dataEnd + ((8 - (len % 8)) % 8);
+  }
+
+  if (h.backingFileOffset !== 0) {
+    if (h.backingFileSize > MAX_BACKING_FILE_NAME || h.backingFileOffset + h.backingFileSize > extLimit) {
+      throw invalidImage(filename, h.backingFileSize > MAX_BACKING_FILE_NAME ? 'Backing file name too long' : 'Invalid backing file offset');
+    }
+    h.backingFile = new TextDecoder().decode(buf.subarray(h.backingFileOffset, h.backingFileOffset + h.backingFileSize));
+  }
+  return h;
+}
+
+function featureTable(): Uint8Array {
+  const t = new Uint8Array(FEATURE_NAMES.length * 48);
+  FEATURE_NAMES.forEach(([type, bit, name], i) => {
+    t[i * 48] = type;
+    t[i * 48 + 1] = bit;
+    t.set(new TextEncoder().encode(name), i * 48 + 2);
+  });
+  return t;
+}
+
+/**
+ * Serialises a header with its extensions and backing file name into one
+ * buffer for cluster 0. Known extensions are regenerated from the fields (in
+ * QEMU's order: backing format, feature table, the rest); unknown ones are
+ * kept as they were.
+ */
+export function serializeHeader(h: Qcow2Header, clusterSize: number): Uint8Array {
+  const exts: HeaderExtension[] = [];
+  if (h.backingFormat) exts.push({ type: EXT_BACKING_FORMAT, data: new TextEncoder().encode(h.backingFormat) });
+  if (h.version === 3) exts.push({ type: EXT_FEATURE_TABLE, data: featureTable() });
+  for (const e of h.extensions) if (e.type !== EXT_BACKING_FORMAT && e.type !== EXT_FEATURE_TABLE) exts.push(e);
+
+  const headerLength = h.version === 2 ? V2_HEADER_LENGTH : Math.max(h.headerLength, V3_HEADER_LENGTH_WRITTEN);
+  let extBytes = 8; // end marker
+  for (const e of exts) extBytes += 8 + Math.ceil(e.data.length / 8) * 8;
+  const name = h.backingFile ? new TextEncoder().encode(h.backingFile) : new Uint8Array(0);
+  if (name.length > MAX_BACKING_FILE_NAME) throw new BlockError('INVALID_ARGUMENT', 'Backing file name too long');
+  const total = headerLength + extBytes + name.length;
+  if (total > clusterSize) throw new BlockError('INVALID_ARGUMENT', 'qcow2 header and extensions do not fit in one cluster');
+
+  const buf = new Uint8Array(total);
+  const view = new DataView(buf.buffer);
+  view.setUint32(0, QCOW2_MAGIC);
+  view.setUint32(4, h.version);
+  view.setBigUint64(8, BigInt(name.length ? headerLength + extBytes : 0));
+  view.setUint32(16, name.length);
+  view.setUint32(20, h.clusterBits);
+  view.setBigUint64(24, BigInt(h.size));
+  view.setUint32(32, h.cryptMethod);
+  view.setUint32(36, h.l1Size);
+  view.setBigUint64(40, BigInt(h.l1TableOffset));
+  view.setBigUint64(48, BigInt(h.refcountTableOffset));
+  view.setUint32(56, h.refcountTableClusters);
+  view.setUint32(60, h.nbSnapshots);
+  view.setBigUint64(64, BigInt(h.snapshotsOffset));
+  if (h.version === 3) {
+    view.setBigUint64(72, h.incompatibleFeatures);
+    view.setBigUint64(80, h.compatibleFeatures);
+    view.setBigUint64(88, h.autoclearFeatures);
+    view.setUint32(96, h.refcountOrder);
+    view.setUint32(100, headerLength);
+    buf[104] = h.compressionType;
+    buf.set(h.unknownHeaderTail.subarray(0, headerLength - 105), 105);
+  }
+  let off = headerLength;
+  for (const e of exts) {
+    view.setUint32(off, e.type);
+    view.setUint32(off + 4, e.data.length);
+    buf.set(e.data, off + 8);
+    off += 8 + Math.ceil(e.data.length / 8) * 8;
+  }
+  off += 8; // end marker, already zero
+  buf.set(name, off);
+  return buf;
+}

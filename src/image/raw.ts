@@ -1,0 +1,126 @@
+import { BlockError } from './errors.js';
+import { HostFile } from './file.js';
+import { checkRequest, isZero, ZERO_CHUNK } from './request.js';
+import type { BlockImage, Extent, ImageInfo, WriteZeroesOptions } from './types.js';
+
+/** Granularity of raw block-status scanning: we cannot ask the host for holes, so we look at the data. */
+const SCAN_BLOCK = 4096;
+const SCAN_CHUNK = 1 << 20;
+
+/** A raw image: guest offset = file offset; the virtual size is the file size. */
+export class RawImage implements BlockImage {
+  readonly format = 'raw' as const;
+  private closing: Promise<void> | undefined;
+
+  private constructor(
+    private readonly file: HostFile,
+    private virtualSize: number,
+  ) {}
+
+  get filename(): string {
+    return this.file.path;
+  }
+  get readOnly(): boolean {
+    return this.file.readOnly;
+  }
+
+  static async open(path: string, opts: { readOnly?: boolean } = {}): Promise<RawImage> {
+    const file = await HostFile.open(path, { readOnly: opts.readOnly });
+    try {
+      return new RawImage(file, await file.size());
+    } catch (err) {
+      await file.close();
+      throw err;
+    }
+  }
+
+  /** Wraps an already-open file (used by qcow2 for its own file and by tests). */
+  static async fromFile(file: HostFile): Promise<RawImage> {
+    return new RawImage(file, await file.size());
+  }
+
+  static async create(path: string, size: number): Promise<void> {
+    const file = await HostFile.open(path, { create: true });
+    try {
+      await file.truncate(size);
+    } finally {
+      await file.close();
+    }
+  }
+
+  size(): number {
+    return this.virtualSize;
+  }
+
+  read(offset: number, length: number): Promise<Uint8Array> {
+    checkRequest('read', offset, length, this.virtualSize);
+    return this.file.read(offset, length);
+  }
+
+  async write(offset: number, data: Uint8Array): Promise<void> {
+    this.checkWritable();
+    checkRequest('write', offset, data.length, this.virtualSize);
+    await this.file.write(offset, data);
+  }
+
+  async writeZeroes(offset: number, length: number, _opts?: WriteZeroesOptions): Promise<void> {
+    this.checkWritable();
+    checkRequest('write zeroes', offset, length, this.virtualSize);
+    // Node cannot punch holes (no fallocate); zeroes are written in bounded chunks.
+    for (let done = 0; done < length; ) {
+      const n = Math.min(ZERO_CHUNK.length, length - done);
+      await this.file.write(offset + done, ZERO_CHUNK.subarray(0, n));
+      done += n;
+    }
+  }
+
+  async discard(offset: number, length: number): Promise<void> {
+    this.checkWritable();
+    checkRequest('discard', offset, length, this.virtualSize);
+    // Discard is advisory; without hole punching the data simply stays.
+  }
+
+  flush(): Promise<void> {
+    return this.file.flush();
+  }
+
+  async blockStatus(offset: number, length: number): Promise<Extent> {
+    checkRequest('block status', offset, length, this.virtualSize);
+    if (length === 0) return { offset, length: 0, data: false, zero: true, allocated: true, depth: 0, hostOffset: offset, filename: this.filename };
+    let zero: boolean | undefined;
+    let run = 0;
+    scan: while (run < length) {
+      const n = Math.min(SCAN_CHUNK, length - run);
+      const buf = await this.file.read(offset + run, n);
+      for (let i = 0; i < n; i += SCAN_BLOCK) {
+        const end = Math.min(i + SCAN_BLOCK, n);
+        const z = isZero(buf, i, end);
+        if (zero === undefined) zero = z;
+        else if (z !== zero) break scan;
+        run += end - i;
+      }
+    }
+    return { offset, length: run, data: !zero, zero: zero === true, allocated: true, depth: 0, hostOffset: offset, filename: this.filename };
+  }
+
+  actualSize(): Promise<number> {
+    return this.file.allocatedBytes();
+  }
+
+  info(): ImageInfo {
+    return { format: 'raw', filename: this.filename, virtualSize: this.virtualSize };
+  }
+
+  backing(): undefined {
+    return undefined;
+  }
+
+  private checkWritable(): void {
+    if (this.file.readOnly) throw new BlockError('READ_ONLY', `Image '${this.filename}' is read-only`, { errno: 'EPERM' });
+  }
+
+  close(): Promise<void> {
+    this.closing ??= this.file.close();
+    return this.closing;
+  }
+}

@@ -1,0 +1,71 @@
+/**
+ * The contract every image format meets. Offsets and lengths are byte counts
+ * (JavaScript numbers: exact up to 2^53, far beyond any image we accept).
+ */
+export type ImageFormat = 'raw' | 'qcow2';
+
+/** One run of bytes with the same allocation status, as qemu-img map reports it. */
+export interface Extent {
+  offset: number;
+  length: number;
+  /** Reads return data stored somewhere (this image or a backing image). */
+  data: boolean;
+  /** Reads return zeroes. */
+  zero: boolean;
+  /** Allocated in this image (not falling through to a backing file). */
+  allocated: boolean;
+  /** Which image in the backing chain answers the read: 0 = this one. */
+  depth: number;
+  /** Where the data sits in the file of the image that answers (raw: same as offset; qcow2 normal clusters). */
+  hostOffset?: number;
+  /** Filename of the image answering (for map --output json). */
+  filename?: string;
+}
+
+export interface WriteZeroesOptions {
+  /** The image may deallocate instead of writing zeroes (QEMU's BDRV_REQ_MAY_UNMAP). */
+  mayUnmap?: boolean;
+}
+
+export interface ImageInfo {
+  format: ImageFormat;
+  filename: string;
+  virtualSize: number;
+  clusterSize?: number;
+  backingFilename?: string;
+  backingFormat?: string;
+  /** Absolute path used to open the backing file. */
+  fullBackingFilename?: string;
+  dirtyFlag?: boolean;
+  formatSpecific?: {
+    type: 'qcow2';
+    compat: '0.10' | '1.1';
+    compressionType: 'zlib' | 'zstd';
+    lazyRefcounts: boolean;
+    refcountBits: number;
+    corrupt: boolean;
+    extendedL2: boolean;
+  };
+}
+
+export interface BlockImage {
+  readonly format: ImageFormat;
+  readonly filename: string;
+  readonly readOnly: boolean;
+  /** Virtual size in bytes. */
+  size(): number;
+  read(offset: number, length: number): Promise<Uint8Array>;
+  write(offset: number, data: Uint8Array): Promise<void>;
+  writeZeroes(offset: number, length: number, opts?: WriteZeroesOptions): Promise<void>;
+  discard(offset: number, length: number): Promise<void>;
+  flush(): Promise<void>;
+  /** Status of the bytes starting at offset: the returned extent starts at offset and is at most `length` long. */
+  blockStatus(offset: number, length: number): Promise<Extent>;
+  /** Bytes the host file occupies on disk. */
+  actualSize(): Promise<number>;
+  info(): ImageInfo;
+  /** The backing image, if any (opened read-only). */
+  backing(): BlockImage | undefined;
+  /** Flushes and closes this image and its backing chain. Idempotent. */
+  close(): Promise<void>;
+}
