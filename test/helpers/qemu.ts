@@ -1,0 +1,61 @@
+import { execFile } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { spawnSync } from 'node:child_process';
+
+const execFileP = promisify(execFile);
+
+function has(tool: string): boolean {
+  return spawnSync('sh', ['-c', `command -v ${tool}`], { stdio: 'ignore' }).status === 0;
+}
+
+/**
+ * Whether QEMU's tools can be used. Interop tests call `describe.skipIf(!qemu.available)`;
+ * under CI=true a missing tool is a failure, not a skip (see the README).
+ */
+export const qemu = (() => {
+  const tools = ['qemu-img', 'qemu-io'];
+  const missing = tools.filter((t) => !has(t));
+  if (missing.length > 0) {
+    const msg = `QEMU's tools are missing (${missing.join(', ')}): install qemu-utils to run the interop tests`;
+    if (process.env.CI === 'true') throw new Error(`${msg} — CI=true, so this is a failure, not a skip`);
+    console.warn(`SKIP: ${msg}`);
+  }
+  return { available: missing.length === 0, storageDaemon: has('qemu-storage-daemon') };
+})();
+
+export interface RunResult {
+  stdout: string;
+  stderr: string;
+  code: number;
+}
+
+/** Runs a command, never throwing on a non-zero exit. */
+export async function run(cmd: string, args: string[], opts: { cwd?: string } = {}): Promise<RunResult> {
+  try {
+    const { stdout, stderr } = await execFileP(cmd, args, { cwd: opts.cwd, maxBuffer: 64 << 20, encoding: 'utf8' });
+    return { stdout, stderr, code: 0 };
+  } catch (err) {
+    const e = err as { stdout?: string; stderr?: string; code?: number | string };
+    return { stdout: e.stdout ?? '', stderr: e.stderr ?? '', code: typeof e.code === 'number' ? e.code : 1 };
+  }
+}
+
+export const qemuImg = (...args: string[]) => run('qemu-img', args);
+export const qemuIo = (...args: string[]) => run('qemu-io', args);
+
+/** The built CLI (npm test builds first). */
+export const BLOCKEMU = join(import.meta.dirname, '..', '..', 'dist', 'bin', 'blockemu.js');
+export const blockemu = (...args: string[]) => run(process.execPath, [BLOCKEMU, ...args]);
+
+/** A temp directory removed after use. */
+export async function withTempDir<T>(fn: (dir: string) => Promise<T>): Promise<T> {
+  const dir = await mkdtemp(join(tmpdir(), 'blockemu-test-'));
+  try {
+    return await fn(dir);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
