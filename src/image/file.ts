@@ -75,6 +75,28 @@ export class HostFile {
     }
   }
 
+  /** Writes several buffers back to back at `offset` (one syscall when the kernel takes them whole). */
+  async writev(offset: number, bufs: Uint8Array[]): Promise<void> {
+    if (bufs.length === 1) return this.write(offset, bufs[0]!);
+    this.check();
+    if (this.readOnly) throw new BlockError('READ_ONLY', `'${this.path}' is opened read-only`);
+    const total = bufs.reduce((n, b) => n + b.length, 0);
+    let written: number;
+    try {
+      ({ bytesWritten: written } = await this.fh.writev(bufs, offset));
+    } catch (err) {
+      throw ioError(`write to '${this.path}' at ${offset} failed`, err);
+    }
+    if (written === total) return;
+    // Short write: finish buffer by buffer from where it stopped.
+    let pos = offset;
+    for (const b of bufs) {
+      const skip = Math.min(b.length, Math.max(0, written - (pos - offset)));
+      if (skip < b.length) await this.write(pos + skip, b.subarray(skip));
+      pos += b.length;
+    }
+  }
+
   async size(): Promise<number> {
     this.check();
     try {

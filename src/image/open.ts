@@ -11,6 +11,8 @@ export interface OpenOptions {
   readOnly?: boolean;
   /** qcow2: open the backing chain (default true). Without it, unallocated clusters read as zeroes. */
   openBacking?: boolean;
+  /** Position in a backing chain (internal: bounds chain depth and loops). */
+  depth?: number;
 }
 
 export async function openImage(path: string, opts: OpenOptions = {}): Promise<BlockImage> {
@@ -22,7 +24,8 @@ export async function openImage(path: string, opts: OpenOptions = {}): Promise<B
       return Qcow2Image.open(path, {
         readOnly: opts.readOnly,
         openBacking: opts.openBacking ?? true,
-        openBackingImage: (p, fmt) => openImage(p, { format: fmt, readOnly: true }),
+        depth: opts.depth,
+        openBackingImage: (p, fmt, depth) => openImage(p, { format: fmt, readOnly: true, depth }),
       });
     default:
       throw new BlockError('INVALID_ARGUMENT', `Unknown driver '${String(format)}'`);
@@ -35,7 +38,7 @@ export async function createImage(path: string, opts: CreateOptions): Promise<vo
       if (opts.size === undefined) throw new BlockError('INVALID_ARGUMENT', 'Image creation needs a size parameter');
       return RawImage.create(path, opts.size);
     case 'qcow2':
-      return Qcow2Image.create(path, opts, (p, fmt) => openImage(p, { format: fmt, readOnly: true }));
+      return Qcow2Image.create(path, opts, (p, fmt, depth) => openImage(p, { format: fmt, readOnly: true, depth }));
     default:
       throw new BlockError('INVALID_ARGUMENT', `Unknown file format '${String(opts.format)}'`);
   }

@@ -1,0 +1,133 @@
+import { dirname, isAbsolute, resolve } from 'node:path';
+import { BlockError } from '../errors.js';
+import type { CreateOptions } from '../create.js';
+import { HostFile } from '../file.js';
+import type { BlockImage, ImageFormat } from '../types.js';
+import { COMPAT_LAZY_REFCOUNTS, MAX_CLUSTER_BITS, MAX_L1_BYTES, MIN_CLUSTER_BITS, type Qcow2Header, serializeHeader } from './header.js';
+import { Qcow2Layout } from './layout.js';
+
+const SECTOR = 512;
+
+/**
+ * Writes a new, empty qcow2 image laid out as QEMU 7.2 lays it out: header in
+ * cluster 0, refcount table, refcount block(s), then the L1 table, the file
+ * ending right after the L1 table's last entry.
+ */
+export async function createQcow2(
+  path: string,
+  opts: CreateOptions,
+  openBacking: (path: string, format: ImageFormat | undefined) => Promise<BlockImage>,
+): Promise<void> {
+  const clusterSize = opts.clusterSize ?? 65536;
+  const clusterBits = Math.log2(clusterSize);
+  if (!Number.isInteger(clusterBits) || clusterBits < MIN_CLUSTER_BITS || clusterBits > MAX_CLUSTER_BITS) {
+    throw new BlockError('INVALID_ARGUMENT', 'Cluster size must be a power of two between 512 and 2048k');
+  }
+  const compat = opts.compat ?? '1.1';
+  const refcountBits = opts.refcountBits ?? 16;
+  const refcountOrder = Math.log2(refcountBits);
+  if (!Number.isInteger(refcountOrder) || refcountOrder < 0 || refcountOrder > 6) {
+    throw new BlockError('INVALID_ARGUMENT', 'Refcount width must be a power of two and may not exceed 64 bits');
+  }
+  if (compat === '0.10' && refcountBits !== 16) {
+    throw new BlockError('INVALID_ARGUMENT', 'Different refcount widths than 16 bits require compatibility level 1.1 or above (use compat=1.1 or greater)');
+  }
+  if (compat === '0.10' && opts.lazyRefcounts) {
+    throw new BlockError('INVALID_ARGUMENT', 'Lazy refcounts only supported with compatibility level 1.1 and above (use compat=1.1 or greater)');
+  }
+
+  let size = opts.size;
+  let backingFormat = opts.backingFormat;
+  if (opts.backingFile !== undefined) {
+    const full = isAbsolute(opts.backingFile) ? opts.backingFile : resolve(dirname(path), opts.backingFile);
+    const backing = await openBacking(full, backingFormat);
+    try {
+      size ??= backing.size();
+      backingFormat ??= backing.format;
+    } finally {
+      await backing.close();
+    }
+  }
+  if (size === undefined) throw new BlockError('INVALID_ARGUMENT', 'Image creation needs a size parameter');
+  if (!Number.isSafeInteger(size) || size < 0) throw new BlockError('INVALID_ARGUMENT', `Invalid image size ${size}`);
+  size = Math.ceil(size / SECTOR) * SECTOR;
+
+  const layout = new Qcow2Layout(clusterBits, refcountOrder);
+  const l1Size = layout.l1SizeFor(size);
+  if (l1Size * 8 > MAX_L1_BYTES) throw new BlockError('INVALID_ARGUMENT', 'Image size is too big for this cluster size');
+  const l1Clusters = Math.max(1, Math.ceil((l1Size * 8) / clusterSize));
+
+  // Refcount blocks must count themselves: iterate to the fixed point.
+  let blocks = 1;
+  let tableClusters = 1;
+  for (;;) {
+    const total = 1 + tableClusters + blocks + l1Clusters;
+    const b = Math.ceil(total / layout.refblockEntries);
+    const t = Math.ceil((b * 8) / clusterSize);
+    if (b === blocks && t === tableClusters) break;
+    blocks = b;
+    tableClusters = t;
+  }
+  const tableOffset = clusterSize;
+  const blocksOffset = tableOffset + tableClusters * clusterSize;
+  const l1Offset = blocksOffset + blocks * clusterSize;
+  const used = 1 + tableClusters + blocks + l1Clusters;
+
+  const header: Qcow2Header = {
+    version: compat === '0.10' ? 2 : 3,
+    backingFileOffset: 0,
+    backingFileSize: 0,
+    clusterBits,
+    size,
+    cryptMethod: 0,
+    l1Size,
+    l1TableOffset: l1Offset,
+    refcountTableOffset: tableOffset,
+    refcountTableClusters: tableClusters,
+    nbSnapshots: 0,
+    snapshotsOffset: 0,
+    incompatibleFeatures: 0n,
+    compatibleFeatures: opts.lazyRefcounts ? COMPAT_LAZY_REFCOUNTS : 0n,
+    autoclearFeatures: 0n,
+    refcountOrder,
+    headerLength: 112,
+    compressionType: 0,
+    unknownHeaderTail: new Uint8Array(7),
+    extensions: [],
+    backingFile: opts.backingFile,
+    backingFormat: opts.backingFile !== undefined ? backingFormat : undefined,
+  };
+  const headerBytes = serializeHeader(header, clusterSize);
+
+  const table = new Uint8Array(tableClusters * clusterSize);
+  const tview = new DataView(table.buffer);
+  for (let b = 0; b < blocks; b++) tview.setBigUint64(b * 8, BigInt(blocksOffset + b * clusterSize));
+  const refBlocks = new Uint8Array(blocks * clusterSize);
+  setRefcountsToOne(refBlocks, used, layout.refcountBits);
+
+  const file = await HostFile.open(path, { create: true });
+  try {
+    await file.truncate(0);
+    await file.write(0, headerBytes);
+    await file.write(tableOffset, table);
+    await file.write(blocksOffset, refBlocks);
+    await file.write(l1Offset, new Uint8Array(Math.max(8, l1Size * 8)).subarray(0, l1Size * 8 || 0));
+    await file.truncate(l1Offset + l1Size * 8);
+    await file.flush();
+  } finally {
+    await file.close();
+  }
+}
+
+/** Sets the first n entries of consecutive refcount blocks to 1 (big-endian; sub-byte widths LSB first). */
+function setRefcountsToOne(buf: Uint8Array, n: number, bits: number): void {
+  for (let i = 0; i < n; i++) {
+    if (bits >= 8) {
+      const bytes = bits / 8;
+      buf[i * bytes + bytes - 1] = 1;
+    } else {
+      const bit = i * bits;
+      buf[bit >> 3]! |= 1 << (bit & 7);
+    }
+  }
+}

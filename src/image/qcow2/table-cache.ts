@@ -1,0 +1,121 @@
+import type { HostFile } from '../file.js';
+
+/**
+ * A bounded write-back cache of cluster-sized metadata tables (L2 tables or
+ * refcount blocks), keyed by host offset, least recently used evicted first.
+ *
+ * Callers mutate a table synchronously right after `get`/`create` and call
+ * `markDirty` at once: eviction only happens inside `get`/`create`, so a table
+ * is never written back half-updated. Writing dirty tables back is ordered by
+ * the owner (see Qcow2Image.writeMetadata): `beforeWriteBack` runs before an
+ * eviction writes a dirty table, so the owner can first write what that table
+ * depends on.
+ */
+export class TableCache {
+  /** Map order is recency order: the first key is the least recently used. */
+  private tables = new Map<number, Uint8Array>();
+  private dirty = new Set<number>();
+  private loading = new Map<number, Promise<Uint8Array>>();
+
+  constructor(
+    private readonly file: HostFile,
+    private readonly tableSize: number,
+    private readonly maxTables: number,
+    private readonly beforeWriteBack: () => Promise<void> = async () => {},
+  ) {}
+
+  async get(offset: number): Promise<Uint8Array> {
+    const t = this.tables.get(offset);
+    if (t) {
+      this.tables.delete(offset);
+      this.tables.set(offset, t);
+      return t;
+    }
+    let p = this.loading.get(offset);
+    if (!p) {
+      p = this.load(offset);
+      this.loading.set(offset, p);
+    }
+    return p;
+  }
+
+  private async load(offset: number): Promise<Uint8Array> {
+    try {
+      const t = await this.file.read(offset, this.tableSize);
+      await this.makeRoom();
+      // Someone may have created the table meanwhile; theirs wins.
+      const existing = this.tables.get(offset);
+      if (existing) return existing;
+      this.tables.set(offset, t);
+      return t;
+    } finally {
+      this.loading.delete(offset);
+    }
+  }
+
+  /** A new all-zero table at `offset` (not read from disk), dirty. */
+  async create(offset: number, content?: Uint8Array): Promise<Uint8Array> {
+    await this.makeRoom();
+    const t = content ? Uint8Array.from(content) : new Uint8Array(this.tableSize);
+    this.tables.delete(offset);
+    this.tables.set(offset, t);
+    this.dirty.add(offset);
+    return t;
+  }
+
+  /** Puts an already-written table in the cache, clean. */
+  async insertClean(offset: number, content: Uint8Array): Promise<void> {
+    await this.makeRoom();
+    this.tables.set(offset, content);
+    this.dirty.delete(offset);
+  }
+
+  markDirty(offset: number): void {
+    if (this.tables.has(offset)) this.dirty.add(offset);
+  }
+
+  hasDirty(): boolean {
+    return this.dirty.size > 0;
+  }
+
+  /** Forgets a table whose cluster was freed; unwritten changes to it no longer matter. */
+  drop(offset: number): void {
+    this.tables.delete(offset);
+    this.dirty.delete(offset);
+  }
+
+  /** Writes every dirty table, in offset order (sequential I/O). */
+  async writeDirty(): Promise<boolean> {
+    if (this.dirty.size === 0) return false;
+    const offsets = [...this.dirty].sort((a, b) => a - b);
+    for (const off of offsets) {
+      const t = this.tables.get(off);
+      this.dirty.delete(off);
+      if (t) await this.file.write(off, t);
+    }
+    return true;
+  }
+
+  private async makeRoom(): Promise<void> {
+    while (this.tables.size >= this.maxTables) {
+      let victim: number | undefined;
+      for (const off of this.tables.keys()) {
+        if (!this.dirty.has(off)) {
+          victim = off;
+          break;
+        }
+      }
+      if (victim === undefined) {
+        // All dirty: write the oldest back after what it depends on.
+        victim = this.tables.keys().next().value as number;
+        await this.beforeWriteBack();
+        const t = this.tables.get(victim);
+        if (t && this.dirty.has(victim)) {
+          this.dirty.delete(victim);
+          await this.file.write(victim, t);
+        }
+      }
+      this.tables.delete(victim);
+    }
+  }
+}

@@ -1,0 +1,316 @@
+import { BlockError } from '../errors.js';
+import { ZERO_CHUNK } from '../request.js';
+import { compressCluster } from './compress.js';
+import { classify, compressedClusters, compressedRef, encodeCompressed, isInPlace, type L2Entry } from './entry.js';
+import type { Mapping, Qcow2Image } from './image.js';
+import { COPIED_HI, entryOffset, offsetHi, offsetLo, setEntry, viewOf, ZERO_LO } from './layout.js';
+import type { RefcountManager } from './refcount.js';
+
+type Plan =
+  | { kind: 'inplace'; hostOffset: number; length: number }
+  | { kind: 'alloc'; offset: number; length: number; old: L2Entry[]; host: number };
+
+/**
+ * Everything that changes a qcow2 image's mapping: allocating writes with
+ * copy-on-write, zero writes, discards and compressed writes.
+ *
+ * Each request holds a range lock on the clusters it touches (so two writers
+ * of one cluster never both allocate it) and takes the metadata mutex only
+ * for lookups and table updates. An allocating write plans under the mutex
+ * (new clusters counted), writes the data without it, and only then updates
+ * the L2 entries: tables never point at unwritten data.
+ */
+export class Qcow2Writer {
+  /** Byte offset where the next compressed cluster may go (inside a partly used host cluster). */
+  private compressCursor: number | undefined;
+
+  constructor(
+    private readonly img: Qcow2Image,
+    private readonly rc: RefcountManager,
+  ) {}
+
+  private get cs(): number {
+    return this.img.layout.clusterSize;
+  }
+
+  private async locked<T>(offset: number, length: number, fn: () => Promise<T>): Promise<T> {
+    const L = this.img.layout;
+    const release = await this.img.ranges.acquire(L.clusterStart(offset), L.clusterEnd(offset + length));
+    try {
+      return await fn();
+    } finally {
+      release();
+    }
+  }
+
+  write(offset: number, data: Uint8Array): Promise<void> {
+    if (data.length === 0) return Promise.resolve();
+    return this.locked(offset, data.length, () => this.writeLocked(offset, data));
+  }
+
+  private async writeLocked(offset: number, data: Uint8Array): Promise<void> {
+    for (let pos = 0; pos < data.length; ) {
+      const plan = await this.img.meta.run(() => this.plan(offset + pos, data.length - pos));
+      const chunk = data.subarray(pos, pos + plan.length);
+      if (plan.kind === 'inplace') await this.img.file.write(plan.hostOffset, chunk);
+      else await this.writeAllocated(plan, chunk);
+      pos += plan.length;
+    }
+  }
+
+  /** The L2 table for L1 index i, allocated or copied (when shared with a snapshot) so it can be changed. */
+  private async l2ForWrite(i: number): Promise<number> {
+    const img = this.img;
+    const off = img.l2Offset(i);
+    if (off !== 0 && img.l1Copied(i)) return off;
+    const copy = off === 0 ? undefined : Uint8Array.from(await img.l2Cache.get(off));
+    const fresh = (await this.rc.allocate(1)) * this.cs;
+    await img.l2Cache.create(fresh, copy);
+    img.setL1(i, fresh);
+    if (off !== 0) this.rc.free(off / this.cs);
+    return fresh;
+  }
+
+  /** One run of clusters the write can handle the same way, within one L2 table. Under the mutex. */
+  private async plan(offset: number, length: number): Promise<Plan> {
+    const img = this.img;
+    const L = img.layout;
+    const v = img.version;
+    const view = viewOf(await img.l2Cache.get(await this.l2ForWrite(L.l1Index(offset))));
+    let idx = L.l2Index(offset);
+    const inCluster = offset % L.clusterSize;
+    const max = Math.min(length, (L.l2Entries - idx) * L.clusterSize - inCluster);
+    let len = Math.min(max, L.clusterSize - inCluster);
+    const first = img.readEntry(view, idx);
+    if (isInPlace(first, v)) {
+      let host = img.checkHostOffset(entryOffset(first.hi, first.lo), 'data cluster');
+      const start = host + inCluster;
+      while (len < max) {
+        const e = img.readEntry(view, ++idx);
+        if (!isInPlace(e, v) || entryOffset(e.hi, e.lo) !== host + L.clusterSize) break;
+        host += L.clusterSize;
+        len = Math.min(max, len + L.clusterSize);
+      }
+      return { kind: 'inplace', hostOffset: start, length: len };
+    }
+    const old = [first];
+    while (len < max) {
+      const e = img.readEntry(view, ++idx);
+      if (isInPlace(e, v)) break;
+      old.push(e);
+      len = Math.min(max, len + L.clusterSize);
+    }
+    const host = await this.rc.allocate(old.length);
+    return { kind: 'alloc', offset, length: len, old, host };
+  }
+
+  /** What a read of one guest cluster returns now (for copy-on-write of a partial write). */
+  private async oldCluster(e: L2Entry, guestCluster: number): Promise<Uint8Array> {
+    const kind = classify(e, this.img.version);
+    const m: Mapping = { kind, offset: guestCluster, length: this.cs, hostOffset: kind === 'normal' ? entryOffset(e.hi, e.lo) : 0, entry: e };
+    const buf = new Uint8Array(this.cs);
+    await this.img.readMapped(m, buf);
+    return buf;
+  }
+
+  private async writeAllocated(plan: Extract<Plan, { kind: 'alloc' }>, data: Uint8Array): Promise<void> {
+    const cs = this.cs;
+    const head = plan.offset % cs;
+    const end = plan.offset + plan.length;
+    const tail = (cs - (end % cs)) % cs;
+    const bufs: Uint8Array[] = [];
+    let firstOld: Uint8Array | undefined;
+    if (head > 0) {
+      firstOld = await this.oldCluster(plan.old[0]!, plan.offset - head);
+      bufs.push(firstOld.subarray(0, head));
+    }
+    bufs.push(data);
+    if (tail > 0) {
+      const last = plan.old.length === 1 && firstOld ? firstOld : await this.oldCluster(plan.old[plan.old.length - 1]!, end - (end % cs));
+      bufs.push(last.subarray(cs - tail));
+    }
+    try {
+      await this.img.file.writev(plan.host * cs, bufs);
+    } catch (err) {
+      for (let i = 0; i < plan.old.length; i++) this.rc.free(plan.host + i);
+      throw err;
+    }
+    await this.img.meta.run(async () => {
+      const L = this.img.layout;
+      const l2off = await this.l2ForWrite(L.l1Index(plan.offset));
+      const view = viewOf(await this.img.l2Cache.get(l2off));
+      const idx = L.l2Index(plan.offset);
+      for (let i = 0; i < plan.old.length; i++) {
+        const h = (plan.host + i) * cs;
+        setEntry(view, idx + i, offsetHi(h) | COPIED_HI, offsetLo(h));
+        this.release(plan.old[i]!);
+      }
+      this.img.l2Cache.markDirty(l2off);
+    });
+  }
+
+  /** Queues the decrement for whatever host clusters an entry that is being replaced held. */
+  private release(e: L2Entry): void {
+    switch (classify(e, this.img.version)) {
+      case 'normal':
+      case 'zero': {
+        const off = entryOffset(e.hi, e.lo);
+        if (off !== 0) this.rc.free(this.img.checkHostOffset(off, 'data cluster') / this.cs);
+        return;
+      }
+      case 'compressed':
+        for (const c of compressedClusters(compressedRef(e, this.img.layout), this.img.layout)) this.rc.free(c);
+        return;
+      case 'unallocated':
+        return;
+    }
+  }
+
+  /** Whether a cluster reads as zeroes now, so zeroing part of it changes nothing. */
+  private async readsZero(offset: number): Promise<boolean> {
+    const m = await this.img.meta.run(() => this.img.map(offset, 1));
+    return m.kind === 'zero' || (m.kind === 'unallocated' && !this.img.hasBacking());
+  }
+
+  writeZeroes(offset: number, length: number, mayUnmap: boolean): Promise<void> {
+    if (length === 0) return Promise.resolve();
+    return this.locked(offset, length, async () => {
+      const L = this.img.layout;
+      const end = offset + length;
+      // Whole clusters get the zero flag; the partial head and tail get written zeroes.
+      const fullStart = L.clusterEnd(offset);
+      const fullEnd = end === this.img.size() ? L.clusterEnd(end) : L.clusterStart(end);
+      if (fullStart >= fullEnd) {
+        await this.zeroPartial(offset, length);
+        return;
+      }
+      if (offset < fullStart) await this.zeroPartial(offset, fullStart - offset);
+      await this.zeroClusters(fullStart, Math.min(fullEnd, L.clusterEnd(this.img.size())), mayUnmap);
+      if (end > fullEnd) await this.zeroPartial(fullEnd, end - fullEnd);
+    });
+  }
+
+  private async zeroPartial(offset: number, length: number): Promise<void> {
+    if (await this.readsZero(offset)) return;
+    await this.writeLocked(offset, ZERO_CHUNK.subarray(0, length));
+  }
+
+  private async zeroClusters(start: number, end: number, mayUnmap: boolean): Promise<void> {
+    const img = this.img;
+    if (img.version < 3 && img.hasBacking()) {
+      // No zero flag in version 2: unallocating would expose the backing file.
+      for (let off = start; off < end; off += ZERO_CHUNK.length) {
+        const n = Math.min(ZERO_CHUNK.length, end - off, img.size() - off);
+        await this.writeLocked(off, ZERO_CHUNK.subarray(0, n));
+      }
+      return;
+    }
+    await this.updateEntries(start, end, (e) => {
+      const kind = classify(e, img.version);
+      if (img.version < 3) return { hi: 0, lo: 0 };
+      // Keep a preallocated cluster unless unmapping is allowed (QEMU's zero-alloc clusters).
+      if (!mayUnmap && (kind === 'normal' || kind === 'zero') && (e.hi & COPIED_HI) !== 0) return { hi: e.hi, lo: e.lo | ZERO_LO };
+      return { hi: 0, lo: ZERO_LO };
+    });
+  }
+
+  discard(offset: number, length: number): Promise<void> {
+    if (length === 0) return Promise.resolve();
+    return this.locked(offset, length, async () => {
+      const L = this.img.layout;
+      // Only whole clusters are discarded (a partial one is left as it is, as QEMU does).
+      const start = L.clusterEnd(offset);
+      const end = offset + length === this.img.size() ? L.clusterEnd(offset + length) : L.clusterStart(offset + length);
+      if (start >= end) return;
+      const img = this.img;
+      await this.updateEntries(start, end, (e) => {
+        const kind = classify(e, img.version);
+        if (kind === 'unallocated' && !img.hasBacking()) return e;
+        // Version 3 keeps discarded clusters reading as zeroes rather than exposing a backing file.
+        return img.version >= 3 ? { hi: 0, lo: ZERO_LO } : { hi: 0, lo: 0 };
+      });
+    });
+  }
+
+  /**
+   * Rewrites the L2 entries of whole clusters [start, end) with `next(old)`,
+   * releasing the host clusters that replaced entries held. L2 tables that do
+   * not exist are only created when the image has a backing file (without
+   * one, their clusters already read as zeroes).
+   */
+  private async updateEntries(start: number, end: number, next: (e: L2Entry) => L2Entry): Promise<void> {
+    const img = this.img;
+    const L = img.layout;
+    await img.meta.run(async () => {
+      for (let off = start; off < end; ) {
+        const l1i = L.l1Index(off);
+        const chunkEnd = Math.min(end, (l1i + 1) * L.l2Coverage);
+        if (img.l2Offset(l1i) === 0 && !img.hasBacking()) {
+          off = chunkEnd;
+          continue;
+        }
+        const l2off = await this.l2ForWrite(l1i);
+        const view = viewOf(await img.l2Cache.get(l2off));
+        for (let idx = L.l2Index(off); off < chunkEnd; off += L.clusterSize, idx++) {
+          const e = img.readEntry(view, idx);
+          const n = next(e);
+          if (n.hi === e.hi && n.lo === e.lo) continue;
+          if (entryOffset(n.hi, n.lo) !== entryOffset(e.hi, e.lo) || classify(n, img.version) === 'compressed' || classify(e, img.version) === 'compressed') {
+            this.release(e);
+          }
+          setEntry(view, idx, n.hi, n.lo);
+        }
+        img.l2Cache.markDirty(l2off);
+      }
+    });
+  }
+
+  /** Writes one whole cluster compressed; a cluster that does not shrink is written normally. */
+  writeCompressed(offset: number, data: Uint8Array): Promise<void> {
+    const cs = this.cs;
+    const img = this.img;
+    if (offset % cs !== 0 || (data.length !== cs && offset + data.length !== img.size())) {
+      return Promise.reject(new BlockError('INVALID_ARGUMENT', `compressed writes must cover exactly one cluster (offset ${offset}, length ${data.length})`, { errno: 'EINVAL' }));
+    }
+    return this.locked(offset, data.length, async () => {
+      const full = data.length === cs ? data : Uint8Array.from({ length: cs }, (_, i) => (i < data.length ? data[i]! : 0));
+      const packed = await compressCluster(full);
+      if (!packed) return this.writeLocked(offset, data);
+      const at = await img.meta.run(() => this.allocBytes(packed.length));
+      try {
+        await img.file.write(at, packed);
+      } catch (err) {
+        for (const c of compressedClusters({ offset: at, length: packed.length }, img.layout)) this.rc.free(c);
+        throw err;
+      }
+      await img.meta.run(async () => {
+        const l2off = await this.l2ForWrite(img.layout.l1Index(offset));
+        const view = viewOf(await img.l2Cache.get(l2off));
+        const idx = img.layout.l2Index(offset);
+        const old = img.readEntry(view, idx);
+        const e = encodeCompressed(at, packed.length, img.layout);
+        setEntry(view, idx, e.hi, e.lo);
+        this.release(old);
+        img.l2Cache.markDirty(l2off);
+      });
+    });
+  }
+
+  /** Byte-granular allocation for compressed data: packs streams into partly used clusters. */
+  private async allocBytes(n: number): Promise<number> {
+    const cs = this.cs;
+    const cur = this.compressCursor;
+    if (cur !== undefined && cs - (cur % cs) >= n && (await this.rc.tryIncrement(Math.floor(cur / cs)))) {
+      this.compressCursor = (cur + n) % cs === 0 ? undefined : cur + n;
+      return cur;
+    }
+    const at = (await this.rc.allocate(Math.ceil(n / cs))) * cs;
+    this.compressCursor = (at + n) % cs === 0 ? undefined : at + n;
+    return at;
+  }
+
+  /** Freed clusters may be reused from now on: the cursor's cluster might be one of them. */
+  forgetCompressCursor(): void {
+    this.compressCursor = undefined;
+  }
+}
