@@ -1,8 +1,141 @@
-import type { Command } from 'commander';
+import { type Command, CommanderError, Option } from 'commander';
+import { imgCompare } from '../../src/cli/img/compare.js';
+import { imgConvert } from '../../src/cli/img/convert.js';
+import { imgCreate } from '../../src/cli/img/create.js';
+import { imgInfo } from '../../src/cli/img/info.js';
+import { imgMap } from '../../src/cli/img/map.js';
+import { type ImgIo, printFailure, processIo, runSubcommand, usageError } from '../../src/cli/img/output.js';
 import { addImgCheck } from './img-check.js';
+
+const collect = (v: string, prev: string[]): string[] => [...prev, v];
+
+/** Runs a subcommand body and records its exit code (output is flushed by Node before exit). */
+async function run(body: (io: ImgIo) => Promise<number>, failCode = 1): Promise<void> {
+  process.exitCode = await runSubcommand(processIo, () => body(processIo), failCode);
+}
+
+/**
+ * Commander's parse errors in qemu-img's words ("unrecognized option '-x'",
+ * "missing argument for option '-f'") with the usage hint, exit code 1.
+ */
+function qemuStyleParseErrors(err: CommanderError): never {
+  const quoted = /'([^']*)'/.exec(err.message)?.[1] ?? '';
+  if (err.code === 'commander.unknownOption') {
+    printFailure(processIo, usageError(`unrecognized option '${quoted}'`));
+    process.exit(1);
+  }
+  if (err.code === 'commander.optionMissingArgument') {
+    printFailure(processIo, usageError(`missing argument for option '${quoted.split(/[ ,]/)[0]}'`));
+    process.exit(1);
+  }
+  if (err.code !== 'commander.helpDisplayed' && err.code !== 'commander.help' && err.code !== 'commander.version') {
+    printFailure(processIo, usageError(err.message.replace(/^error: /, '')));
+  }
+  process.exit(err.exitCode);
+}
+
+const outputOption = () => new Option('--output <format>', "'human' (default) or 'json'");
 
 /** `blockemu img …`: a subset of qemu-img with the same options and output. */
 export function addImgCommand(program: Command): void {
-  const img = program.command('img').description('create, inspect, check and convert images (like qemu-img)');
+  const img = program
+    .command('img')
+    .description('create, inspect, check and convert images (like qemu-img)')
+    // Set before the subcommands are added: they inherit both.
+    .exitOverride(qemuStyleParseErrors)
+    .configureOutput({ outputError: () => undefined });
+
+  img
+    .command('create')
+    .description('create an image (qemu-img create)')
+    .usage('[-q] [-f fmt] [-b backing_file [-F backing_fmt]] [-o options] filename [size]')
+    .option('-f <fmt>', 'image format (raw or qcow2; default raw)')
+    .option('-b <backing_file>', 'backing file (qcow2)')
+    .option('-F <backing_fmt>', 'backing file format')
+    .option('-o <options>', 'creation options, e.g. cluster_size=4k,compat=1.1', collect, [] as string[])
+    .option('-q', 'quiet: do not print the Formatting line')
+    .argument('[args...]', 'filename [size]')
+    .action(async (args: string[], o: { f?: string; b?: string; F?: string; o: string[]; q?: boolean }) =>
+      run((io) => imgCreate(io, { format: o.f, backingFile: o.b, backingFormat: o.F, options: o.o, quiet: o.q === true, args })),
+    );
+
+  img
+    .command('info')
+    .description('show information about an image (qemu-img info)')
+    .usage('[-f fmt] [--output=ofmt] [--backing-chain] [-U] filename')
+    .option('-f <fmt>', 'image format (probed when absent)')
+    .addOption(outputOption())
+    .option('--backing-chain', 'show every image of the backing chain')
+    .option('-U, --force-share', 'accepted for compatibility (blockemu takes no image locks)')
+    .argument('[args...]', 'filename')
+    .action(async (args: string[], o: { f?: string; output?: string; backingChain?: boolean }) =>
+      run((io) => imgInfo(io, { format: o.f, output: o.output, backingChain: o.backingChain === true, args })),
+    );
+
+  img
+    .command('map')
+    .description('dump the image mapping (qemu-img map)')
+    .usage('[-f fmt] [--output=ofmt] [--start-offset=offset] [--max-length=len] [-U] filename')
+    .option('-f <fmt>', 'image format (probed when absent)')
+    .addOption(outputOption())
+    .option('--start-offset <offset>', 'first byte to map')
+    .option('--max-length <len>', 'how many bytes to map')
+    .option('-U, --force-share', 'accepted for compatibility (blockemu takes no image locks)')
+    .argument('[args...]', 'filename')
+    .action(async (args: string[], o: { f?: string; output?: string; startOffset?: string; maxLength?: string }) =>
+      run((io) => imgMap(io, { format: o.f, output: o.output, startOffset: o.startOffset, maxLength: o.maxLength, args })),
+    );
+
+  img
+    .command('compare')
+    .description('check whether two images have the same content (qemu-img compare)')
+    .usage('[-f fmt] [-F fmt] [-p] [-q] [-s] [-U] filename1 filename2')
+    .option('-f <fmt>', 'format of the first image')
+    .option('-F <fmt>', 'format of the second image')
+    .option('-p', 'show progress')
+    .option('-q', 'quiet')
+    .option('-s', 'strict: also fail on a size or allocation difference')
+    .option('-U, --force-share', 'accepted for compatibility (blockemu takes no image locks)')
+    .argument('[args...]', 'filename1 filename2')
+    .action(async (args: string[], o: { f?: string; F?: string; p?: boolean; q?: boolean; s?: boolean }) =>
+      run((io) => imgCompare(io, { format1: o.f, format2: o.F, progress: o.p === true, quiet: o.q === true, strict: o.s === true, args }), 2),
+    );
+
+  img
+    .command('convert')
+    .description('copy an image, possibly to another format (qemu-img convert)')
+    .usage('[-c] [-p] [-q] [-f fmt] [-O output_fmt] [-B backing_file [-F backing_fmt]] [-o options] [-S sparse_size] filename output_filename')
+    .option('-f <fmt>', 'source format (probed when absent)')
+    .option('-O <output_fmt>', 'target format (default raw)')
+    .option('-B <backing_file>', 'backing file of the target')
+    .option('-F <backing_fmt>', 'format of the target backing file')
+    .option('-o <options>', 'target creation options', collect, [] as string[])
+    .option('-S <sparse_size>', 'zero run length that is left unallocated (default 4k; 0 = fully allocate)')
+    .option('-c', 'compress the target (qcow2)')
+    .option('-p', 'show progress')
+    .option('-q', 'quiet')
+    .option('-U, --force-share', 'accepted for compatibility (blockemu takes no image locks)')
+    .argument('[args...]', 'filename output_filename')
+    .action(
+      async (
+        args: string[],
+        o: { f?: string; O?: string; B?: string; F?: string; o: string[]; S?: string; c?: boolean; p?: boolean; q?: boolean },
+      ) =>
+        run((io) =>
+          imgConvert(io, {
+            format: o.f,
+            outputFormat: o.O,
+            backingFile: o.B,
+            backingFormat: o.F,
+            options: o.o,
+            sparseSize: o.S,
+            compress: o.c === true,
+            progress: o.p === true,
+            quiet: o.q === true,
+            args,
+          }),
+        ),
+    );
+
   addImgCheck(img);
 }

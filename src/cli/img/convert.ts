@@ -1,0 +1,246 @@
+import { isZero } from '../../image/request.js';
+import { createImage, isFormat, openImage } from '../../image/open.js';
+import type { CreateOptions } from '../../image/create.js';
+import { Qcow2Image } from '../../image/qcow2/image.js';
+import type { BlockImage, ImageFormat } from '../../image/types.js';
+import { type Fail, parseCreateOptions, qcow2CreateOptions, str } from './create-opts.js';
+import { chainNames, innerOpenMessage, openForCli } from './open.js';
+import { type ImgIo, ImgFailure } from './output.js';
+import { Progress } from './progress.js';
+import { parseQemuSize } from './size-arg.js';
+import { chainStatus } from './status.js';
+
+export interface ConvertArgs {
+  format?: string;
+  outputFormat?: string;
+  backingFile?: string;
+  backingFormat?: string;
+  options: string[];
+  sparseSize?: string;
+  compress: boolean;
+  progress: boolean;
+  quiet: boolean;
+  args: string[];
+}
+
+/** Largest piece read and written at once: memory stays bounded whatever the image size (qemu-img's buffer). */
+const BUF = 2 << 20;
+const MAX_SPARSE = 16 << 20;
+
+/** What to do with a run of the source (qemu-img convert's BLK_DATA / BLK_ZERO / BLK_BACKING_FILE). */
+type RunKind = 'data' | 'zero' | 'backing';
+
+/** One step of the copy: a run piece small enough to buffer. */
+interface Step {
+  offset: number;
+  length: number;
+  kind: RunKind;
+}
+
+interface Plan {
+  src: BlockImage;
+  srcNames: string[];
+  size: number;
+  /** Bytes of zeroes in a row that may stay unallocated; 0 = allocate everything (-S 0). */
+  minSparse: number;
+  compressed: boolean;
+  clusterSize: number;
+  targetHasBacking: boolean;
+  targetBackingSize: number;
+}
+
+/**
+ * `blockemu img convert`: copies SRC into a new DST run by run, reading at
+ * most BUF bytes at a time, so memory does not grow with the image. Runs that
+ * read as zeroes are not written (the new target already reads zeroes) unless
+ * the target has a backing file, where they become explicit zeroes; inside
+ * data runs, aligned zero blocks of -S bytes (4k) are skipped the same way.
+ * With a backing file (-B), runs the source leaves to its own backing file are
+ * left to the target's, as qemu-img does (it assumes the two backing files
+ * hold the same data). -c writes every cluster compressed.
+ */
+export async function imgConvert(io: ImgIo, a: ConvertArgs): Promise<number> {
+  const progress = new Progress(io, a.progress && !a.quiet, 1.0);
+  const opened: BlockImage[] = [];
+  try {
+    const minSparse = parseSparse(a.sparseSize);
+    const dash = a.args.find((x) => x.startsWith('-') && x !== '-');
+    if (dash !== undefined) throw new ImgFailure(`unrecognized option '${dash}'`, { usage: true });
+    if (a.args.length < 2) throw new ImgFailure('Must specify image file name');
+    if (a.args.length > 2) throw new ImgFailure('blockemu converts one source image at a time (several sources are not supported)');
+    const [srcName, dstName] = a.args as [string, string];
+    progress.advance(0);
+
+    const src = await openForCli(srcName, { format: a.format });
+    opened.push(src);
+    const outFmt = a.outputFormat ?? 'raw';
+    if (!isFormat(outFmt)) throw new ImgFailure(`Unknown file format '${outFmt}'`);
+    const values = parseCreateOptions(outFmt, a.options, '');
+    if (a.backingFile !== undefined) {
+      if (outFmt === 'raw') throw new ImgFailure("Backing file not supported for file format 'raw'");
+      values.set('backing_file', { text: a.backingFile, value: a.backingFile });
+    }
+    if (a.backingFormat !== undefined) values.set('backing_fmt', { text: a.backingFormat, value: a.backingFormat });
+    const backingFile = str(values.get('backing_file'));
+    const backingFmt = str(values.get('backing_fmt'));
+    if (backingFile !== undefined && backingFmt === undefined) throw new ImgFailure('Use of backing file requires explicit backing format');
+    if (a.compress && outFmt !== 'qcow2') throw new ImgFailure('Compression not supported for this file format');
+
+    const fail: Fail = (msg) => new ImgFailure(`${dstName}: error while converting ${outFmt}: ${msg}`);
+    const opts: CreateOptions = { format: outFmt, size: src.size() };
+    if (outFmt === 'qcow2') Object.assign(opts, qcow2CreateOptions(values, fail));
+    const prealloc = str(values.get('preallocation'));
+    if (prealloc !== undefined && prealloc !== 'off') throw fail(`Preallocation mode '${prealloc}' is not supported by blockemu (only 'off')`);
+    if (backingFile !== undefined) {
+      if (!isFormat(backingFmt!)) throw fail(`Unknown driver '${backingFmt}'`);
+      opts.backingFile = backingFile;
+      opts.backingFormat = backingFmt;
+    } else if (backingFmt !== undefined) throw fail('Backing format cannot be used without backing file');
+    try {
+      await createImage(dstName, opts);
+    } catch (err) {
+      const msg = err instanceof Error ? err.message : String(err);
+      const openPrefix = `Could not open '${dstName}': `;
+      throw fail(msg.startsWith(openPrefix) ? `Could not create '${dstName}': ${msg.slice(openPrefix.length)}` : msg);
+    }
+    let dst: BlockImage;
+    try {
+      dst = await openImage(dstName, { format: outFmt, readOnly: false });
+    } catch (err) {
+      throw new ImgFailure(`Could not open '${dstName}': ${innerOpenMessage(err, dstName)}`);
+    }
+    opened.push(dst);
+    if (a.compress && !(dst instanceof Qcow2Image)) throw new ImgFailure('Compression not supported for this file format');
+    const plan: Plan = {
+      src,
+      srcNames: chainNames(src, srcName),
+      size: src.size(),
+      minSparse,
+      compressed: a.compress,
+      clusterSize: dst.info().clusterSize ?? 65536,
+      targetHasBacking: dst.backing() !== undefined,
+      targetBackingSize: dst.backing()?.size() ?? -1,
+    };
+    await copy(plan, dst, progress, a.progress && !a.quiet);
+    await dst.flush();
+    progress.setAbsolute(100);
+    return 0;
+  } finally {
+    progress.end();
+    for (const img of opened.reverse()) await img.close().catch(() => undefined);
+  }
+}
+
+function parseSparse(text: string | undefined): number {
+  if (text === undefined) return 4096;
+  const r = parseQemuSize(text);
+  if (!r.ok) {
+    throw new ImgFailure([
+      'Invalid buffer size for sparse output specified. You may use k, M, G, T, P or E suffixes for',
+      'kilobytes, megabytes, gigabytes, terabytes, petabytes and exabytes.',
+    ]);
+  }
+  const v = Number(r.value);
+  if (r.value > BigInt(MAX_SPARSE) || v % 512 !== 0) {
+    throw new ImgFailure(
+      `Invalid buffer size for sparse output specified. Valid sizes are multiples of 512 up to ${MAX_SPARSE}. Select 0 to disable sparse detection (fully allocates output).`,
+    );
+  }
+  return v;
+}
+
+/** How the source's run at `offset` is copied (qemu-img's classification, see imgConvert). */
+async function classify(p: Plan, offset: number): Promise<{ kind: RunKind; end: number }> {
+  const e = await chainStatus(p.src, p.srcNames, offset, p.size - offset);
+  const end = offset + e.length;
+  let kind: RunKind;
+  if (p.targetHasBacking) {
+    // Only the source's own layer counts: what it leaves to its backing file, the target leaves to its own.
+    const topZero = (e.depth === 0 && e.zero) || e.beyondBacking === true;
+    if (topZero) kind = p.targetBackingSize >= 0 && offset >= p.targetBackingSize ? 'backing' : 'zero';
+    else if (e.depth === 0 && e.data) kind = 'data';
+    else kind = 'backing';
+  } else {
+    kind = e.zero ? 'zero' : 'data';
+  }
+  return { kind, end };
+}
+
+/**
+ * The run pieces in copy order, as qemu-img cuts them: data in pieces of at
+ * most BUF bytes from the start of its run; with -c, single whole clusters
+ * (a run shorter than a cluster is copied as one data cluster).
+ */
+async function* steps(p: Plan): AsyncGenerator<Step> {
+  let run: { kind: RunKind; end: number } | undefined;
+  for (let off = 0; off < p.size; ) {
+    if (!run || run.end <= off) run = await classify(p, off);
+    let kind = run.kind;
+    let n = run.end - off;
+    // Compressed output goes one cluster per request, as in qemu-img.
+    if (kind === 'data' || (p.minSparse === 0 && kind === 'zero')) n = Math.min(n, p.compressed ? p.clusterSize : BUF);
+    if (p.compressed) {
+      const cs = p.clusterSize;
+      if (n < cs) {
+        n = Math.min(cs, p.size - off);
+        kind = 'data';
+      } else n -= n % cs;
+    }
+    yield { offset: off, length: n, kind };
+    off += n;
+  }
+}
+
+/** Whether a step counts towards progress (qemu counts what it has to read). */
+function counted(p: Plan, s: Step): boolean {
+  return s.kind === 'data' || (p.minSparse === 0 && s.kind === 'zero');
+}
+
+async function copy(p: Plan, dst: BlockImage, progress: Progress, showProgress: boolean): Promise<void> {
+  // The total to report against needs a first pass over the run structure (no data is read for qcow2).
+  let total = 0;
+  if (showProgress) for await (const s of steps(p)) if (counted(p, s)) total += s.length;
+  const hasZeroInit = p.minSparse > 0 && !p.targetHasBacking;
+  let done = 0;
+  for await (const s of steps(p)) {
+    if (s.kind === 'data' || (p.minSparse === 0 && s.kind === 'zero')) {
+      const buf = s.kind === 'data' ? await p.src.read(s.offset, s.length) : new Uint8Array(s.length);
+      await writeData(p, dst, s.offset, buf, hasZeroInit);
+    } else if (s.kind === 'zero' && !hasZeroInit) {
+      await dst.writeZeroes(s.offset, s.length, { mayUnmap: !p.targetHasBacking });
+    }
+    if (counted(p, s)) {
+      done += s.length;
+      if (total > 0) progress.setAbsolute((100 * (done / 512)) / (total / 512));
+    }
+  }
+}
+
+/** Writes a buffer of source data, leaving or zeroing aligned all-zero blocks of minSparse bytes. */
+async function writeData(p: Plan, dst: BlockImage, offset: number, buf: Uint8Array, hasZeroInit: boolean): Promise<void> {
+  if (p.compressed) {
+    // qemu-img skips a compressed piece only when all of it is zero.
+    if (isZero(buf)) {
+      if (!hasZeroInit) await dst.writeZeroes(offset, buf.length, { mayUnmap: !p.targetHasBacking });
+      return;
+    }
+    const q = dst as Qcow2Image;
+    for (let i = 0; i < buf.length; i += p.clusterSize) {
+      await q.writeCompressed(offset + i, buf.subarray(i, Math.min(buf.length, i + p.clusterSize)));
+    }
+    return;
+  }
+  if (p.minSparse === 0) return dst.write(offset, buf);
+  const blk = p.minSparse;
+  let i = 0;
+  while (i < buf.length) {
+    // Cut at absolute multiples of the sparse size, so zero blocks line up with the target's.
+    const blockEnd = (pos: number) => Math.min(buf.length, Math.floor((offset + pos) / blk) * blk + blk - offset);
+    const zero = isZero(buf, i, blockEnd(i));
+    let j = blockEnd(i);
+    while (j < buf.length && isZero(buf, j, blockEnd(j)) === zero) j = blockEnd(j);
+    if (!zero) await dst.write(offset + i, buf.subarray(i, j));
+    else if (!hasZeroInit) await dst.writeZeroes(offset + i, j - i, { mayUnmap: !p.targetHasBacking });
+    i = j;
+  }
+}

@@ -1,0 +1,192 @@
+import type { CreateOptions } from '../../image/create.js';
+import type { ImageFormat } from '../../image/types.js';
+import { ImgFailure } from './output.js';
+import { INT64_MAX, parseQemuSize, sizeParamError } from './size-arg.js';
+
+/**
+ * Image creation options (`-o key=value,…`) with qemu-img 7.2's parsing,
+ * validation messages and "Formatting '…', fmt=… …" line. The option tables
+ * list, in the order qemu-img prints them, every option of QEMU's raw and
+ * qcow2 drivers that we implement; options QEMU has but we do not are
+ * refused with a message saying so rather than silently ignored.
+ */
+type OptType = 'size' | 'number' | 'bool' | 'string';
+
+interface OptDesc {
+  name: string;
+  type: OptType;
+  /** Printed in the Formatting line even when not given (qemu's def_value_str). */
+  def?: string;
+}
+
+/** Print order observed from qemu-img 7.2 (it is QEMU's merged create-option list order). */
+const QCOW2_OPTS: OptDesc[] = [
+  { name: 'cluster_size', type: 'size', def: '65536' },
+  { name: 'extended_l2', type: 'bool', def: 'off' },
+  { name: 'preallocation', type: 'string' },
+  { name: 'compression_type', type: 'string', def: 'zlib' },
+  { name: 'size', type: 'size' },
+  { name: 'compat', type: 'string' },
+  { name: 'backing_file', type: 'string' },
+  { name: 'backing_fmt', type: 'string' },
+  { name: 'lazy_refcounts', type: 'bool', def: 'off' },
+  { name: 'refcount_bits', type: 'number', def: '16' },
+];
+const RAW_OPTS: OptDesc[] = [
+  { name: 'size', type: 'size' },
+  { name: 'preallocation', type: 'string' },
+];
+/** Options QEMU's drivers have that we do not implement. */
+const UNSUPPORTED: Record<ImageFormat, string[]> = {
+  qcow2: ['encryption', 'encrypt.format', 'encrypt.key-secret', 'encrypt.cipher-alg', 'encrypt.cipher-mode', 'encrypt.ivgen-alg', 'encrypt.ivgen-hash-alg', 'encrypt.hash-alg', 'encrypt.iter-time', 'data_file', 'data_file_raw', 'nocow', 'extent_size_hint'],
+  raw: ['nocow', 'extent_size_hint'],
+};
+
+export function optionTable(fmt: ImageFormat): OptDesc[] {
+  return fmt === 'qcow2' ? QCOW2_OPTS : RAW_OPTS;
+}
+
+/**
+ * Splits an option list as QEMU does: commas separate options, ",," is a
+ * literal comma, a bare key means key=on. Returns undefined for a list QEMU
+ * calls invalid (an empty element).
+ */
+export function splitOptionList(list: string): Array<[string, string]> | undefined {
+  const out: Array<[string, string]> = [];
+  let cur = '';
+  const items: string[] = [];
+  for (let i = 0; i < list.length; i++) {
+    const c = list[i]!;
+    if (c === ',') {
+      if (list[i + 1] === ',') {
+        cur += ',';
+        i++;
+        continue;
+      }
+      items.push(cur);
+      cur = '';
+    } else cur += c;
+  }
+  items.push(cur);
+  for (const item of items) {
+    if (item === '') return undefined;
+    const eq = item.indexOf('=');
+    out.push(eq < 0 ? [item, 'on'] : [item.slice(0, eq), item.slice(eq + 1)]);
+  }
+  return out;
+}
+
+const TRUE_WORDS = ['on', 'yes', 'true', 'y'];
+const FALSE_WORDS = ['off', 'no', 'false', 'n'];
+
+/** One checked option value: `text` is how qemu-img prints it, `value` what it means. */
+export interface OptValue {
+  text: string;
+  value: bigint | boolean | string;
+}
+
+/**
+ * Parses the collected -o lists for format `fmt`. `prefix` starts each error
+ * ("FILE: " for create; convert reports these errors without it).
+ */
+export function parseCreateOptions(fmt: ImageFormat, lists: string[], prefix: string): Map<string, OptValue> {
+  const table = optionTable(fmt);
+  const values = new Map<string, OptValue>();
+  for (const list of lists) {
+    const pairs = splitOptionList(list);
+    if (!pairs) throw new ImgFailure(`Invalid option list: ${list}`);
+    for (const [key, raw] of pairs) {
+      const desc = table.find((d) => d.name === key);
+      if (!desc) {
+        if (UNSUPPORTED[fmt].includes(key)) throw new ImgFailure(`${prefix}Parameter '${key}' is not supported by blockemu`);
+        throw new ImgFailure(`${prefix}Invalid parameter '${key}'`);
+      }
+      values.set(key, parseValue(desc, raw, prefix));
+    }
+  }
+  return values;
+}
+
+function parseValue(desc: OptDesc, raw: string, prefix: string): OptValue {
+  switch (desc.type) {
+    case 'size': {
+      const r = parseQemuSize(raw);
+      if (!r.ok) {
+        if (r.reason === 'range') throw new ImgFailure(`${prefix}Value '${raw}' is out of range for parameter '${desc.name}'`);
+        throw new ImgFailure(`${prefix}${sizeParamError(desc.name)}`);
+      }
+      return { text: r.value.toString(), value: r.value };
+    }
+    case 'number': {
+      // strtoull with base 0: 0x… hex, 0… octal, else decimal.
+      const m = /^\s*\+?(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9]\d*)$/.exec(raw);
+      if (!m) throw new ImgFailure(`${prefix}Parameter '${desc.name}' expects a number`);
+      const s = m[1]!;
+      const v = /^0[xX]/.test(s) ? BigInt(s) : s.length > 1 && s.startsWith('0') ? BigInt(`0o${s.slice(1)}`) : BigInt(s);
+      return { text: v.toString(), value: v };
+    }
+    case 'bool': {
+      if (TRUE_WORDS.includes(raw)) return { text: raw, value: true };
+      if (FALSE_WORDS.includes(raw)) return { text: raw, value: false };
+      throw new ImgFailure(`${prefix}Parameter '${desc.name}' expects 'on' or 'off'`);
+    }
+    case 'string':
+      return { text: raw, value: raw };
+  }
+}
+
+/** "Formatting 'FILE', fmt=qcow2 cluster_size=65536 …" exactly as qemu-img prints it (without newline). */
+export function formattingLine(filename: string, fmt: ImageFormat, values: Map<string, OptValue>): string {
+  const parts = [`Formatting '${filename}', fmt=${fmt}`];
+  for (const d of optionTable(fmt)) {
+    const v = values.get(d.name)?.text ?? d.def;
+    if (v !== undefined) parts.push(`${d.name}=${v}`);
+  }
+  return parts.join(' ');
+}
+
+/** Checks a size against qemu-img's int64 limit; returns it as a number when we can hold it exactly. */
+export function sizeInRange(v: bigint): boolean {
+  return v <= INT64_MAX;
+}
+
+export function str(v: OptValue | undefined): string | undefined {
+  return v === undefined ? undefined : String(v.value);
+}
+
+export type Fail = (msg: string) => ImgFailure;
+
+/** qcow2 option values → CreateOptions, with the messages qemu's qcow2 driver gives. */
+export function qcow2CreateOptions(values: Map<string, OptValue>, fail: Fail): Partial<CreateOptions> {
+  const out: Partial<CreateOptions> = {};
+  const compat = str(values.get('compat'));
+  if (compat !== undefined) {
+    if (compat === '0.10' || compat === 'v2') out.compat = '0.10';
+    else if (compat === '1.1' || compat === 'v3') out.compat = '1.1';
+    else throw fail(`Parameter 'version' does not accept value '${compat}'`);
+  }
+  const cs = values.get('cluster_size')?.value as bigint | undefined;
+  if (cs !== undefined) {
+    const n = Number(cs);
+    if (cs < 512n || cs > 2n * 1024n * 1024n || (n & (n - 1)) !== 0) throw fail('Cluster size must be a power of two between 512 and 2048k');
+    out.clusterSize = n;
+  }
+  if (values.get('extended_l2')?.value === true) throw fail('Extended L2 entries (subclusters) are not supported by blockemu');
+  const ct = str(values.get('compression_type'));
+  if (ct !== undefined && ct !== 'zlib') {
+    if (ct === 'zstd') throw fail("Compression type 'zstd' is not supported by blockemu (only 'zlib')");
+    throw fail(`Parameter 'compression-type' does not accept value '${ct}'`);
+  }
+  const lazy = values.get('lazy_refcounts')?.value === true;
+  const rb = values.get('refcount_bits')?.value as bigint | undefined;
+  const v2 = out.compat === '0.10';
+  if (rb !== undefined) {
+    if (rb === 0n || rb > 64n || (rb & (rb - 1n)) !== 0n) throw fail('Refcount width must be a power of two and may not exceed 64 bits');
+    if (v2 && rb !== 16n) throw fail('Different refcount widths than 16 bits require compatibility level 1.1 or above (use version=v3 or greater)');
+    out.refcountBits = Number(rb);
+  }
+  if (v2 && lazy) throw fail('Lazy refcounts only supported with compatibility level 1.1 and above (use version=v3 or greater)');
+  out.lazyRefcounts = lazy;
+  return out;
+}
+

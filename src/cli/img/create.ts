@@ -1,0 +1,132 @@
+import { BlockError } from '../../image/errors.js';
+import { createImage, isFormat } from '../../image/open.js';
+import type { CreateOptions } from '../../image/create.js';
+import type { ImageFormat } from '../../image/types.js';
+import { type Fail, formattingLine, type OptValue, parseCreateOptions, qcow2CreateOptions, str } from './create-opts.js';
+import { pathCombine, tryOpen } from './open.js';
+import { type ImgIo, ImgFailure, PROG, usageError } from './output.js';
+import { INT64_MAX, parseQemuSize } from './size-arg.js';
+
+export interface CreateArgs {
+  format?: string;
+  backingFile?: string;
+  backingFormat?: string;
+  /** Each -o argument, in order (later keys win, as in qemu-img). */
+  options: string[];
+  quiet: boolean;
+  /** FILE [SIZE] */
+  args: string[];
+}
+
+/** Largest L1 table QEMU accepts (QCOW_MAX_L1_SIZE): bounds the qcow2 virtual size per cluster size. */
+const QCOW2_MAX_L1_BYTES = 32 << 20;
+
+/** `blockemu img create`: qemu-img create's checks, in its order, and its Formatting line. */
+export async function imgCreate(io: ImgIo, a: CreateArgs): Promise<number> {
+  const dash = a.args.find((x) => x.startsWith('-') && x !== '-');
+  if (dash !== undefined) throw usageError(`unrecognized option '${dash}'`);
+  const filename = a.args[0];
+  if (filename === undefined) throw usageError('Expecting image file name');
+  let positionalSize: bigint | undefined;
+  if (a.args[1] !== undefined) positionalSize = parseSizeArg(io, a.args[1]);
+  if (a.args.length > 2) throw usageError(`Unexpected argument: ${a.args[2]}`);
+
+  const fmtName = a.format ?? 'raw';
+  if (!isFormat(fmtName)) throw new ImgFailure(`${filename}: Unknown file format '${fmtName}'`);
+  const fmt: ImageFormat = fmtName;
+  const fail = (msg: string, extra: { noFinalNewline?: boolean } = {}) => new ImgFailure(`${filename}: ${msg}`, extra);
+
+  const values = parseCreateOptions(fmt, a.options, `${filename}: `);
+  if (positionalSize !== undefined) {
+    if (values.has('size')) throw fail('The image size must be specified only once');
+    values.set('size', { text: positionalSize.toString(), value: positionalSize });
+  }
+  // -b/-F override -o backing_file/backing_fmt (qemu-img applies them last).
+  if (a.backingFile !== undefined) {
+    if (fmt === 'raw') throw fail("Backing file not supported for file format 'raw'");
+    values.set('backing_file', { text: a.backingFile, value: a.backingFile });
+  }
+  if (a.backingFormat !== undefined) {
+    if (fmt === 'raw') throw fail("Backing file format not supported for file format 'raw'");
+    values.set('backing_fmt', { text: a.backingFormat, value: a.backingFormat });
+  }
+  const backingFile = str(values.get('backing_file'));
+  const backingFmt = str(values.get('backing_fmt'));
+  if (backingFile !== undefined) {
+    if (backingFile === filename) throw fail('Error: Trying to create an image with the same filename as the backing file');
+    if (backingFile === '') throw fail('Expected backing file name, got empty string');
+    // qemu-img opens the backing chain to check it and, without a size, to take its size.
+    const shown = pathCombine(filename, backingFile);
+    const r = await tryOpen(shown, { format: backingFmt, readOnly: true });
+    if ('inner' in r) throw fail(`${r.inner}\nCould not open backing image.`);
+    const backingSize = r.image.size();
+    const detected = r.image.format;
+    await r.image.close();
+    if (backingFmt === undefined) throw fail(`Backing file specified without backing format\nDetected format of ${detected}.`, { noFinalNewline: true });
+    if (!values.has('size')) values.set('size', { text: String(backingSize), value: BigInt(backingSize) });
+  }
+  const size = values.get('size')?.value as bigint | undefined;
+  if (size === undefined) throw fail('Image creation needs a size parameter');
+
+  if (!a.quiet) io.out(`${formattingLine(filename, fmt, values)}\n`);
+
+  // From here on qemu-img's driver checks, which it runs after printing.
+  if (size > INT64_MAX) throw fail('Could not resize image: Image size cannot be negative');
+  const opts: CreateOptions = { format: fmt };
+  if (fmt === 'qcow2') Object.assign(opts, qcow2CreateOptions(values, fail));
+  const prealloc = str(values.get('preallocation'));
+  if (prealloc !== undefined && prealloc !== 'off') {
+    throw fail(`Preallocation mode '${prealloc}' is not supported by blockemu (only 'off')`);
+  }
+  if (backingFmt !== undefined && backingFile === undefined) throw fail('Backing format cannot be used without backing file');
+  if (backingFmt !== undefined && !isFormat(backingFmt)) throw fail(`Unknown driver '${backingFmt}'`);
+  checkSizeLimit(size, fmt, opts.clusterSize ?? 65536, fail);
+  opts.size = Number(size);
+  if (backingFile !== undefined) {
+    opts.backingFile = backingFile;
+    opts.backingFormat = backingFmt as ImageFormat;
+  }
+  try {
+    await createImage(filename, opts);
+  } catch (err) {
+    throw fail(createErrorText(err, filename, fmt));
+  }
+  return 0;
+}
+
+/** The positional SIZE, with qemu-img's messages for sizes it refuses. */
+function parseSizeArg(io: ImgIo, text: string): bigint {
+  const r = parseQemuSize(text);
+  if (!r.ok && r.reason === 'invalid') {
+    throw new ImgFailure([
+      'Invalid image size specified. You may use k, M, G, T, P or E suffixes for',
+      'kilobytes, megabytes, gigabytes, terabytes, petabytes and exabytes.',
+    ]);
+  }
+  if (!r.ok || r.value > INT64_MAX) throw new ImgFailure('Invalid image size specified. Must be between 0 and 9223372036854775807.');
+  if (r.hexWithSuffix) io.err(`${PROG}: warning: Using a multiplier suffix on hex numbers is deprecated: ${text}\n`);
+  return r.value;
+}
+
+function checkSizeLimit(size: bigint, fmt: ImageFormat, clusterSize: number, fail: Fail): void {
+  if (fmt === 'qcow2') {
+    const perL1 = BigInt(clusterSize) * BigInt(clusterSize / 8);
+    const l1 = (size + perL1 - 1n) / perL1;
+    if (l1 * 8n > BigInt(QCOW2_MAX_L1_BYTES) || size > BigInt(Number.MAX_SAFE_INTEGER)) {
+      throw fail("The image size is too large for file format 'qcow2' (try using a larger cluster size)");
+    }
+  } else if (size > BigInt(Number.MAX_SAFE_INTEGER)) {
+    throw fail("The image size is too large for file format 'raw'");
+  }
+}
+
+/** The image layer's creation errors in qemu's words where they differ. */
+function createErrorText(err: unknown, filename: string, fmt: ImageFormat): string {
+  const msg = err instanceof Error ? err.message : String(err);
+  if (err instanceof BlockError && err.code === 'IO') {
+    const openPrefix = `Could not open '${filename}': `;
+    if (msg.startsWith(openPrefix)) return `Could not create '${filename}': ${msg.slice(openPrefix.length)}`;
+    if (err.errno === 'EFBIG' || (err.errno === 'EINVAL' && msg.startsWith('truncate'))) return `The image size is too large for file format '${fmt}'`;
+  }
+  return msg;
+}

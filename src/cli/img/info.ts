@@ -1,0 +1,127 @@
+import { resolve } from 'node:path';
+import type { BlockImage, ImageInfo } from '../../image/types.js';
+import { sizeToStr } from './numfmt.js';
+import { openForCli, pathCombine } from './open.js';
+import { type ImgIo, ImgFailure, usageError } from './output.js';
+
+export interface InfoArgs {
+  format?: string;
+  output?: string;
+  backingChain: boolean;
+  args: string[];
+}
+
+/** What qemu-img info reports for one image, under the name qemu-img shows. */
+interface Report {
+  name: string;
+  info: ImageInfo;
+  actualSize: number;
+  fullBacking?: string;
+}
+
+export function parseOutputFormat(output: string | undefined): 'human' | 'json' {
+  if (output === undefined || output === 'human') return 'human';
+  if (output === 'json') return 'json';
+  throw new ImgFailure('--output must be used with human or json as argument.');
+}
+
+/**
+ * `blockemu img info`. Like qemu-img, it opens only the named image (not its
+ * backing file, which need not exist); --backing-chain then opens each
+ * backing file in turn by the name qemu-img would show.
+ */
+export async function imgInfo(io: ImgIo, a: InfoArgs): Promise<number> {
+  const dash = a.args.find((x) => x.startsWith('-') && x !== '-');
+  if (dash !== undefined) throw usageError(`unrecognized option '${dash}'`);
+  const fmt = parseOutputFormat(a.output);
+  if (a.args.length !== 1) throw usageError('Expecting one image file name');
+  const reports: Report[] = [];
+  let name: string | undefined = a.args[0]!;
+  let format = a.format;
+  const seen = new Set<string>();
+  while (name !== undefined) {
+    if (seen.has(resolve(name))) throw new ImgFailure(`Backing file '${name}' creates an infinite loop.`);
+    seen.add(resolve(name));
+    const img = await openForCli(name, { format, backing: false });
+    const r = await describe(img, name);
+    reports.push(r);
+    name = a.backingChain ? r.fullBacking : undefined;
+    format = r.info.backingFormat;
+  }
+  if (fmt === 'json') {
+    const objs = reports.map(toJson);
+    io.out(`${JSON.stringify(a.backingChain ? objs : objs[0], null, 4)}\n`);
+  } else {
+    io.out(reports.map(toHuman).join('\n'));
+  }
+  return 0;
+}
+
+async function describe(img: BlockImage, name: string): Promise<Report> {
+  try {
+    const info = img.info();
+    const actualSize = await img.actualSize();
+    const fullBacking = info.backingFilename !== undefined ? pathCombine(name, info.backingFilename) : undefined;
+    return { name, info, actualSize, fullBacking };
+  } finally {
+    await img.close();
+  }
+}
+
+/** qemu-img's ImageInfo JSON, keys in the order qemu-img 7.2 prints them. */
+function toJson(r: Report): Record<string, unknown> {
+  const i = r.info;
+  const o: Record<string, unknown> = {};
+  if (i.backingFormat !== undefined) o['backing-filename-format'] = i.backingFormat;
+  o['virtual-size'] = i.virtualSize;
+  o['filename'] = r.name;
+  if (i.clusterSize !== undefined) o['cluster-size'] = i.clusterSize;
+  o['format'] = i.format;
+  o['actual-size'] = r.actualSize;
+  const fs = i.formatSpecific;
+  if (fs) {
+    const data: Record<string, unknown> =
+      fs.compat === '0.10'
+        ? { compat: fs.compat, 'compression-type': fs.compressionType, 'refcount-bits': fs.refcountBits }
+        : {
+            compat: fs.compat,
+            'compression-type': fs.compressionType,
+            'lazy-refcounts': fs.lazyRefcounts,
+            'refcount-bits': fs.refcountBits,
+            corrupt: fs.corrupt,
+            'extended-l2': fs.extendedL2,
+          };
+    o['format-specific'] = { type: fs.type, data };
+  }
+  if (i.backingFilename !== undefined) {
+    o['full-backing-filename'] = r.fullBacking;
+    o['backing-filename'] = i.backingFilename;
+  }
+  o['dirty-flag'] = i.dirtyFlag ?? false;
+  return o;
+}
+
+function toHuman(r: Report): string {
+  const i = r.info;
+  const lines = [
+    `image: ${r.name}`,
+    `file format: ${i.format}`,
+    `virtual size: ${sizeToStr(i.virtualSize)} (${i.virtualSize} bytes)`,
+    `disk size: ${sizeToStr(r.actualSize)}`,
+  ];
+  if (i.clusterSize !== undefined) lines.push(`cluster_size: ${i.clusterSize}`);
+  if (i.dirtyFlag) lines.push('cleanly shut down: no');
+  if (i.backingFilename !== undefined) {
+    const actual = r.fullBacking !== i.backingFilename ? ` (actual path: ${r.fullBacking})` : '';
+    lines.push(`backing file: ${i.backingFilename}${actual}`);
+    if (i.backingFormat !== undefined) lines.push(`backing file format: ${i.backingFormat}`);
+  }
+  const fs = i.formatSpecific;
+  if (fs) {
+    lines.push('Format specific information:', `    compat: ${fs.compat}`, `    compression type: ${fs.compressionType}`);
+    if (fs.compat !== '0.10') lines.push(`    lazy refcounts: ${fs.lazyRefcounts}`);
+    lines.push(`    refcount bits: ${fs.refcountBits}`);
+    if (fs.compat !== '0.10') lines.push(`    corrupt: ${fs.corrupt}`, `    extended l2: ${fs.extendedL2}`);
+  }
+  return lines.map((l) => `${l}\n`).join('');
+}

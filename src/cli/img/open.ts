@@ -1,0 +1,107 @@
+import { stat } from 'node:fs/promises';
+import { dirname, isAbsolute, resolve } from 'node:path';
+import { BlockError } from '../../image/errors.js';
+import { isFormat, openImage } from '../../image/open.js';
+import type { BlockImage, ImageFormat } from '../../image/types.js';
+import { ImgFailure } from './output.js';
+
+/**
+ * Opening images for `blockemu img` with qemu-img's error texts and names.
+ *
+ * Names: qemu-img shows a backing file by "path_combine(parent, name)" — the
+ * name stored in the image, relative to the directory part of the parent's
+ * name *as the user typed it* (so "sub/c.qcow2" with backing "b.qcow2" shows
+ * "sub/b.qcow2", and "c.qcow2" shows plain "b.qcow2"). The image layer opens
+ * backing files by absolute path, so the CLI recomputes the names it prints.
+ */
+export function pathCombine(base: string, name: string): string {
+  if (name.startsWith('/') || base === '') return name;
+  const slash = base.lastIndexOf('/');
+  return slash < 0 ? name : base.slice(0, slash + 1) + name;
+}
+
+/** The names qemu-img prints for `img` and each image under it. */
+export function chainNames(img: BlockImage, topName: string): string[] {
+  const names = [topName];
+  for (let cur: BlockImage | undefined = img; cur; cur = cur.backing()) {
+    const b = cur.info().backingFilename;
+    if (b === undefined || !cur.backing()) break;
+    names.push(pathCombine(names[names.length - 1]!, b));
+  }
+  return names;
+}
+
+/**
+ * qemu-img's "inner" text for a failed open. Errors from opening the host
+ * file already read "Could not open 'x': No such file or directory", which is
+ * exactly what qemu's file layer says, so qemu-img's own "Could not open 'x': "
+ * goes in front of it (hence the doubled prefix qemu-img prints). Format
+ * errors from our drivers carry the same prefix, but QEMU's format drivers do
+ * not, so it is dropped there.
+ */
+export function innerOpenMessage(err: unknown, path: string): string {
+  const msg = err instanceof Error ? err.message : String(err);
+  const prefix = `Could not open '${path}': `;
+  const fromHostFile = err instanceof BlockError && err.code === 'IO' && err.errno !== undefined;
+  if (!fromHostFile && msg.startsWith(prefix)) return msg.slice(prefix.length);
+  return msg;
+}
+
+export interface CliOpenOptions {
+  format?: string;
+  readOnly?: boolean;
+  /** Open the backing chain (default true; info reads only the one image). */
+  backing?: boolean;
+}
+
+/** Opens `name` or fails with qemu-img's "Could not open 'name': …". */
+export async function openForCli(name: string, opts: CliOpenOptions = {}): Promise<BlockImage> {
+  const r = await tryOpen(name, opts);
+  if ('inner' in r) throw new ImgFailure(`Could not open '${name}': ${r.inner}`);
+  return r.image;
+}
+
+/** Opens `name`; on failure gives qemu's inner message (callers word the rest differently). */
+export async function tryOpen(name: string, opts: CliOpenOptions = {}): Promise<{ image: BlockImage } | { inner: string }> {
+  if (opts.format !== undefined && !isFormat(opts.format)) return { inner: `Unknown driver '${opts.format}'` };
+  const format = opts.format;
+  // QEMU's file driver refuses directories (and other non-files) before reading anything.
+  const st = await stat(name).catch(() => undefined);
+  if (st?.isDirectory()) return { inner: `'file' driver requires '${name}' to be a regular file` };
+  try {
+    return { image: await openImage(name, { format, readOnly: opts.readOnly ?? true, openBacking: opts.backing ?? true }) };
+  } catch (err) {
+    let inner = innerOpenMessage(err, name);
+    if (inner.includes('Could not open backing file')) inner = await renameBackingPaths(inner, name, format);
+    return { inner };
+  }
+}
+
+/**
+ * The image layer names a backing file it could not open by its absolute
+ * path; qemu-img names it by path_combine. Walk the chain header by header
+ * (without opening backing files) to learn the stored names and swap them in.
+ */
+async function renameBackingPaths(message: string, topName: string, format: ImageFormat | undefined): Promise<string> {
+  let msg = message;
+  let name = topName;
+  let fmt: ImageFormat | undefined = format;
+  for (let depth = 0; depth < 64; depth++) {
+    let img: BlockImage;
+    try {
+      img = await openImage(name, { format: fmt, readOnly: true, openBacking: false });
+    } catch {
+      break;
+    }
+    const info = img.info();
+    await img.close();
+    if (info.backingFilename === undefined) break;
+    const stored = info.backingFilename;
+    const absolute = isAbsolute(stored) ? stored : resolve(dirname(name), stored);
+    const shown = pathCombine(name, stored);
+    msg = msg.split(`'${absolute}'`).join(`'${shown}'`);
+    name = shown;
+    fmt = info.backingFormat !== undefined && isFormat(info.backingFormat) ? info.backingFormat : undefined;
+  }
+  return msg;
+}
