@@ -2,7 +2,7 @@ import { isZero } from '../../image/request.js';
 import { createImage, isFormat, openImage } from '../../image/open.js';
 import type { CreateOptions } from '../../image/create.js';
 import { Qcow2Image } from '../../image/qcow2/image.js';
-import type { BlockImage, ImageFormat } from '../../image/types.js';
+import type { BlockImage } from '../../image/types.js';
 import { type Fail, parseCreateOptions, qcow2CreateOptions, str } from './create-opts.js';
 import { chainNames, innerOpenMessage, openForCli } from './open.js';
 import { type ImgIo, ImgFailure } from './output.js';

@@ -1,7 +1,7 @@
 import type { CreateOptions } from '../../image/create.js';
 import type { ImageFormat } from '../../image/types.js';
 import { ImgFailure } from './output.js';
-import { INT64_MAX, parseQemuSize, sizeParamError } from './size-arg.js';
+import { parseQemuSize, sizeParamError } from './size-arg.js';
 
 /**
  * Image creation options (`-o key=value,…`) with qemu-img 7.2's parsing,
@@ -143,11 +143,6 @@ export function formattingLine(filename: string, fmt: ImageFormat, values: Map<s
     if (v !== undefined) parts.push(`${d.name}=${v}`);
   }
   return parts.join(' ');
-}
-
-/** Checks a size against qemu-img's int64 limit; returns it as a number when we can hold it exactly. */
-export function sizeInRange(v: bigint): boolean {
-  return v <= INT64_MAX;
 }
 
 export function str(v: OptValue | undefined): string | undefined {

@@ -2,7 +2,7 @@ import { BlockError } from '../../image/errors.js';
 import { createImage, isFormat } from '../../image/open.js';
 import type { CreateOptions } from '../../image/create.js';
 import type { ImageFormat } from '../../image/types.js';
-import { type Fail, formattingLine, type OptValue, parseCreateOptions, qcow2CreateOptions, str } from './create-opts.js';
+import { type Fail, formattingLine, parseCreateOptions, qcow2CreateOptions, str } from './create-opts.js';
 import { pathCombine, tryOpen } from './open.js';
 import { type ImgIo, ImgFailure, PROG, usageError } from './output.js';
 import { INT64_MAX, parseQemuSize } from './size-arg.js';
