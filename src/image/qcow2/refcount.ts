@@ -25,6 +25,8 @@ export class RefcountManager {
   private pendingFrees = new Map<number, number>();
   /** No free cluster below this index (allocation scans from here). */
   private freeCursor = 0;
+  /** Clusters of fixed metadata besides the header and the refcount table (which this class knows). */
+  private fixed: Array<{ what: string; start: number; end: number }> = [];
 
   constructor(
     private readonly file: HostFile,
@@ -42,6 +44,34 @@ export class RefcountManager {
   static async load(file: HostFile, layout: Qcow2Layout, tableOffset: number, tableClusters: number, filename: string, maxBlocks: number) {
     const table = await file.read(tableOffset, tableClusters * layout.clusterSize);
     return new RefcountManager(file, layout, tableOffset, table, filename, maxBlocks);
+  }
+
+  /**
+   * Names the clusters holding fixed metadata (L1 table, snapshot table).
+   * In a sound image their refcount is never 0; in a corrupt one it can be,
+   * and handing them out would overwrite them (QEMU's overlap check refuses
+   * such writes too). Allocation fails with a clear error instead.
+   */
+  setFixedMetadata(list: Array<{ what: string; start: number; end: number }>): void {
+    this.fixed = list;
+  }
+
+  /** Throws when cluster c, found free, holds metadata: the refcounts are corrupt. */
+  private checkFree(c: number): void {
+    const tableStart = this.tableOffset / this.layout.clusterSize;
+    const hit =
+      c === 0
+        ? 'qcow2 header'
+        : c >= tableStart && c < tableStart + this.table.length / this.layout.clusterSize
+          ? 'refcount table'
+          : this.fixed.find((f) => c >= f.start && c < f.end)?.what;
+    if (hit !== undefined) {
+      throw new BlockError(
+        'INVALID_IMAGE',
+        `'${this.filename}': cluster ${c} holds the ${hit} but its refcount is 0; the image is corrupt (repair it with 'blockemu img check -r all')`,
+        { errno: 'EIO' },
+      );
+    }
   }
 
   get tableEntries(): number {
@@ -128,6 +158,22 @@ export class RefcountManager {
     this.blocks.markDirty(off);
   }
 
+  /** +1 on clusters [start, start+n), whose refcount blocks exist; one block lookup per block. */
+  private async incrementRange(start: number, n: number): Promise<void> {
+    const E = this.layout.refblockEntries;
+    for (let c = start; c < start + n; ) {
+      const rt = Math.floor(c / E);
+      const off = this.blockOffset(rt);
+      const block = await this.blocks.get(off);
+      for (const end = Math.min(start + n, (rt + 1) * E); c < end; c++) {
+        const v = this.getIn(block, c % E) + 1;
+        if (v > this.layout.maxRefcount) throw new BlockError('INVALID_ARGUMENT', `'${this.filename}': refcount overflow for cluster ${c}`);
+        this.setIn(block, c % E, v);
+      }
+      this.blocks.markDirty(off);
+    }
+  }
+
   /** +1 on a cluster already in use (e.g. one more compressed cluster sharing it). False when at the maximum. */
   async tryIncrement(cluster: number): Promise<boolean> {
     if ((await this.get(cluster)) >= this.layout.maxRefcount) return false;
@@ -162,7 +208,7 @@ export class RefcountManager {
         }
       }
       if (missing < 0) {
-        for (let c = start; c < start + n; c++) await this.adjust(c, 1);
+        await this.incrementRange(start, n);
         if (start === this.freeCursor) this.freeCursor = start + n;
         return start;
       }
@@ -172,29 +218,71 @@ export class RefcountManager {
   }
 
   /**
-   * First run of n clusters with refcount 0 at or after the cursor. The cursor
-   * moves past clusters found in use, and stops at the first hole, so small
-   * holes are refilled by later small allocations.
+   * Allocates up to `max` contiguous clusters starting at the lowest free one
+   * (as QEMU does for guest data): holes are refilled, and a run stops where
+   * a cluster is in use or its refcount block does not exist yet. Exact
+   * long runs cannot be demanded: self-describing refcount blocks sit at the
+   * start of every range, so with small clusters and wide refcounts no free
+   * run is longer than one range.
+   */
+  async allocateRun(max: number): Promise<{ start: number; count: number }> {
+    const start = await this.allocate(1);
+    const E = this.layout.refblockEntries;
+    let count = 1;
+    while (count < max) {
+      const c = start + count;
+      const off = this.blockOffset(Math.floor(c / E));
+      if (off === 0) break;
+      const block = await this.blocks.get(off);
+      const end = Math.min(start + max, (Math.floor(c / E) + 1) * E);
+      let n = 0;
+      while (c + n < end && this.getIn(block, (c + n) % E) === 0 && !this.pendingFrees.has(c + n)) this.checkFree(c + n++);
+      if (n === 0) break;
+      await this.incrementRange(c, n);
+      count += n;
+      if (c + n < end) break;
+    }
+    if (this.freeCursor === start + 1) this.freeCursor = start + count;
+    return { start, count };
+  }
+
+  /**
+   * First run of n clusters with refcount 0 at or after the cursor. The
+   * cursor moves past clusters found in use and stops at the first hole. The
+   * scan reads each refcount block once.
    */
   private async findFree(n: number): Promise<number> {
+    const E = this.layout.refblockEntries;
+    let c = this.freeCursor;
     let advancing = true;
-    let start = this.freeCursor;
+    let start = c;
     let run = 0;
-    for (let c = this.freeCursor; ; c++) {
-      const rt = Math.floor(c / this.layout.refblockEntries);
-      const noBlock = rt >= this.tableEntries || this.blockOffset(rt) === 0;
-      // Without a refcount block, this cluster and all of its range are free.
-      const free = noBlock || ((await this.get(c)) === 0 && !this.pendingFrees.has(c));
-      if (free) {
+    for (;;) {
+      const rt = Math.floor(c / E);
+      const off = rt < this.tableEntries ? this.blockOffset(rt) : 0;
+      if (off === 0) {
+        // No refcount block: this cluster and the rest of its range are free
+        // (the block itself will go at the range's first cluster).
+        this.checkFree(rt * E);
+        this.checkFree(c);
         if (run === 0) start = c;
-        if (noBlock || ++run === n) {
-          if (advancing) this.freeCursor = start;
-          return start;
+        if (advancing) this.freeCursor = start;
+        return start;
+      }
+      const block = await this.blocks.get(off);
+      for (const end = (rt + 1) * E; c < end; c++) {
+        if (this.getIn(block, c % E) === 0 && !this.pendingFrees.has(c)) {
+          this.checkFree(c);
+          if (run === 0) start = c;
+          if (++run === n) {
+            if (advancing) this.freeCursor = start;
+            return start;
+          }
+        } else {
+          if (advancing && run === 0) this.freeCursor = c + 1;
+          else advancing = false;
+          run = 0;
         }
-      } else {
-        if (advancing && run === 0) this.freeCursor = c + 1;
-        else advancing = false;
-        run = 0;
       }
     }
   }
@@ -296,7 +384,7 @@ export class RefcountManager {
     this.pendingFrees.clear();
     for (const [cluster, count] of frees) {
       await this.adjust(cluster, -count);
-      if (cluster < this.freeCursor && (await this.get(cluster)) === 0) this.freeCursor = cluster;
+      if ((await this.get(cluster)) === 0) this.freeCursor = Math.min(this.freeCursor, cluster);
     }
   }
 

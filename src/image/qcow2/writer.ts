@@ -100,7 +100,11 @@ export class Qcow2Writer {
       old.push(e);
       len = Math.min(max, len + L.clusterSize);
     }
-    const host = await this.rc.allocate(old.length);
+    const { start: host, count } = await this.rc.allocateRun(old.length);
+    if (count < old.length) {
+      old.length = count;
+      len = Math.min(len, count * L.clusterSize - inCluster);
+    }
     return { kind: 'alloc', offset, length: len, old, host };
   }
 
@@ -180,13 +184,11 @@ export class Qcow2Writer {
       // Whole clusters get the zero flag; the partial head and tail get written zeroes.
       const fullStart = L.clusterEnd(offset);
       const fullEnd = end === this.img.size() ? L.clusterEnd(end) : L.clusterStart(end);
-      if (fullStart >= fullEnd) {
-        await this.zeroPartial(offset, length);
-        return;
-      }
-      if (offset < fullStart) await this.zeroPartial(offset, fullStart - offset);
-      await this.zeroClusters(fullStart, Math.min(fullEnd, L.clusterEnd(this.img.size())), mayUnmap);
-      if (end > fullEnd) await this.zeroPartial(fullEnd, end - fullEnd);
+      const headEnd = Math.min(end, fullStart);
+      if (offset < headEnd) await this.zeroPartial(offset, headEnd - offset);
+      if (fullStart < fullEnd) await this.zeroClusters(fullStart, fullEnd, mayUnmap);
+      const tailStart = Math.max(fullEnd, headEnd);
+      if (end > tailStart) await this.zeroPartial(tailStart, end - tailStart);
     });
   }
 
