@@ -13,6 +13,8 @@ export const MAX_BACKING_FILE_NAME = 1023;
 export const MAX_L1_BYTES = 32 * 1024 * 1024;
 export const MAX_REFTABLE_BYTES = 8 * 1024 * 1024;
 export const MAX_SNAPSHOTS = 65536;
+/** QCOW2_MAX_BITMAP_DIRECTORY_SIZE: 1024 bytes per bitmap entry at most, 65535 bitmaps. */
+export const MAX_BITMAP_DIRECTORY_SIZE = 1024 * 65535;
 
 export const INCOMPAT_DIRTY = 1n << 0n;
 export const INCOMPAT_CORRUPT = 1n << 1n;
@@ -161,11 +163,16 @@ export function parseHeader(buf: Uint8Array, filename: string, fileSize: number)
   if (h.incompatibleFeatures & INCOMPAT_EXTL2) {
     throw new BlockError('UNSUPPORTED', `Could not open '${filename}': qcow2 images with extended L2 entries (subclusters) are not supported`);
   }
-  if ((h.incompatibleFeatures & INCOMPAT_COMPRESSION) !== 0n || h.compressionType !== 0) {
-    if (h.compressionType === 1) {
-      throw new BlockError('UNSUPPORTED', `Could not open '${filename}': zstd compression is not supported (only zlib)`);
-    }
-    if (h.compressionType !== 0) throw invalidImage(filename, `Unknown compression type ${h.compressionType}`);
+  // QEMU's validate_compression_type: the feature bit is set exactly when the type is not zlib.
+  if (h.compressionType > 1) throw new BlockError('UNSUPPORTED', `Could not open '${filename}': qcow2: unknown compression type: ${h.compressionType}`);
+  if (h.compressionType === 0 && (h.incompatibleFeatures & INCOMPAT_COMPRESSION) !== 0n) {
+    throw invalidImage(filename, 'qcow2: Compression type incompatible feature bit must not be set');
+  }
+  if (h.compressionType !== 0 && (h.incompatibleFeatures & INCOMPAT_COMPRESSION) === 0n) {
+    throw invalidImage(filename, 'qcow2: Compression type incompatible feature bit must be set');
+  }
+  if (h.compressionType === 1) {
+    throw new BlockError('UNSUPPORTED', `Could not open '${filename}': zstd compression is not supported (only zlib)`);
   }
   if (h.cryptMethod > 2) throw invalidImage(filename, `Unsupported encryption method: ${h.cryptMethod}`);
   if (h.cryptMethod !== 0) {
@@ -193,8 +200,9 @@ export function parseHeader(buf: Uint8Array, filename: string, fileSize: number)
     throw invalidImage(filename, 'Invalid L1 table offset');
   }
   if (h.nbSnapshots > MAX_SNAPSHOTS) throw invalidImage(filename, 'Too many snapshots');
-  if (h.nbSnapshots > 0 && (!aligned(h.snapshotsOffset) || h.snapshotsOffset >= fileSize)) {
-    throw invalidImage(filename, 'Invalid snapshot table offset');
+  // Alignment is checked even without snapshots, as QEMU's validate_table_offset does.
+  if (!aligned(h.snapshotsOffset) || (h.nbSnapshots > 0 && h.snapshotsOffset >= fileSize)) {
+    throw invalidImage(filename, 'Snapshot table offset invalid');
   }
 
   // Extensions: after the header, inside cluster 0.
@@ -204,17 +212,16 @@ export function parseHeader(buf: Uint8Array, filename: string, fileSize: number)
   while (off + 8 <= extLimit) {
     const type = view.getUint32(off);
     const len = view.getUint32(off + 4);
-    if (type === EXT_END) break;
     const dataEnd = off + 8 + len;
-    if (dataEnd > extLimit) throw invalidImage(filename, `header extension 0x${type.toString(16)} is too large (${len} bytes)`);
+    // QEMU checks the length before the type, so even an end marker may be "too large".
+    if (dataEnd > extLimit) throw invalidImage(filename, `Header extension too large (extension 0x${type.toString(16)}, ${len} bytes)`);
+    if (type === EXT_END) break;
     if (seen.has(type)) throw invalidImage(filename, `header extension 0x${type.toString(16)} appears twice`);
     seen.add(type);
     const data = buf.slice(off + 8, dataEnd);
+    checkExtension(h, type, data, filename);
     h.extensions.push({ type, data });
     if (type === EXT_BACKING_FORMAT) h.backingFormat = new TextDecoder().decode(data);
-    if (type === EXT_DATA_FILE) {
-      throw new BlockError('UNSUPPORTED', `Could not open '${filename}': qcow2 images with an external data file are not supported`);
-    }
     off = dataEnd + ((8 - (len % 8)) % 8);
   }
 
@@ -222,9 +229,43 @@ export function parseHeader(buf: Uint8Array, filename: string, fileSize: number)
     if (h.backingFileSize > MAX_BACKING_FILE_NAME || h.backingFileOffset + h.backingFileSize > extLimit) {
       throw invalidImage(filename, h.backingFileSize > MAX_BACKING_FILE_NAME ? 'Backing file name too long' : 'Invalid backing file offset');
     }
-    h.backingFile = new TextDecoder().decode(buf.subarray(h.backingFileOffset, h.backingFileOffset + h.backingFileSize));
+    // QEMU reads the name as a C string: it ends at the first NUL, and an empty name means no backing file.
+    const name = buf.subarray(h.backingFileOffset, h.backingFileOffset + h.backingFileSize);
+    const nul = name.indexOf(0);
+    const text = new TextDecoder().decode(nul < 0 ? name : name.subarray(0, nul));
+    if (text !== '') h.backingFile = text;
   }
   return h;
+}
+
+/** QEMU's qcow2_read_extensions checks on the extensions it knows, with its messages. */
+function checkExtension(h: Qcow2Header, type: number, data: Uint8Array, filename: string): void {
+  const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
+  switch (type) {
+    case EXT_BACKING_FORMAT:
+      if (data.length >= 16) throw invalidImage(filename, `ERROR: ext_backing_format: len=${data.length} too large (>=16)`);
+      return;
+    case EXT_CRYPTO:
+      if (h.cryptMethod !== 2) throw invalidImage(filename, 'CRYPTO header extension only expected with LUKS encryption method');
+      return;
+    case EXT_DATA_FILE:
+      throw new BlockError('UNSUPPORTED', `Could not open '${filename}': qcow2 images with an external data file are not supported`);
+    case EXT_BITMAPS: {
+      if (data.length !== 24) throw invalidImage(filename, 'bitmaps_ext: Invalid extension length');
+      // Without the autoclear bit the bitmaps are stale and ignored, whatever the fields say.
+      if ((h.autoclearFeatures & AUTOCLEAR_BITMAPS) === 0n) return;
+      const count = view.getUint32(0);
+      if (view.getUint32(4) !== 0) throw invalidImage(filename, 'bitmaps_ext: Reserved field is not zero');
+      if (count > 65535) throw invalidImage(filename, `bitmaps_ext: Image has ${count} bitmaps, exceeding the QEMU supported maximum of 65535`);
+      if (count === 0) throw invalidImage(filename, 'found bitmaps extension with zero bitmaps');
+      if (view.getBigUint64(16) % BigInt(2 ** h.clusterBits) !== 0n) throw invalidImage(filename, 'bitmaps_ext: invalid bitmap directory offset');
+      const dirSize = view.getBigUint64(8);
+      if (dirSize > BigInt(MAX_BITMAP_DIRECTORY_SIZE)) {
+        throw invalidImage(filename, `bitmaps_ext: bitmap directory size (${dirSize}) exceeds the maximum supported size (${MAX_BITMAP_DIRECTORY_SIZE})`);
+      }
+      return;
+    }
+  }
 }
 
 function featureTable(): Uint8Array {
@@ -246,16 +287,19 @@ function featureTable(): Uint8Array {
 export function serializeHeader(h: Qcow2Header, clusterSize: number): Uint8Array {
   const exts: HeaderExtension[] = [];
   if (h.backingFormat) exts.push({ type: EXT_BACKING_FORMAT, data: new TextEncoder().encode(h.backingFormat) });
-  if (h.version === 3) exts.push({ type: EXT_FEATURE_TABLE, data: featureTable() });
+  const table = { type: EXT_FEATURE_TABLE, data: featureTable() };
+  if (h.version === 3) exts.push(table);
   for (const e of h.extensions) if (e.type !== EXT_BACKING_FORMAT && e.type !== EXT_FEATURE_TABLE) exts.push(e);
 
   const headerLength = h.version === 2 ? V2_HEADER_LENGTH : Math.max(h.headerLength, V3_HEADER_LENGTH_WRITTEN);
-  let extBytes = 8; // end marker
-  for (const e of exts) extBytes += 8 + Math.ceil(e.data.length / 8) * 8;
   const name = h.backingFile ? new TextEncoder().encode(h.backingFile) : new Uint8Array(0);
   if (name.length > MAX_BACKING_FILE_NAME) throw new BlockError('INVALID_ARGUMENT', 'Backing file name too long');
-  const total = headerLength + extBytes + name.length;
+  const sizeWith = (list: HeaderExtension[]) => headerLength + 8 + name.length + list.reduce((n, e) => n + 8 + Math.ceil(e.data.length / 8) * 8, 0);
+  // The feature name table is optional: QEMU leaves it out when cluster 0 is too small for it.
+  if (sizeWith(exts) > clusterSize && exts.includes(table)) exts.splice(exts.indexOf(table), 1);
+  const total = sizeWith(exts);
   if (total > clusterSize) throw new BlockError('INVALID_ARGUMENT', 'qcow2 header and extensions do not fit in one cluster');
+  const extBytes = total - headerLength - name.length;
 
   const buf = new Uint8Array(total);
   const view = new DataView(buf.buffer);
