@@ -1,9 +1,10 @@
 import { dirname, isAbsolute, resolve } from 'node:path';
 import type { CreateOptions } from '../create.js';
-import { BlockError } from '../errors.js';
+import { BlockError, invalidImage } from '../errors.js';
 import { HostFile } from '../file.js';
 import { checkRequest } from '../request.js';
 import type { BlockImage, Extent, ImageFormat, ImageInfo, WriteZeroesOptions } from '../types.js';
+import { repairDirtyImage } from './check.js';
 import { decompressCluster } from './compress.js';
 import { createQcow2 } from './create.js';
 import { classify, type ClusterKind, compressedClusters, compressedRef, isInPlace, type L2Entry } from './entry.js';
@@ -88,6 +89,11 @@ export class Qcow2Image implements BlockImage {
       if (await this.refcounts?.writeBack()) await this.file.flush();
     });
     this.writer = refcounts ? new Qcow2Writer(this, refcounts) : undefined;
+    const clusters = (off: number, bytes: number) => ({ start: Math.floor(off / cs), end: Math.ceil((off + bytes) / cs) });
+    refcounts?.setFixedMetadata([
+      { what: 'active L1 table', ...clusters(header.l1TableOffset, header.l1Size * 8) },
+      ...(header.nbSnapshots > 0 ? [{ what: 'snapshot table', ...clusters(header.snapshotsOffset, 1) }] : []),
+    ]);
   }
 
   get filename(): string {
@@ -115,7 +121,15 @@ export class Qcow2Image implements BlockImage {
       const clusterBits = new DataView(first.buffer).getUint32(20);
       const headLen = clusterBits >= 9 && clusterBits <= 21 ? Math.min(2 ** clusterBits, Math.max(fileSize, V3_HEADER_LENGTH)) : V3_HEADER_LENGTH;
       const head = fileSize > V3_HEADER_LENGTH ? await file.read(0, headLen) : first;
-      const header = parseHeader(fileSize < 72 ? head.subarray(0, fileSize) : head, path, fileSize);
+      let header = parseHeader(fileSize < 72 ? head.subarray(0, fileSize) : head, path, fileSize);
+      if (!readOnly && header.incompatibleFeatures & INCOMPAT_DIRTY && !(header.incompatibleFeatures & INCOMPAT_CORRUPT)) {
+        // As QEMU does: refcounts may be stale after a crash with lazy
+        // refcounts, so a read-write open first repairs them (which can move
+        // the refcount table) and clears the bit; then the header is re-read.
+        await repairDirtyImage(file, path);
+        header = parseHeader(await file.read(0, headLen), path, await file.size());
+        if (header.incompatibleFeatures & INCOMPAT_DIRTY) throw invalidImage(path, 'Could not repair dirty image: the dirty bit is still set');
+      }
       if (!readOnly) await Qcow2Image.prepareForWriting(file, header, path);
       const layout = new Qcow2Layout(header.clusterBits, header.refcountOrder);
       const l1 = await file.read(header.l1TableOffset, header.l1Size * 8);
@@ -137,12 +151,6 @@ export class Qcow2Image implements BlockImage {
   private static async prepareForWriting(file: HostFile, h: Qcow2Header, path: string): Promise<void> {
     if (h.incompatibleFeatures & INCOMPAT_CORRUPT) {
       throw new BlockError('INVALID_IMAGE', `Could not open '${path}': qcow2: Image is corrupt; cannot be opened read/write`);
-    }
-    if (h.incompatibleFeatures & INCOMPAT_DIRTY) {
-      throw new BlockError(
-        'UNSUPPORTED',
-        `Could not open '${path}': the image's dirty bit is set (refcounts may be stale); repair it with 'blockemu img check -r all' first, or open it read-only`,
-      );
     }
     if (h.extensions.some((e) => e.type === EXT_BITMAPS) && h.autoclearFeatures & AUTOCLEAR_BITMAPS) {
       throw new BlockError('UNSUPPORTED', `Could not open '${path}': persistent dirty bitmaps are not supported for writing yet; open the image read-only`);

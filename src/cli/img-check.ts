@@ -1,0 +1,169 @@
+import { stat } from 'node:fs/promises';
+import { HostFile } from '../image/file.js';
+import { probeFormat } from '../image/probe.js';
+import { checkQcow2, type CheckMessage, type CheckResult, type RepairMode } from '../image/qcow2/check.js';
+import { parseOutputFormat } from './img/info.js';
+import { innerOpenMessage } from './img/open.js';
+import { type ImgIo, ImgFailure, PROG, usageError } from './img/output.js';
+
+export interface CheckArgs {
+  format?: string;
+  repair?: string;
+  output?: string;
+  quiet: boolean;
+  args: string[];
+}
+
+/**
+ * `blockemu img check`: qemu-img check's output and exit codes. The check's
+ * findings go to stderr line by line, the summary (or JSON) to stdout; exit
+ * 0 clean, 1 check failed or image not opened, 2 corruptions, 3 leaks only,
+ * 63 format without checks (raw).
+ */
+export async function imgCheck(io: ImgIo, a: CheckArgs): Promise<number> {
+  let repair: RepairMode | undefined;
+  if (a.repair !== undefined) {
+    if (a.repair !== 'leaks' && a.repair !== 'all') {
+      throw usageError(`Unknown option value for -r (expecting 'leaks' or 'all'): ${a.repair}`);
+    }
+    repair = a.repair;
+  }
+  const dash = a.args.find((x) => x.startsWith('-') && x !== '-');
+  if (dash !== undefined) throw usageError(`unrecognized option '${dash}'`);
+  if (a.args.length !== 1) throw usageError('Expecting one image file name');
+  const name = a.args[0]!;
+  const fmt = parseOutputFormat(a.output);
+  const format = await openFormat(io, name, a.format, repair !== undefined);
+  if (format === 'raw') throw new ImgFailure('This image format does not support checks', { exitCode: 63 });
+
+  let result: CheckResult;
+  try {
+    result = await checkQcow2(name, { repair });
+  } catch (err) {
+    throw new ImgFailure(`Could not open '${name}': ${innerOpenMessage(err, name)}`);
+  }
+  const say = (text: string) => {
+    if (!a.quiet) io.out(text);
+  };
+  printMessages(io, result.firstPassMessages);
+  if (result.repaired && fmt === 'human') {
+    say(
+      'The following inconsistencies were found and repaired:\n\n' +
+        `    ${result.leaksFixed} leaked clusters\n` +
+        `    ${result.corruptionsFixed} corruptions\n\n` +
+        'Double checking the fixed image now...\n',
+    );
+  }
+  printMessages(io, result.messages.slice(result.firstPassMessages.length));
+  if (result.failure) throw new ImgFailure(`Check failed: ${result.failure.text}`);
+  say(fmt === 'json' ? `${JSON.stringify(toJson(result, name), null, 4)}\n` : toHuman(result));
+  if (result.checkErrors) throw new ImgFailure('Check failed');
+  return result.corruptions ? 2 : result.leaks ? 3 : 0;
+}
+
+/**
+ * The format to check, after making sure the file opens as QEMU would (so a
+ * missing file or an unknown driver fails the same way before any check).
+ */
+async function openFormat(io: ImgIo, name: string, format: string | undefined, writable: boolean): Promise<'raw' | 'qcow2'> {
+  if (format !== undefined && format !== 'raw' && format !== 'qcow2') {
+    throw new ImgFailure(`Could not open '${name}': Unknown driver '${format}'`);
+  }
+  const st = await stat(name).catch(() => undefined);
+  if (st?.isDirectory()) throw new ImgFailure(`Could not open '${name}': 'file' driver requires '${name}' to be a regular file`);
+  let probed: 'raw' | 'qcow2';
+  try {
+    probed = format === 'raw' || format === 'qcow2' ? format : await probeFormat(name);
+    if (probed === 'raw') await (await HostFile.open(name, { readOnly: !writable })).close();
+  } catch (err) {
+    throw new ImgFailure(`Could not open '${name}': ${innerOpenMessage(err, name)}`);
+  }
+  if (probed === 'raw' && format === undefined && writable) {
+    io.err(
+      `WARNING: Image format was not specified for '${name}' and probing guessed raw.\n` +
+        '         Automatically detecting the format is dangerous for raw images, write operations on block 0 will be restricted.\n' +
+        "         Specify the 'raw' format explicitly to remove the restrictions.\n",
+    );
+  }
+  return probed;
+}
+
+function printMessages(io: ImgIo, messages: CheckMessage[]): void {
+  for (const m of messages) {
+    const text = m.reported ? `${PROG}: ${m.text}` : m.text;
+    io.err(m.noNewline ? text : `${text}\n`);
+  }
+}
+
+/**
+ * ImageCheck as qemu-img prints it: optional members only when non-zero,
+ * in the order QEMU's QDict hash table yields them (not declaration order).
+ */
+function toJson(r: CheckResult, filename: string): Record<string, unknown> {
+  const o: Record<string, unknown> = {};
+  const opt = (key: string, v: number) => {
+    if (v !== 0) o[key] = v;
+  };
+  opt('image-end-offset', r.imageEndOffset);
+  opt('compressed-clusters', r.compressedClusters);
+  opt('total-clusters', r.totalClusters);
+  opt('corruptions', r.corruptions);
+  opt('corruptions-fixed', r.corruptionsFixed);
+  o['check-errors'] = r.checkErrors;
+  opt('leaks', r.leaks);
+  opt('leaks-fixed', r.leaksFixed);
+  opt('allocated-clusters', r.allocatedClusters);
+  o['filename'] = filename;
+  o['format'] = r.format;
+  opt('fragmented-clusters', r.fragmentedClusters);
+  return o;
+}
+
+function toHuman(r: CheckResult): string {
+  let s = '';
+  if (!(r.corruptions || r.leaks || r.checkErrors)) {
+    s += 'No errors were found on the image.\n';
+  } else {
+    if (r.corruptions) {
+      s += `\n${r.corruptions} errors were found on the image.\nData may be corrupted, or further writes to the image may corrupt it.\n`;
+    }
+    if (r.leaks) {
+      s += `\n${r.leaks} leaked clusters were found on the image.\nThis means waste of disk space, but no harm to data.\n`;
+    }
+    if (r.checkErrors) s += `\n${r.checkErrors} internal errors have occurred during the check.\n`;
+  }
+  if (r.totalClusters !== 0 && r.allocatedClusters !== 0) {
+    const pct = (n: number, d: number) => printfFixed2((n * 100.0) / d);
+    s +=
+      `${r.allocatedClusters}/${r.totalClusters} = ${pct(r.allocatedClusters, r.totalClusters)}% allocated, ` +
+      `${pct(r.fragmentedClusters, r.allocatedClusters)}% fragmented, ${pct(r.compressedClusters, r.allocatedClusters)}% compressed clusters\n`;
+  }
+  if (r.imageEndOffset) s += `Image end offset: ${r.imageEndOffset}\n`;
+  return s;
+}
+
+/**
+ * printf("%0.2f") of a non-negative double: rounds the exact binary value,
+ * ties to even as glibc does (toFixed rounds ties up: 0.125 -> "0.13").
+ */
+export function printfFixed2(x: number): string {
+  const view = new DataView(new ArrayBuffer(8));
+  view.setFloat64(0, x);
+  const bits = view.getBigUint64(0);
+  const expField = Number((bits >> 52n) & 0x7ffn);
+  const frac = bits & ((1n << 52n) - 1n);
+  if (expField === 0 && frac === 0n) return '0.00';
+  const mant = expField === 0 ? frac : frac | (1n << 52n);
+  const exp = (expField === 0 ? 1 : expField) - 1075; // x = mant * 2^exp
+  let q: bigint;
+  if (exp >= 0) {
+    q = (mant * 100n) << BigInt(exp);
+  } else {
+    const den = 1n << BigInt(-exp);
+    const num = mant * 100n;
+    q = num / den;
+    const twice = 2n * (num % den);
+    if (twice > den || (twice === den && q % 2n === 1n)) q += 1n;
+  }
+  return `${q / 100n}.${(q % 100n).toString().padStart(2, '0')}`;
+}
