@@ -1,0 +1,101 @@
+import { type CommandContext, type CommandInfo, type InterpreterOptions, Output, type OutputChunk } from './command.js';
+import { allocCommand, mapCommand } from './commands/map.js';
+import { discardCommand } from './commands/discard.js';
+import { flushCommand } from './commands/flush.js';
+import { findCommand, helpCommand } from './commands/help.js';
+import { lengthCommand } from './commands/length.js';
+import { readCommand } from './commands/read.js';
+import { writeCommand } from './commands/write.js';
+import type { QemuIoTarget } from './target.js';
+
+/** The commands, sorted by name as qemu-io keeps its table (help lists them in this order). */
+export const COMMANDS: readonly CommandInfo[] = [
+  allocCommand,
+  discardCommand,
+  flushCommand,
+  helpCommand,
+  lengthCommand,
+  mapCommand,
+  readCommand,
+  writeCommand,
+].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+
+export interface QemuIoResult {
+  /** The command failed: qemu-io would exit 1 at the end of its command list. */
+  failed: boolean;
+  /** Everything printed, in order. */
+  chunks: OutputChunk[];
+  /** What went to stdout / stderr, and both interleaved (what a monitor shows). */
+  readonly stdout: string;
+  readonly stderr: string;
+  readonly text: string;
+}
+
+function result(failed: boolean, chunks: OutputChunk[]): QemuIoResult {
+  const join = (pick?: OutputChunk['stream']) => chunks.filter((c) => pick === undefined || c.stream === pick).map((c) => c.text).join('');
+  return {
+    failed,
+    chunks,
+    get stdout() {
+      return join('stdout');
+    },
+    get stderr() {
+      return join('stderr');
+    },
+    get text() {
+      return join();
+    },
+  };
+}
+
+/**
+ * Runs one qemu-io command line against `target` (undefined: no image open,
+ * where only global commands such as help work) and returns what qemu-io
+ * 7.2 would print, without printing it. Words are split on spaces only, as
+ * qemu-io does (no quoting). Nothing here touches the process: callers
+ * decide where the output goes and what a failure means.
+ */
+export async function runQemuIoCommand(line: string, target: QemuIoTarget | undefined, options: InterpreterOptions = {}): Promise<QemuIoResult> {
+  const out = new Output(options.errorPrefix ?? '');
+  const argv = line.split(' ').filter((w) => w !== '');
+  if (argv.length === 0) return result(false, out.chunks);
+  const ok = await dispatch(argv, target, out, options);
+  return result(!ok, out.chunks);
+}
+
+async function dispatch(argv: string[], target: QemuIoTarget | undefined, out: Output, options: InterpreterOptions): Promise<boolean> {
+  const name = argv[0]!;
+  const ci = findCommand(COMMANDS, name);
+  if (!ci) {
+    out.err(`command "${name}" not found\n`);
+    return false;
+  }
+  if (!ci.global && !target) {
+    out.err("no file open, try 'help open'\n");
+    return false;
+  }
+  const argc = argv.length - 1;
+  if (argc < ci.argmin || (ci.argmax !== -1 && argc > ci.argmax)) {
+    out.err(argumentCountError(ci, name, argc));
+    return false;
+  }
+  if (ci.write && target?.readOnly) {
+    out.report('Block node is read-only');
+    return false;
+  }
+  const ctx: CommandContext = {
+    argv,
+    target: target!,
+    out,
+    unmap: options.unmap ?? true,
+    now: options.now ?? (() => process.hrtime.bigint()),
+    commands: COMMANDS,
+  };
+  return ci.run(ctx);
+}
+
+function argumentCountError(ci: CommandInfo, name: string, argc: number): string {
+  if (ci.argmax === -1) return `bad argument count ${argc} to ${name}, expected at least ${ci.argmin} arguments\n`;
+  if (ci.argmin === ci.argmax) return `bad argument count ${argc} to ${name}, expected ${ci.argmin} arguments\n`;
+  return `bad argument count ${argc} to ${name}, expected between ${ci.argmin} and ${ci.argmax} arguments\n`;
+}

@@ -1,0 +1,31 @@
+/**
+ * What the qemu-io interpreter needs from a block device. `BlockImage`
+ * (src/image/types.ts) satisfies it structurally, and so will whatever node
+ * the daemon's `human-monitor-command "qemu-io NODE …"` points at, so the
+ * interpreter depends on this small interface only.
+ */
+export interface IoExtent {
+  /** Length of the run starting at the requested offset (at most the requested length). */
+  length: number;
+  /** Allocated in some image of the chain; with `depth` > 0 it is not in this one. */
+  allocated: boolean;
+  /** Which image of the backing chain answers (0 = this one). */
+  depth?: number;
+}
+
+export interface QemuIoTarget {
+  /** Writes are refused up front, as qemu-io's permission check does. */
+  readonly readOnly?: boolean;
+  /** Virtual size in bytes. */
+  size(): number;
+  read(offset: number, length: number): Promise<Uint8Array>;
+  write(offset: number, data: Uint8Array): Promise<void>;
+  writeZeroes(offset: number, length: number, opts?: { mayUnmap?: boolean }): Promise<void>;
+  discard(offset: number, length: number): Promise<void>;
+  flush(): Promise<void>;
+  blockStatus(offset: number, length: number): Promise<IoExtent>;
+  /** Writes exactly one cluster compressed (`write -c`); absent = the format cannot. */
+  writeCompressed?(offset: number, data: Uint8Array): Promise<void>;
+  /** Cluster size, to split `write -c` into the per-cluster requests writeCompressed takes. */
+  info?(): { clusterSize?: number };
+}
