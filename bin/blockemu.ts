@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { Command, Option } from 'commander';
 import { LOG_LEVELS, setLogLevel } from '../src/log.js';
+import { addDemoCommand } from './commands/demo.js';
 import { addImgCommand } from './commands/img.js';
 import { addIoCommand } from './commands/io.js';
 
@@ -14,5 +15,6 @@ program
 
 addImgCommand(program);
 addIoCommand(program);
+addDemoCommand(program);
 
 await program.parseAsync(process.argv);

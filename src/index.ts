@@ -1,0 +1,10 @@
+/**
+ * blockemu's embedding API. For now the image layer: open and create raw and
+ * qcow2 images and do positional I/O on them; the daemon, jobs and QMP are
+ * added here as they land.
+ */
+export { BlockError } from './image/errors.js';
+export { createImage, FORMATS, openImage, type OpenOptions } from './image/open.js';
+export type { CreateOptions } from './image/create.js';
+export type { BlockImage, Extent, ImageFormat, ImageInfo, WriteZeroesOptions } from './image/types.js';
+export { checkQcow2 } from './image/qcow2/check.js';
