@@ -23,7 +23,13 @@ export const qemu = (() => {
     if (process.env.CI === 'true') throw new Error(`${msg} — CI=true, so this is a failure, not a skip`);
     console.warn(`SKIP: ${msg}`);
   }
-  return { available: missing.length === 0, storageDaemon: has('qemu-storage-daemon') };
+  const storageDaemon = has('qemu-storage-daemon');
+  if (!storageDaemon) {
+    const msg = "qemu-storage-daemon is missing: install qemu-system-common to run the QMP conformance tests";
+    if (process.env.CI === 'true') throw new Error(`${msg} — CI=true, so this is a failure, not a skip`);
+    console.warn(`SKIP: ${msg}`);
+  }
+  return { available: missing.length === 0, storageDaemon };
 })();
 
 export interface RunResult {

@@ -1,0 +1,20 @@
+import type { CommandTable, SessionState } from './dispatch.js';
+import type { EventDef } from './schema/command.js';
+
+/** What QEMU's version triple and package string are, as query-version and the greeting report them. */
+export interface VersionInfo {
+  qemu: { major: number; minor: number; micro: number };
+  package: string;
+}
+
+/** What a command handler can reach: its own connection, the command table, and the daemon's services. */
+export interface QmpContext {
+  readonly session: SessionState;
+  readonly commands: CommandTable<QmpContext>;
+  readonly events: readonly EventDef[];
+  readonly version: VersionInfo;
+  /** Capabilities offered in the greeting. */
+  readonly capabilities: readonly string[];
+  /** Starts the daemon's shutdown (the reply to `quit` is sent first). */
+  quit(): void;
+}

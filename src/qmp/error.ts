@@ -1,0 +1,26 @@
+import { BlockError, type QmpErrorClass } from '../image/errors.js';
+
+export type { QmpErrorClass };
+
+/** An error as QMP reports it: a QAPI error class and QEMU's description text. */
+export class QmpError extends Error {
+  constructor(
+    readonly qmpClass: QmpErrorClass,
+    readonly desc: string,
+  ) {
+    super(desc);
+    this.name = 'QmpError';
+  }
+}
+
+/**
+ * The one place where a failure becomes a QMP error: typed domain errors
+ * keep their class and message; anything else is a bug, reported as a
+ * GenericError that says so rather than taking the daemon down.
+ */
+export function toQmpError(err: unknown): QmpError {
+  if (err instanceof QmpError) return err;
+  if (err instanceof BlockError) return new QmpError(err.qmpClass, err.message);
+  const msg = err instanceof Error ? err.message : String(err);
+  return new QmpError('GenericError', `internal error: ${msg}`);
+}

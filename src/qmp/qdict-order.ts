@@ -1,0 +1,22 @@
+/**
+ * The order in which QEMU iterates a QDict (qobject/qdict.c): by hash bucket
+ * (tdb_hash % 512), and within a bucket the most recently inserted key
+ * first. Where QEMU reports the first offending member of an object (the
+ * QMP envelope checks), iterating in this order picks the same one.
+ */
+const BUCKETS = 512;
+
+function tdbHash(key: string): number {
+  const bytes = new TextEncoder().encode(key);
+  let value = Math.imul(0x238f13af, bytes.length) >>> 0;
+  for (let i = 0; i < bytes.length; i++) value = (value + ((bytes[i]! << ((i * 5) % 24)) >>> 0)) >>> 0;
+  return (Math.imul(1103515243, value) + 12345) >>> 0;
+}
+
+export function qdictOrder(keys: readonly string[]): string[] {
+  // Insertion index: JSON object keys arrive in document order, as QEMU's parser inserts them.
+  return keys
+    .map((key, i) => ({ key, i, bucket: tdbHash(key) % BUCKETS }))
+    .sort((a, b) => a.bucket - b.bucket || b.i - a.i)
+    .map((e) => e.key);
+}
