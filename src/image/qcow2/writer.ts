@@ -170,10 +170,14 @@ export class Qcow2Writer {
     }
   }
 
-  /** Whether a cluster reads as zeroes now, so zeroing part of it changes nothing. */
-  private async readsZero(offset: number): Promise<boolean> {
-    const m = await this.img.meta.run(() => this.img.map(offset, 1));
-    return m.kind === 'zero' || (m.kind === 'unallocated' && !this.img.hasBacking());
+  /** Whether guest bytes [from, to) read as zeroes now (backing file included). */
+  private async readsZero(from: number, to: number): Promise<boolean> {
+    for (let off = from; off < to; ) {
+      const e = await this.img.blockStatus(off, to - off);
+      if (!e.zero) return false;
+      off += e.length;
+    }
+    return true;
   }
 
   writeZeroes(offset: number, length: number, mayUnmap: boolean): Promise<void> {
@@ -181,19 +185,36 @@ export class Qcow2Writer {
     return this.locked(offset, length, async () => {
       const L = this.img.layout;
       const end = offset + length;
-      // Whole clusters get the zero flag; the partial head and tail get written zeroes.
+      // Whole clusters get the zero flag; partial head and tail clusters are handled by zeroPartial.
       const fullStart = L.clusterEnd(offset);
       const fullEnd = end === this.img.size() ? L.clusterEnd(end) : L.clusterStart(end);
       const headEnd = Math.min(end, fullStart);
-      if (offset < headEnd) await this.zeroPartial(offset, headEnd - offset);
+      if (offset < headEnd) await this.zeroPartial(offset, headEnd - offset, mayUnmap);
       if (fullStart < fullEnd) await this.zeroClusters(fullStart, fullEnd, mayUnmap);
       const tailStart = Math.max(fullEnd, headEnd);
-      if (end > tailStart) await this.zeroPartial(tailStart, end - tailStart);
+      if (end > tailStart) await this.zeroPartial(tailStart, end - tailStart, mayUnmap);
     });
   }
 
-  private async zeroPartial(offset: number, length: number): Promise<void> {
-    if (await this.readsZero(offset)) return;
+  /**
+   * Zeroes part of one cluster as QEMU's qcow2_co_pwrite_zeroes does: when
+   * the cluster is unallocated or already zero and the rest of it reads as
+   * zeroes, the whole cluster gets the zero flag (version 2 without a
+   * backing file: it stays unallocated); otherwise zeroes are written, like
+   * QEMU's fallback.
+   */
+  private async zeroPartial(offset: number, length: number, mayUnmap: boolean): Promise<void> {
+    const img = this.img;
+    const cstart = img.layout.clusterStart(offset);
+    const cend = Math.min(cstart + this.cs, img.size());
+    const m = await img.meta.run(() => img.map(cstart, 1));
+    const v3 = img.version >= 3;
+    if ((m.kind === 'zero' || m.kind === 'unallocated') && (v3 || !img.hasBacking())) {
+      if ((await this.readsZero(cstart, offset)) && (await this.readsZero(offset + length, cend))) {
+        if (v3) await this.zeroClusters(cstart, cstart + this.cs, mayUnmap);
+        return;
+      }
+    }
     await this.writeLocked(offset, ZERO_CHUNK.subarray(0, length));
   }
 
@@ -207,11 +228,13 @@ export class Qcow2Writer {
       }
       return;
     }
-    await this.updateEntries(start, end, (e) => {
+    // Version 3 sets the zero flag everywhere, creating L2 tables as needed
+    // (as QEMU does, so the clusters report as allocated zeroes).
+    await this.updateEntries(start, end, img.version >= 3, (e) => {
       const kind = classify(e, img.version);
       if (img.version < 3) return { hi: 0, lo: 0 };
-      // Keep a preallocated cluster unless unmapping is allowed (QEMU's zero-alloc clusters).
-      if (!mayUnmap && (kind === 'normal' || kind === 'zero') && (e.hi & COPIED_HI) !== 0) return { hi: e.hi, lo: e.lo | ZERO_LO };
+      // QEMU's zero_in_l2_slice: a host cluster is kept (zero-alloc) unless unmapping is allowed; compressed ones never.
+      if (!mayUnmap && (kind === 'normal' || kind === 'zero')) return { hi: e.hi, lo: e.lo | ZERO_LO };
       return { hi: 0, lo: ZERO_LO };
     });
   }
@@ -225,7 +248,7 @@ export class Qcow2Writer {
       const end = offset + length === this.img.size() ? L.clusterEnd(offset + length) : L.clusterStart(offset + length);
       if (start >= end) return;
       const img = this.img;
-      await this.updateEntries(start, end, (e) => {
+      await this.updateEntries(start, end, false, (e) => {
         const kind = classify(e, img.version);
         if (kind === 'unallocated' && !img.hasBacking()) return e;
         // Version 3 keeps discarded clusters reading as zeroes rather than exposing a backing file.
@@ -237,17 +260,17 @@ export class Qcow2Writer {
   /**
    * Rewrites the L2 entries of whole clusters [start, end) with `next(old)`,
    * releasing the host clusters that replaced entries held. L2 tables that do
-   * not exist are only created when the image has a backing file (without
-   * one, their clusters already read as zeroes).
+   * not exist are created when `create` is set or the image has a backing
+   * file (without one, their clusters already read as zeroes).
    */
-  private async updateEntries(start: number, end: number, next: (e: L2Entry) => L2Entry): Promise<void> {
+  private async updateEntries(start: number, end: number, create: boolean, next: (e: L2Entry) => L2Entry): Promise<void> {
     const img = this.img;
     const L = img.layout;
     await img.meta.run(async () => {
       for (let off = start; off < end; ) {
         const l1i = L.l1Index(off);
         const chunkEnd = Math.min(end, (l1i + 1) * L.l2Coverage);
-        if (img.l2Offset(l1i) === 0 && !img.hasBacking()) {
+        if (img.l2Offset(l1i) === 0 && !img.hasBacking() && !create) {
           off = chunkEnd;
           continue;
         }
