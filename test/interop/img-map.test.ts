@@ -81,10 +81,7 @@ describe.skipIf(!qemu.available)('blockemu img map (vs qemu-img map)', () => {
     expect(b.code).toBe(file === 'b.qcow2' || file === 'c.qcow2' ? 1 : 0);
   });
 
-  // Known difference, owned by the qcow2 driver: its block status gives no host
-  // offset for a zero cluster that still owns a host cluster, where QEMU
-  // reports "offset". `it.fails` turns into a failure once the driver does.
-  it.fails('reports the host offset of an allocated zero cluster (needs Extent.hostOffset for such clusters)', async () => {
+  it('reports the host offset of an allocated zero cluster (zero-alloc)', async () => {
     await expectSame(['map', '--output=json', 'zero-alloc.qcow2'], s.dir);
   });
 

@@ -241,21 +241,24 @@ export class Qcow2Image implements BlockImage {
     let idx = L.l2Index(offset);
     const first = this.readEntry(view, idx);
     const kind = classify(first, this.version);
-    let host = kind === 'normal' ? this.checkHostOffset(entryOffset(first.hi, first.lo), 'data cluster') : 0;
+    // Normal clusters and zero clusters that keep a host cluster (QEMU's
+    // zero-alloc) report where they are; a run of them must be contiguous.
+    const firstHost = kind === 'normal' || kind === 'zero' ? entryOffset(first.hi, first.lo) : 0;
+    let host = firstHost === 0 ? 0 : this.checkHostOffset(firstHost, 'data cluster');
     let len = Math.min(max, L.clusterSize - inCluster);
     // Compressed clusters are one per mapping: each has its own stream.
     while (len < max && kind !== 'compressed') {
       idx++;
       const e = this.readEntry(view, idx);
       if (classify(e, this.version) !== kind) break;
-      if (kind === 'normal') {
+      if (kind === 'normal' || kind === 'zero') {
         const h = entryOffset(e.hi, e.lo);
-        if (h !== host + L.clusterSize) break;
-        host = h;
+        if (host === 0 ? h !== 0 : h !== host + L.clusterSize) break;
+        if (host !== 0) host = h;
       }
       len = Math.min(max, len + L.clusterSize);
     }
-    const hostOffset = kind === 'normal' ? entryOffset(first.hi, first.lo) + inCluster : 0;
+    const hostOffset = firstHost === 0 ? 0 : firstHost + inCluster;
     return { kind, offset, length: len, hostOffset, entry: first };
   }
 
@@ -332,7 +335,7 @@ export class Qcow2Image implements BlockImage {
       case 'compressed':
         return { ...base, data: true, zero: false, allocated: true };
       case 'zero':
-        return { ...base, data: false, zero: true, allocated: true };
+        return { ...base, data: false, zero: true, allocated: true, ...(m.hostOffset !== 0 ? { hostOffset: m.hostOffset } : {}) };
       case 'unallocated': {
         const b = this.backingImage;
         if (!b) return { ...base, data: false, zero: true, allocated: false };
