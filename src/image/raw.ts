@@ -42,7 +42,8 @@ export class RawImage implements BlockImage {
   static async create(path: string, size: number): Promise<void> {
     const file = await HostFile.open(path, { create: true });
     try {
-      await file.truncate(size);
+      // QEMU rounds a new image up to whole 512-byte sectors.
+      await file.truncate(Math.ceil(size / 512) * 512);
     } finally {
       await file.close();
     }

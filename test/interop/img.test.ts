@@ -54,6 +54,8 @@ describe.skipIf(!qemu.available)('blockemu img create (vs qemu-img create)', () 
     [['a.raw', '1M']],
     [['-f', 'raw', 'a.raw', '0']],
     [['-f', 'raw', 'a.raw', '1.5G']],
+    [['-f', 'raw', 'a.raw', '1000']],
+    [['-f', 'raw', 'a.raw', '1b']],
     [['-f', 'qcow2', 'a.qcow2', '64M']],
     [['-f', 'qcow2', 'a.qcow2', '0']],
     [['-f', 'qcow2', 'a.qcow2', '1000']],
