@@ -13,6 +13,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 export class QsdSession {
   private buf = '';
   private readonly lines: unknown[] = [];
+  /** The same messages as sent, without the line end. */
+  private readonly raw: string[] = [];
   private wake: (() => void) | undefined;
 
   private constructor(
@@ -50,7 +52,10 @@ export class QsdSession {
     for (let nl = this.buf.indexOf('\n'); nl >= 0; nl = this.buf.indexOf('\n')) {
       const line = this.buf.slice(0, nl).trim();
       this.buf = this.buf.slice(nl + 1);
-      if (line) this.lines.push(JSON.parse(line));
+      if (line) {
+        this.lines.push(JSON.parse(line));
+        this.raw.push(line);
+      }
     }
     this.wake?.();
   }
@@ -62,13 +67,27 @@ export class QsdSession {
       if (Date.now() > deadline) throw new Error('no reply from qemu-storage-daemon');
       await Promise.race([new Promise<void>((r) => (this.wake = r)), sleep(50)]);
     }
+    this.raw.shift();
     return this.lines.shift();
+  }
+
+  /** Sends one request; resolves to the reply exactly as the daemon wrote it (without "\r\n"). */
+  async exchangeRaw(request: unknown): Promise<string> {
+    this.sock.write(`${JSON.stringify(request)}\n`);
+    const deadline = Date.now() + 5000;
+    while (this.raw.length === 0) {
+      if (Date.now() > deadline) throw new Error('no reply from qemu-storage-daemon');
+      await Promise.race([new Promise<void>((r) => (this.wake = r)), sleep(50)]);
+    }
+    this.lines.shift();
+    return this.raw.shift()!;
   }
 
   /** Sends raw text; returns every message that arrives within `settleMs`. */
   async send(text: string, settleMs = 150): Promise<unknown[]> {
     this.sock.write(text);
     await sleep(settleMs);
+    this.raw.splice(0);
     return this.lines.splice(0);
   }
 

@@ -9,10 +9,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { addControlCommands } from '../../src/qmp/commands/control.js';
 import type { QmpContext } from '../../src/qmp/context.js';
 import { CommandTable, dispatch, type SessionState } from '../../src/qmp/dispatch.js';
+import { toQmpJson } from '../../src/qmp/json-out.js';
 import { qemu } from '../helpers/qemu.js';
 import { QsdSession } from '../helpers/qsd.js';
 
-function ours(): { send: (req: unknown) => Promise<unknown>; state: SessionState } {
+function ours(version = { qemu: { major: 7, minor: 2, micro: 22 }, package: 'blockemu' }): { send: (req: unknown) => Promise<unknown>; state: SessionState } {
   const commands = new CommandTable<QmpContext>();
   addControlCommands(commands);
   const state: SessionState = { negotiated: false, oob: false };
@@ -20,7 +21,7 @@ function ours(): { send: (req: unknown) => Promise<unknown>; state: SessionState
     session: state,
     commands,
     events: [],
-    version: { qemu: { major: 7, minor: 2, micro: 22 }, package: 'blockemu' },
+    version,
     capabilities: ['oob'],
     quit: () => undefined,
   };
@@ -94,6 +95,30 @@ describe.skipIf(!qemu.storageDaemon)('QMP dispatch vs qemu-storage-daemon', () =
       expect(b.state.oob).toBe(true);
     } finally {
       await other.close();
+    }
+  });
+});
+
+describe.skipIf(!qemu.storageDaemon)('QMP replies byte for byte', () => {
+  it('serialises replies exactly as qemu-storage-daemon writes them (member order, spacing, escapes)', async () => {
+    const qsd = await QsdSession.start();
+    try {
+      // The same version as this QEMU, so query-version's reply can be compared byte for byte too.
+      // Built in schema member order (major, minor, micro), as a handler builds it: QDict order depends on insertion order.
+      const v = (qsd.greeting as { QMP: { version: { qemu: { major: number; minor: number; micro: number }; package: string } } }).QMP.version;
+      const b = ours({ qemu: { major: v.qemu.major, minor: v.qemu.minor, micro: v.qemu.micro }, package: v.package });
+      const requests: unknown[] = [
+        ...BEFORE_NEGOTIATION,
+        { execute: 'nosuch-\u00e9\u{1f600}"\\\t', id: 'x\u0001y' },
+        ...AFTER_NEGOTIATION,
+        { execute: 'query-version', id: { b: [1.5, -2, 0.1, 1e-7, 123456789012], a: 'é', c: true, d: null } },
+      ];
+      for (const req of requests) {
+        const ourLine = toQmpJson(await b.send(req));
+        expect({ req, line: ourLine }).toEqual({ req, line: await qsd.exchangeRaw(req) });
+      }
+    } finally {
+      await qsd.close();
     }
   });
 });

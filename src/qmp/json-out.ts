@@ -1,0 +1,102 @@
+import { qdictOrder } from './qdict-order.js';
+
+/**
+ * Serialises a value the way QEMU's monitor writes it (qobject/json-writer.c):
+ * `", "` between members, `": "` after keys, ASCII only (other code points
+ * as upper-case \uXXXX escapes, surrogate pairs beyond the BMP), doubles as
+ * "%.17g", and object members in QDict iteration order — so a reply is
+ * byte for byte what qemu-storage-daemon sends for the same value.
+ */
+export function toQmpJson(value: unknown): string {
+  const out: string[] = [];
+  write(value, out);
+  return out.join('');
+}
+
+function write(v: unknown, out: string[]): void {
+  if (v === null || v === undefined) {
+    out.push('null');
+  } else if (typeof v === 'boolean') {
+    out.push(v ? 'true' : 'false');
+  } else if (typeof v === 'bigint') {
+    out.push(v.toString());
+  } else if (typeof v === 'number') {
+    out.push(formatNumber(v));
+  } else if (typeof v === 'string') {
+    out.push(quote(v));
+  } else if (Array.isArray(v)) {
+    out.push('[');
+    v.forEach((e, i) => {
+      if (i > 0) out.push(', ');
+      write(e, out);
+    });
+    out.push(']');
+  } else if (typeof v === 'object') {
+    const obj = v as Record<string, unknown>;
+    // Members whose value is undefined are absent, as with JSON.stringify.
+    const keys = qdictOrder(Object.keys(obj).filter((k) => obj[k] !== undefined));
+    out.push('{');
+    keys.forEach((k, i) => {
+      if (i > 0) out.push(', ');
+      out.push(quote(k), ': ');
+      write(obj[k], out);
+    });
+    out.push('}');
+  } else {
+    throw new TypeError(`cannot serialise a ${typeof v} as QMP JSON`);
+  }
+}
+
+function formatNumber(n: number): string {
+  if (Number.isInteger(n) && Math.abs(n) < 2 ** 63) return Object.is(n, -0) ? '-0' : n.toFixed(0);
+  if (!Number.isFinite(n)) return Number.isNaN(n) ? 'nan' : n > 0 ? 'inf' : '-inf';
+  // C's %.17g: 17 significant digits, trailing zeros dropped, exponent of at least two digits.
+  const exp = Math.floor(Math.log10(Math.abs(n)));
+  if (exp < -4 || exp >= 17) {
+    const [mant, e] = n.toExponential(16).split('e') as [string, string];
+    const m = mant.includes('.') ? mant.replace(/0+$/, '').replace(/\.$/, '') : mant;
+    const sign = e.startsWith('-') ? '-' : '+';
+    return `${m}e${sign}${e.replace(/^[+-]/, '').padStart(2, '0')}`;
+  }
+  const fixed = n.toPrecision(17);
+  return fixed.includes('.') ? fixed.replace(/0+$/, '').replace(/\.$/, '') : fixed;
+}
+
+const hex4 = (c: number) => `\\u${c.toString(16).toUpperCase().padStart(4, '0')}`;
+
+function quote(s: string): string {
+  let r = '"';
+  for (const ch of s) {
+    const cp = ch.codePointAt(0)!;
+    switch (ch) {
+      case '"':
+        r += '\\"';
+        break;
+      case '\\':
+        r += '\\\\';
+        break;
+      case '\b':
+        r += '\\b';
+        break;
+      case '\f':
+        r += '\\f';
+        break;
+      case '\n':
+        r += '\\n';
+        break;
+      case '\r':
+        r += '\\r';
+        break;
+      case '\t':
+        r += '\\t';
+        break;
+      default:
+        if (cp > 0xffff) r += hex4(0xd800 + ((cp - 0x10000) >> 10)) + hex4(0xdc00 + ((cp - 0x10000) & 0x3ff));
+        // A lone surrogate is not a code point QEMU could hold; it writes U+FFFD for invalid sequences.
+        else if (cp >= 0xd800 && cp <= 0xdfff) r += hex4(0xfffd);
+        else if (cp < 0x20 || cp >= 0x7f) r += hex4(cp);
+        else r += ch;
+    }
+  }
+  return `${r}"`;
+}
