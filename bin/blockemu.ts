@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { Command, Option } from 'commander';
 import { LOG_LEVELS, setLogLevel } from '../src/log.js';
+import { addDaemonCommand } from './commands/daemon.js';
 import { addDemoCommand } from './commands/demo.js';
 import { addImgCommand } from './commands/img.js';
 import { addIoCommand } from './commands/io.js';
@@ -8,6 +9,8 @@ import { addIoCommand } from './commands/io.js';
 const program = new Command();
 program
   .name('blockemu')
+  // Subcommand options stay the subcommand's: `daemon` takes qemu-storage-daemon's own.
+  .enablePositionalOptions()
   .description("QEMU's block layer in TypeScript: images, backup jobs, transactions and QMP")
   .version('0.1.0', '-V, --version')
   .addOption(new Option('--log-level <level>', 'log level for stderr').choices(LOG_LEVELS).default('warn'))
@@ -16,5 +19,6 @@ program
 addImgCommand(program);
 addIoCommand(program);
 addDemoCommand(program);
+addDaemonCommand(program);
 
 await program.parseAsync(process.argv);

@@ -1,0 +1,81 @@
+import { spawn } from 'node:child_process';
+import { Daemon, VERSION } from '../daemon.js';
+import { logger } from '../log.js';
+import { makeQmpParser } from '../qmp/parser.js';
+import { ArgsError, HELP, parseDaemonArgs } from './daemon-args.js';
+import { OptionError, planDaemon } from './daemon.js';
+
+export const PROG = 'blockemu daemon';
+/** Set in the environment of the child a --daemonize parent starts. */
+const DAEMON_CHILD = 'BLOCKEMU_DAEMON_CHILD';
+
+/**
+ * `blockemu daemon`: qemu-storage-daemon's command line, then the daemon
+ * until `quit`, SIGINT or SIGTERM; resolves to the exit code.
+ */
+export async function runDaemon(args: string[]): Promise<number> {
+  let plan;
+  try {
+    plan = planDaemon(parseDaemonArgs(args));
+  } catch (err) {
+    if (err instanceof ArgsError || err instanceof OptionError) {
+      process.stderr.write(`${PROG}: ${err.message}\n`);
+      return 1;
+    }
+    throw err;
+  }
+  if (plan.help) {
+    process.stdout.write(HELP.replaceAll('qemu-storage-daemon', PROG));
+    return 0;
+  }
+  if (plan.version) {
+    const v = VERSION.qemu;
+    process.stdout.write(`${PROG} version ${v.major}.${v.minor}.${v.micro} (${VERSION.package})\n`);
+    return 0;
+  }
+  if (plan.daemonize && process.env[DAEMON_CHILD] === undefined) return daemonize();
+
+  let daemon: Daemon;
+  try {
+    daemon = await Daemon.start({ ...plan.config, makeParser: makeQmpParser });
+  } catch (err) {
+    process.stderr.write(`${PROG}: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.send?.({ failed: true });
+    return 1;
+  }
+  const stop = (signal: string) => void daemon.shutdown(signal);
+  process.on('SIGINT', stop);
+  process.on('SIGTERM', stop);
+  // A daemonized child tells its parent that startup is complete.
+  if (process.send) {
+    process.send({ ready: true });
+    process.disconnect();
+  }
+  await daemon.whenExited();
+  process.off('SIGINT', stop);
+  process.off('SIGTERM', stop);
+  logger().info('daemon exited');
+  return 0;
+}
+
+/**
+ * --daemonize: the same command runs detached in a new session; this
+ * process exits once the child reports that startup is complete (0) or
+ * failed (1, its error having gone to our inherited stderr), as QEMU's
+ * parent does.
+ */
+function daemonize(): Promise<number> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, process.argv.slice(1), {
+      detached: true,
+      stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
+      env: { ...process.env, [DAEMON_CHILD]: '1' },
+    });
+    child.once('message', (m: { ready?: boolean }) => {
+      child.unref();
+      child.disconnect();
+      resolve(m.ready ? 0 : 1);
+    });
+    child.once('exit', (code) => resolve(code === 0 ? 1 : (code ?? 1)));
+  });
+}

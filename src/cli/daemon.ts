@@ -1,0 +1,93 @@
+import { resolve } from 'node:path';
+import type { DaemonConfig, MonitorConfig } from '../daemon.js';
+import { ArgsError, type DaemonOption, parseOptsString } from './daemon-args.js';
+
+/** A failure in one option, reported as qemu-storage-daemon does: "--opt value: message". */
+export class OptionError extends Error {
+  constructor(opt: DaemonOption, message: string) {
+    super('value' in opt ? `--${opt.name} ${opt.value}: ${message}` : `--${opt.name}: ${message}`);
+  }
+}
+
+export interface DaemonPlan {
+  config: Omit<DaemonConfig, 'makeParser'>;
+  daemonize: boolean;
+  help: boolean;
+  version: boolean;
+}
+
+interface Chardev {
+  path: string;
+}
+
+const bool = (opt: DaemonOption, key: string, v: string | undefined, def: boolean): boolean => {
+  if (v === undefined) return def;
+  if (v === 'on' || v === 'yes' || v === 'true' || v === 'y') return true;
+  if (v === 'off' || v === 'no' || v === 'false' || v === 'n') return false;
+  throw new OptionError(opt, `Parameter '${key}' expects 'on' or 'off'`);
+};
+
+/**
+ * Turns the parsed options into a daemon configuration, in order and with
+ * qemu-storage-daemon's checks: a monitor names a chardev defined before
+ * it; only QMP monitors on Unix server sockets exist. Options we do not
+ * implement yet are refused by name rather than ignored.
+ */
+export function planDaemon(options: DaemonOption[]): DaemonPlan {
+  const chardevs = new Map<string, Chardev>();
+  const monitors: MonitorConfig[] = [];
+  const plan: DaemonPlan = { config: { monitors }, daemonize: false, help: false, version: false };
+  for (const opt of options) {
+    switch (opt.name) {
+      case 'help':
+        plan.help = true;
+        return plan;
+      case 'version':
+        plan.version = true;
+        return plan;
+      case 'daemonize':
+        plan.daemonize = true;
+        break;
+      case 'trace':
+        break; // Tracing is QEMU's; our logs are --log-level.
+      case 'pidfile':
+        plan.config.pidfile = resolve(opt.value);
+        break;
+      case 'chardev': {
+        const o = parseOptsString(opt.value, 'backend');
+        const id = o.get('id');
+        if (!id) throw new OptionError(opt, 'chardev: no id specified');
+        if (chardevs.has(id)) throw new OptionError(opt, `attempt to add duplicate chardev id '${id}'`);
+        const backend = o.get('backend');
+        if (backend !== 'socket') throw new OptionError(opt, `chardev backend '${backend ?? ''}' is not supported (blockemu serves Unix sockets only)`);
+        const path = o.get('path');
+        if (!path) throw new OptionError(opt, 'chardev: socket: only Unix sockets (path=…) are supported by blockemu');
+        if (!bool(opt, 'server', o.get('server'), false)) throw new OptionError(opt, 'chardev: socket: client mode (server=off) is not supported by blockemu');
+        bool(opt, 'wait', o.get('wait'), true);
+        chardevs.set(id, { path: resolve(path) });
+        break;
+      }
+      case 'monitor': {
+        const o = parseOptsString(opt.value, 'chardev');
+        const id = o.get('chardev');
+        const dev = id === undefined ? undefined : chardevs.get(id);
+        if (!dev) throw new OptionError(opt, `chardev "${id ?? ''}" not found`);
+        const mode = o.get('mode') ?? 'control';
+        if (mode !== 'control') throw new OptionError(opt, 'Only QMP is supported');
+        bool(opt, 'pretty', o.get('pretty'), false);
+        monitors.push({ path: dev.path });
+        break;
+      }
+      case 'blockdev':
+        throw new OptionError(opt, 'block devices on the command line are not supported yet (blockdev-add arrives with the block graph)');
+      case 'nbd-server':
+      case 'export':
+        throw new OptionError(opt, 'NBD exports are not supported yet');
+      case 'object':
+        throw new OptionError(opt, 'QOM objects are not supported by blockemu');
+    }
+  }
+  return plan;
+}
+
+export { ArgsError };

@@ -1,0 +1,105 @@
+import { unlink, writeFile } from 'node:fs/promises';
+import type { Logger } from 'pino';
+import { logger } from './log.js';
+import { addControlCommands } from './qmp/commands/control.js';
+import type { QmpContext, VersionInfo } from './qmp/context.js';
+import { CommandTable } from './qmp/dispatch.js';
+import type { EventDef } from './qmp/schema/command.js';
+import { QmpServer } from './qmp/server.js';
+import type { ParserFactory } from './qmp/session.js';
+
+/** A QMP monitor on a Unix socket (--chardev socket,… + --monitor chardev=…). */
+export interface MonitorConfig {
+  path: string;
+  /** Socket file mode; QEMU leaves it to the umask, we default to 0600. */
+  mode?: number;
+}
+
+export interface DaemonConfig {
+  monitors: MonitorConfig[];
+  pidfile?: string;
+  makeParser: ParserFactory;
+  log?: Logger;
+}
+
+/** What query-version and the greeting report: the QEMU release whose behaviour we follow, and our own name. */
+export const VERSION: VersionInfo = { qemu: { major: 7, minor: 2, micro: 0 }, package: 'blockemu 0.1.0' };
+
+/** Unsent output (bytes) after which a QMP client that does not read is dropped. */
+const MAX_PENDING_OUTPUT = 16 << 20;
+
+/**
+ * The composition root: the command table, the monitors, the pidfile, and
+ * an orderly shutdown (stop accepting, close clients, remove the sockets
+ * and the pidfile). Jobs and the block graph join here as they land.
+ */
+export class Daemon {
+  private shuttingDown: Promise<void> | undefined;
+  private readonly exited: Promise<void>;
+  private resolveExited!: () => void;
+
+  private constructor(
+    readonly monitors: QmpServer[],
+    private readonly pidfile: string | undefined,
+    private readonly log: Logger,
+  ) {
+    this.exited = new Promise((r) => (this.resolveExited = r));
+  }
+
+  static async start(config: DaemonConfig): Promise<Daemon> {
+    const log = config.log ?? logger();
+    const commands = new CommandTable<QmpContext>();
+    addControlCommands(commands);
+    const events: EventDef[] = [];
+    const servers: QmpServer[] = [];
+    let daemon: Daemon | undefined;
+    try {
+      for (const m of config.monitors) {
+        servers.push(
+          await QmpServer.listen(m.path, {
+            commands,
+            events,
+            version: VERSION,
+            capabilities: ['oob'],
+            makeParser: config.makeParser,
+            // The reply to quit goes out first; shutdown starts on the next turn.
+            quit: () => setImmediate(() => void daemon?.shutdown('quit')),
+            log,
+            maxPendingOutput: MAX_PENDING_OUTPUT,
+            mode: m.mode,
+          }),
+        );
+      }
+      if (config.pidfile) await writeFile(config.pidfile, `${process.pid}\n`);
+    } catch (err) {
+      await Promise.all(servers.map((s) => s.close()));
+      throw err;
+    }
+    daemon = new Daemon(servers, config.pidfile, log);
+    log.info({ monitors: servers.map((s) => s.path) }, 'daemon started');
+    return daemon;
+  }
+
+  /** Sends an event to every negotiated client of every monitor. */
+  emitEvent(name: string, data?: unknown): void {
+    const now = Math.round((performance.timeOrigin + performance.now()) * 1000);
+    for (const m of this.monitors) m.broadcast(name, data, now);
+  }
+
+  /** Resolves when the daemon has shut down (by quit, a signal or shutdown()). */
+  whenExited(): Promise<void> {
+    return this.exited;
+  }
+
+  /** Stops accepting, drops clients, removes sockets and the pidfile. Idempotent. */
+  shutdown(reason = 'shutdown'): Promise<void> {
+    this.shuttingDown ??= (async () => {
+      this.log.info({ reason }, 'daemon shutting down');
+      await Promise.all(this.monitors.map((m) => m.close()));
+      if (this.pidfile) await unlink(this.pidfile).catch(() => undefined);
+      this.resolveExited();
+    })();
+    return this.shuttingDown;
+  }
+}
+

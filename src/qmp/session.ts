@@ -1,0 +1,124 @@
+import type { Socket } from 'node:net';
+import type { Logger } from 'pino';
+import type { QmpContext, VersionInfo } from './context.js';
+import { type CommandTable, dispatch, isOobRequest, type Reply, type SessionState } from './dispatch.js';
+import { toQmpJson } from './json-out.js';
+import type { EventDef } from './schema/command.js';
+
+/** One item from the JSON stream: a parsed value, or a parse error with QEMU's desc. */
+export type ParsedItem = { value: unknown } | { error: string };
+
+/** The wire parser, fed socket bytes; emits each complete item in order. */
+export interface JsonInput {
+  feed(chunk: Uint8Array): void;
+}
+export type ParserFactory = (emit: (item: ParsedItem) => void) => JsonInput;
+
+export interface SessionOptions {
+  commands: CommandTable<QmpContext>;
+  events: readonly EventDef[];
+  version: VersionInfo;
+  capabilities: readonly string[];
+  makeParser: ParserFactory;
+  quit(): void;
+  log: Logger;
+  /** Bytes of unsent output after which a client that does not read is dropped. */
+  maxPendingOutput: number;
+}
+
+/** In-band requests queued per connection: one without oob (reading pauses), eight with it (QMP_REQ_QUEUE_LEN_MAX). */
+const QUEUE_WITHOUT_OOB = 1;
+const QUEUE_WITH_OOB = 8;
+
+/**
+ * One QMP connection: greeting, the negotiation state, requests run one at
+ * a time in arrival order (out-of-band ones at once), replies and events
+ * written as QEMU writes them. A client that stops reading is disconnected
+ * once its unsent output passes the limit, so it can neither stall the
+ * daemon nor make it buffer without bound; a client that goes away
+ * mid-command lets the command finish (its effects stand, as in QEMU) and
+ * its reply is dropped.
+ */
+export class QmpSession {
+  readonly state: SessionState = { negotiated: false, oob: false };
+  private readonly queue: ParsedItem[] = [];
+  private running = false;
+  private closed = false;
+  private readonly parser: JsonInput;
+  private readonly ctx: QmpContext;
+
+  constructor(
+    private readonly socket: Socket,
+    private readonly opts: SessionOptions,
+    private readonly onClose: (s: QmpSession) => void,
+  ) {
+    this.ctx = {
+      session: this.state,
+      commands: opts.commands,
+      events: opts.events,
+      version: opts.version,
+      capabilities: opts.capabilities,
+      quit: opts.quit,
+    };
+    this.parser = opts.makeParser((item) => this.accept(item));
+  }
+
+  start(): void {
+    this.socket.on('data', (chunk: Buffer) => this.parser.feed(chunk));
+    this.socket.on('error', (err) => this.opts.log.debug({ err }, 'QMP client socket error'));
+    this.socket.on('close', () => this.close());
+    this.send({ QMP: { version: this.opts.version, capabilities: [...this.opts.capabilities] } });
+  }
+
+  private accept(item: ParsedItem): void {
+    if ('value' in item && isOobRequest(item.value, this.state.oob)) {
+      void this.run(item);
+      return;
+    }
+    this.queue.push(item);
+    if (this.queue.length >= (this.state.oob ? QUEUE_WITH_OOB : QUEUE_WITHOUT_OOB)) this.socket.pause();
+    void this.drain();
+  }
+
+  private async drain(): Promise<void> {
+    if (this.running) return;
+    this.running = true;
+    try {
+      for (let item = this.queue.shift(); item; item = this.queue.shift()) {
+        if (!this.closed) this.socket.resume();
+        await this.run(item);
+      }
+    } finally {
+      this.running = false;
+    }
+  }
+
+  private async run(item: ParsedItem): Promise<void> {
+    const reply: Reply =
+      'error' in item ? { error: { class: 'GenericError', desc: item.error } } : await dispatch(this.opts.commands, this.state, item.value, this.ctx);
+    this.send(reply);
+  }
+
+  /** Sends an event if this client has completed negotiation (QEMU delivers none before). */
+  sendEvent(message: Record<string, unknown>): void {
+    if (this.state.negotiated) this.send(message);
+  }
+
+  private send(message: unknown): void {
+    if (this.closed) return;
+    this.socket.write(`${toQmpJson(message)}\r\n`);
+    if (this.socket.writableLength > this.opts.maxPendingOutput) {
+      this.opts.log.warn({ pending: this.socket.writableLength }, 'QMP client is not reading its replies and events; disconnecting it');
+      this.socket.destroy();
+      this.close();
+    }
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.queue.length = 0;
+    this.socket.destroy();
+    this.onClose(this);
+  }
+}
