@@ -1,0 +1,118 @@
+import { constants } from 'node:os';
+import { BlockError } from '../../image/errors.js';
+import type { Extent } from '../../image/types.js';
+import { strerror } from '../qemu-io/errno.js';
+import { BlockNode, type IoType, type NodeImageInfo, type WriteFlags, type ZeroFlags } from '../node.js';
+
+export interface InjectErrorRule {
+  event: string;
+  /** 0: any state. */
+  state: number;
+  /** Request kinds that fail; QEMU's default is every kind but block-status. */
+  iotypes: ReadonlySet<IoType>;
+  errno: number;
+  /** 512-byte sector the request must cover; -1: any request. */
+  sector: number;
+  once: boolean;
+  immediately: boolean;
+}
+
+export interface SetStateRule {
+  event: string;
+  state: number;
+  newState: number;
+}
+
+export const DEFAULT_IOTYPES: ReadonlySet<IoType> = new Set<IoType>(['read', 'write', 'write-zeroes', 'discard', 'flush']);
+
+const ERRNO_NAMES = new Map(Object.entries(constants.errno as Record<string, number>).map(([name, n]) => [n, name]));
+
+/**
+ * blkdebug (block/blkdebug.c): a filter that fails requests by rule, for
+ * testing error paths. Events announced by the format driver above
+ * (read_aio, write_aio, …; `none` at open) arm inject-error rules whose
+ * state matches; the armed set is replaced by each event that has matching
+ * rules; set-state rules move the state machine (starting at 1). Each
+ * request fails with the first armed rule that covers its kind and sector;
+ * `once` rules disappear after firing; without `immediately` the failure
+ * comes after one turn of the event loop, as QEMU's coroutine yields.
+ */
+export class BlkdebugNode extends BlockNode {
+  readonly driver = 'blkdebug';
+  private state = 1;
+  private active: InjectErrorRule[] = [];
+  private readonly inject: InjectErrorRule[];
+
+  constructor(
+    name: string,
+    private readonly image: BlockNode,
+    inject: InjectErrorRule[],
+    private readonly setState: SetStateRule[],
+    readOnly: boolean,
+  ) {
+    super(name, readOnly, [{ role: 'image', node: image }]);
+    this.inject = [...inject];
+    this.debugEvent('none');
+  }
+
+  override debugEvent(event: string): void {
+    let armed: InjectErrorRule[] | undefined;
+    let next = this.state;
+    for (const r of this.inject) {
+      if (r.event !== event || (r.state !== 0 && r.state !== this.state)) continue;
+      (armed ??= []).push(r);
+    }
+    for (const r of this.setState) {
+      if (r.event === event && (r.state === 0 || r.state === this.state)) next = r.newState;
+    }
+    if (armed) this.active = armed;
+    this.state = next;
+  }
+
+  /** The first armed rule that fails this request, if any (removed when `once`). */
+  private async check(kind: IoType, offset: number, bytes: number): Promise<void> {
+    const i = this.active.findIndex((r) => r.iotypes.has(kind) && (r.sector < 0 || (r.sector * 512 >= offset && r.sector * 512 < offset + bytes)));
+    if (i < 0) return;
+    const rule = this.active[i]!;
+    if (rule.once) {
+      this.active.splice(i, 1);
+      this.inject.splice(this.inject.indexOf(rule), 1);
+    }
+    if (!rule.immediately) await new Promise((r) => setImmediate(r));
+    const name = ERRNO_NAMES.get(rule.errno) ?? `E${rule.errno}`;
+    throw new BlockError('IO', strerror(name), { errno: name });
+  }
+
+  size(): number {
+    return this.image.size();
+  }
+  async read(offset: number, length: number): Promise<Uint8Array> {
+    await this.check('read', offset, length);
+    return this.image.read(offset, length);
+  }
+  async write(offset: number, data: Uint8Array, flags?: WriteFlags): Promise<void> {
+    await this.check('write', offset, data.length);
+    return this.image.write(offset, data, flags);
+  }
+  async writeZeroes(offset: number, length: number, flags?: ZeroFlags): Promise<void> {
+    await this.check('write-zeroes', offset, length);
+    return this.image.writeZeroes(offset, length, flags);
+  }
+  async discard(offset: number, length: number): Promise<void> {
+    await this.check('discard', offset, length);
+    return this.image.discard(offset, length);
+  }
+  async flush(): Promise<void> {
+    await this.check('flush', 0, 0);
+    return this.image.flush();
+  }
+  async blockStatus(offset: number, length: number): Promise<Extent> {
+    await this.check('block-status', offset, length);
+    return this.image.blockStatus(offset, length);
+  }
+  async imageInfo(): Promise<NodeImageInfo> {
+    const inner = await this.image.imageInfo();
+    return { ...inner, format: 'blkdebug' };
+  }
+  protected async doClose(): Promise<void> {}
+}

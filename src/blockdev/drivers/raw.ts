@@ -1,0 +1,71 @@
+import { BlockError } from '../../image/errors.js';
+import { checkRequest } from '../../image/request.js';
+import type { Extent } from '../../image/types.js';
+import { BlockNode, type NodeImageInfo, type WriteFlags, type ZeroFlags } from '../node.js';
+
+/**
+ * The `raw` format driver (block/raw-format.c): its `file` child's bytes,
+ * optionally a window of them (offset, size). Announces read_aio and
+ * write_aio on the child before each request, which is what arms blkdebug
+ * rules below it.
+ */
+export class RawNode extends BlockNode {
+  // Methods are async so that range errors reject rather than throw.
+  readonly driver = 'raw';
+
+  constructor(
+    name: string,
+    private readonly file: BlockNode,
+    private readonly offset: number,
+    private readonly fixedSize: number | undefined,
+    readOnly: boolean,
+  ) {
+    super(name, readOnly, [{ role: 'file', node: file }]);
+    // raw_apply_options' checks and words.
+    const real = file.size();
+    if (offset > real) throw new BlockError('INVALID_ARGUMENT', `Offset (${offset}) cannot be greater than size of the containing file (${real})`);
+    if (fixedSize !== undefined && real - offset < fixedSize) {
+      throw new BlockError('INVALID_ARGUMENT', `The sum of offset (${offset}) and size (${fixedSize}) has to be smaller or equal to the  actual size of the containing file (${real})`);
+    }
+    if (fixedSize !== undefined && fixedSize % 512 !== 0) throw new BlockError('INVALID_ARGUMENT', 'Specified size is not multiple of 512');
+  }
+
+  size(): number {
+    return this.fixedSize ?? this.file.size() - this.offset;
+  }
+
+  async read(offset: number, length: number): Promise<Uint8Array> {
+    checkRequest('read', offset, length, this.size());
+    this.file.debugEvent('read_aio');
+    return this.file.read(this.offset + offset, length);
+  }
+  async write(offset: number, data: Uint8Array, flags?: WriteFlags): Promise<void> {
+    this.checkWritable();
+    checkRequest('write', offset, data.length, this.size());
+    this.file.debugEvent('write_aio');
+    return this.file.write(this.offset + offset, data, flags);
+  }
+  async writeZeroes(offset: number, length: number, flags?: ZeroFlags): Promise<void> {
+    this.checkWritable();
+    checkRequest('write zeroes', offset, length, this.size());
+    return this.file.writeZeroes(this.offset + offset, length, flags);
+  }
+  async discard(offset: number, length: number): Promise<void> {
+    this.checkWritable();
+    checkRequest('discard', offset, length, this.size());
+    return this.file.discard(this.offset + offset, length);
+  }
+  async flush(): Promise<void> {
+    return this.file.flush();
+  }
+  async blockStatus(offset: number, length: number): Promise<Extent> {
+    checkRequest('block status', offset, length, this.size());
+    const e = await this.file.blockStatus(this.offset + offset, length);
+    return { ...e, offset, hostOffset: this.offset + offset };
+  }
+  async imageInfo(): Promise<NodeImageInfo> {
+    const f = await this.file.imageInfo();
+    return { filename: f.filename, format: 'raw', virtualSize: this.size(), actualSize: f.actualSize };
+  }
+  protected async doClose(): Promise<void> {}
+}

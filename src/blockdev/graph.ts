@@ -1,0 +1,102 @@
+import { BlockError } from '../image/errors.js';
+import type { BlockNode } from './node.js';
+
+/** QEMU's id_wellformed: a letter, then letters, digits, '-', '.', '_'. */
+const WELL_FORMED = /^[A-Za-z][A-Za-z0-9._-]*$/;
+/** node_name is a char[32] in QEMU. */
+const MAX_NAME = 31;
+
+/**
+ * The node-name registry (block.c's graph_bdrv_states and blockdev.c's
+ * monitor-owned list): names validated and generated as QEMU does, nodes
+ * listed newest first like query-named-block-nodes, deletion refused for
+ * nodes in use or not added by the monitor, with QEMU's messages.
+ */
+export class BlockGraph {
+  private readonly nodes = new Map<string, BlockNode>();
+  /** Nodes added by blockdev-add (or --blockdev) themselves, not as inline children. */
+  private readonly monitorOwned = new Set<string>();
+  private generated = 0;
+
+  /** Validates a user-given node name, or generates one ("#block" + counter + two digits). */
+  assignName(name: string | undefined): string {
+    if (name === undefined) {
+      const n = this.generated++;
+      // QEMU appends two random digits; ours are derived from the counter so runs are reproducible.
+      return `#block${n}${String((n * 37 + 13) % 100).padStart(2, '0')}`;
+    }
+    if (!WELL_FORMED.test(name)) throw new BlockError('INVALID_ARGUMENT', `Invalid node-name: '${name}'`);
+    if (this.nodes.has(name)) throw new BlockError('INVALID_ARGUMENT', `Duplicate nodes with node-name='${name}'`);
+    if (name.length > MAX_NAME) throw new BlockError('INVALID_ARGUMENT', 'Node name too long');
+    return name;
+  }
+
+  add(node: BlockNode, monitorOwned: boolean): void {
+    if (this.nodes.has(node.nodeName)) throw new BlockError('INVALID_ARGUMENT', `Duplicate nodes with node-name='${node.nodeName}'`);
+    this.nodes.set(node.nodeName, node);
+    if (monitorOwned) this.monitorOwned.add(node.nodeName);
+  }
+
+  get(name: string): BlockNode | undefined {
+    return this.nodes.get(name);
+  }
+
+  /** Looks a node up by name, as commands taking a `device`/`node-name` do. */
+  find(name: string): BlockNode {
+    const n = this.nodes.get(name);
+    if (!n) throw new BlockError('NOT_FOUND', `Cannot find device='${name}' nor node-name='${name}'`);
+    return n;
+  }
+
+  /** Every node, newest first. */
+  list(): BlockNode[] {
+    return [...this.nodes.values()].reverse();
+  }
+
+  /** Nodes added by the monitor that no other node uses (query-block's devices in the storage daemon have none). */
+  roots(): BlockNode[] {
+    return this.list().filter((n) => this.monitorOwned.has(n.nodeName) && !n.inUse);
+  }
+
+  /**
+   * blockdev-del: closes a monitor-owned node nobody uses, then the inline
+   * children it brought along (monitor-owned children stay).
+   */
+  async delete(name: string): Promise<void> {
+    const node = this.nodes.get(name);
+    if (!node) throw new BlockError('NOT_FOUND', `Failed to find node with node-name='${name}'`);
+    if (!this.monitorOwned.has(name)) throw new BlockError('INVALID_ARGUMENT', `Node ${name} is not owned by the monitor`);
+    if (node.inUse) throw new BlockError('INVALID_ARGUMENT', `Block device ${name} is in use`);
+    await this.closeTree(node);
+  }
+
+  /** Closes and forgets a node whatever its owner (undoing a failed blockdev-add). */
+  async discard(node: BlockNode): Promise<void> {
+    await node.close();
+    if (this.nodes.get(node.nodeName) === node) this.nodes.delete(node.nodeName);
+    this.monitorOwned.delete(node.nodeName);
+  }
+
+  private async closeTree(node: BlockNode): Promise<void> {
+    await node.close();
+    this.nodes.delete(node.nodeName);
+    this.monitorOwned.delete(node.nodeName);
+    for (const child of node.children()) {
+      if (!this.monitorOwned.has(child.nodeName) && !child.inUse && this.nodes.get(child.nodeName) === child) await this.closeTree(child);
+    }
+  }
+
+  /** Flushes and closes every node, parents before children (daemon shutdown). */
+  async closeAll(): Promise<void> {
+    for (;;) {
+      const top = this.list().filter((n) => !n.inUse);
+      if (top.length === 0) break;
+      for (const n of top) {
+        await n.flush().catch(() => undefined);
+        await n.close();
+        this.nodes.delete(n.nodeName);
+        this.monitorOwned.delete(n.nodeName);
+      }
+    }
+  }
+}

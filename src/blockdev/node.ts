@@ -1,0 +1,112 @@
+import { BlockError } from '../image/errors.js';
+import type { Extent, ImageInfo } from '../image/types.js';
+
+/** What a node knows about itself for query-named-block-nodes / query-block (turned into QMP shapes in src/qmp). */
+export interface NodeImageInfo {
+  filename: string;
+  /** The format name as `qemu-img info` says it: 'file' for protocol nodes. */
+  format: string;
+  virtualSize: number;
+  actualSize?: number;
+  clusterSize?: number;
+  dirtyFlag?: boolean;
+  backingFilename?: string;
+  fullBackingFilename?: string;
+  backingFormat?: string;
+  formatSpecific?: ImageInfo['formatSpecific'];
+  /** The backing image's info, when the node has one (query output nests it). */
+  backingImage?: NodeImageInfo;
+}
+
+export interface WriteFlags {
+  /** Force unit access: the write is on stable storage when it completes. */
+  fua?: boolean;
+}
+
+export interface ZeroFlags {
+  /** The node may deallocate instead of writing zeroes (BDRV_REQ_MAY_UNMAP). */
+  mayUnmap?: boolean;
+}
+
+/** Kinds of request, as blkdebug's iotype names them. */
+export type IoType = 'read' | 'write' | 'write-zeroes' | 'discard' | 'flush' | 'block-status';
+
+/** A child link: the role QEMU names it by ('file', 'backing', 'image', …) and the node. */
+export interface ChildLink {
+  readonly role: string;
+  readonly node: BlockNode;
+}
+
+/**
+ * A node of the block graph (the contract in ARCHITECTURE.md): a driver
+ * that turns requests into requests on its children, down to a file.
+ * Nodes count their parents so a node in use cannot be deleted; the
+ * graph (graph.ts) owns naming and lifetime.
+ */
+export abstract class BlockNode {
+  abstract readonly driver: string;
+  private parentCount = 0;
+  private closed: Promise<void> | undefined;
+
+  constructor(
+    readonly nodeName: string,
+    readonly readOnly: boolean,
+    private readonly links: readonly ChildLink[] = [],
+  ) {
+    for (const l of links) l.node.parentCount++;
+  }
+
+  abstract size(): number;
+  abstract read(offset: number, length: number): Promise<Uint8Array>;
+  abstract write(offset: number, data: Uint8Array, flags?: WriteFlags): Promise<void>;
+  abstract writeZeroes(offset: number, length: number, flags?: ZeroFlags): Promise<void>;
+  abstract discard(offset: number, length: number): Promise<void>;
+  abstract flush(): Promise<void>;
+  abstract blockStatus(offset: number, length: number): Promise<Extent>;
+  abstract imageInfo(): Promise<NodeImageInfo>;
+  /** Releases what this node holds (not its children: the graph closes those it owns). */
+  protected abstract doClose(): Promise<void>;
+
+  childLinks(): readonly ChildLink[] {
+    return this.links;
+  }
+  children(): readonly BlockNode[] {
+    return this.links.map((l) => l.node);
+  }
+  child(role: string): BlockNode | undefined {
+    return this.links.find((l) => l.role === role)?.node;
+  }
+
+  /** Parents using this node (other nodes, jobs, exports). */
+  get inUse(): boolean {
+    return this.parentCount > 0;
+  }
+  /** A job or export holding the node, like QEMU's BlockBackend references. */
+  ref(): void {
+    this.parentCount++;
+  }
+  unref(): void {
+    this.parentCount--;
+  }
+
+  /**
+   * A blkdebug event announced on this node (QEMU's BLKDBG_EVENT on a
+   * child): passed down through filters until a blkdebug node takes it.
+   */
+  debugEvent(event: string): void {
+    for (const c of this.children()) c.debugEvent(event);
+  }
+
+  /** Closes this node; detaches it from its children. Idempotent. */
+  close(): Promise<void> {
+    this.closed ??= (async () => {
+      await this.doClose();
+      for (const l of this.links) l.node.parentCount--;
+    })();
+    return this.closed;
+  }
+
+  protected checkWritable(): void {
+    if (this.readOnly) throw new BlockError('READ_ONLY', `Node '${this.nodeName}' is read-only`, { errno: 'EPERM' });
+  }
+}

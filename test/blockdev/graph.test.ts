@@ -1,0 +1,127 @@
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { BlockGraph } from '../../src/blockdev/graph.js';
+import { openBlockdev } from '../../src/blockdev/open.js';
+import { withTempDir } from '../helpers/qemu.js';
+
+async function image(dir: string, name: string, bytes: number, fill = 0): Promise<string> {
+  const p = join(dir, name);
+  await writeFile(p, new Uint8Array(bytes).fill(fill));
+  return p;
+}
+
+describe('block graph', () => {
+  it('opens raw over file, reads and writes through, and windows with offset/size', async () => {
+    await withTempDir(async (dir) => {
+      const path = await image(dir, 'a.raw', 1 << 20, 0x11);
+      const g = new BlockGraph();
+      await openBlockdev(g, { driver: 'file', 'node-name': 'a-file', filename: path });
+      const raw = await openBlockdev(g, { driver: 'raw', 'node-name': 'a', file: 'a-file', offset: 4096, size: 8192 });
+      expect(raw.size()).toBe(8192);
+      await raw.write(0, new Uint8Array(512).fill(0x22));
+      const file = g.find('a-file');
+      expect((await file.read(4096, 512)).every((b) => b === 0x22)).toBe(true);
+      expect((await file.read(0, 4096)).every((b) => b === 0x11)).toBe(true);
+      await expect(raw.read(8000, 512)).rejects.toMatchObject({ code: 'OUT_OF_RANGE' });
+      await g.closeAll();
+    });
+  });
+
+  it('validates and generates node names as QEMU does', async () => {
+    const g = new BlockGraph();
+    await openBlockdev(g, { driver: 'null-co', 'node-name': 'n1' });
+    await expect(openBlockdev(g, { driver: 'null-co', 'node-name': 'n1' })).rejects.toThrow("Duplicate nodes with node-name='n1'");
+    await expect(openBlockdev(g, { driver: 'null-co', 'node-name': '1abc' })).rejects.toThrow("Invalid node-name: '1abc'");
+    await expect(openBlockdev(g, { driver: 'null-co', 'node-name': 'a'.repeat(32) })).rejects.toThrow('Node name too long');
+    const anon = await openBlockdev(g, { driver: 'null-co' });
+    expect(anon.nodeName).toMatch(/^#block\d+$/);
+    await expect(openBlockdev(g, { driver: 'vmdk' })).rejects.toThrow(/Driver 'vmdk' is not supported/);
+    await g.closeAll();
+  });
+
+  it('blockdev-del refuses nodes in use or not owned by the monitor, and takes inline children along', async () => {
+    await withTempDir(async (dir) => {
+      const path = await image(dir, 'a.raw', 65536);
+      const g = new BlockGraph();
+      await openBlockdev(g, { driver: 'file', 'node-name': 'a-file', filename: path });
+      await openBlockdev(g, { driver: 'raw', 'node-name': 'a', file: 'a-file' });
+      await openBlockdev(g, { driver: 'raw', 'node-name': 'b', file: { driver: 'file', 'node-name': 'b-file', filename: path } });
+      await expect(g.delete('nope')).rejects.toThrow("Failed to find node with node-name='nope'");
+      await expect(g.delete('a-file')).rejects.toThrow('Block device a-file is in use');
+      await expect(g.delete('b-file')).rejects.toThrow('Node b-file is not owned by the monitor');
+      await g.delete('b');
+      expect(g.get('b-file')).toBeUndefined();
+      await g.delete('a');
+      expect(g.get('a-file')).toBeDefined();
+      await g.delete('a-file');
+      expect(g.list()).toEqual([]);
+    });
+  });
+
+  it('a failed blockdev-add leaves nothing behind', async () => {
+    await withTempDir(async (dir) => {
+      const path = await image(dir, 'a.raw', 65536);
+      const g = new BlockGraph();
+      await expect(openBlockdev(g, { driver: 'raw', 'node-name': 'r', offset: 1 << 20, file: { driver: 'file', 'node-name': 'f', filename: path } })).rejects.toThrow(
+        'Offset (1048576) cannot be greater than size of the containing file (65536)',
+      );
+      expect(g.list()).toEqual([]);
+      await expect(openBlockdev(g, { driver: 'raw', 'node-name': 'r', file: 'missing' })).rejects.toThrow("Cannot find device='missing' nor node-name='missing'");
+      await expect(openBlockdev(g, { driver: 'file', 'node-name': 'f', filename: join(dir, 'nope') })).rejects.toThrow(/Could not open '.*nope': No such file or directory/);
+      expect(g.list()).toEqual([]);
+    });
+  });
+});
+
+describe('blkdebug', () => {
+  const setup = async (dir: string, rules: Record<string, unknown>) => {
+    const path = await image(dir, 's.raw', 1 << 20, 0x33);
+    const g = new BlockGraph();
+    const raw = await openBlockdev(g, { driver: 'raw', 'node-name': 'src', file: { driver: 'blkdebug', image: { driver: 'file', filename: path }, ...rules } });
+    return { g, raw };
+  };
+
+  it('fails the read armed by read_aio once, then reads again', async () => {
+    await withTempDir(async (dir) => {
+      const { g, raw } = await setup(dir, { 'inject-error': [{ event: 'read_aio', errno: 5, once: true }] });
+      await expect(raw.read(0, 512)).rejects.toMatchObject({ errno: 'EIO', message: 'Input/output error' });
+      expect((await raw.read(0, 512))[0]).toBe(0x33);
+      await g.closeAll();
+    });
+  });
+
+  it('a persistent ENOSPC on writes; default iotypes also fail later reads until another event replaces the rules', async () => {
+    await withTempDir(async (dir) => {
+      const { g, raw } = await setup(dir, { 'inject-error': [{ event: 'write_aio', errno: 28 }] });
+      expect((await raw.read(0, 512))[0]).toBe(0x33); // not armed yet
+      await expect(raw.write(0, new Uint8Array(512))).rejects.toMatchObject({ errno: 'ENOSPC', message: 'No space left on device' });
+      await expect(raw.write(0, new Uint8Array(512))).rejects.toMatchObject({ errno: 'ENOSPC' });
+      await expect(raw.read(0, 512)).rejects.toMatchObject({ errno: 'ENOSPC' });
+      await g.closeAll();
+    });
+  });
+
+  it('sector, iotype and the state machine', async () => {
+    await withTempDir(async (dir) => {
+      const { g, raw } = await setup(dir, {
+        'inject-error': [{ event: 'read_aio', state: 2, sector: 8, iotype: 'read' }],
+        'set-state': [{ event: 'write_aio', state: 1, new_state: 2 }],
+      });
+      expect((await raw.read(4096, 512))[0]).toBe(0x33); // state 1: rule not armed
+      await raw.write(0, new Uint8Array(512).fill(1)); // moves to state 2
+      await expect(raw.read(4096, 512)).rejects.toMatchObject({ errno: 'EIO' }); // covers sector 8
+      expect((await raw.read(0, 512))[0]).toBe(1); // does not cover sector 8
+      await g.closeAll();
+    });
+  });
+
+  it('event none arms rules from the start', async () => {
+    await withTempDir(async (dir) => {
+      const { g, raw } = await setup(dir, { 'inject-error': [{ event: 'none', iotype: 'flush', errno: 5 }] });
+      await expect(raw.flush()).rejects.toMatchObject({ errno: 'EIO' });
+      expect((await raw.read(0, 1))[0]).toBe(0x33);
+      await g.closeAll();
+    });
+  });
+});
