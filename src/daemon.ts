@@ -1,6 +1,8 @@
 import { unlink, writeFile } from 'node:fs/promises';
 import type { Logger } from 'pino';
+import { BlockGraph } from './blockdev/graph.js';
 import { logger } from './log.js';
+import { addHmpCommands } from './qmp/commands/hmp.js';
 import { addControlCommands } from './qmp/commands/control.js';
 import type { QmpContext, VersionInfo } from './qmp/context.js';
 import { CommandTable } from './qmp/dispatch.js';
@@ -40,6 +42,7 @@ export class Daemon {
 
   private constructor(
     readonly monitors: QmpServer[],
+    readonly graph: BlockGraph,
     private readonly pidfile: string | undefined,
     private readonly log: Logger,
   ) {
@@ -50,6 +53,8 @@ export class Daemon {
     const log = config.log ?? logger();
     const commands = new CommandTable<QmpContext>();
     addControlCommands(commands);
+    addHmpCommands(commands);
+    const graph = new BlockGraph();
     const events: EventDef[] = [];
     const servers: QmpServer[] = [];
     let daemon: Daemon | undefined;
@@ -61,6 +66,7 @@ export class Daemon {
             events,
             version: VERSION,
             capabilities: ['oob'],
+            graph,
             makeParser: config.makeParser,
             // The reply to quit goes out first; shutdown starts on the next turn.
             quit: () => setImmediate(() => void daemon?.shutdown('quit')),
@@ -75,7 +81,7 @@ export class Daemon {
       await Promise.all(servers.map((s) => s.close()));
       throw err;
     }
-    daemon = new Daemon(servers, config.pidfile, log);
+    daemon = new Daemon(servers, graph, config.pidfile, log);
     log.info({ monitors: servers.map((s) => s.path) }, 'daemon started');
     return daemon;
   }
@@ -96,6 +102,8 @@ export class Daemon {
     this.shuttingDown ??= (async () => {
       this.log.info({ reason }, 'daemon shutting down');
       await Promise.all(this.monitors.map((m) => m.close()));
+      // Every image flushed and closed before the process may exit.
+      await this.graph.closeAll();
       if (this.pidfile) await unlink(this.pidfile).catch(() => undefined);
       this.resolveExited();
     })();

@@ -1,3 +1,4 @@
+import type { BlockGraph } from '../blockdev/graph.js';
 import type { CommandTable, SessionState } from './dispatch.js';
 import type { EventDef } from './schema/command.js';
 
@@ -15,6 +16,8 @@ export interface QmpContext {
   readonly version: VersionInfo;
   /** Capabilities offered in the greeting. */
   readonly capabilities: readonly string[];
+  /** The block graph every command works on. */
+  readonly graph: BlockGraph;
   /** Starts the daemon's shutdown (the reply to `quit` is sent first). */
   quit(): void;
 }

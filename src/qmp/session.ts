@@ -1,5 +1,6 @@
 import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
+import type { BlockGraph } from '../blockdev/graph.js';
 import type { QmpContext, VersionInfo } from './context.js';
 import { type CommandTable, dispatch, isOobRequest, type Reply, type SessionState } from './dispatch.js';
 import { toQmpJson } from './json-out.js';
@@ -19,6 +20,7 @@ export interface SessionOptions {
   events: readonly EventDef[];
   version: VersionInfo;
   capabilities: readonly string[];
+  graph: BlockGraph;
   makeParser: ParserFactory;
   quit(): void;
   log: Logger;
@@ -58,6 +60,7 @@ export class QmpSession {
       events: opts.events,
       version: opts.version,
       capabilities: opts.capabilities,
+      graph: opts.graph,
       quit: opts.quit,
     };
     this.parser = opts.makeParser((item) => this.accept(item));

@@ -6,6 +6,7 @@
  * compared whole.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BlockGraph } from '../../src/blockdev/graph.js';
 import { addControlCommands } from '../../src/qmp/commands/control.js';
 import type { QmpContext } from '../../src/qmp/context.js';
 import { CommandTable, dispatch, type SessionState } from '../../src/qmp/dispatch.js';
@@ -23,6 +24,7 @@ function ours(version = { qemu: { major: 7, minor: 2, micro: 22 }, package: 'blo
     events: [],
     version,
     capabilities: ['oob'],
+    graph: new BlockGraph(),
     quit: () => undefined,
   };
   // Through JSON both ways, as on the wire.

@@ -1,0 +1,64 @@
+import type { BlockGraph } from '../../blockdev/graph.js';
+import { runQemuIoCommand } from '../../blockdev/qemu-io/index.js';
+import type { CommandTable } from '../dispatch.js';
+import type { QmpContext } from '../context.js';
+import { humanMonitorCommand } from '../schema/misc.js';
+
+/**
+ * HMP words as the monitor splits them: whitespace-separated, a word may be
+ * "quoted" with \" and \\ escapes (monitor/hmp.c get_str).
+ */
+export function hmpWords(line: string): string[] | { error: string } {
+  const words: string[] = [];
+  let i = 0;
+  for (;;) {
+    while (line[i] === ' ' || line[i] === '\t') i++;
+    if (i >= line.length) return words;
+    let w = '';
+    if (line[i] === '"') {
+      i++;
+      while (i < line.length && line[i] !== '"') {
+        if (line[i] === '\\') {
+          const c = line[++i];
+          if (c === 'n') w += '\n';
+          else if (c === 'r') w += '\r';
+          else if (c === '\\' || c === "'" || c === '"') w += c;
+          else return { error: `unsupported escape code: '\\${c ?? ''}'` };
+          i++;
+        } else {
+          w += line[i++];
+        }
+      }
+      if (line[i] !== '"') return { error: 'unterminated string' };
+      i++;
+    } else {
+      while (i < line.length && line[i] !== ' ' && line[i] !== '\t') w += line[i++];
+    }
+    words.push(w);
+  }
+}
+
+/** HMP output goes through the monitor, which ends lines with "\r\n". */
+const crlf = (s: string) => s.replace(/\r?\n/g, '\r\n');
+
+async function hmpQemuIo(graph: BlockGraph, words: string[]): Promise<string> {
+  const args = words.slice(1);
+  if (args[0] === '-d') args.shift(); // qdev lookup: node names are all we have
+  if (args.length !== 2) return crlf(`qemu-io: usage: qemu-io [-d] [device] "[command]"\n`);
+  const [device, cmd] = args as [string, string];
+  const node = graph.get(device);
+  if (!node) return crlf(`Error: Cannot find device='${device}' nor node-name='${device}'\n`);
+  const r = await runQemuIoCommand(cmd, node);
+  return crlf(r.chunks.map((c) => c.text).join(''));
+}
+
+/** human-monitor-command: the HMP `qemu-io` command (others are unknown, as HMP says). */
+export function addHmpCommands(table: CommandTable<QmpContext>): void {
+  table.add(humanMonitorCommand, async (args, ctx) => {
+    const words = hmpWords(args['command-line']);
+    if ('error' in words) return crlf(`${words.error}\n`);
+    if (words.length === 0) return '';
+    if (words[0] === 'qemu-io') return hmpQemuIo(ctx.graph, words);
+    return crlf(`unknown command: '${words[0]}'\n`);
+  });
+}

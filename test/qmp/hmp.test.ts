@@ -1,0 +1,40 @@
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { BlockGraph } from '../../src/blockdev/graph.js';
+import { openBlockdev } from '../../src/blockdev/open.js';
+import { addHmpCommands, hmpWords } from '../../src/qmp/commands/hmp.js';
+import type { QmpContext } from '../../src/qmp/context.js';
+import { CommandTable, dispatch } from '../../src/qmp/dispatch.js';
+import { withTempDir } from '../helpers/qemu.js';
+
+describe('human-monitor-command qemu-io', () => {
+  it('splits HMP words with quotes and escapes', () => {
+    expect(hmpWords('qemu-io  drive0 "write -P 0x5a 0 64k"')).toEqual(['qemu-io', 'drive0', 'write -P 0x5a 0 64k']);
+    expect(hmpWords('a "b \\"c\\" \\\\"')).toEqual(['a', 'b "c" \\']);
+    expect(hmpWords('a "open')).toEqual({ error: 'unterminated string' });
+  });
+
+  it('runs qemu-io commands on a node, with the monitor\'s CRLF output', async () => {
+    await withTempDir(async (dir) => {
+      const path = join(dir, 'a.raw');
+      await writeFile(path, new Uint8Array(1 << 20));
+      const graph = new BlockGraph();
+      await openBlockdev(graph, { driver: 'raw', 'node-name': 'drive0', file: { driver: 'file', filename: path } });
+      const commands = new CommandTable<QmpContext>();
+      addHmpCommands(commands);
+      const ctx = { session: { negotiated: true, oob: false }, commands, events: [], version: { qemu: { major: 7, minor: 2, micro: 0 }, package: '' }, capabilities: [], graph, quit: () => undefined };
+      const hmp = async (line: string) => dispatch(commands, ctx.session, { execute: 'human-monitor-command', arguments: { 'command-line': line } }, ctx);
+
+      const w = (await hmp('qemu-io drive0 "write -P 0x5a 4k 4k"')) as { return: string };
+      expect(w.return).toMatch(/^wrote 4096\/4096 bytes at offset 4096\r\n4 KiB, 1 ops; .*\r\n$/);
+      const r = (await hmp('qemu-io drive0 "read -P 0x5a 4k 4k"')) as { return: string };
+      expect(r.return).toMatch(/^read 4096\/4096 bytes at offset 4096\r\n/);
+      const bad = (await hmp('qemu-io drive0 "read -P 0x11 4k 4k"')) as { return: string };
+      expect(bad.return).toContain('Pattern verification failed at offset 4096, 4096 bytes');
+      expect(await hmp('qemu-io nope "read 0 1"')).toEqual({ return: "Error: Cannot find device='nope' nor node-name='nope'\r\n" });
+      expect(await hmp('info block')).toEqual({ return: "unknown command: 'info'\r\n" });
+      await graph.closeAll();
+    });
+  });
+});
