@@ -1,4 +1,5 @@
 import { BlockError } from '../image/errors.js';
+import { isZero } from '../image/request.js';
 import type { Extent, ImageInfo } from '../image/types.js';
 
 /** What a node knows about itself for query-named-block-nodes / query-block (turned into QMP shapes in src/qmp). */
@@ -31,6 +32,16 @@ export interface ZeroFlags {
 /** Kinds of request, as blkdebug's iotype names them. */
 export type IoType = 'read' | 'write' | 'write-zeroes' | 'discard' | 'flush' | 'block-status';
 
+/** The generic options every node has (BlockdevOptionsBase), kept for queries and for the behaviour they change. */
+export interface NodeSettings {
+  detectZeroes: 'off' | 'on' | 'unmap';
+  discard: 'ignore' | 'unmap';
+  cacheDirect: boolean;
+  cacheNoFlush: boolean;
+}
+
+export const DEFAULT_SETTINGS: NodeSettings = { detectZeroes: 'off', discard: 'ignore', cacheDirect: false, cacheNoFlush: false };
+
 /** A child link: the role QEMU names it by ('file', 'backing', 'image', …) and the node. */
 export interface ChildLink {
   readonly role: string;
@@ -45,6 +56,7 @@ export interface ChildLink {
  */
 export abstract class BlockNode {
   abstract readonly driver: string;
+  settings: NodeSettings = DEFAULT_SETTINGS;
   private parentCount = 0;
   private closed: Promise<void> | undefined;
 
@@ -57,12 +69,45 @@ export abstract class BlockNode {
   }
 
   abstract size(): number;
-  abstract read(offset: number, length: number): Promise<Uint8Array>;
-  abstract write(offset: number, data: Uint8Array, flags?: WriteFlags): Promise<void>;
-  abstract writeZeroes(offset: number, length: number, flags?: ZeroFlags): Promise<void>;
-  abstract discard(offset: number, length: number): Promise<void>;
-  abstract flush(): Promise<void>;
   abstract blockStatus(offset: number, length: number): Promise<Extent>;
+  /** The driver's own request handling; the public methods apply the node's generic options first. */
+  protected abstract doRead(offset: number, length: number): Promise<Uint8Array>;
+  protected abstract doWrite(offset: number, data: Uint8Array, flags: WriteFlags): Promise<void>;
+  protected abstract doWriteZeroes(offset: number, length: number, flags: ZeroFlags): Promise<void>;
+  protected abstract doDiscard(offset: number, length: number): Promise<void>;
+  protected abstract doFlush(): Promise<void>;
+
+  read(offset: number, length: number): Promise<Uint8Array> {
+    return this.doRead(offset, length);
+  }
+
+  /** detect-zeroes turns all-zero writes into zero writes (which may unmap only with discard=unmap). */
+  async write(offset: number, data: Uint8Array, flags: WriteFlags = {}): Promise<void> {
+    this.checkWritable();
+    if (this.settings.detectZeroes !== 'off' && isZero(data)) {
+      return this.doWriteZeroes(offset, data.length, { mayUnmap: this.settings.detectZeroes === 'unmap' && this.settings.discard === 'unmap' });
+    }
+    return this.doWrite(offset, data, flags);
+  }
+
+  /** Without discard=unmap a zero write may not deallocate (bdrv_co_pwrite_zeroes drops MAY_UNMAP). */
+  async writeZeroes(offset: number, length: number, flags: ZeroFlags = {}): Promise<void> {
+    this.checkWritable();
+    return this.doWriteZeroes(offset, length, { mayUnmap: (flags.mayUnmap ?? false) && this.settings.discard === 'unmap' });
+  }
+
+  /** With discard=ignore (the default) a discard succeeds and does nothing, as in QEMU. */
+  async discard(offset: number, length: number): Promise<void> {
+    this.checkWritable();
+    if (this.settings.discard === 'ignore') return;
+    return this.doDiscard(offset, length);
+  }
+
+  /** cache.no-flush makes flushes no-ops. */
+  async flush(): Promise<void> {
+    if (this.settings.cacheNoFlush) return;
+    return this.doFlush();
+  }
   abstract imageInfo(): Promise<NodeImageInfo>;
   /** Releases what this node holds (not its children: the graph closes those it owns). */
   protected abstract doClose(): Promise<void>;

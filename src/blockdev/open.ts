@@ -4,7 +4,7 @@ import { FileNode } from './drivers/file.js';
 import { NullNode } from './drivers/null.js';
 import { RawNode } from './drivers/raw.js';
 import type { BlockGraph } from './graph.js';
-import type { BlockNode, IoType } from './node.js';
+import type { BlockNode, IoType, NodeSettings } from './node.js';
 
 /**
  * Options of one node, as blockdev-add takes them after schema validation
@@ -69,24 +69,43 @@ export function registerDriver(driver: string, opener: Opener): void {
 export async function openBlockdev(graph: BlockGraph, spec: BlockdevSpec, monitorOwned = true, parentReadOnly = false): Promise<BlockNode> {
   const opened: BlockNode[] = [];
   try {
-    return await openNode(graph, spec, monitorOwned, parentReadOnly, opened);
+    return await openNode(graph, spec, monitorOwned, parentReadOnly, undefined, opened);
   } catch (err) {
     for (const n of opened.reverse()) await graph.discard(n);
     throw err;
   }
 }
 
-async function openNode(graph: BlockGraph, spec: BlockdevSpec, monitorOwned: boolean, parentReadOnly: boolean, opened: BlockNode[]): Promise<BlockNode> {
+async function openNode(
+  graph: BlockGraph,
+  spec: BlockdevSpec,
+  monitorOwned: boolean,
+  parentReadOnly: boolean,
+  parent: NodeSettings | undefined,
+  opened: BlockNode[],
+): Promise<BlockNode> {
   const opener = OPENERS[spec.driver];
   if (!opener) throw new BlockError('UNSUPPORTED', `Driver '${spec.driver}' is not supported by blockemu (supported: ${SUPPORTED_DRIVERS.join(', ')})`);
   const name = graph.assignName(spec['node-name']);
   const readOnly = spec['read-only'] ?? parentReadOnly;
+  // An inline child inherits discard and the cache flags from its parent (bdrv_inherited_options); detect-zeroes is its own.
+  const cache = (spec['cache'] ?? {}) as { direct?: boolean; 'no-flush'?: boolean };
+  const settings: NodeSettings = {
+    detectZeroes: (spec['detect-zeroes'] as NodeSettings['detectZeroes'] | undefined) ?? 'off',
+    discard: (spec['discard'] as NodeSettings['discard'] | undefined) ?? parent?.discard ?? 'ignore',
+    cacheDirect: cache.direct ?? parent?.cacheDirect ?? false,
+    cacheNoFlush: cache['no-flush'] ?? parent?.cacheNoFlush ?? false,
+  };
+  if (settings.detectZeroes === 'unmap' && settings.discard !== 'unmap') {
+    throw new BlockError('INVALID_ARGUMENT', 'setting detect-zeroes to unmap is not allowed without setting discard operation to unmap');
+  }
   const child = async (role: string, ref: unknown): Promise<BlockNode> => {
     if (ref === undefined) throw new BlockError('INVALID_ARGUMENT', `A block device must be specified for "${role}"`);
     if (typeof ref === 'string') return graph.find(ref);
-    return openNode(graph, ref as BlockdevSpec, false, readOnly, opened);
+    return openNode(graph, ref as BlockdevSpec, false, readOnly, settings, opened);
   };
   const node = await opener(name, spec, readOnly, child);
+  node.settings = settings;
   try {
     // Refuses a name a child took meanwhile (the same node-name twice in one tree).
     graph.add(node, monitorOwned);

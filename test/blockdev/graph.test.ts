@@ -125,3 +125,48 @@ describe('blkdebug', () => {
     });
   });
 });
+
+describe('generic node options', () => {
+  const rules = (iotype: string) => ({ 'inject-error': [{ event: 'none', iotype, errno: 5 }] });
+  const open = async (dir: string, opts: Record<string, unknown>, iotype: string) => {
+    const path = await image(dir, 'g.raw', 65536);
+    const g = new BlockGraph();
+    const node = await openBlockdev(g, { driver: 'raw', 'node-name': 'n', ...opts, file: { driver: 'blkdebug', image: { driver: 'file', filename: path }, ...rules(iotype) } });
+    return { g, node };
+  };
+
+  it('discard=ignore (the default) makes discards no-ops; discard=unmap passes them down (inherited by inline children)', async () => {
+    await withTempDir(async (dir) => {
+      const a = await open(dir, {}, 'discard');
+      await a.node.discard(0, 4096);
+      await a.g.closeAll();
+      const b = await open(dir, { discard: 'unmap' }, 'discard');
+      await expect(b.node.discard(0, 4096)).rejects.toMatchObject({ errno: 'EIO' });
+      await b.g.closeAll();
+    });
+  });
+
+  it('detect-zeroes turns all-zero writes into zero writes; unmap needs discard=unmap', async () => {
+    await withTempDir(async (dir) => {
+      const a = await open(dir, { 'detect-zeroes': 'on' }, 'write-zeroes');
+      await a.node.write(0, new Uint8Array(512).fill(1));
+      await expect(a.node.write(0, new Uint8Array(512))).rejects.toMatchObject({ errno: 'EIO' });
+      await a.g.closeAll();
+      const g = new BlockGraph();
+      await expect(openBlockdev(g, { driver: 'null-co', 'detect-zeroes': 'unmap' })).rejects.toThrow(
+        'setting detect-zeroes to unmap is not allowed without setting discard operation to unmap',
+      );
+    });
+  });
+
+  it('cache.no-flush makes flushes no-ops', async () => {
+    await withTempDir(async (dir) => {
+      const a = await open(dir, { cache: { 'no-flush': true } }, 'flush');
+      await a.node.flush();
+      await a.g.closeAll();
+      const b = await open(dir, {}, 'flush');
+      await expect(b.node.flush()).rejects.toMatchObject({ errno: 'EIO' });
+      await b.g.closeAll();
+    });
+  });
+});

@@ -86,23 +86,23 @@ export class BlkdebugNode extends BlockNode {
   size(): number {
     return this.image.size();
   }
-  async read(offset: number, length: number): Promise<Uint8Array> {
+  protected async doRead(offset: number, length: number): Promise<Uint8Array> {
     await this.check('read', offset, length);
     return this.image.read(offset, length);
   }
-  async write(offset: number, data: Uint8Array, flags?: WriteFlags): Promise<void> {
+  protected async doWrite(offset: number, data: Uint8Array, flags: WriteFlags): Promise<void> {
     await this.check('write', offset, data.length);
     return this.image.write(offset, data, flags);
   }
-  async writeZeroes(offset: number, length: number, flags?: ZeroFlags): Promise<void> {
+  protected async doWriteZeroes(offset: number, length: number, flags: ZeroFlags): Promise<void> {
     await this.check('write-zeroes', offset, length);
     return this.image.writeZeroes(offset, length, flags);
   }
-  async discard(offset: number, length: number): Promise<void> {
+  protected async doDiscard(offset: number, length: number): Promise<void> {
     await this.check('discard', offset, length);
     return this.image.discard(offset, length);
   }
-  async flush(): Promise<void> {
+  protected async doFlush(): Promise<void> {
     await this.check('flush', 0, 0);
     return this.image.flush();
   }

@@ -1,7 +1,7 @@
 import { HostFile } from '../../image/file.js';
 import { checkRequest, ZERO_CHUNK } from '../../image/request.js';
 import type { Extent } from '../../image/types.js';
-import { BlockNode, type NodeImageInfo, type WriteFlags } from '../node.js';
+import { BlockNode, type NodeImageInfo, type WriteFlags, type ZeroFlags } from '../node.js';
 
 /**
  * The `file` protocol driver: a host file as bytes. Its size is the file's
@@ -34,19 +34,17 @@ export class FileNode extends BlockNode {
     return this.length;
   }
 
-  read(offset: number, length: number): Promise<Uint8Array> {
+  protected doRead(offset: number, length: number): Promise<Uint8Array> {
     return this.file.read(offset, length);
   }
 
-  async write(offset: number, data: Uint8Array, flags: WriteFlags = {}): Promise<void> {
-    this.checkWritable();
+  protected async doWrite(offset: number, data: Uint8Array, flags: WriteFlags): Promise<void> {
     await this.file.write(offset, data);
     this.length = Math.max(this.length, offset + data.length);
     if (flags.fua) await this.file.flush();
   }
 
-  async writeZeroes(offset: number, length: number): Promise<void> {
-    this.checkWritable();
+  protected async doWriteZeroes(offset: number, length: number, flags: ZeroFlags): Promise<void> {
     for (let off = offset; off < offset + length; off += ZERO_CHUNK.length) {
       await this.file.write(off, ZERO_CHUNK.subarray(0, Math.min(ZERO_CHUNK.length, offset + length - off)));
     }
@@ -54,11 +52,10 @@ export class FileNode extends BlockNode {
   }
 
   /** Discard is advisory; Node has no hole punching, so the bytes stay (QEMU may keep them too). */
-  async discard(): Promise<void> {
-    this.checkWritable();
+  protected async doDiscard(): Promise<void> {
   }
 
-  flush(): Promise<void> {
+  protected doFlush(): Promise<void> {
     return this.file.flush();
   }
 

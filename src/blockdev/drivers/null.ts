@@ -1,6 +1,6 @@
 import { checkRequest } from '../../image/request.js';
 import type { Extent } from '../../image/types.js';
-import { BlockNode, type NodeImageInfo } from '../node.js';
+import { BlockNode, type NodeImageInfo, type WriteFlags, type ZeroFlags } from '../node.js';
 
 /**
  * `null-co` / `null-aio`: a device that stores nothing. Reads return zeroes
@@ -26,23 +26,23 @@ export class NullNode extends BlockNode {
     if (this.latencyNs > 0) await new Promise((r) => setTimeout(r, this.latencyNs / 1e6));
   }
 
-  async read(offset: number, length: number): Promise<Uint8Array> {
+  protected async doRead(offset: number, length: number): Promise<Uint8Array> {
     checkRequest('read', offset, length, this.bytes);
     await this.delay();
     return new Uint8Array(length);
   }
-  async write(offset: number, data: Uint8Array): Promise<void> {
+  protected async doWrite(offset: number, data: Uint8Array, flags: WriteFlags): Promise<void> {
     checkRequest('write', offset, data.length, this.bytes);
     await this.delay();
   }
-  async writeZeroes(offset: number, length: number): Promise<void> {
+  protected async doWriteZeroes(offset: number, length: number, flags: ZeroFlags): Promise<void> {
     checkRequest('write zeroes', offset, length, this.bytes);
     await this.delay();
   }
-  async discard(): Promise<void> {
+  protected async doDiscard(): Promise<void> {
     await this.delay();
   }
-  async flush(): Promise<void> {}
+  protected async doFlush(): Promise<void> {}
 
   async blockStatus(offset: number, length: number): Promise<Extent> {
     checkRequest('block status', offset, length, this.bytes);

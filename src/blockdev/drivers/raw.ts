@@ -34,28 +34,25 @@ export class RawNode extends BlockNode {
     return this.fixedSize ?? this.file.size() - this.offset;
   }
 
-  async read(offset: number, length: number): Promise<Uint8Array> {
+  protected async doRead(offset: number, length: number): Promise<Uint8Array> {
     checkRequest('read', offset, length, this.size());
     this.file.debugEvent('read_aio');
     return this.file.read(this.offset + offset, length);
   }
-  async write(offset: number, data: Uint8Array, flags?: WriteFlags): Promise<void> {
-    this.checkWritable();
+  protected async doWrite(offset: number, data: Uint8Array, flags: WriteFlags): Promise<void> {
     checkRequest('write', offset, data.length, this.size());
     this.file.debugEvent('write_aio');
     return this.file.write(this.offset + offset, data, flags);
   }
-  async writeZeroes(offset: number, length: number, flags?: ZeroFlags): Promise<void> {
-    this.checkWritable();
+  protected async doWriteZeroes(offset: number, length: number, flags: ZeroFlags): Promise<void> {
     checkRequest('write zeroes', offset, length, this.size());
     return this.file.writeZeroes(this.offset + offset, length, flags);
   }
-  async discard(offset: number, length: number): Promise<void> {
-    this.checkWritable();
+  protected async doDiscard(offset: number, length: number): Promise<void> {
     checkRequest('discard', offset, length, this.size());
     return this.file.discard(this.offset + offset, length);
   }
-  async flush(): Promise<void> {
+  protected async doFlush(): Promise<void> {
     return this.file.flush();
   }
   async blockStatus(offset: number, length: number): Promise<Extent> {
