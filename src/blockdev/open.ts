@@ -2,6 +2,7 @@ import { BlockError } from '../image/errors.js';
 import { BlkdebugNode, DEFAULT_IOTYPES, type InjectErrorRule, type SetStateRule } from './drivers/blkdebug.js';
 import { FileNode } from './drivers/file.js';
 import { NullNode } from './drivers/null.js';
+import { Qcow2Node } from './drivers/qcow2.js';
 import { RawNode } from './drivers/raw.js';
 import type { BlockGraph } from './graph.js';
 import type { BlockNode, IoType, NodeSettings } from './node.js';
@@ -33,6 +34,14 @@ const OPENERS: Record<string, Opener> = {
   },
   'null-co': async (name, spec) => new NullNode(name, 'null-co', num(spec['size'], 1 << 30), spec['read-zeroes'] === true, num(spec['latency-ns'], 0)),
   'null-aio': async (name, spec) => new NullNode(name, 'null-aio', num(spec['size'], 1 << 30), spec['read-zeroes'] === true, num(spec['latency-ns'], 0)),
+  qcow2: async (name, spec, readOnly, child) => {
+    const file = await child('file', spec['file']);
+    const backing = spec['backing'];
+    if (backing !== undefined && backing !== null) {
+      throw new BlockError('UNSUPPORTED', "qcow2: a 'backing' node is not supported yet; omit it to open the backing file the image names, or pass null for none");
+    }
+    return Qcow2Node.open(name, file, readOnly, backing === undefined);
+  },
   blkdebug: async (name, spec, readOnly, child) => {
     const image = await child('image', spec['image']);
     const inject = ((spec['inject-error'] as Record<string, unknown>[] | undefined) ?? []).map(

@@ -1,11 +1,12 @@
 import { open, type FileHandle } from 'node:fs/promises';
+import type { ByteFile } from './byte-file.js';
 import { BlockError, ioError } from './errors.js';
 
 /**
  * Positional async I/O on one host file descriptor. Reads past end of file
  * return zeroes (a sparse tail reads as zeroes, as on a block device).
  */
-export class HostFile {
+export class HostFile implements ByteFile {
   private closed = false;
   private closing: Promise<void> | undefined;
 

@@ -1,4 +1,5 @@
 import { BlockError } from './errors.js';
+import type { ByteFile } from './byte-file.js';
 import { HostFile } from './file.js';
 import { checkRequest, isZero, ZERO_CHUNK } from './request.js';
 import type { BlockImage, Extent, ImageInfo, WriteZeroesOptions } from './types.js';
@@ -13,7 +14,7 @@ export class RawImage implements BlockImage {
   private closing: Promise<void> | undefined;
 
   private constructor(
-    private readonly file: HostFile,
+    private readonly file: ByteFile,
     private virtualSize: number,
   ) {}
 
@@ -35,7 +36,7 @@ export class RawImage implements BlockImage {
   }
 
   /** Wraps an already-open file (used by qcow2 for its own file and by tests). */
-  static async fromFile(file: HostFile): Promise<RawImage> {
+  static async fromFile(file: ByteFile): Promise<RawImage> {
     return new RawImage(file, await file.size());
   }
 

@@ -170,3 +170,57 @@ describe('generic node options', () => {
     });
   });
 });
+
+describe('qcow2 nodes', () => {
+  it('read and write through the file child; qemu-img finds the image clean and with the data', async () => {
+    const { qemu, qemuImg, qemuIo } = await import('../helpers/qemu.js');
+    if (!qemu.available) return;
+    await withTempDir(async (dir) => {
+      const path = join(dir, 'q.qcow2');
+      await qemuImg('create', '-f', 'qcow2', path, '4M');
+      await qemuIo('-c', 'write -P 0x11 0 64k', path);
+      const g = new BlockGraph();
+      const q = await openBlockdev(g, { driver: 'qcow2', 'node-name': 'q', file: { driver: 'file', 'node-name': 'q-file', filename: path } });
+      expect(q.size()).toBe(4 << 20);
+      expect((await q.read(0, 512))[0]).toBe(0x11);
+      await q.write(1 << 20, new Uint8Array(65536).fill(0x22));
+      const info = await q.imageInfo();
+      expect(info).toMatchObject({ format: 'qcow2', virtualSize: 4 << 20, clusterSize: 65536, filename: path });
+      await g.closeAll();
+      expect((await qemuImg('check', path)).code).toBe(0);
+      const io = await qemuIo('-c', 'read -P 0x11 0 64k', '-c', 'read -P 0x22 1M 64k', path);
+      expect(io.stdout).not.toContain('Pattern verification failed');
+    });
+  });
+
+  it('a write error from blkdebug under qcow2 fails the guest write; the image stays consistent', async () => {
+    const { qemu, qemuImg } = await import('../helpers/qemu.js');
+    if (!qemu.available) return;
+    await withTempDir(async (dir) => {
+      const path = join(dir, 'q.qcow2');
+      await qemuImg('create', '-f', 'qcow2', path, '4M');
+      const g = new BlockGraph();
+      const q = await openBlockdev(g, {
+        driver: 'qcow2',
+        'node-name': 'q',
+        file: { driver: 'blkdebug', image: { driver: 'file', filename: path }, 'inject-error': [{ event: 'write_aio', errno: 28, iotype: 'write', once: true }] },
+      });
+      await expect(q.write(0, new Uint8Array(65536).fill(1))).rejects.toMatchObject({ errno: 'ENOSPC' });
+      await q.write(0, new Uint8Array(65536).fill(2));
+      expect((await q.read(0, 1))[0]).toBe(2);
+      await g.closeAll();
+      const check = await qemuImg('check', path);
+      // Leaks are allowed after a failed write; corruption is not.
+      expect([0, 3]).toContain(check.code);
+    });
+  });
+
+  it('refuses a file that is not qcow2 with QEMU\'s message', async () => {
+    await withTempDir(async (dir) => {
+      const path = await image(dir, 'x.raw', 65536);
+      const g = new BlockGraph();
+      await expect(openBlockdev(g, { driver: 'qcow2', file: { driver: 'file', filename: path } })).rejects.toThrow(/^Image is not in qcow2 format$/);
+      expect(g.list()).toEqual([]);
+    });
+  });
+});

@@ -1,5 +1,5 @@
 import { BlockError } from '../errors.js';
-import type { HostFile } from '../file.js';
+import type { ByteFile } from '../byte-file.js';
 import { HDR_OFF_INCOMPAT, INCOMPAT_CORRUPT, type Qcow2Header } from './header.js';
 import type { CheckMessage } from './check-types.js';
 import type { BitmapsExt } from './check-bitmaps.js';
@@ -86,7 +86,7 @@ export class CheckState {
   messages: CheckMessage[] = [];
 
   constructor(
-    readonly file: HostFile,
+    readonly file: ByteFile,
     readonly filename: string,
     readonly header: Qcow2Header,
     readonly writable: boolean,

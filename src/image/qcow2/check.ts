@@ -1,4 +1,5 @@
 import { BlockError, invalidImage } from '../errors.js';
+import type { ByteFile } from '../byte-file.js';
 import { HostFile } from '../file.js';
 import { parseBitmapsExt, validateBitmapsAtOpen } from './check-bitmaps.js';
 import { calculateRefcounts } from './check-calc.js';
@@ -40,7 +41,7 @@ const INT_MAX = 0x7fffffff;
  * (references past the end are check findings) and the snapshot table is
  * left to the check. Open-time failures are BlockErrors ("Could not open").
  */
-async function openForCheck(file: HostFile, filename: string, writable: boolean): Promise<{ st: CheckState; warnings: CheckMessage[] }> {
+async function openForCheck(file: ByteFile, filename: string, writable: boolean): Promise<{ st: CheckState; warnings: CheckMessage[] }> {
   const fileSize = await file.size();
   const probe = await file.read(0, V2_HEADER_LENGTH + 32);
   const bits = new DataView(probe.buffer).getUint32(20);
@@ -262,7 +263,7 @@ async function checkPass(st: CheckState, fix: FixFlags): Promise<CheckPass> {
  * that second pass is what is reported, with the first pass's fixed counts.
  * Throws a BlockError when the image cannot be opened for checking.
  */
-export async function checkQcow2File(file: HostFile, filename: string, opts: CheckOptions = {}): Promise<CheckResult> {
+export async function checkQcow2File(file: ByteFile, filename: string, opts: CheckOptions = {}): Promise<CheckResult> {
   const { st, warnings } = await openForCheck(file, filename, opts.repair !== undefined && !file.readOnly);
   const first = await checkPass(st, fixFlags(opts.repair));
   const firstPassMessages = [...warnings, ...first.messages];
@@ -297,7 +298,7 @@ export async function checkQcow2(path: string, opts: CheckOptions = {}): Promise
  * messages QEMU would print are returned for the caller to log. Throws
  * "Could not repair dirty image" when the check cannot complete.
  */
-export async function repairDirtyImage(file: HostFile, filename: string): Promise<CheckPass> {
+export async function repairDirtyImage(file: ByteFile, filename: string): Promise<CheckPass> {
   if (file.readOnly) throw new BlockError('READ_ONLY', `'${filename}' is opened read-only; a dirty image can only be repaired read-write`);
   const { st } = await openForCheck(file, filename, true);
   const pass = await checkPass(st, { leaks: true, errors: true });

@@ -1,6 +1,7 @@
 import { dirname, isAbsolute, resolve } from 'node:path';
 import type { CreateOptions } from '../create.js';
 import { BlockError, invalidImage } from '../errors.js';
+import type { ByteFile } from '../byte-file.js';
 import { HostFile } from '../file.js';
 import { checkRequest } from '../request.js';
 import type { BlockImage, Extent, ImageFormat, ImageInfo, WriteZeroesOptions } from '../types.js';
@@ -32,6 +33,8 @@ export interface Qcow2OpenOptions {
   readOnly?: boolean;
   openBacking?: boolean;
   openBackingImage: BackingOpener;
+  /** A backing image chosen by the caller instead of the header's (blockdev's `backing` option); the image takes it over. */
+  backingImage?: BlockImage;
   /** Position in a backing chain (0 = the top); deep chains and loops are refused. */
   depth?: number;
   /** Bytes of L2 tables kept in memory (default 4 MiB, at least 4 tables). */
@@ -72,7 +75,7 @@ export class Qcow2Image implements BlockImage {
   private lastCompressed: { key: number; data: Uint8Array } | undefined;
 
   private constructor(
-    readonly file: HostFile,
+    readonly file: ByteFile,
     readonly header: Qcow2Header,
     l1: Uint8Array,
     readonly refcounts: RefcountManager | undefined,
@@ -112,8 +115,18 @@ export class Qcow2Image implements BlockImage {
   static async open(path: string, opts: Qcow2OpenOptions): Promise<Qcow2Image> {
     const depth = opts.depth ?? 0;
     if (depth > MAX_BACKING_DEPTH) throw new BlockError('INVALID_IMAGE', `Could not open '${path}': backing file chain too deep (more than ${MAX_BACKING_DEPTH} images)`);
+    return Qcow2Image.openFile(await HostFile.open(path, { readOnly: opts.readOnly ?? false }), opts);
+  }
+
+  /**
+   * Opens an image on bytes someone else provides (a block node in the
+   * daemon). The image owns `file` from here on: it is closed with the
+   * image, or at once if opening fails. `opts.readOnly` must match it.
+   */
+  static async openFile(file: ByteFile, opts: Qcow2OpenOptions): Promise<Qcow2Image> {
+    const path = file.path;
+    const depth = opts.depth ?? 0;
     const readOnly = opts.readOnly ?? false;
-    const file = await HostFile.open(path, { readOnly });
     let backing: BlockImage | undefined;
     try {
       const fileSize = await file.size();
@@ -137,9 +150,8 @@ export class Qcow2Image implements BlockImage {
       const refcounts = readOnly
         ? undefined
         : await RefcountManager.load(file, layout, header.refcountTableOffset, header.refcountTableClusters, path, refCacheBlocks);
-      if (header.backingFile && (opts.openBacking ?? true)) {
-        backing = await Qcow2Image.openBacking(path, header, opts, depth);
-      }
+      if (opts.backingImage !== undefined) backing = opts.backingImage;
+      else if (header.backingFile && (opts.openBacking ?? true)) backing = await Qcow2Image.openBacking(path, header, opts, depth);
       return new Qcow2Image(file, header, l1, refcounts, backing, opts);
     } catch (err) {
       await backing?.close();
@@ -148,7 +160,7 @@ export class Qcow2Image implements BlockImage {
     }
   }
 
-  private static async prepareForWriting(file: HostFile, h: Qcow2Header, path: string): Promise<void> {
+  private static async prepareForWriting(file: ByteFile, h: Qcow2Header, path: string): Promise<void> {
     if (h.incompatibleFeatures & INCOMPAT_CORRUPT) {
       throw new BlockError('INVALID_IMAGE', `Could not open '${path}': qcow2: Image is corrupt; cannot be opened read/write`);
     }

@@ -1,5 +1,5 @@
 import { BlockError } from '../errors.js';
-import type { HostFile } from '../file.js';
+import type { ByteFile } from '../byte-file.js';
 import { HDR_OFF_REFTABLE, MAX_REFTABLE_BYTES } from './header.js';
 import { entryHi, entryLo, entryOffset, L1_RESERVED_LO, offsetHi, offsetLo, type Qcow2Layout, setEntry, viewOf } from './layout.js';
 import { TableCache } from './table-cache.js';
@@ -29,7 +29,7 @@ export class RefcountManager {
   private fixed: Array<{ what: string; start: number; end: number }> = [];
 
   constructor(
-    private readonly file: HostFile,
+    private readonly file: ByteFile,
     private readonly layout: Qcow2Layout,
     private tableOffset: number,
     table: Uint8Array,
@@ -41,7 +41,7 @@ export class RefcountManager {
     this.blocks = new TableCache(file, layout.clusterSize, maxBlocks);
   }
 
-  static async load(file: HostFile, layout: Qcow2Layout, tableOffset: number, tableClusters: number, filename: string, maxBlocks: number) {
+  static async load(file: ByteFile, layout: Qcow2Layout, tableOffset: number, tableClusters: number, filename: string, maxBlocks: number) {
     const table = await file.read(tableOffset, tableClusters * layout.clusterSize);
     return new RefcountManager(file, layout, tableOffset, table, filename, maxBlocks);
   }

@@ -1,4 +1,4 @@
-import type { HostFile } from '../file.js';
+import type { ByteFile } from '../byte-file.js';
 
 /**
  * A bounded write-back cache of cluster-sized metadata tables (L2 tables or
@@ -18,7 +18,7 @@ export class TableCache {
   private loading = new Map<number, Promise<Uint8Array>>();
 
   constructor(
-    private readonly file: HostFile,
+    private readonly file: ByteFile,
     private readonly tableSize: number,
     private readonly maxTables: number,
     private readonly beforeWriteBack: () => Promise<void> = async () => {},

@@ -1,0 +1,96 @@
+import { BlockError } from '../../image/errors.js';
+import { openImage } from '../../image/open.js';
+import { Qcow2Image } from '../../image/qcow2/image.js';
+import type { Extent } from '../../image/types.js';
+import { BlockNode, type ChildLink, type NodeImageInfo, type WriteFlags, type ZeroFlags } from '../node.js';
+import { NodeByteFile } from '../node-file.js';
+
+/**
+ * The `qcow2` format driver: a Qcow2Image whose bytes come from the `file`
+ * child node. The backing chain named in the header is opened by the image
+ * layer (read-only, not as graph nodes) unless `backing` says otherwise:
+ * null for none.
+ */
+export class Qcow2Node extends BlockNode {
+  readonly driver = 'qcow2';
+
+  private constructor(
+    name: string,
+    readonly image: Qcow2Image,
+    private readonly file: BlockNode,
+    readOnly: boolean,
+    links: ChildLink[],
+  ) {
+    super(name, readOnly, links);
+  }
+
+  static async open(name: string, file: BlockNode, readOnly: boolean, openBacking: boolean): Promise<Qcow2Node> {
+    const filename = (await file.imageInfo()).filename;
+    if (!readOnly && file.readOnly) throw new BlockError('READ_ONLY', `Block node is read-only`, { errno: 'EPERM' });
+    let image: Qcow2Image;
+    try {
+      image = await Qcow2Image.openFile(new NodeByteFile(file, filename), {
+        readOnly,
+        openBacking,
+        openBackingImage: (p, fmt, depth) => openImage(p, { format: fmt, readOnly: true, depth }),
+      });
+    } catch (err) {
+      // The image layer speaks like qemu-img ("Could not open 'f': …"); a node's open error is just the reason, as QEMU's.
+      if (err instanceof BlockError && err.message.startsWith(`Could not open '${filename}': `)) {
+        throw new BlockError(err.code, err.message.slice(`Could not open '${filename}': `.length), { errno: err.errno, cause: err });
+      }
+      throw err;
+    }
+    return new Qcow2Node(name, image, file, readOnly, [{ role: 'file', node: file }]);
+  }
+
+  size(): number {
+    return this.image.size();
+  }
+  protected doRead(offset: number, length: number): Promise<Uint8Array> {
+    return this.image.read(offset, length);
+  }
+  protected doWrite(offset: number, data: Uint8Array, flags: WriteFlags): Promise<void> {
+    return this.image.write(offset, data).then(() => (flags.fua ? this.image.flush() : undefined));
+  }
+  protected doWriteZeroes(offset: number, length: number, flags: ZeroFlags): Promise<void> {
+    return this.image.writeZeroes(offset, length, { mayUnmap: flags.mayUnmap ?? false });
+  }
+  protected doDiscard(offset: number, length: number): Promise<void> {
+    return this.image.discard(offset, length);
+  }
+  protected doFlush(): Promise<void> {
+    return this.image.flush();
+  }
+  blockStatus(offset: number, length: number): Promise<Extent> {
+    return this.image.blockStatus(offset, length);
+  }
+  /** Writes one whole cluster compressed (qemu-io's write -c, backup's compress). */
+  writeCompressed(offset: number, data: Uint8Array): Promise<void> {
+    this.checkWritable();
+    return this.image.writeCompressed(offset, data);
+  }
+  info(): { clusterSize: number } {
+    return { clusterSize: this.image.layout.clusterSize };
+  }
+
+  async imageInfo(): Promise<NodeImageInfo> {
+    const i = this.image.info();
+    const f = await this.file.imageInfo();
+    const out: NodeImageInfo = { ...i, actualSize: f.actualSize };
+    let below = this.image.backing();
+    let level: NodeImageInfo = out;
+    while (below) {
+      const bi = below.info();
+      const next: NodeImageInfo = { ...bi, actualSize: await below.actualSize() };
+      level.backingImage = next;
+      level = next;
+      below = below.backing();
+    }
+    return out;
+  }
+
+  protected doClose(): Promise<void> {
+    return this.image.close();
+  }
+}

@@ -1,0 +1,73 @@
+import type { ByteFile } from '../image/byte-file.js';
+import { BlockError } from '../image/errors.js';
+import type { BlockNode } from './node.js';
+
+/**
+ * A node's bytes as the image layer's ByteFile, so a qcow2 image above a
+ * node does all its I/O through the graph (blkdebug rules included), as
+ * QEMU's format drivers use bs->file. Every read is announced as read_aio
+ * and every write as write_aio: coarser than QEMU's qcow2, which names its
+ * metadata I/O with other events, but it arms the same rules for data.
+ * Closing does nothing: the graph owns the node.
+ */
+export class NodeByteFile implements ByteFile {
+  constructor(
+    private readonly node: BlockNode,
+    readonly path: string,
+  ) {}
+
+  get readOnly(): boolean {
+    return this.node.readOnly;
+  }
+
+  read(offset: number, length: number): Promise<Uint8Array> {
+    this.node.debugEvent('read_aio');
+    return this.readPastEnd(offset, length);
+  }
+
+  /** Bytes past the node's end read as zeroes, as from a host file. */
+  private async readPastEnd(offset: number, length: number): Promise<Uint8Array> {
+    const size = this.node.size();
+    if (offset + length <= size) return this.node.read(offset, length);
+    const out = new Uint8Array(length);
+    if (offset < size) out.set(await this.node.read(offset, size - offset));
+    return out;
+  }
+
+  async readInto(buf: Uint8Array, offset: number): Promise<void> {
+    buf.set(await this.read(offset, buf.length));
+  }
+
+  write(offset: number, data: Uint8Array): Promise<void> {
+    this.node.debugEvent('write_aio');
+    return this.node.write(offset, data);
+  }
+
+  async writev(offset: number, bufs: Uint8Array[]): Promise<void> {
+    const all = new Uint8Array(bufs.reduce((n, b) => n + b.length, 0));
+    let at = 0;
+    for (const b of bufs) {
+      all.set(b, at);
+      at += b.length;
+    }
+    await this.write(offset, all);
+  }
+
+  async size(): Promise<number> {
+    return this.node.size();
+  }
+
+  async allocatedBytes(): Promise<number> {
+    return (await this.node.imageInfo()).actualSize ?? this.node.size();
+  }
+
+  async truncate(): Promise<void> {
+    throw new BlockError('UNSUPPORTED', `Cannot resize node '${this.node.nodeName}'`, { errno: 'ENOTSUP' });
+  }
+
+  flush(): Promise<void> {
+    return this.node.flush();
+  }
+
+  async close(): Promise<void> {}
+}
