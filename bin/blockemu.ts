@@ -5,6 +5,13 @@ import { addDaemonCommand } from './commands/daemon.js';
 import { addDemoCommand } from './commands/demo.js';
 import { addImgCommand } from './commands/img.js';
 import { addIoCommand } from './commands/io.js';
+import { addQmpCommand } from './commands/qmp.js';
+
+// A reader that went away (`blockemu … | head`) ends the output, not the process with a stack trace.
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+  throw err;
+});
 
 const program = new Command();
 program
@@ -20,5 +27,6 @@ addImgCommand(program);
 addIoCommand(program);
 addDemoCommand(program);
 addDaemonCommand(program);
+addQmpCommand(program);
 
 await program.parseAsync(process.argv);

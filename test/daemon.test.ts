@@ -110,6 +110,24 @@ describe('blockemu daemon', () => {
     });
   });
 
+  it('blockemu qmp: one-shot commands, errors and an unreachable socket', async () => {
+    await withTempDir(async (dir) => {
+      const sock = join(dir, 'qmp.sock');
+      const d = await startDaemon(monitorArgs(sock));
+      await waitFor(sock);
+      const ok = await run(process.execPath, [BLOCKEMU, 'qmp', '-s', sock, 'query-version']);
+      expect(ok.code).toBe(0);
+      expect(JSON.parse(ok.stdout)).toMatchObject({ qemu: { major: 7 } });
+      const bad = await run(process.execPath, [BLOCKEMU, 'qmp', '-s', sock, 'query-version', '{"x": 1}']);
+      expect(bad).toMatchObject({ code: 1, stderr: "GenericError: Parameter 'x' is unexpected\n" });
+      const gone = await run(process.execPath, [BLOCKEMU, 'qmp', '-s', join(dir, 'nothing.sock'), 'query-version']);
+      expect(gone.code).toBe(2);
+      expect(gone.stderr).toContain('cannot connect');
+      await run(process.execPath, [BLOCKEMU, 'qmp', '-s', sock, 'quit']);
+      expect(await d.exit).toBe(0);
+    });
+  });
+
   it('makes the socket owner-only', async () => {
     await withTempDir(async (dir) => {
       const sock = join(dir, 'qmp.sock');
