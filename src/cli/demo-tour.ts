@@ -17,14 +17,14 @@ interface Step {
 }
 
 /**
- * `blockemu demo` (what `npm start` runs): a short tour of the image layer in
+ * `blockemu demo --tour`: a short tour of the image layer in
  * a fresh temporary directory. Each step prints the equivalent command line
  * and then runs it in this process, so the output is exactly what the
  * command prints. A raw disk and a qcow2 overlay on it are created, written
  * through `io`, inspected, checked, compared and converted. Returns the
  * first non-zero exit code (a failing step stops the tour).
  */
-export async function runDemo(io: ImgIo, dir?: string): Promise<number> {
+export async function runImageTour(io: ImgIo, dir?: string): Promise<number> {
   const where = dir ?? (await mkdtemp(join(tmpdir(), 'blockemu-demo-')));
   const p = (name: string) => join(where, name);
   const base = p('base.raw');

@@ -1,14 +1,14 @@
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { runDemo } from '../../src/cli/demo.js';
+import { runImageTour } from '../../src/cli/demo-tour.js';
 import { qemu, qemuImg, qemuIo, withTempDir } from '../helpers/qemu.js';
 
-describe('blockemu demo (npm start)', () => {
+describe('blockemu demo --tour', () => {
   it('runs every step and leaves images that read back what it wrote', async () => {
     await withTempDir(async (dir) => {
       let out = '';
       let err = '';
-      const code = await runDemo({ out: (t) => void (out += t), err: (t) => void (err += t) }, dir);
+      const code = await runImageTour({ out: (t) => void (out += t), err: (t) => void (err += t) }, dir);
       expect(err).toBe('');
       expect(code).toBe(0);
       expect(out).toContain('No errors were found on the image.');
