@@ -8,3 +8,5 @@ export { createImage, FORMATS, openImage, type OpenOptions } from './image/open.
 export type { CreateOptions } from './image/create.js';
 export type { BlockImage, Extent, ImageFormat, ImageInfo, WriteZeroesOptions } from './image/types.js';
 export { checkQcow2 } from './image/qcow2/check.js';
+export { QmpClient, type QmpEvent } from './qmp/client.js';
+export { QmpError } from './qmp/error.js';
