@@ -10,3 +10,5 @@ export type { BlockImage, Extent, ImageFormat, ImageInfo, WriteZeroesOptions } f
 export { checkQcow2 } from './image/qcow2/check.js';
 export { QmpClient, type QmpEvent } from './qmp/client.js';
 export { QmpError } from './qmp/error.js';
+export { type EmbeddedDaemon, startDaemon, type StartDaemonOptions } from './embed.js';
+export type { BlockdevSpec } from './blockdev/open.js';

@@ -1,0 +1,58 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { type BlockdevSpec, openBlockdev } from './blockdev/open.js';
+import { Daemon } from './daemon.js';
+import { QmpClient } from './qmp/client.js';
+import { makeQmpParser } from './qmp/parser.js';
+
+export interface StartDaemonOptions {
+  /** Where the QMP socket goes; default: qmp.sock in a fresh temp directory (removed on close). */
+  socketPath?: string;
+  /** Nodes to add before the socket is handed out, as blockdev-add would (monitor-owned). */
+  blockdevs?: BlockdevSpec[];
+}
+
+export interface EmbeddedDaemon {
+  readonly socketPath: string;
+  readonly daemon: Daemon;
+  /** A new client, negotiated (call as often as you like; each is its own connection). */
+  client(): Promise<QmpClient>;
+  /** Shuts the daemon down and removes what it created. Idempotent. */
+  close(): Promise<void>;
+}
+
+/**
+ * A daemon in this process for users' tests: `await startDaemon()` gives a
+ * socket path and clients, and `close()` cleans up, with no child process
+ * to manage.
+ */
+export async function startDaemon(opts: StartDaemonOptions = {}): Promise<EmbeddedDaemon> {
+  const dir = opts.socketPath ? undefined : await mkdtemp(join(tmpdir(), 'blockemu-'));
+  const socketPath = opts.socketPath ?? join(dir!, 'qmp.sock');
+  const daemon = await Daemon.start({ monitors: [{ path: socketPath }], makeParser: makeQmpParser });
+  const clients: QmpClient[] = [];
+  let closing: Promise<void> | undefined;
+  const close = () =>
+    (closing ??= (async () => {
+      await Promise.all(clients.map((c) => c.close()));
+      await daemon.shutdown('close');
+      if (dir) await rm(dir, { recursive: true, force: true });
+    })());
+  try {
+    for (const spec of opts.blockdevs ?? []) await openBlockdev(daemon.graph, spec);
+  } catch (err) {
+    await close();
+    throw err;
+  }
+  return {
+    socketPath,
+    daemon,
+    async client() {
+      const c = await QmpClient.connect(socketPath);
+      clients.push(c);
+      return c;
+    },
+    close,
+  };
+}

@@ -1,0 +1,26 @@
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { QmpError, startDaemon } from '../src/index.js';
+import { withTempDir } from './helpers/qemu.js';
+
+describe('startDaemon (embedding API)', () => {
+  it('starts in-process with nodes, hands out clients, and cleans up on close (idempotently)', async () => {
+    await withTempDir(async (dir) => {
+      const path = join(dir, 'd.raw');
+      await writeFile(path, new Uint8Array(1 << 20));
+      const d = await startDaemon({ blockdevs: [{ driver: 'raw', 'node-name': 'd0', file: { driver: 'file', filename: path } }] });
+      const [a, b] = await Promise.all([d.client(), d.client()]);
+      const out = await a.execute<string>('human-monitor-command', { 'command-line': 'qemu-io d0 "write -P 7 0 4k"' });
+      expect(out).toMatch(/^wrote 4096\/4096/);
+      await expect(b.execute('nosuch')).rejects.toBeInstanceOf(QmpError);
+      await d.close();
+      await d.close();
+      await expect(a.execute('query-version')).rejects.toThrow();
+    });
+  });
+
+  it('a bad node spec fails the start and leaves nothing running', async () => {
+    await expect(startDaemon({ blockdevs: [{ driver: 'file', filename: '/nonexistent/blockemu' }] })).rejects.toThrow(/No such file or directory/);
+  });
+});
