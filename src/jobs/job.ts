@@ -1,0 +1,250 @@
+import { BlockError } from '../image/errors.js';
+import { acceptsVerb, canTransition, isCompleted, type JobStatus, type JobVerb } from './status.js';
+import { JobTxn } from './txn.js';
+
+/** What a job tells the outside world (QMP turns these into events). */
+export interface JobListener {
+  /** JOB_STATUS_CHANGE: only real changes are reported. */
+  statusChanged(job: Job): void;
+  /** BLOCK_JOB_PENDING (jobs with auto-finalize off). */
+  pending(job: Job): void;
+  /** BLOCK_JOB_COMPLETED (job.error set when it failed) or BLOCK_JOB_CANCELLED. */
+  finished(job: Job, cancelled: boolean): void;
+  /** The job reached `null` and left the job list. */
+  removed(job: Job): void;
+}
+
+export interface JobOptions {
+  autoFinalize?: boolean;
+  autoDismiss?: boolean;
+  /** Grouped with other jobs (a transaction with completion-mode grouped). */
+  txn?: JobTxn;
+}
+
+/** Thrown at a pause point of a cancelled job. */
+export class JobCancelled extends Error {
+  constructor() {
+    super('Operation canceled');
+  }
+}
+
+const jobError = (message: string) => new BlockError('INVALID_ARGUMENT', message);
+
+/**
+ * A long-running operation with QEMU's job lifecycle (job.c): the status
+ * table, the verbs, user and internal pauses at pause points,
+ * cancellation, and completion through its transaction (txn.ts) with
+ * prepare/commit/abort/clean. Subclasses implement `run` and call
+ * `pausePoint()` (or `sleep()`) between units of work.
+ */
+export abstract class Job {
+  status: JobStatus = 'undefined';
+  readonly autoFinalize: boolean;
+  readonly autoDismiss: boolean;
+  readonly txn: JobTxn;
+  /** Progress as query-jobs reports it. */
+  progressCurrent = 0;
+  progressTotal = 0;
+  /** Set when the job failed or was cancelled (the text QMP reports). */
+  error: string | undefined;
+  cancelled = false;
+  userPaused = false;
+  private pauseCount = 0;
+  private started = false;
+  private wake: (() => void) | undefined;
+  private concludedResolve!: () => void;
+  /** Resolves when the job reaches `concluded` (its events are out by then). */
+  readonly concludedPromise = new Promise<void>((r) => (this.concludedResolve = r));
+
+  constructor(
+    readonly id: string,
+    readonly type: string,
+    private readonly listener: JobListener,
+    opts: JobOptions = {},
+  ) {
+    this.autoFinalize = opts.autoFinalize ?? true;
+    this.autoDismiss = opts.autoDismiss ?? true;
+    this.txn = opts.txn ?? new JobTxn();
+    this.txn.add(this);
+    this.transition('created');
+  }
+
+  /** The job's work. Throwing fails the job with the error's message. */
+  protected abstract run(): Promise<void>;
+  /** Finalization steps, run in transaction order (see txn.ts). */
+  async prepare(): Promise<void> {}
+  async commit(): Promise<void> {}
+  async abort(): Promise<void> {}
+  async clean(): Promise<void> {}
+
+  get paused(): boolean {
+    return this.pauseCount > 0;
+  }
+  get hasStarted(): boolean {
+    return this.started;
+  }
+
+  transition(to: JobStatus): void {
+    if (!canTransition(this.status, to)) throw new Error(`job ${this.id}: illegal transition ${this.status} -> ${to}`);
+    const changed = this.status !== to;
+    this.status = to;
+    if (changed) this.listener.statusChanged(this);
+    if (to === 'concluded') this.concludedResolve();
+    if (to === 'null') this.listener.removed(this);
+  }
+
+  /** QEMU's job_apply_verb: refuses a verb the current status does not accept. */
+  checkVerb(verb: JobVerb): void {
+    if (!acceptsVerb(this.status, verb)) throw jobError(`Job '${this.id}' in state '${this.status}' cannot accept command verb '${verb}'`);
+  }
+
+  /** created -> running; QEMU drains the graph while setting a job up, hence the paused/running pair. */
+  start(): void {
+    this.transition('running');
+    this.started = true;
+    this.internalPause();
+    void this.execute();
+  }
+
+  /** A drain of the graph (another job being set up): a running job reports paused, then running. */
+  internalPause(): void {
+    if (this.status !== 'running' || this.paused) return;
+    this.transition('paused');
+    this.transition('running');
+  }
+
+  private async execute(): Promise<void> {
+    let failure: unknown;
+    try {
+      await this.run();
+    } catch (err) {
+      failure = err;
+    }
+    if (this.cancelled) this.error ??= 'Operation canceled';
+    else if (failure !== undefined) this.error ??= failure instanceof Error ? failure.message : String(failure);
+    await this.txn.jobCompleted(this);
+  }
+
+  /** Where the job may pause or stop: waits while paused, throws JobCancelled once cancelled. */
+  protected async pausePoint(): Promise<void> {
+    if (this.cancelled) throw new JobCancelled();
+    while (this.paused && !this.cancelled) {
+      const from = this.status;
+      this.transition(from === 'ready' ? 'standby' : 'paused');
+      await new Promise<void>((r) => (this.wake = r));
+      this.transition(from);
+    }
+    if (this.cancelled) throw new JobCancelled();
+  }
+
+  /** Sleeps (rate limiting), cut short by a pause, resume, cancel or speed change. */
+  protected async sleep(ms: number): Promise<void> {
+    if (ms > 0) {
+      await new Promise<void>((r) => {
+        const t = setTimeout(r, ms);
+        this.wake = () => {
+          clearTimeout(t);
+          r();
+        };
+      });
+      this.wake = undefined;
+    }
+    await this.pausePoint();
+  }
+
+  protected kick(): void {
+    const w = this.wake;
+    this.wake = undefined;
+    w?.();
+  }
+
+  /** job-pause / block-job-pause. */
+  userPause(): void {
+    this.checkVerb('pause');
+    if (this.userPaused) throw jobError('Job is already paused');
+    this.userPaused = true;
+    this.pause();
+  }
+
+  /** job-resume / block-job-resume. */
+  userResume(): void {
+    this.checkVerb('resume');
+    if (!this.userPaused) throw jobError("Can't resume a job that was not paused");
+    this.userPaused = false;
+    this.resume();
+  }
+
+  /** A pause request (user, or an error policy of 'stop'). */
+  pause(): void {
+    this.pauseCount++;
+    this.kick();
+  }
+  resume(): void {
+    if (this.pauseCount > 0) this.pauseCount--;
+    if (this.pauseCount === 0) this.kick();
+  }
+
+  /**
+   * job-cancel / block-job-cancel (always a force cancel: the jobs here
+   * have no soft cancel). Resolves once the job has concluded, so its
+   * events precede the command's reply, as observed with QEMU.
+   */
+  async cancel(): Promise<void> {
+    this.checkVerb('cancel');
+    await this.cancelLocked();
+    if (this.status !== 'null') await this.concludedPromise;
+  }
+
+  /** QEMU's job_cancel_locked, without the verb check (dismissing a concluded job, a transaction abort). */
+  async cancelLocked(): Promise<void> {
+    if (this.status === 'concluded') {
+      this.transition('null');
+      return;
+    }
+    this.requestCancel();
+    if (!this.started) await this.txn.jobCompleted(this);
+    else if (isCompleted(this.status)) await this.txn.abort(this);
+  }
+
+  /** Flags the job cancelled and wakes it; a user pause is dropped. */
+  requestCancel(): void {
+    if (this.userPaused) {
+      this.userPaused = false;
+      if (this.pauseCount > 0) this.pauseCount--;
+    }
+    this.cancelled = true;
+    this.error ??= 'Operation canceled';
+    this.kick();
+  }
+
+  /** job-finalize: the whole transaction. */
+  async finalize(): Promise<void> {
+    this.checkVerb('finalize');
+    await this.txn.finalize();
+  }
+
+  /** job-dismiss. */
+  dismiss(): void {
+    this.checkVerb('dismiss');
+    this.transition('null');
+  }
+
+  /** Called by the transaction: the finalize steps for this job, events, conclusion. */
+  async finalizeSingle(): Promise<void> {
+    if (this.cancelled) this.error ??= 'Operation canceled';
+    if (this.error !== undefined) this.transition('aborting');
+    if (this.error === undefined) await this.commit();
+    else await this.abort();
+    await this.clean();
+    if (this.started) this.listener.finished(this, this.cancelled);
+    this.txn.remove(this);
+    this.transition('concluded');
+    if (this.autoDismiss || !this.started) this.transition('null');
+  }
+
+  /** Entering pending: jobs that wait for job-finalize say so. */
+  toPending(): void {
+    this.transition('pending');
+    if (!this.autoFinalize) this.listener.pending(this);
+  }
+}
