@@ -57,6 +57,13 @@ export interface ChildLink {
 export abstract class BlockNode {
   abstract readonly driver: string;
   settings: NodeSettings = DEFAULT_SETTINGS;
+  /**
+   * Run before every write, zero write or discard reaches the driver, with
+   * the range about to change: copy-before-write hangs here, so every
+   * writer of the node is intercepted, whichever parent it came through
+   * (QEMU's filter only sees writers above it).
+   */
+  readonly beforeWrite: Array<(offset: number, length: number) => Promise<void>> = [];
   private parentCount = 0;
   private closed: Promise<void> | undefined;
 
@@ -84,6 +91,7 @@ export abstract class BlockNode {
   /** detect-zeroes turns all-zero writes into zero writes (which may unmap only with discard=unmap). */
   async write(offset: number, data: Uint8Array, flags: WriteFlags = {}): Promise<void> {
     this.checkWritable();
+    for (const hook of this.beforeWrite) await hook(offset, data.length);
     if (this.settings.detectZeroes !== 'off' && isZero(data)) {
       return this.doWriteZeroes(offset, data.length, { mayUnmap: this.settings.detectZeroes === 'unmap' && this.settings.discard === 'unmap' });
     }
@@ -93,6 +101,7 @@ export abstract class BlockNode {
   /** Without discard=unmap a zero write may not deallocate (bdrv_co_pwrite_zeroes drops MAY_UNMAP). */
   async writeZeroes(offset: number, length: number, flags: ZeroFlags = {}): Promise<void> {
     this.checkWritable();
+    for (const hook of this.beforeWrite) await hook(offset, length);
     return this.doWriteZeroes(offset, length, { mayUnmap: (flags.mayUnmap ?? false) && this.settings.discard === 'unmap' });
   }
 
@@ -100,6 +109,7 @@ export abstract class BlockNode {
   async discard(offset: number, length: number): Promise<void> {
     this.checkWritable();
     if (this.settings.discard === 'ignore') return;
+    for (const hook of this.beforeWrite) await hook(offset, length);
     return this.doDiscard(offset, length);
   }
 

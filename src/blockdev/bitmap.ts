@@ -1,0 +1,79 @@
+/**
+ * A bit per chunk of a device (granularity bytes): the shape of QEMU's
+ * HBitmap as the block layer uses it (dirty bitmaps, block-copy's copy
+ * bitmap). Dense, one bit per chunk; a 1 TiB device at 64 KiB granularity
+ * is 2 MiB of memory.
+ */
+export class ChunkBitmap {
+  private readonly words: Uint32Array;
+  private setCount = 0;
+  readonly chunks: number;
+
+  constructor(
+    readonly size: number,
+    readonly granularity: number,
+  ) {
+    this.chunks = Math.ceil(size / granularity);
+    this.words = new Uint32Array(Math.ceil(this.chunks / 32));
+  }
+
+  get(chunk: number): boolean {
+    return (this.words[chunk >>> 5]! & (1 << (chunk & 31))) !== 0;
+  }
+
+  set(chunk: number): void {
+    if (!this.get(chunk)) {
+      this.words[chunk >>> 5]! |= 1 << (chunk & 31);
+      this.setCount++;
+    }
+  }
+
+  clear(chunk: number): void {
+    if (this.get(chunk)) {
+      this.words[chunk >>> 5]! &= ~(1 << (chunk & 31));
+      this.setCount--;
+    }
+  }
+
+  setAll(): void {
+    for (let c = 0; c < this.chunks; c++) this.set(c);
+  }
+
+  /** Marks every chunk touched by the byte range [offset, offset+length). */
+  setRange(offset: number, length: number): void {
+    if (length <= 0) return;
+    const last = Math.min(this.chunks - 1, Math.floor((offset + length - 1) / this.granularity));
+    for (let c = Math.floor(offset / this.granularity); c <= last; c++) this.set(c);
+  }
+
+  /** Dirty chunks. */
+  get count(): number {
+    return this.setCount;
+  }
+
+  /** Dirty bytes (the last chunk counts only up to the device's end), as QEMU's `count`. */
+  get dirtyBytes(): number {
+    let n = this.setCount * this.granularity;
+    if (this.chunks > 0 && this.get(this.chunks - 1)) n -= this.chunks * this.granularity - this.size;
+    return n;
+  }
+
+  /** The first set chunk at or after `from`, or -1. */
+  nextSet(from: number): number {
+    for (let c = Math.max(0, from); c < this.chunks; ) {
+      const w = this.words[c >>> 5]! >>> (c & 31);
+      if (w === 0) {
+        c = (c | 31) + 1;
+        continue;
+      }
+      const i = c + (31 - Math.clz32(w & -w));
+      return i < this.chunks ? i : -1;
+    }
+    return -1;
+  }
+
+  /** OR another bitmap of the same geometry into this one. */
+  merge(other: ChunkBitmap): void {
+    for (let c = other.nextSet(0); c >= 0; c = other.nextSet(c + 1)) this.set(c);
+  }
+}

@@ -1,0 +1,171 @@
+import type { BlockNode } from '../blockdev/node.js';
+import { strerror } from '../blockdev/qemu-io/errno.js';
+import { BlockCopy, CopyError } from './block-copy.js';
+import { Job, type JobListener, type JobOptions } from './job.js';
+import { RateLimiter } from './rate-limit.js';
+
+export type SyncMode = 'full' | 'top' | 'none';
+export type OnError = 'report' | 'ignore' | 'enospc' | 'stop' | 'auto';
+export type ErrorAction = 'report' | 'ignore' | 'stop';
+export type IoStatus = 'ok' | 'failed' | 'nospace';
+
+export interface BackupListener extends JobListener {
+  /** BLOCK_JOB_ERROR: emitted once per error the policy handles, before the job acts on it. */
+  ioError(job: BackupJob, operation: 'read' | 'write', action: ErrorAction): void;
+}
+
+export interface BackupOptions extends JobOptions {
+  source: BlockNode;
+  target: BlockNode;
+  sync: SyncMode;
+  speed?: number;
+  compress?: boolean;
+  onSourceError?: OnError;
+  onTargetError?: OnError;
+  maxChunk?: number;
+}
+
+/** blockjob.c block_job_error_action: the policy and the errno decide. */
+export function errorAction(policy: OnError, errno: string): ErrorAction {
+  switch (policy) {
+    case 'enospc':
+    case 'auto':
+      return errno === 'ENOSPC' ? 'stop' : 'report';
+    default:
+      return policy;
+  }
+}
+
+/** The backup cluster: max(64 KiB, the target's cluster size) (block_copy_calculate_cluster_size). */
+export function backupClusterSize(target: BlockNode): number {
+  const info = (target as unknown as { info?: () => { clusterSize?: number } }).info?.();
+  return Math.max(65536, info?.clusterSize ?? 0);
+}
+
+/**
+ * A backup job (block/backup.c): the target becomes the source as it was
+ * when the job started. Copy-before-write hangs on the source, so every
+ * write to it first copies the old clusters; the background pass copies
+ * the rest (full), only what the top layer allocates (top), or nothing
+ * (none). I/O errors go through on-source-error / on-target-error.
+ */
+export class BackupJob extends Job {
+  readonly source: BlockNode;
+  readonly target: BlockNode;
+  readonly sync: SyncMode;
+  readonly copier: BlockCopy;
+  readonly limiter: RateLimiter;
+  speed: number;
+  ioStatus: IoStatus = 'ok';
+  private readonly onSourceError: OnError;
+  private readonly onTargetError: OnError;
+  private readonly hook: (offset: number, length: number) => Promise<void>;
+
+  constructor(
+    id: string,
+    private readonly events: BackupListener,
+    opts: BackupOptions,
+  ) {
+    super(id, 'backup', events, opts);
+    this.source = opts.source;
+    this.target = opts.target;
+    this.sync = opts.sync;
+    this.speed = opts.speed ?? 0;
+    this.limiter = new RateLimiter(this.speed);
+    this.onSourceError = opts.onSourceError ?? 'report';
+    this.onTargetError = opts.onTargetError ?? 'report';
+    this.copier = new BlockCopy(this.source, this.target, backupClusterSize(this.target), {
+      compress: opts.compress,
+      maxChunk: opts.maxChunk,
+      onProgress: (n) => (this.progressCurrent += n),
+    });
+    this.copier.bitmap.setAll();
+    this.progressTotal = this.copier.bitmap.dirtyBytes;
+    // Copy-before-write from the moment the job exists: the point in time is now.
+    this.hook = (offset, length) => this.copier.copyBeforeWrite(offset, length);
+    this.source.beforeWrite.push(this.hook);
+    this.source.ref();
+    this.target.ref();
+  }
+
+  setSpeed(speed: number): void {
+    this.checkVerb('set-speed');
+    this.speed = speed;
+    this.limiter.setSpeed(speed);
+    this.kick();
+  }
+
+  protected async run(): Promise<void> {
+    if (this.sync === 'none') {
+      // Only copy-before-write works; the job idles until cancelled.
+      for (;;) await this.sleep(1 << 30);
+    }
+    if (this.sync === 'top') await this.skipUnallocated();
+    for (;;) {
+      let next: number | undefined = 0;
+      let failed = false;
+      while (next !== undefined) {
+        await this.pausePoint();
+        // Ask without charging, sleep while over the quota, then charge the whole task (QEMU's block-copy loop).
+        for (let d = this.limiter.delay(0); d > 0; d = this.limiter.delay(0)) await this.sleep(d / 1e6);
+        let done: { first: number; end: number } | undefined;
+        try {
+          done = await this.copier.copyNext(next);
+        } catch (err) {
+          if (!(err instanceof CopyError)) throw err;
+          await this.handleError(err);
+          failed = true;
+          break;
+        }
+        next = done?.end;
+        if (done) this.limiter.delay((done.end - done.first) * this.copier.clusterSize);
+      }
+      if (!failed && this.copier.bitmap.count === 0) break;
+    }
+    // Copies started by guest writes finish before the job does.
+    while (this.copier.busy) await new Promise((r) => setTimeout(r, 1));
+  }
+
+  /** sync=top: clusters the top layer does not allocate are not copied (and not counted). */
+  private async skipUnallocated(): Promise<void> {
+    const cs = this.copier.clusterSize;
+    for (let off = 0; off < this.source.size(); ) {
+      await this.pausePoint();
+      const st = await this.source.blockStatus(off, this.source.size() - off);
+      if (!st.allocated) {
+        const first = Math.ceil(off / cs);
+        const end = off + st.length === this.source.size() ? this.copier.bitmap.chunks : Math.floor((off + st.length) / cs);
+        for (let c = first; c < end; c++) this.copier.bitmap.clear(c);
+      }
+      off += st.length;
+    }
+    this.progressTotal = this.copier.bitmap.dirtyBytes;
+  }
+
+  /** The error policy: report fails the job; ignore retries in a new pass; stop pauses until resumed. */
+  private async handleError(err: CopyError): Promise<void> {
+    const action = errorAction(err.operation === 'read' ? this.onSourceError : this.onTargetError, err.errno);
+    this.events.ioError(this, err.operation, action);
+    if (action === 'report') throw new Error(strerror(err.errno));
+    if (action === 'stop') {
+      if (this.ioStatus === 'ok') this.ioStatus = err.errno === 'ENOSPC' ? 'nospace' : 'failed';
+      // Paused as if by the user: job-resume lifts it (and resets io-status).
+      this.userPaused = true;
+      this.pause();
+      await this.pausePoint();
+    }
+  }
+
+  override userResume(): void {
+    super.userResume();
+    this.ioStatus = 'ok';
+  }
+
+  override async clean(): Promise<void> {
+    const i = this.source.beforeWrite.indexOf(this.hook);
+    if (i >= 0) this.source.beforeWrite.splice(i, 1);
+    await this.target.flush().catch(() => undefined);
+    this.source.unref();
+    this.target.unref();
+  }
+}

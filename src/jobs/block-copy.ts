@@ -1,0 +1,145 @@
+import { ChunkBitmap } from '../blockdev/bitmap.js';
+import type { BlockNode } from '../blockdev/node.js';
+
+/** A failed copy: which side failed (QEMU's IoOperationType) and why. */
+export class CopyError extends Error {
+  constructor(
+    readonly operation: 'read' | 'write',
+    override readonly cause: unknown,
+  ) {
+    super(cause instanceof Error ? cause.message : String(cause));
+  }
+  get errno(): string {
+    return (this.cause as { errno?: string } | undefined)?.errno ?? 'EIO';
+  }
+}
+
+export interface BlockCopyOptions {
+  /** Write compressed clusters (the target must support it); tasks are then one cluster. */
+  compress?: boolean;
+  /** Largest task in bytes (x-perf max-chunk); 0: QEMU's default of max(cluster, 1 MiB). */
+  maxChunk?: number;
+  /** Called with the bytes of every successful copy (background or before-write). */
+  onProgress?: (bytes: number) => void;
+}
+
+interface Compressor {
+  writeCompressed(offset: number, data: Uint8Array): Promise<void>;
+}
+
+/**
+ * The cluster-granular copier shared by the backup job's background pass
+ * and copy-before-write (block/block-copy.c): a copy bitmap (set = still to
+ * copy), tasks of adjacent dirty clusters, zero areas written as zeroes,
+ * and serialisation so a cluster is copied once: a second copier of a
+ * cluster in flight waits for the first. A failed task leaves its clusters
+ * dirty.
+ */
+export class BlockCopy {
+  readonly bitmap: ChunkBitmap;
+  private readonly inFlight = new Map<number, Promise<void>>();
+  private readonly maxChunk: number;
+
+  constructor(
+    readonly source: BlockNode,
+    readonly target: BlockNode,
+    readonly clusterSize: number,
+    private readonly opts: BlockCopyOptions = {},
+  ) {
+    this.bitmap = new ChunkBitmap(source.size(), clusterSize);
+    this.maxChunk = opts.compress ? clusterSize : Math.max(clusterSize, opts.maxChunk || Math.max(clusterSize, 1 << 20));
+  }
+
+  /** Whether clusters are being copied right now (a job finishing must wait for them). */
+  get busy(): boolean {
+    return this.inFlight.size > 0;
+  }
+
+  /**
+   * Copies the next run of dirty clusters at or after cluster `from`,
+   * returning the clusters [first, end) it copied, or undefined when
+   * nothing is dirty there. Throws CopyError when the copy fails.
+   */
+  async copyNext(from: number): Promise<{ first: number; end: number } | undefined> {
+    const first = this.bitmap.nextSet(from);
+    if (first < 0) return undefined;
+    let n = 1;
+    const max = Math.max(1, Math.floor(this.maxChunk / this.clusterSize));
+    while (n < max && first + n < this.bitmap.chunks && this.bitmap.get(first + n) && !this.inFlight.has(first + n)) n++;
+    await this.copyClaimed(first, n);
+    return { first, end: first + n };
+  }
+
+  /**
+   * Copy-before-write: every dirty cluster touched by [offset, offset+length)
+   * reaches the target before the caller may change it.
+   */
+  async copyBeforeWrite(offset: number, length: number): Promise<void> {
+    if (length <= 0) return;
+    const first = Math.floor(offset / this.clusterSize);
+    const last = Math.min(this.bitmap.chunks - 1, Math.floor((offset + length - 1) / this.clusterSize));
+    for (let c = first; c <= last; ) {
+      const pending = this.inFlight.get(c);
+      if (pending) {
+        // Copied by someone else now; if that fails the bit is set again and we copy it ourselves.
+        await pending.catch(() => undefined);
+        continue;
+      }
+      if (!this.bitmap.get(c)) {
+        c++;
+        continue;
+      }
+      let n = 1;
+      while (c + n <= last && this.bitmap.get(c + n) && !this.inFlight.has(c + n)) n++;
+      await this.copyClaimed(c, n);
+      c += n;
+    }
+  }
+
+  private async copyClaimed(first: number, n: number): Promise<void> {
+    for (let c = first; c < first + n; c++) this.bitmap.clear(c);
+    const work = this.copy(first, n);
+    for (let c = first; c < first + n; c++) this.inFlight.set(c, work);
+    try {
+      await work;
+    } catch (err) {
+      for (let c = first; c < first + n; c++) this.bitmap.set(c);
+      throw err;
+    } finally {
+      for (let c = first; c < first + n; c++) this.inFlight.delete(c);
+    }
+  }
+
+  private async copy(first: number, n: number): Promise<void> {
+    const offset = first * this.clusterSize;
+    const length = Math.min(n * this.clusterSize, this.source.size() - offset);
+    let zero: boolean;
+    try {
+      const st = await this.source.blockStatus(offset, length);
+      zero = st.zero && st.length >= length;
+    } catch (err) {
+      throw new CopyError('read', err);
+    }
+    if (zero) {
+      await this.write(() => this.target.writeZeroes(offset, length, { mayUnmap: true }));
+    } else {
+      let data: Uint8Array;
+      try {
+        data = await this.source.read(offset, length);
+      } catch (err) {
+        throw new CopyError('read', err);
+      }
+      if (this.opts.compress) await this.write(() => (this.target as unknown as Compressor).writeCompressed(offset, data));
+      else await this.write(() => this.target.write(offset, data));
+    }
+    this.opts.onProgress?.(length);
+  }
+
+  private async write(fn: () => Promise<void>): Promise<void> {
+    try {
+      await fn();
+    } catch (err) {
+      throw new CopyError('write', err);
+    }
+  }
+}

@@ -1,0 +1,37 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { ChunkBitmap } from '../../src/blockdev/bitmap.js';
+
+describe('ChunkBitmap', () => {
+  it('agrees with a set of chunks on random operations', () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1, max: 5000 }),
+        fc.array(fc.tuple(fc.constantFrom('set', 'clear', 'range'), fc.nat(), fc.nat({ max: 70000 })), { maxLength: 100 }),
+        (chunks, ops) => {
+          const g = 512;
+          const size = chunks * g - (chunks > 1 ? 100 : 0);
+          const b = new ChunkBitmap(size, g);
+          const model = new Set<number>();
+          for (const [op, a, len] of ops) {
+            const c = a % b.chunks;
+            if (op === 'set') (b.set(c), model.add(c));
+            else if (op === 'clear') (b.clear(c), model.delete(c));
+            else {
+              const off = a % size;
+              const l = Math.min(len, size - off);
+              b.setRange(off, l);
+              if (l > 0) for (let x = Math.floor(off / g); x <= Math.floor((off + l - 1) / g); x++) model.add(x);
+            }
+          }
+          const listed: number[] = [];
+          for (let c = b.nextSet(0); c >= 0; c = b.nextSet(c + 1)) listed.push(c);
+          expect(listed).toEqual([...model].sort((x, y) => x - y));
+          expect(b.count).toBe(model.size);
+          const lastPartial = model.has(b.chunks - 1) ? b.chunks * g - size : 0;
+          expect(b.dirtyBytes).toBe(model.size * g - lastPartial);
+        },
+      ),
+    );
+  });
+});

@@ -1,0 +1,149 @@
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { BlockGraph } from '../../src/blockdev/graph.js';
+import { openBlockdev } from '../../src/blockdev/open.js';
+import { BackupJob, type BackupListener, errorAction } from '../../src/jobs/backup.js';
+import { withTempDir } from '../helpers/qemu.js';
+
+const MiB = 1 << 20;
+
+function pattern(size: number, seed: number): Uint8Array {
+  const b = new Uint8Array(size);
+  for (let i = 0; i < size; i++) b[i] = (i * 31 + seed * 17 + (i >> 12)) & 0xff;
+  return b;
+}
+
+function recorder(): { log: string[]; listener: BackupListener } {
+  const log: string[] = [];
+  return {
+    log,
+    listener: {
+      statusChanged: (j) => log.push(j.status),
+      pending: () => log.push('PENDING'),
+      finished: (j, cancelled) => log.push(`${cancelled ? 'CANCELLED' : 'COMPLETED'}${j.error ? `(${j.error})` : ''} ${j.progressCurrent}/${j.progressTotal}`),
+      removed: () => undefined,
+      ioError: (_j, op, action) => log.push(`ERROR ${op} ${action}`),
+    },
+  };
+}
+
+async function until(cond: () => boolean, ms = 10_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error('timed out');
+    await new Promise((r) => setTimeout(r, 2));
+  }
+}
+
+async function setup(dir: string, size: number, srcRules?: Record<string, unknown>, tgtRules?: Record<string, unknown>) {
+  const original = pattern(size, 1);
+  await writeFile(join(dir, 'src.raw'), original);
+  await writeFile(join(dir, 'tgt.raw'), new Uint8Array(size));
+  const g = new BlockGraph();
+  const file = (name: string, rules?: Record<string, unknown>) =>
+    rules ? { driver: 'blkdebug', image: { driver: 'file', filename: join(dir, name) }, ...rules } : { driver: 'file', filename: join(dir, name) };
+  const src = await openBlockdev(g, { driver: 'raw', 'node-name': 'src', file: file('src.raw', srcRules) });
+  const tgt = await openBlockdev(g, { driver: 'raw', 'node-name': 'tgt', file: file('tgt.raw', tgtRules) });
+  return { g, src, tgt, original };
+}
+
+describe('backup job (library level)', () => {
+  it('sync=full copies the source as it was at job start, while the guest keeps writing', async () => {
+    await withTempDir(async (dir) => {
+      const { g, src, tgt, original } = await setup(dir, 8 * MiB);
+      const { log, listener } = recorder();
+      const job = new BackupJob('j0', listener, { source: src, target: tgt, sync: 'full', speed: 8 * MiB });
+      job.start();
+      // Guest writes all over the disk while the throttled copy runs.
+      for (let i = 0; i < 32; i++) await src.write(((i * 7) % 32) * 256 * 1024 + 100, new Uint8Array(5000).fill(0xee));
+      job.setSpeed(0);
+      await until(() => job.status === 'null');
+      expect(log.at(-3)).toBe(`COMPLETED ${8 * MiB}/${8 * MiB}`);
+      await g.closeAll();
+      expect(Buffer.compare(await readFile(join(dir, 'tgt.raw')), Buffer.from(original))).toBe(0);
+    });
+  });
+
+  it('the error policies: report fails the job, ignore retries, stop pauses until resumed', async () => {
+    await withTempDir(async (dir) => {
+      // report
+      {
+        const { g, src, tgt } = await setup(dir, 4 * MiB, { 'inject-error': [{ event: 'read_aio', errno: 5, once: true, iotype: 'read' }] });
+        const { log, listener } = recorder();
+        const job = new BackupJob('r', listener, { source: src, target: tgt, sync: 'full' });
+        job.start();
+        await until(() => job.status === 'null');
+        expect(log).toContain('ERROR read report');
+        expect(log.find((l) => l.startsWith('COMPLETED'))).toMatch(/^COMPLETED\(Input\/output error\) /);
+        await g.closeAll();
+      }
+      // ignore: a transient error is retried and the job succeeds
+      {
+        const { g, src, tgt, original } = await setup(dir, 4 * MiB, undefined, { 'inject-error': [{ event: 'write_aio', errno: 5, once: true, iotype: 'write' }] });
+        const { log, listener } = recorder();
+        const job = new BackupJob('i', listener, { source: src, target: tgt, sync: 'full', onTargetError: 'ignore' });
+        job.start();
+        await until(() => job.status === 'null');
+        expect(log).toContain('ERROR write ignore');
+        expect(log).toContain(`COMPLETED ${4 * MiB}/${4 * MiB}`);
+        await g.closeAll();
+        expect(Buffer.compare(await readFile(join(dir, 'tgt.raw')), Buffer.from(original))).toBe(0);
+      }
+      // enospc on a target ENOSPC: stop, io-status nospace, resume retries
+      {
+        const { g, src, tgt } = await setup(dir, 4 * MiB, undefined, { 'inject-error': [{ event: 'write_aio', errno: 28, once: true, iotype: 'write' }] });
+        const { log, listener } = recorder();
+        const job = new BackupJob('s', listener, { source: src, target: tgt, sync: 'full', onTargetError: 'enospc' });
+        job.start();
+        await until(() => job.status === 'paused');
+        expect(log).toContain('ERROR write stop');
+        expect(job.ioStatus).toBe('nospace');
+        expect(job.userPaused).toBe(true);
+        job.userResume();
+        expect(job.ioStatus).toBe('ok');
+        await until(() => job.status === 'null');
+        expect(log).toContain(`COMPLETED ${4 * MiB}/${4 * MiB}`);
+        await g.closeAll();
+      }
+    });
+  });
+
+  it('cancel stops the copy: CANCELLED with the bytes done so far; the source is released', async () => {
+    await withTempDir(async (dir) => {
+      const { g, src, tgt } = await setup(dir, 8 * MiB);
+      const { log, listener } = recorder();
+      const job = new BackupJob('c', listener, { source: src, target: tgt, sync: 'full', speed: 1 * MiB });
+      job.start();
+      await new Promise((r) => setTimeout(r, 50));
+      await job.cancel();
+      expect(log.find((l) => l.startsWith('CANCELLED'))).toMatch(/^CANCELLED\(Operation canceled\) \d+\/8388608$/);
+      expect(src.beforeWrite).toHaveLength(0);
+      expect(src.inUse).toBe(false);
+      await g.closeAll();
+    });
+  });
+
+  it('sync=none copies only what the guest overwrites', async () => {
+    await withTempDir(async (dir) => {
+      const { g, src, tgt, original } = await setup(dir, 4 * MiB);
+      const { listener } = recorder();
+      const job = new BackupJob('n', listener, { source: src, target: tgt, sync: 'none' });
+      job.start();
+      await src.write(MiB + 10, new Uint8Array(10).fill(1));
+      expect(job.progressCurrent).toBe(65536);
+      await job.cancel();
+      await g.closeAll();
+      const t = await readFile(join(dir, 'tgt.raw'));
+      expect(Buffer.compare(t.subarray(MiB, MiB + 65536), Buffer.from(original.subarray(MiB, MiB + 65536)))).toBe(0);
+      expect(t.subarray(0, MiB).every((b) => b === 0)).toBe(true);
+    });
+  });
+
+  it('policy table', () => {
+    expect(errorAction('enospc', 'ENOSPC')).toBe('stop');
+    expect(errorAction('enospc', 'EIO')).toBe('report');
+    expect(errorAction('auto', 'ENOSPC')).toBe('stop');
+    expect(errorAction('ignore', 'EIO')).toBe('ignore');
+  });
+});
