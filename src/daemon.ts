@@ -1,7 +1,9 @@
 import { unlink, writeFile } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import { BlockGraph } from './blockdev/graph.js';
+import type { BlockdevSpec } from './blockdev/open.js';
 import { logger } from './log.js';
+import { addBlockdevCommands, addBlockdev } from './qmp/commands/blockdev.js';
 import { addHmpCommands } from './qmp/commands/hmp.js';
 import { addControlCommands } from './qmp/commands/control.js';
 import type { QmpContext, VersionInfo } from './qmp/context.js';
@@ -19,6 +21,8 @@ export interface MonitorConfig {
 
 export interface DaemonConfig {
   monitors: MonitorConfig[];
+  /** --blockdev options, validated, opened in order before the monitors listen. */
+  blockdevs?: Array<{ arg: string; spec: BlockdevSpec }>;
   pidfile?: string;
   makeParser: ParserFactory;
   log?: Logger;
@@ -53,11 +57,20 @@ export class Daemon {
     const log = config.log ?? logger();
     const commands = new CommandTable<QmpContext>();
     addControlCommands(commands);
+    addBlockdevCommands(commands);
     addHmpCommands(commands);
     const graph = new BlockGraph();
     const events: EventDef[] = [];
     const servers: QmpServer[] = [];
     let daemon: Daemon | undefined;
+    for (const b of config.blockdevs ?? []) {
+      try {
+        await addBlockdev({ graph }, b.spec);
+      } catch (err) {
+        await graph.closeAll();
+        throw new Error(`--blockdev ${b.arg}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+      }
+    }
     try {
       for (const m of config.monitors) {
         servers.push(
@@ -79,6 +92,7 @@ export class Daemon {
       if (config.pidfile) await writeFile(config.pidfile, `${process.pid}\n`);
     } catch (err) {
       await Promise.all(servers.map((s) => s.close()));
+      await graph.closeAll();
       throw err;
     }
     daemon = new Daemon(servers, graph, config.pidfile, log);

@@ -1,5 +1,9 @@
 import { resolve } from 'node:path';
+import type { BlockdevSpec } from '../blockdev/open.js';
 import type { DaemonConfig, MonitorConfig } from '../daemon.js';
+import { parseCliObject } from '../qmp/cli-keyval.js';
+import { QmpError } from '../qmp/error.js';
+import { BlockdevOptions } from '../qmp/schema/blockdev.js';
 import { ArgsError, type DaemonOption, parseOptsString } from './daemon-args.js';
 
 /** A failure in one option, reported as qemu-storage-daemon does: "--opt value: message". */
@@ -36,7 +40,8 @@ const bool = (opt: DaemonOption, key: string, v: string | undefined, def: boolea
 export function planDaemon(options: DaemonOption[]): DaemonPlan {
   const chardevs = new Map<string, Chardev>();
   const monitors: MonitorConfig[] = [];
-  const plan: DaemonPlan = { config: { monitors }, daemonize: false, help: false, version: false };
+  const blockdevs: Array<{ arg: string; spec: BlockdevSpec }> = [];
+  const plan: DaemonPlan = { config: { monitors, blockdevs }, daemonize: false, help: false, version: false };
   for (const opt of options) {
     switch (opt.name) {
       case 'help':
@@ -79,7 +84,13 @@ export function planDaemon(options: DaemonOption[]): DaemonPlan {
         break;
       }
       case 'blockdev':
-        throw new OptionError(opt, 'block devices on the command line are not supported yet (blockdev-add arrives with the block graph)');
+        try {
+          blockdevs.push({ arg: opt.value, spec: parseCliObject(BlockdevOptions, opt.value) as BlockdevSpec });
+        } catch (err) {
+          if (err instanceof QmpError) throw new OptionError(opt, err.desc);
+          throw err;
+        }
+        break;
       case 'nbd-server':
       case 'export':
         throw new OptionError(opt, 'NBD exports are not supported yet');

@@ -119,8 +119,8 @@ export const uint8 = unsigned(8, 'uint8_t');
 export const uint16 = unsigned(16, 'uint16_t');
 export const uint32 = unsigned(32, 'uint32_t');
 export const uint64 = unsigned(64, 'uint64_t');
-/** QAPI 'size': a uint64 from QMP (keyval parsing of suffixes is the CLI's business). */
-export const size = uint64;
+/** QAPI 'size': a uint64 from QMP; a distinct value so keyval parsing can accept suffixes (1G) where QEMU does. */
+export const size = unsigned(64, 'uint64_t');
 export const number: QType<number> = new Builtin('number', (v, path) => {
   if (typeof v === 'number') return v;
   if (typeof v === 'bigint') return Number(v);
@@ -315,6 +315,7 @@ export class AlternateType<T> extends QType<T> {
     super(name);
   }
   private jsonKind(t: QType<unknown>): string {
+    if (t instanceof LazyType) return this.jsonKind(t.resolve());
     if (t instanceof StructType || t instanceof UnionType) return 'object';
     if (t instanceof EnumType || t === str) return 'string';
     if (t === bool) return 'boolean';
@@ -340,4 +341,29 @@ export class AlternateType<T> extends QType<T> {
 
 export function alternate<C extends ReadonlyArray<QType<any>>>(name: string, choices: C): AlternateType<Infer<C[number]>> {
   return new AlternateType(name, choices);
+}
+
+/**
+ * A reference to a type defined later, for recursive schemas
+ * (BlockdevOptions contains BlockdevRef, which contains BlockdevOptions).
+ */
+export class LazyType<T> extends QType<T> {
+  private resolved: QType<T> | undefined;
+  constructor(private readonly get: () => QType<T>) {
+    super('lazy');
+  }
+  resolve(): QType<T> {
+    this.resolved ??= this.get();
+    return this.resolved;
+  }
+  visit(value: unknown, path: Path): T {
+    return this.resolve().visit(value, path);
+  }
+  introspect(intro: Introspector): string {
+    return this.resolve().introspect(intro);
+  }
+}
+
+export function lazy<T>(get: () => QType<T>): LazyType<T> {
+  return new LazyType(get);
 }
