@@ -3,8 +3,12 @@ import type { Logger } from 'pino';
 import { BlockGraph } from './blockdev/graph.js';
 import type { BlockdevSpec } from './blockdev/open.js';
 import { logger } from './log.js';
+import { addBackupCommands } from './qmp/commands/backup.js';
 import { addBlockdevCommands, addBlockdev } from './qmp/commands/blockdev.js';
 import { addHmpCommands } from './qmp/commands/hmp.js';
+import { addJobCommands, jobEventListener } from './qmp/commands/jobs.js';
+import { JOB_EVENTS } from './qmp/schema/jobs.js';
+import { JobManager } from './jobs/manager.js';
 import { addControlCommands } from './qmp/commands/control.js';
 import type { QmpContext, VersionInfo } from './qmp/context.js';
 import { CommandTable } from './qmp/dispatch.js';
@@ -47,6 +51,7 @@ export class Daemon {
   private constructor(
     readonly monitors: QmpServer[],
     readonly graph: BlockGraph,
+    readonly jobs: JobManager,
     private readonly pidfile: string | undefined,
     private readonly log: Logger,
   ) {
@@ -59,8 +64,13 @@ export class Daemon {
     addControlCommands(commands);
     addBlockdevCommands(commands);
     addHmpCommands(commands);
+    addJobCommands(commands);
+    addBackupCommands(commands);
     const graph = new BlockGraph();
-    const events: EventDef[] = [];
+    const jobs = new JobManager();
+    const events: EventDef[] = [...JOB_EVENTS];
+    // Events go to every monitor of the daemon, which exists once the monitors do.
+    const jobEvents = jobEventListener((name, data) => daemon?.emitEvent(name, data), () => jobs);
     const servers: QmpServer[] = [];
     let daemon: Daemon | undefined;
     for (const b of config.blockdevs ?? []) {
@@ -80,6 +90,8 @@ export class Daemon {
             version: VERSION,
             capabilities: ['oob'],
             graph,
+            jobs,
+            jobEvents,
             makeParser: config.makeParser,
             // The reply to quit goes out first; shutdown starts on the next turn.
             quit: () => setImmediate(() => void daemon?.shutdown('quit')),
@@ -95,7 +107,7 @@ export class Daemon {
       await graph.closeAll();
       throw err;
     }
-    daemon = new Daemon(servers, graph, config.pidfile, log);
+    daemon = new Daemon(servers, graph, jobs, config.pidfile, log);
     log.info({ monitors: servers.map((s) => s.path) }, 'daemon started');
     return daemon;
   }
@@ -116,6 +128,7 @@ export class Daemon {
     this.shuttingDown ??= (async () => {
       this.log.info({ reason }, 'daemon shutting down');
       await Promise.all(this.monitors.map((m) => m.close()));
+      await this.jobs.cancelAll();
       // Every image flushed and closed before the process may exit.
       await this.graph.closeAll();
       if (this.pidfile) await unlink(this.pidfile).catch(() => undefined);

@@ -65,6 +65,7 @@ export class BlockGraph {
   async delete(name: string): Promise<void> {
     const node = this.nodes.get(name);
     if (!node) throw new BlockError('NOT_FOUND', `Failed to find node with node-name='${name}'`);
+    if (node.busyWith) throw new BlockError('INVALID_ARGUMENT', `Node '${name}' is busy: block device is in use by ${node.busyWith}`);
     if (!this.monitorOwned.has(name)) throw new BlockError('INVALID_ARGUMENT', `Node ${name} is not owned by the monitor`);
     if (node.inUse) throw new BlockError('INVALID_ARGUMENT', `Block device ${name} is in use`);
     await this.closeTree(node);

@@ -64,6 +64,8 @@ export abstract class BlockNode {
    * (QEMU's filter only sees writers above it).
    */
   readonly beforeWrite: Array<(offset: number, length: number) => Promise<void>> = [];
+  /** The job using this node, if any (QEMU's op blockers): e.g. "block job: backup". */
+  busyWith: string | undefined;
   private parentCount = 0;
   private closed: Promise<void> | undefined;
 

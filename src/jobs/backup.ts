@@ -86,6 +86,7 @@ export class BackupJob extends Job {
     this.source.beforeWrite.push(this.hook);
     this.source.ref();
     this.target.ref();
+    this.source.busyWith = this.target.busyWith = 'block job: backup';
   }
 
   setSpeed(speed: number): void {
@@ -167,5 +168,6 @@ export class BackupJob extends Job {
     await this.target.flush().catch(() => undefined);
     this.source.unref();
     this.target.unref();
+    this.source.busyWith = this.target.busyWith = undefined;
   }
 }

@@ -242,6 +242,13 @@ export abstract class Job {
     if (this.autoDismiss || !this.started) this.transition('null');
   }
 
+  /** Setup failed after the job was created (job_early_fail): created -> null, nothing else. */
+  async earlyFail(): Promise<void> {
+    await this.clean();
+    this.txn.remove(this);
+    this.transition('null');
+  }
+
   /** Entering pending: jobs that wait for job-finalize say so. */
   toPending(): void {
     this.transition('pending');

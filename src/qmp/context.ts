@@ -1,4 +1,6 @@
 import type { BlockGraph } from '../blockdev/graph.js';
+import type { BackupListener } from '../jobs/backup.js';
+import type { JobManager } from '../jobs/manager.js';
 import type { CommandTable, SessionState } from './dispatch.js';
 import type { EventDef } from './schema/command.js';
 
@@ -18,6 +20,9 @@ export interface QmpContext {
   readonly capabilities: readonly string[];
   /** The block graph every command works on. */
   readonly graph: BlockGraph;
+  /** Every job, and the listener new jobs report to (events to all monitors). */
+  readonly jobs: JobManager;
+  readonly jobEvents: BackupListener;
   /** Starts the daemon's shutdown (the reply to `quit` is sent first). */
   quit(): void;
 }

@@ -1,6 +1,8 @@
 import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
 import type { BlockGraph } from '../blockdev/graph.js';
+import type { BackupListener } from '../jobs/backup.js';
+import type { JobManager } from '../jobs/manager.js';
 import type { QmpContext, VersionInfo } from './context.js';
 import { type CommandTable, dispatch, isOobRequest, type Reply, type SessionState } from './dispatch.js';
 import { toQmpJson } from './json-out.js';
@@ -21,6 +23,8 @@ export interface SessionOptions {
   version: VersionInfo;
   capabilities: readonly string[];
   graph: BlockGraph;
+  jobs: JobManager;
+  jobEvents: BackupListener;
   makeParser: ParserFactory;
   quit(): void;
   log: Logger;
@@ -61,6 +65,8 @@ export class QmpSession {
       version: opts.version,
       capabilities: opts.capabilities,
       graph: opts.graph,
+      jobs: opts.jobs,
+      jobEvents: opts.jobEvents,
       quit: opts.quit,
     };
     this.parser = opts.makeParser((item) => this.accept(item));

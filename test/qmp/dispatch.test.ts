@@ -7,6 +7,8 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BlockGraph } from '../../src/blockdev/graph.js';
+import { JobManager } from '../../src/jobs/manager.js';
+import { jobEventListener } from '../../src/qmp/commands/jobs.js';
 import { addControlCommands } from '../../src/qmp/commands/control.js';
 import type { QmpContext } from '../../src/qmp/context.js';
 import { CommandTable, dispatch, type SessionState } from '../../src/qmp/dispatch.js';
@@ -25,6 +27,8 @@ function ours(version = { qemu: { major: 7, minor: 2, micro: 22 }, package: 'blo
     version,
     capabilities: ['oob'],
     graph: new BlockGraph(),
+    jobs: new JobManager(),
+    jobEvents: jobEventListener(() => undefined, () => new JobManager()),
     quit: () => undefined,
   };
   // Through JSON both ways, as on the wire.
