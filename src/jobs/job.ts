@@ -55,6 +55,9 @@ export abstract class Job {
   private concludedResolve!: () => void;
   /** Resolves when the job reaches `concluded` (its events are out by then). */
   readonly concludedPromise = new Promise<void>((r) => (this.concludedResolve = r));
+  private removedResolve!: () => void;
+  /** Resolves when the job reaches `null` and leaves the job list. */
+  readonly removedPromise = new Promise<void>((r) => (this.removedResolve = r));
 
   constructor(
     readonly id: string,
@@ -90,7 +93,10 @@ export abstract class Job {
     this.status = to;
     if (changed) this.listener.statusChanged(this);
     if (to === 'concluded') this.concludedResolve();
-    if (to === 'null') this.listener.removed(this);
+    if (to === 'null') {
+      this.listener.removed(this);
+      this.removedResolve();
+    }
   }
 
   /** QEMU's job_apply_verb: refuses a verb the current status does not accept. */

@@ -23,6 +23,30 @@ async function images(dir: string, size: number) {
 
 const summary = (events: QmpEvent[]) => events.map((e) => (e.event === 'JOB_STATUS_CHANGE' ? e.data!['status'] : e.event));
 
+describe('drive-backup over QMP', () => {
+  it('creates the target, backs up into it, and removes a target it created when the command fails', async () => {
+    await withTempDir(async (dir) => {
+      const data = await images(dir, 2 * MiB);
+      const d = await startDaemon({ blockdevs: [raw('src', join(dir, 's.raw'))] });
+      try {
+        const c = await d.client();
+        const tgt = join(dir, 'new.raw');
+        await expect(c.execute('drive-backup', { 'job-id': '1bad', device: 'src', target: tgt, sync: 'full' })).rejects.toMatchObject({ desc: "Invalid job ID '1bad'" });
+        await expect(readFile(tgt)).rejects.toThrow(/ENOENT/);
+        await c.execute('drive-backup', { 'job-id': 'd', device: 'src', target: tgt, sync: 'full' });
+        await c.waitForEvent('JOB_STATUS_CHANGE', (e) => e.data?.['status'] === 'null');
+        const names = (await c.execute<Array<{ 'node-name': string }>>('query-named-block-nodes', { flat: true })).map((n) => n['node-name']);
+        // The target's nodes went away with the job: only the source and its file remain.
+        expect(names).toHaveLength(2);
+        expect(names).toContain('src');
+        expect(Buffer.compare(await readFile(tgt), Buffer.from(data))).toBe(0);
+      } finally {
+        await d.close();
+      }
+    });
+  });
+});
+
 describe('blockdev-backup over QMP', () => {
   it('events and queries as QEMU: created..null, BLOCK_JOB_COMPLETED with offset = len; the target equals the source', async () => {
     await withTempDir(async (dir) => {

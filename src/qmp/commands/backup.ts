@@ -1,10 +1,15 @@
+import { unlink } from 'node:fs/promises';
 import type { BlockNode } from '../../blockdev/node.js';
+import { openBlockdev } from '../../blockdev/open.js';
+import { createImage } from '../../image/open.js';
+import { probeFormat } from '../../image/probe.js';
+import type { ImageFormat } from '../../image/types.js';
 import { BackupJob, type OnError } from '../../jobs/backup.js';
 import type { QmpContext } from '../context.js';
 import type { CommandTable } from '../dispatch.js';
 import { QmpError } from '../error.js';
 import type { ArgsType } from '../schema/command.js';
-import { blockdevBackup } from '../schema/backup.js';
+import { blockdevBackup, driveBackup as driveBackupCmd } from '../schema/backup.js';
 
 type Args = ArgsType<typeof blockdevBackup>;
 const fail = (desc: string) => new QmpError('GenericError', desc);
@@ -15,7 +20,7 @@ const fail = (desc: string) => new QmpError('GenericError', desc);
  * yet, so any named bitmap is "not found", as QEMU says for a bitmap the
  * node does not have.
  */
-export async function startBackup(ctx: QmpContext, a: Args, source: BlockNode, target: BlockNode): Promise<void> {
+export async function startBackup(ctx: QmpContext, a: Args, source: BlockNode, target: BlockNode): Promise<BackupJob> {
   if ((a.sync === 'incremental' || a.sync === 'bitmap') && a.bitmap === undefined) throw fail(`must provide a valid bitmap name for '${a.sync}' sync mode`);
   if (a.sync === 'incremental' && a['bitmap-mode'] !== undefined && a['bitmap-mode'] !== 'on-success') {
     throw fail("Bitmap sync mode must be 'on-success' when using sync mode 'incremental'");
@@ -54,13 +59,67 @@ export async function startBackup(ctx: QmpContext, a: Args, source: BlockNode, t
   }
   ctx.jobs.add(job);
   job.start();
+  return job;
+}
+
+/**
+ * drive-backup (blockdev.c drive_backup_prepare): creates the target image
+ * (unless mode=existing), opens it as an anonymous node with discard=unmap
+ * and detect-zeroes=unmap, and backs up into it; the node goes away with
+ * the job. Unlike QEMU, a target file this command created is removed
+ * again when the command fails, so a failed attempt leaves nothing behind.
+ */
+async function driveBackup(ctx: QmpContext, a: ArgsType<typeof driveBackupCmd>): Promise<void> {
+  const source = ctx.graph.find(a.device);
+  const mode = a.mode ?? 'absolute-paths';
+  const srcFormat = source.driver === 'qcow2' ? 'qcow2' : 'raw';
+  const info = await source.imageInfo();
+  // sync=top without a backing file is sync=full, as in QEMU.
+  const sync = a.sync === 'top' && info.backingFilename === undefined ? 'full' : a.sync;
+  const format = a.format ?? (mode === 'existing' ? undefined : srcFormat);
+  let created = false;
+  if (mode !== 'existing') {
+    if (format !== 'raw' && format !== 'qcow2') throw fail(`Unknown driver '${format}'`);
+    const backing =
+      sync === 'none'
+        ? { backingFile: info.filename, backingFormat: srcFormat as ImageFormat }
+        : sync === 'top'
+          ? { backingFile: info.backingFilename, backingFormat: info.backingFormat as ImageFormat | undefined }
+          : {};
+    await createImage(a.target, format === 'qcow2' ? { format, size: source.size(), ...backing } : { format, size: source.size() });
+    created = true;
+  }
+  let target: BlockNode | undefined;
+  try {
+    const driver = format ?? (await probeFormat(a.target));
+    target = await openBlockdev(
+      ctx.graph,
+      {
+        driver,
+        discard: 'unmap',
+        'detect-zeroes': 'unmap',
+        file: { driver: 'file', filename: a.target },
+        ...(driver === 'qcow2' && (sync === 'none' || sync === 'top') ? { backing: null } : {}),
+      },
+      false,
+    );
+    const job = await startBackup(ctx, { ...a, sync }, source, target);
+    const t = target;
+    void job.removedPromise.then(() => ctx.graph.discard(t));
+  } catch (err) {
+    if (target) await ctx.graph.discard(target);
+    if (created) await unlink(a.target).catch(() => undefined);
+    throw err;
+  }
 }
 
 export function addBackupCommands(table: CommandTable<QmpContext>): void {
-  table.add(blockdevBackup, async (a, ctx) => {
-    const source = ctx.graph.find(a.device);
-    const target = ctx.graph.find(a.target);
-    await startBackup(ctx, a, source, target);
-  });
+  table
+    .add(blockdevBackup, async (a, ctx) => {
+      const source = ctx.graph.find(a.device);
+      const target = ctx.graph.find(a.target);
+      await startBackup(ctx, a, source, target);
+    })
+    .add(driveBackupCmd, (a, ctx) => driveBackup(ctx, a));
 }
 
