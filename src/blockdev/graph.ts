@@ -71,11 +71,18 @@ export class BlockGraph {
     await this.closeTree(node);
   }
 
-  /** Closes and forgets a node whatever its owner (undoing a failed blockdev-add). */
+  /**
+   * Closes and forgets a node whatever its owner (undoing a failed
+   * blockdev-add, dropping drive-backup's target), with the inline children
+   * nobody else uses.
+   */
   async discard(node: BlockNode): Promise<void> {
     await node.close();
     if (this.nodes.get(node.nodeName) === node) this.nodes.delete(node.nodeName);
     this.monitorOwned.delete(node.nodeName);
+    for (const child of node.children()) {
+      if (!this.monitorOwned.has(child.nodeName) && !child.inUse && this.nodes.get(child.nodeName) === child) await this.discard(child);
+    }
   }
 
   private async closeTree(node: BlockNode): Promise<void> {

@@ -23,6 +23,8 @@ export interface BackupOptions extends JobOptions {
   onSourceError?: OnError;
   onTargetError?: OnError;
   maxChunk?: number;
+  /** Runs at the end of clean (drive-backup drops the target node it opened). */
+  afterClean?: () => Promise<void>;
 }
 
 /** blockjob.c block_job_error_action: the policy and the errno decide. */
@@ -60,6 +62,7 @@ export class BackupJob extends Job {
   private readonly onSourceError: OnError;
   private readonly onTargetError: OnError;
   private readonly hook: (offset: number, length: number) => Promise<void>;
+  private readonly afterClean: (() => Promise<void>) | undefined;
 
   constructor(
     id: string,
@@ -74,6 +77,7 @@ export class BackupJob extends Job {
     this.limiter = new RateLimiter(this.speed);
     this.onSourceError = opts.onSourceError ?? 'report';
     this.onTargetError = opts.onTargetError ?? 'report';
+    this.afterClean = opts.afterClean;
     this.copier = new BlockCopy(this.source, this.target, backupClusterSize(this.target), {
       compress: opts.compress,
       maxChunk: opts.maxChunk,
@@ -169,5 +173,6 @@ export class BackupJob extends Job {
     this.source.unref();
     this.target.unref();
     this.source.busyWith = this.target.busyWith = undefined;
+    await this.afterClean?.();
   }
 }

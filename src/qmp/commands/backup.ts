@@ -20,7 +20,7 @@ const fail = (desc: string) => new QmpError('GenericError', desc);
  * yet, so any named bitmap is "not found", as QEMU says for a bitmap the
  * node does not have.
  */
-export async function startBackup(ctx: QmpContext, a: Args, source: BlockNode, target: BlockNode): Promise<BackupJob> {
+export async function startBackup(ctx: QmpContext, a: Args, source: BlockNode, target: BlockNode, afterClean?: () => Promise<void>): Promise<BackupJob> {
   if ((a.sync === 'incremental' || a.sync === 'bitmap') && a.bitmap === undefined) throw fail(`must provide a valid bitmap name for '${a.sync}' sync mode`);
   if (a.sync === 'incremental' && a['bitmap-mode'] !== undefined && a['bitmap-mode'] !== 'on-success') {
     throw fail("Bitmap sync mode must be 'on-success' when using sync mode 'incremental'");
@@ -47,6 +47,7 @@ export async function startBackup(ctx: QmpContext, a: Args, source: BlockNode, t
     maxChunk: perf?.['max-chunk'],
     autoFinalize: a['auto-finalize'],
     autoDismiss: a['auto-dismiss'],
+    afterClean,
   });
   if (perf?.['max-chunk'] && perf['max-chunk'] < job.copier.clusterSize) {
     await job.earlyFail();
@@ -103,9 +104,9 @@ async function driveBackup(ctx: QmpContext, a: ArgsType<typeof driveBackupCmd>):
       },
       false,
     );
-    const job = await startBackup(ctx, { ...a, sync }, source, target);
     const t = target;
-    void job.removedPromise.then(() => ctx.graph.discard(t));
+    // The target goes away as the job finishes, before its last events.
+    await startBackup(ctx, { ...a, sync }, source, target, () => ctx.graph.discard(t));
   } catch (err) {
     if (target) await ctx.graph.discard(target);
     if (created) await unlink(a.target).catch(() => undefined);
