@@ -11,6 +11,7 @@ import type { BenchContext, BenchModule } from './lib/context.js';
 /** Adding a bench is one line here: its name and its module (which exports BenchModule's members). */
 const BENCHES: Record<string, () => Promise<BenchModule>> = {
   image: () => import('./image.js'),
+  qmp: () => import('./qmp.js'),
 };
 
 /** Flags every bench gets through BenchContext; the rest belong to individual benches. */
