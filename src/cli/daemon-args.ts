@@ -1,3 +1,5 @@
+import { splitCommaList } from './comma-list.js';
+
 /**
  * qemu-storage-daemon's command line, parsed as its getopt_long does
  * (storage-daemon/qemu-storage-daemon.c): long options with a required
@@ -94,22 +96,7 @@ function resolveLong(typed: string, arg: string): string {
  */
 export function parseOptsString(text: string, implied?: string): Map<string, string> {
   const result = new Map<string, string>();
-  const parts: string[] = [];
-  let cur = '';
-  for (let i = 0; i < text.length; i++) {
-    if (text[i] === ',') {
-      if (text[i + 1] === ',') {
-        cur += ',';
-        i++;
-        continue;
-      }
-      parts.push(cur);
-      cur = '';
-    } else {
-      cur += text[i];
-    }
-  }
-  parts.push(cur);
+  const parts = splitCommaList(text);
   parts.forEach((p, idx) => {
     const eq = p.indexOf('=');
     if (eq < 0) {

@@ -2,6 +2,7 @@ import type { CreateOptions } from '../../image/create.js';
 import type { ImageFormat } from '../../image/types.js';
 import { ImgFailure } from './output.js';
 import { parseQemuSize, sizeParamError } from './size-arg.js';
+import { splitCommaList } from '../comma-list.js';
 
 /**
  * Image creation options (`-o key=value,…`) with qemu-img 7.2's parsing,
@@ -53,22 +54,7 @@ export function optionTable(fmt: ImageFormat): OptDesc[] {
  */
 export function splitOptionList(list: string): Array<[string, string]> | undefined {
   const out: Array<[string, string]> = [];
-  let cur = '';
-  const items: string[] = [];
-  for (let i = 0; i < list.length; i++) {
-    const c = list[i]!;
-    if (c === ',') {
-      if (list[i + 1] === ',') {
-        cur += ',';
-        i++;
-        continue;
-      }
-      items.push(cur);
-      cur = '';
-    } else cur += c;
-  }
-  items.push(cur);
-  for (const item of items) {
+  for (const item of splitCommaList(list)) {
     if (item === '') return undefined;
     const eq = item.indexOf('=');
     out.push(eq < 0 ? [item, 'on'] : [item.slice(0, eq), item.slice(eq + 1)]);
