@@ -84,7 +84,7 @@ export class QsdSession {
   }
 
   /** Sends raw text; returns every message that arrives within `settleMs`. */
-  async send(text: string, settleMs = 150): Promise<unknown[]> {
+  async send(text: string | Uint8Array, settleMs = 150): Promise<unknown[]> {
     this.sock.write(text);
     await sleep(settleMs);
     this.raw.splice(0);
