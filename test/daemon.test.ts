@@ -128,6 +128,31 @@ describe('blockemu daemon', () => {
     });
   });
 
+  it('drops a client that stops reading once its pending output passes the bound; others are unaffected', async () => {
+    const { startDaemon: start } = await import('../src/embed.js');
+    const { connect } = await import('node:net');
+    const d = await start();
+    try {
+      const canary = await d.client();
+      const slow = connect(d.socketPath);
+      await new Promise((r) => slow.once('connect', r));
+      slow.pause(); // never reads
+      slow.on('error', () => undefined);
+      slow.write('{"execute":"qmp_capabilities"}\n');
+      // Each schema reply is tens of KiB: thousands of them pass the 16 MiB bound.
+      slow.write('{"execute":"query-qmp-schema"}\n'.repeat(3000));
+      const monitor = d.daemon.monitors[0]!;
+      for (let i = 0; monitor.clientCount > 1; i++) {
+        if (i > 3000) throw new Error('the client that does not read was never dropped');
+        await sleep(10);
+      }
+      expect(await canary.execute('query-version')).toMatchObject({ qemu: { major: 7 } });
+      slow.destroy();
+    } finally {
+      await d.close();
+    }
+  }, 60_000);
+
   it('makes the socket owner-only', async () => {
     await withTempDir(async (dir) => {
       const sock = join(dir, 'qmp.sock');
