@@ -35,17 +35,25 @@ export async function runDaemon(args: string[]): Promise<number> {
   }
   if (plan.daemonize && process.env[DAEMON_CHILD] === undefined) return daemonize();
 
-  let daemon: Daemon;
+  // Signals are handled from the start: one that arrives while images open or sockets bind shuts down right after.
+  let daemon: Daemon | undefined;
+  let stopRequested: string | undefined;
+  const stop = (signal: string) => {
+    if (daemon) void daemon.shutdown(signal);
+    else stopRequested = signal;
+  };
+  process.on('SIGINT', stop);
+  process.on('SIGTERM', stop);
   try {
     daemon = await Daemon.start({ ...plan.config, makeParser: makeQmpParser });
   } catch (err) {
+    process.off('SIGINT', stop);
+    process.off('SIGTERM', stop);
     process.stderr.write(`${PROG}: ${err instanceof Error ? err.message : String(err)}\n`);
     process.send?.({ failed: true });
     return 1;
   }
-  const stop = (signal: string) => void daemon.shutdown(signal);
-  process.on('SIGINT', stop);
-  process.on('SIGTERM', stop);
+  if (stopRequested) void daemon.shutdown(stopRequested);
   // A daemonized child tells its parent that startup is complete.
   if (process.send) {
     process.send({ ready: true });

@@ -49,13 +49,20 @@ export class QmpServer {
       qmp.sessions.add(session);
       session.start();
     });
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', (err: NodeJS.ErrnoException) =>
-        reject(new BlockError('INVALID_ARGUMENT', `Failed to bind socket to ${path}: ${err.message}`, { errno: err.code, cause: err })),
-      );
-      server.listen(path, () => resolve());
-    });
-    await chmod(path, opts.mode ?? 0o600);
+    // The socket is born with its final mode (no window in which others could connect): umask while binding.
+    const mode = opts.mode ?? 0o600;
+    const oldMask = process.umask(0o777 & ~mode);
+    try {
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', (err: NodeJS.ErrnoException) =>
+          reject(new BlockError('INVALID_ARGUMENT', `Failed to bind socket to ${path}: ${err.message}`, { errno: err.code, cause: err })),
+        );
+        server.listen(path, () => resolve());
+      });
+    } finally {
+      process.umask(oldMask);
+    }
+    await chmod(path, mode);
     return qmp;
   }
 
