@@ -37,10 +37,10 @@ export interface ImageResult {
  * would instead drain to zero at the end of every window and understate the
  * depth.
  */
-async function slidingWindow(count: number, depth: number, issue: (i: number) => Promise<void>): Promise<void> {
+async function slidingWindow(count: number, depth: number, issue: (i: number, lane: number) => Promise<void>): Promise<void> {
   let next = 0;
-  const lane = async () => {
-    while (next < count) await issue(next++);
+  const lane = async (_: unknown, l: number) => {
+    while (next < count) await issue(next++, l);
   };
   await Promise.all(Array.from({ length: Math.min(depth, count) }, lane));
 }
@@ -53,14 +53,17 @@ async function runJob(job: ImageJob): Promise<ImageResult> {
     const size = img.size();
     // One buffer for every write, as qemu-img bench uses one for all its requests.
     const buf = new Uint8Array(job.bufSize).fill(job.pattern);
+    // Reads: one buffer per request in flight, reused (qemu-img bench reuses its buffers too).
+    const readBufs = Array.from({ length: job.depth }, () => new Uint8Array(job.bufSize));
     let bad = 0;
     const t0 = performance.now();
-    await slidingWindow(job.count, job.depth, async (i) => {
+    await slidingWindow(job.count, job.depth, async (i, lane) => {
       const off = (i * job.step) % size;
       if (job.write) {
         await img.write(off, buf);
       } else {
-        const got = await img.read(off, job.bufSize);
+        const got = readBufs[lane]!;
+        await img.readInto(got, off);
         // A cheap guard that the read workload really read the data (two bytes per request).
         if (got[0] !== job.pattern || got[got.length - 1] !== job.pattern) bad++;
       }

@@ -1,6 +1,16 @@
+import { read } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import type { ByteFile } from './byte-file.js';
 import { BlockError, ioError } from './errors.js';
+
+/**
+ * fs.read on the FileHandle's descriptor: the callback API costs less per
+ * call than FileHandle.read, which matters for 1 MiB sequential reads at
+ * several GiB/s. The descriptor stays owned by the FileHandle.
+ */
+function readAt(fd: number, buf: Uint8Array, off: number, len: number, pos: number): Promise<number> {
+  return new Promise((resolve, reject) => read(fd, buf, off, len, pos, (err, n) => (err ? reject(err) : resolve(n))));
+}
 
 /**
  * Positional async I/O on one host file descriptor. Reads past end of file
@@ -50,7 +60,7 @@ export class HostFile implements ByteFile {
     let done = 0;
     try {
       while (done < buf.length) {
-        const { bytesRead } = await this.fh.read(buf, done, buf.length - done, offset + done);
+        const bytesRead = await readAt(this.fh.fd, buf, done, buf.length - done, offset + done);
         if (bytesRead === 0) {
           buf.fill(0, done);
           return;

@@ -59,6 +59,11 @@ export class RawImage implements BlockImage {
     return this.file.read(offset, length);
   }
 
+  async readInto(out: Uint8Array, offset: number): Promise<void> {
+    checkRequest('read', offset, out.length, this.virtualSize);
+    await this.file.readInto(out, offset);
+  }
+
   async write(offset: number, data: Uint8Array): Promise<void> {
     this.checkWritable();
     checkRequest('write', offset, data.length, this.virtualSize);

@@ -55,6 +55,8 @@ export interface BlockImage {
   /** Virtual size in bytes. */
   size(): number;
   read(offset: number, length: number): Promise<Uint8Array>;
+  /** Reads into a caller's buffer (no allocation per request); fills all of it. */
+  readInto(out: Uint8Array, offset: number): Promise<void>;
   write(offset: number, data: Uint8Array): Promise<void>;
   writeZeroes(offset: number, length: number, opts?: WriteZeroesOptions): Promise<void>;
   discard(offset: number, length: number): Promise<void>;

@@ -290,8 +290,9 @@ export class Qcow2Image implements BlockImage {
     return out;
   }
 
-  /** Reads guest bytes into `out` (which starts zeroed). */
+  /** Reads guest bytes into `out`, every byte of it written (a reused buffer is fine). */
   async readInto(out: Uint8Array, offset: number): Promise<void> {
+    checkRequest('read', offset, out.length, this.header.size);
     let pos = 0;
     while (pos < out.length) {
       const m = await this.meta.run(() => this.map(offset + pos, out.length - pos));
