@@ -1,30 +1,25 @@
 import { dirname, isAbsolute, resolve } from 'node:path';
 import type { CreateOptions } from '../create.js';
-import { BlockError, invalidImage } from '../errors.js';
+import { BlockError } from '../errors.js';
 import type { ByteFile } from '../byte-file.js';
 import { HostFile } from '../file.js';
 import { checkRequest } from '../request.js';
 import type { BlockImage, Extent, ImageFormat, ImageInfo, WriteZeroesOptions } from '../types.js';
-import { repairDirtyImage } from './check.js';
 import { decompressCluster } from './compress.js';
 import { createQcow2 } from './create.js';
-import { classify, type ClusterKind, compressedClusters, compressedRef, isInPlace, type L2Entry } from './entry.js';
+import { classify, type ClusterKind, compressedRef, type L2Entry } from './entry.js';
 import {
-  AUTOCLEAR_BITMAPS,
   COMPAT_LAZY_REFCOUNTS,
-  EXT_BITMAPS,
-  HDR_OFF_AUTOCLEAR,
   INCOMPAT_CORRUPT,
   INCOMPAT_DIRTY,
   INCOMPAT_EXTL2,
-  parseHeader,
   type Qcow2Header,
-  V3_HEADER_LENGTH,
 } from './header.js';
 import { COPIED_HI, entryHi, entryLo, entryOffset, L1_RESERVED_HI, L1_RESERVED_LO, L2_RESERVED_HI, L2_RESERVED_LO, offsetHi, offsetLo, Qcow2Layout, setEntry, viewOf } from './layout.js';
 import { Mutex, RangeLocks } from './locks.js';
 import { RefcountManager } from './refcount.js';
 import { TableCache } from './table-cache.js';
+import { loadImageState } from './open-state.js';
 import { Qcow2Writer } from './writer.js';
 
 export type BackingOpener = (path: string, format: ImageFormat | undefined, depth: number) => Promise<BlockImage>;
@@ -124,74 +119,8 @@ export class Qcow2Image implements BlockImage {
    * image, or at once if opening fails. `opts.readOnly` must match it.
    */
   static async openFile(file: ByteFile, opts: Qcow2OpenOptions): Promise<Qcow2Image> {
-    const path = file.path;
-    const depth = opts.depth ?? 0;
-    const readOnly = opts.readOnly ?? false;
-    let backing: BlockImage | undefined;
-    try {
-      const fileSize = await file.size();
-      const first = await file.read(0, V3_HEADER_LENGTH);
-      const clusterBits = new DataView(first.buffer).getUint32(20);
-      const headLen = clusterBits >= 9 && clusterBits <= 21 ? Math.min(2 ** clusterBits, Math.max(fileSize, V3_HEADER_LENGTH)) : V3_HEADER_LENGTH;
-      const head = fileSize > V3_HEADER_LENGTH ? await file.read(0, headLen) : first;
-      let header = parseHeader(fileSize < 72 ? head.subarray(0, fileSize) : head, path, fileSize);
-      if (!readOnly && header.incompatibleFeatures & INCOMPAT_DIRTY && !(header.incompatibleFeatures & INCOMPAT_CORRUPT)) {
-        // As QEMU does: refcounts may be stale after a crash with lazy
-        // refcounts, so a read-write open first repairs them (which can move
-        // the refcount table) and clears the bit; then the header is re-read.
-        await repairDirtyImage(file, path);
-        header = parseHeader(await file.read(0, headLen), path, await file.size());
-        if (header.incompatibleFeatures & INCOMPAT_DIRTY) throw invalidImage(path, 'Could not repair dirty image: the dirty bit is still set');
-      }
-      if (!readOnly) await Qcow2Image.prepareForWriting(file, header, path);
-      const layout = new Qcow2Layout(header.clusterBits, header.refcountOrder);
-      const l1 = await file.read(header.l1TableOffset, header.l1Size * 8);
-      const refCacheBlocks = Math.max(4, Math.floor((opts.refcountCacheBytes ?? 1 << 20) / layout.clusterSize));
-      const refcounts = readOnly
-        ? undefined
-        : await RefcountManager.load(file, layout, header.refcountTableOffset, header.refcountTableClusters, path, refCacheBlocks);
-      if (opts.backingImage !== undefined) backing = opts.backingImage;
-      else if (header.backingFile && (opts.openBacking ?? true)) backing = await Qcow2Image.openBacking(path, header, opts, depth);
-      return new Qcow2Image(file, header, l1, refcounts, backing, opts);
-    } catch (err) {
-      await backing?.close();
-      await file.close();
-      throw err;
-    }
-  }
-
-  private static async prepareForWriting(file: ByteFile, h: Qcow2Header, path: string): Promise<void> {
-    if (h.incompatibleFeatures & INCOMPAT_CORRUPT) {
-      throw new BlockError('INVALID_IMAGE', `Could not open '${path}': qcow2: Image is corrupt; cannot be opened read/write`);
-    }
-    if (h.extensions.some((e) => e.type === EXT_BITMAPS) && h.autoclearFeatures & AUTOCLEAR_BITMAPS) {
-      throw new BlockError('UNSUPPORTED', `Could not open '${path}': persistent dirty bitmaps are not supported for writing yet; open the image read-only`);
-    }
-    // Autoclear bits we do not maintain must be cleared before the first write (qcow2.txt).
-    if (h.version === 3 && h.autoclearFeatures !== 0n) {
-      const b = new Uint8Array(8);
-      h.autoclearFeatures = 0n;
-      await file.write(HDR_OFF_AUTOCLEAR, b);
-      await file.flush();
-    }
-  }
-
-  private static async openBacking(path: string, h: Qcow2Header, opts: Qcow2OpenOptions, depth: number): Promise<BlockImage> {
-    const name = h.backingFile!;
-    if (/^[a-z][a-z0-9+.-]*:/i.test(name)) {
-      throw new BlockError('UNSUPPORTED', `Could not open backing file '${name}' of '${path}': protocols and json: filenames are not supported`);
-    }
-    const full = isAbsolute(name) ? name : resolve(dirname(path), name);
-    const fmt = h.backingFormat;
-    if (fmt !== undefined && fmt !== 'raw' && fmt !== 'qcow2') {
-      throw new BlockError('UNSUPPORTED', `Could not open backing file '${full}': Unknown driver '${fmt}'`);
-    }
-    try {
-      return await opts.openBackingImage(full, fmt as ImageFormat | undefined, depth + 1);
-    } catch (err) {
-      const msg = err instanceof Error ? err.message : String(err);
-      throw new BlockError(err instanceof BlockError ? err.code : 'IO', `Could not open backing file: ${msg}`, { cause: err });
-    }
+    const st = await loadImageState(file, opts);
+    return new Qcow2Image(file, st.header, st.l1, st.refcounts, st.backing, opts);
   }
 
   static async create(path: string, opts: CreateOptions, open: BackingOpener): Promise<void> {
