@@ -7,7 +7,7 @@ import { checkRequest } from '../request.js';
 import type { BlockImage, Extent, ImageFormat, ImageInfo, WriteZeroesOptions } from '../types.js';
 import { decompressCluster } from './compress.js';
 import { createQcow2 } from './create.js';
-import { classify, type ClusterKind, compressedRef, type L2Entry } from './entry.js';
+import { compressedRef, type L2Entry } from './entry.js';
 import {
   COMPAT_LAZY_REFCOUNTS,
   INCOMPAT_CORRUPT,
@@ -21,6 +21,9 @@ import { RefcountManager } from './refcount.js';
 import { TableCache } from './table-cache.js';
 import { loadImageState } from './open-state.js';
 import { Qcow2Writer } from './writer.js';
+import { mapInTable, type Mapping, unallocatedRun } from './mapping.js';
+
+export type { Mapping } from './mapping.js';
 
 export type BackingOpener = (path: string, format: ImageFormat | undefined, depth: number) => Promise<BlockImage>;
 
@@ -39,17 +42,6 @@ export interface Qcow2OpenOptions {
 }
 
 export const MAX_BACKING_DEPTH = 64;
-
-/** How guest bytes [offset, offset+length) map, for one run of clusters with the same kind. */
-export interface Mapping {
-  kind: ClusterKind;
-  offset: number;
-  length: number;
-  /** normal: host offset of `offset`. */
-  hostOffset: number;
-  /** First cluster's entry (compressed: its descriptor). */
-  entry: L2Entry;
-}
 
 /**
  * A qcow2 image (versions 2 and 3). Reads map guest clusters through the L1
@@ -171,36 +163,27 @@ export class Qcow2Image implements BlockImage {
    * under the metadata mutex.
    */
   async map(offset: number, length: number): Promise<Mapping> {
-    const L = this.layout;
-    const l1i = L.l1Index(offset);
-    const inCluster = offset % L.clusterSize;
-    const l2Room = (L.l2Entries - L.l2Index(offset)) * L.clusterSize - inCluster;
-    const max = Math.min(length, l2Room);
-    const l2off = l1i < this.header.l1Size ? this.l2Offset(l1i) : 0;
-    if (l2off === 0) return { kind: 'unallocated', offset, length: max, hostOffset: 0, entry: { hi: 0, lo: 0 } };
-    const view = viewOf(await this.l2Cache.get(l2off));
-    let idx = L.l2Index(offset);
-    const first = this.readEntry(view, idx);
-    const kind = classify(first, this.version);
-    // Normal clusters and zero clusters that keep a host cluster (QEMU's
-    // zero-alloc) report where they are; a run of them must be contiguous.
-    const firstHost = kind === 'normal' || kind === 'zero' ? entryOffset(first.hi, first.lo) : 0;
-    let host = firstHost === 0 ? 0 : this.checkHostOffset(firstHost, 'data cluster');
-    let len = Math.min(max, L.clusterSize - inCluster);
-    // Compressed clusters are one per mapping: each has its own stream.
-    while (len < max && kind !== 'compressed') {
-      idx++;
-      const e = this.readEntry(view, idx);
-      if (classify(e, this.version) !== kind) break;
-      if (kind === 'normal' || kind === 'zero') {
-        const h = entryOffset(e.hi, e.lo);
-        if (host === 0 ? h !== 0 : h !== host + L.clusterSize) break;
-        if (host !== 0) host = h;
-      }
-      len = Math.min(max, len + L.clusterSize);
-    }
-    const hostOffset = firstHost === 0 ? 0 : firstHost + inCluster;
-    return { kind, offset, length: len, hostOffset, entry: first };
+    const l2off = this.l2OffsetAt(offset);
+    if (l2off === 0) return unallocatedRun(this.layout, offset, length);
+    return mapInTable(this, await this.l2Cache.get(l2off), offset, length);
+  }
+
+  /**
+   * map() without waiting, for reads: undefined when the L2 table is not in
+   * the cache. No mutex is needed: tables change in place and synchronously
+   * (a writer's update never spans an await), so any moment shows whole
+   * entries, and a read racing a write of the same bytes may see either.
+   */
+  mapCached(offset: number, length: number): Mapping | undefined {
+    const l2off = this.l2OffsetAt(offset);
+    if (l2off === 0) return unallocatedRun(this.layout, offset, length);
+    const table = this.l2Cache.peek(l2off);
+    return table && mapInTable(this, table, offset, length);
+  }
+
+  private l2OffsetAt(offset: number): number {
+    const l1i = this.layout.l1Index(offset);
+    return l1i < this.header.l1Size ? this.l2Offset(l1i) : 0;
   }
 
   readEntry(view: DataView, i: number): L2Entry {
@@ -222,13 +205,23 @@ export class Qcow2Image implements BlockImage {
   /** Reads guest bytes into `out`, every byte of it written (a reused buffer is fine). */
   async readInto(out: Uint8Array, offset: number): Promise<void> {
     checkRequest('read', offset, out.length, this.header.size);
-    let pos = 0;
-    while (pos < out.length) {
-      const m = await this.meta.run(() => this.map(offset + pos, out.length - pos));
-      const dst = out.subarray(pos, pos + m.length);
-      await this.readMapped(m, dst);
+    // Runs are read concurrently (a fragmented image costs one round trip, not
+    // one per run); each read gets a handler at once so a failure that comes
+    // while the next run is being mapped is not an unhandled rejection.
+    const reads: Promise<void>[] = [];
+    let failed = false;
+    for (let pos = 0; pos < out.length && !failed; ) {
+      const at = offset + pos;
+      const m = this.mapCached(at, out.length - pos) ?? (await this.meta.run(() => this.map(at, out.length - pos)));
+      if (m.length === out.length) return this.readMapped(m, out);
+      const p = this.readMapped(m, out.subarray(pos, pos + m.length));
+      p.catch(() => (failed = true));
+      reads.push(p);
       pos += m.length;
     }
+    // Wait for every read before reporting a failure: none may write into `out` after we return.
+    const results = await Promise.allSettled(reads);
+    for (const r of results) if (r.status === 'rejected') throw r.reason;
   }
 
   /** Fills dst with what a read of mapping m returns. */
@@ -253,7 +246,7 @@ export class Qcow2Image implements BlockImage {
   private async readBacking(offset: number, dst: Uint8Array): Promise<void> {
     const b = this.backingImage;
     const n = b ? Math.max(0, Math.min(dst.length, b.size() - offset)) : 0;
-    if (n > 0) dst.set(await b!.read(offset, n));
+    if (n > 0) await b!.readInto(dst.subarray(0, n), offset);
     dst.fill(0, n);
   }
 

@@ -39,6 +39,16 @@ export class TableCache {
     return p;
   }
 
+  /** The table if it is cached (counts as a use), without waiting for a load. */
+  peek(offset: number): Uint8Array | undefined {
+    const t = this.tables.get(offset);
+    if (t) {
+      this.tables.delete(offset);
+      this.tables.set(offset, t);
+    }
+    return t;
+  }
+
   private async load(offset: number): Promise<Uint8Array> {
     try {
       const t = await this.file.read(offset, this.tableSize);

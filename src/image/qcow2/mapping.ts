@@ -1,0 +1,81 @@
+import { classify, type ClusterKind, type L2Entry } from './entry.js';
+import { entryOffset, type Qcow2Layout, viewOf } from './layout.js';
+
+/** How guest bytes [offset, offset+length) map, for one run of clusters with the same kind. */
+export interface Mapping {
+  kind: ClusterKind;
+  offset: number;
+  length: number;
+  /** normal: host offset of `offset`. */
+  hostOffset: number;
+  /** First cluster's entry (compressed: its descriptor). */
+  entry: L2Entry;
+}
+
+/** What mapping needs from the image: its geometry and its validating entry readers. */
+export interface MapContext {
+  readonly layout: Qcow2Layout;
+  readonly version: number;
+  readEntry(view: DataView, i: number): L2Entry;
+  checkHostOffset(off: number, what: string): number;
+}
+
+/** The run from `offset` to the end of its L2 table's range (or `length`), where no L2 table exists. */
+export function unallocatedRun(L: Qcow2Layout, offset: number, length: number): Mapping {
+  const l2Room = (L.l2Entries - L.l2Index(offset)) * L.clusterSize - (offset % L.clusterSize);
+  return { kind: 'unallocated', offset, length: Math.min(length, l2Room), hostOffset: 0, entry: { hi: 0, lo: 0 } };
+}
+
+/**
+ * The run of clusters starting at `offset` that share a kind (and, for
+ * normal clusters, are contiguous on the host), within the L2 table `table`.
+ */
+export function mapInTable(img: MapContext, table: Uint8Array, offset: number, length: number): Mapping {
+  const L = img.layout;
+  const cs = L.clusterSize;
+  const inCluster = offset % cs;
+  let idx = L.l2Index(offset);
+  const max = Math.min(length, (L.l2Entries - idx) * cs - inCluster);
+  const view = viewOf(table);
+  const first = img.readEntry(view, idx);
+  const kind = classify(first, img.version);
+  // Normal clusters and zero clusters that keep a host cluster (QEMU's
+  // zero-alloc) report where they are; a run of them must be contiguous.
+  const firstHost = kind === 'normal' || kind === 'zero' ? entryOffset(first.hi, first.lo) : 0;
+  let host = firstHost === 0 ? 0 : img.checkHostOffset(firstHost, 'data cluster');
+  let len = Math.min(max, cs - inCluster);
+  // The entry a contiguous neighbour has: the same bits with the offset one
+  // cluster on. Comparing raw words first keeps long runs (1 MiB requests
+  // span 16 entries) cheap; anything else takes the full check below.
+  let nextHi = first.hi;
+  let nextLo = first.lo;
+  // Compressed clusters are one per mapping: each has its own stream.
+  while (len < max && kind !== 'compressed') {
+    idx++;
+    if (host !== 0) {
+      nextLo += cs;
+      if (nextLo >= 0x100000000) {
+        nextLo -= 0x100000000;
+        nextHi++;
+      }
+      // Same flag and reserved bits as the validated first entry (no carry out of the offset field).
+      if ((nextHi & 0xff000000) === (first.hi & 0xff000000) && view.getUint32(idx * 8) === nextHi && view.getUint32(idx * 8 + 4) === nextLo) {
+        host += cs;
+        len = Math.min(max, len + cs);
+        continue;
+      }
+    }
+    const e = img.readEntry(view, idx);
+    if (classify(e, img.version) !== kind) break;
+    if (kind === 'normal' || kind === 'zero') {
+      const h = entryOffset(e.hi, e.lo);
+      if (host === 0 ? h !== 0 : h !== host + cs) break;
+      if (host !== 0) host = h;
+      nextHi = e.hi;
+      nextLo = e.lo;
+    }
+    len = Math.min(max, len + cs);
+  }
+  const hostOffset = firstHost === 0 ? 0 : firstHost + inCluster;
+  return { kind, offset, length: len, hostOffset, entry: first };
+}
