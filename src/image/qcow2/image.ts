@@ -59,7 +59,10 @@ export class Qcow2Image implements BlockImage {
   readonly l1Dirty = new Set<number>();
   private readonly writer: Qcow2Writer | undefined;
   private closing: Promise<void> | undefined;
-  private lastCompressed: { key: number; data: Uint8Array } | undefined;
+  /** The last cluster decompressed, keyed by stream offset; valid only while `freed` is unchanged. */
+  private lastCompressed: { key: number; freed: number; data: Uint8Array } | undefined;
+  /** Counts applied frees: after one, a stream's clusters may hold a new stream at the same offset. */
+  private freed = 0;
 
   private constructor(
     readonly file: ByteFile,
@@ -252,10 +255,12 @@ export class Qcow2Image implements BlockImage {
 
   private async readCompressed(e: L2Entry): Promise<Uint8Array> {
     const ref = compressedRef(e, this.layout);
-    if (this.lastCompressed?.key === ref.offset) return this.lastCompressed.data;
+    const freed = this.freed;
+    if (this.lastCompressed?.key === ref.offset && this.lastCompressed.freed === freed) return this.lastCompressed.data;
     const raw = await this.file.read(ref.offset, ref.length);
     const data = await decompressCluster(raw, this.layout.clusterSize, this.filename, ref.offset);
-    this.lastCompressed = { key: ref.offset, data };
+    // A free applied meanwhile may have let a new stream overwrite what we read: use it, do not keep it.
+    if (freed === this.freed) this.lastCompressed = { key: ref.offset, freed, data };
     return data;
   }
 
@@ -339,6 +344,7 @@ export class Qcow2Image implements BlockImage {
     if (await this.l2Cache.writeDirty()) await this.file.flush();
     if (await this.writeL1()) await this.file.flush();
     if (rc.hasPendingFrees()) {
+      this.freed++;
       await rc.applyFrees();
       this.writer?.forgetCompressCursor();
       await rc.writeBack();
