@@ -287,8 +287,14 @@ export class UnionType<B extends Members, D extends keyof InferMembers<B> & stri
       'meta-type': 'object',
       members: introspectMembers(intro, this.base),
       tag: this.discriminator,
-      variants: Object.entries(this.variants).map(([c, t]) => ({ case: c, type: t.introspect(intro) })),
+      variants: [...Object.entries(this.variants).map(([c, t]) => ({ case: c, type: t.introspect(intro) })), ...this.emptyCases().map((c) => ({ case: c, type: EMPTY.introspect(intro) }))],
     }));
+  }
+  /** Tag values without a variant: QEMU's introspection lists them after the declared ones, as the empty object ("0"). */
+  private emptyCases(): string[] {
+    let tag = this.base.find((m) => m.name === this.discriminator)?.type;
+    if (tag instanceof LazyType) tag = tag.resolve();
+    return tag instanceof EnumType ? (tag.values as readonly string[]).filter((v) => !Object.hasOwn(this.variants, v)) : [];
   }
 }
 
