@@ -1,0 +1,44 @@
+/**
+ * qapi/block-core.json (7.2), as far as blockemu serves it: blockdev-add
+ * with the complete BlockdevOptions union, blockdev-del, the node queries
+ * and their return types, and the block events of qemu-storage-daemon.
+ * The definitions live in block-core/, one concept per file.
+ *
+ * Every driver of QEMU's BlockdevDriver enum has its variant, so options
+ * for a driver blockemu does not open are validated exactly as QEMU
+ * validates them, and refused afterwards by blockdev-add's handler.
+ */
+import { command } from './command.js';
+import { BlockdevOptions } from './block-core/blockdev-options.js';
+import * as E from './block-core/events.js';
+import { BlockDeviceInfo, BlockInfo } from './block-core/node-info.js';
+import { array, bool, str } from './types.js';
+
+export * from './block-core/common.js';
+export * from './block-core/ref.js';
+export * from './block-core/options-format.js';
+export * from './block-core/options-filter.js';
+export * from './block-core/options-protocol.js';
+export * from './block-core/options-network.js';
+export * from './block-core/blockdev-options.js';
+export * from './block-core/node-info.js';
+export * from './block-core/events.js';
+
+export const blockdevAdd = command('blockdev-add', { args: BlockdevOptions });
+export const blockdevDel = command('blockdev-del', { args: { 'node-name': str } });
+export const queryNamedBlockNodes = command('query-named-block-nodes', { args: { '*flat': bool }, returns: array(BlockDeviceInfo) });
+export const queryBlock = command('query-block', { returns: array(BlockInfo) });
+
+export const BLOCK_CORE_COMMANDS = [blockdevAdd, blockdevDel, queryNamedBlockNodes, queryBlock] as const;
+export const BLOCK_CORE_EVENTS = [
+  E.blockImageCorrupted,
+  E.blockIoError,
+  E.blockJobCompleted,
+  E.blockJobCancelled,
+  E.blockJobError,
+  E.blockJobReady,
+  E.blockJobPending,
+  E.blockWriteThreshold,
+  E.quorumFailure,
+  E.quorumReportBad,
+] as const;
