@@ -38,6 +38,10 @@ const REFUSED: Case[] = [
   add({ driver: 'null-co', 'auto-read-only': null }),
   add({ driver: 'null-co', 'detect-zeroes': 'maybe' }),
   add({ driver: 'null-co', bogus: 1 }),
+  // Several unexpected members: QEMU names the first in its hash table's order, not the document's.
+  add({ driver: 'null-co', zz: 1, aa: 2 }),
+  add({ driver: 'null-co', 'node-name': 'n', bogus: 1, extra: 2, more: 3, other: 4 }),
+  add({ driver: 'raw', file: { driver: 'file', filename: '/nonexistent', x: 1, y: 2, z: 3 } }),
   // null-co: int, uint64 and bool members, and integer range edges.
   add({ driver: 'null-co', size: 'big' }),
   add({ driver: 'null-co', size: 1.5 }),
@@ -99,6 +103,7 @@ const REFUSED: Case[] = [
   blkdebug({ 'inject-error': [{ event: 'read_aio', iotype: 'readx' }] }),
   blkdebug({ 'inject-error': [{ event: 'read_aio', errno: 'EIO' }] }),
   blkdebug({ 'inject-error': [{ event: 'read_aio', bogus: 1 }] }),
+  blkdebug({ 'inject-error': [{ event: 'read_aio', a1: 1, a2: 2, a3: 3, a4: 4, a5: 5, a6: 6, a7: 7, a8: 8, a9: 9 }] }),
   blkdebug({ 'set-state': [{ event: 'read_aio', state: 1 }] }),
   blkdebug({ 'max-transfer': 4294967296 }),
   blkdebug({ 'max-discard': -2147483649 }),

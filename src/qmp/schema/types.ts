@@ -7,6 +7,7 @@
  *  - the TypeScript type of a command's arguments (`Infer<typeof T>`).
  */
 import { QmpError } from '../error.js';
+import { firstLeftover } from '../ghash-order.js';
 
 /** Where a visit is: member names and list indexes from the arguments object down. */
 export type Path = ReadonlyArray<string | number>;
@@ -216,7 +217,12 @@ function visitMembers(dict: Record<string, unknown>, path: Path, members: readon
 }
 
 function checkLeftovers(dict: Record<string, unknown>, path: Path, seen: Set<string>): void {
-  for (const k of Object.keys(dict)) if (!seen.has(k)) throw new QmpError('GenericError', `Parameter '${fullName([...path, k])}' is unexpected`);
+  const keys = Object.keys(dict);
+  const left = keys.filter((k) => !seen.has(k));
+  if (left.length === 0) return;
+  // With several, QEMU names the first in its hash table's order (ghash-order.ts); `seen` is in visiting order.
+  const k = left.length === 1 ? left[0]! : firstLeftover(keys, [...seen].filter((m) => Object.hasOwn(dict, m)))!;
+  throw new QmpError('GenericError', `Parameter '${fullName([...path, k])}' is unexpected`);
 }
 
 function asDict(value: unknown, path: Path): Record<string, unknown> {
