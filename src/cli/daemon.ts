@@ -1,7 +1,7 @@
 import { resolve } from 'node:path';
 import type { BlockdevSpec } from '../blockdev/open.js';
 import type { DaemonConfig, MonitorConfig } from '../daemon.js';
-import { parseCliObject } from '../qmp/cli-keyval.js';
+import { parseCliObject } from '../qmp/cli-object.js';
 import { QmpError } from '../qmp/error.js';
 import { BlockdevOptions } from '../qmp/schema/blockdev.js';
 import { ArgsError, type DaemonOption, parseOptsString } from './daemon-args.js';
@@ -85,7 +85,7 @@ export function planDaemon(options: DaemonOption[]): DaemonPlan {
       }
       case 'blockdev':
         try {
-          blockdevs.push({ arg: opt.value, spec: parseCliObject(BlockdevOptions, opt.value) as BlockdevSpec });
+          blockdevs.push({ arg: opt.value, spec: parseCliObject(BlockdevOptions, opt.value, 'driver') as BlockdevSpec });
         } catch (err) {
           if (err instanceof QmpError) throw new OptionError(opt, err.desc);
           throw err;

@@ -5,7 +5,7 @@
  */
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { parseKeyval } from '../../src/qmp/cli-keyval.js';
+import { parseKeyval } from '../../src/qmp/keyval.js';
 import { BLOCKEMU, qemu, qemuImg, run, withTempDir } from '../helpers/qemu.js';
 
 describe('keyval parsing', () => {
