@@ -117,23 +117,55 @@ export class Qcow2Writer {
     return buf;
   }
 
+  /** Whether a guest cluster reads as zeroes without looking at data: a zero cluster, or unallocated with no backing data there. */
+  private oldIsZero(e: L2Entry, guestCluster: number): boolean {
+    switch (classify(e, this.img.version)) {
+      case 'zero':
+        return true;
+      case 'unallocated': {
+        const b = this.img.backing();
+        return b === undefined || guestCluster >= b.size();
+      }
+      default:
+        return false;
+    }
+  }
+
+  /** n zero bytes as views of the shared zero chunk: copy-on-write from a zero cluster allocates no buffer. */
+  private zeroes(n: number): Uint8Array[] {
+    const out: Uint8Array[] = [];
+    for (; n > 0; n -= ZERO_CHUNK.length) out.push(ZERO_CHUNK.subarray(0, Math.min(n, ZERO_CHUNK.length)));
+    return out;
+  }
+
   private async writeAllocated(plan: Extract<Plan, { kind: 'alloc' }>, data: Uint8Array): Promise<void> {
     const cs = this.cs;
     const head = plan.offset % cs;
     const end = plan.offset + plan.length;
     const tail = (cs - (end % cs)) % cs;
+    const first = plan.old[0]!;
+    const last = plan.old[plan.old.length - 1]!;
+    const firstGuest = plan.offset - head;
+    const lastGuest = end - (end % cs);
     const bufs: Uint8Array[] = [];
     let firstOld: Uint8Array | undefined;
     if (head > 0) {
-      firstOld = await this.oldCluster(plan.old[0]!, plan.offset - head);
-      bufs.push(firstOld.subarray(0, head));
+      if (this.oldIsZero(first, firstGuest)) bufs.push(...this.zeroes(head));
+      else {
+        firstOld = await this.oldCluster(first, firstGuest);
+        bufs.push(firstOld.subarray(0, head));
+      }
     }
     bufs.push(data);
     if (tail > 0) {
-      const last = plan.old.length === 1 && firstOld ? firstOld : await this.oldCluster(plan.old[plan.old.length - 1]!, end - (end % cs));
-      bufs.push(last.subarray(cs - tail));
+      if (this.oldIsZero(last, lastGuest)) bufs.push(...this.zeroes(tail));
+      else {
+        const old = plan.old.length === 1 && firstOld ? firstOld : await this.oldCluster(last, lastGuest);
+        bufs.push(old.subarray(cs - tail));
+      }
     }
     try {
+      // Zero head and tail are written, not left as holes: qemu-img map would report holes in a data cluster as zero.
       await this.img.file.writev(plan.host * cs, bufs);
     } catch (err) {
       for (let i = 0; i < plan.old.length; i++) this.rc.free(plan.host + i);
