@@ -8,9 +8,10 @@ import { displayBytes } from './mod-utf8.js';
  *
  * A message ends at the token after which the brace and bracket counts are
  * both zero, or either is negative: a top-level scalar is a message on its
- * own, and so is a stray '}' or ']' (which then fails to parse). While a
- * message is open, a token that takes it past a limit ends it with a limit
- * error. A lexical error ends it too. After any error the counts restart at
+ * own, and so is a stray '}' or ']' (which then fails to parse). A token
+ * that would take the message past a limit ends it with a limit error
+ * instead, checked before the balance (so even a top-level scalar is
+ * bounded). A lexical error ends it too. After any error the counts restart at
  * zero: the rest of a broken message is lexed and parsed as new messages,
  * which is why QEMU 7.2 answers `[[[…]]]` past the nesting limit with one
  * error per stray closer.
@@ -21,7 +22,7 @@ import { displayBytes } from './mod-utf8.js';
  */
 
 export interface WireLimits {
-  /** Bytes of all tokens of one message (QEMU: 64 MiB); also the longest single token. */
+  /** Bytes of all tokens of one message, each plus one (QEMU: 64 MiB); a token is cut at this + 1 bytes. */
   maxTokenBytes: number;
   /** Tokens in one message (QEMU: 2 Mi). */
   maxTokens: number;
@@ -77,15 +78,19 @@ export class JsonStreamer {
     else if (type === '}') this.braces--;
     else if (type === '[') this.brackets++;
     else if (type === ']') this.brackets--;
+    // The limits come before the balance test, so they apply to the token that would end the
+    // message too; a token's size counts its C string terminator (recorded: a top-level
+    // string of exactly 64 MiB, and a list whose closing ']' is token 2 Mi + 1, both fail).
+    if (this.tokenBytes + text.length + 1 > this.limits.maxTokenBytes) return this.end({ error: 'JSON token size limit exceeded', kind: 'limit' });
+    if (this.tokenCount + 1 > this.limits.maxTokens) return this.end({ error: 'JSON token count limit exceeded', kind: 'limit' });
+    if (this.braces + this.brackets > this.limits.maxNesting) return this.end({ error: 'JSON nesting depth limit exceeded', kind: 'limit' });
     this.tokenBytes += text.length;
     this.tokenCount++;
     this.parser.token(type, text);
     if (this.braces < 0 || this.brackets < 0 || (this.braces === 0 && this.brackets === 0)) {
       const r = this.parser.finish();
       this.end('error' in r ? { error: r.error, kind: 'syntax' } : r);
-    } else if (this.tokenBytes > this.limits.maxTokenBytes) this.end({ error: 'JSON token size limit exceeded', kind: 'limit' });
-    else if (this.tokenCount > this.limits.maxTokens) this.end({ error: 'JSON token count limit exceeded', kind: 'limit' });
-    else if (this.braces + this.brackets > this.limits.maxNesting) this.end({ error: 'JSON nesting depth limit exceeded', kind: 'limit' });
+    }
   }
 
   private end(item: WireItem): void {

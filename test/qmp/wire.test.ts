@@ -86,18 +86,20 @@ describe('QMP wire input: limits (small limits, same code paths as QEMU 64 MiB /
   it('a token past the size limit is cut off after limit + 1 bytes and lexing restarts there', () => {
     // Inside an object the cut token takes the message past the size limit; "a" then lexes as a keyword.
     expect(run(`{"x": "${'a'.repeat(66)}"}\n`)).toEqual(['JSON token size limit exceeded', "JSON parse error, invalid keyword 'aa'", "JSON parse error, stray '\"}\n'"]);
-    // At top level a cut token is a message on its own that is not a value.
-    expect(run(`"${'a'.repeat(64)}"\n`)).toEqual(['JSON parse error, expecting value', "JSON parse error, stray '\"\n'"]);
-    // A balanced message is parsed whatever its size: the limit is only checked while it is open.
-    expect(run(`"${'a'.repeat(62)}"`)).toEqual(['a'.repeat(62)]);
+    expect(run(`"${'a'.repeat(64)}"\n`)).toEqual(['JSON token size limit exceeded', "JSON parse error, stray '\"\n'"]);
+    // The limit holds for a message of one token too, counting a terminator byte per token.
+    expect(run(`"${'a'.repeat(61)}"`)).toEqual(['a'.repeat(61)]);
+    expect(run(`"${'a'.repeat(62)}"`)).toEqual(['JSON token size limit exceeded']);
   });
 
   it('the tokens of one message may not exceed the size limit together', () => {
     expect(run(`{"a": "${'a'.repeat(40)}", "b": "${'b'.repeat(30)}"}`)).toEqual(['JSON token size limit exceeded', 'JSON parse error, expecting value']);
   });
 
-  it('token count: the limit is checked after the balance test', () => {
-    expect(run(`[${'1,'.repeat(7)}1]`)).toEqual([[1n, 1n, 1n, 1n, 1n, 1n, 1n, 1n]]);
+  it('token count: the limit is checked before the balance test', () => {
+    expect(run(`[${'1,'.repeat(6)}1]`)).toEqual([[1n, 1n, 1n, 1n, 1n, 1n, 1n]]);
+    // The closing ']' is token 17.
+    expect(run(`[${'1,'.repeat(7)}1]`)).toEqual(['JSON token count limit exceeded']);
     expect(run(`[${'1,'.repeat(8)}1]`)).toEqual(['JSON token count limit exceeded', 1n, 'JSON parse error, expecting value']);
   });
 
