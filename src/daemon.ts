@@ -7,7 +7,8 @@ import { addBackupCommands } from './qmp/commands/backup.js';
 import { addBlockdevCommands, addBlockdev } from './qmp/commands/blockdev.js';
 import { addHmpCommands } from './qmp/commands/hmp.js';
 import { addJobCommands, jobEventListener } from './qmp/commands/jobs.js';
-import { JOB_EVENTS } from './qmp/schema/jobs.js';
+import { BLOCK_CORE_EVENTS } from './qmp/schema/block-core.js';
+import { JOB_EVENTS } from './qmp/schema/job.js';
 import { JobManager } from './jobs/manager.js';
 import { addControlCommands } from './qmp/commands/control.js';
 import type { QmpContext, VersionInfo } from './qmp/context.js';
@@ -68,7 +69,7 @@ export class Daemon {
     addBackupCommands(commands);
     const graph = new BlockGraph();
     const jobs = new JobManager();
-    const events: EventDef[] = [...JOB_EVENTS];
+    const events: EventDef[] = [...JOB_EVENTS, ...BLOCK_CORE_EVENTS];
     // Events go to every monitor of the daemon, which exists once the monitors do.
     const jobEvents = jobEventListener((name, data) => daemon?.emitEvent(name, data), () => jobs);
     const servers: QmpServer[] = [];

@@ -24,3 +24,22 @@ describe('startDaemon (embedding API)', () => {
     await expect(startDaemon({ blockdevs: [{ driver: 'file', filename: '/nonexistent/blockemu' }] })).rejects.toThrow(/No such file or directory/);
   });
 });
+
+describe('query-qmp-schema of the whole daemon', () => {
+  it('names every entity once, with every command the daemon serves', async () => {
+    const d = await startDaemon({});
+    try {
+      const c = await d.client();
+      const schema = await c.execute<Array<{ name: string; 'meta-type': string }>>('query-qmp-schema');
+      const names = schema.map((e) => e.name);
+      expect(names.length).toBe(new Set(names).size);
+      const commands = (await c.execute<Array<{ name: string }>>('query-commands')).map((x) => x.name);
+      // Commands appear under their own names; types under numbers, as QEMU masks them.
+      for (const cmd of commands) expect(names).toContain(cmd);
+      expect(names).toContain('JOB_STATUS_CHANGE');
+      expect(names).toContain('BLOCK_JOB_COMPLETED');
+    } finally {
+      await d.close();
+    }
+  });
+});

@@ -3,7 +3,7 @@ import type { BlockdevSpec } from '../blockdev/open.js';
 import type { DaemonConfig, MonitorConfig } from '../daemon.js';
 import { parseCliObject } from '../qmp/cli-object.js';
 import { QmpError } from '../qmp/error.js';
-import { BlockdevOptions } from '../qmp/schema/blockdev.js';
+import { BlockdevOptions } from '../qmp/schema/block-core.js';
 import { ArgsError, type DaemonOption, parseOptsString } from './daemon-args.js';
 
 /** A failure in one option, reported as qemu-storage-daemon does: "--opt value: message". */

@@ -2,7 +2,7 @@ import { type BlockdevSpec, openBlockdev } from '../../blockdev/open.js';
 import { BlockError } from '../../image/errors.js';
 import type { QmpContext } from '../context.js';
 import type { CommandTable } from '../dispatch.js';
-import { blockdevAdd, blockdevDel, queryBlock, queryNamedBlockNodes } from '../schema/blockdev.js';
+import { blockdevAdd, blockdevDel, queryBlock, queryNamedBlockNodes } from '../schema/block-core.js';
 import { blockDeviceInfo } from './block-info.js';
 
 /** Adds a node as blockdev-add (and --blockdev) do: the root must be named. */

@@ -5,7 +5,8 @@ import type { JobManager } from '../../jobs/manager.js';
 import type { QmpContext } from '../context.js';
 import type { CommandTable } from '../dispatch.js';
 import { QmpError } from '../error.js';
-import * as S from '../schema/jobs.js';
+import * as B from '../schema/block-jobs.js';
+import * as J from '../schema/job.js';
 
 /** What block jobs add to a job (backup has them; other jobs default). */
 interface BlockJobFields {
@@ -80,29 +81,29 @@ function complete(j: Job): void {
 
 export function addJobCommands(table: CommandTable<QmpContext>): void {
   table
-    .add(S.queryJobs, (_a, ctx) => ctx.jobs.list().map(jobInfo) as never)
-    .add(S.jobPause, (a, ctx) => byId(ctx, a.id).userPause())
-    .add(S.jobResume, (a, ctx) => byId(ctx, a.id).userResume())
-    .add(S.jobCancel, (a, ctx) => byId(ctx, a.id).cancel())
-    .add(S.jobComplete, (a, ctx) => complete(byId(ctx, a.id)))
-    .add(S.jobDismiss, (a, ctx) => byId(ctx, a.id).dismiss())
-    .add(S.jobFinalize, (a, ctx) => byId(ctx, a.id).finalize())
-    .add(S.queryBlockJobs, (_a, ctx) => ctx.jobs.list().map(blockJobInfo) as never)
-    .add(S.blockJobSetSpeed, (a, ctx) => {
+    .add(J.queryJobs, (_a, ctx) => ctx.jobs.list().map(jobInfo) as never)
+    .add(J.jobPause, (a, ctx) => byId(ctx, a.id).userPause())
+    .add(J.jobResume, (a, ctx) => byId(ctx, a.id).userResume())
+    .add(J.jobCancel, (a, ctx) => byId(ctx, a.id).cancel())
+    .add(J.jobComplete, (a, ctx) => complete(byId(ctx, a.id)))
+    .add(J.jobDismiss, (a, ctx) => byId(ctx, a.id).dismiss())
+    .add(J.jobFinalize, (a, ctx) => byId(ctx, a.id).finalize())
+    .add(B.queryBlockJobs, (_a, ctx) => ctx.jobs.list().map(blockJobInfo) as never)
+    .add(B.blockJobSetSpeed, (a, ctx) => {
       const j = blockJob(byDevice(ctx, a.device));
       j.checkVerb('set-speed');
       if (a.speed < 0) throw new QmpError('GenericError', "Parameter 'speed' expects a non-negative value");
       j.setSpeed?.(a.speed);
     })
-    .add(S.blockJobCancel, (a, ctx) => {
+    .add(B.blockJobCancel, (a, ctx) => {
       const j = byDevice(ctx, a.device);
       j.checkVerb('cancel');
       if (j.userPaused && !(a.force ?? false)) throw new QmpError('GenericError', `The block job for device '${a.device}' is currently paused`);
       return j.cancel();
     })
-    .add(S.blockJobPause, (a, ctx) => byDevice(ctx, a.device).userPause())
-    .add(S.blockJobResume, (a, ctx) => byDevice(ctx, a.device).userResume())
-    .add(S.blockJobComplete, (a, ctx) => complete(byDevice(ctx, a.device)))
-    .add(S.blockJobDismiss, (a, ctx) => byDevice(ctx, a.id).dismiss())
-    .add(S.blockJobFinalize, (a, ctx) => byDevice(ctx, a.id).finalize());
+    .add(B.blockJobPause, (a, ctx) => byDevice(ctx, a.device).userPause())
+    .add(B.blockJobResume, (a, ctx) => byDevice(ctx, a.device).userResume())
+    .add(B.blockJobComplete, (a, ctx) => complete(byDevice(ctx, a.device)))
+    .add(B.blockJobDismiss, (a, ctx) => byDevice(ctx, a.id).dismiss())
+    .add(B.blockJobFinalize, (a, ctx) => byDevice(ctx, a.id).finalize());
 }
