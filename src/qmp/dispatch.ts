@@ -1,6 +1,7 @@
 import { QmpError, toQmpError } from './error.js';
 import { qdictOrder } from './qdict-order.js';
 import type { ArgsType, CommandDef, ReturnType } from './schema/command.js';
+import { isJsonObject } from './schema/types.js';
 
 /** A command implementation: validated arguments in, the declared return value out. */
 export type Handler<C extends CommandDef, Ctx> = (args: ArgsType<C>, ctx: Ctx) => Promise<ReturnType<C>> | ReturnType<C>;
@@ -58,7 +59,7 @@ export interface Parsed {
  * id whenever the request was an object that had one).
  */
 export async function dispatch<Ctx>(table: CommandTable<Ctx>, state: SessionState, request: unknown, ctx: Ctx): Promise<Reply> {
-  if (typeof request !== 'object' || request === null || Array.isArray(request)) {
+  if (!isJsonObject(request)) {
     return errorReply(new QmpError('GenericError', 'QMP input must be a JSON object'), undefined, false);
   }
   const dict = request as Record<string, unknown>;
@@ -85,7 +86,7 @@ export async function dispatch<Ctx>(table: CommandTable<Ctx>, state: SessionStat
 
 /** Whether a request is out-of-band, judged as the server must before queueing it (errors are left to dispatch). */
 export function isOobRequest(request: unknown, oobEnabled: boolean): boolean {
-  return oobEnabled && typeof request === 'object' && request !== null && !Array.isArray(request) && Object.hasOwn(request, 'exec-oob');
+  return oobEnabled && isJsonObject(request) && Object.hasOwn(request, 'exec-oob');
 }
 
 function checkEnvelope(dict: Record<string, unknown>, allowOob: boolean): { name: string; oob: boolean } {
@@ -97,7 +98,7 @@ function checkEnvelope(dict: Record<string, unknown>, allowOob: boolean): { name
       if (execKey !== undefined) throw new QmpError('GenericError', `QMP input member '${key}' clashes with '${execKey}'`);
       execKey = key;
     } else if (key === 'arguments') {
-      if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+      if (!isJsonObject(value)) {
         throw new QmpError('GenericError', "QMP input member 'arguments' must be an object");
       }
     } else if (key !== 'id') {

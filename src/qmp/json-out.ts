@@ -1,3 +1,4 @@
+import { IntegralDouble } from './json-parser.js';
 import { qdictOrder } from './qdict-order.js';
 
 /**
@@ -22,6 +23,8 @@ function write(v: unknown, out: string[]): void {
     out.push(v.toString());
   } else if (typeof v === 'number') {
     out.push(formatNumber(v));
+  } else if (v instanceof IntegralDouble) {
+    out.push(formatNumber(v.value));
   } else if (typeof v === 'string') {
     out.push(quote(v));
   } else if (Array.isArray(v)) {

@@ -26,6 +26,18 @@ export type NumberMapper = (n: QNum) => unknown;
 export const plainNumbers: NumberMapper = (n) =>
   n.kind === 'double' ? n.value : n.value >= -9007199254740991n && n.value <= 9007199254740991n ? Number(n.value) : n.value;
 
+/**
+ * A double token with an integral value (1.0, 1e3, -0.0). QEMU's QNum keeps
+ * its kind, so such a value is refused where an integer is expected, yet
+ * echoed as a number; plain JS numbers cannot tell it from an integer.
+ */
+export class IntegralDouble {
+  constructor(readonly value: number) {}
+}
+
+/** plainNumbers, except that integral doubles stay marked (the daemon's choice: QEMU's integer checks need the kind). */
+export const qmpNumbers: NumberMapper = (n) => (n.kind === 'double' && Number.isInteger(n.value) ? new IntegralDouble(n.value) : plainNumbers(n));
+
 /** Every integer as a bigint, every double as a number: the kinds stay apart (a bigint is an integer token). */
 export const exactNumbers: NumberMapper = (n) => n.value;
 

@@ -14,7 +14,7 @@
 import { JsonStreamer, type StreamerOptions, type WireItem } from './json-streamer.js';
 
 export { JsonLexer, type TokenType } from './json-lexer.js';
-export { exactNumbers, JsonParser, type NumberMapper, plainNumbers, type QNum, qnum } from './json-parser.js';
+export { exactNumbers, IntegralDouble, JsonParser, qmpNumbers, type NumberMapper, plainNumbers, type QNum, qnum } from './json-parser.js';
 export { JsonStreamer, QEMU_LIMITS, type StreamerOptions, type WireErrorKind, type WireItem, type WireLimits } from './json-streamer.js';
 
 /** A QMP input stream: feed it socket bytes; it calls back once per message. */

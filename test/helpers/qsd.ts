@@ -73,7 +73,12 @@ export class QsdSession {
 
   /** Sends one request; resolves to the reply exactly as the daemon wrote it (without "\r\n"). */
   async exchangeRaw(request: unknown): Promise<string> {
-    this.sock.write(`${JSON.stringify(request)}\n`);
+    return this.exchangeText(JSON.stringify(request));
+  }
+
+  /** Sends one line of raw text (which JSON.stringify could not produce, like 1.0); resolves to the reply as written. */
+  async exchangeText(text: string): Promise<string> {
+    this.sock.write(`${text}\n`);
     const deadline = Date.now() + 5000;
     while (this.raw.length === 0) {
       if (Date.now() > deadline) throw new Error('no reply from qemu-storage-daemon');

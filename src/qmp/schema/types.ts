@@ -8,6 +8,7 @@
  */
 import { QmpError } from '../error.js';
 import { firstLeftover } from '../ghash-order.js';
+import { IntegralDouble } from '../json-parser.js';
 
 /** Where a visit is: member names and list indexes from the arguments object down. */
 export type Path = ReadonlyArray<string | number>;
@@ -67,6 +68,11 @@ class Builtin<T> extends QType<T> {
   }
 }
 
+/** A JSON object of the parsed tree (an IntegralDouble is a number, not an object). */
+export function isJsonObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v) && !(v instanceof IntegralDouble);
+}
+
 /** An integer as the wire layer gives it: a safe JS integer or a bigint. */
 function asInteger(v: unknown): bigint | undefined {
   if (typeof v === 'bigint') return v;
@@ -124,6 +130,7 @@ export const uint64 = unsigned(64, 'uint64_t');
 export const size = unsigned(64, 'uint64_t');
 export const number: QType<number> = new Builtin('number', (v, path) => {
   if (typeof v === 'number') return v;
+  if (v instanceof IntegralDouble) return v.value;
   if (typeof v === 'bigint') return Number(v);
   throw typeError(path, 'number');
 });
@@ -226,7 +233,7 @@ function checkLeftovers(dict: Record<string, unknown>, path: Path, seen: Set<str
 }
 
 function asDict(value: unknown, path: Path): Record<string, unknown> {
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw typeError(path, 'object');
+  if (!isJsonObject(value)) throw typeError(path, 'object');
   return value as Record<string, unknown>;
 }
 
@@ -337,6 +344,7 @@ export class AlternateType<T> extends QType<T> {
   visit(value: unknown, path: Path): T {
     const kind =
       value === null ? 'null'
+      : value instanceof IntegralDouble ? 'number'
       : typeof value === 'object' && !Array.isArray(value) ? 'object'
       : typeof value === 'string' ? 'string'
       : typeof value === 'boolean' ? 'boolean'
