@@ -7,6 +7,7 @@ import { addBackupCommands } from './qmp/commands/backup.js';
 import { addBlockdevCommands, addBlockdev } from './qmp/commands/blockdev.js';
 import { addHmpCommands } from './qmp/commands/hmp.js';
 import { addJobCommands, jobEventListener } from './qmp/commands/jobs.js';
+import { addTransactionCommands } from './qmp/commands/transaction.js';
 import { BLOCK_CORE_EVENTS } from './qmp/schema/block-core.js';
 import { JOB_EVENTS } from './qmp/schema/job.js';
 import { JobManager } from './jobs/manager.js';
@@ -67,6 +68,7 @@ export class Daemon {
     addHmpCommands(commands);
     addJobCommands(commands);
     addBackupCommands(commands);
+    addTransactionCommands(commands);
     const graph = new BlockGraph();
     const jobs = new JobManager();
     const events: EventDef[] = [...JOB_EVENTS, ...BLOCK_CORE_EVENTS];

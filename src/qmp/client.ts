@@ -99,6 +99,11 @@ export class QmpClient {
     });
   }
 
+  /** The events received and not yet consumed, in order; they are consumed. */
+  takeEvents(): QmpEvent[] {
+    return this.backlog.splice(0);
+  }
+
   /** Every event from now on (and those received but not yet consumed), in order. */
   async *events(): AsyncGenerator<QmpEvent> {
     for (;;) {

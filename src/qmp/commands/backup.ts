@@ -1,10 +1,12 @@
-import { unlink } from 'node:fs/promises';
+import { access, unlink } from 'node:fs/promises';
 import type { BlockNode } from '../../blockdev/node.js';
 import { openBlockdev } from '../../blockdev/open.js';
 import { createImage } from '../../image/open.js';
 import { probeFormat } from '../../image/probe.js';
 import type { ImageFormat } from '../../image/types.js';
+import { strerror } from '../../blockdev/qemu-io/errno.js';
 import { BackupJob, type OnError } from '../../jobs/backup.js';
+import type { JobTxn } from '../../jobs/txn.js';
 import type { QmpContext } from '../context.js';
 import type { CommandTable } from '../dispatch.js';
 import { QmpError } from '../error.js';
@@ -14,13 +16,23 @@ import { blockdevBackup, driveBackup as driveBackupCmd } from '../schema/backup.
 type Args = ArgsType<typeof blockdevBackup>;
 const fail = (desc: string) => new QmpError('GenericError', desc);
 
+/** How a backup is set up besides its arguments. */
+export interface BackupSetup {
+  /** Runs at the end of the job's clean (drive-backup drops the target node it opened). */
+  afterClean?: () => Promise<void>;
+  /** The job transaction of a grouped `transaction`; a job of its own otherwise. */
+  txn?: JobTxn;
+}
+
 /**
  * The checks of blockdev.c do_backup_common and backup_job_create, in
  * QEMU's order and words, then the job. Dirty bitmaps are not implemented
  * yet, so any named bitmap is "not found", as QEMU says for a bitmap the
- * node does not have.
+ * node does not have. The job is created (and copy-before-write is in
+ * place: the point in time is now) but not started: a transaction starts
+ * its jobs only once every action is prepared.
  */
-export async function startBackup(ctx: QmpContext, a: Args, source: BlockNode, target: BlockNode, afterClean?: () => Promise<void>): Promise<BackupJob> {
+export async function createBackup(ctx: QmpContext, a: Args, source: BlockNode, target: BlockNode, opts: BackupSetup = {}): Promise<BackupJob> {
   if ((a.sync === 'incremental' || a.sync === 'bitmap') && a.bitmap === undefined) throw fail(`must provide a valid bitmap name for '${a.sync}' sync mode`);
   if (a.sync === 'incremental' && a['bitmap-mode'] !== undefined && a['bitmap-mode'] !== 'on-success') {
     throw fail("Bitmap sync mode must be 'on-success' when using sync mode 'incremental'");
@@ -47,7 +59,8 @@ export async function startBackup(ctx: QmpContext, a: Args, source: BlockNode, t
     maxChunk: perf?.['max-chunk'],
     autoFinalize: a['auto-finalize'],
     autoDismiss: a['auto-dismiss'],
-    afterClean,
+    afterClean: opts.afterClean,
+    txn: opts.txn,
   });
   if (perf?.['max-chunk'] && perf['max-chunk'] < job.copier.clusterSize) {
     await job.earlyFail();
@@ -59,18 +72,24 @@ export async function startBackup(ctx: QmpContext, a: Args, source: BlockNode, t
     throw fail("Parameter 'speed' expects a non-negative value");
   }
   ctx.jobs.add(job);
-  job.start();
   return job;
+}
+
+/** A prepared drive-backup: its job, and the target file if this command created it. */
+export interface PreparedDriveBackup {
+  job: BackupJob;
+  createdFile: string | undefined;
 }
 
 /**
  * drive-backup (blockdev.c drive_backup_prepare): creates the target image
  * (unless mode=existing), opens it as an anonymous node with discard=unmap
- * and detect-zeroes=unmap, and backs up into it; the node goes away with
- * the job. Unlike QEMU, a target file this command created is removed
- * again when the command fails, so a failed attempt leaves nothing behind.
+ * and detect-zeroes=unmap, and sets up the backup into it; the node goes
+ * away with the job. Unlike QEMU, a target file this command created is
+ * removed again when the command fails, so a failed attempt leaves nothing
+ * behind.
  */
-async function driveBackup(ctx: QmpContext, a: ArgsType<typeof driveBackupCmd>): Promise<void> {
+export async function prepareDriveBackup(ctx: QmpContext, a: ArgsType<typeof driveBackupCmd>, txn?: JobTxn): Promise<PreparedDriveBackup> {
   const source = ctx.graph.find(a.device);
   const mode = a.mode ?? 'absolute-paths';
   const srcFormat = source.driver === 'qcow2' ? 'qcow2' : 'raw';
@@ -78,7 +97,7 @@ async function driveBackup(ctx: QmpContext, a: ArgsType<typeof driveBackupCmd>):
   // sync=top without a backing file is sync=full, as in QEMU.
   const sync = a.sync === 'top' && info.backingFilename === undefined ? 'full' : a.sync;
   const format = a.format ?? (mode === 'existing' ? undefined : srcFormat);
-  let created = false;
+  let createdFile: string | undefined;
   if (mode !== 'existing') {
     if (format !== 'raw' && format !== 'qcow2') throw fail(`Unknown driver '${format}'`);
     const backing =
@@ -87,8 +106,17 @@ async function driveBackup(ctx: QmpContext, a: ArgsType<typeof driveBackupCmd>):
         : sync === 'top'
           ? { backingFile: info.backingFilename, backingFormat: info.backingFormat as ImageFormat | undefined }
           : {};
-    await createImage(a.target, format === 'qcow2' ? { format, size: source.size(), ...backing } : { format, size: source.size() });
-    created = true;
+    // Only a file that did not exist counts as ours to remove again.
+    const existed = await access(a.target).then(() => true, () => false);
+    try {
+      await createImage(a.target, format === 'qcow2' ? { format, size: source.size(), ...backing } : { format, size: source.size() });
+    } catch (err) {
+      // bdrv_img_create's words: the file could not be created, with the system's reason.
+      const errno = (err as { errno?: string }).errno;
+      if (typeof errno === 'string') throw fail(`Could not create '${a.target}': ${strerror(errno)}`);
+      throw err;
+    }
+    if (!existed) createdFile = a.target;
   }
   let target: BlockNode | undefined;
   try {
@@ -106,21 +134,30 @@ async function driveBackup(ctx: QmpContext, a: ArgsType<typeof driveBackupCmd>):
     );
     const t = target;
     // The target goes away as the job finishes, before its last events.
-    await startBackup(ctx, { ...a, sync }, source, target, () => ctx.graph.discard(t));
+    const job = await createBackup(ctx, { ...a, sync }, source, target, { afterClean: () => ctx.graph.discard(t), txn });
+    return { job, createdFile };
   } catch (err) {
     if (target) await ctx.graph.discard(target);
-    if (created) await unlink(a.target).catch(() => undefined);
+    if (createdFile !== undefined) await unlink(createdFile).catch(() => undefined);
     throw err;
   }
+}
+
+/** Undoes a prepared backup (a transaction's abort): the job is cancelled before it ever ran (QEMU: created, aborting, concluded, null). */
+export async function cancelPreparedBackup(job: BackupJob): Promise<void> {
+  if (job.status === 'null') return;
+  await job.cancelLocked();
+  if ((job.status as string) !== 'null') await job.removedPromise;
 }
 
 export function addBackupCommands(table: CommandTable<QmpContext>): void {
   table
     .add(blockdevBackup, async (a, ctx) => {
-      const source = ctx.graph.find(a.device);
-      const target = ctx.graph.find(a.target);
-      await startBackup(ctx, a, source, target);
+      const job = await createBackup(ctx, a, ctx.graph.find(a.device), ctx.graph.find(a.target));
+      job.start();
     })
-    .add(driveBackupCmd, (a, ctx) => driveBackup(ctx, a));
+    .add(driveBackupCmd, async (a, ctx) => {
+      const { job } = await prepareDriveBackup(ctx, a);
+      job.start();
+    });
 }
-

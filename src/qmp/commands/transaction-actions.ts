@@ -1,0 +1,151 @@
+import { unlink } from 'node:fs/promises';
+import type { BackupJob } from '../../jobs/backup.js';
+import type { JobTxn } from '../../jobs/txn.js';
+import type { QmpContext } from '../context.js';
+import { QmpError } from '../error.js';
+import type { Infer } from '../schema/types.js';
+import type { BlockdevBackup, DriveBackup } from '../schema/backup.js';
+import type { BlockDirtyBitmapAdd, BlockDirtyBitmapMerge } from '../schema/block-core/bitmap-args.js';
+import type { BlockDirtyBitmap } from '../schema/block-core/common.js';
+import type { BlockdevSnapshot, BlockdevSnapshotInternal, BlockdevSnapshotSync } from '../schema/block-core/snapshot-args.js';
+import type { TransactionActionKind } from '../schema/transaction.js';
+import { cancelPreparedBackup, createBackup, prepareDriveBackup } from './backup.js';
+
+/**
+ * One action of a `transaction` (blockdev.c BlkActionOps): prepare may
+ * fail and must leave undone what it did not finish; then exactly one of
+ * commit or abort runs (abort also for the action whose prepare failed);
+ * clean always runs last.
+ */
+export interface Action {
+  prepare(): Promise<void>;
+  commit(): Promise<void>;
+  abort(): Promise<void>;
+  clean(): Promise<void>;
+}
+
+type Kind = Infer<typeof TransactionActionKind>;
+type BitmapArgs = Infer<typeof BlockDirtyBitmap>;
+/** The validated `data` of each kind of action. */
+interface ActionData {
+  abort: Record<string, never>;
+  'blockdev-backup': Infer<typeof BlockdevBackup>;
+  'drive-backup': Infer<typeof DriveBackup>;
+  'block-dirty-bitmap-add': Infer<typeof BlockDirtyBitmapAdd>;
+  'block-dirty-bitmap-remove': BitmapArgs;
+  'block-dirty-bitmap-clear': BitmapArgs;
+  'block-dirty-bitmap-enable': BitmapArgs;
+  'block-dirty-bitmap-disable': BitmapArgs;
+  'block-dirty-bitmap-merge': Infer<typeof BlockDirtyBitmapMerge>;
+  'blockdev-snapshot': Infer<typeof BlockdevSnapshot>;
+  'blockdev-snapshot-sync': Infer<typeof BlockdevSnapshotSync>;
+  'blockdev-snapshot-internal-sync': Infer<typeof BlockdevSnapshotInternal>;
+}
+type DataOf<K extends Kind> = ActionData[K];
+/** One element of `actions`, after validation. */
+export interface ActionRequest {
+  type: Kind;
+  data: unknown;
+}
+
+/** What every action of one transaction shares. */
+export interface ActionEnv {
+  ctx: QmpContext;
+  mode: 'individual' | 'grouped';
+  /** The shared job transaction when completion-mode is grouped. */
+  txn: JobTxn | undefined;
+}
+
+const fail = (desc: string) => new QmpError('GenericError', desc);
+
+/** action_check_completion_mode: only job actions can complete as a group. */
+function checkIndividual(env: ActionEnv, kind: Kind): void {
+  if (env.mode !== 'individual') throw fail(`Action '${kind}' does not support Transaction property completion-mode = ${env.mode}`);
+}
+
+const NOTHING = async (): Promise<void> => {};
+
+/** A job action: the job is created in prepare and started in commit, so none starts unless all prepared. */
+function jobAction(create: () => Promise<{ job: BackupJob; createdFile?: string | undefined }>): Action {
+  let job: BackupJob | undefined;
+  let createdFile: string | undefined;
+  return {
+    async prepare() {
+      ({ job, createdFile } = await create());
+    },
+    async commit() {
+      job!.start();
+    },
+    async abort() {
+      if (job) await cancelPreparedBackup(job);
+      // Better than QEMU, which leaves the target it created behind.
+      if (createdFile !== undefined) await unlink(createdFile).catch(() => undefined);
+    },
+    clean: NOTHING,
+  };
+}
+
+/** An action whose prepare only refuses (after QEMU's own checks, so its errors come first). */
+function refusing(check: () => void | Promise<void>, refusal: string | undefined): Action {
+  return {
+    async prepare() {
+      await check();
+      if (refusal !== undefined) throw new QmpError('GenericError', refusal);
+    },
+    commit: NOTHING,
+    abort: NOTHING,
+    clean: NOTHING,
+  };
+}
+
+const NO_BITMAPS = 'Dirty bitmaps are not supported by blockemu yet';
+
+/** block_dirty_bitmap_lookup's errors: the node, then the bitmap (no bitmap exists in blockemu yet). */
+function bitmapLookup(env: ActionEnv, node: string, name: string): void {
+  if (!env.ctx.graph.get(node)) throw fail(`Node '${node}' not found`);
+  throw fail(`Dirty bitmap '${name}' not found`);
+}
+
+type Factory<K extends Kind> = (env: ActionEnv, data: DataOf<K>) => Action;
+
+/** The action table: one entry per TransactionActionKind, as QEMU's actions[]. */
+export const ACTIONS: { [K in Kind]: Factory<K> } = {
+  abort: () => refusing(() => undefined, 'Transaction aborted using Abort action'),
+  'blockdev-backup': (env, d) =>
+    jobAction(async () => ({ job: await createBackup(env.ctx, d, env.ctx.graph.find(d.device), env.ctx.graph.find(d.target), { txn: env.txn }) })),
+  'drive-backup': (env, d) => jobAction(() => prepareDriveBackup(env.ctx, d, env.txn)),
+  'block-dirty-bitmap-add': (env, d) =>
+    refusing(() => {
+      checkIndividual(env, 'block-dirty-bitmap-add');
+      if (d.name === '') throw fail('Bitmap name cannot be empty');
+      env.ctx.graph.find(d.node);
+      if (d.granularity !== undefined && (d.granularity < 512 || (d.granularity & (d.granularity - 1)) !== 0)) {
+        throw fail('Granularity must be power of 2 and at least 512');
+      }
+    }, NO_BITMAPS),
+  'block-dirty-bitmap-remove': (env, d) => refusing(() => (checkIndividual(env, 'block-dirty-bitmap-remove'), bitmapLookup(env, d.node, d.name)), undefined),
+  'block-dirty-bitmap-clear': (env, d) => refusing(() => (checkIndividual(env, 'block-dirty-bitmap-clear'), bitmapLookup(env, d.node, d.name)), undefined),
+  'block-dirty-bitmap-enable': (env, d) => refusing(() => (checkIndividual(env, 'block-dirty-bitmap-enable'), bitmapLookup(env, d.node, d.name)), undefined),
+  'block-dirty-bitmap-disable': (env, d) => refusing(() => (checkIndividual(env, 'block-dirty-bitmap-disable'), bitmapLookup(env, d.node, d.name)), undefined),
+  'block-dirty-bitmap-merge': (env, d) => refusing(() => (checkIndividual(env, 'block-dirty-bitmap-merge'), bitmapLookup(env, d.node, d.target)), undefined),
+  'blockdev-snapshot': (env, d) =>
+    refusing(() => {
+      checkIndividual(env, 'blockdev-snapshot');
+      env.ctx.graph.find(d.node);
+    }, 'External snapshots (blockdev-snapshot) are not supported by blockemu yet'),
+  'blockdev-snapshot-sync': (env, d) =>
+    refusing(() => {
+      checkIndividual(env, 'blockdev-snapshot-sync');
+      const n = (d.device !== undefined ? env.ctx.graph.get(d.device) : undefined) ?? (d['node-name'] !== undefined ? env.ctx.graph.get(d['node-name']) : undefined);
+      if (!n) throw fail(`Cannot find device='${d.device ?? ''}' nor node-name='${d['node-name'] ?? ''}'`);
+    }, 'External snapshots (blockdev-snapshot-sync) are not supported by blockemu yet'),
+  'blockdev-snapshot-internal-sync': (env, d) =>
+    refusing(() => {
+      checkIndividual(env, 'blockdev-snapshot-internal-sync');
+      env.ctx.graph.find(d.device);
+    }, 'Internal snapshots are not supported by blockemu yet'),
+};
+
+export function createAction(env: ActionEnv, request: ActionRequest): Action {
+  return (ACTIONS[request.type] as Factory<Kind>)(env, request.data as DataOf<Kind>);
+}

@@ -1,0 +1,39 @@
+import { JobTxn } from '../../jobs/txn.js';
+import type { QmpContext } from '../context.js';
+import type { CommandTable } from '../dispatch.js';
+import { transaction } from '../schema/transaction.js';
+import { type Action, type ActionEnv, type ActionRequest, createAction } from './transaction-actions.js';
+
+/**
+ * qmp_transaction: prepare every action in order; at the first failure
+ * abort the prepared ones (the failing one included) in reverse order and
+ * report that failure; otherwise commit all. Clean runs for every action
+ * either way. With completion-mode grouped the jobs share one JobTxn.
+ */
+export function addTransactionCommands(table: CommandTable<QmpContext>): void {
+  table.add(transaction, async (a, ctx) => {
+    const mode = a.properties?.['completion-mode'] ?? 'individual';
+    const env: ActionEnv = { ctx, mode, txn: mode === 'grouped' ? new JobTxn() : undefined };
+    // QEMU drains all I/O first: running jobs report paused, then running.
+    for (const j of ctx.jobs.list()) j.internalPause();
+    const done: Action[] = [];
+    let failure: unknown;
+    for (const request of a.actions) {
+      const action = createAction(env, request as ActionRequest);
+      done.push(action);
+      try {
+        await action.prepare();
+      } catch (err) {
+        failure = err;
+        break;
+      }
+    }
+    try {
+      if (failure === undefined) for (const action of done) await action.commit();
+      else for (const action of [...done].reverse()) await action.abort();
+    } finally {
+      for (const action of done) await action.clean();
+    }
+    if (failure !== undefined) throw failure;
+  });
+}

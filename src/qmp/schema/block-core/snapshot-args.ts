@@ -1,0 +1,14 @@
+/** The argument types of the external and internal snapshot commands (qapi/block-core.json 7.2). */
+import { str, struct } from '../types.js';
+import { NewImageMode } from '../backup.js';
+
+export const BlockdevSnapshotSync = struct('BlockdevSnapshotSync', {
+  '*device': str,
+  '*node-name': str,
+  'snapshot-file': str,
+  '*snapshot-node-name': str,
+  '*format': str,
+  '*mode': NewImageMode,
+});
+export const BlockdevSnapshot = struct('BlockdevSnapshot', { node: str, overlay: str });
+export const BlockdevSnapshotInternal = struct('BlockdevSnapshotInternal', { device: str, name: str });

@@ -1,0 +1,242 @@
+/**
+ * `transaction` against qemu-storage-daemon 7.2: the same sessions on the
+ * same images through both daemons (started with the same command line);
+ * replies and each job's events must be identical. Where blockemu is
+ * better on purpose — a rolled-back transaction removes the target files
+ * it created, which QEMU leaves behind — the directory listings say so.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { copyFile, mkdtemp, readdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { afterAll, describe, expect, it } from 'vitest';
+import { QmpClient, type QmpEvent } from '../../src/qmp/client.js';
+import { QmpError } from '../../src/qmp/error.js';
+import { BLOCKEMU, qemu, qemuImg, qemuIo } from '../helpers/qemu.js';
+
+type Step = [command: string, args?: Record<string, unknown>];
+type Outcome = { return: unknown } | { error: { class: string; desc: string } };
+
+interface Run {
+  outcomes: Outcome[];
+  /** Each job's events (by id or device), in order; other events under ''. */
+  events: Record<string, Array<{ event: string; data: unknown }>>;
+  before: string[];
+  after: string[];
+  /** The nodes with user-given names at the end (generated names differ by design). */
+  namedNodes: string[];
+  dir: string;
+}
+
+const dirs: string[] = [];
+afterAll(async () => {
+  for (const d of dirs) await rm(d, { recursive: true, force: true });
+});
+
+/** Four images: sources a (raw, all data) and b (qcow2, partly allocated), raw targets t1, t2 of the same size. */
+async function images(dir: string): Promise<void> {
+  await qemuImg('create', '-q', '-f', 'raw', join(dir, 'a.raw'), '4M');
+  // All data: a job copying it issues only writes (zero areas become write-zeroes, which QEMU's parallel tasks may still get through).
+  await qemuIo('-f', 'raw', '-c', 'write -P 0x0a 0 4M', join(dir, 'a.raw'));
+  await qemuImg('create', '-q', '-f', 'qcow2', join(dir, 'b.qcow2'), '4M');
+  await qemuIo('-f', 'qcow2', '-c', 'write -P 0x0b 1M 1M', join(dir, 'b.qcow2'));
+  for (const t of ['t1.raw', 't2.raw']) await qemuImg('create', '-q', '-f', 'raw', join(dir, t), '4M');
+}
+
+function daemonArgs(dir: string, sock: string): string[] {
+  return [
+    '--blockdev', `driver=file,node-name=a-file,filename=${dir}/a.raw`,
+    '--blockdev', 'driver=raw,node-name=a,file=a-file',
+    '--blockdev', `driver=file,node-name=b-file,filename=${dir}/b.qcow2`,
+    '--blockdev', 'driver=qcow2,node-name=b,file=b-file',
+    '--blockdev', `driver=file,node-name=t1-file,filename=${dir}/t1.raw`,
+    '--blockdev', 'driver=raw,node-name=t1,file=t1-file',
+    // t2 fails every write: a job into it dies at its first copy.
+    '--blockdev', JSON.stringify({ driver: 'raw', 'node-name': 't2', file: { driver: 'blkdebug', image: { driver: 'file', filename: `${dir}/t2.raw` }, 'inject-error': [{ event: 'write_aio', errno: 5 }] } }),
+    '--chardev', `socket,id=m,path=${sock},server=on,wait=off`,
+    '--monitor', 'chardev=m',
+  ];
+}
+
+async function connect(sock: string, proc: ChildProcess): Promise<QmpClient> {
+  for (let i = 0; i < 200; i++) {
+    if (proc.exitCode !== null) throw new Error(`daemon exited with ${proc.exitCode}`);
+    try {
+      return await QmpClient.connect(sock);
+    } catch {
+      await sleep(25);
+    }
+  }
+  throw new Error('no QMP socket');
+}
+
+/**
+ * Plays steps against one daemon. `waitFor` names events that must arrive
+ * after the steps (job ends are asynchronous) before the events are read.
+ */
+async function play(which: 'qsd' | 'blockemu', steps: Step[], waitFor: Array<[string, (e: QmpEvent) => boolean]> = []): Promise<Run> {
+  const dir = await mkdtemp(join(tmpdir(), `blockemu-txn-${which}-`));
+  dirs.push(dir);
+  await images(dir);
+  const sock = join(dir, 'q.sock');
+  const args = daemonArgs(dir, sock);
+  const proc = which === 'qsd' ? spawn('qemu-storage-daemon', args, { stdio: 'ignore' }) : spawn(process.execPath, [BLOCKEMU, 'daemon', ...args], { stdio: 'ignore' });
+  const client = await connect(sock, proc);
+  try {
+    const before = (await readdir(dir)).sort();
+    const outcomes: Outcome[] = [];
+    for (const [cmd, a] of steps) {
+      const text = JSON.stringify(a ?? {}).replaceAll('${TMP}', dir);
+      try {
+        outcomes.push({ return: await client.execute(cmd, a ? (JSON.parse(text) as Record<string, unknown>) : undefined) });
+      } catch (err) {
+        if (!(err instanceof QmpError)) throw err;
+        outcomes.push({ error: { class: err.qmpClass, desc: err.desc.replaceAll(dir, '${TMP}') } });
+      }
+    }
+    const waited: QmpEvent[] = [];
+    for (const [name, pred] of waitFor) waited.push(await client.waitForEvent(name, pred, 20_000));
+    await sleep(50);
+    const events: Run['events'] = {};
+    for (const e of [...client.takeEvents(), ...waited].sort((x, y) => ts(x) - ts(y))) {
+      const d = (e.data ?? {}) as Record<string, unknown>;
+      const key = String(d['id'] ?? d['device'] ?? '');
+      (events[key] ??= []).push({ event: e.event, data: e.data });
+    }
+    const after = (await readdir(dir)).sort();
+    const nodes = await client.execute<Array<{ 'node-name': string }>>('query-named-block-nodes', { flat: true });
+    const namedNodes = nodes.map((n) => n['node-name']).filter((n) => !n.startsWith('#')).sort();
+    return { outcomes, events, before, after, namedNodes, dir };
+  } finally {
+    await client.execute('quit').catch(() => undefined);
+    await client.close();
+    if (proc.exitCode === null) await new Promise((r) => proc.once('exit', r));
+  }
+}
+
+const ts = (e: QmpEvent) => {
+  const t = (e as unknown as { timestamp?: { seconds: number; microseconds: number } }).timestamp;
+  return t ? t.seconds * 1e6 + t.microseconds : 0;
+};
+
+async function both(steps: Step[], waitFor: Array<[string, (e: QmpEvent) => boolean]> = []): Promise<{ qsd: Run; ours: Run }> {
+  const qsd = await play('qsd', steps, waitFor);
+  const ours = await play('blockemu', steps, waitFor);
+  expect(ours.outcomes).toEqual(qsd.outcomes);
+  expect(ours.events).toEqual(qsd.events);
+  return { qsd, ours };
+}
+
+const backup = (job: string, device: string, target: string, extra: Record<string, unknown> = {}) => ({
+  type: 'blockdev-backup',
+  data: { 'job-id': job, device, target, sync: 'full', ...extra },
+});
+const queries: Step[] = [['query-jobs'], ['query-block-jobs']];
+
+describe.skipIf(!qemu.storageDaemon)('transaction vs qemu-storage-daemon', () => {
+  it('validation: empty list, missing data, unknown kind, bad completion mode', async () => {
+    await both([
+      ['transaction', { actions: [] }],
+      ['transaction', { actions: [{ type: 'abort' }] }],
+      ['transaction', { actions: [{ type: 'nosuch', data: {} }] }],
+      ['transaction', { actions: [{ type: 'blockdev-backup', data: { device: 'a' } }] }],
+      ['transaction', { actions: [], properties: { 'completion-mode': 'sometimes' } }],
+      ['transaction', { actions: [{ type: 'abort', data: { x: 1 } }] }],
+    ]);
+  });
+
+  it('rollback: a drive-backup before an abort action is undone; the target file it created is removed (QEMU leaves it)', async () => {
+    const { qsd, ours } = await both([
+      ['transaction', { actions: [{ type: 'drive-backup', data: { 'job-id': 'ja', device: 'a', target: '${TMP}/new.qcow2', format: 'qcow2', sync: 'full' } }, { type: 'abort', data: {} }] }],
+      ...queries,
+    ]);
+    expect(ours.after).toEqual(ours.before);
+    expect(qsd.after).toEqual([...qsd.before, 'new.qcow2'].sort());
+  });
+
+  it('rollback: a duplicate job id, a missing device, a missing target directory', async () => {
+    const { qsd, ours } = await both([
+      ['transaction', { actions: [backup('x', 'a', 't1'), backup('x', 'b', 't1')] }],
+      ['transaction', { actions: [backup('j1', 'a', 't1'), backup('j2', 'nosuch', 't1')] }],
+      ['transaction', { actions: [backup('j1', 'a', 't1'), { type: 'drive-backup', data: { 'job-id': 'j2', device: 'b', target: '${TMP}/no/dir.qcow2', sync: 'full' } }] }],
+      ['transaction', { actions: [{ type: 'drive-backup', data: { 'job-id': 'j2', device: 'b', target: '${TMP}/b2.qcow2', sync: 'full' } }, backup('j1', 'a', 'a')] }],
+      ...queries,
+    ]);
+    expect(ours.after).toEqual(ours.before);
+    expect(ours.namedNodes).toEqual(qsd.namedNodes);
+  });
+
+  it('actions that cannot complete as a group are refused in grouped mode; bitmap lookups fail as in QEMU', async () => {
+    await both([
+      ['transaction', { actions: [backup('j1', 'a', 't1'), { type: 'block-dirty-bitmap-add', data: { node: 'a', name: 'bm' } }], properties: { 'completion-mode': 'grouped' } }],
+      ['transaction', { actions: [{ type: 'blockdev-snapshot-sync', data: { device: 'b', 'snapshot-file': '${TMP}/o.qcow2' } }], properties: { 'completion-mode': 'grouped' } }],
+      ['transaction', { actions: [{ type: 'block-dirty-bitmap-remove', data: { node: 'a', name: 'nosuch' } }] }],
+      ['transaction', { actions: [{ type: 'block-dirty-bitmap-clear', data: { node: 'nosuch', name: 'bm' } }] }],
+      ['transaction', { actions: [{ type: 'block-dirty-bitmap-merge', data: { node: 'a', target: 'bm', bitmaps: ['x'] } }] }],
+      ...queries,
+    ]);
+  });
+
+  it('individual: two backups start together and complete; both targets equal their sources', async () => {
+    const { ours } = await both(
+      [['transaction', { actions: [backup('j1', 'a', 't1'), { type: 'drive-backup', data: { 'job-id': 'j2', device: 'b', target: '${TMP}/b2.qcow2', sync: 'full', format: 'qcow2' } }] }]],
+      [
+        ['JOB_STATUS_CHANGE', (e) => (e.data as { id: string; status: string }).id === 'j1' && (e.data as { status: string }).status === 'null'],
+        ['JOB_STATUS_CHANGE', (e) => (e.data as { id: string; status: string }).id === 'j2' && (e.data as { status: string }).status === 'null'],
+      ],
+    );
+    expect(ours.after).toEqual([...ours.before, 'b2.qcow2'].sort());
+    for (const [src, dst] of [['a.raw', 't1.raw'], ['b.qcow2', 'b2.qcow2']] as const) {
+      expect((await qemuImg('compare', join(ours.dir, src), join(ours.dir, dst))).code).toBe(0);
+    }
+    expect((await qemuImg('check', join(ours.dir, 'b2.qcow2'))).code).toBe(0);
+  });
+
+  it('grouped: when one job fails, the other is cancelled', async () => {
+    await both(
+      [['transaction', { actions: [backup('g1', 'b', 't1', { speed: 65536 }), backup('g2', 'a', 't2')], properties: { 'completion-mode': 'grouped' } }]],
+      [
+        ['JOB_STATUS_CHANGE', (e) => (e.data as { id: string; status: string }).id === 'g1' && (e.data as { status: string }).status === 'null'],
+        ['JOB_STATUS_CHANGE', (e) => (e.data as { id: string; status: string }).id === 'g2' && (e.data as { status: string }).status === 'null'],
+      ],
+    );
+  });
+});
+
+describe.skipIf(!qemu.available)('transaction: one instant for every drive', () => {
+  it('a guest write right after the transaction returns reaches no target', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'blockemu-txn-pit-'));
+    dirs.push(dir);
+    await images(dir);
+    await copyFile(join(dir, 'a.raw'), join(dir, 'a-before.raw'));
+    await copyFile(join(dir, 'b.qcow2'), join(dir, 'b-before.qcow2'));
+    const sock = join(dir, 'q.sock');
+    const proc = spawn(process.execPath, [BLOCKEMU, 'daemon', ...daemonArgs(dir, sock)], { stdio: 'ignore' });
+    const client = await connect(sock, proc);
+    try {
+      // Slow jobs: the writes below land long before the copier reaches them.
+      await client.execute('transaction', {
+        actions: [
+          { type: 'drive-backup', data: { 'job-id': 'ja', device: 'a', target: join(dir, 'a-bak.raw'), format: 'raw', sync: 'full', speed: 1 << 20 } },
+          { type: 'drive-backup', data: { 'job-id': 'jb', device: 'b', target: join(dir, 'b-bak.qcow2'), format: 'qcow2', sync: 'full', speed: 1 << 20 } },
+        ],
+      });
+      for (const node of ['a', 'b']) {
+        const out = await client.execute<string>('human-monitor-command', { 'command-line': `qemu-io ${node} "write -P 0xee 3M 1M"` });
+        expect(out).toMatch(/^wrote 1048576\/1048576/);
+      }
+      for (const job of ['ja', 'jb']) await client.execute('block-job-set-speed', { device: job, speed: 0 });
+      for (const job of ['ja', 'jb']) await client.waitForEvent('BLOCK_JOB_COMPLETED', (e) => (e.data as { device: string }).device === job, 20_000);
+      expect((await qemuImg('compare', join(dir, 'a-before.raw'), join(dir, 'a-bak.raw'))).code).toBe(0);
+      expect((await qemuImg('compare', join(dir, 'b-before.qcow2'), join(dir, 'b-bak.qcow2'))).code).toBe(0);
+      expect((await qemuImg('check', join(dir, 'b-bak.qcow2'))).code).toBe(0);
+      // The sources hold the new data.
+      expect((await qemuImg('compare', join(dir, 'a-before.raw'), join(dir, 'a.raw'))).code).toBe(1);
+    } finally {
+      await client.execute('quit').catch(() => undefined);
+      await client.close();
+      if (proc.exitCode === null) await new Promise((r) => proc.once('exit', r));
+    }
+  });
+});
