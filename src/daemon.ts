@@ -4,6 +4,7 @@ import { BlockGraph } from './blockdev/graph.js';
 import type { BlockdevSpec } from './blockdev/open.js';
 import { logger } from './log.js';
 import { addBackupCommands } from './qmp/commands/backup.js';
+import { addBitmapCommands } from './qmp/commands/bitmaps.js';
 import { addBlockdevCommands, addBlockdev } from './qmp/commands/blockdev.js';
 import { addHmpCommands } from './qmp/commands/hmp.js';
 import { addJobCommands, jobEventListener } from './qmp/commands/jobs.js';
@@ -65,6 +66,7 @@ export class Daemon {
     const commands = new CommandTable<QmpContext>();
     addControlCommands(commands);
     addBlockdevCommands(commands);
+    addBitmapCommands(commands);
     addHmpCommands(commands);
     addJobCommands(commands);
     addBackupCommands(commands);

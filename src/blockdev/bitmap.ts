@@ -72,6 +72,45 @@ export class ChunkBitmap {
     return -1;
   }
 
+  clearAll(): void {
+    this.words.fill(0);
+    this.setCount = 0;
+  }
+
+  /** Clears every chunk wholly inside the byte range (a partly covered chunk stays set, as hbitmap_reset). */
+  clearRange(offset: number, length: number): void {
+    const first = Math.ceil(offset / this.granularity);
+    const end = offset + length >= this.size ? this.chunks : Math.floor((offset + length) / this.granularity);
+    for (let c = first; c < end; c++) this.clear(c);
+  }
+
+  /** A copy of the same geometry (an undo backup). */
+  clone(): ChunkBitmap {
+    const c = new ChunkBitmap(this.size, this.granularity);
+    c.words.set(this.words);
+    c.setCount = this.setCount;
+    return c;
+  }
+
+  /** Makes this bitmap equal to `other` (same geometry). */
+  copyFrom(other: ChunkBitmap): void {
+    this.words.set(other.words);
+    this.setCount = other.setCount;
+  }
+
+  /**
+   * OR another bitmap of the same size into this one; with a different
+   * granularity every byte range the source has set is marked here, so a
+   * coarser target rounds outwards (hbitmap_merge).
+   */
+  mergeAny(other: ChunkBitmap): void {
+    if (other.granularity === this.granularity) return this.merge(other);
+    for (let c = other.nextSet(0); c >= 0; c = other.nextSet(c + 1)) {
+      const off = c * other.granularity;
+      this.setRange(off, Math.min(other.granularity, this.size - off));
+    }
+  }
+
   /** OR another bitmap of the same geometry into this one. */
   merge(other: ChunkBitmap): void {
     for (let c = other.nextSet(0); c >= 0; c = other.nextSet(c + 1)) this.set(c);

@@ -1,6 +1,7 @@
 import { BlockError } from '../image/errors.js';
 import { isZero } from '../image/request.js';
 import type { Extent, ImageInfo } from '../image/types.js';
+import { NodeBitmaps } from './dirty-bitmap.js';
 
 /** What a node knows about itself for query-named-block-nodes / query-block (turned into QMP shapes in src/qmp). */
 export interface NodeImageInfo {
@@ -66,6 +67,8 @@ export abstract class BlockNode {
   readonly beforeWrite: Array<(offset: number, length: number) => Promise<void>> = [];
   /** The job using this node, if any (QEMU's op blockers): e.g. "block job: backup". */
   busyWith: string | undefined;
+  /** The node's dirty bitmaps, marked by every completed write, zero write and discard. */
+  readonly dirtyBitmaps: NodeBitmaps;
   private parentCount = 0;
   private closed: Promise<void> | undefined;
 
@@ -75,6 +78,7 @@ export abstract class BlockNode {
     private readonly links: readonly ChildLink[] = [],
   ) {
     for (const l of links) l.node.parentCount++;
+    this.dirtyBitmaps = new NodeBitmaps(() => this.size());
   }
 
   abstract size(): number;
@@ -95,16 +99,19 @@ export abstract class BlockNode {
     this.checkWritable();
     for (const hook of this.beforeWrite) await hook(offset, data.length);
     if (this.settings.detectZeroes !== 'off' && isZero(data)) {
-      return this.doWriteZeroes(offset, data.length, { mayUnmap: this.settings.detectZeroes === 'unmap' && this.settings.discard === 'unmap' });
+      await this.doWriteZeroes(offset, data.length, { mayUnmap: this.settings.detectZeroes === 'unmap' && this.settings.discard === 'unmap' });
+    } else {
+      await this.doWrite(offset, data, flags);
     }
-    return this.doWrite(offset, data, flags);
+    this.dirtyBitmaps.mark(offset, data.length);
   }
 
   /** Without discard=unmap a zero write may not deallocate (bdrv_co_pwrite_zeroes drops MAY_UNMAP). */
   async writeZeroes(offset: number, length: number, flags: ZeroFlags = {}): Promise<void> {
     this.checkWritable();
     for (const hook of this.beforeWrite) await hook(offset, length);
-    return this.doWriteZeroes(offset, length, { mayUnmap: (flags.mayUnmap ?? false) && this.settings.discard === 'unmap' });
+    await this.doWriteZeroes(offset, length, { mayUnmap: (flags.mayUnmap ?? false) && this.settings.discard === 'unmap' });
+    this.dirtyBitmaps.mark(offset, length);
   }
 
   /** With discard=ignore (the default) a discard succeeds and does nothing, as in QEMU. */
@@ -112,7 +119,8 @@ export abstract class BlockNode {
     this.checkWritable();
     if (this.settings.discard === 'ignore') return;
     for (const hook of this.beforeWrite) await hook(offset, length);
-    return this.doDiscard(offset, length);
+    await this.doDiscard(offset, length);
+    this.dirtyBitmaps.mark(offset, length);
   }
 
   /** cache.no-flush makes flushes no-ops. */

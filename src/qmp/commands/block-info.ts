@@ -1,3 +1,4 @@
+import type { DirtyBitmap } from '../../blockdev/dirty-bitmap.js';
 import type { BlockNode, NodeImageInfo } from '../../blockdev/node.js';
 
 /**
@@ -39,6 +40,19 @@ function backingDepth(i: NodeImageInfo): number {
   return n;
 }
 
+/** BlockDirtyInfo; anonymous bitmaps (a job's) are listed without a name. */
+function dirtyInfo(b: DirtyBitmap): Record<string, unknown> {
+  return {
+    ...(b.name !== undefined ? { name: b.name } : {}),
+    count: b.count,
+    granularity: b.granularity,
+    recording: b.recording,
+    busy: b.busy,
+    persistent: b.persistent,
+    ...(b.inconsistent ? { inconsistent: true } : {}),
+  };
+}
+
 export async function blockDeviceInfo(node: BlockNode, flat: boolean): Promise<Record<string, unknown>> {
   const info = await node.imageInfo();
   const s = node.settings;
@@ -58,5 +72,7 @@ export async function blockDeviceInfo(node: BlockNode, flat: boolean): Promise<R
     cache: { writeback: true, direct: s.cacheDirect, 'no-flush': s.cacheNoFlush },
     write_threshold: 0,
   });
+  const bitmaps = node.dirtyBitmaps.all();
+  if (bitmaps.length > 0) out['dirty-bitmaps'] = bitmaps.map(dirtyInfo);
   return out;
 }

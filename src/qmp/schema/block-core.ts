@@ -12,6 +12,7 @@ import { command } from './command.js';
 import { BlockdevOptions } from './block-core/blockdev-options.js';
 import * as E from './block-core/events.js';
 import { BlockDeviceInfo, BlockInfo } from './block-core/node-info.js';
+import { BITMAP_COMMANDS } from './block-core/bitmaps.js';
 import { array, bool, str } from './types.js';
 
 export * from './block-core/common.js';
@@ -23,13 +24,14 @@ export * from './block-core/options-network.js';
 export * from './block-core/blockdev-options.js';
 export * from './block-core/node-info.js';
 export * from './block-core/events.js';
+export * from './block-core/bitmaps.js';
 
 export const blockdevAdd = command('blockdev-add', { args: BlockdevOptions });
 export const blockdevDel = command('blockdev-del', { args: { 'node-name': str } });
 export const queryNamedBlockNodes = command('query-named-block-nodes', { args: { '*flat': bool }, returns: array(BlockDeviceInfo) });
 export const queryBlock = command('query-block', { returns: array(BlockInfo) });
 
-export const BLOCK_CORE_COMMANDS = [blockdevAdd, blockdevDel, queryNamedBlockNodes, queryBlock] as const;
+export const BLOCK_CORE_COMMANDS = [blockdevAdd, blockdevDel, queryNamedBlockNodes, queryBlock, ...BITMAP_COMMANDS] as const;
 export const BLOCK_CORE_EVENTS = [
   E.blockImageCorrupted,
   E.blockIoError,
