@@ -9,6 +9,7 @@ import { addBlockdevCommands, addBlockdev } from './qmp/commands/blockdev.js';
 import { addHmpCommands } from './qmp/commands/hmp.js';
 import { addJobCommands, jobEventListener } from './qmp/commands/jobs.js';
 import { addTransactionCommands } from './qmp/commands/transaction.js';
+import { addClockCommands } from './qmp/commands/clock.js';
 import { BLOCK_CORE_EVENTS } from './qmp/schema/block-core.js';
 import { JOB_EVENTS } from './qmp/schema/job.js';
 import { JobManager } from './jobs/manager.js';
@@ -31,6 +32,8 @@ export interface DaemonConfig {
   /** --blockdev options, validated, opened in order before the monitors listen. */
   blockdevs?: Array<{ arg: string; spec: BlockdevSpec }>;
   pidfile?: string;
+  /** The clock jobs run on: real time (default), or virtual time that moves when every job waits on it (blockemu's --clock). */
+  clock?: 'real' | 'virtual';
   makeParser: ParserFactory;
   log?: Logger;
 }
@@ -71,8 +74,9 @@ export class Daemon {
     addJobCommands(commands);
     addBackupCommands(commands);
     addTransactionCommands(commands);
+    addClockCommands(commands);
     const graph = new BlockGraph();
-    const jobs = new JobManager();
+    const jobs = new JobManager(config.clock);
     const events: EventDef[] = [...JOB_EVENTS, ...BLOCK_CORE_EVENTS];
     // Events go to every monitor of the daemon, which exists once the monitors do.
     const jobEvents = jobEventListener((name, data) => daemon?.emitEvent(name, data), () => jobs);

@@ -11,6 +11,13 @@ export interface StartDaemonOptions {
   socketPath?: string;
   /** Nodes to add before the socket is handed out, as blockdev-add would (monitor-owned). */
   blockdevs?: BlockdevSpec[];
+  /**
+   * 'virtual': jobs' time (rate limits, sleeps) is virtual and jumps ahead
+   * whenever every job waits only on it, so a rate-limited backup runs as
+   * fast as the disk allows with the events and progress of real time;
+   * `__org.blockemu_clock-advance` moves it by hand. Default 'real'.
+   */
+  clock?: 'real' | 'virtual';
 }
 
 export interface EmbeddedDaemon {
@@ -30,7 +37,7 @@ export interface EmbeddedDaemon {
 export async function startDaemon(opts: StartDaemonOptions = {}): Promise<EmbeddedDaemon> {
   const dir = opts.socketPath ? undefined : await mkdtemp(join(tmpdir(), 'blockemu-'));
   const socketPath = opts.socketPath ?? join(dir!, 'qmp.sock');
-  const daemon = await Daemon.start({ monitors: [{ path: socketPath }], makeParser: makeQmpParser });
+  const daemon = await Daemon.start({ monitors: [{ path: socketPath }], makeParser: makeQmpParser, clock: opts.clock });
   const clients: QmpClient[] = [];
   let closing: Promise<void> | undefined;
   const close = () =>

@@ -11,7 +11,7 @@ import { splitCommaList } from './comma-list.js';
 export const PROG = 'qemu-storage-daemon';
 
 export type DaemonOption =
-  | { name: 'blockdev' | 'chardev' | 'export' | 'monitor' | 'nbd-server' | 'object' | 'pidfile' | 'trace'; value: string }
+  | { name: 'blockdev' | 'chardev' | 'clock' | 'export' | 'monitor' | 'nbd-server' | 'object' | 'pidfile' | 'trace'; value: string }
   | { name: 'daemonize' | 'help' | 'version' };
 
 const LONG: Record<string, boolean> = {
@@ -27,6 +27,8 @@ const LONG: Record<string, boolean> = {
   trace: true,
   version: false,
 };
+/** blockemu's own long options: matched only when spelled in full, so QEMU's abbreviations (--c for --chardev) keep meaning what they mean to qemu-storage-daemon. */
+const EXTENSIONS: Record<string, boolean> = { clock: true };
 const SHORT: Record<string, DaemonOption['name']> = { h: 'help', V: 'version', T: 'trace' };
 
 export class ArgsError extends Error {}
@@ -48,9 +50,9 @@ export function parseDaemonArgs(argv: readonly string[]): DaemonOption[] {
       const eq = arg.indexOf('=');
       const typed = arg.slice(2, eq < 0 ? undefined : eq);
       const inline = eq < 0 ? undefined : arg.slice(eq + 1);
-      const name = resolveLong(typed, arg);
+      const name = typed in EXTENSIONS ? typed : resolveLong(typed, arg);
       const spelled = `--${name}`;
-      if (LONG[name]) {
+      if (LONG[name] ?? EXTENSIONS[name]) {
         const [value, next] = take(name, i, inline, spelled);
         i = next;
         out.push({ name, value } as DaemonOption);
@@ -146,4 +148,8 @@ QEMU storage daemon (blockemu: QEMU's block layer in TypeScript)
                          create a QOM object (not supported)
 
   --pidfile <path>       write process ID to a file after startup
+
+  --clock real|virtual   (blockemu) the clock jobs run on: virtual time moves
+                         only when every job waits on it, or by
+                         __org.blockemu_clock-advance; default real
 `;

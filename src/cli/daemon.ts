@@ -58,6 +58,10 @@ export function planDaemon(options: DaemonOption[]): DaemonPlan {
       case 'pidfile':
         plan.config.pidfile = resolve(opt.value);
         break;
+      case 'clock':
+        if (opt.value !== 'real' && opt.value !== 'virtual') throw new OptionError(opt, "expected 'real' or 'virtual'");
+        plan.config.clock = opt.value;
+        break;
       case 'chardev': {
         const o = parseOptsString(opt.value, 'backend');
         const id = o.get('id');

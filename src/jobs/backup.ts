@@ -74,7 +74,7 @@ export class BackupJob extends Job {
     this.target = opts.target;
     this.sync = opts.sync;
     this.speed = opts.speed ?? 0;
-    this.limiter = new RateLimiter(this.speed);
+    this.limiter = new RateLimiter(this.speed, () => this.clock.now());
     this.onSourceError = opts.onSourceError ?? 'report';
     this.onTargetError = opts.onTargetError ?? 'report';
     this.afterClean = opts.afterClean;
@@ -103,7 +103,7 @@ export class BackupJob extends Job {
   protected async run(): Promise<void> {
     if (this.sync === 'none') {
       // Only copy-before-write works; the job idles until cancelled.
-      for (;;) await this.sleep(1 << 30);
+      for (;;) await this.waitForKick();
     }
     if (this.sync === 'top') await this.skipUnallocated();
     for (;;) {
@@ -112,7 +112,7 @@ export class BackupJob extends Job {
       while (next !== undefined) {
         await this.pausePoint();
         // Ask without charging, sleep while over the quota, then charge the whole task (QEMU's block-copy loop).
-        for (let d = this.limiter.delay(0); d > 0; d = this.limiter.delay(0)) await this.sleep(d / 1e6);
+        for (let d = this.limiter.delay(0); d > 0; d = this.limiter.delay(0)) await this.sleep(d);
         let done: { first: number; end: number } | undefined;
         try {
           done = await this.copier.copyNext(next);
@@ -128,7 +128,7 @@ export class BackupJob extends Job {
       if (!failed && this.copier.bitmap.count === 0) break;
     }
     // Copies started by guest writes finish before the job does.
-    while (this.copier.busy) await new Promise((r) => setTimeout(r, 1));
+    await this.copier.drain();
   }
 
   /** sync=top: clusters the top layer does not allocate are not copied (and not counted). */

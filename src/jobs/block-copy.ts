@@ -55,6 +55,11 @@ export class BlockCopy {
     return this.inFlight.size > 0;
   }
 
+  /** Resolves once no copy is in flight (copies started meanwhile included); failures are the copiers' to report. */
+  async drain(): Promise<void> {
+    while (this.inFlight.size > 0) await Promise.allSettled(new Set(this.inFlight.values()));
+  }
+
   /**
    * Copies the next run of dirty clusters at or after cluster `from`,
    * returning the clusters [first, end) it copied, or undefined when

@@ -1,4 +1,5 @@
 import { BlockError } from '../image/errors.js';
+import { type Clock, RealClock } from './clock.js';
 import { acceptsVerb, canTransition, isCompleted, type JobStatus, type JobVerb } from './status.js';
 import { JobTxn } from './txn.js';
 
@@ -19,7 +20,11 @@ export interface JobOptions {
   autoDismiss?: boolean;
   /** Grouped with other jobs (a transaction with completion-mode grouped). */
   txn?: JobTxn;
+  /** Where sleeps and rate limits take their time from (default: real time). */
+  clock?: Clock;
 }
+
+const REAL_CLOCK = new RealClock();
 
 /** Thrown at a pause point of a cancelled job. */
 export class JobCancelled extends Error {
@@ -42,6 +47,9 @@ export abstract class Job {
   readonly autoFinalize: boolean;
   readonly autoDismiss: boolean;
   readonly txn: JobTxn;
+  protected readonly clock: Clock;
+  /** In a wait only time or a verb can end (a clock sleep, an idle sync=none job): a virtual clock may move on. */
+  private idleWait = false;
   /** Progress as query-jobs reports it. */
   progressCurrent = 0;
   progressTotal = 0;
@@ -68,6 +76,7 @@ export abstract class Job {
     this.autoFinalize = opts.autoFinalize ?? true;
     this.autoDismiss = opts.autoDismiss ?? true;
     this.txn = opts.txn ?? new JobTxn();
+    this.clock = opts.clock ?? REAL_CLOCK;
     this.txn.add(this);
     this.transition('created');
   }
@@ -92,6 +101,7 @@ export abstract class Job {
     const changed = this.status !== to;
     this.status = to;
     if (changed) this.listener.statusChanged(this);
+    this.clock.poke();
     if (to === 'concluded') this.concludedResolve();
     if (to === 'null') {
       this.listener.removed(this);
@@ -143,19 +153,36 @@ export abstract class Job {
     if (this.cancelled) throw new JobCancelled();
   }
 
-  /** Sleeps (rate limiting), cut short by a pause, resume, cancel or speed change. */
-  protected async sleep(ms: number): Promise<void> {
-    if (ms > 0) {
-      await new Promise<void>((r) => {
-        const t = setTimeout(r, ms);
-        this.wake = () => {
-          clearTimeout(t);
-          r();
-        };
-      });
+  /** Whether the job can only move on when time passes or a verb reaches it (a virtual clock's auto-advance asks). */
+  get waitsOnClockOnly(): boolean {
+    return this.status !== 'running' || this.idleWait;
+  }
+
+  /** Sleeps `ns` nanoseconds of the job's clock (rate limiting), cut short by a pause, resume, cancel or speed change. */
+  protected async sleep(ns: number): Promise<void> {
+    if (ns > 0) {
+      const s = this.clock.sleep(ns);
+      this.wake = s.wake;
+      await this.idle(s.done);
       this.wake = undefined;
     }
     await this.pausePoint();
+  }
+
+  /** Waits until a verb (pause, cancel, speed change…) kicks the job: sync=none has nothing else to do. */
+  protected async waitForKick(): Promise<void> {
+    await this.idle(new Promise<void>((r) => (this.wake = r)));
+    await this.pausePoint();
+  }
+
+  private async idle(until: Promise<void>): Promise<void> {
+    this.idleWait = true;
+    this.clock.poke();
+    try {
+      await until;
+    } finally {
+      this.idleWait = false;
+    }
   }
 
   protected kick(): void {

@@ -1,4 +1,5 @@
 import { BlockError } from '../image/errors.js';
+import { type Clock, RealClock, VirtualClock } from './clock.js';
 import type { Job } from './job.js';
 
 /** QEMU's id_wellformed (util/id.c), which job ids must satisfy. */
@@ -12,6 +13,12 @@ const WELL_FORMED = /^[A-Za-z][A-Za-z0-9._-]*$/;
  */
 export class JobManager {
   private readonly jobs: Job[] = [];
+  /** The clock every job of this manager runs on; a virtual one advances by itself when all jobs wait on it. */
+  readonly clock: Clock;
+
+  constructor(clock: 'real' | 'virtual' = 'real') {
+    this.clock = clock === 'virtual' ? new VirtualClock(() => this.jobs.every((j) => j.waitsOnClockOnly)) : new RealClock();
+  }
 
   /** Throws QEMU's error for an id a new job may not take. */
   checkId(id: string): void {

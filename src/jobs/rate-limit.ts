@@ -3,7 +3,7 @@
  * slice of 100 ms: a slice's quota is speed × 0.1 s (at least 1 byte);
  * work is charged in whole tasks (a task may overrun the quota and is
  * never split), an overrun stretches the slice, and the next task waits
- * for its end. A clock can be injected for tests.
+ * for its end. Time comes from the job's clock (clock.ts).
  */
 export const SLICE_NS = 100_000_000;
 
@@ -14,8 +14,8 @@ export class RateLimiter {
   private dispatched = 0;
 
   constructor(
-    speed = 0,
-    private readonly now: () => number = () => Number(process.hrtime.bigint()),
+    speed: number,
+    private readonly now: () => number,
   ) {
     this.setSpeed(speed);
   }

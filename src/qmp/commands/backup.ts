@@ -61,6 +61,7 @@ export async function createBackup(ctx: QmpContext, a: Args, source: BlockNode, 
     autoDismiss: a['auto-dismiss'],
     afterClean: opts.afterClean,
     txn: opts.txn,
+    clock: ctx.jobs.clock,
   });
   if (perf?.['max-chunk'] && perf['max-chunk'] < job.copier.clusterSize) {
     await job.earlyFail();
