@@ -26,6 +26,8 @@ interface Run {
   after: string[];
   /** The nodes with user-given names at the end (generated names differ by design). */
   namedNodes: string[];
+  /** Their dirty bitmaps at the end, as query-named-block-nodes shows them. */
+  bitmaps: Record<string, unknown>;
   dir: string;
 }
 
@@ -105,9 +107,11 @@ async function play(which: 'qsd' | 'blockemu', steps: Step[], waitFor: Array<[st
       (events[key] ??= []).push({ event: e.event, data: e.data });
     }
     const after = (await readdir(dir)).sort();
-    const nodes = await client.execute<Array<{ 'node-name': string }>>('query-named-block-nodes', { flat: true });
-    const namedNodes = nodes.map((n) => n['node-name']).filter((n) => !n.startsWith('#')).sort();
-    return { outcomes, events, before, after, namedNodes, dir };
+    const nodes = await client.execute<Array<{ 'node-name': string; 'dirty-bitmaps'?: unknown }>>('query-named-block-nodes', { flat: true });
+    const named = nodes.filter((n) => !n['node-name'].startsWith('#'));
+    const namedNodes = named.map((n) => n['node-name']).sort();
+    const bitmaps = Object.fromEntries(named.filter((n) => n['dirty-bitmaps'] !== undefined).map((n) => [n['node-name'], n['dirty-bitmaps']]));
+    return { outcomes, events, before, after, namedNodes, bitmaps, dir };
   } finally {
     await client.execute('quit').catch(() => undefined);
     await client.close();
@@ -125,6 +129,7 @@ async function both(steps: Step[], waitFor: Array<[string, (e: QmpEvent) => bool
   const ours = await play('blockemu', steps, waitFor);
   expect(ours.outcomes).toEqual(qsd.outcomes);
   expect(ours.events).toEqual(qsd.events);
+  expect(ours.bitmaps).toEqual(qsd.bitmaps);
   return { qsd, ours };
 }
 
@@ -175,6 +180,19 @@ describe.skipIf(!qemu.storageDaemon)('transaction vs qemu-storage-daemon', () =>
       ['transaction', { actions: [{ type: 'block-dirty-bitmap-clear', data: { node: 'nosuch', name: 'bm' } }] }],
       ['transaction', { actions: [{ type: 'block-dirty-bitmap-merge', data: { node: 'a', target: 'bm', bitmaps: ['x'] } }] }],
       ...queries,
+    ]);
+  });
+
+  it('bitmap actions take effect together, and a rollback restores every bitmap as it was', async () => {
+    const bm = (type: string, node: string, name: string) => ({ type, data: { node, name } });
+    await both([
+      ['transaction', { actions: [bm('block-dirty-bitmap-add', 'a', 'keep'), { type: 'block-dirty-bitmap-add', data: { node: 'b', name: 'b1', granularity: 131072, disabled: true } }] }],
+      ['transaction', { actions: [bm('block-dirty-bitmap-add', 'a', 'gone'), bm('block-dirty-bitmap-disable', 'a', 'keep'), bm('block-dirty-bitmap-enable', 'b', 'b1'), { type: 'abort', data: {} }] }],
+      ['transaction', { actions: [bm('block-dirty-bitmap-remove', 'a', 'keep'), bm('block-dirty-bitmap-clear', 'b', 'b1'), bm('block-dirty-bitmap-add', 'a', 'keep')] }],
+      ['transaction', { actions: [bm('block-dirty-bitmap-clear', 'a', 'keep'), { type: 'block-dirty-bitmap-merge', data: { node: 'a', target: 'keep', bitmaps: ['nosuch'] } }] }],
+      ['transaction', { actions: [{ type: 'block-dirty-bitmap-add', data: { node: 'a', name: 'g', granularity: 1000 } }] }],
+      ['block-dirty-bitmap-remove', { node: 'a', name: 'gone' }],
+      ['transaction', { actions: [bm('block-dirty-bitmap-disable', 'a', 'keep'), bm('block-dirty-bitmap-remove', 'b', 'b1')] }],
     ]);
   });
 

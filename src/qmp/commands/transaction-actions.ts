@@ -1,11 +1,13 @@
 import { unlink } from 'node:fs/promises';
+import * as bitmaps from '../../blockdev/bitmap-ops.js';
+import { BitmapCheck } from '../../blockdev/dirty-bitmap.js';
 import type { BackupJob } from '../../jobs/backup.js';
 import type { JobTxn } from '../../jobs/txn.js';
 import type { QmpContext } from '../context.js';
 import { QmpError } from '../error.js';
 import type { Infer } from '../schema/types.js';
 import type { BlockdevBackup, DriveBackup } from '../schema/backup.js';
-import type { BlockDirtyBitmapAdd, BlockDirtyBitmapMerge } from '../schema/block-core/bitmap-args.js';
+import type { BlockDirtyBitmapAdd, BlockDirtyBitmapMerge } from '../schema/block-core/bitmaps.js';
 import type { BlockDirtyBitmap } from '../schema/block-core/common.js';
 import type { BlockdevSnapshot, BlockdevSnapshotInternal, BlockdevSnapshotSync } from '../schema/block-core/snapshot-args.js';
 import type { TransactionActionKind } from '../schema/transaction.js';
@@ -98,12 +100,47 @@ function refusing(check: () => void | Promise<void>, refusal: string | undefined
   };
 }
 
-const NO_BITMAPS = 'Dirty bitmaps are not supported by blockemu yet';
+/** A change made in prepare that abort takes back (the bitmap actions: QEMU's backup copies and saved states). */
+function undoable(env: ActionEnv, kind: Kind, change: () => bitmaps.Undo | Promise<bitmaps.Undo>): Action {
+  let undo: bitmaps.Undo | undefined;
+  return {
+    async prepare() {
+      checkIndividual(env, kind);
+      undo = await change();
+    },
+    commit: NOTHING,
+    async abort() {
+      undo?.();
+    },
+    clean: NOTHING,
+  };
+}
 
-/** block_dirty_bitmap_lookup's errors: the node, then the bitmap (no bitmap exists in blockemu yet). */
-function bitmapLookup(env: ActionEnv, node: string, name: string): void {
-  if (!env.ctx.graph.get(node)) throw fail(`Node '${node}' not found`);
-  throw fail(`Dirty bitmap '${name}' not found`);
+/**
+ * block_dirty_bitmap_remove_prepare/commit/abort: prepare only marks the
+ * bitmap busy, so later actions still see it (adding the same name fails);
+ * commit drops it; abort makes it usable again.
+ */
+function bitmapRemoval(env: ActionEnv, node: string, name: string): Action {
+  let bitmap: ReturnType<typeof bitmaps.lookupBitmap> | undefined;
+  return {
+    async prepare() {
+      checkIndividual(env, 'block-dirty-bitmap-remove');
+      const found = bitmaps.lookupBitmap(env.ctx.graph, node, name);
+      found.bitmap.check(BitmapCheck.Busy | BitmapCheck.ReadOnly);
+      found.bitmap.busy = true;
+      bitmap = found;
+    },
+    async commit() {
+      if (!bitmap) return;
+      bitmap.bitmap.busy = false;
+      bitmap.node.dirtyBitmaps.release(bitmap.bitmap);
+    },
+    async abort() {
+      if (bitmap) bitmap.bitmap.busy = false;
+    },
+    clean: NOTHING,
+  };
 }
 
 type Factory<K extends Kind> = (env: ActionEnv, data: DataOf<K>) => Action;
@@ -114,20 +151,12 @@ export const ACTIONS: { [K in Kind]: Factory<K> } = {
   'blockdev-backup': (env, d) =>
     jobAction(async () => ({ job: await createBackup(env.ctx, d, env.ctx.graph.find(d.device), env.ctx.graph.find(d.target), { txn: env.txn }) })),
   'drive-backup': (env, d) => jobAction(() => prepareDriveBackup(env.ctx, d, env.txn)),
-  'block-dirty-bitmap-add': (env, d) =>
-    refusing(() => {
-      checkIndividual(env, 'block-dirty-bitmap-add');
-      if (d.name === '') throw fail('Bitmap name cannot be empty');
-      env.ctx.graph.find(d.node);
-      if (d.granularity !== undefined && (d.granularity < 512 || (d.granularity & (d.granularity - 1)) !== 0)) {
-        throw fail('Granularity must be power of 2 and at least 512');
-      }
-    }, NO_BITMAPS),
-  'block-dirty-bitmap-remove': (env, d) => refusing(() => (checkIndividual(env, 'block-dirty-bitmap-remove'), bitmapLookup(env, d.node, d.name)), undefined),
-  'block-dirty-bitmap-clear': (env, d) => refusing(() => (checkIndividual(env, 'block-dirty-bitmap-clear'), bitmapLookup(env, d.node, d.name)), undefined),
-  'block-dirty-bitmap-enable': (env, d) => refusing(() => (checkIndividual(env, 'block-dirty-bitmap-enable'), bitmapLookup(env, d.node, d.name)), undefined),
-  'block-dirty-bitmap-disable': (env, d) => refusing(() => (checkIndividual(env, 'block-dirty-bitmap-disable'), bitmapLookup(env, d.node, d.name)), undefined),
-  'block-dirty-bitmap-merge': (env, d) => refusing(() => (checkIndividual(env, 'block-dirty-bitmap-merge'), bitmapLookup(env, d.node, d.target)), undefined),
+  'block-dirty-bitmap-add': (env, d) => undoable(env, 'block-dirty-bitmap-add', async () => (await bitmaps.addBitmap(env.ctx.graph, d)).undo),
+  'block-dirty-bitmap-remove': (env, d) => bitmapRemoval(env, d.node, d.name),
+  'block-dirty-bitmap-clear': (env, d) => undoable(env, 'block-dirty-bitmap-clear', () => bitmaps.clearBitmap(env.ctx.graph, d.node, d.name)),
+  'block-dirty-bitmap-enable': (env, d) => undoable(env, 'block-dirty-bitmap-enable', () => bitmaps.setBitmapEnabled(env.ctx.graph, d.node, d.name, true)),
+  'block-dirty-bitmap-disable': (env, d) => undoable(env, 'block-dirty-bitmap-disable', () => bitmaps.setBitmapEnabled(env.ctx.graph, d.node, d.name, false)),
+  'block-dirty-bitmap-merge': (env, d) => undoable(env, 'block-dirty-bitmap-merge', () => bitmaps.mergeBitmaps(env.ctx.graph, d.node, d.target, d.bitmaps)),
   'blockdev-snapshot': (env, d) =>
     refusing(() => {
       checkIndividual(env, 'blockdev-snapshot');

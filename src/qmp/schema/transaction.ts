@@ -1,6 +1,6 @@
 /** qapi/transaction.json (7.2): `transaction` and its action union, each payload wrapped under `data`. */
 import { BlockdevBackup, DriveBackup } from './backup.js';
-import { BlockDirtyBitmapAdd, BlockDirtyBitmapMerge } from './block-core/bitmap-args.js';
+import { BlockDirtyBitmapAdd, BlockDirtyBitmapMerge } from './block-core/bitmaps.js';
 import { BlockDirtyBitmap } from './block-core/common.js';
 import { BlockdevSnapshot, BlockdevSnapshotInternal, BlockdevSnapshotSync } from './block-core/snapshot-args.js';
 import { command } from './command.js';
