@@ -12,6 +12,7 @@ import type { BenchContext, BenchModule } from './lib/context.js';
 const BENCHES: Record<string, () => Promise<BenchModule>> = {
   image: () => import('./image.js'),
   qmp: () => import('./qmp.js'),
+  backup: () => import('./backup.js'),
 };
 
 /** Flags every bench gets through BenchContext; the rest belong to individual benches. */

@@ -1,0 +1,258 @@
+/**
+ * `npm run bench -- backup`: a full drive-backup of a raw image and of a
+ * qcow2 image with every other 64 KiB cluster allocated (random data), on
+ * blockemu's daemon and on qemu-storage-daemon started with the same
+ * command line and driven by the same QMP session (drive-backup to a fresh
+ * target of the source's format, timed until BLOCK_JOB_COMPLETED), and
+ * `cp` of the same file in the same run. Reported: median times over
+ * `--runs`, the ratios blockemu/qsd and blockemu/cp, each daemon's peak RSS
+ * (VmHWM from /proc/<pid>/status, read before it exits), the size the
+ * target takes on disk, and the latency of a guest's 4 KiB writes.
+ *
+ * Guest write latency: qsd 7.2 has no human-monitor-command, so the same
+ * writer cannot run inside it; rather than compare a qemu-io over NBD (a
+ * socket and a second process in the path) with an in-process writer, we
+ * report blockemu's own 4 KiB write latency through HMP `qemu-io` with a
+ * backup running (every write copies its cluster first) against the same
+ * writes with no job. Writes go to the image's last 64 MiB, which the
+ * background copy reaches last, so they do pay copy-before-write.
+ */
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { randomFillSync } from 'node:crypto';
+import { open, readFile, stat, unlink, writeFile } from 'node:fs/promises';
+import { connect, type Socket } from 'node:net';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { intFlag, type BenchContext } from './lib/context.js';
+import { qemuImg } from './lib/qemu.js';
+import { median, MiB, renderTable } from './lib/stats.js';
+import { withTempDir } from './lib/tmp.js';
+
+export const description = 'full drive-backup of raw and half-allocated qcow2, blockemu daemon vs qemu-storage-daemon vs cp';
+export const flags = { size: 'image size in MiB (default 1024)', writes: 'guest 4 KiB writes per latency run (default 200)' };
+
+const BLOCKEMU = fileURLToPath(new URL('../bin/blockemu.js', import.meta.url));
+
+/** A QMP connection that keeps events apart from replies. */
+class Qmp {
+  private buf = '';
+  private readonly replies: unknown[] = [];
+  private readonly events: { event: string; data: Record<string, unknown> }[] = [];
+  private wake: (() => void) | undefined;
+  private constructor(private readonly sock: Socket) {
+    sock.setEncoding('utf8');
+    sock.on('data', (d: string) => {
+      this.buf += d;
+      for (let nl = this.buf.indexOf('\n'); nl >= 0; nl = this.buf.indexOf('\n')) {
+        const msg = JSON.parse(this.buf.slice(0, nl)) as Record<string, unknown>;
+        this.buf = this.buf.slice(nl + 1);
+        if ('event' in msg) this.events.push(msg as never);
+        else if (!('QMP' in msg)) this.replies.push(msg);
+        this.wake?.();
+      }
+    });
+  }
+  static async open(path: string): Promise<Qmp> {
+    for (let i = 0; ; i++) {
+      try {
+        const s = await new Promise<Socket>((res, rej) => {
+          const c = connect(path);
+          c.once('connect', () => res(c));
+          c.once('error', rej);
+        });
+        const q = new Qmp(s);
+        await q.call('qmp_capabilities');
+        return q;
+      } catch (err) {
+        if (i > 400) throw err;
+        await sleep(25);
+      }
+    }
+  }
+  private async until<T>(take: () => T | undefined): Promise<T> {
+    for (;;) {
+      const v = take();
+      if (v !== undefined) return v;
+      await new Promise<void>((r) => (this.wake = r));
+    }
+  }
+  async call(execute: string, args?: Record<string, unknown>): Promise<unknown> {
+    this.sock.write(`${JSON.stringify(args ? { execute, arguments: args } : { execute })}\n`);
+    const reply = (await this.until(() => this.replies.shift())) as { return?: unknown; error?: { desc: string } };
+    if (reply.error) throw new Error(`${execute}: ${reply.error.desc}`);
+    return reply.return;
+  }
+  event(name: string): Promise<Record<string, unknown>> {
+    return this.until(() => {
+      const i = this.events.findIndex((e) => e.event === name);
+      return i < 0 ? undefined : this.events.splice(i, 1)[0]!.data;
+    });
+  }
+  close(): void {
+    this.sock.destroy();
+  }
+}
+
+interface Daemon {
+  name: 'blockemu' | 'qsd';
+  cmd: string;
+  pre: string[];
+}
+
+interface BackupRun {
+  seconds: number;
+  hwmMiB: number;
+  targetMiB: number;
+}
+
+async function vmHwmMiB(pid: number): Promise<number> {
+  const s = await readFile(`/proc/${pid}/status`, 'utf8');
+  const m = /VmHWM:\s+(\d+) kB/.exec(s);
+  return m ? Number(m[1]) / 1024 : NaN;
+}
+
+async function withDaemon<T>(d: Daemon, dir: string, image: string, format: string, fn: (q: Qmp, proc: ChildProcess) => Promise<T>): Promise<T> {
+  const sock = join(dir, `${d.name}.sock`);
+  const node = JSON.stringify({ driver: format, 'node-name': 'disk0', file: { driver: 'file', filename: image } });
+  const args = [...d.pre, '--blockdev', node, '--chardev', `socket,id=m,path=${sock},server=on,wait=off`, '--monitor', 'chardev=m'];
+  const proc = spawn(d.cmd, args, { stdio: ['ignore', 'ignore', 'inherit'] });
+  try {
+    const q = await Qmp.open(sock);
+    try {
+      return await fn(q, proc);
+    } finally {
+      q.close();
+    }
+  } finally {
+    proc.kill('SIGTERM');
+    await new Promise((r) => proc.once('exit', r));
+    await unlink(sock).catch(() => undefined);
+  }
+}
+
+async function backupOnce(d: Daemon, dir: string, image: string, format: string): Promise<BackupRun> {
+  const target = join(dir, `target-${d.name}.${format}`);
+  await unlink(target).catch(() => undefined);
+  return withDaemon(d, dir, image, format, async (q, proc) => {
+    const t0 = performance.now();
+    await q.call('drive-backup', { 'job-id': 'b', device: 'disk0', target, format, sync: 'full' });
+    const done = await q.event('BLOCK_JOB_COMPLETED');
+    const seconds = (performance.now() - t0) / 1000;
+    if (done.error) throw new Error(`${d.name}: backup failed: ${String(done.error)}`);
+    const hwmMiB = await vmHwmMiB(proc.pid!);
+    const st = await stat(target);
+    return { seconds, hwmMiB, targetMiB: (st.blocks * 512) / MiB };
+  });
+}
+
+async function cpOnce(dir: string, image: string): Promise<number> {
+  const dst = join(dir, 'cp-target');
+  await unlink(dst).catch(() => undefined);
+  const t0 = performance.now();
+  await new Promise<void>((res, rej) => {
+    const p = spawn('cp', [image, dst], { stdio: 'inherit' });
+    p.once('exit', (c) => (c === 0 ? res() : rej(new Error(`cp exited ${c}`))));
+  });
+  return (performance.now() - t0) / 1000;
+}
+
+/** Median 4 KiB HMP qemu-io write latency in the image's last 64 MiB, with a backup running or not. */
+async function latencyMs(d: Daemon, dir: string, image: string, format: string, size: number, writes: number, withJob: boolean): Promise<number> {
+  const target = join(dir, `lat-target.${format}`);
+  await unlink(target).catch(() => undefined);
+  return withDaemon(d, dir, image, format, async (q) => {
+    if (withJob) await q.call('drive-backup', { 'job-id': 'b', device: 'disk0', target, format, sync: 'full' });
+    const area = Math.min(64 * MiB, size);
+    const times: number[] = [];
+    for (let i = 0; i < writes; i++) {
+      const off = size - area + ((i * 65536 * 7) % area);
+      const t0 = performance.now();
+      await q.call('human-monitor-command', { 'command-line': `qemu-io disk0 "write -P 7 ${off} 4k"` });
+      times.push(performance.now() - t0);
+    }
+    if (withJob) await q.event('BLOCK_JOB_COMPLETED');
+    return median(times);
+  });
+}
+
+async function makeImages(dir: string, size: number): Promise<{ raw: string; qcow2: string }> {
+  const raw = join(dir, 'src.raw');
+  const qcow2 = join(dir, 'src.qcow2');
+  const buf = Buffer.alloc(MiB);
+  const fh = await open(raw, 'w');
+  for (let off = 0; off < size; off += MiB) await fh.write(randomFillSync(buf), 0, MiB, off);
+  await fh.close();
+  await qemuImg(['create', '-q', '-f', 'qcow2', '-o', 'cluster_size=65536', qcow2, String(size)]);
+  // Every other 64 KiB cluster, written through qemu-io in one process: half the clusters allocated.
+  const pattern = join(dir, 'cmds');
+  const lines: string[] = [];
+  for (let off = 0; off < size; off += 2 * 65536) lines.push(`write -P ${(off >> 17) % 251} ${off} 64k`);
+  await writeFile(pattern, lines.join('\n') + '\n');
+  await new Promise<void>((res, rej) => {
+    const p = spawn('sh', ['-c', `qemu-io -f qcow2 ${qcow2} < ${pattern} > /dev/null`], { stdio: 'inherit' });
+    p.once('exit', (c) => (c === 0 ? res() : rej(new Error(`qemu-io exited ${c}`))));
+  });
+  return { raw, qcow2 };
+}
+
+export async function run(ctx: BenchContext): Promise<void> {
+  if (spawnSync('sh', ['-c', 'command -v qemu-storage-daemon'], { stdio: 'ignore' }).status !== 0) {
+    console.log('backup: qemu-storage-daemon is not installed; nothing to compare against');
+    return;
+  }
+  const size = intFlag(ctx, 'size', 1024) * MiB;
+  const writes = intFlag(ctx, 'writes', 200);
+  const daemons: Daemon[] = [
+    { name: 'blockemu', cmd: process.execPath, pre: [...(ctx.cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${ctx.cpuProfDir}`] : []), BLOCKEMU, 'daemon'] },
+    { name: 'qsd', cmd: 'qemu-storage-daemon', pre: [] },
+  ];
+  await withTempDir(async (dir) => {
+    const images = await makeImages(dir, size);
+    const rows: string[][] = [
+      ['image', 'blockemu', 'qsd', 'cp', 'blockemu/qsd', 'blockemu/cp', 'RSS blockemu', 'RSS qsd', 'target blockemu', 'target qsd'],
+    ];
+    for (const format of ['raw', 'qcow2'] as const) {
+      const image = images[format];
+      const res: Record<string, BackupRun[]> = { blockemu: [], qsd: [] };
+      const cp: number[] = [];
+      for (let r = 0; r < ctx.runs; r++) {
+        for (const d of r % 2 === 0 ? daemons : [...daemons].reverse()) res[d.name]!.push(await backupOnce(d, dir, image, format));
+        cp.push(await cpOnce(dir, image));
+      }
+      const m = (name: string, k: keyof BackupRun) => median(res[name]!.map((x) => x[k]));
+      const b = m('blockemu', 'seconds');
+      const q = m('qsd', 'seconds');
+      const c = median(cp);
+      rows.push([
+        `${format} ${size / MiB} MiB`,
+        `${b.toFixed(2)} s`,
+        `${q.toFixed(2)} s`,
+        `${c.toFixed(2)} s`,
+        (b / q).toFixed(2),
+        (b / c).toFixed(2),
+        `${m('blockemu', 'hwmMiB').toFixed(0)} MiB`,
+        `${m('qsd', 'hwmMiB').toFixed(0)} MiB`,
+        `${m('blockemu', 'targetMiB').toFixed(0)} MiB`,
+        `${m('qsd', 'targetMiB').toFixed(0)} MiB`,
+      ]);
+    }
+    console.log(`\nfull drive-backup, ${ctx.runs} runs, medians (qcow2: every other 64 KiB cluster allocated)\n`);
+    console.log(renderTable(rows, new Set([1, 2, 3, 4, 5, 6, 7, 8, 9])));
+
+    const lat: string[][] = [['image', 'no job (ms)', 'backup running (ms)', 'ratio']];
+    for (const format of ['raw', 'qcow2'] as const) {
+      const idle: number[] = [];
+      const busy: number[] = [];
+      for (let r = 0; r < ctx.runs; r++) {
+        idle.push(await latencyMs(daemons[0]!, dir, images[format], format, size, writes, false));
+        busy.push(await latencyMs(daemons[0]!, dir, images[format], format, size, writes, true));
+      }
+      const i = median(idle);
+      const bz = median(busy);
+      lat.push([format, i.toFixed(2), bz.toFixed(2), (bz / i).toFixed(2)]);
+    }
+    console.log(`\nblockemu guest write latency: median of ${writes} × 4 KiB HMP qemu-io writes (QMP round trip included)\n`);
+    console.log(renderTable(lat, new Set([1, 2, 3])));
+  });
+}
