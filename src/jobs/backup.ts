@@ -38,6 +38,13 @@ export function errorAction(policy: OnError, errno: string): ErrorAction {
   }
 }
 
+/**
+ * Copy tasks in flight at most. QEMU allows 64 (x-perf max-workers); with
+ * 1 MiB tasks, 16 already keep libuv's four I/O threads busy, at a quarter
+ * of the buffer memory.
+ */
+export const MAX_TASKS = 16;
+
 /** The backup cluster: max(64 KiB, the target's cluster size) (block_copy_calculate_cluster_size). */
 export function backupClusterSize(target: BlockNode): number {
   const info = (target as unknown as { info?: () => { clusterSize?: number } }).info?.();
@@ -107,28 +114,51 @@ export class BackupJob extends Job {
     }
     if (this.sync === 'top') await this.skipUnallocated();
     for (;;) {
-      let next: number | undefined = 0;
-      let failed = false;
-      while (next !== undefined) {
-        await this.pausePoint();
-        // Ask without charging, sleep while over the quota, then charge the whole task (QEMU's block-copy loop).
-        for (let d = this.limiter.delay(0); d > 0; d = this.limiter.delay(0)) await this.sleep(d);
-        let done: { first: number; end: number } | undefined;
-        try {
-          done = await this.copier.copyNext(next);
-        } catch (err) {
-          if (!(err instanceof CopyError)) throw err;
-          await this.handleError(err);
-          failed = true;
-          break;
-        }
-        next = done?.end;
-        if (done) this.limiter.delay((done.end - done.first) * this.copier.clusterSize);
-      }
-      if (!failed && this.copier.bitmap.count === 0) break;
+      const err = await this.copyPass();
+      if (err) await this.handleError(err);
+      else if (this.copier.bitmap.count === 0) break;
     }
     // Copies started by guest writes finish before the job does.
     await this.copier.drain();
+  }
+
+  /**
+   * One pass over the copy bitmap with up to MAX_TASKS copies in flight
+   * (block_copy_dirty_clusters' task pool). Rate limiting asks before each
+   * task and charges the whole task. A pause or cancel, and the first
+   * failure, stop new tasks; those in flight finish first, as QEMU's pool
+   * does. Returns the first failure (the others are dropped: their
+   * clusters stay dirty for a later pass).
+   */
+  private async copyPass(): Promise<CopyError | undefined> {
+    const tasks = new Set<Promise<void>>();
+    let failure: CopyError | undefined;
+    let fatal: { err: unknown } | undefined;
+    let cursor = 0;
+    try {
+      while (failure === undefined && fatal === undefined) {
+        if (this.paused || this.cancelled) await Promise.allSettled(tasks);
+        await this.pausePoint();
+        for (let d = this.limiter.delay(0); d > 0; d = this.limiter.delay(0)) await this.sleep(d);
+        if (failure !== undefined || fatal !== undefined) break;
+        const task = this.copier.startNext(cursor);
+        if (!task) break;
+        cursor = task.end;
+        this.limiter.delay((task.end - task.first) * this.copier.clusterSize);
+        const t: Promise<void> = task.done
+          .catch((err: unknown) => {
+            if (err instanceof CopyError) failure ??= err;
+            else fatal ??= { err };
+          })
+          .finally(() => tasks.delete(t));
+        tasks.add(t);
+        if (tasks.size >= MAX_TASKS) await Promise.race(tasks);
+      }
+    } finally {
+      await Promise.allSettled(tasks);
+    }
+    if (fatal) throw fatal.err;
+    return failure;
   }
 
   /** sync=top: clusters the top layer does not allocate are not copied (and not counted). */

@@ -66,13 +66,27 @@ export class BlockCopy {
    * nothing is dirty there. Throws CopyError when the copy fails.
    */
   async copyNext(from: number): Promise<{ first: number; end: number } | undefined> {
-    const first = this.bitmap.nextSet(from);
+    const task = this.startNext(from);
+    if (!task) return undefined;
+    await task.done;
+    return { first: task.first, end: task.end };
+  }
+
+  /**
+   * Claims the next run of dirty clusters at or after cluster `from` and
+   * starts copying it. The claim is synchronous, so callers can keep
+   * several tasks in flight (QEMU's block-copy workers) without two of them
+   * taking the same clusters; `done` rejects with CopyError on failure.
+   */
+  startNext(from: number): { first: number; end: number; done: Promise<void> } | undefined {
+    let first = this.bitmap.nextSet(from);
+    // A cluster claimed by copy-before-write is already on its way.
+    while (first >= 0 && this.inFlight.has(first)) first = this.bitmap.nextSet(first + 1);
     if (first < 0) return undefined;
     let n = 1;
     const max = Math.max(1, Math.floor(this.maxChunk / this.clusterSize));
     while (n < max && first + n < this.bitmap.chunks && this.bitmap.get(first + n) && !this.inFlight.has(first + n)) n++;
-    await this.copyClaimed(first, n);
-    return { first, end: first + n };
+    return { first, end: first + n, done: this.copyClaimed(first, n) };
   }
 
   /**
@@ -115,29 +129,41 @@ export class BlockCopy {
     }
   }
 
+  /**
+   * Copies one claimed task extent by extent of the source's block status,
+   * as block_copy_task_run does: zero extents (whole clusters) are written
+   * as zeroes that may unmap, so a sparse source gives a sparse target.
+   */
   private async copy(first: number, n: number): Promise<void> {
-    const offset = first * this.clusterSize;
-    const length = Math.min(n * this.clusterSize, this.source.size() - offset);
-    let zero: boolean;
-    try {
-      const st = await this.source.blockStatus(offset, length);
-      zero = st.zero && st.length >= length;
-    } catch (err) {
-      throw new CopyError('read', err);
-    }
-    if (zero) {
-      await this.write(() => this.target.writeZeroes(offset, length, { mayUnmap: true }));
-    } else {
-      let data: Uint8Array;
+    const cs = this.clusterSize;
+    const start = first * cs;
+    const end = Math.min(start + n * cs, this.source.size());
+    for (let offset = start; offset < end; ) {
+      let st: { zero: boolean; length: number };
       try {
-        data = await this.source.read(offset, length);
+        st = await this.source.blockStatus(offset, end - offset);
       } catch (err) {
         throw new CopyError('read', err);
       }
-      if (this.opts.compress) await this.write(() => (this.target as unknown as Compressor).writeCompressed(offset, data));
-      else await this.write(() => this.target.write(offset, data));
+      // Whole clusters only: a zero extent shorter than a cluster is copied as data.
+      let length = Math.min(end - offset, Math.max(cs, Math.floor(st.length / cs) * cs));
+      if (offset + length > end) length = end - offset;
+      const zero = st.zero && st.length >= length;
+      if (zero) {
+        await this.write(() => this.target.writeZeroes(offset, length, { mayUnmap: true }));
+      } else {
+        let data: Uint8Array;
+        try {
+          data = await this.source.read(offset, length);
+        } catch (err) {
+          throw new CopyError('read', err);
+        }
+        if (this.opts.compress) await this.write(() => (this.target as unknown as Compressor).writeCompressed(offset, data));
+        else await this.write(() => this.target.write(offset, data));
+      }
+      offset += length;
     }
-    this.opts.onProgress?.(length);
+    this.opts.onProgress?.(end - start);
   }
 
   private async write(fn: () => Promise<void>): Promise<void> {

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { BlockGraph } from '../../src/blockdev/graph.js';
 import { openBlockdev } from '../../src/blockdev/open.js';
-import { BackupJob, type BackupListener, errorAction } from '../../src/jobs/backup.js';
+import { BackupJob, type BackupListener, errorAction, MAX_TASKS } from '../../src/jobs/backup.js';
 import { withTempDir } from '../helpers/qemu.js';
 
 const MiB = 1 << 20;
@@ -137,6 +137,51 @@ describe('backup job (library level)', () => {
       const t = await readFile(join(dir, 'tgt.raw'));
       expect(Buffer.compare(t.subarray(MiB, MiB + 65536), Buffer.from(original.subarray(MiB, MiB + 65536)))).toBe(0);
       expect(t.subarray(0, MiB).every((b) => b === 0)).toBe(true);
+    });
+  });
+
+  it('copies with parallel tasks, each cluster once, progress counting every byte once, also under guest writes', async () => {
+    await withTempDir(async (dir) => {
+      const { g, src, tgt, original } = await setup(dir, 32 * MiB);
+      const { log, listener } = recorder();
+      // Writes reaching the target: how many at once, and how many bytes in all.
+      let inFlight = 0;
+      let peak = 0;
+      let written = 0;
+      tgt.beforeWrite.push(async (_off, len) => {
+        peak = Math.max(peak, ++inFlight);
+        written += len;
+        await new Promise((r) => setImmediate(r));
+        inFlight--;
+      });
+      const job = new BackupJob('p', listener, { source: src, target: tgt, sync: 'full', maxChunk: 256 * 1024 });
+      job.start();
+      const guest = [];
+      for (let i = 0; i < 64; i++) guest.push(src.write(((i * 13) % 128) * 256 * 1024 + 4000, new Uint8Array(70_000).fill(0xab)));
+      await Promise.all(guest);
+      await until(() => job.status === 'null');
+      expect(peak).toBeGreaterThan(1);
+      expect(peak).toBeLessThanOrEqual(MAX_TASKS + 64);
+      expect(written).toBe(32 * MiB);
+      expect(log.at(-3)).toBe(`COMPLETED ${32 * MiB}/${32 * MiB}`);
+      await g.closeAll();
+      expect(Buffer.compare(await readFile(join(dir, 'tgt.raw')), Buffer.from(original))).toBe(0);
+    });
+  });
+
+  it('with parallel tasks the first error wins and the tasks in flight finish', async () => {
+    await withTempDir(async (dir) => {
+      const { g, src, tgt } = await setup(dir, 32 * MiB, undefined, { 'inject-error': [{ event: 'write_aio', errno: 5, once: true, iotype: 'write' }] });
+      const { log, listener } = recorder();
+      const job = new BackupJob('e', listener, { source: src, target: tgt, sync: 'full' });
+      job.start();
+      await until(() => job.status === 'null');
+      // One error event; the MAX_TASKS - 1 other 1 MiB tasks started with the failed one completed and counted.
+      expect(log.filter((l) => l.startsWith('ERROR'))).toEqual(['ERROR write report']);
+      expect(log.find((l) => l.startsWith('COMPLETED'))).toBe(`COMPLETED(Input/output error) ${(MAX_TASKS - 1) * MiB}/${32 * MiB}`);
+      expect(job.copier.busy).toBe(false);
+      expect(job.copier.bitmap.count).toBe((32 - (MAX_TASKS - 1)) * 16);
+      await g.closeAll();
     });
   });
 
