@@ -7,75 +7,16 @@
  * blockemu/qemu (target: at or below 1). Runs alternate which daemon goes
  * first; the reported figure is the median over runs.
  */
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { connect, type Socket } from 'node:net';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { type BenchContext, intFlag } from './lib/context.js';
+import { BLOCKEMU, hasQsd, LineClient } from './lib/qmp-daemon.js';
 import { qemuImg } from './lib/qemu.js';
 import { median, renderTable } from './lib/stats.js';
 import { withTempDir } from './lib/tmp.js';
 
 export const description = 'QMP round trips of query-named-block-nodes, blockemu daemon vs qemu-storage-daemon';
 export const flags = { calls: 'round trips per run (default 10000)' };
-
-const BLOCKEMU = fileURLToPath(new URL('../bin/blockemu.js', import.meta.url));
-
-function hasQsd(): boolean {
-  return spawnSync('sh', ['-c', 'command -v qemu-storage-daemon'], { stdio: 'ignore' }).status === 0;
-}
-
-/** One line-oriented QMP connection that times request -> reply. */
-class LineClient {
-  private buf = '';
-  private waiter: ((line: string) => void) | undefined;
-  private readonly lines: string[] = [];
-  private constructor(private readonly sock: Socket) {
-    sock.setEncoding('utf8');
-    sock.on('data', (d: string) => {
-      this.buf += d;
-      for (let nl = this.buf.indexOf('\n'); nl >= 0; nl = this.buf.indexOf('\n')) {
-        const line = this.buf.slice(0, nl);
-        this.buf = this.buf.slice(nl + 1);
-        const w = this.waiter;
-        if (w) {
-          this.waiter = undefined;
-          w(line);
-        } else this.lines.push(line);
-      }
-    });
-  }
-  static async open(path: string): Promise<LineClient> {
-    for (let i = 0; ; i++) {
-      try {
-        const s = await new Promise<Socket>((res, rej) => {
-          const c = connect(path);
-          c.once('connect', () => res(c));
-          c.once('error', rej);
-        });
-        const client = new LineClient(s);
-        await client.next();
-        await client.call('{"execute":"qmp_capabilities"}');
-        return client;
-      } catch (err) {
-        if (i > 400) throw err;
-        await sleep(25);
-      }
-    }
-  }
-  next(): Promise<string> {
-    const l = this.lines.shift();
-    return l !== undefined ? Promise.resolve(l) : new Promise((r) => (this.waiter = r));
-  }
-  async call(request: string): Promise<string> {
-    this.sock.write(`${request}\n`);
-    return this.next();
-  }
-  close(): void {
-    this.sock.destroy();
-  }
-}
 
 function daemonArgs(dir: string, sock: string): string[] {
   const raw = JSON.stringify({ driver: 'raw', 'node-name': 'disk0', file: { driver: 'file', filename: join(dir, 'd0.raw') } });

@@ -13,6 +13,7 @@ const BENCHES: Record<string, () => Promise<BenchModule>> = {
   image: () => import('./image.js'),
   qmp: () => import('./qmp.js'),
   backup: () => import('./backup.js'),
+  transaction: () => import('./transaction.js'),
 };
 
 /** Flags every bench gets through BenchContext; the rest belong to individual benches. */
