@@ -15,13 +15,13 @@ export function checkRequest(what: string, offset: number, length: number, size:
 /** True when every byte of buf is zero. */
 export function isZero(buf: Uint8Array, start = 0, end = buf.length): boolean {
   let i = start;
-  // Compare 8 bytes at a time where aligned: this runs on every block-status scan.
-  if (((buf.byteOffset + i) & 7) === 0) {
-    const words = Math.floor((end - i) / 8);
+  // Compare 4 bytes at a time where aligned (32-bit words stay small integers; 64-bit ones would be BigInts).
+  if (((buf.byteOffset + i) & 3) === 0) {
+    const words = Math.floor((end - i) / 4);
     if (words > 0) {
-      const view = new BigUint64Array(buf.buffer, buf.byteOffset + i, words);
-      for (let w = 0; w < words; w++) if (view[w] !== 0n) return false;
-      i += words * 8;
+      const view = new Uint32Array(buf.buffer, buf.byteOffset + i, words);
+      for (let w = 0; w < words; w++) if (view[w] !== 0) return false;
+      i += words * 4;
     }
   }
   for (; i < end; i++) if (buf[i] !== 0) return false;

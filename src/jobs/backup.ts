@@ -199,7 +199,6 @@ export class BackupJob extends Job {
   override async clean(): Promise<void> {
     const i = this.source.beforeWrite.indexOf(this.hook);
     if (i >= 0) this.source.beforeWrite.splice(i, 1);
-    await this.target.flush().catch(() => undefined);
     this.source.unref();
     this.target.unref();
     this.source.busyWith = this.target.busyWith = undefined;

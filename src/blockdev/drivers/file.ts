@@ -1,5 +1,5 @@
 import { HostFile } from '../../image/file.js';
-import { checkRequest, ZERO_CHUNK } from '../../image/request.js';
+import { checkRequest, isZero, ZERO_CHUNK } from '../../image/request.js';
 import type { Extent } from '../../image/types.js';
 import { BlockNode, type NodeImageInfo, type WriteFlags, type ZeroFlags } from '../node.js';
 
@@ -44,11 +44,26 @@ export class FileNode extends BlockNode {
     if (flags.fua) await this.file.flush();
   }
 
-  protected async doWriteZeroes(offset: number, length: number, flags: ZeroFlags): Promise<void> {
-    for (let off = offset; off < offset + length; off += ZERO_CHUNK.length) {
-      await this.file.write(off, ZERO_CHUNK.subarray(0, Math.min(ZERO_CHUNK.length, offset + length - off)));
+  /**
+   * Node has no fallocate, so zeroes are written — except where the file
+   * already reads as zero (a hole, or zeroes): those ranges are left alone,
+   * which keeps sparse targets sparse and costs a read from the page cache
+   * instead of a write. As with QEMU's fallocate path, a write racing with
+   * this on the same bytes has no defined winner.
+   */
+  protected async doWriteZeroes(offset: number, length: number, _flags: ZeroFlags): Promise<void> {
+    const end = offset + length;
+    const scratch = new Uint8Array(Math.min(ZERO_CHUNK.length, length));
+    for (let off = offset; off < end; off += ZERO_CHUNK.length) {
+      const n = Math.min(ZERO_CHUNK.length, end - off);
+      if (off + n <= this.length) {
+        const current = scratch.subarray(0, n);
+        await this.file.readInto(current, off);
+        if (isZero(current)) continue;
+      }
+      await this.file.write(off, ZERO_CHUNK.subarray(0, n));
     }
-    this.length = Math.max(this.length, offset + length);
+    this.length = Math.max(this.length, end);
   }
 
   /** Discard is advisory; Node has no hole punching, so the bytes stay (QEMU may keep them too). */

@@ -135,7 +135,12 @@ export async function prepareDriveBackup(ctx: QmpContext, a: ArgsType<typeof dri
     );
     const t = target;
     // The target goes away as the job finishes, before its last events.
-    const job = await createBackup(ctx, { ...a, sync }, source, target, { afterClean: () => ctx.graph.discard(t), txn });
+    // Closing a node flushes it in QEMU (bdrv_close); a blockdev-backup target stays open and unflushed, as there.
+    const afterClean = async () => {
+      await t.flush().catch(() => undefined);
+      await ctx.graph.discard(t);
+    };
+    const job = await createBackup(ctx, { ...a, sync }, source, target, { afterClean, txn });
     return { job, createdFile };
   } catch (err) {
     if (target) await ctx.graph.discard(target);
