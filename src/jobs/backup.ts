@@ -23,6 +23,8 @@ export interface BackupOptions extends JobOptions {
   onSourceError?: OnError;
   onTargetError?: OnError;
   maxChunk?: number;
+  /** Copy tasks in flight at most (x-perf max-workers); MAX_TASKS when absent. */
+  maxWorkers?: number;
   /** Runs at the end of clean (drive-backup drops the target node it opened). */
   afterClean?: () => Promise<void>;
 }
@@ -70,6 +72,7 @@ export class BackupJob extends Job {
   private readonly onTargetError: OnError;
   private readonly hook: (offset: number, length: number) => Promise<void>;
   private readonly afterClean: (() => Promise<void>) | undefined;
+  private readonly maxTasks: number;
 
   constructor(
     id: string,
@@ -85,6 +88,7 @@ export class BackupJob extends Job {
     this.onSourceError = opts.onSourceError ?? 'report';
     this.onTargetError = opts.onTargetError ?? 'report';
     this.afterClean = opts.afterClean;
+    this.maxTasks = opts.maxWorkers ?? MAX_TASKS;
     this.copier = new BlockCopy(this.source, this.target, backupClusterSize(this.target), {
       compress: opts.compress,
       maxChunk: opts.maxChunk,
@@ -123,7 +127,7 @@ export class BackupJob extends Job {
   }
 
   /**
-   * One pass over the copy bitmap with up to MAX_TASKS copies in flight
+   * One pass over the copy bitmap with up to maxTasks copies in flight
    * (block_copy_dirty_clusters' task pool). Rate limiting asks before each
    * task and charges the whole task. A pause or cancel, and the first
    * failure, stop new tasks; those in flight finish first, as QEMU's pool
@@ -152,7 +156,7 @@ export class BackupJob extends Job {
           })
           .finally(() => tasks.delete(t));
         tasks.add(t);
-        if (tasks.size >= MAX_TASKS) await Promise.race(tasks);
+        if (tasks.size >= this.maxTasks) await Promise.race(tasks);
       }
     } finally {
       await Promise.allSettled(tasks);
