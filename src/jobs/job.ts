@@ -201,8 +201,10 @@ export abstract class Job {
 
   /** job-resume / block-job-resume. */
   userResume(): void {
-    this.checkVerb('resume');
+    // QEMU checks the user pause before the verb table, so a pending or
+    // concluded job answers "not paused" rather than the verb error.
     if (!this.userPaused) throw jobError("Can't resume a job that was not paused");
+    this.checkVerb('resume');
     this.userPaused = false;
     this.resume();
   }
