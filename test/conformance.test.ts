@@ -14,7 +14,7 @@ if (!python && process.env.CI === 'true') throw new Error('python3 is missing: t
 if (!python) console.warn('SKIP: python3 is missing; the conformance scenarios need it');
 
 describe.skipIf(!qemu.available || !python)('conformance scenarios vs qemu-storage-daemon goldens', () => {
-  it.each(['01-greeting-capabilities', '03-query-nodes', '04a-drive-backup-raw', '04b-drive-backup-qcow2', '07-backup-source-error-report', '08-backup-target-enospc-stop-resume', '10-job-verbs-af-ad', '11-job-verbs-af', '12-job-verbs-ad', '13-job-verbs-manual', '06-transaction-two-backups'])('%s', async (name) => {
+  it.each(['01-greeting-capabilities', '03-query-nodes', '04a-drive-backup-raw', '04b-drive-backup-qcow2', '07-backup-source-error-report', '08-backup-target-enospc-stop-resume', '10-job-verbs-af-ad', '11-job-verbs-af', '12-job-verbs-ad', '13-job-verbs-manual', '20-backup-source-eio-stop', '21-backup-source-eio-ignore', '22-backup-source-eio-enospc', '23-backup-source-enospc-enospc', '24-backup-source-eio-auto', '25-backup-target-eio-report', '26-backup-target-eio-ignore', '27-backup-target-eio-stop', '28-backup-target-eio-enospc', '29-backup-target-enospc-auto', '30-backup-target-eio-auto', '06-transaction-two-backups'])('%s', async (name) => {
     const r = await run('python3', [RUNNER, '--daemon', `${process.execPath} ${BLOCKEMU} daemon`, '--only', name, '-v']);
     expect(r.stdout + r.stderr).toContain('conformance: 1/1 scenarios match');
     expect(r.code).toBe(0);
