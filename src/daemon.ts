@@ -10,6 +10,7 @@ import { addHmpCommands } from './qmp/commands/hmp.js';
 import { addJobCommands, jobEventListener } from './qmp/commands/jobs.js';
 import { addTransactionCommands } from './qmp/commands/transaction.js';
 import { addClockCommands } from './qmp/commands/clock.js';
+import { addCreateCommands } from './qmp/commands/create.js';
 import { BLOCK_CORE_EVENTS } from './qmp/schema/block-core.js';
 import { JOB_EVENTS } from './qmp/schema/job.js';
 import { JobManager } from './jobs/manager.js';
@@ -75,6 +76,7 @@ export class Daemon {
     addBackupCommands(commands);
     addTransactionCommands(commands);
     addClockCommands(commands);
+    addCreateCommands(commands);
     const graph = new BlockGraph();
     const jobs = new JobManager(config.clock);
     const events: EventDef[] = [...JOB_EVENTS, ...BLOCK_CORE_EVENTS];

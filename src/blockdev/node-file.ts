@@ -61,7 +61,9 @@ export class NodeByteFile implements ByteFile {
     return (await this.node.imageInfo()).actualSize ?? this.node.size();
   }
 
-  async truncate(): Promise<void> {
+  async truncate(length: number): Promise<void> {
+    const node = this.node as BlockNode & { truncate?: (length: number) => Promise<void> };
+    if (node.truncate) return node.truncate(length);
     throw new BlockError('UNSUPPORTED', `Cannot resize node '${this.node.nodeName}'`, { errno: 'ENOTSUP' });
   }
 

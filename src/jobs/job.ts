@@ -89,6 +89,11 @@ export abstract class Job {
   async abort(): Promise<void> {}
   async clean(): Promise<void> {}
 
+  /** A block job (block_job_create in QEMU): it has BLOCK_JOB_* events and shows in query-block-jobs. */
+  get isBlockJob(): boolean {
+    return true;
+  }
+
   get paused(): boolean {
     return this.pauseCount > 0;
   }

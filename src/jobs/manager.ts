@@ -26,8 +26,9 @@ export class JobManager {
     if (this.jobs.some((j) => j.id === id)) throw new BlockError('INVALID_ARGUMENT', `Job ID '${id}' already in use`);
   }
 
-  add(job: Job): void {
-    for (const j of this.jobs) j.internalPause();
+  /** `drain`: setting the job up drains the graph, pausing running block jobs for a moment (not so for a create job). */
+  add(job: Job, drain = true): void {
+    if (drain) for (const j of this.jobs) j.internalPause();
     this.jobs.unshift(job);
   }
 

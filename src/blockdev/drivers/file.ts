@@ -66,6 +66,12 @@ export class FileNode extends BlockNode {
     this.length = Math.max(this.length, end);
   }
 
+  /** Sets the file's length (blockdev-create formats an image into a file node, as QEMU's blk_truncate). */
+  async truncate(length: number): Promise<void> {
+    await this.file.truncate(length);
+    this.length = length;
+  }
+
   /** Discard is advisory; Node has no hole punching, so the bytes stay (QEMU may keep them too). */
   protected async doDiscard(): Promise<void> {
   }

@@ -1,5 +1,6 @@
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { BlockError } from '../errors.js';
+import type { ByteFile } from '../byte-file.js';
 import type { CreateOptions } from '../create.js';
 import { HostFile } from '../file.js';
 import type { BlockImage, ImageFormat } from '../types.js';
@@ -9,15 +10,62 @@ import { Qcow2Layout } from './layout.js';
 const SECTOR = 512;
 
 /**
- * Writes a new, empty qcow2 image laid out as QEMU 7.2 lays it out: header in
- * cluster 0, refcount table, refcount block(s), then the L1 table, the file
- * ending right after the L1 table's last entry.
+ * Writes a new, empty qcow2 image file at `path` (qemu-img create): the
+ * size and backing format default to the backing file's.
  */
 export async function createQcow2(
   path: string,
   opts: CreateOptions,
   openBacking: (path: string, format: ImageFormat | undefined) => Promise<BlockImage>,
 ): Promise<void> {
+  let size = opts.size;
+  let backingFormat = opts.backingFormat;
+  if (opts.backingFile !== undefined) {
+    const full = isAbsolute(opts.backingFile) ? opts.backingFile : resolve(dirname(path), opts.backingFile);
+    const backing = await openBacking(full, backingFormat);
+    try {
+      size ??= backing.size();
+      backingFormat ??= backing.format;
+    } finally {
+      await backing.close();
+    }
+  }
+  if (size === undefined) throw new BlockError('INVALID_ARGUMENT', 'Image creation needs a size parameter');
+  const header = planQcow2({ ...opts, size, backingFormat });
+  const file = await HostFile.open(path, { create: true });
+  try {
+    await writeQcow2(file, header);
+  } finally {
+    await file.close();
+  }
+}
+
+/**
+ * Formats `file` (a host file or a block node's bytes, as blockdev-create
+ * does with its `file` node) as a new, empty qcow2 image; nothing is
+ * opened for the backing file, whose name is only recorded.
+ */
+export async function formatQcow2(file: ByteFile, opts: CreateOptions & { size: number }): Promise<void> {
+  await writeQcow2(file, planQcow2(opts));
+}
+
+interface PlannedImage {
+  headerBytes: Uint8Array;
+  clusterSize: number;
+  tableOffset: number;
+  table: Uint8Array;
+  blocksOffset: number;
+  refBlocks: Uint8Array;
+  l1Offset: number;
+  l1Size: number;
+}
+
+/**
+ * The image laid out as QEMU 7.2 lays it out: header in cluster 0, refcount
+ * table, refcount block(s), then the L1 table, the file ending right after
+ * the L1 table's last entry.
+ */
+function planQcow2(opts: CreateOptions & { size: number }): PlannedImage {
   const clusterSize = opts.clusterSize ?? 65536;
   const clusterBits = Math.log2(clusterSize);
   if (!Number.isInteger(clusterBits) || clusterBits < MIN_CLUSTER_BITS || clusterBits > MAX_CLUSTER_BITS) {
@@ -35,20 +83,8 @@ export async function createQcow2(
   if (compat === '0.10' && opts.lazyRefcounts) {
     throw new BlockError('INVALID_ARGUMENT', 'Lazy refcounts only supported with compatibility level 1.1 and above (use compat=1.1 or greater)');
   }
-
   let size = opts.size;
-  let backingFormat = opts.backingFormat;
-  if (opts.backingFile !== undefined) {
-    const full = isAbsolute(opts.backingFile) ? opts.backingFile : resolve(dirname(path), opts.backingFile);
-    const backing = await openBacking(full, backingFormat);
-    try {
-      size ??= backing.size();
-      backingFormat ??= backing.format;
-    } finally {
-      await backing.close();
-    }
-  }
-  if (size === undefined) throw new BlockError('INVALID_ARGUMENT', 'Image creation needs a size parameter');
+  const backingFormat = opts.backingFormat;
   if (!Number.isSafeInteger(size) || size < 0) throw new BlockError('INVALID_ARGUMENT', `Invalid image size ${size}`);
   size = Math.ceil(size / SECTOR) * SECTOR;
 
@@ -105,18 +141,17 @@ export async function createQcow2(
   const refBlocks = new Uint8Array(blocks * clusterSize);
   setRefcountsToOne(refBlocks, used, layout.refcountBits);
 
-  const file = await HostFile.open(path, { create: true });
-  try {
-    await file.truncate(0);
-    await file.write(0, headerBytes);
-    await file.write(tableOffset, table);
-    await file.write(blocksOffset, refBlocks);
-    await file.write(l1Offset, new Uint8Array(Math.max(8, l1Size * 8)).subarray(0, l1Size * 8 || 0));
-    await file.truncate(l1Offset + l1Size * 8);
-    await file.flush();
-  } finally {
-    await file.close();
-  }
+  return { headerBytes, clusterSize, tableOffset, table, blocksOffset, refBlocks, l1Offset, l1Size };
+}
+
+async function writeQcow2(file: ByteFile, p: PlannedImage): Promise<void> {
+  await file.truncate(0);
+  await file.write(0, p.headerBytes);
+  await file.write(p.tableOffset, p.table);
+  await file.write(p.blocksOffset, p.refBlocks);
+  await file.write(p.l1Offset, new Uint8Array(p.l1Size * 8));
+  await file.truncate(p.l1Offset + p.l1Size * 8);
+  await file.flush();
 }
 
 /** Sets the first n entries of consecutive refcount blocks to 1 (big-endian; sub-byte widths LSB first). */

@@ -21,9 +21,10 @@ export function jobEventListener(emit: (name: string, data: Record<string, unkno
   const common = (j: Job) => ({ type: j.type, device: j.id, len: j.progressTotal, offset: j.progressCurrent, speed: blockJob(j).speed ?? 0 });
   return {
     statusChanged: (j) => emit('JOB_STATUS_CHANGE', { id: j.id, status: j.status }),
-    pending: (j) => emit('BLOCK_JOB_PENDING', { type: j.type, id: j.id }),
+    // BLOCK_JOB_* are for block jobs only (a create job sends JOB_STATUS_CHANGE alone).
+    pending: (j) => j.isBlockJob && emit('BLOCK_JOB_PENDING', { type: j.type, id: j.id }),
     finished: (j, cancelled) =>
-      cancelled ? emit('BLOCK_JOB_CANCELLED', common(j)) : emit('BLOCK_JOB_COMPLETED', { ...common(j), ...(j.error !== undefined ? { error: j.error } : {}) }),
+      !j.isBlockJob ? undefined : cancelled ? emit('BLOCK_JOB_CANCELLED', common(j)) : emit('BLOCK_JOB_COMPLETED', { ...common(j), ...(j.error !== undefined ? { error: j.error } : {}) }),
     removed: (j) => jobs().remove(j),
     ioError: (j, operation, action) => emit('BLOCK_JOB_ERROR', { device: j.id, operation, action }),
   };
@@ -69,7 +70,7 @@ function byId(ctx: QmpContext, id: string): Job {
 /** block-job-* commands: an unknown id is DeviceNotActive (blockdev.c find_block_job_locked). */
 function byDevice(ctx: QmpContext, id: string): Job {
   const j = ctx.jobs.find(id);
-  if (!j) throw new QmpError('DeviceNotActive', `Block job '${id}' not found`);
+  if (!j || !j.isBlockJob) throw new QmpError('DeviceNotActive', `Block job '${id}' not found`);
   return j;
 }
 
@@ -88,7 +89,7 @@ export function addJobCommands(table: CommandTable<QmpContext>): void {
     .add(J.jobComplete, (a, ctx) => complete(byId(ctx, a.id)))
     .add(J.jobDismiss, (a, ctx) => byId(ctx, a.id).dismiss())
     .add(J.jobFinalize, (a, ctx) => byId(ctx, a.id).finalize())
-    .add(B.queryBlockJobs, (_a, ctx) => ctx.jobs.list().map(blockJobInfo) as never)
+    .add(B.queryBlockJobs, (_a, ctx) => ctx.jobs.list().filter((j) => j.isBlockJob).map(blockJobInfo) as never)
     .add(B.blockJobSetSpeed, (a, ctx) => {
       const j = blockJob(byDevice(ctx, a.device));
       j.checkVerb('set-speed');

@@ -25,6 +25,7 @@ export * from './block-core/blockdev-options.js';
 export * from './block-core/node-info.js';
 export * from './block-core/events.js';
 export * from './block-core/bitmaps.js';
+export * from './block-core/create-options.js';
 
 export const blockdevAdd = command('blockdev-add', { args: BlockdevOptions });
 export const blockdevDel = command('blockdev-del', { args: { 'node-name': str } });

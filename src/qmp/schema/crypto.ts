@@ -1,5 +1,5 @@
 /** qapi/crypto.json (7.2): the encryption types that block-core's open options and image info refer to. */
-import { array, bool, enumType, int, str, struct } from './types.js';
+import { array, bool, enumType, int, str, struct, union } from './types.js';
 
 export const QCryptoCipherAlgorithm = enumType('QCryptoCipherAlgorithm', [
   'aes-128', 'aes-192', 'aes-256', 'des', '3des', 'cast5-128', 'serpent-128', 'serpent-192', 'serpent-256', 'twofish-128', 'twofish-192', 'twofish-256',
@@ -23,4 +23,20 @@ export const QCryptoBlockInfoLUKS = struct('QCryptoBlockInfoLUKS', {
   'master-key-iters': int,
   uuid: str,
   slots: array(QCryptoBlockInfoLUKSSlot),
+});
+
+/** What blockdev-create takes for an encrypted image (qcow's aes, or LUKS with its algorithms). */
+export const luksCreateMembers = {
+  '*key-secret': str,
+  '*cipher-alg': QCryptoCipherAlgorithm,
+  '*cipher-mode': QCryptoCipherMode,
+  '*ivgen-alg': QCryptoIVGenAlgorithm,
+  '*ivgen-hash-alg': QCryptoHashAlgorithm,
+  '*hash-alg': QCryptoHashAlgorithm,
+  '*iter-time': int,
+};
+export const QCryptoBlockCreateOptionsLUKS = struct('QCryptoBlockCreateOptionsLUKS', luksCreateMembers);
+export const QCryptoBlockCreateOptions = union('QCryptoBlockCreateOptions', { format: QCryptoBlockFormat }, 'format', {
+  qcow: QCryptoBlockOptionsQCow,
+  luks: QCryptoBlockCreateOptionsLUKS,
 });
