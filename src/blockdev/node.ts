@@ -74,7 +74,8 @@ export abstract class BlockNode {
 
   constructor(
     readonly nodeName: string,
-    readonly readOnly: boolean,
+    /** Changes only one way: a node that becomes a snapshot's backing image is made read-only, as QEMU reopens it. */
+    public readOnly: boolean,
     private readonly links: readonly ChildLink[] = [],
   ) {
     for (const l of links) l.node.parentCount++;

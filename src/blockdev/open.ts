@@ -37,10 +37,8 @@ const OPENERS: Record<string, Opener> = {
   qcow2: async (name, spec, readOnly, child) => {
     const file = await child('file', spec['file']);
     const backing = spec['backing'];
-    if (backing !== undefined && backing !== null) {
-      throw new BlockError('UNSUPPORTED', "qcow2: a 'backing' node is not supported yet; omit it to open the backing file the image names, or pass null for none");
-    }
-    return Qcow2Node.open(name, file, readOnly, backing === undefined);
+    const backingNode = backing === undefined || backing === null ? backing : await child('backing', backing);
+    return Qcow2Node.open(name, file, readOnly, backingNode);
   },
   blkdebug: async (name, spec, readOnly, child) => {
     const image = await child('image', spec['image']);
@@ -111,7 +109,8 @@ async function openNode(
   const child = async (role: string, ref: unknown): Promise<BlockNode> => {
     if (ref === undefined) throw new BlockError('INVALID_ARGUMENT', `A block device must be specified for "${role}"`);
     if (typeof ref === 'string') return graph.find(ref);
-    return openNode(graph, ref as BlockdevSpec, false, readOnly, settings, opened);
+    // A backing image is opened read-only unless it says otherwise (QEMU clears BDRV_O_RDWR for it).
+    return openNode(graph, ref as BlockdevSpec, false, role === 'backing' ? true : readOnly, settings, opened);
   };
   const node = await opener(name, spec, readOnly, child);
   node.settings = settings;

@@ -28,6 +28,8 @@ interface Run {
   namedNodes: string[];
   /** Their dirty bitmaps at the end, as query-named-block-nodes shows them. */
   bitmaps: Record<string, unknown>;
+  /** What each of them is: driver, read-only, backing chain depth and file. */
+  shapes: Record<string, unknown>;
   dir: string;
 }
 
@@ -107,11 +109,15 @@ async function play(which: 'qsd' | 'blockemu', steps: Step[], waitFor: Array<[st
       (events[key] ??= []).push({ event: e.event, data: e.data });
     }
     const after = (await readdir(dir)).sort();
-    const nodes = await client.execute<Array<{ 'node-name': string; 'dirty-bitmaps'?: unknown }>>('query-named-block-nodes', { flat: true });
+    type Info = { 'node-name': string; 'dirty-bitmaps'?: unknown; drv: string; ro: boolean; backing_file_depth: number; backing_file?: string };
+    const nodes = await client.execute<Info[]>('query-named-block-nodes', { flat: true });
     const named = nodes.filter((n) => !n['node-name'].startsWith('#'));
     const namedNodes = named.map((n) => n['node-name']).sort();
     const bitmaps = Object.fromEntries(named.filter((n) => n['dirty-bitmaps'] !== undefined).map((n) => [n['node-name'], n['dirty-bitmaps']]));
-    return { outcomes, events, before, after, namedNodes, bitmaps, dir };
+    const shapes = Object.fromEntries(
+      named.map((n) => [n['node-name'], { drv: n.drv, ro: n.ro, depth: n.backing_file_depth, backing: n.backing_file?.replaceAll(dir, '${TMP}') }]),
+    );
+    return { outcomes, events, before, after, namedNodes, bitmaps, shapes, dir };
   } finally {
     await client.execute('quit').catch(() => undefined);
     await client.close();
@@ -130,6 +136,7 @@ async function both(steps: Step[], waitFor: Array<[string, (e: QmpEvent) => bool
   expect(ours.outcomes).toEqual(qsd.outcomes);
   expect(ours.events).toEqual(qsd.events);
   expect(ours.bitmaps).toEqual(qsd.bitmaps);
+  expect(ours.shapes).toEqual(qsd.shapes);
   return { qsd, ours };
 }
 
@@ -196,6 +203,21 @@ describe.skipIf(!qemu.storageDaemon)('transaction vs qemu-storage-daemon', () =>
     ]);
   });
 
+  it('blockdev-snapshot-sync: its checks, and a rolled-back one that leaves no file (QEMU leaves it)', async () => {
+    const snap = (extra: Record<string, unknown>) => ({ type: 'blockdev-snapshot-sync', data: { 'snapshot-file': '${TMP}/o2.qcow2', ...extra } });
+    const { qsd, ours } = await both([
+      ['blockdev-snapshot-sync', { device: 'a', 'snapshot-file': '${TMP}/x.qcow2' }],
+      ['blockdev-snapshot-sync', { 'node-name': 'a', 'snapshot-file': '${TMP}/x.qcow2' }],
+      ['blockdev-snapshot-sync', { 'node-name': 'a', 'snapshot-file': '${TMP}/x.qcow2', 'snapshot-node-name': 't1' }],
+      ['transaction', { actions: [snap({ 'node-name': 'a', 'snapshot-node-name': 'o2' }), { type: 'abort', data: {} }] }],
+      ['transaction', { actions: [snap({ 'node-name': 'a', 'snapshot-node-name': 'o2' })], properties: { 'completion-mode': 'grouped' } }],
+      ['blockdev-snapshot-sync', { 'node-name': 'nosuch', 'snapshot-file': '${TMP}/x.qcow2', 'snapshot-node-name': 'o3' }],
+      ['blockdev-snapshot-sync', { 'node-name': 'a', 'snapshot-file': '${TMP}/no/dir.qcow2', 'snapshot-node-name': 'o3' }],
+    ]);
+    expect(ours.after).toEqual(ours.before);
+    expect(qsd.after).toEqual([...qsd.before, 'o2.qcow2'].sort());
+  });
+
   it('individual: two backups start together and complete; both targets equal their sources', async () => {
     const { ours } = await both(
       [['transaction', { actions: [backup('j1', 'a', 't1'), { type: 'drive-backup', data: { 'job-id': 'j2', device: 'b', target: '${TMP}/b2.qcow2', sync: 'full', format: 'qcow2' } }] }]],
@@ -256,5 +278,37 @@ describe.skipIf(!qemu.available)('transaction: one instant for every drive', () 
       await client.close();
       if (proc.exitCode === null) await new Promise((r) => proc.once('exit', r));
     }
+  });
+});
+
+describe.skipIf(!qemu.available)('blockdev-snapshot-sync (blockemu keeps the overlay)', () => {
+  it('puts a qcow2 overlay on a node: new writes land in the overlay, the old node is read-only and unchanged', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'blockemu-snap-'));
+    dirs.push(dir);
+    await images(dir);
+    await copyFile(join(dir, 'b.qcow2'), join(dir, 'b-before.qcow2'));
+    const sock = join(dir, 'q.sock');
+    const proc = spawn(process.execPath, [BLOCKEMU, 'daemon', ...daemonArgs(dir, sock)], { stdio: 'ignore' });
+    const client = await connect(sock, proc);
+    try {
+      await client.execute('transaction', { actions: [{ type: 'blockdev-snapshot-sync', data: { 'node-name': 'b', 'snapshot-file': join(dir, 'o1.qcow2'), 'snapshot-node-name': 'o1' } }] });
+      const nodes = await client.execute<Array<{ 'node-name': string; ro: boolean; backing_file_depth: number; backing_file?: string }>>('query-named-block-nodes', { flat: true });
+      const o1 = nodes.find((n) => n['node-name'] === 'o1')!;
+      expect(o1).toMatchObject({ ro: false, backing_file_depth: 1, backing_file: join(dir, 'b.qcow2') });
+      expect(nodes.find((n) => n['node-name'] === 'b')?.ro).toBe(true);
+      await expect(client.execute('human-monitor-command', { 'command-line': 'qemu-io b "write 0 4k"' })).resolves.toMatch(/read-only|Permission denied|failed/i);
+      expect(await client.execute('human-monitor-command', { 'command-line': 'qemu-io o1 "write -P 0x77 1M 64k"' })).toMatch(/^wrote 65536\/65536/);
+      // Through the overlay: the old data where nothing was written.
+      expect(await client.execute('human-monitor-command', { 'command-line': 'qemu-io o1 "read -P 0x0b 1088k 64k"' })).toMatch(/^read 65536\/65536/);
+      await client.execute('blockdev-del', { 'node-name': 'o1' });
+    } finally {
+      await client.execute('quit').catch(() => undefined);
+      await client.close();
+      if (proc.exitCode === null) await new Promise((r) => proc.once('exit', r));
+    }
+    expect((await qemuImg('compare', join(dir, 'b-before.qcow2'), join(dir, 'b.qcow2'))).code).toBe(0);
+    expect((await qemuImg('check', join(dir, 'o1.qcow2'))).code).toBe(0);
+    const info = JSON.parse((await qemuImg('info', '--output=json', join(dir, 'o1.qcow2'))).stdout) as { 'backing-filename': string };
+    expect(info['backing-filename']).toBe(join(dir, 'b.qcow2'));
   });
 });

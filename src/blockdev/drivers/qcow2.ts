@@ -4,6 +4,7 @@ import { Qcow2Image } from '../../image/qcow2/image.js';
 import type { Extent } from '../../image/types.js';
 import { BlockNode, type ChildLink, type NodeImageInfo, type WriteFlags, type ZeroFlags } from '../node.js';
 import { NodeByteFile } from '../node-file.js';
+import { NodeImage } from '../node-image.js';
 
 /**
  * The `qcow2` format driver: a Qcow2Image whose bytes come from the `file`
@@ -24,14 +25,20 @@ export class Qcow2Node extends BlockNode {
     super(name, readOnly, links);
   }
 
-  static async open(name: string, file: BlockNode, readOnly: boolean, openBacking: boolean): Promise<Qcow2Node> {
+  /**
+   * `backing`: undefined opens the chain the header names (in the image
+   * layer), null none, a node makes that node the backing image (a
+   * snapshot overlay on an existing node).
+   */
+  static async open(name: string, file: BlockNode, readOnly: boolean, backing: BlockNode | null | undefined): Promise<Qcow2Node> {
     const filename = (await file.imageInfo()).filename;
     if (!readOnly && file.readOnly) throw new BlockError('READ_ONLY', `Block node is read-only`, { errno: 'EPERM' });
     let image: Qcow2Image;
     try {
       image = await Qcow2Image.openFile(new NodeByteFile(file, filename), {
         readOnly,
-        openBacking,
+        openBacking: backing === undefined,
+        ...(backing ? { backingImage: await NodeImage.of(backing) } : {}),
         openBackingImage: (p, fmt, depth) => openImage(p, { format: fmt, readOnly: true, depth }),
       });
     } catch (err) {
@@ -41,7 +48,9 @@ export class Qcow2Node extends BlockNode {
       }
       throw err;
     }
-    return new Qcow2Node(name, image, file, readOnly, [{ role: 'file', node: file }]);
+    const links: ChildLink[] = [{ role: 'file', node: file }];
+    if (backing) links.push({ role: 'backing', node: backing });
+    return new Qcow2Node(name, image, file, readOnly, links);
   }
 
   size(): number {
@@ -78,6 +87,11 @@ export class Qcow2Node extends BlockNode {
     const i = this.image.info();
     const f = await this.file.imageInfo();
     const out: NodeImageInfo = { ...i, actualSize: f.actualSize };
+    const backingNode = this.child('backing');
+    if (backingNode) {
+      out.backingImage = await backingNode.imageInfo();
+      return out;
+    }
     let below = this.image.backing();
     let level: NodeImageInfo = out;
     while (below) {

@@ -12,6 +12,7 @@ import type { BlockDirtyBitmap } from '../schema/block-core/common.js';
 import type { BlockdevSnapshot, BlockdevSnapshotInternal, BlockdevSnapshotSync } from '../schema/block-core/snapshot-args.js';
 import type { TransactionActionKind } from '../schema/transaction.js';
 import { cancelPreparedBackup, createBackup, prepareDriveBackup } from './backup.js';
+import { abortSnapshot, commitSnapshot, type PreparedSnapshot, prepareSnapshotSync } from './snapshot.js';
 
 /**
  * One action of a `transaction` (blockdev.c BlkActionOps): prepare may
@@ -162,12 +163,22 @@ export const ACTIONS: { [K in Kind]: Factory<K> } = {
       checkIndividual(env, 'blockdev-snapshot');
       env.ctx.graph.find(d.node);
     }, 'External snapshots (blockdev-snapshot) are not supported by blockemu yet'),
-  'blockdev-snapshot-sync': (env, d) =>
-    refusing(() => {
-      checkIndividual(env, 'blockdev-snapshot-sync');
-      const n = (d.device !== undefined ? env.ctx.graph.get(d.device) : undefined) ?? (d['node-name'] !== undefined ? env.ctx.graph.get(d['node-name']) : undefined);
-      if (!n) throw fail(`Cannot find device='${d.device ?? ''}' nor node-name='${d['node-name'] ?? ''}'`);
-    }, 'External snapshots (blockdev-snapshot-sync) are not supported by blockemu yet'),
+  'blockdev-snapshot-sync': (env, d) => {
+    let prepared: PreparedSnapshot | undefined;
+    return {
+      async prepare() {
+        checkIndividual(env, 'blockdev-snapshot-sync');
+        prepared = await prepareSnapshotSync(env.ctx, d);
+      },
+      async commit() {
+        if (prepared) commitSnapshot(prepared);
+      },
+      async abort() {
+        if (prepared) await abortSnapshot(env.ctx, prepared);
+      },
+      clean: NOTHING,
+    };
+  },
   'blockdev-snapshot-internal-sync': (env, d) =>
     refusing(() => {
       checkIndividual(env, 'blockdev-snapshot-internal-sync');

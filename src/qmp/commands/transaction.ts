@@ -1,6 +1,7 @@
 import { JobTxn } from '../../jobs/txn.js';
 import type { QmpContext } from '../context.js';
 import type { CommandTable } from '../dispatch.js';
+import { blockdevSnapshotSync } from '../schema/block-core/snapshot-args.js';
 import { transaction } from '../schema/transaction.js';
 import { type Action, type ActionEnv, type ActionRequest, createAction } from './transaction-actions.js';
 
@@ -10,30 +11,34 @@ import { type Action, type ActionEnv, type ActionRequest, createAction } from '.
  * report that failure; otherwise commit all. Clean runs for every action
  * either way. With completion-mode grouped the jobs share one JobTxn.
  */
-export function addTransactionCommands(table: CommandTable<QmpContext>): void {
-  table.add(transaction, async (a, ctx) => {
-    const mode = a.properties?.['completion-mode'] ?? 'individual';
-    const env: ActionEnv = { ctx, mode, txn: mode === 'grouped' ? new JobTxn() : undefined };
-    // QEMU drains all I/O first: running jobs report paused, then running.
-    for (const j of ctx.jobs.list()) j.internalPause();
-    const done: Action[] = [];
-    let failure: unknown;
-    for (const request of a.actions) {
-      const action = createAction(env, request as ActionRequest);
-      done.push(action);
-      try {
-        await action.prepare();
-      } catch (err) {
-        failure = err;
-        break;
-      }
-    }
+export async function runTransaction(ctx: QmpContext, requests: readonly ActionRequest[], mode: 'individual' | 'grouped'): Promise<void> {
+  const env: ActionEnv = { ctx, mode, txn: mode === 'grouped' ? new JobTxn() : undefined };
+  // QEMU drains all I/O first: running jobs report paused, then running.
+  for (const j of ctx.jobs.list()) j.internalPause();
+  const done: Action[] = [];
+  let failure: unknown;
+  for (const request of requests) {
+    const action = createAction(env, request);
+    done.push(action);
     try {
-      if (failure === undefined) for (const action of done) await action.commit();
-      else for (const action of [...done].reverse()) await action.abort();
-    } finally {
-      for (const action of done) await action.clean();
+      await action.prepare();
+    } catch (err) {
+      failure = err;
+      break;
     }
-    if (failure !== undefined) throw failure;
-  });
+  }
+  try {
+    if (failure === undefined) for (const action of done) await action.commit();
+    else for (const action of [...done].reverse()) await action.abort();
+  } finally {
+    for (const action of done) await action.clean();
+  }
+  if (failure !== undefined) throw failure;
+}
+
+/** `transaction`, and the commands QEMU runs as a transaction of one action (blockdev_do_action). */
+export function addTransactionCommands(table: CommandTable<QmpContext>): void {
+  table
+    .add(transaction, (a, ctx) => runTransaction(ctx, a.actions as ActionRequest[], a.properties?.['completion-mode'] ?? 'individual'))
+    .add(blockdevSnapshotSync, (a, ctx) => runTransaction(ctx, [{ type: 'blockdev-snapshot-sync', data: a }], 'individual'));
 }

@@ -1,4 +1,5 @@
-/** The argument types of the external and internal snapshot commands (qapi/block-core.json 7.2). */
+/** The external and internal snapshot argument types (qapi/block-core.json 7.2), and blockdev-snapshot-sync. */
+import { command } from '../command.js';
 import { str, struct } from '../types.js';
 import { NewImageMode } from '../backup.js';
 
@@ -12,3 +13,5 @@ export const BlockdevSnapshotSync = struct('BlockdevSnapshotSync', {
 });
 export const BlockdevSnapshot = struct('BlockdevSnapshot', { node: str, overlay: str });
 export const BlockdevSnapshotInternal = struct('BlockdevSnapshotInternal', { device: str, name: str });
+
+export const blockdevSnapshotSync = command('blockdev-snapshot-sync', { args: BlockdevSnapshotSync });
