@@ -5,7 +5,7 @@ import { ChunkBitmap } from './bitmap.js';
 export const BITMAP_MAX_NAME_SIZE = 1023;
 
 /** What an operation needs of a bitmap (QEMU's BDRV_BITMAP_* check flags). */
-export const enum BitmapCheck {
+export enum BitmapCheck {
   Busy = 1,
   ReadOnly = 2,
   Inconsistent = 4,
@@ -41,8 +41,9 @@ export class DirtyBitmap {
     public name: string | undefined,
     size: number,
     readonly granularity: number,
+    bits?: ChunkBitmap,
   ) {
-    this.bits = new ChunkBitmap(size, granularity);
+    this.bits = bits ?? new ChunkBitmap(size, granularity);
   }
 
   get size(): number {
@@ -168,6 +169,18 @@ export class NodeBitmaps {
       if (Buffer.byteLength(name) > BITMAP_MAX_NAME_SIZE) throw fail(`Bitmap name too long: ${name}`);
     }
     const b = new DirtyBitmap(this, name, this.size(), granularity);
+    this.list.unshift(b);
+    return b;
+  }
+
+  /**
+   * Lists a job's internal bitmap (block-copy's copy bitmap) as an
+   * anonymous, disabled bitmap of the node, as QEMU 7.2 shows it in
+   * query-named-block-nodes while the job runs. The caller releases it.
+   */
+  attach(bits: ChunkBitmap): DirtyBitmap {
+    const b = new DirtyBitmap(this, undefined, bits.size, bits.granularity, bits);
+    b.disabled = true;
     this.list.unshift(b);
     return b;
   }

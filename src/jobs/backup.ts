@@ -1,10 +1,13 @@
+import type { DirtyBitmap } from '../blockdev/dirty-bitmap.js';
 import type { BlockNode } from '../blockdev/node.js';
 import { strerror } from '../blockdev/qemu-io/errno.js';
 import { BlockCopy, CopyError } from './block-copy.js';
 import { Job, type JobListener, type JobOptions } from './job.js';
 import { RateLimiter } from './rate-limit.js';
 
-export type SyncMode = 'full' | 'top' | 'none';
+export type SyncMode = 'full' | 'top' | 'none' | 'bitmap';
+/** What becomes of the sync bitmap when the job ends (BitmapSyncMode). */
+export type BitmapMode = 'on-success' | 'never' | 'always';
 export type OnError = 'report' | 'ignore' | 'enospc' | 'stop' | 'auto';
 export type ErrorAction = 'report' | 'ignore' | 'stop';
 export type IoStatus = 'ok' | 'failed' | 'nospace';
@@ -25,6 +28,12 @@ export interface BackupOptions extends JobOptions {
   maxChunk?: number;
   /** Copy tasks in flight at most (x-perf max-workers); MAX_TASKS when absent. */
   maxWorkers?: number;
+  /**
+   * The bitmap of sync=bitmap (or of full/top that re-anchor it), already
+   * frozen by its caller (createSuccessor): the job settles it at the end.
+   */
+  syncBitmap?: DirtyBitmap;
+  bitmapMode?: BitmapMode;
   /** Runs at the end of clean (drive-backup drops the target node it opened). */
   afterClean?: () => Promise<void>;
 }
@@ -73,6 +82,10 @@ export class BackupJob extends Job {
   private readonly hook: (offset: number, length: number) => Promise<void>;
   private readonly afterClean: (() => Promise<void>) | undefined;
   private readonly maxTasks: number;
+  private readonly syncBitmap: DirtyBitmap | undefined;
+  private readonly bitmapMode: BitmapMode;
+  /** The copy bitmap as the source node lists it while the job exists. */
+  private readonly copyBitmapEntry: DirtyBitmap;
 
   constructor(
     id: string,
@@ -94,8 +107,13 @@ export class BackupJob extends Job {
       maxChunk: opts.maxChunk,
       onProgress: (n) => (this.progressCurrent += n),
     });
-    this.copier.bitmap.setAll();
+    this.syncBitmap = opts.syncBitmap;
+    this.bitmapMode = opts.bitmapMode ?? 'on-success';
+    // sync=bitmap copies exactly the frozen bitmap's clusters (backup_init_bcs_bitmap); everything else starts all dirty.
+    if (this.sync === 'bitmap' && this.syncBitmap) this.copier.bitmap.mergeAny(this.syncBitmap.bits);
+    else this.copier.bitmap.setAll();
     this.progressTotal = this.copier.bitmap.dirtyBytes;
+    this.copyBitmapEntry = this.source.dirtyBitmaps.attach(this.copier.bitmap);
     // Copy-before-write from the moment the job exists: the point in time is now.
     this.hook = (offset, length) => this.copier.copyBeforeWrite(offset, length);
     this.source.beforeWrite.push(this.hook);
@@ -200,7 +218,32 @@ export class BackupJob extends Job {
     this.ioStatus = 'ok';
   }
 
+  /** Success: backup_cleanup_sync_bitmap(job, 0). */
+  override async commit(): Promise<void> {
+    this.settleSyncBitmap(true);
+  }
+
+  /** Failure or cancel: backup_cleanup_sync_bitmap(job, -1). */
+  override async abort(): Promise<void> {
+    this.settleSyncBitmap(false);
+  }
+
+  /**
+   * on-success and always hand the bitmap's name to the successor (only the
+   * writes since the job started) when the job succeeded, always also when
+   * it failed, adding back the clusters it did not copy; otherwise the
+   * successor's bits are merged back into the bitmap and nothing is lost.
+   */
+  private settleSyncBitmap(ok: boolean): void {
+    const bm = this.syncBitmap;
+    if (!bm?.successor) return;
+    const hand = (ok || this.bitmapMode === 'always') && this.bitmapMode !== 'never';
+    const kept = hand ? bm.abdicate() : bm.reclaim();
+    if (!ok && this.bitmapMode === 'always') kept.bits.mergeAny(this.copier.bitmap);
+  }
+
   override async clean(): Promise<void> {
+    this.source.dirtyBitmaps.release(this.copyBitmapEntry);
     const i = this.source.beforeWrite.indexOf(this.hook);
     if (i >= 0) this.source.beforeWrite.splice(i, 1);
     this.source.unref();

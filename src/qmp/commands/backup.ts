@@ -1,11 +1,12 @@
 import { access, unlink } from 'node:fs/promises';
+import { BitmapCheck, type DirtyBitmap } from '../../blockdev/dirty-bitmap.js';
 import type { BlockNode } from '../../blockdev/node.js';
 import { openBlockdev } from '../../blockdev/open.js';
 import { createImage } from '../../image/open.js';
 import { probeFormat } from '../../image/probe.js';
 import type { ImageFormat } from '../../image/types.js';
 import { strerror } from '../../blockdev/qemu-io/errno.js';
-import { BackupJob, type OnError } from '../../jobs/backup.js';
+import { type BitmapMode, BackupJob, type OnError, type SyncMode } from '../../jobs/backup.js';
 import type { JobTxn } from '../../jobs/txn.js';
 import type { QmpContext } from '../context.js';
 import type { CommandTable } from '../dispatch.js';
@@ -25,56 +26,91 @@ export interface BackupSetup {
 }
 
 /**
+ * The bitmap arguments as do_backup_common checks them, in its order and
+ * words: incremental becomes bitmap + on-success, the bitmap must be on
+ * the source node and usable.
+ */
+function backupBitmap(a: Args, source: BlockNode): { sync: SyncMode; bitmap?: DirtyBitmap; mode?: BitmapMode } {
+  let sync: Args['sync'] = a.sync;
+  let mode = a['bitmap-mode'];
+  if ((sync === 'incremental' || sync === 'bitmap') && a.bitmap === undefined) throw fail(`must provide a valid bitmap name for '${sync}' sync mode`);
+  if (sync === 'incremental') {
+    if (mode !== undefined && mode !== 'on-success') throw fail("Bitmap sync mode must be 'on-success' when using sync mode 'incremental'");
+    sync = 'bitmap';
+    mode = 'on-success';
+  }
+  let bitmap: DirtyBitmap | undefined;
+  if (a.bitmap !== undefined) {
+    bitmap = source.dirtyBitmaps.find(a.bitmap);
+    if (!bitmap) throw fail(`Bitmap '${a.bitmap}' could not be found`);
+    if (mode === undefined) throw fail('Bitmap sync mode must be given when providing a bitmap');
+    bitmap.check(BitmapCheck.AllowReadOnly);
+    if (sync === 'none') throw fail("sync mode 'none' does not produce meaningful bitmap outputs");
+    if (mode === 'never' && sync !== 'bitmap') throw fail(`Bitmap sync mode 'never' has no meaningful effect when combined with sync mode '${sync}'`);
+  }
+  if (a.bitmap === undefined && mode !== undefined) throw fail('Cannot specify bitmap sync mode without a bitmap');
+  return { sync, bitmap, mode };
+}
+
+/**
  * The checks of blockdev.c do_backup_common and backup_job_create, in
- * QEMU's order and words, then the job. Dirty bitmaps are not implemented
- * yet, so any named bitmap is "not found", as QEMU says for a bitmap the
- * node does not have. The job is created (and copy-before-write is in
- * place: the point in time is now) but not started: a transaction starts
- * its jobs only once every action is prepared.
+ * QEMU's order and words, then the job. A sync bitmap is frozen (a
+ * successor records new writes) before the job exists, and thawed again
+ * (reclaim) if the job cannot be set up. The job is created (and
+ * copy-before-write is in place: the point in time is now) but not
+ * started: a transaction starts its jobs only once every action is
+ * prepared.
  */
 export async function createBackup(ctx: QmpContext, a: Args, source: BlockNode, target: BlockNode, opts: BackupSetup = {}): Promise<BackupJob> {
-  if ((a.sync === 'incremental' || a.sync === 'bitmap') && a.bitmap === undefined) throw fail(`must provide a valid bitmap name for '${a.sync}' sync mode`);
-  if (a.sync === 'incremental' && a['bitmap-mode'] !== undefined && a['bitmap-mode'] !== 'on-success') {
-    throw fail("Bitmap sync mode must be 'on-success' when using sync mode 'incremental'");
-  }
-  if (a.bitmap !== undefined) throw fail(`Bitmap '${a.bitmap}' could not be found`);
-  if (a['bitmap-mode'] !== undefined) throw fail('Cannot specify bitmap sync mode without a bitmap');
+  const { sync, bitmap, mode } = backupBitmap(a, source);
   if (source === target) throw fail('Source and target cannot be the same');
   if (a.compress && typeof (target as { writeCompressed?: unknown }).writeCompressed !== 'function') throw fail('Compression is not supported for this drive ');
   for (const n of [source, target]) if (n.busyWith) throw fail(`Node '${n.nodeName}' is busy: block device is in use by ${n.busyWith}`);
   const perf = a['x-perf'];
   if (perf?.['max-workers'] !== undefined && (perf['max-workers'] < 1 || perf['max-workers'] > 2147483647)) throw fail('max-workers must be between 1 and 2147483647');
   if (perf?.['max-chunk'] !== undefined && perf['max-chunk'] < 0) throw fail('max-chunk must be zero (which means no limit) or positive');
-  if (source.size() !== target.size()) throw fail('Source and target image have different sizes');
-  const id = a['job-id'] ?? '';
-  ctx.jobs.checkId(id);
-  const job = new BackupJob(id, ctx.jobEvents, {
-    source,
-    target,
-    sync: a.sync === 'top' || a.sync === 'none' ? a.sync : 'full',
-    speed: Math.max(0, a.speed ?? 0),
-    compress: a.compress ?? false,
-    onSourceError: a['on-source-error'] as OnError | undefined,
-    onTargetError: a['on-target-error'] as OnError | undefined,
-    maxChunk: perf?.['max-chunk'],
-    maxWorkers: perf?.['max-workers'],
-    autoFinalize: a['auto-finalize'],
-    autoDismiss: a['auto-dismiss'],
-    afterClean: opts.afterClean,
-    txn: opts.txn,
-    clock: ctx.jobs.clock,
-  });
-  if (perf?.['max-chunk'] && perf['max-chunk'] < job.copier.clusterSize) {
-    await job.earlyFail();
-    throw fail(`Required max-chunk (${perf['max-chunk']}) is less than backup cluster size (${job.copier.clusterSize})`);
+  if (bitmap) {
+    // The job writes the bitmap at its end unless the mode is never.
+    if (mode !== 'never') bitmap.check(BitmapCheck.Default);
+    bitmap.createSuccessor();
   }
-  // QEMU sets the speed after creating the job: a negative one fails it with created and null already sent.
-  if ((a.speed ?? 0) < 0) {
-    await job.earlyFail();
-    throw fail("Parameter 'speed' expects a non-negative value");
+  try {
+    if (source.size() !== target.size()) throw fail('Source and target image have different sizes');
+    const id = a['job-id'] ?? '';
+    ctx.jobs.checkId(id);
+    const job = new BackupJob(id, ctx.jobEvents, {
+      source,
+      target,
+      sync,
+      syncBitmap: bitmap,
+      bitmapMode: mode,
+      speed: Math.max(0, a.speed ?? 0),
+      compress: a.compress ?? false,
+      onSourceError: a['on-source-error'] as OnError | undefined,
+      onTargetError: a['on-target-error'] as OnError | undefined,
+      maxChunk: perf?.['max-chunk'],
+      maxWorkers: perf?.['max-workers'],
+      autoFinalize: a['auto-finalize'],
+      autoDismiss: a['auto-dismiss'],
+      afterClean: opts.afterClean,
+      txn: opts.txn,
+      clock: ctx.jobs.clock,
+    });
+    if (perf?.['max-chunk'] && perf['max-chunk'] < job.copier.clusterSize) {
+      await job.earlyFail();
+      throw fail(`Required max-chunk (${perf['max-chunk']}) is less than backup cluster size (${job.copier.clusterSize})`);
+    }
+    // QEMU sets the speed after creating the job: a negative one fails it with created and null already sent.
+    if ((a.speed ?? 0) < 0) {
+      await job.earlyFail();
+      throw fail("Parameter 'speed' expects a non-negative value");
+    }
+    ctx.jobs.add(job);
+    return job;
+  } catch (err) {
+    bitmap?.reclaim();
+    throw err;
   }
-  ctx.jobs.add(job);
-  return job;
 }
 
 /** A prepared drive-backup: its job, and the target file if this command created it. */
