@@ -1,0 +1,79 @@
+import { readFile, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { FileNode } from '../../src/blockdev/drivers/file.js';
+import { CreateJob, type CreateSpec } from '../../src/jobs/create.js';
+import type { JobListener } from '../../src/jobs/job.js';
+import { qemu, qemuImg, withTempDir } from '../helpers/qemu.js';
+
+const MiB = 1 << 20;
+
+function listener(log: string[]): JobListener {
+  return {
+    statusChanged: (j) => log.push(j.status),
+    pending: () => log.push('PENDING'),
+    finished: (j) => log.push(`finished${j.error ? `(${j.error})` : ''}`),
+    removed: () => log.push('removed'),
+  };
+}
+
+async function run(spec: CreateSpec): Promise<{ job: CreateJob; log: string[] }> {
+  const log: string[] = [];
+  const job = new CreateJob('c', listener(log), spec);
+  job.start();
+  await job.concludedPromise;
+  return { job, log };
+}
+
+describe('CreateJob', () => {
+  it('is a manual-dismiss, non-block job with one unit of progress, and creates the host file at its exact size', async () => {
+    await withTempDir(async (dir) => {
+      const { job, log } = await run({ driver: 'file', filename: join(dir, 'a.raw'), size: 1000 });
+      expect(job.type).toBe('create');
+      expect(job.isBlockJob).toBe(false);
+      expect(job.autoDismiss).toBe(false);
+      expect(job.autoFinalize).toBe(true);
+      expect([job.progressCurrent, job.progressTotal]).toEqual([1, 1]);
+      expect(log).toEqual(['created', 'running', 'waiting', 'pending', 'finished', 'concluded']);
+      expect((await stat(join(dir, 'a.raw'))).size).toBe(1000);
+    });
+  });
+
+  it('empties an existing file (the old bytes do not survive) and reports failures as the job error', async () => {
+    await withTempDir(async (dir) => {
+      const p = join(dir, 'b.raw');
+      await writeFile(p, new Uint8Array(4096).fill(7));
+      await run({ driver: 'file', filename: p, size: 4096 });
+      expect((await readFile(p)).every((b) => b === 0)).toBe(true);
+      const { job, log } = await run({ driver: 'file', filename: join(dir, 'no', 'x'), size: 1 });
+      expect(job.error).toBe(`Could not create '${join(dir, 'no', 'x')}': No such file or directory`);
+      expect(log).toContain('aborting');
+    });
+  });
+
+  it('formats qcow2 into an open file node; refuses what blockemu cannot write', async () => {
+    await withTempDir(async (dir) => {
+      const p = join(dir, 'q.qcow2');
+      await writeFile(p, new Uint8Array(3 * MiB).fill(9));
+      const node = await FileNode.open('f', p, false);
+      try {
+        const ok = await run({ driver: 'qcow2', file: async () => node, size: 16 * MiB, clusterSize: 512, refcountBits: 1, backingFile: 'base.raw', backingFormat: 'raw' });
+        expect(ok.job.error).toBeUndefined();
+        expect(node.size()).toBe((await stat(p)).size);
+        const refused = await run({ driver: 'qcow2', file: async () => node, size: MiB, unsupported: ['encrypt'] });
+        expect(refused.job.error).toBe("qcow2 option 'encrypt' is not supported by blockemu");
+        const prealloc = await run({ driver: 'qcow2', file: async () => node, size: MiB, preallocation: 'metadata' });
+        expect(prealloc.job.error).toBe('qcow2 preallocation mode metadata is not supported by blockemu');
+      } finally {
+        await node.close();
+      }
+      if (qemu.available) {
+        const info = JSON.parse((await qemuImg('info', '--output=json', p)).stdout);
+        expect(info).toMatchObject({ format: 'qcow2', 'virtual-size': 16 * MiB, 'cluster-size': 512, 'backing-filename': 'base.raw', 'backing-filename-format': 'raw' });
+        expect(info['format-specific']['data']).toMatchObject({ 'refcount-bits': 1 });
+        await writeFile(join(dir, 'base.raw'), new Uint8Array(16 * MiB));
+        expect((await qemuImg('check', p)).code).toBe(0);
+      }
+    });
+  });
+});
