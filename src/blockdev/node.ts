@@ -76,7 +76,7 @@ export abstract class BlockNode {
     readonly nodeName: string,
     /** Changes only one way: a node that becomes a snapshot's backing image is made read-only, as QEMU reopens it. */
     public readOnly: boolean,
-    private readonly links: readonly ChildLink[] = [],
+    private links: readonly ChildLink[] = [],
   ) {
     for (const l of links) l.node.parentCount++;
     this.dirtyBitmaps = new NodeBitmaps(() => this.size());
@@ -132,6 +132,13 @@ export abstract class BlockNode {
   abstract imageInfo(): Promise<NodeImageInfo>;
   /** Releases what this node holds (not its children: the graph closes those it owns). */
   protected abstract doClose(): Promise<void>;
+
+  /** Adds, or with `node` undefined removes, the child of a role after opening (a snapshot's backing link). */
+  protected setChild(role: string, node: BlockNode | undefined): void {
+    for (const l of this.links) if (l.role === role) l.node.parentCount--;
+    this.links = [...this.links.filter((l) => l.role !== role), ...(node ? [{ role, node }] : [])];
+    if (node) node.parentCount++;
+  }
 
   childLinks(): readonly ChildLink[] {
     return this.links;

@@ -74,6 +74,12 @@ export class Qcow2Node extends BlockNode {
   blockStatus(offset: number, length: number): Promise<Extent> {
     return this.image.blockStatus(offset, length);
   }
+  /** blockdev-snapshot: this overlay (opened without a backing image) reads through to `node` from now on; undefined undoes it. */
+  async setBackingNode(node: BlockNode | undefined): Promise<void> {
+    this.image.attachBacking(node ? await NodeImage.of(node) : undefined);
+    this.setChild('backing', node);
+  }
+
   /** Writes one whole cluster compressed (qemu-io's write -c, backup's compress). */
   writeCompressed(offset: number, data: Uint8Array): Promise<void> {
     this.checkWritable();
@@ -90,6 +96,11 @@ export class Qcow2Node extends BlockNode {
     const backingNode = this.child('backing');
     if (backingNode) {
       out.backingImage = await backingNode.imageInfo();
+      // An overlay given its backing node at run time (blockdev-snapshot) names it as QEMU then does.
+      if (out.backingFilename === undefined) {
+        out.backingFilename = out.fullBackingFilename = out.backingImage.filename;
+        out.backingFormat = backingNode.driver === 'qcow2' ? 'qcow2' : 'raw';
+      }
       return out;
     }
     let below = this.image.backing();

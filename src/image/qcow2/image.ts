@@ -69,7 +69,7 @@ export class Qcow2Image implements BlockImage {
     readonly header: Qcow2Header,
     l1: Uint8Array,
     readonly refcounts: RefcountManager | undefined,
-    private readonly backingImage: BlockImage | undefined,
+    private backingImage: BlockImage | undefined,
     opts: Qcow2OpenOptions,
   ) {
     this.layout = new Qcow2Layout(header.clusterBits, header.refcountOrder);
@@ -128,6 +128,17 @@ export class Qcow2Image implements BlockImage {
 
   backing(): BlockImage | undefined {
     return this.backingImage;
+  }
+
+  /**
+   * Gives an image opened without a backing image one (blockdev-snapshot
+   * puts an existing overlay on top of a node), or takes it away again (its
+   * rollback). The header is not rewritten, as in QEMU. The caller owns
+   * the backing image: closing this image does not close an attached one
+   * unless it was opened with it.
+   */
+  attachBacking(backing: BlockImage | undefined): void {
+    this.backingImage = backing;
   }
 
   /** Validates a host cluster offset read from a table: aligned and not the header. */

@@ -57,9 +57,11 @@ export async function blockDeviceInfo(node: BlockNode, flat: boolean): Promise<R
   const info = await node.imageInfo();
   const s = node.settings;
   const out: Record<string, unknown> = { file: info.filename, 'node-name': node.nodeName, ro: node.readOnly, drv: node.driver };
-  if (info.backingFilename !== undefined) out['backing_file'] = info.backingFilename;
+  // QEMU shows the backing file as opened (the full name), and counts the chain only when not asked for a flat list.
+  const backingFile = info.fullBackingFilename ?? info.backingFilename;
+  if (backingFile !== undefined) out['backing_file'] = backingFile;
   Object.assign(out, {
-    backing_file_depth: backingDepth(info),
+    backing_file_depth: flat ? 0 : backingDepth(info),
     encrypted: false,
     detect_zeroes: s.detectZeroes,
     bps: 0,

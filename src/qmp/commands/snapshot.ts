@@ -1,11 +1,12 @@
 import { access, unlink } from 'node:fs/promises';
+import { Qcow2Node } from '../../blockdev/drivers/qcow2.js';
 import type { BlockNode } from '../../blockdev/node.js';
 import { openBlockdev } from '../../blockdev/open.js';
 import { strerror } from '../../blockdev/qemu-io/errno.js';
 import { createImage } from '../../image/open.js';
 import type { QmpContext } from '../context.js';
 import { QmpError } from '../error.js';
-import type { BlockdevSnapshotSync } from '../schema/block-core/snapshot-args.js';
+import type { BlockdevSnapshot, BlockdevSnapshotSync } from '../schema/block-core/snapshot-args.js';
 import type { Infer } from '../schema/types.js';
 
 const fail = (desc: string) => new QmpError('GenericError', desc);
@@ -15,6 +16,8 @@ export interface PreparedSnapshot {
   old: BlockNode;
   overlay: BlockNode;
   createdFile: string | undefined;
+  /** blockdev-snapshot: the overlay existed before, only its backing link is new. */
+  attached?: boolean;
 }
 
 /**
@@ -66,6 +69,25 @@ export async function prepareSnapshotSync(ctx: QmpContext, d: Infer<typeof Block
   }
 }
 
+/**
+ * blockdev-snapshot's prepare: an existing overlay node (a qcow2 opened
+ * without a backing image) goes on top of `node`, checked in QEMU's order
+ * and words.
+ */
+export async function prepareSnapshot(ctx: QmpContext, d: Infer<typeof BlockdevSnapshot>): Promise<PreparedSnapshot> {
+  const old = ctx.graph.find(d.node);
+  if (old.busyWith) throw fail(`Node '${old.nodeName}' is busy: block device is in use by ${old.busyWith}`);
+  if (!old.readOnly) await old.flush();
+  const overlay = ctx.graph.find(d.overlay);
+  if (overlay.inUse) throw fail('The overlay is already in use');
+  if (overlay.busyWith) throw fail(`Node '${overlay.nodeName}' is busy: block device is in use by ${overlay.busyWith}`);
+  if (!(overlay instanceof Qcow2Node)) throw fail('The overlay does not support backing images');
+  if (overlay.image.hasBacking() || overlay.child('backing')) throw fail('The overlay already has a backing image');
+  if (old.inUse) throw fail(`Node '${old.nodeName}' is used by another node; blockemu cannot move its users onto an overlay yet`);
+  await overlay.setBackingNode(old);
+  return { old, overlay, createdFile: undefined, attached: true };
+}
+
 /** external_snapshot_commit: the old node becomes read-only below its overlay. */
 export function commitSnapshot(s: PreparedSnapshot): void {
   s.old.readOnly = true;
@@ -73,6 +95,10 @@ export function commitSnapshot(s: PreparedSnapshot): void {
 
 /** external_snapshot_abort: the overlay goes; unlike QEMU, a file this snapshot created goes too. */
 export async function abortSnapshot(ctx: QmpContext, s: PreparedSnapshot): Promise<void> {
+  if (s.attached) {
+    await (s.overlay as Qcow2Node).setBackingNode(undefined);
+    return;
+  }
   await ctx.graph.discard(s.overlay);
   if (s.createdFile !== undefined) await unlink(s.createdFile).catch(() => undefined);
 }

@@ -12,7 +12,7 @@ import type { BlockDirtyBitmap } from '../schema/block-core/common.js';
 import type { BlockdevSnapshot, BlockdevSnapshotInternal, BlockdevSnapshotSync } from '../schema/block-core/snapshot-args.js';
 import type { TransactionActionKind } from '../schema/transaction.js';
 import { cancelPreparedBackup, createBackup, prepareDriveBackup } from './backup.js';
-import { abortSnapshot, commitSnapshot, type PreparedSnapshot, prepareSnapshotSync } from './snapshot.js';
+import { abortSnapshot, commitSnapshot, type PreparedSnapshot, prepareSnapshot, prepareSnapshotSync } from './snapshot.js';
 
 /**
  * One action of a `transaction` (blockdev.c BlkActionOps): prepare may
@@ -144,6 +144,24 @@ function bitmapRemoval(env: ActionEnv, node: string, name: string): Action {
   };
 }
 
+/** external_snapshot_*: the overlay goes on in prepare; commit makes the old node read-only; abort takes the overlay off again. */
+function snapshotAction(env: ActionEnv, kind: Kind, prepare: () => Promise<PreparedSnapshot>): Action {
+  let prepared: PreparedSnapshot | undefined;
+  return {
+    async prepare() {
+      checkIndividual(env, kind);
+      prepared = await prepare();
+    },
+    async commit() {
+      if (prepared) commitSnapshot(prepared);
+    },
+    async abort() {
+      if (prepared) await abortSnapshot(env.ctx, prepared);
+    },
+    clean: NOTHING,
+  };
+}
+
 type Factory<K extends Kind> = (env: ActionEnv, data: DataOf<K>) => Action;
 
 /** The action table: one entry per TransactionActionKind, as QEMU's actions[]. */
@@ -158,27 +176,8 @@ export const ACTIONS: { [K in Kind]: Factory<K> } = {
   'block-dirty-bitmap-enable': (env, d) => undoable(env, 'block-dirty-bitmap-enable', () => bitmaps.setBitmapEnabled(env.ctx.graph, d.node, d.name, true)),
   'block-dirty-bitmap-disable': (env, d) => undoable(env, 'block-dirty-bitmap-disable', () => bitmaps.setBitmapEnabled(env.ctx.graph, d.node, d.name, false)),
   'block-dirty-bitmap-merge': (env, d) => undoable(env, 'block-dirty-bitmap-merge', () => bitmaps.mergeBitmaps(env.ctx.graph, d.node, d.target, d.bitmaps)),
-  'blockdev-snapshot': (env, d) =>
-    refusing(() => {
-      checkIndividual(env, 'blockdev-snapshot');
-      env.ctx.graph.find(d.node);
-    }, 'External snapshots (blockdev-snapshot) are not supported by blockemu yet'),
-  'blockdev-snapshot-sync': (env, d) => {
-    let prepared: PreparedSnapshot | undefined;
-    return {
-      async prepare() {
-        checkIndividual(env, 'blockdev-snapshot-sync');
-        prepared = await prepareSnapshotSync(env.ctx, d);
-      },
-      async commit() {
-        if (prepared) commitSnapshot(prepared);
-      },
-      async abort() {
-        if (prepared) await abortSnapshot(env.ctx, prepared);
-      },
-      clean: NOTHING,
-    };
-  },
+  'blockdev-snapshot': (env, d) => snapshotAction(env, 'blockdev-snapshot', () => prepareSnapshot(env.ctx, d)),
+  'blockdev-snapshot-sync': (env, d) => snapshotAction(env, 'blockdev-snapshot-sync', () => prepareSnapshotSync(env.ctx, d)),
   'blockdev-snapshot-internal-sync': (env, d) =>
     refusing(() => {
       checkIndividual(env, 'blockdev-snapshot-internal-sync');

@@ -1,7 +1,7 @@
 import { JobTxn } from '../../jobs/txn.js';
 import type { QmpContext } from '../context.js';
 import type { CommandTable } from '../dispatch.js';
-import { blockdevSnapshotSync } from '../schema/block-core/snapshot-args.js';
+import { blockdevSnapshot, blockdevSnapshotSync } from '../schema/block-core/snapshot-args.js';
 import { transaction } from '../schema/transaction.js';
 import { type Action, type ActionEnv, type ActionRequest, createAction } from './transaction-actions.js';
 
@@ -40,5 +40,6 @@ export async function runTransaction(ctx: QmpContext, requests: readonly ActionR
 export function addTransactionCommands(table: CommandTable<QmpContext>): void {
   table
     .add(transaction, (a, ctx) => runTransaction(ctx, a.actions as ActionRequest[], a.properties?.['completion-mode'] ?? 'individual'))
-    .add(blockdevSnapshotSync, (a, ctx) => runTransaction(ctx, [{ type: 'blockdev-snapshot-sync', data: a }], 'individual'));
+    .add(blockdevSnapshotSync, (a, ctx) => runTransaction(ctx, [{ type: 'blockdev-snapshot-sync', data: a }], 'individual'))
+    .add(blockdevSnapshot, (a, ctx) => runTransaction(ctx, [{ type: 'blockdev-snapshot', data: a }], 'individual'));
 }

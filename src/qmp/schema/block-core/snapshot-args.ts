@@ -15,3 +15,4 @@ export const BlockdevSnapshot = struct('BlockdevSnapshot', { node: str, overlay:
 export const BlockdevSnapshotInternal = struct('BlockdevSnapshotInternal', { device: str, name: str });
 
 export const blockdevSnapshotSync = command('blockdev-snapshot-sync', { args: BlockdevSnapshotSync });
+export const blockdevSnapshot = command('blockdev-snapshot', { args: BlockdevSnapshot });
