@@ -67,6 +67,8 @@ export class QmpServer {
   }
 
   /** Sends an event to every negotiated client, stamped as QEMU stamps them. */
+  // Event timestamps stay wall-clock even under --clock virtual: clients parse them as real
+  // time (as QEMU's are), and the job clock only decides how long jobs wait.
   broadcast(name: string, data: unknown, now = Date.now() * 1000): void {
     const message: Record<string, unknown> = {
       event: name,
