@@ -20,11 +20,11 @@
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { randomFillSync } from 'node:crypto';
 import { open, readFile, stat, unlink, writeFile } from 'node:fs/promises';
-import { connect, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { intFlag, type BenchContext } from './lib/context.js';
+import { connectWithRetry } from './lib/qmp-daemon.js';
 import { qemuImg } from './lib/qemu.js';
 import { median, MiB, renderTable } from './lib/stats.js';
 import { withTempDir } from './lib/tmp.js';
@@ -54,21 +54,9 @@ class Qmp {
     });
   }
   static async open(path: string): Promise<Qmp> {
-    for (let i = 0; ; i++) {
-      try {
-        const s = await new Promise<Socket>((res, rej) => {
-          const c = connect(path);
-          c.once('connect', () => res(c));
-          c.once('error', rej);
-        });
-        const q = new Qmp(s);
-        await q.call('qmp_capabilities');
-        return q;
-      } catch (err) {
-        if (i > 400) throw err;
-        await sleep(25);
-      }
-    }
+    const q = new Qmp(await connectWithRetry(path));
+    await q.call('qmp_capabilities');
+    return q;
   }
   private async until<T>(take: () => T | undefined): Promise<T> {
     for (;;) {

@@ -15,6 +15,22 @@ export function hasQsd(): boolean {
   return spawnSync('sh', ['-c', 'command -v qemu-storage-daemon'], { stdio: 'ignore' }).status === 0;
 }
 
+/** Connects to a daemon's monitor socket, retrying while the daemon starts (about 10 s). */
+export async function connectWithRetry(path: string): Promise<Socket> {
+  for (let i = 0; ; i++) {
+    try {
+      return await new Promise<Socket>((res, rej) => {
+        const c = connect(path);
+        c.once('connect', () => res(c));
+        c.once('error', rej);
+      });
+    } catch (err) {
+      if (i > 400) throw err;
+      await sleep(25);
+    }
+  }
+}
+
 export class LineClient {
   private buf = '';
   private waiter: ((line: string) => void) | undefined;
@@ -45,22 +61,10 @@ export class LineClient {
   }
 
   static async open(path: string): Promise<LineClient> {
-    for (let i = 0; ; i++) {
-      try {
-        const s = await new Promise<Socket>((res, rej) => {
-          const c = connect(path);
-          c.once('connect', () => res(c));
-          c.once('error', rej);
-        });
-        const client = new LineClient(s);
-        await client.next();
-        await client.call('{"execute":"qmp_capabilities"}');
-        return client;
-      } catch (err) {
-        if (i > 400) throw err;
-        await sleep(25);
-      }
-    }
+    const client = new LineClient(await connectWithRetry(path));
+    await client.next();
+    await client.call('{"execute":"qmp_capabilities"}');
+    return client;
   }
 
   next(): Promise<string> {
