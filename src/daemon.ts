@@ -3,7 +3,6 @@ import type { Logger } from 'pino';
 import { BlockGraph } from './blockdev/graph.js';
 import type { BlockdevSpec } from './blockdev/open.js';
 import { logger } from './log.js';
-import { addBackupCommands } from './qmp/commands/backup.js';
 import { addBitmapCommands } from './qmp/commands/bitmaps.js';
 import { addBlockdevCommands, addBlockdev } from './qmp/commands/blockdev.js';
 import { addHmpCommands } from './qmp/commands/hmp.js';
@@ -73,7 +72,6 @@ export class Daemon {
     addBitmapCommands(commands);
     addHmpCommands(commands);
     addJobCommands(commands);
-    addBackupCommands(commands);
     addTransactionCommands(commands);
     addClockCommands(commands);
     addCreateCommands(commands);

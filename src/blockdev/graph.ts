@@ -85,6 +85,13 @@ export class BlockGraph {
     }
   }
 
+  /** Takes a filter out of the graph (a job's end): the node goes, its children stay as they are. */
+  async removeFilter(node: BlockNode): Promise<void> {
+    await node.close();
+    if (this.nodes.get(node.nodeName) === node) this.nodes.delete(node.nodeName);
+    this.monitorOwned.delete(node.nodeName);
+  }
+
   private async closeTree(node: BlockNode): Promise<void> {
     await node.close();
     this.nodes.delete(node.nodeName);

@@ -34,6 +34,8 @@ export interface BackupOptions extends JobOptions {
    */
   syncBitmap?: DirtyBitmap;
   bitmapMode?: BitmapMode;
+  /** The copy-before-write filter node set above the source for this job (its parents' drains reach the job). */
+  filter?: BlockNode;
   /** Runs at the end of clean (drive-backup drops the target node it opened). */
   afterClean?: () => Promise<void>;
 }
@@ -81,6 +83,7 @@ export class BackupJob extends Job {
   private readonly onTargetError: OnError;
   private readonly hook: (offset: number, length: number) => Promise<void>;
   private readonly afterClean: (() => Promise<void>) | undefined;
+  private readonly filter: BlockNode | undefined;
   private readonly maxTasks: number;
   private readonly syncBitmap: DirtyBitmap | undefined;
   private readonly bitmapMode: BitmapMode;
@@ -101,6 +104,7 @@ export class BackupJob extends Job {
     this.onSourceError = opts.onSourceError ?? 'report';
     this.onTargetError = opts.onTargetError ?? 'report';
     this.afterClean = opts.afterClean;
+    this.filter = opts.filter;
     this.maxTasks = opts.maxWorkers ?? MAX_TASKS;
     this.copier = new BlockCopy(this.source, this.target, backupClusterSize(this.target), {
       compress: opts.compress,
@@ -119,7 +123,12 @@ export class BackupJob extends Job {
     this.source.beforeWrite.push(this.hook);
     this.source.ref();
     this.target.ref();
-    this.source.busyWith = this.target.busyWith = 'block job: backup';
+    // QEMU blocks operations on the target (and the filter), not on the source: a second backup of it is allowed.
+    this.target.busyWith = 'block job: backup';
+  }
+
+  override usesNode(node: object): boolean {
+    return node === this.source || node === this.target || node === this.filter;
   }
 
   setSpeed(speed: number): void {
@@ -248,7 +257,7 @@ export class BackupJob extends Job {
     if (i >= 0) this.source.beforeWrite.splice(i, 1);
     this.source.unref();
     this.target.unref();
-    this.source.busyWith = this.target.busyWith = undefined;
+    this.target.busyWith = undefined;
     await this.afterClean?.();
   }
 }

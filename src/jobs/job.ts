@@ -127,6 +127,11 @@ export abstract class Job {
     void this.execute();
   }
 
+  /** Whether the job works on this node (a drain of it pauses the job for a moment). */
+  usesNode(_node: object): boolean {
+    return false;
+  }
+
   /** A drain of the graph (another job being set up): a running job reports paused, then running. */
   internalPause(): void {
     if (this.status !== 'running' || this.paused) return;

@@ -7,9 +7,9 @@ const WELL_FORMED = /^[A-Za-z][A-Za-z0-9._-]*$/;
 
 /**
  * The job list (job.c's jobs): ids checked as QEMU checks them, newest
- * first as query-jobs lists them. Creating a job drains the graph in QEMU,
- * which makes the running jobs report paused, then running; the same
- * pair is reported here.
+ * first as query-jobs lists them. Commands that drain the graph in QEMU
+ * make running jobs report paused, then running; drainAll and drainNode
+ * report the same pairs.
  */
 export class JobManager {
   private readonly jobs: Job[] = [];
@@ -26,10 +26,21 @@ export class JobManager {
     if (this.jobs.some((j) => j.id === id)) throw new BlockError('INVALID_ARGUMENT', `Job ID '${id}' already in use`);
   }
 
-  /** `drain`: setting the job up drains the graph, pausing running block jobs for a moment (not so for a create job). */
-  add(job: Job, drain = true): void {
-    if (drain) for (const j of this.jobs) j.internalPause();
+  add(job: Job): void {
     this.jobs.unshift(job);
+  }
+
+  /**
+   * bdrv_drain_all: every running job reports paused, then running (a
+   * transaction, and the commands QEMU runs as one, begin with it).
+   */
+  drainAll(): void {
+    for (const j of this.jobs) j.internalPause();
+  }
+
+  /** bdrv_drained_begin on one node: the running jobs that use it (QEMU drains its parents, and so their jobs) pause and resume. */
+  drainNode(node: object): void {
+    for (const j of this.jobs) if (j.usesNode(node)) j.internalPause();
   }
 
   /** Called when a job reaches `null`. */

@@ -94,7 +94,8 @@ async function play(which: 'qsd' | 'blockemu', steps: Step[], waitFor: Array<[st
     for (const [cmd, a] of steps) {
       const text = JSON.stringify(a ?? {}).replaceAll('${TMP}', dir);
       try {
-        outcomes.push({ return: await client.execute(cmd, a ? (JSON.parse(text) as Record<string, unknown>) : undefined) });
+        const ret = await client.execute(cmd, a ? (JSON.parse(text) as Record<string, unknown>) : undefined);
+        outcomes.push({ return: cmd === 'query-named-block-nodes' ? nodeView(ret, dir) : ret });
       } catch (err) {
         if (!(err instanceof QmpError)) throw err;
         outcomes.push({ error: { class: err.qmpClass, desc: err.desc.replaceAll(dir, '${TMP}') } });
@@ -124,6 +125,24 @@ async function play(which: 'qsd' | 'blockemu', steps: Step[], waitFor: Array<[st
     await client.close();
     if (proc.exitCode === null) await new Promise((r) => proc.once('exit', r));
   }
+}
+
+/**
+ * What a node list says about the graph, leaving out t2 and its children
+ * (QEMU names a blkdebug tree by a json: filename) and generated names.
+ */
+function nodeView(ret: unknown, dir: string): unknown {
+  type Node = { 'node-name': string; drv: string; ro: boolean; file: string; image: { format: string; filename: string }; 'dirty-bitmaps'?: Array<{ name?: string; count: number; recording: boolean; granularity: number }> };
+  return (ret as Node[])
+    .filter((n) => !n.file.includes('t2.raw') && !n.file.startsWith('json:'))
+    .map((n) => ({
+      name: n['node-name'].startsWith('#') ? '#' : n['node-name'],
+      drv: n.drv,
+      ro: n.ro,
+      file: n.file.replaceAll(dir, '${TMP}'),
+      format: n.image.format,
+      bitmaps: n['dirty-bitmaps'],
+    }));
 }
 
 const ts = (e: QmpEvent) => {
@@ -231,6 +250,29 @@ describe.skipIf(!qemu.storageDaemon)('transaction vs qemu-storage-daemon', () =>
       ['blockdev-snapshot', { node: 'a', overlay: 'ov' }],
       ['blockdev-snapshot', { node: 'b', overlay: 'ov' }],
     ]);
+  });
+
+  it('a backup puts a copy-before-write filter above its source, named or not, and takes it away at its end', async () => {
+    const job = (id: string, target: string, filter?: string) => ['blockdev-backup', { 'job-id': id, device: 'a', target, sync: 'full', speed: 65536, ...(filter ? { 'filter-node-name': filter } : {}) }] as Step;
+    await both(
+      [
+        job('j', 't1', 'cbw0'),
+        job('j2', 'b', 'cbw0'),
+        job('j2', 'b', 'bad name'),
+        job('j2', 'b', 'cbw1'),
+        ['query-named-block-nodes', { flat: true }],
+        ['blockdev-backup', { 'job-id': 'j3', device: 'cbw0', target: 'b', sync: 'full' }],
+        ['blockdev-backup', { 'job-id': 'j4', device: 't1', target: 'b', sync: 'full' }],
+        ['blockdev-del', { 'node-name': 'cbw0' }],
+        ['blockdev-del', { 'node-name': 'a' }],
+        ['block-job-cancel', { device: 'j' }],
+        ['block-job-cancel', { device: 'j2' }],
+      ],
+      [
+        ['JOB_STATUS_CHANGE', (e) => (e.data as { id: string; status: string }).id === 'j' && (e.data as { status: string }).status === 'null'],
+        ['JOB_STATUS_CHANGE', (e) => (e.data as { id: string; status: string }).id === 'j2' && (e.data as { status: string }).status === 'null'],
+      ],
+    );
   });
 
   it('individual: two backups start together and complete; both targets equal their sources', async () => {

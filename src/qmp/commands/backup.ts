@@ -1,18 +1,18 @@
 import { access, unlink } from 'node:fs/promises';
 import { BitmapCheck, type DirtyBitmap } from '../../blockdev/dirty-bitmap.js';
+import { CopyBeforeWriteNode } from '../../blockdev/drivers/copy-before-write.js';
 import type { BlockNode } from '../../blockdev/node.js';
 import { openBlockdev } from '../../blockdev/open.js';
 import { createImage } from '../../image/open.js';
 import { probeFormat } from '../../image/probe.js';
 import type { ImageFormat } from '../../image/types.js';
 import { strerror } from '../../blockdev/qemu-io/errno.js';
-import { type BitmapMode, BackupJob, type OnError, type SyncMode } from '../../jobs/backup.js';
+import { type BitmapMode, BackupJob, backupClusterSize, type OnError, type SyncMode } from '../../jobs/backup.js';
 import type { JobTxn } from '../../jobs/txn.js';
 import type { QmpContext } from '../context.js';
-import type { CommandTable } from '../dispatch.js';
 import { QmpError } from '../error.js';
 import type { ArgsType } from '../schema/command.js';
-import { blockdevBackup, driveBackup as driveBackupCmd } from '../schema/backup.js';
+import type { blockdevBackup, driveBackup as driveBackupCmd } from '../schema/backup.js';
 
 type Args = ArgsType<typeof blockdevBackup>;
 const fail = (desc: string) => new QmpError('GenericError', desc);
@@ -74,10 +74,20 @@ export async function createBackup(ctx: QmpContext, a: Args, source: BlockNode, 
     if (mode !== 'never') bitmap.check(BitmapCheck.Default);
     bitmap.createSuccessor();
   }
+  let filter: CopyBeforeWriteNode | undefined;
   try {
     if (source.size() !== target.size()) throw fail('Source and target image have different sizes');
+    filter = insertFilter(ctx, a['filter-node-name'], source, target);
+    const clusterSize = backupClusterSize(target);
+    if (perf?.['max-chunk'] && perf['max-chunk'] < clusterSize) throw fail(`Required max-chunk (${perf['max-chunk']}) is less than backup cluster size (${clusterSize})`);
     const id = a['job-id'] ?? '';
     ctx.jobs.checkId(id);
+    const f = filter;
+    // The filter leaves the graph as the job ends, before drive-backup drops its target.
+    const afterClean = async () => {
+      await ctx.graph.removeFilter(f);
+      await opts.afterClean?.();
+    };
     const job = new BackupJob(id, ctx.jobEvents, {
       source,
       target,
@@ -92,14 +102,12 @@ export async function createBackup(ctx: QmpContext, a: Args, source: BlockNode, 
       maxWorkers: perf?.['max-workers'],
       autoFinalize: a['auto-finalize'],
       autoDismiss: a['auto-dismiss'],
-      afterClean: opts.afterClean,
+      afterClean,
+      filter,
       txn: opts.txn,
       clock: ctx.jobs.clock,
     });
-    if (perf?.['max-chunk'] && perf['max-chunk'] < job.copier.clusterSize) {
-      await job.earlyFail();
-      throw fail(`Required max-chunk (${perf['max-chunk']}) is less than backup cluster size (${job.copier.clusterSize})`);
-    }
+    filter = undefined; // the job owns it now
     // QEMU sets the speed after creating the job: a negative one fails it with created and null already sent.
     if ((a.speed ?? 0) < 0) {
       await job.earlyFail();
@@ -108,9 +116,28 @@ export async function createBackup(ctx: QmpContext, a: Args, source: BlockNode, 
     ctx.jobs.add(job);
     return job;
   } catch (err) {
+    if (filter) await ctx.graph.removeFilter(filter);
     bitmap?.reclaim();
     throw err;
   }
+}
+
+/**
+ * bdrv_cbw_append: the copy-before-write filter above the source, named
+ * by filter-node-name or automatically; a bad name fails as node creation
+ * fails in QEMU. The job marks it busy, so it cannot be deleted or used.
+ */
+function insertFilter(ctx: QmpContext, name: string | undefined, source: BlockNode, target: BlockNode): CopyBeforeWriteNode {
+  let nodeName: string;
+  try {
+    nodeName = ctx.graph.assignName(name);
+  } catch (err) {
+    throw fail(`Could not create node: ${err instanceof Error ? err.message : String(err)}`);
+  }
+  const filter = new CopyBeforeWriteNode(nodeName, source, target, backupClusterSize(target));
+  ctx.graph.add(filter, false);
+  filter.busyWith = 'block job: backup';
+  return filter;
 }
 
 /** A prepared drive-backup: its job, and the target file if this command created it. */
@@ -129,6 +156,7 @@ export interface PreparedDriveBackup {
  */
 export async function prepareDriveBackup(ctx: QmpContext, a: ArgsType<typeof driveBackupCmd>, txn?: JobTxn): Promise<PreparedDriveBackup> {
   const source = ctx.graph.find(a.device);
+  ctx.jobs.drainNode(source);
   const mode = a.mode ?? 'absolute-paths';
   const srcFormat = source.driver === 'qcow2' ? 'qcow2' : 'raw';
   const info = await source.imageInfo();
@@ -193,14 +221,10 @@ export async function cancelPreparedBackup(job: BackupJob): Promise<void> {
   if ((job.status as string) !== 'null') await job.removedPromise;
 }
 
-export function addBackupCommands(table: CommandTable<QmpContext>): void {
-  table
-    .add(blockdevBackup, async (a, ctx) => {
-      const job = await createBackup(ctx, a, ctx.graph.find(a.device), ctx.graph.find(a.target));
-      job.start();
-    })
-    .add(driveBackupCmd, async (a, ctx) => {
-      const { job } = await prepareDriveBackup(ctx, a);
-      job.start();
-    });
+/** blockdev_backup_prepare: both nodes looked up, the source drained (jobs using it pause for a moment), then the job set up. */
+export async function prepareBlockdevBackup(ctx: QmpContext, a: Args, txn?: JobTxn): Promise<BackupJob> {
+  const source = ctx.graph.find(a.device);
+  const target = ctx.graph.find(a.target);
+  ctx.jobs.drainNode(source);
+  return createBackup(ctx, a, source, target, { txn });
 }

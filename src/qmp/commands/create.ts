@@ -30,7 +30,7 @@ export function addCreateCommands(table: CommandTable<QmpContext>): void {
     if (!CREATABLE.has(driver)) throw new QmpError('GenericError', `blockdev-create for driver '${driver}' is not supported by blockemu`);
     ctx.jobs.checkId(a['job-id']);
     const job = new CreateJob(a['job-id'], ctx.jobEvents, createSpec(a.options, ctx.graph), ctx.jobs.clock);
-    ctx.jobs.add(job, false);
+    ctx.jobs.add(job);
     job.start();
   });
 }

@@ -32,6 +32,7 @@ export async function prepareSnapshotSync(ctx: QmpContext, d: Infer<typeof Block
   // bdrv_lookup_bs(device, node-name): `device` names a BlockBackend, which the storage daemon never has, so only node-name finds a node.
   const old = d['node-name'] !== undefined ? ctx.graph.get(d['node-name']) : undefined;
   if (!old) throw fail(`Cannot find device='${d.device ?? ''}' nor node-name='${d['node-name'] ?? ''}'`);
+  ctx.jobs.drainNode(old);
   if (old.busyWith) throw fail(`Node '${old.nodeName}' is busy: block device is in use by ${old.busyWith}`);
   const snapshotName = d['snapshot-node-name'];
   if (d['node-name'] !== undefined && snapshotName === undefined) throw fail('New overlay node-name missing');
@@ -76,6 +77,7 @@ export async function prepareSnapshotSync(ctx: QmpContext, d: Infer<typeof Block
  */
 export async function prepareSnapshot(ctx: QmpContext, d: Infer<typeof BlockdevSnapshot>): Promise<PreparedSnapshot> {
   const old = ctx.graph.find(d.node);
+  ctx.jobs.drainNode(old);
   if (old.busyWith) throw fail(`Node '${old.nodeName}' is busy: block device is in use by ${old.busyWith}`);
   if (!old.readOnly) await old.flush();
   const overlay = ctx.graph.find(d.overlay);

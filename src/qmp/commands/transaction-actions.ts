@@ -11,7 +11,7 @@ import type { BlockDirtyBitmapAdd, BlockDirtyBitmapMerge } from '../schema/block
 import type { BlockDirtyBitmap } from '../schema/block-core/common.js';
 import type { BlockdevSnapshot, BlockdevSnapshotInternal, BlockdevSnapshotSync } from '../schema/block-core/snapshot-args.js';
 import type { TransactionActionKind } from '../schema/transaction.js';
-import { cancelPreparedBackup, createBackup, prepareDriveBackup } from './backup.js';
+import { cancelPreparedBackup, prepareBlockdevBackup, prepareDriveBackup } from './backup.js';
 import { abortSnapshot, commitSnapshot, type PreparedSnapshot, prepareSnapshot, prepareSnapshotSync } from './snapshot.js';
 
 /**
@@ -167,8 +167,7 @@ type Factory<K extends Kind> = (env: ActionEnv, data: DataOf<K>) => Action;
 /** The action table: one entry per TransactionActionKind, as QEMU's actions[]. */
 export const ACTIONS: { [K in Kind]: Factory<K> } = {
   abort: () => refusing(() => undefined, 'Transaction aborted using Abort action'),
-  'blockdev-backup': (env, d) =>
-    jobAction(async () => ({ job: await createBackup(env.ctx, d, env.ctx.graph.find(d.device), env.ctx.graph.find(d.target), { txn: env.txn }) })),
+  'blockdev-backup': (env, d) => jobAction(async () => ({ job: await prepareBlockdevBackup(env.ctx, d, env.txn) })),
   'drive-backup': (env, d) => jobAction(() => prepareDriveBackup(env.ctx, d, env.txn)),
   'block-dirty-bitmap-add': (env, d) => undoable(env, 'block-dirty-bitmap-add', async () => (await bitmaps.addBitmap(env.ctx.graph, d)).undo),
   'block-dirty-bitmap-remove': (env, d) => bitmapRemoval(env, d.node, d.name),

@@ -2,6 +2,7 @@ import { JobTxn } from '../../jobs/txn.js';
 import type { QmpContext } from '../context.js';
 import type { CommandTable } from '../dispatch.js';
 import { blockdevSnapshot, blockdevSnapshotSync } from '../schema/block-core/snapshot-args.js';
+import { blockdevBackup, driveBackup } from '../schema/backup.js';
 import { transaction } from '../schema/transaction.js';
 import { type Action, type ActionEnv, type ActionRequest, createAction } from './transaction-actions.js';
 
@@ -14,7 +15,7 @@ import { type Action, type ActionEnv, type ActionRequest, createAction } from '.
 export async function runTransaction(ctx: QmpContext, requests: readonly ActionRequest[], mode: 'individual' | 'grouped'): Promise<void> {
   const env: ActionEnv = { ctx, mode, txn: mode === 'grouped' ? new JobTxn() : undefined };
   // QEMU drains all I/O first: running jobs report paused, then running.
-  for (const j of ctx.jobs.list()) j.internalPause();
+  ctx.jobs.drainAll();
   const done: Action[] = [];
   let failure: unknown;
   for (const request of requests) {
@@ -36,10 +37,12 @@ export async function runTransaction(ctx: QmpContext, requests: readonly ActionR
   if (failure !== undefined) throw failure;
 }
 
-/** `transaction`, and the commands QEMU runs as a transaction of one action (blockdev_do_action). */
+/** `transaction`, and the commands QEMU runs as a transaction of one action (blockdev_do_action): the backups and snapshots. */
 export function addTransactionCommands(table: CommandTable<QmpContext>): void {
   table
     .add(transaction, (a, ctx) => runTransaction(ctx, a.actions as ActionRequest[], a.properties?.['completion-mode'] ?? 'individual'))
     .add(blockdevSnapshotSync, (a, ctx) => runTransaction(ctx, [{ type: 'blockdev-snapshot-sync', data: a }], 'individual'))
-    .add(blockdevSnapshot, (a, ctx) => runTransaction(ctx, [{ type: 'blockdev-snapshot', data: a }], 'individual'));
+    .add(blockdevSnapshot, (a, ctx) => runTransaction(ctx, [{ type: 'blockdev-snapshot', data: a }], 'individual'))
+    .add(blockdevBackup, (a, ctx) => runTransaction(ctx, [{ type: 'blockdev-backup', data: a }], 'individual'))
+    .add(driveBackup, (a, ctx) => runTransaction(ctx, [{ type: 'drive-backup', data: a }], 'individual'));
 }
