@@ -1,7 +1,10 @@
 import { HostFile } from '../../image/file.js';
+import { ChunkBitmap } from '../bitmap.js';
 import { checkRequest, isZero, ZERO_CHUNK } from '../../image/request.js';
 import type { Extent } from '../../image/types.js';
 import { BlockNode, type NodeImageInfo, type WriteFlags, type ZeroFlags } from '../node.js';
+
+const WRITTEN_CHUNK = 65536;
 
 /**
  * The `file` protocol driver: a host file as bytes. Its size is the file's
@@ -12,18 +15,28 @@ export class FileNode extends BlockNode {
   readonly driver = 'file';
   private length: number;
 
+  /**
+   * For a file that had no blocks allocated when opened (a freshly created
+   * target): the 64 KiB chunks written since. A zero write to chunks never
+   * written needs neither a write nor a read to know they are zero.
+   */
+  private written: ChunkBitmap | undefined;
+
   private constructor(
     name: string,
     readonly file: HostFile,
     length: number,
+    fresh: boolean,
   ) {
     super(name, file.readOnly);
     this.length = length;
+    if (fresh && !file.readOnly) this.written = new ChunkBitmap(length, WRITTEN_CHUNK);
   }
 
   static async open(name: string, filename: string, readOnly: boolean): Promise<FileNode> {
     const file = await HostFile.open(filename, { readOnly });
-    return new FileNode(name, file, await file.size());
+    const length = await file.size();
+    return new FileNode(name, file, length, length > 0 && (await file.allocatedBytes()) === 0);
   }
 
   get filename(): string {
@@ -39,6 +52,7 @@ export class FileNode extends BlockNode {
   }
 
   protected async doWrite(offset: number, data: Uint8Array, flags: WriteFlags): Promise<void> {
+    this.noteWritten(offset, data.length);
     await this.file.write(offset, data);
     this.length = Math.max(this.length, offset + data.length);
     if (flags.fua) await this.file.flush();
@@ -56,11 +70,13 @@ export class FileNode extends BlockNode {
     const scratch = new Uint8Array(Math.min(ZERO_CHUNK.length, length));
     for (let off = offset; off < end; off += ZERO_CHUNK.length) {
       const n = Math.min(ZERO_CHUNK.length, end - off);
+      if (this.neverWritten(off, n)) continue;
       if (off + n <= this.length) {
         const current = scratch.subarray(0, n);
         await this.file.readInto(current, off);
         if (isZero(current)) continue;
       }
+      this.noteWritten(off, n);
       await this.file.write(off, ZERO_CHUNK.subarray(0, n));
     }
     this.length = Math.max(this.length, end);
@@ -68,8 +84,29 @@ export class FileNode extends BlockNode {
 
   /** Sets the file's length (blockdev-create formats an image into a file node, as QEMU's blk_truncate). */
   async truncate(length: number): Promise<void> {
+    this.written = undefined;
     await this.file.truncate(length);
     this.length = length;
+  }
+
+  /** Marks bytes about to be written (beyond the tracked length, tracking stops: no guess is safe there). */
+  private noteWritten(offset: number, length: number): void {
+    const w = this.written;
+    if (!w || length === 0) return;
+    if (offset + length > w.size) {
+      this.written = undefined;
+      return;
+    }
+    w.setRange(offset, length);
+  }
+
+  /** Whether [offset, offset+length) lies in chunks nothing has written since a fresh open. */
+  private neverWritten(offset: number, length: number): boolean {
+    const w = this.written;
+    if (!w || offset + length > w.size) return false;
+    const last = Math.floor((offset + length - 1) / WRITTEN_CHUNK);
+    for (let c = Math.floor(offset / WRITTEN_CHUNK); c <= last; c++) if (w.get(c)) return false;
+    return true;
   }
 
   /** Discard is advisory; Node has no hole punching, so the bytes stay (QEMU may keep them too). */
