@@ -45,7 +45,7 @@ async function images(dir: string): Promise<void> {
   await qemuIo('-f', 'raw', '-c', 'write -P 0x0a 0 4M', join(dir, 'a.raw'));
   await qemuImg('create', '-q', '-f', 'qcow2', join(dir, 'b.qcow2'), '4M');
   await qemuIo('-f', 'qcow2', '-c', 'write -P 0x0b 1M 1M', join(dir, 'b.qcow2'));
-  for (const t of ['t1.raw', 't2.raw']) await qemuImg('create', '-q', '-f', 'raw', join(dir, t), '4M');
+  for (const t of ['t1.raw', 't2.raw', 't3.raw']) await qemuImg('create', '-q', '-f', 'raw', join(dir, t), '4M');
   await qemuImg('create', '-q', '-f', 'qcow2', join(dir, 'ov.qcow2'), '4M');
 }
 
@@ -59,6 +59,10 @@ function daemonArgs(dir: string, sock: string): string[] {
     '--blockdev', 'driver=raw,node-name=t1,file=t1-file',
     // t2 fails every write: a job into it dies at its first copy.
     '--blockdev', JSON.stringify({ driver: 'raw', 'node-name': 't2', file: { driver: 'blkdebug', image: { driver: 'file', filename: `${dir}/t2.raw` }, 'inject-error': [{ event: 'write_aio', errno: 5 }] } }),
+    '--blockdev', `driver=file,node-name=t3-file,filename=${dir}/t3.raw`,
+    '--blockdev', 'driver=raw,node-name=t3,file=t3-file',
+    // c reads a.raw and fails reads from 2 MiB on: a job copying it fails in the middle.
+    '--blockdev', JSON.stringify({ driver: 'raw', 'node-name': 'c', 'read-only': true, file: { driver: 'blkdebug', image: { driver: 'file', filename: `${dir}/a.raw` }, 'inject-error': [{ event: 'read_aio', errno: 5, sector: 4096 }] } }),
     '--chardev', `socket,id=m,path=${sock},server=on,wait=off`,
     '--monitor', 'chardev=m',
   ];
@@ -128,13 +132,13 @@ async function play(which: 'qsd' | 'blockemu', steps: Step[], waitFor: Array<[st
 }
 
 /**
- * What a node list says about the graph, leaving out t2 and its children
- * (QEMU names a blkdebug tree by a json: filename) and generated names.
+ * What a node list says about the graph, leaving out the blkdebug trees (t2, c)
+ * and their children (QEMU names them by json: filenames) and generated names.
  */
 function nodeView(ret: unknown, dir: string): unknown {
   type Node = { 'node-name': string; drv: string; ro: boolean; file: string; image: { format: string; filename: string }; 'dirty-bitmaps'?: Array<{ name?: string; count: number; recording: boolean; granularity: number }> };
   return (ret as Node[])
-    .filter((n) => !n.file.includes('t2.raw') && !n.file.startsWith('json:'))
+    .filter((n) => !n.file.includes("t2.raw") && !n.file.startsWith("json:") && n["node-name"] !== "c" && n.drv !== "blkdebug")
     .map((n) => ({
       name: n['node-name'].startsWith('#') ? '#' : n['node-name'],
       drv: n.drv,
@@ -271,6 +275,16 @@ describe.skipIf(!qemu.storageDaemon)('transaction vs qemu-storage-daemon', () =>
       [
         ['JOB_STATUS_CHANGE', (e) => (e.data as { id: string; status: string }).id === 'j' && (e.data as { status: string }).status === 'null'],
         ['JOB_STATUS_CHANGE', (e) => (e.data as { id: string; status: string }).id === 'j2' && (e.data as { status: string }).status === 'null'],
+      ],
+    );
+  });
+
+  it('grouped: a source failing in the middle of its job cancels the other job (iotest 124)', async () => {
+    await both(
+      [['transaction', { actions: [backup('g1', 'b', 't1', { speed: 65536 }), backup('g2', 'c', 't3', { speed: 1 << 20 })], properties: { 'completion-mode': 'grouped' } }]],
+      [
+        ['JOB_STATUS_CHANGE', (e) => (e.data as { id: string; status: string }).id === 'g1' && (e.data as { status: string }).status === 'null'],
+        ['JOB_STATUS_CHANGE', (e) => (e.data as { id: string; status: string }).id === 'g2' && (e.data as { status: string }).status === 'null'],
       ],
     );
   });
