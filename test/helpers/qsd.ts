@@ -5,6 +5,21 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 
+/** Connects to a qemu-storage-daemon monitor socket, waiting (up to about 5 s) for the daemon to create it. */
+export async function connectToQsd(path: string): Promise<Socket> {
+  let sock: Socket | undefined;
+  for (let i = 0; i < 200 && !sock; i++) {
+    sock = await new Promise<Socket | undefined>((resolve) => {
+      const s = connect(path);
+      s.once('connect', () => resolve(s));
+      s.once('error', () => resolve(undefined));
+    });
+    if (!sock) await sleep(25);
+  }
+  if (!sock) throw new Error('qemu-storage-daemon did not open its QMP socket');
+  return sock;
+}
+
 /**
  * A real qemu-storage-daemon with one QMP monitor, for recording what QEMU
  * answers. `send` writes raw text and collects the reply lines that arrive
@@ -30,16 +45,7 @@ export class QsdSession {
     const proc = spawn('qemu-storage-daemon', ['--chardev', `socket,id=m,path=${path},server=on,wait=off`, '--monitor', 'chardev=m', ...extraArgs], {
       stdio: ['ignore', 'ignore', 'pipe'],
     });
-    let sock: Socket | undefined;
-    for (let i = 0; i < 200 && !sock; i++) {
-      sock = await new Promise<Socket | undefined>((resolve) => {
-        const s = connect(path);
-        s.once('connect', () => resolve(s));
-        s.once('error', () => resolve(undefined));
-      });
-      if (!sock) await sleep(25);
-    }
-    if (!sock) throw new Error('qemu-storage-daemon did not open its QMP socket');
+    const sock = await connectToQsd(path);
     const pending: QsdSession = new QsdSession(proc, sock, dir, undefined);
     sock.setEncoding('utf8');
     sock.on('data', (d: string) => pending.onData(d));

@@ -1,9 +1,10 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { connect, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { connectToQsd } from '../helpers/qsd.js';
 import { materialize, SENTINEL, type WireCase } from './wire-cases.js';
 
 /** One reply line exactly as QEMU wrote it (without CRLF), and how many times in a row. */
@@ -35,18 +36,11 @@ export async function recordWireCases(cases: WireCase[]): Promise<{ version: str
   const proc: ChildProcess = spawn('qemu-storage-daemon', ['--chardev', `socket,id=m,path=${path},server=on,wait=off`, '--monitor', 'chardev=m'], { stdio: 'ignore' });
   let sock: Socket | undefined;
   try {
-    for (let i = 0; i < 200 && !sock; i++) {
-      sock = await new Promise<Socket | undefined>((resolve) => {
-        const s = connect(path);
-        s.once('connect', () => resolve(s));
-        s.once('error', () => resolve(undefined));
-      });
-      if (!sock) await sleep(25);
-    }
-    if (!sock) throw new Error('qemu-storage-daemon did not open its QMP socket');
+    const conn = await connectToQsd(path);
+    sock = conn;
     const lines: string[] = [];
     let buf = Buffer.alloc(0);
-    sock.on('data', (d: Buffer) => {
+    conn.on('data', (d: Buffer) => {
       buf = Buffer.concat([buf, d]);
       for (let nl = buf.indexOf(10); nl >= 0; nl = buf.indexOf(10)) {
         lines.push(buf.subarray(0, nl).toString('utf8').replace(/\r$/, ''));
@@ -59,13 +53,13 @@ export async function recordWireCases(cases: WireCase[]): Promise<{ version: str
     await until(() => lines.length > 0, 'greeting');
     const greeting = JSON.parse(lines.shift()!) as { QMP: { version: { qemu: { major: number; minor: number; micro: number }; package: string } } };
     const v = greeting.QMP.version;
-    sock.write('{"execute": "qmp_capabilities"}');
+    conn.write('{"execute": "qmp_capabilities"}');
     await until(() => lines.length > 0, 'qmp_capabilities reply');
     lines.shift();
     const out: RecordedCase[] = [];
     for (const c of cases) {
-      sock.write(materialize(c.input));
-      sock.write(SENTINEL);
+      conn.write(materialize(c.input));
+      conn.write(SENTINEL);
       await until(() => lines.some((l) => l.includes('"SENTINEL"')), `reply to case "${c.name}"`);
       out.push({ ...c, replies: runs(lines.splice(0)) });
     }
