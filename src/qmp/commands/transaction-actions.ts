@@ -89,11 +89,11 @@ function jobAction(create: () => Promise<{ job: BackupJob; createdFile?: string 
 }
 
 /** An action whose prepare only refuses (after QEMU's own checks, so its errors come first). */
-function refusing(check: () => void | Promise<void>, refusal: string | undefined): Action {
+function refusing(check: () => void | Promise<void>, refusal: string): Action {
   return {
     async prepare() {
       await check();
-      if (refusal !== undefined) throw new QmpError('GenericError', refusal);
+      throw fail(refusal);
     },
     commit: NOTHING,
     abort: NOTHING,
