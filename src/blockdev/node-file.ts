@@ -20,22 +20,19 @@ export class NodeByteFile implements ByteFile {
     return this.node.readOnly;
   }
 
-  read(offset: number, length: number): Promise<Uint8Array> {
-    this.node.debugEvent('read_aio');
-    return this.readPastEnd(offset, length);
-  }
-
-  /** Bytes past the node's end read as zeroes, as from a host file. */
-  private async readPastEnd(offset: number, length: number): Promise<Uint8Array> {
-    const size = this.node.size();
-    if (offset + length <= size) return this.node.read(offset, length);
+  async read(offset: number, length: number): Promise<Uint8Array> {
     const out = new Uint8Array(length);
-    if (offset < size) out.set(await this.node.read(offset, size - offset));
+    await this.readInto(out, offset);
     return out;
   }
 
-  async readInto(buf: Uint8Array, offset: number): Promise<void> {
-    buf.set(await this.read(offset, buf.length));
+  /** Bytes past the node's end read as zeroes, as from a host file. */
+  readInto(buf: Uint8Array, offset: number): Promise<void> {
+    this.node.debugEvent('read_aio');
+    const size = this.node.size();
+    if (offset + buf.length <= size) return this.node.readInto(buf, offset);
+    buf.fill(0, Math.max(0, size - offset));
+    return offset < size ? this.node.readInto(buf.subarray(0, size - offset), offset) : Promise.resolve();
   }
 
   write(offset: number, data: Uint8Array): Promise<void> {
@@ -44,6 +41,8 @@ export class NodeByteFile implements ByteFile {
   }
 
   async writev(offset: number, bufs: Uint8Array[]): Promise<void> {
+    // Nodes take one buffer per write: join only when there are several.
+    if (bufs.length === 1) return this.write(offset, bufs[0]!);
     const all = new Uint8Array(bufs.reduce((n, b) => n + b.length, 0));
     let at = 0;
     for (const b of bufs) {

@@ -30,8 +30,8 @@ export class NodeImage implements BlockImage {
   read(offset: number, length: number): Promise<Uint8Array> {
     return this.node.read(offset, length);
   }
-  async readInto(out: Uint8Array, offset: number): Promise<void> {
-    out.set(await this.node.read(offset, out.length));
+  readInto(out: Uint8Array, offset: number): Promise<void> {
+    return this.node.readInto(out, offset);
   }
   private refuse(): never {
     throw new BlockError('READ_ONLY', `Node '${this.node.nodeName}' is used as a backing image here and is read-only`, { errno: 'EPERM' });

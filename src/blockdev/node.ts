@@ -95,6 +95,16 @@ export abstract class BlockNode {
     return this.doRead(offset, length);
   }
 
+  /** Reads into the caller's buffer (every byte of it written): copies and block-copy reuse buffers instead of allocating per request. */
+  readInto(buf: Uint8Array, offset: number): Promise<void> {
+    return this.doReadInto(buf, offset);
+  }
+
+  /** Drivers that can fill a given buffer override this; the default reads and copies. */
+  protected async doReadInto(buf: Uint8Array, offset: number): Promise<void> {
+    buf.set(await this.doRead(offset, buf.length));
+  }
+
   /** detect-zeroes turns all-zero writes into zero writes (which may unmap only with discard=unmap). */
   async write(offset: number, data: Uint8Array, flags: WriteFlags = {}): Promise<void> {
     this.checkWritable();
@@ -128,6 +138,20 @@ export abstract class BlockNode {
   async flush(): Promise<void> {
     if (this.settings.cacheNoFlush) return;
     return this.doFlush();
+  }
+
+  /**
+   * Starts pushing the data written so far to stable storage, with none of
+   * a flush's ordering (no metadata is written, nothing waits for it): a
+   * hint that makes a later flush cheap. A long copy gives it now and then
+   * so the disk writes while the copy goes on, instead of all at the end
+   * (QEMU's qcow2 flushes now and then during a copy for its own reasons,
+   * with the same effect). Syncing more than asked is always safe; failures
+   * are left for the real flush to meet.
+   */
+  async startWriteback(): Promise<void> {
+    if (this.settings.cacheNoFlush) return;
+    await Promise.all(this.children().map((c) => c.startWriteback()));
   }
   abstract imageInfo(): Promise<NodeImageInfo>;
   /** Releases what this node holds (not its children: the graph closes those it owns). */

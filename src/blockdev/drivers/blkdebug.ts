@@ -90,6 +90,10 @@ export class BlkdebugNode extends BlockNode {
     await this.check('read', offset, length);
     return this.image.read(offset, length);
   }
+  protected override async doReadInto(buf: Uint8Array, offset: number): Promise<void> {
+    await this.check('read', offset, buf.length);
+    return this.image.readInto(buf, offset);
+  }
   protected async doWrite(offset: number, data: Uint8Array, flags: WriteFlags): Promise<void> {
     await this.check('write', offset, data.length);
     return this.image.write(offset, data, flags);

@@ -39,6 +39,9 @@ export class CopyBeforeWriteNode extends BlockNode {
   protected doRead(offset: number, length: number): Promise<Uint8Array> {
     return this.source.read(offset, length);
   }
+  protected override doReadInto(buf: Uint8Array, offset: number): Promise<void> {
+    return this.source.readInto(buf, offset);
+  }
   protected doWrite(offset: number, data: Uint8Array, flags: WriteFlags): Promise<void> {
     return this.source.write(offset, data, flags);
   }

@@ -50,6 +50,9 @@ export class FileNode extends BlockNode {
   protected doRead(offset: number, length: number): Promise<Uint8Array> {
     return this.file.read(offset, length);
   }
+  protected override doReadInto(buf: Uint8Array, offset: number): Promise<void> {
+    return this.file.readInto(buf, offset);
+  }
 
   protected async doWrite(offset: number, data: Uint8Array, flags: WriteFlags): Promise<void> {
     this.noteWritten(offset, data.length);
@@ -115,6 +118,9 @@ export class FileNode extends BlockNode {
 
   protected doFlush(): Promise<void> {
     return this.file.flush();
+  }
+  override async startWriteback(): Promise<void> {
+    if (!this.settings.cacheNoFlush) await this.file.flush();
   }
 
   async blockStatus(offset: number, length: number): Promise<Extent> {

@@ -59,6 +59,9 @@ export class Qcow2Node extends BlockNode {
   protected doRead(offset: number, length: number): Promise<Uint8Array> {
     return this.image.read(offset, length);
   }
+  protected override doReadInto(buf: Uint8Array, offset: number): Promise<void> {
+    return this.image.readInto(buf, offset);
+  }
   protected doWrite(offset: number, data: Uint8Array, flags: WriteFlags): Promise<void> {
     return this.image.write(offset, data).then(() => (flags.fua ? this.image.flush() : undefined));
   }

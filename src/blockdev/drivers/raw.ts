@@ -39,6 +39,11 @@ export class RawNode extends BlockNode {
     this.file.debugEvent('read_aio');
     return this.file.read(this.offset + offset, length);
   }
+  protected override async doReadInto(buf: Uint8Array, offset: number): Promise<void> {
+    checkRequest('read', offset, buf.length, this.size());
+    this.file.debugEvent('read_aio');
+    return this.file.readInto(buf, this.offset + offset);
+  }
   protected async doWrite(offset: number, data: Uint8Array, flags: WriteFlags): Promise<void> {
     checkRequest('write', offset, data.length, this.size());
     this.file.debugEvent('write_aio');

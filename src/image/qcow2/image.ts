@@ -277,20 +277,24 @@ export class Qcow2Image implements BlockImage {
 
   async blockStatus(offset: number, length: number): Promise<Extent> {
     checkRequest('block status', offset, length, this.header.size);
-    const m = await this.meta.run(() => this.map(offset, Math.max(1, length)));
+    const want = Math.max(1, length);
+    const m = this.mapCached(offset, want) ?? (await this.meta.run(() => this.map(offset, want)));
     const len = Math.min(m.length, length);
-    const base = { offset, length: len, depth: 0, filename: this.filename };
+    // Literal objects, not spreads of a common base: a backup asks this once per extent, and spreads cost more than the lookup.
+    const filename = this.filename;
     switch (m.kind) {
       case 'normal':
-        return { ...base, data: true, zero: false, allocated: true, hostOffset: m.hostOffset };
+        return { offset, length: len, depth: 0, filename, data: true, zero: false, allocated: true, hostOffset: m.hostOffset };
       case 'compressed':
-        return { ...base, data: true, zero: false, allocated: true };
+        return { offset, length: len, depth: 0, filename, data: true, zero: false, allocated: true };
       case 'zero':
-        return { ...base, data: false, zero: true, allocated: true, ...(m.hostOffset !== 0 ? { hostOffset: m.hostOffset } : {}) };
+        return m.hostOffset !== 0
+          ? { offset, length: len, depth: 0, filename, data: false, zero: true, allocated: true, hostOffset: m.hostOffset }
+          : { offset, length: len, depth: 0, filename, data: false, zero: true, allocated: true };
       case 'unallocated': {
         const b = this.backingImage;
-        if (!b) return { ...base, data: false, zero: true, allocated: false };
-        if (offset >= b.size()) return { ...base, data: false, zero: true, allocated: false, depth: 1 };
+        if (!b) return { offset, length: len, depth: 0, filename, data: false, zero: true, allocated: false };
+        if (offset >= b.size()) return { offset, length: len, depth: 1, filename, data: false, zero: true, allocated: false };
         const inner = await b.blockStatus(offset, Math.min(len, b.size() - offset));
         return { ...inner, depth: inner.depth + 1 };
       }
