@@ -23,6 +23,12 @@ export interface BlockCopyOptions {
   onProgress?: (bytes: number) => void;
 }
 
+/**
+ * Data written between writeback hints to the target: small enough that
+ * the disk starts early, large enough that the syncs stay few.
+ */
+const WRITEBACK_BYTES = 32 << 20;
+
 interface Compressor {
   writeCompressed(offset: number, data: Uint8Array): Promise<void>;
 }
@@ -130,14 +136,20 @@ export class BlockCopy {
   }
 
   /**
-   * Copies one claimed task extent by extent of the source's block status,
-   * as block_copy_task_run does: zero extents (whole clusters) are written
+   * Copies one claimed task as block_copy_task_run does, extent by extent
+   * of the source's block status: zero extents (whole clusters) are written
    * as zeroes that may unmap, so a sparse source gives a sparse target.
+   * The extents are found first and then copied all at once (QEMU runs
+   * them as separate tasks in parallel), so reads of clusters that lie
+   * together on the host reach the file together. Every extent is settled
+   * before the task is, since they share one buffer; the first failure in
+   * offset order is the task's.
    */
   private async copy(first: number, n: number): Promise<void> {
     const cs = this.clusterSize;
     const start = first * cs;
     const end = Math.min(start + n * cs, this.source.size());
+    const extents: { offset: number; length: number; zero: boolean }[] = [];
     for (let offset = start; offset < end; ) {
       let st: { zero: boolean; length: number };
       try {
@@ -148,22 +160,55 @@ export class BlockCopy {
       // Whole clusters only: a zero extent shorter than a cluster is copied as data.
       let length = Math.min(end - offset, Math.max(cs, Math.floor(st.length / cs) * cs));
       if (offset + length > end) length = end - offset;
-      const zero = st.zero && st.length >= length;
-      if (zero) {
-        await this.write(() => this.target.writeZeroes(offset, length, { mayUnmap: true }));
-      } else {
-        let data: Uint8Array;
-        try {
-          data = await this.source.read(offset, length);
-        } catch (err) {
-          throw new CopyError('read', err);
-        }
-        if (this.opts.compress) await this.write(() => (this.target as unknown as Compressor).writeCompressed(offset, data));
-        else await this.write(() => this.target.write(offset, data));
-      }
+      extents.push({ offset, length, zero: st.zero && st.length >= length });
       offset += length;
     }
+    const buf = this.takeBuffer(end - start);
+    try {
+      const results = await Promise.allSettled(extents.map((e) => this.copyExtent(e.offset, e.length, e.zero, buf.subarray(e.offset - start, e.offset - start + e.length))));
+      for (const r of results) if (r.status === 'rejected') throw r.reason;
+    } finally {
+      this.giveBuffer(buf);
+    }
     this.opts.onProgress?.(end - start);
+  }
+
+  private async copyExtent(offset: number, length: number, zero: boolean, buf: Uint8Array): Promise<void> {
+    if (zero) return this.write(() => this.target.writeZeroes(offset, length, { mayUnmap: true }));
+    try {
+      await this.source.readInto(buf, offset);
+    } catch (err) {
+      throw new CopyError('read', err);
+    }
+    if (this.opts.compress) await this.write(() => (this.target as unknown as Compressor).writeCompressed(offset, buf));
+    else await this.write(() => this.target.write(offset, buf));
+    this.noteWritten(length);
+  }
+
+  /** Data bytes written to the target since the last writeback hint, and the hint under way. */
+  private unsynced = 0;
+  private writeback: Promise<void> | undefined;
+
+  /** Every WRITEBACK_BYTES of data, the target is told to start writing it out (one hint at a time). */
+  private noteWritten(bytes: number): void {
+    this.unsynced += bytes;
+    if (this.unsynced < WRITEBACK_BYTES || this.writeback) return;
+    this.unsynced = 0;
+    this.writeback = this.target
+      .startWriteback()
+      .catch(() => undefined)
+      .finally(() => (this.writeback = undefined));
+  }
+
+  /** Task buffers are reused: a backup allocating a fresh MiB per task keeps the collector busy for nothing. */
+  private readonly pool: Uint8Array[] = [];
+  private takeBuffer(length: number): Uint8Array {
+    if (length > this.maxChunk) return new Uint8Array(length);
+    const b = this.pool.pop() ?? new Uint8Array(this.maxChunk);
+    return b.subarray(0, length);
+  }
+  private giveBuffer(buf: Uint8Array): void {
+    if (buf.buffer.byteLength === this.maxChunk && this.pool.length < 64) this.pool.push(new Uint8Array(buf.buffer, 0, this.maxChunk));
   }
 
   private async write(fn: () => Promise<void>): Promise<void> {
