@@ -30,7 +30,11 @@ import { median, MiB, renderTable } from './lib/stats.js';
 import { withTempDir } from './lib/tmp.js';
 
 export const description = 'full drive-backup of raw and half-allocated qcow2, blockemu daemon vs qemu-storage-daemon vs cp';
-export const flags = { size: 'image size in MiB (default 1024)', writes: 'guest 4 KiB writes per latency run (default 200)' };
+export const flags = {
+  size: 'image size in MiB (default 1024)',
+  writes: 'guest 4 KiB writes per latency run (default 200; 0 skips the latency runs)',
+  formats: 'comma-separated source formats to back up (default raw,qcow2)',
+};
 
 const BLOCKEMU = fileURLToPath(new URL('../bin/blockemu.js', import.meta.url));
 
@@ -190,7 +194,10 @@ export async function run(ctx: BenchContext): Promise<void> {
     return;
   }
   const size = intFlag(ctx, 'size', 1024) * MiB;
-  const writes = intFlag(ctx, 'writes', 200);
+  const writes = intFlag(ctx, 'writes', 200, 0);
+  const formats = (ctx.flags.get('formats') ?? 'raw,qcow2').split(',');
+  const bad = formats.filter((f) => f !== 'raw' && f !== 'qcow2');
+  if (bad.length > 0) throw new Error(`--formats: unknown format ${bad.join(', ')} (raw, qcow2)`);
   const daemons: Daemon[] = [
     { name: 'blockemu', cmd: process.execPath, pre: [...(ctx.cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${ctx.cpuProfDir}`] : []), BLOCKEMU, 'daemon'] },
     { name: 'qsd', cmd: 'qemu-storage-daemon', pre: [] },
@@ -200,7 +207,7 @@ export async function run(ctx: BenchContext): Promise<void> {
     const rows: string[][] = [
       ['image', 'blockemu', 'qsd', 'cp', 'blockemu/qsd', 'blockemu/cp', 'RSS blockemu', 'RSS qsd', 'target blockemu', 'target qsd'],
     ];
-    for (const format of ['raw', 'qcow2'] as const) {
+    for (const format of formats as ('raw' | 'qcow2')[]) {
       const image = images[format];
       const res: Record<string, BackupRun[]> = { blockemu: [], qsd: [] };
       const cp: number[] = [];
@@ -228,8 +235,9 @@ export async function run(ctx: BenchContext): Promise<void> {
     console.log(`\nfull drive-backup, ${ctx.runs} runs, medians (qcow2: every other 64 KiB cluster allocated)\n`);
     console.log(renderTable(rows, new Set([1, 2, 3, 4, 5, 6, 7, 8, 9])));
 
+    if (writes === 0) return;
     const lat: string[][] = [['image', 'no job (ms)', 'backup running (ms)', 'ratio']];
-    for (const format of ['raw', 'qcow2'] as const) {
+    for (const format of formats as ('raw' | 'qcow2')[]) {
       const idle: number[] = [];
       const busy: number[] = [];
       for (let r = 0; r < ctx.runs; r++) {

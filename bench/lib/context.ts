@@ -20,11 +20,11 @@ export interface BenchModule {
   run(ctx: BenchContext): Promise<void>;
 }
 
-/** A positive integer flag (sizes, counts), or the default when absent. */
-export function intFlag(ctx: BenchContext, name: string, dflt: number): number {
+/** A positive integer flag (sizes, counts), or the default when absent; `min: 0` also takes 0 (counts that can be skipped). */
+export function intFlag(ctx: BenchContext, name: string, dflt: number, min = 1): number {
   const v = ctx.flags.get(name);
   if (v === undefined) return dflt;
   const n = Number(v);
-  if (!Number.isSafeInteger(n) || n <= 0) throw new Error(`--${name} wants a positive integer, got '${v}'`);
+  if (!Number.isSafeInteger(n) || n < min) throw new Error(`--${name} wants ${min === 0 ? 'a non-negative' : 'a positive'} integer, got '${v}'`);
   return n;
 }
