@@ -64,8 +64,8 @@ async function writeFully(fd: number, bufs: Uint8Array[], pos: number): Promise<
 }
 
 /**
- * Positional reads and writes on one descriptor, where requests issued in
- * the same turn of the event loop that touch adjacent bytes go to the
+ * Positional reads and writes on one descriptor, where requests issued
+ * together (in one run of microtasks) that touch adjacent bytes go to the
  * kernel as one preadv/pwritev. A qcow2 image's clusters that lie together
  * on the host but apart in the guest are read by separate requests; merged,
  * they cost one trip through libuv's thread pool instead of one each,
@@ -101,11 +101,16 @@ export class IoMerger {
   private enqueue(write: boolean, bufs: Uint8Array[], pos: number): Promise<void> {
     return new Promise<void>((resolve, reject) => {
       this.stats.requests++;
-      this.queue.push({ write, pos, bufs, length: bufs.reduce((n, b) => n + b.length, 0), resolve, reject });
+      const r: Request = { write, pos, bufs, length: bufs.reduce((n, b) => n + b.length, 0), resolve, reject };
+      // A request that fills a merge on its own goes at once: waiting would only add latency.
+      if (r.length >= MERGE_MAX_BYTES) return void this.runOne(r);
+      this.queue.push(r);
       if (!this.scheduled) {
         this.scheduled = true;
-        // Everything issued until this turn's I/O callbacks and microtasks are done joins the batch.
-        setImmediate(() => this.dispatch());
+        // nextTick runs once the microtasks under way are done: everything a
+        // chain of promise continuations issues (a task's extents, the writes
+        // that follow a read) joins the batch, at no cost of an event-loop turn.
+        process.nextTick(() => this.dispatch());
       }
     });
   }
