@@ -2,6 +2,7 @@ import { BlockError, invalidImage } from '../errors.js';
 import { type CheckState, isErr } from './check-state.js';
 import { incRefcounts, type Pass, type Ret } from './check-walk.js';
 import { AUTOCLEAR_BITMAPS, EXT_BITMAPS, type Qcow2Header } from './header.js';
+import { type BitmapEntry, FLAG_IN_USE, MAX_BITMAPS, MAX_DIRECTORY_SIZE, MAX_TABLE_SIZE, parseDirectory, parseTable, TABLE_OFFSET_MASK } from './bitmap-directory.js';
 import { type CheckMessage, strerror } from './check-types.js';
 
 /** The bitmaps header extension, once validated. */
@@ -9,30 +10,6 @@ export interface BitmapsExt {
   nb: number;
   dirOffset: number;
   dirSize: number;
-}
-
-/** QEMU's persistent-bitmap limits (block/qcow2-bitmap.c). */
-const MAX_BITMAPS = 65535;
-const MAX_DIRECTORY_SIZE = 1024 * MAX_BITMAPS;
-const MAX_TABLE_SIZE = 0x8000000;
-const MAX_PHYS_SIZE = 0x20000000n;
-const MIN_GRANULARITY_BITS = 9;
-const MAX_GRANULARITY_BITS = 31;
-const MAX_NAME_SIZE = 1023;
-const RESERVED_FLAGS = 0xfffffffc;
-const FLAG_IN_USE = 1;
-const DIRTY_TRACKING = 1;
-const DIR_ENTRY = 24;
-const TABLE_RESERVED_MASK = 0xff000000000001fen;
-const TABLE_OFFSET_MASK = 0x00fffffffffffe00n;
-
-interface Bitmap {
-  name: string;
-  nameSize: number;
-  tableOffset: number;
-  tableSize: number;
-  flags: number;
-  granularityBits: number;
 }
 
 /**
@@ -73,75 +50,19 @@ export function parseBitmapsExt(h: Qcow2Header, filename: string, clusterSize: n
   return { ext: { nb, dirOffset: Number(dirOffset), dirSize: Number(dirSize) }, warnings: [] };
 }
 
-/** check_dir_entry(): the constraints a directory entry must meet. */
-function entryValid(st: CheckState, b: Bitmap, type: number, tableOffset: bigint): boolean {
-  if (
-    b.tableSize === 0 ||
-    tableOffset === 0n ||
-    tableOffset % BigInt(st.clusterSize) !== 0n ||
-    b.tableSize > MAX_TABLE_SIZE ||
-    b.granularityBits > MAX_GRANULARITY_BITS ||
-    b.granularityBits < MIN_GRANULARITY_BITS ||
-    (b.flags & RESERVED_FLAGS) !== 0 ||
-    b.nameSize > MAX_NAME_SIZE ||
-    type !== DIRTY_TRACKING
-  ) {
-    return false;
-  }
-  const phys = BigInt(b.tableSize) * BigInt(st.clusterSize);
-  if (phys > MAX_PHYS_SIZE) return false;
-  const len = BigInt(Math.floor(st.virtualSize / 512) * 512);
-  return (b.flags & FLAG_IN_USE) !== 0 || len <= (phys * 8n) << BigInt(b.granularityBits);
-}
-
 /** bitmap_list_load(): the directory, or QEMU's message for why it is unusable. */
-async function loadDirectory(st: CheckState, ext: BitmapsExt): Promise<Bitmap[] | string> {
+async function loadDirectory(st: CheckState, ext: BitmapsExt): Promise<BitmapEntry[] | string> {
   if (ext.dirSize === 0) return 'Requested bitmap directory size is zero';
   const dir = await st.read(ext.dirOffset, ext.dirSize);
   if (isErr(dir)) return `Failed to read bitmap directory: ${strerror(dir.errno)}`;
-  const v = new DataView(dir.buffer, dir.byteOffset, dir.byteLength);
-  const list: Bitmap[] = [];
-  let pos = 0;
-  while (pos < dir.length) {
-    if (pos + DIR_ENTRY > dir.length) return 'Broken bitmap directory';
-    if (list.length + 1 > ext.nb) return 'More bitmaps found than specified in header extension';
-    const tableOffset = v.getBigUint64(pos);
-    const nameSize = v.getUint16(pos + 18);
-    const extra = v.getUint32(pos + 20);
-    const size = Math.ceil((DIR_ENTRY + extra + nameSize) / 8) * 8;
-    if (pos + size > dir.length) return 'Broken bitmap directory';
-    const nameBytes = dir.subarray(pos + DIR_ENTRY + extra, pos + DIR_ENTRY + extra + nameSize);
-    const b: Bitmap = {
-      name: new TextDecoder().decode(nameBytes),
-      nameSize,
-      tableOffset: Number(tableOffset),
-      tableSize: v.getUint32(pos + 8),
-      flags: v.getUint32(pos + 12),
-      granularityBits: dir[pos + 17]!,
-    };
-    if (extra !== 0) return 'Bitmap extra data is not supported';
-    if (!entryValid(st, b, dir[pos + 16]!, tableOffset)) return `Bitmap '${b.name}' doesn't satisfy the constraints`;
-    list.push(b);
-    pos += size;
-  }
-  if (list.length !== ext.nb) return 'Less bitmaps found than specified in header extension';
-  return list;
+  return parseDirectory(dir, ext.nb, st.clusterSize, st.virtualSize);
 }
 
 /** bitmap_table_load(): the table, or the errno why it cannot be used. */
-async function loadTable(st: CheckState, b: Bitmap): Promise<BigUint64Array | { errno: string }> {
+async function loadTable(st: CheckState, b: BitmapEntry): Promise<BigUint64Array | { errno: string }> {
   const raw = await st.read(b.tableOffset, b.tableSize * 8);
   if (isErr(raw)) return raw;
-  const v = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
-  const table = new BigUint64Array(b.tableSize);
-  for (let i = 0; i < b.tableSize; i++) {
-    const e = v.getBigUint64(i * 8);
-    const off = e & TABLE_OFFSET_MASK;
-    if (e & TABLE_RESERVED_MASK) return { errno: 'EINVAL' };
-    if (off !== 0n && ((e & 1n) !== 0n || off % BigInt(st.clusterSize) !== 0n)) return { errno: 'EINVAL' };
-    table[i] = e;
-  }
-  return table;
+  return parseTable(raw, st.clusterSize);
 }
 
 /**
