@@ -111,6 +111,31 @@ export class ChunkBitmap {
     }
   }
 
+  /**
+   * The bits as a qcow2 image stores them (hbitmap serialisation): bit j of
+   * byte k is chunk 8k+j, padded to whole 64-bit words.
+   */
+  serialize(): Uint8Array {
+    const out = new Uint8Array(Math.ceil(this.chunks / 64) * 8);
+    const v = new DataView(out.buffer);
+    this.words.forEach((w, i) => v.setUint32(i * 4, w, true));
+    return out;
+  }
+
+  /** Bits a qcow2 image stored (serialize's layout); bits past the last chunk are ignored. */
+  static deserialize(size: number, granularity: number, bytes: Uint8Array): ChunkBitmap {
+    const b = new ChunkBitmap(size, granularity);
+    const v = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    for (let i = 0; i < b.words.length && i * 4 + 4 <= bytes.length; i++) {
+      let w = v.getUint32(i * 4, true);
+      const live = b.chunks - i * 32;
+      if (live < 32) w &= (1 << live) - 1;
+      b.words[i] = w >>> 0;
+      for (let x = w; x !== 0; x &= x - 1) b.setCount++;
+    }
+    return b;
+  }
+
   /** OR another bitmap of the same geometry into this one. */
   merge(other: ChunkBitmap): void {
     for (let c = other.nextSet(0); c >= 0; c = other.nextSet(c + 1)) this.set(c);
