@@ -24,6 +24,16 @@ export type BitmapSource = string | { node: string; name: string };
 
 const fail = (msg: string) => new BlockError('INVALID_ARGUMENT', msg);
 
+/** A node whose format keeps persistent bitmaps (qcow2). */
+interface BitmapStoringNode {
+  whyCannotStoreBitmap(name: string, granularity: number): string | undefined;
+  removeStoredBitmap(name: string): Promise<void>;
+}
+
+function bitmapStore(node: BlockNode): BitmapStoringNode | undefined {
+  return 'whyCannotStoreBitmap' in node ? (node as BlockNode & BitmapStoringNode) : undefined;
+}
+
 /**
  * The granularity QEMU picks when none is given
  * (bdrv_get_default_bitmap_granularity): the cluster size clamped to
@@ -52,9 +62,12 @@ export async function addBitmap(graph: BlockGraph, spec: BitmapAddSpec): Promise
     granularity = await defaultGranularity(node);
   }
   if (spec.persistent) {
-    if (node.driver !== 'qcow2') throw fail(`Can't store persistent bitmaps to ${node.nodeName}: Operation not supported`);
-    // blockemu does not write the qcow2 bitmaps extension yet; refusing beats a bitmap that silently vanishes on close.
-    throw fail(`Can't store persistent bitmaps to ${node.nodeName}: persistent bitmaps are not supported by blockemu yet`);
+    const store = bitmapStore(node);
+    if (!store) throw fail(`Can't store persistent bitmaps to ${node.nodeName}: Operation not supported`);
+    // qcow2 refuses a taken name before its own checks, without their prefix.
+    if (node.dirtyBitmaps.find(spec.name)) throw fail(`Bitmap already exists: ${spec.name}`);
+    const why = store.whyCannotStoreBitmap(spec.name, granularity);
+    if (why) throw fail(`Can't make bitmap '${spec.name}' persistent in '${node.nodeName}': ${why}`);
   }
   const bitmap = node.dirtyBitmaps.create(spec.name, granularity);
   if (spec.disabled) bitmap.disabled = true;
@@ -62,13 +75,23 @@ export async function addBitmap(graph: BlockGraph, spec: BitmapAddSpec): Promise
   return { bitmap, undo: () => node.dirtyBitmaps.release(bitmap) };
 }
 
-/** block-dirty-bitmap-remove; the undo puts the bitmap back in its place. */
-export function removeBitmap(graph: BlockGraph, nodeName: string, name: string): Undo {
+/**
+ * block-dirty-bitmap-remove; the undo puts the bitmap back in its place. A
+ * persistent bitmap leaves the image at once, as in QEMU; put back by an
+ * undo, it is stored again when the node closes.
+ */
+export async function removeBitmap(graph: BlockGraph, nodeName: string, name: string): Promise<Undo> {
   const { node, bitmap } = lookupBitmap(graph, nodeName, name);
   bitmap.check(BitmapCheck.Busy | BitmapCheck.ReadOnly);
+  await unstoreBitmap(node, bitmap);
   const index = node.dirtyBitmaps.indexOf(bitmap);
   node.dirtyBitmaps.release(bitmap);
   return () => node.dirtyBitmaps.reinsert(bitmap, index);
+}
+
+/** A persistent bitmap about to be removed leaves its image first (bdrv_remove_persistent_dirty_bitmap). */
+export async function unstoreBitmap(node: BlockNode, bitmap: DirtyBitmap): Promise<void> {
+  if (bitmap.persistent && bitmap.name !== undefined) await bitmapStore(node)?.removeStoredBitmap(bitmap.name);
 }
 
 /** block-dirty-bitmap-clear; the undo restores the bits (bdrv_restore_dirty_bitmap). */

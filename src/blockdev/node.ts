@@ -134,6 +134,11 @@ export abstract class BlockNode {
     this.dirtyBitmaps.mark(offset, length);
   }
 
+  /** The node becomes read-only for good (a snapshot's old top, reopened read-only below its overlay). */
+  async reopenReadOnly(): Promise<void> {
+    this.readOnly = true;
+  }
+
   /** cache.no-flush makes flushes no-ops. */
   async flush(): Promise<void> {
     if (this.settings.cacheNoFlush) return;

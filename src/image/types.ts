@@ -45,6 +45,8 @@ export interface ImageInfo {
     refcountBits: number;
     corrupt: boolean;
     extendedL2: boolean;
+    /** The persistent bitmaps the image's directory lists now (qcow2_get_bitmap_info_list); absent when none. */
+    bitmaps?: { name: string; granularity: number; flags: ('in-use' | 'auto')[] }[];
   };
 }
 

@@ -78,7 +78,7 @@ describe('dirty bitmaps', () => {
     expect(b.count).toBe(131072);
     undoMerge();
     expect(b.count).toBe(512);
-    const undoRemove = removeBitmap(g, 'n', 'a');
+    const undoRemove = await removeBitmap(g, 'n', 'a');
     expect(n.dirtyBitmaps.all().map((x) => x.name)).toEqual(['b']);
     undoRemove();
     expect(n.dirtyBitmaps.all().map((x) => x.name)).toEqual(['b', 'a']);
@@ -102,10 +102,11 @@ describe('dirty bitmaps', () => {
       "Bitmaps are of different sizes (destination size is 4194304, source size is 2097152) and can't be merged",
     );
     expect(() => mergeBitmaps(g, 'n', 'a', ['nope'])).toThrow("Dirty bitmap 'nope' not found");
-    expect(() => removeBitmap(g, 'zz', 'a')).toThrow("Node 'zz' not found");
+    await expect(removeBitmap(g, 'zz', 'a')).rejects.toThrow("Node 'zz' not found");
     const { bitmap } = await addBitmap(g, { node: 'n', name: 'busy' });
     bitmap.busy = true;
-    for (const op of [() => removeBitmap(g, 'n', 'busy'), () => clearBitmap(g, 'n', 'busy'), () => setBitmapEnabled(g, 'n', 'busy', false)]) {
+    await expect(removeBitmap(g, 'n', 'busy')).rejects.toThrow("Bitmap 'busy' is currently in use by another operation and cannot be used");
+    for (const op of [() => clearBitmap(g, 'n', 'busy'), () => setBitmapEnabled(g, 'n', 'busy', false)]) {
       expect(op).toThrow("Bitmap 'busy' is currently in use by another operation and cannot be used");
     }
   });

@@ -5,6 +5,7 @@ import type { Extent } from '../../image/types.js';
 import { BlockNode, type ChildLink, type NodeImageInfo, type WriteFlags, type ZeroFlags } from '../node.js';
 import { NodeByteFile } from '../node-file.js';
 import { NodeImage } from '../node-image.js';
+import { ChunkBitmap } from '../bitmap.js';
 
 /**
  * The `qcow2` format driver: a Qcow2Image whose bytes come from the `file`
@@ -37,6 +38,7 @@ export class Qcow2Node extends BlockNode {
     try {
       image = await Qcow2Image.openFile(new NodeByteFile(file, filename), {
         readOnly,
+        persistentBitmaps: true,
         openBacking: backing === undefined,
         ...(backing ? { backingImage: await NodeImage.of(backing) } : {}),
         openBackingImage: (p, fmt, depth) => openImage(p, { format: fmt, readOnly: true, depth }),
@@ -50,7 +52,49 @@ export class Qcow2Node extends BlockNode {
     }
     const links: ChildLink[] = [{ role: 'file', node: file }];
     if (backing) links.push({ role: 'backing', node: backing });
-    return new Qcow2Node(name, image, file, readOnly, links);
+    const node = new Qcow2Node(name, image, file, readOnly, links);
+    try {
+      await node.loadBitmaps();
+    } catch (err) {
+      await image.close();
+      throw err;
+    }
+    return node;
+  }
+
+  /**
+   * qcow2_load_dirty_bitmaps: the image's bitmaps become the node's, in
+   * directory order (so listed newest first, as QEMU lists them). One that
+   * was in use when its owner went down is inconsistent; on a read-only
+   * image all are read-only. A read-write open flags them in use on disk.
+   */
+  private async loadBitmaps(): Promise<void> {
+    const loaded = await this.image.bitmaps.load();
+    for (const l of loaded) {
+      const b = this.dirtyBitmaps.create(l.name, l.granularity);
+      b.persistent = true;
+      // An inconsistent bitmap records nothing (bdrv_dirty_bitmap_set_inconsistent disables it).
+      b.disabled = !l.enabled || l.inUse;
+      b.inconsistent = l.inUse;
+      b.readOnly = this.readOnly;
+      if (l.data) b.bits = ChunkBitmap.deserialize(this.size(), l.granularity, l.data);
+    }
+    if (!this.readOnly && loaded.length > 0) await this.image.bitmaps.markInUse();
+  }
+
+  /**
+   * Why a bitmap cannot become persistent here
+   * (qcow2_co_can_store_new_dirty_bitmap), or undefined. A name in use is
+   * refused before the checks (by the generic "already exists").
+   */
+  whyCannotStoreBitmap(name: string, granularity: number): string | undefined {
+    const others = this.dirtyBitmaps.all().filter((b) => b.persistent && b.name !== undefined);
+    return this.image.bitmaps.whyCannotStore(name, granularity, others.map((b) => b.name!));
+  }
+
+  /** Removes a persistent bitmap from the image at once, as QEMU does (a bitmap never stored is no error). */
+  async removeStoredBitmap(name: string): Promise<void> {
+    await this.image.bitmaps.remove(name);
   }
 
   size(): number {
@@ -96,6 +140,8 @@ export class Qcow2Node extends BlockNode {
     const i = this.image.info();
     const f = await this.file.imageInfo();
     const out: NodeImageInfo = { ...i, actualSize: f.actualSize };
+    const bitmaps = await this.image.bitmaps.describe();
+    if (bitmaps.length > 0 && out.formatSpecific) out.formatSpecific = { ...out.formatSpecific, bitmaps };
     const backingNode = this.child('backing');
     if (backingNode) {
       out.backingImage = await backingNode.imageInfo();
@@ -118,7 +164,34 @@ export class Qcow2Node extends BlockNode {
     return out;
   }
 
-  protected doClose(): Promise<void> {
+  /** Writes the persistent bitmaps that may change into the image (qcow2_store_persistent_dirty_bitmaps). */
+  private async storeBitmaps(): Promise<void> {
+    const keep = this.dirtyBitmaps.all().filter((b) => b.persistent && !b.inconsistent && !b.readOnly && b.name !== undefined);
+    await this.image.bitmaps.store(keep.map((b) => ({ name: b.name!, granularity: b.granularity, enabled: !b.disabled, data: b.bits.serialize() })));
+  }
+
+  /**
+   * qcow2_reopen_bitmaps_ro: the bitmaps are stored now (the image will
+   * not be written again) and become read-only. The node stays read-only
+   * even if storing fails; the bitmaps then stay flagged in use.
+   */
+  override async reopenReadOnly(): Promise<void> {
+    if (this.readOnly) return;
+    try {
+      await this.storeBitmaps();
+    } finally {
+      for (const b of this.dirtyBitmaps.all()) if (b.persistent) b.readOnly = true;
+      await super.reopenReadOnly();
+    }
+  }
+
+  /**
+   * Closing stores the persistent bitmaps first (qcow2_inactivate). If that
+   * fails they stay flagged in use on disk, so the next open reports them
+   * inconsistent rather than stale — QEMU warns and goes on closing too.
+   */
+  protected async doClose(): Promise<void> {
+    if (!this.readOnly) await this.storeBitmaps().catch(() => undefined);
     return this.image.close();
   }
 }

@@ -21,6 +21,7 @@ import { RefcountManager } from './refcount.js';
 import { TableCache } from './table-cache.js';
 import { loadImageState } from './open-state.js';
 import { Qcow2Writer } from './writer.js';
+import { BitmapStore } from './bitmaps.js';
 import { mapInTable, type Mapping, unallocatedRun } from './mapping.js';
 
 export type { Mapping } from './mapping.js';
@@ -39,6 +40,13 @@ export interface Qcow2OpenOptions {
   l2CacheBytes?: number;
   /** Bytes of refcount blocks kept in memory (default 1 MiB, at least 4 blocks). */
   refcountCacheBytes?: number;
+  /**
+   * The caller keeps the image's persistent dirty bitmaps (loads them with
+   * `bitmaps`, records writes in them, stores them before closing), so a
+   * read-write open of an image that has some is allowed. Without it such
+   * an open is refused: writes would leave the bitmaps silently stale.
+   */
+  persistentBitmaps?: boolean;
 }
 
 export const MAX_BACKING_DEPTH = 64;
@@ -57,6 +65,8 @@ export class Qcow2Image implements BlockImage {
   readonly l1: Uint8Array;
   readonly l1View: DataView;
   readonly l1Dirty = new Set<number>();
+  /** The persistent dirty bitmaps on disk (loaded and stored by the image's owner). */
+  readonly bitmaps: BitmapStore = new BitmapStore(this);
   private readonly writer: Qcow2Writer | undefined;
   private closing: Promise<void> | undefined;
   /** The last cluster decompressed, keyed by stream offset; valid only while `freed` is unchanged. */

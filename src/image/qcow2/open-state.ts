@@ -41,7 +41,7 @@ export async function loadImageState(file: ByteFile, opts: Qcow2OpenOptions): Pr
       header = parseHeader(await file.read(0, headLen), path, await file.size());
       if (header.incompatibleFeatures & INCOMPAT_DIRTY) throw invalidImage(path, 'Could not repair dirty image: the dirty bit is still set');
     }
-    if (!readOnly) await prepareForWriting(file, header, path);
+    if (!readOnly) await prepareForWriting(file, header, path, opts.persistentBitmaps ?? false);
     const layout = new Qcow2Layout(header.clusterBits, header.refcountOrder);
     const l1 = await file.read(header.l1TableOffset, header.l1Size * 8);
     const refCacheBlocks = Math.max(4, Math.floor((opts.refcountCacheBytes ?? 1 << 20) / layout.clusterSize));
@@ -58,17 +58,20 @@ export async function loadImageState(file: ByteFile, opts: Qcow2OpenOptions): Pr
   }
 }
 
-async function prepareForWriting(file: ByteFile, h: Qcow2Header, path: string): Promise<void> {
+async function prepareForWriting(file: ByteFile, h: Qcow2Header, path: string, keepsBitmaps: boolean): Promise<void> {
   if (h.incompatibleFeatures & INCOMPAT_CORRUPT) {
     throw new BlockError('INVALID_IMAGE', `Could not open '${path}': qcow2: Image is corrupt; cannot be opened read/write`);
   }
-  if (h.extensions.some((e) => e.type === EXT_BITMAPS) && h.autoclearFeatures & AUTOCLEAR_BITMAPS) {
-    throw new BlockError('UNSUPPORTED', `Could not open '${path}': persistent dirty bitmaps are not supported for writing yet; open the image read-only`);
+  const hasBitmaps = h.extensions.some((e) => e.type === EXT_BITMAPS) && (h.autoclearFeatures & AUTOCLEAR_BITMAPS) !== 0n;
+  if (hasBitmaps && !keepsBitmaps) {
+    throw new BlockError('UNSUPPORTED', `Could not open '${path}': this tool does not keep persistent dirty bitmaps up to date; open the image read-only, or through the daemon`);
   }
-  // Autoclear bits we do not maintain must be cleared before the first write (qcow2.txt).
-  if (h.version === 3 && h.autoclearFeatures !== 0n) {
+  // Autoclear bits we do not maintain must be cleared before the first write (qcow2.txt); the bitmaps bit stays when the owner keeps them.
+  const keep = hasBitmaps ? AUTOCLEAR_BITMAPS : 0n;
+  if (h.version === 3 && (h.autoclearFeatures & ~keep) !== 0n) {
     const b = new Uint8Array(8);
-    h.autoclearFeatures = 0n;
+    h.autoclearFeatures &= keep;
+    new DataView(b.buffer).setBigUint64(0, h.autoclearFeatures);
     await file.write(HDR_OFF_AUTOCLEAR, b);
     await file.flush();
   }

@@ -9,8 +9,8 @@ export function addBitmapCommands(table: CommandTable<QmpContext>): void {
     .add(S.blockDirtyBitmapAdd, async (a, ctx) => {
       await ops.addBitmap(ctx.graph, a);
     })
-    .add(S.blockDirtyBitmapRemove, (a, ctx) => {
-      ops.removeBitmap(ctx.graph, a.node, a.name);
+    .add(S.blockDirtyBitmapRemove, async (a, ctx) => {
+      await ops.removeBitmap(ctx.graph, a.node, a.name);
     })
     .add(S.blockDirtyBitmapClear, (a, ctx) => {
       ops.clearBitmap(ctx.graph, a.node, a.name);

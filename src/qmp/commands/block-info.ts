@@ -26,6 +26,7 @@ function imageInfo(i: NodeImageInfo, withBacking: boolean): Record<string, unkno
         compat: fs.compat,
         ...(fs.compat === '1.1' ? { 'extended-l2': fs.extendedL2, 'lazy-refcounts': fs.lazyRefcounts, corrupt: fs.corrupt } : {}),
         'refcount-bits': fs.refcountBits,
+        ...(fs.bitmaps ? { bitmaps: fs.bitmaps } : {}),
         'compression-type': fs.compressionType,
       },
     };

@@ -90,9 +90,9 @@ export async function prepareSnapshot(ctx: QmpContext, d: Infer<typeof BlockdevS
   return { old, overlay, createdFile: undefined, attached: true };
 }
 
-/** external_snapshot_commit: the old node becomes read-only below its overlay. */
-export function commitSnapshot(s: PreparedSnapshot): void {
-  s.old.readOnly = true;
+/** external_snapshot_commit: the old node becomes read-only below its overlay (a failure there is ignored, as QEMU ignores it). */
+export async function commitSnapshot(s: PreparedSnapshot): Promise<void> {
+  await s.old.reopenReadOnly().catch(() => undefined);
 }
 
 /** external_snapshot_abort: the overlay goes; unlike QEMU, a file this snapshot created goes too. */

@@ -129,6 +129,8 @@ function bitmapRemoval(env: ActionEnv, node: string, name: string): Action {
       checkIndividual(env, 'block-dirty-bitmap-remove');
       const found = bitmaps.lookupBitmap(env.ctx.graph, node, name);
       found.bitmap.check(BitmapCheck.Busy | BitmapCheck.ReadOnly);
+      // As QEMU: a persistent bitmap leaves the image now; an abort keeps it in memory, to be stored again at close.
+      await bitmaps.unstoreBitmap(found.node, found.bitmap);
       found.bitmap.busy = true;
       bitmap = found;
     },
@@ -153,7 +155,7 @@ function snapshotAction(env: ActionEnv, kind: Kind, prepare: () => Promise<Prepa
       prepared = await prepare();
     },
     async commit() {
-      if (prepared) commitSnapshot(prepared);
+      if (prepared) await commitSnapshot(prepared);
     },
     async abort() {
       if (prepared) await abortSnapshot(env.ctx, prepared);
