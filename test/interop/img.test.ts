@@ -175,6 +175,13 @@ describe.skipIf(!qemu.available)('blockemu img info (vs qemu-img info)', () => {
     await q('create', '-q', '-f', 'qcow2', '-b', join(s.dir, 'sub-b.qcow2'), '-F', 'qcow2', 'abs.qcow2');
     await q('create', '-q', '-f', 'qcow2', '-b', 'missing.qcow2', '-F', 'qcow2', '-u', 'orphan.qcow2', '1M');
     await q('create', '-q', '-f', 'qcow2', '-b', 'orphan.qcow2', '-F', 'qcow2', '-u', 'orphan-top.qcow2', '1M');
+    // Persistent bitmaps: one recording, one disabled (an empty flags list), one left in use by a process that died.
+    await q('create', '-q', '-f', 'qcow2', 'bm.qcow2', '4M');
+    await q('bitmap', '--add', 'bm.qcow2', 'rec');
+    await q('bitmap', '--add', '-g', '131072', '--disable', 'bm.qcow2', 'off');
+    await q('create', '-q', '-f', 'qcow2', 'bm-used.qcow2', '4M');
+    await q('bitmap', '--add', 'bm-used.qcow2', 'rec');
+    await run('qemu-io', ['-c', 'write 0 64k', '-c', 'abort', 'bm-used.qcow2'], { cwd: s.dir });
     // The corrupt bit (incompatible feature bit 1, header byte 79), set by hand.
     await q('create', '-q', '-f', 'qcow2', 'corrupt.qcow2', '1M');
     const fh = await open(join(s.dir, 'corrupt.qcow2'), 'r+');
@@ -196,6 +203,8 @@ describe.skipIf(!qemu.available)('blockemu img info (vs qemu-img info)', () => {
     [['abs.qcow2']],
     [['orphan.qcow2']],
     [['corrupt.qcow2']],
+    [['bm.qcow2']],
+    [['bm-used.qcow2']],
     [['-f', 'raw', 'c.qcow2']],
     [['-U', 'c.qcow2']],
     [['--backing-chain', 'c.qcow2']],

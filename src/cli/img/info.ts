@@ -1,4 +1,5 @@
 import { resolve } from 'node:path';
+import { Qcow2Image } from '../../image/qcow2/image.js';
 import type { BlockImage, ImageInfo } from '../../image/types.js';
 import { sizeToStr } from './numfmt.js';
 import { openForCli, pathCombine } from './open.js';
@@ -50,7 +51,9 @@ export async function imgInfo(io: ImgIo, a: InfoArgs): Promise<number> {
   }
   if (fmt === 'json') {
     const objs = reports.map(toJson);
-    io.out(`${JSON.stringify(a.backingChain ? objs : objs[0], null, 4)}\n`);
+    // QEMU's pretty printer opens and closes an empty array on two lines.
+    const text = JSON.stringify(a.backingChain ? objs : objs[0], null, 4).replace(/^( *)(.*)\[\]/gm, (_, ind: string, pre: string) => `${ind}${pre}[\n${ind}]`);
+    io.out(`${text}\n`);
   } else {
     io.out(reports.map(toHuman).join('\n'));
   }
@@ -60,6 +63,11 @@ export async function imgInfo(io: ImgIo, a: InfoArgs): Promise<number> {
 async function describe(img: BlockImage, name: string): Promise<Report> {
   try {
     const info = img.info();
+    // qemu-img lists a qcow2 image's persistent bitmaps as its directory has them.
+    if (img instanceof Qcow2Image && info.formatSpecific) {
+      const bitmaps = await img.bitmaps.describe();
+      if (bitmaps.length > 0) info.formatSpecific = { ...info.formatSpecific, bitmaps };
+    }
     const actualSize = await img.actualSize();
     const fullBacking = info.backingFilename !== undefined ? pathCombine(name, info.backingFilename) : undefined;
     return { name, info, actualSize, fullBacking };
@@ -87,6 +95,8 @@ function toJson(r: Report): Record<string, unknown> {
             compat: fs.compat,
             'compression-type': fs.compressionType,
             'lazy-refcounts': fs.lazyRefcounts,
+            // Keys in qemu-img's (QDict) order.
+            ...(fs.bitmaps ? { bitmaps: fs.bitmaps.map((b) => ({ flags: b.flags, name: b.name, granularity: b.granularity })) } : {}),
             'refcount-bits': fs.refcountBits,
             corrupt: fs.corrupt,
             'extended-l2': fs.extendedL2,
@@ -120,6 +130,13 @@ function toHuman(r: Report): string {
   if (fs) {
     lines.push('Format specific information:', `    compat: ${fs.compat}`, `    compression type: ${fs.compressionType}`);
     if (fs.compat !== '0.10') lines.push(`    lazy refcounts: ${fs.lazyRefcounts}`);
+    if (fs.bitmaps) {
+      lines.push('    bitmaps:');
+      fs.bitmaps.forEach((b, i) => {
+        lines.push(`        [${i}]:`, '            flags:', ...b.flags.map((f, j) => `                [${j}]: ${f}`));
+        lines.push(`            name: ${b.name}`, `            granularity: ${b.granularity}`);
+      });
+    }
     lines.push(`    refcount bits: ${fs.refcountBits}`);
     if (fs.compat !== '0.10') lines.push(`    corrupt: ${fs.corrupt}`, `    extended l2: ${fs.extendedL2}`);
   }
