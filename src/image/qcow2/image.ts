@@ -1,4 +1,3 @@
-import { dirname, isAbsolute, resolve } from 'node:path';
 import type { CreateOptions } from '../create.js';
 import { BlockError } from '../errors.js';
 import type { ByteFile } from '../byte-file.js';
@@ -8,19 +7,14 @@ import type { BlockImage, Extent, ImageFormat, ImageInfo, WriteZeroesOptions } f
 import { decompressCluster } from './compress.js';
 import { createQcow2 } from './create.js';
 import { compressedRef, type L2Entry } from './entry.js';
-import {
-  COMPAT_LAZY_REFCOUNTS,
-  INCOMPAT_CORRUPT,
-  INCOMPAT_DIRTY,
-  INCOMPAT_EXTL2,
-  type Qcow2Header,
-} from './header.js';
+import type { Qcow2Header } from './header.js';
 import { COPIED_HI, entryHi, entryLo, entryOffset, L1_RESERVED_HI, L1_RESERVED_LO, L2_RESERVED_HI, L2_RESERVED_LO, offsetHi, offsetLo, Qcow2Layout, setEntry, viewOf } from './layout.js';
 import { Mutex, RangeLocks } from './locks.js';
 import { RefcountManager } from './refcount.js';
 import { TableCache } from './table-cache.js';
 import { loadImageState } from './open-state.js';
 import { Qcow2Writer } from './writer.js';
+import { describeHeader } from './describe.js';
 import { BitmapStore } from './bitmaps.js';
 import { mapInTable, type Mapping, unallocatedRun } from './mapping.js';
 
@@ -395,29 +389,7 @@ export class Qcow2Image implements BlockImage {
   }
 
   info(): ImageInfo {
-    const h = this.header;
-    const info: ImageInfo = {
-      format: 'qcow2',
-      filename: this.filename,
-      virtualSize: h.size,
-      clusterSize: this.layout.clusterSize,
-      dirtyFlag: (h.incompatibleFeatures & INCOMPAT_DIRTY) !== 0n,
-      formatSpecific: {
-        type: 'qcow2',
-        compat: h.version === 3 ? '1.1' : '0.10',
-        compressionType: h.compressionType === 1 ? 'zstd' : 'zlib',
-        lazyRefcounts: (h.compatibleFeatures & COMPAT_LAZY_REFCOUNTS) !== 0n,
-        refcountBits: this.layout.refcountBits,
-        corrupt: (h.incompatibleFeatures & INCOMPAT_CORRUPT) !== 0n,
-        extendedL2: (h.incompatibleFeatures & INCOMPAT_EXTL2) !== 0n,
-      },
-    };
-    if (h.backingFile) {
-      info.backingFilename = h.backingFile;
-      info.fullBackingFilename = isAbsolute(h.backingFile) ? h.backingFile : resolve(dirname(this.filename), h.backingFile);
-      if (h.backingFormat) info.backingFormat = h.backingFormat;
-    }
-    return info;
+    return describeHeader(this.header, this.filename, this.layout);
   }
 
   close(): Promise<void> {
