@@ -14,6 +14,7 @@ import { BlockGraph } from '../../src/blockdev/graph.js';
 import { openBlockdev } from '../../src/blockdev/open.js';
 import { BackupJob, type BackupListener } from '../../src/jobs/backup.js';
 import { VirtualClock } from '../../src/jobs/clock.js';
+import { createImage, openImage } from '../../src/image/open.js';
 import { withTempDir } from '../helpers/qemu.js';
 
 const SIZE = 2 << 20;
@@ -36,25 +37,58 @@ const op: fc.Arbitrary<Op> = fc.oneof(
   fc.record({ kind: fc.constant('step' as const), slices: fc.integer({ min: 1, max: 4 }) }),
 );
 
-describe('backup: point in time (property)', () => {
+/**
+ * The two layouts: raw to raw in one-cluster tasks, and a qcow2 source with
+ * every other cluster unallocated to a qcow2 target in 1 MiB tasks, where a
+ * task is several extents (data and zeroes) copied at once.
+ */
+const LAYOUTS = [
+  { name: 'raw, one-cluster tasks', format: 'raw', maxChunk: 64 * KiB },
+  { name: 'half-allocated qcow2, 1 MiB tasks of several extents', format: 'qcow2', maxChunk: 1 << 20 },
+] as const;
+
+/** The source's original bytes and the images: qcow2 sources hold data only in even clusters (odd ones read as zeroes). */
+async function makeImages(dir: string, run: number, format: 'raw' | 'qcow2'): Promise<{ original: Uint8Array; src: string; tgt: string }> {
+  const original = new Uint8Array(SIZE);
+  for (let i = 0; i < SIZE; i++) original[i] = format === 'qcow2' && (i >> 16) % 2 === 1 ? 0 : (i * 7 + (i >> 9) + run) & 0xff;
+  const src = join(dir, `src${run}.${format}`);
+  const tgt = join(dir, `tgt${run}.${format}`);
+  if (format === 'raw') {
+    await writeFile(src, original);
+    await writeFile(tgt, new Uint8Array(SIZE));
+    return { original, src, tgt };
+  }
+  await createImage(src, { format: 'qcow2', size: SIZE });
+  await createImage(tgt, { format: 'qcow2', size: SIZE });
+  const img = await openImage(src);
+  for (let off = 0; off < SIZE; off += 128 * KiB) await img.write(off, original.subarray(off, off + 64 * KiB));
+  await img.close();
+  return { original, src, tgt };
+}
+
+async function readImage(path: string): Promise<Buffer> {
+  const img = await openImage(path, { readOnly: true });
+  try {
+    return Buffer.from(await img.read(0, SIZE));
+  } finally {
+    await img.close();
+  }
+}
+
+describe.each(LAYOUTS)('backup: point in time (property), $name', ({ format, maxChunk }) => {
   it('random guest writes interleaved with job progress never reach the target', async () => {
     await withTempDir(async (dir) => {
       let run = 0;
       await fc.assert(
         fc.asyncProperty(fc.array(op, { minLength: 1, maxLength: 25 }), async (ops) => {
           run++;
-          const original = new Uint8Array(SIZE);
-          for (let i = 0; i < SIZE; i++) original[i] = (i * 7 + (i >> 9) + run) & 0xff;
-          const src = join(dir, `src${run}.raw`);
-          const tgt = join(dir, `tgt${run}.raw`);
-          await writeFile(src, original);
-          await writeFile(tgt, new Uint8Array(SIZE));
+          const { original, src, tgt } = await makeImages(dir, run, format);
           const g = new BlockGraph();
-          const source = await openBlockdev(g, { driver: 'raw', 'node-name': 'src', file: { driver: 'file', filename: src } });
-          const target = await openBlockdev(g, { driver: 'raw', 'node-name': 'tgt', file: { driver: 'file', filename: tgt } });
+          const source = await openBlockdev(g, { driver: format, 'node-name': 'src', file: { driver: 'file', filename: src } });
+          const target = await openBlockdev(g, { driver: format, 'node-name': 'tgt', file: { driver: 'file', filename: tgt } });
           const clock = new VirtualClock();
-          // 256 KiB/s: one 64 KiB-cluster task of up to 1 MiB per 100 ms slice at most, so steps decide the progress.
-          const job = new BackupJob('j', quiet, { source, target, sync: 'full', speed: 256 * KiB, clock, maxChunk: 64 * KiB });
+          // 256 KiB/s: at most one task per 100 ms slice (a task is charged whole), so steps decide the progress.
+          const job = new BackupJob('j', quiet, { source, target, sync: 'full', speed: 256 * KiB, clock, maxChunk });
           job.start();
           const inFlight: Promise<void>[] = [];
           for (const o of ops) {
@@ -76,7 +110,7 @@ describe('backup: point in time (property)', () => {
           await job.concludedPromise;
           expect(job.error).toBeUndefined();
           await g.closeAll();
-          const got = await readFile(tgt);
+          const got = format === 'raw' ? await readFile(tgt) : await readImage(tgt);
           expect(Buffer.compare(got, Buffer.from(original))).toBe(0);
         }),
         { numRuns: Number(process.env.PIT_RUNS ?? 30) },
