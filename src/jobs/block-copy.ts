@@ -114,8 +114,10 @@ export class BlockCopy {
         c++;
         continue;
       }
+      // At most one task's worth at a time (block_copy splits so too): a huge guest write must not mean a huge buffer.
       let n = 1;
-      while (c + n <= last && this.bitmap.get(c + n) && !this.inFlight.has(c + n)) n++;
+      const max = Math.max(1, Math.floor(this.maxChunk / this.clusterSize));
+      while (n < max && c + n <= last && this.bitmap.get(c + n) && !this.inFlight.has(c + n)) n++;
       await this.copyClaimed(c, n);
       c += n;
     }
@@ -163,7 +165,8 @@ export class BlockCopy {
       extents.push({ offset, length, zero: st.zero && st.length >= length });
       offset += length;
     }
-    const buf = this.takeBuffer(end - start);
+    // Zero extents need no buffer; a task of zeroes only takes none.
+    const buf = extents.some((e) => !e.zero) ? this.takeBuffer(end - start) : new Uint8Array(0);
     try {
       const results = await Promise.allSettled(extents.map((e) => this.copyExtent(e.offset, e.length, e.zero, buf.subarray(e.offset - start, e.offset - start + e.length))));
       for (const r of results) if (r.status === 'rejected') throw r.reason;
@@ -208,7 +211,7 @@ export class BlockCopy {
     return b.subarray(0, length);
   }
   private giveBuffer(buf: Uint8Array): void {
-    if (buf.buffer.byteLength === this.maxChunk && this.pool.length < 64) this.pool.push(new Uint8Array(buf.buffer, 0, this.maxChunk));
+    if (buf.length > 0 && buf.buffer.byteLength === this.maxChunk && this.pool.length < 64) this.pool.push(new Uint8Array(buf.buffer, 0, this.maxChunk));
   }
 
   private async write(fn: () => Promise<void>): Promise<void> {

@@ -43,14 +43,16 @@ const op: fc.Arbitrary<Op> = fc.oneof(
  * task is several extents (data and zeroes) copied at once.
  */
 const LAYOUTS = [
-  { name: 'raw, one-cluster tasks', format: 'raw', maxChunk: 64 * KiB },
-  { name: 'half-allocated qcow2, 1 MiB tasks of several extents', format: 'qcow2', maxChunk: 1 << 20 },
+  { name: 'raw, one-cluster tasks', format: 'raw', half: false, maxChunk: 64 * KiB, compress: false },
+  { name: 'half-allocated qcow2, 1 MiB tasks of several extents', format: 'qcow2', half: true, maxChunk: 1 << 20, compress: false },
+  // Compressed writes take one cluster each, also when a guest write covers many allocated ones.
+  { name: 'allocated qcow2 to a compressed target', format: 'qcow2', half: false, maxChunk: 1 << 20, compress: true },
 ] as const;
 
-/** The source's original bytes and the images: qcow2 sources hold data only in even clusters (odd ones read as zeroes). */
-async function makeImages(dir: string, run: number, format: 'raw' | 'qcow2'): Promise<{ original: Uint8Array; src: string; tgt: string }> {
+/** The source's original bytes and the images: a half-allocated qcow2 source holds data only in even clusters (odd ones read as zeroes). */
+async function makeImages(dir: string, run: number, format: 'raw' | 'qcow2', half: boolean): Promise<{ original: Uint8Array; src: string; tgt: string }> {
   const original = new Uint8Array(SIZE);
-  for (let i = 0; i < SIZE; i++) original[i] = format === 'qcow2' && (i >> 16) % 2 === 1 ? 0 : (i * 7 + (i >> 9) + run) & 0xff;
+  for (let i = 0; i < SIZE; i++) original[i] = half && (i >> 16) % 2 === 1 ? 0 : (i * 7 + (i >> 9) + run) & 0xff;
   const src = join(dir, `src${run}.${format}`);
   const tgt = join(dir, `tgt${run}.${format}`);
   if (format === 'raw') {
@@ -61,7 +63,8 @@ async function makeImages(dir: string, run: number, format: 'raw' | 'qcow2'): Pr
   await createImage(src, { format: 'qcow2', size: SIZE });
   await createImage(tgt, { format: 'qcow2', size: SIZE });
   const img = await openImage(src);
-  for (let off = 0; off < SIZE; off += 128 * KiB) await img.write(off, original.subarray(off, off + 64 * KiB));
+  const step = half ? 128 * KiB : 64 * KiB;
+  for (let off = 0; off < SIZE; off += step) await img.write(off, original.subarray(off, off + 64 * KiB));
   await img.close();
   return { original, src, tgt };
 }
@@ -75,20 +78,20 @@ async function readImage(path: string): Promise<Buffer> {
   }
 }
 
-describe.each(LAYOUTS)('backup: point in time (property), $name', ({ format, maxChunk }) => {
+describe.each(LAYOUTS)('backup: point in time (property), $name', ({ format, half, maxChunk, compress }) => {
   it('random guest writes interleaved with job progress never reach the target', async () => {
     await withTempDir(async (dir) => {
       let run = 0;
       await fc.assert(
         fc.asyncProperty(fc.array(op, { minLength: 1, maxLength: 25 }), async (ops) => {
           run++;
-          const { original, src, tgt } = await makeImages(dir, run, format);
+          const { original, src, tgt } = await makeImages(dir, run, format, half);
           const g = new BlockGraph();
           const source = await openBlockdev(g, { driver: format, 'node-name': 'src', file: { driver: 'file', filename: src } });
           const target = await openBlockdev(g, { driver: format, 'node-name': 'tgt', file: { driver: 'file', filename: tgt } });
           const clock = new VirtualClock();
           // 256 KiB/s: at most one task per 100 ms slice (a task is charged whole), so steps decide the progress.
-          const job = new BackupJob('j', quiet, { source, target, sync: 'full', speed: 256 * KiB, clock, maxChunk });
+          const job = new BackupJob('j', quiet, { source, target, sync: 'full', speed: 256 * KiB, clock, maxChunk, compress });
           job.start();
           const inFlight: Promise<void>[] = [];
           for (const o of ops) {
