@@ -1,4 +1,5 @@
 import { type Command, CommanderError, Option } from 'commander';
+import { type BitmapAction, imgBitmap } from '../../src/cli/img/bitmap.js';
 import { imgCompare } from '../../src/cli/img/compare.js';
 import { imgConvert } from '../../src/cli/img/convert.js';
 import { imgCreate } from '../../src/cli/img/create.js';
@@ -138,4 +139,27 @@ export function addImgCommand(program: Command): void {
     );
 
   addImgCheck(img);
+
+  // Actions run in command-line order; commander reports each option as it parses it.
+  const actions: BitmapAction[] = [];
+  const bitmap = img
+    .command('bitmap')
+    .description("edit a qcow2 image's persistent dirty bitmaps (qemu-img bitmap)")
+    .usage('(--merge SOURCE | --add | --remove | --clear | --enable | --disable)... [-b source_file [-F source_fmt]] [-g granularity] [-f fmt] filename bitmap')
+    .option('--add', 'add the bitmap (persistent; -g sets its granularity)')
+    .option('--remove', 'remove the bitmap')
+    .option('--clear', 'clear its bits')
+    .option('--enable', 'make it record writes')
+    .option('--disable', 'make it stop recording')
+    .option('--merge <source>', 'merge bitmap SOURCE (of -b source_file, or of this image) into it')
+    .option('-b <source_file>', 'the image --merge reads its source bitmap from')
+    .option('-F <source_fmt>', 'format of source_file')
+    .option('-g <granularity>', 'granularity of an added bitmap')
+    .option('-f <fmt>', 'image format (probed when absent)')
+    .argument('[args...]', 'filename bitmap')
+    .action(async (args: string[], o: { f?: string; b?: string; F?: string; g?: string }) =>
+      run((io) => imgBitmap(io, { actions, format: o.f, sourceFile: o.b, sourceFormat: o.F, granularity: o.g, args })),
+    );
+  for (const op of ['add', 'remove', 'clear', 'enable', 'disable'] as const) bitmap.on(`option:${op}`, () => actions.push({ op }));
+  bitmap.on('option:merge', (source: string) => actions.push({ op: 'merge', source }));
 }

@@ -3,7 +3,7 @@ import { HostFile } from '../image/file.js';
 import { probeFormat } from '../image/probe.js';
 import { checkQcow2, type CheckMessage, type CheckResult, type RepairMode } from '../image/qcow2/check.js';
 import { parseOutputFormat } from './img/info.js';
-import { innerOpenMessage } from './img/open.js';
+import { innerOpenMessage, probedRawWarning } from './img/open.js';
 import { type ImgIo, ImgFailure, PROG, usageError } from './img/output.js';
 
 export interface CheckArgs {
@@ -79,11 +79,7 @@ async function openFormat(io: ImgIo, name: string, format: string | undefined, w
     throw new ImgFailure(`Could not open '${name}': ${innerOpenMessage(err, name)}`);
   }
   if (probed === 'raw' && format === undefined && writable) {
-    io.err(
-      `WARNING: Image format was not specified for '${name}' and probing guessed raw.\n` +
-        '         Automatically detecting the format is dangerous for raw images, write operations on block 0 will be restricted.\n' +
-        "         Specify the 'raw' format explicitly to remove the restrictions.\n",
-    );
+    io.err(probedRawWarning(name));
   }
   return probed;
 }

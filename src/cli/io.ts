@@ -1,6 +1,6 @@
 import { runQemuIoCommand } from '../blockdev/qemu-io/index.js';
 import type { BlockImage } from '../image/types.js';
-import { tryOpen } from './img/open.js';
+import { probedRawWarning, tryOpen } from './img/open.js';
 
 /**
  * `blockemu io`: qemu-io 7.2's command-line tool over our images. Messages
@@ -102,13 +102,4 @@ export async function ioMain(io: IoStreams, a: IoArgs): Promise<number> {
 function isQuit(line: string): boolean {
   const word = line.split(' ').find((w) => w !== '');
   return word === 'quit' || word === 'q';
-}
-
-/** What QEMU prints when it guessed raw for an image opened without a format. */
-function probedRawWarning(file: string): string {
-  return (
-    `WARNING: Image format was not specified for '${file}' and probing guessed raw.\n` +
-    '         Automatically detecting the format is dangerous for raw images, write operations on block 0 will be restricted.\n' +
-    "         Specify the 'raw' format explicitly to remove the restrictions.\n"
-  );
 }

@@ -6,59 +6,15 @@
  * `qemu-img check`; a daemon killed while holding an image leaves its
  * bitmaps flagged in use, which both daemons then report as inconsistent.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
 import { copyFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
-import { QmpClient } from '../../src/qmp/client.js';
+import type { QmpClient } from '../../src/qmp/client.js';
 import { QmpError } from '../../src/qmp/error.js';
-import { BLOCKEMU, qemu, qemuImg, qemuIo, withTempDir } from '../helpers/qemu.js';
+import { bitmapView, withDaemon } from '../helpers/bitmap-daemon.js';
+import { qemu, qemuImg, qemuIo, withTempDir } from '../helpers/qemu.js';
 
-type Daemon = 'qsd' | 'blockemu';
 type Outcome = { return: unknown } | { error: string };
-
-interface NodeInfo {
-  'node-name': string;
-  'dirty-bitmaps'?: unknown[];
-  image: { 'format-specific'?: { data: { bitmaps?: unknown[] } } };
-}
-
-/** The image's node as both daemons describe it: its bitmaps in memory and in the image's directory. */
-async function bitmapView(c: QmpClient): Promise<{ dirty: unknown; stored: unknown }> {
-  const nodes = await c.execute<NodeInfo[]>('query-named-block-nodes', { flat: true });
-  const disk = nodes.find((n) => n['node-name'] === 'disk')!;
-  return { dirty: disk['dirty-bitmaps'] ?? [], stored: disk.image['format-specific']?.data.bitmaps ?? [] };
-}
-
-/** Runs `fn` against a daemon holding `image` as node `disk`; quits it (or, with `kill`, kills it) afterwards. */
-async function withDaemon<T>(which: Daemon, image: string, fn: (c: QmpClient) => Promise<T>, opts: { kill?: boolean } = {}): Promise<T> {
-  const sock = `${image}.${which}.sock`;
-  const args = [
-    '--blockdev', `driver=file,node-name=disk-file,filename=${image}`,
-    '--blockdev', 'driver=qcow2,node-name=disk,file=disk-file',
-    '--chardev', `socket,id=m,path=${sock},server=on,wait=off`,
-    '--monitor', 'chardev=m',
-  ];
-  const proc: ChildProcess = which === 'qsd' ? spawn('qemu-storage-daemon', args, { stdio: 'ignore' }) : spawn(process.execPath, [BLOCKEMU, 'daemon', ...args], { stdio: 'ignore' });
-  let client: QmpClient | undefined;
-  for (let i = 0; i < 200 && !client; i++) {
-    if (proc.exitCode !== null) throw new Error(`${which} exited with ${proc.exitCode}`);
-    client = await QmpClient.connect(sock).catch(async () => {
-      await sleep(25);
-      return undefined;
-    });
-  }
-  if (!client) throw new Error(`${which}: no QMP socket`);
-  try {
-    return await fn(client);
-  } finally {
-    if (opts.kill) proc.kill('SIGKILL');
-    else await client.execute('quit').catch(() => undefined);
-    await client.close();
-    if (proc.exitCode === null && proc.signalCode === null) await new Promise((r) => proc.once('exit', r));
-  }
-}
 
 async function outcome(c: QmpClient, cmd: string, args: Record<string, unknown>): Promise<Outcome> {
   try {

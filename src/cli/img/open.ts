@@ -47,6 +47,15 @@ export function innerOpenMessage(err: unknown, path: string): string {
   return msg;
 }
 
+/** What QEMU prints when it guessed raw for an image opened for writing without a format. */
+export function probedRawWarning(file: string): string {
+  return (
+    `WARNING: Image format was not specified for '${file}' and probing guessed raw.\n` +
+    '         Automatically detecting the format is dangerous for raw images, write operations on block 0 will be restricted.\n' +
+    "         Specify the 'raw' format explicitly to remove the restrictions.\n"
+  );
+}
+
 export interface CliOpenOptions {
   format?: string;
   readOnly?: boolean;
