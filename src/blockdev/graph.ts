@@ -66,6 +66,9 @@ export class BlockGraph {
     const node = this.nodes.get(name);
     if (!node) throw new BlockError('NOT_FOUND', `Failed to find node with node-name='${name}'`);
     if (node.busyWith) throw new BlockError('INVALID_ARGUMENT', `Node '${name}' is busy: block device is in use by ${node.busyWith}`);
+    // A backing child is op-blocked by its overlay (bdrv_set_backing_hd's backing_blocker).
+    const overlay = this.list().find((n) => n.child('backing') === node);
+    if (overlay) throw new BlockError('INVALID_ARGUMENT', `Node '${name}' is busy: node is used as backing hd of '${overlay.nodeName}'`);
     if (!this.monitorOwned.has(name)) throw new BlockError('INVALID_ARGUMENT', `Node ${name} is not owned by the monitor`);
     if (node.inUse) throw new BlockError('INVALID_ARGUMENT', `Block device ${name} is in use`);
     await this.closeTree(node);
@@ -85,8 +88,21 @@ export class BlockGraph {
     }
   }
 
-  /** Takes a filter out of the graph (a job's end): the node goes, its children stay as they are. */
+  /**
+   * bdrv_replace_node for the node parents: every node that uses `from`
+   * (but `except`, the new node's own link to it) uses `to` instead.
+   * Returns the parents moved, for moving them back.
+   */
+  async moveParents(from: BlockNode, to: BlockNode, except: BlockNode): Promise<BlockNode[]> {
+    const moved = this.list().filter((n) => n !== except && n !== to && n.children().includes(from));
+    for (const n of moved) await n.replaceChild(from, to);
+    return moved;
+  }
+
+  /** Takes a filter out of the graph (a job's end): its parents go back to its file child, the node goes, its children stay as they are. */
   async removeFilter(node: BlockNode): Promise<void> {
+    const below = node.child('file');
+    if (below) await this.moveParents(node, below, below);
     await node.close();
     if (this.nodes.get(node.nodeName) === node) this.nodes.delete(node.nodeName);
     this.monitorOwned.delete(node.nodeName);

@@ -12,9 +12,14 @@ import type { BlockNode } from './node.js';
  */
 export class NodeByteFile implements ByteFile {
   constructor(
-    private readonly node: BlockNode,
+    private node: BlockNode,
     readonly path: string,
   ) {}
+
+  /** From now on the bytes come from `node` (the file child was replaced, by a filter say). */
+  retarget(node: BlockNode): void {
+    this.node = node;
+  }
 
   get readOnly(): boolean {
     return this.node.readOnly;

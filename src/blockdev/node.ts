@@ -169,6 +169,24 @@ export abstract class BlockNode {
     if (node) node.parentCount++;
   }
 
+  /**
+   * Points this node's links to `old` at `next` instead (one parent's part
+   * of bdrv_replace_node): its requests go to `next` from now on. Drivers
+   * that keep a child at hand update it in childReplaced.
+   */
+  async replaceChild(old: BlockNode, next: BlockNode): Promise<void> {
+    for (const l of this.links.filter((x) => x.node === old)) await this.childReplaced(l.role, next);
+    this.links = this.links.map((l) => {
+      if (l.node !== old) return l;
+      old.parentCount--;
+      next.parentCount++;
+      return { role: l.role, node: next };
+    });
+  }
+
+  /** The child of `role` is `node` now; drivers holding children outside `links` follow. */
+  protected async childReplaced(_role: string, _node: BlockNode): Promise<void> {}
+
   childLinks(): readonly ChildLink[] {
     return this.links;
   }

@@ -45,7 +45,7 @@ export class BlkdebugNode extends BlockNode {
 
   constructor(
     name: string,
-    private readonly image: BlockNode,
+    private image: BlockNode,
     inject: InjectErrorRule[],
     private readonly setState: SetStateRule[],
     readOnly: boolean,
@@ -85,6 +85,9 @@ export class BlkdebugNode extends BlockNode {
 
   size(): number {
     return this.image.size();
+  }
+  protected override async childReplaced(role: string, node: BlockNode): Promise<void> {
+    if (role === 'image') this.image = node;
   }
   protected async doRead(offset: number, length: number): Promise<Uint8Array> {
     await this.check('read', offset, length);

@@ -15,7 +15,7 @@ export class CopyBeforeWriteNode extends BlockNode {
 
   constructor(
     name: string,
-    private readonly source: BlockNode,
+    private source: BlockNode,
     target: BlockNode,
     clusterSize: number,
   ) {
@@ -32,6 +32,9 @@ export class CopyBeforeWriteNode extends BlockNode {
 
   size(): number {
     return this.source.size();
+  }
+  protected override async childReplaced(role: string, node: BlockNode): Promise<void> {
+    if (role === 'file') this.source = node;
   }
   blockStatus(offset: number, length: number): Promise<Extent> {
     return this.source.blockStatus(offset, length);

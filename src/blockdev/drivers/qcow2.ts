@@ -19,7 +19,7 @@ export class Qcow2Node extends BlockNode {
   private constructor(
     name: string,
     readonly image: Qcow2Image,
-    private readonly file: BlockNode,
+    private file: BlockNode,
     readOnly: boolean,
     links: ChildLink[],
   ) {
@@ -121,6 +121,16 @@ export class Qcow2Node extends BlockNode {
   blockStatus(offset: number, length: number): Promise<Extent> {
     return this.image.blockStatus(offset, length);
   }
+  /** The image's bytes and backing image follow the graph: its file is read through the new node, its backing image is the new node. */
+  protected override async childReplaced(role: string, node: BlockNode): Promise<void> {
+    if (role === 'file') {
+      this.file = node;
+      (this.image.file as NodeByteFile).retarget(node);
+    } else if (role === 'backing') {
+      this.image.attachBacking(await NodeImage.of(node));
+    }
+  }
+
   /** blockdev-snapshot: this overlay (opened without a backing image) reads through to `node` from now on; undefined undoes it. */
   async setBackingNode(node: BlockNode | undefined): Promise<void> {
     this.image.attachBacking(node ? await NodeImage.of(node) : undefined);

@@ -15,7 +15,7 @@ export class RawNode extends BlockNode {
 
   constructor(
     name: string,
-    private readonly file: BlockNode,
+    private file: BlockNode,
     private readonly offset: number,
     private readonly fixedSize: number | undefined,
     readOnly: boolean,
@@ -32,6 +32,10 @@ export class RawNode extends BlockNode {
 
   size(): number {
     return this.fixedSize ?? this.file.size() - this.offset;
+  }
+
+  protected override async childReplaced(role: string, node: BlockNode): Promise<void> {
+    if (role === 'file') this.file = node;
   }
 
   protected async doRead(offset: number, length: number): Promise<Uint8Array> {

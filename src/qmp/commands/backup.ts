@@ -77,7 +77,7 @@ export async function createBackup(ctx: QmpContext, a: Args, source: BlockNode, 
   let filter: CopyBeforeWriteNode | undefined;
   try {
     if (source.size() !== target.size()) throw fail('Source and target image have different sizes');
-    filter = insertFilter(ctx, a['filter-node-name'], source, target);
+    filter = await insertFilter(ctx, a['filter-node-name'], source, target);
     const clusterSize = backupClusterSize(target);
     if (perf?.['max-chunk'] && perf['max-chunk'] < clusterSize) throw fail(`Required max-chunk (${perf['max-chunk']}) is less than backup cluster size (${clusterSize})`);
     const id = a['job-id'] ?? '';
@@ -127,7 +127,7 @@ export async function createBackup(ctx: QmpContext, a: Args, source: BlockNode, 
  * by filter-node-name or automatically; a bad name fails as node creation
  * fails in QEMU. The job marks it busy, so it cannot be deleted or used.
  */
-function insertFilter(ctx: QmpContext, name: string | undefined, source: BlockNode, target: BlockNode): CopyBeforeWriteNode {
+async function insertFilter(ctx: QmpContext, name: string | undefined, source: BlockNode, target: BlockNode): Promise<CopyBeforeWriteNode> {
   let nodeName: string;
   try {
     nodeName = ctx.graph.assignName(name);
@@ -137,6 +137,8 @@ function insertFilter(ctx: QmpContext, name: string | undefined, source: BlockNo
   const filter = new CopyBeforeWriteNode(nodeName, source, target, backupClusterSize(target));
   ctx.graph.add(filter, false);
   filter.busyWith = 'block job: backup';
+  // Above the source, as bdrv_cbw_append puts it: the source's parents now go through the filter.
+  await ctx.graph.moveParents(source, filter, filter);
   return filter;
 }
 

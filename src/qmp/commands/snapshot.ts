@@ -18,15 +18,16 @@ export interface PreparedSnapshot {
   createdFile: string | undefined;
   /** blockdev-snapshot: the overlay existed before, only its backing link is new. */
   attached?: boolean;
+  /** The old node's parents, moved onto the overlay (abort moves them back). */
+  moved: BlockNode[];
 }
 
 /**
  * blockdev-snapshot-sync's prepare (blockdev.c external_snapshot_prepare),
  * checks in QEMU's order and words: the node, the overlay's name, then the
  * overlay image (created with the old node's file as backing file unless
- * mode=existing) opened on top of the old node. Parents of the old node
- * would have to move to the overlay (bdrv_append); blockemu's nodes have
- * none but other nodes, so a node another node uses is refused.
+ * mode=existing) opened on top of the old node. The old node's parents
+ * move to the overlay (bdrv_append), so they write into it from now on.
  */
 export async function prepareSnapshotSync(ctx: QmpContext, d: Infer<typeof BlockdevSnapshotSync>): Promise<PreparedSnapshot> {
   // bdrv_lookup_bs(device, node-name): `device` names a BlockBackend, which the storage daemon never has, so only node-name finds a node.
@@ -37,7 +38,6 @@ export async function prepareSnapshotSync(ctx: QmpContext, d: Infer<typeof Block
   const snapshotName = d['snapshot-node-name'];
   if (d['node-name'] !== undefined && snapshotName === undefined) throw fail('New overlay node-name missing');
   if (snapshotName !== undefined && ctx.graph.get(snapshotName)) throw fail('New overlay node-name already in use');
-  if (old.inUse) throw fail(`Node '${old.nodeName}' is used by another node; blockemu cannot move its users onto an overlay yet`);
   if (!old.readOnly) await old.flush();
   const format = d.format ?? 'qcow2';
   if (format !== 'qcow2') throw fail(format === 'raw' ? "The overlay does not support backing images" : `Unknown driver '${format}'`);
@@ -63,7 +63,7 @@ export async function prepareSnapshotSync(ctx: QmpContext, d: Infer<typeof Block
       // blockemu keeps it as if added by blockdev-add, so it can be used and deleted.
       true,
     );
-    return { old, overlay, createdFile };
+    return { old, overlay, createdFile, moved: await ctx.graph.moveParents(old, overlay, overlay) };
   } catch (err) {
     if (createdFile !== undefined) await unlink(createdFile).catch(() => undefined);
     throw err;
@@ -85,9 +85,8 @@ export async function prepareSnapshot(ctx: QmpContext, d: Infer<typeof BlockdevS
   if (overlay.busyWith) throw fail(`Node '${overlay.nodeName}' is busy: block device is in use by ${overlay.busyWith}`);
   if (!(overlay instanceof Qcow2Node)) throw fail('The overlay does not support backing images');
   if (overlay.image.hasBacking() || overlay.child('backing')) throw fail('The overlay already has a backing image');
-  if (old.inUse) throw fail(`Node '${old.nodeName}' is used by another node; blockemu cannot move its users onto an overlay yet`);
   await overlay.setBackingNode(old);
-  return { old, overlay, createdFile: undefined, attached: true };
+  return { old, overlay, createdFile: undefined, attached: true, moved: await ctx.graph.moveParents(old, overlay, overlay) };
 }
 
 /** external_snapshot_commit: the old node becomes read-only below its overlay (a failure there is ignored, as QEMU ignores it). */
@@ -97,6 +96,7 @@ export async function commitSnapshot(s: PreparedSnapshot): Promise<void> {
 
 /** external_snapshot_abort: the overlay goes; unlike QEMU, a file this snapshot created goes too. */
 export async function abortSnapshot(ctx: QmpContext, s: PreparedSnapshot): Promise<void> {
+  for (const p of s.moved) await p.replaceChild(s.overlay, s.old);
   if (s.attached) {
     await (s.overlay as Qcow2Node).setBackingNode(undefined);
     return;
