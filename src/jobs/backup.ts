@@ -123,6 +123,8 @@ export class BackupJob extends Job {
     this.source.beforeWrite.push(this.hook);
     this.source.ref();
     this.target.ref();
+    // The job holds its filter as QEMU's holds the cbw node: deleting a parent above it does not take it away.
+    this.filter?.ref();
     // QEMU blocks operations on the target (and the filter), not on the source: a second backup of it is allowed.
     this.target.busyWith = 'block job: backup';
   }
@@ -257,6 +259,7 @@ export class BackupJob extends Job {
     if (i >= 0) this.source.beforeWrite.splice(i, 1);
     this.source.unref();
     this.target.unref();
+    this.filter?.unref();
     this.target.busyWith = undefined;
     await this.afterClean?.();
   }
