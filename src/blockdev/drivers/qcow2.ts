@@ -1,5 +1,6 @@
 import { BlockError } from '../../image/errors.js';
 import { openImage } from '../../image/open.js';
+import type { LoadedBitmap } from '../../image/qcow2/bitmaps.js';
 import { Qcow2Image } from '../../image/qcow2/image.js';
 import type { Extent } from '../../image/types.js';
 import { BlockNode, type ChildLink, type NodeImageInfo, type WriteFlags, type ZeroFlags } from '../node.js';
@@ -34,6 +35,11 @@ export class Qcow2Node extends BlockNode {
   static async open(name: string, file: BlockNode, readOnly: boolean, backing: BlockNode | null | undefined): Promise<Qcow2Node> {
     const filename = (await file.imageInfo()).filename;
     if (!readOnly && file.readOnly) throw new BlockError('READ_ONLY', `Block node is read-only`, { errno: 'EPERM' });
+    // The image layer speaks like qemu-img ("Could not open 'f': …"); a node's open error is just the reason, as QEMU's.
+    const reason = (err: unknown) =>
+      err instanceof BlockError && err.message.startsWith(`Could not open '${filename}': `)
+        ? new BlockError(err.code, err.message.slice(`Could not open '${filename}': `.length), { errno: err.errno, cause: err })
+        : err;
     let image: Qcow2Image;
     try {
       image = await Qcow2Image.openFile(new NodeByteFile(file, filename), {
@@ -44,32 +50,30 @@ export class Qcow2Node extends BlockNode {
         openBackingImage: (p, fmt, depth) => openImage(p, { format: fmt, readOnly: true, depth }),
       });
     } catch (err) {
-      // The image layer speaks like qemu-img ("Could not open 'f': …"); a node's open error is just the reason, as QEMU's.
-      if (err instanceof BlockError && err.message.startsWith(`Could not open '${filename}': `)) {
-        throw new BlockError(err.code, err.message.slice(`Could not open '${filename}': `.length), { errno: err.errno, cause: err });
-      }
-      throw err;
+      throw reason(err);
+    }
+    // qcow2_load_dirty_bitmaps, before the node exists: a bad directory fails the open and leaves nothing behind.
+    let loaded: LoadedBitmap[];
+    try {
+      loaded = await image.bitmaps.load();
+      if (!readOnly && loaded.length > 0) await image.bitmaps.markInUse();
+    } catch (err) {
+      await image.close();
+      throw reason(err);
     }
     const links: ChildLink[] = [{ role: 'file', node: file }];
     if (backing) links.push({ role: 'backing', node: backing });
     const node = new Qcow2Node(name, image, file, readOnly, links);
-    try {
-      await node.loadBitmaps();
-    } catch (err) {
-      await image.close();
-      throw err;
-    }
+    node.adoptBitmaps(loaded);
     return node;
   }
 
   /**
-   * qcow2_load_dirty_bitmaps: the image's bitmaps become the node's, in
-   * directory order (so listed newest first, as QEMU lists them). One that
-   * was in use when its owner went down is inconsistent; on a read-only
-   * image all are read-only. A read-write open flags them in use on disk.
+   * The image's bitmaps become the node's, in directory order (so listed
+   * newest first, as QEMU lists them). One that was in use when its owner
+   * went down is inconsistent; on a read-only image all are read-only.
    */
-  private async loadBitmaps(): Promise<void> {
-    const loaded = await this.image.bitmaps.load();
+  private adoptBitmaps(loaded: readonly LoadedBitmap[]): void {
     for (const l of loaded) {
       const b = this.dirtyBitmaps.create(l.name, l.granularity);
       b.persistent = true;
@@ -79,7 +83,6 @@ export class Qcow2Node extends BlockNode {
       b.readOnly = this.readOnly;
       if (l.data) b.bits = ChunkBitmap.deserialize(this.size(), l.granularity, l.data);
     }
-    if (!this.readOnly && loaded.length > 0) await this.image.bitmaps.markInUse();
   }
 
   /**
