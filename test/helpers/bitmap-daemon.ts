@@ -22,12 +22,12 @@ export async function bitmapView(c: QmpClient): Promise<{ dirty: unknown; stored
   return { dirty: disk['dirty-bitmaps'] ?? [], stored: disk.image['format-specific']?.data.bitmaps ?? [] };
 }
 
-/** Runs `fn` against a daemon holding `image` as node `disk`; quits it (or, with `kill`, kills it) afterwards. */
-export async function withDaemon<T>(which: Daemon, image: string, fn: (c: QmpClient) => Promise<T>, opts: { kill?: boolean } = {}): Promise<T> {
+/** Runs `fn` against a daemon holding `image` as node `disk` (with `bare`, no node); quits it (or, with `kill`, kills it) afterwards. */
+export async function withDaemon<T>(which: Daemon, image: string, fn: (c: QmpClient) => Promise<T>, opts: { kill?: boolean; bare?: boolean } = {}): Promise<T> {
   const sock = `${image}.${which}.sock`;
   const args = [
-    '--blockdev', `driver=file,node-name=disk-file,filename=${image}`,
-    '--blockdev', 'driver=qcow2,node-name=disk,file=disk-file',
+    // bare: no nodes (the test adds them itself).
+    ...(opts.bare ? [] : ['--blockdev', `driver=file,node-name=disk-file,filename=${image}`, '--blockdev', 'driver=qcow2,node-name=disk,file=disk-file']),
     '--chardev', `socket,id=m,path=${sock},server=on,wait=off`,
     '--monitor', 'chardev=m',
   ];

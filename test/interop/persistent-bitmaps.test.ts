@@ -6,7 +6,7 @@
  * `qemu-img check`; a daemon killed while holding an image leaves its
  * bitmaps flagged in use, which both daemons then report as inconsistent.
  */
-import { copyFile } from 'node:fs/promises';
+import { copyFile, open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { QmpClient } from '../../src/qmp/client.js';
@@ -141,6 +141,33 @@ describe.skipIf(!qemu.available || !qemu.storageDaemon)('persistent dirty bitmap
       expect(want.refused).toEqual({ error: "Bitmap 'old' is readonly and cannot be modified" });
       expect(await storedBitmaps(join(dir, 'b.qcow2'))).toEqual(await storedBitmaps(join(dir, 'q.qcow2')));
       await checkClean(join(dir, 'b.qcow2'));
+    });
+  });
+
+  it("an image whose bitmap directory breaks the rules does not open, in QEMU's words, and leaves its file node free", async () => {
+    await withTempDir(async (dir) => {
+      const img = join(dir, 'bad.qcow2');
+      await qemuImg('create', '-q', '-f', 'qcow2', img, '4M');
+      await qemuImg('bitmap', '--add', img, 'b');
+      // The entry's granularity bits (byte 17 of the entry) set to 40: more than the 31 QEMU allows.
+      const fh = await open(img, 'r+');
+      const head = new Uint8Array(65536);
+      await fh.read(head, 0, head.length, 0);
+      const v = new DataView(head.buffer);
+      let dirOffset = 0;
+      for (let off = v.getUint32(100); v.getUint32(off) !== 0; off += 8 + Math.ceil(v.getUint32(off + 4) / 8) * 8) {
+        if (v.getUint32(off) === 0x23852875) dirOffset = Number(v.getBigUint64(off + 24));
+      }
+      await fh.write(new Uint8Array([40]), 0, 1, dirOffset + 17);
+      await fh.close();
+      const session = async (c: QmpClient) => [
+        await outcome(c, 'blockdev-add', { driver: 'file', 'node-name': 'f', filename: img }),
+        await outcome(c, 'blockdev-add', { driver: 'qcow2', 'node-name': 'q', file: 'f' }),
+        await outcome(c, 'blockdev-del', { 'node-name': 'f' }),
+      ];
+      const want = await withDaemon('qsd', img, session, { bare: true });
+      expect(await withDaemon('blockemu', img, session, { bare: true })).toEqual(want);
+      expect(want[1]).toEqual({ error: "Bitmap 'b' doesn't satisfy the constraints" });
     });
   });
 
