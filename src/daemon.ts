@@ -2,6 +2,10 @@ import { unlink, writeFile } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import { BlockGraph } from './blockdev/graph.js';
 import type { BlockdevSpec } from './blockdev/open.js';
+import { BlockExports } from './export/exports.js';
+import { addExportCommands, exportSpec, nbdAddress } from './qmp/commands/exports.js';
+import { BLOCK_EXPORT_EVENTS, type BlockExportOptions, type NbdServerOptions } from './qmp/schema/block-export.js';
+import type { Infer } from './qmp/schema/types.js';
 import { logger } from './log.js';
 import { addBitmapCommands } from './qmp/commands/bitmaps.js';
 import { addBlockdevCommands, addBlockdev } from './qmp/commands/blockdev.js';
@@ -27,10 +31,20 @@ export interface MonitorConfig {
   mode?: number;
 }
 
+/**
+ * A --blockdev, --nbd-server or --export option, validated: they take
+ * effect in command-line order (a node before its export, the server
+ * before its exports), as qemu-storage-daemon processes them.
+ */
+export type SetupStep =
+  | { option: 'blockdev'; arg: string; spec: BlockdevSpec }
+  | { option: 'nbd-server'; arg: string; server: Infer<typeof NbdServerOptions> }
+  | { option: 'export'; arg: string; export: Infer<typeof BlockExportOptions> };
+
 export interface DaemonConfig {
   monitors: MonitorConfig[];
-  /** --blockdev options, validated, opened in order before the monitors listen. */
-  blockdevs?: Array<{ arg: string; spec: BlockdevSpec }>;
+  /** --blockdev, --nbd-server and --export, carried out in order before the monitors listen. */
+  setup?: SetupStep[];
   pidfile?: string;
   /** The clock jobs run on: real time (default), or virtual time that moves when every job waits on it (blockemu's --clock). */
   clock?: 'real' | 'virtual';
@@ -58,6 +72,7 @@ export class Daemon {
     readonly monitors: QmpServer[],
     readonly graph: BlockGraph,
     readonly jobs: JobManager,
+    readonly exports: BlockExports,
     private readonly pidfile: string | undefined,
     private readonly log: Logger,
   ) {
@@ -75,19 +90,22 @@ export class Daemon {
     addTransactionCommands(commands);
     addClockCommands(commands);
     addCreateCommands(commands);
+    addExportCommands(commands);
     const graph = new BlockGraph();
     const jobs = new JobManager(config.clock);
-    const events: EventDef[] = [...JOB_EVENTS, ...BLOCK_CORE_EVENTS];
+    const events: EventDef[] = [...JOB_EVENTS, ...BLOCK_CORE_EVENTS, ...BLOCK_EXPORT_EVENTS];
     // Events go to every monitor of the daemon, which exists once the monitors do.
     const jobEvents = jobEventListener((name, data) => daemon?.emitEvent(name, data), () => jobs);
     const servers: QmpServer[] = [];
     let daemon: Daemon | undefined;
-    for (const b of config.blockdevs ?? []) {
+    const exports = new BlockExports(graph, (id) => daemon?.emitEvent('BLOCK_EXPORT_DELETED', { id }), log);
+    for (const step of config.setup ?? []) {
       try {
-        await addBlockdev({ graph }, b.spec);
+        await runSetupStep(step, graph, exports);
       } catch (err) {
+        await exports.close();
         await graph.closeAll();
-        throw new Error(`--blockdev ${b.arg}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+        throw new Error(`--${step.option} ${step.arg}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
       }
     }
     try {
@@ -101,6 +119,7 @@ export class Daemon {
             graph,
             jobs,
             jobEvents,
+            exports,
             makeParser: config.makeParser,
             // The reply to quit goes out first; shutdown starts on the next turn.
             quit: () => setImmediate(() => void daemon?.shutdown('quit')),
@@ -113,10 +132,11 @@ export class Daemon {
       if (config.pidfile) await writeFile(config.pidfile, `${process.pid}\n`);
     } catch (err) {
       await Promise.all(servers.map((s) => s.close()));
+      await exports.close();
       await graph.closeAll();
       throw err;
     }
-    daemon = new Daemon(servers, graph, jobs, config.pidfile, log);
+    daemon = new Daemon(servers, graph, jobs, exports, config.pidfile, log);
     log.info({ monitors: servers.map((s) => s.path) }, 'daemon started');
     return daemon;
   }
@@ -137,6 +157,8 @@ export class Daemon {
     this.shuttingDown ??= (async () => {
       this.log.info({ reason }, 'daemon shutting down');
       await Promise.all(this.monitors.map((m) => m.close()));
+      // qemu-storage-daemon's order: exports, then jobs, then the nodes.
+      await this.exports.close();
       await this.jobs.cancelAll();
       // Every image flushed and closed before the process may exit.
       await this.graph.closeAll();
@@ -147,3 +169,16 @@ export class Daemon {
   }
 }
 
+
+async function runSetupStep(step: SetupStep, graph: BlockGraph, exports: BlockExports): Promise<void> {
+  switch (step.option) {
+    case 'blockdev':
+      return addBlockdev({ graph }, step.spec);
+    case 'nbd-server': {
+      const s = step.server;
+      return exports.startNbdServer(nbdAddress(s.addr), { maxConnections: s['max-connections'], tlsCreds: s['tls-creds'] });
+    }
+    case 'export':
+      exports.add(exportSpec(step.export));
+  }
+}

@@ -65,6 +65,8 @@ export class BlockGraph {
   async delete(name: string): Promise<void> {
     const node = this.nodes.get(name);
     if (!node) throw new BlockError('NOT_FOUND', `Failed to find node with node-name='${name}'`);
+    // An export's BlockBackend on the node (bdrv_has_blk).
+    if (node.users.size > 0) throw new BlockError('INVALID_ARGUMENT', `Node ${name} is in use`);
     if (node.busyWith) throw new BlockError('INVALID_ARGUMENT', `Node '${name}' is busy: block device is in use by ${node.busyWith}`);
     // A backing child is op-blocked by its overlay (bdrv_set_backing_hd's backing_blocker).
     const overlay = this.list().find((n) => n.child('backing') === node);
@@ -89,14 +91,26 @@ export class BlockGraph {
   }
 
   /**
-   * bdrv_replace_node for the node parents: every node that uses `from`
-   * (but `except`, the new node's own link to it) uses `to` instead.
-   * Returns the parents moved, for moving them back.
+   * bdrv_replace_node: every node that uses `from` (but `except`, the new
+   * node's own link to it) and every user outside the graph (an export)
+   * uses `to` instead. Returns what moves them back, exactly those.
    */
-  async moveParents(from: BlockNode, to: BlockNode, except: BlockNode): Promise<BlockNode[]> {
+  async moveParents(from: BlockNode, to: BlockNode, except: BlockNode): Promise<() => Promise<void>> {
     const moved = this.list().filter((n) => n !== except && n !== to && n.children().includes(from));
     for (const n of moved) await n.replaceChild(from, to);
-    return moved;
+    const users = [...from.users];
+    const move = (a: BlockNode, b: BlockNode) => {
+      for (const u of users) {
+        a.detachUser(u);
+        b.attachUser(u);
+        u.nodeReplaced(b);
+      }
+    };
+    move(from, to);
+    return async () => {
+      for (const n of moved) await n.replaceChild(to, from);
+      move(to, from);
+    };
   }
 
   /** Takes a filter out of the graph (a job's end): its parents go back to its file child, the node goes, its children stay as they are. */

@@ -43,6 +43,15 @@ export interface NodeSettings {
 
 export const DEFAULT_SETTINGS: NodeSettings = { detectZeroes: 'off', discard: 'ignore', cacheDirect: false, cacheNoFlush: false };
 
+/**
+ * A user of a node from outside the graph (an export's BlockBackend):
+ * when a filter or an overlay takes the node's place, its users follow
+ * (bdrv_replace_node moves BlockBackends too).
+ */
+export interface NodeUser {
+  nodeReplaced(next: BlockNode): void;
+}
+
 /** A child link: the role QEMU names it by ('file', 'backing', 'image', …) and the node. */
 export interface ChildLink {
   readonly role: string;
@@ -69,6 +78,8 @@ export abstract class BlockNode {
   busyWith: string | undefined;
   /** The node's dirty bitmaps, marked by every completed write, zero write and discard. */
   readonly dirtyBitmaps: NodeBitmaps;
+  /** Users outside the graph (exports); each also holds a reference. */
+  readonly users = new Set<NodeUser>();
   private parentCount = 0;
   private closed: Promise<void> | undefined;
 
@@ -207,6 +218,13 @@ export abstract class BlockNode {
   }
   unref(): void {
     this.parentCount--;
+  }
+  attachUser(u: NodeUser): void {
+    this.users.add(u);
+    this.ref();
+  }
+  detachUser(u: NodeUser): void {
+    if (this.users.delete(u)) this.unref();
   }
 
   /**

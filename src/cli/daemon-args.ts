@@ -135,14 +135,13 @@ QEMU storage daemon (blockemu: QEMU's block layer in TypeScript)
   --export [type=]nbd,id=<id>,node-name=<node-name>[,name=<export-name>]
            [,writable=on|off][,bitmap=<name>]
                          export the specified block node over NBD
-                         (not supported yet)
 
   --monitor [chardev=]name[,mode=control][,pretty[=on|off]]
                          configure a QMP monitor
 
   --nbd-server addr.type=inet,addr.host=<host>,addr.port=<port>
   --nbd-server addr.type=unix,addr.path=<path>
-                         start an NBD server (not supported yet)
+                         start an NBD server for exporting block nodes
 
   --object help | <type>,help | <type>,id=<id>[,<property>=<value>…]
                          create a QOM object (not supported)

@@ -1,9 +1,10 @@
 import { resolve } from 'node:path';
 import type { BlockdevSpec } from '../blockdev/open.js';
-import type { DaemonConfig, MonitorConfig } from '../daemon.js';
+import type { DaemonConfig, MonitorConfig, SetupStep } from '../daemon.js';
 import { parseCliObject } from '../qmp/cli-object.js';
 import { QmpError } from '../qmp/error.js';
 import { BlockdevOptions } from '../qmp/schema/block-core.js';
+import { BlockExportOptions, NbdServerOptions } from '../qmp/schema/block-export.js';
 import { ArgsError, type DaemonOption, parseOptsString } from './daemon-args.js';
 
 /** A failure in one option, reported as qemu-storage-daemon does: "--opt value: message". */
@@ -40,8 +41,17 @@ const bool = (opt: DaemonOption, key: string, v: string | undefined, def: boolea
 export function planDaemon(options: DaemonOption[]): DaemonPlan {
   const chardevs = new Map<string, Chardev>();
   const monitors: MonitorConfig[] = [];
-  const blockdevs: Array<{ arg: string; spec: BlockdevSpec }> = [];
-  const plan: DaemonPlan = { config: { monitors, blockdevs }, daemonize: false, help: false, version: false };
+  const setup: SetupStep[] = [];
+  const plan: DaemonPlan = { config: { monitors, setup }, daemonize: false, help: false, version: false };
+  /** The option's QAPI value, or qsd's message for it. */
+  const visit = <T>(opt: DaemonOption & { value: string }, make: () => T): T => {
+    try {
+      return make();
+    } catch (err) {
+      if (err instanceof QmpError) throw new OptionError(opt, err.desc);
+      throw err;
+    }
+  };
   for (const opt of options) {
     switch (opt.name) {
       case 'help':
@@ -88,16 +98,14 @@ export function planDaemon(options: DaemonOption[]): DaemonPlan {
         break;
       }
       case 'blockdev':
-        try {
-          blockdevs.push({ arg: opt.value, spec: parseCliObject(BlockdevOptions, opt.value, 'driver') as BlockdevSpec });
-        } catch (err) {
-          if (err instanceof QmpError) throw new OptionError(opt, err.desc);
-          throw err;
-        }
+        setup.push({ option: 'blockdev', arg: opt.value, spec: visit(opt, () => parseCliObject(BlockdevOptions, opt.value, 'driver') as BlockdevSpec) });
         break;
       case 'nbd-server':
+        setup.push({ option: 'nbd-server', arg: opt.value, server: visit(opt, () => parseCliObject(NbdServerOptions, opt.value)) });
+        break;
       case 'export':
-        throw new OptionError(opt, 'NBD exports are not supported yet');
+        setup.push({ option: 'export', arg: opt.value, export: visit(opt, () => parseCliObject(BlockExportOptions, opt.value, 'type')) });
+        break;
       case 'object':
         throw new OptionError(opt, 'QOM objects are not supported by blockemu');
     }

@@ -1,4 +1,5 @@
 import type { BlockGraph } from '../blockdev/graph.js';
+import type { BlockExports } from '../export/exports.js';
 import type { BackupListener } from '../jobs/backup.js';
 import type { JobManager } from '../jobs/manager.js';
 import type { CommandTable, SessionState } from './dispatch.js';
@@ -23,6 +24,8 @@ export interface QmpContext {
   /** Every job, and the listener new jobs report to (events to all monitors). */
   readonly jobs: JobManager;
   readonly jobEvents: BackupListener;
+  /** The exports and the NBD server. */
+  readonly exports: BlockExports;
   /** Starts the daemon's shutdown (the reply to `quit` is sent first). */
   quit(): void;
 }

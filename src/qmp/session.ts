@@ -1,6 +1,7 @@
 import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
 import type { BlockGraph } from '../blockdev/graph.js';
+import type { BlockExports } from '../export/exports.js';
 import type { BackupListener } from '../jobs/backup.js';
 import type { JobManager } from '../jobs/manager.js';
 import type { QmpContext, VersionInfo } from './context.js';
@@ -25,6 +26,7 @@ export interface SessionOptions {
   graph: BlockGraph;
   jobs: JobManager;
   jobEvents: BackupListener;
+  exports: BlockExports;
   makeParser: ParserFactory;
   quit(): void;
   log: Logger;
@@ -67,6 +69,7 @@ export class QmpSession {
       graph: opts.graph,
       jobs: opts.jobs,
       jobEvents: opts.jobEvents,
+      exports: opts.exports,
       quit: opts.quit,
     };
     this.parser = opts.makeParser((item) => this.accept(item));

@@ -5,6 +5,7 @@
  * not depend on the implementation (version strings, command lists) are
  * compared whole.
  */
+import { BlockExports } from '../../src/export/exports.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BlockGraph } from '../../src/blockdev/graph.js';
 import { JobManager } from '../../src/jobs/manager.js';
@@ -20,15 +21,17 @@ function ours(version = { qemu: { major: 7, minor: 2, micro: 22 }, package: 'blo
   const commands = new CommandTable<QmpContext>();
   addControlCommands(commands);
   const state: SessionState = { negotiated: false, oob: false };
+  const graph = new BlockGraph();
   const ctx: QmpContext = {
     session: state,
     commands,
     events: [],
     version,
     capabilities: ['oob'],
-    graph: new BlockGraph(),
+    graph,
     jobs: new JobManager(),
     jobEvents: jobEventListener(() => undefined, () => new JobManager()),
+    exports: new BlockExports(graph, () => undefined),
     quit: () => undefined,
   };
   // Through JSON both ways, as on the wire.

@@ -18,8 +18,8 @@ export interface PreparedSnapshot {
   createdFile: string | undefined;
   /** blockdev-snapshot: the overlay existed before, only its backing link is new. */
   attached?: boolean;
-  /** The old node's parents, moved onto the overlay (abort moves them back). */
-  moved: BlockNode[];
+  /** Moves the old node's parents, which went onto the overlay, back (abort). */
+  moveBack: () => Promise<void>;
 }
 
 /**
@@ -63,7 +63,7 @@ export async function prepareSnapshotSync(ctx: QmpContext, d: Infer<typeof Block
       // blockemu keeps it as if added by blockdev-add, so it can be used and deleted.
       true,
     );
-    return { old, overlay, createdFile, moved: await ctx.graph.moveParents(old, overlay, overlay) };
+    return { old, overlay, createdFile, moveBack: await ctx.graph.moveParents(old, overlay, overlay) };
   } catch (err) {
     if (createdFile !== undefined) await unlink(createdFile).catch(() => undefined);
     throw err;
@@ -86,7 +86,7 @@ export async function prepareSnapshot(ctx: QmpContext, d: Infer<typeof BlockdevS
   if (!(overlay instanceof Qcow2Node)) throw fail('The overlay does not support backing images');
   if (overlay.image.hasBacking() || overlay.child('backing')) throw fail('The overlay already has a backing image');
   await overlay.setBackingNode(old);
-  return { old, overlay, createdFile: undefined, attached: true, moved: await ctx.graph.moveParents(old, overlay, overlay) };
+  return { old, overlay, createdFile: undefined, attached: true, moveBack: await ctx.graph.moveParents(old, overlay, overlay) };
 }
 
 /** external_snapshot_commit: the old node becomes read-only below its overlay (a failure there is ignored, as QEMU ignores it). */
@@ -96,7 +96,7 @@ export async function commitSnapshot(s: PreparedSnapshot): Promise<void> {
 
 /** external_snapshot_abort: the overlay goes; unlike QEMU, a file this snapshot created goes too. */
 export async function abortSnapshot(ctx: QmpContext, s: PreparedSnapshot): Promise<void> {
-  for (const p of s.moved) await p.replaceChild(s.overlay, s.old);
+  await s.moveBack();
   if (s.attached) {
     await (s.overlay as Qcow2Node).setBackingNode(undefined);
     return;

@@ -9,6 +9,8 @@ export interface CommandDef<A extends QType<any> = QType<any>, R extends QType<a
   readonly allowOob: boolean;
   /** Allowed before `qmp_capabilities` (only qmp_capabilities itself, as in QEMU). */
   readonly allowPreconfig: boolean;
+  /** QAPI features shown by introspection (e.g. 'deprecated'). */
+  readonly features?: readonly string[];
 }
 
 export interface EventDef<D extends QType<any> | undefined = QType<any> | undefined> {
@@ -25,11 +27,11 @@ type ArgsOf<A> = A extends QType<any> ? A : A extends Members ? StructType<A> : 
  */
 export function command<const A extends Members | QType<any> | undefined = undefined, R extends QType<any> | undefined = undefined>(
   name: string,
-  opts: { args?: A; returns?: R; allowOob?: boolean; allowPreconfig?: boolean } = {},
+  opts: { args?: A; returns?: R; allowOob?: boolean; allowPreconfig?: boolean; features?: readonly string[] } = {},
 ): CommandDef<ArgsOf<A>, R> {
   const a = opts.args;
   const args = (a === undefined ? EMPTY : a instanceof QType ? a : struct(`q_obj_${name}-arg`, a as Members)) as ArgsOf<A>;
-  return { name, args, returns: opts.returns as R, allowOob: opts.allowOob ?? false, allowPreconfig: opts.allowPreconfig ?? false };
+  return { name, args, returns: opts.returns as R, allowOob: opts.allowOob ?? false, allowPreconfig: opts.allowPreconfig ?? false, ...(opts.features ? { features: opts.features } : {}) };
 }
 
 export function event<const D extends Members | QType<any> | undefined = undefined>(name: string, data?: D): EventDef<D extends undefined ? undefined : ArgsOf<D>> {

@@ -38,6 +38,7 @@ export function introspectSchema(commands: readonly CommandDef[], events: readon
       'arg-type': c.args.introspect(intro),
       'ret-type': c.returns ? c.returns.introspect(intro) : '0',
       ...(c.allowOob ? { 'allow-oob': true } : {}),
+      ...(c.features ? { features: c.features } : {}),
     });
   }
   for (const e of events) entries.push({ name: e.name, 'meta-type': 'event', 'arg-type': e.data ? e.data.introspect(intro) : '0' });

@@ -26,3 +26,11 @@ export const SocketAddress = union('SocketAddress', { type: SocketAddressType },
   vsock: VsockSocketAddress,
   fd: StringStruct,
 });
+
+/** The wrapped ("simple union") form nbd-server-start still takes. */
+export const SocketAddressLegacy = union('SocketAddressLegacy', { type: SocketAddressType }, 'type', {
+  inet: struct('InetSocketAddressWrapper', { data: InetSocketAddress }),
+  unix: struct('UnixSocketAddressWrapper', { data: UnixSocketAddress }),
+  vsock: struct('VsockSocketAddressWrapper', { data: VsockSocketAddress }),
+  fd: struct('StringWrapper', { data: StringStruct }),
+});

@@ -1,0 +1,211 @@
+import type { Logger } from 'pino';
+import type { BitmapSource } from '../blockdev/bitmap-ops.js';
+import { lookupBitmap } from '../blockdev/bitmap-ops.js';
+import { BitmapCheck, type DirtyBitmap } from '../blockdev/dirty-bitmap.js';
+import type { BlockGraph } from '../blockdev/graph.js';
+import type { BlockNode, NodeUser } from '../blockdev/node.js';
+import { BlockError } from '../image/errors.js';
+import { NbdExport } from './nbd/export.js';
+import { MAX_STRING_SIZE } from './nbd/protocol.js';
+import { type NbdAddress, NbdServer } from './nbd/server.js';
+
+const fail = (msg: string) => new BlockError('INVALID_ARGUMENT', msg);
+
+/** QEMU's id_wellformed. */
+const WELL_FORMED = /^[A-Za-z][A-Za-z0-9._-]*$/;
+
+/** What block-export-add asks for (type nbd, the only type blockemu has). */
+export interface ExportSpec {
+  id: string;
+  nodeName: string;
+  writable?: boolean;
+  writethrough?: boolean;
+  iothread?: string;
+  name?: string;
+  description?: string;
+  bitmaps?: readonly BitmapSource[];
+  allocationDepth?: boolean;
+  /** An export type QEMU has and blockemu does not (vhost-user-blk, fuse, vduse-blk): refused where QEMU looks for the driver. */
+  unsupportedType?: string;
+}
+
+export type RemoveMode = 'safe' | 'hard';
+
+/**
+ * One export (block/export/export.c's BlockExport): its id, the node it
+ * serves (which follows the node's place in the graph, as a BlockBackend
+ * does), and the NBD export clients see. It holds its node and marks its
+ * bitmaps busy until it is deleted.
+ */
+export class BlockExport implements NodeUser {
+  readonly type = 'nbd' as const;
+  /** False once shutdown was asked for: the export goes as soon as its clients have. */
+  userOwned = true;
+  deleted: Promise<void> | undefined;
+
+  constructor(
+    readonly id: string,
+    readonly nbd: NbdExport,
+  ) {}
+
+  get node(): BlockNode {
+    return this.nbd.spec.node;
+  }
+  nodeReplaced(next: BlockNode): void {
+    this.nbd.spec.node = next;
+  }
+}
+
+/**
+ * The daemon's exports and its NBD server (blockdev-nbd.c and export.c
+ * together): block-export-add/-del, nbd-server-start/-stop and the
+ * queries, with QEMU's checks in QEMU's order and words. `onDeleted` is
+ * told of each export that is gone (BLOCK_EXPORT_DELETED).
+ */
+export class BlockExports {
+  /** Newest first, as QEMU's list (query-block-exports shows that order). */
+  private readonly exports: BlockExport[] = [];
+  private server: NbdServer | undefined;
+
+  constructor(
+    private readonly graph: BlockGraph,
+    private readonly onDeleted: (id: string) => void,
+    private readonly log?: Logger,
+  ) {}
+
+  get nbdServer(): NbdServer | undefined {
+    return this.server;
+  }
+
+  async startNbdServer(addr: NbdAddress, opts: { maxConnections?: number; tlsCreds?: string }): Promise<void> {
+    if (this.server) throw fail('NBD server already running');
+    const server = await NbdServer.start({ addr, maxConnections: opts.maxConnections ?? 0, log: this.log }, (exp) => this.clientLeft(exp));
+    if (opts.tlsCreds !== undefined) {
+      // QEMU looks the credentials up after it listens; blockemu has no objects to find.
+      await server.stop();
+      throw fail(`No TLS credentials with id '${opts.tlsCreds}'`);
+    }
+    this.server = server;
+  }
+
+  /** nbd-server-stop: every NBD export goes (each announced), then the server. */
+  async stopNbdServer(): Promise<void> {
+    const server = this.server;
+    if (!server) throw fail('NBD server not running');
+    await this.closeAll();
+    this.server = undefined;
+    await server.stop();
+  }
+
+  list(): readonly BlockExport[] {
+    return this.exports;
+  }
+
+  /** blk_exp_add and nbd_export_create. */
+  add(spec: ExportSpec): BlockExport {
+    if (!WELL_FORMED.test(spec.id)) throw fail('Invalid block export id');
+    if (this.exports.some((e) => e.id === spec.id)) throw fail(`Block export id '${spec.id}' is already in use`);
+    if (spec.unsupportedType !== undefined) throw new BlockError('UNSUPPORTED', `Export type '${spec.unsupportedType}' is not supported by blockemu (only 'nbd' is)`);
+    const node = this.graph.get(spec.nodeName);
+    if (!node) throw new BlockError('NOT_FOUND', `Cannot find device='' nor node-name='${spec.nodeName}'`);
+    const writable = spec.writable ?? false;
+    if (node.readOnly && writable) throw fail('Cannot export read-only node as writable');
+    if (spec.iothread !== undefined) throw fail(`iothread "${spec.iothread}" not found`);
+    const server = this.server;
+    if (!server) throw fail('NBD server not running');
+    const name = spec.name ?? spec.nodeName;
+    if (Buffer.byteLength(name) > MAX_STRING_SIZE) throw fail(`export name '${name}' too long`);
+    if (spec.description !== undefined && Buffer.byteLength(spec.description) > MAX_STRING_SIZE) throw fail(`description '${spec.description}' too long`);
+    if (server.find(name)) throw fail(`NBD server already has export named '${name}'`);
+    const bitmaps = (spec.bitmaps ?? []).map((b) => this.exportBitmap(node, b, writable));
+    for (const b of bitmaps) b.busy = true;
+    const nbd = new NbdExport(
+      { name, description: spec.description, node, writable, writethrough: spec.writethrough ?? false, bitmaps, allocationDepth: spec.allocationDepth ?? false },
+      server.multiConn,
+    );
+    const exp = new BlockExport(spec.id, nbd);
+    node.attachUser(exp);
+    server.addExport(nbd);
+    this.exports.unshift(exp);
+    return exp;
+  }
+
+  /** A bitmap of the node (or of a node below it, by name) or of any node ({node, name}), usable as the export needs it. */
+  private exportBitmap(node: BlockNode, src: BitmapSource, writable: boolean): DirtyBitmap {
+    let bm: DirtyBitmap | undefined;
+    if (typeof src === 'string') {
+      let holder: BlockNode | undefined = node;
+      while (holder) {
+        bm = holder.dirtyBitmaps.find(src);
+        if (bm) break;
+        holder = holder.child('file') ?? holder.child('backing');
+      }
+      if (!bm || !holder) throw new BlockError('NOT_FOUND', `Bitmap '${src}' is not found`);
+      if (!writable && !holder.readOnly && !bm.disabled) throw fail(`Enabled bitmap '${src}' incompatible with readonly export`);
+    } else {
+      bm = lookupBitmap(this.graph, src.node, src.name).bitmap;
+    }
+    bm.check(BitmapCheck.AllowReadOnly);
+    return bm;
+  }
+
+  /** block-export-del. */
+  del(id: string, mode: RemoveMode = 'safe'): void {
+    const exp = this.exports.find((e) => e.id === id);
+    if (!exp) throw new BlockError('NOT_FOUND', `Export '${id}' is not found`);
+    if (!exp.userOwned) throw fail(`Export '${id}' is already shutting down`);
+    if (mode === 'safe' && exp.nbd.clients.size > 0) throw fail(`export '${id}' still in use`);
+    void this.shutdown(exp);
+  }
+
+  /**
+   * blk_exp_request_shutdown: clients can no longer choose the export,
+   * those connected are dropped, and once they are gone the export is
+   * deleted. Resolves then.
+   */
+  shutdown(exp: BlockExport): Promise<void> {
+    if (exp.deleted) return exp.deleted;
+    exp.userOwned = false;
+    this.server?.removeExport(exp.nbd);
+    for (const c of exp.nbd.clients) c.close();
+    exp.deleted = new Promise<void>((resolve) => {
+      const finish = () => {
+        const i = this.exports.indexOf(exp);
+        if (i >= 0) this.exports.splice(i, 1);
+        for (const b of exp.nbd.spec.bitmaps) b.busy = false;
+        exp.node.detachUser(exp);
+        // After the reply to the command that asked (QEMU deletes in a bottom half).
+        setImmediate(() => {
+          this.onDeleted(exp.id);
+          resolve();
+        });
+      };
+      if (exp.nbd.clients.size === 0) finish();
+      else this.waitingForClients.set(exp.nbd, finish);
+    });
+    return exp.deleted;
+  }
+
+  private readonly waitingForClients = new Map<NbdExport, () => void>();
+
+  private clientLeft(nbd: NbdExport): void {
+    const finish = this.waitingForClients.get(nbd);
+    if (finish && nbd.clients.size === 0) {
+      this.waitingForClients.delete(nbd);
+      finish();
+    }
+  }
+
+  /** Every export asked to shut down, resolved once all are deleted (nbd-server-stop, daemon shutdown). */
+  async closeAll(): Promise<void> {
+    await Promise.all([...this.exports].map((e) => this.shutdown(e)));
+  }
+
+  /** The daemon's end: exports, then the server. */
+  async close(): Promise<void> {
+    await this.closeAll();
+    const server = this.server;
+    this.server = undefined;
+    await server?.stop();
+  }
+}

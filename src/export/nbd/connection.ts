@@ -1,0 +1,53 @@
+import type { Socket } from 'node:net';
+import type { Logger } from 'pino';
+import type { NbdExport, NbdExportClient } from './export.js';
+import { type ExportDirectory, Negotiation } from './negotiation.js';
+import { SocketReader } from './socket-reader.js';
+import { Transmission } from './transmission.js';
+
+/**
+ * One client connection: the handshake, then requests on the export it
+ * chose until it leaves or is dropped. The export counts it among its
+ * clients from the moment it chose it until every request it sent has
+ * been answered.
+ */
+export class NbdConnection implements NbdExportClient {
+  private exp: NbdExport | undefined;
+  /** Resolves when the connection is over and its requests are done. */
+  readonly finished: Promise<void>;
+
+  constructor(
+    private readonly socket: Socket,
+    exports: ExportDirectory,
+    private readonly log: Logger | undefined,
+    onExportLeft: (exp: NbdExport) => void,
+  ) {
+    socket.setNoDelay?.(true);
+    const reader = new SocketReader(socket);
+    this.finished = (async () => {
+      try {
+        const chosen = await new Negotiation(socket, reader, exports).run();
+        if (!chosen) return;
+        this.exp = chosen.exp;
+        chosen.exp.clients.add(this);
+        await new Transmission(socket, reader, chosen).run();
+      } catch (err) {
+        this.log?.info({ err: err instanceof Error ? err.message : String(err) }, this.exp ? 'NBD: disconnect client' : 'NBD: option negotiation failed');
+      } finally {
+        // Replies already written still go out; then the socket closes.
+        socket.end();
+        socket.once('finish', () => socket.destroy());
+        const exp = this.exp;
+        if (exp) {
+          exp.clients.delete(this);
+          onExportLeft(exp);
+        }
+      }
+    })();
+  }
+
+  /** Drops the client at once (nbd-server-stop, block-export-del mode=hard). */
+  close(): void {
+    this.socket.destroy();
+  }
+}

@@ -1,0 +1,135 @@
+import { unlink } from 'node:fs/promises';
+import { type Server, type Socket, createServer } from 'node:net';
+import type { Logger } from 'pino';
+import { strerror } from '../../blockdev/qemu-io/errno.js';
+import { BlockError } from '../../image/errors.js';
+import { NbdConnection } from './connection.js';
+import type { NbdExport } from './export.js';
+import type { ExportDirectory } from './negotiation.js';
+
+export type NbdAddress = { type: 'unix'; path: string } | { type: 'inet'; host: string; port: string };
+
+export interface NbdServerOptions {
+  addr: NbdAddress;
+  /** 0: no limit. Past the limit, new connections wait, unanswered, until one ends (QEMU stops accepting). */
+  maxConnections: number;
+  log?: Logger;
+}
+
+/** Longest Unix socket path (sun_path is 108 bytes with its NUL). */
+const UNIX_PATH_MAX = 107;
+
+const bindError = (err: unknown, what: string) => {
+  const code = (err as NodeJS.ErrnoException).code ?? 'EIO';
+  return new BlockError('IO', `${what}: ${strerror(code)}`, { errno: code, cause: err });
+};
+
+/**
+ * The NBD server of nbd-server-start (blockdev-nbd.c): one listening
+ * socket, the exports clients may choose (in the order they were added),
+ * and the connections.
+ */
+export class NbdServer implements ExportDirectory {
+  private readonly exports: NbdExport[] = [];
+  private readonly connections = new Set<NbdConnection>();
+  private readonly waiting: Socket[] = [];
+  private active = 0;
+
+  private constructor(
+    private readonly server: Server,
+    private readonly opts: NbdServerOptions,
+    /** Called when a client leaves an export (its deletion may be waiting for that). */
+    private readonly onExportLeft: (exp: NbdExport) => void,
+  ) {
+    server.on('connection', (s) => this.accept(s));
+  }
+
+  static async start(opts: NbdServerOptions, onExportLeft: (exp: NbdExport) => void): Promise<NbdServer> {
+    const server = createServer();
+    const a = opts.addr;
+    if (a.type === 'unix') {
+      if (Buffer.byteLength(a.path) > UNIX_PATH_MAX) throw new BlockError('INVALID_ARGUMENT', `UNIX socket path '${a.path}' is too long`);
+      // QEMU replaces whatever is at the path.
+      try {
+        await unlink(a.path);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw bindError(err, `Failed to unlink socket ${a.path}`);
+      }
+    }
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', (err: NodeJS.ErrnoException) => {
+        if (a.type === 'unix') return reject(bindError(err, `Failed to bind socket to ${a.path}`));
+        if (err.code === 'ENOTFOUND' || err.code === 'EAI_AGAIN') return reject(new BlockError('INVALID_ARGUMENT', `address resolution failed for ${a.host}:${a.port}: Name or service not known`));
+        reject(bindError(err, 'Failed to bind socket'));
+      });
+      if (a.type === 'unix') server.listen(a.path, () => resolve());
+      else {
+        const port = Number(a.port);
+        if (!/^\d+$/.test(a.port) || port > 65535) return reject(new BlockError('INVALID_ARGUMENT', `address resolution failed for ${a.host}:${a.port}: Servname not supported for ai_socktype`));
+        server.listen({ host: a.host, port, backlog: 511 }, () => resolve());
+      }
+    });
+    return new NbdServer(server, opts, onExportLeft);
+  }
+
+  /** Several clients may write at once only when more than one may connect. */
+  get multiConn(): boolean {
+    return this.opts.maxConnections !== 1;
+  }
+
+  /** Where it listens (the port an inet server with port 0 was given). */
+  address(): NbdAddress {
+    const a = this.opts.addr;
+    if (a.type === 'unix') return a;
+    const bound = this.server.address();
+    return { type: 'inet', host: a.host, port: String(typeof bound === 'object' && bound ? bound.port : a.port) };
+  }
+
+  find(name: string): NbdExport | undefined {
+    return this.exports.find((e) => e.name === name);
+  }
+  list(): readonly NbdExport[] {
+    return this.exports;
+  }
+  addExport(exp: NbdExport): void {
+    this.exports.push(exp);
+  }
+  /** New clients can no longer choose it; those connected stay until closed. */
+  removeExport(exp: NbdExport): void {
+    const i = this.exports.indexOf(exp);
+    if (i >= 0) this.exports.splice(i, 1);
+  }
+
+  private accept(socket: Socket): void {
+    socket.on('error', () => undefined);
+    const max = this.opts.maxConnections;
+    if (max > 0 && this.active >= max) {
+      this.waiting.push(socket);
+      socket.once('close', () => {
+        const i = this.waiting.indexOf(socket);
+        if (i >= 0) this.waiting.splice(i, 1);
+      });
+      return;
+    }
+    this.active++;
+    const c = new NbdConnection(socket, this, this.opts.log, this.onExportLeft);
+    this.connections.add(c);
+    void c.finished.then(() => {
+      this.connections.delete(c);
+      this.active--;
+      const next = this.waiting.shift();
+      if (next) this.accept(next);
+    });
+  }
+
+  /** Stops listening and drops every client (nbd-server-stop, after the exports are gone). */
+  async stop(): Promise<void> {
+    // close() calls back once every connection is gone, so they are dropped first.
+    const closed = new Promise<void>((r) => this.server.close(() => r()));
+    for (const s of this.waiting.splice(0)) s.destroy();
+    for (const c of this.connections) c.close();
+    await Promise.all([...this.connections].map((c) => c.finished));
+    await closed;
+    if (this.opts.addr.type === 'unix') await unlink(this.opts.addr.path).catch(() => undefined);
+  }
+}
