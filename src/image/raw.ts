@@ -1,12 +1,9 @@
 import { BlockError } from './errors.js';
 import type { ByteFile } from './byte-file.js';
 import { HostFile } from './file.js';
-import { checkRequest, isZero, ZERO_CHUNK } from './request.js';
+import { checkRequest, ZERO_CHUNK } from './request.js';
+import { zeroRun } from './zero-scan.js';
 import type { BlockImage, Extent, ImageInfo, WriteZeroesOptions } from './types.js';
-
-/** Granularity of raw block-status scanning: we cannot ask the host for holes, so we look at the data. */
-const SCAN_BLOCK = 4096;
-const SCAN_CHUNK = 1 << 20;
 
 /** A raw image: guest offset = file offset; the virtual size is the file size. */
 export class RawImage implements BlockImage {
@@ -94,20 +91,8 @@ export class RawImage implements BlockImage {
   async blockStatus(offset: number, length: number): Promise<Extent> {
     checkRequest('block status', offset, length, this.virtualSize);
     if (length === 0) return { offset, length: 0, data: false, zero: true, allocated: true, depth: 0, hostOffset: offset, filename: this.filename };
-    let zero: boolean | undefined;
-    let run = 0;
-    scan: while (run < length) {
-      const n = Math.min(SCAN_CHUNK, length - run);
-      const buf = await this.file.read(offset + run, n);
-      for (let i = 0; i < n; i += SCAN_BLOCK) {
-        const end = Math.min(i + SCAN_BLOCK, n);
-        const z = isZero(buf, i, end);
-        if (zero === undefined) zero = z;
-        else if (z !== zero) break scan;
-        run += end - i;
-      }
-    }
-    return { offset, length: run, data: !zero, zero: zero === true, allocated: true, depth: 0, hostOffset: offset, filename: this.filename };
+    const { length: run, zero } = await zeroRun((b, o) => this.file.readInto(b, o), offset, length);
+    return { offset, length: run, data: !zero, zero, allocated: true, depth: 0, hostOffset: offset, filename: this.filename };
   }
 
   actualSize(): Promise<number> {

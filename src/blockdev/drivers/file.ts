@@ -2,6 +2,7 @@ import { HostFile } from '../../image/file.js';
 import { ChunkBitmap } from '../bitmap.js';
 import { checkRequest, isZero, ZERO_CHUNK } from '../../image/request.js';
 import type { Extent } from '../../image/types.js';
+import { zeroRun } from '../../image/zero-scan.js';
 import { BlockNode, type NodeImageInfo, type WriteFlags, type ZeroFlags } from '../node.js';
 
 const WRITTEN_CHUNK = 65536;
@@ -43,8 +44,13 @@ export class FileNode extends BlockNode {
     return this.file.path;
   }
 
+  /**
+   * The length in whole sectors, as QEMU's block layer counts every node
+   * (bdrv_getlength rounds up): the bytes past the file's end in its last
+   * sector read as zeroes, and a write there grows the file.
+   */
   size(): number {
-    return this.length;
+    return Math.ceil(this.length / 512) * 512;
   }
 
   protected doRead(offset: number, length: number): Promise<Uint8Array> {
@@ -123,13 +129,17 @@ export class FileNode extends BlockNode {
     if (!this.settings.cacheNoFlush) await this.file.flush();
   }
 
+  /** Holes as QEMU's file-posix finds them with SEEK_HOLE, found here by looking at the data (zeroes read as a hole). */
   async blockStatus(offset: number, length: number): Promise<Extent> {
-    checkRequest('block status', offset, length, this.length);
-    return { offset, length, data: true, zero: false, allocated: true, depth: 0, hostOffset: offset, filename: this.filename };
+    checkRequest('block status', offset, length, this.size());
+    // Past the end of the file (in its last sector) is a hole, as SEEK_HOLE finds it.
+    const run =
+      length === 0 || offset >= this.length ? { length, zero: true } : await zeroRun((b, o) => this.file.readInto(b, o), offset, Math.min(length, this.length - offset));
+    return { offset, length: run.length, data: !run.zero, zero: run.zero, allocated: true, depth: 0, hostOffset: offset, filename: this.filename };
   }
 
   async imageInfo(): Promise<NodeImageInfo> {
-    return { filename: this.filename, format: 'file', virtualSize: this.length, actualSize: await this.file.allocatedBytes() };
+    return { filename: this.filename, format: 'file', virtualSize: this.size(), actualSize: await this.file.allocatedBytes() };
   }
 
   protected doClose(): Promise<void> {
