@@ -28,6 +28,8 @@ export interface WriteFlags {
 export interface ZeroFlags {
   /** The node may deallocate instead of writing zeroes (BDRV_REQ_MAY_UNMAP). */
   mayUnmap?: boolean;
+  /** Fail with ENOTSUP rather than write zero buffers where the format cannot zero cheaply (BDRV_REQ_NO_FALLBACK: NBD's FAST_ZERO). */
+  noFallback?: boolean;
 }
 
 /** Kinds of request, as blkdebug's iotype names them. */
@@ -132,7 +134,7 @@ export abstract class BlockNode {
   async writeZeroes(offset: number, length: number, flags: ZeroFlags = {}): Promise<void> {
     this.checkWritable();
     for (const hook of this.beforeWrite) await hook(offset, length);
-    await this.doWriteZeroes(offset, length, { mayUnmap: (flags.mayUnmap ?? false) && this.settings.discard === 'unmap' });
+    await this.doWriteZeroes(offset, length, { mayUnmap: (flags.mayUnmap ?? false) && this.settings.discard === 'unmap', noFallback: flags.noFallback ?? false });
     this.dirtyBitmaps.mark(offset, length);
   }
 
@@ -143,6 +145,17 @@ export abstract class BlockNode {
     for (const hook of this.beforeWrite) await hook(offset, length);
     await this.doDiscard(offset, length);
     this.dirtyBitmaps.mark(offset, length);
+  }
+
+  /**
+   * Copy-on-read prefetch (NBD's CACHE: BDRV_REQ_COPY_ON_READ |
+   * BDRV_REQ_PREFETCH): what the node would read from below it is stored
+   * in the node itself. Only formats with a backing chain have anything to
+   * do; the default passes the request to the children of filters.
+   */
+  async prefetch(offset: number, length: number): Promise<void> {
+    const below = this.child('file');
+    if (below && below.size() === this.size()) await below.prefetch(offset, length);
   }
 
   /** The node becomes read-only for good (a snapshot's old top, reopened read-only below its overlay). */

@@ -1,4 +1,5 @@
 import { BlockError } from '../../image/errors.js';
+import { isZero } from '../../image/request.js';
 import { openImage } from '../../image/open.js';
 import type { LoadedBitmap } from '../../image/qcow2/bitmaps.js';
 import { Qcow2Image } from '../../image/qcow2/image.js';
@@ -14,6 +15,34 @@ import { ChunkBitmap } from '../bitmap.js';
  * layer (read-only, not as graph nodes) unless `backing` says otherwise:
  * null for none.
  */
+/** A prefetch copies at most this much at a time (QEMU's bounce buffer is bounded too). */
+const PREFETCH_CHUNK = 1 << 20;
+
+interface Range {
+  start: number;
+  end: number;
+  done: Promise<void>;
+}
+
+/** Runs `fn` as a request over [offset, offset+length) in `mine`, once no request of `theirs` overlaps it. */
+async function track<T>(mine: Set<Range>, theirs: Set<Range>, offset: number, length: number, fn: () => Promise<T>): Promise<T> {
+  const end = offset + length;
+  for (;;) {
+    const o = [...theirs].find((r) => r.start < end && offset < r.end);
+    if (!o) break;
+    await o.done;
+  }
+  let finish!: () => void;
+  const r: Range = { start: offset, end, done: new Promise<void>((res) => (finish = res)) };
+  mine.add(r);
+  try {
+    return await fn();
+  } finally {
+    mine.delete(r);
+    finish();
+  }
+}
+
 export class Qcow2Node extends BlockNode {
   readonly driver = 'qcow2';
 
@@ -110,13 +139,67 @@ export class Qcow2Node extends BlockNode {
     return this.image.readInto(buf, offset);
   }
   protected doWrite(offset: number, data: Uint8Array, flags: WriteFlags): Promise<void> {
-    return this.image.write(offset, data).then(() => (flags.fua ? this.image.flush() : undefined));
+    return this.changing(offset, data.length, () => this.image.write(offset, data)).then(() => (flags.fua ? this.image.flush() : undefined));
   }
-  protected doWriteZeroes(offset: number, length: number, flags: ZeroFlags): Promise<void> {
-    return this.image.writeZeroes(offset, length, { mayUnmap: flags.mayUnmap ?? false });
+  protected async doWriteZeroes(offset: number, length: number, flags: ZeroFlags): Promise<void> {
+    if (flags.noFallback) await this.checkFastZero(offset, length);
+    return this.changing(offset, length, () => this.image.writeZeroes(offset, length, { mayUnmap: flags.mayUnmap ?? false }));
   }
   protected doDiscard(offset: number, length: number): Promise<void> {
-    return this.image.discard(offset, length);
+    return this.changing(offset, length, () => this.image.discard(offset, length));
+  }
+
+  /**
+   * qcow2_co_pwrite_zeroes zeroes whole clusters only; a partial cluster at
+   * either end is fine if it reads as zero already, else it would need
+   * zero buffers written, which BDRV_REQ_NO_FALLBACK forbids: ENOTSUP.
+   */
+  private async checkFastZero(offset: number, length: number): Promise<void> {
+    const cs = this.image.layout.clusterSize;
+    const end = offset + length;
+    const edges = [offset % cs ? Math.floor(offset / cs) * cs : -1, end % cs ? Math.floor(end / cs) * cs : -1];
+    for (const c of new Set(edges)) {
+      if (c < 0) continue;
+      const len = Math.min(cs, this.size() - c);
+      const st = await this.image.blockStatus(c, len);
+      if (!st.zero || st.length < len) throw new BlockError('UNSUPPORTED', 'write zeroes would need a fallback', { errno: 'ENOTSUP' });
+    }
+  }
+
+  /** Guest writes, zero writes and discards in flight, and copy-on-read prefetches in flight: each waits for the other kind where they overlap. */
+  private readonly inFlight = { writes: new Set<Range>(), prefetches: new Set<Range>() };
+
+  private async changing<T>(offset: number, length: number, fn: () => Promise<T>): Promise<T> {
+    return track(this.inFlight.writes, this.inFlight.prefetches, offset, length, fn);
+  }
+
+  /**
+   * Copy-on-read (bdrv_co_do_copy_on_readv with PREFETCH): the clusters of
+   * the range that this image does not allocate are read through its
+   * backing chain and stored here, as zero clusters where they read as
+   * zero. Like QEMU's, these writes change no byte a reader sees, so they
+   * pass no copy-before-write hook and mark no bitmap. A prefetch and an
+   * overlapping guest write never run at once, so stale data can never
+   * land over a new write.
+   */
+  override async prefetch(offset: number, length: number): Promise<void> {
+    if (this.readOnly) return;
+    const cs = this.image.layout.clusterSize;
+    const start = Math.floor(offset / cs) * cs;
+    const end = Math.min(this.size(), Math.ceil((offset + length) / cs) * cs);
+    await track(this.inFlight.prefetches, this.inFlight.writes, start, end - start, async () => {
+      for (let at = start; at < end; ) {
+        const st = await this.image.blockStatus(at, Math.min(end - at, PREFETCH_CHUNK));
+        const len = Math.min(Math.max(st.length, 1), end - at);
+        if (st.depth > 0 || !st.allocated) {
+          const buf = new Uint8Array(len);
+          await this.image.readInto(buf, at);
+          if (isZero(buf)) await this.image.writeZeroes(at, len, { mayUnmap: false });
+          else await this.image.write(at, buf);
+        }
+        at += len;
+      }
+    });
   }
   protected doFlush(): Promise<void> {
     return this.image.flush();
