@@ -1,5 +1,6 @@
 import type { DirtyBitmap } from '../../blockdev/dirty-bitmap.js';
 import type { BlockNode } from '../../blockdev/node.js';
+import type { Extent } from '../../image/types.js';
 import type { NbdExport } from './export.js';
 import type { MetaContexts } from './negotiation.js';
 import { MAX_BLOCK_STATUS_EXTENTS, META_ID, STATE_DIRTY, STATE_HOLE, STATE_ZERO, errnoName } from './protocol.js';
@@ -46,11 +47,23 @@ class Extents {
 
 export type StatusChunk = { payload: Buffer } | { errno: string };
 
+type Status = Pick<Extent, 'length' | 'data' | 'zero' | 'allocated' | 'depth'>;
+
+/**
+ * The node's block status, also past its end up to the export's (whole
+ * sectors, as QEMU sizes nodes): a hole that reads as zeroes there.
+ */
+export async function tailStatus(node: BlockNode, offset: number, length: number): Promise<Status> {
+  const size = node.size();
+  if (offset >= size) return { length, data: false, zero: true, allocated: true, depth: 0 };
+  return node.blockStatus(offset, Math.min(length, size - offset));
+}
+
 /** Extents from the node's block status: one flag set per extent, until the range or the array is done. */
-async function statusExtents(node: BlockNode, offset: number, length: number, ea: Extents, flagsOf: (e: { data: boolean; zero: boolean; allocated: boolean; depth: number }) => number): Promise<void> {
+async function statusExtents(node: BlockNode, offset: number, length: number, ea: Extents, flagsOf: (e: Status) => number): Promise<void> {
   const end = offset + length;
   for (let at = offset; at < end; ) {
-    const e = await node.blockStatus(at, end - at);
+    const e = await tailStatus(node, at, end - at);
     const len = Math.min(Math.max(e.length, 1), end - at);
     if (!ea.add(len, flagsOf(e))) return;
     at += len;
@@ -58,10 +71,10 @@ async function statusExtents(node: BlockNode, offset: number, length: number, ea
 }
 
 /** base:allocation: HOLE where no data is stored, ZERO where reads give zeroes. */
-const allocationFlags = (e: { data: boolean; zero: boolean }) => (e.data ? 0 : STATE_HOLE) | (e.zero ? STATE_ZERO : 0);
+const allocationFlags = (e: Status) => (e.data ? 0 : STATE_HOLE) | (e.zero ? STATE_ZERO : 0);
 
 /** qemu:allocation-depth: 0 unallocated, else the layer that answers (1 = the node itself). */
-const depthFlags = (e: { allocated: boolean; depth: number }) => (e.allocated ? e.depth + 1 : 0);
+const depthFlags = (e: Status) => (e.allocated ? e.depth + 1 : 0);
 
 /** Dirty and clean runs of a bitmap within the range (bitmap_to_extents). */
 function bitmapExtents(bitmap: DirtyBitmap, offset: number, length: number, ea: Extents): void {

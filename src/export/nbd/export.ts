@@ -27,7 +27,12 @@ export interface NbdExportClient {
  * that chose it.
  */
 export class NbdExport {
-  /** The size clients see: the node's, rounded down to 512 bytes as QEMU does. */
+  /**
+   * The size clients see: the node's in whole sectors. QEMU's block layer
+   * counts every node's length in sectors (rounded up), and the export
+   * rounds that down, so a file of 1000 bytes is exported as 1024; the
+   * bytes past the node's end read as zeroes.
+   */
   readonly size: number;
   /** Transmission flags before structured replies add SEND_DF. */
   readonly flags: number;
@@ -37,7 +42,7 @@ export class NbdExport {
     readonly spec: NbdExportSpec,
     multiConn: boolean,
   ) {
-    this.size = Math.floor(spec.node.size() / 512) * 512;
+    this.size = Math.ceil(spec.node.size() / 512) * 512;
     let f = TF.HAS_FLAGS | TF.SEND_FLUSH | TF.SEND_FUA | TF.SEND_CACHE;
     if (multiConn) f |= TF.CAN_MULTI_CONN;
     f |= spec.writable ? TF.SEND_TRIM | TF.SEND_WRITE_ZEROES | TF.SEND_FAST_ZERO : TF.READ_ONLY;

@@ -1,7 +1,7 @@
 import type { Socket } from 'node:net';
 import { strerror } from '../../blockdev/qemu-io/errno.js';
 import type { Negotiated } from './negotiation.js';
-import { blockStatusChunks } from './block-status.js';
+import { blockStatusChunks, tailStatus } from './block-status.js';
 import {
   CMD,
   CMD_FLAG,
@@ -27,7 +27,12 @@ export interface Request {
   offset: number;
   length: number;
   data?: Buffer;
+  /** The request was not read whole: it is answered, then the client dropped. */
+  incomplete?: boolean;
 }
+
+/** Reply bytes queued on the socket past which no further request is read. */
+const MAX_UNSENT = 64 << 20;
 
 /** A request refused before it ran: the client gets EINVAL and this message (nbd_co_receive_request's errors). */
 class Refused {
@@ -65,6 +70,8 @@ export class Transmission {
     try {
       for (;;) {
         if (this.inFlight >= MAX_REQUESTS) await new Promise<void>((r) => (this.slot = r));
+        // A client that sends requests but does not read replies waits for them to drain, instead of growing our buffers.
+        if (this.socket.writableLength > MAX_UNSENT) await this.drained();
         if (this.reader.atEnd) return;
         const req = await this.receive();
         if (req === undefined) return;
@@ -77,12 +84,23 @@ export class Transmission {
           wake?.();
         });
         this.running.add(p);
-        // A write whose payload was not read leaves the stream unusable (QEMU: "intermediate state").
-        if (req.type === CMD.WRITE && !req.data) throw new Disconnect('Request handling failed in intermediate state');
+        if (req.incomplete) throw new Disconnect('Request handling failed in intermediate state');
       }
     } finally {
       await Promise.allSettled([...this.running]);
     }
+  }
+
+  private drained(): Promise<void> {
+    return new Promise((resolve) => {
+      const done = () => {
+        this.socket.off('drain', done);
+        this.socket.off('close', done);
+        resolve();
+      };
+      this.socket.on('drain', done);
+      this.socket.on('close', done);
+    });
   }
 
   /** The next request, its payload read; undefined at a clean end of the connection. */
@@ -94,7 +112,6 @@ export class Transmission {
       if (this.reader.atEnd && !(err as { partial?: boolean }).partial) return undefined;
       throw err;
     }
-    if (head.readUInt32BE(0) !== REQUEST_MAGIC) throw new Disconnect(`invalid magic (got 0x${head.readUInt32BE(0).toString(16)})`);
     const req: Request & { refused?: Refused } = {
       flags: head.readUInt16BE(4),
       type: head.readUInt16BE(6),
@@ -102,11 +119,19 @@ export class Transmission {
       offset: Number(head.readBigUInt64BE(16)),
       length: head.readUInt32BE(24),
     };
+    // Answered with the cookie as parsed, then the connection ends (the stream cannot be trusted).
+    if (head.readUInt32BE(0) !== REQUEST_MAGIC) {
+      req.refused = new Refused(`invalid magic (got 0x${head.readUInt32BE(0).toString(16)})`);
+      req.incomplete = true;
+      return req;
+    }
     // The client is done: what it has in flight is answered, then the connection closes.
     if (req.type === CMD.DISC) return undefined;
     const exp = this.n.exp;
     if ((req.type === CMD.READ || req.type === CMD.WRITE || req.type === CMD.CACHE) && req.length > MAX_BUFFER_SIZE) {
       req.refused = new Refused(`len (${req.length} ) is larger than max len (${MAX_BUFFER_SIZE})`);
+      // A write's payload was not read: the stream is out of step.
+      req.incomplete = req.type === CMD.WRITE;
       return req;
     }
     if (req.type === CMD.WRITE) req.data = await this.reader.read(req.length);
@@ -145,7 +170,7 @@ export class Transmission {
       case CMD.READ:
         return this.read(req);
       case CMD.CACHE:
-        return this.generic(req, await attempt('caching data failed', () => node.read(req.offset, req.length)));
+        return this.generic(req, await attempt('caching data failed', () => node.prefetch(req.offset, Math.min(req.length, Math.max(0, node.size() - req.offset)))));
       case CMD.WRITE:
         return this.generic(req, await attempt('writing to file failed', async () => {
           await node.write(req.offset, req.data!, { fua: fua || writethrough });
@@ -153,7 +178,7 @@ export class Transmission {
         }));
       case CMD.WRITE_ZEROES:
         return this.generic(req, await attempt('writing to file failed', async () => {
-          await node.writeZeroes(req.offset, req.length, { mayUnmap: (req.flags & CMD_FLAG.NO_HOLE) === 0 });
+          await node.writeZeroes(req.offset, req.length, { mayUnmap: (req.flags & CMD_FLAG.NO_HOLE) === 0, noFallback: (req.flags & CMD_FLAG.FAST_ZERO) !== 0 });
           await flushIf(fua || writethrough);
         }));
       case CMD.FLUSH:
@@ -182,7 +207,7 @@ export class Transmission {
     if (this.n.structured && !(req.flags & CMD_FLAG.DF) && req.length) return this.sparseRead(req);
     const data = Buffer.allocUnsafe(req.length);
     try {
-      if (req.length) await node.readInto(data, req.offset);
+      await this.readAt(data, req.offset);
     } catch (err) {
       return this.generic(req, { errno: nbdErrno(errnoName(err)), message: 'reading from file failed' });
     }
@@ -199,7 +224,7 @@ export class Transmission {
       let len: number;
       let zero: boolean;
       try {
-        const st = await node.blockStatus(at, end - at);
+        const st = await tailStatus(node, at, end - at);
         len = Math.min(Math.max(st.length, 1), end - at);
         zero = st.zero;
       } catch (err) {
@@ -215,7 +240,7 @@ export class Transmission {
       } else {
         const data = Buffer.allocUnsafe(len);
         try {
-          await node.readInto(data, at);
+          await this.readAt(data, at);
         } catch (err) {
           // QEMU drops the client here; an error chunk ends the reply and keeps the connection.
           return this.structuredError(req.cookie, nbdErrno(errnoName(err)), 'reading from file failed');
@@ -224,6 +249,13 @@ export class Transmission {
       }
       at += len;
     }
+  }
+
+  /** Reads the node; bytes between its end and the export's (the last partial sector) read as zeroes. */
+  private async readAt(buf: Buffer, offset: number): Promise<void> {
+    const inNode = Math.max(0, Math.min(buf.length, this.n.exp.node.size() - offset));
+    if (inNode < buf.length) buf.fill(0, inNode);
+    if (inNode > 0) await this.n.exp.node.readInto(inNode === buf.length ? buf : buf.subarray(0, inNode), offset);
   }
 
   private async blockStatus(req: Request): Promise<void> {
