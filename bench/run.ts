@@ -14,6 +14,7 @@ const BENCHES: Record<string, () => Promise<BenchModule>> = {
   qmp: () => import('./qmp.js'),
   backup: () => import('./backup.js'),
   transaction: () => import('./transaction.js'),
+  nbd: () => import('./nbd.js'),
 };
 
 /** Flags every bench gets through BenchContext; the rest belong to individual benches. */
