@@ -19,7 +19,7 @@ const HIGH_WATER = 4 << 20;
 export class SocketReader {
   private chunks: Buffer[] = [];
   private buffered = 0;
-  private want: { n: number; resolve: (b: Buffer) => void; reject: (e: Error) => void } | undefined;
+  private want: { n: number; into?: Buffer; resolve: (b: Buffer) => void; reject: (e: Error) => void } | undefined;
   private ended = false;
 
   constructor(private readonly socket: Socket) {
@@ -46,6 +46,15 @@ export class SocketReader {
     });
   }
 
+  /** The next `buf.length` bytes, copied into `buf` (a pooled buffer). */
+  readInto(buf: Buffer): Promise<Buffer> {
+    if (this.want) return Promise.reject(new Error('SocketReader: one read at a time'));
+    return new Promise((resolve, reject) => {
+      this.want = { n: buf.length, into: buf, resolve, reject };
+      this.serve();
+    });
+  }
+
   /** Reads and forgets `n` bytes (an option's payload we do not use), without holding them all. */
   async skip(n: number): Promise<void> {
     while (n > 0) {
@@ -64,7 +73,7 @@ export class SocketReader {
     const w = this.want;
     if (w && this.buffered >= w.n) {
       this.want = undefined;
-      w.resolve(this.take(w.n));
+      w.resolve(this.take(w.n, w.into));
     } else if (w && this.ended) {
       this.want = undefined;
       w.reject(new ConnectionClosed(this.buffered > 0));
@@ -76,18 +85,18 @@ export class SocketReader {
     else if (this.socket.isPaused()) this.socket.resume();
   }
 
-  private take(n: number): Buffer {
+  private take(n: number, into?: Buffer): Buffer {
     this.buffered -= n;
     const first = this.chunks[0];
-    if (first && first.length === n) {
+    if (!into && first && first.length === n) {
       this.chunks.shift();
       return first;
     }
-    if (first && first.length > n) {
+    if (!into && first && first.length > n) {
       this.chunks[0] = first.subarray(n);
       return first.subarray(0, n);
     }
-    const out = Buffer.allocUnsafe(n);
+    const out = into ?? Buffer.allocUnsafe(n);
     let at = 0;
     while (at < n) {
       const c = this.chunks[0]!;

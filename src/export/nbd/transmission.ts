@@ -2,6 +2,7 @@ import type { Socket } from 'node:net';
 import { strerror } from '../../blockdev/qemu-io/errno.js';
 import type { Negotiated } from './negotiation.js';
 import { blockStatusChunks, tailStatus } from './block-status.js';
+import { BufferPool } from './buffer-pool.js';
 import {
   CMD,
   CMD_FLAG,
@@ -58,6 +59,7 @@ export class Transmission {
   private inFlight = 0;
   private slot: (() => void) | undefined;
   private readonly running = new Set<Promise<void>>();
+  private readonly buffers = new BufferPool();
 
   constructor(
     private readonly socket: Socket,
@@ -134,7 +136,7 @@ export class Transmission {
       req.incomplete = req.type === CMD.WRITE;
       return req;
     }
-    if (req.type === CMD.WRITE) req.data = await this.reader.read(req.length);
+    if (req.type === CMD.WRITE) req.data = await this.reader.readInto(this.buffers.take(req.length));
     const writing = req.type === CMD.WRITE || req.type === CMD.WRITE_ZEROES || req.type === CMD.TRIM;
     if (exp.flags & TF.READ_ONLY && writing) {
       req.refused = new Refused('Export is read-only');
@@ -151,6 +153,14 @@ export class Transmission {
   }
 
   private async serve(req: Request & { refused?: Refused }): Promise<void> {
+    try {
+      await this.serveRequest(req);
+    } finally {
+      if (req.data) this.buffers.give(req.data);
+    }
+  }
+
+  private async serveRequest(req: Request & { refused?: Refused }): Promise<void> {
     if (req.refused) return this.generic(req, { errno: NBD_ERRNO.EINVAL, message: req.refused.message });
     const node = this.n.exp.node;
     const fua = (req.flags & CMD_FLAG.FUA) !== 0;
@@ -205,14 +215,16 @@ export class Transmission {
       }
     }
     if (this.n.structured && !(req.flags & CMD_FLAG.DF) && req.length) return this.sparseRead(req);
-    const data = Buffer.allocUnsafe(req.length);
+    const data = this.buffers.take(req.length);
     try {
       await this.readAt(data, req.offset);
     } catch (err) {
+      this.buffers.give(data);
       return this.generic(req, { errno: nbdErrno(errnoName(err)), message: 'reading from file failed' });
     }
     if (!this.n.structured) return this.simple(req.cookie, 0, data);
     if (req.length) return this.dataChunk(req.cookie, req.offset, data, true);
+    this.buffers.give(data);
     this.chunk(req.cookie, REPLY_FLAG_DONE, REPLY_TYPE.NONE, []);
   }
 
@@ -238,10 +250,11 @@ export class Transmission {
         hole.writeUInt32BE(len, 8);
         this.chunk(req.cookie, final ? REPLY_FLAG_DONE : 0, REPLY_TYPE.OFFSET_HOLE, [hole]);
       } else {
-        const data = Buffer.allocUnsafe(len);
+        const data = this.buffers.take(len);
         try {
           await this.readAt(data, at);
         } catch (err) {
+          this.buffers.give(data);
           // QEMU drops the client here; an error chunk ends the reply and keeps the connection.
           return this.structuredError(req.cookie, nbdErrno(errnoName(err)), 'reading from file failed');
         }
@@ -287,19 +300,31 @@ export class Transmission {
     h.writeUInt32BE(SIMPLE_REPLY_MAGIC, 0);
     h.writeUInt32BE(errno, 4);
     h.writeBigUInt64BE(cookie, 8);
-    this.send(data && data.length ? [h, data] : [h]);
+    this.send(data && data.length ? [h, data] : [h], data);
   }
 
-  /** One reply or chunk, its parts written back to back (nothing else can come between: this does not wait). */
-  private send(parts: Buffer[]): void {
-    if (this.socket.destroyed) return;
-    if (parts.length === 1) return void this.socket.write(parts[0]!);
-    this.socket.cork();
-    for (const p of parts) this.socket.write(p);
-    this.socket.uncork();
+  /**
+   * One reply or chunk, its parts written back to back (nothing else can
+   * come between: this does not wait). `release` (a pooled buffer among
+   * the parts) goes back to the pool once the socket is done with it.
+   */
+  private send(parts: Buffer[], release?: Buffer): void {
+    const done = release ? () => this.buffers.give(release) : undefined;
+    if (this.socket.destroyed) return done?.();
+    // Replies finished in the same turn of the event loop leave in one system call.
+    if (!this.corked) {
+      this.corked = true;
+      this.socket.cork();
+      setImmediate(() => {
+        this.corked = false;
+        this.socket.uncork();
+      });
+    }
+    parts.forEach((p, i) => this.socket.write(p, i === parts.length - 1 ? done : undefined));
   }
+  private corked = false;
 
-  private chunk(cookie: bigint, flags: number, type: number, payload: Buffer[]): void {
+  private chunk(cookie: bigint, flags: number, type: number, payload: Buffer[], release?: Buffer): void {
     const len = payload.reduce((n, b) => n + b.length, 0);
     const h = Buffer.allocUnsafe(20);
     h.writeUInt32BE(STRUCTURED_REPLY_MAGIC, 0);
@@ -307,14 +332,17 @@ export class Transmission {
     h.writeUInt16BE(type, 6);
     h.writeBigUInt64BE(cookie, 8);
     h.writeUInt32BE(len, 16);
-    // Small parts are joined; a data payload goes as it is, not copied.
-    this.send(len <= 4096 ? [Buffer.concat([h, ...payload])] : [h, ...payload]);
+    // Small parts are joined (and a pooled one is free at once); a data payload goes as it is, not copied.
+    if (len <= 4096) {
+      this.send([Buffer.concat([h, ...payload])]);
+      if (release) this.buffers.give(release);
+    } else this.send([h, ...payload], release);
   }
 
   private dataChunk(cookie: bigint, offset: number, data: Buffer, final: boolean): void {
     const off = Buffer.allocUnsafe(8);
     off.writeBigUInt64BE(BigInt(offset));
-    this.chunk(cookie, final ? REPLY_FLAG_DONE : 0, REPLY_TYPE.OFFSET_DATA, [off, data]);
+    this.chunk(cookie, final ? REPLY_FLAG_DONE : 0, REPLY_TYPE.OFFSET_DATA, [off, data], data);
   }
 
   private structuredError(cookie: bigint, errno: number, message: string): void {
