@@ -96,7 +96,14 @@ export class BlockGraph {
    * uses `to` instead. Returns what moves them back, exactly those.
    */
   async moveParents(from: BlockNode, to: BlockNode, except: BlockNode): Promise<() => Promise<void>> {
-    const moved = this.list().filter((n) => n !== except && n !== to && n.children().includes(from));
+    // A parent that `to` reaches through its own children stays (should_update_child): moving it would
+    // close a loop, e.g. a fleecing overlay backed by the source, which is also the backup filter's target.
+    const below = new Set<BlockNode>();
+    const walk = (n: BlockNode) => {
+      for (const c of n.children()) if (!below.has(c)) below.add(c), walk(c);
+    };
+    walk(to);
+    const moved = this.list().filter((n) => n !== except && n !== to && !below.has(n) && n.children().includes(from));
     for (const n of moved) await n.replaceChild(from, to);
     const users = [...from.users];
     const move = (a: BlockNode, b: BlockNode) => {
