@@ -156,9 +156,9 @@ export class Daemon {
   shutdown(reason = 'shutdown'): Promise<void> {
     this.shuttingDown ??= (async () => {
       this.log.info({ reason }, 'daemon shutting down');
-      await Promise.all(this.monitors.map((m) => m.close()));
-      // qemu-storage-daemon's order: exports, then jobs, then the nodes.
+      // qemu-storage-daemon's order: exports first, while the monitors can still announce their deletion.
       await this.exports.close();
+      await Promise.all(this.monitors.map((m) => m.close()));
       await this.jobs.cancelAll();
       // Every image flushed and closed before the process may exit.
       await this.graph.closeAll();

@@ -110,6 +110,7 @@ export class BlockExports {
     if (!node) throw new BlockError('NOT_FOUND', `Cannot find device='' nor node-name='${spec.nodeName}'`);
     const writable = spec.writable ?? false;
     if (node.readOnly && writable) throw fail('Cannot export read-only node as writable');
+    this.checkResizeShared(node);
     if (spec.iothread !== undefined) throw fail(`iothread "${spec.iothread}" not found`);
     const server = this.server;
     if (!server) throw fail('NBD server not running');
@@ -128,6 +129,22 @@ export class BlockExports {
     server.addExport(nbd);
     this.exports.unshift(exp);
     return exp;
+  }
+
+  /**
+   * An export forbids resizing its node while it lives; a writable qcow2
+   * node needs to grow its file, so the file node under one cannot be
+   * exported (QEMU's permission check, in its words).
+   */
+  private checkResizeShared(node: BlockNode): void {
+    for (const p of this.graph.list()) {
+      for (const l of p.childLinks()) {
+        if (l.node !== node || l.role !== 'file' || p.driver !== 'qcow2' || p.readOnly) continue;
+        throw fail(
+          `Permission conflict on node '${node.nodeName}': permissions 'resize' are both required by node '${p.nodeName}' (uses node '${node.nodeName}' as 'file' child) and unshared by an unnamed block device (uses node '${node.nodeName}' as 'root' child).`,
+        );
+      }
+    }
   }
 
   /** A bitmap of the node (or of a node below it, by name) or of any node ({node, name}), usable as the export needs it. */
@@ -198,7 +215,8 @@ export class BlockExports {
 
   /** Every export asked to shut down, resolved once all are deleted (nbd-server-stop, daemon shutdown). */
   async closeAll(): Promise<void> {
-    await Promise.all([...this.exports].map((e) => this.shutdown(e)));
+    // Oldest first, as qemu-storage-daemon announces them.
+    await Promise.all([...this.exports].reverse().map((e) => this.shutdown(e)));
   }
 
   /** The daemon's end: exports, then the server. */

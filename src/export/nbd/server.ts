@@ -1,4 +1,5 @@
-import { unlink } from 'node:fs/promises';
+import { access, unlink } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import { type Server, type Socket, createServer } from 'node:net';
 import type { Logger } from 'pino';
 import { strerror } from '../../blockdev/qemu-io/errno.js';
@@ -58,8 +59,17 @@ export class NbdServer implements ExportDirectory {
     }
     await new Promise<void>((resolve, reject) => {
       server.once('error', (err: NodeJS.ErrnoException) => {
-        if (a.type === 'unix') return reject(bindError(err, `Failed to bind socket to ${a.path}`));
+        if (a.type === 'unix') {
+          // libuv says EACCES where bind(2) says ENOENT: a directory on the path is missing.
+          void access(dirname(a.path)).then(
+            () => reject(bindError(err, `Failed to bind socket to ${a.path}`)),
+            (e: unknown) => reject(bindError(e, `Failed to bind socket to ${a.path}`)),
+          );
+          return;
+        }
         if (err.code === 'ENOTFOUND' || err.code === 'EAI_AGAIN') return reject(new BlockError('INVALID_ARGUMENT', `address resolution failed for ${a.host}:${a.port}: Name or service not known`));
+        // inet_listen_saddr tries the port (range) and then gives up with this.
+        if (err.code === 'EADDRINUSE') return reject(bindError(err, 'Failed to find an available port'));
         reject(bindError(err, 'Failed to bind socket'));
       });
       if (a.type === 'unix') server.listen(a.path, () => resolve());

@@ -30,6 +30,9 @@ export function nbdAddress(v: Infer<typeof SocketAddress>): NbdAddress {
     case 'inet':
       if (a['keep-alive']) throw fail('keep-alive option is not supported for passive sockets');
       return { type: 'inet', host: a.host!, port: a.port! };
+    case 'fd':
+      // QEMU's words: file descriptors come with SCM_RIGHTS, which only QEMU's own callers pass.
+      throw fail('only QEMU supports file descriptor passing');
     default:
       throw fail(`'${a.type}' socket addresses are not supported by blockemu (use 'unix' or 'inet')`);
   }
