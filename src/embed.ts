@@ -1,10 +1,12 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { type BlockdevSpec, openBlockdev } from './blockdev/open.js';
 import { Daemon } from './daemon.js';
 import { QmpClient } from './qmp/client.js';
+import { exportSpec } from './qmp/commands/exports.js';
 import { makeQmpParser } from './qmp/parser.js';
+import { BlockExportOptions } from './qmp/schema/block-export.js';
 
 export interface StartDaemonOptions {
   /** Where the QMP socket goes; default: qmp.sock in a fresh temp directory (removed on close). */
@@ -18,10 +20,21 @@ export interface StartDaemonOptions {
    * `__org.blockemu_clock-advance` moves it by hand. Default 'real'.
    */
   clock?: 'real' | 'virtual';
+  /**
+   * An NBD server on a Unix socket (`nbd.sock` beside the QMP socket unless
+   * `socketPath` says otherwise) and exports on it, as --nbd-server and
+   * --export start them; each export is what block-export-add takes
+   * (`type` may be left out: it is 'nbd').
+   */
+  nbd?: { socketPath?: string; exports?: Array<Record<string, unknown>> };
 }
 
 export interface EmbeddedDaemon {
   readonly socketPath: string;
+  /** The NBD server's socket, when `nbd` was given. */
+  readonly nbdSocketPath: string | undefined;
+  /** `nbd+unix:///NAME?socket=…`, the URI qemu-img, qemu-io and libnbd take for an export. */
+  nbdUri(name: string): string;
   readonly daemon: Daemon;
   /** A new client, negotiated (call as often as you like; each is its own connection). */
   client(): Promise<QmpClient>;
@@ -38,6 +51,7 @@ export async function startDaemon(opts: StartDaemonOptions = {}): Promise<Embedd
   const dir = opts.socketPath ? undefined : await mkdtemp(join(tmpdir(), 'blockemu-'));
   const socketPath = opts.socketPath ?? join(dir!, 'qmp.sock');
   const daemon = await Daemon.start({ monitors: [{ path: socketPath }], makeParser: makeQmpParser, clock: opts.clock });
+  const nbdSocketPath = opts.nbd ? (opts.nbd.socketPath ?? join(dirname(socketPath), 'nbd.sock')) : undefined;
   const clients: QmpClient[] = [];
   let closing: Promise<void> | undefined;
   const close = () =>
@@ -48,12 +62,21 @@ export async function startDaemon(opts: StartDaemonOptions = {}): Promise<Embedd
     })());
   try {
     for (const spec of opts.blockdevs ?? []) await openBlockdev(daemon.graph, spec);
+    if (nbdSocketPath !== undefined) {
+      await daemon.exports.startNbdServer({ type: 'unix', path: nbdSocketPath }, {});
+      for (const e of opts.nbd?.exports ?? []) daemon.exports.add(exportSpec(BlockExportOptions.visit({ type: 'nbd', ...e }, [])));
+    }
   } catch (err) {
     await close();
     throw err;
   }
   return {
     socketPath,
+    nbdSocketPath,
+    nbdUri: (name) => {
+      if (nbdSocketPath === undefined) throw new Error('startDaemon: no NBD server (pass the nbd option)');
+      return `nbd+unix:///${name}?socket=${nbdSocketPath}`;
+    },
     daemon,
     async client() {
       const c = await QmpClient.connect(socketPath);

@@ -2,7 +2,7 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { QmpError, startDaemon } from '../src/index.js';
-import { withTempDir } from './helpers/qemu.js';
+import { qemu, qemuIo, withTempDir } from './helpers/qemu.js';
 
 describe('startDaemon (embedding API)', () => {
   it('starts in-process with nodes, hands out clients, and cleans up on close (idempotently)', async () => {
@@ -17,6 +17,27 @@ describe('startDaemon (embedding API)', () => {
       await d.close();
       await d.close();
       await expect(a.execute('query-version')).rejects.toThrow();
+    });
+  });
+
+  it.skipIf(!qemu.available)('serves exports over NBD (nbd option): qemu-io writes and reads through nbdUri', async () => {
+    await withTempDir(async (dir) => {
+      const path = join(dir, 'd.raw');
+      await writeFile(path, new Uint8Array(1 << 20));
+      const d = await startDaemon({
+        blockdevs: [{ driver: 'raw', 'node-name': 'd0', file: { driver: 'file', filename: path } }],
+        nbd: { exports: [{ id: 'e0', 'node-name': 'd0', writable: true }] },
+      });
+      try {
+        expect(d.nbdSocketPath).toBe(join(d.socketPath, '..', 'nbd.sock'));
+        const r = await qemuIo('-f', 'raw', '-c', 'write -P 0x5a 4k 4k', '-c', 'read -P 0x5a 4k 4k', d.nbdUri('d0'));
+        expect(r.stdout).toMatch(/read 4096\/4096 bytes at offset 4096/);
+        const c = await d.client();
+        expect(await c.execute('query-block-exports')).toEqual([{ id: 'e0', type: 'nbd', 'node-name': 'd0', 'shutting-down': false }]);
+      } finally {
+        await d.close();
+      }
+      await expect(startDaemon({ nbd: { exports: [{ id: 'e0', 'node-name': 'nosuch' }] } })).rejects.toThrow("Cannot find device='' nor node-name='nosuch'");
     });
   });
 
