@@ -20,6 +20,11 @@ export interface NodeImageInfo {
   backingImage?: NodeImageInfo;
 }
 
+export interface StatusOptions {
+  /** Default true: find zeroes even where that costs reads. */
+  wantZero?: boolean;
+}
+
 export interface WriteFlags {
   /** Force unit access: the write is on stable storage when it completes. */
   fua?: boolean;
@@ -96,7 +101,13 @@ export abstract class BlockNode {
   }
 
   abstract size(): number;
-  abstract blockStatus(offset: number, length: number): Promise<Extent>;
+  /**
+   * What [offset, offset+length) holds, from its start (the extent may be
+   * shorter). With `wantZero: false` (QEMU's want_zero) a node may call
+   * data what finding zeroes in would cost reads: a copier that looks at
+   * the data anyway asks so.
+   */
+  abstract blockStatus(offset: number, length: number, opts?: StatusOptions): Promise<Extent>;
   /** The driver's own request handling; the public methods apply the node's generic options first. */
   protected abstract doRead(offset: number, length: number): Promise<Uint8Array>;
   protected abstract doWrite(offset: number, data: Uint8Array, flags: WriteFlags): Promise<void>;

@@ -1,5 +1,6 @@
 import { ChunkBitmap } from '../blockdev/bitmap.js';
 import type { BlockNode } from '../blockdev/node.js';
+import { isZero } from '../image/request.js';
 
 /** A failed copy: which side failed (QEMU's IoOperationType) and why. */
 export class CopyError extends Error {
@@ -155,7 +156,8 @@ export class BlockCopy {
     for (let offset = start; offset < end; ) {
       let st: { zero: boolean; length: number };
       try {
-        st = await this.source.blockStatus(offset, end - offset);
+        // The data is read anyway, so zeroes are found in it (copyExtent) rather than by reading twice.
+        st = await this.source.blockStatus(offset, end - offset, { wantZero: false });
       } catch (err) {
         throw new CopyError('read', err);
       }
@@ -184,6 +186,8 @@ export class BlockCopy {
       throw new CopyError('read', err);
     }
     if (this.opts.compress) await this.write(() => (this.target as unknown as Compressor).writeCompressed(offset, buf));
+    // Zeroes read where the source could not tell cheaply (a raw file's holes) stay sparse in the target.
+    else if (isZero(buf)) return this.write(() => this.target.writeZeroes(offset, length, { mayUnmap: true }));
     else await this.write(() => this.target.write(offset, buf));
     this.noteWritten(length);
   }

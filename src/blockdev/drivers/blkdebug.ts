@@ -2,7 +2,7 @@ import { constants } from 'node:os';
 import { BlockError } from '../../image/errors.js';
 import type { Extent } from '../../image/types.js';
 import { strerror } from '../qemu-io/errno.js';
-import { BlockNode, type IoType, type NodeImageInfo, type WriteFlags, type ZeroFlags } from '../node.js';
+import { BlockNode, type IoType, type NodeImageInfo, type StatusOptions, type WriteFlags, type ZeroFlags } from '../node.js';
 
 export interface InjectErrorRule {
   event: string;
@@ -113,9 +113,9 @@ export class BlkdebugNode extends BlockNode {
     await this.check('flush', 0, 0);
     return this.image.flush();
   }
-  async blockStatus(offset: number, length: number): Promise<Extent> {
+  async blockStatus(offset: number, length: number, opts?: StatusOptions): Promise<Extent> {
     await this.check('block-status', offset, length);
-    return this.image.blockStatus(offset, length);
+    return this.image.blockStatus(offset, length, opts);
   }
   async imageInfo(): Promise<NodeImageInfo> {
     const inner = await this.image.imageInfo();

@@ -1,6 +1,6 @@
 import { ChunkBitmap } from '../bitmap.js';
 import type { Extent } from '../../image/types.js';
-import { BlockNode, type NodeImageInfo, type WriteFlags, type ZeroFlags } from '../node.js';
+import { BlockNode, type NodeImageInfo, type StatusOptions, type WriteFlags, type ZeroFlags } from '../node.js';
 
 /**
  * The `copy-before-write` filter a backup job puts above its source
@@ -36,8 +36,8 @@ export class CopyBeforeWriteNode extends BlockNode {
   protected override async childReplaced(role: string, node: BlockNode): Promise<void> {
     if (role === 'file') this.source = node;
   }
-  blockStatus(offset: number, length: number): Promise<Extent> {
-    return this.source.blockStatus(offset, length);
+  blockStatus(offset: number, length: number, opts?: StatusOptions): Promise<Extent> {
+    return this.source.blockStatus(offset, length, opts);
   }
   protected doRead(offset: number, length: number): Promise<Uint8Array> {
     return this.source.read(offset, length);

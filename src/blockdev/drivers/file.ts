@@ -3,7 +3,7 @@ import { ChunkBitmap } from '../bitmap.js';
 import { checkRequest, isZero, ZERO_CHUNK } from '../../image/request.js';
 import type { Extent } from '../../image/types.js';
 import { zeroRun } from '../../image/zero-scan.js';
-import { BlockNode, type NodeImageInfo, type WriteFlags, type ZeroFlags } from '../node.js';
+import { BlockNode, type NodeImageInfo, type StatusOptions, type WriteFlags, type ZeroFlags } from '../node.js';
 
 const WRITTEN_CHUNK = 65536;
 
@@ -130,11 +130,16 @@ export class FileNode extends BlockNode {
   }
 
   /** Holes as QEMU's file-posix finds them with SEEK_HOLE, found here by looking at the data (zeroes read as a hole). */
-  async blockStatus(offset: number, length: number): Promise<Extent> {
+  async blockStatus(offset: number, length: number, opts: StatusOptions = {}): Promise<Extent> {
     checkRequest('block status', offset, length, this.size());
+    const inFile = Math.min(length, this.length - offset);
     // Past the end of the file (in its last sector) is a hole, as SEEK_HOLE finds it.
     const run =
-      length === 0 || offset >= this.length ? { length, zero: true } : await zeroRun((b, o) => this.file.readInto(b, o), offset, Math.min(length, this.length - offset));
+      length === 0 || offset >= this.length
+        ? { length, zero: true }
+        : opts.wantZero === false
+          ? { length: inFile, zero: false }
+          : await zeroRun((b, o) => this.file.readInto(b, o), offset, inFile);
     return { offset, length: run.length, data: !run.zero, zero: run.zero, allocated: true, depth: 0, hostOffset: offset, filename: this.filename };
   }
 

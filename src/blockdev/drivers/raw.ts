@@ -1,7 +1,7 @@
 import { BlockError } from '../../image/errors.js';
 import { checkRequest } from '../../image/request.js';
 import type { Extent } from '../../image/types.js';
-import { BlockNode, type NodeImageInfo, type WriteFlags, type ZeroFlags } from '../node.js';
+import { BlockNode, type NodeImageInfo, type StatusOptions, type WriteFlags, type ZeroFlags } from '../node.js';
 
 /**
  * The `raw` format driver (block/raw-format.c): its `file` child's bytes,
@@ -64,9 +64,9 @@ export class RawNode extends BlockNode {
   protected async doFlush(): Promise<void> {
     return this.file.flush();
   }
-  async blockStatus(offset: number, length: number): Promise<Extent> {
+  async blockStatus(offset: number, length: number, opts?: StatusOptions): Promise<Extent> {
     checkRequest('block status', offset, length, this.size());
-    const e = await this.file.blockStatus(this.offset + offset, length);
+    const e = await this.file.blockStatus(this.offset + offset, length, opts);
     return { ...e, offset, hostOffset: this.offset + offset };
   }
   async imageInfo(): Promise<NodeImageInfo> {
