@@ -1,4 +1,4 @@
-import { readFile, writeFile } from 'node:fs/promises';
+import { readFile, stat, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { BlockGraph } from '../../src/blockdev/graph.js';
@@ -62,6 +62,30 @@ describe('backup job (library level)', () => {
       expect(log.at(-3)).toBe(`COMPLETED ${8 * MiB}/${8 * MiB}`);
       await g.closeAll();
       expect(Buffer.compare(await readFile(join(dir, 'tgt.raw')), Buffer.from(original))).toBe(0);
+    });
+  });
+
+  it('a sparse raw source gives a sparse target: zeroes read from it are written as zeroes', async () => {
+    await withTempDir(async (dir) => {
+      const size = 16 * MiB;
+      const data = pattern(MiB, 3);
+      await writeFile(join(dir, 'src.raw'), new Uint8Array(0));
+      await truncate(join(dir, 'src.raw'), size);
+      await writeFile(join(dir, 'tgt.raw'), new Uint8Array(0));
+      await truncate(join(dir, 'tgt.raw'), size);
+      const g = new BlockGraph();
+      const src = await openBlockdev(g, { driver: 'raw', 'node-name': 'src', file: { driver: 'file', filename: join(dir, 'src.raw') } });
+      await src.write(MiB, data);
+      await src.write(9 * MiB, data);
+      const tgt = await openBlockdev(g, { driver: 'raw', 'node-name': 'tgt', file: { driver: 'file', filename: join(dir, 'tgt.raw') } });
+      const { listener } = recorder();
+      const job = new BackupJob('z', listener, { source: src, target: tgt, sync: 'full' });
+      job.start();
+      await until(() => job.status === 'null');
+      await g.closeAll();
+      expect(Buffer.compare(await readFile(join(dir, 'tgt.raw')), await readFile(join(dir, 'src.raw')))).toBe(0);
+      // Two MiB of data; the 14 MiB of holes stay holes (a copy of everything would allocate 16 MiB).
+      expect((await stat(join(dir, 'tgt.raw'))).blocks * 512).toBeLessThanOrEqual(3 * MiB);
     });
   });
 
