@@ -14,6 +14,13 @@ const fail = (msg: string) => new BlockError('INVALID_ARGUMENT', msg);
 /** QEMU's id_wellformed. */
 const WELL_FORMED = /^[A-Za-z][A-Za-z0-9._-]*$/;
 
+/** bdrv_filter_or_cow_bs: the child a filter passes to (blkdebug, copy-before-write), else the backing child. */
+function filteredOrCow(n: BlockNode): BlockNode | undefined {
+  if (n.driver === 'blkdebug') return n.child('image');
+  if (n.driver === 'copy-before-write') return n.child('file');
+  return n.child('backing');
+}
+
 /** What block-export-add asks for (type nbd, the only type blockemu has). */
 export interface ExportSpec {
   id: string;
@@ -155,7 +162,7 @@ export class BlockExports {
       while (holder) {
         bm = holder.dirtyBitmaps.find(src);
         if (bm) break;
-        holder = holder.child('file') ?? holder.child('backing');
+        holder = filteredOrCow(holder);
       }
       if (!bm || !holder) throw new BlockError('NOT_FOUND', `Bitmap '${src}' is not found`);
       if (!writable && !holder.readOnly && !bm.disabled) throw fail(`Enabled bitmap '${src}' incompatible with readonly export`);
