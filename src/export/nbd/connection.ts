@@ -5,6 +5,9 @@ import { type ExportDirectory, Negotiation } from './negotiation.js';
 import { SocketReader } from './socket-reader.js';
 import { Transmission } from './transmission.js';
 
+/** How long a finished connection waits for its peer to take the last replies. */
+const LINGER_MS = 5000;
+
 /**
  * One client connection: the handshake, then requests on the export it
  * chose until it leaves or is dropped. The export counts it among its
@@ -34,9 +37,10 @@ export class NbdConnection implements NbdExportClient {
       } catch (err) {
         this.log?.info({ err: err instanceof Error ? err.message : String(err) }, this.exp ? 'NBD: disconnect client' : 'NBD: option negotiation failed');
       } finally {
-        // Replies already written still go out; then the socket closes.
+        // Replies already written still go out, then the socket closes; a peer that reads none of them is cut off.
         socket.end();
         socket.once('finish', () => socket.destroy());
+        setTimeout(() => socket.destroy(), LINGER_MS).unref();
         const exp = this.exp;
         if (exp) {
           exp.clients.delete(this);
