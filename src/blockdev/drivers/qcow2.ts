@@ -8,6 +8,10 @@ import { BlockNode, type ChildLink, type NodeImageInfo, type WriteFlags, type Ze
 import { NodeByteFile } from '../node-file.js';
 import { NodeImage } from '../node-image.js';
 import { ChunkBitmap } from '../bitmap.js';
+import { RequestFence } from '../request-fence.js';
+
+/** A prefetch copies at most this much at a time (QEMU's bounce buffer is bounded too). */
+const PREFETCH_CHUNK = 1 << 20;
 
 /**
  * The `qcow2` format driver: a Qcow2Image whose bytes come from the `file`
@@ -15,34 +19,6 @@ import { ChunkBitmap } from '../bitmap.js';
  * layer (read-only, not as graph nodes) unless `backing` says otherwise:
  * null for none.
  */
-/** A prefetch copies at most this much at a time (QEMU's bounce buffer is bounded too). */
-const PREFETCH_CHUNK = 1 << 20;
-
-interface Range {
-  start: number;
-  end: number;
-  done: Promise<void>;
-}
-
-/** Runs `fn` as a request over [offset, offset+length) in `mine`, once no request of `theirs` overlaps it. */
-async function track<T>(mine: Set<Range>, theirs: Set<Range>, offset: number, length: number, fn: () => Promise<T>): Promise<T> {
-  const end = offset + length;
-  for (;;) {
-    const o = [...theirs].find((r) => r.start < end && offset < r.end);
-    if (!o) break;
-    await o.done;
-  }
-  let finish!: () => void;
-  const r: Range = { start: offset, end, done: new Promise<void>((res) => (finish = res)) };
-  mine.add(r);
-  try {
-    return await fn();
-  } finally {
-    mine.delete(r);
-    finish();
-  }
-}
-
 export class Qcow2Node extends BlockNode {
   readonly driver = 'qcow2';
 
@@ -166,11 +142,11 @@ export class Qcow2Node extends BlockNode {
     }
   }
 
-  /** Guest writes, zero writes and discards in flight, and copy-on-read prefetches in flight: each waits for the other kind where they overlap. */
-  private readonly inFlight = { writes: new Set<Range>(), prefetches: new Set<Range>() };
+  /** Guest writes, zero writes and discards, and copy-on-read prefetches: each waits for the other kind where they overlap. */
+  private readonly fence = new RequestFence();
 
-  private async changing<T>(offset: number, length: number, fn: () => Promise<T>): Promise<T> {
-    return track(this.inFlight.writes, this.inFlight.prefetches, offset, length, fn);
+  private changing<T>(offset: number, length: number, fn: () => Promise<T>): Promise<T> {
+    return this.fence.run('write', offset, length, fn);
   }
 
   /**
@@ -187,7 +163,7 @@ export class Qcow2Node extends BlockNode {
     const cs = this.image.layout.clusterSize;
     const start = Math.floor(offset / cs) * cs;
     const end = Math.min(this.size(), Math.ceil((offset + length) / cs) * cs);
-    await track(this.inFlight.prefetches, this.inFlight.writes, start, end - start, async () => {
+    await this.fence.run('prefetch', start, end - start, async () => {
       for (let at = start; at < end; ) {
         const st = await this.image.blockStatus(at, Math.min(end - at, PREFETCH_CHUNK));
         const len = Math.min(Math.max(st.length, 1), end - at);

@@ -1,0 +1,38 @@
+/** A request over [start, end) in flight, and when it is done. */
+interface Range {
+  start: number;
+  end: number;
+  done: Promise<void>;
+}
+
+/**
+ * Keeps two kinds of request on one node apart where they overlap: guest
+ * writes and copy-on-read prefetches (a prefetch stores bytes it read a
+ * moment before, so a guest write must not land in between). Requests of
+ * the same kind never wait for each other, as overlapping guest writes in
+ * QEMU do not.
+ */
+export class RequestFence {
+  private readonly kinds = { write: new Set<Range>(), prefetch: new Set<Range>() };
+
+  /** Runs `fn` as a request of `kind` once no request of the other kind overlaps it. */
+  async run<T>(kind: 'write' | 'prefetch', offset: number, length: number, fn: () => Promise<T>): Promise<T> {
+    const end = offset + length;
+    const theirs = this.kinds[kind === 'write' ? 'prefetch' : 'write'];
+    while (theirs.size > 0) {
+      const o = [...theirs].find((r) => r.start < end && offset < r.end);
+      if (!o) break;
+      await o.done;
+    }
+    let finish!: () => void;
+    const r: Range = { start: offset, end, done: new Promise<void>((res) => (finish = res)) };
+    const mine = this.kinds[kind];
+    mine.add(r);
+    try {
+      return await fn();
+    } finally {
+      mine.delete(r);
+      finish();
+    }
+  }
+}
