@@ -169,7 +169,7 @@ export class Daemon {
   }
 }
 
-
+/** One --blockdev, --nbd-server or --export option, carried out. */
 async function runSetupStep(step: SetupStep, graph: BlockGraph, exports: BlockExports): Promise<void> {
   switch (step.option) {
     case 'blockdev':
