@@ -13,14 +13,16 @@ export interface DemoIo {
 /**
  * `blockemu demo` (what `npm start` runs): the daemon on two fresh images —
  * disk0, a 64 MiB raw disk, and disk1, a 64 MiB qcow2 image with some data
- * — with a QMP socket in the same temporary directory, and a printed
- * example of driving it. Runs until quit, SIGINT or SIGTERM.
+ * — with a QMP socket and an NBD server in the same temporary directory
+ * (disk1 exported read-only), and a printed example of driving it. Runs
+ * until quit, SIGINT or SIGTERM.
  */
 export async function runDaemonDemo(io: DemoIo, dir?: string): Promise<Daemon> {
   const where = dir ?? (await mkdtemp(join(tmpdir(), 'blockemu-demo-')));
   const raw = join(where, 'disk0.raw');
   const qcow2 = join(where, 'disk1.qcow2');
   const sock = join(where, 'qmp.sock');
+  const nbd = join(where, 'nbd.sock');
   await createImage(raw, { format: 'raw', size: 64 << 20 });
   await createImage(qcow2, { format: 'qcow2', size: 64 << 20 });
   const img = await openImage(qcow2, { format: 'qcow2' });
@@ -30,6 +32,8 @@ export async function runDaemonDemo(io: DemoIo, dir?: string): Promise<Daemon> {
   const daemon = await Daemon.start({ monitors: [{ path: sock }], makeParser: makeQmpParser });
   await openBlockdev(daemon.graph, { driver: 'raw', 'node-name': 'disk0', file: { driver: 'file', 'node-name': 'disk0-file', filename: raw } });
   await openBlockdev(daemon.graph, { driver: 'qcow2', 'node-name': 'disk1', file: { driver: 'file', 'node-name': 'disk1-file', filename: qcow2 } });
+  await daemon.exports.startNbdServer({ type: 'unix', path: nbd }, {});
+  daemon.exports.add({ id: 'e1', nodeName: 'disk1' });
 
   const cli = `node ${join(import.meta.dirname, '..', '..', 'bin', 'blockemu.js')}`;
   io.out(
@@ -38,12 +42,14 @@ export async function runDaemonDemo(io: DemoIo, dir?: string): Promise<Daemon> {
       `  images:  ${raw} (node disk0, raw)`,
       `           ${qcow2} (node disk1, qcow2, first MiB written with 0x5a)`,
       `  QMP:     ${sock}`,
+      `  NBD:     ${nbd} (export disk1, read-only)`,
       '',
       'Try, from another terminal:',
       `  ${cli} qmp -s ${sock} query-version`,
       `  ${cli} qmp -s ${sock} human-monitor-command '{"command-line": "qemu-io disk1 \\"read -P 0x5a 0 64k\\""}'`,
       `  ${cli} qmp -s ${sock}            # an interactive QMP shell`,
       `  socat - UNIX-CONNECT:${sock}     # raw QMP, as with qemu-storage-daemon`,
+      `  qemu-img map --output=json 'nbd+unix:///disk1?socket=${nbd}'   # QEMU's tools read the export`,
       '',
       'Stop it with Ctrl-C or the quit command.',
       '',

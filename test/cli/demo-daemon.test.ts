@@ -24,6 +24,12 @@ describe('blockemu demo (npm start)', () => {
       const example = /(node \S+ qmp -s \S+ query-version)/.exec(out)![1]!.split(' ');
       const r = await run(example[0]!, example.slice(1));
       expect(r.code).toBe(0);
+      if (qemu.available) {
+        // The printed NBD example too: disk1's first MiB is data, the rest reads as zeroes.
+        const uri = /qemu-img map --output=json '(\S+)'/.exec(out)![1]!;
+        const map = JSON.parse((await qemuImg('map', '--output=json', uri)).stdout) as Array<{ start: number; length: number; data: boolean }>;
+        expect(map[0]).toMatchObject({ start: 0, length: 1 << 20, data: true });
+      }
       const c = await QmpClient.connect(sock);
       const io = await c.execute<string>('human-monitor-command', { 'command-line': 'qemu-io disk1 "read -P 0x5a 0 64k"' });
       expect(io).toMatch(/^read 65536\/65536 bytes at offset 0/);
