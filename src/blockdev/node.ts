@@ -59,6 +59,18 @@ export interface NodeUser {
   nodeReplaced(next: BlockNode): void;
 }
 
+/**
+ * A writable qcow2 node must be able to grow its file, and a user outside
+ * the graph (an export) forbids that: QEMU refuses the pairing, whichever
+ * comes second, with this permission conflict.
+ */
+export function resizeConflict(file: BlockNode, qcow2Name: string): BlockError {
+  return new BlockError(
+    'INVALID_ARGUMENT',
+    `Permission conflict on node '${file.nodeName}': permissions 'resize' are both required by node '${qcow2Name}' (uses node '${file.nodeName}' as 'file' child) and unshared by an unnamed block device (uses node '${file.nodeName}' as 'root' child).`,
+  );
+}
+
 /** A child link: the role QEMU names it by ('file', 'backing', 'image', …) and the node. */
 export interface ChildLink {
   readonly role: string;

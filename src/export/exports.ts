@@ -3,7 +3,7 @@ import type { BitmapSource } from '../blockdev/bitmap-ops.js';
 import { lookupBitmap } from '../blockdev/bitmap-ops.js';
 import { BitmapCheck, type DirtyBitmap } from '../blockdev/dirty-bitmap.js';
 import type { BlockGraph } from '../blockdev/graph.js';
-import type { BlockNode, NodeUser } from '../blockdev/node.js';
+import { type BlockNode, type NodeUser, resizeConflict } from '../blockdev/node.js';
 import { BlockError } from '../image/errors.js';
 import { NbdExport } from './nbd/export.js';
 import { MAX_STRING_SIZE } from './nbd/protocol.js';
@@ -146,10 +146,7 @@ export class BlockExports {
   private checkResizeShared(node: BlockNode): void {
     for (const p of this.graph.list()) {
       for (const l of p.childLinks()) {
-        if (l.node !== node || l.role !== 'file' || p.driver !== 'qcow2' || p.readOnly) continue;
-        throw fail(
-          `Permission conflict on node '${node.nodeName}': permissions 'resize' are both required by node '${p.nodeName}' (uses node '${node.nodeName}' as 'file' child) and unshared by an unnamed block device (uses node '${node.nodeName}' as 'root' child).`,
-        );
+        if (l.node === node && l.role === 'file' && p.driver === 'qcow2' && !p.readOnly) throw resizeConflict(node, p.nodeName);
       }
     }
   }

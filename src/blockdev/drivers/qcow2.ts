@@ -4,7 +4,7 @@ import { openImage } from '../../image/open.js';
 import type { LoadedBitmap } from '../../image/qcow2/bitmaps.js';
 import { Qcow2Image } from '../../image/qcow2/image.js';
 import type { Extent } from '../../image/types.js';
-import { BlockNode, type ChildLink, type NodeImageInfo, type WriteFlags, type ZeroFlags } from '../node.js';
+import { BlockNode, type ChildLink, type NodeImageInfo, resizeConflict, type WriteFlags, type ZeroFlags } from '../node.js';
 import { NodeByteFile } from '../node-file.js';
 import { NodeImage } from '../node-image.js';
 import { ChunkBitmap } from '../bitmap.js';
@@ -40,6 +40,7 @@ export class Qcow2Node extends BlockNode {
   static async open(name: string, file: BlockNode, readOnly: boolean, backing: BlockNode | null | undefined): Promise<Qcow2Node> {
     const filename = (await file.imageInfo()).filename;
     if (!readOnly && file.readOnly) throw new BlockError('READ_ONLY', `Block node is read-only`, { errno: 'EPERM' });
+    if (!readOnly && file.users.size > 0) throw resizeConflict(file, name);
     // The image layer speaks like qemu-img ("Could not open 'f': …"); a node's open error is just the reason, as QEMU's.
     const reason = (err: unknown) =>
       err instanceof BlockError && err.message.startsWith(`Could not open '${filename}': `)
