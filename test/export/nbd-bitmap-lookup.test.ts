@@ -6,37 +6,28 @@
  */
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { type Daemon, OURS, outcome, startExportDaemon } from '../helpers/export-daemon.js';
+import { type Daemon, OURS, playQmp } from '../helpers/export-daemon.js';
 import { qemu, qemuImg, withTempDir } from '../helpers/qemu.js';
 
 async function session(which: Daemon): Promise<unknown[]> {
   return withTempDir(async (dir) => {
     expect((await qemuImg('create', '-q', '-f', 'raw', join(dir, 'r.raw'), '1M')).code).toBe(0);
     expect((await qemuImg('create', '-q', '-f', 'qcow2', join(dir, 'q.qcow2'), '1M')).code).toBe(0);
-    const d = await startExportDaemon(which, {
-      dir,
-      blockdevs: [
-        `driver=file,node-name=rf,filename=${join(dir, 'r.raw')}`,
-        'driver=raw,node-name=r,file=rf',
-        `driver=file,node-name=qf,filename=${join(dir, 'q.qcow2')}`,
-        'driver=qcow2,node-name=q,file=qf',
-        'driver=blkdebug,node-name=dbg,image=q',
-      ],
-      nbdServer: true,
-    });
-    const log: unknown[] = [];
-    const q = async (cmd: string, args?: Record<string, unknown>) => log.push(await outcome(d.client, dir, cmd, args));
-    try {
-      await q('block-dirty-bitmap-add', { node: 'rf', name: 'b' });
-      await q('block-dirty-bitmap-add', { node: 'q', name: 'c', disabled: true });
-      await q('block-export-add', { type: 'nbd', id: 'e0', 'node-name': 'r', bitmaps: ['b'] });
-      await q('block-export-add', { type: 'nbd', id: 'e1', 'node-name': 'dbg', bitmaps: ['c'] });
-      await q('block-export-add', { type: 'nbd', id: 'e2', 'node-name': 'r', name: 'by-node', bitmaps: [{ node: 'rf', name: 'b' }] });
-      await q('query-block-exports');
-    } finally {
-      await d.quit();
-    }
-    return log;
+    const blockdevs = [
+      `driver=file,node-name=rf,filename=${join(dir, 'r.raw')}`,
+      'driver=raw,node-name=r,file=rf',
+      `driver=file,node-name=qf,filename=${join(dir, 'q.qcow2')}`,
+      'driver=qcow2,node-name=q,file=qf',
+      'driver=blkdebug,node-name=dbg,image=q',
+    ];
+    return playQmp(which, { dir, blockdevs, nbdServer: true }, [
+      ['block-dirty-bitmap-add', { node: 'rf', name: 'b' }],
+      ['block-dirty-bitmap-add', { node: 'q', name: 'c', disabled: true }],
+      ['block-export-add', { type: 'nbd', id: 'e0', 'node-name': 'r', bitmaps: ['b'] }],
+      ['block-export-add', { type: 'nbd', id: 'e1', 'node-name': 'dbg', bitmaps: ['c'] }],
+      ['block-export-add', { type: 'nbd', id: 'e2', 'node-name': 'r', name: 'by-node', bitmaps: [{ node: 'rf', name: 'b' }] }],
+      ['query-block-exports'],
+    ]);
   });
 }
 

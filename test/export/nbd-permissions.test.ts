@@ -7,31 +7,22 @@
  */
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { type Daemon, OURS, outcome, startExportDaemon } from '../helpers/export-daemon.js';
+import { type Daemon, OURS, playQmp } from '../helpers/export-daemon.js';
 import { qemu, qemuImg, withTempDir } from '../helpers/qemu.js';
 
 async function session(which: Daemon): Promise<unknown[]> {
   return withTempDir(async (dir) => {
     expect((await qemuImg('create', '-q', '-f', 'qcow2', join(dir, 'a.qcow2'), '1M')).code).toBe(0);
     expect((await qemuImg('create', '-q', '-f', 'qcow2', join(dir, 'b.qcow2'), '1M')).code).toBe(0);
-    const d = await startExportDaemon(which, {
-      dir,
-      blockdevs: [`driver=file,node-name=fa,filename=${join(dir, 'a.qcow2')}`, 'driver=qcow2,node-name=qa,file=fa', `driver=file,node-name=fb,filename=${join(dir, 'b.qcow2')}`],
-      nbdServer: true,
-    });
-    const log: unknown[] = [];
-    const q = async (cmd: string, args?: Record<string, unknown>) => log.push(await outcome(d.client, dir, cmd, args));
-    try {
-      await q('block-export-add', { type: 'nbd', id: 'e0', 'node-name': 'fa' });
-      await q('block-export-add', { type: 'nbd', id: 'e1', 'node-name': 'fb' });
-      await q('blockdev-add', { driver: 'qcow2', 'node-name': 'qb', file: 'fb' });
-      await q('blockdev-add', { driver: 'qcow2', 'node-name': 'qb-ro', file: 'fb', 'read-only': true });
-      await q('blockdev-add', { driver: 'raw', 'node-name': 'rb', file: 'fb' });
-      await q('query-block-exports');
-    } finally {
-      await d.quit();
-    }
-    return log;
+    const blockdevs = [`driver=file,node-name=fa,filename=${join(dir, 'a.qcow2')}`, 'driver=qcow2,node-name=qa,file=fa', `driver=file,node-name=fb,filename=${join(dir, 'b.qcow2')}`];
+    return playQmp(which, { dir, blockdevs, nbdServer: true }, [
+      ['block-export-add', { type: 'nbd', id: 'e0', 'node-name': 'fa' }],
+      ['block-export-add', { type: 'nbd', id: 'e1', 'node-name': 'fb' }],
+      ['blockdev-add', { driver: 'qcow2', 'node-name': 'qb', file: 'fb' }],
+      ['blockdev-add', { driver: 'qcow2', 'node-name': 'qb-ro', file: 'fb', 'read-only': true }],
+      ['blockdev-add', { driver: 'raw', 'node-name': 'rb', file: 'fb' }],
+      ['query-block-exports'],
+    ]);
   });
 }
 

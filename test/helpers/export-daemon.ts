@@ -137,6 +137,21 @@ export async function outcome(c: QmpClient, dir: string, cmd: string, args?: Rec
   }
 }
 
+/**
+ * Starts a daemon, plays QMP commands on it one after the other and quits:
+ * the outcome of each (for sessions compared between the two daemons).
+ */
+export async function playQmp(which: Daemon, o: ExportDaemonOptions, steps: ReadonlyArray<[command: string, args?: Record<string, unknown>]>): Promise<Outcome[]> {
+  const d = await startExportDaemon(which, o);
+  const log: Outcome[] = [];
+  try {
+    for (const [cmd, args] of steps) log.push(await outcome(d.client, o.dir, cmd, args));
+  } finally {
+    await d.quit();
+  }
+  return log;
+}
+
 /** Replaces the temp dir with `${TMP}` and generated node names (`#block123`) with `#block`, everywhere in a JSON value. */
 export function normalise(v: unknown, dir: string): unknown {
   if (v === undefined) return v;
