@@ -2,7 +2,8 @@
 interface Range {
   start: number;
   end: number;
-  done: Promise<void>;
+  /** Woken when the request is done; made only when someone waits (writes far outnumber prefetches). */
+  waiters: (() => void)[] | undefined;
 }
 
 /**
@@ -22,17 +23,16 @@ export class RequestFence {
     while (theirs.size > 0) {
       const o = [...theirs].find((r) => r.start < end && offset < r.end);
       if (!o) break;
-      await o.done;
+      await new Promise<void>((res) => (o.waiters ??= []).push(res));
     }
-    let finish!: () => void;
-    const r: Range = { start: offset, end, done: new Promise<void>((res) => (finish = res)) };
+    const r: Range = { start: offset, end, waiters: undefined };
     const mine = this.kinds[kind];
     mine.add(r);
     try {
       return await fn();
     } finally {
       mine.delete(r);
-      finish();
+      if (r.waiters) for (const w of r.waiters) w();
     }
   }
 }

@@ -7,17 +7,21 @@
  *   Readers never wait.
  */
 export class Mutex {
-  private tail: Promise<void> = Promise.resolve();
+  private held = false;
+  /** Runs waiting their turn, first come first served. */
+  private readonly waiters: (() => void)[] = [];
 
   async run<T>(fn: () => Promise<T>): Promise<T> {
-    const prev = this.tail;
-    let release!: () => void;
-    this.tail = new Promise<void>((r) => (release = r));
-    await prev;
+    // Free: fn starts at once. Most runs find it free, and a wait costs a promise and a turn.
+    if (this.held) await new Promise<void>((r) => this.waiters.push(r));
+    else this.held = true;
     try {
       return await fn();
     } finally {
-      release();
+      // Handed straight to the next waiter, so nobody can slip in between.
+      const next = this.waiters.shift();
+      if (next) next();
+      else this.held = false;
     }
   }
 }
@@ -25,7 +29,13 @@ export class Mutex {
 interface Held {
   start: number;
   end: number;
-  done: Promise<void>;
+  /** Woken when the range is released; made only when someone waits. */
+  waiters: (() => void)[] | undefined;
+}
+
+/** Waits until `h` is released. */
+function released(h: Held): Promise<void> {
+  return new Promise<void>((r) => (h.waiters ??= []).push(r));
 }
 
 export class RangeLocks {
@@ -42,19 +52,18 @@ export class RangeLocks {
         }
       }
       if (!blocker) break;
-      await blocker.done;
+      await released(blocker);
     }
-    let release!: () => void;
-    const entry: Held = { start, end, done: new Promise<void>((r) => (release = r)) };
+    const entry: Held = { start, end, waiters: undefined };
     this.held.add(entry);
     return () => {
       this.held.delete(entry);
-      release();
+      if (entry.waiters) for (const w of entry.waiters) w();
     };
   }
 
   /** Resolves once nothing is held (used by flush and close). */
   async drain(): Promise<void> {
-    while (this.held.size > 0) await Promise.all([...this.held].map((h) => h.done));
+    while (this.held.size > 0) await Promise.all([...this.held].map(released));
   }
 }

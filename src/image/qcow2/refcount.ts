@@ -140,7 +140,7 @@ export class RefcountManager {
   async get(cluster: number): Promise<number> {
     const off = this.blockOffset(Math.floor(cluster / this.layout.refblockEntries));
     if (off === 0) return 0;
-    const block = await this.blocks.get(off);
+    const block = this.blocks.peek(off) ?? (await this.blocks.get(off));
     return this.getIn(block, cluster % this.layout.refblockEntries);
   }
 
@@ -149,7 +149,7 @@ export class RefcountManager {
     const rt = Math.floor(cluster / this.layout.refblockEntries);
     const off = this.blockOffset(rt);
     if (off === 0) throw new BlockError('INVALID_IMAGE', `'${this.filename}': no refcount block for cluster ${cluster}`);
-    const block = await this.blocks.get(off);
+    const block = this.blocks.peek(off) ?? (await this.blocks.get(off));
     const i = cluster % this.layout.refblockEntries;
     const v = this.getIn(block, i) + delta;
     if (v < 0) throw new BlockError('INVALID_IMAGE', `'${this.filename}': refcount of cluster ${cluster} would drop below zero`);
@@ -164,7 +164,7 @@ export class RefcountManager {
     for (let c = start; c < start + n; ) {
       const rt = Math.floor(c / E);
       const off = this.blockOffset(rt);
-      const block = await this.blocks.get(off);
+      const block = this.blocks.peek(off) ?? (await this.blocks.get(off));
       for (const end = Math.min(start + n, (rt + 1) * E); c < end; c++) {
         const v = this.getIn(block, c % E) + 1;
         if (v > this.layout.maxRefcount) throw new BlockError('INVALID_ARGUMENT', `'${this.filename}': refcount overflow for cluster ${c}`);
@@ -233,7 +233,7 @@ export class RefcountManager {
       const c = start + count;
       const off = this.blockOffset(Math.floor(c / E));
       if (off === 0) break;
-      const block = await this.blocks.get(off);
+      const block = this.blocks.peek(off) ?? (await this.blocks.get(off));
       const end = Math.min(start + max, (Math.floor(c / E) + 1) * E);
       let n = 0;
       while (c + n < end && this.getIn(block, (c + n) % E) === 0 && !this.pendingFrees.has(c + n)) this.checkFree(c + n++);
@@ -269,7 +269,7 @@ export class RefcountManager {
         if (advancing) this.freeCursor = start;
         return start;
       }
-      const block = await this.blocks.get(off);
+      const block = this.blocks.peek(off) ?? (await this.blocks.get(off));
       for (const end = (rt + 1) * E; c < end; c++) {
         if (this.getIn(block, c % E) === 0 && !this.pendingFrees.has(c)) {
           this.checkFree(c);

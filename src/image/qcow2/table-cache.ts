@@ -16,6 +16,8 @@ export class TableCache {
   private tables = new Map<number, Uint8Array>();
   private dirty = new Set<number>();
   private loading = new Map<number, Promise<Uint8Array>>();
+  /** The key last moved to the end of `tables` (undefined when that may no longer hold). */
+  private lastUsed: number | undefined;
 
   constructor(
     private readonly file: ByteFile,
@@ -25,12 +27,8 @@ export class TableCache {
   ) {}
 
   async get(offset: number): Promise<Uint8Array> {
-    const t = this.tables.get(offset);
-    if (t) {
-      this.tables.delete(offset);
-      this.tables.set(offset, t);
-      return t;
-    }
+    const t = this.peek(offset);
+    if (t) return t;
     let p = this.loading.get(offset);
     if (!p) {
       p = this.load(offset);
@@ -39,12 +37,18 @@ export class TableCache {
     return p;
   }
 
-  /** The table if it is cached (counts as a use), without waiting for a load. */
+  /**
+   * The table if it is cached (counts as a use), without waiting for a
+   * load: hot paths write `peek(o) ?? await get(o)`, since even an await of
+   * a cached table costs a turn of the microtask queue.
+   */
   peek(offset: number): Uint8Array | undefined {
     const t = this.tables.get(offset);
-    if (t) {
+    // The most recent use needs no reordering (a run of requests keeps hitting one table).
+    if (t && offset !== this.lastUsed) {
       this.tables.delete(offset);
       this.tables.set(offset, t);
+      this.lastUsed = offset;
     }
     return t;
   }
@@ -57,6 +61,7 @@ export class TableCache {
       const existing = this.tables.get(offset);
       if (existing) return existing;
       this.tables.set(offset, t);
+      this.lastUsed = offset;
       return t;
     } finally {
       this.loading.delete(offset);
@@ -69,6 +74,7 @@ export class TableCache {
     const t = content ? Uint8Array.from(content) : new Uint8Array(this.tableSize);
     this.tables.delete(offset);
     this.tables.set(offset, t);
+    this.lastUsed = offset;
     this.dirty.add(offset);
     return t;
   }
@@ -77,6 +83,7 @@ export class TableCache {
   async insertClean(offset: number, content: Uint8Array): Promise<void> {
     await this.makeRoom();
     this.tables.set(offset, content);
+    this.lastUsed = undefined;
     this.dirty.delete(offset);
   }
 
@@ -91,6 +98,7 @@ export class TableCache {
   /** Forgets a table whose cluster was freed; unwritten changes to it no longer matter. */
   drop(offset: number): void {
     this.tables.delete(offset);
+    if (offset === this.lastUsed) this.lastUsed = undefined;
     this.dirty.delete(offset);
   }
 
@@ -126,6 +134,7 @@ export class TableCache {
         }
       }
       this.tables.delete(victim);
+      if (victim === this.lastUsed) this.lastUsed = undefined;
     }
   }
 }
