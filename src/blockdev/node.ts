@@ -1,6 +1,6 @@
 import { BlockError } from '../image/errors.js';
 import { isZero } from '../image/request.js';
-import type { Extent, ImageInfo } from '../image/types.js';
+import type { Extent, ImageInfo, WritePiece } from '../image/types.js';
 import { NodeBitmaps } from './dirty-bitmap.js';
 
 /** What a node knows about itself for query-named-block-nodes / query-block (turned into QMP shapes in src/qmp). */
@@ -159,6 +159,41 @@ export abstract class BlockNode {
     for (const hook of this.beforeWrite) await hook(offset, length);
     await this.doWriteZeroes(offset, length, { mayUnmap: (flags.mayUnmap ?? false) && this.settings.discard === 'unmap', noFallback: flags.noFallback ?? false });
     this.dirtyBitmaps.mark(offset, length);
+  }
+
+  /**
+   * Adjacent pieces in offset order, each data (as write) or zeroes (as
+   * writeZeroes, mayUnmap as given), as one request: a block-copy task's
+   * extents. The outcome is the pieces', but a format that can take them
+   * together (qcow2: one allocation pass, one table update) does, which
+   * saves most of what a small request costs here. The whole range is
+   * marked dirty even when a piece fails (some may have landed; a bitmap
+   * must never miss a change).
+   */
+  async writePieces(pieces: readonly WritePiece[]): Promise<void> {
+    this.checkWritable();
+    if (pieces.length === 0) return;
+    const start = pieces[0]!.offset;
+    const last = pieces[pieces.length - 1]!;
+    const length = last.offset + last.length - start;
+    for (const hook of this.beforeWrite) await hook(start, length);
+    const { detectZeroes, discard } = this.settings;
+    const unmap = discard === 'unmap';
+    const norm = pieces.map((p): WritePiece => {
+      if (p.data) return detectZeroes !== 'off' && isZero(p.data) ? { offset: p.offset, length: p.length, mayUnmap: detectZeroes === 'unmap' && unmap } : p;
+      return { offset: p.offset, length: p.length, mayUnmap: (p.mayUnmap ?? false) && unmap };
+    });
+    try {
+      await this.doWritePieces(norm);
+    } finally {
+      this.dirtyBitmaps.mark(start, length);
+    }
+  }
+
+  /** Drivers that can take pieces together override this; the default sends each on its own, all at once. */
+  protected async doWritePieces(pieces: readonly WritePiece[]): Promise<void> {
+    const results = await Promise.allSettled(pieces.map((p) => (p.data ? this.doWrite(p.offset, p.data, {}) : this.doWriteZeroes(p.offset, p.length, { mayUnmap: p.mayUnmap ?? false }))));
+    for (const r of results) if (r.status === 'rejected') throw r.reason;
   }
 
   /** With discard=ignore (the default) a discard succeeds and does nothing, as in QEMU. */

@@ -27,6 +27,14 @@ export interface WriteZeroesOptions {
   mayUnmap?: boolean;
 }
 
+/** One part of a vectored write (writePieces): bytes, or zeroes that may deallocate when mayUnmap is set. */
+export interface WritePiece {
+  offset: number;
+  length: number;
+  data?: Uint8Array;
+  mayUnmap?: boolean;
+}
+
 export interface ImageInfo {
   format: ImageFormat;
   filename: string;

@@ -1,6 +1,7 @@
 import { ChunkBitmap } from '../blockdev/bitmap.js';
 import type { BlockNode } from '../blockdev/node.js';
 import { isZero } from '../image/request.js';
+import type { WritePiece } from '../image/types.js';
 
 /** A failed copy: which side failed (QEMU's IoOperationType) and why. */
 export class CopyError extends Error {
@@ -142,11 +143,11 @@ export class BlockCopy {
    * Copies one claimed task as block_copy_task_run does, extent by extent
    * of the source's block status: zero extents (whole clusters) are written
    * as zeroes that may unmap, so a sparse source gives a sparse target.
-   * The extents are found first and then copied all at once (QEMU runs
-   * them as separate tasks in parallel), so reads of clusters that lie
-   * together on the host reach the file together. Every extent is settled
-   * before the task is, since they share one buffer; the first failure in
-   * offset order is the task's.
+   * The extents are found first and then copied together (QEMU runs them
+   * as separate tasks in parallel): their reads at once, then their writes
+   * as one request of pieces. Every extent is settled before the task is,
+   * since they share one buffer; the first failure in offset order is the
+   * task's, a read's before any write's.
    */
   private async copy(first: number, n: number): Promise<void> {
     const cs = this.clusterSize;
@@ -156,7 +157,7 @@ export class BlockCopy {
     for (let offset = start; offset < end; ) {
       let st: { zero: boolean; length: number };
       try {
-        // The data is read anyway, so zeroes are found in it (copyExtent) rather than by reading twice.
+        // The data is read anyway, so zeroes are found in it (copyPieces) rather than by reading twice.
         st = await this.source.blockStatus(offset, end - offset, { wantZero: false });
       } catch (err) {
         throw new CopyError('read', err);
@@ -170,25 +171,48 @@ export class BlockCopy {
     // Zero extents need no buffer; a task of zeroes only takes none.
     const buf = extents.some((e) => !e.zero) ? this.takeBuffer(end - start) : new Uint8Array(0);
     try {
-      const results = await Promise.allSettled(extents.map((e) => this.copyExtent(e.offset, e.length, e.zero, buf.subarray(e.offset - start, e.offset - start + e.length))));
-      for (const r of results) if (r.status === 'rejected') throw r.reason;
+      if (this.opts.compress) {
+        const results = await Promise.allSettled(extents.map((e) => this.copyCompressed(e.offset, e.length, e.zero, buf.subarray(e.offset - start, e.offset - start + e.length))));
+        for (const r of results) if (r.status === 'rejected') throw r.reason;
+      } else {
+        await this.copyPieces(extents, buf, start);
+      }
     } finally {
       this.giveBuffer(buf);
     }
     this.opts.onProgress?.(end - start);
   }
 
-  private async copyExtent(offset: number, length: number, zero: boolean, buf: Uint8Array): Promise<void> {
+  /**
+   * Reads the task's data extents (all at once: the file merges reads of
+   * clusters that lie together), then writes the whole task to the target
+   * as one request of pieces, so a task of alternating data and zero
+   * clusters costs the target one request, not one per extent.
+   */
+  private async copyPieces(extents: readonly { offset: number; length: number; zero: boolean }[], buf: Uint8Array, start: number): Promise<void> {
+    const reads = await Promise.allSettled(extents.map((e) => (e.zero ? undefined : this.source.readInto(buf.subarray(e.offset - start, e.offset - start + e.length), e.offset))));
+    for (const r of reads) if (r.status === 'rejected') throw new CopyError('read', r.reason);
+    let dataBytes = 0;
+    const pieces = extents.map((e): WritePiece => {
+      if (e.zero) return { offset: e.offset, length: e.length, mayUnmap: true };
+      const data = buf.subarray(e.offset - start, e.offset - start + e.length);
+      // Zeroes read where the source could not tell cheaply (a raw file's holes) stay sparse in the target.
+      if (isZero(data)) return { offset: e.offset, length: e.length, mayUnmap: true };
+      dataBytes += e.length;
+      return { offset: e.offset, length: e.length, data };
+    });
+    await this.write(() => this.target.writePieces(pieces));
+    this.noteWritten(dataBytes);
+  }
+
+  private async copyCompressed(offset: number, length: number, zero: boolean, buf: Uint8Array): Promise<void> {
     if (zero) return this.write(() => this.target.writeZeroes(offset, length, { mayUnmap: true }));
     try {
       await this.source.readInto(buf, offset);
     } catch (err) {
       throw new CopyError('read', err);
     }
-    if (this.opts.compress) await this.write(() => (this.target as unknown as Compressor).writeCompressed(offset, buf));
-    // Zeroes read where the source could not tell cheaply (a raw file's holes) stay sparse in the target.
-    else if (isZero(buf)) return this.write(() => this.target.writeZeroes(offset, length, { mayUnmap: true }));
-    else await this.write(() => this.target.write(offset, buf));
+    await this.write(() => (this.target as unknown as Compressor).writeCompressed(offset, buf));
     this.noteWritten(length);
   }
 

@@ -3,7 +3,7 @@ import { isZero } from '../../image/request.js';
 import { openImage } from '../../image/open.js';
 import type { LoadedBitmap } from '../../image/qcow2/bitmaps.js';
 import { Qcow2Image } from '../../image/qcow2/image.js';
-import type { Extent } from '../../image/types.js';
+import type { Extent, WritePiece } from '../../image/types.js';
 import { BlockNode, type ChildLink, type NodeImageInfo, resizeConflict, type WriteFlags, type ZeroFlags } from '../node.js';
 import { NodeByteFile } from '../node-file.js';
 import { NodeImage } from '../node-image.js';
@@ -124,6 +124,11 @@ export class Qcow2Node extends BlockNode {
   }
   protected doDiscard(offset: number, length: number): Promise<void> {
     return this.changing(offset, length, () => this.image.discard(offset, length));
+  }
+  protected override doWritePieces(pieces: readonly WritePiece[]): Promise<void> {
+    const start = pieces[0]!.offset;
+    const last = pieces[pieces.length - 1]!;
+    return this.changing(start, last.offset + last.length - start, () => this.image.writePieces(pieces));
   }
 
   /**

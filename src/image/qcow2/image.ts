@@ -3,7 +3,7 @@ import { BlockError } from '../errors.js';
 import type { ByteFile } from '../byte-file.js';
 import { HostFile } from '../file.js';
 import { checkRequest } from '../request.js';
-import type { BlockImage, Extent, ImageFormat, ImageInfo, WriteZeroesOptions } from '../types.js';
+import type { BlockImage, Extent, ImageFormat, ImageInfo, WritePiece, WriteZeroesOptions } from '../types.js';
 import { decompressCluster } from './compress.js';
 import { createQcow2 } from './create.js';
 import { compressedRef, type L2Entry } from './entry.js';
@@ -314,6 +314,13 @@ export class Qcow2Image implements BlockImage {
     const w = this.writable();
     checkRequest('write', offset, data.length, this.header.size);
     return w.write(offset, data);
+  }
+
+  /** Adjacent pieces, data or zeroes, in offset order, as one request (see Qcow2Writer.writePieces). */
+  writePieces(pieces: readonly WritePiece[]): Promise<void> {
+    const w = this.writable();
+    for (const p of pieces) checkRequest(p.data ? 'write' : 'write zeroes', p.offset, p.length, this.header.size);
+    return w.writePieces(pieces);
   }
 
   /** Writes one whole guest cluster compressed (falls back to a normal write when it does not shrink). */

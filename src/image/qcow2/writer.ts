@@ -2,6 +2,7 @@ import { BlockError } from '../errors.js';
 import { ZERO_CHUNK } from '../request.js';
 import { compressCluster } from './compress.js';
 import { classify, compressedClusters, compressedRef, encodeCompressed, isInPlace, type L2Entry } from './entry.js';
+import type { WritePiece } from '../types.js';
 import type { Mapping, Qcow2Image } from './image.js';
 import { COPIED_HI, entryOffset, offsetHi, offsetLo, setEntry, viewOf, ZERO_LO } from './layout.js';
 import type { RefcountManager } from './refcount.js';
@@ -9,6 +10,8 @@ import type { RefcountManager } from './refcount.js';
 type Plan =
   | { kind: 'inplace'; hostOffset: number; length: number }
   | { kind: 'alloc'; offset: number; length: number; old: L2Entry[]; host: number };
+type AllocPlan = Extract<Plan, { kind: 'alloc' }>;
+
 
 /**
  * Everything that changes a qcow2 image's mapping: allocating writes with
@@ -58,6 +61,66 @@ export class Qcow2Writer {
     }
   }
 
+  /**
+   * Adjacent pieces, data or zeroes, in offset order, as one request (a
+   * block-copy task): one range lock, one planning pass under the mutex
+   * for all the data, the data written in parallel (clusters allocated one
+   * after another lie together on the host, so the file merges their
+   * writes), then one update of the tables for all of it. The outcome is
+   * that of the pieces written one by one, which is what happens when a
+   * piece does not cover whole clusters (two pieces could share one) or a
+   * version 2 image with a backing file must write zeroes as data.
+   */
+  writePieces(pieces: readonly WritePiece[]): Promise<void> {
+    const live = pieces.filter((p) => p.length > 0);
+    if (live.length === 0) return Promise.resolve();
+    const start = live[0]!.offset;
+    const last = live[live.length - 1]!;
+    return this.locked(start, last.offset + last.length - start, () => this.piecesLocked(live));
+  }
+
+  private async piecesLocked(pieces: readonly WritePiece[]): Promise<void> {
+    const img = this.img;
+    const cs = this.cs;
+    const size = img.size();
+    const whole = (p: WritePiece) => p.offset % cs === 0 && (p.length % cs === 0 || p.offset + p.length === size);
+    if ((img.version < 3 && img.hasBacking()) || !pieces.every(whole)) {
+      for (const p of pieces) await (p.data ? this.writeLocked(p.offset, p.data) : this.zeroLocked(p.offset, p.length, p.mayUnmap ?? false));
+      return;
+    }
+    const jobs: { plan: Plan; data: Uint8Array }[] = [];
+    await img.meta.run(async () => {
+      for (const p of pieces) {
+        if (!p.data) continue;
+        for (let pos = 0; pos < p.data.length; ) {
+          const plan = await this.plan(p.offset + pos, p.data.length - pos);
+          jobs.push({ plan, data: p.data.subarray(pos, pos + plan.length) });
+          pos += plan.length;
+        }
+      }
+    });
+    const results = await Promise.allSettled(jobs.map((j) => (j.plan.kind === 'inplace' ? img.file.write(j.plan.hostOffset, j.data) : this.writeAllocatedData(j.plan, j.data))));
+    await img.meta.run(async () => {
+      // Data that reached its new clusters is committed even when another piece failed, as it would be written alone.
+      for (let i = 0; i < jobs.length; i++) {
+        const plan = jobs[i]!.plan;
+        if (plan.kind === 'alloc' && results[i]!.status === 'fulfilled') await this.commitAllocated(plan);
+      }
+      for (const p of pieces) {
+        if (p.data) continue;
+        const end = p.offset + p.length === size ? img.layout.clusterEnd(size) : p.offset + p.length;
+        await this.updateEntriesLocked(p.offset, end, img.version >= 3, this.zeroed(p.mayUnmap ?? false));
+      }
+    });
+    for (const r of results) if (r.status === 'rejected') throw r.reason;
+  }
+
+  /** The L2 table for L1 index i when it can be changed as it is (the common case, without a turn of the microtask queue). */
+  private l2Writable(i: number): number | undefined {
+    const off = this.img.l2Offset(i);
+    return off !== 0 && this.img.l1Copied(i) ? off : undefined;
+  }
+
   /** The L2 table for L1 index i, allocated or copied (when shared with a snapshot) so it can be changed. */
   private async l2ForWrite(i: number): Promise<number> {
     const img = this.img;
@@ -76,7 +139,8 @@ export class Qcow2Writer {
     const img = this.img;
     const L = img.layout;
     const v = img.version;
-    const view = viewOf(await img.l2Cache.get(await this.l2ForWrite(L.l1Index(offset))));
+    const l2off = this.l2Writable(L.l1Index(offset)) ?? (await this.l2ForWrite(L.l1Index(offset)));
+    const view = viewOf(img.l2Cache.peek(l2off) ?? (await img.l2Cache.get(l2off)));
     let idx = L.l2Index(offset);
     const inCluster = offset % L.clusterSize;
     const max = Math.min(length, (L.l2Entries - idx) * L.clusterSize - inCluster);
@@ -138,7 +202,13 @@ export class Qcow2Writer {
     return out;
   }
 
-  private async writeAllocated(plan: Extract<Plan, { kind: 'alloc' }>, data: Uint8Array): Promise<void> {
+  private async writeAllocated(plan: AllocPlan, data: Uint8Array): Promise<void> {
+    await this.writeAllocatedData(plan, data);
+    await this.img.meta.run(() => this.commitAllocated(plan));
+  }
+
+  /** The data of an allocating write, with copy-on-write head and tail, at its new host clusters (freed again on failure). */
+  private async writeAllocatedData(plan: AllocPlan, data: Uint8Array): Promise<void> {
     const cs = this.cs;
     const head = plan.offset % cs;
     const end = plan.offset + plan.length;
@@ -171,18 +241,21 @@ export class Qcow2Writer {
       for (let i = 0; i < plan.old.length; i++) this.rc.free(plan.host + i);
       throw err;
     }
-    await this.img.meta.run(async () => {
-      const L = this.img.layout;
-      const l2off = await this.l2ForWrite(L.l1Index(plan.offset));
-      const view = viewOf(await this.img.l2Cache.get(l2off));
-      const idx = L.l2Index(plan.offset);
-      for (let i = 0; i < plan.old.length; i++) {
-        const h = (plan.host + i) * cs;
-        setEntry(view, idx + i, offsetHi(h) | COPIED_HI, offsetLo(h));
-        this.release(plan.old[i]!);
-      }
-      this.img.l2Cache.markDirty(l2off);
-    });
+  }
+
+  /** Points the L2 entries of an allocating write at its new clusters, now that the data is there. Under the mutex. */
+  private async commitAllocated(plan: AllocPlan): Promise<void> {
+    const L = this.img.layout;
+    const cs = this.cs;
+    const l2off = this.l2Writable(L.l1Index(plan.offset)) ?? (await this.l2ForWrite(L.l1Index(plan.offset)));
+    const view = viewOf(this.img.l2Cache.peek(l2off) ?? (await this.img.l2Cache.get(l2off)));
+    const idx = L.l2Index(plan.offset);
+    for (let i = 0; i < plan.old.length; i++) {
+      const h = (plan.host + i) * cs;
+      setEntry(view, idx + i, offsetHi(h) | COPIED_HI, offsetLo(h));
+      this.release(plan.old[i]!);
+    }
+    this.img.l2Cache.markDirty(l2off);
   }
 
   /** Queues the decrement for whatever host clusters an entry that is being replaced held. */
@@ -214,18 +287,20 @@ export class Qcow2Writer {
 
   writeZeroes(offset: number, length: number, mayUnmap: boolean): Promise<void> {
     if (length === 0) return Promise.resolve();
-    return this.locked(offset, length, async () => {
-      const L = this.img.layout;
-      const end = offset + length;
-      // Whole clusters get the zero flag; partial head and tail clusters are handled by zeroPartial.
-      const fullStart = L.clusterEnd(offset);
-      const fullEnd = end === this.img.size() ? L.clusterEnd(end) : L.clusterStart(end);
-      const headEnd = Math.min(end, fullStart);
-      if (offset < headEnd) await this.zeroPartial(offset, headEnd - offset, mayUnmap);
-      if (fullStart < fullEnd) await this.zeroClusters(fullStart, fullEnd, mayUnmap);
-      const tailStart = Math.max(fullEnd, headEnd);
-      if (end > tailStart) await this.zeroPartial(tailStart, end - tailStart, mayUnmap);
-    });
+    return this.locked(offset, length, () => this.zeroLocked(offset, length, mayUnmap));
+  }
+
+  private async zeroLocked(offset: number, length: number, mayUnmap: boolean): Promise<void> {
+    const L = this.img.layout;
+    const end = offset + length;
+    // Whole clusters get the zero flag; partial head and tail clusters are handled by zeroPartial.
+    const fullStart = L.clusterEnd(offset);
+    const fullEnd = end === this.img.size() ? L.clusterEnd(end) : L.clusterStart(end);
+    const headEnd = Math.min(end, fullStart);
+    if (offset < headEnd) await this.zeroPartial(offset, headEnd - offset, mayUnmap);
+    if (fullStart < fullEnd) await this.zeroClusters(fullStart, fullEnd, mayUnmap);
+    const tailStart = Math.max(fullEnd, headEnd);
+    if (end > tailStart) await this.zeroPartial(tailStart, end - tailStart, mayUnmap);
   }
 
   /**
@@ -262,13 +337,19 @@ export class Qcow2Writer {
     }
     // Version 3 sets the zero flag everywhere, creating L2 tables as needed
     // (as QEMU does, so the clusters report as allocated zeroes).
-    await this.updateEntries(start, end, img.version >= 3, (e) => {
-      const kind = classify(e, img.version);
-      if (img.version < 3) return { hi: 0, lo: 0 };
+    await this.updateEntries(start, end, img.version >= 3, this.zeroed(mayUnmap));
+  }
+
+  /** What zeroClusters makes of an entry (the caller has ruled out version 2 with a backing file). */
+  private zeroed(mayUnmap: boolean): (e: L2Entry) => L2Entry {
+    const v = this.img.version;
+    return (e) => {
+      if (v < 3) return { hi: 0, lo: 0 };
+      const kind = classify(e, v);
       // QEMU's zero_in_l2_slice: a host cluster is kept (zero-alloc) unless unmapping is allowed; compressed ones never.
       if (!mayUnmap && (kind === 'normal' || kind === 'zero')) return { hi: e.hi, lo: e.lo | ZERO_LO };
       return { hi: 0, lo: ZERO_LO };
-    });
+    };
   }
 
   discard(offset: number, length: number): Promise<void> {
@@ -295,31 +376,34 @@ export class Qcow2Writer {
    * not exist are created when `create` is set or the image has a backing
    * file (without one, their clusters already read as zeroes).
    */
-  private async updateEntries(start: number, end: number, create: boolean, next: (e: L2Entry) => L2Entry): Promise<void> {
+  private updateEntries(start: number, end: number, create: boolean, next: (e: L2Entry) => L2Entry): Promise<void> {
+    return this.img.meta.run(() => this.updateEntriesLocked(start, end, create, next));
+  }
+
+  /** updateEntries under the mutex. */
+  private async updateEntriesLocked(start: number, end: number, create: boolean, next: (e: L2Entry) => L2Entry): Promise<void> {
     const img = this.img;
     const L = img.layout;
-    await img.meta.run(async () => {
-      for (let off = start; off < end; ) {
-        const l1i = L.l1Index(off);
-        const chunkEnd = Math.min(end, (l1i + 1) * L.l2Coverage);
-        if (img.l2Offset(l1i) === 0 && !img.hasBacking() && !create) {
-          off = chunkEnd;
-          continue;
-        }
-        const l2off = await this.l2ForWrite(l1i);
-        const view = viewOf(await img.l2Cache.get(l2off));
-        for (let idx = L.l2Index(off); off < chunkEnd; off += L.clusterSize, idx++) {
-          const e = img.readEntry(view, idx);
-          const n = next(e);
-          if (n.hi === e.hi && n.lo === e.lo) continue;
-          if (entryOffset(n.hi, n.lo) !== entryOffset(e.hi, e.lo) || classify(n, img.version) === 'compressed' || classify(e, img.version) === 'compressed') {
-            this.release(e);
-          }
-          setEntry(view, idx, n.hi, n.lo);
-        }
-        img.l2Cache.markDirty(l2off);
+    for (let off = start; off < end; ) {
+      const l1i = L.l1Index(off);
+      const chunkEnd = Math.min(end, (l1i + 1) * L.l2Coverage);
+      if (img.l2Offset(l1i) === 0 && !img.hasBacking() && !create) {
+        off = chunkEnd;
+        continue;
       }
-    });
+      const l2off = this.l2Writable(l1i) ?? (await this.l2ForWrite(l1i));
+      const view = viewOf(img.l2Cache.peek(l2off) ?? (await img.l2Cache.get(l2off)));
+      for (let idx = L.l2Index(off); off < chunkEnd; off += L.clusterSize, idx++) {
+        const e = img.readEntry(view, idx);
+        const n = next(e);
+        if (n.hi === e.hi && n.lo === e.lo) continue;
+        if (entryOffset(n.hi, n.lo) !== entryOffset(e.hi, e.lo) || classify(n, img.version) === 'compressed' || classify(e, img.version) === 'compressed') {
+          this.release(e);
+        }
+        setEntry(view, idx, n.hi, n.lo);
+      }
+      img.l2Cache.markDirty(l2off);
+    }
   }
 
   /** Writes one whole cluster compressed; a cluster that does not shrink is written normally. */

@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { join } from 'node:path';
 import { createImage, openImage } from '../../../src/image/open.js';
 import { Qcow2Image } from '../../../src/image/qcow2/image.js';
-import type { BlockImage } from '../../../src/image/types.js';
+import type { BlockImage, WritePiece } from '../../../src/image/types.js';
 import { qemu, qemuImg, withTempDir } from '../../helpers/qemu.js';
 
 /**
@@ -16,6 +16,7 @@ type Op =
   | { op: 'zero'; off: number; len: number; unmap: boolean }
   | { op: 'discard'; off: number; len: number }
   | { op: 'compressed'; cluster: number; seed: number }
+  | { op: 'pieces'; off: number; parts: { len: number; zero: boolean; unmap: boolean; seed: number }[] }
   | { op: 'read'; off: number; len: number }
   | { op: 'flush' }
   | { op: 'reopen' };
@@ -48,6 +49,18 @@ function ops(size: number, clusterSize: number): fc.Arbitrary<Op[]> {
     { weight: 2, arbitrary: range.map((r) => ({ op: 'discard' as const, ...r })) },
     { weight: 1, arbitrary: fc.tuple(fc.integer({ min: 0, max: Math.floor((size - 1) / clusterSize) }), fc.nat()).map(([cluster, seed]) => ({ op: 'compressed' as const, cluster, seed })) },
     { weight: 3, arbitrary: range.map((r) => ({ op: 'read' as const, ...r })) },
+    // Mostly whole clusters (the batched path), sometimes not (the one-by-one path); cut to the image in the run.
+    {
+      weight: 3,
+      arbitrary: fc.record({
+        op: fc.constant('pieces' as const),
+        off: fc.oneof(fc.integer({ min: 0, max: Math.floor((size - 1) / clusterSize) }).map((c) => c * clusterSize), fc.integer({ min: 0, max: size - 1 })),
+        parts: fc.array(
+          fc.record({ len: fc.oneof(fc.integer({ min: 1, max: 3 }).map((n) => n * clusterSize), fc.integer({ min: 1, max: clusterSize * 2 })), zero: fc.boolean(), unmap: fc.boolean(), seed: fc.nat() }),
+          { minLength: 1, maxLength: 6 },
+        ),
+      }),
+    },
     { weight: 1, arbitrary: fc.constant({ op: 'flush' as const }) },
     { weight: 1, arbitrary: fc.constant({ op: 'reopen' as const }) },
   );
@@ -120,6 +133,21 @@ describe('qcow2 against an in-memory model', () => {
                     const d = pattern(Math.min(cs, g.size - off), o.seed);
                     await (img as Qcow2Image).writeCompressed(off, d);
                     model.set(d, off);
+                    break;
+                  }
+                  case 'pieces': {
+                    const pieces: WritePiece[] = [];
+                    let at = o.off;
+                    for (const p of o.parts) {
+                      const len = Math.min(p.len, g.size - at);
+                      if (len <= 0) break;
+                      const data = p.zero ? undefined : pattern(len, p.seed);
+                      pieces.push({ offset: at, length: len, data, mayUnmap: p.unmap });
+                      if (data) model.set(data, at);
+                      else model.fill(0, at, at + len);
+                      at += len;
+                    }
+                    await (img as Qcow2Image).writePieces(pieces);
                     break;
                   }
                   case 'read':
