@@ -136,6 +136,8 @@ async function backupOnce(d: Daemon, dir: string, image: string, format: string)
     const one = async (k: number) => {
       const target = join(dir, `target-${d.name}-${k}.${format}`);
       await unlink(target).catch(() => undefined);
+      // Each backup starts with nothing left to write back (an earlier run's or cp's target): a timing, not a race with the disk.
+      syncDisks();
       const t0 = performance.now();
       await q.call('drive-backup', { 'job-id': `b${k}`, device: 'disk0', target, format, sync: 'full' });
       const done = await q.event('BLOCK_JOB_COMPLETED');
@@ -153,15 +155,22 @@ async function backupOnce(d: Daemon, dir: string, image: string, format: string)
   });
 }
 
+function syncDisks(): void {
+  spawnSync('sync', { stdio: 'inherit' });
+}
+
 async function cpOnce(dir: string, image: string): Promise<number> {
   const dst = join(dir, 'cp-target');
   await unlink(dst).catch(() => undefined);
+  syncDisks();
   const t0 = performance.now();
   await new Promise<void>((res, rej) => {
     const p = spawn('cp', [image, dst], { stdio: 'inherit' });
     p.once('exit', (c) => (c === 0 ? res() : rej(new Error(`cp exited ${c}`))));
   });
-  return (performance.now() - t0) / 1000;
+  const seconds = (performance.now() - t0) / 1000;
+  await unlink(dst);
+  return seconds;
 }
 
 /** Median 4 KiB HMP qemu-io write latency in the image's last 64 MiB, with a backup running or not. */
