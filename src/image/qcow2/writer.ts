@@ -12,7 +12,6 @@ type Plan =
   | { kind: 'alloc'; offset: number; length: number; old: L2Entry[]; host: number };
 type AllocPlan = Extract<Plan, { kind: 'alloc' }>;
 
-
 /**
  * Everything that changes a qcow2 image's mapping: allocating writes with
  * copy-on-write, zero writes, discards and compressed writes.
