@@ -114,10 +114,19 @@ export class Qcow2Writer {
     for (const r of results) if (r.status === 'rejected') throw r.reason;
   }
 
-  /** The L2 table for L1 index i when it can be changed as it is (the common case, without a turn of the microtask queue). */
-  private l2Writable(i: number): number | undefined {
+  /**
+   * The L2 table for L1 index i, ready to change, and a view of it: at once
+   * when it needs no allocation, copy or load (the common case; an await
+   * would cost a turn of the microtask queue), else after l2ForWrite.
+   */
+  private l2AtHand(i: number): { off: number; view: DataView } | undefined {
     const off = this.img.l2Offset(i);
-    return off !== 0 && this.img.l1Copied(i) ? off : undefined;
+    const t = off !== 0 && this.img.l1Copied(i) ? this.img.l2Cache.peek(off) : undefined;
+    return t ? { off, view: viewOf(t) } : undefined;
+  }
+  private async l2Ready(i: number): Promise<{ off: number; view: DataView }> {
+    const off = await this.l2ForWrite(i);
+    return { off, view: viewOf(await this.img.l2Cache.get(off)) };
   }
 
   /** The L2 table for L1 index i, allocated or copied (when shared with a snapshot) so it can be changed. */
@@ -138,8 +147,7 @@ export class Qcow2Writer {
     const img = this.img;
     const L = img.layout;
     const v = img.version;
-    const l2off = this.l2Writable(L.l1Index(offset)) ?? (await this.l2ForWrite(L.l1Index(offset)));
-    const view = viewOf(img.l2Cache.peek(l2off) ?? (await img.l2Cache.get(l2off)));
+    const { view } = this.l2AtHand(L.l1Index(offset)) ?? (await this.l2Ready(L.l1Index(offset)));
     let idx = L.l2Index(offset);
     const inCluster = offset % L.clusterSize;
     const max = Math.min(length, (L.l2Entries - idx) * L.clusterSize - inCluster);
@@ -246,8 +254,7 @@ export class Qcow2Writer {
   private async commitAllocated(plan: AllocPlan): Promise<void> {
     const L = this.img.layout;
     const cs = this.cs;
-    const l2off = this.l2Writable(L.l1Index(plan.offset)) ?? (await this.l2ForWrite(L.l1Index(plan.offset)));
-    const view = viewOf(this.img.l2Cache.peek(l2off) ?? (await this.img.l2Cache.get(l2off)));
+    const { off: l2off, view } = this.l2AtHand(L.l1Index(plan.offset)) ?? (await this.l2Ready(L.l1Index(plan.offset)));
     const idx = L.l2Index(plan.offset);
     for (let i = 0; i < plan.old.length; i++) {
       const h = (plan.host + i) * cs;
@@ -390,8 +397,7 @@ export class Qcow2Writer {
         off = chunkEnd;
         continue;
       }
-      const l2off = this.l2Writable(l1i) ?? (await this.l2ForWrite(l1i));
-      const view = viewOf(img.l2Cache.peek(l2off) ?? (await img.l2Cache.get(l2off)));
+      const { off: l2off, view } = this.l2AtHand(l1i) ?? (await this.l2Ready(l1i));
       for (let idx = L.l2Index(off); off < chunkEnd; off += L.clusterSize, idx++) {
         const e = img.readEntry(view, idx);
         const n = next(e);
@@ -424,8 +430,7 @@ export class Qcow2Writer {
         throw err;
       }
       await img.meta.run(async () => {
-        const l2off = await this.l2ForWrite(img.layout.l1Index(offset));
-        const view = viewOf(await img.l2Cache.get(l2off));
+        const { off: l2off, view } = await this.l2Ready(img.layout.l1Index(offset));
         const idx = img.layout.l2Index(offset);
         const old = img.readEntry(view, idx);
         const e = encodeCompressed(at, packed.length, img.layout);
