@@ -1,10 +1,11 @@
 import { BlockError } from '../errors.js';
 import { ZERO_CHUNK } from '../request.js';
 import { compressCluster } from './compress.js';
-import { classify, compressedClusters, compressedRef, encodeCompressed, isInPlace, type L2Entry } from './entry.js';
+import { classify, compressedClusters, encodeCompressed, isInPlace, type L2Entry } from './entry.js';
 import type { WritePiece } from '../types.js';
 import type { Mapping, Qcow2Image } from './image.js';
-import { COPIED_HI, entryOffset, offsetHi, offsetLo, setEntry, viewOf, ZERO_LO } from './layout.js';
+import { L2Editor } from './l2-editor.js';
+import { COPIED_HI, entryOffset, offsetHi, offsetLo, setEntry, ZERO_LO } from './layout.js';
 import type { RefcountManager } from './refcount.js';
 
 type Plan =
@@ -20,16 +21,21 @@ type AllocPlan = Extract<Plan, { kind: 'alloc' }>;
  * of one cluster never both allocate it) and takes the metadata mutex only
  * for lookups and table updates. An allocating write plans under the mutex
  * (new clusters counted), writes the data without it, and only then updates
- * the L2 entries: tables never point at unwritten data.
+ * the L2 entries: tables never point at unwritten data. Changing the L2
+ * tables themselves is L2Editor's part.
  */
 export class Qcow2Writer {
   /** Byte offset where the next compressed cluster may go (inside a partly used host cluster). */
   private compressCursor: number | undefined;
 
+  private readonly l2: L2Editor;
+
   constructor(
     private readonly img: Qcow2Image,
     private readonly rc: RefcountManager,
-  ) {}
+  ) {
+    this.l2 = new L2Editor(img, rc);
+  }
 
   private get cs(): number {
     return this.img.layout.clusterSize;
@@ -108,38 +114,10 @@ export class Qcow2Writer {
       for (const p of pieces) {
         if (p.data) continue;
         const end = p.offset + p.length === size ? img.layout.clusterEnd(size) : p.offset + p.length;
-        await this.updateEntriesLocked(p.offset, end, img.version >= 3, this.zeroed(p.mayUnmap ?? false));
+        await this.l2.updateEntries(p.offset, end, img.version >= 3, this.zeroed(p.mayUnmap ?? false));
       }
     });
     for (const r of results) if (r.status === 'rejected') throw r.reason;
-  }
-
-  /**
-   * The L2 table for L1 index i, ready to change, and a view of it: at once
-   * when it needs no allocation, copy or load (the common case; an await
-   * would cost a turn of the microtask queue), else after l2ForWrite.
-   */
-  private l2AtHand(i: number): { off: number; view: DataView } | undefined {
-    const off = this.img.l2Offset(i);
-    const t = off !== 0 && this.img.l1Copied(i) ? this.img.l2Cache.peek(off) : undefined;
-    return t ? { off, view: viewOf(t) } : undefined;
-  }
-  private async l2Ready(i: number): Promise<{ off: number; view: DataView }> {
-    const off = await this.l2ForWrite(i);
-    return { off, view: viewOf(await this.img.l2Cache.get(off)) };
-  }
-
-  /** The L2 table for L1 index i, allocated or copied (when shared with a snapshot) so it can be changed. */
-  private async l2ForWrite(i: number): Promise<number> {
-    const img = this.img;
-    const off = img.l2Offset(i);
-    if (off !== 0 && img.l1Copied(i)) return off;
-    const copy = off === 0 ? undefined : Uint8Array.from(await img.l2Cache.get(off));
-    const fresh = (await this.rc.allocate(1)) * this.cs;
-    await img.l2Cache.create(fresh, copy);
-    img.setL1(i, fresh);
-    if (off !== 0) this.rc.free(off / this.cs);
-    return fresh;
   }
 
   /** One run of clusters the write can handle the same way, within one L2 table. Under the mutex. */
@@ -147,7 +125,7 @@ export class Qcow2Writer {
     const img = this.img;
     const L = img.layout;
     const v = img.version;
-    const { view } = this.l2AtHand(L.l1Index(offset)) ?? (await this.l2Ready(L.l1Index(offset)));
+    const { view } = this.l2.atHand(L.l1Index(offset)) ?? (await this.l2.ready(L.l1Index(offset)));
     let idx = L.l2Index(offset);
     const inCluster = offset % L.clusterSize;
     const max = Math.min(length, (L.l2Entries - idx) * L.clusterSize - inCluster);
@@ -254,31 +232,14 @@ export class Qcow2Writer {
   private async commitAllocated(plan: AllocPlan): Promise<void> {
     const L = this.img.layout;
     const cs = this.cs;
-    const { off: l2off, view } = this.l2AtHand(L.l1Index(plan.offset)) ?? (await this.l2Ready(L.l1Index(plan.offset)));
+    const { off: l2off, view } = this.l2.atHand(L.l1Index(plan.offset)) ?? (await this.l2.ready(L.l1Index(plan.offset)));
     const idx = L.l2Index(plan.offset);
     for (let i = 0; i < plan.old.length; i++) {
       const h = (plan.host + i) * cs;
       setEntry(view, idx + i, offsetHi(h) | COPIED_HI, offsetLo(h));
-      this.release(plan.old[i]!);
+      this.l2.release(plan.old[i]!);
     }
     this.img.l2Cache.markDirty(l2off);
-  }
-
-  /** Queues the decrement for whatever host clusters an entry that is being replaced held. */
-  private release(e: L2Entry): void {
-    switch (classify(e, this.img.version)) {
-      case 'normal':
-      case 'zero': {
-        const off = entryOffset(e.hi, e.lo);
-        if (off !== 0) this.rc.free(this.img.checkHostOffset(off, 'data cluster') / this.cs);
-        return;
-      }
-      case 'compressed':
-        for (const c of compressedClusters(compressedRef(e, this.img.layout), this.img.layout)) this.rc.free(c);
-        return;
-      case 'unallocated':
-        return;
-    }
   }
 
   /** Whether guest bytes [from, to) read as zeroes now (backing file included). */
@@ -343,7 +304,7 @@ export class Qcow2Writer {
     }
     // Version 3 sets the zero flag everywhere, creating L2 tables as needed
     // (as QEMU does, so the clusters report as allocated zeroes).
-    await this.updateEntries(start, end, img.version >= 3, this.zeroed(mayUnmap));
+    await this.img.meta.run(() => this.l2.updateEntries(start, end, img.version >= 3, this.zeroed(mayUnmap)));
   }
 
   /** What zeroClusters makes of an entry (the caller has ruled out version 2 with a backing file). */
@@ -367,48 +328,13 @@ export class Qcow2Writer {
       const end = offset + length === this.img.size() ? L.clusterEnd(offset + length) : L.clusterStart(offset + length);
       if (start >= end) return;
       const img = this.img;
-      await this.updateEntries(start, end, false, (e) => {
-        const kind = classify(e, img.version);
-        if (kind === 'unallocated' && !img.hasBacking()) return e;
+      const discarded = (e: L2Entry): L2Entry => {
+        if (classify(e, img.version) === 'unallocated' && !img.hasBacking()) return e;
         // Version 3 keeps discarded clusters reading as zeroes rather than exposing a backing file.
         return img.version >= 3 ? { hi: 0, lo: ZERO_LO } : { hi: 0, lo: 0 };
-      });
+      };
+      await img.meta.run(() => this.l2.updateEntries(start, end, false, discarded));
     });
-  }
-
-  /**
-   * Rewrites the L2 entries of whole clusters [start, end) with `next(old)`,
-   * releasing the host clusters that replaced entries held. L2 tables that do
-   * not exist are created when `create` is set or the image has a backing
-   * file (without one, their clusters already read as zeroes).
-   */
-  private updateEntries(start: number, end: number, create: boolean, next: (e: L2Entry) => L2Entry): Promise<void> {
-    return this.img.meta.run(() => this.updateEntriesLocked(start, end, create, next));
-  }
-
-  /** updateEntries under the mutex. */
-  private async updateEntriesLocked(start: number, end: number, create: boolean, next: (e: L2Entry) => L2Entry): Promise<void> {
-    const img = this.img;
-    const L = img.layout;
-    for (let off = start; off < end; ) {
-      const l1i = L.l1Index(off);
-      const chunkEnd = Math.min(end, (l1i + 1) * L.l2Coverage);
-      if (img.l2Offset(l1i) === 0 && !img.hasBacking() && !create) {
-        off = chunkEnd;
-        continue;
-      }
-      const { off: l2off, view } = this.l2AtHand(l1i) ?? (await this.l2Ready(l1i));
-      for (let idx = L.l2Index(off); off < chunkEnd; off += L.clusterSize, idx++) {
-        const e = img.readEntry(view, idx);
-        const n = next(e);
-        if (n.hi === e.hi && n.lo === e.lo) continue;
-        if (entryOffset(n.hi, n.lo) !== entryOffset(e.hi, e.lo) || classify(n, img.version) === 'compressed' || classify(e, img.version) === 'compressed') {
-          this.release(e);
-        }
-        setEntry(view, idx, n.hi, n.lo);
-      }
-      img.l2Cache.markDirty(l2off);
-    }
   }
 
   /** Writes one whole cluster compressed; a cluster that does not shrink is written normally. */
@@ -430,12 +356,12 @@ export class Qcow2Writer {
         throw err;
       }
       await img.meta.run(async () => {
-        const { off: l2off, view } = await this.l2Ready(img.layout.l1Index(offset));
+        const { off: l2off, view } = await this.l2.ready(img.layout.l1Index(offset));
         const idx = img.layout.l2Index(offset);
         const old = img.readEntry(view, idx);
         const e = encodeCompressed(at, packed.length, img.layout);
         setEntry(view, idx, e.hi, e.lo);
-        this.release(old);
+        this.l2.release(old);
         img.l2Cache.markDirty(l2off);
       });
     });
