@@ -120,6 +120,23 @@ export abstract class BlockNode {
    * the data anyway asks so.
    */
   abstract blockStatus(offset: number, length: number, opts?: StatusOptions): Promise<Extent>;
+  /**
+   * Block status for all of [offset, offset+length), extent after extent,
+   * in order. A copier asks so for a whole task; the default asks
+   * blockStatus until the range is covered, and a format that can answer
+   * from its tables at once (qcow2) does.
+   */
+  async blockStatusRuns(offset: number, length: number, opts?: StatusOptions): Promise<Extent[]> {
+    const out: Extent[] = [];
+    for (let pos = offset, end = offset + length; pos < end; ) {
+      const e = await this.blockStatus(pos, end - pos, opts);
+      // An empty extent would never end the walk; the caller asks again for what is not covered.
+      if (e.length <= 0) break;
+      out.push(e);
+      pos += e.length;
+    }
+    return out;
+  }
   /** The driver's own request handling; the public methods apply the node's generic options first. */
   protected abstract doRead(offset: number, length: number): Promise<Uint8Array>;
   protected abstract doWrite(offset: number, data: Uint8Array, flags: WriteFlags): Promise<void>;

@@ -1,7 +1,7 @@
 import { ChunkBitmap } from '../blockdev/bitmap.js';
 import type { BlockNode } from '../blockdev/node.js';
 import { isZero } from '../image/request.js';
-import type { WritePiece } from '../image/types.js';
+import type { Extent, WritePiece } from '../image/types.js';
 
 /** A failed copy: which side failed (QEMU's IoOperationType) and why. */
 export class CopyError extends Error {
@@ -154,13 +154,25 @@ export class BlockCopy {
     const start = first * cs;
     const end = Math.min(start + n * cs, this.source.size());
     const extents: { offset: number; length: number; zero: boolean }[] = [];
-    for (let offset = start; offset < end; ) {
+    let runs: Extent[];
+    try {
+      // The data is read anyway, so zeroes are found in it (copyPieces) rather than by reading twice.
+      runs = await this.source.blockStatusRuns(start, end - start, { wantZero: false });
+    } catch (err) {
+      throw new CopyError('read', err);
+    }
+    for (let offset = start, k = 0; offset < end; ) {
+      while (k < runs.length && runs[k]!.offset + runs[k]!.length <= offset) k++;
+      const run = runs[k];
       let st: { zero: boolean; length: number };
-      try {
-        // The data is read anyway, so zeroes are found in it (copyPieces) rather than by reading twice.
-        st = await this.source.blockStatus(offset, end - offset, { wantZero: false });
-      } catch (err) {
-        throw new CopyError('read', err);
+      if (run && run.offset <= offset) st = { zero: run.zero, length: run.offset + run.length - offset };
+      else {
+        // Not covered by the runs (a node that answered short): asked on its own, as before.
+        try {
+          st = await this.source.blockStatus(offset, end - offset, { wantZero: false });
+        } catch (err) {
+          throw new CopyError('read', err);
+        }
       }
       // Whole clusters only: a zero extent shorter than a cluster is copied as data.
       let length = Math.min(end - offset, Math.max(cs, Math.floor(st.length / cs) * cs));

@@ -39,6 +39,9 @@ export class CopyBeforeWriteNode extends BlockNode {
   blockStatus(offset: number, length: number, opts?: StatusOptions): Promise<Extent> {
     return this.source.blockStatus(offset, length, opts);
   }
+  override blockStatusRuns(offset: number, length: number, opts?: StatusOptions): Promise<Extent[]> {
+    return this.source.blockStatusRuns(offset, length, opts);
+  }
   protected doRead(offset: number, length: number): Promise<Uint8Array> {
     return this.source.read(offset, length);
   }

@@ -189,6 +189,9 @@ export class Qcow2Node extends BlockNode {
   blockStatus(offset: number, length: number): Promise<Extent> {
     return this.image.blockStatus(offset, length);
   }
+  override blockStatusRuns(offset: number, length: number): Promise<Extent[]> {
+    return this.image.blockStatusRuns(offset, length);
+  }
   /** The image's bytes and backing image follow the graph: its file is read through the new node, its backing image is the new node. */
   protected override async childReplaced(role: string, node: BlockNode): Promise<void> {
     if (role === 'file') {

@@ -1,4 +1,5 @@
 import { classify, type ClusterKind, type L2Entry } from './entry.js';
+import type { Extent } from '../types.js';
 import { entryOffset, type Qcow2Layout, viewOf } from './layout.js';
 
 /** How guest bytes [offset, offset+length) map, for one run of clusters with the same kind. */
@@ -78,4 +79,26 @@ export function mapInTable(img: MapContext, table: Uint8Array, offset: number, l
   }
   const hostOffset = firstHost === 0 ? 0 : firstHost + inCluster;
   return { kind, offset, length: len, hostOffset, entry: first };
+}
+
+/**
+ * The block status of `length` bytes at `offset` mapped by `m`, when the
+ * image itself answers it; undefined for unallocated clusters over a
+ * backing image, which answers those. Literal objects, not spreads of a
+ * common base: a backup asks this once per extent, and spreads cost more
+ * than the lookup.
+ */
+export function extentOf(m: Mapping, offset: number, length: number, filename: string, hasBacking: boolean): Extent | undefined {
+  switch (m.kind) {
+    case 'normal':
+      return { offset, length, depth: 0, filename, data: true, zero: false, allocated: true, hostOffset: m.hostOffset };
+    case 'compressed':
+      return { offset, length, depth: 0, filename, data: true, zero: false, allocated: true };
+    case 'zero':
+      return m.hostOffset !== 0
+        ? { offset, length, depth: 0, filename, data: false, zero: true, allocated: true, hostOffset: m.hostOffset }
+        : { offset, length, depth: 0, filename, data: false, zero: true, allocated: true };
+    case 'unallocated':
+      return hasBacking ? undefined : { offset, length, depth: 0, filename, data: false, zero: true, allocated: false };
+  }
 }

@@ -150,9 +150,20 @@ describe('qcow2 against an in-memory model', () => {
                     await (img as Qcow2Image).writePieces(pieces);
                     break;
                   }
-                  case 'read':
+                  case 'read': {
                     expect(Buffer.from(await img.read(o.off, o.len)).equals(Buffer.from(model.subarray(o.off, o.off + o.len)))).toBe(true);
+                    // The status of the range in one call is the extent-by-extent walk, and zero extents hold zeroes.
+                    const runs = await (img as Qcow2Image).blockStatusRuns(o.off, o.len);
+                    const walk = [];
+                    for (let pos = o.off; pos < o.off + o.len; ) {
+                      const e = await img.blockStatus(pos, o.off + o.len - pos);
+                      walk.push(e);
+                      pos += e.length;
+                    }
+                    expect(runs).toEqual(walk);
+                    for (const e of runs) if (e.zero) expect(model.subarray(e.offset, e.offset + e.length).every((b) => b === 0)).toBe(true);
                     break;
+                  }
                   case 'flush':
                     await img.flush();
                     break;
