@@ -164,20 +164,23 @@ export class BlockCopy {
     for (let offset = start, k = 0; offset < end; ) {
       while (k < runs.length && runs[k]!.offset + runs[k]!.length <= offset) k++;
       const run = runs[k];
-      let st: { zero: boolean; length: number };
-      if (run && run.offset <= offset) st = { zero: run.zero, length: run.offset + run.length - offset };
-      else {
+      let zero: boolean;
+      let stLength: number;
+      if (run && run.offset <= offset) {
+        zero = run.zero;
+        stLength = run.offset + run.length - offset;
+      } else {
         // Not covered by the runs (a node that answered short): asked on its own, as before.
         try {
-          st = await this.source.blockStatus(offset, end - offset, { wantZero: false });
+          ({ zero, length: stLength } = await this.source.blockStatus(offset, end - offset, { wantZero: false }));
         } catch (err) {
           throw new CopyError('read', err);
         }
       }
       // Whole clusters only: a zero extent shorter than a cluster is copied as data.
-      let length = Math.min(end - offset, Math.max(cs, Math.floor(st.length / cs) * cs));
+      let length = Math.min(end - offset, Math.max(cs, Math.floor(stLength / cs) * cs));
       if (offset + length > end) length = end - offset;
-      extents.push({ offset, length, zero: st.zero && st.length >= length });
+      extents.push({ offset, length, zero: zero && stLength >= length });
       offset += length;
     }
     // Zero extents need no buffer; a task of zeroes only takes none.
