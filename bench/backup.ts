@@ -12,7 +12,10 @@
  * over `--runs`, the ratios blockemu/qsd for both and blockemu/cp for the
  * warm one, each daemon's peak RSS
  * (VmHWM from /proc/<pid>/status, read before it exits), the size the
- * target takes on disk, and the latency of a guest's 4 KiB writes.
+ * target takes on disk, and the latency of a guest's 4 KiB writes. On a
+ * VM that reports freed memory to its host, each timed run is preceded by
+ * touching the memory it will allocate (lib/host-memory.ts): otherwise a
+ * run that lands on reported pages pays host faults, 0.5-2 s of noise.
  *
  * Guest write latency: qsd 7.2 has no human-monitor-command, so the same
  * writer cannot run inside it; rather than compare a qemu-io over NBD (a
@@ -29,6 +32,7 @@ import type { Socket } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { intFlag, type BenchContext } from './lib/context.js';
+import { prefault, reportedKiB } from './lib/host-memory.js';
 import { connectWithRetry } from './lib/qmp-daemon.js';
 import { qemuImg } from './lib/qemu.js';
 import { median, MiB, renderTable } from './lib/stats.js';
@@ -131,13 +135,18 @@ async function withDaemon<T>(d: Daemon, dir: string, image: string, format: stri
   }
 }
 
+/** Memory a backup or cp allocates besides the target's page cache (the source's file size): the daemon's heap and buffers. */
+const PREFAULT_SLACK = 512 * MiB;
+
 async function backupOnce(d: Daemon, dir: string, image: string, format: string): Promise<BackupRun> {
+  const fileSize = (await stat(image)).size;
   return withDaemon(d, dir, image, format, async (q, proc) => {
     const one = async (k: number) => {
       const target = join(dir, `target-${d.name}-${k}.${format}`);
       await unlink(target).catch(() => undefined);
       // Each backup starts with nothing left to write back (an earlier run's or cp's target): a timing, not a race with the disk.
       syncDisks();
+      prefault(fileSize + PREFAULT_SLACK);
       const t0 = performance.now();
       await q.call('drive-backup', { 'job-id': `b${k}`, device: 'disk0', target, format, sync: 'full' });
       const done = await q.event('BLOCK_JOB_COMPLETED');
@@ -155,20 +164,6 @@ async function backupOnce(d: Daemon, dir: string, image: string, format: string)
   });
 }
 
-/**
- * Memory the guest has reported free to the host so far (KiB), or
- * undefined without page reporting. Reported pages are unmapped by the
- * host; the next use of each costs a host fault, which is the largest
- * noise in these timings on a VM that reports.
- */
-async function reclaimedKiB(): Promise<number | undefined> {
-  try {
-    return Number(await readFile('/sys/module/page_reporting/parameters/reported_kib', 'utf8'));
-  } catch {
-    return undefined;
-  }
-}
-
 function syncDisks(): void {
   spawnSync('sync', { stdio: 'inherit' });
 }
@@ -177,6 +172,7 @@ async function cpOnce(dir: string, image: string): Promise<number> {
   const dst = join(dir, 'cp-target');
   await unlink(dst).catch(() => undefined);
   syncDisks();
+  prefault((await stat(image)).size + PREFAULT_SLACK);
   const t0 = performance.now();
   await new Promise<void>((res, rej) => {
     const p = spawn('cp', [image, dst], { stdio: 'inherit' });
@@ -244,7 +240,7 @@ export async function run(ctx: BenchContext): Promise<void> {
     const images = await makeImages(dir, size);
     const times: string[][] = [['image', 'backup', 'blockemu', 'qsd', 'blockemu/qsd', 'best blockemu', 'best qsd', 'best ratio']];
     const other: string[][] = [['image', 'cp', 'blockemu warm/cp', 'RSS blockemu', 'RSS qsd', 'target blockemu', 'target qsd']];
-    const reclaimed0 = await reclaimedKiB();
+    const reclaimed0 = reportedKiB();
     for (const format of formats as ('raw' | 'qcow2')[]) {
       const image = images[format];
       const res: Record<string, BackupRun[]> = { blockemu: [], qsd: [] };
@@ -270,7 +266,7 @@ export async function run(ctx: BenchContext): Promise<void> {
         `${m('qsd', 'targetMiB').toFixed(0)} MiB`,
       ]);
     }
-    const reclaimed = reclaimed0 === undefined ? undefined : ((await reclaimedKiB()) ?? reclaimed0) - reclaimed0;
+    const reclaimed = reclaimed0 === undefined ? undefined : (reportedKiB() ?? reclaimed0) - reclaimed0;
     console.log(`\nfull drive-backup, ${ctx.runs} runs (qcow2: every other 64 KiB cluster allocated); warm: a daemon's second backup, cold: its first; medians and best of the runs\n`);
     console.log(renderTable(times, new Set([2, 3, 4, 5, 6, 7])));
     console.log();
@@ -278,7 +274,7 @@ export async function run(ctx: BenchContext): Promise<void> {
     if (reclaimed !== undefined) {
       console.log(
         `\nthe host took back ${(reclaimed / 1024).toFixed(0)} MiB of freed guest memory meanwhile (virtio-balloon free page reporting); ` +
-          'a backup whose page cache or heap lands on such pages pays the host faults as system time, whichever daemon runs it: the best run is the one that met fewest',
+          'every timed run was preceded by touching its page cache and heap worth of memory, so it did not pay host faults for it',
       );
     }
 
