@@ -4,19 +4,19 @@ import type { ByteFile } from '../byte-file.js';
 import { HostFile } from '../file.js';
 import { checkRequest } from '../request.js';
 import type { BlockImage, Extent, ImageFormat, ImageInfo, WritePiece, WriteZeroesOptions } from '../types.js';
-import { decompressCluster } from './compress.js';
 import { createQcow2 } from './create.js';
-import { compressedRef, type L2Entry } from './entry.js';
+import type { L2Entry } from './entry.js';
 import type { Qcow2Header } from './header.js';
 import { COPIED_HI, entryHi, entryLo, entryOffset, L1_RESERVED_HI, L1_RESERVED_LO, L2_RESERVED_HI, L2_RESERVED_LO, offsetHi, offsetLo, Qcow2Layout, setEntry, viewOf } from './layout.js';
 import { Mutex, RangeLocks } from './locks.js';
 import { RefcountManager } from './refcount.js';
 import { TableCache } from './table-cache.js';
 import { loadImageState } from './open-state.js';
+import { Qcow2Reader } from './reader.js';
 import { Qcow2Writer } from './writer.js';
 import { describeHeader } from './describe.js';
 import { BitmapStore } from './bitmaps.js';
-import { extentOf, mapInTable, type Mapping, unallocatedRun } from './mapping.js';
+import { mapInTable, type Mapping, unallocatedRun } from './mapping.js';
 
 export type { Mapping } from './mapping.js';
 
@@ -46,8 +46,9 @@ export interface Qcow2OpenOptions {
 export const MAX_BACKING_DEPTH = 64;
 
 /**
- * A qcow2 image (versions 2 and 3). Reads map guest clusters through the L1
- * and L2 tables; writes are done by Qcow2Writer; metadata reaches the disk
+ * A qcow2 image (versions 2 and 3): its header, L1 table and caches. Guest
+ * clusters map through the L1 and L2 tables; reads and block status are
+ * Qcow2Reader's, writes Qcow2Writer's; metadata reaches the disk
  * only through writeMetadata, which is where the crash-safety order lives.
  */
 export class Qcow2Image implements BlockImage {
@@ -63,10 +64,7 @@ export class Qcow2Image implements BlockImage {
   readonly bitmaps: BitmapStore = new BitmapStore(this);
   private readonly writer: Qcow2Writer | undefined;
   private closing: Promise<void> | undefined;
-  /** The last cluster decompressed, keyed by stream offset; valid only while `freed` is unchanged. */
-  private lastCompressed: { key: number; freed: number; data: Uint8Array } | undefined;
-  /** Counts applied frees: after one, a stream's clusters may hold a new stream at the same offset. */
-  private freed = 0;
+  private readonly reader: Qcow2Reader;
 
   private constructor(
     readonly file: ByteFile,
@@ -85,6 +83,7 @@ export class Qcow2Image implements BlockImage {
       // An L2 table may point at clusters whose refcounts are still only in the cache.
       if (await this.refcounts?.writeBack()) await this.file.flush();
     });
+    this.reader = new Qcow2Reader(this);
     this.writer = refcounts ? new Qcow2Writer(this, refcounts) : undefined;
     const clusters = (off: number, bytes: number) => ({ start: Math.floor(off / cs), end: Math.ceil((off + bytes) / cs) });
     refcounts?.setFixedMetadata([
@@ -221,93 +220,22 @@ export class Qcow2Image implements BlockImage {
   }
 
   /** Reads guest bytes into `out`, every byte of it written (a reused buffer is fine). */
-  async readInto(out: Uint8Array, offset: number): Promise<void> {
-    checkRequest('read', offset, out.length, this.header.size);
-    // Runs are read concurrently (a fragmented image costs one round trip, not
-    // one per run); each read gets a handler at once so a failure that comes
-    // while the next run is being mapped is not an unhandled rejection.
-    const reads: Promise<void>[] = [];
-    let failed = false;
-    for (let pos = 0; pos < out.length && !failed; ) {
-      const at = offset + pos;
-      const m = this.mapCached(at, out.length - pos) ?? (await this.meta.run(() => this.map(at, out.length - pos)));
-      if (m.length === out.length) return this.readMapped(m, out);
-      const p = this.readMapped(m, out.subarray(pos, pos + m.length));
-      p.catch(() => (failed = true));
-      reads.push(p);
-      pos += m.length;
-    }
-    // Wait for every read before reporting a failure: none may write into `out` after we return.
-    const results = await Promise.allSettled(reads);
-    for (const r of results) if (r.status === 'rejected') throw r.reason;
+  readInto(out: Uint8Array, offset: number): Promise<void> {
+    return this.reader.readInto(out, offset);
   }
 
   /** Fills dst with what a read of mapping m returns. */
-  async readMapped(m: Mapping, dst: Uint8Array): Promise<void> {
-    switch (m.kind) {
-      case 'normal':
-        return this.file.readInto(dst, m.hostOffset);
-      case 'zero':
-        dst.fill(0);
-        return;
-      case 'unallocated':
-        return this.readBacking(m.offset, dst);
-      case 'compressed': {
-        const cluster = await this.readCompressed(m.entry);
-        const inCluster = m.offset % this.layout.clusterSize;
-        dst.set(cluster.subarray(inCluster, inCluster + dst.length));
-        return;
-      }
-    }
+  readMapped(m: Mapping, dst: Uint8Array): Promise<void> {
+    return this.reader.readMapped(m, dst);
   }
 
-  private async readBacking(offset: number, dst: Uint8Array): Promise<void> {
-    const b = this.backingImage;
-    const n = b ? Math.max(0, Math.min(dst.length, b.size() - offset)) : 0;
-    if (n > 0) await b!.readInto(dst.subarray(0, n), offset);
-    dst.fill(0, n);
+  blockStatus(offset: number, length: number): Promise<Extent> {
+    return this.reader.blockStatus(offset, length);
   }
 
-  private async readCompressed(e: L2Entry): Promise<Uint8Array> {
-    const ref = compressedRef(e, this.layout);
-    const freed = this.freed;
-    if (this.lastCompressed?.key === ref.offset && this.lastCompressed.freed === freed) return this.lastCompressed.data;
-    const raw = await this.file.read(ref.offset, ref.length);
-    const data = await decompressCluster(raw, this.layout.clusterSize, this.filename, ref.offset);
-    // A free applied meanwhile may have let a new stream overwrite what we read: use it, do not keep it.
-    if (freed === this.freed) this.lastCompressed = { key: ref.offset, freed, data };
-    return data;
-  }
-
-  async blockStatus(offset: number, length: number): Promise<Extent> {
-    checkRequest('block status', offset, length, this.header.size);
-    const want = Math.max(1, length);
-    const m = this.mapCached(offset, want) ?? (await this.meta.run(() => this.map(offset, want)));
-    const len = Math.min(m.length, length);
-    const own = extentOf(m, offset, len, this.filename, this.backingImage !== undefined);
-    if (own) return own;
-    const b = this.backingImage!;
-    if (offset >= b.size()) return { offset, length: len, depth: 1, filename: this.filename, data: false, zero: true, allocated: false };
-    const inner = await b.blockStatus(offset, Math.min(len, b.size() - offset));
-    return { ...inner, depth: inner.depth + 1 };
-  }
-
-  /**
-   * The extents that cover [offset, offset+length), in order: what a
-   * block-copy task would otherwise ask extent by extent (sixteen times a
-   * MiB for a half-allocated image), answered from cached tables in one go.
-   */
-  async blockStatusRuns(offset: number, length: number): Promise<Extent[]> {
-    checkRequest('block status', offset, length, this.header.size);
-    const out: Extent[] = [];
-    const hasBacking = this.backingImage !== undefined;
-    for (let pos = offset, end = offset + length; pos < end; ) {
-      const m = this.mapCached(pos, end - pos);
-      const e = (m && extentOf(m, pos, m.length, this.filename, hasBacking)) ?? (await this.blockStatus(pos, end - pos));
-      out.push(e);
-      pos += e.length;
-    }
-    return out;
+  /** The extents that cover [offset, offset+length), in order (see Qcow2Reader.blockStatusRuns). */
+  blockStatusRuns(offset: number, length: number): Promise<Extent[]> {
+    return this.reader.blockStatusRuns(offset, length);
   }
 
   private writable(): Qcow2Writer {
@@ -375,7 +303,7 @@ export class Qcow2Image implements BlockImage {
     if (await this.l2Cache.writeDirty()) await this.file.flush();
     if (await this.writeL1()) await this.file.flush();
     if (rc.hasPendingFrees()) {
-      this.freed++;
+      this.reader.noteFrees();
       await rc.applyFrees();
       this.writer?.forgetCompressCursor();
       await rc.writeBack();
