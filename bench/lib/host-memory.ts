@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
  * reporting), the host unmaps what the guest reports, and the next use of
  * each such page costs a host fault: a run whose page cache or heap lands
  * on reported pages takes 0.5-2 s of extra system time, whichever program
- * it is. The benches make that noise go away rather than average it.
+ * it is. The backup bench makes that noise go away rather than average it.
  */
 const REPORTED = '/sys/module/page_reporting/parameters/reported_kib';
 
@@ -35,6 +35,8 @@ export function prefault(bytes: number): void {
   if (reportedKiB() === undefined) return;
   const n = Math.min(bytes, Math.floor(availableBytes() / 2));
   if (n <= 0) return;
-  const r = spawnSync(process.execPath, ['-e', `Buffer.alloc(${n}, 1)`], { stdio: 'inherit' });
+  // In pieces of at most 1 GiB: one Buffer cannot be larger than 4 GiB.
+  const touch = `const keep = []; for (let left = ${n}; left > 0; left -= 2 ** 30) keep.push(Buffer.alloc(Math.min(left, 2 ** 30), 1));`;
+  const r = spawnSync(process.execPath, ['-e', touch], { stdio: 'inherit' });
   if (r.status !== 0) throw new Error(`prefault: the child touching ${n} bytes exited with ${r.status ?? r.signal}`);
 }
