@@ -19,6 +19,7 @@ export type BlockErrorCode =
   | 'INVALID_ARGUMENT' // bad option or parameter
   | 'IO' // the host file failed (errno says how)
   | 'NOT_FOUND'
+  | 'LOCKED' // another process holds a conflicting image lock (QEMU's lock bytes)
   | 'CLOSED'; // the image was closed
 
 export class BlockError extends Error {
