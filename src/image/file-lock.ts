@@ -100,7 +100,9 @@ function checkSteps(perm: number, shared: number): LockStep[] {
  * The descriptor stays the caller's: it must stay open while an operation is
  * under way (a closed and reused number would lock another file), and
  * `fdClosed` says when it has been closed. Operations on one ImageLock run one
- * after another in call order.
+ * after another in call order. Locks belong to the open file description,
+ * so it takes one ImageLock per description: two on one would undo each
+ * other's bytes (as two file-posix nodes never share a descriptor).
  */
 export class ImageLock {
   /** Committed permissions (s->perm, s->shared_perm); a node starts using nothing and sharing all. */
