@@ -89,8 +89,10 @@ sub step {
 
 /** Descriptors per perl run: the child gets them as 3, 4, …, which must stay under its RLIMIT_NOFILE. */
 const MAX_FDS_PER_RUN = 256;
-/** perl never blocks (F_OFD_SETLK does not wait); a run this long is stuck and is killed. */
-const RUN_TIMEOUT_MS = 30_000;
+/** perl never blocks (F_OFD_SETLK does not wait): a run that takes `timeoutMs` is stuck and is killed. Tests shorten it. */
+export const lockHelperLimits = { timeoutMs: 30_000 };
+/** A reply line is a few bytes per step; anything this long is not one. */
+const MAX_LINE = 64 * 1024;
 
 interface Pending {
   readonly req: LockRequest;
@@ -201,7 +203,14 @@ function runBatch(batch: Pending[]): void {
   const failRest = (e: BlockError) => {
     while (next < batch.length) batch[next++]!.reject(e);
   };
-  const timer = setTimeout(() => child.kill('SIGKILL'), RUN_TIMEOUT_MS);
+  // Killed rather than waited for: while it lives, perl's copies of our descriptors would keep their locks.
+  // Its requests fail at once ('close' would also wait for anything that inherited its stdout).
+  const kill = (why: string) => {
+    child.kill('SIGKILL');
+    failRest(helperError(why));
+  };
+  const timeoutMs = lockHelperLimits.timeoutMs;
+  const timer = setTimeout(() => kill(`did not answer within ${timeoutMs / 1000} s`), timeoutMs);
   timer.unref();
   child.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
     out += chunk;
@@ -213,6 +222,7 @@ function runBatch(batch: Pending[]): void {
       if (reply) p.resolve(reply);
       else p.reject(helperError(`answered ${JSON.stringify(line)} to ${JSON.stringify(encode(p.req, childFd.get(p.req.fd)!))}`));
     }
+    if (out.length > MAX_LINE) kill(`wrote a line longer than ${MAX_LINE} characters`);
   });
   child.stderr!.setEncoding('utf8').on('data', (chunk: string) => {
     if (err.length < 4096) err += chunk;

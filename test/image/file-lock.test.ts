@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { BlockError } from '../../src/image/errors.js';
 import { ImageLock, ImageLockError, ofdLocksAvailable, resolveLocking } from '../../src/image/file-lock.js';
-import { lockHelperSpawns } from '../../src/image/lock-batch.js';
+import { lockHelperLimits, lockHelperSpawns } from '../../src/image/lock-batch.js';
 import { holdWithQemuIo, holdWithQsd, lockedBytes, qemuIoOpens, type Holder, type Outcome } from '../helpers/locks.js';
 import { qemu, run } from '../helpers/qemu.js';
 
@@ -271,6 +271,22 @@ describe.skipIf(!ofd)('ImageLock in one process', () => {
     expect(lockHelperSpawns() - before).toBe(1);
     expect(await lockedBytes(f2)).toEqual([100]);
     a.lock.fdClosed(); // the fake perl said it locked what it did not
+  });
+
+  it('kills a perl that does not answer, and fails its requests at once', async () => {
+    const fake = join(dir, 'stuck-perl');
+    await mkdir(fake);
+    await writeFile(join(fake, 'perl'), '#!/bin/sh\nexec sleep 30\n');
+    await chmod(join(fake, 'perl'), 0o755);
+    const { lock } = await lockOn(await newFile());
+    lockHelperLimits.timeoutMs = 200;
+    try {
+      const t0 = Date.now();
+      await withPath(`${fake}:${process.env.PATH}`, () => expect(lock.prepare(R, ALL)).rejects.toThrow('Image locking failed: the lock helper (perl) did not answer within 0.2 s'));
+      expect(Date.now() - t0).toBeLessThan(5000);
+    } finally {
+      lockHelperLimits.timeoutMs = 30_000;
+    }
   });
 });
 
