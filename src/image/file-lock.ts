@@ -148,8 +148,8 @@ export class ImageLock {
 
   /**
    * Settles on exactly `perm` and `shared`, which become the committed state.
-   * Like QEMU's commit it cannot fail: a byte that would not change is
-   * returned as the error QEMU would print as a warning.
+   * Like QEMU's commit it cannot fail: a byte that failed to change comes
+   * back as the error QEMU prints as a warning (warn_report_err).
    */
   commit(perm: number, shared: number): Promise<BlockError | undefined> {
     return this.serial(() => {
