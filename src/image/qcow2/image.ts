@@ -11,7 +11,7 @@ import { COPIED_HI, entryHi, entryLo, entryOffset, L1_RESERVED_HI, L1_RESERVED_L
 import { Mutex, RangeLocks } from './locks.js';
 import { RefcountManager } from './refcount.js';
 import { TableCache } from './table-cache.js';
-import { loadImageState } from './open-state.js';
+import { loadImageState, loadRefcounts, prepareForReadWrite } from './open-state.js';
 import { Qcow2Reader } from './reader.js';
 import { Qcow2Writer } from './writer.js';
 import { describeHeader } from './describe.js';
@@ -62,7 +62,8 @@ export class Qcow2Image implements BlockImage {
   readonly l1Dirty = new Set<number>();
   /** The persistent dirty bitmaps on disk (loaded and stored by the image's owner). */
   readonly bitmaps: BitmapStore = new BitmapStore(this);
-  private readonly writer: Qcow2Writer | undefined;
+  private writer: Qcow2Writer | undefined;
+  private rc: RefcountManager | undefined;
   private closing: Promise<void> | undefined;
   private readonly reader: Qcow2Reader;
 
@@ -70,7 +71,7 @@ export class Qcow2Image implements BlockImage {
     readonly file: ByteFile,
     readonly header: Qcow2Header,
     l1: Uint8Array,
-    readonly refcounts: RefcountManager | undefined,
+    refcounts: RefcountManager | undefined,
     private backingImage: BlockImage | undefined,
     opts: Qcow2OpenOptions,
   ) {
@@ -84,12 +85,36 @@ export class Qcow2Image implements BlockImage {
       if (await this.refcounts?.writeBack()) await this.file.flush();
     });
     this.reader = new Qcow2Reader(this);
-    this.writer = refcounts ? new Qcow2Writer(this, refcounts) : undefined;
+    if (refcounts) this.startWriting(refcounts);
+  }
+
+  /** The refcounts of an image open for writing (undefined when read-only). */
+  get refcounts(): RefcountManager | undefined {
+    return this.rc;
+  }
+
+  private startWriting(refcounts: RefcountManager): void {
+    const cs = this.layout.clusterSize;
+    const h = this.header;
+    this.rc = refcounts;
+    this.writer = new Qcow2Writer(this, refcounts);
     const clusters = (off: number, bytes: number) => ({ start: Math.floor(off / cs), end: Math.ceil((off + bytes) / cs) });
-    refcounts?.setFixedMetadata([
-      { what: 'active L1 table', ...clusters(header.l1TableOffset, header.l1Size * 8) },
-      ...(header.nbSnapshots > 0 ? [{ what: 'snapshot table', ...clusters(header.snapshotsOffset, 1) }] : []),
+    refcounts.setFixedMetadata([
+      { what: 'active L1 table', ...clusters(h.l1TableOffset, h.l1Size * 8) },
+      ...(h.nbSnapshots > 0 ? [{ what: 'snapshot table', ...clusters(h.snapshotsOffset, 1) }] : []),
     ]);
+  }
+
+  /**
+   * An image opened read-only becomes writable (a reopen read-write: its
+   * file must be writable by now): the checks and header fix-ups of a
+   * read-write open, then the refcounts are loaded. An image whose dirty
+   * bit is set is refused: QEMU repairs it only when opening.
+   */
+  async reopenReadWrite(opts: { persistentBitmaps?: boolean; refcountCacheBytes?: number } = {}): Promise<void> {
+    if (this.writer) return;
+    await prepareForReadWrite(this.file, this.header, this.filename, opts);
+    this.startWriting(await loadRefcounts(this.file, this.header, this.filename, opts.refcountCacheBytes));
   }
 
   get filename(): string {
