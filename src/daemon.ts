@@ -179,6 +179,6 @@ async function runSetupStep(step: SetupStep, graph: BlockGraph, exports: BlockEx
       return exports.startNbdServer(nbdAddress(s.addr), { maxConnections: s['max-connections'], tlsCreds: s['tls-creds'] });
     }
     case 'export':
-      exports.add(exportSpec(step.export));
+      await exports.add(exportSpec(step.export));
   }
 }

@@ -1,7 +1,11 @@
 import { BlockError } from '../image/errors.js';
 import { isZero } from '../image/request.js';
 import type { Extent, ImageInfo, WritePiece } from '../image/types.js';
+import { PERM_ALL } from '../image/perm.js';
+import { type ChildOwner, defaultChildPerms, type NodeChild, type PermPair } from './child.js';
 import { NodeBitmaps } from './dirty-bitmap.js';
+import { OpBlockers } from './op-blockers.js';
+import { type ReopenPlan, writableAfter } from './permissions.js';
 
 /** What a node knows about itself for query-named-block-nodes / query-block (turned into QMP shapes in src/qmp). */
 export interface NodeImageInfo {
@@ -51,39 +55,14 @@ export interface NodeSettings {
 export const DEFAULT_SETTINGS: NodeSettings = { detectZeroes: 'off', discard: 'ignore', cacheDirect: false, cacheNoFlush: false };
 
 /**
- * A user of a node from outside the graph (an export's BlockBackend):
- * when a filter or an overlay takes the node's place, its users follow
- * (bdrv_replace_node moves BlockBackends too).
- */
-export interface NodeUser {
-  nodeReplaced(next: BlockNode): void;
-}
-
-/**
- * A writable qcow2 node must be able to grow its file, and a user outside
- * the graph (an export) forbids that: QEMU refuses the pairing, whichever
- * comes second, with this permission conflict.
- */
-export function resizeConflict(file: BlockNode, qcow2Name: string): BlockError {
-  return new BlockError(
-    'INVALID_ARGUMENT',
-    `Permission conflict on node '${file.nodeName}': permissions 'resize' are both required by node '${qcow2Name}' (uses node '${file.nodeName}' as 'file' child) and unshared by an unnamed block device (uses node '${file.nodeName}' as 'root' child).`,
-  );
-}
-
-/** A child link: the role QEMU names it by ('file', 'backing', 'image', …) and the node. */
-export interface ChildLink {
-  readonly role: string;
-  readonly node: BlockNode;
-}
-
-/**
  * A node of the block graph (the contract in ARCHITECTURE.md): a driver
  * that turns requests into requests on its children, down to a file.
- * Nodes count their parents so a node in use cannot be deleted; the
- * graph (graph.ts) owns naming and lifetime.
+ * Its links to its children and from its parents carry QEMU's
+ * permissions (child.ts, permissions.ts); the graph (graph.ts) owns
+ * naming and lifetime and changes links only through transactions that
+ * check them.
  */
-export abstract class BlockNode {
+export abstract class BlockNode implements ChildOwner {
   abstract readonly driver: string;
   settings: NodeSettings = DEFAULT_SETTINGS;
   /**
@@ -93,23 +72,80 @@ export abstract class BlockNode {
    * (QEMU's filter only sees writers above it).
    */
   readonly beforeWrite: Array<(offset: number, length: number) => Promise<void>> = [];
-  /** The job using this node, if any (QEMU's op blockers): e.g. "block job: backup". */
-  busyWith: string | undefined;
+  /** Why operations on the node are refused just now: a job using it, an overlay above it (QEMU's op blockers). */
+  readonly blockers = new OpBlockers();
   /** The node's dirty bitmaps, marked by every completed write, zero write and discard. */
   readonly dirtyBitmaps: NodeBitmaps;
-  /** Users outside the graph (exports); each also holds a reference. */
-  readonly users = new Set<NodeUser>();
-  private parentCount = 0;
+  /** Links from the node's users — other nodes, BlockBackends, jobs — newest first (bs->parents). */
+  readonly parents: NodeChild[] = [];
+  /** force-share: every parent of this node shares everything (QEMU's bs->force_share, read-only nodes only). */
+  forceShare = false;
+  /** This node's links to its children, newest first (bs->children). */
+  private edges: NodeChild[] = [];
+  /** The parent this node was opened inline for (bs->inherits_from): a reopen of the parent takes it along. */
+  inheritsFrom: BlockNode | undefined;
+  /** Whether its options set read-only themselves (then a reopen of the parent leaves it). */
+  readOnlyExplicit = false;
+  /** References that are not links (the monitor's, a transaction's): bdrv_ref. */
+  private extraRefs = 0;
   private closed: Promise<void> | undefined;
 
   constructor(
     readonly nodeName: string,
-    /** Changes only one way: a node that becomes a snapshot's backing image is made read-only, as QEMU reopens it. */
+    /** Changed only by a reopen (a snapshot's old top becomes read-only; blockdev-reopen). */
     public readOnly: boolean,
-    private links: readonly ChildLink[] = [],
+    /** Links attached while the node was being opened, oldest first: they become this node's. */
+    children: readonly NodeChild[] = [],
   ) {
-    for (const l of links) l.node.parentCount++;
+    for (const c of children) this.adoptChild(c);
     this.dirtyBitmaps = new NodeBitmaps(() => this.size());
+  }
+
+  /** How QEMU names a node as a parent in permission conflicts. */
+  describe(): string {
+    return `node '${this.nodeName}'`;
+  }
+
+  /** A link already in the child's parents becomes this node's (the graph attached it for us). */
+  adoptChild(c: NodeChild): void {
+    c.owner = this;
+    if (!this.edges.includes(c)) this.edges.unshift(c);
+  }
+
+  /** Forgets a link the graph has detached from its child. */
+  dropChild(c: NodeChild): void {
+    this.edges = this.edges.filter((e) => e !== c);
+  }
+
+  /**
+   * What this node needs of a child and shares with its other parents,
+   * given what its own parents take and share (the driver's
+   * bdrv_child_perm); `plan` tells the read-only state after a reopen.
+   */
+  childPerm(c: NodeChild, perm: number, shared: number, plan?: ReopenPlan): PermPair {
+    return defaultChildPerms(c.role, writableAfter(this, plan), perm, shared);
+  }
+
+  /**
+   * The driver's part of a permission change (bdrv_check_perm): may refuse
+   * the new cumulative permissions. A file node takes its lock bytes here;
+   * exactly one of commitPerm and abortPerm follows.
+   */
+  checkPerm(_perm: number, _shared: number): Promise<void> {
+    return Promise.resolve();
+  }
+  /** The permissions now in force (bdrv_set_perm): a file node drops the lock bytes no longer needed. */
+  commitPerm(_perm: number, _shared: number): Promise<void> {
+    return Promise.resolve();
+  }
+  /** Undoes checkPerm (bdrv_abort_perm_update). */
+  abortPerm(): Promise<void> {
+    return Promise.resolve();
+  }
+
+  /** The smallest request the node serves without read-modify-write (bl.request_alignment). */
+  requestAlignment(): number {
+    return 1;
   }
 
   abstract size(): number;
@@ -233,9 +269,9 @@ export abstract class BlockNode {
     if (below && below.size() === this.size()) await below.prefetch(offset, length);
   }
 
-  /** The node becomes read-only for good (a snapshot's old top, reopened read-only below its overlay). */
-  async reopenReadOnly(): Promise<void> {
-    this.readOnly = true;
+  /** The driver's part of a reopen that changes the read-only state (reopen.ts checks the permissions first). */
+  async switchReadOnly(readOnly: boolean): Promise<void> {
+    this.readOnly = readOnly;
   }
 
   /** cache.no-flush makes flushes no-ops. */
@@ -261,58 +297,66 @@ export abstract class BlockNode {
   /** Releases what this node holds (not its children: the graph closes those it owns). */
   protected abstract doClose(): Promise<void>;
 
-  /** Adds, or with `node` undefined removes, the child of a role after opening (a snapshot's backing link). */
-  protected setChild(role: string, node: BlockNode | undefined): void {
-    for (const l of this.links) if (l.role === role) l.node.parentCount--;
-    this.links = [...this.links.filter((l) => l.role !== role), ...(node ? [{ role, node }] : [])];
-    if (node) node.parentCount++;
+  /** Whether the driver is a filter (drv->is_filter): it passes requests to one child. */
+  get isFilter(): boolean {
+    return false;
+  }
+  /** Whether the driver can have a backing child (drv->supports_backing). */
+  get supportsBacking(): boolean {
+    return false;
+  }
+  /** The backing child came or went (bdrv_set_backing_hd); drivers reading through it follow. */
+  backingChanged(_node: BlockNode | undefined): Promise<void> {
+    return Promise.resolve();
   }
 
-  /**
-   * Points this node's links to `old` at `next` instead (one parent's part
-   * of bdrv_replace_node): its requests go to `next` from now on. Drivers
-   * that keep a child at hand update it in childReplaced.
-   */
-  async replaceChild(old: BlockNode, next: BlockNode): Promise<void> {
-    for (const l of this.links.filter((x) => x.node === old)) await this.childReplaced(l.role, next);
-    this.links = this.links.map((l) => {
-      if (l.node !== old) return l;
-      old.parentCount--;
-      next.parentCount++;
-      return { role: l.role, node: next };
-    });
+  /** The child of `c` is `node` now (the graph replaced it); drivers holding children outside the links follow. */
+  childReplaced(_c: NodeChild, _node: BlockNode): Promise<void> {
+    return Promise.resolve();
   }
 
-  /** The child of `role` is `node` now; drivers holding children outside `links` follow. */
-  protected async childReplaced(_role: string, _node: BlockNode): Promise<void> {}
+  /** Links to children, newest first, as QEMU walks them. */
+  childList(): readonly NodeChild[] {
+    return this.edges;
+  }
+  /** The children, oldest link first. */
+  children(): BlockNode[] {
+    const out: BlockNode[] = [];
+    for (let i = this.edges.length - 1; i >= 0; i--) out.push(this.edges[i]!.node);
+    return out;
+  }
+  child(name: string): BlockNode | undefined {
+    return this.childEdge(name)?.node;
+  }
+  childEdge(name: string): NodeChild | undefined {
+    return this.edges.find((c) => c.name === name);
+  }
 
-  childLinks(): readonly ChildLink[] {
-    return this.links;
-  }
-  children(): readonly BlockNode[] {
-    return this.links.map((l) => l.node);
-  }
-  child(role: string): BlockNode | undefined {
-    return this.links.find((l) => l.role === role)?.node;
-  }
-
-  /** Parents using this node (other nodes, jobs, exports). */
+  /** Parents and other references: a node in use cannot be deleted. */
   get inUse(): boolean {
-    return this.parentCount > 0;
+    return this.refcount > 0;
   }
-  /** A job or export holding the node, like QEMU's BlockBackend references. */
+  /** bs->refcnt, less the monitor's own reference. */
+  get refcount(): number {
+    return this.parents.length + this.extraRefs;
+  }
+  /** A reference that is not a link (bdrv_ref). */
   ref(): void {
-    this.parentCount++;
+    this.extraRefs++;
   }
   unref(): void {
-    this.parentCount--;
+    this.extraRefs--;
   }
-  attachUser(u: NodeUser): void {
-    this.users.add(u);
-    this.ref();
-  }
-  detachUser(u: NodeUser): void {
-    if (this.users.delete(u)) this.unref();
+
+  /** What all parents take together and what all of them share. */
+  cumulativePerm(): PermPair {
+    let perm = 0;
+    let shared = PERM_ALL;
+    for (const c of this.parents) {
+      perm |= c.perm;
+      shared &= c.shared;
+    }
+    return { perm, shared };
   }
 
   /**
@@ -323,13 +367,26 @@ export abstract class BlockNode {
     for (const c of this.children()) c.debugEvent(event);
   }
 
-  /** Closes this node; detaches it from its children. Idempotent. */
+  /**
+   * Closes this node and takes its links out of its children's parents
+   * (the graph then refreshes the permissions of the children that stay).
+   * Idempotent.
+   */
   close(): Promise<void> {
     this.closed ??= (async () => {
       await this.doClose();
-      for (const l of this.links) l.node.parentCount--;
+      for (const c of this.edges) {
+        const i = c.node.parents.indexOf(c);
+        if (i >= 0) c.node.parents.splice(i, 1);
+        if (c.blocker) c.node.blockers.remove(c.blocker);
+        c.blocker = undefined;
+      }
     })();
     return this.closed;
+  }
+
+  get isClosed(): boolean {
+    return this.closed !== undefined;
   }
 
   protected checkWritable(): void {

@@ -20,6 +20,7 @@ export type BlockErrorCode =
   | 'IO' // the host file failed (errno says how)
   | 'NOT_FOUND'
   | 'LOCKED' // another process holds a conflicting image lock (QEMU's lock bytes)
+  | 'PERMISSION' // a user of a node needs what another refuses (QEMU's permission conflicts)
   | 'CLOSED'; // the image was closed
 
 export class BlockError extends Error {

@@ -1,7 +1,9 @@
 import type { DirtyBitmap } from '../blockdev/dirty-bitmap.js';
 import type { BlockNode } from '../blockdev/node.js';
+import { PERM_ALL } from '../image/perm.js';
 import { strerror } from '../blockdev/qemu-io/errno.js';
 import { BlockCopy, CopyError } from './block-copy.js';
+import { JobNodes } from './job-nodes.js';
 import { Job, type JobListener, type JobOptions } from './job.js';
 import { RateLimiter } from './rate-limit.js';
 
@@ -89,6 +91,8 @@ export class BackupJob extends Job {
   private readonly bitmapMode: BitmapMode;
   /** The copy bitmap as the source node lists it while the job exists. */
   private readonly copyBitmapEntry: DirtyBitmap;
+  /** The job's links to the nodes it holds. */
+  readonly nodes: JobNodes;
 
   constructor(
     id: string,
@@ -121,12 +125,19 @@ export class BackupJob extends Job {
     // Copy-before-write from the moment the job exists: the point in time is now.
     this.hook = (offset, length) => this.copier.copyBeforeWrite(offset, length);
     this.source.beforeWrite.push(this.hook);
-    this.source.ref();
-    this.target.ref();
-    // The job holds its filter as QEMU's holds the cbw node: deleting a parent above it does not take it away.
-    this.filter?.ref();
-    // QEMU blocks operations on the target (and the filter), not on the source: a second backup of it is allowed.
-    this.target.busyWith = 'block job: backup';
+    this.nodes = new JobNodes('backup', id);
+  }
+
+  /**
+   * The job's links (block_job_create's "main node" on the filter and
+   * block_job_add_bdrv's "target"): taking nothing, sharing everything —
+   * the filter's own links carry the permissions — but blocking other
+   * operations on both. The source is not blocked: a second backup of it
+   * is allowed, as in QEMU.
+   */
+  async linkNodes(): Promise<void> {
+    if (this.filter) await this.nodes.add('main node', this.filter, 0, PERM_ALL);
+    await this.nodes.add('target', this.target, 0, PERM_ALL);
   }
 
   override usesNode(node: object): boolean {
@@ -257,10 +268,7 @@ export class BackupJob extends Job {
     this.source.dirtyBitmaps.release(this.copyBitmapEntry);
     const i = this.source.beforeWrite.indexOf(this.hook);
     if (i >= 0) this.source.beforeWrite.splice(i, 1);
-    this.source.unref();
-    this.target.unref();
-    this.filter?.unref();
-    this.target.busyWith = undefined;
+    await this.nodes.removeAll();
     await this.afterClean?.();
   }
 }

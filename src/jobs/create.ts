@@ -1,3 +1,5 @@
+import { BlockBackend } from '../blockdev/block-backend.js';
+import { PERM_ALL, PERM_RESIZE, PERM_WRITE } from '../image/perm.js';
 import type { BlockNode } from '../blockdev/node.js';
 import { NodeByteFile } from '../blockdev/node-file.js';
 import { strerror } from '../blockdev/qemu-io/errno.js';
@@ -115,7 +117,17 @@ async function createQcow2OnNode(spec: Qcow2CreateSpec): Promise<void> {
   if (spec.extendedL2) throw unsupported("qcow2 option 'extended-l2'");
   if (spec.compressionType === 'zstd') throw unsupported('qcow2 compression type zstd');
   if (prealloc !== 'off') throw unsupported(`qcow2 preallocation mode ${prealloc}`);
-  checkWritable(node);
+  // QEMU writes through a BlockBackend taking write and resize: a format node using the file, or a read-only node, refuses it.
+  const blk = new BlockBackend({ perm: PERM_WRITE | PERM_RESIZE, shared: PERM_ALL });
+  await blk.insert(node);
+  try {
+    await formatOnNode(node, spec, clusterSize, version, refcountBits);
+  } finally {
+    await blk.remove();
+  }
+}
+
+async function formatOnNode(node: BlockNode, spec: Qcow2CreateSpec, clusterSize: number, version: number, refcountBits: number): Promise<void> {
   await formatQcow2(new NodeByteFile(node, node.nodeName), {
     format: 'qcow2',
     size: spec.size,
@@ -132,11 +144,3 @@ function isPowerOf2(n: number): boolean {
   return Number.isSafeInteger(n) && n > 0 && Number.isInteger(Math.log2(n));
 }
 
-/**
- * QEMU takes write and resize permissions on the node for the creation; a
- * node another node already uses (a format on top) refuses them, and a
- * read-only node cannot give write.
- */
-function checkWritable(node: BlockNode): void {
-  if (node.readOnly) throw new BlockError('READ_ONLY', `Block node is read-only`);
-}

@@ -2,7 +2,15 @@ import { constants } from 'node:os';
 import { BlockError } from '../../image/errors.js';
 import type { Extent } from '../../image/types.js';
 import { strerror } from '../qemu-io/errno.js';
+import { defaultChildPerms, type NodeChild, type PermPair } from '../child.js';
 import { BlockNode, type IoType, type NodeImageInfo, type StatusOptions, type WriteFlags, type ZeroFlags } from '../node.js';
+import { type ReopenPlan, writableAfter } from '../permissions.js';
+
+/** blkdebug_child_perm: the defaults, plus what take-child-perms adds and less what unshare-child-perms removes. */
+export function blkdebugChildPerm(role: number, writable: boolean, perm: number, shared: number, take: number, unshare: number): PermPair {
+  const p = defaultChildPerms(role, writable, perm, shared);
+  return { perm: p.perm | take, shared: p.shared & ~unshare };
+}
 
 export interface InjectErrorRule {
   event: string;
@@ -43,14 +51,19 @@ export class BlkdebugNode extends BlockNode {
   private active: InjectErrorRule[] = [];
   private readonly inject: InjectErrorRule[];
 
+  private image: BlockNode;
+
   constructor(
     name: string,
-    private image: BlockNode,
+    imageLink: NodeChild,
     inject: InjectErrorRule[],
     private readonly setState: SetStateRule[],
     readOnly: boolean,
+    private readonly takeChildPerms = 0,
+    private readonly unshareChildPerms = 0,
   ) {
-    super(name, readOnly, [{ role: 'image', node: image }]);
+    super(name, readOnly, [imageLink]);
+    this.image = imageLink.node;
     this.inject = [...inject];
     this.debugEvent('none');
   }
@@ -86,8 +99,16 @@ export class BlkdebugNode extends BlockNode {
   size(): number {
     return this.image.size();
   }
-  protected override async childReplaced(role: string, node: BlockNode): Promise<void> {
-    if (role === 'image') this.image = node;
+  override async childReplaced(c: NodeChild, node: BlockNode): Promise<void> {
+    if (c.name === 'image') this.image = node;
+  }
+
+  override get isFilter(): boolean {
+    return true;
+  }
+
+  override childPerm(c: NodeChild, perm: number, shared: number, plan?: ReopenPlan): PermPair {
+    return blkdebugChildPerm(c.role, writableAfter(this, plan), perm, shared, this.takeChildPerms, this.unshareChildPerms);
   }
   protected async doRead(offset: number, length: number): Promise<Uint8Array> {
     await this.check('read', offset, length);

@@ -1,6 +1,25 @@
 import { ChunkBitmap } from '../bitmap.js';
 import type { Extent } from '../../image/types.js';
+import { PERM_ALL, PERM_CONSISTENT_READ, PERM_RESIZE, PERM_WRITE } from '../../image/perm.js';
+import { CHILD_FILTERED, defaultChildPerms, type NodeChild, type PermPair } from '../child.js';
 import { BlockNode, type NodeImageInfo, type StatusOptions, type WriteFlags, type ZeroFlags } from '../node.js';
+import { type ReopenPlan, writableAfter } from '../permissions.js';
+
+/**
+ * cbw_child_perm: the target is written and may be shared by anyone but a
+ * resizer (its size was checked once); the source is passed through, and
+ * once the filter has parents nobody else may write or resize it (their
+ * writes would escape the copying), and a writer above needs to read it.
+ */
+export function cbwChildPerm(role: number, writable: boolean, hasParents: boolean, perm: number, shared: number): PermPair {
+  if (!(role & CHILD_FILTERED)) return { perm: PERM_WRITE, shared: PERM_ALL & ~PERM_RESIZE };
+  const p = defaultChildPerms(role, writable, perm, shared);
+  if (hasParents) {
+    if (perm & PERM_WRITE) p.perm |= PERM_CONSISTENT_READ;
+    p.shared &= ~(PERM_WRITE | PERM_RESIZE);
+  }
+  return p;
+}
 
 /**
  * The `copy-before-write` filter a backup job puts above its source
@@ -13,16 +32,12 @@ import { BlockNode, type NodeImageInfo, type StatusOptions, type WriteFlags, typ
 export class CopyBeforeWriteNode extends BlockNode {
   readonly driver = 'copy-before-write';
 
-  constructor(
-    name: string,
-    private source: BlockNode,
-    target: BlockNode,
-    clusterSize: number,
-  ) {
-    super(name, source.readOnly, [
-      { role: 'file', node: source },
-      { role: 'target', node: target },
-    ]);
+  private source: BlockNode;
+
+  constructor(name: string, sourceLink: NodeChild, targetLink: NodeChild, clusterSize: number) {
+    // Opened read-write whatever the source is (bdrv_cbw_append passes BDRV_O_RDWR).
+    super(name, false, [sourceLink, targetLink]);
+    const source = (this.source = sourceLink.node);
     // QEMU lists the filter's two internal bitmaps: what may be read through it (all) and what is done (none).
     const access = new ChunkBitmap(source.size(), clusterSize);
     access.setAll();
@@ -33,8 +48,16 @@ export class CopyBeforeWriteNode extends BlockNode {
   size(): number {
     return this.source.size();
   }
-  protected override async childReplaced(role: string, node: BlockNode): Promise<void> {
-    if (role === 'file') this.source = node;
+  override async childReplaced(c: NodeChild, node: BlockNode): Promise<void> {
+    if (c.name === 'file') this.source = node;
+  }
+
+  override get isFilter(): boolean {
+    return true;
+  }
+
+  override childPerm(c: NodeChild, perm: number, shared: number, plan?: ReopenPlan): PermPair {
+    return cbwChildPerm(c.role, writableAfter(this, plan), this.parents.length > 0, perm, shared);
   }
   blockStatus(offset: number, length: number, opts?: StatusOptions): Promise<Extent> {
     return this.source.blockStatus(offset, length, opts);

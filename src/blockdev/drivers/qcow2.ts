@@ -4,7 +4,8 @@ import { openImage } from '../../image/open.js';
 import type { LoadedBitmap } from '../../image/qcow2/bitmaps.js';
 import { Qcow2Image } from '../../image/qcow2/image.js';
 import type { Extent, WritePiece } from '../../image/types.js';
-import { BlockNode, type ChildLink, type NodeImageInfo, resizeConflict, type WriteFlags, type ZeroFlags } from '../node.js';
+import type { NodeChild } from '../child.js';
+import { BlockNode, type NodeImageInfo, type WriteFlags, type ZeroFlags } from '../node.js';
 import { NodeByteFile } from '../node-file.js';
 import { NodeImage } from '../node-image.js';
 import { ChunkBitmap } from '../bitmap.js';
@@ -13,11 +14,14 @@ import { RequestFence } from '../request-fence.js';
 /** A prefetch copies at most this much at a time (QEMU's bounce buffer is bounded too). */
 const PREFETCH_CHUNK = 1 << 20;
 
+/** How the opener gets the backing child once the header names (or not) a backing file. */
+export type BackingOpener = (header: { backingFile?: string; backingFormat?: string; filename: string }) => Promise<NodeChild | undefined>;
+
 /**
  * The `qcow2` format driver: a Qcow2Image whose bytes come from the `file`
- * child node. The backing chain named in the header is opened by the image
- * layer (read-only, not as graph nodes) unless `backing` says otherwise:
- * null for none.
+ * child node and whose backing image is the `backing` child node (the
+ * image named in the header, opened as nodes of the graph, or the node the
+ * `backing` option names; none with `backing: null`).
  */
 export class Qcow2Node extends BlockNode {
   readonly driver = 'qcow2';
@@ -27,20 +31,18 @@ export class Qcow2Node extends BlockNode {
     readonly image: Qcow2Image,
     private file: BlockNode,
     readOnly: boolean,
-    links: ChildLink[],
+    links: NodeChild[],
   ) {
     super(name, readOnly, links);
   }
 
   /**
-   * `backing`: undefined opens the chain the header names (in the image
-   * layer), null none, a node makes that node the backing image (a
-   * snapshot overlay on an existing node).
+   * Opens the image on its (already linked) file child, then its backing
+   * child as the header or the options say, then its persistent bitmaps.
    */
-  static async open(name: string, file: BlockNode, readOnly: boolean, backing: BlockNode | null | undefined): Promise<Qcow2Node> {
+  static async open(name: string, fileLink: NodeChild, readOnly: boolean, backing: BackingOpener): Promise<Qcow2Node> {
+    const file = fileLink.node;
     const filename = (await file.imageInfo()).filename;
-    if (!readOnly && file.readOnly) throw new BlockError('READ_ONLY', `Block node is read-only`, { errno: 'EPERM' });
-    if (!readOnly && file.users.size > 0) throw resizeConflict(file, name);
     // The image layer speaks like qemu-img ("Could not open 'f': …"); a node's open error is just the reason, as QEMU's.
     const reason = (err: unknown) =>
       err instanceof BlockError && err.message.startsWith(`Could not open '${filename}': `)
@@ -51,25 +53,26 @@ export class Qcow2Node extends BlockNode {
       image = await Qcow2Image.openFile(new NodeByteFile(file, filename), {
         readOnly,
         persistentBitmaps: true,
-        openBacking: backing === undefined,
-        ...(backing ? { backingImage: await NodeImage.of(backing) } : {}),
-        openBackingImage: (p, fmt, depth) => openImage(p, { format: fmt, readOnly: true, depth }),
+        openBacking: false,
+        openBackingImage: () => Promise.reject(new BlockError('UNSUPPORTED', 'backing images are nodes of the graph')),
       });
     } catch (err) {
       throw reason(err);
     }
-    // qcow2_load_dirty_bitmaps, before the node exists: a bad directory fails the open and leaves nothing behind.
+    let backingLink: NodeChild | undefined;
     let loaded: LoadedBitmap[];
     try {
+      const h = image.info();
+      backingLink = await backing({ backingFile: h.backingFilename, backingFormat: h.backingFormat, filename });
+      if (backingLink) image.attachBacking(await NodeImage.of(backingLink.node));
+      // qcow2_load_dirty_bitmaps, before the node exists: a bad directory fails the open and leaves nothing behind.
       loaded = await image.bitmaps.load();
       if (!readOnly && loaded.length > 0) await image.bitmaps.markInUse();
     } catch (err) {
       await image.close();
       throw reason(err);
     }
-    const links: ChildLink[] = [{ role: 'file', node: file }];
-    if (backing) links.push({ role: 'backing', node: backing });
-    const node = new Qcow2Node(name, image, file, readOnly, links);
+    const node = new Qcow2Node(name, image, file, readOnly, backingLink ? [fileLink, backingLink] : [fileLink]);
     node.adoptBitmaps(loaded);
     return node;
   }
@@ -193,19 +196,22 @@ export class Qcow2Node extends BlockNode {
     return this.image.blockStatusRuns(offset, length);
   }
   /** The image's bytes and backing image follow the graph: its file is read through the new node, its backing image is the new node. */
-  protected override async childReplaced(role: string, node: BlockNode): Promise<void> {
-    if (role === 'file') {
+  override async childReplaced(c: NodeChild, node: BlockNode): Promise<void> {
+    if (c.name === 'file') {
       this.file = node;
       (this.image.file as NodeByteFile).retarget(node);
-    } else if (role === 'backing') {
+    } else if (c.name === 'backing') {
       this.image.attachBacking(await NodeImage.of(node));
     }
   }
 
-  /** blockdev-snapshot: this overlay (opened without a backing image) reads through to `node` from now on; undefined undoes it. */
-  async setBackingNode(node: BlockNode | undefined): Promise<void> {
+  /** The backing child came or went (blockdev-snapshot, its rollback, blockdev-reopen): the image reads through to it, or to nothing. */
+  override async backingChanged(node: BlockNode | undefined): Promise<void> {
     this.image.attachBacking(node ? await NodeImage.of(node) : undefined);
-    this.setChild('backing', node);
+  }
+
+  override get supportsBacking(): boolean {
+    return true;
   }
 
   /** Writes one whole cluster compressed (qemu-io's write -c, backup's compress). */
@@ -231,16 +237,6 @@ export class Qcow2Node extends BlockNode {
         out.backingFilename = out.fullBackingFilename = out.backingImage.filename;
         out.backingFormat = backingNode.driver === 'qcow2' ? 'qcow2' : 'raw';
       }
-      return out;
-    }
-    let below = this.image.backing();
-    let level: NodeImageInfo = out;
-    while (below) {
-      const bi = below.info();
-      const next: NodeImageInfo = { ...bi, actualSize: await below.actualSize() };
-      level.backingImage = next;
-      level = next;
-      below = below.backing();
     }
     return out;
   }
@@ -252,17 +248,27 @@ export class Qcow2Node extends BlockNode {
   }
 
   /**
-   * qcow2_reopen_bitmaps_ro: the bitmaps are stored now (the image will
-   * not be written again) and become read-only. The node stays read-only
-   * even if storing fails; the bitmaps then stay flagged in use.
+   * qcow2_reopen_bitmaps_ro / _rw: going read-only, the bitmaps are stored
+   * now (the image will not be written again) and become read-only — the
+   * node goes read-only even if storing fails, and the bitmaps then stay
+   * flagged in use; going read-write, they are flagged in use again and
+   * can change.
    */
-  override async reopenReadOnly(): Promise<void> {
-    if (this.readOnly) return;
+  override async switchReadOnly(readOnly: boolean): Promise<void> {
+    if (readOnly === this.readOnly) return;
+    if (!readOnly) {
+      await this.image.reopenReadWrite();
+      const persistent = this.dirtyBitmaps.all().filter((b) => b.persistent && !b.inconsistent);
+      if (persistent.length > 0) await this.image.bitmaps.markInUse();
+      for (const b of persistent) b.readOnly = false;
+      await super.switchReadOnly(false);
+      return;
+    }
     try {
       await this.storeBitmaps();
     } finally {
       for (const b of this.dirtyBitmaps.all()) if (b.persistent) b.readOnly = true;
-      await super.reopenReadOnly();
+      await super.switchReadOnly(true);
     }
   }
 

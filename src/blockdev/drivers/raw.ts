@@ -1,7 +1,19 @@
 import { BlockError } from '../../image/errors.js';
 import { checkRequest } from '../../image/request.js';
 import type { Extent } from '../../image/types.js';
+import { PERM_RESIZE, PERM_WRITE } from '../../image/perm.js';
+import { defaultChildPerms, type NodeChild, type PermPair } from '../child.js';
 import { BlockNode, type NodeImageInfo, type StatusOptions, type WriteFlags, type ZeroFlags } from '../node.js';
+import { type ReopenPlan, writableAfter } from '../permissions.js';
+
+/**
+ * raw_child_perm: the defaults, but write and resize only when a parent
+ * takes them (a raw node has no metadata of its own to write).
+ */
+export function rawChildPerm(role: number, writable: boolean, perm: number, shared: number): PermPair {
+  const p = defaultChildPerms(role, writable, perm, shared);
+  return { perm: (p.perm & ~(PERM_WRITE | PERM_RESIZE)) | (perm & (PERM_WRITE | PERM_RESIZE)), shared: p.shared };
+}
 
 /**
  * The `raw` format driver (block/raw-format.c): its `file` child's bytes,
@@ -13,14 +25,17 @@ export class RawNode extends BlockNode {
   // Methods are async so that range errors reject rather than throw.
   readonly driver = 'raw';
 
+  private file: BlockNode;
+
   constructor(
     name: string,
-    private file: BlockNode,
+    fileLink: NodeChild,
     private readonly offset: number,
     private readonly fixedSize: number | undefined,
     readOnly: boolean,
   ) {
-    super(name, readOnly, [{ role: 'file', node: file }]);
+    super(name, readOnly, [fileLink]);
+    const file = (this.file = fileLink.node);
     // raw_apply_options' checks and words.
     const real = file.size();
     if (offset > real) throw new BlockError('INVALID_ARGUMENT', `Offset (${offset}) cannot be greater than size of the containing file (${real})`);
@@ -34,8 +49,12 @@ export class RawNode extends BlockNode {
     return this.fixedSize ?? this.file.size() - this.offset;
   }
 
-  protected override async childReplaced(role: string, node: BlockNode): Promise<void> {
-    if (role === 'file') this.file = node;
+  override async childReplaced(c: NodeChild, node: BlockNode): Promise<void> {
+    if (c.name === 'file') this.file = node;
+  }
+
+  override childPerm(c: NodeChild, perm: number, shared: number, plan?: ReopenPlan): PermPair {
+    return rawChildPerm(c.role, writableAfter(this, plan), perm, shared);
   }
 
   protected async doRead(offset: number, length: number): Promise<Uint8Array> {

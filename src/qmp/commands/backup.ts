@@ -1,6 +1,10 @@
 import { access, unlink } from 'node:fs/promises';
 import { BitmapCheck, type DirtyBitmap } from '../../blockdev/dirty-bitmap.js';
-import { CopyBeforeWriteNode } from '../../blockdev/drivers/copy-before-write.js';
+import { CHILD_DATA, CHILD_FILTERED_PRIMARY, type ChildOwner } from '../../blockdev/child.js';
+import { cbwChildPerm, CopyBeforeWriteNode } from '../../blockdev/drivers/copy-before-write.js';
+import { attachChild, replaceNode } from '../../blockdev/graph-edit.js';
+import { GraphTransaction } from '../../blockdev/graph-transaction.js';
+import { PERM_ALL } from '../../image/perm.js';
 import type { BlockNode } from '../../blockdev/node.js';
 import { openBlockdev } from '../../blockdev/open.js';
 import { createImage } from '../../image/open.js';
@@ -65,7 +69,8 @@ export async function createBackup(ctx: QmpContext, a: Args, source: BlockNode, 
   const { sync, bitmap, mode } = backupBitmap(a, source);
   if (source === target) throw fail('Source and target cannot be the same');
   if (a.compress && typeof (target as { writeCompressed?: unknown }).writeCompressed !== 'function') throw fail('Compression is not supported for this drive ');
-  for (const n of [source, target]) if (n.busyWith) throw fail(`Node '${n.nodeName}' is busy: block device is in use by ${n.busyWith}`);
+  source.blockers.check(source.nodeName, 'backup-source');
+  target.blockers.check(target.nodeName, 'backup-target');
   const perf = a['x-perf'];
   if (perf?.['max-workers'] !== undefined && (perf['max-workers'] < 1 || perf['max-workers'] > 2147483647)) throw fail('max-workers must be between 1 and 2147483647');
   if (perf?.['max-chunk'] !== undefined && perf['max-chunk'] < 0) throw fail('max-chunk must be zero (which means no limit) or positive');
@@ -113,6 +118,7 @@ export async function createBackup(ctx: QmpContext, a: Args, source: BlockNode, 
       await job.earlyFail();
       throw fail("Parameter 'speed' expects a non-negative value");
     }
+    await job.linkNodes();
     ctx.jobs.add(job);
     return job;
   } catch (err) {
@@ -123,9 +129,11 @@ export async function createBackup(ctx: QmpContext, a: Args, source: BlockNode, 
 }
 
 /**
- * bdrv_cbw_append: the copy-before-write filter above the source, named
- * by filter-node-name or automatically; a bad name fails as node creation
- * fails in QEMU. The job marks it busy, so it cannot be deleted or used.
+ * bdrv_cbw_append (bdrv_insert_node): the copy-before-write filter opened
+ * on the source and the target, named by filter-node-name or
+ * automatically, then put in the source's place; its links check their
+ * permissions as QEMU's do, with QEMU's words ("Could not create node: …",
+ * "Could not replace node: …").
  */
 async function insertFilter(ctx: QmpContext, name: string | undefined, source: BlockNode, target: BlockNode): Promise<CopyBeforeWriteNode> {
   let nodeName: string;
@@ -134,12 +142,26 @@ async function insertFilter(ctx: QmpContext, name: string | undefined, source: B
   } catch (err) {
     throw fail(`Could not create node: ${err instanceof Error ? err.message : String(err)}`);
   }
-  const filter = new CopyBeforeWriteNode(nodeName, source, target, backupClusterSize(target));
-  ctx.graph.add(filter, false);
-  filter.busyWith = 'block job: backup';
-  // Above the source, as bdrv_cbw_append puts it: the source's parents now go through the filter.
-  await ctx.graph.moveParents(source, filter, filter);
-  return filter;
+  const opening: ChildOwner = { nodeName, describe: () => `node '${nodeName}'` };
+  return GraphTransaction.run(async (tran) => {
+    let filter: CopyBeforeWriteNode;
+    try {
+      // Opened read-write (BDRV_O_RDWR) with no parents yet: it needs nothing of the source so far.
+      const src = await attachChild(tran, opening, 'file', CHILD_FILTERED_PRIMARY, source, cbwChildPerm(CHILD_FILTERED_PRIMARY, true, false, 0, PERM_ALL));
+      const tgt = await attachChild(tran, opening, 'target', CHILD_DATA, target, cbwChildPerm(CHILD_DATA, true, false, 0, PERM_ALL));
+      filter = new CopyBeforeWriteNode(nodeName, src, tgt, backupClusterSize(target));
+    } catch (err) {
+      throw fail(`Could not create node: ${err instanceof Error ? err.message : String(err)}`);
+    }
+    ctx.graph.add(filter, false);
+    tran.addUndo(() => ctx.graph.forget(filter));
+    try {
+      await replaceNode(tran, source, filter);
+    } catch (err) {
+      throw fail(`Could not replace node: ${err instanceof Error ? err.message : String(err)}`);
+    }
+    return filter;
+  });
 }
 
 /** A prepared drive-backup: its job, and the target file if this command created it. */

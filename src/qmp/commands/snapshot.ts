@@ -1,6 +1,10 @@
 import { access, unlink } from 'node:fs/promises';
-import { Qcow2Node } from '../../blockdev/drivers/qcow2.js';
+import type { NodeChild } from '../../blockdev/child.js';
+import { appendOverlay, setBacking } from '../../blockdev/graph-edit.js';
+import { GraphTransaction } from '../../blockdev/graph-transaction.js';
 import type { BlockNode } from '../../blockdev/node.js';
+import { reopenReadOnly } from '../../blockdev/reopen.js';
+import { PERM_CONSISTENT_READ } from '../../image/perm.js';
 import { openBlockdev } from '../../blockdev/open.js';
 import { strerror } from '../../blockdev/qemu-io/errno.js';
 import { createImage } from '../../image/open.js';
@@ -18,8 +22,8 @@ export interface PreparedSnapshot {
   createdFile: string | undefined;
   /** blockdev-snapshot: the overlay existed before, only its backing link is new. */
   attached?: boolean;
-  /** Moves the old node's parents, which went onto the overlay, back (abort). */
-  moveBack: () => Promise<void>;
+  /** The links of the old node's parents, which went onto the overlay (abort moves them back). */
+  moved: NodeChild[];
 }
 
 /**
@@ -34,7 +38,7 @@ export async function prepareSnapshotSync(ctx: QmpContext, d: Infer<typeof Block
   const old = d['node-name'] !== undefined ? ctx.graph.get(d['node-name']) : undefined;
   if (!old) throw fail(`Cannot find device='${d.device ?? ''}' nor node-name='${d['node-name'] ?? ''}'`);
   ctx.jobs.drainNode(old);
-  if (old.busyWith) throw fail(`Node '${old.nodeName}' is busy: block device is in use by ${old.busyWith}`);
+  old.blockers.check(old.nodeName, 'external-snapshot');
   const snapshotName = d['snapshot-node-name'];
   if (d['node-name'] !== undefined && snapshotName === undefined) throw fail('New overlay node-name missing');
   if (snapshotName !== undefined && ctx.graph.get(snapshotName)) throw fail('New overlay node-name already in use');
@@ -55,19 +59,32 @@ export async function prepareSnapshotSync(ctx: QmpContext, d: Infer<typeof Block
     }
     if (!existed) createdFile = file;
   }
+  let overlay: BlockNode | undefined;
   try {
-    const overlay = await openBlockdev(
+    // Opened without its backing file (BDRV_O_NO_BACKING); the old node becomes its backing child below.
+    overlay = await openBlockdev(
       ctx.graph,
-      { driver: 'qcow2', ...(snapshotName !== undefined ? { 'node-name': snapshotName } : {}), file: { driver: 'file', filename: file }, backing: old.nodeName },
+      { driver: 'qcow2', ...(snapshotName !== undefined ? { 'node-name': snapshotName } : {}), file: { driver: 'file', filename: file }, backing: null },
       // QEMU drops an overlay nobody uses right after the command (in the storage daemon, every overlay without an export);
       // blockemu keeps it as if added by blockdev-add, so it can be used and deleted.
       true,
     );
-    return { old, overlay, createdFile, moveBack: await ctx.graph.moveParents(old, overlay, overlay) };
+    return { old, overlay, createdFile, moved: await appendChecked(overlay, old) };
   } catch (err) {
+    if (overlay) await ctx.graph.discard(overlay);
     if (createdFile !== undefined) await unlink(createdFile).catch(() => undefined);
     throw err;
   }
+}
+
+/** external_snapshot_prepare's checks of the overlay, then bdrv_append. */
+async function appendChecked(overlay: BlockNode, old: BlockNode): Promise<NodeChild[]> {
+  // Only parents that do not expect to see a valid image yet may use an overlay that gets a backing file (a mirror target).
+  if (overlay.cumulativePerm().perm & PERM_CONSISTENT_READ) throw fail('The overlay is already in use');
+  if (overlay.isFilter) throw fail('Filters cannot be used as overlays');
+  if (overlay.child('backing')) throw fail('The overlay already has a backing image');
+  if (!overlay.supportsBacking) throw fail('The overlay does not support backing images');
+  return GraphTransaction.run((tran) => appendOverlay(tran, overlay, old));
 }
 
 /**
@@ -78,29 +95,26 @@ export async function prepareSnapshotSync(ctx: QmpContext, d: Infer<typeof Block
 export async function prepareSnapshot(ctx: QmpContext, d: Infer<typeof BlockdevSnapshot>): Promise<PreparedSnapshot> {
   const old = ctx.graph.find(d.node);
   ctx.jobs.drainNode(old);
-  if (old.busyWith) throw fail(`Node '${old.nodeName}' is busy: block device is in use by ${old.busyWith}`);
+  old.blockers.check(old.nodeName, 'external-snapshot');
   if (!old.readOnly) await old.flush();
   const overlay = ctx.graph.find(d.overlay);
-  if (overlay.inUse) throw fail('The overlay is already in use');
-  if (overlay.busyWith) throw fail(`Node '${overlay.nodeName}' is busy: block device is in use by ${overlay.busyWith}`);
-  if (!(overlay instanceof Qcow2Node)) throw fail('The overlay does not support backing images');
-  if (overlay.image.hasBacking() || overlay.child('backing')) throw fail('The overlay already has a backing image');
-  await overlay.setBackingNode(old);
-  return { old, overlay, createdFile: undefined, attached: true, moveBack: await ctx.graph.moveParents(old, overlay, overlay) };
+  return { old, overlay, createdFile: undefined, attached: true, moved: await appendChecked(overlay, old) };
 }
 
 /** external_snapshot_commit: the old node becomes read-only below its overlay (a failure there is ignored, as QEMU ignores it). */
 export async function commitSnapshot(s: PreparedSnapshot): Promise<void> {
-  await s.old.reopenReadOnly().catch(() => undefined);
+  await reopenReadOnly(s.old).catch(() => undefined);
 }
 
-/** external_snapshot_abort: the overlay goes; unlike QEMU, a file this snapshot created goes too. */
+/**
+ * external_snapshot_abort: the old node's parents go back to it and the
+ * overlay loses its backing child; the overlay itself goes unless it
+ * existed before, and so does a file this snapshot created (unlike QEMU).
+ */
 export async function abortSnapshot(ctx: QmpContext, s: PreparedSnapshot): Promise<void> {
-  await s.moveBack();
-  if (s.attached) {
-    await (s.overlay as Qcow2Node).setBackingNode(undefined);
-    return;
-  }
+  await ctx.graph.moveBack(s.moved, s.old);
+  await GraphTransaction.run((tran) => setBacking(tran, s.overlay, undefined)).catch(() => undefined);
+  if (s.attached) return;
   await ctx.graph.discard(s.overlay);
   if (s.createdFile !== undefined) await unlink(s.createdFile).catch(() => undefined);
 }
