@@ -47,7 +47,7 @@ type ChildPermFn = (spec: BlockdevSpec, role: number, writable: boolean, perm: n
 const num = (v: unknown, def: number): number => (typeof v === 'number' ? v : def);
 
 const OPENERS: Record<string, Opener> = {
-  file: ({ name, spec, readOnly }) => FileNode.open(name, spec['filename'] as string, readOnly),
+  file: ({ name, spec, readOnly }) => FileNode.open(name, spec['filename'] as string, readOnly, (spec['locking'] as 'on' | 'off' | 'auto' | undefined) ?? 'auto'),
   raw: async ({ name, spec, readOnly, child }) => {
     const offset = num(spec['offset'], 0);
     const size = spec['size'] as number | undefined;

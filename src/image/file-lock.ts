@@ -164,6 +164,11 @@ export class ImageLock {
     return this.serial(() => this.settle());
   }
 
+  /** Resolves once every operation asked for so far has settled (the descriptor may be closed then). */
+  settled(): Promise<void> {
+    return this.tail.then(() => undefined);
+  }
+
   /** The descriptor has been closed, and its locks with it. Call it only once every operation has settled. */
   fdClosed(): void {
     this.closed = true;

@@ -1,4 +1,5 @@
 import { HostFile } from '../../image/file.js';
+import { ImageLock, resolveLocking } from '../../image/file-lock.js';
 import { ChunkBitmap } from '../bitmap.js';
 import { checkRequest, isZero, ZERO_CHUNK } from '../../image/request.js';
 import type { Extent } from '../../image/types.js';
@@ -34,10 +35,39 @@ export class FileNode extends BlockNode {
     if (fresh && !file.readOnly) this.written = new ChunkBitmap(length, WRITTEN_CHUNK);
   }
 
-  static async open(name: string, filename: string, readOnly: boolean): Promise<FileNode> {
+  /**
+   * Opens the host file. With locking on (auto: where OFD locks can be
+   * taken) the node publishes its permissions as QEMU's lock bytes, so
+   * other processes — QEMU's tools among them — and other nodes on the
+   * same file refuse or allow it as QEMU would.
+   */
+  static async open(name: string, filename: string, readOnly: boolean, locking: 'on' | 'off' | 'auto' = 'auto'): Promise<FileNode> {
+    const useLock = await resolveLocking(locking);
     const file = await HostFile.open(filename, { readOnly });
-    const length = await file.size();
-    return new FileNode(name, file, length, length > 0 && (await file.allocatedBytes()) === 0);
+    try {
+      const length = await file.size();
+      const node = new FileNode(name, file, length, length > 0 && (await file.allocatedBytes()) === 0);
+      if (useLock) node.lock = new ImageLock(file.fd, filename);
+      return node;
+    } catch (err) {
+      await file.close();
+      throw err;
+    }
+  }
+
+  /** The lock bytes of this node's descriptor, when locking is on. */
+  private lock: ImageLock | undefined;
+
+  override checkPerm(perm: number, shared: number): Promise<void> {
+    return this.lock ? this.lock.prepare(perm, shared) : Promise.resolve();
+  }
+  override async commitPerm(perm: number, shared: number): Promise<void> {
+    // Like QEMU, a byte that fails to change here is only worth a warning: the permissions are in force either way.
+    const warning = await this.lock?.commit(perm, shared);
+    if (warning) process.emitWarning(warning.message, 'BlockemuLockWarning');
+  }
+  override async abortPerm(): Promise<void> {
+    await this.lock?.abort();
   }
 
   get filename(): string {
@@ -147,7 +177,10 @@ export class FileNode extends BlockNode {
     return { filename: this.filename, format: 'file', virtualSize: this.size(), actualSize: await this.file.allocatedBytes() };
   }
 
-  protected doClose(): Promise<void> {
-    return this.file.close();
+  /** The descriptor closes (and its locks with it) only once no lock change is under way on it: a reused number would lock another file. */
+  protected async doClose(): Promise<void> {
+    await this.lock?.settled();
+    await this.file.close();
+    this.lock?.fdClosed();
   }
 }
