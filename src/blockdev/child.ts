@@ -40,6 +40,8 @@ export interface ChildOwner {
 export class NodeChild {
   perm = 0;
   shared = PERM_ALL;
+  /** For a backing link opened from the image's own header: the name it was opened by (its auto_backing_file). */
+  implicitName: string | undefined;
   /** What this link blocks on its child while it exists (an overlay's backing link: QEMU's backing_blocker). */
   blocker: OpBlocker | undefined;
 

@@ -4,6 +4,7 @@ import type { Extent, ImageInfo, WritePiece } from '../image/types.js';
 import { PERM_ALL } from '../image/perm.js';
 import { type ChildOwner, defaultChildPerms, type NodeChild, type PermPair } from './child.js';
 import { NodeBitmaps } from './dirty-bitmap.js';
+import type { NamePolicy } from './filename.js';
 import { OpBlockers } from './op-blockers.js';
 import { type ReopenPlan, writableAfter } from './permissions.js';
 
@@ -20,7 +21,7 @@ export interface NodeImageInfo {
   fullBackingFilename?: string;
   backingFormat?: string;
   formatSpecific?: ImageInfo['formatSpecific'];
-  /** The backing image's info, when the node has one (query output nests it). */
+  /** The next layer's info (its filtered or backing child), nested by the query layer. */
   backingImage?: NodeImageInfo;
 }
 
@@ -54,6 +55,8 @@ export interface NodeSettings {
 
 export const DEFAULT_SETTINGS: NodeSettings = { detectZeroes: 'off', discard: 'ignore', cacheDirect: false, cacheNoFlush: false };
 
+const FORMAT_NAMING: NamePolicy = { protocol: false, strong: [] };
+
 /**
  * A node of the block graph (the contract in ARCHITECTURE.md): a driver
  * that turns requests into requests on its children, down to a file.
@@ -82,6 +85,12 @@ export abstract class BlockNode implements ChildOwner {
   forceShare = false;
   /** This node's links to its children, newest first (bs->children). */
   private edges: NodeChild[] = [];
+  /** The options the node was opened with, flattened as QEMU keeps them (bs->options): its name is made from them. */
+  openOptions: Record<string, unknown> = {};
+  /** The file name the node was opened with (a protocol node's own name before any refresh). */
+  openFilename: string | undefined;
+  /** The backing file the image names, as opened when it was (bs->auto_backing_file): '' for none. */
+  autoBackingFile = '';
   /** The parent this node was opened inline for (bs->inherits_from): a reopen of the parent takes it along. */
   inheritsFrom: BlockNode | undefined;
   /** Whether its options set read-only themselves (then a reopen of the parent leaves it). */
@@ -296,6 +305,11 @@ export abstract class BlockNode implements ChildOwner {
   abstract imageInfo(): Promise<NodeImageInfo>;
   /** Releases what this node holds (not its children: the graph closes those it owns). */
   protected abstract doClose(): Promise<void>;
+
+  /** How the driver names its node (filename.ts): a format node by default. */
+  get namePolicy(): NamePolicy {
+    return FORMAT_NAMING;
+  }
 
   /** Whether the driver is a filter (drv->is_filter): it passes requests to one child. */
   get isFilter(): boolean {

@@ -9,6 +9,7 @@ import { NullNode } from './drivers/null.js';
 import { Qcow2Node } from './drivers/qcow2.js';
 import { rawChildPerm, RawNode } from './drivers/raw.js';
 import type { BlockGraph } from './graph.js';
+import { flattenOptions } from './filename.js';
 import { attachChild } from './graph-edit.js';
 import { GraphTransaction } from './graph-transaction.js';
 import type { BlockNode, IoType, NodeSettings } from './node.js';
@@ -194,7 +195,11 @@ async function openNode(graph: BlockGraph, tran: GraphTransaction, spec: Blockde
     if (ref !== undefined) return child('backing', ref, CHILD_COW);
     if (h.backingFile === undefined) return undefined;
     try {
-      return await child('backing', await implicitBacking(h.filename, h.backingFile, h.backingFormat), CHILD_COW);
+      const implicit = await implicitBacking(h.filename, h.backingFile, h.backingFormat);
+      const link = await child('backing', implicit.spec, CHILD_COW);
+      // Opened from the header's name: the overlay's backing is not overridden while it is this node (auto_backing_file).
+      link.implicitName = implicit.name;
+      return link;
     } catch (err) {
       const msg = err instanceof Error ? err.message : String(err);
       throw new BlockError(err instanceof BlockError ? err.code : 'IO', `Could not open backing file: ${msg}`, { cause: err });
@@ -204,6 +209,7 @@ async function openNode(graph: BlockGraph, tran: GraphTransaction, spec: Blockde
   node.settings = settings;
   node.forceShare = forceShare;
   node.readOnlyExplicit = spec['read-only'] !== undefined;
+  node.openOptions = flattenOptions(spec);
   for (const n of inline) n.inheritsFrom = node;
   try {
     // Refuses a name a child took meanwhile (the same node-name twice in one tree).
@@ -218,15 +224,57 @@ async function openNode(graph: BlockGraph, tran: GraphTransaction, spec: Blockde
 
 /**
  * The options QEMU opens a backing file named in an image's header with
- * (bdrv_open_backing_file): the name relative to the image's directory,
- * the header's format or else a probed one, over a file node.
+ * (bdrv_open_backing_file): a `json:{…}` name is the options themselves;
+ * a plain name is relative to the image's directory, opened with the
+ * header's format or else a probed one, over a file node.
  */
-async function implicitBacking(overlay: string, name: string, format: string | undefined): Promise<BlockdevSpec> {
+async function implicitBacking(overlay: string, name: string, format: string | undefined): Promise<{ spec: BlockdevSpec; name: string }> {
+  if (name.startsWith('json:')) return { spec: await jsonFilenameSpec(name, format), name };
   if (/^[a-z][a-z0-9+.-]*:/i.test(name)) {
-    throw new BlockError('UNSUPPORTED', `Could not open '${name}': protocols and json: filenames are not supported by blockemu`);
+    throw new BlockError('UNSUPPORTED', `Could not open '${name}': protocol file names are not supported by blockemu`);
   }
   const full = isAbsolute(name) ? name : resolve(dirname(overlay), name);
   const driver = format ?? (await probeFormat(full).catch(() => 'raw'));
   if (!OPENERS[driver] || driver === 'file') throw new BlockError('UNSUPPORTED', `Unknown driver '${driver}'`);
-  return { driver, file: { driver: 'file', filename: full } };
+  return { spec: { driver, file: { driver: 'file', filename: full } }, name: full };
+}
+
+/**
+ * A `json:{…}` pseudo file name as options (parse_json_filename): an
+ * object, its dotted keys ("file.filename") as nested options, the
+ * header's format when it names no driver, else one probed from its file.
+ */
+export async function jsonFilenameSpec(name: string, format?: string): Promise<BlockdevSpec> {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(name.slice('json:'.length));
+  } catch (err) {
+    throw new BlockError('INVALID_ARGUMENT', `Could not parse the JSON options: ${err instanceof Error ? err.message : String(err)}`);
+  }
+  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) throw new BlockError('INVALID_ARGUMENT', 'Invalid JSON object given');
+  const spec = crumple(flattenOptions(parsed as Record<string, unknown>)) as BlockdevSpec;
+  if (spec.driver === undefined) {
+    const file = (spec['file'] as { filename?: unknown } | undefined)?.filename;
+    spec.driver = format ?? (typeof file === 'string' ? await probeFormat(file).catch(() => 'raw') : 'raw');
+  }
+  return spec;
+}
+
+/** qdict_crumple: dotted keys back into nested objects, all-numeric levels into lists. */
+function crumple(flat: Record<string, unknown>): unknown {
+  const root: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(flat)) {
+    const parts = key.split('.');
+    let at = root;
+    for (const p of parts.slice(0, -1)) at = (at[p] ??= {}) as Record<string, unknown>;
+    at[parts[parts.length - 1]!] = value;
+  }
+  const listify = (v: unknown): unknown => {
+    if (v === null || typeof v !== 'object') return v;
+    const o = v as Record<string, unknown>;
+    const keys = Object.keys(o);
+    for (const k of keys) o[k] = listify(o[k]);
+    return keys.length > 0 && keys.every((k, i) => k === String(i)) ? keys.map((k) => o[k]) : o;
+  };
+  return listify(root);
 }

@@ -4,6 +4,7 @@ import { lookupBitmap } from '../blockdev/bitmap-ops.js';
 import { BitmapCheck, type DirtyBitmap } from '../blockdev/dirty-bitmap.js';
 import type { BlockGraph } from '../blockdev/graph.js';
 import { BlockBackend } from '../blockdev/block-backend.js';
+import { filterOrCowChild } from '../blockdev/chain.js';
 import type { BlockNode } from '../blockdev/node.js';
 import { PERM_ALL, PERM_CONSISTENT_READ, PERM_RESIZE, PERM_WRITE } from '../image/perm.js';
 import { BlockError } from '../image/errors.js';
@@ -15,13 +16,6 @@ const fail = (msg: string) => new BlockError('INVALID_ARGUMENT', msg);
 
 /** QEMU's id_wellformed. */
 const WELL_FORMED = /^[A-Za-z][A-Za-z0-9._-]*$/;
-
-/** bdrv_filter_or_cow_bs: the child a filter passes to (blkdebug, copy-before-write), else the backing child. */
-function filteredOrCow(n: BlockNode): BlockNode | undefined {
-  if (n.driver === 'blkdebug') return n.child('image');
-  if (n.driver === 'copy-before-write') return n.child('file');
-  return n.child('backing');
-}
 
 /** What block-export-add asks for (type nbd, the only type blockemu has). */
 export interface ExportSpec {
@@ -162,7 +156,7 @@ export class BlockExports {
       while (holder) {
         bm = holder.dirtyBitmaps.find(src);
         if (bm) break;
-        holder = filteredOrCow(holder);
+        holder = filterOrCowChild(holder);
       }
       if (!bm || !holder) throw new BlockError('NOT_FOUND', `Bitmap '${src}' is not found`);
       if (!writable && !holder.readOnly && !bm.disabled) throw fail(`Enabled bitmap '${src}' incompatible with readonly export`);

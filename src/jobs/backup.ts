@@ -205,13 +205,17 @@ export class BackupJob extends Job {
     return failure;
   }
 
-  /** sync=top: clusters the top layer does not allocate are not copied (and not counted). */
+  /**
+   * sync=top: clusters the top layer does not allocate itself — holes, and
+   * what reads through to the backing chain (depth > 0) — are not copied
+   * and not counted (block_copy_reset_unallocated, bdrv_is_allocated).
+   */
   private async skipUnallocated(): Promise<void> {
     const cs = this.copier.clusterSize;
     for (let off = 0; off < this.source.size(); ) {
       await this.pausePoint();
       const st = await this.source.blockStatus(off, this.source.size() - off);
-      if (!st.allocated) {
+      if (!st.allocated || st.depth > 0) {
         const first = Math.ceil(off / cs);
         const end = off + st.length === this.source.size() ? this.copier.bitmap.chunks : Math.floor((off + st.length) / cs);
         for (let c = first; c < end; c++) this.copier.bitmap.clear(c);

@@ -3,6 +3,7 @@ import { BlockError } from '../../image/errors.js';
 import type { Extent } from '../../image/types.js';
 import { strerror } from '../qemu-io/errno.js';
 import { defaultChildPerms, type NodeChild, type PermPair } from '../child.js';
+import type { NamePolicy, NodeName } from '../filename.js';
 import { BlockNode, type IoType, type NodeImageInfo, type StatusOptions, type WriteFlags, type ZeroFlags } from '../node.js';
 import { type ReopenPlan, writableAfter } from '../permissions.js';
 
@@ -34,6 +35,22 @@ export interface SetStateRule {
 export const DEFAULT_IOTYPES: ReadonlySet<IoType> = new Set<IoType>(['read', 'write', 'write-zeroes', 'discard', 'flush']);
 
 const ERRNO_NAMES = new Map(Object.entries(constants.errno as Record<string, number>).map(([name, n]) => [n, name]));
+
+/**
+ * blkdebug's rules change what the node does: with any, it is named by
+ * json:; without, "blkdebug:CONFIG:FILE" (blkdebug_refresh_filename).
+ */
+const BLKDEBUG_NAMING: NamePolicy = {
+  protocol: true,
+  strong: ['config', 'inject-error.', 'set-state.', 'align', 'max-transfer', 'opt-write-zero', 'max-write-zero', 'opt-discard', 'max-discard'],
+  exactName(node, options, names: ReadonlyMap<BlockNode, NodeName>) {
+    const image = node.child('image');
+    const inner = image ? names.get(image)!.exact : '';
+    if (inner === '') return '';
+    if (Object.keys(options).some((k) => k !== 'config' && k !== 'image' && k !== 'x-image' && k !== 'driver')) return '';
+    return `blkdebug:${(options['config'] as string | undefined) ?? ''}:${inner}`;
+  },
+};
 
 /**
  * blkdebug (block/blkdebug.c): a filter that fails requests by rule, for
@@ -105,6 +122,10 @@ export class BlkdebugNode extends BlockNode {
 
   override get isFilter(): boolean {
     return true;
+  }
+
+  override get namePolicy(): NamePolicy {
+    return BLKDEBUG_NAMING;
   }
 
   override childPerm(c: NodeChild, perm: number, shared: number, plan?: ReopenPlan): PermPair {

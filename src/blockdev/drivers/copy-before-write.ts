@@ -2,8 +2,19 @@ import { ChunkBitmap } from '../bitmap.js';
 import type { Extent } from '../../image/types.js';
 import { PERM_ALL, PERM_CONSISTENT_READ, PERM_RESIZE, PERM_WRITE } from '../../image/perm.js';
 import { CHILD_FILTERED, defaultChildPerms, type NodeChild, type PermPair } from '../child.js';
+import type { NamePolicy } from '../filename.js';
 import { BlockNode, type NodeImageInfo, type StatusOptions, type WriteFlags, type ZeroFlags } from '../node.js';
 import { type ReopenPlan, writableAfter } from '../permissions.js';
+
+/** Named by its source's name (cbw_refresh_filename). */
+const CBW_NAMING: NamePolicy = {
+  protocol: false,
+  strong: [],
+  exactName: (node, _options, names) => {
+    const file = node.child('file');
+    return file ? names.get(file)!.filename : '';
+  },
+};
 
 /**
  * cbw_child_perm: the target is written and may be shared by anyone but a
@@ -56,6 +67,10 @@ export class CopyBeforeWriteNode extends BlockNode {
     return true;
   }
 
+  override get namePolicy(): NamePolicy {
+    return CBW_NAMING;
+  }
+
   override childPerm(c: NodeChild, perm: number, shared: number, plan?: ReopenPlan): PermPair {
     return cbwChildPerm(c.role, writableAfter(this, plan), this.parents.length > 0, perm, shared);
   }
@@ -85,7 +100,15 @@ export class CopyBeforeWriteNode extends BlockNode {
   }
   async imageInfo(): Promise<NodeImageInfo> {
     const s = await this.source.imageInfo();
-    return { filename: s.filename, format: 'copy-before-write', virtualSize: this.size(), ...(s.actualSize !== undefined ? { actualSize: s.actualSize } : {}), dirtyFlag: false };
+    // A filter's cluster size is its source's (bdrv_co_get_info passes to the filtered child).
+    return {
+      filename: s.filename,
+      format: 'copy-before-write',
+      virtualSize: this.size(),
+      ...(s.actualSize !== undefined ? { actualSize: s.actualSize } : {}),
+      ...(s.clusterSize !== undefined ? { clusterSize: s.clusterSize } : {}),
+      dirtyFlag: false,
+    };
   }
   protected async doClose(): Promise<void> {}
 }

@@ -4,9 +4,13 @@ import { ChunkBitmap } from '../bitmap.js';
 import { checkRequest, isZero, ZERO_CHUNK } from '../../image/request.js';
 import type { Extent } from '../../image/types.js';
 import { zeroRun } from '../../image/zero-scan.js';
+import type { NamePolicy } from '../filename.js';
 import { BlockNode, type NodeImageInfo, type StatusOptions, type WriteFlags, type ZeroFlags } from '../node.js';
 
 const WRITTEN_CHUNK = 65536;
+
+/** A protocol named by its file (file-posix has no strong options of its own). */
+const FILE_NAMING: NamePolicy = { protocol: true, strong: [] };
 
 /**
  * The `file` protocol driver: a host file as bytes. Its size is the file's
@@ -48,6 +52,7 @@ export class FileNode extends BlockNode {
       const length = await file.size();
       const node = new FileNode(name, file, length, length > 0 && (await file.allocatedBytes()) === 0);
       if (useLock) node.lock = new ImageLock(file.fd, filename);
+      node.openFilename = filename;
       return node;
     } catch (err) {
       await file.close();
@@ -81,6 +86,10 @@ export class FileNode extends BlockNode {
    */
   size(): number {
     return Math.ceil(this.length / 512) * 512;
+  }
+
+  override get namePolicy(): NamePolicy {
+    return FILE_NAMING;
   }
 
   protected doRead(offset: number, length: number): Promise<Uint8Array> {

@@ -1,6 +1,14 @@
 import { checkRequest } from '../../image/request.js';
 import type { Extent } from '../../image/types.js';
+import type { NamePolicy } from '../filename.js';
 import { BlockNode, type NodeImageInfo, type WriteFlags, type ZeroFlags } from '../node.js';
+
+/** "null-co://" unless size or read-zeroes make it another node (null_refresh_filename). */
+const NULL_NAMING: NamePolicy = {
+  protocol: true,
+  strong: ['size', 'read-zeroes'],
+  exactName: (node, options) => (Object.keys(options).every((k) => k === 'filename' || k === 'driver' || k === 'latency-ns') ? `${node.driver}://` : ''),
+};
 
 /**
  * `null-co` / `null-aio`: a device that stores nothing. Reads return zeroes
@@ -16,6 +24,10 @@ export class NullNode extends BlockNode {
     private readonly latencyNs: number,
   ) {
     super(name, false);
+  }
+
+  override get namePolicy(): NamePolicy {
+    return NULL_NAMING;
   }
 
   size(): number {

@@ -5,6 +5,7 @@ import type { LoadedBitmap } from '../../image/qcow2/bitmaps.js';
 import { Qcow2Image } from '../../image/qcow2/image.js';
 import type { Extent, WritePiece } from '../../image/types.js';
 import type { NodeChild } from '../child.js';
+import type { NamePolicy } from '../filename.js';
 import { BlockNode, type NodeImageInfo, type WriteFlags, type ZeroFlags } from '../node.js';
 import { NodeByteFile } from '../node-file.js';
 import { NodeImage } from '../node-image.js';
@@ -13,6 +14,9 @@ import { RequestFence } from '../request-fence.js';
 
 /** A prefetch copies at most this much at a time (QEMU's bounce buffer is bounded too). */
 const PREFETCH_CHUNK = 1 << 20;
+
+/** qcow2's only strong option is an encryption secret, which blockemu does not take. */
+const QCOW2_NAMING: NamePolicy = { protocol: false, strong: ['encrypt.key-secret'] };
 
 /** How the opener gets the backing child once the header names (or not) a backing file. */
 export type BackingOpener = (header: { backingFile?: string; backingFormat?: string; filename: string }) => Promise<NodeChild | undefined>;
@@ -73,6 +77,8 @@ export class Qcow2Node extends BlockNode {
       throw reason(err);
     }
     const node = new Qcow2Node(name, image, file, readOnly, backingLink ? [fileLink, backingLink] : [fileLink]);
+    // The header's name, or the name of the image opened from it (bdrv_open_backing_file's implicit_backing).
+    node.autoBackingFile = backingLink?.implicitName ?? image.info().backingFilename ?? '';
     node.adoptBitmaps(loaded);
     return node;
   }
@@ -107,6 +113,10 @@ export class Qcow2Node extends BlockNode {
   /** Removes a persistent bitmap from the image at once, as QEMU does (a bitmap never stored is no error). */
   async removeStoredBitmap(name: string): Promise<void> {
     await this.image.bitmaps.remove(name);
+  }
+
+  override get namePolicy(): NamePolicy {
+    return QCOW2_NAMING;
   }
 
   size(): number {
@@ -230,13 +240,10 @@ export class Qcow2Node extends BlockNode {
     const bitmaps = await this.image.bitmaps.describe();
     if (bitmaps.length > 0 && out.formatSpecific) out.formatSpecific = { ...out.formatSpecific, bitmaps };
     const backingNode = this.child('backing');
-    if (backingNode) {
-      out.backingImage = await backingNode.imageInfo();
-      // An overlay given its backing node at run time (blockdev-snapshot) names it as QEMU then does.
-      if (out.backingFilename === undefined) {
-        out.backingFilename = out.fullBackingFilename = out.backingImage.filename;
-        out.backingFormat = backingNode.driver === 'qcow2' ? 'qcow2' : 'raw';
-      }
+    // An overlay given its backing node at run time (blockdev-snapshot) names it as QEMU then does.
+    if (backingNode && out.backingFilename === undefined) {
+      out.backingFilename = out.fullBackingFilename = (await backingNode.imageInfo()).filename;
+      out.backingFormat = backingNode.driver === 'qcow2' ? 'qcow2' : 'raw';
     }
     return out;
   }

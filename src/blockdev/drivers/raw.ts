@@ -3,6 +3,7 @@ import { checkRequest } from '../../image/request.js';
 import type { Extent } from '../../image/types.js';
 import { PERM_RESIZE, PERM_WRITE } from '../../image/perm.js';
 import { defaultChildPerms, type NodeChild, type PermPair } from '../child.js';
+import type { NamePolicy } from '../filename.js';
 import { BlockNode, type NodeImageInfo, type StatusOptions, type WriteFlags, type ZeroFlags } from '../node.js';
 import { type ReopenPlan, writableAfter } from '../permissions.js';
 
@@ -14,6 +15,9 @@ export function rawChildPerm(role: number, writable: boolean, perm: number, shar
   const p = defaultChildPerms(role, writable, perm, shared);
   return { perm: (p.perm & ~(PERM_WRITE | PERM_RESIZE)) | (perm & (PERM_WRITE | PERM_RESIZE)), shared: p.shared };
 }
+
+/** A window of the file (offset, size) is not the file: those make a json: name. */
+const RAW_NAMING: NamePolicy = { protocol: false, strong: ['offset', 'size'] };
 
 /**
  * The `raw` format driver (block/raw-format.c): its `file` child's bytes,
@@ -43,6 +47,10 @@ export class RawNode extends BlockNode {
       throw new BlockError('INVALID_ARGUMENT', `The sum of offset (${offset}) and size (${fixedSize}) has to be smaller or equal to the  actual size of the containing file (${real})`);
     }
     if (fixedSize !== undefined && fixedSize % 512 !== 0) throw new BlockError('INVALID_ARGUMENT', 'Specified size is not multiple of 512');
+  }
+
+  override get namePolicy(): NamePolicy {
+    return RAW_NAMING;
   }
 
   size(): number {

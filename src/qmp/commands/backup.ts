@@ -2,7 +2,8 @@ import { access, unlink } from 'node:fs/promises';
 import { BitmapCheck, type DirtyBitmap } from '../../blockdev/dirty-bitmap.js';
 import { CHILD_DATA, CHILD_FILTERED_PRIMARY, type ChildOwner } from '../../blockdev/child.js';
 import { cbwChildPerm, CopyBeforeWriteNode } from '../../blockdev/drivers/copy-before-write.js';
-import { attachChild, replaceNode } from '../../blockdev/graph-edit.js';
+import { cowChild, skipFilters } from '../../blockdev/chain.js';
+import { attachChild, replaceNode, setBacking } from '../../blockdev/graph-edit.js';
 import { GraphTransaction } from '../../blockdev/graph-transaction.js';
 import { PERM_ALL } from '../../image/perm.js';
 import type { BlockNode } from '../../blockdev/node.js';
@@ -15,6 +16,7 @@ import { type BitmapMode, BackupJob, backupClusterSize, type OnError, type SyncM
 import type { JobTxn } from '../../jobs/txn.js';
 import type { QmpContext } from '../context.js';
 import { QmpError } from '../error.js';
+import { namesOf } from './block-info.js';
 import type { ArgsType } from '../schema/command.js';
 import type { blockdevBackup, driveBackup as driveBackupCmd } from '../schema/backup.js';
 
@@ -113,12 +115,18 @@ export async function createBackup(ctx: QmpContext, a: Args, source: BlockNode, 
       clock: ctx.jobs.clock,
     });
     filter = undefined; // the job owns it now
-    // QEMU sets the speed after creating the job: a negative one fails it with created and null already sent.
+    // The job's links come after it announced itself (block_job_create): a conflict fails it with created and null sent.
+    try {
+      await job.linkNodes();
+    } catch (err) {
+      await job.earlyFail();
+      throw err;
+    }
+    // QEMU sets the speed after creating the job: a negative one fails it the same way.
     if ((a.speed ?? 0) < 0) {
       await job.earlyFail();
       throw fail("Parameter 'speed' expects a non-negative value");
     }
-    await job.linkNodes();
     ctx.jobs.add(job);
     return job;
   } catch (err) {
@@ -182,20 +190,19 @@ export async function prepareDriveBackup(ctx: QmpContext, a: ArgsType<typeof dri
   const source = ctx.graph.find(a.device);
   ctx.jobs.drainNode(source);
   const mode = a.mode ?? 'absolute-paths';
-  const srcFormat = source.driver === 'qcow2' ? 'qcow2' : 'raw';
-  const info = await source.imageInfo();
-  // sync=top without a backing file is sync=full, as in QEMU.
-  const sync = a.sync === 'top' && info.backingFilename === undefined ? 'full' : a.sync;
-  const format = a.format ?? (mode === 'existing' ? undefined : srcFormat);
+  // sync=top starts below the source's filters, at its backing node; without one it is sync=full, as in QEMU.
+  const below = a.sync === 'top' ? cowChild(skipFilters(source)) : undefined;
+  const sync = a.sync === 'top' && !below ? 'full' : a.sync;
+  // The new image's backing file: the source itself (none: fleecing) or its backing node (top).
+  const base = sync === 'none' ? source : sync === 'top' ? below : undefined;
+  const format = a.format ?? (mode === 'existing' ? undefined : formatName(source));
   let createdFile: string | undefined;
   if (mode !== 'existing') {
     if (format !== 'raw' && format !== 'qcow2') throw fail(`Unknown driver '${format}'`);
-    const backing =
-      sync === 'none'
-        ? { backingFile: info.filename, backingFormat: srcFormat as ImageFormat }
-        : sync === 'top'
-          ? { backingFile: info.backingFilename, backingFormat: info.backingFormat as ImageFormat | undefined }
-          : {};
+    // bdrv_img_create's checks, in its words.
+    if (base && format === 'raw') throw fail("Backing file not supported for file format 'raw'");
+    // The base's name as QEMU gives it (a json: one when its options make it more than its file).
+    const backing = base ? { backingFile: namesOf(base).get(base)!.filename, backingFormat: formatName(base) as ImageFormat } : {};
     // Only a file that did not exist counts as ours to remove again.
     const existed = await access(a.target).then(() => true, () => false);
     try {
@@ -211,18 +218,15 @@ export async function prepareDriveBackup(ctx: QmpContext, a: ArgsType<typeof dri
   let target: BlockNode | undefined;
   try {
     const driver = format ?? (await probeFormat(a.target));
+    // sync=none opens the target without its backing file and gives it the source instead (fleecing reads through to it);
+    // sync=top opens the backing chain the new image names.
     target = await openBlockdev(
       ctx.graph,
-      {
-        driver,
-        discard: 'unmap',
-        'detect-zeroes': 'unmap',
-        file: { driver: 'file', filename: a.target },
-        ...(driver === 'qcow2' && (sync === 'none' || sync === 'top') ? { backing: null } : {}),
-      },
+      { driver, discard: 'unmap', 'detect-zeroes': 'unmap', file: { driver: 'file', filename: a.target }, ...(driver === 'qcow2' && sync === 'none' ? { backing: null } : {}) },
       false,
     );
     const t = target;
+    if (sync === 'none' && t.supportsBacking) await GraphTransaction.run((tran) => setBacking(tran, t, source));
     // The target goes away as the job finishes, before its last events.
     // Closing a node flushes it in QEMU (bdrv_close); a blockdev-backup target stays open and unflushed, as there.
     const afterClean = async () => {
@@ -236,6 +240,11 @@ export async function prepareDriveBackup(ctx: QmpContext, a: ArgsType<typeof dri
     if (createdFile !== undefined) await unlink(createdFile).catch(() => undefined);
     throw err;
   }
+}
+
+/** The format name QEMU gives a node's image (drv->format_name) for a new image's backing format. */
+function formatName(n: BlockNode): string {
+  return n.driver === 'qcow2' ? 'qcow2' : 'raw';
 }
 
 /** Undoes a prepared backup (a transaction's abort): the job is cancelled before it ever ran (QEMU: created, aborting, concluded, null). */

@@ -10,6 +10,7 @@ import { strerror } from '../../blockdev/qemu-io/errno.js';
 import { createImage } from '../../image/open.js';
 import type { QmpContext } from '../context.js';
 import { QmpError } from '../error.js';
+import { namesOf } from './block-info.js';
 import type { BlockdevSnapshot, BlockdevSnapshotSync } from '../schema/block-core/snapshot-args.js';
 import type { Infer } from '../schema/types.js';
 
@@ -46,12 +47,12 @@ export async function prepareSnapshotSync(ctx: QmpContext, d: Infer<typeof Block
   const format = d.format ?? 'qcow2';
   if (format !== 'qcow2') throw fail(format === 'raw' ? "The overlay does not support backing images" : `Unknown driver '${format}'`);
   const file = d['snapshot-file'];
-  const info = await old.imageInfo();
   let createdFile: string | undefined;
   if ((d.mode ?? 'absolute-paths') !== 'existing') {
     const existed = await access(file).then(() => true, () => false);
     try {
-      await createImage(file, { format: 'qcow2', size: old.size(), backingFile: info.filename, backingFormat: old.driver === 'qcow2' ? 'qcow2' : 'raw' });
+      // The old node's name as QEMU gives it (a json: one when its options make it more than its file).
+      await createImage(file, { format: 'qcow2', size: old.size(), backingFile: namesOf(old).get(old)!.filename, backingFormat: old.driver === 'qcow2' ? 'qcow2' : 'raw' });
     } catch (err) {
       const errno = (err as { errno?: string }).errno;
       if (typeof errno === 'string') throw fail(`Could not create '${file}': ${strerror(errno)}`);

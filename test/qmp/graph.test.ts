@@ -1,0 +1,152 @@
+/**
+ * The block graph as QEMU keeps it, played on qemu-storage-daemon and on
+ * blockemu with the same images and the same QMP session: backing chains
+ * as nodes (named in QEMU's order, json: names where the backing is not
+ * the header's), image locks between the nodes of one daemon, the
+ * backing node's op blockers, permission conflicts of backup targets in
+ * the source's own chain, drive-backup's sync=top and sync=none targets,
+ * and a snapshot's old top going read-only with its file. Replies, events
+ * and what qemu-img reads of the results must be equal.
+ */
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { type Daemon, normalise, OURS, outcome, startExportDaemon } from '../helpers/export-daemon.js';
+import { qemu, qemuImg, qemuIo, run, withTempDir } from '../helpers/qemu.js';
+
+type Step =
+  | [command: string, args?: Record<string, unknown>]
+  | { waitJob: string }
+  | { sh: (dir: string) => Promise<unknown> };
+
+/** base (data at 0) <- mid (64k) <- top (128k), each naming the next by a relative name, in `dir`. */
+async function makeChain(dir: string): Promise<void> {
+  const ok = async (p: Promise<{ code: number; stderr: string }>) => expect((await p).stderr).toBe('');
+  await ok(qemuImg('create', '-q', '-f', 'qcow2', join(dir, 'base.qcow2'), '1M'));
+  await ok(qemuIo('-c', 'write -q -P 1 0 64k', join(dir, 'base.qcow2')));
+  await ok(qemuImg('create', '-q', '-f', 'qcow2', '-b', 'base.qcow2', '-F', 'qcow2', join(dir, 'mid.qcow2')));
+  await ok(qemuIo('-c', 'write -q -P 2 64k 64k', join(dir, 'mid.qcow2')));
+  await ok(qemuImg('create', '-q', '-f', 'qcow2', '-b', 'mid.qcow2', '-F', 'qcow2', join(dir, 'top.qcow2')));
+  await ok(qemuIo('-c', 'write -q -P 3 128k 64k', join(dir, 'top.qcow2')));
+}
+
+/** Plays the steps on a fresh chain in a directory of its own; every outcome, the temp dir and generated node names normalised. */
+async function play(which: Daemon, steps: readonly Step[]): Promise<unknown[]> {
+  return withTempDir(async (root) => {
+    const dir = join(root, 'd');
+    await mkdir(dir);
+    await makeChain(dir);
+    const d = await startExportDaemon(which, { dir: root });
+    const log: unknown[] = [];
+    try {
+      for (const s of inDir(steps, dir)) {
+        if (Array.isArray(s)) log.push(await outcome(d.client, root, s[0], s[1]));
+        else if ('waitJob' in s) await d.client.waitForEvent('JOB_STATUS_CHANGE', (e) => (e.data as { id?: string; status?: string }).id === s.waitJob && (e.data as { status?: string }).status === 'null', 10_000);
+        else log.push(normalise(await s.sh(dir), root));
+      }
+    } finally {
+      log.push({ events: (await d.quit()).filter((e) => e.event !== 'SHUTDOWN') });
+    }
+    return JSON.parse(JSON.stringify(log).replace(/#block\d+/g, '#block'));
+  });
+}
+
+const file = (name: string) => ({ driver: 'file', filename: `\${DIR}/${name}` });
+/** `${DIR}` in string arguments becomes the session's image directory. */
+function inDir(steps: readonly Step[], dir: string): Step[] {
+  return steps.map((s) => (Array.isArray(s) ? ([s[0], s[1] && JSON.parse(JSON.stringify(s[1]).replaceAll('${DIR}', dir))] as Step) : s));
+}
+
+/** What qemu-img says of an image without taking locks: its map and backing file. */
+const describeImage = (name: string) => async (dir: string) => {
+  const map = await run('qemu-img', ['map', '-U', '--output=json', join(dir, name)]);
+  const info = await run('qemu-img', ['info', '-U', '--output=json', join(dir, name)]);
+  const i = info.code === 0 ? (JSON.parse(info.stdout) as Record<string, unknown>) : {};
+  return { map: map.code === 0 ? JSON.parse(map.stdout) : map.stderr, backing: i['backing-filename'] ?? null, format: i['backing-filename-format'] ?? null };
+};
+
+/** What qemu-io (which takes locks) says when it opens an image read-write and read-only. */
+const opens = (name: string) => async (dir: string) => ({
+  rw: (await run('qemu-io', ['-f', 'qcow2', '-c', 'read 0 512', join(dir, name)])).stderr,
+  ro: (await run('qemu-io', ['-r', '-f', 'qcow2', '-c', 'read 0 512', join(dir, name)])).stderr,
+});
+
+async function compare(steps: readonly Step[]): Promise<unknown[]> {
+  const theirs = await play('qsd', steps);
+  const ours = await play(OURS, steps);
+  expect(ours).toEqual(theirs);
+  return theirs;
+}
+
+describe.skipIf(!qemu.available || !qemu.storageDaemon)('the block graph, as qemu-storage-daemon keeps it', () => {
+  it('a backing chain named in its header is opened as nodes: query-named-block-nodes equal, flat and not; locks between nodes', async () => {
+    const log = await compare([
+      ['blockdev-add', { driver: 'qcow2', 'node-name': 'top', file: file('top.qcow2') }],
+      ['query-named-block-nodes'],
+      ['query-named-block-nodes', { flat: true }],
+      // The chain holds mid read-only, sharing reads only: a writer is refused, a reader is not.
+      ['blockdev-add', { driver: 'qcow2', 'node-name': 'mid-rw', file: file('mid.qcow2') }],
+      ['blockdev-add', { driver: 'qcow2', 'node-name': 'mid-ro', 'read-only': true, file: file('mid.qcow2') }],
+      ['blockdev-add', { driver: 'qcow2', 'node-name': 'top-ro', 'read-only': true, file: file('top.qcow2') }],
+      { sh: opens('top.qcow2') },
+      { sh: opens('base.qcow2') },
+      ['blockdev-del', { 'node-name': 'top' }],
+      ['blockdev-add', { driver: 'qcow2', 'node-name': 'mid-rw', file: file('mid.qcow2') }],
+      ['query-named-block-nodes'],
+    ]);
+    expect(JSON.stringify(log[3])).toContain('Failed to get \\"write\\" lock');
+    expect((log[1] as { return: unknown[] }).return).toHaveLength(6);
+  }, 60_000);
+
+  it('explicit backing links and backing: null; a backing node is busy for snapshots and deletion; a backup target in the source chain conflicts', async () => {
+    const log = await compare([
+      ['blockdev-add', { driver: 'qcow2', 'node-name': 'base', 'read-only': true, file: file('base.qcow2') }],
+      ['blockdev-add', { driver: 'qcow2', 'node-name': 'mid', backing: 'base', file: file('mid.qcow2') }],
+      ['blockdev-add', { driver: 'qcow2', 'node-name': 'top', backing: 'mid', file: file('top.qcow2') }],
+      ['query-named-block-nodes'],
+      ['blockdev-snapshot-sync', { 'node-name': 'mid', 'snapshot-file': '${DIR}/snap.qcow2', 'snapshot-node-name': 'snap' }],
+      ['blockdev-del', { 'node-name': 'mid' }],
+      ['blockdev-backup', { device: 'top', target: 'mid', sync: 'full', 'job-id': 'j1' }],
+      ['blockdev-backup', { device: 'top', target: 'base', sync: 'full', 'job-id': 'j1' }],
+      ['drive-backup', { device: 'top', target: '${DIR}/mid.qcow2', sync: 'full', mode: 'existing', 'job-id': 'j2' }],
+      ['blockdev-del', { 'node-name': 'top' }],
+      ['blockdev-add', { driver: 'qcow2', 'node-name': 'nob', backing: null, 'read-only': true, file: file('top.qcow2') }],
+      ['query-named-block-nodes'],
+    ]);
+    expect(JSON.stringify(log[4])).toContain("Node 'mid' is busy: node is used as backing hd of 'top'");
+    expect(JSON.stringify(log[6])).toContain('Permission conflict');
+  }, 60_000);
+
+  it('drive-backup: sync=top copies the top layer onto the same backing file, refused for raw; sync=none reads through the source', async () => {
+    await compare([
+      ['blockdev-add', { driver: 'qcow2', 'node-name': 'top', file: file('top.qcow2') }],
+      ['drive-backup', { device: 'top', target: '${DIR}/t.raw', sync: 'top', format: 'raw', 'job-id': 'j0' }],
+      ['drive-backup', { device: 'top', target: '${DIR}/t.qcow2', sync: 'top', format: 'qcow2', 'job-id': 'j1' }],
+      { waitJob: 'j1' },
+      { sh: describeImage('t.qcow2') },
+      ['drive-backup', { device: 'top', target: '${DIR}/n.qcow2', sync: 'none', format: 'qcow2', 'job-id': 'j2' }],
+      ['query-named-block-nodes'],
+      { sh: describeImage('n.qcow2') },
+      ['block-job-cancel', { device: 'j2' }],
+      { waitJob: 'j2' },
+    ]);
+  }, 60_000);
+
+  it('a snapshot makes the old top read-only together with its inline file node, and its locks follow', async () => {
+    // blockdev-snapshot onto an overlay the monitor added: qsd drops blockdev-snapshot-sync's overlay as soon as nothing uses it.
+    await compare([
+      ['blockdev-add', { driver: 'qcow2', 'node-name': 'top', file: { ...file('top.qcow2'), 'node-name': 'top-file' } }],
+      { sh: opens('top.qcow2') },
+      { sh: async (dir) => (await qemuImg('create', '-q', '-f', 'qcow2', '-b', join(dir, 'top.qcow2'), '-F', 'qcow2', join(dir, 'snap.qcow2'))).stderr },
+      ['blockdev-add', { driver: 'qcow2', 'node-name': 'snap', backing: null, file: file('snap.qcow2') }],
+      ['blockdev-snapshot', { node: 'top', overlay: 'snap' }],
+      ['query-named-block-nodes'],
+      { sh: opens('top.qcow2') },
+      { sh: opens('snap.qcow2') },
+      ['blockdev-del', { 'node-name': 'top' }],
+      ['blockdev-del', { 'node-name': 'snap' }],
+      ['blockdev-del', { 'node-name': 'top' }],
+      { sh: opens('top.qcow2') },
+    ]);
+  }, 60_000);
+});
