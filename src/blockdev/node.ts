@@ -323,11 +323,14 @@ export abstract class BlockNode {
     for (const c of this.children()) c.debugEvent(event);
   }
 
-  /** Closes this node; detaches it from its children. Idempotent. */
+  /** Closes this node; detaches it from its children, even when closing fails (a last flush, say). Idempotent. */
   close(): Promise<void> {
     this.closed ??= (async () => {
-      await this.doClose();
-      for (const l of this.links) l.node.parentCount--;
+      try {
+        await this.doClose();
+      } finally {
+        for (const l of this.links) l.node.parentCount--;
+      }
     })();
     return this.closed;
   }

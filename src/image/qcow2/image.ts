@@ -294,7 +294,9 @@ export class Qcow2Image implements BlockImage {
    *   8. barrier.
    * A dirty L2 table evicted early is written after step 1 for the same reason
    * (see the L2 cache's write-back hook). The header changes only when the
-   * refcount table moves, in one 12-byte write between two barriers.
+   * refcount table moves, in one 12-byte write between two barriers. A write
+   * that fails leaves what it was writing dirty, so the next flush picks up
+   * at the same step.
    */
   private async writeMetadata(): Promise<void> {
     const rc = this.refcounts!;
@@ -318,7 +320,12 @@ export class Qcow2Image implements BlockImage {
     for (let i = 0; i < idx.length; ) {
       let j = i;
       while (j + 1 < idx.length && idx[j + 1] === idx[j]! + 1) j++;
-      await this.file.write(this.header.l1TableOffset + idx[i]! * 8, this.l1.subarray(idx[i]! * 8, (idx[j]! + 1) * 8));
+      try {
+        await this.file.write(this.header.l1TableOffset + idx[i]! * 8, this.l1.subarray(idx[i]! * 8, (idx[j]! + 1) * 8));
+      } catch (err) {
+        for (const k of idx.slice(i)) this.l1Dirty.add(k);
+        throw err;
+      }
       i = j + 1;
     }
     return true;

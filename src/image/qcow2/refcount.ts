@@ -371,7 +371,13 @@ export class RefcountManager {
       while (j + 1 < entries.length && entries[j + 1] === entries[j]! + 1) j++;
       const from = entries[i]! * 8;
       const to = (entries[j]! + 1) * 8;
-      await this.file.write(this.tableOffset + from, this.table.subarray(from, to));
+      try {
+        await this.file.write(this.tableOffset + from, this.table.subarray(from, to));
+      } catch (err) {
+        // Unwritten entries stay dirty: the next flush writes them before anything that needs them.
+        for (const e of entries.slice(i)) this.dirtyTableEntries.add(e);
+        throw err;
+      }
       i = j + 1;
     }
     return true;

@@ -9,7 +9,8 @@ import type { ByteFile } from '../byte-file.js';
  * is never written back half-updated. Writing dirty tables back is ordered by
  * the owner (see Qcow2Image.writeMetadata): `beforeWriteBack` runs before an
  * eviction writes a dirty table, so the owner can first write what that table
- * depends on.
+ * depends on. A table whose write fails stays dirty, as in QEMU's cache: the
+ * next flush tries again, and nothing that depends on it is written before.
  */
 export class TableCache {
   /** Map order is recency order: the first key is the least recently used. */
@@ -109,9 +110,23 @@ export class TableCache {
     for (const off of offsets) {
       const t = this.tables.get(off);
       this.dirty.delete(off);
-      if (t) await this.file.write(off, t);
+      if (t) await this.writeBack(off, t);
     }
     return true;
+  }
+
+  /**
+   * Writes one table that was dirty (and is marked clean already, so a
+   * change made while the write is under way marks it dirty again). If the
+   * write fails the table is dirty again.
+   */
+  private async writeBack(off: number, t: Uint8Array): Promise<void> {
+    try {
+      await this.file.write(off, t);
+    } catch (err) {
+      if (this.tables.get(off) === t) this.dirty.add(off);
+      throw err;
+    }
   }
 
   private async makeRoom(): Promise<void> {
@@ -130,7 +145,7 @@ export class TableCache {
         const t = this.tables.get(victim);
         if (t && this.dirty.has(victim)) {
           this.dirty.delete(victim);
-          await this.file.write(victim, t);
+          await this.writeBack(victim, t);
         }
       }
       this.tables.delete(victim);
