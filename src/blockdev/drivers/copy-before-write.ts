@@ -60,6 +60,10 @@ export class CopyBeforeWriteNode extends BlockNode {
   protected doFlush(): Promise<void> {
     return this.source.flush();
   }
+  /** QEMU's cbw_co_flush replaces the generic flush, whose blkdebug events it therefore never announces. */
+  protected override debugPrimary(): BlockNode | undefined {
+    return undefined;
+  }
   async imageInfo(): Promise<NodeImageInfo> {
     const s = await this.source.imageInfo();
     return { filename: s.filename, format: 'copy-before-write', virtualSize: this.size(), ...(s.actualSize !== undefined ? { actualSize: s.actualSize } : {}), dirtyFlag: false };
