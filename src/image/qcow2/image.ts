@@ -79,10 +79,16 @@ export class Qcow2Image implements BlockImage {
     this.l1View = viewOf(l1);
     const cs = this.layout.clusterSize;
     const l2Tables = Math.max(4, Math.floor((opts.l2CacheBytes ?? 4 << 20) / cs));
-    this.l2Cache = new TableCache(file, cs, l2Tables, async () => {
-      // An L2 table may point at clusters whose refcounts are still only in the cache.
-      if (await this.refcounts?.writeBack()) await this.file.flush();
-    });
+    this.l2Cache = new TableCache(
+      file,
+      cs,
+      l2Tables,
+      async () => {
+        // An L2 table may point at clusters whose refcounts are still only in the cache.
+        if (await this.refcounts?.writeBack()) await this.file.flush();
+      },
+      { load: 'l2_load', write: 'l2_update' },
+    );
     this.reader = new Qcow2Reader(this);
     this.writer = refcounts ? new Qcow2Writer(this, refcounts) : undefined;
     const clusters = (off: number, bytes: number) => ({ start: Math.floor(off / cs), end: Math.ceil((off + bytes) / cs) });
@@ -169,7 +175,14 @@ export class Qcow2Image implements BlockImage {
     return (entryHi(this.l1View, i) & COPIED_HI) !== 0;
   }
 
+  /**
+   * Points L1 entry i at a new L2 table. QEMU writes the entry at once
+   * (qcow2_write_l1_entry); it is written with the next flush here, but
+   * l1_update is announced now, at QEMU's point in the request, so a rule
+   * it arms fails the request's next I/O as QEMU's fails the L1 write.
+   */
   setL1(i: number, l2Offset: number): void {
+    this.file.event?.('l1_update');
     setEntry(this.l1View, i, offsetHi(l2Offset) | COPIED_HI, offsetLo(l2Offset));
     this.l1Dirty.add(i);
   }
@@ -340,6 +353,7 @@ export class Qcow2Image implements BlockImage {
     }
   }
 
+  /** Writes the L1 entries changed in memory; their l1_update was announced when they changed (setL1). */
   private async writeL1(): Promise<boolean> {
     if (this.l1Dirty.size === 0) return false;
     const idx = [...this.l1Dirty].sort((a, b) => a - b);

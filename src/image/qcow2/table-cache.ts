@@ -1,4 +1,10 @@
-import type { ByteFile } from '../byte-file.js';
+import type { ByteFile, DebugEvent } from '../byte-file.js';
+
+/** What a cache announces on its file before reading a table in and before writing one back (QEMU's qcow2-cache.c). */
+export interface TableEvents {
+  load?: DebugEvent;
+  write?: DebugEvent;
+}
 
 /**
  * A bounded write-back cache of cluster-sized metadata tables (L2 tables or
@@ -25,6 +31,7 @@ export class TableCache {
     private readonly tableSize: number,
     private readonly maxTables: number,
     private readonly beforeWriteBack: () => Promise<void> = async () => {},
+    private readonly events: TableEvents = {},
   ) {}
 
   async get(offset: number): Promise<Uint8Array> {
@@ -56,6 +63,7 @@ export class TableCache {
 
   private async load(offset: number): Promise<Uint8Array> {
     try {
+      if (this.events.load) this.file.event?.(this.events.load);
       const t = await this.file.read(offset, this.tableSize);
       await this.makeRoom();
       // Someone may have created the table meanwhile; theirs wins.
@@ -122,6 +130,7 @@ export class TableCache {
    */
   private async writeBack(off: number, t: Uint8Array): Promise<void> {
     try {
+      if (this.events.write) this.file.event?.(this.events.write);
       await this.file.write(off, t);
     } catch (err) {
       if (this.tables.get(off) === t) this.dirty.add(off);
