@@ -161,7 +161,7 @@ export class Daemon {
       await Promise.all(this.monitors.map((m) => m.close()));
       await this.jobs.cancelAll();
       // Every image flushed and closed before the process may exit.
-      await this.graph.closeAll();
+      await this.graph.closeAll((node, err) => this.log.warn({ node: node.nodeName, err }, 'closing a node failed'));
       if (this.pidfile) await unlink(this.pidfile).catch(() => undefined);
       this.resolveExited();
     })();

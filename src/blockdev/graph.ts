@@ -150,14 +150,19 @@ export class BlockGraph {
     }
   }
 
-  /** Flushes and closes every node, parents before children (daemon shutdown). */
-  async closeAll(): Promise<void> {
+  /**
+   * Flushes and closes every node, parents before children (daemon
+   * shutdown). A node that fails to close (its last flush meets an I/O
+   * error) is reported to `onError` and the others are closed all the same,
+   * as QEMU reports "Failed to flush the L2 table cache" and goes on.
+   */
+  async closeAll(onError?: (node: BlockNode, err: unknown) => void): Promise<void> {
     for (;;) {
       const top = this.list().filter((n) => !n.inUse);
       if (top.length === 0) break;
       for (const n of top) {
         await n.flush().catch(() => undefined);
-        await n.close();
+        await n.close().catch((err: unknown) => onError?.(n, err));
         this.forget(n);
       }
     }

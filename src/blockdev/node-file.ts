@@ -1,14 +1,14 @@
-import type { ByteFile } from '../image/byte-file.js';
+import type { ByteFile, DebugEvent } from '../image/byte-file.js';
 import { BlockError } from '../image/errors.js';
 import type { BlockNode } from './node.js';
 
 /**
  * A node's bytes as the image layer's ByteFile, so a qcow2 image above a
  * node does all its I/O through the graph (blkdebug rules included), as
- * QEMU's format drivers use bs->file. Every read is announced as read_aio
- * and every write as write_aio: coarser than QEMU's qcow2, which names its
- * metadata I/O with other events, but it arms the same rules for data.
- * Closing does nothing: the graph owns the node.
+ * QEMU's format drivers use bs->file. The events the image announces
+ * (read_aio, l2_load, refblock_update_part, …) go to the node as
+ * BLKDBG_EVENT(bs->file, …) goes to QEMU's. Closing does nothing: the
+ * graph owns the node.
  */
 export class NodeByteFile implements ByteFile {
   constructor(
@@ -31,9 +31,12 @@ export class NodeByteFile implements ByteFile {
     return out;
   }
 
+  event(e: DebugEvent): void {
+    this.node.debugEvent(e);
+  }
+
   /** Bytes past the node's end read as zeroes, as from a host file. */
   readInto(buf: Uint8Array, offset: number): Promise<void> {
-    this.node.debugEvent('read_aio');
     const size = this.node.size();
     if (offset + buf.length <= size) return this.node.readInto(buf, offset);
     buf.fill(0, Math.max(0, size - offset));
@@ -41,7 +44,6 @@ export class NodeByteFile implements ByteFile {
   }
 
   write(offset: number, data: Uint8Array): Promise<void> {
-    this.node.debugEvent('write_aio');
     return this.node.write(offset, data);
   }
 

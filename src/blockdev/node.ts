@@ -40,6 +40,8 @@ export interface ZeroFlags {
   mayUnmap?: boolean;
   /** Fail with ENOTSUP rather than write zero buffers where the format cannot zero cheaply (BDRV_REQ_NO_FALLBACK: NBD's FAST_ZERO). */
   noFallback?: boolean;
+  /** Force unit access, as for writes. */
+  fua?: boolean;
 }
 
 /** Kinds of request, as blkdebug's iotype names them. */
@@ -98,6 +100,13 @@ export abstract class BlockNode implements ChildOwner {
   /** References that are not links (the monitor's, a transaction's): bdrv_ref. */
   private extraRefs = 0;
   private closed: Promise<void> | undefined;
+  /**
+   * Write requests finished (bs->write_gen) and the count the last
+   * successful flush saw (bs->flushed_gen): a flush with nothing written
+   * since the last one skips its flush to disk, as bdrv_co_flush does.
+   */
+  private writeGen = 0;
+  private flushedGen = 0;
 
   constructor(
     readonly nodeName: string,
@@ -187,7 +196,8 @@ export abstract class BlockNode implements ChildOwner {
   protected abstract doWrite(offset: number, data: Uint8Array, flags: WriteFlags): Promise<void>;
   protected abstract doWriteZeroes(offset: number, length: number, flags: ZeroFlags): Promise<void>;
   protected abstract doDiscard(offset: number, length: number): Promise<void>;
-  protected abstract doFlush(): Promise<void>;
+  /** Flushes to disk, children included; `written`: anything was written to this node since its last flush. */
+  protected abstract doFlush(written: boolean): Promise<void>;
 
   read(offset: number, length: number): Promise<Uint8Array> {
     return this.doRead(offset, length);
@@ -207,10 +217,15 @@ export abstract class BlockNode implements ChildOwner {
   async write(offset: number, data: Uint8Array, flags: WriteFlags = {}): Promise<void> {
     this.checkWritable();
     for (const hook of this.beforeWrite) await hook(offset, data.length);
-    if (this.settings.detectZeroes !== 'off' && isZero(data)) {
-      await this.doWriteZeroes(offset, data.length, { mayUnmap: this.settings.detectZeroes === 'unmap' && this.settings.discard === 'unmap' });
-    } else {
-      await this.doWrite(offset, data, flags);
+    try {
+      if (this.settings.detectZeroes !== 'off' && isZero(data)) {
+        await this.doWriteZeroes(offset, data.length, { mayUnmap: this.settings.detectZeroes === 'unmap' && this.settings.discard === 'unmap', fua: flags.fua ?? false });
+      } else {
+        await this.doWrite(offset, data, flags);
+      }
+    } finally {
+      // After the driver, failed or not, as bdrv_co_write_req_finish: a FUA write's own flush sees the count before it.
+      this.writeGen++;
     }
     this.dirtyBitmaps.mark(offset, data.length);
   }
@@ -219,7 +234,15 @@ export abstract class BlockNode implements ChildOwner {
   async writeZeroes(offset: number, length: number, flags: ZeroFlags = {}): Promise<void> {
     this.checkWritable();
     for (const hook of this.beforeWrite) await hook(offset, length);
-    await this.doWriteZeroes(offset, length, { mayUnmap: (flags.mayUnmap ?? false) && this.settings.discard === 'unmap', noFallback: flags.noFallback ?? false });
+    try {
+      await this.doWriteZeroes(offset, length, {
+        mayUnmap: (flags.mayUnmap ?? false) && this.settings.discard === 'unmap',
+        noFallback: flags.noFallback ?? false,
+        fua: flags.fua ?? false,
+      });
+    } finally {
+      this.writeGen++;
+    }
     this.dirtyBitmaps.mark(offset, length);
   }
 
@@ -248,6 +271,7 @@ export abstract class BlockNode implements ChildOwner {
     try {
       await this.doWritePieces(norm);
     } finally {
+      this.writeGen++;
       this.dirtyBitmaps.mark(start, length);
     }
   }
@@ -263,7 +287,11 @@ export abstract class BlockNode implements ChildOwner {
     this.checkWritable();
     if (this.settings.discard === 'ignore') return;
     for (const hook of this.beforeWrite) await hook(offset, length);
-    await this.doDiscard(offset, length);
+    try {
+      await this.doDiscard(offset, length);
+    } finally {
+      this.writeGen++;
+    }
     this.dirtyBitmaps.mark(offset, length);
   }
 
@@ -283,10 +311,36 @@ export abstract class BlockNode implements ChildOwner {
     this.readOnly = readOnly;
   }
 
-  /** cache.no-flush makes flushes no-ops. */
+  /**
+   * bdrv_co_flush: flush_to_os is announced on the primary child, the
+   * driver writes what it holds in memory (doFlushToOs), then, if anything
+   * was written since the last flush, flush_to_disk is announced and the
+   * driver flushes (doFlush, told whether anything was written: blkdebug
+   * checks its rules only then, as QEMU skips the driver's flush to disk).
+   * cache.no-flush makes flushes no-ops.
+   */
   async flush(): Promise<void> {
     if (this.settings.cacheNoFlush) return;
-    return this.doFlush();
+    const gen = this.writeGen;
+    const primary = this.debugPrimary();
+    primary?.debugEvent('flush_to_os');
+    await this.doFlushToOs();
+    const written = gen !== this.flushedGen;
+    if (written) primary?.debugEvent('flush_to_disk');
+    await this.doFlush(written);
+    if (gen > this.flushedGen) this.flushedGen = gen;
+  }
+
+  /** A format's flush to the OS: writes the metadata it holds in memory (qcow2); the default holds none. */
+  protected async doFlushToOs(): Promise<void> {}
+
+  /**
+   * The child a flush announces its blkdebug events on (bdrv_primary_child):
+   * a format's file, a filter's image. A driver whose flush bypasses the
+   * generic path in QEMU (copy-before-write) announces nothing.
+   */
+  protected debugPrimary(): BlockNode | undefined {
+    return this.child('file') ?? this.child('image');
   }
 
   /**
@@ -376,24 +430,30 @@ export abstract class BlockNode implements ChildOwner {
   /**
    * A blkdebug event announced on this node (QEMU's BLKDBG_EVENT on a
    * child): passed down through filters until a blkdebug node takes it.
+   * Called before most requests a format makes, so no array is built:
+   * with no blkdebug below, it costs a walk over the links.
    */
   debugEvent(event: string): void {
-    for (const c of this.children()) c.debugEvent(event);
+    const links = this.edges;
+    for (let i = 0; i < links.length; i++) links[i]!.node.debugEvent(event);
   }
 
   /**
    * Closes this node and takes its links out of its children's parents
-   * (the graph then refreshes the permissions of the children that stay).
-   * Idempotent.
+   * (the graph then refreshes the permissions of the children that stay),
+   * even when closing fails (a last flush, say). Idempotent.
    */
   close(): Promise<void> {
     this.closed ??= (async () => {
-      await this.doClose();
-      for (const c of this.edges) {
-        const i = c.node.parents.indexOf(c);
-        if (i >= 0) c.node.parents.splice(i, 1);
-        if (c.blocker) c.node.blockers.remove(c.blocker);
-        c.blocker = undefined;
+      try {
+        await this.doClose();
+      } finally {
+        for (const c of this.edges) {
+          const i = c.node.parents.indexOf(c);
+          if (i >= 0) c.node.parents.splice(i, 1);
+          if (c.blocker) c.node.blockers.remove(c.blocker);
+          c.blocker = undefined;
+        }
       }
     })();
     return this.closed;

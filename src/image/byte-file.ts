@@ -1,4 +1,40 @@
 /**
+ * The moments a format announces before it does I/O on its file, named as
+ * QEMU's BlkdebugEvent names them (qapi/block-core.json). qcow2 announces
+ * them where QEMU's block/qcow2*.c calls BLKDBG_EVENT(bs->file, …), so a
+ * blkdebug node under a qcow2 node arms the same inject-error and
+ * set-state rules at the same points as under QEMU's.
+ */
+export type DebugEvent =
+  | 'l1_update'
+  | 'l2_load'
+  | 'l2_update'
+  | 'l2_update_compressed'
+  | 'l2_alloc_cow_read'
+  | 'l2_alloc_write'
+  | 'read_aio'
+  | 'read_backing_aio'
+  | 'read_compressed'
+  | 'write_aio'
+  | 'write_compressed'
+  | 'cow_read'
+  | 'cow_write'
+  | 'reftable_load'
+  | 'reftable_grow'
+  | 'refblock_load'
+  | 'refblock_update_part'
+  | 'refblock_alloc'
+  | 'refblock_alloc_hookup'
+  | 'refblock_alloc_write'
+  | 'refblock_alloc_write_blocks'
+  | 'refblock_alloc_write_table'
+  | 'refblock_alloc_switch_table'
+  | 'cluster_alloc'
+  | 'cluster_alloc_bytes'
+  | 'cluster_free'
+  | 'cluster_alloc_space';
+
+/**
  * What an image format needs from what lies below it: positional bytes.
  * A host file (HostFile) is one; in the daemon a block node is another
  * (blkdebug over file, say), so a qcow2 image's metadata and data I/O go
@@ -20,4 +56,11 @@ export interface ByteFile {
   truncate(length: number): Promise<void>;
   flush(): Promise<void>;
   close(): Promise<void>;
+  /**
+   * A format announces what its next I/O on this file is for (QEMU's
+   * BLKDBG_EVENT). Optional: a host file has no one to tell, and leaving it
+   * out keeps a call site's cost to one property lookup (`file.event?.(…)`,
+   * with a constant name: nothing is built or allocated per request).
+   */
+  event?(e: DebugEvent): void;
 }

@@ -3,7 +3,7 @@ import type { ByteFile } from './byte-file.js';
 import { HostFile } from './file.js';
 import { checkRequest, ZERO_CHUNK } from './request.js';
 import { zeroRun } from './zero-scan.js';
-import type { BlockImage, Extent, ImageInfo, WriteZeroesOptions } from './types.js';
+import type { BlockImage, Extent, ImageInfo, WriteOptions, WriteZeroesOptions } from './types.js';
 
 /** A raw image: guest offset = file offset; the virtual size is the file size. */
 export class RawImage implements BlockImage {
@@ -61,13 +61,14 @@ export class RawImage implements BlockImage {
     await this.file.readInto(out, offset);
   }
 
-  async write(offset: number, data: Uint8Array): Promise<void> {
+  async write(offset: number, data: Uint8Array, opts?: WriteOptions): Promise<void> {
     this.checkWritable();
     checkRequest('write', offset, data.length, this.virtualSize);
     await this.file.write(offset, data);
+    if (opts?.fua) await this.flush();
   }
 
-  async writeZeroes(offset: number, length: number, _opts?: WriteZeroesOptions): Promise<void> {
+  async writeZeroes(offset: number, length: number, opts?: WriteZeroesOptions): Promise<void> {
     this.checkWritable();
     checkRequest('write zeroes', offset, length, this.virtualSize);
     // Node cannot punch holes (no fallocate); zeroes are written in bounded chunks.
@@ -76,6 +77,7 @@ export class RawImage implements BlockImage {
       await this.file.write(offset + done, ZERO_CHUNK.subarray(0, n));
       done += n;
     }
+    if (opts?.fua) await this.flush();
   }
 
   async discard(offset: number, length: number): Promise<void> {

@@ -22,7 +22,12 @@ export interface Extent {
   filename?: string;
 }
 
-export interface WriteZeroesOptions {
+export interface WriteOptions {
+  /** Force unit access: on stable storage when the write completes (the image flushes after it, as QEMU emulates BDRV_REQ_FUA). */
+  fua?: boolean;
+}
+
+export interface WriteZeroesOptions extends WriteOptions {
   /** The image may deallocate instead of writing zeroes (QEMU's BDRV_REQ_MAY_UNMAP). */
   mayUnmap?: boolean;
 }
@@ -67,7 +72,7 @@ export interface BlockImage {
   read(offset: number, length: number): Promise<Uint8Array>;
   /** Reads into a caller's buffer (no allocation per request); fills all of it. */
   readInto(out: Uint8Array, offset: number): Promise<void>;
-  write(offset: number, data: Uint8Array): Promise<void>;
+  write(offset: number, data: Uint8Array, opts?: WriteOptions): Promise<void>;
   writeZeroes(offset: number, length: number, opts?: WriteZeroesOptions): Promise<void>;
   discard(offset: number, length: number): Promise<void>;
   flush(): Promise<void>;

@@ -61,6 +61,13 @@ const BLKDEBUG_NAMING: NamePolicy = {
  * request fails with the first armed rule that covers its kind and sector;
  * `once` rules disappear after firing; without `immediately` the failure
  * comes after one turn of the event loop, as QEMU's coroutine yields.
+ *
+ * The generic block layer's events about requests on this node itself are
+ * announced here, since only blkdebug listens to them: pwritev (or
+ * pwritev_zero) before a write and pwritev_done after it, failed or not
+ * (bdrv_aligned_pwritev). A flush checks the rules only when something was
+ * written since the last flush, as bdrv_co_flush skips the driver's flush
+ * to disk otherwise.
  */
 export class BlkdebugNode extends BlockNode {
   readonly driver = 'blkdebug';
@@ -140,19 +147,29 @@ export class BlkdebugNode extends BlockNode {
     return this.image.readInto(buf, offset);
   }
   protected async doWrite(offset: number, data: Uint8Array, flags: WriteFlags): Promise<void> {
-    await this.check('write', offset, data.length);
-    return this.image.write(offset, data, flags);
+    this.debugEvent('pwritev');
+    try {
+      await this.check('write', offset, data.length);
+      return await this.image.write(offset, data, flags);
+    } finally {
+      this.debugEvent('pwritev_done');
+    }
   }
   protected async doWriteZeroes(offset: number, length: number, flags: ZeroFlags): Promise<void> {
-    await this.check('write-zeroes', offset, length);
-    return this.image.writeZeroes(offset, length, flags);
+    this.debugEvent('pwritev_zero');
+    try {
+      await this.check('write-zeroes', offset, length);
+      return await this.image.writeZeroes(offset, length, flags);
+    } finally {
+      this.debugEvent('pwritev_done');
+    }
   }
   protected async doDiscard(offset: number, length: number): Promise<void> {
     await this.check('discard', offset, length);
     return this.image.discard(offset, length);
   }
-  protected async doFlush(): Promise<void> {
-    await this.check('flush', 0, 0);
+  protected async doFlush(written: boolean): Promise<void> {
+    if (written) await this.check('flush', 0, 0);
     return this.image.flush();
   }
   async blockStatus(offset: number, length: number, opts?: StatusOptions): Promise<Extent> {

@@ -98,6 +98,10 @@ export class CopyBeforeWriteNode extends BlockNode {
   protected doFlush(): Promise<void> {
     return this.source.flush();
   }
+  /** QEMU's cbw_co_flush replaces the generic flush, whose blkdebug events it therefore never announces. */
+  protected override debugPrimary(): BlockNode | undefined {
+    return undefined;
+  }
   async imageInfo(): Promise<NodeImageInfo> {
     const s = await this.source.imageInfo();
     // A filter's cluster size is its source's (bdrv_co_get_info passes to the filtered child).

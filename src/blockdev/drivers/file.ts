@@ -113,7 +113,7 @@ export class FileNode extends BlockNode {
    * instead of a write. As with QEMU's fallocate path, a write racing with
    * this on the same bytes has no defined winner.
    */
-  protected async doWriteZeroes(offset: number, length: number, _flags: ZeroFlags): Promise<void> {
+  protected async doWriteZeroes(offset: number, length: number, flags: ZeroFlags): Promise<void> {
     const end = offset + length;
     const scratch = new Uint8Array(Math.min(ZERO_CHUNK.length, length));
     for (let off = offset; off < end; off += ZERO_CHUNK.length) {
@@ -128,6 +128,7 @@ export class FileNode extends BlockNode {
       await this.file.write(off, ZERO_CHUNK.subarray(0, n));
     }
     this.length = Math.max(this.length, end);
+    if (flags.fua) await this.file.flush();
   }
 
   /** Sets the file's length (blockdev-create formats an image into a file node, as QEMU's blk_truncate). */

@@ -128,12 +128,14 @@ export class Qcow2Node extends BlockNode {
   protected override doReadInto(buf: Uint8Array, offset: number): Promise<void> {
     return this.image.readInto(buf, offset);
   }
+  /** qcow2 cannot write with FUA itself: the block layer flushes the node after the write, as bdrv_driver_pwritev emulates it. */
   protected doWrite(offset: number, data: Uint8Array, flags: WriteFlags): Promise<void> {
-    return this.changing(offset, data.length, () => this.image.write(offset, data)).then(() => (flags.fua ? this.image.flush() : undefined));
+    return this.changing(offset, data.length, () => this.image.write(offset, data)).then(() => (flags.fua ? this.flush() : undefined));
   }
   protected async doWriteZeroes(offset: number, length: number, flags: ZeroFlags): Promise<void> {
     if (flags.noFallback) await this.checkFastZero(offset, length);
-    return this.changing(offset, length, () => this.image.writeZeroes(offset, length, { mayUnmap: flags.mayUnmap ?? false }));
+    await this.changing(offset, length, () => this.image.writeZeroes(offset, length, { mayUnmap: flags.mayUnmap ?? false }));
+    if (flags.fua) await this.flush();
   }
   protected doDiscard(offset: number, length: number): Promise<void> {
     return this.changing(offset, length, () => this.image.discard(offset, length));
@@ -196,6 +198,11 @@ export class Qcow2Node extends BlockNode {
       }
     });
   }
+  /** qcow2_co_flush_to_os: the tables held in memory go to the file. */
+  protected override doFlushToOs(): Promise<void> {
+    return this.image.writeCaches();
+  }
+  /** Anything left in memory (written meanwhile), then the file's flush. */
   protected doFlush(): Promise<void> {
     return this.image.flush();
   }

@@ -19,8 +19,9 @@ export interface QemuIoTarget {
   /** Virtual size in bytes. */
   size(): number;
   read(offset: number, length: number): Promise<Uint8Array>;
-  write(offset: number, data: Uint8Array): Promise<void>;
-  writeZeroes(offset: number, length: number, opts?: { mayUnmap?: boolean }): Promise<void>;
+  /** `fua`: force unit access (write -f), which the device emulates with a flush as part of the write, as QEMU's block layer does. */
+  write(offset: number, data: Uint8Array, opts?: { fua?: boolean }): Promise<void>;
+  writeZeroes(offset: number, length: number, opts?: { mayUnmap?: boolean; fua?: boolean }): Promise<void>;
   discard(offset: number, length: number): Promise<void>;
   flush(): Promise<void>;
   blockStatus(offset: number, length: number): Promise<IoExtent>;

@@ -3,7 +3,7 @@ import { BlockError } from '../errors.js';
 import type { ByteFile } from '../byte-file.js';
 import { HostFile } from '../file.js';
 import { checkRequest } from '../request.js';
-import type { BlockImage, Extent, ImageFormat, ImageInfo, WritePiece, WriteZeroesOptions } from '../types.js';
+import type { BlockImage, Extent, ImageFormat, ImageInfo, WriteOptions, WritePiece, WriteZeroesOptions } from '../types.js';
 import { createQcow2 } from './create.js';
 import type { L2Entry } from './entry.js';
 import type { Qcow2Header } from './header.js';
@@ -80,10 +80,16 @@ export class Qcow2Image implements BlockImage {
     this.l1View = viewOf(l1);
     const cs = this.layout.clusterSize;
     const l2Tables = Math.max(4, Math.floor((opts.l2CacheBytes ?? 4 << 20) / cs));
-    this.l2Cache = new TableCache(file, cs, l2Tables, async () => {
-      // An L2 table may point at clusters whose refcounts are still only in the cache.
-      if (await this.refcounts?.writeBack()) await this.file.flush();
-    });
+    this.l2Cache = new TableCache(
+      file,
+      cs,
+      l2Tables,
+      async () => {
+        // An L2 table may point at clusters whose refcounts are still only in the cache.
+        if (await this.refcounts?.writeBack()) await this.file.flush();
+      },
+      { load: 'l2_load', write: 'l2_update' },
+    );
     this.reader = new Qcow2Reader(this);
     if (refcounts) this.startWriting(refcounts);
   }
@@ -194,7 +200,14 @@ export class Qcow2Image implements BlockImage {
     return (entryHi(this.l1View, i) & COPIED_HI) !== 0;
   }
 
+  /**
+   * Points L1 entry i at a new L2 table. QEMU writes the entry at once
+   * (qcow2_write_l1_entry); it is written with the next flush here, but
+   * l1_update is announced now, at QEMU's point in the request, so a rule
+   * it arms fails the request's next I/O as QEMU's fails the L1 write.
+   */
   setL1(i: number, l2Offset: number): void {
+    this.file.event?.('l1_update');
     setEntry(this.l1View, i, offsetHi(l2Offset) | COPIED_HI, offsetLo(l2Offset));
     this.l1Dirty.add(i);
   }
@@ -268,10 +281,10 @@ export class Qcow2Image implements BlockImage {
     return this.writer;
   }
 
-  write(offset: number, data: Uint8Array): Promise<void> {
+  write(offset: number, data: Uint8Array, opts?: WriteOptions): Promise<void> {
     const w = this.writable();
     checkRequest('write', offset, data.length, this.header.size);
-    return w.write(offset, data);
+    return opts?.fua ? w.write(offset, data).then(() => this.flush()) : w.write(offset, data);
   }
 
   /** Adjacent pieces, data or zeroes, in offset order, as one request (see Qcow2Writer.writePieces). */
@@ -291,7 +304,8 @@ export class Qcow2Image implements BlockImage {
   writeZeroes(offset: number, length: number, opts: WriteZeroesOptions = {}): Promise<void> {
     const w = this.writable();
     checkRequest('write zeroes', offset, length, this.header.size);
-    return w.writeZeroes(offset, length, opts.mayUnmap ?? false);
+    const done = w.writeZeroes(offset, length, opts.mayUnmap ?? false);
+    return opts.fua ? done.then(() => this.flush()) : done;
   }
 
   discard(offset: number, length: number): Promise<void> {
@@ -300,7 +314,21 @@ export class Qcow2Image implements BlockImage {
     return w.discard(offset, length);
   }
 
+  /** Writes the metadata held in memory, then flushes the file. */
   async flush(): Promise<void> {
+    if (!this.writer) return;
+    await this.meta.run(async () => {
+      await this.writeMetadata();
+      await this.file.flush();
+    });
+  }
+
+  /**
+   * Writes the metadata held in memory, ordered but without the final flush
+   * (QEMU's flush to the OS, qcow2_co_flush_to_os): a node does its flush
+   * to disk after announcing flush_to_disk, as bdrv_co_flush does.
+   */
+  async writeCaches(): Promise<void> {
     if (!this.writer) return;
     await this.meta.run(() => this.writeMetadata());
   }
@@ -316,26 +344,41 @@ export class Qcow2Image implements BlockImage {
    *   2. barrier;  3. L2 tables;  4. barrier;  5. the L1 table;
    *   6. barrier;  7. queued decrements applied and their refcount blocks
    *      written: a count drops only after no table on disk references it;
-   *   8. barrier.
-   * A dirty L2 table evicted early is written after step 1 for the same reason
-   * (see the L2 cache's write-back hook). The header changes only when the
-   * refcount table moves, in one 12-byte write between two barriers.
+   *   8. barrier (the caller's: flush() or the node's flush to disk).
+   * A barrier comes only between writes (the first one also covers guest
+   * data, before any table may point at it), so a flush with nothing to
+   * write flushes once, as QEMU's does. A dirty L2 table evicted early is
+   * written after step 1 for the same reason (see the L2 cache's write-back
+   * hook). The header changes only when the refcount table moves, in one
+   * 12-byte write between two barriers. A write that fails leaves what it
+   * was writing dirty, so the next flush picks up at the same step.
    */
   private async writeMetadata(): Promise<void> {
     const rc = this.refcounts!;
     await rc.writeBack();
+    // Nothing changes the tables meanwhile: writers change them only under the mutex we hold.
+    const l2 = this.l2Cache.hasDirty();
+    const l1 = this.l1Dirty.size > 0;
+    const frees = rc.hasPendingFrees();
+    if (!l2 && !l1 && !frees) return;
     await this.file.flush();
-    if (await this.l2Cache.writeDirty()) await this.file.flush();
-    if (await this.writeL1()) await this.file.flush();
-    if (rc.hasPendingFrees()) {
+    if (l2) {
+      await this.l2Cache.writeDirty();
+      if (l1 || frees) await this.file.flush();
+    }
+    if (l1) {
+      await this.writeL1();
+      if (frees) await this.file.flush();
+    }
+    if (frees) {
       this.reader.noteFrees();
       await rc.applyFrees();
       this.writer?.forgetCompressCursor();
       await rc.writeBack();
-      await this.file.flush();
     }
   }
 
+  /** Writes the L1 entries changed in memory; their l1_update was announced when they changed (setL1). */
   private async writeL1(): Promise<boolean> {
     if (this.l1Dirty.size === 0) return false;
     const idx = [...this.l1Dirty].sort((a, b) => a - b);
@@ -343,7 +386,12 @@ export class Qcow2Image implements BlockImage {
     for (let i = 0; i < idx.length; ) {
       let j = i;
       while (j + 1 < idx.length && idx[j + 1] === idx[j]! + 1) j++;
-      await this.file.write(this.header.l1TableOffset + idx[i]! * 8, this.l1.subarray(idx[i]! * 8, (idx[j]! + 1) * 8));
+      try {
+        await this.file.write(this.header.l1TableOffset + idx[i]! * 8, this.l1.subarray(idx[i]! * 8, (idx[j]! + 1) * 8));
+      } catch (err) {
+        for (const k of idx.slice(i)) this.l1Dirty.add(k);
+        throw err;
+      }
       i = j + 1;
     }
     return true;

@@ -1,5 +1,5 @@
 import { BlockError } from '../errors.js';
-import type { ByteFile } from '../byte-file.js';
+import type { ByteFile, DebugEvent } from '../byte-file.js';
 import { HDR_OFF_REFTABLE, MAX_REFTABLE_BYTES } from './header.js';
 import { entryHi, entryLo, entryOffset, L1_RESERVED_LO, offsetHi, offsetLo, type Qcow2Layout, setEntry, viewOf } from './layout.js';
 import { TableCache } from './table-cache.js';
@@ -14,6 +14,16 @@ import { TableCache } from './table-cache.js';
  * referencing the clusters are on disk. A freed cluster therefore cannot be
  * reused, nor its refcount drop on disk, while a stale on-disk reference to it
  * may still exist. See Qcow2Image.writeMetadata for the full write order.
+ *
+ * The blkdebug events are QEMU's (block/qcow2-refcount.c): cluster_alloc per
+ * allocation, refblock_alloc and refblock_load per refcount block an update
+ * touches (update_refcount → alloc_refcount_block → load_refcount_block),
+ * cluster_free per free, refblock_update_part before a block is written
+ * back. QEMU writes a new refcount block and its table entry at once;
+ * here they are written with the next flush, so their events
+ * (refblock_alloc_write, refblock_alloc_hookup) are announced where QEMU
+ * announces them, when the block is created: a rule they arm fails the
+ * request's next I/O, as QEMU's fails the write that follows.
  */
 export class RefcountManager {
   private readonly blocks: TableCache;
@@ -38,10 +48,11 @@ export class RefcountManager {
   ) {
     this.table = table;
     this.tableView = viewOf(table);
-    this.blocks = new TableCache(file, layout.clusterSize, maxBlocks);
+    this.blocks = new TableCache(file, layout.clusterSize, maxBlocks, undefined, { write: 'refblock_update_part' });
   }
 
   static async load(file: ByteFile, layout: Qcow2Layout, tableOffset: number, tableClusters: number, filename: string, maxBlocks: number) {
+    file.event?.('reftable_load');
     const table = await file.read(tableOffset, tableClusters * layout.clusterSize);
     return new RefcountManager(file, layout, tableOffset, table, filename, maxBlocks);
   }
@@ -144,11 +155,18 @@ export class RefcountManager {
     return this.getIn(block, cluster % this.layout.refblockEntries);
   }
 
+  /** An update is about to change an existing refcount block (QEMU's alloc_refcount_block finding it, then load_refcount_block). */
+  private touching(): void {
+    this.file.event?.('refblock_alloc');
+    this.file.event?.('refblock_load');
+  }
+
   /** Adds `delta` to a cluster whose refcount block exists. */
   private async adjust(cluster: number, delta: number): Promise<void> {
     const rt = Math.floor(cluster / this.layout.refblockEntries);
     const off = this.blockOffset(rt);
     if (off === 0) throw new BlockError('INVALID_IMAGE', `'${this.filename}': no refcount block for cluster ${cluster}`);
+    this.touching();
     const block = this.blocks.peek(off) ?? (await this.blocks.get(off));
     const i = cluster % this.layout.refblockEntries;
     const v = this.getIn(block, i) + delta;
@@ -164,6 +182,7 @@ export class RefcountManager {
     for (let c = start; c < start + n; ) {
       const rt = Math.floor(c / E);
       const off = this.blockOffset(rt);
+      this.touching();
       const block = this.blocks.peek(off) ?? (await this.blocks.get(off));
       for (const end = Math.min(start + n, (rt + 1) * E); c < end; c++) {
         const v = this.getIn(block, c % E) + 1;
@@ -183,6 +202,7 @@ export class RefcountManager {
 
   /** Queues a decrement; applied by applyFrees once no on-disk table references the cluster. */
   free(cluster: number, count = 1): void {
+    this.file.event?.('cluster_free');
     this.pendingFrees.set(cluster, (this.pendingFrees.get(cluster) ?? 0) + count);
   }
 
@@ -193,9 +213,12 @@ export class RefcountManager {
   /**
    * Allocates `n` contiguous clusters (refcount 1 each) and returns the index
    * of the first. Missing refcount blocks are created (placed inside the range
-   * they describe) and the refcount table grows when it must.
+   * they describe) and the refcount table grows when it must. `event` is
+   * what the allocation announces first (none for the clusters of a
+   * compressed write, which announces its own).
    */
-  async allocate(n: number): Promise<number> {
+  async allocate(n: number, event: DebugEvent | null = 'cluster_alloc'): Promise<number> {
+    if (event) this.file.event?.(event);
     for (;;) {
       const start = await this.findFree(n);
       const firstRt = Math.floor(start / this.layout.refblockEntries);
@@ -226,6 +249,7 @@ export class RefcountManager {
    * run is longer than one range.
    */
   async allocateRun(max: number): Promise<{ start: number; count: number }> {
+    // One cluster_alloc for the run, as QEMU's one qcow2_alloc_clusters call.
     const start = await this.allocate(1);
     const E = this.layout.refblockEntries;
     let count = 1;
@@ -289,6 +313,9 @@ export class RefcountManager {
 
   /** A new refcount block for table entry rt, self-describing at the start of its own range. */
   private async createBlock(rt: number): Promise<void> {
+    this.file.event?.('refblock_alloc');
+    this.file.event?.('refblock_alloc_write');
+    this.file.event?.('refblock_alloc_hookup');
     const cluster = rt * this.layout.refblockEntries;
     const off = cluster * this.layout.clusterSize;
     const block = await this.blocks.create(off);
@@ -305,6 +332,8 @@ export class RefcountManager {
    * the old table's clusters are freed like any others.
    */
   private async growTable(needed: number): Promise<void> {
+    this.file.event?.('refblock_alloc');
+    this.file.event?.('reftable_grow');
     const L = this.layout;
     const oldEntries = this.tableEntries;
     const areaStart = oldEntries * L.refblockEntries;
@@ -331,6 +360,7 @@ export class RefcountManager {
     const newView = viewOf(newTable);
     const used = blocks + tableClusters;
     const newBlocks: Uint8Array[] = [];
+    this.file.event?.('refblock_alloc_write_blocks');
     for (let b = 0; b < blocks; b++) {
       const block = new Uint8Array(L.clusterSize);
       for (let i = 0; i < L.refblockEntries && b * L.refblockEntries + i < used; i++) this.setIn(block, i, 1);
@@ -340,12 +370,14 @@ export class RefcountManager {
       await this.file.write(off, block);
     }
     const tableOffset = (areaStart + blocks) * L.clusterSize;
+    this.file.event?.('refblock_alloc_write_table');
     await this.file.write(tableOffset, newTable);
     await this.file.flush();
     const hdr = new Uint8Array(12);
     const hv = viewOf(hdr);
     hv.setBigUint64(0, BigInt(tableOffset));
     hv.setUint32(8, tableClusters);
+    this.file.event?.('refblock_alloc_switch_table');
     await this.file.write(HDR_OFF_REFTABLE, hdr);
     await this.file.flush();
 
@@ -371,7 +403,13 @@ export class RefcountManager {
       while (j + 1 < entries.length && entries[j + 1] === entries[j]! + 1) j++;
       const from = entries[i]! * 8;
       const to = (entries[j]! + 1) * 8;
-      await this.file.write(this.tableOffset + from, this.table.subarray(from, to));
+      try {
+        await this.file.write(this.tableOffset + from, this.table.subarray(from, to));
+      } catch (err) {
+        // Unwritten entries stay dirty: the next flush writes them before anything that needs them.
+        for (const e of entries.slice(i)) this.dirtyTableEntries.add(e);
+        throw err;
+      }
       i = j + 1;
     }
     return true;
