@@ -132,6 +132,31 @@ describe.skipIf(!qemu.available || !qemu.storageDaemon)('the block graph, as qem
     ]);
   }, 60_000);
 
+  it('permissions of backups and exports: read-only targets, writable exports of a filtered source and under read-only format nodes', async () => {
+    const log = await compare([
+      ['nbd-server-start', { addr: { type: 'unix', data: { path: '${DIR}/nbd.sock' } } }],
+      ['blockdev-add', { driver: 'qcow2', 'node-name': 'a', backing: null, file: file('top.qcow2') }],
+      ['blockdev-add', { driver: 'qcow2', 'node-name': 'b', backing: null, file: file('mid.qcow2') }],
+      ['blockdev-add', { driver: 'qcow2', 'node-name': 'cro', 'read-only': true, file: { ...file('base.qcow2'), 'node-name': 'fro' } }],
+      ['blockdev-backup', { device: 'a', target: 'cro', sync: 'none', 'job-id': 'j0' }],
+      ['block-export-add', { type: 'nbd', id: 'e0', 'node-name': 'fro', writable: true }],
+      ['block-export-add', { type: 'nbd', id: 'e0', 'node-name': 'fro' }],
+      ['blockdev-add', { driver: 'raw', 'node-name': 'raw-fro', file: 'fro' }],
+      // Once the backup filter has a parent (the export, moved above it), nobody else may write its source.
+      ['block-export-add', { type: 'nbd', id: 'e1', 'node-name': 'a', writable: true }],
+      ['blockdev-backup', { device: 'a', target: 'b', sync: 'none', 'job-id': 'j1' }],
+      ['block-export-add', { type: 'nbd', id: 'e2', 'node-name': 'a', writable: true }],
+      ['block-export-add', { type: 'nbd', id: 'e3', 'node-name': 'b', writable: true }],
+      ['query-block-exports'],
+      ['block-job-cancel', { device: 'j1' }],
+      { waitJob: 'j1' },
+      ['block-export-add', { type: 'nbd', id: 'e2', 'node-name': 'a', writable: true }],
+      ['query-block-exports'],
+    ]);
+    expect(JSON.stringify(log[4])).toContain('Block node is read-only');
+    expect(JSON.stringify(log[10])).toContain('Permission conflict');
+  }, 60_000);
+
   it('a snapshot makes the old top read-only together with its inline file node, and its locks follow', async () => {
     // blockdev-snapshot onto an overlay the monitor added: qsd drops blockdev-snapshot-sync's overlay as soon as nothing uses it.
     await compare([
