@@ -8,6 +8,7 @@ import { BLOCK_EXPORT_EVENTS, type BlockExportOptions, type NbdServerOptions } f
 import type { Infer } from './qmp/schema/types.js';
 import { logger } from './log.js';
 import { addBitmapCommands } from './qmp/commands/bitmaps.js';
+import { addBackingCommands } from './qmp/commands/backing.js';
 import { addBlockdevCommands, addBlockdev } from './qmp/commands/blockdev.js';
 import { addHmpCommands } from './qmp/commands/hmp.js';
 import { addJobCommands, jobEventListener } from './qmp/commands/jobs.js';
@@ -84,6 +85,7 @@ export class Daemon {
     const commands = new CommandTable<QmpContext>();
     addControlCommands(commands);
     addBlockdevCommands(commands);
+    addBackingCommands(commands);
     addBitmapCommands(commands);
     addHmpCommands(commands);
     addJobCommands(commands);

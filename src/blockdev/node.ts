@@ -373,6 +373,11 @@ export abstract class BlockNode implements ChildOwner {
   get supportsBacking(): boolean {
     return false;
   }
+  /** Writes another backing file name into the image (drv->bdrv_change_backing_file); ENOTSUP where the format has none. */
+  changeBackingFile(_name: string, _format: string): Promise<void> {
+    return Promise.reject(new BlockError('UNSUPPORTED', 'Operation not supported', { errno: 'ENOTSUP' }));
+  }
+
   /** The backing child came or went (bdrv_set_backing_hd); drivers reading through it follow. */
   backingChanged(_node: BlockNode | undefined): Promise<void> {
     return Promise.resolve();

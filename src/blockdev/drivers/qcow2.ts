@@ -231,6 +231,12 @@ export class Qcow2Node extends BlockNode {
     return true;
   }
 
+  /** The header names another backing file; the backing child stays as it is (bdrv_change_backing_file). */
+  override async changeBackingFile(name: string, format: string): Promise<void> {
+    await this.image.changeBackingFile(name, format);
+    this.autoBackingFile = name;
+  }
+
   /** Writes one whole cluster compressed (qemu-io's write -c, backup's compress). */
   writeCompressed(offset: number, data: Uint8Array): Promise<void> {
     this.checkWritable();

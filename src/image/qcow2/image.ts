@@ -11,6 +11,7 @@ import { COPIED_HI, entryHi, entryLo, entryOffset, L1_RESERVED_HI, L1_RESERVED_L
 import { Mutex, RangeLocks } from './locks.js';
 import { RefcountManager } from './refcount.js';
 import { TableCache } from './table-cache.js';
+import { changeBackingFile } from './backing-name.js';
 import { loadImageState, loadRefcounts, prepareForReadWrite } from './open-state.js';
 import { Qcow2Reader } from './reader.js';
 import { Qcow2Writer } from './writer.js';
@@ -109,6 +110,12 @@ export class Qcow2Image implements BlockImage {
       { what: 'active L1 table', ...clusters(h.l1TableOffset, h.l1Size * 8) },
       ...(h.nbSnapshots > 0 ? [{ what: 'snapshot table', ...clusters(h.snapshotsOffset, 1) }] : []),
     ]);
+  }
+
+  /** Names another backing file (or none) in the header (change-backing-file, qemu-img rebase -u). */
+  changeBackingFile(name: string | undefined, format: string | undefined): Promise<void> {
+    this.writable();
+    return changeBackingFile(this, name, format);
   }
 
   /**

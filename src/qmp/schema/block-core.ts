@@ -32,7 +32,9 @@ export const blockdevDel = command('blockdev-del', { args: { 'node-name': str } 
 export const queryNamedBlockNodes = command('query-named-block-nodes', { args: { '*flat': bool }, returns: array(BlockDeviceInfo) });
 export const queryBlock = command('query-block', { returns: array(BlockInfo) });
 
-export const BLOCK_CORE_COMMANDS = [blockdevAdd, blockdevDel, queryNamedBlockNodes, queryBlock, ...BITMAP_COMMANDS] as const;
+export const changeBackingFileCmd = command('change-backing-file', { args: { device: str, 'image-node-name': str, 'backing-file': str } });
+
+export const BLOCK_CORE_COMMANDS = [blockdevAdd, blockdevDel, queryNamedBlockNodes, queryBlock, changeBackingFileCmd, ...BITMAP_COMMANDS] as const;
 export const BLOCK_CORE_EVENTS = [
   E.blockImageCorrupted,
   E.blockIoError,
