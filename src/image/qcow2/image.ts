@@ -85,6 +85,12 @@ export class Qcow2Image implements BlockImage {
     });
     this.reader = new Qcow2Reader(this);
     this.writer = refcounts ? new Qcow2Writer(this, refcounts) : undefined;
+    if (refcounts) {
+      refcounts.onTableMoved = (offset, n) => {
+        header.refcountTableOffset = offset;
+        header.refcountTableClusters = n;
+      };
+    }
     const clusters = (off: number, bytes: number) => ({ start: Math.floor(off / cs), end: Math.ceil((off + bytes) / cs) });
     refcounts?.setFixedMetadata([
       { what: 'active L1 table', ...clusters(header.l1TableOffset, header.l1Size * 8) },

@@ -27,6 +27,12 @@ export class RefcountManager {
   private freeCursor = 0;
   /** Clusters of fixed metadata besides the header and the refcount table (which this class knows). */
   private fixed: Array<{ what: string; start: number; end: number }> = [];
+  /**
+   * Told where the table went after growTable switched the header to it: the
+   * image's in-memory header must follow, since whoever rewrites cluster 0
+   * from it (storing bitmaps) would otherwise point it back at the freed table.
+   */
+  onTableMoved: ((offset: number, clusters: number) => void) | undefined;
 
   constructor(
     private readonly file: ByteFile,
@@ -354,6 +360,7 @@ export class RefcountManager {
     this.table = newTable;
     this.tableView = newView;
     this.tableOffset = tableOffset;
+    this.onTableMoved?.(tableOffset, tableClusters);
     this.dirtyTableEntries.clear();
     for (let b = 0; b < blocks; b++) await this.blocks.insertClean((areaStart + b) * L.clusterSize, newBlocks[b]!);
     for (let c = 0; c < oldClusters; c++) this.free(oldOffset / L.clusterSize + c);
