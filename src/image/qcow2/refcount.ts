@@ -1,7 +1,9 @@
 import { BlockError } from '../errors.js';
 import type { ByteFile } from '../byte-file.js';
 import { HDR_OFF_REFTABLE, MAX_REFTABLE_BYTES } from './header.js';
-import { entryHi, entryLo, entryOffset, L1_RESERVED_LO, offsetHi, offsetLo, type Qcow2Layout, setEntry, viewOf } from './layout.js';
+import { offsetHi, offsetLo, type Qcow2Layout, setEntry, viewOf } from './layout.js';
+import { getRefcount, setRefcount } from './refcount-codec.js';
+import { RefcountTable } from './refcount-table.js';
 import { TableCache } from './table-cache.js';
 
 /**
@@ -17,10 +19,7 @@ import { TableCache } from './table-cache.js';
  */
 export class RefcountManager {
   private readonly blocks: TableCache;
-  /** The refcount table, big-endian as on disk. */
-  private table: Uint8Array;
-  private tableView: DataView;
-  private dirtyTableEntries = new Set<number>();
+  private readonly table: RefcountTable;
   /** Queued decrements: cluster index -> count. */
   private pendingFrees = new Map<number, number>();
   /** No free cluster below this index (allocation scans from here). */
@@ -37,13 +36,12 @@ export class RefcountManager {
   constructor(
     private readonly file: ByteFile,
     private readonly layout: Qcow2Layout,
-    private tableOffset: number,
+    tableOffset: number,
     table: Uint8Array,
     private readonly filename: string,
     maxBlocks: number,
   ) {
-    this.table = table;
-    this.tableView = viewOf(table);
+    this.table = new RefcountTable(file, layout, tableOffset, table, filename);
     this.blocks = new TableCache(file, layout.clusterSize, maxBlocks);
   }
 
@@ -64,11 +62,11 @@ export class RefcountManager {
 
   /** Throws when cluster c, found free, holds metadata: the refcounts are corrupt. */
   private checkFree(c: number): void {
-    const tableStart = this.tableOffset / this.layout.clusterSize;
+    const tableStart = this.table.offset / this.layout.clusterSize;
     const hit =
       c === 0
         ? 'qcow2 header'
-        : c >= tableStart && c < tableStart + this.table.length / this.layout.clusterSize
+        : c >= tableStart && c < tableStart + this.table.clusters
           ? 'refcount table'
           : this.fixed.find((f) => c >= f.start && c < f.end)?.what;
     if (hit !== undefined) {
@@ -81,66 +79,19 @@ export class RefcountManager {
   }
 
   get tableEntries(): number {
-    return this.table.length / 8;
+    return this.table.entries;
   }
 
-  private blockOffset(rtIndex: number): number {
-    if (rtIndex >= this.tableEntries) return 0;
-    const hi = entryHi(this.tableView, rtIndex);
-    const lo = entryLo(this.tableView, rtIndex);
-    const off = entryOffset(hi, lo);
-    if (off !== 0 && ((lo & L1_RESERVED_LO) !== 0 || off % this.layout.clusterSize !== 0)) {
-      throw new BlockError('INVALID_IMAGE', `'${this.filename}': refcount table entry ${rtIndex} is corrupt (offset 0x${off.toString(16)})`);
-    }
-    if (off !== 0 && off < this.layout.clusterSize) {
-      throw new BlockError('INVALID_IMAGE', `'${this.filename}': refcount block ${rtIndex} overlaps the qcow2 header`);
-    }
-    return off;
+  private blockOffset(rt: number): number {
+    return this.table.blockOffset(rt);
   }
 
-  /** Reads entry i of a refcount block of any width (1..64 bits; sub-byte widths LSB first). */
   private getIn(block: Uint8Array, i: number): number {
-    const bits = this.layout.refcountBits;
-    switch (bits) {
-      case 16:
-        return (block[i * 2]! << 8) | block[i * 2 + 1]!;
-      case 8:
-        return block[i]!;
-      case 32:
-        return viewOf(block).getUint32(i * 4);
-      case 64: {
-        const v = viewOf(block).getBigUint64(i * 8);
-        return v > BigInt(Number.MAX_SAFE_INTEGER) ? Number.MAX_SAFE_INTEGER : Number(v);
-      }
-      default: {
-        const bit = i * bits;
-        return (block[bit >> 3]! >> (bit & 7)) & ((1 << bits) - 1);
-      }
-    }
+    return getRefcount(block, i, this.layout.refcountBits);
   }
 
   private setIn(block: Uint8Array, i: number, value: number): void {
-    const bits = this.layout.refcountBits;
-    switch (bits) {
-      case 16:
-        block[i * 2] = value >> 8;
-        block[i * 2 + 1] = value & 0xff;
-        return;
-      case 8:
-        block[i] = value;
-        return;
-      case 32:
-        viewOf(block).setUint32(i * 4, value);
-        return;
-      case 64:
-        viewOf(block).setBigUint64(i * 8, BigInt(value));
-        return;
-      default: {
-        const bit = i * bits;
-        const mask = ((1 << bits) - 1) << (bit & 7);
-        block[bit >> 3] = (block[bit >> 3]! & ~mask) | ((value << (bit & 7)) & mask);
-      }
-    }
+    setRefcount(block, i, this.layout.refcountBits, value);
   }
 
   async get(cluster: number): Promise<number> {
@@ -299,8 +250,7 @@ export class RefcountManager {
     const off = cluster * this.layout.clusterSize;
     const block = await this.blocks.create(off);
     this.setIn(block, 0, 1);
-    setEntry(this.tableView, rt, offsetHi(off), offsetLo(off));
-    this.dirtyTableEntries.add(rt);
+    this.table.setBlock(rt, off);
   }
 
   /**
@@ -333,7 +283,7 @@ export class RefcountManager {
     await this.writeBack();
 
     const newTable = new Uint8Array(tableClusters * L.clusterSize);
-    newTable.set(this.table);
+    newTable.set(this.table.content);
     const newView = viewOf(newTable);
     const used = blocks + tableClusters;
     const newBlocks: Uint8Array[] = [];
@@ -355,13 +305,10 @@ export class RefcountManager {
     await this.file.write(HDR_OFF_REFTABLE, hdr);
     await this.file.flush();
 
-    const oldOffset = this.tableOffset;
-    const oldClusters = this.table.length / L.clusterSize;
-    this.table = newTable;
-    this.tableView = newView;
-    this.tableOffset = tableOffset;
+    const oldOffset = this.table.offset;
+    const oldClusters = this.table.clusters;
+    this.table.replace(tableOffset, newTable);
     this.onTableMoved?.(tableOffset, tableClusters);
-    this.dirtyTableEntries.clear();
     for (let b = 0; b < blocks; b++) await this.blocks.insertClean((areaStart + b) * L.clusterSize, newBlocks[b]!);
     for (let c = 0; c < oldClusters; c++) this.free(oldOffset / L.clusterSize + c);
   }
@@ -369,19 +316,7 @@ export class RefcountManager {
   /** Writes dirty refcount blocks, then dirty table entries. True when anything was written. */
   async writeBack(): Promise<boolean> {
     const wroteBlocks = await this.blocks.writeDirty();
-    if (this.dirtyTableEntries.size === 0) return wroteBlocks;
-    const entries = [...this.dirtyTableEntries].sort((a, b) => a - b);
-    this.dirtyTableEntries.clear();
-    // Contiguous dirty entries go out in one write.
-    for (let i = 0; i < entries.length; ) {
-      let j = i;
-      while (j + 1 < entries.length && entries[j + 1] === entries[j]! + 1) j++;
-      const from = entries[i]! * 8;
-      const to = (entries[j]! + 1) * 8;
-      await this.file.write(this.tableOffset + from, this.table.subarray(from, to));
-      i = j + 1;
-    }
-    return true;
+    return (await this.table.writeBack()) || wroteBlocks;
   }
 
   /** Applies queued decrements to the cached blocks; freed clusters become allocatable again. */
@@ -396,6 +331,6 @@ export class RefcountManager {
   }
 
   hasDirty(): boolean {
-    return this.blocks.hasDirty() || this.dirtyTableEntries.size > 0;
+    return this.blocks.hasDirty() || this.table.hasDirty();
   }
 }
