@@ -1,6 +1,6 @@
 import type { DirtyBitmap } from '../blockdev/dirty-bitmap.js';
 import type { BlockNode } from '../blockdev/node.js';
-import { strerror } from '../blockdev/qemu-io/errno.js';
+import { strerror } from '../image/errno.js';
 import { BlockCopy, CopyError } from './block-copy.js';
 import { Job, type JobListener, type JobOptions } from './job.js';
 import { RateLimiter } from './rate-limit.js';

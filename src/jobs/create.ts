@@ -1,6 +1,6 @@
 import type { BlockNode } from '../blockdev/node.js';
 import { NodeByteFile } from '../blockdev/node-file.js';
-import { strerror } from '../blockdev/qemu-io/errno.js';
+import { strerror } from '../image/errno.js';
 import { BlockError } from '../image/errors.js';
 import { createHostFile } from '../image/file-create.js';
 import { formatQcow2 } from '../image/qcow2/create.js';

@@ -2,7 +2,7 @@ import { access, unlink } from 'node:fs/promises';
 import { Qcow2Node } from '../../blockdev/drivers/qcow2.js';
 import type { BlockNode } from '../../blockdev/node.js';
 import { openBlockdev } from '../../blockdev/open.js';
-import { strerror } from '../../blockdev/qemu-io/errno.js';
+import { strerror } from '../../image/errno.js';
 import { createImage } from '../../image/open.js';
 import type { QmpContext } from '../context.js';
 import { QmpError } from '../error.js';
