@@ -54,6 +54,23 @@ export class RefcountTable {
     return off;
   }
 
+  /**
+   * The ranges without a block that an area of `k` new blocks followed by
+   * `n` clusters, starting at cluster `start`, reaches, where k is their
+   * number: each new block may reach one more range, so k only grows and
+   * settles. Ranges past the table are included (the table must grow).
+   */
+  rangesToCover(start: number, n: number): number[] {
+    const E = this.layout.refblockEntries;
+    const missing: number[] = [];
+    for (let k = -1; k !== missing.length; ) {
+      k = missing.length;
+      missing.length = 0;
+      for (let rt = Math.floor(start / E); rt <= Math.floor((start + k + n - 1) / E); rt++) if (this.blockOffset(rt) === 0) missing.push(rt);
+    }
+    return missing;
+  }
+
   /** Points entry `rt` at a block (0: none), to be written by writeBack. */
   setBlock(rt: number, off: number): void {
     setEntry(this.view, rt, offsetHi(off), offsetLo(off));
@@ -87,4 +104,26 @@ export class RefcountTable {
     }
     return true;
   }
+}
+
+/**
+ * Size of a grown refcount table (at least double, and enough for entry
+ * `needed`) and the number of new refcount blocks that count it and
+ * themselves, placed together at the start of the first range the old table
+ * cannot describe: the two depend on each other, so iterate to the fixed point.
+ */
+export function planTableGrowth(L: Qcow2Layout, oldEntries: number, needed: number): { blocks: number; tableClusters: number } {
+  const areaStart = oldEntries * L.refblockEntries;
+  let blocks = 1;
+  let tableClusters = 1;
+  for (let iter = 0; iter < 64; iter++) {
+    const areaEnd = areaStart + blocks + tableClusters;
+    const entries = Math.max(oldEntries * 2, needed + 1, Math.ceil(areaEnd / L.refblockEntries) + 1);
+    const tc = Math.ceil((entries * 8) / L.clusterSize);
+    const b = Math.ceil((blocks + tc) / L.refblockEntries);
+    if (tc === tableClusters && b === blocks) break;
+    tableClusters = tc;
+    blocks = b;
+  }
+  return { blocks, tableClusters };
 }

@@ -3,7 +3,7 @@ import type { ByteFile } from '../byte-file.js';
 import { HDR_OFF_REFTABLE, MAX_REFTABLE_BYTES } from './header.js';
 import { offsetHi, offsetLo, type Qcow2Layout, setEntry, viewOf } from './layout.js';
 import { getRefcount, setRefcount } from './refcount-codec.js';
-import { RefcountTable } from './refcount-table.js';
+import { planTableGrowth, RefcountTable } from './refcount-table.js';
 import { TableCache } from './table-cache.js';
 
 /**
@@ -82,10 +82,6 @@ export class RefcountManager {
     return this.table.entries;
   }
 
-  private blockOffset(rt: number): number {
-    return this.table.blockOffset(rt);
-  }
-
   private getIn(block: Uint8Array, i: number): number {
     return getRefcount(block, i, this.layout.refcountBits);
   }
@@ -95,7 +91,7 @@ export class RefcountManager {
   }
 
   async get(cluster: number): Promise<number> {
-    const off = this.blockOffset(Math.floor(cluster / this.layout.refblockEntries));
+    const off = this.table.blockOffset(Math.floor(cluster / this.layout.refblockEntries));
     if (off === 0) return 0;
     const block = this.blocks.peek(off) ?? (await this.blocks.get(off));
     return this.getIn(block, cluster % this.layout.refblockEntries);
@@ -104,7 +100,7 @@ export class RefcountManager {
   /** Adds `delta` to a cluster whose refcount block exists. */
   private async adjust(cluster: number, delta: number): Promise<void> {
     const rt = Math.floor(cluster / this.layout.refblockEntries);
-    const off = this.blockOffset(rt);
+    const off = this.table.blockOffset(rt);
     if (off === 0) throw new BlockError('INVALID_IMAGE', `'${this.filename}': no refcount block for cluster ${cluster}`);
     const block = this.blocks.peek(off) ?? (await this.blocks.get(off));
     const i = cluster % this.layout.refblockEntries;
@@ -120,7 +116,7 @@ export class RefcountManager {
     const E = this.layout.refblockEntries;
     for (let c = start; c < start + n; ) {
       const rt = Math.floor(c / E);
-      const off = this.blockOffset(rt);
+      const off = this.table.blockOffset(rt);
       const block = this.blocks.peek(off) ?? (await this.blocks.get(off));
       for (const end = Math.min(start + n, (rt + 1) * E); c < end; c++) {
         const v = this.getIn(block, c % E) + 1;
@@ -153,13 +149,16 @@ export class RefcountManager {
    * they describe) and the refcount table grows when it must.
    */
   async allocate(n: number): Promise<number> {
+    // A block at the start of every range it describes splits free space into
+    // runs shorter than a range: a longer one only fits past the end.
+    if (n >= this.layout.refblockEntries) return this.allocateAtEnd(n);
     for (;;) {
       const start = await this.findFree(n);
       const firstRt = Math.floor(start / this.layout.refblockEntries);
       const lastRt = Math.floor((start + n - 1) / this.layout.refblockEntries);
       let missing = -1;
       for (let rt = firstRt; rt <= lastRt; rt++) {
-        if (this.blockOffset(rt) === 0) {
+        if (this.table.blockOffset(rt) === 0) {
           missing = rt;
           break;
         }
@@ -172,6 +171,86 @@ export class RefcountManager {
       if (missing >= this.tableEntries) await this.growTable(missing);
       else await this.createBlock(missing);
     }
+  }
+
+  /**
+   * `n` contiguous clusters after the last one in use (QEMU's
+   * qcow2_refcount_area does the same for a large area), preceded by the
+   * refcount blocks of the ranges they reach that have none. Those blocks
+   * describe each other and the run, wherever the ranges start, so the run
+   * need not fit in one range (an L1 table of 512 B clusters can span
+   * dozens). Everything is counted in the cache and written by writeBack,
+   * blocks before the table entries that name them.
+   */
+  private async allocateAtEnd(n: number): Promise<number> {
+    const E = this.layout.refblockEntries;
+    for (;;) {
+      const start = (await this.lastUsedCluster()) + 1;
+      const missing = this.table.rangesToCover(start, n);
+      const lastRt = Math.floor((start + missing.length + n - 1) / E);
+      if (lastRt >= this.tableEntries) {
+        await this.growTable(lastRt);
+        continue;
+      }
+      for (let i = 0; i < missing.length; i++) {
+        const off = (start + i) * this.layout.clusterSize;
+        await this.blocks.create(off);
+        this.table.setBlock(missing[i]!, off);
+      }
+      await this.incrementRange(start, missing.length + n);
+      return start + missing.length;
+    }
+  }
+
+  /**
+   * The highest cluster below `limit` (default: all of them) whose refcount
+   * is not 0, or -1 (qcow2_get_last_cluster). Clusters waiting in
+   * pendingFrees still count: they are in use until the frees are applied.
+   */
+  async lastUsedCluster(limit = this.tableEntries * this.layout.refblockEntries): Promise<number> {
+    const E = this.layout.refblockEntries;
+    for (let rt = Math.min(this.tableEntries, Math.ceil(limit / E)) - 1; rt >= 0; rt--) {
+      const off = this.table.blockOffset(rt);
+      if (off === 0) continue;
+      const block = this.blocks.peek(off) ?? (await this.blocks.get(off));
+      for (let i = Math.min(E, limit - rt * E) - 1; i >= 0; i--) if (this.getIn(block, i) !== 0) return rt * E + i;
+    }
+    return -1;
+  }
+
+  /**
+   * Takes out of the table the refcount blocks that count nothing but
+   * maybe themselves (qcow2_shrink_reftable, after a shrink freed what they
+   * counted). The table goes to disk without them first, then each block's
+   * own cluster is freed: queued when another block counts it (applied, as
+   * always, after the next barrier), gone with its range when it counted
+   * itself. Call with no frees pending and nothing dirty (after
+   * Qcow2Image.writeMetadata), so the blocks read are what the disk holds.
+   */
+  async dropUnusedBlocks(): Promise<void> {
+    const E = this.layout.refblockEntries;
+    const cs = this.layout.clusterSize;
+    const dropped: number[] = [];
+    for (let rt = 0; rt < this.tableEntries; rt++) {
+      const off = this.table.blockOffset(rt);
+      if (off === 0) continue;
+      const block = this.blocks.peek(off) ?? (await this.blocks.get(off));
+      const self = Math.floor(off / cs / E) === rt ? (off / cs) % E : -1;
+      let unused = true;
+      for (let i = 0; i < E && unused; i++) if (i !== self && this.getIn(block, i) !== 0) unused = false;
+      if (unused) dropped.push(rt);
+    }
+    if (dropped.length === 0) return;
+    const offsets = dropped.map((rt) => this.table.blockOffset(rt));
+    for (const rt of dropped) this.table.setBlock(rt, 0);
+    await this.table.writeBack();
+    await this.file.flush();
+    dropped.forEach((rt, i) => {
+      const c = offsets[i]! / cs;
+      this.blocks.drop(offsets[i]!);
+      if (Math.floor(c / E) !== rt) this.free(c);
+      this.freeCursor = Math.min(this.freeCursor, rt * E);
+    });
   }
 
   /**
@@ -188,7 +267,7 @@ export class RefcountManager {
     let count = 1;
     while (count < max) {
       const c = start + count;
-      const off = this.blockOffset(Math.floor(c / E));
+      const off = this.table.blockOffset(Math.floor(c / E));
       if (off === 0) break;
       const block = this.blocks.peek(off) ?? (await this.blocks.get(off));
       const end = Math.min(start + max, (Math.floor(c / E) + 1) * E);
@@ -216,7 +295,7 @@ export class RefcountManager {
     let run = 0;
     for (;;) {
       const rt = Math.floor(c / E);
-      const off = rt < this.tableEntries ? this.blockOffset(rt) : 0;
+      const off = rt < this.tableEntries ? this.table.blockOffset(rt) : 0;
       if (off === 0) {
         // No refcount block: this cluster and the rest of its range are free
         // (the block itself will go at the range's first cluster).
@@ -264,19 +343,7 @@ export class RefcountManager {
     const L = this.layout;
     const oldEntries = this.tableEntries;
     const areaStart = oldEntries * L.refblockEntries;
-    let blocks = 1;
-    let tableClusters = 1;
-    let entries = 0;
-    for (let iter = 0; iter < 64; iter++) {
-      const areaEnd = areaStart + blocks + tableClusters;
-      entries = Math.max(oldEntries * 2, needed + 1, Math.ceil(areaEnd / L.refblockEntries) + 1);
-      const tc = Math.ceil((entries * 8) / L.clusterSize);
-      const b = Math.ceil((blocks + tc) / L.refblockEntries);
-      if (tc === tableClusters && b === blocks) break;
-      tableClusters = tc;
-      blocks = b;
-    }
-    entries = (tableClusters * L.clusterSize) / 8;
+    const { blocks, tableClusters } = planTableGrowth(L, oldEntries, needed);
     if (tableClusters * L.clusterSize > MAX_REFTABLE_BYTES) {
       throw new BlockError('INVALID_ARGUMENT', `'${this.filename}': the image is too large: the refcount table would exceed ${MAX_REFTABLE_BYTES} bytes`);
     }
