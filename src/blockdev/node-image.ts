@@ -45,6 +45,9 @@ export class NodeImage implements BlockImage {
   discard(): Promise<void> {
     this.refuse();
   }
+  resize(): Promise<void> {
+    this.refuse();
+  }
   async flush(): Promise<void> {}
   blockStatus(offset: number, length: number): Promise<Extent> {
     return this.node.blockStatus(offset, length);

@@ -1,7 +1,7 @@
 import type { DirtyBitmap } from '../blockdev/dirty-bitmap.js';
 import type { BlockNode } from '../blockdev/node.js';
 import { PERM_ALL } from '../image/perm.js';
-import { strerror } from '../blockdev/qemu-io/errno.js';
+import { strerror } from '../image/errno.js';
 import { BlockCopy, CopyError } from './block-copy.js';
 import { JobNodes } from './job-nodes.js';
 import { Job, type JobListener, type JobOptions } from './job.js';

@@ -1,7 +1,7 @@
 import { constants } from 'node:os';
 import { BlockError } from '../../image/errors.js';
 import type { Extent } from '../../image/types.js';
-import { strerror } from '../qemu-io/errno.js';
+import { strerror } from '../../image/errno.js';
 import { defaultChildPerms, type NodeChild, type PermPair } from '../child.js';
 import type { NamePolicy, NodeName } from '../filename.js';
 import { BlockNode, type IoType, type NodeImageInfo, type StatusOptions, type WriteFlags, type ZeroFlags } from '../node.js';

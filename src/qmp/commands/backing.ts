@@ -1,7 +1,7 @@
 import { chainContains, cowChild, skipFilters } from '../../blockdev/chain.js';
 import type { BlockNode } from '../../blockdev/node.js';
 import { reopenQueue, reopenReadOnlyState } from '../../blockdev/reopen.js';
-import { strerror } from '../../blockdev/qemu-io/errno.js';
+import { strerror } from '../../image/errno.js';
 import { BlockError } from '../../image/errors.js';
 import type { QmpContext } from '../context.js';
 import type { CommandTable } from '../dispatch.js';

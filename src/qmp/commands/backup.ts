@@ -11,7 +11,7 @@ import { openBlockdev } from '../../blockdev/open.js';
 import { createImage } from '../../image/open.js';
 import { probeFormat } from '../../image/probe.js';
 import type { ImageFormat } from '../../image/types.js';
-import { strerror } from '../../blockdev/qemu-io/errno.js';
+import { strerror } from '../../image/errno.js';
 import { type BitmapMode, BackupJob, backupClusterSize, type OnError, type SyncMode } from '../../jobs/backup.js';
 import type { JobTxn } from '../../jobs/txn.js';
 import type { QmpContext } from '../context.js';

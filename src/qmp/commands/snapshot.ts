@@ -6,7 +6,7 @@ import type { BlockNode } from '../../blockdev/node.js';
 import { reopenReadOnly } from '../../blockdev/reopen.js';
 import { PERM_CONSISTENT_READ } from '../../image/perm.js';
 import { openBlockdev } from '../../blockdev/open.js';
-import { strerror } from '../../blockdev/qemu-io/errno.js';
+import { strerror } from '../../image/errno.js';
 import { createImage } from '../../image/open.js';
 import type { QmpContext } from '../context.js';
 import { QmpError } from '../error.js';
