@@ -9,6 +9,7 @@ import type { Infer } from './qmp/schema/types.js';
 import { logger } from './log.js';
 import { addBitmapCommands } from './qmp/commands/bitmaps.js';
 import { addBackingCommands } from './qmp/commands/backing.js';
+import { addResizeCommands } from './qmp/commands/resize.js';
 import { addBlockdevCommands, addBlockdev } from './qmp/commands/blockdev.js';
 import { addHmpCommands } from './qmp/commands/hmp.js';
 import { addJobCommands, jobEventListener } from './qmp/commands/jobs.js';
@@ -86,6 +87,7 @@ export class Daemon {
     addControlCommands(commands);
     addBlockdevCommands(commands);
     addBackingCommands(commands);
+    addResizeCommands(commands);
     addBitmapCommands(commands);
     addHmpCommands(commands);
     addJobCommands(commands);

@@ -162,6 +162,13 @@ export class NodeBitmaps {
     return b;
   }
 
+  /** The node's size changed (bdrv_dirty_bitmap_truncate): every bitmap, successors too, follows it. */
+  truncate(size: number): void {
+    for (const b of this.list) {
+      for (let x: DirtyBitmap | undefined = b; x; x = x.successor) if (x.bits.size !== size) x.bits = x.bits.resized(size);
+    }
+  }
+
   /** Creates a bitmap (bdrv_create_dirty_bitmap); an anonymous one (a job's) has no name. */
   create(name: string | undefined, granularity: number): DirtyBitmap {
     if (name !== undefined) {

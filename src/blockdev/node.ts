@@ -2,6 +2,8 @@ import { BlockError } from '../image/errors.js';
 import { isZero } from '../image/request.js';
 import type { Extent, ImageInfo, WritePiece } from '../image/types.js';
 import { PERM_ALL } from '../image/perm.js';
+import { checkResizeRequest } from '../image/resize.js';
+import type { Preallocation } from '../image/types.js';
 import { type ChildOwner, defaultChildPerms, type NodeChild, type PermPair } from './child.js';
 import { NodeBitmaps } from './dirty-bitmap.js';
 import type { NamePolicy } from './filename.js';
@@ -16,7 +18,8 @@ export interface NodeImageInfo {
   virtualSize: number;
   actualSize?: number;
   clusterSize?: number;
-  dirtyFlag?: boolean;
+  /** null: the driver has no image info to tell it from (no dirty-flag in queries). */
+  dirtyFlag?: boolean | null;
   backingFilename?: string;
   fullBackingFilename?: string;
   backingFormat?: string;
@@ -304,6 +307,25 @@ export abstract class BlockNode implements ChildOwner {
   async prefetch(offset: number, length: number): Promise<void> {
     const below = this.child('file');
     if (below && below.size() === this.size()) await below.prefetch(offset, length);
+  }
+
+  /**
+   * bdrv_co_truncate: the node becomes `newSize` bytes long (refused as
+   * QEMU refuses: negative, read-only), through its driver or, for a
+   * filter, its filtered child; its dirty bitmaps follow. The caller holds
+   * resize permission through a BlockBackend and has drained the node.
+   */
+  async resize(newSize: number, prealloc: Preallocation = 'off'): Promise<void> {
+    checkResizeRequest(newSize, this.readOnly);
+    await this.doResize(newSize, prealloc);
+    this.dirtyBitmaps.truncate(this.size());
+  }
+
+  /** The driver's resize; a filter passes it to the node it filters. */
+  protected doResize(newSize: number, prealloc: Preallocation): Promise<void> {
+    const filtered = this.isFilter ? (this.child('file') ?? this.child('image')) : undefined;
+    if (filtered) return filtered.resize(newSize, prealloc);
+    return Promise.reject(new BlockError('UNSUPPORTED', 'Image format driver does not support resize', { errno: 'ENOTSUP' }));
   }
 
   /** The driver's part of a reopen that changes the read-only state (reopen.ts checks the permissions first). */

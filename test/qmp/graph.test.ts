@@ -157,6 +157,34 @@ describe.skipIf(!qemu.available || !qemu.storageDaemon)('the block graph, as qem
     expect(JSON.stringify(log[10])).toContain('Permission conflict');
   }, 60_000);
 
+  it('block_resize: grow and shrink through the format, refusals in QEMU words (file under a format, fixed raw, exported node, null), bitmaps follow', async () => {
+    const img = (name: string, fmt: string, size: string) => async (dir: string) => (await qemuImg('create', '-q', '-f', fmt, join(dir, name), size)).stderr;
+    await compare([
+      { sh: img('a.qcow2', 'qcow2', '1M') },
+      { sh: img('r.raw', 'raw', '1M') },
+      ['nbd-server-start', { addr: { type: 'unix', data: { path: '${DIR}/nbd.sock' } } }],
+      ['blockdev-add', { driver: 'qcow2', 'node-name': 'a', file: { ...file('a.qcow2'), 'node-name': 'af' } }],
+      ['blockdev-add', { driver: 'raw', 'node-name': 'r', file: file('r.raw') }],
+      ['blockdev-add', { driver: 'raw', 'node-name': 'rfix', size: 512, file: { ...file('r.raw'), locking: 'off' } }],
+      ['block-dirty-bitmap-add', { node: 'a', name: 'b0', granularity: 65536 }],
+      ['block_resize', { 'node-name': 'a', size: 2097152 }],
+      ['block_resize', { device: 'a', size: 2097152 }],
+      ['block_resize', { 'node-name': 'a', size: -1 }],
+      ['block_resize', { 'node-name': 'nope', size: 1 }],
+      ['block_resize', { 'node-name': 'af', size: 1 }],
+      ['block_resize', { 'node-name': 'a', size: 1000 }],
+      ['block_resize', { 'node-name': 'a', size: 524288 }],
+      ['block_resize', { 'node-name': 'r', size: 3145728 }],
+      ['block_resize', { 'node-name': 'rfix', size: 1024 }],
+      ['block-export-add', { type: 'nbd', id: 'e0', 'node-name': 'r' }],
+      ['block_resize', { 'node-name': 'r', size: 1048576 }],
+      ['blockdev-add', { driver: 'null-co', 'node-name': 'n' }],
+      ['block_resize', { 'node-name': 'n', size: 1048576 }],
+      ['query-named-block-nodes', { flat: true }],
+      { sh: describeImage('a.qcow2') },
+    ]);
+  }, 60_000);
+
   it('a snapshot makes the old top read-only together with its inline file node, and its locks follow', async () => {
     // blockdev-snapshot onto an overlay the monitor added: qsd drops blockdev-snapshot-sync's overlay as soon as nothing uses it.
     await compare([

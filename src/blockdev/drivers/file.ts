@@ -1,5 +1,7 @@
 import { HostFile } from '../../image/file.js';
 import { ImageLock, resolveLocking } from '../../image/file-lock.js';
+import { resizeFile } from '../../image/resize.js';
+import type { Preallocation } from '../../image/types.js';
 import { ChunkBitmap } from '../bitmap.js';
 import { checkRequest, isZero, ZERO_CHUNK } from '../../image/request.js';
 import type { Extent } from '../../image/types.js';
@@ -136,6 +138,16 @@ export class FileNode extends BlockNode {
     this.written = undefined;
     await this.file.truncate(length);
     this.length = length;
+  }
+
+  /** file-posix's truncate (raw_co_truncate on a regular file): preallocation as resizeFile does it, then the new length. */
+  protected override async doResize(newSize: number, prealloc: Preallocation): Promise<void> {
+    this.written = undefined;
+    try {
+      await resizeFile(this.file, newSize, prealloc);
+    } finally {
+      this.length = await this.file.size();
+    }
   }
 
   /** Marks bytes about to be written (beyond the tracked length, tracking stops: no guess is safe there). */

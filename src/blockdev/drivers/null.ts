@@ -62,7 +62,8 @@ export class NullNode extends BlockNode {
   }
 
   async imageInfo(): Promise<NodeImageInfo> {
-    return { filename: `${this.driver}://`, format: this.driver, virtualSize: this.bytes };
+    // null has no bdrv_get_info (no dirty flag shown) and allocates nothing.
+    return { filename: `${this.driver}://`, format: this.driver, virtualSize: this.bytes, actualSize: 0, dirtyFlag: null };
   }
 
   protected async doClose(): Promise<void> {}

@@ -3,13 +3,14 @@ import { isZero } from '../../image/request.js';
 import { openImage } from '../../image/open.js';
 import type { LoadedBitmap } from '../../image/qcow2/bitmaps.js';
 import { Qcow2Image } from '../../image/qcow2/image.js';
-import type { Extent, WritePiece } from '../../image/types.js';
+import type { Extent, Preallocation, WritePiece } from '../../image/types.js';
 import type { NodeChild } from '../child.js';
 import type { NamePolicy } from '../filename.js';
 import { BlockNode, type NodeImageInfo, type WriteFlags, type ZeroFlags } from '../node.js';
 import { NodeByteFile } from '../node-file.js';
 import { NodeImage } from '../node-image.js';
 import { ChunkBitmap } from '../bitmap.js';
+import { BitmapCheck } from '../dirty-bitmap.js';
 import { RequestFence } from '../request-fence.js';
 
 /** A prefetch copies at most this much at a time (QEMU's bounce buffer is bounded too). */
@@ -229,6 +230,21 @@ export class Qcow2Node extends BlockNode {
 
   override get supportsBacking(): boolean {
     return true;
+  }
+
+  /**
+   * qcow2_co_truncate on the image; persistent bitmaps held by the node are
+   * checked by it (an inconsistent one refuses), and resized with the node.
+   */
+  protected override async doResize(newSize: number, prealloc: Preallocation): Promise<void> {
+    await this.image.resize(newSize, {
+      preallocation: prealloc,
+      heldBitmap: (name) => {
+        const b = this.dirtyBitmaps.find(name);
+        return b && { check: () => b.check(BitmapCheck.Default) };
+      },
+      warn: (message) => process.emitWarning(message, 'BlockemuWarning'),
+    });
   }
 
   /** The header names another backing file; the backing child stays as it is (bdrv_change_backing_file). */

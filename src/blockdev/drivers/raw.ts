@@ -2,6 +2,7 @@ import { BlockError } from '../../image/errors.js';
 import { checkRequest } from '../../image/request.js';
 import type { Extent } from '../../image/types.js';
 import { PERM_RESIZE, PERM_WRITE } from '../../image/perm.js';
+import type { Preallocation } from '../../image/types.js';
 import { defaultChildPerms, type NodeChild, type PermPair } from '../child.js';
 import type { NamePolicy } from '../filename.js';
 import { BlockNode, type NodeImageInfo, type StatusOptions, type WriteFlags, type ZeroFlags } from '../node.js';
@@ -59,6 +60,13 @@ export class RawNode extends BlockNode {
 
   override async childReplaced(c: NodeChild, node: BlockNode): Promise<void> {
     if (c.name === 'file') this.file = node;
+  }
+
+  /** raw_co_truncate: a fixed window cannot change; otherwise the file is resized, the offset kept before it. */
+  protected override async doResize(newSize: number, prealloc: Preallocation): Promise<void> {
+    if (this.fixedSize !== undefined) throw new BlockError('UNSUPPORTED', 'Cannot resize fixed-size raw disks', { errno: 'ENOTSUP' });
+    if (Number.MAX_SAFE_INTEGER - newSize < this.offset) throw new BlockError('INVALID_ARGUMENT', 'Disk size too large for the chosen offset', { errno: 'EINVAL' });
+    await this.file.resize(newSize + this.offset, prealloc);
   }
 
   override childPerm(c: NodeChild, perm: number, shared: number, plan?: ReopenPlan): PermPair {

@@ -100,16 +100,16 @@ async function shrink(img: Qcow2Image, rc: RefcountManager, newSize: number, opt
   const cs = L.clusterSize;
   const l2 = new L2Editor(img, rc);
   const newL1 = L.l1SizeFor(newSize);
-  const tableStart = newL1 * L.l2Coverage;
   const cropFrom = L.clusterEnd(newSize);
   await step('Failed to discard cropped clusters', () =>
     img.meta.run(async () => {
       // From a clean state: the tables dropped below are then the disk's.
       await img.writeMetadata();
-      // The last L2 table that stays loses the entries past the new end (a shared one is copied first).
-      if (cropFrom < tableStart && img.l2Offset(L.l1Index(cropFrom)) !== 0) {
-        await l2.updateEntries(cropFrom, tableStart, false, () => ({ hi: 0, lo: 0 }));
-      }
+      // Everything past the new end is discarded in full (qcow2_cluster_discard), the tables found as
+      // get_cluster_table finds them: a missing one is allocated, as QEMU's is (and those past the new
+      // L1 size go again below), so the file ends where QEMU's does.
+      const oldEnd = L.clusterEnd(img.size());
+      if (cropFrom < oldEnd) await l2.updateEntries(cropFrom, oldEnd, true, () => ({ hi: 0, lo: 0 }));
     }),
   );
   await step('Failed to reduce the number of L2 tables', () =>

@@ -369,7 +369,8 @@ export class Qcow2Writer {
         // Version 3 keeps discarded clusters reading as zeroes rather than exposing a backing file.
         return img.version >= 3 ? { hi: 0, lo: ZERO_LO } : { hi: 0, lo: 0 };
       };
-      await img.meta.run(() => this.l2.updateEntries(start, end, false, discarded));
+      // QEMU finds the L2 table through get_cluster_table, which allocates a missing one even for a discard: so do we, and files grow alike.
+      await img.meta.run(() => this.l2.updateEntries(start, end, true, discarded));
     });
   }
 

@@ -13,7 +13,7 @@ import { BlockdevOptions } from './block-core/blockdev-options.js';
 import * as E from './block-core/events.js';
 import { BlockDeviceInfo, BlockInfo } from './block-core/node-info.js';
 import { BITMAP_COMMANDS } from './block-core/bitmaps.js';
-import { array, bool, str } from './types.js';
+import { array, bool, int, str } from './types.js';
 
 export * from './block-core/common.js';
 export * from './block-core/ref.js';
@@ -34,7 +34,9 @@ export const queryBlock = command('query-block', { returns: array(BlockInfo) });
 
 export const changeBackingFileCmd = command('change-backing-file', { args: { device: str, 'image-node-name': str, 'backing-file': str } });
 
-export const BLOCK_CORE_COMMANDS = [blockdevAdd, blockdevDel, queryNamedBlockNodes, queryBlock, changeBackingFileCmd, ...BITMAP_COMMANDS] as const;
+export const blockResize = command('block_resize', { args: { '*device': str, '*node-name': str, size: int } });
+
+export const BLOCK_CORE_COMMANDS = [blockdevAdd, blockdevDel, queryNamedBlockNodes, queryBlock, changeBackingFileCmd, blockResize, ...BITMAP_COMMANDS] as const;
 export const BLOCK_CORE_EVENTS = [
   E.blockImageCorrupted,
   E.blockIoError,
