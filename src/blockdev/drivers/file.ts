@@ -1,3 +1,5 @@
+import { errnoOf, strerror } from '../../image/errno.js';
+import { BlockError } from '../../image/errors.js';
 import { HostFile } from '../../image/file.js';
 import { ImageLock, resolveLocking } from '../../image/file-lock.js';
 import { resizeFile } from '../../image/resize.js';
@@ -32,7 +34,7 @@ export class FileNode extends BlockNode {
 
   private constructor(
     name: string,
-    readonly file: HostFile,
+    private file: HostFile,
     length: number,
     fresh: boolean,
   ) {
@@ -79,6 +81,38 @@ export class FileNode extends BlockNode {
 
   get filename(): string {
     return this.file.path;
+  }
+
+  /**
+   * A reopen read-write of a file opened read-only takes a new descriptor
+   * (file-posix's raw_reconfigure_getfd): opened read-write, given the
+   * lock bytes in force without testing them (the old descriptor tested
+   * what the reopen asks), then the old one is closed. Going read-only
+   * keeps the descriptor: nothing is written through it any more.
+   */
+  override async switchReadOnly(readOnly: boolean): Promise<void> {
+    if (!readOnly && this.file.readOnly) {
+      let file: HostFile;
+      try {
+        file = await HostFile.open(this.file.path, { readOnly: false });
+      } catch (err) {
+        throw new BlockError('IO', `Could not reopen file: ${strerror(errnoOf(err))}`, { errno: errnoOf(err), cause: err });
+      }
+      const old = this.file;
+      const oldLock = this.lock;
+      if (oldLock) {
+        const lock = new ImageLock(file.fd, file.path);
+        const { perm, shared } = oldLock.committed;
+        const warning = await lock.commit(perm, shared);
+        if (warning) process.emitWarning(warning.message, 'BlockemuLockWarning');
+        this.lock = lock;
+      }
+      this.file = file;
+      await oldLock?.settled();
+      await old.close();
+      oldLock?.fdClosed();
+    }
+    await super.switchReadOnly(readOnly);
   }
 
   /**
