@@ -88,6 +88,8 @@ export abstract class Job {
   async commit(): Promise<void> {}
   async abort(): Promise<void> {}
   async clean(): Promise<void> {}
+  /** What goes with the job once it reached `null` (block_job_free: a block job's links to its nodes). */
+  protected async free(): Promise<void> {}
 
   /** A block job (block_job_create in QEMU): it has BLOCK_JOB_* events and shows in query-block-jobs. */
   get isBlockJob(): boolean {
@@ -119,11 +121,16 @@ export abstract class Job {
     if (!acceptsVerb(this.status, verb)) throw jobError(`Job '${this.id}' in state '${this.status}' cannot accept command verb '${verb}'`);
   }
 
-  /** created -> running; QEMU drains the graph while setting a job up, hence the paused/running pair. */
-  start(): void {
+  /**
+   * created -> running. `drained`: the command starts the job inside a
+   * drained section (a transaction's), which the job reports as a
+   * paused/running pair as the section ends; stream and commit start
+   * theirs outside one.
+   */
+  start(drained = true): void {
     this.transition('running');
     this.started = true;
-    this.internalPause();
+    if (drained) this.internalPause();
     void this.execute();
   }
 
@@ -132,11 +139,16 @@ export abstract class Job {
     return false;
   }
 
-  /** A drain of the graph (another job being set up): a running job reports paused, then running. */
+  /**
+   * A drain of the graph (another job being set up): a running job reports
+   * paused, then running. Like QEMU's, the pause enters a sleeping job, so
+   * its sleep ends there (child_job_drained_begin's job_pause).
+   */
   internalPause(): void {
     if (this.status !== 'running' || this.paused) return;
     this.transition('paused');
     this.transition('running');
+    this.kick();
   }
 
   private async execute(): Promise<void> {
@@ -168,13 +180,20 @@ export abstract class Job {
     return this.status !== 'running' || this.idleWait;
   }
 
-  /** Sleeps `ns` nanoseconds of the job's clock (rate limiting), cut short by a pause, resume, cancel or speed change. */
+  /**
+   * Sleeps `ns` nanoseconds of the job's clock (rate limiting), cut short
+   * by a pause, resume, cancel or speed change. Without a delay the job
+   * still lets the event loop turn once (job_sleep_ns(0) yields too), so a
+   * job whose steps need no I/O cannot starve the monitor.
+   */
   protected async sleep(ns: number): Promise<void> {
     if (ns > 0) {
       const s = this.clock.sleep(ns);
       this.wake = s.wake;
       await this.idle(s.done);
       this.wake = undefined;
+    } else {
+      await new Promise<void>((r) => setImmediate(r));
     }
     await this.pausePoint();
   }
@@ -243,7 +262,7 @@ export abstract class Job {
   /** QEMU's job_cancel_locked, without the verb check (dismissing a concluded job, a transaction abort). */
   async cancelLocked(): Promise<void> {
     if (this.status === 'concluded') {
-      this.transition('null');
+      await this.toNull();
       return;
     }
     this.requestCancel();
@@ -268,10 +287,16 @@ export abstract class Job {
     await this.txn.finalize();
   }
 
-  /** job-dismiss. */
-  dismiss(): void {
+  /** job-dismiss: refused at once in another state; resolves once what went with the job is gone. */
+  dismiss(): Promise<void> {
     this.checkVerb('dismiss');
+    return this.toNull();
+  }
+
+  /** job_do_dismiss: `null` (announced first), then the job is freed. */
+  private async toNull(): Promise<void> {
     this.transition('null');
+    await this.free();
   }
 
   /** Called by the transaction: the finalize steps for this job, events, conclusion. */
@@ -284,14 +309,14 @@ export abstract class Job {
     if (this.started) this.listener.finished(this, this.cancelled);
     this.txn.remove(this);
     this.transition('concluded');
-    if (this.autoDismiss || !this.started) this.transition('null');
+    if (this.autoDismiss || !this.started) await this.toNull();
   }
 
   /** Setup failed after the job was created (job_early_fail): created -> null, nothing else. */
   async earlyFail(): Promise<void> {
     await this.clean();
     this.txn.remove(this);
-    this.transition('null');
+    await this.toNull();
   }
 
   /** Entering pending: jobs that wait for job-finalize say so. */

@@ -1,5 +1,5 @@
 import { BlockError } from '../../image/errors.js';
-import type { BackupListener } from '../../jobs/backup.js';
+import type { BlockJobListener } from '../../jobs/block-job.js';
 import type { Job } from '../../jobs/job.js';
 import type { JobManager } from '../../jobs/manager.js';
 import type { QmpContext } from '../context.js';
@@ -17,7 +17,7 @@ interface BlockJobFields {
 const blockJob = (j: Job) => j as Job & BlockJobFields;
 
 /** Job events as QEMU sends them (members in schema order, see json-out.ts). */
-export function jobEventListener(emit: (name: string, data: Record<string, unknown>) => void, jobs: () => JobManager): BackupListener {
+export function jobEventListener(emit: (name: string, data: Record<string, unknown>) => void, jobs: () => JobManager): BlockJobListener {
   const common = (j: Job) => ({ type: j.type, device: j.id, len: j.progressTotal, offset: j.progressCurrent, speed: blockJob(j).speed ?? 0 });
   return {
     statusChanged: (j) => emit('JOB_STATUS_CHANGE', { id: j.id, status: j.status }),

@@ -1,0 +1,119 @@
+import type { BlockNode } from '../blockdev/node.js';
+import { JobNodes } from './job-nodes.js';
+import { Job, type JobListener, type JobOptions } from './job.js';
+import { RateLimiter } from './rate-limit.js';
+
+/** What a job does on an I/O error (BlockdevOnError). */
+export type OnError = 'report' | 'ignore' | 'enospc' | 'stop' | 'auto';
+/** What the policy decided for one error (BlockErrorAction). */
+export type ErrorAction = 'report' | 'ignore' | 'stop';
+export type IoStatus = 'ok' | 'failed' | 'nospace';
+
+export interface BlockJobListener extends JobListener {
+  /** BLOCK_JOB_ERROR: emitted once per error the policy handles, before the job acts on it. */
+  ioError(job: BlockJob, operation: 'read' | 'write', action: ErrorAction): void;
+}
+
+export interface BlockJobOptions extends JobOptions {
+  speed?: number;
+  /** A node the job let go of when it went away (bdrv_unref): the graph closes it if nobody else holds it. */
+  release?: (node: BlockNode) => Promise<void>;
+}
+
+/** blockjob.c block_job_error_action: the policy and the errno decide. */
+export function errorAction(policy: OnError, errno: string): ErrorAction {
+  switch (policy) {
+    case 'enospc':
+    case 'auto':
+      return errno === 'ENOSPC' ? 'stop' : 'report';
+    default:
+      return policy;
+  }
+}
+
+/**
+ * A job on block nodes (blockjob.c BlockJob): a speed and QEMU's rate
+ * limiter, an io-status, the error policy's common part, and its links to
+ * the nodes it uses (held until the job goes away, when nodes only it
+ * held are released).
+ */
+export abstract class BlockJob extends Job {
+  speed: number;
+  readonly limiter: RateLimiter;
+  ioStatus: IoStatus = 'ok';
+  /** The job's links to the nodes it holds. */
+  readonly nodes: JobNodes;
+  private readonly release: ((node: BlockNode) => Promise<void>) | undefined;
+
+  constructor(
+    id: string,
+    type: string,
+    private readonly blockEvents: BlockJobListener,
+    opts: BlockJobOptions,
+  ) {
+    super(id, type, blockEvents, opts);
+    this.speed = opts.speed ?? 0;
+    this.limiter = new RateLimiter(this.speed, () => this.clock.now());
+    this.nodes = new JobNodes(type, id);
+    this.release = opts.release;
+  }
+
+  /**
+   * block-job-set-speed (block_job_set_speed_locked): the limit applies
+   * from the next request; a sleeping job is woken unless the new speed
+   * is a limit no higher than the old one (it would only sleep again).
+   */
+  setSpeed(speed: number): void {
+    this.checkVerb('set-speed');
+    const old = this.speed;
+    this.speed = speed;
+    this.limiter.setSpeed(speed);
+    if (speed !== 0 && speed <= old) return;
+    this.kick();
+  }
+
+  /** Sleeps as long as the rate limit asks after `bytes` more were copied (block_job_ratelimit_get_delay). */
+  protected rateLimitDelay(bytes: number): number {
+    return this.limiter.delay(bytes);
+  }
+
+  /**
+   * block_job_error_action: BLOCK_JOB_ERROR, then for stop a pause as if
+   * by the user (job-resume lifts it) and the io-status set.
+   */
+  protected errorAction(policy: OnError, operation: 'read' | 'write', errno: string): ErrorAction {
+    const action = errorAction(policy, errno);
+    this.blockEvents.ioError(this, operation, action);
+    if (action === 'stop') {
+      if (!this.userPaused) {
+        this.pause();
+        this.userPaused = true;
+      }
+      if (this.ioStatus === 'ok') this.ioStatus = errno === 'ENOSPC' ? 'nospace' : 'failed';
+    }
+    return action;
+  }
+
+  /** block_job_user_resume: a resume clears the io-status. */
+  override userResume(): void {
+    super.userResume();
+    this.ioStatus = 'ok';
+  }
+
+  /** Cancelling a user-paused job resumes it first (job_cancel_async_locked), which clears the io-status too. */
+  override requestCancel(): void {
+    if (this.userPaused) this.ioStatus = 'ok';
+    super.requestCancel();
+  }
+
+  /** block_job_remove_all_bdrv: the links go, and nodes only the job held go with them. */
+  protected async dropNodes(): Promise<void> {
+    const held = await this.nodes.removeAll();
+    if (this.release) for (const n of held) await this.release(n);
+  }
+
+  /** block_job_free. */
+  protected override async free(): Promise<void> {
+    await this.dropNodes();
+  }
+}
