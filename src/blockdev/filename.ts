@@ -68,7 +68,7 @@ function strongOptions(node: BlockNode): { options: Record<string, unknown>; fou
 }
 
 /** bdrv_backing_overridden: the backing child is not the image the header names (as opened from it), or the header's is missing. */
-function backingOverridden(node: BlockNode, names: ReadonlyMap<BlockNode, NodeName>): boolean {
+export function backingOverridden(node: BlockNode, names: ReadonlyMap<BlockNode, NodeName>): boolean {
   const backing = node.child('backing');
   const auto = node.autoBackingFile;
   if (backing) return auto !== names.get(backing)!.filename;
@@ -83,6 +83,12 @@ function backingOverridden(node: BlockNode, names: ReadonlyMap<BlockNode, NodeNa
 export function nodeNames(node: BlockNode, encode: (options: Record<string, unknown>) => string, names = new Map<BlockNode, NodeName>()): Map<BlockNode, NodeName> {
   if (names.has(node)) return names;
   for (const c of node.childList()) nodeNames(c.node, encode, names);
+  // A filter a job put in unasked is named after its one child, options and all.
+  const only = node.implicit ? node.childList()[0] : undefined;
+  if (only) {
+    names.set(node, names.get(only.node)!);
+    return names;
+  }
   const overridden = backingOverridden(node, names);
   const { options, found } = strongOptions(node);
   const json = found || overridden;

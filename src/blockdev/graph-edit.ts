@@ -1,5 +1,7 @@
+import { BlockError } from '../image/errors.js';
 import { PERM_ALL } from '../image/perm.js';
-import { CHILD_COW, type ChildOwner, NodeChild, type PermPair } from './child.js';
+import { filterOrCowLink } from './chain.js';
+import { CHILD_COW, CHILD_FILTERED_PRIMARY, type ChildOwner, NodeChild, type PermPair } from './child.js';
 import { GraphTransaction } from './graph-transaction.js';
 import { BlockNode } from './node.js';
 import { backingBlocker } from './op-blockers.js';
@@ -116,20 +118,71 @@ function shouldUpdate(c: NodeChild, to: BlockNode): boolean {
   return true;
 }
 
+export interface ReplaceOptions {
+  /** Refresh the permissions of both subtrees (default); off when the caller refreshes a larger set itself. */
+  refresh?: boolean;
+  /**
+   * Leave the links that must stay where they are (default); off, such a
+   * link refuses the whole replacement (bdrv_replace_node_common's
+   * auto_skip, off for bdrv_drop_intermediate).
+   */
+  autoSkip?: boolean;
+}
+
 /**
  * bdrv_replace_node: every parent of `from` uses `to` instead, but the
- * links that must stay (shouldUpdate); then both subtrees' permissions
- * are refreshed. Returns the links moved.
+ * links that must stay (shouldUpdate); a frozen link refuses, as QEMU
+ * words it. Then both subtrees' permissions are refreshed. Returns the
+ * links moved.
  */
-export async function replaceNode(tran: GraphTransaction, from: BlockNode, to: BlockNode, refresh = true): Promise<NodeChild[]> {
+export async function replaceNode(tran: GraphTransaction, from: BlockNode, to: BlockNode, opts: ReplaceOptions = {}): Promise<NodeChild[]> {
   const moved: NodeChild[] = [];
   for (const c of [...from.parents]) {
-    if (!shouldUpdate(c, to)) continue;
+    if (!shouldUpdate(c, to)) {
+      if (opts.autoSkip ?? true) continue;
+      throw new BlockError('INVALID_ARGUMENT', `Should not change '${c.name}' link to '${from.nodeName}'`, { errno: 'EINVAL' });
+    }
+    if (c.frozen) throw new BlockError('PERMISSION', `Cannot change '${c.name}' link to '${from.nodeName}'`, { errno: 'EPERM' });
     await replaceChildNode(tran, c, to);
     moved.push(c);
   }
-  if (refresh) await refreshPerms([to, from], tran);
+  if (opts.refresh ?? true) await refreshPerms([to, from], tran);
   return moved;
+}
+
+/**
+ * bdrv_drop_filter: the filter's parents use the node below it instead,
+ * and the filter lets go of that node (detach_subchain), so nothing of
+ * it stays in the chain.
+ */
+export async function dropFilter(tran: GraphTransaction, filter: BlockNode): Promise<NodeChild[]> {
+  const below = filterOrCowLink(filter);
+  if (!below) return [];
+  const to = below.node;
+  const moved = await replaceNode(tran, filter, to, { refresh: false });
+  removeLink(tran, below);
+  await refreshPerms([to, filter], tran);
+  return moved;
+}
+
+/** Takes a link out as a step of `tran` (bdrv_remove_child), permissions left to the caller. */
+function removeLink(tran: GraphTransaction, c: NodeChild): void {
+  const node = c.node;
+  const owner = c.owner;
+  const i = node.parents.indexOf(c);
+  if (i >= 0) node.parents.splice(i, 1);
+  unblock(c);
+  if (owner instanceof BlockNode) owner.dropChild(c);
+  tran.addUndo(() => {
+    node.parents.unshift(c);
+    block(c);
+    if (owner instanceof BlockNode) owner.adoptChild(c);
+  });
+}
+
+/** The role a node's `backing` child has (bdrv_backing_role): a filter's is the one it filters. */
+function backingRole(n: BlockNode): number {
+  return n.isFilter ? CHILD_FILTERED_PRIMARY : CHILD_COW;
 }
 
 /**
@@ -140,11 +193,12 @@ export async function replaceNode(tran: GraphTransaction, from: BlockNode, to: B
  */
 export async function appendOverlay(tran: GraphTransaction, overlay: BlockNode, top: BlockNode): Promise<NodeChild[]> {
   const cum = overlay.cumulativePerm();
-  const probe = new NodeChild(overlay, 'backing', CHILD_COW, top);
-  linkChild(tran, overlay, 'backing', CHILD_COW, top, overlay.childPerm(probe, cum.perm, cum.shared));
+  const role = backingRole(overlay);
+  const probe = new NodeChild(overlay, 'backing', role, top);
+  linkChild(tran, overlay, 'backing', role, top, overlay.childPerm(probe, cum.perm, cum.shared));
   await overlay.backingChanged(top);
   tran.addUndo(() => overlay.backingChanged(undefined));
-  const moved = await replaceNode(tran, top, overlay, false);
+  const moved = await replaceNode(tran, top, overlay, { refresh: false });
   await refreshPerms([overlay], tran);
   return moved;
 }
@@ -156,24 +210,19 @@ export async function appendOverlay(tran: GraphTransaction, overlay: BlockNode, 
  */
 export async function setBacking(tran: GraphTransaction, overlay: BlockNode, node: BlockNode | undefined): Promise<void> {
   const old = overlay.childEdge('backing');
-  if (old) {
-    const oldNode = old.node;
-    const i = oldNode.parents.indexOf(old);
-    if (i >= 0) oldNode.parents.splice(i, 1);
-    unblock(old);
-    overlay.dropChild(old);
-    tran.addUndo(async () => {
-      oldNode.parents.unshift(old);
-      block(old);
-      overlay.adoptChild(old);
-      await overlay.backingChanged(oldNode);
-    });
+  if (old?.frozen) {
+    throw new BlockError('PERMISSION', `Cannot change frozen 'backing' link from '${overlay.nodeName}' to '${old.node.nodeName}'`, { errno: 'EPERM' });
   }
+  if (!overlay.isFilter && !overlay.supportsBacking) {
+    throw new BlockError('INVALID_ARGUMENT', `Driver '${overlay.driver}' of node '${overlay.nodeName}' does not support backing files`, { errno: 'EINVAL' });
+  }
+  if (old) removeLink(tran, old);
   if (node) {
     const cum = overlay.cumulativePerm();
-    const c = new NodeChild(overlay, 'backing', CHILD_COW, node);
+    const role = backingRole(overlay);
+    const c = new NodeChild(overlay, 'backing', role, node);
     const want = overlay.childPerm(c, cum.perm, cum.shared);
-    await attachChild(tran, overlay, 'backing', CHILD_COW, node, want);
+    await attachChild(tran, overlay, 'backing', role, node, want);
   }
   await overlay.backingChanged(node);
   tran.addUndo(() => overlay.backingChanged(old?.node));

@@ -1,6 +1,6 @@
 import { BlockError } from '../image/errors.js';
 import type { NodeChild } from './child.js';
-import { replaceChildNode, replaceNode } from './graph-edit.js';
+import { dropFilter, replaceChildNode, replaceNode } from './graph-edit.js';
 import { GraphTransaction, withGraphLock } from './graph-transaction.js';
 import type { BlockNode } from './node.js';
 import { refreshPerms } from './permissions.js';
@@ -63,6 +63,13 @@ export class BlockGraph {
   find(name: string): BlockNode {
     const n = this.nodes.get(name);
     if (!n) throw new BlockError('NOT_FOUND', `Cannot find device='${name}' nor node-name='${name}'`);
+    return n;
+  }
+
+  /** Looks a node up by node name only (bdrv_lookup_bs(NULL, name)), as arguments naming a node do. */
+  findNode(name: string): BlockNode {
+    const n = this.nodes.get(name);
+    if (!n) throw new BlockError('NOT_FOUND', `Cannot find device='' nor node-name='${name}'`);
     return n;
   }
 
@@ -132,6 +139,26 @@ export class BlockGraph {
     const below = node.child('file');
     if (below) await this.moveParents(node, below).catch(() => undefined);
     await this.closeTree(node, false);
+  }
+
+  /**
+   * bdrv_drop_filter, then the filter goes: its parents use the node below
+   * it, which it lets go of; refused (and nothing changed) where a frozen
+   * link would have to move.
+   */
+  async dropFilter(filter: BlockNode): Promise<void> {
+    await GraphTransaction.run((tran) => dropFilter(tran, filter));
+    await this.closeTree(filter, false);
+  }
+
+  /**
+   * The last reference to a node went (bdrv_unref): a node nobody uses
+   * any more and the monitor did not add closes, with the children only
+   * it held.
+   */
+  async release(node: BlockNode): Promise<void> {
+    if (node.isClosed || node.inUse || this.monitorOwned.has(node.nodeName) || this.nodes.get(node.nodeName) !== node) return;
+    await this.closeTree(node);
   }
 
   /**

@@ -100,6 +100,10 @@ export abstract class BlockNode implements ChildOwner {
   inheritsFrom: BlockNode | undefined;
   /** Whether its options set read-only themselves (then a reopen of the parent leaves it). */
   readOnlyExplicit = false;
+  /** A filter a job put in without a name asked for (bs->implicit): it is named after its one child. */
+  implicit = false;
+  /** No frozen chain may pass through it (bs->never_freeze: commit_top, which must always be droppable). */
+  neverFreeze = false;
   /** References that are not links (the monitor's, a transaction's): bdrv_ref. */
   private extraRefs = 0;
   private closed: Promise<void> | undefined;
@@ -395,8 +399,8 @@ export abstract class BlockNode implements ChildOwner {
   get supportsBacking(): boolean {
     return false;
   }
-  /** Writes another backing file name into the image (drv->bdrv_change_backing_file); ENOTSUP where the format has none. */
-  changeBackingFile(_name: string, _format: string): Promise<void> {
+  /** Writes another backing file name (or none) into the image (drv->bdrv_change_backing_file); ENOTSUP where the format has none. */
+  changeBackingFile(_name: string | undefined, _format: string | undefined): Promise<void> {
     return Promise.reject(new BlockError('UNSUPPORTED', 'Operation not supported', { errno: 'ENOTSUP' }));
   }
 

@@ -248,9 +248,9 @@ export class Qcow2Node extends BlockNode {
   }
 
   /** The header names another backing file; the backing child stays as it is (bdrv_change_backing_file). */
-  override async changeBackingFile(name: string, format: string): Promise<void> {
+  override async changeBackingFile(name: string | undefined, format: string | undefined): Promise<void> {
     await this.image.changeBackingFile(name, format);
-    this.autoBackingFile = name;
+    this.autoBackingFile = name ?? '';
   }
 
   /** Writes one whole cluster compressed (qemu-io's write -c, backup's compress). */

@@ -25,8 +25,7 @@ export function rootNode(ctx: QmpContext, name: string): BlockNode {
  */
 async function changeBackingFile(ctx: QmpContext, device: string, imageNodeName: string, backingFile: string): Promise<void> {
   const bs = rootNode(ctx, device);
-  const image = ctx.graph.get(imageNodeName);
-  if (!image) throw fail(`Cannot find device='' nor node-name='${imageNodeName}'`);
+  const image = ctx.graph.findNode(imageNodeName);
   if (!cowChild(skipFilters(image))) throw fail('not allowing backing file change on an image without a backing file');
   bs.blockers.check(bs.nodeName, 'change');
   if (!chainContains(bs, image)) throw fail(`'${device}' and image file are not in the same chain`);
