@@ -4,6 +4,7 @@ import { PERM_ALL } from '../image/perm.js';
 import { probeFormat } from '../image/probe.js';
 import { CHILD_COW, CHILD_DATA, CHILD_FILTERED_PRIMARY, CHILD_IMAGE, CHILD_PRIMARY, type ChildOwner, defaultChildPerms, type NodeChild, type PermPair } from './child.js';
 import { blkdebugChildPerm, BlkdebugNode, DEFAULT_IOTYPES, type InjectErrorRule, type SetStateRule } from './drivers/blkdebug.js';
+import { corChildPerm, CopyOnReadNode } from './drivers/copy-on-read.js';
 import { FileNode } from './drivers/file.js';
 import { NullNode } from './drivers/null.js';
 import { Qcow2Node } from './drivers/qcow2.js';
@@ -36,6 +37,8 @@ interface OpenContext {
   readOnly: boolean;
   /** Opens (or finds) a child and links it with its role, its permissions checked before the driver uses it. */
   child(name: string, ref: unknown, role: number): Promise<NodeChild>;
+  /** A node of the graph by name (a copy-on-read filter's bottom). */
+  find(name: string): BlockNode | undefined;
   /** A qcow2's backing child once its header is known: `spec.backing`, or the image's own backing file. */
   backing(header: { backingFile?: string; backingFormat?: string; filename: string }): Promise<NodeChild | undefined>;
 }
@@ -61,6 +64,10 @@ const OPENERS: Record<string, Opener> = {
   qcow2: async ({ name, spec, readOnly, child, backing }) => {
     const file = await child('file', spec['file'], CHILD_IMAGE);
     return Qcow2Node.open(name, file, readOnly, backing);
+  },
+  'copy-on-read': async ({ name, spec, readOnly, child, find }) => {
+    const file = await child('file', spec['file'], CHILD_FILTERED_PRIMARY);
+    return CopyOnReadNode.open(name, file, readOnly, spec['bottom'] as string | undefined, find);
   },
   blkdebug: async ({ name, spec, readOnly, child }) => {
     const image = await child('image', spec['image'], CHILD_FILTERED_PRIMARY);
@@ -89,6 +96,7 @@ function permBits(names: unknown): number {
 }
 
 const CHILD_PERMS: Record<string, ChildPermFn> = {
+  'copy-on-read': (_spec, _role, _writable, perm, shared) => corChildPerm(perm, shared),
   raw: (_spec, role, writable, perm, shared) => rawChildPerm(role, writable, perm, shared),
   blkdebug: (spec, role, writable, perm, shared) =>
     blkdebugChildPerm(role, writable, perm, shared, permBits(spec['take-child-perms']), permBits(spec['unshare-child-perms'])),
@@ -205,7 +213,7 @@ async function openNode(graph: BlockGraph, tran: GraphTransaction, spec: Blockde
       throw new BlockError(err instanceof BlockError ? err.code : 'IO', `Could not open backing file: ${msg}`, { cause: err });
     }
   };
-  const node = await opener({ name, spec, readOnly, child, backing });
+  const node = await opener({ name, spec, readOnly, child, backing, find: (n) => graph.get(n) });
   node.settings = settings;
   node.forceShare = forceShare;
   node.readOnlyExplicit = spec['read-only'] !== undefined;

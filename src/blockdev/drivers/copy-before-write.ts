@@ -3,6 +3,7 @@ import type { Extent } from '../../image/types.js';
 import { PERM_ALL, PERM_CONSISTENT_READ, PERM_RESIZE, PERM_WRITE } from '../../image/perm.js';
 import { CHILD_FILTERED, defaultChildPerms, type NodeChild, type PermPair } from '../child.js';
 import type { NamePolicy } from '../filename.js';
+import { filterImageInfo } from './filter-info.js';
 import { BlockNode, type NodeImageInfo, type StatusOptions, type WriteFlags, type ZeroFlags } from '../node.js';
 import { type ReopenPlan, writableAfter } from '../permissions.js';
 
@@ -102,17 +103,8 @@ export class CopyBeforeWriteNode extends BlockNode {
   protected override debugPrimary(): BlockNode | undefined {
     return undefined;
   }
-  async imageInfo(): Promise<NodeImageInfo> {
-    const s = await this.source.imageInfo();
-    // A filter's cluster size is its source's (bdrv_co_get_info passes to the filtered child).
-    return {
-      filename: s.filename,
-      format: 'copy-before-write',
-      virtualSize: this.size(),
-      ...(s.actualSize !== undefined ? { actualSize: s.actualSize } : {}),
-      ...(s.clusterSize !== undefined ? { clusterSize: s.clusterSize } : {}),
-      dirtyFlag: false,
-    };
+  imageInfo(): Promise<NodeImageInfo> {
+    return filterImageInfo('copy-before-write', this.size(), this.source);
   }
   protected async doClose(): Promise<void> {}
 }
