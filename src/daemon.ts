@@ -16,6 +16,8 @@ import { addJobCommands, jobEventListener } from './qmp/commands/jobs.js';
 import { addTransactionCommands } from './qmp/commands/transaction.js';
 import { addClockCommands } from './qmp/commands/clock.js';
 import { addCreateCommands } from './qmp/commands/create.js';
+import { addCommitCommands } from './qmp/commands/commit.js';
+import { addStreamCommands } from './qmp/commands/stream.js';
 import { BLOCK_CORE_EVENTS } from './qmp/schema/block-core.js';
 import { JOB_EVENTS } from './qmp/schema/job.js';
 import { JobManager } from './jobs/manager.js';
@@ -94,6 +96,8 @@ export class Daemon {
     addTransactionCommands(commands);
     addClockCommands(commands);
     addCreateCommands(commands);
+    addStreamCommands(commands);
+    addCommitCommands(commands);
     addExportCommands(commands);
     const graph = new BlockGraph();
     const jobs = new JobManager(config.clock);

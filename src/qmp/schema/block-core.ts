@@ -13,6 +13,7 @@ import { BlockdevOptions } from './block-core/blockdev-options.js';
 import * as E from './block-core/events.js';
 import { BlockDeviceInfo, BlockInfo } from './block-core/node-info.js';
 import { BITMAP_COMMANDS } from './block-core/bitmaps.js';
+import { blockCommit, blockStream } from './block-core/stream-commit.js';
 import { array, bool, int, str } from './types.js';
 
 export * from './block-core/common.js';
@@ -26,6 +27,7 @@ export * from './block-core/node-info.js';
 export * from './block-core/events.js';
 export * from './block-core/bitmaps.js';
 export * from './block-core/create-options.js';
+export * from './block-core/stream-commit.js';
 
 export const blockdevAdd = command('blockdev-add', { args: BlockdevOptions });
 export const blockdevDel = command('blockdev-del', { args: { 'node-name': str } });
@@ -36,7 +38,7 @@ export const changeBackingFileCmd = command('change-backing-file', { args: { dev
 
 export const blockResize = command('block_resize', { args: { '*device': str, '*node-name': str, size: int } });
 
-export const BLOCK_CORE_COMMANDS = [blockdevAdd, blockdevDel, queryNamedBlockNodes, queryBlock, changeBackingFileCmd, blockResize, ...BITMAP_COMMANDS] as const;
+export const BLOCK_CORE_COMMANDS = [blockdevAdd, blockdevDel, queryNamedBlockNodes, queryBlock, changeBackingFileCmd, blockResize, blockStream, blockCommit, ...BITMAP_COMMANDS] as const;
 export const BLOCK_CORE_EVENTS = [
   E.blockImageCorrupted,
   E.blockIoError,
