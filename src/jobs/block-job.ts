@@ -61,7 +61,8 @@ export abstract class BlockJob extends Job {
   /**
    * block-job-set-speed (block_job_set_speed_locked): the limit applies
    * from the next request; a sleeping job is woken unless the new speed
-   * is a limit no higher than the old one (it would only sleep again).
+   * is a limit no higher than the old one (it would only sleep again). A
+   * paused job sleeps on no timer and is left alone.
    */
   setSpeed(speed: number): void {
     this.checkVerb('set-speed');
@@ -69,7 +70,7 @@ export abstract class BlockJob extends Job {
     this.speed = speed;
     this.limiter.setSpeed(speed);
     if (speed !== 0 && speed <= old) return;
-    this.kick();
+    if (this.sleeping) this.kick();
   }
 
   /** Sleeps as long as the rate limit asks after `bytes` more were copied (block_job_ratelimit_get_delay). */

@@ -60,6 +60,8 @@ export abstract class Job {
   private pauseCount = 0;
   private started = false;
   private wake: (() => void) | undefined;
+  /** A drain came while the job was busy: QEMU holds it at its next pause point, so that sleep does not happen. */
+  private drainedSleep = false;
   private concludedResolve!: () => void;
   /** Resolves when the job reaches `concluded` (its events are out by then). */
   readonly concludedPromise = new Promise<void>((r) => (this.concludedResolve = r));
@@ -142,13 +144,16 @@ export abstract class Job {
   /**
    * A drain of the graph (another job being set up): a running job reports
    * paused, then running. Like QEMU's, the pause enters a sleeping job, so
-   * its sleep ends there (child_job_drained_begin's job_pause).
+   * its sleep ends there (child_job_drained_begin's job_pause); a busy one
+   * skips its next sleep.
    */
   internalPause(): void {
     if (this.status !== 'running' || this.paused) return;
     this.transition('paused');
     this.transition('running');
-    this.kick();
+    // A busy job is held at its next pause point instead: its next sleep is spent there (job_sleep_ns skips the timer).
+    if (this.wake) this.kick();
+    else this.drainedSleep = true;
   }
 
   private async execute(): Promise<void> {
@@ -166,13 +171,19 @@ export abstract class Job {
   /** Where the job may pause or stop: waits while paused, throws JobCancelled once cancelled. */
   protected async pausePoint(): Promise<void> {
     if (this.cancelled) throw new JobCancelled();
-    while (this.paused && !this.cancelled) {
+    if (this.paused && !this.cancelled) {
       const from = this.status;
       this.transition(from === 'ready' ? 'standby' : 'paused');
-      await new Promise<void>((r) => (this.wake = r));
+      // Woken while still paused (a speed change), it stays paused, and says nothing.
+      while (this.paused && !this.cancelled) await new Promise<void>((r) => (this.wake = r));
       this.transition(from);
     }
     if (this.cancelled) throw new JobCancelled();
+  }
+
+  /** Whether the job sleeps on its clock or waits for a kick (job_timer_pending, roughly): a speed change wakes only such a job. */
+  protected get sleeping(): boolean {
+    return this.idleWait;
   }
 
   /** Whether the job can only move on when time passes or a verb reaches it (a virtual clock's auto-advance asks). */
@@ -187,6 +198,10 @@ export abstract class Job {
    * job whose steps need no I/O cannot starve the monitor.
    */
   protected async sleep(ns: number): Promise<void> {
+    if (this.drainedSleep) {
+      this.drainedSleep = false;
+      ns = 0;
+    }
     if (ns > 0) {
       const s = this.clock.sleep(ns);
       this.wake = s.wake;
@@ -293,10 +308,15 @@ export abstract class Job {
     return this.toNull();
   }
 
-  /** job_do_dismiss: `null` (announced first), then the job is freed. */
+  /**
+   * job_do_dismiss: the job goes to `null` and is freed. QEMU announces
+   * `null` first but frees in the same main-loop turn, so no command sees
+   * the job half gone; here freeing waits (its links' permissions), so it
+   * comes first and `null` says it is over.
+   */
   private async toNull(): Promise<void> {
-    this.transition('null');
     await this.free();
+    this.transition('null');
   }
 
   /** Called by the transaction: the finalize steps for this job, events, conclusion. */
