@@ -176,8 +176,9 @@ export class BlkdebugNode extends BlockNode {
     await this.check('block-status', offset, length);
     return this.image.blockStatus(offset, length, opts);
   }
+  /** A protocol driver without bdrv_get_allocated_file_size: QEMU shows no actual size for it (nor for a format over it). */
   async imageInfo(): Promise<NodeImageInfo> {
-    const inner = await this.image.imageInfo();
+    const { actualSize: _none, ...inner } = await this.image.imageInfo();
     return { ...inner, format: 'blkdebug' };
   }
   protected async doClose(): Promise<void> {}
