@@ -1,5 +1,5 @@
 import { BlockError } from '../../image/errors.js';
-import type { BlockJobListener } from '../../jobs/block-job.js';
+import { BlockJob, type BlockJobListener } from '../../jobs/block-job.js';
 import type { Job } from '../../jobs/job.js';
 import type { JobManager } from '../../jobs/manager.js';
 import type { QmpContext } from '../context.js';
@@ -8,17 +8,12 @@ import { QmpError } from '../error.js';
 import * as B from '../schema/block-jobs.js';
 import * as J from '../schema/job.js';
 
-/** What block jobs add to a job (backup has them; other jobs default). */
-interface BlockJobFields {
-  speed?: number;
-  ioStatus?: 'ok' | 'failed' | 'nospace';
-  setSpeed?(speed: number): void;
-}
-const blockJob = (j: Job) => j as Job & BlockJobFields;
+/** A block job's speed and io-status; other jobs (blockdev-create) have neither. */
+const blockJob = (j: Job): BlockJob | undefined => (j instanceof BlockJob ? j : undefined);
 
 /** Job events as QEMU sends them (members in schema order, see json-out.ts). */
 export function jobEventListener(emit: (name: string, data: Record<string, unknown>) => void, jobs: () => JobManager): BlockJobListener {
-  const common = (j: Job) => ({ type: j.type, device: j.id, len: j.progressTotal, offset: j.progressCurrent, speed: blockJob(j).speed ?? 0 });
+  const common = (j: Job) => ({ type: j.type, device: j.id, len: j.progressTotal, offset: j.progressCurrent, speed: blockJob(j)?.speed ?? 0 });
   return {
     statusChanged: (j) => emit('JOB_STATUS_CHANGE', { id: j.id, status: j.status }),
     // BLOCK_JOB_* are for block jobs only (a create job sends JOB_STATUS_CHANGE alone).
@@ -50,8 +45,8 @@ function blockJobInfo(j: Job): Record<string, unknown> {
     offset: j.progressCurrent,
     busy: false,
     paused: j.paused,
-    speed: b.speed ?? 0,
-    'io-status': b.ioStatus ?? 'ok',
+    speed: b?.speed ?? 0,
+    'io-status': b?.ioStatus ?? 'ok',
     ready: j.status === 'ready' || j.status === 'standby',
     status: j.status,
     'auto-finalize': j.autoFinalize,
@@ -91,10 +86,10 @@ export function addJobCommands(table: CommandTable<QmpContext>): void {
     .add(J.jobFinalize, (a, ctx) => byId(ctx, a.id).finalize())
     .add(B.queryBlockJobs, (_a, ctx) => ctx.jobs.list().filter((j) => j.isBlockJob).map(blockJobInfo) as never)
     .add(B.blockJobSetSpeed, (a, ctx) => {
-      const j = blockJob(byDevice(ctx, a.device));
+      const j = byDevice(ctx, a.device);
       j.checkVerb('set-speed');
       if (a.speed < 0) throw new QmpError('GenericError', "Parameter 'speed' expects a non-negative value");
-      j.setSpeed?.(a.speed);
+      blockJob(j)?.setSpeed(a.speed);
     })
     .add(B.blockJobCancel, (a, ctx) => {
       const j = byDevice(ctx, a.device);
