@@ -1,6 +1,8 @@
+import type { BlockGraph } from '../blockdev/graph.js';
 import type { BlockNode } from '../blockdev/node.js';
 import { JobNodes } from './job-nodes.js';
 import { Job, type JobListener, type JobOptions } from './job.js';
+import type { JobManager } from './manager.js';
 import { RateLimiter } from './rate-limit.js';
 
 /** What a job does on an I/O error (BlockdevOnError). */
@@ -18,6 +20,33 @@ export interface BlockJobOptions extends JobOptions {
   speed?: number;
   /** A node the job let go of when it went away (bdrv_unref): the graph closes it if nobody else holds it. */
   release?: (node: BlockNode) => Promise<void>;
+}
+
+/** What a command starting a block job on a chain (stream, commit) hands over besides the nodes. */
+export interface BlockJobStart {
+  graph: BlockGraph;
+  jobs: JobManager;
+  events: BlockJobListener;
+  /** The job's id; QEMU's default is the device's BlockBackend name, which the storage daemon never has (''). */
+  id: string;
+  speed: number;
+  onError: OnError;
+  filterNodeName?: string;
+  autoFinalize?: boolean;
+  autoDismiss?: boolean;
+  /** The name QEMU gives a node (bdrv_refresh_filename), written as a new backing file name. */
+  nameOf: (n: BlockNode) => string;
+}
+
+/** The job options of a start: a negative speed is refused once the job exists (block_job_set_speed), so the job takes none. */
+export function startOptions(s: BlockJobStart): BlockJobOptions {
+  return {
+    speed: Math.max(0, s.speed),
+    autoFinalize: s.autoFinalize,
+    autoDismiss: s.autoDismiss,
+    clock: s.jobs.clock,
+    release: (n) => s.graph.release(n),
+  };
 }
 
 /** blockjob.c block_job_error_action: the policy and the errno decide. */

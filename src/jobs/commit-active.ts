@@ -1,19 +1,12 @@
 import type { BlockNode } from '../blockdev/node.js';
 import { BlockError } from '../image/errors.js';
-import type { OnError } from './block-job.js';
+import type { BlockJobStart } from './block-job.js';
 
-/** What qmp_block_commit hands to commit_active_start. */
-export interface ActiveCommitStart {
-  /** The job's id: the command's job-id, or the device's name (bdrv_get_device_name: '' in the storage daemon). */
-  id: string;
-  /** The active layer (or a node with a writer on it) whose data goes down into `base`. */
+/** What qmp_block_commit hands to commit_active_start (the job's id defaults to the device's name, '' in the storage daemon). */
+export interface ActiveCommitStart extends BlockJobStart {
+  /** The active layer (or a node something writes to) whose data goes down into `base`. */
   top: BlockNode;
   base: BlockNode;
-  speed: number;
-  onError: OnError;
-  filterNodeName?: string;
-  autoFinalize?: boolean;
-  autoDismiss?: boolean;
 }
 
 /**

@@ -1,28 +1,16 @@
 import { skipFilters } from '../blockdev/chain.js';
-import type { BlockGraph } from '../blockdev/graph.js';
 import type { BlockNode } from '../blockdev/node.js';
 import { BlockError } from '../image/errors.js';
 import { PERM_ALL } from '../image/perm.js';
-import type { BlockJobListener, OnError } from './block-job.js';
+import { type BlockJobStart, startOptions } from './block-job.js';
 import { CommitJob } from './commit.js';
-import type { JobManager } from './manager.js';
 
-export interface CommitStart {
-  graph: BlockGraph;
-  jobs: JobManager;
-  events: BlockJobListener;
-  id: string;
+export interface CommitStart extends BlockJobStart {
   /** The command's device: the job's main node. */
   bs: BlockNode;
   top: BlockNode;
   base: BlockNode;
   backingFile?: string;
-  speed: number;
-  onError: OnError;
-  filterNodeName?: string;
-  autoFinalize?: boolean;
-  autoDismiss?: boolean;
-  nameOf: (n: BlockNode) => string;
 }
 
 /**
@@ -41,11 +29,7 @@ export async function startCommit(s: CommitStart): Promise<CommitJob> {
     backingFile: s.backingFile,
     onError: s.onError,
     nameOf: s.nameOf,
-    speed: Math.max(0, s.speed),
-    autoFinalize: s.autoFinalize,
-    autoDismiss: s.autoDismiss,
-    clock: s.jobs.clock,
-    release: (n) => s.graph.release(n),
+    ...startOptions(s),
   });
   try {
     await job.nodes.add('main node', s.bs, 0, PERM_ALL);

@@ -2,22 +2,15 @@ import { BlockBackend } from '../blockdev/block-backend.js';
 import { cowChild, filteredChild, filterOrCowChild, findOverlay } from '../blockdev/chain.js';
 import type { CopyOnReadNode } from '../blockdev/drivers/copy-on-read.js';
 import { freezeChain, unfreezeChain } from '../blockdev/freeze.js';
-import type { BlockGraph } from '../blockdev/graph.js';
 import { insertNode } from '../blockdev/insert-node.js';
 import type { BlockNode } from '../blockdev/node.js';
 import { reopenReadOnly, reopenReadWrite } from '../blockdev/reopen.js';
 import { BlockError } from '../image/errors.js';
 import { PERM_ALL, PERM_CONSISTENT_READ, PERM_WRITE, PERM_WRITE_UNCHANGED } from '../image/perm.js';
-import type { BlockJobListener, OnError } from './block-job.js';
-import type { JobManager } from './manager.js';
+import { type BlockJobStart, startOptions } from './block-job.js';
 import { dropCorFilter, StreamJob } from './stream.js';
 
-export interface StreamStart {
-  graph: BlockGraph;
-  jobs: JobManager;
-  events: BlockJobListener;
-  /** The job's id; QEMU's default is the device's BlockBackend name, which the storage daemon never has (''). */
-  id: string;
+export interface StreamStart extends BlockJobStart {
   /** The node that receives the data. */
   bs: BlockNode;
   /** The node below the range (its data stays there); none: the whole chain. Exclusive with `bottom`. */
@@ -25,12 +18,6 @@ export interface StreamStart {
   /** The lowest node whose data is copied. */
   bottom?: BlockNode;
   backingFile?: string;
-  speed: number;
-  onError: OnError;
-  filterNodeName?: string;
-  autoFinalize?: boolean;
-  autoDismiss?: boolean;
-  nameOf: (n: BlockNode) => string;
 }
 
 /** What the job's users of the top may do (basic_flags): read it consistently, and write what does not change what it reads. */
@@ -88,11 +75,7 @@ export async function startStream(s: StreamStart): Promise<StreamJob> {
       onError: s.onError,
       wasReadOnly,
       nameOf: s.nameOf,
-      speed: Math.max(0, s.speed),
-      autoFinalize: s.autoFinalize,
-      autoDismiss: s.autoDismiss,
-      clock: s.jobs.clock,
-      release: (n) => graph.release(n),
+      ...startOptions(s),
     });
     await job.nodes.add('main node', filter, 0, PERM_ALL);
     if (s.speed < 0) throw new BlockError('INVALID_ARGUMENT', "Parameter 'speed' expects a non-negative value");

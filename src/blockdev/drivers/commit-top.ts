@@ -1,10 +1,8 @@
 import { BlockError } from '../../image/errors.js';
-import type { Extent } from '../../image/types.js';
 import { PERM_ALL } from '../../image/perm.js';
 import type { NodeChild, PermPair } from '../child.js';
 import type { NamePolicy } from '../filename.js';
-import { BlockNode, type NodeImageInfo, type StatusOptions } from '../node.js';
-import { filterImageInfo } from './filter-info.js';
+import { FilterNode } from './filter-node.js';
 
 /** Named by the node it sits on (bdrv_commit_top_refresh_filename). */
 const COMMIT_TOP_NAMING: NamePolicy = {
@@ -26,7 +24,7 @@ const notSupported = () => new BlockError('UNSUPPORTED', 'Operation not supporte
  * chain: it takes nothing and shares everything. It never joins a frozen
  * chain, so the job can always take it out again. Read-only, reads only.
  */
-export class CommitTopNode extends BlockNode {
+export class CommitTopNode extends FilterNode {
   readonly driver = 'commit_top';
 
   /** Not linked yet: bdrv_append gives it its backing child. */
@@ -35,15 +33,6 @@ export class CommitTopNode extends BlockNode {
     this.neverFreeze = true;
   }
 
-  private get below(): BlockNode {
-    const b = this.child('backing');
-    if (!b) throw new BlockError('IO', 'commit_top has no backing node', { errno: 'ENOMEDIUM' });
-    return b;
-  }
-
-  override get isFilter(): boolean {
-    return true;
-  }
   override get namePolicy(): NamePolicy {
     return COMMIT_TOP_NAMING;
   }
@@ -51,31 +40,15 @@ export class CommitTopNode extends BlockNode {
     return { perm: 0, shared: PERM_ALL };
   }
 
-  size(): number {
-    return this.child('backing')?.size() ?? 0;
-  }
-  protected doRead(offset: number, length: number): Promise<Uint8Array> {
-    return this.below.read(offset, length);
-  }
-  protected override doReadInto(buf: Uint8Array, offset: number): Promise<void> {
-    return this.below.readInto(buf, offset);
-  }
-  protected doWrite(): Promise<void> {
+  protected override doWrite(): Promise<void> {
     return Promise.reject(notSupported());
   }
-  protected doWriteZeroes(): Promise<void> {
+  protected override doWriteZeroes(): Promise<void> {
     return Promise.reject(notSupported());
   }
-  protected doDiscard(): Promise<void> {
+  protected override doDiscard(): Promise<void> {
     return Promise.reject(notSupported());
   }
   /** Its link takes no write permission, so QEMU's flush does not reach the node below. */
-  protected async doFlush(): Promise<void> {}
-  blockStatus(offset: number, length: number, opts?: StatusOptions): Promise<Extent> {
-    return this.below.blockStatus(offset, length, opts);
-  }
-  imageInfo(): Promise<NodeImageInfo> {
-    return filterImageInfo('commit_top', this.size(), this.below);
-  }
-  protected async doClose(): Promise<void> {}
+  protected override async doFlush(): Promise<void> {}
 }

@@ -1,12 +1,11 @@
 import { BlockError } from '../../image/errors.js';
-import type { Extent } from '../../image/types.js';
 import { PERM_ALL, PERM_CONSISTENT_READ, PERM_RESIZE, PERM_WRITE, PERM_WRITE_UNCHANGED } from '../../image/perm.js';
 import { isAllocated, isAllocatedAbove } from '../allocation.js';
 import { backingChainNext } from '../chain.js';
 import type { NodeChild, PermPair } from '../child.js';
 import { freezeChain, unfreezeChain } from '../freeze.js';
-import { BlockNode, type NodeImageInfo, type StatusOptions, type WriteFlags, type ZeroFlags } from '../node.js';
-import { filterImageInfo } from './filter-info.js';
+import type { BlockNode } from '../node.js';
+import { FilterNode } from './filter-node.js';
 
 /** What passes through to the child as the parents ask it; the rest the filter shares whatever they say. */
 const PASSTHROUGH = PERM_CONSISTENT_READ | PERM_WRITE | PERM_RESIZE;
@@ -28,9 +27,8 @@ export function corChildPerm(perm: number, shared: number): PermPair {
  * filter down to it is frozen while the filter exists. A stream job puts
  * one above the node it fills and reads everything through it.
  */
-export class CopyOnReadNode extends BlockNode {
+export class CopyOnReadNode extends FilterNode {
   readonly driver = 'copy-on-read';
-  private file: BlockNode;
   private chainFrozen = false;
 
   private constructor(
@@ -40,7 +38,6 @@ export class CopyOnReadNode extends BlockNode {
     private readonly bottom: BlockNode | undefined,
   ) {
     super(name, readOnly, [fileLink]);
-    this.file = fileLink.node;
   }
 
   /**
@@ -69,18 +66,8 @@ export class CopyOnReadNode extends BlockNode {
     unfreezeChain(this, this.bottom);
   }
 
-  override get isFilter(): boolean {
-    return true;
-  }
   override childPerm(_c: NodeChild, perm: number, shared: number): PermPair {
     return corChildPerm(perm, shared);
-  }
-  override async childReplaced(c: NodeChild, node: BlockNode): Promise<void> {
-    if (c.name === 'file') this.file = node;
-  }
-
-  size(): number {
-    return this.file.size();
   }
 
   /**
@@ -93,10 +80,10 @@ export class CopyOnReadNode extends BlockNode {
     if (!this.bottom) return [[offset, length]];
     const runs: Array<[number, number]> = [];
     for (let at = offset, end = offset + length; at < end; ) {
-      const own = await isAllocated(this.file, at, end - at);
+      const own = await isAllocated(this.below, at, end - at);
       let n = own.length;
       if (!own.allocated) {
-        const below = backingChainNext(this.file);
+        const below = backingChainNext(this.below);
         const above = below ? await isAllocatedAbove(below, this.bottom, true, at, n) : { allocated: false, length: n };
         if (above.allocated) runs.push([at, above.length]);
         n = above.length;
@@ -109,36 +96,18 @@ export class CopyOnReadNode extends BlockNode {
 
   /** A prefetch (a stream job's read): the runs to copy are copied up, nothing is returned. */
   override async prefetch(offset: number, length: number): Promise<void> {
-    for (const [at, n] of await this.copyRuns(offset, length)) await this.file.prefetch(at, n);
+    for (const [at, n] of await this.copyRuns(offset, length)) await this.below.prefetch(at, n);
   }
 
-  protected async doRead(offset: number, length: number): Promise<Uint8Array> {
+  protected override async doRead(offset: number, length: number): Promise<Uint8Array> {
     await this.prefetch(offset, length);
-    return this.file.read(offset, length);
+    return this.below.read(offset, length);
   }
   protected override async doReadInto(buf: Uint8Array, offset: number): Promise<void> {
     await this.prefetch(offset, buf.length);
-    await this.file.readInto(buf, offset);
+    await this.below.readInto(buf, offset);
   }
-  protected doWrite(offset: number, data: Uint8Array, flags: WriteFlags): Promise<void> {
-    return this.file.write(offset, data, flags);
-  }
-  protected doWriteZeroes(offset: number, length: number, flags: ZeroFlags): Promise<void> {
-    return this.file.writeZeroes(offset, length, flags);
-  }
-  protected doDiscard(offset: number, length: number): Promise<void> {
-    return this.file.discard(offset, length);
-  }
-  protected doFlush(): Promise<void> {
-    return this.file.flush();
-  }
-  blockStatus(offset: number, length: number, opts?: StatusOptions): Promise<Extent> {
-    return this.file.blockStatus(offset, length, opts);
-  }
-  imageInfo(): Promise<NodeImageInfo> {
-    return filterImageInfo('copy-on-read', this.size(), this.file);
-  }
-  protected async doClose(): Promise<void> {
+  protected override async doClose(): Promise<void> {
     this.releaseChain();
   }
 }

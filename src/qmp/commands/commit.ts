@@ -11,7 +11,7 @@ import type { ArgsType } from '../schema/command.js';
 import { blockCommit } from '../schema/block-core.js';
 import { rootNode } from './backing.js';
 import { namesOf } from './block-info.js';
-import { nodeFilename } from './stream.js';
+import { jobStart } from './job-start.js';
 
 type Args = ArgsType<typeof blockCommit>;
 const fail = (desc: string) => new QmpError('GenericError', desc);
@@ -71,32 +71,15 @@ async function blockCommitCmd(ctx: QmpContext, a: Args): Promise<void> {
   const end = filterOrCowChild(base);
   for (let n: BlockNode | undefined = top; n && n !== end; n = filterOrCowChild(n)) n.blockers.check(n.nodeName, 'commit-target');
   if (top === base) throw fail('cannot commit an image into itself');
-  const common = {
-    speed: a.speed ?? 0,
-    onError: a['on-error'] ?? 'report',
-    filterNodeName: a['filter-node-name'],
-    autoFinalize: a['auto-finalize'],
-    autoDismiss: a['auto-dismiss'],
-  };
+  const start = jobStart(ctx, a);
   const active = skipFilters(top) === skipFilters(bs);
   if (active || top.cumulativePerm().perm & PERM_WRITE) {
     if (a['backing-file'] !== undefined) throw fail(active ? "'backing-file' specified, but 'top' is the active layer" : "'backing-file' specified, but 'top' has a writer on it");
-    startActiveCommit({ id: a['job-id'] ?? '', top, base, ...common });
+    startActiveCommit({ ...start, top, base });
   }
   const overlay = findOverlay(bs, top)!;
   overlay.blockers.check(overlay.nodeName, 'commit-target');
-  await startCommit({
-    graph: ctx.graph,
-    jobs: ctx.jobs,
-    events: ctx.jobEvents,
-    id: a['job-id'] ?? '',
-    bs,
-    top,
-    base,
-    backingFile: a['backing-file'],
-    nameOf: nodeFilename,
-    ...common,
-  });
+  await startCommit({ ...start, bs, top, base, backingFile: a['backing-file'] });
 }
 
 export function addCommitCommands(table: CommandTable<QmpContext>): void {

@@ -8,11 +8,9 @@ import { QmpError } from '../error.js';
 import type { ArgsType } from '../schema/command.js';
 import { blockStream } from '../schema/block-core.js';
 import { namesOf } from './block-info.js';
+import { jobStart } from './job-start.js';
 
 const fail = (desc: string) => new QmpError('GenericError', desc);
-
-/** The name QEMU gives a node (bdrv_refresh_filename): what jobs write as a backing file name. */
-export const nodeFilename = (n: BlockNode): string => namesOf(n).get(n)!.filename;
 
 /**
  * qmp_block_stream: the argument checks in QEMU's order and words — the
@@ -45,23 +43,7 @@ async function blockStreamCmd(ctx: QmpContext, a: ArgsType<typeof blockStream>):
   for (let n: BlockNode | undefined = bs; n && n !== end; n = filterOrCowChild(n)) n.blockers.check(n.nodeName, 'stream');
   // Streaming the whole chain leaves no backing file to name.
   if (!base && a['backing-file'] !== undefined) throw fail('backing file specified, but streaming the entire chain');
-  await startStream({
-    graph: ctx.graph,
-    jobs: ctx.jobs,
-    events: ctx.jobEvents,
-    // QEMU's default is the device's BlockBackend name, which the storage daemon never has.
-    id: a['job-id'] ?? '',
-    bs,
-    base,
-    bottom,
-    backingFile: a['backing-file'],
-    speed: a.speed ?? 0,
-    onError: a['on-error'] ?? 'report',
-    filterNodeName: a['filter-node-name'],
-    autoFinalize: a['auto-finalize'],
-    autoDismiss: a['auto-dismiss'],
-    nameOf: nodeFilename,
-  });
+  await startStream({ ...jobStart(ctx, a), bs, base, bottom, backingFile: a['backing-file'] });
 }
 
 export function addStreamCommands(table: CommandTable<QmpContext>): void {
