@@ -104,6 +104,16 @@ export class BlockGraph {
   }
 
   /**
+   * A node that lost a link (bdrv_unref after a reopen replaced a child):
+   * closed and forgotten, with the inline children nobody else uses, once
+   * nothing uses it and the monitor did not add it.
+   */
+  async release(node: BlockNode): Promise<void> {
+    if (node.isClosed || node.inUse || this.monitorOwned.has(node.nodeName) || this.nodes.get(node.nodeName) !== node) return;
+    await this.closeTree(node);
+  }
+
+  /**
    * bdrv_replace_node: every link to `from` (but those `to` reaches itself,
    * and jobs') goes to `to` instead, with the permissions checked. Returns
    * what moves exactly those links back.

@@ -45,6 +45,11 @@ export class CopyBeforeWriteNode extends BlockNode {
 
   private source: BlockNode;
 
+  /** copy-before-write has no bdrv_reopen_prepare: QEMU refuses to reopen it. */
+  override get supportsReopen(): boolean {
+    return false;
+  }
+
   constructor(name: string, sourceLink: NodeChild, targetLink: NodeChild, clusterSize: number) {
     // Opened read-write whatever the source is (bdrv_cbw_append passes BDRV_O_RDWR).
     super(name, false, [sourceLink, targetLink]);

@@ -158,6 +158,8 @@ async function insertFilter(ctx: QmpContext, name: string | undefined, source: B
       const src = await attachChild(tran, opening, 'file', CHILD_FILTERED_PRIMARY, source, cbwChildPerm(CHILD_FILTERED_PRIMARY, true, false, 0, PERM_ALL));
       const tgt = await attachChild(tran, opening, 'target', CHILD_DATA, target, cbwChildPerm(CHILD_DATA, true, false, 0, PERM_ALL));
       filter = new CopyBeforeWriteNode(nodeName, src, tgt, backupClusterSize(target));
+      // Named by nobody: a reopen looks through it (bs->implicit).
+      filter.implicit = name === undefined;
     } catch (err) {
       throw fail(`Could not create node: ${err instanceof Error ? err.message : String(err)}`);
     }
