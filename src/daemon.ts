@@ -10,6 +10,7 @@ import { logger } from './log.js';
 import { addBitmapCommands } from './qmp/commands/bitmaps.js';
 import { addBackingCommands } from './qmp/commands/backing.js';
 import { addResizeCommands } from './qmp/commands/resize.js';
+import { addReopenCommands } from './qmp/commands/reopen.js';
 import { addBlockdevCommands, addBlockdev } from './qmp/commands/blockdev.js';
 import { addHmpCommands } from './qmp/commands/hmp.js';
 import { addJobCommands, jobEventListener } from './qmp/commands/jobs.js';
@@ -88,6 +89,7 @@ export class Daemon {
     addBlockdevCommands(commands);
     addBackingCommands(commands);
     addResizeCommands(commands);
+    addReopenCommands(commands);
     addBitmapCommands(commands);
     addHmpCommands(commands);
     addJobCommands(commands);
