@@ -271,12 +271,7 @@ export class Qcow2Node extends BlockNode {
     const out: NodeImageInfo = { ...i, actualSize: f.actualSize };
     const bitmaps = await this.image.bitmaps.describe();
     if (bitmaps.length > 0 && out.formatSpecific) out.formatSpecific = { ...out.formatSpecific, bitmaps };
-    const backingNode = this.child('backing');
-    // An overlay given its backing node at run time (blockdev-snapshot) names it as QEMU then does.
-    if (backingNode && out.backingFilename === undefined) {
-      out.backingFilename = out.fullBackingFilename = (await backingNode.imageInfo()).filename;
-      out.backingFormat = backingNode.driver === 'qcow2' ? 'qcow2' : 'raw';
-    }
+    // The header's backing file only (bs->backing_file): a backing node given at run time (blockdev-snapshot, a reopen) is not named here.
     return out;
   }
 
