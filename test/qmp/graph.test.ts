@@ -8,16 +8,10 @@
  * and a snapshot's old top going read-only with its file. Replies, events
  * and what qemu-img reads of the results must be equal.
  */
-import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { type Daemon, normalise, OURS, outcome, startExportDaemon } from '../helpers/export-daemon.js';
-import { qemu, qemuImg, qemuIo, run, withTempDir } from '../helpers/qemu.js';
-
-type Step =
-  | [command: string, args?: Record<string, unknown>]
-  | { waitJob: string }
-  | { sh: (dir: string) => Promise<unknown> };
+import { compare, describeImage, file, opens, type Step } from '../helpers/graph-session.js';
+import { qemu, qemuImg, qemuIo } from '../helpers/qemu.js';
 
 /** base (data at 0) <- mid (64k) <- top (128k), each naming the next by a relative name, in `dir`. */
 async function makeChain(dir: string): Promise<void> {
@@ -30,57 +24,12 @@ async function makeChain(dir: string): Promise<void> {
   await ok(qemuIo('-c', 'write -q -P 3 128k 64k', join(dir, 'top.qcow2')));
 }
 
-/** Plays the steps on a fresh chain in a directory of its own; every outcome, the temp dir and generated node names normalised. */
-async function play(which: Daemon, steps: readonly Step[]): Promise<unknown[]> {
-  return withTempDir(async (root) => {
-    const dir = join(root, 'd');
-    await mkdir(dir);
-    await makeChain(dir);
-    const d = await startExportDaemon(which, { dir: root });
-    const log: unknown[] = [];
-    try {
-      for (const s of inDir(steps, dir)) {
-        if (Array.isArray(s)) log.push(await outcome(d.client, root, s[0], s[1]));
-        else if ('waitJob' in s) await d.client.waitForEvent('JOB_STATUS_CHANGE', (e) => (e.data as { id?: string; status?: string }).id === s.waitJob && (e.data as { status?: string }).status === 'null', 10_000);
-        else log.push(normalise(await s.sh(dir), root));
-      }
-    } finally {
-      log.push({ events: (await d.quit()).filter((e) => e.event !== 'SHUTDOWN') });
-    }
-    return JSON.parse(JSON.stringify(log).replace(/#block\d+/g, '#block'));
-  });
-}
-
-const file = (name: string) => ({ driver: 'file', filename: `\${DIR}/${name}` });
-/** `${DIR}` in string arguments becomes the session's image directory. */
-function inDir(steps: readonly Step[], dir: string): Step[] {
-  return steps.map((s) => (Array.isArray(s) ? ([s[0], s[1] && JSON.parse(JSON.stringify(s[1]).replaceAll('${DIR}', dir))] as Step) : s));
-}
-
-/** What qemu-img says of an image without taking locks: its map and backing file. */
-const describeImage = (name: string) => async (dir: string) => {
-  const map = await run('qemu-img', ['map', '-U', '--output=json', join(dir, name)]);
-  const info = await run('qemu-img', ['info', '-U', '--output=json', join(dir, name)]);
-  const i = info.code === 0 ? (JSON.parse(info.stdout) as Record<string, unknown>) : {};
-  return { map: map.code === 0 ? JSON.parse(map.stdout) : map.stderr, backing: i['backing-filename'] ?? null, format: i['backing-filename-format'] ?? null };
-};
-
-/** What qemu-io (which takes locks) says when it opens an image read-write and read-only. */
-const opens = (name: string) => async (dir: string) => ({
-  rw: (await run('qemu-io', ['-f', 'qcow2', '-c', 'read 0 512', join(dir, name)])).stderr,
-  ro: (await run('qemu-io', ['-r', '-f', 'qcow2', '-c', 'read 0 512', join(dir, name)])).stderr,
-});
-
-async function compare(steps: readonly Step[]): Promise<unknown[]> {
-  const theirs = await play('qsd', steps);
-  const ours = await play(OURS, steps);
-  expect(ours).toEqual(theirs);
-  return theirs;
-}
+/** The same session on both daemons, over a fresh chain. */
+const compareOnChain = (steps: readonly Step[]) => compare(steps, makeChain);
 
 describe.skipIf(!qemu.available || !qemu.storageDaemon)('the block graph, as qemu-storage-daemon keeps it', () => {
   it('a backing chain named in its header is opened as nodes: query-named-block-nodes equal, flat and not; locks between nodes', async () => {
-    const log = await compare([
+    const log = await compareOnChain([
       ['blockdev-add', { driver: 'qcow2', 'node-name': 'top', file: file('top.qcow2') }],
       ['query-named-block-nodes'],
       ['query-named-block-nodes', { flat: true }],
@@ -99,7 +48,7 @@ describe.skipIf(!qemu.available || !qemu.storageDaemon)('the block graph, as qem
   }, 60_000);
 
   it('explicit backing links and backing: null; a backing node is busy for snapshots and deletion; a backup target in the source chain conflicts', async () => {
-    const log = await compare([
+    const log = await compareOnChain([
       ['blockdev-add', { driver: 'qcow2', 'node-name': 'base', 'read-only': true, file: file('base.qcow2') }],
       ['blockdev-add', { driver: 'qcow2', 'node-name': 'mid', backing: 'base', file: file('mid.qcow2') }],
       ['blockdev-add', { driver: 'qcow2', 'node-name': 'top', backing: 'mid', file: file('top.qcow2') }],
@@ -118,7 +67,7 @@ describe.skipIf(!qemu.available || !qemu.storageDaemon)('the block graph, as qem
   }, 60_000);
 
   it('drive-backup: sync=top copies the top layer onto the same backing file, refused for raw; sync=none reads through the source', async () => {
-    await compare([
+    await compareOnChain([
       ['blockdev-add', { driver: 'qcow2', 'node-name': 'top', file: file('top.qcow2') }],
       ['drive-backup', { device: 'top', target: '${DIR}/t.raw', sync: 'top', format: 'raw', 'job-id': 'j0' }],
       ['drive-backup', { device: 'top', target: '${DIR}/t.qcow2', sync: 'top', format: 'qcow2', 'job-id': 'j1' }],
@@ -133,7 +82,7 @@ describe.skipIf(!qemu.available || !qemu.storageDaemon)('the block graph, as qem
   }, 60_000);
 
   it('permissions of backups and exports: read-only targets, writable exports of a filtered source and under read-only format nodes', async () => {
-    const log = await compare([
+    const log = await compareOnChain([
       ['nbd-server-start', { addr: { type: 'unix', data: { path: '${DIR}/nbd.sock' } } }],
       ['blockdev-add', { driver: 'qcow2', 'node-name': 'a', backing: null, file: file('top.qcow2') }],
       ['blockdev-add', { driver: 'qcow2', 'node-name': 'b', backing: null, file: file('mid.qcow2') }],
@@ -159,7 +108,7 @@ describe.skipIf(!qemu.available || !qemu.storageDaemon)('the block graph, as qem
 
   it('block_resize: grow and shrink through the format, refusals in QEMU words (file under a format, fixed raw, exported node, null), bitmaps follow', async () => {
     const img = (name: string, fmt: string, size: string) => async (dir: string) => (await qemuImg('create', '-q', '-f', fmt, join(dir, name), size)).stderr;
-    await compare([
+    await compareOnChain([
       { sh: img('a.qcow2', 'qcow2', '1M') },
       { sh: img('r.raw', 'raw', '1M') },
       ['nbd-server-start', { addr: { type: 'unix', data: { path: '${DIR}/nbd.sock' } } }],
@@ -187,7 +136,7 @@ describe.skipIf(!qemu.available || !qemu.storageDaemon)('the block graph, as qem
 
   it('a snapshot makes the old top read-only together with its inline file node, and its locks follow', async () => {
     // blockdev-snapshot onto an overlay the monitor added: qsd drops blockdev-snapshot-sync's overlay as soon as nothing uses it.
-    await compare([
+    await compareOnChain([
       ['blockdev-add', { driver: 'qcow2', 'node-name': 'top', file: { ...file('top.qcow2'), 'node-name': 'top-file' } }],
       { sh: opens('top.qcow2') },
       { sh: async (dir) => (await qemuImg('create', '-q', '-f', 'qcow2', '-b', join(dir, 'top.qcow2'), '-F', 'qcow2', join(dir, 'snap.qcow2'))).stderr },
