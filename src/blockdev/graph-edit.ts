@@ -1,5 +1,5 @@
 import { PERM_ALL } from '../image/perm.js';
-import { CHILD_COW, type ChildOwner, NodeChild, type PermPair } from './child.js';
+import { CHILD_COW, CHILD_FILTERED_PRIMARY, type ChildOwner, NodeChild, type PermPair } from './child.js';
 import { GraphTransaction } from './graph-transaction.js';
 import { BlockNode } from './node.js';
 import { backingBlocker } from './op-blockers.js';
@@ -140,8 +140,10 @@ export async function replaceNode(tran: GraphTransaction, from: BlockNode, to: B
  */
 export async function appendOverlay(tran: GraphTransaction, overlay: BlockNode, top: BlockNode): Promise<NodeChild[]> {
   const cum = overlay.cumulativePerm();
-  const probe = new NodeChild(overlay, 'backing', CHILD_COW, top);
-  linkChild(tran, overlay, 'backing', CHILD_COW, top, overlay.childPerm(probe, cum.perm, cum.shared));
+  // A filter's backing child is the node it filters (mirror_top), not a COW layer (bdrv_set_backing_hd_drained).
+  const role = overlay.isFilter ? CHILD_FILTERED_PRIMARY : CHILD_COW;
+  const probe = new NodeChild(overlay, 'backing', role, top);
+  linkChild(tran, overlay, 'backing', role, top, overlay.childPerm(probe, cum.perm, cum.shared));
   await overlay.backingChanged(top);
   tran.addUndo(() => overlay.backingChanged(undefined));
   const moved = await replaceNode(tran, top, overlay, false);
