@@ -13,6 +13,7 @@ import { addResizeCommands } from './qmp/commands/resize.js';
 import { addBlockdevCommands, addBlockdev } from './qmp/commands/blockdev.js';
 import { addHmpCommands } from './qmp/commands/hmp.js';
 import { addJobCommands, jobEventListener } from './qmp/commands/jobs.js';
+import { addMirrorCommands } from './qmp/commands/mirror.js';
 import { addTransactionCommands } from './qmp/commands/transaction.js';
 import { addClockCommands } from './qmp/commands/clock.js';
 import { addCreateCommands } from './qmp/commands/create.js';
@@ -91,6 +92,7 @@ export class Daemon {
     addBitmapCommands(commands);
     addHmpCommands(commands);
     addJobCommands(commands);
+    addMirrorCommands(commands);
     addTransactionCommands(commands);
     addClockCommands(commands);
     addCreateCommands(commands);
