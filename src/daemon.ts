@@ -14,6 +14,7 @@ import { addReopenCommands } from './qmp/commands/reopen.js';
 import { addBlockdevCommands, addBlockdev } from './qmp/commands/blockdev.js';
 import { addHmpCommands } from './qmp/commands/hmp.js';
 import { addJobCommands, jobEventListener } from './qmp/commands/jobs.js';
+import { addMirrorCommands } from './qmp/commands/mirror.js';
 import { addTransactionCommands } from './qmp/commands/transaction.js';
 import { addClockCommands } from './qmp/commands/clock.js';
 import { addCreateCommands } from './qmp/commands/create.js';
@@ -93,6 +94,7 @@ export class Daemon {
     addBitmapCommands(commands);
     addHmpCommands(commands);
     addJobCommands(commands);
+    addMirrorCommands(commands);
     addTransactionCommands(commands);
     addClockCommands(commands);
     addCreateCommands(commands);

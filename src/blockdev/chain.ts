@@ -6,15 +6,19 @@ import type { BlockNode } from './node.js';
  * their filtered child, format nodes to their backing child.
  */
 
-/** The child a filter passes requests to (blkdebug's image, copy-before-write's file), or undefined for other nodes. */
+/**
+ * The child a filter passes requests to (blkdebug's image,
+ * copy-before-write's file, mirror_top's backing), or undefined for other
+ * nodes.
+ */
 export function filteredChild(n: BlockNode): BlockNode | undefined {
   if (!n.isFilter) return undefined;
-  return n.child('file') ?? n.child('image');
+  return n.child('file') ?? n.child('image') ?? n.child('backing');
 }
 
-/** The backing child of a node that can have one. */
+/** The backing child of a node that can have one; a filter's backing child is what it filters, not a COW layer (bdrv_cow_bs). */
 export function cowChild(n: BlockNode): BlockNode | undefined {
-  return n.child('backing');
+  return n.isFilter ? undefined : n.child('backing');
 }
 
 /** The first node below `n` (or `n`) that is not a filter. */
@@ -31,5 +35,15 @@ export function filterOrCowChild(n: BlockNode): BlockNode | undefined {
 /** Whether `node` is `top` or lies below it in its chain (bdrv_chain_contains). */
 export function chainContains(top: BlockNode, node: BlockNode): boolean {
   for (let n: BlockNode | undefined = top; n; n = filterOrCowChild(n)) if (n === node) return true;
+  return false;
+}
+
+/**
+ * bdrv_recurse_can_replace: whether `to` can take `from`'s place without
+ * the data its parents see changing abruptly — it is `from` or a node
+ * below it through filters only.
+ */
+export function canReplace(from: BlockNode, to: BlockNode): boolean {
+  for (let n: BlockNode | undefined = from; n; n = filteredChild(n)) if (n === to) return true;
   return false;
 }

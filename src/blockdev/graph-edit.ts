@@ -141,8 +141,10 @@ export async function replaceNode(tran: GraphTransaction, from: BlockNode, to: B
  */
 export async function appendOverlay(tran: GraphTransaction, overlay: BlockNode, top: BlockNode): Promise<NodeChild[]> {
   const cum = overlay.cumulativePerm();
-  const probe = new NodeChild(overlay, 'backing', CHILD_COW, top);
-  linkChild(tran, overlay, 'backing', CHILD_COW, top, overlay.childPerm(probe, cum.perm, cum.shared));
+  // A filter's backing child is the node it filters (mirror_top), not a COW layer (bdrv_set_backing_hd_drained).
+  const role = overlay.isFilter ? CHILD_FILTERED_PRIMARY : CHILD_COW;
+  const probe = new NodeChild(overlay, 'backing', role, top);
+  linkChild(tran, overlay, 'backing', role, top, overlay.childPerm(probe, cum.perm, cum.shared));
   await overlay.backingChanged(top);
   tran.addUndo(() => overlay.backingChanged(undefined));
   const moved = await replaceNode(tran, top, overlay, false);
@@ -191,9 +193,9 @@ function inheritsFromRecursive(node: BlockNode, parent: BlockNode): boolean {
   return n !== undefined;
 }
 
-/** A node's file link: its primary child, whatever its name (bs->file). */
+/** A node's file link (bs->file): its primary child, whatever its name, unless that is its backing link (a filter like mirror_top filters its backing child). */
 export function fileLink(node: BlockNode): NodeChild | undefined {
-  return node.childList().find((c) => c.role & CHILD_PRIMARY && !(c.role & CHILD_COW));
+  return node.childList().find((c) => c.role & CHILD_PRIMARY && !(c.role & CHILD_COW) && c.name !== 'backing');
 }
 
 /**

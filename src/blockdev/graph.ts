@@ -1,5 +1,6 @@
 import { BlockError } from '../image/errors.js';
 import type { NodeChild } from './child.js';
+import { filteredChild } from './chain.js';
 import { replaceChildNode, replaceNode } from './graph-edit.js';
 import { GraphTransaction, withGraphLock } from './graph-transaction.js';
 import type { BlockNode } from './node.js';
@@ -137,9 +138,9 @@ export class BlockGraph {
     });
   }
 
-  /** Takes a filter out of the graph (a job's end): its parents go back to its file child, the node goes, its children stay as they are. */
+  /** Takes a filter out of the graph (a job's end): its parents go back to its filtered child, the node goes, its children stay as they are. */
   async removeFilter(node: BlockNode): Promise<void> {
-    const below = node.child('file');
+    const below = filteredChild(node);
     if (below) await this.moveParents(node, below).catch(() => undefined);
     await this.closeTree(node, false);
   }

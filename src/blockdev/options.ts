@@ -13,6 +13,9 @@ export type Options = Record<string, unknown>;
 /** The order QEMU iterates a QDict in (where the first offending key names an error); it comes from the layer that knows it. */
 export type KeyOrder = (keys: readonly string[]) => string[];
 
+/** The keys as given: for callers that drop the error, so which option it would name does not matter. */
+export const insertionOrder: KeyOrder = (keys) => [...keys];
+
 /**
  * qdict_flatten: nested objects and lists become dotted keys
  * ("inject-error.0.event"); empty ones stay as they are, as QEMU leaves

@@ -3,6 +3,7 @@ import type { BlockNode } from '../blockdev/node.js';
 import { PERM_ALL } from '../image/perm.js';
 import { strerror } from '../image/errno.js';
 import { BlockCopy, CopyError } from './block-copy.js';
+import { type ErrorAction, errorAction, type IoStatus, type OnError } from './error-policy.js';
 import { JobNodes } from './job-nodes.js';
 import { Job, type JobListener, type JobOptions } from './job.js';
 import { RateLimiter } from './rate-limit.js';
@@ -10,13 +11,10 @@ import { RateLimiter } from './rate-limit.js';
 export type SyncMode = 'full' | 'top' | 'none' | 'bitmap';
 /** What becomes of the sync bitmap when the job ends (BitmapSyncMode). */
 export type BitmapMode = 'on-success' | 'never' | 'always';
-export type OnError = 'report' | 'ignore' | 'enospc' | 'stop' | 'auto';
-export type ErrorAction = 'report' | 'ignore' | 'stop';
-export type IoStatus = 'ok' | 'failed' | 'nospace';
 
 export interface BackupListener extends JobListener {
   /** BLOCK_JOB_ERROR: emitted once per error the policy handles, before the job acts on it. */
-  ioError(job: BackupJob, operation: 'read' | 'write', action: ErrorAction): void;
+  ioError(job: Job, operation: 'read' | 'write', action: ErrorAction): void;
 }
 
 export interface BackupOptions extends JobOptions {
@@ -40,17 +38,6 @@ export interface BackupOptions extends JobOptions {
   filter?: BlockNode;
   /** Runs at the end of clean (drive-backup drops the target node it opened). */
   afterClean?: () => Promise<void>;
-}
-
-/** blockjob.c block_job_error_action: the policy and the errno decide. */
-export function errorAction(policy: OnError, errno: string): ErrorAction {
-  switch (policy) {
-    case 'enospc':
-    case 'auto':
-      return errno === 'ENOSPC' ? 'stop' : 'report';
-    default:
-      return policy;
-  }
 }
 
 /**

@@ -10,11 +10,11 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { BlockGraph } from '../../src/blockdev/graph.js';
 import { openBlockdev } from '../../src/blockdev/open.js';
-import { absorb, flattenQdict, putBack, qobjectEqual } from '../../src/blockdev/options.js';
+import { absorb, flattenQdict, insertionOrder, putBack, qobjectEqual } from '../../src/blockdev/options.js';
 import { blockdevReopen, reopenSetReadOnly } from '../../src/blockdev/reopen.js';
 import { withTempDir } from '../helpers/qemu.js';
 
-const ctx = (graph: BlockGraph) => ({ graph, order: (keys: readonly string[]) => [...keys] });
+const ctx = (graph: BlockGraph) => ({ graph, order: insertionOrder });
 const noDrain = () => undefined;
 
 /** The access modes ('r' or 'rw') of this process's descriptors open on `path`. */

@@ -10,8 +10,8 @@
  */
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { compare, describeImage, file, opens, type Step } from '../helpers/graph-session.js';
 import { qemu, qemuImg, qemuIo } from '../helpers/qemu.js';
+import { compareSessions, describeImage, file, opens, type Step } from '../helpers/qmp-session.js';
 
 /** base (data at 0) <- mid (64k) <- top (128k), each naming the next by a relative name, in `dir`. */
 async function makeChain(dir: string): Promise<void> {
@@ -24,12 +24,11 @@ async function makeChain(dir: string): Promise<void> {
   await ok(qemuIo('-c', 'write -q -P 3 128k 64k', join(dir, 'top.qcow2')));
 }
 
-/** The same session on both daemons, over a fresh chain. */
-const compareOnChain = (steps: readonly Step[]) => compare(steps, makeChain);
+const compare = (steps: readonly Step[]) => compareSessions(makeChain, steps);
 
 describe.skipIf(!qemu.available || !qemu.storageDaemon)('the block graph, as qemu-storage-daemon keeps it', () => {
   it('a backing chain named in its header is opened as nodes: query-named-block-nodes equal, flat and not; locks between nodes', async () => {
-    const log = await compareOnChain([
+    const log = await compare([
       ['blockdev-add', { driver: 'qcow2', 'node-name': 'top', file: file('top.qcow2') }],
       ['query-named-block-nodes'],
       ['query-named-block-nodes', { flat: true }],
@@ -48,7 +47,7 @@ describe.skipIf(!qemu.available || !qemu.storageDaemon)('the block graph, as qem
   }, 60_000);
 
   it('explicit backing links and backing: null; a backing node is busy for snapshots and deletion; a backup target in the source chain conflicts', async () => {
-    const log = await compareOnChain([
+    const log = await compare([
       ['blockdev-add', { driver: 'qcow2', 'node-name': 'base', 'read-only': true, file: file('base.qcow2') }],
       ['blockdev-add', { driver: 'qcow2', 'node-name': 'mid', backing: 'base', file: file('mid.qcow2') }],
       ['blockdev-add', { driver: 'qcow2', 'node-name': 'top', backing: 'mid', file: file('top.qcow2') }],
@@ -67,7 +66,7 @@ describe.skipIf(!qemu.available || !qemu.storageDaemon)('the block graph, as qem
   }, 60_000);
 
   it('drive-backup: sync=top copies the top layer onto the same backing file, refused for raw; sync=none reads through the source', async () => {
-    await compareOnChain([
+    await compare([
       ['blockdev-add', { driver: 'qcow2', 'node-name': 'top', file: file('top.qcow2') }],
       ['drive-backup', { device: 'top', target: '${DIR}/t.raw', sync: 'top', format: 'raw', 'job-id': 'j0' }],
       ['drive-backup', { device: 'top', target: '${DIR}/t.qcow2', sync: 'top', format: 'qcow2', 'job-id': 'j1' }],
@@ -82,7 +81,7 @@ describe.skipIf(!qemu.available || !qemu.storageDaemon)('the block graph, as qem
   }, 60_000);
 
   it('permissions of backups and exports: read-only targets, writable exports of a filtered source and under read-only format nodes', async () => {
-    const log = await compareOnChain([
+    const log = await compare([
       ['nbd-server-start', { addr: { type: 'unix', data: { path: '${DIR}/nbd.sock' } } }],
       ['blockdev-add', { driver: 'qcow2', 'node-name': 'a', backing: null, file: file('top.qcow2') }],
       ['blockdev-add', { driver: 'qcow2', 'node-name': 'b', backing: null, file: file('mid.qcow2') }],
@@ -108,7 +107,7 @@ describe.skipIf(!qemu.available || !qemu.storageDaemon)('the block graph, as qem
 
   it('block_resize: grow and shrink through the format, refusals in QEMU words (file under a format, fixed raw, exported node, null), bitmaps follow', async () => {
     const img = (name: string, fmt: string, size: string) => async (dir: string) => (await qemuImg('create', '-q', '-f', fmt, join(dir, name), size)).stderr;
-    await compareOnChain([
+    await compare([
       { sh: img('a.qcow2', 'qcow2', '1M') },
       { sh: img('r.raw', 'raw', '1M') },
       ['nbd-server-start', { addr: { type: 'unix', data: { path: '${DIR}/nbd.sock' } } }],
@@ -136,7 +135,7 @@ describe.skipIf(!qemu.available || !qemu.storageDaemon)('the block graph, as qem
 
   it('a snapshot makes the old top read-only together with its inline file node, and its locks follow', async () => {
     // blockdev-snapshot onto an overlay the monitor added: qsd drops blockdev-snapshot-sync's overlay as soon as nothing uses it.
-    await compareOnChain([
+    await compare([
       ['blockdev-add', { driver: 'qcow2', 'node-name': 'top', file: { ...file('top.qcow2'), 'node-name': 'top-file' } }],
       { sh: opens('top.qcow2') },
       { sh: async (dir) => (await qemuImg('create', '-q', '-f', 'qcow2', '-b', join(dir, 'top.qcow2'), '-F', 'qcow2', join(dir, 'snap.qcow2'))).stderr },

@@ -12,7 +12,7 @@
  */
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { compare, file, opens, type Step } from '../helpers/graph-session.js';
+import { compareSessions, file, opens, type Step } from '../helpers/qmp-session.js';
 import { qemu, qemuImg, qemuIo, run } from '../helpers/qemu.js';
 
 /** Runs qemu-img/qemu-io steps in `dir`, each of which must say nothing on stderr. */
@@ -48,7 +48,8 @@ const withoutActualSize = (log: unknown[]) => JSON.parse(JSON.stringify(log).rep
 // The sessions share nothing (own directories, daemons and sockets), so they play at once.
 describe.skipIf(!qemu.available || !qemu.storageDaemon)('blockdev-reopen, as qemu-storage-daemon does it', () => {
   it.concurrent('read-only and back: inline children follow, locks as qemu-io meets them, bitmaps stored and in use again, writers refuse, auto-read-only', async () => {
-    const log = await compare(
+    const log = await compareSessions(
+      images(['img', 'create', '-q', '-f', 'qcow2', 'h0.qcow2', '1M']),
       [
         nbdServer,
         ['blockdev-add', hd(0)],
@@ -81,7 +82,6 @@ describe.skipIf(!qemu.available || !qemu.storageDaemon)('blockdev-reopen, as qem
         { sh: opens('h0.qcow2') },
         nodes,
       ],
-      images(['img', 'create', '-q', '-f', 'qcow2', 'h0.qcow2', '1M']),
       withoutActualSize,
     );
     expect(JSON.stringify(log)).toContain("Read-only block node 'hd0' cannot support read-write users");
@@ -89,7 +89,14 @@ describe.skipIf(!qemu.available || !qemu.storageDaemon)('blockdev-reopen, as qem
   }, 60_000);
 
   it.concurrent('backing: missing, replaced (the implicit chain goes, its locks with it), detached, cycles refused, raw has none; reads follow the chain', async () => {
-    const log = await compare(
+    const log = await compareSessions(
+      images(
+        ['img', 'create', '-q', '-f', 'qcow2', 'h0.qcow2', '3M'],
+        ['img', 'create', '-q', '-f', 'qcow2', '-b', 'h0.qcow2', '-F', 'qcow2', 'h1.qcow2'],
+        ['img', 'create', '-q', '-f', 'qcow2', 'h2.qcow2', '3M'],
+        ['io', '-f', 'qcow2', '-c', 'write -q -P 0xa1 1M 1M', 'h1.qcow2'],
+        ['io', '-f', 'qcow2', '-c', 'write -q -P 0xa2 2M 1M', 'h2.qcow2'],
+      ),
       [
         nbdServer,
         ['blockdev-add', hd(1)],
@@ -121,13 +128,6 @@ describe.skipIf(!qemu.available || !qemu.storageDaemon)('blockdev-reopen, as qem
         ['blockdev-add', { driver: 'raw', 'node-name': 'r', file: file('h2.qcow2'), 'read-only': true }],
         reopen({ driver: 'raw', 'node-name': 'r', file: file('h2.qcow2'), backing: 'hd0' }),
       ],
-      images(
-        ['img', 'create', '-q', '-f', 'qcow2', 'h0.qcow2', '3M'],
-        ['img', 'create', '-q', '-f', 'qcow2', '-b', 'h0.qcow2', '-F', 'qcow2', 'h1.qcow2'],
-        ['img', 'create', '-q', '-f', 'qcow2', 'h2.qcow2', '3M'],
-        ['io', '-f', 'qcow2', '-c', 'write -q -P 0xa1 1M 1M', 'h1.qcow2'],
-        ['io', '-f', 'qcow2', '-c', 'write -q -P 0xa2 2M 1M', 'h2.qcow2'],
-      ),
     );
     const text = JSON.stringify(log);
     expect(text).toContain("backing is missing for 'hd1'");
@@ -137,7 +137,15 @@ describe.skipIf(!qemu.available || !qemu.storageDaemon)('blockdev-reopen, as qem
 
   it.concurrent("file children replaced and swapped, raw windows, and each driver's options that cannot change or be reset", async () => {
     const raw = (name: string, fileRef: unknown, extra: Record<string, unknown> = {}) => ({ driver: 'raw', 'node-name': name, file: fileRef, ...extra });
-    const log = await compare(
+    const log = await compareSessions(
+      images(
+        ['img', 'create', '-q', '-f', 'raw', 'x0.raw', '10k'],
+        ['img', 'create', '-q', '-f', 'raw', 'x1.raw', '10k'],
+        ['img', 'create', '-q', '-f', 'raw', 'f.raw', '10k'],
+        ['img', 'create', '-q', '-f', 'qcow2', '-o', 'compat=0.10', 'v2.qcow2', '1M'],
+        ['io', '-f', 'raw', '-c', 'write -q -P 1 512 9k', 'x0.raw'],
+        ['io', '-f', 'raw', '-c', 'write -q -P 2 0 10k', 'x1.raw'],
+      ),
       [
         nbdServer,
         ['blockdev-add', { ...file('x0.raw'), 'node-name': 'x0' }],
@@ -189,14 +197,6 @@ describe.skipIf(!qemu.available || !qemu.storageDaemon)('blockdev-reopen, as qem
         reopen({ ...hd(2), file: file('v2.qcow2'), encrypt: { format: 'luks', 'key-secret': 'k' } }),
         nodes,
       ],
-      images(
-        ['img', 'create', '-q', '-f', 'raw', 'x0.raw', '10k'],
-        ['img', 'create', '-q', '-f', 'raw', 'x1.raw', '10k'],
-        ['img', 'create', '-q', '-f', 'raw', 'f.raw', '10k'],
-        ['img', 'create', '-q', '-f', 'qcow2', '-o', 'compat=0.10', 'v2.qcow2', '1M'],
-        ['io', '-f', 'raw', '-c', 'write -q -P 1 512 9k', 'x0.raw'],
-        ['io', '-f', 'raw', '-c', 'write -q -P 2 0 10k', 'x1.raw'],
-      ),
     );
     const text = JSON.stringify(log);
     expect(text).toContain("Option 'locking' cannot be reset to its default value");
@@ -205,7 +205,12 @@ describe.skipIf(!qemu.available || !qemu.storageDaemon)('blockdev-reopen, as qem
 
   it.concurrent('several nodes at once: one failing entry (options, a lookup, permissions) leaves every node, link and lock as it was', async () => {
     const before: Step[] = [nodes, { sh: opens('h0.qcow2') }, { sh: opens('h1.qcow2') }];
-    const log = await compare(
+    const log = await compareSessions(
+      images(
+        ['img', 'create', '-q', '-f', 'qcow2', 'h0.qcow2', '1M'],
+        ['img', 'create', '-q', '-f', 'qcow2', 'h1.qcow2', '1M'],
+        ['img', 'create', '-q', '-f', 'qcow2', 'h2.qcow2', '1M'],
+      ),
       [
         ['blockdev-add', { ...hd(0), backing: null }],
         ['blockdev-add', { ...hd(1), backing: null }],
@@ -220,11 +225,6 @@ describe.skipIf(!qemu.available || !qemu.storageDaemon)('blockdev-reopen, as qem
         reopen(hdRef(0, { backing: 'hd1', 'read-only': true }), hdRef(1, { 'detect-zeroes': 'on', backing: 'hd2' }), hdRef(2, { 'read-only': true, backing: null })),
         ...before,
       ],
-      images(
-        ['img', 'create', '-q', '-f', 'qcow2', 'h0.qcow2', '1M'],
-        ['img', 'create', '-q', '-f', 'qcow2', 'h1.qcow2', '1M'],
-        ['img', 'create', '-q', '-f', 'qcow2', 'h2.qcow2', '1M'],
-      ),
     );
     expect(JSON.stringify(log[11])).toContain("Permission conflict on node 'hd2-file'");
     // The failures leave the graph as it was.
