@@ -5,6 +5,7 @@ import type { BlockGraph } from './graph.js';
 import { fileLink, setFileOrBackingNoPerm } from './graph-edit.js';
 import { GraphTransaction, withGraphLock } from './graph-transaction.js';
 import type { BlockNode } from './node.js';
+import type { BlockdevSpec } from './open.js';
 import { absorb, flattenQdict, type KeyOrder, type Options, putBack, qobjectEqual } from './options.js';
 import { refreshPerms } from './permissions.js';
 import { type ReopenEntry, ReopenQueue } from './reopen-queue.js';
@@ -42,7 +43,7 @@ const fail = (msg: string) => new BlockError('INVALID_ARGUMENT', msg);
  * succeed or none does. `drain` quiesces each node first (jobs using it
  * pause for a moment, as QEMU's drained section makes them).
  */
-export async function blockdevReopen(ctx: ReopenContext, specs: readonly Record<string, unknown>[], drain: (node: BlockNode) => void): Promise<void> {
+export async function blockdevReopen(ctx: ReopenContext, specs: readonly BlockdevSpec[], drain: (node: BlockNode) => void): Promise<void> {
   await withGraphLock(async () => {
     const queue = new ReopenQueue();
     for (const spec of specs) {

@@ -1,3 +1,4 @@
+import type { BlockdevSpec } from '../../blockdev/open.js';
 import { blockdevReopen, type ReopenContext } from '../../blockdev/reopen.js';
 import type { QmpContext } from '../context.js';
 import type { CommandTable } from '../dispatch.js';
@@ -11,5 +12,5 @@ export function reopenContext(ctx: QmpContext): ReopenContext {
 
 /** blockdev-reopen: the options as the schema validated them, each entry one node's; the jobs on them pause for a moment. */
 export function addReopenCommands(table: CommandTable<QmpContext>): void {
-  table.add(blockdevReopenCmd, (a, ctx) => blockdevReopen(reopenContext(ctx), a.options as Record<string, unknown>[], (node) => ctx.jobs.drainNode(node)));
+  table.add(blockdevReopenCmd, (a, ctx) => blockdevReopen(reopenContext(ctx), a.options as BlockdevSpec[], (node) => ctx.jobs.drainNode(node)));
 }
