@@ -6,7 +6,7 @@ import { BlockCopy, CopyError } from './block-copy.js';
 import { type ErrorAction, errorAction, type IoStatus, type OnError } from './error-policy.js';
 import { JobNodes } from './job-nodes.js';
 import { Job, type JobListener, type JobOptions } from './job.js';
-import { RateLimiter } from './rate-limit.js';
+import { RateLimitedJob } from './rate-limited-job.js';
 
 export type SyncMode = 'full' | 'top' | 'none' | 'bitmap';
 /** What becomes of the sync bitmap when the job ends (BitmapSyncMode). */
@@ -60,13 +60,11 @@ export function backupClusterSize(target: BlockNode): number {
  * the rest (full), only what the top layer allocates (top), or nothing
  * (none). I/O errors go through on-source-error / on-target-error.
  */
-export class BackupJob extends Job {
+export class BackupJob extends RateLimitedJob {
   readonly source: BlockNode;
   readonly target: BlockNode;
   readonly sync: SyncMode;
   readonly copier: BlockCopy;
-  readonly limiter: RateLimiter;
-  speed: number;
   ioStatus: IoStatus = 'ok';
   private readonly onSourceError: OnError;
   private readonly onTargetError: OnError;
@@ -90,8 +88,6 @@ export class BackupJob extends Job {
     this.source = opts.source;
     this.target = opts.target;
     this.sync = opts.sync;
-    this.speed = opts.speed ?? 0;
-    this.limiter = new RateLimiter(this.speed, () => this.clock.now());
     this.onSourceError = opts.onSourceError ?? 'report';
     this.onTargetError = opts.onTargetError ?? 'report';
     this.afterClean = opts.afterClean;
@@ -129,13 +125,6 @@ export class BackupJob extends Job {
 
   override usesNode(node: object): boolean {
     return node === this.source || node === this.target || node === this.filter;
-  }
-
-  setSpeed(speed: number): void {
-    this.checkVerb('set-speed');
-    this.speed = speed;
-    this.limiter.setSpeed(speed);
-    this.kick();
   }
 
   protected async run(): Promise<void> {

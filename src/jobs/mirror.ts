@@ -5,10 +5,12 @@ import type { ActiveWrite, MirrorTopJob, MirrorTopNode } from '../blockdev/drive
 import type { BlockNode } from '../blockdev/node.js';
 import { strerror } from '../image/errno.js';
 import { BlockError } from '../image/errors.js';
+import { isZero } from '../image/request.js';
+import type { Extent, WritePiece } from '../image/types.js';
 import { type ErrorAction, errorAction, type IoStatus, type OnError } from './error-policy.js';
 import { Job, type JobListener, type JobOptions } from './job.js';
 import { JobNodes } from './job-nodes.js';
-import { RateLimiter } from './rate-limit.js';
+import { RateLimitedJob } from './rate-limited-job.js';
 
 /** MIRROR_COPY_MODE_*: writes are only tracked, or also copied before they complete. */
 export type CopyMode = 'background' | 'write-blocking';
@@ -60,7 +62,12 @@ export interface MirrorOptions extends JobOptions {
   afterClean?: () => Promise<void>;
 }
 
-type Method = 'copy' | 'zero' | 'discard';
+/** Part of an operation: data to copy, or zeroes to write. */
+interface Span {
+  offset: number;
+  length: number;
+  zero: boolean;
+}
 
 /**
  * A mirror job (block/mirror.c): the target becomes a copy of the source
@@ -72,12 +79,10 @@ type Method = 'copy' | 'zero' | 'discard';
  * the graph onto the target, or a cancel ends it without the pivot (a soft
  * cancel of a ready job completes; before ready every cancel is forced).
  */
-export class MirrorJob extends Job implements MirrorTopJob {
+export class MirrorJob extends RateLimitedJob implements MirrorTopJob {
   readonly source: BlockNode;
   readonly target: BlockNode;
   readonly filter: MirrorTopNode;
-  readonly limiter: RateLimiter;
-  speed: number;
   ioStatus: IoStatus = 'ok';
   readonly nodes: JobNodes;
   readonly granularity: number;
@@ -101,6 +106,8 @@ export class MirrorJob extends Job implements MirrorTopJob {
   /** The target is in sync and every write is copied as it happens (write-blocking after ready). */
   activelySynced = false;
   private readonly writeZeroesOk: boolean;
+  /** The target's cluster size (0: none), for zero writes that must cover whole clusters. */
+  private targetCluster = 0;
   /** Waiting in sync for a write to copy (a write wakes it; a rate-limit sleep it must not cut short). */
   private inSyncWait = false;
   private readonly maxIoBytes: number;
@@ -115,8 +122,6 @@ export class MirrorJob extends Job implements MirrorTopJob {
     this.source = opts.source;
     this.target = opts.target;
     this.filter = opts.filter;
-    this.speed = opts.speed;
-    this.limiter = new RateLimiter(this.speed, () => this.clock.now());
     this.granularity = opts.granularity;
     this.shouldComplete = opts.autoComplete ?? false;
     this.dirty = new ChunkBitmap(this.source.size(), this.granularity);
@@ -152,13 +157,6 @@ export class MirrorJob extends Job implements MirrorTopJob {
 
   override usesNode(node: object): boolean {
     return node === this.source || node === this.target || node === this.filter;
-  }
-
-  setSpeed(speed: number): void {
-    this.checkVerb('set-speed');
-    this.speed = speed;
-    this.limiter.setSpeed(speed);
-    this.kick();
   }
 
   /** mirror_complete: `replaces` is looked up now and blocked for everything else until the job ends. */
@@ -208,6 +206,7 @@ export class MirrorJob extends Job implements MirrorTopJob {
       while (!this.cancelRequested && !this.shouldComplete) await this.waitForKick();
       return;
     }
+    this.targetCluster = (await this.target.imageInfo().catch(() => undefined))?.clusterSize ?? 0;
     if (!this.opts.noneMode) {
       await this.dirtyInit();
       if (this.cancelled) return;
@@ -278,29 +277,35 @@ export class MirrorJob extends Job implements MirrorTopJob {
         await this.pausePoint();
         if (this.cancelled) break;
         while (this.ops.size >= MIRROR_MAX_IN_FLIGHT) await Promise.race(this.ops);
-        this.perform(off, Math.min(step, size - off), 'zero');
+        this.zeroTargetRange(off, Math.min(step, size - off));
       }
       await Promise.allSettled([...this.ops]);
       this.initialZeroing = false;
       if (this.cancelled) return;
     }
     const baseDepth = this.opts.baseDepth;
+    // A slice at a time from the image's tables (a pause or cancel is seen between slices).
+    const SLICE = 64 << 20;
     for (let off = 0; off < size; ) {
       await this.pausePoint();
-      const st = await this.source.blockStatus(off, size - off);
-      const length = Math.max(1, st.length);
-      if (st.allocated && (baseDepth === undefined || st.depth < baseDepth)) this.dirty.setRange(off, length);
-      off += length;
+      const runs = await this.source.blockStatusRuns(off, Math.min(SLICE, size - off), { wantZero: false });
+      if (runs.length === 0) break;
+      for (const st of runs) if (st.allocated && (baseDepth === undefined || st.depth < baseDepth)) this.dirty.setRange(st.offset, st.length);
+      off = runs[runs.length - 1]!.offset + runs[runs.length - 1]!.length;
     }
   }
 
   /**
    * mirror_iteration: from the next dirty chunk, a run of dirty chunks no
    * copy is working on (up to the buffer size) is taken off the bitmap and
-   * copied extent by extent: data (in requests of at most max-io bytes),
-   * zeroes as zero writes, unallocated areas as discards — the last two
-   * only where they cover whole target clusters. Returns how long the rate
-   * limit wants the job to wait.
+   * copied by block status: data is read and written, zero areas covering
+   * whole target clusters are written as zeroes (where they do not, they
+   * are copied as data, as bdrv_round_to_clusters makes QEMU do). QEMU
+   * sends one request per extent; here an operation takes the extents of
+   * up to max-io bytes together and writes them as one request of pieces
+   * (a half-allocated image alternates every cluster: per-extent requests
+   * would cost far more than the data). Returns how long the rate limit
+   * wants the job to wait.
    */
   private async iteration(): Promise<number> {
     const g = this.granularity;
@@ -322,35 +327,36 @@ export class MirrorJob extends Job implements MirrorTopJob {
     let release!: () => void;
     const claim = new Promise<void>((r) => (release = r));
     for (let c = first; c < first + n; c++) this.busyChunks.set(c, claim);
-    const targetCluster = (await this.target.imageInfo().catch(() => undefined))?.clusterSize ?? 0;
     let delay = 0;
     try {
+      let runs: Extent[];
+      try {
+        // Zeroes inside data are found in the buffer read anyway (operate), not by reading twice.
+        runs = await this.source.blockStatusRuns(offset, end - offset, { wantZero: false });
+      } catch {
+        runs = [];
+      }
+      let k = 0;
       while (offset < end) {
-        let method: Method = 'copy';
-        let ioBytes: number;
-        let data = true;
-        try {
-          const st = await this.source.blockStatus(offset, end - offset);
-          data = st.data;
-          ioBytes = data ? Math.min(st.length, this.maxIoBytes) : st.length;
-          if (!data && ioBytes >= g) method = st.zero ? 'zero' : 'discard';
-        } catch {
-          ioBytes = Math.min(end - offset, this.maxIoBytes);
-        }
-        ioBytes -= ioBytes % g;
-        if (ioBytes < g) {
-          ioBytes = g;
-          method = 'copy';
-        } else if (method !== 'copy' && targetCluster > 0 && (offset % targetCluster !== 0 || ioBytes % targetCluster !== 0)) {
-          // bdrv_round_to_clusters would widen it: copy instead.
-          method = 'copy';
+        const pieces: Span[] = [];
+        const opStart = offset;
+        let charged = 0;
+        while (offset < end && offset - opStart < this.maxIoBytes) {
+          while (k < runs.length && runs[k]!.offset + runs[k]!.length <= offset) k++;
+          const run = runs[k] && runs[k]!.offset <= offset ? runs[k] : undefined;
+          const runEnd = run ? run.offset + run.length : end;
+          let length = Math.min(runEnd, end, opStart + this.maxIoBytes) - offset;
+          // Whole chunks only (the last one may end with the device).
+          if (offset + length < end) length -= length % g;
+          if (length < g) length = Math.min(g, end - offset);
+          const zero = run !== undefined && !run.data && run.zero && this.coversClusters(offset, length);
+          pieces.push({ offset, length, zero });
+          if (!zero || !this.writeZeroesOk) charged += length;
+          offset += length;
         }
         while (this.ops.size >= MIRROR_MAX_IN_FLIGHT) await Promise.race(this.ops);
         if (this.failure) break;
-        ioBytes = Math.min(ioBytes, size - offset);
-        this.perform(offset, ioBytes, method);
-        const charged = method !== 'copy' && this.writeZeroesOk ? 0 : ioBytes;
-        offset += ioBytes;
+        this.perform(opStart, offset - opStart, pieces);
         delay = this.limiter.delay(charged);
       }
     } finally {
@@ -360,13 +366,19 @@ export class MirrorJob extends Job implements MirrorTopJob {
     return delay;
   }
 
+  /** Whether a zero write of [offset, offset+length) covers whole target clusters (bdrv_round_to_clusters would not widen it). */
+  private coversClusters(offset: number, length: number): boolean {
+    const cs = this.targetCluster;
+    return cs === 0 || (offset % cs === 0 && (length % cs === 0 || offset + length === this.target.size()));
+  }
+
   /** mirror_perform: one operation in flight, its chunks busy until it ends; its failure goes to the error policy. */
-  private perform(offset: number, bytes: number, method: Method): void {
+  private perform(offset: number, bytes: number, pieces: readonly Span[]): void {
     const g = this.granularity;
     const first = Math.floor(offset / g);
     const last = Math.ceil((offset + bytes) / g);
     this.bytesInFlight += bytes;
-    const work = this.operate(offset, bytes, method).finally(() => {
+    const work = this.operate(offset, bytes, pieces).finally(() => {
       this.bytesInFlight -= bytes;
       this.ops.delete(work);
       for (let c = first; c < last; c++) if (this.busyChunks.get(c) === work) this.busyChunks.delete(c);
@@ -375,24 +387,35 @@ export class MirrorJob extends Job implements MirrorTopJob {
     for (let c = first; c < last; c++) this.busyChunks.set(c, work);
   }
 
-  private async operate(offset: number, bytes: number, method: Method): Promise<void> {
-    let side: 'read' | 'write' = 'write';
+  /**
+   * The data pieces are read together, then everything is written as one
+   * request; zeroes the source could not tell cheaply (a raw file's holes)
+   * stay sparse in the target, as SEEK_HOLE would have kept them.
+   */
+  private async operate(offset: number, bytes: number, spans: readonly Span[]): Promise<void> {
+    let side: 'read' | 'write' = 'read';
     try {
-      if (method === 'copy') {
-        side = 'read';
-        const buf = new Uint8Array(bytes);
-        await this.source.readInto(buf, offset);
-        side = 'write';
-        await this.targetWrite({ kind: 'write', offset, length: bytes, data: buf });
-      } else {
-        await this.targetWrite({ kind: method, offset, length: bytes, mayUnmap: this.opts.unmap });
-      }
+      const buf = spans.some((p) => !p.zero) ? new Uint8Array(bytes) : undefined;
+      const reads = await Promise.allSettled(spans.map((p) => (p.zero ? undefined : this.source.readInto(buf!.subarray(p.offset - offset, p.offset - offset + p.length), p.offset))));
+      for (const r of reads) if (r.status === 'rejected') throw r.reason;
+      side = 'write';
+      const unmap = this.opts.unmap;
+      const pieces = spans.map((p): WritePiece => {
+        const data = p.zero ? undefined : buf!.subarray(p.offset - offset, p.offset - offset + p.length);
+        return data && !isZero(data) ? { offset: p.offset, length: p.length, data } : { offset: p.offset, length: p.length, mayUnmap: unmap };
+      });
+      await this.target.writePieces(pieces);
     } catch (err) {
       this.dirty.setRange(offset, bytes);
       this.ioFailed(side, err);
       return;
     }
     if (!this.initialZeroing) this.progressCurrent += bytes;
+  }
+
+  /** The initial zeroing of a target (mirror_dirty_init): zero writes that count for no progress. */
+  private zeroTargetRange(offset: number, bytes: number): void {
+    this.perform(offset, bytes, [{ offset, length: bytes, zero: true }]);
   }
 
   private targetWrite(w: ActiveWrite): Promise<void> {

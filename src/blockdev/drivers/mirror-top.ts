@@ -1,8 +1,8 @@
-import type { Extent } from '../../image/types.js';
 import { PERM_ALL, PERM_CONSISTENT_READ, PERM_WRITE } from '../../image/perm.js';
 import { defaultChildPerms, type NodeChild, type PermPair } from '../child.js';
 import type { NamePolicy } from '../filename.js';
-import { BlockNode, type NodeImageInfo, type StatusOptions, type WriteFlags, type ZeroFlags } from '../node.js';
+import type { BlockNode, WriteFlags, ZeroFlags } from '../node.js';
+import { PassThroughFilter } from './filter-node.js';
 import { type ReopenPlan, writableAfter } from '../permissions.js';
 
 /** Named by the node it filters (bdrv_mirror_top_refresh_filename). */
@@ -39,7 +39,7 @@ export interface MirrorTopJob {
  * consistent read of the chain nor keeps others from writing it, since
  * the base is written below it (bdrv_mirror_top_child_perm).
  */
-export class MirrorTopNode extends BlockNode {
+export class MirrorTopNode extends PassThroughFilter {
   readonly driver = 'mirror_top';
   job: MirrorTopJob | undefined;
   /** The job is ending: the filter forwards no permissions to the source any more. */
@@ -54,21 +54,14 @@ export class MirrorTopNode extends BlockNode {
     super(name, false, []);
   }
 
-  private get source(): BlockNode {
+  protected get filtered(): BlockNode {
     const s = this.child('backing');
     if (!s) throw new Error('mirror_top without its source');
     return s;
   }
 
-  size(): number {
+  override size(): number {
     return this.child('backing')?.size() ?? this.sourceSize();
-  }
-  override get isFilter(): boolean {
-    return true;
-  }
-  /** bdrv_mirror_top has no bdrv_reopen_prepare: QEMU refuses to reopen it. */
-  override get supportsReopen(): boolean {
-    return false;
   }
   override get namePolicy(): NamePolicy {
     return MIRROR_TOP_NAMING;
@@ -84,51 +77,24 @@ export class MirrorTopNode extends BlockNode {
     return p;
   }
 
-  blockStatus(offset: number, length: number, opts?: StatusOptions): Promise<Extent> {
-    return this.source.blockStatus(offset, length, opts);
-  }
-  override blockStatusRuns(offset: number, length: number, opts?: StatusOptions): Promise<Extent[]> {
-    return this.source.blockStatusRuns(offset, length, opts);
-  }
-  protected doRead(offset: number, length: number): Promise<Uint8Array> {
-    return this.source.read(offset, length);
-  }
-  protected override doReadInto(buf: Uint8Array, offset: number): Promise<void> {
-    return this.source.readInto(buf, offset);
-  }
-  protected async doWrite(offset: number, data: Uint8Array, flags: WriteFlags): Promise<void> {
+  protected override async doWrite(offset: number, data: Uint8Array, flags: WriteFlags): Promise<void> {
     // The guest may change its buffer meanwhile, but source and target must get the same bytes (bounce buffer).
     const copy = this.job?.copiesActively() ? data.slice() : undefined;
-    await this.source.write(offset, copy ?? data, flags);
+    await this.filtered.write(offset, copy ?? data, flags);
     if (copy) await this.job!.activeWrite({ kind: 'write', offset, length: data.length, data: copy });
   }
-  protected async doWriteZeroes(offset: number, length: number, flags: ZeroFlags): Promise<void> {
+  protected override async doWriteZeroes(offset: number, length: number, flags: ZeroFlags): Promise<void> {
     const active = this.job?.copiesActively() ?? false;
-    await this.source.writeZeroes(offset, length, flags);
+    await this.filtered.writeZeroes(offset, length, flags);
     if (active) await this.job!.activeWrite({ kind: 'zero', offset, length, mayUnmap: flags.mayUnmap ?? false });
   }
-  protected async doDiscard(offset: number, length: number): Promise<void> {
+  protected override async doDiscard(offset: number, length: number): Promise<void> {
     const active = this.job?.copiesActively() ?? false;
-    await this.source.discard(offset, length);
+    await this.filtered.discard(offset, length);
     if (active) await this.job!.activeWrite({ kind: 'discard', offset, length });
   }
-  protected async doFlush(): Promise<void> {
+  protected override async doFlush(): Promise<void> {
+    // Also after a failed append, before the source is linked (bdrv_mirror_top_flush).
     await this.child('backing')?.flush();
   }
-  /** bdrv_mirror_top_flush replaces the generic flush: no blkdebug events of its own. */
-  protected override debugPrimary(): BlockNode | undefined {
-    return undefined;
-  }
-  async imageInfo(): Promise<NodeImageInfo> {
-    const s = await this.source.imageInfo();
-    return {
-      filename: s.filename,
-      format: 'mirror_top',
-      virtualSize: this.size(),
-      ...(s.actualSize !== undefined ? { actualSize: s.actualSize } : {}),
-      ...(s.clusterSize !== undefined ? { clusterSize: s.clusterSize } : {}),
-      dirtyFlag: false,
-    };
-  }
-  protected async doClose(): Promise<void> {}
 }

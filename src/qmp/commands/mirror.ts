@@ -1,11 +1,8 @@
-import { access, unlink } from 'node:fs/promises';
+import { unlink } from 'node:fs/promises';
 import { canReplace, cowChild, skipFilters } from '../../blockdev/chain.js';
 import type { BlockNode } from '../../blockdev/node.js';
 import { openBlockdev } from '../../blockdev/open.js';
-import { strerror } from '../../image/errno.js';
-import { createImage } from '../../image/open.js';
 import { probeFormat } from '../../image/probe.js';
-import type { ImageFormat } from '../../image/types.js';
 import type { OnError } from '../../jobs/error-policy.js';
 import type { MirrorJob } from '../../jobs/mirror.js';
 import { type BackingMode, startMirror } from '../../jobs/mirror-start.js';
@@ -15,7 +12,7 @@ import { QmpError } from '../error.js';
 import type { ArgsType } from '../schema/command.js';
 import { blockdevMirror, driveMirror } from '../schema/mirror.js';
 import { rootNode } from './backing.js';
-import { namesOf } from './block-info.js';
+import { createTargetImage, formatName } from './new-image.js';
 
 const fail = (desc: string) => new QmpError('GenericError', desc);
 
@@ -101,10 +98,6 @@ async function blockdevMirrorCmd(ctx: QmpContext, a: ArgsType<typeof blockdevMir
   await mirrorCommon(ctx, bs, target, a, 'leave', a.sync === 'full');
 }
 
-/** The format name QEMU gives a node (drv->format_name). */
-function formatName(n: BlockNode): string {
-  return n.driver === 'qcow2' ? 'qcow2' : n.driver === 'file' ? 'file' : 'raw';
-}
 
 /**
  * qmp_drive_mirror: the target image is created (unless mode=existing),
@@ -130,16 +123,7 @@ async function driveMirrorCmd(ctx: QmpContext, a: ArgsType<typeof driveMirror>):
     if (format !== 'raw' && format !== 'qcow2') throw fail(`Unknown file format '${format}'`);
     const withBacking = sync !== 'full' && targetBacking !== undefined;
     if (withBacking && format === 'raw') throw fail("Backing file not supported for file format 'raw'");
-    const backing = withBacking ? { backingFile: namesOf(targetBacking!).get(targetBacking!)!.filename, backingFormat: formatName(targetBacking!) as ImageFormat } : {};
-    const existed = await access(a.target).then(() => true, () => false);
-    try {
-      await createImage(a.target, format === 'qcow2' ? { format, size, ...backing } : { format, size });
-    } catch (err) {
-      const errno = (err as { errno?: string }).errno;
-      if (typeof errno === 'string') throw fail(`Could not create '${a.target}': ${strerror(errno)}`);
-      throw err;
-    }
-    if (!existed) createdFile = a.target;
+    createdFile = await createTargetImage(a.target, format, size, withBacking ? targetBacking : undefined);
   }
   let target: BlockNode | undefined;
   try {
