@@ -74,3 +74,13 @@ export function findOverlay(active: BlockNode, bs: BlockNode | undefined): Block
   }
   return undefined;
 }
+
+/**
+ * bdrv_recurse_can_replace: whether `to` can take `from`'s place without
+ * the data its parents see changing abruptly — it is `from` or a node
+ * below it through filters only.
+ */
+export function canReplace(from: BlockNode, to: BlockNode): boolean {
+  for (let n: BlockNode | undefined = from; n; n = filteredChild(n)) if (n === to) return true;
+  return false;
+}

@@ -5,7 +5,7 @@ import { CHILD_COW } from './child.js';
 import { replaceNode } from './graph-edit.js';
 import { GraphTransaction } from './graph-transaction.js';
 import { BlockNode } from './node.js';
-import { whileWritable } from './reopen.js';
+import { type ReopenContext, whileWritable } from './reopen.js';
 
 const failed = (errno: string) => new BlockError('IO', strerror(errno), { errno });
 
@@ -18,7 +18,13 @@ const failed = (errno: string) => new BlockError('IO', strerror(errno), { errno 
  * does, with only an errno (EIO when the graph could not change); a
  * failed name update leaves the graph changed.
  */
-export async function dropIntermediate(top: BlockNode, base: BlockNode, backingFile: string | undefined, nameOf: (n: BlockNode) => string): Promise<void> {
+export async function dropIntermediate(
+  top: BlockNode,
+  base: BlockNode,
+  backingFile: string | undefined,
+  nameOf: (n: BlockNode) => string,
+  reopen: ReopenContext,
+): Promise<void> {
   if (!chainContains(top, base)) throw failed('EIO');
   const name = backingFile ?? nameOf(base);
   let moved;
@@ -31,7 +37,7 @@ export async function dropIntermediate(top: BlockNode, base: BlockNode, backingF
     const overlay = c.owner;
     if (!(c.role & CHILD_COW) || !(overlay instanceof BlockNode)) continue;
     try {
-      await whileWritable(overlay, () => overlay.changeBackingFile(name, base.driver));
+      await whileWritable(reopen, overlay, () => overlay.changeBackingFile(name, base.driver));
     } catch (err) {
       throw failed(err instanceof BlockError && err.errno ? err.errno : 'EIO');
     }

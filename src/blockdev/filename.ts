@@ -33,24 +33,13 @@ export interface NamePolicy {
 /** QEMU's filename buffers hold 4096 bytes: a longer json: name ends in "..." (bdrv_refresh_filename). */
 const FILENAME_MAX = 4096;
 
-/** qdict_flatten: nested objects and lists become dotted keys ("inject-error.0.event"). */
-export function flattenOptions(o: Record<string, unknown>, prefix = '', out: Record<string, unknown> = {}): Record<string, unknown> {
-  for (const [k, v] of Object.entries(o)) {
-    const key = prefix + k;
-    if (Array.isArray(v)) v.forEach((item, i) => (item !== null && typeof item === 'object' ? flattenOptions(item as Record<string, unknown>, `${key}.${i}.`, out) : (out[`${key}.${i}`] = item)));
-    else if (v !== null && typeof v === 'object') flattenOptions(v as Record<string, unknown>, `${key}.`, out);
-    else out[key] = v;
-  }
-  return out;
-}
-
 /**
  * append_strong_runtime_options: the node's driver, filename and strong
  * options as it was opened with them; whether any but driver and filename
  * was given.
  */
 function strongOptions(node: BlockNode): { options: Record<string, unknown>; found: boolean } {
-  const given = node.openOptions;
+  const given = node.options;
   const options: Record<string, unknown> = {};
   let found = false;
   for (const name of ['driver', 'filename', ...node.namePolicy.strong]) {

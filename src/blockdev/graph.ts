@@ -1,5 +1,6 @@
 import { BlockError } from '../image/errors.js';
 import type { NodeChild } from './child.js';
+import { filteredChild } from './chain.js';
 import { dropFilter, replaceChildNode, replaceNode } from './graph-edit.js';
 import { GraphTransaction, withGraphLock } from './graph-transaction.js';
 import type { BlockNode } from './node.js';
@@ -111,6 +112,16 @@ export class BlockGraph {
   }
 
   /**
+   * A node that lost a link (bdrv_unref: after a reopen replaced a child,
+   * or a job let go of it): closed and forgotten, with the inline children
+   * nobody else uses, once nothing uses it and the monitor did not add it.
+   */
+  async release(node: BlockNode): Promise<void> {
+    if (node.isClosed || node.inUse || this.monitorOwned.has(node.nodeName) || this.nodes.get(node.nodeName) !== node) return;
+    await this.closeTree(node);
+  }
+
+  /**
    * bdrv_replace_node: every link to `from` (but those `to` reaches itself,
    * and jobs') goes to `to` instead, with the permissions checked. Returns
    * what moves exactly those links back.
@@ -134,9 +145,9 @@ export class BlockGraph {
     });
   }
 
-  /** Takes a filter out of the graph (a job's end): its parents go back to its file child, the node goes, its children stay as they are. */
+  /** Takes a filter out of the graph (a job's end): its parents go back to its filtered child, the node goes, its children stay as they are. */
   async removeFilter(node: BlockNode): Promise<void> {
-    const below = node.child('file');
+    const below = filteredChild(node);
     if (below) await this.moveParents(node, below).catch(() => undefined);
     await this.closeTree(node, false);
   }
@@ -149,16 +160,6 @@ export class BlockGraph {
   async dropFilter(filter: BlockNode): Promise<void> {
     await GraphTransaction.run((tran) => dropFilter(tran, filter));
     await this.closeTree(filter, false);
-  }
-
-  /**
-   * The last reference to a node went (bdrv_unref): a node nobody uses
-   * any more and the monitor did not add closes, with the children only
-   * it held.
-   */
-  async release(node: BlockNode): Promise<void> {
-    if (node.isClosed || node.inUse || this.monitorOwned.has(node.nodeName) || this.nodes.get(node.nodeName) !== node) return;
-    await this.closeTree(node);
   }
 
   /**

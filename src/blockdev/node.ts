@@ -8,7 +8,9 @@ import { type ChildOwner, defaultChildPerms, type NodeChild, type PermPair } fro
 import { NodeBitmaps } from './dirty-bitmap.js';
 import type { NamePolicy } from './filename.js';
 import { OpBlockers } from './op-blockers.js';
+import type { Options } from './options.js';
 import { type ReopenPlan, writableAfter } from './permissions.js';
+import type { ReopenState, StagedReopen } from './reopen-driver.js';
 
 /** What a node knows about itself for query-named-block-nodes / query-block (turned into QMP shapes in src/qmp). */
 export interface NodeImageInfo {
@@ -90,17 +92,21 @@ export abstract class BlockNode implements ChildOwner {
   forceShare = false;
   /** This node's links to its children, newest first (bs->children). */
   private edges: NodeChild[] = [];
-  /** The options the node was opened with, flattened as QEMU keeps them (bs->options): its name is made from them. */
-  openOptions: Record<string, unknown> = {};
+  /**
+   * The node's options, flat, as QEMU keeps them (bs->options): what it was
+   * opened or last reopened with, children's options left out. Its name is
+   * made from them, and a reopen compares new options with them.
+   */
+  options: Options = {};
+  /** The options given for this node itself, before any were inherited (bs->explicit_options). */
+  explicitOptions: Options = {};
   /** The file name the node was opened with (a protocol node's own name before any refresh). */
   openFilename: string | undefined;
   /** The backing file the image names, as opened when it was (bs->auto_backing_file): '' for none. */
   autoBackingFile = '';
   /** The parent this node was opened inline for (bs->inherits_from): a reopen of the parent takes it along. */
   inheritsFrom: BlockNode | undefined;
-  /** Whether its options set read-only themselves (then a reopen of the parent leaves it). */
-  readOnlyExplicit = false;
-  /** A filter a job put in without a name asked for (bs->implicit): it is named after its one child. */
+  /** Inserted by a job without a name of the user's (bs->implicit): a reopen looks through it, and it is named after its one child. */
   implicit = false;
   /** No frozen chain may pass through it (bs->never_freeze: commit_top, which must always be droppable). */
   neverFreeze = false;
@@ -131,10 +137,10 @@ export abstract class BlockNode implements ChildOwner {
     return `node '${this.nodeName}'`;
   }
 
-  /** A link already in the child's parents becomes this node's (the graph attached it for us). */
-  adoptChild(c: NodeChild): void {
+  /** A link already in the child's parents becomes this node's (the graph attached it for us), newest or (undoing a removal) back at `at`. */
+  adoptChild(c: NodeChild, at = 0): void {
     c.owner = this;
-    if (!this.edges.includes(c)) this.edges.unshift(c);
+    if (!this.edges.includes(c)) this.edges.splice(at, 0, c);
   }
 
   /** Forgets a link the graph has detached from its child. */
@@ -332,9 +338,21 @@ export abstract class BlockNode implements ChildOwner {
     return Promise.reject(new BlockError('UNSUPPORTED', 'Image format driver does not support resize', { errno: 'ENOTSUP' }));
   }
 
-  /** The driver's part of a reopen that changes the read-only state (reopen.ts checks the permissions first). */
-  async switchReadOnly(readOnly: boolean): Promise<void> {
-    this.readOnly = readOnly;
+  /** Whether the driver can be reopened at all (it has a bdrv_reopen_prepare). */
+  get supportsReopen(): boolean {
+    return true;
+  }
+  /** Driver options a reopen may leave out, resetting them to their defaults (drv->mutable_opts). */
+  get mutableOptions(): readonly string[] {
+    return [];
+  }
+  /**
+   * drv->bdrv_reopen_prepare: checks and stages the driver's options. The
+   * default takes none (null, blkdebug: the generic comparison then refuses
+   * any change of theirs).
+   */
+  prepareReopen(_state: ReopenState): Promise<StagedReopen> {
+    return Promise.resolve({});
   }
 
   /**
@@ -496,5 +514,8 @@ export abstract class BlockNode implements ChildOwner {
 
   protected checkWritable(): void {
     if (this.readOnly) throw new BlockError('READ_ONLY', `Node '${this.nodeName}' is read-only`, { errno: 'EPERM' });
+    // bdrv_has_readonly_bitmaps: a bitmap that cannot record the change refuses it (a qcow2 whose read-only reopen was abandoned).
+    const bitmaps = this.dirtyBitmaps.all();
+    for (let i = 0; i < bitmaps.length; i++) if (bitmaps[i]!.readOnly) throw new BlockError('READ_ONLY', 'Operation not permitted', { errno: 'EPERM' });
   }
 }

@@ -3,13 +3,13 @@ import type { BlockNode } from '../blockdev/node.js';
 import { PERM_ALL } from '../image/perm.js';
 import { strerror } from '../image/errno.js';
 import { BlockCopy, CopyError } from './block-copy.js';
-import { BlockJob, type BlockJobListener, type BlockJobOptions, type OnError } from './block-job.js';
-
-export { errorAction, type ErrorAction, type IoStatus, type OnError } from './block-job.js';
+import { BlockJob, type BlockJobListener, type BlockJobOptions } from './block-job.js';
+import type { OnError } from './error-policy.js';
 
 export type SyncMode = 'full' | 'top' | 'none' | 'bitmap';
 /** What becomes of the sync bitmap when the job ends (BitmapSyncMode). */
 export type BitmapMode = 'on-success' | 'never' | 'always';
+
 /** The listener of backup jobs: any block job's. */
 export type BackupListener = BlockJobListener;
 

@@ -1,19 +1,17 @@
 import type { BlockGraph } from '../blockdev/graph.js';
 import type { BlockNode } from '../blockdev/node.js';
+import type { ReopenContext } from '../blockdev/reopen.js';
+import { type ErrorAction, errorAction, type IoStatus, type OnError } from './error-policy.js';
 import { JobNodes } from './job-nodes.js';
-import { Job, type JobListener, type JobOptions } from './job.js';
+import type { Job, JobListener, JobOptions } from './job.js';
 import type { JobManager } from './manager.js';
-import { RateLimiter } from './rate-limit.js';
+import { RateLimitedJob } from './rate-limited-job.js';
 
-/** What a job does on an I/O error (BlockdevOnError). */
-export type OnError = 'report' | 'ignore' | 'enospc' | 'stop' | 'auto';
-/** What the policy decided for one error (BlockErrorAction). */
-export type ErrorAction = 'report' | 'ignore' | 'stop';
-export type IoStatus = 'ok' | 'failed' | 'nospace';
+export type { ErrorAction, IoStatus, OnError } from './error-policy.js';
 
 export interface BlockJobListener extends JobListener {
   /** BLOCK_JOB_ERROR: emitted once per error the policy handles, before the job acts on it. */
-  ioError(job: BlockJob, operation: 'read' | 'write', action: ErrorAction): void;
+  ioError(job: Job, operation: 'read' | 'write', action: ErrorAction): void;
 }
 
 export interface BlockJobOptions extends JobOptions {
@@ -36,6 +34,8 @@ export interface BlockJobStart {
   autoDismiss?: boolean;
   /** The name QEMU gives a node (bdrv_refresh_filename), written as a new backing file name. */
   nameOf: (n: BlockNode) => string;
+  /** What reopening a node read-write for the job (and back) needs. */
+  reopen: ReopenContext;
 }
 
 /** The job options of a start: a negative speed is refused once the job exists (block_job_set_speed), so the job takes none. */
@@ -49,26 +49,13 @@ export function startOptions(s: BlockJobStart): BlockJobOptions {
   };
 }
 
-/** blockjob.c block_job_error_action: the policy and the errno decide. */
-export function errorAction(policy: OnError, errno: string): ErrorAction {
-  switch (policy) {
-    case 'enospc':
-    case 'auto':
-      return errno === 'ENOSPC' ? 'stop' : 'report';
-    default:
-      return policy;
-  }
-}
-
 /**
- * A job on block nodes (blockjob.c BlockJob): a speed and QEMU's rate
- * limiter, an io-status, the error policy's common part, and its links to
- * the nodes it uses (held until the job goes away, when nodes only it
- * held are released).
+ * A job on block nodes (blockjob.c BlockJob) beyond its speed: an
+ * io-status, the error policy's common part, and its links to the nodes
+ * it uses (held until the job goes away, when nodes only it held are
+ * released).
  */
-export abstract class BlockJob extends Job {
-  speed: number;
-  readonly limiter: RateLimiter;
+export abstract class BlockJob extends RateLimitedJob {
   ioStatus: IoStatus = 'ok';
   /** The job's links to the nodes it holds. */
   readonly nodes: JobNodes;
@@ -81,25 +68,8 @@ export abstract class BlockJob extends Job {
     opts: BlockJobOptions,
   ) {
     super(id, type, blockEvents, opts);
-    this.speed = opts.speed ?? 0;
-    this.limiter = new RateLimiter(this.speed, () => this.clock.now());
     this.nodes = new JobNodes(type, id);
     this.release = opts.release;
-  }
-
-  /**
-   * block-job-set-speed (block_job_set_speed_locked): the limit applies
-   * from the next request; a sleeping job is woken unless the new speed
-   * is a limit no higher than the old one (it would only sleep again). A
-   * paused job sleeps on no timer and is left alone.
-   */
-  setSpeed(speed: number): void {
-    this.checkVerb('set-speed');
-    const old = this.speed;
-    this.speed = speed;
-    this.limiter.setSpeed(speed);
-    if (speed !== 0 && speed <= old) return;
-    if (this.sleeping) this.kick();
   }
 
   /** Sleeps as long as the rate limit asks after `bytes` more were copied (block_job_ratelimit_get_delay). */

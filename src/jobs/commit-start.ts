@@ -29,6 +29,7 @@ export async function startCommit(s: CommitStart): Promise<CommitJob> {
     backingFile: s.backingFile,
     onError: s.onError,
     nameOf: s.nameOf,
+    reopen: s.reopen,
     ...startOptions(s),
   });
   try {
@@ -41,6 +42,6 @@ export async function startCommit(s: CommitStart): Promise<CommitJob> {
     throw err;
   }
   s.jobs.add(job);
-  job.start(false);
+  job.start();
   return job;
 }

@@ -8,7 +8,7 @@ import type { BlockGraph } from '../blockdev/graph.js';
 import { appendOverlay } from '../blockdev/graph-edit.js';
 import { GraphTransaction } from '../blockdev/graph-transaction.js';
 import type { BlockNode } from '../blockdev/node.js';
-import { reopenReadOnly, reopenReadWrite } from '../blockdev/reopen.js';
+import { type ReopenContext, reopenSetReadOnly } from '../blockdev/reopen.js';
 import { errnoOf, strerror } from '../image/errno.js';
 import { BlockError } from '../image/errors.js';
 import { PERM_ALL, PERM_CONSISTENT_READ, PERM_RESIZE, PERM_WRITE, PERM_WRITE_UNCHANGED } from '../image/perm.js';
@@ -27,6 +27,7 @@ export interface CommitOptions extends BlockJobOptions {
   onError?: OnError;
   /** The name QEMU gives a node (bdrv_refresh_filename), written as the new backing file name. */
   nameOf: (n: BlockNode) => string;
+  reopen: ReopenContext;
 }
 
 /**
@@ -51,6 +52,11 @@ export class CommitJob extends BlockJob {
     this.o = opts;
   }
 
+  /** No drained section surrounds the start (no paused/running pair on qsd). */
+  protected override get drainsOnStart(): boolean {
+    return false;
+  }
+
   override usesNode(node: object): boolean {
     return node === this.commitTop || this.nodes.has(node as BlockNode);
   }
@@ -67,7 +73,7 @@ export class CommitJob extends BlockJob {
     const { graph, top, base } = this.o;
     const basePerm = PERM_CONSISTENT_READ | PERM_WRITE | (base.size() < top.size() ? PERM_RESIZE : 0);
     if (base.readOnly) {
-      await reopenReadWrite(base);
+      await reopenSetReadOnly(this.o.reopen, base, false);
       this.baseWasReadOnly = true;
     }
     const ct = new CommitTopNode(graph.assignName(filterNodeName));
@@ -140,7 +146,7 @@ export class CommitJob extends BlockJob {
     this.baseBlk = undefined;
     const ct = this.commitTop!;
     try {
-      await dropIntermediate(ct, this.o.base, this.o.backingFile, this.o.nameOf);
+      await dropIntermediate(ct, this.o.base, this.o.backingFile, this.o.nameOf, this.o.reopen);
     } finally {
       // Nobody uses commit_top any more (unless the graph could not change): it goes.
       await this.o.graph.release(ct);
@@ -166,7 +172,7 @@ export class CommitJob extends BlockJob {
 
   /** commit_clean: base read-only again if it was, and the reader of `top` goes. */
   override async clean(): Promise<void> {
-    if (this.baseWasReadOnly) await reopenReadOnly(this.o.base).catch(() => undefined);
+    if (this.baseWasReadOnly) await reopenSetReadOnly(this.o.reopen, this.o.base, true).catch(() => undefined);
     this.baseWasReadOnly = false;
     await this.topBlk.remove();
   }

@@ -13,6 +13,8 @@ export interface JobListener {
   finished(job: Job, cancelled: boolean): void;
   /** The job reached `null` and left the job list. */
   removed(job: Job): void;
+  /** BLOCK_JOB_READY: the job's target is in sync and it waits to be completed (mirror). */
+  ready?(job: Job): void;
 }
 
 export interface JobOptions {
@@ -55,7 +57,10 @@ export abstract class Job {
   progressTotal = 0;
   /** Set when the job failed or was cancelled (the text QMP reports). */
   error: string | undefined;
+  /** Force-cancelled (job_is_cancelled): the job stops and ends as cancelled. */
   cancelled = false;
+  /** A cancel was asked for, force or not (job_cancel_requested): a ready mirror then finishes without its pivot. */
+  cancelRequested = false;
   userPaused = false;
   private pauseCount = 0;
   private started = false;
@@ -98,6 +103,16 @@ export abstract class Job {
     return true;
   }
 
+  /** query-block-jobs' busy: the job's coroutine is working rather than waiting for time or a verb (only jobs that track it say so). */
+  get busy(): boolean {
+    return false;
+  }
+
+  /** Whether the job waits only for time to pass or a verb (a sleep, an idle wait). */
+  protected get isIdle(): boolean {
+    return this.idleWait;
+  }
+
   get paused(): boolean {
     return this.pauseCount > 0;
   }
@@ -123,17 +138,52 @@ export abstract class Job {
     if (!acceptsVerb(this.status, verb)) throw jobError(`Job '${this.id}' in state '${this.status}' cannot accept command verb '${verb}'`);
   }
 
-  /**
-   * created -> running. `drained`: the command starts the job inside a
-   * drained section (a transaction's), which the job reports as a
-   * paused/running pair as the section ends; stream and commit start
-   * theirs outside one.
-   */
-  start(drained = true): void {
+  /** created -> running; QEMU drains the graph while setting a job up, hence the paused/running pair (for jobs whose setup drains). */
+  start(): void {
     this.transition('running');
     this.started = true;
-    if (drained) this.internalPause();
+    if (this.drainsOnStart) this.internalPause();
     void this.execute();
+  }
+
+  /** Whether setting the job up drains a graph it is already in (backup's transaction drain); a mirror drains before it exists. */
+  protected get drainsOnStart(): boolean {
+    return true;
+  }
+
+  /** job_transition_to_ready: BLOCK_JOB_READY, then the job waits for job-complete (or a cancel). */
+  protected transitionToReady(): void {
+    this.transition('ready');
+    this.listener.ready?.(this);
+  }
+
+  get isReady(): boolean {
+    return this.status === 'ready' || this.status === 'standby';
+  }
+
+  /**
+   * job-complete / block-job-complete (job_complete_locked): the verb table
+   * first, then jobs that cannot complete (or were asked to cancel) refuse
+   * in QEMU's words.
+   */
+  complete(): void {
+    this.checkVerb('complete');
+    if (this.cancelRequested || !this.onComplete()) throw jobError(`The active block job '${this.id}' cannot be completed`);
+  }
+
+  /** The driver's complete: returns false when the job type has none (backup). */
+  protected onComplete(): boolean {
+    return false;
+  }
+
+  /** The driver's cancel (job->driver->cancel): whether the request becomes a force cancel. Jobs without one always force. */
+  protected cancelIsForced(_force: boolean): boolean {
+    return true;
+  }
+
+  /** Whether job-cancel answers only once the job has concluded (as observed for backup); a mirror answers at once. */
+  protected get cancelWaitsForConclusion(): boolean {
+    return true;
   }
 
   /** Whether the job works on this node (a drain of it pauses the job for a moment). */
@@ -165,6 +215,8 @@ export abstract class Job {
     }
     if (this.cancelled) this.error ??= 'Operation canceled';
     else if (failure !== undefined) this.error ??= failure instanceof Error ? failure.message : String(failure);
+    // job_co_entry hands the rest to the main loop (job_exit in a bottom half): a job that ends at once does so after the reply that started it.
+    await new Promise<void>((r) => setImmediate(r));
     await this.txn.jobCompleted(this);
   }
 
@@ -179,11 +231,6 @@ export abstract class Job {
       this.transition(from);
     }
     if (this.cancelled) throw new JobCancelled();
-  }
-
-  /** Whether the job sleeps on its clock or waits for a kick (job_timer_pending, roughly): a speed change wakes only such a job. */
-  protected get sleeping(): boolean {
-    return this.idleWait;
   }
 
   /** Whether the job can only move on when time passes or a verb reaches it (a virtual clock's auto-advance asks). */
@@ -202,7 +249,8 @@ export abstract class Job {
       this.drainedSleep = false;
       ns = 0;
     }
-    if (ns > 0) {
+    // job_sleep_ns: a job cancelled or asked to pause meanwhile does not go to sleep first.
+    if (ns > 0 && !this.cancelled && !this.paused) {
       const s = this.clock.sleep(ns);
       this.wake = s.wake;
       await this.idle(s.done);
@@ -215,7 +263,7 @@ export abstract class Job {
 
   /** Waits until a verb (pause, cancel, speed change…) kicks the job: sync=none has nothing else to do. */
   protected async waitForKick(): Promise<void> {
-    await this.idle(new Promise<void>((r) => (this.wake = r)));
+    if (!this.cancelled && !this.paused) await this.idle(new Promise<void>((r) => (this.wake = r)));
     await this.pausePoint();
   }
 
@@ -268,31 +316,44 @@ export abstract class Job {
    * have no soft cancel). Resolves once the job has concluded, so its
    * events precede the command's reply, as observed with QEMU.
    */
-  async cancel(): Promise<void> {
+  async cancel(force = true): Promise<void> {
     this.checkVerb('cancel');
-    await this.cancelLocked();
-    if (this.status !== 'null') await this.concludedPromise;
+    await this.cancelLocked(force);
+    if (this.status !== 'null' && this.cancelWaitsForConclusion) await this.concludedPromise;
   }
 
   /** QEMU's job_cancel_locked, without the verb check (dismissing a concluded job, a transaction abort). */
-  async cancelLocked(): Promise<void> {
+  async cancelLocked(force = true): Promise<void> {
     if (this.status === 'concluded') {
       await this.toNull();
       return;
     }
-    this.requestCancel();
+    this.requestCancel(force);
     if (!this.started) await this.txn.jobCompleted(this);
-    else if (isCompleted(this.status)) await this.txn.abort(this);
+    else if (isCompleted(this.status)) {
+      // A soft cancel of a job whose work is over changes nothing (job_cancel_async ignores it).
+      if (this.cancelled) await this.txn.abort(this);
+    }
   }
 
-  /** Flags the job cancelled and wakes it; a user pause is dropped. */
-  requestCancel(): void {
+  /**
+   * job_cancel_async: the driver decides whether the request is forced; a
+   * user pause is dropped; a soft request on a job whose work is over is
+   * ignored. Then the job is woken.
+   */
+  requestCancel(force = true): void {
+    force = this.cancelIsForced(force);
     if (this.userPaused) {
       this.userPaused = false;
       if (this.pauseCount > 0) this.pauseCount--;
     }
-    this.cancelled = true;
-    this.error ??= 'Operation canceled';
+    if (force || !isCompleted(this.status)) {
+      this.cancelRequested = true;
+      if (force) {
+        this.cancelled = true;
+        this.error ??= 'Operation canceled';
+      }
+    }
     this.kick();
   }
 

@@ -4,7 +4,7 @@ import type { CopyOnReadNode } from '../blockdev/drivers/copy-on-read.js';
 import { freezeChain, unfreezeChain } from '../blockdev/freeze.js';
 import { insertNode } from '../blockdev/insert-node.js';
 import type { BlockNode } from '../blockdev/node.js';
-import { reopenReadOnly, reopenReadWrite } from '../blockdev/reopen.js';
+import { reopenSetReadOnly } from '../blockdev/reopen.js';
 import { BlockError } from '../image/errors.js';
 import { PERM_ALL, PERM_CONSISTENT_READ, PERM_WRITE, PERM_WRITE_UNCHANGED } from '../image/perm.js';
 import { type BlockJobStart, startOptions } from './block-job.js';
@@ -51,7 +51,7 @@ export async function startStream(s: StreamStart): Promise<StreamJob> {
   if (wasReadOnly) {
     freezeChain(bs, aboveBase);
     try {
-      await reopenReadWrite(bs);
+      await reopenSetReadOnly(s.reopen, bs, false);
     } finally {
       unfreezeChain(bs, aboveBase);
     }
@@ -75,6 +75,7 @@ export async function startStream(s: StreamStart): Promise<StreamJob> {
       onError: s.onError,
       wasReadOnly,
       nameOf: s.nameOf,
+      reopen: s.reopen,
       ...startOptions(s),
     });
     await job.nodes.add('main node', filter, 0, PERM_ALL);
@@ -88,11 +89,11 @@ export async function startStream(s: StreamStart): Promise<StreamJob> {
     if (job) await job.earlyFail();
     else {
       if (filter) await dropCorFilter(graph, filter);
-      if (wasReadOnly) await reopenReadOnly(bs).catch(() => undefined);
+      if (wasReadOnly) await reopenSetReadOnly(s.reopen, bs, true).catch(() => undefined);
     }
     throw err;
   }
   s.jobs.add(job);
-  job.start(false);
+  job.start();
   return job;
 }

@@ -6,7 +6,7 @@ import type { BlockGraph } from '../blockdev/graph.js';
 import { setBacking } from '../blockdev/graph-edit.js';
 import { GraphTransaction } from '../blockdev/graph-transaction.js';
 import type { BlockNode } from '../blockdev/node.js';
-import { reopenReadOnly } from '../blockdev/reopen.js';
+import { type ReopenContext, reopenSetReadOnly } from '../blockdev/reopen.js';
 import { errnoOf, strerror } from '../image/errno.js';
 import { BlockError } from '../image/errors.js';
 import { BlockJob, type BlockJobListener, type BlockJobOptions, type OnError } from './block-job.js';
@@ -32,6 +32,7 @@ export interface StreamOptions extends BlockJobOptions {
   wasReadOnly: boolean;
   /** The name QEMU gives a node (bdrv_refresh_filename), written as the new backing file name. */
   nameOf: (n: BlockNode) => string;
+  reopen: ReopenContext;
 }
 
 /**
@@ -61,6 +62,11 @@ export class StreamJob extends BlockJob {
   constructor(id: string, events: BlockJobListener, opts: StreamOptions) {
     super(id, 'stream', events, opts);
     this.o = opts;
+  }
+
+  /** No drained section surrounds the start (no paused/running pair on qsd). */
+  protected override get drainsOnStart(): boolean {
+    return false;
   }
 
   override usesNode(node: object): boolean {
@@ -143,7 +149,7 @@ export class StreamJob extends BlockJob {
       this.blkInPlace = false;
       await this.o.blk.remove();
     }
-    if (this.o.wasReadOnly) await reopenReadOnly(this.o.top).catch(() => undefined);
+    if (this.o.wasReadOnly) await reopenSetReadOnly(this.o.reopen, this.o.top, true).catch(() => undefined);
   }
 
   private async dropFilter(): Promise<void> {

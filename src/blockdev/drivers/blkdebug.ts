@@ -176,10 +176,10 @@ export class BlkdebugNode extends BlockNode {
     await this.check('block-status', offset, length);
     return this.image.blockStatus(offset, length, opts);
   }
-  /** A protocol driver without bdrv_get_allocated_file_size: QEMU shows no actual size for it (nor for a format over it). */
+  /** A protocol driver without its own allocated size: none is shown (bdrv_get_allocated_file_size: ENOTSUP), nor for formats above it. */
   async imageInfo(): Promise<NodeImageInfo> {
-    const { actualSize: _none, ...inner } = await this.image.imageInfo();
-    return { ...inner, format: 'blkdebug' };
+    const inner = await this.image.imageInfo();
+    return { ...inner, format: 'blkdebug', actualSize: undefined };
   }
   protected async doClose(): Promise<void> {}
 }

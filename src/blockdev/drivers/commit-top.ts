@@ -2,7 +2,8 @@ import { BlockError } from '../../image/errors.js';
 import { PERM_ALL } from '../../image/perm.js';
 import type { NodeChild, PermPair } from '../child.js';
 import type { NamePolicy } from '../filename.js';
-import { FilterNode } from './filter-node.js';
+import type { BlockNode } from '../node.js';
+import { PassThroughFilter } from './filter-node.js';
 
 /** Named by the node it sits on (bdrv_commit_top_refresh_filename). */
 const COMMIT_TOP_NAMING: NamePolicy = {
@@ -24,7 +25,7 @@ const notSupported = () => new BlockError('UNSUPPORTED', 'Operation not supporte
  * chain: it takes nothing and shares everything. It never joins a frozen
  * chain, so the job can always take it out again. Read-only, reads only.
  */
-export class CommitTopNode extends FilterNode {
+export class CommitTopNode extends PassThroughFilter {
   readonly driver = 'commit_top';
 
   /** Not linked yet: bdrv_append gives it its backing child. */
@@ -33,6 +34,14 @@ export class CommitTopNode extends FilterNode {
     this.neverFreeze = true;
   }
 
+  protected get filtered(): BlockNode {
+    const b = this.child('backing');
+    if (!b) throw new BlockError('IO', 'commit_top has no backing node', { errno: 'ENOMEDIUM' });
+    return b;
+  }
+  override size(): number {
+    return this.child('backing')?.size() ?? 0;
+  }
   override get namePolicy(): NamePolicy {
     return COMMIT_TOP_NAMING;
   }

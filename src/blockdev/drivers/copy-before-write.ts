@@ -2,8 +2,8 @@ import { ChunkBitmap } from '../bitmap.js';
 import { PERM_ALL, PERM_CONSISTENT_READ, PERM_RESIZE, PERM_WRITE } from '../../image/perm.js';
 import { CHILD_FILTERED, defaultChildPerms, type NodeChild, type PermPair } from '../child.js';
 import type { NamePolicy } from '../filename.js';
-import { FilterNode } from './filter-node.js';
 import type { BlockNode } from '../node.js';
+import { PassThroughFilter } from './filter-node.js';
 import { type ReopenPlan, writableAfter } from '../permissions.js';
 
 /** Named by its source's name (cbw_refresh_filename). */
@@ -40,18 +40,27 @@ export function cbwChildPerm(role: number, writable: boolean, hasParents: boolea
  * hook, set by the job), so writers that reach the source by another way
  * are intercepted too — in QEMU, permissions refuse them instead.
  */
-export class CopyBeforeWriteNode extends FilterNode {
+export class CopyBeforeWriteNode extends PassThroughFilter {
   readonly driver = 'copy-before-write';
+
+  private source: BlockNode;
 
   constructor(name: string, sourceLink: NodeChild, targetLink: NodeChild, clusterSize: number) {
     // Opened read-write whatever the source is (bdrv_cbw_append passes BDRV_O_RDWR).
     super(name, false, [sourceLink, targetLink]);
-    const size = sourceLink.node.size();
+    const source = (this.source = sourceLink.node);
     // QEMU lists the filter's two internal bitmaps: what may be read through it (all) and what is done (none).
-    const access = new ChunkBitmap(size, clusterSize);
+    const access = new ChunkBitmap(source.size(), clusterSize);
     access.setAll();
-    this.dirtyBitmaps.attach(new ChunkBitmap(size, clusterSize));
+    this.dirtyBitmaps.attach(new ChunkBitmap(source.size(), clusterSize));
     this.dirtyBitmaps.attach(access);
+  }
+
+  protected get filtered(): BlockNode {
+    return this.source;
+  }
+  override async childReplaced(c: NodeChild, node: BlockNode): Promise<void> {
+    if (c.name === 'file') this.source = node;
   }
 
   override get namePolicy(): NamePolicy {
@@ -60,9 +69,5 @@ export class CopyBeforeWriteNode extends FilterNode {
 
   override childPerm(c: NodeChild, perm: number, shared: number, plan?: ReopenPlan): PermPair {
     return cbwChildPerm(c.role, writableAfter(this, plan), this.parents.length > 0, perm, shared);
-  }
-  /** QEMU's cbw_co_flush replaces the generic flush, whose blkdebug events it therefore never announces. */
-  protected override debugPrimary(): BlockNode | undefined {
-    return undefined;
   }
 }

@@ -5,7 +5,7 @@ import { backingChainNext } from '../chain.js';
 import type { NodeChild, PermPair } from '../child.js';
 import { freezeChain, unfreezeChain } from '../freeze.js';
 import type { BlockNode } from '../node.js';
-import { FilterNode } from './filter-node.js';
+import { PassThroughFilter } from './filter-node.js';
 
 /** What passes through to the child as the parents ask it; the rest the filter shares whatever they say. */
 const PASSTHROUGH = PERM_CONSISTENT_READ | PERM_WRITE | PERM_RESIZE;
@@ -27,7 +27,7 @@ export function corChildPerm(perm: number, shared: number): PermPair {
  * filter down to it is frozen while the filter exists. A stream job puts
  * one above the node it fills and reads everything through it.
  */
-export class CopyOnReadNode extends FilterNode {
+export class CopyOnReadNode extends PassThroughFilter {
   readonly driver = 'copy-on-read';
   private chainFrozen = false;
 
@@ -66,8 +66,15 @@ export class CopyOnReadNode extends FilterNode {
     unfreezeChain(this, this.bottom);
   }
 
+  protected get filtered(): BlockNode {
+    return this.child('file')!;
+  }
   override childPerm(_c: NodeChild, perm: number, shared: number): PermPair {
     return corChildPerm(perm, shared);
+  }
+  /** QEMU's copy-on-read has no flush of its own: the generic one announces its blkdebug events on the file. */
+  protected override debugPrimary(): BlockNode | undefined {
+    return this.child('file');
   }
 
   /**
@@ -80,10 +87,10 @@ export class CopyOnReadNode extends FilterNode {
     if (!this.bottom) return [[offset, length]];
     const runs: Array<[number, number]> = [];
     for (let at = offset, end = offset + length; at < end; ) {
-      const own = await isAllocated(this.below, at, end - at);
+      const own = await isAllocated(this.filtered, at, end - at);
       let n = own.length;
       if (!own.allocated) {
-        const below = backingChainNext(this.below);
+        const below = backingChainNext(this.filtered);
         const above = below ? await isAllocatedAbove(below, this.bottom, true, at, n) : { allocated: false, length: n };
         if (above.allocated) runs.push([at, above.length]);
         n = above.length;
@@ -96,16 +103,16 @@ export class CopyOnReadNode extends FilterNode {
 
   /** A prefetch (a stream job's read): the runs to copy are copied up, nothing is returned. */
   override async prefetch(offset: number, length: number): Promise<void> {
-    for (const [at, n] of await this.copyRuns(offset, length)) await this.below.prefetch(at, n);
+    for (const [at, n] of await this.copyRuns(offset, length)) await this.filtered.prefetch(at, n);
   }
 
   protected override async doRead(offset: number, length: number): Promise<Uint8Array> {
     await this.prefetch(offset, length);
-    return this.below.read(offset, length);
+    return this.filtered.read(offset, length);
   }
   protected override async doReadInto(buf: Uint8Array, offset: number): Promise<void> {
     await this.prefetch(offset, buf.length);
-    await this.below.readInto(buf, offset);
+    await this.filtered.readInto(buf, offset);
   }
   protected override async doClose(): Promise<void> {
     this.releaseChain();

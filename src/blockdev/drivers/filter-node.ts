@@ -1,61 +1,56 @@
-import { BlockError } from '../../image/errors.js';
 import type { Extent } from '../../image/types.js';
-import { filteredChild } from '../chain.js';
 import { BlockNode, type NodeImageInfo, type StatusOptions, type WriteFlags, type ZeroFlags } from '../node.js';
 
 /**
- * What filter drivers share (drv->is_filter: copy-before-write,
- * copy-on-read, commit_top): every request passes to the one node they
- * filter (`file`, or `backing` for commit_top), whichever node their link
- * points at now; a driver overrides what it does differently.
+ * A filter node that passes every request to the node it filters
+ * (copy-before-write's file, mirror_top's backing): drivers override only
+ * what they do differently. Its image info is its child's under the
+ * driver's name, as bdrv_co_get_info passes to the filtered child.
  */
-export abstract class FilterNode extends BlockNode {
+export abstract class PassThroughFilter extends BlockNode {
+  /** The node requests go to. */
+  protected abstract get filtered(): BlockNode;
+
+  size(): number {
+    return this.filtered.size();
+  }
   override get isFilter(): boolean {
     return true;
   }
-
-  /** The filtered node; a filter taken out of the chain has none. */
-  protected get below(): BlockNode {
-    const b = filteredChild(this);
-    if (!b) throw new BlockError('IO', `Filter node '${this.nodeName}' has no child`, { errno: 'ENOMEDIUM' });
-    return b;
-  }
-
-  size(): number {
-    return filteredChild(this)?.size() ?? 0;
-  }
-  protected doRead(offset: number, length: number): Promise<Uint8Array> {
-    return this.below.read(offset, length);
-  }
-  protected override doReadInto(buf: Uint8Array, offset: number): Promise<void> {
-    return this.below.readInto(buf, offset);
-  }
-  protected doWrite(offset: number, data: Uint8Array, flags: WriteFlags): Promise<void> {
-    return this.below.write(offset, data, flags);
-  }
-  protected doWriteZeroes(offset: number, length: number, flags: ZeroFlags): Promise<void> {
-    return this.below.writeZeroes(offset, length, flags);
-  }
-  protected doDiscard(offset: number, length: number): Promise<void> {
-    return this.below.discard(offset, length);
-  }
-  protected doFlush(): Promise<void> {
-    return this.below.flush();
+  /** Neither copy-before-write nor mirror_top has a bdrv_reopen_prepare: QEMU refuses to reopen them. */
+  override get supportsReopen(): boolean {
+    return false;
   }
   blockStatus(offset: number, length: number, opts?: StatusOptions): Promise<Extent> {
-    return this.below.blockStatus(offset, length, opts);
+    return this.filtered.blockStatus(offset, length, opts);
   }
   override blockStatusRuns(offset: number, length: number, opts?: StatusOptions): Promise<Extent[]> {
-    return this.below.blockStatusRuns(offset, length, opts);
+    return this.filtered.blockStatusRuns(offset, length, opts);
   }
-
-  /**
-   * What QEMU's queries say of a filter without image info of its own:
-   * its size, its filtered node's file name, allocation and cluster size
-   * (bdrv_co_get_info passes to the filtered child), a clean dirty flag.
-   */
+  protected doRead(offset: number, length: number): Promise<Uint8Array> {
+    return this.filtered.read(offset, length);
+  }
+  protected override doReadInto(buf: Uint8Array, offset: number): Promise<void> {
+    return this.filtered.readInto(buf, offset);
+  }
+  protected doWrite(offset: number, data: Uint8Array, flags: WriteFlags): Promise<void> {
+    return this.filtered.write(offset, data, flags);
+  }
+  protected doWriteZeroes(offset: number, length: number, flags: ZeroFlags): Promise<void> {
+    return this.filtered.writeZeroes(offset, length, flags);
+  }
+  protected doDiscard(offset: number, length: number): Promise<void> {
+    return this.filtered.discard(offset, length);
+  }
+  protected doFlush(): Promise<void> {
+    return this.filtered.flush();
+  }
+  /** These filters' own flush replaces the generic one, whose blkdebug events they therefore never announce. */
+  protected override debugPrimary(): BlockNode | undefined {
+    return undefined;
+  }
   async imageInfo(): Promise<NodeImageInfo> {
-    const s = await this.below.imageInfo();
+    const s = await this.filtered.imageInfo();
     return {
       filename: s.filename,
       format: this.driver,

@@ -22,8 +22,9 @@ export class NullNode extends BlockNode {
     private readonly bytes: number,
     private readonly readZeroes: boolean,
     private readonly latencyNs: number,
+    readOnly = false,
   ) {
-    super(name, false);
+    super(name, readOnly);
   }
 
   override get namePolicy(): NamePolicy {

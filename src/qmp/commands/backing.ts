@@ -1,12 +1,13 @@
 import { chainContains, cowChild, skipFilters } from '../../blockdev/chain.js';
 import type { BlockNode } from '../../blockdev/node.js';
-import { reopenQueue, reopenReadOnlyState } from '../../blockdev/reopen.js';
+import { reopenSetReadOnly } from '../../blockdev/reopen.js';
 import { strerror } from '../../image/errno.js';
 import { BlockError } from '../../image/errors.js';
 import type { QmpContext } from '../context.js';
 import type { CommandTable } from '../dispatch.js';
 import { QmpError } from '../error.js';
 import { changeBackingFileCmd } from '../schema/block-core.js';
+import { reopenContext } from './reopen.js';
 
 const fail = (desc: string) => new QmpError('GenericError', desc);
 
@@ -30,7 +31,7 @@ async function changeBackingFile(ctx: QmpContext, device: string, imageNodeName:
   bs.blockers.check(bs.nodeName, 'change');
   if (!chainContains(bs, image)) throw fail(`'${device}' and image file are not in the same chain`);
   const ro = image.readOnly;
-  if (ro) await reopenReadOnlyState(reopenQueue(image, false));
+  if (ro) await reopenSetReadOnly(reopenContext(ctx), image, false);
   let failure: QmpError | undefined;
   try {
     // The image's own format name goes with it as the backing format, as QEMU writes it.
@@ -39,7 +40,7 @@ async function changeBackingFile(ctx: QmpContext, device: string, imageNodeName:
     const errno = err instanceof BlockError && err.errno ? err.errno : 'EIO';
     failure = fail(`Could not change backing file to '${backingFile}': ${strerror(errno)}`);
   }
-  if (ro) await reopenReadOnlyState(reopenQueue(image, true));
+  if (ro) await reopenSetReadOnly(reopenContext(ctx), image, true);
   if (failure) throw failure;
 }
 

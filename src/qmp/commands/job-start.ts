@@ -2,6 +2,7 @@ import type { BlockNode } from '../../blockdev/node.js';
 import type { BlockJobStart, OnError } from '../../jobs/block-job.js';
 import type { QmpContext } from '../context.js';
 import { namesOf } from './block-info.js';
+import { reopenContext } from './reopen.js';
 
 /** The job arguments block-stream and block-commit share. */
 export interface JobArgs {
@@ -29,5 +30,6 @@ export function jobStart(ctx: QmpContext, a: JobArgs): BlockJobStart {
     autoFinalize: a['auto-finalize'],
     autoDismiss: a['auto-dismiss'],
     nameOf: nodeFilename,
+    reopen: reopenContext(ctx),
   };
 }

@@ -38,7 +38,9 @@ export const changeBackingFileCmd = command('change-backing-file', { args: { dev
 
 export const blockResize = command('block_resize', { args: { '*device': str, '*node-name': str, size: int } });
 
-export const BLOCK_CORE_COMMANDS = [blockdevAdd, blockdevDel, queryNamedBlockNodes, queryBlock, changeBackingFileCmd, blockResize, blockStream, blockCommit, ...BITMAP_COMMANDS] as const;
+export const blockdevReopen = command('blockdev-reopen', { args: { options: array(BlockdevOptions) } });
+
+export const BLOCK_CORE_COMMANDS = [blockdevAdd, blockdevDel, queryNamedBlockNodes, queryBlock, changeBackingFileCmd, blockResize, blockdevReopen, blockStream, blockCommit, ...BITMAP_COMMANDS] as const;
 export const BLOCK_CORE_EVENTS = [
   E.blockImageCorrupted,
   E.blockIoError,
