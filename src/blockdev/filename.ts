@@ -72,8 +72,10 @@ export function backingOverridden(node: BlockNode, names: ReadonlyMap<BlockNode,
 export function nodeNames(node: BlockNode, encode: (options: Record<string, unknown>) => string, names = new Map<BlockNode, NodeName>()): Map<BlockNode, NodeName> {
   if (names.has(node)) return names;
   for (const c of node.childList()) nodeNames(c.node, encode, names);
-  // A filter a job put in unasked is named after its one child, options and all.
-  const only = node.implicit ? node.childList()[0] : undefined;
+  // A filter a job put in unasked is named after its one child, options and all (QEMU's implicit nodes have exactly one;
+  // backup's copy-before-write, implicit here for reopen's sake, has two and keeps its driver's name).
+  const links = node.childList();
+  const only = node.implicit && links.length === 1 ? links[0] : undefined;
   if (only) {
     names.set(node, names.get(only.node)!);
     return names;
