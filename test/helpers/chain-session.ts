@@ -1,32 +1,15 @@
 /**
- * Sessions on a 3-deep qcow2 chain, played on qemu-storage-daemon and on
- * blockemu alike (stream and commit tests): the chain made by QEMU's
- * tools, one daemon per session on a copy of its own, every reply and
- * event recorded (timestamps dropped, the directory and generated node
- * names normalised), then what QEMU's tools say of the images.
+ * Sessions on a 3-deep qcow2 chain (stream and commit tests), played on
+ * qemu-storage-daemon and on blockemu alike with the session helper
+ * (qmp-session.ts): the chain made by QEMU's tools, one daemon per
+ * session on a copy of its own, then what QEMU's tools say of the images.
  */
-import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { expect } from 'vitest';
-import type { QmpClient } from '../../src/qmp/client.js';
-import { type Daemon, eventView, normalise, OURS, outcome, startExportDaemon } from './export-daemon.js';
-import { qemuImg, qemuIo, run, withTempDir } from './qemu.js';
+import { qemuImg, qemuIo, run } from './qemu.js';
+import { type After, compareSessions, file, type Step } from './qmp-session.js';
 
-/** A command with its arguments (`${DIR}` in strings is the chain's directory), or a step that waits or looks. */
-export type Step =
-  | [command: string, args?: Record<string, unknown>]
-  /** Until a JOB_STATUS_CHANGE of this job to this status (default null) has come (or, with `event`, that event for it), after what the last wait found. */
-  | { wait: string; status?: string; event?: string }
-  /**
-   * Until query-block-jobs shows the job at `offset`, where its first copy
-   * ends: a speed of 1 byte/s then holds it there. (Steps that copy
-   * nothing go by without a sleep, so any offset short of it is passing.)
-   */
-  | { started: string; offset: number }
-  | { sh: (dir: string) => Promise<unknown> }
-  /** A look through the daemon's monitor, recorded as it returns. */
-  | { look: (c: QmpClient) => Promise<unknown> };
+export { file, type Step } from './qmp-session.js';
 
 /** 1 MiB images: base holds 1s at [0, 256k), mid 2s at [128k, 384k) and zeroes at [512k, 576k), top 3s at [256k, 320k). */
 export async function makeChain(dir: string): Promise<void> {
@@ -41,8 +24,6 @@ export async function makeChain(dir: string): Promise<void> {
   await ok(qemuImg('convert', '-O', 'raw', join(dir, 'top.qcow2'), join(dir, 'top-view.raw')));
   await ok(qemuImg('convert', '-O', 'raw', join(dir, 'mid.qcow2'), join(dir, 'mid-view.raw')));
 }
-
-export const file = (name: string, nodeName?: string) => ({ driver: 'file', filename: `\${DIR}/${name}`, ...(nodeName ? { 'node-name': nodeName } : {}) });
 
 export interface ChainOptions {
   topReadOnly?: boolean;
@@ -76,80 +57,16 @@ export const nodesSummary: Step = {
   },
 };
 
-function inDir<T>(v: T, dir: string): T {
-  return v === undefined ? v : (JSON.parse(JSON.stringify(v).replaceAll('${DIR}', dir)) as T);
+/** query-named-block-nodes (flat) without the named members, wherever they are nested. */
+export function nodesWithout(...members: string[]): Step {
+  const strip = (v: unknown): unknown =>
+    Array.isArray(v) ? v.map(strip) : v && typeof v === 'object' ? Object.fromEntries(Object.entries(v).filter(([k]) => !members.includes(k)).map(([k, x]) => [k, strip(x)])) : v;
+  return { look: async (c) => strip(await c.execute('query-named-block-nodes', { flat: true })) };
 }
 
-type EventView = { event: string; data: unknown };
-
-/**
- * Plays the steps on a fresh chain, then quits and runs `after` on the
- * images. The log: every command's outcome and every look, in order, then
- * all events, then what `after` found.
- */
-export async function playChain(which: Daemon, steps: readonly Step[], after: (dir: string) => Promise<unknown>): Promise<unknown[]> {
-  return withTempDir(async (root) => {
-    const dir = join(root, 'd');
-    await mkdir(dir);
-    await makeChain(dir);
-    const d = await startExportDaemon(which, { dir: root });
-    const log: unknown[] = [];
-    const events: EventView[] = [];
-    const c = d.client;
-    // Waits look at the events after the one the last wait found, so a job id used twice waits for its second run.
-    let from = 0;
-    const collect = () => {
-      events.push(...c.takeEvents().map(eventView));
-      return events;
-    };
-    try {
-      for (const s of steps) {
-        if (Array.isArray(s)) log.push(await outcome(c, root, s[0], inDir(s[1], dir)));
-        else if ('wait' in s) from = await waitEvent(s, collect, from);
-        else if ('started' in s) await waitStarted(c, s.started, s.offset);
-        else if ('look' in s) log.push(normalise(await s.look(c), root));
-        else log.push(normalise(await s.sh(dir), root));
-        collect();
-      }
-    } finally {
-      events.push(...(await d.quit()));
-    }
-    // SHUTDOWN is qsd's own, at quit.
-    log.push({ events: events.filter((e) => e.event !== 'SHUTDOWN') });
-    log.push(normalise(await after(dir), root));
-    return JSON.parse(JSON.stringify(log).replace(/#block\d+/g, '#block'));
-  });
-}
-
-/** Waits for the first matching event at or after `from`; returns the index after it. */
-async function waitEvent(s: { wait: string; status?: string; event?: string }, collect: () => EventView[], from: number): Promise<number> {
-  const match = (e: EventView) => {
-    const data = (e.data ?? {}) as Record<string, unknown>;
-    if (s.event !== undefined) return e.event === s.event && (data['device'] ?? data['id']) === s.wait;
-    return e.event === 'JOB_STATUS_CHANGE' && data['id'] === s.wait && data['status'] === (s.status ?? 'null');
-  };
-  for (const deadline = Date.now() + 20_000; ; await sleep(10)) {
-    const i = collect().findIndex((e, k) => k >= from && match(e));
-    if (i >= 0) return i + 1;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${JSON.stringify(s)}`);
-  }
-}
-
-/** Until the job's offset is `offset` (a job that never gets there fails the session). */
-async function waitStarted(c: { execute<T>(cmd: string): Promise<T> }, id: string, offset: number): Promise<void> {
-  let now = 0;
-  for (const deadline = Date.now() + 20_000; now !== offset; await sleep(10)) {
-    now = (await c.execute<Array<{ device: string; offset: number }>>('query-block-jobs')).find((j) => j.device === id)?.offset ?? 0;
-    if (now > offset || Date.now() > deadline) throw new Error(`job ${id} is at offset ${now}, not at the end of its first copy (${offset})`);
-  }
-}
-
-/** qsd first, then blockemu (or qsd again with NBD_TEST_OURS=qsd): the logs must be equal. */
-export async function compareChain(steps: readonly Step[], after: (dir: string) => Promise<unknown>): Promise<unknown[]> {
-  const theirs = await playChain('qsd', steps, after);
-  const ours = await playChain(OURS, steps, after);
-  expect(ours).toEqual(theirs);
-  return theirs;
+/** The session on qemu-storage-daemon, then on blockemu, on fresh copies of the chain: equal logs, QEMU's returned. */
+export function compareChain(steps: readonly Step[], after: After): Promise<unknown[]> {
+  return compareSessions(makeChain, steps, (l) => l, after);
 }
 
 /**
