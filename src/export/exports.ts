@@ -9,7 +9,7 @@ import type { BlockNode } from '../blockdev/node.js';
 import { PERM_ALL, PERM_CONSISTENT_READ, PERM_RESIZE, PERM_WRITE } from '../image/perm.js';
 import { BlockError } from '../image/errors.js';
 import { NbdExport } from './nbd/export.js';
-import { MAX_STRING_SIZE } from './nbd/protocol.js';
+import { MAX_STRING_SIZE } from '../nbd/protocol.js';
 import { type NbdAddress, NbdServer } from './nbd/server.js';
 
 const fail = (msg: string) => new BlockError('INVALID_ARGUMENT', msg);

@@ -3,7 +3,7 @@ import type { BlockNode } from '../../blockdev/node.js';
 import type { Extent } from '../../image/types.js';
 import type { NbdExport } from './export.js';
 import type { MetaContexts } from './negotiation.js';
-import { MAX_BLOCK_STATUS_EXTENTS, META_ID, STATE_DIRTY, STATE_HOLE, STATE_ZERO, errnoName } from './protocol.js';
+import { MAX_BLOCK_STATUS_EXTENTS, META_ID, STATE_DIRTY, STATE_HOLE, STATE_ZERO, errnoName } from '../../nbd/protocol.js';
 
 /**
  * A block status chunk's extents (NBDExtentArray): an extent with the

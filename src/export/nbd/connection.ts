@@ -2,7 +2,7 @@ import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
 import type { NbdExport, NbdExportClient } from './export.js';
 import { type ExportDirectory, Negotiation } from './negotiation.js';
-import { SocketReader } from './socket-reader.js';
+import { SocketReader } from '../../nbd/socket-reader.js';
 import { Transmission } from './transmission.js';
 
 /** How long a finished connection waits for its peer to take the last replies. */

@@ -1,6 +1,6 @@
 import type { DirtyBitmap } from '../../blockdev/dirty-bitmap.js';
 import type { BlockNode } from '../../blockdev/node.js';
-import { MAX_BUFFER_SIZE, TF } from './protocol.js';
+import { MAX_BUFFER_SIZE, TF } from '../../nbd/protocol.js';
 
 export interface NbdExportSpec {
   /** The name clients ask for. */

@@ -16,8 +16,8 @@ import {
   REP_MAGIC,
   TF,
   optName,
-} from './protocol.js';
-import type { SocketReader } from './socket-reader.js';
+} from '../../nbd/protocol.js';
+import type { SocketReader } from '../../nbd/socket-reader.js';
 
 /** The exports a client can choose from (the server's list, in the order they were added). */
 export interface ExportDirectory {

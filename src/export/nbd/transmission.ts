@@ -18,8 +18,8 @@ import {
   cmdName,
   errnoName,
   nbdErrno,
-} from './protocol.js';
-import type { SocketReader } from './socket-reader.js';
+} from '../../nbd/protocol.js';
+import type { SocketReader } from '../../nbd/socket-reader.js';
 
 export interface Request {
   flags: number;

@@ -1,9 +1,14 @@
-import { errnoOf } from '../../image/errno.js';
+import { errnoOf } from '../image/errno.js';
 
 /**
  * The NBD protocol's numbers (include/block/nbd.h, nbd/nbd-internal.h of
- * QEMU 7.2) and the names nbd/common.c gives them in messages.
+ * QEMU 7.2) and the names nbd/common.c gives them in messages. Shared by
+ * the server (src/export/nbd) and the client driver (src/blockdev), so it
+ * sits below both and knows nothing of either.
  */
+
+/** The port a `nbd://host/…` name without one means (NBD_DEFAULT_PORT). */
+export const DEFAULT_PORT = 10809;
 
 export const NBD_MAGIC = 0x4e42444d41474943n; // "NBDMAGIC"
 export const OPTS_MAGIC = 0x49484156454f5054n; // "IHAVEOPT"
@@ -125,6 +130,28 @@ export function nbdErrno(errno: string | undefined): number {
   }
 }
 
+/** nbd_errno_to_system_errno, as the errno name a BlockError carries (unknown numbers are EINVAL, as QEMU). */
+export function systemErrno(nbdErr: number): string {
+  switch (nbdErr) {
+    case NBD_ERRNO.EPERM:
+      return 'EPERM';
+    case NBD_ERRNO.EIO:
+      return 'EIO';
+    case NBD_ERRNO.ENOMEM:
+      return 'ENOMEM';
+    case NBD_ERRNO.ENOSPC:
+      return 'ENOSPC';
+    case NBD_ERRNO.EOVERFLOW:
+      return 'EOVERFLOW';
+    case NBD_ERRNO.ENOTSUP:
+      return 'ENOTSUP';
+    case NBD_ERRNO.ESHUTDOWN:
+      return 'ESHUTDOWN';
+    default:
+      return 'EINVAL';
+  }
+}
+
 const OPT_NAMES: Record<number, string> = {
   [OPT.EXPORT_NAME]: 'export name',
   [OPT.ABORT]: 'abort',
@@ -156,4 +183,38 @@ const CMD_NAMES: Record<number, string> = {
 /** nbd_cmd_lookup. */
 export function cmdName(cmd: number): string {
   return CMD_NAMES[cmd] ?? '<unknown>';
+}
+
+const REP_NAMES: Record<number, string> = {
+  [REP.ACK]: 'ack',
+  [REP.SERVER]: 'server',
+  [REP.INFO]: 'info',
+  [REP.META_CONTEXT]: 'meta context',
+  [REP.ERR_UNSUP]: 'unsupported',
+  [REP.ERR_POLICY]: 'denied by policy',
+  [REP.ERR_INVALID]: 'invalid',
+  [REP.ERR_PLATFORM]: 'platform lacks support',
+  [REP.ERR_TLS_REQD]: 'TLS required',
+  [REP.ERR_UNKNOWN]: 'export unknown',
+  [REP.ERR_SHUTDOWN]: 'server shutting down',
+  [REP.ERR_BLOCK_SIZE_REQD]: 'block size required',
+};
+
+/** nbd_rep_lookup. */
+export function repName(rep: number): string {
+  return REP_NAMES[rep] ?? '<unknown>';
+}
+
+const REPLY_TYPE_NAMES: Record<number, string> = {
+  [REPLY_TYPE.NONE]: 'none',
+  [REPLY_TYPE.OFFSET_DATA]: 'data',
+  [REPLY_TYPE.OFFSET_HOLE]: 'hole',
+  [REPLY_TYPE.BLOCK_STATUS]: 'block status',
+  [REPLY_TYPE.ERROR]: 'generic error',
+  [REPLY_TYPE.ERROR_OFFSET]: 'error at offset',
+};
+
+/** nbd_reply_type_lookup. */
+export function replyTypeName(type: number): string {
+  return REPLY_TYPE_NAMES[type] ?? '<unknown>';
 }
