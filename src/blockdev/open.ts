@@ -6,6 +6,7 @@ import { CHILD_COW, CHILD_DATA, CHILD_FILTERED_PRIMARY, CHILD_IMAGE, CHILD_PRIMA
 import { blkdebugChildPerm, BlkdebugNode, DEFAULT_IOTYPES, type InjectErrorRule, type SetStateRule } from './drivers/blkdebug.js';
 import { corChildPerm, CopyOnReadNode } from './drivers/copy-on-read.js';
 import { FileNode } from './drivers/file.js';
+import { NbdNode, type NbdOptions } from './drivers/nbd.js';
 import { NullNode } from './drivers/null.js';
 import { Qcow2Node } from './drivers/qcow2.js';
 import { rawChildPerm, RawNode } from './drivers/raw.js';
@@ -61,6 +62,19 @@ const OPENERS: Record<string, Opener> = {
     // A window of the file is data; the whole file passes through as through a filter (raw_open).
     const file = await child('file', spec['file'], offset || size !== undefined ? CHILD_DATA | CHILD_PRIMARY : CHILD_FILTERED_PRIMARY);
     return new RawNode(name, file, offset, size, readOnly);
+  },
+  nbd: ({ name, spec, readOnly, options }) => {
+    // No TLS objects exist here, so any id is one QEMU would not find either.
+    if (spec['tls-creds'] !== undefined) throw new BlockError('NOT_FOUND', `No TLS credentials with id '${spec['tls-creds'] as string}'`);
+    return NbdNode.open(name, {
+      server: spec['server'] as NbdOptions['server'],
+      export: spec['export'] as string | undefined,
+      xDirtyBitmap: spec['x-dirty-bitmap'] as string | undefined,
+      reconnectDelay: num(spec['reconnect-delay'], 0),
+      openTimeout: num(spec['open-timeout'], 0),
+      readOnly,
+      autoReadOnly: boolOption(options, 'auto-read-only'),
+    });
   },
   'null-co': async ({ name, spec, readOnly }) => new NullNode(name, 'null-co', num(spec['size'], 1 << 30), spec['read-zeroes'] === true, num(spec['latency-ns'], 0), readOnly),
   'null-aio': async ({ name, spec, readOnly }) => new NullNode(name, 'null-aio', num(spec['size'], 1 << 30), spec['read-zeroes'] === true, num(spec['latency-ns'], 0), readOnly),
@@ -166,7 +180,7 @@ interface Inherited {
 }
 
 /** Drivers QEMU opens as protocols (bdrv_file_open): no `file` child is opened before them. */
-const PROTOCOLS = new Set(['file', 'null-co', 'null-aio', 'blkdebug']);
+const PROTOCOLS = new Set(['file', 'nbd', 'null-co', 'null-aio', 'blkdebug']);
 
 async function openNode(graph: BlockGraph, tran: GraphTransaction, spec: BlockdevSpec, monitorOwned: boolean, inherit: Inherited, opened: BlockNode[]): Promise<BlockNode> {
   const opener = OPENERS[spec.driver];

@@ -129,7 +129,8 @@ export class RawNode extends BlockNode {
   }
   async imageInfo(): Promise<NodeImageInfo> {
     const f = await this.file.imageInfo();
-    return { filename: f.filename, format: 'raw', virtualSize: this.size(), actualSize: f.actualSize };
+    // raw_get_info asks its file: a protocol without bdrv_get_info (nbd, null) leaves the dirty flag out.
+    return { filename: f.filename, format: 'raw', virtualSize: this.size(), actualSize: f.actualSize, ...(f.dirtyFlag === null ? { dirtyFlag: null } : {}) };
   }
   protected async doClose(): Promise<void> {}
 }
