@@ -1,0 +1,112 @@
+/**
+ * NBD servers for the client driver's tests: qemu-nbd (its requests
+ * traced, so a test sees what our client sent on the wire),
+ * qemu-storage-daemon's export and blockemu's own, each serving one image
+ * of a directory as export `exp` on a Unix socket there, passing TRIM down
+ * to the image (discard=unmap); and a node of
+ * the client driver opened in a graph of the test's own.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { BlockGraph } from '../../src/blockdev/graph.js';
+import type { BlockNode } from '../../src/blockdev/node.js';
+import { type BlockdevSpec, openBlockdev } from '../../src/blockdev/open.js';
+import { startExportDaemon } from './export-daemon.js';
+
+export type ServerKind = 'blockemu' | 'qsd' | 'qemu-nbd';
+
+export interface NbdServer {
+  /** The Unix socket the server listens on. */
+  path: string;
+  /** `nbd+unix:///exp?socket=…`, for QEMU's tools. */
+  uri: string;
+  /** Requests qemu-nbd received so far ({type, flags, from, len}), [] for the other servers. */
+  requests(): Array<{ type: number; flags: number; from: number; len: number }>;
+  stop(): Promise<void>;
+}
+
+export interface ServeOptions {
+  format?: 'raw' | 'qcow2';
+  readOnly?: boolean;
+  /** qemu-storage-daemon only: a blkdebug node between export and image (align, max-transfer) for servers with block size limits. */
+  blkdebug?: Record<string, unknown>;
+  /** The socket's file name in `dir` (default nbd-<kind>.sock). */
+  socket?: string;
+}
+
+const live = new Set<ChildProcess>();
+process.once('exit', () => {
+  for (const p of live) p.kill('SIGKILL');
+});
+
+async function waitFor(path: string, proc: ChildProcess, what: () => string): Promise<void> {
+  for (let i = 0; i < 400 && !existsSync(path); i++) {
+    if (proc.exitCode !== null) throw new Error(`qemu-nbd exited: ${what()}`);
+    await sleep(10);
+  }
+}
+
+/** qemu-nbd serving `image` until stopped (persistent, several clients), with its received requests traced. */
+export async function startQemuNbd(dir: string, image: string, o: ServeOptions = {}): Promise<NbdServer> {
+  const path = join(dir, o.socket ?? 'nbd-qemu-nbd.sock');
+  const args = ['--trace', 'nbd_receive_request', '--discard=unmap', '-t', '-e', '16', '-f', o.format ?? 'raw', '-x', 'exp', '-k', path, ...(o.readOnly ? ['-r'] : []), join(dir, image)];
+  const proc = spawn('qemu-nbd', args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  live.add(proc);
+  let err = '';
+  proc.stderr!.setEncoding('utf8');
+  proc.stderr!.on('data', (d: string) => (err += d));
+  await waitFor(path, proc, () => err);
+  const exited = new Promise((r) => proc.once('exit', r));
+  return {
+    path,
+    uri: `nbd+unix:///exp?socket=${path}`,
+    requests: () =>
+      [...err.matchAll(/\.flags = 0x([0-9a-f]+), \.type = 0x([0-9a-f]+), from = (\d+), len = (\d+)/g)].map((m) => ({
+        flags: parseInt(m[1]!, 16),
+        type: parseInt(m[2]!, 16),
+        from: Number(m[3]),
+        len: Number(m[4]),
+      })),
+    async stop() {
+      proc.kill('SIGTERM');
+      await exited;
+      live.delete(proc);
+    },
+  };
+}
+
+/** qemu-storage-daemon or blockemu exporting `image` as `exp` (writable unless readOnly). */
+export async function startDaemonExport(which: 'qsd' | 'blockemu', dir: string, image: string, o: ServeOptions = {}): Promise<NbdServer> {
+  const file = { driver: 'file', filename: join(dir, image) };
+  const format = { driver: o.format ?? 'raw', 'node-name': 'img', discard: 'unmap', file: o.blkdebug ? { driver: 'blkdebug', image: file, ...o.blkdebug } : file };
+  const sub = join(dir, `${which}-${o.socket ?? 'srv'}`);
+  await mkdir(sub, { recursive: true });
+  const d = await startExportDaemon(which, {
+    dir: sub,
+    blockdevs: [JSON.stringify(format)],
+    nbdServer: true,
+    exports: [`type=nbd,id=e,node-name=img,name=exp,writable=${o.readOnly ? 'off' : 'on'}`],
+  });
+  return {
+    path: d.nbdPath,
+    uri: `nbd+unix:///exp?socket=${d.nbdPath}`,
+    requests: () => [],
+    async stop() {
+      await d.quit();
+    },
+  };
+}
+
+export function startServer(kind: ServerKind, dir: string, image: string, o: ServeOptions = {}): Promise<NbdServer> {
+  return kind === 'qemu-nbd' ? startQemuNbd(dir, image, o) : startDaemonExport(kind, dir, image, o);
+}
+
+/** A node of the nbd driver on `path`, export `exp`, in a graph of its own (closed with the graph). */
+export async function openNbdNode(path: string, extra: Partial<BlockdevSpec> = {}): Promise<{ graph: BlockGraph; node: BlockNode }> {
+  const graph = new BlockGraph();
+  const node = await openBlockdev(graph, { driver: 'nbd', 'node-name': 'n', server: { type: 'unix', path }, export: 'exp', ...extra });
+  return { graph, node };
+}
