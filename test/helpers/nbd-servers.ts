@@ -23,7 +23,7 @@ export interface NbdServer {
   path: string;
   /** `nbd+unix:///exp?socket=…`, for QEMU's tools. */
   uri: string;
-  /** Requests qemu-nbd received so far ({type, flags, from, len}), [] for the other servers. */
+  /** Requests a QEMU server received ({type, flags, from, len}; complete once stopped), [] for blockemu's. */
   requests(): Array<{ type: number; flags: number; from: number; len: number }>;
   stop(): Promise<void>;
 }
@@ -33,8 +33,20 @@ export interface ServeOptions {
   readOnly?: boolean;
   /** qemu-storage-daemon only: a blkdebug node between export and image (align, max-transfer) for servers with block size limits. */
   blkdebug?: Record<string, unknown>;
+  /** Daemons only: a bitmap of the image the export offers as qemu:dirty-bitmap:NAME. */
+  bitmap?: string;
   /** The socket's file name in `dir` (default nbd-<kind>.sock). */
   socket?: string;
+}
+
+/** The requests a QEMU server traced (nbd_receive_request) in its stderr. */
+function tracedRequests(stderr: string): Array<{ type: number; flags: number; from: number; len: number }> {
+  return [...stderr.matchAll(/\.flags = 0x([0-9a-f]+), \.type = 0x([0-9a-f]+), from = (\d+), len = (\d+)/g)].map((m) => ({
+    flags: parseInt(m[1]!, 16),
+    type: parseInt(m[2]!, 16),
+    from: Number(m[3]),
+    len: Number(m[4]),
+  }));
 }
 
 const live = new Set<ChildProcess>();
@@ -63,13 +75,7 @@ export async function startQemuNbd(dir: string, image: string, o: ServeOptions =
   return {
     path,
     uri: `nbd+unix:///exp?socket=${path}`,
-    requests: () =>
-      [...err.matchAll(/\.flags = 0x([0-9a-f]+), \.type = 0x([0-9a-f]+), from = (\d+), len = (\d+)/g)].map((m) => ({
-        flags: parseInt(m[1]!, 16),
-        type: parseInt(m[2]!, 16),
-        from: Number(m[3]),
-        len: Number(m[4]),
-      })),
+    requests: () => tracedRequests(err),
     async stop() {
       proc.kill('SIGTERM');
       await exited;
@@ -81,19 +87,23 @@ export async function startQemuNbd(dir: string, image: string, o: ServeOptions =
 /** qemu-storage-daemon or blockemu exporting `image` as `exp` (writable unless readOnly). */
 export async function startDaemonExport(which: 'qsd' | 'blockemu', dir: string, image: string, o: ServeOptions = {}): Promise<NbdServer> {
   const file = { driver: 'file', filename: join(dir, image) };
-  const format = { driver: o.format ?? 'raw', 'node-name': 'img', discard: 'unmap', file: o.blkdebug ? { driver: 'blkdebug', image: file, ...o.blkdebug } : file };
+  // A blkdebug node is exported itself: a format above it would not pass its limits on to clients.
+  const format = o.blkdebug
+    ? { driver: 'blkdebug', 'node-name': 'img', discard: 'unmap', image: file, ...o.blkdebug }
+    : { driver: o.format ?? 'raw', 'node-name': 'img', discard: 'unmap', file };
   const sub = join(dir, `${which}-${o.socket ?? 'srv'}`);
   await mkdir(sub, { recursive: true });
   const d = await startExportDaemon(which, {
     dir: sub,
     blockdevs: [JSON.stringify(format)],
     nbdServer: true,
-    exports: [`type=nbd,id=e,node-name=img,name=exp,writable=${o.readOnly ? 'off' : 'on'}`],
+    ...(which === 'qsd' ? { leadingArgs: ['--trace', 'nbd_receive_request'] } : {}),
+    exports: [`type=nbd,id=e,node-name=img,name=exp,writable=${o.readOnly ? 'off' : 'on'}${o.bitmap ? `,bitmaps.0=${o.bitmap}` : ''}`],
   });
   return {
     path: d.nbdPath,
     uri: `nbd+unix:///exp?socket=${d.nbdPath}`,
-    requests: () => [],
+    requests: () => tracedRequests(d.stderr()),
     async stop() {
       await d.quit();
     },
