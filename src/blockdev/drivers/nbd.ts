@@ -259,9 +259,12 @@ export class NbdNode extends BlockNode {
     return { ...base, length: extent!.length, data, zero, allocated: data || zero };
   }
 
-  /** nbd_co_truncate: NBD cannot resize; the same size is fine. */
+  /**
+   * nbd_co_truncate, as block_resize calls it (not exact): NBD cannot
+   * resize, but a size no larger than the export's is left as it is.
+   */
   protected override async doResize(newSize: number, _prealloc: Preallocation): Promise<void> {
-    if (newSize !== this.size()) throw new BlockError('UNSUPPORTED', 'Cannot resize NBD nodes', { errno: 'ENOTSUP' });
+    if (newSize > this.size()) throw new BlockError('INVALID_ARGUMENT', 'Cannot grow NBD nodes', { errno: 'EINVAL' });
   }
 
   /** nbd_client_reopen_prepare: a read-only export stays read-only. */
