@@ -170,6 +170,35 @@ export abstract class BlockNode {
     this.dirtyBitmaps.mark(offset, data.length);
   }
 
+  /**
+   * A compressed write (BDRV_REQ_WRITE_COMPRESSED) is a write like any
+   * other to the generic layer (bdrv_aligned_pwritev): copy-before-write
+   * sees it, dirty bitmaps record it, and detect-zeroes comes first, so
+   * zeroes become a zero write however they were to be stored (a
+   * drive-backup target, opened with detect-zeroes=unmap, keeps them
+   * unallocated instead of holding compressed zero clusters).
+   */
+  async writeCompressed(offset: number, data: Uint8Array): Promise<void> {
+    this.checkWritable();
+    for (const hook of this.beforeWrite) await hook(offset, data.length);
+    if (this.settings.detectZeroes !== 'off' && isZero(data)) {
+      await this.doWriteZeroes(offset, data.length, { mayUnmap: this.settings.detectZeroes === 'unmap' && this.settings.discard === 'unmap' });
+    } else {
+      await this.doWriteCompressed(offset, data);
+    }
+    this.dirtyBitmaps.mark(offset, data.length);
+  }
+
+  /** Whether the driver itself stores compressed data (bdrv_supports_compressed_writes: filters do not pass it on). */
+  get supportsCompressedWrites(): boolean {
+    return false;
+  }
+
+  /** The driver's compressed write of one cluster; drivers without compression answer ENOTSUP, as bdrv_driver_pwritev_compressed does. */
+  protected doWriteCompressed(_offset: number, _data: Uint8Array): Promise<void> {
+    return Promise.reject(new BlockError('UNSUPPORTED', `Node '${this.nodeName}' cannot write compressed data`, { errno: 'ENOTSUP' }));
+  }
+
   /** Without discard=unmap a zero write may not deallocate (bdrv_co_pwrite_zeroes drops MAY_UNMAP). */
   async writeZeroes(offset: number, length: number, flags: ZeroFlags = {}): Promise<void> {
     this.checkWritable();

@@ -31,10 +31,6 @@ export interface BlockCopyOptions {
  */
 const WRITEBACK_BYTES = 32 << 20;
 
-interface Compressor {
-  writeCompressed(offset: number, data: Uint8Array): Promise<void>;
-}
-
 /**
  * The cluster-granular copier shared by the backup job's background pass
  * and copy-before-write (block/block-copy.c): a copy bitmap (set = still to
@@ -154,10 +150,13 @@ export class BlockCopy {
     const start = first * cs;
     const end = Math.min(start + n * cs, this.source.size());
     const extents: { offset: number; length: number; zero: boolean }[] = [];
+    // The data is read anyway, so zeroes are found in it (copyPieces) rather than by reading twice; but a
+    // compressed copy writes what it reads as data (QEMU compresses zero data too), so there only the
+    // source's own answer (QEMU's want_zero block status) tells the zeroes that are written as zeroes.
+    const status = { wantZero: this.opts.compress === true };
     let runs: Extent[];
     try {
-      // The data is read anyway, so zeroes are found in it (copyPieces) rather than by reading twice.
-      runs = await this.source.blockStatusRuns(start, end - start, { wantZero: false });
+      runs = await this.source.blockStatusRuns(start, end - start, status);
     } catch (err) {
       throw new CopyError('read', err);
     }
@@ -172,7 +171,7 @@ export class BlockCopy {
       } else {
         // Not covered by the runs (a node that answered short): asked on its own, as before.
         try {
-          ({ zero, length: stLength } = await this.source.blockStatus(offset, end - offset, { wantZero: false }));
+          ({ zero, length: stLength } = await this.source.blockStatus(offset, end - offset, status));
         } catch (err) {
           throw new CopyError('read', err);
         }
@@ -227,7 +226,7 @@ export class BlockCopy {
     } catch (err) {
       throw new CopyError('read', err);
     }
-    await this.write(() => (this.target as unknown as Compressor).writeCompressed(offset, buf));
+    await this.write(() => this.target.writeCompressed(offset, buf));
     this.noteWritten(length);
   }
 

@@ -208,9 +208,11 @@ export class Qcow2Node extends BlockNode {
     this.setChild('backing', node);
   }
 
+  override get supportsCompressedWrites(): boolean {
+    return true;
+  }
   /** Writes one whole cluster compressed (qemu-io's write -c, backup's compress). */
-  writeCompressed(offset: number, data: Uint8Array): Promise<void> {
-    this.checkWritable();
+  protected override doWriteCompressed(offset: number, data: Uint8Array): Promise<void> {
     return this.image.writeCompressed(offset, data);
   }
   info(): { clusterSize: number } {

@@ -64,7 +64,7 @@ function backupBitmap(a: Args, source: BlockNode): { sync: SyncMode; bitmap?: Di
 export async function createBackup(ctx: QmpContext, a: Args, source: BlockNode, target: BlockNode, opts: BackupSetup = {}): Promise<BackupJob> {
   const { sync, bitmap, mode } = backupBitmap(a, source);
   if (source === target) throw fail('Source and target cannot be the same');
-  if (a.compress && typeof (target as { writeCompressed?: unknown }).writeCompressed !== 'function') throw fail('Compression is not supported for this drive ');
+  if (a.compress && !target.supportsCompressedWrites) throw fail('Compression is not supported for this drive ');
   for (const n of [source, target]) if (n.busyWith) throw fail(`Node '${n.nodeName}' is busy: block device is in use by ${n.busyWith}`);
   const perf = a['x-perf'];
   if (perf?.['max-workers'] !== undefined && (perf['max-workers'] < 1 || perf['max-workers'] > 2147483647)) throw fail('max-workers must be between 1 and 2147483647');
