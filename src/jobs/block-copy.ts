@@ -21,7 +21,7 @@ export interface BlockCopyOptions {
   compress?: boolean;
   /** Largest task in bytes (x-perf max-chunk); 0: QEMU's default of max(cluster, 1 MiB). */
   maxChunk?: number;
-  /** Called with the bytes of every successful copy (background or before-write). */
+  /** Called with the bytes of every successful copy (background or before-write), in whole clusters. */
   onProgress?: (bytes: number) => void;
 }
 
@@ -194,7 +194,8 @@ export class BlockCopy {
     } finally {
       this.giveBuffer(buf);
     }
-    this.opts.onProgress?.(end - start);
+    // Progress counts whole clusters, the last one too (block-copy's tasks are cluster-aligned), as the job's length does.
+    this.opts.onProgress?.(n * cs);
   }
 
   /**
