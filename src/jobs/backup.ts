@@ -21,7 +21,8 @@ export interface BackupOptions extends JobOptions {
   source: BlockNode;
   target: BlockNode;
   sync: SyncMode;
-  speed?: number;
+  /** Bytes per second, 0 for no limit; exact as QMP gave it (an int64 may pass 2^53), reported back as given. */
+  speed?: number | bigint;
   compress?: boolean;
   onSourceError?: OnError;
   onTargetError?: OnError;
@@ -77,7 +78,7 @@ export class BackupJob extends Job {
   readonly sync: SyncMode;
   readonly copier: BlockCopy;
   readonly limiter: RateLimiter;
-  speed: number;
+  speed: number | bigint;
   ioStatus: IoStatus = 'ok';
   private readonly onSourceError: OnError;
   private readonly onTargetError: OnError;
@@ -100,7 +101,7 @@ export class BackupJob extends Job {
     this.target = opts.target;
     this.sync = opts.sync;
     this.speed = opts.speed ?? 0;
-    this.limiter = new RateLimiter(this.speed, () => this.clock.now());
+    this.limiter = new RateLimiter(Number(this.speed), () => this.clock.now());
     this.onSourceError = opts.onSourceError ?? 'report';
     this.onTargetError = opts.onTargetError ?? 'report';
     this.afterClean = opts.afterClean;
@@ -133,10 +134,11 @@ export class BackupJob extends Job {
     return node === this.source || node === this.target || node === this.filter;
   }
 
-  setSpeed(speed: number): void {
+  setSpeed(speed: number | bigint): void {
     this.checkVerb('set-speed');
     this.speed = speed;
-    this.limiter.setSpeed(speed);
+    // QEMU's slice quota is a double too (ratelimit_set_speed).
+    this.limiter.setSpeed(Number(speed));
     this.kick();
   }
 
