@@ -1,16 +1,15 @@
-import { access, unlink } from 'node:fs/promises';
+import { unlink } from 'node:fs/promises';
 import { BitmapCheck, type DirtyBitmap } from '../../blockdev/dirty-bitmap.js';
 import { CopyBeforeWriteNode } from '../../blockdev/drivers/copy-before-write.js';
 import type { BlockNode } from '../../blockdev/node.js';
 import { openBlockdev } from '../../blockdev/open.js';
-import { createImage } from '../../image/open.js';
 import { probeFormat } from '../../image/probe.js';
 import type { ImageFormat } from '../../image/types.js';
-import { strerror } from '../../blockdev/qemu-io/errno.js';
 import { type BitmapMode, BackupJob, backupClusterSize, type OnError, type SyncMode } from '../../jobs/backup.js';
 import type { JobTxn } from '../../jobs/txn.js';
 import type { QmpContext } from '../context.js';
 import { QmpError } from '../error.js';
+import { checkOpenFormat, createImageFile } from './image-format.js';
 import type { ArgsType } from '../schema/command.js';
 import type { blockdevBackup, driveBackup as driveBackupCmd } from '../schema/backup.js';
 
@@ -169,35 +168,27 @@ export async function prepareDriveBackup(ctx: QmpContext, a: ArgsType<typeof dri
   const format = a.format ?? (mode === 'existing' ? undefined : srcFormat);
   let createdFile: string | undefined;
   if (mode !== 'existing') {
-    if (format !== 'raw' && format !== 'qcow2') throw fail(`Unknown driver '${format}'`);
     const backing =
       sync === 'none'
         ? { backingFile: info.filename, backingFormat: srcFormat as ImageFormat }
         : sync === 'top'
           ? { backingFile: info.backingFilename, backingFormat: info.backingFormat as ImageFormat | undefined }
           : {};
-    // Only a file that did not exist counts as ours to remove again.
-    const existed = await access(a.target).then(() => true, () => false);
-    try {
-      await createImage(a.target, format === 'qcow2' ? { format, size: source.size(), ...backing } : { format, size: source.size() });
-    } catch (err) {
-      // bdrv_img_create's words: the file could not be created, with the system's reason.
-      const errno = (err as { errno?: string }).errno;
-      if (typeof errno === 'string') throw fail(`Could not create '${a.target}': ${strerror(errno)}`);
-      throw err;
-    }
-    if (!existed) createdFile = a.target;
+    if (await createImageFile({ path: a.target, format: format!, size: source.size(), ...backing })) createdFile = a.target;
+  } else if (format !== undefined) {
+    checkOpenFormat(format);
   }
   let target: BlockNode | undefined;
   try {
     const driver = format ?? (await probeFormat(a.target));
+    const where = driver === 'file' ? { filename: a.target } : { file: { driver: 'file', filename: a.target } };
     target = await openBlockdev(
       ctx.graph,
       {
         driver,
         discard: 'unmap',
         'detect-zeroes': 'unmap',
-        file: { driver: 'file', filename: a.target },
+        ...where,
         ...(driver === 'qcow2' && (sync === 'none' || sync === 'top') ? { backing: null } : {}),
       },
       false,

@@ -1,11 +1,10 @@
-import { access, unlink } from 'node:fs/promises';
+import { unlink } from 'node:fs/promises';
 import { Qcow2Node } from '../../blockdev/drivers/qcow2.js';
 import type { BlockNode } from '../../blockdev/node.js';
 import { openBlockdev } from '../../blockdev/open.js';
-import { strerror } from '../../blockdev/qemu-io/errno.js';
-import { createImage } from '../../image/open.js';
 import type { QmpContext } from '../context.js';
 import { QmpError } from '../error.js';
+import { checkOpenFormat, createImageFile } from './image-format.js';
 import type { BlockdevSnapshot, BlockdevSnapshotSync } from '../schema/block-core/snapshot-args.js';
 import type { Infer } from '../schema/types.js';
 
@@ -40,25 +39,25 @@ export async function prepareSnapshotSync(ctx: QmpContext, d: Infer<typeof Block
   if (snapshotName !== undefined && ctx.graph.get(snapshotName)) throw fail('New overlay node-name already in use');
   if (!old.readOnly) await old.flush();
   const format = d.format ?? 'qcow2';
-  if (format !== 'qcow2') throw fail(format === 'raw' ? "The overlay does not support backing images" : `Unknown driver '${format}'`);
   const file = d['snapshot-file'];
   const info = await old.imageInfo();
   let createdFile: string | undefined;
   if ((d.mode ?? 'absolute-paths') !== 'existing') {
-    const existed = await access(file).then(() => true, () => false);
-    try {
-      await createImage(file, { format: 'qcow2', size: old.size(), backingFile: info.filename, backingFormat: old.driver === 'qcow2' ? 'qcow2' : 'raw' });
-    } catch (err) {
-      const errno = (err as { errno?: string }).errno;
-      if (typeof errno === 'string') throw fail(`Could not create '${file}': ${strerror(errno)}`);
-      throw err;
-    }
-    if (!existed) createdFile = file;
+    const backingFormat = old.driver === 'qcow2' ? 'qcow2' : 'raw';
+    if (await createImageFile({ path: file, format, size: old.size(), backingFile: info.filename, backingFormat })) createdFile = file;
+  } else {
+    checkOpenFormat(format);
   }
   try {
+    // An existing raw image or bare file opens, and only then is found to take no backing image (bdrv_open, then supports_backing).
+    if (format === 'raw' || format === 'file') {
+      const probe = await openBlockdev(ctx.graph, format === 'file' ? { driver: 'file', filename: file } : { driver: 'raw', file: { driver: 'file', filename: file } }, false);
+      await ctx.graph.discard(probe);
+      throw fail('The overlay does not support backing images');
+    }
     const overlay = await openBlockdev(
       ctx.graph,
-      { driver: 'qcow2', ...(snapshotName !== undefined ? { 'node-name': snapshotName } : {}), file: { driver: 'file', filename: file }, backing: old.nodeName },
+      { driver: format, ...(snapshotName !== undefined ? { 'node-name': snapshotName } : {}), file: { driver: 'file', filename: file }, backing: old.nodeName },
       // QEMU drops an overlay nobody uses right after the command (in the storage daemon, every overlay without an export);
       // blockemu keeps it as if added by blockdev-add, so it can be used and deleted.
       true,
