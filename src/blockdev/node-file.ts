@@ -5,9 +5,10 @@ import type { BlockNode } from './node.js';
 /**
  * A node's bytes as the image layer's ByteFile, so a qcow2 image above a
  * node does all its I/O through the graph (blkdebug rules included), as
- * QEMU's format drivers use bs->file. Every read is announced as read_aio
- * and every write as write_aio: coarser than QEMU's qcow2, which names its
- * metadata I/O with other events, but it arms the same rules for data.
+ * QEMU's format drivers use bs->file. The image announces what its
+ * requests are for (read_aio for guest data, l2_load, …) and the node
+ * hears it, as blkdebug hears BLKDBG_EVENT; requests it does not announce
+ * (reading the header at open, say) arm nothing, as in QEMU.
  * Closing does nothing: the graph owns the node.
  */
 export class NodeByteFile implements ByteFile {
@@ -32,8 +33,11 @@ export class NodeByteFile implements ByteFile {
   }
 
   /** Bytes past the node's end read as zeroes, as from a host file. */
+  announce(event: string): void {
+    this.node.debugEvent(event);
+  }
+
   readInto(buf: Uint8Array, offset: number): Promise<void> {
-    this.node.debugEvent('read_aio');
     const size = this.node.size();
     if (offset + buf.length <= size) return this.node.readInto(buf, offset);
     buf.fill(0, Math.max(0, size - offset));
@@ -41,7 +45,6 @@ export class NodeByteFile implements ByteFile {
   }
 
   write(offset: number, data: Uint8Array): Promise<void> {
-    this.node.debugEvent('write_aio');
     return this.node.write(offset, data);
   }
 

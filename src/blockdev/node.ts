@@ -142,6 +142,7 @@ export abstract class BlockNode {
   protected abstract doWrite(offset: number, data: Uint8Array, flags: WriteFlags): Promise<void>;
   protected abstract doWriteZeroes(offset: number, length: number, flags: ZeroFlags): Promise<void>;
   protected abstract doDiscard(offset: number, length: number): Promise<void>;
+  /** The driver's data to stable storage (bdrv_co_flush_to_disk), not its children's: flush() does those. */
   protected abstract doFlush(): Promise<void>;
 
   read(offset: number, length: number): Promise<Uint8Array> {
@@ -158,16 +159,53 @@ export abstract class BlockNode {
     buf.set(await this.doRead(offset, buf.length));
   }
 
+  /** Modifying requests completed (QEMU's write_gen), and how many of them the last good flush covered. */
+  private writeGen = 0;
+  private flushedGen = 0;
+
+  /** A change made outside the request paths (a truncate) counts as a write for the next flush. */
+  protected noteModified(): void {
+    this.writeGen++;
+  }
+
+  /**
+   * One modifying request as bdrv_aligned_pwritev frames it: the node's
+   * own debug event first (pwritev, pwritev_zero; none for a compressed
+   * write), pwritev_done after it whatever the outcome, and the write
+   * generation moved, so the next flush has something to push to the disk.
+   */
+  private async request(event: 'pwritev' | 'pwritev_zero' | undefined, fn: () => Promise<void>): Promise<void> {
+    if (event) this.debugEvent(event);
+    try {
+      await fn();
+    } finally {
+      this.debugEvent('pwritev_done');
+      this.writeGen++;
+    }
+  }
+
   /** detect-zeroes turns all-zero writes into zero writes (which may unmap only with discard=unmap). */
   async write(offset: number, data: Uint8Array, flags: WriteFlags = {}): Promise<void> {
     this.checkWritable();
     for (const hook of this.beforeWrite) await hook(offset, data.length);
     if (this.settings.detectZeroes !== 'off' && isZero(data)) {
-      await this.doWriteZeroes(offset, data.length, { mayUnmap: this.settings.detectZeroes === 'unmap' && this.settings.discard === 'unmap' });
+      const mayUnmap = this.settings.detectZeroes === 'unmap' && this.settings.discard === 'unmap';
+      await this.request('pwritev_zero', () => this.doWriteZeroes(offset, data.length, { mayUnmap }));
+    } else if (flags.fua && !this.supportsFua) {
+      // bdrv_driver_pwritev emulates FUA: the node is flushed after the driver's write, before the request ends.
+      await this.request('pwritev', async () => {
+        await this.doWrite(offset, data, {});
+        await this.flush();
+      });
     } else {
-      await this.doWrite(offset, data, flags);
+      await this.request('pwritev', () => this.doWrite(offset, data, flags));
     }
     this.dirtyBitmaps.mark(offset, data.length);
+  }
+
+  /** Whether the driver writes with FUA itself (supported_write_flags); others get a flush after the write. */
+  protected get supportsFua(): boolean {
+    return false;
   }
 
   /**
@@ -182,9 +220,10 @@ export abstract class BlockNode {
     this.checkWritable();
     for (const hook of this.beforeWrite) await hook(offset, data.length);
     if (this.settings.detectZeroes !== 'off' && isZero(data)) {
-      await this.doWriteZeroes(offset, data.length, { mayUnmap: this.settings.detectZeroes === 'unmap' && this.settings.discard === 'unmap' });
+      const mayUnmap = this.settings.detectZeroes === 'unmap' && this.settings.discard === 'unmap';
+      await this.request('pwritev_zero', () => this.doWriteZeroes(offset, data.length, { mayUnmap }));
     } else {
-      await this.doWriteCompressed(offset, data);
+      await this.request(undefined, () => this.doWriteCompressed(offset, data));
     }
     this.dirtyBitmaps.mark(offset, data.length);
   }
@@ -203,7 +242,8 @@ export abstract class BlockNode {
   async writeZeroes(offset: number, length: number, flags: ZeroFlags = {}): Promise<void> {
     this.checkWritable();
     for (const hook of this.beforeWrite) await hook(offset, length);
-    await this.doWriteZeroes(offset, length, { mayUnmap: (flags.mayUnmap ?? false) && this.settings.discard === 'unmap', noFallback: flags.noFallback ?? false });
+    const zeroFlags = { mayUnmap: (flags.mayUnmap ?? false) && this.settings.discard === 'unmap', noFallback: flags.noFallback ?? false };
+    await this.request('pwritev_zero', () => this.doWriteZeroes(offset, length, zeroFlags));
     this.dirtyBitmaps.mark(offset, length);
   }
 
@@ -229,9 +269,13 @@ export abstract class BlockNode {
       if (p.data) return detectZeroes !== 'off' && isZero(p.data) ? { offset: p.offset, length: p.length, mayUnmap: detectZeroes === 'unmap' && unmap } : p;
       return { offset: p.offset, length: p.length, mayUnmap: (p.mayUnmap ?? false) && unmap };
     });
+    // Each piece is a request of its own to QEMU (block-copy writes extent by extent): its events, its generation.
+    for (const p of norm) this.debugEvent(p.data ? 'pwritev' : 'pwritev_zero');
     try {
       await this.doWritePieces(norm);
     } finally {
+      for (let i = 0; i < norm.length; i++) this.debugEvent('pwritev_done');
+      this.writeGen += norm.length;
       this.dirtyBitmaps.mark(start, length);
     }
   }
@@ -247,7 +291,11 @@ export abstract class BlockNode {
     this.checkWritable();
     if (this.settings.discard === 'ignore') return;
     for (const hook of this.beforeWrite) await hook(offset, length);
-    await this.doDiscard(offset, length);
+    try {
+      await this.doDiscard(offset, length);
+    } finally {
+      this.writeGen++;
+    }
     this.dirtyBitmaps.mark(offset, length);
   }
 
@@ -267,11 +315,36 @@ export abstract class BlockNode {
     this.readOnly = true;
   }
 
-  /** cache.no-flush makes flushes no-ops. */
+  /**
+   * bdrv_co_flush: nothing on a read-only node; flush_to_os is announced
+   * to the primary child and the driver writes its caches out
+   * (doFlushToOs); unless cache.no-flush is set or nothing was written
+   * since the last good flush, flush_to_disk is announced and the driver
+   * makes its data stable (doFlush); then every writable child is flushed
+   * the same way. So a blkdebug rule armed by flush_to_disk needs writes
+   * before the flush, and a blkdebug node sees a flush request only then.
+   */
   async flush(): Promise<void> {
-    if (this.settings.cacheNoFlush) return;
-    return this.doFlush();
+    if (this.readOnly) return;
+    const gen = this.writeGen;
+    const primary = this.child('file') ?? this.child('image');
+    primary?.debugEvent('flush_to_os');
+    await this.doFlushToOs();
+    if (!this.settings.cacheNoFlush && this.flushedGen !== gen) {
+      primary?.debugEvent('flush_to_disk');
+      await this.doFlush();
+    }
+    let failure: { err: unknown } | undefined;
+    for (const c of this.children()) {
+      if (c.readOnly) continue;
+      await c.flush().catch((err: unknown) => (failure ??= { err }));
+    }
+    if (failure) throw failure.err;
+    this.flushedGen = gen;
   }
+
+  /** The driver's caches out to the layer below (bdrv_co_flush_to_os); most drivers keep none. */
+  protected async doFlushToOs(): Promise<void> {}
 
   /**
    * Starts pushing the data written so far to stable storage, with none of
@@ -346,11 +419,11 @@ export abstract class BlockNode {
 
   /**
    * A blkdebug event announced on this node (QEMU's BLKDBG_EVENT on a
-   * child): passed down through filters until a blkdebug node takes it.
+   * child, bdrv_debug_event on the node itself). Only a blkdebug node acts
+   * on it; it goes no further, through filters neither (bdrv_debug_event
+   * calls the node's own driver only).
    */
-  debugEvent(event: string): void {
-    for (const c of this.children()) c.debugEvent(event);
-  }
+  debugEvent(_event: string): void {}
 
   /** Closes this node; detaches it from its children. Idempotent. */
   close(): Promise<void> {

@@ -20,4 +20,11 @@ export interface ByteFile {
   truncate(length: number): Promise<void>;
   flush(): Promise<void>;
   close(): Promise<void>;
+  /**
+   * What the format's next request is for, by QEMU's blkdebug event name
+   * (read_aio for guest data, l2_load for an L2 table, …): QEMU's format
+   * drivers announce their requests so on bs->file. Files nothing
+   * listens on leave it out.
+   */
+  announce?(event: string): void;
 }

@@ -30,7 +30,9 @@ const ERRNO_NAMES = new Map(Object.entries(constants.errno as Record<string, num
 /**
  * blkdebug (block/blkdebug.c): a filter that fails requests by rule, for
  * testing error paths. Events announced by the format driver above
- * (read_aio, write_aio, …; `none` at open) arm inject-error rules whose
+ * (read_aio, write_aio, l2_load, …), by the generic layer (pwritev,
+ * pwritev_zero, pwritev_done on this node; flush_to_os and flush_to_disk
+ * when the node above flushes) and `none` at open arm inject-error rules whose
  * state matches; the armed set is replaced by each event that has matching
  * rules; set-state rules move the state machine (starting at 1). Each
  * request fails with the first armed rule that covers its kind and sector;
@@ -55,25 +57,35 @@ export class BlkdebugNode extends BlockNode {
     this.debugEvent('none');
   }
 
+  /**
+   * blkdebug_debug_event: QEMU keeps each event's rules newest first and
+   * processes them in that order, so of the set-state rules that match,
+   * the last one processed, the first one given, sets the next state;
+   * matching inject rules replace the armed set, first given first.
+   * Every rule looks at the state as it was before the event.
+   */
   override debugEvent(event: string): void {
     let armed: InjectErrorRule[] | undefined;
-    let next = this.state;
     for (const r of this.inject) {
       if (r.event !== event || (r.state !== 0 && r.state !== this.state)) continue;
       (armed ??= []).push(r);
     }
-    for (const r of this.setState) {
-      if (r.event === event && (r.state === 0 || r.state === this.state)) next = r.newState;
-    }
+    const set = this.setState.find((r) => r.event === event && (r.state === 0 || r.state === this.state));
     if (armed) this.active = armed;
-    this.state = next;
+    if (set) this.state = set.newState;
   }
 
-  /** The first armed rule that fails this request, if any (removed when `once`). */
+  /**
+   * rule_check: the first armed rule that covers the request's kind and
+   * sector decides. One with errno 0 lets the request through, and stays
+   * armed even when `once` (QEMU returns before removing it), shadowing
+   * the rules after it; any other fails the request (and goes, if `once`).
+   */
   private async check(kind: IoType, offset: number, bytes: number): Promise<void> {
     const i = this.active.findIndex((r) => r.iotypes.has(kind) && (r.sector < 0 || (r.sector * 512 >= offset && r.sector * 512 < offset + bytes)));
     if (i < 0) return;
     const rule = this.active[i]!;
+    if (rule.errno === 0) return;
     if (rule.once) {
       this.active.splice(i, 1);
       this.inject.splice(this.inject.indexOf(rule), 1);
@@ -109,9 +121,9 @@ export class BlkdebugNode extends BlockNode {
     await this.check('discard', offset, length);
     return this.image.discard(offset, length);
   }
+  /** blkdebug_co_flush, its flush_to_disk: the rule check; flush() then flushes the image child. */
   protected async doFlush(): Promise<void> {
     await this.check('flush', 0, 0);
-    return this.image.flush();
   }
   async blockStatus(offset: number, length: number, opts?: StatusOptions): Promise<Extent> {
     await this.check('block-status', offset, length);

@@ -57,6 +57,10 @@ export class CopyBeforeWriteNode extends BlockNode {
   protected doDiscard(offset: number, length: number): Promise<void> {
     return this.source.discard(offset, length);
   }
+  /** cbw_co_flush flushes its child in one driver call (QEMU's bdrv_co_flush hook): none of flush()'s stages or events here. */
+  override flush(): Promise<void> {
+    return this.source.flush();
+  }
   protected doFlush(): Promise<void> {
     return this.source.flush();
   }

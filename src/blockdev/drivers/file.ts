@@ -60,11 +60,10 @@ export class FileNode extends BlockNode {
     return this.file.readInto(buf, offset);
   }
 
-  protected async doWrite(offset: number, data: Uint8Array, flags: WriteFlags): Promise<void> {
+  protected async doWrite(offset: number, data: Uint8Array, _flags: WriteFlags): Promise<void> {
     this.noteWritten(offset, data.length);
     await this.file.write(offset, data);
     this.length = Math.max(this.length, offset + data.length);
-    if (flags.fua) await this.file.flush();
   }
 
   /**
@@ -94,7 +93,11 @@ export class FileNode extends BlockNode {
   /** Sets the file's length (blockdev-create formats an image into a file node, as QEMU's blk_truncate). */
   async truncate(length: number): Promise<void> {
     this.written = undefined;
-    await this.file.truncate(length);
+    try {
+      await this.file.truncate(length);
+    } finally {
+      this.noteModified();
+    }
     this.length = length;
   }
 

@@ -31,6 +31,10 @@ export class NullNode extends BlockNode {
     await this.delay();
     return new Uint8Array(length);
   }
+  /** null-co takes FUA itself (there is nothing to make stable). */
+  protected override get supportsFua(): boolean {
+    return true;
+  }
   protected async doWrite(offset: number, data: Uint8Array, flags: WriteFlags): Promise<void> {
     checkRequest('write', offset, data.length, this.bytes);
     await this.delay();

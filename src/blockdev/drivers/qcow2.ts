@@ -115,8 +115,8 @@ export class Qcow2Node extends BlockNode {
   protected override doReadInto(buf: Uint8Array, offset: number): Promise<void> {
     return this.image.readInto(buf, offset);
   }
-  protected doWrite(offset: number, data: Uint8Array, flags: WriteFlags): Promise<void> {
-    return this.changing(offset, data.length, () => this.image.write(offset, data)).then(() => (flags.fua ? this.image.flush() : undefined));
+  protected doWrite(offset: number, data: Uint8Array, _flags: WriteFlags): Promise<void> {
+    return this.changing(offset, data.length, () => this.image.write(offset, data));
   }
   protected async doWriteZeroes(offset: number, length: number, flags: ZeroFlags): Promise<void> {
     if (flags.noFallback) await this.checkFastZero(offset, length);
@@ -183,9 +183,11 @@ export class Qcow2Node extends BlockNode {
       }
     });
   }
-  protected doFlush(): Promise<void> {
+  /** qcow2_co_flush_to_os: the tables out to the file (with the image's own barriers); flush() then flushes the file child. */
+  protected override doFlushToOs(): Promise<void> {
     return this.image.flush();
   }
+  protected async doFlush(): Promise<void> {}
   blockStatus(offset: number, length: number): Promise<Extent> {
     return this.image.blockStatus(offset, length);
   }

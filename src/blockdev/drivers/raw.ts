@@ -61,9 +61,8 @@ export class RawNode extends BlockNode {
     checkRequest('discard', offset, length, this.size());
     return this.file.discard(this.offset + offset, length);
   }
-  protected async doFlush(): Promise<void> {
-    return this.file.flush();
-  }
+  /** raw keeps nothing of its own: flush() flushes the file child. */
+  protected async doFlush(): Promise<void> {}
   async blockStatus(offset: number, length: number, opts?: StatusOptions): Promise<Extent> {
     checkRequest('block status', offset, length, this.size());
     const e = await this.file.blockStatus(this.offset + offset, length, opts);

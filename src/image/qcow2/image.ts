@@ -79,7 +79,7 @@ export class Qcow2Image implements BlockImage {
     this.l1View = viewOf(l1);
     const cs = this.layout.clusterSize;
     const l2Tables = Math.max(4, Math.floor((opts.l2CacheBytes ?? 4 << 20) / cs));
-    this.l2Cache = new TableCache(file, cs, l2Tables, async () => {
+    this.l2Cache = new TableCache(file, cs, l2Tables, { load: 'l2_load', update: 'l2_update' }, async () => {
       // An L2 table may point at clusters whose refcounts are still only in the cache.
       if (await this.refcounts?.writeBack()) await this.file.flush();
     });
@@ -318,6 +318,7 @@ export class Qcow2Image implements BlockImage {
     for (let i = 0; i < idx.length; ) {
       let j = i;
       while (j + 1 < idx.length && idx[j + 1] === idx[j]! + 1) j++;
+      this.file.announce?.('l1_update');
       await this.file.write(this.header.l1TableOffset + idx[i]! * 8, this.l1.subarray(idx[i]! * 8, (idx[j]! + 1) * 8));
       i = j + 1;
     }

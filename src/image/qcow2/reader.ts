@@ -52,6 +52,7 @@ export class Qcow2Reader {
     const img = this.img;
     switch (m.kind) {
       case 'normal':
+        img.file.announce?.('read_aio');
         return img.file.readInto(dst, m.hostOffset);
       case 'zero':
         dst.fill(0);
@@ -71,6 +72,7 @@ export class Qcow2Reader {
     const img = this.img;
     const b = img.backing();
     const n = b ? Math.max(0, Math.min(dst.length, b.size() - offset)) : 0;
+    if (b) img.file.announce?.('read_backing_aio');
     if (n > 0) await b!.readInto(dst.subarray(0, n), offset);
     dst.fill(0, n);
   }
@@ -80,6 +82,7 @@ export class Qcow2Reader {
     const ref = compressedRef(e, img.layout);
     const freed = this.freed;
     if (this.lastCompressed?.key === ref.offset && this.lastCompressed.freed === freed) return this.lastCompressed.data;
+    img.file.announce?.('read_compressed');
     const raw = await img.file.read(ref.offset, ref.length);
     const data = await decompressCluster(raw, img.layout.clusterSize, img.filename, ref.offset);
     // A free applied meanwhile may have let a new stream overwrite what we read: use it, do not keep it.

@@ -38,10 +38,11 @@ export class RefcountManager {
   ) {
     this.table = table;
     this.tableView = viewOf(table);
-    this.blocks = new TableCache(file, layout.clusterSize, maxBlocks);
+    this.blocks = new TableCache(file, layout.clusterSize, maxBlocks, { load: 'refblock_load', update: 'refblock_update_part' });
   }
 
   static async load(file: ByteFile, layout: Qcow2Layout, tableOffset: number, tableClusters: number, filename: string, maxBlocks: number) {
+    file.announce?.('reftable_load');
     const table = await file.read(tableOffset, tableClusters * layout.clusterSize);
     return new RefcountManager(file, layout, tableOffset, table, filename, maxBlocks);
   }
@@ -337,15 +338,18 @@ export class RefcountManager {
       newBlocks.push(block);
       const off = (areaStart + b) * L.clusterSize;
       setEntry(newView, oldEntries + b, offsetHi(off), offsetLo(off));
+      this.file.announce?.('refblock_alloc_write_blocks');
       await this.file.write(off, block);
     }
     const tableOffset = (areaStart + blocks) * L.clusterSize;
+    this.file.announce?.('refblock_alloc_write_table');
     await this.file.write(tableOffset, newTable);
     await this.file.flush();
     const hdr = new Uint8Array(12);
     const hv = viewOf(hdr);
     hv.setBigUint64(0, BigInt(tableOffset));
     hv.setUint32(8, tableClusters);
+    this.file.announce?.('refblock_alloc_switch_table');
     await this.file.write(HDR_OFF_REFTABLE, hdr);
     await this.file.flush();
 
@@ -371,6 +375,7 @@ export class RefcountManager {
       while (j + 1 < entries.length && entries[j + 1] === entries[j]! + 1) j++;
       const from = entries[i]! * 8;
       const to = (entries[j]! + 1) * 8;
+      this.file.announce?.('refblock_alloc_hookup');
       await this.file.write(this.tableOffset + from, this.table.subarray(from, to));
       i = j + 1;
     }

@@ -23,6 +23,8 @@ export class TableCache {
     private readonly file: ByteFile,
     private readonly tableSize: number,
     private readonly maxTables: number,
+    /** How loads and write-backs are announced to the file (l2_load / l2_update, refblock_load / refblock_update_part). */
+    private readonly events: { load: string; update: string },
     private readonly beforeWriteBack: () => Promise<void> = async () => {},
   ) {}
 
@@ -55,6 +57,7 @@ export class TableCache {
 
   private async load(offset: number): Promise<Uint8Array> {
     try {
+      this.file.announce?.(this.events.load);
       const t = await this.file.read(offset, this.tableSize);
       await this.makeRoom();
       // Someone may have created the table meanwhile; theirs wins.
@@ -109,7 +112,10 @@ export class TableCache {
     for (const off of offsets) {
       const t = this.tables.get(off);
       this.dirty.delete(off);
-      if (t) await this.file.write(off, t);
+      if (t) {
+        this.file.announce?.(this.events.update);
+        await this.file.write(off, t);
+      }
     }
     return true;
   }
@@ -130,6 +136,7 @@ export class TableCache {
         const t = this.tables.get(victim);
         if (t && this.dirty.has(victim)) {
           this.dirty.delete(victim);
+          this.file.announce?.(this.events.update);
           await this.file.write(victim, t);
         }
       }

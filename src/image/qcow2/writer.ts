@@ -60,7 +60,7 @@ export class Qcow2Writer {
     for (let pos = 0; pos < data.length; ) {
       const plan = await this.img.meta.run(() => this.plan(offset + pos, data.length - pos));
       const chunk = data.subarray(pos, pos + plan.length);
-      if (plan.kind === 'inplace') await this.img.file.write(plan.hostOffset, chunk);
+      if (plan.kind === 'inplace') await this.writeInPlace(plan.hostOffset, chunk);
       else await this.writeAllocated(plan, chunk);
       pos += plan.length;
     }
@@ -104,7 +104,7 @@ export class Qcow2Writer {
         }
       }
     });
-    const results = await Promise.allSettled(jobs.map((j) => (j.plan.kind === 'inplace' ? img.file.write(j.plan.hostOffset, j.data) : this.writeAllocatedData(j.plan, j.data))));
+    const results = await Promise.allSettled(jobs.map((j) => (j.plan.kind === 'inplace' ? this.writeInPlace(j.plan.hostOffset, j.data) : this.writeAllocatedData(j.plan, j.data))));
     await img.meta.run(async () => {
       // Data that reached its new clusters is committed even when another piece failed, as it would be written alone.
       for (let i = 0; i < jobs.length; i++) {
@@ -158,7 +158,15 @@ export class Qcow2Writer {
   }
 
   /** What a read of one guest cluster returns now (for copy-on-write of a partial write). */
+  /** Guest data into clusters it already has. */
+  private writeInPlace(hostOffset: number, data: Uint8Array): Promise<void> {
+    this.img.file.announce?.('write_aio');
+    return this.img.file.write(hostOffset, data);
+  }
+
+  /** The old contents of a guest cluster, for copy-on-write (read as a guest read is, after cow_read). */
   private async oldCluster(e: L2Entry, guestCluster: number): Promise<Uint8Array> {
+    this.img.file.announce?.('cow_read');
     const kind = classify(e, this.img.version);
     const m: Mapping = { kind, offset: guestCluster, length: this.cs, hostOffset: kind === 'normal' ? entryOffset(e.hi, e.lo) : 0, entry: e };
     const buf = new Uint8Array(this.cs);
@@ -221,6 +229,9 @@ export class Qcow2Writer {
     }
     try {
       // Zero head and tail are written, not left as holes: qemu-img map would report holes in a data cluster as zero.
+      // One write of data and copy-on-write regions: QEMU announces it as write_aio, then cow_write (merge_cow).
+      this.img.file.announce?.('write_aio');
+      if (head > 0 || tail > 0) this.img.file.announce?.('cow_write');
       await this.img.file.writev(plan.host * cs, bufs);
     } catch (err) {
       for (let i = 0; i < plan.old.length; i++) this.rc.free(plan.host + i);
@@ -350,6 +361,7 @@ export class Qcow2Writer {
       if (!packed) return this.writeLocked(offset, data);
       const at = await img.meta.run(() => this.allocBytes(packed.length));
       try {
+        img.file.announce?.('write_compressed');
         await img.file.write(at, packed);
       } catch (err) {
         for (const c of compressedClusters({ offset: at, length: packed.length }, img.layout)) this.rc.free(c);
