@@ -114,6 +114,13 @@ export abstract class BlockNode {
 
   abstract size(): number;
   /**
+   * The alignment the node's requests need (bs->bl.request_alignment):
+   * 1 for byte-granular drivers; blkdebug's `align` sets it.
+   */
+  get requestAlignment(): number {
+    return 1;
+  }
+  /**
    * What [offset, offset+length) holds, from its start (the extent may be
    * shorter). With `wantZero: false` (QEMU's want_zero) a node may call
    * data what finding zeroes in would cost reads: a copier that looks at

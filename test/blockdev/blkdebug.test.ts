@@ -14,7 +14,7 @@
  */
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { type Daemon, nbdUri, OURS, startExportDaemon } from '../helpers/export-daemon.js';
+import { type Daemon, failedStart, nbdUri, OURS, playQmp, startExportDaemon } from '../helpers/export-daemon.js';
 import { qemu, qemuImg, qemuIo, withTempDir } from '../helpers/qemu.js';
 
 /** qemu-io's output without its timing lines. */
@@ -115,4 +115,72 @@ describe.skipIf(!qemu.available || !qemu.storageDaemon)('blkdebug rules, events 
       expect(await session(OURS, s)).toEqual(theirs);
     }, 60_000);
   }
+});
+
+/**
+ * blkdebug's constraint options (blkdebug_open): sizes, the alignment a
+ * power of 2 below INT_MAX, every other limit below INT_MAX and a
+ * multiple of the alignment in force (the image's too: a blkdebug image
+ * with its own align), the max- limits of their opt- limit; a refused
+ * node leaves its image free.
+ */
+const CONSTRAINTS: Array<Record<string, unknown>> = [
+  { align: 3 },
+  { align: 0 },
+  { align: -1 },
+  { align: 4096 },
+  { align: 2147483648 },
+  { align: 1073741824 },
+  { 'max-transfer': 3 },
+  { 'max-transfer': -512 },
+  { align: 4096, 'max-transfer': 512 },
+  { align: 4096, 'max-transfer': 8192 },
+  { 'max-transfer': 2147483647 },
+  { 'opt-write-zero': -1 },
+  { align: 512, 'opt-write-zero': 256 },
+  { 'opt-write-zero': 4096, 'max-write-zero': 6144 },
+  { 'opt-write-zero': 4096, 'max-write-zero': 8192 },
+  { align: 4096, 'max-write-zero': 2048 },
+  { 'opt-discard': 100 },
+  { align: 65536, 'opt-discard': 4096 },
+  { 'opt-discard': 4096, 'max-discard': 2048 },
+  { 'max-discard': 2147483647 },
+  { align: 3, 'max-transfer': 3 },
+  { image: { driver: 'blkdebug', image: 'f', align: 4096 }, 'max-transfer': 512 },
+  { image: { driver: 'blkdebug', image: 'f', align: 4096 }, 'opt-discard': 8192 },
+];
+
+async function constraints(which: Daemon): Promise<unknown[]> {
+  return withTempDir(async (dir) => {
+    const img = join(dir, 'd.raw');
+    expect((await qemuImg('create', '-q', '-f', 'raw', img, '1M')).code).toBe(0);
+    return playQmp(which, { dir, blockdevs: [`driver=file,node-name=f,filename=${img}`] }, [
+      ...CONSTRAINTS.map((c, i): [string, Record<string, unknown>] => ['blockdev-add', { driver: 'blkdebug', 'node-name': `b${i}`, image: 'f', ...c }]),
+      ['blockdev-del', { 'node-name': 'b3' }],
+      ['blockdev-del', { 'node-name': 'b1' }],
+      ['blockdev-del', { 'node-name': 'f' }],
+    ]);
+  });
+}
+
+describe.skipIf(!qemu.available || !qemu.storageDaemon)('blkdebug constraint options', () => {
+  it("are refused as blkdebug_open refuses them, in QEMU's words", async () => {
+    const theirs = await constraints('qsd');
+    expect(JSON.stringify(theirs)).toContain('Cannot meet constraints with align 3');
+    expect(await constraints(OURS)).toEqual(theirs);
+  }, 60_000);
+
+  it('on the command line too', async () => {
+    for (const opt of ['align=3', 'max-transfer=1000,align=512', 'align=-4096']) {
+      const run = (which: Daemon) =>
+        withTempDir(async (dir) => {
+          const img = join(dir, 'd.raw');
+          expect((await qemuImg('create', '-q', '-f', 'raw', img, '1M')).code).toBe(0);
+          return failedStart(which, { dir, blockdevs: [`driver=file,node-name=f,filename=${img}`, `driver=blkdebug,node-name=b,image=f,${opt}`] });
+        });
+      const theirs = await run('qsd');
+      expect(theirs.code, opt).toBe(1);
+      expect(await run(OURS), opt).toEqual(theirs);
+    }
+  }, 60_000);
 });

@@ -25,6 +25,45 @@ export interface SetStateRule {
 
 export const DEFAULT_IOTYPES: ReadonlySet<IoType> = new Set<IoType>(['read', 'write', 'write-zeroes', 'discard', 'flush']);
 
+/** The constraint options, in the order blkdebug_open reads and checks them. */
+const LIMIT_OPTIONS = ['align', 'max-transfer', 'opt-write-zero', 'max-write-zero', 'opt-discard', 'max-discard'] as const;
+type LimitOption = (typeof LIMIT_OPTIONS)[number];
+const INT_MAX = 2 ** 31 - 1;
+/** What qemu_opts adds to a refused size (parse_option_size). */
+const SIZE_HINT = 'Optional suffix k, M, G, T, P or E means kilo-, mega-, giga-, tera-, peta-\nand exabytes, respectively.';
+
+/**
+ * blkdebug_open's constraint options, checked as QEMU checks them: each
+ * is a size (a negative one is refused as qemu_opts refuses it), the
+ * alignment a power of 2 below INT_MAX, and every other limit below
+ * INT_MAX and a multiple of the alignment in force, which is the larger
+ * of `align` and the image's own (the max- limits: of their opt- limit
+ * too). 0 or absent: no constraint.
+ */
+function checkLimits(options: Record<string, unknown>, imageAlignment: number): Record<LimitOption, number> {
+  const v = {} as Record<LimitOption, number>;
+  for (const name of LIMIT_OPTIONS) {
+    const x = options[name];
+    const n = typeof x === 'number' ? x : typeof x === 'bigint' ? Number(x) : 0;
+    if (n < 0) throw new BlockError('INVALID_ARGUMENT', `Parameter '${name}' expects a non-negative number below 2^64`, { hint: SIZE_HINT });
+    v[name] = n;
+  }
+  // Printed as QEMU's PRIu64 does, every digit (a number past 2^53 would print rounded).
+  const digits = (x: unknown) => (typeof x === 'number' && Number.isInteger(x) ? BigInt(x).toString() : String(x));
+  const fail = (name: LimitOption) => new BlockError('INVALID_ARGUMENT', `Cannot meet constraints with ${name} ${digits(options[name])}`);
+  if (v.align && (v.align >= INT_MAX || (v.align & (v.align - 1)) !== 0)) throw fail('align');
+  const align = Math.max(v.align, imageAlignment);
+  const fits = (name: LimitOption, unit: number) => {
+    if (v[name] && (v[name] >= INT_MAX || v[name] % unit !== 0)) throw fail(name);
+  };
+  fits('max-transfer', align);
+  fits('opt-write-zero', align);
+  fits('max-write-zero', Math.max(v['opt-write-zero'], align));
+  fits('opt-discard', align);
+  fits('max-discard', Math.max(v['opt-discard'], align));
+  return v;
+}
+
 const ERRNO_NAMES = new Map(Object.entries(constants.errno as Record<string, number>).map(([name, n]) => [n, name]));
 
 /**
@@ -44,17 +83,28 @@ export class BlkdebugNode extends BlockNode {
   private state = 1;
   private active: InjectErrorRule[] = [];
   private readonly inject: InjectErrorRule[];
+  /** The `align` option (0: none): requests to this node are aligned so (bs->bl.request_alignment). */
+  private readonly align: number;
 
+  /** `options`: the node's blockdev options, of which the constraint options (align, max-transfer, …) are checked here. */
   constructor(
     name: string,
     private image: BlockNode,
     inject: InjectErrorRule[],
     private readonly setState: SetStateRule[],
     readOnly: boolean,
+    options: Record<string, unknown> = {},
   ) {
+    // Checked before the node links to its image: a refused node must not hold the image as a parent.
+    const limits = checkLimits(options, image.requestAlignment);
     super(name, readOnly, [{ role: 'image', node: image }]);
+    this.align = limits.align;
     this.inject = [...inject];
     this.debugEvent('none');
+  }
+
+  override get requestAlignment(): number {
+    return this.align || 1;
   }
 
   /**
