@@ -1,6 +1,6 @@
 import { BlockError } from './errors.js';
 import { HostFile } from './file.js';
-import { ZERO_CHUNK } from './request.js';
+import { isZero, ZERO_CHUNK } from './request.js';
 
 /** How a new host file's bytes are reserved (QEMU's PreallocMode as file-posix supports it). */
 export type FilePreallocation = 'off' | 'falloc' | 'full';
@@ -14,8 +14,9 @@ export class FileCreateError extends BlockError {
     readonly step: FileCreateStep,
     errno: string,
     cause?: unknown,
+    message = `${step} failed (${errno})`,
   ) {
-    super('IO', `${step} failed (${errno})`, { errno, cause });
+    super('IO', message, { errno, cause });
   }
 }
 
@@ -36,6 +37,53 @@ function sizeErrno(size: bigint): string | undefined {
   return undefined;
 }
 
+/** MAX_BLOCKSIZE in file-posix: the largest block a device may need aligned. */
+const MAX_BLOCKSIZE = 4096;
+
+/**
+ * file-posix's allocate_first_block: when a regular file grows from empty
+ * (creation, or a truncate of an empty file) it writes zeroes over its
+ * first block, 512 bytes if the new length is under 4 KiB and 4 KiB
+ * otherwise, so that later alignment probing finds real blocks. The write
+ * may reach past a length under 512 and so lengthen the file, as in QEMU.
+ * Failures are ignored, as there.
+ */
+export async function allocateFirstBlock(file: { write(offset: number, data: Uint8Array): Promise<void> }, length: number): Promise<void> {
+  const n = length < MAX_BLOCKSIZE ? 512 : MAX_BLOCKSIZE;
+  await file.write(0, ZERO_CHUNK.subarray(0, n)).catch(() => undefined);
+}
+
+/**
+ * The files createHostFile made without preallocation, by path, with their
+ * stamp: all zeroes, though allocate_first_block gave them a block on
+ * disk, which hides from a file node opening one that it is fresh (see
+ * FileNode: a file with no blocks is known to be). The last few only: a
+ * file is opened again soon after it is made, if at all.
+ */
+const madeZeroed = new Map<string, string>();
+const REMEMBERED = 32;
+
+async function rememberZeroed(file: HostFile): Promise<void> {
+  madeZeroed.delete(file.path);
+  madeZeroed.set(file.path, await file.stamp());
+  if (madeZeroed.size > REMEMBERED) madeZeroed.delete(madeZeroed.keys().next().value!);
+}
+
+/**
+ * Whether `file` is one createHostFile made without preallocation and
+ * nothing has changed since: its stamp is the same and its first block
+ * (the only blocks it has, so the only place a write could have gone
+ * without changing the stamp's block count) still reads as zeroes. Asked
+ * once per creation.
+ */
+export async function untouchedSinceCreated(file: HostFile): Promise<boolean> {
+  const stamp = madeZeroed.get(file.path);
+  if (stamp === undefined) return false;
+  madeZeroed.delete(file.path);
+  if (stamp !== (await file.stamp())) return false;
+  return isZero(await file.read(0, Math.min(MAX_BLOCKSIZE, await file.size())));
+}
+
 const errnoOf = (err: unknown): string => (err as { errno?: string }).errno ?? (err as { code?: string }).code ?? 'EIO';
 
 /**
@@ -46,14 +94,17 @@ const errnoOf = (err: unknown): string => (err as { errno?: string }).errno ?? (
  * both write zeroes, since Node has no posix_fallocate: the blocks are
  * allocated either way, which is what a client asking for falloc wants.
  * The length is set before the zeroes are written (QEMU's full mode does
- * so too), so a size the file system refuses fails at once.
+ * so too), so a size the file system refuses fails at once. Without full
+ * preallocation the first block is then written (allocateFirstBlock).
  */
 export async function createHostFile(path: string, size: number | bigint, preallocation: FilePreallocation = 'off'): Promise<void> {
   let file: HostFile;
   try {
     file = await HostFile.open(path, { create: true });
   } catch (err) {
-    throw new FileCreateError('create', errnoOf(err), err);
+    // qemu_create's words, with the reason the open gave.
+    const reason = err instanceof Error ? err.message.replace(/^Could not open '.*?': /s, '') : String(err);
+    throw new FileCreateError('create', errnoOf(err), err, `Could not create '${path}': ${reason}`);
   }
   const failing = preallocation === 'falloc' ? 'preallocate' : 'resize';
   try {
@@ -73,7 +124,9 @@ export async function createHostFile(path: string, size: number | bigint, preall
         throw new FileCreateError('preallocate', errnoOf(err), err);
       }
     }
+    if (preallocation !== 'full' && length > 0) await allocateFirstBlock(file, length);
     await file.flush();
+    if (preallocation === 'off') await rememberZeroed(file);
   } finally {
     await file.close();
   }

@@ -1,4 +1,5 @@
 import { HostFile } from '../../image/file.js';
+import { allocateFirstBlock, untouchedSinceCreated } from '../../image/file-create.js';
 import { ChunkBitmap } from '../bitmap.js';
 import { checkRequest, isZero, ZERO_CHUNK } from '../../image/request.js';
 import type { Extent } from '../../image/types.js';
@@ -17,7 +18,8 @@ export class FileNode extends BlockNode {
   private length: number;
 
   /**
-   * For a file that had no blocks allocated when opened (a freshly created
+   * For a file that had no blocks allocated when opened, or that
+   * createHostFile made and nothing touched since (a freshly created
    * target): the 64 KiB chunks written since. A zero write to chunks never
    * written needs neither a write nor a read to know they are zero.
    */
@@ -37,7 +39,8 @@ export class FileNode extends BlockNode {
   static async open(name: string, filename: string, readOnly: boolean): Promise<FileNode> {
     const file = await HostFile.open(filename, { readOnly });
     const length = await file.size();
-    return new FileNode(name, file, length, length > 0 && (await file.allocatedBytes()) === 0);
+    const fresh = !readOnly && length > 0 && ((await file.allocatedBytes()) === 0 || (await untouchedSinceCreated(file)));
+    return new FileNode(name, file, length, fresh);
   }
 
   get filename(): string {
@@ -93,12 +96,16 @@ export class FileNode extends BlockNode {
   /** Sets the file's length (blockdev-create formats an image into a file node, as QEMU's blk_truncate). */
   async truncate(length: number): Promise<void> {
     this.written = undefined;
+    const wasEmpty = this.length === 0;
     try {
       await this.file.truncate(length);
+      // raw_regular_truncate: a file that grows from empty gets its first block written.
+      if (wasEmpty && length > 0) await allocateFirstBlock(this.file, length);
     } finally {
       this.noteModified();
     }
-    this.length = length;
+    // The first block may have lengthened a file shorter than 512 bytes.
+    this.length = await this.file.size();
   }
 
   /** Marks bytes about to be written (beyond the tracked length, tracking stops: no guess is safe there). */

@@ -57,8 +57,6 @@ interface PlannedImage {
   blocksOffset: number;
   refBlocks: Uint8Array;
   l1Offset: number;
-  /** The file's length: right after the L1 table, or after the refcount blocks when there is none. */
-  end: number;
   l1Size: number;
 }
 
@@ -113,7 +111,6 @@ function planQcow2(opts: Omit<CreateOptions, 'size'> & { size: number | bigint }
   const tableOffset = clusterSize;
   const blocksOffset = tableOffset + tableClusters * clusterSize;
   const l1Offset = l1Size === 0 ? 0 : blocksOffset + blocks * clusterSize;
-  const end = blocksOffset + blocks * clusterSize + l1Size * 8;
   const used = 1 + tableClusters + blocks + l1Clusters;
 
   const header: Qcow2Header = {
@@ -150,16 +147,23 @@ function planQcow2(opts: Omit<CreateOptions, 'size'> & { size: number | bigint }
   const refBlocks = new Uint8Array(blocks * clusterSize);
   setRefcountsToOne(refBlocks, used, layout.refcountBits);
 
-  return { headerBytes, clusterSize, tableOffset, table, blocksOffset, refBlocks, l1Offset, l1Size, end };
+  return { headerBytes, clusterSize, tableOffset, table, blocksOffset, refBlocks, l1Offset, l1Size };
 }
 
+/**
+ * Writes the new image over the start of `file` as qcow2_co_create does:
+ * the whole header cluster (zeroes after the header, so cluster 0 is
+ * allocated on disk as QEMU's is), the refcount table and blocks, the L1
+ * table. Nothing is truncated: a file that was longer keeps its tail (a
+ * created host file is empty already).
+ */
 async function writeQcow2(file: ByteFile, p: PlannedImage): Promise<void> {
-  await file.truncate(0);
-  await file.write(0, p.headerBytes);
+  const cluster0 = new Uint8Array(p.clusterSize);
+  cluster0.set(p.headerBytes);
+  await file.write(0, cluster0);
   await file.write(p.tableOffset, p.table);
   await file.write(p.blocksOffset, p.refBlocks);
   if (p.l1Size > 0) await file.write(p.l1Offset, new Uint8Array(p.l1Size * 8));
-  await file.truncate(p.end);
   await file.flush();
 }
 
