@@ -9,12 +9,18 @@ import { BLOCK_EXPORT_EVENTS, type BlockExportOptions, type NbdServerOptions } f
 import type { Infer } from './qmp/schema/types.js';
 import { logger } from './log.js';
 import { addBitmapCommands } from './qmp/commands/bitmaps.js';
+import { addBackingCommands } from './qmp/commands/backing.js';
+import { addResizeCommands } from './qmp/commands/resize.js';
+import { addReopenCommands } from './qmp/commands/reopen.js';
 import { addBlockdevCommands, addBlockdev } from './qmp/commands/blockdev.js';
 import { addHmpCommands } from './qmp/commands/hmp.js';
 import { addJobCommands, jobEventListener } from './qmp/commands/jobs.js';
+import { addMirrorCommands } from './qmp/commands/mirror.js';
 import { addTransactionCommands } from './qmp/commands/transaction.js';
 import { addClockCommands } from './qmp/commands/clock.js';
 import { addCreateCommands } from './qmp/commands/create.js';
+import { addCommitCommands } from './qmp/commands/commit.js';
+import { addStreamCommands } from './qmp/commands/stream.js';
 import { BLOCK_CORE_EVENTS } from './qmp/schema/block-core.js';
 import { JOB_EVENTS } from './qmp/schema/job.js';
 import { JobManager } from './jobs/manager.js';
@@ -85,12 +91,18 @@ export class Daemon {
     const commands = new CommandTable<QmpContext>();
     addControlCommands(commands);
     addBlockdevCommands(commands);
+    addBackingCommands(commands);
+    addResizeCommands(commands);
+    addReopenCommands(commands);
     addBitmapCommands(commands);
     addHmpCommands(commands);
     addJobCommands(commands);
+    addMirrorCommands(commands);
     addTransactionCommands(commands);
     addClockCommands(commands);
     addCreateCommands(commands);
+    addStreamCommands(commands);
+    addCommitCommands(commands);
     addExportCommands(commands);
     const graph = new BlockGraph();
     const jobs = new JobManager(config.clock);
@@ -164,7 +176,7 @@ export class Daemon {
       await Promise.all(this.monitors.map((m) => m.close()));
       await this.jobs.cancelAll();
       // Every image flushed and closed before the process may exit.
-      await this.graph.closeAll();
+      await this.graph.closeAll((node, err) => this.log.warn({ node: node.nodeName, err }, 'closing a node failed'));
       if (this.pidfile) await unlink(this.pidfile).catch(() => undefined);
       this.resolveExited();
     })();
@@ -182,6 +194,6 @@ async function runSetupStep(step: SetupStep, graph: BlockGraph, exports: BlockEx
       return exports.startNbdServer(nbdAddress(s.addr), { maxConnections: s['max-connections'], tlsCreds: s['tls-creds'] });
     }
     case 'export':
-      exports.add(exportSpec(step.export));
+      await exports.add(exportSpec(step.export));
   }
 }

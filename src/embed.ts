@@ -64,7 +64,7 @@ export async function startDaemon(opts: StartDaemonOptions = {}): Promise<Embedd
     for (const spec of opts.blockdevs ?? []) await openBlockdev(daemon.graph, spec);
     if (nbdSocketPath !== undefined) {
       await daemon.exports.startNbdServer({ type: 'unix', path: nbdSocketPath }, {});
-      for (const e of opts.nbd?.exports ?? []) daemon.exports.add(exportSpec(BlockExportOptions.visit({ type: 'nbd', ...e }, [])));
+      for (const e of opts.nbd?.exports ?? []) await daemon.exports.add(exportSpec(BlockExportOptions.visit({ type: 'nbd', ...e }, [])));
     }
   } catch (err) {
     await close();

@@ -1,5 +1,10 @@
 import { BlockError } from '../image/errors.js';
+import type { NodeChild } from './child.js';
+import { filteredChild } from './chain.js';
+import { dropFilter, replaceChildNode, replaceNode } from './graph-edit.js';
+import { GraphTransaction, withGraphLock } from './graph-transaction.js';
 import type { BlockNode } from './node.js';
+import { refreshPerms } from './permissions.js';
 
 /** QEMU's id_wellformed: a letter, then letters, digits, '-', '.', '_'. */
 const WELL_FORMED = /^[A-Za-z][A-Za-z0-9._-]*$/;
@@ -17,24 +22,38 @@ export class BlockGraph {
   /** Nodes added by blockdev-add (or --blockdev) themselves, not as inline children. */
   private readonly monitorOwned = new Set<string>();
   private generated = 0;
+  /** When each name was given out: nodes are listed by it, as QEMU lists them by when they got their names. */
+  private readonly rank = new Map<string, number>();
+  private seq = 0;
 
   /** Validates a user-given node name, or generates one ("#block" + counter + two digits). */
   assignName(name: string | undefined): string {
     if (name === undefined) {
       const n = this.generated++;
       // QEMU appends two random digits; ours are derived from the counter so runs are reproducible.
-      return `#block${n}${String((n * 37 + 13) % 100).padStart(2, '0')}`;
+      name = `#block${n}${String((n * 37 + 13) % 100).padStart(2, '0')}`;
+    } else {
+      if (!WELL_FORMED.test(name)) throw new BlockError('INVALID_ARGUMENT', `Invalid node-name: '${name}'`);
+      if (this.nodes.has(name)) throw new BlockError('INVALID_ARGUMENT', `Duplicate nodes with node-name='${name}'`);
+      if (name.length > MAX_NAME) throw new BlockError('INVALID_ARGUMENT', 'Node name too long');
     }
-    if (!WELL_FORMED.test(name)) throw new BlockError('INVALID_ARGUMENT', `Invalid node-name: '${name}'`);
-    if (this.nodes.has(name)) throw new BlockError('INVALID_ARGUMENT', `Duplicate nodes with node-name='${name}'`);
-    if (name.length > MAX_NAME) throw new BlockError('INVALID_ARGUMENT', 'Node name too long');
+    this.rank.set(name, this.seq++);
     return name;
   }
 
   add(node: BlockNode, monitorOwned: boolean): void {
     if (this.nodes.has(node.nodeName)) throw new BlockError('INVALID_ARGUMENT', `Duplicate nodes with node-name='${node.nodeName}'`);
+    if (!this.rank.has(node.nodeName)) this.rank.set(node.nodeName, this.seq++);
     this.nodes.set(node.nodeName, node);
     if (monitorOwned) this.monitorOwned.add(node.nodeName);
+  }
+
+  /** Unregisters a node without closing it (undoing an add whose node its creator closes). */
+  forget(node: BlockNode): void {
+    if (this.nodes.get(node.nodeName) !== node) return;
+    this.nodes.delete(node.nodeName);
+    this.rank.delete(node.nodeName);
+    this.monitorOwned.delete(node.nodeName);
   }
 
   get(name: string): BlockNode | undefined {
@@ -48,9 +67,17 @@ export class BlockGraph {
     return n;
   }
 
-  /** Every node, newest first. */
+  /** Looks a node up by node name only (bdrv_lookup_bs(NULL, name)), as arguments naming a node do. */
+  findNode(name: string): BlockNode {
+    const n = this.nodes.get(name);
+    if (!n) throw new BlockError('NOT_FOUND', `Cannot find device='' nor node-name='${name}'`);
+    return n;
+  }
+
+  /** Every node, the one named last first. */
   list(): BlockNode[] {
-    return [...this.nodes.values()].reverse();
+    const rank = (n: BlockNode) => this.rank.get(n.nodeName) ?? -1;
+    return [...this.nodes.values()].sort((a, b) => rank(b) - rank(a));
   }
 
   /** Nodes added by the monitor that no other node uses (query-block's devices in the storage daemon have none). */
@@ -59,18 +86,17 @@ export class BlockGraph {
   }
 
   /**
-   * blockdev-del: closes a monitor-owned node nobody uses, then the inline
-   * children it brought along (monitor-owned children stay).
+   * blockdev-del (qmp_blockdev_del): refused, in QEMU's order and words,
+   * for a node a BlockBackend uses, a node blocked for deletion (by a job,
+   * or as an overlay's backing node), a node the monitor did not add, and a
+   * node still referenced; otherwise it is closed with the inline children
+   * it brought along.
    */
   async delete(name: string): Promise<void> {
     const node = this.nodes.get(name);
     if (!node) throw new BlockError('NOT_FOUND', `Failed to find node with node-name='${name}'`);
-    // An export's BlockBackend on the node (bdrv_has_blk).
-    if (node.users.size > 0) throw new BlockError('INVALID_ARGUMENT', `Node ${name} is in use`);
-    if (node.busyWith) throw new BlockError('INVALID_ARGUMENT', `Node '${name}' is busy: block device is in use by ${node.busyWith}`);
-    // A backing child is op-blocked by its overlay (bdrv_set_backing_hd's backing_blocker).
-    const overlay = this.list().find((n) => n.child('backing') === node);
-    if (overlay) throw new BlockError('INVALID_ARGUMENT', `Node '${name}' is busy: node is used as backing hd of '${overlay.nodeName}'`);
+    if (node.parents.some((c) => (c.owner as { isBackend?: boolean }).isBackend)) throw new BlockError('INVALID_ARGUMENT', `Node ${name} is in use`);
+    node.blockers.check(name, 'drive-del');
     if (!this.monitorOwned.has(name)) throw new BlockError('INVALID_ARGUMENT', `Node ${name} is not owned by the monitor`);
     if (node.inUse) throw new BlockError('INVALID_ARGUMENT', `Block device ${name} is in use`);
     await this.closeTree(node);
@@ -82,72 +108,90 @@ export class BlockGraph {
    * nobody else uses.
    */
   async discard(node: BlockNode): Promise<void> {
+    await this.closeTree(node);
+  }
+
+  /**
+   * A node that lost a link (bdrv_unref: after a reopen replaced a child,
+   * or a job let go of it): closed and forgotten, with the inline children
+   * nobody else uses, once nothing uses it and the monitor did not add it.
+   */
+  async release(node: BlockNode): Promise<void> {
+    if (node.isClosed || node.inUse || this.monitorOwned.has(node.nodeName) || this.nodes.get(node.nodeName) !== node) return;
+    await this.closeTree(node);
+  }
+
+  /**
+   * bdrv_replace_node: every link to `from` (but those `to` reaches itself,
+   * and jobs') goes to `to` instead, with the permissions checked. Returns
+   * what moves exactly those links back.
+   */
+  async moveParents(from: BlockNode, to: BlockNode): Promise<() => Promise<void>> {
+    const moved = await GraphTransaction.run((tran) => replaceNode(tran, from, to));
+    return () => this.moveBack(moved, from);
+  }
+
+  /** Points links back at `node` (undoing moveParents); their permissions held there before, so a failure is only logged by QEMU and ignored here. */
+  async moveBack(links: readonly NodeChild[], node: BlockNode): Promise<void> {
+    await withGraphLock(async () => {
+      const tran = new GraphTransaction();
+      const others = new Set<BlockNode>();
+      for (const c of links) {
+        others.add(c.node);
+        await replaceChildNode(tran, c, node);
+      }
+      await refreshPerms([node, ...others], tran).catch(() => undefined);
+      await tran.commit();
+    });
+  }
+
+  /** Takes a filter out of the graph (a job's end): its parents go back to its filtered child, the node goes, its children stay as they are. */
+  async removeFilter(node: BlockNode): Promise<void> {
+    const below = filteredChild(node);
+    if (below) await this.moveParents(node, below).catch(() => undefined);
+    await this.closeTree(node, false);
+  }
+
+  /**
+   * bdrv_drop_filter, then the filter goes: its parents use the node below
+   * it, which it lets go of; refused (and nothing changed) where a frozen
+   * link would have to move.
+   */
+  async dropFilter(filter: BlockNode): Promise<void> {
+    await GraphTransaction.run((tran) => dropFilter(tran, filter));
+    await this.closeTree(filter, false);
+  }
+
+  /**
+   * Closes a node and forgets it, then each child: one nobody else uses
+   * and the monitor did not add goes too (when `children`); the others
+   * stay, with the permissions they no longer need given up.
+   */
+  private async closeTree(node: BlockNode, children = true): Promise<void> {
+    const kids = node.children();
     await node.close();
-    if (this.nodes.get(node.nodeName) === node) this.nodes.delete(node.nodeName);
-    this.monitorOwned.delete(node.nodeName);
-    for (const child of node.children()) {
-      if (!this.monitorOwned.has(child.nodeName) && !child.inUse && this.nodes.get(child.nodeName) === child) await this.discard(child);
+    this.forget(node);
+    for (const child of new Set(kids)) {
+      if (child.isClosed) continue;
+      if (children && !this.monitorOwned.has(child.nodeName) && !child.inUse && this.nodes.get(child.nodeName) === child) await this.closeTree(child);
+      else await GraphTransaction.run((tran) => refreshPerms([child], tran)).catch(() => undefined);
     }
   }
 
   /**
-   * bdrv_replace_node: every node that uses `from` (but `except`, the new
-   * node's own link to it) and every user outside the graph (an export)
-   * uses `to` instead. Returns what moves them back, exactly those.
+   * Flushes and closes every node, parents before children (daemon
+   * shutdown). A node that fails to close (its last flush meets an I/O
+   * error) is reported to `onError` and the others are closed all the same,
+   * as QEMU reports "Failed to flush the L2 table cache" and goes on.
    */
-  async moveParents(from: BlockNode, to: BlockNode, except: BlockNode): Promise<() => Promise<void>> {
-    // A parent that `to` reaches through its own children stays (should_update_child): moving it would
-    // close a loop, e.g. a fleecing overlay backed by the source, which is also the backup filter's target.
-    const below = new Set<BlockNode>();
-    const walk = (n: BlockNode) => {
-      for (const c of n.children()) if (!below.has(c)) below.add(c), walk(c);
-    };
-    walk(to);
-    const moved = this.list().filter((n) => n !== except && n !== to && !below.has(n) && n.children().includes(from));
-    for (const n of moved) await n.replaceChild(from, to);
-    const users = [...from.users];
-    const move = (a: BlockNode, b: BlockNode) => {
-      for (const u of users) {
-        a.detachUser(u);
-        b.attachUser(u);
-        u.nodeReplaced(b);
-      }
-    };
-    move(from, to);
-    return async () => {
-      for (const n of moved) await n.replaceChild(to, from);
-      move(to, from);
-    };
-  }
-
-  /** Takes a filter out of the graph (a job's end): its parents go back to its file child, the node goes, its children stay as they are. */
-  async removeFilter(node: BlockNode): Promise<void> {
-    const below = node.child('file');
-    if (below) await this.moveParents(node, below, below);
-    await node.close();
-    if (this.nodes.get(node.nodeName) === node) this.nodes.delete(node.nodeName);
-    this.monitorOwned.delete(node.nodeName);
-  }
-
-  private async closeTree(node: BlockNode): Promise<void> {
-    await node.close();
-    this.nodes.delete(node.nodeName);
-    this.monitorOwned.delete(node.nodeName);
-    for (const child of node.children()) {
-      if (!this.monitorOwned.has(child.nodeName) && !child.inUse && this.nodes.get(child.nodeName) === child) await this.closeTree(child);
-    }
-  }
-
-  /** Flushes and closes every node, parents before children (daemon shutdown). */
-  async closeAll(): Promise<void> {
+  async closeAll(onError?: (node: BlockNode, err: unknown) => void): Promise<void> {
     for (;;) {
       const top = this.list().filter((n) => !n.inUse);
       if (top.length === 0) break;
       for (const n of top) {
         await n.flush().catch(() => undefined);
-        await n.close();
-        this.nodes.delete(n.nodeName);
-        this.monitorOwned.delete(n.nodeName);
+        await n.close().catch((err: unknown) => onError?.(n, err));
+        this.forget(n);
       }
     }
   }

@@ -1,15 +1,14 @@
-import type { ByteFile } from '../image/byte-file.js';
+import type { ByteFile, DebugEvent } from '../image/byte-file.js';
 import { BlockError } from '../image/errors.js';
 import type { BlockNode } from './node.js';
 
 /**
  * A node's bytes as the image layer's ByteFile, so a qcow2 image above a
  * node does all its I/O through the graph (blkdebug rules included), as
- * QEMU's format drivers use bs->file. The image announces what its
- * requests are for (read_aio for guest data, l2_load, …) and the node
- * hears it, as blkdebug hears BLKDBG_EVENT; requests it does not announce
- * (reading the header at open, say) arm nothing, as in QEMU.
- * Closing does nothing: the graph owns the node.
+ * QEMU's format drivers use bs->file. The events the image announces
+ * (read_aio, l2_load, refblock_update_part, …) go to the node as
+ * BLKDBG_EVENT(bs->file, …) goes to QEMU's. Closing does nothing: the
+ * graph owns the node.
  */
 export class NodeByteFile implements ByteFile {
   constructor(
@@ -32,11 +31,11 @@ export class NodeByteFile implements ByteFile {
     return out;
   }
 
-  /** Bytes past the node's end read as zeroes, as from a host file. */
-  announce(event: string): void {
-    this.node.debugEvent(event);
+  event(e: DebugEvent): void {
+    this.node.debugEvent(e);
   }
 
+  /** Bytes past the node's end read as zeroes, as from a host file. */
   readInto(buf: Uint8Array, offset: number): Promise<void> {
     const size = this.node.size();
     if (offset + buf.length <= size) return this.node.readInto(buf, offset);
@@ -68,10 +67,9 @@ export class NodeByteFile implements ByteFile {
     return (await this.node.imageInfo()).actualSize ?? this.node.size();
   }
 
-  async truncate(length: number): Promise<void> {
-    const node = this.node as BlockNode & { truncate?: (length: number) => Promise<void> };
-    if (node.truncate) return node.truncate(length);
-    throw new BlockError('UNSUPPORTED', `Cannot resize node '${this.node.nodeName}'`, { errno: 'ENOTSUP' });
+  /** bdrv_co_truncate on the child: the node's resize (a filter passes it on; a driver without one refuses). */
+  truncate(length: number): Promise<void> {
+    return this.node.resize(length);
   }
 
   flush(): Promise<void> {

@@ -1,7 +1,16 @@
 import { BlockError } from '../image/errors.js';
 import { isZero } from '../image/request.js';
 import type { Extent, ImageInfo, WritePiece } from '../image/types.js';
+import { PERM_ALL } from '../image/perm.js';
+import { checkResizeRequest } from '../image/resize.js';
+import type { Preallocation } from '../image/types.js';
+import { type ChildOwner, defaultChildPerms, type NodeChild, type PermPair } from './child.js';
 import { NodeBitmaps } from './dirty-bitmap.js';
+import type { NamePolicy } from './filename.js';
+import { OpBlockers } from './op-blockers.js';
+import type { Options } from './options.js';
+import { type ReopenPlan, writableAfter } from './permissions.js';
+import type { ReopenState, StagedReopen } from './reopen-driver.js';
 
 /** What a node knows about itself for query-named-block-nodes / query-block (turned into QMP shapes in src/qmp). */
 export interface NodeImageInfo {
@@ -11,12 +20,13 @@ export interface NodeImageInfo {
   virtualSize: number;
   actualSize?: number;
   clusterSize?: number;
-  dirtyFlag?: boolean;
+  /** null: the driver has no image info to tell it from (no dirty-flag in queries). */
+  dirtyFlag?: boolean | null;
   backingFilename?: string;
   fullBackingFilename?: string;
   backingFormat?: string;
   formatSpecific?: ImageInfo['formatSpecific'];
-  /** The backing image's info, when the node has one (query output nests it). */
+  /** The next layer's info (its filtered or backing child), nested by the query layer. */
   backingImage?: NodeImageInfo;
 }
 
@@ -35,6 +45,8 @@ export interface ZeroFlags {
   mayUnmap?: boolean;
   /** Fail with ENOTSUP rather than write zero buffers where the format cannot zero cheaply (BDRV_REQ_NO_FALLBACK: NBD's FAST_ZERO). */
   noFallback?: boolean;
+  /** Force unit access, as for writes. */
+  fua?: boolean;
 }
 
 /** Kinds of request, as blkdebug's iotype names them. */
@@ -50,40 +62,17 @@ export interface NodeSettings {
 
 export const DEFAULT_SETTINGS: NodeSettings = { detectZeroes: 'off', discard: 'ignore', cacheDirect: false, cacheNoFlush: false };
 
-/**
- * A user of a node from outside the graph (an export's BlockBackend):
- * when a filter or an overlay takes the node's place, its users follow
- * (bdrv_replace_node moves BlockBackends too).
- */
-export interface NodeUser {
-  nodeReplaced(next: BlockNode): void;
-}
-
-/**
- * A writable qcow2 node must be able to grow its file, and a user outside
- * the graph (an export) forbids that: QEMU refuses the pairing, whichever
- * comes second, with this permission conflict.
- */
-export function resizeConflict(file: BlockNode, qcow2Name: string): BlockError {
-  return new BlockError(
-    'INVALID_ARGUMENT',
-    `Permission conflict on node '${file.nodeName}': permissions 'resize' are both required by node '${qcow2Name}' (uses node '${file.nodeName}' as 'file' child) and unshared by an unnamed block device (uses node '${file.nodeName}' as 'root' child).`,
-  );
-}
-
-/** A child link: the role QEMU names it by ('file', 'backing', 'image', …) and the node. */
-export interface ChildLink {
-  readonly role: string;
-  readonly node: BlockNode;
-}
+const FORMAT_NAMING: NamePolicy = { protocol: false, strong: [] };
 
 /**
  * A node of the block graph (the contract in ARCHITECTURE.md): a driver
  * that turns requests into requests on its children, down to a file.
- * Nodes count their parents so a node in use cannot be deleted; the
- * graph (graph.ts) owns naming and lifetime.
+ * Its links to its children and from its parents carry QEMU's
+ * permissions (child.ts, permissions.ts); the graph (graph.ts) owns
+ * naming and lifetime and changes links only through transactions that
+ * check them.
  */
-export abstract class BlockNode {
+export abstract class BlockNode implements ChildOwner {
   abstract readonly driver: string;
   settings: NodeSettings = DEFAULT_SETTINGS;
   /**
@@ -93,33 +82,104 @@ export abstract class BlockNode {
    * (QEMU's filter only sees writers above it).
    */
   readonly beforeWrite: Array<(offset: number, length: number) => Promise<void>> = [];
-  /** The job using this node, if any (QEMU's op blockers): e.g. "block job: backup". */
-  busyWith: string | undefined;
+  /** Why operations on the node are refused just now: a job using it, an overlay above it (QEMU's op blockers). */
+  readonly blockers = new OpBlockers();
   /** The node's dirty bitmaps, marked by every completed write, zero write and discard. */
   readonly dirtyBitmaps: NodeBitmaps;
-  /** Users outside the graph (exports); each also holds a reference. */
-  readonly users = new Set<NodeUser>();
-  private parentCount = 0;
+  /** Links from the node's users — other nodes, BlockBackends, jobs — newest first (bs->parents). */
+  readonly parents: NodeChild[] = [];
+  /** force-share: every parent of this node shares everything (QEMU's bs->force_share, read-only nodes only). */
+  forceShare = false;
+  /** This node's links to its children, newest first (bs->children). */
+  private edges: NodeChild[] = [];
+  /**
+   * The node's options, flat, as QEMU keeps them (bs->options): what it was
+   * opened or last reopened with, children's options left out. Its name is
+   * made from them, and a reopen compares new options with them.
+   */
+  options: Options = {};
+  /** The options given for this node itself, before any were inherited (bs->explicit_options). */
+  explicitOptions: Options = {};
+  /** The file name the node was opened with (a protocol node's own name before any refresh). */
+  openFilename: string | undefined;
+  /** The backing file the image names, as opened when it was (bs->auto_backing_file): '' for none. */
+  autoBackingFile = '';
+  /** The parent this node was opened inline for (bs->inherits_from): a reopen of the parent takes it along. */
+  inheritsFrom: BlockNode | undefined;
+  /** Inserted by a job without a name of the user's (bs->implicit): a reopen looks through it, and it is named after its one child. */
+  implicit = false;
+  /** No frozen chain may pass through it (bs->never_freeze: commit_top, which must always be droppable). */
+  neverFreeze = false;
+  /** References that are not links (the monitor's, a transaction's): bdrv_ref. */
+  private extraRefs = 0;
   private closed: Promise<void> | undefined;
+  /**
+   * Write requests finished (bs->write_gen) and the count the last
+   * successful flush saw (bs->flushed_gen): a flush with nothing written
+   * since the last one skips its flush to disk, as bdrv_co_flush does.
+   */
+  private writeGen = 0;
+  private flushedGen = 0;
 
   constructor(
     readonly nodeName: string,
-    /** Changes only one way: a node that becomes a snapshot's backing image is made read-only, as QEMU reopens it. */
+    /** Changed only by a reopen (a snapshot's old top becomes read-only; blockdev-reopen). */
     public readOnly: boolean,
-    private links: readonly ChildLink[] = [],
+    /** Links attached while the node was being opened, oldest first: they become this node's. */
+    children: readonly NodeChild[] = [],
   ) {
-    for (const l of links) l.node.parentCount++;
+    for (const c of children) this.adoptChild(c);
     this.dirtyBitmaps = new NodeBitmaps(() => this.size());
   }
 
-  abstract size(): number;
+  /** How QEMU names a node as a parent in permission conflicts. */
+  describe(): string {
+    return `node '${this.nodeName}'`;
+  }
+
+  /** A link already in the child's parents becomes this node's (the graph attached it for us), newest or (undoing a removal) back at `at`. */
+  adoptChild(c: NodeChild, at = 0): void {
+    c.owner = this;
+    if (!this.edges.includes(c)) this.edges.splice(at, 0, c);
+  }
+
+  /** Forgets a link the graph has detached from its child. */
+  dropChild(c: NodeChild): void {
+    this.edges = this.edges.filter((e) => e !== c);
+  }
+
   /**
-   * The alignment the node's requests need (bs->bl.request_alignment):
-   * 1 for byte-granular drivers; blkdebug's `align` sets it.
+   * What this node needs of a child and shares with its other parents,
+   * given what its own parents take and share (the driver's
+   * bdrv_child_perm); `plan` tells the read-only state after a reopen.
    */
-  get requestAlignment(): number {
+  childPerm(c: NodeChild, perm: number, shared: number, plan?: ReopenPlan): PermPair {
+    return defaultChildPerms(c.role, writableAfter(this, plan), perm, shared);
+  }
+
+  /**
+   * The driver's part of a permission change (bdrv_check_perm): may refuse
+   * the new cumulative permissions. A file node takes its lock bytes here;
+   * exactly one of commitPerm and abortPerm follows.
+   */
+  checkPerm(_perm: number, _shared: number): Promise<void> {
+    return Promise.resolve();
+  }
+  /** The permissions now in force (bdrv_set_perm): a file node drops the lock bytes no longer needed. */
+  commitPerm(_perm: number, _shared: number): Promise<void> {
+    return Promise.resolve();
+  }
+  /** Undoes checkPerm (bdrv_abort_perm_update). */
+  abortPerm(): Promise<void> {
+    return Promise.resolve();
+  }
+
+  /** The smallest request the node serves without read-modify-write (bl.request_alignment). */
+  requestAlignment(): number {
     return 1;
   }
+
+  abstract size(): number;
   /**
    * What [offset, offset+length) holds, from its start (the extent may be
    * shorter). With `wantZero: false` (QEMU's want_zero) a node may call
@@ -149,8 +209,8 @@ export abstract class BlockNode {
   protected abstract doWrite(offset: number, data: Uint8Array, flags: WriteFlags): Promise<void>;
   protected abstract doWriteZeroes(offset: number, length: number, flags: ZeroFlags): Promise<void>;
   protected abstract doDiscard(offset: number, length: number): Promise<void>;
-  /** The driver's data to stable storage (bdrv_co_flush_to_disk), not its children's: flush() does those. */
-  protected abstract doFlush(): Promise<void>;
+  /** Flushes to disk, children included; `written`: anything was written to this node since its last flush. */
+  protected abstract doFlush(written: boolean): Promise<void>;
 
   read(offset: number, length: number): Promise<Uint8Array> {
     return this.doRead(offset, length);
@@ -166,51 +226,34 @@ export abstract class BlockNode {
     buf.set(await this.doRead(offset, buf.length));
   }
 
-  /** Modifying requests completed (QEMU's write_gen), and how many of them the last good flush covered. */
-  private writeGen = 0;
-  private flushedGen = 0;
-
-  /** A change made outside the request paths (a truncate) counts as a write for the next flush. */
-  protected noteModified(): void {
-    this.writeGen++;
-  }
-
-  /**
-   * One modifying request as bdrv_aligned_pwritev frames it: the node's
-   * own debug event first (pwritev, pwritev_zero; none for a compressed
-   * write), pwritev_done after it whatever the outcome, and the write
-   * generation moved, so the next flush has something to push to the disk.
-   */
-  private async request(event: 'pwritev' | 'pwritev_zero' | undefined, fn: () => Promise<void>): Promise<void> {
-    if (event) this.debugEvent(event);
-    try {
-      await fn();
-    } finally {
-      this.debugEvent('pwritev_done');
-      this.writeGen++;
-    }
-  }
-
   /** detect-zeroes turns all-zero writes into zero writes (which may unmap only with discard=unmap). */
   async write(offset: number, data: Uint8Array, flags: WriteFlags = {}): Promise<void> {
     this.checkWritable();
     for (const hook of this.beforeWrite) await hook(offset, data.length);
-    if (this.settings.detectZeroes !== 'off' && isZero(data)) {
-      const mayUnmap = this.settings.detectZeroes === 'unmap' && this.settings.discard === 'unmap';
-      await this.request('pwritev_zero', () => this.doWriteZeroes(offset, data.length, { mayUnmap }));
-    } else if (flags.fua && !this.supportsFua) {
-      // bdrv_driver_pwritev emulates FUA: the node is flushed after the driver's write, before the request ends.
-      await this.request('pwritev', async () => {
-        await this.doWrite(offset, data, {});
-        await this.flush();
-      });
-    } else {
-      await this.request('pwritev', () => this.doWrite(offset, data, flags));
+    const fua = flags.fua ?? false;
+    const emulateFua = fua && !this.supportsFua;
+    try {
+      if (this.settings.detectZeroes !== 'off' && isZero(data)) {
+        await this.doWriteZeroes(offset, data.length, { mayUnmap: this.settings.detectZeroes === 'unmap' && this.settings.discard === 'unmap', fua: fua && !emulateFua });
+      } else {
+        await this.doWrite(offset, data, emulateFua ? { ...flags, fua: false } : flags);
+      }
+      if (emulateFua) await this.flush();
+    } finally {
+      // After the driver, failed or not, as bdrv_co_write_req_finish: a FUA write's own flush sees the count before it.
+      this.writeGen++;
     }
     this.dirtyBitmaps.mark(offset, data.length);
   }
 
-  /** Whether the driver writes with FUA itself (supported_write_flags); others get a flush after the write. */
+  /**
+   * Whether the driver makes a write stable itself when asked (FUA in its
+   * supported_write_flags). None of QEMU's file-posix, raw, qcow2, blkdebug
+   * and filters over them does, so the node that gets a FUA request
+   * emulates it as bdrv_driver_pwritev does: the request goes down without
+   * FUA, then the node is flushed, children included, inside the request
+   * (before it counts as written). A blkdebug node below sees that flush.
+   */
   protected get supportsFua(): boolean {
     return false;
   }
@@ -226,11 +269,14 @@ export abstract class BlockNode {
   async writeCompressed(offset: number, data: Uint8Array): Promise<void> {
     this.checkWritable();
     for (const hook of this.beforeWrite) await hook(offset, data.length);
-    if (this.settings.detectZeroes !== 'off' && isZero(data)) {
-      const mayUnmap = this.settings.detectZeroes === 'unmap' && this.settings.discard === 'unmap';
-      await this.request('pwritev_zero', () => this.doWriteZeroes(offset, data.length, { mayUnmap }));
-    } else {
-      await this.request(undefined, () => this.doWriteCompressed(offset, data));
+    try {
+      if (this.settings.detectZeroes !== 'off' && isZero(data)) {
+        await this.doWriteZeroes(offset, data.length, { mayUnmap: this.settings.detectZeroes === 'unmap' && this.settings.discard === 'unmap' });
+      } else {
+        await this.doWriteCompressed(offset, data);
+      }
+    } finally {
+      this.writeGen++;
     }
     this.dirtyBitmaps.mark(offset, data.length);
   }
@@ -249,8 +295,17 @@ export abstract class BlockNode {
   async writeZeroes(offset: number, length: number, flags: ZeroFlags = {}): Promise<void> {
     this.checkWritable();
     for (const hook of this.beforeWrite) await hook(offset, length);
-    const zeroFlags = { mayUnmap: (flags.mayUnmap ?? false) && this.settings.discard === 'unmap', noFallback: flags.noFallback ?? false };
-    await this.request('pwritev_zero', () => this.doWriteZeroes(offset, length, zeroFlags));
+    const emulateFua = (flags.fua ?? false) && !this.supportsFua;
+    try {
+      await this.doWriteZeroes(offset, length, {
+        mayUnmap: (flags.mayUnmap ?? false) && this.settings.discard === 'unmap',
+        noFallback: flags.noFallback ?? false,
+        fua: (flags.fua ?? false) && !emulateFua,
+      });
+      if (emulateFua) await this.flush();
+    } finally {
+      this.writeGen++;
+    }
     this.dirtyBitmaps.mark(offset, length);
   }
 
@@ -276,13 +331,10 @@ export abstract class BlockNode {
       if (p.data) return detectZeroes !== 'off' && isZero(p.data) ? { offset: p.offset, length: p.length, mayUnmap: detectZeroes === 'unmap' && unmap } : p;
       return { offset: p.offset, length: p.length, mayUnmap: (p.mayUnmap ?? false) && unmap };
     });
-    // Each piece is a request of its own to QEMU (block-copy writes extent by extent): its events, its generation.
-    for (const p of norm) this.debugEvent(p.data ? 'pwritev' : 'pwritev_zero');
     try {
       await this.doWritePieces(norm);
     } finally {
-      for (let i = 0; i < norm.length; i++) this.debugEvent('pwritev_done');
-      this.writeGen += norm.length;
+      this.writeGen++;
       this.dirtyBitmaps.mark(start, length);
     }
   }
@@ -317,41 +369,78 @@ export abstract class BlockNode {
     if (below && below.size() === this.size()) await below.prefetch(offset, length);
   }
 
-  /** The node becomes read-only for good (a snapshot's old top, reopened read-only below its overlay). */
-  async reopenReadOnly(): Promise<void> {
-    this.readOnly = true;
+  /**
+   * bdrv_co_truncate: the node becomes `newSize` bytes long (refused as
+   * QEMU refuses: negative, read-only), through its driver or, for a
+   * filter, its filtered child; its dirty bitmaps follow. The caller holds
+   * resize permission through a BlockBackend and has drained the node.
+   */
+  async resize(newSize: number, prealloc: Preallocation = 'off'): Promise<void> {
+    checkResizeRequest(newSize, this.readOnly);
+    try {
+      await this.doResize(newSize, prealloc);
+    } finally {
+      // A truncate is a write to the next flush (bdrv_co_write_req_finish), failed or not.
+      this.writeGen++;
+    }
+    this.dirtyBitmaps.truncate(this.size());
+  }
+
+  /** The driver's resize; a filter passes it to the node it filters. */
+  protected doResize(newSize: number, prealloc: Preallocation): Promise<void> {
+    const filtered = this.isFilter ? (this.child('file') ?? this.child('image')) : undefined;
+    if (filtered) return filtered.resize(newSize, prealloc);
+    return Promise.reject(new BlockError('UNSUPPORTED', 'Image format driver does not support resize', { errno: 'ENOTSUP' }));
+  }
+
+  /** Whether the driver can be reopened at all (it has a bdrv_reopen_prepare). */
+  get supportsReopen(): boolean {
+    return true;
+  }
+  /** Driver options a reopen may leave out, resetting them to their defaults (drv->mutable_opts). */
+  get mutableOptions(): readonly string[] {
+    return [];
+  }
+  /**
+   * drv->bdrv_reopen_prepare: checks and stages the driver's options. The
+   * default takes none (null, blkdebug: the generic comparison then refuses
+   * any change of theirs).
+   */
+  prepareReopen(_state: ReopenState): Promise<StagedReopen> {
+    return Promise.resolve({});
   }
 
   /**
-   * bdrv_co_flush: nothing on a read-only node; flush_to_os is announced
-   * to the primary child and the driver writes its caches out
-   * (doFlushToOs); unless cache.no-flush is set or nothing was written
-   * since the last good flush, flush_to_disk is announced and the driver
-   * makes its data stable (doFlush); then every writable child is flushed
-   * the same way. So a blkdebug rule armed by flush_to_disk needs writes
-   * before the flush, and a blkdebug node sees a flush request only then.
+   * bdrv_co_flush: flush_to_os is announced on the primary child, the
+   * driver writes what it holds in memory (doFlushToOs), then, if anything
+   * was written since the last flush, flush_to_disk is announced and the
+   * driver flushes (doFlush, told whether anything was written: blkdebug
+   * checks its rules only then, as QEMU skips the driver's flush to disk).
+   * cache.no-flush makes flushes no-ops.
    */
   async flush(): Promise<void> {
-    if (this.readOnly) return;
+    if (this.settings.cacheNoFlush) return;
     const gen = this.writeGen;
-    const primary = this.child('file') ?? this.child('image');
+    const primary = this.debugPrimary();
     primary?.debugEvent('flush_to_os');
     await this.doFlushToOs();
-    if (!this.settings.cacheNoFlush && this.flushedGen !== gen) {
-      primary?.debugEvent('flush_to_disk');
-      await this.doFlush();
-    }
-    let failure: { err: unknown } | undefined;
-    for (const c of this.children()) {
-      if (c.readOnly) continue;
-      await c.flush().catch((err: unknown) => (failure ??= { err }));
-    }
-    if (failure) throw failure.err;
-    this.flushedGen = gen;
+    const written = gen !== this.flushedGen;
+    if (written) primary?.debugEvent('flush_to_disk');
+    await this.doFlush(written);
+    if (gen > this.flushedGen) this.flushedGen = gen;
   }
 
-  /** The driver's caches out to the layer below (bdrv_co_flush_to_os); most drivers keep none. */
+  /** A format's flush to the OS: writes the metadata it holds in memory (qcow2); the default holds none. */
   protected async doFlushToOs(): Promise<void> {}
+
+  /**
+   * The child a flush announces its blkdebug events on (bdrv_primary_child):
+   * a format's file, a filter's image. A driver whose flush bypasses the
+   * generic path in QEMU (copy-before-write) announces nothing.
+   */
+  protected debugPrimary(): BlockNode | undefined {
+    return this.child('file') ?? this.child('image');
+  }
 
   /**
    * Starts pushing the data written so far to stable storage, with none of
@@ -370,58 +459,76 @@ export abstract class BlockNode {
   /** Releases what this node holds (not its children: the graph closes those it owns). */
   protected abstract doClose(): Promise<void>;
 
-  /** Adds, or with `node` undefined removes, the child of a role after opening (a snapshot's backing link). */
-  protected setChild(role: string, node: BlockNode | undefined): void {
-    for (const l of this.links) if (l.role === role) l.node.parentCount--;
-    this.links = [...this.links.filter((l) => l.role !== role), ...(node ? [{ role, node }] : [])];
-    if (node) node.parentCount++;
+  /** How the driver names its node (filename.ts): a format node by default. */
+  get namePolicy(): NamePolicy {
+    return FORMAT_NAMING;
   }
 
-  /**
-   * Points this node's links to `old` at `next` instead (one parent's part
-   * of bdrv_replace_node): its requests go to `next` from now on. Drivers
-   * that keep a child at hand update it in childReplaced.
-   */
-  async replaceChild(old: BlockNode, next: BlockNode): Promise<void> {
-    for (const l of this.links.filter((x) => x.node === old)) await this.childReplaced(l.role, next);
-    this.links = this.links.map((l) => {
-      if (l.node !== old) return l;
-      old.parentCount--;
-      next.parentCount++;
-      return { role: l.role, node: next };
-    });
+  /** Whether the driver is a filter (drv->is_filter): it passes requests to one child. */
+  get isFilter(): boolean {
+    return false;
+  }
+  /** Whether the driver can have a backing child (drv->supports_backing). */
+  get supportsBacking(): boolean {
+    return false;
+  }
+  /** Writes another backing file name (or none) into the image (drv->bdrv_change_backing_file); ENOTSUP where the format has none. */
+  changeBackingFile(_name: string | undefined, _format: string | undefined): Promise<void> {
+    return Promise.reject(new BlockError('UNSUPPORTED', 'Operation not supported', { errno: 'ENOTSUP' }));
   }
 
-  /** The child of `role` is `node` now; drivers holding children outside `links` follow. */
-  protected async childReplaced(_role: string, _node: BlockNode): Promise<void> {}
-
-  childLinks(): readonly ChildLink[] {
-    return this.links;
-  }
-  children(): readonly BlockNode[] {
-    return this.links.map((l) => l.node);
-  }
-  child(role: string): BlockNode | undefined {
-    return this.links.find((l) => l.role === role)?.node;
+  /** The backing child came or went (bdrv_set_backing_hd); drivers reading through it follow. */
+  backingChanged(_node: BlockNode | undefined): Promise<void> {
+    return Promise.resolve();
   }
 
-  /** Parents using this node (other nodes, jobs, exports). */
+  /** The child of `c` is `node` now (the graph replaced it); drivers holding children outside the links follow. */
+  childReplaced(_c: NodeChild, _node: BlockNode): Promise<void> {
+    return Promise.resolve();
+  }
+
+  /** Links to children, newest first, as QEMU walks them. */
+  childList(): readonly NodeChild[] {
+    return this.edges;
+  }
+  /** The children, oldest link first. */
+  children(): BlockNode[] {
+    const out: BlockNode[] = [];
+    for (let i = this.edges.length - 1; i >= 0; i--) out.push(this.edges[i]!.node);
+    return out;
+  }
+  child(name: string): BlockNode | undefined {
+    return this.childEdge(name)?.node;
+  }
+  childEdge(name: string): NodeChild | undefined {
+    return this.edges.find((c) => c.name === name);
+  }
+
+  /** Parents and other references: a node in use cannot be deleted. */
   get inUse(): boolean {
-    return this.parentCount > 0;
+    return this.refcount > 0;
   }
-  /** A job or export holding the node, like QEMU's BlockBackend references. */
+  /** bs->refcnt, less the monitor's own reference. */
+  get refcount(): number {
+    return this.parents.length + this.extraRefs;
+  }
+  /** A reference that is not a link (bdrv_ref). */
   ref(): void {
-    this.parentCount++;
+    this.extraRefs++;
   }
   unref(): void {
-    this.parentCount--;
+    this.extraRefs--;
   }
-  attachUser(u: NodeUser): void {
-    this.users.add(u);
-    this.ref();
-  }
-  detachUser(u: NodeUser): void {
-    if (this.users.delete(u)) this.unref();
+
+  /** What all parents take together and what all of them share. */
+  cumulativePerm(): PermPair {
+    let perm = 0;
+    let shared = PERM_ALL;
+    for (const c of this.parents) {
+      perm |= c.perm;
+      shared &= c.shared;
+    }
+    return { perm, shared };
   }
 
   /**
@@ -432,16 +539,35 @@ export abstract class BlockNode {
    */
   debugEvent(_event: string): void {}
 
-  /** Closes this node; detaches it from its children. Idempotent. */
+  /**
+   * Closes this node and takes its links out of its children's parents
+   * (the graph then refreshes the permissions of the children that stay),
+   * even when closing fails (a last flush, say). Idempotent.
+   */
   close(): Promise<void> {
     this.closed ??= (async () => {
-      await this.doClose();
-      for (const l of this.links) l.node.parentCount--;
+      try {
+        await this.doClose();
+      } finally {
+        for (const c of this.edges) {
+          const i = c.node.parents.indexOf(c);
+          if (i >= 0) c.node.parents.splice(i, 1);
+          if (c.blocker) c.node.blockers.remove(c.blocker);
+          c.blocker = undefined;
+        }
+      }
     })();
     return this.closed;
   }
 
+  get isClosed(): boolean {
+    return this.closed !== undefined;
+  }
+
   protected checkWritable(): void {
     if (this.readOnly) throw new BlockError('READ_ONLY', `Node '${this.nodeName}' is read-only`, { errno: 'EPERM' });
+    // bdrv_has_readonly_bitmaps: a bitmap that cannot record the change refuses it (a qcow2 whose read-only reopen was abandoned).
+    const bitmaps = this.dirtyBitmaps.all();
+    for (let i = 0; i < bitmaps.length; i++) if (bitmaps[i]!.readOnly) throw new BlockError('READ_ONLY', 'Operation not permitted', { errno: 'EPERM' });
   }
 }

@@ -1,11 +1,19 @@
+import { dirname, isAbsolute, resolve } from 'node:path';
 import { BlockError } from '../image/errors.js';
-import { BlkdebugNode, DEFAULT_IOTYPES, type InjectErrorRule, type SetStateRule } from './drivers/blkdebug.js';
+import { PERM_ALL } from '../image/perm.js';
+import { probeFormat } from '../image/probe.js';
+import { CHILD_COW, CHILD_DATA, CHILD_FILTERED_PRIMARY, CHILD_IMAGE, CHILD_PRIMARY, type ChildOwner, defaultChildPerms, type NodeChild, type PermPair } from './child.js';
+import { blkdebugChildPerm, BlkdebugNode, DEFAULT_IOTYPES, type InjectErrorRule, type SetStateRule } from './drivers/blkdebug.js';
+import { corChildPerm, CopyOnReadNode } from './drivers/copy-on-read.js';
 import { FileNode } from './drivers/file.js';
 import { NullNode } from './drivers/null.js';
 import { Qcow2Node } from './drivers/qcow2.js';
-import { RawNode } from './drivers/raw.js';
+import { rawChildPerm, RawNode } from './drivers/raw.js';
 import type { BlockGraph } from './graph.js';
+import { attachChild } from './graph-edit.js';
+import { GraphTransaction } from './graph-transaction.js';
 import type { BlockNode, IoType, NodeSettings } from './node.js';
+import { boolOption, dropChildKeys, flattenQdict, inheritOptions, type Options, recordFlags } from './options.js';
 
 /**
  * Options of one node, as blockdev-add takes them after schema validation
@@ -17,31 +25,55 @@ export interface BlockdevSpec {
   'node-name'?: string;
   'read-only'?: boolean;
   'auto-read-only'?: boolean;
+  'force-share'?: boolean;
   [member: string]: unknown;
 }
 export type BlockdevRef = BlockdevSpec | string;
 
-/** A node opener per driver: gets validated options, opens children through `child`. */
-type Opener = (name: string, spec: BlockdevSpec, readOnly: boolean, child: (role: string, ref: unknown) => Promise<BlockNode>) => Promise<BlockNode>;
+/** What a driver's opener gets besides its options. */
+interface OpenContext {
+  name: string;
+  spec: BlockdevSpec;
+  readOnly: boolean;
+  /** The node's options after inheritance (bs->options while it opens). */
+  options: Options;
+  /** Opens (or finds) a child and links it with its role, its permissions checked before the driver uses it. */
+  child(name: string, ref: unknown, role: number): Promise<NodeChild>;
+  /** A node of the graph by name (a copy-on-read filter's bottom). */
+  find(name: string): BlockNode | undefined;
+  /** A qcow2's backing child once its header is known: `spec.backing`, or the image's own backing file. */
+  backing(header: { backingFile?: string; backingFormat?: string; filename: string }): Promise<NodeChild | undefined>;
+}
+
+type Opener = (ctx: OpenContext) => Promise<BlockNode>;
+
+/** What a driver needs of a child, as QEMU's drv->bdrv_child_perm: also asked while the driver is still opening. */
+type ChildPermFn = (spec: BlockdevSpec, role: number, writable: boolean, perm: number, shared: number) => PermPair;
 
 const num = (v: unknown, def: number): number => (typeof v === 'number' ? v : def);
 
 const OPENERS: Record<string, Opener> = {
-  file: (name, spec, readOnly) => FileNode.open(name, spec['filename'] as string, readOnly),
-  raw: async (name, spec, readOnly, child) => {
-    const file = await child('file', spec['file']);
-    return new RawNode(name, file, num(spec['offset'], 0), spec['size'] as number | undefined, readOnly);
+  file: ({ name, spec, readOnly, options }) =>
+    FileNode.open(name, spec['filename'] as string, { readOnly, autoReadOnly: boolOption(options, 'auto-read-only'), locking: (spec['locking'] as 'on' | 'off' | 'auto' | undefined) ?? 'auto' }),
+  raw: async ({ name, spec, readOnly, child }) => {
+    const offset = num(spec['offset'], 0);
+    const size = spec['size'] as number | undefined;
+    // A window of the file is data; the whole file passes through as through a filter (raw_open).
+    const file = await child('file', spec['file'], offset || size !== undefined ? CHILD_DATA | CHILD_PRIMARY : CHILD_FILTERED_PRIMARY);
+    return new RawNode(name, file, offset, size, readOnly);
   },
-  'null-co': async (name, spec) => new NullNode(name, 'null-co', num(spec['size'], 1 << 30), spec['read-zeroes'] === true, num(spec['latency-ns'], 0)),
-  'null-aio': async (name, spec) => new NullNode(name, 'null-aio', num(spec['size'], 1 << 30), spec['read-zeroes'] === true, num(spec['latency-ns'], 0)),
-  qcow2: async (name, spec, readOnly, child) => {
-    const file = await child('file', spec['file']);
-    const backing = spec['backing'];
-    const backingNode = backing === undefined || backing === null ? backing : await child('backing', backing);
-    return Qcow2Node.open(name, file, readOnly, backingNode);
+  'null-co': async ({ name, spec, readOnly }) => new NullNode(name, 'null-co', num(spec['size'], 1 << 30), spec['read-zeroes'] === true, num(spec['latency-ns'], 0), readOnly),
+  'null-aio': async ({ name, spec, readOnly }) => new NullNode(name, 'null-aio', num(spec['size'], 1 << 30), spec['read-zeroes'] === true, num(spec['latency-ns'], 0), readOnly),
+  qcow2: async ({ name, spec, readOnly, child, backing }) => {
+    const file = await child('file', spec['file'], CHILD_IMAGE);
+    return Qcow2Node.open(name, file, readOnly, backing);
   },
-  blkdebug: async (name, spec, readOnly, child) => {
-    const image = await child('image', spec['image']);
+  'copy-on-read': async ({ name, spec, readOnly, child, find }) => {
+    const file = await child('file', spec['file'], CHILD_FILTERED_PRIMARY);
+    return CopyOnReadNode.open(name, file, readOnly, spec['bottom'] as string | undefined, find);
+  },
+  blkdebug: async ({ name, spec, readOnly, child }) => {
+    const image = await child('image', spec['image'], CHILD_FILTERED_PRIMARY);
     const inject = ((spec['inject-error'] as Record<string, unknown>[] | undefined) ?? []).map(
       (r): InjectErrorRule => ({
         event: r['event'] as string,
@@ -56,45 +88,92 @@ const OPENERS: Record<string, Opener> = {
     const setState = ((spec['set-state'] as Record<string, unknown>[] | undefined) ?? []).map(
       (r): SetStateRule => ({ event: r['event'] as string, state: num(r['state'], 0), newState: r['new_state'] as number }),
     );
-    return new BlkdebugNode(name, image, inject, setState, readOnly, spec);
+    return new BlkdebugNode(name, image, inject, setState, readOnly, spec, permBits(spec['take-child-perms']), permBits(spec['unshare-child-perms']));
   },
+};
+
+/** QAPI's BlockPermission names as bits. */
+function permBits(names: unknown): number {
+  const bits: Record<string, number> = { 'consistent-read': 1, write: 2, 'write-unchanged': 4, resize: 8 };
+  return ((names as string[] | undefined) ?? []).reduce((acc, n) => acc | (bits[n] ?? 0), 0);
+}
+
+const CHILD_PERMS: Record<string, ChildPermFn> = {
+  'copy-on-read': (_spec, _role, _writable, perm, shared) => corChildPerm(perm, shared),
+  raw: (_spec, role, writable, perm, shared) => rawChildPerm(role, writable, perm, shared),
+  blkdebug: (spec, role, writable, perm, shared) =>
+    blkdebugChildPerm(role, writable, perm, shared, permBits(spec['take-child-perms']), permBits(spec['unshare-child-perms'])),
 };
 
 /** Drivers whose node can be opened; others are refused with a message naming the driver. */
 export const SUPPORTED_DRIVERS = Object.keys(OPENERS);
 
-/** Registers additional drivers (qcow2 lives above the image layer's ByteFile adapter). */
+/** Registers additional drivers. */
 export function registerDriver(driver: string, opener: Opener): void {
   OPENERS[driver] = opener;
 }
 
 /**
  * Opens a node and its inline children and registers them (blockdev-add).
- * On failure nothing stays registered or open: children opened so far are
- * closed again, so a failed blockdev-add leaves the graph as it was.
+ * Each child is linked, and its permissions checked (file nodes take
+ * their lock bytes), before its parent's driver reads or writes it, as
+ * in QEMU. On failure nothing stays registered, open, linked or locked.
  */
 export async function openBlockdev(graph: BlockGraph, spec: BlockdevSpec, monitorOwned = true, parentReadOnly = false): Promise<BlockNode> {
   const opened: BlockNode[] = [];
-  try {
-    return await openNode(graph, spec, monitorOwned, parentReadOnly, undefined, opened);
-  } catch (err) {
-    for (const n of opened.reverse()) await graph.discard(n);
-    throw err;
+  return GraphTransaction.run(async (tran) => {
+    try {
+      return await openNode(graph, tran, spec, monitorOwned, { readOnly: parentReadOnly, forceShare: false, settings: undefined, options: undefined, cow: false }, opened);
+    } catch (err) {
+      // The links go first (the transaction's undo), then the nodes this open created, newest first.
+      await tran.abort();
+      for (const n of opened.reverse()) await graph.discard(n);
+      throw err;
+    }
+  });
+}
+
+/**
+ * The parent side of the links a node's children get while the node
+ * opens: named as the node will be, needing of them what its driver needs
+ * with no parents of its own yet (QEMU attaches children to a node whose
+ * driver is still opening). The node takes the links over once it exists.
+ */
+class OpeningParent implements ChildOwner {
+  constructor(
+    readonly nodeName: string,
+    private readonly spec: BlockdevSpec,
+    private readonly readOnly: boolean,
+  ) {}
+  describe(): string {
+    return `node '${this.nodeName}'`;
+  }
+  perms(role: number): PermPair {
+    const fn = CHILD_PERMS[this.spec.driver];
+    return fn ? fn(this.spec, role, !this.readOnly, 0, PERM_ALL) : defaultChildPerms(role, !this.readOnly, 0, PERM_ALL);
   }
 }
 
-async function openNode(
-  graph: BlockGraph,
-  spec: BlockdevSpec,
-  monitorOwned: boolean,
-  parentReadOnly: boolean,
-  parent: NodeSettings | undefined,
-  opened: BlockNode[],
-): Promise<BlockNode> {
+/** What an inline child takes from its parent when its own options do not say (bdrv_inherited_options). */
+interface Inherited {
+  readOnly: boolean;
+  forceShare: boolean;
+  settings: NodeSettings | undefined;
+  /** The parent's options, which the node's own inherit from (none for a node the monitor adds). */
+  options: Options | undefined;
+  /** Whether the node is its parent's backing child. */
+  cow: boolean;
+}
+
+/** Drivers QEMU opens as protocols (bdrv_file_open): no `file` child is opened before them. */
+const PROTOCOLS = new Set(['file', 'null-co', 'null-aio', 'blkdebug']);
+
+async function openNode(graph: BlockGraph, tran: GraphTransaction, spec: BlockdevSpec, monitorOwned: boolean, inherit: Inherited, opened: BlockNode[]): Promise<BlockNode> {
   const opener = OPENERS[spec.driver];
   if (!opener) throw new BlockError('UNSUPPORTED', `Driver '${spec.driver}' is not supported by blockemu (supported: ${SUPPORTED_DRIVERS.join(', ')})`);
-  const name = graph.assignName(spec['node-name']);
-  const readOnly = spec['read-only'] ?? parentReadOnly;
+  const parent = inherit.settings;
+  const readOnly = spec['read-only'] ?? inherit.readOnly;
+  const forceShare = spec['force-share'] ?? inherit.forceShare;
   // An inline child inherits discard and the cache flags from its parent (bdrv_inherited_options); detect-zeroes is its own.
   const cache = (spec['cache'] ?? {}) as { direct?: boolean; 'no-flush'?: boolean };
   const settings: NodeSettings = {
@@ -103,17 +182,58 @@ async function openNode(
     cacheDirect: cache.direct ?? parent?.cacheDirect ?? false,
     cacheNoFlush: cache['no-flush'] ?? parent?.cacheNoFlush ?? false,
   };
+  // bs->explicit_options and bs->options as QEMU has them while the node opens.
+  const explicit = flattenQdict(spec);
+  const options = { ...explicit };
+  if (inherit.options) inheritOptions(inherit.cow, options, inherit.options);
+  const inline = new Set<BlockNode>();
+  const openInline = async (ref: BlockdevSpec, cow: boolean): Promise<BlockNode> => {
+    // A backing image is opened read-only unless it says otherwise; other children inherit the parent's state.
+    const n = await openNode(graph, tran, ref, false, { readOnly: cow ? true : readOnly, forceShare, settings, options, cow }, opened);
+    inline.add(n);
+    return n;
+  };
+  // A format node's inline file is opened before the node gets its name (bdrv_open_inherit), which orders query-named-block-nodes.
+  const fileRef = spec['file'];
+  const early = !PROTOCOLS.has(spec.driver) && typeof fileRef === 'object' && fileRef !== null ? await openInline(fileRef as BlockdevSpec, false) : undefined;
+  const name = graph.assignName(spec['node-name']);
+  if (forceShare && !readOnly) throw new BlockError('INVALID_ARGUMENT', 'force-share=on can only be used with read-only images');
   if (settings.detectZeroes === 'unmap' && settings.discard !== 'unmap') {
     throw new BlockError('INVALID_ARGUMENT', 'setting detect-zeroes to unmap is not allowed without setting discard operation to unmap');
   }
-  const child = async (role: string, ref: unknown): Promise<BlockNode> => {
-    if (ref === undefined) throw new BlockError('INVALID_ARGUMENT', `A block device must be specified for "${role}"`);
-    if (typeof ref === 'string') return graph.find(ref);
-    // A backing image is opened read-only unless it says otherwise (QEMU clears BDRV_O_RDWR for it).
-    return openNode(graph, ref as BlockdevSpec, false, role === 'backing' ? true : readOnly, settings, opened);
+  const me = new OpeningParent(name, spec, readOnly);
+  const child = async (childName: string, ref: unknown, role: number): Promise<NodeChild> => {
+    if (ref === undefined) throw new BlockError('INVALID_ARGUMENT', `A block device must be specified for "${childName}"`);
+    const node =
+      childName === 'file' && early ? early : typeof ref === 'string' ? graph.find(ref) : await openInline(ref as BlockdevSpec, (role & CHILD_COW) !== 0);
+    return attachChild(tran, me, childName, role, node, me.perms(role));
   };
-  const node = await opener(name, spec, readOnly, child);
+  const backing = async (h: { backingFile?: string; backingFormat?: string; filename: string }): Promise<NodeChild | undefined> => {
+    const ref = spec['backing'];
+    if (ref === null) return undefined;
+    if (ref !== undefined) return child('backing', ref, CHILD_COW);
+    if (h.backingFile === undefined) return undefined;
+    try {
+      const implicit = await implicitBacking(h.filename, h.backingFile, h.backingFormat);
+      const link = await child('backing', implicit.spec, CHILD_COW);
+      // Opened from the header's name: the overlay's backing is not overridden while it is this node (auto_backing_file).
+      link.implicitName = implicit.name;
+      return link;
+    } catch (err) {
+      const msg = err instanceof Error ? err.message : String(err);
+      throw new BlockError(err instanceof BlockError ? err.code : 'IO', `Could not open backing file: ${msg}`, { cause: err });
+    }
+  };
+  const node = await opener({ name, spec, readOnly, options, child, backing, find: (n) => graph.get(n) });
   node.settings = settings;
+  node.forceShare = forceShare;
+  const children = node.childList().map((c) => c.name);
+  dropChildKeys(explicit, [...children, 'backing']);
+  dropChildKeys(options, [...children, 'backing']);
+  recordFlags(options, { ...settings, readOnly, autoReadOnly: boolOption(options, 'auto-read-only') });
+  node.explicitOptions = explicit;
+  node.options = options;
+  for (const n of inline) n.inheritsFrom = node;
   try {
     // Refuses a name a child took meanwhile (the same node-name twice in one tree).
     graph.add(node, monitorOwned);
@@ -123,4 +243,61 @@ async function openNode(
   }
   opened.push(node);
   return node;
+}
+
+/**
+ * The options QEMU opens a backing file named in an image's header with
+ * (bdrv_open_backing_file): a `json:{…}` name is the options themselves;
+ * a plain name is relative to the image's directory, opened with the
+ * header's format or else a probed one, over a file node.
+ */
+async function implicitBacking(overlay: string, name: string, format: string | undefined): Promise<{ spec: BlockdevSpec; name: string }> {
+  if (name.startsWith('json:')) return { spec: await jsonFilenameSpec(name, format), name };
+  if (/^[a-z][a-z0-9+.-]*:/i.test(name)) {
+    throw new BlockError('UNSUPPORTED', `Could not open '${name}': protocol file names are not supported by blockemu`);
+  }
+  const full = isAbsolute(name) ? name : resolve(dirname(overlay), name);
+  const driver = format ?? (await probeFormat(full).catch(() => 'raw'));
+  if (!OPENERS[driver] || driver === 'file') throw new BlockError('UNSUPPORTED', `Unknown driver '${driver}'`);
+  return { spec: { driver, file: { driver: 'file', filename: full } }, name: full };
+}
+
+/**
+ * A `json:{…}` pseudo file name as options (parse_json_filename): an
+ * object, its dotted keys ("file.filename") as nested options, the
+ * header's format when it names no driver, else one probed from its file.
+ */
+export async function jsonFilenameSpec(name: string, format?: string): Promise<BlockdevSpec> {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(name.slice('json:'.length));
+  } catch (err) {
+    throw new BlockError('INVALID_ARGUMENT', `Could not parse the JSON options: ${err instanceof Error ? err.message : String(err)}`);
+  }
+  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) throw new BlockError('INVALID_ARGUMENT', 'Invalid JSON object given');
+  const spec = crumple(flattenQdict(parsed as Record<string, unknown>)) as BlockdevSpec;
+  if (spec.driver === undefined) {
+    const file = (spec['file'] as { filename?: unknown } | undefined)?.filename;
+    spec.driver = format ?? (typeof file === 'string' ? await probeFormat(file).catch(() => 'raw') : 'raw');
+  }
+  return spec;
+}
+
+/** qdict_crumple: dotted keys back into nested objects, all-numeric levels into lists. */
+function crumple(flat: Record<string, unknown>): unknown {
+  const root: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(flat)) {
+    const parts = key.split('.');
+    let at = root;
+    for (const p of parts.slice(0, -1)) at = (at[p] ??= {}) as Record<string, unknown>;
+    at[parts[parts.length - 1]!] = value;
+  }
+  const listify = (v: unknown): unknown => {
+    if (v === null || typeof v !== 'object') return v;
+    const o = v as Record<string, unknown>;
+    const keys = Object.keys(o);
+    for (const k of keys) o[k] = listify(o[k]);
+    return keys.length > 0 && keys.every((k, i) => k === String(i)) ? keys.map((k) => o[k]) : o;
+  };
+  return listify(root);
 }

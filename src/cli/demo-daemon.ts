@@ -33,7 +33,7 @@ export async function runDaemonDemo(io: DemoIo, dir?: string): Promise<Daemon> {
   await openBlockdev(daemon.graph, { driver: 'raw', 'node-name': 'disk0', file: { driver: 'file', 'node-name': 'disk0-file', filename: raw } });
   await openBlockdev(daemon.graph, { driver: 'qcow2', 'node-name': 'disk1', file: { driver: 'file', 'node-name': 'disk1-file', filename: qcow2 } });
   await daemon.exports.startNbdServer({ type: 'unix', path: nbd }, {});
-  daemon.exports.add({ id: 'e1', nodeName: 'disk1' });
+  await daemon.exports.add({ id: 'e1', nodeName: 'disk1' });
 
   const cli = `node ${join(import.meta.dirname, '..', '..', 'bin', 'blockemu.js')}`;
   io.out(

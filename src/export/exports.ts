@@ -3,7 +3,10 @@ import type { BitmapSource } from '../blockdev/bitmap-ops.js';
 import { lookupBitmap } from '../blockdev/bitmap-ops.js';
 import { BitmapCheck, type DirtyBitmap } from '../blockdev/dirty-bitmap.js';
 import type { BlockGraph } from '../blockdev/graph.js';
-import { type BlockNode, type NodeUser, resizeConflict } from '../blockdev/node.js';
+import { BlockBackend } from '../blockdev/block-backend.js';
+import { filterOrCowChild } from '../blockdev/chain.js';
+import type { BlockNode } from '../blockdev/node.js';
+import { PERM_ALL, PERM_CONSISTENT_READ, PERM_RESIZE, PERM_WRITE } from '../image/perm.js';
 import { BlockError } from '../image/errors.js';
 import { NbdExport } from './nbd/export.js';
 import { MAX_STRING_SIZE } from './nbd/protocol.js';
@@ -13,13 +16,6 @@ const fail = (msg: string) => new BlockError('INVALID_ARGUMENT', msg);
 
 /** QEMU's id_wellformed. */
 const WELL_FORMED = /^[A-Za-z][A-Za-z0-9._-]*$/;
-
-/** bdrv_filter_or_cow_bs: the child a filter passes to (blkdebug, copy-before-write), else the backing child. */
-function filteredOrCow(n: BlockNode): BlockNode | undefined {
-  if (n.driver === 'blkdebug') return n.child('image');
-  if (n.driver === 'copy-before-write') return n.child('file');
-  return n.child('backing');
-}
 
 /** What block-export-add asks for (type nbd, the only type blockemu has). */
 export interface ExportSpec {
@@ -44,7 +40,7 @@ export type RemoveMode = 'safe' | 'hard';
  * does), and the NBD export clients see. It holds its node and marks its
  * bitmaps busy until it is deleted.
  */
-export class BlockExport implements NodeUser {
+export class BlockExport {
   readonly type = 'nbd' as const;
   /** False once shutdown was asked for: the export goes as soon as its clients have. */
   userOwned = true;
@@ -53,13 +49,12 @@ export class BlockExport implements NodeUser {
   constructor(
     readonly id: string,
     readonly nbd: NbdExport,
+    /** The export's BlockBackend: its link to the node, which the NBD export follows. */
+    readonly blk: BlockBackend,
   ) {}
 
   get node(): BlockNode {
     return this.nbd.spec.node;
-  }
-  nodeReplaced(next: BlockNode): void {
-    this.nbd.spec.node = next;
   }
 }
 
@@ -108,46 +103,47 @@ export class BlockExports {
     return this.exports;
   }
 
-  /** blk_exp_add and nbd_export_create. */
-  add(spec: ExportSpec): BlockExport {
+  /**
+   * blk_exp_add and nbd_export_create, in QEMU's order: the export's
+   * BlockBackend takes consistent read (and write) on the node, then, once
+   * the NBD checks pass, stops sharing resize.
+   */
+  async add(spec: ExportSpec): Promise<BlockExport> {
     if (!WELL_FORMED.test(spec.id)) throw fail('Invalid block export id');
     if (this.exports.some((e) => e.id === spec.id)) throw fail(`Block export id '${spec.id}' is already in use`);
     if (spec.unsupportedType !== undefined) throw new BlockError('UNSUPPORTED', `Export type '${spec.unsupportedType}' is not supported by blockemu (only 'nbd' is)`);
-    const node = this.graph.get(spec.nodeName);
-    if (!node) throw new BlockError('NOT_FOUND', `Cannot find device='' nor node-name='${spec.nodeName}'`);
+    const node = this.graph.findNode(spec.nodeName);
     const writable = spec.writable ?? false;
     if (node.readOnly && writable) throw fail('Cannot export read-only node as writable');
-    this.checkResizeShared(node);
     if (spec.iothread !== undefined) throw fail(`iothread "${spec.iothread}" not found`);
-    const server = this.server;
-    if (!server) throw fail('NBD server not running');
-    const name = spec.name ?? spec.nodeName;
-    if (Buffer.byteLength(name) > MAX_STRING_SIZE) throw fail(`export name '${name}' too long`);
-    if (spec.description !== undefined && Buffer.byteLength(spec.description) > MAX_STRING_SIZE) throw fail(`description '${spec.description}' too long`);
-    if (server.find(name)) throw fail(`NBD server already has export named '${name}'`);
-    const bitmaps = (spec.bitmaps ?? []).map((b) => this.exportBitmap(node, b, writable));
-    for (const b of bitmaps) b.busy = true;
-    const nbd = new NbdExport(
-      { name, description: spec.description, node, writable, writethrough: spec.writethrough ?? false, bitmaps, allocationDepth: spec.allocationDepth ?? false },
-      server.multiConn,
-    );
-    const exp = new BlockExport(spec.id, nbd);
-    node.attachUser(exp);
-    server.addExport(nbd);
-    this.exports.unshift(exp);
-    return exp;
-  }
-
-  /**
-   * An export forbids resizing its node while it lives; a writable qcow2
-   * node needs to grow its file, so the file node under one cannot be
-   * exported (QEMU's permission check, in its words).
-   */
-  private checkResizeShared(node: BlockNode): void {
-    for (const p of this.graph.list()) {
-      for (const l of p.childLinks()) {
-        if (l.node === node && l.role === 'file' && p.driver === 'qcow2' && !p.readOnly) throw resizeConflict(node, p.nodeName);
-      }
+    const perm = PERM_CONSISTENT_READ | (writable ? PERM_WRITE : 0);
+    let nbd: NbdExport | undefined;
+    const blk = new BlockBackend({ perm, shared: PERM_ALL }, undefined, (moved) => {
+      if (nbd) nbd.spec.node = moved;
+    });
+    await blk.insert(node);
+    try {
+      const server = this.server;
+      if (!server) throw fail('NBD server not running');
+      const name = spec.name ?? spec.nodeName;
+      if (Buffer.byteLength(name) > MAX_STRING_SIZE) throw fail(`export name '${name}' too long`);
+      if (spec.description !== undefined && Buffer.byteLength(spec.description) > MAX_STRING_SIZE) throw fail(`description '${spec.description}' too long`);
+      if (server.find(name)) throw fail(`NBD server already has export named '${name}'`);
+      // Nobody may resize the node while it is exported.
+      await blk.setPerm({ perm, shared: PERM_ALL & ~PERM_RESIZE });
+      const bitmaps = (spec.bitmaps ?? []).map((b) => this.exportBitmap(node, b, writable));
+      for (const b of bitmaps) b.busy = true;
+      nbd = new NbdExport(
+        { name, description: spec.description, node, writable, writethrough: spec.writethrough ?? false, bitmaps, allocationDepth: spec.allocationDepth ?? false },
+        server.multiConn,
+      );
+      const exp = new BlockExport(spec.id, nbd, blk);
+      server.addExport(nbd);
+      this.exports.unshift(exp);
+      return exp;
+    } catch (err) {
+      await blk.remove();
+      throw err;
     }
   }
 
@@ -159,7 +155,7 @@ export class BlockExports {
       while (holder) {
         bm = holder.dirtyBitmaps.find(src);
         if (bm) break;
-        holder = filteredOrCow(holder);
+        holder = filterOrCowChild(holder);
       }
       if (!bm || !holder) throw new BlockError('NOT_FOUND', `Bitmap '${src}' is not found`);
       if (!writable && !holder.readOnly && !bm.disabled) throw fail(`Enabled bitmap '${src}' incompatible with readonly export`);
@@ -194,11 +190,14 @@ export class BlockExports {
         const i = this.exports.indexOf(exp);
         if (i >= 0) this.exports.splice(i, 1);
         for (const b of exp.nbd.spec.bitmaps) b.busy = false;
-        exp.node.detachUser(exp);
-        // After the reply to the command that asked (QEMU deletes in a bottom half).
+        // The link goes at once (the node can be deleted next); the permissions it held loosen meanwhile.
+        const removed = exp.blk.remove().catch(() => undefined);
+        // Announced after the reply to the command that asked (QEMU deletes in a bottom half).
         setImmediate(() => {
-          this.onDeleted(exp.id);
-          resolve();
+          void removed.then(() => {
+            this.onDeleted(exp.id);
+            resolve();
+          });
         });
       };
       if (exp.nbd.clients.size === 0) finish();

@@ -1,4 +1,45 @@
 /**
+ * The moments a format announces before it does I/O on its file, named as
+ * QEMU's BlkdebugEvent names them (qapi/block-core.json). qcow2 announces
+ * them where QEMU's block/qcow2*.c calls BLKDBG_EVENT(bs->file, …), so a
+ * blkdebug node under a qcow2 node arms the same inject-error and
+ * set-state rules at the same points as under QEMU's.
+ */
+export type DebugEvent =
+  | 'l1_update'
+  | 'l1_grow_alloc_table'
+  | 'l1_grow_write_table'
+  | 'l1_grow_activate_table'
+  | 'l1_shrink_write_table'
+  | 'l1_shrink_free_l2_clusters'
+  | 'l2_load'
+  | 'l2_update'
+  | 'l2_update_compressed'
+  | 'l2_alloc_cow_read'
+  | 'l2_alloc_write'
+  | 'read_aio'
+  | 'read_backing_aio'
+  | 'read_compressed'
+  | 'write_aio'
+  | 'write_compressed'
+  | 'cow_read'
+  | 'cow_write'
+  | 'reftable_load'
+  | 'reftable_grow'
+  | 'refblock_load'
+  | 'refblock_update_part'
+  | 'refblock_alloc'
+  | 'refblock_alloc_hookup'
+  | 'refblock_alloc_write'
+  | 'refblock_alloc_write_blocks'
+  | 'refblock_alloc_write_table'
+  | 'refblock_alloc_switch_table'
+  | 'cluster_alloc'
+  | 'cluster_alloc_bytes'
+  | 'cluster_free'
+  | 'cluster_alloc_space';
+
+/**
  * What an image format needs from what lies below it: positional bytes.
  * A host file (HostFile) is one; in the daemon a block node is another
  * (blkdebug over file, say), so a qcow2 image's metadata and data I/O go
@@ -21,10 +62,10 @@ export interface ByteFile {
   flush(): Promise<void>;
   close(): Promise<void>;
   /**
-   * What the format's next request is for, by QEMU's blkdebug event name
-   * (read_aio for guest data, l2_load for an L2 table, …): QEMU's format
-   * drivers announce their requests so on bs->file. Files nothing
-   * listens on leave it out.
+   * A format announces what its next I/O on this file is for (QEMU's
+   * BLKDBG_EVENT). Optional: a host file has no one to tell, and leaving it
+   * out keeps a call site's cost to one property lookup (`file.event?.(…)`,
+   * with a constant name: nothing is built or allocated per request).
    */
-  announce?(event: string): void;
+  event?(e: DebugEvent): void;
 }

@@ -19,6 +19,8 @@ export type BlockErrorCode =
   | 'INVALID_ARGUMENT' // bad option or parameter
   | 'IO' // the host file failed (errno says how)
   | 'NOT_FOUND'
+  | 'LOCKED' // another process holds a conflicting image lock (QEMU's lock bytes)
+  | 'PERMISSION' // a user of a node needs what another refuses (QEMU's permission conflicts)
   | 'CLOSED'; // the image was closed
 
 export class BlockError extends Error {

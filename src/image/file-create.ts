@@ -1,24 +1,11 @@
+import { errnoOf, strerror } from './errno.js';
 import { BlockError } from './errors.js';
 import { HostFile } from './file.js';
-import { isZero, ZERO_CHUNK } from './request.js';
+import { isZero } from './request.js';
+import { MAX_BLOCKSIZE, resizeFile } from './resize.js';
 
 /** How a new host file's bytes are reserved (QEMU's PreallocMode as file-posix supports it). */
 export type FilePreallocation = 'off' | 'falloc' | 'full';
-
-/** The step of raw_co_create that failed: QEMU words each differently ("Could not create", "Could not resize file", …). */
-export type FileCreateStep = 'create' | 'resize' | 'preallocate';
-
-/** A failed creation, with the step and the system's errno, for the caller's message. */
-export class FileCreateError extends BlockError {
-  constructor(
-    readonly step: FileCreateStep,
-    errno: string,
-    cause?: unknown,
-    message = `${step} failed (${errno})`,
-  ) {
-    super('IO', message, { errno, cause });
-  }
-}
 
 const UINT64_SPAN = 1n << 64n;
 
@@ -35,22 +22,6 @@ function sizeErrno(size: bigint): string | undefined {
   if (asOffT < 0n) return 'EINVAL';
   if (asOffT > BigInt(Number.MAX_SAFE_INTEGER)) return 'EFBIG';
   return undefined;
-}
-
-/** MAX_BLOCKSIZE in file-posix: the largest block a device may need aligned. */
-const MAX_BLOCKSIZE = 4096;
-
-/**
- * file-posix's allocate_first_block: when a regular file grows from empty
- * (creation, or a truncate of an empty file) it writes zeroes over its
- * first block, 512 bytes if the new length is under 4 KiB and 4 KiB
- * otherwise, so that later alignment probing finds real blocks. The write
- * may reach past a length under 512 and so lengthen the file, as in QEMU.
- * Failures are ignored, as there.
- */
-export async function allocateFirstBlock(file: { write(offset: number, data: Uint8Array): Promise<void> }, length: number): Promise<void> {
-  const n = length < MAX_BLOCKSIZE ? 512 : MAX_BLOCKSIZE;
-  await file.write(0, ZERO_CHUNK.subarray(0, n)).catch(() => undefined);
 }
 
 /**
@@ -84,47 +55,32 @@ export async function untouchedSinceCreated(file: HostFile): Promise<boolean> {
   return isZero(await file.read(0, Math.min(MAX_BLOCKSIZE, await file.size())));
 }
 
-const errnoOf = (err: unknown): string => (err as { errno?: string }).errno ?? (err as { code?: string }).code ?? 'EIO';
-
 /**
  * Creates or empties the host file at `path` and gives it `size` bytes, as
- * file-posix raw_co_create does: the file is created (and stays, whatever
- * fails next), emptied, then resized to the exact size (no rounding; the
- * size is a uint64 from QMP, so it may be a bigint). `falloc` and `full`
- * both write zeroes, since Node has no posix_fallocate: the blocks are
- * allocated either way, which is what a client asking for falloc wants.
- * The length is set before the zeroes are written (QEMU's full mode does
- * so too), so a size the file system refuses fails at once. Without full
- * preallocation the first block is then written (allocateFirstBlock).
+ * file-posix raw_co_create does, failing in its words: the file is created
+ * ("Could not create", and it stays, whatever fails next), emptied, then
+ * resized to the exact size as file-posix truncates (resizeFile: no
+ * rounding; a file growing from empty gets its first block written unless
+ * fully preallocated). The size is a uint64 from QMP, so it may be a
+ * bigint; one the system cannot take is refused before anything is
+ * written.
  */
 export async function createHostFile(path: string, size: number | bigint, preallocation: FilePreallocation = 'off'): Promise<void> {
   let file: HostFile;
   try {
     file = await HostFile.open(path, { create: true });
   } catch (err) {
-    // qemu_create's words, with the reason the open gave.
-    const reason = err instanceof Error ? err.message.replace(/^Could not open '.*?': /s, '') : String(err);
-    throw new FileCreateError('create', errnoOf(err), err, `Could not create '${path}': ${reason}`);
+    const errno = errnoOf(err);
+    throw new BlockError('IO', `Could not create '${path}': ${strerror(errno)}`, { errno, cause: err });
   }
-  const failing = preallocation === 'falloc' ? 'preallocate' : 'resize';
   try {
     await file.truncate(0);
     const refused = sizeErrno(BigInt(size));
-    if (refused !== undefined) throw new FileCreateError(failing, refused);
-    const length = Number(size);
-    try {
-      await file.truncate(length);
-    } catch (err) {
-      throw new FileCreateError(failing, errnoOf(err), err);
+    if (refused !== undefined) {
+      const what = preallocation === 'falloc' ? 'Could not preallocate new data' : 'Could not resize file';
+      throw new BlockError('IO', `${what}: ${strerror(refused)}`, { errno: refused });
     }
-    if (preallocation !== 'off') {
-      try {
-        for (let off = 0; off < length; off += ZERO_CHUNK.length) await file.write(off, ZERO_CHUNK.subarray(0, Math.min(ZERO_CHUNK.length, length - off)));
-      } catch (err) {
-        throw new FileCreateError('preallocate', errnoOf(err), err);
-      }
-    }
-    if (preallocation !== 'full' && length > 0) await allocateFirstBlock(file, length);
+    await resizeFile(file, Number(size), preallocation);
     await file.flush();
     if (preallocation === 'off') await rememberZeroed(file);
   } finally {

@@ -45,6 +45,11 @@ export class HostFile implements ByteFile {
     }
   }
 
+  /** The descriptor (its open file description carries the image locks). */
+  get fd(): number {
+    return this.fh.fd;
+  }
+
   private check(): void {
     if (this.closed) throw new BlockError('CLOSED', `'${this.path}' is closed`);
   }

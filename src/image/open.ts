@@ -13,6 +13,8 @@ export interface OpenOptions {
   openBacking?: boolean;
   /** Position in a backing chain (internal: bounds chain depth and loops). */
   depth?: number;
+  /** qcow2: the caller keeps the image's persistent bitmaps (see Qcow2OpenOptions.persistentBitmaps). */
+  persistentBitmaps?: boolean;
 }
 
 export async function openImage(path: string, opts: OpenOptions = {}): Promise<BlockImage> {
@@ -25,6 +27,7 @@ export async function openImage(path: string, opts: OpenOptions = {}): Promise<B
         readOnly: opts.readOnly,
         openBacking: opts.openBacking ?? true,
         depth: opts.depth,
+        persistentBitmaps: opts.persistentBitmaps,
         openBackingImage: (p, fmt, depth) => openImage(p, { format: fmt, readOnly: true, depth }),
       });
     default:

@@ -4,7 +4,8 @@ import { createHostFile } from './file-create.js';
 import { HostFile } from './file.js';
 import { checkRequest, ZERO_CHUNK } from './request.js';
 import { zeroRun } from './zero-scan.js';
-import type { BlockImage, Extent, ImageInfo, WriteZeroesOptions } from './types.js';
+import { checkResizeRequest, resizeFile } from './resize.js';
+import type { BlockImage, Extent, ImageInfo, ResizeOptions, WriteOptions, WriteZeroesOptions } from './types.js';
 
 /** A raw image: guest offset = file offset; the virtual size is the file size. */
 export class RawImage implements BlockImage {
@@ -57,13 +58,14 @@ export class RawImage implements BlockImage {
     await this.file.readInto(out, offset);
   }
 
-  async write(offset: number, data: Uint8Array): Promise<void> {
+  async write(offset: number, data: Uint8Array, opts?: WriteOptions): Promise<void> {
     this.checkWritable();
     checkRequest('write', offset, data.length, this.virtualSize);
     await this.file.write(offset, data);
+    if (opts?.fua) await this.flush();
   }
 
-  async writeZeroes(offset: number, length: number, _opts?: WriteZeroesOptions): Promise<void> {
+  async writeZeroes(offset: number, length: number, opts?: WriteZeroesOptions): Promise<void> {
     this.checkWritable();
     checkRequest('write zeroes', offset, length, this.virtualSize);
     // Node cannot punch holes (no fallocate); zeroes are written in bounded chunks.
@@ -72,6 +74,7 @@ export class RawImage implements BlockImage {
       await this.file.write(offset + done, ZERO_CHUNK.subarray(0, n));
       done += n;
     }
+    if (opts?.fua) await this.flush();
   }
 
   async discard(offset: number, length: number): Promise<void> {
@@ -97,6 +100,16 @@ export class RawImage implements BlockImage {
 
   info(): ImageInfo {
     return { format: 'raw', filename: this.filename, virtualSize: this.virtualSize };
+  }
+
+  /**
+   * The file takes the new size, with file-posix's rules (src/image/resize.ts):
+   * a raw image is its file. Requests in flight must be drained first.
+   */
+  async resize(newSize: number, opts: ResizeOptions = {}): Promise<void> {
+    checkResizeRequest(newSize, this.readOnly);
+    await resizeFile(this.file, newSize, opts.preallocation ?? 'off');
+    this.virtualSize = newSize;
   }
 
   backing(): undefined {

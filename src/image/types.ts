@@ -22,7 +22,12 @@ export interface Extent {
   filename?: string;
 }
 
-export interface WriteZeroesOptions {
+export interface WriteOptions {
+  /** Force unit access: on stable storage when the write completes (the image flushes after it, as QEMU emulates BDRV_REQ_FUA). */
+  fua?: boolean;
+}
+
+export interface WriteZeroesOptions extends WriteOptions {
   /** The image may deallocate instead of writing zeroes (QEMU's BDRV_REQ_MAY_UNMAP). */
   mayUnmap?: boolean;
 }
@@ -33,6 +38,35 @@ export interface WritePiece {
   length: number;
   data?: Uint8Array;
   mayUnmap?: boolean;
+}
+
+/**
+ * How a resize reserves the bytes it adds (QEMU's PreallocMode): `off`
+ * nothing; `metadata` (qcow2) tables and clusters mapped, data left to the
+ * file system; `falloc` and `full` the data too, as zeroes written (Node
+ * has no posix_fallocate, so both allocate the blocks by writing them).
+ */
+export type Preallocation = 'off' | 'metadata' | 'falloc' | 'full';
+export const PREALLOCATIONS: readonly Preallocation[] = ['off', 'metadata', 'falloc', 'full'];
+
+/** A persistent bitmap the caller holds in memory (QEMU's BdrvDirtyBitmap), as a resize must see it. */
+export interface HeldBitmap {
+  /** Throws (QEMU's message) when the bitmap may not change size: inconsistent, busy or read-only. */
+  check(): void;
+}
+
+export interface ResizeOptions {
+  /** Default `off`. Only growing can preallocate. */
+  preallocation?: Preallocation;
+  /**
+   * qcow2 with persistent bitmaps: the caller's in-memory copy of the bitmap
+   * of this name, undefined when it has none. QEMU only resizes an image
+   * whose bitmaps are all held in memory (they are stored again, resized,
+   * later); without this option none is, and such an image is refused.
+   */
+  heldBitmap?: (name: string) => HeldBitmap | undefined;
+  /** Non-fatal trouble (QEMU's warn_report), e.g. a shrunk file's tail that could not be cut off. */
+  warn?: (message: string) => void;
 }
 
 export interface ImageInfo {
@@ -67,7 +101,7 @@ export interface BlockImage {
   read(offset: number, length: number): Promise<Uint8Array>;
   /** Reads into a caller's buffer (no allocation per request); fills all of it. */
   readInto(out: Uint8Array, offset: number): Promise<void>;
-  write(offset: number, data: Uint8Array): Promise<void>;
+  write(offset: number, data: Uint8Array, opts?: WriteOptions): Promise<void>;
   writeZeroes(offset: number, length: number, opts?: WriteZeroesOptions): Promise<void>;
   discard(offset: number, length: number): Promise<void>;
   flush(): Promise<void>;
@@ -76,6 +110,15 @@ export interface BlockImage {
   /** Bytes the host file occupies on disk. */
   actualSize(): Promise<number>;
   info(): ImageInfo;
+  /**
+   * Sets the virtual size to `newSize` bytes (QEMU's bdrv_co_truncate and
+   * the format's truncate): growing adds zeroes (or what preallocation
+   * says), shrinking drops everything past the new end. Failures are
+   * BlockErrors with QEMU's messages. Requests that are in flight must be
+   * drained by the caller first (QEMU drains the node); requests issued
+   * after it returns see the new size.
+   */
+  resize(newSize: number, opts?: ResizeOptions): Promise<void>;
   /** The backing image, if any (opened read-only). */
   backing(): BlockImage | undefined;
   /** Flushes and closes this image and its backing chain. Idempotent. */

@@ -1,28 +1,22 @@
 import type { DirtyBitmap } from '../blockdev/dirty-bitmap.js';
 import type { BlockNode } from '../blockdev/node.js';
-import { strerror } from '../blockdev/qemu-io/errno.js';
+import { PERM_ALL } from '../image/perm.js';
+import { strerror } from '../image/errno.js';
 import { BlockCopy, CopyError } from './block-copy.js';
-import { Job, type JobListener, type JobOptions } from './job.js';
-import { RateLimiter } from './rate-limit.js';
+import { BlockJob, type BlockJobListener, type BlockJobOptions } from './block-job.js';
+import type { OnError } from './error-policy.js';
 
 export type SyncMode = 'full' | 'top' | 'none' | 'bitmap';
 /** What becomes of the sync bitmap when the job ends (BitmapSyncMode). */
 export type BitmapMode = 'on-success' | 'never' | 'always';
-export type OnError = 'report' | 'ignore' | 'enospc' | 'stop' | 'auto';
-export type ErrorAction = 'report' | 'ignore' | 'stop';
-export type IoStatus = 'ok' | 'failed' | 'nospace';
 
-export interface BackupListener extends JobListener {
-  /** BLOCK_JOB_ERROR: emitted once per error the policy handles, before the job acts on it. */
-  ioError(job: BackupJob, operation: 'read' | 'write', action: ErrorAction): void;
-}
+/** The listener of backup jobs: any block job's. */
+export type BackupListener = BlockJobListener;
 
-export interface BackupOptions extends JobOptions {
+export interface BackupOptions extends BlockJobOptions {
   source: BlockNode;
   target: BlockNode;
   sync: SyncMode;
-  /** Bytes per second, 0 for no limit; exact as QMP gave it (an int64 may pass 2^53), reported back as given. */
-  speed?: number | bigint;
   compress?: boolean;
   onSourceError?: OnError;
   onTargetError?: OnError;
@@ -39,17 +33,6 @@ export interface BackupOptions extends JobOptions {
   filter?: BlockNode;
   /** Runs at the end of clean (drive-backup drops the target node it opened). */
   afterClean?: () => Promise<void>;
-}
-
-/** blockjob.c block_job_error_action: the policy and the errno decide. */
-export function errorAction(policy: OnError, errno: string): ErrorAction {
-  switch (policy) {
-    case 'enospc':
-    case 'auto':
-      return errno === 'ENOSPC' ? 'stop' : 'report';
-    default:
-      return policy;
-  }
 }
 
 /**
@@ -72,14 +55,11 @@ export function backupClusterSize(target: BlockNode): number {
  * the rest (full), only what the top layer allocates (top), or nothing
  * (none). I/O errors go through on-source-error / on-target-error.
  */
-export class BackupJob extends Job {
+export class BackupJob extends BlockJob {
   readonly source: BlockNode;
   readonly target: BlockNode;
   readonly sync: SyncMode;
   readonly copier: BlockCopy;
-  readonly limiter: RateLimiter;
-  speed: number | bigint;
-  ioStatus: IoStatus = 'ok';
   private readonly onSourceError: OnError;
   private readonly onTargetError: OnError;
   private readonly hook: (offset: number, length: number) => Promise<void>;
@@ -91,17 +71,11 @@ export class BackupJob extends Job {
   /** The copy bitmap as the source node lists it while the job exists. */
   private readonly copyBitmapEntry: DirtyBitmap;
 
-  constructor(
-    id: string,
-    private readonly events: BackupListener,
-    opts: BackupOptions,
-  ) {
+  constructor(id: string, events: BackupListener, opts: BackupOptions) {
     super(id, 'backup', events, opts);
     this.source = opts.source;
     this.target = opts.target;
     this.sync = opts.sync;
-    this.speed = opts.speed ?? 0;
-    this.limiter = new RateLimiter(Number(this.speed), () => this.clock.now());
     this.onSourceError = opts.onSourceError ?? 'report';
     this.onTargetError = opts.onTargetError ?? 'report';
     this.afterClean = opts.afterClean;
@@ -122,24 +96,22 @@ export class BackupJob extends Job {
     // Copy-before-write from the moment the job exists: the point in time is now.
     this.hook = (offset, length) => this.copier.copyBeforeWrite(offset, length);
     this.source.beforeWrite.push(this.hook);
-    this.source.ref();
-    this.target.ref();
-    // The job holds its filter as QEMU's holds the cbw node: deleting a parent above it does not take it away.
-    this.filter?.ref();
-    // QEMU blocks operations on the target (and the filter), not on the source: a second backup of it is allowed.
-    this.target.busyWith = 'block job: backup';
+  }
+
+  /**
+   * The job's links (block_job_create's "main node" on the filter and
+   * block_job_add_bdrv's "target"): taking nothing, sharing everything —
+   * the filter's own links carry the permissions — but blocking other
+   * operations on both. The source is not blocked: a second backup of it
+   * is allowed, as in QEMU.
+   */
+  async linkNodes(): Promise<void> {
+    if (this.filter) await this.nodes.add('main node', this.filter, 0, PERM_ALL);
+    await this.nodes.add('target', this.target, 0, PERM_ALL);
   }
 
   override usesNode(node: object): boolean {
     return node === this.source || node === this.target || node === this.filter;
-  }
-
-  setSpeed(speed: number | bigint): void {
-    this.checkVerb('set-speed');
-    this.speed = speed;
-    // QEMU's slice quota is a double too (ratelimit_set_speed).
-    this.limiter.setSpeed(Number(speed));
-    this.kick();
   }
 
   protected async run(): Promise<void> {
@@ -196,13 +168,17 @@ export class BackupJob extends Job {
     return failure;
   }
 
-  /** sync=top: clusters the top layer does not allocate are not copied (and not counted). */
+  /**
+   * sync=top: clusters the top layer does not allocate itself — holes, and
+   * what reads through to the backing chain (depth > 0) — are not copied
+   * and not counted (block_copy_reset_unallocated, bdrv_is_allocated).
+   */
   private async skipUnallocated(): Promise<void> {
     const cs = this.copier.clusterSize;
     for (let off = 0; off < this.source.size(); ) {
       await this.pausePoint();
       const st = await this.source.blockStatus(off, this.source.size() - off);
-      if (!st.allocated) {
+      if (!st.allocated || st.depth > 0) {
         const first = Math.ceil(off / cs);
         const end = off + st.length === this.source.size() ? this.copier.bitmap.chunks : Math.floor((off + st.length) / cs);
         for (let c = first; c < end; c++) this.copier.bitmap.clear(c);
@@ -214,21 +190,9 @@ export class BackupJob extends Job {
 
   /** The error policy: report fails the job; ignore retries in a new pass; stop pauses until resumed. */
   private async handleError(err: CopyError): Promise<void> {
-    const action = errorAction(err.operation === 'read' ? this.onSourceError : this.onTargetError, err.errno);
-    this.events.ioError(this, err.operation, action);
+    const action = this.errorAction(err.operation === 'read' ? this.onSourceError : this.onTargetError, err.operation, err.errno);
     if (action === 'report') throw new Error(strerror(err.errno));
-    if (action === 'stop') {
-      if (this.ioStatus === 'ok') this.ioStatus = err.errno === 'ENOSPC' ? 'nospace' : 'failed';
-      // Paused as if by the user: job-resume lifts it (and resets io-status).
-      this.userPaused = true;
-      this.pause();
-      await this.pausePoint();
-    }
-  }
-
-  override userResume(): void {
-    super.userResume();
-    this.ioStatus = 'ok';
+    if (action === 'stop') await this.pausePoint();
   }
 
   /** Success: backup_cleanup_sync_bitmap(job, 0). */
@@ -259,10 +223,7 @@ export class BackupJob extends Job {
     this.source.dirtyBitmaps.release(this.copyBitmapEntry);
     const i = this.source.beforeWrite.indexOf(this.hook);
     if (i >= 0) this.source.beforeWrite.splice(i, 1);
-    this.source.unref();
-    this.target.unref();
-    this.filter?.unref();
-    this.target.busyWith = undefined;
+    await this.nodes.removeAll();
     await this.afterClean?.();
   }
 }

@@ -1,8 +1,10 @@
+import { BlockBackend } from '../blockdev/block-backend.js';
+import { PERM_ALL, PERM_RESIZE, PERM_WRITE } from '../image/perm.js';
 import type { BlockNode } from '../blockdev/node.js';
 import { NodeByteFile } from '../blockdev/node-file.js';
-import { strerror } from '../blockdev/qemu-io/errno.js';
+import { strerror } from '../image/errno.js';
 import { BlockError } from '../image/errors.js';
-import { createHostFile, FileCreateError } from '../image/file-create.js';
+import { createHostFile } from '../image/file-create.js';
 import { formatQcow2 } from '../image/qcow2/create.js';
 import type { ImageFormat } from '../image/types.js';
 import type { Clock } from './clock.js';
@@ -83,20 +85,9 @@ export class CreateJob extends Job {
 async function createFile(spec: FileCreateSpec): Promise<void> {
   if ((spec.extentSizeHint ?? 0n) > 0xffffffffn) throw invalid('Extent size hint is too large');
   const prealloc = spec.preallocation ?? 'off';
-  try {
-    // QEMU has emptied the file before it finds the mode unsupported.
-    await createHostFile(spec.filename, prealloc === 'metadata' ? 0n : spec.size, prealloc === 'metadata' ? 'off' : prealloc);
-    if (prealloc === 'metadata') throw invalid('Unsupported preallocation mode: metadata');
-  } catch (err) {
-    if (!(err instanceof FileCreateError)) throw err;
-    const reason = strerror(err.errno ?? 'EIO');
-    const what =
-      err.step === 'create' ? `Could not create '${spec.filename}'`
-      : err.step === 'resize' ? 'Could not resize file'
-      : prealloc === 'falloc' ? 'Could not preallocate new data'
-      : 'Could not write zeros for preallocation';
-    throw new BlockError('IO', `${what}: ${reason}`, { errno: err.errno, cause: err });
-  }
+  // QEMU has emptied the file before it finds the mode unsupported.
+  await createHostFile(spec.filename, prealloc === 'metadata' ? 0n : spec.size, prealloc === 'metadata' ? 'off' : prealloc);
+  if (prealloc === 'metadata') throw invalid('Unsupported preallocation mode: metadata');
 }
 
 /** BDRV_MAX_LENGTH: the largest offset the block layer takes (INT64_MAX aligned down to 1 GiB). */
@@ -152,7 +143,17 @@ async function createQcow2OnNode(spec: Qcow2CreateSpec): Promise<void> {
   const refcountOrder = low === 0 ? 32 : 31 - Math.clz32(low & -low);
   if (refcountOrder > 6) throw invalid('Reference count entry width too large; may not exceed 64 bits');
   const refcountBits = 1 << refcountOrder;
-  checkWritable(node);
+  // QEMU writes through a BlockBackend taking write and resize: a format node using the file, or a read-only node, refuses it.
+  const blk = new BlockBackend({ perm: PERM_WRITE | PERM_RESIZE, shared: PERM_ALL });
+  await blk.insert(node);
+  try {
+    await formatOnNode(node, spec, clusterSize, version, refcountBits);
+  } finally {
+    await blk.remove();
+  }
+}
+
+async function formatOnNode(node: BlockNode, spec: Qcow2CreateSpec, clusterSize: number, version: number, refcountBits: number): Promise<void> {
   // QEMU writes an empty image first and then resizes it: a size it cannot take leaves that empty image behind.
   const resizeFailure = truncateError(spec.size, clusterSize);
   await formatQcow2(new NodeByteFile(node, node.nodeName), {
@@ -172,11 +173,3 @@ function isPowerOf2(n: bigint): boolean {
   return n > 0n && (n & (n - 1n)) === 0n;
 }
 
-/**
- * QEMU takes write and resize permissions on the node for the creation; a
- * node another node already uses (a format on top) refuses them, and a
- * read-only node cannot give write.
- */
-function checkWritable(node: BlockNode): void {
-  if (node.readOnly) throw new BlockError('READ_ONLY', `Block node is read-only`);
-}

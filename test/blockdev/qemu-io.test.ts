@@ -46,13 +46,13 @@ class MemTarget implements QemuIoTarget {
     this.maybeFail(`read ${offset} ${length}`.startsWith('read') ? 'read' : '');
     return this.data.slice(offset, offset + length);
   }
-  async write(offset: number, data: Uint8Array): Promise<void> {
-    this.maybeFail('write');
+  async write(offset: number, data: Uint8Array, opts?: { fua?: boolean }): Promise<void> {
+    this.maybeFail(opts?.fua ? 'write fua' : 'write');
     this.data.set(data, offset);
     this.mark(offset, data.length, true);
   }
-  async writeZeroes(offset: number, length: number, opts?: { mayUnmap?: boolean }): Promise<void> {
-    this.maybeFail(`zeroes mayUnmap=${opts?.mayUnmap === true}`);
+  async writeZeroes(offset: number, length: number, opts?: { mayUnmap?: boolean; fua?: boolean }): Promise<void> {
+    this.maybeFail(`zeroes mayUnmap=${opts?.mayUnmap === true}${opts?.fua ? ' fua' : ''}`);
     this.data.fill(0, offset, offset + length);
     this.mark(offset, length, opts?.mayUnmap !== true);
   }
@@ -373,7 +373,7 @@ describe('qemu-io commands on an in-memory image', () => {
     expect(t.calls).toEqual([]);
   });
 
-  it('passes may-unmap only with -u and an unmapping node; -f flushes', async () => {
+  it('passes may-unmap only with -u and an unmapping node; -f asks the device for force unit access', async () => {
     const t = new MemTarget(1 << 16);
     t.data.fill(9);
     await io(t, 'write -z 0 4k');
@@ -384,7 +384,9 @@ describe('qemu-io commands on an in-memory image', () => {
     expect(t.data[12288]).toBe(9);
     t.calls.length = 0;
     await io(t, 'write -f 0 1');
-    expect(t.calls).toEqual(['write', 'flush']);
+    await io(t, 'write -f -z 0 1');
+    // The device flushes as part of the request (QEMU's FUA emulation), not the interpreter after it.
+    expect(t.calls).toEqual(['write fua', 'zeroes mayUnmap=false fua']);
   });
 
   it('discards only on an unmapping node, reporting success either way', async () => {

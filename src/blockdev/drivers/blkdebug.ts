@@ -1,8 +1,17 @@
 import { constants } from 'node:os';
 import { BlockError } from '../../image/errors.js';
 import type { Extent } from '../../image/types.js';
-import { strerror } from '../qemu-io/errno.js';
+import { strerror } from '../../image/errno.js';
+import { defaultChildPerms, type NodeChild, type PermPair } from '../child.js';
+import type { NamePolicy, NodeName } from '../filename.js';
 import { BlockNode, type IoType, type NodeImageInfo, type StatusOptions, type WriteFlags, type ZeroFlags } from '../node.js';
+import { type ReopenPlan, writableAfter } from '../permissions.js';
+
+/** blkdebug_child_perm: the defaults, plus what take-child-perms adds and less what unshare-child-perms removes. */
+export function blkdebugChildPerm(role: number, writable: boolean, perm: number, shared: number, take: number, unshare: number): PermPair {
+  const p = defaultChildPerms(role, writable, perm, shared);
+  return { perm: p.perm | take, shared: p.shared & ~unshare };
+}
 
 export interface InjectErrorRule {
   event: string;
@@ -67,6 +76,22 @@ function checkLimits(options: Record<string, unknown>, imageAlignment: number): 
 const ERRNO_NAMES = new Map(Object.entries(constants.errno as Record<string, number>).map(([name, n]) => [n, name]));
 
 /**
+ * blkdebug's rules change what the node does: with any, it is named by
+ * json:; without, "blkdebug:CONFIG:FILE" (blkdebug_refresh_filename).
+ */
+const BLKDEBUG_NAMING: NamePolicy = {
+  protocol: true,
+  strong: ['config', 'inject-error.', 'set-state.', 'align', 'max-transfer', 'opt-write-zero', 'max-write-zero', 'opt-discard', 'max-discard'],
+  exactName(node, options, names: ReadonlyMap<BlockNode, NodeName>) {
+    const image = node.child('image');
+    const inner = image ? names.get(image)!.exact : '';
+    if (inner === '') return '';
+    if (Object.keys(options).some((k) => k !== 'config' && k !== 'image' && k !== 'x-image' && k !== 'driver')) return '';
+    return `blkdebug:${(options['config'] as string | undefined) ?? ''}:${inner}`;
+  },
+};
+
+/**
  * blkdebug (block/blkdebug.c): a filter that fails requests by rule, for
  * testing error paths. Events announced by the format driver above
  * (read_aio, write_aio, l2_load, …), by the generic layer (pwritev,
@@ -77,6 +102,13 @@ const ERRNO_NAMES = new Map(Object.entries(constants.errno as Record<string, num
  * request fails with the first armed rule that covers its kind and sector;
  * `once` rules disappear after firing; without `immediately` the failure
  * comes after one turn of the event loop, as QEMU's coroutine yields.
+ *
+ * The generic block layer's events about requests on this node itself are
+ * announced here, since only blkdebug listens to them: pwritev (or
+ * pwritev_zero) before a write and pwritev_done after it, failed or not
+ * (bdrv_aligned_pwritev). A flush checks the rules only when something was
+ * written since the last flush, as bdrv_co_flush skips the driver's flush
+ * to disk otherwise.
  */
 export class BlkdebugNode extends BlockNode {
   readonly driver = 'blkdebug';
@@ -86,24 +118,29 @@ export class BlkdebugNode extends BlockNode {
   /** The `align` option (0: none): requests to this node are aligned so (bs->bl.request_alignment). */
   private readonly align: number;
 
+  private image: BlockNode;
+
   /** `options`: the node's blockdev options, of which the constraint options (align, max-transfer, …) are checked here. */
   constructor(
     name: string,
-    private image: BlockNode,
+    imageLink: NodeChild,
     inject: InjectErrorRule[],
     private readonly setState: SetStateRule[],
     readOnly: boolean,
     options: Record<string, unknown> = {},
+    private readonly takeChildPerms = 0,
+    private readonly unshareChildPerms = 0,
   ) {
-    // Checked before the node links to its image: a refused node must not hold the image as a parent.
-    const limits = checkLimits(options, image.requestAlignment);
-    super(name, readOnly, [{ role: 'image', node: image }]);
+    // Checked before the node takes the link: a refused node leaves it to the open's undo.
+    const limits = checkLimits(options, imageLink.node.requestAlignment());
+    super(name, readOnly, [imageLink]);
+    this.image = imageLink.node;
     this.align = limits.align;
     this.inject = [...inject];
     this.debugEvent('none');
   }
 
-  override get requestAlignment(): number {
+  override requestAlignment(): number {
     return this.align || 1;
   }
 
@@ -148,8 +185,20 @@ export class BlkdebugNode extends BlockNode {
   size(): number {
     return this.image.size();
   }
-  protected override async childReplaced(role: string, node: BlockNode): Promise<void> {
-    if (role === 'image') this.image = node;
+  override async childReplaced(c: NodeChild, node: BlockNode): Promise<void> {
+    if (c.name === 'image') this.image = node;
+  }
+
+  override get isFilter(): boolean {
+    return true;
+  }
+
+  override get namePolicy(): NamePolicy {
+    return BLKDEBUG_NAMING;
+  }
+
+  override childPerm(c: NodeChild, perm: number, shared: number, plan?: ReopenPlan): PermPair {
+    return blkdebugChildPerm(c.role, writableAfter(this, plan), perm, shared, this.takeChildPerms, this.unshareChildPerms);
   }
   protected async doRead(offset: number, length: number): Promise<Uint8Array> {
     await this.check('read', offset, length);
@@ -160,28 +209,40 @@ export class BlkdebugNode extends BlockNode {
     return this.image.readInto(buf, offset);
   }
   protected async doWrite(offset: number, data: Uint8Array, flags: WriteFlags): Promise<void> {
-    await this.check('write', offset, data.length);
-    return this.image.write(offset, data, flags);
+    this.debugEvent('pwritev');
+    try {
+      await this.check('write', offset, data.length);
+      return await this.image.write(offset, data, flags);
+    } finally {
+      this.debugEvent('pwritev_done');
+    }
   }
   protected async doWriteZeroes(offset: number, length: number, flags: ZeroFlags): Promise<void> {
-    await this.check('write-zeroes', offset, length);
-    return this.image.writeZeroes(offset, length, flags);
+    this.debugEvent('pwritev_zero');
+    try {
+      await this.check('write-zeroes', offset, length);
+      return await this.image.writeZeroes(offset, length, flags);
+    } finally {
+      this.debugEvent('pwritev_done');
+    }
   }
   protected async doDiscard(offset: number, length: number): Promise<void> {
     await this.check('discard', offset, length);
     return this.image.discard(offset, length);
   }
-  /** blkdebug_co_flush, its flush_to_disk: the rule check; flush() then flushes the image child. */
-  protected async doFlush(): Promise<void> {
-    await this.check('flush', 0, 0);
+  /** blkdebug_co_flush: the rule check, made only when something was written (bdrv_co_flush skips the driver's flush to disk otherwise). */
+  protected async doFlush(written: boolean): Promise<void> {
+    if (written) await this.check('flush', 0, 0);
+    return this.image.flush();
   }
   async blockStatus(offset: number, length: number, opts?: StatusOptions): Promise<Extent> {
     await this.check('block-status', offset, length);
     return this.image.blockStatus(offset, length, opts);
   }
+  /** A protocol driver without its own allocated size: none is shown (bdrv_get_allocated_file_size: ENOTSUP), nor for formats above it. */
   async imageInfo(): Promise<NodeImageInfo> {
     const inner = await this.image.imageInfo();
-    return { ...inner, format: 'blkdebug' };
+    return { ...inner, format: 'blkdebug', actualSize: undefined };
   }
   protected async doClose(): Promise<void> {}
 }

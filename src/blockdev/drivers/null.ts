@@ -1,6 +1,14 @@
 import { checkRequest } from '../../image/request.js';
 import type { Extent } from '../../image/types.js';
+import type { NamePolicy } from '../filename.js';
 import { BlockNode, type NodeImageInfo, type WriteFlags, type ZeroFlags } from '../node.js';
+
+/** "null-co://" unless size or read-zeroes make it another node (null_refresh_filename). */
+const NULL_NAMING: NamePolicy = {
+  protocol: true,
+  strong: ['size', 'read-zeroes'],
+  exactName: (node, options) => (Object.keys(options).every((k) => k === 'filename' || k === 'driver' || k === 'latency-ns') ? `${node.driver}://` : ''),
+};
 
 /**
  * `null-co` / `null-aio`: a device that stores nothing. Reads return zeroes
@@ -14,8 +22,13 @@ export class NullNode extends BlockNode {
     private readonly bytes: number,
     private readonly readZeroes: boolean,
     private readonly latencyNs: number,
+    readOnly = false,
   ) {
-    super(name, false);
+    super(name, readOnly);
+  }
+
+  override get namePolicy(): NamePolicy {
+    return NULL_NAMING;
   }
 
   size(): number {
@@ -31,7 +44,7 @@ export class NullNode extends BlockNode {
     await this.delay();
     return new Uint8Array(length);
   }
-  /** null-co takes FUA itself (there is nothing to make stable). */
+  /** null-co takes FUA itself (supported_write_flags: there is nothing to make stable). */
   protected override get supportsFua(): boolean {
     return true;
   }
@@ -54,7 +67,8 @@ export class NullNode extends BlockNode {
   }
 
   async imageInfo(): Promise<NodeImageInfo> {
-    return { filename: `${this.driver}://`, format: this.driver, virtualSize: this.bytes };
+    // null has no bdrv_get_info (no dirty flag shown) and allocates nothing.
+    return { filename: `${this.driver}://`, format: this.driver, virtualSize: this.bytes, actualSize: 0, dirtyFlag: null };
   }
 
   protected async doClose(): Promise<void> {}

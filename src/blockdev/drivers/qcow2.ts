@@ -3,21 +3,33 @@ import { isZero } from '../../image/request.js';
 import { openImage } from '../../image/open.js';
 import type { LoadedBitmap } from '../../image/qcow2/bitmaps.js';
 import { Qcow2Image } from '../../image/qcow2/image.js';
-import type { Extent, WritePiece } from '../../image/types.js';
-import { BlockNode, type ChildLink, type NodeImageInfo, resizeConflict, type WriteFlags, type ZeroFlags } from '../node.js';
+import type { Extent, Preallocation, WritePiece } from '../../image/types.js';
+import type { NodeChild } from '../child.js';
+import type { NamePolicy } from '../filename.js';
+import { BlockNode, type NodeImageInfo, type WriteFlags, type ZeroFlags } from '../node.js';
 import { NodeByteFile } from '../node-file.js';
 import { NodeImage } from '../node-image.js';
 import { ChunkBitmap } from '../bitmap.js';
+import { BitmapCheck } from '../dirty-bitmap.js';
 import { RequestFence } from '../request-fence.js';
+import { absorb, extractSub } from '../options.js';
+import type { ReopenState, StagedReopen } from '../reopen-driver.js';
+import { checkQcow2Options, QCOW2_OPTIONS } from './qcow2-options.js';
 
 /** A prefetch copies at most this much at a time (QEMU's bounce buffer is bounded too). */
 const PREFETCH_CHUNK = 1 << 20;
 
+/** qcow2's only strong option is an encryption secret, which blockemu does not take. */
+const QCOW2_NAMING: NamePolicy = { protocol: false, strong: ['encrypt.key-secret'] };
+
+/** How the opener gets the backing child once the header names (or not) a backing file. */
+export type BackingOpener = (header: { backingFile?: string; backingFormat?: string; filename: string }) => Promise<NodeChild | undefined>;
+
 /**
  * The `qcow2` format driver: a Qcow2Image whose bytes come from the `file`
- * child node. The backing chain named in the header is opened by the image
- * layer (read-only, not as graph nodes) unless `backing` says otherwise:
- * null for none.
+ * child node and whose backing image is the `backing` child node (the
+ * image named in the header, opened as nodes of the graph, or the node the
+ * `backing` option names; none with `backing: null`).
  */
 export class Qcow2Node extends BlockNode {
   readonly driver = 'qcow2';
@@ -27,20 +39,18 @@ export class Qcow2Node extends BlockNode {
     readonly image: Qcow2Image,
     private file: BlockNode,
     readOnly: boolean,
-    links: ChildLink[],
+    links: NodeChild[],
   ) {
     super(name, readOnly, links);
   }
 
   /**
-   * `backing`: undefined opens the chain the header names (in the image
-   * layer), null none, a node makes that node the backing image (a
-   * snapshot overlay on an existing node).
+   * Opens the image on its (already linked) file child, then its backing
+   * child as the header or the options say, then its persistent bitmaps.
    */
-  static async open(name: string, file: BlockNode, readOnly: boolean, backing: BlockNode | null | undefined): Promise<Qcow2Node> {
+  static async open(name: string, fileLink: NodeChild, readOnly: boolean, backing: BackingOpener): Promise<Qcow2Node> {
+    const file = fileLink.node;
     const filename = (await file.imageInfo()).filename;
-    if (!readOnly && file.readOnly) throw new BlockError('READ_ONLY', `Block node is read-only`, { errno: 'EPERM' });
-    if (!readOnly && file.users.size > 0) throw resizeConflict(file, name);
     // The image layer speaks like qemu-img ("Could not open 'f': …"); a node's open error is just the reason, as QEMU's.
     const reason = (err: unknown) =>
       err instanceof BlockError && err.message.startsWith(`Could not open '${filename}': `)
@@ -51,25 +61,28 @@ export class Qcow2Node extends BlockNode {
       image = await Qcow2Image.openFile(new NodeByteFile(file, filename), {
         readOnly,
         persistentBitmaps: true,
-        openBacking: backing === undefined,
-        ...(backing ? { backingImage: await NodeImage.of(backing) } : {}),
-        openBackingImage: (p, fmt, depth) => openImage(p, { format: fmt, readOnly: true, depth }),
+        openBacking: false,
+        openBackingImage: () => Promise.reject(new BlockError('UNSUPPORTED', 'backing images are nodes of the graph')),
       });
     } catch (err) {
       throw reason(err);
     }
-    // qcow2_load_dirty_bitmaps, before the node exists: a bad directory fails the open and leaves nothing behind.
+    let backingLink: NodeChild | undefined;
     let loaded: LoadedBitmap[];
     try {
+      const h = image.info();
+      backingLink = await backing({ backingFile: h.backingFilename, backingFormat: h.backingFormat, filename });
+      if (backingLink) image.attachBacking(await NodeImage.of(backingLink.node));
+      // qcow2_load_dirty_bitmaps, before the node exists: a bad directory fails the open and leaves nothing behind.
       loaded = await image.bitmaps.load();
       if (!readOnly && loaded.length > 0) await image.bitmaps.markInUse();
     } catch (err) {
       await image.close();
       throw reason(err);
     }
-    const links: ChildLink[] = [{ role: 'file', node: file }];
-    if (backing) links.push({ role: 'backing', node: backing });
-    const node = new Qcow2Node(name, image, file, readOnly, links);
+    const node = new Qcow2Node(name, image, file, readOnly, backingLink ? [fileLink, backingLink] : [fileLink]);
+    // The header's name, or the name of the image opened from it (bdrv_open_backing_file's implicit_backing).
+    node.autoBackingFile = backingLink?.implicitName ?? image.info().backingFilename ?? '';
     node.adoptBitmaps(loaded);
     return node;
   }
@@ -106,6 +119,10 @@ export class Qcow2Node extends BlockNode {
     await this.image.bitmaps.remove(name);
   }
 
+  override get namePolicy(): NamePolicy {
+    return QCOW2_NAMING;
+  }
+
   size(): number {
     return this.image.size();
   }
@@ -115,12 +132,13 @@ export class Qcow2Node extends BlockNode {
   protected override doReadInto(buf: Uint8Array, offset: number): Promise<void> {
     return this.image.readInto(buf, offset);
   }
+  /** qcow2 cannot write with FUA itself: the generic write emulates it with a flush (BlockNode.supportsFua). */
   protected doWrite(offset: number, data: Uint8Array, _flags: WriteFlags): Promise<void> {
     return this.changing(offset, data.length, () => this.image.write(offset, data));
   }
   protected async doWriteZeroes(offset: number, length: number, flags: ZeroFlags): Promise<void> {
     if (flags.noFallback) await this.checkFastZero(offset, length);
-    return this.changing(offset, length, () => this.image.writeZeroes(offset, length, { mayUnmap: flags.mayUnmap ?? false }));
+    await this.changing(offset, length, () => this.image.writeZeroes(offset, length, { mayUnmap: flags.mayUnmap ?? false }));
   }
   protected doDiscard(offset: number, length: number): Promise<void> {
     return this.changing(offset, length, () => this.image.discard(offset, length));
@@ -183,11 +201,14 @@ export class Qcow2Node extends BlockNode {
       }
     });
   }
-  /** qcow2_co_flush_to_os: the tables out to the file (with the image's own barriers); flush() then flushes the file child. */
+  /** qcow2_co_flush_to_os: the tables held in memory go to the file. */
   protected override doFlushToOs(): Promise<void> {
+    return this.image.writeCaches();
+  }
+  /** Anything left in memory (written meanwhile), then the file's flush. */
+  protected doFlush(): Promise<void> {
     return this.image.flush();
   }
-  protected async doFlush(): Promise<void> {}
   blockStatus(offset: number, length: number): Promise<Extent> {
     return this.image.blockStatus(offset, length);
   }
@@ -195,19 +216,43 @@ export class Qcow2Node extends BlockNode {
     return this.image.blockStatusRuns(offset, length);
   }
   /** The image's bytes and backing image follow the graph: its file is read through the new node, its backing image is the new node. */
-  protected override async childReplaced(role: string, node: BlockNode): Promise<void> {
-    if (role === 'file') {
+  override async childReplaced(c: NodeChild, node: BlockNode): Promise<void> {
+    if (c.name === 'file') {
       this.file = node;
       (this.image.file as NodeByteFile).retarget(node);
-    } else if (role === 'backing') {
+    } else if (c.name === 'backing') {
       this.image.attachBacking(await NodeImage.of(node));
     }
   }
 
-  /** blockdev-snapshot: this overlay (opened without a backing image) reads through to `node` from now on; undefined undoes it. */
-  async setBackingNode(node: BlockNode | undefined): Promise<void> {
+  /** The backing child came or went (blockdev-snapshot, its rollback, blockdev-reopen): the image reads through to it, or to nothing. */
+  override async backingChanged(node: BlockNode | undefined): Promise<void> {
     this.image.attachBacking(node ? await NodeImage.of(node) : undefined);
-    this.setChild('backing', node);
+  }
+
+  override get supportsBacking(): boolean {
+    return true;
+  }
+
+  /**
+   * qcow2_co_truncate on the image; persistent bitmaps held by the node are
+   * checked by it (an inconsistent one refuses), and resized with the node.
+   */
+  protected override async doResize(newSize: number, prealloc: Preallocation): Promise<void> {
+    await this.image.resize(newSize, {
+      preallocation: prealloc,
+      heldBitmap: (name) => {
+        const b = this.dirtyBitmaps.find(name);
+        return b && { check: () => b.check(BitmapCheck.Default) };
+      },
+      warn: (message) => process.emitWarning(message, 'BlockemuWarning'),
+    });
+  }
+
+  /** The header names another backing file; the backing child stays as it is (bdrv_change_backing_file). */
+  override async changeBackingFile(name: string | undefined, format: string | undefined): Promise<void> {
+    await this.image.changeBackingFile(name, format);
+    this.autoBackingFile = name ?? '';
   }
 
   override get supportsCompressedWrites(): boolean {
@@ -227,25 +272,7 @@ export class Qcow2Node extends BlockNode {
     const out: NodeImageInfo = { ...i, actualSize: f.actualSize };
     const bitmaps = await this.image.bitmaps.describe();
     if (bitmaps.length > 0 && out.formatSpecific) out.formatSpecific = { ...out.formatSpecific, bitmaps };
-    const backingNode = this.child('backing');
-    if (backingNode) {
-      out.backingImage = await backingNode.imageInfo();
-      // An overlay given its backing node at run time (blockdev-snapshot) names it as QEMU then does.
-      if (out.backingFilename === undefined) {
-        out.backingFilename = out.fullBackingFilename = out.backingImage.filename;
-        out.backingFormat = backingNode.driver === 'qcow2' ? 'qcow2' : 'raw';
-      }
-      return out;
-    }
-    let below = this.image.backing();
-    let level: NodeImageInfo = out;
-    while (below) {
-      const bi = below.info();
-      const next: NodeImageInfo = { ...bi, actualSize: await below.actualSize() };
-      level.backingImage = next;
-      level = next;
-      below = below.backing();
-    }
+    // The header's backing file only (bs->backing_file): a backing node given at run time (blockdev-snapshot, a reopen) is not named here.
     return out;
   }
 
@@ -255,18 +282,41 @@ export class Qcow2Node extends BlockNode {
     await this.image.bitmaps.store(keep.map((b) => ({ name: b.name!, granularity: b.granularity, enabled: !b.disabled, data: b.bits.serialize() })));
   }
 
+  override get mutableOptions(): readonly string[] {
+    return QCOW2_OPTIONS;
+  }
+
   /**
-   * qcow2_reopen_bitmaps_ro: the bitmaps are stored now (the image will
-   * not be written again) and become read-only. The node stays read-only
-   * even if storing fails; the bitmaps then stay flagged in use.
+   * qcow2_reopen_prepare: the qcow2 options are taken and checked (encrypt.*
+   * too); going read-only, the persistent bitmaps are stored now and become
+   * read-only (qcow2_reopen_bitmaps_ro: as in QEMU they stay so if the
+   * reopen is then abandoned, and the node refuses writes until a reopen
+   * read-write), and the node is flushed. Going read-write, the image and
+   * its bitmaps become writable only once the file is (commitPost:
+   * qcow2_reopen_bitmaps_rw), and a failure there is only reported.
    */
-  override async reopenReadOnly(): Promise<void> {
-    if (this.readOnly) return;
-    try {
-      await this.storeBitmaps();
-    } finally {
+  override async prepareReopen(state: ReopenState): Promise<StagedReopen> {
+    const opts = absorb(state.options, QCOW2_OPTIONS);
+    const encrypt = extractSub(state.options, 'encrypt.');
+    const i = this.image.info();
+    checkQcow2Options(opts, encrypt, { clusterSize: this.image.layout.clusterSize, virtualSize: this.size(), version: this.image.version, l2EntrySize: 8 }, i.formatSpecific?.lazyRefcounts ?? false);
+    if (state.readOnly) {
+      if (!this.readOnly) await this.storeBitmaps();
       for (const b of this.dirtyBitmaps.all()) if (b.persistent) b.readOnly = true;
-      await super.reopenReadOnly();
+      await this.flush();
+    }
+    return { commitPost: () => (state.readOnly ? undefined : this.bitmapsWritable()) };
+  }
+
+  /** qcow2_reopen_bitmaps_rw, after a reopen read-write: the image may be written, its bitmaps flagged in use and changed. */
+  private async bitmapsWritable(): Promise<void> {
+    try {
+      await this.image.reopenReadWrite();
+      const persistent = this.dirtyBitmaps.all().filter((b) => b.persistent && !b.inconsistent && b.readOnly);
+      if (persistent.length > 0) await this.image.bitmaps.markInUse();
+      for (const b of persistent) b.readOnly = false;
+    } catch (err) {
+      process.emitWarning(`${this.nodeName}: Failed to make dirty bitmaps writable: ${err instanceof Error ? err.message : String(err)}`, 'BlockemuWarning');
     }
   }
 

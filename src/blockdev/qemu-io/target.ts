@@ -16,11 +16,18 @@ export interface IoExtent {
 export interface QemuIoTarget {
   /** Writes are refused up front, as qemu-io's permission check does. */
   readonly readOnly?: boolean;
+  /**
+   * Takes write permission before a command that writes (qemu-io's
+   * blk_set_perm); resolves to the refusal's message, or undefined. Without
+   * it, `readOnly` decides.
+   */
+  acquireWrite?(): Promise<string | undefined>;
   /** Virtual size in bytes. */
   size(): number;
   read(offset: number, length: number): Promise<Uint8Array>;
-  write(offset: number, data: Uint8Array): Promise<void>;
-  writeZeroes(offset: number, length: number, opts?: { mayUnmap?: boolean }): Promise<void>;
+  /** `fua`: force unit access (write -f), which the device emulates with a flush as part of the write, as QEMU's block layer does. */
+  write(offset: number, data: Uint8Array, opts?: { fua?: boolean }): Promise<void>;
+  writeZeroes(offset: number, length: number, opts?: { mayUnmap?: boolean; fua?: boolean }): Promise<void>;
   discard(offset: number, length: number): Promise<void>;
   flush(): Promise<void>;
   blockStatus(offset: number, length: number): Promise<IoExtent>;

@@ -61,6 +61,8 @@ export interface CliOpenOptions {
   readOnly?: boolean;
   /** Open the backing chain (default true; info reads only the one image). */
   backing?: boolean;
+  /** qcow2: the command keeps the persistent bitmaps up to date itself (resize does). */
+  persistentBitmaps?: boolean;
 }
 
 /** Opens `name` or fails with qemu-img's "Could not open 'name': …". */
@@ -78,7 +80,7 @@ export async function tryOpen(name: string, opts: CliOpenOptions = {}): Promise<
   const st = await stat(name).catch(() => undefined);
   if (st?.isDirectory()) return { inner: `'file' driver requires '${name}' to be a regular file` };
   try {
-    return { image: await openImage(name, { format, readOnly: opts.readOnly ?? true, openBacking: opts.backing ?? true }) };
+    return { image: await openImage(name, { format, readOnly: opts.readOnly ?? true, openBacking: opts.backing ?? true, persistentBitmaps: opts.persistentBitmaps }) };
   } catch (err) {
     let inner = innerOpenMessage(err, name);
     if (inner.includes('Could not open backing file')) inner = await renameBackingPaths(inner, name, format);

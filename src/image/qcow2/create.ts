@@ -20,7 +20,9 @@ export async function createQcow2(
 ): Promise<void> {
   let size = opts.size;
   let backingFormat = opts.backingFormat;
-  if (opts.backingFile !== undefined) {
+  // A json: name is options for the block layer, which this layer cannot open; it is only recorded when nothing need be read from it.
+  const recordOnly = opts.backingFile?.startsWith('json:') && size !== undefined && backingFormat !== undefined;
+  if (opts.backingFile !== undefined && !recordOnly) {
     const full = isAbsolute(opts.backingFile) ? opts.backingFile : resolve(dirname(path), opts.backingFile);
     const backing = await openBacking(full, backingFormat);
     try {
@@ -158,9 +160,10 @@ function planQcow2(opts: Omit<CreateOptions, 'size'> & { size: number | bigint }
  * created host file is empty already).
  */
 async function writeQcow2(file: ByteFile, p: PlannedImage): Promise<void> {
-  const cluster0 = new Uint8Array(p.clusterSize);
-  cluster0.set(p.headerBytes);
-  await file.write(0, cluster0);
+  // Written whole (zeroes after the header), even when the header runs past a cluster.
+  const headerCluster = new Uint8Array(Math.max(p.clusterSize, p.headerBytes.length));
+  headerCluster.set(p.headerBytes);
+  await file.write(0, headerCluster);
   await file.write(p.tableOffset, p.table);
   await file.write(p.blocksOffset, p.refBlocks);
   if (p.l1Size > 0) await file.write(p.l1Offset, new Uint8Array(p.l1Size * 8));

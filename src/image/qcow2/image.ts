@@ -3,7 +3,8 @@ import { BlockError } from '../errors.js';
 import type { ByteFile } from '../byte-file.js';
 import { HostFile } from '../file.js';
 import { checkRequest } from '../request.js';
-import type { BlockImage, Extent, ImageFormat, ImageInfo, WritePiece, WriteZeroesOptions } from '../types.js';
+import { checkResizeRequest } from '../resize.js';
+import type { BlockImage, Extent, ImageFormat, ImageInfo, ResizeOptions, WriteOptions, WritePiece, WriteZeroesOptions } from '../types.js';
 import { createQcow2 } from './create.js';
 import type { L2Entry } from './entry.js';
 import type { Qcow2Header } from './header.js';
@@ -11,9 +12,11 @@ import { COPIED_HI, entryHi, entryLo, entryOffset, L1_RESERVED_HI, L1_RESERVED_L
 import { Mutex, RangeLocks } from './locks.js';
 import { RefcountManager } from './refcount.js';
 import { TableCache } from './table-cache.js';
-import { loadImageState } from './open-state.js';
+import { changeBackingFile } from './backing-name.js';
+import { loadImageState, loadRefcounts, prepareForReadWrite } from './open-state.js';
 import { Qcow2Reader } from './reader.js';
 import { Qcow2Writer } from './writer.js';
+import { resizeQcow2 } from './resize.js';
 import { describeHeader } from './describe.js';
 import { BitmapStore } from './bitmaps.js';
 import { mapInTable, type Mapping, unallocatedRun } from './mapping.js';
@@ -57,12 +60,14 @@ export class Qcow2Image implements BlockImage {
   readonly meta = new Mutex();
   readonly ranges = new RangeLocks();
   readonly l2Cache: TableCache;
-  readonly l1: Uint8Array;
-  readonly l1View: DataView;
+  /** The active L1 table (replaced whole when a resize grows it, see adoptL1). */
+  l1: Uint8Array;
+  l1View: DataView;
   readonly l1Dirty = new Set<number>();
   /** The persistent dirty bitmaps on disk (loaded and stored by the image's owner). */
   readonly bitmaps: BitmapStore = new BitmapStore(this);
-  private readonly writer: Qcow2Writer | undefined;
+  private writer: Qcow2Writer | undefined;
+  private rc: RefcountManager | undefined;
   private closing: Promise<void> | undefined;
   private readonly reader: Qcow2Reader;
 
@@ -70,7 +75,7 @@ export class Qcow2Image implements BlockImage {
     readonly file: ByteFile,
     readonly header: Qcow2Header,
     l1: Uint8Array,
-    readonly refcounts: RefcountManager | undefined,
+    refcounts: RefcountManager | undefined,
     private backingImage: BlockImage | undefined,
     opts: Qcow2OpenOptions,
   ) {
@@ -79,17 +84,75 @@ export class Qcow2Image implements BlockImage {
     this.l1View = viewOf(l1);
     const cs = this.layout.clusterSize;
     const l2Tables = Math.max(4, Math.floor((opts.l2CacheBytes ?? 4 << 20) / cs));
-    this.l2Cache = new TableCache(file, cs, l2Tables, { load: 'l2_load', update: 'l2_update' }, async () => {
-      // An L2 table may point at clusters whose refcounts are still only in the cache.
-      if (await this.refcounts?.writeBack()) await this.file.flush();
-    });
+    this.l2Cache = new TableCache(
+      file,
+      cs,
+      l2Tables,
+      async () => {
+        // An L2 table may point at clusters whose refcounts are still only in the cache.
+        if (await this.refcounts?.writeBack()) await this.file.flush();
+      },
+      { load: 'l2_load', write: 'l2_update' },
+    );
     this.reader = new Qcow2Reader(this);
-    this.writer = refcounts ? new Qcow2Writer(this, refcounts) : undefined;
+    if (refcounts) this.startWriting(refcounts);
+  }
+
+  /** The refcounts of an image open for writing (undefined when read-only). */
+  get refcounts(): RefcountManager | undefined {
+    return this.rc;
+  }
+
+  private startWriting(refcounts: RefcountManager): void {
+    this.rc = refcounts;
+    this.writer = new Qcow2Writer(this, refcounts);
+    refcounts.onTableMoved = (offset, n) => {
+      this.header.refcountTableOffset = offset;
+      this.header.refcountTableClusters = n;
+    };
+    this.nameFixedMetadata();
+  }
+
+  /** Tells the allocator which clusters hold the L1 and snapshot tables (see RefcountManager.setFixedMetadata). */
+  private nameFixedMetadata(): void {
+    const h = this.header;
+    const cs = this.layout.clusterSize;
     const clusters = (off: number, bytes: number) => ({ start: Math.floor(off / cs), end: Math.ceil((off + bytes) / cs) });
-    refcounts?.setFixedMetadata([
-      { what: 'active L1 table', ...clusters(header.l1TableOffset, header.l1Size * 8) },
-      ...(header.nbSnapshots > 0 ? [{ what: 'snapshot table', ...clusters(header.snapshotsOffset, 1) }] : []),
+    this.refcounts?.setFixedMetadata([
+      { what: 'active L1 table', ...clusters(h.l1TableOffset, h.l1Size * 8) },
+      ...(h.nbSnapshots > 0 ? [{ what: 'snapshot table', ...clusters(h.snapshotsOffset, 1) }] : []),
     ]);
+  }
+
+  /** Names another backing file (or none) in the header (change-backing-file, qemu-img rebase -u). */
+  changeBackingFile(name: string | undefined, format: string | undefined): Promise<void> {
+    this.writable();
+    return changeBackingFile(this, name, format);
+  }
+
+  /**
+   * An image opened read-only becomes writable (a reopen read-write: its
+   * file must be writable by now): the checks and header fix-ups of a
+   * read-write open, then the refcounts are loaded. An image whose dirty
+   * bit is set is refused: QEMU repairs it only when opening.
+   */
+  async reopenReadWrite(opts: { persistentBitmaps?: boolean; refcountCacheBytes?: number } = {}): Promise<void> {
+    if (this.writer) return;
+    await prepareForReadWrite(this.file, this.header, this.filename, opts);
+    this.startWriting(await loadRefcounts(this.file, this.header, this.filename, opts.refcountCacheBytes));
+  }
+
+  /**
+   * Makes `l1`, written at `offset` and already named by the header on disk,
+   * the active L1 table (a grown one: qcow2_grow_l1_table). Synchronous, so
+   * a lookup sees the old table or the new one, never a mix.
+   */
+  adoptL1(l1: Uint8Array, offset: number): void {
+    this.l1 = l1;
+    this.l1View = viewOf(l1);
+    this.header.l1Size = l1.length / 8;
+    this.header.l1TableOffset = offset;
+    this.nameFixedMetadata();
   }
 
   get filename(): string {
@@ -169,7 +232,14 @@ export class Qcow2Image implements BlockImage {
     return (entryHi(this.l1View, i) & COPIED_HI) !== 0;
   }
 
+  /**
+   * Points L1 entry i at a new L2 table. QEMU writes the entry at once
+   * (qcow2_write_l1_entry); it is written with the next flush here, but
+   * l1_update is announced now, at QEMU's point in the request, so a rule
+   * it arms fails the request's next I/O as QEMU's fails the L1 write.
+   */
   setL1(i: number, l2Offset: number): void {
+    this.file.event?.('l1_update');
     setEntry(this.l1View, i, offsetHi(l2Offset) | COPIED_HI, offsetLo(l2Offset));
     this.l1Dirty.add(i);
   }
@@ -243,10 +313,10 @@ export class Qcow2Image implements BlockImage {
     return this.writer;
   }
 
-  write(offset: number, data: Uint8Array): Promise<void> {
+  write(offset: number, data: Uint8Array, opts?: WriteOptions): Promise<void> {
     const w = this.writable();
     checkRequest('write', offset, data.length, this.header.size);
-    return w.write(offset, data);
+    return opts?.fua ? w.write(offset, data).then(() => this.flush()) : w.write(offset, data);
   }
 
   /** Adjacent pieces, data or zeroes, in offset order, as one request (see Qcow2Writer.writePieces). */
@@ -266,7 +336,8 @@ export class Qcow2Image implements BlockImage {
   writeZeroes(offset: number, length: number, opts: WriteZeroesOptions = {}): Promise<void> {
     const w = this.writable();
     checkRequest('write zeroes', offset, length, this.header.size);
-    return w.writeZeroes(offset, length, opts.mayUnmap ?? false);
+    const done = w.writeZeroes(offset, length, opts.mayUnmap ?? false);
+    return opts.fua ? done.then(() => this.flush()) : done;
   }
 
   discard(offset: number, length: number): Promise<void> {
@@ -275,7 +346,21 @@ export class Qcow2Image implements BlockImage {
     return w.discard(offset, length);
   }
 
+  /** Writes the metadata held in memory, then flushes the file. */
   async flush(): Promise<void> {
+    if (!this.writer) return;
+    await this.meta.run(async () => {
+      await this.writeMetadata();
+      await this.file.flush();
+    });
+  }
+
+  /**
+   * Writes the metadata held in memory, ordered but without the final flush
+   * (QEMU's flush to the OS, qcow2_co_flush_to_os): a node does its flush
+   * to disk after announcing flush_to_disk, as bdrv_co_flush does.
+   */
+  async writeCaches(): Promise<void> {
     if (!this.writer) return;
     await this.meta.run(() => this.writeMetadata());
   }
@@ -291,26 +376,43 @@ export class Qcow2Image implements BlockImage {
    *   2. barrier;  3. L2 tables;  4. barrier;  5. the L1 table;
    *   6. barrier;  7. queued decrements applied and their refcount blocks
    *      written: a count drops only after no table on disk references it;
-   *   8. barrier.
-   * A dirty L2 table evicted early is written after step 1 for the same reason
-   * (see the L2 cache's write-back hook). The header changes only when the
-   * refcount table moves, in one 12-byte write between two barriers.
+   *   8. barrier (the caller's: flush() or the node's flush to disk).
+   * A barrier comes only between writes (the first one also covers guest
+   * data, before any table may point at it), so a flush with nothing to
+   * write flushes once, as QEMU's does. A dirty L2 table evicted early is
+   * written after step 1 for the same reason (see the L2 cache's write-back
+   * hook). The header changes only when the refcount table moves, in one
+   * 12-byte write between two barriers. A write that fails leaves what it
+   * was writing dirty, so the next flush picks up at the same step.
+   * Call under the metadata mutex (flush does; a resize, holding it, calls
+   * this between its steps).
    */
-  private async writeMetadata(): Promise<void> {
+  async writeMetadata(): Promise<void> {
     const rc = this.refcounts!;
     await rc.writeBack();
+    // Nothing changes the tables meanwhile: writers change them only under the mutex we hold.
+    const l2 = this.l2Cache.hasDirty();
+    const l1 = this.l1Dirty.size > 0;
+    const frees = rc.hasPendingFrees();
+    if (!l2 && !l1 && !frees) return;
     await this.file.flush();
-    if (await this.l2Cache.writeDirty()) await this.file.flush();
-    if (await this.writeL1()) await this.file.flush();
-    if (rc.hasPendingFrees()) {
+    if (l2) {
+      await this.l2Cache.writeDirty();
+      if (l1 || frees) await this.file.flush();
+    }
+    if (l1) {
+      await this.writeL1();
+      if (frees) await this.file.flush();
+    }
+    if (frees) {
       this.reader.noteFrees();
       await rc.applyFrees();
       this.writer?.forgetCompressCursor();
       await rc.writeBack();
-      await this.file.flush();
     }
   }
 
+  /** Writes the L1 entries changed in memory; their l1_update was announced when they changed (setL1). */
   private async writeL1(): Promise<boolean> {
     if (this.l1Dirty.size === 0) return false;
     const idx = [...this.l1Dirty].sort((a, b) => a - b);
@@ -318,11 +420,28 @@ export class Qcow2Image implements BlockImage {
     for (let i = 0; i < idx.length; ) {
       let j = i;
       while (j + 1 < idx.length && idx[j + 1] === idx[j]! + 1) j++;
-      this.file.announce?.('l1_update');
-      await this.file.write(this.header.l1TableOffset + idx[i]! * 8, this.l1.subarray(idx[i]! * 8, (idx[j]! + 1) * 8));
+      try {
+        await this.file.write(this.header.l1TableOffset + idx[i]! * 8, this.l1.subarray(idx[i]! * 8, (idx[j]! + 1) * 8));
+      } catch (err) {
+        for (const k of idx.slice(i)) this.l1Dirty.add(k);
+        throw err;
+      }
       i = j + 1;
     }
     return true;
+  }
+
+  /**
+   * Changes the virtual size as QEMU's qcow2_co_truncate does (resize.ts:
+   * its checks and messages, the L1 table grown or its tail cleared, the
+   * clusters past a new end freed, preallocation). Writes wait for it (it
+   * holds every range) and those queued behind it see the new size; reads
+   * of a cropped area still in flight must be drained by the caller first,
+   * as QEMU drains the node.
+   */
+  async resize(newSize: number, opts: ResizeOptions = {}): Promise<void> {
+    checkResizeRequest(newSize, this.readOnly);
+    return resizeQcow2(this, this.writable(), newSize, opts);
   }
 
   async actualSize(): Promise<number> {

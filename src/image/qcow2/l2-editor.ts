@@ -37,15 +37,32 @@ export class L2Editor {
     return { off, view: viewOf(await this.img.l2Cache.get(off)) };
   }
 
-  /** The L2 table for L1 index i, allocated or copied (when shared with a snapshot) so it can be changed. */
+  /**
+   * The L2 table for L1 index i, allocated or copied (when shared with a
+   * snapshot) so it can be changed: QEMU's l2_allocate, in its order and
+   * with its blkdebug events (cluster_alloc, l2_alloc_cow_read,
+   * l2_alloc_write, l1_update). QEMU writes the new table and the L1 entry
+   * at once; they are written with the next flush here (see writeMetadata).
+   */
   private async forWrite(i: number): Promise<number> {
     const img = this.img;
     const cs = img.layout.clusterSize;
     const off = img.l2Offset(i);
     if (off !== 0 && img.l1Copied(i)) return off;
-    const copy = off === 0 ? undefined : Uint8Array.from(await img.l2Cache.get(off));
     const fresh = (await this.rc.allocate(1)) * cs;
-    await img.l2Cache.create(fresh, copy);
+    try {
+      let copy: Uint8Array | undefined;
+      if (off !== 0) {
+        img.file.event?.('l2_alloc_cow_read');
+        copy = await img.l2Cache.get(off);
+      }
+      img.file.event?.('l2_alloc_write');
+      // create() may evict the old table before copying it: harmless, a shared table is never changed in place.
+      await img.l2Cache.create(fresh, copy);
+    } catch (err) {
+      this.rc.free(fresh / cs);
+      throw err;
+    }
     img.setL1(i, fresh);
     if (off !== 0) this.rc.free(off / cs);
     return fresh;
@@ -86,6 +103,7 @@ export class L2Editor {
         continue;
       }
       const { off: l2off, view } = this.atHand(l1i) ?? (await this.ready(l1i));
+      let changed = false;
       for (let idx = L.l2Index(off); off < chunkEnd; off += L.clusterSize, idx++) {
         const e = img.readEntry(view, idx);
         const n = next(e);
@@ -94,8 +112,10 @@ export class L2Editor {
           this.release(e);
         }
         setEntry(view, idx, n.hi, n.lo);
+        changed = true;
       }
-      img.l2Cache.markDirty(l2off);
+      // A table none of whose entries changed is not written (QEMU's zero_in_l2_slice: no l2_update for zeroes already there).
+      if (changed) img.l2Cache.markDirty(l2off);
     }
   }
 }

@@ -42,12 +42,8 @@ export async function loadImageState(file: ByteFile, opts: Qcow2OpenOptions): Pr
       if (header.incompatibleFeatures & INCOMPAT_DIRTY) throw invalidImage(path, 'Could not repair dirty image: the dirty bit is still set');
     }
     if (!readOnly) await prepareForWriting(file, header, path, opts.persistentBitmaps ?? false);
-    const layout = new Qcow2Layout(header.clusterBits, header.refcountOrder);
     const l1 = await file.read(header.l1TableOffset, header.l1Size * 8);
-    const refCacheBlocks = Math.max(4, Math.floor((opts.refcountCacheBytes ?? 1 << 20) / layout.clusterSize));
-    const refcounts = readOnly
-      ? undefined
-      : await RefcountManager.load(file, layout, header.refcountTableOffset, header.refcountTableClusters, path, refCacheBlocks);
+    const refcounts = readOnly ? undefined : await loadRefcounts(file, header, path, opts.refcountCacheBytes);
     if (opts.backingImage !== undefined) backing = opts.backingImage;
     else if (header.backingFile && (opts.openBacking ?? true)) backing = await openBacking(path, header, opts, depth);
     return { header, l1, refcounts, backing };
@@ -56,6 +52,19 @@ export async function loadImageState(file: ByteFile, opts: Qcow2OpenOptions): Pr
     await file.close();
     throw err;
   }
+}
+
+/** The refcount table and a cache of its blocks, for an image open for writing. */
+export function loadRefcounts(file: ByteFile, header: Qcow2Header, path: string, cacheBytes = 1 << 20): Promise<RefcountManager> {
+  const layout = new Qcow2Layout(header.clusterBits, header.refcountOrder);
+  const blocks = Math.max(4, Math.floor(cacheBytes / layout.clusterSize));
+  return RefcountManager.load(file, layout, header.refcountTableOffset, header.refcountTableClusters, path, blocks);
+}
+
+/** What a read-only image needs before it may be written (a reopen read-write): as an open, but a dirty image is refused. */
+export async function prepareForReadWrite(file: ByteFile, header: Qcow2Header, path: string, opts: { persistentBitmaps?: boolean }): Promise<void> {
+  if (header.incompatibleFeatures & INCOMPAT_DIRTY) throw invalidImage(path, 'the image is dirty; open it read-write to repair it first');
+  await prepareForWriting(file, header, path, opts.persistentBitmaps ?? false);
 }
 
 async function prepareForWriting(file: ByteFile, h: Qcow2Header, path: string, keepsBitmaps: boolean): Promise<void> {

@@ -9,7 +9,10 @@ import { extentOf, type Mapping } from './mapping.js';
  * Everything that reads a qcow2 image through its mapping without changing
  * it: guest reads (runs read concurrently, backing image and compressed
  * clusters included) and block status. Tables are looked up without the
- * metadata mutex when cached (see Qcow2Image.mapCached).
+ * metadata mutex when cached (see Qcow2Image.mapCached). Each read is
+ * announced as QEMU's qcow2_co_preadv_task announces it on bs->file:
+ * read_aio for data, read_backing_aio for what the backing image answers
+ * (on this image's file, not the backing image's), read_compressed.
  */
 export class Qcow2Reader {
   /** The last cluster decompressed, keyed by stream offset; valid only while `freed` is unchanged. */
@@ -52,7 +55,7 @@ export class Qcow2Reader {
     const img = this.img;
     switch (m.kind) {
       case 'normal':
-        img.file.announce?.('read_aio');
+        img.file.event?.('read_aio');
         return img.file.readInto(dst, m.hostOffset);
       case 'zero':
         dst.fill(0);
@@ -71,8 +74,8 @@ export class Qcow2Reader {
   private async readBacking(offset: number, dst: Uint8Array): Promise<void> {
     const img = this.img;
     const b = img.backing();
+    if (b) img.file.event?.('read_backing_aio');
     const n = b ? Math.max(0, Math.min(dst.length, b.size() - offset)) : 0;
-    if (b) img.file.announce?.('read_backing_aio');
     if (n > 0) await b!.readInto(dst.subarray(0, n), offset);
     dst.fill(0, n);
   }
@@ -81,8 +84,8 @@ export class Qcow2Reader {
     const img = this.img;
     const ref = compressedRef(e, img.layout);
     const freed = this.freed;
+    img.file.event?.('read_compressed');
     if (this.lastCompressed?.key === ref.offset && this.lastCompressed.freed === freed) return this.lastCompressed.data;
-    img.file.announce?.('read_compressed');
     const raw = await img.file.read(ref.offset, ref.length);
     const data = await decompressCluster(raw, img.layout.clusterSize, img.filename, ref.offset);
     // A free applied meanwhile may have let a new stream overwrite what we read: use it, do not keep it.

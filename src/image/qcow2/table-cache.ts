@@ -1,4 +1,10 @@
-import type { ByteFile } from '../byte-file.js';
+import type { ByteFile, DebugEvent } from '../byte-file.js';
+
+/** What a cache announces on its file before reading a table in and before writing one back (QEMU's qcow2-cache.c). */
+export interface TableEvents {
+  load?: DebugEvent;
+  write?: DebugEvent;
+}
 
 /**
  * A bounded write-back cache of cluster-sized metadata tables (L2 tables or
@@ -9,7 +15,8 @@ import type { ByteFile } from '../byte-file.js';
  * is never written back half-updated. Writing dirty tables back is ordered by
  * the owner (see Qcow2Image.writeMetadata): `beforeWriteBack` runs before an
  * eviction writes a dirty table, so the owner can first write what that table
- * depends on.
+ * depends on. A table whose write fails stays dirty, as in QEMU's cache: the
+ * next flush tries again, and nothing that depends on it is written before.
  */
 export class TableCache {
   /** Map order is recency order: the first key is the least recently used. */
@@ -23,9 +30,8 @@ export class TableCache {
     private readonly file: ByteFile,
     private readonly tableSize: number,
     private readonly maxTables: number,
-    /** How loads and write-backs are announced to the file (l2_load / l2_update, refblock_load / refblock_update_part). */
-    private readonly events: { load: string; update: string },
     private readonly beforeWriteBack: () => Promise<void> = async () => {},
+    private readonly events: TableEvents = {},
   ) {}
 
   async get(offset: number): Promise<Uint8Array> {
@@ -57,7 +63,7 @@ export class TableCache {
 
   private async load(offset: number): Promise<Uint8Array> {
     try {
-      this.file.announce?.(this.events.load);
+      if (this.events.load) this.file.event?.(this.events.load);
       const t = await this.file.read(offset, this.tableSize);
       await this.makeRoom();
       // Someone may have created the table meanwhile; theirs wins.
@@ -112,12 +118,24 @@ export class TableCache {
     for (const off of offsets) {
       const t = this.tables.get(off);
       this.dirty.delete(off);
-      if (t) {
-        this.file.announce?.(this.events.update);
-        await this.file.write(off, t);
-      }
+      if (t) await this.writeBack(off, t);
     }
     return true;
+  }
+
+  /**
+   * Writes one table that was dirty (and is marked clean already, so a
+   * change made while the write is under way marks it dirty again). If the
+   * write fails the table is dirty again.
+   */
+  private async writeBack(off: number, t: Uint8Array): Promise<void> {
+    try {
+      if (this.events.write) this.file.event?.(this.events.write);
+      await this.file.write(off, t);
+    } catch (err) {
+      if (this.tables.get(off) === t) this.dirty.add(off);
+      throw err;
+    }
   }
 
   private async makeRoom(): Promise<void> {
@@ -136,8 +154,7 @@ export class TableCache {
         const t = this.tables.get(victim);
         if (t && this.dirty.has(victim)) {
           this.dirty.delete(victim);
-          this.file.announce?.(this.events.update);
-          await this.file.write(victim, t);
+          await this.writeBack(victim, t);
         }
       }
       this.tables.delete(victim);

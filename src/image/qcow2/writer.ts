@@ -1,5 +1,5 @@
 import { BlockError } from '../errors.js';
-import { ZERO_CHUNK } from '../request.js';
+import { checkRequest, ZERO_CHUNK } from '../request.js';
 import { compressCluster } from './compress.js';
 import { classify, compressedClusters, encodeCompressed, isInPlace, type L2Entry } from './entry.js';
 import type { WritePiece } from '../types.js';
@@ -13,6 +13,9 @@ type Plan =
   | { kind: 'alloc'; offset: number; length: number; old: L2Entry[]; host: number };
 type AllocPlan = Extract<Plan, { kind: 'alloc' }>;
 
+/** perform_cow reads head and tail in one request when at most this much guest data lies between. */
+const MERGED_COW_READ = 16384;
+
 /**
  * Everything that changes a qcow2 image's mapping: allocating writes with
  * copy-on-write, zero writes, discards and compressed writes.
@@ -23,6 +26,11 @@ type AllocPlan = Extract<Plan, { kind: 'alloc' }>;
  * (new clusters counted), writes the data without it, and only then updates
  * the L2 entries: tables never point at unwritten data. Changing the L2
  * tables themselves is L2Editor's part.
+ *
+ * Before each write of data to the file the writer announces what QEMU's
+ * qcow2 announces there (write_aio; cow_read, cow_write, cluster_alloc_space
+ * around copy-on-write; cluster_alloc_bytes, l2_update_compressed and
+ * write_compressed for compressed clusters), for blkdebug below.
  */
 export class Qcow2Writer {
   /** Byte offset where the next compressed cluster may go (inside a partly used host cluster). */
@@ -45,6 +53,8 @@ export class Qcow2Writer {
     const L = this.img.layout;
     const release = await this.img.ranges.acquire(L.clusterStart(offset), L.clusterEnd(offset + length));
     try {
+      // A resize may have shrunk the image while this request waited behind it.
+      checkRequest('write', offset, length, this.img.size());
       return await fn();
     } finally {
       release();
@@ -56,7 +66,8 @@ export class Qcow2Writer {
     return this.locked(offset, data.length, () => this.writeLocked(offset, data));
   }
 
-  private async writeLocked(offset: number, data: Uint8Array): Promise<void> {
+  /** write() for a caller that holds the range lock already (a resize zeroing the new area's first cluster). */
+  async writeLocked(offset: number, data: Uint8Array): Promise<void> {
     for (let pos = 0; pos < data.length; ) {
       const plan = await this.img.meta.run(() => this.plan(offset + pos, data.length - pos));
       const chunk = data.subarray(pos, pos + plan.length);
@@ -157,16 +168,14 @@ export class Qcow2Writer {
     return { kind: 'alloc', offset, length: len, old, host };
   }
 
-  /** What a read of one guest cluster returns now (for copy-on-write of a partial write). */
-  /** Guest data into clusters it already has. */
+  /** Guest data into clusters it already owns. */
   private writeInPlace(hostOffset: number, data: Uint8Array): Promise<void> {
-    this.img.file.announce?.('write_aio');
+    this.img.file.event?.('write_aio');
     return this.img.file.write(hostOffset, data);
   }
 
-  /** The old contents of a guest cluster, for copy-on-write (read as a guest read is, after cow_read). */
+  /** What a read of one guest cluster returns now (for copy-on-write of a partial write). */
   private async oldCluster(e: L2Entry, guestCluster: number): Promise<Uint8Array> {
-    this.img.file.announce?.('cow_read');
     const kind = classify(e, this.img.version);
     const m: Mapping = { kind, offset: guestCluster, length: this.cs, hostOffset: kind === 'normal' ? entryOffset(e.hi, e.lo) : 0, entry: e };
     const buf = new Uint8Array(this.cs);
@@ -200,9 +209,19 @@ export class Qcow2Writer {
     await this.img.meta.run(() => this.commitAllocated(plan));
   }
 
-  /** The data of an allocating write, with copy-on-write head and tail, at its new host clusters (freed again on failure). */
+  /**
+   * The data of an allocating write, with copy-on-write head and tail, at
+   * its new host clusters (freed again on failure). The events follow
+   * QEMU's handle_alloc_space and perform_cow: where head and tail read as
+   * zeroes QEMU zeroes the new clusters (cluster_alloc_space) and writes the
+   * data (write_aio); otherwise it reads the old head and tail (cow_read,
+   * once for both when at most 16 KiB of data lie between) and writes them
+   * with the data in one request (write_aio, cow_write). Here it is one
+   * write either way.
+   */
   private async writeAllocatedData(plan: AllocPlan, data: Uint8Array): Promise<void> {
     const cs = this.cs;
+    const file = this.img.file;
     const head = plan.offset % cs;
     const end = plan.offset + plan.length;
     const tail = (cs - (end % cs)) % cs;
@@ -210,10 +229,14 @@ export class Qcow2Writer {
     const last = plan.old[plan.old.length - 1]!;
     const firstGuest = plan.offset - head;
     const lastGuest = end - (end % cs);
+    const zeroHead = head === 0 || this.oldIsZero(first, firstGuest);
+    const zeroTail = tail === 0 || this.oldIsZero(last, lastGuest);
+    const cow = !(zeroHead && zeroTail);
     const bufs: Uint8Array[] = [];
     let firstOld: Uint8Array | undefined;
     if (head > 0) {
-      if (this.oldIsZero(first, firstGuest)) bufs.push(...this.zeroes(head));
+      if (cow) file.event?.('cow_read');
+      if (zeroHead) bufs.push(...this.zeroes(head));
       else {
         firstOld = await this.oldCluster(first, firstGuest);
         bufs.push(firstOld.subarray(0, head));
@@ -221,17 +244,18 @@ export class Qcow2Writer {
     }
     bufs.push(data);
     if (tail > 0) {
-      if (this.oldIsZero(last, lastGuest)) bufs.push(...this.zeroes(tail));
+      if (cow && !(head > 0 && plan.length <= MERGED_COW_READ)) file.event?.('cow_read');
+      if (zeroTail) bufs.push(...this.zeroes(tail));
       else {
         const old = plan.old.length === 1 && firstOld ? firstOld : await this.oldCluster(last, lastGuest);
         bufs.push(old.subarray(cs - tail));
       }
     }
+    if (!cow && (head > 0 || tail > 0)) file.event?.('cluster_alloc_space');
+    file.event?.('write_aio');
+    if (cow) file.event?.('cow_write');
     try {
       // Zero head and tail are written, not left as holes: qemu-img map would report holes in a data cluster as zero.
-      // One write of data and copy-on-write regions: QEMU announces it as write_aio, then cow_write (merge_cow).
-      this.img.file.announce?.('write_aio');
-      if (head > 0 || tail > 0) this.img.file.announce?.('cow_write');
       await this.img.file.writev(plan.host * cs, bufs);
     } catch (err) {
       for (let i = 0; i < plan.old.length; i++) this.rc.free(plan.host + i);
@@ -303,7 +327,8 @@ export class Qcow2Writer {
     await this.writeLocked(offset, ZERO_CHUNK.subarray(0, length));
   }
 
-  private async zeroClusters(start: number, end: number, mayUnmap: boolean): Promise<void> {
+  /** Zeroes whole clusters [start, end); the caller holds the range lock (a resize zeroing the new area uses it directly). */
+  async zeroClusters(start: number, end: number, mayUnmap: boolean): Promise<void> {
     const img = this.img;
     if (img.version < 3 && img.hasBacking()) {
       // No zero flag in version 2: unallocating would expose the backing file.
@@ -344,7 +369,8 @@ export class Qcow2Writer {
         // Version 3 keeps discarded clusters reading as zeroes rather than exposing a backing file.
         return img.version >= 3 ? { hi: 0, lo: ZERO_LO } : { hi: 0, lo: 0 };
       };
-      await img.meta.run(() => this.l2.updateEntries(start, end, false, discarded));
+      // QEMU finds the L2 table through get_cluster_table, which allocates a missing one even for a discard: so do we, and files grow alike.
+      await img.meta.run(() => this.l2.updateEntries(start, end, true, discarded));
     });
   }
 
@@ -359,16 +385,23 @@ export class Qcow2Writer {
       const full = data.length === cs ? data : Uint8Array.from({ length: cs }, (_, i) => (i < data.length ? data[i]! : 0));
       const packed = await compressCluster(full);
       if (!packed) return this.writeLocked(offset, data);
-      const at = await img.meta.run(() => this.allocBytes(packed.length));
+      const l1i = img.layout.l1Index(offset);
+      // qcow2_alloc_compressed_cluster_offset's order: the L2 table ready, then the bytes.
+      const at = await img.meta.run(async () => {
+        if (!this.l2.atHand(l1i)) await this.l2.ready(l1i);
+        return this.allocBytes(packed.length);
+      });
+      // QEMU sets the L2 entry at this point; ours is set once the data is written.
+      img.file.event?.('l2_update_compressed');
+      img.file.event?.('write_compressed');
       try {
-        img.file.announce?.('write_compressed');
         await img.file.write(at, packed);
       } catch (err) {
         for (const c of compressedClusters({ offset: at, length: packed.length }, img.layout)) this.rc.free(c);
         throw err;
       }
       await img.meta.run(async () => {
-        const { off: l2off, view } = await this.l2.ready(img.layout.l1Index(offset));
+        const { off: l2off, view } = await this.l2.ready(l1i);
         const idx = img.layout.l2Index(offset);
         const old = img.readEntry(view, idx);
         const e = encodeCompressed(at, packed.length, img.layout);
@@ -382,12 +415,13 @@ export class Qcow2Writer {
   /** Byte-granular allocation for compressed data: packs streams into partly used clusters. */
   private async allocBytes(n: number): Promise<number> {
     const cs = this.cs;
+    this.img.file.event?.('cluster_alloc_bytes');
     const cur = this.compressCursor;
     if (cur !== undefined && cs - (cur % cs) >= n && (await this.rc.tryIncrement(Math.floor(cur / cs)))) {
       this.compressCursor = (cur + n) % cs === 0 ? undefined : cur + n;
       return cur;
     }
-    const at = (await this.rc.allocate(Math.ceil(n / cs))) * cs;
+    const at = (await this.rc.allocate(Math.ceil(n / cs), null)) * cs;
     this.compressCursor = (at + n) % cs === 0 ? undefined : at + n;
     return at;
   }

@@ -1,15 +1,20 @@
 import { unlink } from 'node:fs/promises';
 import { BitmapCheck, type DirtyBitmap } from '../../blockdev/dirty-bitmap.js';
-import { CopyBeforeWriteNode } from '../../blockdev/drivers/copy-before-write.js';
+import { CHILD_DATA, CHILD_FILTERED_PRIMARY, type ChildOwner } from '../../blockdev/child.js';
+import { cbwChildPerm, CopyBeforeWriteNode } from '../../blockdev/drivers/copy-before-write.js';
+import { cowChild, skipFilters } from '../../blockdev/chain.js';
+import { attachChild, replaceNode, setBacking } from '../../blockdev/graph-edit.js';
+import { GraphTransaction } from '../../blockdev/graph-transaction.js';
+import { PERM_ALL } from '../../image/perm.js';
 import type { BlockNode } from '../../blockdev/node.js';
 import { openBlockdev } from '../../blockdev/open.js';
 import { probeFormat } from '../../image/probe.js';
-import type { ImageFormat } from '../../image/types.js';
-import { type BitmapMode, BackupJob, backupClusterSize, type OnError, type SyncMode } from '../../jobs/backup.js';
+import { type BitmapMode, BackupJob, backupClusterSize, type SyncMode } from '../../jobs/backup.js';
+import type { OnError } from '../../jobs/error-policy.js';
 import type { JobTxn } from '../../jobs/txn.js';
 import type { QmpContext } from '../context.js';
 import { QmpError } from '../error.js';
-import { checkOpenFormat, createImageFile } from './image-format.js';
+import { checkOpenFormat, createTargetImage, formatName, imageFileOptions } from './new-image.js';
 import type { ArgsType } from '../schema/command.js';
 import type { blockdevBackup, driveBackup as driveBackupCmd } from '../schema/backup.js';
 
@@ -64,7 +69,8 @@ export async function createBackup(ctx: QmpContext, a: Args, source: BlockNode, 
   const { sync, bitmap, mode } = backupBitmap(a, source);
   if (source === target) throw fail('Source and target cannot be the same');
   if (a.compress && !target.supportsCompressedWrites) throw fail('Compression is not supported for this drive ');
-  for (const n of [source, target]) if (n.busyWith) throw fail(`Node '${n.nodeName}' is busy: block device is in use by ${n.busyWith}`);
+  source.blockers.check(source.nodeName, 'backup-source');
+  target.blockers.check(target.nodeName, 'backup-target');
   const perf = a['x-perf'];
   if (perf?.['max-workers'] !== undefined && (perf['max-workers'] < 1 || perf['max-workers'] > 2147483647)) throw fail('max-workers must be between 1 and 2147483647');
   if (perf?.['max-chunk'] !== undefined && perf['max-chunk'] < 0) throw fail('max-chunk must be zero (which means no limit) or positive');
@@ -109,7 +115,14 @@ export async function createBackup(ctx: QmpContext, a: Args, source: BlockNode, 
       clock: ctx.jobs.clock,
     });
     filter = undefined; // the job owns it now
-    // QEMU sets the speed after creating the job: a negative one fails it with created and null already sent.
+    // The job's links come after it announced itself (block_job_create): a conflict fails it with created and null sent.
+    try {
+      await job.linkNodes();
+    } catch (err) {
+      await job.earlyFail();
+      throw err;
+    }
+    // QEMU sets the speed after creating the job: a negative one fails it the same way.
     if ((a.speed ?? 0) < 0) {
       await job.earlyFail();
       throw fail("Parameter 'speed' expects a non-negative value");
@@ -124,9 +137,11 @@ export async function createBackup(ctx: QmpContext, a: Args, source: BlockNode, 
 }
 
 /**
- * bdrv_cbw_append: the copy-before-write filter above the source, named
- * by filter-node-name or automatically; a bad name fails as node creation
- * fails in QEMU. The job marks it busy, so it cannot be deleted or used.
+ * bdrv_cbw_append (bdrv_insert_node): the copy-before-write filter opened
+ * on the source and the target, named by filter-node-name or
+ * automatically, then put in the source's place; its links check their
+ * permissions as QEMU's do, with QEMU's words ("Could not create node: …",
+ * "Could not replace node: …").
  */
 async function insertFilter(ctx: QmpContext, name: string | undefined, source: BlockNode, target: BlockNode): Promise<CopyBeforeWriteNode> {
   let nodeName: string;
@@ -135,12 +150,28 @@ async function insertFilter(ctx: QmpContext, name: string | undefined, source: B
   } catch (err) {
     throw fail(`Could not create node: ${err instanceof Error ? err.message : String(err)}`);
   }
-  const filter = new CopyBeforeWriteNode(nodeName, source, target, backupClusterSize(target));
-  ctx.graph.add(filter, false);
-  filter.busyWith = 'block job: backup';
-  // Above the source, as bdrv_cbw_append puts it: the source's parents now go through the filter.
-  await ctx.graph.moveParents(source, filter, filter);
-  return filter;
+  const opening: ChildOwner = { nodeName, describe: () => `node '${nodeName}'` };
+  return GraphTransaction.run(async (tran) => {
+    let filter: CopyBeforeWriteNode;
+    try {
+      // Opened read-write (BDRV_O_RDWR) with no parents yet: it needs nothing of the source so far.
+      const src = await attachChild(tran, opening, 'file', CHILD_FILTERED_PRIMARY, source, cbwChildPerm(CHILD_FILTERED_PRIMARY, true, false, 0, PERM_ALL));
+      const tgt = await attachChild(tran, opening, 'target', CHILD_DATA, target, cbwChildPerm(CHILD_DATA, true, false, 0, PERM_ALL));
+      filter = new CopyBeforeWriteNode(nodeName, src, tgt, backupClusterSize(target));
+      // Named by nobody: a reopen looks through it (bs->implicit).
+      filter.implicit = name === undefined;
+    } catch (err) {
+      throw fail(`Could not create node: ${err instanceof Error ? err.message : String(err)}`);
+    }
+    ctx.graph.add(filter, false);
+    tran.addUndo(() => ctx.graph.forget(filter));
+    try {
+      await replaceNode(tran, source, filter);
+    } catch (err) {
+      throw fail(`Could not replace node: ${err instanceof Error ? err.message : String(err)}`);
+    }
+    return filter;
+  });
 }
 
 /** A prepared drive-backup: its job, and the target file if this command created it. */
@@ -161,39 +192,30 @@ export async function prepareDriveBackup(ctx: QmpContext, a: ArgsType<typeof dri
   const source = ctx.graph.find(a.device);
   ctx.jobs.drainNode(source);
   const mode = a.mode ?? 'absolute-paths';
-  const srcFormat = source.driver === 'qcow2' ? 'qcow2' : 'raw';
-  const info = await source.imageInfo();
-  // sync=top without a backing file is sync=full, as in QEMU.
-  const sync = a.sync === 'top' && info.backingFilename === undefined ? 'full' : a.sync;
-  const format = a.format ?? (mode === 'existing' ? undefined : srcFormat);
+  // sync=top starts below the source's filters, at its backing node; without one it is sync=full, as in QEMU.
+  const below = a.sync === 'top' ? cowChild(skipFilters(source)) : undefined;
+  const sync = a.sync === 'top' && !below ? 'full' : a.sync;
+  // The new image's backing file: the source itself (none: fleecing) or its backing node (top).
+  const base = sync === 'none' ? source : sync === 'top' ? below : undefined;
+  const format = a.format ?? (mode === 'existing' ? undefined : formatName(source));
   let createdFile: string | undefined;
   if (mode !== 'existing') {
-    const backing =
-      sync === 'none'
-        ? { backingFile: info.filename, backingFormat: srcFormat as ImageFormat }
-        : sync === 'top'
-          ? { backingFile: info.backingFilename, backingFormat: info.backingFormat as ImageFormat | undefined }
-          : {};
-    if (await createImageFile({ path: a.target, format: format!, size: source.size(), ...backing })) createdFile = a.target;
+    createdFile = await createTargetImage(a.target, format!, source.size(), base);
   } else if (format !== undefined) {
     checkOpenFormat(format);
   }
   let target: BlockNode | undefined;
   try {
     const driver = format ?? (await probeFormat(a.target));
-    const where = driver === 'file' ? { filename: a.target } : { file: { driver: 'file', filename: a.target } };
+    // sync=none opens the target without its backing file and gives it the source instead (fleecing reads through to it);
+    // sync=top opens the backing chain the new image names.
     target = await openBlockdev(
       ctx.graph,
-      {
-        driver,
-        discard: 'unmap',
-        'detect-zeroes': 'unmap',
-        ...where,
-        ...(driver === 'qcow2' && (sync === 'none' || sync === 'top') ? { backing: null } : {}),
-      },
+      { driver, discard: 'unmap', 'detect-zeroes': 'unmap', ...imageFileOptions(driver, a.target), ...(driver === 'qcow2' && sync === 'none' ? { backing: null } : {}) },
       false,
     );
     const t = target;
+    if (sync === 'none' && t.supportsBacking) await GraphTransaction.run((tran) => setBacking(tran, t, source));
     // The target goes away as the job finishes, before its last events.
     // Closing a node flushes it in QEMU (bdrv_close); a blockdev-backup target stays open and unflushed, as there.
     const afterClean = async () => {
@@ -208,6 +230,7 @@ export async function prepareDriveBackup(ctx: QmpContext, a: ArgsType<typeof dri
     throw err;
   }
 }
+
 
 /** Undoes a prepared backup (a transaction's abort): the job is cancelled before it ever ran (QEMU: created, aborting, concluded, null). */
 export async function cancelPreparedBackup(job: BackupJob): Promise<void> {

@@ -1,5 +1,8 @@
 import type { DirtyBitmap } from '../../blockdev/dirty-bitmap.js';
+import { cowChild, filterOrCowChild } from '../../blockdev/chain.js';
+import { type NodeName, nodeNames } from '../../blockdev/filename.js';
 import type { BlockNode, NodeImageInfo } from '../../blockdev/node.js';
+import { toQmpJson } from '../json-out.js';
 
 /**
  * The wire shapes of query-named-block-nodes (BlockDeviceInfo, ImageInfo).
@@ -8,7 +11,8 @@ import type { BlockNode, NodeImageInfo } from '../../blockdev/node.js';
  * byte-identical to QEMU's.
  */
 function imageInfo(i: NodeImageInfo, withBacking: boolean): Record<string, unknown> {
-  const out: Record<string, unknown> = { filename: i.filename, format: i.format, 'dirty-flag': i.dirtyFlag ?? false };
+  const out: Record<string, unknown> = { filename: i.filename, format: i.format };
+  if (i.dirtyFlag !== null) out['dirty-flag'] = i.dirtyFlag ?? false;
   if (i.actualSize !== undefined) out['actual-size'] = i.actualSize;
   out['virtual-size'] = i.virtualSize;
   if (i.clusterSize !== undefined) out['cluster-size'] = i.clusterSize;
@@ -34,13 +38,6 @@ function imageInfo(i: NodeImageInfo, withBacking: boolean): Record<string, unkno
   return out;
 }
 
-/** How many backing images lie below a node (backing_file_depth). */
-function backingDepth(i: NodeImageInfo): number {
-  let n = 0;
-  for (let b = i.backingImage; b; b = b.backingImage) n++;
-  return n;
-}
-
 /** BlockDirtyInfo; anonymous bitmaps (a job's) are listed without a name. */
 function dirtyInfo(b: DirtyBitmap): Record<string, unknown> {
   return {
@@ -54,15 +51,42 @@ function dirtyInfo(b: DirtyBitmap): Record<string, unknown> {
   };
 }
 
-export async function blockDeviceInfo(node: BlockNode, flat: boolean): Promise<Record<string, unknown>> {
+/** Node names as QEMU makes them (bdrv_refresh_filename), json: ones written as QEMU's JSON writer writes them. */
+export function namesOf(node: BlockNode): Map<BlockNode, NodeName> {
+  return nodeNames(node, toQmpJson);
+}
+
+/**
+ * The node's image info and, unless flat, the chain below it: each
+ * filtered or backing child in turn nested as the backing image, and
+ * counted (bdrv_block_device_info's loop); each named as QEMU names it.
+ */
+async function chainInfo(node: BlockNode, flat: boolean, names: Map<BlockNode, NodeName>): Promise<{ info: NodeImageInfo; depth: number }> {
   const info = await node.imageInfo();
+  info.filename = names.get(node)!.filename;
+  let depth = 0;
+  if (flat) return { info, depth };
+  let level = info;
+  for (let n = filterOrCowChild(node); n; n = filterOrCowChild(n)) {
+    depth++;
+    const below = await n.imageInfo();
+    below.filename = nodeNames(n, toQmpJson, names).get(n)!.filename;
+    level.backingImage = below;
+    level = below;
+  }
+  return { info, depth };
+}
+
+export async function blockDeviceInfo(node: BlockNode, flat: boolean): Promise<Record<string, unknown>> {
+  const names = namesOf(node);
+  const { info, depth } = await chainInfo(node, flat, names);
   const s = node.settings;
   const out: Record<string, unknown> = { file: info.filename, 'node-name': node.nodeName, ro: node.readOnly, drv: node.driver };
-  // QEMU shows the backing file as opened (the full name), and counts the chain only when not asked for a flat list.
-  const backingFile = info.fullBackingFilename ?? info.backingFilename;
-  if (backingFile !== undefined) out['backing_file'] = backingFile;
+  // QEMU shows the backing node's name (bdrv_cow_bs), and counts the chain only when not asked for a flat list.
+  const backing = cowChild(node);
+  if (backing) out['backing_file'] = names.get(backing)!.filename;
   Object.assign(out, {
-    backing_file_depth: flat ? 0 : backingDepth(info),
+    backing_file_depth: depth,
     encrypted: false,
     detect_zeroes: s.detectZeroes,
     bps: 0,

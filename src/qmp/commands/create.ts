@@ -1,5 +1,4 @@
 import type { BlockGraph } from '../../blockdev/graph.js';
-import type { BlockNode } from '../../blockdev/node.js';
 import { BlockError } from '../../image/errors.js';
 import { CreateJob, type CreateSpec } from '../../jobs/create.js';
 import type { QmpContext } from '../context.js';
@@ -49,7 +48,7 @@ function createSpec(options: Options, graph: BlockGraph): CreateSpec {
     driver: 'qcow2',
     file: async () => {
       if (typeof ref !== 'string') throw new BlockError('UNSUPPORTED', 'An inline definition of the qcow2 file node is not supported by blockemu; add the node with blockdev-add');
-      return writableForCreate(graph, graph.find(ref));
+      return graph.find(ref);
     },
     size: big(o.size),
     version: o.version,
@@ -65,19 +64,3 @@ function createSpec(options: Options, graph: BlockGraph): CreateSpec {
   };
 }
 
-/**
- * QEMU's creation takes write and resize on the node and shares everything;
- * a format node on top unshares both, which QEMU reports as this
- * permission conflict (blockemu names the first such parent, as QEMU does).
- */
-function writableForCreate(graph: BlockGraph, node: BlockNode): BlockNode {
-  for (const parent of graph.list()) {
-    const link = parent.childLinks().find((l) => l.node === node);
-    if (!link) continue;
-    throw new BlockError(
-      'INVALID_ARGUMENT',
-      `Permission conflict on node '${node.nodeName}': permissions 'write, resize' are both required by an unnamed block device (uses node '${node.nodeName}' as 'root' child) and unshared by node '${parent.nodeName}' (uses node '${node.nodeName}' as '${link.role}' child).`,
-    );
-  }
-  return node;
-}

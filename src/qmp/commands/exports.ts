@@ -86,8 +86,8 @@ export function addExportCommands(table: CommandTable<QmpContext>): void {
       await ctx.exports.startNbdServer(nbdAddress(addr), { maxConnections: a['max-connections'], tlsCreds: a['tls-creds'] });
     })
     .add(S.nbdServerStop, (_a, ctx) => ctx.exports.stopNbdServer())
-    .add(S.blockExportAdd, (a, ctx) => {
-      ctx.exports.add(exportSpec(a));
+    .add(S.blockExportAdd, async (a, ctx) => {
+      await ctx.exports.add(exportSpec(a));
     })
     .add(S.blockExportDel, (a, ctx) => {
       ctx.exports.del(a.id, a.mode);
@@ -95,11 +95,11 @@ export function addExportCommands(table: CommandTable<QmpContext>): void {
     .add(S.queryBlockExports, (_a, ctx) =>
       ctx.exports.list().map((e) => ({ id: e.id, type: e.type, 'node-name': e.node.nodeName, 'shutting-down': !e.userOwned })),
     )
-    .add(S.nbdServerAdd, (a, ctx) => {
+    .add(S.nbdServerAdd, async (a, ctx) => {
       // The legacy form: the device may be named either way, the export id is its name, and a read-only node is exported read-only without complaint.
       const node = ctx.graph.find(a.device);
       const name = a.name ?? a.device;
-      ctx.exports.add({
+      await ctx.exports.add({
         id: name,
         nodeName: node.nodeName,
         writable: node.readOnly ? false : a.writable,

@@ -1,10 +1,15 @@
 import { unlink } from 'node:fs/promises';
-import { Qcow2Node } from '../../blockdev/drivers/qcow2.js';
+import type { NodeChild } from '../../blockdev/child.js';
+import { appendOverlay, setBacking } from '../../blockdev/graph-edit.js';
+import { GraphTransaction } from '../../blockdev/graph-transaction.js';
 import type { BlockNode } from '../../blockdev/node.js';
+import { reopenSetReadOnly } from '../../blockdev/reopen.js';
+import { reopenContext } from './reopen.js';
+import { PERM_CONSISTENT_READ } from '../../image/perm.js';
 import { openBlockdev } from '../../blockdev/open.js';
 import type { QmpContext } from '../context.js';
 import { QmpError } from '../error.js';
-import { checkOpenFormat, createImageFile } from './image-format.js';
+import { checkOpenFormat, createTargetImage, imageFileOptions } from './new-image.js';
 import type { BlockdevSnapshot, BlockdevSnapshotSync } from '../schema/block-core/snapshot-args.js';
 import type { Infer } from '../schema/types.js';
 
@@ -17,8 +22,8 @@ export interface PreparedSnapshot {
   createdFile: string | undefined;
   /** blockdev-snapshot: the overlay existed before, only its backing link is new. */
   attached?: boolean;
-  /** Moves the old node's parents, which went onto the overlay, back (abort). */
-  moveBack: () => Promise<void>;
+  /** The links of the old node's parents, which went onto the overlay (abort moves them back). */
+  moved: NodeChild[];
 }
 
 /**
@@ -33,40 +38,47 @@ export async function prepareSnapshotSync(ctx: QmpContext, d: Infer<typeof Block
   const old = d['node-name'] !== undefined ? ctx.graph.get(d['node-name']) : undefined;
   if (!old) throw fail(`Cannot find device='${d.device ?? ''}' nor node-name='${d['node-name'] ?? ''}'`);
   ctx.jobs.drainNode(old);
-  if (old.busyWith) throw fail(`Node '${old.nodeName}' is busy: block device is in use by ${old.busyWith}`);
+  old.blockers.check(old.nodeName, 'external-snapshot');
   const snapshotName = d['snapshot-node-name'];
   if (d['node-name'] !== undefined && snapshotName === undefined) throw fail('New overlay node-name missing');
   if (snapshotName !== undefined && ctx.graph.get(snapshotName)) throw fail('New overlay node-name already in use');
   if (!old.readOnly) await old.flush();
   const format = d.format ?? 'qcow2';
   const file = d['snapshot-file'];
-  const info = await old.imageInfo();
   let createdFile: string | undefined;
   if ((d.mode ?? 'absolute-paths') !== 'existing') {
-    const backingFormat = old.driver === 'qcow2' ? 'qcow2' : 'raw';
-    if (await createImageFile({ path: file, format, size: old.size(), backingFile: info.filename, backingFormat })) createdFile = file;
+    // The old node named as QEMU names it (a json: name when its options make it more than its file).
+    createdFile = await createTargetImage(file, format, old.size(), old);
   } else {
     checkOpenFormat(format);
   }
+  let overlay: BlockNode | undefined;
   try {
-    // An existing raw image or bare file opens, and only then is found to take no backing image (bdrv_open, then supports_backing).
-    if (format === 'raw' || format === 'file') {
-      const probe = await openBlockdev(ctx.graph, format === 'file' ? { driver: 'file', filename: file } : { driver: 'raw', file: { driver: 'file', filename: file } }, false);
-      await ctx.graph.discard(probe);
-      throw fail('The overlay does not support backing images');
-    }
-    const overlay = await openBlockdev(
+    // Opened without its backing file (BDRV_O_NO_BACKING); the old node becomes its backing child below. An existing raw
+    // image or bare file opens, and only then is found to take no backing image (bdrv_open, then supports_backing).
+    overlay = await openBlockdev(
       ctx.graph,
-      { driver: format, ...(snapshotName !== undefined ? { 'node-name': snapshotName } : {}), file: { driver: 'file', filename: file }, backing: old.nodeName },
+      { driver: format, ...(snapshotName !== undefined ? { 'node-name': snapshotName } : {}), ...imageFileOptions(format, file), ...(format === 'qcow2' ? { backing: null } : {}) },
       // QEMU drops an overlay nobody uses right after the command (in the storage daemon, every overlay without an export);
       // blockemu keeps it as if added by blockdev-add, so it can be used and deleted.
       true,
     );
-    return { old, overlay, createdFile, moveBack: await ctx.graph.moveParents(old, overlay, overlay) };
+    return { old, overlay, createdFile, moved: await appendChecked(overlay, old) };
   } catch (err) {
+    if (overlay) await ctx.graph.discard(overlay);
     if (createdFile !== undefined) await unlink(createdFile).catch(() => undefined);
     throw err;
   }
+}
+
+/** external_snapshot_prepare's checks of the overlay, then bdrv_append. */
+async function appendChecked(overlay: BlockNode, old: BlockNode): Promise<NodeChild[]> {
+  // Only parents that do not expect to see a valid image yet may use an overlay that gets a backing file (a mirror target).
+  if (overlay.cumulativePerm().perm & PERM_CONSISTENT_READ) throw fail('The overlay is already in use');
+  if (overlay.isFilter) throw fail('Filters cannot be used as overlays');
+  if (overlay.child('backing')) throw fail('The overlay already has a backing image');
+  if (!overlay.supportsBacking) throw fail('The overlay does not support backing images');
+  return GraphTransaction.run((tran) => appendOverlay(tran, overlay, old));
 }
 
 /**
@@ -77,29 +89,26 @@ export async function prepareSnapshotSync(ctx: QmpContext, d: Infer<typeof Block
 export async function prepareSnapshot(ctx: QmpContext, d: Infer<typeof BlockdevSnapshot>): Promise<PreparedSnapshot> {
   const old = ctx.graph.find(d.node);
   ctx.jobs.drainNode(old);
-  if (old.busyWith) throw fail(`Node '${old.nodeName}' is busy: block device is in use by ${old.busyWith}`);
+  old.blockers.check(old.nodeName, 'external-snapshot');
   if (!old.readOnly) await old.flush();
   const overlay = ctx.graph.find(d.overlay);
-  if (overlay.inUse) throw fail('The overlay is already in use');
-  if (overlay.busyWith) throw fail(`Node '${overlay.nodeName}' is busy: block device is in use by ${overlay.busyWith}`);
-  if (!(overlay instanceof Qcow2Node)) throw fail('The overlay does not support backing images');
-  if (overlay.image.hasBacking() || overlay.child('backing')) throw fail('The overlay already has a backing image');
-  await overlay.setBackingNode(old);
-  return { old, overlay, createdFile: undefined, attached: true, moveBack: await ctx.graph.moveParents(old, overlay, overlay) };
+  return { old, overlay, createdFile: undefined, attached: true, moved: await appendChecked(overlay, old) };
 }
 
 /** external_snapshot_commit: the old node becomes read-only below its overlay (a failure there is ignored, as QEMU ignores it). */
-export async function commitSnapshot(s: PreparedSnapshot): Promise<void> {
-  await s.old.reopenReadOnly().catch(() => undefined);
+export async function commitSnapshot(ctx: QmpContext, s: PreparedSnapshot): Promise<void> {
+  await reopenSetReadOnly(reopenContext(ctx), s.old, true).catch(() => undefined);
 }
 
-/** external_snapshot_abort: the overlay goes; unlike QEMU, a file this snapshot created goes too. */
+/**
+ * external_snapshot_abort: the old node's parents go back to it and the
+ * overlay loses its backing child; the overlay itself goes unless it
+ * existed before, and so does a file this snapshot created (unlike QEMU).
+ */
 export async function abortSnapshot(ctx: QmpContext, s: PreparedSnapshot): Promise<void> {
-  await s.moveBack();
-  if (s.attached) {
-    await (s.overlay as Qcow2Node).setBackingNode(undefined);
-    return;
-  }
+  await ctx.graph.moveBack(s.moved, s.old);
+  await GraphTransaction.run((tran) => setBacking(tran, s.overlay, undefined)).catch(() => undefined);
+  if (s.attached) return;
   await ctx.graph.discard(s.overlay);
   if (s.createdFile !== undefined) await unlink(s.createdFile).catch(() => undefined);
 }

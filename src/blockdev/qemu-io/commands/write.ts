@@ -34,7 +34,9 @@ const DEFAULT_PATTERN = 0xcd;
 
 /**
  * `write [-bcCfnpquz] [-P pattern | -s source_file] off len`, checks in
- * qemu-io 7.2's order. -f (FUA) is a write followed by a flush; -n (no slow
+ * qemu-io 7.2's order. -f (FUA) goes with each request, whose device
+ * flushes as part of it (a qcow2 node's flush then sees the write count
+ * before the write, as QEMU's FUA emulation does); -n (no slow
  * fallback for zero writes) is accepted and has no effect, since our images
  * have no slow path to refuse.
  */
@@ -122,15 +124,15 @@ async function run(ctx: CommandContext): Promise<boolean> {
   if (!range) return failed(ctx, 'write', 'EIO');
   const { offset: off, bytes } = range;
   const fill = f.pattern ?? DEFAULT_PATTERN;
+  const fua = f.fua;
   const r = await timed(ctx, async () => {
-    if (f.zero) await ctx.target.writeZeroes(off, bytes, { mayUnmap: f.unmap && ctx.unmap });
+    if (f.zero) await ctx.target.writeZeroes(off, bytes, { mayUnmap: f.unmap && ctx.unmap, fua });
     else if (f.compressed) await writeCompressed(ctx, off, bytes, source ?? new Uint8Array(bytes).fill(fill));
-    else if (source) await inPieces(off, bytes, (o2, len) => ctx.target.write(o2, source.subarray(o2 - off, o2 - off + len)));
+    else if (source) await inPieces(off, bytes, (o2, len) => ctx.target.write(o2, source.subarray(o2 - off, o2 - off + len), { fua }));
     else {
       const piece = new Uint8Array(Math.min(bytes, PIECE)).fill(fill);
-      await inPieces(off, bytes, (o2, len) => ctx.target.write(o2, piece.subarray(0, len)));
+      await inPieces(off, bytes, (o2, len) => ctx.target.write(o2, piece.subarray(0, len), { fua }));
     }
-    if (f.fua) await ctx.target.flush();
   });
   if (r.errno !== undefined) return failed(ctx, 'write', r.errno);
   if (!f.quiet) ctx.out.out(reportLines('wrote', r.elapsed, off, bytes, bytes, 1, f.machine));

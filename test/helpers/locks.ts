@@ -1,0 +1,96 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { readFile, stat } from 'node:fs/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { run } from './qemu.js';
+
+/**
+ * Helpers for the image-lock tests: which bytes of a file are locked (from
+ * /proc/locks, by anyone), QEMU processes that hold an image open, and what
+ * qemu-io says when it tries to open one.
+ */
+
+/**
+ * The locked bytes of `path`, sorted, one entry per holder and byte (two
+ * holders of byte 100 give 100 twice). /proc/locks names the file by device
+ * and inode and merges a holder's adjacent bytes into one range
+ * ("1: OFDLCK ADVISORY  READ -1 fe:00:2146361 100 101").
+ */
+export async function lockedBytes(path: string): Promise<number[]> {
+  const st = await stat(path, { bigint: true });
+  // glibc's gnu_dev_major / gnu_dev_minor; /proc/locks prints them in hex.
+  const major = ((st.dev >> 8n) & 0xfffn) | ((st.dev >> 32n) & ~0xfffn);
+  const minor = (st.dev & 0xffn) | ((st.dev >> 12n) & ~0xffn);
+  const id = `${major.toString(16).padStart(2, '0')}:${minor.toString(16).padStart(2, '0')}:${st.ino}`;
+  const bytes: number[] = [];
+  for (const line of (await readFile('/proc/locks', 'utf8')).split('\n')) {
+    const f = line.trim().split(/\s+/);
+    if (f[1] === '->' || f[5] !== id) continue; // "->" marks a waiter, not a holder
+    for (let b = Number(f[6]); b <= Number(f[7]); b++) bytes.push(b);
+  }
+  return bytes.sort((a, b) => a - b);
+}
+
+/** A QEMU process holding an image open until `stop`. */
+export interface Holder {
+  stop(): Promise<void>;
+}
+
+function exited(p: ChildProcess): Promise<void> {
+  return new Promise((resolve) => (p.exitCode !== null || p.signalCode !== null ? resolve() : p.once('exit', () => resolve())));
+}
+
+/**
+ * `qemu-io ARGS FILE` reading commands from a pipe: it has the image open
+ * (and its locks taken) once it answers `length`; `quit` lets it go.
+ */
+export async function holdWithQemuIo(args: string[], file: string): Promise<Holder> {
+  const p = spawn('qemu-io', [...args, file], { stdio: ['pipe', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  p.stdout!.setEncoding('utf8').on('data', (d: string) => (out += d));
+  p.stderr!.setEncoding('utf8').on('data', (d: string) => (err += d));
+  p.stdin!.write('length\n');
+  for (const t0 = Date.now(); !out.includes('\n'); await sleep(5)) {
+    if (p.exitCode !== null) throw new Error(`qemu-io ${args.join(' ')} could not hold ${file}: ${err}`);
+    if (Date.now() - t0 > 10_000) throw new Error(`qemu-io ${args.join(' ')} did not answer`);
+  }
+  return {
+    async stop() {
+      p.stdin!.end('quit\n');
+      await exited(p);
+    },
+  };
+}
+
+/** qemu-storage-daemon with these --blockdev values; it has the image open once its locks show (it must take some). */
+export async function holdWithQsd(blockdevs: string[], file: string): Promise<Holder> {
+  const p = spawn('qemu-storage-daemon', blockdevs.flatMap((b) => ['--blockdev', b]), { stdio: ['ignore', 'ignore', 'pipe'] });
+  let err = '';
+  p.stderr!.setEncoding('utf8').on('data', (d: string) => (err += d));
+  for (const t0 = Date.now(); (await lockedBytes(file)).length === 0; await sleep(10)) {
+    if (p.exitCode !== null) throw new Error(`qemu-storage-daemon could not hold ${file}: ${err}`);
+    if (Date.now() - t0 > 10_000) throw new Error('qemu-storage-daemon took no locks');
+  }
+  return {
+    async stop() {
+      p.kill('SIGTERM');
+      await exited(p);
+    },
+  };
+}
+
+/** What opening an image said: 'ok', or the error and its hint as QEMU prints them. */
+export interface Outcome {
+  message: string;
+  hint?: string;
+}
+
+/** `qemu-io ARGS -c 'read 0 512' FILE`, its refusal split as it prints it: "qemu-io: can't open device FILE: MESSAGE\nHINT\n". */
+export async function qemuIoOpens(args: string[], file: string): Promise<Outcome> {
+  const r = await run('qemu-io', [...args, '-c', 'read 0 512', file]);
+  if (r.code === 0) return { message: 'ok' };
+  const name = file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  const m = new RegExp(`^qemu-io: can't open device ${name}: (.*)\\n(?:(.*)\\n)?$`).exec(r.stderr);
+  if (!m) return { message: `unexpected: exit ${r.code}, ${JSON.stringify(r.stderr)}` };
+  return m[2] === undefined ? { message: m[1]! } : { message: m[1]!, hint: m[2] };
+}
