@@ -126,6 +126,11 @@ export class NbdNode extends BlockNode {
     return max - (max % align);
   }
 
+  /** A server with SEND_FUA makes FUA writes stable itself (supported_write_flags); the block layer flushes after the others. */
+  protected override get supportsFua(): boolean {
+    return this.has(TF.SEND_FUA);
+  }
+
   private has(flag: number): boolean {
     return (this.info.flags & flag) !== 0;
   }
@@ -168,9 +173,9 @@ export class NbdNode extends BlockNode {
     await this.rmw.write(offset, data, this.requestAlignment(), (o, l) => this.doRead(o, l), (o, d) => this.sendWrites(o, d, flags));
   }
 
-  /** WRITE in pieces of the server's maximum; FUA where the server takes it, else a flush after (the block layer's emulation). */
+  /** WRITE in pieces of the server's maximum; FUA comes only where the server takes it (supportsFua: the block layer emulates it otherwise). */
   private async sendWrites(offset: number, data: Uint8Array, flags: WriteFlags): Promise<void> {
-    const fua = flags.fua === true && this.has(TF.SEND_FUA);
+    const fua = flags.fua === true;
     const max = this.maxTransfer();
     const parts: Promise<unknown>[] = [];
     for (let at = 0; at < data.length; at += max) {
@@ -178,7 +183,6 @@ export class NbdNode extends BlockNode {
       parts.push(this.conn.request(CMD.WRITE, fua ? CMD_FLAG.FUA : 0, offset + at, len, data.subarray(at, at + len)));
     }
     await settleAll(parts);
-    if (flags.fua && !fua) await this.doFlush();
   }
 
   /**
@@ -210,14 +214,13 @@ export class NbdNode extends BlockNode {
     } else if (body) {
       let f = flags.mayUnmap ? 0 : CMD_FLAG.NO_HOLE;
       if (flags.noFallback) f |= CMD_FLAG.FAST_ZERO;
-      if (flags.fua && this.has(TF.SEND_FUA)) f |= CMD_FLAG.FUA;
+      if (flags.fua) f |= CMD_FLAG.FUA;
       const max = this.maxTransfer();
       for (let at = body.offset; at < body.offset + body.length; at += max) {
         parts.push(this.conn.request(CMD.WRITE_ZEROES, f, at, Math.min(max, body.offset + body.length - at)));
       }
     }
     await settleAll(parts);
-    if (body && canZero && flags.fua && !this.has(TF.SEND_FUA)) await this.doFlush();
   }
 
   /** TRIM of the aligned part, in pieces below 2 GiB; nothing where the server cannot trim (a discard is a hint). */
