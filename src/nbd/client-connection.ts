@@ -129,7 +129,7 @@ export class ClientConnection {
    * again within reconnect-delay, the request waits and is sent again
    * once it is back; otherwise a lost connection fails it with EIO.
    */
-  async request(cmd: number, flags: number, offset: number, length: number, data?: Uint8Array): Promise<{ data?: Buffer; extent?: StatusExtent }> {
+  async request(cmd: number, flags: number, offset: number, length: number, data?: Uint8Array, into?: Uint8Array): Promise<{ data?: Buffer; extent?: StatusExtent }> {
     for (;;) {
       if (this.state === 'connecting-wait') {
         await new Promise<void>((r) => this.changed.push(r));
@@ -138,7 +138,7 @@ export class ClientConnection {
       if (this.state !== 'connected') throw eio();
       const s = this.session;
       try {
-        return await s.request(cmd, flags, offset, length, data);
+        return await s.request(cmd, flags, offset, length, data, into);
       } catch (err) {
         if (!(err instanceof ChannelError)) throw err;
         this.lost(s, err);

@@ -89,13 +89,18 @@ export class ClientSession {
     return this.dead === undefined;
   }
 
-  /** Sends one request and waits for its whole reply. READ resolves with the data, BLOCK_STATUS with its extent. */
-  async request(cmd: number, flags: number, offset: number, length: number, data?: Uint8Array): Promise<{ data?: Buffer; extent?: StatusExtent }> {
+  /**
+   * Sends one request and waits for its whole reply: `data` is what a
+   * WRITE sends; a READ fills `into` (the caller's buffer, so large reads
+   * are not copied again) or a buffer of its own, and resolves with it;
+   * BLOCK_STATUS resolves with its extent.
+   */
+  async request(cmd: number, flags: number, offset: number, length: number, data?: Uint8Array, into?: Uint8Array): Promise<{ data?: Buffer; extent?: StatusExtent }> {
     while (this.pending.size >= MAX_REQUESTS && !this.dead) await new Promise<void>((r) => this.waiting.push(r));
     if (this.dead) throw this.dead;
     const handle = this.nextHandle++;
     const done = new Promise<Pending>((resolve, reject) => {
-      this.pending.set(handle, { cmd, offset, length, structured: false, resolve, reject, ...(cmd === CMD.READ ? { buf: Buffer.allocUnsafe(length) } : {}) });
+      this.pending.set(handle, { cmd, offset, length, structured: false, resolve, reject, ...(cmd === CMD.READ ? { buf: into ? Buffer.from(into.buffer, into.byteOffset, length) : Buffer.allocUnsafe(length) } : {}) });
     });
     const h = Buffer.allocUnsafe(28);
     h.writeUInt32BE(REQUEST_MAGIC, 0);

@@ -160,10 +160,10 @@ export class NbdNode extends BlockNode {
 
   private async readPieces(buf: Uint8Array, offset: number): Promise<void> {
     const max = this.maxTransfer();
-    const parts: Promise<void>[] = [];
+    const parts: Promise<unknown>[] = [];
     for (let at = 0; at < buf.length; at += max) {
       const len = Math.min(max, buf.length - at);
-      parts.push(this.conn.request(CMD.READ, 0, offset + at, len).then((r) => buf.set(r.data!, at)));
+      parts.push(this.conn.request(CMD.READ, 0, offset + at, len, undefined, buf.subarray(at, at + len)));
     }
     await settleAll(parts);
   }
