@@ -24,6 +24,11 @@ export function connectServer(addr: ServerAddress): Promise<Socket> {
     const where = addr.type === 'unix' ? `'${addr.path}'` : `'${addr.host}:${addr.port}'`;
     let sock: Socket;
     if (addr.type === 'unix') {
+      // sizeof(sun_path): unix_connect_saddr refuses longer paths before connecting.
+      if (Buffer.byteLength(addr.path) > 108) {
+        reject(new BlockError('IO', `UNIX socket path '${addr.path}' is too long`, { errno: 'EINVAL' }));
+        return;
+      }
       sock = connect({ path: addr.path });
     } else {
       const port = Number(addr.port);

@@ -54,6 +54,9 @@ describe.skipIf(!qemu.available || !qemu.storageDaemon)('nbd nodes through QMP, 
       ['blockdev-add', { driver: 'nbd', 'node-name': 'bad', server: unix('ro.sock'), export: 'exp' }],
       ['blockdev-add', { driver: 'nbd', 'node-name': 'bad', server: unix('rw.sock'), export: 'exp', 'reconnect-delay': -1 }],
       ['blockdev-add', { driver: 'nbd', 'node-name': 'bad', server: { type: 'unix' }, export: 'exp' }],
+      ['blockdev-add', { driver: 'nbd', 'node-name': 'bad', server: unix('rw.sock'), export: 'e'.repeat(4097) }],
+      ['blockdev-add', { driver: 'nbd', 'node-name': 'bad', server: unix('rw.sock'), export: 'exp', 'x-dirty-bitmap': 'b'.repeat(4097) }],
+      ['blockdev-add', { driver: 'nbd', 'node-name': 'bad', server: { type: 'unix', path: `/tmp/${'p'.repeat(120)}` } }],
       ['blockdev-add', { driver: 'nbd', 'node-name': 'n0', server: unix('rw.sock'), export: 'exp', 'reconnect-delay': 2, 'open-timeout': 1 }],
       ['blockdev-add', { driver: 'nbd', 'node-name': 'n1', server: unix('ro.sock'), export: 'exp', 'read-only': true }],
       ['blockdev-add', { driver: 'raw', 'node-name': 'r2', 'auto-read-only': true, file: { driver: 'nbd', server: unix('ro.sock'), export: 'exp', 'tls-hostname': 'h' } }],
@@ -72,9 +75,9 @@ describe.skipIf(!qemu.available || !qemu.storageDaemon)('nbd nodes through QMP, 
     ]);
     expect(JSON.stringify(log)).toContain('Requested export not available');
     // qemu-nbd offers qemu:allocation-depth only with -A: n3 is refused, the other four nodes (and r2's file) are there.
-    expect(log[13]).toEqual({ error: { class: 'GenericError', desc: 'Could not open image: Invalid argument' } });
-    expect((log[14] as { return: unknown[] }).return).toHaveLength(4);
-    expect(JSON.stringify(log[16])).toContain("Can't reopen read-only NBD mount as read/write");
+    expect(log[16]).toEqual({ error: { class: 'GenericError', desc: 'Could not open image: Invalid argument' } });
+    expect((log[17] as { return: unknown[] }).return).toHaveLength(4);
+    expect(JSON.stringify(log[19])).toContain("Can't reopen read-only NBD mount as read/write");
   }, 60_000);
 
   it('data through an nbd node: read, written, zeroed and mapped by QEMU tools through the daemon re-exporting it; deleted after', async () => {

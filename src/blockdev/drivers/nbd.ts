@@ -4,7 +4,7 @@ import type { Extent, Preallocation } from '../../image/types.js';
 import type { ServerAddress } from '../../nbd/client-connect.js';
 import { ClientConnection } from '../../nbd/client-connection.js';
 import type { ExportInfo } from '../../nbd/client-handshake.js';
-import { CMD, CMD_FLAG, MAX_BUFFER_SIZE, STATE_HOLE, STATE_ZERO, TF } from '../../nbd/protocol.js';
+import { CMD, CMD_FLAG, MAX_BUFFER_SIZE, MAX_STRING_SIZE, STATE_HOLE, STATE_ZERO, TF } from '../../nbd/protocol.js';
 import type { NamePolicy } from '../filename.js';
 import { BlockNode, type NodeImageInfo, type WriteFlags, type ZeroFlags } from '../node.js';
 import type { ReopenState, StagedReopen } from '../reopen-driver.js';
@@ -72,6 +72,9 @@ export class NbdNode extends BlockNode {
    */
   static async open(name: string, o: NbdOptions): Promise<NbdNode> {
     if (o.server.type !== 'unix' && o.server.type !== 'inet') throw unsupportedAddress(o.server);
+    // nbd_process_options: what the handshake could not send.
+    if (o.export !== undefined && Buffer.byteLength(o.export) > MAX_STRING_SIZE) throw new BlockError('INVALID_ARGUMENT', 'export name too long to send to server');
+    if (o.xDirtyBitmap !== undefined && Buffer.byteLength(o.xDirtyBitmap) > MAX_STRING_SIZE) throw new BlockError('INVALID_ARGUMENT', 'x-dirty-bitmap query too long to send to server');
     let readOnly = o.readOnly;
     const conn = await ClientConnection.open({
       address: o.server,
