@@ -1,8 +1,9 @@
 /**
  * Network protocol drivers' options (qapi/block-core.json 7.2): curl
  * (http, https, ftp, ftps), iscsi, nfs, nbd, ssh, gluster, rbd. blockemu
- * opens none of them; they are declared so their options are validated
- * as QEMU validates them before we refuse the driver.
+ * opens nbd nodes (src/blockdev/drivers/nbd.ts); the others are declared
+ * so their options are validated as QEMU validates them before we refuse
+ * the driver.
  */
 import { InetSocketAddress, InetSocketAddressBase, SocketAddress } from '../sockets.js';
 import { array, bool, enumType, int, str, struct, uint32, union } from '../types.js';
