@@ -152,7 +152,14 @@ export function systemErrno(nbdErr: number): string {
   }
 }
 
-const OPT_NAMES: Record<number, string> = {
+/** One of nbd/common.c's nbd_*_lookup functions: the name of a number, '<unknown>' for one it does not know. */
+const lookup =
+  (names: Record<number, string>) =>
+  (n: number): string =>
+    names[n] ?? '<unknown>';
+
+/** nbd_opt_lookup. */
+export const optName = lookup({
   [OPT.EXPORT_NAME]: 'export name',
   [OPT.ABORT]: 'abort',
   [OPT.LIST]: 'list',
@@ -162,14 +169,10 @@ const OPT_NAMES: Record<number, string> = {
   [OPT.STRUCTURED_REPLY]: 'structured reply',
   [OPT.LIST_META_CONTEXT]: 'list meta context',
   [OPT.SET_META_CONTEXT]: 'set meta context',
-};
+});
 
-/** nbd_opt_lookup. */
-export function optName(opt: number): string {
-  return OPT_NAMES[opt] ?? '<unknown>';
-}
-
-const CMD_NAMES: Record<number, string> = {
+/** nbd_cmd_lookup. */
+export const cmdName = lookup({
   [CMD.READ]: 'read',
   [CMD.WRITE]: 'write',
   [CMD.DISC]: 'disconnect',
@@ -178,14 +181,10 @@ const CMD_NAMES: Record<number, string> = {
   [CMD.CACHE]: 'cache',
   [CMD.WRITE_ZEROES]: 'write zeroes',
   [CMD.BLOCK_STATUS]: 'block status',
-};
+});
 
-/** nbd_cmd_lookup. */
-export function cmdName(cmd: number): string {
-  return CMD_NAMES[cmd] ?? '<unknown>';
-}
-
-const REP_NAMES: Record<number, string> = {
+/** nbd_rep_lookup. */
+export const repName = lookup({
   [REP.ACK]: 'ack',
   [REP.SERVER]: 'server',
   [REP.INFO]: 'info',
@@ -198,23 +197,14 @@ const REP_NAMES: Record<number, string> = {
   [REP.ERR_UNKNOWN]: 'export unknown',
   [REP.ERR_SHUTDOWN]: 'server shutting down',
   [REP.ERR_BLOCK_SIZE_REQD]: 'block size required',
-};
+});
 
-/** nbd_rep_lookup. */
-export function repName(rep: number): string {
-  return REP_NAMES[rep] ?? '<unknown>';
-}
-
-const REPLY_TYPE_NAMES: Record<number, string> = {
+/** nbd_reply_type_lookup. */
+export const replyTypeName = lookup({
   [REPLY_TYPE.NONE]: 'none',
   [REPLY_TYPE.OFFSET_DATA]: 'data',
   [REPLY_TYPE.OFFSET_HOLE]: 'hole',
   [REPLY_TYPE.BLOCK_STATUS]: 'block status',
   [REPLY_TYPE.ERROR]: 'generic error',
   [REPLY_TYPE.ERROR_OFFSET]: 'error at offset',
-};
-
-/** nbd_reply_type_lookup. */
-export function replyTypeName(type: number): string {
-  return REPLY_TYPE_NAMES[type] ?? '<unknown>';
-}
+});
