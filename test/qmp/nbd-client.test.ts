@@ -14,7 +14,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { QmpClient } from '../../src/qmp/client.js';
 import { startExportDaemon } from '../helpers/export-daemon.js';
 import { type NbdServer, startQemuNbd } from '../helpers/nbd-servers.js';
-import { compareSessions, type Step } from '../helpers/qmp-session.js';
+import { compareSessions, describeImage, type Step } from '../helpers/qmp-session.js';
 import { qemu, qemuImg, qemuIo, run, withTempDir } from '../helpers/qemu.js';
 
 const servers: NbdServer[] = [];
@@ -30,6 +30,14 @@ async function setup(dir: string): Promise<void> {
   await copyFile(join(dir, 'd.raw'), join(dir, 'e.raw'));
   servers.push(await startQemuNbd(dir, 'd.raw', { socket: 'rw.sock' }));
   servers.push(await startQemuNbd(dir, 'r.raw', { socket: 'ro.sock', readOnly: true }));
+}
+
+/** As setup, and q.qcow2 (data at 0 and 3M) served as bytes at q.sock, for a format over an nbd node. */
+async function setupWithQcow2(dir: string): Promise<void> {
+  await setup(dir);
+  await qemuImg('create', '-q', '-f', 'qcow2', join(dir, 'q.qcow2'), '4M');
+  expect((await qemuIo('-f', 'qcow2', '-c', 'write -P 0x31 0 128k', '-c', 'write -P 0x32 3M 64k', join(dir, 'q.qcow2'))).stderr).toBe('');
+  servers.push(await startQemuNbd(dir, 'q.qcow2', { socket: 'q.sock' }));
 }
 
 const unix = (sock: string) => ({ type: 'unix', path: `\${DIR}/${sock}` });
@@ -101,6 +109,27 @@ describe.skipIf(!qemu.available || !qemu.storageDaemon)('nbd nodes through QMP, 
       },
     );
     expect(log[log.length - 1]).toBe('Images are identical.\n');
+  }, 60_000);
+});
+
+describe.skipIf(!qemu.available || !qemu.storageDaemon)('formats and jobs over nbd nodes, as qemu-storage-daemon has them', () => {
+  it('a qcow2 node over an nbd node; backups from nbd and qcow2-over-nbd sources keep the holes the server reports', async () => {
+    const log = await compareSessions(setupWithQcow2, [
+      ['blockdev-add', { driver: 'qcow2', 'node-name': 'q', file: { driver: 'nbd', 'node-name': 'qf', server: unix('q.sock'), export: 'exp' } }],
+      ['blockdev-add', { driver: 'nbd', 'node-name': 'n0', server: unix('rw.sock'), export: 'exp', 'read-only': true }],
+      ['query-named-block-nodes'],
+      ['drive-backup', { device: 'n0', target: '${DIR}/t0.qcow2', format: 'qcow2', sync: 'full', 'job-id': 'b0' }],
+      { waitJob: 'b0' },
+      ['drive-backup', { device: 'q', target: '${DIR}/t1.qcow2', format: 'qcow2', sync: 'full', 'job-id': 'b1' }],
+      { waitJob: 'b1' },
+      { sh: describeImage('t0.qcow2') },
+      { sh: describeImage('t1.qcow2') },
+      { sh: async (dir: string) => (await qemuImg('compare', '-U', '-f', 'qcow2', '-F', 'qcow2', join(dir, 'q.qcow2'), join(dir, 't1.qcow2'))).stdout },
+      { sh: async (dir: string) => (await qemuImg('compare', '-U', '-f', 'raw', '-F', 'qcow2', join(dir, 'd.raw'), join(dir, 't0.qcow2'))).stdout },
+      ['blockdev-del', { 'node-name': 'q' }],
+      ['blockdev-del', { 'node-name': 'n0' }],
+    ]);
+    expect(log.filter((e) => e === 'Images are identical.\n')).toHaveLength(2);
   }, 60_000);
 });
 
