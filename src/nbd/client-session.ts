@@ -216,7 +216,8 @@ export class ClientSession {
       else throw new ChannelError(`Unexpected reply type: ${type} (${replyTypeName(type)}) for CMD_${p.cmd === CMD.READ ? 'READ' : 'BLOCK_STATUS'}`, true);
     }
     if (flags & REPLY_FLAG_DONE) {
-      if (p.cmd === CMD.BLOCK_STATUS && !p.extent && !p.error) throw new ChannelError('Server did not reply with any status extents', false);
+      // The request fails, the connection does not (nbd_co_receive_blockstatus_reply).
+      if (p.cmd === CMD.BLOCK_STATUS && !p.extent && !p.error) p.error = new BlockError('IO', 'Server did not reply with any status extents', { errno: 'EIO' });
       this.finish(handle, p);
     }
   }
