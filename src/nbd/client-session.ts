@@ -188,7 +188,8 @@ export class ClientSession {
     }
     if (error) p.error = requestError(error);
     else if (p.buf && p.length) await this.reader.readInto(p.buf);
-    if (p.cmd === CMD.BLOCK_STATUS && !p.error) throw new ChannelError('Protocol error: simple reply to block status', true);
+    // A simple reply carries no extents: the request fails as one whose chunks had none.
+    if (p.cmd === CMD.BLOCK_STATUS && !p.error) p.error = new BlockError('IO', 'Server did not reply with any status extents', { errno: 'EIO' });
     this.finish(handle, p);
   }
 
