@@ -1,20 +1,10 @@
 import { BlockError } from '../../image/errors.js';
 import { checkRequest } from '../../image/request.js';
 import type { Extent } from '../../image/types.js';
-import { PERM_RESIZE, PERM_WRITE } from '../../image/perm.js';
-import { defaultChildPerms, type NodeChild, type PermPair } from '../child.js';
+import { type NodeChild, type PermPair, rawChildPerm } from '../child.js';
 import type { NamePolicy } from '../filename.js';
 import { BlockNode, type NodeImageInfo, type StatusOptions, type WriteFlags, type ZeroFlags } from '../node.js';
 import { type ReopenPlan, writableAfter } from '../permissions.js';
-
-/**
- * raw_child_perm: the defaults, but write and resize only when a parent
- * takes them (a raw node has no metadata of its own to write).
- */
-export function rawChildPerm(role: number, writable: boolean, perm: number, shared: number): PermPair {
-  const p = defaultChildPerms(role, writable, perm, shared);
-  return { perm: (p.perm & ~(PERM_WRITE | PERM_RESIZE)) | (perm & (PERM_WRITE | PERM_RESIZE)), shared: p.shared };
-}
 
 /** A window of the file (offset, size) is not the file: those make a json: name. */
 const RAW_NAMING: NamePolicy = { protocol: false, strong: ['offset', 'size'] };
