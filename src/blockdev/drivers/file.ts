@@ -1,5 +1,4 @@
-import { HostFile } from '../../image/file.js';
-import { ImageLock, resolveLocking } from '../../image/file-lock.js';
+import { HostFile, type LockingMode } from '../../image/file.js';
 import { ChunkBitmap } from '../bitmap.js';
 import { checkRequest, isZero, ZERO_CHUNK } from '../../image/request.js';
 import type { Extent } from '../../image/types.js';
@@ -45,13 +44,11 @@ export class FileNode extends BlockNode {
    * other processes — QEMU's tools among them — and other nodes on the
    * same file refuse or allow it as QEMU would.
    */
-  static async open(name: string, filename: string, readOnly: boolean, locking: 'on' | 'off' | 'auto' = 'auto'): Promise<FileNode> {
-    const useLock = await resolveLocking(locking);
-    const file = await HostFile.open(filename, { readOnly });
+  static async open(name: string, filename: string, readOnly: boolean, locking: LockingMode = 'auto'): Promise<FileNode> {
+    const file = await HostFile.open(filename, { readOnly, locking });
     try {
       const length = await file.size();
       const node = new FileNode(name, file, length, length > 0 && (await file.allocatedBytes()) === 0);
-      if (useLock) node.lock = new ImageLock(file.fd, filename);
       node.openFilename = filename;
       return node;
     } catch (err) {
@@ -60,8 +57,10 @@ export class FileNode extends BlockNode {
     }
   }
 
-  /** The lock bytes of this node's descriptor, when locking is on. */
-  private lock: ImageLock | undefined;
+  /** The lock bytes of this node's descriptor (the file's), when locking is on. */
+  private get lock() {
+    return this.file.imageLock;
+  }
 
   override checkPerm(perm: number, shared: number): Promise<void> {
     return this.lock ? this.lock.prepare(perm, shared) : Promise.resolve();
@@ -187,10 +186,8 @@ export class FileNode extends BlockNode {
     return { filename: this.filename, format: 'file', virtualSize: this.size(), actualSize: await this.file.allocatedBytes() };
   }
 
-  /** The descriptor closes (and its locks with it) only once no lock change is under way on it: a reused number would lock another file. */
+  /** The descriptor closes (and its locks with it) only once no lock change is under way on it (HostFile.close waits for that). */
   protected async doClose(): Promise<void> {
-    await this.lock?.settled();
     await this.file.close();
-    this.lock?.fdClosed();
   }
 }
