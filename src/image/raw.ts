@@ -1,6 +1,7 @@
 import { BlockError } from './errors.js';
 import type { ByteFile } from './byte-file.js';
 import { HostFile } from './file.js';
+import { openNewFile } from './file-create.js';
 import { checkRequest, ZERO_CHUNK } from './request.js';
 import { zeroRun } from './zero-scan.js';
 import type { BlockImage, Extent, ImageInfo, WriteOptions, WriteZeroesOptions } from './types.js';
@@ -38,7 +39,7 @@ export class RawImage implements BlockImage {
   }
 
   static async create(path: string, size: number): Promise<void> {
-    const file = await HostFile.open(path, { create: true });
+    const file = await openNewFile(path);
     try {
       // QEMU rounds a new image up to whole 512-byte sectors.
       await file.truncate(Math.ceil(size / 512) * 512);

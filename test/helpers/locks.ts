@@ -1,6 +1,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { readFile, stat } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { ImageLockError } from '../../src/image/file-lock.js';
 import { run } from './qemu.js';
 
 /**
@@ -93,4 +94,17 @@ export async function qemuIoOpens(args: string[], file: string): Promise<Outcome
   const m = new RegExp(`^qemu-io: can't open device ${name}: (.*)\\n(?:(.*)\\n)?$`).exec(r.stderr);
   if (!m) return { message: `unexpected: exit ${r.code}, ${JSON.stringify(r.stderr)}` };
   return m[2] === undefined ? { message: m[1]! } : { message: m[1]!, hint: m[2] };
+}
+
+/** How a blockemu call ended: 'ok', or its error's message and the lock hint (from the error or one of its causes). */
+export async function refusal(p: Promise<unknown>): Promise<Outcome> {
+  try {
+    await p;
+  } catch (err) {
+    for (let e: unknown = err; e instanceof Error; e = e.cause) {
+      if (e instanceof ImageLockError && e.hint !== undefined) return { message: (err as Error).message, hint: e.hint };
+    }
+    return { message: (err as Error).message };
+  }
+  return { message: 'ok' };
 }
