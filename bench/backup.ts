@@ -25,16 +25,12 @@
  * writes with no job. Writes go to the image's last 64 MiB, which the
  * background copy reaches last, so they do pay copy-before-write.
  */
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { randomFillSync } from 'node:crypto';
-import { open, readFile, stat, unlink, writeFile } from 'node:fs/promises';
-import type { Socket } from 'node:net';
+import { spawn, spawnSync } from 'node:child_process';
+import { stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { intFlag, type BenchContext } from './lib/context.js';
 import { prefault, reportedKiB } from './lib/host-memory.js';
-import { connectWithRetry } from './lib/qmp-daemon.js';
-import { qemuImg } from './lib/qemu.js';
+import { type Daemon, daemons as daemonsOf, makeImages, syncDisks, vmHwmMiB, withDaemon } from './lib/daemon-session.js';
 import { median, MiB, renderTable } from './lib/stats.js';
 import { withTempDir } from './lib/tmp.js';
 
@@ -45,61 +41,8 @@ export const flags = {
   formats: 'comma-separated source formats to back up (default raw,qcow2)',
 };
 
-const BLOCKEMU = fileURLToPath(new URL('../bin/blockemu.js', import.meta.url));
 
-/** A QMP connection that keeps events apart from replies. */
-class Qmp {
-  private buf = '';
-  private readonly replies: unknown[] = [];
-  private readonly events: { event: string; data: Record<string, unknown> }[] = [];
-  private wake: (() => void) | undefined;
-  private constructor(private readonly sock: Socket) {
-    sock.setEncoding('utf8');
-    sock.on('data', (d: string) => {
-      this.buf += d;
-      for (let nl = this.buf.indexOf('\n'); nl >= 0; nl = this.buf.indexOf('\n')) {
-        const msg = JSON.parse(this.buf.slice(0, nl)) as Record<string, unknown>;
-        this.buf = this.buf.slice(nl + 1);
-        if ('event' in msg) this.events.push(msg as never);
-        else if (!('QMP' in msg)) this.replies.push(msg);
-        this.wake?.();
-      }
-    });
-  }
-  static async open(path: string): Promise<Qmp> {
-    const q = new Qmp(await connectWithRetry(path));
-    await q.call('qmp_capabilities');
-    return q;
-  }
-  private async until<T>(take: () => T | undefined): Promise<T> {
-    for (;;) {
-      const v = take();
-      if (v !== undefined) return v;
-      await new Promise<void>((r) => (this.wake = r));
-    }
-  }
-  async call(execute: string, args?: Record<string, unknown>): Promise<unknown> {
-    this.sock.write(`${JSON.stringify(args ? { execute, arguments: args } : { execute })}\n`);
-    const reply = (await this.until(() => this.replies.shift())) as { return?: unknown; error?: { desc: string } };
-    if (reply.error) throw new Error(`${execute}: ${reply.error.desc}`);
-    return reply.return;
-  }
-  event(name: string): Promise<Record<string, unknown>> {
-    return this.until(() => {
-      const i = this.events.findIndex((e) => e.event === name);
-      return i < 0 ? undefined : this.events.splice(i, 1)[0]!.data;
-    });
-  }
-  close(): void {
-    this.sock.destroy();
-  }
-}
 
-interface Daemon {
-  name: 'blockemu' | 'qsd';
-  cmd: string;
-  pre: string[];
-}
 
 interface BackupRun {
   /** The first backup of a fresh daemon. */
@@ -110,30 +53,7 @@ interface BackupRun {
   targetMiB: number;
 }
 
-async function vmHwmMiB(pid: number): Promise<number> {
-  const s = await readFile(`/proc/${pid}/status`, 'utf8');
-  const m = /VmHWM:\s+(\d+) kB/.exec(s);
-  return m ? Number(m[1]) / 1024 : NaN;
-}
 
-async function withDaemon<T>(d: Daemon, dir: string, image: string, format: string, fn: (q: Qmp, proc: ChildProcess) => Promise<T>): Promise<T> {
-  const sock = join(dir, `${d.name}.sock`);
-  const node = JSON.stringify({ driver: format, 'node-name': 'disk0', file: { driver: 'file', filename: image } });
-  const args = [...d.pre, '--blockdev', node, '--chardev', `socket,id=m,path=${sock},server=on,wait=off`, '--monitor', 'chardev=m'];
-  const proc = spawn(d.cmd, args, { stdio: ['ignore', 'ignore', 'inherit'] });
-  try {
-    const q = await Qmp.open(sock);
-    try {
-      return await fn(q, proc);
-    } finally {
-      q.close();
-    }
-  } finally {
-    proc.kill('SIGTERM');
-    await new Promise((r) => proc.once('exit', r));
-    await unlink(sock).catch(() => undefined);
-  }
-}
 
 /** Memory a backup or cp allocates besides the target's page cache (the source's file size): the daemon's heap and buffers. */
 const PREFAULT_SLACK = 512 * MiB;
@@ -164,9 +84,6 @@ async function backupOnce(d: Daemon, dir: string, image: string, format: string)
   });
 }
 
-function syncDisks(): void {
-  spawnSync('sync', { stdio: 'inherit' });
-}
 
 async function cpOnce(dir: string, image: string): Promise<number> {
   const dst = join(dir, 'cp-target');
@@ -202,25 +119,6 @@ async function latencyMs(d: Daemon, dir: string, image: string, format: string, 
   });
 }
 
-async function makeImages(dir: string, size: number): Promise<{ raw: string; qcow2: string }> {
-  const raw = join(dir, 'src.raw');
-  const qcow2 = join(dir, 'src.qcow2');
-  const buf = Buffer.alloc(MiB);
-  const fh = await open(raw, 'w');
-  for (let off = 0; off < size; off += MiB) await fh.write(randomFillSync(buf), 0, MiB, off);
-  await fh.close();
-  await qemuImg(['create', '-q', '-f', 'qcow2', '-o', 'cluster_size=65536', qcow2, String(size)]);
-  // Every other 64 KiB cluster, written through qemu-io in one process: half the clusters allocated.
-  const pattern = join(dir, 'cmds');
-  const lines: string[] = [];
-  for (let off = 0; off < size; off += 2 * 65536) lines.push(`write -P ${(off >> 17) % 251} ${off} 64k`);
-  await writeFile(pattern, lines.join('\n') + '\n');
-  await new Promise<void>((res, rej) => {
-    const p = spawn('sh', ['-c', `qemu-io -f qcow2 ${qcow2} < ${pattern} > /dev/null`], { stdio: 'inherit' });
-    p.once('exit', (c) => (c === 0 ? res() : rej(new Error(`qemu-io exited ${c}`))));
-  });
-  return { raw, qcow2 };
-}
 
 export async function run(ctx: BenchContext): Promise<void> {
   if (spawnSync('sh', ['-c', 'command -v qemu-storage-daemon'], { stdio: 'ignore' }).status !== 0) {
@@ -232,10 +130,7 @@ export async function run(ctx: BenchContext): Promise<void> {
   const formats = (ctx.flags.get('formats') ?? 'raw,qcow2').split(',');
   const bad = formats.filter((f) => f !== 'raw' && f !== 'qcow2');
   if (bad.length > 0) throw new Error(`--formats: unknown format ${bad.join(', ')} (raw, qcow2)`);
-  const daemons: Daemon[] = [
-    { name: 'blockemu', cmd: process.execPath, pre: [...(ctx.cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${ctx.cpuProfDir}`] : []), BLOCKEMU, 'daemon'] },
-    { name: 'qsd', cmd: 'qemu-storage-daemon', pre: [] },
-  ];
+  const daemons = daemonsOf(ctx);
   await withTempDir(async (dir) => {
     const images = await makeImages(dir, size);
     const times: string[][] = [['image', 'backup', 'blockemu', 'qsd', 'blockemu/qsd', 'best blockemu', 'best qsd', 'best ratio']];

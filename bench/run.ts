@@ -15,6 +15,7 @@ const BENCHES: Record<string, () => Promise<BenchModule>> = {
   backup: () => import('./backup.js'),
   transaction: () => import('./transaction.js'),
   nbd: () => import('./nbd.js'),
+  mirror: () => import('./mirror.js'),
 };
 
 /** Flags every bench gets through BenchContext; the rest belong to individual benches. */

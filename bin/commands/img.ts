@@ -5,6 +5,7 @@ import { imgConvert } from '../../src/cli/img/convert.js';
 import { imgCreate } from '../../src/cli/img/create.js';
 import { imgInfo } from '../../src/cli/img/info.js';
 import { imgMap } from '../../src/cli/img/map.js';
+import { imgResize, RESIZE_USAGE } from '../../src/cli/img/resize.js';
 import { type ImgIo, printFailure, processIo, runSubcommand, usageError } from '../../src/cli/img/output.js';
 import { addImgCheck, FORCE_SHARE_HELP } from './img-check.js';
 
@@ -140,6 +141,19 @@ export function addImgCommand(program: Command): void {
     );
 
   addImgCheck(img);
+
+  // qemu-img takes the size off the end before parsing options ("-1G" is a
+  // size), so commander only hands the raw arguments over.
+  img
+    .command('resize')
+    .description("change an image's virtual size (qemu-img resize)")
+    .usage(RESIZE_USAGE.replace(/^resize /, ''))
+    .helpOption(false)
+    .passThroughOptions()
+    .allowUnknownOption()
+    .allowExcessArguments()
+    .argument('[args...]')
+    .action(async (args: string[]) => run((io) => imgResize(io, args)));
 
   // Actions run in command-line order; commander reports each option as it parses it.
   const actions: BitmapAction[] = [];

@@ -72,6 +72,13 @@ export class ChunkBitmap {
     return -1;
   }
 
+  /** The same bits for a device of `size` bytes (hbitmap_truncate): chunks past a new end go, new chunks are clean. */
+  resized(size: number): ChunkBitmap {
+    const out = new ChunkBitmap(size, this.granularity);
+    for (let c = this.nextSet(0); c >= 0 && c < out.chunks; c = this.nextSet(c + 1)) out.set(c);
+    return out;
+  }
+
   clearAll(): void {
     this.words.fill(0);
     this.setCount = 0;

@@ -42,6 +42,8 @@ export class NodeChild {
   implicitName: string | undefined;
   /** What this link blocks on its child while it exists (an overlay's backing link: QEMU's backing_blocker). */
   blocker: OpBlocker | undefined;
+  /** Part of a frozen backing chain (freeze.ts): a job will rewrite it, nothing else may re-point it (BdrvChild.frozen). */
+  frozen = false;
 
   constructor(
     public owner: ChildOwner,

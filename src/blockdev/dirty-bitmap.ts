@@ -65,9 +65,14 @@ export class DirtyBitmap {
     if (flags & BitmapCheck.Inconsistent && this.inconsistent) throw fail(`Bitmap '${this.name}' is inconsistent and cannot be used`);
   }
 
+  /** Told of every write it records (a mirror in sync wakes up to copy it). */
+  onMark: (() => void) | undefined;
+
   /** Marks a completed write (only an enabled bitmap records). */
   mark(offset: number, length: number): void {
-    if (!this.disabled) this.bits.setRange(offset, length);
+    if (this.disabled) return;
+    this.bits.setRange(offset, length);
+    this.onMark?.();
   }
 
   /** Clears every bit; returns the old bits so an aborted transaction can put them back (restore). */
@@ -162,6 +167,13 @@ export class NodeBitmaps {
     return b;
   }
 
+  /** The node's size changed (bdrv_dirty_bitmap_truncate): every bitmap, successors too, follows it. */
+  truncate(size: number): void {
+    for (const b of this.list) {
+      for (let x: DirtyBitmap | undefined = b; x; x = x.successor) if (x.bits.size !== size) x.bits = x.bits.resized(size);
+    }
+  }
+
   /** Creates a bitmap (bdrv_create_dirty_bitmap); an anonymous one (a job's) has no name. */
   create(name: string | undefined, granularity: number): DirtyBitmap {
     if (name !== undefined) {
@@ -178,9 +190,10 @@ export class NodeBitmaps {
    * anonymous, disabled bitmap of the node, as QEMU 7.2 shows it in
    * query-named-block-nodes while the job runs. The caller releases it.
    */
-  attach(bits: ChunkBitmap): DirtyBitmap {
+  attach(bits: ChunkBitmap, recording = false): DirtyBitmap {
     const b = new DirtyBitmap(this, undefined, bits.size, bits.granularity, bits);
-    b.disabled = true;
+    // A mirror's bitmap records the writes it must copy again; block-copy's only shrinks.
+    b.disabled = !recording;
     this.list.unshift(b);
     return b;
   }

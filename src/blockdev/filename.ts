@@ -33,24 +33,13 @@ export interface NamePolicy {
 /** QEMU's filename buffers hold 4096 bytes: a longer json: name ends in "..." (bdrv_refresh_filename). */
 const FILENAME_MAX = 4096;
 
-/** qdict_flatten: nested objects and lists become dotted keys ("inject-error.0.event"). */
-export function flattenOptions(o: Record<string, unknown>, prefix = '', out: Record<string, unknown> = {}): Record<string, unknown> {
-  for (const [k, v] of Object.entries(o)) {
-    const key = prefix + k;
-    if (Array.isArray(v)) v.forEach((item, i) => (item !== null && typeof item === 'object' ? flattenOptions(item as Record<string, unknown>, `${key}.${i}.`, out) : (out[`${key}.${i}`] = item)));
-    else if (v !== null && typeof v === 'object') flattenOptions(v as Record<string, unknown>, `${key}.`, out);
-    else out[key] = v;
-  }
-  return out;
-}
-
 /**
  * append_strong_runtime_options: the node's driver, filename and strong
  * options as it was opened with them; whether any but driver and filename
  * was given.
  */
 function strongOptions(node: BlockNode): { options: Record<string, unknown>; found: boolean } {
-  const given = node.openOptions;
+  const given = node.options;
   const options: Record<string, unknown> = {};
   let found = false;
   for (const name of ['driver', 'filename', ...node.namePolicy.strong]) {
@@ -68,7 +57,7 @@ function strongOptions(node: BlockNode): { options: Record<string, unknown>; fou
 }
 
 /** bdrv_backing_overridden: the backing child is not the image the header names (as opened from it), or the header's is missing. */
-function backingOverridden(node: BlockNode, names: ReadonlyMap<BlockNode, NodeName>): boolean {
+export function backingOverridden(node: BlockNode, names: ReadonlyMap<BlockNode, NodeName>): boolean {
   const backing = node.child('backing');
   const auto = node.autoBackingFile;
   if (backing) return auto !== names.get(backing)!.filename;
@@ -83,6 +72,14 @@ function backingOverridden(node: BlockNode, names: ReadonlyMap<BlockNode, NodeNa
 export function nodeNames(node: BlockNode, encode: (options: Record<string, unknown>) => string, names = new Map<BlockNode, NodeName>()): Map<BlockNode, NodeName> {
   if (names.has(node)) return names;
   for (const c of node.childList()) nodeNames(c.node, encode, names);
+  // A filter a job put in unasked is named after its one child, options and all (QEMU's implicit nodes have exactly one;
+  // backup's copy-before-write, implicit here for reopen's sake, has two and keeps its driver's name).
+  const links = node.childList();
+  const only = node.implicit && links.length === 1 ? links[0] : undefined;
+  if (only) {
+    names.set(node, names.get(only.node)!);
+    return names;
+  }
   const overridden = backingOverridden(node, names);
   const { options, found } = strongOptions(node);
   const json = found || overridden;

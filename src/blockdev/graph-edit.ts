@@ -1,5 +1,7 @@
 import { PERM_ALL } from '../image/perm.js';
-import { CHILD_COW, type ChildOwner, NodeChild, type PermPair } from './child.js';
+import { BlockError } from '../image/errors.js';
+import { filterOrCowLink } from './chain.js';
+import { CHILD_COW, CHILD_FILTERED_PRIMARY, CHILD_PRIMARY, type ChildOwner, NodeChild, type PermPair } from './child.js';
 import { GraphTransaction } from './graph-transaction.js';
 import { BlockNode } from './node.js';
 import { backingBlocker } from './op-blockers.js';
@@ -116,19 +118,50 @@ function shouldUpdate(c: NodeChild, to: BlockNode): boolean {
   return true;
 }
 
+export interface ReplaceOptions {
+  /** Refresh the permissions of both subtrees (default); off when the caller refreshes a larger set itself. */
+  refresh?: boolean;
+  /**
+   * Leave the links that must stay where they are (default); off, such a
+   * link refuses the whole replacement (bdrv_replace_node_common's
+   * auto_skip, off for bdrv_drop_intermediate).
+   */
+  autoSkip?: boolean;
+}
+
 /**
  * bdrv_replace_node: every parent of `from` uses `to` instead, but the
- * links that must stay (shouldUpdate); then both subtrees' permissions
- * are refreshed. Returns the links moved.
+ * links that must stay (shouldUpdate); a frozen link refuses, as QEMU
+ * words it. Then both subtrees' permissions are refreshed. Returns the
+ * links moved.
  */
-export async function replaceNode(tran: GraphTransaction, from: BlockNode, to: BlockNode, refresh = true): Promise<NodeChild[]> {
+export async function replaceNode(tran: GraphTransaction, from: BlockNode, to: BlockNode, opts: ReplaceOptions = {}): Promise<NodeChild[]> {
   const moved: NodeChild[] = [];
   for (const c of [...from.parents]) {
-    if (!shouldUpdate(c, to)) continue;
+    if (!shouldUpdate(c, to)) {
+      if (opts.autoSkip ?? true) continue;
+      throw new BlockError('INVALID_ARGUMENT', `Should not change '${c.name}' link to '${from.nodeName}'`, { errno: 'EINVAL' });
+    }
+    if (c.frozen) throw new BlockError('PERMISSION', `Cannot change '${c.name}' link to '${from.nodeName}'`, { errno: 'EPERM' });
     await replaceChildNode(tran, c, to);
     moved.push(c);
   }
-  if (refresh) await refreshPerms([to, from], tran);
+  if (opts.refresh ?? true) await refreshPerms([to, from], tran);
+  return moved;
+}
+
+/**
+ * bdrv_drop_filter: the filter's parents use the node below it instead,
+ * and the filter lets go of that node (detach_subchain), so nothing of
+ * it stays in the chain.
+ */
+export async function dropFilter(tran: GraphTransaction, filter: BlockNode): Promise<NodeChild[]> {
+  const below = filterOrCowLink(filter);
+  if (!below) return [];
+  const to = below.node;
+  const moved = await replaceNode(tran, filter, to, { refresh: false });
+  removeLink(tran, below);
+  await refreshPerms([to, filter], tran);
   return moved;
 }
 
@@ -140,42 +173,109 @@ export async function replaceNode(tran: GraphTransaction, from: BlockNode, to: B
  */
 export async function appendOverlay(tran: GraphTransaction, overlay: BlockNode, top: BlockNode): Promise<NodeChild[]> {
   const cum = overlay.cumulativePerm();
-  const probe = new NodeChild(overlay, 'backing', CHILD_COW, top);
-  linkChild(tran, overlay, 'backing', CHILD_COW, top, overlay.childPerm(probe, cum.perm, cum.shared));
+  // A filter's backing child is the node it filters (mirror_top), not a COW layer (bdrv_set_backing_hd_drained).
+  const role = overlay.isFilter ? CHILD_FILTERED_PRIMARY : CHILD_COW;
+  const probe = new NodeChild(overlay, 'backing', role, top);
+  linkChild(tran, overlay, 'backing', role, top, overlay.childPerm(probe, cum.perm, cum.shared));
   await overlay.backingChanged(top);
   tran.addUndo(() => overlay.backingChanged(undefined));
-  const moved = await replaceNode(tran, top, overlay, false);
+  const moved = await replaceNode(tran, top, overlay, { refresh: false });
   await refreshPerms([overlay], tran);
   return moved;
 }
 
+/** Takes a link out of the graph as a step of `tran` (bdrv_remove_child); its node stays open, the caller's to drop once unused. */
+function removeLink(tran: GraphTransaction, c: NodeChild): void {
+  const owner = c.owner as BlockNode;
+  const node = c.node;
+  const inParents = node.parents.indexOf(c);
+  const inChildren = owner.childList().indexOf(c);
+  if (inParents >= 0) node.parents.splice(inParents, 1);
+  unblock(c);
+  owner.dropChild(c);
+  tran.addUndo(() => {
+    node.parents.splice(Math.max(inParents, 0), 0, c);
+    block(c);
+    owner.adoptChild(c, Math.max(inChildren, 0));
+  });
+}
+
+/** Sets bs->inherits_from as a step of `tran`. */
+function setInheritsFrom(tran: GraphTransaction, node: BlockNode, parent: BlockNode | undefined): void {
+  const old = node.inheritsFrom;
+  node.inheritsFrom = parent;
+  tran.addUndo(() => {
+    node.inheritsFrom = old;
+  });
+}
+
+/**
+ * bdrv_unset_inherits_from: nodes below `c` that inherit from `root` stop
+ * doing so once no other link of `root` reaches them directly.
+ */
+function unsetInheritsFrom(tran: GraphTransaction, root: BlockNode, c: NodeChild): void {
+  if (c.node.inheritsFrom === root && !root.childList().some((o) => o !== c && o.node === c.node)) setInheritsFrom(tran, c.node, undefined);
+  for (const below of c.node.childList()) unsetInheritsFrom(tran, root, below);
+}
+
+/** bdrv_inherits_from_recursive: whether `parent` is on `node`'s chain of inherits_from. */
+function inheritsFromRecursive(node: BlockNode, parent: BlockNode): boolean {
+  let n: BlockNode | undefined = node;
+  while (n && n !== parent) n = n.inheritsFrom;
+  return n !== undefined;
+}
+
+/** A node's file link (bs->file): its primary child, whatever its name, unless that is its backing link (a filter like mirror_top filters its backing child). */
+export function fileLink(node: BlockNode): NodeChild | undefined {
+  return node.childList().find((c) => c.role & CHILD_PRIMARY && !(c.role & CHILD_COW) && c.name !== 'backing');
+}
+
+/**
+ * bdrv_set_file_or_backing_noperm: `parent`'s backing link (or file link)
+ * goes to `node`, or (backing only) to nothing, as a step of `tran`: the
+ * old link is taken out and a new one made, with the role QEMU gives it
+ * (a filter's is its filtered child, a backing link copy-on-write, a file
+ * link keeps its role); a node that inherited from `parent` through the
+ * new child now inherits from it directly. The driver follows the new
+ * child; permissions are the caller's to refresh.
+ */
+export async function setFileOrBackingNoPerm(tran: GraphTransaction, parent: BlockNode, node: BlockNode | undefined, isBacking: boolean): Promise<void> {
+  const old = isBacking ? parent.childEdge('backing') : fileLink(parent);
+  if (old?.frozen) {
+    throw new BlockError('PERMISSION', `Cannot change frozen '${old.name}' link from '${parent.nodeName}' to '${old.node.nodeName}'`, { errno: 'EPERM' });
+  }
+  if (isBacking && !parent.isFilter && !parent.supportsBacking) {
+    throw new BlockError('INVALID_ARGUMENT', `Driver '${parent.driver}' of node '${parent.nodeName}' does not support backing files`);
+  }
+  if (!parent.isFilter && !isBacking && !old) throw new BlockError('INVALID_ARGUMENT', 'Cannot set file child to format node without file child');
+  const role = parent.isFilter ? CHILD_FILTERED_PRIMARY : isBacking ? CHILD_COW : old!.role;
+  const name = isBacking ? 'backing' : 'file';
+  const updateInherits = node !== undefined && inheritsFromRecursive(node, parent);
+  if (old) {
+    unsetInheritsFrom(tran, parent, old);
+    removeLink(tran, old);
+  }
+  if (node) {
+    const cum = parent.cumulativePerm();
+    const link = linkChild(tran, parent, name, role, node, parent.childPerm(new NodeChild(parent, name, role, node), cum.perm, cum.shared));
+    if (updateInherits) setInheritsFrom(tran, node, parent);
+    if (!isBacking) {
+      await parent.childReplaced(link, node);
+      if (old) tran.addUndo(() => parent.childReplaced(old, old.node));
+    }
+  }
+  if (isBacking) {
+    await parent.backingChanged(node);
+    tran.addUndo(() => parent.backingChanged(old?.node));
+  }
+}
+
 /**
  * bdrv_set_backing_hd: `overlay`'s backing child becomes `node` (or none),
- * needing of it what the overlay's driver needs given the overlay's own
- * parents, then the subtrees are refreshed.
+ * then the overlay's subtree and the old backing node's are refreshed.
  */
 export async function setBacking(tran: GraphTransaction, overlay: BlockNode, node: BlockNode | undefined): Promise<void> {
   const old = overlay.childEdge('backing');
-  if (old) {
-    const oldNode = old.node;
-    const i = oldNode.parents.indexOf(old);
-    if (i >= 0) oldNode.parents.splice(i, 1);
-    unblock(old);
-    overlay.dropChild(old);
-    tran.addUndo(async () => {
-      oldNode.parents.unshift(old);
-      block(old);
-      overlay.adoptChild(old);
-      await overlay.backingChanged(oldNode);
-    });
-  }
-  if (node) {
-    const cum = overlay.cumulativePerm();
-    const c = new NodeChild(overlay, 'backing', CHILD_COW, node);
-    const want = overlay.childPerm(c, cum.perm, cum.shared);
-    await attachChild(tran, overlay, 'backing', CHILD_COW, node, want);
-  }
-  await overlay.backingChanged(node);
-  tran.addUndo(() => overlay.backingChanged(old?.node));
+  await setFileOrBackingNoPerm(tran, overlay, node, true);
   await refreshPerms(old && !old.node.isClosed ? [overlay, old.node] : [overlay], tran);
 }

@@ -1,6 +1,7 @@
 import { BlockError } from '../image/errors.js';
 import type { NodeChild } from './child.js';
-import { replaceChildNode, replaceNode } from './graph-edit.js';
+import { filteredChild } from './chain.js';
+import { dropFilter, replaceChildNode, replaceNode } from './graph-edit.js';
 import { GraphTransaction, withGraphLock } from './graph-transaction.js';
 import type { BlockNode } from './node.js';
 import { refreshPerms } from './permissions.js';
@@ -66,6 +67,13 @@ export class BlockGraph {
     return n;
   }
 
+  /** Looks a node up by node name only (bdrv_lookup_bs(NULL, name)), as arguments naming a node do. */
+  findNode(name: string): BlockNode {
+    const n = this.nodes.get(name);
+    if (!n) throw new BlockError('NOT_FOUND', `Cannot find device='' nor node-name='${name}'`);
+    return n;
+  }
+
   /** Every node, the one named last first. */
   list(): BlockNode[] {
     const rank = (n: BlockNode) => this.rank.get(n.nodeName) ?? -1;
@@ -104,6 +112,16 @@ export class BlockGraph {
   }
 
   /**
+   * A node that lost a link (bdrv_unref: after a reopen replaced a child,
+   * or a job let go of it): closed and forgotten, with the inline children
+   * nobody else uses, once nothing uses it and the monitor did not add it.
+   */
+  async release(node: BlockNode): Promise<void> {
+    if (node.isClosed || node.inUse || this.monitorOwned.has(node.nodeName) || this.nodes.get(node.nodeName) !== node) return;
+    await this.closeTree(node);
+  }
+
+  /**
    * bdrv_replace_node: every link to `from` (but those `to` reaches itself,
    * and jobs') goes to `to` instead, with the permissions checked. Returns
    * what moves exactly those links back.
@@ -127,11 +145,21 @@ export class BlockGraph {
     });
   }
 
-  /** Takes a filter out of the graph (a job's end): its parents go back to its file child, the node goes, its children stay as they are. */
+  /** Takes a filter out of the graph (a job's end): its parents go back to its filtered child, the node goes, its children stay as they are. */
   async removeFilter(node: BlockNode): Promise<void> {
-    const below = node.child('file');
+    const below = filteredChild(node);
     if (below) await this.moveParents(node, below).catch(() => undefined);
     await this.closeTree(node, false);
+  }
+
+  /**
+   * bdrv_drop_filter, then the filter goes: its parents use the node below
+   * it, which it lets go of; refused (and nothing changed) where a frozen
+   * link would have to move.
+   */
+  async dropFilter(filter: BlockNode): Promise<void> {
+    await GraphTransaction.run((tran) => dropFilter(tran, filter));
+    await this.closeTree(filter, false);
   }
 
   /**

@@ -45,6 +45,9 @@ export class NodeImage implements BlockImage {
   discard(): Promise<void> {
     this.refuse();
   }
+  resize(): Promise<void> {
+    this.refuse();
+  }
   async flush(): Promise<void> {}
   blockStatus(offset: number, length: number): Promise<Extent> {
     return this.node.blockStatus(offset, length);
@@ -62,7 +65,7 @@ export class NodeImage implements BlockImage {
       ...(m.backingFilename !== undefined ? { backingFilename: m.backingFilename } : {}),
       ...(m.backingFormat !== undefined ? { backingFormat: m.backingFormat } : {}),
       ...(m.fullBackingFilename !== undefined ? { fullBackingFilename: m.fullBackingFilename } : {}),
-      ...(m.dirtyFlag !== undefined ? { dirtyFlag: m.dirtyFlag } : {}),
+      ...(typeof m.dirtyFlag === 'boolean' ? { dirtyFlag: m.dirtyFlag } : {}),
       ...(m.formatSpecific !== undefined ? { formatSpecific: m.formatSpecific } : {}),
     };
   }

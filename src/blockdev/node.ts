@@ -2,11 +2,15 @@ import { BlockError } from '../image/errors.js';
 import { isZero } from '../image/request.js';
 import type { Extent, ImageInfo, WritePiece } from '../image/types.js';
 import { PERM_ALL } from '../image/perm.js';
+import { checkResizeRequest } from '../image/resize.js';
+import type { Preallocation } from '../image/types.js';
 import { type ChildOwner, defaultChildPerms, type NodeChild, type PermPair } from './child.js';
 import { NodeBitmaps } from './dirty-bitmap.js';
 import type { NamePolicy } from './filename.js';
 import { OpBlockers } from './op-blockers.js';
+import type { Options } from './options.js';
 import { type ReopenPlan, writableAfter } from './permissions.js';
+import type { ReopenState, StagedReopen } from './reopen-driver.js';
 
 /** What a node knows about itself for query-named-block-nodes / query-block (turned into QMP shapes in src/qmp). */
 export interface NodeImageInfo {
@@ -16,7 +20,8 @@ export interface NodeImageInfo {
   virtualSize: number;
   actualSize?: number;
   clusterSize?: number;
-  dirtyFlag?: boolean;
+  /** null: the driver has no image info to tell it from (no dirty-flag in queries). */
+  dirtyFlag?: boolean | null;
   backingFilename?: string;
   fullBackingFilename?: string;
   backingFormat?: string;
@@ -87,16 +92,24 @@ export abstract class BlockNode implements ChildOwner {
   forceShare = false;
   /** This node's links to its children, newest first (bs->children). */
   private edges: NodeChild[] = [];
-  /** The options the node was opened with, flattened as QEMU keeps them (bs->options): its name is made from them. */
-  openOptions: Record<string, unknown> = {};
+  /**
+   * The node's options, flat, as QEMU keeps them (bs->options): what it was
+   * opened or last reopened with, children's options left out. Its name is
+   * made from them, and a reopen compares new options with them.
+   */
+  options: Options = {};
+  /** The options given for this node itself, before any were inherited (bs->explicit_options). */
+  explicitOptions: Options = {};
   /** The file name the node was opened with (a protocol node's own name before any refresh). */
   openFilename: string | undefined;
   /** The backing file the image names, as opened when it was (bs->auto_backing_file): '' for none. */
   autoBackingFile = '';
   /** The parent this node was opened inline for (bs->inherits_from): a reopen of the parent takes it along. */
   inheritsFrom: BlockNode | undefined;
-  /** Whether its options set read-only themselves (then a reopen of the parent leaves it). */
-  readOnlyExplicit = false;
+  /** Inserted by a job without a name of the user's (bs->implicit): a reopen looks through it, and it is named after its one child. */
+  implicit = false;
+  /** No frozen chain may pass through it (bs->never_freeze: commit_top, which must always be droppable). */
+  neverFreeze = false;
   /** References that are not links (the monitor's, a transaction's): bdrv_ref. */
   private extraRefs = 0;
   private closed: Promise<void> | undefined;
@@ -124,10 +137,10 @@ export abstract class BlockNode implements ChildOwner {
     return `node '${this.nodeName}'`;
   }
 
-  /** A link already in the child's parents becomes this node's (the graph attached it for us). */
-  adoptChild(c: NodeChild): void {
+  /** A link already in the child's parents becomes this node's (the graph attached it for us), newest or (undoing a removal) back at `at`. */
+  adoptChild(c: NodeChild, at = 0): void {
     c.owner = this;
-    if (!this.edges.includes(c)) this.edges.unshift(c);
+    if (!this.edges.includes(c)) this.edges.splice(at, 0, c);
   }
 
   /** Forgets a link the graph has detached from its child. */
@@ -306,9 +319,40 @@ export abstract class BlockNode implements ChildOwner {
     if (below && below.size() === this.size()) await below.prefetch(offset, length);
   }
 
-  /** The driver's part of a reopen that changes the read-only state (reopen.ts checks the permissions first). */
-  async switchReadOnly(readOnly: boolean): Promise<void> {
-    this.readOnly = readOnly;
+  /**
+   * bdrv_co_truncate: the node becomes `newSize` bytes long (refused as
+   * QEMU refuses: negative, read-only), through its driver or, for a
+   * filter, its filtered child; its dirty bitmaps follow. The caller holds
+   * resize permission through a BlockBackend and has drained the node.
+   */
+  async resize(newSize: number, prealloc: Preallocation = 'off'): Promise<void> {
+    checkResizeRequest(newSize, this.readOnly);
+    await this.doResize(newSize, prealloc);
+    this.dirtyBitmaps.truncate(this.size());
+  }
+
+  /** The driver's resize; a filter passes it to the node it filters. */
+  protected doResize(newSize: number, prealloc: Preallocation): Promise<void> {
+    const filtered = this.isFilter ? (this.child('file') ?? this.child('image')) : undefined;
+    if (filtered) return filtered.resize(newSize, prealloc);
+    return Promise.reject(new BlockError('UNSUPPORTED', 'Image format driver does not support resize', { errno: 'ENOTSUP' }));
+  }
+
+  /** Whether the driver can be reopened at all (it has a bdrv_reopen_prepare). */
+  get supportsReopen(): boolean {
+    return true;
+  }
+  /** Driver options a reopen may leave out, resetting them to their defaults (drv->mutable_opts). */
+  get mutableOptions(): readonly string[] {
+    return [];
+  }
+  /**
+   * drv->bdrv_reopen_prepare: checks and stages the driver's options. The
+   * default takes none (null, blkdebug: the generic comparison then refuses
+   * any change of theirs).
+   */
+  prepareReopen(_state: ReopenState): Promise<StagedReopen> {
+    return Promise.resolve({});
   }
 
   /**
@@ -373,6 +417,11 @@ export abstract class BlockNode implements ChildOwner {
   get supportsBacking(): boolean {
     return false;
   }
+  /** Writes another backing file name (or none) into the image (drv->bdrv_change_backing_file); ENOTSUP where the format has none. */
+  changeBackingFile(_name: string | undefined, _format: string | undefined): Promise<void> {
+    return Promise.reject(new BlockError('UNSUPPORTED', 'Operation not supported', { errno: 'ENOTSUP' }));
+  }
+
   /** The backing child came or went (bdrv_set_backing_hd); drivers reading through it follow. */
   backingChanged(_node: BlockNode | undefined): Promise<void> {
     return Promise.resolve();
@@ -465,5 +514,8 @@ export abstract class BlockNode implements ChildOwner {
 
   protected checkWritable(): void {
     if (this.readOnly) throw new BlockError('READ_ONLY', `Node '${this.nodeName}' is read-only`, { errno: 'EPERM' });
+    // bdrv_has_readonly_bitmaps: a bitmap that cannot record the change refuses it (a qcow2 whose read-only reopen was abandoned).
+    const bitmaps = this.dirtyBitmaps.all();
+    for (let i = 0; i < bitmaps.length; i++) if (bitmaps[i]!.readOnly) throw new BlockError('READ_ONLY', 'Operation not permitted', { errno: 'EPERM' });
   }
 }

@@ -4,15 +4,16 @@ import { PERM_ALL } from '../image/perm.js';
 import { probeFormat } from '../image/probe.js';
 import { CHILD_COW, CHILD_DATA, CHILD_FILTERED_PRIMARY, CHILD_IMAGE, CHILD_PRIMARY, type ChildOwner, defaultChildPerms, type NodeChild, type PermPair, rawChildPerm } from './child.js';
 import { blkdebugChildPerm, BlkdebugNode, DEFAULT_IOTYPES, type InjectErrorRule, type SetStateRule } from './drivers/blkdebug.js';
+import { corChildPerm, CopyOnReadNode } from './drivers/copy-on-read.js';
 import { FileNode } from './drivers/file.js';
 import { NullNode } from './drivers/null.js';
 import { Qcow2Node } from './drivers/qcow2.js';
 import { RawNode } from './drivers/raw.js';
 import type { BlockGraph } from './graph.js';
-import { flattenOptions } from './filename.js';
 import { attachChild } from './graph-edit.js';
 import { GraphTransaction } from './graph-transaction.js';
 import type { BlockNode, IoType, NodeSettings } from './node.js';
+import { boolOption, dropChildKeys, flattenQdict, inheritOptions, type Options, recordFlags } from './options.js';
 
 /**
  * Options of one node, as blockdev-add takes them after schema validation
@@ -34,8 +35,12 @@ interface OpenContext {
   name: string;
   spec: BlockdevSpec;
   readOnly: boolean;
+  /** The node's options after inheritance (bs->options while it opens). */
+  options: Options;
   /** Opens (or finds) a child and links it with its role, its permissions checked before the driver uses it. */
   child(name: string, ref: unknown, role: number): Promise<NodeChild>;
+  /** A node of the graph by name (a copy-on-read filter's bottom). */
+  find(name: string): BlockNode | undefined;
   /** A qcow2's backing child once its header is known: `spec.backing`, or the image's own backing file. */
   backing(header: { backingFile?: string; backingFormat?: string; filename: string }): Promise<NodeChild | undefined>;
 }
@@ -48,7 +53,8 @@ type ChildPermFn = (spec: BlockdevSpec, role: number, writable: boolean, perm: n
 const num = (v: unknown, def: number): number => (typeof v === 'number' ? v : def);
 
 const OPENERS: Record<string, Opener> = {
-  file: ({ name, spec, readOnly }) => FileNode.open(name, spec['filename'] as string, readOnly, (spec['locking'] as 'on' | 'off' | 'auto' | undefined) ?? 'auto'),
+  file: ({ name, spec, readOnly, options }) =>
+    FileNode.open(name, spec['filename'] as string, { readOnly, autoReadOnly: boolOption(options, 'auto-read-only'), locking: (spec['locking'] as 'on' | 'off' | 'auto' | undefined) ?? 'auto' }),
   raw: async ({ name, spec, readOnly, child }) => {
     const offset = num(spec['offset'], 0);
     const size = spec['size'] as number | undefined;
@@ -56,11 +62,15 @@ const OPENERS: Record<string, Opener> = {
     const file = await child('file', spec['file'], offset || size !== undefined ? CHILD_DATA | CHILD_PRIMARY : CHILD_FILTERED_PRIMARY);
     return new RawNode(name, file, offset, size, readOnly);
   },
-  'null-co': async ({ name, spec }) => new NullNode(name, 'null-co', num(spec['size'], 1 << 30), spec['read-zeroes'] === true, num(spec['latency-ns'], 0)),
-  'null-aio': async ({ name, spec }) => new NullNode(name, 'null-aio', num(spec['size'], 1 << 30), spec['read-zeroes'] === true, num(spec['latency-ns'], 0)),
+  'null-co': async ({ name, spec, readOnly }) => new NullNode(name, 'null-co', num(spec['size'], 1 << 30), spec['read-zeroes'] === true, num(spec['latency-ns'], 0), readOnly),
+  'null-aio': async ({ name, spec, readOnly }) => new NullNode(name, 'null-aio', num(spec['size'], 1 << 30), spec['read-zeroes'] === true, num(spec['latency-ns'], 0), readOnly),
   qcow2: async ({ name, spec, readOnly, child, backing }) => {
     const file = await child('file', spec['file'], CHILD_IMAGE);
     return Qcow2Node.open(name, file, readOnly, backing);
+  },
+  'copy-on-read': async ({ name, spec, readOnly, child, find }) => {
+    const file = await child('file', spec['file'], CHILD_FILTERED_PRIMARY);
+    return CopyOnReadNode.open(name, file, readOnly, spec['bottom'] as string | undefined, find);
   },
   blkdebug: async ({ name, spec, readOnly, child }) => {
     const image = await child('image', spec['image'], CHILD_FILTERED_PRIMARY);
@@ -89,6 +99,7 @@ function permBits(names: unknown): number {
 }
 
 const CHILD_PERMS: Record<string, ChildPermFn> = {
+  'copy-on-read': (_spec, _role, _writable, perm, shared) => corChildPerm(perm, shared),
   raw: (_spec, role, writable, perm, shared) => rawChildPerm(role, writable, perm, shared),
   blkdebug: (spec, role, writable, perm, shared) =>
     blkdebugChildPerm(role, writable, perm, shared, permBits(spec['take-child-perms']), permBits(spec['unshare-child-perms'])),
@@ -112,7 +123,7 @@ export async function openBlockdev(graph: BlockGraph, spec: BlockdevSpec, monito
   const opened: BlockNode[] = [];
   return GraphTransaction.run(async (tran) => {
     try {
-      return await openNode(graph, tran, spec, monitorOwned, { readOnly: parentReadOnly, forceShare: false, settings: undefined }, opened);
+      return await openNode(graph, tran, spec, monitorOwned, { readOnly: parentReadOnly, forceShare: false, settings: undefined, options: undefined, cow: false }, opened);
     } catch (err) {
       // The links go first (the transaction's undo), then the nodes this open created, newest first.
       await tran.abort();
@@ -148,6 +159,10 @@ interface Inherited {
   readOnly: boolean;
   forceShare: boolean;
   settings: NodeSettings | undefined;
+  /** The parent's options, which the node's own inherit from (none for a node the monitor adds). */
+  options: Options | undefined;
+  /** Whether the node is its parent's backing child. */
+  cow: boolean;
 }
 
 /** Drivers QEMU opens as protocols (bdrv_file_open): no `file` child is opened before them. */
@@ -167,10 +182,14 @@ async function openNode(graph: BlockGraph, tran: GraphTransaction, spec: Blockde
     cacheDirect: cache.direct ?? parent?.cacheDirect ?? false,
     cacheNoFlush: cache['no-flush'] ?? parent?.cacheNoFlush ?? false,
   };
+  // bs->explicit_options and bs->options as QEMU has them while the node opens.
+  const explicit = flattenQdict(spec);
+  const options = { ...explicit };
+  if (inherit.options) inheritOptions(inherit.cow, options, inherit.options);
   const inline = new Set<BlockNode>();
   const openInline = async (ref: BlockdevSpec, cow: boolean): Promise<BlockNode> => {
     // A backing image is opened read-only unless it says otherwise; other children inherit the parent's state.
-    const n = await openNode(graph, tran, ref, false, { readOnly: cow ? true : readOnly, forceShare, settings }, opened);
+    const n = await openNode(graph, tran, ref, false, { readOnly: cow ? true : readOnly, forceShare, settings, options, cow }, opened);
     inline.add(n);
     return n;
   };
@@ -205,11 +224,15 @@ async function openNode(graph: BlockGraph, tran: GraphTransaction, spec: Blockde
       throw new BlockError(err instanceof BlockError ? err.code : 'IO', `Could not open backing file: ${msg}`, { cause: err });
     }
   };
-  const node = await opener({ name, spec, readOnly, child, backing });
+  const node = await opener({ name, spec, readOnly, options, child, backing, find: (n) => graph.get(n) });
   node.settings = settings;
   node.forceShare = forceShare;
-  node.readOnlyExplicit = spec['read-only'] !== undefined;
-  node.openOptions = flattenOptions(spec);
+  const children = node.childList().map((c) => c.name);
+  dropChildKeys(explicit, [...children, 'backing']);
+  dropChildKeys(options, [...children, 'backing']);
+  recordFlags(options, { ...settings, readOnly, autoReadOnly: boolOption(options, 'auto-read-only') });
+  node.explicitOptions = explicit;
+  node.options = options;
   for (const n of inline) n.inheritsFrom = node;
   try {
     // Refuses a name a child took meanwhile (the same node-name twice in one tree).
@@ -252,7 +275,7 @@ export async function jsonFilenameSpec(name: string, format?: string): Promise<B
     throw new BlockError('INVALID_ARGUMENT', `Could not parse the JSON options: ${err instanceof Error ? err.message : String(err)}`);
   }
   if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) throw new BlockError('INVALID_ARGUMENT', 'Invalid JSON object given');
-  const spec = crumple(flattenOptions(parsed as Record<string, unknown>)) as BlockdevSpec;
+  const spec = crumple(flattenQdict(parsed as Record<string, unknown>)) as BlockdevSpec;
   if (spec.driver === undefined) {
     const file = (spec['file'] as { filename?: unknown } | undefined)?.filename;
     spec.driver = format ?? (typeof file === 'string' ? await probeFormat(file).catch(() => 'raw') : 'raw');

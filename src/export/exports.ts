@@ -112,8 +112,7 @@ export class BlockExports {
     if (!WELL_FORMED.test(spec.id)) throw fail('Invalid block export id');
     if (this.exports.some((e) => e.id === spec.id)) throw fail(`Block export id '${spec.id}' is already in use`);
     if (spec.unsupportedType !== undefined) throw new BlockError('UNSUPPORTED', `Export type '${spec.unsupportedType}' is not supported by blockemu (only 'nbd' is)`);
-    const node = this.graph.get(spec.nodeName);
-    if (!node) throw new BlockError('NOT_FOUND', `Cannot find device='' nor node-name='${spec.nodeName}'`);
+    const node = this.graph.findNode(spec.nodeName);
     const writable = spec.writable ?? false;
     if (node.readOnly && writable) throw fail('Cannot export read-only node as writable');
     if (spec.iothread !== undefined) throw fail(`iothread "${spec.iothread}" not found`);

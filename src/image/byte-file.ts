@@ -7,6 +7,11 @@
  */
 export type DebugEvent =
   | 'l1_update'
+  | 'l1_grow_alloc_table'
+  | 'l1_grow_write_table'
+  | 'l1_grow_activate_table'
+  | 'l1_shrink_write_table'
+  | 'l1_shrink_free_l2_clusters'
   | 'l2_load'
   | 'l2_update'
   | 'l2_update_compressed'

@@ -20,6 +20,8 @@ export interface OpenOptions {
   depth?: number;
   /** Lock every file of the chain as QEMU's tools do (tool-perms.ts); without it no lock is taken or checked. */
   locks?: OpenLocks;
+  /** qcow2: the caller keeps the image's persistent bitmaps (see Qcow2OpenOptions.persistentBitmaps). */
+  persistentBitmaps?: boolean;
 }
 
 /** How the files of a chain are locked: what the image's users take (its node's permissions), as tool-perms.ts works it out. */
@@ -44,6 +46,7 @@ export async function openImage(path: string, opts: OpenOptions = {}): Promise<B
       readOnly: opts.readOnly,
       openBacking: opts.openBacking ?? true,
       depth: opts.depth,
+      persistentBitmaps: opts.persistentBitmaps,
       openBackingImage: (p, fmt, depth) => openImage(p, { format: fmt, readOnly: true, depth, locks: backingLocks(spec, opts.locks) }),
     });
   } catch (err) {

@@ -4,7 +4,8 @@ import { HostFile } from './file.js';
 import { openNewFile } from './file-create.js';
 import { checkRequest, ZERO_CHUNK } from './request.js';
 import { zeroRun } from './zero-scan.js';
-import type { BlockImage, Extent, ImageInfo, WriteOptions, WriteZeroesOptions } from './types.js';
+import { checkResizeRequest, resizeFile } from './resize.js';
+import type { BlockImage, Extent, ImageInfo, ResizeOptions, WriteOptions, WriteZeroesOptions } from './types.js';
 
 /** A raw image: guest offset = file offset; the virtual size is the file size. */
 export class RawImage implements BlockImage {
@@ -104,6 +105,16 @@ export class RawImage implements BlockImage {
 
   info(): ImageInfo {
     return { format: 'raw', filename: this.filename, virtualSize: this.virtualSize };
+  }
+
+  /**
+   * The file takes the new size, with file-posix's rules (src/image/resize.ts):
+   * a raw image is its file. Requests in flight must be drained first.
+   */
+  async resize(newSize: number, opts: ResizeOptions = {}): Promise<void> {
+    checkResizeRequest(newSize, this.readOnly);
+    await resizeFile(this.file, newSize, opts.preallocation ?? 'off');
+    this.virtualSize = newSize;
   }
 
   backing(): undefined {

@@ -40,6 +40,35 @@ export interface WritePiece {
   mayUnmap?: boolean;
 }
 
+/**
+ * How a resize reserves the bytes it adds (QEMU's PreallocMode): `off`
+ * nothing; `metadata` (qcow2) tables and clusters mapped, data left to the
+ * file system; `falloc` and `full` the data too, as zeroes written (Node
+ * has no posix_fallocate, so both allocate the blocks by writing them).
+ */
+export type Preallocation = 'off' | 'metadata' | 'falloc' | 'full';
+export const PREALLOCATIONS: readonly Preallocation[] = ['off', 'metadata', 'falloc', 'full'];
+
+/** A persistent bitmap the caller holds in memory (QEMU's BdrvDirtyBitmap), as a resize must see it. */
+export interface HeldBitmap {
+  /** Throws (QEMU's message) when the bitmap may not change size: inconsistent, busy or read-only. */
+  check(): void;
+}
+
+export interface ResizeOptions {
+  /** Default `off`. Only growing can preallocate. */
+  preallocation?: Preallocation;
+  /**
+   * qcow2 with persistent bitmaps: the caller's in-memory copy of the bitmap
+   * of this name, undefined when it has none. QEMU only resizes an image
+   * whose bitmaps are all held in memory (they are stored again, resized,
+   * later); without this option none is, and such an image is refused.
+   */
+  heldBitmap?: (name: string) => HeldBitmap | undefined;
+  /** Non-fatal trouble (QEMU's warn_report), e.g. a shrunk file's tail that could not be cut off. */
+  warn?: (message: string) => void;
+}
+
 export interface ImageInfo {
   format: ImageFormat;
   filename: string;
@@ -81,6 +110,15 @@ export interface BlockImage {
   /** Bytes the host file occupies on disk. */
   actualSize(): Promise<number>;
   info(): ImageInfo;
+  /**
+   * Sets the virtual size to `newSize` bytes (QEMU's bdrv_co_truncate and
+   * the format's truncate): growing adds zeroes (or what preallocation
+   * says), shrinking drops everything past the new end. Failures are
+   * BlockErrors with QEMU's messages. Requests that are in flight must be
+   * drained by the caller first (QEMU drains the node); requests issued
+   * after it returns see the new size.
+   */
+  resize(newSize: number, opts?: ResizeOptions): Promise<void>;
   /** The backing image, if any (opened read-only). */
   backing(): BlockImage | undefined;
   /** Flushes and closes this image and its backing chain. Idempotent. */

@@ -1,29 +1,22 @@
 import type { DirtyBitmap } from '../blockdev/dirty-bitmap.js';
 import type { BlockNode } from '../blockdev/node.js';
 import { PERM_ALL } from '../image/perm.js';
-import { strerror } from '../blockdev/qemu-io/errno.js';
+import { strerror } from '../image/errno.js';
 import { BlockCopy, CopyError } from './block-copy.js';
-import { JobNodes } from './job-nodes.js';
-import { Job, type JobListener, type JobOptions } from './job.js';
-import { RateLimiter } from './rate-limit.js';
+import { BlockJob, type BlockJobListener, type BlockJobOptions } from './block-job.js';
+import type { OnError } from './error-policy.js';
 
 export type SyncMode = 'full' | 'top' | 'none' | 'bitmap';
 /** What becomes of the sync bitmap when the job ends (BitmapSyncMode). */
 export type BitmapMode = 'on-success' | 'never' | 'always';
-export type OnError = 'report' | 'ignore' | 'enospc' | 'stop' | 'auto';
-export type ErrorAction = 'report' | 'ignore' | 'stop';
-export type IoStatus = 'ok' | 'failed' | 'nospace';
 
-export interface BackupListener extends JobListener {
-  /** BLOCK_JOB_ERROR: emitted once per error the policy handles, before the job acts on it. */
-  ioError(job: BackupJob, operation: 'read' | 'write', action: ErrorAction): void;
-}
+/** The listener of backup jobs: any block job's. */
+export type BackupListener = BlockJobListener;
 
-export interface BackupOptions extends JobOptions {
+export interface BackupOptions extends BlockJobOptions {
   source: BlockNode;
   target: BlockNode;
   sync: SyncMode;
-  speed?: number;
   compress?: boolean;
   onSourceError?: OnError;
   onTargetError?: OnError;
@@ -40,17 +33,6 @@ export interface BackupOptions extends JobOptions {
   filter?: BlockNode;
   /** Runs at the end of clean (drive-backup drops the target node it opened). */
   afterClean?: () => Promise<void>;
-}
-
-/** blockjob.c block_job_error_action: the policy and the errno decide. */
-export function errorAction(policy: OnError, errno: string): ErrorAction {
-  switch (policy) {
-    case 'enospc':
-    case 'auto':
-      return errno === 'ENOSPC' ? 'stop' : 'report';
-    default:
-      return policy;
-  }
 }
 
 /**
@@ -73,14 +55,11 @@ export function backupClusterSize(target: BlockNode): number {
  * the rest (full), only what the top layer allocates (top), or nothing
  * (none). I/O errors go through on-source-error / on-target-error.
  */
-export class BackupJob extends Job {
+export class BackupJob extends BlockJob {
   readonly source: BlockNode;
   readonly target: BlockNode;
   readonly sync: SyncMode;
   readonly copier: BlockCopy;
-  readonly limiter: RateLimiter;
-  speed: number;
-  ioStatus: IoStatus = 'ok';
   private readonly onSourceError: OnError;
   private readonly onTargetError: OnError;
   private readonly hook: (offset: number, length: number) => Promise<void>;
@@ -91,20 +70,12 @@ export class BackupJob extends Job {
   private readonly bitmapMode: BitmapMode;
   /** The copy bitmap as the source node lists it while the job exists. */
   private readonly copyBitmapEntry: DirtyBitmap;
-  /** The job's links to the nodes it holds. */
-  readonly nodes: JobNodes;
 
-  constructor(
-    id: string,
-    private readonly events: BackupListener,
-    opts: BackupOptions,
-  ) {
+  constructor(id: string, events: BackupListener, opts: BackupOptions) {
     super(id, 'backup', events, opts);
     this.source = opts.source;
     this.target = opts.target;
     this.sync = opts.sync;
-    this.speed = opts.speed ?? 0;
-    this.limiter = new RateLimiter(this.speed, () => this.clock.now());
     this.onSourceError = opts.onSourceError ?? 'report';
     this.onTargetError = opts.onTargetError ?? 'report';
     this.afterClean = opts.afterClean;
@@ -125,7 +96,6 @@ export class BackupJob extends Job {
     // Copy-before-write from the moment the job exists: the point in time is now.
     this.hook = (offset, length) => this.copier.copyBeforeWrite(offset, length);
     this.source.beforeWrite.push(this.hook);
-    this.nodes = new JobNodes('backup', id);
   }
 
   /**
@@ -142,13 +112,6 @@ export class BackupJob extends Job {
 
   override usesNode(node: object): boolean {
     return node === this.source || node === this.target || node === this.filter;
-  }
-
-  setSpeed(speed: number): void {
-    this.checkVerb('set-speed');
-    this.speed = speed;
-    this.limiter.setSpeed(speed);
-    this.kick();
   }
 
   protected async run(): Promise<void> {
@@ -227,21 +190,9 @@ export class BackupJob extends Job {
 
   /** The error policy: report fails the job; ignore retries in a new pass; stop pauses until resumed. */
   private async handleError(err: CopyError): Promise<void> {
-    const action = errorAction(err.operation === 'read' ? this.onSourceError : this.onTargetError, err.errno);
-    this.events.ioError(this, err.operation, action);
+    const action = this.errorAction(err.operation === 'read' ? this.onSourceError : this.onTargetError, err.operation, err.errno);
     if (action === 'report') throw new Error(strerror(err.errno));
-    if (action === 'stop') {
-      if (this.ioStatus === 'ok') this.ioStatus = err.errno === 'ENOSPC' ? 'nospace' : 'failed';
-      // Paused as if by the user: job-resume lifts it (and resets io-status).
-      this.userPaused = true;
-      this.pause();
-      await this.pausePoint();
-    }
-  }
-
-  override userResume(): void {
-    super.userResume();
-    this.ioStatus = 'ok';
+    if (action === 'stop') await this.pausePoint();
   }
 
   /** Success: backup_cleanup_sync_bitmap(job, 0). */

@@ -2,7 +2,7 @@ import { BlockBackend } from '../blockdev/block-backend.js';
 import { PERM_ALL, PERM_RESIZE, PERM_WRITE } from '../image/perm.js';
 import type { BlockNode } from '../blockdev/node.js';
 import { NodeByteFile } from '../blockdev/node-file.js';
-import { strerror } from '../blockdev/qemu-io/errno.js';
+import { strerror } from '../image/errno.js';
 import { BlockError } from '../image/errors.js';
 import { createHostFile } from '../image/file-create.js';
 import { formatQcow2 } from '../image/qcow2/create.js';

@@ -44,11 +44,23 @@ export class JobNodes implements ChildOwner {
     return this.links.some((l) => l.node === node);
   }
 
-  /** block_job_remove_all_bdrv: the links go and the nodes are free again. */
-  async removeAll(): Promise<void> {
+  /** block_job_remove_all_bdrv: the links go and the nodes are free again; returns the nodes, newest link first. */
+  async removeAll(): Promise<BlockNode[]> {
+    const nodes: BlockNode[] = [];
     for (const l of this.links.splice(0).reverse()) {
       l.node.blockers.remove(this.blocker);
       await detachChild(l);
+      nodes.push(l.node);
     }
+    return nodes;
+  }
+
+  /** The link to one node goes (a filter the job takes out before it ends). */
+  async remove(node: BlockNode): Promise<void> {
+    const i = this.links.findIndex((l) => l.node === node);
+    if (i < 0) return;
+    const [l] = this.links.splice(i, 1);
+    node.blockers.remove(this.blocker);
+    await detachChild(l!);
   }
 }

@@ -13,6 +13,8 @@ export interface JobListener {
   finished(job: Job, cancelled: boolean): void;
   /** The job reached `null` and left the job list. */
   removed(job: Job): void;
+  /** BLOCK_JOB_READY: the job's target is in sync and it waits to be completed (mirror). */
+  ready?(job: Job): void;
 }
 
 export interface JobOptions {
@@ -55,11 +57,16 @@ export abstract class Job {
   progressTotal = 0;
   /** Set when the job failed or was cancelled (the text QMP reports). */
   error: string | undefined;
+  /** Force-cancelled (job_is_cancelled): the job stops and ends as cancelled. */
   cancelled = false;
+  /** A cancel was asked for, force or not (job_cancel_requested): a ready mirror then finishes without its pivot. */
+  cancelRequested = false;
   userPaused = false;
   private pauseCount = 0;
   private started = false;
   private wake: (() => void) | undefined;
+  /** A drain came while the job was busy: QEMU holds it at its next pause point, so that sleep does not happen. */
+  private drainedSleep = false;
   private concludedResolve!: () => void;
   /** Resolves when the job reaches `concluded` (its events are out by then). */
   readonly concludedPromise = new Promise<void>((r) => (this.concludedResolve = r));
@@ -88,10 +95,22 @@ export abstract class Job {
   async commit(): Promise<void> {}
   async abort(): Promise<void> {}
   async clean(): Promise<void> {}
+  /** What goes with the job once it reached `null` (block_job_free: a block job's links to its nodes). */
+  protected async free(): Promise<void> {}
 
   /** A block job (block_job_create in QEMU): it has BLOCK_JOB_* events and shows in query-block-jobs. */
   get isBlockJob(): boolean {
     return true;
+  }
+
+  /** query-block-jobs' busy: the job's coroutine is working rather than waiting for time or a verb (only jobs that track it say so). */
+  get busy(): boolean {
+    return false;
+  }
+
+  /** Whether the job waits only for time to pass or a verb (a sleep, an idle wait). */
+  protected get isIdle(): boolean {
+    return this.idleWait;
   }
 
   get paused(): boolean {
@@ -119,12 +138,52 @@ export abstract class Job {
     if (!acceptsVerb(this.status, verb)) throw jobError(`Job '${this.id}' in state '${this.status}' cannot accept command verb '${verb}'`);
   }
 
-  /** created -> running; QEMU drains the graph while setting a job up, hence the paused/running pair. */
+  /** created -> running; QEMU drains the graph while setting a job up, hence the paused/running pair (for jobs whose setup drains). */
   start(): void {
     this.transition('running');
     this.started = true;
-    this.internalPause();
+    if (this.drainsOnStart) this.internalPause();
     void this.execute();
+  }
+
+  /** Whether setting the job up drains a graph it is already in (backup's transaction drain); a mirror drains before it exists. */
+  protected get drainsOnStart(): boolean {
+    return true;
+  }
+
+  /** job_transition_to_ready: BLOCK_JOB_READY, then the job waits for job-complete (or a cancel). */
+  protected transitionToReady(): void {
+    this.transition('ready');
+    this.listener.ready?.(this);
+  }
+
+  get isReady(): boolean {
+    return this.status === 'ready' || this.status === 'standby';
+  }
+
+  /**
+   * job-complete / block-job-complete (job_complete_locked): the verb table
+   * first, then jobs that cannot complete (or were asked to cancel) refuse
+   * in QEMU's words.
+   */
+  complete(): void {
+    this.checkVerb('complete');
+    if (this.cancelRequested || !this.onComplete()) throw jobError(`The active block job '${this.id}' cannot be completed`);
+  }
+
+  /** The driver's complete: returns false when the job type has none (backup). */
+  protected onComplete(): boolean {
+    return false;
+  }
+
+  /** The driver's cancel (job->driver->cancel): whether the request becomes a force cancel. Jobs without one always force. */
+  protected cancelIsForced(_force: boolean): boolean {
+    return true;
+  }
+
+  /** Whether job-cancel answers only once the job has concluded (as observed for backup); a mirror answers at once. */
+  protected get cancelWaitsForConclusion(): boolean {
+    return true;
   }
 
   /** Whether the job works on this node (a drain of it pauses the job for a moment). */
@@ -132,11 +191,19 @@ export abstract class Job {
     return false;
   }
 
-  /** A drain of the graph (another job being set up): a running job reports paused, then running. */
+  /**
+   * A drain of the graph (another job being set up): a running job reports
+   * paused, then running. Like QEMU's, the pause enters a sleeping job, so
+   * its sleep ends there (child_job_drained_begin's job_pause); a busy one
+   * skips its next sleep.
+   */
   internalPause(): void {
     if (this.status !== 'running' || this.paused) return;
     this.transition('paused');
     this.transition('running');
+    // A busy job is held at its next pause point instead: its next sleep is spent there (job_sleep_ns skips the timer).
+    if (this.wake) this.kick();
+    else this.drainedSleep = true;
   }
 
   private async execute(): Promise<void> {
@@ -148,16 +215,19 @@ export abstract class Job {
     }
     if (this.cancelled) this.error ??= 'Operation canceled';
     else if (failure !== undefined) this.error ??= failure instanceof Error ? failure.message : String(failure);
+    // job_co_entry hands the rest to the main loop (job_exit in a bottom half): a job that ends at once does so after the reply that started it.
+    await new Promise<void>((r) => setImmediate(r));
     await this.txn.jobCompleted(this);
   }
 
   /** Where the job may pause or stop: waits while paused, throws JobCancelled once cancelled. */
   protected async pausePoint(): Promise<void> {
     if (this.cancelled) throw new JobCancelled();
-    while (this.paused && !this.cancelled) {
+    if (this.paused && !this.cancelled) {
       const from = this.status;
       this.transition(from === 'ready' ? 'standby' : 'paused');
-      await new Promise<void>((r) => (this.wake = r));
+      // Woken while still paused (a speed change), it stays paused, and says nothing.
+      while (this.paused && !this.cancelled) await new Promise<void>((r) => (this.wake = r));
       this.transition(from);
     }
     if (this.cancelled) throw new JobCancelled();
@@ -168,20 +238,32 @@ export abstract class Job {
     return this.status !== 'running' || this.idleWait;
   }
 
-  /** Sleeps `ns` nanoseconds of the job's clock (rate limiting), cut short by a pause, resume, cancel or speed change. */
+  /**
+   * Sleeps `ns` nanoseconds of the job's clock (rate limiting), cut short
+   * by a pause, resume, cancel or speed change. Without a delay the job
+   * still lets the event loop turn once (job_sleep_ns(0) yields too), so a
+   * job whose steps need no I/O cannot starve the monitor.
+   */
   protected async sleep(ns: number): Promise<void> {
-    if (ns > 0) {
+    if (this.drainedSleep) {
+      this.drainedSleep = false;
+      ns = 0;
+    }
+    // job_sleep_ns: a job cancelled or asked to pause meanwhile does not go to sleep first.
+    if (ns > 0 && !this.cancelled && !this.paused) {
       const s = this.clock.sleep(ns);
       this.wake = s.wake;
       await this.idle(s.done);
       this.wake = undefined;
+    } else {
+      await new Promise<void>((r) => setImmediate(r));
     }
     await this.pausePoint();
   }
 
   /** Waits until a verb (pause, cancel, speed change…) kicks the job: sync=none has nothing else to do. */
   protected async waitForKick(): Promise<void> {
-    await this.idle(new Promise<void>((r) => (this.wake = r)));
+    if (!this.cancelled && !this.paused) await this.idle(new Promise<void>((r) => (this.wake = r)));
     await this.pausePoint();
   }
 
@@ -234,31 +316,44 @@ export abstract class Job {
    * have no soft cancel). Resolves once the job has concluded, so its
    * events precede the command's reply, as observed with QEMU.
    */
-  async cancel(): Promise<void> {
+  async cancel(force = true): Promise<void> {
     this.checkVerb('cancel');
-    await this.cancelLocked();
-    if (this.status !== 'null') await this.concludedPromise;
+    await this.cancelLocked(force);
+    if (this.status !== 'null' && this.cancelWaitsForConclusion) await this.concludedPromise;
   }
 
   /** QEMU's job_cancel_locked, without the verb check (dismissing a concluded job, a transaction abort). */
-  async cancelLocked(): Promise<void> {
+  async cancelLocked(force = true): Promise<void> {
     if (this.status === 'concluded') {
-      this.transition('null');
+      await this.toNull();
       return;
     }
-    this.requestCancel();
+    this.requestCancel(force);
     if (!this.started) await this.txn.jobCompleted(this);
-    else if (isCompleted(this.status)) await this.txn.abort(this);
+    else if (isCompleted(this.status)) {
+      // A soft cancel of a job whose work is over changes nothing (job_cancel_async ignores it).
+      if (this.cancelled) await this.txn.abort(this);
+    }
   }
 
-  /** Flags the job cancelled and wakes it; a user pause is dropped. */
-  requestCancel(): void {
+  /**
+   * job_cancel_async: the driver decides whether the request is forced; a
+   * user pause is dropped; a soft request on a job whose work is over is
+   * ignored. Then the job is woken.
+   */
+  requestCancel(force = true): void {
+    force = this.cancelIsForced(force);
     if (this.userPaused) {
       this.userPaused = false;
       if (this.pauseCount > 0) this.pauseCount--;
     }
-    this.cancelled = true;
-    this.error ??= 'Operation canceled';
+    if (force || !isCompleted(this.status)) {
+      this.cancelRequested = true;
+      if (force) {
+        this.cancelled = true;
+        this.error ??= 'Operation canceled';
+      }
+    }
     this.kick();
   }
 
@@ -268,9 +363,20 @@ export abstract class Job {
     await this.txn.finalize();
   }
 
-  /** job-dismiss. */
-  dismiss(): void {
+  /** job-dismiss: refused at once in another state; resolves once what went with the job is gone. */
+  dismiss(): Promise<void> {
     this.checkVerb('dismiss');
+    return this.toNull();
+  }
+
+  /**
+   * job_do_dismiss: the job goes to `null` and is freed. QEMU announces
+   * `null` first but frees in the same main-loop turn, so no command sees
+   * the job half gone; here freeing waits (its links' permissions), so it
+   * comes first and `null` says it is over.
+   */
+  private async toNull(): Promise<void> {
+    await this.free();
     this.transition('null');
   }
 
@@ -284,14 +390,14 @@ export abstract class Job {
     if (this.started) this.listener.finished(this, this.cancelled);
     this.txn.remove(this);
     this.transition('concluded');
-    if (this.autoDismiss || !this.started) this.transition('null');
+    if (this.autoDismiss || !this.started) await this.toNull();
   }
 
   /** Setup failed after the job was created (job_early_fail): created -> null, nothing else. */
   async earlyFail(): Promise<void> {
     await this.clean();
     this.txn.remove(this);
-    this.transition('null');
+    await this.toNull();
   }
 
   /** Entering pending: jobs that wait for job-finalize say so. */

@@ -60,7 +60,7 @@ export class JobManager {
   /** Daemon shutdown: every job cancelled and concluded. */
   async cancelAll(): Promise<void> {
     for (const j of [...this.jobs]) {
-      if (j.status === 'concluded') j.dismiss();
+      if (j.status === 'concluded') await j.dismiss();
       else await j.cancelLocked().then(() => j.concludedPromise);
     }
   }

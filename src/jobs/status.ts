@@ -28,7 +28,7 @@ const VERBS: Record<JobVerb, readonly JobStatus[]> = {
   pause: ACTIVE,
   resume: ACTIVE,
   'set-speed': ACTIVE,
-  complete: ['ready'],
+  complete: ['ready', 'standby'],
   finalize: ['pending'],
   dismiss: ['concluded'],
 };

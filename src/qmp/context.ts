@@ -1,6 +1,6 @@
 import type { BlockGraph } from '../blockdev/graph.js';
 import type { BlockExports } from '../export/exports.js';
-import type { BackupListener } from '../jobs/backup.js';
+import type { BlockJobListener } from '../jobs/block-job.js';
 import type { JobManager } from '../jobs/manager.js';
 import type { CommandTable, SessionState } from './dispatch.js';
 import type { EventDef } from './schema/command.js';
@@ -23,7 +23,7 @@ export interface QmpContext {
   readonly graph: BlockGraph;
   /** Every job, and the listener new jobs report to (events to all monitors). */
   readonly jobs: JobManager;
-  readonly jobEvents: BackupListener;
+  readonly jobEvents: BlockJobListener;
   /** The exports and the NBD server. */
   readonly exports: BlockExports;
   /** Starts the daemon's shutdown (the reply to `quit` is sent first). */

@@ -2,7 +2,7 @@ import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
 import type { BlockGraph } from '../blockdev/graph.js';
 import type { BlockExports } from '../export/exports.js';
-import type { BackupListener } from '../jobs/backup.js';
+import type { BlockJobListener } from '../jobs/block-job.js';
 import type { JobManager } from '../jobs/manager.js';
 import type { QmpContext, VersionInfo } from './context.js';
 import { type CommandTable, dispatch, isOobRequest, type Reply, type SessionState } from './dispatch.js';
@@ -25,7 +25,7 @@ export interface SessionOptions {
   capabilities: readonly string[];
   graph: BlockGraph;
   jobs: JobManager;
-  jobEvents: BackupListener;
+  jobEvents: BlockJobListener;
   exports: BlockExports;
   makeParser: ParserFactory;
   quit(): void;

@@ -168,10 +168,9 @@ describe.skipIf(!qemu.available)('blockemu img check (vs qemu-img check)', () =>
     for (const mode of m) await both(file, mode, { sameBytes: sb });
   }, 60_000);
 
-  it('clean images of every kind: same summary and statistics', async () => {
-    for (const file of Object.values(bases)) {
-      for (const mode of [[], ['--output=json'], ['-q'], ['-r', 'leaks']]) await both(file, mode, { sameBytes: !file.startsWith('bm') });
-    }
+  it.each(['c64k', 'c512', 'c2m', 'rc1', 'rc64', 'v2', 'comp', 'snap', 'bm'])('clean image %s: same summary and statistics', async (base) => {
+    const file = bases[base]!;
+    for (const mode of [[], ['--output=json'], ['-q'], ['-r', 'leaks']]) await both(file, mode, { sameBytes: !file.startsWith('bm') });
   }, 60_000);
 
   it('a dirty image is consistent for check; a repairing check clears the bit', async () => {

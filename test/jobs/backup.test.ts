@@ -3,7 +3,8 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { BlockGraph } from '../../src/blockdev/graph.js';
 import { openBlockdev } from '../../src/blockdev/open.js';
-import { BackupJob, type BackupListener, errorAction, MAX_TASKS } from '../../src/jobs/backup.js';
+import { BackupJob, type BackupListener, MAX_TASKS } from '../../src/jobs/backup.js';
+import { errorAction } from '../../src/jobs/error-policy.js';
 import { withTempDir } from '../helpers/qemu.js';
 
 const MiB = 1 << 20;

@@ -55,7 +55,7 @@ describe('CreateJob', () => {
     await withTempDir(async (dir) => {
       const p = join(dir, 'q.qcow2');
       await writeFile(p, new Uint8Array(3 * MiB).fill(9));
-      const node = await FileNode.open('f', p, false);
+      const node = await FileNode.open('f', p, { readOnly: false });
       try {
         const ok = await run({ driver: 'qcow2', file: async () => node, size: 16 * MiB, clusterSize: 512, refcountBits: 1, backingFile: 'base.raw', backingFormat: 'raw' });
         expect(ok.job.error).toBeUndefined();

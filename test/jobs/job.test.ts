@@ -79,7 +79,7 @@ describe('job lifecycle', () => {
     expect(() => j.dismiss()).toThrow("Job 'j1' in state 'pending' cannot accept command verb 'dismiss'");
     await j.finalize();
     expect(j.status).toBe('concluded');
-    j.dismiss();
+    await j.dismiss();
     expect(log.slice(-5)).toEqual(['j1:commit', 'j1:COMPLETED@2/2', 'j1:concluded', 'j1:null', 'j1:removed']);
   });
 

@@ -8,16 +8,10 @@
  * and a snapshot's old top going read-only with its file. Replies, events
  * and what qemu-img reads of the results must be equal.
  */
-import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { type Daemon, normalise, OURS, outcome, startExportDaemon } from '../helpers/export-daemon.js';
-import { qemu, qemuImg, qemuIo, run, withTempDir } from '../helpers/qemu.js';
-
-type Step =
-  | [command: string, args?: Record<string, unknown>]
-  | { waitJob: string }
-  | { sh: (dir: string) => Promise<unknown> };
+import { qemu, qemuImg, qemuIo } from '../helpers/qemu.js';
+import { compareSessions, describeImage, file, opens, type Step } from '../helpers/qmp-session.js';
 
 /** base (data at 0) <- mid (64k) <- top (128k), each naming the next by a relative name, in `dir`. */
 async function makeChain(dir: string): Promise<void> {
@@ -30,53 +24,7 @@ async function makeChain(dir: string): Promise<void> {
   await ok(qemuIo('-c', 'write -q -P 3 128k 64k', join(dir, 'top.qcow2')));
 }
 
-/** Plays the steps on a fresh chain in a directory of its own; every outcome, the temp dir and generated node names normalised. */
-async function play(which: Daemon, steps: readonly Step[]): Promise<unknown[]> {
-  return withTempDir(async (root) => {
-    const dir = join(root, 'd');
-    await mkdir(dir);
-    await makeChain(dir);
-    const d = await startExportDaemon(which, { dir: root });
-    const log: unknown[] = [];
-    try {
-      for (const s of inDir(steps, dir)) {
-        if (Array.isArray(s)) log.push(await outcome(d.client, root, s[0], s[1]));
-        else if ('waitJob' in s) await d.client.waitForEvent('JOB_STATUS_CHANGE', (e) => (e.data as { id?: string; status?: string }).id === s.waitJob && (e.data as { status?: string }).status === 'null', 10_000);
-        else log.push(normalise(await s.sh(dir), root));
-      }
-    } finally {
-      log.push({ events: (await d.quit()).filter((e) => e.event !== 'SHUTDOWN') });
-    }
-    return JSON.parse(JSON.stringify(log).replace(/#block\d+/g, '#block'));
-  });
-}
-
-const file = (name: string) => ({ driver: 'file', filename: `\${DIR}/${name}` });
-/** `${DIR}` in string arguments becomes the session's image directory. */
-function inDir(steps: readonly Step[], dir: string): Step[] {
-  return steps.map((s) => (Array.isArray(s) ? ([s[0], s[1] && JSON.parse(JSON.stringify(s[1]).replaceAll('${DIR}', dir))] as Step) : s));
-}
-
-/** What qemu-img says of an image without taking locks: its map and backing file. */
-const describeImage = (name: string) => async (dir: string) => {
-  const map = await run('qemu-img', ['map', '-U', '--output=json', join(dir, name)]);
-  const info = await run('qemu-img', ['info', '-U', '--output=json', join(dir, name)]);
-  const i = info.code === 0 ? (JSON.parse(info.stdout) as Record<string, unknown>) : {};
-  return { map: map.code === 0 ? JSON.parse(map.stdout) : map.stderr, backing: i['backing-filename'] ?? null, format: i['backing-filename-format'] ?? null };
-};
-
-/** What qemu-io (which takes locks) says when it opens an image read-write and read-only. */
-const opens = (name: string) => async (dir: string) => ({
-  rw: (await run('qemu-io', ['-f', 'qcow2', '-c', 'read 0 512', join(dir, name)])).stderr,
-  ro: (await run('qemu-io', ['-r', '-f', 'qcow2', '-c', 'read 0 512', join(dir, name)])).stderr,
-});
-
-async function compare(steps: readonly Step[]): Promise<unknown[]> {
-  const theirs = await play('qsd', steps);
-  const ours = await play(OURS, steps);
-  expect(ours).toEqual(theirs);
-  return theirs;
-}
+const compare = (steps: readonly Step[]) => compareSessions(makeChain, steps);
 
 describe.skipIf(!qemu.available || !qemu.storageDaemon)('the block graph, as qemu-storage-daemon keeps it', () => {
   it('a backing chain named in its header is opened as nodes: query-named-block-nodes equal, flat and not; locks between nodes', async () => {
@@ -129,6 +77,59 @@ describe.skipIf(!qemu.available || !qemu.storageDaemon)('the block graph, as qem
       { sh: describeImage('n.qcow2') },
       ['block-job-cancel', { device: 'j2' }],
       { waitJob: 'j2' },
+    ]);
+  }, 60_000);
+
+  it('permissions of backups and exports: read-only targets, writable exports of a filtered source and under read-only format nodes', async () => {
+    const log = await compare([
+      ['nbd-server-start', { addr: { type: 'unix', data: { path: '${DIR}/nbd.sock' } } }],
+      ['blockdev-add', { driver: 'qcow2', 'node-name': 'a', backing: null, file: file('top.qcow2') }],
+      ['blockdev-add', { driver: 'qcow2', 'node-name': 'b', backing: null, file: file('mid.qcow2') }],
+      ['blockdev-add', { driver: 'qcow2', 'node-name': 'cro', 'read-only': true, file: { ...file('base.qcow2'), 'node-name': 'fro' } }],
+      ['blockdev-backup', { device: 'a', target: 'cro', sync: 'none', 'job-id': 'j0' }],
+      ['block-export-add', { type: 'nbd', id: 'e0', 'node-name': 'fro', writable: true }],
+      ['block-export-add', { type: 'nbd', id: 'e0', 'node-name': 'fro' }],
+      ['blockdev-add', { driver: 'raw', 'node-name': 'raw-fro', file: 'fro' }],
+      // Once the backup filter has a parent (the export, moved above it), nobody else may write its source.
+      ['block-export-add', { type: 'nbd', id: 'e1', 'node-name': 'a', writable: true }],
+      ['blockdev-backup', { device: 'a', target: 'b', sync: 'none', 'job-id': 'j1' }],
+      ['block-export-add', { type: 'nbd', id: 'e2', 'node-name': 'a', writable: true }],
+      ['block-export-add', { type: 'nbd', id: 'e3', 'node-name': 'b', writable: true }],
+      ['query-block-exports'],
+      ['block-job-cancel', { device: 'j1' }],
+      { waitJob: 'j1' },
+      ['block-export-add', { type: 'nbd', id: 'e2', 'node-name': 'a', writable: true }],
+      ['query-block-exports'],
+    ]);
+    expect(JSON.stringify(log[4])).toContain('Block node is read-only');
+    expect(JSON.stringify(log[10])).toContain('Permission conflict');
+  }, 60_000);
+
+  it('block_resize: grow and shrink through the format, refusals in QEMU words (file under a format, fixed raw, exported node, null), bitmaps follow', async () => {
+    const img = (name: string, fmt: string, size: string) => async (dir: string) => (await qemuImg('create', '-q', '-f', fmt, join(dir, name), size)).stderr;
+    await compare([
+      { sh: img('a.qcow2', 'qcow2', '1M') },
+      { sh: img('r.raw', 'raw', '1M') },
+      ['nbd-server-start', { addr: { type: 'unix', data: { path: '${DIR}/nbd.sock' } } }],
+      ['blockdev-add', { driver: 'qcow2', 'node-name': 'a', file: { ...file('a.qcow2'), 'node-name': 'af' } }],
+      ['blockdev-add', { driver: 'raw', 'node-name': 'r', file: file('r.raw') }],
+      ['blockdev-add', { driver: 'raw', 'node-name': 'rfix', size: 512, file: { ...file('r.raw'), locking: 'off' } }],
+      ['block-dirty-bitmap-add', { node: 'a', name: 'b0', granularity: 65536 }],
+      ['block_resize', { 'node-name': 'a', size: 2097152 }],
+      ['block_resize', { device: 'a', size: 2097152 }],
+      ['block_resize', { 'node-name': 'a', size: -1 }],
+      ['block_resize', { 'node-name': 'nope', size: 1 }],
+      ['block_resize', { 'node-name': 'af', size: 1 }],
+      ['block_resize', { 'node-name': 'a', size: 1000 }],
+      ['block_resize', { 'node-name': 'a', size: 524288 }],
+      ['block_resize', { 'node-name': 'r', size: 3145728 }],
+      ['block_resize', { 'node-name': 'rfix', size: 1024 }],
+      ['block-export-add', { type: 'nbd', id: 'e0', 'node-name': 'r' }],
+      ['block_resize', { 'node-name': 'r', size: 1048576 }],
+      ['blockdev-add', { driver: 'null-co', 'node-name': 'n' }],
+      ['block_resize', { 'node-name': 'n', size: 1048576 }],
+      ['query-named-block-nodes', { flat: true }],
+      { sh: describeImage('a.qcow2') },
     ]);
   }, 60_000);
 

@@ -1,7 +1,7 @@
 import { constants } from 'node:os';
 import { BlockError } from '../../image/errors.js';
 import type { Extent } from '../../image/types.js';
-import { strerror } from '../qemu-io/errno.js';
+import { strerror } from '../../image/errno.js';
 import { defaultChildPerms, type NodeChild, type PermPair } from '../child.js';
 import type { NamePolicy, NodeName } from '../filename.js';
 import { BlockNode, type IoType, type NodeImageInfo, type StatusOptions, type WriteFlags, type ZeroFlags } from '../node.js';
@@ -176,9 +176,10 @@ export class BlkdebugNode extends BlockNode {
     await this.check('block-status', offset, length);
     return this.image.blockStatus(offset, length, opts);
   }
+  /** A protocol driver without its own allocated size: none is shown (bdrv_get_allocated_file_size: ENOTSUP), nor for formats above it. */
   async imageInfo(): Promise<NodeImageInfo> {
     const inner = await this.image.imageInfo();
-    return { ...inner, format: 'blkdebug' };
+    return { ...inner, format: 'blkdebug', actualSize: undefined };
   }
   protected async doClose(): Promise<void> {}
 }

@@ -1,9 +1,9 @@
 import { ChunkBitmap } from '../bitmap.js';
-import type { Extent } from '../../image/types.js';
 import { PERM_ALL, PERM_CONSISTENT_READ, PERM_RESIZE, PERM_WRITE } from '../../image/perm.js';
 import { CHILD_FILTERED, defaultChildPerms, type NodeChild, type PermPair } from '../child.js';
 import type { NamePolicy } from '../filename.js';
-import { BlockNode, type NodeImageInfo, type StatusOptions, type WriteFlags, type ZeroFlags } from '../node.js';
+import type { BlockNode } from '../node.js';
+import { PassThroughFilter } from './filter-node.js';
 import { type ReopenPlan, writableAfter } from '../permissions.js';
 
 /** Named by its source's name (cbw_refresh_filename). */
@@ -40,7 +40,7 @@ export function cbwChildPerm(role: number, writable: boolean, hasParents: boolea
  * hook, set by the job), so writers that reach the source by another way
  * are intercepted too — in QEMU, permissions refuse them instead.
  */
-export class CopyBeforeWriteNode extends BlockNode {
+export class CopyBeforeWriteNode extends PassThroughFilter {
   readonly driver = 'copy-before-write';
 
   private source: BlockNode;
@@ -56,15 +56,11 @@ export class CopyBeforeWriteNode extends BlockNode {
     this.dirtyBitmaps.attach(access);
   }
 
-  size(): number {
-    return this.source.size();
+  protected get filtered(): BlockNode {
+    return this.source;
   }
   override async childReplaced(c: NodeChild, node: BlockNode): Promise<void> {
     if (c.name === 'file') this.source = node;
-  }
-
-  override get isFilter(): boolean {
-    return true;
   }
 
   override get namePolicy(): NamePolicy {
@@ -74,45 +70,4 @@ export class CopyBeforeWriteNode extends BlockNode {
   override childPerm(c: NodeChild, perm: number, shared: number, plan?: ReopenPlan): PermPair {
     return cbwChildPerm(c.role, writableAfter(this, plan), this.parents.length > 0, perm, shared);
   }
-  blockStatus(offset: number, length: number, opts?: StatusOptions): Promise<Extent> {
-    return this.source.blockStatus(offset, length, opts);
-  }
-  override blockStatusRuns(offset: number, length: number, opts?: StatusOptions): Promise<Extent[]> {
-    return this.source.blockStatusRuns(offset, length, opts);
-  }
-  protected doRead(offset: number, length: number): Promise<Uint8Array> {
-    return this.source.read(offset, length);
-  }
-  protected override doReadInto(buf: Uint8Array, offset: number): Promise<void> {
-    return this.source.readInto(buf, offset);
-  }
-  protected doWrite(offset: number, data: Uint8Array, flags: WriteFlags): Promise<void> {
-    return this.source.write(offset, data, flags);
-  }
-  protected doWriteZeroes(offset: number, length: number, flags: ZeroFlags): Promise<void> {
-    return this.source.writeZeroes(offset, length, flags);
-  }
-  protected doDiscard(offset: number, length: number): Promise<void> {
-    return this.source.discard(offset, length);
-  }
-  protected doFlush(): Promise<void> {
-    return this.source.flush();
-  }
-  /** QEMU's cbw_co_flush replaces the generic flush, whose blkdebug events it therefore never announces. */
-  protected override debugPrimary(): BlockNode | undefined {
-    return undefined;
-  }
-  async imageInfo(): Promise<NodeImageInfo> {
-    const s = await this.source.imageInfo();
-    // A filter's cluster size is its source's (bdrv_co_get_info passes to the filtered child).
-    return {
-      filename: s.filename,
-      format: 'copy-before-write',
-      virtualSize: this.size(),
-      ...(s.actualSize !== undefined ? { actualSize: s.actualSize } : {}),
-      ...(s.clusterSize !== undefined ? { clusterSize: s.clusterSize } : {}),
-      dirtyFlag: false,
-    };
-  }
-  protected async doClose(): Promise<void> {}
 }

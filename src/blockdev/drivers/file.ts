@@ -1,12 +1,20 @@
 import { HostFile, type LockingMode } from '../../image/file.js';
+import { resizeFile } from '../../image/resize.js';
+import type { Preallocation } from '../../image/types.js';
 import { ChunkBitmap } from '../bitmap.js';
 import { checkRequest, isZero, ZERO_CHUNK } from '../../image/request.js';
 import type { Extent } from '../../image/types.js';
 import { zeroRun } from '../../image/zero-scan.js';
 import type { NamePolicy } from '../filename.js';
 import { BlockNode, type NodeImageInfo, type StatusOptions, type WriteFlags, type ZeroFlags } from '../node.js';
+import { absorb, putBack } from '../options.js';
+import type { ReopenState, StagedReopen } from '../reopen-driver.js';
+import { PERM_RESIZE, PERM_WRITE, PERM_WRITE_UNCHANGED } from '../../image/perm.js';
 
 const WRITTEN_CHUNK = 65536;
+
+/** file-posix's runtime options (raw_runtime_opts). */
+const FILE_OPTIONS = ['filename', 'aio', 'aio-max-batch', 'locking', 'pr-manager', 'drop-cache', 'x-check-cache-dropped'];
 
 /** A protocol named by its file (file-posix has no strong options of its own). */
 const FILE_NAMING: NamePolicy = { protocol: true, strong: [] };
@@ -29,11 +37,15 @@ export class FileNode extends BlockNode {
 
   private constructor(
     name: string,
-    readonly file: HostFile,
+    /** The descriptor in use; a reopen or auto-read-only may replace it by one of another mode. */
+    private file: HostFile,
     length: number,
     fresh: boolean,
+    readOnly: boolean,
+    /** auto-read-only: the file is open for writing only while some user writes (BDRV_O_AUTO_RDONLY). */
+    private autoReadOnly: boolean,
   ) {
-    super(name, file.readOnly);
+    super(name, readOnly);
     this.length = length;
     if (fresh && !file.readOnly) this.written = new ChunkBitmap(length, WRITTEN_CHUNK);
   }
@@ -42,13 +54,15 @@ export class FileNode extends BlockNode {
    * Opens the host file. With locking on (auto: where OFD locks can be
    * taken) the node publishes its permissions as QEMU's lock bytes, so
    * other processes — QEMU's tools among them — and other nodes on the
-   * same file refuse or allow it as QEMU would.
+   * same file refuse or allow it as QEMU would. With auto-read-only the
+   * file is opened read-only until a user needs to write (raw_parse_flags).
    */
-  static async open(name: string, filename: string, readOnly: boolean, locking: LockingMode = 'auto'): Promise<FileNode> {
-    const file = await HostFile.open(filename, { readOnly, locking });
+  static async open(name: string, filename: string, o: { readOnly: boolean; autoReadOnly?: boolean; locking?: LockingMode }): Promise<FileNode> {
+    const autoReadOnly = o.autoReadOnly ?? false;
+    const file = await HostFile.open(filename, { readOnly: o.readOnly || autoReadOnly, locking: o.locking ?? 'auto' });
     try {
       const length = await file.size();
-      const node = new FileNode(name, file, length, length > 0 && (await file.allocatedBytes()) === 0);
+      const node = new FileNode(name, file, length, length > 0 && (await file.allocatedBytes()) === 0, o.readOnly, autoReadOnly);
       node.openFilename = filename;
       return node;
     } catch (err) {
@@ -57,21 +71,100 @@ export class FileNode extends BlockNode {
     }
   }
 
-  /** The lock bytes of this node's descriptor (the file's), when locking is on. */
+  /** The lock bytes of this node's descriptor (the HostFile's), when locking is on. */
   private get lock() {
     return this.file.imageLock;
   }
+  /** A reopen under way (s->reopen_state): its flags, not the node's, decide the descriptor's mode while permissions are checked. */
+  private reopening: { readOnly: boolean; autoReadOnly: boolean } | undefined;
+  /** A descriptor of the other mode for the permissions being checked, holding their lock bytes too (perm_change_fd). */
+  private next: { file: HostFile } | undefined;
 
-  override checkPerm(perm: number, shared: number): Promise<void> {
-    return this.lock ? this.lock.prepare(perm, shared) : Promise.resolve();
+  /**
+   * raw_check_perm: a descriptor of the mode the permissions need is opened
+   * when the current one has the other (a reopen between read-only and
+   * read-write, auto-read-only gaining or losing its writers); the lock
+   * bytes are checked on the current descriptor — the new one would
+   * conflict with it — then copied onto the new one, so both hold them
+   * until the switch.
+   */
+  override async checkPerm(perm: number, shared: number): Promise<void> {
+    const flags = this.reopening ?? { readOnly: this.readOnly, autoReadOnly: this.autoReadOnly };
+    const writers = (perm & (PERM_WRITE | PERM_WRITE_UNCHANGED | PERM_RESIZE)) !== 0;
+    const readWrite = flags.autoReadOnly ? writers : !flags.readOnly;
+    if (this.next && this.next.file.readOnly === readWrite) await this.dropNext();
+    if (!this.next && this.file.readOnly === readWrite) {
+      // Locked as the current one is (whether locks work is known by now).
+      this.next = { file: await HostFile.open(this.filename, { readOnly: !readWrite, locking: this.lock ? 'on' : undefined }) };
+    }
+    try {
+      await this.lock?.prepare(perm, shared);
+    } catch (err) {
+      await this.dropNext();
+      throw err;
+    }
+    const nextLock = this.next?.file.imageLock;
+    if (!this.lock || !nextLock) return;
+    const failure = await nextLock.commit(perm, shared);
+    if (failure) {
+      await this.lock.abort();
+      await this.dropNext();
+      throw failure;
+    }
   }
+
+  /** raw_set_perm: the new descriptor (if any) replaces the old one, whose locks go with it; then the bytes settle. */
   override async commitPerm(perm: number, shared: number): Promise<void> {
+    const next = this.next;
+    if (next) {
+      this.next = undefined;
+      const old = this.file;
+      this.file = next.file;
+      // Its locks go with it once no lock change is under way on it (HostFile.close waits for that).
+      await old.close();
+    }
     // Like QEMU, a byte that fails to change here is only worth a warning: the permissions are in force either way.
     const warning = await this.lock?.commit(perm, shared);
     if (warning) process.emitWarning(warning.message, 'BlockemuLockWarning');
   }
   override async abortPerm(): Promise<void> {
+    await this.dropNext();
     await this.lock?.abort();
+  }
+
+  /** Closes a descriptor opened for a permission change that does not happen (its locks go with it). */
+  private async dropNext(): Promise<void> {
+    const next = this.next;
+    if (!next) return;
+    this.next = undefined;
+    await next.file.close();
+  }
+
+  /**
+   * raw_reopen_prepare: file-posix changes none of its options but
+   * x-check-cache-dropped and drop-cache (which blockemu has no use for);
+   * the others go back for the generic comparison to refuse a change. The
+   * new flags are kept for checkPerm, which switches the descriptor.
+   */
+  override async prepareReopen(state: ReopenState): Promise<StagedReopen> {
+    const opts = absorb(state.options, FILE_OPTIONS);
+    opts.delete('drop-cache');
+    opts.delete('x-check-cache-dropped');
+    putBack(state.options, opts);
+    this.reopening = { readOnly: state.readOnly, autoReadOnly: state.autoReadOnly };
+    return {
+      commit: () => {
+        this.autoReadOnly = state.autoReadOnly;
+        this.reopening = undefined;
+      },
+      abort: () => {
+        this.reopening = undefined;
+      },
+    };
+  }
+
+  override get mutableOptions(): readonly string[] {
+    return ['x-check-cache-dropped'];
   }
 
   get filename(): string {
@@ -137,6 +230,16 @@ export class FileNode extends BlockNode {
     this.length = length;
   }
 
+  /** file-posix's truncate (raw_co_truncate on a regular file): preallocation as resizeFile does it, then the new length. */
+  protected override async doResize(newSize: number, prealloc: Preallocation): Promise<void> {
+    this.written = undefined;
+    try {
+      await resizeFile(this.file, newSize, prealloc);
+    } finally {
+      this.length = await this.file.size();
+    }
+  }
+
   /** Marks bytes about to be written (beyond the tracked length, tracking stops: no guess is safe there). */
   private noteWritten(offset: number, length: number): void {
     const w = this.written;
@@ -186,8 +289,9 @@ export class FileNode extends BlockNode {
     return { filename: this.filename, format: 'file', virtualSize: this.size(), actualSize: await this.file.allocatedBytes() };
   }
 
-  /** The descriptor closes (and its locks with it) only once no lock change is under way on it (HostFile.close waits for that). */
+  /** The descriptors close (and their locks with them) only once no lock change is under way on them (HostFile.close waits for that). */
   protected async doClose(): Promise<void> {
+    await this.dropNext();
     await this.file.close();
   }
 }

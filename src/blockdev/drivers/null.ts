@@ -22,8 +22,9 @@ export class NullNode extends BlockNode {
     private readonly bytes: number,
     private readonly readZeroes: boolean,
     private readonly latencyNs: number,
+    readOnly = false,
   ) {
-    super(name, false);
+    super(name, readOnly);
   }
 
   override get namePolicy(): NamePolicy {
@@ -62,7 +63,8 @@ export class NullNode extends BlockNode {
   }
 
   async imageInfo(): Promise<NodeImageInfo> {
-    return { filename: `${this.driver}://`, format: this.driver, virtualSize: this.bytes };
+    // null has no bdrv_get_info (no dirty flag shown) and allocates nothing.
+    return { filename: `${this.driver}://`, format: this.driver, virtualSize: this.bytes, actualSize: 0, dirtyFlag: null };
   }
 
   protected async doClose(): Promise<void> {}

@@ -3,14 +3,18 @@ import { isZero } from '../../image/request.js';
 import { openImage } from '../../image/open.js';
 import type { LoadedBitmap } from '../../image/qcow2/bitmaps.js';
 import { Qcow2Image } from '../../image/qcow2/image.js';
-import type { Extent, WritePiece } from '../../image/types.js';
+import type { Extent, Preallocation, WritePiece } from '../../image/types.js';
 import type { NodeChild } from '../child.js';
 import type { NamePolicy } from '../filename.js';
 import { BlockNode, type NodeImageInfo, type WriteFlags, type ZeroFlags } from '../node.js';
 import { NodeByteFile } from '../node-file.js';
 import { NodeImage } from '../node-image.js';
 import { ChunkBitmap } from '../bitmap.js';
+import { BitmapCheck } from '../dirty-bitmap.js';
 import { RequestFence } from '../request-fence.js';
+import { absorb, extractSub } from '../options.js';
+import type { ReopenState, StagedReopen } from '../reopen-driver.js';
+import { checkQcow2Options, QCOW2_OPTIONS } from './qcow2-options.js';
 
 /** A prefetch copies at most this much at a time (QEMU's bounce buffer is bounded too). */
 const PREFETCH_CHUNK = 1 << 20;
@@ -231,6 +235,27 @@ export class Qcow2Node extends BlockNode {
     return true;
   }
 
+  /**
+   * qcow2_co_truncate on the image; persistent bitmaps held by the node are
+   * checked by it (an inconsistent one refuses), and resized with the node.
+   */
+  protected override async doResize(newSize: number, prealloc: Preallocation): Promise<void> {
+    await this.image.resize(newSize, {
+      preallocation: prealloc,
+      heldBitmap: (name) => {
+        const b = this.dirtyBitmaps.find(name);
+        return b && { check: () => b.check(BitmapCheck.Default) };
+      },
+      warn: (message) => process.emitWarning(message, 'BlockemuWarning'),
+    });
+  }
+
+  /** The header names another backing file; the backing child stays as it is (bdrv_change_backing_file). */
+  override async changeBackingFile(name: string | undefined, format: string | undefined): Promise<void> {
+    await this.image.changeBackingFile(name, format);
+    this.autoBackingFile = name ?? '';
+  }
+
   /** Writes one whole cluster compressed (qemu-io's write -c, backup's compress). */
   writeCompressed(offset: number, data: Uint8Array): Promise<void> {
     this.checkWritable();
@@ -246,12 +271,7 @@ export class Qcow2Node extends BlockNode {
     const out: NodeImageInfo = { ...i, actualSize: f.actualSize };
     const bitmaps = await this.image.bitmaps.describe();
     if (bitmaps.length > 0 && out.formatSpecific) out.formatSpecific = { ...out.formatSpecific, bitmaps };
-    const backingNode = this.child('backing');
-    // An overlay given its backing node at run time (blockdev-snapshot) names it as QEMU then does.
-    if (backingNode && out.backingFilename === undefined) {
-      out.backingFilename = out.fullBackingFilename = (await backingNode.imageInfo()).filename;
-      out.backingFormat = backingNode.driver === 'qcow2' ? 'qcow2' : 'raw';
-    }
+    // The header's backing file only (bs->backing_file): a backing node given at run time (blockdev-snapshot, a reopen) is not named here.
     return out;
   }
 
@@ -261,28 +281,41 @@ export class Qcow2Node extends BlockNode {
     await this.image.bitmaps.store(keep.map((b) => ({ name: b.name!, granularity: b.granularity, enabled: !b.disabled, data: b.bits.serialize() })));
   }
 
+  override get mutableOptions(): readonly string[] {
+    return QCOW2_OPTIONS;
+  }
+
   /**
-   * qcow2_reopen_bitmaps_ro / _rw: going read-only, the bitmaps are stored
-   * now (the image will not be written again) and become read-only — the
-   * node goes read-only even if storing fails, and the bitmaps then stay
-   * flagged in use; going read-write, they are flagged in use again and
-   * can change.
+   * qcow2_reopen_prepare: the qcow2 options are taken and checked (encrypt.*
+   * too); going read-only, the persistent bitmaps are stored now and become
+   * read-only (qcow2_reopen_bitmaps_ro: as in QEMU they stay so if the
+   * reopen is then abandoned, and the node refuses writes until a reopen
+   * read-write), and the node is flushed. Going read-write, the image and
+   * its bitmaps become writable only once the file is (commitPost:
+   * qcow2_reopen_bitmaps_rw), and a failure there is only reported.
    */
-  override async switchReadOnly(readOnly: boolean): Promise<void> {
-    if (readOnly === this.readOnly) return;
-    if (!readOnly) {
+  override async prepareReopen(state: ReopenState): Promise<StagedReopen> {
+    const opts = absorb(state.options, QCOW2_OPTIONS);
+    const encrypt = extractSub(state.options, 'encrypt.');
+    const i = this.image.info();
+    checkQcow2Options(opts, encrypt, { clusterSize: this.image.layout.clusterSize, virtualSize: this.size(), version: this.image.version, l2EntrySize: 8 }, i.formatSpecific?.lazyRefcounts ?? false);
+    if (state.readOnly) {
+      if (!this.readOnly) await this.storeBitmaps();
+      for (const b of this.dirtyBitmaps.all()) if (b.persistent) b.readOnly = true;
+      await this.flush();
+    }
+    return { commitPost: () => (state.readOnly ? undefined : this.bitmapsWritable()) };
+  }
+
+  /** qcow2_reopen_bitmaps_rw, after a reopen read-write: the image may be written, its bitmaps flagged in use and changed. */
+  private async bitmapsWritable(): Promise<void> {
+    try {
       await this.image.reopenReadWrite();
-      const persistent = this.dirtyBitmaps.all().filter((b) => b.persistent && !b.inconsistent);
+      const persistent = this.dirtyBitmaps.all().filter((b) => b.persistent && !b.inconsistent && b.readOnly);
       if (persistent.length > 0) await this.image.bitmaps.markInUse();
       for (const b of persistent) b.readOnly = false;
-      await super.switchReadOnly(false);
-      return;
-    }
-    try {
-      await this.storeBitmaps();
-    } finally {
-      for (const b of this.dirtyBitmaps.all()) if (b.persistent) b.readOnly = true;
-      await super.switchReadOnly(true);
+    } catch (err) {
+      process.emitWarning(`${this.nodeName}: Failed to make dirty bitmaps writable: ${err instanceof Error ? err.message : String(err)}`, 'BlockemuWarning');
     }
   }
 

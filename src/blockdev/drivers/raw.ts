@@ -1,10 +1,22 @@
 import { BlockError } from '../../image/errors.js';
 import { checkRequest } from '../../image/request.js';
 import type { Extent } from '../../image/types.js';
+import type { Preallocation } from '../../image/types.js';
 import { type NodeChild, type PermPair, rawChildPerm } from '../child.js';
 import type { NamePolicy } from '../filename.js';
 import { BlockNode, type NodeImageInfo, type StatusOptions, type WriteFlags, type ZeroFlags } from '../node.js';
+import { absorb } from '../options.js';
 import { type ReopenPlan, writableAfter } from '../permissions.js';
+import type { ReopenState, StagedReopen } from '../reopen-driver.js';
+
+/** raw_apply_options' checks and words for a window of a file of `real` bytes. */
+function checkWindow(real: number, offset: number, size: number | undefined): void {
+  if (offset > real) throw new BlockError('INVALID_ARGUMENT', `Offset (${offset}) cannot be greater than size of the containing file (${real})`);
+  if (size !== undefined && real - offset < size) {
+    throw new BlockError('INVALID_ARGUMENT', `The sum of offset (${offset}) and size (${size}) has to be smaller or equal to the  actual size of the containing file (${real})`);
+  }
+  if (size !== undefined && size % 512 !== 0) throw new BlockError('INVALID_ARGUMENT', 'Specified size is not multiple of 512');
+}
 
 /** A window of the file (offset, size) is not the file: those make a json: name. */
 const RAW_NAMING: NamePolicy = { protocol: false, strong: ['offset', 'size'] };
@@ -24,19 +36,31 @@ export class RawNode extends BlockNode {
   constructor(
     name: string,
     fileLink: NodeChild,
-    private readonly offset: number,
-    private readonly fixedSize: number | undefined,
+    private offset: number,
+    private fixedSize: number | undefined,
     readOnly: boolean,
   ) {
     super(name, readOnly, [fileLink]);
-    const file = (this.file = fileLink.node);
-    // raw_apply_options' checks and words.
-    const real = file.size();
-    if (offset > real) throw new BlockError('INVALID_ARGUMENT', `Offset (${offset}) cannot be greater than size of the containing file (${real})`);
-    if (fixedSize !== undefined && real - offset < fixedSize) {
-      throw new BlockError('INVALID_ARGUMENT', `The sum of offset (${offset}) and size (${fixedSize}) has to be smaller or equal to the  actual size of the containing file (${real})`);
-    }
-    if (fixedSize !== undefined && fixedSize % 512 !== 0) throw new BlockError('INVALID_ARGUMENT', 'Specified size is not multiple of 512');
+    this.file = fileLink.node;
+    checkWindow(this.file.size(), offset, fixedSize);
+  }
+
+  override get mutableOptions(): readonly string[] {
+    return ['offset', 'size'];
+  }
+
+  /** raw_reopen_prepare: a new window of the file, checked against the file as it is; it takes effect at commit. */
+  override async prepareReopen(state: ReopenState): Promise<StagedReopen> {
+    const opts = absorb(state.options, ['offset', 'size']);
+    const offset = Number(opts.get('offset') ?? 0);
+    const size = opts.has('size') ? Number(opts.get('size')) : undefined;
+    checkWindow(this.file.size(), offset, size);
+    return {
+      commit: () => {
+        this.offset = offset;
+        this.fixedSize = size;
+      },
+    };
   }
 
   override get namePolicy(): NamePolicy {
@@ -49,6 +73,13 @@ export class RawNode extends BlockNode {
 
   override async childReplaced(c: NodeChild, node: BlockNode): Promise<void> {
     if (c.name === 'file') this.file = node;
+  }
+
+  /** raw_co_truncate: a fixed window cannot change; otherwise the file is resized, the offset kept before it. */
+  protected override async doResize(newSize: number, prealloc: Preallocation): Promise<void> {
+    if (this.fixedSize !== undefined) throw new BlockError('UNSUPPORTED', 'Cannot resize fixed-size raw disks', { errno: 'ENOTSUP' });
+    if (Number.MAX_SAFE_INTEGER - newSize < this.offset) throw new BlockError('INVALID_ARGUMENT', 'Disk size too large for the chosen offset', { errno: 'EINVAL' });
+    await this.file.resize(newSize + this.offset, prealloc);
   }
 
   override childPerm(c: NodeChild, perm: number, shared: number, plan?: ReopenPlan): PermPair {

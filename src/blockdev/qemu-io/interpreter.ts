@@ -79,7 +79,13 @@ async function dispatch(argv: string[], target: QemuIoTarget | undefined, out: O
     out.err(argumentCountError(ci, name, argc));
     return false;
   }
-  if (ci.write && target?.readOnly) {
+  if (ci.write && target?.acquireWrite) {
+    const refused = await target.acquireWrite();
+    if (refused !== undefined) {
+      out.report(refused);
+      return false;
+    }
+  } else if (ci.write && target?.readOnly) {
     out.report('Block node is read-only');
     return false;
   }

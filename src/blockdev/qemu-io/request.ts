@@ -1,5 +1,5 @@
 import { type CommandContext } from './command.js';
-import { errnoOf, strerror } from './errno.js';
+import { errnoOf, strerror } from '../../image/errno.js';
 import { cvtnum, cvtnumError } from './numbers.js';
 import { type Elapsed, elapsedBetween } from './report.js';
 import type { QemuIoTarget } from './target.js';

@@ -16,6 +16,12 @@ export interface IoExtent {
 export interface QemuIoTarget {
   /** Writes are refused up front, as qemu-io's permission check does. */
   readonly readOnly?: boolean;
+  /**
+   * Takes write permission before a command that writes (qemu-io's
+   * blk_set_perm); resolves to the refusal's message, or undefined. Without
+   * it, `readOnly` decides.
+   */
+  acquireWrite?(): Promise<string | undefined>;
   /** Virtual size in bytes. */
   size(): number;
   read(offset: number, length: number): Promise<Uint8Array>;

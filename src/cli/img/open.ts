@@ -79,6 +79,8 @@ export interface CliOpenOptions {
   readOnly?: boolean;
   /** Open the backing chain (default true; info reads only the one image). */
   backing?: boolean;
+  /** qcow2: the command keeps the persistent bitmaps up to date itself (resize does). */
+  persistentBitmaps?: boolean;
   /** -U: share everything (force-share=on); refused for a writer, as QEMU refuses it. */
   forceShare?: boolean;
   /** The open flags besides read-only that decide the image locks (qemu-img info's BDRV_O_NO_IO, convert's BDRV_O_NO_SHARE, …). */
@@ -113,7 +115,7 @@ export async function tryOpen(name: string, opts: CliOpenOptions = {}): Promise<
   const st = await stat(name).catch(() => undefined);
   if (st?.isDirectory()) return { inner: `'file' driver requires '${name}' to be a regular file` };
   try {
-    return { image: await openImage(name, { format, readOnly, openBacking: opts.backing ?? true, locks: cliLocks(opts) }) };
+    return { image: await openImage(name, { format, readOnly, openBacking: opts.backing ?? true, persistentBitmaps: opts.persistentBitmaps, locks: cliLocks(opts) }) };
   } catch (err) {
     return { inner: await openFailureText(err, name, format) };
   }

@@ -1,4 +1,4 @@
-import { errnoOf } from '../../blockdev/qemu-io/errno.js';
+import { errnoOf } from '../../image/errno.js';
 
 /**
  * The NBD protocol's numbers (include/block/nbd.h, nbd/nbd-internal.h of

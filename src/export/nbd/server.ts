@@ -2,7 +2,7 @@ import { access, unlink } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { type Server, type Socket, createServer } from 'node:net';
 import type { Logger } from 'pino';
-import { strerror } from '../../blockdev/qemu-io/errno.js';
+import { strerror } from '../../image/errno.js';
 import { BlockError } from '../../image/errors.js';
 import { NbdConnection } from './connection.js';
 import type { NbdExport } from './export.js';

@@ -1,5 +1,5 @@
 import type { Socket } from 'node:net';
-import { strerror } from '../../blockdev/qemu-io/errno.js';
+import { strerror } from '../../image/errno.js';
 import type { Negotiated } from './negotiation.js';
 import { blockStatusChunks, tailStatus } from './block-status.js';
 import { BufferPool } from './buffer-pool.js';

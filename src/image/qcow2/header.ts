@@ -35,6 +35,7 @@ export const EXT_CRYPTO = 0x0537be77;
 export const EXT_DATA_FILE = 0x44415441;
 
 /** Byte offsets of header fields we rewrite in place. */
+export const HDR_OFF_SIZE = 24;
 export const HDR_OFF_L1_SIZE = 36;
 export const HDR_OFF_L1_TABLE = 40;
 export const HDR_OFF_REFTABLE = 48;

@@ -3,7 +3,8 @@ import { BlockError } from '../errors.js';
 import type { ByteFile } from '../byte-file.js';
 import { HostFile } from '../file.js';
 import { checkRequest } from '../request.js';
-import type { BlockImage, Extent, ImageFormat, ImageInfo, WriteOptions, WritePiece, WriteZeroesOptions } from '../types.js';
+import { checkResizeRequest } from '../resize.js';
+import type { BlockImage, Extent, ImageFormat, ImageInfo, ResizeOptions, WriteOptions, WritePiece, WriteZeroesOptions } from '../types.js';
 import { createQcow2 } from './create.js';
 import type { L2Entry } from './entry.js';
 import type { Qcow2Header } from './header.js';
@@ -11,9 +12,11 @@ import { COPIED_HI, entryHi, entryLo, entryOffset, L1_RESERVED_HI, L1_RESERVED_L
 import { Mutex, RangeLocks } from './locks.js';
 import { RefcountManager } from './refcount.js';
 import { TableCache } from './table-cache.js';
+import { changeBackingFile } from './backing-name.js';
 import { loadImageState, loadRefcounts, prepareForReadWrite } from './open-state.js';
 import { Qcow2Reader } from './reader.js';
 import { Qcow2Writer } from './writer.js';
+import { resizeQcow2 } from './resize.js';
 import { describeHeader } from './describe.js';
 import { BitmapStore } from './bitmaps.js';
 import { mapInTable, type Mapping, unallocatedRun } from './mapping.js';
@@ -62,8 +65,9 @@ export class Qcow2Image implements BlockImage {
   readonly meta = new Mutex();
   readonly ranges = new RangeLocks();
   readonly l2Cache: TableCache;
-  readonly l1: Uint8Array;
-  readonly l1View: DataView;
+  /** The active L1 table (replaced whole when a resize grows it, see adoptL1). */
+  l1: Uint8Array;
+  l1View: DataView;
   readonly l1Dirty = new Set<number>();
   /** The persistent dirty bitmaps on disk (loaded and stored by the image's owner). */
   readonly bitmaps: BitmapStore = new BitmapStore(this);
@@ -105,15 +109,30 @@ export class Qcow2Image implements BlockImage {
   }
 
   private startWriting(refcounts: RefcountManager): void {
-    const cs = this.layout.clusterSize;
-    const h = this.header;
     this.rc = refcounts;
     this.writer = new Qcow2Writer(this, refcounts);
+    refcounts.onTableMoved = (offset, n) => {
+      this.header.refcountTableOffset = offset;
+      this.header.refcountTableClusters = n;
+    };
+    this.nameFixedMetadata();
+  }
+
+  /** Tells the allocator which clusters hold the L1 and snapshot tables (see RefcountManager.setFixedMetadata). */
+  private nameFixedMetadata(): void {
+    const h = this.header;
+    const cs = this.layout.clusterSize;
     const clusters = (off: number, bytes: number) => ({ start: Math.floor(off / cs), end: Math.ceil((off + bytes) / cs) });
-    refcounts.setFixedMetadata([
+    this.refcounts?.setFixedMetadata([
       { what: 'active L1 table', ...clusters(h.l1TableOffset, h.l1Size * 8) },
       ...(h.nbSnapshots > 0 ? [{ what: 'snapshot table', ...clusters(h.snapshotsOffset, 1) }] : []),
     ]);
+  }
+
+  /** Names another backing file (or none) in the header (change-backing-file, qemu-img rebase -u). */
+  changeBackingFile(name: string | undefined, format: string | undefined): Promise<void> {
+    this.writable();
+    return changeBackingFile(this, name, format);
   }
 
   /**
@@ -126,6 +145,19 @@ export class Qcow2Image implements BlockImage {
     if (this.writer) return;
     await prepareForReadWrite(this.file, this.header, this.filename, opts);
     this.startWriting(await loadRefcounts(this.file, this.header, this.filename, opts.refcountCacheBytes));
+  }
+
+  /**
+   * Makes `l1`, written at `offset` and already named by the header on disk,
+   * the active L1 table (a grown one: qcow2_grow_l1_table). Synchronous, so
+   * a lookup sees the old table or the new one, never a mix.
+   */
+  adoptL1(l1: Uint8Array, offset: number): void {
+    this.l1 = l1;
+    this.l1View = viewOf(l1);
+    this.header.l1Size = l1.length / 8;
+    this.header.l1TableOffset = offset;
+    this.nameFixedMetadata();
   }
 
   get filename(): string {
@@ -356,8 +388,10 @@ export class Qcow2Image implements BlockImage {
    * hook). The header changes only when the refcount table moves, in one
    * 12-byte write between two barriers. A write that fails leaves what it
    * was writing dirty, so the next flush picks up at the same step.
+   * Call under the metadata mutex (flush does; a resize, holding it, calls
+   * this between its steps).
    */
-  private async writeMetadata(): Promise<void> {
+  async writeMetadata(): Promise<void> {
     const rc = this.refcounts!;
     await rc.writeBack();
     // Nothing changes the tables meanwhile: writers change them only under the mutex we hold.
@@ -399,6 +433,19 @@ export class Qcow2Image implements BlockImage {
       i = j + 1;
     }
     return true;
+  }
+
+  /**
+   * Changes the virtual size as QEMU's qcow2_co_truncate does (resize.ts:
+   * its checks and messages, the L1 table grown or its tail cleared, the
+   * clusters past a new end freed, preallocation). Writes wait for it (it
+   * holds every range) and those queued behind it see the new size; reads
+   * of a cropped area still in flight must be drained by the caller first,
+   * as QEMU drains the node.
+   */
+  async resize(newSize: number, opts: ResizeOptions = {}): Promise<void> {
+    checkResizeRequest(newSize, this.readOnly);
+    return resizeQcow2(this, this.writable(), newSize, opts);
   }
 
   async actualSize(): Promise<number> {

@@ -1,7 +1,9 @@
 import { BlockError } from '../errors.js';
 import type { ByteFile, DebugEvent } from '../byte-file.js';
 import { HDR_OFF_REFTABLE, MAX_REFTABLE_BYTES } from './header.js';
-import { entryHi, entryLo, entryOffset, L1_RESERVED_LO, offsetHi, offsetLo, type Qcow2Layout, setEntry, viewOf } from './layout.js';
+import { offsetHi, offsetLo, type Qcow2Layout, setEntry, viewOf } from './layout.js';
+import { getRefcount, setRefcount } from './refcount-codec.js';
+import { planTableGrowth, RefcountTable } from './refcount-table.js';
 import { TableCache } from './table-cache.js';
 
 /**
@@ -14,40 +16,32 @@ import { TableCache } from './table-cache.js';
  * referencing the clusters are on disk. A freed cluster therefore cannot be
  * reused, nor its refcount drop on disk, while a stale on-disk reference to it
  * may still exist. See Qcow2Image.writeMetadata for the full write order.
- *
- * The blkdebug events are QEMU's (block/qcow2-refcount.c): cluster_alloc per
- * allocation, refblock_alloc and refblock_load per refcount block an update
- * touches (update_refcount → alloc_refcount_block → load_refcount_block),
- * cluster_free per free, refblock_update_part before a block is written
- * back. QEMU writes a new refcount block and its table entry at once;
- * here they are written with the next flush, so their events
- * (refblock_alloc_write, refblock_alloc_hookup) are announced where QEMU
- * announces them, when the block is created: a rule they arm fails the
- * request's next I/O, as QEMU's fails the write that follows.
  */
 export class RefcountManager {
   private readonly blocks: TableCache;
-  /** The refcount table, big-endian as on disk. */
-  private table: Uint8Array;
-  private tableView: DataView;
-  private dirtyTableEntries = new Set<number>();
+  private readonly table: RefcountTable;
   /** Queued decrements: cluster index -> count. */
   private pendingFrees = new Map<number, number>();
   /** No free cluster below this index (allocation scans from here). */
   private freeCursor = 0;
   /** Clusters of fixed metadata besides the header and the refcount table (which this class knows). */
   private fixed: Array<{ what: string; start: number; end: number }> = [];
+  /**
+   * Told where the table went after growTable switched the header to it: the
+   * image's in-memory header must follow, since whoever rewrites cluster 0
+   * from it (storing bitmaps) would otherwise point it back at the freed table.
+   */
+  onTableMoved: ((offset: number, clusters: number) => void) | undefined;
 
   constructor(
     private readonly file: ByteFile,
     private readonly layout: Qcow2Layout,
-    private tableOffset: number,
+    tableOffset: number,
     table: Uint8Array,
     private readonly filename: string,
     maxBlocks: number,
   ) {
-    this.table = table;
-    this.tableView = viewOf(table);
+    this.table = new RefcountTable(file, layout, tableOffset, table, filename);
     this.blocks = new TableCache(file, layout.clusterSize, maxBlocks, undefined, { write: 'refblock_update_part' });
   }
 
@@ -69,11 +63,11 @@ export class RefcountManager {
 
   /** Throws when cluster c, found free, holds metadata: the refcounts are corrupt. */
   private checkFree(c: number): void {
-    const tableStart = this.tableOffset / this.layout.clusterSize;
+    const tableStart = this.table.offset / this.layout.clusterSize;
     const hit =
       c === 0
         ? 'qcow2 header'
-        : c >= tableStart && c < tableStart + this.table.length / this.layout.clusterSize
+        : c >= tableStart && c < tableStart + this.table.clusters
           ? 'refcount table'
           : this.fixed.find((f) => c >= f.start && c < f.end)?.what;
     if (hit !== undefined) {
@@ -86,70 +80,19 @@ export class RefcountManager {
   }
 
   get tableEntries(): number {
-    return this.table.length / 8;
+    return this.table.entries;
   }
 
-  private blockOffset(rtIndex: number): number {
-    if (rtIndex >= this.tableEntries) return 0;
-    const hi = entryHi(this.tableView, rtIndex);
-    const lo = entryLo(this.tableView, rtIndex);
-    const off = entryOffset(hi, lo);
-    if (off !== 0 && ((lo & L1_RESERVED_LO) !== 0 || off % this.layout.clusterSize !== 0)) {
-      throw new BlockError('INVALID_IMAGE', `'${this.filename}': refcount table entry ${rtIndex} is corrupt (offset 0x${off.toString(16)})`);
-    }
-    if (off !== 0 && off < this.layout.clusterSize) {
-      throw new BlockError('INVALID_IMAGE', `'${this.filename}': refcount block ${rtIndex} overlaps the qcow2 header`);
-    }
-    return off;
-  }
-
-  /** Reads entry i of a refcount block of any width (1..64 bits; sub-byte widths LSB first). */
   private getIn(block: Uint8Array, i: number): number {
-    const bits = this.layout.refcountBits;
-    switch (bits) {
-      case 16:
-        return (block[i * 2]! << 8) | block[i * 2 + 1]!;
-      case 8:
-        return block[i]!;
-      case 32:
-        return viewOf(block).getUint32(i * 4);
-      case 64: {
-        const v = viewOf(block).getBigUint64(i * 8);
-        return v > BigInt(Number.MAX_SAFE_INTEGER) ? Number.MAX_SAFE_INTEGER : Number(v);
-      }
-      default: {
-        const bit = i * bits;
-        return (block[bit >> 3]! >> (bit & 7)) & ((1 << bits) - 1);
-      }
-    }
+    return getRefcount(block, i, this.layout.refcountBits);
   }
 
   private setIn(block: Uint8Array, i: number, value: number): void {
-    const bits = this.layout.refcountBits;
-    switch (bits) {
-      case 16:
-        block[i * 2] = value >> 8;
-        block[i * 2 + 1] = value & 0xff;
-        return;
-      case 8:
-        block[i] = value;
-        return;
-      case 32:
-        viewOf(block).setUint32(i * 4, value);
-        return;
-      case 64:
-        viewOf(block).setBigUint64(i * 8, BigInt(value));
-        return;
-      default: {
-        const bit = i * bits;
-        const mask = ((1 << bits) - 1) << (bit & 7);
-        block[bit >> 3] = (block[bit >> 3]! & ~mask) | ((value << (bit & 7)) & mask);
-      }
-    }
+    setRefcount(block, i, this.layout.refcountBits, value);
   }
 
   async get(cluster: number): Promise<number> {
-    const off = this.blockOffset(Math.floor(cluster / this.layout.refblockEntries));
+    const off = this.table.blockOffset(Math.floor(cluster / this.layout.refblockEntries));
     if (off === 0) return 0;
     const block = this.blocks.peek(off) ?? (await this.blocks.get(off));
     return this.getIn(block, cluster % this.layout.refblockEntries);
@@ -164,7 +107,7 @@ export class RefcountManager {
   /** Adds `delta` to a cluster whose refcount block exists. */
   private async adjust(cluster: number, delta: number): Promise<void> {
     const rt = Math.floor(cluster / this.layout.refblockEntries);
-    const off = this.blockOffset(rt);
+    const off = this.table.blockOffset(rt);
     if (off === 0) throw new BlockError('INVALID_IMAGE', `'${this.filename}': no refcount block for cluster ${cluster}`);
     this.touching();
     const block = this.blocks.peek(off) ?? (await this.blocks.get(off));
@@ -181,7 +124,7 @@ export class RefcountManager {
     const E = this.layout.refblockEntries;
     for (let c = start; c < start + n; ) {
       const rt = Math.floor(c / E);
-      const off = this.blockOffset(rt);
+      const off = this.table.blockOffset(rt);
       this.touching();
       const block = this.blocks.peek(off) ?? (await this.blocks.get(off));
       for (const end = Math.min(start + n, (rt + 1) * E); c < end; c++) {
@@ -219,13 +162,16 @@ export class RefcountManager {
    */
   async allocate(n: number, event: DebugEvent | null = 'cluster_alloc'): Promise<number> {
     if (event) this.file.event?.(event);
+    // A block at the start of every range it describes splits free space into
+    // runs shorter than a range: a longer one only fits past the end.
+    if (n >= this.layout.refblockEntries) return this.allocateAtEnd(n);
     for (;;) {
       const start = await this.findFree(n);
       const firstRt = Math.floor(start / this.layout.refblockEntries);
       const lastRt = Math.floor((start + n - 1) / this.layout.refblockEntries);
       let missing = -1;
       for (let rt = firstRt; rt <= lastRt; rt++) {
-        if (this.blockOffset(rt) === 0) {
+        if (this.table.blockOffset(rt) === 0) {
           missing = rt;
           break;
         }
@@ -241,6 +187,86 @@ export class RefcountManager {
   }
 
   /**
+   * `n` contiguous clusters after the last one in use (QEMU's
+   * qcow2_refcount_area does the same for a large area), preceded by the
+   * refcount blocks of the ranges they reach that have none. Those blocks
+   * describe each other and the run, wherever the ranges start, so the run
+   * need not fit in one range (an L1 table of 512 B clusters can span
+   * dozens). Everything is counted in the cache and written by writeBack,
+   * blocks before the table entries that name them.
+   */
+  private async allocateAtEnd(n: number): Promise<number> {
+    const E = this.layout.refblockEntries;
+    for (;;) {
+      const start = (await this.lastUsedCluster()) + 1;
+      const missing = this.table.rangesToCover(start, n);
+      const lastRt = Math.floor((start + missing.length + n - 1) / E);
+      if (lastRt >= this.tableEntries) {
+        await this.growTable(lastRt);
+        continue;
+      }
+      for (let i = 0; i < missing.length; i++) {
+        const off = (start + i) * this.layout.clusterSize;
+        await this.blocks.create(off);
+        this.table.setBlock(missing[i]!, off);
+      }
+      await this.incrementRange(start, missing.length + n);
+      return start + missing.length;
+    }
+  }
+
+  /**
+   * The highest cluster below `limit` (default: all of them) whose refcount
+   * is not 0, or -1 (qcow2_get_last_cluster). Clusters waiting in
+   * pendingFrees still count: they are in use until the frees are applied.
+   */
+  async lastUsedCluster(limit = this.tableEntries * this.layout.refblockEntries): Promise<number> {
+    const E = this.layout.refblockEntries;
+    for (let rt = Math.min(this.tableEntries, Math.ceil(limit / E)) - 1; rt >= 0; rt--) {
+      const off = this.table.blockOffset(rt);
+      if (off === 0) continue;
+      const block = this.blocks.peek(off) ?? (await this.blocks.get(off));
+      for (let i = Math.min(E, limit - rt * E) - 1; i >= 0; i--) if (this.getIn(block, i) !== 0) return rt * E + i;
+    }
+    return -1;
+  }
+
+  /**
+   * Takes out of the table the refcount blocks that count nothing but
+   * maybe themselves (qcow2_shrink_reftable, after a shrink freed what they
+   * counted). The table goes to disk without them first, then each block's
+   * own cluster is freed: queued when another block counts it (applied, as
+   * always, after the next barrier), gone with its range when it counted
+   * itself. Call with no frees pending and nothing dirty (after
+   * Qcow2Image.writeMetadata), so the blocks read are what the disk holds.
+   */
+  async dropUnusedBlocks(): Promise<void> {
+    const E = this.layout.refblockEntries;
+    const cs = this.layout.clusterSize;
+    const dropped: number[] = [];
+    for (let rt = 0; rt < this.tableEntries; rt++) {
+      const off = this.table.blockOffset(rt);
+      if (off === 0) continue;
+      const block = this.blocks.peek(off) ?? (await this.blocks.get(off));
+      const self = Math.floor(off / cs / E) === rt ? (off / cs) % E : -1;
+      let unused = true;
+      for (let i = 0; i < E && unused; i++) if (i !== self && this.getIn(block, i) !== 0) unused = false;
+      if (unused) dropped.push(rt);
+    }
+    if (dropped.length === 0) return;
+    const offsets = dropped.map((rt) => this.table.blockOffset(rt));
+    for (const rt of dropped) this.table.setBlock(rt, 0);
+    await this.table.writeBack();
+    await this.file.flush();
+    dropped.forEach((rt, i) => {
+      const c = offsets[i]! / cs;
+      this.blocks.drop(offsets[i]!);
+      if (Math.floor(c / E) !== rt) this.free(c);
+      this.freeCursor = Math.min(this.freeCursor, rt * E);
+    });
+  }
+
+  /**
    * Allocates up to `max` contiguous clusters starting at the lowest free one
    * (as QEMU does for guest data): holes are refilled, and a run stops where
    * a cluster is in use or its refcount block does not exist yet. Exact
@@ -249,13 +275,12 @@ export class RefcountManager {
    * run is longer than one range.
    */
   async allocateRun(max: number): Promise<{ start: number; count: number }> {
-    // One cluster_alloc for the run, as QEMU's one qcow2_alloc_clusters call.
     const start = await this.allocate(1);
     const E = this.layout.refblockEntries;
     let count = 1;
     while (count < max) {
       const c = start + count;
-      const off = this.blockOffset(Math.floor(c / E));
+      const off = this.table.blockOffset(Math.floor(c / E));
       if (off === 0) break;
       const block = this.blocks.peek(off) ?? (await this.blocks.get(off));
       const end = Math.min(start + max, (Math.floor(c / E) + 1) * E);
@@ -283,7 +308,7 @@ export class RefcountManager {
     let run = 0;
     for (;;) {
       const rt = Math.floor(c / E);
-      const off = rt < this.tableEntries ? this.blockOffset(rt) : 0;
+      const off = rt < this.tableEntries ? this.table.blockOffset(rt) : 0;
       if (off === 0) {
         // No refcount block: this cluster and the rest of its range are free
         // (the block itself will go at the range's first cluster).
@@ -320,8 +345,7 @@ export class RefcountManager {
     const off = cluster * this.layout.clusterSize;
     const block = await this.blocks.create(off);
     this.setIn(block, 0, 1);
-    setEntry(this.tableView, rt, offsetHi(off), offsetLo(off));
-    this.dirtyTableEntries.add(rt);
+    this.table.setBlock(rt, off);
   }
 
   /**
@@ -337,26 +361,14 @@ export class RefcountManager {
     const L = this.layout;
     const oldEntries = this.tableEntries;
     const areaStart = oldEntries * L.refblockEntries;
-    let blocks = 1;
-    let tableClusters = 1;
-    let entries = 0;
-    for (let iter = 0; iter < 64; iter++) {
-      const areaEnd = areaStart + blocks + tableClusters;
-      entries = Math.max(oldEntries * 2, needed + 1, Math.ceil(areaEnd / L.refblockEntries) + 1);
-      const tc = Math.ceil((entries * 8) / L.clusterSize);
-      const b = Math.ceil((blocks + tc) / L.refblockEntries);
-      if (tc === tableClusters && b === blocks) break;
-      tableClusters = tc;
-      blocks = b;
-    }
-    entries = (tableClusters * L.clusterSize) / 8;
+    const { blocks, tableClusters } = planTableGrowth(L, oldEntries, needed);
     if (tableClusters * L.clusterSize > MAX_REFTABLE_BYTES) {
       throw new BlockError('INVALID_ARGUMENT', `'${this.filename}': the image is too large: the refcount table would exceed ${MAX_REFTABLE_BYTES} bytes`);
     }
     await this.writeBack();
 
     const newTable = new Uint8Array(tableClusters * L.clusterSize);
-    newTable.set(this.table);
+    newTable.set(this.table.content);
     const newView = viewOf(newTable);
     const used = blocks + tableClusters;
     const newBlocks: Uint8Array[] = [];
@@ -381,12 +393,10 @@ export class RefcountManager {
     await this.file.write(HDR_OFF_REFTABLE, hdr);
     await this.file.flush();
 
-    const oldOffset = this.tableOffset;
-    const oldClusters = this.table.length / L.clusterSize;
-    this.table = newTable;
-    this.tableView = newView;
-    this.tableOffset = tableOffset;
-    this.dirtyTableEntries.clear();
+    const oldOffset = this.table.offset;
+    const oldClusters = this.table.clusters;
+    this.table.replace(tableOffset, newTable);
+    this.onTableMoved?.(tableOffset, tableClusters);
     for (let b = 0; b < blocks; b++) await this.blocks.insertClean((areaStart + b) * L.clusterSize, newBlocks[b]!);
     for (let c = 0; c < oldClusters; c++) this.free(oldOffset / L.clusterSize + c);
   }
@@ -394,25 +404,7 @@ export class RefcountManager {
   /** Writes dirty refcount blocks, then dirty table entries. True when anything was written. */
   async writeBack(): Promise<boolean> {
     const wroteBlocks = await this.blocks.writeDirty();
-    if (this.dirtyTableEntries.size === 0) return wroteBlocks;
-    const entries = [...this.dirtyTableEntries].sort((a, b) => a - b);
-    this.dirtyTableEntries.clear();
-    // Contiguous dirty entries go out in one write.
-    for (let i = 0; i < entries.length; ) {
-      let j = i;
-      while (j + 1 < entries.length && entries[j + 1] === entries[j]! + 1) j++;
-      const from = entries[i]! * 8;
-      const to = (entries[j]! + 1) * 8;
-      try {
-        await this.file.write(this.tableOffset + from, this.table.subarray(from, to));
-      } catch (err) {
-        // Unwritten entries stay dirty: the next flush writes them before anything that needs them.
-        for (const e of entries.slice(i)) this.dirtyTableEntries.add(e);
-        throw err;
-      }
-      i = j + 1;
-    }
-    return true;
+    return (await this.table.writeBack()) || wroteBlocks;
   }
 
   /** Applies queued decrements to the cached blocks; freed clusters become allocatable again. */
@@ -427,6 +419,6 @@ export class RefcountManager {
   }
 
   hasDirty(): boolean {
-    return this.blocks.hasDirty() || this.dirtyTableEntries.size > 0;
+    return this.blocks.hasDirty() || this.table.hasDirty();
   }
 }

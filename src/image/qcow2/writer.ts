@@ -1,5 +1,5 @@
 import { BlockError } from '../errors.js';
-import { ZERO_CHUNK } from '../request.js';
+import { checkRequest, ZERO_CHUNK } from '../request.js';
 import { compressCluster } from './compress.js';
 import { classify, compressedClusters, encodeCompressed, isInPlace, type L2Entry } from './entry.js';
 import type { WritePiece } from '../types.js';
@@ -53,6 +53,8 @@ export class Qcow2Writer {
     const L = this.img.layout;
     const release = await this.img.ranges.acquire(L.clusterStart(offset), L.clusterEnd(offset + length));
     try {
+      // A resize may have shrunk the image while this request waited behind it.
+      checkRequest('write', offset, length, this.img.size());
       return await fn();
     } finally {
       release();
@@ -64,7 +66,8 @@ export class Qcow2Writer {
     return this.locked(offset, data.length, () => this.writeLocked(offset, data));
   }
 
-  private async writeLocked(offset: number, data: Uint8Array): Promise<void> {
+  /** write() for a caller that holds the range lock already (a resize zeroing the new area's first cluster). */
+  async writeLocked(offset: number, data: Uint8Array): Promise<void> {
     for (let pos = 0; pos < data.length; ) {
       const plan = await this.img.meta.run(() => this.plan(offset + pos, data.length - pos));
       const chunk = data.subarray(pos, pos + plan.length);
@@ -324,7 +327,8 @@ export class Qcow2Writer {
     await this.writeLocked(offset, ZERO_CHUNK.subarray(0, length));
   }
 
-  private async zeroClusters(start: number, end: number, mayUnmap: boolean): Promise<void> {
+  /** Zeroes whole clusters [start, end); the caller holds the range lock (a resize zeroing the new area uses it directly). */
+  async zeroClusters(start: number, end: number, mayUnmap: boolean): Promise<void> {
     const img = this.img;
     if (img.version < 3 && img.hasBacking()) {
       // No zero flag in version 2: unallocating would expose the backing file.
@@ -365,7 +369,8 @@ export class Qcow2Writer {
         // Version 3 keeps discarded clusters reading as zeroes rather than exposing a backing file.
         return img.version >= 3 ? { hi: 0, lo: ZERO_LO } : { hi: 0, lo: 0 };
       };
-      await img.meta.run(() => this.l2.updateEntries(start, end, false, discarded));
+      // QEMU finds the L2 table through get_cluster_table, which allocates a missing one even for a discard: so do we, and files grow alike.
+      await img.meta.run(() => this.l2.updateEntries(start, end, true, discarded));
     });
   }
 

@@ -1,4 +1,4 @@
-import { access, unlink } from 'node:fs/promises';
+import { unlink } from 'node:fs/promises';
 import { BitmapCheck, type DirtyBitmap } from '../../blockdev/dirty-bitmap.js';
 import { CHILD_DATA, CHILD_FILTERED_PRIMARY, type ChildOwner } from '../../blockdev/child.js';
 import { cbwChildPerm, CopyBeforeWriteNode } from '../../blockdev/drivers/copy-before-write.js';
@@ -8,15 +8,13 @@ import { GraphTransaction } from '../../blockdev/graph-transaction.js';
 import { PERM_ALL } from '../../image/perm.js';
 import type { BlockNode } from '../../blockdev/node.js';
 import { openBlockdev } from '../../blockdev/open.js';
-import { createImage } from '../../image/open.js';
 import { probeFormat } from '../../image/probe.js';
-import type { ImageFormat } from '../../image/types.js';
-import { strerror } from '../../blockdev/qemu-io/errno.js';
-import { type BitmapMode, BackupJob, backupClusterSize, type OnError, type SyncMode } from '../../jobs/backup.js';
+import { type BitmapMode, BackupJob, backupClusterSize, type SyncMode } from '../../jobs/backup.js';
+import type { OnError } from '../../jobs/error-policy.js';
 import type { JobTxn } from '../../jobs/txn.js';
 import type { QmpContext } from '../context.js';
 import { QmpError } from '../error.js';
-import { namesOf } from './block-info.js';
+import { createTargetImage, formatName } from './new-image.js';
 import type { ArgsType } from '../schema/command.js';
 import type { blockdevBackup, driveBackup as driveBackupCmd } from '../schema/backup.js';
 
@@ -158,6 +156,8 @@ async function insertFilter(ctx: QmpContext, name: string | undefined, source: B
       const src = await attachChild(tran, opening, 'file', CHILD_FILTERED_PRIMARY, source, cbwChildPerm(CHILD_FILTERED_PRIMARY, true, false, 0, PERM_ALL));
       const tgt = await attachChild(tran, opening, 'target', CHILD_DATA, target, cbwChildPerm(CHILD_DATA, true, false, 0, PERM_ALL));
       filter = new CopyBeforeWriteNode(nodeName, src, tgt, backupClusterSize(target));
+      // Named by nobody: a reopen looks through it (bs->implicit).
+      filter.implicit = name === undefined;
     } catch (err) {
       throw fail(`Could not create node: ${err instanceof Error ? err.message : String(err)}`);
     }
@@ -201,19 +201,7 @@ export async function prepareDriveBackup(ctx: QmpContext, a: ArgsType<typeof dri
     if (format !== 'raw' && format !== 'qcow2') throw fail(`Unknown driver '${format}'`);
     // bdrv_img_create's checks, in its words.
     if (base && format === 'raw') throw fail("Backing file not supported for file format 'raw'");
-    // The base's name as QEMU gives it (a json: one when its options make it more than its file).
-    const backing = base ? { backingFile: namesOf(base).get(base)!.filename, backingFormat: formatName(base) as ImageFormat } : {};
-    // Only a file that did not exist counts as ours to remove again.
-    const existed = await access(a.target).then(() => true, () => false);
-    try {
-      await createImage(a.target, format === 'qcow2' ? { format, size: source.size(), ...backing } : { format, size: source.size() });
-    } catch (err) {
-      // bdrv_img_create's words: the file could not be created, with the system's reason.
-      const errno = (err as { errno?: string }).errno;
-      if (typeof errno === 'string') throw fail(`Could not create '${a.target}': ${strerror(errno)}`);
-      throw err;
-    }
-    if (!existed) createdFile = a.target;
+    createdFile = await createTargetImage(a.target, format, source.size(), base);
   }
   let target: BlockNode | undefined;
   try {
@@ -242,10 +230,6 @@ export async function prepareDriveBackup(ctx: QmpContext, a: ArgsType<typeof dri
   }
 }
 
-/** The format name QEMU gives a node's image (drv->format_name) for a new image's backing format. */
-function formatName(n: BlockNode): string {
-  return n.driver === 'qcow2' ? 'qcow2' : 'raw';
-}
 
 /** Undoes a prepared backup (a transaction's abort): the job is cancelled before it ever ran (QEMU: created, aborting, concluded, null). */
 export async function cancelPreparedBackup(job: BackupJob): Promise<void> {

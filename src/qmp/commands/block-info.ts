@@ -11,7 +11,8 @@ import { toQmpJson } from '../json-out.js';
  * byte-identical to QEMU's.
  */
 function imageInfo(i: NodeImageInfo, withBacking: boolean): Record<string, unknown> {
-  const out: Record<string, unknown> = { filename: i.filename, format: i.format, 'dirty-flag': i.dirtyFlag ?? false };
+  const out: Record<string, unknown> = { filename: i.filename, format: i.format };
+  if (i.dirtyFlag !== null) out['dirty-flag'] = i.dirtyFlag ?? false;
   if (i.actualSize !== undefined) out['actual-size'] = i.actualSize;
   out['virtual-size'] = i.virtualSize;
   if (i.clusterSize !== undefined) out['cluster-size'] = i.clusterSize;

@@ -1,5 +1,8 @@
 import type { BlockGraph } from '../../blockdev/graph.js';
-import { runQemuIoCommand } from '../../blockdev/qemu-io/index.js';
+import { BlockBackend } from '../../blockdev/block-backend.js';
+import type { BlockNode } from '../../blockdev/node.js';
+import { type QemuIoTarget, runQemuIoCommand } from '../../blockdev/qemu-io/index.js';
+import { PERM_ALL, PERM_WRITE } from '../../image/perm.js';
 import type { CommandTable } from '../dispatch.js';
 import type { QmpContext } from '../context.js';
 import { humanMonitorCommand } from '../schema/misc.js';
@@ -48,8 +51,49 @@ async function hmpQemuIo(graph: BlockGraph, words: string[]): Promise<string> {
   const [device, cmd] = args as [string, string];
   const node = graph.get(device);
   if (!node) return crlf(`Error: Cannot find device='${device}' nor node-name='${device}'\n`);
-  const r = await runQemuIoCommand(cmd, node);
-  return crlf(r.chunks.map((c) => c.text).join(''));
+  // A BlockBackend of its own, taking nothing until a command writes (hmp_qemu_io's local_blk; qemu-io's command() asks for write).
+  const blk = new BlockBackend({ perm: 0, shared: PERM_ALL });
+  try {
+    await blk.insert(node);
+  } catch (err) {
+    return crlf(`Error: ${err instanceof Error ? err.message : String(err)}\n`);
+  }
+  try {
+    const r = await runQemuIoCommand(cmd, backendTarget(blk, node));
+    return crlf(r.chunks.map((c) => c.text).join(''));
+  } finally {
+    await blk.remove();
+  }
+}
+
+/** The node as qemu-io sees it through `blk`: the node's I/O, and write permission asked of the BlockBackend when a command writes. */
+function backendTarget(blk: BlockBackend, node: BlockNode): QemuIoTarget {
+  return {
+    get readOnly() {
+      return node.readOnly;
+    },
+    async acquireWrite() {
+      const p = blk.perm;
+      if (p.perm & PERM_WRITE) return undefined;
+      try {
+        await blk.setPerm({ perm: p.perm | PERM_WRITE, shared: p.shared });
+        return undefined;
+      } catch (err) {
+        return err instanceof Error ? err.message : String(err);
+      }
+    },
+    size: () => node.size(),
+    read: (o, l) => node.read(o, l),
+    write: (o, d, f) => node.write(o, d, f),
+    writeZeroes: (o, l, f) => node.writeZeroes(o, l, f),
+    discard: (o, l) => node.discard(o, l),
+    flush: () => node.flush(),
+    blockStatus: (o, l) => node.blockStatus(o, l),
+    ...(typeof (node as { writeCompressed?: unknown }).writeCompressed === 'function'
+      ? { writeCompressed: (o: number, d: Uint8Array) => (node as unknown as Required<QemuIoTarget>).writeCompressed(o, d) }
+      : {}),
+    ...(typeof (node as { info?: unknown }).info === 'function' ? { info: () => (node as unknown as Required<QemuIoTarget>).info() } : {}),
+  };
 }
 
 /** human-monitor-command: the HMP `qemu-io` command (others are unknown, as HMP says). */

@@ -1,5 +1,4 @@
-import { BlockError } from '../../image/errors.js';
-import type { BackupListener } from '../../jobs/backup.js';
+import type { BlockJobListener } from '../../jobs/block-job.js';
 import type { Job } from '../../jobs/job.js';
 import type { JobManager } from '../../jobs/manager.js';
 import type { QmpContext } from '../context.js';
@@ -17,7 +16,7 @@ interface BlockJobFields {
 const blockJob = (j: Job) => j as Job & BlockJobFields;
 
 /** Job events as QEMU sends them (members in schema order, see json-out.ts). */
-export function jobEventListener(emit: (name: string, data: Record<string, unknown>) => void, jobs: () => JobManager): BackupListener {
+export function jobEventListener(emit: (name: string, data: Record<string, unknown>) => void, jobs: () => JobManager): BlockJobListener {
   const common = (j: Job) => ({ type: j.type, device: j.id, len: j.progressTotal, offset: j.progressCurrent, speed: blockJob(j).speed ?? 0 });
   return {
     statusChanged: (j) => emit('JOB_STATUS_CHANGE', { id: j.id, status: j.status }),
@@ -26,6 +25,7 @@ export function jobEventListener(emit: (name: string, data: Record<string, unkno
     finished: (j, cancelled) =>
       !j.isBlockJob ? undefined : cancelled ? emit('BLOCK_JOB_CANCELLED', common(j)) : emit('BLOCK_JOB_COMPLETED', { ...common(j), ...(j.error !== undefined ? { error: j.error } : {}) }),
     removed: (j) => jobs().remove(j),
+    ready: (j) => j.isBlockJob && emit('BLOCK_JOB_READY', common(j)),
     ioError: (j, operation, action) => emit('BLOCK_JOB_ERROR', { device: j.id, operation, action }),
   };
 }
@@ -48,7 +48,7 @@ function blockJobInfo(j: Job): Record<string, unknown> {
     device: j.id,
     len: j.progressTotal,
     offset: j.progressCurrent,
-    busy: false,
+    busy: j.busy,
     paused: j.paused,
     speed: b.speed ?? 0,
     'io-status': b.ioStatus ?? 'ok',
@@ -74,19 +74,13 @@ function byDevice(ctx: QmpContext, id: string): Job {
   return j;
 }
 
-/** Backup never reaches `ready`, so completing is always the verb error (or QEMU's text for a ready job). */
-function complete(j: Job): void {
-  j.checkVerb('complete');
-  throw new BlockError('INVALID_ARGUMENT', `The active block job '${j.id}' cannot be completed`);
-}
-
 export function addJobCommands(table: CommandTable<QmpContext>): void {
   table
     .add(J.queryJobs, (_a, ctx) => ctx.jobs.list().map(jobInfo) as never)
     .add(J.jobPause, (a, ctx) => byId(ctx, a.id).userPause())
     .add(J.jobResume, (a, ctx) => byId(ctx, a.id).userResume())
     .add(J.jobCancel, (a, ctx) => byId(ctx, a.id).cancel())
-    .add(J.jobComplete, (a, ctx) => complete(byId(ctx, a.id)))
+    .add(J.jobComplete, (a, ctx) => byId(ctx, a.id).complete())
     .add(J.jobDismiss, (a, ctx) => byId(ctx, a.id).dismiss())
     .add(J.jobFinalize, (a, ctx) => byId(ctx, a.id).finalize())
     .add(B.queryBlockJobs, (_a, ctx) => ctx.jobs.list().filter((j) => j.isBlockJob).map(blockJobInfo) as never)
@@ -100,11 +94,11 @@ export function addJobCommands(table: CommandTable<QmpContext>): void {
       const j = byDevice(ctx, a.device);
       j.checkVerb('cancel');
       if (j.userPaused && !(a.force ?? false)) throw new QmpError('GenericError', `The block job for device '${a.device}' is currently paused`);
-      return j.cancel();
+      return j.cancel(a.force ?? false);
     })
     .add(B.blockJobPause, (a, ctx) => byDevice(ctx, a.device).userPause())
     .add(B.blockJobResume, (a, ctx) => byDevice(ctx, a.device).userResume())
-    .add(B.blockJobComplete, (a, ctx) => complete(byDevice(ctx, a.device)))
+    .add(B.blockJobComplete, (a, ctx) => byDevice(ctx, a.device).complete())
     .add(B.blockJobDismiss, (a, ctx) => byDevice(ctx, a.id).dismiss())
     .add(B.blockJobFinalize, (a, ctx) => byDevice(ctx, a.id).finalize());
 }

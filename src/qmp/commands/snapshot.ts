@@ -3,10 +3,11 @@ import type { NodeChild } from '../../blockdev/child.js';
 import { appendOverlay, setBacking } from '../../blockdev/graph-edit.js';
 import { GraphTransaction } from '../../blockdev/graph-transaction.js';
 import type { BlockNode } from '../../blockdev/node.js';
-import { reopenReadOnly } from '../../blockdev/reopen.js';
+import { reopenSetReadOnly } from '../../blockdev/reopen.js';
+import { reopenContext } from './reopen.js';
 import { PERM_CONSISTENT_READ } from '../../image/perm.js';
 import { openBlockdev } from '../../blockdev/open.js';
-import { strerror } from '../../blockdev/qemu-io/errno.js';
+import { strerror } from '../../image/errno.js';
 import { createImage } from '../../image/open.js';
 import type { QmpContext } from '../context.js';
 import { QmpError } from '../error.js';
@@ -103,8 +104,8 @@ export async function prepareSnapshot(ctx: QmpContext, d: Infer<typeof BlockdevS
 }
 
 /** external_snapshot_commit: the old node becomes read-only below its overlay (a failure there is ignored, as QEMU ignores it). */
-export async function commitSnapshot(s: PreparedSnapshot): Promise<void> {
-  await reopenReadOnly(s.old).catch(() => undefined);
+export async function commitSnapshot(ctx: QmpContext, s: PreparedSnapshot): Promise<void> {
+  await reopenSetReadOnly(reopenContext(ctx), s.old, true).catch(() => undefined);
 }
 
 /**

@@ -155,7 +155,7 @@ function snapshotAction(env: ActionEnv, kind: Kind, prepare: () => Promise<Prepa
       prepared = await prepare();
     },
     async commit() {
-      if (prepared) await commitSnapshot(prepared);
+      if (prepared) await commitSnapshot(env.ctx, prepared);
     },
     async abort() {
       if (prepared) await abortSnapshot(env.ctx, prepared);

@@ -1,10 +1,10 @@
 /** qapi/block-core.json (7.2): blockdev-backup and drive-backup. */
+import { BlockdevOnError } from './block-core/common.js';
 import { command } from './command.js';
 import { bool, enumType, int, str, struct } from './types.js';
 
 export const MirrorSyncMode = enumType('MirrorSyncMode', ['top', 'full', 'none', 'incremental', 'bitmap']);
 export const BitmapSyncMode = enumType('BitmapSyncMode', ['on-success', 'never', 'always']);
-export const BlockdevOnError = enumType('BlockdevOnError', ['report', 'ignore', 'enospc', 'stop', 'auto']);
 export const NewImageMode = enumType('NewImageMode', ['existing', 'absolute-paths']);
 export const BackupPerf = struct('BackupPerf', { '*use-copy-range': bool, '*max-workers': int, '*max-chunk': int });
 

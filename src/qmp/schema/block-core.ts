@@ -13,7 +13,8 @@ import { BlockdevOptions } from './block-core/blockdev-options.js';
 import * as E from './block-core/events.js';
 import { BlockDeviceInfo, BlockInfo } from './block-core/node-info.js';
 import { BITMAP_COMMANDS } from './block-core/bitmaps.js';
-import { array, bool, str } from './types.js';
+import { blockCommit, blockStream } from './block-core/stream-commit.js';
+import { array, bool, int, str } from './types.js';
 
 export * from './block-core/common.js';
 export * from './block-core/ref.js';
@@ -26,13 +27,20 @@ export * from './block-core/node-info.js';
 export * from './block-core/events.js';
 export * from './block-core/bitmaps.js';
 export * from './block-core/create-options.js';
+export * from './block-core/stream-commit.js';
 
 export const blockdevAdd = command('blockdev-add', { args: BlockdevOptions });
 export const blockdevDel = command('blockdev-del', { args: { 'node-name': str } });
 export const queryNamedBlockNodes = command('query-named-block-nodes', { args: { '*flat': bool }, returns: array(BlockDeviceInfo) });
 export const queryBlock = command('query-block', { returns: array(BlockInfo) });
 
-export const BLOCK_CORE_COMMANDS = [blockdevAdd, blockdevDel, queryNamedBlockNodes, queryBlock, ...BITMAP_COMMANDS] as const;
+export const changeBackingFileCmd = command('change-backing-file', { args: { device: str, 'image-node-name': str, 'backing-file': str } });
+
+export const blockResize = command('block_resize', { args: { '*device': str, '*node-name': str, size: int } });
+
+export const blockdevReopen = command('blockdev-reopen', { args: { options: array(BlockdevOptions) } });
+
+export const BLOCK_CORE_COMMANDS = [blockdevAdd, blockdevDel, queryNamedBlockNodes, queryBlock, changeBackingFileCmd, blockResize, blockdevReopen, blockStream, blockCommit, ...BITMAP_COMMANDS] as const;
 export const BLOCK_CORE_EVENTS = [
   E.blockImageCorrupted,
   E.blockIoError,

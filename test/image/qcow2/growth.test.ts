@@ -30,6 +30,24 @@ describe.skipIf(!qemu.available)('qcow2 metadata growth', () => {
     });
   });
 
+  it('rewrites the header with the moved refcount table (a bitmap stored after the table grew)', async () => {
+    await withTempDir(async (dir) => {
+      const path = join(dir, 'h.qcow2');
+      await createImage(path, { format: 'qcow2', size: 16 << 20, clusterSize: 512 });
+      const img = await Qcow2Image.open(path, { openBackingImage: opener, persistentBitmaps: true });
+      // 512 B clusters, 16-bit refcounts: one refcount table cluster covers 8 MiB of file, so 12 MiB of data moves it.
+      const chunk = new Uint8Array(1 << 20).fill(0x5a);
+      for (let off = 0; off < 12 << 20; off += chunk.length) await img.write(off, chunk);
+      await img.flush();
+      // Storing a bitmap rewrites cluster 0 from the image's header: it must name the table where it is now.
+      await img.bitmaps.store([{ name: 'b0', granularity: 65536, enabled: true, data: new Uint8Array(32) }]);
+      await img.close();
+      const check = await qemuImg('check', path);
+      expect(check.stdout).toContain('No errors were found on the image.');
+      expect(check.code).toBe(0);
+    });
+  });
+
   it('keeps a backing chain readable through three levels (qcow2 over qcow2 over raw)', async () => {
     await withTempDir(async (dir) => {
       await qemuImg('create', '-f', 'raw', join(dir, 'base.raw'), '1M');

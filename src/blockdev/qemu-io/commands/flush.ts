@@ -1,5 +1,5 @@
 import type { CommandContext, CommandInfo } from '../command.js';
-import { errnoOf } from '../errno.js';
+import { errnoOf } from '../../../image/errno.js';
 
 /** `flush`: qemu-io prints nothing, not even when the flush fails (the command just fails). */
 export const flushCommand: CommandInfo = {

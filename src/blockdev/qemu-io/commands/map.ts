@@ -1,5 +1,5 @@
 import type { CommandContext, CommandInfo } from '../command.js';
-import { errnoOf, strerror } from '../errno.js';
+import { errnoOf, strerror } from '../../../image/errno.js';
 import { numberArg } from '../request.js';
 import { humanSize } from '../report.js';
 import type { IoExtent, QemuIoTarget } from '../target.js';

@@ -1,6 +1,6 @@
 import { open } from 'node:fs/promises';
 import type { CommandContext } from '../command.js';
-import { errnoOf, strerror } from '../errno.js';
+import { errnoOf, strerror } from '../../../image/errno.js';
 
 /**
  * `write -s FILE`: a buffer of `count` bytes holding FILE's first `count`

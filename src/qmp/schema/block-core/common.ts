@@ -17,6 +17,7 @@ export const BlockPermission = enumType('BlockPermission', ['consistent-read', '
 export const BlockDirtyBitmap = struct('BlockDirtyBitmap', { node: str, name: str });
 export const BlockDeviceIoStatus = enumType('BlockDeviceIoStatus', ['ok', 'failed', 'nospace']);
 export const BlockErrorAction = enumType('BlockErrorAction', ['ignore', 'report', 'stop']);
+export const BlockdevOnError = enumType('BlockdevOnError', ['report', 'ignore', 'enospc', 'stop', 'auto']);
 export const Qcow2CompressionType = enumType('Qcow2CompressionType', ['zlib', 'zstd']);
 export const BlockdevQcow2EncryptionFormat = enumType('BlockdevQcow2EncryptionFormat', ['aes', 'luks']);
 export const RbdImageEncryptionFormat = enumType('RbdImageEncryptionFormat', ['luks', 'luks2']);

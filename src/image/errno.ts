@@ -1,9 +1,11 @@
 import { constants } from 'node:os';
-import { BlockError } from '../../image/errors.js';
+import { BlockError } from './errors.js';
 
 /**
- * errno names and glibc's strerror() texts: qemu-io prints failures as
- * "read failed: Input/output error", so the wording must be glibc's.
+ * errno names and glibc's strerror() texts: QEMU's messages end in them
+ * ("Could not resize file: File too large"; qemu-io prints "read failed:
+ * Input/output error"), so the wording must be glibc's. Here in the image
+ * layer, the lowest that words such messages; the layers above import it.
  */
 const STRERROR: Record<string, string> = {
   EPERM: 'Operation not permitted',

@@ -1,0 +1,108 @@
+import { BlockError } from '../../image/errors.js';
+import { optBool, type Options } from '../options.js';
+
+/**
+ * qcow2's runtime options (qcow2_runtime_opts) as a reopen checks them
+ * (qcow2_update_options_prepare): all are taken; cache sizes, lazy
+ * refcounts, overlap checks and the encryption format are checked with
+ * QEMU's words. blockemu sizes its caches its own way and writes refcounts
+ * eagerly, so what passes changes nothing else.
+ */
+
+const OVERLAP_FLAGS = ['main-header', 'active-l1', 'active-l2', 'refcount-table', 'refcount-block', 'snapshot-table', 'inactive-l1', 'inactive-l2', 'bitmap-directory'];
+
+/** Also the options a reopen may leave out, resetting them (qcow2's mutable_opts are the same list). */
+export const QCOW2_OPTIONS = [
+  'lazy-refcounts',
+  'pass-discard-request',
+  'pass-discard-snapshot',
+  'pass-discard-other',
+  'overlap-check',
+  'overlap-check.template',
+  ...OVERLAP_FLAGS.map((f) => `overlap-check.${f}`),
+  'cache-size',
+  'l2-cache-size',
+  'l2-cache-entry-size',
+  'refcount-cache-size',
+  'cache-clean-interval',
+];
+
+const MIN_CLUSTER_SIZE = 512;
+const MIN_L2_CACHE_SIZE = 2;
+const MIN_REFCOUNT_CACHE_SIZE = 4;
+const DEFAULT_L2_CACHE_MAX_SIZE = 32 * 1024 * 1024;
+const INT_MAX = 2 ** 31 - 1;
+const UINT_MAX = 2 ** 32 - 1;
+
+/** The image facts the checks depend on. */
+export interface Qcow2Facts {
+  clusterSize: number;
+  virtualSize: number;
+  version: number;
+  /** Bytes per L2 entry (16 with extended L2). */
+  l2EntrySize: number;
+}
+
+const fail = (msg: string) => new BlockError('INVALID_ARGUMENT', msg);
+const size = (opts: ReadonlyMap<string, string>, name: string, def: number): number => (opts.has(name) ? Number(opts.get(name)) : def);
+
+/** read_cache_sizes: the L2 and refcount cache sizes the options ask for, refused as QEMU refuses them. */
+function readCacheSizes(opts: ReadonlyMap<string, string>, f: Qcow2Facts): { l2: number; entry: number; refcount: number } {
+  const minRefcount = MIN_REFCOUNT_CACHE_SIZE * f.clusterSize;
+  const maxL2Entries = Math.ceil(f.virtualSize / f.clusterSize);
+  const maxL2Cache = Math.ceil((maxL2Entries * f.l2EntrySize) / f.clusterSize) * f.clusterSize;
+  const combinedSet = opts.has('cache-size');
+  const l2Set = opts.has('l2-cache-size');
+  const refcountSet = opts.has('refcount-cache-size');
+  const combined = size(opts, 'cache-size', 0);
+  const l2Max = size(opts, 'l2-cache-size', DEFAULT_L2_CACHE_MAX_SIZE);
+  let refcount = size(opts, 'refcount-cache-size', 0);
+  let entry = size(opts, 'l2-cache-entry-size', f.clusterSize);
+  let l2 = Math.min(maxL2Cache, l2Max);
+  if (combinedSet) {
+    if (l2Set && refcountSet) throw fail('cache-size, l2-cache-size and refcount-cache-size may not be set at the same time');
+    if (l2Set && l2Max > combined) throw fail('l2-cache-size may not exceed cache-size');
+    if (refcount > combined) throw fail('refcount-cache-size may not exceed cache-size');
+    if (l2Set) refcount = combined - l2;
+    else if (refcountSet) l2 = combined - refcount;
+    else if (combined >= maxL2Cache + minRefcount) {
+      l2 = maxL2Cache;
+      refcount = combined - l2;
+    } else {
+      refcount = Math.min(combined, minRefcount);
+      l2 = combined - refcount;
+    }
+  }
+  // A cache too small for the whole disk takes 4 KiB entries, unless told otherwise.
+  if (l2 < maxL2Cache && !opts.has('l2-cache-entry-size')) entry = Math.min(f.clusterSize, 4096);
+  if (entry < MIN_CLUSTER_SIZE || entry > f.clusterSize || (entry & (entry - 1)) !== 0) {
+    throw fail(`L2 cache entry size must be a power of two between ${MIN_CLUSTER_SIZE} and the cluster size (${f.clusterSize})`);
+  }
+  return { l2, entry, refcount };
+}
+
+/**
+ * qcow2_update_options_prepare's checks, in its order. `encrypt` holds
+ * the encrypt.* options (the image has no encryption: blockemu opens
+ * none); `lazyNow` is whether the image uses lazy refcounts now.
+ */
+export function checkQcow2Options(opts: ReadonlyMap<string, string>, encrypt: Options, f: Qcow2Facts, lazyNow: boolean): void {
+  const c = readCacheSizes(opts, f);
+  if (Math.max(Math.floor(c.l2 / c.entry), MIN_L2_CACHE_SIZE) > INT_MAX) throw fail('L2 cache size too big');
+  if (Math.max(Math.floor(c.refcount / f.clusterSize), MIN_REFCOUNT_CACHE_SIZE) > INT_MAX) throw fail('Refcount cache size too big');
+  if (size(opts, 'cache-clean-interval', 600) > UINT_MAX) throw fail('Cache clean interval too big');
+  if (optBool(opts.get('lazy-refcounts'), lazyNow) && f.version < 3) {
+    throw fail('Lazy refcounts require a qcow2 image with at least qemu 1.1 compatibility level');
+  }
+  const check = opts.get('overlap-check');
+  const template = opts.get('overlap-check.template');
+  if (check !== undefined && template !== undefined && check !== template) {
+    throw fail(`Conflicting values for qcow2 options 'overlap-check' ('${check}') and 'overlap-check.template' ('${template}')`);
+  }
+  const mode = check ?? template ?? 'cached';
+  if (!['none', 'constant', 'cached', 'all'].includes(mode)) {
+    throw fail(`Unsupported value '${mode}' for qcow2 option 'overlap-check'. Allowed are any of the following: none, constant, cached, all`);
+  }
+  const format = encrypt['format'];
+  if (typeof format === 'string') throw fail(`No encryption in image header, but options specified format '${format}'`);
+}

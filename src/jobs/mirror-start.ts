@@ -1,0 +1,182 @@
+import { defaultGranularity } from '../blockdev/bitmap-ops.js';
+import { BlockBackend } from '../blockdev/block-backend.js';
+import { canReplace, chainContains, cowChild, filteredChild, skipFilters } from '../blockdev/chain.js';
+import { MirrorTopNode } from '../blockdev/drivers/mirror-top.js';
+import { appendOverlay, replaceNode, setBacking } from '../blockdev/graph-edit.js';
+import { GraphTransaction } from '../blockdev/graph-transaction.js';
+import type { BlockGraph } from '../blockdev/graph.js';
+import type { BlockNode } from '../blockdev/node.js';
+import { refreshPerms } from '../blockdev/permissions.js';
+import { insertionOrder } from '../blockdev/options.js';
+import { reopenSetReadOnly } from '../blockdev/reopen.js';
+import { BlockError } from '../image/errors.js';
+import { PERM_ALL, PERM_CONSISTENT_READ, PERM_RESIZE, PERM_WRITE, PERM_WRITE_UNCHANGED } from '../image/perm.js';
+import type { OnError } from './error-policy.js';
+import type { JobOptions } from './job.js';
+import { type CopyMode, DEFAULT_MIRROR_BUF_SIZE, MirrorJob, type MirrorListener } from './mirror.js';
+
+/**
+ * What becomes of the target's backing chain at the end (BlockMirrorBackingMode):
+ * left as it is (blockdev-mirror), set to the source's (drive-mirror with a new image),
+ * or opened from what the image names (drive-mirror mode=existing).
+ */
+export type BackingMode = 'leave' | 'source' | 'open';
+
+export interface MirrorStartOptions extends JobOptions {
+  graph: BlockGraph;
+  listener: MirrorListener;
+  id: string;
+  jobType: 'mirror' | 'commit';
+  source: BlockNode;
+  target: BlockNode;
+  replaces?: string;
+  speed: number;
+  /** 0: the target's default bitmap granularity. */
+  granularity: number;
+  /** 0: the default (16 MiB). */
+  bufSize: number;
+  backingMode: BackingMode;
+  zeroTarget: boolean;
+  onSourceError: OnError;
+  onTargetError: OnError;
+  unmap: boolean;
+  filterNodeName?: string;
+  copyMode: CopyMode;
+  noneMode: boolean;
+  /** sync=top's base (the source's backing node), a commit's base: only what lies above it is copied. */
+  base?: BlockNode;
+  autoComplete?: boolean;
+  /** Throws QEMU's error for an id the job may not take (the job list's check). */
+  checkId(id: string): void;
+  /** Opens the target's backing chain from its image (backing mode 'open'). */
+  openBacking?: (target: BlockNode) => Promise<void>;
+  afterClean?: () => Promise<void>;
+}
+
+const fail = (message: string) => new BlockError('INVALID_ARGUMENT', message);
+
+/** How many backing steps lie between `top` and `base` (filters count none): the depth block status reports for base's data. */
+function depthOf(top: BlockNode, base: BlockNode): number {
+  let depth = 0;
+  for (let n: BlockNode | undefined = top; n && n !== base; ) {
+    const f = filteredChild(n);
+    if (f) n = f;
+    else {
+      depth++;
+      n = cowChild(n);
+    }
+  }
+  return depth;
+}
+
+/**
+ * mirror_start_job: the checks it makes, the `mirror_top` filter put in
+ * the source's place, the job with its links (main node, source, target)
+ * and its access to the target, in QEMU's order — a failure once the job
+ * exists fails it early (created, null) and takes the filter out again.
+ * The job is started.
+ */
+export async function startMirror(o: MirrorStartOptions): Promise<MirrorJob> {
+  const granularity = o.granularity || (await defaultGranularity(o.target));
+  if (o.bufSize < 0) throw fail("Invalid parameter 'buf-size'");
+  const bufSize = o.bufSize || DEFAULT_MIRROR_BUF_SIZE;
+  if (skipFilters(o.source) === skipFilters(o.target)) throw fail("Can't mirror node into itself");
+  const targetIsBacking = chainContains(o.source, o.target);
+
+  const name = o.graph.assignName(o.filterNodeName);
+  const filter = new MirrorTopNode(name, targetIsBacking, () => o.source.size());
+  // Named by nobody: a reopen looks through it (bs->implicit).
+  filter.implicit = o.filterNodeName === undefined;
+  o.graph.add(filter, false);
+  let appended = false;
+  try {
+    await GraphTransaction.run((tran) => appendOverlay(tran, filter, o.source));
+    appended = true;
+    // block_job_create checks the id only now, with the filter in place.
+    o.checkId(o.id);
+  } catch (err) {
+    if (appended) await o.graph.removeFilter(filter);
+    else {
+      o.graph.forget(filter);
+      await filter.close();
+    }
+    throw err;
+  }
+
+  const targetBackend = new BlockBackend({ perm: 0, shared: PERM_ALL });
+  const job = new MirrorJob(o.id, o.listener, {
+    ...o,
+    bufSize: Math.ceil(bufSize / granularity) * granularity,
+    granularity,
+    filter,
+    targetBackend,
+    baseDepth: o.base ? depthOf(o.source, o.base) : undefined,
+    findNode: (n) => o.graph.get(n),
+    exit: { finish: (j, abort) => finishMirror(o, j, targetBackend, abort) },
+  });
+  try {
+    // Nothing may resize the source while the job runs.
+    await job.nodes.add('main node', filter, PERM_CONSISTENT_READ, PERM_CONSISTENT_READ | PERM_WRITE_UNCHANGED | PERM_WRITE);
+    // The target is written, not read consistently (nor resized) while the mirror runs; an active commit's base is in use all along.
+    let perm = PERM_WRITE;
+    let shared = PERM_WRITE_UNCHANGED;
+    if (targetIsBacking) {
+      if (o.target.size() < o.source.size()) perm |= PERM_RESIZE;
+      shared |= PERM_CONSISTENT_READ | PERM_WRITE;
+    } else if (chainContains(o.source, skipFilters(o.target))) {
+      throw fail("Cannot mirror to a filter on top of a node in the source's backing chain");
+    }
+    await targetBackend.setPerm({ perm, shared });
+    await targetBackend.insert(o.target);
+    await job.nodes.add('source', o.source, 0, PERM_WRITE_UNCHANGED | PERM_WRITE | PERM_CONSISTENT_READ);
+    await job.nodes.add('target', o.target, 0, PERM_ALL);
+    // block_job_create sets the speed last: a negative one fails the job the same way.
+    if (o.speed < 0) throw fail("Parameter 'speed' expects a non-negative value");
+  } catch (err) {
+    await job.earlyFail();
+    throw err;
+  }
+  job.start();
+  return job;
+}
+
+/**
+ * mirror_exit_common after the job's run: the job lets go of the target,
+ * the filter stops passing permissions down, the target gets its backing
+ * chain (drive-mirror), a completed job puts the target in the place of
+ * the source (or of `replaces`), and the filter leaves the graph.
+ */
+async function finishMirror(o: MirrorStartOptions, job: MirrorJob, targetBackend: BlockBackend, abort: boolean): Promise<void> {
+  const filter = job.filter;
+  await targetBackend.remove();
+  filter.stop = true;
+  await GraphTransaction.run((tran) => refreshPerms([o.source], tran)).catch(() => undefined);
+  let failure: Error | undefined;
+  if (!abort && o.backingMode === 'source') {
+    const backing = o.noneMode ? o.source : o.base;
+    const unfiltered = skipFilters(o.target);
+    if (cowChild(unfiltered) !== backing) {
+      await GraphTransaction.run((tran) => setBacking(tran, unfiltered, backing)).catch(() => {
+        failure = new BlockError('PERMISSION', 'Operation not permitted', { errno: 'EPERM' });
+      });
+    }
+  } else if (!abort && o.backingMode === 'open') {
+    await o.openBacking?.(skipFilters(o.target)).catch(() => undefined);
+  }
+  if (job.shouldComplete && !abort) {
+    const toReplace = job.replaced;
+    if (toReplace.readOnly !== o.target.readOnly) await reopenSetReadOnly({ graph: o.graph, order: insertionOrder }, o.target, toReplace.readOnly).catch(() => undefined);
+    if (canReplace(o.source, toReplace)) {
+      await GraphTransaction.run((tran) => replaceNode(tran, toReplace, o.target)).catch(() => {
+        failure = new BlockError('PERMISSION', 'Operation not permitted', { errno: 'EPERM' });
+      });
+    } else {
+      failure = fail(
+        `Can no longer replace '${toReplace.nodeName}' by '${o.target.nodeName}', because it can no longer be guaranteed that doing so would not lead to an abrupt change of visible data`,
+      );
+    }
+  }
+  await job.nodes.removeAll();
+  await o.graph.removeFilter(filter);
+  if (failure) throw failure;
+}

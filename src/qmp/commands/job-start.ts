@@ -1,0 +1,35 @@
+import type { BlockNode } from '../../blockdev/node.js';
+import type { BlockJobStart, OnError } from '../../jobs/block-job.js';
+import type { QmpContext } from '../context.js';
+import { namesOf } from './block-info.js';
+import { reopenContext } from './reopen.js';
+
+/** The job arguments block-stream and block-commit share. */
+export interface JobArgs {
+  'job-id'?: string;
+  speed?: number;
+  'on-error'?: OnError;
+  'filter-node-name'?: string;
+  'auto-finalize'?: boolean;
+  'auto-dismiss'?: boolean;
+}
+
+/** The name QEMU gives a node (bdrv_refresh_filename): what jobs write as a backing file name. */
+export const nodeFilename = (n: BlockNode): string => namesOf(n).get(n)!.filename;
+
+/** A job start from a command's arguments, with QEMU's defaults: no id but the device's name ('' here), no speed limit, on-error report. */
+export function jobStart(ctx: QmpContext, a: JobArgs): BlockJobStart {
+  return {
+    graph: ctx.graph,
+    jobs: ctx.jobs,
+    events: ctx.jobEvents,
+    id: a['job-id'] ?? '',
+    speed: a.speed ?? 0,
+    onError: a['on-error'] ?? 'report',
+    filterNodeName: a['filter-node-name'],
+    autoFinalize: a['auto-finalize'],
+    autoDismiss: a['auto-dismiss'],
+    nameOf: nodeFilename,
+    reopen: reopenContext(ctx),
+  };
+}

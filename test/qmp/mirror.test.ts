@@ -1,0 +1,201 @@
+/**
+ * Mirror jobs played on qemu-storage-daemon and on blockemu with the same
+ * images and the same QMP session: libvirt's block copy with its pivot,
+ * Nova's copy that is cancelled once ready (no pivot), a forced cancel
+ * before ready, guest writes through an NBD export of the source during
+ * the job (background and write-blocking), sync=top onto a target with
+ * the source's backing file, drive-mirror creating its target, and the
+ * refusals of blockdev-mirror's checks. Replies, events (READY included),
+ * query-named-block-nodes and what qemu-img reads of the results must be
+ * equal.
+ */
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { qemu, qemuImg, qemuIo, run } from '../helpers/qemu.js';
+import { compareSessions, describeImage, file, type Step } from '../helpers/qmp-session.js';
+
+/** src (4 MiB: data, a zero cluster, more data) and an empty target of its size; small (2 MiB); base <- top for sync=top, with t-top naming base. */
+async function images(dir: string): Promise<void> {
+  const ok = async (p: Promise<{ code: number; stderr: string }>) => expect((await p).stderr).toBe('');
+  await ok(qemuImg('create', '-q', '-f', 'qcow2', join(dir, 'src.qcow2'), '4M'));
+  await ok(qemuIo('-c', 'write -q -P 1 0 1M', '-c', 'write -q -z 2M 64k', '-c', 'write -q -P 2 3M 128k', join(dir, 'src.qcow2')));
+  await ok(qemuImg('create', '-q', '-f', 'qcow2', join(dir, 'tgt.qcow2'), '4M'));
+  await ok(qemuImg('create', '-q', '-f', 'raw', join(dir, 'tgt.raw'), '4M'));
+  await ok(qemuImg('create', '-q', '-f', 'qcow2', join(dir, 'small.qcow2'), '2M'));
+  await ok(qemuImg('create', '-q', '-f', 'qcow2', join(dir, 'base.qcow2'), '4M'));
+  await ok(qemuIo('-c', 'write -q -P 5 0 2M', join(dir, 'base.qcow2')));
+  await ok(qemuImg('create', '-q', '-f', 'qcow2', '-b', 'base.qcow2', '-F', 'qcow2', join(dir, 'top.qcow2')));
+  await ok(qemuIo('-c', 'write -q -P 6 1M 64k', join(dir, 'top.qcow2')));
+  await ok(qemuImg('create', '-q', '-f', 'qcow2', '-b', 'base.qcow2', '-F', 'qcow2', join(dir, 't-top.qcow2')));
+}
+
+/**
+ * Concurrent copies land in the target in whatever order they finish, in
+ * QEMU too (two runs of the same session differ): where the target's
+ * clusters sit in its file, and so how much of the file is allocated at a
+ * given moment, is left out.
+ */
+const withoutHostLayout = (log: unknown[]): unknown[] => JSON.parse(JSON.stringify(log, (k, v: unknown) => (k === 'actual-size' ? undefined : v)));
+/** describeImage without the host offsets of the map. */
+const contents = (name: string) => async (dir: string) => {
+  const d = await describeImage(name)(dir);
+  return { ...d, map: Array.isArray(d.map) ? (d.map as Array<Record<string, unknown>>).map(({ offset: _host, ...e }) => e) : d.map };
+};
+const compare = (steps: readonly Step[]) => compareSessions(images, steps, withoutHostLayout);
+
+/** `qemu-img compare` of two images in the session's directory, without locks. */
+const same = (a: string, b: string) => async (dir: string) => (await run('qemu-img', ['compare', '-U', join(dir, a), join(dir, b)])).stdout;
+
+/** A guest write through the NBD export `name` of the daemon whose socket is in the session's parent directory. */
+const nbdWrite = (name: string, cmd: string) => async (dir: string) =>
+  (await run('qemu-io', ['-f', 'raw', '-c', cmd, `nbd+unix:///${name}?socket=${join(dir, 'nbd.sock')}`])).code;
+
+const addSrcTgt: Step[] = [
+  ['blockdev-add', { driver: 'qcow2', 'node-name': 'src', file: file('src.qcow2') }],
+  ['blockdev-add', { driver: 'qcow2', 'node-name': 'tgt', file: file('tgt.qcow2') }],
+];
+const exportSrc: Step[] = [
+  ['nbd-server-start', { addr: { type: 'unix', data: { path: '${DIR}/nbd.sock' } } }],
+  ['block-export-add', { type: 'nbd', id: 'e', 'node-name': 'src', writable: true }],
+];
+
+describe.skipIf(!qemu.available || !qemu.storageDaemon)('blockdev-mirror and drive-mirror, as qemu-storage-daemon runs them', () => {
+  it("libvirt's block copy: ready, a guest write copied again, job-complete pivots the export onto the target", async () => {
+    const log = await compare([
+      ...addSrcTgt,
+      ...exportSrc,
+      ['blockdev-mirror', { 'job-id': 'j', device: 'src', target: 'tgt', sync: 'full' }],
+      { waitJob: 'j', status: 'ready' },
+      ['query-block-jobs'],
+      ['query-named-block-nodes', { flat: true }],
+      { sh: nbdWrite('e', 'write -P 9 3M 64k') },
+      ['job-complete', { id: 'j' }],
+      { waitJob: 'j' },
+      ['query-block-exports'],
+      ['query-named-block-nodes'],
+      { sh: same('src.qcow2', 'tgt.qcow2') },
+      { sh: contents('tgt.qcow2') },
+    ]);
+    expect(JSON.stringify(log)).toContain('BLOCK_JOB_READY');
+    expect(log).toContain('Images are identical.\n');
+  }, 60_000);
+
+  it("Nova's copy: block-job-cancel of a ready job completes without a pivot", async () => {
+    await compare([
+      ...addSrcTgt,
+      ['blockdev-mirror', { 'job-id': 'j', device: 'src', target: 'tgt', sync: 'full', 'auto-finalize': false, 'auto-dismiss': false }],
+      { waitJob: 'j', status: 'ready' },
+      ['block-job-cancel', { device: 'j' }],
+      { waitJob: 'j', status: 'pending' },
+      ['query-block-jobs'],
+      ['block-job-complete', { device: 'j' }],
+      ['job-dismiss', { id: 'j' }],
+      ['job-finalize', { id: 'j' }],
+      { waitJob: 'j', status: 'concluded' },
+      ['job-dismiss', { id: 'j' }],
+      ['query-named-block-nodes', { flat: true }],
+      { sh: same('src.qcow2', 'tgt.qcow2') },
+    ]);
+  }, 60_000);
+
+  it('verbs of a ready job: paused it is in standby and may be completed; resumed it completes; a cancel then is forced', async () => {
+    await compare([
+      ...addSrcTgt,
+      ['blockdev-mirror', { 'job-id': 'j', device: 'src', target: 'tgt', sync: 'full', 'auto-finalize': false }],
+      { waitJob: 'j', status: 'ready' },
+      ['block-job-pause', { device: 'j' }],
+      { waitJob: 'j', status: 'standby' },
+      ['query-block-jobs'],
+      ['block-job-complete', { device: 'j' }],
+      ['block-job-cancel', { device: 'j' }],
+      ['block-job-resume', { device: 'j' }],
+      { waitJob: 'j', status: 'pending' },
+      ['block-job-cancel', { device: 'j' }],
+      { waitJob: 'j' },
+      ['query-named-block-nodes', { flat: true }],
+    ]);
+  }, 60_000);
+
+  it('a cancel before ready is forced: cancelled, the source untouched and in place', async () => {
+    await compare([
+      ...addSrcTgt,
+      // One byte a second: everything is sent at once, then the job waits on its rate limit.
+      ['blockdev-mirror', { 'job-id': 'j', device: 'src', target: 'tgt', sync: 'full', speed: 1 }],
+      ['job-complete', { id: 'j' }],
+      ['block-job-cancel', { device: 'j' }],
+      { waitJob: 'j' },
+      ['query-named-block-nodes', { flat: true }],
+      { sh: contents('src.qcow2') },
+    ]);
+  }, 60_000);
+
+  it('write-blocking: a guest write reaches the target before it completes; ready to pivot at once', async () => {
+    await compare([
+      ...addSrcTgt,
+      ...exportSrc,
+      ['blockdev-mirror', { 'job-id': 'j', device: 'src', target: 'tgt', sync: 'full', 'copy-mode': 'write-blocking', 'filter-node-name': 'mt' }],
+      { waitJob: 'j', status: 'ready' },
+      { sh: nbdWrite('e', 'write -P 7 64k 128k') },
+      ['query-block-jobs'],
+      { sh: same('src.qcow2', 'tgt.qcow2') },
+      ['query-named-block-nodes', { flat: true }],
+      ['block-job-complete', { device: 'j' }],
+      { waitJob: 'j' },
+      ['query-block-exports'],
+    ]);
+  }, 60_000);
+
+  it("sync=top copies the top layer onto a target sharing the source's backing file; drive-mirror creates its target", async () => {
+    await compare([
+      ['blockdev-add', { driver: 'qcow2', 'node-name': 'top', file: file('top.qcow2') }],
+      ['blockdev-add', { driver: 'qcow2', 'node-name': 'tt', file: file('t-top.qcow2') }],
+      ['blockdev-mirror', { 'job-id': 'j', device: 'top', target: 'tt', sync: 'top' }],
+      { waitJob: 'j', status: 'ready' },
+      ['block-job-complete', { device: 'j' }],
+      { waitJob: 'j' },
+      { sh: contents('t-top.qcow2') },
+      ['drive-mirror', { 'job-id': 'd', device: 'tt', target: '${DIR}/dm.qcow2', sync: 'top', 'node-name': 'dm' }],
+      { waitJob: 'd', status: 'ready' },
+      ['query-named-block-nodes'],
+      ['job-cancel', { id: 'd' }],
+      { waitJob: 'd' },
+      { sh: contents('dm.qcow2') },
+      ['drive-mirror', { 'job-id': 'd2', device: 'tt', target: '${DIR}/dm.raw', sync: 'top', format: 'raw' }],
+      ['drive-mirror', { 'job-id': 'd3', device: 'tt', target: '${DIR}/full.qcow2', sync: 'full', 'node-name': 'full' }],
+      { waitJob: 'd3', status: 'ready' },
+      ['block-job-complete', { device: 'd3' }],
+      { waitJob: 'd3' },
+      ['query-named-block-nodes', { flat: true }],
+      { sh: same('top.qcow2', 'full.qcow2') },
+    ]);
+  }, 60_000);
+
+  it("refusals in QEMU's words and order; a size mismatch fails the started job", async () => {
+    await compare([
+      ...addSrcTgt,
+      ['blockdev-add', { driver: 'qcow2', 'node-name': 'small', file: file('small.qcow2') }],
+      ['blockdev-mirror', { device: 'src', target: 'tgt', sync: 'full' }],
+      ['blockdev-mirror', { 'job-id': 'j', device: 'nope', target: 'tgt', sync: 'full' }],
+      ['blockdev-mirror', { 'job-id': 'j', device: 'src', target: 'nope', sync: 'full' }],
+      ['blockdev-mirror', { 'job-id': 'j', device: 'src', target: 'src', sync: 'full' }],
+      ['blockdev-mirror', { 'job-id': 'j', device: 'src', target: 'tgt', sync: 'bitmap' }],
+      ['blockdev-mirror', { 'job-id': 'j', device: 'src', target: 'tgt', sync: 'full', granularity: 1000 }],
+      ['blockdev-mirror', { 'job-id': 'j', device: 'src', target: 'tgt', sync: 'full', granularity: 256 }],
+      ['blockdev-mirror', { 'job-id': 'j', device: 'src', target: 'tgt', sync: 'full', 'buf-size': -1 }],
+      ['blockdev-mirror', { 'job-id': 's', device: 'src', target: 'tgt', sync: 'full', speed: -1 }],
+      ['blockdev-mirror', { 'job-id': 'j', device: 'src', target: 'tgt', sync: 'full', replaces: 'nope' }],
+      ['blockdev-mirror', { 'job-id': 'j', device: 'src', target: 'tgt', sync: 'full', replaces: 'small' }],
+      ['blockdev-mirror', { 'job-id': '1j', device: 'src', target: 'tgt', sync: 'full' }],
+      ['blockdev-mirror', { 'job-id': 'j', device: 'src', target: 'tgt', sync: 'full', 'filter-node-name': '#x' }],
+      ['blockdev-mirror', { 'job-id': 'm', device: 'src', target: 'small', sync: 'full' }],
+      { waitJob: 'm' },
+      ['blockdev-mirror', { 'job-id': 'j', device: 'src', target: 'tgt', sync: 'full', speed: 1 }],
+      ['blockdev-mirror', { 'job-id': 'k', device: 'src', target: 'small', sync: 'full' }],
+      ['blockdev-mirror', { 'job-id': 'k', device: 'small', target: 'tgt', sync: 'full' }],
+      ['blockdev-del', { 'node-name': 'tgt' }],
+      ['block-job-cancel', { device: 'j', force: true }],
+      { waitJob: 'j' },
+      ['query-block-jobs'],
+    ]);
+  }, 60_000);
+});
