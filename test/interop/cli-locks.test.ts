@@ -145,6 +145,8 @@ describe.skipIf(!ofd || !qemu.available)('what QEMU 7.2 tools lock is what tool-
     { req: img('convert a.qcow2 out.raw'), file: 'a.qcow2', want: perms(['qcow2'], { readOnly: true, noShare: true }) },
     { req: img('convert -f raw r.raw out.raw'), file: 'r.raw', want: perms(['raw'], { readOnly: true, noShare: true }) },
     { req: img('create -q -f raw a.qcow2 1M'), file: 'a.qcow2', want: CREATE_PERMS },
+    { req: img('resize -q a.qcow2 2M'), file: 'a.qcow2', want: perms(['qcow2'], { readOnly: false, resize: true }) },
+    { req: img('resize -q -f raw r.raw 2M'), file: 'r.raw', want: perms(['raw'], { readOnly: false, resize: true }) },
     // Backing files: each image of info --backing-chain is opened on its own, without its backing file.
     { req: img('info --backing-chain top.qcow2'), file: 'base.qcow2', want: perms(['qcow2'], { readOnly: true, noIo: true }) },
     { req: img('map top.qcow2'), file: 'base.qcow2', want: perms(['qcow2', 'qcow2'], { readOnly: true }, 1) },
@@ -214,6 +216,7 @@ const QCOW2_REQUESTERS: Requester[] = [
   img('create -f qcow2 a.qcow2 1M', true),
   img('create -f qcow2 -b a.qcow2 -F qcow2 o.qcow2', true),
   img('bitmap --add a.qcow2 b0', true),
+  img('resize a.qcow2 2M', true),
   io('', 'a.qcow2', true),
 ];
 
@@ -227,6 +230,7 @@ const RAW_REQUESTERS: Requester[] = [
   io('-f raw -U -r', 'r.raw'),
   img('convert -f raw -O raw r2.raw r.raw', true),
   img('create -f raw r.raw 1M', true),
+  img('resize -f raw r.raw 2M', true),
   io('-f raw', 'r.raw', true),
 ];
 
@@ -242,6 +246,7 @@ const CHAIN_REQUESTERS: Requester[] = [
   io('-U -r', 'top.qcow2'),
   img('create -f qcow2 -b top.qcow2 -F qcow2 o.qcow2', true),
   img('bitmap --add top.qcow2 b0', true),
+  img('resize top.qcow2 2M', true),
   io('', 'top.qcow2', true),
 ];
 
