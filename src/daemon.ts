@@ -2,6 +2,7 @@ import { unlink, writeFile } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import { BlockGraph } from './blockdev/graph.js';
 import type { BlockdevSpec } from './blockdev/open.js';
+import { BlockError } from './image/errors.js';
 import { BlockExports } from './export/exports.js';
 import { addExportCommands, exportSpec, nbdAddress } from './qmp/commands/exports.js';
 import { BLOCK_EXPORT_EVENTS, type BlockExportOptions, type NbdServerOptions } from './qmp/schema/block-export.js';
@@ -117,7 +118,9 @@ export class Daemon {
       } catch (err) {
         await exports.close();
         await graph.closeAll();
-        throw new Error(`--${step.option} ${step.arg}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+        // error_report_err prints the hint lines after the message.
+        const hint = err instanceof BlockError && err.hint !== undefined ? `\n${err.hint}` : '';
+        throw new Error(`--${step.option} ${step.arg}: ${err instanceof Error ? err.message : String(err)}${hint}`, { cause: err });
       }
     }
     try {

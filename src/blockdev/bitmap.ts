@@ -51,11 +51,15 @@ export class ChunkBitmap {
     return this.setCount;
   }
 
-  /** Dirty bytes (the last chunk counts only up to the device's end), as QEMU's `count`. */
+  /**
+   * Dirty bytes as QEMU counts them (hbitmap_count: dirty bits shifted by
+   * the granularity): every dirty chunk counts whole, the last one too,
+   * even where it reaches past the device's end (a bitmap coarser than
+   * its disk counts a whole granularity). Bitmap counts, a backup's
+   * length and its progress all come from this.
+   */
   get dirtyBytes(): number {
-    let n = this.setCount * this.granularity;
-    if (this.chunks > 0 && this.get(this.chunks - 1)) n -= this.chunks * this.granularity - this.size;
-    return n;
+    return this.setCount * this.granularity;
   }
 
   /** The first set chunk at or after `from`, or -1. */

@@ -67,10 +67,9 @@ export class NodeByteFile implements ByteFile {
     return (await this.node.imageInfo()).actualSize ?? this.node.size();
   }
 
-  async truncate(length: number): Promise<void> {
-    const node = this.node as BlockNode & { truncate?: (length: number) => Promise<void> };
-    if (node.truncate) return node.truncate(length);
-    throw new BlockError('UNSUPPORTED', `Cannot resize node '${this.node.nodeName}'`, { errno: 'ENOTSUP' });
+  /** bdrv_co_truncate on the child: the node's resize (a filter passes it on; a driver without one refuses). */
+  truncate(length: number): Promise<void> {
+    return this.node.resize(length);
   }
 
   flush(): Promise<void> {

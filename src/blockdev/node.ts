@@ -230,12 +230,15 @@ export abstract class BlockNode implements ChildOwner {
   async write(offset: number, data: Uint8Array, flags: WriteFlags = {}): Promise<void> {
     this.checkWritable();
     for (const hook of this.beforeWrite) await hook(offset, data.length);
+    const fua = flags.fua ?? false;
+    const emulateFua = fua && !this.supportsFua;
     try {
       if (this.settings.detectZeroes !== 'off' && isZero(data)) {
-        await this.doWriteZeroes(offset, data.length, { mayUnmap: this.settings.detectZeroes === 'unmap' && this.settings.discard === 'unmap', fua: flags.fua ?? false });
+        await this.doWriteZeroes(offset, data.length, { mayUnmap: this.settings.detectZeroes === 'unmap' && this.settings.discard === 'unmap', fua: fua && !emulateFua });
       } else {
-        await this.doWrite(offset, data, flags);
+        await this.doWrite(offset, data, emulateFua ? { ...flags, fua: false } : flags);
       }
+      if (emulateFua) await this.flush();
     } finally {
       // After the driver, failed or not, as bdrv_co_write_req_finish: a FUA write's own flush sees the count before it.
       this.writeGen++;
@@ -243,16 +246,63 @@ export abstract class BlockNode implements ChildOwner {
     this.dirtyBitmaps.mark(offset, data.length);
   }
 
+  /**
+   * Whether the driver makes a write stable itself when asked (FUA in its
+   * supported_write_flags). None of QEMU's file-posix, raw, qcow2, blkdebug
+   * and filters over them does, so the node that gets a FUA request
+   * emulates it as bdrv_driver_pwritev does: the request goes down without
+   * FUA, then the node is flushed, children included, inside the request
+   * (before it counts as written). A blkdebug node below sees that flush.
+   */
+  protected get supportsFua(): boolean {
+    return false;
+  }
+
+  /**
+   * A compressed write (BDRV_REQ_WRITE_COMPRESSED) is a write like any
+   * other to the generic layer (bdrv_aligned_pwritev): copy-before-write
+   * sees it, dirty bitmaps record it, and detect-zeroes comes first, so
+   * zeroes become a zero write however they were to be stored (a
+   * drive-backup target, opened with detect-zeroes=unmap, keeps them
+   * unallocated instead of holding compressed zero clusters).
+   */
+  async writeCompressed(offset: number, data: Uint8Array): Promise<void> {
+    this.checkWritable();
+    for (const hook of this.beforeWrite) await hook(offset, data.length);
+    try {
+      if (this.settings.detectZeroes !== 'off' && isZero(data)) {
+        await this.doWriteZeroes(offset, data.length, { mayUnmap: this.settings.detectZeroes === 'unmap' && this.settings.discard === 'unmap' });
+      } else {
+        await this.doWriteCompressed(offset, data);
+      }
+    } finally {
+      this.writeGen++;
+    }
+    this.dirtyBitmaps.mark(offset, data.length);
+  }
+
+  /** Whether the driver itself stores compressed data (bdrv_supports_compressed_writes: filters do not pass it on). */
+  get supportsCompressedWrites(): boolean {
+    return false;
+  }
+
+  /** The driver's compressed write of one cluster; drivers without compression answer ENOTSUP, as bdrv_driver_pwritev_compressed does. */
+  protected doWriteCompressed(_offset: number, _data: Uint8Array): Promise<void> {
+    return Promise.reject(new BlockError('UNSUPPORTED', `Node '${this.nodeName}' cannot write compressed data`, { errno: 'ENOTSUP' }));
+  }
+
   /** Without discard=unmap a zero write may not deallocate (bdrv_co_pwrite_zeroes drops MAY_UNMAP). */
   async writeZeroes(offset: number, length: number, flags: ZeroFlags = {}): Promise<void> {
     this.checkWritable();
     for (const hook of this.beforeWrite) await hook(offset, length);
+    const emulateFua = (flags.fua ?? false) && !this.supportsFua;
     try {
       await this.doWriteZeroes(offset, length, {
         mayUnmap: (flags.mayUnmap ?? false) && this.settings.discard === 'unmap',
         noFallback: flags.noFallback ?? false,
-        fua: flags.fua ?? false,
+        fua: (flags.fua ?? false) && !emulateFua,
       });
+      if (emulateFua) await this.flush();
     } finally {
       this.writeGen++;
     }
@@ -327,7 +377,12 @@ export abstract class BlockNode implements ChildOwner {
    */
   async resize(newSize: number, prealloc: Preallocation = 'off'): Promise<void> {
     checkResizeRequest(newSize, this.readOnly);
-    await this.doResize(newSize, prealloc);
+    try {
+      await this.doResize(newSize, prealloc);
+    } finally {
+      // A truncate is a write to the next flush (bdrv_co_write_req_finish), failed or not.
+      this.writeGen++;
+    }
     this.dirtyBitmaps.truncate(this.size());
   }
 
@@ -478,14 +533,11 @@ export abstract class BlockNode implements ChildOwner {
 
   /**
    * A blkdebug event announced on this node (QEMU's BLKDBG_EVENT on a
-   * child): passed down through filters until a blkdebug node takes it.
-   * Called before most requests a format makes, so no array is built:
-   * with no blkdebug below, it costs a walk over the links.
+   * child, bdrv_debug_event on the node itself). Only a blkdebug node acts
+   * on it; it goes no further, through filters neither (bdrv_debug_event
+   * calls the node's own driver only).
    */
-  debugEvent(event: string): void {
-    const links = this.edges;
-    for (let i = 0; i < links.length; i++) links[i]!.node.debugEvent(event);
-  }
+  debugEvent(_event: string): void {}
 
   /**
    * Closes this node and takes its links out of its children's parents

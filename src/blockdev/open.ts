@@ -88,7 +88,7 @@ const OPENERS: Record<string, Opener> = {
     const setState = ((spec['set-state'] as Record<string, unknown>[] | undefined) ?? []).map(
       (r): SetStateRule => ({ event: r['event'] as string, state: num(r['state'], 0), newState: r['new_state'] as number }),
     );
-    return new BlkdebugNode(name, image, inject, setState, readOnly, permBits(spec['take-child-perms']), permBits(spec['unshare-child-perms']));
+    return new BlkdebugNode(name, image, inject, setState, readOnly, spec, permBits(spec['take-child-perms']), permBits(spec['unshare-child-perms']));
   },
 };
 

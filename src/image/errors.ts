@@ -28,17 +28,23 @@ export class BlockError extends Error {
   readonly qmpClass: QmpErrorClass;
   /** POSIX errno name (EIO, ENOSPC, …) when the failure is an I/O error. */
   readonly errno: string | undefined;
+  /**
+   * Lines QEMU appends to the message as a hint (error_append_hint): the
+   * command line prints them after it, QMP leaves them out.
+   */
+  readonly hint: string | undefined;
 
   constructor(
     code: BlockErrorCode,
     message: string,
-    opts: { qmpClass?: QmpErrorClass; errno?: string; cause?: unknown } = {},
+    opts: { qmpClass?: QmpErrorClass; errno?: string; cause?: unknown; hint?: string } = {},
   ) {
     super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
     this.name = 'BlockError';
     this.code = code;
     this.qmpClass = opts.qmpClass ?? 'GenericError';
     this.errno = opts.errno;
+    this.hint = opts.hint;
   }
 }
 

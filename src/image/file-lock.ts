@@ -30,14 +30,10 @@ const wanted = (perm: number, unshared: number): ByteMask => (perm & PERM_ALL) |
 
 /** A lock failure as QEMU words it, with QEMU's error hint apart (the CLI tools print it on the next line; QMP leaves it out). */
 export class ImageLockError extends BlockError {
-  constructor(
-    message: string,
-    errno: number,
-    readonly hint: string | undefined,
-  ) {
+  constructor(message: string, errno: number, hint: string | undefined) {
     // EAGAIN and EACCES are what another holder causes: a conflict. Anything else is the host failing.
     const conflict = errno === EAGAIN || errno === EACCES;
-    super(conflict ? 'LOCKED' : 'IO', message, { errno: conflict ? undefined : errnoName(errno) });
+    super(conflict ? 'LOCKED' : 'IO', message, { errno: conflict ? undefined : errnoName(errno), hint });
     this.name = 'ImageLockError';
   }
 }

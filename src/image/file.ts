@@ -170,6 +170,17 @@ export class HostFile implements ByteFile {
     }
   }
 
+  /** What changes with any write, truncate or replacement of the file: device, inode, length, blocks, change time. */
+  async stamp(): Promise<string> {
+    this.check();
+    try {
+      const st = await this.fh.stat({ bigint: true });
+      return `${st.dev}:${st.ino}:${st.size}:${st.blocks}:${st.ctimeNs}`;
+    } catch (err) {
+      throw ioError(`stat of '${this.path}' failed`, err);
+    }
+  }
+
   async truncate(length: number): Promise<void> {
     this.check();
     try {

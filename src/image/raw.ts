@@ -1,7 +1,7 @@
 import { BlockError } from './errors.js';
 import type { ByteFile } from './byte-file.js';
+import { createHostFile } from './file-create.js';
 import { HostFile } from './file.js';
-import { openNewFile } from './file-create.js';
 import { checkRequest, ZERO_CHUNK } from './request.js';
 import { zeroRun } from './zero-scan.js';
 import { checkResizeRequest, resizeFile } from './resize.js';
@@ -39,14 +39,9 @@ export class RawImage implements BlockImage {
     return new RawImage(file, await file.size());
   }
 
+  /** raw_co_create_opts: the size rounded up to whole 512-byte sectors, then the host file as file-posix creates it. */
   static async create(path: string, size: number): Promise<void> {
-    const file = await openNewFile(path);
-    try {
-      // QEMU rounds a new image up to whole 512-byte sectors.
-      await file.truncate(Math.ceil(size / 512) * 512);
-    } finally {
-      await file.close();
-    }
+    await createHostFile(path, Math.ceil(size / 512) * 512);
   }
 
   size(): number {

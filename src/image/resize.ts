@@ -41,12 +41,30 @@ async function writeZeroes(file: ByteFile, from: number, to: number): Promise<vo
   }
 }
 
+/** MAX_BLOCKSIZE in file-posix: the largest block a device may need aligned. */
+export const MAX_BLOCKSIZE = 4096;
+
+/**
+ * file-posix's allocate_first_block: a regular file that grows from empty
+ * (created, or truncated up from nothing) gets zeroes written over its
+ * first block, 512 bytes if the new length is under 4 KiB and 4 KiB
+ * otherwise, so that later alignment probing finds real blocks. The write
+ * may reach past a length under 512 and so lengthen the file, as in QEMU.
+ * Failures are ignored, as there.
+ */
+async function allocateFirstBlock(file: ByteFile, length: number): Promise<void> {
+  const n = length < MAX_BLOCKSIZE ? 512 : MAX_BLOCKSIZE;
+  await file.write(0, ZERO_CHUNK.subarray(0, n)).catch(() => undefined);
+}
+
 /**
  * Gives a host file exactly `newSize` bytes, as file-posix does for a
  * regular file: `off` truncates or extends sparsely; `falloc` and `full`
  * only grow and write the new bytes as zeroes (full: and flush), and a
  * failure gives the file its old length back; `metadata` means nothing to
- * a file. Preallocation never applies to shrinking.
+ * a file. Preallocation never applies to shrinking. A file growing from
+ * empty gets its first block written, unless fully preallocated
+ * (allocate_first_block).
  */
 export async function resizeFile(file: ByteFile, newSize: number, prealloc: Preallocation = 'off'): Promise<void> {
   let current: number;
@@ -69,14 +87,18 @@ export async function resizeFile(file: ByteFile, newSize: number, prealloc: Prea
       } catch (err) {
         throw failed('Could not resize file', err);
       }
+      if (current === 0 && newSize > 0) await allocateFirstBlock(file, newSize);
       return;
     case 'falloc':
-      // posix_fallocate(current, newSize - current); Node has none, so the zeroes are written.
+      // posix_fallocate(current, newSize - current); Node has none, so the zeroes are written, after the length is set:
+      // a size the file system refuses fails at once, as posix_fallocate's would, instead of after writing up to its limit.
       try {
+        await file.truncate(newSize);
         await writeZeroes(file, current, newSize);
       } catch (err) {
         return restoring(failed('Could not preallocate new data', err));
       }
+      if (current === 0 && newSize > 0) await allocateFirstBlock(file, newSize);
       return;
     case 'full':
       try {

@@ -21,7 +21,7 @@ export interface BlockCopyOptions {
   compress?: boolean;
   /** Largest task in bytes (x-perf max-chunk); 0: QEMU's default of max(cluster, 1 MiB). */
   maxChunk?: number;
-  /** Called with the bytes of every successful copy (background or before-write). */
+  /** Called with the bytes of every successful copy (background or before-write), in whole clusters. */
   onProgress?: (bytes: number) => void;
 }
 
@@ -30,10 +30,6 @@ export interface BlockCopyOptions {
  * the disk starts early, large enough that the syncs stay few.
  */
 const WRITEBACK_BYTES = 32 << 20;
-
-interface Compressor {
-  writeCompressed(offset: number, data: Uint8Array): Promise<void>;
-}
 
 /**
  * The cluster-granular copier shared by the backup job's background pass
@@ -154,10 +150,13 @@ export class BlockCopy {
     const start = first * cs;
     const end = Math.min(start + n * cs, this.source.size());
     const extents: { offset: number; length: number; zero: boolean }[] = [];
+    // The data is read anyway, so zeroes are found in it (copyPieces) rather than by reading twice; but a
+    // compressed copy writes what it reads as data (QEMU compresses zero data too), so there only the
+    // source's own answer (QEMU's want_zero block status) tells the zeroes that are written as zeroes.
+    const status = { wantZero: this.opts.compress === true };
     let runs: Extent[];
     try {
-      // The data is read anyway, so zeroes are found in it (copyPieces) rather than by reading twice.
-      runs = await this.source.blockStatusRuns(start, end - start, { wantZero: false });
+      runs = await this.source.blockStatusRuns(start, end - start, status);
     } catch (err) {
       throw new CopyError('read', err);
     }
@@ -172,7 +171,7 @@ export class BlockCopy {
       } else {
         // Not covered by the runs (a node that answered short): asked on its own, as before.
         try {
-          ({ zero, length: stLength } = await this.source.blockStatus(offset, end - offset, { wantZero: false }));
+          ({ zero, length: stLength } = await this.source.blockStatus(offset, end - offset, status));
         } catch (err) {
           throw new CopyError('read', err);
         }
@@ -195,7 +194,8 @@ export class BlockCopy {
     } finally {
       this.giveBuffer(buf);
     }
-    this.opts.onProgress?.(end - start);
+    // Progress counts whole clusters, the last one too (block-copy's tasks are cluster-aligned), as the job's length does.
+    this.opts.onProgress?.(n * cs);
   }
 
   /**
@@ -227,7 +227,7 @@ export class BlockCopy {
     } catch (err) {
       throw new CopyError('read', err);
     }
-    await this.write(() => (this.target as unknown as Compressor).writeCompressed(offset, buf));
+    await this.write(() => this.target.writeCompressed(offset, buf));
     this.noteWritten(length);
   }
 

@@ -15,7 +15,8 @@ export interface BlockJobListener extends JobListener {
 }
 
 export interface BlockJobOptions extends JobOptions {
-  speed?: number;
+  /** Exact as QMP gave it (see RateLimitedJob). */
+  speed?: number | bigint;
   /** A node the job let go of when it went away (bdrv_unref): the graph closes it if nobody else holds it. */
   release?: (node: BlockNode) => Promise<void>;
 }
@@ -27,7 +28,7 @@ export interface BlockJobStart {
   events: BlockJobListener;
   /** The job's id; QEMU's default is the device's BlockBackend name, which the storage daemon never has (''). */
   id: string;
-  speed: number;
+  speed: number | bigint;
   onError: OnError;
   filterNodeName?: string;
   autoFinalize?: boolean;
@@ -41,7 +42,7 @@ export interface BlockJobStart {
 /** The job options of a start: a negative speed is refused once the job exists (block_job_set_speed), so the job takes none. */
 export function startOptions(s: BlockJobStart): BlockJobOptions {
   return {
-    speed: Math.max(0, s.speed),
+    speed: s.speed < 0 ? 0 : s.speed,
     autoFinalize: s.autoFinalize,
     autoDismiss: s.autoDismiss,
     clock: s.jobs.clock,

@@ -19,23 +19,26 @@ type Prealloc = 'off' | 'metadata' | 'falloc' | 'full';
 export interface FileCreateSpec {
   driver: 'file';
   filename: string;
-  size: number;
+  /** A uint64 from QMP, exact. */
+  size: bigint;
   preallocation?: Prealloc;
+  extentSizeHint?: bigint;
 }
 
 /** blockdev-create driver=qcow2: formats the bytes of an existing node (found when the job runs, as QEMU does). */
 export interface Qcow2CreateSpec {
   driver: 'qcow2';
   file: () => Promise<BlockNode>;
-  size: number;
+  /** A uint64 from QMP, exact: QEMU's checks look at every bit (a multiple of 512, negative as int64). */
+  size: bigint;
   version?: 'v2' | 'v3';
-  clusterSize?: number;
+  clusterSize?: bigint;
   extendedL2?: boolean;
   preallocation?: Prealloc;
   backingFile?: string;
   backingFormat?: string;
   lazyRefcounts?: boolean;
-  refcountBits?: number;
+  refcountBits?: bigint;
   compressionType?: 'zlib' | 'zstd';
   /** Members blockemu does not implement (data-file, encrypt…), refused when the job runs. */
   unsupported?: string[];
@@ -78,37 +81,55 @@ export class CreateJob extends Job {
   }
 }
 
-/** file-posix raw_co_create, with its words. nocow and extent-size-hint do not apply here and are ignored. */
+/** file-posix raw_co_create, with its words. nocow and the extent size hint do not apply here (beyond its range check). */
 async function createFile(spec: FileCreateSpec): Promise<void> {
+  if ((spec.extentSizeHint ?? 0n) > 0xffffffffn) throw invalid('Extent size hint is too large');
   const prealloc = spec.preallocation ?? 'off';
-  try {
-    // QEMU has emptied the file before it finds the mode unsupported.
-    await createHostFile(spec.filename, prealloc === 'metadata' ? 0 : spec.size, prealloc === 'metadata' ? 'off' : prealloc);
-    if (prealloc === 'metadata') throw invalid('Unsupported preallocation mode: metadata');
-  } catch (err) {
-    const errno = (err as { errno?: string }).errno;
-    if (typeof errno === 'string') throw new BlockError('IO', `Could not create '${spec.filename}': ${strerror(errno)}`, { errno, cause: err });
-    throw err;
-  }
+  // QEMU has emptied the file before it finds the mode unsupported.
+  await createHostFile(spec.filename, prealloc === 'metadata' ? 0n : spec.size, prealloc === 'metadata' ? 'off' : prealloc);
+  if (prealloc === 'metadata') throw invalid('Unsupported preallocation mode: metadata');
+}
+
+/** BDRV_MAX_LENGTH: the largest offset the block layer takes (INT64_MAX aligned down to 1 GiB). */
+const BDRV_MAX_LENGTH = (1n << 63n) - (1n << 30n);
+/** QCOW_MAX_L1_SIZE: the L1 table QEMU grows to at most, in bytes. */
+const QCOW_MAX_L1_SIZE = 32n << 20n;
+
+/**
+ * Why QEMU's blk_truncate to `size` fails on a fresh qcow2 image (the
+ * "Could not resize image: " part of qcow2_co_create), or undefined:
+ * bdrv_co_truncate takes the size as an int64 and checks it against
+ * BDRV_MAX_LENGTH, then qcow2_co_truncate must grow the L1 table to cover it.
+ */
+function truncateError(size: bigint, clusterSize: number): string | undefined {
+  const offset = size >= 1n << 63n ? size - (1n << 64n) : size;
+  if (offset < 0n) return 'Image size cannot be negative';
+  if (offset > BDRV_MAX_LENGTH) return `offset(${offset}) exceeds maximum(${BDRV_MAX_LENGTH})`;
+  const cs = BigInt(clusterSize);
+  const l2Coverage = cs * (cs / 8n);
+  if (((offset + l2Coverage - 1n) / l2Coverage) * 8n > QCOW_MAX_L1_SIZE) return `Failed to grow the L1 table: ${strerror('EFBIG')}`;
+  return undefined;
 }
 
 /** qcow2_co_create's checks in QEMU's order and words, then the image written into the node's bytes. */
 async function createQcow2OnNode(spec: Qcow2CreateSpec): Promise<void> {
   const node = await spec.file();
-  if (spec.size % 512 !== 0) throw invalid('Image size must be a multiple of 512 bytes');
+  if (spec.size % 512n !== 0n) throw invalid('Image size must be a multiple of 512 bytes');
   const version = spec.version === 'v2' ? 2 : 3;
-  const clusterSize = spec.clusterSize ?? 65536;
+  const clusterSizeArg = spec.clusterSize ?? 65536n;
   if (spec.extendedL2 && version < 3) throw invalid('Extended L2 entries are only supported with compatibility level 1.1 and above (use version=v3 or greater)');
-  if (!isPowerOf2(clusterSize) || clusterSize < 512 || clusterSize > 2 * 1024 * 1024) {
+  if (!isPowerOf2(clusterSizeArg) || clusterSizeArg < 512n || clusterSizeArg > 2n * 1024n * 1024n) {
     throw invalid('Cluster size must be a power of two between 512 and 2048k');
   }
   const prealloc = spec.preallocation ?? 'off';
   if (spec.backingFile !== undefined && prealloc !== 'off') throw invalid('Backing file and preallocation can only be used at the same time if extended_l2 is on');
   if (spec.backingFormat !== undefined && spec.backingFile === undefined) throw invalid('Backing format cannot be used without backing file');
   if (version < 3 && spec.lazyRefcounts) throw invalid('Lazy refcounts only supported with compatibility level 1.1 and above (use version=v3 or greater)');
-  const refcountBits = spec.refcountBits ?? 16;
-  if (refcountBits > 64 || !isPowerOf2(refcountBits)) throw invalid('Refcount width must be a power of two and may not exceed 64 bits');
-  if (version < 3 && refcountBits !== 16) {
+  const clusterSize = Number(clusterSizeArg);
+  const refcountBitsArg = spec.refcountBits ?? 16n;
+  // An int64 that QEMU tests as a uint64 (is_power_of_2): -2^63 passes as 2^63.
+  if (refcountBitsArg > 64n || !isPowerOf2(BigInt.asUintN(64, refcountBitsArg))) throw invalid('Refcount width must be a power of two and may not exceed 64 bits');
+  if (version < 3 && refcountBitsArg !== 16n) {
     throw invalid('Different refcount widths than 16 bits require compatibility level 1.1 or above (use version=v3 or greater)');
   }
   if (spec.compressionType === 'zstd' && version < 3) throw invalid('Non-zlib compression type is only supported with compatibility level 1.1 and above (use version=v3 or greater)');
@@ -117,6 +138,11 @@ async function createQcow2OnNode(spec: Qcow2CreateSpec): Promise<void> {
   if (spec.extendedL2) throw unsupported("qcow2 option 'extended-l2'");
   if (spec.compressionType === 'zstd') throw unsupported('qcow2 compression type zstd');
   if (prealloc !== 'off') throw unsupported(`qcow2 preallocation mode ${prealloc}`);
+  // The order is ctz32 of the width's low 32 bits: for -2^63 that is 32, an image QEMU writes and then cannot open.
+  const low = Number(BigInt.asUintN(32, refcountBitsArg));
+  const refcountOrder = low === 0 ? 32 : 31 - Math.clz32(low & -low);
+  if (refcountOrder > 6) throw invalid('Reference count entry width too large; may not exceed 64 bits');
+  const refcountBits = 1 << refcountOrder;
   // QEMU writes through a BlockBackend taking write and resize: a format node using the file, or a read-only node, refuses it.
   const blk = new BlockBackend({ perm: PERM_WRITE | PERM_RESIZE, shared: PERM_ALL });
   await blk.insert(node);
@@ -128,19 +154,22 @@ async function createQcow2OnNode(spec: Qcow2CreateSpec): Promise<void> {
 }
 
 async function formatOnNode(node: BlockNode, spec: Qcow2CreateSpec, clusterSize: number, version: number, refcountBits: number): Promise<void> {
+  // QEMU writes an empty image first and then resizes it: a size it cannot take leaves that empty image behind.
+  const resizeFailure = truncateError(spec.size, clusterSize);
   await formatQcow2(new NodeByteFile(node, node.nodeName), {
     format: 'qcow2',
-    size: spec.size,
+    size: resizeFailure === undefined ? spec.size : 0,
     clusterSize,
     compat: version === 2 ? '0.10' : '1.1',
     refcountBits,
     lazyRefcounts: spec.lazyRefcounts ?? false,
-    backingFile: spec.backingFile,
-    backingFormat: spec.backingFormat as ImageFormat | undefined,
+    // The backing file is recorded after the resize.
+    ...(resizeFailure === undefined ? { backingFile: spec.backingFile, backingFormat: spec.backingFormat as ImageFormat | undefined } : {}),
   });
+  if (resizeFailure !== undefined) throw invalid(`Could not resize image: ${resizeFailure}`);
 }
 
-function isPowerOf2(n: number): boolean {
-  return Number.isSafeInteger(n) && n > 0 && Number.isInteger(Math.log2(n));
+function isPowerOf2(n: bigint): boolean {
+  return n > 0n && (n & (n - 1n)) === 0n;
 }
 

@@ -30,7 +30,8 @@ export interface MirrorStartOptions extends JobOptions {
   source: BlockNode;
   target: BlockNode;
   replaces?: string;
-  speed: number;
+  /** An int64, exact (see RateLimitedJob). */
+  speed: number | bigint;
   /** 0: the target's default bitmap granularity. */
   granularity: number;
   /** 0: the default (16 MiB). */

@@ -44,7 +44,7 @@ export interface MirrorOptions extends JobOptions {
   noneMode: boolean;
   granularity: number;
   bufSize: number;
-  speed: number;
+  speed: number | bigint;
   onSourceError: OnError;
   onTargetError: OnError;
   unmap: boolean;

@@ -7,13 +7,15 @@ import { RateLimiter } from './rate-limit.js';
  * request, waking a job that sleeps on the old limit.
  */
 export abstract class RateLimitedJob extends Job {
-  speed: number;
+  /** Bytes per second, 0 for no limit; exact as QMP gave it (an int64 may pass 2^53), reported back as given. */
+  speed: number | bigint;
   readonly limiter: RateLimiter;
 
-  constructor(id: string, type: string, listener: JobListener, opts: JobOptions & { speed?: number }) {
+  constructor(id: string, type: string, listener: JobListener, opts: JobOptions & { speed?: number | bigint }) {
     super(id, type, listener, opts);
     this.speed = opts.speed ?? 0;
-    this.limiter = new RateLimiter(this.speed, () => this.clock.now());
+    // QEMU's slice quota is a double too (ratelimit_set_speed).
+    this.limiter = new RateLimiter(Number(this.speed), () => this.clock.now());
   }
 
   /**
@@ -22,12 +24,12 @@ export abstract class RateLimitedJob extends Job {
    * is a limit no higher than the old one (it would only sleep again). A
    * paused or busy job sleeps on no timer and is left alone.
    */
-  setSpeed(speed: number): void {
+  setSpeed(speed: number | bigint): void {
     this.checkVerb('set-speed');
     const old = this.speed;
     this.speed = speed;
-    this.limiter.setSpeed(speed);
-    if (speed !== 0 && speed <= old) return;
+    this.limiter.setSpeed(Number(speed));
+    if (Number(speed) !== 0 && speed <= old) return;
     if (this.isIdle) this.kick();
   }
 }

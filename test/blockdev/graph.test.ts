@@ -162,7 +162,7 @@ describe('generic node options', () => {
     });
   });
 
-  it('cache.no-flush makes flushes no-ops', async () => {
+  it('cache.no-flush (inherited by inline children) keeps flushes from the disk', async () => {
     await withTempDir(async (dir) => {
       const a = await open(dir, { cache: { 'no-flush': true } }, 'flush');
       await a.node.write(0, new Uint8Array(512));

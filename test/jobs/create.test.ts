@@ -28,7 +28,7 @@ async function run(spec: CreateSpec): Promise<{ job: CreateJob; log: string[] }>
 describe('CreateJob', () => {
   it('is a manual-dismiss, non-block job with one unit of progress, and creates the host file at its exact size', async () => {
     await withTempDir(async (dir) => {
-      const { job, log } = await run({ driver: 'file', filename: join(dir, 'a.raw'), size: 1000 });
+      const { job, log } = await run({ driver: 'file', filename: join(dir, 'a.raw'), size: BigInt(1000) });
       expect(job.type).toBe('create');
       expect(job.isBlockJob).toBe(false);
       expect(job.autoDismiss).toBe(false);
@@ -43,9 +43,9 @@ describe('CreateJob', () => {
     await withTempDir(async (dir) => {
       const p = join(dir, 'b.raw');
       await writeFile(p, new Uint8Array(4096).fill(7));
-      await run({ driver: 'file', filename: p, size: 4096 });
+      await run({ driver: 'file', filename: p, size: BigInt(4096) });
       expect((await readFile(p)).every((b) => b === 0)).toBe(true);
-      const { job, log } = await run({ driver: 'file', filename: join(dir, 'no', 'x'), size: 1 });
+      const { job, log } = await run({ driver: 'file', filename: join(dir, 'no', 'x'), size: BigInt(1) });
       expect(job.error).toBe(`Could not create '${join(dir, 'no', 'x')}': No such file or directory`);
       expect(log).toContain('aborting');
     });
@@ -57,12 +57,12 @@ describe('CreateJob', () => {
       await writeFile(p, new Uint8Array(3 * MiB).fill(9));
       const node = await FileNode.open('f', p, { readOnly: false });
       try {
-        const ok = await run({ driver: 'qcow2', file: async () => node, size: 16 * MiB, clusterSize: 512, refcountBits: 1, backingFile: 'base.raw', backingFormat: 'raw' });
+        const ok = await run({ driver: 'qcow2', file: async () => node, size: BigInt(16 * MiB), clusterSize: 512n, refcountBits: 1n, backingFile: 'base.raw', backingFormat: 'raw' });
         expect(ok.job.error).toBeUndefined();
         expect(node.size()).toBe((await stat(p)).size);
-        const refused = await run({ driver: 'qcow2', file: async () => node, size: MiB, unsupported: ['encrypt'] });
+        const refused = await run({ driver: 'qcow2', file: async () => node, size: BigInt(MiB), unsupported: ['encrypt'] });
         expect(refused.job.error).toBe("qcow2 option 'encrypt' is not supported by blockemu");
-        const prealloc = await run({ driver: 'qcow2', file: async () => node, size: MiB, preallocation: 'metadata' });
+        const prealloc = await run({ driver: 'qcow2', file: async () => node, size: BigInt(MiB), preallocation: 'metadata' });
         expect(prealloc.job.error).toBe('qcow2 preallocation mode metadata is not supported by blockemu');
       } finally {
         await node.close();

@@ -34,6 +34,45 @@ export interface SetStateRule {
 
 export const DEFAULT_IOTYPES: ReadonlySet<IoType> = new Set<IoType>(['read', 'write', 'write-zeroes', 'discard', 'flush']);
 
+/** The constraint options, in the order blkdebug_open reads and checks them. */
+const LIMIT_OPTIONS = ['align', 'max-transfer', 'opt-write-zero', 'max-write-zero', 'opt-discard', 'max-discard'] as const;
+type LimitOption = (typeof LIMIT_OPTIONS)[number];
+const INT_MAX = 2 ** 31 - 1;
+/** What qemu_opts adds to a refused size (parse_option_size). */
+const SIZE_HINT = 'Optional suffix k, M, G, T, P or E means kilo-, mega-, giga-, tera-, peta-\nand exabytes, respectively.';
+
+/**
+ * blkdebug_open's constraint options, checked as QEMU checks them: each
+ * is a size (a negative one is refused as qemu_opts refuses it), the
+ * alignment a power of 2 below INT_MAX, and every other limit below
+ * INT_MAX and a multiple of the alignment in force, which is the larger
+ * of `align` and the image's own (the max- limits: of their opt- limit
+ * too). 0 or absent: no constraint.
+ */
+function checkLimits(options: Record<string, unknown>, imageAlignment: number): Record<LimitOption, number> {
+  const v = {} as Record<LimitOption, number>;
+  for (const name of LIMIT_OPTIONS) {
+    const x = options[name];
+    const n = typeof x === 'number' ? x : typeof x === 'bigint' ? Number(x) : 0;
+    if (n < 0) throw new BlockError('INVALID_ARGUMENT', `Parameter '${name}' expects a non-negative number below 2^64`, { hint: SIZE_HINT });
+    v[name] = n;
+  }
+  // Printed as QEMU's PRIu64 does, every digit (a number past 2^53 would print rounded).
+  const digits = (x: unknown) => (typeof x === 'number' && Number.isInteger(x) ? BigInt(x).toString() : String(x));
+  const fail = (name: LimitOption) => new BlockError('INVALID_ARGUMENT', `Cannot meet constraints with ${name} ${digits(options[name])}`);
+  if (v.align && (v.align >= INT_MAX || (v.align & (v.align - 1)) !== 0)) throw fail('align');
+  const align = Math.max(v.align, imageAlignment);
+  const fits = (name: LimitOption, unit: number) => {
+    if (v[name] && (v[name] >= INT_MAX || v[name] % unit !== 0)) throw fail(name);
+  };
+  fits('max-transfer', align);
+  fits('opt-write-zero', align);
+  fits('max-write-zero', Math.max(v['opt-write-zero'], align));
+  fits('opt-discard', align);
+  fits('max-discard', Math.max(v['opt-discard'], align));
+  return v;
+}
+
 const ERRNO_NAMES = new Map(Object.entries(constants.errno as Record<string, number>).map(([name, n]) => [n, name]));
 
 /**
@@ -55,7 +94,9 @@ const BLKDEBUG_NAMING: NamePolicy = {
 /**
  * blkdebug (block/blkdebug.c): a filter that fails requests by rule, for
  * testing error paths. Events announced by the format driver above
- * (read_aio, write_aio, …; `none` at open) arm inject-error rules whose
+ * (read_aio, write_aio, l2_load, …), by the generic layer (pwritev,
+ * pwritev_zero, pwritev_done on this node; flush_to_os and flush_to_disk
+ * when the node above flushes) and `none` at open arm inject-error rules whose
  * state matches; the armed set is replaced by each event that has matching
  * rules; set-state rules move the state machine (starting at 1). Each
  * request fails with the first armed rule that covers its kind and sector;
@@ -74,43 +115,64 @@ export class BlkdebugNode extends BlockNode {
   private state = 1;
   private active: InjectErrorRule[] = [];
   private readonly inject: InjectErrorRule[];
+  /** The `align` option (0: none): requests to this node are aligned so (bs->bl.request_alignment). */
+  private readonly align: number;
 
   private image: BlockNode;
 
+  /** `options`: the node's blockdev options, of which the constraint options (align, max-transfer, …) are checked here. */
   constructor(
     name: string,
     imageLink: NodeChild,
     inject: InjectErrorRule[],
     private readonly setState: SetStateRule[],
     readOnly: boolean,
+    options: Record<string, unknown> = {},
     private readonly takeChildPerms = 0,
     private readonly unshareChildPerms = 0,
   ) {
+    // Checked before the node takes the link: a refused node leaves it to the open's undo.
+    const limits = checkLimits(options, imageLink.node.requestAlignment());
     super(name, readOnly, [imageLink]);
     this.image = imageLink.node;
+    this.align = limits.align;
     this.inject = [...inject];
     this.debugEvent('none');
   }
 
+  override requestAlignment(): number {
+    return this.align || 1;
+  }
+
+  /**
+   * blkdebug_debug_event: QEMU keeps each event's rules newest first and
+   * processes them in that order, so of the set-state rules that match,
+   * the last one processed, the first one given, sets the next state;
+   * matching inject rules replace the armed set, first given first.
+   * Every rule looks at the state as it was before the event.
+   */
   override debugEvent(event: string): void {
     let armed: InjectErrorRule[] | undefined;
-    let next = this.state;
     for (const r of this.inject) {
       if (r.event !== event || (r.state !== 0 && r.state !== this.state)) continue;
       (armed ??= []).push(r);
     }
-    for (const r of this.setState) {
-      if (r.event === event && (r.state === 0 || r.state === this.state)) next = r.newState;
-    }
+    const set = this.setState.find((r) => r.event === event && (r.state === 0 || r.state === this.state));
     if (armed) this.active = armed;
-    this.state = next;
+    if (set) this.state = set.newState;
   }
 
-  /** The first armed rule that fails this request, if any (removed when `once`). */
+  /**
+   * rule_check: the first armed rule that covers the request's kind and
+   * sector decides. One with errno 0 lets the request through, and stays
+   * armed even when `once` (QEMU returns before removing it), shadowing
+   * the rules after it; any other fails the request (and goes, if `once`).
+   */
   private async check(kind: IoType, offset: number, bytes: number): Promise<void> {
     const i = this.active.findIndex((r) => r.iotypes.has(kind) && (r.sector < 0 || (r.sector * 512 >= offset && r.sector * 512 < offset + bytes)));
     if (i < 0) return;
     const rule = this.active[i]!;
+    if (rule.errno === 0) return;
     if (rule.once) {
       this.active.splice(i, 1);
       this.inject.splice(this.inject.indexOf(rule), 1);
@@ -168,6 +230,7 @@ export class BlkdebugNode extends BlockNode {
     await this.check('discard', offset, length);
     return this.image.discard(offset, length);
   }
+  /** blkdebug_co_flush: the rule check, made only when something was written (bdrv_co_flush skips the driver's flush to disk otherwise). */
   protected async doFlush(written: boolean): Promise<void> {
     if (written) await this.check('flush', 0, 0);
     return this.image.flush();

@@ -1,4 +1,5 @@
 import { HostFile, type LockingMode } from '../../image/file.js';
+import { untouchedSinceCreated } from '../../image/file-create.js';
 import { resizeFile } from '../../image/resize.js';
 import type { Preallocation } from '../../image/types.js';
 import { ChunkBitmap } from '../bitmap.js';
@@ -29,7 +30,8 @@ export class FileNode extends BlockNode {
   private length: number;
 
   /**
-   * For a file that had no blocks allocated when opened (a freshly created
+   * For a file that had no blocks allocated when opened, or that
+   * createHostFile made and nothing touched since (a freshly created
    * target): the 64 KiB chunks written since. A zero write to chunks never
    * written needs neither a write nor a read to know they are zero.
    */
@@ -62,7 +64,8 @@ export class FileNode extends BlockNode {
     const file = await HostFile.open(filename, { readOnly: o.readOnly || autoReadOnly, locking: o.locking ?? 'auto' });
     try {
       const length = await file.size();
-      const node = new FileNode(name, file, length, length > 0 && (await file.allocatedBytes()) === 0, o.readOnly, autoReadOnly);
+      const fresh = !file.readOnly && length > 0 && ((await file.allocatedBytes()) === 0 || (await untouchedSinceCreated(file)));
+      const node = new FileNode(name, file, length, fresh, o.readOnly, autoReadOnly);
       node.openFilename = filename;
       return node;
     } catch (err) {
@@ -191,11 +194,10 @@ export class FileNode extends BlockNode {
     return this.file.readInto(buf, offset);
   }
 
-  protected async doWrite(offset: number, data: Uint8Array, flags: WriteFlags): Promise<void> {
+  protected async doWrite(offset: number, data: Uint8Array, _flags: WriteFlags): Promise<void> {
     this.noteWritten(offset, data.length);
     await this.file.write(offset, data);
     this.length = Math.max(this.length, offset + data.length);
-    if (flags.fua) await this.file.flush();
   }
 
   /**
@@ -205,7 +207,7 @@ export class FileNode extends BlockNode {
    * instead of a write. As with QEMU's fallocate path, a write racing with
    * this on the same bytes has no defined winner.
    */
-  protected async doWriteZeroes(offset: number, length: number, flags: ZeroFlags): Promise<void> {
+  protected async doWriteZeroes(offset: number, length: number, _flags: ZeroFlags): Promise<void> {
     const end = offset + length;
     const scratch = new Uint8Array(Math.min(ZERO_CHUNK.length, length));
     for (let off = offset; off < end; off += ZERO_CHUNK.length) {
@@ -220,14 +222,6 @@ export class FileNode extends BlockNode {
       await this.file.write(off, ZERO_CHUNK.subarray(0, n));
     }
     this.length = Math.max(this.length, end);
-    if (flags.fua) await this.file.flush();
-  }
-
-  /** Sets the file's length (blockdev-create formats an image into a file node, as QEMU's blk_truncate). */
-  async truncate(length: number): Promise<void> {
-    this.written = undefined;
-    await this.file.truncate(length);
-    this.length = length;
   }
 
   /** file-posix's truncate (raw_co_truncate on a regular file): preallocation as resizeFile does it, then the new length. */

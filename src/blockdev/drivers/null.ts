@@ -44,6 +44,10 @@ export class NullNode extends BlockNode {
     await this.delay();
     return new Uint8Array(length);
   }
+  /** null-co takes FUA itself (supported_write_flags: there is nothing to make stable). */
+  protected override get supportsFua(): boolean {
+    return true;
+  }
   protected async doWrite(offset: number, data: Uint8Array, flags: WriteFlags): Promise<void> {
     checkRequest('write', offset, data.length, this.bytes);
     await this.delay();

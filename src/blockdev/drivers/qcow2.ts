@@ -132,14 +132,13 @@ export class Qcow2Node extends BlockNode {
   protected override doReadInto(buf: Uint8Array, offset: number): Promise<void> {
     return this.image.readInto(buf, offset);
   }
-  /** qcow2 cannot write with FUA itself: the block layer flushes the node after the write, as bdrv_driver_pwritev emulates it. */
-  protected doWrite(offset: number, data: Uint8Array, flags: WriteFlags): Promise<void> {
-    return this.changing(offset, data.length, () => this.image.write(offset, data)).then(() => (flags.fua ? this.flush() : undefined));
+  /** qcow2 cannot write with FUA itself: the generic write emulates it with a flush (BlockNode.supportsFua). */
+  protected doWrite(offset: number, data: Uint8Array, _flags: WriteFlags): Promise<void> {
+    return this.changing(offset, data.length, () => this.image.write(offset, data));
   }
   protected async doWriteZeroes(offset: number, length: number, flags: ZeroFlags): Promise<void> {
     if (flags.noFallback) await this.checkFastZero(offset, length);
     await this.changing(offset, length, () => this.image.writeZeroes(offset, length, { mayUnmap: flags.mayUnmap ?? false }));
-    if (flags.fua) await this.flush();
   }
   protected doDiscard(offset: number, length: number): Promise<void> {
     return this.changing(offset, length, () => this.image.discard(offset, length));
@@ -256,9 +255,11 @@ export class Qcow2Node extends BlockNode {
     this.autoBackingFile = name ?? '';
   }
 
+  override get supportsCompressedWrites(): boolean {
+    return true;
+  }
   /** Writes one whole cluster compressed (qemu-io's write -c, backup's compress). */
-  writeCompressed(offset: number, data: Uint8Array): Promise<void> {
-    this.checkWritable();
+  protected override doWriteCompressed(offset: number, data: Uint8Array): Promise<void> {
     return this.image.writeCompressed(offset, data);
   }
   info(): { clusterSize: number } {

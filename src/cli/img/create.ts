@@ -127,7 +127,7 @@ function createErrorText(err: unknown, filename: string, fmt: ImageFormat): stri
   if (err instanceof BlockError && err.code === 'IO') {
     const openPrefix = `Could not open '${filename}': `;
     if (msg.startsWith(openPrefix)) return `Could not create '${filename}': ${msg.slice(openPrefix.length)}`;
-    if (err.errno === 'EFBIG' || (err.errno === 'EINVAL' && msg.startsWith('truncate'))) return `The image size is too large for file format '${fmt}'`;
+    if (err.errno === 'EFBIG' || (err.errno === 'EINVAL' && msg.startsWith('Could not resize file'))) return `The image size is too large for file format '${fmt}'`;
   }
   return msg;
 }

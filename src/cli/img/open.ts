@@ -1,7 +1,6 @@
 import { stat } from 'node:fs/promises';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { BlockError } from '../../image/errors.js';
-import { ImageLockError } from '../../image/file-lock.js';
 import { isFormat, type OpenLocks, openImage } from '../../image/open.js';
 import { checkForceShare, topLockSpec, type ToolOpenFlags } from '../../image/tool-perms.js';
 import type { BlockImage, ImageFormat } from '../../image/types.js';
@@ -50,12 +49,13 @@ export function innerOpenMessage(err: unknown, path: string): string {
 }
 
 /**
- * The hint QEMU prints on the line after a lock refusal ("Is another
- * process using the image [x]?"), wherever it is among the error's causes
- * (a backing file's refusal is wrapped in its overlay's words).
+ * The hint QEMU prints on the line after the message (error_append_hint:
+ * a lock refusal's "Is another process using the image [x]?"), wherever it
+ * is among the error's causes (a backing file's refusal is wrapped in its
+ * overlay's words, and error_prepend keeps the hint).
  */
 export function errorHint(err: unknown): string | undefined {
-  for (let e: unknown = err; e instanceof Error; e = e.cause) if (e instanceof ImageLockError) return e.hint;
+  for (let e: unknown = err; e instanceof Error; e = e.cause) if (e instanceof BlockError && e.hint !== undefined) return e.hint;
   return undefined;
 }
 

@@ -47,7 +47,7 @@ export async function createQcow2(
  * does with its `file` node) as a new, empty qcow2 image; nothing is
  * opened for the backing file, whose name is only recorded.
  */
-export async function formatQcow2(file: ByteFile, opts: CreateOptions & { size: number }): Promise<void> {
+export async function formatQcow2(file: ByteFile, opts: Omit<CreateOptions, 'size'> & { size: number | bigint }): Promise<void> {
   await writeQcow2(file, planQcow2(opts));
 }
 
@@ -67,7 +67,7 @@ interface PlannedImage {
  * table, refcount block(s), then the L1 table, the file ending right after
  * the L1 table's last entry.
  */
-function planQcow2(opts: CreateOptions & { size: number }): PlannedImage {
+function planQcow2(opts: Omit<CreateOptions, 'size'> & { size: number | bigint }): PlannedImage {
   const clusterSize = opts.clusterSize ?? 65536;
   const clusterBits = Math.log2(clusterSize);
   if (!Number.isInteger(clusterBits) || clusterBits < MIN_CLUSTER_BITS || clusterBits > MAX_CLUSTER_BITS) {
@@ -85,15 +85,19 @@ function planQcow2(opts: CreateOptions & { size: number }): PlannedImage {
   if (compat === '0.10' && opts.lazyRefcounts) {
     throw new BlockError('INVALID_ARGUMENT', 'Lazy refcounts only supported with compatibility level 1.1 and above (use compat=1.1 or greater)');
   }
-  let size = opts.size;
   const backingFormat = opts.backingFormat;
-  if (!Number.isSafeInteger(size) || size < 0) throw new BlockError('INVALID_ARGUMENT', `Invalid image size ${size}`);
-  size = Math.ceil(size / SECTOR) * SECTOR;
+  // Exact to the last bit: with large clusters a valid size passes 2^53 (QEMU's limit is the L1 table's, below).
+  const exactSize = BigInt(opts.size);
+  if (exactSize < 0n || exactSize >= 1n << 63n) throw new BlockError('INVALID_ARGUMENT', `Invalid image size ${exactSize}`);
+  const sector = BigInt(SECTOR);
+  const size = ((exactSize + sector - 1n) / sector) * sector;
 
   const layout = new Qcow2Layout(clusterBits, refcountOrder);
-  const l1Size = layout.l1SizeFor(size);
+  const l2Coverage = BigInt(layout.l2Coverage);
+  const l1Size = Number((size + l2Coverage - 1n) / l2Coverage);
   if (l1Size * 8 > MAX_L1_BYTES) throw new BlockError('INVALID_ARGUMENT', 'Image size is too big for this cluster size');
-  const l1Clusters = Math.max(1, Math.ceil((l1Size * 8) / clusterSize));
+  // An empty image has no L1 table at all (QEMU allocates it when the image first grows).
+  const l1Clusters = l1Size === 0 ? 0 : Math.ceil((l1Size * 8) / clusterSize);
 
   // Refcount blocks must count themselves: iterate to the fixed point.
   let blocks = 1;
@@ -108,7 +112,7 @@ function planQcow2(opts: CreateOptions & { size: number }): PlannedImage {
   }
   const tableOffset = clusterSize;
   const blocksOffset = tableOffset + tableClusters * clusterSize;
-  const l1Offset = blocksOffset + blocks * clusterSize;
+  const l1Offset = l1Size === 0 ? 0 : blocksOffset + blocks * clusterSize;
   const used = 1 + tableClusters + blocks + l1Clusters;
 
   const header: Qcow2Header = {
@@ -116,7 +120,7 @@ function planQcow2(opts: CreateOptions & { size: number }): PlannedImage {
     backingFileOffset: 0,
     backingFileSize: 0,
     clusterBits,
-    size,
+    size: Number(size),
     cryptMethod: 0,
     l1Size,
     l1TableOffset: l1Offset,
@@ -136,6 +140,8 @@ function planQcow2(opts: CreateOptions & { size: number }): PlannedImage {
     backingFormat: opts.backingFile !== undefined ? backingFormat : undefined,
   };
   const headerBytes = serializeHeader(header, clusterSize);
+  // The header's size field holds the exact value (past 2^53 the number above is rounded).
+  new DataView(headerBytes.buffer, headerBytes.byteOffset, headerBytes.byteLength).setBigUint64(24, size);
 
   const table = new Uint8Array(tableClusters * clusterSize);
   const tview = new DataView(table.buffer);
@@ -146,16 +152,21 @@ function planQcow2(opts: CreateOptions & { size: number }): PlannedImage {
   return { headerBytes, clusterSize, tableOffset, table, blocksOffset, refBlocks, l1Offset, l1Size };
 }
 
+/**
+ * Writes the new image over the start of `file` as qcow2_co_create does:
+ * the whole header cluster (zeroes after the header, so cluster 0 is
+ * allocated on disk as QEMU's is), the refcount table and blocks, the L1
+ * table. Nothing is truncated: a file that was longer keeps its tail (a
+ * created host file is empty already).
+ */
 async function writeQcow2(file: ByteFile, p: PlannedImage): Promise<void> {
-  await file.truncate(0);
-  // The header's cluster is written whole, zeroes after the header, as qcow2_co_create writes it: the file is allocated as QEMU's is.
+  // Written whole (zeroes after the header), even when the header runs past a cluster.
   const headerCluster = new Uint8Array(Math.max(p.clusterSize, p.headerBytes.length));
   headerCluster.set(p.headerBytes);
   await file.write(0, headerCluster);
   await file.write(p.tableOffset, p.table);
   await file.write(p.blocksOffset, p.refBlocks);
-  await file.write(p.l1Offset, new Uint8Array(p.l1Size * 8));
-  await file.truncate(p.l1Offset + p.l1Size * 8);
+  if (p.l1Size > 0) await file.write(p.l1Offset, new Uint8Array(p.l1Size * 8));
   await file.flush();
 }
 

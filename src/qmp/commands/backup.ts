@@ -14,7 +14,7 @@ import type { OnError } from '../../jobs/error-policy.js';
 import type { JobTxn } from '../../jobs/txn.js';
 import type { QmpContext } from '../context.js';
 import { QmpError } from '../error.js';
-import { createTargetImage, formatName } from './new-image.js';
+import { checkOpenFormat, createTargetImage, formatName, imageFileOptions } from './new-image.js';
 import type { ArgsType } from '../schema/command.js';
 import type { blockdevBackup, driveBackup as driveBackupCmd } from '../schema/backup.js';
 
@@ -68,7 +68,7 @@ function backupBitmap(a: Args, source: BlockNode): { sync: SyncMode; bitmap?: Di
 export async function createBackup(ctx: QmpContext, a: Args, source: BlockNode, target: BlockNode, opts: BackupSetup = {}): Promise<BackupJob> {
   const { sync, bitmap, mode } = backupBitmap(a, source);
   if (source === target) throw fail('Source and target cannot be the same');
-  if (a.compress && typeof (target as { writeCompressed?: unknown }).writeCompressed !== 'function') throw fail('Compression is not supported for this drive ');
+  if (a.compress && !target.supportsCompressedWrites) throw fail('Compression is not supported for this drive ');
   source.blockers.check(source.nodeName, 'backup-source');
   target.blockers.check(target.nodeName, 'backup-target');
   const perf = a['x-perf'];
@@ -99,12 +99,14 @@ export async function createBackup(ctx: QmpContext, a: Args, source: BlockNode, 
       sync,
       syncBitmap: bitmap,
       bitmapMode: mode,
-      speed: Math.max(0, a.speed ?? 0),
+      // A negative speed fails the job once it exists (below); until then it does not limit.
+      speed: (a.speed ?? 0) < 0 ? 0 : (a.speed ?? 0),
       compress: a.compress ?? false,
       onSourceError: a['on-source-error'] as OnError | undefined,
       onTargetError: a['on-target-error'] as OnError | undefined,
-      maxChunk: perf?.['max-chunk'],
-      maxWorkers: perf?.['max-workers'],
+      // Both checked above; a chunk past 2^53 bytes is no limit either way.
+      maxChunk: perf?.['max-chunk'] === undefined ? undefined : Number(perf['max-chunk']),
+      maxWorkers: perf?.['max-workers'] === undefined ? undefined : Number(perf['max-workers']),
       autoFinalize: a['auto-finalize'],
       autoDismiss: a['auto-dismiss'],
       afterClean,
@@ -198,10 +200,9 @@ export async function prepareDriveBackup(ctx: QmpContext, a: ArgsType<typeof dri
   const format = a.format ?? (mode === 'existing' ? undefined : formatName(source));
   let createdFile: string | undefined;
   if (mode !== 'existing') {
-    if (format !== 'raw' && format !== 'qcow2') throw fail(`Unknown driver '${format}'`);
-    // bdrv_img_create's checks, in its words.
-    if (base && format === 'raw') throw fail("Backing file not supported for file format 'raw'");
-    createdFile = await createTargetImage(a.target, format, source.size(), base);
+    createdFile = await createTargetImage(a.target, format!, source.size(), base);
+  } else if (format !== undefined) {
+    checkOpenFormat(format);
   }
   let target: BlockNode | undefined;
   try {
@@ -210,7 +211,7 @@ export async function prepareDriveBackup(ctx: QmpContext, a: ArgsType<typeof dri
     // sync=top opens the backing chain the new image names.
     target = await openBlockdev(
       ctx.graph,
-      { driver, discard: 'unmap', 'detect-zeroes': 'unmap', file: { driver: 'file', filename: a.target }, ...(driver === 'qcow2' && sync === 'none' ? { backing: null } : {}) },
+      { driver, discard: 'unmap', 'detect-zeroes': 'unmap', ...imageFileOptions(driver, a.target), ...(driver === 'qcow2' && sync === 'none' ? { backing: null } : {}) },
       false,
     );
     const t = target;

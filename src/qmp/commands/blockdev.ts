@@ -8,7 +8,19 @@ import { blockDeviceInfo } from './block-info.js';
 /** Adds a node as blockdev-add (and --blockdev) do: the root must be named. */
 export async function addBlockdev(ctx: Pick<QmpContext, 'graph'>, spec: BlockdevSpec): Promise<void> {
   if (spec['node-name'] === undefined) throw new BlockError('INVALID_ARGUMENT', "'node-name' must be specified for the root node");
-  await openBlockdev(ctx.graph, spec);
+  await openBlockdev(ctx.graph, asNumbers(spec) as BlockdevSpec);
+}
+
+/**
+ * The node drivers take their sizes and offsets as numbers: a 64-bit
+ * option the schema kept as a bigint (past 2^53) reaches them rounded,
+ * as every option did before the schema kept them exact.
+ */
+function asNumbers(v: unknown): unknown {
+  if (typeof v === 'bigint') return Number(v);
+  if (Array.isArray(v)) return v.map(asNumbers);
+  if (typeof v === 'object' && v !== null) return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, asNumbers(x)]));
+  return v;
 }
 
 /** blockdev-add, blockdev-del and the node queries (block-core.json). */

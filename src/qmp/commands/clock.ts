@@ -12,6 +12,6 @@ export function addClockCommands(table: CommandTable<QmpContext>): void {
       const clock = ctx.jobs.clock;
       if (!(clock instanceof VirtualClock)) throw new QmpError('GenericError', 'The daemon runs on the real clock; start it with --clock virtual to advance time');
       if (a.ns < 0) throw new QmpError('GenericError', "Parameter 'ns' expects a non-negative value");
-      await clock.advance(a.ns);
+      await clock.advance(Number(a.ns));
     });
 }

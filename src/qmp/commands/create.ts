@@ -6,7 +6,7 @@ import type { CommandTable } from '../dispatch.js';
 import { QmpError } from '../error.js';
 import type { ArgsType } from '../schema/command.js';
 import { blockdevCreate, type BlockdevCreateOptionsFile, type BlockdevCreateOptionsQcow2 } from '../schema/block-core.js';
-import type { Infer } from '../schema/types.js';
+import { big, type Infer } from '../schema/types.js';
 
 type Options = ArgsType<typeof blockdevCreate>['options'];
 
@@ -38,7 +38,8 @@ export function addCreateCommands(table: CommandTable<QmpContext>): void {
 function createSpec(options: Options, graph: BlockGraph): CreateSpec {
   if (options.driver === 'file') {
     const f = options as unknown as Infer<typeof BlockdevCreateOptionsFile>;
-    return { driver: 'file', filename: f.filename, size: f.size, preallocation: f.preallocation };
+    const hint = f['extent-size-hint'];
+    return { driver: 'file', filename: f.filename, size: big(f.size), preallocation: f.preallocation, extentSizeHint: hint === undefined ? undefined : big(hint) };
   }
   const o = options as unknown as Infer<typeof BlockdevCreateOptionsQcow2>;
   const unsupported = (['data-file', 'data-file-raw', 'encrypt'] as const).filter((m) => o[m] !== undefined);
@@ -49,15 +50,15 @@ function createSpec(options: Options, graph: BlockGraph): CreateSpec {
       if (typeof ref !== 'string') throw new BlockError('UNSUPPORTED', 'An inline definition of the qcow2 file node is not supported by blockemu; add the node with blockdev-add');
       return graph.find(ref);
     },
-    size: o.size,
+    size: big(o.size),
     version: o.version,
-    clusterSize: o['cluster-size'],
+    clusterSize: o['cluster-size'] === undefined ? undefined : big(o['cluster-size']),
     extendedL2: o['extended-l2'],
     preallocation: o.preallocation,
     backingFile: o['backing-file'],
     backingFormat: o['backing-fmt'],
     lazyRefcounts: o['lazy-refcounts'],
-    refcountBits: o['refcount-bits'],
+    refcountBits: o['refcount-bits'] === undefined ? undefined : big(o['refcount-bits']),
     compressionType: o['compression-type'],
     unsupported: [...unsupported],
   };

@@ -89,9 +89,8 @@ function backendTarget(blk: BlockBackend, node: BlockNode): QemuIoTarget {
     discard: (o, l) => node.discard(o, l),
     flush: () => node.flush(),
     blockStatus: (o, l) => node.blockStatus(o, l),
-    ...(typeof (node as { writeCompressed?: unknown }).writeCompressed === 'function'
-      ? { writeCompressed: (o: number, d: Uint8Array) => (node as unknown as Required<QemuIoTarget>).writeCompressed(o, d) }
-      : {}),
+    // Every node takes a compressed write; a driver without compression answers ENOTSUP, as in QEMU.
+    writeCompressed: (o, d) => node.writeCompressed(o, d),
     ...(typeof (node as { info?: unknown }).info === 'function' ? { info: () => (node as unknown as Required<QemuIoTarget>).info() } : {}),
   };
 }

@@ -7,7 +7,8 @@ import { reopenContext } from './reopen.js';
 /** The job arguments block-stream and block-commit share. */
 export interface JobArgs {
   'job-id'?: string;
-  speed?: number;
+  /** An int64, exact (see Int64). */
+  speed?: number | bigint;
   'on-error'?: OnError;
   'filter-node-name'?: string;
   'auto-finalize'?: boolean;

@@ -9,9 +9,10 @@ import * as J from '../schema/job.js';
 
 /** What block jobs add to a job (backup has them; other jobs default). */
 interface BlockJobFields {
-  speed?: number;
+  /** An int64, exact (see Int64). */
+  speed?: number | bigint;
   ioStatus?: 'ok' | 'failed' | 'nospace';
-  setSpeed?(speed: number): void;
+  setSpeed?(speed: number | bigint): void;
 }
 const blockJob = (j: Job) => j as Job & BlockJobFields;
 

@@ -12,7 +12,7 @@ import { QmpError } from '../error.js';
 import type { ArgsType } from '../schema/command.js';
 import { blockdevMirror, driveMirror } from '../schema/mirror.js';
 import { rootNode } from './backing.js';
-import { createTargetImage, formatName } from './new-image.js';
+import { checkOpenFormat, createTargetImage, formatName, imageFileOptions } from './new-image.js';
 
 const fail = (desc: string) => new QmpError('GenericError', desc);
 
@@ -72,7 +72,7 @@ async function mirrorCommon(
     replaces: a.replaces,
     speed: a.speed ?? 0,
     granularity,
-    bufSize: a['buf-size'] ?? 0,
+    bufSize: Number(a['buf-size'] ?? 0),
     backingMode,
     zeroTarget,
     onSourceError: (a['on-source-error'] ?? 'report') as OnError,
@@ -120,10 +120,10 @@ async function driveMirrorCmd(ctx: QmpContext, a: ArgsType<typeof driveMirror>):
   const backingMode: BackingMode = mode === 'absolute-paths' ? 'source' : 'open';
   let createdFile: string | undefined;
   if (mode !== 'existing') {
-    if (format !== 'raw' && format !== 'qcow2') throw fail(`Unknown file format '${format}'`);
     const withBacking = sync !== 'full' && targetBacking !== undefined;
-    if (withBacking && format === 'raw') throw fail("Backing file not supported for file format 'raw'");
-    createdFile = await createTargetImage(a.target, format, size, withBacking ? targetBacking : undefined);
+    createdFile = await createTargetImage(a.target, format!, size, withBacking ? targetBacking : undefined);
+  } else if (format !== undefined) {
+    checkOpenFormat(format);
   }
   let target: BlockNode | undefined;
   try {
@@ -131,7 +131,7 @@ async function driveMirrorCmd(ctx: QmpContext, a: ArgsType<typeof driveMirror>):
     // The mirror takes care of copy-on-write through the source's chain: the target is opened without its backing file.
     target = await openBlockdev(
       ctx.graph,
-      { driver, ...(a['node-name'] !== undefined ? { 'node-name': a['node-name'] } : {}), file: { driver: 'file', filename: a.target }, ...(driver === 'qcow2' ? { backing: null } : {}) },
+      { driver, ...(a['node-name'] !== undefined ? { 'node-name': a['node-name'] } : {}), ...imageFileOptions(driver, a.target), ...(driver === 'qcow2' ? { backing: null } : {}) },
       false,
     );
     const t = target;

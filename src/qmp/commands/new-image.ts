@@ -1,36 +1,75 @@
+/**
+ * Image files that commands create or open themselves (drive-backup's
+ * and drive-mirror's target, blockdev-snapshot-sync's overlay). QEMU
+ * looks a format up by name (bdrv_find_format) and words a name no
+ * driver has by the path: creating (bdrv_img_create) says "Unknown file
+ * format", opening (bdrv_fill_options) says "Unknown driver". A format
+ * QEMU has and blockemu lacks is blockemu's refusal, not an unknown name.
+ */
 import { access } from 'node:fs/promises';
 import type { BlockNode } from '../../blockdev/node.js';
 import { strerror } from '../../image/errno.js';
 import { createImage } from '../../image/open.js';
 import type { ImageFormat } from '../../image/types.js';
 import { QmpError } from '../error.js';
+import { BlockdevDriver } from '../schema/block-core/common.js';
 import { namesOf } from './block-info.js';
+
+const fail = (desc: string) => new QmpError('GenericError', desc);
+
+/** Whether QEMU 7.2 has a driver of this name (the BlockdevDriver enum lists them all). */
+export function isQemuDriver(name: string): boolean {
+  return (BlockdevDriver.values as readonly string[]).includes(name);
+}
+
+/** bdrv_fill_options: a driver name no driver has. Known names go on to the node opener. */
+export function checkOpenFormat(format: string): void {
+  if (!isQemuDriver(format)) throw fail(`Unknown driver '${format}'`);
+}
 
 /** The format of a node's image for a new image made from it (drv->format_name; a file node's image is raw data). */
 export function formatName(n: BlockNode): string {
   return n.driver === 'qcow2' ? 'qcow2' : 'raw';
 }
 
+/** Formats blockemu creates, and whether their images can name a backing file (a protocol's or raw's cannot). */
+const CREATABLE: Record<string, { backing: boolean }> = { qcow2: { backing: true }, raw: { backing: false }, file: { backing: false } };
+
 /**
- * bdrv_img_create for drive-backup and drive-mirror: a new image of
- * `size` at `path`, naming `base` as its backing file the way QEMU names
- * it (a json: name when its options make it more than its file). Returns
- * the path when this call created the file — only such a file is the
- * caller's to remove again if the command fails.
+ * bdrv_img_create: its checks and words in its order (the format, then
+ * whether it takes a backing file), then a new image of `size` at `path`,
+ * naming `base` as its backing file the way QEMU names it (a json: name
+ * when its options make it more than its file). `file` writes the bare
+ * host file, as raw does. Returns the path when this call created the
+ * file — only such a file is the caller's to remove again if the command
+ * fails.
  */
-export async function createTargetImage(path: string, format: 'raw' | 'qcow2', size: number, base?: BlockNode): Promise<string | undefined> {
-  const backing = base ? { backingFile: namesOf(base).get(base)!.filename, backingFormat: formatName(base) as ImageFormat } : {};
+export async function createTargetImage(path: string, format: string, size: number, base?: BlockNode): Promise<string | undefined> {
+  if (!isQemuDriver(format)) throw fail(`Unknown file format '${format}'`);
+  const kind = CREATABLE[format];
+  if (!kind) throw fail(`Creating '${format}' images is not supported by blockemu (supported: ${Object.keys(CREATABLE).join(', ')})`);
+  if (base && !kind.backing) throw fail(`Backing file not supported for file format '${format}'`);
   const existed = await access(path).then(
     () => true,
     () => false,
   );
   try {
-    await createImage(path, format === 'qcow2' ? { format, size, ...backing } : { format, size });
+    if (format === 'qcow2') {
+      const backing = base ? { backingFile: namesOf(base).get(base)!.filename, backingFormat: formatName(base) as ImageFormat } : {};
+      await createImage(path, { format, size, ...backing });
+    } else {
+      await createImage(path, { format: 'raw', size });
+    }
   } catch (err) {
     // bdrv_img_create's words: the file could not be created, with the system's reason.
     const errno = (err as { errno?: string }).errno;
-    if (typeof errno === 'string') throw new QmpError('GenericError', `Could not create '${path}': ${strerror(errno)}`);
+    if (typeof errno === 'string') throw fail(`Could not create '${path}': ${strerror(errno)}`);
     throw err;
   }
   return existed ? undefined : path;
+}
+
+/** Where a node of `format` finds an image file: a bare file is a file node itself, any other format opens one. */
+export function imageFileOptions(format: string, path: string): { filename: string } | { file: { driver: 'file'; filename: string } } {
+  return format === 'file' ? { filename: path } : { file: { driver: 'file', filename: path } };
 }

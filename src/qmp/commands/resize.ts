@@ -15,7 +15,7 @@ const fail = (desc: string) => new QmpError('GenericError', desc);
  * that does not share it refuses with QEMU's permission conflict — with
  * the jobs using the node drained meanwhile.
  */
-async function resize(ctx: QmpContext, device: string | undefined, nodeName: string | undefined, size: number): Promise<void> {
+async function resize(ctx: QmpContext, device: string | undefined, nodeName: string | undefined, size: number | bigint): Promise<void> {
   const node = nodeName !== undefined ? ctx.graph.get(nodeName) : undefined;
   if (!node) throw fail(`Cannot find device='${device ?? ''}' nor node-name='${nodeName ?? ''}'`);
   if (size < 0) throw fail("Parameter 'size' expects a >0 size");
@@ -25,7 +25,8 @@ async function resize(ctx: QmpContext, device: string | undefined, nodeName: str
   await blk.insert(node);
   try {
     ctx.jobs.drainNode(node);
-    await node.resize(size);
+    // Past 2^53 the node refuses the size as beyond blockemu (QEMU's limit is near 2^63).
+    await node.resize(Number(size));
   } finally {
     await blk.remove();
   }

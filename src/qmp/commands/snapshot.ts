@@ -1,4 +1,4 @@
-import { access, unlink } from 'node:fs/promises';
+import { unlink } from 'node:fs/promises';
 import type { NodeChild } from '../../blockdev/child.js';
 import { appendOverlay, setBacking } from '../../blockdev/graph-edit.js';
 import { GraphTransaction } from '../../blockdev/graph-transaction.js';
@@ -7,11 +7,9 @@ import { reopenSetReadOnly } from '../../blockdev/reopen.js';
 import { reopenContext } from './reopen.js';
 import { PERM_CONSISTENT_READ } from '../../image/perm.js';
 import { openBlockdev } from '../../blockdev/open.js';
-import { strerror } from '../../image/errno.js';
-import { createImage } from '../../image/open.js';
 import type { QmpContext } from '../context.js';
 import { QmpError } from '../error.js';
-import { namesOf } from './block-info.js';
+import { checkOpenFormat, createTargetImage, imageFileOptions } from './new-image.js';
 import type { BlockdevSnapshot, BlockdevSnapshotSync } from '../schema/block-core/snapshot-args.js';
 import type { Infer } from '../schema/types.js';
 
@@ -46,27 +44,21 @@ export async function prepareSnapshotSync(ctx: QmpContext, d: Infer<typeof Block
   if (snapshotName !== undefined && ctx.graph.get(snapshotName)) throw fail('New overlay node-name already in use');
   if (!old.readOnly) await old.flush();
   const format = d.format ?? 'qcow2';
-  if (format !== 'qcow2') throw fail(format === 'raw' ? "The overlay does not support backing images" : `Unknown driver '${format}'`);
   const file = d['snapshot-file'];
   let createdFile: string | undefined;
   if ((d.mode ?? 'absolute-paths') !== 'existing') {
-    const existed = await access(file).then(() => true, () => false);
-    try {
-      // The old node's name as QEMU gives it (a json: one when its options make it more than its file).
-      await createImage(file, { format: 'qcow2', size: old.size(), backingFile: namesOf(old).get(old)!.filename, backingFormat: old.driver === 'qcow2' ? 'qcow2' : 'raw' });
-    } catch (err) {
-      const errno = (err as { errno?: string }).errno;
-      if (typeof errno === 'string') throw fail(`Could not create '${file}': ${strerror(errno)}`);
-      throw err;
-    }
-    if (!existed) createdFile = file;
+    // The old node named as QEMU names it (a json: name when its options make it more than its file).
+    createdFile = await createTargetImage(file, format, old.size(), old);
+  } else {
+    checkOpenFormat(format);
   }
   let overlay: BlockNode | undefined;
   try {
-    // Opened without its backing file (BDRV_O_NO_BACKING); the old node becomes its backing child below.
+    // Opened without its backing file (BDRV_O_NO_BACKING); the old node becomes its backing child below. An existing raw
+    // image or bare file opens, and only then is found to take no backing image (bdrv_open, then supports_backing).
     overlay = await openBlockdev(
       ctx.graph,
-      { driver: 'qcow2', ...(snapshotName !== undefined ? { 'node-name': snapshotName } : {}), file: { driver: 'file', filename: file }, backing: null },
+      { driver: format, ...(snapshotName !== undefined ? { 'node-name': snapshotName } : {}), ...imageFileOptions(format, file), ...(format === 'qcow2' ? { backing: null } : {}) },
       // QEMU drops an overlay nobody uses right after the command (in the storage daemon, every overlay without an export);
       // blockemu keeps it as if added by blockdev-add, so it can be used and deleted.
       true,

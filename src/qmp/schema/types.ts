@@ -84,16 +84,33 @@ const INT64_MIN = -(1n << 63n);
 const INT64_MAX = (1n << 63n) - 1n;
 const UINT64_MAX = (1n << 64n) - 1n;
 
+/**
+ * A 64-bit integer as handlers get it: a number while that is exact
+ * (|i| < 2^53), else the bigint itself. QEMU's messages print such values
+ * digit for digit and its checks (a multiple of 512, negative as int64)
+ * look at every bit, so rounding to a double would change both.
+ */
+export type Int64 = number | bigint;
+
+function exact(i: bigint): Int64 {
+  return i >= -9007199254740991n && i <= 9007199254740991n ? Number(i) : i;
+}
+
+/** The value as a bigint (for 64-bit arithmetic and checks). */
+export function big(v: Int64): bigint {
+  return typeof v === 'bigint' ? v : BigInt(v);
+}
+
 /** Signed integers: int64 first ("expected: integer"), then the narrower range (QEMU's visit_type_intN). */
-function signed(bits: number, cname: string): QType<number> {
+function signedBig(bits: number, cname: string): (v: unknown, path: Path) => bigint {
   const min = -(1n << BigInt(bits - 1));
   const max = (1n << BigInt(bits - 1)) - 1n;
-  return new Builtin('int', (v, path) => {
+  return (v, path) => {
     const i = asInteger(v);
     if (i === undefined || i < INT64_MIN || i > INT64_MAX) throw typeError(path, 'integer');
     if (i < min || i > max) throw new QmpError('GenericError', `Parameter '${bareName(path)}' expects ${cname}`);
-    return Number(i);
-  });
+    return i;
+  };
 }
 
 /**
@@ -101,33 +118,37 @@ function signed(bits: number, cname: string): QType<number> {
  * full name); negative int64 values are accepted and wrap, for backward
  * compatibility, as QEMU does; then the narrower range with the bare name.
  */
-function unsigned(bits: number, cname: string): QType<number> {
+function unsignedBig(bits: number, cname: string): (v: unknown, path: Path) => bigint {
   const max = (1n << BigInt(bits)) - 1n;
-  return new Builtin('int', (v, path) => {
+  return (v, path) => {
     let i = asInteger(v);
     if (i === undefined || i > UINT64_MAX || i < INT64_MIN) throw new QmpError('GenericError', `Parameter '${fullName(path)}' expects uint64`);
     if (i < 0n) i += 1n << 64n;
     if (i > max) throw new QmpError('GenericError', `Parameter '${bareName(path)}' expects ${cname}`);
-    // Values past 2^53 lose precision as JS numbers; sizes and offsets that large are refused later by range checks.
-    return Number(i);
-  });
+    return i;
+  };
 }
+
+/** Up to 32 bits: always an exact number. */
+const narrow = (check: (v: unknown, path: Path) => bigint): QType<number> => new Builtin('int', (v, path) => Number(check(v, path)));
+/** 64 bits: exact, a bigint where a number would round (see Int64). */
+const wide = (check: (v: unknown, path: Path) => bigint): QType<Int64> => new Builtin('int', (v, path) => exact(check(v, path)));
 
 export const str: QType<string> = new Builtin('str', (v, path) => {
   if (typeof v !== 'string') throw typeError(path, 'string');
   return v;
 });
-export const int = signed(64, 'int64_t');
-export const int8 = signed(8, 'int8_t');
-export const int16 = signed(16, 'int16_t');
-export const int32 = signed(32, 'int32_t');
+export const int = wide(signedBig(64, 'int64_t'));
+export const int8 = narrow(signedBig(8, 'int8_t'));
+export const int16 = narrow(signedBig(16, 'int16_t'));
+export const int32 = narrow(signedBig(32, 'int32_t'));
 export const int64 = int;
-export const uint8 = unsigned(8, 'uint8_t');
-export const uint16 = unsigned(16, 'uint16_t');
-export const uint32 = unsigned(32, 'uint32_t');
-export const uint64 = unsigned(64, 'uint64_t');
+export const uint8 = narrow(unsignedBig(8, 'uint8_t'));
+export const uint16 = narrow(unsignedBig(16, 'uint16_t'));
+export const uint32 = narrow(unsignedBig(32, 'uint32_t'));
+export const uint64 = wide(unsignedBig(64, 'uint64_t'));
 /** QAPI 'size': a uint64 from QMP; a distinct value so keyval parsing can accept suffixes (1G) where QEMU does. */
-export const size = unsigned(64, 'uint64_t');
+export const size = wide(unsignedBig(64, 'uint64_t'));
 export const number: QType<number> = new Builtin('number', (v, path) => {
   if (typeof v === 'number') return v;
   if (v instanceof IntegralDouble) return v.value;
