@@ -7,7 +7,7 @@ import { imgInfo } from '../../src/cli/img/info.js';
 import { imgMap } from '../../src/cli/img/map.js';
 import { imgResize, RESIZE_USAGE } from '../../src/cli/img/resize.js';
 import { type ImgIo, printFailure, processIo, runSubcommand, usageError } from '../../src/cli/img/output.js';
-import { addImgCheck } from './img-check.js';
+import { addImgCheck, FORCE_SHARE_HELP } from './img-check.js';
 
 const collect = (v: string, prev: string[]): string[] => [...prev, v];
 
@@ -68,10 +68,10 @@ export function addImgCommand(program: Command): void {
     .option('-f <fmt>', 'image format (probed when absent)')
     .addOption(outputOption())
     .option('--backing-chain', 'show every image of the backing chain')
-    .option('-U, --force-share', 'accepted for compatibility (blockemu takes no image locks)')
+    .option('-U, --force-share', FORCE_SHARE_HELP)
     .argument('[args...]', 'filename')
-    .action(async (args: string[], o: { f?: string; output?: string; backingChain?: boolean }) =>
-      run((io) => imgInfo(io, { format: o.f, output: o.output, backingChain: o.backingChain === true, args })),
+    .action(async (args: string[], o: { f?: string; output?: string; backingChain?: boolean; forceShare?: boolean }) =>
+      run((io) => imgInfo(io, { format: o.f, output: o.output, backingChain: o.backingChain === true, forceShare: o.forceShare === true, args })),
     );
 
   img
@@ -82,10 +82,10 @@ export function addImgCommand(program: Command): void {
     .addOption(outputOption())
     .option('--start-offset <offset>', 'first byte to map')
     .option('--max-length <len>', 'how many bytes to map')
-    .option('-U, --force-share', 'accepted for compatibility (blockemu takes no image locks)')
+    .option('-U, --force-share', FORCE_SHARE_HELP)
     .argument('[args...]', 'filename')
-    .action(async (args: string[], o: { f?: string; output?: string; startOffset?: string; maxLength?: string }) =>
-      run((io) => imgMap(io, { format: o.f, output: o.output, startOffset: o.startOffset, maxLength: o.maxLength, args })),
+    .action(async (args: string[], o: { f?: string; output?: string; startOffset?: string; maxLength?: string; forceShare?: boolean }) =>
+      run((io) => imgMap(io, { format: o.f, output: o.output, startOffset: o.startOffset, maxLength: o.maxLength, forceShare: o.forceShare === true, args })),
     );
 
   img
@@ -97,10 +97,10 @@ export function addImgCommand(program: Command): void {
     .option('-p', 'show progress')
     .option('-q', 'quiet')
     .option('-s', 'strict: also fail on a size or allocation difference')
-    .option('-U, --force-share', 'accepted for compatibility (blockemu takes no image locks)')
+    .option('-U, --force-share', FORCE_SHARE_HELP)
     .argument('[args...]', 'filename1 filename2')
-    .action(async (args: string[], o: { f?: string; F?: string; p?: boolean; q?: boolean; s?: boolean }) =>
-      run((io) => imgCompare(io, { format1: o.f, format2: o.F, progress: o.p === true, quiet: o.q === true, strict: o.s === true, args }), 2),
+    .action(async (args: string[], o: { f?: string; F?: string; p?: boolean; q?: boolean; s?: boolean; forceShare?: boolean }) =>
+      run((io) => imgCompare(io, { format1: o.f, format2: o.F, progress: o.p === true, quiet: o.q === true, strict: o.s === true, forceShare: o.forceShare === true, args }), 2),
     );
 
   img
@@ -116,12 +116,12 @@ export function addImgCommand(program: Command): void {
     .option('-c', 'compress the target (qcow2)')
     .option('-p', 'show progress')
     .option('-q', 'quiet')
-    .option('-U, --force-share', 'accepted for compatibility (blockemu takes no image locks)')
+    .option('-U, --force-share', 'open the source with shared permissions: others may keep writing it (its image locks are not checked)')
     .argument('[args...]', 'filename output_filename')
     .action(
       async (
         args: string[],
-        o: { f?: string; O?: string; B?: string; F?: string; o: string[]; S?: string; c?: boolean; p?: boolean; q?: boolean },
+        o: { f?: string; O?: string; B?: string; F?: string; o: string[]; S?: string; c?: boolean; p?: boolean; q?: boolean; forceShare?: boolean },
       ) =>
         run((io) =>
           imgConvert(io, {
@@ -134,6 +134,7 @@ export function addImgCommand(program: Command): void {
             compress: o.c === true,
             progress: o.p === true,
             quiet: o.q === true,
+            forceShare: o.forceShare === true,
             args,
           }),
         ),

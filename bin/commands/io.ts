@@ -36,11 +36,11 @@ export function addIoCommand(program: Command): void {
     .option('-f, --format <fmt>', 'image format (probed when absent)')
     .option('-r, --read-only', 'open the image read-only')
     .option('-d, --discard <mode>', 'discard mode: ignore/off or unmap/on (default unmap)')
-    .option('-U, --force-share', 'accepted for compatibility (blockemu takes no image locks)')
+    .option('-U, --force-share', 'force shared permissions (with -r): image locks other processes hold are not checked')
     .argument('[file...]', 'the image')
     .exitOverride(getoptStyleErrors)
     .configureOutput({ outputError: () => undefined })
-    .action(async (file: string[], o: { cmd: string[]; format?: string; readOnly?: boolean; discard?: string }) => {
+    .action(async (file: string[], o: { cmd: string[]; format?: string; readOnly?: boolean; discard?: string; forceShare?: boolean }) => {
       // Without -c, commands come from stdin, one a line. The iterator is
       // taken at once: it buffers only lines read after it exists, and the
       // image is opened before the first line is wanted.
@@ -53,7 +53,7 @@ export function addIoCommand(program: Command): void {
             err: (t) => void process.stderr.write(t),
             lines: it && { [Symbol.asyncIterator]: () => it },
           },
-          { format: o.format, readOnly: o.readOnly === true, discard: o.discard, commands: o.cmd, args: file },
+          { format: o.format, readOnly: o.readOnly === true, forceShare: o.forceShare === true, discard: o.discard, commands: o.cmd, args: file },
         );
       } finally {
         rl?.close();

@@ -1,9 +1,10 @@
 import { stat } from 'node:fs/promises';
-import { HostFile } from '../image/file.js';
+import { checkImage, openImage } from '../image/open.js';
 import { probeFormat } from '../image/probe.js';
-import { checkQcow2, type CheckMessage, type CheckResult, type RepairMode } from '../image/qcow2/check.js';
+import type { CheckMessage, CheckResult, RepairMode } from '../image/qcow2/check.js';
+import { checkForceShare } from '../image/tool-perms.js';
 import { parseOutputFormat } from './img/info.js';
-import { innerOpenMessage, probedRawWarning } from './img/open.js';
+import { cliLocks, openFailureText, probedRawWarning } from './img/open.js';
 import { type ImgIo, ImgFailure, PROG, usageError } from './img/output.js';
 
 export interface CheckArgs {
@@ -11,6 +12,8 @@ export interface CheckArgs {
   repair?: string;
   output?: string;
   quiet: boolean;
+  /** -U (refused with -r, as QEMU refuses force-share for a writer) */
+  forceShare?: boolean;
   args: string[];
 }
 
@@ -33,14 +36,16 @@ export async function imgCheck(io: ImgIo, a: CheckArgs): Promise<number> {
   if (a.args.length !== 1) throw usageError('Expecting one image file name');
   const name = a.args[0]!;
   const fmt = parseOutputFormat(a.output);
-  const format = await openFormat(io, name, a.format, repair !== undefined);
+  const writable = repair !== undefined;
+  const format = await openFormat(io, name, a.format, writable, a.forceShare);
   if (format === 'raw') throw new ImgFailure('This image format does not support checks', { exitCode: 63 });
 
   let result: CheckResult;
   try {
-    result = await checkQcow2(name, { repair });
+    // Opened with its backing chain and locked as qemu-img check's img_open (BDRV_O_CHECK, read-write to repair).
+    result = await checkImage(name, { repair, locks: cliLocks({ readOnly: !writable, forceShare: a.forceShare }) });
   } catch (err) {
-    throw new ImgFailure(`Could not open '${name}': ${innerOpenMessage(err, name)}`);
+    throw new ImgFailure(`Could not open '${name}': ${await openFailureText(err, name, 'qcow2')}`);
   }
   const say = (text: string) => {
     if (!a.quiet) io.out(text);
@@ -65,18 +70,24 @@ export async function imgCheck(io: ImgIo, a: CheckArgs): Promise<number> {
  * The format to check, after making sure the file opens as QEMU would (so a
  * missing file or an unknown driver fails the same way before any check).
  */
-async function openFormat(io: ImgIo, name: string, format: string | undefined, writable: boolean): Promise<'raw' | 'qcow2'> {
+async function openFormat(io: ImgIo, name: string, format: string | undefined, writable: boolean, forceShare: boolean | undefined): Promise<'raw' | 'qcow2'> {
   if (format !== undefined && format !== 'raw' && format !== 'qcow2') {
     throw new ImgFailure(`Could not open '${name}': Unknown driver '${format}'`);
+  }
+  try {
+    checkForceShare(!writable, forceShare);
+  } catch (err) {
+    throw new ImgFailure(`Could not open '${name}': ${(err as Error).message}`);
   }
   const st = await stat(name).catch(() => undefined);
   if (st?.isDirectory()) throw new ImgFailure(`Could not open '${name}': 'file' driver requires '${name}' to be a regular file`);
   let probed: 'raw' | 'qcow2';
   try {
     probed = format === 'raw' || format === 'qcow2' ? format : await probeFormat(name);
-    if (probed === 'raw') await (await HostFile.open(name, { readOnly: !writable })).close();
+    // A raw image opens (and locks) before qemu-img finds it has no checks.
+    if (probed === 'raw') await (await openImage(name, { format: 'raw', readOnly: !writable, locks: cliLocks({ readOnly: !writable, forceShare }) })).close();
   } catch (err) {
-    throw new ImgFailure(`Could not open '${name}': ${innerOpenMessage(err, name)}`);
+    throw new ImgFailure(`Could not open '${name}': ${await openFailureText(err, name, format === 'raw' || format === 'qcow2' ? format : undefined)}`);
   }
   if (probed === 'raw' && format === undefined && writable) {
     io.err(probedRawWarning(name));

@@ -22,6 +22,8 @@ export interface IoStreams {
 export interface IoArgs {
   format?: string;
   readOnly: boolean;
+  /** -U: share everything (needs -r, as in qemu-io) */
+  forceShare?: boolean;
   /** -d: QEMU's discard mode (ignore/off or unmap/on); qemu-io's default is unmap. */
   discard?: string;
   commands: string[];
@@ -38,7 +40,7 @@ QEMU Disk exerciser (a subset of qemu-io)
   -r, --read-only      export read-only
   -d, --discard=MODE   use the given discard mode for the image
                        (ignore/off or unmap/on; default unmap)
-  -U, --force-share    accepted for compatibility (no image locks are taken)
+  -U, --force-share    force shared permissions
   -h, --help           display this help and exit
 
 See '${PROG} -c help' for information on available commands.
@@ -66,7 +68,7 @@ export async function ioMain(io: IoStreams, a: IoArgs): Promise<number> {
   const file = a.args[0];
   let image: BlockImage | undefined;
   if (file !== undefined) {
-    const r = await tryOpen(file, { format: a.format, readOnly: a.readOnly });
+    const r = await tryOpen(file, { format: a.format, readOnly: a.readOnly, forceShare: a.forceShare });
     if ('inner' in r) {
       io.err(`${PROG}: can't open device ${file}: ${r.inner}\n`);
       return 1;

@@ -1,6 +1,7 @@
 import { errnoOf, strerror } from './errno.js';
 import { BlockError } from './errors.js';
 import { HostFile } from './file.js';
+import { PERM_ALL, PERM_RESIZE, PERM_WRITE } from './perm.js';
 import { isZero } from './request.js';
 import { MAX_BLOCKSIZE, resizeFile } from './resize.js';
 
@@ -58,7 +59,8 @@ export async function untouchedSinceCreated(file: HostFile): Promise<boolean> {
 /**
  * Creates or empties the host file at `path` and gives it `size` bytes, as
  * file-posix raw_co_create does, failing in its words: the file is created
- * ("Could not create", and it stays, whatever fails next), emptied, then
+ * ("Could not create", and it stays, whatever fails next), locked as
+ * raw_co_create locks it (see openNewFile), emptied, then
  * resized to the exact size as file-posix truncates (resizeFile: no
  * rounding; a file growing from empty gets its first block written unless
  * fully preallocated). The size is a uint64 from QMP, so it may be a
@@ -68,13 +70,13 @@ export async function untouchedSinceCreated(file: HostFile): Promise<boolean> {
 export async function createHostFile(path: string, size: number | bigint, preallocation: FilePreallocation = 'off'): Promise<void> {
   let file: HostFile;
   try {
-    file = await HostFile.open(path, { create: true });
+    file = await HostFile.open(path, NEW_FILE);
   } catch (err) {
     const errno = errnoOf(err);
     throw new BlockError('IO', `Could not create '${path}': ${strerror(errno)}`, { errno, cause: err });
   }
+  await lockAndEmpty(file);
   try {
-    await file.truncate(0);
     const refused = sizeErrno(BigInt(size));
     if (refused !== undefined) {
       const what = preallocation === 'falloc' ? 'Could not preallocate new data' : 'Could not resize file';
@@ -85,5 +87,40 @@ export async function createHostFile(path: string, size: number | bigint, preall
     if (preallocation === 'off') await rememberZeroed(file);
   } finally {
     await file.close();
+  }
+}
+
+/**
+ * What file-posix's raw_co_create holds while it empties and sizes a new
+ * (or existing) file: write and resize, sharing all but resize, so an
+ * image someone uses is not truncated under them.
+ */
+export const CREATE_PERMS = { perm: PERM_WRITE | PERM_RESIZE, shared: PERM_ALL & ~PERM_RESIZE } as const;
+
+/** Created if missing but not emptied yet (no O_TRUNC), locked where OFD locks work. */
+const NEW_FILE = { create: true, keep: true, locking: 'auto' } as const;
+
+/**
+ * The start of file-posix's raw_co_create, for every image blockemu
+ * creates: the file is created if missing, and only once its descriptor
+ * holds CREATE_PERMS, checked against every other user, is it emptied. So
+ * creating over an image someone has open fails with QEMU's "Failed to
+ * get \"write\" lock" and leaves it alone. The locks go when the returned
+ * file is closed.
+ */
+export async function openNewFile(path: string): Promise<HostFile> {
+  const file = await HostFile.open(path, NEW_FILE);
+  await lockAndEmpty(file);
+  return file;
+}
+
+/** Takes CREATE_PERMS, then empties the file; closes it when either fails. */
+async function lockAndEmpty(file: HostFile): Promise<void> {
+  try {
+    await file.lockPerms(CREATE_PERMS.perm, CREATE_PERMS.shared);
+    await file.truncate(0);
+  } catch (err) {
+    await file.close();
+    throw err;
   }
 }

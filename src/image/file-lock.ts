@@ -129,17 +129,19 @@ export class ImageLock {
    * permissions.
    */
   prepare(perm: number, shared: number): Promise<void> {
-    return this.serial(async () => {
-      if ((this.perm | perm) === this.perm && (this.shared & shared) === this.shared) return;
-      const target = wanted(this.perm | perm, ~this.shared | ~shared);
-      const locks = applySteps(this.held, this.unknown, target, false);
-      // Undo (QEMU's fall-through to ABORT) from the state the locks would leave; unlocking a byte never locked is harmless.
-      const after = locks.reduce((h, s) => h | maskOf(s.byte), this.held);
-      const undo = applySteps(after, this.unknown, wanted(this.perm, ~this.shared), true);
-      const reply = await this.send({ fd: this.fd, steps: [...locks, ...checkSteps(perm, shared)], undo });
-      const failed = reply.steps.find((o) => o.errno !== 0);
-      if (failed) throw stepError(failed, this.path);
-    });
+    return this.serial(() => this.doPrepare(perm, shared));
+  }
+
+  private async doPrepare(perm: number, shared: number): Promise<void> {
+    if ((this.perm | perm) === this.perm && (this.shared & shared) === this.shared) return;
+    const target = wanted(this.perm | perm, ~this.shared | ~shared);
+    const locks = applySteps(this.held, this.unknown, target, false);
+    // Undo (QEMU's fall-through to ABORT) from the state the locks would leave; unlocking a byte never locked is harmless.
+    const after = locks.reduce((h, s) => h | maskOf(s.byte), this.held);
+    const undo = applySteps(after, this.unknown, wanted(this.perm, ~this.shared), true);
+    const reply = await this.send({ fd: this.fd, steps: [...locks, ...checkSteps(perm, shared)], undo });
+    const failed = reply.steps.find((o) => o.errno !== 0);
+    if (failed) throw stepError(failed, this.path);
   }
 
   /**
@@ -148,10 +150,25 @@ export class ImageLock {
    * back as the error QEMU prints as a warning (warn_report_err).
    */
   commit(perm: number, shared: number): Promise<BlockError | undefined> {
-    return this.serial(() => {
-      this.perm = perm & PERM_ALL;
-      this.shared = shared & PERM_ALL;
-      return this.settle();
+    return this.serial(() => this.doCommit(perm, shared));
+  }
+
+  private doCommit(perm: number, shared: number): Promise<BlockError | undefined> {
+    this.perm = perm & PERM_ALL;
+    this.shared = shared & PERM_ALL;
+    return this.settle();
+  }
+
+  /**
+   * prepare, then commit once it holds, as one operation (nothing else on
+   * this lock runs between them, and `settled` covers both): what a user
+   * that opens a file for one set of permissions and keeps it needs. After
+   * a successful prepare the commit changes no byte, so it costs no run.
+   */
+  acquire(perm: number, shared: number): Promise<BlockError | undefined> {
+    return this.serial(async () => {
+      await this.doPrepare(perm, shared);
+      return this.doCommit(perm, shared);
     });
   }
 

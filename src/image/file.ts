@@ -1,7 +1,23 @@
 import { open, type FileHandle } from 'node:fs/promises';
+import { constants } from 'node:fs';
 import type { ByteFile } from './byte-file.js';
 import { BlockError, ioError } from './errors.js';
+import { ImageLock, resolveLocking } from './file-lock.js';
 import { IoMerger } from './io-merge.js';
+
+/** The file driver's `locking` option: whether the descriptor publishes its user's permissions as QEMU's lock bytes. */
+export type LockingMode = 'on' | 'off' | 'auto';
+
+export interface HostFileOpenOptions {
+  readOnly?: boolean;
+  /** Create the file if missing; with `exclusive`, fail if it exists. Without `keep`, an existing file is emptied. */
+  create?: boolean;
+  exclusive?: boolean;
+  /** With `create`: leave an existing file's bytes alone (raw_co_create empties it only once its locks are taken). */
+  keep?: boolean;
+  /** Give the descriptor an ImageLock (`imageLock`) when this mode resolves to locking; none when absent. */
+  locking?: LockingMode;
+}
 
 /**
  * Positional async I/O on one host file descriptor. Reads past end of file
@@ -18,22 +34,36 @@ export class HostFile implements ByteFile {
   private busy = 0;
   private idle: (() => void) | undefined;
   private readonly io: IoMerger;
+  /** The lock bytes of this descriptor (QEMU's file-posix locks), when it was opened with locking that resolved on. */
+  readonly imageLock: ImageLock | undefined;
 
   private constructor(
     readonly path: string,
     private readonly fh: FileHandle,
     readonly readOnly: boolean,
+    useLock: boolean,
   ) {
     this.io = new IoMerger(fh.fd);
+    this.imageLock = useLock ? new ImageLock(fh.fd, path) : undefined;
   }
 
-  static async open(path: string, opts: { readOnly?: boolean; create?: boolean; exclusive?: boolean } = {}): Promise<HostFile> {
+  /**
+   * Opens the host file. With `locking`, whether to lock is settled (its
+   * one-time probe runs alongside the open); a `locking=on` that cannot be
+   * honoured fails before the file is looked at, as QEMU parses the option
+   * before it opens the file.
+   */
+  static async open(path: string, opts: HostFileOpenOptions = {}): Promise<HostFile> {
     const readOnly = opts.readOnly ?? false;
-    const flags = readOnly ? 'r' : opts.create ? (opts.exclusive ? 'wx+' : 'w+') : 'r+';
+    const { O_RDONLY, O_RDWR, O_CREAT, O_EXCL, O_TRUNC } = constants;
+    const flags = readOnly ? O_RDONLY : O_RDWR | (opts.create ? O_CREAT | (opts.exclusive ? O_EXCL : 0) | (opts.keep ? 0 : O_TRUNC) : 0);
+    const useLock = opts.locking === undefined ? Promise.resolve(false) : resolveLocking(opts.locking);
+    useLock.catch(() => undefined); // looked at below, whichever way the open goes
+    let fh: FileHandle;
     try {
-      const fh = await open(path, flags, 0o644);
-      return new HostFile(path, fh, readOnly);
+      fh = await open(path, flags, 0o644);
     } catch (err) {
+      await useLock;
       const e = err as NodeJS.ErrnoException;
       const reason =
         e.code === 'ENOENT' ? 'No such file or directory'
@@ -43,6 +73,27 @@ export class HostFile implements ByteFile {
         : e.message;
       throw new BlockError('IO', `Could not open '${path}': ${reason}`, { errno: e.code ?? 'EIO', cause: err });
     }
+    try {
+      return new HostFile(path, fh, readOnly, await useLock);
+    } catch (err) {
+      await fh.close();
+      throw err;
+    }
+  }
+
+  /**
+   * Takes the lock bytes for `perm` and `shared` (a prepare and, once it
+   * holds, a commit: one helper run) and checks them against every other
+   * open file description of the file. Throws the ImageLockError on a
+   * conflict, with the bytes back where they were. Nothing happens
+   * without an ImageLock.
+   */
+  async lockPerms(perm: number, shared: number): Promise<void> {
+    const lock = this.imageLock;
+    if (!lock) return;
+    // Like QEMU's commit, settling on what prepare took can only warn.
+    const warning = await lock.acquire(perm, shared);
+    if (warning) process.emitWarning(warning.message, 'BlockemuLockWarning');
   }
 
   /** The descriptor (its open file description carries the image locks). */
@@ -157,7 +208,13 @@ export class HostFile implements ByteFile {
       this.closed = true;
       // The descriptor must outlive every operation issued on it: once closed, its number can be reused by another open.
       const drained = this.busy === 0 ? Promise.resolve() : new Promise<void>((r) => (this.idle = r));
-      this.closing = drained.then(() => this.fh.close()).catch(() => undefined);
+      // Likewise no lock change may be under way on it; once it is closed its locks are gone.
+      const lock = this.imageLock;
+      this.closing = drained
+        .then(() => lock?.settled())
+        .then(() => this.fh.close())
+        .catch(() => undefined)
+        .then(() => lock?.fdClosed());
     }
     return this.closing;
   }

@@ -7,7 +7,8 @@ import { BlockError } from './errors.js';
  * Node has no fcntl. Our descriptors are handed to perl through spawn's stdio
  * array, so perl works on OUR open file descriptions: the locks it sets stay
  * with them after perl exits and go exactly when we close the descriptor (or
- * die), as QEMU's do. A spawn costs ~10 ms, so every request made in one
+ * die), as QEMU's do; answers are given once perl has exited, so that its
+ * copies are gone too. A spawn costs ~10 ms, so every request made in one
  * event-loop turn goes to one perl run (flushed by setImmediate).
  */
 
@@ -200,7 +201,11 @@ function runBatch(batch: Pending[]): void {
   let next = 0;
   let out = '';
   let err = '';
+  // Answers are given out only once perl is gone: until then its copies of our descriptors keep their open file
+  // descriptions, and so their locks, alive (a descriptor closed right after its answer would leave its locks behind).
+  const answered: Array<() => void> = [];
   const failRest = (e: BlockError) => {
+    for (const give of answered.splice(0)) give();
     while (next < batch.length) batch[next++]!.reject(e);
   };
   // Killed rather than waited for: while it lives, perl's copies of our descriptors would keep their locks.
@@ -219,8 +224,8 @@ function runBatch(batch: Pending[]): void {
       out = out.slice(nl + 1);
       const p = batch[next++]!;
       const reply = decode(p.req, line);
-      if (reply) p.resolve(reply);
-      else p.reject(helperError(`answered ${JSON.stringify(line)} to ${JSON.stringify(encode(p.req, childFd.get(p.req.fd)!))}`));
+      const wrong = reply ? undefined : helperError(`answered ${JSON.stringify(line)} to ${JSON.stringify(encode(p.req, childFd.get(p.req.fd)!))}`);
+      answered.push(() => (reply ? p.resolve(reply) : p.reject(wrong!)));
     }
     if (out.length > MAX_LINE) kill(`wrote a line longer than ${MAX_LINE} characters`);
   });

@@ -1,8 +1,13 @@
 import { BlockError } from './errors.js';
 import type { CreateOptions } from './create.js';
+import { HostFile, type LockingMode } from './file.js';
+import { PERM_ALL } from './perm.js';
 import { probeFormat } from './probe.js';
-import { Qcow2Image } from './qcow2/image.js';
+import { checkQcow2File, type CheckOptions } from './qcow2/check.js';
+import type { CheckResult } from './qcow2/check-types.js';
+import { checkChainDepth, Qcow2Image } from './qcow2/image.js';
 import { RawImage } from './raw.js';
+import { backingLockSpec, checkForceShare, filePerms, type NodeLockSpec } from './tool-perms.js';
 import type { BlockImage, ImageFormat } from './types.js';
 
 export interface OpenOptions {
@@ -13,26 +18,88 @@ export interface OpenOptions {
   openBacking?: boolean;
   /** Position in a backing chain (internal: bounds chain depth and loops). */
   depth?: number;
+  /** Lock every file of the chain as QEMU's tools do (tool-perms.ts); without it no lock is taken or checked. */
+  locks?: OpenLocks;
   /** qcow2: the caller keeps the image's persistent bitmaps (see Qcow2OpenOptions.persistentBitmaps). */
   persistentBitmaps?: boolean;
 }
 
+/** How the files of a chain are locked: what the image's users take (its node's permissions), as tool-perms.ts works it out. */
+export interface OpenLocks {
+  /** The top node's cumulative permissions (topLockSpec(flags).node for a tool's BlockBackend). */
+  node: NodeLockSpec['node'];
+  noIo?: boolean;
+  forceShare?: boolean;
+  /** The file driver's locking option (default auto: where OFD locks work). */
+  mode?: LockingMode;
+}
+
 export async function openImage(path: string, opts: OpenOptions = {}): Promise<BlockImage> {
+  if (opts.locks) checkForceShare(opts.readOnly ?? false, opts.locks.forceShare);
   const format = opts.format ?? (await probeFormat(path));
-  switch (format) {
-    case 'raw':
-      return RawImage.open(path, { readOnly: opts.readOnly });
-    case 'qcow2':
-      return Qcow2Image.open(path, {
-        readOnly: opts.readOnly,
-        openBacking: opts.openBacking ?? true,
-        depth: opts.depth,
-        persistentBitmaps: opts.persistentBitmaps,
-        openBackingImage: (p, fmt, depth) => openImage(p, { format: fmt, readOnly: true, depth }),
-      });
-    default:
-      throw new BlockError('INVALID_ARGUMENT', `Unknown driver '${String(format)}'`);
+  if (format !== 'raw' && format !== 'qcow2') throw new BlockError('INVALID_ARGUMENT', `Unknown driver '${String(format)}'`);
+  if (format === 'qcow2') checkChainDepth(path, opts.depth ?? 0);
+  const { file, spec } = await openLockedFile(path, format, opts.readOnly ?? false, opts.locks);
+  try {
+    if (format === 'raw') return await RawImage.fromFile(file);
+    return await Qcow2Image.openFile(file, {
+      readOnly: opts.readOnly,
+      openBacking: opts.openBacking ?? true,
+      depth: opts.depth,
+      persistentBitmaps: opts.persistentBitmaps,
+      openBackingImage: (p, fmt, depth) => openImage(p, { format: fmt, readOnly: true, depth, locks: backingLocks(spec, opts.locks) }),
+    });
+  } catch (err) {
+    await file.close();
+    throw err;
   }
+}
+
+/**
+ * qemu-img check's open of a qcow2 image (BDRV_O_CHECK): the image opened
+ * for checking (read-write to repair), with its backing chain opened and
+ * locked as any open of the image would, then checked.
+ */
+export async function checkImage(path: string, opts: Pick<CheckOptions, 'repair'> & { locks?: OpenLocks } = {}): Promise<CheckResult> {
+  const readOnly = opts.repair === undefined;
+  if (opts.locks) checkForceShare(readOnly, opts.locks.forceShare);
+  const { file, spec } = await openLockedFile(path, 'qcow2', readOnly, opts.locks);
+  try {
+    return await checkQcow2File(file, path, {
+      repair: opts.repair,
+      openBackingImage: (p, fmt, depth) => openImage(p, { format: fmt, readOnly: true, depth, locks: backingLocks(spec, opts.locks) }),
+    });
+  } finally {
+    await file.close();
+  }
+}
+
+/**
+ * Opens the host file under an image and, with `locks`, takes the lock
+ * bytes QEMU's file node would hold for it before anything is read: QEMU
+ * locks a file when its format node attaches it, so a refusal comes before
+ * a bad header or anything about the backing chain.
+ */
+async function openLockedFile(path: string, format: ImageFormat, readOnly: boolean, locks: OpenLocks | undefined) {
+  if (!locks) return { file: await HostFile.open(path, { readOnly }), spec: undefined };
+  const spec: NodeLockSpec = { node: locks.node, readOnly, noIo: locks.noIo ?? false, forceShare: locks.forceShare ?? false };
+  const p = filePerms(format, spec);
+  // Taking nothing and sharing all locks no byte and checks none: no need to find out whether locks work.
+  const none = p.perm === 0 && p.shared === PERM_ALL;
+  const file = await HostFile.open(path, { readOnly, locking: none ? undefined : (locks.mode ?? 'auto') });
+  try {
+    await file.lockPerms(p.perm, p.shared);
+  } catch (err) {
+    await file.close();
+    throw err;
+  }
+  return { file, spec };
+}
+
+function backingLocks(spec: NodeLockSpec | undefined, locks: OpenLocks | undefined): OpenLocks | undefined {
+  if (!spec || !locks) return undefined;
+  const b = backingLockSpec(spec);
+  return { node: b.node, noIo: b.noIo, forceShare: b.forceShare, mode: locks.mode };
 }
 
 export async function createImage(path: string, opts: CreateOptions): Promise<void> {

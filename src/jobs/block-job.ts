@@ -102,9 +102,9 @@ export abstract class BlockJob extends RateLimitedJob {
   }
 
   /** Cancelling a user-paused job resumes it first (job_cancel_async_locked), which clears the io-status too. */
-  override requestCancel(): void {
+  override requestCancel(force = true): void {
     if (this.userPaused) this.ioStatus = 'ok';
-    super.requestCancel();
+    super.requestCancel(force);
   }
 
   /** block_job_remove_all_bdrv: the links go, and nodes only the job held go with them. */

@@ -7,10 +7,9 @@ import { strerror } from '../image/errno.js';
 import { BlockError } from '../image/errors.js';
 import { isZero } from '../image/request.js';
 import type { Extent, WritePiece } from '../image/types.js';
-import { type ErrorAction, errorAction, type IoStatus, type OnError } from './error-policy.js';
-import { Job, type JobListener, type JobOptions } from './job.js';
-import { JobNodes } from './job-nodes.js';
-import { RateLimitedJob } from './rate-limited-job.js';
+import { BlockJob, type BlockJobListener } from './block-job.js';
+import type { OnError } from './error-policy.js';
+import type { JobOptions } from './job.js';
 
 /** MIRROR_COPY_MODE_*: writes are only tracked, or also copied before they complete. */
 export type CopyMode = 'background' | 'write-blocking';
@@ -20,9 +19,7 @@ export const MIRROR_MAX_IN_FLIGHT = 16;
 const MAX_IO_BYTES = 1 << 20;
 export const DEFAULT_MIRROR_BUF_SIZE = MIRROR_MAX_IN_FLIGHT * MAX_IO_BYTES;
 
-export interface MirrorListener extends JobListener {
-  ioError(job: Job, operation: 'read' | 'write', action: ErrorAction): void;
-}
+export type MirrorListener = BlockJobListener;
 
 /** What the job does to the graph as it ends (mirror_exit_common), given by whoever set it up. */
 export interface MirrorExit {
@@ -79,12 +76,10 @@ interface Span {
  * the graph onto the target, or a cancel ends it without the pivot (a soft
  * cancel of a ready job completes; before ready every cancel is forced).
  */
-export class MirrorJob extends RateLimitedJob implements MirrorTopJob {
+export class MirrorJob extends BlockJob implements MirrorTopJob {
   readonly source: BlockNode;
   readonly target: BlockNode;
   readonly filter: MirrorTopNode;
-  ioStatus: IoStatus = 'ok';
-  readonly nodes: JobNodes;
   readonly granularity: number;
   /** What is still to copy; every write to the source marks it (a disabled one for write-blocking: writes are copied as they happen). */
   readonly dirty: ChunkBitmap;
@@ -114,7 +109,7 @@ export class MirrorJob extends RateLimitedJob implements MirrorTopJob {
 
   constructor(
     id: string,
-    private readonly events: MirrorListener,
+    events: MirrorListener,
     opts: MirrorOptions,
   ) {
     super(id, opts.jobType, events, opts);
@@ -130,7 +125,6 @@ export class MirrorJob extends RateLimitedJob implements MirrorTopJob {
     this.dirtyEntry.onMark = () => {
       if (this.inSyncWait) this.kick();
     };
-    this.nodes = new JobNodes(opts.jobType, id);
     // bdrv_can_write_zeroes_with_unmap: zeroes then cost nothing and are not charged to the rate limit.
     this.writeZeroesOk = this.target.settings.discard === 'unmap';
     this.maxIoBytes = Math.max(Math.floor(opts.bufSize / MIRROR_MAX_IN_FLIGHT), MAX_IO_BYTES);
@@ -485,22 +479,8 @@ export class MirrorJob extends RateLimitedJob implements MirrorTopJob {
   private ioFailed(side: 'read' | 'write', err: unknown): void {
     this.activelySynced = false;
     const errno = (err as { errno?: string } | undefined)?.errno ?? 'EIO';
-    const action = errorAction(side === 'read' ? this.opts.onSourceError : this.opts.onTargetError, errno);
-    this.events.ioError(this, side, action);
-    if (action === 'report') {
-      this.failure ??= new Error(strerror(errno));
-    } else if (action === 'stop') {
-      if (this.ioStatus === 'ok') this.ioStatus = errno === 'ENOSPC' ? 'nospace' : 'failed';
-      if (!this.userPaused) {
-        this.userPaused = true;
-        this.pause();
-      }
-    }
-  }
-
-  override userResume(): void {
-    super.userResume();
-    this.ioStatus = 'ok';
+    const action = this.errorAction(side === 'read' ? this.opts.onSourceError : this.opts.onTargetError, side, errno);
+    if (action === 'report') this.failure ??= new Error(strerror(errno));
   }
 
   /** mirror_flush: a failed flush of the target goes through the target's error policy. */

@@ -1,7 +1,8 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { readFile, stat } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { run } from './qemu.js';
+import { ImageLockError } from '../../src/image/file-lock.js';
+import { BLOCKEMU, run } from './qemu.js';
 
 /**
  * Helpers for the image-lock tests: which bytes of a file are locked (from
@@ -43,16 +44,25 @@ function exited(p: ChildProcess): Promise<void> {
  * `qemu-io ARGS FILE` reading commands from a pipe: it has the image open
  * (and its locks taken) once it answers `length`; `quit` lets it go.
  */
-export async function holdWithQemuIo(args: string[], file: string): Promise<Holder> {
-  const p = spawn('qemu-io', [...args, file], { stdio: ['pipe', 'pipe', 'pipe'] });
+export function holdWithQemuIo(args: string[], file: string, cwd?: string): Promise<Holder> {
+  return holdWithIo('qemu-io', args, file, cwd);
+}
+
+/** The same with `blockemu io ARGS FILE` (its interactive mode: commands on stdin). */
+export function holdWithBlockemuIo(args: string[], file: string, cwd?: string): Promise<Holder> {
+  return holdWithIo(process.execPath, [BLOCKEMU, 'io', ...args], file, cwd);
+}
+
+async function holdWithIo(cmd: string, args: string[], file: string, cwd: string | undefined): Promise<Holder> {
+  const p = spawn(cmd, [...args, file], { stdio: ['pipe', 'pipe', 'pipe'], cwd });
   let out = '';
   let err = '';
   p.stdout!.setEncoding('utf8').on('data', (d: string) => (out += d));
   p.stderr!.setEncoding('utf8').on('data', (d: string) => (err += d));
   p.stdin!.write('length\n');
   for (const t0 = Date.now(); !out.includes('\n'); await sleep(5)) {
-    if (p.exitCode !== null) throw new Error(`qemu-io ${args.join(' ')} could not hold ${file}: ${err}`);
-    if (Date.now() - t0 > 10_000) throw new Error(`qemu-io ${args.join(' ')} did not answer`);
+    if (p.exitCode !== null) throw new Error(`${cmd} ${args.join(' ')} could not hold ${file}: ${err}`);
+    if (Date.now() - t0 > 10_000) throw new Error(`${cmd} ${args.join(' ')} did not answer`);
   }
   return {
     async stop() {
@@ -93,4 +103,17 @@ export async function qemuIoOpens(args: string[], file: string): Promise<Outcome
   const m = new RegExp(`^qemu-io: can't open device ${name}: (.*)\\n(?:(.*)\\n)?$`).exec(r.stderr);
   if (!m) return { message: `unexpected: exit ${r.code}, ${JSON.stringify(r.stderr)}` };
   return m[2] === undefined ? { message: m[1]! } : { message: m[1]!, hint: m[2] };
+}
+
+/** How a blockemu call ended: 'ok', or its error's message and the lock hint (from the error or one of its causes). */
+export async function refusal(p: Promise<unknown>): Promise<Outcome> {
+  try {
+    await p;
+  } catch (err) {
+    for (let e: unknown = err; e instanceof Error; e = e.cause) {
+      if (e instanceof ImageLockError && e.hint !== undefined) return { message: (err as Error).message, hint: e.hint };
+    }
+    return { message: (err as Error).message };
+  }
+  return { message: 'ok' };
 }

@@ -6,12 +6,19 @@
  * truncates nothing. Compared through qemu-img / blockemu img create, and
  * through blockdev-create, drive-backup and blockdev-snapshot-sync on both
  * daemons: each file's length, allocated blocks (st_blocks) and bytes.
+ * And its locks: raw_co_create takes write and resize, checked against
+ * every other user, before an existing file is emptied.
  */
 import { createHash } from 'node:crypto';
 import { readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { CREATE_PERMS, createHostFile } from '../../src/image/file-create.js';
+import { ofdLocksAvailable } from '../../src/image/file-lock.js';
+import { HostFile } from '../../src/image/file.js';
+import { createImage } from '../../src/image/open.js';
 import { type Daemon, OURS, outcome, startExportDaemon } from '../helpers/export-daemon.js';
+import { lockedBytes, refusal } from '../helpers/locks.js';
 import { blockemu, qemu, qemuImg, withTempDir } from '../helpers/qemu.js';
 
 /** What a file is on disk: length, blocks allocated, and a digest of its bytes (`dir` in them, a backing file name, blanked). */
@@ -100,4 +107,33 @@ describe.skipIf(!qemu.available || !qemu.storageDaemon)('files created over QMP'
     expect(theirs.files['inc.raw']).toMatch(/^1048576 bytes, 8 blocks/);
     expect(await session(OURS)).toEqual(theirs);
   }, 60_000);
+});
+
+const ofd = await ofdLocksAvailable();
+if (!ofd) console.warn('SKIP: this machine cannot take OFD locks through perl (see resolveLocking)');
+
+describe.skipIf(!ofd)('image locks of a new file (raw_co_create)', () => {
+  it('creating over an image in use is refused before anything is emptied', async () => {
+    await withTempDir(async (dir) => {
+      const raw = join(dir, 'in-use.raw');
+      await writeFile(raw, Buffer.alloc(4096, 0x5a));
+      const holder = await HostFile.open(raw, { locking: 'auto' });
+      // A writer that lets others only read
+      await holder.lockPerms(1 | 2, 1);
+      const refused = { message: 'Failed to get "write" lock', hint: `Is another process using the image [${raw}]?` };
+      try {
+        expect(await refusal(createHostFile(raw, 512))).toEqual(refused);
+        expect(await refusal(createImage(raw, { format: 'qcow2', size: 1 << 20 }))).toEqual(refused);
+        expect((await stat(raw)).size).toBe(4096);
+        expect((await readFile(raw))[0]).toBe(0x5a);
+      } finally {
+        await holder.close();
+      }
+      // Once it is let go, the file is created anew; its create locks go with the descriptor.
+      await createHostFile(raw, 512);
+      expect((await stat(raw)).size).toBe(512);
+      expect(await lockedBytes(raw)).toEqual([]);
+      expect(CREATE_PERMS).toEqual({ perm: 2 | 8, shared: 1 | 2 | 4 });
+    });
+  });
 });

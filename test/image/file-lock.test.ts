@@ -273,6 +273,21 @@ describe.skipIf(!ofd)('ImageLock in one process', () => {
     a.lock.fdClosed(); // the fake perl said it locked what it did not
   });
 
+  it('answers once perl is gone, so a descriptor closed at once takes its locks with it', async () => {
+    const slow = join(dir, 'slow-perl');
+    await mkdir(slow);
+    // The real perl, then a shell that lingers with copies of the descriptors it was handed.
+    const real = (await run('sh', ['-c', 'command -v perl'])).stdout.trim();
+    await writeFile(join(slow, 'perl'), `#!/bin/sh\n${real} "$@"\nsleep 0.3\n`);
+    await chmod(join(slow, 'perl'), 0o755);
+    const f = await newFile();
+    const { lock, fh } = await lockOn(f);
+    await withPath(`${slow}:${process.env.PATH}`, () => lock.commit(QCOW2_RW.perm, QCOW2_RW.shared));
+    await fh.close();
+    lock.fdClosed();
+    expect(await lockedBytes(f)).toEqual([]);
+  });
+
   it('kills a perl that does not answer, and fails its requests at once', async () => {
     const fake = join(dir, 'stuck-perl');
     await mkdir(fake);

@@ -6,6 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { openImage } from '../../src/image/open.js';
 // The child's own data generator: the parent recomputes what each logged operation wrote.
 import { pattern, rng } from '../fixtures/crash-writer.mjs';
+import { runUntilKilled } from '../helpers/kill-child.js';
 import { qemu, qemuImg, qemuIo, withTempDir } from '../helpers/qemu.js';
 
 /**
@@ -104,21 +105,7 @@ function verify(actual: Uint8Array, durable: Uint8Array, unflushed: Array<[numbe
 }
 
 /** Runs the child until `delayMs` after it has the image open, then SIGKILLs it. */
-async function runAndKill(image: string, log: string, seed: number, delayMs: number): Promise<void> {
-  const child = spawn(process.execPath, [CHILD, image, log, String(seed)], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let stderr = '';
-  child.stderr.on('data', (d) => (stderr += d));
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((res) => child.on('exit', (code, signal) => res({ code, signal })));
-  await new Promise<void>((res) => {
-    child.stdout.on('data', (d: Buffer) => d.toString().includes('ready') && res());
-    void exited.then(() => res());
-  });
-  await new Promise((res) => setTimeout(res, delayMs));
-  child.kill('SIGKILL');
-  const { code, signal } = await exited;
-  // Any other end means the child hit an error while writing (e.g. a corrupt-image exception).
-  expect({ code, signal, stderr }).toEqual({ code: null, signal: 'SIGKILL', stderr: '' });
-}
+const runAndKill = (image: string, log: string, seed: number, delayMs: number) => runUntilKilled(CHILD, [image, log, String(seed)], delayMs);
 
 /** qemu-img check: no corruption; leaks are the expected price of a crash. */
 async function expectConsistent(image: string, when: string): Promise<void> {

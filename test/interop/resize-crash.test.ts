@@ -1,9 +1,9 @@
-import { spawn } from 'node:child_process';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { openImage } from '../../src/image/open.js';
 import { rng } from '../fixtures/crash-writer.mjs';
+import { runUntilKilled } from '../helpers/kill-child.js';
 import { qemu, qemuImg, qemuIo, withTempDir } from '../helpers/qemu.js';
 
 /**
@@ -57,20 +57,7 @@ async function expectConsistent(image: string, when: string): Promise<void> {
   expect(out, `qemu-img check ${when}`).not.toMatch(/ERROR|corrupt/);
 }
 
-async function runAndKill(args: string[], delayMs: number): Promise<void> {
-  const child = spawn(process.execPath, [CHILD, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let stderr = '';
-  child.stderr.on('data', (d) => (stderr += d));
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((res) => child.on('exit', (code, signal) => res({ code, signal })));
-  await new Promise<void>((res) => {
-    child.stdout.on('data', (d: Buffer) => d.toString().includes('ready') && res());
-    void exited.then(() => res());
-  });
-  await new Promise((res) => setTimeout(res, delayMs));
-  child.kill('SIGKILL');
-  expect(await exited).toEqual({ code: null, signal: 'SIGKILL' });
-  expect(stderr).toBe('');
-}
+const runAndKill = (args: string[], delayMs: number) => runUntilKilled(CHILD, args, delayMs);
 
 describe.skipIf(!qemu.available)('qcow2 resize crash safety (SIGKILL while resizing)', () => {
   it.each(CONFIGS)('$name', async (cfg) => {

@@ -1,6 +1,5 @@
-import { HostFile } from '../../image/file.js';
+import { HostFile, type LockingMode } from '../../image/file.js';
 import { untouchedSinceCreated } from '../../image/file-create.js';
-import { ImageLock, resolveLocking } from '../../image/file-lock.js';
 import { resizeFile } from '../../image/resize.js';
 import type { Preallocation } from '../../image/types.js';
 import { ChunkBitmap } from '../bitmap.js';
@@ -60,15 +59,13 @@ export class FileNode extends BlockNode {
    * same file refuse or allow it as QEMU would. With auto-read-only the
    * file is opened read-only until a user needs to write (raw_parse_flags).
    */
-  static async open(name: string, filename: string, o: { readOnly: boolean; autoReadOnly?: boolean; locking?: 'on' | 'off' | 'auto' }): Promise<FileNode> {
-    const useLock = await resolveLocking(o.locking ?? 'auto');
+  static async open(name: string, filename: string, o: { readOnly: boolean; autoReadOnly?: boolean; locking?: LockingMode }): Promise<FileNode> {
     const autoReadOnly = o.autoReadOnly ?? false;
-    const file = await HostFile.open(filename, { readOnly: o.readOnly || autoReadOnly });
+    const file = await HostFile.open(filename, { readOnly: o.readOnly || autoReadOnly, locking: o.locking ?? 'auto' });
     try {
       const length = await file.size();
       const fresh = !file.readOnly && length > 0 && ((await file.allocatedBytes()) === 0 || (await untouchedSinceCreated(file)));
       const node = new FileNode(name, file, length, fresh, o.readOnly, autoReadOnly);
-      if (useLock) node.lock = new ImageLock(file.fd, filename);
       node.openFilename = filename;
       return node;
     } catch (err) {
@@ -77,12 +74,14 @@ export class FileNode extends BlockNode {
     }
   }
 
-  /** The lock bytes of this node's descriptor, when locking is on. */
-  private lock: ImageLock | undefined;
+  /** The lock bytes of this node's descriptor (the HostFile's), when locking is on. */
+  private get lock() {
+    return this.file.imageLock;
+  }
   /** A reopen under way (s->reopen_state): its flags, not the node's, decide the descriptor's mode while permissions are checked. */
   private reopening: { readOnly: boolean; autoReadOnly: boolean } | undefined;
   /** A descriptor of the other mode for the permissions being checked, holding their lock bytes too (perm_change_fd). */
-  private next: { file: HostFile; lock: ImageLock | undefined } | undefined;
+  private next: { file: HostFile } | undefined;
 
   /**
    * raw_check_perm: a descriptor of the mode the permissions need is opened
@@ -97,16 +96,19 @@ export class FileNode extends BlockNode {
     const writers = (perm & (PERM_WRITE | PERM_WRITE_UNCHANGED | PERM_RESIZE)) !== 0;
     const readWrite = flags.autoReadOnly ? writers : !flags.readOnly;
     if (this.next && this.next.file.readOnly === readWrite) await this.dropNext();
-    if (!this.next && this.file.readOnly === readWrite) this.next = { file: await HostFile.open(this.filename, { readOnly: !readWrite }), lock: undefined };
+    if (!this.next && this.file.readOnly === readWrite) {
+      // Locked as the current one is (whether locks work is known by now).
+      this.next = { file: await HostFile.open(this.filename, { readOnly: !readWrite, locking: this.lock ? 'on' : undefined }) };
+    }
     try {
       await this.lock?.prepare(perm, shared);
     } catch (err) {
       await this.dropNext();
       throw err;
     }
-    if (!this.next || !this.lock) return;
-    this.next.lock ??= new ImageLock(this.next.file.fd, this.filename);
-    const failure = await this.next.lock.commit(perm, shared);
+    const nextLock = this.next?.file.imageLock;
+    if (!this.lock || !nextLock) return;
+    const failure = await nextLock.commit(perm, shared);
     if (failure) {
       await this.lock.abort();
       await this.dropNext();
@@ -119,12 +121,10 @@ export class FileNode extends BlockNode {
     const next = this.next;
     if (next) {
       this.next = undefined;
-      const old = { file: this.file, lock: this.lock };
+      const old = this.file;
       this.file = next.file;
-      this.lock = next.lock;
-      await old.lock?.settled();
-      await old.file.close();
-      old.lock?.fdClosed();
+      // Its locks go with it once no lock change is under way on it (HostFile.close waits for that).
+      await old.close();
     }
     // Like QEMU, a byte that fails to change here is only worth a warning: the permissions are in force either way.
     const warning = await this.lock?.commit(perm, shared);
@@ -140,9 +140,7 @@ export class FileNode extends BlockNode {
     const next = this.next;
     if (!next) return;
     this.next = undefined;
-    await next.lock?.settled();
     await next.file.close();
-    next.lock?.fdClosed();
   }
 
   /**
@@ -285,11 +283,9 @@ export class FileNode extends BlockNode {
     return { filename: this.filename, format: 'file', virtualSize: this.size(), actualSize: await this.file.allocatedBytes() };
   }
 
-  /** The descriptor closes (and its locks with it) only once no lock change is under way on it: a reused number would lock another file. */
+  /** The descriptors close (and their locks with them) only once no lock change is under way on them (HostFile.close waits for that). */
   protected async doClose(): Promise<void> {
     await this.dropNext();
-    await this.lock?.settled();
     await this.file.close();
-    this.lock?.fdClosed();
   }
 }

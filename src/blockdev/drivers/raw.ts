@@ -1,23 +1,13 @@
 import { BlockError } from '../../image/errors.js';
 import { checkRequest } from '../../image/request.js';
 import type { Extent } from '../../image/types.js';
-import { PERM_RESIZE, PERM_WRITE } from '../../image/perm.js';
 import type { Preallocation } from '../../image/types.js';
-import { defaultChildPerms, type NodeChild, type PermPair } from '../child.js';
+import { type NodeChild, type PermPair, rawChildPerm } from '../child.js';
 import type { NamePolicy } from '../filename.js';
 import { BlockNode, type NodeImageInfo, type StatusOptions, type WriteFlags, type ZeroFlags } from '../node.js';
 import { absorb } from '../options.js';
 import { type ReopenPlan, writableAfter } from '../permissions.js';
 import type { ReopenState, StagedReopen } from '../reopen-driver.js';
-
-/**
- * raw_child_perm: the defaults, but write and resize only when a parent
- * takes them (a raw node has no metadata of its own to write).
- */
-export function rawChildPerm(role: number, writable: boolean, perm: number, shared: number): PermPair {
-  const p = defaultChildPerms(role, writable, perm, shared);
-  return { perm: (p.perm & ~(PERM_WRITE | PERM_RESIZE)) | (perm & (PERM_WRITE | PERM_RESIZE)), shared: p.shared };
-}
 
 /** raw_apply_options' checks and words for a window of a file of `real` bytes. */
 function checkWindow(real: number, offset: number, size: number | undefined): void {

@@ -1,9 +1,11 @@
 import * as ops from '../../blockdev/bitmap-ops.js';
+import { BlockBackend } from '../../blockdev/block-backend.js';
 import { BlockGraph } from '../../blockdev/graph.js';
 import type { BlockNode } from '../../blockdev/node.js';
 import { openBlockdev } from '../../blockdev/open.js';
 import { probeFormat } from '../../image/probe.js';
-import { innerOpenMessage, probedRawWarning } from './open.js';
+import { backendPerms } from '../../image/tool-perms.js';
+import { innerOpenMessage, probedRawWarning, withHint } from './open.js';
 import { type ImgIo, ImgFailure } from './output.js';
 import { parseQemuSize } from './size-arg.js';
 
@@ -44,9 +46,10 @@ export async function imgBitmap(io: ImgIo, a: BitmapArgs): Promise<number> {
   const [filename, bitmap] = a.args as [string, string];
 
   const graph = new BlockGraph();
+  const users: BlockBackend[] = [];
   try {
-    const node = await openNode(io, graph, filename, a.format, false);
-    const src = a.sourceFile !== undefined ? await openNode(io, graph, a.sourceFile, a.sourceFormat, true) : node;
+    const node = await openNode(io, graph, users, filename, a.format, false);
+    const src = a.sourceFile !== undefined ? await openNode(io, graph, users, a.sourceFile, a.sourceFormat, true) : node;
     for (const act of a.actions) {
       try {
         await runAction(graph, node, src, bitmap, act, granularity);
@@ -56,6 +59,7 @@ export async function imgBitmap(io: ImgIo, a: BitmapArgs): Promise<number> {
     }
     return 0;
   } finally {
+    for (const blk of users) await blk.remove();
     await graph.closeAll();
   }
 }
@@ -82,18 +86,27 @@ async function runAction(graph: BlockGraph, node: BlockNode, src: BlockNode, bit
   }
 }
 
-/** img_open with BDRV_O_NO_BACKING: the format node (generated name, as qemu-img's) over a file node. */
-async function openNode(io: ImgIo, graph: BlockGraph, filename: string, format: string | undefined, readOnly: boolean): Promise<BlockNode> {
+/**
+ * img_open with BDRV_O_NO_BACKING: the format node (generated name, as
+ * qemu-img's) over a file node, used through a BlockBackend as
+ * blk_new_open's (taking consistent read, and write unless read-only,
+ * sharing all), so its file is locked as qemu-img bitmap locks it.
+ */
+async function openNode(io: ImgIo, graph: BlockGraph, users: BlockBackend[], filename: string, format: string | undefined, readOnly: boolean): Promise<BlockNode> {
   try {
     const driver = format ?? (await probeFormat(filename));
     if (format === undefined && driver === 'raw' && !readOnly) io.err(probedRawWarning(filename));
-    return await openBlockdev(graph, {
+    const node = await openBlockdev(graph, {
       driver,
       'read-only': readOnly,
       file: { driver: 'file', filename },
       ...(driver === 'qcow2' ? { backing: null } : {}),
     });
+    const blk = new BlockBackend(backendPerms({ readOnly }));
+    await blk.insert(node);
+    users.push(blk);
+    return node;
   } catch (err) {
-    throw new ImgFailure(`Could not open '${filename}': ${innerOpenMessage(err, filename)}`);
+    throw new ImgFailure(`Could not open '${filename}': ${withHint(innerOpenMessage(err, filename), err)}`);
   }
 }

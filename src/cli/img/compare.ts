@@ -10,6 +10,8 @@ export interface CompareArgs {
   progress: boolean;
   quiet: boolean;
   strict: boolean;
+  /** -U */
+  forceShare?: boolean;
   args: string[];
 }
 
@@ -43,7 +45,7 @@ export async function imgCompare(io: ImgIo, a: CompareArgs): Promise<number> {
   try {
     const sides: Side[] = [];
     for (const [name, format] of [[a.args[0]!, a.format1], [a.args[1]!, a.format2]] as const) {
-      const img = await openForCli(name, { format }).catch((e: unknown) => {
+      const img = await openForCli(name, { format, forceShare: a.forceShare }).catch((e: unknown) => {
         throw e instanceof ImgFailure ? e.withExitCode(2) : e;
       });
       opened.push(img);

@@ -4,7 +4,7 @@ import type { CreateOptions } from '../../image/create.js';
 import { Qcow2Image } from '../../image/qcow2/image.js';
 import type { BlockImage } from '../../image/types.js';
 import { type Fail, parseCreateOptions, qcow2CreateOptions, str } from './create-opts.js';
-import { chainNames, innerOpenMessage, openForCli } from './open.js';
+import { chainNames, cliLocks, openFailureText, openForCli, withHint } from './open.js';
 import { type ImgIo, ImgFailure } from './output.js';
 import { Progress } from './progress.js';
 import { parseQemuSize } from './size-arg.js';
@@ -20,6 +20,8 @@ export interface ConvertArgs {
   compress: boolean;
   progress: boolean;
   quiet: boolean;
+  /** -U: for the source (the target is written) */
+  forceShare?: boolean;
   args: string[];
 }
 
@@ -71,7 +73,8 @@ export async function imgConvert(io: ImgIo, a: ConvertArgs): Promise<number> {
     const [srcName, dstName] = a.args as [string, string];
     progress.advance(0);
 
-    const src = await openForCli(srcName, { format: a.format });
+    // A source is opened with BDRV_O_NO_SHARE: nobody may write it while it is copied.
+    const src = await openForCli(srcName, { format: a.format, forceShare: a.forceShare, flags: { noShare: true } });
     opened.push(src);
     const outFmt = a.outputFormat ?? 'raw';
     if (!isFormat(outFmt)) throw new ImgFailure(`Unknown file format '${outFmt}'`);
@@ -101,13 +104,13 @@ export async function imgConvert(io: ImgIo, a: ConvertArgs): Promise<number> {
     } catch (err) {
       const msg = err instanceof Error ? err.message : String(err);
       const openPrefix = `Could not open '${dstName}': `;
-      throw fail(msg.startsWith(openPrefix) ? `Could not create '${dstName}': ${msg.slice(openPrefix.length)}` : msg);
+      throw fail(withHint(msg.startsWith(openPrefix) ? `Could not create '${dstName}': ${msg.slice(openPrefix.length)}` : msg, err));
     }
     let dst: BlockImage;
     try {
-      dst = await openImage(dstName, { format: outFmt, readOnly: false });
+      dst = await openImage(dstName, { format: outFmt, readOnly: false, locks: cliLocks({ readOnly: false }) });
     } catch (err) {
-      throw new ImgFailure(`Could not open '${dstName}': ${innerOpenMessage(err, dstName)}`);
+      throw new ImgFailure(`Could not open '${dstName}': ${await openFailureText(err, dstName, outFmt)}`);
     }
     opened.push(dst);
     if (a.compress && !(dst instanceof Qcow2Image)) throw new ImgFailure('Compression not supported for this file format');

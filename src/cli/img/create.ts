@@ -3,7 +3,7 @@ import { createImage, isFormat } from '../../image/open.js';
 import type { CreateOptions } from '../../image/create.js';
 import type { ImageFormat } from '../../image/types.js';
 import { type Fail, formattingLine, parseCreateOptions, qcow2CreateOptions, str } from './create-opts.js';
-import { pathCombine, tryOpen } from './open.js';
+import { pathCombine, tryOpen, withHint } from './open.js';
 import { type ImgIo, ImgFailure, PROG, usageError } from './output.js';
 import { INT64_MAX, parseQemuSize } from './size-arg.js';
 
@@ -57,7 +57,8 @@ export async function imgCreate(io: ImgIo, a: CreateArgs): Promise<number> {
     if (backingFile === '') throw fail('Expected backing file name, got empty string');
     // qemu-img opens the backing chain to check it and, without a size, to take its size.
     const shown = pathCombine(filename, backingFile);
-    const r = await tryOpen(shown, { format: backingFmt, readOnly: true });
+    // bdrv_img_create opens it bare (no BlockBackend), force-shared and without I/O: it locks nothing, whoever uses it.
+    const r = await tryOpen(shown, { format: backingFmt, readOnly: true, forceShare: true, flags: { noIo: true, bare: true } });
     if ('inner' in r) throw fail(`${r.inner}\nCould not open backing image.`);
     const backingSize = r.image.size();
     const detected = r.image.format;
@@ -89,7 +90,7 @@ export async function imgCreate(io: ImgIo, a: CreateArgs): Promise<number> {
   try {
     await createImage(filename, opts);
   } catch (err) {
-    throw fail(createErrorText(err, filename, fmt));
+    throw fail(withHint(createErrorText(err, filename, fmt), err));
   }
   return 0;
 }

@@ -9,6 +9,8 @@ export interface InfoArgs {
   format?: string;
   output?: string;
   backingChain: boolean;
+  /** -U */
+  forceShare?: boolean;
   args: string[];
 }
 
@@ -43,7 +45,8 @@ export async function imgInfo(io: ImgIo, a: InfoArgs): Promise<number> {
   while (name !== undefined) {
     if (seen.has(resolve(name))) throw new ImgFailure(`Backing file '${name}' creates an infinite loop.`);
     seen.add(resolve(name));
-    const img = await openForCli(name, { format, backing: false });
+    // BDRV_O_NO_BACKING | BDRV_O_NO_IO: only the header is looked at, so a qcow2 file is locked against writers but not read consistently.
+    const img = await openForCli(name, { format, backing: false, forceShare: a.forceShare, flags: { noIo: true } });
     const r = await describe(img, name);
     reports.push(r);
     name = a.backingChain ? r.fullBacking : undefined;

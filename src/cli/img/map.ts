@@ -10,6 +10,8 @@ export interface MapArgs {
   output?: string;
   startOffset?: string;
   maxLength?: string;
+  /** -U */
+  forceShare?: boolean;
   args: string[];
 }
 
@@ -30,7 +32,7 @@ export async function imgMap(io: ImgIo, a: MapArgs): Promise<number> {
   const maxLength = a.maxLength === undefined ? undefined : offsetArg(a.maxLength, 'max length');
   if (a.args.length !== 1) throw usageError('Expecting one image file name');
   const name = a.args[0]!;
-  const img = await openForCli(name, { format: a.format });
+  const img = await openForCli(name, { format: a.format, forceShare: a.forceShare });
   try {
     const names = chainNames(img, name);
     const end = Math.min(img.size(), maxLength === undefined ? Infinity : start + maxLength);

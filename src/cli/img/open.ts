@@ -1,7 +1,8 @@
 import { stat } from 'node:fs/promises';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { BlockError } from '../../image/errors.js';
-import { isFormat, openImage } from '../../image/open.js';
+import { isFormat, type OpenLocks, openImage } from '../../image/open.js';
+import { checkForceShare, topLockSpec, type ToolOpenFlags } from '../../image/tool-perms.js';
 import type { BlockImage, ImageFormat } from '../../image/types.js';
 import { ImgFailure } from './output.js';
 
@@ -47,6 +48,23 @@ export function innerOpenMessage(err: unknown, path: string): string {
   return msg;
 }
 
+/**
+ * The hint QEMU prints on the line after the message (error_append_hint:
+ * a lock refusal's "Is another process using the image [x]?"), wherever it
+ * is among the error's causes (a backing file's refusal is wrapped in its
+ * overlay's words, and error_prepend keeps the hint).
+ */
+export function errorHint(err: unknown): string | undefined {
+  for (let e: unknown = err; e instanceof Error; e = e.cause) if (e instanceof BlockError && e.hint !== undefined) return e.hint;
+  return undefined;
+}
+
+/** `text` followed by the error's hint on its own line, as QEMU's error_report_err prints it. */
+export function withHint(text: string, err: unknown): string {
+  const hint = errorHint(err);
+  return hint === undefined ? text : `${text}\n${hint}`;
+}
+
 /** What QEMU prints when it guessed raw for an image opened for writing without a format. */
 export function probedRawWarning(file: string): string {
   return (
@@ -63,6 +81,16 @@ export interface CliOpenOptions {
   backing?: boolean;
   /** qcow2: the command keeps the persistent bitmaps up to date itself (resize does). */
   persistentBitmaps?: boolean;
+  /** -U: share everything (force-share=on); refused for a writer, as QEMU refuses it. */
+  forceShare?: boolean;
+  /** The open flags besides read-only that decide the image locks (qemu-img info's BDRV_O_NO_IO, convert's BDRV_O_NO_SHARE, …). */
+  flags?: Omit<ToolOpenFlags, 'readOnly' | 'forceShare'>;
+}
+
+/** The image locks a tool's open with these options takes: tool-perms.ts's rules for the BlockBackend QEMU opens. */
+export function cliLocks(opts: CliOpenOptions): OpenLocks {
+  const spec = topLockSpec({ ...opts.flags, readOnly: opts.readOnly ?? true, forceShare: opts.forceShare });
+  return { node: spec.node, noIo: spec.noIo, forceShare: spec.forceShare };
 }
 
 /** Opens `name` or fails with qemu-img's "Could not open 'name': …". */
@@ -76,16 +104,27 @@ export async function openForCli(name: string, opts: CliOpenOptions = {}): Promi
 export async function tryOpen(name: string, opts: CliOpenOptions = {}): Promise<{ image: BlockImage } | { inner: string }> {
   if (opts.format !== undefined && !isFormat(opts.format)) return { inner: `Unknown driver '${opts.format}'` };
   const format = opts.format;
+  const readOnly = opts.readOnly ?? true;
+  try {
+    // bdrv_open_common refuses force-share for a writer before the file is looked at.
+    checkForceShare(readOnly, opts.forceShare);
+  } catch (err) {
+    return { inner: (err as Error).message };
+  }
   // QEMU's file driver refuses directories (and other non-files) before reading anything.
   const st = await stat(name).catch(() => undefined);
   if (st?.isDirectory()) return { inner: `'file' driver requires '${name}' to be a regular file` };
   try {
-    return { image: await openImage(name, { format, readOnly: opts.readOnly ?? true, openBacking: opts.backing ?? true, persistentBitmaps: opts.persistentBitmaps }) };
+    return { image: await openImage(name, { format, readOnly, openBacking: opts.backing ?? true, persistentBitmaps: opts.persistentBitmaps, locks: cliLocks(opts) }) };
   } catch (err) {
-    let inner = innerOpenMessage(err, name);
-    if (inner.includes('Could not open backing file')) inner = await renameBackingPaths(inner, name, format);
-    return { inner };
+    return { inner: await openFailureText(err, name, format) };
   }
+}
+
+/** qemu-img's inner text for a failed open of `name`, with the lock hint and backing files named as qemu-img names them. */
+export async function openFailureText(err: unknown, name: string, format: ImageFormat | undefined): Promise<string> {
+  const inner = withHint(innerOpenMessage(err, name), err);
+  return inner.includes('Could not open backing file') ? renameBackingPaths(inner, name, format) : inner;
 }
 
 /**
@@ -110,7 +149,8 @@ async function renameBackingPaths(message: string, topName: string, format: Imag
     const stored = info.backingFilename;
     const absolute = isAbsolute(stored) ? stored : resolve(dirname(name), stored);
     const shown = pathCombine(name, stored);
-    msg = msg.split(`'${absolute}'`).join(`'${shown}'`);
+    // Quoted in messages, bracketed in the lock hint.
+    msg = msg.split(`'${absolute}'`).join(`'${shown}'`).split(`[${absolute}]`).join(`[${shown}]`);
     name = shown;
     fmt = info.backingFormat !== undefined && isFormat(info.backingFormat) ? info.backingFormat : undefined;
   }

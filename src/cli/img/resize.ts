@@ -77,7 +77,8 @@ export async function imgResize(io: ImgIo, args: readonly string[]): Promise<num
   const n = BigInt.asIntN(64, parsed.value);
 
   if (imageOpts) throw new ImgFailure('--image-opts is not supported by blockemu');
-  const r = await tryOpen(filename, { format, readOnly: false, persistentBitmaps: true });
+  // BDRV_O_RDWR | BDRV_O_RESIZE: the image is locked for writing and resizing (qemu-img resize has no -U).
+  const r = await tryOpen(filename, { format, readOnly: false, persistentBitmaps: true, flags: { resize: true } });
   if ('inner' in r) throw new ImgFailure(`Could not open '${filename}': ${r.inner}`);
   const image = r.image;
   if (format === undefined && image.format === 'raw') io.err(probedRawWarning(filename));

@@ -1,6 +1,8 @@
 import { BlockError, invalidImage } from '../errors.js';
 import type { ByteFile } from '../byte-file.js';
 import { HostFile } from '../file.js';
+import type { BackingOpener } from './image.js';
+import { openBacking } from './open-state.js';
 import { parseBitmapsExt, validateBitmapsAtOpen } from './check-bitmaps.js';
 import { calculateRefcounts } from './check-calc.js';
 import { checkOflagCopied, compareRefcounts } from './check-compare.js';
@@ -31,6 +33,13 @@ export type { CheckMessage, CheckPass, CheckResult, RepairMode } from './check-t
 export interface CheckOptions {
   /** qemu-img check -r: 'leaks' fixes refcounts that are too high, 'all' everything it can. */
   repair?: RepairMode;
+  /**
+   * Opens the backing file the header names, as qemu-img check's open does
+   * after the image's own (so a missing or locked backing file fails it); it
+   * stays open for the check and is closed after. Without it the backing
+   * file is not looked at.
+   */
+  openBackingImage?: BackingOpener;
 }
 
 const INT_MAX = 0x7fffffff;
@@ -265,6 +274,15 @@ async function checkPass(st: CheckState, fix: FixFlags): Promise<CheckPass> {
  */
 export async function checkQcow2File(file: ByteFile, filename: string, opts: CheckOptions = {}): Promise<CheckResult> {
   const { st, warnings } = await openForCheck(file, filename, opts.repair !== undefined && !file.readOnly);
+  const backing = opts.openBackingImage && st.header.backingFile !== undefined ? await openBacking(filename, st.header, { openBackingImage: opts.openBackingImage }, 0) : undefined;
+  try {
+    return await checkOpened(st, warnings, opts);
+  } finally {
+    await backing?.close();
+  }
+}
+
+async function checkOpened(st: CheckState, warnings: CheckMessage[], opts: CheckOptions): Promise<CheckResult> {
   const first = await checkPass(st, fixFlags(opts.repair));
   const firstPassMessages = [...warnings, ...first.messages];
   const repaired = !first.failure && (first.corruptionsFixed > 0 || first.leaksFixed > 0);

@@ -2,7 +2,7 @@ import { dirname, isAbsolute, resolve } from 'node:path';
 import { BlockError } from '../errors.js';
 import type { ByteFile } from '../byte-file.js';
 import type { CreateOptions } from '../create.js';
-import { HostFile } from '../file.js';
+import { openNewFile } from '../file-create.js';
 import type { BlockImage, ImageFormat } from '../types.js';
 import { COMPAT_LAZY_REFCOUNTS, MAX_CLUSTER_BITS, MAX_L1_BYTES, MIN_CLUSTER_BITS, type Qcow2Header, serializeHeader } from './header.js';
 import { Qcow2Layout } from './layout.js';
@@ -34,7 +34,7 @@ export async function createQcow2(
   }
   if (size === undefined) throw new BlockError('INVALID_ARGUMENT', 'Image creation needs a size parameter');
   const header = planQcow2({ ...opts, size, backingFormat });
-  const file = await HostFile.open(path, { create: true });
+  const file = await openNewFile(path);
   try {
     await writeQcow2(file, header);
   } finally {

@@ -48,6 +48,11 @@ export interface Qcow2OpenOptions {
 
 export const MAX_BACKING_DEPTH = 64;
 
+/** Refuses an image `depth` images down a chain when that is too deep (a loop ends here too), before its file is opened. */
+export function checkChainDepth(path: string, depth: number): void {
+  if (depth > MAX_BACKING_DEPTH) throw new BlockError('INVALID_IMAGE', `Could not open '${path}': backing file chain too deep (more than ${MAX_BACKING_DEPTH} images)`);
+}
+
 /**
  * A qcow2 image (versions 2 and 3): its header, L1 table and caches. Guest
  * clusters map through the L1 and L2 tables; reads and block status are
@@ -169,8 +174,7 @@ export class Qcow2Image implements BlockImage {
   }
 
   static async open(path: string, opts: Qcow2OpenOptions): Promise<Qcow2Image> {
-    const depth = opts.depth ?? 0;
-    if (depth > MAX_BACKING_DEPTH) throw new BlockError('INVALID_IMAGE', `Could not open '${path}': backing file chain too deep (more than ${MAX_BACKING_DEPTH} images)`);
+    checkChainDepth(path, opts.depth ?? 0);
     return Qcow2Image.openFile(await HostFile.open(path, { readOnly: opts.readOnly ?? false }), opts);
   }
 

@@ -86,7 +86,8 @@ async function prepareForWriting(file: ByteFile, h: Qcow2Header, path: string, k
   }
 }
 
-async function openBacking(path: string, h: Qcow2Header, opts: Qcow2OpenOptions, depth: number): Promise<BlockImage> {
+/** Opens the backing file `h` names (relative to `path`'s directory), its failure worded as QEMU's "Could not open backing file: …". */
+export async function openBacking(path: string, h: Qcow2Header, opts: Pick<Qcow2OpenOptions, 'openBackingImage'>, depth: number): Promise<BlockImage> {
   const name = h.backingFile!;
   if (/^[a-z][a-z0-9+.-]*:/i.test(name)) {
     throw new BlockError('UNSUPPORTED', `Could not open backing file '${name}' of '${path}': protocols and json: filenames are not supported`);

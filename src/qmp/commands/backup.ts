@@ -8,13 +8,12 @@ import { GraphTransaction } from '../../blockdev/graph-transaction.js';
 import { PERM_ALL } from '../../image/perm.js';
 import type { BlockNode } from '../../blockdev/node.js';
 import { openBlockdev } from '../../blockdev/open.js';
-import { probeFormat } from '../../image/probe.js';
 import { type BitmapMode, BackupJob, backupClusterSize, type SyncMode } from '../../jobs/backup.js';
 import type { OnError } from '../../jobs/error-policy.js';
 import type { JobTxn } from '../../jobs/txn.js';
 import type { QmpContext } from '../context.js';
 import { QmpError } from '../error.js';
-import { checkOpenFormat, createTargetImage, formatName, imageFileOptions } from './new-image.js';
+import { formatName, imageFileOptions, prepareImageFile } from './new-image.js';
 import type { ArgsType } from '../schema/command.js';
 import type { blockdevBackup, driveBackup as driveBackupCmd } from '../schema/backup.js';
 
@@ -198,15 +197,9 @@ export async function prepareDriveBackup(ctx: QmpContext, a: ArgsType<typeof dri
   // The new image's backing file: the source itself (none: fleecing) or its backing node (top).
   const base = sync === 'none' ? source : sync === 'top' ? below : undefined;
   const format = a.format ?? (mode === 'existing' ? undefined : formatName(source));
-  let createdFile: string | undefined;
-  if (mode !== 'existing') {
-    createdFile = await createTargetImage(a.target, format!, source.size(), base);
-  } else if (format !== undefined) {
-    checkOpenFormat(format);
-  }
+  const { createdFile, driver } = await prepareImageFile(a.target, mode, format, source.size(), base);
   let target: BlockNode | undefined;
   try {
-    const driver = format ?? (await probeFormat(a.target));
     // sync=none opens the target without its backing file and gives it the source instead (fleecing reads through to it);
     // sync=top opens the backing chain the new image names.
     target = await openBlockdev(

@@ -2,7 +2,6 @@ import { unlink } from 'node:fs/promises';
 import { canReplace, cowChild, skipFilters } from '../../blockdev/chain.js';
 import type { BlockNode } from '../../blockdev/node.js';
 import { openBlockdev } from '../../blockdev/open.js';
-import { probeFormat } from '../../image/probe.js';
 import type { OnError } from '../../jobs/error-policy.js';
 import type { MirrorJob } from '../../jobs/mirror.js';
 import { type BackingMode, startMirror } from '../../jobs/mirror-start.js';
@@ -12,7 +11,7 @@ import { QmpError } from '../error.js';
 import type { ArgsType } from '../schema/command.js';
 import { blockdevMirror, driveMirror } from '../schema/mirror.js';
 import { rootNode } from './backing.js';
-import { checkOpenFormat, createTargetImage, formatName, imageFileOptions } from './new-image.js';
+import { formatName, imageFileOptions, prepareImageFile } from './new-image.js';
 
 const fail = (desc: string) => new QmpError('GenericError', desc);
 
@@ -118,16 +117,9 @@ async function driveMirrorCmd(ctx: QmpContext, a: ArgsType<typeof driveMirror>):
   const size = bs.size();
   if (a.replaces !== undefined && a['node-name'] === undefined) throw fail('a node-name must be provided when replacing a named node of the graph');
   const backingMode: BackingMode = mode === 'absolute-paths' ? 'source' : 'open';
-  let createdFile: string | undefined;
-  if (mode !== 'existing') {
-    const withBacking = sync !== 'full' && targetBacking !== undefined;
-    createdFile = await createTargetImage(a.target, format!, size, withBacking ? targetBacking : undefined);
-  } else if (format !== undefined) {
-    checkOpenFormat(format);
-  }
+  const { createdFile, driver } = await prepareImageFile(a.target, mode, format, size, sync !== 'full' ? targetBacking : undefined);
   let target: BlockNode | undefined;
   try {
-    const driver = format ?? (await probeFormat(a.target));
     // The mirror takes care of copy-on-write through the source's chain: the target is opened without its backing file.
     target = await openBlockdev(
       ctx.graph,

@@ -10,6 +10,7 @@ import { access } from 'node:fs/promises';
 import type { BlockNode } from '../../blockdev/node.js';
 import { strerror } from '../../image/errno.js';
 import { createImage } from '../../image/open.js';
+import { probeFormat } from '../../image/probe.js';
 import type { ImageFormat } from '../../image/types.js';
 import { QmpError } from '../error.js';
 import { BlockdevDriver } from '../schema/block-core/common.js';
@@ -72,4 +73,27 @@ export async function createTargetImage(path: string, format: string, size: numb
 /** Where a node of `format` finds an image file: a bare file is a file node itself, any other format opens one. */
 export function imageFileOptions(format: string, path: string): { filename: string } | { file: { driver: 'file'; filename: string } } {
   return format === 'file' ? { filename: path } : { file: { driver: 'file', filename: path } };
+}
+
+/**
+ * A command's own image file (drive-backup's and drive-mirror's target,
+ * blockdev-snapshot-sync's overlay): created as bdrv_img_create does
+ * unless mode=existing, where only a format given is checked; then the
+ * driver that opens it (probed from the file when none was given).
+ * `createdFile` is the file this call created, the caller's to remove if
+ * the command fails later.
+ */
+export async function prepareImageFile(
+  path: string,
+  mode: 'existing' | 'absolute-paths',
+  format: string | undefined,
+  size: number,
+  base?: BlockNode,
+): Promise<{ createdFile: string | undefined; driver: string }> {
+  if (mode !== 'existing') {
+    // A new image always has a format: the command's own, or the source's.
+    return { createdFile: await createTargetImage(path, format!, size, base), driver: format! };
+  }
+  if (format !== undefined) checkOpenFormat(format);
+  return { createdFile: undefined, driver: format ?? (await probeFormat(path)) };
 }

@@ -9,7 +9,7 @@ import { PERM_CONSISTENT_READ } from '../../image/perm.js';
 import { openBlockdev } from '../../blockdev/open.js';
 import type { QmpContext } from '../context.js';
 import { QmpError } from '../error.js';
-import { checkOpenFormat, createTargetImage, imageFileOptions } from './new-image.js';
+import { imageFileOptions, prepareImageFile } from './new-image.js';
 import type { BlockdevSnapshot, BlockdevSnapshotSync } from '../schema/block-core/snapshot-args.js';
 import type { Infer } from '../schema/types.js';
 
@@ -45,13 +45,8 @@ export async function prepareSnapshotSync(ctx: QmpContext, d: Infer<typeof Block
   if (!old.readOnly) await old.flush();
   const format = d.format ?? 'qcow2';
   const file = d['snapshot-file'];
-  let createdFile: string | undefined;
-  if ((d.mode ?? 'absolute-paths') !== 'existing') {
-    // The old node named as QEMU names it (a json: name when its options make it more than its file).
-    createdFile = await createTargetImage(file, format, old.size(), old);
-  } else {
-    checkOpenFormat(format);
-  }
+  // The old node named as QEMU names it (a json: name when its options make it more than its file).
+  const { createdFile } = await prepareImageFile(file, d.mode ?? 'absolute-paths', format, old.size(), old);
   let overlay: BlockNode | undefined;
   try {
     // Opened without its backing file (BDRV_O_NO_BACKING); the old node becomes its backing child below. An existing raw
