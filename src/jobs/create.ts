@@ -7,7 +7,7 @@ import { BlockError } from '../image/errors.js';
 import { createHostFile } from '../image/file-create.js';
 import { formatQcow2 } from '../image/qcow2/create.js';
 import type { ImageFormat } from '../image/types.js';
-import type { Clock } from './clock.js';
+import type { Clock } from '../blockdev/clock.js';
 import { Job, type JobListener } from './job.js';
 
 const invalid = (message: string) => new BlockError('INVALID_ARGUMENT', message);

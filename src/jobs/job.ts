@@ -1,5 +1,5 @@
 import { BlockError } from '../image/errors.js';
-import { type Clock, RealClock } from './clock.js';
+import { type Clock, RealClock } from '../blockdev/clock.js';
 import { acceptsVerb, canTransition, isCompleted, type JobStatus, type JobVerb } from './status.js';
 import { JobTxn } from './txn.js';
 

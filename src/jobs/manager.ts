@@ -1,5 +1,5 @@
 import { BlockError } from '../image/errors.js';
-import { type Clock, RealClock, VirtualClock } from './clock.js';
+import { type Clock, RealClock, VirtualClock } from '../blockdev/clock.js';
 import type { Job } from './job.js';
 
 /** QEMU's id_wellformed (util/id.c), which job ids must satisfy. */

@@ -13,7 +13,7 @@ import { describe, expect, it } from 'vitest';
 import { BlockGraph } from '../../src/blockdev/graph.js';
 import { openBlockdev } from '../../src/blockdev/open.js';
 import { BackupJob, type BackupListener } from '../../src/jobs/backup.js';
-import { VirtualClock } from '../../src/jobs/clock.js';
+import { VirtualClock } from '../../src/blockdev/clock.js';
 import { createImage, openImage } from '../../src/image/open.js';
 import { withTempDir } from '../helpers/qemu.js';
 

@@ -1,4 +1,4 @@
-import { VirtualClock } from '../../jobs/clock.js';
+import { VirtualClock } from '../../blockdev/clock.js';
 import type { QmpContext } from '../context.js';
 import type { CommandTable } from '../dispatch.js';
 import { QmpError } from '../error.js';

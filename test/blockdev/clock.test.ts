@@ -9,7 +9,7 @@ import { BlockGraph } from '../../src/blockdev/graph.js';
 import { openBlockdev } from '../../src/blockdev/open.js';
 import { startDaemon } from '../../src/embed.js';
 import { BackupJob, type BackupListener } from '../../src/jobs/backup.js';
-import { VirtualClock } from '../../src/jobs/clock.js';
+import { VirtualClock } from '../../src/blockdev/clock.js';
 import type { QmpClient } from '../../src/qmp/client.js';
 import { QmpError } from '../../src/qmp/error.js';
 
