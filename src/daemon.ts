@@ -106,6 +106,7 @@ export class Daemon {
     addExportCommands(commands);
     const graph = new BlockGraph();
     const jobs = new JobManager(config.clock);
+    graph.clock = jobs.clock;
     const events: EventDef[] = [...JOB_EVENTS, ...BLOCK_CORE_EVENTS, ...BLOCK_EXPORT_EVENTS];
     // Events go to every monitor of the daemon, which exists once the monitors do.
     const jobEvents = jobEventListener((name, data) => daemon?.emitEvent(name, data), () => jobs);

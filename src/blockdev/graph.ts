@@ -5,6 +5,8 @@ import { dropFilter, replaceChildNode, replaceNode } from './graph-edit.js';
 import { GraphTransaction, withGraphLock } from './graph-transaction.js';
 import type { BlockNode } from './node.js';
 import { refreshPerms } from './permissions.js';
+import { type Clock, RealClock } from './clock.js';
+import { ThrottleGroups } from './throttle/group.js';
 
 /** QEMU's id_wellformed: a letter, then letters, digits, '-', '.', '_'. */
 const WELL_FORMED = /^[A-Za-z][A-Za-z0-9._-]*$/;
@@ -18,6 +20,10 @@ const MAX_NAME = 31;
  * nodes in use or not added by the monitor, with QEMU's messages.
  */
 export class BlockGraph {
+  /** The clock throttling times requests on (the daemon's job clock, virtual or real). */
+  clock: Clock = new RealClock();
+  /** The throttle groups that exist (made by throttle-group objects, joined by throttle nodes). */
+  readonly throttleGroups = new ThrottleGroups(() => this.clock);
   private readonly nodes = new Map<string, BlockNode>();
   /** Nodes added by blockdev-add (or --blockdev) themselves, not as inline children. */
   private readonly monitorOwned = new Set<string>();

@@ -10,6 +10,8 @@ import { NbdNode, type NbdOptions } from './drivers/nbd.js';
 import { NullNode } from './drivers/null.js';
 import { Qcow2Node } from './drivers/qcow2.js';
 import { RawNode } from './drivers/raw.js';
+import { ThrottleNode } from './drivers/throttle.js';
+import type { ThrottleGroups } from './throttle/group.js';
 import type { BlockGraph } from './graph.js';
 import { attachChild } from './graph-edit.js';
 import { GraphTransaction } from './graph-transaction.js';
@@ -42,6 +44,8 @@ interface OpenContext {
   child(name: string, ref: unknown, role: number): Promise<NodeChild>;
   /** A node of the graph by name (a copy-on-read filter's bottom). */
   find(name: string): BlockNode | undefined;
+  /** The graph's throttle groups (a throttle node joins one). */
+  throttleGroups: ThrottleGroups;
   /** A qcow2's backing child once its header is known: `spec.backing`, or the image's own backing file. */
   backing(header: { backingFile?: string; backingFormat?: string; filename: string }): Promise<NodeChild | undefined>;
 }
@@ -85,6 +89,10 @@ const OPENERS: Record<string, Opener> = {
   'copy-on-read': async ({ name, spec, readOnly, child, find }) => {
     const file = await child('file', spec['file'], CHILD_FILTERED_PRIMARY);
     return CopyOnReadNode.open(name, file, readOnly, spec['bottom'] as string | undefined, find);
+  },
+  throttle: async ({ name, spec, readOnly, child, throttleGroups }) => {
+    const file = await child('file', spec['file'], CHILD_FILTERED_PRIMARY);
+    return ThrottleNode.open(name, file, readOnly, spec['throttle-group'] as string | undefined, throttleGroups);
   },
   blkdebug: async ({ name, spec, readOnly, child }) => {
     const image = await child('image', spec['image'], CHILD_FILTERED_PRIMARY);
@@ -238,7 +246,7 @@ async function openNode(graph: BlockGraph, tran: GraphTransaction, spec: Blockde
       throw new BlockError(err instanceof BlockError ? err.code : 'IO', `Could not open backing file: ${msg}`, { cause: err });
     }
   };
-  const node = await opener({ name, spec, readOnly, options, child, backing, find: (n) => graph.get(n) });
+  const node = await opener({ name, spec, readOnly, options, child, backing, find: (n) => graph.get(n), throttleGroups: graph.throttleGroups });
   node.settings = settings;
   node.forceShare = forceShare;
   const children = node.childList().map((c) => c.name);
