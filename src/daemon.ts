@@ -21,6 +21,9 @@ import { addClockCommands } from './qmp/commands/clock.js';
 import { addCreateCommands } from './qmp/commands/create.js';
 import { addCommitCommands } from './qmp/commands/commit.js';
 import { addStreamCommands } from './qmp/commands/stream.js';
+import { addQomCommands, objectAddProperties } from './qmp/commands/qom.js';
+import type { ObjectOptions } from './qmp/schema/qom.js';
+import { ObjectRegistry } from './objects/registry.js';
 import { BLOCK_CORE_EVENTS } from './qmp/schema/block-core.js';
 import { JOB_EVENTS } from './qmp/schema/job.js';
 import { JobManager } from './jobs/manager.js';
@@ -46,11 +49,22 @@ export interface MonitorConfig {
 export type SetupStep =
   | { option: 'blockdev'; arg: string; spec: BlockdevSpec }
   | { option: 'nbd-server'; arg: string; server: Infer<typeof NbdServerOptions> }
-  | { option: 'export'; arg: string; export: Infer<typeof BlockExportOptions> };
+  | { option: 'export'; arg: string; export: Infer<typeof BlockExportOptions> }
+  | { option: 'object'; arg: string; object: Infer<typeof ObjectOptions> }
+  | InvalidStep;
+
+/** An option whose argument did not parse: it fails with this message when its turn comes. */
+export interface InvalidStep {
+  option: 'blockdev' | 'nbd-server' | 'export' | 'object';
+  arg: string;
+  invalid: string;
+}
 
 export interface DaemonConfig {
   monitors: MonitorConfig[];
-  /** --blockdev, --nbd-server and --export, carried out in order before the monitors listen. */
+  /** The ids of the --chardev options (listed under /chardevs in the QOM tree). */
+  chardevs?: string[];
+  /** --blockdev, --nbd-server, --export and --object, carried out in order before the monitors listen. */
   setup?: SetupStep[];
   pidfile?: string;
   /** The clock jobs run on: real time (default), or virtual time that moves when every job waits on it (blockemu's --clock). */
@@ -80,6 +94,7 @@ export class Daemon {
     readonly graph: BlockGraph,
     readonly jobs: JobManager,
     readonly exports: BlockExports,
+    readonly objects: ObjectRegistry,
     private readonly pidfile: string | undefined,
     private readonly log: Logger,
   ) {
@@ -104,9 +119,12 @@ export class Daemon {
     addStreamCommands(commands);
     addCommitCommands(commands);
     addExportCommands(commands);
+    addQomCommands(commands);
     const graph = new BlockGraph();
     const jobs = new JobManager(config.clock);
     graph.clock = jobs.clock;
+    const objects = new ObjectRegistry(graph.throttleGroups);
+    for (const id of config.chardevs ?? []) objects.addChardev(id);
     const events: EventDef[] = [...JOB_EVENTS, ...BLOCK_CORE_EVENTS, ...BLOCK_EXPORT_EVENTS];
     // Events go to every monitor of the daemon, which exists once the monitors do.
     const jobEvents = jobEventListener((name, data) => daemon?.emitEvent(name, data), () => jobs);
@@ -115,7 +133,7 @@ export class Daemon {
     const exports = new BlockExports(graph, (id) => daemon?.emitEvent('BLOCK_EXPORT_DELETED', { id }), log);
     for (const step of config.setup ?? []) {
       try {
-        await runSetupStep(step, graph, exports);
+        await runSetupStep(step, graph, exports, objects);
       } catch (err) {
         await exports.close();
         await graph.closeAll();
@@ -136,6 +154,7 @@ export class Daemon {
             jobs,
             jobEvents,
             exports,
+            objects,
             makeParser: config.makeParser,
             // The reply to quit goes out first; shutdown starts on the next turn.
             quit: () => setImmediate(() => void daemon?.shutdown('quit')),
@@ -152,7 +171,7 @@ export class Daemon {
       await graph.closeAll();
       throw err;
     }
-    daemon = new Daemon(servers, graph, jobs, exports, config.pidfile, log);
+    daemon = new Daemon(servers, graph, jobs, exports, objects, config.pidfile, log);
     log.info({ monitors: servers.map((s) => s.path) }, 'daemon started');
     return daemon;
   }
@@ -178,6 +197,7 @@ export class Daemon {
       await this.jobs.cancelAll();
       // Every image flushed and closed before the process may exit.
       await this.graph.closeAll((node, err) => this.log.warn({ node: node.nodeName, err }, 'closing a node failed'));
+      this.objects.clear();
       if (this.pidfile) await unlink(this.pidfile).catch(() => undefined);
       this.resolveExited();
     })();
@@ -186,7 +206,8 @@ export class Daemon {
 }
 
 /** One --blockdev, --nbd-server or --export option, carried out. */
-async function runSetupStep(step: SetupStep, graph: BlockGraph, exports: BlockExports): Promise<void> {
+async function runSetupStep(step: SetupStep, graph: BlockGraph, exports: BlockExports, objects: ObjectRegistry): Promise<void> {
+  if ('invalid' in step) throw new Error(step.invalid);
   switch (step.option) {
     case 'blockdev':
       return addBlockdev({ graph }, step.spec);
@@ -196,5 +217,8 @@ async function runSetupStep(step: SetupStep, graph: BlockGraph, exports: BlockEx
     }
     case 'export':
       await exports.add(exportSpec(step.export));
+      return;
+    case 'object':
+      await objects.add(step.object['qom-type'], step.object.id, objectAddProperties(step.object as Record<string, unknown>));
   }
 }

@@ -144,7 +144,7 @@ QEMU storage daemon (blockemu: QEMU's block layer in TypeScript)
                          start an NBD server for exporting block nodes
 
   --object help | <type>,help | <type>,id=<id>[,<property>=<value>…]
-                         create a QOM object (not supported)
+                         create a QOM object (throttle-group, secret, iothread, main-loop)
 
   --pidfile <path>       write process ID to a file after startup
 

@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import { closeSync, openSync } from 'node:fs';
 import { Daemon, VERSION } from '../daemon.js';
 import { logger } from '../log.js';
 import { makeQmpParser } from '../qmp/parser.js';
@@ -58,12 +59,24 @@ export async function runDaemon(args: string[]): Promise<number> {
   if (process.send) {
     process.send({ ready: true });
     process.disconnect();
+    detachStderr();
   }
   await daemon.whenExited();
   process.off('SIGINT', stop);
   process.off('SIGTERM', stop);
   logger().info('daemon exited');
   return 0;
+}
+
+/**
+ * os_setup_post: once started, a daemonized child's stderr (inherited from
+ * whoever started the parent) becomes /dev/null, so a caller reading the
+ * parent's output to its end is not held open by the daemon. The lowest
+ * free descriptor is the one just closed, so /dev/null takes its place.
+ */
+function detachStderr(): void {
+  closeSync(2);
+  openSync('/dev/null', 'w');
 }
 
 /**

@@ -1,10 +1,11 @@
 import { resolve } from 'node:path';
 import type { BlockdevSpec } from '../blockdev/open.js';
-import type { DaemonConfig, MonitorConfig, SetupStep } from '../daemon.js';
+import type { DaemonConfig, InvalidStep, MonitorConfig, SetupStep } from '../daemon.js';
 import { parseCliObject } from '../qmp/cli-object.js';
 import { QmpError } from '../qmp/error.js';
 import { BlockdevOptions } from '../qmp/schema/block-core.js';
 import { BlockExportOptions, NbdServerOptions } from '../qmp/schema/block-export.js';
+import { ObjectOptions } from '../qmp/schema/qom.js';
 import { ArgsError, type DaemonOption, parseOptsString } from './daemon-args.js';
 
 /** A failure in one option, reported as qemu-storage-daemon does: "--opt value: message". */
@@ -43,12 +44,16 @@ export function planDaemon(options: DaemonOption[]): DaemonPlan {
   const monitors: MonitorConfig[] = [];
   const setup: SetupStep[] = [];
   const plan: DaemonPlan = { config: { monitors, setup }, daemonize: false, help: false, version: false };
-  /** The option's QAPI value, or qsd's message for it. */
-  const visit = <T>(opt: DaemonOption & { value: string }, make: () => T): T => {
+  /**
+   * A --blockdev, --nbd-server, --export or --object step; one that does
+   * not parse fails only when its turn comes, since qemu-storage-daemon
+   * carries out each option before it parses the next.
+   */
+  const deferred = (opt: DaemonOption & { value: string }, make: () => SetupStep): SetupStep => {
     try {
       return make();
     } catch (err) {
-      if (err instanceof QmpError) throw new OptionError(opt, err.desc);
+      if (err instanceof QmpError) return { option: opt.name as InvalidStep['option'], arg: opt.value, invalid: err.desc };
       throw err;
     }
   };
@@ -84,6 +89,7 @@ export function planDaemon(options: DaemonOption[]): DaemonPlan {
         if (!bool(opt, 'server', o.get('server'), false)) throw new OptionError(opt, 'chardev: socket: client mode (server=off) is not supported by blockemu');
         bool(opt, 'wait', o.get('wait'), true);
         chardevs.set(id, { path: resolve(path) });
+        (plan.config.chardevs ??= []).push(id);
         break;
       }
       case 'monitor': {
@@ -98,16 +104,17 @@ export function planDaemon(options: DaemonOption[]): DaemonPlan {
         break;
       }
       case 'blockdev':
-        setup.push({ option: 'blockdev', arg: opt.value, spec: visit(opt, () => parseCliObject(BlockdevOptions, opt.value, 'driver') as BlockdevSpec) });
+        setup.push(deferred(opt, () => ({ option: 'blockdev', arg: opt.value, spec: parseCliObject(BlockdevOptions, opt.value, 'driver') as BlockdevSpec })));
         break;
       case 'nbd-server':
-        setup.push({ option: 'nbd-server', arg: opt.value, server: visit(opt, () => parseCliObject(NbdServerOptions, opt.value)) });
+        setup.push(deferred(opt, () => ({ option: 'nbd-server', arg: opt.value, server: parseCliObject(NbdServerOptions, opt.value) })));
         break;
       case 'export':
-        setup.push({ option: 'export', arg: opt.value, export: visit(opt, () => parseCliObject(BlockExportOptions, opt.value, 'type')) });
+        setup.push(deferred(opt, () => ({ option: 'export', arg: opt.value, export: parseCliObject(BlockExportOptions, opt.value, 'type') })));
         break;
       case 'object':
-        throw new OptionError(opt, 'QOM objects are not supported by blockemu');
+        setup.push(deferred(opt, () => ({ option: 'object', arg: opt.value, object: parseCliObject(ObjectOptions, opt.value, 'qom-type') })));
+        break;
     }
   }
   return plan;

@@ -2,6 +2,7 @@ import type { BlockGraph } from '../blockdev/graph.js';
 import type { BlockExports } from '../export/exports.js';
 import type { BlockJobListener } from '../jobs/block-job.js';
 import type { JobManager } from '../jobs/manager.js';
+import type { ObjectRegistry } from '../objects/registry.js';
 import type { CommandTable, SessionState } from './dispatch.js';
 import type { EventDef } from './schema/command.js';
 
@@ -26,6 +27,8 @@ export interface QmpContext {
   readonly jobEvents: BlockJobListener;
   /** The exports and the NBD server. */
   readonly exports: BlockExports;
+  /** The QOM tree: objects users created (object-add, --object). */
+  readonly objects: ObjectRegistry;
   /** Starts the daemon's shutdown (the reply to `quit` is sent first). */
   quit(): void;
 }

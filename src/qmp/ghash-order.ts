@@ -66,6 +66,12 @@ class GHashTable {
     this.nnodes--;
     this.maybeResize();
   }
+  /** The keys in iteration order (g_hash_table_iter). */
+  inOrder(): string[] {
+    const out: string[] = [];
+    for (let i = 0; i < this.size; i++) if (this.hashes[i]! >= 2) out.push(this.keys[i]!);
+    return out;
+  }
   first(): string | undefined {
     for (let i = 0; i < this.size; i++) if (this.hashes[i]! >= 2) return this.keys[i];
     return undefined;
@@ -125,4 +131,11 @@ export function firstLeftover(keys: readonly string[], consumed: readonly string
   for (const k of qdictOrder(keys)) table.insert(k);
   for (const k of consumed) table.remove(k);
   return table.first();
+}
+
+/** The order GLib iterates a string-keyed hash table after inserting `keys` in that order. */
+export function ghashOrder(keys: readonly string[]): string[] {
+  const table = new GHashTable();
+  for (const k of keys) table.insert(k);
+  return table.inOrder();
 }

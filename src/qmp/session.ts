@@ -2,6 +2,7 @@ import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
 import type { BlockGraph } from '../blockdev/graph.js';
 import type { BlockExports } from '../export/exports.js';
+import type { ObjectRegistry } from '../objects/registry.js';
 import type { BlockJobListener } from '../jobs/block-job.js';
 import type { JobManager } from '../jobs/manager.js';
 import type { QmpContext, VersionInfo } from './context.js';
@@ -27,6 +28,7 @@ export interface SessionOptions {
   jobs: JobManager;
   jobEvents: BlockJobListener;
   exports: BlockExports;
+  objects: ObjectRegistry;
   makeParser: ParserFactory;
   quit(): void;
   log: Logger;
@@ -70,6 +72,7 @@ export class QmpSession {
       jobs: opts.jobs,
       jobEvents: opts.jobEvents,
       exports: opts.exports,
+      objects: opts.objects,
       quit: opts.quit,
     };
     this.parser = opts.makeParser((item) => this.accept(item));

@@ -5,6 +5,7 @@
  * not depend on the implementation (version strings, command lists) are
  * compared whole.
  */
+import { ObjectRegistry } from '../../src/objects/registry.js';
 import { BlockExports } from '../../src/export/exports.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BlockGraph } from '../../src/blockdev/graph.js';
@@ -32,6 +33,7 @@ function ours(version = { qemu: { major: 7, minor: 2, micro: 22 }, package: 'blo
     jobs: new JobManager(),
     jobEvents: jobEventListener(() => undefined, () => new JobManager()),
     exports: new BlockExports(graph, () => undefined),
+    objects: new ObjectRegistry(graph.throttleGroups),
     quit: () => undefined,
   };
   // Through JSON both ways, as on the wire.

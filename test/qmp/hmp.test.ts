@@ -1,3 +1,4 @@
+import { ObjectRegistry } from '../../src/objects/registry.js';
 import { BlockExports } from '../../src/export/exports.js';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -26,7 +27,7 @@ describe('human-monitor-command qemu-io', () => {
       await openBlockdev(graph, { driver: 'raw', 'node-name': 'drive0', file: { driver: 'file', filename: path } });
       const commands = new CommandTable<QmpContext>();
       addHmpCommands(commands);
-      const ctx = { session: { negotiated: true, oob: false }, commands, events: [], version: { qemu: { major: 7, minor: 2, micro: 0 }, package: '' }, capabilities: [], graph, jobs: new JobManager(), jobEvents: jobEventListener(() => undefined, () => new JobManager()), exports: new BlockExports(graph, () => undefined), quit: () => undefined };
+      const ctx = { session: { negotiated: true, oob: false }, commands, events: [], version: { qemu: { major: 7, minor: 2, micro: 0 }, package: '' }, capabilities: [], graph, jobs: new JobManager(), jobEvents: jobEventListener(() => undefined, () => new JobManager()), exports: new BlockExports(graph, () => undefined), objects: new ObjectRegistry(graph.throttleGroups), quit: () => undefined };
       const hmp = async (line: string) => dispatch(commands, ctx.session, { execute: 'human-monitor-command', arguments: { 'command-line': line } }, ctx);
 
       const w = (await hmp('qemu-io drive0 "write -P 0x5a 4k 4k"')) as { return: string };

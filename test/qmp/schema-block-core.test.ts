@@ -11,6 +11,7 @@ import { BLOCK_CORE_COMMANDS, BLOCK_CORE_EVENTS } from '../../src/qmp/schema/blo
 import type { CommandDef } from '../../src/qmp/schema/command.js';
 import { introspectSchema } from '../../src/qmp/schema/introspect.js';
 import { JOB_EVENTS } from '../../src/qmp/schema/job.js';
+import { QOM_COMMANDS } from '../../src/qmp/schema/qom.js';
 import { toQmpError } from '../../src/qmp/error.js';
 import { qemu } from '../helpers/qemu.js';
 import { QsdSession } from '../helpers/qsd.js';
@@ -202,6 +203,12 @@ describe.skipIf(!qemu.storageDaemon)('block-core vs qemu-storage-daemon', () => 
       };
       expect({ driver, members: members(cmp.ours, oursAdd) }).toEqual({ driver, members: members(cmp.theirs, theirsAdd) });
     }
+  });
+  it("describes object-add (every ObjectOptions variant) and the qom-* commands as QEMU's query-qmp-schema does", async () => {
+    const theirs = (await qsd.exchange({ execute: 'query-qmp-schema' })) as { return: Entry[] };
+    const cmp = new Comparer(introspectSchema(QOM_COMMANDS, []) as Entry[], theirs.return);
+    for (const c of QOM_COMMANDS) cmp.same(c.name, c.name, c.name);
+    expect(cmp.diffs).toEqual([]);
   });
 });
 

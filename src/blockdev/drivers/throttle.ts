@@ -1,5 +1,6 @@
 import { BlockError } from '../../image/errors.js';
 import type { NodeChild } from '../child.js';
+import type { NamePolicy } from '../filename.js';
 import type { BlockNode, WriteFlags, ZeroFlags } from '../node.js';
 import { absorb } from '../options.js';
 import type { ReopenState, StagedReopen } from '../reopen-driver.js';
@@ -13,6 +14,8 @@ function findGroup(groups: ThrottleGroups, name: string | undefined) {
   if (!tg) throw new BlockError('INVALID_ARGUMENT', `Throttle group '${name}' does not exist`);
   return tg;
 }
+
+const THROTTLE_NAMING: NamePolicy = { protocol: false, strong: ['throttle-group'] };
 
 /**
  * The `throttle` filter (block/throttle.c): every read, write, zero write
@@ -43,6 +46,11 @@ export class ThrottleNode extends PassThroughFilter {
   /** The group's name (throttle_group_get_name). */
   get groupName(): string | undefined {
     return this.member.group?.name;
+  }
+
+  /** throttle_strong_runtime_opts: the group is part of what the node is. */
+  override get namePolicy(): NamePolicy {
+    return THROTTLE_NAMING;
   }
 
   protected get filtered(): BlockNode {
