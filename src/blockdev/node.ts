@@ -495,6 +495,11 @@ export abstract class BlockNode implements ChildOwner {
     return FORMAT_NAMING;
   }
 
+  /** The driver has given up the node (a qcow2 image found corrupt): QEMU's node without a driver, which queries call ejected. */
+  get ejected(): boolean {
+    return false;
+  }
+
   /** Whether the driver is a filter (drv->is_filter): it passes requests to one child. */
   get isFilter(): boolean {
     return false;
@@ -596,6 +601,8 @@ export abstract class BlockNode implements ChildOwner {
   }
 
   protected checkWritable(): void {
+    // Before anything else, so a request to a driverless node counts nowhere (bdrv_co_pwritev_part's bdrv_is_inserted).
+    if (this.ejected) throw new BlockError('IO', 'No medium found', { errno: 'ENOMEDIUM' });
     if (this.readOnly) throw new BlockError('READ_ONLY', `Node '${this.nodeName}' is read-only`, { errno: 'EPERM' });
     // bdrv_has_readonly_bitmaps: a bitmap that cannot record the change refuses it (a qcow2 whose read-only reopen was abandoned).
     const bitmaps = this.dirtyBitmaps.all();

@@ -4,6 +4,7 @@ import { type NodeName, nodeNames } from '../../blockdev/filename.js';
 import type { BlockNode, NodeImageInfo } from '../../blockdev/node.js';
 import { toQmpJson } from '../json-out.js';
 import { asInt64 } from './block-stats.js';
+import { QmpError } from '../error.js';
 
 /**
  * The wire shapes of query-named-block-nodes (BlockDeviceInfo, ImageInfo).
@@ -79,6 +80,7 @@ async function chainInfo(node: BlockNode, flat: boolean, names: Map<BlockNode, N
 }
 
 export async function blockDeviceInfo(node: BlockNode, flat: boolean): Promise<Record<string, unknown>> {
+  if (node.ejected) throw new QmpError('GenericError', `Block device ${node.nodeName} is ejected`);
   const names = namesOf(node);
   const { info, depth } = await chainInfo(node, flat, names);
   const s = node.settings;
