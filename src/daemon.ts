@@ -21,6 +21,8 @@ import { addClockCommands } from './qmp/commands/clock.js';
 import { addCreateCommands } from './qmp/commands/create.js';
 import { addCommitCommands } from './qmp/commands/commit.js';
 import { addStreamCommands } from './qmp/commands/stream.js';
+import { addBlockStatsCommands } from './qmp/commands/block-stats.js';
+import { nodeEvent } from './qmp/commands/node-events.js';
 import { BLOCK_CORE_EVENTS } from './qmp/schema/block-core.js';
 import { JOB_EVENTS } from './qmp/schema/job.js';
 import { JobManager } from './jobs/manager.js';
@@ -104,6 +106,7 @@ export class Daemon {
     addStreamCommands(commands);
     addCommitCommands(commands);
     addExportCommands(commands);
+    addBlockStatsCommands(commands);
     const graph = new BlockGraph();
     const jobs = new JobManager(config.clock);
     const events: EventDef[] = [...JOB_EVENTS, ...BLOCK_CORE_EVENTS, ...BLOCK_EXPORT_EVENTS];
@@ -112,6 +115,10 @@ export class Daemon {
     const servers: QmpServer[] = [];
     let daemon: Daemon | undefined;
     const exports = new BlockExports(graph, (id) => daemon?.emitEvent('BLOCK_EXPORT_DELETED', { id }), log);
+    graph.onEvent = (e) => {
+      const { name, data } = nodeEvent(e);
+      daemon?.emitEvent(name, data);
+    };
     for (const step of config.setup ?? []) {
       try {
         await runSetupStep(step, graph, exports);
