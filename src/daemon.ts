@@ -24,6 +24,8 @@ import { addStreamCommands } from './qmp/commands/stream.js';
 import { addQomCommands, objectAddProperties } from './qmp/commands/qom.js';
 import type { ObjectOptions } from './qmp/schema/qom.js';
 import { ObjectRegistry } from './objects/registry.js';
+import { addBlockStatsCommands } from './qmp/commands/block-stats.js';
+import { nodeEvent } from './qmp/commands/node-events.js';
 import { BLOCK_CORE_EVENTS } from './qmp/schema/block-core.js';
 import { JOB_EVENTS } from './qmp/schema/job.js';
 import { JobManager } from './jobs/manager.js';
@@ -120,6 +122,7 @@ export class Daemon {
     addCommitCommands(commands);
     addExportCommands(commands);
     addQomCommands(commands);
+    addBlockStatsCommands(commands);
     const graph = new BlockGraph();
     const jobs = new JobManager(config.clock);
     graph.clock = jobs.clock;
@@ -131,6 +134,10 @@ export class Daemon {
     const servers: QmpServer[] = [];
     let daemon: Daemon | undefined;
     const exports = new BlockExports(graph, (id) => daemon?.emitEvent('BLOCK_EXPORT_DELETED', { id }), log);
+    graph.onEvent = (e) => {
+      const { name, data } = nodeEvent(e);
+      daemon?.emitEvent(name, data);
+    };
     for (const step of config.setup ?? []) {
       try {
         await runSetupStep(step, graph, exports, objects);

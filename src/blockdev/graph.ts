@@ -4,6 +4,7 @@ import { filteredChild } from './chain.js';
 import { dropFilter, replaceChildNode, replaceNode } from './graph-edit.js';
 import { GraphTransaction, withGraphLock } from './graph-transaction.js';
 import type { BlockNode } from './node.js';
+import type { BlockNodeEvent } from './node-events.js';
 import { refreshPerms } from './permissions.js';
 import { type Clock, RealClock } from './clock.js';
 import { ThrottleGroups } from './throttle/group.js';
@@ -31,6 +32,9 @@ export class BlockGraph {
   /** When each name was given out: nodes are listed by it, as QEMU lists them by when they got their names. */
   private readonly rank = new Map<string, number>();
   private seq = 0;
+  /** Where the nodes' own events go (the daemon's monitors); a node joins when it is added. */
+  private readonly sink = (e: BlockNodeEvent) => this.onEvent?.(e);
+  onEvent: ((e: BlockNodeEvent) => void) | undefined;
 
   /** Validates a user-given node name, or generates one ("#block" + counter + two digits). */
   assignName(name: string | undefined): string {
@@ -51,6 +55,7 @@ export class BlockGraph {
     if (this.nodes.has(node.nodeName)) throw new BlockError('INVALID_ARGUMENT', `Duplicate nodes with node-name='${node.nodeName}'`);
     if (!this.rank.has(node.nodeName)) this.rank.set(node.nodeName, this.seq++);
     this.nodes.set(node.nodeName, node);
+    node.eventSink = this.sink;
     if (monitorOwned) this.monitorOwned.add(node.nodeName);
   }
 

@@ -11,6 +11,8 @@ import { OpBlockers } from './op-blockers.js';
 import type { Options } from './options.js';
 import { type ReopenPlan, writableAfter } from './permissions.js';
 import type { ReopenState, StagedReopen } from './reopen-driver.js';
+import { NodeWriteStats } from './write-stats.js';
+import type { BlockNodeEventSink } from './node-events.js';
 
 /** What a node knows about itself for query-named-block-nodes / query-block (turned into QMP shapes in src/qmp). */
 export interface NodeImageInfo {
@@ -47,6 +49,14 @@ export interface ZeroFlags {
   noFallback?: boolean;
   /** Force unit access, as for writes. */
   fua?: boolean;
+}
+
+/** A driver's own I/O counters (BlockStatsSpecific): file-posix counts its discards. */
+export interface DriverStats {
+  driver: 'file';
+  discardNbOk: number;
+  discardNbFailed: number;
+  discardBytesOk: number;
 }
 
 /** Kinds of request, as blkdebug's iotype names them. */
@@ -86,6 +96,10 @@ export abstract class BlockNode implements ChildOwner {
   readonly blockers = new OpBlockers();
   /** The node's dirty bitmaps, marked by every completed write, zero write and discard. */
   readonly dirtyBitmaps: NodeBitmaps;
+  /** The highest offset written and the write threshold, kept by the generic write path. */
+  readonly writeStats = new NodeWriteStats();
+  /** Where the node's own events go (the graph's, once the node is in one). */
+  eventSink: BlockNodeEventSink | undefined;
   /** Links from the node's users — other nodes, BlockBackends, jobs — newest first (bs->parents). */
   readonly parents: NodeChild[] = [];
   /** force-share: every parent of this node shares everything (QEMU's bs->force_share, read-only nodes only). */
@@ -232,6 +246,8 @@ export abstract class BlockNode implements ChildOwner {
     for (const hook of this.beforeWrite) await hook(offset, data.length);
     const fua = flags.fua ?? false;
     const emulateFua = fua && !this.supportsFua;
+    const align = this.requestAlignment();
+    this.writeStats.check(this, offset, data.length, align);
     try {
       if (this.settings.detectZeroes !== 'off' && isZero(data)) {
         await this.doWriteZeroes(offset, data.length, { mayUnmap: this.settings.detectZeroes === 'unmap' && this.settings.discard === 'unmap', fua: fua && !emulateFua });
@@ -242,6 +258,7 @@ export abstract class BlockNode implements ChildOwner {
     } finally {
       // After the driver, failed or not, as bdrv_co_write_req_finish: a FUA write's own flush sees the count before it.
       this.writeGen++;
+      this.writeStats.finish(offset, data.length, align);
     }
     this.dirtyBitmaps.mark(offset, data.length);
   }
@@ -269,6 +286,7 @@ export abstract class BlockNode implements ChildOwner {
   async writeCompressed(offset: number, data: Uint8Array): Promise<void> {
     this.checkWritable();
     for (const hook of this.beforeWrite) await hook(offset, data.length);
+    this.writeStats.check(this, offset, data.length);
     try {
       if (this.settings.detectZeroes !== 'off' && isZero(data)) {
         await this.doWriteZeroes(offset, data.length, { mayUnmap: this.settings.detectZeroes === 'unmap' && this.settings.discard === 'unmap' });
@@ -277,6 +295,7 @@ export abstract class BlockNode implements ChildOwner {
       }
     } finally {
       this.writeGen++;
+      this.writeStats.finish(offset, data.length);
     }
     this.dirtyBitmaps.mark(offset, data.length);
   }
@@ -296,6 +315,8 @@ export abstract class BlockNode implements ChildOwner {
     this.checkWritable();
     for (const hook of this.beforeWrite) await hook(offset, length);
     const emulateFua = (flags.fua ?? false) && !this.supportsFua;
+    const align = this.requestAlignment();
+    this.writeStats.check(this, offset, length, align);
     try {
       await this.doWriteZeroes(offset, length, {
         mayUnmap: (flags.mayUnmap ?? false) && this.settings.discard === 'unmap',
@@ -305,6 +326,7 @@ export abstract class BlockNode implements ChildOwner {
       if (emulateFua) await this.flush();
     } finally {
       this.writeGen++;
+      this.writeStats.finish(offset, length, align);
     }
     this.dirtyBitmaps.mark(offset, length);
   }
@@ -331,10 +353,13 @@ export abstract class BlockNode implements ChildOwner {
       if (p.data) return detectZeroes !== 'off' && isZero(p.data) ? { offset: p.offset, length: p.length, mayUnmap: detectZeroes === 'unmap' && unmap } : p;
       return { offset: p.offset, length: p.length, mayUnmap: (p.mayUnmap ?? false) && unmap };
     });
+    // Each piece is a request of its own to QEMU (block-copy writes extent by extent).
+    for (let i = 0; i < pieces.length; i++) this.writeStats.check(this, pieces[i]!.offset, pieces[i]!.length);
     try {
       await this.doWritePieces(norm);
     } finally {
       this.writeGen++;
+      this.writeStats.finish(start, length);
       this.dirtyBitmaps.mark(start, length);
     }
   }
@@ -350,6 +375,8 @@ export abstract class BlockNode implements ChildOwner {
     this.checkWritable();
     if (this.settings.discard === 'ignore') return;
     for (const hook of this.beforeWrite) await hook(offset, length);
+    // Checked against the threshold, but not counted in the highest offset written (QEMU's tracked discard is no write).
+    this.writeStats.check(this, offset, length);
     try {
       await this.doDiscard(offset, length);
     } finally {
@@ -456,12 +483,21 @@ export abstract class BlockNode implements ChildOwner {
     await Promise.all(this.children().map((c) => c.startWriteback()));
   }
   abstract imageInfo(): Promise<NodeImageInfo>;
+  /** The driver's own counters for query-blockstats (bdrv_get_specific_stats); most drivers keep none. */
+  specificStats(): DriverStats | undefined {
+    return undefined;
+  }
   /** Releases what this node holds (not its children: the graph closes those it owns). */
   protected abstract doClose(): Promise<void>;
 
   /** How the driver names its node (filename.ts): a format node by default. */
   get namePolicy(): NamePolicy {
     return FORMAT_NAMING;
+  }
+
+  /** The driver has given up the node (a qcow2 image found corrupt): QEMU's node without a driver, which queries call ejected. */
+  get ejected(): boolean {
+    return false;
   }
 
   /** Whether the driver is a filter (drv->is_filter): it passes requests to one child. */
@@ -565,6 +601,8 @@ export abstract class BlockNode implements ChildOwner {
   }
 
   protected checkWritable(): void {
+    // Before anything else, so a request to a driverless node counts nowhere (bdrv_co_pwritev_part's bdrv_is_inserted).
+    if (this.ejected) throw new BlockError('IO', 'No medium found', { errno: 'ENOMEDIUM' });
     if (this.readOnly) throw new BlockError('READ_ONLY', `Node '${this.nodeName}' is read-only`, { errno: 'EPERM' });
     // bdrv_has_readonly_bitmaps: a bitmap that cannot record the change refuses it (a qcow2 whose read-only reopen was abandoned).
     const bitmaps = this.dirtyBitmaps.all();

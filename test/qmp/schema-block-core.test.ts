@@ -130,6 +130,15 @@ const REFUSED: Case[] = [
   ['blockdev-del', { 'node-name': 'x', force: true }],
   ['query-named-block-nodes', { flat: 'yes' }],
   ['query-named-block-nodes', { flat: true, x: 1 }],
+  ['query-blockstats', { 'query-nodes': 1 }],
+  ['query-blockstats', { 'query-nodes': true, device: 'x' }],
+  ['block-set-write-threshold', {}],
+  ['block-set-write-threshold', { 'node-name': 'x' }],
+  ['block-set-write-threshold', { 'write-threshold': 1 }],
+  ['block-set-write-threshold', { 'node-name': 'x', 'write-threshold': 1.5 }],
+  ['block-set-write-threshold', { 'node-name': 'x', 'write-threshold': '1' }],
+  ['block-set-write-threshold', { 'node-name': 'x', 'write-threshold': -9223372036854775809 }],
+  ['block-set-write-threshold', { 'node-name': 5, 'write-threshold': 1 }],
 ];
 
 /** Arguments QEMU accepts at validation (a driver then fails or succeeds): our visit must accept them too. */
@@ -144,6 +153,8 @@ const ACCEPTED: Case[] = [
   add({ driver: 'vvfat', dir: '/nonexistent' }),
   add({ driver: 'nbd', server: { type: 'unix', path: '/x', abstract: true } }),
   ['query-named-block-nodes', {}],
+  ['query-blockstats', {}],
+  ['block-set-write-threshold', { 'node-name': 'x', 'write-threshold': -1 }],
 ];
 
 const COMMANDS = new Map<string, CommandDef>(BLOCK_CORE_COMMANDS.map((c) => [c.name, c]));

@@ -81,6 +81,7 @@ export class Qcow2Node extends BlockNode {
       throw reason(err);
     }
     const node = new Qcow2Node(name, image, file, readOnly, backingLink ? [fileLink, backingLink] : [fileLink]);
+    image.corruption.onReport = (r) => node.eventSink?.({ kind: 'image-corrupted', node, ...r });
     // The header's name, or the name of the image opened from it (bdrv_open_backing_file's implicit_backing).
     node.autoBackingFile = backingLink?.implicitName ?? image.info().backingFilename ?? '';
     node.adoptBitmaps(loaded);
@@ -234,6 +235,10 @@ export class Qcow2Node extends BlockNode {
     return true;
   }
 
+  override get ejected(): boolean {
+    return this.image.corruption.gone;
+  }
+
   /**
    * qcow2_co_truncate on the image; persistent bitmaps held by the node are
    * checked by it (an inconsistent one refuses), and resized with the node.
@@ -326,7 +331,8 @@ export class Qcow2Node extends BlockNode {
    * inconsistent rather than stale — QEMU warns and goes on closing too.
    */
   protected async doClose(): Promise<void> {
-    if (!this.readOnly) await this.storeBitmaps().catch(() => undefined);
+    // A retired image writes nothing more: QEMU closes a node without a driver without the driver's close.
+    if (!this.readOnly && !this.ejected) await this.storeBitmaps().catch(() => undefined);
     return this.image.close();
   }
 }

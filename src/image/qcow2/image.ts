@@ -20,6 +20,7 @@ import { resizeQcow2 } from './resize.js';
 import { describeHeader } from './describe.js';
 import { BitmapStore } from './bitmaps.js';
 import { mapInTable, type Mapping, unallocatedRun } from './mapping.js';
+import { hex, Qcow2Corruption } from './corruption.js';
 
 export type { Mapping } from './mapping.js';
 
@@ -71,6 +72,8 @@ export class Qcow2Image implements BlockImage {
   readonly l1Dirty = new Set<number>();
   /** The persistent dirty bitmaps on disk (loaded and stored by the image's owner). */
   readonly bitmaps: BitmapStore = new BitmapStore(this);
+  /** Corruption found in use (QEMU's qcow2_signal_corruption): reported, the image marked and retired. */
+  readonly corruption = new Qcow2Corruption(this);
   private writer: Qcow2Writer | undefined;
   private rc: RefcountManager | undefined;
   private closing: Promise<void> | undefined;
@@ -211,16 +214,6 @@ export class Qcow2Image implements BlockImage {
     this.backingImage = backing;
   }
 
-  /** Validates a host cluster offset read from a table: aligned and not the header. */
-  checkHostOffset(off: number, what: string): number {
-    if (off % this.layout.clusterSize !== 0 || off < this.layout.clusterSize) {
-      throw new BlockError('INVALID_IMAGE', `'${this.filename}': ${what} offset 0x${off.toString(16)} is invalid (unaligned or inside the header); the image is corrupt`, {
-        errno: 'EIO',
-      });
-    }
-    return off;
-  }
-
   /** Offset of the L2 table for L1 index i, 0 when unallocated. */
   l2Offset(i: number): number {
     const hi = entryHi(this.l1View, i);
@@ -229,7 +222,18 @@ export class Qcow2Image implements BlockImage {
       throw new BlockError('INVALID_IMAGE', `'${this.filename}': L1 entry ${i} has reserved bits set; the image is corrupt`, { errno: 'EIO' });
     }
     const off = entryOffset(hi, lo);
-    return off === 0 ? 0 : this.checkHostOffset(off, `L2 table ${i}`);
+    if (off % this.layout.clusterSize !== 0) throw this.corrupt(`L2 table offset ${hex(off)} unaligned (L1 index: ${hex(i)})`);
+    return off;
+  }
+
+  /** A fatal corruption found by a request (see Qcow2Corruption): the error it fails with. */
+  corrupt(message: string): BlockError {
+    return this.corruption.signal(true, message);
+  }
+
+  /** Every request but a flush fails once a fatal corruption retired the image (QEMU's node has no driver left). */
+  private live(): void {
+    if (this.corruption.gone) throw this.corruption.goneError();
   }
 
   l1Copied(i: number): boolean {
@@ -256,7 +260,7 @@ export class Qcow2Image implements BlockImage {
   async map(offset: number, length: number): Promise<Mapping> {
     const l2off = this.l2OffsetAt(offset);
     if (l2off === 0) return unallocatedRun(this.layout, offset, length);
-    return mapInTable(this, await this.l2Cache.get(l2off), offset, length);
+    return mapInTable(this, await this.l2Cache.get(l2off), l2off, offset, length);
   }
 
   /**
@@ -269,7 +273,7 @@ export class Qcow2Image implements BlockImage {
     const l2off = this.l2OffsetAt(offset);
     if (l2off === 0) return unallocatedRun(this.layout, offset, length);
     const table = this.l2Cache.peek(l2off);
-    return table && mapInTable(this, table, offset, length);
+    return table && mapInTable(this, table, l2off, offset, length);
   }
 
   private l2OffsetAt(offset: number): number {
@@ -295,6 +299,7 @@ export class Qcow2Image implements BlockImage {
 
   /** Reads guest bytes into `out`, every byte of it written (a reused buffer is fine). */
   readInto(out: Uint8Array, offset: number): Promise<void> {
+    this.live();
     return this.reader.readInto(out, offset);
   }
 
@@ -304,15 +309,18 @@ export class Qcow2Image implements BlockImage {
   }
 
   blockStatus(offset: number, length: number): Promise<Extent> {
+    this.live();
     return this.reader.blockStatus(offset, length);
   }
 
   /** The extents that cover [offset, offset+length), in order (see Qcow2Reader.blockStatusRuns). */
   blockStatusRuns(offset: number, length: number): Promise<Extent[]> {
+    this.live();
     return this.reader.blockStatusRuns(offset, length);
   }
 
   private writable(): Qcow2Writer {
+    this.live();
     if (!this.writer) throw new BlockError('READ_ONLY', `Image '${this.filename}' is read-only`, { errno: 'EPERM' });
     return this.writer;
   }
@@ -352,7 +360,8 @@ export class Qcow2Image implements BlockImage {
 
   /** Writes the metadata held in memory, then flushes the file. */
   async flush(): Promise<void> {
-    if (!this.writer) return;
+    // A retired image writes nothing more, and its flush succeeds (bdrv_co_flush of a node without a driver).
+    if (!this.writer || this.corruption.gone) return;
     await this.meta.run(async () => {
       await this.writeMetadata();
       await this.file.flush();
@@ -365,7 +374,7 @@ export class Qcow2Image implements BlockImage {
    * to disk after announcing flush_to_disk, as bdrv_co_flush does.
    */
   async writeCaches(): Promise<void> {
-    if (!this.writer) return;
+    if (!this.writer || this.corruption.gone) return;
     await this.meta.run(() => this.writeMetadata());
   }
 
@@ -392,6 +401,7 @@ export class Qcow2Image implements BlockImage {
    * this between its steps).
    */
   async writeMetadata(): Promise<void> {
+    if (this.corruption.gone) return;
     const rc = this.refcounts!;
     await rc.writeBack();
     // Nothing changes the tables meanwhile: writers change them only under the mutex we hold.
@@ -461,6 +471,7 @@ export class Qcow2Image implements BlockImage {
       try {
         await this.ranges.drain();
         await this.flush();
+        await this.corruption.settled();
       } finally {
         await this.backingImage?.close();
         await this.file.close();

@@ -2,6 +2,7 @@ import { classify, compressedClusters, compressedRef, type L2Entry } from './ent
 import type { Qcow2Image } from './image.js';
 import { entryOffset, setEntry, viewOf } from './layout.js';
 import type { RefcountManager } from './refcount.js';
+import { hex } from './corruption.js';
 
 /** An L2 table ready to be changed: its host offset and a view of its bytes. */
 export interface WritableL2 {
@@ -75,7 +76,9 @@ export class L2Editor {
       case 'normal':
       case 'zero': {
         const off = entryOffset(e.hi, e.lo);
-        if (off !== 0) this.rc.free(img.checkHostOffset(off, 'data cluster') / img.layout.clusterSize);
+        // Not fatal in QEMU either (qcow2_free_any_cluster): the cluster is left counted, the request goes on.
+        if (off % img.layout.clusterSize !== 0) img.corruption.signal(false, `Cannot free unaligned cluster ${hex(off)}`);
+        else if (off !== 0) this.rc.free(off / img.layout.clusterSize);
         return;
       }
       case 'compressed':

@@ -1,6 +1,8 @@
 import { classify, type ClusterKind, type L2Entry } from './entry.js';
+import type { BlockError } from '../errors.js';
 import type { Extent } from '../types.js';
-import { entryOffset, type Qcow2Layout, viewOf } from './layout.js';
+import { hex } from './corruption.js';
+import { COMPRESSED_HI, entryOffset, type Qcow2Layout, viewOf, ZERO_LO } from './layout.js';
 
 /** How guest bytes [offset, offset+length) map, for one run of clusters with the same kind. */
 export interface Mapping {
@@ -18,8 +20,12 @@ export interface MapContext {
   readonly layout: Qcow2Layout;
   readonly version: number;
   readEntry(view: DataView, i: number): L2Entry;
-  checkHostOffset(off: number, what: string): number;
+  /** A fatal corruption met: reports it and returns the error to throw. */
+  corrupt(message: string): BlockError;
 }
+
+/** A version 2 image has no zero clusters: an entry with the flag is corrupt (only the first of a run is read as such, as QEMU). */
+const v2Zero = (e: L2Entry, version: number) => version < 3 && (e.lo & ZERO_LO) !== 0 && (e.hi & COMPRESSED_HI) === 0;
 
 /** The run from `offset` to the end of its L2 table's range (or `length`), where no L2 table exists. */
 export function unallocatedRun(L: Qcow2Layout, offset: number, length: number): Mapping {
@@ -29,9 +35,12 @@ export function unallocatedRun(L: Qcow2Layout, offset: number, length: number): 
 
 /**
  * The run of clusters starting at `offset` that share a kind (and, for
- * normal clusters, are contiguous on the host), within the L2 table `table`.
+ * normal clusters, are contiguous on the host), within the L2 table `table`
+ * (at `l2Offset` in the file). Its first entry is checked as
+ * qcow2_get_host_offset checks it: a zero flag in a version 2 image or a
+ * host offset not on a cluster boundary is a fatal corruption.
  */
-export function mapInTable(img: MapContext, table: Uint8Array, offset: number, length: number): Mapping {
+export function mapInTable(img: MapContext, table: Uint8Array, l2Offset: number, offset: number, length: number): Mapping {
   const L = img.layout;
   const cs = L.clusterSize;
   const inCluster = offset % cs;
@@ -39,11 +48,13 @@ export function mapInTable(img: MapContext, table: Uint8Array, offset: number, l
   const max = Math.min(length, (L.l2Entries - idx) * cs - inCluster);
   const view = viewOf(table);
   const first = img.readEntry(view, idx);
+  if (v2Zero(first, img.version)) throw img.corrupt(`Zero cluster entry found in pre-v3 image (L2 offset: ${hex(l2Offset)}, L2 index: ${hex(idx)})`);
   const kind = classify(first, img.version);
   // Normal clusters and zero clusters that keep a host cluster (QEMU's
   // zero-alloc) report where they are; a run of them must be contiguous.
   const firstHost = kind === 'normal' || kind === 'zero' ? entryOffset(first.hi, first.lo) : 0;
-  let host = firstHost === 0 ? 0 : img.checkHostOffset(firstHost, 'data cluster');
+  if (firstHost % cs !== 0) throw img.corrupt(`Cluster allocation offset ${hex(firstHost)} unaligned (L2 offset: ${hex(l2Offset)}, L2 index: ${hex(idx)})`);
+  let host = firstHost;
   let len = Math.min(max, cs - inCluster);
   // The entry a contiguous neighbour has: the same bits with the offset one
   // cluster on. Comparing raw words first keeps long runs (1 MiB requests
@@ -67,7 +78,7 @@ export function mapInTable(img: MapContext, table: Uint8Array, offset: number, l
       }
     }
     const e = img.readEntry(view, idx);
-    if (classify(e, img.version) !== kind) break;
+    if (classify(e, img.version) !== kind || v2Zero(e, img.version)) break;
     if (kind === 'normal' || kind === 'zero') {
       const h = entryOffset(e.hi, e.lo);
       if (host === 0 ? h !== 0 : h !== host + cs) break;

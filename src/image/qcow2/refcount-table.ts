@@ -75,6 +75,25 @@ export class RefcountTable {
   setBlock(rt: number, off: number): void {
     setEntry(this.view, rt, offsetHi(off), offsetLo(off));
     this.dirty.add(rt);
+    this.lastUsed = undefined;
+  }
+
+  /** The last entry naming a block (QEMU's max_refcount_table_index), found again after a change. */
+  private lastUsed: number | undefined;
+
+  /** Whether a block the table names lies in the host bytes [start, end): a write there would overwrite it. */
+  blockOverlaps(start: number, end: number): boolean {
+    const cs = this.layout.clusterSize;
+    if (this.lastUsed === undefined) {
+      let last = this.entries - 1;
+      while (last >= 0 && entryOffset(entryHi(this.view, last), entryLo(this.view, last)) === 0) last--;
+      this.lastUsed = last;
+    }
+    for (let rt = 0; rt <= this.lastUsed; rt++) {
+      const off = entryOffset(entryHi(this.view, rt), entryLo(this.view, rt));
+      if (off !== 0 && off < end && start < off + cs) return true;
+    }
+    return false;
   }
 
   /** Holds `table`, already written at `offset` and named by the header, from now on. */
@@ -83,6 +102,7 @@ export class RefcountTable {
     this.bytes = table;
     this.view = viewOf(table);
     this.dirty.clear();
+    this.lastUsed = undefined;
   }
 
   hasDirty(): boolean {

@@ -61,6 +61,11 @@ export class RefcountManager {
     this.fixed = list;
   }
 
+  /** Whether a refcount block lies in the host bytes [start, end) (the metadata overlap check). */
+  blockOverlaps(start: number, end: number): boolean {
+    return this.table.blockOverlaps(start, end);
+  }
+
   /** Throws when cluster c, found free, holds metadata: the refcounts are corrupt. */
   private checkFree(c: number): void {
     const tableStart = this.table.offset / this.layout.clusterSize;

@@ -7,6 +7,8 @@ import type { Mapping, Qcow2Image } from './image.js';
 import { L2Editor } from './l2-editor.js';
 import { COPIED_HI, entryOffset, offsetHi, offsetLo, setEntry, ZERO_LO } from './layout.js';
 import type { RefcountManager } from './refcount.js';
+import { hex } from './corruption.js';
+import { metadataOverlap } from './overlap.js';
 
 type Plan =
   | { kind: 'inplace'; hostOffset: number; length: number }
@@ -143,7 +145,8 @@ export class Qcow2Writer {
     let len = Math.min(max, L.clusterSize - inCluster);
     const first = img.readEntry(view, idx);
     if (isInPlace(first, v)) {
-      let host = img.checkHostOffset(entryOffset(first.hi, first.lo), 'data cluster');
+      let host = entryOffset(first.hi, first.lo);
+      if (host % L.clusterSize !== 0) throw img.corrupt(`Data cluster offset ${hex(host)} unaligned (guest offset: ${hex(offset)})`);
       const start = host + inCluster;
       while (len < max) {
         const e = img.readEntry(view, ++idx);
@@ -170,8 +173,19 @@ export class Qcow2Writer {
 
   /** Guest data into clusters it already owns. */
   private writeInPlace(hostOffset: number, data: Uint8Array): Promise<void> {
+    this.checkOverlap(hostOffset, data.length);
     this.img.file.event?.('write_aio');
     return this.img.file.write(hostOffset, data);
+  }
+
+  /**
+   * qcow2_pre_write_overlap_check before guest data goes to the file: a
+   * write that would land on metadata (a corrupt table pointing there) is
+   * a fatal corruption and is not made.
+   */
+  private checkOverlap(hostOffset: number, bytes: number): void {
+    const hit = metadataOverlap(this.img, hostOffset, bytes);
+    if (hit !== undefined) throw this.img.corruption.signal(true, `Preventing invalid write on metadata (overlaps with ${hit})`, { offset: hostOffset, size: bytes });
   }
 
   /** What a read of one guest cluster returns now (for copy-on-write of a partial write). */
@@ -255,6 +269,7 @@ export class Qcow2Writer {
     file.event?.('write_aio');
     if (cow) file.event?.('cow_write');
     try {
+      this.checkOverlap(plan.host * cs, head + plan.length + tail);
       // Zero head and tail are written, not left as holes: qemu-img map would report holes in a data cluster as zero.
       await this.img.file.writev(plan.host * cs, bufs);
     } catch (err) {

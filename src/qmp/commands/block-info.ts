@@ -3,6 +3,8 @@ import { cowChild, filterOrCowChild } from '../../blockdev/chain.js';
 import { type NodeName, nodeNames } from '../../blockdev/filename.js';
 import type { BlockNode, NodeImageInfo } from '../../blockdev/node.js';
 import { toQmpJson } from '../json-out.js';
+import { asInt64 } from './block-stats.js';
+import { QmpError } from '../error.js';
 
 /**
  * The wire shapes of query-named-block-nodes (BlockDeviceInfo, ImageInfo).
@@ -78,6 +80,7 @@ async function chainInfo(node: BlockNode, flat: boolean, names: Map<BlockNode, N
 }
 
 export async function blockDeviceInfo(node: BlockNode, flat: boolean): Promise<Record<string, unknown>> {
+  if (node.ejected) throw new QmpError('GenericError', `Block device ${node.nodeName} is ejected`);
   const names = namesOf(node);
   const { info, depth } = await chainInfo(node, flat, names);
   const s = node.settings;
@@ -97,7 +100,7 @@ export async function blockDeviceInfo(node: BlockNode, flat: boolean): Promise<R
     iops_wr: 0,
     image: imageInfo(info, !flat),
     cache: { writeback: true, direct: s.cacheDirect, 'no-flush': s.cacheNoFlush },
-    write_threshold: 0,
+    write_threshold: asInt64(node.writeStats.writeThreshold),
   });
   const bitmaps = node.dirtyBitmaps.all();
   if (bitmaps.length > 0) out['dirty-bitmaps'] = bitmaps.map(dirtyInfo);

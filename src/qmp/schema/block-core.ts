@@ -14,6 +14,7 @@ import * as E from './block-core/events.js';
 import { BlockDeviceInfo, BlockInfo } from './block-core/node-info.js';
 import { BITMAP_COMMANDS } from './block-core/bitmaps.js';
 import { blockCommit, blockStream } from './block-core/stream-commit.js';
+import { blockSetWriteThreshold, queryBlockstats } from './block-core/stats.js';
 import { array, bool, int, str } from './types.js';
 
 export * from './block-core/common.js';
@@ -28,6 +29,7 @@ export * from './block-core/events.js';
 export * from './block-core/bitmaps.js';
 export * from './block-core/create-options.js';
 export * from './block-core/stream-commit.js';
+export * from './block-core/stats.js';
 
 export const blockdevAdd = command('blockdev-add', { args: BlockdevOptions });
 export const blockdevDel = command('blockdev-del', { args: { 'node-name': str } });
@@ -40,7 +42,7 @@ export const blockResize = command('block_resize', { args: { '*device': str, '*n
 
 export const blockdevReopen = command('blockdev-reopen', { args: { options: array(BlockdevOptions) } });
 
-export const BLOCK_CORE_COMMANDS = [blockdevAdd, blockdevDel, queryNamedBlockNodes, queryBlock, changeBackingFileCmd, blockResize, blockdevReopen, blockStream, blockCommit, ...BITMAP_COMMANDS] as const;
+export const BLOCK_CORE_COMMANDS = [blockdevAdd, blockdevDel, queryNamedBlockNodes, queryBlock, changeBackingFileCmd, blockResize, blockdevReopen, blockStream, blockCommit, queryBlockstats, blockSetWriteThreshold, ...BITMAP_COMMANDS] as const;
 export const BLOCK_CORE_EVENTS = [
   E.blockImageCorrupted,
   E.blockIoError,

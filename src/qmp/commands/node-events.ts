@@ -1,0 +1,25 @@
+import type { BlockNodeEvent } from '../../blockdev/node-events.js';
+
+/**
+ * A node's own event as QMP sends it (BLOCK_WRITE_THRESHOLD,
+ * BLOCK_IMAGE_CORRUPTED). `device` is the name of the node's BlockBackend,
+ * which in the storage daemon is always empty.
+ */
+export function nodeEvent(e: BlockNodeEvent): { name: string; data: Record<string, unknown> } {
+  switch (e.kind) {
+    case 'write-threshold':
+      return { name: 'BLOCK_WRITE_THRESHOLD', data: { 'node-name': e.node.nodeName, 'amount-exceeded': e.amountExceeded, 'write-threshold': e.threshold } };
+    case 'image-corrupted':
+      return {
+        name: 'BLOCK_IMAGE_CORRUPTED',
+        data: {
+          device: '',
+          'node-name': e.node.nodeName,
+          msg: e.message,
+          ...(e.offset !== undefined ? { offset: e.offset } : {}),
+          ...(e.size !== undefined ? { size: e.size } : {}),
+          fatal: e.fatal,
+        },
+      };
+  }
+}
