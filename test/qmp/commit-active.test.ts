@@ -14,10 +14,10 @@
  * compared exactly).
  */
 import { join } from 'node:path';
-import { describe, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { compareChain, explicitChain, imagesReport, nodesSummary, nodesWithout, type Step, without } from '../helpers/chain-session.js';
-import { qemu, run } from '../helpers/qemu.js';
-import { nbdWrite } from '../helpers/qmp-session.js';
+import { qemu, qemuImg, qemuIo, run } from '../helpers/qemu.js';
+import { compareSessions, file, nbdWrite } from '../helpers/qmp-session.js';
 
 /** A writable NBD export of `node` (named after it) on `${DIR}/nbd.sock`: the guest. */
 const exportLayer = (node: string): Step[] => [
@@ -32,6 +32,16 @@ const expectedView = (from: string, ...writes: string[]) => async (dir: string) 
   const io = await run('qemu-io', ['-f', 'raw', ...writes.flatMap((w) => ['-c', w]), path]);
   return { cp: copied.code, qemuIo: io.code };
 };
+
+/** small.qcow2 (512 KiB, 1s at [0, 256k)) under big.qcow2 (1 MiB, 4s at [384k, 768k)), and the view through big. */
+async function growingChain(dir: string): Promise<void> {
+  const ok = async (p: Promise<{ code: number; stderr: string }>) => expect((await p).stderr).toBe('');
+  await ok(qemuImg('create', '-q', '-f', 'qcow2', join(dir, 'small.qcow2'), '512K'));
+  await ok(qemuIo('-c', 'write -q -P 1 0 256k', join(dir, 'small.qcow2')));
+  await ok(qemuImg('create', '-q', '-f', 'qcow2', '-b', 'small.qcow2', '-F', 'qcow2', join(dir, 'big.qcow2'), '1M'));
+  await ok(qemuIo('-c', 'write -q -P 4 384k 384k', join(dir, 'big.qcow2')));
+  await ok(qemuImg('convert', '-O', 'raw', join(dir, 'big.qcow2'), join(dir, 'big-view.raw')));
+}
 
 const nodes = nodesWithout('actual-size');
 /** The nodes with their backing chains as the graph has them (backing-image). */
@@ -186,6 +196,23 @@ describe.skipIf(!qemu.available || !qemu.storageDaemon)('block-commit of the act
         nodes,
       ],
       imagesReport(images, { 'top.qcow2': 'top-view.raw' }),
+    );
+  }, 60_000);
+
+  it('a base smaller than the top grows to its size; the chain opened from the image headers (implicit nodes)', async () => {
+    await compareSessions(
+      growingChain,
+      [
+        ['blockdev-add', { driver: 'qcow2', 'node-name': 'big', file: file('big.qcow2') }],
+        ['block-commit', { 'job-id': 'c', device: 'big', base: '${DIR}/small.qcow2' }],
+        { waitJob: 'c', status: 'ready' },
+        nodes,
+        ['job-complete', { id: 'c' }],
+        { waitJob: 'c' },
+        chains,
+      ],
+      (l) => l,
+      imagesReport(['big.qcow2', 'small.qcow2'], { 'small.qcow2': 'big-view.raw' }),
     );
   }, 60_000);
 
