@@ -16,6 +16,7 @@ const BENCHES: Record<string, () => Promise<BenchModule>> = {
   transaction: () => import('./transaction.js'),
   nbd: () => import('./nbd.js'),
   mirror: () => import('./mirror.js'),
+  commit: () => import('./commit.js'),
 };
 
 /** Flags every bench gets through BenchContext; the rest belong to individual benches. */

@@ -1,6 +1,6 @@
 import { isAllocatedAbove } from '../blockdev/allocation.js';
 import { BlockBackend } from '../blockdev/block-backend.js';
-import { cowChild, filterOrCowChild, findOverlay } from '../blockdev/chain.js';
+import { cowChild, findOverlay } from '../blockdev/chain.js';
 import { CommitTopNode } from '../blockdev/drivers/commit-top.js';
 import { dropIntermediate } from '../blockdev/drop-intermediate.js';
 import { freezeChain, unfreezeChain } from '../blockdev/freeze.js';
@@ -87,13 +87,7 @@ export class CommitJob extends BlockJob {
     }
     this.commitTop = ct;
     this.baseOverlay = findOverlay(top, base)!;
-    const filteredBase = cowChild(this.baseOverlay);
-    let shared = PERM_WRITE_UNCHANGED | PERM_WRITE;
-    for (let n: BlockNode | undefined = top; n && n !== base; n = filterOrCowChild(n)) {
-      // From here down only filters of base remain: their reads stay consistent.
-      if (n === filteredBase) shared |= PERM_CONSISTENT_READ;
-      await this.nodes.add('intermediate node', n, 0, shared);
-    }
+    await this.nodes.addIntermediate(top, base, cowChild(this.baseOverlay));
     freezeChain(ct, base);
     this.chainFrozen = true;
     await this.nodes.add('base', base, 0, PERM_ALL);

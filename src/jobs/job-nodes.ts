@@ -1,8 +1,10 @@
+import { filterOrCowChild } from '../blockdev/chain.js';
 import type { ChildOwner, NodeChild } from '../blockdev/child.js';
 import { attachChild, detachChild } from '../blockdev/graph-edit.js';
 import { GraphTransaction } from '../blockdev/graph-transaction.js';
 import type { BlockNode } from '../blockdev/node.js';
 import { jobBlocker, type OpBlocker } from '../blockdev/op-blockers.js';
+import { PERM_CONSISTENT_READ, PERM_WRITE, PERM_WRITE_UNCHANGED } from '../image/perm.js';
 
 /**
  * The nodes a block job holds (BlockJob's nodes list): each a link from
@@ -38,6 +40,21 @@ export class JobNodes implements ChildOwner {
       });
     };
     await (tran ? step(tran) : GraphTransaction.run(step));
+  }
+
+  /**
+   * The layers a commit drops (commit_start and, for an active commit,
+   * mirror_start_job): from `first` down to just above `base`, each held
+   * sharing writes, since base is written below them; from `filteredBase`
+   * (the topmost node that is only a filter of base) down, consistent
+   * reads too.
+   */
+  async addIntermediate(first: BlockNode | undefined, base: BlockNode, filteredBase: BlockNode | undefined): Promise<void> {
+    let shared = PERM_WRITE_UNCHANGED | PERM_WRITE;
+    for (let n = first; n && n !== base; n = filterOrCowChild(n)) {
+      if (n === filteredBase) shared |= PERM_CONSISTENT_READ;
+      await this.add('intermediate node', n, 0, shared);
+    }
   }
 
   has(node: BlockNode): boolean {

@@ -73,6 +73,8 @@ export abstract class Job {
   private removedResolve!: () => void;
   /** Resolves when the job reaches `null` and leaves the job list. */
   readonly removedPromise = new Promise<void>((r) => (this.removedResolve = r));
+  /** The job's way to `null` once begun: it is freed once, whoever else dismisses it meanwhile. */
+  private dismissal: Promise<void> | undefined;
 
   constructor(
     readonly id: string,
@@ -373,11 +375,15 @@ export abstract class Job {
    * job_do_dismiss: the job goes to `null` and is freed. QEMU announces
    * `null` first but frees in the same main-loop turn, so no command sees
    * the job half gone; here freeing waits (its links' permissions), so it
-   * comes first and `null` says it is over.
+   * comes first and `null` says it is over. A dismissal meanwhile (a
+   * daemon shutting down as the job concludes) waits for the same one.
    */
-  private async toNull(): Promise<void> {
-    await this.free();
-    this.transition('null');
+  private toNull(): Promise<void> {
+    this.dismissal ??= (async () => {
+      await this.free();
+      this.transition('null');
+    })();
+    return this.dismissal;
   }
 
   /** Called by the transaction: the finalize steps for this job, events, conclusion. */

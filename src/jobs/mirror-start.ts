@@ -1,7 +1,8 @@
 import { defaultGranularity } from '../blockdev/bitmap-ops.js';
 import { BlockBackend } from '../blockdev/block-backend.js';
-import { canReplace, chainContains, cowChild, filteredChild, skipFilters } from '../blockdev/chain.js';
+import { canReplace, chainContains, cowChild, filteredChild, filterOrCowChild, findOverlay, skipFilters } from '../blockdev/chain.js';
 import { MirrorTopNode } from '../blockdev/drivers/mirror-top.js';
+import { freezeChain, unfreezeChain } from '../blockdev/freeze.js';
 import { appendOverlay, replaceNode, setBacking } from '../blockdev/graph-edit.js';
 import { GraphTransaction } from '../blockdev/graph-transaction.js';
 import type { BlockGraph } from '../blockdev/graph.js';
@@ -75,7 +76,9 @@ function depthOf(top: BlockNode, base: BlockNode): number {
  * the source's place, the job with its links (main node, source, target)
  * and its access to the target, in QEMU's order — a failure once the job
  * exists fails it early (created, null) and takes the filter out again.
- * The job is started.
+ * A target in the source's chain (active commit) also gets the layers in
+ * between held and the chain frozen from the filter down to it, as those
+ * layers leave the chain at completion. The job is started.
  */
 export async function startMirror(o: MirrorStartOptions): Promise<MirrorJob> {
   const granularity = o.granularity || (await defaultGranularity(o.target));
@@ -105,6 +108,8 @@ export async function startMirror(o: MirrorStartOptions): Promise<MirrorJob> {
   }
 
   const targetBackend = new BlockBackend({ perm: 0, shared: PERM_ALL });
+  // Whether the chain from the filter to the target is frozen (so the end thaws it).
+  const chain = { frozen: false };
   const job = new MirrorJob(o.id, o.listener, {
     ...o,
     bufSize: Math.ceil(bufSize / granularity) * granularity,
@@ -113,11 +118,13 @@ export async function startMirror(o: MirrorStartOptions): Promise<MirrorJob> {
     targetBackend,
     baseDepth: o.base ? depthOf(o.source, o.base) : undefined,
     findNode: (n) => o.graph.get(n),
-    exit: { finish: (j, abort) => finishMirror(o, j, targetBackend, abort) },
+    exit: { finish: (j, abort) => finishMirror(o, j, targetBackend, chain, abort) },
   });
   try {
     // Nothing may resize the source while the job runs.
     await job.nodes.add('main node', filter, PERM_CONSISTENT_READ, PERM_CONSISTENT_READ | PERM_WRITE_UNCHANGED | PERM_WRITE);
+    // block_job_create sets the speed right after: a negative one fails the job there.
+    if (o.speed < 0) throw fail("Parameter 'speed' expects a non-negative value");
     // The target is written, not read consistently (nor resized) while the mirror runs; an active commit's base is in use all along.
     let perm = PERM_WRITE;
     let shared = PERM_WRITE_UNCHANGED;
@@ -131,8 +138,12 @@ export async function startMirror(o: MirrorStartOptions): Promise<MirrorJob> {
     await targetBackend.insert(o.target);
     await job.nodes.add('source', o.source, 0, PERM_WRITE_UNCHANGED | PERM_WRITE | PERM_CONSISTENT_READ);
     await job.nodes.add('target', o.target, 0, PERM_ALL);
-    // block_job_create sets the speed last: a negative one fails the job the same way.
-    if (o.speed < 0) throw fail("Parameter 'speed' expects a non-negative value");
+    if (targetIsBacking) {
+      // Writes are shared so the job does not block itself at the target; consistent reads only where nothing but filters of it remain.
+      await job.nodes.addIntermediate(filterOrCowChild(o.source), o.target, cowChild(findOverlay(o.source, o.target)!));
+      freezeChain(filter, o.target);
+      chain.frozen = true;
+    }
   } catch (err) {
     await job.earlyFail();
     throw err;
@@ -142,13 +153,16 @@ export async function startMirror(o: MirrorStartOptions): Promise<MirrorJob> {
 }
 
 /**
- * mirror_exit_common after the job's run: the job lets go of the target,
+ * mirror_exit_common after the job's run: the chain down to the target
+ * thaws (active commit), the job lets go of the target,
  * the filter stops passing permissions down, the target gets its backing
  * chain (drive-mirror), a completed job puts the target in the place of
  * the source (or of `replaces`), and the filter leaves the graph.
  */
-async function finishMirror(o: MirrorStartOptions, job: MirrorJob, targetBackend: BlockBackend, abort: boolean): Promise<void> {
+async function finishMirror(o: MirrorStartOptions, job: MirrorJob, targetBackend: BlockBackend, chain: { frozen: boolean }, abort: boolean): Promise<void> {
   const filter = job.filter;
+  if (chain.frozen) unfreezeChain(filter, o.target);
+  chain.frozen = false;
   await targetBackend.remove();
   filter.stop = true;
   await GraphTransaction.run((tran) => refreshPerms([o.source], tran)).catch(() => undefined);

@@ -127,3 +127,15 @@ export const opens = (name: string, format = 'qcow2') => async (dir: string) => 
   rw: (await run('qemu-io', ['-f', format, '-c', 'read 0 512', join(dir, name)])).stderr,
   ro: (await run('qemu-io', ['-r', '-f', format, '-c', 'read 0 512', join(dir, name)])).stderr,
 });
+
+/**
+ * A guest write (a qemu-io command) through the NBD export named `name`
+ * (an export's name is its node's unless given) of a server listening on
+ * `nbd.sock` in the session's directory. A write that fails fails the
+ * session: both daemons failing alike would hide that nothing was written.
+ */
+export const nbdWrite = (name: string, cmd: string) => async (dir: string) => {
+  const r = await run('qemu-io', ['-f', 'raw', '-c', cmd, `nbd+unix:///${name}?socket=${join(dir, 'nbd.sock')}`]);
+  if (r.code !== 0) throw new Error(`qemu-io ${cmd} on export ${name}: ${r.stderr}`);
+  return r.code;
+};

@@ -134,6 +134,27 @@ describe('job lifecycle', () => {
     expect(log.slice(-7)).toEqual(['j6:PENDING', 'j6:aborting', 'j6:abort', 'j6:CANCELLED(Operation canceled)@2/2', 'j6:concluded', 'j6:null', 'j6:removed']);
   });
 
+  it('dismissed again while it dismisses itself (a daemon shut down as the job ends): one null, both dismissals resolve', async () => {
+    const log: string[] = [];
+    let again: Promise<void> | undefined;
+    let frees = 0;
+    class SlowFree extends StepJob {
+      // Freeing takes a while (its links' permissions): a shutdown's dismissal of the concluded job comes meanwhile.
+      protected override async free(): Promise<void> {
+        if (frees++ === 0) setImmediate(() => (again = this.dismiss()));
+        await new Promise((r) => setTimeout(r, 5));
+      }
+    }
+    const j = new SlowFree('j9', log, 1);
+    j.start();
+    await settle(j);
+    for (let i = 0; i < 100 && j.status !== 'null'; i++) await new Promise((r) => setTimeout(r, 1));
+    await again;
+    expect(frees).toBe(1);
+    expect(log.filter((l) => l === 'j9:null')).toHaveLength(1);
+    expect(log.slice(-3)).toEqual(['j9:concluded', 'j9:null', 'j9:removed']);
+  });
+
   it('a never-started job cancelled goes created, aborting, concluded, null without job events', async () => {
     const log: string[] = [];
     const j = new StepJob('j7', log, 2);

@@ -6,14 +6,13 @@
  * images — backing file strings, check, allocation — and the guest view:
  * the top reads as before, the base as the middle layer did.
  *
- * Committing the active layer is a mirror job in QEMU, which blockemu does
- * not have yet: that refusal is blockemu's own and tested on its own.
+ * Committing the active layer (a mirror job in QEMU) is played in
+ * commit-active.test.ts.
  */
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
-import { startDaemon } from '../../src/embed.js';
-import { compareChain, explicitChain, file, imagesReport, makeChain, nodesSummary, nodesWithout, type Step } from '../helpers/chain-session.js';
-import { qemu, qemuImg, withTempDir } from '../helpers/qemu.js';
+import { describe, it } from 'vitest';
+import { compareChain, explicitChain, file, imagesReport, nodesSummary, nodesWithout, type Step } from '../helpers/chain-session.js';
+import { qemu, qemuImg } from '../helpers/qemu.js';
 
 const report = imagesReport(['top.qcow2', 'base.qcow2'], { 'top.qcow2': 'top-view.raw', 'base.qcow2': 'mid-view.raw' });
 
@@ -137,28 +136,4 @@ describe.skipIf(!qemu.available || !qemu.storageDaemon)('block-commit, as qemu-s
       );
     }, 60_000);
   }
-});
-
-describe.skipIf(!qemu.available)('block-commit of the active layer', () => {
-  it('is refused, with nothing changed, until blockemu has the mirror job (src/jobs/commit-active.ts)', async () => {
-    await withTempDir(async (dir) => {
-      await makeChain(dir);
-      const d = await startDaemon({ blockdevs: [{ driver: 'qcow2', 'node-name': 'top', file: { driver: 'file', filename: join(dir, 'top.qcow2') } }] });
-      try {
-        const c = await d.client();
-        const before = await c.execute('query-named-block-nodes', { flat: true });
-        for (const args of [{ device: 'top' }, { device: 'top', 'top-node': 'top' }, { device: 'top', top: join(dir, 'top.qcow2') }]) {
-          await expect(c.execute('block-commit', { 'job-id': 'c', ...args })).rejects.toMatchObject({
-            qmpClass: 'GenericError',
-            desc: "Active commit is not implemented by blockemu yet: 'top' is the active layer (or has a writer), which QEMU commits with a mirror job; commit a layer below it with 'top-node'",
-          });
-        }
-        expect(c.takeEvents()).toEqual([]);
-        expect(await c.execute('query-named-block-nodes', { flat: true })).toEqual(before);
-        expect(await c.execute('query-jobs')).toEqual([]);
-      } finally {
-        await d.close();
-      }
-    });
-  });
 });

@@ -12,7 +12,7 @@
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { qemu, qemuImg, qemuIo, run } from '../helpers/qemu.js';
-import { compareSessions, describeImage, file, type Step } from '../helpers/qmp-session.js';
+import { compareSessions, describeImage, file, nbdWrite, type Step } from '../helpers/qmp-session.js';
 
 /** src (4 MiB: data, a zero cluster, more data) and an empty target of its size; small (2 MiB); base <- top for sync=top, with t-top naming base. */
 async function images(dir: string): Promise<void> {
@@ -46,10 +46,6 @@ const compare = (steps: readonly Step[]) => compareSessions(images, steps, witho
 /** `qemu-img compare` of two images in the session's directory, without locks. */
 const same = (a: string, b: string) => async (dir: string) => (await run('qemu-img', ['compare', '-U', join(dir, a), join(dir, b)])).stdout;
 
-/** A guest write through the NBD export `name` of the daemon whose socket is in the session's parent directory. */
-const nbdWrite = (name: string, cmd: string) => async (dir: string) =>
-  (await run('qemu-io', ['-f', 'raw', '-c', cmd, `nbd+unix:///${name}?socket=${join(dir, 'nbd.sock')}`])).code;
-
 const addSrcTgt: Step[] = [
   ['blockdev-add', { driver: 'qcow2', 'node-name': 'src', file: file('src.qcow2') }],
   ['blockdev-add', { driver: 'qcow2', 'node-name': 'tgt', file: file('tgt.qcow2') }],
@@ -68,7 +64,7 @@ describe.skipIf(!qemu.available || !qemu.storageDaemon)('blockdev-mirror and dri
       { waitJob: 'j', status: 'ready' },
       ['query-block-jobs'],
       ['query-named-block-nodes', { flat: true }],
-      { sh: nbdWrite('e', 'write -P 9 3M 64k') },
+      { sh: nbdWrite('src', 'write -P 9 3M 64k') },
       ['job-complete', { id: 'j' }],
       { waitJob: 'j' },
       ['query-block-exports'],
@@ -135,7 +131,7 @@ describe.skipIf(!qemu.available || !qemu.storageDaemon)('blockdev-mirror and dri
       ...exportSrc,
       ['blockdev-mirror', { 'job-id': 'j', device: 'src', target: 'tgt', sync: 'full', 'copy-mode': 'write-blocking', 'filter-node-name': 'mt' }],
       { waitJob: 'j', status: 'ready' },
-      { sh: nbdWrite('e', 'write -P 7 64k 128k') },
+      { sh: nbdWrite('src', 'write -P 7 64k 128k') },
       ['query-block-jobs'],
       { sh: same('src.qcow2', 'tgt.qcow2') },
       ['query-named-block-nodes', { flat: true }],

@@ -52,6 +52,8 @@ export class MirrorTopNode extends PassThroughFilter {
   ) {
     // Opened read-write (BDRV_O_RDWR), with its child attached by bdrv_append.
     super(name, false, []);
+    // So that the job can always take it out again: no frozen chain may hold it.
+    this.neverFreeze = true;
   }
 
   protected get filtered(): BlockNode {

@@ -75,7 +75,8 @@ async function blockCommitCmd(ctx: QmpContext, a: Args): Promise<void> {
   const active = skipFilters(top) === skipFilters(bs);
   if (active || top.cumulativePerm().perm & PERM_WRITE) {
     if (a['backing-file'] !== undefined) throw fail(active ? "'backing-file' specified, but 'top' is the active layer" : "'backing-file' specified, but 'top' has a writer on it");
-    startActiveCommit({ ...start, top, base });
+    await startActiveCommit({ ...start, top, base });
+    return;
   }
   const overlay = findOverlay(bs, top)!;
   overlay.blockers.check(overlay.nodeName, 'commit-target');
