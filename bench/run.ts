@@ -17,6 +17,7 @@ const BENCHES: Record<string, () => Promise<BenchModule>> = {
   nbd: () => import('./nbd.js'),
   mirror: () => import('./mirror.js'),
   commit: () => import('./commit.js'),
+  throttle: () => import('./throttle.js'),
 };
 
 /** Flags every bench gets through BenchContext; the rest belong to individual benches. */
