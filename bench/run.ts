@@ -18,6 +18,7 @@ const BENCHES: Record<string, () => Promise<BenchModule>> = {
   mirror: () => import('./mirror.js'),
   commit: () => import('./commit.js'),
   throttle: () => import('./throttle.js'),
+  startup: () => import('./startup.js'),
 };
 
 /** Flags every bench gets through BenchContext; the rest belong to individual benches. */

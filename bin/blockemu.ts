@@ -2,11 +2,25 @@
 import { setFlagsFromString } from 'node:v8';
 import { Command, Option } from 'commander';
 import { LOG_LEVELS, setLogLevel } from '../src/log.js';
-import { addDaemonCommand } from './commands/daemon.js';
-import { addDemoCommand } from './commands/demo.js';
-import { addImgCommand } from './commands/img.js';
-import { addIoCommand } from './commands/io.js';
-import { addQmpCommand } from './commands/qmp.js';
+
+/** The subcommands, each loaded only when it runs (or for the overall help): a daemon start loads no image tools, and the reverse. */
+const SUBCOMMANDS: Record<string, () => Promise<(program: Command) => void>> = {
+  img: async () => (await import('./commands/img.js')).addImgCommand,
+  io: async () => (await import('./commands/io.js')).addIoCommand,
+  demo: async () => (await import('./commands/demo.js')).addDemoCommand,
+  daemon: async () => (await import('./commands/daemon.js')).addDaemonCommand,
+  qmp: async () => (await import('./commands/qmp.js')).addQmpCommand,
+};
+
+/** The subcommand the arguments name, past the global options; undefined when they name none (help, version, an error). */
+function subcommandOf(args: readonly string[]): string | undefined {
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i]!;
+    if (a === '--log-level') i++;
+    else if (!a.startsWith('--log-level=')) return Object.hasOwn(SUBCOMMANDS, a) ? a : undefined;
+  }
+  return undefined;
+}
 
 // No inlining in V8's optimising compiler. A daemon's hot path is a deep
 // stack of small async functions (job, copier, node, driver, image, file);
@@ -32,10 +46,7 @@ program
   .addOption(new Option('--log-level <level>', 'log level for stderr').choices(LOG_LEVELS).default('warn'))
   .hook('preAction', (cmd) => setLogLevel(cmd.opts().logLevel as string));
 
-addImgCommand(program);
-addIoCommand(program);
-addDemoCommand(program);
-addDaemonCommand(program);
-addQmpCommand(program);
+const only = subcommandOf(process.argv.slice(2));
+for (const name of only ? [only] : Object.keys(SUBCOMMANDS)) (await SUBCOMMANDS[name]!())(program);
 
 await program.parseAsync(process.argv);

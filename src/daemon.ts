@@ -1,30 +1,15 @@
 import { unlink, writeFile } from 'node:fs/promises';
-import type { Logger } from 'pino';
+import type { Logger } from './log.js';
 import { BlockGraph } from './blockdev/graph.js';
 import type { BlockdevSpec } from './blockdev/open.js';
 import { BlockError } from './image/errors.js';
 import { BlockExports } from './export/exports.js';
-import { addExportCommands, exportSpec, nbdAddress } from './qmp/commands/exports.js';
 import { BLOCK_EXPORT_EVENTS, type BlockExportOptions, type NbdServerOptions } from './qmp/schema/block-export.js';
 import type { Infer } from './qmp/schema/types.js';
 import { logger } from './log.js';
-import { addBitmapCommands } from './qmp/commands/bitmaps.js';
-import { addBackingCommands } from './qmp/commands/backing.js';
-import { addResizeCommands } from './qmp/commands/resize.js';
-import { addReopenCommands } from './qmp/commands/reopen.js';
-import { addBlockdevCommands, addBlockdev } from './qmp/commands/blockdev.js';
-import { addHmpCommands } from './qmp/commands/hmp.js';
 import { addJobCommands, jobEventListener } from './qmp/commands/jobs.js';
-import { addMirrorCommands } from './qmp/commands/mirror.js';
-import { addTransactionCommands } from './qmp/commands/transaction.js';
-import { addClockCommands } from './qmp/commands/clock.js';
-import { addCreateCommands } from './qmp/commands/create.js';
-import { addCommitCommands } from './qmp/commands/commit.js';
-import { addStreamCommands } from './qmp/commands/stream.js';
-import { addQomCommands, objectAddProperties } from './qmp/commands/qom.js';
 import type { ObjectOptions } from './qmp/schema/qom.js';
 import { ObjectRegistry } from './objects/registry.js';
-import { addBlockStatsCommands } from './qmp/commands/block-stats.js';
 import { nodeEvent } from './qmp/commands/node-events.js';
 import { BLOCK_CORE_EVENTS } from './qmp/schema/block-core.js';
 import { JOB_EVENTS } from './qmp/schema/job.js';
@@ -32,6 +17,7 @@ import { JobManager } from './jobs/manager.js';
 import { addControlCommands } from './qmp/commands/control.js';
 import type { QmpContext, VersionInfo } from './qmp/context.js';
 import { CommandTable } from './qmp/dispatch.js';
+import { COMMAND_MODULES } from './qmp/command-modules.js';
 import type { EventDef } from './qmp/schema/command.js';
 import { QmpServer } from './qmp/server.js';
 import type { ParserFactory } from './qmp/session.js';
@@ -107,22 +93,9 @@ export class Daemon {
     const log = config.log ?? logger();
     const commands = new CommandTable<QmpContext>();
     addControlCommands(commands);
-    addBlockdevCommands(commands);
-    addBackingCommands(commands);
-    addResizeCommands(commands);
-    addReopenCommands(commands);
-    addBitmapCommands(commands);
-    addHmpCommands(commands);
     addJobCommands(commands);
-    addMirrorCommands(commands);
-    addTransactionCommands(commands);
-    addClockCommands(commands);
-    addCreateCommands(commands);
-    addStreamCommands(commands);
-    addCommitCommands(commands);
-    addExportCommands(commands);
-    addQomCommands(commands);
-    addBlockStatsCommands(commands);
+    // The other handlers (and the block layer behind them) load when first called.
+    for (const m of COMMAND_MODULES) commands.addLazy(m.defs, m.load);
     const graph = new BlockGraph();
     const jobs = new JobManager(config.clock);
     graph.clock = jobs.clock;
@@ -216,16 +189,23 @@ export class Daemon {
 async function runSetupStep(step: SetupStep, graph: BlockGraph, exports: BlockExports, objects: ObjectRegistry): Promise<void> {
   if ('invalid' in step) throw new Error(step.invalid);
   switch (step.option) {
-    case 'blockdev':
+    case 'blockdev': {
+      const { addBlockdev } = await import('./qmp/commands/blockdev.js');
       return addBlockdev({ graph }, step.spec);
+    }
     case 'nbd-server': {
+      const { nbdAddress } = await import('./qmp/commands/exports.js');
       const s = step.server;
       return exports.startNbdServer(nbdAddress(s.addr), { maxConnections: s['max-connections'], tlsCreds: s['tls-creds'] });
     }
-    case 'export':
+    case 'export': {
+      const { exportSpec } = await import('./qmp/commands/exports.js');
       await exports.add(exportSpec(step.export));
       return;
-    case 'object':
+    }
+    case 'object': {
+      const { objectAddProperties } = await import('./qmp/commands/qom.js');
       await objects.add(step.object['qom-type'], step.object.id, objectAddProperties(step.object as Record<string, unknown>));
+    }
   }
 }

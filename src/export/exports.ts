@@ -1,4 +1,4 @@
-import type { Logger } from 'pino';
+import type { Logger } from '../log.js';
 import type { BitmapSource } from '../blockdev/bitmap-ops.js';
 import { lookupBitmap } from '../blockdev/bitmap-ops.js';
 import { BitmapCheck, type DirtyBitmap } from '../blockdev/dirty-bitmap.js';

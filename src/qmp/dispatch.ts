@@ -21,6 +21,36 @@ export class CommandTable<Ctx> {
     return this;
   }
 
+  /**
+   * Commands whose handlers live in a module loaded when one of them is
+   * first called (the daemon starts without loading what it may never
+   * run). `load` gives the module's registration function, which must add
+   * exactly `defs`, in that order — checked when it loads.
+   */
+  addLazy(defs: readonly CommandDef[], load: () => Promise<(table: CommandTable<Ctx>) => void>): this {
+    let loaded: Promise<void> | undefined;
+    const ensure = () =>
+      (loaded ??= (async () => {
+        const real = new CommandTable<Ctx>();
+        (await load())(real);
+        const want = defs.map((d) => d.name).join(', ');
+        const got = real.defs().map((d) => d.name).join(', ');
+        if (want !== got) throw new Error(`lazily loaded commands differ: declared [${want}], the module registers [${got}]`);
+        for (const d of defs) this.entries.get(d.name)!.handler = real.entries.get(d.name)!.handler;
+      })());
+    for (const def of defs) {
+      if (this.entries.has(def.name)) throw new Error(`command ${def.name} registered twice`);
+      this.entries.set(def.name, {
+        def,
+        handler: async (args: unknown, ctx: Ctx) => {
+          await ensure();
+          return this.entries.get(def.name)!.handler(args, ctx);
+        },
+      });
+    }
+    return this;
+  }
+
   get(name: string): Entry<Ctx> | undefined {
     return this.entries.get(name);
   }

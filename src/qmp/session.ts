@@ -1,5 +1,5 @@
 import type { Socket } from 'node:net';
-import type { Logger } from 'pino';
+import type { Logger } from '../log.js';
 import type { BlockGraph } from '../blockdev/graph.js';
 import type { BlockExports } from '../export/exports.js';
 import type { ObjectRegistry } from '../objects/registry.js';

@@ -1,5 +1,5 @@
 import type { Socket } from 'node:net';
-import type { Logger } from 'pino';
+import type { Logger } from '../../log.js';
 import type { NbdExport, NbdExportClient } from './export.js';
 import { type ExportDirectory, Negotiation } from './negotiation.js';
 import { SocketReader } from '../../nbd/socket-reader.js';

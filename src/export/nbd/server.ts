@@ -1,7 +1,7 @@
 import { access, unlink } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { type Server, type Socket, createServer } from 'node:net';
-import type { Logger } from 'pino';
+import type { Logger } from '../../log.js';
 import { strerror } from '../../image/errno.js';
 import { BlockError } from '../../image/errors.js';
 import { NbdConnection } from './connection.js';

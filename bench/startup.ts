@@ -1,0 +1,118 @@
+/**
+ * `npm run bench -- startup`: what a test suite that starts a daemon per
+ * test pays. For blockemu's daemon and qemu-storage-daemon with the same
+ * command line (no nodes, 2 nodes, 100 `--blockdev`s of null-co): spawn
+ * to an answered `qmp_capabilities`, `quit` to process exit, and the
+ * resident memory of the idle daemon (VmRSS after qmp_capabilities).
+ * Daemons alternate run by run; medians over `--starts` (default 11:
+ * single starts are short and noisy).
+ */
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
+import { connect, type Socket } from 'node:net';
+import { join } from 'node:path';
+import { type BenchContext, intFlag } from './lib/context.js';
+import { type Daemon, daemons } from './lib/daemon-session.js';
+import { median, renderTable } from './lib/stats.js';
+import { withTempDir } from './lib/tmp.js';
+
+export const description = 'daemon start-up (spawn to answered qmp_capabilities), quit to exit, idle RSS: blockemu vs qemu-storage-daemon';
+export const flags = { starts: 'starts per daemon and node count (default 11)' };
+
+interface StartRun {
+  startMs: number;
+  quitMs: number;
+  rssMiB: number;
+}
+
+async function rssMiB(pid: number): Promise<number> {
+  const m = /VmRSS:\s+(\d+) kB/.exec(await readFile(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) / 1024 : NaN;
+}
+
+/** Connects as soon as the socket accepts (polling every millisecond, as a test harness would). */
+async function connectSoon(path: string): Promise<Socket> {
+  for (;;) {
+    const s = await new Promise<Socket | undefined>((resolve) => {
+      const sock = connect(path);
+      sock.once('connect', () => resolve(sock));
+      sock.once('error', () => resolve(undefined));
+    });
+    if (s) return s;
+    await new Promise((r) => setTimeout(r, 1));
+  }
+}
+
+/** Lines from the socket, one at a time. */
+function lineReader(sock: Socket): () => Promise<string> {
+  let buf = '';
+  const waiting: Array<(l: string) => void> = [];
+  const lines: string[] = [];
+  sock.setEncoding('utf8');
+  sock.on('data', (d: string) => {
+    buf += d;
+    for (let nl = buf.indexOf('\n'); nl >= 0; nl = buf.indexOf('\n')) {
+      const line = buf.slice(0, nl);
+      buf = buf.slice(nl + 1);
+      const w = waiting.shift();
+      if (w) w(line);
+      else lines.push(line);
+    }
+  });
+  return () => (lines.length ? Promise.resolve(lines.shift()!) : new Promise((r) => waiting.push(r)));
+}
+
+async function startOnce(d: Daemon, dir: string, nodes: number, run: number): Promise<StartRun> {
+  const sock = join(dir, `${d.name}-${nodes}-${run}.sock`);
+  const blockdevs = Array.from({ length: nodes }, (_, i) => ['--blockdev', `null-co,node-name=n${i},size=1048576`]).flat();
+  const t0 = performance.now();
+  const proc: ChildProcess = spawn(d.cmd, [...d.pre, ...blockdevs, '--chardev', `socket,id=m,path=${sock},server=on,wait=off`, '--monitor', 'chardev=m'], { stdio: ['ignore', 'ignore', 'inherit'] });
+  const exited = new Promise<void>((r) => proc.once('exit', () => r()));
+  const s = await connectSoon(sock);
+  const next = lineReader(s);
+  await next();
+  s.write('{"execute":"qmp_capabilities"}\n');
+  await next();
+  const startMs = performance.now() - t0;
+  const rss = await rssMiB(proc.pid!);
+  const t1 = performance.now();
+  s.write('{"execute":"quit"}\n');
+  await exited;
+  const quitMs = performance.now() - t1;
+  s.destroy();
+  return { startMs, quitMs, rssMiB: rss };
+}
+
+export async function run(ctx: BenchContext): Promise<void> {
+  if (spawnSync('sh', ['-c', 'command -v qemu-storage-daemon'], { stdio: 'ignore' }).status !== 0) {
+    console.log('startup: qemu-storage-daemon is not installed; nothing to compare against');
+    return;
+  }
+  const runs = intFlag(ctx, 'starts', 11);
+  const both = daemons(ctx);
+  await withTempDir(async (dir) => {
+    const rows: string[][] = [['nodes', 'start blockemu', 'qsd', 'ratio', 'quit blockemu', 'qsd', 'ratio', 'idle RSS blockemu', 'qsd']];
+    for (const nodes of [0, 2, 100]) {
+      const res: Record<string, StartRun[]> = { blockemu: [], qsd: [] };
+      for (let r = 0; r < runs; r++) {
+        for (const d of r % 2 === 0 ? both : [...both].reverse()) res[d.name]!.push(await startOnce(d, dir, nodes, r));
+      }
+      const m = (name: string, k: keyof StartRun) => median(res[name]!.map((x) => x[k]));
+      const ratio = (k: keyof StartRun) => (m('blockemu', k) / m('qsd', k)).toFixed(2);
+      const ms = (name: string, k: keyof StartRun) => `${m(name, k).toFixed(0)} ms`;
+      rows.push([
+        String(nodes),
+        ms('blockemu', 'startMs'),
+        ms('qsd', 'startMs'),
+        ratio('startMs'),
+        ms('blockemu', 'quitMs'),
+        ms('qsd', 'quitMs'),
+        ratio('quitMs'),
+        `${m('blockemu', 'rssMiB').toFixed(0)} MiB`,
+        `${m('qsd', 'rssMiB').toFixed(0)} MiB`,
+      ]);
+    }
+    console.log(`\ndaemon start-up: spawn to answered qmp_capabilities, quit to exit, idle RSS; ${runs} runs, medians\n`);
+    console.log(renderTable(rows, new Set([1, 2, 3, 4, 5, 6, 7, 8])));
+  });
+}
