@@ -6,6 +6,20 @@
  */
 const BUCKETS = 512;
 
+/** Hashes of the keys seen (a small vocabulary: member names), kept so each reply does not hash them again; bounded against arbitrary user keys. */
+const HASHES = new Map<string, number>();
+const MAX_CACHED = 4096;
+
+function cachedHash(key: string): number {
+  let h = HASHES.get(key);
+  if (h === undefined) {
+    if (HASHES.size >= MAX_CACHED) HASHES.clear();
+    h = tdbHash(key);
+    HASHES.set(key, h);
+  }
+  return h;
+}
+
 function tdbHash(key: string): number {
   const bytes = new TextEncoder().encode(key);
   let value = Math.imul(0x238f13af, bytes.length) >>> 0;
@@ -16,7 +30,7 @@ function tdbHash(key: string): number {
 export function qdictOrder(keys: readonly string[]): string[] {
   // Insertion index: JSON object keys arrive in document order, as QEMU's parser inserts them.
   return keys
-    .map((key, i) => ({ key, i, bucket: tdbHash(key) % BUCKETS }))
+    .map((key, i) => ({ key, i, bucket: cachedHash(key) % BUCKETS }))
     .sort((a, b) => a.bucket - b.bucket || b.i - a.i)
     .map((e) => e.key);
 }
