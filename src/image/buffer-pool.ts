@@ -1,10 +1,11 @@
 /**
- * Request buffers for one connection, reused: a client streaming 1 MiB
- * requests would otherwise have the daemon allocate (and the collector
- * reclaim) a fresh MiB for each. Buffers up to `size` bytes come from the
- * pool; larger ones are allocated and dropped. A buffer goes back once the
- * request it carried is done with it (written to the node, or to the
- * socket).
+ * Request buffers, reused (an NBD connection's, a mirror's copies): a
+ * stream of 1 MiB requests would otherwise have the daemon allocate (and
+ * the collector reclaim, and the kernel fault in) a fresh MiB for each.
+ * Buffers up to `size` bytes come from the pool; larger ones are allocated
+ * and dropped. A buffer goes back once the request it carried is done with
+ * it (written to the node, or to the socket). Its bytes are not cleared:
+ * the taker overwrites them.
  */
 export class BufferPool {
   private readonly free: Buffer[] = [];
