@@ -42,6 +42,8 @@ export interface MirrorOptions extends JobOptions {
   noneMode: boolean;
   granularity: number;
   bufSize: number;
+  /** The target's cluster size (bdrv_get_info), 0 for none: asked before the job starts, so its first copies go out before anything else can happen (as QEMU's, which asks without I/O). */
+  targetCluster: number;
   speed: number | bigint;
   onSourceError: OnError;
   onTargetError: OnError;
@@ -103,7 +105,7 @@ export class MirrorJob extends BlockJob implements MirrorTopJob {
   activelySynced = false;
   private readonly writeZeroesOk: boolean;
   /** The target's cluster size (0: none), for zero writes that must cover whole clusters. */
-  private targetCluster = 0;
+  private readonly targetCluster: number;
   /** Waiting in sync for a write to copy (a write wakes it; a rate-limit sleep it must not cut short). */
   private inSyncWait = false;
   private readonly maxIoBytes: number;
@@ -123,6 +125,7 @@ export class MirrorJob extends BlockJob implements MirrorTopJob {
     this.target = opts.target;
     this.filter = opts.filter;
     this.granularity = opts.granularity;
+    this.targetCluster = opts.targetCluster;
     this.shouldComplete = opts.autoComplete ?? false;
     this.dirty = new ChunkBitmap(this.source.size(), this.granularity);
     // An anonymous bitmap of the source, as query-named-block-nodes shows it while the job runs.
@@ -206,7 +209,6 @@ export class MirrorJob extends BlockJob implements MirrorTopJob {
       while (!this.cancelRequested && !this.shouldComplete) await this.waitForKick();
       return;
     }
-    this.targetCluster = (await this.target.imageInfo().catch(() => undefined))?.clusterSize ?? 0;
     if (!this.opts.noneMode) {
       await this.dirtyInit();
       if (this.cancelled) return;
