@@ -11,6 +11,7 @@ import type { Extent, WritePiece } from '../image/types.js';
 import { BlockJob, type BlockJobListener } from './block-job.js';
 import type { OnError } from './error-policy.js';
 import type { JobOptions } from './job.js';
+import { WritebackHints } from './writeback.js';
 
 /** MIRROR_COPY_MODE_*: writes are only tracked, or also copied before they complete. */
 export type CopyMode = 'background' | 'write-blocking';
@@ -113,6 +114,8 @@ export class MirrorJob extends BlockJob implements MirrorTopJob {
   private readonly buffers: BufferPool;
   /** Iterations since the loop last let the event loop turn. */
   private unyielded = 0;
+  /** The disk starts on the copied data while the copy goes on, so the flush before READY is short. */
+  private readonly writeback: WritebackHints;
 
   constructor(
     id: string,
@@ -137,6 +140,7 @@ export class MirrorJob extends BlockJob implements MirrorTopJob {
     this.writeZeroesOk = this.target.settings.discard === 'unmap';
     this.maxIoBytes = Math.max(Math.floor(opts.bufSize / MIRROR_MAX_IN_FLIGHT), MAX_IO_BYTES);
     this.buffers = new BufferPool(this.maxIoBytes, MIRROR_MAX_IN_FLIGHT);
+    this.writeback = new WritebackHints(this.target);
     this.filter.job = this;
   }
 
@@ -418,11 +422,15 @@ export class MirrorJob extends BlockJob implements MirrorTopJob {
       for (const r of reads) if (r.status === 'rejected') throw r.reason;
       side = 'write';
       const unmap = this.opts.unmap;
+      let dataBytes = 0;
       const pieces = spans.map((p): WritePiece => {
         const data = p.zero ? undefined : buf!.subarray(p.offset - offset, p.offset - offset + p.length);
-        return data && !isZero(data) ? { offset: p.offset, length: p.length, data } : { offset: p.offset, length: p.length, mayUnmap: unmap };
+        if (!data || isZero(data)) return { offset: p.offset, length: p.length, mayUnmap: unmap };
+        dataBytes += p.length;
+        return { offset: p.offset, length: p.length, data };
       });
       await this.target.writePieces(pieces);
+      this.writeback.noteWritten(dataBytes);
     } catch (err) {
       // The buffer is not reused: a write that failed may have left others of its pieces under way.
       this.dirty.setRange(offset, bytes);
