@@ -6,11 +6,11 @@ import type { BlockNode } from '../blockdev/node.js';
 import { BufferPool } from '../image/buffer-pool.js';
 import { strerror } from '../image/errno.js';
 import { BlockError } from '../image/errors.js';
-import { isZero } from '../image/request.js';
-import type { Extent, WritePiece } from '../image/types.js';
+import type { Extent } from '../image/types.js';
 import { BlockJob, type BlockJobListener } from './block-job.js';
 import type { OnError } from './error-policy.js';
 import type { JobOptions } from './job.js';
+import { type PieceRules, type Span, writePiecesOf } from './mirror-pieces.js';
 import { WritebackHints } from './writeback.js';
 
 /** MIRROR_COPY_MODE_*: writes are only tracked, or also copied before they complete. */
@@ -63,13 +63,6 @@ export interface MirrorOptions extends JobOptions {
   afterClean?: () => Promise<void>;
 }
 
-/** Part of an operation: data to copy, or zeroes to write. */
-interface Span {
-  offset: number;
-  length: number;
-  zero: boolean;
-}
-
 /**
  * A mirror job (block/mirror.c): the target becomes a copy of the source
  * and stays one. A dirty bitmap on the source records what is still to be
@@ -116,6 +109,7 @@ export class MirrorJob extends BlockJob implements MirrorTopJob {
   private unyielded = 0;
   /** The disk starts on the copied data while the copy goes on, so the flush before READY is short. */
   private readonly writeback: WritebackHints;
+  private readonly pieceRules: PieceRules;
 
   constructor(
     id: string,
@@ -141,6 +135,7 @@ export class MirrorJob extends BlockJob implements MirrorTopJob {
     this.maxIoBytes = Math.max(Math.floor(opts.bufSize / MIRROR_MAX_IN_FLIGHT), MAX_IO_BYTES);
     this.buffers = new BufferPool(this.maxIoBytes, MIRROR_MAX_IN_FLIGHT);
     this.writeback = new WritebackHints(this.target);
+    this.pieceRules = { granularity: this.granularity, unmap: opts.unmap, zeroAllowed: (o, l) => this.coversClusters(o, l) };
     this.filter.job = this;
   }
 
@@ -411,8 +406,9 @@ export class MirrorJob extends BlockJob implements MirrorTopJob {
 
   /**
    * The data pieces are read together, then everything is written as one
-   * request; zeroes the source could not tell cheaply (a raw file's holes)
-   * stay sparse in the target, as SEEK_HOLE would have kept them.
+   * request; chunks of zeroes the source could not tell cheaply (a raw
+   * file's holes) are written as zeroes, as SEEK_HOLE would have made QEMU
+   * write them (writePiecesOf).
    */
   private async operate(offset: number, bytes: number, spans: readonly Span[]): Promise<void> {
     let side: 'read' | 'write' = 'read';
@@ -421,14 +417,7 @@ export class MirrorJob extends BlockJob implements MirrorTopJob {
       const reads = await Promise.allSettled(spans.map((p) => (p.zero ? undefined : this.source.readInto(buf!.subarray(p.offset - offset, p.offset - offset + p.length), p.offset))));
       for (const r of reads) if (r.status === 'rejected') throw r.reason;
       side = 'write';
-      const unmap = this.opts.unmap;
-      let dataBytes = 0;
-      const pieces = spans.map((p): WritePiece => {
-        const data = p.zero ? undefined : buf!.subarray(p.offset - offset, p.offset - offset + p.length);
-        if (!data || isZero(data)) return { offset: p.offset, length: p.length, mayUnmap: unmap };
-        dataBytes += p.length;
-        return { offset: p.offset, length: p.length, data };
-      });
+      const { pieces, dataBytes } = writePiecesOf(spans, buf, offset, this.pieceRules);
       await this.target.writePieces(pieces);
       this.writeback.noteWritten(dataBytes);
     } catch (err) {
