@@ -26,3 +26,40 @@ export class BufferPool {
     this.free.push(Buffer.from(b.buffer, 0, this.size));
   }
 }
+
+/**
+ * Buffers of many sizes (a mirror's copies: from one chunk of its bitmap
+ * to max-io bytes), reused by power-of-two class, so small copies do not
+ * each hold a buffer of the largest size. At most `keepBytes` are kept.
+ */
+export class SizedBufferPool {
+  private readonly free = new Map<number, Buffer[]>();
+  private kept = 0;
+
+  constructor(
+    private readonly keepBytes: number,
+    private readonly minSize = 4096,
+  ) {}
+
+  private classOf(length: number): number {
+    let size = this.minSize;
+    while (size < length) size *= 2;
+    return size;
+  }
+
+  take(length: number): Buffer {
+    const size = this.classOf(length);
+    const b = this.free.get(size)?.pop();
+    if (b) this.kept -= size;
+    return (b ?? Buffer.allocUnsafeSlow(size)).subarray(0, length);
+  }
+
+  give(b: Buffer): void {
+    const size = b.buffer.byteLength;
+    if (b.byteOffset !== 0 || size !== this.classOf(size) || this.kept + size > this.keepBytes) return;
+    let list = this.free.get(size);
+    if (!list) this.free.set(size, (list = []));
+    list.push(Buffer.from(b.buffer, 0, size));
+    this.kept += size;
+  }
+}

@@ -3,7 +3,7 @@ import type { BlockBackend } from '../blockdev/block-backend.js';
 import type { DirtyBitmap } from '../blockdev/dirty-bitmap.js';
 import type { ActiveWrite, MirrorTopJob, MirrorTopNode } from '../blockdev/drivers/mirror-top.js';
 import type { BlockNode } from '../blockdev/node.js';
-import { BufferPool } from '../image/buffer-pool.js';
+import { SizedBufferPool } from '../image/buffer-pool.js';
 import { strerror } from '../image/errno.js';
 import { BlockError } from '../image/errors.js';
 import type { Extent } from '../image/types.js';
@@ -87,6 +87,8 @@ export class MirrorJob extends BlockJob implements MirrorTopJob {
   /** Background operations in flight (not active writes), and their bytes. */
   private readonly ops = new Set<Promise<void>>();
   private bytesInFlight = 0;
+  /** Bytes of copy buffers the operations in flight hold (buf-size minus QEMU's buf_free_count chunks). */
+  private bufferedBytes = 0;
   private activeBytesInFlight = 0;
   private cursor = 0;
   /** The first error the policy reports: the job fails with it (s->ret). */
@@ -103,8 +105,8 @@ export class MirrorJob extends BlockJob implements MirrorTopJob {
   /** Waiting in sync for a write to copy (a write wakes it; a rate-limit sleep it must not cut short). */
   private inSyncWait = false;
   private readonly maxIoBytes: number;
-  /** Copy buffers of max-io bytes, reused as QEMU's buf_free list is: fresh ones cost page faults and the collector's time. */
-  private readonly buffers: BufferPool;
+  /** Copy buffers, reused as QEMU's buf_free list is: fresh ones cost page faults and the collector's time. */
+  private readonly buffers: SizedBufferPool;
   /** Iterations since the loop last let the event loop turn. */
   private unyielded = 0;
   /** The disk starts on the copied data while the copy goes on, so the flush before READY is short. */
@@ -133,7 +135,7 @@ export class MirrorJob extends BlockJob implements MirrorTopJob {
     // bdrv_can_write_zeroes_with_unmap: zeroes then cost nothing and are not charged to the rate limit.
     this.writeZeroesOk = this.target.settings.discard === 'unmap';
     this.maxIoBytes = Math.max(Math.floor(opts.bufSize / MIRROR_MAX_IN_FLIGHT), MAX_IO_BYTES);
-    this.buffers = new BufferPool(this.maxIoBytes, MIRROR_MAX_IN_FLIGHT);
+    this.buffers = new SizedBufferPool(opts.bufSize);
     this.writeback = new WritebackHints(this.target);
     this.pieceRules = { granularity: this.granularity, unmap: opts.unmap, zeroAllowed: (o, l) => this.coversClusters(o, l) };
     this.filter.job = this;
@@ -218,7 +220,7 @@ export class MirrorJob extends BlockJob implements MirrorTopJob {
       let cnt = this.dirty.dirtyBytes;
       this.progressTotal = this.progressCurrent + this.bytesInFlight + cnt + this.activeBytesInFlight;
       let delay = 0;
-      if (this.ops.size >= MIRROR_MAX_IN_FLIGHT || (cnt === 0 && this.ops.size > 0)) {
+      if (this.ops.size >= MIRROR_MAX_IN_FLIGHT || this.bufferedBytes >= this.opts.bufSize || (cnt === 0 && this.ops.size > 0)) {
         await Promise.race(this.ops);
         continue;
       } else if (cnt !== 0) {
@@ -371,7 +373,9 @@ export class MirrorJob extends BlockJob implements MirrorTopJob {
           if (!zero || !this.writeZeroesOk) charged += length;
           offset += length;
         }
-        while (this.ops.size >= MIRROR_MAX_IN_FLIGHT) await Promise.race(this.ops);
+        // A copy needs buffer room for all of it (mirror_perform waits for free chunks); zeroes need none.
+        const buffered = pieces.every((p) => p.zero) ? 0 : offset - opStart;
+        while (this.ops.size >= MIRROR_MAX_IN_FLIGHT || (this.ops.size > 0 && this.bufferedBytes + buffered > this.opts.bufSize)) await Promise.race(this.ops);
         if (this.failure) break;
         this.perform(opStart, offset - opStart, pieces);
         delay = this.limiter.delay(charged);
@@ -394,9 +398,12 @@ export class MirrorJob extends BlockJob implements MirrorTopJob {
     const g = this.granularity;
     const first = Math.floor(offset / g);
     const last = Math.ceil((offset + bytes) / g);
+    const buffered = pieces.every((p) => p.zero) ? 0 : bytes;
     this.bytesInFlight += bytes;
+    this.bufferedBytes += buffered;
     const work = this.operate(offset, bytes, pieces).finally(() => {
       this.bytesInFlight -= bytes;
+      this.bufferedBytes -= buffered;
       this.ops.delete(work);
       for (let c = first; c < last; c++) if (this.busyChunks.get(c) === work) this.busyChunks.delete(c);
     });
