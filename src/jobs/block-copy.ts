@@ -2,6 +2,7 @@ import { ChunkBitmap } from '../blockdev/bitmap.js';
 import type { BlockNode } from '../blockdev/node.js';
 import { isZero } from '../image/request.js';
 import type { Extent, WritePiece } from '../image/types.js';
+import { WritebackHints } from './writeback.js';
 
 /** A failed copy: which side failed (QEMU's IoOperationType) and why. */
 export class CopyError extends Error {
@@ -26,12 +27,6 @@ export interface BlockCopyOptions {
 }
 
 /**
- * Data written between writeback hints to the target: small enough that
- * the disk starts early, large enough that the syncs stay few.
- */
-const WRITEBACK_BYTES = 32 << 20;
-
-/**
  * The cluster-granular copier shared by the backup job's background pass
  * and copy-before-write (block/block-copy.c): a copy bitmap (set = still to
  * copy), tasks of adjacent dirty clusters, zero areas written as zeroes,
@@ -51,6 +46,7 @@ export class BlockCopy {
     private readonly opts: BlockCopyOptions = {},
   ) {
     this.bitmap = new ChunkBitmap(source.size(), clusterSize);
+    this.writeback = new WritebackHints(target);
     this.maxChunk = opts.compress ? clusterSize : Math.max(clusterSize, opts.maxChunk || Math.max(clusterSize, 1 << 20));
   }
 
@@ -231,19 +227,9 @@ export class BlockCopy {
     this.noteWritten(length);
   }
 
-  /** Data bytes written to the target since the last writeback hint, and the hint under way. */
-  private unsynced = 0;
-  private writeback: Promise<void> | undefined;
-
-  /** Every WRITEBACK_BYTES of data, the target is told to start writing it out (one hint at a time). */
+  private readonly writeback: WritebackHints;
   private noteWritten(bytes: number): void {
-    this.unsynced += bytes;
-    if (this.unsynced < WRITEBACK_BYTES || this.writeback) return;
-    this.unsynced = 0;
-    this.writeback = this.target
-      .startWriteback()
-      .catch(() => undefined)
-      .finally(() => (this.writeback = undefined));
+    this.writeback.noteWritten(bytes);
   }
 
   /** Task buffers are reused: a backup allocating a fresh MiB per task keeps the collector busy for nothing. */

@@ -263,6 +263,16 @@ export abstract class Job {
     await this.pausePoint();
   }
 
+  /**
+   * sleep(0) without the turn of the event loop, for a job whose own I/O
+   * in flight lets the loop turn: a drain that came meanwhile is spent
+   * here, as the sleep would have spent it, and the pause point is passed.
+   */
+  protected async skipSleep(): Promise<void> {
+    this.drainedSleep = false;
+    await this.pausePoint();
+  }
+
   /** Waits until a verb (pause, cancel, speed change…) kicks the job: sync=none has nothing else to do. */
   protected async waitForKick(): Promise<void> {
     if (!this.cancelled && !this.paused) await this.idle(new Promise<void>((r) => (this.wake = r)));

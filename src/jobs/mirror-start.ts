@@ -84,6 +84,7 @@ export async function startMirror(o: MirrorStartOptions): Promise<MirrorJob> {
   const granularity = o.granularity || (await defaultGranularity(o.target));
   if (o.bufSize < 0) throw fail("Invalid parameter 'buf-size'");
   const bufSize = o.bufSize || DEFAULT_MIRROR_BUF_SIZE;
+  const targetCluster = (await o.target.imageInfo().catch(() => undefined))?.clusterSize ?? 0;
   if (skipFilters(o.source) === skipFilters(o.target)) throw fail("Can't mirror node into itself");
   const targetIsBacking = chainContains(o.source, o.target);
 
@@ -114,6 +115,7 @@ export async function startMirror(o: MirrorStartOptions): Promise<MirrorJob> {
     ...o,
     bufSize: Math.ceil(bufSize / granularity) * granularity,
     granularity,
+    targetCluster,
     filter,
     targetBackend,
     baseDepth: o.base ? depthOf(o.source, o.base) : undefined,

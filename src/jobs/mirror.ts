@@ -3,13 +3,15 @@ import type { BlockBackend } from '../blockdev/block-backend.js';
 import type { DirtyBitmap } from '../blockdev/dirty-bitmap.js';
 import type { ActiveWrite, MirrorTopJob, MirrorTopNode } from '../blockdev/drivers/mirror-top.js';
 import type { BlockNode } from '../blockdev/node.js';
+import { SizedBufferPool } from '../image/buffer-pool.js';
 import { strerror } from '../image/errno.js';
 import { BlockError } from '../image/errors.js';
-import { isZero } from '../image/request.js';
-import type { Extent, WritePiece } from '../image/types.js';
+import type { Extent } from '../image/types.js';
 import { BlockJob, type BlockJobListener } from './block-job.js';
 import type { OnError } from './error-policy.js';
 import type { JobOptions } from './job.js';
+import { type PieceRules, type Span, writePiecesOf } from './mirror-pieces.js';
+import { WritebackHints } from './writeback.js';
 
 /** MIRROR_COPY_MODE_*: writes are only tracked, or also copied before they complete. */
 export type CopyMode = 'background' | 'write-blocking';
@@ -41,6 +43,8 @@ export interface MirrorOptions extends JobOptions {
   noneMode: boolean;
   granularity: number;
   bufSize: number;
+  /** The target's cluster size (bdrv_get_info), 0 for none: asked before the job starts, so its first copies go out before anything else can happen (as QEMU's, which asks without I/O). */
+  targetCluster: number;
   speed: number | bigint;
   onSourceError: OnError;
   onTargetError: OnError;
@@ -57,13 +61,6 @@ export interface MirrorOptions extends JobOptions {
   findNode(name: string): BlockNode | undefined;
   /** Runs at the end of clean (drive-mirror drops a target the job did not put in place). */
   afterClean?: () => Promise<void>;
-}
-
-/** Part of an operation: data to copy, or zeroes to write. */
-interface Span {
-  offset: number;
-  length: number;
-  zero: boolean;
 }
 
 /**
@@ -90,6 +87,8 @@ export class MirrorJob extends BlockJob implements MirrorTopJob {
   /** Background operations in flight (not active writes), and their bytes. */
   private readonly ops = new Set<Promise<void>>();
   private bytesInFlight = 0;
+  /** Bytes of copy buffers the operations in flight hold (buf-size minus QEMU's buf_free_count chunks). */
+  private bufferedBytes = 0;
   private activeBytesInFlight = 0;
   private cursor = 0;
   /** The first error the policy reports: the job fails with it (s->ret). */
@@ -102,10 +101,17 @@ export class MirrorJob extends BlockJob implements MirrorTopJob {
   activelySynced = false;
   private readonly writeZeroesOk: boolean;
   /** The target's cluster size (0: none), for zero writes that must cover whole clusters. */
-  private targetCluster = 0;
+  private readonly targetCluster: number;
   /** Waiting in sync for a write to copy (a write wakes it; a rate-limit sleep it must not cut short). */
   private inSyncWait = false;
   private readonly maxIoBytes: number;
+  /** Copy buffers, reused as QEMU's buf_free list is: fresh ones cost page faults and the collector's time. */
+  private readonly buffers: SizedBufferPool;
+  /** Iterations since the loop last let the event loop turn. */
+  private unyielded = 0;
+  /** The disk starts on the copied data while the copy goes on, so the flush before READY is short. */
+  private readonly writeback: WritebackHints;
+  private readonly pieceRules: PieceRules;
 
   constructor(
     id: string,
@@ -118,6 +124,7 @@ export class MirrorJob extends BlockJob implements MirrorTopJob {
     this.target = opts.target;
     this.filter = opts.filter;
     this.granularity = opts.granularity;
+    this.targetCluster = opts.targetCluster;
     this.shouldComplete = opts.autoComplete ?? false;
     this.dirty = new ChunkBitmap(this.source.size(), this.granularity);
     // An anonymous bitmap of the source, as query-named-block-nodes shows it while the job runs.
@@ -128,6 +135,9 @@ export class MirrorJob extends BlockJob implements MirrorTopJob {
     // bdrv_can_write_zeroes_with_unmap: zeroes then cost nothing and are not charged to the rate limit.
     this.writeZeroesOk = this.target.settings.discard === 'unmap';
     this.maxIoBytes = Math.max(Math.floor(opts.bufSize / MIRROR_MAX_IN_FLIGHT), MAX_IO_BYTES);
+    this.buffers = new SizedBufferPool(opts.bufSize);
+    this.writeback = new WritebackHints(this.target);
+    this.pieceRules = { granularity: this.granularity, unmap: opts.unmap, zeroAllowed: (o, l) => this.coversClusters(o, l) };
     this.filter.job = this;
   }
 
@@ -200,7 +210,6 @@ export class MirrorJob extends BlockJob implements MirrorTopJob {
       while (!this.cancelRequested && !this.shouldComplete) await this.waitForKick();
       return;
     }
-    this.targetCluster = (await this.target.imageInfo().catch(() => undefined))?.clusterSize ?? 0;
     if (!this.opts.noneMode) {
       await this.dirtyInit();
       if (this.cancelled) return;
@@ -211,7 +220,7 @@ export class MirrorJob extends BlockJob implements MirrorTopJob {
       let cnt = this.dirty.dirtyBytes;
       this.progressTotal = this.progressCurrent + this.bytesInFlight + cnt + this.activeBytesInFlight;
       let delay = 0;
-      if (this.ops.size >= MIRROR_MAX_IN_FLIGHT || (cnt === 0 && this.ops.size > 0)) {
+      if (this.ops.size >= MIRROR_MAX_IN_FLIGHT || this.bufferedBytes >= this.opts.bufSize || (cnt === 0 && this.ops.size > 0)) {
         await Promise.race(this.ops);
         continue;
       } else if (cnt !== 0) {
@@ -244,8 +253,24 @@ export class MirrorJob extends BlockJob implements MirrorTopJob {
         }
         delay = 0;
       }
-      await this.sleep(delay);
+      await this.sleepAfterIteration(delay);
     }
+  }
+
+  /**
+   * job_sleep_ns(delay) at the end of a round. Without a delay and with
+   * copies in flight the round's turn of the event loop is skipped (their
+   * I/O lets it turn): the next rounds' requests then go out in the same
+   * turn, where the file merges adjacent ones — sixteen 64 KiB copies of a
+   * half-allocated image cost one read and one write instead of sixteen
+   * each. Every MAX_IN_FLIGHT rounds the job yields all the same, so
+   * copies that need no I/O (zeroes into cached tables) cannot starve the
+   * monitor.
+   */
+  private async sleepAfterIteration(delay: number): Promise<void> {
+    if (delay === 0 && this.ops.size > 0 && ++this.unyielded < MIRROR_MAX_IN_FLIGHT) return this.skipSleep();
+    this.unyielded = 0;
+    await this.sleep(delay);
   }
 
   private toReady(): void {
@@ -348,7 +373,9 @@ export class MirrorJob extends BlockJob implements MirrorTopJob {
           if (!zero || !this.writeZeroesOk) charged += length;
           offset += length;
         }
-        while (this.ops.size >= MIRROR_MAX_IN_FLIGHT) await Promise.race(this.ops);
+        // A copy needs buffer room for all of it (mirror_perform waits for free chunks); zeroes need none.
+        const buffered = pieces.every((p) => p.zero) ? 0 : offset - opStart;
+        while (this.ops.size >= MIRROR_MAX_IN_FLIGHT || (this.ops.size > 0 && this.bufferedBytes + buffered > this.opts.bufSize)) await Promise.race(this.ops);
         if (this.failure) break;
         this.perform(opStart, offset - opStart, pieces);
         delay = this.limiter.delay(charged);
@@ -371,9 +398,12 @@ export class MirrorJob extends BlockJob implements MirrorTopJob {
     const g = this.granularity;
     const first = Math.floor(offset / g);
     const last = Math.ceil((offset + bytes) / g);
+    const buffered = pieces.every((p) => p.zero) ? 0 : bytes;
     this.bytesInFlight += bytes;
+    this.bufferedBytes += buffered;
     const work = this.operate(offset, bytes, pieces).finally(() => {
       this.bytesInFlight -= bytes;
+      this.bufferedBytes -= buffered;
       this.ops.delete(work);
       for (let c = first; c < last; c++) if (this.busyChunks.get(c) === work) this.busyChunks.delete(c);
     });
@@ -383,27 +413,27 @@ export class MirrorJob extends BlockJob implements MirrorTopJob {
 
   /**
    * The data pieces are read together, then everything is written as one
-   * request; zeroes the source could not tell cheaply (a raw file's holes)
-   * stay sparse in the target, as SEEK_HOLE would have kept them.
+   * request; chunks of zeroes the source could not tell cheaply (a raw
+   * file's holes) are written as zeroes, as SEEK_HOLE would have made QEMU
+   * write them (writePiecesOf).
    */
   private async operate(offset: number, bytes: number, spans: readonly Span[]): Promise<void> {
     let side: 'read' | 'write' = 'read';
+    const buf = spans.some((p) => !p.zero) ? this.buffers.take(bytes) : undefined;
     try {
-      const buf = spans.some((p) => !p.zero) ? new Uint8Array(bytes) : undefined;
       const reads = await Promise.allSettled(spans.map((p) => (p.zero ? undefined : this.source.readInto(buf!.subarray(p.offset - offset, p.offset - offset + p.length), p.offset))));
       for (const r of reads) if (r.status === 'rejected') throw r.reason;
       side = 'write';
-      const unmap = this.opts.unmap;
-      const pieces = spans.map((p): WritePiece => {
-        const data = p.zero ? undefined : buf!.subarray(p.offset - offset, p.offset - offset + p.length);
-        return data && !isZero(data) ? { offset: p.offset, length: p.length, data } : { offset: p.offset, length: p.length, mayUnmap: unmap };
-      });
+      const { pieces, dataBytes } = writePiecesOf(spans, buf, offset, this.pieceRules);
       await this.target.writePieces(pieces);
+      this.writeback.noteWritten(dataBytes);
     } catch (err) {
+      // The buffer is not reused: a write that failed may have left others of its pieces under way.
       this.dirty.setRange(offset, bytes);
       this.ioFailed(side, err);
       return;
     }
+    if (buf) this.buffers.give(buf);
     if (!this.initialZeroing) this.progressCurrent += bytes;
   }
 

@@ -122,6 +122,27 @@ export const describeImage = (name: string) => async (dir: string) => {
   return { map: extents, backing: i['backing-filename'] ?? null, format: i['backing-filename-format'] ?? null };
 };
 
+/**
+ * describeImage without the host offsets of the map: where clusters land
+ * depends on the order concurrent copies finish (in QEMU too), so extents
+ * that qemu-img splits only because their clusters lie apart are joined.
+ */
+export const contents = (name: string) => async (dir: string) => {
+  const d = await describeImage(name)(dir);
+  if (!Array.isArray(d.map)) return d;
+  const map: Array<Record<string, unknown>> = [];
+  for (const { offset: _host, ...e } of d.map as Array<Record<string, unknown>>) {
+    const last = map[map.length - 1];
+    const same = last && (['depth', 'present', 'zero', 'data'] as const).every((k) => last[k] === e[k]) && (last['start'] as number) + (last['length'] as number) === e['start'];
+    if (same) last['length'] = (last['length'] as number) + (e['length'] as number);
+    else map.push(e);
+  }
+  return { ...d, map };
+};
+
+/** `qemu-img compare` of two images in the session's directory, without locks. */
+export const sameImages = (a: string, b: string) => async (dir: string) => (await run('qemu-img', ['compare', '-U', join(dir, a), join(dir, b)])).stdout;
+
 /** What qemu-io (which takes locks) says when it opens an image read-write and read-only. */
 export const opens = (name: string, format = 'qcow2') => async (dir: string) => ({
   rw: (await run('qemu-io', ['-f', format, '-c', 'read 0 512', join(dir, name)])).stderr,

@@ -12,7 +12,7 @@
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { qemu, qemuImg, qemuIo, run } from '../helpers/qemu.js';
-import { compareSessions, describeImage, file, nbdWrite, type Step } from '../helpers/qmp-session.js';
+import { compareSessions, contents, file, nbdWrite, sameImages as same, type Step } from '../helpers/qmp-session.js';
 
 /** src (4 MiB: data, a zero cluster, more data) and an empty target of its size; small (2 MiB); base <- top for sync=top, with t-top naming base. */
 async function images(dir: string): Promise<void> {
@@ -36,15 +36,7 @@ async function images(dir: string): Promise<void> {
  * given moment, is left out.
  */
 const withoutHostLayout = (log: unknown[]): unknown[] => JSON.parse(JSON.stringify(log, (k, v: unknown) => (k === 'actual-size' ? undefined : v)));
-/** describeImage without the host offsets of the map. */
-const contents = (name: string) => async (dir: string) => {
-  const d = await describeImage(name)(dir);
-  return { ...d, map: Array.isArray(d.map) ? (d.map as Array<Record<string, unknown>>).map(({ offset: _host, ...e }) => e) : d.map };
-};
 const compare = (steps: readonly Step[]) => compareSessions(images, steps, withoutHostLayout);
-
-/** `qemu-img compare` of two images in the session's directory, without locks. */
-const same = (a: string, b: string) => async (dir: string) => (await run('qemu-img', ['compare', '-U', join(dir, a), join(dir, b)])).stdout;
 
 const addSrcTgt: Step[] = [
   ['blockdev-add', { driver: 'qcow2', 'node-name': 'src', file: file('src.qcow2') }],

@@ -2,7 +2,7 @@ import type { Socket } from 'node:net';
 import { strerror } from '../../image/errno.js';
 import type { Negotiated } from './negotiation.js';
 import { blockStatusChunks, tailStatus } from './block-status.js';
-import { BufferPool } from './buffer-pool.js';
+import { BufferPool } from '../../image/buffer-pool.js';
 import {
   CMD,
   CMD_FLAG,
