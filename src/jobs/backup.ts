@@ -2,7 +2,7 @@ import type { DirtyBitmap } from '../blockdev/dirty-bitmap.js';
 import type { BlockNode } from '../blockdev/node.js';
 import { PERM_ALL } from '../image/perm.js';
 import { strerror } from '../image/errno.js';
-import { BlockCopy, CopyError } from './block-copy.js';
+import { BlockCopy, blockCopyClusterSize, CopyError } from '../blockdev/block-copy.js';
 import { BlockJob, type BlockJobListener, type BlockJobOptions } from './block-job.js';
 import type { OnError } from './error-policy.js';
 
@@ -42,11 +42,8 @@ export interface BackupOptions extends BlockJobOptions {
  */
 export const MAX_TASKS = 16;
 
-/** The backup cluster: max(64 KiB, the target's cluster size) (block_copy_calculate_cluster_size). */
-export function backupClusterSize(target: BlockNode): number {
-  const info = (target as unknown as { info?: () => { clusterSize?: number } }).info?.();
-  return Math.max(65536, info?.clusterSize ?? 0);
-}
+/** The backup cluster: block-copy's. */
+export const backupClusterSize = blockCopyClusterSize;
 
 /**
  * A backup job (block/backup.c): the target becomes the source as it was

@@ -1,5 +1,5 @@
-import { ChunkBitmap } from '../blockdev/bitmap.js';
-import type { BlockNode } from '../blockdev/node.js';
+import { ChunkBitmap } from './bitmap.js';
+import type { BlockNode } from './node.js';
 import { isZero } from '../image/request.js';
 import type { Extent, WritePiece } from '../image/types.js';
 
@@ -31,6 +31,12 @@ export interface BlockCopyOptions {
  */
 const WRITEBACK_BYTES = 32 << 20;
 
+/** block-copy's cluster: max(64 KiB, the target's cluster size) (block_copy_calculate_cluster_size). */
+export function blockCopyClusterSize(target: BlockNode): number {
+  const info = (target as unknown as { info?: () => { clusterSize?: number } }).info?.();
+  return Math.max(65536, info?.clusterSize ?? 0);
+}
+
 /**
  * The cluster-granular copier shared by the backup job's background pass
  * and copy-before-write (block/block-copy.c): a copy bitmap (set = still to
@@ -45,13 +51,22 @@ export class BlockCopy {
   private readonly maxChunk: number;
 
   constructor(
-    readonly source: BlockNode,
-    readonly target: BlockNode,
+    /** Where copies read and write: a copy-before-write filter's links, followed when the graph swaps a child. */
+    public source: BlockNode,
+    public target: BlockNode,
     readonly clusterSize: number,
     private readonly opts: BlockCopyOptions = {},
   ) {
     this.bitmap = new ChunkBitmap(source.size(), clusterSize);
     this.maxChunk = opts.compress ? clusterSize : Math.max(clusterSize, opts.maxChunk || Math.max(clusterSize, 1 << 20));
+  }
+
+  /**
+   * block_copy_reset: clusters wholly inside the range need no copy any
+   * more (a fleecing user discarded them from the snapshot).
+   */
+  reset(offset: number, length: number): void {
+    this.bitmap.clearRange(offset, length);
   }
 
   /** Whether clusters are being copied right now (a job finishing must wait for them). */
