@@ -5,6 +5,9 @@ import type { Extent, WritePiece } from '../image/types.js';
 
 /** A failed copy: which side failed (QEMU's IoOperationType) and why. */
 export class CopyError extends Error {
+  /** Where only some extents of a task failed: the byte ranges still to copy (else the whole task). */
+  left: Array<[offset: number, length: number]> | undefined;
+
   constructor(
     readonly operation: 'read' | 'write',
     override readonly cause: unknown,
@@ -23,6 +26,15 @@ export interface BlockCopyOptions {
   maxChunk?: number;
   /** Called with the bytes of every successful copy (background or before-write), in whole clusters. */
   onProgress?: (bytes: number) => void;
+  /**
+   * Each extent of a task is a request of its own that fails alone, as
+   * QEMU's block-copy tasks (one per block-status extent) do: what the
+   * others copied stays copied. Zeroes are found by block status only and
+   * written without unmapping, as QEMU's COPY_WRITE_ZEROES does. The
+   * copy-before-write filter copies so; the backup's pass writes a task as
+   * one request, which is much cheaper.
+   */
+  separateExtents?: boolean;
 }
 
 /**
@@ -143,7 +155,9 @@ export class BlockCopy {
     try {
       await work;
     } catch (err) {
-      for (let c = first; c < first + n; c++) this.bitmap.set(c);
+      const left = err instanceof CopyError ? err.left : undefined;
+      if (!left) for (let c = first; c < first + n; c++) this.bitmap.set(c);
+      else for (const [offset, length] of left) this.bitmap.setRange(offset, length);
       throw err;
     } finally {
       for (let c = first; c < first + n; c++) this.inFlight.delete(c);
@@ -168,7 +182,7 @@ export class BlockCopy {
     // The data is read anyway, so zeroes are found in it (copyPieces) rather than by reading twice; but a
     // compressed copy writes what it reads as data (QEMU compresses zero data too), so there only the
     // source's own answer (QEMU's want_zero block status) tells the zeroes that are written as zeroes.
-    const status = { wantZero: this.opts.compress === true };
+    const status = { wantZero: this.opts.compress === true || this.opts.separateExtents === true };
     let runs: Extent[];
     try {
       runs = await this.source.blockStatusRuns(start, end - start, status);
@@ -200,7 +214,9 @@ export class BlockCopy {
     // Zero extents need no buffer; a task of zeroes only takes none.
     const buf = extents.some((e) => !e.zero) ? this.takeBuffer(end - start) : new Uint8Array(0);
     try {
-      if (this.opts.compress) {
+      if (this.opts.separateExtents) {
+        await this.copyEach(extents, buf, start);
+      } else if (this.opts.compress) {
         const results = await Promise.allSettled(extents.map((e) => this.copyCompressed(e.offset, e.length, e.zero, buf.subarray(e.offset - start, e.offset - start + e.length))));
         for (const r of results) if (r.status === 'rejected') throw r.reason;
       } else {
@@ -211,6 +227,33 @@ export class BlockCopy {
     }
     // Progress counts whole clusters, the last one too (block-copy's tasks are cluster-aligned), as the job's length does.
     this.opts.onProgress?.(n * cs);
+  }
+
+  /**
+   * Every extent copied by a request of its own, all at once; an extent
+   * that fails leaves its clusters to copy, the first failure in offset
+   * order is the task's.
+   */
+  private async copyEach(extents: readonly { offset: number; length: number; zero: boolean }[], buf: Uint8Array, start: number): Promise<void> {
+    const results = await Promise.allSettled(
+      extents.map(async (e) => {
+        if (e.zero) return this.write(() => this.target.writeZeroes(e.offset, e.length));
+        const data = buf.subarray(e.offset - start, e.offset - start + e.length);
+        try {
+          await this.source.readInto(data, e.offset);
+        } catch (err) {
+          throw new CopyError('read', err);
+        }
+        await this.write(() => this.target.write(e.offset, data));
+        this.noteWritten(e.length);
+      }),
+    );
+    const failed = extents.filter((_, i) => results[i]!.status === 'rejected');
+    if (failed.length === 0) return;
+    const first = results.find((r): r is PromiseRejectedResult => r.status === 'rejected')!.reason as unknown;
+    const err = first instanceof CopyError ? first : new CopyError('write', first);
+    err.left = failed.map((e) => [e.offset, e.length]);
+    throw err;
   }
 
   /**

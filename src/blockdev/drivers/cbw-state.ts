@@ -59,7 +59,7 @@ export class CbwState {
     clusterSize: number,
     private readonly opts: CbwOptions,
   ) {
-    const bcs = (this.bcs = new BlockCopy(source, target, clusterSize));
+    const bcs = (this.bcs = new BlockCopy(source, target, clusterSize, { separateExtents: true }));
     if (opts.bitmap) {
       const b = opts.bitmap;
       try {
