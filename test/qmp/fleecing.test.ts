@@ -232,6 +232,8 @@ describe.skipIf(!qemu.available || !qemu.storageDaemon)('copy-before-write and s
         { sh: io('acc', [...reads(PATTERNS), ...reads(ZEROES)], true) },
         { sh: mapExport('acc') },
         ['query-block-exports'],
+        // What the refused writes and the discards leave in the statistics (the highest offset written, the file's discards).
+        ['query-blockstats', { 'query-nodes': true }],
       ],
       async (dir) => (await run('qemu-img', ['map', '--output=json', '-f', 'raw', join(dir, 'tmp.raw')])).stdout,
     );
