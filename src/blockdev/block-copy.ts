@@ -60,17 +60,29 @@ export function blockCopyClusterSize(target: BlockNode): number {
 export class BlockCopy {
   readonly bitmap: ChunkBitmap;
   private readonly inFlight = new Map<number, Promise<void>>();
-  private readonly maxChunk: number;
+  private maxChunk = 0;
+  private opts: BlockCopyOptions = {};
 
   constructor(
     /** Where copies read and write: a copy-before-write filter's links, followed when the graph swaps a child. */
     public source: BlockNode,
     public target: BlockNode,
     readonly clusterSize: number,
-    private readonly opts: BlockCopyOptions = {},
+    opts: BlockCopyOptions = {},
   ) {
     this.bitmap = new ChunkBitmap(source.size(), clusterSize);
-    this.maxChunk = opts.compress ? clusterSize : Math.max(clusterSize, opts.maxChunk || Math.max(clusterSize, 1 << 20));
+    this.setOptions(opts);
+  }
+
+  /**
+   * The copy options, also after creation: a backup job sets them on the
+   * block-copy its copy-before-write filter made (block_copy_set_copy_opts,
+   * block_copy_set_progress_meter).
+   */
+  setOptions(opts: BlockCopyOptions): void {
+    this.opts = { ...opts };
+    this.maxChunk = opts.compress ? this.clusterSize : Math.max(this.clusterSize, opts.maxChunk || Math.max(this.clusterSize, 1 << 20));
+    this.pool.length = 0;
   }
 
   /**

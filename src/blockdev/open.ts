@@ -13,7 +13,7 @@ import { NullNode } from './drivers/null.js';
 import { Qcow2Node } from './drivers/qcow2.js';
 import { RawNode } from './drivers/raw.js';
 import { SNAPSHOT_ACCESS_CHILD_PERM, SnapshotAccessNode } from './drivers/snapshot-access.js';
-import { blockCopyClusterSize } from './block-copy.js';
+import { BlockCopy, blockCopyClusterSize } from './block-copy.js';
 import { type Clock, RealClock } from './clock.js';
 import { ThrottleNode } from './drivers/throttle.js';
 import type { ThrottleGroups } from './throttle/group.js';
@@ -113,14 +113,14 @@ const OPENERS: Record<string, Opener> = {
       bitmap = owner.dirtyBitmaps.lookup(bm.name);
     }
     const clusterSize = blockCopyClusterSize(target.node);
-    const state = new CbwState(file.node, target.node, clusterSize, {
+    const state = new CbwState(new BlockCopy(file.node, target.node, clusterSize, { separateExtents: true }), {
       onCbwError: (spec['on-cbw-error'] as OnCbwError | undefined) ?? 'break-guest-write',
       timeoutNs: num(spec['cbw-timeout'], 0) * 1e9,
       // QEMU times copies in real time; a virtual clock would let a timeout expire while the copy's I/O is still under way.
       clock: clock.mode === 'real' ? clock : new RealClock(),
       bitmap,
     });
-    return new CopyBeforeWriteNode(name, file, target, clusterSize, state, readOnly);
+    return new CopyBeforeWriteNode(name, file, target, { state, copies: true }, readOnly);
   },
   'snapshot-access': async ({ name, spec, readOnly, child }) => {
     const file = await child('file', spec['file'], CHILD_DATA | CHILD_PRIMARY);

@@ -16,6 +16,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { BlockCopy } from '../../src/blockdev/block-copy.js';
 import { VirtualClock } from '../../src/blockdev/clock.js';
 import { CbwState } from '../../src/blockdev/drivers/cbw-state.js';
 import { PassThroughFilter } from '../../src/blockdev/drivers/filter-node.js';
@@ -247,7 +248,7 @@ describe('copy-before-write: frozen reads and timeouts', () => {
         graph.throttleGroups.create('tg', applyLimits(newThrottleConfig(), { 'bps-write': 64 * KiB }));
         const src = await openBlockdev(graph, image('src', 'raw', path));
         const tgt = await openBlockdev(graph, { driver: 'throttle', 'node-name': 'tgt', 'throttle-group': 'tg', file: image('tgt-raw', 'raw', await makeTarget(dir, 1, 'raw')) });
-        const state = new CbwState(src, tgt, CS, { onCbwError, timeoutNs: 500_000_000, clock });
+        const state = new CbwState(new BlockCopy(src, tgt, CS, { separateExtents: true }), { onCbwError, timeoutNs: 500_000_000, clock });
         await state.copyBeforeWrite(0, 1);
         expect(state.done.get(0)).toBe(true);
         let outcome = 'pending';

@@ -2,7 +2,7 @@ import { BlockError } from '../../image/errors.js';
 import { strerror } from '../../image/errno.js';
 import type { Extent } from '../../image/types.js';
 import { ChunkBitmap } from '../bitmap.js';
-import { BlockCopy, CopyError } from '../block-copy.js';
+import { type BlockCopy, CopyError } from '../block-copy.js';
 import { cowChild, skipFilters } from '../chain.js';
 import type { Clock } from '../clock.js';
 import { BitmapCheck, type DirtyBitmap } from '../dirty-bitmap.js';
@@ -43,7 +43,6 @@ const denied = () => new BlockError('IO', strerror('EACCES'), { errno: 'EACCES' 
  * EACCES.
  */
 export class CbwState {
-  readonly bcs: BlockCopy;
   readonly access: ChunkBitmap;
   readonly done: ChunkBitmap;
   /** The first failure under break-snapshot (s->snapshot_error). */
@@ -53,13 +52,17 @@ export class CbwState {
   private readonly copyBitmapEntry: DirtyBitmap;
   private readonly sourceNode: BlockNode;
 
+  /**
+   * `bcs` copies from the source to the target (cbw_open's
+   * block_copy_state_new; a backup job shares it with its filter): all of
+   * it is to be copied, or the bitmap's clusters.
+   */
   constructor(
-    source: BlockNode,
-    target: BlockNode,
-    clusterSize: number,
+    readonly bcs: BlockCopy,
     private readonly opts: CbwOptions,
   ) {
-    const bcs = (this.bcs = new BlockCopy(source, target, clusterSize, { separateExtents: true }));
+    const source = bcs.source;
+    const clusterSize = bcs.clusterSize;
     if (opts.bitmap) {
       const b = opts.bitmap;
       try {

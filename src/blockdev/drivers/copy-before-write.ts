@@ -1,5 +1,3 @@
-import { ChunkBitmap } from '../bitmap.js';
-import { BlockError } from '../../image/errors.js';
 import { PERM_ALL, PERM_CONSISTENT_READ, PERM_RESIZE, PERM_WRITE } from '../../image/perm.js';
 import type { Extent } from '../../image/types.js';
 import { CHILD_FILTERED, defaultChildPerms, type NodeChild, type PermPair } from '../child.js';
@@ -36,45 +34,38 @@ export function cbwChildPerm(role: number, writable: boolean, hasParents: boolea
   return p;
 }
 
-const notSupported = () => new BlockError('UNSUPPORTED', 'Operation not supported', { errno: 'ENOTSUP' });
-
 /**
  * The `copy-before-write` filter (block/copy-before-write.c): children
- * `file` (the source) and `target`; requests pass to the source. Added by
- * the user (blockdev-add), it copies itself with `state` before every
- * write, zero write and discard that comes through it, and offers the
- * snapshot-access API over what it preserved. Put in by a backup job it
- * has no state: the copying hangs on the source node (its beforeWrite
- * hook, set by the job), so writers that reach the source another way are
- * intercepted too — in QEMU, permissions refuse them instead — and its
- * snapshot API answers ENOTSUP.
+ * `file` (the source) and `target`; requests pass to the source, and
+ * `state` keeps what was preserved and offers the snapshot-access API
+ * over it. Added by the user (blockdev-add), the node copies itself with
+ * the state before every write, zero write and discard that comes through
+ * it (`copies`). Put in by a backup job, whose block-copy it shares, it
+ * leaves the copying to the job's hook on the source node, so writers
+ * that reach the source another way are intercepted too (in QEMU,
+ * permissions refuse them instead).
  */
 export class CopyBeforeWriteNode extends PassThroughFilter implements SnapshotApi {
   readonly driver = 'copy-before-write';
 
   private source: BlockNode;
+  private readonly state: CbwState;
+  private readonly copies: boolean;
 
-  constructor(
-    name: string,
-    sourceLink: NodeChild,
-    targetLink: NodeChild,
-    clusterSize: number,
-    private readonly state?: CbwState,
-    readOnly = false,
-  ) {
+  constructor(name: string, sourceLink: NodeChild, targetLink: NodeChild, how: { state: CbwState; copies: boolean }, readOnly = false) {
     // A backup's is opened read-write whatever the source is (bdrv_cbw_append passes BDRV_O_RDWR).
     super(name, readOnly, [sourceLink, targetLink]);
-    const source = (this.source = sourceLink.node);
+    this.source = sourceLink.node;
+    this.state = how.state;
+    this.copies = how.copies;
     // QEMU lists the filter's two internal bitmaps, newest first: what may be read through it, and what was copied.
-    if (state) {
-      this.dirtyBitmaps.attach(state.done);
-      this.dirtyBitmaps.attach(state.access);
-    } else {
-      const access = new ChunkBitmap(source.size(), clusterSize);
-      access.setAll();
-      this.dirtyBitmaps.attach(new ChunkBitmap(source.size(), clusterSize));
-      this.dirtyBitmaps.attach(access);
-    }
+    this.dirtyBitmaps.attach(this.state.done);
+    this.dirtyBitmaps.attach(this.state.access);
+  }
+
+  /** What the node preserved: a backup job copies with its block-copy. */
+  get cbwState(): CbwState {
+    return this.state;
   }
 
   protected get filtered(): BlockNode {
@@ -83,8 +74,8 @@ export class CopyBeforeWriteNode extends PassThroughFilter implements SnapshotAp
   override async childReplaced(c: NodeChild, node: BlockNode): Promise<void> {
     if (c.name === 'file') this.source = node;
     // block-copy holds the links themselves in QEMU, so it follows them.
-    if (this.state && c.name === 'file') this.state.bcs.source = node;
-    if (this.state && c.name === 'target') this.state.bcs.target = node;
+    if (c.name === 'file') this.state.bcs.source = node;
+    if (c.name === 'target') this.state.bcs.target = node;
   }
 
   override get namePolicy(): NamePolicy {
@@ -96,29 +87,29 @@ export class CopyBeforeWriteNode extends PassThroughFilter implements SnapshotAp
   }
 
   protected override async doWrite(offset: number, data: Uint8Array, flags: WriteFlags): Promise<void> {
-    await this.state?.copyBeforeWrite(offset, data.length);
+    if (this.copies) await this.state.copyBeforeWrite(offset, data.length);
     return super.doWrite(offset, data, flags);
   }
   protected override async doWriteZeroes(offset: number, length: number, flags: ZeroFlags): Promise<void> {
-    await this.state?.copyBeforeWrite(offset, length);
+    if (this.copies) await this.state.copyBeforeWrite(offset, length);
     return super.doWriteZeroes(offset, length, flags);
   }
   protected override async doDiscard(offset: number, length: number): Promise<void> {
-    await this.state?.copyBeforeWrite(offset, length);
+    if (this.copies) await this.state.copyBeforeWrite(offset, length);
     return super.doDiscard(offset, length);
   }
 
   snapshotReadInto(buf: Uint8Array, offset: number): Promise<void> {
-    return this.state ? this.state.readInto(buf, offset) : Promise.reject(notSupported());
+    return this.state.readInto(buf, offset);
   }
   snapshotBlockStatus(offset: number, length: number): Promise<Extent> {
-    return this.state ? this.state.blockStatus(offset, length) : Promise.reject(notSupported());
+    return this.state.blockStatus(offset, length);
   }
   snapshotDiscard(offset: number, length: number): Promise<void> {
-    return this.state ? this.state.discard(offset, length) : Promise.reject(notSupported());
+    return this.state.discard(offset, length);
   }
 
   protected override async doClose(): Promise<void> {
-    await this.state?.close();
+    await this.state.close();
   }
 }
