@@ -222,7 +222,7 @@ interface Inherited {
 }
 
 /** Drivers QEMU opens as protocols (bdrv_file_open): no `file` child is opened before them. */
-const PROTOCOLS = new Set(['file', 'nbd', 'null-co', 'null-aio', 'blkdebug']);
+export const PROTOCOLS: ReadonlySet<string> = new Set(['file', 'nbd', 'null-co', 'null-aio', 'blkdebug']);
 
 async function openNode(graph: BlockGraph, tran: GraphTransaction, spec: BlockdevSpec, monitorOwned: boolean, inherit: Inherited, opened: BlockNode[]): Promise<BlockNode> {
   const opener = OPENERS[spec.driver];
