@@ -107,6 +107,7 @@ export class Daemon {
     const servers: QmpServer[] = [];
     let daemon: Daemon | undefined;
     const exports = new BlockExports(graph, (id) => daemon?.emitEvent('BLOCK_EXPORT_DELETED', { id }), log);
+    exports.onBackendGone = (node) => jobs.drainWithParents(node);
     graph.onEvent = (e) => {
       const { name, data } = nodeEvent(e);
       daemon?.emitEvent(name, data);

@@ -4,12 +4,17 @@ import { PERM_ALL } from '../image/perm.js';
 import { probeFormat } from '../image/probe.js';
 import { CHILD_COW, CHILD_DATA, CHILD_FILTERED_PRIMARY, CHILD_IMAGE, CHILD_PRIMARY, type ChildOwner, defaultChildPerms, type NodeChild, type PermPair, rawChildPerm } from './child.js';
 import { blkdebugChildPerm, BlkdebugNode, DEFAULT_IOTYPES, type InjectErrorRule, type SetStateRule } from './drivers/blkdebug.js';
+import { CbwState, type OnCbwError } from './drivers/cbw-state.js';
+import { cbwChildPerm, CopyBeforeWriteNode } from './drivers/copy-before-write.js';
 import { corChildPerm, CopyOnReadNode } from './drivers/copy-on-read.js';
 import { FileNode } from './drivers/file.js';
 import { NbdNode, type NbdOptions } from './drivers/nbd.js';
 import { NullNode } from './drivers/null.js';
 import { Qcow2Node } from './drivers/qcow2.js';
 import { RawNode } from './drivers/raw.js';
+import { SNAPSHOT_ACCESS_CHILD_PERM, SnapshotAccessNode } from './drivers/snapshot-access.js';
+import { BlockCopy, blockCopyClusterSize } from './block-copy.js';
+import { type Clock, RealClock } from './clock.js';
 import { ThrottleNode } from './drivers/throttle.js';
 import type { ThrottleGroups } from './throttle/group.js';
 import type { BlockGraph } from './graph.js';
@@ -46,6 +51,8 @@ interface OpenContext {
   find(name: string): BlockNode | undefined;
   /** The graph's throttle groups (a throttle node joins one). */
   throttleGroups: ThrottleGroups;
+  /** The graph's clock (virtual or real). */
+  clock: Clock;
   /** A qcow2's backing child once its header is known: `spec.backing`, or the image's own backing file. */
   backing(header: { backingFile?: string; backingFormat?: string; filename: string }): Promise<NodeChild | undefined>;
 }
@@ -94,6 +101,31 @@ const OPENERS: Record<string, Opener> = {
     const file = await child('file', spec['file'], CHILD_FILTERED_PRIMARY);
     return ThrottleNode.open(name, file, readOnly, spec['throttle-group'] as string | undefined, throttleGroups);
   },
+  'copy-before-write': async ({ name, spec, readOnly, child, find, clock }) => {
+    // cbw_open's order: the file, the target (its write permission checked as it is linked), then the bitmap.
+    const file = await child('file', spec['file'], CHILD_FILTERED_PRIMARY);
+    const target = await child('target', spec['target'], CHILD_DATA);
+    const bm = spec['bitmap'] as { node: string; name: string } | undefined;
+    let bitmap;
+    if (bm) {
+      const owner = find(bm.node);
+      if (!owner) throw new BlockError('NOT_FOUND', `Node '${bm.node}' not found`);
+      bitmap = owner.dirtyBitmaps.lookup(bm.name);
+    }
+    const clusterSize = blockCopyClusterSize(target.node);
+    const state = new CbwState(new BlockCopy(file.node, target.node, clusterSize, { separateExtents: true }), {
+      onCbwError: (spec['on-cbw-error'] as OnCbwError | undefined) ?? 'break-guest-write',
+      timeoutNs: num(spec['cbw-timeout'], 0) * 1e9,
+      // QEMU times copies in real time; a virtual clock would let a timeout expire while the copy's I/O is still under way.
+      clock: clock.mode === 'real' ? clock : new RealClock(),
+      bitmap,
+    });
+    return new CopyBeforeWriteNode(name, file, target, { state, copies: true }, readOnly);
+  },
+  'snapshot-access': async ({ name, spec, readOnly, child }) => {
+    const file = await child('file', spec['file'], CHILD_DATA | CHILD_PRIMARY);
+    return new SnapshotAccessNode(name, file, readOnly);
+  },
   blkdebug: async ({ name, spec, readOnly, child }) => {
     const image = await child('image', spec['image'], CHILD_FILTERED_PRIMARY);
     const inject = ((spec['inject-error'] as Record<string, unknown>[] | undefined) ?? []).map(
@@ -121,6 +153,8 @@ function permBits(names: unknown): number {
 }
 
 const CHILD_PERMS: Record<string, ChildPermFn> = {
+  'copy-before-write': (_spec, role, writable, perm, shared) => cbwChildPerm(role, writable, false, perm, shared),
+  'snapshot-access': () => ({ ...SNAPSHOT_ACCESS_CHILD_PERM }),
   'copy-on-read': (_spec, _role, _writable, perm, shared) => corChildPerm(perm, shared),
   raw: (_spec, role, writable, perm, shared) => rawChildPerm(role, writable, perm, shared),
   blkdebug: (spec, role, writable, perm, shared) =>
@@ -188,7 +222,7 @@ interface Inherited {
 }
 
 /** Drivers QEMU opens as protocols (bdrv_file_open): no `file` child is opened before them. */
-const PROTOCOLS = new Set(['file', 'nbd', 'null-co', 'null-aio', 'blkdebug']);
+export const PROTOCOLS: ReadonlySet<string> = new Set(['file', 'nbd', 'null-co', 'null-aio', 'blkdebug']);
 
 async function openNode(graph: BlockGraph, tran: GraphTransaction, spec: BlockdevSpec, monitorOwned: boolean, inherit: Inherited, opened: BlockNode[]): Promise<BlockNode> {
   const opener = OPENERS[spec.driver];
@@ -246,7 +280,7 @@ async function openNode(graph: BlockGraph, tran: GraphTransaction, spec: Blockde
       throw new BlockError(err instanceof BlockError ? err.code : 'IO', `Could not open backing file: ${msg}`, { cause: err });
     }
   };
-  const node = await opener({ name, spec, readOnly, options, child, backing, find: (n) => graph.get(n), throttleGroups: graph.throttleGroups });
+  const node = await opener({ name, spec, readOnly, options, child, backing, find: (n) => graph.get(n), throttleGroups: graph.throttleGroups, clock: graph.clock });
   node.settings = settings;
   node.forceShare = forceShare;
   const children = node.childList().map((c) => c.name);

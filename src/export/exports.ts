@@ -69,6 +69,13 @@ export class BlockExports {
   private readonly exports: BlockExport[] = [];
   private server: NbdServer | undefined;
 
+  /**
+   * Told, twice, of the node an export's BlockBackend lets go of as the
+   * export is deleted: blk_remove_bs drains it, which qemu-storage-daemon
+   * 7.2 shows as two paused/running pairs of any job at or above it.
+   */
+  onBackendGone: ((node: BlockNode) => void) | undefined;
+
   constructor(
     private readonly graph: BlockGraph,
     private readonly onDeleted: (id: string) => void,
@@ -191,10 +198,12 @@ export class BlockExports {
         if (i >= 0) this.exports.splice(i, 1);
         for (const b of exp.nbd.spec.bitmaps) b.busy = false;
         // The link goes at once (the node can be deleted next); the permissions it held loosen meanwhile.
+        const node = exp.blk.node;
         const removed = exp.blk.remove().catch(() => undefined);
         // Announced after the reply to the command that asked (QEMU deletes in a bottom half).
         setImmediate(() => {
           void removed.then(() => {
+            if (node && !node.isClosed) for (let i = 0; i < 2; i++) this.onBackendGone?.(node);
             this.onDeleted(exp.id);
             resolve();
           });

@@ -2,7 +2,8 @@ import type { DirtyBitmap } from '../blockdev/dirty-bitmap.js';
 import type { BlockNode } from '../blockdev/node.js';
 import { PERM_ALL } from '../image/perm.js';
 import { strerror } from '../image/errno.js';
-import { BlockCopy, CopyError } from './block-copy.js';
+import { BlockCopy, blockCopyClusterSize, CopyError } from '../blockdev/block-copy.js';
+import type { CbwState } from '../blockdev/drivers/cbw-state.js';
 import { BlockJob, type BlockJobListener, type BlockJobOptions } from './block-job.js';
 import type { OnError } from './error-policy.js';
 
@@ -31,6 +32,14 @@ export interface BackupOptions extends BlockJobOptions {
   bitmapMode?: BitmapMode;
   /** The copy-before-write filter node set above the source for this job (its parents' drains reach the job). */
   filter?: BlockNode;
+  /**
+   * The filter's state: the job copies with its block-copy (as QEMU's
+   * backup copies with the bcs bdrv_cbw_append made), so what the guest's
+   * writes copy shows in the filter's bitmaps and a snapshot-access node
+   * over the filter reads the job's point in time. Without it (a job made
+   * by hand) the job has a block-copy of its own.
+   */
+  cbw?: CbwState;
   /** Runs at the end of clean (drive-backup drops the target node it opened). */
   afterClean?: () => Promise<void>;
 }
@@ -42,11 +51,8 @@ export interface BackupOptions extends BlockJobOptions {
  */
 export const MAX_TASKS = 16;
 
-/** The backup cluster: max(64 KiB, the target's cluster size) (block_copy_calculate_cluster_size). */
-export function backupClusterSize(target: BlockNode): number {
-  const info = (target as unknown as { info?: () => { clusterSize?: number } }).info?.();
-  return Math.max(65536, info?.clusterSize ?? 0);
-}
+/** The backup cluster: block-copy's. */
+export const backupClusterSize = blockCopyClusterSize;
 
 /**
  * A backup job (block/backup.c): the target becomes the source as it was
@@ -68,8 +74,8 @@ export class BackupJob extends BlockJob {
   private readonly maxTasks: number;
   private readonly syncBitmap: DirtyBitmap | undefined;
   private readonly bitmapMode: BitmapMode;
-  /** The copy bitmap as the source node lists it while the job exists. */
-  private readonly copyBitmapEntry: DirtyBitmap;
+  /** The copy bitmap as the source node lists it while the job exists (the filter's state lists it when there is one). */
+  private readonly copyBitmapEntry: DirtyBitmap | undefined;
 
   constructor(id: string, events: BackupListener, opts: BackupOptions) {
     super(id, 'backup', events, opts);
@@ -81,20 +87,21 @@ export class BackupJob extends BlockJob {
     this.afterClean = opts.afterClean;
     this.filter = opts.filter;
     this.maxTasks = opts.maxWorkers ?? MAX_TASKS;
-    this.copier = new BlockCopy(this.source, this.target, backupClusterSize(this.target), {
-      compress: opts.compress,
-      maxChunk: opts.maxChunk,
-      onProgress: (n) => (this.progressCurrent += n),
-    });
+    const copyOpts = { compress: opts.compress, maxChunk: opts.maxChunk, onProgress: (n: number) => (this.progressCurrent += n) };
+    this.copier = opts.cbw?.bcs ?? new BlockCopy(this.source, this.target, backupClusterSize(this.target));
+    this.copier.setOptions(copyOpts);
     this.syncBitmap = opts.syncBitmap;
     this.bitmapMode = opts.bitmapMode ?? 'on-success';
     // sync=bitmap copies exactly the frozen bitmap's clusters (backup_init_bcs_bitmap); everything else starts all dirty.
+    this.copier.bitmap.clearAll();
     if (this.sync === 'bitmap' && this.syncBitmap) this.copier.bitmap.mergeAny(this.syncBitmap.bits);
     else this.copier.bitmap.setAll();
     this.progressTotal = this.copier.bitmap.dirtyBytes;
-    this.copyBitmapEntry = this.source.dirtyBitmaps.attach(this.copier.bitmap);
-    // Copy-before-write from the moment the job exists: the point in time is now.
-    this.hook = (offset, length) => this.copier.copyBeforeWrite(offset, length);
+    this.copyBitmapEntry = opts.cbw ? undefined : this.source.dirtyBitmaps.attach(this.copier.bitmap);
+    // Copy-before-write from the moment the job exists: the point in time is now. Through the filter's state, what is
+    // copied is marked done there and waits for the filter's fleecing readers, as cbw_do_copy_before_write does.
+    const cbw = opts.cbw;
+    this.hook = cbw ? (offset, length) => cbw.copyBeforeWrite(offset, length) : (offset, length) => this.copier.copyBeforeWrite(offset, length);
     this.source.beforeWrite.push(this.hook);
   }
 
@@ -220,7 +227,7 @@ export class BackupJob extends BlockJob {
   }
 
   override async clean(): Promise<void> {
-    this.source.dirtyBitmaps.release(this.copyBitmapEntry);
+    if (this.copyBitmapEntry) this.source.dirtyBitmaps.release(this.copyBitmapEntry);
     const i = this.source.beforeWrite.indexOf(this.hook);
     if (i >= 0) this.source.beforeWrite.splice(i, 1);
     await this.nodes.removeAll();

@@ -1,5 +1,6 @@
 import { BlockError } from '../image/errors.js';
 import { type Clock, RealClock, VirtualClock } from '../blockdev/clock.js';
+import { BlockNode } from '../blockdev/node.js';
 import type { Job } from './job.js';
 
 /** QEMU's id_wellformed (util/id.c), which job ids must satisfy. */
@@ -41,6 +42,22 @@ export class JobManager {
   /** bdrv_drained_begin on one node: the running jobs that use it (QEMU drains its parents, and so their jobs) pause and resume. */
   drainNode(node: object): void {
     for (const j of this.jobs) if (j.usesNode(node)) j.internalPause();
+  }
+
+  /**
+   * bdrv_drained_begin as QEMU 7.2 does it: the node's parents are
+   * quiesced, and theirs in turn, so a job linked to the node or to any
+   * node above it pauses and resumes (the jobs of nodes below stay as they are).
+   */
+  drainWithParents(node: BlockNode): void {
+    const above = new Set<BlockNode>();
+    const todo = [node];
+    for (let n = todo.pop(); n; n = todo.pop()) {
+      if (above.has(n)) continue;
+      above.add(n);
+      for (const c of n.parents) if (c.owner instanceof BlockNode) todo.push(c.owner);
+    }
+    for (const j of this.jobs) if ([...above].some((n) => j.usesNode(n))) j.internalPause();
   }
 
   /** Called when a job reaches `null`. */

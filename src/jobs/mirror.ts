@@ -11,7 +11,7 @@ import { BlockJob, type BlockJobListener } from './block-job.js';
 import type { OnError } from './error-policy.js';
 import type { JobOptions } from './job.js';
 import { type PieceRules, type Span, writePiecesOf } from './mirror-pieces.js';
-import { WritebackHints } from './writeback.js';
+import { WritebackHints } from '../blockdev/writeback.js';
 
 /** MIRROR_COPY_MODE_*: writes are only tracked, or also copied before they complete. */
 export type CopyMode = 'background' | 'write-blocking';

@@ -1,13 +1,15 @@
-import { ChunkBitmap } from '../bitmap.js';
 import { PERM_ALL, PERM_CONSISTENT_READ, PERM_RESIZE, PERM_WRITE } from '../../image/perm.js';
+import type { Extent } from '../../image/types.js';
 import { CHILD_FILTERED, defaultChildPerms, type NodeChild, type PermPair } from '../child.js';
 import type { NamePolicy } from '../filename.js';
-import type { BlockNode } from '../node.js';
+import type { BlockNode, WriteFlags, ZeroFlags } from '../node.js';
+import type { SnapshotApi } from '../snapshot-api.js';
 import { PassThroughFilter } from './filter-node.js';
+import type { CbwState } from './cbw-state.js';
 import { type ReopenPlan, writableAfter } from '../permissions.js';
 
-/** Named by its source's name (cbw_refresh_filename). */
-const CBW_NAMING: NamePolicy = {
+/** Named by its file's name (cbw_refresh_filename, snapshot_access_refresh_filename). */
+export const FILE_NAMING: NamePolicy = {
   protocol: false,
   strong: [],
   exactName: (node, _options, names) => {
@@ -33,27 +35,37 @@ export function cbwChildPerm(role: number, writable: boolean, hasParents: boolea
 }
 
 /**
- * The `copy-before-write` filter a backup job puts above its source
- * (block/copy-before-write.c), so the job is visible in the graph as in
- * QEMU: children `file` (the source) and `target`. Requests pass to the
- * source; the copying itself hangs on the source node (its beforeWrite
- * hook, set by the job), so writers that reach the source by another way
- * are intercepted too — in QEMU, permissions refuse them instead.
+ * The `copy-before-write` filter (block/copy-before-write.c): children
+ * `file` (the source) and `target`; requests pass to the source, and
+ * `state` keeps what was preserved and offers the snapshot-access API
+ * over it. Added by the user (blockdev-add), the node copies itself with
+ * the state before every write, zero write and discard that comes through
+ * it (`copies`). Put in by a backup job, whose block-copy it shares, it
+ * leaves the copying to the job's hook on the source node, so writers
+ * that reach the source another way are intercepted too (in QEMU,
+ * permissions refuse them instead).
  */
-export class CopyBeforeWriteNode extends PassThroughFilter {
+export class CopyBeforeWriteNode extends PassThroughFilter implements SnapshotApi {
   readonly driver = 'copy-before-write';
 
   private source: BlockNode;
+  private readonly state: CbwState;
+  private readonly copies: boolean;
 
-  constructor(name: string, sourceLink: NodeChild, targetLink: NodeChild, clusterSize: number) {
-    // Opened read-write whatever the source is (bdrv_cbw_append passes BDRV_O_RDWR).
-    super(name, false, [sourceLink, targetLink]);
-    const source = (this.source = sourceLink.node);
-    // QEMU lists the filter's two internal bitmaps: what may be read through it (all) and what is done (none).
-    const access = new ChunkBitmap(source.size(), clusterSize);
-    access.setAll();
-    this.dirtyBitmaps.attach(new ChunkBitmap(source.size(), clusterSize));
-    this.dirtyBitmaps.attach(access);
+  constructor(name: string, sourceLink: NodeChild, targetLink: NodeChild, how: { state: CbwState; copies: boolean }, readOnly = false) {
+    // A backup's is opened read-write whatever the source is (bdrv_cbw_append passes BDRV_O_RDWR).
+    super(name, readOnly, [sourceLink, targetLink]);
+    this.source = sourceLink.node;
+    this.state = how.state;
+    this.copies = how.copies;
+    // QEMU lists the filter's two internal bitmaps, newest first: what may be read through it, and what was copied.
+    this.dirtyBitmaps.attach(this.state.done);
+    this.dirtyBitmaps.attach(this.state.access);
+  }
+
+  /** What the node preserved: a backup job copies with its block-copy. */
+  get cbwState(): CbwState {
+    return this.state;
   }
 
   protected get filtered(): BlockNode {
@@ -61,13 +73,43 @@ export class CopyBeforeWriteNode extends PassThroughFilter {
   }
   override async childReplaced(c: NodeChild, node: BlockNode): Promise<void> {
     if (c.name === 'file') this.source = node;
+    // block-copy holds the links themselves in QEMU, so it follows them.
+    if (c.name === 'file') this.state.bcs.source = node;
+    if (c.name === 'target') this.state.bcs.target = node;
   }
 
   override get namePolicy(): NamePolicy {
-    return CBW_NAMING;
+    return FILE_NAMING;
   }
 
   override childPerm(c: NodeChild, perm: number, shared: number, plan?: ReopenPlan): PermPair {
     return cbwChildPerm(c.role, writableAfter(this, plan), this.parents.length > 0, perm, shared);
+  }
+
+  protected override async doWrite(offset: number, data: Uint8Array, flags: WriteFlags): Promise<void> {
+    if (this.copies) await this.state.copyBeforeWrite(offset, data.length);
+    return super.doWrite(offset, data, flags);
+  }
+  protected override async doWriteZeroes(offset: number, length: number, flags: ZeroFlags): Promise<void> {
+    if (this.copies) await this.state.copyBeforeWrite(offset, length);
+    return super.doWriteZeroes(offset, length, flags);
+  }
+  protected override async doDiscard(offset: number, length: number): Promise<void> {
+    if (this.copies) await this.state.copyBeforeWrite(offset, length);
+    return super.doDiscard(offset, length);
+  }
+
+  snapshotReadInto(buf: Uint8Array, offset: number): Promise<void> {
+    return this.state.readInto(buf, offset);
+  }
+  snapshotBlockStatus(offset: number, length: number): Promise<Extent> {
+    return this.state.blockStatus(offset, length);
+  }
+  snapshotDiscard(offset: number, length: number): Promise<void> {
+    return this.state.discard(offset, length);
+  }
+
+  protected override async doClose(): Promise<void> {
+    await this.state.close();
   }
 }

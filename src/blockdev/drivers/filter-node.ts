@@ -57,7 +57,8 @@ export abstract class PassThroughFilter extends BlockNode {
       virtualSize: this.size(),
       ...(s.actualSize !== undefined ? { actualSize: s.actualSize } : {}),
       ...(s.clusterSize !== undefined ? { clusterSize: s.clusterSize } : {}),
-      dirtyFlag: false,
+      // bdrv_get_info goes to the filtered child: a driver without one (null-co, nbd) leaves the dirty flag out here too.
+      dirtyFlag: s.dirtyFlag === null ? null : false,
     };
   }
   protected async doClose(): Promise<void> {}

@@ -120,7 +120,15 @@ export class RawNode extends BlockNode {
   async imageInfo(): Promise<NodeImageInfo> {
     const f = await this.file.imageInfo();
     // raw_get_info asks its file: a protocol without bdrv_get_info (nbd, null) leaves the dirty flag out.
-    return { filename: f.filename, format: 'raw', virtualSize: this.size(), actualSize: f.actualSize, ...(f.dirtyFlag === null ? { dirtyFlag: null } : {}) };
+    // raw_get_info is its file's bdrv_get_info: a cluster size from below (a qcow2 through a filter) shows here too.
+    return {
+      filename: f.filename,
+      format: 'raw',
+      virtualSize: this.size(),
+      actualSize: f.actualSize,
+      ...(f.clusterSize !== undefined ? { clusterSize: f.clusterSize } : {}),
+      ...(f.dirtyFlag === null ? { dirtyFlag: null } : {}),
+    };
   }
   protected async doClose(): Promise<void> {}
 }

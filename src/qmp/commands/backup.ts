@@ -1,6 +1,8 @@
 import { unlink } from 'node:fs/promises';
 import { BitmapCheck, type DirtyBitmap } from '../../blockdev/dirty-bitmap.js';
 import { CHILD_DATA, CHILD_FILTERED_PRIMARY, type ChildOwner } from '../../blockdev/child.js';
+import { BlockCopy } from '../../blockdev/block-copy.js';
+import { CbwState } from '../../blockdev/drivers/cbw-state.js';
 import { cbwChildPerm, CopyBeforeWriteNode } from '../../blockdev/drivers/copy-before-write.js';
 import { cowChild, skipFilters } from '../../blockdev/chain.js';
 import { attachChild, replaceNode, setBacking } from '../../blockdev/graph-edit.js';
@@ -110,6 +112,7 @@ export async function createBackup(ctx: QmpContext, a: Args, source: BlockNode, 
       autoDismiss: a['auto-dismiss'],
       afterClean,
       filter,
+      cbw: filter.cbwState,
       txn: opts.txn,
       clock: ctx.jobs.clock,
     });
@@ -156,7 +159,10 @@ async function insertFilter(ctx: QmpContext, name: string | undefined, source: B
       // Opened read-write (BDRV_O_RDWR) with no parents yet: it needs nothing of the source so far.
       const src = await attachChild(tran, opening, 'file', CHILD_FILTERED_PRIMARY, source, cbwChildPerm(CHILD_FILTERED_PRIMARY, true, false, 0, PERM_ALL));
       const tgt = await attachChild(tran, opening, 'target', CHILD_DATA, target, cbwChildPerm(CHILD_DATA, true, false, 0, PERM_ALL));
-      filter = new CopyBeforeWriteNode(nodeName, src, tgt, backupClusterSize(target));
+      // The block-copy the job will copy with (bdrv_cbw_append hands the filter's to backup_job_create).
+      const state = new CbwState(new BlockCopy(source, target, backupClusterSize(target)), { onCbwError: 'break-guest-write', timeoutNs: 0, clock: ctx.jobs.clock });
+      tran.addUndo(() => state.close());
+      filter = new CopyBeforeWriteNode(nodeName, src, tgt, { state, copies: false });
       // Named by nobody: a reopen looks through it (bs->implicit).
       filter.implicit = name === undefined;
     } catch (err) {

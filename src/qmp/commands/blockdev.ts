@@ -1,4 +1,6 @@
-import { type BlockdevSpec, openBlockdev } from '../../blockdev/open.js';
+import type { BlockGraph } from '../../blockdev/graph.js';
+import type { BlockNode } from '../../blockdev/node.js';
+import { type BlockdevSpec, openBlockdev, PROTOCOLS } from '../../blockdev/open.js';
 import { BlockError } from '../../image/errors.js';
 import type { QmpContext } from '../context.js';
 import type { CommandTable } from '../dispatch.js';
@@ -6,9 +8,25 @@ import { blockdevAdd, blockdevDel, queryBlock, queryNamedBlockNodes } from '../s
 import { blockDeviceInfo } from './block-info.js';
 
 /** Adds a node as blockdev-add (and --blockdev) do: the root must be named. */
-export async function addBlockdev(ctx: Pick<QmpContext, 'graph'>, spec: BlockdevSpec): Promise<void> {
+export async function addBlockdev(ctx: Pick<QmpContext, 'graph'> & Partial<Pick<QmpContext, 'jobs'>>, spec: BlockdevSpec): Promise<void> {
   if (spec['node-name'] === undefined) throw new BlockError('INVALID_ARGUMENT', "'node-name' must be specified for the root node");
+  // bdrv_open_inherit puts a BlockBackend on the `file` of every format or filter node it opens, only to probe it,
+  // and removes it again (blk_remove_bs): jobs at or above an existing node named there pause twice for a moment.
+  for (const node of probedFiles(ctx.graph, spec)) for (let i = 0; i < 2; i++) ctx.jobs?.drainWithParents(node);
   await openBlockdev(ctx.graph, asNumbers(spec) as BlockdevSpec);
+}
+
+/** The existing nodes that a non-protocol node of the tree (the root or an inline child) names as its `file`. */
+function probedFiles(graph: BlockGraph, spec: BlockdevSpec): BlockNode[] {
+  const out: BlockNode[] = [];
+  const walk = (s: Record<string, unknown>) => {
+    const file = s['file'];
+    const named = typeof file === 'string' && !PROTOCOLS.has(String(s['driver'])) ? graph.get(file) : undefined;
+    if (named) out.push(named);
+    for (const v of Object.values(s)) if (v !== null && typeof v === 'object' && !Array.isArray(v) && 'driver' in v) walk(v as Record<string, unknown>);
+  };
+  walk(spec);
+  return out;
 }
 
 /**

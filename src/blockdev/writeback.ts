@@ -1,4 +1,4 @@
-import type { BlockNode } from '../blockdev/node.js';
+import type { BlockNode } from './node.js';
 
 /** Data written between hints: small enough that the disk starts early, large enough that the syncs stay few. */
 const WRITEBACK_BYTES = 32 << 20;

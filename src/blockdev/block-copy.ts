@@ -1,11 +1,14 @@
-import { ChunkBitmap } from '../blockdev/bitmap.js';
-import type { BlockNode } from '../blockdev/node.js';
+import { ChunkBitmap } from './bitmap.js';
+import type { BlockNode } from './node.js';
 import { isZero } from '../image/request.js';
 import type { Extent, WritePiece } from '../image/types.js';
 import { WritebackHints } from './writeback.js';
 
 /** A failed copy: which side failed (QEMU's IoOperationType) and why. */
 export class CopyError extends Error {
+  /** Where only some extents of a task failed: the byte ranges still to copy (else the whole task). */
+  left: Array<[offset: number, length: number]> | undefined;
+
   constructor(
     readonly operation: 'read' | 'write',
     override readonly cause: unknown,
@@ -24,6 +27,21 @@ export interface BlockCopyOptions {
   maxChunk?: number;
   /** Called with the bytes of every successful copy (background or before-write), in whole clusters. */
   onProgress?: (bytes: number) => void;
+  /**
+   * Each extent of a task is a request of its own that fails alone, as
+   * QEMU's block-copy tasks (one per block-status extent) do: what the
+   * others copied stays copied. Zeroes are found by block status only and
+   * written without unmapping, as QEMU's COPY_WRITE_ZEROES does. The
+   * copy-before-write filter copies so; the backup's pass writes a task as
+   * one request, which is much cheaper.
+   */
+  separateExtents?: boolean;
+}
+
+/** block-copy's cluster: max(64 KiB, the target's cluster size) (block_copy_calculate_cluster_size). */
+export function blockCopyClusterSize(target: BlockNode): number {
+  const info = (target as unknown as { info?: () => { clusterSize?: number } }).info?.();
+  return Math.max(65536, info?.clusterSize ?? 0);
 }
 
 /**
@@ -37,17 +55,38 @@ export interface BlockCopyOptions {
 export class BlockCopy {
   readonly bitmap: ChunkBitmap;
   private readonly inFlight = new Map<number, Promise<void>>();
-  private readonly maxChunk: number;
+  private maxChunk = 0;
+  private opts: BlockCopyOptions = {};
 
   constructor(
-    readonly source: BlockNode,
-    readonly target: BlockNode,
+    /** Where copies read and write: a copy-before-write filter's links, followed when the graph swaps a child. */
+    public source: BlockNode,
+    public target: BlockNode,
     readonly clusterSize: number,
-    private readonly opts: BlockCopyOptions = {},
+    opts: BlockCopyOptions = {},
   ) {
     this.bitmap = new ChunkBitmap(source.size(), clusterSize);
     this.writeback = new WritebackHints(target);
-    this.maxChunk = opts.compress ? clusterSize : Math.max(clusterSize, opts.maxChunk || Math.max(clusterSize, 1 << 20));
+    this.setOptions(opts);
+  }
+
+  /**
+   * The copy options, also after creation: a backup job sets them on the
+   * block-copy its copy-before-write filter made (block_copy_set_copy_opts,
+   * block_copy_set_progress_meter).
+   */
+  setOptions(opts: BlockCopyOptions): void {
+    this.opts = { ...opts };
+    this.maxChunk = opts.compress ? this.clusterSize : Math.max(this.clusterSize, opts.maxChunk || Math.max(this.clusterSize, 1 << 20));
+    this.pool.length = 0;
+  }
+
+  /**
+   * block_copy_reset: clusters wholly inside the range need no copy any
+   * more (a fleecing user discarded them from the snapshot).
+   */
+  reset(offset: number, length: number): void {
+    this.bitmap.clearRange(offset, length);
   }
 
   /** Whether clusters are being copied right now (a job finishing must wait for them). */
@@ -124,7 +163,9 @@ export class BlockCopy {
     try {
       await work;
     } catch (err) {
-      for (let c = first; c < first + n; c++) this.bitmap.set(c);
+      const left = err instanceof CopyError ? err.left : undefined;
+      if (!left) for (let c = first; c < first + n; c++) this.bitmap.set(c);
+      else for (const [offset, length] of left) this.bitmap.setRange(offset, length);
       throw err;
     } finally {
       for (let c = first; c < first + n; c++) this.inFlight.delete(c);
@@ -149,7 +190,7 @@ export class BlockCopy {
     // The data is read anyway, so zeroes are found in it (copyPieces) rather than by reading twice; but a
     // compressed copy writes what it reads as data (QEMU compresses zero data too), so there only the
     // source's own answer (QEMU's want_zero block status) tells the zeroes that are written as zeroes.
-    const status = { wantZero: this.opts.compress === true };
+    const status = { wantZero: this.opts.compress === true || this.opts.separateExtents === true };
     let runs: Extent[];
     try {
       runs = await this.source.blockStatusRuns(start, end - start, status);
@@ -181,7 +222,9 @@ export class BlockCopy {
     // Zero extents need no buffer; a task of zeroes only takes none.
     const buf = extents.some((e) => !e.zero) ? this.takeBuffer(end - start) : new Uint8Array(0);
     try {
-      if (this.opts.compress) {
+      if (this.opts.separateExtents) {
+        await this.copyEach(extents, buf, start);
+      } else if (this.opts.compress) {
         const results = await Promise.allSettled(extents.map((e) => this.copyCompressed(e.offset, e.length, e.zero, buf.subarray(e.offset - start, e.offset - start + e.length))));
         for (const r of results) if (r.status === 'rejected') throw r.reason;
       } else {
@@ -192,6 +235,33 @@ export class BlockCopy {
     }
     // Progress counts whole clusters, the last one too (block-copy's tasks are cluster-aligned), as the job's length does.
     this.opts.onProgress?.(n * cs);
+  }
+
+  /**
+   * Every extent copied by a request of its own, all at once; an extent
+   * that fails leaves its clusters to copy, the first failure in offset
+   * order is the task's.
+   */
+  private async copyEach(extents: readonly { offset: number; length: number; zero: boolean }[], buf: Uint8Array, start: number): Promise<void> {
+    const results = await Promise.allSettled(
+      extents.map(async (e) => {
+        if (e.zero) return this.write(() => this.target.writeZeroes(e.offset, e.length));
+        const data = buf.subarray(e.offset - start, e.offset - start + e.length);
+        try {
+          await this.source.readInto(data, e.offset);
+        } catch (err) {
+          throw new CopyError('read', err);
+        }
+        await this.write(() => this.target.write(e.offset, data));
+        this.noteWritten(e.length);
+      }),
+    );
+    const failed = extents.filter((_, i) => results[i]!.status === 'rejected');
+    if (failed.length === 0) return;
+    const first = results.find((r): r is PromiseRejectedResult => r.status === 'rejected')!.reason as unknown;
+    const err = first instanceof CopyError ? first : new CopyError('write', first);
+    err.left = failed.map((e) => [e.offset, e.length]);
+    throw err;
   }
 
   /**
