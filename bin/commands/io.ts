@@ -16,7 +16,8 @@ export function addIoCommand(program: Command): void {
     .allowUnknownOption()
     .allowExcessArguments()
     .argument('[args...]')
-    .action(async (args: string[]) => {
+    .action(async () => {
+      const args = rawArgs(process.argv.slice(2));
       // Without -c, commands come from stdin, one a line. The reader is made
       // at once: it buffers only lines read after it exists, and the image
       // is opened before the first line is wanted. It is made lazily so
@@ -37,4 +38,19 @@ export function addIoCommand(program: Command): void {
         rl?.close();
       }
     });
+}
+
+/**
+ * The arguments after "io", as typed. Commander drops a "--" before the
+ * first operand, but to qemu-io's getopt "--" matters (what follows it is
+ * all operands: `-- -f raw img` is three files, hence the usage text).
+ * Global options come before the subcommand: --log-level takes a value.
+ */
+function rawArgs(argv: readonly string[]): string[] {
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === '--log-level') i++;
+    else if (!a.startsWith('--log-level=')) return argv.slice(i + 1);
+  }
+  return [];
 }
