@@ -3,6 +3,7 @@ import { unlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { createImage, isFormat } from '../image/open.js';
+import type { QemuIoTarget } from '../blockdev/qemu-io/index.js';
 import type { BlockImage, WriteOptions, WriteZeroesOptions } from '../image/types.js';
 import { probedRawWarning, tryOpen } from './img/open.js';
 import { type CacheMode, type IoArgs, PROG } from './io-args.js';
@@ -23,11 +24,22 @@ const NATIVE_NEEDS_DIRECT = 'aio=native was specified, but it requires cache.dir
 
 /** The image as the BlockBackend qemu-io opened sees it: its cache mode, and for -s the temporary overlay removed at close. */
 class IoImage implements BlockImage {
+  /** `write -c`, where the format has it (the interpreter asks for it by presence: QemuIoTarget). */
+  readonly writeCompressed?: (offset: number, data: Uint8Array) => Promise<void>;
+
   constructor(
     private readonly inner: BlockImage,
     private readonly cache: Pick<CacheMode, 'noFlush' | 'writethrough'>,
     private readonly temporary?: string,
-  ) {}
+  ) {
+    const compressed = (inner as Partial<QemuIoTarget>).writeCompressed;
+    if (compressed) {
+      this.writeCompressed = async (offset, data) => {
+        await compressed.call(inner, offset, data);
+        await this.afterWrite();
+      };
+    }
+  }
   get format() { return this.inner.format; }
   get filename() { return this.inner.filename; }
   get readOnly() { return this.inner.readOnly; }

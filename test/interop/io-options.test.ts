@@ -42,6 +42,7 @@ const CASES: Case[] = [
   c('qcow2', '--cache', 'writethrough', '-f', 'qcow2', ...W, 'img'),
   c('qcow2', '--cache', 'directsync', '-f', 'qcow2', ...W, 'img'),
   c('qcow2', '--cache=unsafe', '-f', 'qcow2', ...W, 'img'),
+  c('qcow2', '-t', 'directsync', '-f', 'qcow2', '-c', 'write -c -P 1 0 64k', '-c', 'read -P 1 0 64k', 'img'),
   c('raw', '-t', 'off', '-f', 'raw', ...W, 'img'),
   c('raw', '-n', '-f', 'raw', ...W, 'img'),
   c('raw', '-f', 'raw', ...W, 'img', '-t', 'none'),
