@@ -8,7 +8,7 @@ import { imgCreate } from './img/create.js';
 import { imgInfo } from './img/info.js';
 import { imgMap } from './img/map.js';
 import { type ImgIo, runSubcommand } from './img/output.js';
-import { ioMain } from './io.js';
+import { ioCommandLine } from './io.js';
 
 /** One step of the demo: the command line a user would type, and how to run it in-process. */
 interface Step {
@@ -32,7 +32,7 @@ export async function runImageTour(io: ImgIo, dir?: string): Promise<number> {
   const flat = p('flat.qcow2');
   const ioStep = (args: string[], commands: string[]): Step => ({
     argv: ['io', ...args, ...commands.flatMap((c) => ['-c', c])],
-    run: (o) => ioMain(o, { format: args[args.indexOf('-f') + 1], readOnly: false, commands, args: [args[args.length - 1]!] }),
+    run: (o) => ioCommandLine(o, [...args, ...commands.flatMap((c) => ['-c', c])]),
   });
   const steps: Step[] = [
     { argv: ['img', 'create', '-f', 'raw', base, '16M'], run: (o) => imgCreate(o, { format: 'raw', options: [], quiet: false, args: [base, '16M'] }) },

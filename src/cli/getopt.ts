@@ -37,6 +37,12 @@ export class Getopt {
   private nextchar = '';
   private firstNonopt = 1;
   private lastNonopt = 1;
+  /**
+   * What glibc prints (after "prog: ") for the mistake the walk stopped at,
+   * when the optstring does not start with ':' — qemu-io's case, where
+   * getopt itself reports; qemu-img's commands word their own.
+   */
+  diagnostic?: string;
 
   constructor(
     command: string,
@@ -110,13 +116,23 @@ export class Getopt {
     const opt = exact ?? (prefixed.length === 1 ? prefixed[0] : undefined);
     this.optind++;
     const blamed = this.argv[this.optind - 1]!;
-    if (opt === undefined) return { kind: 'unrecognized', blamed };
+    if (opt === undefined) {
+      this.diagnostic =
+        prefixed.length > 1
+          ? `option '--${name}' is ambiguous; possibilities:${prefixed.map((l) => ` '--${l.name}'`).join('')}`
+          : `unrecognized option '--${text}'`;
+      return { kind: 'unrecognized', blamed };
+    }
     if (eq >= 0) {
-      if (!opt.hasArg) return { kind: 'unrecognized', blamed };
+      if (!opt.hasArg) {
+        this.diagnostic = `option '--${opt.name}' doesn't allow an argument`;
+        return { kind: 'unrecognized', blamed };
+      }
       return { kind: 'option', name: opt.name, value: text.slice(eq + 1) };
     }
     if (!opt.hasArg) return { kind: 'option', name: opt.name };
     if (this.optind < this.argv.length) return { kind: 'option', name: opt.name, value: this.argv[this.optind++]! };
+    this.diagnostic = `option '--${opt.name}' requires an argument`;
     return { kind: 'missing', blamed };
   }
 
@@ -125,7 +141,10 @@ export class Getopt {
     this.nextchar = this.nextchar.slice(1);
     if (this.nextchar === '') this.optind++;
     const at = c === ':' ? -1 : this.short.indexOf(c);
-    if (at < 0) return { kind: 'unrecognized', blamed: this.argv[this.optind - 1]! };
+    if (at < 0) {
+      this.diagnostic = `invalid option -- '${c}'`;
+      return { kind: 'unrecognized', blamed: this.argv[this.optind - 1]! };
+    }
     if (this.short[at + 1] !== ':') return { kind: 'option', name: c };
     if (this.nextchar !== '') {
       const value = this.nextchar;
@@ -133,7 +152,10 @@ export class Getopt {
       this.optind++;
       return { kind: 'option', name: c, value };
     }
-    if (this.optind === this.argv.length) return { kind: 'missing', blamed: this.argv[this.optind - 1]! };
+    if (this.optind === this.argv.length) {
+      this.diagnostic = `option requires an argument -- '${c}'`;
+      return { kind: 'missing', blamed: this.argv[this.optind - 1]! };
+    }
     return { kind: 'option', name: c, value: this.argv[this.optind++]! };
   }
 }

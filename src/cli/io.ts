@@ -1,6 +1,7 @@
 import { runQemuIoCommand } from '../blockdev/qemu-io/index.js';
 import type { BlockImage } from '../image/types.js';
-import { probedRawWarning, tryOpen } from './img/open.js';
+import { type IoArgs, ioVersion, parseIoArgs, PROG } from './io-args.js';
+import { openIoImage } from './io-open.js';
 
 /**
  * `blockemu io`: qemu-io 7.2's command-line tool over our images. Messages
@@ -9,8 +10,9 @@ import { probedRawWarning, tryOpen } from './img/open.js';
  * (the interop tests undo exactly that). The interactive prompt stays
  * "qemu-io> ", which scripts driving qemu-io over a pipe wait for.
  */
-export const PROG = 'blockemu io';
 const PROMPT = 'qemu-io> ';
+
+export { IO_USAGE, PROG } from './io-args.js';
 
 export interface IoStreams {
   out(text: string): void;
@@ -19,63 +21,40 @@ export interface IoStreams {
   lines?: AsyncIterable<string>;
 }
 
-export interface IoArgs {
-  format?: string;
-  readOnly: boolean;
-  /** -U: share everything (needs -r, as in qemu-io) */
-  forceShare?: boolean;
-  /** -d: QEMU's discard mode (ignore/off or unmap/on); qemu-io's default is unmap. */
-  discard?: string;
-  commands: string[];
-  /** The operands: at most one image file. */
-  args: string[];
-}
-
-export const IO_USAGE = `Usage: ${PROG} [OPTIONS]... [-c STRING]... [file]
-QEMU Disk exerciser (a subset of qemu-io)
-
-  -c, --cmd STRING     execute command with its arguments
-                       from the given string
-  -f, --format FMT     specifies the block driver to use (raw or qcow2)
-  -r, --read-only      export read-only
-  -d, --discard=MODE   use the given discard mode for the image
-                       (ignore/off or unmap/on; default unmap)
-  -U, --force-share    force shared permissions
-  -h, --help           display this help and exit
-
-See '${PROG} -c help' for information on available commands.
-`;
-
-/** Parses -d like QEMU's bdrv_parse_discard_flags. */
-function discardUnmap(mode: string | undefined): boolean | undefined {
-  if (mode === undefined) return true;
-  if (mode === 'off' || mode === 'ignore') return false;
-  if (mode === 'on' || mode === 'unmap') return true;
-  return undefined;
+/** `blockemu io ARGS…`: qemu-io's command line, parsed as qemu-io parses it, then the tool; resolves to the exit code. */
+export async function ioCommandLine(io: IoStreams, argv: readonly string[]): Promise<number> {
+  const p = parseIoArgs(argv);
+  if ('version' in p) {
+    // The version lives with the daemon; only -V pays for loading it.
+    const { VERSION } = await import('../daemon.js');
+    io.out(ioVersion(`${VERSION.qemu.major}.${VERSION.qemu.minor}.${VERSION.qemu.micro} (${VERSION.package})`));
+    return 0;
+  }
+  if ('exit' in p) {
+    if (p.stderr !== undefined) io.err(p.stderr);
+    if (p.stdout !== undefined) io.out(p.stdout);
+    return p.exit;
+  }
+  return ioMain(io, p.args);
 }
 
 /** Runs the tool; resolves to the exit code (1 when any command failed, as qemu-io). */
 export async function ioMain(io: IoStreams, a: IoArgs): Promise<number> {
-  if (a.args.length > 1) {
-    io.out(IO_USAGE);
-    return 1;
-  }
-  const unmap = discardUnmap(a.discard);
-  if (unmap === undefined) {
-    io.err(`${PROG}: Invalid discard option: ${a.discard}\n`);
-    return 1;
-  }
-  const file = a.args[0];
-  let image: BlockImage | undefined;
-  if (file !== undefined) {
-    const r = await tryOpen(file, { format: a.format, readOnly: a.readOnly, forceShare: a.forceShare });
-    if ('inner' in r) {
-      io.err(`${PROG}: can't open device ${file}: ${r.inner}\n`);
+  const unmap = a.unmap;
+  if (a.objects.length > 0) {
+    const made = await createObjects(a.objects);
+    if (made !== undefined) {
+      io.err(`${PROG}: ${made}\n`);
       return 1;
     }
-    image = r.image;
-    if (a.format === undefined && image.format === 'raw') io.err(probedRawWarning(file));
   }
+  const opened = await openIoImage(a);
+  for (const w of opened.warnings) io.err(w);
+  if ('error' in opened) {
+    io.err(`${PROG}: ${opened.error}\n`);
+    return 1;
+  }
+  const image: BlockImage | undefined = opened.image;
   let failed = false;
   const run = async (line: string): Promise<boolean> => {
     if (isQuit(line)) return false;
@@ -104,4 +83,27 @@ export async function ioMain(io: IoStreams, a: IoArgs): Promise<number> {
 function isQuit(line: string): boolean {
   const word = line.split(' ').find((w) => w !== '');
   return word === 'quit' || word === 'q';
+}
+
+/**
+ * --object: the objects qemu-io creates before opening the image (a secret
+ * for encrypted images, a throttle group). blockemu's images use none of
+ * them yet, so they live in a registry of their own for the run; an
+ * object that cannot be made fails as in qemu-io. Returns the message.
+ */
+async function createObjects(objects: IoArgs['objects']): Promise<string | undefined> {
+  const { ObjectRegistry } = await import('../objects/registry.js');
+  const { ThrottleGroups } = await import('../blockdev/throttle/group.js');
+  const { objectAddProperties } = await import('../qmp/commands/qom.js');
+  const { RealClock } = await import('../blockdev/clock.js');
+  const clock = new RealClock();
+  const registry = new ObjectRegistry(new ThrottleGroups(() => clock));
+  for (const o of objects) {
+    try {
+      await registry.add(o['qom-type'], o.id, objectAddProperties(o));
+    } catch (err) {
+      return (err as Error).message;
+    }
+  }
+  return undefined;
 }

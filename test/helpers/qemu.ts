@@ -39,9 +39,9 @@ export interface RunResult {
 }
 
 /** Runs a command, never throwing on a non-zero exit. */
-export async function run(cmd: string, args: string[], opts: { cwd?: string } = {}): Promise<RunResult> {
+export async function run(cmd: string, args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): Promise<RunResult> {
   try {
-    const { stdout, stderr } = await execFileP(cmd, args, { cwd: opts.cwd, maxBuffer: 64 << 20, encoding: 'utf8' });
+    const { stdout, stderr } = await execFileP(cmd, args, { cwd: opts.cwd, env: opts.env, maxBuffer: 64 << 20, encoding: 'utf8' });
     return { stdout, stderr, code: 0 };
   } catch (err) {
     const e = err as { stdout?: string; stderr?: string; code?: number | string };
