@@ -46,7 +46,7 @@ export async function runDaemon(args: string[]): Promise<number> {
   process.on('SIGINT', stop);
   process.on('SIGTERM', stop);
   try {
-    daemon = await Daemon.start({ ...plan.config, makeParser: makeQmpParser });
+    daemon = await Daemon.start({ ...plan.config, makeParser: makeQmpParser, progName: PROG });
   } catch (err) {
     process.off('SIGINT', stop);
     process.off('SIGTERM', stop);
