@@ -20,7 +20,7 @@ import { CommandTable } from './qmp/dispatch.js';
 import { COMMAND_MODULES } from './qmp/command-modules.js';
 import type { EventDef } from './qmp/schema/command.js';
 import { QmpServer } from './qmp/server.js';
-import type { ParserFactory } from './qmp/session.js';
+import type { MonitorActivity, ParserFactory } from './qmp/session.js';
 
 /** A QMP monitor on a Unix socket (--chardev socket,… + --monitor chardev=…). */
 export interface MonitorConfig {
@@ -59,6 +59,14 @@ export interface DaemonConfig {
   clock?: 'real' | 'virtual';
   makeParser: ParserFactory;
   log?: Logger;
+  /**
+   * Where the lines QEMU prints with error_report go (a close that could
+   * not flush, bitmaps lost): stderr by default, prefixed with `progName`
+   * outside a monitor command, as QEMU prefixes them.
+   */
+  errorReport?: (message: string) => void;
+  /** The program name error_report lines start with (default 'blockemu'). */
+  progName?: string;
 }
 
 /** What query-version and the greeting report: the QEMU release whose behaviour we follow, and our own name. */
@@ -108,7 +116,13 @@ export class Daemon {
     let daemon: Daemon | undefined;
     const exports = new BlockExports(graph, (id) => daemon?.emitEvent('BLOCK_EXPORT_DELETED', { id }), log);
     exports.onBackendGone = (node) => jobs.drainWithParents(node);
+    const monitorActivity: MonitorActivity = { commandsRunning: 0 };
+    const prog = config.progName ?? 'blockemu';
+    // QEMU's error_print_loc: the program's name only when no monitor command is running.
+    const report = config.errorReport ?? ((m: string) => void process.stderr.write(monitorActivity.commandsRunning > 0 ? `${m}\n` : `${prog}: ${m}\n`));
     graph.onEvent = (e) => {
+      if (e.kind === 'error-report') return report(e.message);
+      if (e.kind === 'close-failed') return log.warn({ node: e.node.nodeName, err: e.error }, 'closing a node failed');
       const { name, data } = nodeEvent(e);
       daemon?.emitEvent(name, data);
     };
@@ -140,6 +154,7 @@ export class Daemon {
             // The reply to quit goes out first; shutdown starts on the next turn.
             quit: () => setImmediate(() => void daemon?.shutdown('quit')),
             log,
+            activity: monitorActivity,
             maxPendingOutput: MAX_PENDING_OUTPUT,
             mode: m.mode,
           }),
@@ -168,21 +183,36 @@ export class Daemon {
     return this.exited;
   }
 
-  /** Stops accepting, drops clients, removes sockets and the pidfile. Idempotent. */
+  /**
+   * Stops accepting, drops clients, cancels jobs, closes every node (each
+   * stores its bitmaps and reports what it could not write), removes
+   * sockets and the pidfile. Each step runs whatever the one before it met
+   * (a failure is logged), so nothing is left behind. Idempotent; never
+   * rejects.
+   */
   shutdown(reason = 'shutdown'): Promise<void> {
     this.shuttingDown ??= (async () => {
       this.log.info({ reason }, 'daemon shutting down');
       // qemu-storage-daemon's order: exports first, while the monitors can still announce their deletion.
-      await this.exports.close();
-      await Promise.all(this.monitors.map((m) => m.close()));
-      await this.jobs.cancelAll();
+      await this.step('closing the exports', () => this.exports.close());
+      await this.step('closing the monitors', () => Promise.all(this.monitors.map((m) => m.close())));
+      await this.step('cancelling the jobs', () => this.jobs.cancelAll());
       // Every image flushed and closed before the process may exit.
-      await this.graph.closeAll((node, err) => this.log.warn({ node: node.nodeName, err }, 'closing a node failed'));
-      this.objects.clear();
-      if (this.pidfile) await unlink(this.pidfile).catch(() => undefined);
+      await this.step('closing the nodes', () => this.graph.closeAll());
+      await this.step('deleting the objects', () => this.objects.clear());
+      if (this.pidfile) await this.step('removing the pidfile', () => unlink(this.pidfile!));
+      this.log.info({ reason }, 'daemon shut down');
       this.resolveExited();
     })();
     return this.shuttingDown;
+  }
+
+  private async step(what: string, run: () => unknown): Promise<void> {
+    try {
+      await run();
+    } catch (err) {
+      this.log.error({ err }, `shutdown: ${what} failed`);
+    }
   }
 }
 

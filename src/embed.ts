@@ -27,6 +27,12 @@ export interface StartDaemonOptions {
    * (`type` may be left out: it is 'nbd').
    */
   nbd?: { socketPath?: string; exports?: Array<Record<string, unknown>> };
+  /**
+   * Where the lines QEMU would print on stderr go (a node that could not
+   * flush or store its bitmaps when closed, …); default: stderr, prefixed
+   * `blockemu: ` outside a monitor command.
+   */
+  onErrorReport?: (message: string) => void;
 }
 
 export interface EmbeddedDaemon {
@@ -38,7 +44,7 @@ export interface EmbeddedDaemon {
   readonly daemon: Daemon;
   /** A new client, negotiated (call as often as you like; each is its own connection). */
   client(): Promise<QmpClient>;
-  /** Shuts the daemon down and removes what it created. Idempotent. */
+  /** Shuts the daemon down and removes what it created. Idempotent; resolves even when a node could not be flushed (that is reported). */
   close(): Promise<void>;
 }
 
@@ -50,15 +56,20 @@ export interface EmbeddedDaemon {
 export async function startDaemon(opts: StartDaemonOptions = {}): Promise<EmbeddedDaemon> {
   const dir = opts.socketPath ? undefined : await mkdtemp(join(tmpdir(), 'blockemu-'));
   const socketPath = opts.socketPath ?? join(dir!, 'qmp.sock');
-  const daemon = await Daemon.start({ monitors: [{ path: socketPath }], makeParser: makeQmpParser, clock: opts.clock });
+  const daemon = await Daemon.start({ monitors: [{ path: socketPath }], makeParser: makeQmpParser, clock: opts.clock, errorReport: opts.onErrorReport }).catch(
+    async (err: unknown) => {
+      if (dir) await rm(dir, { recursive: true, force: true });
+      throw err;
+    },
+  );
   const nbdSocketPath = opts.nbd ? (opts.nbd.socketPath ?? join(dirname(socketPath), 'nbd.sock')) : undefined;
   const clients: QmpClient[] = [];
   let closing: Promise<void> | undefined;
   const close = () =>
     (closing ??= (async () => {
-      await Promise.all(clients.map((c) => c.close()));
+      await Promise.all(clients.map((c) => c.close().catch(() => undefined)));
       await daemon.shutdown('close');
-      if (dir) await rm(dir, { recursive: true, force: true });
+      if (dir) await rm(dir, { recursive: true, force: true }).catch(() => undefined);
     })());
   try {
     for (const spec of opts.blockdevs ?? []) await openBlockdev(daemon.graph, spec);

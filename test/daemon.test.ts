@@ -75,6 +75,24 @@ describe('blockemu daemon', () => {
     });
   });
 
+  it.each([
+    ['only --blockdev', ['--blockdev', 'driver=null-co,node-name=n0']],
+    ['only --pidfile', []],
+  ])('with neither a monitor nor an NBD server (%s) keeps running, as qemu-storage-daemon does, until SIGTERM', async (_what, args) => {
+    await withTempDir(async (dir) => {
+      const pid = join(dir, 'd.pid');
+      const d = await startDaemon([...args, '--pidfile', pid]);
+      let exited = false;
+      void d.exit.then(() => (exited = true));
+      await waitFor(pid);
+      await sleep(500);
+      expect({ exited, stderr: d.stderr() }).toEqual({ exited: false, stderr: '' });
+      d.proc.kill('SIGTERM');
+      expect(await d.exit).toBe(0);
+      expect(await exists(pid)).toBe(false);
+    });
+  });
+
   it('serves several monitors and several clients on one monitor at once', async () => {
     await withTempDir(async (dir) => {
       const a = join(dir, 'a.sock');

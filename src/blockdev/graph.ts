@@ -32,8 +32,11 @@ export class BlockGraph {
   /** When each name was given out: nodes are listed by it, as QEMU lists them by when they got their names. */
   private readonly rank = new Map<string, number>();
   private seq = 0;
-  /** Where the nodes' own events go (the daemon's monitors); a node joins when it is added. */
-  private readonly sink = (e: BlockNodeEvent) => this.onEvent?.(e);
+  /** Where the nodes' own events go (the daemon's monitors); a node joins when it is added. Without a listener, QEMU's lines still reach stderr. */
+  private readonly sink = (e: BlockNodeEvent) => {
+    if (this.onEvent) this.onEvent(e);
+    else if (e.kind === 'error-report') process.stderr.write(`${e.message}\n`);
+  };
   onEvent: ((e: BlockNodeEvent) => void) | undefined;
 
   /** Validates a user-given node name, or generates one ("#block" + counter + two digits). */
@@ -191,17 +194,20 @@ export class BlockGraph {
 
   /**
    * Flushes and closes every node, parents before children (daemon
-   * shutdown). A node that fails to close (its last flush meets an I/O
-   * error) is reported to `onError` and the others are closed all the same,
-   * as QEMU reports "Failed to flush the L2 table cache" and goes on.
+   * shutdown, bdrv_close_all): whatever one node does, the others are
+   * closed (a node's close reports its failures and resolves). Nodes still
+   * referenced once no parent is left (a reference nothing will drop) are
+   * closed too, so no file stays open.
    */
-  async closeAll(onError?: (node: BlockNode, err: unknown) => void): Promise<void> {
+  async closeAll(): Promise<void> {
     for (;;) {
-      const top = this.list().filter((n) => !n.inUse);
-      if (top.length === 0) break;
-      for (const n of top) {
+      const all = this.list();
+      if (all.length === 0) break;
+      const top = all.filter((n) => !n.inUse);
+      for (const n of top.length > 0 ? top : all) {
+        // bdrv_close flushes first and ignores the outcome.
         await n.flush().catch(() => undefined);
-        await n.close().catch((err: unknown) => onError?.(n, err));
+        await n.close();
         this.forget(n);
       }
     }

@@ -2,8 +2,10 @@ import type { BlockNode } from './node.js';
 
 /**
  * What a node tells the outside world of by itself, not as the answer to a
- * request: QEMU's BLOCK_WRITE_THRESHOLD and BLOCK_IMAGE_CORRUPTED events.
- * Typed here; src/qmp turns them into the wire events.
+ * request: QEMU's BLOCK_WRITE_THRESHOLD and BLOCK_IMAGE_CORRUPTED events
+ * (src/qmp turns them into the wire events), the lines QEMU's drivers
+ * print with error_report (the daemon writes them to stderr), and a close
+ * that failed in a way QEMU would not have told of (the daemon logs it).
  */
 export type BlockNodeEvent =
   | {
@@ -22,6 +24,8 @@ export type BlockNodeEvent =
       size?: number;
       /** The image was marked corrupt and the node can serve no more requests. */
       fatal: boolean;
-    };
+    }
+  | { kind: 'error-report'; node: BlockNode; message: string }
+  | { kind: 'close-failed'; node: BlockNode; error: unknown };
 
 export type BlockNodeEventSink = (e: BlockNodeEvent) => void;

@@ -576,14 +576,28 @@ export abstract class BlockNode implements ChildOwner {
   debugEvent(_event: string): void {}
 
   /**
+   * QEMU's error_report from a driver: a line for stderr, through the
+   * graph (the daemon decides the prefix), or straight there for a node
+   * outside one.
+   */
+  protected errorReport(message: string): void {
+    if (this.eventSink) this.eventSink({ kind: 'error-report', node: this, message });
+    else process.stderr.write(`${message}\n`);
+  }
+
+  /**
    * Closes this node and takes its links out of its children's parents
-   * (the graph then refreshes the permissions of the children that stay),
-   * even when closing fails (a last flush, say). Idempotent.
+   * (the graph then refreshes the permissions of the children that stay).
+   * It cannot fail, as bdrv_close cannot: a driver reports what it could
+   * not do (qcow2's "Failed to flush the L2 table cache"), anything else
+   * goes to the event sink as close-failed. Idempotent.
    */
   close(): Promise<void> {
     this.closed ??= (async () => {
       try {
         await this.doClose();
+      } catch (error) {
+        this.eventSink?.({ kind: 'close-failed', node: this, error });
       } finally {
         for (const c of this.edges) {
           const i = c.node.parents.indexOf(c);

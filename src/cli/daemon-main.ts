@@ -46,7 +46,7 @@ export async function runDaemon(args: string[]): Promise<number> {
   process.on('SIGINT', stop);
   process.on('SIGTERM', stop);
   try {
-    daemon = await Daemon.start({ ...plan.config, makeParser: makeQmpParser });
+    daemon = await Daemon.start({ ...plan.config, makeParser: makeQmpParser, progName: PROG });
   } catch (err) {
     process.off('SIGINT', stop);
     process.off('SIGTERM', stop);
@@ -61,7 +61,11 @@ export async function runDaemon(args: string[]): Promise<number> {
     process.disconnect();
     detachStderr();
   }
+  // A daemon with nothing listening (only --blockdev or --pidfile) has no handle to keep Node's loop
+  // alive, yet runs until a signal or quit, as qemu-storage-daemon's main loop does.
+  const keepAlive = setInterval(() => undefined, 1 << 30);
   await daemon.whenExited();
+  clearInterval(keepAlive);
   process.off('SIGINT', stop);
   process.off('SIGTERM', stop);
   logger().info('daemon exited');

@@ -13,18 +13,30 @@ export function parseShellLine(line: string): { command: string; args?: Record<s
   const sp = trimmed.search(/\s/);
   const command = sp < 0 ? trimmed : trimmed.slice(0, sp);
   const rest = sp < 0 ? '' : trimmed.slice(sp + 1).trim();
-  if (rest === '') return { command };
-  if (rest.startsWith('{')) {
+  const parsed = rest.startsWith('{') ? parseArgs([rest]) : parseArgs(rest === '' ? [] : rest.split(/\s+/));
+  return 'error' in parsed ? parsed : { command, ...parsed };
+}
+
+/**
+ * A command's arguments as words (the shell's, or one line's split at
+ * spaces): one JSON object (which the shell may have split into several
+ * words), or any number of key=value words, each value parsed as JSON when
+ * it parses and a string otherwise (a value may hold spaces when the shell
+ * kept it one word).
+ */
+export function parseArgs(words: readonly string[]): { args?: Record<string, unknown> } | { error: string } {
+  if (words.length === 0) return {};
+  if (words[0]!.startsWith('{')) {
     try {
-      const args = JSON.parse(rest) as unknown;
+      const args = JSON.parse(words.join(' ')) as unknown;
       if (typeof args !== 'object' || args === null || Array.isArray(args)) return { error: 'arguments must be a JSON object' };
-      return { command, args: args as Record<string, unknown> };
+      return { args: args as Record<string, unknown> };
     } catch (err) {
       return { error: `arguments are not valid JSON: ${(err as Error).message}` };
     }
   }
   const args: Record<string, unknown> = {};
-  for (const pair of rest.split(/\s+/)) {
+  for (const pair of words) {
     const eq = pair.indexOf('=');
     if (eq <= 0) return { error: `expected key=value, got '${pair}'` };
     const raw = pair.slice(eq + 1);
@@ -36,7 +48,7 @@ export function parseShellLine(line: string): { command: string; args?: Record<s
     }
     args[pair.slice(0, eq)] = value;
   }
-  return { command, args };
+  return { args };
 }
 
 const pretty = (v: unknown) => `${JSON.stringify(v, null, 2)}\n`;
@@ -55,13 +67,13 @@ async function runOne(client: QmpClient, io: ShellIo, command: string, args?: Re
 }
 
 /**
- * `blockemu qmp -s SOCKET [COMMAND [JSON-ARGS]]`: one command and its
+ * `blockemu qmp -s SOCKET [COMMAND [ARGS…]]`: one command and its
  * pretty-printed reply, or, without a command, an interactive shell
  * (readline history; events printed as they arrive). Exit code 1 when the
  * command (or the last one in the shell) failed, 2 when the daemon cannot
- * be reached.
+ * be reached or does not greet.
  */
-export async function qmpMain(io: ShellIo, socket: string, command: string | undefined, jsonArgs: string | undefined): Promise<number> {
+export async function qmpMain(io: ShellIo, socket: string, command: string | undefined, words: readonly string[] = []): Promise<number> {
   let client: QmpClient;
   try {
     client = await QmpClient.connect(socket);
@@ -71,12 +83,12 @@ export async function qmpMain(io: ShellIo, socket: string, command: string | und
   }
   try {
     if (command !== undefined) {
-      const parsed = parseShellLine(`${command} ${jsonArgs ?? ''}`);
+      const parsed = parseArgs(words);
       if ('error' in parsed) {
         io.err(`blockemu qmp: ${parsed.error}\n`);
         return 1;
       }
-      return (await runOne(client, io, parsed.command, parsed.args)) ? 0 : 1;
+      return (await runOne(client, io, command, parsed.args)) ? 0 : 1;
     }
     return await shell(client, io);
   } finally {

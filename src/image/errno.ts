@@ -80,3 +80,12 @@ export function errnoOf(err: unknown): string {
   if (typeof code === 'string' && /^E[A-Z0-9]+$/.test(code)) return code;
   throw err;
 }
+
+/** A failure as QEMU's messages end in it ("…: Input/output error"); one without an errno is told by its own message. */
+export function strerrorOf(err: unknown): string {
+  try {
+    return strerror(errnoOf(err));
+  } catch {
+    return err instanceof Error ? err.message : String(err);
+  }
+}

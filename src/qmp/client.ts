@@ -29,7 +29,12 @@ export class QmpClient {
 
   private constructor(private readonly socket: Socket) {}
 
-  /** Connects to a monitor socket and completes `qmp_capabilities` (unless `negotiate: false`). */
+  /**
+   * Connects to a monitor socket and completes `qmp_capabilities` (unless
+   * `negotiate: false`). A server that accepts but does not greet within
+   * `timeoutMs` (qemu-storage-daemon while another client holds its
+   * monitor), or hangs up first, fails the call; the socket is closed then.
+   */
   static async connect(path: string, opts: { negotiate?: boolean; timeoutMs?: number } = {}): Promise<QmpClient> {
     const socket = await new Promise<Socket>((resolve, reject) => {
       const s = connect(path);
@@ -38,17 +43,29 @@ export class QmpClient {
     });
     const client = new QmpClient(socket);
     socket.setEncoding('utf8');
+    let timer: NodeJS.Timeout | undefined;
     const greeting = new Promise<unknown>((resolve, reject) => {
       client.onGreeting = resolve;
-      setTimeout(() => reject(new Error(`no QMP greeting on ${path}`)), opts.timeoutMs ?? 10_000).unref();
+      client.onGreetingLost = reject;
+      timer = setTimeout(() => reject(new Error(`no QMP greeting on ${path}`)), opts.timeoutMs ?? 10_000);
     });
     socket.on('data', (d: string) => client.onData(d));
     socket.on('close', () => client.onClose());
     socket.on('error', (err) => (client.closeError = err));
-    client.greeting = await greeting;
-    if (opts.negotiate ?? true) await client.execute('qmp_capabilities');
+    try {
+      client.greeting = await greeting;
+      if (opts.negotiate ?? true) await client.execute('qmp_capabilities');
+    } catch (err) {
+      socket.destroy();
+      throw err;
+    } finally {
+      clearTimeout(timer);
+      client.onGreeting = client.onGreetingLost = undefined;
+    }
     return client;
   }
+
+  private onGreetingLost: ((err: Error) => void) | undefined;
 
   private onGreeting: ((g: unknown) => void) | undefined;
 
@@ -84,6 +101,7 @@ export class QmpClient {
   private onClose(): void {
     this.closed = true;
     const err = this.closeError ?? new Error('QMP connection closed');
+    this.onGreetingLost?.(new Error(this.closeError ? `no QMP greeting: ${this.closeError.message}` : 'the connection was closed before the QMP greeting'));
     for (const p of this.pending.values()) p.reject(err);
     this.pending.clear();
     for (const w of [...this.waiters]) w();

@@ -34,6 +34,12 @@ export interface SessionOptions {
   log: Logger;
   /** Bytes of unsent output after which a client that does not read is dropped. */
   maxPendingOutput: number;
+  /** Shared by a daemon's sessions: whether some monitor command is running (QEMU's cur_mon, for error_report's prefix). */
+  activity?: MonitorActivity;
+}
+
+export interface MonitorActivity {
+  commandsRunning: number;
 }
 
 /** In-band requests queued per connection: one without oob (reading pauses), eight with it (QMP_REQ_QUEUE_LEN_MAX). */
@@ -109,8 +115,17 @@ export class QmpSession {
   }
 
   private async run(item: ParsedItem): Promise<void> {
-    const reply: Reply =
-      'error' in item ? { error: { class: 'GenericError', desc: item.error } } : await dispatch(this.opts.commands, this.state, item.value, this.ctx);
+    let reply: Reply;
+    if ('error' in item) reply = { error: { class: 'GenericError', desc: item.error } };
+    else {
+      const activity = this.opts.activity;
+      if (activity) activity.commandsRunning++;
+      try {
+        reply = await dispatch(this.opts.commands, this.state, item.value, this.ctx);
+      } finally {
+        if (activity) activity.commandsRunning--;
+      }
+    }
     this.send(reply);
   }
 

@@ -59,6 +59,19 @@ describe('block graph', () => {
     });
   });
 
+  it('closeAll closes every node, even one still referenced by something that never let go', async () => {
+    await withTempDir(async (dir) => {
+      const path = await image(dir, 'a.raw', 65536);
+      const g = new BlockGraph();
+      const raw = await openBlockdev(g, { driver: 'raw', 'node-name': 'a', file: { driver: 'file', 'node-name': 'a-file', filename: path } });
+      raw.ref(); // a user that is gone without dropping its reference
+      await g.closeAll();
+      expect(g.list()).toEqual([]);
+      expect(raw.isClosed).toBe(true);
+      expect(raw.children().every((c) => c.isClosed)).toBe(true);
+    });
+  });
+
   it('a failed blockdev-add leaves nothing behind', async () => {
     await withTempDir(async (dir) => {
       const path = await image(dir, 'a.raw', 65536);

@@ -326,13 +326,18 @@ export class Qcow2Node extends BlockNode {
   }
 
   /**
-   * Closing stores the persistent bitmaps first (qcow2_inactivate). If that
-   * fails they stay flagged in use on disk, so the next open reports them
-   * inconsistent rather than stale — QEMU warns and goes on closing too.
+   * qcow2_inactivate: the persistent bitmaps are stored first, then the
+   * caches written. A failure is reported in QEMU's words and closing goes
+   * on; bitmaps that could not be stored stay flagged in use on disk, so
+   * the next open reports them inconsistent rather than stale.
    */
   protected async doClose(): Promise<void> {
     // A retired image writes nothing more: QEMU closes a node without a driver without the driver's close.
-    if (!this.readOnly && !this.ejected) await this.storeBitmaps().catch(() => undefined);
-    return this.image.close();
+    if (!this.readOnly && !this.ejected) {
+      await this.storeBitmaps().catch((err: unknown) =>
+        this.errorReport(`Lost persistent bitmaps during inactivation of node '${this.nodeName}': ${err instanceof Error ? err.message : String(err)}`),
+      );
+    }
+    return this.image.close((message) => this.errorReport(message));
   }
 }

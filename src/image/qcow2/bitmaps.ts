@@ -1,3 +1,4 @@
+import { strerrorOf } from '../errno.js';
 import { BlockError, invalidImage } from '../errors.js';
 import { isZero } from '../request.js';
 import {
@@ -166,7 +167,7 @@ export class BitmapStore {
       }
     }
     if (list.length > MAX_BITMAPS) throw new BlockError('INVALID_ARGUMENT', 'Too many persistent bitmaps');
-    await this.replaceDirectory(list);
+    await this.replaceDirectory(list).catch(failed('Failed to update bitmap extension'));
     await this.freeBitmaps(drop);
   }
 
@@ -195,12 +196,12 @@ export class BitmapStore {
       if (isZero(part)) continue;
       const cluster = new Uint8Array(cs);
       cluster.set(part);
-      const at = await this.allocate(1);
-      await this.img.file.write(at, cluster);
+      const at = await this.allocate(1).catch(failed(`Failed to allocate clusters for bitmap '${bm.name}'`));
+      await this.img.file.write(at, cluster).catch(failed(`Failed to write bitmap '${bm.name}' to file`));
       tv.setBigUint64(i * 8, BigInt(at));
     }
-    const tableOffset = await this.allocate(table.length / cs);
-    await this.img.file.write(tableOffset, table);
+    const tableOffset = await this.allocate(table.length / cs).catch(failed(`Failed to allocate clusters for bitmap '${bm.name}'`));
+    await this.img.file.write(tableOffset, table).catch(failed(`Failed to write bitmap '${bm.name}' to file`));
     return { tableOffset, tableSize };
   }
 
@@ -250,4 +251,11 @@ export class BitmapStore {
     }
     if (list.length > 0) await this.img.flush();
   }
+}
+
+/** error_setg_errno's wording for a failed step of storing bitmaps: "what: strerror", the errno kept. */
+function failed(what: string): (err: unknown) => never {
+  return (err) => {
+    throw new BlockError(err instanceof BlockError ? err.code : 'IO', `${what}: ${strerrorOf(err)}`, { errno: err instanceof BlockError ? err.errno : undefined, cause: err });
+  };
 }

@@ -1,5 +1,6 @@
 import type { CreateOptions } from '../create.js';
 import { BlockError } from '../errors.js';
+import { strerrorOf } from '../errno.js';
 import type { ByteFile } from '../byte-file.js';
 import { HostFile } from '../file.js';
 import { checkRequest } from '../request.js';
@@ -466,18 +467,49 @@ export class Qcow2Image implements BlockImage {
     return describeHeader(this.header, this.filename, this.layout);
   }
 
-  close(): Promise<void> {
+  /**
+   * qcow2_inactivate, then the file closes: the L2 table cache is written
+   * (with the refcounts it depends on) and the file flushed; if that
+   * failed, the refcount block cache is tried again on its own. With
+   * `report`, each failure is reported in QEMU's words ("Failed to flush
+   * the L2 table cache: Input/output error") and close resolves, as
+   * bdrv_close cannot fail; without it, close rejects with the first
+   * failure once the file is closed. What could not be written is lost;
+   * the image stays consistent (at worst leaked clusters).
+   */
+  close(report?: (message: string) => void): Promise<void> {
     this.closing ??= (async () => {
+      let failed: unknown;
+      const step = async (cache: string, flush: () => Promise<void>) => {
+        try {
+          await flush();
+        } catch (err) {
+          failed ??= err;
+          report?.(`Failed to flush the ${cache}: ${strerrorOf(err)}`);
+        }
+      };
       try {
         await this.ranges.drain();
-        await this.flush();
+        await step('L2 table cache', () => this.flush());
+        if (failed !== undefined) await step('refcount block cache', () => this.flushRefcounts());
         await this.corruption.settled();
       } finally {
         await this.backingImage?.close();
         await this.file.close();
       }
+      if (failed !== undefined && !report) throw failed;
     })();
     return this.closing;
   }
+
+  /** The refcount blocks held in memory written, then the file flushed (qcow2_cache_flush of the refcount cache). */
+  private async flushRefcounts(): Promise<void> {
+    if (!this.writer || this.corruption.gone) return;
+    await this.meta.run(async () => {
+      await this.refcounts!.writeBack();
+      await this.file.flush();
+    });
+  }
 }
+
 

@@ -5,7 +5,7 @@ import type { BlockNodeEvent } from '../../blockdev/node-events.js';
  * BLOCK_IMAGE_CORRUPTED). `device` is the name of the node's BlockBackend,
  * which in the storage daemon is always empty.
  */
-export function nodeEvent(e: BlockNodeEvent): { name: string; data: Record<string, unknown> } {
+export function nodeEvent(e: Extract<BlockNodeEvent, { kind: 'write-threshold' | 'image-corrupted' }>): { name: string; data: Record<string, unknown> } {
   switch (e.kind) {
     case 'write-threshold':
       return { name: 'BLOCK_WRITE_THRESHOLD', data: { 'node-name': e.node.nodeName, 'amount-exceeded': e.amountExceeded, 'write-threshold': e.threshold } };
