@@ -30,6 +30,16 @@ export interface NamePolicy {
   exactName?(node: BlockNode, options: Record<string, unknown>, children: ReadonlyMap<BlockNode, NodeName>): string | undefined;
 }
 
+/** A driver naming its node by its file's name, whatever that is (cbw_refresh_filename, snapshot_access_refresh_filename). */
+export const FILE_NAMING: NamePolicy = {
+  protocol: false,
+  strong: [],
+  exactName: (node, _options, names) => {
+    const file = node.child('file');
+    return file ? names.get(file)!.filename : '';
+  },
+};
+
 /** QEMU's filename buffers hold 4096 bytes: a longer json: name ends in "..." (bdrv_refresh_filename). */
 const FILENAME_MAX = 4096;
 

@@ -1,22 +1,12 @@
 import { PERM_ALL, PERM_CONSISTENT_READ, PERM_RESIZE, PERM_WRITE } from '../../image/perm.js';
 import type { Extent } from '../../image/types.js';
 import { CHILD_FILTERED, defaultChildPerms, type NodeChild, type PermPair } from '../child.js';
-import type { NamePolicy } from '../filename.js';
+import { FILE_NAMING, type NamePolicy } from '../filename.js';
 import type { BlockNode, WriteFlags, ZeroFlags } from '../node.js';
 import type { SnapshotApi } from '../snapshot-api.js';
 import { PassThroughFilter } from './filter-node.js';
 import type { CbwState } from './cbw-state.js';
 import { type ReopenPlan, writableAfter } from '../permissions.js';
-
-/** Named by its file's name (cbw_refresh_filename, snapshot_access_refresh_filename). */
-export const FILE_NAMING: NamePolicy = {
-  protocol: false,
-  strong: [],
-  exactName: (node, _options, names) => {
-    const file = node.child('file');
-    return file ? names.get(file)!.filename : '';
-  },
-};
 
 /**
  * cbw_child_perm: the target is written and may be shared by anyone but a

@@ -2,10 +2,9 @@ import { BlockError } from '../../image/errors.js';
 import { PERM_ALL } from '../../image/perm.js';
 import type { Extent } from '../../image/types.js';
 import type { NodeChild, PermPair } from '../child.js';
-import type { NamePolicy } from '../filename.js';
+import { FILE_NAMING, type NamePolicy } from '../filename.js';
 import { BlockNode, type NodeImageInfo } from '../node.js';
 import { snapshotApi } from '../snapshot-api.js';
-import { FILE_NAMING } from './copy-before-write.js';
 
 /** snapshot_access_child_perm: nothing taken, everything shared — the snapshot API needs no permission. */
 export const SNAPSHOT_ACCESS_CHILD_PERM: PermPair = { perm: 0, shared: PERM_ALL };
