@@ -43,7 +43,7 @@ program
   .enablePositionalOptions()
   .description("QEMU's block layer in TypeScript: images, backup jobs, transactions and QMP")
   .version('0.1.0', '-V, --version')
-  .addOption(new Option('--log-level <level>', 'log level for stderr').choices(LOG_LEVELS).default('warn'))
+  .addOption(new Option('--log-level <level>', 'log level for stderr').choices(LOG_LEVELS).env('BLOCKEMU_LOG_LEVEL').default('warn'))
   .hook('preAction', (cmd) => setLogLevel(cmd.opts().logLevel as string));
 
 const only = subcommandOf(process.argv.slice(2));

@@ -6,13 +6,14 @@ import { BlockError } from './image/errors.js';
 import { BlockExports } from './export/exports.js';
 import { BLOCK_EXPORT_EVENTS, type BlockExportOptions, type NbdServerOptions } from './qmp/schema/block-export.js';
 import type { Infer } from './qmp/schema/types.js';
-import { logger } from './log.js';
+import { logger, logs } from './log.js';
 import { addJobCommands, jobEventListener } from './qmp/commands/jobs.js';
 import type { ObjectOptions } from './qmp/schema/qom.js';
 import { ObjectRegistry } from './objects/registry.js';
 import { nodeEvent } from './qmp/commands/node-events.js';
 import { BLOCK_CORE_EVENTS } from './qmp/schema/block-core.js';
 import { JOB_EVENTS } from './qmp/schema/job.js';
+import { loggingJobListener } from './jobs/job-log.js';
 import { JobManager } from './jobs/manager.js';
 import { addControlCommands } from './qmp/commands/control.js';
 import type { QmpContext, VersionInfo } from './qmp/context.js';
@@ -111,7 +112,10 @@ export class Daemon {
     for (const id of config.chardevs ?? []) objects.addChardev(id);
     const events: EventDef[] = [...JOB_EVENTS, ...BLOCK_CORE_EVENTS, ...BLOCK_EXPORT_EVENTS];
     // Events go to every monitor of the daemon, which exists once the monitors do.
-    const jobEvents = jobEventListener((name, data) => daemon?.emitEvent(name, data), () => jobs);
+    const jobEvents = loggingJobListener(
+      jobEventListener((name, data) => daemon?.emitEvent(name, data), () => jobs),
+      log,
+    );
     const servers: QmpServer[] = [];
     let daemon: Daemon | undefined;
     const exports = new BlockExports(graph, (id) => daemon?.emitEvent('BLOCK_EXPORT_DELETED', { id }), log);
@@ -123,6 +127,7 @@ export class Daemon {
     graph.onEvent = (e) => {
       if (e.kind === 'error-report') return report(e.message);
       if (e.kind === 'close-failed') return log.warn({ node: e.node.nodeName, err: e.error }, 'closing a node failed');
+      if (e.kind === 'image-corrupted') log.warn({ node: e.node.nodeName, corruption: e.message, fatal: e.fatal }, 'image corrupted');
       const { name, data } = nodeEvent(e);
       daemon?.emitEvent(name, data);
     };
@@ -174,6 +179,7 @@ export class Daemon {
 
   /** Sends an event to every negotiated client of every monitor. */
   emitEvent(name: string, data?: unknown): void {
+    if (logs(this.log, 'trace')) this.log.trace({ event: name, data }, 'QMP event');
     const now = Math.round((performance.timeOrigin + performance.now()) * 1000);
     for (const m of this.monitors) m.broadcast(name, data, now);
   }

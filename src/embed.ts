@@ -1,17 +1,23 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { type BlockdevSpec, openBlockdev } from './blockdev/open.js';
+import type { BlockdevSpec } from './blockdev/open.js';
 import { Daemon } from './daemon.js';
 import { QmpClient } from './qmp/client.js';
+import { addBlockdev } from './qmp/commands/blockdev.js';
 import { exportSpec } from './qmp/commands/exports.js';
 import { makeQmpParser } from './qmp/parser.js';
+import { BlockdevOptions } from './qmp/schema/block-core.js';
 import { BlockExportOptions } from './qmp/schema/block-export.js';
 
 export interface StartDaemonOptions {
   /** Where the QMP socket goes; default: qmp.sock in a fresh temp directory (removed on close). */
   socketPath?: string;
-  /** Nodes to add before the socket is handed out, as blockdev-add would (monitor-owned). */
+  /**
+   * Nodes to add before the socket is handed out, as blockdev-add adds them
+   * (checked against the BlockdevOptions schema, a node-name required,
+   * monitor-owned); a refusal rejects with blockdev-add's words.
+   */
   blockdevs?: BlockdevSpec[];
   /**
    * 'virtual': jobs' time (rate limits, sleeps) is virtual and jumps ahead
@@ -72,7 +78,8 @@ export async function startDaemon(opts: StartDaemonOptions = {}): Promise<Embedd
       if (dir) await rm(dir, { recursive: true, force: true }).catch(() => undefined);
     })());
   try {
-    for (const spec of opts.blockdevs ?? []) await openBlockdev(daemon.graph, spec);
+    // As blockdev-add takes them: the schema first (misspelled or mistyped options refused in QEMU's words), then the node.
+    for (const spec of opts.blockdevs ?? []) await addBlockdev(daemon, BlockdevOptions.visit(spec, []) as BlockdevSpec);
     if (nbdSocketPath !== undefined) {
       await daemon.exports.startNbdServer({ type: 'unix', path: nbdSocketPath }, {});
       for (const e of opts.nbd?.exports ?? []) await daemon.exports.add(exportSpec(BlockExportOptions.visit({ type: 'nbd', ...e }, [])));

@@ -65,6 +65,11 @@ class LazyLogger implements Logger {
   }
 }
 
+/** Whether a line at `level` would be written: callers skip building costly fields for lines nobody reads. */
+export function logs(log: Logger, level: Level): boolean {
+  return VALUES[level]! >= (VALUES[log.level] ?? VALUES['warn']!);
+}
+
 let rootLogger: Logger | undefined;
 export function logger(): Logger {
   rootLogger ??= new LazyLogger(process.env.BLOCKEMU_LOG_LEVEL ?? 'warn');

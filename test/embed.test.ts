@@ -42,7 +42,36 @@ describe('startDaemon (embedding API)', () => {
   });
 
   it('a bad node spec fails the start and leaves nothing running', async () => {
-    await expect(startDaemon({ blockdevs: [{ driver: 'file', filename: '/nonexistent/blockemu' }] })).rejects.toThrow(/No such file or directory/);
+    await expect(startDaemon({ blockdevs: [{ driver: 'file', 'node-name': 'f', filename: '/nonexistent/blockemu' }] })).rejects.toThrow(/No such file or directory/);
+  });
+
+  it('checks blockdevs against the BlockdevOptions schema with the words blockdev-add answers', async () => {
+    const refused = async (spec: Record<string, unknown>) => {
+      const viaStart = await startDaemon({ blockdevs: [spec as never] }).then(
+        async (d) => (await d.close(), 'started'),
+        (e: Error) => e,
+      );
+      const d = await startDaemon();
+      try {
+        const viaQmp = await (await d.client()).execute('blockdev-add', spec).catch((e: QmpError) => e);
+        return { viaStart, viaQmp };
+      } finally {
+        await d.close();
+      }
+    };
+    for (const spec of [
+      { driver: 'null-co', 'node-name': 'n0', sise: 1024 },
+      { driver: 'null-co', 'node-name': 'n0', size: '1M' },
+      { driver: 'nosuch', 'node-name': 'n0' },
+      { driver: 'null-co' },
+      { driver: 'raw', 'node-name': 'r0', file: { driver: 'null-co', 'read-zeros': 'yes' } },
+    ]) {
+      const { viaStart, viaQmp } = await refused(spec);
+      expect(viaQmp).toBeInstanceOf(QmpError);
+      // A schema refusal is blockdev-add's QmpError; the node's own (a missing node-name) its BlockError, with the same words.
+      expect(viaStart).toBeInstanceOf(Error);
+      expect({ message: (viaStart as Error).message, qmpClass: (viaStart as QmpError).qmpClass }).toEqual({ message: (viaQmp as QmpError).desc, qmpClass: (viaQmp as QmpError).qmpClass });
+    }
   });
 });
 

@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import { closeSync, openSync } from 'node:fs';
 import { Daemon, VERSION } from '../daemon.js';
-import { logger } from '../log.js';
+import { logger, setLogLevel } from '../log.js';
 import { makeQmpParser } from '../qmp/parser.js';
 import { ArgsError, HELP, parseDaemonArgs } from './daemon-args.js';
 import { OptionError, planDaemon } from './daemon.js';
@@ -25,6 +25,7 @@ export async function runDaemon(args: string[]): Promise<number> {
     }
     throw err;
   }
+  if (plan.logLevel !== undefined) setLogLevel(plan.logLevel);
   if (plan.help) {
     process.stdout.write(HELP.replaceAll('qemu-storage-daemon', PROG));
     return 0;

@@ -1,4 +1,5 @@
 import { resolve } from 'node:path';
+import { LOG_LEVELS } from '../log.js';
 import type { BlockdevSpec } from '../blockdev/open.js';
 import type { DaemonConfig, InvalidStep, MonitorConfig, SetupStep } from '../daemon.js';
 import { parseCliObject } from '../qmp/cli-object.js';
@@ -20,6 +21,8 @@ export interface DaemonPlan {
   daemonize: boolean;
   help: boolean;
   version: boolean;
+  /** blockemu's --log-level (the last one given wins, over the global option and BLOCKEMU_LOG_LEVEL). */
+  logLevel?: string;
 }
 
 interface Chardev {
@@ -72,6 +75,10 @@ export function planDaemon(options: DaemonOption[]): DaemonPlan {
         break; // Tracing is QEMU's; our logs are --log-level.
       case 'pidfile':
         plan.config.pidfile = resolve(opt.value);
+        break;
+      case 'log-level':
+        if (!(LOG_LEVELS as readonly string[]).includes(opt.value)) throw new OptionError(opt, `expected one of ${LOG_LEVELS.join(', ')}`);
+        plan.logLevel = opt.value;
         break;
       case 'clock':
         if (opt.value !== 'real' && opt.value !== 'virtual') throw new OptionError(opt, "expected 'real' or 'virtual'");

@@ -159,7 +159,7 @@ export class BackupJob extends BlockJob {
         if (!task) break;
         cursor = task.end;
         this.limiter.delay((task.end - task.first) * this.copier.clusterSize);
-        const t: Promise<void> = task.done
+        const t: Promise<void> = this.trackIo(task.done)
           .catch((err: unknown) => {
             if (err instanceof CopyError) failure ??= err;
             else fatal ??= { err };

@@ -52,6 +52,12 @@ export abstract class Job {
   protected readonly clock: Clock;
   /** In a wait only time or a verb can end (a clock sleep, an idle sync=none job): a virtual clock may move on. */
   private idleWait = false;
+  /**
+   * Requests the job started and has not seen end (copies in flight while
+   * it sleeps on its rate limit): a virtual clock waits for them, since in
+   * real time they would end while the sleep runs, not after it.
+   */
+  private ioInFlight = 0;
   /** Progress as query-jobs reports it. */
   progressCurrent = 0;
   progressTotal = 0;
@@ -237,7 +243,17 @@ export abstract class Job {
 
   /** Whether the job can only move on when time passes or a verb reaches it (a virtual clock's auto-advance asks). */
   get waitsOnClockOnly(): boolean {
-    return this.status !== 'running' || this.idleWait;
+    return this.ioInFlight === 0 && (this.status !== 'running' || this.idleWait);
+  }
+
+  /** Counts a request of the job's own as in flight until it settles (see ioInFlight); returns it. */
+  protected trackIo<T>(request: Promise<T>): Promise<T> {
+    this.ioInFlight++;
+    const settled = () => {
+      if (--this.ioInFlight === 0) this.clock.poke();
+    };
+    request.then(settled, settled);
+    return request;
   }
 
   /**

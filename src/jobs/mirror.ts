@@ -407,7 +407,7 @@ export class MirrorJob extends BlockJob implements MirrorTopJob {
       this.ops.delete(work);
       for (let c = first; c < last; c++) if (this.busyChunks.get(c) === work) this.busyChunks.delete(c);
     });
-    this.ops.add(work);
+    this.ops.add(this.trackIo(work));
     for (let c = first; c < last; c++) this.busyChunks.set(c, work);
   }
 

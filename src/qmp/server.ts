@@ -28,6 +28,8 @@ function isLive(path: string): Promise<boolean> {
  */
 export class QmpServer {
   private readonly sessions = new Set<QmpSession>();
+  /** Connections accepted so far: numbers the clients in the logs. */
+  private connections = 0;
   private closing: Promise<void> | undefined;
 
   private constructor(
@@ -45,7 +47,7 @@ export class QmpServer {
     const server = createServer();
     const qmp = new QmpServer(path, server);
     server.on('connection', (socket) => {
-      const session = new QmpSession(socket, opts, (s) => qmp.sessions.delete(s));
+      const session = new QmpSession(socket, opts, (s) => qmp.sessions.delete(s), `${path}#${++qmp.connections}`);
       qmp.sessions.add(session);
       session.start();
     });

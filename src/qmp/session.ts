@@ -1,5 +1,5 @@
 import type { Socket } from 'node:net';
-import type { Logger } from '../log.js';
+import { type Logger, logs } from '../log.js';
 import type { BlockGraph } from '../blockdev/graph.js';
 import type { BlockExports } from '../export/exports.js';
 import type { ObjectRegistry } from '../objects/registry.js';
@@ -67,6 +67,8 @@ export class QmpSession {
     private readonly socket: Socket,
     private readonly opts: SessionOptions,
     private readonly onClose: (s: QmpSession) => void,
+    /** Names the client in the logs: the monitor's socket and a connection number. */
+    private readonly client = 'qmp',
   ) {
     this.ctx = {
       session: this.state,
@@ -86,8 +88,9 @@ export class QmpSession {
 
   start(): void {
     this.socket.on('data', (chunk: Buffer) => this.parser.feed(chunk));
-    this.socket.on('error', (err) => this.opts.log.debug({ err }, 'QMP client socket error'));
+    this.socket.on('error', (err) => this.opts.log.debug({ client: this.client, err }, 'QMP client socket error'));
     this.socket.on('close', () => this.close());
+    this.opts.log.debug({ client: this.client }, 'QMP client connected');
     this.send({ QMP: { version: this.opts.version, capabilities: [...this.opts.capabilities] } });
   }
 
@@ -116,8 +119,11 @@ export class QmpSession {
 
   private async run(item: ParsedItem): Promise<void> {
     let reply: Reply;
+    const log = this.opts.log;
+    const start = logs(log, 'debug') ? performance.now() : 0;
     if ('error' in item) reply = { error: { class: 'GenericError', desc: item.error } };
     else {
+      if (logs(log, 'trace')) log.trace({ client: this.client, request: item.value }, 'QMP request');
       const activity = this.opts.activity;
       if (activity) activity.commandsRunning++;
       try {
@@ -126,6 +132,7 @@ export class QmpSession {
         if (activity) activity.commandsRunning--;
       }
     }
+    if (logs(log, 'debug')) log.debug(commandLine(this.client, item, reply, performance.now() - start), 'QMP command');
     this.send(reply);
   }
 
@@ -147,8 +154,23 @@ export class QmpSession {
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    this.opts.log.debug({ client: this.client }, 'QMP client disconnected');
     this.queue.length = 0;
     this.socket.destroy();
     this.onClose(this);
   }
+}
+
+/** One command as the debug log tells it: who asked, what, its id, how long it took and how it ended. */
+function commandLine(client: string, item: ParsedItem, reply: Reply, ms: number): Record<string, unknown> {
+  const req = 'value' in item && typeof item.value === 'object' && item.value !== null ? (item.value as Record<string, unknown>) : {};
+  const command = req['execute'] ?? req['exec-oob'];
+  return {
+    client,
+    command: typeof command === 'string' ? command : undefined,
+    ...(Object.hasOwn(req, 'id') ? { id: req['id'] } : {}),
+    ms: Math.round(ms * 1000) / 1000,
+    result: 'error' in reply ? reply.error.class : 'ok',
+    ...('error' in reply ? { desc: reply.error.desc } : {}),
+  };
 }

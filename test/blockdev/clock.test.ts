@@ -4,6 +4,9 @@
  * daemon on --clock virtual, where a 64 MiB backup at 1 MiB/s takes 64
  * virtual seconds and sends the events a real-time run sends.
  */
+import { randomBytes } from 'node:crypto';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { BlockGraph } from '../../src/blockdev/graph.js';
 import { openBlockdev } from '../../src/blockdev/open.js';
@@ -12,6 +15,7 @@ import { BackupJob, type BackupListener } from '../../src/jobs/backup.js';
 import { VirtualClock } from '../../src/blockdev/clock.js';
 import type { QmpClient } from '../../src/qmp/client.js';
 import { QmpError } from '../../src/qmp/error.js';
+import { withTempDir } from '../helpers/qemu.js';
 
 const MiB = 1 << 20;
 const S = 1e9;
@@ -133,6 +137,42 @@ describe('the daemon on --clock virtual', () => {
     const strip = (s: Seen) => s.events.map((e) => ({ ...e, data: { ...(e.data as object), speed: undefined } }));
     expect(strip(virtual)).toEqual(strip(real));
     expect(virtual.events.map((e) => e.event)).toContain('BLOCK_JOB_COMPLETED');
+  }, 60_000);
+
+  it('mid-job, progress agrees with virtual time: what the rate limiter lets through by then, no more and no less', async () => {
+    await withTempDir(async (dir) => {
+      // Files, so each copy takes real time while the clock may not move.
+      await writeFile(join(dir, 's.raw'), randomBytes(16 * MiB));
+      await writeFile(join(dir, 't.raw'), new Uint8Array(16 * MiB));
+      const raw = (name: string, f: string) => ({ driver: 'raw', 'node-name': name, file: { driver: 'file', filename: join(dir, f) } });
+      const d = await startDaemon({ clock: 'virtual', blockdevs: [raw('src', 's.raw'), raw('tgt', 't.raw')] });
+      try {
+        const c = await d.client();
+        const clock = async () => (await c.execute<{ ns: number }>('__org.blockemu_query-clock')).ns;
+        const t0 = await clock();
+        await c.execute('blockdev-backup', { 'job-id': 'j', device: 'src', target: 'tgt', sync: 'full', speed: MiB });
+        // 1 MiB tasks at 1 MiB/s: each overruns its 100 ms slice's quota, stretching it to a second,
+        // so task k starts at k s (QEMU's ratelimit_calculate_delay); by virtual time t the limiter has let
+        // through floor(t) + 1 tasks, and those before the last have ended (the clock moved past their start).
+        const allowed = (ns: number) => Math.min(16, Math.floor((ns - t0) / S) + 1) * MiB;
+        const samples: Array<{ from: number; to: number; offset: number }> = [];
+        for (;;) {
+          const from = await clock();
+          const jobs = await c.execute<Array<{ offset: number }>>('query-block-jobs');
+          const to = await clock();
+          if (jobs.length === 0) break;
+          samples.push({ from, to, offset: jobs[0]!.offset });
+        }
+        const mid = samples.filter((x) => x.offset > 0 && x.offset < 16 * MiB);
+        expect(new Set(mid.map((x) => x.offset)).size).toBeGreaterThanOrEqual(2);
+        for (const x of samples) {
+          expect(x.offset, `at ${(x.to - t0) / S} s`).toBeLessThanOrEqual(allowed(x.to));
+          expect(x.offset, `at ${(x.from - t0) / S} s`).toBeGreaterThanOrEqual(allowed(x.from - S));
+        }
+      } finally {
+        await d.close();
+      }
+    });
   }, 60_000);
 
   it('__org.blockemu_clock-advance moves virtual time; on the real clock it is refused with a reason', async () => {

@@ -91,8 +91,12 @@ async function playCli(which: 'qsd' | 'blockemu', dir: string, opts: { del: bool
   return {
     replies,
     status,
-    // Our program name stands where QEMU's does.
-    stderr: stderr.replaceAll('blockemu daemon: ', 'qemu-storage-daemon: '),
+    // Our program name stands where QEMU's does; blockemu's structured log (the job's I/O error at warn) is its own.
+    stderr: stderr
+      .split(/(?<=\n)/)
+      .filter((l) => !l.startsWith('{"level"'))
+      .join('')
+      .replaceAll('blockemu daemon: ', 'qemu-storage-daemon: '),
     pidfileLeft: await exists(pid),
     socketLeft: await exists(sock),
     bitmaps: info['format-specific'].data.bitmaps,

@@ -24,6 +24,8 @@ export class NbdConnection implements NbdExportClient {
     exports: ExportDirectory,
     private readonly log: Logger | undefined,
     onExportLeft: (exp: NbdExport) => void,
+    /** Names the client in the logs. */
+    client = 'nbd',
   ) {
     socket.setNoDelay?.(true);
     const reader = new SocketReader(socket);
@@ -33,10 +35,12 @@ export class NbdConnection implements NbdExportClient {
         if (!chosen) return;
         this.exp = chosen.exp;
         chosen.exp.clients.add(this);
-        await new Transmission(socket, reader, chosen).run();
+        log?.debug({ client, export: chosen.exp.name, structured: chosen.structured }, 'NBD client chose export');
+        await new Transmission(socket, reader, chosen, log, client).run();
       } catch (err) {
-        this.log?.info({ err: err instanceof Error ? err.message : String(err) }, this.exp ? 'NBD: disconnect client' : 'NBD: option negotiation failed');
+        this.log?.info({ client, err: err instanceof Error ? err.message : String(err) }, this.exp ? 'NBD: disconnect client' : 'NBD: option negotiation failed');
       } finally {
+        log?.debug({ client, ...(this.exp ? { export: this.exp.name } : {}) }, 'NBD client disconnected');
         // Replies already written still go out, then the socket closes; a peer that reads none of them is cut off.
         socket.end();
         socket.once('finish', () => socket.destroy());

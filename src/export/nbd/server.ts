@@ -110,6 +110,9 @@ export class NbdServer implements ExportDirectory {
     if (i >= 0) this.exports.splice(i, 1);
   }
 
+  /** Connections served so far: numbers the clients in the logs. */
+  private accepted = 0;
+
   private accept(socket: Socket): void {
     socket.on('error', () => undefined);
     const max = this.opts.maxConnections;
@@ -122,7 +125,9 @@ export class NbdServer implements ExportDirectory {
       return;
     }
     this.active++;
-    const c = new NbdConnection(socket, this, this.opts.log, this.onExportLeft);
+    const client = `nbd#${++this.accepted}`;
+    this.opts.log?.debug({ client, peer: socket.remoteAddress ?? this.opts.addr.type }, 'NBD client connected');
+    const c = new NbdConnection(socket, this, this.opts.log, this.onExportLeft, client);
     this.connections.add(c);
     void c.finished.then(() => {
       this.connections.delete(c);

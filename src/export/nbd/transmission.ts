@@ -1,4 +1,5 @@
 import type { Socket } from 'node:net';
+import type { Logger } from '../../log.js';
 import { strerror } from '../../image/errno.js';
 import type { Negotiated } from './negotiation.js';
 import { blockStatusChunks, tailStatus } from './block-status.js';
@@ -65,7 +66,16 @@ export class Transmission {
     private readonly socket: Socket,
     private readonly reader: SocketReader,
     private readonly n: Negotiated,
+    private readonly log?: Logger,
+    private readonly client = 'nbd',
   ) {}
+
+  /** A request the node failed (an I/O error, not a malformed request): answered with its errno, and logged at warn. */
+  private nodeFailed(req: Request, err: unknown, what: string): number {
+    const errno = errnoName(err);
+    this.log?.warn({ client: this.client, export: this.n.exp.name, type: req.type, offset: req.offset, length: req.length, errno }, `NBD request failed: ${what}`);
+    return nbdErrno(errno);
+  }
 
   /** Serves requests until the client leaves or must be dropped; resolves once every request in flight is answered. */
   async run(): Promise<void> {
@@ -169,7 +179,7 @@ export class Transmission {
         await fn();
         return undefined;
       } catch (err) {
-        return { errno: nbdErrno(errnoName(err)), message: what };
+        return { errno: this.nodeFailed(req, err, what), message: what };
       }
     };
     const flushIf = async (yes: boolean) => {
@@ -211,7 +221,7 @@ export class Transmission {
       try {
         await node.flush();
       } catch (err) {
-        return this.generic(req, { errno: nbdErrno(errnoName(err)), message: 'flush failed' });
+        return this.generic(req, { errno: this.nodeFailed(req, err, 'flush failed'), message: 'flush failed' });
       }
     }
     if (this.n.structured && !(req.flags & CMD_FLAG.DF) && req.length) return this.sparseRead(req);
@@ -220,7 +230,7 @@ export class Transmission {
       await this.readAt(data, req.offset);
     } catch (err) {
       this.buffers.give(data);
-      return this.generic(req, { errno: nbdErrno(errnoName(err)), message: 'reading from file failed' });
+      return this.generic(req, { errno: this.nodeFailed(req, err, 'reading from file failed'), message: 'reading from file failed' });
     }
     if (!this.n.structured) return this.simple(req.cookie, 0, data);
     if (req.length) return this.dataChunk(req.cookie, req.offset, data, true);
@@ -240,8 +250,7 @@ export class Transmission {
         len = Math.min(Math.max(st.length, 1), end - at);
         zero = st.zero;
       } catch (err) {
-        const e = errnoName(err);
-        return this.structuredError(req.cookie, nbdErrno(e), `unable to check for holes: ${strerror(e)}`);
+        return this.structuredError(req.cookie, this.nodeFailed(req, err, 'unable to check for holes'), `unable to check for holes: ${strerror(errnoName(err))}`);
       }
       const final = at + len === end;
       if (zero) {
@@ -256,7 +265,7 @@ export class Transmission {
         } catch (err) {
           this.buffers.give(data);
           // QEMU drops the client here; an error chunk ends the reply and keeps the connection.
-          return this.structuredError(req.cookie, nbdErrno(errnoName(err)), 'reading from file failed');
+          return this.structuredError(req.cookie, this.nodeFailed(req, err, 'reading from file failed'), 'reading from file failed');
         }
         this.dataChunk(req.cookie, at, data, final);
       }
