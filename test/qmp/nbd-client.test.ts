@@ -14,7 +14,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { QmpClient } from '../../src/qmp/client.js';
 import { startExportDaemon } from '../helpers/export-daemon.js';
 import { type NbdServer, startQemuNbd } from '../helpers/nbd-servers.js';
-import { compareSessions, describeImage, type Step } from '../helpers/qmp-session.js';
+import { compareSessions, contents, type Step } from '../helpers/qmp-session.js';
 import { qemu, qemuImg, qemuIo, run, withTempDir } from '../helpers/qemu.js';
 
 const servers: NbdServer[] = [];
@@ -122,8 +122,8 @@ describe.skipIf(!qemu.available || !qemu.storageDaemon)('formats and jobs over n
       { waitJob: 'b0' },
       ['drive-backup', { device: 'q', target: '${DIR}/t1.qcow2', format: 'qcow2', sync: 'full', 'job-id': 'b1' }],
       { waitJob: 'b1' },
-      { sh: describeImage('t0.qcow2') },
-      { sh: describeImage('t1.qcow2') },
+      { sh: contents('t0.qcow2') },
+      { sh: contents('t1.qcow2') },
       { sh: async (dir: string) => (await qemuImg('compare', '-U', '-f', 'qcow2', '-F', 'qcow2', join(dir, 'q.qcow2'), join(dir, 't1.qcow2'))).stdout },
       { sh: async (dir: string) => (await qemuImg('compare', '-U', '-f', 'raw', '-F', 'qcow2', join(dir, 'd.raw'), join(dir, 't0.qcow2'))).stdout },
       ['blockdev-del', { 'node-name': 'q' }],
