@@ -11,6 +11,7 @@ import { describe, expect, it } from 'vitest';
 import { QmpClient } from '../src/qmp/client.js';
 import { QmpError } from '../src/qmp/error.js';
 import { BLOCKEMU, qemu, run, withTempDir } from './helpers/qemu.js';
+import { connectSoon } from './helpers/connect-soon.js';
 
 const exists = (p: string) => access(p).then(() => true, () => false);
 
@@ -28,18 +29,6 @@ async function waitFor(path: string): Promise<void> {
     await sleep(25);
   }
   throw new Error(`${path} never appeared`);
-}
-
-/** Connects once the daemon listens (a stale file exists from the start, so waiting for the path is not enough). */
-async function connectSoon(path: string): Promise<QmpClient> {
-  for (let i = 0; ; i++) {
-    try {
-      return await QmpClient.connect(path);
-    } catch (err) {
-      if (i > 200) throw err;
-      await sleep(25);
-    }
-  }
 }
 
 const monitorArgs = (sock: string, id = 'm') => ['--chardev', `socket,id=${id},path=${sock},server=on,wait=off`, '--monitor', `chardev=${id}`];

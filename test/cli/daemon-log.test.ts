@@ -14,19 +14,9 @@ import { parseDaemonArgs } from '../../src/cli/daemon-args.js';
 import { planDaemon } from '../../src/cli/daemon.js';
 import { QmpClient } from '../../src/qmp/client.js';
 import { BLOCKEMU, withTempDir } from '../helpers/qemu.js';
+import { connectSoon } from '../helpers/connect-soon.js';
 
 type Line = Record<string, unknown> & { level: number; msg: string };
-
-async function connectSoon(path: string): Promise<QmpClient> {
-  for (let i = 0; ; i++) {
-    try {
-      return await QmpClient.connect(path);
-    } catch (err) {
-      if (i > 200) throw err;
-      await sleep(25);
-    }
-  }
-}
 
 /** A daemon started with `pre` before `daemon` and `post` after it: a good backup, a failing one, a failing command, an NBD client; its log lines. */
 async function session(dir: string, pre: string[], post: string[], env: Record<string, string> = {}): Promise<Line[]> {

@@ -14,6 +14,7 @@ import { describe, expect, it } from 'vitest';
 import { startDaemon } from '../../src/embed.js';
 import { QmpClient } from '../../src/qmp/client.js';
 import { BLOCKEMU, qemu, qemuImg, qemuIo, withTempDir } from '../helpers/qemu.js';
+import { connectSoon } from '../helpers/connect-soon.js';
 
 const exists = (p: string) => access(p).then(() => true, () => false);
 
@@ -29,17 +30,6 @@ const failing = (dir: string) => ({
   'node-name': 'tgt',
   file: { driver: 'blkdebug', 'inject-error': [{ event: 'write_aio' }], image: { driver: 'file', filename: join(dir, 't.qcow2') } },
 });
-
-async function connect(path: string): Promise<QmpClient> {
-  for (let i = 0; ; i++) {
-    try {
-      return await QmpClient.connect(path);
-    } catch (err) {
-      if (i > 200) throw err;
-      await sleep(25);
-    }
-  }
-}
 
 /** A failed backup into the target leaves its caches dirty; then each bitmap is added and the session ends by `end`. */
 async function session(c: QmpClient, bitmapOnTarget: boolean): Promise<unknown[]> {
@@ -76,7 +66,7 @@ async function playCli(which: 'qsd' | 'blockemu', dir: string, opts: { del: bool
   let stderr = '';
   proc.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
   const exited = new Promise<number | null>((r) => proc.once('exit', (code) => r(code)));
-  const c = await connect(sock);
+  const c = await connectSoon(sock);
   const replies = await session(c, opts.bitmapOnTarget);
   if (opts.del) {
     replies.push(await c.execute('blockdev-del', { 'node-name': 'tgt' }).catch((e: Error) => ({ error: e.message })));
