@@ -36,9 +36,9 @@ async function play(d: ExportDaemon): Promise<unknown[]> {
     out.push(await outcome(c, 'blockdev-snapshot-internal-sync', args));
     out.push(await outcome(c, 'transaction', { actions: [{ type: 'blockdev-snapshot-internal-sync', data: args }] }));
   }
-  const schema = await c.execute<Array<{ name: string; 'arg-type'?: string; 'ret-type'?: string; 'meta-type': string }>>('query-qmp-schema');
+  const schema = await c.execute<Array<{ name: string; 'arg-type'?: string; 'meta-type': string; members?: unknown }>>('query-qmp-schema');
   const cmd = schema.find((e) => e.name === 'blockdev-snapshot-internal-sync');
-  out.push(cmd?.['meta-type'], schema.find((e) => e.name === cmd?.['arg-type']) && (schema.find((e) => e.name === cmd?.['arg-type']) as { members: unknown }).members);
+  out.push(cmd?.['meta-type'], schema.find((e) => e.name === cmd?.['arg-type'])?.members);
   out.push((await c.execute<Array<{ name: string }>>('query-commands')).some((x) => x.name === 'blockdev-snapshot-internal-sync'));
   return out;
 }
