@@ -1,7 +1,19 @@
 /**
- * blockemu's embedding API. For now the image layer: open and create raw and
- * qcow2 images and do positional I/O on them; the daemon, jobs and QMP are
- * added here as they land.
+ * blockemu's embedding API: QEMU 7.2's block layer in TypeScript.
+ *
+ * - Images: `openImage` and `createImage` give raw and qcow2 images (format
+ *   probed as QEMU does) with positional reads and writes, write-zeroes,
+ *   discard, block status, flush and resize; `checkQcow2` is
+ *   `qemu-img check`.
+ * - A daemon for tests: `startDaemon` runs qemu-storage-daemon's stand-in
+ *   in this process — block nodes (`blockdevs`, taken as blockdev-add takes
+ *   them), a QMP monitor socket, optionally an NBD server with exports and
+ *   a virtual clock for jobs — and `close()` tears it all down.
+ * - `QmpClient` speaks QMP to it, or to qemu-storage-daemon itself:
+ *   commands matched to replies by id, events to wait for or iterate.
+ * - Failures: the image layer throws `BlockError` (a stable `code`, an
+ *   errno, QEMU's message); QMP commands reject with `QmpError` (QEMU's
+ *   error class and desc).
  */
 export { BlockError } from './image/errors.js';
 export { createImage, FORMATS, openImage, type OpenOptions } from './image/open.js';

@@ -182,13 +182,17 @@ describe.skipIf(!qemu.storageDaemon)('blockemu daemon command line vs qemu-stora
     [['extra']],
     [['--chardev', 'socket']],
     [['--monitor', 'chardev=nope']],
-    [['--chardev', 'socket,id=m,path=/tmp/blockemu-never.sock,server=on,wait=off', '--monitor', 'chardev=m,mode=readline']],
+    // qemu-storage-daemon creates the chardev's socket before it refuses the monitor (and leaves it): a directory of the test's own.
+    [['--chardev', 'socket,id=m,path=${DIR}/never.sock,server=on,wait=off', '--monitor', 'chardev=m,mode=readline']],
     [['--pidfile']],
     [['--daemonize=yes']],
-  ])('%j', async (args) => {
-    const q = await run('qemu-storage-daemon', args);
-    const b = await run(process.execPath, [BLOCKEMU, 'daemon', ...args]);
-    expect(q.code).not.toBe(0);
-    expect({ code: b.code === 0 ? 0 : 1, stderr: b.stderr.replaceAll('blockemu daemon', 'qemu-storage-daemon') }).toEqual({ code: 1, stderr: q.stderr });
+  ])('%j', async (given) => {
+    await withTempDir(async (dir) => {
+      const args = given.map((a) => a.replaceAll('${DIR}', dir));
+      const q = await run('qemu-storage-daemon', args);
+      const b = await run(process.execPath, [BLOCKEMU, 'daemon', ...args]);
+      expect(q.code).not.toBe(0);
+      expect({ code: b.code === 0 ? 0 : 1, stderr: b.stderr.replaceAll('blockemu daemon', 'qemu-storage-daemon') }).toEqual({ code: 1, stderr: q.stderr });
+    });
   });
 });

@@ -15,11 +15,11 @@ export function addDemoCommand(program: Command): void {
         process.exitCode = await runImageTour(processIo, o.dir);
         return;
       }
-      const daemon = await runDaemonDemo(processIo, o.dir);
+      const { daemon, done } = await runDaemonDemo(processIo, o.dir);
       const stop = () => void daemon.shutdown('signal');
       process.on('SIGINT', stop);
       process.on('SIGTERM', stop);
-      await daemon.whenExited();
+      await done;
       process.off('SIGINT', stop);
       process.off('SIGTERM', stop);
     });

@@ -1,4 +1,4 @@
-import { mkdtemp } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { openBlockdev } from '../blockdev/open.js';
@@ -10,15 +10,35 @@ export interface DemoIo {
   out(text: string): void;
 }
 
+export interface DemoDaemon {
+  daemon: Daemon;
+  /** Resolves once the daemon has exited and a temporary directory the demo made is gone. */
+  done: Promise<void>;
+}
+
 /**
  * `blockemu demo` (what `npm start` runs): the daemon on two fresh images —
  * disk0, a 64 MiB raw disk, and disk1, a 64 MiB qcow2 image with some data
  * — with a QMP socket and an NBD server in the same temporary directory
  * (disk1 exported read-only), and a printed example of driving it. Runs
- * until quit, SIGINT or SIGTERM.
+ * until quit, SIGINT or SIGTERM; a temporary directory it made goes with it
+ * (one given with --dir stays, with the images).
  */
-export async function runDaemonDemo(io: DemoIo, dir?: string): Promise<Daemon> {
-  const where = dir ?? (await mkdtemp(join(tmpdir(), 'blockemu-demo-')));
+export async function runDaemonDemo(io: DemoIo, dir?: string): Promise<DemoDaemon> {
+  const temporary = dir === undefined ? await mkdtemp(join(tmpdir(), 'blockemu-demo-')) : undefined;
+  const removeTemporary = async () => {
+    if (temporary !== undefined) await rm(temporary, { recursive: true, force: true });
+  };
+  try {
+    const daemon = await startDemo(io, temporary ?? dir!);
+    return { daemon, done: daemon.whenExited().then(removeTemporary) };
+  } catch (err) {
+    await removeTemporary();
+    throw err;
+  }
+}
+
+async function startDemo(io: DemoIo, where: string): Promise<Daemon> {
   const raw = join(where, 'disk0.raw');
   const qcow2 = join(where, 'disk1.qcow2');
   const sock = join(where, 'qmp.sock');

@@ -14,7 +14,7 @@ import type { QmpContext } from './context.js';
 import type { CommandTable } from './dispatch.js';
 import { blockDirtyBitmapAdd, blockDirtyBitmapClear, blockDirtyBitmapDisable, blockDirtyBitmapEnable, blockDirtyBitmapMerge, blockDirtyBitmapRemove } from './schema/block-core/bitmaps.js';
 import { blockdevCreate } from './schema/block-core/create-options.js';
-import { blockdevSnapshot, blockdevSnapshotSync } from './schema/block-core/snapshot-args.js';
+import { blockdevSnapshot, blockdevSnapshotInternalSync, blockdevSnapshotSync } from './schema/block-core/snapshot-args.js';
 import { blockSetWriteThreshold, queryBlockstats } from './schema/block-core/stats.js';
 import { blockCommit, blockStream } from './schema/block-core/stream-commit.js';
 import { blockdevAdd, blockdevDel, blockdevReopen, blockResize, changeBackingFileCmd, queryBlock, queryNamedBlockNodes } from './schema/block-core.js';
@@ -46,7 +46,7 @@ export const COMMAND_MODULES: readonly CommandModule[] = [
   },
   { defs: [humanMonitorCommand], load: async () => (await import('./commands/hmp.js')).addHmpCommands },
   { defs: [blockdevMirror, driveMirror], load: async () => (await import('./commands/mirror.js')).addMirrorCommands },
-  { defs: [transaction, blockdevSnapshotSync, blockdevSnapshot, blockdevBackup, driveBackup], load: async () => (await import('./commands/transaction.js')).addTransactionCommands },
+  { defs: [transaction, blockdevSnapshotSync, blockdevSnapshot, blockdevSnapshotInternalSync, blockdevBackup, driveBackup], load: async () => (await import('./commands/transaction.js')).addTransactionCommands },
   { defs: [queryClock, clockAdvance], load: async () => (await import('./commands/clock.js')).addClockCommands },
   { defs: [blockdevCreate], load: async () => (await import('./commands/create.js')).addCreateCommands },
   { defs: [blockStream], load: async () => (await import('./commands/stream.js')).addStreamCommands },

@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
-import { access } from 'node:fs/promises';
-import { join } from 'node:path';
+import { access, readdir } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { QmpClient } from '../../src/qmp/client.js';
 import { BLOCKEMU, qemu, qemuImg, run, withTempDir } from '../helpers/qemu.js';
@@ -38,6 +38,28 @@ describe('blockemu demo (npm start)', () => {
       expect(await exit).toBe(0);
       await expect(access(sock)).rejects.toThrow();
       if (qemu.available) expect((await qemuImg('check', join(dir, 'disk1.qcow2'))).code).toBe(0);
+    });
+  });
+
+  it('without --dir, works in a fresh temporary directory and removes it after quit', async () => {
+    await withTempDir(async (tmp) => {
+      // TMPDIR points the demo's mkdtemp into a directory of the test's own.
+      const proc = spawn(process.execPath, [BLOCKEMU, 'demo'], { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, TMPDIR: tmp } });
+      const exit = new Promise<number | null>((r) => proc.once('exit', r));
+      let out = '';
+      const sock = await new Promise<string>((resolve, reject) => {
+        proc.stdout!.on('data', (d: Buffer) => {
+          out += d.toString();
+          const m = /QMP:\s+(\S+)/.exec(out);
+          if (m && out.includes('Stop it with')) resolve(m[1]!);
+        });
+        proc.once('exit', () => reject(new Error(`demo exited early:\n${out}`)));
+      });
+      expect(dirname(dirname(sock))).toBe(tmp);
+      const c = await QmpClient.connect(sock);
+      await c.execute('quit');
+      expect(await exit).toBe(0);
+      expect(await readdir(tmp)).toEqual([]);
     });
   });
 });

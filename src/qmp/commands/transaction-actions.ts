@@ -12,7 +12,7 @@ import type { BlockDirtyBitmap } from '../schema/block-core/common.js';
 import type { BlockdevSnapshot, BlockdevSnapshotInternal, BlockdevSnapshotSync } from '../schema/block-core/snapshot-args.js';
 import type { TransactionActionKind } from '../schema/transaction.js';
 import { cancelPreparedBackup, prepareBlockdevBackup, prepareDriveBackup } from './backup.js';
-import { abortSnapshot, commitSnapshot, type PreparedSnapshot, prepareSnapshot, prepareSnapshotSync } from './snapshot.js';
+import { abortSnapshot, commitSnapshot, type PreparedSnapshot, checkInternalSnapshot, INTERNAL_SNAPSHOT_REFUSAL, prepareSnapshot, prepareSnapshotSync } from './snapshot.js';
 
 /**
  * One action of a `transaction` (blockdev.c BlkActionOps): prepare may
@@ -182,8 +182,8 @@ export const ACTIONS: { [K in Kind]: Factory<K> } = {
   'blockdev-snapshot-internal-sync': (env, d) =>
     refusing(() => {
       checkIndividual(env, 'blockdev-snapshot-internal-sync');
-      env.ctx.graph.find(d.device);
-    }, 'Internal snapshots are not supported by blockemu yet'),
+      checkInternalSnapshot(env.ctx, d);
+    }, INTERNAL_SNAPSHOT_REFUSAL),
 };
 
 export function createAction(env: ActionEnv, request: ActionRequest): Action {

@@ -1,7 +1,7 @@
 import { JobTxn } from '../../jobs/txn.js';
 import type { QmpContext } from '../context.js';
 import type { CommandTable } from '../dispatch.js';
-import { blockdevSnapshot, blockdevSnapshotSync } from '../schema/block-core/snapshot-args.js';
+import { blockdevSnapshot, blockdevSnapshotInternalSync, blockdevSnapshotSync } from '../schema/block-core/snapshot-args.js';
 import { blockdevBackup, driveBackup } from '../schema/backup.js';
 import { transaction } from '../schema/transaction.js';
 import { type Action, type ActionEnv, type ActionRequest, createAction } from './transaction-actions.js';
@@ -43,6 +43,7 @@ export function addTransactionCommands(table: CommandTable<QmpContext>): void {
     .add(transaction, (a, ctx) => runTransaction(ctx, a.actions as ActionRequest[], a.properties?.['completion-mode'] ?? 'individual'))
     .add(blockdevSnapshotSync, (a, ctx) => runTransaction(ctx, [{ type: 'blockdev-snapshot-sync', data: a }], 'individual'))
     .add(blockdevSnapshot, (a, ctx) => runTransaction(ctx, [{ type: 'blockdev-snapshot', data: a }], 'individual'))
+    .add(blockdevSnapshotInternalSync, (a, ctx) => runTransaction(ctx, [{ type: 'blockdev-snapshot-internal-sync', data: a }], 'individual'))
     .add(blockdevBackup, (a, ctx) => runTransaction(ctx, [{ type: 'blockdev-backup', data: a }], 'individual'))
     .add(driveBackup, (a, ctx) => runTransaction(ctx, [{ type: 'drive-backup', data: a }], 'individual'));
 }

@@ -16,3 +16,5 @@ export const BlockdevSnapshotInternal = struct('BlockdevSnapshotInternal', { dev
 
 export const blockdevSnapshotSync = command('blockdev-snapshot-sync', { args: BlockdevSnapshotSync });
 export const blockdevSnapshot = command('blockdev-snapshot', { args: BlockdevSnapshot });
+/** Refused for now (blockemu writes no internal snapshots), after QEMU's checks; in the schema as qemu-storage-daemon 7.2 has it. */
+export const blockdevSnapshotInternalSync = command('blockdev-snapshot-internal-sync', { args: BlockdevSnapshotInternal });

@@ -1,0 +1,39 @@
+/**
+ * What `npm pack` ships: the compiled library and CLI with their type
+ * declarations — no benchmarks, no source maps (they would point at
+ * TypeScript sources the package does not contain), nothing stale.
+ */
+import { execFile } from 'node:child_process';
+import { readdir, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { describe, expect, it } from 'vitest';
+import { withTempDir } from './helpers/qemu.js';
+
+const exec = promisify(execFile);
+const ROOT = join(import.meta.dirname, '..');
+
+describe('the npm package', () => {
+  it('lists dist/src (JavaScript and declarations) and dist/bin only', async () => {
+    // Scripts are skipped: prepack would rebuild dist under the daemon tests running beside this one.
+    const { stdout } = await exec('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], { cwd: ROOT, maxBuffer: 64 << 20 });
+    const files = (JSON.parse(stdout) as Array<{ files: Array<{ path: string }> }>)[0]!.files.map((f) => f.path);
+    const odd = files.filter((f) => !/^dist\/src\/.+\.(js|d\.ts)$/.test(f) && !/^dist\/bin\/.+\.js$/.test(f) && f !== 'package.json' && f !== 'README.md');
+    expect(odd).toEqual([]);
+    expect(files).toContain('dist/src/index.d.ts');
+    expect(files).toContain('dist/bin/blockemu.js');
+  });
+
+  it("prepack's build emits no source maps nor references to them", async () => {
+    const pkg = JSON.parse(await readFile(join(ROOT, 'package.json'), 'utf8')) as { scripts: Record<string, string> };
+    expect(pkg.scripts['prepack']).toContain('tsc -p tsconfig.pack.json');
+    await withTempDir(async (out) => {
+      await exec(process.execPath, [join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(ROOT, 'tsconfig.pack.json'), '--outDir', out], { cwd: ROOT });
+      const emitted = (await readdir(out, { recursive: true })) as string[];
+      expect(emitted.filter((f) => f.endsWith('.map'))).toEqual([]);
+      expect(emitted.some((f) => f.startsWith('bench'))).toBe(false);
+      const index = await readFile(join(out, 'src', 'index.js'), 'utf8');
+      expect(index).not.toContain('sourceMappingURL');
+    });
+  }, 120_000);
+});
