@@ -1,18 +1,19 @@
 /**
- * Storage migration as libvirt runs it for non-shared storage (and
- * Proxmox through it): a destination qemu-storage-daemon serves an empty
- * image over NBD (nbd-server-start, a writable block-export-add); the
- * source daemon — qemu-storage-daemon, then blockemu, with the same
- * session — opens that export as an nbd node with a raw node above it
- * (libvirt's migration-<disk>-storage and -format), mirrors its disk there
- * with blockdev-mirror (sync=full; sync=top for --copy-storage-inc;
- * write-blocking for --migrate-disks-detect-zeroes' sibling
+ * Storage migration as libvirt runs it for non-shared storage: a
+ * destination qemu-storage-daemon serves an empty image over NBD
+ * (nbd-server-start, a writable block-export-add); the source daemon —
+ * qemu-storage-daemon, then blockemu, with the same session — opens that
+ * export as an nbd node with a raw node above it (libvirt's
+ * migration-<disk>-storage and -format), mirrors its disk there with
+ * blockdev-mirror (sync=full for --copy-storage-all, sync=top for
+ * --copy-storage-inc, write-blocking for
  * VIR_MIGRATE_NON_SHARED_SYNCHRONOUS_WRITES) while the guest writes
  * through an export of the disk, and once the job is ready cancels it so
- * the source keeps its disk (or completes it, pivoting onto the remote
- * copy). Replies, events and the nodes must be equal, and qemu-img must
- * find the destination image equal to the source (and mapped alike:
- * zeroes sent as zeroes, data as data).
+ * the source keeps its disk (or completes it, pivoting the guest onto the
+ * remote copy, as a block copy to a remote target would). Replies, events
+ * and the nodes must be equal, and qemu-img must find the destination
+ * image equal to the source and mapped alike (zeroes sent as zeroes, data
+ * as data).
  */
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -49,11 +50,17 @@ const setup = (dst: { image: string; format: Format }) => async (dir: string) =>
   destinations.set(dir, await startDaemonExport('qsd', dir, dst.image, { format: dst.format, socket: 'dst' }));
 };
 
-/** The session's destination stops (its image is then complete on disk), and what qemu-img finds of it. */
+/**
+ * The session's destination stops (its image is then complete on disk),
+ * and what qemu-img finds of it: the map first, since reading the image
+ * (compare) brings zeroed-but-allocated ranges of a raw file into the page
+ * cache, where SEEK_DATA then calls them data.
+ */
 const destination = (src: string, dst: string) => async (dir: string) => {
   await destinations.get(dir)?.stop();
   destinations.delete(dir);
-  return { compare: await sameImages(src, dst)(dir), contents: await contents(dst)(dir) };
+  const map = await contents(dst)(dir);
+  return { compare: await sameImages(src, dst)(dir), contents: map };
 };
 
 /** Where clusters land in the source's file is left out (as in mirror.test.ts). */
@@ -124,6 +131,47 @@ function migration(m: Migration): Step[] {
   return steps;
 }
 
+/**
+ * Proxmox's migration of a local disk (qemu_drive_mirror): drive-mirror
+ * with mode=existing to an NBD URI and format=nbd (the target is the nbd
+ * node itself), the guest writing meanwhile, cancelled once ready. First
+ * the names and modes QEMU refuses or takes: a bad URL, a plain path for
+ * the nbd format, a target "created" on the export (raw data over it: QEMU
+ * opens the export and zeroes its first sector), one probed without a
+ * format.
+ */
+function proxmox(): Step[] {
+  const uri = 'nbd:unix:${DIR}/qsd-dst/nbd.sock:exportname=exp';
+  const mirror = (target: string, more: Record<string, unknown>): Step => ['drive-mirror', { 'job-id': 'drive-scsi0', device: 'disk', target, sync: 'full', ...more }];
+  const cancelled: Step[] = [['block-job-cancel', { device: 'drive-scsi0', force: true }], { waitJob: 'drive-scsi0' }];
+  return [
+    ['blockdev-add', { driver: 'raw', 'node-name': 'disk', file: file('src.raw') }],
+    ['nbd-server-start', { addr: { type: 'unix', data: { path: '${DIR}/nbd.sock' } } }],
+    ['block-export-add', { type: 'nbd', id: 'guest', 'node-name': 'disk', name: 'disk', writable: true }],
+    mirror('nbd+unix:///exp', { mode: 'existing', format: 'nbd' }),
+    mirror('nbd:127.0.0.1', { mode: 'existing', format: 'raw' }),
+    mirror('nbd:unix:${DIR}/none.sock:exportname=exp', { mode: 'existing', format: 'nbd' }),
+    mirror('nbd:unix:${DIR}/qsd-dst/nbd.sock:exportname=nope', { mode: 'existing', format: 'nbd' }),
+    mirror('${DIR}/dst.raw', { mode: 'existing', format: 'nbd' }),
+    mirror('nbd:', { mode: 'existing', format: 'nbd' }),
+    mirror(uri, { format: 'raw', speed: 1 }),
+    ...cancelled,
+    mirror('nbd+unix:///exp?socket=${DIR}/qsd-dst/nbd.sock', { mode: 'existing', speed: 1 }),
+    ['query-named-block-nodes', { flat: true }],
+    ...cancelled,
+    mirror(uri, { mode: 'existing', format: 'nbd', speed: 1 }),
+    { started: 'drive-scsi0', offset: 4 << 20 },
+    { sh: guest('write -P 9 0 64k') },
+    ['block-job-set-speed', { device: 'drive-scsi0', speed: 0 }],
+    { waitJob: 'drive-scsi0', status: 'ready' },
+    ['query-named-block-nodes', { flat: true }],
+    { sh: guest('write -P 11 1M 64k') },
+    ['block-job-cancel', { device: 'drive-scsi0' }],
+    { waitJob: 'drive-scsi0' },
+    ['query-named-block-nodes', { flat: true }],
+  ];
+}
+
 const play = (m: Migration, dst: { image: string; format: Format }) => compareSessions(setup(dst), migration(m), withoutHostLayout, destination(m.source, dst.image));
 
 describe.skipIf(!qemu.available || !qemu.storageDaemon)('storage migration: blockdev-mirror to an NBD export of qemu-storage-daemon', () => {
@@ -140,6 +188,12 @@ describe.skipIf(!qemu.available || !qemu.storageDaemon)('storage migration: bloc
 
   it('qcow2 disk with a backing file, sync=top onto an overlay over the same base (--copy-storage-inc)', async () => {
     const log = await play({ source: 'top.qcow2', format: 'qcow2', sync: 'top', firstCopy: 64 << 10, end: 'cancel' }, { image: 'd-top.qcow2', format: 'qcow2' });
+    expect(JSON.stringify(log.at(-1))).toContain('Images are identical.');
+  }, 90_000);
+
+  it("Proxmox: drive-mirror to an nbd: URI with format nbd, mode existing; the names QEMU refuses and the ones it opens", async () => {
+    const log = await compareSessions(setup({ image: 'dst.raw', format: 'raw' }), proxmox(), withoutHostLayout, destination('src.raw', 'dst.raw'));
+    expect(JSON.stringify(log)).toContain('No valid URL specified');
     expect(JSON.stringify(log.at(-1))).toContain('Images are identical.');
   }, 90_000);
 

@@ -7,6 +7,7 @@
  * QEMU has and blockemu lacks is blockemu's refusal, not an unknown name.
  */
 import { access } from 'node:fs/promises';
+import { createOnNbdExport, isNbdFilename, nbdFileSpec, type NbdFilenameOptions, probeNbdFormat } from '../../blockdev/nbd-filename.js';
 import type { BlockNode } from '../../blockdev/node.js';
 import { strerror } from '../../image/errno.js';
 import { createImage } from '../../image/open.js';
@@ -47,6 +48,13 @@ const CREATABLE: Record<string, { backing: boolean }> = { qcow2: { backing: true
  */
 export async function createTargetImage(path: string, format: string, size: number, base?: BlockNode): Promise<string | undefined> {
   if (!isQemuDriver(format)) throw fail(`Unknown file format '${format}'`);
+  // bdrv_find_protocol: an nbd: or nbd+unix:// name is an NBD export, where raw data (or the nbd driver itself) is "created" by opening it.
+  if (isNbdFilename(path)) {
+    if (format !== 'raw' && format !== 'nbd') throw fail(`Creating '${format}' images on an NBD export is not supported by blockemu (supported: raw, nbd)`);
+    if (base) throw fail(`Backing file not supported for file format '${format}'`);
+    await createOnNbdExport(path, size);
+    return undefined;
+  }
   const kind = CREATABLE[format];
   if (!kind) throw fail(`Creating '${format}' images is not supported by blockemu (supported: ${Object.keys(CREATABLE).join(', ')})`);
   if (base && !kind.backing) throw fail(`Backing file not supported for file format '${format}'`);
@@ -70,9 +78,20 @@ export async function createTargetImage(path: string, format: string, size: numb
   return existed ? undefined : path;
 }
 
-/** Where a node of `format` finds an image file: a bare file is a file node itself, any other format opens one. */
-export function imageFileOptions(format: string, path: string): { filename: string } | { file: { driver: 'file'; filename: string } } {
-  return format === 'file' ? { filename: path } : { file: { driver: 'file', filename: path } };
+/**
+ * Where a node of `format` finds its image: a bare file is a file node
+ * itself, any other format opens one; a name of QEMU's nbd protocols
+ * (`nbd:unix:PATH:exportname=E`, `nbd+unix:///E?socket=PATH`, …, as
+ * Proxmox gives drive-mirror) is an nbd node instead (bdrv_find_protocol).
+ */
+export function imageFileOptions(
+  format: string,
+  path: string,
+): { filename: string } | NbdFilenameOptions | { file: { driver: 'file'; filename: string } | NbdFilenameOptions } {
+  if (format === 'file') return { filename: path };
+  // The nbd driver given as the format takes the name itself (nbd_parse_filename refuses what is not nbd:…).
+  if (format === 'nbd') return nbdFileSpec(path);
+  return isNbdFilename(path) ? { file: nbdFileSpec(path) } : { file: { driver: 'file', filename: path } };
 }
 
 /**
@@ -95,5 +114,5 @@ export async function prepareImageFile(
     return { createdFile: await createTargetImage(path, format!, size, base), driver: format! };
   }
   if (format !== undefined) checkOpenFormat(format);
-  return { createdFile: undefined, driver: format ?? (await probeFormat(path)) };
+  return { createdFile: undefined, driver: format ?? (isNbdFilename(path) ? await probeNbdFormat(path) : await probeFormat(path)) };
 }
