@@ -22,8 +22,21 @@ export async function lockedBytes(path: string): Promise<number[]> {
   const major = ((st.dev >> 8n) & 0xfffn) | ((st.dev >> 32n) & ~0xfffn);
   const minor = (st.dev & 0xffn) | ((st.dev >> 12n) & ~0xffn);
   const id = `${major.toString(16).padStart(2, '0')}:${minor.toString(16).padStart(2, '0')}:${st.ino}`;
+  // /proc/locks lists every lock on the machine and comes a page per read(): when
+  // other processes (parallel tests) lock or unlock between two reads, lines
+  // shift and one is seen twice or not at all. Read until two reads agree.
+  let last = '';
+  for (let tries = 0; ; tries++) {
+    const bytes = bytesOf(await readFile('/proc/locks', 'utf8'), id);
+    const key = bytes.join(',');
+    if (key === last || tries === 20) return bytes;
+    last = key;
+  }
+}
+
+function bytesOf(table: string, id: string): number[] {
   const bytes: number[] = [];
-  for (const line of (await readFile('/proc/locks', 'utf8')).split('\n')) {
+  for (const line of table.split('\n')) {
     const f = line.trim().split(/\s+/);
     if (f[1] === '->' || f[5] !== id) continue; // "->" marks a waiter, not a holder
     for (let b = Number(f[6]); b <= Number(f[7]); b++) bytes.push(b);
