@@ -246,6 +246,16 @@ export abstract class Job {
     return this.ioInFlight === 0 && (this.status !== 'running' || this.idleWait);
   }
 
+  /** Requests of the job's own in flight (a virtual clock asks whether faults' latencies hold them all). */
+  get requestsInFlight(): number {
+    return this.ioInFlight;
+  }
+
+  /** Waiting on the clock or on its own requests: nothing else would move it on. */
+  get waitsOnClockOrRequests(): boolean {
+    return this.ioInFlight > 0 || this.status !== 'running' || this.idleWait;
+  }
+
   /** Counts a request of the job's own as in flight until it settles (see ioInFlight); returns it. */
   protected trackIo<T>(request: Promise<T>): Promise<T> {
     this.ioInFlight++;

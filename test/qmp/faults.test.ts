@@ -10,7 +10,8 @@ async function withDaemon(run: (c: QmpClient, d: EmbeddedDaemon) => Promise<void
   await withTempDir(async (dir) => {
     const path = join(dir, 'd.raw');
     await writeFile(path, new Uint8Array(1 << 20));
-    const d = await startDaemon({ blockdevs: [{ driver: 'raw', 'node-name': 'd0', file: { driver: 'file', filename: path, 'node-name': 'f0' } }], ...opts });
+    // opts.blockdevs come after d0.
+    const d = await startDaemon({ ...opts, blockdevs: [{ driver: 'raw', 'node-name': 'd0', file: { driver: 'file', filename: path, 'node-name': 'f0' } }, ...(opts.blockdevs ?? [])] });
     try {
       await run(await d.client(), d);
     } finally {
@@ -89,6 +90,28 @@ describe('__org.blockemu_fault-add and friends', () => {
       },
       { clock: 'virtual' },
     );
+  });
+
+  it('latency on a backup target on the virtual clock: the job, held only by the latency, does not stop time and completes', async () => {
+    await withTempDir(async (dir) => {
+      await writeFile(join(dir, 't.raw'), new Uint8Array(1 << 20));
+      await withDaemon(
+        async (c) => {
+          await io(c, 'write -P 9 0 1M');
+          await c.execute('__org.blockemu_fault-add', { 'node-name': 't0', type: 'latency', iotype: 'write', ms: 100 });
+          await c.execute('blockdev-backup', { 'job-id': 'j', device: 'd0', target: 't0', sync: 'full' });
+          const done = await c.waitForEvent('BLOCK_JOB_COMPLETED');
+          expect(done.data).toMatchObject({ device: 'j', offset: 1 << 20, len: 1 << 20 });
+          expect(done.data).not.toHaveProperty('error');
+          const { ns } = await c.execute<{ ns: number }>('__org.blockemu_query-clock');
+          // Nothing but the latency takes virtual time here: whole rounds of 100 ms, at least one.
+          expect(ns % 100_000_000).toBe(0);
+          expect(ns).toBeGreaterThanOrEqual(100_000_000);
+          expect(await io(c, 'read -P 9 0 1M', 't0')).toMatch(/^read 1048576\/1048576/);
+        },
+        { clock: 'virtual', blockdevs: [{ driver: 'raw', 'node-name': 't0', file: { driver: 'file', filename: join(dir, 't.raw') } }] },
+      );
+    });
   });
 
   it('qmp-error: the next call (or count calls, or every one with count 0) answers with the given class and desc', async () => {

@@ -35,7 +35,7 @@ export class FaultRegistry {
 
   constructor(clock: () => Clock) {
     this.host = {
-      sleep: (ms) => clock().sleep(ms * 1e6).done,
+      sleep: (ms) => clock().holdRequest(ms * 1e6),
       fired: (f) => this.onFired?.(f),
       exit: (status) => this.exit(status),
     };
