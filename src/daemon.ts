@@ -204,11 +204,11 @@ export class Daemon {
   shutdown(reason = 'shutdown'): Promise<void> {
     this.shuttingDown ??= (async () => {
       this.log.info({ reason }, 'daemon shutting down');
+      // Stalled requests go first: exports, jobs and nodes wait for their requests.
+      this.graph.faults.clear();
       // qemu-storage-daemon's order: exports first, while the monitors can still announce their deletion.
       await this.step('closing the exports', () => this.exports.close());
       await this.step('closing the monitors', () => Promise.all(this.monitors.map((m) => m.close())));
-      // Stalled requests must go before jobs and nodes are waited for.
-      this.graph.faults.clear();
       await this.step('cancelling the jobs', () => this.jobs.cancelAll());
       // Every image flushed and closed before the process may exit.
       await this.step('closing the nodes', () => this.graph.closeAll());

@@ -186,6 +186,7 @@ export class BlockGraph {
    */
   private async closeTree(node: BlockNode, children = true): Promise<void> {
     const kids = node.children();
+    this.faults.dropNode(node);
     await node.close();
     this.forget(node);
     for (const child of new Set(kids)) {
@@ -208,6 +209,7 @@ export class BlockGraph {
       if (all.length === 0) break;
       const top = all.filter((n) => !n.inUse);
       for (const n of top.length > 0 ? top : all) {
+        this.faults.dropNode(n);
         // bdrv_close flushes first and ignores the outcome.
         await n.flush().catch(() => undefined);
         await n.close();

@@ -124,6 +124,18 @@ describe('faults on a node (blockemu fault-add, below QMP)', () => {
     });
   });
 
+  it('closing a node lets its stalled requests go and drops its faults (a close flushes: it must not wait on a stall)', async () => {
+    await withNode(async (node, graph) => {
+      graph.faults.add(node, { type: 'stall', iotype: 'any' }, 'hold');
+      const w = outcome(node.write(0, block(1)));
+      await new Promise((r) => setImmediate(r));
+      await graph.closeAll();
+      expect(await w).toBe('ok');
+      expect(graph.faults.list()).toEqual([]);
+      expect(node.faults).toBeUndefined();
+    });
+  });
+
   it('latency runs on the graph clock: a read waits for the virtual clock to move', async () => {
     const clock = new VirtualClock();
     await withNode(

@@ -119,6 +119,35 @@ describe.skipIf(!qemu.available)('--fault on a spawned daemon', () => {
     });
   });
 
+  it('quit with an NBD write held by a stall: the stall lets go, and the daemon exits', async () => {
+    await withTempDir(async (dir) => {
+      const img = join(dir, 'd.raw');
+      expect((await qemuImg('create', '-f', 'raw', img, '1M')).code).toBe(0);
+      const qmp = join(dir, 'qmp.sock');
+      const nbd = join(dir, 'nbd.sock');
+      const d = daemon([
+        '--blockdev', `driver=raw,node-name=d0,file.driver=file,file.filename=${img}`,
+        '--fault', 'node-name=d0,id=hold,type=stall,iotype=write',
+        '--nbd-server', `addr.type=unix,addr.path=${nbd}`,
+        '--export', 'type=nbd,id=e0,node-name=d0,writable=on',
+        ...monitor(qmp),
+      ]);
+      const c = await connect(qmp, d);
+      try {
+        const writer = qemuIo('-f', 'raw', '-c', 'write 0 4k', `nbd+unix:///d0?socket=${nbd}`);
+        const waiting = async () => (await c.execute<Array<{ waiting?: number }>>('__org.blockemu_query-faults'))[0]!.waiting;
+        for (let i = 0; i < 500 && (await waiting()) !== 1; i++) await new Promise((r) => setTimeout(r, 10));
+        expect(await waiting()).toBe(1);
+        await c.execute('quit');
+        expect(await d.exit).toEqual({ code: 0, signal: null });
+        await writer;
+      } finally {
+        await c.close();
+        d.proc.kill('SIGKILL');
+      }
+    });
+  });
+
   it('a --fault naming no node, or of no known type, fails the start in the option words', async () => {
     await withTempDir(async (dir) => {
       for (const [fault, message] of [

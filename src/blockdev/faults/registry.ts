@@ -78,6 +78,12 @@ export class FaultRegistry {
     if (!this.commands.delete(id)) throw notFound(id);
   }
 
+  /** A node is closing: its faults go, its stalls letting their requests go first (a close flushes, and must not wait on one). */
+  dropNode(node: BlockNode): void {
+    if (!node.faults) return;
+    for (const [id, n] of this.nodes) if (n.node === node) this.remove(id);
+  }
+
   /** Lets the requests a stall holds go; it holds no more (it stays listed, spent). */
   release(id: string): void {
     const n = this.nodes.get(id);
