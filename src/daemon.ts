@@ -15,6 +15,7 @@ import { BLOCK_CORE_EVENTS } from './qmp/schema/block-core.js';
 import { FAULT_FIRED, type FaultOptions } from './qmp/schema/blockemu-faults.js';
 import { QmpError, type QmpErrorClass } from './qmp/error.js';
 import type { FaultFired } from './blockdev/faults/fault.js';
+import type { BlockJob } from './jobs/block-job.js';
 import { JOB_EVENTS } from './qmp/schema/job.js';
 import { loggingJobListener } from './jobs/job-log.js';
 import { JobManager } from './jobs/manager.js';
@@ -136,6 +137,11 @@ export class Daemon {
       daemon?.emitEvent(name, data);
     };
     wireFaults(graph, commands, log, (name, data) => daemon?.emitEvent(name, data));
+    // A block job's progress may set off a job-progress crash on a node it uses.
+    jobs.onProgress = (job) => {
+      const nodes = (job as Partial<BlockJob>).nodes;
+      if (nodes) graph.faults.jobProgress(job.id, (n) => nodes.has(n), job.progressCurrent);
+    };
     for (const step of config.setup ?? []) {
       try {
         await runSetupStep(step, graph, exports, objects);
@@ -236,7 +242,7 @@ export class Daemon {
  */
 function wireFaults(graph: BlockGraph, commands: CommandTable<QmpContext>, log: Logger, emit: (name: string, data: unknown) => void): void {
   graph.faults.onFired = (f: FaultFired) => {
-    const line = { fault: f.id, type: f.type, node: f.node, command: f.command, iotype: f.iotype, offset: f.offset, length: f.length, errno: f.errno, hits: f.hits };
+    const line = { fault: f.id, type: f.type, node: f.node, command: f.command, job: f.job, progress: f.progress, iotype: f.iotype, offset: f.offset, length: f.length, errno: f.errno, hits: f.hits };
     if (f.type === 'latency') log.info(line, 'fault fired');
     else log.warn(line, f.type === 'crash' ? 'fault fired: crashing' : 'fault fired');
     emit(FAULT_FIRED.name, {
@@ -244,6 +250,7 @@ function wireFaults(graph: BlockGraph, commands: CommandTable<QmpContext>, log: 
       type: f.type,
       ...(f.node !== undefined ? { 'node-name': f.node } : {}),
       ...(f.command !== undefined ? { command: f.command } : {}),
+      ...(f.job !== undefined ? { job: f.job, progress: f.progress } : {}),
       ...(f.iotype !== undefined ? { iotype: f.iotype } : {}),
       ...(f.offset !== undefined ? { offset: f.offset } : {}),
       ...(f.length !== undefined ? { length: f.length } : {}),

@@ -58,8 +58,17 @@ export abstract class Job {
    * real time they would end while the sleep runs, not after it.
    */
   private ioInFlight = 0;
+  private progress = 0;
+  /** Told of every change of progressCurrent (the manager's listener: crash faults at a job's progress). */
+  onProgress: ((job: Job) => void) | undefined;
   /** Progress as query-jobs reports it. */
-  progressCurrent = 0;
+  get progressCurrent(): number {
+    return this.progress;
+  }
+  set progressCurrent(value: number) {
+    this.progress = value;
+    this.onProgress?.(this);
+  }
   progressTotal = 0;
   /** Set when the job failed or was cancelled (the text QMP reports). */
   error: string | undefined;

@@ -43,8 +43,12 @@ export class JobManager {
     if (this.jobs.some((j) => j.id === id)) throw new BlockError('INVALID_ARGUMENT', `Job ID '${id}' already in use`);
   }
 
+  /** Told whenever a job's progress changes (the daemon's job-progress crash faults). */
+  onProgress: ((job: Job) => void) | undefined;
+
   add(job: Job): void {
     this.jobs.unshift(job);
+    job.onProgress = (j) => this.onProgress?.(j);
   }
 
   /**

@@ -50,7 +50,11 @@ const faultLines = (stderr: string) =>
     .filter((l) => String(l['msg']).startsWith('fault fired'));
 
 describe.skipIf(!qemu.available)('--fault on a spawned daemon', () => {
-  it('a crash after 1 MiB written to a qcow2 target mid-backup: the daemon exits with the status at once; qemu-img check finds no corruption', async () => {
+  const crashes = [
+    { what: 'after 1 MiB written to the qcow2 target\'s file', fault: 'node-name=tf,id=boom,type=crash,point=after-bytes-written,bytes=1048576,status=42', node: 'tf' },
+    { what: 'at 2 MiB of the backup job\'s progress', fault: 'node-name=tgt,id=boom,type=crash,point=job-progress,bytes=2097152,status=42', node: 'tgt' },
+  ];
+  it.each(crashes)('a crash $what: the daemon exits with the status at once; qemu-img check finds no corruption', async ({ fault, node }) => {
     await withTempDir(async (dir) => {
       const src = join(dir, 'src.raw');
       const tgt = join(dir, 'tgt.qcow2');
@@ -61,7 +65,7 @@ describe.skipIf(!qemu.available)('--fault on a spawned daemon', () => {
       const d = daemon([
         '--blockdev', `driver=raw,node-name=src,file.driver=file,file.filename=${src}`,
         '--blockdev', `driver=qcow2,node-name=tgt,file.driver=file,file.node-name=tf,file.filename=${tgt}`,
-        '--fault', 'node-name=tf,id=boom,type=crash,point=after-bytes-written,bytes=1048576,status=42',
+        '--fault', fault,
         ...monitor(qmp),
       ]);
       const c = await connect(qmp, d);
@@ -79,7 +83,9 @@ describe.skipIf(!qemu.available)('--fault on a spawned daemon', () => {
       }
       const lines = faultLines(d.stderr());
       expect(lines).toHaveLength(1);
-      expect(lines[0]).toMatchObject({ level: 40, msg: 'fault fired: crashing', fault: 'boom', type: 'crash', node: 'tf', iotype: 'write', hits: 1 });
+      expect(lines[0]).toMatchObject({ level: 40, msg: 'fault fired: crashing', fault: 'boom', type: 'crash', node, hits: 1 });
+      if (node === 'tgt') expect(lines[0]).toMatchObject({ job: 'j', progress: expect.any(Number) });
+      if (node === 'tgt') expect(lines[0]!['progress']).toBeGreaterThanOrEqual(2 * MiB);
       // Crash-safe ordering: at worst leaked clusters (exit 3), never corruption (exit 2).
       const check = await qemuImg('check', '--output=json', tgt);
       expect([0, 3]).toContain(check.code);

@@ -25,7 +25,7 @@ export interface FaultMatch {
 }
 
 /** When a `crash` fault ends the daemon. */
-export type CrashPoint = 'before-request' | 'after-request' | 'after-bytes-written';
+export type CrashPoint = 'before-request' | 'after-request' | 'after-bytes-written' | 'job-progress';
 
 export type FaultSpec =
   /** The request fails with `errno` (a name: EIO, ENOSPC, …) without reaching the driver. */
@@ -41,8 +41,9 @@ export type FaultSpec =
   /**
    * The process exits with `status` at once (no flush, no close, no
    * reply): before a matching request reaches the driver, after it
-   * completed, or after the write that brings the bytes written since
-   * arming to `bytes`.
+   * completed, after the write that brings the bytes written since
+   * arming to `bytes`, or when a job using the node reports progress of
+   * `bytes` or more.
    */
   | ({ type: 'crash'; point: CrashPoint; status?: number; bytes?: number } & FaultMatch);
 
@@ -56,6 +57,9 @@ export interface FaultFired {
   node?: string;
   /** The command a qmp-error fault answered. */
   command?: string;
+  /** The job whose progress set off a job-progress crash, and that progress. */
+  job?: string;
+  progress?: number;
   iotype?: string;
   offset?: number;
   length?: number;

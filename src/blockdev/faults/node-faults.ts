@@ -144,7 +144,7 @@ export class NodeFaults {
   /** Whether the request is one the fault fires on now (counting it if it is of the fault's kind and range). */
   private takes(f: ArmedFault, kind: FaultRequestKind, offset: number, length: number): boolean {
     const s = f.spec;
-    if (s.type === 'enospc-after') return false;
+    if (s.type === 'enospc-after' || (s.type === 'crash' && s.point === 'job-progress')) return false;
     const iotype = s.type === 'torn-write' ? 'write' : s.iotype;
     if (iotype !== 'any' && iotype !== kind) return false;
     if (s.offset !== undefined) {

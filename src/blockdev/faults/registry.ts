@@ -118,6 +118,24 @@ export class FaultRegistry {
     return undefined;
   }
 
+  /**
+   * A job reported progress: a job-progress crash fault on a node the job
+   * uses fires once the progress reaches its bytes.
+   */
+  jobProgress(job: string, uses: (node: BlockNode) => boolean, progress: number): void {
+    if (this.nodes.size === 0) return;
+    for (const { node, fault } of this.nodes.values()) {
+      const s = fault.spec;
+      if (s.type !== 'crash' || s.point !== 'job-progress' || fault.spent || !uses(node)) continue;
+      fault.matched++;
+      if (progress < (s.bytes ?? 0)) continue;
+      fault.hits++;
+      fault.spent = true;
+      this.onFired?.({ id: fault.id, type: 'crash', node: node.nodeName, job, progress, hits: fault.hits });
+      this.exit(s.status ?? 137);
+    }
+  }
+
   /** Disarms everything, letting stalled requests go (the daemon's shutdown must not wait on them). */
   clear(): void {
     for (const id of [...this.nodes.keys(), ...this.commands.keys()]) this.remove(id);
@@ -167,7 +185,8 @@ function checkSpec(s: FaultSpec): void {
   if (s.type === 'crash') {
     nonNegative('status', s.status);
     if (s.status !== undefined && s.status > 255) throw invalid("Parameter 'status' expects a value below 256");
-    if (s.point === 'after-bytes-written' && s.bytes === undefined) throw invalid("Parameter 'bytes' is missing (crash point after-bytes-written)");
-    if (s.point !== 'after-bytes-written' && s.bytes !== undefined) throw invalid("Parameter 'bytes' is only for crash point after-bytes-written");
+    const counted = s.point === 'after-bytes-written' || s.point === 'job-progress';
+    if (counted && s.bytes === undefined) throw invalid(`Parameter 'bytes' is missing (crash point ${s.point})`);
+    if (!counted && s.bytes !== undefined) throw invalid("Parameter 'bytes' is only for crash points after-bytes-written and job-progress");
   }
 }

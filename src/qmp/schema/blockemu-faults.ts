@@ -27,7 +27,7 @@ export const FaultErrno = enumType('__org.blockemu_FaultErrno', [
   'ENOMEM',
   'ECANCELED',
 ]);
-export const FaultCrashPoint = enumType('__org.blockemu_FaultCrashPoint', ['before-request', 'after-request', 'after-bytes-written']);
+export const FaultCrashPoint = enumType('__org.blockemu_FaultCrashPoint', ['before-request', 'after-request', 'after-bytes-written', 'job-progress']);
 
 /** Which requests a fault takes (every kind but enospc-after has these). */
 const match = { '*nth': uint32, '*count': uint32, '*offset': size, '*length': size };
@@ -76,6 +76,8 @@ export const FAULT_FIRED = event('__org.blockemu_FAULT_FIRED', {
   type: str,
   '*node-name': str,
   '*command': str,
+  '*job': str,
+  '*progress': size,
   '*iotype': str,
   '*offset': size,
   '*length': size,
