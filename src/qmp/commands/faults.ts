@@ -1,4 +1,4 @@
-import type { FaultIoType, FaultSpec, FaultState } from '../../blockdev/faults/fault.js';
+import type { CrashPoint, FaultIoType, FaultSpec, FaultState } from '../../blockdev/faults/fault.js';
 import type { BlockGraph } from '../../blockdev/graph.js';
 import type { QmpContext } from '../context.js';
 import type { CommandTable } from '../dispatch.js';
@@ -8,17 +8,12 @@ import type { Infer } from '../schema/types.js';
 
 type FaultArgs = Infer<typeof FaultOptions>;
 
-const num = (v: number | bigint | undefined) => (v === undefined ? undefined : Number(v));
-
 /** The schema's fault description (QMP, --fault, startDaemon) as the block layer takes it. */
 export function faultSpec(a: FaultArgs): FaultSpec {
+  // The variants' members, read by name: sizes may come as bigints, the block layer counts in numbers.
   const r = a as Record<string, unknown>;
-  const m = {
-    ...(r['nth'] !== undefined ? { nth: num(r['nth'] as number) } : {}),
-    ...(r['count'] !== undefined ? { count: num(r['count'] as number) } : {}),
-    ...(r['offset'] !== undefined ? { offset: num(r['offset'] as number) } : {}),
-    ...(r['length'] !== undefined ? { length: num(r['length'] as number) } : {}),
-  };
+  const m: Record<string, number> = {};
+  for (const k of ['nth', 'count', 'offset', 'length'] as const) if (r[k] !== undefined) m[k] = Number(r[k]);
   const iotype = r['iotype'] as FaultIoType | undefined;
   switch (a.type) {
     case 'error':
@@ -34,7 +29,7 @@ export function faultSpec(a: FaultArgs): FaultSpec {
     case 'crash':
       return {
         type: 'crash',
-        point: r['point'] as 'before-request',
+        point: r['point'] as CrashPoint,
         iotype: iotype ?? (r['point'] === 'after-bytes-written' ? 'write' : 'any'),
         ...(r['status'] !== undefined ? { status: Number(r['status']) } : {}),
         ...(r['bytes'] !== undefined ? { bytes: Number(r['bytes']) } : {}),
