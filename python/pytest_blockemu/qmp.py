@@ -102,16 +102,17 @@ class QMPClient:
         return out
 
     def wait_event(self, name, predicate=None, timeout=None):
-        """Takes the first event called name (and satisfying predicate(event), if given), waiting up to timeout seconds.
+        """Takes the first event called name (a name, or a tuple of names) satisfying predicate(event), if given.
 
-        Events before it stay queued for later calls.
+        Waits up to timeout seconds (QMPTimeout then); events before it stay queued for later calls.
         """
+        names = (name,) if isinstance(name, str) else tuple(name)
         deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
         checked = 0
         while True:
             for i in range(checked, len(self._events)):
                 ev = self._events[i]
-                if ev.get("event") == name and (predicate is None or predicate(ev)):
+                if ev.get("event") in names and (predicate is None or predicate(ev)):
                     return self._events.pop(i)
             checked = len(self._events)
             m = self._read(deadline)

@@ -61,18 +61,22 @@ def test_the_marker_passes_options(qmp):
     assert "fromcli" in {n["node-name"] for n in qmp.execute("query-named-block-nodes")}
 
 
-def test_a_failing_test_reports_the_daemon_stderr(inner, blockemu_daemon_kind):
+def test_a_failing_test_reports_the_daemon_stderr(inner):
     inner.makepyfile(
         """
+        import pytest
+
+        @pytest.mark.blockemu_daemon(args=["--log-level", "info"])
         def test_fails(qmp, blockemu_daemon):
             qmp.execute("quit")
             blockemu_daemon.proc.wait(10)
             assert False, "on purpose"
         """
     )
-    result = inner.runpytest_subprocess("-p", "pytest_blockemu.plugin", "--qmp-daemon", blockemu_daemon_kind)
+    result = inner.runpytest_subprocess("-p", "pytest_blockemu.plugin", "--qmp-daemon", "blockemu")
     result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(["*%s stderr (*" % blockemu_daemon_kind])
+    # The report's section: which daemon, its command line, what it wrote.
+    result.stdout.fnmatch_lines(["*blockemu stderr (*blockemu.js daemon --log-level info --chardev socket,id=pytest-qmp*", '*"msg":"daemon started"*'])
 
 
 def test_each_daemon_named_runs_each_test(inner):
