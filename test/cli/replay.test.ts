@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { planDaemon, replayArgv } from '../../src/cli/daemon.js';
 import { parseDaemonArgs } from '../../src/cli/daemon-args.js';
+import { startDaemon } from '../../src/embed.js';
 import { QmpClient } from '../../src/qmp/client.js';
 import { BLOCKEMU, blockemu, qemu, qemuImg, qemuIo, withTempDir } from '../helpers/qemu.js';
 import { connectToQsd } from '../helpers/qsd.js';
@@ -126,6 +127,30 @@ describe.skipIf(!qemu.available || !qemu.storageDaemon)('record on blockemu, rep
       expect(r.code).toBe(1);
       expect(r.stdout).toContain('events of job full0 differ');
       expect(r.stdout).toContain('"type":"mirror"');
+    });
+  });
+
+  it('records an embedded daemon (startDaemon({ record })) with a command line qemu-storage-daemon replays', { timeout: 60_000 }, async () => {
+    await withTempDir(async (root) => {
+      const record = join(root, 'embedded.jsonl');
+      const image = join(root, 'd.raw');
+      expect((await qemuImg('create', '-q', '-f', 'raw', image, '1M')).code).toBe(0);
+      const d = await startDaemon({ record, blockdevs: [{ driver: 'raw', 'node-name': 'd0', file: { driver: 'file', filename: image } }] });
+      try {
+        const c = await d.client();
+        await c.execute('block-dirty-bitmap-add', { node: 'd0', name: 'b0', granularity: 65536 });
+        await c.execute('block-dirty-bitmap-add', { node: 'd0', name: 'b0' }).catch(() => undefined);
+        await c.execute('query-block-jobs');
+      } finally {
+        await d.close();
+      }
+      const header = JSON.parse((await readFile(record, 'utf8')).split('\n')[0]!) as { argv: string[] };
+      expect(header.argv.slice(0, 2)).toEqual(['--blockdev', JSON.stringify({ driver: 'raw', 'node-name': 'd0', file: { driver: 'file', filename: image } })]);
+      const r = await blockemu('replay', record, '--qsd');
+      expect(r.stderr).toBe('');
+      // Greeting, qmp_capabilities, three commands, and the connection's events (none).
+      expect(r.stdout).toMatch(/^replay: 6 compared, 0 different\n$/);
+      expect(r.code).toBe(0);
     });
   });
 
