@@ -38,7 +38,9 @@ export class QmpRecorder {
 
   static async open(path: string, header: RecordHeader): Promise<QmpRecorder> {
     const out = createWriteStream(path, { flags: 'w', mode: 0o600 });
-    await once(out, 'open');
+    await once(out, 'open').catch((err: Error) => {
+      throw new Error(`cannot write the QMP record: ${err.message}`, { cause: err });
+    });
     const r = new QmpRecorder(out);
     r.line(`{"${RECORD_FORMAT}":1,"argv":${JSON.stringify(header.argv)},"cwd":${JSON.stringify(header.cwd)},"program":${JSON.stringify(header.program)},"t":${now()}}`);
     return r;

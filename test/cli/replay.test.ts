@@ -151,6 +151,22 @@ describe.skipIf(!qemu.available || !qemu.storageDaemon)('record on blockemu, rep
       // Greeting, qmp_capabilities, three commands, and the connection's events (none).
       expect(r.stdout).toMatch(/^replay: 6 compared, 0 different\n$/);
       expect(r.code).toBe(0);
+
+      // --against: a daemon already running (here another embedded one on a fresh image).
+      const image2 = join(root, 'd2.raw');
+      expect((await qemuImg('create', '-q', '-f', 'raw', image2, '1M')).code).toBe(0);
+      const d2 = await startDaemon({ blockdevs: [{ driver: 'raw', 'node-name': 'd0', file: { driver: 'file', filename: image2 } }] });
+      try {
+        const against = await blockemu('replay', record, '--against', d2.socketPath);
+        expect(against.stdout).toBe('replay: 6 compared, 0 different\n');
+        expect(against.code).toBe(0);
+        // The bitmap the replay added is there: the session did run on d2.
+        const c = await d2.client();
+        const nodes = (await c.execute('query-named-block-nodes')) as Array<{ 'node-name': string; 'dirty-bitmaps'?: Array<{ name: string }> }>;
+        expect(nodes.find((n) => n['node-name'] === 'd0')?.['dirty-bitmaps']?.map((b) => b.name)).toEqual(['b0']);
+      } finally {
+        await d2.close();
+      }
     });
   });
 
