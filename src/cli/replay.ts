@@ -94,6 +94,8 @@ function rewriteMonitors(rec: Recording, sockDir: string, sockets: Map<string, s
       i++;
       continue;
     }
+    // The replay runs the daemon as its child, to stop it when done.
+    if (a === '--daemonize') continue;
     if (a === '--chardev' && i + 1 < argv.length) {
       const value = argv[++i]!.replace(/(^|,)path=((?:[^,]|,,)*)/, (_m, lead: string, p: string) => {
         const fresh = join(sockDir, `monitor${sockets.size}.sock`);
