@@ -11,9 +11,10 @@ export function addReplayCommand(program: Command): void {
     .option('--qsd', 'start qemu-storage-daemon with the recorded command line')
     .option('--blockemu', 'start blockemu daemon with the recorded command line')
     .option('--dir <dir>', 'stands for the recording’s working directory: paths under it are rewritten to this one')
+    .option('--pace', 'keep the recording’s pace: send each input no earlier than it was sent in the recording')
     .option('--timeout <seconds>', 'how long to wait for each reply or event', '30')
     .option('--ignore-key <key>', 'leave this key out of every reply and event (repeatable)', (v: string, acc: string[]) => [...acc, v], [] as string[])
-    .action(async (file: string, o: { against?: string; qsd?: boolean; blockemu?: boolean; dir?: string; timeout: string; ignoreKey: string[] }) => {
+    .action(async (file: string, o: { against?: string; qsd?: boolean; blockemu?: boolean; dir?: string; timeout: string; ignoreKey: string[]; pace?: boolean }) => {
       const io = { out: (t: string) => void process.stdout.write(t), err: (t: string) => void process.stderr.write(t) };
       if (o.qsd && o.blockemu) {
         io.err('blockemu replay: give one of --against SOCKET, --qsd, --blockemu\n');
@@ -32,6 +33,7 @@ export function addReplayCommand(program: Command): void {
         dir: o.dir,
         timeoutMs: timeout * 1000,
         ignoreKeys: o.ignoreKey,
+        pace: o.pace,
       });
     });
 }

@@ -16,6 +16,8 @@ export interface ReplayCliOptions {
   dir?: string;
   timeoutMs: number;
   ignoreKeys: string[];
+  /** Keep the recording's pace (replay.ts). */
+  pace?: boolean;
 }
 
 export interface Io {
@@ -65,6 +67,7 @@ export async function replayMain(io: Io, file: string, o: ReplayCliOptions): Pro
       rewriteInput: (b) => (dir === recordedDir ? b : Buffer.from(moveDir(b.toString('utf8')), 'utf8')),
       normalise: { dirs: [recordedDir, dir], ignoreKeys: new Set(o.ignoreKeys) },
       timeoutMs: o.timeoutMs,
+      pace: o.pace,
     });
     for (const d of result.differences) io.out(`${d}\n`);
     io.out(`replay: ${result.compared} compared, ${result.differences.length} different\n`);

@@ -2,11 +2,12 @@ import { readFile } from 'node:fs/promises';
 import { RECORD_FORMAT, type RecordHeader } from './recorder.js';
 
 /** One line of a recording after the header (recorder.ts describes the format). */
+/** `t`: seconds since the recording's first line. */
 export type RecordLine =
-  | { conn: string; dir: 'open' }
-  | { conn: string; dir: 'close' }
-  | { conn: string; dir: 'in'; bytes: Buffer }
-  | { conn: string; dir: 'out'; msg: Record<string, unknown> };
+  | { t: number; conn: string; dir: 'open' }
+  | { t: number; conn: string; dir: 'close' }
+  | { t: number; conn: string; dir: 'in'; bytes: Buffer }
+  | { t: number; conn: string; dir: 'out'; msg: Record<string, unknown> };
 
 export interface Recording {
   header: RecordHeader;
@@ -42,21 +43,22 @@ export async function readRecording(path: string): Promise<Recording> {
     const conn = r['conn'];
     const bad = () => new RecordingError(`${path}:${i + 1}: not a record line`);
     if (typeof conn !== 'string') throw bad();
+    const t = typeof r['t'] === 'number' && typeof head['t'] === 'number' ? Math.max(0, r['t'] - head['t']) : 0;
     switch (r['dir']) {
       case 'open':
-        lines.push({ conn, dir: 'open' });
+        lines.push({ t, conn, dir: 'open' });
         break;
       case 'close':
-        lines.push({ conn, dir: 'close' });
+        lines.push({ t, conn, dir: 'close' });
         break;
       case 'in':
-        if (typeof r['text'] === 'string') lines.push({ conn, dir: 'in', bytes: Buffer.from(r['text'], 'utf8') });
-        else if (typeof r['base64'] === 'string') lines.push({ conn, dir: 'in', bytes: Buffer.from(r['base64'], 'base64') });
+        if (typeof r['text'] === 'string') lines.push({ t, conn, dir: 'in', bytes: Buffer.from(r['text'], 'utf8') });
+        else if (typeof r['base64'] === 'string') lines.push({ t, conn, dir: 'in', bytes: Buffer.from(r['base64'], 'base64') });
         else throw bad();
         break;
       case 'out':
         if (typeof r['msg'] !== 'object' || r['msg'] === null) throw bad();
-        lines.push({ conn, dir: 'out', msg: r['msg'] as Record<string, unknown> });
+        lines.push({ t, conn, dir: 'out', msg: r['msg'] as Record<string, unknown> });
         break;
       default:
         throw bad();

@@ -1,4 +1,5 @@
 import { connect, type Socket } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { connSocket, type RecordLine, type Recording } from './record-file.js';
 import { compareStreams, eventStreams, isEvent, type Message, type NormaliseOptions, normaliseMessage, stableJson, transientPauses } from './replay-compare.js';
 
@@ -10,6 +11,12 @@ export interface ReplayOptions {
   normalise: NormaliseOptions;
   /** How long to wait for each reply or event the recording says came. */
   timeoutMs: number;
+  /**
+   * Keep the recording's pace: each connection and input starts no earlier
+   * than it did in the recording (counted from the start), for clients
+   * that let time pass (a sleep, not a wait for an event) between commands.
+   */
+  pace?: boolean;
 }
 
 export interface ReplayResult {
@@ -131,7 +138,12 @@ export async function replay(rec: Recording, o: ReplayOptions): Promise<ReplayRe
     for (const r of c.replies) differ(c.name, `a reply the recording does not have: ${stableJson(r)}`);
   };
 
+  const start = performance.now();
   for (const [index, line] of rec.lines.entries()) {
+    if (o.pace && (line.dir === 'open' || line.dir === 'in')) {
+      const wait = start + line.t * 1000 - performance.now();
+      if (wait > 0) await sleep(wait);
+    }
     const c = conns.get(line.conn);
     if (c && line.dir !== 'open') {
       await play(c, line, index);
