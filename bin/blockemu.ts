@@ -10,6 +10,7 @@ const SUBCOMMANDS: Record<string, () => Promise<(program: Command) => void>> = {
   demo: async () => (await import('./commands/demo.js')).addDemoCommand,
   daemon: async () => (await import('./commands/daemon.js')).addDaemonCommand,
   qmp: async () => (await import('./commands/qmp.js')).addQmpCommand,
+  replay: async () => (await import('./commands/replay.js')).addReplayCommand,
 };
 
 /** The subcommand the arguments name, past the global options; undefined when they name none (help, version, an error). */

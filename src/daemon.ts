@@ -26,6 +26,7 @@ import { COMMAND_MODULES } from './qmp/command-modules.js';
 import type { EventDef } from './qmp/schema/command.js';
 import { QmpServer } from './qmp/server.js';
 import type { MonitorActivity, ParserFactory } from './qmp/session.js';
+import { QmpRecorder, type RecordHeader } from './qmp/recorder.js';
 
 /** A QMP monitor on a Unix socket (--chardev socket,… + --monitor chardev=…). */
 export interface MonitorConfig {
@@ -64,6 +65,8 @@ export interface DaemonConfig {
   /** The clock jobs run on: real time (default), or virtual time that moves when every job waits on it (blockemu's --clock). */
   clock?: 'real' | 'virtual';
   makeParser: ParserFactory;
+  /** A QMP traffic log of every monitor (blockemu's --record): the file and the header that says how to start the daemon again. */
+  record?: { path: string; header: RecordHeader };
   log?: Logger;
   /**
    * Where the lines QEMU prints with error_report go (a close that could
@@ -99,6 +102,7 @@ export class Daemon {
     readonly objects: ObjectRegistry,
     private readonly pidfile: string | undefined,
     private readonly log: Logger,
+    private readonly recorder: QmpRecorder | undefined,
   ) {
     this.exited = new Promise((r) => (this.resolveExited = r));
   }
@@ -153,7 +157,9 @@ export class Daemon {
         throw new Error(`--${step.option} ${step.arg}: ${err instanceof Error ? err.message : String(err)}${hint}`, { cause: err });
       }
     }
+    let recorder: QmpRecorder | undefined;
     try {
+      if (config.record) recorder = await QmpRecorder.open(config.record.path, config.record.header);
       for (const m of config.monitors) {
         servers.push(
           await QmpServer.listen(m.path, {
@@ -173,17 +179,19 @@ export class Daemon {
             activity: monitorActivity,
             maxPendingOutput: MAX_PENDING_OUTPUT,
             mode: m.mode,
+            recorder,
           }),
         );
       }
       if (config.pidfile) await writeFile(config.pidfile, `${process.pid}\n`);
     } catch (err) {
       await Promise.all(servers.map((s) => s.close()));
+      await recorder?.close().catch(() => undefined);
       await exports.close();
       await graph.closeAll();
       throw err;
     }
-    daemon = new Daemon(servers, graph, jobs, exports, objects, config.pidfile, log);
+    daemon = new Daemon(servers, graph, jobs, exports, objects, config.pidfile, log, recorder);
     log.info({ monitors: servers.map((s) => s.path) }, 'daemon started');
     return daemon;
   }
@@ -215,6 +223,7 @@ export class Daemon {
       // qemu-storage-daemon's order: exports first, while the monitors can still announce their deletion.
       await this.step('closing the exports', () => this.exports.close());
       await this.step('closing the monitors', () => Promise.all(this.monitors.map((m) => m.close())));
+      if (this.recorder) await this.step('closing the QMP record', () => this.recorder!.close());
       await this.step('cancelling the jobs', () => this.jobs.cancelAll());
       // Every image flushed and closed before the process may exit.
       await this.step('closing the nodes', () => this.graph.closeAll());

@@ -1,8 +1,8 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import type { BlockdevSpec } from './blockdev/open.js';
-import { Daemon } from './daemon.js';
+import { Daemon, VERSION } from './daemon.js';
 import { QmpClient } from './qmp/client.js';
 import { addBlockdev } from './qmp/commands/blockdev.js';
 import { exportSpec } from './qmp/commands/exports.js';
@@ -46,6 +46,26 @@ export interface StartDaemonOptions {
    * scenarios"). A `crash` fault ends the process hosting the daemon.
    */
   faults?: Array<Record<string, unknown>>;
+  /**
+   * Logs every QMP exchange to this file as `blockemu daemon --record`
+   * does; the header holds the equivalent daemon command line (the
+   * blockdevs, NBD server and exports as JSON options), so `blockemu
+   * replay FILE --qsd` can play the session on qemu-storage-daemon.
+   */
+  record?: string;
+}
+
+/** The command line a daemon started with these options would have had (for a recording's header). */
+function equivalentArgv(opts: StartDaemonOptions, socketPath: string, nbdSocketPath: string | undefined): string[] {
+  const argv = (opts.blockdevs ?? []).flatMap((b) => ['--blockdev', JSON.stringify(b)]);
+  if (nbdSocketPath !== undefined) {
+    argv.push('--nbd-server', JSON.stringify({ addr: { type: 'unix', path: nbdSocketPath } }));
+    for (const e of opts.nbd?.exports ?? []) argv.push('--export', JSON.stringify({ type: 'nbd', ...e }));
+  }
+  if (opts.clock) argv.push('--clock', opts.clock);
+  // blockemu's own option: such a recording replays on blockemu only.
+  for (const f of opts.faults ?? []) argv.push('--fault', JSON.stringify(f));
+  return [...argv, '--chardev', `socket,id=m0,path=${socketPath},server=on,wait=off`, '--monitor', 'chardev=m0'];
 }
 
 export interface EmbeddedDaemon {
@@ -69,13 +89,17 @@ export interface EmbeddedDaemon {
 export async function startDaemon(opts: StartDaemonOptions = {}): Promise<EmbeddedDaemon> {
   const dir = opts.socketPath ? undefined : await mkdtemp(join(tmpdir(), 'blockemu-'));
   const socketPath = opts.socketPath ?? join(dir!, 'qmp.sock');
-  const daemon = await Daemon.start({ monitors: [{ path: socketPath }], makeParser: makeQmpParser, clock: opts.clock, errorReport: opts.onErrorReport }).catch(
+  const nbdSocketPath = opts.nbd ? (opts.nbd.socketPath ?? join(dirname(socketPath), 'nbd.sock')) : undefined;
+  const record =
+    opts.record === undefined
+      ? undefined
+      : { path: resolve(opts.record), header: { argv: equivalentArgv(opts, socketPath, nbdSocketPath), cwd: process.cwd(), program: VERSION.package } };
+  const daemon = await Daemon.start({ monitors: [{ path: socketPath }], makeParser: makeQmpParser, clock: opts.clock, errorReport: opts.onErrorReport, record }).catch(
     async (err: unknown) => {
       if (dir) await rm(dir, { recursive: true, force: true });
       throw err;
     },
   );
-  const nbdSocketPath = opts.nbd ? (opts.nbd.socketPath ?? join(dirname(socketPath), 'nbd.sock')) : undefined;
   const clients: QmpClient[] = [];
   let closing: Promise<void> | undefined;
   const close = () =>

@@ -11,7 +11,7 @@ import { splitCommaList } from './comma-list.js';
 export const PROG = 'qemu-storage-daemon';
 
 export type DaemonOption =
-  | { name: 'blockdev' | 'chardev' | 'clock' | 'export' | 'fault' | 'log-level' | 'monitor' | 'nbd-server' | 'object' | 'pidfile' | 'trace'; value: string }
+  | { name: 'blockdev' | 'chardev' | 'clock' | 'export' | 'fault' | 'log-level' | 'monitor' | 'nbd-server' | 'object' | 'pidfile' | 'record' | 'trace'; value: string }
   | { name: 'daemonize' | 'help' | 'version' };
 
 const LONG: Record<string, boolean> = {
@@ -28,7 +28,7 @@ const LONG: Record<string, boolean> = {
   version: false,
 };
 /** blockemu's own long options: matched only when spelled in full, so QEMU's abbreviations (--c for --chardev) keep meaning what they mean to qemu-storage-daemon. */
-const EXTENSIONS: Record<string, boolean> = { clock: true, fault: true, 'log-level': true };
+const EXTENSIONS: Record<string, boolean> = { clock: true, fault: true, 'log-level': true, record: true };
 const SHORT: Record<string, DaemonOption['name']> = { h: 'help', V: 'version', T: 'trace' };
 
 export class ArgsError extends Error {}
@@ -161,4 +161,7 @@ QEMU storage daemon (blockemu: QEMU's block layer in TypeScript)
                          (blockemu) structured logs on stderr (QMP commands,
                          jobs, NBD clients, failures); default warn, or
                          BLOCKEMU_LOG_LEVEL
+
+  --record <file>        (blockemu) log every QMP exchange on every monitor to
+                         <file> (JSON lines) for \`blockemu replay\`
 `;

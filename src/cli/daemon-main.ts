@@ -4,7 +4,7 @@ import { Daemon, VERSION } from '../daemon.js';
 import { logger, setLogLevel } from '../log.js';
 import { makeQmpParser } from '../qmp/parser.js';
 import { ArgsError, HELP, parseDaemonArgs } from './daemon-args.js';
-import { OptionError, planDaemon } from './daemon.js';
+import { OptionError, planDaemon, replayArgv } from './daemon.js';
 
 export const PROG = 'blockemu daemon';
 /** Set in the environment of the child a --daemonize parent starts. */
@@ -16,8 +16,10 @@ const DAEMON_CHILD = 'BLOCKEMU_DAEMON_CHILD';
  */
 export async function runDaemon(args: string[]): Promise<number> {
   let plan;
+  let options;
   try {
-    plan = planDaemon(parseDaemonArgs(args));
+    options = parseDaemonArgs(args);
+    plan = planDaemon(options);
   } catch (err) {
     if (err instanceof ArgsError || err instanceof OptionError) {
       process.stderr.write(`${PROG}: ${err.message}\n`);
@@ -47,7 +49,8 @@ export async function runDaemon(args: string[]): Promise<number> {
   process.on('SIGINT', stop);
   process.on('SIGTERM', stop);
   try {
-    daemon = await Daemon.start({ ...plan.config, makeParser: makeQmpParser, progName: PROG });
+    const record = plan.record === undefined ? undefined : { path: plan.record, header: { argv: replayArgv(options), cwd: process.cwd(), program: VERSION.package } };
+    daemon = await Daemon.start({ ...plan.config, makeParser: makeQmpParser, progName: PROG, record });
   } catch (err) {
     process.off('SIGINT', stop);
     process.off('SIGTERM', stop);

@@ -24,6 +24,13 @@ export interface DaemonPlan {
   version: boolean;
   /** blockemu's --log-level (the last one given wins, over the global option and BLOCKEMU_LOG_LEVEL). */
   logLevel?: string;
+  /** blockemu's --record FILE: where the QMP traffic log goes. */
+  record?: string;
+}
+
+/** The command line again, without --record: what a recording's header stores for a replay to start the same daemon. */
+export function replayArgv(options: readonly DaemonOption[]): string[] {
+  return options.filter((o) => o.name !== 'record').flatMap((o) => ('value' in o ? [`--${o.name}`, o.value] : [`--${o.name}`]));
 }
 
 interface Chardev {
@@ -80,6 +87,9 @@ export function planDaemon(options: DaemonOption[]): DaemonPlan {
       case 'log-level':
         if (!(LOG_LEVELS as readonly string[]).includes(opt.value)) throw new OptionError(opt, `expected one of ${LOG_LEVELS.join(', ')}`);
         plan.logLevel = opt.value;
+        break;
+      case 'record':
+        plan.record = resolve(opt.value);
         break;
       case 'clock':
         if (opt.value !== 'real' && opt.value !== 'virtual') throw new OptionError(opt, "expected 'real' or 'virtual'");

@@ -8,6 +8,7 @@ import type { JobManager } from '../jobs/manager.js';
 import type { QmpContext, VersionInfo } from './context.js';
 import { type CommandTable, dispatch, isOobRequest, type Reply, type SessionState } from './dispatch.js';
 import { toQmpJson } from './json-out.js';
+import type { QmpRecorder } from './recorder.js';
 import type { EventDef } from './schema/command.js';
 
 /** One item from the JSON stream: a parsed value, or a parse error with QEMU's desc. */
@@ -36,6 +37,8 @@ export interface SessionOptions {
   maxPendingOutput: number;
   /** Shared by a daemon's sessions: whether some monitor command is running (QEMU's cur_mon, for error_report's prefix). */
   activity?: MonitorActivity;
+  /** Where every exchange is logged as it happens (--record). */
+  recorder?: QmpRecorder;
 }
 
 export interface MonitorActivity {
@@ -87,7 +90,12 @@ export class QmpSession {
   }
 
   start(): void {
-    this.socket.on('data', (chunk: Buffer) => this.parser.feed(chunk));
+    const rec = this.opts.recorder;
+    rec?.opened(this.client);
+    this.socket.on('data', (chunk: Buffer) => {
+      rec?.input(this.client, chunk);
+      this.parser.feed(chunk);
+    });
     this.socket.on('error', (err) => this.opts.log.debug({ client: this.client, err }, 'QMP client socket error'));
     this.socket.on('close', () => this.close());
     this.opts.log.debug({ client: this.client }, 'QMP client connected');
@@ -143,7 +151,9 @@ export class QmpSession {
 
   private send(message: unknown): void {
     if (this.closed) return;
-    this.socket.write(`${toQmpJson(message)}\r\n`);
+    const json = toQmpJson(message);
+    this.opts.recorder?.output(this.client, json);
+    this.socket.write(`${json}\r\n`);
     if (this.socket.writableLength > this.opts.maxPendingOutput) {
       this.opts.log.warn({ pending: this.socket.writableLength }, 'QMP client is not reading its replies and events; disconnecting it');
       this.socket.destroy();
@@ -154,6 +164,7 @@ export class QmpSession {
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    this.opts.recorder?.closed(this.client);
     this.opts.log.debug({ client: this.client }, 'QMP client disconnected');
     this.queue.length = 0;
     this.socket.destroy();
