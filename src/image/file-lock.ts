@@ -2,7 +2,7 @@ import { open } from 'node:fs/promises';
 import { constants } from 'node:os';
 import { getSystemErrorName } from 'node:util';
 import { BlockError } from './errors.js';
-import { EAGAIN, runLockRequest, type LockReply, type LockRequest, type LockStep, type StepOutcome } from './lock-batch.js';
+import { EAGAIN, LockDescription, type LockReply, type LockStep, type StepOutcome } from './lock-helper.js';
 import { PERM_ALL, PERM_BITS, permNames } from './perm.js';
 
 /**
@@ -93,12 +93,13 @@ function checkSteps(perm: number, shared: number): LockStep[] {
  * set, `abort` returns to the committed one. Perl runs only when a byte must
  * change or be tested.
  *
- * The descriptor stays the caller's: it must stay open while an operation is
- * under way (a closed and reused number would lock another file), and
- * `fdClosed` says when it has been closed. Operations on one ImageLock run one
- * after another in call order. Locks belong to the open file description,
- * so it takes one ImageLock per description: two on one would undo each
- * other's bytes (as two file-posix nodes never share a descriptor).
+ * The locks are held on a description of the file that the lock helper
+ * opens through our descriptor (lock-helper.ts), so the descriptor must be
+ * open at the first operation that changes or tests a byte; `release` lets
+ * the locks go (closing the descriptor no longer takes them along).
+ * Operations on one ImageLock run one after another in call order. Each
+ * ImageLock has its own description, so two on one file conflict as two
+ * file-posix nodes do.
  */
 export class ImageLock {
   /** Committed permissions (s->perm, s->shared_perm); a node starts using nothing and sharing all. */
@@ -109,6 +110,7 @@ export class ImageLock {
   /** Bytes a failed helper run may or may not have changed: the next operation sets or clears them whatever `held` says. */
   private unknown: ByteMask = 0;
   private closed = false;
+  private description: LockDescription | undefined;
   private tail: Promise<unknown> = Promise.resolve();
 
   constructor(
@@ -134,12 +136,13 @@ export class ImageLock {
 
   private async doPrepare(perm: number, shared: number): Promise<void> {
     if ((this.perm | perm) === this.perm && (this.shared & shared) === this.shared) return;
+    this.dropIfGone();
     const target = wanted(this.perm | perm, ~this.shared | ~shared);
     const locks = applySteps(this.held, this.unknown, target, false);
     // Undo (QEMU's fall-through to ABORT) from the state the locks would leave; unlocking a byte never locked is harmless.
     const after = locks.reduce((h, s) => h | maskOf(s.byte), this.held);
     const undo = applySteps(after, this.unknown, wanted(this.perm, ~this.shared), true);
-    const reply = await this.send({ fd: this.fd, steps: [...locks, ...checkSteps(perm, shared)], undo });
+    const reply = await this.send([...locks, ...checkSteps(perm, shared)], undo);
     const failed = reply.steps.find((o) => o.errno !== 0);
     if (failed) throw stepError(failed, this.path);
   }
@@ -182,18 +185,37 @@ export class ImageLock {
     return this.tail.then(() => undefined);
   }
 
-  /** The descriptor has been closed, and its locks with it. Call it only once every operation has settled. */
-  fdClosed(): void {
-    this.closed = true;
-    this.held = 0;
-    this.unknown = 0;
+  /**
+   * Lets every lock go, once the operations asked for so far have settled;
+   * the ImageLock refuses to work after. Never fails.
+   */
+  release(): Promise<void> {
+    const run = this.tail.then(async () => {
+      this.closed = true;
+      this.held = 0;
+      this.unknown = 0;
+      await this.description?.close();
+      this.description = undefined;
+    });
+    this.tail = run;
+    return run;
+  }
+
+  /** A helper that died took its descriptions' locks with it: nothing is held any more. */
+  private dropIfGone(): void {
+    if (this.description && !this.description.live) {
+      this.description = undefined;
+      this.held = 0;
+      this.unknown = 0;
+    }
   }
 
   private async settle(): Promise<BlockError | undefined> {
+    this.dropIfGone();
     const steps = applySteps(this.held, this.unknown, wanted(this.perm, ~this.shared), true);
     if (steps.length === 0) return undefined;
     try {
-      const reply = await this.send({ fd: this.fd, steps, undo: [] });
+      const reply = await this.send(steps, []);
       const failed = reply.steps.find((o) => o.errno !== 0);
       return failed ? stepError(failed, this.path) : undefined;
     } catch (err) {
@@ -201,13 +223,19 @@ export class ImageLock {
     }
   }
 
-  /** Runs a request and records what it changed; a request perl did not answer leaves its bytes unknown. */
-  private async send(req: LockRequest): Promise<LockReply> {
+  /** Runs steps and records what they changed; a request perl did not answer leaves its bytes unknown. */
+  private async send(steps: LockStep[], undo: LockStep[]): Promise<LockReply> {
     let reply: LockReply;
     try {
-      reply = await runLockRequest(req);
+      if (!this.description) {
+        const d = await LockDescription.open(this.fd);
+        // The descriptor is not open: the first step fails as fcntl would have failed on it.
+        if (!(d instanceof LockDescription)) return { steps: steps.slice(0, 1).map((step) => ({ step, ...d })), undo: [] };
+        this.description = d;
+      }
+      reply = await this.description.run(steps, undo);
     } catch (err) {
-      for (const s of [...req.steps, ...req.undo]) if (s.kind !== 'test') this.unknown |= maskOf(s.byte);
+      for (const s of [...steps, ...undo]) if (s.kind !== 'test') this.unknown |= maskOf(s.byte);
       throw err;
     }
     for (const o of [...reply.steps, ...reply.undo]) {
@@ -221,7 +249,7 @@ export class ImageLock {
 
   private serial<T>(fn: () => Promise<T>): Promise<T> {
     const run = this.tail.then(() => {
-      if (this.closed) throw new BlockError('CLOSED', `The image lock of '${this.path}' is gone: its descriptor was closed`);
+      if (this.closed) throw new BlockError('CLOSED', `The image lock of '${this.path}' is gone: it was released`);
       return fn();
     });
     this.tail = run.catch(() => undefined);
@@ -255,7 +283,10 @@ function probeOfdLocks(): Promise<Probe> {
       return { ok: false, reason: `/dev/null could not be opened for the probe (${(err as Error).message})` };
     }
     try {
-      const o = (await runLockRequest({ fd: fh.fd, steps: [{ kind: 'test', byte: 0 }], undo: [] })).steps[0]!;
+      const d = await LockDescription.open(fh.fd);
+      if (!(d instanceof LockDescription)) return { ok: false, reason: `perl could not open /dev/null through /proc/${process.pid}/fd (${d.message})` };
+      const o = (await d.run([{ kind: 'test', byte: 0 }], [])).steps[0]!;
+      await d.close();
       if (o.errno !== 0 && o.errno !== EAGAIN) return { ok: false, reason: `the kernel refused F_OFD_GETLK (${o.message})` };
       return { ok: true };
     } catch (err) {

@@ -208,13 +208,13 @@ export class HostFile implements ByteFile {
       this.closed = true;
       // The descriptor must outlive every operation issued on it: once closed, its number can be reused by another open.
       const drained = this.busy === 0 ? Promise.resolve() : new Promise<void>((r) => (this.idle = r));
-      // Likewise no lock change may be under way on it; once it is closed its locks are gone.
+      // The locks go first (release waits for lock changes under way), so that whoever is told the file is
+      // closed finds them gone.
       const lock = this.imageLock;
       this.closing = drained
-        .then(() => lock?.settled())
+        .then(() => lock?.release())
         .then(() => this.fh.close())
-        .catch(() => undefined)
-        .then(() => lock?.fdClosed());
+        .catch(() => undefined);
     }
     return this.closing;
   }

@@ -24,12 +24,14 @@ export async function lockedBytes(path: string): Promise<number[]> {
   const id = `${major.toString(16).padStart(2, '0')}:${minor.toString(16).padStart(2, '0')}:${st.ino}`;
   // /proc/locks lists every lock on the machine and comes a page per read(): when
   // other processes (parallel tests) lock or unlock between two reads, lines
-  // shift and one is seen twice or not at all. Read until two reads agree.
+  // shift and one is seen twice or not at all. Read until three reads in a row agree.
   let last = '';
+  let same = 0;
   for (let tries = 0; ; tries++) {
     const bytes = bytesOf(await readFile('/proc/locks', 'utf8'), id);
     const key = bytes.join(',');
-    if (key === last || tries === 20) return bytes;
+    same = key === last ? same + 1 : 0;
+    if (same === 2 || tries === 30) return bytes;
     last = key;
   }
 }

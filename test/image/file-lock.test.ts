@@ -1,19 +1,20 @@
 /**
  * Image locks: the bytes ImageLock takes (read back from /proc/locks), its
- * batching and failure handling, and, against QEMU 7.2's own processes,
+ * one helper process and its failure handling, and, against QEMU 7.2's own processes,
  * that blockemu and QEMU refuse and allow each other exactly what two QEMUs
  * do. Expectations come from file-posix's rules (written out below as
  * `rule`) and are checked against what QEMU itself does in the same run.
  */
+import { spawn } from 'node:child_process';
 import { chmod, copyFile, type FileHandle, mkdir, mkdtemp, open, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { BlockError } from '../../src/image/errors.js';
 import { ImageLock, ImageLockError, ofdLocksAvailable, resolveLocking } from '../../src/image/file-lock.js';
-import { lockHelperLimits, lockHelperSpawns } from '../../src/image/lock-batch.js';
+import { lockHelperLimits, lockHelperRequests, lockHelperStarts, stopLockHelper } from '../../src/image/lock-helper.js';
 import { holdWithQemuIo, holdWithQsd, lockedBytes, qemuIoOpens, type Holder, type Outcome } from '../helpers/locks.js';
-import { qemu, run } from '../helpers/qemu.js';
+import { BLOCKEMU, qemu, run } from '../helpers/qemu.js';
 
 const R = 1, W = 2, WU = 4, RS = 8, ALL = 15;
 interface Perms {
@@ -48,10 +49,12 @@ function rule(h: Perms, r: Perms, file: string): Outcome {
 
 let dir: string;
 const handles: FileHandle[] = [];
+const imageLocks: ImageLock[] = [];
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'blockemu-locks-'));
 });
 afterEach(async () => {
+  await Promise.all(imageLocks.splice(0).map((l) => l.release()));
   await Promise.all(handles.splice(0).map((h) => h.close().catch(() => undefined)));
 });
 afterAll(async () => {
@@ -69,7 +72,9 @@ async function newFile(): Promise<string> {
 async function lockOn(file: string): Promise<{ lock: ImageLock; fh: FileHandle }> {
   const fh = await open(file, 'r');
   handles.push(fh);
-  return { lock: new ImageLock(fh.fd, file), fh };
+  const lock = new ImageLock(fh.fd, file);
+  imageLocks.push(lock);
+  return { lock, fh };
 }
 
 /** Whether `lock` may take `p`: 'ok' (and back to nothing), or its refusal. */
@@ -85,7 +90,7 @@ async function tryPrepare(lock: ImageLock, p: Perms): Promise<Outcome> {
   return { message: 'ok' };
 }
 
-/** Runs `fn` with PATH set to `path` (lock-batch looks perl up when it spawns). */
+/** Runs `fn` with PATH set to `path` (lock-helper looks perl up when it starts it). */
 async function withPath<T>(path: string, fn: () => Promise<T>): Promise<T> {
   const saved = process.env.PATH;
   process.env.PATH = path;
@@ -140,7 +145,7 @@ describe.skipIf(!ofd)('ImageLock in one process', () => {
     await expect(b.lock.prepare(W, ALL)).rejects.toMatchObject({ code: 'LOCKED', qmpClass: 'GenericError', errno: undefined });
   });
 
-  it('sends every request of one event-loop turn to one perl run, each answered on its own', async () => {
+  it('one helper process answers every request, each on its own', async () => {
     const busy = await newFile();
     const free = await newFile();
     const holder = await lockOn(busy);
@@ -152,9 +157,9 @@ describe.skipIf(!ofd)('ImageLock in one process', () => {
       ...Array.from({ length: 5 }, (): [string, Perms] => [free, { perm: R | W, shared: ALL }]),
     ];
     const locks = await Promise.all(wants.map(([file]) => lockOn(file)));
-    const before = lockHelperSpawns();
+    const before = lockHelperStarts();
     const results = await Promise.allSettled(wants.map(([, p], i) => locks[i]!.lock.prepare(p.perm, p.shared)));
-    expect(lockHelperSpawns() - before).toBe(1);
+    expect(lockHelperStarts()).toBe(before);
     expect(results.map((r) => (r.status === 'fulfilled' ? 'ok' : (r.reason as Error).message))).toEqual([
       'Failed to get "write" lock',
       'Failed to get shared "write" lock',
@@ -168,9 +173,9 @@ describe.skipIf(!ofd)('ImageLock in one process', () => {
     const f = await newFile();
     const { lock } = await lockOn(f);
     const spawnsFor = async (op: () => Promise<unknown>) => {
-      const before = lockHelperSpawns();
+      const before = lockHelperRequests();
       await op();
-      return lockHelperSpawns() - before;
+      return lockHelperRequests() - before;
     };
     expect(await spawnsFor(() => lock.prepare(QCOW2_RW.perm, QCOW2_RW.shared))).toBe(1);
     expect(await spawnsFor(() => lock.commit(QCOW2_RW.perm, QCOW2_RW.shared))).toBe(0); // prepare locked exactly these
@@ -197,18 +202,17 @@ describe.skipIf(!ofd)('ImageLock in one process', () => {
     await other.lock.commit(R | W, ALL);
     await expect(lock.prepare(QCOW2_RW.perm, QCOW2_RW.shared)).rejects.toThrow('Failed to get shared "write" lock');
     expect(await lockedBytes(f)).toEqual([100, 100, 101]);
-    const before = lockHelperSpawns();
+    const before = lockHelperRequests();
     await lock.commit(R, ALL); // its bytes are known to be exactly the committed ones
-    expect(lockHelperSpawns()).toBe(before);
+    expect(lockHelperRequests()).toBe(before);
   });
 
-  it('loses its locks with the descriptor, and refuses to work after', async () => {
+  it('lets its locks go when released, and refuses to work after', async () => {
     const f = await newFile();
-    const { lock, fh } = await lockOn(f);
+    const { lock } = await lockOn(f);
     await lock.commit(QCOW2_RW.perm, QCOW2_RW.shared);
     expect(await lockedBytes(f)).toEqual([100, 101, 103, 201, 203]);
-    await fh.close();
-    lock.fdClosed();
+    await lock.release();
     expect(await lockedBytes(f)).toEqual([]);
     await expect(lock.prepare(R, ALL)).rejects.toMatchObject({ code: 'CLOSED' });
   });
@@ -226,6 +230,7 @@ describe.skipIf(!ofd)('ImageLock in one process', () => {
     const f = await newFile();
     const a = await lockOn(f);
     const b = await lockOn(f);
+    stopLockHelper(); // the next request starts perl anew, from this PATH
     const results = await withPath(dir, () => Promise.allSettled([a.lock.prepare(R, ALL), b.lock.prepare(R, ALL)]));
     for (const r of results) {
       expect(r.status).toBe('rejected');
@@ -250,41 +255,49 @@ describe.skipIf(!ofd)('ImageLock in one process', () => {
     });
   });
 
-  it('when perl dies mid-run, keeps the answers it gave, fails the rest, and sets their bytes again next time', async () => {
+  it('when perl dies, fails what waits on it and takes its locks along; the next operation sets them again', async () => {
     const fake = join(dir, 'fake-perl');
     await mkdir(fake);
-    // Answers the first request (a lock and a test, both done), then dies.
-    await writeFile(join(fake, 'perl'), "#!/bin/sh\nprintf '0\\t0\\n'\nkill -9 $$\n");
+    // Answers two opens and a request (a lock and a test, both done), then dies at the next request.
+    await writeFile(join(fake, 'perl'), "#!/bin/sh\nread l; echo 0; read l; echo 0; read l; printf '0\\t0\\n'; read l; kill -9 $$\n");
     await chmod(join(fake, 'perl'), 0o755);
     const f1 = await newFile();
     const f2 = await newFile();
     const a = await lockOn(f1);
     const b = await lockOn(f2);
-    await b.lock.commit(R, ALL);
-    const [pa, cb] = await withPath(`${fake}:${process.env.PATH}`, () => Promise.all([a.lock.prepare(R, ALL), b.lock.commit(0, ALL)]));
+    stopLockHelper();
+    const [pa, cb] = await withPath(`${fake}:${process.env.PATH}`, () => Promise.all([a.lock.prepare(R, ALL), b.lock.commit(R, ALL)]));
     expect(pa).toBeUndefined();
     expect(cb).toBeInstanceOf(BlockError);
     expect(cb!.message).toBe('Image locking failed: the lock helper (perl) was killed by SIGKILL before answering');
-    // b's byte 100 may or may not be locked now: committing (R, ALL) again must set it rather than trust its records.
-    const before = lockHelperSpawns();
+    // Whatever the dead helper held is gone: committing again takes the bytes anew, in a new helper.
+    const before = lockHelperStarts();
+    expect(await a.lock.commit(R, ALL)).toBeUndefined();
     expect(await b.lock.commit(R, ALL)).toBeUndefined();
-    expect(lockHelperSpawns() - before).toBe(1);
+    expect(lockHelperStarts() - before).toBe(1);
+    expect(await lockedBytes(f1)).toEqual([100]);
     expect(await lockedBytes(f2)).toEqual([100]);
-    a.lock.fdClosed(); // the fake perl said it locked what it did not
   });
 
-  it('answers once perl is gone, so a descriptor closed at once takes its locks with it', async () => {
-    const slow = join(dir, 'slow-perl');
-    await mkdir(slow);
-    // The real perl, then a shell that lingers with copies of the descriptors it was handed.
-    const real = (await run('sh', ['-c', 'command -v perl'])).stdout.trim();
-    await writeFile(join(slow, 'perl'), `#!/bin/sh\n${real} "$@"\nsleep 0.3\n`);
-    await chmod(join(slow, 'perl'), 0o755);
+  it('does not keep the process alive, and its locks go when the process ends', async () => {
     const f = await newFile();
-    const { lock, fh } = await lockOn(f);
-    await withPath(`${slow}:${process.env.PATH}`, () => lock.commit(QCOW2_RW.perm, QCOW2_RW.shared));
-    await fh.close();
-    lock.fdClosed();
+    const lib = join(BLOCKEMU, '..', '..', 'src', 'image', 'file-lock.js');
+    // Takes a lock, says so, waits for a line, then ends by running out of work (no release, no exit call).
+    const script = `
+      import { open } from 'node:fs/promises';
+      const { ImageLock } = await import(${JSON.stringify(lib)});
+      const fh = await open(${JSON.stringify(f)}, 'r');
+      await new ImageLock(fh.fd, 'f').commit(1, 15);
+      process.stdout.write('locked\\n');
+      process.stdin.once('data', () => process.stdin.destroy());
+    `;
+    const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['pipe', 'pipe', 'inherit'] });
+    const ended = new Promise<number | null>((r) => child.on('exit', r));
+    await new Promise<void>((r) => child.stdout!.once('data', () => r()));
+    expect(await lockedBytes(f)).toEqual([100]);
+    child.stdin!.write('go\n');
+    expect(await ended).toBe(0);
+    for (const t0 = Date.now(); (await lockedBytes(f)).length > 0 && Date.now() - t0 < 5000; ) await new Promise((r) => setTimeout(r, 10));
     expect(await lockedBytes(f)).toEqual([]);
   });
 
@@ -294,6 +307,7 @@ describe.skipIf(!ofd)('ImageLock in one process', () => {
     await writeFile(join(fake, 'perl'), '#!/bin/sh\nexec sleep 30\n');
     await chmod(join(fake, 'perl'), 0o755);
     const { lock } = await lockOn(await newFile());
+    stopLockHelper();
     lockHelperLimits.timeoutMs = 200;
     try {
       const t0 = Date.now();
@@ -370,8 +384,7 @@ describe.skipIf(!ofd || !qemu.available || !qemu.storageDaemon)('image locks aga
     expect(await qemuIoOpens(['-f', 'raw'], image)).toEqual({ message: 'Failed to get "write" lock', hint: hint() });
     expect(await qemuIoOpens(['-f', 'qcow2'], image)).toEqual({ message: 'Failed to get "write" lock', hint: hint() });
 
-    await fh.close();
-    lock.fdClosed();
+    await lock.release();
     for (const u of REQUESTERS) expect(await qemuIoOpens(u.io!, image), u.name).toEqual({ message: 'ok' });
   });
 
@@ -410,7 +423,7 @@ describe.skipIf(!ofd || !qemu.available || !qemu.storageDaemon)('image locks aga
       const { lock, fh } = await lockOn(image);
       await lock.commit(u.perms.perm, u.perms.shared);
       ourBytes[u.name] = await lockedBytes(image);
-      await fh.close();
+      await lock.release();
       ruleBytes[u.name] = bytesOf(u.perms);
     }
     expect(qemuBytes).toEqual(ruleBytes);
@@ -429,7 +442,7 @@ describe.skipIf(!ofd || !qemu.available || !qemu.storageDaemon)('image locks aga
         if (c.qemu) return holdWithQemu(c.qemu, c.file);
         const { lock, fh } = await lockOn(c.file);
         await lock.commit(c.perms.perm, c.perms.shared);
-        return { stop: () => fh.close() };
+        return { stop: () => lock.release() };
       }),
     );
     const expected: Record<string, Outcome> = {};
@@ -463,7 +476,7 @@ describe.skipIf(!ofd || !qemu.available || !qemu.storageDaemon)('image locks aga
     for (const c of cases) expect(await lockedBytes(c.file), c.file).toEqual([]);
   });
 
-  it('against each QEMU holder, every single-sided request follows the same rule (15 per perl run)', async () => {
+  it('against each QEMU holder, every single-sided request follows the same rule (15 at once)', async () => {
     const expected: Record<string, Outcome> = {};
     const actual: Record<string, Outcome> = {};
     const sets = [Array.from({ length: 15 }, (_, i) => ({ perm: i + 1, shared: ALL })), Array.from({ length: 15 }, (_, i) => ({ perm: 0, shared: i }))];
@@ -473,9 +486,7 @@ describe.skipIf(!ofd || !qemu.available || !qemu.storageDaemon)('image locks aga
         // Perm-only requests lock only bytes 100 + i and test only 200 + i (and the reverse), so one run cannot disturb itself.
         for (const set of sets) {
           const locks = await Promise.all(set.map(() => lockOn(image)));
-          const before = lockHelperSpawns();
           const got = await Promise.allSettled(set.map((p, i) => locks[i]!.lock.prepare(p.perm, p.shared)));
-          expect(lockHelperSpawns() - before).toBe(1);
           set.forEach((p, i) => {
             const key = `${u.name} <- perm ${p.perm} shared ${p.shared}`;
             expected[key] = rule(u.perms, p, image);

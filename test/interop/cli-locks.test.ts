@@ -18,12 +18,12 @@
  * Normalised before comparing, and nothing else: blockemu's program name
  * ("blockemu img: …" is "qemu-img: …", "blockemu io: …" is "qemu-io: …").
  */
-import { cp, type FileHandle, mkdir, mkdtemp, open, rm } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, open, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ofdLocksAvailable } from '../../src/image/file-lock.js';
-import { runLockRequest } from '../../src/image/lock-batch.js';
+import { ImageLock } from '../../src/image/file-lock.js';
 import { CREATE_PERMS } from '../../src/image/file-create.js';
 import { chainFilePerms, type ToolOpenFlags } from '../../src/image/tool-perms.js';
 import type { ImageFormat } from '../../src/image/types.js';
@@ -94,12 +94,15 @@ async function freshDir(): Promise<string> {
   return dir;
 }
 
-/** Holds byte `byte` of `file` with an OFD read lock of this process until the handle closes. */
-async function holdByte(file: string, byte: number): Promise<FileHandle> {
+/** Holds byte `byte` of `file` with an OFD read lock of this process until `close`. */
+async function holdByte(file: string, byte: number): Promise<{ close(): Promise<void> }> {
   const fh = await open(file, 'r');
-  const reply = await runLockRequest({ fd: fh.fd, steps: [{ kind: 'lock', byte }], undo: [] });
-  if (reply.steps[0]?.errno !== 0) throw new Error(`could not lock byte ${byte} of ${file}`);
-  return fh;
+  const lock = new ImageLock(fh.fd, file);
+  // Byte 100 + i: holding permission i (sharing all); byte 200 + i: holding nothing, not sharing i.
+  const bit = 1 << (byte % 100);
+  const failed = await (byte < 200 ? lock.commit(bit, 15) : lock.commit(0, 15 & ~bit));
+  if (failed) throw new Error(`could not lock byte ${byte} of ${file}: ${failed.message}`);
+  return { close: () => lock.release().then(() => fh.close()) };
 }
 
 /**

@@ -1,0 +1,109 @@
+/**
+ * `npm run iotests -- [--fetch] [--fmt=qcow2,raw] [--tests=001,002,…] [--jobs=N]
+ *   [--tools=both|blockemu|qemu] [--report=FILE] [--expect=FILE]`
+ *
+ * Runs QEMU 7.2's own iotests (Debian's source package) with `blockemu img`
+ * and `blockemu io` as QEMU_IMG_PROG and QEMU_IO_PROG, and the same tests
+ * with QEMU's tools as the baseline, so a failure of blockemu can be told
+ * from one of the environment. Without --tests: every bash test that needs
+ * only the tools. Prints one line per test and format (baseline, blockemu,
+ * the first line that differs) and, with --report, writes the table as
+ * Markdown. With --expect, the file lists "FMT TEST" pairs that passed
+ * before: the run fails when one of them no longer passes (the count only
+ * grows), and says which new passes to add.
+ */
+import { readFile, writeFile } from 'node:fs/promises';
+import { type Outcome, runCheck, type Tools, toolOnlyTests } from './check.js';
+import { findQemuSource } from './source.js';
+
+function flags(argv: string[]): Map<string, string> {
+  const m = new Map<string, string>();
+  for (const a of argv) {
+    const f = /^--([a-z-]+)(?:=(.*))?$/.exec(a);
+    if (!f) throw new Error(`unknown argument '${a}' (flags are --name or --name=value)`);
+    m.set(f[1]!, f[2] ?? 'true');
+  }
+  const known = ['fetch', 'fmt', 'tests', 'jobs', 'tools', 'report', 'expect', 'help'];
+  for (const k of m.keys()) if (!known.includes(k)) throw new Error(`unknown flag --${k}; known: ${known.map((x) => `--${x}`).join(' ')}`);
+  return m;
+}
+
+interface Row {
+  fmt: string;
+  test: string;
+  qemu?: Outcome;
+  blockemu?: Outcome;
+}
+
+const cell = (o: Outcome | undefined) => (o ? o.status : '–');
+
+async function expected(file: string): Promise<Set<string>> {
+  const text = await readFile(file, 'utf8');
+  return new Set(
+    text
+      .split('\n')
+      .map((l) => l.replace(/#.*/, '').trim())
+      .filter(Boolean)
+      .map((l) => l.split(/\s+/).join(' ')),
+  );
+}
+
+async function main(): Promise<number> {
+  const f = flags(process.argv.slice(2));
+  if (f.has('help')) {
+    console.log((await readFile(new URL(import.meta.url), 'utf8')).split('*/')[0]);
+    return 0;
+  }
+  const src = await findQemuSource(f.has('fetch'));
+  if ('missing' in src) {
+    console.error(`iotests: ${src.missing}`);
+    return 2;
+  }
+  const fmts = (f.get('fmt') ?? 'qcow2').split(',');
+  const toolSets: Tools[] = f.get('tools') === 'blockemu' ? ['blockemu'] : f.get('tools') === 'qemu' ? ['qemu'] : ['qemu', 'blockemu'];
+  const jobs = Number(f.get('jobs') ?? '2');
+  const want = f.has('expect') ? await expected(f.get('expect')!) : undefined;
+  let tests = f.has('tests') ? f.get('tests')!.split(',') : await toolOnlyTests(src.dir);
+  if (want && !f.has('tests')) tests = tests.filter((t) => fmts.some((fmt) => want.has(`${fmt} ${t}`)));
+
+  const rows: Row[] = [];
+  for (const fmt of fmts) {
+    const byTest = new Map<string, Row>(tests.map((t) => [t, { fmt, test: t }]));
+    for (const tools of toolSets) {
+      const t0 = Date.now();
+      const out = await runCheck({ src: src.dir, tools, fmt, tests, jobs });
+      for (const o of out) byTest.get(o.test)![tools] = o;
+      const n = (s: string) => out.filter((o) => o.status === s).length;
+      console.log(`iotests -${fmt} with ${tools}'s tools: ${n('pass')} pass, ${n('fail')} fail, ${n('not run')} not run (${((Date.now() - t0) / 1000).toFixed(0)} s)`);
+    }
+    rows.push(...byTest.values());
+  }
+
+  for (const r of rows) {
+    const why = r.blockemu && r.blockemu.status !== 'pass' ? `  ${r.blockemu.why}` : '';
+    console.log(`${r.fmt} ${r.test.padEnd(24)} qemu: ${cell(r.qemu).padEnd(8)} blockemu: ${cell(r.blockemu).padEnd(8)}${why}`);
+  }
+  if (f.has('report')) {
+    const md = ['| format | test | QEMU tools | blockemu | first difference / reason |', '|---|---|---|---|---|'];
+    for (const r of rows) md.push(`| ${r.fmt} | ${r.test} | ${cell(r.qemu)} | ${cell(r.blockemu)} | ${(r.blockemu?.status === 'pass' ? '' : (r.blockemu?.why ?? '')).replaceAll('|', '\\|')} |`);
+    await writeFile(f.get('report')!, md.join('\n') + '\n');
+  }
+
+  let status = 0;
+  if (want && toolSets.includes('blockemu')) {
+    const lost = rows.filter((r) => want.has(`${r.fmt} ${r.test}`) && r.blockemu?.status !== 'pass');
+    const gained = rows.filter((r) => !want.has(`${r.fmt} ${r.test}`) && r.blockemu?.status === 'pass');
+    for (const r of lost) console.log(`REGRESSION: ${r.fmt} ${r.test} passed before and now is '${cell(r.blockemu)}': ${r.blockemu?.why}`);
+    for (const r of gained) console.log(`NEW PASS (add to ${f.get('expect')}): ${r.fmt} ${r.test}`);
+    if (lost.length > 0) status = 1;
+  }
+  return status;
+}
+
+main().then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    console.error(`iotests: ${(err as Error).message}`);
+    process.exit(2);
+  },
+);
