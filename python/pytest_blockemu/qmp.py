@@ -30,9 +30,19 @@ class QMPClient:
     def __init__(self, path, timeout=30.0, negotiate=True):
         self.path = str(path)
         self.timeout = timeout
-        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self._sock.settimeout(timeout)
-        self._sock.connect(self.path)
+        deadline = time.monotonic() + timeout
+        while True:
+            self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self._sock.settimeout(timeout)
+            try:
+                self._sock.connect(self.path)
+                break
+            except ConnectionRefusedError:
+                # Bound but not yet listening (the daemon is starting): try again until the deadline.
+                self._sock.close()
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
         self._buf = b""
         self._events = []
         self._next_id = 0
