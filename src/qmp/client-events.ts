@@ -42,6 +42,12 @@ export class EventHub {
     const wanted = new Set<string>(names);
     const what = names.length === 1 ? `event ${names[0]}` : `any of the events ${names.join(', ')}`;
     return new Promise((resolve, reject) => {
+      let timer: NodeJS.Timeout | undefined;
+      const cleanup = () => {
+        clearTimeout(timer);
+        this.subscribers.delete(sub);
+        this.closers.delete(onClose);
+      };
       const fail = (message: string, cause?: unknown) => {
         cleanup();
         reject(withStack(new Error(message, cause === undefined ? undefined : { cause }), site));
@@ -55,6 +61,13 @@ export class EventHub {
           return 'threw';
         }
       };
+      const sub: Subscriber = (e) => {
+        if (matches(e) !== true) return false;
+        cleanup();
+        resolve(e as QmpEvent<N>);
+        return true;
+      };
+      const onClose = () => fail(`QMP connection closed while waiting for ${what}`);
       for (let i = 0; i < this.backlog.length; i++) {
         const m = matches(this.backlog[i]!);
         if (m === 'threw') return;
@@ -62,20 +75,7 @@ export class EventHub {
       }
       if (this.closed) return fail(`QMP connection closed while waiting for ${what}`);
       const timeoutMs = opts.timeoutMs ?? 10_000;
-      const timer = setTimeout(() => fail(`timed out after ${timeoutMs} ms waiting for ${what}`), timeoutMs);
-      const sub: Subscriber = (e) => {
-        const m = matches(e);
-        if (m !== true) return false;
-        cleanup();
-        resolve(e as QmpEvent<N>);
-        return true;
-      };
-      const onClose = () => fail(`QMP connection closed while waiting for ${what}`);
-      const cleanup = () => {
-        clearTimeout(timer);
-        this.subscribers.delete(sub);
-        this.closers.delete(onClose);
-      };
+      timer = setTimeout(() => fail(`timed out after ${timeoutMs} ms waiting for ${what}`), timeoutMs);
       this.subscribers.add(sub);
       this.closers.add(onClose);
     });
