@@ -60,4 +60,11 @@ describe('withDaemon', () => {
   test('leaves the default alone', async ({ qmp }) => {
     expect((await qmp.execute('__org.blockemu_query-clock')).mode).toBe('real');
   });
+
+  describe("or vitest's test.override, for a suite", () => {
+    test.override({ daemonOptions: { clock: 'virtual' } });
+    test('uses the overridden options', async ({ qmp }) => {
+      expect((await qmp.execute('__org.blockemu_query-clock')).mode).toBe('virtual');
+    });
+  });
 });
