@@ -62,7 +62,7 @@ describe('withDaemon', () => {
   });
 
   describe("or vitest's test.override, for a suite", () => {
-    test.override({ daemonOptions: { clock: 'virtual' } });
+    test.override('daemonOptions', { clock: 'virtual' });
     test('uses the overridden options', async ({ qmp }) => {
       expect((await qmp.execute('__org.blockemu_query-clock')).mode).toBe('virtual');
     });
