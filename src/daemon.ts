@@ -12,6 +12,10 @@ import type { ObjectOptions } from './qmp/schema/qom.js';
 import { ObjectRegistry } from './objects/registry.js';
 import { nodeEvent } from './qmp/commands/node-events.js';
 import { BLOCK_CORE_EVENTS } from './qmp/schema/block-core.js';
+import { FAULT_FIRED, type FaultOptions } from './qmp/schema/blockemu-faults.js';
+import { QmpError, type QmpErrorClass } from './qmp/error.js';
+import type { FaultFired } from './blockdev/faults/fault.js';
+import type { BlockJob } from './jobs/block-job.js';
 import { JOB_EVENTS } from './qmp/schema/job.js';
 import { loggingJobListener } from './jobs/job-log.js';
 import { JobManager } from './jobs/manager.js';
@@ -40,11 +44,12 @@ export type SetupStep =
   | { option: 'nbd-server'; arg: string; server: Infer<typeof NbdServerOptions> }
   | { option: 'export'; arg: string; export: Infer<typeof BlockExportOptions> }
   | { option: 'object'; arg: string; object: Infer<typeof ObjectOptions> }
+  | { option: 'fault'; arg: string; fault: Infer<typeof FaultOptions> }
   | InvalidStep;
 
 /** An option whose argument did not parse: it fails with this message when its turn comes. */
 export interface InvalidStep {
-  option: 'blockdev' | 'nbd-server' | 'export' | 'object';
+  option: 'blockdev' | 'nbd-server' | 'export' | 'object' | 'fault';
   arg: string;
   invalid: string;
 }
@@ -53,7 +58,7 @@ export interface DaemonConfig {
   monitors: MonitorConfig[];
   /** The ids of the --chardev options (listed under /chardevs in the QOM tree). */
   chardevs?: string[];
-  /** --blockdev, --nbd-server, --export and --object, carried out in order before the monitors listen. */
+  /** --blockdev, --nbd-server, --export, --object and --fault, carried out in order before the monitors listen. */
   setup?: SetupStep[];
   pidfile?: string;
   /** The clock jobs run on: real time (default), or virtual time that moves when every job waits on it (blockemu's --clock). */
@@ -110,7 +115,7 @@ export class Daemon {
     graph.clock = jobs.clock;
     const objects = new ObjectRegistry(graph.throttleGroups);
     for (const id of config.chardevs ?? []) objects.addChardev(id);
-    const events: EventDef[] = [...JOB_EVENTS, ...BLOCK_CORE_EVENTS, ...BLOCK_EXPORT_EVENTS];
+    const events: EventDef[] = [...JOB_EVENTS, ...BLOCK_CORE_EVENTS, ...BLOCK_EXPORT_EVENTS, FAULT_FIRED];
     // Events go to every monitor of the daemon, which exists once the monitors do.
     const jobEvents = loggingJobListener(
       jobEventListener((name, data) => daemon?.emitEvent(name, data), () => jobs),
@@ -130,6 +135,12 @@ export class Daemon {
       if (e.kind === 'image-corrupted') log.warn({ node: e.node.nodeName, corruption: e.message, fatal: e.fatal }, 'image corrupted');
       const { name, data } = nodeEvent(e);
       daemon?.emitEvent(name, data);
+    };
+    wireFaults(graph, commands, log, (name, data) => daemon?.emitEvent(name, data));
+    // A block job's progress may set off a job-progress crash on a node it uses.
+    jobs.onProgress = (job) => {
+      const nodes = (job as Partial<BlockJob>).nodes;
+      if (nodes) graph.faults.jobProgress(job.id, (n) => nodes.has(n), job.progressCurrent);
     };
     for (const step of config.setup ?? []) {
       try {
@@ -199,6 +210,8 @@ export class Daemon {
   shutdown(reason = 'shutdown'): Promise<void> {
     this.shuttingDown ??= (async () => {
       this.log.info({ reason }, 'daemon shutting down');
+      // Stalled requests go first: exports, jobs and nodes wait for their requests.
+      this.graph.faults.clear();
       // qemu-storage-daemon's order: exports first, while the monitors can still announce their deletion.
       await this.step('closing the exports', () => this.exports.close());
       await this.step('closing the monitors', () => Promise.all(this.monitors.map((m) => m.close())));
@@ -222,6 +235,35 @@ export class Daemon {
   }
 }
 
+/**
+ * Every fault that fires is logged (a latency at info, the others at
+ * warn) and announced as __org.blockemu_FAULT_FIRED; a QMP command fault
+ * answers the call through the command table's interceptor.
+ */
+function wireFaults(graph: BlockGraph, commands: CommandTable<QmpContext>, log: Logger, emit: (name: string, data: unknown) => void): void {
+  graph.faults.onFired = (f: FaultFired) => {
+    const line = { fault: f.id, type: f.type, node: f.node, command: f.command, job: f.job, progress: f.progress, iotype: f.iotype, offset: f.offset, length: f.length, errno: f.errno, hits: f.hits };
+    if (f.type === 'latency') log.info(line, 'fault fired');
+    else log.warn(line, f.type === 'crash' ? 'fault fired: crashing' : 'fault fired');
+    emit(FAULT_FIRED.name, {
+      id: f.id,
+      type: f.type,
+      ...(f.node !== undefined ? { 'node-name': f.node } : {}),
+      ...(f.command !== undefined ? { command: f.command } : {}),
+      ...(f.job !== undefined ? { job: f.job, progress: f.progress } : {}),
+      ...(f.iotype !== undefined ? { iotype: f.iotype } : {}),
+      ...(f.offset !== undefined ? { offset: f.offset } : {}),
+      ...(f.length !== undefined ? { length: f.length } : {}),
+      ...(f.errno !== undefined ? { errno: f.errno } : {}),
+      hits: f.hits,
+    });
+  };
+  commands.interceptor = (name) => {
+    const e = graph.faults.commandFault(name);
+    return e ? new QmpError(e.errorClass as QmpErrorClass, e.desc) : undefined;
+  };
+}
+
 /** One --blockdev, --nbd-server or --export option, carried out. */
 async function runSetupStep(step: SetupStep, graph: BlockGraph, exports: BlockExports, objects: ObjectRegistry): Promise<void> {
   if ('invalid' in step) throw new Error(step.invalid);
@@ -243,6 +285,11 @@ async function runSetupStep(step: SetupStep, graph: BlockGraph, exports: BlockEx
     case 'object': {
       const { objectAddProperties } = await import('./qmp/commands/qom.js');
       await objects.add(step.object['qom-type'], step.object.id, objectAddProperties(step.object as Record<string, unknown>));
+      return;
+    }
+    case 'fault': {
+      const { addFault } = await import('./qmp/commands/faults.js');
+      addFault(graph, step.fault);
     }
   }
 }

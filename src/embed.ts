@@ -39,6 +39,13 @@ export interface StartDaemonOptions {
    * `blockemu: ` outside a monitor command.
    */
   onErrorReport?: (message: string) => void;
+  /**
+   * Faults to arm once the blockdevs are added, as
+   * `__org.blockemu_fault-add` takes them (`{ 'node-name': 'disk0', type:
+   * 'error', iotype: 'write', nth: 3, errno: 'ENOSPC' }`; README "Fault
+   * scenarios"). A `crash` fault ends the process hosting the daemon.
+   */
+  faults?: Array<Record<string, unknown>>;
 }
 
 export interface EmbeddedDaemon {
@@ -97,6 +104,10 @@ export async function startDaemon(opts: StartDaemonOptions = {}): Promise<Embedd
   try {
     // As blockdev-add takes them: the schema first (misspelled or mistyped options refused in QEMU's words), then the node.
     for (const spec of opts.blockdevs ?? []) await addBlockdev(daemon, BlockdevOptions.visit(spec, []) as BlockdevSpec);
+    if (opts.faults?.length) {
+      const [{ addFault }, { FaultOptions }] = await Promise.all([import('./qmp/commands/faults.js'), import('./qmp/schema/blockemu-faults.js')]);
+      for (const f of opts.faults) addFault(daemon.graph, FaultOptions.visit(f, []));
+    }
     if (nbdSocketPath !== undefined) {
       await daemon.exports.startNbdServer({ type: 'unix', path: nbdSocketPath }, {});
       for (const e of opts.nbd?.exports ?? []) await daemon.exports.add(exportSpec(BlockExportOptions.visit({ type: 'nbd', ...e }, [])));

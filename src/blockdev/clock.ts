@@ -18,6 +18,12 @@ export interface Clock {
   sleep(ns: number): Sleep;
   /** Jobs call this when they start or stop waiting: a virtual clock may then move on. */
   poke(): void;
+  /**
+   * A request held `ns` on this clock (a fault's latency): a virtual clock
+   * counts it among what waits on time, so a job whose requests it holds
+   * does not stop time.
+   */
+  holdRequest(ns: number): Promise<void>;
 }
 
 export interface Sleep {
@@ -43,6 +49,9 @@ export class RealClock implements Clock {
     return { done, wake };
   }
   poke(): void {}
+  holdRequest(ns: number): Promise<void> {
+    return this.sleep(ns).done;
+  }
 }
 
 interface Timer {
@@ -71,6 +80,18 @@ export class VirtualClock implements Clock {
 
   now(): number {
     return this.t;
+  }
+
+  /** Requests holdRequest holds now: the idle check may count them as waiting on time. */
+  heldRequests = 0;
+
+  async holdRequest(ns: number): Promise<void> {
+    this.heldRequests++;
+    try {
+      await this.sleep(ns).done;
+    } finally {
+      this.heldRequests--;
+    }
   }
 
   /** Timers still pending (for tests and the query command). */

@@ -8,6 +8,7 @@ import type { BlockNodeEvent } from './node-events.js';
 import { refreshPerms } from './permissions.js';
 import { type Clock, RealClock } from './clock.js';
 import { ThrottleGroups } from './throttle/group.js';
+import { FaultRegistry } from './faults/registry.js';
 
 /** QEMU's id_wellformed: a letter, then letters, digits, '-', '.', '_'. */
 const WELL_FORMED = /^[A-Za-z][A-Za-z0-9._-]*$/;
@@ -25,6 +26,8 @@ export class BlockGraph {
   clock: Clock = new RealClock();
   /** The throttle groups that exist (made by throttle-group objects, joined by throttle nodes). */
   readonly throttleGroups = new ThrottleGroups(() => this.clock);
+  /** Faults armed on nodes and QMP commands (blockemu's fault-add); their latencies run on the graph's clock. */
+  readonly faults = new FaultRegistry(() => this.clock);
   private readonly nodes = new Map<string, BlockNode>();
   /** Nodes added by blockdev-add (or --blockdev) themselves, not as inline children. */
   private readonly monitorOwned = new Set<string>();
@@ -183,6 +186,7 @@ export class BlockGraph {
    */
   private async closeTree(node: BlockNode, children = true): Promise<void> {
     const kids = node.children();
+    this.faults.dropNode(node);
     await node.close();
     this.forget(node);
     for (const child of new Set(kids)) {
@@ -205,6 +209,7 @@ export class BlockGraph {
       if (all.length === 0) break;
       const top = all.filter((n) => !n.inUse);
       for (const n of top.length > 0 ? top : all) {
+        this.faults.dropNode(n);
         // bdrv_close flushes first and ignores the outcome.
         await n.flush().catch(() => undefined);
         await n.close();

@@ -13,6 +13,7 @@ import { type ReopenPlan, writableAfter } from './permissions.js';
 import type { ReopenState, StagedReopen } from './reopen-driver.js';
 import { NodeWriteStats } from './write-stats.js';
 import type { BlockNodeEventSink } from './node-events.js';
+import type { NodeFaults } from './faults/node-faults.js';
 
 /** What a node knows about itself for query-named-block-nodes / query-block (turned into QMP shapes in src/qmp). */
 export interface NodeImageInfo {
@@ -98,6 +99,12 @@ export abstract class BlockNode implements ChildOwner {
   readonly dirtyBitmaps: NodeBitmaps;
   /** The highest offset written and the write threshold, kept by the generic write path. */
   readonly writeStats = new NodeWriteStats();
+  /**
+   * Faults armed on the node (blockemu's fault-add), consulted where the
+   * driver is called, so they fail a request as blkdebug would at that
+   * point without a node in the graph; undefined when there are none.
+   */
+  faults: NodeFaults | undefined;
   /** Where the node's own events go (the graph's, once the node is in one). */
   eventSink: BlockNodeEventSink | undefined;
   /** Links from the node's users — other nodes, BlockBackends, jobs — newest first (bs->parents). */
@@ -227,11 +234,13 @@ export abstract class BlockNode implements ChildOwner {
   protected abstract doFlush(written: boolean): Promise<void>;
 
   read(offset: number, length: number): Promise<Uint8Array> {
+    if (this.faults) return this.faults.run('read', offset, length, () => this.doRead(offset, length));
     return this.doRead(offset, length);
   }
 
   /** Reads into the caller's buffer (every byte of it written): copies and block-copy reuse buffers instead of allocating per request. */
   readInto(buf: Uint8Array, offset: number): Promise<void> {
+    if (this.faults) return this.faults.run('read', offset, buf.length, () => this.doReadInto(buf, offset));
     return this.doReadInto(buf, offset);
   }
 
@@ -249,12 +258,17 @@ export abstract class BlockNode implements ChildOwner {
     const align = this.requestAlignment();
     this.writeStats.check(this, offset, data.length, align);
     try {
-      if (this.settings.detectZeroes !== 'off' && isZero(data)) {
-        await this.doWriteZeroes(offset, data.length, { mayUnmap: this.settings.detectZeroes === 'unmap' && this.settings.discard === 'unmap', fua: fua && !emulateFua });
-      } else {
-        await this.doWrite(offset, data, emulateFua ? { ...flags, fua: false } : flags);
-      }
-      if (emulateFua) await this.flush();
+      const zero = this.settings.detectZeroes !== 'off' && isZero(data);
+      const op = async () => {
+        if (zero) {
+          await this.doWriteZeroes(offset, data.length, { mayUnmap: this.settings.detectZeroes === 'unmap' && this.settings.discard === 'unmap', fua: fua && !emulateFua });
+        } else {
+          await this.doWrite(offset, data, emulateFua ? { ...flags, fua: false } : flags);
+        }
+        if (emulateFua) await this.flush();
+      };
+      if (this.faults) await this.faults.run(zero ? 'write-zeroes' : 'write', offset, data.length, op, (n) => this.doWrite(offset, data.subarray(0, n), {}));
+      else await op();
     } finally {
       // After the driver, failed or not, as bdrv_co_write_req_finish: a FUA write's own flush sees the count before it.
       this.writeGen++;
@@ -288,11 +302,12 @@ export abstract class BlockNode implements ChildOwner {
     for (const hook of this.beforeWrite) await hook(offset, data.length);
     this.writeStats.check(this, offset, data.length);
     try {
-      if (this.settings.detectZeroes !== 'off' && isZero(data)) {
-        await this.doWriteZeroes(offset, data.length, { mayUnmap: this.settings.detectZeroes === 'unmap' && this.settings.discard === 'unmap' });
-      } else {
-        await this.doWriteCompressed(offset, data);
-      }
+      const zero = this.settings.detectZeroes !== 'off' && isZero(data);
+      const op = () =>
+        zero ? this.doWriteZeroes(offset, data.length, { mayUnmap: this.settings.detectZeroes === 'unmap' && this.settings.discard === 'unmap' }) : this.doWriteCompressed(offset, data);
+      // A torn compressed write keeps nothing: a compressed cluster is stored whole or not at all.
+      if (this.faults) await this.faults.run(zero ? 'write-zeroes' : 'write', offset, data.length, op);
+      else await op();
     } finally {
       this.writeGen++;
       this.writeStats.finish(offset, data.length);
@@ -318,12 +333,16 @@ export abstract class BlockNode implements ChildOwner {
     const align = this.requestAlignment();
     this.writeStats.check(this, offset, length, align);
     try {
-      await this.doWriteZeroes(offset, length, {
-        mayUnmap: (flags.mayUnmap ?? false) && this.settings.discard === 'unmap',
-        noFallback: flags.noFallback ?? false,
-        fua: (flags.fua ?? false) && !emulateFua,
-      });
-      if (emulateFua) await this.flush();
+      const op = async () => {
+        await this.doWriteZeroes(offset, length, {
+          mayUnmap: (flags.mayUnmap ?? false) && this.settings.discard === 'unmap',
+          noFallback: flags.noFallback ?? false,
+          fua: (flags.fua ?? false) && !emulateFua,
+        });
+        if (emulateFua) await this.flush();
+      };
+      if (this.faults) await this.faults.run('write-zeroes', offset, length, op);
+      else await op();
     } finally {
       this.writeGen++;
       this.writeStats.finish(offset, length, align);
@@ -356,12 +375,23 @@ export abstract class BlockNode implements ChildOwner {
     // Each piece is a request of its own to QEMU (block-copy writes extent by extent).
     for (let i = 0; i < pieces.length; i++) this.writeStats.check(this, pieces[i]!.offset, pieces[i]!.length);
     try {
-      await this.doWritePieces(norm);
+      // With faults armed each piece is a request of its own, as blkdebug (a filter without doWritePieces) sees them.
+      if (this.faults) await this.faultedPieces(this.faults, norm);
+      else await this.doWritePieces(norm);
     } finally {
       this.writeGen++;
       this.writeStats.finish(start, length);
       this.dirtyBitmaps.mark(start, length);
     }
+  }
+
+  private async faultedPieces(faults: NodeFaults, pieces: readonly WritePiece[]): Promise<void> {
+    const results = await Promise.allSettled(
+      pieces.map((p) =>
+        faults.run(p.data ? 'write' : 'write-zeroes', p.offset, p.length, () => this.doWritePieces([p]), p.data ? (n) => this.doWrite(p.offset, p.data!.subarray(0, n), {}) : undefined),
+      ),
+    );
+    for (const r of results) if (r.status === 'rejected') throw r.reason;
   }
 
   /** Drivers that can take pieces together override this; the default sends each on its own, all at once. */
@@ -378,7 +408,8 @@ export abstract class BlockNode implements ChildOwner {
     // Checked against the threshold, but not counted in the highest offset written (QEMU's tracked discard is no write).
     this.writeStats.check(this, offset, length);
     try {
-      await this.doDiscard(offset, length);
+      if (this.faults) await this.faults.run('discard', offset, length, () => this.doDiscard(offset, length));
+      else await this.doDiscard(offset, length);
     } finally {
       this.writeGen++;
     }
@@ -453,7 +484,8 @@ export abstract class BlockNode implements ChildOwner {
     await this.doFlushToOs();
     const written = gen !== this.flushedGen;
     if (written) primary?.debugEvent('flush_to_disk');
-    await this.doFlush(written);
+    if (this.faults) await this.faults.run('flush', 0, 0, () => this.doFlush(written));
+    else await this.doFlush(written);
     if (gen > this.flushedGen) this.flushedGen = gen;
   }
 

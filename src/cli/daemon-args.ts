@@ -11,7 +11,7 @@ import { splitCommaList } from './comma-list.js';
 export const PROG = 'qemu-storage-daemon';
 
 export type DaemonOption =
-  | { name: 'blockdev' | 'chardev' | 'clock' | 'export' | 'log-level' | 'monitor' | 'nbd-server' | 'object' | 'pidfile' | 'trace'; value: string }
+  | { name: 'blockdev' | 'chardev' | 'clock' | 'export' | 'fault' | 'log-level' | 'monitor' | 'nbd-server' | 'object' | 'pidfile' | 'trace'; value: string }
   | { name: 'daemonize' | 'help' | 'version' };
 
 const LONG: Record<string, boolean> = {
@@ -28,7 +28,7 @@ const LONG: Record<string, boolean> = {
   version: false,
 };
 /** blockemu's own long options: matched only when spelled in full, so QEMU's abbreviations (--c for --chardev) keep meaning what they mean to qemu-storage-daemon. */
-const EXTENSIONS: Record<string, boolean> = { clock: true, 'log-level': true };
+const EXTENSIONS: Record<string, boolean> = { clock: true, fault: true, 'log-level': true };
 const SHORT: Record<string, DaemonOption['name']> = { h: 'help', V: 'version', T: 'trace' };
 
 export class ArgsError extends Error {}
@@ -151,6 +151,11 @@ QEMU storage daemon (blockemu: QEMU's block layer in TypeScript)
   --clock real|virtual   (blockemu) the clock jobs run on: virtual time moves
                          only when every job waits on it, or by
                          __org.blockemu_clock-advance; default real
+
+  --fault node-name=<N>,type=<T>[,id=<id>][,<parameter>=<value>…]
+                         (blockemu) arm a fault on a node, as
+                         __org.blockemu_fault-add: type=error|enospc-after|
+                         latency|stall|torn-write|crash (README: Fault scenarios)
 
   --log-level fatal|error|warn|info|debug|trace|silent
                          (blockemu) structured logs on stderr (QMP commands,

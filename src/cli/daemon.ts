@@ -7,6 +7,7 @@ import { QmpError } from '../qmp/error.js';
 import { BlockdevOptions } from '../qmp/schema/block-core.js';
 import { BlockExportOptions, NbdServerOptions } from '../qmp/schema/block-export.js';
 import { ObjectOptions } from '../qmp/schema/qom.js';
+import { FaultOptions } from '../qmp/schema/blockemu-faults.js';
 import { ArgsError, type DaemonOption, parseOptsString } from './daemon-args.js';
 
 /** A failure in one option, reported as qemu-storage-daemon does: "--opt value: message". */
@@ -121,6 +122,9 @@ export function planDaemon(options: DaemonOption[]): DaemonPlan {
         break;
       case 'object':
         setup.push(deferred(opt, () => ({ option: 'object', arg: opt.value, object: parseCliObject(ObjectOptions, opt.value, 'qom-type') })));
+        break;
+      case 'fault':
+        setup.push(deferred(opt, () => ({ option: 'fault', arg: opt.value, fault: parseCliObject(FaultOptions, opt.value) })));
         break;
     }
   }

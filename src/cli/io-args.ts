@@ -1,3 +1,4 @@
+import { IO_PROG } from './tool-names.js';
 import { parseCliObject } from '../qmp/cli-object.js';
 import { QmpError } from '../qmp/error.js';
 import { ObjectOptions } from '../qmp/schema/qom.js';
@@ -10,7 +11,7 @@ import { Getopt, type LongOption } from './getopt.js';
  * start with ':'. Each option is acted on in order, as qemu-io's loop does:
  * an invalid --cache value stops the parse even if a later option is wrong.
  */
-export const PROG = 'blockemu io';
+export const PROG = IO_PROG;
 
 /** qemu-io's sopt: every short option, ':' after those taking a value. */
 const SHORT = 'hVc:d:f:rsnCmki:t:T:U';

@@ -58,8 +58,17 @@ export abstract class Job {
    * real time they would end while the sleep runs, not after it.
    */
   private ioInFlight = 0;
+  private progress = 0;
+  /** Told of every change of progressCurrent (the manager's listener: crash faults at a job's progress). */
+  onProgress: ((job: Job) => void) | undefined;
   /** Progress as query-jobs reports it. */
-  progressCurrent = 0;
+  get progressCurrent(): number {
+    return this.progress;
+  }
+  set progressCurrent(value: number) {
+    this.progress = value;
+    this.onProgress?.(this);
+  }
   progressTotal = 0;
   /** Set when the job failed or was cancelled (the text QMP reports). */
   error: string | undefined;
@@ -245,6 +254,16 @@ export abstract class Job {
   /** Whether the job can only move on when time passes or a verb reaches it (a virtual clock's auto-advance asks). */
   get waitsOnClockOnly(): boolean {
     return this.ioInFlight === 0 && (this.status !== 'running' || this.idleWait);
+  }
+
+  /** Requests of the job's own in flight (a virtual clock asks whether faults' latencies hold them all). */
+  get requestsInFlight(): number {
+    return this.ioInFlight;
+  }
+
+  /** Waiting on the clock or on its own requests: nothing else would move it on. */
+  get waitsOnClockOrRequests(): boolean {
+    return this.ioInFlight > 0 || this.status !== 'running' || this.idleWait;
   }
 
   /** Counts a request of the job's own as in flight until it settles (see ioInFlight); returns it. */

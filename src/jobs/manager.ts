@@ -18,7 +18,23 @@ export class JobManager {
   readonly clock: Clock;
 
   constructor(clock: 'real' | 'virtual' = 'real') {
-    this.clock = clock === 'virtual' ? new VirtualClock(() => this.jobs.every((j) => j.waitsOnClockOnly)) : new RealClock();
+    this.clock = clock === 'virtual' ? new VirtualClock(() => this.idle()) : new RealClock();
+  }
+
+  /**
+   * Whether only the virtual clock can move things on: every job waits on
+   * it, or on requests of its own that faults' latencies hold on it (at
+   * least as many are held as the jobs have in flight). Without held
+   * requests this is every job waiting on the clock alone.
+   */
+  private idle(): boolean {
+    const held = (this.clock as VirtualClock).heldRequests;
+    let inFlight = 0;
+    for (const j of this.jobs) {
+      if (!j.waitsOnClockOrRequests) return false;
+      inFlight += j.requestsInFlight;
+    }
+    return inFlight <= held;
   }
 
   /** Throws QEMU's error for an id a new job may not take. */
@@ -27,8 +43,12 @@ export class JobManager {
     if (this.jobs.some((j) => j.id === id)) throw new BlockError('INVALID_ARGUMENT', `Job ID '${id}' already in use`);
   }
 
+  /** Told whenever a job's progress changes (the daemon's job-progress crash faults). */
+  onProgress: ((job: Job) => void) | undefined;
+
   add(job: Job): void {
     this.jobs.unshift(job);
+    job.onProgress = (j) => this.onProgress?.(j);
   }
 
   /**

@@ -21,6 +21,7 @@ import { blockdevAdd, blockdevDel, blockdevReopen, blockResize, changeBackingFil
 import { blockExportAdd, blockExportDel, nbdServerAdd, nbdServerRemove, nbdServerStart, nbdServerStop, queryBlockExports } from './schema/block-export.js';
 import { blockdevBackup, driveBackup } from './schema/backup.js';
 import { clockAdvance, queryClock } from './schema/blockemu.js';
+import { faultAdd, faultRelease, faultRemove, qmpFaultAdd, queryFaults } from './schema/blockemu-faults.js';
 import type { CommandDef } from './schema/command.js';
 import { humanMonitorCommand } from './schema/misc.js';
 import { blockdevMirror, driveMirror } from './schema/mirror.js';
@@ -51,6 +52,7 @@ export const COMMAND_MODULES = [
   { defs: [blockdevMirror, driveMirror], load: async () => (await import('./commands/mirror.js')).addMirrorCommands },
   { defs: [transaction, blockdevSnapshotSync, blockdevSnapshot, blockdevSnapshotInternalSync, blockdevBackup, driveBackup], load: async () => (await import('./commands/transaction.js')).addTransactionCommands },
   { defs: [queryClock, clockAdvance], load: async () => (await import('./commands/clock.js')).addClockCommands },
+  { defs: [faultAdd, faultRemove, faultRelease, qmpFaultAdd, queryFaults], load: async () => (await import('./commands/faults.js')).addFaultCommands },
   { defs: [blockdevCreate], load: async () => (await import('./commands/create.js')).addCreateCommands },
   { defs: [blockStream], load: async () => (await import('./commands/stream.js')).addStreamCommands },
   { defs: [blockCommit], load: async () => (await import('./commands/commit.js')).addCommitCommands },

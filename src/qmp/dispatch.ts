@@ -14,6 +14,12 @@ interface Entry<Ctx> {
 /** The commands a daemon serves: each schema declaration bound to its handler. */
 export class CommandTable<Ctx> {
   private readonly entries = new Map<string, Entry<Ctx>>();
+  /**
+   * Asked before a command's handler runs, once its arguments are valid:
+   * an error to answer with instead (blockemu's qmp-fault-add), or
+   * nothing. The daemon sets it.
+   */
+  interceptor: ((name: string) => QmpError | undefined) | undefined;
 
   add<C extends CommandDef>(def: C, handler: Handler<C, Ctx>): this {
     if (this.entries.has(def.name)) throw new Error(`command ${def.name} registered twice`);
@@ -105,6 +111,8 @@ export async function dispatch<Ctx>(table: CommandTable<Ctx>, state: SessionStat
     }
     if (oob && !entry.def.allowOob) throw new QmpError('GenericError', `The command ${name} does not support OOB`);
     const args = entry.def.args.visit(dict['arguments'] ?? {}, []);
+    const injected = table.interceptor?.(name);
+    if (injected) throw injected;
     const ret = await entry.handler(args, ctx);
     const reply: Reply = { return: entry.def.returns ? ret : {} };
     if (hasId) reply.id = id;

@@ -5,7 +5,8 @@
  * "Try 'qemu-img --help' …" becomes "Try 'blockemu img --help' …". The interop
  * tests normalise exactly that substitution and nothing else.
  */
-export const PROG = 'blockemu img';
+import { IMG_PROG } from '../tool-names.js';
+export const PROG = IMG_PROG;
 
 /** Where a subcommand writes: stdout for results and progress, stderr for errors. */
 export interface ImgIo {
