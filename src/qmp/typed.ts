@@ -7,12 +7,11 @@
  * daemon's query-commands and query-qmp-schema.
  */
 import type { COMMAND_MODULES } from './command-modules.js';
-import type { BLOCK_CORE_EVENTS } from './schema/block-core.js';
-import type { BLOCK_EXPORT_EVENTS } from './schema/block-export.js';
 import type { BLOCK_JOB_COMMANDS } from './schema/block-jobs.js';
 import type { ArgsType, CommandDef, EventData } from './schema/command.js';
 import type { CONTROL_COMMANDS } from './schema/control.js';
-import type { JOB_COMMANDS, JOB_EVENTS } from './schema/job.js';
+import type { DAEMON_EVENTS } from './schema/events.js';
+import type { JOB_COMMANDS } from './schema/job.js';
 import type { QType } from './schema/types.js';
 
 type IsAny<T> = 0 extends 1 & T ? true : false;
@@ -37,7 +36,7 @@ type AllCommandDefs =
   | (typeof BLOCK_JOB_COMMANDS)[number]
   | (typeof COMMAND_MODULES)[number]['defs'][number];
 
-type AllEventDefs = (typeof JOB_EVENTS)[number] | (typeof BLOCK_CORE_EVENTS)[number] | (typeof BLOCK_EXPORT_EVENTS)[number];
+type AllEventDefs = (typeof DAEMON_EVENTS)[number];
 
 /** A command without 'returns' answers `{}`. */
 type WireReturn<C extends CommandDef> = C['returns'] extends QType<infer R> ? Wire<R> : Record<string, never>;

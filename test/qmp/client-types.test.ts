@@ -8,12 +8,11 @@
  */
 import { describe, expect, expectTypeOf, it } from 'vitest';
 import { COMMAND_MODULES } from '../../src/qmp/command-modules.js';
-import { BLOCK_CORE_EVENTS } from '../../src/qmp/schema/block-core.js';
-import { BLOCK_EXPORT_EVENTS } from '../../src/qmp/schema/block-export.js';
 import { BLOCK_JOB_COMMANDS } from '../../src/qmp/schema/block-jobs.js';
 import type { CommandDef } from '../../src/qmp/schema/command.js';
 import { CONTROL_COMMANDS } from '../../src/qmp/schema/control.js';
-import { JOB_COMMANDS, JOB_EVENTS } from '../../src/qmp/schema/job.js';
+import { DAEMON_EVENTS } from '../../src/qmp/schema/events.js';
+import { JOB_COMMANDS } from '../../src/qmp/schema/job.js';
 import { type QmpClient, type QmpEvent, type QmpEventName, type QmpReturn, startDaemon } from '../../src/index.js';
 
 /** Never called: its body is what the type checker sees. */
@@ -85,7 +84,7 @@ describe('the typed client', () => {
   });
 
   it('types every event the daemon declares, and only those (query-qmp-schema)', async () => {
-    const typed: QmpEventName[] = [...JOB_EVENTS, ...BLOCK_CORE_EVENTS, ...BLOCK_EXPORT_EVENTS].map((e) => e.name);
+    const typed: QmpEventName[] = DAEMON_EVENTS.map((e) => e.name);
     await using d = await startDaemon();
     const c = await d.client();
     const schema = (await c.execute('query-qmp-schema')) as Array<{ name: string; 'meta-type': string }>;
