@@ -4,19 +4,18 @@ import { BlockGraph } from './blockdev/graph.js';
 import type { BlockdevSpec } from './blockdev/open.js';
 import { BlockError } from './image/errors.js';
 import { BlockExports } from './export/exports.js';
-import { BLOCK_EXPORT_EVENTS, type BlockExportOptions, type NbdServerOptions } from './qmp/schema/block-export.js';
+import type { BlockExportOptions, NbdServerOptions } from './qmp/schema/block-export.js';
 import type { Infer } from './qmp/schema/types.js';
 import { logger, logs } from './log.js';
 import { addJobCommands, jobEventListener } from './qmp/commands/jobs.js';
 import type { ObjectOptions } from './qmp/schema/qom.js';
 import { ObjectRegistry } from './objects/registry.js';
 import { nodeEvent } from './qmp/commands/node-events.js';
-import { BLOCK_CORE_EVENTS } from './qmp/schema/block-core.js';
 import { FAULT_FIRED, type FaultOptions } from './qmp/schema/blockemu-faults.js';
+import { DAEMON_EVENTS } from './qmp/schema/events.js';
 import { QmpError, type QmpErrorClass } from './qmp/error.js';
 import type { FaultFired } from './blockdev/faults/fault.js';
 import type { BlockJob } from './jobs/block-job.js';
-import { JOB_EVENTS } from './qmp/schema/job.js';
 import { loggingJobListener } from './jobs/job-log.js';
 import { JobManager } from './jobs/manager.js';
 import { addControlCommands } from './qmp/commands/control.js';
@@ -119,7 +118,7 @@ export class Daemon {
     graph.clock = jobs.clock;
     const objects = new ObjectRegistry(graph.throttleGroups);
     for (const id of config.chardevs ?? []) objects.addChardev(id);
-    const events: EventDef[] = [...JOB_EVENTS, ...BLOCK_CORE_EVENTS, ...BLOCK_EXPORT_EVENTS, FAULT_FIRED];
+    const events: readonly EventDef[] = DAEMON_EVENTS;
     // Events go to every monitor of the daemon, which exists once the monitors do.
     const jobEvents = loggingJobListener(
       jobEventListener((name, data) => daemon?.emitEvent(name, data), () => jobs),

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import type { BlockdevSpec } from './blockdev/open.js';
 import { Daemon, VERSION } from './daemon.js';
-import { QmpClient } from './qmp/client.js';
+import { type ConnectOptions, QmpClient } from './qmp/client.js';
 import { addBlockdev } from './qmp/commands/blockdev.js';
 import { exportSpec } from './qmp/commands/exports.js';
 import { makeQmpParser } from './qmp/parser.js';
@@ -74,11 +74,28 @@ export interface EmbeddedDaemon {
   readonly nbdSocketPath: string | undefined;
   /** `nbd+unix:///NAME?socket=…`, the URI qemu-img, qemu-io and libnbd take for an export. */
   nbdUri(name: string): string;
-  readonly daemon: Daemon;
-  /** A new client, negotiated (call as often as you like; each is its own connection). */
-  client(): Promise<QmpClient>;
+  /** A new client, negotiated (call as often as you like; each is its own connection; closed with the daemon). */
+  client(opts?: ClientOptions): Promise<QmpClient>;
   /** Shuts the daemon down and removes what it created. Idempotent; resolves even when a node could not be flushed (that is reported). */
   close(): Promise<void>;
+  /** `await using d = await startDaemon(…)` closes it at the end of the scope. */
+  [Symbol.asyncDispose](): Promise<void>;
+}
+
+/** What `EmbeddedDaemon.client` passes on to `QmpClient.connect`. */
+export type ClientOptions = Pick<ConnectOptions, 'commandTimeoutMs'>;
+
+const internals = new WeakMap<EmbeddedDaemon, Daemon>();
+
+/**
+ * The daemon object behind an EmbeddedDaemon: blockemu's own tests look
+ * at its graph. Not part of the package's API (index.ts does not export
+ * it), so internals can change without breaking users.
+ */
+export function internalDaemon(d: EmbeddedDaemon): Daemon {
+  const daemon = internals.get(d);
+  if (!daemon) throw new Error('not a daemon started by startDaemon');
+  return daemon;
 }
 
 /**
@@ -123,19 +140,21 @@ export async function startDaemon(opts: StartDaemonOptions = {}): Promise<Embedd
     await close();
     throw err;
   }
-  return {
+  const embedded: EmbeddedDaemon = {
     socketPath,
     nbdSocketPath,
     nbdUri: (name) => {
       if (nbdSocketPath === undefined) throw new Error('startDaemon: no NBD server (pass the nbd option)');
       return `nbd+unix:///${name}?socket=${nbdSocketPath}`;
     },
-    daemon,
-    async client() {
-      const c = await QmpClient.connect(socketPath);
+    async client(o: ClientOptions = {}) {
+      const c = await QmpClient.connect(socketPath, { commandTimeoutMs: o.commandTimeoutMs });
       clients.push(c);
       return c;
     },
     close,
+    [Symbol.asyncDispose]: close,
   };
+  internals.set(embedded, daemon);
+  return embedded;
 }

@@ -43,7 +43,7 @@ describe('blockemu daemon', () => {
       const c = await QmpClient.connect(sock);
       expect(c.greeting).toMatchObject({ QMP: { version: { qemu: { major: 7, minor: 2 } }, capabilities: ['oob'] } });
       expect(await c.execute('query-version')).toMatchObject({ package: expect.stringContaining('blockemu') });
-      await expect(c.execute('nosuch')).rejects.toEqual(new QmpError('CommandNotFound', 'The command nosuch has not been found'));
+      await expect(c.execute('nosuch')).rejects.toEqual(new QmpError('CommandNotFound', 'The command nosuch has not been found', 'nosuch'));
       expect(await c.execute('quit')).toEqual({});
       expect(await d.exit).toBe(0);
       expect(await exists(sock)).toBe(false);
@@ -136,7 +136,7 @@ describe('blockemu daemon', () => {
   });
 
   it('drops a client that stops reading once its pending output passes the bound; others are unaffected', async () => {
-    const { startDaemon: start } = await import('../src/embed.js');
+    const { startDaemon: start, internalDaemon } = await import('../src/embed.js');
     const { connect } = await import('node:net');
     const d = await start();
     try {
@@ -148,7 +148,7 @@ describe('blockemu daemon', () => {
       slow.write('{"execute":"qmp_capabilities"}\n');
       // Each schema reply is tens of KiB: thousands of them pass the 16 MiB bound.
       slow.write('{"execute":"query-qmp-schema"}\n'.repeat(3000));
-      const monitor = d.daemon.monitors[0]!;
+      const monitor = internalDaemon(d).monitors[0]!;
       for (let i = 0; monitor.clientCount > 1; i++) {
         if (i > 3000) throw new Error('the client that does not read was never dropped');
         await sleep(10);

@@ -53,7 +53,7 @@ describe('startDaemon (embedding API)', () => {
       );
       const d = await startDaemon();
       try {
-        const viaQmp = await (await d.client()).execute('blockdev-add', spec).catch((e: QmpError) => e);
+        const viaQmp = await (await d.client()).execute<unknown>('blockdev-add', spec).catch((e: QmpError) => e);
         return { viaStart, viaQmp };
       } finally {
         await d.close();

@@ -34,6 +34,15 @@ describe('the npm package', () => {
       expect(emitted.some((f) => f.startsWith('bench'))).toBe(false);
       const index = await readFile(join(out, 'src', 'index.js'), 'utf8');
       expect(index).not.toContain('sourceMappingURL');
+      // Every subpath export is emitted; only blockemu/vitest imports vitest (an optional peer dependency).
+      const manifest = JSON.parse(await readFile(join(ROOT, 'package.json'), 'utf8')) as { exports: Record<string, Record<string, string>>; peerDependenciesMeta?: Record<string, { optional?: boolean }> };
+      const pkgExports = manifest.exports;
+      expect(manifest.peerDependenciesMeta?.['vitest']?.optional).toBe(true);
+      expect(Object.keys(pkgExports)).toEqual(['.', './vitest']);
+      for (const target of Object.values(pkgExports).flatMap((e) => Object.values(e))) expect(emitted).toContain(target.replace(/^\.\/dist\//, ''));
+      const importers: string[] = [];
+      for (const f of emitted.filter((f) => f.endsWith('.js'))) if (/from 'vitest'|import\('vitest'\)/.test(await readFile(join(out, f), 'utf8'))) importers.push(f);
+      expect(importers).toEqual([join('src', 'vitest.js')]);
     });
   }, 120_000);
 });

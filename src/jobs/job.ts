@@ -90,6 +90,7 @@ export abstract class Job {
   readonly removedPromise = new Promise<void>((r) => (this.removedResolve = r));
   /** The job's way to `null` once begun: it is freed once, whoever else dismisses it meanwhile. */
   private dismissal: Promise<void> | undefined;
+  private finalizing: Promise<void> | undefined;
 
   constructor(
     readonly id: string,
@@ -431,8 +432,17 @@ export abstract class Job {
     return this.dismissal;
   }
 
-  /** Called by the transaction: the finalize steps for this job, events, conclusion. */
-  async finalizeSingle(): Promise<void> {
+  /**
+   * Called by the transaction: the finalize steps for this job, events,
+   * conclusion. Once: a daemon shutting down cancels a job whose run has
+   * just ended, so the abort path and the normal one can both reach here.
+   */
+  finalizeSingle(): Promise<void> {
+    this.finalizing ??= this.finalizeOnce();
+    return this.finalizing;
+  }
+
+  private async finalizeOnce(): Promise<void> {
     if (this.cancelled) this.error ??= 'Operation canceled';
     if (this.error !== undefined) this.transition('aborting');
     if (this.error === undefined) await this.commit();

@@ -1,31 +1,80 @@
 import { connect, type Socket } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { EventHub, type WaitOptions, withStack } from './client-events.js';
 import { QmpError, type QmpErrorClass } from './error.js';
+import type { CallOptions, ExecuteRest, QmpCommandName, QmpEvent, QmpReturn, UnknownCommand, UntypedQmpEvent } from './typed.js';
 
-export interface QmpEvent {
-  event: string;
-  data?: Record<string, unknown>;
-  timestamp: { seconds: number; microseconds: number };
-}
+export type { QmpEvent, WaitOptions };
+
+// Node 20 before 20.4 (and some bundlers' targets) lack it; Node's own classes use this registered symbol.
+(Symbol as { asyncDispose?: symbol }).asyncDispose ??= Symbol.for('nodejs.asyncDispose');
 
 interface Pending {
   resolve(v: unknown): void;
   reject(e: Error): void;
 }
 
+export interface ConnectOptions {
+  /** Send `qmp_capabilities` after the greeting (default true). */
+  negotiate?: boolean;
+  /** How long to wait for the greeting once connected (default 10 s). */
+  timeoutMs?: number;
+  /**
+   * Keep trying for up to this many ms while the socket does not exist or
+   * refuses connections — a daemon just spawned that has not listened yet.
+   * Default 0: one attempt.
+   */
+  deadlineMs?: number;
+  /** Every command's timeout unless the call gives its own (default: none). */
+  commandTimeoutMs?: number;
+}
+
+/** Errors that mean "nobody listens there yet". */
+const NOT_YET = new Set(['ENOENT', 'ECONNREFUSED', 'EAGAIN']);
+
+function connectOnce(path: string): Promise<Socket> {
+  return new Promise<Socket>((resolve, reject) => {
+    const s = connect(path);
+    s.once('connect', () => resolve(s));
+    s.once('error', reject);
+  });
+}
+
+async function connectRetrying(path: string, deadlineMs: number): Promise<Socket> {
+  const until = Date.now() + deadlineMs;
+  for (;;) {
+    try {
+      return await connectOnce(path);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code ?? '';
+      if (!NOT_YET.has(code) || Date.now() >= until) {
+        if (deadlineMs > 0 && NOT_YET.has(code)) (err as Error).message = `no QMP server on ${path} within ${deadlineMs} ms: ${(err as Error).message}`;
+        throw err;
+      }
+      await sleep(Math.min(20, Math.max(1, until - Date.now())));
+    }
+  }
+}
+
 /**
  * A QMP client for users' tests (and ours): connects, negotiates
  * capabilities, and runs commands with ids so replies are matched even
  * when events interleave. Works against blockemu and qemu-storage-daemon.
+ *
+ * `execute` is typed by command name from blockemu's schema (arguments
+ * checked, return typed); a name the schema does not know (a command only
+ * qemu-storage-daemon has) takes any arguments, as does a call with an
+ * explicit type argument, `execute<T>(name, args)` — the escape hatch.
  */
 export class QmpClient {
   greeting: unknown;
   private buf = '';
   private nextId = 1;
   private readonly pending = new Map<number, Pending>();
-  private readonly backlog: QmpEvent[] = [];
-  private readonly waiters = new Set<() => void>();
+  private readonly hub = new EventHub();
   private closed = false;
   private closeError: Error | undefined;
+  private commandTimeoutMs: number | undefined;
 
   private constructor(private readonly socket: Socket) {}
 
@@ -35,13 +84,10 @@ export class QmpClient {
    * `timeoutMs` (qemu-storage-daemon while another client holds its
    * monitor), or hangs up first, fails the call; the socket is closed then.
    */
-  static async connect(path: string, opts: { negotiate?: boolean; timeoutMs?: number } = {}): Promise<QmpClient> {
-    const socket = await new Promise<Socket>((resolve, reject) => {
-      const s = connect(path);
-      s.once('connect', () => resolve(s));
-      s.once('error', reject);
-    });
+  static async connect(path: string, opts: ConnectOptions = {}): Promise<QmpClient> {
+    const socket = await connectRetrying(path, opts.deadlineMs ?? 0);
     const client = new QmpClient(socket);
+    client.commandTimeoutMs = opts.commandTimeoutMs;
     socket.setEncoding('utf8');
     let timer: NodeJS.Timeout | undefined;
     const greeting = new Promise<unknown>((resolve, reject) => {
@@ -83,8 +129,7 @@ export class QmpClient {
       this.onGreeting(msg);
       this.onGreeting = undefined;
     } else if ('event' in msg) {
-      this.backlog.push(msg as unknown as QmpEvent);
-      for (const w of [...this.waiters]) w();
+      this.hub.push(msg as unknown as UntypedQmpEvent);
     } else {
       const p = typeof msg['id'] === 'number' ? this.pending.get(msg['id']) : undefined;
       if (!p) return;
@@ -104,62 +149,78 @@ export class QmpClient {
     this.onGreetingLost?.(new Error(this.closeError ? `no QMP greeting: ${this.closeError.message}` : 'the connection was closed before the QMP greeting'));
     for (const p of this.pending.values()) p.reject(err);
     this.pending.clear();
-    for (const w of [...this.waiters]) w();
+    this.hub.close();
   }
 
-  /** Runs a command; resolves to its `return`, rejects with a QmpError carrying QEMU's class and desc. */
-  execute<T = unknown>(command: string, args?: Record<string, unknown>): Promise<T> {
-    if (this.closed) return Promise.reject(new Error('QMP connection closed'));
+  /**
+   * Runs a command; resolves to its `return`, rejects with a QmpError
+   * carrying QEMU's class and desc and naming the command. Every failure
+   * (QMP error, timeout, lost connection) has the stack of this call.
+   */
+  execute<K extends QmpCommandName>(command: K, ...rest: ExecuteRest<K>): Promise<QmpReturn<K>>;
+  execute<T = unknown, N extends string = string>(command: UnknownCommand<N>, args?: Record<string, unknown>, opts?: CallOptions): Promise<T>;
+  execute(command: string, args?: Record<string, unknown>, opts: CallOptions = {}): Promise<unknown> {
+    const site = new Error();
+    const fail = (err: Error) => {
+      if (err instanceof QmpError) return withStack(new QmpError(err.qmpClass, err.desc, command), site);
+      return withStack(new Error(`${command}: ${err.message}`, { cause: err }), site);
+    };
+    if (this.closed) return Promise.reject(fail(new Error('QMP connection closed')));
     const id = this.nextId++;
-    return new Promise<T>((resolve, reject) => {
-      this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
+    const timeoutMs = opts.timeoutMs ?? this.commandTimeoutMs;
+    return new Promise((resolve, reject) => {
+      const timer =
+        timeoutMs === undefined ? undefined : (
+          setTimeout(() => {
+            this.pending.delete(id);
+            reject(fail(new Error(`no reply within ${timeoutMs} ms`)));
+          }, timeoutMs)
+        );
+      this.pending.set(id, {
+        resolve: (v) => {
+          clearTimeout(timer);
+          resolve(v);
+        },
+        reject: (e) => {
+          clearTimeout(timer);
+          reject(fail(e));
+        },
+      });
       this.socket.write(`${JSON.stringify({ execute: command, ...(args ? { arguments: args } : {}), id })}\n`);
     });
   }
 
-  /** The events received and not yet consumed, in order; they are consumed. */
-  takeEvents(): QmpEvent[] {
-    return this.backlog.splice(0);
+  /** The events received that no waiter took, in order; they are consumed. */
+  takeEvents(): UntypedQmpEvent[] {
+    return this.hub.take();
   }
 
-  /** Every event from now on (and those received but not yet consumed), in order. */
-  async *events(): AsyncGenerator<QmpEvent> {
-    for (;;) {
-      const e = this.backlog.shift();
-      if (e) {
-        yield e;
-        continue;
-      }
-      if (this.closed) return;
-      await new Promise<void>((r) => {
-        const w = () => {
-          this.waiters.delete(w);
-          r();
-        };
-        this.waiters.add(w);
-      });
-    }
+  /**
+   * The events received that no waiter took (not consumed), then every
+   * event from now on, in order, until the connection closes or the loop
+   * breaks. Each iterator sees every event; iterators take nothing from
+   * waiters nor from each other.
+   */
+  events(): AsyncIterableIterator<UntypedQmpEvent> {
+    return this.hub.iterate();
   }
 
-  /** The first (not yet consumed) event with this name that satisfies the predicate; consumed events before it are kept. */
-  async waitForEvent(name: string, predicate: (e: QmpEvent) => boolean = () => true, timeoutMs = 10_000): Promise<QmpEvent> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const i = this.backlog.findIndex((e) => e.event === name && predicate(e));
-      if (i >= 0) return this.backlog.splice(i, 1)[0]!;
-      if (this.closed) throw new Error(`QMP connection closed while waiting for ${name}`);
-      const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`timed out after ${timeoutMs} ms waiting for event ${name}`);
-      await new Promise<void>((r) => {
-        const w = () => {
-          this.waiters.delete(w);
-          clearTimeout(t);
-          r();
-        };
-        const t = setTimeout(w, left);
-        this.waiters.add(w);
-      });
-    }
+  /**
+   * The first event with this name that satisfies the predicate: one
+   * received earlier that no waiter took (it is consumed), else the next
+   * to arrive. Waiters waiting together each get every event they match.
+   */
+  waitForEvent<N extends string>(name: N, predicate: (e: QmpEvent<N>) => boolean = () => true, timeoutMs = 10_000): Promise<QmpEvent<N>> {
+    return this.hub.waitFor([name], predicate, { timeoutMs }, new Error());
+  }
+
+  /**
+   * The first event with one of these names that satisfies the predicate
+   * (as waitForEvent), typed as the union of those events: e.g.
+   * `waitForAny(['BLOCK_JOB_COMPLETED', 'BLOCK_JOB_CANCELLED'], (e) => e.data.device === 'j')`.
+   */
+  waitForAny<const N extends string>(names: readonly N[], predicate: (e: QmpEvent<N>) => boolean = () => true, opts: WaitOptions = {}): Promise<QmpEvent<N>> {
+    return this.hub.waitFor(names, predicate, opts, new Error());
   }
 
   /** Closes the connection. Idempotent. */
@@ -170,5 +231,10 @@ export class QmpClient {
       this.socket.end();
       this.socket.destroySoon();
     });
+  }
+
+  /** `await using c = await QmpClient.connect(…)` closes it at the end of the scope. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
   }
 }

@@ -35,8 +35,11 @@ export interface CommandModule {
   load(): Promise<Register>;
 }
 
-/** The handler modules after the ones the daemon loads at once (control, jobs). */
-export const COMMAND_MODULES: readonly CommandModule[] = [
+/**
+ * The handler modules after the ones the daemon loads at once (control, jobs).
+ * `as const`: the typed client (typed.ts) reads each command's types from here.
+ */
+export const COMMAND_MODULES = [
   { defs: [blockdevAdd, blockdevDel, queryNamedBlockNodes, queryBlock], load: async () => (await import('./commands/blockdev.js')).addBlockdevCommands },
   { defs: [changeBackingFileCmd], load: async () => (await import('./commands/backing.js')).addBackingCommands },
   { defs: [blockResize], load: async () => (await import('./commands/resize.js')).addResizeCommands },
@@ -59,4 +62,4 @@ export const COMMAND_MODULES: readonly CommandModule[] = [
   },
   { defs: [qomList, qomGet, qomSet, qomListTypes, qomListProperties, objectAdd, objectDel], load: async () => (await import('./commands/qom.js')).addQomCommands },
   { defs: [queryBlockstats, blockSetWriteThreshold], load: async () => (await import('./commands/block-stats.js')).addBlockStatsCommands },
-];
+] as const satisfies readonly CommandModule[];

@@ -2,13 +2,18 @@ import { BlockError, type QmpErrorClass } from '../image/errors.js';
 
 export type { QmpErrorClass };
 
-/** An error as QMP reports it: a QAPI error class and QEMU's description text. */
+/**
+ * An error as QMP reports it: a QAPI error class and QEMU's description
+ * text. A client's error also names the command that failed (its message
+ * is then `command: desc`); the daemon's own have no command.
+ */
 export class QmpError extends Error {
   constructor(
     readonly qmpClass: QmpErrorClass,
     readonly desc: string,
+    readonly command?: string,
   ) {
-    super(desc);
+    super(command === undefined ? desc : `${command}: ${desc}`);
     this.name = 'QmpError';
   }
 }

@@ -110,7 +110,7 @@ describe('backup with a sync bitmap', () => {
         const bitmaps = async () => (await c.execute<Array<Record<string, unknown>>>('query-named-block-nodes', { flat: true })).find((n) => n['node-name'] === 'src')!['dirty-bitmaps'];
         expect(await bitmaps()).toEqual([{ name: 'bm0', recording: true, persistent: false, busy: false, granularity: 65536, count: 262144 }]);
         await qemuImg('create', '-q', '-f', 'qcow2', '-b', f('full.qcow2'), '-F', 'qcow2', f('inc.qcow2'), '4M');
-        await c.execute('blockdev-add', q2('inc', f('inc.qcow2'), { backing: null }));
+        await c.execute<unknown>('blockdev-add', q2('inc', f('inc.qcow2'), { backing: null }));
         await expect(c.execute('blockdev-backup', { device: 'src', target: 'inc', sync: 'bitmap', bitmap: 'bm0' })).rejects.toMatchObject({ desc: 'Bitmap sync mode must be given when providing a bitmap' });
         await c.execute('blockdev-backup', { 'job-id': 'j1', device: 'src', target: 'inc', sync: 'incremental', bitmap: 'bm0' });
         const done = await c.waitForEvent('BLOCK_JOB_COMPLETED');

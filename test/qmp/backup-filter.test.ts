@@ -7,6 +7,7 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { internalDaemon } from '../../src/embed.js';
 import { startDaemon } from '../../src/index.js';
 import { withTempDir } from '../helpers/qemu.js';
 
@@ -26,7 +27,7 @@ describe('backup filter placement', () => {
       });
       try {
         const c = await d.client();
-        const fileOf = (name: string) => d.daemon.graph.get(name)?.child('file')?.nodeName;
+        const fileOf = (name: string) => internalDaemon(d).graph.get(name)?.child('file')?.nodeName;
         // sync=none: only what guests overwrite is copied; the job idles until cancelled.
         await c.execute('blockdev-backup', { 'job-id': 'j', device: 'a', target: 't', sync: 'none', 'filter-node-name': 'cbw' });
         expect([fileOf('top'), fileOf('top2')]).toEqual(['cbw', 'cbw']);
@@ -34,16 +35,16 @@ describe('backup filter placement', () => {
         await c.execute('block-job-cancel', { device: 'j', force: true });
         await c.waitForEvent('JOB_STATUS_CHANGE', (e) => (e.data as { id: string; status: string }).id === 'j' && (e.data as { status: string }).status === 'null', 10_000);
         expect([fileOf('top'), fileOf('top2')]).toEqual(['a', 'a']);
-        expect(d.daemon.graph.get('cbw')).toBeUndefined();
+        expect(internalDaemon(d).graph.get('cbw')).toBeUndefined();
 
         // Deleting every parent leaves the job's filter in place: the job holds it, as QEMU's holds its cbw node.
         await c.execute('blockdev-backup', { 'job-id': 'j2', device: 'a', target: 't', sync: 'none', 'filter-node-name': 'cbw2' });
         await c.execute('blockdev-del', { 'node-name': 'top' });
         await c.execute('blockdev-del', { 'node-name': 'top2' });
-        expect(d.daemon.graph.get('cbw2')?.child('file')?.nodeName).toBe('a');
+        expect(internalDaemon(d).graph.get('cbw2')?.child('file')?.nodeName).toBe('a');
         await c.execute('block-job-cancel', { device: 'j2', force: true });
         await c.waitForEvent('JOB_STATUS_CHANGE', (e) => (e.data as { id: string; status: string }).id === 'j2' && (e.data as { status: string }).status === 'null', 10_000);
-        expect(d.daemon.graph.get('cbw2')).toBeUndefined();
+        expect(internalDaemon(d).graph.get('cbw2')).toBeUndefined();
         const t = await readFile(join(dir, 't.raw'));
         expect(t.subarray(64 << 10, 128 << 10).every((b) => b === 0x11)).toBe(true);
         expect(t.subarray(0, 64 << 10).every((b) => b === 0)).toBe(true);

@@ -19,7 +19,7 @@ const statuses = (events: QmpEvent[], id: string) =>
 /** Runs one blockdev-create to its concluded state; returns the job's query-jobs entry and its events; dismisses it. */
 async function create(c: QmpClient, id: string, options: Record<string, unknown>) {
   c.takeEvents();
-  expect(await c.execute('blockdev-create', { 'job-id': id, options })).toEqual({});
+  expect(await c.execute<unknown>('blockdev-create', { 'job-id': id, options })).toEqual({});
   const concluded = await c.waitForEvent('JOB_STATUS_CHANGE', (e) => e.data?.['id'] === id && e.data['status'] === 'concluded');
   // waitForEvent takes the event it waited for out of the backlog, and leaves those before it.
   const events = [...c.takeEvents(), concluded];
@@ -72,7 +72,7 @@ describe('blockdev-create over QMP', () => {
         const img = join(dir, 'a.img');
         await writeFile(img, '');
         await c.execute('blockdev-add', { driver: 'file', 'node-name': 'f', filename: img });
-        const reply = (options: Record<string, unknown>, id = 'x') => c.execute('blockdev-create', { 'job-id': id, options });
+        const reply = (options: Record<string, unknown>, id = 'x') => c.execute<unknown>('blockdev-create', { 'job-id': id, options });
         await expect(reply({ driver: 'raw', file: 'f', size: MiB })).rejects.toMatchObject({ qmpClass: 'GenericError', desc: "Parameter 'options.size' is unexpected" });
         await expect(reply({ driver: 'raw' })).rejects.toMatchObject({ desc: 'Driver does not support blockdev-create' });
         await expect(reply({ driver: 'null-co' })).rejects.toMatchObject({ desc: 'Driver does not support blockdev-create' });
@@ -80,7 +80,7 @@ describe('blockdev-create over QMP', () => {
         await expect(reply({ driver: 'qcow2', file: 'f', size: 1, bogus: 1 })).rejects.toMatchObject({ desc: "Parameter 'options.bogus' is unexpected" });
         await expect(reply({ driver: 'bogus' })).rejects.toMatchObject({ desc: "Parameter 'driver' does not accept value 'bogus'" });
         await expect(reply({ driver: 'qcow2', file: 'f', size: 1, version: 'v4' })).rejects.toMatchObject({ desc: "Parameter 'version' does not accept value 'v4'" });
-        await expect(c.execute('blockdev-create', { 'job-id': 'x' })).rejects.toMatchObject({ desc: "Parameter 'options' is missing" });
+        await expect(c.execute<unknown>('blockdev-create', { 'job-id': 'x' })).rejects.toMatchObject({ desc: "Parameter 'options' is missing" });
         await expect(reply({ driver: 'file', filename: join(dir, 'e'), size: MiB }, '1x')).rejects.toMatchObject({ desc: "Invalid job ID '1x'" });
         await expect(reply({ driver: 'vmdk', file: 'f', size: MiB })).rejects.toMatchObject({ desc: "blockdev-create for driver 'vmdk' is not supported by blockemu" });
 

@@ -102,7 +102,7 @@ describe('transaction: all or nothing (property)', () => {
             const before = await state(c, out);
             let ok = true;
             try {
-              await c.execute('transaction', { actions, ...(grouped ? { properties: { 'completion-mode': 'grouped' } } : {}) });
+              await c.execute<unknown>('transaction', { actions, ...(grouped ? { properties: { 'completion-mode': 'grouped' } } : {}) });
             } catch (err) {
               if (!(err instanceof QmpError)) throw err;
               ok = false;

@@ -1,8 +1,9 @@
 import { EMPTY, type Infer, type Members, QType, StructType, struct } from './types.js';
 
 /** A QMP command as the schema declares it: its argument type, its return type, its flags. */
-export interface CommandDef<A extends QType<any> = QType<any>, R extends QType<any> | undefined = QType<any> | undefined> {
-  readonly name: string;
+export interface CommandDef<A extends QType<any> = QType<any>, R extends QType<any> | undefined = QType<any> | undefined, N extends string = string> {
+  /** A literal type, so the typed client (typed.ts) can map names to argument and return types. */
+  readonly name: N;
   readonly args: A;
   /** Undefined: the command returns `{}` (QEMU's commands without 'returns'). */
   readonly returns: R;
@@ -13,8 +14,8 @@ export interface CommandDef<A extends QType<any> = QType<any>, R extends QType<a
   readonly features?: readonly string[];
 }
 
-export interface EventDef<D extends QType<any> | undefined = QType<any> | undefined> {
-  readonly name: string;
+export interface EventDef<D extends QType<any> | undefined = QType<any> | undefined, N extends string = string> {
+  readonly name: N;
   readonly data: D;
 }
 
@@ -25,16 +26,16 @@ type ArgsOf<A> = A extends QType<any> ? A : A extends Members ? StructType<A> : 
  * 'data': {…}, which QEMU names `q_obj_<command>-arg`) or a named type
  * (QAPI's 'boxed' or a named struct/union).
  */
-export function command<const A extends Members | QType<any> | undefined = undefined, R extends QType<any> | undefined = undefined>(
-  name: string,
+export function command<const N extends string, const A extends Members | QType<any> | undefined = undefined, R extends QType<any> | undefined = undefined>(
+  name: N,
   opts: { args?: A; returns?: R; allowOob?: boolean; allowPreconfig?: boolean; features?: readonly string[] } = {},
-): CommandDef<ArgsOf<A>, R> {
+): CommandDef<ArgsOf<A>, R, N> {
   const a = opts.args;
   const args = (a === undefined ? EMPTY : a instanceof QType ? a : struct(`q_obj_${name}-arg`, a as Members)) as ArgsOf<A>;
   return { name, args, returns: opts.returns as R, allowOob: opts.allowOob ?? false, allowPreconfig: opts.allowPreconfig ?? false, ...(opts.features ? { features: opts.features } : {}) };
 }
 
-export function event<const D extends Members | QType<any> | undefined = undefined>(name: string, data?: D): EventDef<D extends undefined ? undefined : ArgsOf<D>> {
+export function event<const N extends string, const D extends Members | QType<any> | undefined = undefined>(name: N, data?: D): EventDef<D extends undefined ? undefined : ArgsOf<D>, N> {
   const d = data === undefined ? undefined : data instanceof QType ? data : struct(`q_obj_${name}-arg`, data as Members);
   return { name, data: d as D extends undefined ? undefined : ArgsOf<D> };
 }
