@@ -6,6 +6,7 @@ import { imgCreate } from '../../src/cli/img/create.js';
 import { imgInfo } from '../../src/cli/img/info.js';
 import { imgMap } from '../../src/cli/img/map.js';
 import { imgResize, RESIZE_USAGE } from '../../src/cli/img/resize.js';
+import { imgSnapshot, SNAPSHOT_USAGE } from '../../src/cli/img/snapshot.js';
 import { type ImgIo, printFailure, processIo, runSubcommand, usageError } from '../../src/cli/img/output.js';
 import { addImgCheck, FORCE_SHARE_HELP } from './img-check.js';
 
@@ -154,6 +155,20 @@ export function addImgCommand(program: Command): void {
     .allowExcessArguments()
     .argument('[args...]')
     .action(async (args: string[]) => run((io) => imgResize(io, args)));
+
+  // The commands below parse their options as qemu-img's getopt_long does (src/cli/img/img-getopt.ts).
+  const raw = (name: string, description: string, usage: string, body: (io: ImgIo, args: string[]) => Promise<number>) =>
+    img
+      .command(name)
+      .description(description)
+      .usage(usage.slice(name.length + 1))
+      .helpOption(false)
+      .passThroughOptions()
+      .allowUnknownOption()
+      .allowExcessArguments()
+      .argument('[args...]')
+      .action(async (args: string[]) => run((io) => body(io, args)));
+  raw('snapshot', "list, create, apply or delete a qcow2 image's internal snapshots (qemu-img snapshot)", SNAPSHOT_USAGE, imgSnapshot);
 
   // Actions run in command-line order; commander reports each option as it parses it.
   const actions: BitmapAction[] = [];
