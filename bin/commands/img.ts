@@ -7,6 +7,7 @@ import { imgInfo } from '../../src/cli/img/info.js';
 import { imgMap } from '../../src/cli/img/map.js';
 import { imgResize, RESIZE_USAGE } from '../../src/cli/img/resize.js';
 import { imgSnapshot, SNAPSHOT_USAGE } from '../../src/cli/img/snapshot.js';
+import { imgRebase, REBASE_USAGE } from '../../src/cli/img/rebase.js';
 import { type ImgIo, printFailure, processIo, runSubcommand, usageError } from '../../src/cli/img/output.js';
 import { addImgCheck, FORCE_SHARE_HELP } from './img-check.js';
 
@@ -168,6 +169,7 @@ export function addImgCommand(program: Command): void {
       .allowExcessArguments()
       .argument('[args...]')
       .action(async (args: string[]) => run((io) => body(io, args)));
+  raw('rebase', 'change the backing file of an image, keeping what it reads (qemu-img rebase)', REBASE_USAGE, imgRebase);
   raw('snapshot', "list, create, apply or delete a qcow2 image's internal snapshots (qemu-img snapshot)", SNAPSHOT_USAGE, imgSnapshot);
 
   // Actions run in command-line order; commander reports each option as it parses it.
