@@ -30,7 +30,8 @@ const ERRNO: Record<string, [number, string]> = {
 };
 
 function errnoOf(err: unknown): [number, string] {
-  const code = err instanceof BlockError ? err.errno : undefined;
+  // A refcount at its maximum (refcount_bits=1 cannot share a cluster) is QEMU's EINVAL here.
+  const code = err instanceof BlockError ? (err.errno ?? (err.code === 'INVALID_ARGUMENT' ? 'EINVAL' : undefined)) : undefined;
   return (code !== undefined ? ERRNO[code] : undefined) ?? [5, err instanceof Error ? err.message : String(err)];
 }
 
@@ -93,13 +94,13 @@ export async function imgSnapshot(io: ImgIo, args: readonly string[]): Promise<n
   const image = r.image;
   if (!readOnly && image.format === 'raw') io.err(probedRawWarning(filename));
   try {
-    return await perform(io, image, act);
+    return await perform(io, image, act, filename);
   } finally {
     await image.close();
   }
 }
 
-async function perform(io: ImgIo, image: BlockImage, action: Action): Promise<number> {
+async function perform(io: ImgIo, image: BlockImage, action: Action, rawName: string): Promise<number> {
   const qcow2 = image instanceof Qcow2Image ? image : undefined;
   switch (action.op) {
     case 'none':
@@ -122,7 +123,11 @@ async function perform(io: ImgIo, image: BlockImage, action: Action): Promise<nu
     }
     case 'apply': {
       const name = action.name;
-      if (!qcow2) throw new ImgFailure(`Could not apply snapshot '${name}': Block driver does not support snapshots`);
+      if (!qcow2) {
+        // QEMU closes the raw node and opens it again around trying its file: the warning comes twice.
+        if (image.format === 'raw') io.err(probedRawWarning(rawName));
+        throw new ImgFailure(`Could not apply snapshot '${name}': Block driver does not support snapshots`);
+      }
       // bdrv_snapshot_goto: the bitmaps qemu-img loaded would no longer describe the data.
       if ((await qcow2.bitmaps.describe()).length > 0) throw new ImgFailure(`Could not apply snapshot '${name}': Device has active dirty bitmaps`);
       try {
