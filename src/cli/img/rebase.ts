@@ -1,8 +1,7 @@
-import { realpath } from 'node:fs/promises';
-import { resolve } from 'node:path';
 import { BlockError } from '../../image/errors.js';
 import { strerrorOf } from '../../image/errno.js';
 import { Qcow2Image } from '../../image/qcow2/image.js';
+import { allocatedAbove, allocatedHere, findBackingImage } from './chain-status.js';
 import type { BlockImage } from '../../image/types.js';
 import { parseCacheMode } from '../io-args.js';
 import { imageOptsRefused, ImgGetopt, objectRefused } from './img-getopt.js';
@@ -126,7 +125,7 @@ async function rebase(io: ImgIo, filename: string, o: RebaseOptions, progress: P
       let prefix: BlockImage | undefined;
       if (target !== '') {
         const path = pathCombine(filename, target);
-        prefix = await findInChain(image, path);
+        prefix = await findBackingImage(image, target);
         if (!prefix) {
           const nb = await tryOpen(path, { format: o.backingFormat, readOnly: true, forceShare: o.forceShare });
           if ('inner' in nb) throw new ImgFailure(`Could not open new backing file '${target}': ${nb.inner}`);
@@ -141,35 +140,6 @@ async function rebase(io: ImgIo, filename: string, o: RebaseOptions, progress: P
     await newBacking?.close();
     await image.close();
   }
-}
-
-/** bdrv_find_backing_image: the image below the top whose file is `path` (the new backing file is already in the chain). */
-async function findInChain(top: BlockImage, path: string): Promise<BlockImage | undefined> {
-  const want = await realpath(path).catch(() => resolve(path));
-  for (let cur = top.backing(); cur; cur = cur.backing()) {
-    const have = await realpath(cur.filename).catch(() => resolve(cur.filename));
-    if (have === want) return cur;
-  }
-  return undefined;
-}
-
-/** Whether `img` itself allocates the bytes from `offset` (not its backing file), and for how many bytes that holds (bdrv_is_allocated). */
-async function allocatedHere(img: BlockImage, offset: number, n: number): Promise<{ allocated: boolean; n: number }> {
-  if (!(img instanceof Qcow2Image) || !img.hasBacking()) return { allocated: true, n };
-  const m = await img.meta.run(() => img.map(offset, n));
-  return { allocated: m.kind !== 'unallocated', n: m.length };
-}
-
-/** bdrv_is_allocated_above(from, base) without base: allocated in any image from `from` down to, not including, `base`; n 0 past an image's end. */
-async function allocatedAbove(from: BlockImage, base: BlockImage, offset: number, n: number): Promise<{ allocated: boolean; n: number }> {
-  let len = n;
-  for (let cur: BlockImage | undefined = from; cur && cur !== base; cur = cur.backing()) {
-    if (offset >= cur.size()) return { allocated: false, n: 0 };
-    const r = await allocatedHere(cur, offset, Math.min(len, cur.size() - offset));
-    if (r.allocated) return r;
-    len = Math.min(len, r.n);
-  }
-  return { allocated: false, n: len };
 }
 
 /** Reads `n` bytes of `img` at `offset`, zeroes past its end. */

@@ -370,6 +370,17 @@ export class Qcow2Image implements BlockImage {
     return w.discard(offset, length);
   }
 
+  /**
+   * bdrv_make_empty (qcow2_make_empty's general way): every cluster
+   * unallocated, so the image reads its backing file again (qemu-img
+   * commit empties the committed image so).
+   */
+  async makeEmpty(): Promise<void> {
+    const w = this.writable();
+    await w.discard(0, this.header.size, true);
+    await this.flush();
+  }
+
   /** Writes the metadata held in memory, then flushes the file. */
   async flush(): Promise<void> {
     // A retired image writes nothing more, and its flush succeeds (bdrv_co_flush of a node without a driver).
