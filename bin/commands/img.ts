@@ -11,6 +11,7 @@ import { imgRebase, REBASE_USAGE } from '../../src/cli/img/rebase.js';
 import { COMMIT_USAGE, imgCommit } from '../../src/cli/img/commit.js';
 import { AMEND_USAGE, imgAmend } from '../../src/cli/img/amend.js';
 import { DD_USAGE, imgDd } from '../../src/cli/img/dd.js';
+import { BENCH_USAGE, imgBench } from '../../src/cli/img/bench.js';
 import { imgMeasure, MEASURE_USAGE } from '../../src/cli/img/measure.js';
 import { type ImgIo, printFailure, processIo, runSubcommand, usageError } from '../../src/cli/img/output.js';
 import { addImgCheck, FORCE_SHARE_HELP } from './img-check.js';
@@ -175,6 +176,7 @@ export function addImgCommand(program: Command): void {
       .action(async (args: string[]) => run((io) => body(io, args)));
   raw('amend', "change a qcow2 image's compat level, lazy refcounts or size in place (qemu-img amend)", AMEND_USAGE, imgAmend);
   raw('commit', 'write what an image holds into its backing file (qemu-img commit)', COMMIT_USAGE, imgCommit);
+  raw('bench', 'run a simple image I/O benchmark (qemu-img bench)', BENCH_USAGE, imgBench);
   raw('dd', 'copy part of an image into a new image, dd-style (qemu-img dd)', DD_USAGE, imgDd);
   raw('measure', 'how large a file an image of a size, or a copy of an image, needs (qemu-img measure)', MEASURE_USAGE, imgMeasure);
   raw('rebase', 'change the backing file of an image, keeping what it reads (qemu-img rebase)', REBASE_USAGE, imgRebase);
