@@ -4,7 +4,7 @@ import type { BlockImage } from '../../image/types.js';
 import { imageOptsRefused, ImgGetopt, objectRefused } from './img-getopt.js';
 import { cliLocks, tryOpen } from './open.js';
 import { type ImgIo, ImgFailure, PROG } from './output.js';
-import { QEMU_FORMATS } from './rebase.js';
+import { QEMU_FORMATS } from './formats.js';
 import { INT64_MAX, parseQemuSize } from './size-arg.js';
 
 export const DD_USAGE = 'dd [--image-opts] [-U] [-f fmt] [-O output_fmt] [bs=block_size] [count=blocks] [skip=blocks] if=input of=output';

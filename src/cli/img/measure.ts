@@ -6,7 +6,7 @@ import { type OptValue, parseCreateOptions, str } from './create-opts.js';
 import { imageOptsRefused, objectRefused } from './img-getopt.js';
 import { tryOpen } from './open.js';
 import { type ImgIo, ImgFailure, PROG } from './output.js';
-import { QEMU_FORMATS } from './rebase.js';
+import { QEMU_FORMATS } from './formats.js';
 import { INT64_MAX, parseQemuSize } from './size-arg.js';
 
 export const MEASURE_USAGE = 'measure [--output=ofmt] [-O output_fmt] [-o options] [--size N | [--object objectdef] [--image-opts] [-f fmt] [-l snapshot_param] filename]';

@@ -8,6 +8,7 @@ import { imageOptsRefused, ImgGetopt, objectRefused } from './img-getopt.js';
 import { pathCombine, probedRawWarning, tryOpen } from './open.js';
 import { type ImgIo, ImgFailure, PROG, usageError } from './output.js';
 import { Progress } from './progress.js';
+import { QEMU_FORMATS } from './formats.js';
 
 export const REBASE_USAGE =
   'rebase [--object objectdef] [--image-opts] [-U] [-q] [-f fmt] [-t cache] [-T src_cache] [-p] [-u] -b backing_file [-F backing_fmt] filename';
@@ -22,12 +23,6 @@ const LONG_OPTIONS = [
 /** qemu-img's IO_BUF_SIZE: the chunk rebase compares at a time. */
 const IO_BUF_SIZE = 2 << 20;
 
-/** Format names QEMU 7.2 knows (bdrv_find_format succeeds); blockemu opens only raw and qcow2 of them. */
-export const QEMU_FORMATS = new Set([
-  'blkdebug', 'blklogwrites', 'blkverify', 'bochs', 'cloop', 'compress', 'copy-before-write', 'copy-on-read', 'dmg', 'file', 'ftp', 'ftps',
-  'host_cdrom', 'host_device', 'http', 'https', 'luks', 'nbd', 'null-aio', 'null-co', 'nvme', 'parallels', 'preallocate', 'qcow', 'qcow2',
-  'qed', 'quorum', 'raw', 'replication', 'snapshot-access', 'ssh', 'throttle', 'vdi', 'vhdx', 'vmdk', 'vpc', 'vvfat',
-]);
 
 interface RebaseOptions {
   format?: string;
