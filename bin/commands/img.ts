@@ -6,6 +6,13 @@ import { imgCreate } from '../../src/cli/img/create.js';
 import { imgInfo } from '../../src/cli/img/info.js';
 import { imgMap } from '../../src/cli/img/map.js';
 import { imgResize, RESIZE_USAGE } from '../../src/cli/img/resize.js';
+import { imgSnapshot, SNAPSHOT_USAGE } from '../../src/cli/img/snapshot.js';
+import { imgRebase, REBASE_USAGE } from '../../src/cli/img/rebase.js';
+import { COMMIT_USAGE, imgCommit } from '../../src/cli/img/commit.js';
+import { AMEND_USAGE, imgAmend } from '../../src/cli/img/amend.js';
+import { DD_USAGE, imgDd } from '../../src/cli/img/dd.js';
+import { BENCH_USAGE, imgBench } from '../../src/cli/img/bench.js';
+import { imgMeasure, MEASURE_USAGE } from '../../src/cli/img/measure.js';
 import { type ImgIo, printFailure, processIo, runSubcommand, usageError } from '../../src/cli/img/output.js';
 import { addImgCheck, FORCE_SHARE_HELP } from './img-check.js';
 
@@ -154,6 +161,26 @@ export function addImgCommand(program: Command): void {
     .allowExcessArguments()
     .argument('[args...]')
     .action(async (args: string[]) => run((io) => imgResize(io, args)));
+
+  // The commands below parse their options as qemu-img's getopt_long does (src/cli/img/img-getopt.ts).
+  const raw = (name: string, description: string, usage: string, body: (io: ImgIo, args: string[]) => Promise<number>) =>
+    img
+      .command(name)
+      .description(description)
+      .usage(usage.slice(name.length + 1))
+      .helpOption(false)
+      .passThroughOptions()
+      .allowUnknownOption()
+      .allowExcessArguments()
+      .argument('[args...]')
+      .action(async (args: string[]) => run((io) => body(io, args)));
+  raw('amend', "change a qcow2 image's compat level, lazy refcounts or size in place (qemu-img amend)", AMEND_USAGE, imgAmend);
+  raw('commit', 'write what an image holds into its backing file (qemu-img commit)', COMMIT_USAGE, imgCommit);
+  raw('bench', 'run a simple image I/O benchmark (qemu-img bench)', BENCH_USAGE, imgBench);
+  raw('dd', 'copy part of an image into a new image, dd-style (qemu-img dd)', DD_USAGE, imgDd);
+  raw('measure', 'how large a file an image of a size, or a copy of an image, needs (qemu-img measure)', MEASURE_USAGE, imgMeasure);
+  raw('rebase', 'change the backing file of an image, keeping what it reads (qemu-img rebase)', REBASE_USAGE, imgRebase);
+  raw('snapshot', "list, create, apply or delete a qcow2 image's internal snapshots (qemu-img snapshot)", SNAPSHOT_USAGE, imgSnapshot);
 
   // Actions run in command-line order; commander reports each option as it parses it.
   const actions: BitmapAction[] = [];

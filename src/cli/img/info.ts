@@ -1,7 +1,9 @@
 import { resolve } from 'node:path';
 import { Qcow2Image } from '../../image/qcow2/image.js';
 import type { BlockImage, ImageInfo } from '../../image/types.js';
+import { listSnapshots, type Qcow2Snapshot } from '../../image/qcow2/snapshots.js';
 import { sizeToStr } from './numfmt.js';
+import { snapshotList } from './snapshot-dump.js';
 import { openForCli, pathCombine } from './open.js';
 import { type ImgIo, ImgFailure, usageError } from './output.js';
 
@@ -20,6 +22,8 @@ interface Report {
   info: ImageInfo;
   actualSize: number;
   fullBacking?: string;
+  /** qcow2 internal snapshots, absent when there are none. */
+  snapshots?: Qcow2Snapshot[];
 }
 
 export function parseOutputFormat(output: string | undefined): 'human' | 'json' {
@@ -73,7 +77,8 @@ async function describe(img: BlockImage, name: string): Promise<Report> {
     }
     const actualSize = await img.actualSize();
     const fullBacking = info.backingFilename !== undefined ? pathCombine(name, info.backingFilename) : undefined;
-    return { name, info, actualSize, fullBacking };
+    const snapshots = img instanceof Qcow2Image && img.header.nbSnapshots > 0 ? await listSnapshots(img) : undefined;
+    return { name, info, actualSize, fullBacking, snapshots };
   } finally {
     await img.close();
   }
@@ -84,6 +89,18 @@ function toJson(r: Report): Record<string, unknown> {
   const i = r.info;
   const o: Record<string, unknown> = {};
   if (i.backingFormat !== undefined) o['backing-filename-format'] = i.backingFormat;
+  if (r.snapshots) {
+    o['snapshots'] = r.snapshots.map((sn) => ({
+      ...(sn.icount !== (1n << 64n) - 1n ? { icount: Number(sn.icount) } : {}),
+      'vm-clock-nsec': Number(sn.vmClockNsec % 1_000_000_000n),
+      name: sn.name,
+      'date-sec': sn.dateSec,
+      'date-nsec': sn.dateNsec,
+      'vm-clock-sec': Number(sn.vmClockNsec / 1_000_000_000n),
+      id: sn.id,
+      'vm-state-size': Number(sn.vmStateSize),
+    }));
+  }
   o['virtual-size'] = i.virtualSize;
   o['filename'] = r.name;
   if (i.clusterSize !== undefined) o['cluster-size'] = i.clusterSize;
@@ -129,6 +146,7 @@ function toHuman(r: Report): string {
     lines.push(`backing file: ${i.backingFilename}${actual}`);
     if (i.backingFormat !== undefined) lines.push(`backing file format: ${i.backingFormat}`);
   }
+  if (r.snapshots) lines.push(snapshotList(r.snapshots).slice(0, -1));
   const fs = i.formatSpecific;
   if (fs) {
     lines.push('Format specific information:', `    compat: ${fs.compat}`, `    compression type: ${fs.compressionType}`);

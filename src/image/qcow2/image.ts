@@ -129,8 +129,19 @@ export class Qcow2Image implements BlockImage {
     const clusters = (off: number, bytes: number) => ({ start: Math.floor(off / cs), end: Math.ceil((off + bytes) / cs) });
     this.refcounts?.setFixedMetadata([
       { what: 'active L1 table', ...clusters(h.l1TableOffset, h.l1Size * 8) },
-      ...(h.nbSnapshots > 0 ? [{ what: 'snapshot table', ...clusters(h.snapshotsOffset, 1) }] : []),
+      ...(h.nbSnapshots > 0 ? [{ what: 'snapshot table', ...clusters(h.snapshotsOffset, Math.max(1, this.snapshotBytes)) }] : []),
     ]);
+  }
+
+  /** Bytes of the snapshot table, when this process wrote it (else its first cluster is what the allocator guards). */
+  private snapshotBytes = 0;
+
+  /** The header on disk names a new snapshot table (snapshot-table.ts wrote it): the in-memory header follows. */
+  noteSnapshotTable(nb: number, offset: number, bytes: number): void {
+    this.header.nbSnapshots = nb;
+    this.header.snapshotsOffset = offset;
+    this.snapshotBytes = bytes;
+    this.nameFixedMetadata();
   }
 
   /** Names another backing file (or none) in the header (change-backing-file, qemu-img rebase -u). */
@@ -357,6 +368,17 @@ export class Qcow2Image implements BlockImage {
     const w = this.writable();
     checkRequest('discard', offset, length, this.header.size);
     return w.discard(offset, length);
+  }
+
+  /**
+   * bdrv_make_empty (qcow2_make_empty's general way): every cluster
+   * unallocated, so the image reads its backing file again (qemu-img
+   * commit empties the committed image so).
+   */
+  async makeEmpty(): Promise<void> {
+    const w = this.writable();
+    await w.discard(0, this.header.size, true);
+    await this.flush();
   }
 
   /** Writes the metadata held in memory, then flushes the file. */

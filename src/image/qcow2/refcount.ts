@@ -148,6 +148,18 @@ export class RefcountManager {
     return true;
   }
 
+  /**
+   * Adds `delta` now, decrements included (QEMU's update_refcount for a
+   * snapshot's clusters): only for callers that know no table on disk
+   * still needs a cluster whose count drops to 0. Returns the new count.
+   */
+  async change(cluster: number, delta: number): Promise<number> {
+    await this.adjust(cluster, delta);
+    const v = await this.get(cluster);
+    if (v === 0) this.freeCursor = Math.min(this.freeCursor, cluster);
+    return v;
+  }
+
   /** Queues a decrement; applied by applyFrees once no on-disk table references the cluster. */
   free(cluster: number, count = 1): void {
     this.file.event?.('cluster_free');

@@ -173,7 +173,7 @@ async function grow(img: Qcow2Image, writer: Qcow2Writer, rc: RefcountManager, o
  * switched to it in one write and flushed, and only then the old table
  * freed. Under the metadata mutex.
  */
-async function growL1(img: Qcow2Image, rc: RefcountManager, newL1: number): Promise<void> {
+export async function growL1(img: Qcow2Image, rc: RefcountManager, newL1: number): Promise<void> {
   if (newL1 * 8 > MAX_L1_BYTES) throw new BlockError('INVALID_ARGUMENT', `L1 table of ${newL1} entries is too large`, { errno: 'EFBIG' });
   const cs = img.layout.clusterSize;
   // The L2 tables the copy points at must be on disk before it is.

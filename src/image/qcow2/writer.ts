@@ -370,7 +370,8 @@ export class Qcow2Writer {
     };
   }
 
-  discard(offset: number, length: number): Promise<void> {
+  /** `full`: the clusters become unallocated whatever lies below (QEMU's full_discard, as bdrv_make_empty uses it). */
+  discard(offset: number, length: number, full = false): Promise<void> {
     if (length === 0) return Promise.resolve();
     return this.locked(offset, length, async () => {
       const L = this.img.layout;
@@ -380,12 +381,21 @@ export class Qcow2Writer {
       if (start >= end) return;
       const img = this.img;
       const discarded = (e: L2Entry): L2Entry => {
-        if (classify(e, img.version) === 'unallocated' && !img.hasBacking()) return e;
+        if (classify(e, img.version) === 'unallocated' && (full || !img.hasBacking())) return e;
+        if (full) return { hi: 0, lo: 0 };
         // Version 3 keeps discarded clusters reading as zeroes rather than exposing a backing file.
         return img.version >= 3 ? { hi: 0, lo: ZERO_LO } : { hi: 0, lo: 0 };
       };
       // QEMU finds the L2 table through get_cluster_table, which allocates a missing one even for a discard: so do we, and files grow alike.
-      await img.meta.run(() => this.l2.updateEntries(start, end, true, discarded));
+      await img.meta.run(async () => {
+        if (!full) return this.l2.updateEntries(start, end, true, discarded);
+        // Where no L2 table exists everything is unallocated already: none is created.
+        for (let at = start; at < end; ) {
+          const next = Math.min(end, (L.l1Index(at) + 1) * L.l2Coverage);
+          if (L.l1Index(at) < img.header.l1Size && img.l2Offset(L.l1Index(at)) !== 0) await this.l2.updateEntries(at, next, false, discarded);
+          at = next;
+        }
+      });
     });
   }
 

@@ -1,0 +1,135 @@
+import { BlockError } from '../../image/errors.js';
+import { strerrorOf } from '../../image/errno.js';
+import { type AmendRequest, amendQcow2 } from '../../image/qcow2/amend.js';
+import { Qcow2Image } from '../../image/qcow2/image.js';
+import { parseCacheMode } from '../io-args.js';
+import { optionTable, parseCreateOptions, splitOptionList, str } from './create-opts.js';
+import { imageOptsRefused, ImgGetopt, objectRefused } from './img-getopt.js';
+import { probedRawWarning, tryOpen, withHint } from './open.js';
+import { type ImgIo, ImgFailure, PROG, usageError } from './output.js';
+import { Progress } from './progress.js';
+
+export const AMEND_USAGE = 'amend [--object objectdef] [--image-opts] [-p] [-q] [-f fmt] [-t cache] [--force] -o options filename';
+
+const LONG_OPTIONS = [
+  { name: 'help', hasArg: false },
+  { name: 'object', hasArg: true },
+  { name: 'image-opts', hasArg: false },
+  { name: 'force', hasArg: false },
+];
+
+/** qcow2's amend options (qcow2_amend_opts); the rest of its creation options are creation-only. */
+const AMENDABLE = new Set(['compat', 'size', 'backing_file', 'backing_fmt', 'lazy_refcounts', 'refcount_bits', 'data_file', 'data_file_raw']);
+
+/**
+ * `blockemu img amend` (qemu-img 7.2's img_amend on qcow2): compat=0.10 or
+ * 1.1 (zero clusters expanded on the way down), lazy_refcounts, size, and
+ * backing_file/backing_fmt only as they are. refcount_bits changes are
+ * refused (QEMU rewrites every refcount structure for them).
+ */
+export async function imgAmend(io: ImgIo, args: readonly string[]): Promise<number> {
+  const lists: string[] = [];
+  let format: string | undefined;
+  let cache = 'writeback';
+  let progressOn = false;
+  let quiet = false;
+  let imageOpts = false;
+  const getopt = new ImgGetopt('amend', args, ':ho:f:t:pq', LONG_OPTIONS);
+  for (const o of getopt) {
+    switch (o.name) {
+      case 'h':
+      case 'help':
+        io.out(`usage: ${PROG} ${AMEND_USAGE}\n`);
+        return 0;
+      case 'o':
+        if (splitOptionList(o.value) === undefined) throw new ImgFailure(`Invalid option list: ${o.value}`);
+        lists.push(o.value);
+        break;
+      case 'f':
+        format = o.value;
+        break;
+      case 't':
+        cache = o.value;
+        break;
+      case 'p':
+        progressOn = true;
+        break;
+      case 'q':
+        quiet = true;
+        break;
+      case 'object':
+        throw objectRefused();
+      case 'image-opts':
+        imageOpts = true;
+        break;
+      case 'force':
+        break;
+    }
+  }
+  if (lists.length === 0) throw usageError('Must specify options (-o)');
+  if (quiet) progressOn = false;
+  const progress = new Progress(io, progressOn, 1);
+  try {
+    await amend(io, getopt.operands(), lists, format, cache, imageOpts, progress);
+  } finally {
+    progress.end();
+  }
+  return 0;
+}
+
+async function amend(io: ImgIo, operands: string[], lists: string[], format: string | undefined, cache: string, imageOpts: boolean, progress: Progress): Promise<void> {
+  const pairs = lists.flatMap((l) => splitOptionList(l)!);
+  if (pairs.some(([k]) => k === 'help' || k === '?')) throw new ImgFailure('-o help is not supported by blockemu amend');
+  if (operands.length !== 1) throw new ImgFailure('Expecting one image file name');
+  const filename = operands[0]!;
+  if (parseCacheMode(cache) === undefined) throw new ImgFailure(`Invalid cache option: ${cache}`);
+  if (imageOpts) throw imageOptsRefused();
+  const r = await tryOpen(filename, { format, readOnly: false, persistentBitmaps: true });
+  if ('inner' in r) throw new ImgFailure(`Could not open '${filename}': ${r.inner}`);
+  const image = r.image;
+  try {
+    if (format === undefined && image.format === 'raw') io.err(probedRawWarning(filename));
+    if (!(image instanceof Qcow2Image)) throw new ImgFailure(`Format driver '${image.format}' does not support option amendment`);
+    const req = parseAmendOptions(pairs, lists);
+    req.progress = (p) => progress.setAbsolute(p);
+    progress.setAbsolute(0);
+    try {
+      await amendQcow2(image, req);
+    } catch (err) {
+      if (err instanceof BlockError && err.errno === undefined) throw new ImgFailure(err.message);
+      const msg = err instanceof BlockError && err.code !== 'IO' ? err.message : strerrorOf(err);
+      throw new ImgFailure(withHint(msg, err));
+    }
+    progress.setAbsolute(100);
+  } finally {
+    await image.close();
+  }
+}
+
+/** qemu_opts_do_parse against qcow2's amend options, and qemu-img's hint for a creation-only one. */
+function parseAmendOptions(pairs: Array<[string, string]>, lists: string[]): AmendRequest {
+  for (const [key] of pairs) {
+    if (AMENDABLE.has(key) || key.startsWith('encrypt.')) continue;
+    if (optionTable('qcow2').some((d) => d.name === key)) throw new ImgFailure(`Invalid parameter '${key}'\nThis option is only supported for image creation`);
+    throw new ImgFailure(`Invalid parameter '${key}'`);
+  }
+  const values = parseCreateOptions('qcow2', lists, '');
+  const req: AmendRequest = {};
+  const compat = str(values.get('compat'));
+  if (compat !== undefined) {
+    if (compat === '0.10' || compat === 'v2') req.version = 2;
+    else if (compat === '1.1' || compat === 'v3') req.version = 3;
+    else throw new ImgFailure(`Unknown compatibility level ${compat}`);
+  }
+  if (values.has('lazy_refcounts')) req.lazyRefcounts = values.get('lazy_refcounts')!.value === true;
+  const rb = values.get('refcount_bits')?.value as bigint | undefined;
+  if (rb !== undefined) {
+    if (rb === 0n || rb > 64n || (rb & (rb - 1n)) !== 0n) throw new ImgFailure('Refcount width must be a power of two and may not exceed 64 bits');
+    req.refcountBits = Number(rb);
+  }
+  const size = values.get('size')?.value as bigint | undefined;
+  if (size !== undefined) req.size = Number(size);
+  if (values.has('backing_file')) req.backingFile = str(values.get('backing_file'));
+  if (values.has('backing_fmt')) req.backingFormat = str(values.get('backing_fmt'));
+  return req;
+}

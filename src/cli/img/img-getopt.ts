@@ -1,0 +1,46 @@
+import { Getopt, type LongOption } from '../getopt.js';
+import { ImgFailure, usageError } from './output.js';
+
+/** One option qemu-img's getopt_long loop sees: its short letter or long name, and its argument. */
+export interface ImgOption {
+  name: string;
+  value: string;
+}
+
+/**
+ * qemu-img's option loop for a subcommand (optstring starting with ':'):
+ * the options in order, a mistake thrown where the loop meets it, with
+ * qemu-img's words ("missing argument for option '-c'", "unrecognized
+ * option '-x'"), so checks a command makes inside its loop ("Cannot mix
+ * …") come before or after them as in qemu-img. `operands()` after the
+ * loop gives what is left, in getopt's permuted order.
+ */
+export class ImgGetopt {
+  private readonly g: Getopt;
+
+  constructor(command: string, args: readonly string[], short: string, longs: readonly LongOption[]) {
+    this.g = new Getopt(command, args, short, longs);
+  }
+
+  *[Symbol.iterator](): Generator<ImgOption> {
+    for (const e of this.g) {
+      if (e.kind === 'missing') throw usageError(`missing argument for option '${e.blamed}'`);
+      if (e.kind === 'unrecognized') throw usageError(`unrecognized option '${e.blamed}'`);
+      yield { name: e.name, value: e.value ?? '' };
+    }
+  }
+
+  operands(): string[] {
+    return this.g.operands();
+  }
+}
+
+/** --object: qemu-img creates the object on the spot; blockemu has no objects (secrets, throttle groups …) for its tools. */
+export function objectRefused(): ImgFailure {
+  return new ImgFailure('--object is not supported by blockemu');
+}
+
+/** --image-opts: the filename would be an option string; blockemu img opens plain file names only. */
+export function imageOptsRefused(): ImgFailure {
+  return new ImgFailure('--image-opts is not supported by blockemu');
+}
