@@ -1,5 +1,5 @@
 /**
- * `npm run iotests -- [--fetch] [--fmt=qcow2,raw] [--tests=001,002,…] [--jobs=N]
+ * `npm run iotests -- [--fetch | --fetch-only] [--fmt=qcow2,raw] [--tests=001,002,…] [--jobs=N]
  *   [--tools=both|blockemu|qemu] [--report=FILE] [--expect=FILE]`
  *
  * Runs QEMU 7.2's own iotests (Debian's source package) with `blockemu img`
@@ -10,7 +10,8 @@
  * the first line that differs) and, with --report, writes the table as
  * Markdown. With --expect, the file lists "FMT TEST" pairs that passed
  * before: the run fails when one of them no longer passes (the count only
- * grows), and says which new passes to add.
+ * grows), and says which new passes to add. --fetch-only fetches the
+ * source (when not there yet) and runs nothing.
  */
 import { readFile, writeFile } from 'node:fs/promises';
 import { type Outcome, runCheck, type Tools, toolOnlyTests } from './check.js';
@@ -23,7 +24,7 @@ function flags(argv: string[]): Map<string, string> {
     if (!f) throw new Error(`unknown argument '${a}' (flags are --name or --name=value)`);
     m.set(f[1]!, f[2] ?? 'true');
   }
-  const known = ['fetch', 'fmt', 'tests', 'jobs', 'tools', 'report', 'expect', 'help'];
+  const known = ['fetch', 'fetch-only', 'fmt', 'tests', 'jobs', 'tools', 'report', 'expect', 'help'];
   for (const k of m.keys()) if (!known.includes(k)) throw new Error(`unknown flag --${k}; known: ${known.map((x) => `--${x}`).join(' ')}`);
   return m;
 }
@@ -54,10 +55,14 @@ async function main(): Promise<number> {
     console.log((await readFile(new URL(import.meta.url), 'utf8')).split('*/')[0]);
     return 0;
   }
-  const src = await findQemuSource(f.has('fetch'));
+  const src = await findQemuSource(f.has('fetch') || f.has('fetch-only'));
   if ('missing' in src) {
     console.error(`iotests: ${src.missing}`);
     return 2;
+  }
+  if (f.has('fetch-only')) {
+    console.log(`iotests: QEMU 7.2's iotests are in ${src.dir}`);
+    return 0;
   }
   const fmts = (f.get('fmt') ?? 'qcow2').split(',');
   const toolSets: Tools[] = f.get('tools') === 'blockemu' ? ['blockemu'] : f.get('tools') === 'qemu' ? ['qemu'] : ['qemu', 'blockemu'];

@@ -56,6 +56,7 @@ async function debSrcEntries(): Promise<string> {
 /** Downloads Debian's qemu source package into `dir` and unpacks the iotests and python trees. */
 async function fetchInto(dir: string): Promise<string> {
   const apt = join(dir, 'apt');
+  for (const f of await readdir(dir)) if (f.startsWith('qemu')) await rm(join(dir, f), { recursive: true, force: true });
   await rm(apt, { recursive: true, force: true });
   for (const d of ['sources.list.d', 'lists/partial', 'cache/archives/partial']) await mkdir(join(apt, d), { recursive: true });
   const src = (await debSrcEntries()).includes('Types:') ? 'deb-src.sources' : 'deb-src.list';
@@ -88,5 +89,6 @@ export async function findQemuSource(fetch: boolean): Promise<{ dir: string } | 
   }
   if (!fetch) return { missing: `no QEMU 7.2 source: set QEMU_SRC or run \`npm run iotests -- --fetch\` (fetches Debian's source package into ${cache})` };
   await mkdir(cache, { recursive: true });
-  return { dir: await fetchInto(cache) };
+  // Once more on failure: a download cut short once left a tarball tar could not read.
+  return { dir: await fetchInto(cache).catch(() => fetchInto(cache)) };
 }
