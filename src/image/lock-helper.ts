@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { constants } from 'node:os';
 import type { Readable, Writable } from 'node:stream';
 import { BlockError } from './errors.js';
@@ -134,6 +135,10 @@ class HelperProcess {
   private nextId = 1;
   dead: BlockError | undefined;
 
+  get process(): ChildProcess {
+    return this.child;
+  }
+
   constructor(private readonly child: ChildProcess) {
     starts++;
     // The helper never keeps the process alive: its pipes count only while an answer is awaited.
@@ -216,6 +221,34 @@ class HelperProcess {
 }
 
 let current: HelperProcess | undefined;
+let exitHook = false;
+
+/**
+ * At process exit the helper is killed and waited for, so that whoever sees
+ * this process gone also finds its locks gone, as with QEMU's own (perl
+ * would otherwise close its descriptions a moment later, on reading EOF).
+ * Synchronous: an 'exit' handler can run nothing else.
+ */
+function killAtExit(child: ChildProcess): void {
+  const pid = child.pid;
+  if (pid === undefined || child.exitCode !== null || child.signalCode !== null) return;
+  try {
+    process.kill(pid, 'SIGKILL');
+  } catch {
+    return;
+  }
+  const nap = new Int32Array(new SharedArrayBuffer(4));
+  for (let i = 0; i < 1000; i++) {
+    let state: string;
+    try {
+      state = readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /s, '')[0] ?? 'Z';
+    } catch {
+      return; // reaped
+    }
+    if (state === 'Z' || state === 'X') return; // dead: its descriptors are closed
+    Atomics.wait(nap, 0, 0, 1);
+  }
+}
 
 function helper(): HelperProcess {
   if (current) return current;
@@ -227,6 +260,12 @@ function helper(): HelperProcess {
     throw helperError(`could not be started: ${(err as Error).message}`, err);
   }
   current = new HelperProcess(child);
+  if (!exitHook) {
+    exitHook = true;
+    process.on('exit', () => {
+      if (current) killAtExit(current.process);
+    });
+  }
   return current;
 }
 

@@ -301,6 +301,22 @@ describe.skipIf(!ofd)('ImageLock in one process', () => {
     expect(await lockedBytes(f)).toEqual([]);
   });
 
+  it('a process that exits (process.exit, as a crash fault does) leaves no lock behind once it is gone', async () => {
+    const f = await newFile();
+    const lib = join(BLOCKEMU, '..', '..', 'src', 'image', 'file-lock.js');
+    const script = `
+      import { open } from 'node:fs/promises';
+      const { ImageLock } = await import(${JSON.stringify(lib)});
+      const fh = await open(${JSON.stringify(f)}, 'r');
+      await new ImageLock(fh.fd, 'f').commit(2, 15);
+      process.exit(3);
+    `;
+    const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'ignore', 'inherit'] });
+    expect(await new Promise<number | null>((r) => child.on('exit', r))).toBe(3);
+    // No waiting: QEMU's locks go with its process, and so must ours (the helper dies in our exit handler, or on EOF).
+    expect(await lockedBytes(f)).toEqual([]);
+  });
+
   it('kills a perl that does not answer, and fails its requests at once', async () => {
     const fake = join(dir, 'stuck-perl');
     await mkdir(fake);
