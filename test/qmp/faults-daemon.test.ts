@@ -96,20 +96,25 @@ describe.skipIf(!qemu.available)('--fault on a spawned daemon', () => {
     });
   });
 
+  /** A daemon with a 1 MiB raw node d0 under `fault`, exported writable over NBD as d0, and a client. */
+  async function exportedRaw(dir: string, fault: string) {
+    const img = join(dir, 'd.raw');
+    expect((await qemuImg('create', '-f', 'raw', img, '1M')).code).toBe(0);
+    const qmp = join(dir, 'qmp.sock');
+    const nbd = join(dir, 'nbd.sock');
+    const d = daemon([
+      '--blockdev', `driver=raw,node-name=d0,file.driver=file,file.filename=${img}`,
+      '--fault', fault,
+      '--nbd-server', `addr.type=unix,addr.path=${nbd}`,
+      '--export', 'type=nbd,id=e0,node-name=d0,writable=on',
+      ...monitor(qmp),
+    ]);
+    return { d, c: await connect(qmp, d), nbd };
+  }
+
   it('an error fault on an exported node fails the NBD client write it names, with its errno', async () => {
     await withTempDir(async (dir) => {
-      const img = join(dir, 'd.raw');
-      expect((await qemuImg('create', '-f', 'raw', img, '1M')).code).toBe(0);
-      const qmp = join(dir, 'qmp.sock');
-      const nbd = join(dir, 'nbd.sock');
-      const d = daemon([
-        '--blockdev', `driver=raw,node-name=d0,file.driver=file,file.filename=${img}`,
-        '--fault', 'node-name=d0,type=error,iotype=write,nth=2,errno=ENOSPC',
-        '--nbd-server', `addr.type=unix,addr.path=${nbd}`,
-        '--export', 'type=nbd,id=e0,node-name=d0,writable=on',
-        ...monitor(qmp),
-      ]);
-      const c = await connect(qmp, d);
+      const { d, c, nbd } = await exportedRaw(dir, 'node-name=d0,type=error,iotype=write,nth=2,errno=ENOSPC');
       try {
         const uri = `nbd+unix:///d0?socket=${nbd}`;
         const r = await qemuIo('-f', 'raw', '-c', 'write 0 4k', '-c', 'write 4k 4k', '-c', 'write 8k 4k', uri);
@@ -127,18 +132,7 @@ describe.skipIf(!qemu.available)('--fault on a spawned daemon', () => {
 
   it('quit with an NBD write held by a stall: the stall lets go, and the daemon exits', async () => {
     await withTempDir(async (dir) => {
-      const img = join(dir, 'd.raw');
-      expect((await qemuImg('create', '-f', 'raw', img, '1M')).code).toBe(0);
-      const qmp = join(dir, 'qmp.sock');
-      const nbd = join(dir, 'nbd.sock');
-      const d = daemon([
-        '--blockdev', `driver=raw,node-name=d0,file.driver=file,file.filename=${img}`,
-        '--fault', 'node-name=d0,id=hold,type=stall,iotype=write',
-        '--nbd-server', `addr.type=unix,addr.path=${nbd}`,
-        '--export', 'type=nbd,id=e0,node-name=d0,writable=on',
-        ...monitor(qmp),
-      ]);
-      const c = await connect(qmp, d);
+      const { d, c, nbd } = await exportedRaw(dir, 'node-name=d0,id=hold,type=stall,iotype=write');
       try {
         const writer = qemuIo('-f', 'raw', '-c', 'write 0 4k', `nbd+unix:///d0?socket=${nbd}`);
         const waiting = async () => (await c.execute<Array<{ waiting?: number }>>('__org.blockemu_query-faults'))[0]!.waiting;
