@@ -4,9 +4,9 @@ import { type AmendRequest, amendQcow2 } from '../../image/qcow2/amend.js';
 import { Qcow2Image } from '../../image/qcow2/image.js';
 import { parseCacheMode } from '../io-args.js';
 import { optionTable, parseCreateOptions, splitOptionList, str } from './create-opts.js';
-import { imageOptsRefused, ImgGetopt, objectRefused } from './img-getopt.js';
+import { imageOptsRefused, ImgGetopt } from './img-getopt.js';
 import { probedRawWarning, tryOpen, withHint } from './open.js';
-import { type ImgIo, ImgFailure, PROG, usageError } from './output.js';
+import { type ImgIo, ImgFailure, usageError } from './output.js';
 import { Progress } from './progress.js';
 
 export const AMEND_USAGE = 'amend [--object objectdef] [--image-opts] [-p] [-q] [-f fmt] [-t cache] [--force] -o options filename';
@@ -33,14 +33,9 @@ export async function imgAmend(io: ImgIo, args: readonly string[]): Promise<numb
   let cache = 'writeback';
   let progressOn = false;
   let quiet = false;
-  let imageOpts = false;
-  const getopt = new ImgGetopt('amend', args, ':ho:f:t:pq', LONG_OPTIONS);
+  const getopt = new ImgGetopt('amend', args, ':ho:f:t:pq', LONG_OPTIONS, AMEND_USAGE);
   for (const o of getopt) {
     switch (o.name) {
-      case 'h':
-      case 'help':
-        io.out(`usage: ${PROG} ${AMEND_USAGE}\n`);
-        return 0;
       case 'o':
         if (splitOptionList(o.value) === undefined) throw new ImgFailure(`Invalid option list: ${o.value}`);
         lists.push(o.value);
@@ -57,11 +52,6 @@ export async function imgAmend(io: ImgIo, args: readonly string[]): Promise<numb
       case 'q':
         quiet = true;
         break;
-      case 'object':
-        throw objectRefused();
-      case 'image-opts':
-        imageOpts = true;
-        break;
       case 'force':
         break;
     }
@@ -70,7 +60,7 @@ export async function imgAmend(io: ImgIo, args: readonly string[]): Promise<numb
   if (quiet) progressOn = false;
   const progress = new Progress(io, progressOn, 1);
   try {
-    await amend(io, getopt.operands(), lists, format, cache, imageOpts, progress);
+    await amend(io, getopt.operands(), lists, format, cache, getopt.imageOpts, progress);
   } finally {
     progress.end();
   }

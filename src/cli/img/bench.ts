@@ -3,7 +3,7 @@ import type { BlockImage } from '../../image/types.js';
 import { parseCacheMode } from '../io-args.js';
 import { imageOptsRefused, ImgGetopt } from './img-getopt.js';
 import { probedRawWarning, tryOpen } from './open.js';
-import { type ImgIo, ImgFailure, PROG, usageError } from './output.js';
+import { type ImgIo, ImgFailure, usageError } from './output.js';
 import { INT64_MAX, parseQemuSize } from './size-arg.js';
 
 export const BENCH_USAGE =
@@ -71,15 +71,9 @@ export async function imgBench(io: ImgIo, args: readonly string[]): Promise<numb
   let drain = true;
   let format: string | undefined;
   let write = false;
-  let forceShare = false;
-  let imageOpts = false;
-  const getopt = new ImgGetopt('bench', args, ':hc:d:f:ni:o:qs:S:t:wU', LONG_OPTIONS);
+  const getopt = new ImgGetopt('bench', args, ':hc:d:f:ni:o:qs:S:t:wU', LONG_OPTIONS, BENCH_USAGE);
   for (const o of getopt) {
     switch (o.name) {
-      case 'h':
-      case 'help':
-        io.out(`usage: ${PROG} ${BENCH_USAGE}\n`);
-        return 0;
       case 'c': {
         const v = strtoul(o.value, INT_MAX);
         if (v === undefined) throw new ImgFailure('Invalid request count specified');
@@ -117,10 +111,6 @@ export async function imgBench(io: ImgIo, args: readonly string[]): Promise<numb
       case 'w':
         write = true;
         break;
-      case 'U':
-      case 'force-share':
-        forceShare = true;
-        break;
       case 'pattern': {
         const v = strtoul(o.value, 0xff);
         if (v === undefined) throw new ImgFailure('Invalid pattern byte specified');
@@ -136,9 +126,6 @@ export async function imgBench(io: ImgIo, args: readonly string[]): Promise<numb
       case 'no-drain':
         drain = false;
         break;
-      case 'image-opts':
-        imageOpts = true;
-        break;
     }
   }
   const operands = getopt.operands();
@@ -146,8 +133,8 @@ export async function imgBench(io: ImgIo, args: readonly string[]): Promise<numb
   const filename = operands[0]!;
   if (!write && flushInterval) throw new ImgFailure('--flush-interval is only available in write tests');
   if (flushInterval && flushInterval < depth) throw new ImgFailure("Flush interval can't be smaller than depth");
-  if (imageOpts) throw imageOptsRefused();
-  const r = await tryOpen(filename, { format, readOnly: !write, forceShare });
+  if (getopt.imageOpts) throw imageOptsRefused();
+  const r = await tryOpen(filename, { format, readOnly: !write, forceShare: getopt.forceShare });
   if ('inner' in r) throw new ImgFailure(`Could not open '${filename}': ${r.inner}`);
   const image = r.image;
   try {

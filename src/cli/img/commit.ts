@@ -5,9 +5,9 @@ import { strerrorOf } from '../../image/errno.js';
 import type { BlockImage, ImageFormat } from '../../image/types.js';
 import { parseCacheMode } from '../io-args.js';
 import { allocatedAbove, findBackingImage } from './chain-status.js';
-import { imageOptsRefused, ImgGetopt, objectRefused } from './img-getopt.js';
+import { imageOptsRefused, ImgGetopt } from './img-getopt.js';
 import { probedRawWarning, tryOpen } from './open.js';
-import { type ImgIo, ImgFailure, PROG, usageError } from './output.js';
+import { type ImgIo, ImgFailure, usageError } from './output.js';
 import { Progress } from './progress.js';
 import { INT64_MAX, parseQemuSize } from './size-arg.js';
 
@@ -51,14 +51,9 @@ function parseRate(text: string): number {
  */
 export async function imgCommit(io: ImgIo, args: readonly string[]): Promise<number> {
   const o: CommitOptions = { cache: 'writeback', drop: false, progress: false, quiet: false, rate: 0 };
-  let imageOpts = false;
-  const getopt = new ImgGetopt('commit', args, ':f:ht:b:dpqr:', LONG_OPTIONS);
+  const getopt = new ImgGetopt('commit', args, ':f:ht:b:dpqr:', LONG_OPTIONS, COMMIT_USAGE);
   for (const opt of getopt) {
     switch (opt.name) {
-      case 'h':
-      case 'help':
-        io.out(`usage: ${PROG} ${COMMIT_USAGE}\n`);
-        return 0;
       case 'f':
         o.format = opt.value;
         break;
@@ -82,11 +77,6 @@ export async function imgCommit(io: ImgIo, args: readonly string[]): Promise<num
       case 'r':
         o.rate = parseRate(opt.value);
         break;
-      case 'object':
-        throw objectRefused();
-      case 'image-opts':
-        imageOpts = true;
-        break;
     }
   }
   if (o.quiet) o.progress = false;
@@ -94,7 +84,7 @@ export async function imgCommit(io: ImgIo, args: readonly string[]): Promise<num
   if (operands.length !== 1) throw usageError('Expecting one image file name');
   const filename = operands[0]!;
   if (parseCacheMode(o.cache) === undefined) throw new ImgFailure(`Invalid cache option: ${o.cache}`);
-  if (imageOpts) throw imageOptsRefused();
+  if (getopt.imageOpts) throw imageOptsRefused();
   const plan = await planCommit(io, filename, o);
   const progress = new Progress(io, o.progress, 1);
   progress.advance(0, 100);

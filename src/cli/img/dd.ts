@@ -1,7 +1,7 @@
 import { createImage, isFormat, openImage } from '../../image/open.js';
 import { strerrorOf } from '../../image/errno.js';
 import type { BlockImage } from '../../image/types.js';
-import { imageOptsRefused, ImgGetopt, objectRefused } from './img-getopt.js';
+import { imageOptsRefused, ImgGetopt } from './img-getopt.js';
 import { cliLocks, tryOpen } from './open.js';
 import { type ImgIo, ImgFailure, PROG } from './output.js';
 import { QEMU_FORMATS } from './formats.js';
@@ -34,29 +34,14 @@ function cvtnum(name: string, text: string, min: bigint, max: bigint): bigint {
 export async function imgDd(io: ImgIo, args: readonly string[]): Promise<number> {
   let format: string | undefined;
   let outFormat = 'raw';
-  let forceShare = false;
-  let imageOpts = false;
-  const getopt = new ImgGetopt('dd', args, ':hf:O:U', LONG_OPTIONS);
+  const getopt = new ImgGetopt('dd', args, ':hf:O:U', LONG_OPTIONS, DD_USAGE);
   for (const o of getopt) {
     switch (o.name) {
-      case 'h':
-      case 'help':
-        io.out(`usage: ${PROG} ${DD_USAGE}\n`);
-        return 0;
       case 'O':
         outFormat = o.value;
         break;
       case 'f':
         format = o.value;
-        break;
-      case 'U':
-      case 'force-share':
-        forceShare = true;
-        break;
-      case 'object':
-        throw objectRefused();
-      case 'image-opts':
-        imageOpts = true;
         break;
     }
   }
@@ -77,8 +62,8 @@ export async function imgDd(io: ImgIo, args: readonly string[]): Promise<number>
     else throw new ImgFailure(`unrecognized operand ${eq < 0 ? operand : key}`);
   }
   if (input === undefined || output === undefined) throw new ImgFailure('Must specify both input and output files');
-  if (imageOpts) throw imageOptsRefused();
-  const r = await tryOpen(input, { format, readOnly: true, forceShare });
+  if (getopt.imageOpts) throw imageOptsRefused();
+  const r = await tryOpen(input, { format, readOnly: true, forceShare: getopt.forceShare });
   if ('inner' in r) throw new ImgFailure(`Could not open '${input}': ${r.inner}`);
   const src = r.image;
   let dst: BlockImage | undefined;

@@ -47,6 +47,14 @@ export class ImgFailure extends Error {
   }
 }
 
+/** -h/--help of a subcommand: its usage line on stdout, exit 0 (qemu-img's help() exits where the option loop meets it). */
+export class ImgHelpShown extends Error {
+  constructor(readonly usage: string) {
+    super('help');
+    this.name = 'ImgHelpShown';
+  }
+}
+
 /** qemu-img's error_exit: a usage problem, exit 1. */
 export function usageError(message: string): ImgFailure {
   return new ImgFailure(message, { usage: true });
@@ -67,6 +75,10 @@ export async function runSubcommand(io: ImgIo, body: () => Promise<number>, fail
   try {
     return await body();
   } catch (err) {
+    if (err instanceof ImgHelpShown) {
+      io.out(`usage: ${PROG} ${err.usage}\n`);
+      return 0;
+    }
     if (err instanceof ImgFailure) {
       printFailure(io, err);
       return err.exitCode;

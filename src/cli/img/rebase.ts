@@ -4,9 +4,9 @@ import { Qcow2Image } from '../../image/qcow2/image.js';
 import { allocatedAbove, allocatedHere, findBackingImage } from './chain-status.js';
 import type { BlockImage } from '../../image/types.js';
 import { parseCacheMode } from '../io-args.js';
-import { imageOptsRefused, ImgGetopt, objectRefused } from './img-getopt.js';
+import { imageOptsRefused, ImgGetopt } from './img-getopt.js';
 import { pathCombine, probedRawWarning, tryOpen } from './open.js';
-import { type ImgIo, ImgFailure, PROG, usageError } from './output.js';
+import { type ImgIo, ImgFailure, usageError } from './output.js';
 import { Progress } from './progress.js';
 import { QEMU_FORMATS } from './formats.js';
 
@@ -46,14 +46,9 @@ interface RebaseOptions {
  */
 export async function imgRebase(io: ImgIo, args: readonly string[]): Promise<number> {
   const o: RebaseOptions = { unsafe: false, progress: false, quiet: false, forceShare: false, cache: 'writeback', srcCache: 'writeback' };
-  let imageOpts = false;
-  const getopt = new ImgGetopt('rebase', args, ':hf:F:b:upt:T:qU', LONG_OPTIONS);
+  const getopt = new ImgGetopt('rebase', args, ':hf:F:b:upt:T:qU', LONG_OPTIONS, REBASE_USAGE);
   for (const opt of getopt) {
     switch (opt.name) {
-      case 'h':
-      case 'help':
-        io.out(`usage: ${PROG} ${REBASE_USAGE}\n`);
-        return 0;
       case 'f':
         o.format = opt.value;
         break;
@@ -78,22 +73,14 @@ export async function imgRebase(io: ImgIo, args: readonly string[]): Promise<num
       case 'q':
         o.quiet = true;
         break;
-      case 'object':
-        throw objectRefused();
-      case 'image-opts':
-        imageOpts = true;
-        break;
-      case 'U':
-      case 'force-share':
-        o.forceShare = true;
-        break;
     }
   }
+  o.forceShare = getopt.forceShare;
   if (o.quiet) o.progress = false;
   const operands = getopt.operands();
   if (operands.length !== 1) throw usageError('Expecting one image file name');
   if (!o.unsafe && o.backing === undefined) throw usageError('Must specify backing file (-b) or use unsafe mode (-u)');
-  if (imageOpts) throw imageOptsRefused();
+  if (getopt.imageOpts) throw imageOptsRefused();
   const progress = new Progress(io, o.progress, 2.0);
   progress.advance(0, 100);
   try {

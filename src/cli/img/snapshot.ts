@@ -2,9 +2,9 @@ import { BlockError } from '../../image/errors.js';
 import { Qcow2Image } from '../../image/qcow2/image.js';
 import { createSnapshot, deleteSnapshot, findSnapshotByName, gotoSnapshot, listSnapshots } from '../../image/qcow2/snapshots.js';
 import type { BlockImage } from '../../image/types.js';
-import { imageOptsRefused, ImgGetopt, objectRefused } from './img-getopt.js';
+import { imageOptsRefused, ImgGetopt } from './img-getopt.js';
 import { probedRawWarning, tryOpen } from './open.js';
-import { type ImgIo, ImgFailure, PROG, usageError } from './output.js';
+import { type ImgIo, ImgFailure, usageError } from './output.js';
 import { snapshotList } from './snapshot-dump.js';
 
 export const SNAPSHOT_USAGE = 'snapshot [--object objectdef] [--image-opts] [-U] [-q] [-l | -a snapshot | -c snapshot | -d snapshot] filename';
@@ -43,19 +43,13 @@ function errnoOf(err: unknown): [number, string] {
 export async function imgSnapshot(io: ImgIo, args: readonly string[]): Promise<number> {
   let action: Action = { op: 'none' };
   let quiet = false;
-  let forceShare = false;
-  let imageOpts = false;
-  const getopt = new ImgGetopt('snapshot', args, ':la:c:d:hqU', LONG_OPTIONS);
+  const getopt = new ImgGetopt('snapshot', args, ':la:c:d:hqU', LONG_OPTIONS, SNAPSHOT_USAGE);
   const set = (a: Action) => {
     if (action.op !== 'none') throw usageError("Cannot mix '-l', '-a', '-c', '-d'");
     action = a;
   };
   for (const o of getopt) {
     switch (o.name) {
-      case 'h':
-      case 'help':
-        io.out(`usage: ${PROG} ${SNAPSHOT_USAGE}\n`);
-        return 0;
       case 'l':
         set({ op: 'list' });
         break;
@@ -71,25 +65,16 @@ export async function imgSnapshot(io: ImgIo, args: readonly string[]): Promise<n
       case 'q':
         quiet = true;
         break;
-      case 'U':
-      case 'force-share':
-        forceShare = true;
-        break;
-      case 'object':
-        throw objectRefused();
-      case 'image-opts':
-        imageOpts = true;
-        break;
     }
   }
   void quiet;
   const operands = getopt.operands();
   if (operands.length !== 1) throw usageError('Expecting one image file name');
   const filename = operands[0]!;
-  if (imageOpts) throw imageOptsRefused();
+  if (getopt.imageOpts) throw imageOptsRefused();
   const act = action as Action;
   const readOnly = act.op === 'list';
-  const r = await tryOpen(filename, { readOnly, forceShare, persistentBitmaps: !readOnly });
+  const r = await tryOpen(filename, { readOnly, forceShare: getopt.forceShare, persistentBitmaps: !readOnly });
   if ('inner' in r) throw new ImgFailure(`Could not open '${filename}': ${r.inner}`);
   const image = r.image;
   if (!readOnly && image.format === 'raw') io.err(probedRawWarning(filename));
