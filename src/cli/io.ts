@@ -1,4 +1,4 @@
-import { runQemuIoCommand } from '../blockdev/qemu-io/index.js';
+import { QemuIoSession } from '../blockdev/qemu-io/index.js';
 import type { BlockImage } from '../image/types.js';
 import { type IoArgs, ioVersion, parseIoArgs, PROG } from './io-args.js';
 import { openIoImage } from './io-open.js';
@@ -56,10 +56,15 @@ export async function ioMain(io: IoStreams, a: IoArgs): Promise<number> {
   }
   const image: BlockImage | undefined = opened.image;
   let failed = false;
+  const print = (chunks: readonly { stream: 'stdout' | 'stderr'; text: string }[]) => {
+    for (const c of chunks) (c.stream === 'stdout' ? io.out : io.err)(c.text);
+  };
+  // aio_* requests report when they complete, between or during later commands.
+  const session = new QemuIoSession(image, { errorPrefix: `${PROG}: `, unmap }, print);
   const run = async (line: string): Promise<boolean> => {
     if (isQuit(line)) return false;
-    const r = await runQemuIoCommand(line, image, { errorPrefix: `${PROG}: `, unmap });
-    for (const c of r.chunks) (c.stream === 'stdout' ? io.out : io.err)(c.text);
+    const r = await session.run(line);
+    print(r.chunks);
     if (r.failed) failed = true;
     return true;
   };
@@ -74,6 +79,8 @@ export async function ioMain(io: IoStreams, a: IoArgs): Promise<number> {
       }
     }
   } finally {
+    // qemu-io drains outstanding requests (printing their reports) before closing.
+    await session.drain();
     await image?.close();
   }
   return failed ? 1 : 0;

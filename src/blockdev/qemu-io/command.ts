@@ -1,3 +1,4 @@
+import type { AioQueue } from './aio-queue.js';
 import type { QemuIoTarget } from './target.js';
 
 /** One piece of a command's output, in the order it was produced. */
@@ -55,6 +56,8 @@ export interface CommandContext {
   now: () => bigint;
   /** The whole command table (for help). */
   commands: readonly CommandInfo[];
+  /** Where aio_read/aio_write put their requests (aio_flush drains it). */
+  aio: AioQueue;
 }
 
 /** A qemu-io command: its table entry (what help and the argument-count check use) and its body. */

@@ -1,3 +1,6 @@
+import { AioQueue } from './aio-queue.js';
+import { aioFlushCommand, aioReadCommand, aioWriteCommand } from './commands/aio.js';
+import { readvCommand, writevCommand } from './commands/vectored.js';
 import { type CommandContext, type CommandInfo, type InterpreterOptions, Output, type OutputChunk } from './command.js';
 import { allocCommand, mapCommand } from './commands/map.js';
 import { discardCommand } from './commands/discard.js';
@@ -10,6 +13,11 @@ import type { QemuIoTarget } from './target.js';
 
 /** The commands, sorted by name as qemu-io keeps its table (help lists them in this order). */
 export const COMMANDS: readonly CommandInfo[] = [
+  aioFlushCommand,
+  aioReadCommand,
+  aioWriteCommand,
+  readvCommand,
+  writevCommand,
   allocCommand,
   discardCommand,
   flushCommand,
@@ -57,13 +65,50 @@ function result(failed: boolean, chunks: OutputChunk[]): QemuIoResult {
  */
 export async function runQemuIoCommand(line: string, target: QemuIoTarget | undefined, options: InterpreterOptions = {}): Promise<QemuIoResult> {
   const out = new Output(options.errorPrefix ?? '');
-  const argv = line.split(' ').filter((w) => w !== '');
-  if (argv.length === 0) return result(false, out.chunks);
-  const ok = await dispatch(argv, target, out, options);
+  // One command on its own (the monitor's "qemu-io"): asynchronous requests
+  // complete before it returns, so their reports are part of its output.
+  const aio = new AioQueue(options.errorPrefix ?? '', (chunks) => out.chunks.push(...chunks));
+  const ok = await runLine(line, target, out, options, aio);
+  await aio.drain();
   return result(!ok, out.chunks);
 }
 
-async function dispatch(argv: string[], target: QemuIoTarget | undefined, out: Output, options: InterpreterOptions): Promise<boolean> {
+/**
+ * A qemu-io session (the tool's command list or prompt): asynchronous
+ * requests outlive the command that issued them, and their reports go to
+ * `onCompletion` when they complete, interleaved with later commands'
+ * output as qemu-io's main loop interleaves them.
+ */
+export class QemuIoSession {
+  private readonly aio: AioQueue;
+  constructor(
+    private readonly target: QemuIoTarget | undefined,
+    private readonly options: InterpreterOptions,
+    onCompletion: (chunks: OutputChunk[]) => void,
+  ) {
+    this.aio = new AioQueue(options.errorPrefix ?? '', onCompletion);
+  }
+
+  /** Runs one command line; its own output is returned, not sent to onCompletion. */
+  async run(line: string): Promise<QemuIoResult> {
+    const out = new Output(this.options.errorPrefix ?? '');
+    const ok = await runLine(line, this.target, out, this.options, this.aio);
+    return result(!ok, out.chunks);
+  }
+
+  /** Waits for every outstanding request (qemu-io drains them before closing the image). */
+  drain(): Promise<void> {
+    return this.aio.drain();
+  }
+}
+
+async function runLine(line: string, target: QemuIoTarget | undefined, out: Output, options: InterpreterOptions, aio: AioQueue): Promise<boolean> {
+  const argv = line.split(' ').filter((w) => w !== '');
+  if (argv.length === 0) return true;
+  return dispatch(argv, target, out, options, aio);
+}
+
+async function dispatch(argv: string[], target: QemuIoTarget | undefined, out: Output, options: InterpreterOptions, aio: AioQueue): Promise<boolean> {
   const name = argv[0]!;
   const ci = findCommand(COMMANDS, name);
   if (!ci) {
@@ -96,6 +141,7 @@ async function dispatch(argv: string[], target: QemuIoTarget | undefined, out: O
     unmap: options.unmap ?? true,
     now: options.now ?? (() => process.hrtime.bigint()),
     commands: COMMANDS,
+    aio,
   };
   return ci.run(ctx);
 }
