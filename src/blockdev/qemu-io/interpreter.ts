@@ -1,6 +1,8 @@
 import { AioQueue } from './aio-queue.js';
 import { aioFlushCommand, aioReadCommand, aioWriteCommand } from './commands/aio.js';
 import { readvCommand, writevCommand } from './commands/vectored.js';
+import { sleepCommand } from './commands/sleep.js';
+import { truncateCommand } from './commands/truncate.js';
 import { type CommandContext, type CommandInfo, type InterpreterOptions, Output, type OutputChunk } from './command.js';
 import { allocCommand, mapCommand } from './commands/map.js';
 import { discardCommand } from './commands/discard.js';
@@ -18,6 +20,8 @@ export const COMMANDS: readonly CommandInfo[] = [
   aioWriteCommand,
   readvCommand,
   writevCommand,
+  sleepCommand,
+  truncateCommand,
   allocCommand,
   discardCommand,
   flushCommand,
