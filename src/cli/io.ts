@@ -60,10 +60,21 @@ export async function ioMain(io: IoStreams, a: IoArgs): Promise<number> {
     for (const c of chunks) (c.stream === 'stdout' ? io.out : io.err)(c.text);
   };
   // aio_* requests report when they complete, between or during later commands.
-  const session = new QemuIoSession(image, { errorPrefix: `${PROG}: `, unmap }, print);
+  let open = image;
+  const session = new QemuIoSession(image, { errorPrefix: `${PROG}: `, unmap }, print, {
+    closeImage: async () => {
+      const closing = open;
+      open = undefined;
+      await closing?.close();
+    },
+    // sigraise/abort: the signal's default action ends the process, as raise(3) does in qemu-io.
+    raise: async (signal) => {
+      if (signal !== 0) process.kill(process.pid, signal);
+    },
+  });
   const run = async (line: string): Promise<boolean> => {
     if (isQuit(line)) return false;
-    const r = await session.run(line);
+    const r = await session.run(line, print);
     print(r.chunks);
     if (r.failed) failed = true;
     return true;
@@ -81,7 +92,7 @@ export async function ioMain(io: IoStreams, a: IoArgs): Promise<number> {
   } finally {
     // qemu-io drains outstanding requests (printing their reports) before closing.
     await session.drain();
-    await image?.close();
+    await open?.close();
   }
   return failed ? 1 : 0;
 }

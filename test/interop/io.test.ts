@@ -332,6 +332,10 @@ const SCENARIOS: Array<{ name: string; cmds: string[] }> = [
     ],
   },
   {
+    name: 'close and signals',
+    cmds: ['write -P 5 64k 4k', 'aio_write -P 3 0 64k', 'close', 'read 0 1', 'c', 'sigraise 0', 'sigraise 66', 'sigraise x', 'sigraise', 'help close', 'help sigraise', 'help abort', 'length', 'sigraise 9', 'length'],
+  },
+  {
     name: 'aio requests completed at exit',
     cmds: ['aio_write -P 0x22 0 64k'],
   },

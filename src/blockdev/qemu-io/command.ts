@@ -58,6 +58,16 @@ export interface CommandContext {
   commands: readonly CommandInfo[];
   /** Where aio_read/aio_write put their requests (aio_flush drains it). */
   aio: AioQueue;
+  /** What the tool does for the commands that act on the process (close, sigraise, abort). */
+  host: IoHost;
+}
+
+/** The tool's side of close, sigraise and abort (QemuIoSession); the monitor has none of them. */
+export interface IoHost {
+  /** Closes the image (outstanding requests already completed). */
+  close?(): Promise<void>;
+  /** Writes out what was printed, then raises `signal` in the process (0: nothing happens). */
+  raise?(signal: number): Promise<void>;
 }
 
 /** A qemu-io command: its table entry (what help and the argument-count check use) and its body. */

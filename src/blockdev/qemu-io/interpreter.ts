@@ -1,9 +1,10 @@
 import { AioQueue } from './aio-queue.js';
 import { aioFlushCommand, aioReadCommand, aioWriteCommand } from './commands/aio.js';
 import { readvCommand, writevCommand } from './commands/vectored.js';
+import { abortCommand, closeCommand, sigraiseCommand } from './commands/process.js';
 import { sleepCommand } from './commands/sleep.js';
 import { truncateCommand } from './commands/truncate.js';
-import { type CommandContext, type CommandInfo, type InterpreterOptions, Output, type OutputChunk } from './command.js';
+import { type CommandContext, type CommandInfo, type InterpreterOptions, type IoHost, Output, type OutputChunk } from './command.js';
 import { allocCommand, mapCommand } from './commands/map.js';
 import { discardCommand } from './commands/discard.js';
 import { flushCommand } from './commands/flush.js';
@@ -30,7 +31,14 @@ export const COMMANDS: readonly CommandInfo[] = [
   mapCommand,
   readCommand,
   writeCommand,
-].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+].sort(byName);
+
+/** The tool's table: the commands above and those acting on the process (close, sigraise, abort). */
+const TOOL_COMMANDS: readonly CommandInfo[] = [...COMMANDS, abortCommand, closeCommand, sigraiseCommand].sort(byName);
+
+function byName(a: CommandInfo, b: CommandInfo): number {
+  return a.name < b.name ? -1 : a.name > b.name ? 1 : 0;
+}
 
 export interface QemuIoResult {
   /** The command failed: qemu-io would exit 1 at the end of its command list. */
@@ -72,9 +80,17 @@ export async function runQemuIoCommand(line: string, target: QemuIoTarget | unde
   // One command on its own (the monitor's "qemu-io"): asynchronous requests
   // complete before it returns, so their reports are part of its output.
   const aio = new AioQueue(options.errorPrefix ?? '', (chunks) => out.chunks.push(...chunks));
-  const ok = await runLine(line, target, out, options, aio);
+  const ok = await runLine(line, { target, out, options, aio, host: {}, commands: COMMANDS });
   await aio.drain();
   return result(!ok, out.chunks);
+}
+
+/** The tool's answers to close, sigraise and abort. */
+export interface SessionHost {
+  /** Closes the image for good (the session forgets it). */
+  closeImage(): Promise<void>;
+  /** Raises a signal in the process, after what was printed is written. */
+  raise(signal: number): Promise<void>;
 }
 
 /**
@@ -85,18 +101,48 @@ export async function runQemuIoCommand(line: string, target: QemuIoTarget | unde
  */
 export class QemuIoSession {
   private readonly aio: AioQueue;
+  private readonly host: IoHost;
+  private readonly commands: readonly CommandInfo[];
   constructor(
-    private readonly target: QemuIoTarget | undefined,
+    private target: QemuIoTarget | undefined,
     private readonly options: InterpreterOptions,
     onCompletion: (chunks: OutputChunk[]) => void,
+    tool?: SessionHost,
   ) {
     this.aio = new AioQueue(options.errorPrefix ?? '', onCompletion);
+    this.host = tool
+      ? {
+          close: async () => {
+            await this.aio.drain();
+            this.target = undefined;
+            await tool.closeImage();
+          },
+          raise: (signal) => tool.raise(signal),
+        }
+      : {};
+    this.commands = tool ? TOOL_COMMANDS : COMMANDS;
   }
 
-  /** Runs one command line; its own output is returned, not sent to onCompletion. */
-  async run(line: string): Promise<QemuIoResult> {
+  /** Whether an image is still open (close drops it). */
+  get open(): boolean {
+    return this.target !== undefined;
+  }
+
+  /**
+   * Runs one command line; its own output is returned, not sent to
+   * onCompletion. A command that raises a signal gets its output written
+   * first through `beforeRaise` — the caller's printer.
+   */
+  async run(line: string, beforeRaise?: (chunks: OutputChunk[]) => void): Promise<QemuIoResult> {
     const out = new Output(this.options.errorPrefix ?? '');
-    const ok = await runLine(line, this.target, out, this.options, this.aio);
+    const host: IoHost = {
+      ...this.host,
+      raise: async (signal) => {
+        beforeRaise?.(out.chunks.splice(0));
+        await this.host.raise?.(signal);
+      },
+    };
+    const ok = await runLine(line, { target: this.target, out, options: this.options, aio: this.aio, host, commands: this.commands });
     return result(!ok, out.chunks);
   }
 
@@ -106,15 +152,24 @@ export class QemuIoSession {
   }
 }
 
-async function runLine(line: string, target: QemuIoTarget | undefined, out: Output, options: InterpreterOptions, aio: AioQueue): Promise<boolean> {
-  const argv = line.split(' ').filter((w) => w !== '');
-  if (argv.length === 0) return true;
-  return dispatch(argv, target, out, options, aio);
+interface LineContext {
+  target: QemuIoTarget | undefined;
+  out: Output;
+  options: InterpreterOptions;
+  aio: AioQueue;
+  host: IoHost;
+  commands: readonly CommandInfo[];
 }
 
-async function dispatch(argv: string[], target: QemuIoTarget | undefined, out: Output, options: InterpreterOptions, aio: AioQueue): Promise<boolean> {
+async function runLine(line: string, c: LineContext): Promise<boolean> {
+  const argv = line.split(' ').filter((w) => w !== '');
+  if (argv.length === 0) return true;
+  return dispatch(argv, c);
+}
+
+async function dispatch(argv: string[], { target, out, options, aio, host, commands }: LineContext): Promise<boolean> {
   const name = argv[0]!;
-  const ci = findCommand(COMMANDS, name);
+  const ci = findCommand(commands, name);
   if (!ci) {
     out.err(`command "${name}" not found\n`);
     return false;
@@ -144,8 +199,9 @@ async function dispatch(argv: string[], target: QemuIoTarget | undefined, out: O
     out,
     unmap: options.unmap ?? true,
     now: options.now ?? (() => process.hrtime.bigint()),
-    commands: COMMANDS,
+    commands,
     aio,
+    host,
   };
   return ci.run(ctx);
 }
