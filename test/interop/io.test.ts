@@ -470,6 +470,34 @@ describe.skipIf(!qemu.available)('blockemu io vs qemu-io: opening and the comman
     });
   });
 
+  it('open and close images from commands', async () => {
+    await withDirs(async (d) => {
+      await inBoth(d, 'qemu-img', ['create', '-q', '-f', 'qcow2', 'img', '1M']);
+      const cmds = [
+        'open img',
+        'write -P 4 0 4k',
+        'open img',
+        'close',
+        'open -r -t bogus img',
+        'open -r img',
+        'write 0 1',
+        'read -P 4 0 4k',
+        'close',
+        'open -o driver=qcow2 img',
+        'length',
+        'c',
+        'open nonexist',
+        'open -x img',
+        'open a b',
+        'o -t none -o driver=raw img',
+        'length',
+        'help open',
+      ];
+      await expectSame(d, cmdArgs(cmds));
+      await expectSameImages(d, 'qcow2');
+    });
+  });
+
   it('reports bad command-line options like getopt', async () => {
     await withDirs(async (d) => {
       await inBoth(d, 'qemu-img', ['create', '-q', '-f', 'raw', 'img', '64k']);

@@ -68,6 +68,15 @@ export interface IoHost {
   close?(): Promise<void>;
   /** Writes out what was printed, then raises `signal` in the process (0: nothing happens). */
   raise?(signal: number): Promise<void>;
+  /** Opens an image as the tool's command line would (`open`); prints why not to `out`; true when opened. */
+  open?(req: OpenRequest, out: Output): Promise<boolean>;
+}
+
+/** `open`'s arguments: the tool's flags as words (-r, -t MODE, …), the -o option strings, the path. */
+export interface OpenRequest {
+  flags: string[];
+  options: string[];
+  path?: string;
 }
 
 /** A qemu-io command: its table entry (what help and the argument-count check use) and its body. */

@@ -3,8 +3,9 @@ import { aioFlushCommand, aioReadCommand, aioWriteCommand } from './commands/aio
 import { readvCommand, writevCommand } from './commands/vectored.js';
 import { abortCommand, closeCommand, sigraiseCommand } from './commands/process.js';
 import { sleepCommand } from './commands/sleep.js';
+import { openCommand } from './commands/open.js';
 import { truncateCommand } from './commands/truncate.js';
-import { type CommandContext, type CommandInfo, type InterpreterOptions, type IoHost, Output, type OutputChunk } from './command.js';
+import { type CommandContext, type CommandInfo, type InterpreterOptions, type IoHost, type OpenRequest, Output, type OutputChunk } from './command.js';
 import { allocCommand, mapCommand } from './commands/map.js';
 import { discardCommand } from './commands/discard.js';
 import { flushCommand } from './commands/flush.js';
@@ -34,7 +35,7 @@ export const COMMANDS: readonly CommandInfo[] = [
 ].sort(byName);
 
 /** The tool's table: the commands above and those acting on the process (close, sigraise, abort). */
-const TOOL_COMMANDS: readonly CommandInfo[] = [...COMMANDS, abortCommand, closeCommand, sigraiseCommand].sort(byName);
+const TOOL_COMMANDS: readonly CommandInfo[] = [...COMMANDS, abortCommand, closeCommand, openCommand, sigraiseCommand].sort(byName);
 
 function byName(a: CommandInfo, b: CommandInfo): number {
   return a.name < b.name ? -1 : a.name > b.name ? 1 : 0;
@@ -91,6 +92,8 @@ export interface SessionHost {
   closeImage(): Promise<void>;
   /** Raises a signal in the process, after what was printed is written. */
   raise(signal: number): Promise<void>;
+  /** Opens an image (`open`); prints why not to `out` and resolves to undefined when it cannot. */
+  openImage(req: OpenRequest, out: Output): Promise<QemuIoTarget | undefined>;
 }
 
 /**
@@ -118,6 +121,14 @@ export class QemuIoSession {
             await tool.closeImage();
           },
           raise: (signal) => tool.raise(signal),
+          open: async (req, out) => {
+            if (this.target !== undefined) {
+              out.report("file open already, try 'help close'");
+              return false;
+            }
+            this.target = await tool.openImage(req, out);
+            return this.target !== undefined;
+          },
         }
       : {};
     this.commands = tool ? TOOL_COMMANDS : COMMANDS;
