@@ -637,3 +637,35 @@ describe('asynchronous requests (aio_read, aio_write, aio_flush)', () => {
     expect((await io(t, 'readv 0 1G 1G 1G')).text).toBe('The total number of bytes exceed the maximum size 2147483136\n');
   });
 });
+
+describe('the tool-only commands (close, open, sigraise, abort)', () => {
+  it('the monitor has none of them', async () => {
+    const t = new MemTarget(1 << 20);
+    for (const c of ['close', 'open x', 'sigraise 9', 'abort']) expect((await io(t, c)).stderr).toBe(`command "${c.split(' ')[0]}" not found\n`);
+  });
+
+  it('close drains outstanding requests first, then leaves no file open; open takes one again', async () => {
+    const t = new MemTarget(1 << 20);
+    const events: string[] = [];
+    const raised: number[] = [];
+    const s = new QemuIoSession(t, { now: fakeClock() }, (chunks) => events.push(`done: ${chunks[0]!.text.split('\n')[0]}`), {
+      closeImage: async () => void events.push('closed'),
+      raise: async (sig) => void raised.push(sig),
+      openImage: async (req) => {
+        events.push(`open ${req.flags.join(' ')} ${req.path}`);
+        return t;
+      },
+    });
+    await s.run('aio_write 0 1k');
+    expect((await s.run('close')).failed).toBe(false);
+    expect(events).toEqual(['done: wrote 1024/1024 bytes at offset 0', 'closed']);
+    expect((await s.run('read 0 1')).stderr).toBe("no file open, try 'help open'\n");
+    expect((await s.run('open -r -t none img')).failed).toBe(false);
+    expect(events.at(-1)).toBe('open -r -t none img');
+    expect((await s.run('open img')).stderr).toBe("file open already, try 'help close'\n");
+    expect((await s.run('sigraise 66')).stdout).toBe("signal argument '66' is too large to be a valid signal\n");
+    await s.run('sigraise 15');
+    await s.run('abort');
+    expect(raised).toEqual([15, 6]);
+  });
+});
