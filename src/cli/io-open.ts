@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { createImage, isFormat } from '../image/open.js';
 import type { QemuIoTarget } from '../blockdev/qemu-io/index.js';
-import type { BlockImage, WriteOptions, WriteZeroesOptions } from '../image/types.js';
+import type { BlockImage, Preallocation, WriteOptions, WriteZeroesOptions } from '../image/types.js';
 import { probedRawWarning, tryOpen } from './img/open.js';
 import { type CacheMode, type IoArgs, PROG } from './io-args.js';
 import { type ImageOptsPlan, parseImageOpts, planImageOpts } from './io-image-opts.js';
@@ -60,6 +60,8 @@ class IoImage implements BlockImage {
   actualSize() { return this.inner.actualSize(); }
   info() { return this.inner.info(); }
   resize(...a: Parameters<BlockImage['resize']>) { return this.inner.resize(...a); }
+  /** qemu-io's `truncate` (QemuIoTarget). */
+  truncate(size: number, preallocation: Preallocation) { return this.inner.resize(size, { preallocation }); }
   backing() { return this.inner.backing(); }
   async close() {
     try {

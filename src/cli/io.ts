@@ -1,4 +1,4 @@
-import { runQemuIoCommand } from '../blockdev/qemu-io/index.js';
+import { type OpenRequest, QemuIoSession } from '../blockdev/qemu-io/index.js';
 import type { BlockImage } from '../image/types.js';
 import { type IoArgs, ioVersion, parseIoArgs, PROG } from './io-args.js';
 import { openIoImage } from './io-open.js';
@@ -56,10 +56,32 @@ export async function ioMain(io: IoStreams, a: IoArgs): Promise<number> {
   }
   const image: BlockImage | undefined = opened.image;
   let failed = false;
+  const print = (chunks: readonly { stream: 'stdout' | 'stderr'; text: string }[]) => {
+    for (const c of chunks) (c.stream === 'stdout' ? io.out : io.err)(c.text);
+  };
+  // aio_* requests report when they complete, between or during later commands.
+  let open = image;
+  const session = new QemuIoSession(image, { errorPrefix: `${PROG}: `, unmap }, print, {
+    closeImage: async () => {
+      const closing = open;
+      open = undefined;
+      await closing?.close();
+    },
+    // sigraise/abort: the signal's default action ends the process, as raise(3) does in qemu-io.
+    raise: async (signal) => {
+      if (signal !== 0) process.kill(process.pid, signal);
+    },
+    openImage: async (req, out) => {
+      const next = await openCommandImage(req);
+      if (next.stderr !== undefined) out.err(next.stderr);
+      open = next.image;
+      return next.image;
+    },
+  });
   const run = async (line: string): Promise<boolean> => {
     if (isQuit(line)) return false;
-    const r = await runQemuIoCommand(line, image, { errorPrefix: `${PROG}: `, unmap });
-    for (const c of r.chunks) (c.stream === 'stdout' ? io.out : io.err)(c.text);
+    const r = await session.run(line, print);
+    print(r.chunks);
     if (r.failed) failed = true;
     return true;
   };
@@ -74,9 +96,33 @@ export async function ioMain(io: IoStreams, a: IoArgs): Promise<number> {
       }
     }
   } finally {
-    await image?.close();
+    // qemu-io drains outstanding requests (printing their reports) before closing.
+    await session.drain();
+    await open?.close();
   }
   return failed ? 1 : 0;
+}
+
+/**
+ * qemu-io's `open`: its flags are the tool's own, so they are parsed as a
+ * command line (same messages: "Invalid cache option: X") and the image
+ * opened as the command line's is. Of -o, only driver= is understood yet.
+ */
+async function openCommandImage(req: OpenRequest): Promise<{ image?: BlockImage; stderr?: string }> {
+  const format: string[] = [];
+  for (const o of req.options) {
+    for (const kv of o.split(',')) {
+      const [key, value] = kv.split('=', 2) as [string, string | undefined];
+      if (key === 'driver' && value !== undefined) format.push('-f', value);
+      else return { stderr: `${PROG}: open -o ${key}: blockemu io understands only driver= here\n` };
+    }
+  }
+  const p = parseIoArgs([...req.flags, ...format, ...(req.path !== undefined ? [req.path] : [])]);
+  if (!('args' in p)) return { stderr: 'exit' in p ? p.stderr : undefined };
+  const opened = await openIoImage(p.args);
+  const warnings = opened.warnings.join('');
+  if ('error' in opened) return { stderr: `${warnings}${PROG}: ${opened.error}\n` };
+  return { image: opened.image, stderr: warnings || undefined };
 }
 
 /** qemu-io's `quit` (alias `q`) lives in the tool, not in the command table, so the tool handles it. */

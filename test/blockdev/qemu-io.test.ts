@@ -10,7 +10,7 @@ import { describe, expect, it } from 'vitest';
 import { BlockError } from '../../src/image/errors.js';
 import { openImage } from '../../src/image/open.js';
 import { RawImage } from '../../src/image/raw.js';
-import { runQemuIoCommand, type QemuIoTarget, type IoExtent, type InterpreterOptions } from '../../src/blockdev/qemu-io/index.js';
+import { QemuIoSession, runQemuIoCommand, type QemuIoTarget, type IoExtent, type InterpreterOptions } from '../../src/blockdev/qemu-io/index.js';
 import { getopt } from '../../src/blockdev/qemu-io/getopt.js';
 import { cvtnum, parsePattern } from '../../src/blockdev/qemu-io/numbers.js';
 import { fixed } from '../../src/blockdev/qemu-io/printf.js';
@@ -521,10 +521,12 @@ describe('the interpreter', () => {
 
   it('prints help like qemu-io', async () => {
     const all = await io(undefined, 'help');
-    expect(all.stdout.split('\n').slice(0, 3)).toEqual([
+    expect(all.stdout.split('\n').slice(0, 5)).toEqual([
+      'aio_flush -- completes all outstanding aio requests',
+      'aio_read [-Ciqv] [-P pattern] off len [len..] -- asynchronously reads a number of bytes',
+      'aio_write [-Cfiquz] [-P pattern] off len [len..] -- asynchronously writes a number of bytes',
       'alloc offset [count] -- checks if offset is allocated in the file',
       'discard [-Cq] off len -- discards a number of bytes at a specified offset',
-      'flush -- flush all in-core file state to disk',
     ]);
     expect(all.stdout).toContain('map  -- prints the allocated areas of a file\n');
     expect(all.stdout.endsWith("\nUse 'help commandname' for extended help.\n")).toBe(true);
@@ -565,5 +567,105 @@ describe('on a raw image file', () => {
         await again.close();
       }
     });
+  });
+});
+
+describe('asynchronous requests (aio_read, aio_write, aio_flush)', () => {
+  /** A target whose reads and writes wait until released, to hold requests in flight. */
+  class GatedTarget extends MemTarget {
+    private gates: Array<() => void> = [];
+    private wait(): Promise<void> {
+      return new Promise((r) => this.gates.push(r));
+    }
+    release(): void {
+      for (const g of this.gates.splice(0)) g();
+    }
+    override async read(offset: number, length: number): Promise<Uint8Array> {
+      await this.wait();
+      return super.read(offset, length);
+    }
+    override async write(offset: number, data: Uint8Array, opts?: { fua?: boolean }): Promise<void> {
+      await this.wait();
+      return super.write(offset, data, opts);
+    }
+  }
+
+  it('a session issues without waiting, reports at completion and drains at aio_flush', async () => {
+    const t = new GatedTarget(1 << 20);
+    const done: string[] = [];
+    const s = new QemuIoSession(t, { now: fakeClock() }, (chunks) => done.push(chunks.map((c) => c.text).join('')));
+    const issued = await s.run('aio_write -P 7 0 4k');
+    expect(issued.text).toBe('');
+    expect(issued.failed).toBe(false);
+    expect(done).toEqual([]);
+    const flush = s.run('aio_flush');
+    t.release();
+    expect((await flush).text).toBe('');
+    expect(done).toEqual(['wrote 4096/4096 bytes at offset 0\n4 KiB, 1 ops; 00.00 sec (1.953 MiB/sec and 500.0000 ops/sec)\n']);
+    expect(t.data[4095]).toBe(7);
+  });
+
+  it('completion failures and pattern mismatches do not fail the command', async () => {
+    const t = new MemTarget(1 << 20);
+    const lines: string[] = [];
+    const s = new QemuIoSession(t, { now: fakeClock() }, (chunks) => lines.push(...chunks.map((c) => c.text)));
+    expect((await s.run('aio_read -P 1 0 512')).failed).toBe(false);
+    expect((await s.run('aio_write 1M 1')).failed).toBe(false);
+    await s.drain();
+    expect(lines.join('')).toBe(
+      'Pattern verification failed at offset 0, 512 bytes\nread 512/512 bytes at offset 0\n512 bytes, 1 ops; 00.00 sec (250 KiB/sec and 500.0000 ops/sec)\n' +
+        'aio_write failed: Input/output error\n',
+    );
+  });
+
+  it('a single command (the monitor) returns only after its request completed', async () => {
+    const t = new MemTarget(1 << 20);
+    const r = await io(t, 'aio_write -q -P 5 0 1k');
+    expect(r.text).toBe('');
+    expect(t.data[1023]).toBe(5);
+    expect((await io(t, 'aio_read -P 5 0 512 512')).text).toBe('read 1024/1024 bytes at offset 0\n1 KiB, 1 ops; 00.00 sec (500 KiB/sec and 500.0000 ops/sec)\n');
+  });
+
+  it('readv and writev sum their lengths into one request', async () => {
+    const t = new MemTarget(1 << 20);
+    expect((await io(t, 'writev -P 9 512 512 1k')).text).toBe('wrote 1536/1536 bytes at offset 512\n1.500 KiB, 1 ops; 00.00 sec (750 KiB/sec and 500.0000 ops/sec)\n');
+    expect(t.calls).toEqual(['write']);
+    const bad = await io(t, 'readv -P 9 0 1k 1k');
+    expect(bad.failed).toBe(true);
+    expect(bad.text).toMatch(/^Pattern verification failed at offset 0, 2048 bytes\nread 2048\/2048/);
+    expect((await io(t, 'readv 0 2G 2G')).text).toBe("Argument '2G' exceeds maximum size 2147483136\n");
+    expect((await io(t, 'readv 0 1G 1G 1G')).text).toBe('The total number of bytes exceed the maximum size 2147483136\n');
+  });
+});
+
+describe('the tool-only commands (close, open, sigraise, abort)', () => {
+  it('the monitor has none of them', async () => {
+    const t = new MemTarget(1 << 20);
+    for (const c of ['close', 'open x', 'sigraise 9', 'abort']) expect((await io(t, c)).stderr).toBe(`command "${c.split(' ')[0]}" not found\n`);
+  });
+
+  it('close drains outstanding requests first, then leaves no file open; open takes one again', async () => {
+    const t = new MemTarget(1 << 20);
+    const events: string[] = [];
+    const raised: number[] = [];
+    const s = new QemuIoSession(t, { now: fakeClock() }, (chunks) => events.push(`done: ${chunks[0]!.text.split('\n')[0]}`), {
+      closeImage: async () => void events.push('closed'),
+      raise: async (sig) => void raised.push(sig),
+      openImage: async (req) => {
+        events.push(`open ${req.flags.join(' ')} ${req.path}`);
+        return t;
+      },
+    });
+    await s.run('aio_write 0 1k');
+    expect((await s.run('close')).failed).toBe(false);
+    expect(events).toEqual(['done: wrote 1024/1024 bytes at offset 0', 'closed']);
+    expect((await s.run('read 0 1')).stderr).toBe("no file open, try 'help open'\n");
+    expect((await s.run('open -r -t none img')).failed).toBe(false);
+    expect(events.at(-1)).toBe('open -r -t none img');
+    expect((await s.run('open img')).stderr).toBe("file open already, try 'help close'\n");
+    expect((await s.run('sigraise 66')).stdout).toBe("signal argument '66' is too large to be a valid signal\n");
+    await s.run('sigraise 15');
+    await s.run('abort');
+    expect(raised).toEqual([15, 6]);
   });
 });

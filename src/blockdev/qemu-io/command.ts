@@ -1,3 +1,4 @@
+import type { AioQueue } from './aio-queue.js';
 import type { QemuIoTarget } from './target.js';
 
 /** One piece of a command's output, in the order it was produced. */
@@ -55,6 +56,27 @@ export interface CommandContext {
   now: () => bigint;
   /** The whole command table (for help). */
   commands: readonly CommandInfo[];
+  /** Where aio_read/aio_write put their requests (aio_flush drains it). */
+  aio: AioQueue;
+  /** What the tool does for the commands that act on the process (close, sigraise, abort). */
+  host: IoHost;
+}
+
+/** The tool's side of close, sigraise and abort (QemuIoSession); the monitor has none of them. */
+export interface IoHost {
+  /** Closes the image (outstanding requests already completed). */
+  close?(): Promise<void>;
+  /** Writes out what was printed, then raises `signal` in the process (0: nothing happens). */
+  raise?(signal: number): Promise<void>;
+  /** Opens an image as the tool's command line would (`open`); prints why not to `out`; true when opened. */
+  open?(req: OpenRequest, out: Output): Promise<boolean>;
+}
+
+/** `open`'s arguments: the tool's flags as words (-r, -t MODE, …), the -o option strings, the path. */
+export interface OpenRequest {
+  flags: string[];
+  options: string[];
+  path?: string;
 }
 
 /** A qemu-io command: its table entry (what help and the argument-count check use) and its body. */

@@ -1,4 +1,4 @@
 /** qemu-io's command interpreter (a subset), for `blockemu io` and the monitor's "qemu-io" command. */
-export { COMMANDS, type QemuIoResult, runQemuIoCommand } from './interpreter.js';
-export type { InterpreterOptions, OutputChunk } from './command.js';
+export { COMMANDS, QemuIoSession, type QemuIoResult, runQemuIoCommand, type SessionHost } from './interpreter.js';
+export type { InterpreterOptions, OpenRequest, Output, OutputChunk } from './command.js';
 export type { IoExtent, QemuIoTarget } from './target.js';

@@ -1,4 +1,11 @@
-import { type CommandContext, type CommandInfo, type InterpreterOptions, Output, type OutputChunk } from './command.js';
+import { AioQueue } from './aio-queue.js';
+import { aioFlushCommand, aioReadCommand, aioWriteCommand } from './commands/aio.js';
+import { readvCommand, writevCommand } from './commands/vectored.js';
+import { abortCommand, closeCommand, sigraiseCommand } from './commands/process.js';
+import { sleepCommand } from './commands/sleep.js';
+import { openCommand } from './commands/open.js';
+import { truncateCommand } from './commands/truncate.js';
+import { type CommandContext, type CommandInfo, type InterpreterOptions, type IoHost, type OpenRequest, Output, type OutputChunk } from './command.js';
 import { allocCommand, mapCommand } from './commands/map.js';
 import { discardCommand } from './commands/discard.js';
 import { flushCommand } from './commands/flush.js';
@@ -10,6 +17,13 @@ import type { QemuIoTarget } from './target.js';
 
 /** The commands, sorted by name as qemu-io keeps its table (help lists them in this order). */
 export const COMMANDS: readonly CommandInfo[] = [
+  aioFlushCommand,
+  aioReadCommand,
+  aioWriteCommand,
+  readvCommand,
+  writevCommand,
+  sleepCommand,
+  truncateCommand,
   allocCommand,
   discardCommand,
   flushCommand,
@@ -18,7 +32,14 @@ export const COMMANDS: readonly CommandInfo[] = [
   mapCommand,
   readCommand,
   writeCommand,
-].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+].sort(byName);
+
+/** The tool's table: the commands above and those acting on the process (close, sigraise, abort). */
+const TOOL_COMMANDS: readonly CommandInfo[] = [...COMMANDS, abortCommand, closeCommand, openCommand, sigraiseCommand].sort(byName);
+
+function byName(a: CommandInfo, b: CommandInfo): number {
+  return a.name < b.name ? -1 : a.name > b.name ? 1 : 0;
+}
 
 export interface QemuIoResult {
   /** The command failed: qemu-io would exit 1 at the end of its command list. */
@@ -57,15 +78,109 @@ function result(failed: boolean, chunks: OutputChunk[]): QemuIoResult {
  */
 export async function runQemuIoCommand(line: string, target: QemuIoTarget | undefined, options: InterpreterOptions = {}): Promise<QemuIoResult> {
   const out = new Output(options.errorPrefix ?? '');
-  const argv = line.split(' ').filter((w) => w !== '');
-  if (argv.length === 0) return result(false, out.chunks);
-  const ok = await dispatch(argv, target, out, options);
+  // One command on its own (the monitor's "qemu-io"): asynchronous requests
+  // complete before it returns, so their reports are part of its output.
+  const aio = new AioQueue(options.errorPrefix ?? '', (chunks) => out.chunks.push(...chunks));
+  const ok = await runLine(line, { target, out, options, aio, host: {}, commands: COMMANDS });
+  await aio.drain();
   return result(!ok, out.chunks);
 }
 
-async function dispatch(argv: string[], target: QemuIoTarget | undefined, out: Output, options: InterpreterOptions): Promise<boolean> {
+/** The tool's answers to close, sigraise and abort. */
+export interface SessionHost {
+  /** Closes the image for good (the session forgets it). */
+  closeImage(): Promise<void>;
+  /** Raises a signal in the process, after what was printed is written. */
+  raise(signal: number): Promise<void>;
+  /** Opens an image (`open`); prints why not to `out` and resolves to undefined when it cannot. */
+  openImage(req: OpenRequest, out: Output): Promise<QemuIoTarget | undefined>;
+}
+
+/**
+ * A qemu-io session (the tool's command list or prompt): asynchronous
+ * requests outlive the command that issued them, and their reports go to
+ * `onCompletion` when they complete, interleaved with later commands'
+ * output as qemu-io's main loop interleaves them.
+ */
+export class QemuIoSession {
+  private readonly aio: AioQueue;
+  private readonly host: IoHost;
+  private readonly commands: readonly CommandInfo[];
+  constructor(
+    private target: QemuIoTarget | undefined,
+    private readonly options: InterpreterOptions,
+    onCompletion: (chunks: OutputChunk[]) => void,
+    tool?: SessionHost,
+  ) {
+    this.aio = new AioQueue(options.errorPrefix ?? '', onCompletion);
+    this.host = tool
+      ? {
+          close: async () => {
+            await this.aio.drain();
+            this.target = undefined;
+            await tool.closeImage();
+          },
+          raise: (signal) => tool.raise(signal),
+          open: async (req, out) => {
+            if (this.target !== undefined) {
+              out.report("file open already, try 'help close'");
+              return false;
+            }
+            this.target = await tool.openImage(req, out);
+            return this.target !== undefined;
+          },
+        }
+      : {};
+    this.commands = tool ? TOOL_COMMANDS : COMMANDS;
+  }
+
+  /** Whether an image is still open (close drops it). */
+  get open(): boolean {
+    return this.target !== undefined;
+  }
+
+  /**
+   * Runs one command line; its own output is returned, not sent to
+   * onCompletion. A command that raises a signal gets its output written
+   * first through `beforeRaise` — the caller's printer.
+   */
+  async run(line: string, beforeRaise?: (chunks: OutputChunk[]) => void): Promise<QemuIoResult> {
+    const out = new Output(this.options.errorPrefix ?? '');
+    const host: IoHost = {
+      ...this.host,
+      raise: async (signal) => {
+        beforeRaise?.(out.chunks.splice(0));
+        await this.host.raise?.(signal);
+      },
+    };
+    const ok = await runLine(line, { target: this.target, out, options: this.options, aio: this.aio, host, commands: this.commands });
+    return result(!ok, out.chunks);
+  }
+
+  /** Waits for every outstanding request (qemu-io drains them before closing the image). */
+  drain(): Promise<void> {
+    return this.aio.drain();
+  }
+}
+
+interface LineContext {
+  target: QemuIoTarget | undefined;
+  out: Output;
+  options: InterpreterOptions;
+  aio: AioQueue;
+  host: IoHost;
+  commands: readonly CommandInfo[];
+}
+
+async function runLine(line: string, c: LineContext): Promise<boolean> {
+  const argv = line.split(' ').filter((w) => w !== '');
+  if (argv.length === 0) return true;
+  return dispatch(argv, c);
+}
+
+async function dispatch(argv: string[], { target, out, options, aio, host, commands }: LineContext): Promise<boolean> {
   const name = argv[0]!;
-  const ci = findCommand(COMMANDS, name);
+  const ci = findCommand(commands, name);
   if (!ci) {
     out.err(`command "${name}" not found\n`);
     return false;
@@ -95,7 +210,9 @@ async function dispatch(argv: string[], target: QemuIoTarget | undefined, out: O
     out,
     unmap: options.unmap ?? true,
     now: options.now ?? (() => process.hrtime.bigint()),
-    commands: COMMANDS,
+    commands,
+    aio,
+    host,
   };
   return ci.run(ctx);
 }

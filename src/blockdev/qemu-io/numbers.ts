@@ -120,13 +120,22 @@ export function cvtnumError(error: 'EINVAL' | 'ERANGE', arg: string): string {
  * "X is not a valid pattern byte". Base 0: "0x" hex, leading "0" octal.
  */
 export function parsePattern(arg: string): number | undefined {
+  const v = strtolWhole(arg);
+  return v === undefined || v < 0n || v > 255n ? undefined : Number(v);
+}
+
+/**
+ * strtol(arg, &end, 0) when all of `arg` must be used: undefined if
+ * something is left over. (strtol's clamping at LONG_MAX is not modelled:
+ * the callers refuse such values anyway or cannot tell.)
+ */
+export function strtolWhole(arg: string): bigint | undefined {
   const m = /^[ \t\n\v\f\r]*([+-]?)(0[xX](?=[0-9a-fA-F])[0-9a-fA-F]*|0[0-7]*|[1-9][0-9]*)$/.exec(arg);
-  if (!m) return arg.length === 0 ? 0 : undefined; // strtol("") is 0 with nothing left over
+  if (!m) return arg.length === 0 ? 0n : undefined; // strtol("") is 0 with nothing left over
   const body = m[2]!;
   let v: bigint;
   if (/^0[xX]/.test(body)) v = BigInt(body);
   else if (body.length > 1 && body.startsWith('0')) v = BigInt(`0o${body.slice(1)}`);
   else v = BigInt(body);
-  if (m[1] === '-') v = -v;
-  return v < 0n || v > 255n ? undefined : Number(v);
+  return m[1] === '-' ? -v : v;
 }

@@ -13,6 +13,9 @@ export interface IoExtent {
   depth?: number;
 }
 
+/** QEMU's PreallocMode, as `truncate -m` takes it. */
+export type Preallocation = 'off' | 'metadata' | 'falloc' | 'full';
+
 export interface QemuIoTarget {
   /** Writes are refused up front, as qemu-io's permission check does. */
   readonly readOnly?: boolean;
@@ -33,6 +36,8 @@ export interface QemuIoTarget {
   blockStatus(offset: number, length: number): Promise<IoExtent>;
   /** Writes exactly one cluster compressed (`write -c`); absent = the format cannot. */
   writeCompressed?(offset: number, data: Uint8Array): Promise<void>;
+  /** Changes the virtual size (`truncate`, blk_truncate); absent = the node cannot be resized. */
+  truncate?(size: number, preallocation: Preallocation): Promise<void>;
   /** Cluster size, to split `write -c` into the per-cluster requests writeCompressed takes. */
   info?(): { clusterSize?: number };
 }
