@@ -15,6 +15,8 @@ export interface Outcome {
   status: 'pass' | 'fail' | 'not run';
   /** check's reason for a test not run; for a failure, the first line that differs. */
   why: string;
+  /** How long it ran, as check measured it (seconds; 0 when not given). */
+  seconds: number;
 }
 
 const BLOCKEMU = resolve(import.meta.dirname, '..', 'bin', 'blockemu.js');
@@ -45,7 +47,7 @@ async function firstDifference(expected: string, got: string): Promise<string> {
 }
 
 /** check prints "NNN   pass   [start] [end]   1.2s   description" (lines separated by \r or \n when not on a terminal). */
-const LINE = /^(\S+)\s+(pass|fail|not run)\s+(?:\[[^\]]*\]\s*)*(?:\d+(?:\.\d+)?s)?\s*(.*)$/;
+const LINE = /^(\S+)\s+(pass|fail|not run)\s+(?:\[[^\]]*\]\s*)*(?:(\d+(?:\.\d+)?)s)?\s*(.*)$/;
 
 export async function runCheck(opts: { src: string; tools: Tools; fmt: string; tests: string[]; jobs: number; log?: (line: string) => void }): Promise<Outcome[]> {
   const work = await mkdtemp(join(tmpdir(), `blockemu-iotests-${opts.tools}-`));
@@ -87,14 +89,14 @@ export async function runCheck(opts: { src: string; tools: Tools; fmt: string; t
     for (const raw of out.split(/[\r\n]/)) {
       const m = LINE.exec(raw.trim());
       if (!m) continue;
-      const [, test, status, rest] = m as unknown as [string, string, Outcome['status'], string];
+      const [, test, status, secs, rest] = m as unknown as [string, string, Outcome['status'], string | undefined, string];
       // With -j, check gives each test its own TEST_DIR/NAME (testrunner.py).
       const bad = join(opts.jobs > 1 ? join(testDir, test) : testDir, `${test}.out.bad`);
       const ref = join(iotests, /^\d{3}$/.test(test) ? '' : 'tests', `${test}.out`);
       const why = status === 'fail' && /output mismatch/.test(rest) ? await firstDifference(ref, bad) : rest.trim();
-      results.set(test, { test, status, why });
+      results.set(test, { test, status, why, seconds: Number(secs ?? 0) });
     }
-    for (const t of opts.tests) if (!results.has(t)) results.set(t, { test: t, status: 'fail', why: `check reported nothing for it: ${out.trim().split('\n').slice(-3).join(' / ')}` });
+    for (const t of opts.tests) if (!results.has(t)) results.set(t, { test: t, status: 'fail', seconds: 0, why: `check reported nothing for it: ${out.trim().split('\n').slice(-3).join(' / ')}` });
     return opts.tests.map((t) => results.get(t)!);
   } finally {
     await rm(work, { recursive: true, force: true });

@@ -1,6 +1,6 @@
 /**
  * `npm run iotests -- [--fetch | --fetch-only] [--fmt=qcow2,raw] [--tests=001,002,…] [--jobs=N]
- *   [--tools=both|blockemu|qemu] [--report=FILE] [--expect=FILE]`
+ *   [--tools=both|blockemu|qemu] [--report=FILE] [--expect=FILE [--skip-slow]]`
  *
  * Runs QEMU 7.2's own iotests (Debian's source package) with `blockemu img`
  * and `blockemu io` as QEMU_IMG_PROG and QEMU_IO_PROG, and the same tests
@@ -10,7 +10,8 @@
  * the first line that differs) and, with --report, writes the table as
  * Markdown. With --expect, the file lists "FMT TEST" pairs that passed
  * before: the run fails when one of them no longer passes (the count only
- * grows), and says which new passes to add. --fetch-only fetches the
+ * grows), and says which new passes to add; --skip-slow leaves out
+ * those marked `slow` there (minutes each: a Node start per tool call). --fetch-only fetches the
  * source (when not there yet) and runs nothing.
  */
 import { readFile, writeFile } from 'node:fs/promises';
@@ -24,7 +25,7 @@ function flags(argv: string[]): Map<string, string> {
     if (!f) throw new Error(`unknown argument '${a}' (flags are --name or --name=value)`);
     m.set(f[1]!, f[2] ?? 'true');
   }
-  const known = ['fetch', 'fetch-only', 'fmt', 'tests', 'jobs', 'tools', 'report', 'expect', 'help'];
+  const known = ['fetch', 'fetch-only', 'fmt', 'tests', 'jobs', 'tools', 'report', 'expect', 'skip-slow', 'help'];
   for (const k of m.keys()) if (!known.includes(k)) throw new Error(`unknown flag --${k}; known: ${known.map((x) => `--${x}`).join(' ')}`);
   return m;
 }
@@ -37,16 +38,18 @@ interface Row {
 }
 
 const cell = (o: Outcome | undefined) => (o ? o.status : '–');
+const secs = (o: Outcome | undefined) => (o?.seconds ? `${o.seconds.toFixed(0)} s` : '');
 
-async function expected(file: string): Promise<Set<string>> {
+/** The expectations file: "FMT TEST" per line, a third word "slow" for tests --skip-slow leaves out. */
+async function expected(file: string, skipSlow: boolean): Promise<Set<string>> {
   const text = await readFile(file, 'utf8');
-  return new Set(
-    text
-      .split('\n')
-      .map((l) => l.replace(/#.*/, '').trim())
-      .filter(Boolean)
-      .map((l) => l.split(/\s+/).join(' ')),
-  );
+  const keys = new Set<string>();
+  for (const line of text.split('\n')) {
+    const [fmt, test, mark] = line.replace(/#.*/, '').trim().split(/\s+/);
+    if (!fmt || !test || (skipSlow && mark === 'slow')) continue;
+    keys.add(`${fmt} ${test}`);
+  }
+  return keys;
 }
 
 async function main(): Promise<number> {
@@ -64,15 +67,20 @@ async function main(): Promise<number> {
     console.log(`iotests: QEMU 7.2's iotests are in ${src.dir}`);
     return 0;
   }
-  const fmts = (f.get('fmt') ?? 'qcow2').split(',');
+  const wantFile = f.has('expect') ? await expected(f.get('expect')!, f.has('skip-slow')) : undefined;
+  // With an expectations file and no --fmt: the formats it names.
+  const fmts = f.has('fmt') ? f.get('fmt')!.split(',') : wantFile ? [...new Set([...wantFile].map((k) => k.split(' ')[0]!))] : ['qcow2'];
   const toolSets: Tools[] = f.get('tools') === 'blockemu' ? ['blockemu'] : f.get('tools') === 'qemu' ? ['qemu'] : ['qemu', 'blockemu'];
   const jobs = Number(f.get('jobs') ?? '2');
-  const want = f.has('expect') ? await expected(f.get('expect')!) : undefined;
-  let tests = f.has('tests') ? f.get('tests')!.split(',') : await toolOnlyTests(src.dir);
-  if (want && !f.has('tests')) tests = tests.filter((t) => fmts.some((fmt) => want.has(`${fmt} ${t}`)));
+  const want = wantFile;
+  const all = f.has('tests') ? f.get('tests')!.split(',') : await toolOnlyTests(src.dir);
+  // Per format: with an expectations file and no --tests, only what it lists for that format.
+  const testsFor = (fmt: string) => (want && !f.has('tests') ? all.filter((t) => want.has(`${fmt} ${t}`)) : all);
 
   const rows: Row[] = [];
   for (const fmt of fmts) {
+    const tests = testsFor(fmt);
+    if (tests.length === 0) continue; // check with no test named would run them all
     const byTest = new Map<string, Row>(tests.map((t) => [t, { fmt, test: t }]));
     for (const tools of toolSets) {
       const t0 = Date.now();
@@ -86,11 +94,11 @@ async function main(): Promise<number> {
 
   for (const r of rows) {
     const why = r.blockemu && r.blockemu.status !== 'pass' ? `  ${r.blockemu.why}` : '';
-    console.log(`${r.fmt} ${r.test.padEnd(24)} qemu: ${cell(r.qemu).padEnd(8)} blockemu: ${cell(r.blockemu).padEnd(8)}${why}`);
+    console.log(`${r.fmt} ${r.test.padEnd(24)} qemu: ${cell(r.qemu).padEnd(8)} ${secs(r.qemu).padStart(6)}  blockemu: ${cell(r.blockemu).padEnd(8)} ${secs(r.blockemu).padStart(6)}${why}`);
   }
   if (f.has('report')) {
     const md = ['| format | test | QEMU tools | blockemu | first difference / reason |', '|---|---|---|---|---|'];
-    for (const r of rows) md.push(`| ${r.fmt} | ${r.test} | ${cell(r.qemu)} | ${cell(r.blockemu)} | ${(r.blockemu?.status === 'pass' ? '' : (r.blockemu?.why ?? '')).replaceAll('|', '\\|')} |`);
+    for (const r of rows) md.push(`| ${r.fmt} | ${r.test} | ${cell(r.qemu)} ${secs(r.qemu)} | ${cell(r.blockemu)} ${secs(r.blockemu)} | ${(r.blockemu?.status === 'pass' ? '' : (r.blockemu?.why ?? '')).replaceAll('|', '\\|')} |`);
     await writeFile(f.get('report')!, md.join('\n') + '\n');
   }
 
