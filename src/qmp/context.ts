@@ -3,6 +3,7 @@ import type { BlockExports } from '../export/exports.js';
 import type { BlockJobListener } from '../jobs/block-job.js';
 import type { JobManager } from '../jobs/manager.js';
 import type { ObjectRegistry } from '../objects/registry.js';
+import type { Machine } from '../machine/run-state.js';
 import type { CommandTable, SessionState } from './dispatch.js';
 import type { EventDef } from './schema/command.js';
 
@@ -29,6 +30,8 @@ export interface QmpContext {
   readonly exports: BlockExports;
   /** The QOM tree: objects users created (object-add, --object). */
   readonly objects: ObjectRegistry;
+  /** The machine `blockemu system` stands in for; absent in the storage daemon. */
+  readonly machine?: Machine;
   /** Starts the daemon's shutdown (the reply to `quit` is sent first). */
   quit(): void;
 }
