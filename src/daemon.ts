@@ -35,6 +35,8 @@ export interface MonitorConfig {
   path: string;
   /** Connect to `path` rather than listen on it (a chardev in client mode), or use stdin/stdout (`stdio`). */
   connect?: 'socket' | 'stdio';
+  /** The option that asked for the monitor ("-qmp unix:…"): QEMU's failures to open it start with it. */
+  origin?: string;
   /** Socket file mode; QEMU leaves it to the umask, we default to 0600. */
   mode?: number;
 }
@@ -199,9 +201,14 @@ export class Daemon {
             maxPendingOutput: MAX_PENDING_OUTPUT,
             recorder,
         };
-        if (m.connect === 'socket') servers.push(await QmpConnectedMonitor.connect(m.path, session));
-        else if (m.connect === 'stdio') servers.push(QmpConnectedMonitor.stdio(session));
-        else servers.push(await QmpServer.listen(m.path, { ...session, mode: m.mode }));
+        try {
+          if (m.connect === 'socket') servers.push(await QmpConnectedMonitor.connect(m.path, session));
+          else if (m.connect === 'stdio') servers.push(QmpConnectedMonitor.stdio(session));
+          else servers.push(await QmpServer.listen(m.path, { ...session, mode: m.mode }));
+        } catch (err) {
+          if (m.origin === undefined || !(err instanceof Error)) throw err;
+          throw new Error(`${m.origin}: ${err.message}`, { cause: err });
+        }
       }
       if (config.pidfile) await writeFile(config.pidfile, `${process.pid}\n`);
     } catch (err) {

@@ -1,4 +1,3 @@
-import { resolve } from 'node:path';
 import type { BlockdevSpec } from '../blockdev/open.js';
 import type { InvalidStep, MonitorConfig, SetupStep } from '../daemon.js';
 import { parseCliObject } from '../qmp/cli-object.js';
@@ -149,8 +148,10 @@ export function planSystem(options: readonly SystemOption[]): SystemPlan {
     if (!dev) throw new SystemOptionError(opt, `chardev "${id ?? ''}" not found`);
     if ((o.get('mode') ?? 'readline') !== 'control') throw new SystemOptionError(opt, 'only QMP monitors (mode=control) are supported by blockemu system');
     if (flag(opt, o, 'pretty', false)) throw new SystemOptionError(opt, 'pretty-printed QMP is not supported yet by blockemu system');
-    if (dev.backend === 'stdio') plan.monitors.push({ path: 'stdio', connect: 'stdio' });
-    else if (dev.backend === 'socket' && dev.path !== undefined) plan.monitors.push({ path: dev.path, ...(dev.server ? {} : { connect: 'socket' as const }) });
+    // Opening the chardev is what fails, so QEMU's message names the -chardev.
+    const origin = `${dev.opt.spelled} ${dev.opt.value ?? ''}`;
+    if (dev.backend === 'stdio') plan.monitors.push({ path: 'stdio', connect: 'stdio', origin });
+    else if (dev.backend === 'socket' && dev.path !== undefined) plan.monitors.push({ path: dev.path, origin, ...(dev.server ? {} : { connect: 'socket' as const }) });
     else throw new SystemOptionError(dev.opt, `a monitor's chardev must be a Unix socket or stdio in blockemu system`);
   }
   return plan;
@@ -171,7 +172,7 @@ function addChardev(opt: SystemOption, chardevs: Map<string, Chardev>): void {
     const path = o.get('path');
     if (path === undefined) throw new SystemOptionError(opt, 'only Unix socket chardevs (path=…) are supported by blockemu system');
     flag(opt, o, 'wait', true);
-    chardevs.set(id, { opt, backend, path: resolve(path), server: flag(opt, o, 'server', false) });
+    chardevs.set(id, { opt, backend, path, server: flag(opt, o, 'server', false) });
   } else if (backend === 'null' || backend === 'stdio') {
     chardevs.set(id, { opt, backend, server: false });
   } else {
@@ -182,13 +183,14 @@ function addChardev(opt: SystemOption, chardevs: Map<string, Chardev>): void {
 /** -qmp's shorthand chardev: `unix:PATH[,server=on][,wait=off]` or `stdio`. */
 function qmpMonitor(opt: SystemOption): MonitorConfig {
   const value = opt.value ?? '';
-  if (value === 'stdio') return { path: 'stdio', connect: 'stdio' };
+  const origin = `${opt.spelled} ${value}`;
+  if (value === 'stdio') return { path: 'stdio', connect: 'stdio', origin };
   if (!value.startsWith('unix:')) throw new SystemOptionError(opt, 'only unix:<path> and stdio monitors are supported by blockemu system');
   const o = parseOptsString(value.slice('unix:'.length), 'path');
   const path = o.get('path');
   if (!path) throw new SystemOptionError(opt, 'unix: needs a path');
   flag(opt, o, 'wait', true);
-  return { path: resolve(path), ...(flag(opt, o, 'server', false) ? {} : { connect: 'socket' as const }) };
+  return { path, origin, ...(flag(opt, o, 'server', false) ? {} : { connect: 'socket' as const }) };
 }
 
 function qtestTarget(opt: SystemOption): QtestTarget {
@@ -199,5 +201,5 @@ function qtestTarget(opt: SystemOption): QtestTarget {
   const path = o.get('path');
   if (!path) throw new SystemOptionError(opt, 'unix: needs a path');
   if (flag(opt, o, 'server', false)) throw new SystemOptionError(opt, 'a qtest server socket is not supported by blockemu system; blockemu connects to the harness');
-  return { kind: 'socket', path: resolve(path) };
+  return { kind: 'socket', path };
 }

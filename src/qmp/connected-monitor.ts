@@ -36,7 +36,7 @@ export class QmpConnectedMonitor implements Monitor {
 
   /** The monitor on the process's stdin and stdout (-qmp stdio). */
   static stdio(opts: SessionOptions): QmpConnectedMonitor {
-    return QmpConnectedMonitor.over('stdio', Duplex.from({ readable: process.stdin, writable: process.stdout }), opts);
+    return QmpConnectedMonitor.over('stdio', new StdioStream(), opts);
   }
 
   private static over(path: string, stream: Duplex, opts: SessionOptions): QmpConnectedMonitor {
@@ -56,5 +56,39 @@ export class QmpConnectedMonitor implements Monitor {
 
   async close(): Promise<void> {
     this.session.close();
+  }
+}
+
+/**
+ * stdin and stdout as one stream for a session. Closing the session stops
+ * reading stdin and leaves stdout open: the process's own streams are not
+ * the session's to destroy (what was written still has to reach the pipe).
+ */
+class StdioStream extends Duplex {
+  private readonly onData = (d: Buffer) => {
+    if (!this.push(d)) process.stdin.pause();
+  };
+  private readonly onEnd = () => this.push(null);
+
+  constructor() {
+    super();
+    process.stdin.on('data', this.onData);
+    process.stdin.once('end', this.onEnd);
+  }
+
+  override _read(): void {
+    process.stdin.resume();
+  }
+
+  override _write(chunk: Buffer, _enc: BufferEncoding, done: (err?: Error | null) => void): void {
+    process.stdout.write(chunk, done);
+  }
+
+  override _destroy(err: Error | null, done: (err?: Error | null) => void): void {
+    process.stdin.off('data', this.onData);
+    process.stdin.off('end', this.onEnd);
+    process.stdin.pause();
+    (process.stdin as { unref?: () => void }).unref?.();
+    done(err);
   }
 }
