@@ -8,7 +8,7 @@ import { QtestConnection } from './system-qtest.js';
 import { planSystem, type Probe, SystemOptionError } from './system.js';
 import { SYSTEM_PROG } from './tool-names.js';
 
-const USAGE = `usage: ${SYSTEM_PROG} [options]
+const usage = (prog: string) => `usage: ${prog} [options]
 blockemu system: a storage-only stand-in for qemu-system-x86_64 (QEMU 7.2's block layer, no guest)
 
 Takes: -machine/-M <type>|help, -accel qtest|tcg|kvm, -S, -nodefaults,
@@ -20,10 +20,10 @@ Takes: -machine/-M <type>|help, -accel qtest|tcg|kvm, -S, -nodefaults,
 `;
 
 /** The text a probe prints (stdout) before the process exits 0. */
-async function probeOutput(probe: Probe): Promise<string> {
+async function probeOutput(probe: Probe, prog: string): Promise<string> {
   switch (probe) {
     case 'help':
-      return USAGE;
+      return usage(prog);
     case 'version': {
       const v = VERSION.qemu;
       return `QEMU emulator version ${v.major}.${v.minor}.${v.micro} (${VERSION.package})\nCopyright (c) 2003-2022 Fabrice Bellard and the QEMU Project developers\n`;
@@ -40,21 +40,22 @@ async function probeOutput(probe: Probe): Promise<string> {
 /**
  * `blockemu system`: qemu-system-x86_64's command line, then the machine's
  * block layer and monitors until `quit`, SIGINT or SIGTERM; resolves to the
- * exit code.
+ * exit code. `prog` starts the messages (the executable's own name for
+ * blockemu-system-x86_64).
  */
-export async function runSystem(args: readonly string[]): Promise<number> {
+export async function runSystem(args: readonly string[], prog = SYSTEM_PROG): Promise<number> {
   let plan;
   try {
     plan = planSystem(parseSystemArgs(args));
   } catch (err) {
     if (err instanceof ArgsError || err instanceof SystemOptionError) {
-      process.stderr.write(`${SYSTEM_PROG}: ${err.message}\n`);
+      process.stderr.write(`${prog}: ${err.message}\n`);
       return 1;
     }
     throw err;
   }
   if (plan.probe) {
-    process.stdout.write(await probeOutput(plan.probe));
+    process.stdout.write(await probeOutput(plan.probe, prog));
     return 0;
   }
   const machine = new Machine(plan.machine, plan.startPaused);
@@ -62,7 +63,7 @@ export async function runSystem(args: readonly string[]): Promise<number> {
   let stopRequested: string | undefined;
   // QEMU's message and event for a signal (the sender's pid is not known to Node).
   const stop = (signal: NodeJS.Signals) => {
-    process.stderr.write(`${SYSTEM_PROG}: terminating on signal ${signal === 'SIGINT' ? 2 : 15}\n`);
+    process.stderr.write(`${prog}: terminating on signal ${signal === 'SIGINT' ? 2 : 15}\n`);
     machine.shutdown('host-signal');
     if (daemon) void daemon.shutdown(signal);
     else stopRequested = signal;
@@ -71,13 +72,13 @@ export async function runSystem(args: readonly string[]): Promise<number> {
   process.on('SIGTERM', stop);
   let qtest: QtestConnection | undefined;
   try {
-    daemon = await Daemon.start({ monitors: plan.monitors, chardevs: plan.chardevs, setup: plan.setup, machine, makeParser: makeQmpParser, progName: SYSTEM_PROG });
+    daemon = await Daemon.start({ monitors: plan.monitors, chardevs: plan.chardevs, setup: plan.setup, machine, makeParser: makeQmpParser, progName: prog });
     if (plan.qtest?.kind === 'socket') qtest = await QtestConnection.connect(plan.qtest.path);
   } catch (err) {
     process.off('SIGINT', stop);
     process.off('SIGTERM', stop);
     await daemon?.shutdown('failed');
-    process.stderr.write(`${SYSTEM_PROG}: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.stderr.write(`${prog}: ${err instanceof Error ? err.message : String(err)}\n`);
     return 1;
   }
   if (stopRequested) void daemon.shutdown(stopRequested);

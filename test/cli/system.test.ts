@@ -178,3 +178,14 @@ describe('blockemu system: -qtest', () => {
     });
   });
 });
+
+describe('blockemu-system-x86_64, the one-executable form', () => {
+  it('runs as blockemu system and prints its own name before messages', async () => {
+    const { run } = await import('../helpers/qemu.js');
+    const exe = join(import.meta.dirname, '..', '..', 'dist', 'bin', 'blockemu-system-x86_64.js');
+    const bad = await run(process.execPath, [exe, '-M', 'none', '-foo']);
+    expect(bad).toEqual({ code: 1, stdout: '', stderr: 'blockemu-system-x86_64: -foo: invalid option\n' });
+    const help = await run(process.execPath, [exe, '-machine', 'help']);
+    expect(help.stdout).toBe((await runSystem('blockemu', ['-machine', 'help'])).stdout);
+  });
+});
