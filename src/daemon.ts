@@ -104,6 +104,7 @@ const MAX_PENDING_OUTPUT = 16 << 20;
  */
 export class Daemon {
   private shuttingDown: Promise<void> | undefined;
+  private blockLayerReleased: Promise<void> | undefined;
   private readonly exited: Promise<void>;
   private resolveExited!: () => void;
 
@@ -190,9 +191,12 @@ export class Daemon {
             objects,
             makeParser: config.makeParser,
             ...(machine ? { machine } : {}),
-            quit: () => {
-              // qemu-system announces SHUTDOWN before its reply to quit.
-              machine?.shutdown('host-qmp-quit');
+            quit: async () => {
+              if (machine && daemon) {
+                // qemu-system: SHUTDOWN, the block layer's teardown and its events, then the reply; the monitors go after it.
+                machine.shutdown('host-qmp-quit');
+                await daemon.releaseBlockLayer();
+              }
               // The reply goes out first; shutdown starts on the next turn.
               setImmediate(() => void daemon?.shutdown('quit'));
             },
@@ -247,20 +251,40 @@ export class Daemon {
       this.log.info({ reason }, 'daemon shutting down');
       // Stalled requests go first: exports, jobs and nodes wait for their requests.
       this.graph.faults.clear();
-      // qemu-storage-daemon's order: exports first, while the monitors can still announce their deletion.
-      await this.step('closing the exports', () => this.exports.close());
-      // qemu-system's (qemu_cleanup): the jobs are cancelled and the nodes closed before the monitors go.
-      if (!this.machine) await this.closeMonitors();
-      await this.step('cancelling the jobs', () => this.jobs.cancelAll());
-      // Every image flushed and closed before the process may exit.
-      await this.step('closing the nodes', () => this.graph.closeAll());
-      if (this.machine) await this.closeMonitors();
+      if (this.machine) {
+        // qemu-system's order (qemu_cleanup): the whole block layer goes while the monitors still hear of it.
+        await this.releaseBlockLayer();
+        await this.closeMonitors();
+      } else {
+        // qemu-storage-daemon's order: exports first, while the monitors can still announce their deletion.
+        await this.step('closing the exports', () => this.exports.close());
+        await this.closeMonitors();
+        await this.step('cancelling the jobs', () => this.jobs.cancelAll());
+        // Every image flushed and closed before the process may exit.
+        await this.step('closing the nodes', () => this.graph.closeAll());
+      }
       await this.step('deleting the objects', () => this.objects.clear());
       if (this.pidfile) await this.step('removing the pidfile', () => unlink(this.pidfile!));
       this.log.info({ reason }, 'daemon shut down');
       this.resolveExited();
     })();
     return this.shuttingDown;
+  }
+
+  /**
+   * qemu-system's teardown of the block layer, before its monitors close:
+   * exports closed (which drains: running jobs pause and resume), jobs
+   * cancelled, nodes flushed and closed. Once only.
+   */
+  releaseBlockLayer(): Promise<void> {
+    this.blockLayerReleased ??= (async () => {
+      this.graph.faults.clear();
+      await this.step('closing the exports', () => this.exports.close());
+      this.jobs.drainAll();
+      await this.step('cancelling the jobs', () => this.jobs.cancelAll());
+      await this.step('closing the nodes', () => this.graph.closeAll());
+    })();
+    return this.blockLayerReleased;
   }
 
   private async closeMonitors(): Promise<void> {

@@ -32,6 +32,10 @@ export interface QmpContext {
   readonly objects: ObjectRegistry;
   /** The machine `blockemu system` stands in for; absent in the storage daemon. */
   readonly machine?: Machine;
-  /** Starts the daemon's shutdown (the reply to `quit` is sent first). */
-  quit(): void;
+  /**
+   * Starts the daemon's shutdown. The storage daemon replies to `quit`
+   * first; qemu-system tears the block layer down first (its events come
+   * before the reply), so then this resolves once that is done.
+   */
+  quit(): void | Promise<void>;
 }

@@ -34,7 +34,7 @@ export interface SessionOptions {
   makeParser: ParserFactory;
   /** The machine of `blockemu system`. */
   machine?: Machine;
-  quit(): void;
+  quit(): void | Promise<void>;
   log: Logger;
   /** Bytes of unsent output after which a client that does not read is dropped. */
   maxPendingOutput: number;

@@ -17,7 +17,13 @@ export function addRunStateCommands(table: CommandTable<QmpContext>): void {
       const m = machine(ctx);
       return { running: m.running, singlestep: false, status: m.status };
     })
-    .add(stop, (_a, ctx) => machine(ctx).stop())
+    .add(stop, (_a, ctx) => {
+      const m = machine(ctx);
+      const wasRunning = m.running;
+      m.stop();
+      // vm_stop drains the block layer after STOP: running jobs report paused, then running.
+      if (wasRunning) ctx.jobs.drainAll();
+    })
     .add(cont, (_a, ctx) => machine(ctx).cont())
     .add(systemReset, (_a, ctx) => machine(ctx).reset())
     .add(systemPowerdown, (_a, ctx) => machine(ctx).powerdown());
