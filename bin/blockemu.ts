@@ -9,6 +9,7 @@ const SUBCOMMANDS: Record<string, () => Promise<(program: Command) => void>> = {
   io: async () => (await import('./commands/io.js')).addIoCommand,
   demo: async () => (await import('./commands/demo.js')).addDemoCommand,
   daemon: async () => (await import('./commands/daemon.js')).addDaemonCommand,
+  system: async () => (await import('./commands/system.js')).addSystemCommand,
   qmp: async () => (await import('./commands/qmp.js')).addQmpCommand,
   replay: async () => (await import('./commands/replay.js')).addReplayCommand,
 };

@@ -21,15 +21,22 @@ import { JobManager } from './jobs/manager.js';
 import { addControlCommands } from './qmp/commands/control.js';
 import type { QmpContext, VersionInfo } from './qmp/context.js';
 import { CommandTable } from './qmp/dispatch.js';
-import { COMMAND_MODULES } from './qmp/command-modules.js';
+import { COMMAND_MODULES, SYSTEM_COMMAND_MODULES } from './qmp/command-modules.js';
 import type { EventDef } from './qmp/schema/command.js';
 import { QmpServer } from './qmp/server.js';
+import { type Monitor, QmpConnectedMonitor } from './qmp/connected-monitor.js';
+import type { Machine, MachineEvent } from './machine/run-state.js';
+import { MACHINE_EVENTS } from './qmp/schema/run-state.js';
 import type { MonitorActivity, ParserFactory } from './qmp/session.js';
 import { QmpRecorder, type RecordHeader } from './qmp/recorder.js';
 
 /** A QMP monitor on a Unix socket (--chardev socket,… + --monitor chardev=…). */
 export interface MonitorConfig {
   path: string;
+  /** Connect to `path` rather than listen on it (a chardev in client mode), or use stdin/stdout (`stdio`). */
+  connect?: 'socket' | 'stdio';
+  /** The option that asked for the monitor ("-qmp unix:…"): QEMU's failures to open it start with it. */
+  origin?: string;
   /** Socket file mode; QEMU leaves it to the umask, we default to 0600. */
   mode?: number;
 }
@@ -75,6 +82,13 @@ export interface DaemonConfig {
   errorReport?: (message: string) => void;
   /** The program name error_report lines start with (default 'blockemu'). */
   progName?: string;
+  /**
+   * `blockemu system`: the machine whose run state the monitors report and
+   * change. Its commands and events join the daemon's; `quit` announces
+   * SHUTDOWN and the teardown runs as qemu-system's (jobs cancelled while
+   * the monitors still hear of it).
+   */
+  machine?: Machine;
 }
 
 /** What query-version and the greeting report: the QEMU release whose behaviour we follow, and our own name. */
@@ -90,11 +104,12 @@ const MAX_PENDING_OUTPUT = 16 << 20;
  */
 export class Daemon {
   private shuttingDown: Promise<void> | undefined;
+  private blockLayerReleased: Promise<void> | undefined;
   private readonly exited: Promise<void>;
   private resolveExited!: () => void;
 
   private constructor(
-    readonly monitors: QmpServer[],
+    readonly monitors: Monitor[],
     readonly graph: BlockGraph,
     readonly jobs: JobManager,
     readonly exports: BlockExports,
@@ -102,6 +117,7 @@ export class Daemon {
     private readonly pidfile: string | undefined,
     private readonly log: Logger,
     private readonly recorder: QmpRecorder | undefined,
+    readonly machine: Machine | undefined,
   ) {
     this.exited = new Promise((r) => (this.resolveExited = r));
   }
@@ -113,19 +129,22 @@ export class Daemon {
     addJobCommands(commands);
     // The other handlers (and the block layer behind them) load when first called.
     for (const m of COMMAND_MODULES) commands.addLazy(m.defs, m.load);
+    const machine = config.machine;
+    if (machine) for (const m of SYSTEM_COMMAND_MODULES) commands.addLazy(m.defs, m.load);
     const graph = new BlockGraph();
     const jobs = new JobManager(config.clock);
     graph.clock = jobs.clock;
     const objects = new ObjectRegistry(graph.throttleGroups);
     for (const id of config.chardevs ?? []) objects.addChardev(id);
-    const events: readonly EventDef[] = DAEMON_EVENTS;
+    const events: readonly EventDef[] = machine ? [...MACHINE_EVENTS, ...DAEMON_EVENTS] : DAEMON_EVENTS;
     // Events go to every monitor of the daemon, which exists once the monitors do.
     const jobEvents = loggingJobListener(
       jobEventListener((name, data) => daemon?.emitEvent(name, data), () => jobs),
       log,
     );
-    const servers: QmpServer[] = [];
+    const servers: Monitor[] = [];
     let daemon: Daemon | undefined;
+    if (machine) machine.onEvent = (e) => daemon?.emitEvent(...machineEvent(e));
     const exports = new BlockExports(graph, (id) => daemon?.emitEvent('BLOCK_EXPORT_DELETED', { id }), log);
     exports.onBackendGone = (node) => jobs.drainWithParents(node);
     const monitorActivity: MonitorActivity = { commandsRunning: 0 };
@@ -160,8 +179,7 @@ export class Daemon {
     try {
       if (config.record) recorder = await QmpRecorder.open(config.record.path, config.record.header);
       for (const m of config.monitors) {
-        servers.push(
-          await QmpServer.listen(m.path, {
+        const session = {
             commands,
             events,
             version: VERSION,
@@ -172,15 +190,29 @@ export class Daemon {
             exports,
             objects,
             makeParser: config.makeParser,
-            // The reply to quit goes out first; shutdown starts on the next turn.
-            quit: () => setImmediate(() => void daemon?.shutdown('quit')),
+            ...(machine ? { machine } : {}),
+            quit: async () => {
+              if (machine && daemon) {
+                // qemu-system: SHUTDOWN, the block layer's teardown and its events, then the reply; the monitors go after it.
+                machine.shutdown('host-qmp-quit');
+                await daemon.releaseBlockLayer();
+              }
+              // The reply goes out first; shutdown starts on the next turn.
+              setImmediate(() => void daemon?.shutdown('quit'));
+            },
             log,
             activity: monitorActivity,
             maxPendingOutput: MAX_PENDING_OUTPUT,
-            mode: m.mode,
             recorder,
-          }),
-        );
+        };
+        try {
+          if (m.connect === 'socket') servers.push(await QmpConnectedMonitor.connect(m.path, session));
+          else if (m.connect === 'stdio') servers.push(QmpConnectedMonitor.stdio(session));
+          else servers.push(await QmpServer.listen(m.path, { ...session, mode: m.mode }));
+        } catch (err) {
+          if (m.origin === undefined || !(err instanceof Error)) throw err;
+          throw new Error(`${m.origin}: ${err.message}`, { cause: err });
+        }
       }
       if (config.pidfile) await writeFile(config.pidfile, `${process.pid}\n`);
     } catch (err) {
@@ -190,7 +222,7 @@ export class Daemon {
       await graph.closeAll();
       throw err;
     }
-    daemon = new Daemon(servers, graph, jobs, exports, objects, config.pidfile, log, recorder);
+    daemon = new Daemon(servers, graph, jobs, exports, objects, config.pidfile, log, recorder, machine);
     log.info({ monitors: servers.map((s) => s.path) }, 'daemon started');
     return daemon;
   }
@@ -219,19 +251,45 @@ export class Daemon {
       this.log.info({ reason }, 'daemon shutting down');
       // Stalled requests go first: exports, jobs and nodes wait for their requests.
       this.graph.faults.clear();
-      // qemu-storage-daemon's order: exports first, while the monitors can still announce their deletion.
-      await this.step('closing the exports', () => this.exports.close());
-      await this.step('closing the monitors', () => Promise.all(this.monitors.map((m) => m.close())));
-      if (this.recorder) await this.step('closing the QMP record', () => this.recorder!.close());
-      await this.step('cancelling the jobs', () => this.jobs.cancelAll());
-      // Every image flushed and closed before the process may exit.
-      await this.step('closing the nodes', () => this.graph.closeAll());
+      if (this.machine) {
+        // qemu-system's order (qemu_cleanup): the whole block layer goes while the monitors still hear of it.
+        await this.releaseBlockLayer();
+        await this.closeMonitors();
+      } else {
+        // qemu-storage-daemon's order: exports first, while the monitors can still announce their deletion.
+        await this.step('closing the exports', () => this.exports.close());
+        await this.closeMonitors();
+        await this.step('cancelling the jobs', () => this.jobs.cancelAll());
+        // Every image flushed and closed before the process may exit.
+        await this.step('closing the nodes', () => this.graph.closeAll());
+      }
       await this.step('deleting the objects', () => this.objects.clear());
       if (this.pidfile) await this.step('removing the pidfile', () => unlink(this.pidfile!));
       this.log.info({ reason }, 'daemon shut down');
       this.resolveExited();
     })();
     return this.shuttingDown;
+  }
+
+  /**
+   * qemu-system's teardown of the block layer, before its monitors close:
+   * exports closed (which drains: running jobs pause and resume), jobs
+   * cancelled, nodes flushed and closed. Once only.
+   */
+  releaseBlockLayer(): Promise<void> {
+    this.blockLayerReleased ??= (async () => {
+      this.graph.faults.clear();
+      await this.step('closing the exports', () => this.exports.close());
+      this.jobs.drainAll();
+      await this.step('cancelling the jobs', () => this.jobs.cancelAll());
+      await this.step('closing the nodes', () => this.graph.closeAll());
+    })();
+    return this.blockLayerReleased;
+  }
+
+  private async closeMonitors(): Promise<void> {
+    await this.step('closing the monitors', () => Promise.all(this.monitors.map((m) => m.close())));
+    if (this.recorder) await this.step('closing the QMP record', () => this.recorder!.close());
   }
 
   private async step(what: string, run: () => unknown): Promise<void> {
@@ -270,6 +328,21 @@ function wireFaults(graph: BlockGraph, commands: CommandTable<QmpContext>, log: 
     const e = graph.faults.commandFault(name);
     return e ? new QmpError(e.errorClass as QmpErrorClass, e.desc) : undefined;
   };
+}
+
+/** A machine's state change as its QMP event (qapi/run-state.json). */
+function machineEvent(e: MachineEvent): [string, unknown?] {
+  switch (e.kind) {
+    case 'stop':
+      return ['STOP'];
+    case 'resume':
+      return ['RESUME'];
+    case 'powerdown':
+      return ['POWERDOWN'];
+    case 'reset':
+    case 'shutdown':
+      return [e.kind.toUpperCase(), { guest: false, reason: e.reason }];
+  }
 }
 
 /** One --blockdev, --nbd-server or --export option, carried out. */

@@ -27,6 +27,7 @@ import { humanMonitorCommand } from './schema/misc.js';
 import { blockdevMirror, driveMirror } from './schema/mirror.js';
 import { objectAdd, objectDel, qomGet, qomList, qomListProperties, qomListTypes, qomSet } from './schema/qom.js';
 import { transaction } from './schema/transaction.js';
+import { RUN_STATE_COMMANDS } from './schema/run-state.js';
 
 type Register = (table: CommandTable<QmpContext>) => void;
 
@@ -62,4 +63,13 @@ export const COMMAND_MODULES = [
   },
   { defs: [qomList, qomGet, qomSet, qomListTypes, qomListProperties, objectAdd, objectDel], load: async () => (await import('./commands/qom.js')).addQomCommands },
   { defs: [queryBlockstats, blockSetWriteThreshold], load: async () => (await import('./commands/block-stats.js')).addBlockStatsCommands },
+] as const satisfies readonly CommandModule[];
+
+/**
+ * The commands only `blockemu system` serves: the machine's run state.
+ * qemu-storage-daemon has no machine, so the daemon's table leaves them
+ * out (query-status there is CommandNotFound, as in QEMU).
+ */
+export const SYSTEM_COMMAND_MODULES = [
+  { defs: RUN_STATE_COMMANDS, load: async () => (await import('./commands/run-state.js')).addRunStateCommands },
 ] as const satisfies readonly CommandModule[];

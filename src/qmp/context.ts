@@ -3,6 +3,7 @@ import type { BlockExports } from '../export/exports.js';
 import type { BlockJobListener } from '../jobs/block-job.js';
 import type { JobManager } from '../jobs/manager.js';
 import type { ObjectRegistry } from '../objects/registry.js';
+import type { Machine } from '../machine/run-state.js';
 import type { CommandTable, SessionState } from './dispatch.js';
 import type { EventDef } from './schema/command.js';
 
@@ -29,6 +30,12 @@ export interface QmpContext {
   readonly exports: BlockExports;
   /** The QOM tree: objects users created (object-add, --object). */
   readonly objects: ObjectRegistry;
-  /** Starts the daemon's shutdown (the reply to `quit` is sent first). */
-  quit(): void;
+  /** The machine `blockemu system` stands in for; absent in the storage daemon. */
+  readonly machine?: Machine;
+  /**
+   * Starts the daemon's shutdown. The storage daemon replies to `quit`
+   * first; qemu-system tears the block layer down first (its events come
+   * before the reply), so then this resolves once that is done.
+   */
+  quit(): void | Promise<void>;
 }

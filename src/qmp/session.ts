@@ -1,4 +1,4 @@
-import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { type Logger, logs } from '../log.js';
 import type { BlockGraph } from '../blockdev/graph.js';
 import type { BlockExports } from '../export/exports.js';
@@ -8,6 +8,7 @@ import type { JobManager } from '../jobs/manager.js';
 import type { QmpContext, VersionInfo } from './context.js';
 import { type CommandTable, dispatch, isOobRequest, type Reply, type SessionState } from './dispatch.js';
 import { toQmpJson } from './json-out.js';
+import type { Machine } from '../machine/run-state.js';
 import type { QmpRecorder } from './recorder.js';
 import type { EventDef } from './schema/command.js';
 
@@ -31,7 +32,9 @@ export interface SessionOptions {
   exports: BlockExports;
   objects: ObjectRegistry;
   makeParser: ParserFactory;
-  quit(): void;
+  /** The machine of `blockemu system`. */
+  machine?: Machine;
+  quit(): void | Promise<void>;
   log: Logger;
   /** Bytes of unsent output after which a client that does not read is dropped. */
   maxPendingOutput: number;
@@ -67,7 +70,7 @@ export class QmpSession {
   private readonly ctx: QmpContext;
 
   constructor(
-    private readonly socket: Socket,
+    private readonly socket: Duplex,
     private readonly opts: SessionOptions,
     private readonly onClose: (s: QmpSession) => void,
     /** Names the client in the logs: the monitor's socket and a connection number. */
@@ -84,6 +87,7 @@ export class QmpSession {
       jobEvents: opts.jobEvents,
       exports: opts.exports,
       objects: opts.objects,
+      ...(opts.machine ? { machine: opts.machine } : {}),
       quit: opts.quit,
     };
     this.parser = opts.makeParser((item) => this.accept(item));

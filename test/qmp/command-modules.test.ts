@@ -5,14 +5,14 @@
  * command runs its real handler.
  */
 import { describe, expect, it } from 'vitest';
-import { COMMAND_MODULES } from '../../src/qmp/command-modules.js';
+import { COMMAND_MODULES, SYSTEM_COMMAND_MODULES } from '../../src/qmp/command-modules.js';
 import type { QmpContext } from '../../src/qmp/context.js';
 import { CommandTable } from '../../src/qmp/dispatch.js';
 import { command } from '../../src/qmp/schema/command.js';
 import { str } from '../../src/qmp/schema/types.js';
 
 describe('lazily loaded command modules', () => {
-  it.each(COMMAND_MODULES.map((m) => [m.defs.map((d) => d.name).join(', '), m] as const))('%s', async (_names, m) => {
+  it.each([...COMMAND_MODULES, ...SYSTEM_COMMAND_MODULES].map((m) => [m.defs.map((d) => d.name).join(', '), m] as const))('%s', async (_names, m) => {
     const table = new CommandTable<QmpContext>();
     (await m.load())(table);
     expect(table.defs().map((d) => d.name)).toEqual(m.defs.map((d) => d.name));

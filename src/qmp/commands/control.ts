@@ -17,5 +17,5 @@ export function addControlCommands(table: CommandTable<QmpContext>): void {
     .add(queryVersion, (_args, ctx) => ctx.version)
     .add(queryCommands, (_args, ctx) => ctx.commands.defs().map((d) => ({ name: d.name })))
     .add(queryQmpSchema, (_args, ctx) => introspectSchema(ctx.commands.defs(), ctx.events))
-    .add(quit, (_args, ctx) => ctx.quit());
+    .add(quit, async (_args, ctx) => ctx.quit());
 }

@@ -1,0 +1,93 @@
+import { Daemon, VERSION } from '../daemon.js';
+import { Machine } from '../machine/run-state.js';
+import { makeQmpParser } from '../qmp/parser.js';
+import { ArgsError } from './daemon-args.js';
+import { parseSystemArgs } from './system-args.js';
+import { deviceHelp, formatHelp, machineHelp } from './system-probes.js';
+import { QtestConnection } from './system-qtest.js';
+import { planSystem, type Probe, SystemOptionError } from './system.js';
+import { SYSTEM_PROG } from './tool-names.js';
+
+const usage = (prog: string) => `usage: ${prog} [options]
+blockemu system: a storage-only stand-in for qemu-system-x86_64 (QEMU 7.2's block layer, no guest)
+
+Takes: -machine/-M <type>|help, -accel qtest|tcg|kvm, -S, -nodefaults,
+       -display none, -vga none, -serial none|null|chardev:<id>,
+       -blockdev <options>, -object <options>, -device <options> (ignored) | help,
+       -drive format=help, -chardev socket|stdio|null,id=<id>[,…],
+       -mon chardev=<id>,mode=control, -qmp unix:<path>[,server=on][,wait=off] | stdio,
+       -qtest unix:path=<path> | null, -version, -help
+`;
+
+/** The text a probe prints (stdout) before the process exits 0. */
+async function probeOutput(probe: Probe, prog: string): Promise<string> {
+  switch (probe) {
+    case 'help':
+      return usage(prog);
+    case 'version': {
+      const v = VERSION.qemu;
+      return `QEMU emulator version ${v.major}.${v.minor}.${v.micro} (${VERSION.package})\nCopyright (c) 2003-2022 Fabrice Bellard and the QEMU Project developers\n`;
+    }
+    case 'machine-help':
+      return machineHelp();
+    case 'device-help':
+      return deviceHelp();
+    case 'format-help':
+      return formatHelp((await import('../blockdev/open.js')).SUPPORTED_DRIVERS);
+  }
+}
+
+/**
+ * `blockemu system`: qemu-system-x86_64's command line, then the machine's
+ * block layer and monitors until `quit`, SIGINT or SIGTERM; resolves to the
+ * exit code. `prog` starts the messages (the executable's own name for
+ * blockemu-system-x86_64).
+ */
+export async function runSystem(args: readonly string[], prog = SYSTEM_PROG): Promise<number> {
+  let plan;
+  try {
+    plan = planSystem(parseSystemArgs(args));
+  } catch (err) {
+    if (err instanceof ArgsError || err instanceof SystemOptionError) {
+      process.stderr.write(`${prog}: ${err.message}\n`);
+      return 1;
+    }
+    throw err;
+  }
+  if (plan.probe) {
+    process.stdout.write(await probeOutput(plan.probe, prog));
+    return 0;
+  }
+  const machine = new Machine(plan.machine, plan.startPaused);
+  let daemon: Daemon | undefined;
+  let stopRequested: string | undefined;
+  // QEMU's message and event for a signal (the sender's pid is not known to Node).
+  const stop = (signal: NodeJS.Signals) => {
+    process.stderr.write(`${prog}: terminating on signal ${signal === 'SIGINT' ? 2 : 15}\n`);
+    machine.shutdown('host-signal');
+    if (daemon) void daemon.shutdown(signal);
+    else stopRequested = signal;
+  };
+  process.on('SIGINT', stop);
+  process.on('SIGTERM', stop);
+  let qtest: QtestConnection | undefined;
+  try {
+    daemon = await Daemon.start({ monitors: plan.monitors, chardevs: plan.chardevs, setup: plan.setup, machine, makeParser: makeQmpParser, progName: prog });
+    if (plan.qtest?.kind === 'socket') qtest = await QtestConnection.connect(plan.qtest.path);
+  } catch (err) {
+    process.off('SIGINT', stop);
+    process.off('SIGTERM', stop);
+    await daemon?.shutdown('failed');
+    process.stderr.write(`${prog}: ${err instanceof Error ? err.message : String(err)}\n`);
+    return 1;
+  }
+  if (stopRequested) void daemon.shutdown(stopRequested);
+  // Nothing may be listening (no monitor at all), yet the machine runs until a signal, as QEMU's does.
+  const keepAlive = setInterval(() => undefined, 1 << 30);
+  await daemon.whenExited();
+  clearInterval(keepAlive);
+  qtest?.close();
+  process.off('SIGINT', stop);
+  process.off('SIGTERM', stop);
+  return 0;
+}

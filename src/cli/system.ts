@@ -1,0 +1,205 @@
+import type { BlockdevSpec } from '../blockdev/open.js';
+import type { InvalidStep, MonitorConfig, SetupStep } from '../daemon.js';
+import { parseCliObject } from '../qmp/cli-object.js';
+import { QmpError } from '../qmp/error.js';
+import { BlockdevOptions } from '../qmp/schema/block-core.js';
+import { ObjectOptions } from '../qmp/schema/qom.js';
+import { parseOptsString } from './daemon-args.js';
+import type { SystemOption } from './system-args.js';
+import { resolveMachine } from './system-probes.js';
+
+/** A failure in one option, as qemu-system reports it: "-opt value: message" (QEMU's error location). */
+export class SystemOptionError extends Error {
+  constructor(opt: SystemOption | undefined, message: string) {
+    super(opt === undefined ? message : opt.value === undefined ? `${opt.spelled}: ${message}` : `${opt.spelled} ${opt.value}: ${message}`);
+  }
+}
+
+export type Probe = 'help' | 'version' | 'machine-help' | 'device-help' | 'format-help';
+
+/** Where a -qtest connection goes: nowhere (`null`) or a Unix socket blockemu connects to. */
+export type QtestTarget = { kind: 'null' } | { kind: 'socket'; path: string };
+
+export interface SystemPlan {
+  /** A probe answers and exits without starting anything. */
+  probe?: Probe;
+  /** The machine type, aliases resolved (pc → pc-i440fx-7.2). */
+  machine: string;
+  /** -S: the machine starts in prelaunch until `cont`. */
+  startPaused: boolean;
+  monitors: MonitorConfig[];
+  chardevs: string[];
+  setup: SetupStep[];
+  qtest?: QtestTarget;
+}
+
+interface Chardev {
+  opt: SystemOption;
+  backend: string;
+  path?: string;
+  server: boolean;
+}
+
+const ON = new Set(['on', 'yes', 'true', 'y']);
+const OFF = new Set(['off', 'no', 'false', 'n']);
+
+function flag(opt: SystemOption, o: Map<string, string>, key: string, def: boolean): boolean {
+  const v = o.get(key);
+  if (v === undefined) return def;
+  if (ON.has(v)) return true;
+  if (OFF.has(v)) return false;
+  throw new SystemOptionError(opt, `Parameter '${key}' expects 'on' or 'off'`);
+}
+
+/**
+ * Turns qemu-system's options into what `blockemu system` starts: the
+ * machine, its monitors, and the block layer's --blockdev/--object steps
+ * (carried out in order, as QEMU creates them). Chardevs are all created
+ * before the monitors (QEMU's order too), so a -mon may name one defined
+ * after it. Options a storage-only process cannot honour are refused.
+ */
+export function planSystem(options: readonly SystemOption[]): SystemPlan {
+  const plan: SystemPlan = { machine: resolveMachine('pc')!, startPaused: false, monitors: [], chardevs: [], setup: [] };
+  const chardevs = new Map<string, Chardev>();
+  const mons: SystemOption[] = [];
+  const deferred = (opt: SystemOption & { value: string }, make: () => SetupStep): SetupStep => {
+    try {
+      return make();
+    } catch (err) {
+      if (err instanceof QmpError) return { option: opt.name as InvalidStep['option'], arg: opt.value, invalid: err.desc };
+      throw err;
+    }
+  };
+  for (const opt of options) {
+    const value = opt.value ?? '';
+    switch (opt.name) {
+      case 'h':
+      case 'help':
+        return { ...plan, probe: 'help' };
+      case 'version':
+        return { ...plan, probe: 'version' };
+      case 'S':
+        plan.startPaused = true;
+        break;
+      case 'nodefaults':
+        break; // blockemu creates no default devices to leave out.
+      case 'M':
+      case 'machine': {
+        const o = parseOptsString(value, 'type');
+        const type = o.get('type');
+        if (type === 'help') return { ...plan, probe: 'machine-help' };
+        if (type !== undefined) {
+          const m = resolveMachine(type);
+          // QEMU reports this one without the option's location.
+          if (!m) throw new SystemOptionError(undefined, 'unsupported machine type\nUse -machine help to list supported machines');
+          plan.machine = m;
+        }
+        const accel = o.get('accel');
+        if (accel !== undefined) checkAccel(opt, accel);
+        break;
+      }
+      case 'accel':
+        checkAccel(opt, parseOptsString(value, 'accel').get('accel') ?? '');
+        break;
+      case 'display':
+        if (parseOptsString(value, 'type').get('type') !== 'none') throw new SystemOptionError(opt, 'blockemu system has no display; only -display none is supported');
+        break;
+      case 'vga':
+        if (value !== 'none') throw new SystemOptionError(opt, 'blockemu system has no display; only -vga none is supported');
+        break;
+      case 'serial':
+        if (value !== 'none' && value !== 'null' && !value.startsWith('chardev:')) throw new SystemOptionError(opt, 'blockemu system has no serial port; only none, null or chardev:<id> (ignored) are supported');
+        break;
+      case 'device': {
+        if (parseOptsString(value, 'driver').get('driver') === 'help') return { ...plan, probe: 'device-help' };
+        break; // Devices have no guest to serve: accepted and ignored.
+      }
+      case 'drive': {
+        if (parseOptsString(value).get('format') === 'help') return { ...plan, probe: 'format-help' };
+        throw new SystemOptionError(opt, 'not supported yet by blockemu system; use -blockdev');
+      }
+      case 'blockdev':
+        plan.setup.push(deferred(opt as SystemOption & { value: string }, () => ({ option: 'blockdev', arg: value, spec: parseCliObject(BlockdevOptions, value, 'driver') as BlockdevSpec })));
+        break;
+      case 'object':
+        plan.setup.push(deferred(opt as SystemOption & { value: string }, () => ({ option: 'object', arg: value, object: parseCliObject(ObjectOptions, value, 'qom-type') })));
+        break;
+      case 'chardev':
+        addChardev(opt, chardevs);
+        break;
+      case 'mon':
+        mons.push(opt);
+        break;
+      case 'qmp':
+        plan.monitors.push(qmpMonitor(opt));
+        break;
+      case 'qmp-pretty':
+        throw new SystemOptionError(opt, 'pretty-printed QMP is not supported yet by blockemu system');
+      case 'qtest':
+        plan.qtest = qtestTarget(opt);
+        break;
+    }
+  }
+  plan.chardevs = [...chardevs.keys()];
+  for (const opt of mons) {
+    const o = parseOptsString(opt.value ?? '', 'chardev');
+    const id = o.get('chardev');
+    const dev = id === undefined ? undefined : chardevs.get(id);
+    if (!dev) throw new SystemOptionError(opt, `chardev "${id ?? ''}" not found`);
+    if ((o.get('mode') ?? 'readline') !== 'control') throw new SystemOptionError(opt, 'only QMP monitors (mode=control) are supported by blockemu system');
+    if (flag(opt, o, 'pretty', false)) throw new SystemOptionError(opt, 'pretty-printed QMP is not supported yet by blockemu system');
+    // Opening the chardev is what fails, so QEMU's message names the -chardev.
+    const origin = `${dev.opt.spelled} ${dev.opt.value ?? ''}`;
+    if (dev.backend === 'stdio') plan.monitors.push({ path: 'stdio', connect: 'stdio', origin });
+    else if (dev.backend === 'socket' && dev.path !== undefined) plan.monitors.push({ path: dev.path, origin, ...(dev.server ? {} : { connect: 'socket' as const }) });
+    else throw new SystemOptionError(dev.opt, `a monitor's chardev must be a Unix socket or stdio in blockemu system`);
+  }
+  return plan;
+}
+
+function checkAccel(opt: SystemOption, accel: string): void {
+  // Any accelerator QEMU has will do: there are no vCPUs to accelerate.
+  for (const a of accel.split(':')) if (a !== 'qtest' && a !== 'tcg' && a !== 'kvm') throw new SystemOptionError(opt, `invalid accelerator ${a}`);
+}
+
+function addChardev(opt: SystemOption, chardevs: Map<string, Chardev>): void {
+  const o = parseOptsString(opt.value ?? '', 'backend');
+  const id = o.get('id');
+  if (!id) throw new SystemOptionError(opt, 'chardev: no id specified');
+  if (chardevs.has(id)) throw new SystemOptionError(opt, `attempt to add duplicate chardev id '${id}'`);
+  const backend = o.get('backend') ?? '';
+  if (backend === 'socket') {
+    const path = o.get('path');
+    if (path === undefined) throw new SystemOptionError(opt, 'only Unix socket chardevs (path=…) are supported by blockemu system');
+    flag(opt, o, 'wait', true);
+    chardevs.set(id, { opt, backend, path, server: flag(opt, o, 'server', false) });
+  } else if (backend === 'null' || backend === 'stdio') {
+    chardevs.set(id, { opt, backend, server: false });
+  } else {
+    throw new SystemOptionError(opt, `chardev backend '${backend}' is not supported by blockemu system (socket, stdio and null are)`);
+  }
+}
+
+/** -qmp's shorthand chardev: `unix:PATH[,server=on][,wait=off]` or `stdio`. */
+function qmpMonitor(opt: SystemOption): MonitorConfig {
+  const value = opt.value ?? '';
+  const origin = `${opt.spelled} ${value}`;
+  if (value === 'stdio') return { path: 'stdio', connect: 'stdio', origin };
+  if (!value.startsWith('unix:')) throw new SystemOptionError(opt, 'only unix:<path> and stdio monitors are supported by blockemu system');
+  const o = parseOptsString(value.slice('unix:'.length), 'path');
+  const path = o.get('path');
+  if (!path) throw new SystemOptionError(opt, 'unix: needs a path');
+  flag(opt, o, 'wait', true);
+  return { path, origin, ...(flag(opt, o, 'server', false) ? {} : { connect: 'socket' as const }) };
+}
+
+function qtestTarget(opt: SystemOption): QtestTarget {
+  const value = opt.value ?? '';
+  if (value === 'null') return { kind: 'null' };
+  if (!value.startsWith('unix:')) throw new SystemOptionError(opt, 'only -qtest unix:path=<path> and -qtest null are supported by blockemu system');
+  const o = parseOptsString(value.slice('unix:'.length), 'path');
+  const path = o.get('path');
+  if (!path) throw new SystemOptionError(opt, 'unix: needs a path');
+  if (flag(opt, o, 'server', false)) throw new SystemOptionError(opt, 'a qtest server socket is not supported by blockemu system; blockemu connects to the harness');
+  return { kind: 'socket', path };
+}

@@ -1,0 +1,120 @@
+/**
+ * Runs qemu-system-x86_64 or `blockemu system` on the same command line
+ * the way QEMU's Python harness does: the test listens on a Unix socket and
+ * the program connects to it (`-chardev socket,id=mon,path=… -mon
+ * chardev=mon,mode=control`). A session is a transcript: every line the
+ * monitor wrote, in order, event timestamps removed, up to the end of the
+ * connection, with the exit code.
+ */
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { createServer, type Socket } from 'node:net';
+import { join } from 'node:path';
+import { BLOCKEMU } from './qemu.js';
+
+export type SystemProg = 'qemu' | 'blockemu';
+
+/** Whether qemu-system-x86_64 (the oracle) is installed; missing is a failure under CI=true. */
+export const qemuSystem = (() => {
+  const ok = spawnSync('sh', ['-c', 'command -v qemu-system-x86_64'], { stdio: 'ignore' }).status === 0;
+  if (!ok) {
+    const msg = 'qemu-system-x86_64 is missing: install qemu-system-x86 to compare blockemu system with it';
+    if (process.env.CI === 'true') throw new Error(`${msg} — CI=true, so this is a failure, not a skip`);
+    console.warn(`SKIP: ${msg}`);
+  }
+  return { available: ok };
+})();
+
+/** blockemu prints QEMU's program name (BLOCKEMU_TOOL_NAMES=qemu), so stderr compares as text. */
+export function spawnSystem(prog: SystemProg, args: readonly string[], stdio: 'pipe' | 'ignore' = 'pipe'): ChildProcess {
+  return prog === 'qemu'
+    ? spawn('qemu-system-x86_64', args, { stdio })
+    : spawn(process.execPath, [BLOCKEMU, 'system', ...args], { stdio, env: { ...process.env, BLOCKEMU_TOOL_NAMES: 'qemu' } });
+}
+
+/** What both programs need to start with no guest worth the name (Debian's QEMU has no qtest accelerator). */
+export const BASE = ['-nodefaults', '-display', 'none', '-vga', 'none', '-accel', 'tcg'];
+
+export interface Transcript {
+  lines: string[];
+  code: number | null;
+  stderr: string;
+}
+
+/** Normalises what legitimately differs: event timestamps and the greeting's version and package. */
+export function normalise(line: string): string {
+  return line
+    .replace(/\{"timestamp": \{"seconds": \d+, "microseconds": \d+\}, /, '{')
+    .replace(/"version": \{"qemu": \{"micro": \d+, "minor": 2, "major": 7\}, "package": "[^"]*"\}/, '"version": VERSION');
+}
+
+/**
+ * Starts `prog` with `args` plus a client-mode monitor on a socket in
+ * `dir`, sends each request after the reply to the one before, then reads
+ * to the end of the connection (a last request of quit ends it).
+ */
+export async function qmpTranscript(prog: SystemProg, dir: string, args: readonly string[], requests: readonly string[]): Promise<Transcript> {
+  const path = join(dir, `${prog}-mon.sock`);
+  const server = createServer();
+  await new Promise<void>((r) => server.listen(path, r));
+  const child = spawnSystem(prog, [...args, '-chardev', `socket,id=mon,path=${path}`, '-mon', 'chardev=mon,mode=control']);
+  let stderr = '';
+  child.stderr!.on('data', (d) => (stderr += d));
+  const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+  const killer = setTimeout(() => child.kill('SIGKILL'), 30_000);
+  try {
+    const sock = await new Promise<Socket>((resolve, reject) => {
+      server.once('connection', resolve);
+      void exited.then((code) => reject(new Error(`${prog} exited (${code}) before connecting: ${stderr}`)));
+    });
+    server.close();
+    const lines: string[] = [];
+    let buf = '';
+    let wake: (() => void) | undefined;
+    let ended = false;
+    sock.setEncoding('utf8');
+    sock.on('data', (d: string) => {
+      buf += d;
+      for (let nl = buf.indexOf('\n'); nl >= 0; nl = buf.indexOf('\n')) {
+        lines.push(normalise(buf.slice(0, nl).replace(/\r$/, '')));
+        buf = buf.slice(nl + 1);
+      }
+      wake?.();
+    });
+    sock.on('error', () => undefined);
+    sock.on('close', () => {
+      ended = true;
+      wake?.();
+    });
+    const until = async (done: () => boolean) => {
+      while (!done() && !ended) await new Promise<void>((r) => (wake = r));
+    };
+    const replies = () => lines.filter((l) => l.startsWith('{"return"') || l.startsWith('{"error"')).length;
+    await until(() => lines.length > 0); // the greeting
+    for (const [i, req] of requests.entries()) {
+      sock.write(`${req}\n`);
+      await until(() => replies() > i);
+    }
+    await until(() => false);
+    return { lines, code: await exited, stderr };
+  } finally {
+    clearTimeout(killer);
+    server.close();
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  }
+}
+
+/** Runs `prog` to its exit (a probe, a refusal). */
+export function runSystem(prog: SystemProg, args: readonly string[]): Promise<Transcript & { stdout: string }> {
+  const child = spawnSystem(prog, args);
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.on('data', (d) => (stdout += d));
+  child.stderr!.on('data', (d) => (stderr += d));
+  const killer = setTimeout(() => child.kill('SIGKILL'), 30_000);
+  return new Promise((resolve) =>
+    child.once('close', (code) => {
+      clearTimeout(killer);
+      resolve({ lines: [], stdout, stderr, code });
+    }),
+  );
+}
