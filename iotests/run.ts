@@ -84,7 +84,8 @@ async function main(): Promise<number> {
     const byTest = new Map<string, Row>(tests.map((t) => [t, { fmt, test: t }]));
     for (const tools of toolSets) {
       const t0 = Date.now();
-      const out = await runCheck({ src: src.dir, tools, fmt, tests, jobs });
+      // check's own line per finished test as it comes (a run takes minutes), on stderr.
+      const out = await runCheck({ src: src.dir, tools, fmt, tests, jobs, log: (l) => process.stderr.write(`  ${tools} -${fmt}: ${l}\n`) });
       for (const o of out) byTest.get(o.test)![tools] = o;
       const n = (s: string) => out.filter((o) => o.status === s).length;
       console.log(`iotests -${fmt} with ${tools}'s tools: ${n('pass')} pass, ${n('fail')} fail, ${n('not run')} not run (${((Date.now() - t0) / 1000).toFixed(0)} s)`);
