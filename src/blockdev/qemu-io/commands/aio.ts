@@ -1,10 +1,10 @@
 import { errnoOf, strerror } from '../../../image/errno.js';
 import { BlockError } from '../../../image/errors.js';
-import { type CommandContext, type CommandInfo, type Output, usage } from '../command.js';
+import type { CommandContext, CommandInfo, Output } from '../command.js';
 import { getopt } from '../getopt.js';
 import { elapsedBetween, reportLines } from '../report.js';
 import { checkRange, MAX_REQUEST, numberArg } from '../request.js';
-import { readChecked, vectorLength, writeFilled } from './iovec.js';
+import { badVectorCall, readChecked, vectorLength, vectorRange, writeFilled } from './iovec.js';
 import { patternArg } from './vectored.js';
 
 const AIO_READ_HELP = `
@@ -119,15 +119,11 @@ async function runAioRead(ctx: CommandContext): Promise<boolean> {
       if (pattern === undefined) return false;
     }
   }
-  if (o.error !== undefined) {
-    ctx.out.err(o.error);
-    return usage(ctx, aioReadCommand);
-  }
-  if (o.operands.length < 2) return usage(ctx, aioReadCommand);
-  const offset = numberArg(ctx, o.operands[0]!);
-  if (offset === undefined) return false;
-  const count = vectorLength(ctx, o.operands.slice(1));
-  if (count === undefined) return false;
+  const bad = badVectorCall(ctx, o, aioReadCommand);
+  if (bad !== undefined) return bad;
+  const req = vectorRange(ctx, o.operands);
+  if (!req) return false;
+  const { offset, count } = req;
 
   const { target, now } = ctx;
   const t1 = now();
@@ -172,11 +168,8 @@ async function runAioWrite(ctx: CommandContext): Promise<boolean> {
       pattern = p;
     }
   }
-  if (o.error !== undefined) {
-    ctx.out.err(o.error);
-    return usage(ctx, aioWriteCommand);
-  }
-  if (o.operands.length < 2) return usage(ctx, aioWriteCommand);
+  const bad = badVectorCall(ctx, o, aioWriteCommand);
+  if (bad !== undefined) return bad;
   if (zero && o.operands.length !== 2) {
     ctx.out.out('-z supports only a single length parameter\n');
     return false;

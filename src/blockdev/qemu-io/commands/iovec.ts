@@ -1,7 +1,7 @@
-import type { CommandContext } from '../command.js';
+import { type CommandContext, type CommandInfo, usage } from '../command.js';
 import { cvtnum, cvtnumError } from '../numbers.js';
 import { hexDump } from '../report.js';
-import { inPieces, MAX_REQUEST, PIECE } from '../request.js';
+import { inPieces, MAX_REQUEST, numberArg, PIECE } from '../request.js';
 import type { QemuIoTarget } from '../target.js';
 
 /**
@@ -30,6 +30,28 @@ export function vectorLength(ctx: CommandContext, args: readonly string[]): bigi
     total += r.value;
   }
   return total;
+}
+
+/**
+ * The vectored commands' checks after their option loop: a getopt error
+ * or fewer than OFFSET LEN operands print the usage (the command's result,
+ * returned); undefined lets the command go on.
+ */
+export function badVectorCall(ctx: CommandContext, o: { error?: string; operands: readonly string[] }, cmd: CommandInfo): boolean | undefined {
+  if (o.error !== undefined) {
+    ctx.out.err(o.error);
+    return usage(ctx, cmd);
+  }
+  if (o.operands.length < 2) return usage(ctx, cmd);
+  return undefined;
+}
+
+/** OFFSET LEN [LEN…]: the offset and the summed length, or undefined after printing why not. */
+export function vectorRange(ctx: CommandContext, operands: readonly string[]): { offset: bigint; count: bigint } | undefined {
+  const offset = numberArg(ctx, operands[0]!);
+  if (offset === undefined) return undefined;
+  const count = vectorLength(ctx, operands.slice(1));
+  return count === undefined ? undefined : { offset, count };
 }
 
 /** What a whole-range read found: whether every byte was `pattern`, and the -v dump. */

@@ -1,9 +1,9 @@
-import { type CommandContext, type CommandInfo, usage } from '../command.js';
+import type { CommandContext, CommandInfo } from '../command.js';
 import { getopt } from '../getopt.js';
 import { parsePattern } from '../numbers.js';
 import { reportLines } from '../report.js';
-import { checkRange, failed, numberArg, timed } from '../request.js';
-import { readChecked, vectorLength, writeFilled } from './iovec.js';
+import { checkRange, failed, timed } from '../request.js';
+import { badVectorCall, readChecked, vectorRange, writeFilled } from './iovec.js';
 
 const READV_HELP = `
  reads a range of bytes from the given offset into multiple buffers
@@ -81,15 +81,11 @@ async function runReadv(ctx: CommandContext): Promise<boolean> {
       if (pattern === undefined) return false;
     }
   }
-  if (o.error !== undefined) {
-    ctx.out.err(o.error);
-    return usage(ctx, readvCommand);
-  }
-  if (o.operands.length < 2) return usage(ctx, readvCommand);
-  const offset = numberArg(ctx, o.operands[0]!);
-  if (offset === undefined) return false;
-  const count = vectorLength(ctx, o.operands.slice(1));
-  if (count === undefined) return false;
+  const bad = badVectorCall(ctx, o, readvCommand);
+  if (bad !== undefined) return bad;
+  const req = vectorRange(ctx, o.operands);
+  if (!req) return false;
+  const { offset, count } = req;
 
   const range = checkRange(ctx.target, offset, count);
   if (!range) return failed(ctx, 'readv', 'EIO');
@@ -121,15 +117,11 @@ async function runWritev(ctx: CommandContext): Promise<boolean> {
       pattern = p;
     }
   }
-  if (o.error !== undefined) {
-    ctx.out.err(o.error);
-    return usage(ctx, writevCommand);
-  }
-  if (o.operands.length < 2) return usage(ctx, writevCommand);
-  const offset = numberArg(ctx, o.operands[0]!);
-  if (offset === undefined) return false;
-  const count = vectorLength(ctx, o.operands.slice(1));
-  if (count === undefined) return false;
+  const bad = badVectorCall(ctx, o, writevCommand);
+  if (bad !== undefined) return bad;
+  const req = vectorRange(ctx, o.operands);
+  if (!req) return false;
+  const { offset, count } = req;
 
   const range = checkRange(ctx.target, offset, count);
   if (!range) return failed(ctx, 'writev', 'EIO');
