@@ -107,18 +107,20 @@ export class Daemon {
   private blockLayerReleased: Promise<void> | undefined;
   private readonly exited: Promise<void>;
   private resolveExited!: () => void;
+  readonly exports: BlockExports;
 
   private constructor(
     readonly monitors: Monitor[],
     readonly graph: BlockGraph,
     readonly jobs: JobManager,
-    readonly exports: BlockExports,
+    blockExports: BlockExports, // not `exports`: the bundle's CommonJS form reserves that name (build/bundle.ts)
     readonly objects: ObjectRegistry,
     private readonly pidfile: string | undefined,
     private readonly log: Logger,
     private readonly recorder: QmpRecorder | undefined,
     readonly machine: Machine | undefined,
   ) {
+    this.exports = blockExports;
     this.exited = new Promise((r) => (this.resolveExited = r));
   }
 
@@ -145,8 +147,8 @@ export class Daemon {
     const servers: Monitor[] = [];
     let daemon: Daemon | undefined;
     if (machine) machine.onEvent = (e) => daemon?.emitEvent(...machineEvent(e));
-    const exports = new BlockExports(graph, (id) => daemon?.emitEvent('BLOCK_EXPORT_DELETED', { id }), log);
-    exports.onBackendGone = (node) => jobs.drainWithParents(node);
+    const blockExports = new BlockExports(graph, (id) => daemon?.emitEvent('BLOCK_EXPORT_DELETED', { id }), log);
+    blockExports.onBackendGone = (node) => jobs.drainWithParents(node);
     const monitorActivity: MonitorActivity = { commandsRunning: 0 };
     const prog = config.progName ?? 'blockemu';
     // QEMU's error_print_loc: the program's name only when no monitor command is running.
@@ -166,9 +168,9 @@ export class Daemon {
     };
     for (const step of config.setup ?? []) {
       try {
-        await runSetupStep(step, graph, exports, objects);
+        await runSetupStep(step, graph, blockExports, objects);
       } catch (err) {
-        await exports.close();
+        await blockExports.close();
         await graph.closeAll();
         // error_report_err prints the hint lines after the message.
         const hint = err instanceof BlockError && err.hint !== undefined ? `\n${err.hint}` : '';
@@ -187,7 +189,7 @@ export class Daemon {
             graph,
             jobs,
             jobEvents,
-            exports,
+            exports: blockExports,
             objects,
             makeParser: config.makeParser,
             ...(machine ? { machine } : {}),
@@ -218,11 +220,11 @@ export class Daemon {
     } catch (err) {
       await Promise.all(servers.map((s) => s.close()));
       await recorder?.close().catch(() => undefined);
-      await exports.close();
+      await blockExports.close();
       await graph.closeAll();
       throw err;
     }
-    daemon = new Daemon(servers, graph, jobs, exports, objects, config.pidfile, log, recorder, machine);
+    daemon = new Daemon(servers, graph, jobs, blockExports, objects, config.pidfile, log, recorder, machine);
     log.info({ monitors: servers.map((s) => s.path) }, 'daemon started');
     return daemon;
   }
@@ -346,7 +348,7 @@ function machineEvent(e: MachineEvent): [string, unknown?] {
 }
 
 /** One --blockdev, --nbd-server or --export option, carried out. */
-async function runSetupStep(step: SetupStep, graph: BlockGraph, exports: BlockExports, objects: ObjectRegistry): Promise<void> {
+async function runSetupStep(step: SetupStep, graph: BlockGraph, blockExports: BlockExports, objects: ObjectRegistry): Promise<void> {
   if ('invalid' in step) throw new Error(step.invalid);
   switch (step.option) {
     case 'blockdev': {
@@ -356,11 +358,11 @@ async function runSetupStep(step: SetupStep, graph: BlockGraph, exports: BlockEx
     case 'nbd-server': {
       const { nbdAddress } = await import('./qmp/commands/exports.js');
       const s = step.server;
-      return exports.startNbdServer(nbdAddress(s.addr), { maxConnections: s['max-connections'], tlsCreds: s['tls-creds'] });
+      return blockExports.startNbdServer(nbdAddress(s.addr), { maxConnections: s['max-connections'], tlsCreds: s['tls-creds'] });
     }
     case 'export': {
       const { exportSpec } = await import('./qmp/commands/exports.js');
-      await exports.add(exportSpec(step.export));
+      await blockExports.add(exportSpec(step.export));
       return;
     }
     case 'object': {

@@ -21,7 +21,7 @@ export class NbdConnection implements NbdExportClient {
 
   constructor(
     private readonly socket: Socket,
-    exports: ExportDirectory,
+    directory: ExportDirectory,
     private readonly log: Logger | undefined,
     onExportLeft: (exp: NbdExport) => void,
     /** Names the client in the logs. */
@@ -31,7 +31,7 @@ export class NbdConnection implements NbdExportClient {
     const reader = new SocketReader(socket);
     this.finished = (async () => {
       try {
-        const chosen = await new Negotiation(socket, reader, exports).run();
+        const chosen = await new Negotiation(socket, reader, directory).run();
         if (!chosen) return;
         this.exp = chosen.exp;
         chosen.exp.clients.add(this);

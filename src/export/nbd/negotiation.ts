@@ -72,7 +72,7 @@ export class Negotiation {
   constructor(
     private readonly socket: Socket,
     private readonly reader: SocketReader,
-    private readonly exports: ExportDirectory,
+    private readonly directory: ExportDirectory,
   ) {}
 
   /** Runs the handshake: the chosen export, or undefined when the client aborted. Throws NegotiationFailed to drop the client. */
@@ -203,7 +203,7 @@ export class Negotiation {
   // --- options
 
   private async list(): Promise<void> {
-    for (const e of this.exports.list()) {
+    for (const e of this.directory.list()) {
       const name = Buffer.from(e.name, 'utf8');
       this.reply(REP.SERVER, [u32(name.length), name, Buffer.from(e.spec.description ?? '', 'utf8')]);
     }
@@ -224,7 +224,7 @@ export class Negotiation {
     if (this.optlen > MAX_STRING_SIZE) throw new NegotiationFailed('Bad length received');
     const name = (await this.reader.read(this.optlen)).toString('utf8');
     this.optlen = 0;
-    const exp = this.exports.find(name);
+    const exp = this.directory.find(name);
     if (!exp) throw new NegotiationFailed('export not found');
     const out = Buffer.alloc(noZeroes ? 10 : 134);
     out.writeBigUInt64BE(BigInt(exp.size), 0);
@@ -252,7 +252,7 @@ export class Negotiation {
       await this.rejectLength();
       return undefined;
     }
-    const exp = this.exports.find(name);
+    const exp = this.directory.find(name);
     if (!exp) {
       this.replyError(REP.ERR_UNKNOWN, `export '${sanitize(name)}' not present`);
       return undefined;
@@ -295,7 +295,7 @@ export class Negotiation {
     if (!listing) this.meta = meta;
     const name = await this.optReadName();
     if (name === undefined) return;
-    const exp = this.exports.find(name);
+    const exp = this.directory.find(name);
     if (!exp) {
       await this.drop(REP.ERR_UNKNOWN, `export '${sanitize(name)}' not present`);
       return;
