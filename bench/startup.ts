@@ -83,6 +83,16 @@ async function startOnce(d: Daemon, dir: string, nodes: number, run: number): Pr
   return { startMs, quitMs, rssMiB: rss };
 }
 
+/** Spawn to exit of an empty Node program. */
+async function nodeItself(): Promise<number> {
+  const t0 = performance.now();
+  await new Promise<void>((resolve, reject) => spawn(process.execPath, ['-e', '0'], { stdio: 'ignore' }).once('exit', () => resolve()).once('error', reject));
+  return performance.now() - t0;
+}
+
+/** qsd's median start with no node, from the table's first row. */
+const m0 = (rows: string[][]) => parseFloat(rows[1]![2]!);
+
 export async function run(ctx: BenchContext): Promise<void> {
   if (spawnSync('sh', ['-c', 'command -v qemu-storage-daemon'], { stdio: 'ignore' }).status !== 0) {
     console.log('startup: qemu-storage-daemon is not installed; nothing to compare against');
@@ -112,7 +122,12 @@ export async function run(ctx: BenchContext): Promise<void> {
         `${m('qsd', 'rssMiB').toFixed(0)} MiB`,
       ]);
     }
+    const floor: number[] = [];
+    for (let r = 0; r < runs; r++) floor.push(await nodeItself());
     console.log(`\ndaemon start-up: spawn to answered qmp_capabilities, quit to exit, idle RSS; ${runs} runs, medians\n`);
     console.log(renderTable(rows, new Set([1, 2, 3, 4, 5, 6, 7, 8])));
+    // The floor under any Node program on this machine: blockemu's own share is its start minus this.
+    const f = median(floor);
+    console.log(`\nNode itself (spawn to exit of \`node -e 0\`, same environment): ${f.toFixed(0)} ms = ${(f / m0(rows)).toFixed(2)}× qsd's start with no node`);
   });
 }
