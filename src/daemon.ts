@@ -26,6 +26,8 @@ import type { EventDef } from './qmp/schema/command.js';
 import { QmpServer } from './qmp/server.js';
 import { type Monitor, QmpConnectedMonitor } from './qmp/connected-monitor.js';
 import type { Machine, MachineEvent } from './machine/run-state.js';
+import type { DrivePlan } from './machine/drive.js';
+import type { DevicePlan } from './machine/storage-devices.js';
 import { MACHINE_EVENTS } from './qmp/schema/run-state.js';
 import type { MonitorActivity, ParserFactory } from './qmp/session.js';
 import { QmpRecorder, type RecordHeader } from './qmp/recorder.js';
@@ -52,13 +54,17 @@ export type SetupStep =
   | { option: 'export'; arg: string; export: Infer<typeof BlockExportOptions> }
   | { option: 'object'; arg: string; object: Infer<typeof ObjectOptions> }
   | { option: 'fault'; arg: string; fault: Infer<typeof FaultOptions> }
+  | { option: 'drive'; arg: string; spelled: string; drive: DrivePlan }
+  | { option: 'device'; arg: string; spelled: string; device: DevicePlan }
   | InvalidStep;
 
 /** An option whose argument did not parse: it fails with this message when its turn comes. */
 export interface InvalidStep {
-  option: 'blockdev' | 'nbd-server' | 'export' | 'object' | 'fault';
+  option: 'blockdev' | 'nbd-server' | 'export' | 'object' | 'fault' | 'drive';
   arg: string;
   invalid: string;
+  /** How the option was written, when not `--option` (qemu-system's `-drive`). */
+  spelled?: string;
 }
 
 export interface DaemonConfig {
@@ -172,7 +178,8 @@ export class Daemon {
         await graph.closeAll();
         // error_report_err prints the hint lines after the message.
         const hint = err instanceof BlockError && err.hint !== undefined ? `\n${err.hint}` : '';
-        throw new Error(`--${step.option} ${step.arg}: ${err instanceof Error ? err.message : String(err)}${hint}`, { cause: err });
+        const spelled = 'spelled' in step && step.spelled !== undefined ? step.spelled : `--${step.option}`;
+        throw new Error(`${spelled} ${step.arg}: ${err instanceof Error ? err.message : String(err)}${hint}`, { cause: err });
       }
     }
     let recorder: QmpRecorder | undefined;
@@ -371,6 +378,15 @@ async function runSetupStep(step: SetupStep, graph: BlockGraph, exports: BlockEx
     case 'fault': {
       const { addFault } = await import('./qmp/commands/faults.js');
       addFault(graph, step.fault);
+      return;
+    }
+    case 'drive': {
+      const { addDrive } = await import('./qmp/commands/drive.js');
+      return addDrive(graph, step.drive, (text) => process.stderr.write(text));
+    }
+    case 'device': {
+      const { realizeDevice } = await import('./machine/storage-devices.js');
+      return realizeDevice(graph, step.device);
     }
   }
 }
