@@ -179,7 +179,9 @@ export class Daemon {
         // error_report_err prints the hint lines after the message.
         const hint = err instanceof BlockError && err.hint !== undefined ? `\n${err.hint}` : '';
         const spelled = 'spelled' in step && step.spelled !== undefined ? step.spelled : `--${step.option}`;
-        throw new Error(`${spelled} ${step.arg}: ${err instanceof Error ? err.message : String(err)}${hint}`, { cause: err });
+        // A device the board made for a drive fails with no option to name (QEMU's machine init).
+        const where = spelled === '' ? '' : `${spelled} ${step.arg}: `;
+        throw new Error(`${where}${err instanceof Error ? err.message : String(err)}${hint}`, { cause: err });
       }
     }
     let recorder: QmpRecorder | undefined;

@@ -117,7 +117,7 @@ export class StoragePlanner {
     const ideBase = q35 ? 16 + (floppies.length > 0 ? 1 + floppies.length : 0) : 18 + floppies.length;
     const out: SetupStep[] = [];
     const add = (p: { opt: SystemOption; plan: DrivePlan }, driver: DevicePlan['driver'], n: number) =>
-      out.push({ option: 'device', arg: p.opt.value ?? '', spelled: p.opt.spelled, device: { driver, path: `/machine/unattached/device[${n}]`, drive: p.plan.id, shareRw: false } });
+      out.push({ option: 'device', arg: '', spelled: '', device: { driver, path: `/machine/unattached/device[${n}]`, drive: p.plan.id, shareRw: false } });
     floppies.forEach((p, i) => add(p, 'floppy', floppyBase + i));
     ides.forEach((p, i) => add(p, p.plan.mediaCd ? 'ide-cd' : 'ide-hd', ideBase + i));
     return out;

@@ -111,8 +111,8 @@ export async function realizeDevice(graph: BlockGraph, plan: DevicePlan): Promis
     const node = b.node;
     if (kind.needsMedia && !node) throw new BlockError('INVALID_ARGUMENT', 'Device needs media, but drive is empty');
     const writable = node ? !node.readOnly : !b.rootState.readOnly;
-    if (plan.driver === 'ide-hd' && !writable) throw new BlockError('INVALID_ARGUMENT', "Can't use a read-only drive");
-    const readOnly = kind.cd || !writable;
+    // ide-hd asks for write whatever the node is: the permission check refuses a read-only one first.
+    const readOnly = kind.cd || (!writable && plan.driver !== 'ide-hd');
     await b.blk.setPerm({
       perm: PERM_CONSISTENT_READ | (readOnly ? 0 : PERM_WRITE),
       shared: PERM_CONSISTENT_READ | PERM_WRITE_UNCHANGED | (kind.resizable ? PERM_RESIZE : 0) | (plan.shareRw ? PERM_WRITE : 0),

@@ -143,6 +143,7 @@ function unsupportedOption(err: unknown, driver: string, tree: Record<string, un
 }
 
 function openFailure(path: string, err: unknown): never {
+  if (err instanceof BlockError && err.message.startsWith('Could not open')) throw err;
   const code = (err as { code?: string; errno?: string }).code ?? (err as { errno?: string }).errno;
   const why = code === 'ENOENT' ? 'No such file or directory' : code === 'EACCES' ? 'Permission denied' : err instanceof Error ? err.message : String(err);
   throw new BlockError('IO', `Could not open '${path}': ${why}`, { cause: err });
