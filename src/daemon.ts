@@ -48,7 +48,7 @@ export interface MonitorConfig {
  * effect in command-line order (a node before its export, the server
  * before its exports), as qemu-storage-daemon processes them.
  */
-export type SetupStep =
+export type SetupStep = (
   | { option: 'blockdev'; arg: string; spec: BlockdevSpec }
   | { option: 'nbd-server'; arg: string; server: Infer<typeof NbdServerOptions> }
   | { option: 'export'; arg: string; export: Infer<typeof BlockExportOptions> }
@@ -56,15 +56,17 @@ export type SetupStep =
   | { option: 'fault'; arg: string; fault: Infer<typeof FaultOptions> }
   | { option: 'drive'; arg: string; spelled: string; drive: DrivePlan }
   | { option: 'device'; arg: string; spelled: string; device: DevicePlan }
-  | InvalidStep;
+  | InvalidStep
+) & {
+  /** How the option was written, when not `--option` (qemu-system's `-blockdev`). */
+  spelled?: string;
+};
 
 /** An option whose argument did not parse: it fails with this message when its turn comes. */
 export interface InvalidStep {
   option: 'blockdev' | 'nbd-server' | 'export' | 'object' | 'fault' | 'drive';
   arg: string;
   invalid: string;
-  /** How the option was written, when not `--option` (qemu-system's `-drive`). */
-  spelled?: string;
 }
 
 export interface DaemonConfig {
@@ -178,7 +180,7 @@ export class Daemon {
         await graph.closeAll();
         // error_report_err prints the hint lines after the message.
         const hint = err instanceof BlockError && err.hint !== undefined ? `\n${err.hint}` : '';
-        const spelled = 'spelled' in step && step.spelled !== undefined ? step.spelled : `--${step.option}`;
+        const spelled = step.spelled ?? `--${step.option}`;
         // A device the board made for a drive fails with no option to name (QEMU's machine init).
         const where = spelled === '' ? '' : `${spelled} ${step.arg}: `;
         throw new Error(`${where}${err instanceof Error ? err.message : String(err)}${hint}`, { cause: err });

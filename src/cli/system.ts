@@ -68,7 +68,7 @@ export function planSystem(options: readonly SystemOption[]): SystemPlan {
     try {
       return make();
     } catch (err) {
-      if (err instanceof QmpError) return { option: opt.name as InvalidStep['option'], arg: opt.value, invalid: err.desc };
+      if (err instanceof QmpError) return { option: opt.name as InvalidStep['option'], arg: opt.value, spelled: opt.spelled, invalid: err.desc };
       throw err;
     }
   };
@@ -123,10 +123,10 @@ export function planSystem(options: readonly SystemOption[]): SystemPlan {
         break;
       }
       case 'blockdev':
-        plan.setup.push(deferred(opt as SystemOption & { value: string }, () => ({ option: 'blockdev', arg: value, spec: parseCliObject(BlockdevOptions, value, 'driver') as BlockdevSpec })));
+        plan.setup.push(deferred(opt as SystemOption & { value: string }, () => ({ option: 'blockdev', arg: value, spelled: opt.spelled, spec: parseCliObject(BlockdevOptions, value, 'driver') as BlockdevSpec })));
         break;
       case 'object':
-        plan.setup.push(deferred(opt as SystemOption & { value: string }, () => ({ option: 'object', arg: value, object: parseCliObject(ObjectOptions, value, 'qom-type') })));
+        plan.setup.push(deferred(opt as SystemOption & { value: string }, () => ({ option: 'object', arg: value, spelled: opt.spelled, object: parseCliObject(ObjectOptions, value, 'qom-type') })));
         break;
       case 'chardev':
         addChardev(opt, chardevs);
