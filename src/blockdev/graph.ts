@@ -88,6 +88,17 @@ export class BlockGraph {
     return n;
   }
 
+  /**
+   * bdrv_lookup_bs(device, nodeName): a BlockBackend named `device` gives
+   * its root ("has no medium" when empty), else the node `nodeName`.
+   */
+  lookup(device: string | undefined, nodeName: string | undefined): BlockNode {
+    const viaDevice = device !== undefined ? this.backends.rootOf(device) : undefined;
+    const n = viaDevice ?? (nodeName !== undefined ? this.nodes.get(nodeName) : undefined);
+    if (!n) throw new BlockError('NOT_FOUND', `Cannot find device='${device ?? ''}' nor node-name='${nodeName ?? ''}'`);
+    return n;
+  }
+
   /** Looks a node up by node name only (bdrv_lookup_bs(NULL, name)), as arguments naming a node do. */
   findNode(name: string): BlockNode {
     const n = this.nodes.get(name);

@@ -117,6 +117,11 @@ export class MonitorBackends {
     for (const b of [...this.all]) await this.remove(b);
   }
 
+  /** bdrv_get_device_name: the name of the BlockBackend whose root the node is ('' if none), which names a job by default. */
+  deviceName(node: BlockNode): string {
+    return this.all.find((b) => b.name !== '' && b.node === node)?.name ?? '';
+  }
+
   /**
    * bdrv_lookup_bs(device, node_name): a BlockBackend's name gives its
    * root node ("has no medium" when it is empty), otherwise a node name.
