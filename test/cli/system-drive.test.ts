@@ -1,17 +1,19 @@
 import { describe, expect, it } from 'vitest';
 import { join } from 'node:path';
 import { qemu, qemuImg, withTempDir } from '../helpers/qemu.js';
-import { BASE, qemuSystem, qmpTranscript, runSystem, type SystemProg } from '../helpers/system.js';
+import { BASE, qemuSystem, qmpTranscript, runSystem, spawnSystem, type SystemProg } from '../helpers/system.js';
 
 /**
  * -drive, the storage -devices and query-block, compared with
  * qemu-system-x86_64 7.2 line for line. Only the generated node names
- * (#blockNNN: QEMU's end in two random digits) are normalised.
+ * (#blockNNN: QEMU's end in two random digits) and a running job's
+ * progress are normalised.
  */
 const both = async <T>(f: (p: SystemProg) => Promise<T>): Promise<[T, T]> => [await f('qemu'), await f('blockemu')];
 const caps = '{"execute": "qmp_capabilities"}';
 const quit = '{"execute": "quit"}';
-const generated = (s: string) => s.replace(/#block\d+/g, '#blockN');
+/** Generated node names, and how far a rate-limited job got when asked (timing). */
+const generated = (s: string) => s.replace(/#block\d+/g, '#blockN').replace(/"offset": \d+/g, '"offset": N');
 
 if (!qemuSystem.available || !qemu.available) {
   if (process.env['CI'] === 'true') throw new Error('qemu-system-x86_64 and qemu-img are needed in CI');
@@ -79,6 +81,66 @@ describe.skipIf(!qemuSystem.available || !qemu.available)('blockemu system -driv
       ],
       queryBlock,
     );
+  });
+
+  it('resolves a BlockBackend name where a command takes a device, names jobs after it, and runs HMP qemu-io on it', async () => {
+    const hmp = (line: string) => JSON.stringify({ execute: 'human-monitor-command', arguments: { 'command-line': line } });
+    const t = await compare(
+      (d) => [
+        '-drive', `if=none,id=drive0,file=${d}/X.qcow2`, '-device', 'virtio-blk-pci,drive=drive0,id=vda',
+        '-blockdev', `driver=file,filename=${d}/Y.qcow2,node-name=tf`, '-blockdev', 'driver=qcow2,file=tf,node-name=tgt',
+        '-drive', 'if=none,id=e', '-device', 'ide-cd,drive=e,id=cd',
+      ],
+      [
+        caps,
+        '{"execute": "block_resize", "arguments": {"device": "e", "size": 134217728}}',
+        '{"execute": "block_resize", "arguments": {"device": "nope", "node-name": "nope", "size": 134217728}}',
+        '{"execute": "block-dirty-bitmap-add", "arguments": {"node": "drive0", "name": "b0"}}',
+        '{"execute": "block-dirty-bitmap-add", "arguments": {"node": "e", "name": "b0"}}',
+        '{"execute": "query-block"}',
+        '{"execute": "block-dirty-bitmap-remove", "arguments": {"node": "drive0", "name": "b0"}}',
+        '{"execute": "block-stream", "arguments": {"device": "e"}}',
+        // Rate-limited: still running when queried, and cancelled by quit.
+        '{"execute": "blockdev-backup", "arguments": {"device": "drive0", "target": "tgt", "sync": "full", "speed": 65536}}',
+        '{"execute": "query-block-jobs"}',
+        hmp('qemu-io nope "read 0 512"'),
+        hmp('qemu-io -d vda "read 0 512"'),
+        hmp('qemu-io -d nope "read 0 512"'),
+        hmp('qemu-io -d drive0 "read 0 512"'),
+        hmp('qemu-io e "read 0 512"'),
+        quit,
+      ],
+    );
+    expect(t.lines.some((l) => l.includes('"id": "drive0"'))).toBe(true);
+  });
+
+  it("HMP qemu-io writes through the drive's BlockBackend and prints to stdout, on both", async () => {
+    await withTempDir(async (dir) => {
+      await qemuImg('create', '-f', 'raw', join(dir, 'R.img'), '1M');
+      const hmp = (line: string) => JSON.stringify({ execute: 'human-monitor-command', arguments: { 'command-line': line } });
+      const out = await both(async (p) => {
+        const child = spawnSystem(p, [...BASE, '-S', '-drive', `if=none,id=d0,file=${join(dir, 'R.img')},format=raw,node-name=rn`, '-device', 'virtio-blk-pci,drive=d0', '-qmp', 'stdio']);
+        let stdout = '';
+        const replies: string[] = [];
+        child.stdout!.setEncoding('utf8');
+        const next = () => new Promise<void>((r) => {
+          const poll = () => (stdout.split('\n').filter((l) => l.startsWith('{"return"')).length > replies.length ? r() : child.stdout!.once('data', poll));
+          poll();
+        });
+        child.stdout!.on('data', (d: string) => (stdout += d));
+        for (const req of [caps, hmp('qemu-io d0 "write -P 0x5a 0 512"'), hmp('qemu-io rn "read -P 0x5a 0 512"')]) {
+          child.stdin!.write(`${req}\n`);
+          await next();
+          replies.push(req);
+        }
+        child.stdin!.write(`${quit}\n`);
+        await new Promise((r) => child.once('exit', r));
+        return stdout.split('\n').filter((l) => !l.startsWith('{')).map((l) => l.replace(/sec \(.*\)$/, 'sec (RATE)'));
+      });
+      expect(out[1]).toEqual(out[0]);
+      expect(out[1]).toContain('wrote 512/512 bytes at offset 0');
+      expect(out[1]).toContain('read 512/512 bytes at offset 0');
+    });
   });
 
   const refusals: Array<(d: string) => string[]> = [
