@@ -108,6 +108,7 @@ describe.skipIf(!qemuSystem.available || !qemu.available)('blockemu system -driv
         hmp('qemu-io -d nope "read 0 512"'),
         hmp('qemu-io -d drive0 "read 0 512"'),
         hmp('qemu-io e "read 0 512"'),
+        '{"execute": "query-blockstats"}',
         quit,
       ],
     );
