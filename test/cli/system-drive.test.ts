@@ -136,7 +136,7 @@ describe.skipIf(!qemuSystem.available || !qemu.available)('blockemu system -driv
         }
         child.stdin!.write(`${quit}\n`);
         await new Promise((r) => child.once('exit', r));
-        return stdout.split('\n').filter((l) => !l.startsWith('{')).map((l) => l.replace(/sec \(.*\)$/, 'sec (RATE)'));
+        return stdout.split('\n').filter((l) => !l.startsWith('{')).map((l) => l.replace(/; [\d:.]+ sec \(.*\)$/, '; TIME sec (RATE)'));
       });
       expect(out[1]).toEqual(out[0]);
       expect(out[1]).toContain('wrote 512/512 bytes at offset 0');
