@@ -112,11 +112,6 @@ export class MonitorBackends {
     await b.blk.remove();
   }
 
-  /** At shutdown: every root link goes, so the nodes below can close. */
-  async removeAll(): Promise<void> {
-    for (const b of [...this.all]) await this.remove(b);
-  }
-
   /** bdrv_get_device_name: the name of the BlockBackend whose root the node is ('' if none), which names a job by default. */
   deviceName(node: BlockNode): string {
     return this.all.find((b) => b.name !== '' && b.node === node)?.name ?? '';
