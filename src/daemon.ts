@@ -29,6 +29,7 @@ import type { Machine, MachineEvent } from './machine/run-state.js';
 import type { DrivePlan } from './machine/drive.js';
 import type { DevicePlan } from './machine/storage-devices.js';
 import { MACHINE_EVENTS } from './qmp/schema/run-state.js';
+import { deviceTrayMovedEvent } from './qmp/schema/block-tray.js';
 import type { MonitorActivity, ParserFactory } from './qmp/session.js';
 import { QmpRecorder, type RecordHeader } from './qmp/recorder.js';
 
@@ -144,7 +145,7 @@ export class Daemon {
     graph.clock = jobs.clock;
     const objects = new ObjectRegistry(graph.throttleGroups);
     for (const id of config.chardevs ?? []) objects.addChardev(id);
-    const events: readonly EventDef[] = machine ? [...MACHINE_EVENTS, ...DAEMON_EVENTS] : DAEMON_EVENTS;
+    const events: readonly EventDef[] = machine ? [...MACHINE_EVENTS, deviceTrayMovedEvent, ...DAEMON_EVENTS] : DAEMON_EVENTS;
     // Events go to every monitor of the daemon, which exists once the monitors do.
     const jobEvents = loggingJobListener(
       jobEventListener((name, data) => daemon?.emitEvent(name, data), () => jobs),
@@ -153,6 +154,7 @@ export class Daemon {
     const servers: Monitor[] = [];
     let daemon: Daemon | undefined;
     if (machine) machine.onEvent = (e) => daemon?.emitEvent(...machineEvent(e));
+    graph.backends.onTrayMoved = (b) => daemon?.emitEvent('DEVICE_TRAY_MOVED', { device: b.name, id: b.device?.id ?? b.device?.path ?? '', 'tray-open': b.trayOpen });
     const exports = new BlockExports(graph, (id) => daemon?.emitEvent('BLOCK_EXPORT_DELETED', { id }), log);
     exports.onBackendGone = (node) => jobs.drainWithParents(node);
     const monitorActivity: MonitorActivity = { commandsRunning: 0 };

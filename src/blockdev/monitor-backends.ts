@@ -77,6 +77,9 @@ export class MonitorBackends {
   /** Every BlockBackend in creation order (blk_all_next), which orders query-block. */
   private readonly all: MonitorBackend[] = [];
 
+  /** Told when a device's tray opens or closes (the daemon sends DEVICE_TRAY_MOVED). */
+  onTrayMoved: (b: MonitorBackend) => void = () => undefined;
+
   constructor(private readonly nodeExists: (name: string) => boolean) {}
 
   list(): readonly MonitorBackend[] {

@@ -144,6 +144,38 @@ describe.skipIf(!qemuSystem.available || !qemu.available)('blockemu system -driv
     });
   });
 
+  it('opens and closes trays, removes and inserts media, ejects, with DEVICE_TRAY_MOVED and the refusals as qemu-system', async () => {
+    const x = (cmd: string, args: object) => JSON.stringify({ execute: cmd, arguments: args });
+    const t = await compare(
+      (d) => [
+        '-drive', `if=none,id=cd0,media=cdrom,file=${d}/R.img,format=raw`, '-device', 'ide-cd,drive=cd0,id=cd',
+        '-drive', 'if=none,id=e', '-device', 'ide-cd,drive=e',
+        '-drive', `if=none,id=hd,file=${d}/X.qcow2`, '-device', 'virtio-blk-pci,drive=hd,id=vda',
+        '-blockdev', `driver=file,filename=${d}/Y.qcow2,node-name=tf`,
+      ],
+      [
+        caps,
+        x('blockdev-open-tray', { id: 'cd' }),
+        x('blockdev-remove-medium', { id: 'cd' }),
+        '{"execute": "query-block"}',
+        x('blockdev-insert-medium', { id: 'cd', 'node-name': 'tf' }),
+        x('blockdev-close-tray', { id: 'cd' }),
+        x('blockdev-insert-medium', { id: 'cd', 'node-name': 'tf' }),
+        x('eject', { device: 'e' }),
+        x('eject', { device: 'hd' }),
+        x('blockdev-open-tray', { device: 'hd', id: 'x' }),
+        x('blockdev-open-tray', { device: 'nope' }),
+        x('blockdev-open-tray', { id: 'vda' }),
+        x('blockdev-remove-medium', { id: 'cd' }),
+        x('eject', { device: 'cd0' }),
+        x('blockdev-close-tray', { device: 'cd0' }),
+        '{"execute": "query-block"}',
+        quit,
+      ],
+    );
+    expect(t.lines.filter((l) => l.includes('DEVICE_TRAY_MOVED'))).toHaveLength(5);
+  });
+
   const refusals: Array<(d: string) => string[]> = [
     () => ['-drive', 'if=none,id=a', '-drive', 'if=none,id=a'],
     (d) => ['-drive', 'if=none,id=a', '-blockdev', `driver=file,filename=${d}/R.img,node-name=a`],
