@@ -26,7 +26,10 @@ import type { EventDef } from './qmp/schema/command.js';
 import { QmpServer } from './qmp/server.js';
 import { type Monitor, QmpConnectedMonitor } from './qmp/connected-monitor.js';
 import type { Machine, MachineEvent } from './machine/run-state.js';
+import type { DrivePlan } from './machine/drive.js';
+import type { DevicePlan } from './machine/storage-devices.js';
 import { MACHINE_EVENTS } from './qmp/schema/run-state.js';
+import { deviceTrayMovedEvent } from './qmp/schema/block-tray.js';
 import type { MonitorActivity, ParserFactory } from './qmp/session.js';
 import { QmpRecorder, type RecordHeader } from './qmp/recorder.js';
 
@@ -46,17 +49,23 @@ export interface MonitorConfig {
  * effect in command-line order (a node before its export, the server
  * before its exports), as qemu-storage-daemon processes them.
  */
-export type SetupStep =
+export type SetupStep = (
   | { option: 'blockdev'; arg: string; spec: BlockdevSpec }
   | { option: 'nbd-server'; arg: string; server: Infer<typeof NbdServerOptions> }
   | { option: 'export'; arg: string; export: Infer<typeof BlockExportOptions> }
   | { option: 'object'; arg: string; object: Infer<typeof ObjectOptions> }
   | { option: 'fault'; arg: string; fault: Infer<typeof FaultOptions> }
-  | InvalidStep;
+  | { option: 'drive'; arg: string; spelled: string; drive: DrivePlan }
+  | { option: 'device'; arg: string; spelled: string; device: DevicePlan }
+  | InvalidStep
+) & {
+  /** How the option was written, when not `--option` (qemu-system's `-blockdev`). */
+  spelled?: string;
+};
 
 /** An option whose argument did not parse: it fails with this message when its turn comes. */
 export interface InvalidStep {
-  option: 'blockdev' | 'nbd-server' | 'export' | 'object' | 'fault';
+  option: 'blockdev' | 'nbd-server' | 'export' | 'object' | 'fault' | 'drive';
   arg: string;
   invalid: string;
 }
@@ -138,7 +147,7 @@ export class Daemon {
     graph.clock = jobs.clock;
     const objects = new ObjectRegistry(graph.throttleGroups);
     for (const id of config.chardevs ?? []) objects.addChardev(id);
-    const events: readonly EventDef[] = machine ? [...MACHINE_EVENTS, ...DAEMON_EVENTS] : DAEMON_EVENTS;
+    const events: readonly EventDef[] = machine ? [...MACHINE_EVENTS, deviceTrayMovedEvent, ...DAEMON_EVENTS] : DAEMON_EVENTS;
     // Events go to every monitor of the daemon, which exists once the monitors do.
     const jobEvents = loggingJobListener(
       jobEventListener((name, data) => daemon?.emitEvent(name, data), () => jobs),
@@ -147,6 +156,7 @@ export class Daemon {
     const servers: Monitor[] = [];
     let daemon: Daemon | undefined;
     if (machine) machine.onEvent = (e) => daemon?.emitEvent(...machineEvent(e));
+    graph.backends.onTrayMoved = (b) => daemon?.emitEvent('DEVICE_TRAY_MOVED', { device: b.name, id: b.device?.id ?? b.device?.path ?? '', 'tray-open': b.trayOpen });
     const blockExports = new BlockExports(graph, (id) => daemon?.emitEvent('BLOCK_EXPORT_DELETED', { id }), log);
     blockExports.onBackendGone = (node) => jobs.drainWithParents(node);
     const monitorActivity: MonitorActivity = { commandsRunning: 0 };
@@ -174,7 +184,10 @@ export class Daemon {
         await graph.closeAll();
         // error_report_err prints the hint lines after the message.
         const hint = err instanceof BlockError && err.hint !== undefined ? `\n${err.hint}` : '';
-        throw new Error(`--${step.option} ${step.arg}: ${err instanceof Error ? err.message : String(err)}${hint}`, { cause: err });
+        const spelled = step.spelled ?? `--${step.option}`;
+        // A device the board made for a drive fails with no option to name (QEMU's machine init).
+        const where = spelled === '' ? '' : `${spelled} ${step.arg}: `;
+        throw new Error(`${where}${err instanceof Error ? err.message : String(err)}${hint}`, { cause: err });
       }
     }
     let recorder: QmpRecorder | undefined;
@@ -373,6 +386,15 @@ async function runSetupStep(step: SetupStep, graph: BlockGraph, blockExports: Bl
     case 'fault': {
       const { addFault } = await import('./qmp/commands/faults.js');
       addFault(graph, step.fault);
+      return;
+    }
+    case 'drive': {
+      const { addDrive } = await import('./qmp/commands/drive.js');
+      return addDrive(graph, step.drive, (text) => process.stderr.write(text));
+    }
+    case 'device': {
+      const { realizeDevice } = await import('./machine/storage-devices.js');
+      return realizeDevice(graph, step.device);
     }
   }
 }

@@ -46,7 +46,8 @@ export async function defaultGranularity(node: BlockNode): Promise<number> {
 
 /** block_dirty_bitmap_lookup: the node, then the bitmap. */
 export function lookupBitmap(graph: BlockGraph, node: string, name: string): { node: BlockNode; bitmap: DirtyBitmap } {
-  const n = graph.get(node);
+  // bdrv_lookup_bs(node, node) with its error dropped: a BlockBackend's name first (an empty one finds nothing).
+  const n = graph.backends.byName(node)?.node ?? graph.get(node);
   if (!n) throw new BlockError('NOT_FOUND', `Node '${node}' not found`);
   return { node: n, bitmap: n.dirtyBitmaps.lookup(name) };
 }

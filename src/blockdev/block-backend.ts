@@ -14,6 +14,8 @@ import { refreshPerms } from './permissions.js';
 export class BlockBackend implements ChildOwner, LinkFollower {
   readonly isBackend = true;
   private link: NodeChild | undefined;
+  /** The QOM path of the device it is attached to, which names an unnamed BlockBackend in messages. */
+  devicePath: string | undefined;
 
   constructor(
     private wanted: PermPair,
@@ -24,7 +26,8 @@ export class BlockBackend implements ChildOwner, LinkFollower {
   ) {}
 
   describe(): string {
-    return this.name !== undefined ? `block device '${this.name}'` : 'an unnamed block device';
+    if (this.name !== undefined) return `block device '${this.name}'`;
+    return this.devicePath !== undefined ? `block device '${this.devicePath}'` : 'an unnamed block device';
   }
 
   get node(): BlockNode | undefined {

@@ -9,6 +9,7 @@ import { refreshPerms } from './permissions.js';
 import { type Clock, RealClock } from './clock.js';
 import { ThrottleGroups } from './throttle/group.js';
 import { FaultRegistry } from './faults/registry.js';
+import { MonitorBackends } from './monitor-backends.js';
 
 /** QEMU's id_wellformed: a letter, then letters, digits, '-', '.', '_'. */
 const WELL_FORMED = /^[A-Za-z][A-Za-z0-9._-]*$/;
@@ -29,6 +30,8 @@ export class BlockGraph {
   /** Faults armed on nodes and QMP commands (blockemu's fault-add); their latencies run on the graph's clock. */
   readonly faults = new FaultRegistry(() => this.clock);
   private readonly nodes = new Map<string, BlockNode>();
+  /** The machine's BlockBackends (`blockemu system`); none in the storage daemon. Their names and node names share one namespace. */
+  readonly backends = new MonitorBackends((name) => this.nodes.has(name));
   /** Nodes added by blockdev-add (or --blockdev) themselves, not as inline children. */
   private readonly monitorOwned = new Set<string>();
   private generated = 0;
@@ -50,6 +53,7 @@ export class BlockGraph {
       name = `#block${n}${String((n * 37 + 13) % 100).padStart(2, '0')}`;
     } else {
       if (!WELL_FORMED.test(name)) throw new BlockError('INVALID_ARGUMENT', `Invalid node-name: '${name}'`);
+      if (this.backends.byName(name)) throw new BlockError('INVALID_ARGUMENT', `node-name=${name} is conflicting with a device id`);
       if (this.nodes.has(name)) throw new BlockError('INVALID_ARGUMENT', `Duplicate nodes with node-name='${name}'`);
       if (name.length > MAX_NAME) throw new BlockError('INVALID_ARGUMENT', 'Node name too long');
     }
@@ -77,10 +81,21 @@ export class BlockGraph {
     return this.nodes.get(name);
   }
 
-  /** Looks a node up by name, as commands taking a `device`/`node-name` do. */
+  /** Looks a node up as commands taking a `device` do (bdrv_lookup_bs(name, name)): a BlockBackend's root first, then a node name. */
   find(name: string): BlockNode {
-    const n = this.nodes.get(name);
+    const n = this.backends.rootOf(name) ?? this.nodes.get(name);
     if (!n) throw new BlockError('NOT_FOUND', `Cannot find device='${name}' nor node-name='${name}'`);
+    return n;
+  }
+
+  /**
+   * bdrv_lookup_bs(device, nodeName): a BlockBackend named `device` gives
+   * its root ("has no medium" when empty), else the node `nodeName`.
+   */
+  lookup(device: string | undefined, nodeName: string | undefined): BlockNode {
+    const viaDevice = device !== undefined ? this.backends.rootOf(device) : undefined;
+    const n = viaDevice ?? (nodeName !== undefined ? this.nodes.get(nodeName) : undefined);
+    if (!n) throw new BlockError('NOT_FOUND', `Cannot find device='${device ?? ''}' nor node-name='${nodeName ?? ''}'`);
     return n;
   }
 

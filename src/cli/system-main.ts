@@ -13,8 +13,9 @@ blockemu system: a storage-only stand-in for qemu-system-x86_64 (QEMU 7.2's bloc
 
 Takes: -machine/-M <type>|help, -accel qtest|tcg|kvm, -S, -nodefaults,
        -display none, -vga none, -serial none|null|chardev:<id>,
-       -blockdev <options>, -object <options>, -device <options> (ignored) | help,
-       -drive format=help, -chardev socket|stdio|null,id=<id>[,…],
+       -blockdev <options>, -object <options>, -drive <options> | format=help,
+       -device virtio-blk-pci|ide-hd|ide-cd|scsi-hd|scsi-cd|floppy,… (others ignored) | help,
+       -chardev socket|stdio|null,id=<id>[,…],
        -mon chardev=<id>,mode=control, -qmp unix:<path>[,server=on][,wait=off] | stdio,
        -qtest unix:path=<path> | null, -version, -help
 `;

@@ -7,6 +7,7 @@ import { ObjectOptions } from '../qmp/schema/qom.js';
 import { parseOptsString } from './daemon-args.js';
 import type { SystemOption } from './system-args.js';
 import { resolveMachine } from './system-probes.js';
+import { StoragePlanner } from './system-storage.js';
 
 /** A failure in one option, as qemu-system reports it: "-opt value: message" (QEMU's error location). */
 export class SystemOptionError extends Error {
@@ -62,11 +63,12 @@ export function planSystem(options: readonly SystemOption[]): SystemPlan {
   const plan: SystemPlan = { machine: resolveMachine('pc')!, startPaused: false, monitors: [], chardevs: [], setup: [] };
   const chardevs = new Map<string, Chardev>();
   const mons: SystemOption[] = [];
+  const storage: SystemOption[] = [];
   const deferred = (opt: SystemOption & { value: string }, make: () => SetupStep): SetupStep => {
     try {
       return make();
     } catch (err) {
-      if (err instanceof QmpError) return { option: opt.name as InvalidStep['option'], arg: opt.value, invalid: err.desc };
+      if (err instanceof QmpError) return { option: opt.name as InvalidStep['option'], arg: opt.value, spelled: opt.spelled, invalid: err.desc };
       throw err;
     }
   };
@@ -112,17 +114,19 @@ export function planSystem(options: readonly SystemOption[]): SystemPlan {
         break;
       case 'device': {
         if (parseOptsString(value, 'driver').get('driver') === 'help') return { ...plan, probe: 'device-help' };
-        break; // Devices have no guest to serve: accepted and ignored.
+        storage.push(opt);
+        break;
       }
       case 'drive': {
         if (parseOptsString(value).get('format') === 'help') return { ...plan, probe: 'format-help' };
-        throw new SystemOptionError(opt, 'not supported yet by blockemu system; use -blockdev');
+        storage.push(opt);
+        break;
       }
       case 'blockdev':
-        plan.setup.push(deferred(opt as SystemOption & { value: string }, () => ({ option: 'blockdev', arg: value, spec: parseCliObject(BlockdevOptions, value, 'driver') as BlockdevSpec })));
+        plan.setup.push(deferred(opt as SystemOption & { value: string }, () => ({ option: 'blockdev', arg: value, spelled: opt.spelled, spec: parseCliObject(BlockdevOptions, value, 'driver') as BlockdevSpec })));
         break;
       case 'object':
-        plan.setup.push(deferred(opt as SystemOption & { value: string }, () => ({ option: 'object', arg: value, object: parseCliObject(ObjectOptions, value, 'qom-type') })));
+        plan.setup.push(deferred(opt as SystemOption & { value: string }, () => ({ option: 'object', arg: value, spelled: opt.spelled, object: parseCliObject(ObjectOptions, value, 'qom-type') })));
         break;
       case 'chardev':
         addChardev(opt, chardevs);
@@ -141,6 +145,13 @@ export function planSystem(options: readonly SystemOption[]): SystemPlan {
     }
   }
   plan.chardevs = [...chardevs.keys()];
+  // Drives and devices come after every -blockdev and -object, whatever their place on the line (vl.c).
+  const sp = new StoragePlanner(plan.machine, (opt, message) => new SystemOptionError(opt, message));
+  for (const opt of storage) {
+    if (opt.name === 'drive') sp.drive(opt);
+    else sp.device(opt, parseOptsString(opt.value ?? '', 'driver'));
+  }
+  plan.setup.push(...sp.steps());
   for (const opt of mons) {
     const o = parseOptsString(opt.value ?? '', 'chardev');
     const id = o.get('chardev');

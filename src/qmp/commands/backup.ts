@@ -81,12 +81,14 @@ export async function createBackup(ctx: QmpContext, a: Args, source: BlockNode, 
     bitmap.createSuccessor();
   }
   let filter: CopyBeforeWriteNode | undefined;
+  // Named before the filter takes the source's place under its BlockBackend (QEMU names the job by the filter's parent).
+  const deviceName = ctx.graph.backends.deviceName(source);
   try {
     if (source.size() !== target.size()) throw fail('Source and target image have different sizes');
     filter = await insertFilter(ctx, a['filter-node-name'], source, target);
     const clusterSize = backupClusterSize(target);
     if (perf?.['max-chunk'] && perf['max-chunk'] < clusterSize) throw fail(`Required max-chunk (${perf['max-chunk']}) is less than backup cluster size (${clusterSize})`);
-    const id = a['job-id'] ?? '';
+    const id = a['job-id'] ?? deviceName;
     ctx.jobs.checkId(id);
     const f = filter;
     // The filter leaves the graph as the job ends, before drive-backup drops its target.

@@ -51,6 +51,5 @@ export function addBlockdevCommands(table: CommandTable<QmpContext>): void {
       for (const n of ctx.graph.list()) out.push(await blockDeviceInfo(n, args.flat ?? false));
       return out as never;
     })
-    // The storage daemon has no guest devices (BlockBackends), so there is nothing to list.
-    .add(queryBlock, () => []);
+    .add(queryBlock, async (_args, ctx) => (await import('./query-block.js')).queryBlock(ctx.graph) as never);
 }

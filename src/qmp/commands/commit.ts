@@ -18,7 +18,7 @@ const fail = (desc: string) => new QmpError('GenericError', desc);
 
 /** The device must exist before anything else is said of it: libvirt probes for DeviceNotFound. */
 function device(ctx: QmpContext, name: string): BlockNode {
-  if (!ctx.graph.get(name)) throw new QmpError('DeviceNotFound', `Device '${name}' not found`);
+  if (!ctx.graph.backends.byName(name)?.node && !ctx.graph.get(name)) throw new QmpError('DeviceNotFound', `Device '${name}' not found`);
   return rootNode(ctx, name);
 }
 
@@ -71,7 +71,7 @@ async function blockCommitCmd(ctx: QmpContext, a: Args): Promise<void> {
   const end = filterOrCowChild(base);
   for (let n: BlockNode | undefined = top; n && n !== end; n = filterOrCowChild(n)) n.blockers.check(n.nodeName, 'commit-target');
   if (top === base) throw fail('cannot commit an image into itself');
-  const start = jobStart(ctx, a);
+  const start = jobStart(ctx, a, bs);
   const active = skipFilters(top) === skipFilters(bs);
   if (active || top.cumulativePerm().perm & PERM_WRITE) {
     if (a['backing-file'] !== undefined) throw fail(active ? "'backing-file' specified, but 'top' is the active layer" : "'backing-file' specified, but 'top' has a writer on it");

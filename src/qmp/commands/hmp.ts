@@ -2,6 +2,7 @@ import type { BlockGraph } from '../../blockdev/graph.js';
 import { BlockBackend } from '../../blockdev/block-backend.js';
 import type { BlockNode } from '../../blockdev/node.js';
 import { type QemuIoTarget, runQemuIoCommand } from '../../blockdev/qemu-io/index.js';
+import { BlockError } from '../../image/errors.js';
 import { PERM_ALL, PERM_WRITE } from '../../image/perm.js';
 import type { CommandTable } from '../dispatch.js';
 import type { QmpContext } from '../context.js';
@@ -44,27 +45,66 @@ export function hmpWords(line: string): string[] | { error: string } {
 /** HMP output goes through the monitor, which ends lines with "\r\n". */
 const crlf = (s: string) => s.replace(/\r?\n/g, '\r\n');
 
-async function hmpQemuIo(graph: BlockGraph, words: string[]): Promise<string> {
+/** The BlockBackend hmp_qemu_io runs on: a -drive's by name, a device's by its id (-d), else one of its own on a node. */
+function qemuIoBackend(graph: BlockGraph, device: string, qdev: boolean, system: boolean): { blk: BlockBackend; node: BlockNode | undefined; local: boolean } | string {
+  const backends = graph.backends;
+  if (qdev) {
+    // blk_by_qdev_id: the device, then the BlockBackend attached to it (a virtio-blk-pci's is its virtio-backend's).
+    const b = backends.list().find((x) => x.device?.id === device);
+    if (b) return { blk: b.blk, node: b.node, local: false };
+    if (backends.byDeviceId(device)) return 'Device does not have a block device backend';
+    return `Device '${device}' not found`;
+  }
+  const b = backends.byName(device);
+  if (b) return { blk: b.blk, node: b.node, local: false };
+  const node = graph.get(device);
+  // qemu-system says bdrv_lookup_bs(NULL, device)'s words; the storage daemon, which has no BlockBackends to try, always named both.
+  if (!node) return backends.list().length > 0 || system ? `Cannot find device='' nor node-name='${device}'` : `Cannot find device='${device}' nor node-name='${device}'`;
+  // A BlockBackend of its own, taking nothing until a command writes (hmp_qemu_io's local_blk; qemu-io's command() asks for write).
+  return { blk: new BlockBackend({ perm: 0, shared: PERM_ALL }), node, local: true };
+}
+
+async function hmpQemuIo(ctx: QmpContext, words: string[]): Promise<string> {
   const args = words.slice(1);
-  if (args[0] === '-d') args.shift(); // qdev lookup: node names are all we have
+  const qdev = args[0] === '-d';
+  if (qdev) args.shift();
   if (args.length !== 2) return crlf(`qemu-io: usage: qemu-io [-d] [device] "[command]"\n`);
   const [device, cmd] = args as [string, string];
-  const node = graph.get(device);
-  if (!node) return crlf(`Error: Cannot find device='${device}' nor node-name='${device}'\n`);
-  // A BlockBackend of its own, taking nothing until a command writes (hmp_qemu_io's local_blk; qemu-io's command() asks for write).
-  const blk = new BlockBackend({ perm: 0, shared: PERM_ALL });
-  try {
-    await blk.insert(node);
-  } catch (err) {
-    return crlf(`Error: ${err instanceof Error ? err.message : String(err)}\n`);
+  const found = qemuIoBackend(ctx.graph, device, qdev, ctx.machine !== undefined);
+  if (typeof found === 'string') return crlf(`Error: ${found}\n`);
+  const { blk, node, local } = found;
+  if (local) {
+    try {
+      await blk.insert(node!);
+    } catch (err) {
+      return crlf(`Error: ${err instanceof Error ? err.message : String(err)}\n`);
+    }
   }
   try {
-    const r = await runQemuIoCommand(cmd, backendTarget(blk, node));
-    return crlf(r.chunks.map((c) => c.text).join(''));
+    const r = await runQemuIoCommand(cmd, node ? backendTarget(blk, node) : NO_MEDIUM);
+    const text = r.chunks.map((c) => c.text).join('');
+    // qemu-system runs the command outside the HMP monitor's context: qemu-io prints to stdout and the reply is empty.
+    if (ctx.machine) {
+      process.stdout.write(text);
+      return '';
+    }
+    return crlf(text);
   } finally {
-    await blk.remove();
+    if (local) await blk.remove();
   }
 }
+
+/** A BlockBackend without a medium: every request fails with ENOMEDIUM. */
+const noMedium = (): Promise<never> => Promise.reject(new BlockError('IO', 'No medium found', { errno: 'ENOMEDIUM' }));
+const NO_MEDIUM: QemuIoTarget = {
+  size: () => Number.MAX_SAFE_INTEGER,
+  read: noMedium,
+  write: noMedium,
+  writeZeroes: noMedium,
+  discard: noMedium,
+  flush: noMedium,
+  blockStatus: noMedium,
+};
 
 /** The node as qemu-io sees it through `blk`: the node's I/O, and write permission asked of the BlockBackend when a command writes. */
 function backendTarget(blk: BlockBackend, node: BlockNode): QemuIoTarget {
@@ -101,7 +141,7 @@ export function addHmpCommands(table: CommandTable<QmpContext>): void {
     const words = hmpWords(args['command-line']);
     if ('error' in words) return crlf(`${words.error}\n`);
     if (words.length === 0) return '';
-    if (words[0] === 'qemu-io') return hmpQemuIo(ctx.graph, words);
+    if (words[0] === 'qemu-io') return hmpQemuIo(ctx, words);
     return crlf(`unknown command: '${words[0]}'\n`);
   });
 }

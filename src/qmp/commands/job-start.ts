@@ -18,13 +18,13 @@ export interface JobArgs {
 /** The name QEMU gives a node (bdrv_refresh_filename): what jobs write as a backing file name. */
 export const nodeFilename = (n: BlockNode): string => namesOf(n).get(n)!.filename;
 
-/** A job start from a command's arguments, with QEMU's defaults: no id but the device's name ('' here), no speed limit, on-error report. */
-export function jobStart(ctx: QmpContext, a: JobArgs): BlockJobStart {
+/** A job start from a command's arguments, with QEMU's defaults: no id but the name of the BlockBackend over `bs` ('' if none), no speed limit, on-error report. */
+export function jobStart(ctx: QmpContext, a: JobArgs, bs: BlockNode): BlockJobStart {
   return {
     graph: ctx.graph,
     jobs: ctx.jobs,
     events: ctx.jobEvents,
-    id: a['job-id'] ?? '',
+    id: a['job-id'] ?? ctx.graph.backends.deviceName(bs),
     speed: a.speed ?? 0,
     onError: a['on-error'] ?? 'report',
     filterNodeName: a['filter-node-name'],

@@ -64,7 +64,7 @@ async function mirrorCommon(
     graph: ctx.graph,
     listener: ctx.jobEvents,
     checkId: (id) => ctx.jobs.checkId(id),
-    id: a['job-id'] ?? '',
+    id: a['job-id'] ?? ctx.graph.backends.deviceName(bs),
     jobType: 'mirror',
     source: bs,
     target,

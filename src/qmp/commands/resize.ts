@@ -16,8 +16,7 @@ const fail = (desc: string) => new QmpError('GenericError', desc);
  * the jobs using the node drained meanwhile.
  */
 async function resize(ctx: QmpContext, device: string | undefined, nodeName: string | undefined, size: number | bigint): Promise<void> {
-  const node = nodeName !== undefined ? ctx.graph.get(nodeName) : undefined;
-  if (!node) throw fail(`Cannot find device='${device ?? ''}' nor node-name='${nodeName ?? ''}'`);
+  const node = ctx.graph.lookup(device, nodeName);
   if (size < 0) throw fail("Parameter 'size' expects a >0 size");
   // QERR_DEVICE_IN_USE with the device argument, which QEMU prints as "(null)" when only node-name was given.
   if (node.blockers.blocking('resize')) throw fail(`Device '${device ?? '(null)'}' is in use`);

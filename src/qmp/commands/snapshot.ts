@@ -36,9 +36,8 @@ export interface PreparedSnapshot {
  * move to the overlay (bdrv_append), so they write into it from now on.
  */
 export async function prepareSnapshotSync(ctx: QmpContext, d: Infer<typeof BlockdevSnapshotSync>): Promise<PreparedSnapshot> {
-  // bdrv_lookup_bs(device, node-name): `device` names a BlockBackend, which the storage daemon never has, so only node-name finds a node.
-  const old = d['node-name'] !== undefined ? ctx.graph.get(d['node-name']) : undefined;
-  if (!old) throw fail(`Cannot find device='${d.device ?? ''}' nor node-name='${d['node-name'] ?? ''}'`);
+  // bdrv_lookup_bs(device, node-name): `device` names a BlockBackend (none in the storage daemon).
+  const old = ctx.graph.lookup(d.device, d['node-name']);
   ctx.jobs.drainNode(old);
   old.blockers.check(old.nodeName, 'external-snapshot');
   const snapshotName = d['snapshot-node-name'];

@@ -43,7 +43,7 @@ async function blockStreamCmd(ctx: QmpContext, a: ArgsType<typeof blockStream>):
   for (let n: BlockNode | undefined = bs; n && n !== end; n = filterOrCowChild(n)) n.blockers.check(n.nodeName, 'stream');
   // Streaming the whole chain leaves no backing file to name.
   if (!base && a['backing-file'] !== undefined) throw fail('backing file specified, but streaming the entire chain');
-  await startStream({ ...jobStart(ctx, a), bs, base, bottom, backingFile: a['backing-file'] });
+  await startStream({ ...jobStart(ctx, a, bs), bs, base, bottom, backingFile: a['backing-file'] });
 }
 
 export function addStreamCommands(table: CommandTable<QmpContext>): void {

@@ -1,0 +1,158 @@
+import type { BlockGraph } from '../../blockdev/graph.js';
+import { isNbdFilename, nbdFileSpec, probeNbdFormat } from '../../blockdev/nbd-filename.js';
+import { type BlockdevSpec, jsonFilenameSpec, openBlockdev, PROTOCOLS } from '../../blockdev/open.js';
+import { BlockError } from '../../image/errors.js';
+import { probeFormat } from '../../image/probe.js';
+import type { DrivePlan } from '../../machine/drive.js';
+import { QmpError } from '../error.js';
+import { BlockdevOptions } from '../schema/block-core.js';
+import { visitKeyval } from '../schema/keyval-visit.js';
+
+/**
+ * blockdev_init for a -drive: its BlockBackend, named by the drive's id,
+ * with a node opened from `file=` and the options left (or no medium when
+ * there is neither), its error actions and write cache mode. `warn`
+ * receives the lines QEMU prints on the way (a probed raw image).
+ */
+export async function addDrive(graph: BlockGraph, plan: DrivePlan, warn: (text: string) => void): Promise<void> {
+  const empty = (plan.file === undefined || plan.file === '') && plan.options.size === 0;
+  // The name is checked before the node opens only for an empty drive; otherwise monitor_add_blk runs after the open.
+  let spec: BlockdevSpec | undefined;
+  if (!empty) spec = await driveSpec(plan, warn);
+  const b = graph.backends.add(plan.id);
+  try {
+    b.drive = { type: plan.type, bus: plan.bus, unit: plan.unit, mediaCd: plan.mediaCd };
+    b.rootState = { readOnly: plan.readOnly, detectZeroes: plan.detectZeroes };
+    b.writeCache = plan.writeCache;
+    b.onReadError = plan.onReadError;
+    b.onWriteError = plan.onWriteError;
+    if (spec) {
+      const node = await openBlockdev(graph, spec, false);
+      node.settings = { ...node.settings, detectZeroes: plan.detectZeroes };
+      await b.blk.insert(node);
+    }
+  } catch (err) {
+    await graph.backends.remove(b);
+    throw err;
+  }
+}
+
+/** The node's options as bdrv_open gets them: the pseudo-protocol of `file=` resolved, the format probed if not given. */
+async function driveSpec(plan: DrivePlan, warn: (text: string) => void): Promise<BlockdevSpec> {
+  const flat = new Map(plan.options);
+  flat.set('read-only', plan.readOnly ? 'on' : 'off');
+  if (!flat.has('auto-read-only')) flat.set('auto-read-only', 'on');
+  const aio = flat.get('aio');
+  const file = plan.file === '' ? undefined : plan.file;
+  let driver = flat.get('driver');
+  let proto: Record<string, unknown> | undefined;
+  let probeTarget: string | undefined;
+  if (file?.startsWith('json:')) {
+    const j = (await jsonFilenameSpec(file, driver)) as Record<string, unknown>;
+    driver = String(j['driver']);
+    proto = j;
+  } else if (file !== undefined) {
+    if (isNbdFilename(file)) {
+      proto = { ...nbdFileSpec(file) };
+      if (driver === undefined) driver = driver ?? (await probeNbdFormat(file));
+    } else if (file.startsWith('null-co://') || file.startsWith('null-aio://')) {
+      proto = { driver: file.slice(0, file.indexOf(':')) };
+    } else if (file.startsWith('blkdebug:')) {
+      const rest = file.slice('blkdebug:'.length);
+      const colon = rest.indexOf(':');
+      if (colon < 0) throw new BlockError('INVALID_ARGUMENT', 'Invalid filename format');
+      const config = rest.slice(0, colon);
+      probeTarget = rest.slice(colon + 1);
+      proto = { driver: 'blkdebug', ...(config !== '' ? { config } : {}), image: { driver: 'file', filename: probeTarget } };
+    } else {
+      proto = { driver: 'file', filename: file };
+      probeTarget = file;
+    }
+    if (driver === undefined) {
+      driver = probeTarget === undefined ? 'raw' : await probeFormat(probeTarget).catch((err: unknown) => openFailure(probeTarget!, err));
+      if (driver === 'raw') warn(probedRawWarning(file));
+    }
+  }
+  if (driver === undefined) throw new BlockError('INVALID_ARGUMENT', "Must specify either driver or file");
+  flat.set('driver', driver);
+  flat.delete('aio');
+  const tree = nest(flat);
+  if (proto) {
+    const p = stringLeaves(proto) as Record<string, unknown>;
+    // The file name is the node itself when the driver is its protocol (or json: gave the whole tree), else the format's file child.
+    if (file!.startsWith('json:') || p['driver'] === driver) mergeUnder(tree, p);
+    else tree['file'] = mergeUnder((tree['file'] as Record<string, unknown> | undefined) ?? {}, p);
+  }
+  if (aio !== undefined) {
+    const at = tree['driver'] === 'file' ? tree : (tree['file'] as Record<string, unknown> | undefined);
+    if (at?.['driver'] === 'file' && at['aio'] === undefined) at['aio'] = aio;
+  }
+  let typed: Record<string, unknown>;
+  try {
+    typed = visitKeyval(BlockdevOptions, tree) as Record<string, unknown>;
+  } catch (err) {
+    throw unsupportedOption(err, driver, tree);
+  }
+  return typed as unknown as BlockdevSpec;
+}
+
+/** Adds `from`'s members to `into` where the user gave none (the drive's own dotted keys win). */
+function mergeUnder(into: Record<string, unknown>, from: Record<string, unknown>): Record<string, unknown> {
+  for (const [k, v] of Object.entries(from)) {
+    const cur = into[k];
+    if (cur === undefined) into[k] = v;
+    else if (typeof cur === 'object' && typeof v === 'object' && v !== null) mergeUnder(cur as Record<string, unknown>, v as Record<string, unknown>);
+  }
+  return into;
+}
+
+/** JSON scalars as the strings the keyval visitor reads (QEMU's QDict from json: is typed; the values are the same). */
+function stringLeaves(v: unknown): unknown {
+  if (typeof v === 'boolean') return v ? 'on' : 'off';
+  if (typeof v === 'number' || typeof v === 'bigint') return String(v);
+  if (Array.isArray(v)) return v.map(stringLeaves);
+  if (typeof v === 'object' && v !== null) return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, stringLeaves(x)]));
+  return v;
+}
+
+/** Dotted keys as the nested tree the keyval visitor takes. */
+function nest(flat: ReadonlyMap<string, string>): Record<string, unknown> {
+  const root: Record<string, unknown> = {};
+  for (const [key, value] of flat) {
+    const parts = key.split('.');
+    let at = root;
+    for (const p of parts.slice(0, -1)) at = (typeof at[p] === 'object' ? at[p] : (at[p] = {})) as Record<string, unknown>;
+    at[parts[parts.length - 1]!] = value;
+  }
+  return root;
+}
+
+/** bdrv_open's words for an option the driver does not have. */
+function unsupportedOption(err: unknown, driver: string, tree: Record<string, unknown>): unknown {
+  const m = err instanceof QmpError ? /^Parameter '([^']+)' is unexpected$/.exec(err.desc) : null;
+  if (!m) return err;
+  const key = m[1]!;
+  const dot = key.indexOf('.');
+  if (dot < 0) {
+    const what = PROTOCOLS.has(driver) ? `Block protocol '${driver}' doesn't support` : `Block format '${driver}' does not support`;
+    return new BlockError('INVALID_ARGUMENT', `${what} the option '${key}'`);
+  }
+  const child = tree[key.slice(0, dot)] as Record<string, unknown> | undefined;
+  const childDriver = typeof child?.['driver'] === 'string' ? child['driver'] : 'file';
+  return new BlockError('INVALID_ARGUMENT', `Block protocol '${childDriver}' doesn't support the option '${key.slice(dot + 1)}'`);
+}
+
+function openFailure(path: string, err: unknown): never {
+  if (err instanceof BlockError && err.message.startsWith('Could not open')) throw err;
+  const code = (err as { code?: string; errno?: string }).code ?? (err as { errno?: string }).errno;
+  const why = code === 'ENOENT' ? 'No such file or directory' : code === 'EACCES' ? 'Permission denied' : err instanceof Error ? err.message : String(err);
+  throw new BlockError('IO', `Could not open '${path}': ${why}`, { cause: err });
+}
+
+function probedRawWarning(file: string): string {
+  return (
+    `WARNING: Image format was not specified for '${file}' and probing guessed raw.\n` +
+    '         Automatically detecting the format is dangerous for raw images, write operations on block 0 will be restricted.\n' +
+    "         Specify the 'raw' format explicitly to remove the restrictions.\n"
+  );
+}

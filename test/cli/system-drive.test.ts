@@ -1,0 +1,225 @@
+import { describe, expect, it } from 'vitest';
+import { join } from 'node:path';
+import { qemu, qemuImg, withTempDir } from '../helpers/qemu.js';
+import { BASE, qemuSystem, qmpTranscript, runSystem, spawnSystem, type SystemProg } from '../helpers/system.js';
+
+/**
+ * -drive, the storage -devices and query-block, compared with
+ * qemu-system-x86_64 7.2 line for line. Only the generated node names
+ * (#blockNNN: QEMU's end in two random digits) and a running job's
+ * progress are normalised.
+ */
+const both = async <T>(f: (p: SystemProg) => Promise<T>): Promise<[T, T]> => [await f('qemu'), await f('blockemu')];
+const caps = '{"execute": "qmp_capabilities"}';
+const quit = '{"execute": "quit"}';
+/** Generated node names, and how far a rate-limited job got when asked (timing). */
+const generated = (s: string) => s.replace(/#block\d+/g, '#blockN').replace(/"offset": \d+/g, '"offset": N');
+
+if (!qemuSystem.available || !qemu.available) {
+  if (process.env['CI'] === 'true') throw new Error('qemu-system-x86_64 and qemu-img are needed in CI');
+  console.warn('skipping system-drive tests: qemu-system-x86_64 or qemu-img is not installed');
+}
+
+describe.skipIf(!qemuSystem.available || !qemu.available)('blockemu system -drive/-device against qemu-system-x86_64', () => {
+  /** Both programs on the same images (the same absolute file names), the transcripts compared. */
+  const compare = (args: (dir: string) => string[], requests: string[]) =>
+    withTempDir(async (dir) => {
+      for (const f of ['X', 'Y', 'Z']) await qemuImg('create', '-f', 'qcow2', join(dir, `${f}.qcow2`), '64M');
+      await qemuImg('create', '-f', 'raw', join(dir, 'R.img'), '1M');
+      const [q, b] = await both((p) => qmpTranscript(p, dir, [...BASE, '-S', ...args(dir)], requests));
+      const norm = (t: typeof q) => ({ code: t.code, stderr: t.stderr, lines: t.lines.map(generated) });
+      expect(norm(b)).toEqual(norm(q));
+      return b;
+    });
+  const queryBlock = [caps, '{"execute": "query-block"}', quit];
+
+  it('lists a -drive if=none attached to virtio-blk-pci with an id: device, qdev path, io-status and the inserted node', async () => {
+    const t = await compare((d) => ['-drive', `if=none,id=drive0,file=${d}/X.qcow2`, '-device', 'virtio-blk-pci,drive=drive0,id=vda'], queryBlock);
+    expect(t.lines[2]).toContain('"device": "drive0"');
+    expect(t.lines[2]).toContain('"qdev": "/machine/peripheral/vda/virtio-backend"');
+  });
+
+  it('makes an anonymous BlockBackend for a -blockdev node a device names', async () => {
+    const t = await compare((d) => ['-blockdev', `driver=file,filename=${d}/R.img,node-name=n`, '-device', 'virtio-blk-pci,drive=n'], queryBlock);
+    expect(t.lines[2]).toContain('"device": ""');
+    expect(t.lines[2]).toContain('"qdev": "/machine/peripheral-anon/device[0]/virtio-backend"');
+  });
+
+  it('lists empty drives (removable, no medium), an empty ide-cd with its tray, and the board-made IDE and floppy drives', async () => {
+    const t = await compare(
+      (d) => [
+        '-drive', 'if=none', '-drive', 'if=none,media=cdrom', '-drive', 'if=ide,media=cdrom', '-drive', `if=none,file=${d}/R.img,format=raw`,
+        '-drive', 'if=none,id=cd0,media=cdrom', '-device', 'ide-cd,drive=cd0', '-drive', `if=ide,file=${d}/R.img,format=raw`, '-drive', 'if=floppy',
+        '-device', 'ide-cd,id=cd1',
+      ],
+      queryBlock,
+    );
+    for (const id of ['none0', 'none1', 'none2', 'ide0-cd0', 'ide0-hd1', 'floppy0', 'cd0']) expect(t.lines[2]).toContain(`"device": "${id}"`);
+    expect(t.lines[2]).toContain('"qdev": "cd1"');
+  });
+
+  it('gives if=virtio drives their virtio-blk device after the -devices, and keeps the cache mode, detect-zeroes and read-only', async () => {
+    const t = await compare(
+      (d) => [
+        '-drive', `file=${d}/R.img,if=virtio,format=raw,cache=writethrough,detect-zeroes=on`,
+        '-drive', `file=${d}/X.qcow2,if=none,id=d,cache=none,read-only=on,node-name=top,file.node-name=proto`,
+        '-device', 'virtio-scsi-pci', '-device', 'scsi-cd,drive=d,id=cd',
+        '-drive', `file=null-co://,format=raw,if=none,id=nul`, '-device', 'virtio-blk-pci,drive=nul,write-cache=off',
+      ],
+      [caps, '{"execute": "query-block"}', '{"execute": "query-named-block-nodes"}', quit],
+    );
+    expect(t.lines[2]).toContain('"qdev": "/machine/peripheral-anon/device[2]/virtio-backend"');
+  });
+
+  it('opens file= pseudo-protocols and json: names, and warns when probing guessed raw', async () => {
+    await compare(
+      (d) => [
+        '-drive', `file=${d}/R.img,if=none,id=probed`,
+        '-drive', `file=blkdebug::${d}/X.qcow2,format=qcow2,if=none,id=dbg`,
+        '-drive', `file=json:{"driver":"qcow2",,"file":{"driver":"file",,"filename":"${d}/Y.qcow2"}},if=none,id=j,read-only=on`,
+        '-drive', `file=${d}/Z.qcow2,if=none,id=b,backing.driver=null-co,read-only=on`,
+      ],
+      queryBlock,
+    );
+  });
+
+  it('resolves a BlockBackend name where a command takes a device, names jobs after it, and runs HMP qemu-io on it', async () => {
+    const hmp = (line: string) => JSON.stringify({ execute: 'human-monitor-command', arguments: { 'command-line': line } });
+    const t = await compare(
+      (d) => [
+        '-drive', `if=none,id=drive0,file=${d}/X.qcow2`, '-device', 'virtio-blk-pci,drive=drive0,id=vda',
+        '-blockdev', `driver=file,filename=${d}/Y.qcow2,node-name=tf`, '-blockdev', 'driver=qcow2,file=tf,node-name=tgt',
+        '-drive', 'if=none,id=e', '-device', 'ide-cd,drive=e,id=cd',
+      ],
+      [
+        caps,
+        '{"execute": "block_resize", "arguments": {"device": "e", "size": 134217728}}',
+        '{"execute": "block_resize", "arguments": {"device": "nope", "node-name": "nope", "size": 134217728}}',
+        '{"execute": "block-dirty-bitmap-add", "arguments": {"node": "drive0", "name": "b0"}}',
+        '{"execute": "block-dirty-bitmap-add", "arguments": {"node": "e", "name": "b0"}}',
+        '{"execute": "query-block"}',
+        '{"execute": "block-dirty-bitmap-remove", "arguments": {"node": "drive0", "name": "b0"}}',
+        '{"execute": "block-stream", "arguments": {"device": "e"}}',
+        // Rate-limited: still running when queried, and cancelled by quit.
+        '{"execute": "blockdev-backup", "arguments": {"device": "drive0", "target": "tgt", "sync": "full", "speed": 65536}}',
+        '{"execute": "query-block-jobs"}',
+        hmp('qemu-io nope "read 0 512"'),
+        hmp('qemu-io -d vda "read 0 512"'),
+        hmp('qemu-io -d nope "read 0 512"'),
+        hmp('qemu-io -d drive0 "read 0 512"'),
+        hmp('qemu-io e "read 0 512"'),
+        '{"execute": "query-blockstats"}',
+        quit,
+      ],
+    );
+    expect(t.lines.some((l) => l.includes('"id": "drive0"'))).toBe(true);
+  });
+
+  it("HMP qemu-io writes through the drive's BlockBackend and prints to stdout, on both", async () => {
+    await withTempDir(async (dir) => {
+      await qemuImg('create', '-f', 'raw', join(dir, 'R.img'), '1M');
+      const hmp = (line: string) => JSON.stringify({ execute: 'human-monitor-command', arguments: { 'command-line': line } });
+      const out = await both(async (p) => {
+        const child = spawnSystem(p, [...BASE, '-S', '-drive', `if=none,id=d0,file=${join(dir, 'R.img')},format=raw,node-name=rn`, '-device', 'virtio-blk-pci,drive=d0', '-qmp', 'stdio']);
+        let stdout = '';
+        const replies: string[] = [];
+        child.stdout!.setEncoding('utf8');
+        const next = () => new Promise<void>((r) => {
+          const poll = () => (stdout.split('\n').filter((l) => l.startsWith('{"return"')).length > replies.length ? r() : child.stdout!.once('data', poll));
+          poll();
+        });
+        child.stdout!.on('data', (d: string) => (stdout += d));
+        for (const req of [caps, hmp('qemu-io d0 "write -P 0x5a 0 512"'), hmp('qemu-io rn "read -P 0x5a 0 512"')]) {
+          child.stdin!.write(`${req}\n`);
+          await next();
+          replies.push(req);
+        }
+        child.stdin!.write(`${quit}\n`);
+        await new Promise((r) => child.once('exit', r));
+        return stdout.split('\n').filter((l) => !l.startsWith('{')).map((l) => l.replace(/; [\d:.]+ sec \(.*\)$/, '; TIME sec (RATE)'));
+      });
+      expect(out[1]).toEqual(out[0]);
+      expect(out[1]).toContain('wrote 512/512 bytes at offset 0');
+      expect(out[1]).toContain('read 512/512 bytes at offset 0');
+    });
+  });
+
+  it('opens and closes trays, removes and inserts media, ejects, with DEVICE_TRAY_MOVED and the refusals as qemu-system', async () => {
+    const x = (cmd: string, args: object) => JSON.stringify({ execute: cmd, arguments: args });
+    const t = await compare(
+      (d) => [
+        '-drive', `if=none,id=cd0,media=cdrom,file=${d}/R.img,format=raw`, '-device', 'ide-cd,drive=cd0,id=cd',
+        '-drive', 'if=none,id=e', '-device', 'ide-cd,drive=e',
+        '-drive', `if=none,id=hd,file=${d}/X.qcow2`, '-device', 'virtio-blk-pci,drive=hd,id=vda',
+        '-blockdev', `driver=file,filename=${d}/Y.qcow2,node-name=tf`,
+      ],
+      [
+        caps,
+        x('blockdev-open-tray', { id: 'cd' }),
+        x('blockdev-remove-medium', { id: 'cd' }),
+        '{"execute": "query-block"}',
+        x('blockdev-insert-medium', { id: 'cd', 'node-name': 'tf' }),
+        x('blockdev-close-tray', { id: 'cd' }),
+        x('blockdev-insert-medium', { id: 'cd', 'node-name': 'tf' }),
+        x('eject', { device: 'e' }),
+        x('eject', { device: 'hd' }),
+        x('blockdev-open-tray', { device: 'hd', id: 'x' }),
+        x('blockdev-open-tray', { device: 'nope' }),
+        x('blockdev-open-tray', { id: 'vda' }),
+        x('blockdev-remove-medium', { id: 'cd' }),
+        x('eject', { device: 'cd0' }),
+        x('blockdev-close-tray', { device: 'cd0' }),
+        '{"execute": "query-block"}',
+        quit,
+      ],
+    );
+    expect(t.lines.filter((l) => l.includes('DEVICE_TRAY_MOVED'))).toHaveLength(5);
+  });
+
+  const refusals: Array<(d: string) => string[]> = [
+    () => ['-drive', 'if=none,id=a', '-drive', 'if=none,id=a'],
+    (d) => ['-drive', 'if=none,id=a', '-blockdev', `driver=file,filename=${d}/R.img,node-name=a`],
+    (d) => ['-drive', 'if=none,id=a', '-drive', `if=none,file=${d}/R.img,format=raw,node-name=a`],
+    () => ['-drive', 'if=bogus'],
+    () => ['-drive', 'if=none,cache=bogus'],
+    () => ['-drive', 'if=none,media=foo'],
+    (d) => ['-drive', `file=${d}/nonexist.img,if=none`],
+    (d) => ['-drive', `file=${d}/R.img,if=none,format=raw,werror=bad`],
+    (d) => ['-drive', `file=${d}/R.img,if=none,format=raw,rerror=enospc`],
+    (d) => ['-drive', `file=${d}/R.img,if=none,format=raw,bogus=1`],
+    (d) => ['-drive', `file=${d}/R.img,if=none,format=raw,file.bogus=1`],
+    (d) => ['-drive', `file=${d}/R.img,if=none,format=qcow2`],
+    (d) => ['-drive', `file=${d}/R.img,if=none,format=raw,driver=raw`],
+    (d) => ['-drive', `file=${d}/R.img,if=none,format=raw,detect-zeroes=x`],
+    (d) => ['-drive', `file=${d}/R.img,if=none,format=raw,aio=x`],
+    () => ['-drive', 'if=none,id=1x'],
+    (d) => ['-drive', `file=${d}/R.img,if=floppy,format=raw,werror=stop`],
+    (d) => ['-drive', `file=${d}/R.img,format=raw,if=scsi`],
+    (d) => ['-drive', `file=${d}/R.img,format=raw,if=ide,index=5`],
+    () => ['-drive', 'if=ide'],
+    () => ['-drive', 'if=virtio'],
+    () => ['-device', 'virtio-blk-pci,drive=nope'],
+    () => ['-device', 'virtio-blk-pci'],
+    () => ['-device', 'ide-hd'],
+    (d) => ['-drive', `if=none,id=d,file=${d}/R.img,format=raw`, '-device', 'virtio-blk-pci,drive=d', '-device', 'virtio-blk-pci,drive=d'],
+    (d) => ['-blockdev', `driver=file,filename=${d}/R.img,node-name=n`, '-device', 'virtio-blk-pci,drive=n', '-device', 'virtio-blk-pci,drive=n'],
+    (d) => ['-blockdev', `driver=file,filename=${d}/R.img,node-name=n`, '-device', 'virtio-blk-pci,drive=n,id=a', '-device', 'ide-hd,drive=n,id=a'],
+    (d) => ['-drive', `if=none,id=d,file=${d}/R.img,format=raw`, '-device', 'scsi-hd,drive=d'],
+    (d) => ['-drive', `file=${d}/R.img,format=raw,if=virtio`, '-device', 'virtio-blk-pci,drive=virtio0'],
+    (d) => ['-drive', `if=none,id=d,file=${d}/R.img,format=raw,readonly=on`, '-device', 'ide-hd,drive=d'],
+  ];
+  it.each(refusals.map((f, i) => [i, f] as const))("refusal %i: QEMU's message and exit code", async (_i, f) => {
+    await withTempDir(async (dir) => {
+      await qemuImg('create', '-f', 'raw', join(dir, 'R.img'), '1M');
+      const [q, b] = await both((p) => runSystem(p, [...BASE, '-S', ...f(dir)]));
+      expect({ code: b.code, stderr: b.stderr }).toEqual({ code: q.code, stderr: q.stderr });
+      expect(b.code).toBe(1);
+    });
+  });
+
+  it('refuses snapshot=on, which it does not implement, saying so', async () => {
+    const b = await runSystem('blockemu', [...BASE, '-S', '-drive', 'file=null-co://,format=raw,snapshot=on']);
+    expect(b.code).toBe(1);
+    expect(b.stderr).toMatch(/^qemu-system-x86_64: -drive file=null-co:\/\/,format=raw,snapshot=on: snapshot=on is not supported yet by blockemu system/);
+  });
+});
