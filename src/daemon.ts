@@ -39,6 +39,8 @@ export interface MonitorConfig {
   origin?: string;
   /** Socket file mode; QEMU leaves it to the umask, we default to 0600. */
   mode?: number;
+  /** pretty=on: QMP messages indented over several lines (QEMU's -qmp-pretty). */
+  pretty?: boolean;
 }
 
 /**
@@ -204,6 +206,7 @@ export class Daemon {
             activity: monitorActivity,
             maxPendingOutput: MAX_PENDING_OUTPUT,
             recorder,
+            ...(m.pretty ? { pretty: true } : {}),
         };
         try {
           if (m.connect === 'socket') servers.push(await QmpConnectedMonitor.connect(m.path, session));

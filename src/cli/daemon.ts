@@ -117,8 +117,7 @@ export function planDaemon(options: DaemonOption[]): DaemonPlan {
         if (!dev) throw new OptionError(opt, `chardev "${id ?? ''}" not found`);
         const mode = o.get('mode') ?? 'control';
         if (mode !== 'control') throw new OptionError(opt, 'Only QMP is supported');
-        bool(opt, 'pretty', o.get('pretty'), false);
-        monitors.push({ path: dev.path });
+        monitors.push({ path: dev.path, ...(bool(opt, 'pretty', o.get('pretty'), false) ? { pretty: true } : {}) });
         break;
       }
       case 'blockdev':

@@ -15,7 +15,7 @@ Takes: -machine/-M <type>|help, -accel qtest|tcg|kvm, -S, -nodefaults,
        -display none, -vga none, -serial none|null|chardev:<id>,
        -blockdev <options>, -object <options>, -device <options> (ignored) | help,
        -drive format=help, -chardev socket|stdio|null,id=<id>[,…],
-       -mon chardev=<id>,mode=control, -qmp unix:<path>[,server=on][,wait=off] | stdio,
+       -mon chardev=<id>,mode=control[,pretty=on], -qmp[-pretty] unix:<path>[,server=on][,wait=off] | stdio,
        -qtest unix:path=<path> | null, -version, -help
 `;
 

@@ -134,7 +134,8 @@ export function planSystem(options: readonly SystemOption[]): SystemPlan {
         plan.monitors.push(qmpMonitor(opt));
         break;
       case 'qmp-pretty':
-        throw new SystemOptionError(opt, 'pretty-printed QMP is not supported yet by blockemu system');
+        plan.monitors.push({ ...qmpMonitor(opt), pretty: true });
+        break;
       case 'qtest':
         plan.qtest = qtestTarget(opt);
         break;
@@ -147,11 +148,11 @@ export function planSystem(options: readonly SystemOption[]): SystemPlan {
     const dev = id === undefined ? undefined : chardevs.get(id);
     if (!dev) throw new SystemOptionError(opt, `chardev "${id ?? ''}" not found`);
     if ((o.get('mode') ?? 'readline') !== 'control') throw new SystemOptionError(opt, 'only QMP monitors (mode=control) are supported by blockemu system');
-    if (flag(opt, o, 'pretty', false)) throw new SystemOptionError(opt, 'pretty-printed QMP is not supported yet by blockemu system');
+    const pretty = flag(opt, o, 'pretty', false) ? { pretty: true } : {};
     // Opening the chardev is what fails, so QEMU's message names the -chardev.
     const origin = `${dev.opt.spelled} ${dev.opt.value ?? ''}`;
-    if (dev.backend === 'stdio') plan.monitors.push({ path: 'stdio', connect: 'stdio', origin });
-    else if (dev.backend === 'socket' && dev.path !== undefined) plan.monitors.push({ path: dev.path, origin, ...(dev.server ? {} : { connect: 'socket' as const }) });
+    if (dev.backend === 'stdio') plan.monitors.push({ path: 'stdio', connect: 'stdio', origin, ...pretty });
+    else if (dev.backend === 'socket' && dev.path !== undefined) plan.monitors.push({ path: dev.path, origin, ...pretty, ...(dev.server ? {} : { connect: 'socket' as const }) });
     else throw new SystemOptionError(dev.opt, `a monitor's chardev must be a Unix socket or stdio in blockemu system`);
   }
   return plan;
