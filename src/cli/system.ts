@@ -37,6 +37,8 @@ interface Chardev {
   opt: SystemOption;
   backend: string;
   path?: string;
+  /** fd=N: a connected socket inherited from the parent. */
+  fd?: number;
   server: boolean;
 }
 
@@ -152,6 +154,7 @@ export function planSystem(options: readonly SystemOption[]): SystemPlan {
     // Opening the chardev is what fails, so QEMU's message names the -chardev.
     const origin = `${dev.opt.spelled} ${dev.opt.value ?? ''}`;
     if (dev.backend === 'stdio') plan.monitors.push({ path: 'stdio', connect: 'stdio', origin, ...pretty });
+    else if (dev.fd !== undefined) plan.monitors.push({ path: `fd=${dev.fd}`, connect: 'fd', fd: dev.fd, origin, ...pretty });
     else if (dev.backend === 'socket' && dev.path !== undefined) plan.monitors.push({ path: dev.path, origin, ...pretty, ...(dev.server ? {} : { connect: 'socket' as const }) });
     else throw new SystemOptionError(dev.opt, `a monitor's chardev must be a Unix socket or stdio in blockemu system`);
   }
@@ -171,8 +174,14 @@ function addChardev(opt: SystemOption, chardevs: Map<string, Chardev>): void {
   const backend = o.get('backend') ?? '';
   if (backend === 'socket') {
     const path = o.get('path');
-    if (path === undefined) throw new SystemOptionError(opt, 'only Unix socket chardevs (path=…) are supported by blockemu system');
+    const fd = o.get('fd');
     flag(opt, o, 'wait', true);
+    if (path === undefined && fd !== undefined) {
+      if (!/^\d+$/.test(fd)) throw new SystemOptionError(opt, `Parameter 'fd' expects uint32`);
+      chardevs.set(id, { opt, backend, fd: Number(fd), server: false });
+      return;
+    }
+    if (path === undefined) throw new SystemOptionError(opt, 'only Unix socket chardevs (path=… or fd=…) are supported by blockemu system');
     chardevs.set(id, { opt, backend, path, server: flag(opt, o, 'server', false) });
   } else if (backend === 'null' || backend === 'stdio') {
     chardevs.set(id, { opt, backend, server: false });
