@@ -151,6 +151,9 @@ export class Daemon {
     );
     const servers: Monitor[] = [];
     let daemon: Daemon | undefined;
+    // A connected monitor can take quit before start() has finished (the harness writes at once): it waits for the daemon.
+    let started!: (d: Daemon) => void;
+    const whenStarted = new Promise<Daemon>((r) => (started = r));
     if (machine) machine.onEvent = (e) => daemon?.emitEvent(...machineEvent(e));
     const exports = new BlockExports(graph, (id) => daemon?.emitEvent('BLOCK_EXPORT_DELETED', { id }), log);
     exports.onBackendGone = (node) => jobs.drainWithParents(node);
@@ -199,21 +202,20 @@ export class Daemon {
             makeParser: config.makeParser,
             ...(machine ? { machine } : {}),
             quit: async () => {
-              if (daemon) {
-                // The block layer's teardown and its events, then the reply; the monitors go after it. qemu-system
-                // sends SHUTDOWN first; qemu-storage-daemon's reply waits in its monitor until monitor_cleanup
-                // (tests/qsd-jobs: BLOCK_JOB_CANCELLED, BLOCK_EXPORT_DELETED before quit's return).
-                machine?.shutdown('host-qmp-quit');
-                // QEMU tears down after its main loop, outside any command: error_report lines get the program's prefix.
-                monitorActivity.commandsRunning--;
-                try {
-                  await daemon.releaseBlockLayer();
-                } finally {
-                  monitorActivity.commandsRunning++;
-                }
+              const d = daemon ?? (await whenStarted);
+              // The block layer's teardown and its events, then the reply; the monitors go after it. qemu-system
+              // sends SHUTDOWN first; qemu-storage-daemon's reply waits in its monitor until monitor_cleanup
+              // (tests/qsd-jobs: BLOCK_JOB_CANCELLED, BLOCK_EXPORT_DELETED before quit's return).
+              machine?.shutdown('host-qmp-quit');
+              // QEMU tears down after its main loop, outside any command: error_report lines get the program's prefix.
+              monitorActivity.commandsRunning--;
+              try {
+                await d.releaseBlockLayer();
+              } finally {
+                monitorActivity.commandsRunning++;
               }
-              // The reply goes out first; shutdown starts on the next turn.
-              setImmediate(() => void daemon?.shutdown('quit'));
+              // The reply goes out now; shutdown (the monitors, the objects, the pidfile) on the next turn.
+              setImmediate(() => void d.shutdown('quit'));
             },
             log,
             activity: monitorActivity,
@@ -240,6 +242,7 @@ export class Daemon {
       throw err;
     }
     daemon = new Daemon(servers, graph, jobs, exports, objects, config.pidfile, log, recorder, machine);
+    started(daemon);
     log.info({ monitors: servers.map((s) => s.path) }, 'daemon started');
     return daemon;
   }

@@ -25,7 +25,7 @@ export const qemuSystem = (() => {
 })();
 
 /** blockemu prints QEMU's program name (BLOCKEMU_TOOL_NAMES=qemu), so stderr compares as text. */
-export function spawnSystem(prog: SystemProg, args: readonly string[], stdio: 'pipe' | 'ignore' = 'pipe'): ChildProcess {
+export function spawnSystem(prog: SystemProg, args: readonly string[], stdio: 'pipe' | 'ignore' | Array<'pipe' | 'ignore'> = 'pipe'): ChildProcess {
   return prog === 'qemu'
     ? spawn('qemu-system-x86_64', args, { stdio })
     : spawn(process.execPath, [BLOCKEMU, 'system', ...args], { stdio, env: { ...process.env, BLOCKEMU_TOOL_NAMES: 'qemu' } });
