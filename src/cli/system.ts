@@ -85,6 +85,11 @@ export function planSystem(options: readonly SystemOption[]): SystemPlan {
         break;
       case 'nodefaults':
         break; // blockemu creates no default devices to leave out.
+      case 'nographic':
+        break; // No display; the serial port and HMP monitor it would put on stdio do not exist here (common.qemu passes -serial none -monitor none with it).
+      case 'monitor':
+        if (value !== 'none') throw new SystemOptionError(opt, 'HMP monitors are not supported by blockemu system; only -monitor none is');
+        break;
       case 'M':
       case 'machine': {
         const o = parseOptsString(value, 'type');

@@ -44,7 +44,13 @@ export function hmpWords(line: string): string[] | { error: string } {
 /** HMP output goes through the monitor, which ends lines with "\r\n". */
 const crlf = (s: string) => s.replace(/\r?\n/g, '\r\n');
 
-async function hmpQemuIo(graph: BlockGraph, words: string[]): Promise<string> {
+/**
+ * `qemu-io` in HMP. Its command's output is qemu-io's printf: qemu-system
+ * writes it to its stdout and answers "" (the iotests' reference outputs
+ * have `{"return": ""}`); the storage daemon, which has no HMP in QEMU,
+ * answers with it as blockemu's extension (`toStdout` unset).
+ */
+async function hmpQemuIo(graph: BlockGraph, words: string[], toStdout?: (text: string) => void): Promise<string> {
   const args = words.slice(1);
   if (args[0] === '-d') args.shift(); // qdev lookup: node names are all we have
   if (args.length !== 2) return crlf(`qemu-io: usage: qemu-io [-d] [device] "[command]"\n`);
@@ -60,7 +66,10 @@ async function hmpQemuIo(graph: BlockGraph, words: string[]): Promise<string> {
   }
   try {
     const r = await runQemuIoCommand(cmd, backendTarget(blk, node));
-    return crlf(r.chunks.map((c) => c.text).join(''));
+    const text = r.chunks.map((c) => c.text).join('');
+    if (!toStdout) return crlf(text);
+    toStdout(text);
+    return '';
   } finally {
     await blk.remove();
   }
@@ -101,7 +110,7 @@ export function addHmpCommands(table: CommandTable<QmpContext>): void {
     const words = hmpWords(args['command-line']);
     if ('error' in words) return crlf(`${words.error}\n`);
     if (words.length === 0) return '';
-    if (words[0] === 'qemu-io') return hmpQemuIo(ctx.graph, words);
+    if (words[0] === 'qemu-io') return hmpQemuIo(ctx.graph, words, ctx.machine ? (t) => void process.stdout.write(t) : undefined);
     return crlf(`unknown command: '${words[0]}'\n`);
   });
 }
