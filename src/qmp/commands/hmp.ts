@@ -56,7 +56,8 @@ async function hmpQemuIo(graph: BlockGraph, words: string[], toStdout?: (text: s
   if (args.length !== 2) return crlf(`qemu-io: usage: qemu-io [-d] [device] "[command]"\n`);
   const [device, cmd] = args as [string, string];
   const node = graph.get(device);
-  if (!node) return crlf(`Error: Cannot find device='${device}' nor node-name='${device}'\n`);
+  // hmp_qemu_io looks the name up as a BlockBackend first, then as a node only (bdrv_lookup_bs(NULL, name)).
+  if (!node) return crlf(`Error: Cannot find device='' nor node-name='${device}'\n`);
   // A BlockBackend of its own, taking nothing until a command writes (hmp_qemu_io's local_blk; qemu-io's command() asks for write).
   const blk = new BlockBackend({ perm: 0, shared: PERM_ALL });
   try {
