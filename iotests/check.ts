@@ -10,6 +10,14 @@ import { join, resolve } from 'node:path';
 
 export type Tools = 'qemu' | 'blockemu';
 
+/**
+ * Which programs a run swaps: `tools`, the tool-only tests with blockemu
+ * img/io as qemu-img/qemu-io; `system`, the tests that start a VM or a
+ * storage daemon, with blockemu-system-x86_64 as QEMU_PROG and `blockemu
+ * daemon` as QSD_PROG (QEMU's own qemu-img, qemu-io and qemu-nbd).
+ */
+export type Suite = 'tools' | 'system';
+
 export interface Outcome {
   test: string;
   status: 'pass' | 'fail' | 'not run';
@@ -20,11 +28,46 @@ export interface Outcome {
 }
 
 const BLOCKEMU = resolve(import.meta.dirname, '..', 'bin', 'blockemu.js');
+const BLOCKEMU_SYSTEM = resolve(import.meta.dirname, '..', 'bin', 'blockemu-system-x86_64.js');
+
+/**
+ * Debian's qemu-system-x86_64 is built without the qtest accelerator, and
+ * iotests ask for it twice (QEMU_OPTIONS and python/qemu/machine/qtest.py's
+ * `-accel qtest`): the baseline's wrapper asks for tcg instead. The -qtest
+ * socket still works with tcg; only clock_step/clock_set are refused there.
+ */
+const QEMU_SYSTEM_TCG = `#!/bin/sh
+prev=
+for a do
+  shift
+  if [ "$prev" = "-accel" ] && [ "$a" = "qtest" ]; then a=tcg; fi
+  prev=$a
+  set -- "$@" "$a"
+done
+exec qemu-system-x86_64 "$@"
+`;
+
+/** The VM (QEMU_PROG) of a run: its program file's name, which the tests' filters take as the name in messages. */
+export function systemProg(suite: Suite, tools: Tools): string {
+  return suite === 'system' && tools === 'blockemu' ? 'blockemu-system-x86_64' : 'qemu-system-x86_64';
+}
 
 /** Which program stands in for each tool; blockemu's print QEMU's names (BLOCKEMU_TOOL_NAMES), as the tests compare text. */
-function wrappers(tools: Tools): Record<string, string> {
+function wrappers(tools: Tools, suite: Suite): Record<string, string> {
   const be = (sub: string) => `#!/bin/sh\nBLOCKEMU_TOOL_NAMES=qemu exec "${process.execPath}" "${BLOCKEMU}" ${sub} "$@"\n`;
   const real = (prog: string) => `#!/bin/sh\nexec ${prog} "$@"\n`;
+  if (suite === 'system') {
+    return {
+      'qemu-img': real('qemu-img'),
+      'qemu-io': real('qemu-io'),
+      'qemu-nbd': real('qemu-nbd'),
+      'qemu-storage-daemon': tools === 'blockemu' ? be('daemon') : real('qemu-storage-daemon'),
+      // Its own name before its messages, which _filter_qemu replaces (the basename of QEMU_PROG).
+      ...(tools === 'blockemu'
+        ? { 'blockemu-system-x86_64': `#!/bin/sh\nexec "${process.execPath}" "${BLOCKEMU_SYSTEM}" "$@"\n` }
+        : { 'qemu-system-x86_64': QEMU_SYSTEM_TCG }),
+    };
+  }
   return {
     'qemu-img': tools === 'blockemu' ? be('img') : real('qemu-img'),
     'qemu-io': tools === 'blockemu' ? be('io') : real('qemu-io'),
@@ -33,6 +76,33 @@ function wrappers(tools: Tools): Record<string, string> {
     // The tool-only tests never start a VM; check only asks the system emulator for its default machine.
     'qemu-system-x86_64': '#!/bin/sh\nif [ "$1 $2" = "-machine help" ]; then printf "Supported machines are:\\npc                   Standard PC (default)\\n"; exit 0; fi\necho "qemu-system-x86_64: this stand-in runs no VM" >&2\nexit 1\n',
   };
+}
+
+/**
+ * A python test's failure as its traceback tells it: in the first failing
+ * test's report (up to unittest's next separator line), the innermost frame
+ * in the test itself (not iotests.py or python/qemu), its code line, the
+ * last exception of the chain, and a failed launch's "Output:" (what
+ * QEMU_PROG printed). Undefined when the output has no traceback.
+ */
+export function pythonFailure(out: string): string | undefined {
+  const lines = out.split('\n');
+  const start = lines.findIndex((l) => l.startsWith('Traceback (most recent call last):'));
+  if (start < 0) return undefined;
+  let stop = lines.findIndex((l, i) => i > start && /^(={20,}|-{20,})$/.test(l));
+  if (stop < 0) stop = lines.length;
+  let frame = '';
+  let exc = '';
+  for (let i = start; i < stop; i++) {
+    if (!lines[i]!.startsWith('Traceback (most recent call last):')) continue;
+    for (i++; i < stop && /^\s/.test(lines[i]!); i++) {
+      const m = /^\s+File "([^"]+)", line (\d+), in (\S+)/.exec(lines[i]!);
+      if (m && !/\/python\/|iotests\.py$|\/usr\/lib\/|\/\.pyenv\//.test(m[1]!)) frame = `${m[1]!.replace(/.*\/qemu-iotests\//, '')}:${m[2]} in ${m[3]}: ${(lines[i + 1] ?? '').trim()}`;
+    }
+    exc = (lines[i] ?? '').trim();
+  }
+  const output = lines.slice(start, stop).find((l) => /^\s*Output: ./.test(l));
+  return [frame, exc, output?.trim()].filter((x) => x).join(' — ');
 }
 
 /** The first line where the output differs from the reference, as "expected | got". */
@@ -49,7 +119,8 @@ async function firstDifference(expected: string, got: string): Promise<string> {
 /** check prints "NNN   pass   [start] [end]   1.2s   description" (lines separated by \r or \n when not on a terminal). */
 const LINE = /^(\S+)\s+(pass|fail|not run)\s+(?:\[[^\]]*\]\s*)*(?:(\d+(?:\.\d+)?)s)?\s*(.*)$/;
 
-export async function runCheck(opts: { src: string; tools: Tools; fmt: string; tests: string[]; jobs: number; log?: (line: string) => void }): Promise<Outcome[]> {
+export async function runCheck(opts: { src: string; tools: Tools; suite?: Suite; fmt: string; tests: string[]; jobs: number; log?: (line: string) => void }): Promise<Outcome[]> {
+  const suite = opts.suite ?? 'tools';
   const work = await mkdtemp(join(tmpdir(), `blockemu-iotests-${opts.tools}-`));
   try {
     const tree = join(work, 'tree');
@@ -58,14 +129,14 @@ export async function runCheck(opts: { src: string; tools: Tools; fmt: string; t
     await cp(join(opts.src, 'python'), join(tree, 'python'), { recursive: true });
     const progs = join(work, 'bin');
     await mkdir(progs);
-    for (const [name, text] of Object.entries(wrappers(opts.tools))) {
+    for (const [name, text] of Object.entries(wrappers(opts.tools, suite))) {
       await writeFile(join(progs, name), text);
       await chmod(join(progs, name), 0o755);
     }
     const testDir = join(work, 'scratch');
     const env = {
       ...process.env,
-      QEMU_PROG: join(progs, 'qemu-system-x86_64'),
+      QEMU_PROG: join(progs, systemProg(suite, opts.tools)),
       QEMU_IMG_PROG: join(progs, 'qemu-img'),
       QEMU_IO_PROG: join(progs, 'qemu-io'),
       QEMU_NBD_PROG: join(progs, 'qemu-nbd'),
@@ -93,13 +164,17 @@ export async function runCheck(opts: { src: string; tools: Tools; fmt: string; t
       // With -j, check gives each test its own TEST_DIR/NAME (testrunner.py).
       const bad = join(opts.jobs > 1 ? join(testDir, test) : testDir, `${test}.out.bad`);
       const ref = join(iotests, /^\d{3}$/.test(test) ? '' : 'tests', `${test}.out`);
-      const why = status === 'fail' && /output mismatch/.test(rest) ? await firstDifference(ref, bad) : rest.trim();
+      // A python test that exits non-zero ("failed, exit status 1") still leaves its output and traceback.
+      const py = status === 'fail' ? pythonFailure(await readFile(bad, 'utf8').catch(() => '')) : undefined;
+      const why = py ?? (status === 'fail' && /output mismatch/.test(rest) ? await firstDifference(ref, bad) : rest.trim());
       results.set(test, { test, status, why, seconds: Number(secs ?? 0) });
     }
     for (const t of opts.tests) if (!results.has(t)) results.set(t, { test: t, status: 'fail', seconds: 0, why: `check reported nothing for it: ${out.trim().split('\n').slice(-3).join(' / ')}` });
     return opts.tests.map((t) => results.get(t)!);
   } finally {
-    await rm(work, { recursive: true, force: true });
+    // BLOCKEMU_IOTESTS_KEEP=1 leaves the scratch directories (the .out.bad files, the logs) for a look.
+    if (process.env.BLOCKEMU_IOTESTS_KEEP === '1') console.error(`iotests: kept ${work}`);
+    else await rm(work, { recursive: true, force: true });
   }
 }
 
@@ -118,4 +193,33 @@ export async function toolOnlyTests(src: string): Promise<string[]> {
     picked.push(n.replace(/^tests\//, ''));
   }
   return picked;
+}
+
+/**
+ * The tests of QEMU's groups (`check -n -g quick,auto`, a dry run in a
+ * scratch directory) for a format, in check's order. Needs the real
+ * programs on PATH: check insists that each one exists.
+ */
+export async function groupTests(src: string, fmt: string, groups: string): Promise<string[]> {
+  const { execFile } = await import('node:child_process');
+  const { promisify } = await import('node:util');
+  const run = promisify(execFile);
+  const which = async (p: string) => (await run('sh', ['-c', `command -v ${p}`])).stdout.trim();
+  const scratch = await mkdtemp(join(tmpdir(), 'blockemu-iotests-list-'));
+  try {
+    const env = {
+      ...process.env,
+      QEMU_PROG: await which('qemu-system-x86_64'),
+      QEMU_IMG_PROG: await which('qemu-img'),
+      QEMU_IO_PROG: await which('qemu-io'),
+      QEMU_NBD_PROG: await which('qemu-nbd'),
+      QSD_PROG: await which('qemu-storage-daemon'),
+      TEST_DIR: scratch,
+      SOCK_DIR: scratch,
+    };
+    const { stdout } = await run('python3', ['check', '-n', '-g', groups, `-${fmt}`], { cwd: join(src, 'tests', 'qemu-iotests'), env });
+    return stdout.split('\n').map((l) => l.trim().replace(/^tests\//, '')).filter((l) => l);
+  } finally {
+    await rm(scratch, { recursive: true, force: true });
+  }
 }

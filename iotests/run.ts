@@ -1,6 +1,7 @@
 /**
- * `npm run iotests -- [--fetch | --fetch-only] [--fmt=qcow2,raw] [--tests=001,002,…] [--jobs=N]
- *   [--tools=both|blockemu|qemu] [--report=FILE] [--expect=FILE [--skip-slow]]`
+ * `npm run iotests -- [--fetch | --fetch-only] [--suite=tools|system] [--fmt=qcow2,raw]
+ *   [--tests=001,002,… | --groups=quick,auto] [--jobs=N] [--tools=both|blockemu|qemu]
+ *   [--report=FILE] [--expect=FILE [--skip-slow]]`
  *
  * Runs QEMU 7.2's own iotests (Debian's source package) with `blockemu img`
  * and `blockemu io` as QEMU_IMG_PROG and QEMU_IO_PROG, and the same tests
@@ -13,9 +14,17 @@
  * grows), and says which new passes to add; --skip-slow leaves out
  * those marked `slow` there (minutes each: a Node start per tool call). --fetch-only fetches the
  * source (when not there yet) and runs nothing.
+ *
+ * --suite=system runs the tests that start a VM or a storage daemon
+ * instead: blockemu-system-x86_64 as QEMU_PROG and `blockemu daemon` as
+ * QSD_PROG, with QEMU's own qemu-img, qemu-io and qemu-nbd; the baseline
+ * is qemu-system-x86_64 (`-accel qtest` mapped to tcg, which Debian's
+ * build lacks) and qemu-storage-daemon. Its tests: --tests, or the VM and
+ * daemon tests of --groups (those not tool-only), or by default the list
+ * of issue 17 (SYSTEM_TARGETS).
  */
 import { readFile, writeFile } from 'node:fs/promises';
-import { type Outcome, runCheck, type Tools, toolOnlyTests } from './check.js';
+import { groupTests, type Outcome, runCheck, type Suite, type Tools, toolOnlyTests } from './check.js';
 import { findQemuSource } from './source.js';
 
 function flags(argv: string[]): Map<string, string> {
@@ -25,10 +34,13 @@ function flags(argv: string[]): Map<string, string> {
     if (!f) throw new Error(`unknown argument '${a}' (flags are --name or --name=value)`);
     m.set(f[1]!, f[2] ?? 'true');
   }
-  const known = ['fetch', 'fetch-only', 'fmt', 'tests', 'jobs', 'tools', 'report', 'expect', 'skip-slow', 'help'];
+  const known = ['fetch', 'fetch-only', 'suite', 'fmt', 'tests', 'groups', 'jobs', 'tools', 'report', 'expect', 'skip-slow', 'help'];
   for (const k of m.keys()) if (!known.includes(k)) throw new Error(`unknown flag --${k}; known: ${known.map((x) => `--${x}`).join(' ')}`);
   return m;
 }
+
+/** The VM and daemon tests issue 17 names: what --suite=system runs by default. */
+const SYSTEM_TARGETS = ['055', '056', '124', '129', '141', '185', '219', '257', 'copy-before-write', 'image-fleecing', 'qsd-jobs'];
 
 interface Row {
   fmt: string;
@@ -73,28 +85,42 @@ async function main(): Promise<number> {
   const toolSets: Tools[] = f.get('tools') === 'blockemu' ? ['blockemu'] : f.get('tools') === 'qemu' ? ['qemu'] : ['qemu', 'blockemu'];
   const jobs = Number(f.get('jobs') ?? '2');
   const want = wantFile;
-  const all = f.has('tests') ? f.get('tests')!.split(',') : await toolOnlyTests(src.dir);
+  const suite = (f.get('suite') ?? 'tools') as Suite;
+  if (suite !== 'tools' && suite !== 'system') throw new Error(`--suite=${suite}: expected tools or system`);
+  const toolOnly = await toolOnlyTests(src.dir);
+  const named = f.has('tests') ? f.get('tests')!.split(',') : undefined;
+  const grouped = async (fmt: string) => {
+    const inGroups = await groupTests(src.dir, fmt, f.get('groups')!);
+    return suite === 'tools' ? inGroups.filter((t) => toolOnly.includes(t)) : inGroups.filter((t) => !toolOnly.includes(t));
+  };
   // Per format: with an expectations file and no --tests, only what it lists for that format.
-  const testsFor = (fmt: string) => (want && !f.has('tests') ? all.filter((t) => want.has(`${fmt} ${t}`)) : all);
+  const testsFor = async (fmt: string): Promise<string[]> => {
+    if (named) return named;
+    if (f.has('groups')) return grouped(fmt);
+    const all = suite === 'tools' ? toolOnly : SYSTEM_TARGETS;
+    return want ? [...want].filter((k) => k.startsWith(`${fmt} `)).map((k) => k.slice(fmt.length + 1)).filter((t) => suite === 'system' || all.includes(t)) : all;
+  };
+  const label = (tools: Tools) =>
+    suite === 'tools' ? `${tools}'s tools` : tools === 'qemu' ? 'qemu-system-x86_64 and qemu-storage-daemon' : 'blockemu-system-x86_64 and blockemu daemon';
 
   const rows: Row[] = [];
   for (const fmt of fmts) {
-    const tests = testsFor(fmt);
+    const tests = await testsFor(fmt);
     if (tests.length === 0) continue; // check with no test named would run them all
     const byTest = new Map<string, Row>(tests.map((t) => [t, { fmt, test: t }]));
     for (const tools of toolSets) {
       const t0 = Date.now();
       // check's own line per finished test as it comes (a run takes minutes), on stderr.
-      const out = await runCheck({ src: src.dir, tools, fmt, tests, jobs, log: (l) => process.stderr.write(`  ${tools} -${fmt}: ${l}\n`) });
+      const out = await runCheck({ src: src.dir, tools, suite, fmt, tests, jobs, log: (l) => process.stderr.write(`  ${tools} -${fmt}: ${l}\n`) });
       for (const o of out) byTest.get(o.test)![tools] = o;
       const n = (s: string) => out.filter((o) => o.status === s).length;
-      console.log(`iotests -${fmt} with ${tools}'s tools: ${n('pass')} pass, ${n('fail')} fail, ${n('not run')} not run (${((Date.now() - t0) / 1000).toFixed(0)} s)`);
+      console.log(`iotests -${fmt} with ${label(tools)}: ${n('pass')} pass, ${n('fail')} fail, ${n('not run')} not run (${((Date.now() - t0) / 1000).toFixed(0)} s)`);
     }
     rows.push(...byTest.values());
   }
 
   for (const r of rows) {
-    const why = r.blockemu && r.blockemu.status !== 'pass' ? `  ${r.blockemu.why}` : '';
+    const why = (r.blockemu && r.blockemu.status !== 'pass' ? `  ${r.blockemu.why}` : '') + (r.qemu && r.qemu.status !== 'pass' ? `  [baseline: ${r.qemu.why}]` : '');
     console.log(`${r.fmt} ${r.test.padEnd(24)} qemu: ${cell(r.qemu).padEnd(8)} ${secs(r.qemu).padStart(6)}  blockemu: ${cell(r.blockemu).padEnd(8)} ${secs(r.blockemu).padStart(6)}${why}`);
   }
   if (f.has('report')) {

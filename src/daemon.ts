@@ -36,12 +36,19 @@ import { QmpRecorder, type RecordHeader } from './qmp/recorder.js';
 /** A QMP monitor on a Unix socket (--chardev socket,… + --monitor chardev=…). */
 export interface MonitorConfig {
   path: string;
-  /** Connect to `path` rather than listen on it (a chardev in client mode), or use stdin/stdout (`stdio`). */
-  connect?: 'socket' | 'stdio';
+  /**
+   * Connect to `path` rather than listen on it (a chardev in client mode),
+   * use stdin/stdout (`stdio`), or a connected socket inherited as `fd`
+   * (`-chardev socket,fd=N`: python/qemu/machine passes one end of a socketpair).
+   */
+  connect?: 'socket' | 'stdio' | 'fd';
+  fd?: number;
   /** The option that asked for the monitor ("-qmp unix:…"): QEMU's failures to open it start with it. */
   origin?: string;
   /** Socket file mode; QEMU leaves it to the umask, we default to 0600. */
   mode?: number;
+  /** pretty=on: QMP messages indented over several lines (QEMU's -qmp-pretty). */
+  pretty?: boolean;
 }
 
 /**
@@ -155,6 +162,9 @@ export class Daemon {
     );
     const servers: Monitor[] = [];
     let daemon: Daemon | undefined;
+    // A connected monitor can take quit before start() has finished (the harness writes at once): it waits for the daemon.
+    let started!: (d: Daemon) => void;
+    const whenStarted = new Promise<Daemon>((r) => (started = r));
     if (machine) machine.onEvent = (e) => daemon?.emitEvent(...machineEvent(e));
     graph.backends.onTrayMoved = (b) => daemon?.emitEvent('DEVICE_TRAY_MOVED', { device: b.name, id: b.device?.id ?? b.device?.path ?? '', 'tray-open': b.trayOpen });
     const blockExports = new BlockExports(graph, (id) => daemon?.emitEvent('BLOCK_EXPORT_DELETED', { id }), log);
@@ -207,22 +217,31 @@ export class Daemon {
             makeParser: config.makeParser,
             ...(machine ? { machine } : {}),
             quit: async () => {
-              if (machine && daemon) {
-                // qemu-system: SHUTDOWN, the block layer's teardown and its events, then the reply; the monitors go after it.
-                machine.shutdown('host-qmp-quit');
-                await daemon.releaseBlockLayer();
+              const d = daemon ?? (await whenStarted);
+              // The block layer's teardown and its events, then the reply; the monitors go after it. qemu-system
+              // sends SHUTDOWN first; qemu-storage-daemon's reply waits in its monitor until monitor_cleanup
+              // (tests/qsd-jobs: BLOCK_JOB_CANCELLED, BLOCK_EXPORT_DELETED before quit's return).
+              machine?.shutdown('host-qmp-quit');
+              // QEMU tears down after its main loop, outside any command: error_report lines get the program's prefix.
+              monitorActivity.commandsRunning--;
+              try {
+                await d.releaseBlockLayer();
+              } finally {
+                monitorActivity.commandsRunning++;
               }
-              // The reply goes out first; shutdown starts on the next turn.
-              setImmediate(() => void daemon?.shutdown('quit'));
+              // The reply goes out now; shutdown (the monitors, the objects, the pidfile) on the next turn.
+              setImmediate(() => void d.shutdown('quit'));
             },
             log,
             activity: monitorActivity,
             maxPendingOutput: MAX_PENDING_OUTPUT,
             recorder,
+            ...(m.pretty ? { pretty: true } : {}),
         };
         try {
           if (m.connect === 'socket') servers.push(await QmpConnectedMonitor.connect(m.path, session));
           else if (m.connect === 'stdio') servers.push(QmpConnectedMonitor.stdio(session));
+          else if (m.connect === 'fd') servers.push(QmpConnectedMonitor.fromFd(m.fd!, session));
           else servers.push(await QmpServer.listen(m.path, { ...session, mode: m.mode }));
         } catch (err) {
           if (m.origin === undefined || !(err instanceof Error)) throw err;
@@ -238,6 +257,7 @@ export class Daemon {
       throw err;
     }
     daemon = new Daemon(servers, graph, jobs, blockExports, objects, config.pidfile, log, recorder, machine);
+    started(daemon);
     log.info({ monitors: servers.map((s) => s.path) }, 'daemon started');
     return daemon;
   }
@@ -266,18 +286,10 @@ export class Daemon {
       this.log.info({ reason }, 'daemon shutting down');
       // Stalled requests go first: exports, jobs and nodes wait for their requests.
       this.graph.faults.clear();
-      if (this.machine) {
-        // qemu-system's order (qemu_cleanup): the whole block layer goes while the monitors still hear of it.
-        await this.releaseBlockLayer();
-        await this.closeMonitors();
-      } else {
-        // qemu-storage-daemon's order: exports first, while the monitors can still announce their deletion.
-        await this.step('closing the exports', () => this.exports.close());
-        await this.closeMonitors();
-        await this.step('cancelling the jobs', () => this.jobs.cancelAll());
-        // Every image flushed and closed before the process may exit.
-        await this.step('closing the nodes', () => this.graph.closeAll());
-      }
+      // qemu-system's order (qemu_cleanup) and qemu-storage-daemon's (the end of its main()) alike: the
+      // whole block layer goes while the monitors still hear of it, every image flushed and closed.
+      await this.releaseBlockLayer();
+      await this.closeMonitors();
       await this.step('deleting the objects', () => this.objects.clear());
       if (this.pidfile) await this.step('removing the pidfile', () => unlink(this.pidfile!));
       this.log.info({ reason }, 'daemon shut down');
@@ -287,7 +299,7 @@ export class Daemon {
   }
 
   /**
-   * qemu-system's teardown of the block layer, before its monitors close:
+   * The teardown of the block layer, before the monitors close:
    * exports closed (which drains: running jobs pause and resume), jobs
    * cancelled, nodes flushed and closed. Once only.
    */

@@ -5,8 +5,7 @@ import { logger, setLogLevel } from '../log.js';
 import { makeQmpParser } from '../qmp/parser.js';
 import { ArgsError, HELP, parseDaemonArgs } from './daemon-args.js';
 import { OptionError, planDaemon, replayArgv } from './daemon.js';
-
-export const PROG = 'blockemu daemon';
+import { DAEMON_PROG as PROG } from './tool-names.js';
 /** Set in the environment of the child a --daemonize parent starts. */
 const DAEMON_CHILD = 'BLOCKEMU_DAEMON_CHILD';
 

@@ -35,6 +35,10 @@ export function replayArgv(options: readonly DaemonOption[]): string[] {
 
 interface Chardev {
   path: string;
+  /** `--chardev stdio`: the monitor reads stdin and writes stdout. */
+  stdio?: boolean;
+  /** A socket without server=on: the daemon connects to `path` (iotests.py's QemuStorageDaemon listens there). */
+  client?: boolean;
 }
 
 const bool = (opt: DaemonOption, key: string, v: string | undefined, def: boolean): boolean => {
@@ -101,12 +105,18 @@ export function planDaemon(options: DaemonOption[]): DaemonPlan {
         if (!id) throw new OptionError(opt, 'chardev: no id specified');
         if (chardevs.has(id)) throw new OptionError(opt, `attempt to add duplicate chardev id '${id}'`);
         const backend = o.get('backend');
-        if (backend !== 'socket') throw new OptionError(opt, `chardev backend '${backend ?? ''}' is not supported (blockemu serves Unix sockets only)`);
+        if (backend === 'stdio') {
+          // A monitor on stdin/stdout, as QEMU's iotests drive qemu-storage-daemon (tests/qsd-jobs).
+          chardevs.set(id, { path: 'stdio', stdio: true });
+          (plan.config.chardevs ??= []).push(id);
+          break;
+        }
+        if (backend !== 'socket') throw new OptionError(opt, `chardev backend '${backend ?? ''}' is not supported (blockemu serves Unix sockets and stdio only)`);
         const path = o.get('path');
         if (!path) throw new OptionError(opt, 'chardev: socket: only Unix sockets (path=…) are supported by blockemu');
-        if (!bool(opt, 'server', o.get('server'), false)) throw new OptionError(opt, 'chardev: socket: client mode (server=off) is not supported by blockemu');
+        const server = bool(opt, 'server', o.get('server'), false);
         bool(opt, 'wait', o.get('wait'), true);
-        chardevs.set(id, { path: resolve(path) });
+        chardevs.set(id, { path: resolve(path), ...(server ? {} : { client: true }) });
         (plan.config.chardevs ??= []).push(id);
         break;
       }
@@ -117,8 +127,7 @@ export function planDaemon(options: DaemonOption[]): DaemonPlan {
         if (!dev) throw new OptionError(opt, `chardev "${id ?? ''}" not found`);
         const mode = o.get('mode') ?? 'control';
         if (mode !== 'control') throw new OptionError(opt, 'Only QMP is supported');
-        bool(opt, 'pretty', o.get('pretty'), false);
-        monitors.push({ path: dev.path });
+        monitors.push({ path: dev.path, ...(dev.stdio ? { connect: 'stdio' as const } : dev.client ? { connect: 'socket' as const } : {}), ...(bool(opt, 'pretty', o.get('pretty'), false) ? { pretty: true } : {}) });
         break;
       }
       case 'blockdev':

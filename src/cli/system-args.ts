@@ -27,7 +27,9 @@ const OPTIONS: Record<string, boolean> = {
   M: true,
   machine: true,
   mon: true,
+  monitor: true,
   nodefaults: false,
+  nographic: false,
   object: true,
   qmp: true,
   'qmp-pretty': true,
@@ -45,7 +47,7 @@ const OPTIONS: Record<string, boolean> = {
  */
 const NOT_STORAGE = new Set([
   'append', 'bios', 'boot', 'cdrom', 'cpu', 'daemonize', 'enable-kvm', 'fda', 'fdb', 'global', 'hda', 'hdb', 'hdc', 'hdd', 'incoming',
-  'initrd', 'kernel', 'loadvm', 'm', 'monitor', 'name', 'net', 'netdev', 'nic', 'no-reboot', 'no-shutdown', 'nographic', 'numa', 'pidfile',
+  'initrd', 'kernel', 'loadvm', 'm', 'name', 'net', 'netdev', 'nic', 'no-reboot', 'no-shutdown', 'numa', 'pidfile',
   'rtc', 'smp', 'snapshot', 'trace', 'usb', 'usbdevice', 'vnc',
 ]);
 

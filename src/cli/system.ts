@@ -38,6 +38,8 @@ interface Chardev {
   opt: SystemOption;
   backend: string;
   path?: string;
+  /** fd=N: a connected socket inherited from the parent. */
+  fd?: number;
   server: boolean;
 }
 
@@ -85,6 +87,11 @@ export function planSystem(options: readonly SystemOption[]): SystemPlan {
         break;
       case 'nodefaults':
         break; // blockemu creates no default devices to leave out.
+      case 'nographic':
+        break; // No display; the serial port and HMP monitor it would put on stdio do not exist here (common.qemu passes -serial none -monitor none with it).
+      case 'monitor':
+        if (value !== 'none') throw new SystemOptionError(opt, 'HMP monitors are not supported by blockemu system; only -monitor none is');
+        break;
       case 'M':
       case 'machine': {
         const o = parseOptsString(value, 'type');
@@ -138,7 +145,8 @@ export function planSystem(options: readonly SystemOption[]): SystemPlan {
         plan.monitors.push(qmpMonitor(opt));
         break;
       case 'qmp-pretty':
-        throw new SystemOptionError(opt, 'pretty-printed QMP is not supported yet by blockemu system');
+        plan.monitors.push({ ...qmpMonitor(opt), pretty: true });
+        break;
       case 'qtest':
         plan.qtest = qtestTarget(opt);
         break;
@@ -158,11 +166,12 @@ export function planSystem(options: readonly SystemOption[]): SystemPlan {
     const dev = id === undefined ? undefined : chardevs.get(id);
     if (!dev) throw new SystemOptionError(opt, `chardev "${id ?? ''}" not found`);
     if ((o.get('mode') ?? 'readline') !== 'control') throw new SystemOptionError(opt, 'only QMP monitors (mode=control) are supported by blockemu system');
-    if (flag(opt, o, 'pretty', false)) throw new SystemOptionError(opt, 'pretty-printed QMP is not supported yet by blockemu system');
+    const pretty = flag(opt, o, 'pretty', false) ? { pretty: true } : {};
     // Opening the chardev is what fails, so QEMU's message names the -chardev.
     const origin = `${dev.opt.spelled} ${dev.opt.value ?? ''}`;
-    if (dev.backend === 'stdio') plan.monitors.push({ path: 'stdio', connect: 'stdio', origin });
-    else if (dev.backend === 'socket' && dev.path !== undefined) plan.monitors.push({ path: dev.path, origin, ...(dev.server ? {} : { connect: 'socket' as const }) });
+    if (dev.backend === 'stdio') plan.monitors.push({ path: 'stdio', connect: 'stdio', origin, ...pretty });
+    else if (dev.fd !== undefined) plan.monitors.push({ path: `fd=${dev.fd}`, connect: 'fd', fd: dev.fd, origin, ...pretty });
+    else if (dev.backend === 'socket' && dev.path !== undefined) plan.monitors.push({ path: dev.path, origin, ...pretty, ...(dev.server ? {} : { connect: 'socket' as const }) });
     else throw new SystemOptionError(dev.opt, `a monitor's chardev must be a Unix socket or stdio in blockemu system`);
   }
   return plan;
@@ -181,8 +190,14 @@ function addChardev(opt: SystemOption, chardevs: Map<string, Chardev>): void {
   const backend = o.get('backend') ?? '';
   if (backend === 'socket') {
     const path = o.get('path');
-    if (path === undefined) throw new SystemOptionError(opt, 'only Unix socket chardevs (path=…) are supported by blockemu system');
+    const fd = o.get('fd');
     flag(opt, o, 'wait', true);
+    if (path === undefined && fd !== undefined) {
+      if (!/^\d+$/.test(fd)) throw new SystemOptionError(opt, `Parameter 'fd' expects uint32`);
+      chardevs.set(id, { opt, backend, fd: Number(fd), server: false });
+      return;
+    }
+    if (path === undefined) throw new SystemOptionError(opt, 'only Unix socket chardevs (path=… or fd=…) are supported by blockemu system');
     chardevs.set(id, { opt, backend, path, server: flag(opt, o, 'server', false) });
   } else if (backend === 'null' || backend === 'stdio') {
     chardevs.set(id, { opt, backend, server: false });

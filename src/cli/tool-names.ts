@@ -9,3 +9,4 @@ const asQemu = process.env.BLOCKEMU_TOOL_NAMES === 'qemu';
 export const IMG_PROG = asQemu ? 'qemu-img' : 'blockemu img';
 export const IO_PROG = asQemu ? 'qemu-io' : 'blockemu io';
 export const SYSTEM_PROG = asQemu ? 'qemu-system-x86_64' : 'blockemu system';
+export const DAEMON_PROG = asQemu ? 'qemu-storage-daemon' : 'blockemu daemon';

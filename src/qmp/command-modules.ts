@@ -12,7 +12,15 @@
  */
 import type { QmpContext } from './context.js';
 import type { CommandTable } from './dispatch.js';
-import { blockDirtyBitmapAdd, blockDirtyBitmapClear, blockDirtyBitmapDisable, blockDirtyBitmapEnable, blockDirtyBitmapMerge, blockDirtyBitmapRemove } from './schema/block-core/bitmaps.js';
+import {
+  blockDirtyBitmapAdd,
+  blockDirtyBitmapClear,
+  blockDirtyBitmapDisable,
+  blockDirtyBitmapEnable,
+  blockDirtyBitmapMerge,
+  blockDirtyBitmapRemove,
+  xDebugBlockDirtyBitmapSha256,
+} from './schema/block-core/bitmaps.js';
 import { blockdevCreate } from './schema/block-core/create-options.js';
 import { blockdevSnapshot, blockdevSnapshotInternalSync, blockdevSnapshotSync } from './schema/block-core/snapshot-args.js';
 import { blockSetWriteThreshold, queryBlockstats } from './schema/block-core/stats.js';
@@ -47,7 +55,7 @@ export const COMMAND_MODULES = [
   { defs: [blockResize], load: async () => (await import('./commands/resize.js')).addResizeCommands },
   { defs: [blockdevReopen], load: async () => (await import('./commands/reopen.js')).addReopenCommands },
   {
-    defs: [blockDirtyBitmapAdd, blockDirtyBitmapRemove, blockDirtyBitmapClear, blockDirtyBitmapEnable, blockDirtyBitmapDisable, blockDirtyBitmapMerge],
+    defs: [blockDirtyBitmapAdd, blockDirtyBitmapRemove, blockDirtyBitmapClear, blockDirtyBitmapEnable, blockDirtyBitmapDisable, blockDirtyBitmapMerge, xDebugBlockDirtyBitmapSha256],
     load: async () => (await import('./commands/bitmaps.js')).addBitmapCommands,
   },
   { defs: [humanMonitorCommand], load: async () => (await import('./commands/hmp.js')).addHmpCommands },

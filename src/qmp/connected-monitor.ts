@@ -1,4 +1,4 @@
-import { connect } from 'node:net';
+import { connect, Socket } from 'node:net';
 import { Duplex } from 'node:stream';
 import { BlockError } from '../image/errors.js';
 import { strerrorOf } from '../image/errno.js';
@@ -32,6 +32,11 @@ export class QmpConnectedMonitor implements Monitor {
       socket.once('error', (err) => reject(new BlockError('INVALID_ARGUMENT', `Failed to connect to '${path}': ${strerrorOf(err)}`, { cause: err })));
     });
     return QmpConnectedMonitor.over(path, socket, opts);
+  }
+
+  /** The monitor on a connected socket the process inherited (`-chardev socket,fd=N`). */
+  static fromFd(fd: number, opts: SessionOptions): QmpConnectedMonitor {
+    return QmpConnectedMonitor.over(`fd=${fd}`, new Socket({ fd, readable: true, writable: true }), opts);
   }
 
   /** The monitor on the process's stdin and stdout (-qmp stdio). */

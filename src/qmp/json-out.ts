@@ -6,15 +6,23 @@ import { qdictOrder } from './qdict-order.js';
  * `", "` between members, `": "` after keys, ASCII only (other code points
  * as upper-case \uXXXX escapes, surrogate pairs beyond the BMP), doubles as
  * "%.17g", and object members in QDict iteration order — so a reply is
- * byte for byte what qemu-storage-daemon sends for the same value.
+ * byte for byte what qemu-storage-daemon sends for the same value. `pretty`
+ * is the form of a monitor with pretty=on.
  */
-export function toQmpJson(value: unknown): string {
+export function toQmpJson(value: unknown, pretty = false): string {
   const out: string[] = [];
-  write(value, out);
+  write(value, out, pretty ? 0 : -1);
   return out.join('');
 }
 
-function write(v: unknown, out: string[]): void {
+/**
+ * `depth` is -1 for the compact form; otherwise the nesting depth of the
+ * pretty form (json-writer.c's pretty mode): each member or element on its
+ * own line indented four spaces per level, the closing bracket on a line of
+ * its own at the container's level, so an empty object is "{" newline "}".
+ */
+function write(v: unknown, out: string[], depth: number): void {
+  const nl = (d: number) => `\n${' '.repeat(d * 4)}`;
   if (v === null || v === undefined) {
     out.push('null');
   } else if (typeof v === 'boolean') {
@@ -30,9 +38,11 @@ function write(v: unknown, out: string[]): void {
   } else if (Array.isArray(v)) {
     out.push('[');
     v.forEach((e, i) => {
-      if (i > 0) out.push(', ');
-      write(e, out);
+      if (depth >= 0) out.push(i > 0 ? ',' : '', nl(depth + 1));
+      else if (i > 0) out.push(', ');
+      write(e, out, depth >= 0 ? depth + 1 : -1);
     });
+    if (depth >= 0) out.push(nl(depth));
     out.push(']');
   } else if (typeof v === 'object') {
     const obj = v as Record<string, unknown>;
@@ -40,10 +50,12 @@ function write(v: unknown, out: string[]): void {
     const keys = qdictOrder(Object.keys(obj).filter((k) => obj[k] !== undefined));
     out.push('{');
     keys.forEach((k, i) => {
-      if (i > 0) out.push(', ');
+      if (depth >= 0) out.push(i > 0 ? ',' : '', nl(depth + 1));
+      else if (i > 0) out.push(', ');
       out.push(quote(k), ': ');
-      write(obj[k], out);
+      write(obj[k], out, depth >= 0 ? depth + 1 : -1);
     });
+    if (depth >= 0) out.push(nl(depth));
     out.push('}');
   } else {
     throw new TypeError(`cannot serialise a ${typeof v} as QMP JSON`);

