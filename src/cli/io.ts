@@ -2,6 +2,7 @@ import { type OpenRequest, QemuIoSession } from '../blockdev/qemu-io/index.js';
 import type { BlockImage } from '../image/types.js';
 import { type IoArgs, ioVersion, parseIoArgs, PROG } from './io-args.js';
 import { openIoImage } from './io-open.js';
+import { parseImageOpts } from './io-image-opts.js';
 
 /**
  * `blockemu io`: qemu-io 7.2's command-line tool over our images. Messages
@@ -106,9 +107,13 @@ export async function ioMain(io: IoStreams, a: IoArgs): Promise<number> {
 /**
  * qemu-io's `open`: its flags are the tool's own, so they are parsed as a
  * command line (same messages: "Invalid cache option: X") and the image
- * opened as the command line's is. Of -o, only driver= is understood yet.
+ * opened as the command line's is. -o with more than driver= goes the
+ * --image-opts way (openWithOptions).
  */
 async function openCommandImage(req: OpenRequest): Promise<{ image?: BlockImage; stderr?: string }> {
+  const text = req.options.join(',');
+  const keys = [...parseImageOpts(text).opts.keys()];
+  if (keys.some((k) => k !== 'driver') && keys.includes('driver')) return openWithOptions(req, text);
   const format: string[] = [];
   for (const o of req.options) {
     for (const kv of o.split(',')) {
@@ -122,6 +127,29 @@ async function openCommandImage(req: OpenRequest): Promise<{ image?: BlockImage;
   const opened = await openIoImage(p.args);
   const warnings = opened.warnings.join('');
   if ('error' in opened) return { stderr: `${warnings}${PROG}: ${opened.error}\n` };
+  return { image: opened.image, stderr: warnings || undefined };
+}
+
+/**
+ * `open -o key=value,… [path]` with more than a driver: qemu-io hands the
+ * options to blk_new_open with the path as the protocol's file name, which
+ * is what --image-opts with the path as `filename` (driver=file) or
+ * `file.filename` opens; the error names the path when there is one.
+ */
+async function openWithOptions(req: OpenRequest, text: string): Promise<{ image?: BlockImage; stderr?: string }> {
+  let opts = text;
+  if (req.path !== undefined) {
+    const key = parseImageOpts(text).opts.get('driver') === 'file' ? 'filename' : 'file.filename';
+    opts += `,${key}=${req.path.replaceAll(',', ',,')}`;
+  }
+  const p = parseIoArgs([...req.flags, '--image-opts', opts]);
+  if (!('args' in p)) return { stderr: 'exit' in p ? p.stderr : undefined };
+  const opened = await openIoImage(p.args);
+  const warnings = opened.warnings.join('');
+  if ('error' in opened) {
+    const error = req.path !== undefined ? opened.error.replace(/^can't open: /, `can't open device ${req.path}: `) : opened.error;
+    return { stderr: `${warnings}${PROG}: ${error}\n` };
+  }
   return { image: opened.image, stderr: warnings || undefined };
 }
 

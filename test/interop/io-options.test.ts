@@ -61,6 +61,13 @@ const CASES: Case[] = [
   c('raw', '-s', ...W, 'img'),
   c('qcow2', '-r', '-s', '-f', 'qcow2', '-c', 'write 0 512', 'img'),
   c('qcow2', '-s', '-f', 'qcow2', '-c', 'read 0 1', 'missing'),
+  // open -o with more than driver=: the options with the path as the protocol's file name
+  c('qcow2', '-c', 'open -o driver=qcow2,file.locking=off img', ...W),
+  c('qcow2', '-c', 'open -o driver=file,filename=img', '-c', 'read 0 512'),
+  c('qcow2', '-c', 'open -r -o driver=file,filename=.'),
+  c('qcow2', '-c', 'open -o driver=file,filename=.'),
+  c('qcow2', '-c', 'open -o driver=raw,file.bogus=1 img'),
+  c('qcow2', '-c', 'open -o driver=qcow2,bogus=1 img'),
   // --image-opts
   c('qcow2', '--image-opts', ...W, 'driver=qcow2,file.filename=img'),
   c('qcow2', '--image-opts', ...W, 'driver=qcow2,file.driver=file,file.filename=img,cache.no-flush=on,discard=unmap'),

@@ -7,9 +7,12 @@ import type { BlockImage } from '../../image/types.js';
  * Whether `img` itself allocates the bytes from `offset` (rather than
  * falling through to its backing file), and for how many bytes that holds:
  * bdrv_is_allocated, one run of clusters of one kind within an L2 table.
+ * An unallocated cluster is unallocated with or without a backing file
+ * (rebase onto a new backing file must see it: it reads zeroes now and
+ * would read the new backing file's data after).
  */
 export async function allocatedHere(img: BlockImage, offset: number, n: number): Promise<{ allocated: boolean; n: number }> {
-  if (!(img instanceof Qcow2Image) || !img.hasBacking()) return { allocated: true, n };
+  if (!(img instanceof Qcow2Image)) return { allocated: true, n };
   const m = await img.meta.run(() => img.map(offset, n));
   return { allocated: m.kind !== 'unallocated', n: m.length };
 }

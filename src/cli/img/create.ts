@@ -1,7 +1,7 @@
 import { BlockError } from '../../image/errors.js';
-import { createImage, isFormat } from '../../image/open.js';
+import { createImage, isFormat, openImage } from '../../image/open.js';
 import type { CreateOptions } from '../../image/create.js';
-import type { ImageFormat } from '../../image/types.js';
+import { type ImageFormat, type Preallocation, PREALLOCATIONS } from '../../image/types.js';
 import { type Fail, formattingLine, parseCreateOptions, qcow2CreateOptions, str } from './create-opts.js';
 import { pathCombine, tryOpen, withHint } from './open.js';
 import { type ImgIo, ImgFailure, PROG, usageError } from './output.js';
@@ -76,8 +76,13 @@ export async function imgCreate(io: ImgIo, a: CreateArgs): Promise<number> {
   const opts: CreateOptions = { format: fmt };
   if (fmt === 'qcow2') Object.assign(opts, qcow2CreateOptions(values, fail));
   const prealloc = str(values.get('preallocation'));
-  if (prealloc !== undefined && prealloc !== 'off') {
-    throw fail(`Preallocation mode '${prealloc}' is not supported by blockemu (only 'off')`);
+  if (prealloc !== undefined && !(PREALLOCATIONS as readonly string[]).includes(prealloc)) {
+    throw fail(fmt === 'raw' ? `invalid parameter value: ${prealloc}` : `Parameter 'preallocation' does not accept value '${prealloc}'`);
+  }
+  const preallocation = (prealloc ?? 'off') as Preallocation;
+  if (fmt === 'raw' && preallocation === 'metadata') throw fail('Unsupported preallocation mode: metadata');
+  if (fmt === 'qcow2' && preallocation !== 'off' && backingFile !== undefined) {
+    throw fail('Backing file and preallocation can only be used at the same time if extended_l2 is on');
   }
   if (backingFmt !== undefined && backingFile === undefined) throw fail('Backing format cannot be used without backing file');
   if (backingFmt !== undefined && !isFormat(backingFmt)) throw fail(`Unknown driver '${backingFmt}'`);
@@ -88,11 +93,27 @@ export async function imgCreate(io: ImgIo, a: CreateArgs): Promise<number> {
     opts.backingFormat = backingFmt as ImageFormat;
   }
   try {
-    await createImage(filename, opts);
+    if (preallocation === 'off') await createImage(filename, opts);
+    else await createPreallocated(filename, opts, preallocation);
   } catch (err) {
     throw fail(withHint(createErrorText(err, filename, fmt), err));
   }
   return 0;
+}
+
+/**
+ * As QEMU's drivers create a preallocated image: empty first, then grown
+ * to its size with the preallocation mode (qcow2_co_create's blk_truncate,
+ * file-posix's raw_regular_truncate), so the metadata lies where QEMU's does.
+ */
+async function createPreallocated(filename: string, opts: CreateOptions, preallocation: Preallocation): Promise<void> {
+  await createImage(filename, { ...opts, size: 0 });
+  const image = await openImage(filename, { format: opts.format });
+  try {
+    await image.resize(opts.size!, { preallocation });
+  } finally {
+    await image.close();
+  }
 }
 
 /** The positional SIZE, with qemu-img's messages for sizes it refuses. */

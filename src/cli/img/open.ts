@@ -111,9 +111,9 @@ export async function tryOpen(name: string, opts: CliOpenOptions = {}): Promise<
   } catch (err) {
     return { inner: (err as Error).message };
   }
-  // QEMU's file driver refuses directories (and other non-files) before reading anything.
+  // QEMU's file driver refuses directories before reading anything: opened for writing, open(2) itself fails (EISDIR); read-only, its fstat check does.
   const st = await stat(name).catch(() => undefined);
-  if (st?.isDirectory()) return { inner: `'file' driver requires '${name}' to be a regular file` };
+  if (st?.isDirectory()) return { inner: readOnly ? `'file' driver requires '${name}' to be a regular file` : `Could not open '${name}': Is a directory` };
   try {
     return { image: await openImage(name, { format, readOnly, openBacking: opts.backing ?? true, persistentBitmaps: opts.persistentBitmaps, locks: cliLocks(opts) }) };
   } catch (err) {

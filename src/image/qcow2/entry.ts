@@ -19,6 +19,11 @@ export function isInPlace(e: L2Entry, version: number): boolean {
   return classify(e, version) === 'normal' && (e.hi & COPIED_HI) !== 0;
 }
 
+/** A preallocated zero cluster (zero flag with a host cluster) that only this L2 entry references: a write may reuse it. */
+export function isZeroAlloc(e: L2Entry, version: number): boolean {
+  return classify(e, version) === 'zero' && (e.hi & COPIED_HI) !== 0 && entryOffset(e.hi, e.lo) !== 0;
+}
+
 export interface CompressedRef {
   /** Byte offset of the compressed stream in the file. */
   offset: number;

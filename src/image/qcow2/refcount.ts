@@ -292,6 +292,8 @@ export class RefcountManager {
    * run is longer than one range.
    */
   async allocateRun(max: number): Promise<{ start: number; count: number }> {
+    const across = await this.runIntoNewBlock(max);
+    if (across) return across;
     const start = await this.allocate(1);
     const E = this.layout.refblockEntries;
     let count = 1;
@@ -309,6 +311,53 @@ export class RefcountManager {
       if (c + n < end) break;
     }
     if (this.freeCursor === start + 1) this.freeCursor = start + count;
+    return { start, count };
+  }
+
+  /**
+   * A run that reaches into a range with no refcount block yet, placed as
+   * QEMU places it: qcow2_alloc_clusters takes the whole run, then
+   * alloc_refcount_block puts the new block at the first free cluster after
+   * the run, where it describes itself (so the run stays contiguous and the
+   * image's layout, and its end once the data is freed, is QEMU's).
+   * Undefined when the run reaches no such range, or the block would fall
+   * outside it: allocate's placement then.
+   */
+  private async runIntoNewBlock(max: number): Promise<{ start: number; count: number } | undefined> {
+    const E = this.layout.refblockEntries;
+    const start = await this.findFree(1);
+    let count = 0;
+    let missing = -1;
+    while (count < max && missing < 0) {
+      const c = start + count;
+      const rt = Math.floor(c / E);
+      if (rt >= this.tableEntries) return undefined;
+      const end = Math.min(start + max, (rt + 1) * E);
+      const off = this.table.blockOffset(rt);
+      if (off === 0) {
+        missing = rt;
+        count = end - start;
+        break;
+      }
+      const block = this.blocks.peek(off) ?? (await this.blocks.get(off));
+      let n = 0;
+      while (c + n < end && this.getIn(block, (c + n) % E) === 0 && !this.pendingFrees.has(c + n)) this.checkFree(c + n++);
+      count += n;
+      if (c + n < end || n === 0) break;
+    }
+    const own = start + count;
+    if (missing < 0 || Math.floor(own / E) !== missing) return undefined;
+    this.checkFree(missing * E);
+    this.file.event?.('cluster_alloc');
+    this.file.event?.('refblock_alloc');
+    this.file.event?.('refblock_alloc_write');
+    this.file.event?.('refblock_alloc_hookup');
+    const off = own * this.layout.clusterSize;
+    const block = await this.blocks.create(off);
+    this.setIn(block, own % E, 1);
+    this.table.setBlock(missing, off);
+    await this.incrementRange(start, count);
+    if (this.freeCursor === start) this.freeCursor = own + 1;
     return { start, count };
   }
 

@@ -232,6 +232,8 @@ async function preallocate(img: Qcow2Image, writer: Qcow2Writer, rc: RefcountMan
   for (let pos = L.clusterEnd(old); pos < end; ) {
     const l1i = L.l1Index(pos);
     const want = (Math.min(end, (l1i + 1) * L.l2Coverage) - pos) / cs;
+    // preallocate_co maps clusters through qcow2_alloc_host_offset, which allocates the L2 table before the data it maps.
+    if (mode === 'metadata') await step(what, () => img.meta.run(async () => l2.atHand(l1i) ?? (await l2.ready(l1i))));
     const run = await step(what, () => img.meta.run(() => rc.allocateRun(want)));
     const host = run.start * cs;
     const bytes = run.count * cs;

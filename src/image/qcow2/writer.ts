@@ -1,7 +1,7 @@
 import { BlockError } from '../errors.js';
 import { checkRequest, ZERO_CHUNK } from '../request.js';
 import { compressCluster } from './compress.js';
-import { classify, compressedClusters, encodeCompressed, isInPlace, type L2Entry } from './entry.js';
+import { classify, compressedClusters, encodeCompressed, isInPlace, isZeroAlloc, type L2Entry } from './entry.js';
 import type { WritePiece } from '../types.js';
 import type { Mapping, Qcow2Image } from './image.js';
 import { L2Editor } from './l2-editor.js';
@@ -12,7 +12,8 @@ import { metadataOverlap } from './overlap.js';
 
 type Plan =
   | { kind: 'inplace'; hostOffset: number; length: number }
-  | { kind: 'alloc'; offset: number; length: number; old: L2Entry[]; host: number };
+  /** reuse: the host clusters are the entries' own preallocated zero clusters (nothing allocated, nothing freed). */
+  | { kind: 'alloc'; offset: number; length: number; old: L2Entry[]; host: number; reuse?: boolean };
 type AllocPlan = Extract<Plan, { kind: 'alloc' }>;
 
 /** perform_cow reads head and tail in one request when at most this much guest data lies between. */
@@ -156,6 +157,20 @@ export class Qcow2Writer {
       }
       return { kind: 'inplace', hostOffset: start, length: len };
     }
+    if (isZeroAlloc(first, v)) {
+      // QEMU's handle_copied keeps a preallocated zero cluster it alone references: the data goes there, zeroes around it.
+      let host = entryOffset(first.hi, first.lo);
+      if (host % L.clusterSize !== 0) throw img.corrupt(`Preallocated zero cluster offset ${hex(host)} unaligned (guest offset: ${hex(offset)})`);
+      const old = [first];
+      while (len < max) {
+        const e = img.readEntry(view, ++idx);
+        if (!isZeroAlloc(e, v) || entryOffset(e.hi, e.lo) !== host + L.clusterSize) break;
+        host += L.clusterSize;
+        old.push(e);
+        len = Math.min(max, len + L.clusterSize);
+      }
+      return { kind: 'alloc', offset, length: len, old, host: entryOffset(first.hi, first.lo) / L.clusterSize, reuse: true };
+    }
     const old = [first];
     while (len < max) {
       const e = img.readEntry(view, ++idx);
@@ -273,7 +288,7 @@ export class Qcow2Writer {
       // Zero head and tail are written, not left as holes: qemu-img map would report holes in a data cluster as zero.
       await this.img.file.writev(plan.host * cs, bufs);
     } catch (err) {
-      for (let i = 0; i < plan.old.length; i++) this.rc.free(plan.host + i);
+      if (!plan.reuse) for (let i = 0; i < plan.old.length; i++) this.rc.free(plan.host + i);
       throw err;
     }
   }
@@ -287,7 +302,7 @@ export class Qcow2Writer {
     for (let i = 0; i < plan.old.length; i++) {
       const h = (plan.host + i) * cs;
       setEntry(view, idx + i, offsetHi(h) | COPIED_HI, offsetLo(h));
-      this.l2.release(plan.old[i]!);
+      if (!plan.reuse) this.l2.release(plan.old[i]!);
     }
     this.img.l2Cache.markDirty(l2off);
   }
@@ -373,6 +388,8 @@ export class Qcow2Writer {
   /** `full`: the clusters become unallocated whatever lies below (QEMU's full_discard, as bdrv_make_empty uses it). */
   discard(offset: number, length: number, full = false): Promise<void> {
     if (length === 0) return Promise.resolve();
+    // Version 2 has no zero flag: a discard would expose the backing file's data, so QEMU declines it (ENOTSUP, which the generic layer ignores).
+    if (!full && this.img.version < 3 && this.img.hasBacking()) return Promise.resolve();
     return this.locked(offset, length, async () => {
       const L = this.img.layout;
       // Only whole clusters are discarded (a partial one is left as it is, as QEMU does).
