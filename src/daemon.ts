@@ -308,6 +308,7 @@ export class Daemon {
       this.graph.faults.clear();
       await this.step('closing the exports', () => this.exports.close());
       this.jobs.drainAll();
+      this.graph.drainAllForShutdown();
       await this.step('cancelling the jobs', () => this.jobs.cancelAll());
       await this.step('closing the nodes', () => this.graph.closeAll());
     })();

@@ -617,6 +617,9 @@ export abstract class BlockNode implements ChildOwner {
     else process.stderr.write(`${message}\n`);
   }
 
+  /** The driver's .bdrv_drain_begin when everything drains for shutdown (no drained_end follows: the node closes next). */
+  drainForShutdown(): void {}
+
   /**
    * Closes this node and takes its links out of its children's parents
    * (the graph then refreshes the permissions of the children that stay).

@@ -94,6 +94,11 @@ export class ThrottleNode extends PassThroughFilter {
     await this.member.intercept(length, true);
     return this.filtered.discard(offset, length);
   }
+  /** throttle_co_drain_begin: queued and new requests run without limits. */
+  override drainForShutdown(): void {
+    this.member.limitsDisabled++;
+    this.member.restart();
+  }
   /**
    * throttle_close after the drain: a drained member's waiting requests
    * run without limits (throttle_co_drain_begin), then it leaves its group.
