@@ -12,16 +12,19 @@ import { withTempDir } from './helpers/qemu.js';
 
 const exec = promisify(execFile);
 const ROOT = join(import.meta.dirname, '..');
+/** What build/bundle.ts writes (bin/launch.ts loads them). */
+const BUNDLE_FILES = ['dist/blockemu.bundle.cjs', 'dist/blockemu.bundle.cache'];
 
 describe('the npm package', () => {
-  it('lists dist/src (JavaScript and declarations) and dist/bin only', async () => {
+  it('lists dist/src (JavaScript and declarations), dist/bin and the executables\' bundle only', async () => {
     // Scripts are skipped: prepack would rebuild dist under the daemon tests running beside this one.
     const { stdout } = await exec('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], { cwd: ROOT, maxBuffer: 64 << 20 });
     const files = (JSON.parse(stdout) as Array<{ files: Array<{ path: string }> }>)[0]!.files.map((f) => f.path);
-    const odd = files.filter((f) => !/^dist\/src\/.+\.(js|d\.ts)$/.test(f) && !/^dist\/bin\/.+\.js$/.test(f) && f !== 'package.json' && f !== 'README.md');
+    const odd = files.filter((f) => !/^dist\/src\/.+\.(js|d\.ts)$/.test(f) && !/^dist\/bin\/.+\.js$/.test(f) && f !== 'package.json' && f !== 'README.md' && !BUNDLE_FILES.includes(f));
     expect(odd).toEqual([]);
     expect(files).toContain('dist/src/index.d.ts');
     expect(files).toContain('dist/bin/blockemu.js');
+    for (const f of BUNDLE_FILES) expect(files).toContain(f);
   });
 
   it("prepack's build emits no source maps nor references to them", async () => {

@@ -18,7 +18,7 @@ import { type Clock, RealClock } from './clock.js';
 import { ThrottleNode } from './drivers/throttle.js';
 import type { ThrottleGroups } from './throttle/group.js';
 import type { BlockGraph } from './graph.js';
-import { attachChild } from './graph-edit.js';
+import { attachChild, detachChild } from './graph-edit.js';
 import { GraphTransaction } from './graph-transaction.js';
 import type { BlockNode, IoType, NodeSettings } from './node.js';
 import { boolOption, dropChildKeys, flattenQdict, inheritOptions, type Options, recordFlags } from './options.js';
@@ -262,12 +262,31 @@ async function openNode(graph: BlockGraph, tran: GraphTransaction, spec: Blockde
     if (ref === undefined) throw new BlockError('INVALID_ARGUMENT', `A block device must be specified for "${childName}"`);
     const node =
       childName === 'file' && early ? early : typeof ref === 'string' ? graph.find(ref) : await openInline(ref as BlockdevSpec, (role & CHILD_COW) !== 0);
-    return attachChild(tran, me, childName, role, node, me.perms(role));
+    // bdrv_open_child attaches in a transaction of its own, finished at once: the child's permissions are in
+    // force while the driver opens (a file node under auto-read-only is read-write by then, so qcow2 can mark its
+    // persistent bitmaps in use); the open's own transaction detaches it again if the open fails.
+    const attach = new GraphTransaction();
+    let link: NodeChild;
+    try {
+      link = await attachChild(attach, me, childName, role, node, me.perms(role));
+    } catch (err) {
+      await attach.abort();
+      throw err;
+    }
+    await attach.commit();
+    tran.addUndo(() => detachChild(link));
+    return link;
   };
   const backing = async (h: { backingFile?: string; backingFormat?: string; filename: string }): Promise<NodeChild | undefined> => {
     const ref = spec['backing'];
     if (ref === null) return undefined;
-    if (ref !== undefined) return child('backing', ref, CHILD_COW);
+    if (ref !== undefined) {
+      try {
+        return await child('backing', ref, CHILD_COW);
+      } catch (err) {
+        throw backingError(err);
+      }
+    }
     if (h.backingFile === undefined) return undefined;
     try {
       const implicit = await implicitBacking(h.filename, h.backingFile, h.backingFormat);
@@ -276,8 +295,7 @@ async function openNode(graph: BlockGraph, tran: GraphTransaction, spec: Blockde
       link.implicitName = implicit.name;
       return link;
     } catch (err) {
-      const msg = err instanceof Error ? err.message : String(err);
-      throw new BlockError(err instanceof BlockError ? err.code : 'IO', `Could not open backing file: ${msg}`, { cause: err });
+      throw backingError(err);
     }
   };
   const node = await opener({ name, spec, readOnly, options, child, backing, find: (n) => graph.get(n), throttleGroups: graph.throttleGroups, clock: graph.clock });
@@ -299,6 +317,12 @@ async function openNode(graph: BlockGraph, tran: GraphTransaction, spec: Blockde
   }
   opened.push(node);
   return node;
+}
+
+/** bdrv_open_backing_file's error_prepend. */
+function backingError(err: unknown): BlockError {
+  const msg = err instanceof Error ? err.message : String(err);
+  return new BlockError(err instanceof BlockError ? err.code : 'IO', `Could not open backing file: ${msg}`, { cause: err });
 }
 
 /**
