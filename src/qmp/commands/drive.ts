@@ -87,6 +87,7 @@ async function driveSpec(plan: DrivePlan, warn: (text: string) => void): Promise
     const at = tree['driver'] === 'file' ? tree : (tree['file'] as Record<string, unknown> | undefined);
     if (at?.['driver'] === 'file' && at['aio'] === undefined) at['aio'] = aio;
   }
+  protocolFiles(tree);
   let typed: Record<string, unknown>;
   try {
     typed = visitKeyval(BlockdevOptions, tree) as Record<string, unknown>;
@@ -94,6 +95,19 @@ async function driveSpec(plan: DrivePlan, warn: (text: string) => void): Promise
     throw unsupportedOption(err, driver, tree);
   }
   return typed as unknown as BlockdevSpec;
+}
+
+/**
+ * A `file` child given by its file name alone (`file.file.filename=X` under
+ * a format over a filter): bdrv_open of a protocol child takes the driver
+ * from the name's prefix, which for a plain path is `file`.
+ */
+function protocolFiles(tree: Record<string, unknown>): void {
+  const f = tree['file'];
+  if (typeof f !== 'object' || f === null || Array.isArray(f)) return;
+  const child = f as Record<string, unknown>;
+  if (child['driver'] === undefined && typeof child['filename'] === 'string') child['driver'] = 'file';
+  protocolFiles(child);
 }
 
 /** Adds `from`'s members to `into` where the user gave none (the drive's own dotted keys win). */

@@ -46,7 +46,7 @@ export function hmpWords(line: string): string[] | { error: string } {
 const crlf = (s: string) => s.replace(/\r?\n/g, '\r\n');
 
 /** The BlockBackend hmp_qemu_io runs on: a -drive's by name, a device's by its id (-d), else one of its own on a node. */
-function qemuIoBackend(graph: BlockGraph, device: string, qdev: boolean, system: boolean): { blk: BlockBackend; node: BlockNode | undefined; local: boolean } | string {
+function qemuIoBackend(graph: BlockGraph, device: string, qdev: boolean): { blk: BlockBackend; node: BlockNode | undefined; local: boolean } | string {
   const backends = graph.backends;
   if (qdev) {
     // blk_by_qdev_id: the device, then the BlockBackend attached to it (a virtio-blk-pci's is its virtio-backend's).
@@ -58,8 +58,8 @@ function qemuIoBackend(graph: BlockGraph, device: string, qdev: boolean, system:
   const b = backends.byName(device);
   if (b) return { blk: b.blk, node: b.node, local: false };
   const node = graph.get(device);
-  // qemu-system says bdrv_lookup_bs(NULL, device)'s words; the storage daemon, which has no BlockBackends to try, always named both.
-  if (!node) return backends.list().length > 0 || system ? `Cannot find device='' nor node-name='${device}'` : `Cannot find device='${device}' nor node-name='${device}'`;
+  // bdrv_lookup_bs(NULL, device)'s words (the name was tried as a BlockBackend first).
+  if (!node) return `Cannot find device='' nor node-name='${device}'`;
   // A BlockBackend of its own, taking nothing until a command writes (hmp_qemu_io's local_blk; qemu-io's command() asks for write).
   return { blk: new BlockBackend({ perm: 0, shared: PERM_ALL }), node, local: true };
 }
@@ -76,7 +76,7 @@ async function hmpQemuIo(ctx: QmpContext, words: string[]): Promise<string> {
   if (qdev) args.shift();
   if (args.length !== 2) return crlf(`qemu-io: usage: qemu-io [-d] [device] "[command]"\n`);
   const [device, cmd] = args as [string, string];
-  const found = qemuIoBackend(ctx.graph, device, qdev, ctx.machine !== undefined);
+  const found = qemuIoBackend(ctx.graph, device, qdev);
   if (typeof found === 'string') return crlf(`Error: ${found}\n`);
   const { blk, node, local } = found;
   if (local) {
