@@ -1,0 +1,46 @@
+/**
+ * One vitest test per entry of an iotests expectation list (iotests/*.txt):
+ * one `npm run iotests` run over the list (slow entries left out), then
+ * each entry must pass with blockemu and in the baseline. Skipped with a
+ * message when `missing` says what is absent, failed instead under CI=true.
+ */
+import { execFile } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { beforeAll, describe, expect, it } from 'vitest';
+
+const root = join(import.meta.dirname, '..', '..');
+
+export function describeExpectedIotests(o: { title: string; list: string; args: string[]; missing: string | undefined; baseline: string; timeoutMs: number }): void {
+  // Tests marked slow (minutes each) are left to `npm run iotests`.
+  const entries = readFileSync(join(root, 'iotests', o.list), 'utf8')
+    .split('\n')
+    .map((l) => l.replace(/#.*/, '').trim().split(/\s+/))
+    .filter((w) => w.length >= 2 && w[2] !== 'slow')
+    .map((w) => `${w[0]} ${w[1]}`);
+  if (o.missing && process.env.CI !== 'true') console.warn(`SKIP ${o.title}: ${o.missing}`);
+
+  describe.skipIf(o.missing !== undefined && process.env.CI !== 'true')(o.title, () => {
+    let output = '';
+    beforeAll(async () => {
+      if (o.missing) throw new Error(`iotests cannot run: ${o.missing}`);
+      const args = [join(root, 'dist', 'iotests', 'run.js'), ...o.args, `--expect=iotests/${o.list}`, '--skip-slow', '--jobs=2'];
+      const r = await promisify(execFile)(process.execPath, args, { cwd: root, maxBuffer: 16 << 20 }).catch((e: { stdout?: string; stderr?: string }) => ({
+        stdout: e.stdout ?? '',
+        stderr: e.stderr ?? '',
+      }));
+      output = r.stdout + r.stderr;
+    }, o.timeoutMs);
+
+    for (const entry of entries) {
+      it(entry, () => {
+        const [fmt, test] = entry.split(/\s+/);
+        const line = output.split('\n').find((l) => l.startsWith(`${fmt} ${test} `));
+        expect(line, output).toBeDefined();
+        expect(line, o.baseline).toMatch(/qemu: pass /);
+        expect(line).toMatch(/blockemu: pass/);
+      });
+    }
+  });
+}
