@@ -28,6 +28,19 @@ import { boolOption, dropChildKeys, flattenQdict, inheritOptions, type Options, 
  * (QAPI's BlockdevOptions: member names as in QEMU). Children are either
  * inline options or the name of an existing node.
  */
+/**
+ * Options for the backing file an image's header names, given without a
+ * driver (a -drive's `backing.node-name=…`: QEMU's bdrv_open takes them
+ * into the implicit backing file's options). Only a node name and, in turn,
+ * the same for its own backing file: the values are not visited against a
+ * schema here. Keyed by the spec of the node whose backing they are.
+ */
+export interface ImplicitBackingOptions {
+  'node-name'?: string;
+  backing?: ImplicitBackingOptions;
+}
+export const implicitBackingOptions = new WeakMap<BlockdevSpec, ImplicitBackingOptions>();
+
 export interface BlockdevSpec {
   driver: string;
   'node-name'?: string;
@@ -287,9 +300,15 @@ async function openNode(graph: BlockGraph, tran: GraphTransaction, spec: Blockde
         throw backingError(err);
       }
     }
-    if (h.backingFile === undefined) return undefined;
+    if (h.backingFile === undefined) {
+      if (implicitBackingOptions.has(spec)) throw new BlockError('INVALID_ARGUMENT', `Block format '${spec.driver}' does not support the option 'backing.node-name'`);
+      return undefined;
+    }
     try {
       const implicit = await implicitBacking(h.filename, h.backingFile, h.backingFormat);
+      const over = implicitBackingOptions.get(spec);
+      if (over?.['node-name'] !== undefined) implicit.spec['node-name'] = over['node-name'];
+      if (over?.backing) implicitBackingOptions.set(implicit.spec, over.backing);
       const link = await child('backing', implicit.spec, CHILD_COW);
       // Opened from the header's name: the overlay's backing is not overridden while it is this node (auto_backing_file).
       link.implicitName = implicit.name;

@@ -83,6 +83,20 @@ describe.skipIf(!qemuSystem.available || !qemu.available)('blockemu system -driv
     );
   });
 
+  it('names the backing files an image names by backing.node-name (no driver), down the chain', async () => {
+    await withTempDir(async (dir) => {
+      await qemuImg('create', '-f', 'qcow2', join(dir, 'base.qcow2'), '1M');
+      await qemuImg('create', '-f', 'qcow2', '-b', join(dir, 'base.qcow2'), '-F', 'qcow2', join(dir, 'mid.qcow2'));
+      await qemuImg('create', '-f', 'qcow2', '-b', join(dir, 'mid.qcow2'), '-F', 'qcow2', join(dir, 'top.qcow2'));
+      const drive = `if=none,id=drive0,file=${dir}/top.qcow2,format=qcow2,node-name=top,backing.node-name=mid,backing.backing.node-name=base`;
+      const names = '{"execute": "query-named-block-nodes", "arguments": {"flat": true}}';
+      const [q, b] = await both((p) => qmpTranscript(p, dir, [...BASE, '-S', '-drive', drive], [caps, names, quit]));
+      const view = (t: typeof q) => ({ code: t.code, stderr: t.stderr, names: [...t.lines.join('\n').matchAll(/"node-name": "([^"]+)"/g)].map((m) => generated(m[1]!)) });
+      expect(view(b)).toEqual(view(q));
+      expect(view(b).names).toEqual(expect.arrayContaining(['top', 'mid', 'base']));
+    });
+  });
+
   it('resolves a BlockBackend name where a command takes a device, names jobs after it, and runs HMP qemu-io on it', async () => {
     const hmp = (line: string) => JSON.stringify({ execute: 'human-monitor-command', arguments: { 'command-line': line } });
     const t = await compare(

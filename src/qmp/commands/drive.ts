@@ -1,6 +1,6 @@
 import type { BlockGraph } from '../../blockdev/graph.js';
 import { isNbdFilename, nbdFileSpec, probeNbdFormat } from '../../blockdev/nbd-filename.js';
-import { type BlockdevSpec, jsonFilenameSpec, openBlockdev, PROTOCOLS } from '../../blockdev/open.js';
+import { type BlockdevSpec, type ImplicitBackingOptions, implicitBackingOptions, jsonFilenameSpec, openBlockdev, PROTOCOLS } from '../../blockdev/open.js';
 import { BlockError } from '../../image/errors.js';
 import { probeFormat } from '../../image/probe.js';
 import type { DrivePlan } from '../../machine/drive.js';
@@ -88,13 +88,38 @@ async function driveSpec(plan: DrivePlan, warn: (text: string) => void): Promise
     if (at?.['driver'] === 'file' && at['aio'] === undefined) at['aio'] = aio;
   }
   protocolFiles(tree);
+  const backing = takeImplicitBacking(tree);
   let typed: Record<string, unknown>;
   try {
     typed = visitKeyval(BlockdevOptions, tree) as Record<string, unknown>;
   } catch (err) {
     throw unsupportedOption(err, driver, tree);
   }
-  return typed as unknown as BlockdevSpec;
+  const spec = typed as unknown as BlockdevSpec;
+  if (backing) implicitBackingOptions.set(spec, backing);
+  return spec;
+}
+
+/**
+ * `backing.*` keys with no driver and no file (`backing.node-name=mid`):
+ * options for the backing file the image's header names, which bdrv_open
+ * opens with them; taken out of the tree the schema visits.
+ */
+function takeImplicitBacking(tree: Record<string, unknown>): ImplicitBackingOptions | undefined {
+  const b = tree['backing'];
+  if (typeof b !== 'object' || b === null || Array.isArray(b) || 'driver' in b || 'file' in b) return undefined;
+  delete tree['backing'];
+  return implicitOptions(b as Record<string, unknown>, 'backing');
+}
+
+function implicitOptions(o: Record<string, unknown>, path: string): ImplicitBackingOptions {
+  const out: ImplicitBackingOptions = {};
+  for (const [k, v] of Object.entries(o)) {
+    if (k === 'node-name' && typeof v === 'string') out['node-name'] = v;
+    else if (k === 'backing' && typeof v === 'object' && v !== null && !Array.isArray(v)) out.backing = implicitOptions(v as Record<string, unknown>, `${path}.backing`);
+    else throw new BlockError('UNSUPPORTED', `'${path}.${k}' for the backing file the image names is not supported by blockemu (only node-name); add the backing node with -blockdev instead`);
+  }
+  return out;
 }
 
 /**
