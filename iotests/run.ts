@@ -113,6 +113,14 @@ async function main(): Promise<number> {
       // check's own line per finished test as it comes (a run takes minutes), on stderr.
       const out = await runCheck({ src: src.dir, tools, suite, fmt, tests, jobs, log: (l) => process.stderr.write(`  ${tools} -${fmt}: ${l}\n`) });
       for (const o of out) byTest.get(o.test)![tools] = o;
+      // Some of QEMU's own tests race with its main loop (127's standby event, for one): the baseline gets
+      // a second try at what it failed, so such a race does not read as "this test says nothing here".
+      // blockemu gets none: its failures are its own.
+      const failed = tools === 'qemu' ? out.filter((o) => o.status === 'fail').map((o) => o.test) : [];
+      if (failed.length > 0) {
+        const again = await runCheck({ src: src.dir, tools, suite, fmt, tests: failed, jobs, log: (l) => process.stderr.write(`  ${tools} -${fmt} (again): ${l}\n`) });
+        for (const o of again) if (o.status === 'pass') Object.assign(byTest.get(o.test)![tools]!, o);
+      }
       const n = (s: string) => out.filter((o) => o.status === s).length;
       console.log(`iotests -${fmt} with ${label(tools)}: ${n('pass')} pass, ${n('fail')} fail, ${n('not run')} not run (${((Date.now() - t0) / 1000).toFixed(0)} s)`);
     }

@@ -8,12 +8,17 @@ import { spawn } from 'node:child_process';
 import { access, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
+import { applyDebianPatches } from './debian-patches.js';
 
-/** The tree holds tests/qemu-iotests/check and python/qemu. */
-async function isTree(dir: string): Promise<boolean> {
+/** Written into a fetched tree once Debian's patches are in it; a cached tree without it is fetched again. */
+const PATCHED_MARK = '.blockemu-debian-patches';
+
+/** The tree holds tests/qemu-iotests/check and python/qemu (and, for a fetched tree, Debian's patches). */
+async function isTree(dir: string, fetched = false): Promise<boolean> {
   try {
     await access(join(dir, 'tests', 'qemu-iotests', 'check'));
     await access(join(dir, 'python', 'qemu'));
+    if (fetched) await access(join(dir, PATCHED_MARK));
     return true;
   } catch {
     return false;
@@ -56,7 +61,7 @@ async function debSrcEntries(): Promise<string> {
 /** Downloads Debian's qemu source package into `dir` and unpacks the iotests and python trees. */
 async function fetchInto(dir: string): Promise<string> {
   const apt = join(dir, 'apt');
-  for (const f of await readdir(dir)) if (f.startsWith('qemu')) await rm(join(dir, f), { recursive: true, force: true });
+  for (const f of await readdir(dir)) if (f.startsWith('qemu') || f === 'debian-tree') await rm(join(dir, f), { recursive: true, force: true });
   await rm(apt, { recursive: true, force: true });
   for (const d of ['sources.list.d', 'lists/partial', 'cache/archives/partial']) await mkdir(join(apt, d), { recursive: true });
   const src = (await debSrcEntries()).includes('Types:') ? 'deb-src.sources' : 'deb-src.list';
@@ -75,6 +80,16 @@ async function fetchInto(dir: string): Promise<string> {
   await run('tar', ['-xJf', orig, '--wildcards', 'qemu-7.2*/tests/qemu-iotests', 'qemu-7.2*/python'], dir);
   const top = (await readdir(dir)).find((f) => /^qemu-7\.2/.test(f));
   if (!top || !(await isTree(join(dir, top)))) throw new Error(`the unpacked tarball in ${dir} has no tests/qemu-iotests`);
+  // The stable releases' patches, as the installed binaries carry them (see debian-patches.ts).
+  const debianTar = (await readdir(dir)).find((f) => /^qemu_7\.2\+dfsg-.*\.debian\.tar\.xz$/.test(f));
+  if (!debianTar) throw new Error(`apt-get source did not give the debian tarball in ${dir}`);
+  const debianDir = join(dir, 'debian-tree');
+  await rm(debianDir, { recursive: true, force: true });
+  await mkdir(debianDir);
+  await run('tar', ['-xJf', join(dir, debianTar), 'debian/patches'], debianDir);
+  const applied = await applyDebianPatches(join(dir, top), debianDir);
+  await writeFile(join(dir, top, PATCHED_MARK), `${debianTar}\n${applied.join('\n')}\n`);
+  await rm(debianDir, { recursive: true, force: true });
   return join(dir, top);
 }
 
@@ -85,7 +100,7 @@ export async function findQemuSource(fetch: boolean): Promise<{ dir: string } | 
   }
   const cache = join(cacheDir(), 'qemu-src');
   for (const f of await readdir(cache).catch(() => [] as string[])) {
-    if (/^qemu-7\.2/.test(f) && (await isTree(join(cache, f)))) return { dir: join(cache, f) };
+    if (/^qemu-7\.2/.test(f) && (await isTree(join(cache, f), true))) return { dir: join(cache, f) };
   }
   if (!fetch) return { missing: `no QEMU 7.2 source: set QEMU_SRC or run \`npm run iotests -- --fetch\` (fetches Debian's source package into ${cache})` };
   await mkdir(cache, { recursive: true });
