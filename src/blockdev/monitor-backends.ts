@@ -96,6 +96,23 @@ export class MonitorBackends {
     return this.all.find((b) => b.device?.userId === id);
   }
 
+  /**
+   * blk_by_qdev_id: find_device_state (a user id under /machine/peripheral, or an absolute QOM path),
+   * then the device's BlockBackend; 'no-backend' when the device is there but holds none.
+   */
+  byQdev(id: string): MonitorBackend | 'no-backend' | undefined {
+    const peripheral = id.match(/^\/machine\/peripheral\/([^/]+)$/);
+    if (id.startsWith('/') && !peripheral) {
+      const b = this.all.find((x) => x.device?.path === id);
+      if (b) return b;
+      return this.all.some((x) => x.device?.path.startsWith(`${id}/`)) ? 'no-backend' : undefined;
+    }
+    const name = peripheral ? peripheral[1]! : id;
+    const b = this.all.find((x) => x.device?.id === name);
+    if (b) return b;
+    return this.byDeviceId(name) ? 'no-backend' : undefined;
+  }
+
   /** monitor_add_blk's checks, then the BlockBackend joins the list. */
   add(name: string): MonitorBackend {
     if (name !== '') {

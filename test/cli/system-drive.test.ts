@@ -121,6 +121,11 @@ describe.skipIf(!qemuSystem.available || !qemu.available)('blockemu system -driv
         hmp('qemu-io -d vda "read 0 512"'),
         hmp('qemu-io -d nope "read 0 512"'),
         hmp('qemu-io -d drive0 "read 0 512"'),
+        // find_device_state also takes absolute QOM paths (tests/image-fleecing uses /machine/peripheral/sda).
+        hmp('qemu-io -d /machine/peripheral/vda "read 0 512"'),
+        hmp('qemu-io -d /machine/peripheral/vda/virtio-backend "read 0 512"'),
+        hmp('qemu-io -d /machine/peripheral/cd "read 0 512"'),
+        hmp('qemu-io -d /machine/peripheral/nope "read 0 512"'),
         hmp('qemu-io e "read 0 512"'),
         '{"execute": "query-blockstats"}',
         quit,

@@ -50,10 +50,10 @@ function qemuIoBackend(graph: BlockGraph, device: string, qdev: boolean): { blk:
   const backends = graph.backends;
   if (qdev) {
     // blk_by_qdev_id: the device, then the BlockBackend attached to it (a virtio-blk-pci's is its virtio-backend's).
-    const b = backends.list().find((x) => x.device?.id === device);
-    if (b) return { blk: b.blk, node: b.node, local: false };
-    if (backends.byDeviceId(device)) return 'Device does not have a block device backend';
-    return `Device '${device}' not found`;
+    const b = backends.byQdev(device);
+    if (b === 'no-backend') return 'Device does not have a block device backend';
+    if (!b) return `Device '${device}' not found`;
+    return { blk: b.blk, node: b.node, local: false };
   }
   const b = backends.byName(device);
   if (b) return { blk: b.blk, node: b.node, local: false };

@@ -17,10 +17,10 @@ const fail = (desc: string) => new QmpError('GenericError', desc);
 function getBlk(graph: BlockGraph, device: string | undefined, id: string | undefined): MonitorBackend {
   if ((device === undefined) === (id === undefined)) throw fail("Need exactly one of 'device' and 'id'");
   if (id !== undefined) {
-    const b = graph.backends.list().find((x) => x.device?.id === id);
-    if (b) return b;
-    if (graph.backends.byDeviceId(id)) throw fail('Device does not have a block device backend');
-    throw new QmpError('DeviceNotFound', `Device '${id}' not found`);
+    const b = graph.backends.byQdev(id);
+    if (b === 'no-backend') throw fail('Device does not have a block device backend');
+    if (!b) throw new QmpError('DeviceNotFound', `Device '${id}' not found`);
+    return b;
   }
   const b = graph.backends.byName(device!);
   if (!b) throw new QmpError('DeviceNotFound', `Device '${device}' not found`);
