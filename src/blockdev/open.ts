@@ -41,6 +41,9 @@ export interface ImplicitBackingOptions {
 }
 export const implicitBackingOptions = new WeakMap<BlockdevSpec, ImplicitBackingOptions>();
 
+/** Specs whose options came as text (-drive): their nodes, inline children too, keep them so (BlockNode.optionsAsText). */
+export const textOptionSpecs = new WeakSet<BlockdevSpec>();
+
 export interface BlockdevSpec {
   driver: string;
   'node-name'?: string;
@@ -232,6 +235,8 @@ interface Inherited {
   options: Options | undefined;
   /** Whether the node is its parent's backing child. */
   cow: boolean;
+  /** Whether the parent's options came as text. */
+  asText?: boolean;
 }
 
 /** Drivers QEMU opens as protocols (bdrv_file_open): no `file` child is opened before them. */
@@ -251,6 +256,7 @@ async function openNode(graph: BlockGraph, tran: GraphTransaction, spec: Blockde
     cacheDirect: cache.direct ?? parent?.cacheDirect ?? false,
     cacheNoFlush: cache['no-flush'] ?? parent?.cacheNoFlush ?? false,
   };
+  const asText = textOptionSpecs.has(spec) || inherit.asText === true;
   // bs->explicit_options and bs->options as QEMU has them while the node opens.
   const explicit = flattenQdict(spec);
   const options = { ...explicit };
@@ -258,7 +264,7 @@ async function openNode(graph: BlockGraph, tran: GraphTransaction, spec: Blockde
   const inline = new Set<BlockNode>();
   const openInline = async (ref: BlockdevSpec, cow: boolean): Promise<BlockNode> => {
     // A backing image is opened read-only unless it says otherwise; other children inherit the parent's state.
-    const n = await openNode(graph, tran, ref, false, { readOnly: cow ? true : readOnly, forceShare, settings, options, cow }, opened);
+    const n = await openNode(graph, tran, ref, false, { readOnly: cow ? true : readOnly, forceShare, settings, options, cow, asText }, opened);
     inline.add(n);
     return n;
   };
@@ -326,6 +332,7 @@ async function openNode(graph: BlockGraph, tran: GraphTransaction, spec: Blockde
   recordFlags(options, { ...settings, readOnly, autoReadOnly: boolOption(options, 'auto-read-only') });
   node.explicitOptions = explicit;
   node.options = options;
+  node.optionsAsText = asText;
   for (const n of inline) n.inheritsFrom = node;
   try {
     // Refuses a name a child took meanwhile (the same node-name twice in one tree).

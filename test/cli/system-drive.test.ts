@@ -76,6 +76,8 @@ describe.skipIf(!qemuSystem.available || !qemu.available)('blockemu system -driv
       (d) => [
         '-drive', `file=${d}/R.img,if=none,id=probed`,
         '-drive', `file=blkdebug::${d}/X.qcow2,format=qcow2,if=none,id=dbg`,
+        // blkdebug's image is a file name in turn (iotest 056).
+        '-drive', 'file=blkdebug::null-co://,driver=blkdebug,align=65536,if=none,id=dbgnull',
         '-drive', `file=json:{"driver":"qcow2",,"file":{"driver":"file",,"filename":"${d}/Y.qcow2"}},if=none,id=j,read-only=on`,
         '-drive', `file=${d}/Z.qcow2,if=none,id=b,backing.driver=null-co,read-only=on`,
       ],

@@ -1,6 +1,6 @@
 import type { BlockGraph } from '../../blockdev/graph.js';
 import { isNbdFilename, nbdFileSpec, probeNbdFormat } from '../../blockdev/nbd-filename.js';
-import { type BlockdevSpec, type ImplicitBackingOptions, implicitBackingOptions, jsonFilenameSpec, openBlockdev, PROTOCOLS } from '../../blockdev/open.js';
+import { type BlockdevSpec, type ImplicitBackingOptions, implicitBackingOptions, textOptionSpecs, jsonFilenameSpec, openBlockdev, PROTOCOLS } from '../../blockdev/open.js';
 import { BlockError } from '../../image/errors.js';
 import { probeFormat } from '../../image/probe.js';
 import type { DrivePlan } from '../../machine/drive.js';
@@ -37,6 +37,25 @@ export async function addDrive(graph: BlockGraph, plan: DrivePlan, warn: (text: 
   }
 }
 
+/**
+ * The protocol node a `file=` name opens (bdrv_find_protocol, then the driver's
+ * parse_filename): nbd:, null-co://, blkdebug:CONFIG:IMAGE (whose image is such
+ * a name in turn), else a host file; and the file a format probe reads, if any.
+ */
+function protocolOfFilename(file: string): { proto: Record<string, unknown>; probeTarget?: string } {
+  if (isNbdFilename(file)) return { proto: { ...nbdFileSpec(file) } };
+  if (file.startsWith('null-co://') || file.startsWith('null-aio://')) return { proto: { driver: file.slice(0, file.indexOf(':')) } };
+  if (file.startsWith('blkdebug:')) {
+    const rest = file.slice('blkdebug:'.length);
+    const colon = rest.indexOf(':');
+    if (colon < 0) throw new BlockError('INVALID_ARGUMENT', 'Invalid filename format');
+    const config = rest.slice(0, colon);
+    const image = protocolOfFilename(rest.slice(colon + 1));
+    return { proto: { driver: 'blkdebug', ...(config !== '' ? { config } : {}), image: image.proto }, ...(image.probeTarget !== undefined ? { probeTarget: image.probeTarget } : {}) };
+  }
+  return { proto: { driver: 'file', filename: file }, probeTarget: file };
+}
+
 /** The node's options as bdrv_open gets them: the pseudo-protocol of `file=` resolved, the format probed if not given. */
 async function driveSpec(plan: DrivePlan, warn: (text: string) => void): Promise<BlockdevSpec> {
   const flat = new Map(plan.options);
@@ -52,22 +71,8 @@ async function driveSpec(plan: DrivePlan, warn: (text: string) => void): Promise
     driver = String(j['driver']);
     proto = j;
   } else if (file !== undefined) {
-    if (isNbdFilename(file)) {
-      proto = { ...nbdFileSpec(file) };
-      if (driver === undefined) driver = driver ?? (await probeNbdFormat(file));
-    } else if (file.startsWith('null-co://') || file.startsWith('null-aio://')) {
-      proto = { driver: file.slice(0, file.indexOf(':')) };
-    } else if (file.startsWith('blkdebug:')) {
-      const rest = file.slice('blkdebug:'.length);
-      const colon = rest.indexOf(':');
-      if (colon < 0) throw new BlockError('INVALID_ARGUMENT', 'Invalid filename format');
-      const config = rest.slice(0, colon);
-      probeTarget = rest.slice(colon + 1);
-      proto = { driver: 'blkdebug', ...(config !== '' ? { config } : {}), image: { driver: 'file', filename: probeTarget } };
-    } else {
-      proto = { driver: 'file', filename: file };
-      probeTarget = file;
-    }
+    ({ proto, probeTarget } = protocolOfFilename(file));
+    if (isNbdFilename(file) && driver === undefined) driver = await probeNbdFormat(file);
     if (driver === undefined) {
       driver = probeTarget === undefined ? 'raw' : await probeFormat(probeTarget).catch((err: unknown) => openFailure(probeTarget!, err));
       if (driver === 'raw') warn(probedRawWarning(file));
@@ -96,6 +101,7 @@ async function driveSpec(plan: DrivePlan, warn: (text: string) => void): Promise
     throw unsupportedOption(err, driver, tree);
   }
   const spec = typed as unknown as BlockdevSpec;
+  textOptionSpecs.add(spec);
   if (backing) implicitBackingOptions.set(spec, backing);
   return spec;
 }
