@@ -36,6 +36,12 @@ export interface BlockCopyOptions {
    * one request, which is much cheaper.
    */
   separateExtents?: boolean;
+  /**
+   * One worker (x-perf max-workers=1): QEMU's extent tasks then run one
+   * after the other and the first failure ends the call, so the extents
+   * after it are neither read nor copied.
+   */
+  sequential?: boolean;
 }
 
 /** block-copy's cluster: max(64 KiB, the target's cluster size) (block_copy_calculate_cluster_size). */
@@ -260,21 +266,46 @@ export class BlockCopy {
     if (failed.length === 0) return;
     const first = results.find((r): r is PromiseRejectedResult => r.status === 'rejected')!.reason as unknown;
     const err = first instanceof CopyError ? first : new CopyError('write', first);
+    throw this.partlyCopied(err, extents, failed);
+  }
+
+  /**
+   * Some extents of a task failed: as QEMU's one task per extent, what the others copied counts as
+   * progress (a failed backup's offset says so) and only the failed extents stay to copy.
+   */
+  private partlyCopied(err: CopyError, extents: readonly { offset: number; length: number }[], failed: readonly { offset: number; length: number }[]): CopyError {
+    const cs = this.clusterSize;
+    const copied = extents.filter((e) => !failed.includes(e)).reduce((sum, e) => sum + Math.ceil(e.length / cs) * cs, 0);
+    if (copied > 0) this.opts.onProgress?.(copied);
     err.left = failed.map((e) => [e.offset, e.length]);
-    throw err;
+    return err;
   }
 
   /**
    * Reads the task's data extents (all at once: the file merges reads of
    * clusters that lie together), then writes the whole task to the target
    * as one request of pieces, so a task of alternating data and zero
-   * clusters costs the target one request, not one per extent.
+   * clusters costs the target one request, not one per extent. Extents
+   * whose read failed are left out of the write and stay to copy.
    */
   private async copyPieces(extents: readonly { offset: number; length: number; zero: boolean }[], buf: Uint8Array, start: number): Promise<void> {
-    const reads = await Promise.allSettled(extents.map((e) => (e.zero ? undefined : this.source.readInto(buf.subarray(e.offset - start, e.offset - start + e.length), e.offset))));
-    for (const r of reads) if (r.status === 'rejected') throw new CopyError('read', r.reason);
+    const read = (e: (typeof extents)[number]) => (e.zero ? undefined : this.source.readInto(buf.subarray(e.offset - start, e.offset - start + e.length), e.offset));
+    let reads: PromiseSettledResult<void>[];
+    if (this.opts.sequential) {
+      reads = [];
+      for (const e of extents) {
+        // After a failure nothing more is read; the rest counts as failed with it (left to copy).
+        const failedBefore = reads.find((r) => r.status === 'rejected');
+        if (failedBefore) reads.push(failedBefore);
+        else reads.push(...(await Promise.allSettled([read(e)])));
+      }
+    } else {
+      reads = await Promise.allSettled(extents.map(read));
+    }
+    const unread = extents.filter((_, i) => reads[i]!.status === 'rejected');
+    const readable = unread.length === 0 ? extents : extents.filter((_, i) => reads[i]!.status !== 'rejected');
     let dataBytes = 0;
-    const pieces = extents.map((e): WritePiece => {
+    const pieces = readable.map((e): WritePiece => {
       if (e.zero) return { offset: e.offset, length: e.length, mayUnmap: true };
       const data = buf.subarray(e.offset - start, e.offset - start + e.length);
       // Zeroes read where the source could not tell cheaply (a raw file's holes) stay sparse in the target.
@@ -282,8 +313,12 @@ export class BlockCopy {
       dataBytes += e.length;
       return { offset: e.offset, length: e.length, data };
     });
-    await this.write(() => this.target.writePieces(pieces));
+    if (pieces.length > 0) await this.write(() => this.target.writePieces(pieces));
     this.noteWritten(dataBytes);
+    if (unread.length > 0) {
+      const reason = (reads.find((r) => r.status === 'rejected') as PromiseRejectedResult).reason as unknown;
+      throw this.partlyCopied(new CopyError('read', reason), extents, unread);
+    }
   }
 
   private async copyCompressed(offset: number, length: number, zero: boolean, buf: Uint8Array): Promise<void> {

@@ -87,7 +87,7 @@ export class BackupJob extends BlockJob {
     this.afterClean = opts.afterClean;
     this.filter = opts.filter;
     this.maxTasks = opts.maxWorkers ?? MAX_TASKS;
-    const copyOpts = { compress: opts.compress, maxChunk: opts.maxChunk, onProgress: (n: number) => (this.progressCurrent += n) };
+    const copyOpts = { compress: opts.compress, maxChunk: opts.maxChunk, sequential: this.maxTasks === 1, onProgress: (n: number) => (this.progressCurrent += n) };
     this.copier = opts.cbw?.bcs ?? new BlockCopy(this.source, this.target, backupClusterSize(this.target));
     this.copier.setOptions(copyOpts);
     this.syncBitmap = opts.syncBitmap;

@@ -5,7 +5,7 @@ import { BlockGraph } from '../../src/blockdev/graph.js';
 import { openBlockdev } from '../../src/blockdev/open.js';
 import { BackupJob, type BackupListener, MAX_TASKS } from '../../src/jobs/backup.js';
 import { errorAction } from '../../src/jobs/error-policy.js';
-import { withTempDir } from '../helpers/qemu.js';
+import { qemuImg, qemuIo, withTempDir } from '../helpers/qemu.js';
 
 const MiB = 1 << 20;
 
@@ -191,6 +191,55 @@ describe('backup job (library level)', () => {
       expect(log.at(-3)).toBe(`COMPLETED ${32 * MiB}/${32 * MiB}`);
       await g.closeAll();
       expect(Buffer.compare(await readFile(join(dir, 'tgt.raw')), Buffer.from(original))).toBe(0);
+    });
+  });
+
+  // Clusters 0, 2, 1 written in that order lie apart in the qcow2 file: three extents in the first 1 MiB task.
+  // The second data read fails (blkdebug's state machine, as iotest 257 sets it up).
+  async function scattered(dir: string) {
+    await qemuImg('create', '-f', 'qcow2', join(dir, 's.qcow2'), '4M');
+    for (const c of [0, 2, 1]) await qemuIo('-f', 'qcow2', '-c', `write -P ${c + 1} ${c * 65536} 64k`, join(dir, 's.qcow2'));
+    await writeFile(join(dir, 'tgt.raw'), new Uint8Array(4 * MiB));
+    const g = new BlockGraph();
+    const rules = {
+      'set-state': [{ event: 'read_aio', state: 1, new_state: 2 }],
+      'inject-error': [{ event: 'read_aio', errno: 5, state: 2, once: true, immediately: false }],
+    };
+    const src = await openBlockdev(g, { driver: 'qcow2', 'node-name': 'src', file: { driver: 'blkdebug', image: { driver: 'file', filename: join(dir, 's.qcow2') }, ...rules } });
+    const tgt = await openBlockdev(g, { driver: 'raw', 'node-name': 'tgt', file: { driver: 'file', filename: join(dir, 'tgt.raw') } });
+    return { g, src, tgt };
+  }
+
+  it('one worker copies a task extent by extent and stops at the first failed one, as QEMU with max-workers=1', async () => {
+    await withTempDir(async (dir) => {
+      const { g, src, tgt } = await scattered(dir);
+      const { log, listener } = recorder();
+      const job = new BackupJob('one', listener, { source: src, target: tgt, sync: 'full', maxWorkers: 1 });
+      job.start();
+      await until(() => job.status === 'null');
+      // Cluster 0 was copied; cluster 1 failed and cluster 2 was never read.
+      expect(log.find((l) => l.startsWith('COMPLETED'))).toBe(`COMPLETED(Input/output error) 65536/${4 * MiB}`);
+      expect(job.copier.bitmap.count).toBe(64 - 1);
+      await g.closeAll();
+      const tgtData = await readFile(join(dir, 'tgt.raw'));
+      expect(tgtData.subarray(0, 65536).every((b) => b === 1)).toBe(true);
+      expect(tgtData.subarray(131072, 196608).every((b) => b === 0)).toBe(true);
+    });
+  });
+
+  it('parallel extents of a task that did not fail are copied and counted', async () => {
+    await withTempDir(async (dir) => {
+      const { g, src, tgt } = await scattered(dir);
+      const { log, listener } = recorder();
+      const job = new BackupJob('par', listener, { source: src, target: tgt, sync: 'full' });
+      job.start();
+      await until(() => job.status === 'null');
+      // Only cluster 1 stays to copy; everything else of the image (the other tasks ran alongside) was copied.
+      expect(log.find((l) => l.startsWith('COMPLETED'))).toBe(`COMPLETED(Input/output error) ${4 * MiB - 65536}/${4 * MiB}`);
+      expect(job.copier.bitmap.count).toBe(1);
+      await g.closeAll();
+      const tgtData = await readFile(join(dir, 'tgt.raw'));
+      expect(tgtData.subarray(131072, 196608).every((b) => b === 3)).toBe(true);
     });
   });
 
