@@ -117,6 +117,14 @@ export class BackupJob extends BlockJob {
     await this.nodes.add('target', this.target, 0, PERM_ALL);
   }
 
+  /**
+   * QEMU's backup waits for its block-copy call in job_yield (not busy); a pause wakes it, and it is
+   * busy in backup_pause until the copies in flight are done and it parks at its pause point.
+   */
+  override get busy(): boolean {
+    return this.status === 'running' && this.paused;
+  }
+
   override usesNode(node: object): boolean {
     return node === this.source || node === this.target || node === this.filter;
   }
@@ -144,14 +152,26 @@ export class BackupJob extends BlockJob {
    * does. Returns the first failure (the others are dropped: their
    * clusters stay dirty for a later pass).
    */
+  /** The background pass's copies in flight. */
+  private readonly tasks = new Set<Promise<void>>();
+
+  /**
+   * backup_pause cancels the block-copy call and waits for its copies in flight: the job parks only
+   * after them (wherever it reaches its pause point, in a rate-limit sleep too), so a paused job's
+   * offset stays put (iotest 055).
+   */
+  protected override async pausePoint(): Promise<void> {
+    if ((this.paused || this.cancelled) && this.tasks.size > 0) await Promise.allSettled(this.tasks);
+    return super.pausePoint();
+  }
+
   private async copyPass(): Promise<CopyError | undefined> {
-    const tasks = new Set<Promise<void>>();
+    const tasks = this.tasks;
     let failure: CopyError | undefined;
     let fatal: { err: unknown } | undefined;
     let cursor = 0;
     try {
       while (failure === undefined && fatal === undefined) {
-        if (this.paused || this.cancelled) await Promise.allSettled(tasks);
         await this.pausePoint();
         for (let d = this.limiter.delay(0); d > 0; d = this.limiter.delay(0)) await this.sleep(d);
         if (failure !== undefined || fatal !== undefined) break;

@@ -194,6 +194,30 @@ describe('backup job (library level)', () => {
     });
   });
 
+  it('a pause parks the job only after its copies in flight are done, even from a rate-limit sleep, and it is busy until then', async () => {
+    await withTempDir(async (dir) => {
+      const { g, src, tgt } = await setup(dir, 8 * MiB);
+      const { log, listener } = recorder();
+      const atPause: Array<{ inFlight: boolean; busy: boolean }> = [];
+      const job = new BackupJob('p', { ...listener, statusChanged: (j) => (log.push(j.status), j.status === 'paused' && atPause.push({ inFlight: job.copier.busy, busy: job.busy })) }, { source: src, target: tgt, sync: 'full', speed: 64 * 1024 });
+      job.start();
+      await until(() => job.copier.busy);
+      job.userPause();
+      // Asked to pause but still copying: QEMU's backup_pause waits for them, busy.
+      expect(job.busy).toBe(job.status === 'running');
+      await until(() => job.status === 'paused');
+      expect(atPause.length).toBeGreaterThan(0);
+      for (const p of atPause) expect(p).toEqual({ inFlight: false, busy: false });
+      const offset = job.progressCurrent;
+      expect(offset).toBe(MiB);
+      await new Promise((r) => setTimeout(r, 100));
+      expect(job.progressCurrent).toBe(offset);
+      job.requestCancel(true);
+      await until(() => job.status === 'null');
+      await g.closeAll();
+    });
+  });
+
   // Clusters 0, 2, 1 written in that order lie apart in the qcow2 file: three extents in the first 1 MiB task.
   // The second data read fails (blkdebug's state machine, as iotest 257 sets it up).
   async function scattered(dir: string) {
