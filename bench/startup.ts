@@ -90,6 +90,22 @@ async function nodeItself(): Promise<number> {
   return performance.now() - t0;
 }
 
+/**
+ * The least any Node program can do for the same session: a socket server that greets, answers
+ * qmp_capabilities and, on quit, answers, closes and lets Node exit. Its quit time is the floor
+ * under blockemu's (Node's own teardown of threads and heap).
+ */
+const NODE_FLOOR = `
+const path = process.argv.find((a) => a.startsWith('socket,')).match(/path=([^,]+)/)[1];
+const srv = require('node:net').createServer((c) => {
+  c.write('{"QMP": {}}\\n');
+  c.on('data', (d) => {
+    if (String(d).includes('quit')) { c.end('{"return": {}}\\n'); srv.close(); c.destroy(); }
+    else c.write('{"return": {}}\\n');
+  });
+});
+srv.listen(path);`;
+
 /** qsd's median start with no node, from the table's first row. */
 const m0 = (rows: string[][]) => parseFloat(rows[1]![2]!);
 
@@ -124,10 +140,16 @@ export async function run(ctx: BenchContext): Promise<void> {
     }
     const floor: number[] = [];
     for (let r = 0; r < runs; r++) floor.push(await nodeItself());
+    const nodeServer: Daemon = { name: 'blockemu', cmd: process.execPath, pre: ['-e', NODE_FLOOR, '--'] };
+    const quitFloor: number[] = [];
+    for (let r = 0; r < runs; r++) quitFloor.push((await startOnce(nodeServer, dir, 0, 1000 + r)).quitMs);
     console.log(`\ndaemon start-up: spawn to answered qmp_capabilities, quit to exit, idle RSS; ${runs} runs, medians\n`);
     console.log(renderTable(rows, new Set([1, 2, 3, 4, 5, 6, 7, 8])));
     // The floor under any Node program on this machine: blockemu's own share is its start minus this.
     const f = median(floor);
     console.log(`\nNode itself (spawn to exit of \`node -e 0\`, same environment): ${f.toFixed(0)} ms = ${(f / m0(rows)).toFixed(2)}× qsd's start with no node`);
+    // Likewise for quit: a bare Node socket server answering quit and exiting.
+    const qf = median(quitFloor);
+    console.log(`Node's quit floor (a bare Node socket server answering quit, then exiting): ${qf.toFixed(1)} ms = ${(qf / parseFloat(rows[1]![5]!)).toFixed(2)}× qsd's quit`);
   });
 }
