@@ -40,4 +40,16 @@ describe.skipIf(!qemu.available || !qemu.storageDaemon)('auto-read-only file nod
       queryBitmaps,
     ]);
   }, 60_000);
+
+  it('a read-only qcow2 with persistent bitmaps reopened read-write (an active commit base, iotest 260): its bitmaps become writable', async () => {
+    await compareSessions(imageWithBitmap, [
+      ['blockdev-add', { driver: 'qcow2', 'node-name': 'format', 'read-only': true, file: file('a.qcow2') }],
+      queryBitmaps,
+      ['blockdev-reopen', { options: [{ driver: 'qcow2', 'node-name': 'format', 'read-only': false, file: file('a.qcow2') }] }],
+      queryBitmaps,
+      ['block-dirty-bitmap-add', { node: 'format', name: 'b1', persistent: true }],
+      ['block-dirty-bitmap-clear', { node: 'format', name: 'b0' }],
+      queryBitmaps,
+    ]);
+  }, 60_000);
 });

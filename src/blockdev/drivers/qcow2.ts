@@ -316,7 +316,7 @@ export class Qcow2Node extends BlockNode {
   /** qcow2_reopen_bitmaps_rw, after a reopen read-write: the image may be written, its bitmaps flagged in use and changed. */
   private async bitmapsWritable(): Promise<void> {
     try {
-      await this.image.reopenReadWrite();
+      await this.image.reopenReadWrite({ persistentBitmaps: true });
       const persistent = this.dirtyBitmaps.all().filter((b) => b.persistent && !b.inconsistent && b.readOnly);
       if (persistent.length > 0) await this.image.bitmaps.markInUse();
       for (const b of persistent) b.readOnly = false;
