@@ -75,9 +75,13 @@ export class BlockBackend implements ChildOwner, LinkFollower {
     }
   }
 
+  /** blk_add_remove_bs_notifier: told when the node is about to go (an eject), before it does. */
+  readonly removeNotifiers = new Set<() => void>();
+
   /** blk_remove_bs / blk_unref: the link goes; the node's permissions loosen. */
   async remove(): Promise<void> {
     const link = this.link;
+    if (link) for (const n of [...this.removeNotifiers]) n();
     this.link = undefined;
     if (link) await detachChild(link);
   }

@@ -30,6 +30,8 @@ export interface ExportSpec {
   allocationDepth?: boolean;
   /** An export type QEMU has and blockemu does not (vhost-user-blk, fuse, vduse-blk): refused where QEMU looks for the driver. */
   unsupportedType?: string;
+  /** nbd-server-add of a drive by its BlockBackend name: ejecting its medium shuts the export down (nbd_eject_notifier). */
+  onEjectOf?: BlockBackend;
 }
 
 export type RemoveMode = 'safe' | 'hard';
@@ -45,6 +47,8 @@ export class BlockExport {
   /** False once shutdown was asked for: the export goes as soon as its clients have. */
   userOwned = true;
   deleted: Promise<void> | undefined;
+  /** Undoes the export's watch on another BlockBackend (ExportSpec.onEjectOf). */
+  detachNotifiers: () => void = () => undefined;
 
   constructor(
     readonly id: string,
@@ -147,6 +151,12 @@ export class BlockExports {
       const exp = new BlockExport(spec.id, nbd, blk);
       server.addExport(nbd);
       this.exports.unshift(exp);
+      const onEject = spec.onEjectOf;
+      if (onEject) {
+        const notify = () => void this.shutdown(exp);
+        onEject.removeNotifiers.add(notify);
+        exp.detachNotifiers = () => onEject.removeNotifiers.delete(notify);
+      }
       return exp;
     } catch (err) {
       await blk.remove();
@@ -190,6 +200,7 @@ export class BlockExports {
   shutdown(exp: BlockExport): Promise<void> {
     if (exp.deleted) return exp.deleted;
     exp.userOwned = false;
+    exp.detachNotifiers();
     this.server?.removeExport(exp.nbd);
     for (const c of exp.nbd.clients) c.close();
     exp.deleted = new Promise<void>((resolve) => {

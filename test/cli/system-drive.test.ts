@@ -33,6 +33,28 @@ describe.skipIf(!qemuSystem.available || !qemu.available)('blockemu system -driv
     });
   const queryBlock = [caps, '{"execute": "query-block"}', quit];
 
+  it('ejecting a drive that nbd-server-add exported by its name shuts that export down (nbd_eject_notifier, iotest 140)', async () => {
+    await withTempDir(async (dir) => {
+      await qemuImg('create', '-f', 'raw', join(dir, 'R.img'), '1M');
+      await qemuImg('create', '-f', 'raw', join(dir, 'S.img'), '1M');
+      const requests = [
+        caps,
+        JSON.stringify({ execute: 'nbd-server-start', arguments: { addr: { type: 'unix', data: { path: join(dir, 'nbd.sock') } } } }),
+        '{"execute": "nbd-server-add", "arguments": {"device": "drv"}}',
+        // Exported by node name: an eject of some drive does not touch it.
+        '{"execute": "nbd-server-add", "arguments": {"device": "n", "name": "other"}}',
+        '{"execute": "eject", "arguments": {"device": "drv"}}',
+        '{"execute": "query-block-exports"}',
+        quit,
+      ];
+      const args = ['-drive', `if=none,id=drv,media=cdrom,file=${dir}/R.img,format=raw`, '-blockdev', `driver=file,filename=${dir}/S.img,node-name=n`];
+      const [q, b] = await both((p) => qmpTranscript(p, dir, [...BASE, '-S', ...args], requests));
+      // The order of eject's reply and BLOCK_EXPORT_DELETED is undefined in QEMU (iotest 140 says so).
+      expect([...b.lines].sort()).toEqual([...q.lines].sort());
+      expect(b.lines.filter((l) => l.includes('BLOCK_EXPORT_DELETED'))).toHaveLength(2);
+    });
+  });
+
   it('lists a -drive if=none attached to virtio-blk-pci with an id: device, qdev path, io-status and the inserted node', async () => {
     const t = await compare((d) => ['-drive', `if=none,id=drive0,file=${d}/X.qcow2`, '-device', 'virtio-blk-pci,drive=drive0,id=vda'], queryBlock);
     expect(t.lines[2]).toContain('"device": "drive0"');

@@ -106,6 +106,7 @@ export function addExportCommands(table: CommandTable<QmpContext>): void {
         name,
         description: a.description,
         bitmaps: a.bitmap === undefined ? undefined : [a.bitmap],
+        onEjectOf: ctx.graph.backends.byName(a.device)?.blk,
       });
     })
     .add(S.nbdServerRemove, (a, ctx) => {
