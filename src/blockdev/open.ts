@@ -44,6 +44,9 @@ export const implicitBackingOptions = new WeakMap<BlockdevSpec, ImplicitBackingO
 /** Specs whose options came as text (-drive): their nodes, inline children too, keep them so (BlockNode.optionsAsText). */
 export const textOptionSpecs = new WeakSet<BlockdevSpec>();
 
+/** Keys of a spec that stand for open flags (-drive's aio): the driver reads them, bs->options does not keep them. */
+export const flagOptionKeys = new WeakMap<BlockdevSpec, readonly string[]>();
+
 export interface BlockdevSpec {
   driver: string;
   'node-name'?: string;
@@ -259,6 +262,7 @@ async function openNode(graph: BlockGraph, tran: GraphTransaction, spec: Blockde
   const asText = textOptionSpecs.has(spec) || inherit.asText === true;
   // bs->explicit_options and bs->options as QEMU has them while the node opens.
   const explicit = flattenQdict(spec);
+  for (const k of flagOptionKeys.get(spec) ?? []) delete explicit[k];
   const options = { ...explicit };
   if (inherit.options) inheritOptions(inherit.cow, options, inherit.options);
   const inline = new Set<BlockNode>();

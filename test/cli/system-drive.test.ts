@@ -22,11 +22,12 @@ if (!qemuSystem.available || !qemu.available) {
 
 describe.skipIf(!qemuSystem.available || !qemu.available)('blockemu system -drive/-device against qemu-system-x86_64', () => {
   /** Both programs on the same images (the same absolute file names), the transcripts compared. */
-  const compare = (args: (dir: string) => string[], requests: string[]) =>
+  const compare = (args: (dir: string) => string[], requests: string[] | ((dir: string) => string[])) =>
     withTempDir(async (dir) => {
       for (const f of ['X', 'Y', 'Z']) await qemuImg('create', '-f', 'qcow2', join(dir, `${f}.qcow2`), '64M');
       await qemuImg('create', '-f', 'raw', join(dir, 'R.img'), '1M');
-      const [q, b] = await both((p) => qmpTranscript(p, dir, [...BASE, '-S', ...args(dir)], requests));
+      const reqs = typeof requests === 'function' ? requests(dir) : requests;
+      const [q, b] = await both((p) => qmpTranscript(p, dir, [...BASE, '-S', ...args(dir)], reqs));
       const norm = (t: typeof q) => ({ code: t.code, stderr: t.stderr, lines: t.lines.map(generated) });
       expect(norm(b)).toEqual(norm(q));
       return b;
@@ -53,6 +54,19 @@ describe.skipIf(!qemuSystem.available || !qemu.available)('blockemu system -driv
       expect([...b.lines].sort()).toEqual([...q.lines].sort());
       expect(b.lines.filter((l) => l.includes('BLOCK_EXPORT_DELETED'))).toHaveLength(2);
     });
+  });
+
+  it("takes -drive's aio as a flag, not an option a reopen would have to repeat (iotest 165)", async () => {
+    await compare(
+      (d) => ['-drive', `if=none,id=d0,file=${d}/X.qcow2,format=qcow2,aio=threads,node-name=n0`, '-drive', `if=none,id=d1,file=${d}/Y.qcow2,format=qcow2,aio=native,cache.direct=on,node-name=n1`],
+      (d) => [
+        caps,
+        JSON.stringify({ execute: 'blockdev-reopen', arguments: { options: [{ 'node-name': 'n0', driver: 'qcow2', file: { driver: 'file', filename: `${d}/X.qcow2` }, 'read-only': false }] } }),
+        JSON.stringify({ execute: 'blockdev-reopen', arguments: { options: [{ 'node-name': 'n1', driver: 'qcow2', file: { driver: 'file', filename: `${d}/Y.qcow2` } }] } }),
+        '{"execute": "query-named-block-nodes", "arguments": {"flat": true}}',
+        quit,
+      ],
+    );
   });
 
   it('lists a -drive if=none attached to virtio-blk-pci with an id: device, qdev path, io-status and the inserted node', async () => {

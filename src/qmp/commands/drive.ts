@@ -1,6 +1,6 @@
 import type { BlockGraph } from '../../blockdev/graph.js';
 import { isNbdFilename, nbdFileSpec, probeNbdFormat } from '../../blockdev/nbd-filename.js';
-import { type BlockdevSpec, type ImplicitBackingOptions, implicitBackingOptions, textOptionSpecs, jsonFilenameSpec, openBlockdev, PROTOCOLS } from '../../blockdev/open.js';
+import { type BlockdevSpec, type ImplicitBackingOptions, implicitBackingOptions, textOptionSpecs, flagOptionKeys, jsonFilenameSpec, openBlockdev, PROTOCOLS } from '../../blockdev/open.js';
 import { BlockError } from '../../image/errors.js';
 import { probeFormat } from '../../image/probe.js';
 import type { DrivePlan } from '../../machine/drive.js';
@@ -88,9 +88,12 @@ async function driveSpec(plan: DrivePlan, warn: (text: string) => void): Promise
     if (file!.startsWith('json:') || p['driver'] === driver) mergeUnder(tree, p);
     else tree['file'] = mergeUnder((tree['file'] as Record<string, unknown> | undefined) ?? {}, p);
   }
+  // -drive's aio is a flag in QEMU (BDRV_O_NATIVE_AIO), the file node's default, not one of its options: a reopen
+  // that leaves aio out does not try to reset it (iotest 165).
+  let aioAsFlag = false;
   if (aio !== undefined) {
     const at = tree['driver'] === 'file' ? tree : (tree['file'] as Record<string, unknown> | undefined);
-    if (at?.['driver'] === 'file' && at['aio'] === undefined) at['aio'] = aio;
+    if (at?.['driver'] === 'file' && at['aio'] === undefined) (at['aio'] = aio), (aioAsFlag = true);
   }
   protocolFiles(tree);
   const backing = takeImplicitBacking(tree);
@@ -102,6 +105,10 @@ async function driveSpec(plan: DrivePlan, warn: (text: string) => void): Promise
   }
   const spec = typed as unknown as BlockdevSpec;
   textOptionSpecs.add(spec);
+  if (aioAsFlag) {
+    const fileSpec = spec.driver === 'file' ? spec : (spec['file'] as BlockdevSpec);
+    flagOptionKeys.set(fileSpec, ['aio']);
+  }
   if (backing) implicitBackingOptions.set(spec, backing);
   return spec;
 }
