@@ -84,8 +84,13 @@ type ChildPermFn = (spec: BlockdevSpec, role: number, writable: boolean, perm: n
 const num = (v: unknown, def: number): number => (typeof v === 'number' ? v : def);
 
 const OPENERS: Record<string, Opener> = {
-  file: ({ name, spec, readOnly, options }) =>
-    FileNode.open(name, spec['filename'] as string, { readOnly, autoReadOnly: boolOption(options, 'auto-read-only'), locking: (spec['locking'] as 'on' | 'off' | 'auto' | undefined) ?? 'auto' }),
+  file: ({ name, spec, readOnly, options }) => {
+    // raw_open_common: Linux native AIO needs O_DIRECT.
+    if (spec['aio'] === 'native' && !boolOption(options, 'cache.direct')) {
+      throw new BlockError('INVALID_ARGUMENT', 'aio=native was specified, but it requires cache.direct=on, which was not specified.');
+    }
+    return FileNode.open(name, spec['filename'] as string, { readOnly, autoReadOnly: boolOption(options, 'auto-read-only'), locking: (spec['locking'] as 'on' | 'off' | 'auto' | undefined) ?? 'auto' });
+  },
   raw: async ({ name, spec, readOnly, child }) => {
     const offset = num(spec['offset'], 0);
     const size = spec['size'] as number | undefined;

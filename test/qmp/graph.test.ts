@@ -46,6 +46,16 @@ describe.skipIf(!qemu.available || !qemu.storageDaemon)('the block graph, as qem
     expect((log[1] as { return: unknown[] }).return).toHaveLength(6);
   }, 60_000);
 
+  it('aio=native needs cache.direct=on, given or inherited (raw_open_common)', async () => {
+    await compare([
+      ['blockdev-add', { driver: 'qcow2', 'node-name': 'a', file: { ...file('top.qcow2'), aio: 'native' } }],
+      ['blockdev-add', { driver: 'qcow2', 'node-name': 'b', cache: { direct: true }, file: { ...file('top.qcow2'), aio: 'native' } }],
+      ['blockdev-add', { ...file('base.qcow2', 'c'), aio: 'native', cache: { direct: true } }],
+      ['blockdev-add', { ...file('mid.qcow2', 'd'), aio: 'threads' }],
+      ['query-named-block-nodes', { flat: true }],
+    ]);
+  }, 60_000);
+
   it('explicit backing links and backing: null; a backing node is busy for snapshots and deletion; a backup target in the source chain conflicts', async () => {
     const log = await compare([
       ['blockdev-add', { driver: 'qcow2', 'node-name': 'base', 'read-only': true, file: file('base.qcow2') }],
