@@ -86,7 +86,7 @@ async function driveSpec(plan: DrivePlan, warn: (text: string) => void): Promise
     const p = stringLeaves(proto) as Record<string, unknown>;
     // The file name is the node itself when the driver is its protocol (or json: gave the whole tree), else the format's file child.
     if (file!.startsWith('json:') || p['driver'] === driver) mergeUnder(tree, p);
-    else tree['file'] = mergeUnder((tree['file'] as Record<string, unknown> | undefined) ?? {}, p);
+    else tree['file'] = placeProtocol((tree['file'] as Record<string, unknown> | undefined) ?? {}, p);
   }
   // -drive's aio is a flag in QEMU (BDRV_O_NATIVE_AIO), the file node's default, not one of its options: a reopen
   // that leaves aio out does not try to reset it (iotest 165).
@@ -146,6 +146,17 @@ function protocolFiles(tree: Record<string, unknown>): void {
   const child = f as Record<string, unknown>;
   if (child['driver'] === undefined && typeof child['filename'] === 'string') child['driver'] = 'file';
   protocolFiles(child);
+}
+
+/**
+ * The file name goes down the `file` children while they are formats (file.driver=qcow2 under raw:
+ * iotest 120), as bdrv_open_child hands the name on, and opens at the first protocol.
+ */
+function placeProtocol(child: Record<string, unknown>, proto: Record<string, unknown>): Record<string, unknown> {
+  const d = child['driver'];
+  if (typeof d !== 'string' || d === proto['driver'] || PROTOCOLS.has(d)) return mergeUnder(child, proto);
+  child['file'] = placeProtocol((child['file'] as Record<string, unknown> | undefined) ?? {}, proto);
+  return child;
 }
 
 /** Adds `from`'s members to `into` where the user gave none (the drive's own dotted keys win). */
