@@ -113,7 +113,7 @@ describe.skipIf(!qemuSystem.available || !qemu.available)('blockemu system -driv
         '-drive', `file=${d}/R.img,if=none,id=probed`,
         '-drive', `file=blkdebug::${d}/X.qcow2,format=qcow2,if=none,id=dbg`,
         // The file name goes down through a format named for the file child (iotest 120).
-        '-drive', `file=${d}/Z.qcow2,driver=raw,file.driver=qcow2,if=none,id=rawoverqcow2`,
+        '-drive', `file=${d}/Y.qcow2,driver=raw,file.driver=qcow2,if=none,id=rawoverqcow2,read-only=on`,
         // blkdebug's image is a file name in turn (iotest 056).
         '-drive', 'file=blkdebug::null-co://,driver=blkdebug,align=65536,if=none,id=dbgnull',
         '-drive', `file=json:{"driver":"qcow2",,"file":{"driver":"file",,"filename":"${d}/Y.qcow2"}},if=none,id=j,read-only=on`,
