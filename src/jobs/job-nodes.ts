@@ -57,6 +57,11 @@ export class JobNodes implements ChildOwner {
     }
   }
 
+  /** The job's links, newest first (job->nodes, which block_job_add_bdrv prepends to). */
+  list(): readonly NodeChild[] {
+    return [...this.links].reverse();
+  }
+
   has(node: BlockNode): boolean {
     return this.links.some((l) => l.node === node);
   }

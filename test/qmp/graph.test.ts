@@ -46,6 +46,19 @@ describe.skipIf(!qemu.available || !qemu.storageDaemon)('the block graph, as qem
     expect((log[1] as { return: unknown[] }).return).toHaveLength(6);
   }, 60_000);
 
+  it('x-debug-query-block-graph: nodes, exports, a backup job and its filter, with every link and its permissions', async () => {
+    await compare([
+      ['x-debug-query-block-graph'],
+      ['blockdev-add', { driver: 'qcow2', 'node-name': 'top', file: file('top.qcow2') }],
+      ['blockdev-add', { driver: 'null-co', 'node-name': 'tgt', size: 1048576 }],
+      ['x-debug-query-block-graph'],
+      ['nbd-server-start', { addr: { type: 'unix', data: { path: '${DIR}/nbd.sock' } } }],
+      ['block-export-add', { type: 'nbd', id: 'e0', 'node-name': 'top' }],
+      ['blockdev-backup', { 'job-id': 'j0', device: 'top', target: 'tgt', sync: 'none' }],
+      ['x-debug-query-block-graph'],
+    ]);
+  }, 60_000);
+
   it('aio=native needs cache.direct=on, given or inherited (raw_open_common)', async () => {
     await compare([
       ['blockdev-add', { driver: 'qcow2', 'node-name': 'a', file: { ...file('top.qcow2'), aio: 'native' } }],

@@ -15,7 +15,8 @@ import { BlockDeviceInfo, BlockInfo } from './block-core/node-info.js';
 import { BITMAP_COMMANDS } from './block-core/bitmaps.js';
 import { blockCommit, blockStream } from './block-core/stream-commit.js';
 import { blockSetWriteThreshold, queryBlockstats } from './block-core/stats.js';
-import { array, bool, int, str } from './types.js';
+import { BlockPermission } from './block-core/common.js';
+import { array, bool, enumType, int, str, struct, uint64 } from './types.js';
 
 export * from './block-core/common.js';
 export * from './block-core/ref.js';
@@ -42,7 +43,14 @@ export const blockResize = command('block_resize', { args: { '*device': str, '*n
 
 export const blockdevReopen = command('blockdev-reopen', { args: { options: array(BlockdevOptions) } });
 
-export const BLOCK_CORE_COMMANDS = [blockdevAdd, blockdevDel, queryNamedBlockNodes, queryBlock, changeBackingFileCmd, blockResize, blockdevReopen, blockStream, blockCommit, queryBlockstats, blockSetWriteThreshold, ...BITMAP_COMMANDS] as const;
+export const XDbgBlockGraphNodeType = enumType('XDbgBlockGraphNodeType', ['block-backend', 'block-job', 'block-driver']);
+export const XDbgBlockGraphNode = struct('XDbgBlockGraphNode', { id: uint64, type: XDbgBlockGraphNodeType, name: str });
+export const XDbgBlockGraphEdge = struct('XDbgBlockGraphEdge', { parent: uint64, child: uint64, name: str, perm: array(BlockPermission), 'shared-perm': array(BlockPermission) });
+export const XDbgBlockGraph = struct('XDbgBlockGraph', { nodes: array(XDbgBlockGraphNode), edges: array(XDbgBlockGraphEdge) });
+/** The whole graph with every link's permissions (iotests 273 and 258 read it). */
+export const xDebugQueryBlockGraph = command('x-debug-query-block-graph', { returns: XDbgBlockGraph, features: ['unstable'] });
+
+export const BLOCK_CORE_COMMANDS = [blockdevAdd, blockdevDel, queryNamedBlockNodes, queryBlock, changeBackingFileCmd, blockResize, blockdevReopen, blockStream, blockCommit, queryBlockstats, blockSetWriteThreshold, xDebugQueryBlockGraph, ...BITMAP_COMMANDS] as const;
 export const BLOCK_CORE_EVENTS = [
   E.blockImageCorrupted,
   E.blockIoError,

@@ -1,0 +1,83 @@
+import type { BlockBackend } from '../../blockdev/block-backend.js';
+import type { NodeChild } from '../../blockdev/child.js';
+import type { BlockGraph } from '../../blockdev/graph.js';
+import { PERM_CONSISTENT_READ, PERM_RESIZE, PERM_WRITE, PERM_WRITE_UNCHANGED } from '../../image/perm.js';
+import { BlockJob } from '../../jobs/block-job.js';
+import type { JobManager } from '../../jobs/manager.js';
+import type { QmpContext } from '../context.js';
+import type { CommandTable } from '../dispatch.js';
+import { xDebugQueryBlockGraph } from '../schema/block-core.js';
+
+type Perm = 'consistent-read' | 'write' | 'write-unchanged' | 'resize';
+/** BlockPermission's order; each list is built by prepending, so it comes out last bit first. */
+const PERMS: ReadonlyArray<readonly [number, Perm]> = [
+  [PERM_CONSISTENT_READ, 'consistent-read'],
+  [PERM_WRITE, 'write'],
+  [PERM_WRITE_UNCHANGED, 'write-unchanged'],
+  [PERM_RESIZE, 'resize'],
+];
+const permList = (bits: number): Perm[] => PERMS.filter(([b]) => (bits & b) !== 0).map(([, n]) => n).reverse();
+
+interface GraphNode {
+  id: number;
+  type: 'block-backend' | 'block-job' | 'block-driver';
+  name: string;
+}
+interface GraphEdge {
+  parent: number;
+  child: number;
+  name: string;
+  perm: Perm[];
+  'shared-perm': Perm[];
+}
+
+/**
+ * bdrv_get_xdbg_block_graph: every BlockBackend, then every block job,
+ * then every node (oldest first), each with its links to its children.
+ * Ids are handed out in the order things are first met — a link's child
+ * gets one before it is listed itself — and both lists are built by
+ * prepending, so they come out newest first.
+ */
+export function blockGraph(graph: BlockGraph, jobs: JobManager, exportBackends: readonly BlockBackend[]): { nodes: GraphNode[]; edges: GraphEdge[] } {
+  const ids = new Map<object, number>();
+  const id = (o: object) => {
+    let n = ids.get(o);
+    if (n === undefined) ids.set(o, (n = ids.size + 1));
+    return n;
+  };
+  const nodes: GraphNode[] = [];
+  const edges: GraphEdge[] = [];
+  const addNode = (o: object, type: GraphNode['type'], name: string) => nodes.unshift({ id: id(o), type, name });
+  const addEdge = (parent: object, link: NodeChild) =>
+    edges.unshift({ parent: id(parent), child: id(link.node), name: link.name, perm: permList(link.perm), 'shared-perm': permList(link.shared) });
+
+  // The monitor's BlockBackends in the order they were made, then those of exports (blk_all_next).
+  const backends: Array<{ blk: BlockBackend; name: string }> = graph.backends.list().map((b) => ({ blk: b.blk, name: b.name !== '' ? b.name : (b.device?.id ?? b.device?.path ?? '') }));
+  for (const blk of exportBackends) backends.push({ blk, name: '' });
+  for (const { blk, name } of backends) {
+    addNode(blk, 'block-backend', name);
+    const root = blk.node?.parents.find((l) => l.owner === blk);
+    if (root) addEdge(blk, root);
+  }
+  // The job list holds the newest job first (QLIST_INSERT_HEAD).
+  for (const job of [...jobs.list()].reverse()) {
+    if (!(job instanceof BlockJob)) continue;
+    addNode(job, 'block-job', job.id);
+    for (const link of job.nodes.list()) addEdge(job, link);
+  }
+  for (const node of [...graph.list()].reverse()) {
+    addNode(node, 'block-driver', node.nodeName);
+    for (const link of node.childList()) addEdge(node, link);
+  }
+  return { nodes, edges };
+}
+
+export function addBlockGraphCommands(table: CommandTable<QmpContext>): void {
+  table.add(xDebugQueryBlockGraph, async (_a, ctx) =>
+    blockGraph(
+      ctx.graph,
+      ctx.jobs,
+      ctx.exports.list().map((e) => e.blk),
+    ),
+  );
+}
