@@ -21,6 +21,7 @@ import type { BlockGraph } from './graph.js';
 import { attachChild, detachChild } from './graph-edit.js';
 import { GraphTransaction } from './graph-transaction.js';
 import type { BlockNode, IoType, NodeSettings } from './node.js';
+import { hasProtocolPrefix, knownProtocol, protocolOfFilename, unopenableProtocol } from './protocol-filename.js';
 import { boolOption, dropChildKeys, flattenQdict, inheritOptions, type Options, recordFlags } from './options.js';
 
 /**
@@ -368,8 +369,15 @@ function backingError(err: unknown): BlockError {
  */
 async function implicitBacking(overlay: string, name: string, format: string | undefined): Promise<{ spec: BlockdevSpec; name: string }> {
   if (name.startsWith('json:')) return { spec: await jsonFilenameSpec(name, format), name };
-  if (/^[a-z][a-z0-9+.-]*:/i.test(name)) {
-    throw new BlockError('UNSUPPORTED', `Could not open '${name}': protocol file names are not supported by blockemu`);
+  if (hasProtocolPrefix(name)) {
+    if (!knownProtocol(name)) throw unopenableProtocol(name);
+    // file:PATH, nbd:…, null-co://, blkdebug:…: opened as the protocol says, the format over it probed if not named.
+    const { proto, probeTarget } = protocolOfFilename(name);
+    const driver = format ?? (probeTarget !== undefined ? await probeFormat(probeTarget).catch(() => 'raw') : 'raw');
+    if (!OPENERS[driver]) throw new BlockError('UNSUPPORTED', `Unknown driver '${driver}'`);
+    // auto_backing_file becomes the opened image's own name: a host file's is its path without "file:".
+    const opened = proto['driver'] === 'file' ? String(proto['filename']) : name;
+    return { spec: driver === proto['driver'] ? (proto as unknown as BlockdevSpec) : { driver, file: proto }, name: opened };
   }
   const full = isAbsolute(name) ? name : resolve(dirname(overlay), name);
   const driver = format ?? (await probeFormat(full).catch(() => 'raw'));

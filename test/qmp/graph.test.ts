@@ -46,6 +46,24 @@ describe.skipIf(!qemu.available || !qemu.storageDaemon)('the block graph, as qem
     expect((log[1] as { return: unknown[] }).return).toHaveLength(6);
   }, 60_000);
 
+  it('backing files named with a protocol in the header (file:PATH, null-co://): opened as the protocol says, names as QEMU gives them (iotest 228)', async () => {
+    await compareSessions(
+      async (dir) => {
+        const ok = async (p: Promise<{ code: number; stderr: string }>) => expect((await p).stderr).toBe('');
+        await ok(qemuImg('create', '-q', '-f', 'qcow2', join(dir, 'base.qcow2'), '1M'));
+        await ok(qemuImg('create', '-q', '-f', 'qcow2', '-b', `file:${join(dir, 'base.qcow2')}`, '-F', 'qcow2', join(dir, 'top.qcow2')));
+        await ok(qemuImg('create', '-q', '-f', 'qcow2', '-u', '-b', 'null-co://', '-F', 'raw', join(dir, 'nul.qcow2'), '1M'));
+        await ok(qemuImg('create', '-q', '-f', 'qcow2', '-u', '-b', 'nope://x', '-F', 'raw', join(dir, 'bad.qcow2'), '1M'));
+      },
+      [
+        ['blockdev-add', { driver: 'qcow2', 'node-name': 'top', file: file('top.qcow2') }],
+        ['blockdev-add', { driver: 'qcow2', 'node-name': 'nul', file: file('nul.qcow2') }],
+        ['blockdev-add', { driver: 'qcow2', 'node-name': 'bad', file: file('bad.qcow2') }],
+        ['query-named-block-nodes'],
+      ],
+    );
+  }, 60_000);
+
   it('x-debug-query-block-graph: nodes, exports, a backup job and its filter, with every link and its permissions', async () => {
     await compare([
       ['x-debug-query-block-graph'],

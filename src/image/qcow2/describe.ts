@@ -1,3 +1,4 @@
+import { hasProtocolPrefix } from '../path-protocol.js';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import type { ImageInfo } from '../types.js';
 import { COMPAT_LAZY_REFCOUNTS, INCOMPAT_CORRUPT, INCOMPAT_DIRTY, INCOMPAT_EXTL2, type Qcow2Header } from './header.js';
@@ -23,7 +24,8 @@ export function describeHeader(h: Qcow2Header, filename: string, layout: Qcow2La
   };
   if (h.backingFile) {
     info.backingFilename = h.backingFile;
-    info.fullBackingFilename = isAbsolute(h.backingFile) ? h.backingFile : resolve(dirname(filename), h.backingFile);
+    // bdrv_make_absolute_filename: a protocol name stays as it is.
+    info.fullBackingFilename = isAbsolute(h.backingFile) || hasProtocolPrefix(h.backingFile) ? h.backingFile : resolve(dirname(filename), h.backingFile);
     if (h.backingFormat) info.backingFormat = h.backingFormat;
   }
   return info;

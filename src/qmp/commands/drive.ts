@@ -1,5 +1,6 @@
 import type { BlockGraph } from '../../blockdev/graph.js';
-import { isNbdFilename, nbdFileSpec, probeNbdFormat } from '../../blockdev/nbd-filename.js';
+import { isNbdFilename, probeNbdFormat } from '../../blockdev/nbd-filename.js';
+import { protocolOfFilename } from '../../blockdev/protocol-filename.js';
 import { type BlockdevSpec, type ImplicitBackingOptions, implicitBackingOptions, textOptionSpecs, flagOptionKeys, jsonFilenameSpec, openBlockdev, PROTOCOLS } from '../../blockdev/open.js';
 import { BlockError } from '../../image/errors.js';
 import { probeFormat } from '../../image/probe.js';
@@ -35,25 +36,6 @@ export async function addDrive(graph: BlockGraph, plan: DrivePlan, warn: (text: 
     await graph.backends.remove(b);
     throw err;
   }
-}
-
-/**
- * The protocol node a `file=` name opens (bdrv_find_protocol, then the driver's
- * parse_filename): nbd:, null-co://, blkdebug:CONFIG:IMAGE (whose image is such
- * a name in turn), else a host file; and the file a format probe reads, if any.
- */
-function protocolOfFilename(file: string): { proto: Record<string, unknown>; probeTarget?: string } {
-  if (isNbdFilename(file)) return { proto: { ...nbdFileSpec(file) } };
-  if (file.startsWith('null-co://') || file.startsWith('null-aio://')) return { proto: { driver: file.slice(0, file.indexOf(':')) } };
-  if (file.startsWith('blkdebug:')) {
-    const rest = file.slice('blkdebug:'.length);
-    const colon = rest.indexOf(':');
-    if (colon < 0) throw new BlockError('INVALID_ARGUMENT', 'Invalid filename format');
-    const config = rest.slice(0, colon);
-    const image = protocolOfFilename(rest.slice(colon + 1));
-    return { proto: { driver: 'blkdebug', ...(config !== '' ? { config } : {}), image: image.proto }, ...(image.probeTarget !== undefined ? { probeTarget: image.probeTarget } : {}) };
-  }
-  return { proto: { driver: 'file', filename: file }, probeTarget: file };
 }
 
 /** The node's options as bdrv_open gets them: the pseudo-protocol of `file=` resolved, the format probed if not given. */

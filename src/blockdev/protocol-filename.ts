@@ -1,0 +1,41 @@
+import { BlockError } from '../image/errors.js';
+import { isNbdFilename, nbdFileSpec } from './nbd-filename.js';
+
+/**
+ * The protocol node a file name opens (bdrv_find_protocol, then the
+ * driver's parse_filename): nbd:…, null-co://, blkdebug:CONFIG:IMAGE (whose
+ * image is such a name in turn), file:PATH, else a host file; and the file
+ * a format probe reads, if there is one.
+ */
+export function protocolOfFilename(file: string): { proto: Record<string, unknown>; probeTarget?: string } {
+  if (isNbdFilename(file)) return { proto: { ...nbdFileSpec(file) } };
+  if (file.startsWith('null-co://') || file.startsWith('null-aio://')) return { proto: { driver: file.slice(0, file.indexOf(':')) } };
+  if (file.startsWith('blkdebug:')) {
+    const rest = file.slice('blkdebug:'.length);
+    const colon = rest.indexOf(':');
+    if (colon < 0) throw new BlockError('INVALID_ARGUMENT', 'Invalid filename format');
+    const config = rest.slice(0, colon);
+    const image = protocolOfFilename(rest.slice(colon + 1));
+    return { proto: { driver: 'blkdebug', ...(config !== '' ? { config } : {}), image: image.proto }, ...(image.probeTarget !== undefined ? { probeTarget: image.probeTarget } : {}) };
+  }
+  // file-posix's parse_filename takes the protocol prefix off.
+  const path = file.startsWith('file:') ? file.slice('file:'.length) : file;
+  return { proto: { driver: 'file', filename: path }, probeTarget: path };
+}
+
+export { hasProtocolPrefix } from '../image/path-protocol.js';
+
+/** The protocols protocolOfFilename knows by prefix. */
+export function knownProtocol(name: string): boolean {
+  return isNbdFilename(name) || /^(null-co|null-aio):\/\//.test(name) || name.startsWith('blkdebug:') || name.startsWith('file:');
+}
+
+/** Protocol prefixes QEMU 7.2 (Debian's build) finds a driver for (bdrv_find_protocol). */
+const QEMU_PROTOCOLS = new Set(['file', 'host_device', 'host_cdrom', 'nbd', 'nbd+tcp', 'nbd+unix', 'null-co', 'null-aio', 'blkdebug', 'blkverify', 'http', 'https', 'ftp', 'ftps', 'ssh', 'nfs', 'iscsi', 'iser', 'rbd', 'gluster', 'vvfat', 'nvme', 'json']);
+
+/** The error for a protocol name blockemu cannot open: QEMU's own for a protocol QEMU does not know either. */
+export function unopenableProtocol(name: string): BlockError {
+  const proto = name.slice(0, name.indexOf(':'));
+  if (!QEMU_PROTOCOLS.has(proto)) return new BlockError('INVALID_ARGUMENT', `Unknown protocol '${proto}'`);
+  return new BlockError('UNSUPPORTED', `Could not open '${name}': protocol file names are not supported by blockemu`);
+}
