@@ -124,6 +124,7 @@ function undoable(env: ActionEnv, kind: Kind, change: () => bitmaps.Undo | Promi
  */
 function bitmapRemoval(env: ActionEnv, node: string, name: string): Action {
   let bitmap: ReturnType<typeof bitmaps.lookupBitmap> | undefined;
+  let wasPersistent = false;
   return {
     async prepare() {
       checkIndividual(env, 'block-dirty-bitmap-remove');
@@ -131,6 +132,9 @@ function bitmapRemoval(env: ActionEnv, node: string, name: string): Action {
       found.bitmap.check(BitmapCheck.Busy | BitmapCheck.ReadOnly);
       // As QEMU: a persistent bitmap leaves the image now; an abort keeps it in memory, to be stored again at close.
       await bitmaps.unstoreBitmap(found.node, found.bitmap);
+      // bdrv_dirty_bitmap_skip_store: nothing stores it again meanwhile (a snapshot's commit going read-only, iotest 254).
+      wasPersistent = found.bitmap.persistent;
+      found.bitmap.persistent = false;
       found.bitmap.busy = true;
       bitmap = found;
     },
@@ -140,7 +144,9 @@ function bitmapRemoval(env: ActionEnv, node: string, name: string): Action {
       bitmap.node.dirtyBitmaps.release(bitmap.bitmap);
     },
     async abort() {
-      if (bitmap) bitmap.bitmap.busy = false;
+      if (!bitmap) return;
+      bitmap.bitmap.busy = false;
+      bitmap.bitmap.persistent = wasPersistent;
     },
     clean: NOTHING,
   };
