@@ -48,6 +48,25 @@ const exportSrc: Step[] = [
 ];
 
 describe.skipIf(!qemu.available || !qemu.storageDaemon)('blockdev-mirror and drive-mirror, as qemu-storage-daemon runs them', () => {
+  it('a target whose raw window is too small: writes past it fail with ENOSPC, which on-target-error=enospc pauses on; a reopen widens it (iotest 248)', async () => {
+    const fullTarget = async (dir: string) => {
+      await images(dir);
+      // Every cluster of the target allocated, so the mirror's writes land in place, past the window (as in 248).
+      expect((await qemuIo('-c', 'write -q 0 4M', join(dir, 'tgt.qcow2'))).stderr).toBe('');
+    };
+    await compareSessions(fullTarget, [
+      ['blockdev-add', { driver: 'qcow2', 'node-name': 'src', file: file('src.qcow2') }],
+      ['blockdev-add', { driver: 'qcow2', 'node-name': 'tgt', file: { driver: 'raw', size: 2097152, file: file('tgt.qcow2') } }],
+      ['blockdev-mirror', { 'job-id': 'j', device: 'src', target: 'tgt', sync: 'full', 'on-target-error': 'enospc' }],
+      { waitJob: 'j', status: 'paused' },
+      ['blockdev-reopen', { options: [{ driver: 'qcow2', 'node-name': 'tgt', file: { driver: 'raw', file: file('tgt.qcow2') } }] }],
+      ['block-job-resume', { device: 'j' }],
+      { waitJob: 'j', status: 'ready' },
+      ['block-job-cancel', { device: 'j' }],
+      { waitJob: 'j' },
+    ], withoutHostLayout);
+  }, 60_000);
+
   it("libvirt's block copy: ready, a guest write copied again, job-complete pivots the export onto the target", async () => {
     const log = await compare([
       ...addSrcTgt,

@@ -86,27 +86,41 @@ export class RawNode extends BlockNode {
     return rawChildPerm(c.role, writableAfter(this, plan), perm, shared);
   }
 
+  /**
+   * raw_adjust_offset: a request outside a fixed window touches nothing, so
+   * nothing leaks past it — a write fails with ENOSPC (a mirror's enospc
+   * policy then pauses, iotest 248), a read with EINVAL.
+   */
+  private checkWindow(what: string, offset: number, length: number, isWrite: boolean): void {
+    const size = this.fixedSize;
+    if (size !== undefined && Number.isSafeInteger(offset) && Number.isSafeInteger(length) && offset >= 0 && length >= 0 && (offset > size || length > size - offset)) {
+      const errno = isWrite ? 'ENOSPC' : 'EINVAL';
+      throw new BlockError(isWrite ? 'IO' : 'OUT_OF_RANGE', `${what}: request [${offset}, ${offset + length}) is outside the raw node's ${size} bytes`, { errno });
+    }
+    checkRequest(what, offset, length, this.size());
+  }
+
   protected async doRead(offset: number, length: number): Promise<Uint8Array> {
-    checkRequest('read', offset, length, this.size());
+    this.checkWindow('read', offset, length, false);
     this.file.debugEvent('read_aio');
     return this.file.read(this.offset + offset, length);
   }
   protected override async doReadInto(buf: Uint8Array, offset: number): Promise<void> {
-    checkRequest('read', offset, buf.length, this.size());
+    this.checkWindow('read', offset, buf.length, false);
     this.file.debugEvent('read_aio');
     return this.file.readInto(buf, this.offset + offset);
   }
   protected async doWrite(offset: number, data: Uint8Array, flags: WriteFlags): Promise<void> {
-    checkRequest('write', offset, data.length, this.size());
+    this.checkWindow('write', offset, data.length, true);
     this.file.debugEvent('write_aio');
     return this.file.write(this.offset + offset, data, flags);
   }
   protected async doWriteZeroes(offset: number, length: number, flags: ZeroFlags): Promise<void> {
-    checkRequest('write zeroes', offset, length, this.size());
+    this.checkWindow('write zeroes', offset, length, true);
     return this.file.writeZeroes(this.offset + offset, length, flags);
   }
   protected async doDiscard(offset: number, length: number): Promise<void> {
-    checkRequest('discard', offset, length, this.size());
+    this.checkWindow('discard', offset, length, true);
     return this.file.discard(this.offset + offset, length);
   }
   protected async doFlush(): Promise<void> {
