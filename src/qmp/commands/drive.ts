@@ -1,6 +1,7 @@
 import type { BlockGraph } from '../../blockdev/graph.js';
 import { isNbdFilename, nbdFileSpec, probeNbdFormat } from '../../blockdev/nbd-filename.js';
 import { type BlockdevSpec, type ImplicitBackingOptions, implicitBackingOptions, textOptionSpecs, flagOptionKeys, jsonFilenameSpec, openBlockdev, PROTOCOLS } from '../../blockdev/open.js';
+import { enableIoLimits, setIoLimits } from '../../blockdev/throttle/io-limits.js';
 import { BlockError } from '../../image/errors.js';
 import { probeFormat } from '../../image/probe.js';
 import type { DrivePlan } from '../../machine/drive.js';
@@ -30,6 +31,11 @@ export async function addDrive(graph: BlockGraph, plan: DrivePlan, warn: (text: 
       const node = await openBlockdev(graph, spec, false);
       node.settings = { ...node.settings, detectZeroes: plan.detectZeroes };
       await b.blk.insert(node);
+    }
+    // blockdev_init: the limits once the BlockBackend exists, in the group named or the drive's own.
+    if (plan.throttle) {
+      enableIoLimits(b.blk, graph.throttleGroups, plan.throttle.group ?? plan.id);
+      setIoLimits(b.blk, plan.throttle.cfg);
     }
   } catch (err) {
     await graph.backends.remove(b);
