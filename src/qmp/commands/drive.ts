@@ -189,9 +189,16 @@ function nest(flat: ReadonlyMap<string, string>): Record<string, unknown> {
 function unsupportedOption(err: unknown, driver: string, tree: Record<string, unknown>): unknown {
   const m = err instanceof QmpError ? /^Parameter '([^']+)' is unexpected$/.exec(err.desc) : null;
   if (!m) return err;
-  const key = m[1]!;
+  let key = m[1]!;
   const dot = key.indexOf('.');
   if (dot < 0) {
+    // A dotted key no driver knows (throttling.foo=) is still one flat option in bdrv_open's QDict: named whole.
+    for (let v = tree[key]; typeof v === 'object' && v !== null && !Array.isArray(v); ) {
+      const first = Object.keys(v)[0];
+      if (first === undefined) break;
+      key += `.${first}`;
+      v = (v as Record<string, unknown>)[first];
+    }
     const what = PROTOCOLS.has(driver) ? `Block protocol '${driver}' doesn't support` : `Block format '${driver}' does not support`;
     return new BlockError('INVALID_ARGUMENT', `${what} the option '${key}'`);
   }
