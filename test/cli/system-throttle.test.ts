@@ -24,7 +24,7 @@ if (!qemuSystem.available || !qemu.available) {
 describe.skipIf(!qemuSystem.available || !qemu.available)('blockemu system I/O limits against qemu-system-x86_64', () => {
   const compare = (args: (dir: string) => string[], requests: string[] | ((dir: string) => string[])) =>
     withTempDir(async (dir) => {
-      for (const f of ['X', 'Y']) await qemuImg('create', '-f', 'qcow2', join(dir, `${f}.qcow2`), '64M');
+      for (const f of ['X', 'Y', 'Y2']) await qemuImg('create', '-f', 'qcow2', join(dir, `${f}.qcow2`), '64M');
       const reqs = typeof requests === 'function' ? requests(dir) : requests;
       const [q, b] = await both((p) => qmpTranscript(p, dir, [...BASE, '-S', ...args(dir)], reqs));
       const norm = (t: typeof q) => ({ code: t.code, stderr: t.stderr, lines: t.lines.map(generated) });
@@ -116,6 +116,25 @@ describe.skipIf(!qemuSystem.available || !qemu.available)('blockemu system I/O l
       (d) => [
         caps,
         JSON.stringify({ execute: 'blockdev-snapshot-sync', arguments: { 'node-name': 'base', 'snapshot-node-name': 'target', 'snapshot-file': `${d}/T.qcow2`, format: 'qcow2' } }),
+        queryBlock,
+        quit,
+      ],
+    );
+  });
+
+  it("keeps the limits through an eject and a new medium; a device's anonymous BlockBackend is throttled by its id", async () => {
+    await compare(
+      (d) => ['-drive', `if=none,id=cd,media=cdrom,file=${d}/X.qcow2,format=qcow2,iops_rd=5`, '-device', 'ide-cd,drive=cd,id=cdrom', '-blockdev', `driver=file,filename=${d}/Y.qcow2,node-name=y`, '-device', 'virtio-blk-pci,drive=y,id=vdb'],
+      (d) => [
+        caps,
+        '{"execute": "eject", "arguments": {"device": "cd"}}',
+        queryBlock,
+        setThrottle({ device: 'cd', iops: 1 }),
+        JSON.stringify({ execute: 'blockdev-add', arguments: { driver: 'qcow2', 'node-name': 'new', file: { driver: 'file', filename: `${d}/Y2.qcow2` } } }),
+        '{"execute": "blockdev-insert-medium", "arguments": {"id": "cdrom", "node-name": "new"}}',
+        setThrottle({ id: 'vdb', bps_wr: 65536 }),
+        setThrottle({ id: '/machine/peripheral/vdb/virtio-backend', bps_wr: 65536 }),
+        setThrottle({ id: '/machine/peripheral/vdb/virtio-backend', iops_wr: 9, group: 'cd' }),
         queryBlock,
         quit,
       ],

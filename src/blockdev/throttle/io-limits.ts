@@ -47,6 +47,12 @@ export function disableIoLimits(blk: BlockBackend): void {
   tgm.limitsDisabled--;
 }
 
+/** blk_root_drained_begin: from now on its requests pass without limits, the queued ones first (shutdown's drain never ends). */
+export function drainIoLimits(blk: BlockBackend): void {
+  blk.throttle.limitsDisabled++;
+  blk.throttle.restart();
+}
+
 /** blk_io_limits_update_group: to another group, by name; nothing when already there or not throttled. */
 export function updateIoLimitsGroup(blk: BlockBackend, groups: ThrottleGroups, name: string): void {
   const tg = blk.throttle.group;

@@ -111,6 +111,24 @@ describe('I/O limits on a BlockBackend', () => {
     await graph.closeAll();
   });
 
+  it("shutdown's drain lets a drive's queued requests run at once, and later ones pass unlimited", async () => {
+    const clock = new VirtualClock();
+    const graph = new BlockGraph();
+    graph.clock = clock;
+    const node = await openBlockdev(graph, { driver: 'null-co', 'node-name': 'n', size: 1 << 20 });
+    const b = graph.backends.add('d0');
+    await b.blk.insert(node);
+    limited(b.blk, graph, 'g', { 'iops-write': 1 });
+    const writes = Promise.all([0, 1, 2].map(() => b.blk.write(0, new Uint8Array(512))));
+    await new Promise((r) => setImmediate(r));
+    expect(clock.pendingTimers).toBe(1);
+    graph.drainAllForShutdown();
+    await writes;
+    await b.blk.write(0, new Uint8Array(512));
+    expect(clock.now()).toBe(0);
+    await graph.closeAll();
+  });
+
   it('a BlockBackend without a medium fails its requests with ENOMEDIUM', async () => {
     const blk = new BlockBackend({ perm: 0, shared: PERM_ALL });
     await expect(blk.read(0, 512)).rejects.toMatchObject({ errno: 'ENOMEDIUM' });
