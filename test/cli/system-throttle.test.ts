@@ -39,6 +39,8 @@ describe.skipIf(!qemuSystem.available || !qemu.available)('blockemu system I/O l
         '-drive', `if=none,id=d1,file=${d}/Y.qcow2,throttling.bps-total=4096,throttling.iops-write=7,throttling.iops-write-max=70,group=g`,
         '-drive', 'if=none,id=e',
         '-drive', 'if=none,id=n,file=null-co://,format=raw',
+        // QEMU_OPT_NUMBER is strtoull's base 0: hex and octal.
+        '-drive', 'if=none,id=h,file=null-co://,format=raw,bps=0x10,iops_rd=010',
       ],
       [caps, queryBlock, quit],
     );
