@@ -54,6 +54,8 @@ async function removeMedium(graph: BlockGraph, device: string | undefined, id: s
   if (!node) return;
   node.blockers.check(node.nodeName, 'eject');
   await b.blk.remove();
+  // blk_remove_bs drops the BlockBackend's reference: a -drive's node, which nothing else holds, closes (its image lock goes).
+  await graph.release(node);
 }
 
 async function insertMedium(graph: BlockGraph, id: string, nodeName: string): Promise<void> {
