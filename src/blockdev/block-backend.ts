@@ -1,9 +1,11 @@
+import { BlockError } from '../image/errors.js';
 import { PERM_ALL } from '../image/perm.js';
 import { CHILD_FILTERED_PRIMARY, type ChildOwner, type NodeChild, type PermPair } from './child.js';
 import { attachChild, detachChild, type LinkFollower } from './graph-edit.js';
 import { GraphTransaction } from './graph-transaction.js';
-import type { BlockNode } from './node.js';
+import type { BlockNode, WriteFlags, ZeroFlags } from './node.js';
 import { refreshPerms } from './permissions.js';
+import { ThrottleGroupMember } from './throttle/group.js';
 
 /**
  * A user of a node from outside the graph (QEMU's BlockBackend): an
@@ -16,6 +18,8 @@ export class BlockBackend implements ChildOwner, LinkFollower {
   private link: NodeChild | undefined;
   /** The QOM path of the device it is attached to, which names an unnamed BlockBackend in messages. */
   devicePath: string | undefined;
+  /** Its place in a throttle group once I/O limits are enabled (blk->public.throttle_group_member); see io-limits.ts. */
+  readonly throttle = new ThrottleGroupMember();
 
   constructor(
     private wanted: PermPair,
@@ -73,6 +77,36 @@ export class BlockBackend implements ChildOwner, LinkFollower {
     } catch (err) {
       if (p.perm & ~before.perm || before.shared & ~p.shared) throw err;
     }
+  }
+
+  /**
+   * blk_co_preadv and friends: a request through the BlockBackend waits for
+   * its throttle group first (throttle_group_co_io_limits_intercept), then
+   * goes to whichever node is the root when it runs. Discards and flushes
+   * are not throttled, as in QEMU.
+   */
+  async read(offset: number, length: number): Promise<Uint8Array> {
+    await this.throttle.intercept(length, false);
+    return this.root().read(offset, length);
+  }
+  async write(offset: number, data: Uint8Array, flags?: WriteFlags): Promise<void> {
+    await this.throttle.intercept(data.length, true);
+    return this.root().write(offset, data, flags);
+  }
+  async writeZeroes(offset: number, length: number, flags?: ZeroFlags): Promise<void> {
+    await this.throttle.intercept(length, true);
+    return this.root().writeZeroes(offset, length, flags);
+  }
+  discard(offset: number, length: number): Promise<void> {
+    return this.root().discard(offset, length);
+  }
+  flush(): Promise<void> {
+    return this.root().flush();
+  }
+  private root(): BlockNode {
+    const n = this.link?.node;
+    if (!n) throw new BlockError('IO', 'No medium found', { errno: 'ENOMEDIUM' });
+    return n;
   }
 
   /** blk_add_remove_bs_notifier: told when the node is about to go (an eject), before it does. */

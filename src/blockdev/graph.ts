@@ -8,6 +8,7 @@ import type { BlockNodeEvent } from './node-events.js';
 import { refreshPerms } from './permissions.js';
 import { type Clock, RealClock } from './clock.js';
 import { ThrottleGroups } from './throttle/group.js';
+import { drainIoLimits } from './throttle/io-limits.js';
 import { FaultRegistry } from './faults/registry.js';
 import { MonitorBackends } from './monitor-backends.js';
 
@@ -218,6 +219,8 @@ export class BlockGraph {
    */
   drainAllForShutdown(): void {
     for (const n of this.list()) n.drainForShutdown();
+    // A throttled BlockBackend's waiting requests (HMP qemu-io's aio_read) go too.
+    for (const b of this.backends.list()) drainIoLimits(b.blk);
   }
 
   /**

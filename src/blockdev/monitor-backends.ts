@@ -2,6 +2,7 @@ import { BlockError } from '../image/errors.js';
 import { PERM_ALL } from '../image/perm.js';
 import { BlockBackend } from './block-backend.js';
 import type { BlockNode } from './node.js';
+import { disableIoLimits } from './throttle/io-limits.js';
 
 /**
  * The BlockBackends of a machine (QEMU's block_backends and
@@ -129,6 +130,8 @@ export class MonitorBackends {
   async remove(b: MonitorBackend): Promise<void> {
     const i = this.all.indexOf(b);
     if (i >= 0) this.all.splice(i, 1);
+    // blk_delete: a throttled BlockBackend leaves its group.
+    disableIoLimits(b.blk);
     await b.blk.remove();
   }
 

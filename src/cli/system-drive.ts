@@ -8,6 +8,7 @@
 import { idWellFormed } from '../blockdev/monitor-backends.js';
 import { type BoardBuses, type DrivePlan, INTERFACES } from '../machine/drive.js';
 import { parseOptsString } from './daemon-args.js';
+import { driveThrottle, renameLegacyDriveOptions, takeThrottleOptions } from './drive-throttle.js';
 
 /** A -drive that fails when its turn comes (drive_new's errors), or its plan. */
 export type DriveStep = { invalid: string } | { plan: DrivePlan };
@@ -75,10 +76,7 @@ export class DrivePlanner {
       o.delete(k);
       return v;
     };
-    if (o.has('readonly')) {
-      if (o.has('read-only')) throw new Error("'readonly' and its alias 'read-only' can't be used together");
-      o.set('read-only', take('readonly')!);
-    }
+    renameLegacyDriveOptions(o);
     const cache = take('cache');
     let writeback = true;
     if (cache !== undefined) {
@@ -131,13 +129,14 @@ export class DrivePlanner {
     if (werror !== undefined && !['ide', 'scsi', 'virtio', 'none'].includes(type)) throw new Error('werror is not supported by this bus type');
     const rerror = take('rerror');
     if (rerror !== undefined && !['ide', 'scsi', 'virtio', 'none'].includes(type)) throw new Error('rerror is not supported by this bus type');
-    // blockdev_init: its common options, then the error actions.
+    // blockdev_init: its common options (the numbers parsed as they are absorbed), then the error actions.
+    const throttling = takeThrottleOptions(o);
     if (bool('snapshot', take('snapshot'), false)) throw new Error('snapshot=on is not supported yet by blockemu system (it needs a temporary qcow2 overlay)');
     const aio = o.get('aio');
     if (aio !== undefined && !['threads', 'native', 'io_uring'].includes(aio)) throw new Error('invalid aio option');
+    const throttle = driveThrottle(throttling);
     const dz = take('detect-zeroes') ?? 'off';
     if (dz !== 'off' && dz !== 'on' && dz !== 'unmap') throw new Error(`invalid parameter value: ${dz}`);
-    for (const k of [...o.keys()]) if (k.startsWith('throttling.') || /^(bps|iops)/.test(k) || k === 'group') throw new Error('I/O throttling on -drive is not supported yet by blockemu system; use a throttle node');
     const format = take('format');
     if (format !== undefined) {
       if (o.has('driver')) throw new Error("Cannot specify both 'driver' and 'format'");
@@ -153,6 +152,6 @@ export class DrivePlanner {
     if (type === 'ide' && (!this.board || bus >= this.board.ideBuses)) throw new Error(`machine type does not support if=ide,bus=${bus},unit=${unit}`);
     if (type === 'floppy' && (!this.board || unit >= this.board.floppies)) throw new Error(`machine type does not support if=floppy,bus=${bus},unit=${unit}`);
     this.taken.add(place(bus, unit));
-    return { id: name, type, bus, unit, mediaCd, file, readOnly, writeCache: writeback, detectZeroes: dz, onReadError, onWriteError, options: o };
+    return { id: name, type, bus, unit, mediaCd, file, readOnly, writeCache: writeback, detectZeroes: dz, onReadError, onWriteError, ...(throttle ? { throttle } : {}), options: o };
   }
 }

@@ -3,6 +3,8 @@
  * options), and the buses the machine's board has for if=ide and
  * if=floppy drives.
  */
+import type { ThrottleConfig } from '../blockdev/throttle/config.js';
+
 export type DriveInterface = 'none' | 'ide' | 'scsi' | 'floppy' | 'pflash' | 'mtd' | 'sd' | 'virtio' | 'xen';
 export const INTERFACES: readonly DriveInterface[] = ['none', 'ide', 'scsi', 'floppy', 'pflash', 'mtd', 'sd', 'virtio', 'xen'];
 
@@ -19,6 +21,8 @@ export interface DrivePlan {
   detectZeroes: 'off' | 'on' | 'unmap';
   onReadError: 'report' | 'ignore' | 'stop';
   onWriteError: 'report' | 'ignore' | 'enospc' | 'stop';
+  /** I/O limits the drive's BlockBackend starts with (its group defaults to the drive's id). */
+  throttle?: { cfg: ThrottleConfig; group: string | undefined };
   /** The options left for bdrv_open (node-name, driver, cache.*, file.*, backing.*, driver options), in the order given. */
   options: Map<string, string>;
 }

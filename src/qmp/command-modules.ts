@@ -36,6 +36,7 @@ import { blockdevMirror, driveMirror } from './schema/mirror.js';
 import { objectAdd, objectDel, qomGet, qomList, qomListProperties, qomListTypes, qomSet } from './schema/qom.js';
 import { transaction } from './schema/transaction.js';
 import { TRAY_COMMANDS } from './schema/block-tray.js';
+import { blockSetIoThrottle } from './schema/block-throttle.js';
 import { RUN_STATE_COMMANDS } from './schema/run-state.js';
 
 type Register = (table: CommandTable<QmpContext>) => void;
@@ -83,4 +84,5 @@ export const COMMAND_MODULES = [
 export const SYSTEM_COMMAND_MODULES = [
   { defs: RUN_STATE_COMMANDS, load: async () => (await import('./commands/run-state.js')).addRunStateCommands },
   { defs: TRAY_COMMANDS, load: async () => (await import('./commands/tray.js')).addTrayCommands },
+  { defs: [blockSetIoThrottle], load: async () => (await import('./commands/io-throttle.js')).addIoThrottleCommands },
 ] as const satisfies readonly CommandModule[];

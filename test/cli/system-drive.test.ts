@@ -69,6 +69,22 @@ describe.skipIf(!qemuSystem.available || !qemu.available)('blockemu system -driv
     );
   });
 
+  it("an eject closes the -drive's own node (its image free for another), but keeps a -blockdev node the monitor added", async () => {
+    await compare(
+      (d) => ['-drive', `if=none,id=cd,media=cdrom,file=${d}/X.qcow2,format=qcow2`, '-device', 'ide-cd,drive=cd,id=cdrom', '-blockdev', `driver=file,filename=${d}/R.img,node-name=r`],
+      (d) => [
+        caps,
+        '{"execute": "eject", "arguments": {"device": "cd"}}',
+        '{"execute": "query-named-block-nodes", "arguments": {"flat": true}}',
+        JSON.stringify({ execute: 'blockdev-add', arguments: { driver: 'qcow2', 'node-name': 'x', file: { driver: 'file', filename: `${d}/X.qcow2` } } }),
+        '{"execute": "blockdev-insert-medium", "arguments": {"id": "cdrom", "node-name": "r"}}',
+        '{"execute": "blockdev-remove-medium", "arguments": {"id": "cdrom"}}',
+        '{"execute": "query-named-block-nodes", "arguments": {"flat": true}}',
+        quit,
+      ],
+    );
+  });
+
   it('lists a -drive if=none attached to virtio-blk-pci with an id: device, qdev path, io-status and the inserted node', async () => {
     const t = await compare((d) => ['-drive', `if=none,id=drive0,file=${d}/X.qcow2`, '-device', 'virtio-blk-pci,drive=drive0,id=vda'], queryBlock);
     expect(t.lines[2]).toContain('"device": "drive0"');

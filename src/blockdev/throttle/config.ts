@@ -108,7 +108,7 @@ export type LimitName = (typeof LIMIT_MEMBERS)[number][0];
 export type ThrottleLimits = Partial<Record<LimitName, number | bigint>>;
 
 /** An int64 as QEMU stores it into a uint64_t field: negative values wrap. */
-function asUint64(v: number | bigint): number {
+export function asUint64(v: number | bigint): number {
   const b = BigInt(v);
   return Number(b < 0n ? b + (1n << 64n) : b);
 }

@@ -79,6 +79,15 @@ export class ThrottleGroupMember {
     return next !== undefined;
   }
 
+  /**
+   * Before the member leaves its group (blk_io_limits_disable drains
+   * first): every queued request runs now without limits. Requests resumed
+   * after the member left account nothing (see intercept).
+   */
+  releaseAll(): void {
+    for (let w = 0; w < 2; w++) while (this.restartQueue(w));
+  }
+
   /** throttle_group_restart_tgm: a pending timer fires now, else the next queued request is let go. */
   restart(): void {
     if (!this.group) return;
@@ -104,6 +113,8 @@ export class ThrottleGroup {
   constructor(
     readonly name: string,
     private readonly clock: Clock,
+    /** Told when the last member leaves (a group only BlockBackends held goes then: throttle_group_unref). */
+    private readonly onEmpty?: () => void,
   ) {}
 
   get memberCount(): number {
@@ -139,6 +150,7 @@ export class ThrottleGroup {
     }
     this.members = this.members.filter((m) => m !== tgm);
     tgm.group = undefined;
+    if (this.members.length === 0) this.onEmpty?.();
   }
 
   private nextMember(tgm: ThrottleGroupMember): ThrottleGroupMember {
@@ -215,6 +227,22 @@ export class ThrottleGroups {
     checkThrottleConfig(cfg);
     const tg = new ThrottleGroup(name, this.clock());
     tg.state.configure(cfg, this.clock().now());
+    this.groups.set(name, tg);
+    return tg;
+  }
+
+  /**
+   * throttle_group_incref for a BlockBackend: the group of that name, or a
+   * new one without limits that lasts while it has members (QEMU makes an
+   * anonymous throttle-group object, freed with its last reference).
+   */
+  ref(name: string): ThrottleGroup {
+    const found = this.groups.get(name);
+    if (found) return found;
+    const tg: ThrottleGroup = new ThrottleGroup(name, this.clock(), () => {
+      if (this.groups.get(name) === tg) this.groups.delete(name);
+    });
+    tg.state.configure(tg.config(), this.clock().now());
     this.groups.set(name, tg);
     return tg;
   }

@@ -2,6 +2,7 @@ import type { DirtyBitmap } from '../../blockdev/dirty-bitmap.js';
 import { cowChild, filterOrCowChild } from '../../blockdev/chain.js';
 import { type NodeName, nodeNames } from '../../blockdev/filename.js';
 import type { BlockNode, NodeImageInfo } from '../../blockdev/node.js';
+import { BPS_READ, BPS_TOTAL, BPS_WRITE, OPS_READ, OPS_TOTAL, OPS_WRITE, type ThrottleConfig } from '../../blockdev/throttle/config.js';
 import { toQmpJson } from '../json-out.js';
 import { asInt64 } from './block-stats.js';
 import { QmpError } from '../error.js';
@@ -79,7 +80,38 @@ async function chainInfo(node: BlockNode, flat: boolean, names: Map<BlockNode, N
   return { info, depth };
 }
 
-export async function blockDeviceInfo(node: BlockNode, flat: boolean): Promise<Record<string, unknown>> {
+/**
+ * bdrv_block_device_info; `limits` are the I/O limits of the BlockBackend
+ * query-block shows the node for: the averages are always there (0 without
+ * limits), a burst and its length only when the burst is set, the op size
+ * only when not 0, and the group only with limits.
+ */
+type BackendLimits = { cfg: ThrottleConfig; group: string } | undefined;
+const LEGACY: ReadonlyArray<readonly [string, number]> = [
+  ['bps', BPS_TOTAL],
+  ['bps_rd', BPS_READ],
+  ['bps_wr', BPS_WRITE],
+  ['iops', OPS_TOTAL],
+  ['iops_rd', OPS_READ],
+  ['iops_wr', OPS_WRITE],
+];
+
+function averages(limits: BackendLimits): Record<string, number> {
+  return Object.fromEntries(LEGACY.map(([k, i]) => [k, limits?.cfg.buckets[i]!.avg ?? 0]));
+}
+
+function bursts(limits: BackendLimits): Record<string, unknown> {
+  if (!limits) return {};
+  const b = limits.cfg.buckets;
+  const out: Record<string, unknown> = {};
+  for (const [k, i] of LEGACY) if (b[i]!.max) out[`${k}_max`] = b[i]!.max;
+  for (const [k, i] of LEGACY) if (b[i]!.max) out[`${k}_max_length`] = b[i]!.burstLength;
+  if (limits.cfg.opSize) out['iops_size'] = limits.cfg.opSize;
+  out['group'] = limits.group;
+  return out;
+}
+
+export async function blockDeviceInfo(node: BlockNode, flat: boolean, limits?: BackendLimits): Promise<Record<string, unknown>> {
   if (node.ejected) throw new QmpError('GenericError', `Block device ${node.nodeName} is ejected`);
   const names = namesOf(node);
   const { info, depth } = await chainInfo(node, flat, names);
@@ -92,13 +124,9 @@ export async function blockDeviceInfo(node: BlockNode, flat: boolean): Promise<R
     backing_file_depth: depth,
     encrypted: false,
     detect_zeroes: s.detectZeroes,
-    bps: 0,
-    bps_rd: 0,
-    bps_wr: 0,
-    iops: 0,
-    iops_rd: 0,
-    iops_wr: 0,
+    ...averages(limits),
     image: imageInfo(info, !flat),
+    ...bursts(limits),
     cache: { writeback: true, direct: s.cacheDirect, 'no-flush': s.cacheNoFlush },
     write_threshold: asInt64(node.writeStats.writeThreshold),
   });

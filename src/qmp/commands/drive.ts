@@ -2,6 +2,7 @@ import type { BlockGraph } from '../../blockdev/graph.js';
 import { isNbdFilename, probeNbdFormat } from '../../blockdev/nbd-filename.js';
 import { protocolOfFilename } from '../../blockdev/protocol-filename.js';
 import { type BlockdevSpec, type ImplicitBackingOptions, implicitBackingOptions, textOptionSpecs, flagOptionKeys, jsonFilenameSpec, openBlockdev, PROTOCOLS } from '../../blockdev/open.js';
+import { enableIoLimits, setIoLimits } from '../../blockdev/throttle/io-limits.js';
 import { BlockError } from '../../image/errors.js';
 import { probeFormat } from '../../image/probe.js';
 import type { DrivePlan } from '../../machine/drive.js';
@@ -31,6 +32,11 @@ export async function addDrive(graph: BlockGraph, plan: DrivePlan, warn: (text: 
       const node = await openBlockdev(graph, spec, false);
       node.settings = { ...node.settings, detectZeroes: plan.detectZeroes };
       await b.blk.insert(node);
+    }
+    // blockdev_init: the limits once the BlockBackend exists, in the group named or the drive's own.
+    if (plan.throttle) {
+      enableIoLimits(b.blk, graph.throttleGroups, plan.throttle.group ?? plan.id);
+      setIoLimits(b.blk, plan.throttle.cfg);
     }
   } catch (err) {
     await graph.backends.remove(b);
@@ -176,9 +182,16 @@ function nest(flat: ReadonlyMap<string, string>): Record<string, unknown> {
 function unsupportedOption(err: unknown, driver: string, tree: Record<string, unknown>): unknown {
   const m = err instanceof QmpError ? /^Parameter '([^']+)' is unexpected$/.exec(err.desc) : null;
   if (!m) return err;
-  const key = m[1]!;
+  let key = m[1]!;
   const dot = key.indexOf('.');
   if (dot < 0) {
+    // A dotted key no driver knows (throttling.foo=) is still one flat option in bdrv_open's QDict: named whole.
+    for (let v = tree[key]; typeof v === 'object' && v !== null && !Array.isArray(v); ) {
+      const first = Object.keys(v)[0];
+      if (first === undefined) break;
+      key += `.${first}`;
+      v = (v as Record<string, unknown>)[first];
+    }
     const what = PROTOCOLS.has(driver) ? `Block protocol '${driver}' doesn't support` : `Block format '${driver}' does not support`;
     return new BlockError('INVALID_ARGUMENT', `${what} the option '${key}'`);
   }

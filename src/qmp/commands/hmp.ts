@@ -129,9 +129,10 @@ function backendTarget(blk: BlockBackend, node: BlockNode): QemuIoTarget {
       }
     },
     size: () => node.size(),
-    read: (o, l) => node.read(o, l),
-    write: (o, d, f) => node.write(o, d, f),
-    writeZeroes: (o, l, f) => node.writeZeroes(o, l, f),
+    // Through the BlockBackend, so its I/O limits apply (blk_pread/blk_pwrite).
+    read: (o, l) => blk.read(o, l),
+    write: (o, d, f) => blk.write(o, d, f),
+    writeZeroes: (o, l, f) => blk.writeZeroes(o, l, f),
     discard: (o, l) => node.discard(o, l),
     flush: () => node.flush(),
     blockStatus: (o, l) => node.blockStatus(o, l),

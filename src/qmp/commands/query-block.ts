@@ -1,5 +1,6 @@
 import type { BlockGraph } from '../../blockdev/graph.js';
 import type { MonitorBackend } from '../../blockdev/monitor-backends.js';
+import { ioLimitsOf } from '../../blockdev/throttle/io-limits.js';
 import { blockDeviceInfo } from './block-info.js';
 
 /**
@@ -21,7 +22,7 @@ async function blockInfo(b: MonitorBackend): Promise<Record<string, unknown>> {
   Object.assign(info, { type: 'unknown', removable: dev ? dev.removable : true, locked: b.locked });
   const node = b.node;
   if (node) {
-    const inserted = await blockDeviceInfo(node, false);
+    const inserted = await blockDeviceInfo(node, false, ioLimitsOf(b.blk));
     // The cache mode is the BlockBackend's (blk_enable_write_cache), not the node's.
     inserted['cache'] = { ...(inserted['cache'] as object), writeback: b.writeCache };
     info['inserted'] = inserted;

@@ -14,7 +14,7 @@ import { blockdevCloseTray, blockdevInsertMedium, blockdevOpenTray, blockdevRemo
 const fail = (desc: string) => new QmpError('GenericError', desc);
 
 /** qmp_get_blk: by BlockBackend name or by the device's id, exactly one of them. */
-function getBlk(graph: BlockGraph, device: string | undefined, id: string | undefined): MonitorBackend {
+export function getBlk(graph: BlockGraph, device: string | undefined, id: string | undefined): MonitorBackend {
   if ((device === undefined) === (id === undefined)) throw fail("Need exactly one of 'device' and 'id'");
   if (id !== undefined) {
     const b = graph.backends.byQdev(id);
@@ -54,6 +54,8 @@ async function removeMedium(graph: BlockGraph, device: string | undefined, id: s
   if (!node) return;
   node.blockers.check(node.nodeName, 'eject');
   await b.blk.remove();
+  // blk_remove_bs drops the BlockBackend's reference: a -drive's node, which nothing else holds, closes (its image lock goes).
+  await graph.release(node);
 }
 
 async function insertMedium(graph: BlockGraph, id: string, nodeName: string): Promise<void> {

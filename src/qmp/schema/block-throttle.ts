@@ -1,0 +1,30 @@
+/** block_set_io_throttle of qapi/block-core.json 7.2 (`blockemu system` only: the storage daemon has no BlockBackends it names). */
+import { command } from './command.js';
+import { int, str, struct } from './types.js';
+
+export const BlockIOThrottle = struct('BlockIOThrottle', {
+  '*device': str,
+  '*id': str,
+  bps: int,
+  bps_rd: int,
+  bps_wr: int,
+  iops: int,
+  iops_rd: int,
+  iops_wr: int,
+  '*bps_max': int,
+  '*bps_rd_max': int,
+  '*bps_wr_max': int,
+  '*iops_max': int,
+  '*iops_rd_max': int,
+  '*iops_wr_max': int,
+  '*bps_max_length': int,
+  '*bps_rd_max_length': int,
+  '*bps_wr_max_length': int,
+  '*iops_max_length': int,
+  '*iops_rd_max_length': int,
+  '*iops_wr_max_length': int,
+  '*iops_size': int,
+  '*group': str,
+});
+
+export const blockSetIoThrottle = command('block_set_io_throttle', { args: BlockIOThrottle });
