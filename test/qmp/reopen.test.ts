@@ -12,7 +12,7 @@
  */
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { compareSessions, file, opens, type Step } from '../helpers/qmp-session.js';
+import { compareSessions, file, nbdWrite, opens, type Step } from '../helpers/qmp-session.js';
 import { qemu, qemuImg, qemuIo, run } from '../helpers/qemu.js';
 
 /** Runs qemu-img/qemu-io steps in `dir`, each of which must say nothing on stderr. */
@@ -47,6 +47,23 @@ const withoutActualSize = (log: unknown[]) => JSON.parse(JSON.stringify(log).rep
 
 // The sessions share nothing (own directories, daemons and sockets), so they play at once.
 describe.skipIf(!qemu.available || !qemu.storageDaemon)('blockdev-reopen, as qemu-storage-daemon does it', () => {
+  it.concurrent('a qcow2 node reopened onto a raw node over its own file keeps allocating clusters past the file end (tests/reopen-file)', async () => {
+    await compareSessions(
+      images(['img', 'create', '-q', '-f', 'qcow2', 'h0.qcow2', '1M']),
+      [
+        nbdServer,
+        ['blockdev-add', hd(0)],
+        ['blockdev-add', { driver: 'raw', 'node-name': 'raw', file: 'hd0-file' }],
+        reopen({ driver: 'qcow2', 'node-name': 'hd0', file: 'raw' }),
+        ['block-export-add', { type: 'nbd', id: 'e', 'node-name': 'hd0', writable: true }],
+        { sh: nbdWrite('hd0', 'write -P 42 0 64k') },
+        { sh: readsNbd('hd0', 42, '0') },
+        ['block-export-del', { id: 'e' }],
+      ],
+      withoutActualSize,
+    );
+  }, 60_000);
+
   it.concurrent('read-only and back: inline children follow, locks as qemu-io meets them, bitmaps stored and in use again, writers refuse, auto-read-only', async () => {
     const log = await compareSessions(
       images(['img', 'create', '-q', '-f', 'qcow2', 'h0.qcow2', '1M']),
