@@ -48,6 +48,25 @@ const exportSrc: Step[] = [
 ];
 
 describe.skipIf(!qemu.available || !qemu.storageDaemon)('blockdev-mirror and drive-mirror, as qemu-storage-daemon runs them', () => {
+  it('drive-mirror mode=existing opens the target image\'s own backing chain when it completes: after the pivot the export reads the backing file through it (iotest 156)', async () => {
+    const readsAt = (pattern: number, offset: string) => async (dir: string) => {
+      const r = await run('qemu-io', ['-r', '-f', 'raw', '-c', `read -P ${pattern} ${offset} 64k`, `nbd+unix:///top?socket=${join(dir, 'nbd.sock')}`]);
+      return { code: r.code, err: r.stderr, verified: !r.stdout.includes('Pattern verification failed') };
+    };
+    await compare([
+      ['nbd-server-start', { addr: { type: 'unix', data: { path: '${DIR}/nbd.sock' } } }],
+      ['blockdev-add', { driver: 'qcow2', 'node-name': 'top', file: file('top.qcow2') }],
+      ['block-export-add', { type: 'nbd', id: 'e', 'node-name': 'top' }],
+      ['drive-mirror', { 'job-id': 'j', device: 'top', target: '${DIR}/t-top.qcow2', format: 'qcow2', mode: 'existing', sync: 'top' }],
+      { waitJob: 'j', status: 'ready' },
+      ['job-complete', { id: 'j' }],
+      { waitJob: 'j' },
+      { sh: readsAt(5, '0') },
+      { sh: readsAt(6, '1M') },
+      ['query-named-block-nodes'],
+    ]);
+  }, 60_000);
+
   it('a target whose raw window is too small: writes past it fail with ENOSPC, which on-target-error=enospc pauses on; a reopen widens it (iotest 248)', async () => {
     const fullTarget = async (dir: string) => {
       await images(dir);

@@ -1,3 +1,4 @@
+import { openBackingFile } from '../../blockdev/open.js';
 import { unlink } from 'node:fs/promises';
 import { canReplace, cowChild, skipFilters } from '../../blockdev/chain.js';
 import type { BlockNode } from '../../blockdev/node.js';
@@ -73,6 +74,8 @@ async function mirrorCommon(
     granularity,
     bufSize: Number(a['buf-size'] ?? 0),
     backingMode,
+    // mode=existing: the target's own backing chain opens when the job completes (MIRROR_OPEN_BACKING_CHAIN).
+    ...(backingMode === 'open' ? { openBacking: (t: BlockNode) => openBackingFile(ctx.graph, t) } : {}),
     zeroTarget,
     onSourceError: (a['on-source-error'] ?? 'report') as OnError,
     onTargetError: (a['on-target-error'] ?? 'report') as OnError,
