@@ -13,6 +13,7 @@ import { NullNode } from './drivers/null.js';
 import { Qcow2Node } from './drivers/qcow2.js';
 import { RawNode } from './drivers/raw.js';
 import { SNAPSHOT_ACCESS_CHILD_PERM, SnapshotAccessNode } from './drivers/snapshot-access.js';
+import { readBlkdebugConfig } from './drivers/blkdebug-config.js';
 import { BlockCopy, blockCopyClusterSize } from './block-copy.js';
 import { type Clock, RealClock } from './clock.js';
 import { ThrottleNode } from './drivers/throttle.js';
@@ -82,7 +83,7 @@ type Opener = (ctx: OpenContext) => Promise<BlockNode>;
 /** What a driver needs of a child, as QEMU's drv->bdrv_child_perm: also asked while the driver is still opening. */
 type ChildPermFn = (spec: BlockdevSpec, role: number, writable: boolean, perm: number, shared: number) => PermPair;
 
-const num = (v: unknown, def: number): number => (typeof v === 'number' ? v : def);
+const num = (v: unknown, def: number): number => (typeof v === 'number' ? v : typeof v === 'string' && /^-?\d+$/.test(v) ? Number(v) : def);
 
 const OPENERS: Record<string, Opener> = {
   file: ({ name, spec, readOnly, options }) => {
@@ -152,20 +153,23 @@ const OPENERS: Record<string, Opener> = {
     return new SnapshotAccessNode(name, file, readOnly);
   },
   blkdebug: async ({ name, spec, readOnly, child }) => {
+    // read_config: the config file's rules come first, then those of the options.
+    const file = typeof spec['config'] === 'string' ? await readBlkdebugConfig(spec['config']) : { injectError: [], setState: [] };
     const image = await child('image', spec['image'], CHILD_FILTERED_PRIMARY);
-    const inject = ((spec['inject-error'] as Record<string, unknown>[] | undefined) ?? []).map(
+    const flag = (v: unknown) => v === true || v === 'on';
+    const inject = [...file.injectError, ...((spec['inject-error'] as Record<string, unknown>[] | undefined) ?? [])].map(
       (r): InjectErrorRule => ({
         event: r['event'] as string,
         state: num(r['state'], 0),
         iotypes: r['iotype'] === undefined ? DEFAULT_IOTYPES : new Set([r['iotype'] as IoType]),
         errno: num(r['errno'], 5),
         sector: num(r['sector'], -1),
-        once: r['once'] === true,
-        immediately: r['immediately'] === true,
+        once: flag(r['once']),
+        immediately: flag(r['immediately']),
       }),
     );
-    const setState = ((spec['set-state'] as Record<string, unknown>[] | undefined) ?? []).map(
-      (r): SetStateRule => ({ event: r['event'] as string, state: num(r['state'], 0), newState: r['new_state'] as number }),
+    const setState = [...file.setState, ...((spec['set-state'] as Record<string, unknown>[] | undefined) ?? [])].map(
+      (r): SetStateRule => ({ event: r['event'] as string, state: num(r['state'], 0), newState: num(r['new_state'], 0) }),
     );
     return new BlkdebugNode(name, image, inject, setState, readOnly, spec, permBits(spec['take-child-perms']), permBits(spec['unshare-child-perms']));
   },

@@ -7,8 +7,9 @@
  * QEMU has and blockemu lacks is blockemu's refusal, not an unknown name.
  */
 import { access } from 'node:fs/promises';
-import { createOnNbdExport, isNbdFilename, nbdFileSpec, type NbdFilenameOptions, probeNbdFormat } from '../../blockdev/nbd-filename.js';
+import { createOnNbdExport, isNbdFilename, nbdFileSpec, probeNbdFormat } from '../../blockdev/nbd-filename.js';
 import type { BlockNode } from '../../blockdev/node.js';
+import { protocolOfFilename } from '../../blockdev/protocol-filename.js';
 import { strerror } from '../../image/errno.js';
 import { createImage } from '../../image/open.js';
 import { probeFormat } from '../../image/probe.js';
@@ -84,14 +85,17 @@ export async function createTargetImage(path: string, format: string, size: numb
  * (`nbd:unix:PATH:exportname=E`, `nbd+unix:///E?socket=PATH`, …, as
  * Proxmox gives drive-mirror) is an nbd node instead (bdrv_find_protocol).
  */
-export function imageFileOptions(
-  format: string,
-  path: string,
-): { filename: string } | NbdFilenameOptions | { file: { driver: 'file'; filename: string } | NbdFilenameOptions } {
+export function imageFileOptions(format: string, path: string): Record<string, unknown> {
   if (format === 'file') return { filename: path };
   // The nbd driver given as the format takes the name itself (nbd_parse_filename refuses what is not nbd:…).
-  if (format === 'nbd') return nbdFileSpec(path);
-  return isNbdFilename(path) ? { file: nbdFileSpec(path) } : { file: { driver: 'file', filename: path } };
+  if (format === 'nbd') return { ...nbdFileSpec(path) };
+  // Other protocol names (blkdebug:CONF:FILE, null-co://, file:PATH) open as the protocol says (iotest 229).
+  const { proto } = protocolOfFilename(path);
+  if (proto['driver'] === format) {
+    const { driver: _d, ...rest } = proto;
+    return rest;
+  }
+  return { file: proto };
 }
 
 /**
@@ -114,5 +118,8 @@ export async function prepareImageFile(
     return { createdFile: await createTargetImage(path, format!, size, base), driver: format! };
   }
   if (format !== undefined) checkOpenFormat(format);
-  return { createdFile: undefined, driver: format ?? (isNbdFilename(path) ? await probeNbdFormat(path) : await probeFormat(path)) };
+  if (format !== undefined) return { createdFile: undefined, driver: format };
+  if (isNbdFilename(path)) return { createdFile: undefined, driver: await probeNbdFormat(path) };
+  const { probeTarget } = protocolOfFilename(path);
+  return { createdFile: undefined, driver: probeTarget !== undefined ? await probeFormat(probeTarget) : 'raw' };
 }
