@@ -65,7 +65,8 @@ export class MonitorBackend {
 
   attach(device: AttachedDevice): void {
     this.device = device;
-    this.blk.devicePath = device.path;
+    // blk_get_attached_dev_id: the device's id when it has one, its QOM path otherwise.
+    this.blk.devicePath = device.id ?? device.path;
   }
 }
 
