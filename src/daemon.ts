@@ -168,7 +168,7 @@ export class Daemon {
     const whenStarted = new Promise<Daemon>((r) => (started = r));
     if (machine) {
       machine.onEvent = (e) => daemon?.emitEvent(...machineEvent(e));
-      machine.devices.backends = graph.backends;
+      machine.devices.graph = graph;
       machine.devices.onDeleted = (id, path) => daemon?.emitEvent('DEVICE_DELETED', id === undefined ? { path } : { device: id, path });
     }
     graph.backends.onTrayMoved = (b) => daemon?.emitEvent('DEVICE_TRAY_MOVED', { device: b.name, id: b.device?.id ?? b.device?.path ?? '', 'tray-open': b.trayOpen });

@@ -1,4 +1,5 @@
-import type { MonitorBackend, MonitorBackends } from '../blockdev/monitor-backends.js';
+import type { BlockGraph } from '../blockdev/graph.js';
+import type { MonitorBackend } from '../blockdev/monitor-backends.js';
 import type { DevicePlan } from './storage-devices.js';
 
 /**
@@ -48,8 +49,8 @@ export class DeviceTree {
   /** The next /machine/peripheral-anon/device[N]: every device without an id takes one, realized or not. */
   private anon = 0;
 
-  /** The machine's BlockBackends, where an unplugged device's goes from (set once the block layer exists). */
-  backends: MonitorBackends | undefined;
+  /** The block graph, where an unplugged device's BlockBackend and the nodes only it used go from (set once it exists). */
+  graph: BlockGraph | undefined;
   /** Told of every device that is gone, its virtio-backend first (the daemon sends DEVICE_DELETED). */
   onDeleted: (id: string | undefined, path: string) => void = () => undefined;
   /** Unplugs finishing after the reply, one after another, so their events keep their order. */
@@ -123,9 +124,12 @@ export class DeviceTree {
       for (const dev of gone) {
         const b = dev.backend;
         // blockdev_auto_del: a -drive's BlockBackend goes with its device, as does one made for a node.
-        if (b) {
+        if (b && this.graph) {
           b.device = undefined;
-          await this.backends?.remove(b);
+          const node = b.node;
+          await this.graph.backends.remove(b);
+          // bdrv_unref: a node nobody else holds (an overlay blockdev-snapshot-sync made, a -drive's image) goes too.
+          if (node) await this.graph.release(node);
         }
         if (hasVirtioBackend(dev.model)) this.onDeleted(undefined, `${dev.path}/virtio-backend`);
         this.onDeleted(dev.id, dev.path);
