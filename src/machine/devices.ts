@@ -31,6 +31,8 @@ export interface Device extends DeviceSpec {
   backend?: MonitorBackend;
   /** device_del asked the guest, which has not answered (a PCI device waits for ACPI's eject). */
   unplugRequested: boolean;
+  /** …at virtual time 0, so the request never expires. */
+  unplugRequestedAt0?: boolean;
 }
 
 /** The buses that take a device while the machine runs: PCI on pc's i440FX, and SCSI. */

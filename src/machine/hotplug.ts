@@ -125,11 +125,20 @@ export async function addDevice(tree: DeviceTree, graph: BlockGraph, o: Map<stri
   });
 }
 
-/** qmp_device_del: a device on a SCSI bus goes at once; one on PCI waits for the guest's eject. */
-export function deleteDevice(tree: DeviceTree, idOrPath: string): void {
+/**
+ * qmp_device_del: a device on a SCSI bus goes at once; one on PCI waits
+ * for the guest's eject. Asking again is refused while the request has not
+ * expired: it expires at the virtual time it was made, which is never while
+ * that time is still 0 (a machine that has not run yet).
+ */
+export function deleteDevice(tree: DeviceTree, idOrPath: string, clockStarted: boolean): void {
   const d = tree.find(idOrPath);
   if (!d) throw new BlockError('NOT_FOUND', `Device '${idOrPath}' not found`, { qmpClass: 'DeviceNotFound' });
+  if (d.unplugRequested && d.unplugRequestedAt0) throw fail(`Device ${idOrPath} is already in the process of unplug`);
   if (d.bus !== undefined && !busHotpluggable(d.bus, tree.machine)) throw fail(`Bus '${d.bus}' does not support hotplugging`);
-  if (d.bus === 'pci.0') d.unplugRequested = true;
+  if (d.bus === 'pci.0') {
+    d.unplugRequested = true;
+    d.unplugRequestedAt0 = !clockStarted;
+  }
   else tree.unplug(d);
 }

@@ -23,6 +23,8 @@ export class Machine {
   status: RunStatus;
   /** Its devices (the command line's and device_add's). */
   readonly devices: DeviceTree;
+  /** Whether the virtual clock has moved: it stands at 0 until the machine first runs. */
+  clockStarted: boolean;
   /** Where state changes are announced (the daemon turns them into QMP events). */
   onEvent: (e: MachineEvent) => void = () => undefined;
 
@@ -32,6 +34,7 @@ export class Machine {
     startPaused: boolean,
   ) {
     this.status = startPaused ? 'prelaunch' : 'running';
+    this.clockStarted = !startPaused;
     this.devices = new DeviceTree(type);
   }
 
@@ -50,6 +53,7 @@ export class Machine {
   cont(): void {
     if (this.status === 'running') return;
     this.status = 'running';
+    this.clockStarted = true;
     this.onEvent({ kind: 'resume' });
   }
 

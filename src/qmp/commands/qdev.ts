@@ -30,5 +30,8 @@ export function deviceOptions(args: Record<string, unknown>): Map<string, string
 export function addQdevCommands(table: CommandTable<QmpContext>): void {
   table
     .add(deviceAdd, async (a, ctx) => addDevice(machine(ctx).devices, ctx.graph, deviceOptions(a)))
-    .add(deviceDel, async (a, ctx) => deleteDevice(machine(ctx).devices, a.id));
+    .add(deviceDel, async (a, ctx) => {
+      const m = machine(ctx);
+      deleteDevice(m.devices, a.id, m.clockStarted);
+    });
 }
