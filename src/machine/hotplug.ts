@@ -77,8 +77,12 @@ export async function plugDevice(tree: DeviceTree, graph: BlockGraph, spec: Devi
   return tree.add(spec, backend);
 }
 
-/** qdev_device_add from device_add's options (the QemuOpts its arguments became, `id` among them). */
-export async function addDevice(tree: DeviceTree, graph: BlockGraph, o: Map<string, string>): Promise<void> {
+/**
+ * qdev_device_add from device_add's options (the QemuOpts its arguments
+ * became, `id` among them); `isIothread` tells whether an object of that id
+ * is an iothread, for an `iothread` link property.
+ */
+export async function addDevice(tree: DeviceTree, graph: BlockGraph, o: Map<string, string>, isIothread: (id: string) => boolean): Promise<void> {
   const id = o.get('id');
   if (id !== undefined && !idWellFormed(id)) throw fail("Parameter 'id' expects an identifier");
   const name = o.get('driver');
@@ -100,6 +104,9 @@ export async function addDevice(tree: DeviceTree, graph: BlockGraph, o: Map<stri
   if (model.bus !== 'PCI' && model.bus !== 'SCSI') throw new BlockError('UNSUPPORTED', `blockemu system does not hot-plug '${model.name}' devices`);
   if (id !== undefined && tree.byId(id)) throw fail(`Duplicate device ID '${id}'`);
   const path = id !== undefined ? `/machine/peripheral/${id}` : tree.anonPath();
+  const iothread = o.get('iothread');
+  // The link property's setter, among the properties (after the id took its place).
+  if (iothread !== undefined && !isIothread(iothread)) throw new BlockError('NOT_FOUND', `Device '${iothread}' not found`, { qmpClass: 'DeviceNotFound' });
   const driver = storageDriver(model.name);
   let storage: DevicePlan | undefined;
   if (driver) {
@@ -113,7 +120,6 @@ export async function addDevice(tree: DeviceTree, graph: BlockGraph, o: Map<stri
       ...(writeCache !== undefined ? { writeCache } : {}),
     };
   }
-  const iothread = o.get('iothread');
   await plugDevice(tree, graph, {
     model: model.name,
     path,

@@ -129,6 +129,8 @@ describe.skipIf(!qemuSystem.available || !qemu.available)('device_add and device
     await compare(
       (d) => [...node(d), '-object', 'iothread,id=io0', '-object', 'iothread,id=io1'],
       [
+        add({ driver: 'virtio-scsi', id: 'scsi0', iothread: 'nope' }),
+        add({ driver: 'virtio-scsi', id: 'scsi0', iothread: 'n0' }),
         add({ driver: 'virtio-scsi', id: 'scsi0', iothread: 'io0' }),
         add({ driver: 'virtio-scsi', id: 'scsi1', iothread: 'io1' }),
         add({ driver: 'scsi-hd', id: 'h0', drive: 'n0', bus: 'scsi0.0', 'share-rw': true }),

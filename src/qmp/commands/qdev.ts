@@ -29,7 +29,7 @@ export function deviceOptions(args: Record<string, unknown>): Map<string, string
 /** The hot-plug commands of qapi/qdev.json; the machine layer (src/machine/hotplug.ts) does the work. */
 export function addQdevCommands(table: CommandTable<QmpContext>): void {
   table
-    .add(deviceAdd, async (a, ctx) => addDevice(machine(ctx).devices, ctx.graph, deviceOptions(a)))
+    .add(deviceAdd, async (a, ctx) => addDevice(machine(ctx).devices, ctx.graph, deviceOptions(a), (id) => ctx.objects.find(id)?.typeName === 'iothread'))
     .add(deviceDel, async (a, ctx) => {
       const m = machine(ctx);
       deleteDevice(m.devices, a.id, m.clockStarted);
