@@ -16,6 +16,7 @@ import { DAEMON_EVENTS } from './qmp/schema/events.js';
 import { QmpError, type QmpErrorClass } from './qmp/error.js';
 import type { FaultFired } from './blockdev/faults/fault.js';
 import type { BlockJob } from './jobs/block-job.js';
+import type { Job } from './jobs/job.js';
 import { loggingJobListener } from './jobs/job-log.js';
 import { JobManager } from './jobs/manager.js';
 import { addControlCommands } from './qmp/commands/control.js';
@@ -169,6 +170,19 @@ export class Daemon {
     if (machine) {
       machine.onEvent = (e) => daemon?.emitEvent(...machineEvent(e));
       machine.devices.graph = graph;
+      // A soft cancel; the jobs end (with their events) before the device's DEVICE_DELETED, as in QEMU.
+      machine.devices.onAutoDelete = async (node) => {
+        const stop = async (j: Job) => {
+          try {
+            await j.cancel(false);
+          } catch {
+            return; // A job past cancelling (concluded, waiting for its dismiss) stays as it is.
+          }
+          if (j.autoDismiss) await j.removedPromise;
+        };
+        await Promise.all(jobs.list().filter((j) => j.usesNode(node)).map(stop));
+      };
+      machine.devices.onDrain = (node) => jobs.drainWithParents(node);
       machine.devices.onDeleted = (id, path) => daemon?.emitEvent('DEVICE_DELETED', id === undefined ? { path } : { device: id, path });
     }
     graph.backends.onTrayMoved = (b) => daemon?.emitEvent('DEVICE_TRAY_MOVED', { device: b.name, id: b.device?.id ?? b.device?.path ?? '', 'tray-open': b.trayOpen });

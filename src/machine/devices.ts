@@ -1,5 +1,6 @@
 import type { BlockGraph } from '../blockdev/graph.js';
 import type { MonitorBackend } from '../blockdev/monitor-backends.js';
+import type { BlockNode } from '../blockdev/node.js';
 import type { DevicePlan } from './storage-devices.js';
 
 /**
@@ -55,6 +56,10 @@ export class DeviceTree {
   graph: BlockGraph | undefined;
   /** Told of every device that is gone, its virtio-backend first (the daemon sends DEVICE_DELETED). */
   onDeleted: (id: string | undefined, path: string) => void = () => undefined;
+  /** Told when a -drive's BlockBackend goes with its device, with its root node (the daemon cancels the jobs on it). */
+  onAutoDelete: (node: BlockNode) => Promise<void> = async () => undefined;
+  /** Told of a storage device's node as the device goes (its unrealize drains the BlockBackend: the jobs there pause and resume). */
+  onDrain: (node: BlockNode) => void = () => undefined;
   /** Unplugs finishing after the reply, one after another, so their events keep their order. */
   private finishing: Promise<void> = Promise.resolve();
 
@@ -119,6 +124,8 @@ export class DeviceTree {
       // A bus keeps its newest child first (bus_add_child), and unplugs them in that order.
       if (dev.childBus !== undefined) for (const child of this.onBus(dev.childBus).reverse()) take(child);
       this.remove(dev);
+      const node = dev.backend?.node;
+      if (node) this.onDrain(node);
       gone.push(dev);
     };
     take(d);
@@ -129,6 +136,8 @@ export class DeviceTree {
         if (b && this.graph) {
           b.device = undefined;
           const node = b.node;
+          // blockdev_auto_del: a -drive's jobs on its medium are cancelled as the drive goes.
+          if (node && b.drive) await this.onAutoDelete(node);
           await this.graph.backends.remove(b);
           // bdrv_unref: a node nobody else holds (an overlay blockdev-snapshot-sync made, a -drive's image) goes too.
           if (node) await this.graph.release(node);

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { join } from 'node:path';
-import { qemu, qemuImg, withTempDir } from '../helpers/qemu.js';
+import { qemu, qemuImg, qemuIo, withTempDir } from '../helpers/qemu.js';
 import { BASE, qemuSystem, qmpTranscript, type SystemProg, type Transcript } from '../helpers/system.js';
 
 /**
@@ -123,6 +123,29 @@ describe.skipIf(!qemuSystem.available || !qemu.available)('device_add and device
         cmd('query-block'),
       ],
     );
+  });
+
+  it("cancels the jobs on a -drive's medium when the drive goes with its device", async () => {
+    await withTempDir(async (dir) => {
+      // Data to copy, so that the stream is held by its speed when the device goes.
+      await qemuImg('create', '-f', 'qcow2', join(dir, 'B.qcow2'), '4M');
+      await qemuIo('-c', 'write 0 4M', join(dir, 'B.qcow2'));
+      await qemuImg('create', '-f', 'qcow2', '-b', join(dir, 'B.qcow2'), '-F', 'qcow2', join(dir, 'T.qcow2'));
+      const args = ['-drive', `if=none,id=dr,file=${dir}/T.qcow2`, '-device', 'virtio-scsi,id=scsi0', '-device', 'scsi-hd,id=s0,drive=dr'];
+      const requests = [caps, cmd('block-stream', { device: 'dr', speed: 1 }), del('s0'), waitDeleted, cmd('query-block-jobs'), cmd('query-block'), quit];
+      // How far the stream got before it was cancelled depends on timing.
+      const run = async (p: SystemProg) => {
+        const t = await qmpTranscript(p, dir, [...BASE, '-S', ...args], requests);
+        return split({ ...t, lines: t.lines.map((l) => l.replace(/("offset": )\d+/, '$1N')) });
+      };
+      const q = await run('qemu');
+      const b = await run('blockemu');
+      expect(b).toEqual(q);
+      // The unplug drains the drive (the job pauses and resumes), then the job is cancelled and ends before DEVICE_DELETED.
+      expect(b.events.map((e) => /"(?:event|status)": "([^"]+)"/.exec(e.replace(/^\{"event": "JOB_STATUS_CHANGE", "data": \{/, '{'))?.[1])).toEqual([
+        'created', 'running', 'paused', 'running', 'aborting', 'BLOCK_JOB_CANCELLED', 'concluded', 'null', 'DEVICE_DELETED', 'SHUTDOWN',
+      ]);
+    });
   });
 
   it('keeps a node in the iothread of the first SCSI adapter that uses it until that device goes', async () => {
