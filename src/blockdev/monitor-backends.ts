@@ -68,6 +68,13 @@ export class MonitorBackend {
     // blk_get_attached_dev_id: the device's id when it has one, its QOM path otherwise.
     this.blk.devicePath = device.id ?? device.path;
   }
+
+  /** blk_detach_dev: no device any more, and nothing asked of the node (blk_set_perm(0, BLK_PERM_ALL) as the device lets go). */
+  async detach(): Promise<void> {
+    this.device = undefined;
+    this.blk.devicePath = undefined;
+    await this.blk.setPerm({ perm: 0, shared: PERM_ALL }).catch(() => undefined);
+  }
 }
 
 /** id_wellformed: a letter, then letters, digits, '-', '.', '_'. */

@@ -134,10 +134,10 @@ export class DeviceTree {
         const b = dev.backend;
         // blockdev_auto_del: a -drive's BlockBackend goes with its device, as does one made for a node.
         if (b && this.graph) {
-          b.device = undefined;
+          // blockdev_mark_auto_del: a -drive's jobs on its medium are cancelled as the drive goes.
+          if (b.node && b.drive) await this.onAutoDelete(b.node);
           const node = b.node;
-          // blockdev_auto_del: a -drive's jobs on its medium are cancelled as the drive goes.
-          if (node && b.drive) await this.onAutoDelete(node);
+          await b.detach();
           await this.graph.backends.remove(b);
           // bdrv_unref: a node nobody else holds (an overlay blockdev-snapshot-sync made, a -drive's image) goes too.
           if (node) await this.graph.release(node);

@@ -69,7 +69,7 @@ export async function plugDevice(tree: DeviceTree, graph: BlockGraph, spec: Devi
     const context = (d: DeviceSpec) => (d.bus === undefined ? undefined : tree.busOwner(d.bus)?.iothread);
     const mine = context(spec);
     if (tree.list().some((d) => d.backend !== undefined && d.backend.node === backend.node && context(d) !== mine)) {
-      backend.device = undefined;
+      await backend.detach();
       if (!backend.drive) await graph.backends.remove(backend);
       throw fail('Cannot change iothread of active block backend');
     }
