@@ -10,7 +10,7 @@ import { idWellFormed } from '../blockdev/monitor-backends.js';
 import { boardBuses, type DrivePlan } from '../machine/drive.js';
 import { deviceModel } from '../machine/device-models.js';
 import type { DeviceSpec } from '../machine/devices.js';
-import { boardBus, SCSI_HBAS } from '../machine/hotplug.js';
+import { boardBus, childBusOf } from '../machine/hotplug.js';
 import { busOf, type DevicePlan, storageDriver } from '../machine/storage-devices.js';
 import type { SystemOption } from './system-args.js';
 import { DriveOptsError, DrivePlanner } from './system-drive.js';
@@ -79,16 +79,16 @@ export class StoragePlanner {
       const kind = driver ? busOf(driver) : model?.bus;
       const bus = o.get('bus') ?? (kind === 'SCSI' ? scsiBus : kind ? boardBus(this.machine, kind) : undefined);
       const iothread = o.get('iothread');
-      const hba = model !== undefined && SCSI_HBAS.has(model.name);
+      const child = model ? childBusOf(model.name, id) : {};
       const spec: DeviceSpec = {
         model: model?.name ?? name,
         path,
         ...(id !== undefined ? { id } : {}),
         ...(bus !== undefined ? { bus } : {}),
-        ...(hba ? { childBus: `${id ?? 'scsi'}.0` } : {}),
+        ...child,
         ...(iothread !== undefined ? { iothread } : {}),
       };
-      if (hba) scsiBus ??= spec.childBus;
+      if (child.childBusKind === 'SCSI') scsiBus ??= spec.childBus;
       // Devices with no storage have no guest to serve: they only take their place in the tree.
       if (!driver) {
         out.push({ option: 'device', arg: opt.value ?? '', spelled: opt.spelled, device: spec });

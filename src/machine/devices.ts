@@ -19,8 +19,9 @@ export interface DeviceSpec {
   readonly path: string;
   /** The bus it sits on, by name (pci.0, scsi0.0, ide.1…). */
   readonly bus?: string;
-  /** The bus a host adapter gives its devices (a virtio-scsi's scsi0.0). */
+  /** The bus it gives its devices: a SCSI adapter's (a virtio-scsi's scsi0.0), a PCIe port's (named by its id). */
   readonly childBus?: string;
+  readonly childBusKind?: 'SCSI' | 'PCIE';
   /** The iothread the devices on its bus run in (virtio-scsi iothread=). */
   readonly iothread?: string;
   /** What a storage model needs realized. */
@@ -86,7 +87,7 @@ export class DeviceTree {
 
   /** The first bus of a kind a device may go on, as qbus_find_recursive finds it ('SCSI' only: the host adapters'). */
   firstScsiBus(): Device | undefined {
-    return this.devices.find((d) => d.childBus !== undefined);
+    return this.devices.find((d) => d.childBus !== undefined && d.childBusKind === 'SCSI');
   }
 
   /** The devices on a bus, in creation order. */

@@ -14,7 +14,16 @@ import { busHotpluggable, type Device, type DeviceSpec, type DeviceTree } from '
 import { type DevicePlan, realizeDevice, storageDriver } from './storage-devices.js';
 
 /** Devices that give the machine a SCSI bus for scsi-hd and scsi-cd. */
-export const SCSI_HBAS = new Set(['virtio-scsi-pci', 'lsi53c895a', 'megasas', 'megasas-gen2', 'am53c974', 'dc390', 'mptsas1068', 'pvscsi']);
+const SCSI_HBAS = new Set(['virtio-scsi-pci', 'lsi53c895a', 'megasas', 'megasas-gen2', 'am53c974', 'dc390', 'mptsas1068', 'pvscsi']);
+/** PCI Express ports: each gives a bus named by its id, which takes hot-plugged PCI devices (q35's root bus does not). */
+const PCIE_PORTS = new Set(['pcie-root-port', 'ioh3420', 'xio3130-downstream']);
+
+/** The bus a device gives (qbus_init's name: the device's id and the bus's number, or the bus type's name when it has no id). */
+export function childBusOf(model: string, id: string | undefined): Pick<DeviceSpec, 'childBus' | 'childBusKind'> {
+  if (SCSI_HBAS.has(model)) return { childBus: `${id ?? 'scsi'}.0`, childBusKind: 'SCSI' };
+  if (PCIE_PORTS.has(model) && id !== undefined) return { childBus: id, childBusKind: 'PCIE' };
+  return {};
+}
 
 const fail = (message: string) => new BlockError('INVALID_ARGUMENT', message);
 
@@ -40,8 +49,9 @@ export function boardBus(machine: string, kind: string): string | undefined {
 
 /** qbus_find for bus=NAME: a board bus or a host adapter's, and its kind. */
 function findBus(tree: DeviceTree, name: string): string | undefined {
-  if (tree.busOwner(name)) return 'SCSI';
-  for (const kind of ['PCI', 'ISA', 'floppy-bus']) if (boardBus(tree.machine, kind) === name) return kind;
+  const owner = tree.busOwner(name);
+  if (owner) return owner.childBusKind;
+  for (const kind of ['PCI', 'ISA', 'floppy-bus']) if (boardBus(tree.machine, kind) === name) return name === 'pcie.0' ? 'PCIE' : kind;
   const ide = /^ide\.(\d+)$/.exec(name);
   if (ide && boardBus(tree.machine, 'IDE') !== undefined && Number(ide[1]) <= (tree.machine.startsWith('pc-q35') ? 5 : 1)) return 'IDE';
   return undefined;
@@ -93,7 +103,8 @@ export async function addDevice(tree: DeviceTree, graph: BlockGraph, o: Map<stri
   if (bus !== undefined) {
     const kind = findBus(tree, bus);
     if (kind === undefined) throw fail(`Bus '${bus}' not found`);
-    if (kind !== model.bus) throw fail(`Device '${model.name}' can't go on ${kind} bus`);
+    // A PCIe bus takes PCI devices.
+    if (kind !== model.bus && !(kind === 'PCIE' && model.bus === 'PCI')) throw fail(`Device '${model.name}' can't go on ${kind} bus`);
   } else if (model.bus !== '') {
     bus = model.bus === 'SCSI' ? tree.firstScsiBus()?.childBus : boardBus(tree.machine, model.bus);
     if (bus === undefined) throw fail(`No '${model.bus}' bus found for device '${model.name}'`);
@@ -125,7 +136,7 @@ export async function addDevice(tree: DeviceTree, graph: BlockGraph, o: Map<stri
     path,
     bus,
     ...(id !== undefined ? { id } : {}),
-    ...(SCSI_HBAS.has(model.name) ? { childBus: `${id ?? 'scsi'}.0` } : {}),
+    ...childBusOf(model.name, id),
     ...(iothread !== undefined ? { iothread } : {}),
     ...(storage ? { storage } : {}),
   });
@@ -142,7 +153,7 @@ export function deleteDevice(tree: DeviceTree, idOrPath: string, clockStarted: b
   if (!d) throw new BlockError('NOT_FOUND', `Device '${idOrPath}' not found`, { qmpClass: 'DeviceNotFound' });
   if (d.unplugRequested && d.unplugRequestedAt0) throw fail(`Device ${idOrPath} is already in the process of unplug`);
   if (d.bus !== undefined && !busHotpluggable(d.bus, tree.machine)) throw fail(`Bus '${d.bus}' does not support hotplugging`);
-  if (d.bus === 'pci.0') {
+  if (d.bus === 'pci.0' || (d.bus !== undefined && tree.busOwner(d.bus)?.childBusKind === 'PCIE')) {
     d.unplugRequested = true;
     d.unplugRequestedAt0 = !clockStarted;
   }

@@ -13,7 +13,7 @@ describe('DeviceTree', () => {
 
   it('numbers anonymous devices after the command line’s, and finds a device by id or QOM path', () => {
     const tree = new DeviceTree(pc);
-    tree.add({ model: 'virtio-scsi-pci', path: '/machine/peripheral-anon/device[2]', bus: 'pci.0', childBus: 'scsi.0' });
+    tree.add({ model: 'virtio-scsi-pci', path: '/machine/peripheral-anon/device[2]', bus: 'pci.0', childBus: 'scsi.0', childBusKind: 'SCSI' });
     tree.add({ model: 'scsi-hd', id: 'hd', path: '/machine/peripheral/hd', bus: 'scsi.0' });
     expect(tree.anonPath()).toBe('/machine/peripheral-anon/device[3]');
     expect(tree.anonPath()).toBe('/machine/peripheral-anon/device[4]');
@@ -27,7 +27,7 @@ describe('DeviceTree', () => {
   it('unplugs an adapter’s devices first, newest first, and announces each only after the caller has returned', async () => {
     const tree = new DeviceTree(pc);
     const events = deleted(tree);
-    tree.add({ model: 'virtio-scsi-pci', id: 's', path: '/machine/peripheral/s', bus: 'pci.0', childBus: 's.0' });
+    tree.add({ model: 'virtio-scsi-pci', id: 's', path: '/machine/peripheral/s', bus: 'pci.0', childBus: 's.0', childBusKind: 'SCSI' });
     tree.add({ model: 'scsi-hd', id: 'a', path: '/machine/peripheral/a', bus: 's.0' });
     tree.add({ model: 'scsi-cd', path: '/machine/peripheral-anon/device[0]', bus: 's.0' });
     tree.unplug(tree.find('s')!);

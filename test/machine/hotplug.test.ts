@@ -166,10 +166,24 @@ describe.skipIf(!qemuSystem.available || !qemu.available)('device_add and device
     );
   });
 
-  it("refuses pc's IDE and q35's PCIe root bus, which take no hot-plugged device", async () => {
+  it("refuses q35's PCIe root bus, IDE and floppy, and plugs into a PCIe root port, unplugged at the next reset", async () => {
     await compare(
-      (d) => ['-M', 'q35', ...node(d)],
-      [add({ driver: 'virtio-blk-pci', id: 'v1', drive: 'n0' }), add({ driver: 'ide-hd', id: 'i1', drive: 'n0' }), add({ driver: 'floppy', id: 'f' }), del('v1')],
+      (d) => ['-M', 'q35', ...node(d), '-device', 'pcie-root-port,id=rp0,chassis=1'],
+      [
+        add({ driver: 'virtio-blk-pci', id: 'v1', drive: 'n0' }),
+        add({ driver: 'ide-hd', id: 'i1', drive: 'n0' }),
+        add({ driver: 'floppy', id: 'f' }),
+        add({ driver: 'scsi-hd', id: 's', drive: 'n0', bus: 'rp0' }),
+        add({ driver: 'scsi-hd', id: 's', drive: 'n0', bus: 'pcie.0' }),
+        add({ driver: 'pcie-root-port', id: 'rp1', chassis: 2 }),
+        add({ driver: 'virtio-blk-pci', id: 'v1', drive: 'n0', bus: 'rp0' }),
+        del('v1'),
+        del('v1'),
+        cmd('system_reset'),
+        waitDeleted,
+        waitDeleted,
+        cmd('query-block'),
+      ],
     );
   });
 });
