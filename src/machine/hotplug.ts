@@ -156,6 +156,7 @@ export function deleteDevice(tree: DeviceTree, idOrPath: string, clockStarted: b
   if (d.bus === 'pci.0' || (d.bus !== undefined && tree.busOwner(d.bus)?.childBusKind === 'PCIE')) {
     d.unplugRequested = true;
     d.unplugRequestedAt0 = !clockStarted;
+  } else {
+    tree.unplug(d);
   }
-  else tree.unplug(d);
 }
