@@ -135,13 +135,17 @@ export class DeviceTree {
         const b = dev.backend;
         // blockdev_auto_del: a -drive's BlockBackend goes with its device, as does one made for a node.
         if (b && this.graph) {
-          // blockdev_mark_auto_del: a -drive's jobs on its medium are cancelled as the drive goes.
-          if (b.node && b.drive) await this.onAutoDelete(b.node);
-          const node = b.node;
-          await b.detach();
-          await this.graph.backends.remove(b);
-          // bdrv_unref: a node nobody else holds (an overlay blockdev-snapshot-sync made, a -drive's image) goes too.
-          if (node) await this.graph.release(node);
+          try {
+            // blockdev_mark_auto_del: a -drive's jobs on its medium are cancelled as the drive goes.
+            if (b.node && b.drive) await this.onAutoDelete(b.node);
+            const node = b.node;
+            await b.detach();
+            await this.graph.backends.remove(b);
+            // bdrv_unref: a node nobody else holds (an overlay blockdev-snapshot-sync made, a -drive's image) goes too.
+            if (node) await this.graph.release(node);
+          } catch {
+            // A node that fails to close stays behind (QEMU's bdrv_close ignores such errors too); the device is gone all the same.
+          }
         }
         if (hasVirtioBackend(dev.model)) this.onDeleted(undefined, `${dev.path}/virtio-backend`);
         this.onDeleted(dev.id, dev.path);
