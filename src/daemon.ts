@@ -16,6 +16,7 @@ import { DAEMON_EVENTS } from './qmp/schema/events.js';
 import { QmpError, type QmpErrorClass } from './qmp/error.js';
 import type { FaultFired } from './blockdev/faults/fault.js';
 import type { BlockJob } from './jobs/block-job.js';
+import type { Job } from './jobs/job.js';
 import { loggingJobListener } from './jobs/job-log.js';
 import { JobManager } from './jobs/manager.js';
 import { addControlCommands } from './qmp/commands/control.js';
@@ -27,9 +28,10 @@ import { QmpServer } from './qmp/server.js';
 import { type Monitor, QmpConnectedMonitor } from './qmp/connected-monitor.js';
 import type { Machine, MachineEvent } from './machine/run-state.js';
 import type { DrivePlan } from './machine/drive.js';
-import type { DevicePlan } from './machine/storage-devices.js';
+import type { DeviceSpec } from './machine/devices.js';
 import { MACHINE_EVENTS } from './qmp/schema/run-state.js';
 import { deviceTrayMovedEvent } from './qmp/schema/block-tray.js';
+import { deviceDeletedEvent } from './qmp/schema/qdev.js';
 import type { MonitorActivity, ParserFactory } from './qmp/session.js';
 import { QmpRecorder, type RecordHeader } from './qmp/recorder.js';
 
@@ -63,7 +65,7 @@ export type SetupStep = (
   | { option: 'object'; arg: string; object: Infer<typeof ObjectOptions> }
   | { option: 'fault'; arg: string; fault: Infer<typeof FaultOptions> }
   | { option: 'drive'; arg: string; spelled: string; drive: DrivePlan }
-  | { option: 'device'; arg: string; spelled: string; device: DevicePlan }
+  | { option: 'device'; arg: string; spelled: string; device: DeviceSpec }
   | InvalidStep
 ) & {
   /** How the option was written, when not `--option` (qemu-system's `-blockdev`). */
@@ -154,7 +156,7 @@ export class Daemon {
     graph.clock = jobs.clock;
     const objects = new ObjectRegistry(graph.throttleGroups);
     for (const id of config.chardevs ?? []) objects.addChardev(id);
-    const events: readonly EventDef[] = machine ? [...MACHINE_EVENTS, deviceTrayMovedEvent, ...DAEMON_EVENTS] : DAEMON_EVENTS;
+    const events: readonly EventDef[] = machine ? [...MACHINE_EVENTS, deviceTrayMovedEvent, deviceDeletedEvent, ...DAEMON_EVENTS] : DAEMON_EVENTS;
     // Events go to every monitor of the daemon, which exists once the monitors do.
     const jobEvents = loggingJobListener(
       jobEventListener((name, data) => daemon?.emitEvent(name, data), () => jobs),
@@ -165,7 +167,24 @@ export class Daemon {
     // A connected monitor can take quit before start() has finished (the harness writes at once): it waits for the daemon.
     let started!: (d: Daemon) => void;
     const whenStarted = new Promise<Daemon>((r) => (started = r));
-    if (machine) machine.onEvent = (e) => daemon?.emitEvent(...machineEvent(e));
+    if (machine) {
+      machine.onEvent = (e) => daemon?.emitEvent(...machineEvent(e));
+      machine.devices.graph = graph;
+      // A soft cancel; the jobs end (with their events) before the device's DEVICE_DELETED, as in QEMU.
+      machine.devices.onAutoDelete = async (node) => {
+        const stop = async (j: Job) => {
+          try {
+            await j.cancel(false);
+          } catch {
+            return; // A job past cancelling (concluded, waiting for its dismiss) stays as it is.
+          }
+          if (j.autoDismiss) await j.removedPromise;
+        };
+        await Promise.all(jobs.list().filter((j) => j.usesNode(node)).map(stop));
+      };
+      machine.devices.onDrain = (node) => jobs.drainWithParents(node);
+      machine.devices.onDeleted = (id, path) => daemon?.emitEvent('DEVICE_DELETED', id === undefined ? { path } : { device: id, path });
+    }
     graph.backends.onTrayMoved = (b) => daemon?.emitEvent('DEVICE_TRAY_MOVED', { device: b.name, id: b.device?.id ?? b.device?.path ?? '', 'tray-open': b.trayOpen });
     const blockExports = new BlockExports(graph, (id) => daemon?.emitEvent('BLOCK_EXPORT_DELETED', { id }), log);
     blockExports.onBackendGone = (node) => jobs.drainWithParents(node);
@@ -188,7 +207,7 @@ export class Daemon {
     };
     for (const step of config.setup ?? []) {
       try {
-        await runSetupStep(step, graph, blockExports, objects);
+        await runSetupStep(step, graph, blockExports, objects, machine);
       } catch (err) {
         await blockExports.close();
         await graph.closeAll();
@@ -374,7 +393,7 @@ function machineEvent(e: MachineEvent): [string, unknown?] {
 }
 
 /** One --blockdev, --nbd-server or --export option, carried out. */
-async function runSetupStep(step: SetupStep, graph: BlockGraph, blockExports: BlockExports, objects: ObjectRegistry): Promise<void> {
+async function runSetupStep(step: SetupStep, graph: BlockGraph, blockExports: BlockExports, objects: ObjectRegistry, machine: Machine | undefined): Promise<void> {
   if ('invalid' in step) throw new Error(step.invalid);
   switch (step.option) {
     case 'blockdev': {
@@ -406,8 +425,10 @@ async function runSetupStep(step: SetupStep, graph: BlockGraph, blockExports: Bl
       return addDrive(graph, step.drive, (text) => process.stderr.write(text));
     }
     case 'device': {
-      const { realizeDevice } = await import('./machine/storage-devices.js');
-      return realizeDevice(graph, step.device);
+      if (!machine) throw new Error('devices need a machine (blockemu system)');
+      const { plugDevice } = await import('./machine/hotplug.js');
+      await plugDevice(machine.devices, graph, step.device);
+      return;
     }
   }
 }

@@ -16,7 +16,7 @@ import { ThrottleGroupMember } from './throttle/group.js';
 export class BlockBackend implements ChildOwner, LinkFollower {
   readonly isBackend = true;
   private link: NodeChild | undefined;
-  /** The QOM path of the device it is attached to, which names an unnamed BlockBackend in messages. */
+  /** The id (or else the QOM path) of the device it is attached to, which names an unnamed BlockBackend in messages. */
   devicePath: string | undefined;
   /** Its place in a throttle group once I/O limits are enabled (blk->public.throttle_group_member); see io-limits.ts. */
   readonly throttle = new ThrottleGroupMember();

@@ -70,6 +70,11 @@ export class BlockGraph {
     if (monitorOwned) this.monitorOwned.add(node.nodeName);
   }
 
+  /** The monitor lets go of a node (its users keep it, and it goes with the last of them). */
+  disown(node: BlockNode): void {
+    this.monitorOwned.delete(node.nodeName);
+  }
+
   /** Unregisters a node without closing it (undoing an add whose node its creator closes). */
   forget(node: BlockNode): void {
     if (this.nodes.get(node.nodeName) !== node) return;

@@ -65,7 +65,15 @@ export class MonitorBackend {
 
   attach(device: AttachedDevice): void {
     this.device = device;
-    this.blk.devicePath = device.path;
+    // blk_get_attached_dev_id: the device's id when it has one, its QOM path otherwise.
+    this.blk.devicePath = device.id ?? device.path;
+  }
+
+  /** blk_detach_dev: no device any more, and nothing asked of the node (blk_set_perm(0, BLK_PERM_ALL) as the device lets go). */
+  async detach(): Promise<void> {
+    this.device = undefined;
+    this.blk.devicePath = undefined;
+    await this.blk.setPerm({ perm: 0, shared: PERM_ALL }).catch(() => undefined);
   }
 }
 

@@ -8,12 +8,12 @@
 import type { SetupStep } from '../daemon.js';
 import { idWellFormed } from '../blockdev/monitor-backends.js';
 import { boardBuses, type DrivePlan } from '../machine/drive.js';
+import { deviceModel } from '../machine/device-models.js';
+import type { DeviceSpec } from '../machine/devices.js';
+import { boardBus, childBusOf } from '../machine/hotplug.js';
 import { busOf, type DevicePlan, storageDriver } from '../machine/storage-devices.js';
 import type { SystemOption } from './system-args.js';
 import { DriveOptsError, DrivePlanner } from './system-drive.js';
-
-/** Devices that give the machine a SCSI bus for scsi-hd and scsi-cd. */
-const SCSI_HBAS = new Set(['virtio-scsi-pci', 'virtio-scsi', 'lsi53c895a', 'lsi', 'megasas', 'megasas-gen2', 'am53c974', 'dc390', 'mptsas1068', 'pvscsi']);
 
 interface DeviceOpt {
   opt: SystemOption;
@@ -67,17 +67,34 @@ export class StoragePlanner {
     }
     out.push(...this.boardDevices(plans));
     let anon = 0;
-    let scsiBus = false;
+    /** The first host adapter's bus, where SCSI devices go without a bus=. */
+    let scsiBus: string | undefined;
     const none = this.machine === 'none';
     for (const { opt, o } of this.devices) {
       const name = o.get('driver') ?? '';
       const id = o.get('id');
       const path = id !== undefined ? `/machine/peripheral/${id}` : `/machine/peripheral-anon/device[${anon++}]`;
-      if (SCSI_HBAS.has(name)) scsiBus = true;
+      const model = deviceModel(name);
       const driver = storageDriver(name);
-      if (!driver) continue; // Devices with no storage have no guest to serve: accepted and ignored.
-      const bus = busOf(driver);
-      const hasBus = !none && (bus === 'SCSI' ? scsiBus : bus === 'floppy-bus' ? this.machine.startsWith('pc-i440fx') : true);
+      const kind = driver ? busOf(driver) : model?.bus;
+      const bus = o.get('bus') ?? (kind === 'SCSI' ? scsiBus : kind ? boardBus(this.machine, kind) : undefined);
+      const iothread = o.get('iothread');
+      const child = model ? childBusOf(model.name, id) : {};
+      const spec: DeviceSpec = {
+        model: model?.name ?? name,
+        path,
+        ...(id !== undefined ? { id } : {}),
+        ...(bus !== undefined ? { bus } : {}),
+        ...child,
+        ...(iothread !== undefined ? { iothread } : {}),
+      };
+      if (child.childBusKind === 'SCSI') scsiBus ??= spec.childBus;
+      // Devices with no storage have no guest to serve: they only take their place in the tree.
+      if (!driver) {
+        out.push({ option: 'device', arg: opt.value ?? '', spelled: opt.spelled, device: spec });
+        continue;
+      }
+      const hasBus = !none && (kind === 'SCSI' ? scsiBus !== undefined : kind === 'floppy-bus' ? this.machine.startsWith('pc-i440fx') : true);
       const bool = (k: string) => {
         const v = o.get(k);
         return v === undefined || v === 'auto' ? undefined : v === 'on' || v === 'true' || v === 'yes';
@@ -90,15 +107,17 @@ export class StoragePlanner {
         ...(id !== undefined ? { id } : {}),
         ...(o.has('drive') ? { drive: o.get('drive')! } : {}),
         ...(writeCache !== undefined ? { writeCache } : {}),
-        ...(hasBus ? {} : { noBus: `No '${bus}' bus found for device '${name}'` }),
+        ...(hasBus ? {} : { noBus: `No '${kind}' bus found for device '${name}'` }),
       };
-      out.push({ option: 'device', arg: opt.value ?? '', spelled: opt.spelled, device: plan });
+      out.push({ option: 'device', arg: opt.value ?? '', spelled: opt.spelled, device: { ...spec, storage: plan } });
     }
     for (const { opt, plan } of plans) {
       if (plan.type !== 'virtio') continue;
-      const device: DevicePlan = { driver: 'virtio-blk-pci', path: `/machine/peripheral-anon/device[${anon++}]`, drive: plan.id, shareRw: false };
+      const path = `/machine/peripheral-anon/device[${anon++}]`;
+      const storage: DevicePlan = { driver: 'virtio-blk-pci', path, drive: plan.id, shareRw: false };
+      const bus = boardBus(this.machine, 'PCI');
       // The device's options were made by the -drive, so its errors name the -drive.
-      out.push({ option: 'device', arg: opt.value ?? '', spelled: opt.spelled, device });
+      out.push({ option: 'device', arg: opt.value ?? '', spelled: opt.spelled, device: { model: 'virtio-blk-pci', path, ...(bus ? { bus } : {}), storage } });
     }
     return out;
   }
@@ -116,8 +135,11 @@ export class StoragePlanner {
     // q35 has no floppy controller until a floppy drive asks for one (one more device).
     const ideBase = q35 ? 16 + (floppies.length > 0 ? 1 + floppies.length : 0) : 18 + floppies.length;
     const out: SetupStep[] = [];
-    const add = (p: { opt: SystemOption; plan: DrivePlan }, driver: DevicePlan['driver'], n: number) =>
-      out.push({ option: 'device', arg: '', spelled: '', device: { driver, path: `/machine/unattached/device[${n}]`, drive: p.plan.id, shareRw: false } });
+    const add = (p: { opt: SystemOption; plan: DrivePlan }, driver: DevicePlan['driver'], n: number) => {
+      const path = `/machine/unattached/device[${n}]`;
+      const bus = driver === 'floppy' ? 'floppy-bus.0' : `ide.${p.plan.bus}`;
+      out.push({ option: 'device', arg: '', spelled: '', device: { model: driver, path, bus, storage: { driver, path, drive: p.plan.id, shareRw: false } } });
+    };
     floppies.forEach((p, i) => add(p, 'floppy', floppyBase + i));
     ides.forEach((p, i) => add(p, p.plan.mediaCd ? 'ide-cd' : 'ide-hd', ideBase + i));
     return out;

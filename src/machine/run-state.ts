@@ -5,6 +5,8 @@
  * QEMU does. Jobs and exports do not pause with it: in QEMU a stopped VM
  * stops its vCPUs, not the block layer's jobs.
  */
+import { DeviceTree } from './devices.js';
+
 export type RunStatus = 'prelaunch' | 'running' | 'paused' | 'shutdown';
 
 /** Why the machine shut down or reset (QAPI ShutdownCause, the values blockemu can meet). */
@@ -19,6 +21,10 @@ export type MachineEvent =
 
 export class Machine {
   status: RunStatus;
+  /** Its devices (the command line's and device_add's). */
+  readonly devices: DeviceTree;
+  /** Whether the virtual clock has moved: it stands at 0 until the machine first runs. */
+  clockStarted: boolean;
   /** Where state changes are announced (the daemon turns them into QMP events). */
   onEvent: (e: MachineEvent) => void = () => undefined;
 
@@ -28,6 +34,8 @@ export class Machine {
     startPaused: boolean,
   ) {
     this.status = startPaused ? 'prelaunch' : 'running';
+    this.clockStarted = !startPaused;
+    this.devices = new DeviceTree(type);
   }
 
   get running(): boolean {
@@ -45,12 +53,14 @@ export class Machine {
   cont(): void {
     if (this.status === 'running') return;
     this.status = 'running';
+    this.clockStarted = true;
     this.onEvent({ kind: 'resume' });
   }
 
-  /** A reset has no guest to restart: the state stays, the event goes out. */
+  /** A reset has no guest to restart: the state stays, the event goes out, and PCI devices waiting for their eject go. */
   reset(): void {
     this.onEvent({ kind: 'reset', reason: 'host-qmp-system-reset' });
+    this.devices.reset();
   }
 
   /** The ACPI power button: with no guest to act on it, nothing follows the event. */

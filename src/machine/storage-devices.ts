@@ -66,7 +66,7 @@ export interface DevicePlan {
  * attached, checked and given its permissions, in QEMU's order and words.
  * A BlockBackend it made for a node goes again if it fails.
  */
-export async function realizeDevice(graph: BlockGraph, plan: DevicePlan): Promise<void> {
+export async function realizeDevice(graph: BlockGraph, plan: DevicePlan): Promise<MonitorBackend> {
   if (plan.noBus !== undefined) throw new BlockError('INVALID_ARGUMENT', plan.noBus);
   const kind = KINDS[plan.driver];
   const backends = graph.backends;
@@ -118,6 +118,7 @@ export async function realizeDevice(graph: BlockGraph, plan: DevicePlan): Promis
       shared: PERM_CONSISTENT_READ | PERM_WRITE_UNCHANGED | (kind.resizable ? PERM_RESIZE : 0) | (plan.shareRw ? PERM_WRITE : 0),
     });
     if (plan.writeCache !== undefined) b.writeCache = plan.writeCache;
+    return b;
   } catch (err) {
     if (b && made) await backends.remove(b);
     else if (b?.device?.path.startsWith(plan.path)) b.device = undefined;

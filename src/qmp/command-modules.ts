@@ -11,6 +11,7 @@
  * exactly the commands listed here.
  */
 import type { QmpContext } from './context.js';
+import { QDEV_COMMANDS } from './schema/qdev.js';
 import type { CommandTable } from './dispatch.js';
 import {
   blockDirtyBitmapAdd,
@@ -85,4 +86,5 @@ export const SYSTEM_COMMAND_MODULES = [
   { defs: RUN_STATE_COMMANDS, load: async () => (await import('./commands/run-state.js')).addRunStateCommands },
   { defs: TRAY_COMMANDS, load: async () => (await import('./commands/tray.js')).addTrayCommands },
   { defs: [blockSetIoThrottle], load: async () => (await import('./commands/io-throttle.js')).addIoThrottleCommands },
+  { defs: QDEV_COMMANDS, load: async () => (await import('./commands/qdev.js')).addQdevCommands },
 ] as const satisfies readonly CommandModule[];

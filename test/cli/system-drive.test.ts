@@ -190,6 +190,33 @@ describe.skipIf(!qemuSystem.available || !qemu.available)('blockemu system -driv
     expect(t.lines.some((l) => l.includes('"id": "drive0"'))).toBe(true);
   });
 
+  it('shows a device the node under the filter a job inserted without a name (and a named one as it is)', async () => {
+    await withTempDir(async (dir) => {
+      for (const f of ['X', 'Y']) await qemuImg('create', '-f', 'qcow2', join(dir, `${f}.qcow2`), '64M');
+      await qemuImg('create', '-f', 'raw', join(dir, 'R.img'), '1M');
+      const args = [
+        '-drive', `if=none,id=drive0,file=${dir}/X.qcow2,node-name=src`, '-device', 'virtio-blk-pci,drive=drive0,id=vda',
+        '-drive', `if=none,id=drive1,file=${dir}/R.img,format=raw,node-name=src1`, '-device', 'virtio-blk-pci,drive=drive1,id=vdb',
+        '-blockdev', `driver=file,filename=${dir}/Y.qcow2,node-name=tf`, '-blockdev', 'driver=qcow2,file=tf,node-name=tgt',
+        '-blockdev', 'driver=null-co,size=1048576,node-name=tgt1',
+      ];
+      const requests = [
+        caps,
+        // Rate-limited: still running when queried.
+        '{"execute": "blockdev-mirror", "arguments": {"job-id": "m0", "device": "src", "target": "tgt", "sync": "full", "speed": 65536}}',
+        '{"execute": "blockdev-mirror", "arguments": {"job-id": "m1", "device": "src1", "target": "tgt1", "sync": "full", "speed": 65536, "filter-node-name": "mf"}}',
+        '{"execute": "query-block"}',
+        quit,
+      ];
+      // Up to query-block's reply (quit's teardown of two jobs is another matter).
+      const upTo = (lines: string[]) => lines.slice(0, lines.findIndex((l) => l.startsWith('{"return": [{')) + 1).map(generated);
+      const [q, b] = await both(async (p) => upTo((await qmpTranscript(p, dir, [...BASE, '-S', ...args], requests)).lines));
+      expect(b).toEqual(q);
+      expect(b.at(-1)).toContain('"node-name": "src"');
+      expect(b.at(-1)).toContain('"node-name": "mf"');
+    });
+  });
+
   it("HMP qemu-io writes through the drive's BlockBackend and prints to stdout, on both", async () => {
     await withTempDir(async (dir) => {
       await qemuImg('create', '-f', 'raw', join(dir, 'R.img'), '1M');

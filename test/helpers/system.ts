@@ -50,7 +50,9 @@ export function normalise(line: string): string {
 /**
  * Starts `prog` with `args` plus a client-mode monitor on a socket in
  * `dir`, sends each request after the reply to the one before, then reads
- * to the end of the connection (a last request of quit ends it).
+ * to the end of the connection (a last request of quit ends it). A request
+ * `{"wait": "EVENT"}` waits for the next event of that name instead (the
+ * first wait for the first such event of the transcript, and so on).
  */
 export async function qmpTranscript(prog: SystemProg, dir: string, args: readonly string[], requests: readonly string[]): Promise<Transcript> {
   const path = join(dir, `${prog}-mon.sock`);
@@ -90,9 +92,20 @@ export async function qmpTranscript(prog: SystemProg, dir: string, args: readonl
     };
     const replies = () => lines.filter((l) => l.startsWith('{"return"') || l.startsWith('{"error"')).length;
     await until(() => lines.length > 0); // the greeting
-    for (const [i, req] of requests.entries()) {
+    let sent = 0;
+    const waited = new Map<string, number>();
+    for (const req of requests) {
+      // `{"wait": "EVENT"}` is not sent: it waits for one more event of that name (one that comes after a reply).
+      const wait = /^\{"wait": "([A-Z_]+)"\}$/.exec(req)?.[1];
+      if (wait !== undefined) {
+        const n = (waited.get(wait) ?? 0) + 1;
+        waited.set(wait, n);
+        await until(() => lines.filter((l) => l.startsWith(`{"event": "${wait}"`)).length >= n);
+        continue;
+      }
       sock.write(`${req}\n`);
-      await until(() => replies() > i);
+      sent++;
+      await until(() => replies() >= sent);
     }
     await until(() => false);
     return { lines, code: await exited, stderr };

@@ -1,5 +1,5 @@
 import type { DirtyBitmap } from '../../blockdev/dirty-bitmap.js';
-import { cowChild, filterOrCowChild } from '../../blockdev/chain.js';
+import { cowChild, filteredChild, filterOrCowChild } from '../../blockdev/chain.js';
 import { type NodeName, nodeNames } from '../../blockdev/filename.js';
 import type { BlockNode, NodeImageInfo } from '../../blockdev/node.js';
 import { BPS_READ, BPS_TOTAL, BPS_WRITE, OPS_READ, OPS_TOTAL, OPS_WRITE, type ThrottleConfig } from '../../blockdev/throttle/config.js';
@@ -59,23 +59,33 @@ export function namesOf(node: BlockNode): Map<BlockNode, NodeName> {
   return nodeNames(node, toQmpJson);
 }
 
+/** bdrv_skip_implicit_filters: below the filters a job inserted without a name of the user's. */
+export function skipImplicitFilters(node: BlockNode): BlockNode {
+  let n = node;
+  for (let below = filteredChild(n); n.implicit && below; below = filteredChild(n)) n = below;
+  return n;
+}
+
 /**
  * The node's image info and, unless flat, the chain below it: each
  * filtered or backing child in turn nested as the backing image, and
  * counted (bdrv_block_device_info's loop); each named as QEMU names it.
  */
-async function chainInfo(node: BlockNode, flat: boolean, names: Map<BlockNode, NodeName>): Promise<{ info: NodeImageInfo; depth: number }> {
+async function chainInfo(node: BlockNode, flat: boolean, names: Map<BlockNode, NodeName>, skipImplicit: boolean): Promise<{ info: NodeImageInfo; depth: number }> {
   const info = await node.imageInfo();
   info.filename = names.get(node)!.filename;
   let depth = 0;
   if (flat) return { info, depth };
   let level = info;
-  for (let n = filterOrCowChild(node); n; n = filterOrCowChild(n)) {
+  for (let c = filterOrCowChild(node); c; ) {
     depth++;
+    // query-block (not query-named-block-nodes) looks through implicit filters down the chain, without counting them.
+    const n = skipImplicit ? skipImplicitFilters(c) : c;
     const below = await n.imageInfo();
     below.filename = nodeNames(n, toQmpJson, names).get(n)!.filename;
     level.backingImage = below;
     level = below;
+    c = filterOrCowChild(n);
   }
   return { info, depth };
 }
@@ -111,10 +121,10 @@ function bursts(limits: BackendLimits): Record<string, unknown> {
   return out;
 }
 
-export async function blockDeviceInfo(node: BlockNode, flat: boolean, limits?: BackendLimits): Promise<Record<string, unknown>> {
+export async function blockDeviceInfo(node: BlockNode, flat: boolean, limits?: BackendLimits, skipImplicit = false): Promise<Record<string, unknown>> {
   if (node.ejected) throw new QmpError('GenericError', `Block device ${node.nodeName} is ejected`);
   const names = namesOf(node);
-  const { info, depth } = await chainInfo(node, flat, names);
+  const { info, depth } = await chainInfo(node, flat, names, skipImplicit);
   const s = node.settings;
   const out: Record<string, unknown> = { file: info.filename, 'node-name': node.nodeName, ro: node.readOnly, drv: node.driver };
   // QEMU shows the backing node's name (bdrv_cow_bs), and counts the chain only when not asked for a flat list.

@@ -1,7 +1,7 @@
 import type { BlockGraph } from '../../blockdev/graph.js';
 import type { MonitorBackend } from '../../blockdev/monitor-backends.js';
 import { ioLimitsOf } from '../../blockdev/throttle/io-limits.js';
-import { blockDeviceInfo } from './block-info.js';
+import { blockDeviceInfo, skipImplicitFilters } from './block-info.js';
 
 /**
  * query-block (bdrv_query_info): every BlockBackend that has a name or a
@@ -22,7 +22,8 @@ async function blockInfo(b: MonitorBackend): Promise<Record<string, unknown>> {
   Object.assign(info, { type: 'unknown', removable: dev ? dev.removable : true, locked: b.locked });
   const node = b.node;
   if (node) {
-    const inserted = await blockDeviceInfo(node, false, ioLimitsOf(b.blk));
+    // bdrv_query_info: the filters jobs inserted on their own are not what the device is shown to have.
+    const inserted = await blockDeviceInfo(skipImplicitFilters(node), false, ioLimitsOf(b.blk), true);
     // The cache mode is the BlockBackend's (blk_enable_write_cache), not the node's.
     inserted['cache'] = { ...(inserted['cache'] as object), writeback: b.writeCache };
     info['inserted'] = inserted;

@@ -94,6 +94,8 @@ export async function prepareSnapshot(ctx: QmpContext, d: Infer<typeof BlockdevS
 /** external_snapshot_commit: the old node becomes read-only below its overlay (a failure there is ignored, as QEMU ignores it). */
 export async function commitSnapshot(ctx: QmpContext, s: PreparedSnapshot): Promise<void> {
   await reopenSetReadOnly(reopenContext(ctx), s.old, true).catch(() => undefined);
+  // The command's own reference goes (bdrv_unref): an overlay a device now uses lives as long as the device holds it.
+  if (!s.attached && s.overlay.parents.some((c) => (c.owner as { devicePath?: string }).devicePath !== undefined)) ctx.graph.disown(s.overlay);
 }
 
 /**

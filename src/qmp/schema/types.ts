@@ -281,6 +281,29 @@ export function struct<M extends Members>(name: string, members: M): StructType<
   return new StructType(name, members);
 }
 
+/**
+ * The arguments of a command QAPI does not generate code for ('gen':
+ * false, device_add): introspection shows the declared members, and the
+ * handler takes the object as it came, any key, unchecked.
+ */
+export class OpenArgsType<M extends Members> extends QType<Record<string, unknown>> {
+  private readonly declared: StructType<M>;
+  constructor(name: string, members: M) {
+    super(name);
+    this.declared = new StructType(name, members);
+  }
+  visit(value: unknown, path: Path): Record<string, unknown> {
+    return asDict(value, path);
+  }
+  introspect(intro: Introspector): string {
+    return this.declared.introspect(intro);
+  }
+}
+
+export function openArgs<M extends Members>(name: string, members: M): OpenArgsType<M> {
+  return new OpenArgsType(name, members);
+}
+
 /** The empty object type: QEMU's "0" in introspection, for commands without arguments or return value. */
 export const EMPTY = struct('q_empty', {});
 
