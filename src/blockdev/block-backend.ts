@@ -1,7 +1,7 @@
 import { BlockError } from '../image/errors.js';
 import { PERM_ALL } from '../image/perm.js';
 import { CHILD_FILTERED_PRIMARY, type ChildOwner, type NodeChild, type PermPair } from './child.js';
-import { attachChild, detachChild, type LinkFollower } from './graph-edit.js';
+import { attachChild, detachChild, type LinkFollower, replaceChildNode } from './graph-edit.js';
 import { GraphTransaction } from './graph-transaction.js';
 import type { BlockNode, WriteFlags, ZeroFlags } from './node.js';
 import { refreshPerms } from './permissions.js';
@@ -50,6 +50,20 @@ export class BlockBackend implements ChildOwner, LinkFollower {
   async insert(node: BlockNode, tran?: GraphTransaction): Promise<void> {
     if (tran) this.link = await attachChild(tran, this, 'root', CHILD_FILTERED_PRIMARY, node, this.wanted);
     else this.link = await GraphTransaction.run((t) => attachChild(t, this, 'root', CHILD_FILTERED_PRIMARY, node, this.wanted));
+  }
+
+  /**
+   * blk_replace_bs: the root link moves to another node, refused with
+   * QEMU's words (and left where it was) if the new node cannot allow it.
+   */
+  async replace(node: BlockNode): Promise<void> {
+    const link = this.link;
+    if (!link) throw new BlockError('INVALID_ARGUMENT', 'No medium to replace');
+    const old = link.node;
+    await GraphTransaction.run(async (tran) => {
+      await replaceChildNode(tran, link, node);
+      await refreshPerms([node, old], tran);
+    });
   }
 
   /**

@@ -85,6 +85,25 @@ describe.skipIf(!qemuSystem.available || !qemu.available)('blockemu system -driv
     );
   });
 
+  it("qom-set of a device's drive moves its BlockBackend to another node (tests/image-fleecing); a missing node is refused", async () => {
+    await compare(
+      (d) => [
+        '-blockdev', `driver=qcow2,node-name=src,file.driver=file,file.filename=${d}/X.qcow2`,
+        '-blockdev', `driver=qcow2,node-name=other,file.driver=file,file.filename=${d}/Y.qcow2`,
+        '-device', 'virtio-scsi', '-device', 'scsi-hd,id=sda,drive=src',
+      ],
+      [
+        caps,
+        '{"execute": "qom-set", "arguments": {"path": "/machine/peripheral/sda", "property": "drive", "value": "other"}}',
+        '{"execute": "query-block"}',
+        '{"execute": "qom-set", "arguments": {"path": "/machine/peripheral/sda", "property": "drive", "value": "nope"}}',
+        '{"execute": "blockdev-del", "arguments": {"node-name": "src"}}',
+        '{"execute": "blockdev-del", "arguments": {"node-name": "other"}}',
+        quit,
+      ],
+    );
+  });
+
   it('lists a -drive if=none attached to virtio-blk-pci with an id: device, qdev path, io-status and the inserted node', async () => {
     const t = await compare((d) => ['-drive', `if=none,id=drive0,file=${d}/X.qcow2`, '-device', 'virtio-blk-pci,drive=drive0,id=vda'], queryBlock);
     expect(t.lines[2]).toContain('"device": "drive0"');

@@ -1,4 +1,5 @@
 import { BlockError } from '../../image/errors.js';
+import type { MonitorBackend } from '../../blockdev/monitor-backends.js';
 import type { QomObject } from '../../objects/qom-object.js';
 import { getProperty, setProperty } from '../../objects/registry.js';
 import { QOM_TYPES, qomType, typeImplements } from '../../objects/types.js';
@@ -52,11 +53,27 @@ function propertyType(obj: QomObject, property: string): QType<unknown> | undefi
   return p?.set ? PROPERTY_TYPES[p.type] : undefined;
 }
 
+/**
+ * qom-set of a realized storage device's `drive` (set_drive_helper): its
+ * BlockBackend moves to the node named (by node name only, as
+ * bdrv_lookup_bs(NULL, name) looks), as tests/image-fleecing does to put a
+ * copy-before-write filter above a disk in use.
+ */
+async function setDeviceDrive(ctx: QmpContext, model: string, backend: MonitorBackend | undefined, value: unknown): Promise<void> {
+  const name = str.visit(value, ['drive']);
+  if (!backend) throw new QmpError('GenericError', `Property '${model}.drive' can't be set after realize`);
+  const node = ctx.graph.get(name);
+  if (!node) throw new QmpError('GenericError', `Cannot find device='' nor node-name='${name}'`);
+  await backend.blk.replace(node);
+}
+
 export function addQomCommands(table: CommandTable<QmpContext>): void {
   table
     .add(qomList, async (a, ctx) => listProperties(resolve(ctx, a.path, true)))
     .add(qomGet, async (a, ctx) => getProperty(resolve(ctx, a.path, false), a.property))
     .add(qomSet, async (a, ctx) => {
+      const device = a.path.startsWith('/machine/') ? ctx.machine?.devices.find(a.path) : undefined;
+      if (device && a.property === 'drive') return setDeviceDrive(ctx, device.model, device.backend, a.value);
       const obj = resolve(ctx, a.path, false);
       const type = propertyType(obj, a.property);
       setProperty(obj, a.property, type ? type.visit(a.value, [a.property]) : a.value);
