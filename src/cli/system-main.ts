@@ -16,7 +16,8 @@ Takes: -machine/-M <type>|help, -accel qtest|tcg|kvm, -S, -nodefaults,
        -blockdev <options>, -object <options>, -drive <options> | format=help,
        -device virtio-blk-pci|ide-hd|ide-cd|scsi-hd|scsi-cd|floppy,… (others ignored) | help,
        -chardev socket|stdio|null,id=<id>[,…],
-       -mon chardev=<id>,mode=control[,pretty=on], -qmp[-pretty] unix:<path>[,server=on][,wait=off] | stdio,
+       -mon chardev=<id>[,mode=readline|control][,pretty=on], -monitor stdio|none (HMP),
+       -qmp[-pretty] unix:<path>[,server=on][,wait=off] | stdio,
        -qtest unix:path=<path> | null, -version, -help
 `;
 

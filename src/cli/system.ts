@@ -90,7 +90,9 @@ export function planSystem(options: readonly SystemOption[]): SystemPlan {
       case 'nographic':
         break; // No display; the serial port and HMP monitor it would put on stdio do not exist here (common.qemu passes -serial none -monitor none with it).
       case 'monitor':
-        if (value !== 'none') throw new SystemOptionError(opt, 'HMP monitors are not supported by blockemu system; only -monitor none is');
+        // -monitor's shorthand chardev in readline mode (monitor_parse): a human monitor.
+        if (value === 'stdio') plan.monitors.push({ path: 'stdio', connect: 'stdio', origin: `${opt.spelled} ${value}`, hmp: true });
+        else if (value !== 'none') throw new SystemOptionError(opt, 'only -monitor stdio and -monitor none are supported by blockemu system');
         break;
       case 'M':
       case 'machine': {
@@ -165,8 +167,16 @@ export function planSystem(options: readonly SystemOption[]): SystemPlan {
     const id = o.get('chardev');
     const dev = id === undefined ? undefined : chardevs.get(id);
     if (!dev) throw new SystemOptionError(opt, `chardev "${id ?? ''}" not found`);
-    if ((o.get('mode') ?? 'readline') !== 'control') throw new SystemOptionError(opt, 'only QMP monitors (mode=control) are supported by blockemu system');
+    const mode = o.get('mode') ?? 'readline';
+    if (mode !== 'control' && mode !== 'readline') throw new SystemOptionError(opt, `Parameter 'mode' does not accept value '${mode}'`);
     const pretty = flag(opt, o, 'pretty', false) ? { pretty: true } : {};
+    if (mode === 'readline') {
+      const origin = `${dev.opt.spelled} ${dev.opt.value ?? ''}`;
+      if (dev.backend === 'stdio') plan.monitors.push({ path: 'stdio', connect: 'stdio', origin, hmp: true });
+      else if (dev.fd !== undefined) plan.monitors.push({ path: `fd=${dev.fd}`, connect: 'fd', fd: dev.fd, origin, hmp: true });
+      else throw new SystemOptionError(dev.opt, `a human monitor's chardev must be stdio or socket,fd=N in blockemu system`);
+      continue;
+    }
     // Opening the chardev is what fails, so QEMU's message names the -chardev.
     const origin = `${dev.opt.spelled} ${dev.opt.value ?? ''}`;
     if (dev.backend === 'stdio') plan.monitors.push({ path: 'stdio', connect: 'stdio', origin, ...pretty });
