@@ -86,6 +86,15 @@ export class RawNode extends BlockNode {
     return rawChildPerm(c.role, writableAfter(this, plan), perm, shared);
   }
 
+  /**
+   * How far a write may reach: the window's end with size=, else anywhere —
+   * raw passes a write past the end down, and the file grows, as a format
+   * above it (qcow2 allocating) needs (QEMU's raw_adjust_offset).
+   */
+  private writeLimit(): number {
+    return this.fixedSize === undefined ? Number.MAX_SAFE_INTEGER : this.size();
+  }
+
   protected async doRead(offset: number, length: number): Promise<Uint8Array> {
     checkRequest('read', offset, length, this.size());
     this.file.debugEvent('read_aio');
@@ -97,12 +106,12 @@ export class RawNode extends BlockNode {
     return this.file.readInto(buf, this.offset + offset);
   }
   protected async doWrite(offset: number, data: Uint8Array, flags: WriteFlags): Promise<void> {
-    checkRequest('write', offset, data.length, this.size());
+    checkRequest('write', offset, data.length, this.writeLimit());
     this.file.debugEvent('write_aio');
     return this.file.write(this.offset + offset, data, flags);
   }
   protected async doWriteZeroes(offset: number, length: number, flags: ZeroFlags): Promise<void> {
-    checkRequest('write zeroes', offset, length, this.size());
+    checkRequest('write zeroes', offset, length, this.writeLimit());
     return this.file.writeZeroes(this.offset + offset, length, flags);
   }
   protected async doDiscard(offset: number, length: number): Promise<void> {

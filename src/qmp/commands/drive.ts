@@ -1,6 +1,8 @@
 import type { BlockGraph } from '../../blockdev/graph.js';
 import { isNbdFilename, nbdFileSpec, probeNbdFormat } from '../../blockdev/nbd-filename.js';
 import { type BlockdevSpec, type ImplicitBackingOptions, implicitBackingOptions, jsonFilenameSpec, openBlockdev, PROTOCOLS } from '../../blockdev/open.js';
+import type { BlockNode } from '../../blockdev/node.js';
+import { parseStrtosz } from '../../blockdev/qemu-io/numbers.js';
 import { BlockError } from '../../image/errors.js';
 import { probeFormat } from '../../image/probe.js';
 import type { DrivePlan } from '../../machine/drive.js';
@@ -28,12 +30,48 @@ export async function addDrive(graph: BlockGraph, plan: DrivePlan, warn: (text: 
     b.onWriteError = plan.onWriteError;
     if (spec) {
       const node = await openBlockdev(graph, spec, false);
+      const given = givenTrees.get(spec);
+      if (given) keepStringOptions(node, given);
       node.settings = { ...node.settings, detectZeroes: plan.detectZeroes };
       await b.blk.insert(node);
     }
   } catch (err) {
     await graph.backends.remove(b);
     throw err;
+  }
+}
+
+/**
+ * The null drivers read `size` as a QemuOpts size (null_runtime_opts), so
+ * a -drive may write it with a suffix ("1M"); -blockdev's is a plain int.
+ */
+function sizeOptions(tree: Record<string, unknown>): void {
+  const v = tree['size'];
+  if ((tree['driver'] === 'null-co' || tree['driver'] === 'null-aio') && typeof v === 'string') {
+    const r = parseStrtosz(v);
+    if (r.ok) tree['size'] = String(r.value);
+  }
+}
+
+/** The options of a -drive as written (strings), by the spec made from them. */
+const givenTrees = new WeakMap<BlockdevSpec, Record<string, unknown>>();
+
+/**
+ * A -drive's options are QemuOpts strings, and QEMU's nodes keep them so
+ * (its json: file names show "read-zeroes": "on" where -blockdev has
+ * true): each option of the node and its children given as a string takes
+ * back that string.
+ */
+function keepStringOptions(node: BlockNode, tree: Record<string, unknown>): void {
+  for (const [k, v] of Object.entries(node.options)) {
+    if (typeof v === 'string') continue;
+    let at: unknown = tree;
+    for (const part of k.split('.')) at = typeof at === 'object' && at !== null ? (at as Record<string, unknown>)[part] : undefined;
+    if (typeof at === 'string') node.options[k] = at;
+  }
+  for (const c of node.childList()) {
+    const sub = tree[c.name];
+    if (typeof sub === 'object' && sub !== null && !Array.isArray(sub)) keepStringOptions(c.node, sub as Record<string, unknown>);
   }
 }
 
@@ -89,6 +127,8 @@ async function driveSpec(plan: DrivePlan, warn: (text: string) => void): Promise
   }
   protocolFiles(tree);
   const backing = takeImplicitBacking(tree);
+  const given = structuredClone(tree);
+  sizeOptions(tree);
   let typed: Record<string, unknown>;
   try {
     typed = visitKeyval(BlockdevOptions, tree) as Record<string, unknown>;
@@ -96,6 +136,7 @@ async function driveSpec(plan: DrivePlan, warn: (text: string) => void): Promise
     throw unsupportedOption(err, driver, tree);
   }
   const spec = typed as unknown as BlockdevSpec;
+  givenTrees.set(spec, given);
   if (backing) implicitBackingOptions.set(spec, backing);
   return spec;
 }

@@ -9,6 +9,7 @@ import { viaQmp } from './command.js';
 import { infoBlock, infoBlockJobs, infoBlockstats } from './block-info.js';
 import { infoStatus, infoVersion, jobArgs, quit } from './control.js';
 import { driveDel } from './drive-del.js';
+import { nbdServerAdd, nbdServerRemove, nbdServerStart } from './nbd.js';
 import { hmpQemuIo } from './qemu-io.js';
 import { delvm, infoSnapshots, loadvm, savevm } from './vm-snapshots.js';
 
@@ -39,6 +40,10 @@ export const HMP_COMMANDS: readonly HmpCommand[] = [
   { name: 'savevm', args: 'name:s?', params: 'tag', help: 'save a VM snapshot. If no tag is provided, a new snapshot is created', run: savevm },
   { name: 'loadvm', args: 'name:s', params: 'tag', help: 'restore a VM snapshot from its tag', run: loadvm },
   { name: 'delvm', args: 'name:s', params: 'tag', help: 'delete a VM snapshot from its tag', run: delvm },
+  { name: 'nbd_server_start', args: 'all:-a,writable:-w,uri:s', params: 'nbd_server_start [-a] [-w] host:port', help: 'serve block devices on the given host and port', run: nbdServerStart },
+  { name: 'nbd_server_add', args: 'writable:-w,device:B,name:s?', params: 'nbd_server_add [-w] device [name]', help: 'export a block device via NBD', run: nbdServerAdd },
+  { name: 'nbd_server_remove', args: 'force:-f,name:s', params: 'nbd_server_remove [-f] name', help: 'remove an export previously exposed via NBD', run: nbdServerRemove },
+  { name: 'nbd_server_stop', args: '', params: 'nbd_server_stop', help: 'stop serving block devices using the NBD protocol', run: viaQmp('nbd-server-stop', () => ({})) },
   { name: 'qemu-io', args: 'qdev:-d,device:B,command:s', params: '[-d] [device] "[command]"', help: 'run a qemu-io command on a block device\n\t\t\t-d: [device] is a device ID rather than a drive ID or node name', run: hmpQemuIo },
   { name: 'info', args: 'item:s?', params: '[subcommand]', help: 'show various information about the system state', sub: INFO, run: (ctx) => { for (const c of INFO) ctx.out(`info ${c.name} ${c.params} -- ${c.help}\n`); } },
 ];

@@ -40,7 +40,9 @@ interface Disk {
 function allDisks(ctx: HmpContext): Disk[] {
   const graph = ctx.qmp.graph;
   const backends = graph.backends.list();
-  const withBlk = new Set(backends.flatMap((b) => (b.node ? [b.node] : [])));
+  // blk_next walks every BlockBackend, an export's too (after the drives and devices: created later).
+  const roots = [...backends.flatMap((b) => (b.node ? [b.node] : [])), ...ctx.qmp.exports.list().map((e) => e.node)];
+  const withBlk = new Set(roots);
   const seen = new Set<BlockNode>();
   const out: Disk[] = [];
   const add = (bs: BlockNode) => {
@@ -49,7 +51,7 @@ function allDisks(ctx: HmpContext): Disk[] {
     const name = graph.backends.deviceName(bs) || bs.nodeName;
     out.push({ bs, name, included: !bs.ejected && !bs.readOnly && (withBlk.has(bs) || bs.parents.length === 0) });
   };
-  for (const b of backends) if (b.node) add(b.node);
+  for (const n of roots) add(n);
   for (const n of graph.monitorOwnedNodes()) if (!withBlk.has(n)) add(n);
   return out;
 }
