@@ -1,5 +1,7 @@
 import { Daemon, VERSION } from '../daemon.js';
+import { boardBuses } from '../machine/drive.js';
 import { Machine } from '../machine/run-state.js';
+import { DrivePlanner } from './system-drive.js';
 import { makeQmpParser } from '../qmp/parser.js';
 import { ArgsError } from './daemon-args.js';
 import { parseSystemArgs } from './system-args.js';
@@ -61,6 +63,13 @@ export async function runSystem(args: readonly string[], prog = SYSTEM_PROG): Pr
     return 0;
   }
   const machine = new Machine(plan.machine, plan.startPaused);
+  // drive_add reads its options as -drive does; ids and bus places are checked by the running machine.
+  machine.planDrive = (opts) => {
+    const planner = new DrivePlanner(boardBuses(machine.type));
+    const step = planner.plan(planner.parse(opts));
+    if ('invalid' in step) throw new Error(step.invalid);
+    return step.plan;
+  };
   let daemon: Daemon | undefined;
   let stopRequested: string | undefined;
   // QEMU's message and event for a signal (the sender's pid is not known to Node).

@@ -17,10 +17,18 @@ export type MachineEvent =
   | { kind: 'powerdown' }
   | { kind: 'shutdown'; reason: ShutdownCause };
 
+import type { DrivePlan } from './drive.js';
+
 export class Machine {
   status: RunStatus;
   /** Where state changes are announced (the daemon turns them into QMP events). */
   onEvent: (e: MachineEvent) => void = () => undefined;
+  /**
+   * Reads a drive_add's -drive options into a plan (throwing an Error with
+   * QEMU's message); the composition root that parsed the command line's
+   * -drive options provides it.
+   */
+  planDrive: ((opts: string) => DrivePlan) | undefined;
 
   constructor(
     /** The -machine type (pc's alias resolved), as query-machines would name it. */

@@ -60,7 +60,7 @@ describe.skipIf(!qemuSystem.available)('blockemu system against qemu-system-x86_
   }
 
   it('refuses what a storage-only process cannot honour, saying so', async () => {
-    for (const args of [['-smp', '2'], ['disk.img'], ['-display', 'gtk'], ['-mon', 'chardev=c', '-chardev', 'null,id=c'], ['-monitor', 'stdio']]) {
+    for (const args of [['-smp', '2'], ['disk.img'], ['-display', 'gtk'], ['-mon', 'chardev=c', '-chardev', 'null,id=c'], ['-monitor', 'vc']]) {
       const b = await runSystem('blockemu', ['-M', 'none', ...args]);
       expect(b.code).toBe(1);
       expect(b.stderr).toMatch(/^qemu-system-x86_64: .*(not supported|only)/);

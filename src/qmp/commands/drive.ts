@@ -20,7 +20,10 @@ export async function addDrive(graph: BlockGraph, plan: DrivePlan, warn: (text: 
   const empty = (plan.file === undefined || plan.file === '') && plan.options.size === 0;
   // The name is checked before the node opens only for an empty drive; otherwise monitor_add_blk runs after the open.
   let spec: BlockdevSpec | undefined;
-  if (!empty) spec = await driveSpec(plan, warn);
+  // The probed-raw warning comes from raw's open: after the option checks that precede any open (force-share's).
+  let warning: string | undefined;
+  if (!empty) spec = await driveSpec(plan, (text) => (warning = text));
+  const early = (err: unknown) => err instanceof Error && err.message === 'force-share=on can only be used with read-only images';
   const b = graph.backends.add(plan.id);
   try {
     b.drive = { type: plan.type, bus: plan.bus, unit: plan.unit, mediaCd: plan.mediaCd };
@@ -29,7 +32,14 @@ export async function addDrive(graph: BlockGraph, plan: DrivePlan, warn: (text: 
     b.onReadError = plan.onReadError;
     b.onWriteError = plan.onWriteError;
     if (spec) {
-      const node = await openBlockdev(graph, spec, false);
+      let node;
+      try {
+        node = await openBlockdev(graph, spec, false);
+      } catch (err) {
+        if (warning !== undefined && !early(err)) warn(warning);
+        throw err;
+      }
+      if (warning !== undefined) warn(warning);
       const given = givenTrees.get(spec);
       if (given) keepStringOptions(node, given);
       node.settings = { ...node.settings, detectZeroes: plan.detectZeroes };

@@ -8,6 +8,7 @@ import type { HmpCommand } from './command.js';
 import { viaQmp } from './command.js';
 import { infoBlock, infoBlockJobs, infoBlockstats } from './block-info.js';
 import { infoStatus, infoVersion, jobArgs, quit } from './control.js';
+import { driveAdd } from './drive-add.js';
 import { driveDel } from './drive-del.js';
 import { nbdServerAdd, nbdServerRemove, nbdServerStart } from './nbd.js';
 import { hmpQemuIo } from './qemu-io.js';
@@ -33,6 +34,7 @@ export const HMP_COMMANDS: readonly HmpCommand[] = [
   { name: 'block_job_pause', args: 'device:B', params: 'device', help: 'pause an active background block operation', run: viaQmp('block-job-pause', jobArgs) },
   { name: 'block_job_resume', args: 'device:B', params: 'device', help: 'resume a paused background block operation', run: viaQmp('block-job-resume', jobArgs) },
   { name: 'eject', args: 'force:-f,device:B', params: '[-f] device', help: 'eject a removable medium (use -f to force it)', run: viaQmp('eject', (a) => ({ device: a['device'], force: a['force'] === true })) },
+  { name: 'drive_add', args: 'node:-n,pci_addr:s,opts:s', params: '[-n] [[<domain>:]<bus>:]<slot>\n[file=file][,if=type][,bus=n]\n[,unit=m][,media=d][,index=i]\n[,snapshot=on|off][,cache=on|off]\n[,readonly=on|off][,copy-on-read=on|off]', help: 'add drive to PCI storage controller', run: driveAdd },
   { name: 'drive_del', args: 'id:B', params: 'device', help: 'remove host block device', run: driveDel },
   { name: 'change', args: 'device:B,target:F,arg:s?,read-only-mode:s?,force:-f', params: 'device [-f] filename [format [read-only-mode]]', help: 'change a removable medium, optional format, use -f to force the operation', run: viaQmp('blockdev-change-medium', (a) => ({ device: a['device'], filename: a['target'], ...(a['arg'] !== undefined ? { format: a['arg'] } : {}), ...(a['read-only-mode'] !== undefined ? { 'read-only-mode': a['read-only-mode'] } : {}), force: a['force'] === true })) },
   { name: 'stop|s', args: '', params: '', help: 'stop emulation', run: viaQmp('stop', () => ({})) },
