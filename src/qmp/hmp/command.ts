@@ -29,6 +29,9 @@ export interface HmpCommand {
 /** A failure that hmp_handle_error reports: "Error: " and the message. */
 export class HmpCommandError extends Error {}
 
+/** A failure a command reports with error_report itself: the message alone. */
+export class HmpReportError extends Error {}
+
 /**
  * Runs a QMP command from an HMP one, as QEMU's hmp_* functions call
  * qmp_*: the same schema validation and handler; a failure becomes an

@@ -1,5 +1,5 @@
 import { HmpArgError, parseHmpArgs } from './args.js';
-import { type HmpCommand, HmpCommandError, type HmpContext } from './command.js';
+import { type HmpCommand, HmpCommandError, type HmpContext, HmpReportError } from './command.js';
 import { HMP_COMMANDS } from './table.js';
 
 const isSpace = (c: string | undefined) => c !== undefined && /\s/.test(c);
@@ -62,6 +62,8 @@ export async function runHmpLine(ctx: HmpContext, line: string): Promise<void> {
         ctx.out(`${err.message}\nTry "help ${full}" for more information\n`);
       } else if (err instanceof HmpCommandError) {
         ctx.out(`Error: ${err.message}\n`);
+      } else if (err instanceof HmpReportError) {
+        ctx.out(`${err.message}\n`);
       } else throw err;
     }
     return;
