@@ -56,6 +56,11 @@ describe.skipIf(!qemuSystem.available || !qemu.available)('blockemu system -moni
     });
   });
 
+  it('applies -set to the -drive with that id, as its own option would be', async () => {
+    const b = await compare(['-monitor', 'stdio', '-drive', 'if=none,id=d0,driver=null-co', '-set', 'drive.d0.read-only=on'], 'info block\nquit\n');
+    expect(plain(b.stdout)).toContain('null-co:// (null-co, read-only)');
+  });
+
   it('saves, lists, loads and deletes VM snapshots on the writable qcow2 drives, refusing drives that cannot take one', async () => {
     await withTempDir(async (dir) => {
       for (const p of ['qemu', 'blockemu']) {

@@ -50,6 +50,8 @@ describe.skipIf(!qemuSystem.available)('blockemu system against qemu-system-x86_
     ['-M', 'none', '-accel', 'foo'],
     ['-M', 'none', '-chardev', 'socket,id=mon,path=/nonexistent/blockemu.sock', '-mon', 'chardev=mon,mode=control'],
     ['-M', 'none', '-qmp', 'unix:/nonexistent/blockemu.sock'],
+    ['-M', 'none', '-set', 'device.nope.x=y'],
+    ['-M', 'none', '-set', 'foo'],
   ];
   for (const args of cases) {
     it(`refuses ${args.join(' ')} with QEMU's message and exit code`, async () => {
