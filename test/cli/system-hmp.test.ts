@@ -37,6 +37,10 @@ describe.skipIf(!qemuSystem.available || !qemu.available)('blockemu system -moni
     expect(plain(b.stdout)).toContain('block: unsupported option -x\r\nTry "help info block" for more information\r\n');
   });
 
+  it('edits the line with DEL and backspace as readline redraws it', async () => {
+    await compare(['-monitor', 'stdio'], 'info statuz\x7fs\ninfo\x08\x08\x08\x08quit\n');
+  });
+
   it('takes -mon chardev=X with readline as the default mode, and a CR as Enter', async () => {
     await compare(['-chardev', 'stdio,id=h', '-mon', 'chardev=h'], 'info status\r\nstop\ninfo status\r\ncont\ninfo status\nquit\n');
   });
