@@ -1,6 +1,4 @@
 import { unlink, writeFile } from 'node:fs/promises';
-import { Socket } from 'node:net';
-import type { Duplex } from 'node:stream';
 import type { Logger } from './log.js';
 import { BlockGraph } from './blockdev/graph.js';
 import type { BlockdevSpec } from './blockdev/open.js';
@@ -26,13 +24,13 @@ import { CommandTable } from './qmp/dispatch.js';
 import { COMMAND_MODULES, SYSTEM_COMMAND_MODULES } from './qmp/command-modules.js';
 import type { EventDef } from './qmp/schema/command.js';
 import { QmpServer } from './qmp/server.js';
-import { type Monitor, QmpConnectedMonitor, StdioStream } from './qmp/connected-monitor.js';
+import { type Monitor, QmpConnectedMonitor } from './qmp/connected-monitor.js';
 import type { Machine, MachineEvent } from './machine/run-state.js';
 import type { DrivePlan } from './machine/drive.js';
 import type { DevicePlan } from './machine/storage-devices.js';
 import { MACHINE_EVENTS } from './qmp/schema/run-state.js';
 import { deviceTrayMovedEvent } from './qmp/schema/block-tray.js';
-import type { MonitorActivity, ParserFactory, SessionOptions } from './qmp/session.js';
+import type { MonitorActivity, ParserFactory } from './qmp/session.js';
 import { QmpRecorder, type RecordHeader } from './qmp/recorder.js';
 
 /** A QMP monitor on a Unix socket (--chardev socket,… + --monitor chardev=…). */
@@ -243,7 +241,7 @@ export class Daemon {
             ...(m.pretty ? { pretty: true } : {}),
         };
         try {
-          if (m.hmp) servers.push(await humanMonitor(m, session));
+          if (m.hmp) servers.push((await import('./qmp/hmp/monitor.js')).HmpMonitor.open(m.path, m.connect === 'fd' ? m.fd! : 'stdio', session));
           else if (m.connect === 'socket') servers.push(await QmpConnectedMonitor.connect(m.path, session));
           else if (m.connect === 'stdio') servers.push(QmpConnectedMonitor.stdio(session));
           else if (m.connect === 'fd') servers.push(QmpConnectedMonitor.fromFd(m.fd!, session));
@@ -376,18 +374,6 @@ function machineEvent(e: MachineEvent): [string, unknown?] {
     case 'shutdown':
       return [e.kind.toUpperCase(), { guest: false, reason: e.reason }];
   }
-}
-
-/** An HMP monitor on its chardev (its module loads only when one is asked for). */
-async function humanMonitor(m: MonitorConfig, session: SessionOptions): Promise<Monitor> {
-  const { HmpMonitor } = await import('./qmp/hmp/monitor.js');
-  let stream: Duplex;
-  if (m.connect === 'stdio') stream = new StdioStream();
-  else if (m.connect === 'fd') stream = new Socket({ fd: m.fd!, readable: true, writable: true });
-  else throw new Error('a human monitor must be on stdio or an inherited socket in blockemu');
-  const mon = new HmpMonitor(m.path, stream, session);
-  mon.start();
-  return mon;
 }
 
 /** One --blockdev, --nbd-server or --export option, carried out. */

@@ -1,5 +1,6 @@
+import { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import type { Monitor } from '../connected-monitor.js';
+import { type Monitor, StdioStream } from '../connected-monitor.js';
 import type { QmpContext } from '../context.js';
 import type { SessionOptions } from '../session.js';
 import { HmpReadline } from './readline.js';
@@ -44,6 +45,14 @@ export class HmpMonitor implements Monitor {
       (t) => this.write(t, 'latin1'),
       (line) => void this.run(line),
     );
+  }
+
+  /** A started monitor on stdin/stdout or on a connected socket the process inherited (`-chardev socket,fd=N`). */
+  static open(path: string, on: 'stdio' | number, opts: SessionOptions): HmpMonitor {
+    const stream = on === 'stdio' ? new StdioStream() : new Socket({ fd: on, readable: true, writable: true });
+    const mon = new HmpMonitor(path, stream, opts);
+    mon.start();
+    return mon;
   }
 
   start(): void {
