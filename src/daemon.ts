@@ -51,6 +51,8 @@ export interface MonitorConfig {
   mode?: number;
   /** pretty=on: QMP messages indented over several lines (QEMU's -qmp-pretty). */
   pretty?: boolean;
+  /** A human monitor (HMP, QEMU's readline mode) rather than QMP; on stdio or an inherited socket. */
+  hmp?: boolean;
 }
 
 /**
@@ -258,7 +260,8 @@ export class Daemon {
             ...(m.pretty ? { pretty: true } : {}),
         };
         try {
-          if (m.connect === 'socket') servers.push(await QmpConnectedMonitor.connect(m.path, session));
+          if (m.hmp) servers.push((await import('./qmp/hmp/monitor.js')).HmpMonitor.open(m.path, m.connect === 'fd' ? m.fd! : 'stdio', session));
+          else if (m.connect === 'socket') servers.push(await QmpConnectedMonitor.connect(m.path, session));
           else if (m.connect === 'stdio') servers.push(QmpConnectedMonitor.stdio(session));
           else if (m.connect === 'fd') servers.push(QmpConnectedMonitor.fromFd(m.fd!, session));
           else servers.push(await QmpServer.listen(m.path, { ...session, mode: m.mode }));

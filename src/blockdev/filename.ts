@@ -52,14 +52,12 @@ function strongOptions(node: BlockNode): { options: Record<string, unknown>; fou
   const given = node.options;
   const options: Record<string, unknown> = {};
   let found = false;
-  // -drive's options are text in bs->options (QemuOpts), whatever type the driver reads them as.
-  const value = (v: unknown) => (!node.optionsAsText ? v : typeof v === 'boolean' ? (v ? 'on' : 'off') : typeof v === 'number' ? String(v) : v);
   for (const name of ['driver', 'filename', ...node.namePolicy.strong]) {
     let any = false;
     if (name.endsWith('.')) {
-      for (const [k, v] of Object.entries(given)) if (k.startsWith(name)) (options[k] = value(v)), (any = true);
+      for (const [k, v] of Object.entries(given)) if (k.startsWith(name)) (options[k] = v), (any = true);
     } else if (given[name] !== undefined) {
-      options[name] = value(given[name]);
+      options[name] = given[name];
       any = true;
     }
     if (any && name !== 'driver' && name !== 'filename') found = true;

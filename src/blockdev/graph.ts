@@ -118,6 +118,11 @@ export class BlockGraph {
     return [...this.nodes.values()].sort((a, b) => rank(b) - rank(a));
   }
 
+  /** The nodes the monitor added (-blockdev, blockdev-add), in the order they came (QEMU's monitor_bdrv_states). */
+  monitorOwnedNodes(): BlockNode[] {
+    return [...this.monitorOwned].map((n) => this.nodes.get(n)).filter((n): n is BlockNode => n !== undefined);
+  }
+
   /** Nodes added by the monitor that no other node uses (query-block's devices in the storage daemon have none). */
   roots(): BlockNode[] {
     return this.list().filter((n) => this.monitorOwned.has(n.nodeName) && !n.inUse);

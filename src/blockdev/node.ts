@@ -121,11 +121,6 @@ export abstract class BlockNode implements ChildOwner {
   options: Options = {};
   /** The options given for this node itself, before any were inherited (bs->explicit_options). */
   explicitOptions: Options = {};
-  /**
-   * Whether the options came as text (-drive's QemuOpts), which bs->options keeps as strings: a
-   * json: name then shows "65536" where blockdev-add's shows 65536.
-   */
-  optionsAsText = false;
   /** The file name the node was opened with (a protocol node's own name before any refresh). */
   openFilename: string | undefined;
   /** The backing file the image names, as opened when it was (bs->auto_backing_file): '' for none. */

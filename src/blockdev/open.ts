@@ -43,9 +43,6 @@ export interface ImplicitBackingOptions {
 }
 export const implicitBackingOptions = new WeakMap<BlockdevSpec, ImplicitBackingOptions>();
 
-/** Specs whose options came as text (-drive): their nodes, inline children too, keep them so (BlockNode.optionsAsText). */
-export const textOptionSpecs = new WeakSet<BlockdevSpec>();
-
 /** Keys of a spec that stand for open flags (-drive's aio): the driver reads them, bs->options does not keep them. */
 export const flagOptionKeys = new WeakMap<BlockdevSpec, readonly string[]>();
 
@@ -248,8 +245,6 @@ interface Inherited {
   options: Options | undefined;
   /** Whether the node is its parent's backing child. */
   cow: boolean;
-  /** Whether the parent's options came as text. */
-  asText?: boolean;
 }
 
 /** Drivers QEMU opens as protocols (bdrv_file_open): no `file` child is opened before them. */
@@ -269,7 +264,6 @@ async function openNode(graph: BlockGraph, tran: GraphTransaction, spec: Blockde
     cacheDirect: cache.direct ?? parent?.cacheDirect ?? false,
     cacheNoFlush: cache['no-flush'] ?? parent?.cacheNoFlush ?? false,
   };
-  const asText = textOptionSpecs.has(spec) || inherit.asText === true;
   // bs->explicit_options and bs->options as QEMU has them while the node opens.
   const explicit = flattenQdict(spec);
   for (const k of flagOptionKeys.get(spec) ?? []) delete explicit[k];
@@ -278,7 +272,7 @@ async function openNode(graph: BlockGraph, tran: GraphTransaction, spec: Blockde
   const inline = new Set<BlockNode>();
   const openInline = async (ref: BlockdevSpec, cow: boolean): Promise<BlockNode> => {
     // A backing image is opened read-only unless it says otherwise; other children inherit the parent's state.
-    const n = await openNode(graph, tran, ref, false, { readOnly: cow ? true : readOnly, forceShare, settings, options, cow, asText }, opened);
+    const n = await openNode(graph, tran, ref, false, { readOnly: cow ? true : readOnly, forceShare, settings, options, cow }, opened);
     inline.add(n);
     return n;
   };
@@ -346,7 +340,6 @@ async function openNode(graph: BlockGraph, tran: GraphTransaction, spec: Blockde
   recordFlags(options, { ...settings, readOnly, autoReadOnly: boolOption(options, 'auto-read-only') });
   node.explicitOptions = explicit;
   node.options = options;
-  node.optionsAsText = asText;
   for (const n of inline) n.inheritsFrom = node;
   try {
     // Refuses a name a child took meanwhile (the same node-name twice in one tree).

@@ -36,6 +36,7 @@ const OPTIONS: Record<string, boolean> = {
   qtest: true,
   S: false,
   serial: true,
+  set: true,
   vga: true,
   version: false,
 };

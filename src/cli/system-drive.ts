@@ -148,7 +148,8 @@ export class DrivePlanner {
     };
     const onWriteError = werror === undefined ? 'enospc' : (errorAction(werror, false) as DrivePlan['onWriteError']);
     const onReadError = rerror === undefined ? 'report' : (errorAction(rerror, true) as DrivePlan['onReadError']);
-    if (type === 'scsi' || type === 'pflash' || type === 'mtd' || type === 'sd' || type === 'xen') throw new Error(`machine type does not support if=${type},bus=${bus},unit=${unit}`);
+    if (type === 'pflash' && (!this.board || bus > 0 || unit >= this.board.flashes)) throw new Error(`machine type does not support if=pflash,bus=${bus},unit=${unit}`);
+    if (type === 'scsi' || type === 'mtd' || type === 'sd' || type === 'xen') throw new Error(`machine type does not support if=${type},bus=${bus},unit=${unit}`);
     if (type === 'ide' && (!this.board || bus >= this.board.ideBuses)) throw new Error(`machine type does not support if=ide,bus=${bus},unit=${unit}`);
     if (type === 'floppy' && (!this.board || unit >= this.board.floppies)) throw new Error(`machine type does not support if=floppy,bus=${bus},unit=${unit}`);
     this.taken.add(place(bus, unit));

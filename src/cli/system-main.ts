@@ -1,6 +1,8 @@
 import { setLogLevel } from '../log.js';
 import { Daemon, VERSION } from '../daemon.js';
+import { boardBuses } from '../machine/drive.js';
 import { Machine } from '../machine/run-state.js';
+import { DrivePlanner } from './system-drive.js';
 import { makeQmpParser } from '../qmp/parser.js';
 import { ArgsError } from './daemon-args.js';
 import { parseSystemArgs } from './system-args.js';
@@ -17,7 +19,8 @@ Takes: -machine/-M <type>|help, -accel qtest|tcg|kvm, -S, -nodefaults,
        -blockdev <options>, -object <options>, -drive <options> | format=help,
        -device virtio-blk-pci|ide-hd|ide-cd|scsi-hd|scsi-cd|floppy,… (others ignored) | help,
        -chardev socket|stdio|null,id=<id>[,…],
-       -mon chardev=<id>,mode=control[,pretty=on], -qmp[-pretty] unix:<path>[,server=on][,wait=off] | stdio,
+       -mon chardev=<id>[,mode=readline|control][,pretty=on], -monitor stdio|none (HMP),
+       -qmp[-pretty] unix:<path>[,server=on][,wait=off] | stdio,
        -qtest unix:path=<path> | null, -version, -help
 `;
 
@@ -64,6 +67,13 @@ export async function runSystem(args: readonly string[], prog = SYSTEM_PROG): Pr
   // I/O error logged as JSON): blockemu's structured log is off here unless asked for.
   if (process.env.BLOCKEMU_LOG_LEVEL === undefined) setLogLevel('silent');
   const machine = new Machine(plan.machine, plan.startPaused);
+  // drive_add reads its options as -drive does; ids and bus places are checked by the running machine.
+  machine.planDrive = (opts) => {
+    const planner = new DrivePlanner(boardBuses(machine.type));
+    const step = planner.plan(planner.parse(opts));
+    if ('invalid' in step) throw new Error(step.invalid);
+    return step.plan;
+  };
   let daemon: Daemon | undefined;
   let stopRequested: string | undefined;
   // QEMU's message and event for a signal (the sender's pid is not known to Node).

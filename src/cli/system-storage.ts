@@ -142,6 +142,8 @@ export class StoragePlanner {
     };
     floppies.forEach((p, i) => add(p, 'floppy', floppyBase + i));
     ides.forEach((p, i) => add(p, p.plan.mediaCd ? 'ide-cd' : 'ide-hd', ideBase + i));
+    // The flash devices are the machine's own children, named by unit.
+    for (const p of plans.filter((x) => x.plan.type === 'pflash')) out.push({ option: 'device', arg: '', spelled: '', device: { model: 'cfi.pflash01', path: `/machine/system.flash${p.plan.unit}`, storage: { driver: 'cfi.pflash01', path: `/machine/system.flash${p.plan.unit}`, drive: p.plan.id, shareRw: false } } });
     return out;
   }
 }

@@ -90,7 +90,9 @@ export function planSystem(options: readonly SystemOption[]): SystemPlan {
       case 'nographic':
         break; // No display; the serial port and HMP monitor it would put on stdio do not exist here (common.qemu passes -serial none -monitor none with it).
       case 'monitor':
-        if (value !== 'none') throw new SystemOptionError(opt, 'HMP monitors are not supported by blockemu system; only -monitor none is');
+        // -monitor's shorthand chardev in readline mode (monitor_parse): a human monitor.
+        if (value === 'stdio') plan.monitors.push({ path: 'stdio', connect: 'stdio', origin: `${opt.spelled} ${value}`, hmp: true });
+        else if (value !== 'none') throw new SystemOptionError(opt, 'only -monitor stdio and -monitor none are supported by blockemu system');
         break;
       case 'M':
       case 'machine': {
@@ -138,6 +140,9 @@ export function planSystem(options: readonly SystemOption[]): SystemPlan {
       case 'chardev':
         addChardev(opt, chardevs);
         break;
+      case 'set':
+        setOption(opt, storage);
+        break;
       case 'mon':
         mons.push(opt);
         break;
@@ -165,8 +170,16 @@ export function planSystem(options: readonly SystemOption[]): SystemPlan {
     const id = o.get('chardev');
     const dev = id === undefined ? undefined : chardevs.get(id);
     if (!dev) throw new SystemOptionError(opt, `chardev "${id ?? ''}" not found`);
-    if ((o.get('mode') ?? 'readline') !== 'control') throw new SystemOptionError(opt, 'only QMP monitors (mode=control) are supported by blockemu system');
+    const mode = o.get('mode') ?? 'readline';
+    if (mode !== 'control' && mode !== 'readline') throw new SystemOptionError(opt, `Parameter 'mode' does not accept value '${mode}'`);
     const pretty = flag(opt, o, 'pretty', false) ? { pretty: true } : {};
+    if (mode === 'readline') {
+      const origin = `${dev.opt.spelled} ${dev.opt.value ?? ''}`;
+      if (dev.backend === 'stdio') plan.monitors.push({ path: 'stdio', connect: 'stdio', origin, hmp: true });
+      else if (dev.fd !== undefined) plan.monitors.push({ path: `fd=${dev.fd}`, connect: 'fd', fd: dev.fd, origin, hmp: true });
+      else throw new SystemOptionError(dev.opt, `only stdio and socket,fd=N chardevs can carry a human monitor in blockemu system`);
+      continue;
+    }
     // Opening the chardev is what fails, so QEMU's message names the -chardev.
     const origin = `${dev.opt.spelled} ${dev.opt.value ?? ''}`;
     if (dev.backend === 'stdio') plan.monitors.push({ path: 'stdio', connect: 'stdio', origin, ...pretty });
@@ -175,6 +188,23 @@ export function planSystem(options: readonly SystemOption[]): SystemPlan {
     else throw new SystemOptionError(dev.opt, `a monitor's chardev must be a Unix socket or stdio in blockemu system`);
   }
   return plan;
+}
+
+/**
+ * -set group.id.arg=value (qemu_set_option): one more option for a -drive
+ * or -device given before it with that id.
+ */
+function setOption(opt: SystemOption, storage: SystemOption[]): void {
+  const value = opt.value ?? '';
+  const m = /^([^.]{1,63})\.([^.]{1,63})\.([^=]{1,63})=(.*)$/s.exec(value);
+  if (!m) throw new SystemOptionError(opt, `can't parse: "${value}"`);
+  const [, group, id, arg, v] = m as unknown as [string, string, string, string, string];
+  if (group !== 'device' && group !== 'drive') throw new SystemOptionError(opt, `-set ${group}.…: only the device and drive groups are supported by blockemu system`);
+  let i = storage.length - 1;
+  while (i >= 0 && !(storage[i]!.name === group && parseOptsString(storage[i]!.value ?? '', group === 'device' ? 'driver' : undefined).get('id') === id)) i--;
+  if (i < 0) throw new SystemOptionError(opt, `there is no ${group} "${id}" defined`);
+  const target = storage[i]!;
+  storage[i] = { ...target, value: `${target.value ?? ''},${arg}=${v.replaceAll(',', ',,')}` };
 }
 
 function checkAccel(opt: SystemOption, accel: string): void {

@@ -32,12 +32,14 @@ export interface BoardBuses {
   ideUnits: number;
   ideBuses: number;
   floppies: number;
+  /** -drive if=pflash units: the board's system.flash0 and system.flash1. */
+  flashes: number;
 }
 
 export function boardBuses(machine: string): BoardBuses | undefined {
   // i440fx: two IDE channels of two units; q35: six AHCI ports of one unit. Both have a floppy controller for two drives.
-  if (machine.startsWith('pc-i440fx')) return { ideUnits: 2, ideBuses: 2, floppies: 2 };
-  if (machine.startsWith('pc-q35')) return { ideUnits: 1, ideBuses: 6, floppies: 2 };
+  if (machine.startsWith('pc-i440fx')) return { ideUnits: 2, ideBuses: 2, floppies: 2, flashes: 2 };
+  if (machine.startsWith('pc-q35')) return { ideUnits: 1, ideBuses: 6, floppies: 2, flashes: 2 };
   return undefined;
 }
 

@@ -19,6 +19,8 @@ export type MachineEvent =
   | { kind: 'powerdown' }
   | { kind: 'shutdown'; reason: ShutdownCause };
 
+import type { DrivePlan } from './drive.js';
+
 export class Machine {
   status: RunStatus;
   /** Its devices (the command line's and device_add's). */
@@ -27,6 +29,12 @@ export class Machine {
   clockStarted: boolean;
   /** Where state changes are announced (the daemon turns them into QMP events). */
   onEvent: (e: MachineEvent) => void = () => undefined;
+  /**
+   * Reads a drive_add's -drive options into a plan (throwing an Error with
+   * QEMU's message); the composition root that parsed the command line's
+   * -drive options provides it.
+   */
+  planDrive: ((opts: string) => DrivePlan) | undefined;
 
   constructor(
     /** The -machine type (pc's alias resolved), as query-machines would name it. */

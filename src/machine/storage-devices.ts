@@ -10,7 +10,7 @@ import { PERM_CONSISTENT_READ, PERM_RESIZE, PERM_WRITE, PERM_WRITE_UNCHANGED } f
  * the permissions blkconf_apply_backend_options asks for. There is no
  * guest, so a device is only its QOM path and what it tells query-block.
  */
-export type StorageDriver = 'virtio-blk-pci' | 'ide-hd' | 'ide-cd' | 'scsi-hd' | 'scsi-cd' | 'floppy';
+export type StorageDriver = 'virtio-blk-pci' | 'ide-hd' | 'ide-cd' | 'scsi-hd' | 'scsi-cd' | 'floppy' | 'cfi.pflash01';
 
 interface Kind {
   /** The QOM type that holds the `drive` property (a virtio-blk-pci's is its virtio-blk-device). */
@@ -25,7 +25,7 @@ interface Kind {
   removable: boolean;
   tray: boolean;
   ioStatus: boolean;
-  bus: 'PCI' | 'IDE' | 'SCSI' | 'floppy-bus';
+  bus: 'PCI' | 'IDE' | 'SCSI' | 'floppy-bus' | 'sysbus';
 }
 
 const KINDS: Record<StorageDriver, Kind> = {
@@ -35,12 +35,14 @@ const KINDS: Record<StorageDriver, Kind> = {
   'scsi-hd': { propOwner: 'scsi-hd', noDrive: 'drive property not set', needsMedia: true, cd: false, resizable: true, removable: false, tray: false, ioStatus: true, bus: 'SCSI' },
   'scsi-cd': { propOwner: 'scsi-cd', noDrive: 'empty', needsMedia: false, cd: true, resizable: false, removable: true, tray: true, ioStatus: true, bus: 'SCSI' },
   floppy: { propOwner: 'floppy', noDrive: 'empty', needsMedia: false, cd: false, resizable: false, removable: true, tray: false, ioStatus: false, bus: 'floppy-bus' },
+  // The pc board's flash (-drive if=pflash): not a device -device can make.
+  'cfi.pflash01': { propOwner: 'cfi.pflash01', noDrive: 'empty', needsMedia: false, cd: false, resizable: false, removable: false, tray: false, ioStatus: false, bus: 'sysbus' },
 };
 
 /** The device names QEMU takes for these (aliases resolved). */
 export function storageDriver(name: string): StorageDriver | undefined {
   if (name === 'virtio-blk') return 'virtio-blk-pci';
-  return name in KINDS ? (name as StorageDriver) : undefined;
+  return name in KINDS && KINDS[name as StorageDriver].bus !== 'sysbus' ? (name as StorageDriver) : undefined;
 }
 
 export function busOf(driver: StorageDriver): Kind['bus'] {

@@ -69,7 +69,7 @@ export class QmpConnectedMonitor implements Monitor {
  * reading stdin and leaves stdout open: the process's own streams are not
  * the session's to destroy (what was written still has to reach the pipe).
  */
-class StdioStream extends Duplex {
+export class StdioStream extends Duplex {
   private readonly onData = (d: Buffer) => {
     if (!this.push(d)) process.stdin.pause();
   };

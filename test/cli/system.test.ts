@@ -50,6 +50,8 @@ describe.skipIf(!qemuSystem.available)('blockemu system against qemu-system-x86_
     ['-M', 'none', '-accel', 'foo'],
     ['-M', 'none', '-chardev', 'socket,id=mon,path=/nonexistent/blockemu.sock', '-mon', 'chardev=mon,mode=control'],
     ['-M', 'none', '-qmp', 'unix:/nonexistent/blockemu.sock'],
+    ['-M', 'none', '-set', 'device.nope.x=y'],
+    ['-M', 'none', '-set', 'foo'],
   ];
   for (const args of cases) {
     it(`refuses ${args.join(' ')} with QEMU's message and exit code`, async () => {
@@ -60,7 +62,7 @@ describe.skipIf(!qemuSystem.available)('blockemu system against qemu-system-x86_
   }
 
   it('refuses what a storage-only process cannot honour, saying so', async () => {
-    for (const args of [['-smp', '2'], ['disk.img'], ['-display', 'gtk'], ['-mon', 'chardev=c', '-chardev', 'null,id=c'], ['-monitor', 'stdio']]) {
+    for (const args of [['-smp', '2'], ['disk.img'], ['-display', 'gtk'], ['-mon', 'chardev=c', '-chardev', 'null,id=c'], ['-monitor', 'vc']]) {
       const b = await runSystem('blockemu', ['-M', 'none', ...args]);
       expect(b.code).toBe(1);
       expect(b.stderr).toMatch(/^qemu-system-x86_64: .*(not supported|only)/);

@@ -153,3 +153,27 @@ export async function stdioTranscript(prog: SystemProg, args: readonly string[],
   clearTimeout(killer);
   return { out: normaliseBytes(out), code };
 }
+
+/**
+ * Runs `prog` with a human monitor on stdio (`-monitor stdio` unless the
+ * arguments say otherwise) and `input` piped to it, as iotests feed
+ * qemu-system: the whole of stdout, byte for byte, with the greeting's
+ * micro version (Debian's 7.2.N, blockemu's 7.2.0) made one.
+ */
+export function hmpTranscript(prog: SystemProg, args: readonly string[], input: string): Promise<Transcript & { stdout: string }> {
+  const child = spawnSystem(prog, args);
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.setEncoding('latin1');
+  child.stdout!.on('data', (d: string) => (stdout += d));
+  child.stderr!.on('data', (d) => (stderr += d));
+  child.stdin!.on('error', () => undefined);
+  child.stdin!.end(input);
+  const killer = setTimeout(() => child.kill('SIGKILL'), 30_000);
+  return new Promise((resolve) =>
+    child.once('close', (code) => {
+      clearTimeout(killer);
+      resolve({ lines: [], stdout: stdout.replace(/^QEMU 7\.2\.\d+ monitor/, 'QEMU 7.2.N monitor'), stderr, code });
+    }),
+  );
+}

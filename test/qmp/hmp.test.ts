@@ -7,16 +7,24 @@ import { BlockGraph } from '../../src/blockdev/graph.js';
 import { JobManager } from '../../src/jobs/manager.js';
 import { jobEventListener } from '../../src/qmp/commands/jobs.js';
 import { openBlockdev } from '../../src/blockdev/open.js';
-import { addHmpCommands, hmpWords } from '../../src/qmp/commands/hmp.js';
+import { addHmpCommands } from '../../src/qmp/commands/hmp.js';
+import { parseHmpArgs } from '../../src/qmp/hmp/args.js';
 import type { QmpContext } from '../../src/qmp/context.js';
 import { CommandTable, dispatch } from '../../src/qmp/dispatch.js';
 import { withTempDir } from '../helpers/qemu.js';
 
 describe('human-monitor-command qemu-io', () => {
-  it('splits HMP words with quotes and escapes', () => {
-    expect(hmpWords('qemu-io  drive0 "write -P 0x5a 0 64k"')).toEqual(['qemu-io', 'drive0', 'write -P 0x5a 0 64k']);
-    expect(hmpWords('a "b \\"c\\" \\\\"')).toEqual(['a', 'b "c" \\']);
-    expect(hmpWords('a "open')).toEqual({ error: 'unterminated string' });
+  it('parses HMP arguments by args_type: quoted words with escapes, flags, sizes, and the monitor\'s errors', () => {
+    const qemuIo = 'qdev:-d,device:B,command:s';
+    expect(parseHmpArgs('qemu-io', qemuIo, '  drive0 "write -P 0x5a 0 64k"')).toEqual({ device: 'drive0', command: 'write -P 0x5a 0 64k' });
+    expect(parseHmpArgs('qemu-io', qemuIo, '-d a "b \\"c\\" \\\\"')).toEqual({ qdev: true, device: 'a', command: 'b "c" \\' });
+    expect(() => parseHmpArgs('qemu-io', qemuIo, 'a "open')).toThrow('unterminated string');
+    expect(() => parseHmpArgs('qemu-io', qemuIo, '')).toThrow('qemu-io: block device name expected');
+    expect(() => parseHmpArgs('block', 'nodes:-n,verbose:-v,device:B?', '-x')).toThrow('block: unsupported option -x');
+    expect(parseHmpArgs('block', 'nodes:-n,verbose:-v,device:B?', '-v d0')).toEqual({ verbose: true, device: 'd0' });
+    expect(() => parseHmpArgs('block', 'nodes:-n,verbose:-v,device:B?', 'a b')).toThrow('block: extraneous characters at the end of line');
+    expect(parseHmpArgs('block_resize', 'device:B,size:o', 'd 128')).toEqual({ device: 'd', size: 128 << 20 });
+    expect(parseHmpArgs('block_resize', 'device:B,size:o', 'd 64k')).toEqual({ device: 'd', size: 65536 });
   });
 
   it('runs qemu-io commands on a node, with the monitor\'s CRLF output', async () => {
@@ -37,7 +45,9 @@ describe('human-monitor-command qemu-io', () => {
       const bad = (await hmp('qemu-io drive0 "read -P 0x11 4k 4k"')) as { return: string };
       expect(bad.return).toContain('Pattern verification failed at offset 4096, 4096 bytes');
       expect(await hmp('qemu-io nope "read 0 1"')).toEqual({ return: "Error: Cannot find device='' nor node-name='nope'\r\n" });
-      expect(await hmp('info block')).toEqual({ return: "unknown command: 'info'\r\n" });
+      expect(await hmp('xyz')).toEqual({ return: "unknown command: 'xyz'\r\n" });
+      expect(await hmp('info xyz')).toEqual({ return: "unknown command: 'info xyz'\r\n" });
+      expect(await hmp('qemu-io')).toEqual({ return: 'qemu-io: block device name expected\r\nTry "help qemu-io" for more information\r\n' });
       await graph.closeAll();
     });
   });

@@ -2,8 +2,8 @@ import { resolve } from 'node:path';
 import { Qcow2Image } from '../../image/qcow2/image.js';
 import type { BlockImage, ImageInfo } from '../../image/types.js';
 import { listSnapshots, type Qcow2Snapshot } from '../../image/qcow2/snapshots.js';
-import { sizeToStr } from './numfmt.js';
-import { snapshotList } from './snapshot-dump.js';
+import { sizeToStr } from '../../image/numfmt.js';
+import { snapshotList } from '../../image/qcow2/snapshot-dump.js';
 import { openForCli, pathCombine } from './open.js';
 import { type ImgIo, ImgFailure, usageError } from './output.js';
 

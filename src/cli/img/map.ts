@@ -1,4 +1,4 @@
-import { altHex } from './numfmt.js';
+import { altHex } from '../../image/numfmt.js';
 import { parseOutputFormat } from './info.js';
 import { chainNames, openForCli } from './open.js';
 import { type ImgIo, ImgFailure, usageError } from './output.js';

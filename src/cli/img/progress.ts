@@ -1,4 +1,4 @@
-import { formatFixed } from './numfmt.js';
+import { formatFixed } from '../../image/numfmt.js';
 import type { ImgIo } from './output.js';
 
 const f32 = Math.fround;

@@ -5,7 +5,7 @@ import type { BlockImage } from '../../image/types.js';
 import { imageOptsRefused, ImgGetopt } from './img-getopt.js';
 import { probedRawWarning, tryOpen } from './open.js';
 import { type ImgIo, ImgFailure, usageError } from './output.js';
-import { snapshotList } from './snapshot-dump.js';
+import { snapshotList } from '../../image/qcow2/snapshot-dump.js';
 
 export const SNAPSHOT_USAGE = 'snapshot [--object objectdef] [--image-opts] [-U] [-q] [-l | -a snapshot | -c snapshot | -d snapshot] filename';
 

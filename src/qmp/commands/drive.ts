@@ -1,7 +1,9 @@
 import type { BlockGraph } from '../../blockdev/graph.js';
 import { isNbdFilename, probeNbdFormat } from '../../blockdev/nbd-filename.js';
+import type { BlockNode } from '../../blockdev/node.js';
 import { protocolOfFilename } from '../../blockdev/protocol-filename.js';
-import { type BlockdevSpec, type ImplicitBackingOptions, implicitBackingOptions, textOptionSpecs, flagOptionKeys, jsonFilenameSpec, openBlockdev, PROTOCOLS } from '../../blockdev/open.js';
+import { type BlockdevSpec, type ImplicitBackingOptions, implicitBackingOptions, flagOptionKeys, jsonFilenameSpec, openBlockdev, PROTOCOLS } from '../../blockdev/open.js';
+import { parseStrtosz } from '../../blockdev/qemu-io/numbers.js';
 import { enableIoLimits, setIoLimits } from '../../blockdev/throttle/io-limits.js';
 import { BlockError } from '../../image/errors.js';
 import { probeFormat } from '../../image/probe.js';
@@ -20,7 +22,10 @@ export async function addDrive(graph: BlockGraph, plan: DrivePlan, warn: (text: 
   const empty = (plan.file === undefined || plan.file === '') && plan.options.size === 0;
   // The name is checked before the node opens only for an empty drive; otherwise monitor_add_blk runs after the open.
   let spec: BlockdevSpec | undefined;
-  if (!empty) spec = await driveSpec(plan, warn);
+  // The probed-raw warning comes from raw's open: after the option checks that precede any open (force-share's).
+  let warning: string | undefined;
+  if (!empty) spec = await driveSpec(plan, (text) => (warning = text));
+  const early = (err: unknown) => err instanceof Error && err.message === 'force-share=on can only be used with read-only images';
   const b = graph.backends.add(plan.id);
   try {
     b.drive = { type: plan.type, bus: plan.bus, unit: plan.unit, mediaCd: plan.mediaCd };
@@ -29,7 +34,16 @@ export async function addDrive(graph: BlockGraph, plan: DrivePlan, warn: (text: 
     b.onReadError = plan.onReadError;
     b.onWriteError = plan.onWriteError;
     if (spec) {
-      const node = await openBlockdev(graph, spec, false);
+      let node;
+      try {
+        node = await openBlockdev(graph, spec, false);
+      } catch (err) {
+        if (warning !== undefined && !early(err)) warn(warning);
+        throw err;
+      }
+      if (warning !== undefined) warn(warning);
+      const given = givenTrees.get(spec);
+      if (given) keepStringOptions(node, given);
       node.settings = { ...node.settings, detectZeroes: plan.detectZeroes };
       await b.blk.insert(node);
     }
@@ -41,6 +55,40 @@ export async function addDrive(graph: BlockGraph, plan: DrivePlan, warn: (text: 
   } catch (err) {
     await graph.backends.remove(b);
     throw err;
+  }
+}
+
+/**
+ * The null drivers read `size` as a QemuOpts size (null_runtime_opts), so
+ * a -drive may write it with a suffix ("1M"); -blockdev's is a plain int.
+ */
+function sizeOptions(tree: Record<string, unknown>): void {
+  const v = tree['size'];
+  if ((tree['driver'] === 'null-co' || tree['driver'] === 'null-aio') && typeof v === 'string') {
+    const r = parseStrtosz(v);
+    if (r.ok) tree['size'] = String(r.value);
+  }
+}
+
+/** The options of a -drive as written (strings), by the spec made from them. */
+const givenTrees = new WeakMap<BlockdevSpec, Record<string, unknown>>();
+
+/**
+ * A -drive's options are QemuOpts strings, and QEMU's nodes keep them so
+ * (its json: file names show "read-zeroes": "on" where -blockdev has
+ * true): each option of the node and its children given as a string takes
+ * back that string.
+ */
+function keepStringOptions(node: BlockNode, tree: Record<string, unknown>): void {
+  for (const [k, v] of Object.entries(node.options)) {
+    if (typeof v === 'string') continue;
+    let at: unknown = tree;
+    for (const part of k.split('.')) at = typeof at === 'object' && at !== null ? (at as Record<string, unknown>)[part] : undefined;
+    if (typeof at === 'string') node.options[k] = at;
+  }
+  for (const c of node.childList()) {
+    const sub = tree[c.name];
+    if (typeof sub === 'object' && sub !== null && !Array.isArray(sub)) keepStringOptions(c.node, sub as Record<string, unknown>);
   }
 }
 
@@ -85,6 +133,8 @@ async function driveSpec(plan: DrivePlan, warn: (text: string) => void): Promise
   }
   protocolFiles(tree);
   const backing = takeImplicitBacking(tree);
+  const given = structuredClone(tree);
+  sizeOptions(tree);
   let typed: Record<string, unknown>;
   try {
     typed = visitKeyval(BlockdevOptions, tree) as Record<string, unknown>;
@@ -92,7 +142,7 @@ async function driveSpec(plan: DrivePlan, warn: (text: string) => void): Promise
     throw unsupportedOption(err, driver, tree);
   }
   const spec = typed as unknown as BlockdevSpec;
-  textOptionSpecs.add(spec);
+  givenTrees.set(spec, given);
   if (aioAsFlag) {
     const fileSpec = spec.driver === 'file' ? spec : (spec['file'] as BlockdevSpec);
     flagOptionKeys.set(fileSpec, ['aio']);

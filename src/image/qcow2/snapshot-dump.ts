@@ -1,5 +1,5 @@
-import type { Qcow2Snapshot } from '../../image/qcow2/snapshots.js';
-import { sizeToStr } from './numfmt.js';
+import type { Qcow2Snapshot } from './snapshots.js';
+import { sizeToStr } from '../numfmt.js';
 
 const pad = (n: number, w = 2) => String(n).padStart(w, '0');
 const left = (s: string, w: number) => s.padEnd(w);

@@ -1,0 +1,51 @@
+/**
+ * The human monitor's commands (QEMU's hmp-commands.hx and
+ * hmp-commands-info.hx, the block layer's share of them): one row per
+ * command, parsed and run by run.ts, whether typed at a `-monitor` or sent
+ * as QMP's human-monitor-command.
+ */
+import type { HmpCommand } from './command.js';
+import { viaQmp } from './command.js';
+import { infoBlock, infoBlockJobs, infoBlockstats } from './block-info.js';
+import { infoStatus, infoVersion, jobArgs, quit } from './control.js';
+import { driveAdd } from './drive-add.js';
+import { driveDel } from './drive-del.js';
+import { nbdServerAdd, nbdServerRemove, nbdServerStart } from './nbd.js';
+import { hmpQemuIo } from './qemu-io.js';
+import { delvm, infoSnapshots, loadvm, savevm } from './vm-snapshots.js';
+
+const INFO: readonly HmpCommand[] = [
+  { name: 'block', args: 'nodes:-n,verbose:-v,device:B?', params: '[-n] [-v] [device]', help: 'show info of one block device or all block devices (-n: show named nodes; -v: show details)', run: infoBlock },
+  { name: 'block-jobs', args: '', params: '', help: 'show progress of ongoing block device operations', run: infoBlockJobs },
+  { name: 'blockstats', args: '', params: '', help: 'show block device statistics', run: infoBlockstats },
+  { name: 'snapshots', args: '', params: '', help: 'show the currently saved VM snapshots', run: infoSnapshots },
+  { name: 'status', args: '', params: '', help: 'show the current VM status (running|paused)', run: infoStatus },
+  { name: 'version', args: '', params: '', help: 'show the version of QEMU', run: infoVersion },
+];
+
+export const HMP_COMMANDS: readonly HmpCommand[] = [
+  { name: 'help|?', args: 'name:S?', params: '[cmd]', help: 'show the help', run: async (ctx, a) => (await import('./run.js')).printHelp(ctx, a['name'] === undefined ? [] : String(a['name']).trim().split(/\s+/)) },
+  { name: 'quit|q', args: '', params: '', help: 'quit the emulator', run: quit },
+  { name: 'block_resize', args: 'device:B,size:o', params: 'device size', help: 'resize a block image', run: viaQmp('block_resize', (a) => ({ device: a['device'], size: a['size'] })) },
+  { name: 'block_stream', args: 'device:B,speed:o?,base:s?', params: 'device [speed [base]]', help: 'copy data from a backing file into a block device', run: viaQmp('block-stream', (a) => ({ device: a['device'], ...(a['speed'] !== undefined ? { speed: a['speed'] } : {}), ...(a['base'] !== undefined ? { base: a['base'] } : {}), 'on-error': 'report' })) },
+  { name: 'block_job_set_speed', args: 'device:B,speed:o', params: 'device speed', help: 'set maximum speed for a background block operation', run: viaQmp('block-job-set-speed', (a) => ({ device: a['device'], speed: a['speed'] })) },
+  { name: 'block_job_cancel', args: 'force:-f,device:B', params: '[-f] device', help: 'stop an active background block operation (use -f\n\t\t\t to force cancellation of a paused job)', run: viaQmp('block-job-cancel', (a) => ({ device: a['device'], force: a['force'] === true })) },
+  { name: 'block_job_complete', args: 'device:B', params: 'device', help: 'stop an active background block operation', run: viaQmp('block-job-complete', jobArgs) },
+  { name: 'block_job_pause', args: 'device:B', params: 'device', help: 'pause an active background block operation', run: viaQmp('block-job-pause', jobArgs) },
+  { name: 'block_job_resume', args: 'device:B', params: 'device', help: 'resume a paused background block operation', run: viaQmp('block-job-resume', jobArgs) },
+  { name: 'eject', args: 'force:-f,device:B', params: '[-f] device', help: 'eject a removable medium (use -f to force it)', run: viaQmp('eject', (a) => ({ device: a['device'], force: a['force'] === true })) },
+  { name: 'drive_add', args: 'node:-n,pci_addr:s,opts:s', params: '[-n] [[<domain>:]<bus>:]<slot>\n[file=file][,if=type][,bus=n]\n[,unit=m][,media=d][,index=i]\n[,snapshot=on|off][,cache=on|off]\n[,readonly=on|off][,copy-on-read=on|off]', help: 'add drive to PCI storage controller', run: driveAdd },
+  { name: 'drive_del', args: 'id:B', params: 'device', help: 'remove host block device', run: driveDel },
+  { name: 'change', args: 'device:B,target:F,arg:s?,read-only-mode:s?,force:-f', params: 'device [-f] filename [format [read-only-mode]]', help: 'change a removable medium, optional format, use -f to force the operation', run: viaQmp('blockdev-change-medium', (a) => ({ device: a['device'], filename: a['target'], ...(a['arg'] !== undefined ? { format: a['arg'] } : {}), ...(a['read-only-mode'] !== undefined ? { 'read-only-mode': a['read-only-mode'] } : {}), force: a['force'] === true })) },
+  { name: 'stop|s', args: '', params: '', help: 'stop emulation', run: viaQmp('stop', () => ({})) },
+  { name: 'cont|c', args: '', params: '', help: 'resume emulation', run: viaQmp('cont', () => ({})) },
+  { name: 'savevm', args: 'name:s?', params: 'tag', help: 'save a VM snapshot. If no tag is provided, a new snapshot is created', run: savevm },
+  { name: 'loadvm', args: 'name:s', params: 'tag', help: 'restore a VM snapshot from its tag', run: loadvm },
+  { name: 'delvm', args: 'name:s', params: 'tag', help: 'delete a VM snapshot from its tag', run: delvm },
+  { name: 'nbd_server_start', args: 'all:-a,writable:-w,uri:s', params: 'nbd_server_start [-a] [-w] host:port', help: 'serve block devices on the given host and port', run: nbdServerStart },
+  { name: 'nbd_server_add', args: 'writable:-w,device:B,name:s?', params: 'nbd_server_add [-w] device [name]', help: 'export a block device via NBD', run: nbdServerAdd },
+  { name: 'nbd_server_remove', args: 'force:-f,name:s', params: 'nbd_server_remove [-f] name', help: 'remove an export previously exposed via NBD', run: nbdServerRemove },
+  { name: 'nbd_server_stop', args: '', params: 'nbd_server_stop', help: 'stop serving block devices using the NBD protocol', run: viaQmp('nbd-server-stop', () => ({})) },
+  { name: 'qemu-io', args: 'qdev:-d,device:B,command:s', params: '[-d] [device] "[command]"', help: 'run a qemu-io command on a block device\n\t\t\t-d: [device] is a device ID rather than a drive ID or node name', run: hmpQemuIo },
+  { name: 'info', args: 'item:s?', params: '[subcommand]', help: 'show various information about the system state', sub: INFO, run: (ctx) => { for (const c of INFO) ctx.out(`info ${c.name} ${c.params} -- ${c.help}\n`); } },
+];
