@@ -183,13 +183,20 @@ export class BlockExports {
     return bm;
   }
 
-  /** block-export-del. */
-  del(id: string, mode: RemoveMode = 'safe'): void {
+  /**
+   * block-export-del. An export no client uses is deleted before the reply
+   * (QEMU 7.2.9 and later run the deleting bottom half before the command's
+   * reply goes out: BLOCK_EXPORT_DELETED comes first); one with clients
+   * goes once they have, after it.
+   */
+  async del(id: string, mode: RemoveMode = 'safe'): Promise<void> {
     const exp = this.exports.find((e) => e.id === id);
     if (!exp) throw new BlockError('NOT_FOUND', `Export '${id}' is not found`);
     if (!exp.userOwned) throw fail(`Export '${id}' is already shutting down`);
     if (mode === 'safe' && exp.nbd.clients.size > 0) throw fail(`export '${id}' still in use`);
-    void this.shutdown(exp);
+    const idle = exp.nbd.clients.size === 0;
+    const deleted = this.shutdown(exp);
+    if (idle) await deleted;
   }
 
   /**
@@ -211,13 +218,11 @@ export class BlockExports {
         // The link goes at once (the node can be deleted next); the permissions it held loosen meanwhile.
         const node = exp.blk.node;
         const removed = exp.blk.remove().catch(() => undefined);
-        // Announced after the reply to the command that asked (QEMU deletes in a bottom half).
-        setImmediate(() => {
-          void removed.then(() => {
-            if (node && !node.isClosed) for (let i = 0; i < 2; i++) this.onBackendGone?.(node);
-            this.onDeleted(exp.id);
-            resolve();
-          });
+        // QEMU deletes in a bottom half, which since 7.2.9 runs before the reply of the command that asked.
+        void removed.then(() => {
+          if (node && !node.isClosed) for (let i = 0; i < 2; i++) this.onBackendGone?.(node);
+          this.onDeleted(exp.id);
+          resolve();
         });
       };
       if (exp.nbd.clients.size === 0) finish();

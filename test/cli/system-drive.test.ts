@@ -85,6 +85,25 @@ describe.skipIf(!qemuSystem.available || !qemu.available)('blockemu system -driv
     );
   });
 
+  it('an export nobody uses is deleted before the reply to nbd-server-remove or block-export-del (BLOCK_EXPORT_DELETED first, as QEMU 7.2.9+ sends it)', async () => {
+    await withTempDir(async (dir) => {
+      await qemuImg('create', '-f', 'qcow2', join(dir, 'X.qcow2'), '1M');
+      const requests = [
+        caps,
+        JSON.stringify({ execute: 'nbd-server-start', arguments: { addr: { type: 'unix', data: { path: join(dir, 'nbd.sock') } } } }),
+        '{"execute": "nbd-server-add", "arguments": {"device": "n0", "name": "n"}}',
+        '{"execute": "nbd-server-remove", "arguments": {"name": "n"}}',
+        '{"execute": "block-export-add", "arguments": {"type": "nbd", "id": "x", "node-name": "n0"}}',
+        '{"execute": "block-export-del", "arguments": {"id": "x"}}',
+        '{"execute": "nbd-server-remove", "arguments": {"name": "x"}}',
+        quit,
+      ];
+      const args = ['-blockdev', `driver=qcow2,node-name=n0,file.driver=file,file.filename=${dir}/X.qcow2`];
+      const [q, b] = await both((p) => qmpTranscript(p, dir, [...BASE, '-S', ...args], requests));
+      expect(b.lines).toEqual(q.lines);
+    });
+  });
+
   it("qom-set of a device's drive moves its BlockBackend to another node (tests/image-fleecing); a missing node is refused", async () => {
     await compare(
       (d) => [

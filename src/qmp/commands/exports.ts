@@ -89,8 +89,8 @@ export function addExportCommands(table: CommandTable<QmpContext>): void {
     .add(S.blockExportAdd, async (a, ctx) => {
       await ctx.exports.add(exportSpec(a));
     })
-    .add(S.blockExportDel, (a, ctx) => {
-      ctx.exports.del(a.id, a.mode);
+    .add(S.blockExportDel, async (a, ctx) => {
+      await ctx.exports.del(a.id, a.mode);
     })
     .add(S.queryBlockExports, (_a, ctx) =>
       ctx.exports.list().map((e) => ({ id: e.id, type: e.type, 'node-name': e.node.nodeName, 'shutting-down': !e.userOwned })),
@@ -109,7 +109,7 @@ export function addExportCommands(table: CommandTable<QmpContext>): void {
         onEjectOf: ctx.graph.backends.byName(a.device)?.blk,
       });
     })
-    .add(S.nbdServerRemove, (a, ctx) => {
-      ctx.exports.del(a.name, a.mode);
+    .add(S.nbdServerRemove, async (a, ctx) => {
+      await ctx.exports.del(a.name, a.mode);
     });
 }
