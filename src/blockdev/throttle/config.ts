@@ -24,6 +24,16 @@ export const OPS_READ = 4;
 export const OPS_WRITE = 5;
 export const BUCKETS_COUNT = 6;
 
+/** The buckets by the legacy names QMP's BlockIOThrottle and query-block's BlockDeviceInfo give them. */
+export const LEGACY_LIMIT_NAMES = [
+  ['bps', BPS_TOTAL],
+  ['bps_rd', BPS_READ],
+  ['bps_wr', BPS_WRITE],
+  ['iops', OPS_TOTAL],
+  ['iops_rd', OPS_READ],
+  ['iops_wr', OPS_WRITE],
+] as const;
+
 export interface LeakyBucket {
   /** Units per second; 0: no limit. */
   avg: number;

@@ -2,7 +2,7 @@ import type { DirtyBitmap } from '../../blockdev/dirty-bitmap.js';
 import { cowChild, filteredChild, filterOrCowChild } from '../../blockdev/chain.js';
 import { type NodeName, nodeNames } from '../../blockdev/filename.js';
 import type { BlockNode, NodeImageInfo } from '../../blockdev/node.js';
-import { BPS_READ, BPS_TOTAL, BPS_WRITE, OPS_READ, OPS_TOTAL, OPS_WRITE, type ThrottleConfig } from '../../blockdev/throttle/config.js';
+import { LEGACY_LIMIT_NAMES, type ThrottleConfig } from '../../blockdev/throttle/config.js';
 import { toQmpJson } from '../json-out.js';
 import { asInt64 } from './block-stats.js';
 import { QmpError } from '../error.js';
@@ -97,14 +97,7 @@ async function chainInfo(node: BlockNode, flat: boolean, names: Map<BlockNode, N
  * only when not 0, and the group only with limits.
  */
 type BackendLimits = { cfg: ThrottleConfig; group: string } | undefined;
-const LEGACY: ReadonlyArray<readonly [string, number]> = [
-  ['bps', BPS_TOTAL],
-  ['bps_rd', BPS_READ],
-  ['bps_wr', BPS_WRITE],
-  ['iops', OPS_TOTAL],
-  ['iops_rd', OPS_READ],
-  ['iops_wr', OPS_WRITE],
-];
+const LEGACY = LEGACY_LIMIT_NAMES;
 
 function averages(limits: BackendLimits): Record<string, number> {
   return Object.fromEntries(LEGACY.map(([k, i]) => [k, limits?.cfg.buckets[i]!.avg ?? 0]));

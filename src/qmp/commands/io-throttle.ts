@@ -1,4 +1,4 @@
-import { asUint64, BPS_READ, BPS_TOTAL, BPS_WRITE, checkThrottleConfig, newThrottleConfig, OPS_READ, OPS_TOTAL, OPS_WRITE, throttleEnabled } from '../../blockdev/throttle/config.js';
+import { asUint64, checkThrottleConfig, LEGACY_LIMIT_NAMES, newThrottleConfig, throttleEnabled } from '../../blockdev/throttle/config.js';
 import { disableIoLimits, enableIoLimits, ioLimitsEnabled, setIoLimits, updateIoLimitsGroup } from '../../blockdev/throttle/io-limits.js';
 import type { QmpContext } from '../context.js';
 import type { CommandTable } from '../dispatch.js';
@@ -7,14 +7,7 @@ import { blockSetIoThrottle } from '../schema/block-throttle.js';
 import { getBlk } from './tray.js';
 
 /** BlockIOThrottle's legacy names and the bucket each sets. */
-const BUCKETS = [
-  ['bps', BPS_TOTAL],
-  ['bps_rd', BPS_READ],
-  ['bps_wr', BPS_WRITE],
-  ['iops', OPS_TOTAL],
-  ['iops_rd', OPS_READ],
-  ['iops_wr', OPS_WRITE],
-] as const;
+const BUCKETS = LEGACY_LIMIT_NAMES;
 
 /**
  * qmp_block_set_io_throttle: the averages always, a burst and its length

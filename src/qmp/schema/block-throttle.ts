@@ -2,15 +2,8 @@
 import { command } from './command.js';
 import { int, str, struct } from './types.js';
 
-export const BlockIOThrottle = struct('BlockIOThrottle', {
-  '*device': str,
-  '*id': str,
-  bps: int,
-  bps_rd: int,
-  bps_wr: int,
-  iops: int,
-  iops_rd: int,
-  iops_wr: int,
+/** The burst limits, I/O size and group, which BlockIOThrottle and BlockDeviceInfo (query-block's `inserted`) list alike. */
+export const IO_LIMIT_BURST_MEMBERS = {
   '*bps_max': int,
   '*bps_rd_max': int,
   '*bps_wr_max': int,
@@ -25,6 +18,18 @@ export const BlockIOThrottle = struct('BlockIOThrottle', {
   '*iops_wr_max_length': int,
   '*iops_size': int,
   '*group': str,
+};
+
+export const BlockIOThrottle = struct('BlockIOThrottle', {
+  '*device': str,
+  '*id': str,
+  bps: int,
+  bps_rd: int,
+  bps_wr: int,
+  iops: int,
+  iops_rd: int,
+  iops_wr: int,
+  ...IO_LIMIT_BURST_MEMBERS,
 });
 
 export const blockSetIoThrottle = command('block_set_io_throttle', { args: BlockIOThrottle });

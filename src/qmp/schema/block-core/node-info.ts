@@ -3,6 +3,7 @@
  * 7.2). Produced by our handlers, never validated; declared so
  * query-qmp-schema describes them as QEMU does.
  */
+import { IO_LIMIT_BURST_MEMBERS } from '../block-throttle.js';
 import { QCryptoBlockInfoLUKS } from '../crypto.js';
 import { array, bool, enumType, type Infer, int, lazy, type QType, str, struct, uint32, union } from '../types.js';
 import { BlockDeviceIoStatus, BlockdevDetectZeroesOptions, BlockdevQcow2EncryptionFormat, Qcow2CompressionType, RbdImageEncryptionFormat } from './common.js';
@@ -108,20 +109,7 @@ export const BlockDeviceInfo = struct('BlockDeviceInfo', {
   iops_rd: int,
   iops_wr: int,
   image: ImageInfo,
-  '*bps_max': int,
-  '*bps_rd_max': int,
-  '*bps_wr_max': int,
-  '*iops_max': int,
-  '*iops_rd_max': int,
-  '*iops_wr_max': int,
-  '*bps_max_length': int,
-  '*bps_rd_max_length': int,
-  '*bps_wr_max_length': int,
-  '*iops_max_length': int,
-  '*iops_rd_max_length': int,
-  '*iops_wr_max_length': int,
-  '*iops_size': int,
-  '*group': str,
+  ...IO_LIMIT_BURST_MEMBERS,
   cache: BlockdevCacheInfo,
   write_threshold: int,
   '*dirty-bitmaps': array(BlockDirtyInfo),
