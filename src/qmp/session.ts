@@ -46,6 +46,24 @@ export interface SessionOptions {
   pretty?: boolean;
 }
 
+/** What a monitor's commands run with: the daemon's state as the session options carry it, and the session's own. */
+export function sessionContext(opts: SessionOptions, session: SessionState): QmpContext {
+  return {
+    session,
+    commands: opts.commands,
+    events: opts.events,
+    version: opts.version,
+    capabilities: opts.capabilities,
+    graph: opts.graph,
+    jobs: opts.jobs,
+    jobEvents: opts.jobEvents,
+    exports: opts.exports,
+    objects: opts.objects,
+    ...(opts.machine ? { machine: opts.machine } : {}),
+    quit: opts.quit,
+  };
+}
+
 export interface MonitorActivity {
   commandsRunning: number;
 }
@@ -78,20 +96,7 @@ export class QmpSession {
     /** Names the client in the logs: the monitor's socket and a connection number. */
     private readonly client = 'qmp',
   ) {
-    this.ctx = {
-      session: this.state,
-      commands: opts.commands,
-      events: opts.events,
-      version: opts.version,
-      capabilities: opts.capabilities,
-      graph: opts.graph,
-      jobs: opts.jobs,
-      jobEvents: opts.jobEvents,
-      exports: opts.exports,
-      objects: opts.objects,
-      ...(opts.machine ? { machine: opts.machine } : {}),
-      quit: opts.quit,
-    };
+    this.ctx = sessionContext(opts, this.state);
     this.parser = opts.makeParser((item) => this.accept(item));
   }
 

@@ -2,7 +2,7 @@ import { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { type Monitor, StdioStream } from '../connected-monitor.js';
 import type { QmpContext } from '../context.js';
-import type { SessionOptions } from '../session.js';
+import { type SessionOptions, sessionContext } from '../session.js';
 import { HmpReadline } from './readline.js';
 import { runHmpLine } from './run.js';
 
@@ -27,20 +27,7 @@ export class HmpMonitor implements Monitor {
     private readonly stream: Duplex,
     private readonly opts: SessionOptions,
   ) {
-    this.ctx = {
-      session: { negotiated: true, oob: false },
-      commands: opts.commands,
-      events: opts.events,
-      version: opts.version,
-      capabilities: opts.capabilities,
-      graph: opts.graph,
-      jobs: opts.jobs,
-      jobEvents: opts.jobEvents,
-      exports: opts.exports,
-      objects: opts.objects,
-      ...(opts.machine ? { machine: opts.machine } : {}),
-      quit: opts.quit,
-    };
+    this.ctx = sessionContext(opts, { negotiated: true, oob: false });
     this.readline = new HmpReadline(
       (t) => this.write(t, 'latin1'),
       (line) => void this.run(line),
