@@ -197,14 +197,18 @@ describe('backup job (library level)', () => {
   it('a pause parks the job only after its copies in flight are done, even from a rate-limit sleep, and it is busy until then', async () => {
     await withTempDir(async (dir) => {
       const { g, src, tgt } = await setup(dir, 8 * MiB);
+      // The target's first write waits until released, so the first task is in flight when the pause comes.
+      const stall = g.faults.add(tgt.child('file')!, { type: 'stall', iotype: 'write', count: 1 });
       const { log, listener } = recorder();
       const atPause: Array<{ inFlight: boolean; busy: boolean }> = [];
       const job = new BackupJob('p', { ...listener, statusChanged: (j) => (log.push(j.status), j.status === 'paused' && atPause.push({ inFlight: job.copier.busy, busy: job.busy })) }, { source: src, target: tgt, sync: 'full', speed: 64 * 1024 });
       job.start();
       await until(() => job.copier.busy);
       job.userPause();
-      // Asked to pause but still copying: QEMU's backup_pause waits for them, busy.
-      expect(job.busy).toBe(job.status === 'running');
+      await new Promise((r) => setTimeout(r, 20));
+      // Asked to pause but still copying: QEMU's backup_pause waits for its copies, busy, not yet paused.
+      expect([job.status, job.busy]).toEqual(['running', true]);
+      g.faults.release(stall);
       await until(() => job.status === 'paused');
       expect(atPause.length).toBeGreaterThan(0);
       for (const p of atPause) expect(p).toEqual({ inFlight: false, busy: false });
