@@ -104,6 +104,20 @@ describe.skipIf(!qemuSystem.available || !qemu.available)('blockemu system -driv
     });
   });
 
+  it('x-blockdev-set-iothread refuses a node a device uses, even forced (iotest 202 moves nodes no device holds)', async () => {
+    await compare(
+      (d) => ['-object', 'iothread,id=io0', '-blockdev', `driver=qcow2,node-name=n0,file.driver=file,file.filename=${d}/X.qcow2`, '-device', 'virtio-blk-pci,drive=n0,id=vda',
+        '-blockdev', `driver=qcow2,node-name=n1,file.driver=file,file.filename=${d}/Y.qcow2`],
+      [
+        caps,
+        '{"execute": "x-blockdev-set-iothread", "arguments": {"node-name": "n0", "iothread": "io0"}}',
+        '{"execute": "x-blockdev-set-iothread", "arguments": {"node-name": "n0", "iothread": "io0", "force": true}}',
+        '{"execute": "x-blockdev-set-iothread", "arguments": {"node-name": "n1", "iothread": "io0"}}',
+        quit,
+      ],
+    );
+  });
+
   it("qom-set of a device's drive moves its BlockBackend to another node (tests/image-fleecing); a missing node is refused", async () => {
     await compare(
       (d) => [

@@ -77,6 +77,20 @@ describe.skipIf(!qemu.available || !qemu.storageDaemon)('the block graph, as qem
     ]);
   }, 60_000);
 
+  it("x-blockdev-set-iothread's checks: unknown node and iothread, a node a BlockBackend uses (force overrides), back to the main loop", async () => {
+    await compare([
+      ['object-add', { 'qom-type': 'iothread', id: 'io0' }],
+      ['blockdev-add', { driver: 'qcow2', 'node-name': 'top', file: file('top.qcow2') }],
+      ['x-blockdev-set-iothread', { 'node-name': 'nope', iothread: 'io0' }],
+      ['x-blockdev-set-iothread', { 'node-name': 'top', iothread: 'io1' }],
+      ['x-blockdev-set-iothread', { 'node-name': 'top', iothread: 'io0' }],
+      ['nbd-server-start', { addr: { type: 'unix', data: { path: '${DIR}/nbd.sock' } } }],
+      ['block-export-add', { type: 'nbd', id: 'e0', 'node-name': 'top' }],
+      ['x-blockdev-set-iothread', { 'node-name': 'top', iothread: null }],
+      ['x-blockdev-set-iothread', { 'node-name': 'top', iothread: null, force: true }],
+    ]);
+  }, 60_000);
+
   it('aio=native needs cache.direct=on, given or inherited (raw_open_common)', async () => {
     await compare([
       ['blockdev-add', { driver: 'qcow2', 'node-name': 'a', file: { ...file('top.qcow2'), aio: 'native' } }],

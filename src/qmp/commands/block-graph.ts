@@ -6,7 +6,9 @@ import { BlockJob } from '../../jobs/block-job.js';
 import type { JobManager } from '../../jobs/manager.js';
 import type { QmpContext } from '../context.js';
 import type { CommandTable } from '../dispatch.js';
-import { xDebugQueryBlockGraph } from '../schema/block-core.js';
+import { xBlockdevSetIothread, xDebugQueryBlockGraph } from '../schema/block-core.js';
+import { QmpError } from '../error.js';
+import { BlockNode } from '../../blockdev/node.js';
 
 type Perm = 'consistent-read' | 'write' | 'write-unchanged' | 'resize';
 /** BlockPermission's order; each list is built by prepending, so it comes out last bit first. */
@@ -72,6 +74,36 @@ export function blockGraph(graph: BlockGraph, jobs: JobManager, exportBackends: 
   return { nodes, edges };
 }
 
+/**
+ * qmp_x_blockdev_set_iothread: its checks in QEMU's order and words. The
+ * move itself changes nothing here (one event loop), but what QEMU would
+ * refuse is refused: a node a BlockBackend uses without force, an unknown
+ * iothread, and (bdrv_try_change_aio_context) a subtree a device's
+ * BlockBackend uses, which cannot change context while attached.
+ */
+function setIothread(ctx: QmpContext, nodeName: string, iothread: string | null, force: boolean): void {
+  const node = ctx.graph.get(nodeName);
+  if (!node) throw new QmpError('GenericError', `Failed to find node with node-name='${nodeName}'`);
+  const backendOf = (n: BlockNode) => n.parents.find((c) => (c.owner as { isBackend?: boolean }).isBackend);
+  if (!force && backendOf(node)) {
+    throw new QmpError('GenericError', `Node ${nodeName} is associated with a BlockBackend and could be in use (use force=true to override this check)`);
+  }
+  if (iothread !== null && ctx.objects.find(iothread)?.typeName !== 'iothread') throw new QmpError('GenericError', `Cannot find iothread ${iothread}`);
+  // Every node above reached through its parents changes context too; a device's BlockBackend will not.
+  const seen = new Set<BlockNode>();
+  const up = (n: BlockNode): void => {
+    if (seen.has(n)) return;
+    seen.add(n);
+    for (const c of n.parents) {
+      const owner = c.owner as { isBackend?: boolean; devicePath?: string };
+      if (owner.isBackend && owner.devicePath !== undefined) throw new QmpError('GenericError', 'Cannot change iothread of active block backend');
+      if (c.owner instanceof BlockNode) up(c.owner);
+    }
+    for (const c of n.childList()) up(c.node);
+  };
+  up(node);
+}
+
 export function addBlockGraphCommands(table: CommandTable<QmpContext>): void {
   table.add(xDebugQueryBlockGraph, async (_a, ctx) =>
     blockGraph(
@@ -80,4 +112,5 @@ export function addBlockGraphCommands(table: CommandTable<QmpContext>): void {
       ctx.exports.list().map((e) => e.blk),
     ),
   );
+  table.add(xBlockdevSetIothread, async (a, ctx) => setIothread(ctx, a['node-name'], a.iothread, a.force ?? false));
 }

@@ -16,6 +16,7 @@ import { BITMAP_COMMANDS } from './block-core/bitmaps.js';
 import { blockCommit, blockStream } from './block-core/stream-commit.js';
 import { blockSetWriteThreshold, queryBlockstats } from './block-core/stats.js';
 import { BlockPermission } from './block-core/common.js';
+import { StrOrNull } from './common.js';
 import { array, bool, enumType, int, str, struct, uint64 } from './types.js';
 
 export * from './block-core/common.js';
@@ -43,6 +44,9 @@ export const blockResize = command('block_resize', { args: { '*device': str, '*n
 
 export const blockdevReopen = command('blockdev-reopen', { args: { options: array(BlockdevOptions) } });
 
+/** Moves a node (and its subtree) to an iothread's AioContext; blockemu has one event loop, so only the checks matter. */
+export const xBlockdevSetIothread = command('x-blockdev-set-iothread', { args: { 'node-name': str, iothread: StrOrNull, '*force': bool }, features: ['unstable'] });
+
 export const XDbgBlockGraphNodeType = enumType('XDbgBlockGraphNodeType', ['block-backend', 'block-job', 'block-driver']);
 export const XDbgBlockGraphNode = struct('XDbgBlockGraphNode', { id: uint64, type: XDbgBlockGraphNodeType, name: str });
 export const XDbgBlockGraphEdge = struct('XDbgBlockGraphEdge', { parent: uint64, child: uint64, name: str, perm: array(BlockPermission), 'shared-perm': array(BlockPermission) });
@@ -50,7 +54,7 @@ export const XDbgBlockGraph = struct('XDbgBlockGraph', { nodes: array(XDbgBlockG
 /** The whole graph with every link's permissions (iotests 273 and 258 read it). */
 export const xDebugQueryBlockGraph = command('x-debug-query-block-graph', { returns: XDbgBlockGraph, features: ['unstable'] });
 
-export const BLOCK_CORE_COMMANDS = [blockdevAdd, blockdevDel, queryNamedBlockNodes, queryBlock, changeBackingFileCmd, blockResize, blockdevReopen, blockStream, blockCommit, queryBlockstats, blockSetWriteThreshold, xDebugQueryBlockGraph, ...BITMAP_COMMANDS] as const;
+export const BLOCK_CORE_COMMANDS = [blockdevAdd, blockdevDel, queryNamedBlockNodes, queryBlock, changeBackingFileCmd, blockResize, blockdevReopen, blockStream, blockCommit, queryBlockstats, blockSetWriteThreshold, xDebugQueryBlockGraph, xBlockdevSetIothread, ...BITMAP_COMMANDS] as const;
 export const BLOCK_CORE_EVENTS = [
   E.blockImageCorrupted,
   E.blockIoError,
