@@ -104,6 +104,22 @@ describe.skipIf(!qemuSystem.available || !qemu.available)('blockemu system -driv
     });
   });
 
+  it('blockdev-change-medium: a new image in place of the old (tray events), read-only modes, a missing file and a fixed disk refused', async () => {
+    await compare(
+      (d) => ['-drive', `if=none,id=cd0,media=cdrom,file=${d}/X.qcow2,format=qcow2`, '-device', 'ide-cd,drive=cd0,id=cd', '-drive', `if=none,id=hd0,file=${d}/R.img,format=raw`, '-device', 'virtio-blk-pci,drive=hd0,id=vda'],
+      (d) => [
+        caps,
+        JSON.stringify({ execute: 'blockdev-change-medium', arguments: { device: 'cd0', filename: `${d}/Y.qcow2`, format: 'qcow2' } }),
+        '{"execute": "query-block"}',
+        JSON.stringify({ execute: 'blockdev-change-medium', arguments: { id: 'cd', filename: `${d}/Z.qcow2`, 'read-only-mode': 'read-only' } }),
+        JSON.stringify({ execute: 'blockdev-change-medium', arguments: { device: 'cd0', filename: `${d}/nope.qcow2` } }),
+        JSON.stringify({ execute: 'blockdev-change-medium', arguments: { device: 'hd0', filename: `${d}/Y.qcow2`, format: 'qcow2' } }),
+        '{"execute": "query-block"}',
+        quit,
+      ],
+    );
+  });
+
   it('x-blockdev-set-iothread refuses a node a device uses, even forced (iotest 202 moves nodes no device holds)', async () => {
     await compare(
       (d) => ['-object', 'iothread,id=io0', '-blockdev', `driver=qcow2,node-name=n0,file.driver=file,file.filename=${d}/X.qcow2`, '-device', 'virtio-blk-pci,drive=n0,id=vda',

@@ -250,7 +250,7 @@ function unsupportedOption(err: unknown, driver: string, tree: Record<string, un
   return new BlockError('INVALID_ARGUMENT', `Block protocol '${childDriver}' doesn't support the option '${key.slice(dot + 1)}'`);
 }
 
-function openFailure(path: string, err: unknown): never {
+export function openFailure(path: string, err: unknown): never {
   if (err instanceof BlockError && err.message.startsWith('Could not open')) throw err;
   const code = (err as { code?: string; errno?: string }).code ?? (err as { errno?: string }).errno;
   const why = code === 'ENOENT' ? 'No such file or directory' : code === 'EACCES' ? 'Permission denied' : err instanceof Error ? err.message : String(err);

@@ -3,7 +3,11 @@ import type { MonitorBackend } from '../../blockdev/monitor-backends.js';
 import type { QmpContext } from '../context.js';
 import type { CommandTable } from '../dispatch.js';
 import { QmpError } from '../error.js';
-import { blockdevCloseTray, blockdevInsertMedium, blockdevOpenTray, blockdevRemoveMedium, eject } from '../schema/block-tray.js';
+import { blockdevChangeMedium, blockdevCloseTray, blockdevInsertMedium, blockdevOpenTray, blockdevRemoveMedium, eject } from '../schema/block-tray.js';
+import { type BlockdevSpec, openBlockdev } from '../../blockdev/open.js';
+import { protocolOfFilename } from '../../blockdev/protocol-filename.js';
+import { probeFormat } from '../../image/probe.js';
+import { openFailure } from './drive.js';
 
 /**
  * The removable-medium commands (block/qapi-sysemu.c): a tray opens and
@@ -69,6 +73,42 @@ async function insertMedium(graph: BlockGraph, id: string, nodeName: string): Pr
   await b.blk.insert(node);
 }
 
+/**
+ * qmp_blockdev_change_medium: the new image opened first (with the drive's
+ * read-only state unless told otherwise, and its detect-zeroes), then the
+ * tray opened, the old medium removed, the new one inserted and the tray
+ * closed; whatever fails on the way leaves the new image closed again.
+ */
+async function changeMedium(
+  graph: BlockGraph,
+  a: { device?: string; id?: string; filename: string; format?: string; force?: boolean; 'read-only-mode'?: 'retain' | 'read-only' | 'read-write' },
+): Promise<void> {
+  const b = getBlk(graph, a.device, a.id);
+  if (b.node) b.rootState = { ...b.rootState, readOnly: b.node.readOnly };
+  const mode = a['read-only-mode'] ?? 'retain';
+  const readOnly = mode === 'retain' ? b.rootState.readOnly : mode === 'read-only';
+  const { proto, probeTarget } = protocolOfFilename(a.filename);
+  const driver = a.format ?? (probeTarget !== undefined ? await probeFormat(probeTarget).catch((err: unknown) => openFailure(probeTarget, err)) : 'raw');
+  const common = { 'read-only': readOnly, 'detect-zeroes': b.rootState.detectZeroes === 'off' ? 'off' : 'on' };
+  const spec = (driver === proto['driver'] ? { ...proto, ...common } : { driver, ...common, file: proto }) as unknown as BlockdevSpec;
+  const medium = await openBlockdev(graph, spec, false);
+  try {
+    try {
+      openTray(graph, a.device, a.id);
+    } catch (err) {
+      if (!(err as { noTray?: boolean }).noTray) throw err;
+    }
+    await removeMedium(graph, a.device, a.id);
+    if (b.device && !b.device.removable) throw fail('Device is not removable');
+    if (b.device?.tray && !b.trayOpen) throw fail('Tray of the device is not open');
+    await b.blk.insert(medium);
+    if (b.device) changeMedia(graph, b, true);
+  } catch (err) {
+    if (!medium.inUse) await graph.discard(medium);
+    throw err;
+  }
+}
+
 export function addTrayCommands(table: CommandTable<QmpContext>): void {
   table
     .add(eject, async (a, ctx) => {
@@ -93,5 +133,6 @@ export function addTrayCommands(table: CommandTable<QmpContext>): void {
       changeMedia(ctx.graph, b, true);
     })
     .add(blockdevRemoveMedium, (a, ctx) => removeMedium(ctx.graph, undefined, a.id))
-    .add(blockdevInsertMedium, (a, ctx) => insertMedium(ctx.graph, a.id, a['node-name']));
+    .add(blockdevInsertMedium, (a, ctx) => insertMedium(ctx.graph, a.id, a['node-name']))
+    .add(blockdevChangeMedium, (a, ctx) => changeMedium(ctx.graph, a));
 }
