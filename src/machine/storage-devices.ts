@@ -112,7 +112,8 @@ export async function realizeDevice(graph: BlockGraph, plan: DevicePlan): Promis
     });
     const node = b.node;
     if (kind.needsMedia && !node) throw new BlockError('INVALID_ARGUMENT', 'Device needs media, but drive is empty');
-    const writable = node ? !node.readOnly : !b.rootState.readOnly;
+    // An empty drive takes no write, so a read-only medium can go in later (floppy_drive_realize).
+    const writable = node ? !node.readOnly : false;
     // ide-hd asks for write whatever the node is: the permission check refuses a read-only one first.
     const readOnly = kind.cd || (!writable && plan.driver !== 'ide-hd');
     await b.blk.setPerm({

@@ -120,6 +120,23 @@ describe.skipIf(!qemuSystem.available || !qemu.available)('blockemu system -driv
     );
   });
 
+  it('a floppy takes a read-only medium in place of a writable one, and an empty one takes a read-only node (iotest 118)', async () => {
+    await compare(
+      (d) => [
+        '-M', 'pc', '-drive', `if=none,id=fd0,file=${d}/R.img,format=raw`, '-device', 'floppy,drive=fd0,id=fl0,unit=0',
+        '-drive', 'if=none,id=fd1', '-device', 'floppy,drive=fd1,id=fl1,unit=1',
+        '-blockdev', `driver=qcow2,node-name=new,read-only=on,file.driver=file,file.filename=${d}/Z.qcow2`,
+      ],
+      (d) => [
+        caps,
+        JSON.stringify({ execute: 'blockdev-change-medium', arguments: { id: 'fl0', filename: `${d}/Y.qcow2`, format: 'qcow2', 'read-only-mode': 'read-only' } }),
+        '{"execute": "blockdev-insert-medium", "arguments": {"id": "fl1", "node-name": "new"}}',
+        '{"execute": "query-block"}',
+        quit,
+      ],
+    );
+  });
+
   it('x-blockdev-set-iothread refuses a node a device uses, even forced (iotest 202 moves nodes no device holds)', async () => {
     await compare(
       (d) => ['-object', 'iothread,id=io0', '-blockdev', `driver=qcow2,node-name=n0,file.driver=file,file.filename=${d}/X.qcow2`, '-device', 'virtio-blk-pci,drive=n0,id=vda',

@@ -1,5 +1,6 @@
 import type { BlockGraph } from '../../blockdev/graph.js';
 import type { MonitorBackend } from '../../blockdev/monitor-backends.js';
+import { PERM_ALL, PERM_CONSISTENT_READ, PERM_WRITE, PERM_WRITE_UNCHANGED } from '../../image/perm.js';
 import type { QmpContext } from '../context.js';
 import type { CommandTable } from '../dispatch.js';
 import { QmpError } from '../error.js';
@@ -58,6 +59,8 @@ async function removeMedium(graph: BlockGraph, device: string | undefined, id: s
   if (!node) return;
   node.blockers.check(node.nodeName, 'eject');
   await b.blk.remove();
+  // A tray-less removable device (a floppy) is told its medium went (fd_change_cb): it takes nothing until the next one.
+  if (b.device?.removable && !b.device.tray) await b.blk.setPerm({ perm: 0, shared: PERM_ALL });
   // blk_remove_bs drops the BlockBackend's reference: a -drive's node, which nothing else holds, closes (its image lock goes).
   await graph.release(node);
 }
@@ -71,6 +74,18 @@ async function insertMedium(graph: BlockGraph, id: string, nodeName: string): Pr
   if (b.device?.tray && !b.trayOpen) throw fail('Tray of the device is not open');
   if (b.node) throw fail('There already is a medium in the device');
   await b.blk.insert(node);
+  await mediumLoaded(b);
+}
+
+/**
+ * A tray-less removable device (a floppy) told of its new medium
+ * (fd_change_cb, load): read and, if the medium takes it, write again
+ * (blkconf_apply_backend_options), so a read-only image goes in read-only.
+ */
+async function mediumLoaded(b: MonitorBackend): Promise<void> {
+  const node = b.node;
+  if (!node || !b.device?.removable || b.device.tray) return;
+  await b.blk.setPerm({ perm: PERM_CONSISTENT_READ | (node.readOnly ? 0 : PERM_WRITE), shared: PERM_CONSISTENT_READ | PERM_WRITE_UNCHANGED });
 }
 
 /**
@@ -102,6 +117,7 @@ async function changeMedium(
     if (b.device && !b.device.removable) throw fail('Device is not removable');
     if (b.device?.tray && !b.trayOpen) throw fail('Tray of the device is not open');
     await b.blk.insert(medium);
+    await mediumLoaded(b);
     if (b.device) changeMedia(graph, b, true);
   } catch (err) {
     if (!medium.inUse) await graph.discard(medium);
