@@ -135,7 +135,10 @@ describe.skipIf(!qemu.available || !qemu.storageDaemon)('BLOCK_IMAGE_CORRUPTED, 
   }, 120_000);
 
   it('a zero cluster in a version 2 image', async () => {
-    const log = await session(image('c.qcow2', (p, t) => poke(p, t.l2, 1n), '0.10'), 'c.qcow2', [...exportX('c.qcow2'), { sh: io('read 1M 4k', 'read 0 4k') }, ...afterwards]);
+    // qemu-storage-daemon's wr_highest_offset here is 0 in most runs and 65536 in some (a write of its own that may
+    // or may not have been accounted when query-blockstats comes, seen once in a loaded suite run): left out.
+    const withoutHighest = (l: unknown[]) => JSON.parse(JSON.stringify(l, (k, v: unknown) => (k === 'wr_highest_offset' ? undefined : v))) as unknown[];
+    const log = await compareSessions(image('c.qcow2', (p, t) => poke(p, t.l2, 1n), '0.10'), [...exportX('c.qcow2'), { sh: io('read 1M 4k', 'read 0 4k') }, ...afterwards], withoutHighest, verdict('c.qcow2'));
     expect(JSON.stringify(log)).toContain('Zero cluster entry found in pre-v3 image (L2 offset: 0x40000, L2 index: 0)');
   }, 60_000);
 });
