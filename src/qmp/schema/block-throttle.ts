@@ -20,15 +20,13 @@ export const IO_LIMIT_BURST_MEMBERS = {
   '*group': str,
 };
 
+/** The average limits, which both structs list too (BlockDeviceInfo with `image` between these and the rest). */
+export const IO_LIMIT_AVG_MEMBERS = { bps: int, bps_rd: int, bps_wr: int, iops: int, iops_rd: int, iops_wr: int };
+
 export const BlockIOThrottle = struct('BlockIOThrottle', {
   '*device': str,
   '*id': str,
-  bps: int,
-  bps_rd: int,
-  bps_wr: int,
-  iops: int,
-  iops_rd: int,
-  iops_wr: int,
+  ...IO_LIMIT_AVG_MEMBERS,
   ...IO_LIMIT_BURST_MEMBERS,
 });
 

@@ -3,7 +3,7 @@
  * 7.2). Produced by our handlers, never validated; declared so
  * query-qmp-schema describes them as QEMU does.
  */
-import { IO_LIMIT_BURST_MEMBERS } from '../block-throttle.js';
+import { IO_LIMIT_AVG_MEMBERS, IO_LIMIT_BURST_MEMBERS } from '../block-throttle.js';
 import { QCryptoBlockInfoLUKS } from '../crypto.js';
 import { array, bool, enumType, type Infer, int, lazy, type QType, str, struct, uint32, union } from '../types.js';
 import { BlockDeviceIoStatus, BlockdevDetectZeroesOptions, BlockdevQcow2EncryptionFormat, Qcow2CompressionType, RbdImageEncryptionFormat } from './common.js';
@@ -102,12 +102,7 @@ export const BlockDeviceInfo = struct('BlockDeviceInfo', {
   backing_file_depth: int,
   encrypted: bool,
   detect_zeroes: BlockdevDetectZeroesOptions,
-  bps: int,
-  bps_rd: int,
-  bps_wr: int,
-  iops: int,
-  iops_rd: int,
-  iops_wr: int,
+  ...IO_LIMIT_AVG_MEMBERS,
   image: ImageInfo,
   ...IO_LIMIT_BURST_MEMBERS,
   cache: BlockdevCacheInfo,
