@@ -19,7 +19,7 @@ import { type Clock, RealClock } from './clock.js';
 import { ThrottleNode } from './drivers/throttle.js';
 import type { ThrottleGroups } from './throttle/group.js';
 import type { BlockGraph } from './graph.js';
-import { attachChild, detachChild, setBacking } from './graph-edit.js';
+import { attachChild, detachChild } from './graph-edit.js';
 import { GraphTransaction } from './graph-transaction.js';
 import type { BlockNode, IoType, NodeSettings } from './node.js';
 import { hasProtocolPrefix, knownProtocol, protocolOfFilename, unopenableProtocol } from './protocol-filename.js';
@@ -353,7 +353,7 @@ async function openNode(graph: BlockGraph, tran: GraphTransaction, spec: Blockde
 }
 
 /** bdrv_open_backing_file's error_prepend. */
-function backingError(err: unknown): BlockError {
+export function backingError(err: unknown): BlockError {
   const msg = err instanceof Error ? err.message : String(err);
   return new BlockError(err instanceof BlockError ? err.code : 'IO', `Could not open backing file: ${msg}`, { cause: err });
 }
@@ -364,7 +364,7 @@ function backingError(err: unknown): BlockError {
  * a plain name is relative to the image's directory, opened with the
  * header's format or else a probed one, over a file node.
  */
-async function implicitBacking(overlay: string, name: string, format: string | undefined): Promise<{ spec: BlockdevSpec; name: string }> {
+export async function implicitBacking(overlay: string, name: string, format: string | undefined): Promise<{ spec: BlockdevSpec; name: string }> {
   if (name.startsWith('json:')) return { spec: await jsonFilenameSpec(name, format), name };
   if (hasProtocolPrefix(name)) {
     if (!knownProtocol(name)) throw unopenableProtocol(name);
@@ -422,29 +422,3 @@ function crumple(flat: Record<string, unknown>): unknown {
   return listify(root);
 }
 
-/**
- * bdrv_open_backing_file for a node opened without its backing file
- * (drive-mirror's mode=existing target, opened when the mirror completes):
- * the image the header names is opened as implicit backing files are and
- * becomes the node's backing child. Nothing to do when the node has one or
- * its image names none.
- */
-export async function openBackingFile(graph: BlockGraph, node: BlockNode): Promise<void> {
-  if (node.child('backing')) return;
-  const info = await node.imageInfo();
-  if (info.backingFilename === undefined || info.fullBackingFilename === undefined) return;
-  let backing: BlockNode | undefined;
-  try {
-    const implicit = await implicitBacking(info.fullBackingFilename, info.fullBackingFilename, info.backingFormat);
-    backing = await openBlockdev(graph, implicit.spec, false, true);
-    const opened = backing;
-    await GraphTransaction.run((tran) => setBacking(tran, node, opened));
-    const link = node.childEdge('backing');
-    if (link) link.implicitName = implicit.name;
-    // auto_backing_file: the opened image's name, so the node's backing counts as the header's (no json: name).
-    node.autoBackingFile = implicit.name;
-  } catch (err) {
-    if (backing && !backing.inUse) await graph.discard(backing);
-    throw backingError(err);
-  }
-}

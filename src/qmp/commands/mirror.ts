@@ -1,4 +1,4 @@
-import { openBackingFile } from '../../blockdev/open.js';
+import { openBackingFile } from '../../blockdev/backing-file.js';
 import { unlink } from 'node:fs/promises';
 import { canReplace, cowChild, skipFilters } from '../../blockdev/chain.js';
 import type { BlockNode } from '../../blockdev/node.js';
