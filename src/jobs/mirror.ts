@@ -154,6 +154,12 @@ export class MirrorJob extends BlockJob implements MirrorTopJob {
     return force || !this.isReady;
   }
 
+  /** mirror_pause (mirror_wait_for_all_io): a pause parks the job only once its copies in flight are done. */
+  protected override async pausePoint(): Promise<void> {
+    if (this.paused && !this.cancelled && this.ops.size > 0) await Promise.allSettled([...this.ops]);
+    return super.pausePoint();
+  }
+
   /** Working (copying, or about to) rather than sleeping on its rate limit or waiting in sync. */
   override get busy(): boolean {
     return (this.status === 'running' || this.status === 'ready') && !this.isIdle;
