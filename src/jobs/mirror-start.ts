@@ -178,7 +178,10 @@ async function finishMirror(o: MirrorStartOptions, job: MirrorJob, targetBackend
       });
     }
   } else if (!abort && o.backingMode === 'open') {
-    await o.openBacking?.(skipFilters(o.target)).catch(() => undefined);
+    // QEMU reports the failure, goes on (the pivot too) and fails the job with bdrv_open_backing_file's EINVAL.
+    await o.openBacking?.(skipFilters(o.target)).catch(() => {
+      failure = new BlockError('INVALID_ARGUMENT', 'Invalid argument', { errno: 'EINVAL' });
+    });
   }
   if (job.shouldComplete && !abort) {
     const toReplace = job.replaced;

@@ -67,6 +67,21 @@ describe.skipIf(!qemu.available || !qemu.storageDaemon)('blockdev-mirror and dri
     ]);
   }, 60_000);
 
+  it('drive-mirror mode=existing: a target whose backing file cannot open fails the job with EINVAL when it ends (mirror_exit_common)', async () => {
+    const missingBacking = async (dir: string) => {
+      await images(dir);
+      expect((await qemuImg('create', '-q', '-f', 'qcow2', '-u', '-b', 'missing.qcow2', '-F', 'qcow2', join(dir, 'tm.qcow2'), '4M')).stderr).toBe('');
+    };
+    await compareSessions(missingBacking, [
+      ['blockdev-add', { driver: 'qcow2', 'node-name': 'top', file: file('top.qcow2') }],
+      ['drive-mirror', { 'job-id': 'j', device: 'top', target: '${DIR}/tm.qcow2', format: 'qcow2', mode: 'existing', sync: 'top' }],
+      { waitJob: 'j', status: 'ready' },
+      ['job-complete', { id: 'j' }],
+      { waitJob: 'j' },
+      ['query-named-block-nodes', { flat: true }],
+    ], withoutHostLayout);
+  }, 60_000);
+
   it('a target whose raw window is too small: writes past it fail with ENOSPC, which on-target-error=enospc pauses on; a reopen widens it (iotest 248)', async () => {
     const fullTarget = async (dir: string) => {
       await images(dir);
