@@ -293,11 +293,12 @@ export class BlockCopy {
     let reads: PromiseSettledResult<void>[];
     if (this.opts.sequential) {
       reads = [];
+      let failure: PromiseSettledResult<void> | undefined;
       for (const e of extents) {
         // After a failure nothing more is read; the rest counts as failed with it (left to copy).
-        const failedBefore = reads.find((r) => r.status === 'rejected');
-        if (failedBefore) reads.push(failedBefore);
-        else reads.push(...(await Promise.allSettled([read(e)])));
+        const r = failure ?? (await Promise.allSettled([read(e)]))[0]!;
+        if (r.status === 'rejected') failure = r;
+        reads.push(r);
       }
     } else {
       reads = await Promise.allSettled(extents.map(read));

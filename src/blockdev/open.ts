@@ -421,4 +421,3 @@ function crumple(flat: Record<string, unknown>): unknown {
   };
   return listify(root);
 }
-

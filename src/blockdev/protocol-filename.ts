@@ -25,9 +25,9 @@ export function protocolOfFilename(file: string): { proto: Record<string, unknow
 
 export { hasProtocolPrefix } from '../image/path-protocol.js';
 
-/** The protocols protocolOfFilename knows by prefix. */
+/** Whether protocolOfFilename opens the name as a protocol it knows, rather than as a host path (which a name with another prefix is not). */
 export function knownProtocol(name: string): boolean {
-  return isNbdFilename(name) || /^(null-co|null-aio):\/\//.test(name) || name.startsWith('blkdebug:') || name.startsWith('file:');
+  return protocolOfFilename(name).proto['driver'] !== 'file' || name.startsWith('file:');
 }
 
 /** Protocol prefixes QEMU 7.2 (Debian's build) finds a driver for (bdrv_find_protocol). */
