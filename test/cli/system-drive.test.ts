@@ -156,10 +156,12 @@ describe.skipIf(!qemuSystem.available || !qemu.available)('blockemu system -driv
       (d) => [
         '-blockdev', `driver=qcow2,node-name=src,file.driver=file,file.filename=${d}/X.qcow2`,
         '-blockdev', `driver=qcow2,node-name=other,file.driver=file,file.filename=${d}/Y.qcow2`,
-        '-device', 'virtio-scsi', '-device', 'scsi-hd,id=sda,drive=src',
+        '-device', 'virtio-scsi,id=s0', '-device', 'scsi-hd,id=sda,drive=src',
       ],
       [
         caps,
+        // Not a storage device: no such property.
+        '{"execute": "qom-set", "arguments": {"path": "/machine/peripheral/s0", "property": "drive", "value": "other"}}',
         '{"execute": "qom-set", "arguments": {"path": "/machine/peripheral/sda", "property": "drive", "value": "other"}}',
         '{"execute": "query-block"}',
         '{"execute": "qom-set", "arguments": {"path": "/machine/peripheral/sda", "property": "drive", "value": "nope"}}',

@@ -61,7 +61,8 @@ function propertyType(obj: QomObject, property: string): QType<unknown> | undefi
  */
 async function setDeviceDrive(ctx: QmpContext, model: string, backend: MonitorBackend | undefined, value: unknown): Promise<void> {
   const name = str.visit(value, ['drive']);
-  if (!backend) throw new QmpError('GenericError', `Property '${model}.drive' can't be set after realize`);
+  // A device that is not a storage device has no such property.
+  if (!backend) throw new QmpError('GenericError', `Property '${model}.drive' not found`);
   const node = ctx.graph.get(name);
   if (!node) throw new QmpError('GenericError', `Cannot find device='' nor node-name='${name}'`);
   await backend.blk.replace(node);
