@@ -117,8 +117,10 @@ export async function prepareImageFile(
     // A new image always has a format: the command's own, or the source's.
     return { createdFile: await createTargetImage(path, format!, size, base), driver: format! };
   }
-  if (format !== undefined) checkOpenFormat(format);
-  if (format !== undefined) return { createdFile: undefined, driver: format };
+  if (format !== undefined) {
+    checkOpenFormat(format);
+    return { createdFile: undefined, driver: format };
+  }
   if (isNbdFilename(path)) return { createdFile: undefined, driver: await probeNbdFormat(path) };
   const { probeTarget } = protocolOfFilename(path);
   return { createdFile: undefined, driver: probeTarget !== undefined ? await probeFormat(probeTarget) : 'raw' };
