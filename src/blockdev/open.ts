@@ -1,6 +1,6 @@
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { BlockError } from '../image/errors.js';
-import { PERM_ALL } from '../image/perm.js';
+import { PERM_ALL, PERM_QAPI_NAMES } from '../image/perm.js';
 import { probeFormat } from '../image/probe.js';
 import { CHILD_COW, CHILD_DATA, CHILD_FILTERED_PRIMARY, CHILD_IMAGE, CHILD_PRIMARY, type ChildOwner, defaultChildPerms, type NodeChild, type PermPair, rawChildPerm } from './child.js';
 import { blkdebugChildPerm, BlkdebugNode, DEFAULT_IOTYPES, type InjectErrorRule, type SetStateRule } from './drivers/blkdebug.js';
@@ -174,8 +174,7 @@ const OPENERS: Record<string, Opener> = {
 
 /** QAPI's BlockPermission names as bits. */
 function permBits(names: unknown): number {
-  const bits: Record<string, number> = { 'consistent-read': 1, write: 2, 'write-unchanged': 4, resize: 8 };
-  return ((names as string[] | undefined) ?? []).reduce((acc, n) => acc | (bits[n] ?? 0), 0);
+  return ((names as string[] | undefined) ?? []).reduce((acc, n) => acc | (PERM_QAPI_NAMES.find(([, q]) => q === n)?.[0] ?? 0), 0);
 }
 
 const CHILD_PERMS: Record<string, ChildPermFn> = {

@@ -20,6 +20,15 @@ const NAMES: readonly (readonly [number, string])[] = [
   [PERM_RESIZE, 'resize'],
 ];
 
+export type PermQapiName = 'consistent-read' | 'write' | 'write-unchanged' | 'resize';
+/** QAPI's BlockPermission names, in the enum's order (the bit order). */
+export const PERM_QAPI_NAMES: readonly (readonly [number, PermQapiName])[] = [
+  [PERM_CONSISTENT_READ, 'consistent-read'],
+  [PERM_WRITE, 'write'],
+  [PERM_WRITE_UNCHANGED, 'write-unchanged'],
+  [PERM_RESIZE, 'resize'],
+];
+
 /** The names of the bits in `perm`, joined by ", " in bit order, as bdrv_perm_names words them in messages. */
 export function permNames(perm: number): string {
   return NAMES.filter(([bit]) => (perm & bit) !== 0)

@@ -1,7 +1,7 @@
 import type { BlockBackend } from '../../blockdev/block-backend.js';
 import type { NodeChild } from '../../blockdev/child.js';
 import type { BlockGraph } from '../../blockdev/graph.js';
-import { PERM_CONSISTENT_READ, PERM_RESIZE, PERM_WRITE, PERM_WRITE_UNCHANGED } from '../../image/perm.js';
+import { PERM_QAPI_NAMES, type PermQapiName } from '../../image/perm.js';
 import { BlockJob } from '../../jobs/block-job.js';
 import type { JobManager } from '../../jobs/manager.js';
 import type { QmpContext } from '../context.js';
@@ -10,15 +10,9 @@ import { xBlockdevSetIothread, xDebugQueryBlockGraph } from '../schema/block-cor
 import { QmpError } from '../error.js';
 import { BlockNode } from '../../blockdev/node.js';
 
-type Perm = 'consistent-read' | 'write' | 'write-unchanged' | 'resize';
-/** BlockPermission's order; each list is built by prepending, so it comes out last bit first. */
-const PERMS: ReadonlyArray<readonly [number, Perm]> = [
-  [PERM_CONSISTENT_READ, 'consistent-read'],
-  [PERM_WRITE, 'write'],
-  [PERM_WRITE_UNCHANGED, 'write-unchanged'],
-  [PERM_RESIZE, 'resize'],
-];
-const permList = (bits: number): Perm[] => PERMS.filter(([b]) => (bits & b) !== 0).map(([, n]) => n).reverse();
+type Perm = PermQapiName;
+/** BlockPermission names; each list is built by prepending, so it comes out last bit first. */
+const permList = (bits: number): Perm[] => PERM_QAPI_NAMES.filter(([b]) => (bits & b) !== 0).map(([, n]) => n).reverse();
 
 interface GraphNode {
   id: number;
