@@ -1,4 +1,5 @@
 import type { BlockGraph } from '../../blockdev/graph.js';
+import type { BlockNode } from '../../blockdev/node.js';
 import type { MonitorBackend } from '../../blockdev/monitor-backends.js';
 import { PERM_ALL, PERM_CONSISTENT_READ, PERM_WRITE, PERM_WRITE_UNCHANGED } from '../../image/perm.js';
 import type { QmpContext } from '../context.js';
@@ -70,6 +71,11 @@ async function insertMedium(graph: BlockGraph, id: string, nodeName: string): Pr
   const node = graph.get(nodeName);
   if (!node) throw fail(`Node '${nodeName}' not found`);
   if (node.parents.some((c) => (c.owner as { isBackend?: boolean }).isBackend)) throw fail(`Node '${nodeName}' is already in use`);
+  await insertAnonMedium(b, node);
+}
+
+/** qmp_blockdev_insert_anon_medium: the device's checks, then the node goes in and a tray-less device is told. */
+async function insertAnonMedium(b: MonitorBackend, node: BlockNode): Promise<void> {
   if (b.device && !b.device.removable) throw fail('Device is not removable');
   if (b.device?.tray && !b.trayOpen) throw fail('Tray of the device is not open');
   if (b.node) throw fail('There already is a medium in the device');
@@ -114,10 +120,7 @@ async function changeMedium(
       if (!(err as { noTray?: boolean }).noTray) throw err;
     }
     await removeMedium(graph, a.device, a.id);
-    if (b.device && !b.device.removable) throw fail('Device is not removable');
-    if (b.device?.tray && !b.trayOpen) throw fail('Tray of the device is not open');
-    await b.blk.insert(medium);
-    await mediumLoaded(b);
+    await insertAnonMedium(b, medium);
     if (b.device) changeMedia(graph, b, true);
   } catch (err) {
     if (!medium.inUse) await graph.discard(medium);
