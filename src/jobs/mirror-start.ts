@@ -72,6 +72,21 @@ function depthOf(top: BlockNode, base: BlockNode): number {
 }
 
 /**
+ * Where the shortest image between `top` and `base` (both left out) ends:
+ * bdrv_is_allocated_above counts the zeroes read past a short layer's
+ * end as that layer's data, so everything from there on is above the
+ * base and an active commit copies it (iotest 274: a shorter middle
+ * layer hides what the base holds past its end).
+ */
+function shortLayerEnd(top: BlockNode, base: BlockNode): number | undefined {
+  let end: number | undefined;
+  for (let n = filterOrCowChild(top); n && n !== base; n = filterOrCowChild(n)) {
+    if (!filteredChild(n)) end = Math.min(end ?? Infinity, n.size());
+  }
+  return end;
+}
+
+/**
  * mirror_start_job: the checks it makes, the `mirror_top` filter put in
  * the source's place, the job with its links (main node, source, target)
  * and its access to the target, in QEMU's order — a failure once the job
@@ -119,6 +134,7 @@ export async function startMirror(o: MirrorStartOptions): Promise<MirrorJob> {
     filter,
     targetBackend,
     baseDepth: o.base ? depthOf(o.source, o.base) : undefined,
+    shortLayerEnd: o.base ? shortLayerEnd(o.source, o.base) : undefined,
     findNode: (n) => o.graph.get(n),
     exit: { finish: (j, abort) => finishMirror(o, j, targetBackend, chain, abort) },
   });

@@ -39,6 +39,8 @@ export interface MirrorOptions extends JobOptions {
   targetBackend: BlockBackend;
   /** Only what lies above this node is copied (sync=top, commit); none: the whole chain. */
   baseDepth?: number;
+  /** Where the shortest layer between the source and the base ends: past it, everything counts as above the base. */
+  shortLayerEnd?: number;
   /** sync=none: nothing is copied but what is written during the job. */
   noneMode: boolean;
   granularity: number;
@@ -318,6 +320,8 @@ export class MirrorJob extends BlockJob implements MirrorTopJob {
       for (const st of runs) if (st.allocated && (baseDepth === undefined || st.depth < baseDepth)) this.dirty.setRange(st.offset, st.length);
       off = runs[runs.length - 1]!.offset + runs[runs.length - 1]!.length;
     }
+    const short = this.opts.shortLayerEnd;
+    if (short !== undefined && short < size) this.dirty.setRange(short, size - short);
   }
 
   /**
