@@ -132,6 +132,7 @@ async function driveSpec(plan: DrivePlan, warn: (text: string) => void): Promise
     if (at?.['driver'] === 'file' && at['aio'] === undefined) (at['aio'] = aio), (aioAsFlag = true);
   }
   protocolFiles(tree);
+  await probeBackingFormats(tree);
   const backing = takeImplicitBacking(tree);
   const given = structuredClone(tree);
   sizeOptions(tree);
@@ -184,6 +185,28 @@ function protocolFiles(tree: Record<string, unknown>): void {
   const child = f as Record<string, unknown>;
   if (child['driver'] === undefined && typeof child['filename'] === 'string') child['driver'] = 'file';
   protocolFiles(child);
+}
+
+/**
+ * `backing.file.filename=X` without `backing.driver`: bdrv_open of the
+ * backing child probes its format from the file, as it does the drive's
+ * own (iotest 130); so on down its own backing options.
+ */
+async function probeBackingFormats(tree: Record<string, unknown>): Promise<void> {
+  const b = tree['backing'];
+  if (typeof b !== 'object' || b === null || Array.isArray(b)) return;
+  const backing = b as Record<string, unknown>;
+  const f = backing['file'];
+  if (backing['driver'] === undefined && typeof f === 'object' && f !== null && !Array.isArray(f)) {
+    const file = f as Record<string, unknown>;
+    if (typeof file['filename'] === 'string' && (file['driver'] === undefined || file['driver'] === 'file')) {
+      const path = file['filename'];
+      file['driver'] = 'file';
+      backing['driver'] = await probeFormat(path).catch((err: unknown) => openFailure(path, err));
+    }
+  }
+  protocolFiles(backing);
+  await probeBackingFormats(backing);
 }
 
 /**
