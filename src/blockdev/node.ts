@@ -315,6 +315,16 @@ export abstract class BlockNode implements ChildOwner {
     this.dirtyBitmaps.mark(offset, data.length);
   }
 
+  /**
+   * bdrv_make_empty: every cluster of the image unallocated, so its
+   * backing file shows through (the monitor's `commit` does it after
+   * copying the data down). Only formats that can answer; the rest
+   * refuse with ENOTSUP, which that caller ignores.
+   */
+  makeEmpty(): Promise<void> {
+    return Promise.reject(new BlockError('UNSUPPORTED', 'Operation not supported', { errno: 'ENOTSUP' }));
+  }
+
   /** Whether the driver itself stores compressed data (bdrv_supports_compressed_writes: filters do not pass it on). */
   get supportsCompressedWrites(): boolean {
     return false;

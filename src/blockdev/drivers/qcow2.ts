@@ -144,6 +144,11 @@ export class Qcow2Node extends BlockNode {
   protected doDiscard(offset: number, length: number): Promise<void> {
     return this.changing(offset, length, () => this.image.discard(offset, length));
   }
+  /** qcow2_make_empty: writes of every kind wait, and the whole image is unallocated under them. */
+  override makeEmpty(): Promise<void> {
+    this.checkWritable();
+    return this.changing(0, this.size(), () => this.image.makeEmpty());
+  }
   protected override doWritePieces(pieces: readonly WritePiece[]): Promise<void> {
     const start = pieces[0]!.offset;
     const last = pieces[pieces.length - 1]!;
