@@ -169,7 +169,8 @@ function implicitOptions(o: Record<string, unknown>, path: string): ImplicitBack
   for (const [k, v] of Object.entries(o)) {
     if (k === 'node-name' && typeof v === 'string') out['node-name'] = v;
     else if (k === 'backing' && typeof v === 'object' && v !== null && !Array.isArray(v)) out.backing = implicitOptions(v as Record<string, unknown>, `${path}.backing`);
-    else throw new BlockError('UNSUPPORTED', `'${path}.${k}' for the backing file the image names is not supported by blockemu (only node-name); add the backing node with -blockdev instead`);
+    else if (k === 'backing' && typeof v === 'string') out.backing = v;
+    else throw new BlockError('UNSUPPORTED', `'${path}.${k}' for the backing file the image names is not supported by blockemu (only node-name and backing); add the backing node with -blockdev instead`);
   }
   return out;
 }
