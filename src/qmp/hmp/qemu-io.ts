@@ -48,9 +48,14 @@ export async function hmpQemuIo(ctx: HmpContext, a: HmpArgs): Promise<void> {
   }
   try {
     const r = await runQemuIoCommand(cmd, node ? backendTarget(blk, node) : NO_MEDIUM);
-    const text = r.chunks.map((c) => c.text).join('');
-    if (ctx.qmp.machine) process.stdout.write(text);
-    else ctx.out(text);
+    if (ctx.qmp.machine) {
+      // qemu-io's printf goes to the process's stdout, its fprintf(stderr) to stderr, its error_report (a refused
+      // permission) to the monitor (iotest 249).
+      for (const c of r.chunks) {
+        if (c.report) ctx.out(c.text);
+        else (c.stream === 'stdout' ? process.stdout : process.stderr).write(c.text);
+      }
+    } else ctx.out(r.text);
   } finally {
     if (local) await blk.remove();
   }
