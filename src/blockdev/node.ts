@@ -29,8 +29,22 @@ export interface NodeImageInfo {
   fullBackingFilename?: string;
   backingFormat?: string;
   formatSpecific?: ImageInfo['formatSpecific'];
+  /** Its internal snapshots (bdrv_query_snapshot_info_list), when it has any. */
+  snapshots?: readonly NodeSnapshotInfo[];
   /** The next layer's info (its filtered or backing child), nested by the query layer. */
   backingImage?: NodeImageInfo;
+}
+
+/** One internal snapshot as queries describe it (SnapshotInfo). */
+export interface NodeSnapshotInfo {
+  id: string;
+  name: string;
+  vmStateSize: number;
+  dateSec: number;
+  dateNsec: number;
+  vmClockNsec: bigint;
+  /** Undefined where the snapshot recorded none. */
+  icount?: bigint;
 }
 
 export interface StatusOptions {
