@@ -21,6 +21,7 @@ const BENCHES: Record<string, () => Promise<BenchModule>> = {
   startup: () => import('./startup.js'),
   fleet: () => import('./fleet.js'),
   scale: () => import('./scale.js'),
+  sparse: () => import('./sparse.js'),
 };
 
 /** Flags every bench gets through BenchContext; the rest belong to individual benches. */
