@@ -1,8 +1,10 @@
 /**
  * `npm run bench -- sparse`: whether a backup's memory grows with the
  * image's virtual size. Two qcow2 images, 1 GiB and 16 GiB (`--sizes`, in
- * GiB), each with 64 KiB of data every 16 MiB and nothing else (the same
- * density: the large one is the small one made longer), get a full
+ * GiB), each with the same data: 64 extents of 64 KiB spread evenly over
+ * the image, nothing else (so only the virtual size differs; with data in
+ * proportion to the size, the more data a daemon copies the more its
+ * heap grows, qsd's too), get a full
  * drive-backup to a new qcow2 in a fresh daemon; reported per daemon: the
  * peak RSS (VmHWM of the daemon and its children, read after
  * BLOCK_JOB_COMPLETED) and the time. The target is that the large image's
@@ -23,14 +25,15 @@ import { withTempDir } from './lib/tmp.js';
 export const description = 'peak RSS of a full backup of a sparse 16 GiB qcow2 against a 1 GiB one, blockemu vs qemu-storage-daemon';
 export const flags = { sizes: 'comma-separated image sizes in GiB (default 1,16)' };
 
-const STRIDE = 16 * MiB;
+const EXTENTS = 64;
 
 async function sparseImage(dir: string, gib: number): Promise<string> {
   const path = join(dir, `sparse-${gib}G.qcow2`);
   await qemuImg(['create', '-q', '-f', 'qcow2', path, `${gib}G`]);
   const cmds = join(dir, `sparse-${gib}G.cmds`);
   const lines: string[] = [];
-  for (let off = 0; off < gib * 1024 * MiB; off += STRIDE) lines.push(`write -P ${(off / STRIDE) % 251} ${off} 64k`);
+  const stride = (gib * 1024 * MiB) / EXTENTS;
+  for (let i = 0; i < EXTENTS; i++) lines.push(`write -P ${i + 1} ${i * stride} 64k`);
   await writeFile(cmds, lines.join('\n') + '\n');
   await new Promise<void>((res, rej) => {
     const p = spawn('sh', ['-c', `qemu-io -f qcow2 ${path} < ${cmds} > /dev/null`], { stdio: 'inherit' });
@@ -74,7 +77,7 @@ export async function run(ctx: BenchContext): Promise<void> {
       for (const who of ['blockemu', 'qsd']) peaks.set(`${who}-${gib}`, m(who, 'peakMiB'));
       rows.push([
         `${gib} GiB`,
-        `${((gib * 1024 * MiB) / STRIDE / 16).toFixed(0)} MiB`,
+        `${(EXTENTS * 64) / 1024} MiB`,
         `${m('blockemu', 'peakMiB').toFixed(1)} MiB`,
         `${m('qsd', 'peakMiB').toFixed(1)} MiB`,
         `${m('blockemu', 'seconds').toFixed(2)} s`,
@@ -83,7 +86,7 @@ export async function run(ctx: BenchContext): Promise<void> {
       ]);
       await unlink(image);
     }
-    console.log(`\nfull drive-backup of a sparse qcow2 (64 KiB of data every 16 MiB) to a new qcow2, fresh daemon each; ${ctx.runs} runs, medians\n`);
+    console.log(`\nfull drive-backup of a sparse qcow2 (${EXTENTS} extents of 64 KiB spread over it) to a new qcow2, fresh daemon each; ${ctx.runs} runs, medians\n`);
     console.log(renderTable(rows, new Set([1, 2, 3, 4, 5, 6])));
     if (sizes.length >= 2) {
       const [a, b] = [sizes[0]!, sizes[sizes.length - 1]!];
