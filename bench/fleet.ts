@@ -40,6 +40,8 @@ export const description = 'N daemons at once, each backing up a small qcow2: bl
 export const flags = {
   daemons: 'daemons per fleet (default 32)',
   size: 'source image size in MiB (default 32)',
+  fleets: 'comma-separated fleets to run: spawned, in-process, qsd (default all; qsd is needed for the ratios)',
+  'host-node-flags': 'space-separated node flags for the in-process fleet\'s process (e.g. --no-turbo-inlining, which the executables set)',
 };
 
 const FLEET_HOST = fileURLToPath(new URL('./lib/fleet-host.js', import.meta.url));
@@ -73,11 +75,11 @@ function blockdev(source: string): Record<string, unknown> {
 }
 
 /** Starts the fleet; resolves once every daemon has answered qmp_capabilities. */
-async function startFleet(kind: FleetKind, sockets: string[], sources: string[]): Promise<Fleet> {
+async function startFleet(kind: FleetKind, sockets: string[], sources: string[], hostFlags: string[]): Promise<Fleet> {
   const pollMs = 2;
   if (kind === 'blockemu in-process') {
     const job: FleetHostJob = { kind: 'fleet', daemons: sockets.map((socketPath, i) => ({ socketPath, blockdevs: [blockdev(sources[i]!) as never] })) };
-    const host = fork(FLEET_HOST, [JSON.stringify(job)], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
+    const host = fork(FLEET_HOST, [JSON.stringify(job)], { execArgv: hostFlags, stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
     await new Promise<void>((resolve, reject) => {
       host.once('message', () => resolve());
       host.once('exit', (code) => reject(new Error(`fleet host exited (${code}) before its daemons were up`)));
@@ -102,7 +104,7 @@ async function startFleet(kind: FleetKind, sockets: string[], sources: string[])
   return { clients, pids: procs.map((p) => p.pid!), exited: async () => void (await Promise.all(procs.map(exitOf))) };
 }
 
-async function fleetOnce(kind: FleetKind, dir: string, sources: string[], run: number): Promise<FleetRun> {
+async function fleetOnce(kind: FleetKind, dir: string, sources: string[], run: number, hostFlags: string[]): Promise<FleetRun> {
   const tag = kind.replace(/\W+/g, '-');
   const sockets = sources.map((_, i) => join(dir, `${tag}-${run}-${i}.sock`));
   const targets = sources.map((_, i) => join(dir, `target-${i}.qcow2`));
@@ -111,7 +113,7 @@ async function fleetOnce(kind: FleetKind, dir: string, sources: string[], run: n
   // Every daemon's heap and the targets' page cache (lib/host-memory.ts).
   prefault(sources.length * 160 * MiB);
   const t0 = performance.now();
-  const fleet = await startFleet(kind, sockets, sources);
+  const fleet = await startFleet(kind, sockets, sources, hostFlags);
   const t1 = performance.now();
   await new Promise((r) => setTimeout(r, 200)); // let start-up garbage settle before "idle" (untimed: t1 is taken)
   const idle = await treeMemory(fleet.pids);
@@ -154,20 +156,25 @@ export async function run(ctx: BenchContext): Promise<void> {
   }
   const count = intFlag(ctx, 'daemons', 32);
   const size = intFlag(ctx, 'size', 32) * MiB;
+  const hostFlags = (ctx.flags.get('host-node-flags') ?? '').split(' ').filter((f) => f !== '');
+  const wanted = (ctx.flags.get('fleets') ?? 'spawned,in-process,qsd').split(',');
+  const unknown = wanted.filter((w) => !KINDS.some((k) => k.endsWith(w)));
+  if (unknown.length > 0) throw new Error(`--fleets: unknown fleet ${unknown.join(', ')} (spawned, in-process, qsd)`);
+  const kinds = KINDS.filter((k) => wanted.some((w) => k.endsWith(w)));
   await withTempDir(async (dir) => {
     const { qcow2 } = await makeImages(dir, size);
     const sources = Array.from({ length: count }, (_, i) => join(dir, `src-${i}.qcow2`));
     for (const s of sources) await copyFile(qcow2, s);
-    const res = new Map<FleetKind, FleetRun[]>(KINDS.map((k) => [k, []]));
+    const res = new Map<FleetKind, FleetRun[]>(kinds.map((k) => [k, []]));
     for (let r = 0; r < ctx.runs; r++) {
       // Each fleet goes first, second and third in turn.
-      const order = KINDS.map((_, i) => KINDS[(i + r) % KINDS.length]!);
-      for (const kind of order) res.get(kind)!.push(await fleetOnce(kind, dir, sources, r));
+      const order = kinds.map((_, i) => kinds[(i + r) % kinds.length]!);
+      for (const kind of order) res.get(kind)!.push(await fleetOnce(kind, dir, sources, r, hostFlags));
     }
-    const m = (kind: FleetKind, k: keyof FleetRun) => median(res.get(kind)!.map((x) => x[k]));
+    const m = (kind: FleetKind, k: keyof FleetRun) => (res.has(kind) ? median(res.get(kind)!.map((x) => x[k])) : NaN);
     const timeRows: string[][] = [['fleet', 'start', 'backups', 'quit', 'total', 'total/qsd', 'backups/qsd']];
     const memRows: string[][] = [['fleet', 'processes', 'idle RSS', 'peak RSS', 'idle PSS', 'idle RSS/qsd', 'peak RSS/qsd', 'idle PSS/qsd']];
-    for (const kind of KINDS) {
+    for (const kind of kinds) {
       const sec = (k: keyof FleetRun) => `${m(kind, k).toFixed(2)} s`;
       const mib = (k: keyof FleetRun) => `${m(kind, k).toFixed(0)} MiB`;
       const ratio = (k: keyof FleetRun) => (m(kind, k) / m('qsd', k)).toFixed(2);
