@@ -28,7 +28,7 @@ import { copyFile, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type BenchContext, intFlag } from './lib/context.js';
-import { BLOCKEMU, makeImages, Qmp, syncDisks } from './lib/daemon-session.js';
+import { daemons as daemonsOf, makeImages, Qmp, syncDisks } from './lib/daemon-session.js';
 import type { FleetHostJob } from './lib/fleet-host.js';
 import { prefault } from './lib/host-memory.js';
 import { treeMemory } from './lib/proc-memory.js';
@@ -75,11 +75,17 @@ function blockdev(source: string): Record<string, unknown> {
 }
 
 /** Starts the fleet; resolves once every daemon has answered qmp_capabilities. */
-async function startFleet(kind: FleetKind, sockets: string[], sources: string[], hostFlags: string[]): Promise<Fleet> {
+/** The in-process host's node flags, and what comes before `--blockdev` for a spawned blockemu (its `--cpu-prof` when asked). */
+interface FleetOptions {
+  hostFlags: string[];
+  blockemuPre: string[];
+}
+
+async function startFleet(kind: FleetKind, sockets: string[], sources: string[], opts: FleetOptions): Promise<Fleet> {
   const pollMs = 2;
   if (kind === 'blockemu in-process') {
     const job: FleetHostJob = { kind: 'fleet', daemons: sockets.map((socketPath, i) => ({ socketPath, blockdevs: [blockdev(sources[i]!) as never] })) };
-    const host = fork(FLEET_HOST, [JSON.stringify(job)], { execArgv: hostFlags, stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
+    const host = fork(FLEET_HOST, [JSON.stringify(job)], { execArgv: opts.hostFlags, stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
     await new Promise<void>((resolve, reject) => {
       host.once('message', () => resolve());
       host.once('exit', (code) => reject(new Error(`fleet host exited (${code}) before its daemons were up`)));
@@ -98,13 +104,13 @@ async function startFleet(kind: FleetKind, sockets: string[], sources: string[],
     const args = ['--blockdev', JSON.stringify(blockdev(sources[i]!)), '--chardev', `socket,id=m,path=${sock},server=on,wait=off`, '--monitor', 'chardev=m'];
     return kind === 'qsd'
       ? spawn('qemu-storage-daemon', args, { stdio: 'ignore' })
-      : spawn(process.execPath, [BLOCKEMU, 'daemon', ...args], { stdio: ['ignore', 'ignore', 'inherit'] });
+      : spawn(process.execPath, [...opts.blockemuPre, ...args], { stdio: ['ignore', 'ignore', 'inherit'] });
   });
   const clients = await Promise.all(sockets.map((s) => Qmp.open(s, pollMs)));
   return { clients, pids: procs.map((p) => p.pid!), exited: async () => void (await Promise.all(procs.map(exitOf))) };
 }
 
-async function fleetOnce(kind: FleetKind, dir: string, sources: string[], run: number, hostFlags: string[]): Promise<FleetRun> {
+async function fleetOnce(kind: FleetKind, dir: string, sources: string[], run: number, opts: FleetOptions): Promise<FleetRun> {
   const tag = kind.replace(/\W+/g, '-');
   const sockets = sources.map((_, i) => join(dir, `${tag}-${run}-${i}.sock`));
   const targets = sources.map((_, i) => join(dir, `target-${i}.qcow2`));
@@ -113,7 +119,7 @@ async function fleetOnce(kind: FleetKind, dir: string, sources: string[], run: n
   // Every daemon's heap and the targets' page cache (lib/host-memory.ts).
   prefault(sources.length * 160 * MiB);
   const t0 = performance.now();
-  const fleet = await startFleet(kind, sockets, sources, hostFlags);
+  const fleet = await startFleet(kind, sockets, sources, opts);
   const t1 = performance.now();
   await new Promise((r) => setTimeout(r, 200)); // let start-up garbage settle before "idle" (untimed: t1 is taken)
   const idle = await treeMemory(fleet.pids);
@@ -156,7 +162,10 @@ export async function run(ctx: BenchContext): Promise<void> {
   }
   const count = intFlag(ctx, 'daemons', 32);
   const size = intFlag(ctx, 'size', 32) * MiB;
-  const hostFlags = (ctx.flags.get('host-node-flags') ?? '').split(' ').filter((f) => f !== '');
+  const opts: FleetOptions = {
+    hostFlags: (ctx.flags.get('host-node-flags') ?? '').split(' ').filter((f) => f !== ''),
+    blockemuPre: daemonsOf(ctx).find((d) => d.name === 'blockemu')!.pre,
+  };
   const wanted = (ctx.flags.get('fleets') ?? 'spawned,in-process,qsd').split(',');
   const unknown = wanted.filter((w) => !KINDS.some((k) => k.endsWith(w)));
   if (unknown.length > 0) throw new Error(`--fleets: unknown fleet ${unknown.join(', ')} (spawned, in-process, qsd)`);
@@ -169,7 +178,7 @@ export async function run(ctx: BenchContext): Promise<void> {
     for (let r = 0; r < ctx.runs; r++) {
       // Each fleet goes first, second and third in turn.
       const order = kinds.map((_, i) => kinds[(i + r) % kinds.length]!);
-      for (const kind of order) res.get(kind)!.push(await fleetOnce(kind, dir, sources, r, hostFlags));
+      for (const kind of order) res.get(kind)!.push(await fleetOnce(kind, dir, sources, r, opts));
     }
     const m = (kind: FleetKind, k: keyof FleetRun) => (res.has(kind) ? median(res.get(kind)!.map((x) => x[k])) : NaN);
     const timeRows: string[][] = [['fleet', 'start', 'backups', 'quit', 'total', 'total/qsd', 'backups/qsd']];
