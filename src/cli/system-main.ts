@@ -15,7 +15,8 @@ const usage = (prog: string) => `usage: ${prog} [options]
 blockemu system: a storage-only stand-in for qemu-system-x86_64 (QEMU 7.2's block layer, no guest)
 
 Takes: -machine/-M <type>|help, -accel qtest|tcg|kvm, -S, -nodefaults,
-       -m, -name, -no-reboot, -no-shutdown (accepted; there is no guest),
+       -m, -name, -no-reboot, -no-shutdown (accepted; there is no guest), -loadvm <tag>,
+       -hda..-hdd|-cdrom|-fda|-fdb <file> or a bare <file> (as -hda),
        -display none, -vga none, -serial none|null|chardev:<id>,
        -blockdev <options>, -object <options>, -drive <options> | format=help,
        -device virtio-blk-pci|ide-hd|ide-cd|scsi-hd|scsi-cd|floppy,… (others ignored) | help,
