@@ -16,28 +16,23 @@ import { callQmp, HmpCommandError, type HmpContext, HmpReportError } from './com
 const flag = (a: HmpArgs, name: string) => a[name] === true;
 const opt = (a: HmpArgs, name: string, key = name) => (a[name] !== undefined ? { [key]: a[name] } : {});
 
-/** hmp_drive_mirror: sync top unless -f, a new image unless -n, unmap on. */
+/** What drive_mirror and drive_backup fill in alike: sync top unless -f, a new image unless -n. */
+const copyJobArgs = (a: HmpArgs) => ({
+  device: a['device'],
+  target: a['target'],
+  ...opt(a, 'format'),
+  sync: flag(a, 'full') ? 'full' : 'top',
+  mode: flag(a, 'reuse') ? 'existing' : 'absolute-paths',
+});
+
+/** hmp_drive_mirror: unmap on. */
 export async function driveMirror(ctx: HmpContext, a: HmpArgs): Promise<void> {
-  await callQmp(ctx, 'drive-mirror', {
-    device: a['device'],
-    target: a['target'],
-    ...opt(a, 'format'),
-    sync: flag(a, 'full') ? 'full' : 'top',
-    mode: flag(a, 'reuse') ? 'existing' : 'absolute-paths',
-    unmap: true,
-  });
+  await callQmp(ctx, 'drive-mirror', { ...copyJobArgs(a), unmap: true });
 }
 
-/** hmp_drive_backup: as drive_mirror, and -c compresses. */
+/** hmp_drive_backup: -c compresses. */
 export async function driveBackup(ctx: HmpContext, a: HmpArgs): Promise<void> {
-  await callQmp(ctx, 'drive-backup', {
-    device: a['device'],
-    target: a['target'],
-    ...opt(a, 'format'),
-    sync: flag(a, 'full') ? 'full' : 'top',
-    mode: flag(a, 'reuse') ? 'existing' : 'absolute-paths',
-    ...(flag(a, 'compress') ? { compress: true } : {}),
-  });
+  await callQmp(ctx, 'drive-backup', { ...copyJobArgs(a), ...(flag(a, 'compress') ? { compress: true } : {}) });
 }
 
 /** hmp_snapshot_blkdev: the file is required (an internal snapshot was once meant to be the default). */
