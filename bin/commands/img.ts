@@ -196,11 +196,11 @@ export function addImgCommand(program: Command): void {
     .option('--merge <source>', 'merge bitmap SOURCE (of -b source_file, or of this image) into it')
     .option('-b <source_file>', 'the image --merge reads its source bitmap from')
     .option('-F <source_fmt>', 'format of source_file')
-    .option('-g <granularity>', 'granularity of an added bitmap')
+    .option('-g, --granularity <granularity>', 'granularity of an added bitmap')
     .option('-f <fmt>', 'image format (probed when absent)')
     .argument('[args...]', 'filename bitmap')
-    .action(async (args: string[], o: { f?: string; b?: string; F?: string; g?: string }) =>
-      run((io) => imgBitmap(io, { actions, format: o.f, sourceFile: o.b, sourceFormat: o.F, granularity: o.g, args })),
+    .action(async (args: string[], o: { f?: string; b?: string; F?: string; granularity?: string }) =>
+      run((io) => imgBitmap(io, { actions, format: o.f, sourceFile: o.b, sourceFormat: o.F, granularity: o.granularity, args })),
     );
   for (const op of ['add', 'remove', 'clear', 'enable', 'disable'] as const) bitmap.on(`option:${op}`, () => actions.push({ op }));
   bitmap.on('option:merge', (source: string) => actions.push({ op: 'merge', source }));
