@@ -71,14 +71,17 @@ export function addImgCommand(program: Command): void {
   img
     .command('info')
     .description('show information about an image (qemu-img info)')
-    .usage('[-f fmt] [--output=ofmt] [--backing-chain] [-U] filename')
+    .usage('[-f fmt] [--output=ofmt] [--backing-chain] [--image-opts] [-U] filename')
     .option('-f <fmt>', 'image format (probed when absent)')
     .addOption(outputOption())
     .option('--backing-chain', 'show every image of the backing chain')
+    .option('--image-opts', 'the operand is an option string (driver=qcow2,file.filename=…), not a file name')
     .option('-U, --force-share', FORCE_SHARE_HELP)
     .argument('[args...]', 'filename')
-    .action(async (args: string[], o: { f?: string; output?: string; backingChain?: boolean; forceShare?: boolean }) =>
-      run((io) => imgInfo(io, { format: o.f, output: o.output, backingChain: o.backingChain === true, forceShare: o.forceShare === true, args })),
+    .action(async (args: string[], o: { f?: string; output?: string; backingChain?: boolean; imageOpts?: boolean; forceShare?: boolean }) =>
+      run((io) =>
+        imgInfo(io, { format: o.f, output: o.output, backingChain: o.backingChain === true, imageOpts: o.imageOpts === true, forceShare: o.forceShare === true, args }),
+      ),
     );
 
   img

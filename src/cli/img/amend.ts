@@ -1,10 +1,11 @@
+import { imageOptsTarget } from './image-opts.js';
 import { BlockError } from '../../image/errors.js';
 import { strerrorOf } from '../../image/errno.js';
 import { type AmendRequest, amendQcow2 } from '../../image/qcow2/amend.js';
 import { Qcow2Image } from '../../image/qcow2/image.js';
 import { parseCacheMode } from '../io-args.js';
 import { optionTable, parseCreateOptions, splitOptionList, str } from './create-opts.js';
-import { imageOptsRefused, ImgGetopt } from './img-getopt.js';
+import { ImgGetopt } from './img-getopt.js';
 import { probedRawWarning, tryOpen, withHint } from './open.js';
 import { type ImgIo, ImgFailure, usageError } from './output.js';
 import { Progress } from './progress.js';
@@ -73,12 +74,12 @@ async function amend(io: ImgIo, operands: string[], lists: string[], format: str
   if (operands.length !== 1) throw new ImgFailure('Expecting one image file name');
   const filename = operands[0]!;
   if (parseCacheMode(cache) === undefined) throw new ImgFailure(`Invalid cache option: ${cache}`);
-  if (imageOpts) throw imageOptsRefused();
-  const r = await tryOpen(filename, { format, readOnly: false, persistentBitmaps: true });
+  const target = imageOpts ? imageOptsTarget(io, filename, format, false) : { filename, format };
+  const r = await tryOpen(target.filename, { format: target.format, readOnly: false, persistentBitmaps: true });
   if ('inner' in r) throw new ImgFailure(`Could not open '${filename}': ${r.inner}`);
   const image = r.image;
   try {
-    if (format === undefined && image.format === 'raw') io.err(probedRawWarning(filename));
+    if (target.format === undefined && image.format === 'raw') io.err(probedRawWarning(filename));
     if (!(image instanceof Qcow2Image)) throw new ImgFailure(`Format driver '${image.format}' does not support option amendment`);
     const req = parseAmendOptions(pairs, lists);
     req.progress = (p) => progress.setAbsolute(p);
