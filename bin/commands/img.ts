@@ -116,7 +116,7 @@ export function addImgCommand(program: Command): void {
   img
     .command('convert')
     .description('copy an image, possibly to another format (qemu-img convert)')
-    .usage('[-c] [-p] [-q] [-f fmt] [-O output_fmt] [-B backing_file [-F backing_fmt]] [-o options] [-S sparse_size] filename output_filename')
+    .usage('[-c] [-n] [-p] [-q] [-f fmt] [-O output_fmt] [-B backing_file [-F backing_fmt]] [-o options] [-S sparse_size] filename [filename2 [...]] output_filename')
     .option('-f <fmt>', 'source format (probed when absent)')
     .option('-O <output_fmt>', 'target format (default raw)')
     .option('-B <backing_file>', 'backing file of the target')
@@ -124,6 +124,7 @@ export function addImgCommand(program: Command): void {
     .option('-o <options>', 'target creation options', collect, [] as string[])
     .option('-S <sparse_size>', 'zero run length that is left unallocated (default 4k; 0 = fully allocate)')
     .option('-c', 'compress the target (qcow2)')
+    .option('-n', 'do not create the target: write into the existing output_filename (as large as the sources at least)')
     .option('-p', 'show progress')
     .option('-q', 'quiet')
     .option('-U, --force-share', 'open the source with shared permissions: others may keep writing it (its image locks are not checked)')
@@ -131,7 +132,7 @@ export function addImgCommand(program: Command): void {
     .action(
       async (
         args: string[],
-        o: { f?: string; O?: string; B?: string; F?: string; o: string[]; S?: string; c?: boolean; p?: boolean; q?: boolean; forceShare?: boolean },
+        o: { f?: string; O?: string; B?: string; F?: string; o: string[]; S?: string; c?: boolean; n?: boolean; p?: boolean; q?: boolean; forceShare?: boolean },
       ) =>
         run((io) =>
           imgConvert(io, {
@@ -142,6 +143,7 @@ export function addImgCommand(program: Command): void {
             options: o.o,
             sparseSize: o.S,
             compress: o.c === true,
+            skipCreate: o.n === true,
             progress: o.p === true,
             quiet: o.q === true,
             forceShare: o.forceShare === true,
