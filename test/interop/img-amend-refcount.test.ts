@@ -32,17 +32,25 @@ describe.skipIf(!qemu.available)('blockemu img amend refcount_bits (vs qemu-img 
     expect(b).toEqual(await look(s.q));
   }
 
-  it('goes from 16 to 1 to 64 bits and back to 16 with compat=0.10, as qemu-img does', async () => {
+  async function fresh(name: string, create: string[] = []): Promise<void> {
     for (const d of [s.b, s.q]) {
-      await must('qemu-img', ['create', '-q', '-f', 'qcow2', 't.qcow2', '64M'], d);
-      await must('qemu-io', ['-c', 'write 16M 32M', 't.qcow2'], d);
+      await must('qemu-img', ['create', '-q', '-f', 'qcow2', ...create, name, '16M'], d);
+      await must('qemu-io', ['-c', 'write 4M 8M', name], d);
     }
+  }
+
+  it('goes from 16 to 1 to 64 bits, as qemu-img does', async () => {
+    await fresh('t.qcow2');
     await amendBoth(['-o', 'refcount_bits=1'], 't.qcow2');
     await amendBoth(['-o', 'refcount_bits=64'], 't.qcow2');
-    await amendBoth(['-o', 'compat=0.10'], 't.qcow2');
-    await amendBoth(['-o', 'compat=0.10,refcount_bits=16'], 't.qcow2');
-    await amendBoth(['-o', 'compat=1.1'], 't.qcow2');
-    await amendBoth(['-o', 'refcount_bits=32,compat=0.10'], 't.qcow2');
+  });
+
+  it('back to 16 bits with compat=0.10, and the refusals on the way', async () => {
+    await fresh('v.qcow2', ['-o', 'refcount_bits=64']);
+    await amendBoth(['-o', 'compat=0.10'], 'v.qcow2');
+    await amendBoth(['-o', 'compat=0.10,refcount_bits=16'], 'v.qcow2');
+    await amendBoth(['-o', 'compat=1.1'], 'v.qcow2');
+    await amendBoth(['-o', 'refcount_bits=32,compat=0.10'], 'v.qcow2');
   });
 
   it('refuses a width too narrow for a refcount, and takes one wide enough', async () => {
