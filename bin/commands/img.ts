@@ -71,14 +71,17 @@ export function addImgCommand(program: Command): void {
   img
     .command('info')
     .description('show information about an image (qemu-img info)')
-    .usage('[-f fmt] [--output=ofmt] [--backing-chain] [-U] filename')
+    .usage('[-f fmt] [--output=ofmt] [--backing-chain] [--image-opts] [-U] filename')
     .option('-f <fmt>', 'image format (probed when absent)')
     .addOption(outputOption())
     .option('--backing-chain', 'show every image of the backing chain')
+    .option('--image-opts', 'the operand is an option string (driver=qcow2,file.filename=…), not a file name')
     .option('-U, --force-share', FORCE_SHARE_HELP)
     .argument('[args...]', 'filename')
-    .action(async (args: string[], o: { f?: string; output?: string; backingChain?: boolean; forceShare?: boolean }) =>
-      run((io) => imgInfo(io, { format: o.f, output: o.output, backingChain: o.backingChain === true, forceShare: o.forceShare === true, args })),
+    .action(async (args: string[], o: { f?: string; output?: string; backingChain?: boolean; imageOpts?: boolean; forceShare?: boolean }) =>
+      run((io) =>
+        imgInfo(io, { format: o.f, output: o.output, backingChain: o.backingChain === true, imageOpts: o.imageOpts === true, forceShare: o.forceShare === true, args }),
+      ),
     );
 
   img
@@ -113,7 +116,7 @@ export function addImgCommand(program: Command): void {
   img
     .command('convert')
     .description('copy an image, possibly to another format (qemu-img convert)')
-    .usage('[-c] [-p] [-q] [-f fmt] [-O output_fmt] [-B backing_file [-F backing_fmt]] [-o options] [-S sparse_size] filename output_filename')
+    .usage('[-c] [-n] [-p] [-q] [-f fmt] [-O output_fmt] [-B backing_file [-F backing_fmt]] [-o options] [-S sparse_size] filename [filename2 [...]] output_filename')
     .option('-f <fmt>', 'source format (probed when absent)')
     .option('-O <output_fmt>', 'target format (default raw)')
     .option('-B <backing_file>', 'backing file of the target')
@@ -121,6 +124,7 @@ export function addImgCommand(program: Command): void {
     .option('-o <options>', 'target creation options', collect, [] as string[])
     .option('-S <sparse_size>', 'zero run length that is left unallocated (default 4k; 0 = fully allocate)')
     .option('-c', 'compress the target (qcow2)')
+    .option('-n', 'do not create the target: write into the existing output_filename (as large as the sources at least)')
     .option('-p', 'show progress')
     .option('-q', 'quiet')
     .option('-U, --force-share', 'open the source with shared permissions: others may keep writing it (its image locks are not checked)')
@@ -128,7 +132,7 @@ export function addImgCommand(program: Command): void {
     .action(
       async (
         args: string[],
-        o: { f?: string; O?: string; B?: string; F?: string; o: string[]; S?: string; c?: boolean; p?: boolean; q?: boolean; forceShare?: boolean },
+        o: { f?: string; O?: string; B?: string; F?: string; o: string[]; S?: string; c?: boolean; n?: boolean; p?: boolean; q?: boolean; forceShare?: boolean },
       ) =>
         run((io) =>
           imgConvert(io, {
@@ -139,6 +143,7 @@ export function addImgCommand(program: Command): void {
             options: o.o,
             sparseSize: o.S,
             compress: o.c === true,
+            skipCreate: o.n === true,
             progress: o.p === true,
             quiet: o.q === true,
             forceShare: o.forceShare === true,
@@ -196,11 +201,11 @@ export function addImgCommand(program: Command): void {
     .option('--merge <source>', 'merge bitmap SOURCE (of -b source_file, or of this image) into it')
     .option('-b <source_file>', 'the image --merge reads its source bitmap from')
     .option('-F <source_fmt>', 'format of source_file')
-    .option('-g <granularity>', 'granularity of an added bitmap')
+    .option('-g, --granularity <granularity>', 'granularity of an added bitmap')
     .option('-f <fmt>', 'image format (probed when absent)')
     .argument('[args...]', 'filename bitmap')
-    .action(async (args: string[], o: { f?: string; b?: string; F?: string; g?: string }) =>
-      run((io) => imgBitmap(io, { actions, format: o.f, sourceFile: o.b, sourceFormat: o.F, granularity: o.g, args })),
+    .action(async (args: string[], o: { f?: string; b?: string; F?: string; granularity?: string }) =>
+      run((io) => imgBitmap(io, { actions, format: o.f, sourceFile: o.b, sourceFormat: o.F, granularity: o.granularity, args })),
     );
   for (const op of ['add', 'remove', 'clear', 'enable', 'disable'] as const) bitmap.on(`option:${op}`, () => actions.push({ op }));
   bitmap.on('option:merge', (source: string) => actions.push({ op: 'merge', source }));

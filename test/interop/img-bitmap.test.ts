@@ -55,6 +55,8 @@ describe.skipIf(!qemu.available || !qemu.storageDaemon)('blockemu img bitmap (vs
     [['--add', '--merge', 'b', '-F', 'raw', 'g.qcow2', 'c']],
     [['--add', '--merge', 'nope', 'g.qcow2', 'd']],
     [['--add', '-g', '128k', '--disable', 'g.qcow2', 'e']],
+    [['--add', '--granularity', '2M', 'g.qcow2', 'f']],
+    [['--add', '--granularity', '3k', 'g.qcow2', 'f']],
     [['--enable', '--disable', '--enable', 'g.qcow2', 'e']],
     [['--remove', 'g.qcow2', 'b']],
   ])('says what qemu-img says: %j', async (args) => {

@@ -1,10 +1,11 @@
+import { imageOptsTarget } from './image-opts.js';
 import { BlockError } from '../../image/errors.js';
 import { strerrorOf } from '../../image/errno.js';
-import { type AmendRequest, amendQcow2 } from '../../image/qcow2/amend.js';
+import { type AmendRequest, amendQcow2, amendRest } from '../../image/qcow2/amend.js';
 import { Qcow2Image } from '../../image/qcow2/image.js';
 import { parseCacheMode } from '../io-args.js';
 import { optionTable, parseCreateOptions, splitOptionList, str } from './create-opts.js';
-import { imageOptsRefused, ImgGetopt } from './img-getopt.js';
+import { ImgGetopt } from './img-getopt.js';
 import { probedRawWarning, tryOpen, withHint } from './open.js';
 import { type ImgIo, ImgFailure, usageError } from './output.js';
 import { Progress } from './progress.js';
@@ -73,18 +74,26 @@ async function amend(io: ImgIo, operands: string[], lists: string[], format: str
   if (operands.length !== 1) throw new ImgFailure('Expecting one image file name');
   const filename = operands[0]!;
   if (parseCacheMode(cache) === undefined) throw new ImgFailure(`Invalid cache option: ${cache}`);
-  if (imageOpts) throw imageOptsRefused();
-  const r = await tryOpen(filename, { format, readOnly: false, persistentBitmaps: true });
-  if ('inner' in r) throw new ImgFailure(`Could not open '${filename}': ${r.inner}`);
-  const image = r.image;
+  const target = imageOpts ? imageOptsTarget(io, filename, format, false) : { filename, format };
+  const open = async () => {
+    const r = await tryOpen(target.filename, { format: target.format, readOnly: false, persistentBitmaps: true });
+    if ('inner' in r) throw new ImgFailure(`Could not open '${filename}': ${r.inner}`);
+    return r.image;
+  };
+  let image = await open();
   try {
-    if (format === undefined && image.format === 'raw') io.err(probedRawWarning(filename));
+    if (target.format === undefined && image.format === 'raw') io.err(probedRawWarning(filename));
     if (!(image instanceof Qcow2Image)) throw new ImgFailure(`Format driver '${image.format}' does not support option amendment`);
-    const req = parseAmendOptions(pairs, lists);
+    let req = parseAmendOptions(pairs, lists);
     req.progress = (p) => progress.setAbsolute(p);
     progress.setAbsolute(0);
     try {
-      await amendQcow2(image, req);
+      // A new refcount width leaves the open image's refcount cache stale: the rest is amended on the image reopened.
+      while ((await amendQcow2(image as Qcow2Image, req)) === 'reopen') {
+        await image.close();
+        image = await open();
+        req = amendRest(req);
+      }
     } catch (err) {
       if (err instanceof BlockError && err.errno === undefined) throw new ImgFailure(err.message);
       const msg = err instanceof BlockError && err.code !== 'IO' ? err.message : strerrorOf(err);

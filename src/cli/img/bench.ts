@@ -1,7 +1,8 @@
+import { imageOptsTarget } from './image-opts.js';
 import { strerrorOf } from '../../image/errno.js';
 import type { BlockImage } from '../../image/types.js';
 import { parseCacheMode } from '../io-args.js';
-import { imageOptsRefused, ImgGetopt } from './img-getopt.js';
+import { ImgGetopt } from './img-getopt.js';
 import { probedRawWarning, tryOpen } from './open.js';
 import { type ImgIo, ImgFailure, usageError } from './output.js';
 import { INT64_MAX, parseQemuSize } from './size-arg.js';
@@ -133,12 +134,12 @@ export async function imgBench(io: ImgIo, args: readonly string[]): Promise<numb
   const filename = operands[0]!;
   if (!write && flushInterval) throw new ImgFailure('--flush-interval is only available in write tests');
   if (flushInterval && flushInterval < depth) throw new ImgFailure("Flush interval can't be smaller than depth");
-  if (getopt.imageOpts) throw imageOptsRefused();
-  const r = await tryOpen(filename, { format, readOnly: !write, forceShare: getopt.forceShare });
+  const target = getopt.imageOpts ? imageOptsTarget(io, filename, format, getopt.forceShare) : { filename, format, forceShare: getopt.forceShare };
+  const r = await tryOpen(target.filename, { format: target.format, readOnly: !write, forceShare: target.forceShare });
   if ('inner' in r) throw new ImgFailure(`Could not open '${filename}': ${r.inner}`);
   const image = r.image;
   try {
-    if (write && format === undefined && image.format === 'raw') io.err(probedRawWarning(filename));
+    if (write && target.format === undefined && image.format === 'raw') io.err(probedRawWarning(filename));
     const b: Bench = {
       image,
       size: Math.ceil(image.size() / 512) * 512,

@@ -1,3 +1,5 @@
+import { strerrorOf } from '../../image/errno.js';
+import { BlockError } from '../../image/errors.js';
 import { isZero } from '../../image/request.js';
 import { createImage, isFormat, openImage } from '../../image/open.js';
 import type { CreateOptions } from '../../image/create.js';
@@ -22,6 +24,8 @@ export interface ConvertArgs {
   quiet: boolean;
   /** -U: for the source (the target is written) */
   forceShare?: boolean;
+  /** -n: the target exists; it is opened, not created. */
+  skipCreate?: boolean;
   args: string[];
 }
 
@@ -39,9 +43,17 @@ interface Step {
   kind: RunKind;
 }
 
+/** One source image and where its bytes go in the target (qemu-img concatenates several sources). */
+interface Source {
+  img: BlockImage;
+  names: string[];
+  start: number;
+  size: number;
+}
+
 interface Plan {
-  src: BlockImage;
-  srcNames: string[];
+  sources: Source[];
+  /** Bytes copied: the sources' sizes, each but the last rounded up to whole sectors as qemu-img counts them. */
   size: number;
   /** Bytes of zeroes in a row that may stay unallocated; 0 = allocate everything (-S 0). */
   minSparse: number;
@@ -49,10 +61,15 @@ interface Plan {
   clusterSize: number;
   targetHasBacking: boolean;
   targetBackingSize: number;
+  /** The target reads as zeroes before the copy (new, sparse, no backing file): zero runs need no write. */
+  hasZeroInit: boolean;
+  /** Created by this convert (not -n). */
+  targetIsNew: boolean;
 }
 
 /**
- * `blockemu img convert`: copies SRC into a new DST run by run, reading at
+ * `blockemu img convert`: copies SRC (several are concatenated) into a new
+ * DST (or, with -n, an existing one) run by run, reading at
  * most BUF bytes at a time, so memory does not grow with the image. Runs that
  * read as zeroes are not written (the new target already reads zeroes) unless
  * the target has a backing file, where they become explicit zeroes; inside
@@ -68,29 +85,85 @@ export async function imgConvert(io: ImgIo, a: ConvertArgs): Promise<number> {
     const minSparse = parseSparse(a.sparseSize);
     const dash = a.args.find((x) => x.startsWith('-') && x !== '-');
     if (dash !== undefined) throw new ImgFailure(`unrecognized option '${dash}'`, { usage: true });
+    if (a.skipCreate && a.options.length > 0) throw new ImgFailure('-o has no effect when skipping image creation');
     if (a.args.length < 2) throw new ImgFailure('Must specify image file name');
-    if (a.args.length > 2) throw new ImgFailure('blockemu converts one source image at a time (several sources are not supported)');
-    const [srcName, dstName] = a.args as [string, string];
+    const srcNameList = a.args.slice(0, -1);
+    const dstName = a.args[a.args.length - 1]!;
     progress.advance(0);
 
     // A source is opened with BDRV_O_NO_SHARE: nobody may write it while it is copied.
-    const src = await openForCli(srcName, { format: a.format, forceShare: a.forceShare, flags: { noShare: true } });
-    opened.push(src);
+    const sources: Source[] = [];
+    let total = 0;
+    for (const name of srcNameList) {
+      const img = await openForCli(name, { format: a.format, forceShare: a.forceShare, flags: { noShare: true } });
+      opened.push(img);
+      sources.push({ img, names: chainNames(img, name), start: total, size: img.size() });
+      total += Math.ceil(img.size() / 512) * 512;
+    }
+    const last = sources[sources.length - 1]!;
+    total = last.start + last.size;
     const outFmt = a.outputFormat ?? 'raw';
-    if (!isFormat(outFmt)) throw new ImgFailure(`Unknown file format '${outFmt}'`);
-    const values = parseCreateOptions(outFmt, a.options, '');
-    if (a.backingFile !== undefined) {
+    if (!a.skipCreate && !isFormat(outFmt)) throw new ImgFailure(`Unknown file format '${outFmt}'`);
+    const values = a.skipCreate ? new Map() : parseCreateOptions(outFmt as 'raw' | 'qcow2', a.options, '');
+    if (a.backingFile !== undefined && !a.skipCreate) {
       if (outFmt === 'raw') throw new ImgFailure("Backing file not supported for file format 'raw'");
       values.set('backing_file', { text: a.backingFile, value: a.backingFile });
     }
-    if (a.backingFormat !== undefined) values.set('backing_fmt', { text: a.backingFormat, value: a.backingFormat });
-    const backingFile = str(values.get('backing_file'));
+    if (a.backingFormat !== undefined && !a.skipCreate) values.set('backing_fmt', { text: a.backingFormat, value: a.backingFormat });
+    const backingFile = a.skipCreate ? a.backingFile : str(values.get('backing_file'));
     const backingFmt = str(values.get('backing_fmt'));
-    if (backingFile !== undefined && backingFmt === undefined) throw new ImgFailure('Use of backing file requires explicit backing format');
-    if (a.compress && outFmt !== 'qcow2') throw new ImgFailure('Compression not supported for this file format');
+    if (sources.length > 1 && backingFile !== undefined) {
+      throw new ImgFailure('Having a backing file for the target makes no sense when concatenating multiple input images');
+    }
+    if (!a.skipCreate && backingFile !== undefined && backingFmt === undefined) throw new ImgFailure('Use of backing file requires explicit backing format');
+    if (a.compress && !a.skipCreate && outFmt !== 'qcow2') throw new ImgFailure('Compression not supported for this file format');
 
+    if (!a.skipCreate) await createTarget(dstName, outFmt as 'raw' | 'qcow2', total, values, backingFile, backingFmt);
+    let dst: BlockImage;
+    if (a.skipCreate && !isFormat(outFmt)) throw new ImgFailure(`Could not open '${dstName}': Unknown driver '${outFmt}'`);
+    try {
+      dst = await openImage(dstName, { format: outFmt as 'raw' | 'qcow2', readOnly: false, locks: cliLocks({ readOnly: false }) });
+    } catch (err) {
+      throw new ImgFailure(`Could not open '${dstName}': ${await openFailureText(err, dstName, outFmt as 'raw' | 'qcow2')}`);
+    }
+    opened.push(dst);
+    if (a.compress && !(dst instanceof Qcow2Image)) throw new ImgFailure('Compression not supported for this file format');
+    if (a.skipCreate && Math.ceil(dst.size() / 512) < Math.ceil(total / 512)) throw new ImgFailure('output file is smaller than input file');
+    const targetHasBacking = a.skipCreate ? backingFile !== undefined : dst.backing() !== undefined;
+    const plan: Plan = {
+      sources,
+      size: total,
+      minSparse,
+      compressed: a.compress,
+      clusterSize: dst.info().clusterSize ?? 65536,
+      targetHasBacking,
+      // Only a new target's backing file is looked at (qemu-img's target_backing_sectors).
+      targetBackingSize: a.skipCreate ? -1 : (dst.backing()?.size() ?? -1),
+      hasZeroInit: !a.skipCreate && minSparse > 0 && !targetHasBacking,
+      targetIsNew: !a.skipCreate,
+    };
+    await copy(plan, dst, progress, a.progress && !a.quiet);
+    await dst.flush();
+    progress.setAbsolute(100);
+    return 0;
+  } finally {
+    progress.end();
+    for (const img of opened.reverse()) await img.close().catch(() => undefined);
+  }
+}
+
+/** Creates the target as qemu-img's bdrv_create call does, failures worded "<target>: error while converting <fmt>: …". */
+async function createTarget(
+  dstName: string,
+  outFmt: 'raw' | 'qcow2',
+  size: number,
+  values: ReturnType<typeof parseCreateOptions>,
+  backingFile: string | undefined,
+  backingFmt: string | undefined,
+): Promise<void> {
+  {
     const fail: Fail = (msg) => new ImgFailure(`${dstName}: error while converting ${outFmt}: ${msg}`);
-    const opts: CreateOptions = { format: outFmt, size: src.size() };
+    const opts: CreateOptions = { format: outFmt, size };
     if (outFmt === 'qcow2') Object.assign(opts, qcow2CreateOptions(values, fail));
     const prealloc = str(values.get('preallocation'));
     if (prealloc !== undefined && prealloc !== 'off') throw fail(`Preallocation mode '${prealloc}' is not supported by blockemu (only 'off')`);
@@ -106,31 +179,6 @@ export async function imgConvert(io: ImgIo, a: ConvertArgs): Promise<number> {
       const openPrefix = `Could not open '${dstName}': `;
       throw fail(withHint(msg.startsWith(openPrefix) ? `Could not create '${dstName}': ${msg.slice(openPrefix.length)}` : msg, err));
     }
-    let dst: BlockImage;
-    try {
-      dst = await openImage(dstName, { format: outFmt, readOnly: false, locks: cliLocks({ readOnly: false }) });
-    } catch (err) {
-      throw new ImgFailure(`Could not open '${dstName}': ${await openFailureText(err, dstName, outFmt)}`);
-    }
-    opened.push(dst);
-    if (a.compress && !(dst instanceof Qcow2Image)) throw new ImgFailure('Compression not supported for this file format');
-    const plan: Plan = {
-      src,
-      srcNames: chainNames(src, srcName),
-      size: src.size(),
-      minSparse,
-      compressed: a.compress,
-      clusterSize: dst.info().clusterSize ?? 65536,
-      targetHasBacking: dst.backing() !== undefined,
-      targetBackingSize: dst.backing()?.size() ?? -1,
-    };
-    await copy(plan, dst, progress, a.progress && !a.quiet);
-    await dst.flush();
-    progress.setAbsolute(100);
-    return 0;
-  } finally {
-    progress.end();
-    for (const img of opened.reverse()) await img.close().catch(() => undefined);
   }
 }
 
@@ -154,7 +202,11 @@ function parseSparse(text: string | undefined): number {
 
 /** How the source's run at `offset` is copied (qemu-img's classification, see imgConvert). */
 async function classify(p: Plan, offset: number): Promise<{ kind: RunKind; end: number }> {
-  const e = await chainStatus(p.src, p.srcNames, offset, p.size - offset);
+  const src = sourceAt(p, offset);
+  const srcEnd = src === p.sources[p.sources.length - 1] ? p.size : p.sources[p.sources.indexOf(src) + 1]!.start;
+  // The sector-rounding tail past a source's own end reads as zeroes.
+  if (offset >= src.start + src.size) return { kind: p.targetHasBacking ? 'backing' : 'zero', end: srcEnd };
+  const e = await chainStatus(src.img, src.names, offset - src.start, src.size - (offset - src.start));
   const end = offset + e.length;
   let kind: RunKind;
   if (p.targetHasBacking) {
@@ -167,6 +219,26 @@ async function classify(p: Plan, offset: number): Promise<{ kind: RunKind; end: 
     kind = e.zero ? 'zero' : 'data';
   }
   return { kind, end };
+}
+
+/** The source holding the target's byte `offset`. */
+function sourceAt(p: Plan, offset: number): Source {
+  let found = p.sources[0]!;
+  for (const s of p.sources) if (s.start <= offset) found = s;
+  return found;
+}
+
+/** Reads `length` bytes of the target's `offset` from the sources holding them (a compressed cluster may span two). */
+async function readSource(p: Plan, offset: number, length: number): Promise<Uint8Array> {
+  const src = sourceAt(p, offset);
+  if (offset + length <= src.start + src.size) return src.img.read(offset - src.start, length);
+  const buf = new Uint8Array(length);
+  for (const s of p.sources) {
+    const from = Math.max(offset, s.start);
+    const to = Math.min(offset + length, s.start + s.size);
+    if (from < to) buf.set(await s.img.read(from - s.start, to - from), from - offset);
+  }
+  return buf;
 }
 
 /**
@@ -203,14 +275,18 @@ async function copy(p: Plan, dst: BlockImage, progress: Progress, showProgress: 
   // The total to report against needs a first pass over the run structure (no data is read for qcow2).
   let total = 0;
   if (showProgress) for await (const s of steps(p)) if (counted(p, s)) total += s.length;
-  const hasZeroInit = p.minSparse > 0 && !p.targetHasBacking;
+  const hasZeroInit = p.hasZeroInit;
   let done = 0;
   for await (const s of steps(p)) {
+    // qemu-img names the failing piece by its first byte.
+    const failed = (what: string) => (err: unknown) => {
+      throw new ImgFailure(`error while ${what} at byte ${s.offset}: ${strerrorOf(err)}`);
+    };
     if (s.kind === 'data' || (p.minSparse === 0 && s.kind === 'zero')) {
-      const buf = s.kind === 'data' ? await p.src.read(s.offset, s.length) : new Uint8Array(s.length);
-      await writeData(p, dst, s.offset, buf, hasZeroInit);
+      const buf = s.kind === 'data' ? await readSource(p, s.offset, s.length).catch(failed('reading')) : new Uint8Array(s.length);
+      await writeData(p, dst, s.offset, buf, hasZeroInit).catch(failed('writing'));
     } else if (s.kind === 'zero' && !hasZeroInit) {
-      await dst.writeZeroes(s.offset, s.length, { mayUnmap: !p.targetHasBacking });
+      await dst.writeZeroes(s.offset, s.length, { mayUnmap: !p.targetHasBacking }).catch(failed('writing'));
     }
     if (counted(p, s)) {
       done += s.length;
@@ -219,16 +295,23 @@ async function copy(p: Plan, dst: BlockImage, progress: Progress, showProgress: 
   }
 }
 
+/** Whether the target's L2 entry for the cluster at `offset` points somewhere (data, compressed data or preallocated zeroes). */
+async function storedAt(q: Qcow2Image, offset: number): Promise<boolean> {
+  const m = await q.meta.run(() => q.map(offset, q.layout.clusterSize));
+  return ((m.entry.hi & 0x00ffffff) | (m.entry.lo & 0xfffffe00)) !== 0;
+}
+
 /** Writes a buffer of source data, leaving or zeroing aligned all-zero blocks of minSparse bytes. */
 async function writeData(p: Plan, dst: BlockImage, offset: number, buf: Uint8Array, hasZeroInit: boolean): Promise<void> {
   if (p.compressed) {
-    // qemu-img skips a compressed piece only when all of it is zero.
-    if (isZero(buf)) {
-      if (!hasZeroInit) await dst.writeZeroes(offset, buf.length, { mayUnmap: !p.targetHasBacking });
-      return;
-    }
+    // qemu-img skips an all-zero compressed piece only where the target already reads zeroes; elsewhere (-S 0, -n) the zeroes are written compressed.
+    if (hasZeroInit && isZero(buf)) return;
     const q = dst as Qcow2Image;
     for (let i = 0; i < buf.length; i += p.clusterSize) {
+      if (!p.targetIsNew && (await storedAt(q, offset + i))) {
+        // qcow2 takes a compressed cluster only where nothing is stored yet (qcow2_alloc_compressed_cluster_offset's EIO).
+        throw new BlockError('IO', 'compressed write to an allocated cluster', { errno: 'EIO' });
+      }
       await q.writeCompressed(offset + i, buf.subarray(i, Math.min(buf.length, i + p.clusterSize)));
     }
     return;

@@ -69,6 +69,8 @@ const FALSE_WORDS = ['off', 'no', 'false', 'n'];
 export interface OptValue {
   text: string;
   value: bigint | boolean | string;
+  /** A number whose text is outside int64 (it wraps as uint64 here, but QAPI's integer visitor refuses the text). */
+  notInt64?: boolean;
 }
 
 /**
@@ -104,12 +106,15 @@ function parseValue(desc: OptDesc, raw: string, prefix: string): OptValue {
       return { text: r.value.toString(), value: r.value };
     }
     case 'number': {
-      // strtoull with base 0: 0x… hex, 0… octal, else decimal.
-      const m = /^\s*\+?(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9]\d*)$/.exec(raw);
+      // strtoull with base 0: 0x… hex, 0… octal, else decimal; a '-' negates modulo 2^64 (so -1 is 2^64-1), and the value prints as a signed 64-bit number.
+      const m = /^\s*([+-]?)(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9]\d*)$/.exec(raw);
       if (!m) throw new ImgFailure(`${prefix}Parameter '${desc.name}' expects a number`);
-      const s = m[1]!;
-      const v = /^0[xX]/.test(s) ? BigInt(s) : s.length > 1 && s.startsWith('0') ? BigInt(`0o${s.slice(1)}`) : BigInt(s);
-      return { text: v.toString(), value: v };
+      const s = m[2]!;
+      const abs = /^0[xX]/.test(s) ? BigInt(s) : s.length > 1 && s.startsWith('0') ? BigInt(`0o${s.slice(1)}`) : BigInt(s);
+      if (abs >= 1n << 64n) throw new ImgFailure(`${prefix}Value '${raw}' is too large for parameter '${desc.name}'`);
+      const v = m[1] === '-' ? BigInt.asUintN(64, -abs) : abs;
+      const signed = m[1] === '-' ? -abs : abs;
+      return { text: BigInt.asIntN(64, v).toString(), value: v, notInt64: signed !== BigInt.asIntN(64, signed) };
     }
     case 'bool': {
       if (TRUE_WORDS.includes(raw)) return { text: raw, value: true };
@@ -146,6 +151,7 @@ export function qcow2CreateOptions(values: Map<string, OptValue>, fail: Fail): P
     else if (compat === '1.1' || compat === 'v3') out.compat = '1.1';
     else throw fail(`Parameter 'version' does not accept value '${compat}'`);
   }
+  if (values.get('refcount_bits')?.notInt64) throw fail("Parameter 'refcount-bits' expects integer");
   const cs = values.get('cluster_size')?.value as bigint | undefined;
   if (cs !== undefined) {
     const n = Number(cs);

@@ -1,7 +1,8 @@
+import { imageOptsTarget } from './image-opts.js';
 import { createImage, isFormat, openImage } from '../../image/open.js';
 import { strerrorOf } from '../../image/errno.js';
 import type { BlockImage } from '../../image/types.js';
-import { imageOptsRefused, ImgGetopt } from './img-getopt.js';
+import { ImgGetopt } from './img-getopt.js';
 import { cliLocks, tryOpen } from './open.js';
 import { type ImgIo, ImgFailure, PROG } from './output.js';
 import { QEMU_FORMATS } from './formats.js';
@@ -62,8 +63,8 @@ export async function imgDd(io: ImgIo, args: readonly string[]): Promise<number>
     else throw new ImgFailure(`unrecognized operand ${eq < 0 ? operand : key}`);
   }
   if (input === undefined || output === undefined) throw new ImgFailure('Must specify both input and output files');
-  if (getopt.imageOpts) throw imageOptsRefused();
-  const r = await tryOpen(input, { format, readOnly: true, forceShare: getopt.forceShare });
+  const target = getopt.imageOpts ? imageOptsTarget(io, input, format, getopt.forceShare) : { filename: input, format, forceShare: getopt.forceShare };
+  const r = await tryOpen(target.filename, { format: target.format, readOnly: true, forceShare: target.forceShare });
   if ('inner' in r) throw new ImgFailure(`Could not open '${input}': ${r.inner}`);
   const src = r.image;
   let dst: BlockImage | undefined;

@@ -4,6 +4,7 @@ import type { BlockImage, ImageInfo } from '../../image/types.js';
 import { listSnapshots, type Qcow2Snapshot } from '../../image/qcow2/snapshots.js';
 import { sizeToStr } from '../../image/numfmt.js';
 import { snapshotList } from '../../image/qcow2/snapshot-dump.js';
+import { imageOptsTarget } from './image-opts.js';
 import { openForCli, pathCombine } from './open.js';
 import { type ImgIo, ImgFailure, usageError } from './output.js';
 
@@ -13,6 +14,8 @@ export interface InfoArgs {
   backingChain: boolean;
   /** -U */
   forceShare?: boolean;
+  /** --image-opts: the operand is an option string naming the image (for the top image only). */
+  imageOpts?: boolean;
   args: string[];
 }
 
@@ -45,12 +48,19 @@ export async function imgInfo(io: ImgIo, a: InfoArgs): Promise<number> {
   const reports: Report[] = [];
   let name: string | undefined = a.args[0]!;
   let format = a.format;
+  let forceShare = a.forceShare;
+  let optstr: string | undefined;
+  if (a.imageOpts) {
+    optstr = name;
+    ({ filename: name, format, forceShare } = imageOptsTarget(io, name, format, forceShare === true));
+  }
   const seen = new Set<string>();
   while (name !== undefined) {
     if (seen.has(resolve(name))) throw new ImgFailure(`Backing file '${name}' creates an infinite loop.`);
     seen.add(resolve(name));
     // BDRV_O_NO_BACKING | BDRV_O_NO_IO: only the header is looked at, so a qcow2 file is locked against writers but not read consistently.
-    const img = await openForCli(name, { format, backing: false, forceShare: a.forceShare, flags: { noIo: true } });
+    const img = await openForCli(name, { format, backing: false, forceShare, flags: { noIo: true }, displayName: optstr });
+    optstr = undefined;
     const r = await describe(img, name);
     reports.push(r);
     name = a.backingChain ? r.fullBacking : undefined;

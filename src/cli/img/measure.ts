@@ -1,9 +1,10 @@
+import { imageOptsTarget } from './image-opts.js';
 import { Qcow2Image } from '../../image/qcow2/image.js';
 import { listSnapshots } from '../../image/qcow2/snapshots.js';
 import type { BlockImage } from '../../image/types.js';
 import { Getopt } from '../getopt.js';
 import { type OptValue, parseCreateOptions, str } from './create-opts.js';
-import { imageOptsRefused, objectRefused } from './img-getopt.js';
+import { objectRefused } from './img-getopt.js';
 import { tryOpen } from './open.js';
 import { type ImgIo, ImgFailure, PROG } from './output.js';
 import { QEMU_FORMATS } from './formats.js';
@@ -98,10 +99,10 @@ export async function imgMeasure(io: ImgIo, args: readonly string[]): Promise<nu
   if (filename === undefined && (imageOpts || format !== undefined || snapshot !== undefined)) throw new ImgFailure('--image-opts, -f, and -l require a filename argument.');
   if (filename !== undefined && size !== undefined) throw new ImgFailure('--size N cannot be used together with a filename.');
   if (filename === undefined && size === undefined) throw new ImgFailure('Either --size N or one filename must be specified.');
-  if (imageOpts) throw imageOptsRefused();
   let input: BlockImage | undefined;
   if (filename !== undefined) {
-    const r = await tryOpen(filename, { format, readOnly: true, forceShare });
+    const target = imageOpts ? imageOptsTarget(io, filename, format, forceShare) : { filename, format, forceShare };
+    const r = await tryOpen(target.filename, { format: target.format, readOnly: true, forceShare: target.forceShare });
     if ('inner' in r) throw new ImgFailure(`Could not open '${filename}': ${r.inner}`);
     input = r.image;
   }

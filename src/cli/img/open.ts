@@ -85,6 +85,8 @@ export interface CliOpenOptions {
   forceShare?: boolean;
   /** The open flags besides read-only that decide the image locks (qemu-img info's BDRV_O_NO_IO, convert's BDRV_O_NO_SHARE, …). */
   flags?: Omit<ToolOpenFlags, 'readOnly' | 'forceShare'>;
+  /** The name a failed open is reported under when it is not `name` (an --image-opts string). */
+  displayName?: string;
 }
 
 /** The image locks a tool's open with these options takes: tool-perms.ts's rules for the BlockBackend QEMU opens. */
@@ -96,7 +98,7 @@ export function cliLocks(opts: CliOpenOptions): OpenLocks {
 /** Opens `name` or fails with qemu-img's "Could not open 'name': …". */
 export async function openForCli(name: string, opts: CliOpenOptions = {}): Promise<BlockImage> {
   const r = await tryOpen(name, opts);
-  if ('inner' in r) throw new ImgFailure(`Could not open '${name}': ${r.inner}`);
+  if ('inner' in r) throw new ImgFailure(`Could not open '${opts.displayName ?? name}': ${r.inner}`);
   return r.image;
 }
 

@@ -5,7 +5,7 @@ const f32 = Math.fround;
 
 /**
  * qemu-img's -p progress line: "    (xx.xx/100%)" followed by "\r", redrawn
- * only when progress moved more than `minSkip` percent since the last draw
+ * only when progress moved more than `minSkip` percent (either way) since the last draw
  * (or hits 0 or 100), and a final "\n" when the command ends. QEMU keeps the
  * percentage in C floats (32-bit) and the output depends on their rounding,
  * so every step here goes through Math.fround the way the C arithmetic does.
@@ -33,7 +33,8 @@ export class Progress {
   private set(value: number): void {
     const current = value > 100 ? 100 : value;
     this.current = current;
-    if (current > f32(this.lastPrint + f32(this.minSkip)) || current === 100 || current === 0) {
+    // Progress may also go back (amend's walks when one more is needed): that is drawn too.
+    if (current > f32(this.lastPrint + f32(this.minSkip)) || current < f32(this.lastPrint - f32(this.minSkip)) || current === 100 || current === 0) {
       this.lastPrint = current;
       if (this.enabled) this.io.out(`    (${formatFixed(current, 2)}/100%)\r`);
     }

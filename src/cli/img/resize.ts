@@ -1,3 +1,4 @@
+import { imageOptsTarget } from './image-opts.js';
 import { BDRV_MAX_LENGTH } from '../../image/resize.js';
 import { Qcow2Image } from '../../image/qcow2/image.js';
 import { type BlockImage, type Preallocation, PREALLOCATIONS } from '../../image/types.js';
@@ -76,12 +77,12 @@ export async function imgResize(io: ImgIo, args: readonly string[]): Promise<num
   // qemu-img keeps the size in an int64_t: a value of 2^63 or more turns negative.
   const n = BigInt.asIntN(64, parsed.value);
 
-  if (imageOpts) throw new ImgFailure('--image-opts is not supported by blockemu');
+  const target = imageOpts ? imageOptsTarget(io, filename, format, false) : { filename, format };
   // BDRV_O_RDWR | BDRV_O_RESIZE: the image is locked for writing and resizing (qemu-img resize has no -U).
-  const r = await tryOpen(filename, { format, readOnly: false, persistentBitmaps: true, flags: { resize: true } });
+  const r = await tryOpen(target.filename, { format: target.format, readOnly: false, persistentBitmaps: true, flags: { resize: true } });
   if ('inner' in r) throw new ImgFailure(`Could not open '${filename}': ${r.inner}`);
   const image = r.image;
-  if (format === undefined && image.format === 'raw') io.err(probedRawWarning(filename));
+  if (target.format === undefined && image.format === 'raw') io.err(probedRawWarning(filename));
   let bitmaps: HeldBitmaps | undefined;
   try {
     if (image instanceof Qcow2Image) bitmaps = await HeldBitmaps.load(image);

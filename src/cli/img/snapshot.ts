@@ -1,8 +1,9 @@
+import { imageOptsTarget } from './image-opts.js';
 import { BlockError } from '../../image/errors.js';
 import { Qcow2Image } from '../../image/qcow2/image.js';
 import { createSnapshot, deleteSnapshot, findSnapshotByName, gotoSnapshot, listSnapshots } from '../../image/qcow2/snapshots.js';
 import type { BlockImage } from '../../image/types.js';
-import { imageOptsRefused, ImgGetopt } from './img-getopt.js';
+import { ImgGetopt } from './img-getopt.js';
 import { probedRawWarning, tryOpen } from './open.js';
 import { type ImgIo, ImgFailure, usageError } from './output.js';
 import { snapshotList } from '../../image/qcow2/snapshot-dump.js';
@@ -71,13 +72,13 @@ export async function imgSnapshot(io: ImgIo, args: readonly string[]): Promise<n
   const operands = getopt.operands();
   if (operands.length !== 1) throw usageError('Expecting one image file name');
   const filename = operands[0]!;
-  if (getopt.imageOpts) throw imageOptsRefused();
+  const target = getopt.imageOpts ? imageOptsTarget(io, filename, undefined, getopt.forceShare) : { filename, format: undefined, forceShare: getopt.forceShare };
   const act = action as Action;
   const readOnly = act.op === 'list';
-  const r = await tryOpen(filename, { readOnly, forceShare: getopt.forceShare, persistentBitmaps: !readOnly });
+  const r = await tryOpen(target.filename, { format: target.format, readOnly, forceShare: target.forceShare, persistentBitmaps: !readOnly });
   if ('inner' in r) throw new ImgFailure(`Could not open '${filename}': ${r.inner}`);
   const image = r.image;
-  if (!readOnly && image.format === 'raw') io.err(probedRawWarning(filename));
+  if (!readOnly && target.format === undefined && image.format === 'raw') io.err(probedRawWarning(filename));
   try {
     return await perform(io, image, act, filename);
   } finally {

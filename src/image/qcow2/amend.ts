@@ -3,6 +3,7 @@ import { classify } from './entry.js';
 import { COMPAT_LAZY_REFCOUNTS, INCOMPAT_COMPRESSION, serializeHeader, V3_HEADER_LENGTH_WRITTEN } from './header.js';
 import type { Qcow2Image } from './image.js';
 import { COPIED_HI, entryHi, entryLo, entryOffset, offsetHi, offsetLo, setEntry, viewOf, ZERO_LO } from './layout.js';
+import { changeRefcountOrder } from './refcount-order.js';
 import { listSnapshots } from './snapshots.js';
 
 /** What `qemu-img amend -o …` asks of a qcow2 image; absent fields stay as they are. */
@@ -33,29 +34,44 @@ async function updateHeader(img: Qcow2Image): Promise<void> {
 
 /**
  * qcow2_amend_options in QEMU's order: upgrade, refcount width, header,
- * backing file check, lazy refcounts, size, downgrade. A refcount width
- * change (QEMU rebuilds every refcount structure) is refused.
+ * backing file check, lazy refcounts, size, downgrade. After a refcount
+ * width change the image object's refcount cache is stale: 'reopen' asks
+ * the caller to reopen the image and amend again with the rest of the
+ * request (amendRest).
  */
-export async function amendQcow2(img: Qcow2Image, req: AmendRequest): Promise<void> {
+export async function amendQcow2(img: Qcow2Image, req: AmendRequest): Promise<'done' | 'reopen'> {
   const h = img.header;
   const oldVersion = h.version;
   const newVersion = req.version ?? oldVersion;
+  const bits = 1 << h.refcountOrder;
+  const changesWidth = req.refcountBits !== undefined && req.refcountBits !== bits;
   if (newVersion > oldVersion) {
+    // qcow2_upgrade's work is 2 points; a refcount width change after it is projected as as much again.
+    const scale = changesWidth ? 4 : 2;
     req.progress?.(0);
     h.version = 3;
     h.headerLength = V3_HEADER_LENGTH_WRITTEN;
     h.unknownHeaderTail = new Uint8Array(0);
     h.refcountOrder = 4;
-    req.progress?.(50);
+    req.progress?.(100 / scale);
     await updateHeader(img);
-    req.progress?.(100);
+    req.progress?.(200 / scale);
   }
-  const bits = 1 << h.refcountOrder;
-  if (req.refcountBits !== undefined && req.refcountBits !== bits) {
+  if (changesWidth && req.refcountBits !== undefined) {
     if (newVersion < 3 && req.refcountBits !== 16) {
       throw fail('EINVAL', 'Refcount widths other than 16 bits require compatibility level 1.1 or above (use compat=1.1 or greater)');
     }
-    throw fail('ENOTSUP', `Changing refcount_bits (from ${bits} to ${req.refcountBits}) is not supported by blockemu`);
+    // qcow2_amend_helper_cb's points: the upgrade done before counts as one operation of work 2, a downgrade after is projected.
+    const ops = (newVersion !== oldVersion ? 1 : 0) + 1;
+    const pre = newVersion > oldVersion ? 2 : 0;
+    const completed = newVersion > oldVersion ? 1 : 0;
+    await changeRefcountOrder(img, Math.log2(req.refcountBits), (done, total) => {
+      const current = pre + total;
+      const projected = Math.floor((current * (ops - completed - 1)) / (completed + 1));
+      req.progress?.(Math.fround(Math.fround(100 * Math.fround(pre + done)) / Math.fround(current + projected)));
+    });
+    await updateHeader(img);
+    return 'reopen';
   }
   await updateHeader(img);
   if (req.backingFile !== undefined || req.backingFormat !== undefined) {
@@ -77,6 +93,13 @@ export async function amendQcow2(img: Qcow2Image, req: AmendRequest): Promise<vo
     await downgrade(img);
     req.progress?.(100);
   }
+  return 'done';
+}
+
+/** What is left of `req` once amendQcow2 returned 'reopen': the upgrade and the refcount width are done. */
+export function amendRest(req: AmendRequest): AmendRequest {
+  const { refcountBits: _r, ...rest } = req;
+  return rest;
 }
 
 /** qcow2_downgrade to version 2: its refusals, zero clusters expanded, the version 3 fields dropped. */

@@ -26,7 +26,7 @@ import {
   strerror,
 } from './check-types.js';
 import type { Pass, Ret } from './check-walk.js';
-import { INCOMPAT_CORRUPT, INCOMPAT_DIRTY, MAX_CLUSTER_BITS, MAX_L1_BYTES, MAX_REFTABLE_BYTES, parseHeader, V2_HEADER_LENGTH } from './header.js';
+import { AUTOCLEAR_KNOWN, HDR_OFF_AUTOCLEAR, INCOMPAT_CORRUPT, INCOMPAT_DIRTY, MAX_CLUSTER_BITS, MAX_L1_BYTES, MAX_REFTABLE_BYTES, parseHeader, V2_HEADER_LENGTH, validateTable } from './header.js';
 
 export type { CheckMessage, CheckPass, CheckResult, RepairMode } from './check-types.js';
 
@@ -71,6 +71,13 @@ async function openForCheck(file: ByteFile, filename: string, writable: boolean)
   mv.setUint32(56, 1);
   masked.fill(0, 60, 72);
   const h = parseHeader(masked, filename, Number.MAX_SAFE_INTEGER);
+  if (writable && h.version === 3 && (h.autoclearFeatures & ~AUTOCLEAR_KNOWN) !== 0n) {
+    // As any read-write open: autoclear bits of features this program does not know are cleared before it writes.
+    h.autoclearFeatures &= AUTOCLEAR_KNOWN;
+    const b = new Uint8Array(8);
+    new DataView(b.buffer).setBigUint64(0, h.autoclearFeatures);
+    await file.write(HDR_OFF_AUTOCLEAR, b);
+  }
   const cs = 2 ** h.clusterBits;
   validateTable(filename, rtOffset, rtClusters, cs, MAX_REFTABLE_BYTES, 'Reference count table', cs);
   validateTable(filename, l1Offset, h.l1Size, 8, MAX_L1_BYTES, 'Active L1 table', cs);
@@ -94,13 +101,6 @@ async function openForCheck(file: ByteFile, filename: string, writable: boolean)
 }
 
 /** qcow2_validate_table(): size within QEMU's limit, offset aligned and not overflowing. */
-function validateTable(filename: string, offset: bigint, entries: number, entryLen: number, maxBytes: number, name: string, cs: number): void {
-  if (entries > Math.floor(maxBytes / entryLen)) throw invalidImage(filename, `${name} too large`);
-  if ((1n << 63n) - 1n - BigInt(entries * entryLen) < offset || offset % BigInt(cs) !== 0n) {
-    throw invalidImage(filename, `${name} offset invalid`);
-  }
-}
-
 function errText(e: unknown): string {
   return e instanceof BlockError && e.errno ? strerror(e.errno) : e instanceof Error ? e.message : String(e);
 }

@@ -1,4 +1,5 @@
 import { BlockError, invalidImage } from '../errors.js';
+import { unsupportedFeatures } from './unsupported-features.js';
 
 /** On-disk qcow2 header (docs/interop/qcow2.txt). All integers big-endian. */
 export const QCOW2_MAGIC = 0x514649fb;
@@ -85,10 +86,21 @@ const FEATURE_NAMES: ReadonlyArray<[type: number, bit: number, name: string]> = 
   [2, 1, 'raw external data'],
 ];
 
-function u64(view: DataView, off: number, filename: string, field: string): number {
-  const v = view.getBigUint64(off);
+function safe(v: bigint, filename: string, field: string): number {
   if (v > BigInt(Number.MAX_SAFE_INTEGER)) throw invalidImage(filename, `${field} is too large (${v})`);
   return Number(v);
+}
+
+const INT64_MAX = (1n << 63n) - 1n;
+const INT_MAX = 2 ** 31 - 1;
+const SNAPSHOT_HEADER_BYTES = 40;
+
+/** QEMU's qcow2_validate_table: a table's entry count within its limit, its offset aligned and addressable. */
+export function validateTable(filename: string, offset: bigint, entries: number, entryLen: number, maxBytes: number, name: string, clusterSize: number): void {
+  if (entries > Math.floor(maxBytes / entryLen)) throw invalidImage(filename, `${name} too large`);
+  if (INT64_MAX - BigInt(entries * entryLen) < offset || offset % BigInt(clusterSize) !== 0n) {
+    throw invalidImage(filename, `${name} offset invalid`);
+  }
 }
 
 /** Bytes to read before the header can be parsed: cluster 0 is enough (extensions live there). */
@@ -98,7 +110,10 @@ export function headerProbeLength(): number {
 
 /**
  * Parses cluster 0. `fileSize` lets offsets be checked against the file.
- * Throws BlockError naming the problem, as QEMU's qcow2_do_open does.
+ * Throws BlockError naming the problem, with the checks in the order and
+ * the words of QEMU's qcow2_do_open (bytes past the end of the file read as
+ * zeros, as QEMU's do); blockemu's own refusals (features it lacks, tables
+ * outside the file) come after QEMU's.
  */
 export function parseHeader(buf: Uint8Array, filename: string, fileSize: number): Qcow2Header {
   if (buf.length < V2_HEADER_LENGTH) throw invalidImage(filename, 'Image is not in qcow2 format');
@@ -113,19 +128,30 @@ export function parseHeader(buf: Uint8Array, filename: string, fileSize: number)
     throw invalidImage(filename, `Unsupported cluster size: 2^${clusterBits}`);
   }
   const clusterSize = 2 ** clusterBits;
+  let cluster0 = buf;
+  if (buf.length < clusterSize) {
+    cluster0 = new Uint8Array(clusterSize);
+    cluster0.set(buf);
+  }
+  const c0 = new DataView(cluster0.buffer, cluster0.byteOffset, cluster0.byteLength);
+  const backingFileOffset = view.getBigUint64(8);
+  const size = view.getBigUint64(24);
+  const l1TableOffset = view.getBigUint64(40);
+  const refcountTableOffset = view.getBigUint64(48);
+  const snapshotsOffset = view.getBigUint64(64);
   const h: Qcow2Header = {
     version: version as 2 | 3,
-    backingFileOffset: u64(view, 8, filename, 'backing file offset'),
+    backingFileOffset: 0,
     backingFileSize: view.getUint32(16),
     clusterBits,
-    size: u64(view, 24, filename, 'virtual size'),
+    size: 0,
     cryptMethod: view.getUint32(32),
     l1Size: view.getUint32(36),
-    l1TableOffset: u64(view, 40, filename, 'L1 table offset'),
-    refcountTableOffset: u64(view, 48, filename, 'reference count table offset'),
+    l1TableOffset: 0,
+    refcountTableOffset: 0,
     refcountTableClusters: view.getUint32(56),
     nbSnapshots: view.getUint32(60),
-    snapshotsOffset: u64(view, 64, filename, 'snapshot table offset'),
+    snapshotsOffset: 0,
     incompatibleFeatures: 0n,
     compatibleFeatures: 0n,
     autoclearFeatures: 0n,
@@ -136,34 +162,23 @@ export function parseHeader(buf: Uint8Array, filename: string, fileSize: number)
     extensions: [],
   };
   if (version === 3) {
-    if (buf.length < V3_HEADER_LENGTH) throw invalidImage(filename, 'qcow2 header too short');
-    h.incompatibleFeatures = view.getBigUint64(72);
-    h.compatibleFeatures = view.getBigUint64(80);
-    h.autoclearFeatures = view.getBigUint64(88);
-    h.refcountOrder = view.getUint32(96);
-    h.headerLength = view.getUint32(100);
+    h.incompatibleFeatures = c0.getBigUint64(72);
+    h.compatibleFeatures = c0.getBigUint64(80);
+    h.autoclearFeatures = c0.getBigUint64(88);
+    h.refcountOrder = c0.getUint32(96);
+    h.headerLength = c0.getUint32(100);
     if (h.headerLength < V3_HEADER_LENGTH) throw invalidImage(filename, 'qcow2 header too short');
-    if (h.headerLength > clusterSize) throw invalidImage(filename, 'qcow2 header exceeds cluster size');
-    if (h.headerLength > buf.length) throw invalidImage(filename, 'qcow2 header is truncated');
-    if (h.headerLength > V3_HEADER_LENGTH) {
-      h.compressionType = buf[104]!;
-      h.unknownHeaderTail = buf.slice(105, h.headerLength);
-    }
   }
+  if (h.headerLength > clusterSize) throw invalidImage(filename, 'qcow2 header exceeds cluster size');
+  if (h.headerLength > V3_HEADER_LENGTH) {
+    h.compressionType = cluster0[104]!;
+    h.unknownHeaderTail = cluster0.slice(105, h.headerLength);
+  }
+  if (backingFileOffset > BigInt(clusterSize)) throw invalidImage(filename, 'Invalid backing file offset');
+  h.backingFileOffset = Number(backingFileOffset);
+  // Extensions run from the header's end to the backing file name, or to the end of cluster 0.
+  const extEnd = h.backingFileOffset !== 0 ? h.backingFileOffset : clusterSize;
 
-  const unknown = h.incompatibleFeatures & ~INCOMPAT_KNOWN;
-  if (unknown !== 0n) {
-    throw new BlockError(
-      'UNSUPPORTED',
-      `Could not open '${filename}': Unsupported qcow2 feature(s): Unknown incompatible feature: ${unknown.toString(16)}`,
-    );
-  }
-  if (h.incompatibleFeatures & INCOMPAT_DATA_FILE) {
-    throw new BlockError('UNSUPPORTED', `Could not open '${filename}': qcow2 images with an external data file are not supported`);
-  }
-  if (h.incompatibleFeatures & INCOMPAT_EXTL2) {
-    throw new BlockError('UNSUPPORTED', `Could not open '${filename}': qcow2 images with extended L2 entries (subclusters) are not supported`);
-  }
   // QEMU's validate_compression_type: the feature bit is set exactly when the type is not zlib.
   if (h.compressionType > 1) throw new BlockError('UNSUPPORTED', `Could not open '${filename}': qcow2: unknown compression type: ${h.compressionType}`);
   if (h.compressionType === 0 && (h.incompatibleFeatures & INCOMPAT_COMPRESSION) !== 0n) {
@@ -172,71 +187,100 @@ export function parseHeader(buf: Uint8Array, filename: string, fileSize: number)
   if (h.compressionType !== 0 && (h.incompatibleFeatures & INCOMPAT_COMPRESSION) === 0n) {
     throw invalidImage(filename, 'qcow2: Compression type incompatible feature bit must be set');
   }
-  if (h.compressionType === 1) {
-    throw new BlockError('UNSUPPORTED', `Could not open '${filename}': zstd compression is not supported (only zlib)`);
-  }
-  if (h.cryptMethod > 2) throw invalidImage(filename, `Unsupported encryption method: ${h.cryptMethod}`);
-  if (h.cryptMethod !== 0) {
-    throw new BlockError('UNSUPPORTED', `Could not open '${filename}': encrypted qcow2 images are not supported`);
-  }
+  const unknown = h.incompatibleFeatures & ~INCOMPAT_KNOWN;
+  if (unknown !== 0n) throw unsupportedFeatures(filename, featureTableOf(h, cluster0, extEnd), unknown);
   if (h.refcountOrder > 6) {
     throw invalidImage(filename, 'Reference count entry width too large; may not exceed 64 bits');
   }
+  if (h.cryptMethod > 2) throw invalidImage(filename, `Unsupported encryption method: ${h.cryptMethod}`);
 
-  // Tables: aligned, inside sane limits, inside the file.
-  const aligned = (off: number) => off % clusterSize === 0;
-  const reftableBytes = h.refcountTableClusters * clusterSize;
-  if (h.refcountTableClusters === 0 || reftableBytes > MAX_REFTABLE_BYTES) {
-    throw invalidImage(filename, h.refcountTableClusters === 0 ? 'Reference count table is empty' : 'Reference count table too large');
-  }
-  if (!aligned(h.refcountTableOffset) || h.refcountTableOffset === 0 || h.refcountTableOffset >= fileSize) {
-    throw invalidImage(filename, 'Invalid reference count table offset');
-  }
-  if (h.l1Size * 8 > MAX_L1_BYTES) throw invalidImage(filename, 'Active L1 table too large');
-  const l2Entries = clusterSize / 8;
-  const needed = Math.ceil(h.size / (clusterSize * l2Entries));
-  if (needed * 8 > MAX_L1_BYTES) throw invalidImage(filename, 'Image is too big');
-  if (h.l1Size < needed) throw invalidImage(filename, 'L1 table is too small');
-  if (h.l1Size > 0 && (!aligned(h.l1TableOffset) || h.l1TableOffset === 0 || h.l1TableOffset + h.l1Size * 8 > fileSize)) {
-    throw invalidImage(filename, 'Invalid L1 table offset');
-  }
-  if (h.nbSnapshots > MAX_SNAPSHOTS) throw invalidImage(filename, 'Too many snapshots');
-  // Alignment is checked even without snapshots, as QEMU's validate_table_offset does.
-  if (!aligned(h.snapshotsOffset) || (h.nbSnapshots > 0 && h.snapshotsOffset >= fileSize)) {
-    throw invalidImage(filename, 'Snapshot table offset invalid');
-  }
+  if (h.refcountTableClusters === 0) throw invalidImage(filename, 'Image does not contain a reference count table');
+  validateTable(filename, refcountTableOffset, h.refcountTableClusters, clusterSize, MAX_REFTABLE_BYTES, 'Reference count table', clusterSize);
+  validateTable(filename, snapshotsOffset, h.nbSnapshots, SNAPSHOT_HEADER_BYTES, SNAPSHOT_HEADER_BYTES * MAX_SNAPSHOTS, 'Snapshot table', clusterSize);
+  validateTable(filename, l1TableOffset, h.l1Size, 8, MAX_L1_BYTES, 'Active L1 table', clusterSize);
+  const l1Covers = BigInt(clusterSize) * BigInt(clusterSize / 8);
+  const l1Needed = (size + l1Covers - 1n) / l1Covers;
+  if (l1Needed > BigInt(INT_MAX)) throw invalidImage(filename, 'Image is too big');
+  if (BigInt(h.l1Size) < l1Needed) throw invalidImage(filename, 'L1 table is too small');
 
-  // Extensions: after the header, inside cluster 0.
-  const extLimit = Math.min(buf.length, clusterSize);
-  let off = h.version === 2 ? V2_HEADER_LENGTH : h.headerLength;
-  const seen = new Set<number>();
-  while (off + 8 <= extLimit) {
-    const type = view.getUint32(off);
-    const len = view.getUint32(off + 4);
-    const dataEnd = off + 8 + len;
-    // QEMU checks the length before the type, so even an end marker may be "too large".
-    if (dataEnd > extLimit) throw invalidImage(filename, `Header extension too large (extension 0x${type.toString(16)}, ${len} bytes)`);
-    if (type === EXT_END) break;
-    if (seen.has(type)) throw invalidImage(filename, `header extension 0x${type.toString(16)} appears twice`);
-    seen.add(type);
-    const data = buf.slice(off + 8, dataEnd);
-    checkExtension(h, type, data, filename);
-    h.extensions.push({ type, data });
-    if (type === EXT_BACKING_FORMAT) h.backingFormat = new TextDecoder().decode(data);
-    off = dataEnd + ((8 - (len % 8)) % 8);
-  }
+  readExtensions(h, cluster0, extEnd, filename);
 
   if (h.backingFileOffset !== 0) {
-    if (h.backingFileSize > MAX_BACKING_FILE_NAME || h.backingFileOffset + h.backingFileSize > extLimit) {
-      throw invalidImage(filename, h.backingFileSize > MAX_BACKING_FILE_NAME ? 'Backing file name too long' : 'Invalid backing file offset');
+    if (h.backingFileSize > Math.min(MAX_BACKING_FILE_NAME, clusterSize - h.backingFileOffset)) {
+      throw invalidImage(filename, 'Backing file name too long');
     }
     // QEMU reads the name as a C string: it ends at the first NUL, and an empty name means no backing file.
-    const name = buf.subarray(h.backingFileOffset, h.backingFileOffset + h.backingFileSize);
+    const name = cluster0.subarray(h.backingFileOffset, h.backingFileOffset + h.backingFileSize);
     const nul = name.indexOf(0);
     const text = new TextDecoder().decode(nul < 0 ? name : name.subarray(0, nul));
     if (text !== '') h.backingFile = text;
   }
+
+  // What blockemu cannot handle, or refuses rather than reading tables from past the end of the file.
+  if (h.incompatibleFeatures & INCOMPAT_DATA_FILE) {
+    throw new BlockError('UNSUPPORTED', `Could not open '${filename}': qcow2 images with an external data file are not supported`);
+  }
+  if (h.incompatibleFeatures & INCOMPAT_EXTL2) {
+    throw new BlockError('UNSUPPORTED', `Could not open '${filename}': qcow2 images with extended L2 entries (subclusters) are not supported`);
+  }
+  if (h.compressionType === 1) {
+    throw new BlockError('UNSUPPORTED', `Could not open '${filename}': zstd compression is not supported (only zlib)`);
+  }
+  if (h.cryptMethod !== 0) {
+    throw new BlockError('UNSUPPORTED', `Could not open '${filename}': encrypted qcow2 images are not supported`);
+  }
+  h.size = safe(size, filename, 'virtual size');
+  h.refcountTableOffset = safe(refcountTableOffset, filename, 'reference count table offset');
+  h.l1TableOffset = safe(l1TableOffset, filename, 'L1 table offset');
+  h.snapshotsOffset = safe(snapshotsOffset, filename, 'snapshot table offset');
+  if (h.refcountTableOffset === 0 || h.refcountTableOffset >= fileSize) {
+    throw invalidImage(filename, 'Invalid reference count table offset');
+  }
+  if (h.l1Size > 0 && (h.l1TableOffset === 0 || h.l1TableOffset + h.l1Size * 8 > fileSize)) {
+    throw invalidImage(filename, 'Invalid L1 table offset');
+  }
+  if (h.nbSnapshots > 0 && h.snapshotsOffset >= fileSize) throw invalidImage(filename, 'Snapshot table offset invalid');
   return h;
+}
+
+/** QEMU's qcow2_read_extensions: from the header's end up to `extEnd`, each extension checked as it is read. */
+function readExtensions(h: Qcow2Header, cluster0: Uint8Array, extEnd: number, filename: string): void {
+  const view = new DataView(cluster0.buffer, cluster0.byteOffset, cluster0.byteLength);
+  let off = h.headerLength;
+  const seen = new Set<number>();
+  while (off < extEnd) {
+    // The length is checked before the type, so even an end marker may be "too large".
+    if (off + 8 > extEnd) throw invalidImage(filename, 'Header extension too large');
+    const type = view.getUint32(off);
+    const len = view.getUint32(off + 4);
+    off += 8;
+    if (len > extEnd - off) throw invalidImage(filename, 'Header extension too large');
+    if (type === EXT_END) break;
+    if (seen.has(type)) throw invalidImage(filename, `header extension 0x${type.toString(16)} appears twice`);
+    seen.add(type);
+    const data = cluster0.slice(off, off + len);
+    checkExtension(h, type, data, filename);
+    h.extensions.push({ type, data });
+    if (type === EXT_BACKING_FORMAT) h.backingFormat = new TextDecoder().decode(data);
+    off += Math.ceil(len / 8) * 8;
+  }
+}
+
+/** The feature name table an image with unknown incompatible bits carries, read as QEMU does for its refusal: the walk stops at the first malformed extension. */
+function featureTableOf(h: Qcow2Header, cluster0: Uint8Array, extEnd: number): Uint8Array | undefined {
+  const view = new DataView(cluster0.buffer, cluster0.byteOffset, cluster0.byteLength);
+  let table: Uint8Array | undefined;
+  for (let off = h.headerLength; off + 8 <= extEnd; ) {
+    const type = view.getUint32(off);
+    const len = view.getUint32(off + 4);
+    off += 8;
+    if (len > extEnd - off || type === EXT_END) break;
+    if (type === EXT_BACKING_FORMAT && len >= 16) break;
+    if (type === EXT_CRYPTO && h.cryptMethod !== 2) break;
+    if (type === EXT_FEATURE_TABLE) table = cluster0.subarray(off, off + len);
+    off += Math.ceil(len / 8) * 8;
+  }
+  return table;
 }
 
 /** QEMU's qcow2_read_extensions checks on the extensions it knows, with its messages. */

@@ -88,6 +88,16 @@ export class RefcountManager {
     return this.table.entries;
   }
 
+  /** Host offset of refcount block `rt` (0: none), for walks over the structure (a refcount width change). */
+  blockOffsetAt(rt: number): number {
+    return rt < this.table.entries ? this.table.blockOffset(rt) : 0;
+  }
+
+  /** Where the refcount table lives now (allocations may move it). */
+  get tableOffset(): number {
+    return this.table.offset;
+  }
+
   private getIn(block: Uint8Array, i: number): number {
     return getRefcount(block, i, this.layout.refcountBits);
   }
