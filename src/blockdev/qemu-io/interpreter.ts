@@ -5,6 +5,7 @@ import { abortCommand, closeCommand, sigraiseCommand } from './commands/process.
 import { sleepCommand } from './commands/sleep.js';
 import { openCommand } from './commands/open.js';
 import { truncateCommand } from './commands/truncate.js';
+import { breakCommand, removeBreakCommand, resumeCommand, waitBreakCommand } from './commands/breakpoints.js';
 import { type CommandContext, type CommandInfo, type InterpreterOptions, type IoHost, type OpenRequest, Output, type OutputChunk } from './command.js';
 import { allocCommand, mapCommand } from './commands/map.js';
 import { discardCommand } from './commands/discard.js';
@@ -20,6 +21,10 @@ export const COMMANDS: readonly CommandInfo[] = [
   aioFlushCommand,
   aioReadCommand,
   aioWriteCommand,
+  breakCommand,
+  removeBreakCommand,
+  resumeCommand,
+  waitBreakCommand,
   readvCommand,
   writevCommand,
   sleepCommand,

@@ -40,4 +40,15 @@ export interface QemuIoTarget {
   truncate?(size: number, preallocation: Preallocation): Promise<void>;
   /** Cluster size, to split `write -c` into the per-cluster requests writeCompressed takes. */
   info?(): { clusterSize?: number };
+  /** blkdebug's breakpoints on the node's chain (break, resume, …); absent: the commands answer ENOTSUP. */
+  debug?: DebugControl;
+}
+
+/** bdrv_debug_breakpoint and friends: an errno name on failure (ENOTSUP: no blkdebug node; ENOENT: no such event or tag). */
+export interface DebugControl {
+  breakpoint(event: string, tag: string): string | undefined;
+  removeBreakpoint(tag: string): string | undefined;
+  resume(tag: string): string | undefined;
+  /** Resolves once a request is held under `tag`. */
+  waitSuspended(tag: string): Promise<void>;
 }

@@ -93,12 +93,24 @@ function keepStringOptions(node: BlockNode, tree: Record<string, unknown>): void
 }
 
 /** The node's options as bdrv_open gets them: the pseudo-protocol of `file=` resolved, the format probed if not given. */
-async function driveSpec(plan: DrivePlan, warn: (text: string) => void): Promise<BlockdevSpec> {
+function driveSpec(plan: DrivePlan, warn: (text: string) => void): Promise<BlockdevSpec> {
   const flat = new Map(plan.options);
   flat.set('read-only', plan.readOnly ? 'on' : 'off');
   if (!flat.has('auto-read-only')) flat.set('auto-read-only', 'on');
+  return filenameOptionsSpec(plan.file === '' ? undefined : plan.file, flat, warn);
+}
+
+/**
+ * bdrv_open(filename, options) as blockemu's open takes it: the flat
+ * QemuOpts-style options (dotted keys, string values; `aio` a flag for the
+ * file node) and a file name — `json:{…}`, a pseudo-protocol
+ * (blkdebug:CONF:IMG, nbd:…, null-co://) or a host path — resolved into one
+ * BlockdevSpec, the format probed when no driver is given (`warn` gets the
+ * probed-raw warning). -drive and qemu-io's blk_new_open both open so.
+ */
+export async function filenameOptionsSpec(file: string | undefined, options: ReadonlyMap<string, string>, warn: (text: string) => void): Promise<BlockdevSpec> {
+  const flat = new Map(options);
   const aio = flat.get('aio');
-  const file = plan.file === '' ? undefined : plan.file;
   let driver = flat.get('driver');
   let proto: Record<string, unknown> | undefined;
   let probeTarget: string | undefined;
@@ -197,12 +209,20 @@ function placeProtocol(child: Record<string, unknown>, proto: Record<string, unk
   return child;
 }
 
-/** Adds `from`'s members to `into` where the user gave none (the drive's own dotted keys win). */
+/**
+ * Adds `from`'s members to `into` where the user gave none (the drive's own
+ * dotted keys win). A child the file name opens (blkdebug's image) goes
+ * below a format the user named for it, as the child's file name would
+ * (blkdebug::IMG with image.driver=qcow2: a qcow2 over IMG).
+ */
 function mergeUnder(into: Record<string, unknown>, from: Record<string, unknown>): Record<string, unknown> {
   for (const [k, v] of Object.entries(from)) {
     const cur = into[k];
     if (cur === undefined) into[k] = v;
-    else if (typeof cur === 'object' && typeof v === 'object' && v !== null) mergeUnder(cur as Record<string, unknown>, v as Record<string, unknown>);
+    else if (typeof cur === 'object' && cur !== null && typeof v === 'object' && v !== null) {
+      if (typeof (v as Record<string, unknown>)['driver'] === 'string') placeProtocol(cur as Record<string, unknown>, v as Record<string, unknown>);
+      else mergeUnder(cur as Record<string, unknown>, v as Record<string, unknown>);
+    }
   }
   return into;
 }

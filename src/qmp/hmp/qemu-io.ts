@@ -1,9 +1,9 @@
 import type { BlockGraph } from '../../blockdev/graph.js';
 import { BlockBackend } from '../../blockdev/block-backend.js';
 import type { BlockNode } from '../../blockdev/node.js';
-import { type QemuIoTarget, runQemuIoCommand } from '../../blockdev/qemu-io/index.js';
+import { backendTarget, type QemuIoTarget, runQemuIoCommand } from '../../blockdev/qemu-io/index.js';
 import { BlockError } from '../../image/errors.js';
-import { PERM_ALL, PERM_WRITE } from '../../image/perm.js';
+import { PERM_ALL } from '../../image/perm.js';
 import type { HmpArgs } from './args.js';
 import { HmpCommandError, type HmpContext } from './command.js';
 
@@ -67,34 +67,3 @@ const NO_MEDIUM: QemuIoTarget = {
   flush: noMedium,
   blockStatus: noMedium,
 };
-
-/** The node as qemu-io sees it through `blk`: the node's I/O, and write permission asked of the BlockBackend when a command writes. */
-function backendTarget(blk: BlockBackend, node: BlockNode): QemuIoTarget {
-  return {
-    get readOnly() {
-      return node.readOnly;
-    },
-    async acquireWrite() {
-      const p = blk.perm;
-      if (p.perm & PERM_WRITE) return undefined;
-      try {
-        await blk.setPerm({ perm: p.perm | PERM_WRITE, shared: p.shared });
-        return undefined;
-      } catch (err) {
-        return err instanceof Error ? err.message : String(err);
-      }
-    },
-    size: () => node.size(),
-    // Through the BlockBackend, so its I/O limits apply (blk_pread/blk_pwrite).
-    read: (o, l) => blk.read(o, l),
-    write: (o, d, f) => blk.write(o, d, f),
-    writeZeroes: (o, l, f) => blk.writeZeroes(o, l, f),
-    discard: (o, l) => node.discard(o, l),
-    flush: () => node.flush(),
-    blockStatus: (o, l) => node.blockStatus(o, l),
-    // Every node takes a compressed write; a driver without compression answers ENOTSUP, as in QEMU.
-    writeCompressed: (o, d) => node.writeCompressed(o, d),
-    ...(typeof (node as { info?: unknown }).info === 'function' ? { info: () => (node as unknown as Required<QemuIoTarget>).info() } : {}),
-  };
-}
-

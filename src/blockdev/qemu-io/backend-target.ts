@@ -1,0 +1,87 @@
+import { BlockError } from '../../image/errors.js';
+import { PERM_RESIZE, PERM_WRITE } from '../../image/perm.js';
+import type { BlockBackend } from '../block-backend.js';
+import { CHILD_PRIMARY } from '../child.js';
+import { BlkdebugNode } from '../drivers/blkdebug.js';
+import type { BlockNode } from '../node.js';
+import type { DebugControl, QemuIoTarget } from './target.js';
+
+/** How the BlockBackend's requests go out (blk_set_enable_write_cache). */
+export interface BackendTargetOptions {
+  /** Write cache off (qemu-io's default): every write is FUA, which the nodes emulate with a flush (blk_co_pwritev_part). */
+  writethrough?: boolean;
+}
+
+/**
+ * bdrv_find_debug_node: from the BlockBackend's node down its primary
+ * children (a format's file, a filter's image) to the first blkdebug node.
+ */
+export function findDebugNode(node: BlockNode | undefined): BlkdebugNode | undefined {
+  for (let n = node; n; n = n.childList().find((c) => (c.role & CHILD_PRIMARY) !== 0)?.node) {
+    if (n instanceof BlkdebugNode) return n;
+  }
+  return undefined;
+}
+
+/** bdrv_debug_breakpoint and friends on the chain under `root()`: ENOTSUP without a blkdebug node, as QEMU answers. */
+export function debugControl(root: () => BlockNode | undefined): DebugControl {
+  const node = () => findDebugNode(root());
+  return {
+    breakpoint: (event, tag) => node()?.setBreakpoint(event, tag) ?? (node() ? undefined : 'ENOTSUP'),
+    removeBreakpoint: (tag) => (node() ? node()!.removeBreakpoint(tag) : 'ENOTSUP'),
+    resume: (tag) => (node() ? node()!.resume(tag) : 'ENOTSUP'),
+    // bdrv_debug_is_suspended is false without a blkdebug node, and wait_break would poll for ever: we return instead.
+    waitSuspended: async (tag) => node()?.waitSuspended(tag),
+  };
+}
+
+/**
+ * The node as qemu-io sees it through `blk`: requests through the
+ * BlockBackend (its I/O limits, its write cache mode), permissions asked of
+ * it when a command writes or resizes (qemu-io's blk_set_perm).
+ */
+export function backendTarget(blk: BlockBackend, node: BlockNode, opts: BackendTargetOptions = {}): QemuIoTarget {
+  const fua = opts.writethrough === true;
+  const root = () => blk.node ?? node;
+  const want = async (bits: number): Promise<void> => {
+    const p = blk.perm;
+    if ((p.perm & bits) === bits) return;
+    await blk.setPerm({ perm: p.perm | bits, shared: p.shared });
+  };
+  return {
+    get readOnly() {
+      return root().readOnly;
+    },
+    async acquireWrite() {
+      try {
+        await want(PERM_WRITE);
+        return undefined;
+      } catch (err) {
+        return err instanceof Error ? err.message : String(err);
+      }
+    },
+    size: () => root().size(),
+    read: (o, l) => blk.read(o, l),
+    write: (o, d, f) => blk.write(o, d, fua ? { ...f, fua: true } : f),
+    writeZeroes: (o, l, f) => blk.writeZeroes(o, l, fua ? { ...f, fua: true } : f),
+    discard: (o, l) => root().discard(o, l),
+    flush: () => root().flush(),
+    blockStatus: (o, l) => root().blockStatus(o, l),
+    // Every node takes a compressed write; a driver without compression answers ENOTSUP, as in QEMU.
+    writeCompressed: async (o, d) => {
+      await root().writeCompressed(o, d);
+      if (fua) await root().flush();
+    },
+    // truncate's command takes write and resize (truncate_cmd.perm) before blk_truncate.
+    truncate: async (size, prealloc) => {
+      await want(PERM_WRITE | PERM_RESIZE);
+      if (size < 0) throw new BlockError('INVALID_ARGUMENT', 'Negative size');
+      await root().resize(size, prealloc);
+    },
+    info: () => {
+      const n = root() as unknown as { info?: () => { clusterSize?: number } };
+      return typeof n.info === 'function' ? n.info() : {};
+    },
+    debug: debugControl(root),
+  };
+}
