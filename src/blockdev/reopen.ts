@@ -71,6 +71,19 @@ export function reopenSetReadOnly(ctx: ReopenContext, node: BlockNode, readOnly:
   });
 }
 
+/**
+ * bdrv_reopen(node, options, keep_old_opts=true), as qemu-io's `reopen`
+ * calls it: the node (and the children it opened) keep every option but
+ * those given (flat, "file.node-name" for a child's).
+ */
+export function reopenKeepingOptions(ctx: ReopenContext, node: BlockNode, options: Options): Promise<void> {
+  return withGraphLock(async () => {
+    const queue = new ReopenQueue();
+    queue.add(node, options, true);
+    await reopenMultiple(ctx, queue);
+  });
+}
+
 /** bdrv_reopen_multiple: flush, prepare all, check permissions; then commit all, or undo all. */
 async function reopenMultiple(ctx: ReopenContext, queue: ReopenQueue): Promise<void> {
   for (const e of queue.entries) {

@@ -10,9 +10,10 @@ import { backendTarget, type QemuIoTarget } from '../blockdev/qemu-io/index.js';
 import { createImage } from '../image/open.js';
 import { PERM_ALL, PERM_CONSISTENT_READ, PERM_WRITE } from '../image/perm.js';
 import { filenameOptionsSpec } from '../qmp/commands/drive.js';
+import { qdictOrder } from '../qmp/qdict-order.js';
 import { probedRawWarning, withHint } from './img/open.js';
 import { type IoArgs, PROG } from './io-args.js';
-import { parseImageOpts } from './io-image-opts.js';
+import { parseImageOpts } from '../blockdev/qemu-io/qemu-opts.js';
 
 /**
  * qemu-io's openfile(): blk_new_open(filename, options, flags) — a node
@@ -108,7 +109,7 @@ export async function openIoDevice(a: IoArgs, sinks: IoOpenSinks, extraOptions: 
     return {
       device: {
         node,
-        target: backendTarget(blk, node, { writethrough: a.cache.writethrough }),
+        target: backendTarget(blk, node, { writethrough: a.cache.writethrough, reopen: { graph, order: qdictOrder } }),
         close: async () => {
           await blk.remove();
           await graph.closeAll();

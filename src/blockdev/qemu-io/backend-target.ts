@@ -1,15 +1,20 @@
 import { BlockError } from '../../image/errors.js';
-import { PERM_RESIZE, PERM_WRITE } from '../../image/perm.js';
+import { PERM_RESIZE, PERM_WRITE, PERM_WRITE_UNCHANGED } from '../../image/perm.js';
+import { type ReopenContext, reopenKeepingOptions } from '../reopen.js';
 import type { BlockBackend } from '../block-backend.js';
 import { CHILD_PRIMARY } from '../child.js';
 import { BlkdebugNode } from '../drivers/blkdebug.js';
 import type { BlockNode } from '../node.js';
 import type { DebugControl, QemuIoTarget } from './target.js';
 
-/** How the BlockBackend's requests go out (blk_set_enable_write_cache). */
+/** How the BlockBackend's requests go out (blk_set_enable_write_cache), and what `reopen` needs. */
 export interface BackendTargetOptions {
   /** Write cache off (qemu-io's default): every write is FUA, which the nodes emulate with a flush (blk_co_pwritev_part). */
   writethrough?: boolean;
+  /** For `reopen`: the graph's reopen context (absent: the target cannot be reopened). */
+  reopen?: ReopenContext;
+  /** A device is attached to the BlockBackend (its write cache mode is the device's). */
+  deviceAttached?: boolean;
 }
 
 /**
@@ -32,6 +37,7 @@ export function debugControl(root: () => BlockNode | undefined): DebugControl {
     resume: (tag) => (node() ? node()!.resume(tag) : 'ENOTSUP'),
     // bdrv_debug_is_suspended is false without a blkdebug node, and wait_break would poll for ever: we return instead.
     waitSuspended: async (tag) => node()?.waitSuspended(tag),
+    whenHeld: () => node()?.whenHeld() ?? { promise: new Promise<void>(() => undefined), cancel: () => undefined },
   };
 }
 
@@ -41,7 +47,8 @@ export function debugControl(root: () => BlockNode | undefined): DebugControl {
  * it when a command writes or resizes (qemu-io's blk_set_perm).
  */
 export function backendTarget(blk: BlockBackend, node: BlockNode, opts: BackendTargetOptions = {}): QemuIoTarget {
-  const fua = opts.writethrough === true;
+  let fua = opts.writethrough === true;
+  const reopenCtx = opts.reopen;
   const root = () => blk.node ?? node;
   const want = async (bits: number): Promise<void> => {
     const p = blk.perm;
@@ -83,5 +90,23 @@ export function backendTarget(blk: BlockBackend, node: BlockNode, opts: BackendT
       return typeof n.info === 'function' ? n.info() : {};
     },
     debug: debugControl(root),
+    ...(reopenCtx
+      ? {
+          reopen: {
+            state: () => {
+              const n = root();
+              return { readOnly: n.readOnly, cacheDirect: n.settings.cacheDirect, cacheNoFlush: n.settings.cacheNoFlush, writethrough: fua, deviceAttached: opts.deviceAttached === true };
+            },
+            dropWrite: () => {
+              const p = blk.perm;
+              return blk.setPerm({ perm: p.perm & ~(PERM_WRITE | PERM_WRITE_UNCHANGED), shared: p.shared });
+            },
+            apply: (options) => reopenKeepingOptions(reopenCtx, root(), options),
+            setWritethrough: (w) => {
+              fua = w;
+            },
+          },
+        }
+      : {}),
   };
 }

@@ -42,6 +42,20 @@ export interface QemuIoTarget {
   info?(): { clusterSize?: number };
   /** blkdebug's breakpoints on the node's chain (break, resume, …); absent: the commands answer ENOTSUP. */
   debug?: DebugControl;
+  /** `reopen`'s access to the node and its BlockBackend; absent: the target cannot be reopened. */
+  reopen?: ReopenControl;
+}
+
+/** What `reopen` reads and changes (reopen_f). */
+export interface ReopenControl {
+  /** The node's open flags and the BlockBackend's write cache mode now. */
+  state(): { readOnly: boolean; cacheDirect: boolean; cacheNoFlush: boolean; writethrough: boolean; deviceAttached: boolean };
+  /** The BlockBackend gives up write and write-unchanged (before a read-only reopen). */
+  dropWrite(): Promise<void>;
+  /** bdrv_reopen(node, options, keep_old_opts=true): throws with QEMU's message. */
+  apply(options: Record<string, unknown>): Promise<void>;
+  /** blk_set_enable_write_cache(!writethrough). */
+  setWritethrough(writethrough: boolean): void;
 }
 
 /** bdrv_debug_breakpoint and friends: an errno name on failure (ENOTSUP: no blkdebug node; ENOENT: no such event or tag). */
@@ -51,4 +65,6 @@ export interface DebugControl {
   resume(tag: string): string | undefined;
   /** Resolves once a request is held under `tag`. */
   waitSuspended(tag: string): Promise<void>;
+  /** Resolves once any request is held at a breakpoint (at once if one is); cancel drops the wait. */
+  whenHeld(): { promise: Promise<void>; cancel(): void };
 }

@@ -4,21 +4,22 @@ import type { BlockNode } from '../../blockdev/node.js';
 import { backendTarget, type QemuIoTarget, runQemuIoCommand } from '../../blockdev/qemu-io/index.js';
 import { BlockError } from '../../image/errors.js';
 import { PERM_ALL } from '../../image/perm.js';
+import { reopenContext } from '../commands/reopen.js';
 import type { HmpArgs } from './args.js';
 import { HmpCommandError, type HmpContext } from './command.js';
 
 /** The BlockBackend hmp_qemu_io runs on: a -drive's by name, a device's by its id (-d), else one of its own on a node. */
-function qemuIoBackend(graph: BlockGraph, device: string, qdev: boolean): { blk: BlockBackend; node: BlockNode | undefined; local: boolean } | string {
+function qemuIoBackend(graph: BlockGraph, device: string, qdev: boolean): { blk: BlockBackend; node: BlockNode | undefined; local: boolean; attached?: boolean } | string {
   const backends = graph.backends;
   if (qdev) {
     // blk_by_qdev_id: the device, then the BlockBackend attached to it (a virtio-blk-pci's is its virtio-backend's).
     const b = backends.byQdev(device);
     if (b === 'no-backend') return 'Device does not have a block device backend';
     if (!b) return `Device '${device}' not found`;
-    return { blk: b.blk, node: b.node, local: false };
+    return { blk: b.blk, node: b.node, local: false, attached: true };
   }
   const b = backends.byName(device);
-  if (b) return { blk: b.blk, node: b.node, local: false };
+  if (b) return { blk: b.blk, node: b.node, local: false, attached: b.device !== undefined };
   const node = graph.get(device);
   // bdrv_lookup_bs(NULL, device)'s words (the name was tried as a BlockBackend first).
   if (!node) return `Cannot find device='' nor node-name='${device}'`;
@@ -38,7 +39,7 @@ export async function hmpQemuIo(ctx: HmpContext, a: HmpArgs): Promise<void> {
   const cmd = a['command'] as string;
   const found = qemuIoBackend(ctx.qmp.graph, device, a['qdev'] === true);
   if (typeof found === 'string') throw new HmpCommandError(found);
-  const { blk, node, local } = found;
+  const { blk, node, local, attached } = found;
   if (local) {
     try {
       await blk.insert(node!);
@@ -47,7 +48,9 @@ export async function hmpQemuIo(ctx: HmpContext, a: HmpArgs): Promise<void> {
     }
   }
   try {
-    const r = await runQemuIoCommand(cmd, node ? backendTarget(blk, node) : NO_MEDIUM);
+    // A request held at a blkdebug breakpoint reports when a later command resumes it: to qemu-system's stdout, as QEMU's printf.
+    const late = ctx.qmp.machine ? (chunks: readonly { text: string }[]) => void process.stdout.write(chunks.map((c) => c.text).join('')) : undefined;
+    const r = await runQemuIoCommand(cmd, node ? backendTarget(blk, node, { reopen: reopenContext(ctx.qmp), deviceAttached: attached === true }) : NO_MEDIUM, { late });
     const text = r.chunks.map((c) => c.text).join('');
     if (ctx.qmp.machine) process.stdout.write(text);
     else ctx.out(text);
