@@ -77,6 +77,13 @@ export function reopenSetReadOnly(ctx: ReopenContext, node: BlockNode, readOnly:
  * those given (flat, "file.node-name" for a child's).
  */
 export function reopenKeepingOptions(ctx: ReopenContext, node: BlockNode, options: Options): Promise<void> {
+  // update_flags_from_options: the flag options are booleans, in QemuOpts' words when given as text.
+  for (const key of ['read-only', 'cache.no-flush', 'cache.direct', 'auto-read-only']) {
+    const v = options[key];
+    if (typeof v === 'string' && !['on', 'off', 'yes', 'no', 'true', 'false', 'y', 'n'].includes(v)) {
+      return Promise.reject(fail(`Parameter '${key}' expects 'on' or 'off'`));
+    }
+  }
   return withGraphLock(async () => {
     const queue = new ReopenQueue();
     queue.add(node, options, true);

@@ -5,6 +5,7 @@ import type { BlockBackend } from '../block-backend.js';
 import { CHILD_PRIMARY } from '../child.js';
 import { BlkdebugNode } from '../drivers/blkdebug.js';
 import type { BlockNode } from '../node.js';
+import { PROTOCOLS } from '../open.js';
 import type { DebugControl, QemuIoTarget } from './target.js';
 
 /** How the BlockBackend's requests go out (blk_set_enable_write_cache), and what `reopen` needs. */
@@ -90,6 +91,7 @@ export function backendTarget(blk: BlockBackend, node: BlockNode, opts: BackendT
       return typeof n.info === 'function' ? n.info() : {};
     },
     debug: debugControl(root),
+    describe: () => describeNode(root()),
     ...(reopenCtx
       ? {
           reopen: {
@@ -109,4 +111,36 @@ export function backendTarget(blk: BlockBackend, node: BlockNode, opts: BackendT
         }
       : {}),
   };
+}
+
+/**
+ * info_f's view of a node: its driver's format name (and protocol name,
+ * the same for protocol drivers), bdrv_get_info — qcow2's cluster size and
+ * the VM state area's offset (past the last L2 table's reach), raw's
+ * zeroes, a filter's from the node it filters, nothing for protocols —
+ * and qcow2's format-specific dump.
+ */
+async function describeNode(node: BlockNode): Promise<{ names: string[]; info?: { clusterSize: number; vmStateOffset: number }; specific?: string[] }> {
+  const names = PROTOCOLS.has(node.driver) ? [node.driver, node.driver] : [node.driver];
+  let n: BlockNode | undefined = node;
+  while (n && n.isFilter && n.driver !== 'raw') n = n.childList().find((c) => (c.role & CHILD_PRIMARY) !== 0)?.node;
+  if (!n || PROTOCOLS.has(n.driver)) return { names };
+  if (n.driver !== 'qcow2') return { names, info: { clusterSize: 0, vmStateOffset: 0 } };
+  const i = await n.imageInfo();
+  const cs = i.clusterSize ?? 65536;
+  const reach = cs * (cs / 8);
+  const info = { clusterSize: cs, vmStateOffset: Math.ceil(n.size() / reach) * reach };
+  const fs = i.formatSpecific;
+  if (!fs) return { names, info };
+  const lines = [`compat: ${fs.compat}`, `compression type: ${fs.compressionType}`];
+  if (fs.compat !== '0.10') lines.push(`lazy refcounts: ${fs.lazyRefcounts}`);
+  if (fs.bitmaps) {
+    lines.push('bitmaps:');
+    fs.bitmaps.forEach((b, k) => {
+      lines.push(`    [${k}]:`, '        flags:', ...b.flags.map((f, j) => `            [${j}]: ${f}`), `        name: ${b.name}`, `        granularity: ${b.granularity}`);
+    });
+  }
+  lines.push(`refcount bits: ${fs.refcountBits}`);
+  if (fs.compat !== '0.10') lines.push(`corrupt: ${fs.corrupt}`, `extended l2: ${fs.extendedL2}`);
+  return { names, info, specific: lines };
 }

@@ -6,6 +6,7 @@ import { sleepCommand } from './commands/sleep.js';
 import { openCommand } from './commands/open.js';
 import { truncateCommand } from './commands/truncate.js';
 import { reopenCommand } from './commands/reopen.js';
+import { infoCommand } from './commands/info.js';
 import { breakCommand, removeBreakCommand, resumeCommand, waitBreakCommand } from './commands/breakpoints.js';
 import { type CommandContext, type CommandInfo, type InterpreterOptions, type IoHost, type OpenRequest, Output, type OutputChunk } from './command.js';
 import { allocCommand, mapCommand } from './commands/map.js';
@@ -35,6 +36,7 @@ export const COMMANDS: readonly CommandInfo[] = [
   discardCommand,
   flushCommand,
   helpCommand,
+  infoCommand,
   lengthCommand,
   mapCommand,
   readCommand,

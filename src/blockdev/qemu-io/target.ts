@@ -42,6 +42,8 @@ export interface QemuIoTarget {
   info?(): { clusterSize?: number };
   /** blkdebug's breakpoints on the node's chain (break, resume, …); absent: the commands answer ENOTSUP. */
   debug?: DebugControl;
+  /** What `info` prints: the driver's names, bdrv_get_info's numbers (absent: ENOTSUP) and the format-specific lines. */
+  describe?(): Promise<{ names: string[]; info?: { clusterSize: number; vmStateOffset: number }; specific?: string[] }>;
   /** `reopen`'s access to the node and its BlockBackend; absent: the target cannot be reopened. */
   reopen?: ReopenControl;
 }
