@@ -59,16 +59,24 @@ export async function addDrive(graph: BlockGraph, plan: DrivePlan, warn: (text: 
 }
 
 /**
- * The null drivers read `size` as a QemuOpts size (null_runtime_opts), so
- * a -drive may write it with a suffix ("1M"); -blockdev's is a plain int.
+ * The null drivers read `size` as a QemuOpts size (null_runtime_opts), and
+ * blkdebug its constraints (align, max-transfer, …), so a -drive or qemu-io
+ * may write them with a suffix ("1M"); -blockdev's are plain ints.
  */
 function sizeOptions(tree: Record<string, unknown>): void {
-  const v = tree['size'];
-  if ((tree['driver'] === 'null-co' || tree['driver'] === 'null-aio') && typeof v === 'string') {
+  const keys = tree['driver'] === 'null-co' || tree['driver'] === 'null-aio' ? ['size'] : tree['driver'] === 'blkdebug' ? BLKDEBUG_SIZES : [];
+  for (const k of keys) {
+    const v = tree[k];
+    if (typeof v !== 'string') continue;
     const r = parseStrtosz(v);
-    if (r.ok) tree['size'] = String(r.value);
+    if (r.ok) tree[k] = String(r.value);
   }
+  // The children's options, at any depth (file.align=4k under a format).
+  for (const v of Object.values(tree)) if (typeof v === 'object' && v !== null && !Array.isArray(v)) sizeOptions(v as Record<string, unknown>);
 }
+
+/** blkdebug's constraint options, QemuOpts sizes in its runtime options (suffixes allowed). */
+const BLKDEBUG_SIZES = ['align', 'max-transfer', 'opt-write-zero', 'max-write-zero', 'opt-discard', 'max-discard'];
 
 /** The options of a -drive as written (strings), by the spec made from them. */
 const givenTrees = new WeakMap<BlockdevSpec, Record<string, unknown>>();
