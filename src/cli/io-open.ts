@@ -104,6 +104,11 @@ export async function openIoDevice(a: IoArgs, sinks: IoOpenSinks, extraOptions: 
       });
       applyUnmap(node, a.unmap);
     }
+    if (a.copyOnRead) {
+      // BDRV_O_COPY_ON_READ on the top node: a copy-on-read filter over it does what bdrv_enable_copy_on_read does.
+      if (node.readOnly) throw new Error("Can't use copy-on-read on read-only device");
+      node = await openBlockdev(graph, { driver: 'copy-on-read', file: node.nodeName }, false);
+    }
     await blk.insert(node);
     const tmp = temporary;
     return {

@@ -128,6 +128,8 @@ export async function filenameOptionsSpec(file: string | undefined, options: Rea
     proto = j;
   } else if (file !== undefined) {
     ({ proto, probeTarget } = protocolOfFilename(file));
+    // driver=blkdebug with a plain file name: the name is its image's (blkdebug_parse_filename's x-image).
+    if (driver === 'blkdebug' && proto['driver'] !== 'blkdebug') proto = { driver: 'blkdebug', image: proto };
     if (isNbdFilename(file) && driver === undefined) driver = await probeNbdFormat(file);
     if (driver === undefined) {
       driver = probeTarget === undefined ? 'raw' : await probeFormat(probeTarget).catch((err: unknown) => openFailure(probeTarget!, err));
@@ -212,6 +214,11 @@ function protocolFiles(tree: Record<string, unknown>): void {
  */
 function placeProtocol(child: Record<string, unknown>, proto: Record<string, unknown>): Record<string, unknown> {
   const d = child['driver'];
+  // A blkdebug given a plain file name passes it to its image (blkdebug_parse_filename's x-image).
+  if (d === 'blkdebug' && proto['driver'] !== 'blkdebug') {
+    child['image'] = placeProtocol((child['image'] as Record<string, unknown> | undefined) ?? {}, proto);
+    return child;
+  }
   if (typeof d !== 'string' || d === proto['driver'] || PROTOCOLS.has(d)) return mergeUnder(child, proto);
   child['file'] = placeProtocol((child['file'] as Record<string, unknown> | undefined) ?? {}, proto);
   return child;
