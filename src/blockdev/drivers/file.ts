@@ -1,3 +1,5 @@
+import { stat } from 'node:fs/promises';
+import { BlockError } from '../../image/errors.js';
 import { HostFile, type LockingMode } from '../../image/file.js';
 import { untouchedSinceCreated } from '../../image/file-create.js';
 import { resizeFile } from '../../image/resize.js';
@@ -63,6 +65,8 @@ export class FileNode extends BlockNode {
     const autoReadOnly = o.autoReadOnly ?? false;
     const file = await HostFile.open(filename, { readOnly: o.readOnly || autoReadOnly, locking: o.locking ?? 'auto' });
     try {
+      // raw_open_common's fstat: the file driver takes regular files only (host_device and host_cdrom are other drivers).
+      if (!(await stat(filename)).isFile()) throw new BlockError('INVALID_ARGUMENT', `'file' driver requires '${filename}' to be a regular file`);
       const length = await file.size();
       const fresh = !file.readOnly && length > 0 && ((await file.allocatedBytes()) === 0 || (await untouchedSinceCreated(file)));
       const node = new FileNode(name, file, length, fresh, o.readOnly, autoReadOnly);
