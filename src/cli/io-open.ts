@@ -78,7 +78,8 @@ export async function openIoDevice(a: IoArgs, sinks: IoOpenSinks, extraOptions: 
   const graph = new BlockGraph();
   graph.onEvent = (e) => {
     if (e.kind === 'debug-print') sinks.stdout(e.text);
-    else if (e.kind === 'error-report') sinks.stderr(`${e.message}\n`);
+    // error_report in a tool: the program name first.
+    else if (e.kind === 'error-report') sinks.stderr(`${PROG}: ${e.message}\n`);
   };
   const readOnly = a.readOnly;
   const blk = new BlockBackend({ perm: PERM_CONSISTENT_READ | (readOnly ? 0 : PERM_WRITE), shared: PERM_ALL });

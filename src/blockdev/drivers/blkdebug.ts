@@ -229,12 +229,17 @@ export class BlkdebugNode extends BlockNode {
     return this.resumeTagged(tag, false) ? undefined : 'ENOENT';
   }
 
-  /** blkdebug_debug_remove_breakpoint: the tag's breakpoints go and its held requests all go on; ENOENT when there was neither. */
+  /**
+   * blkdebug_debug_remove_breakpoint: the tag's breakpoints go and its held
+   * requests all go on; ENOENT unless a breakpoint went — QEMU's resume of
+   * all requests of a tag never reports success (it looks for one more
+   * after the last), so resuming held requests alone still answers ENOENT.
+   */
   removeBreakpoint(tag: string): 'ENOENT' | undefined {
     const before = this.breakpoints.length;
     this.breakpoints = this.breakpoints.filter((b) => b.tag !== tag);
-    const resumed = this.resumeTagged(tag, true);
-    return resumed || this.breakpoints.length !== before ? undefined : 'ENOENT';
+    this.resumeTagged(tag, true);
+    return this.breakpoints.length !== before ? undefined : 'ENOENT';
   }
 
   /** blkdebug_debug_is_suspended */
@@ -253,6 +258,20 @@ export class BlkdebugNode extends BlockNode {
         this.suspendWaiters.add(w);
       });
     }
+  }
+
+  /** Resolves once any request is held (at once if one is); cancel forgets the wait. */
+  whenHeld(): { promise: Promise<void>; cancel(): void } {
+    if (this.suspended.length > 0) return { promise: Promise.resolve(), cancel: () => undefined };
+    let w!: () => void;
+    const promise = new Promise<void>((r) => {
+      w = () => {
+        this.suspendWaiters.delete(w);
+        r();
+      };
+      this.suspendWaiters.add(w);
+    });
+    return { promise, cancel: () => this.suspendWaiters.delete(w) };
   }
 
   private resumeTagged(tag: string, all: boolean): boolean {

@@ -201,11 +201,14 @@ function implicitOptions(o: Record<string, unknown>, path: string): ImplicitBack
  * from the name's prefix, which for a plain path is `file`.
  */
 function protocolFiles(tree: Record<string, unknown>): void {
-  const f = tree['file'];
-  if (typeof f !== 'object' || f === null || Array.isArray(f)) return;
-  const child = f as Record<string, unknown>;
-  if (child['driver'] === undefined && typeof child['filename'] === 'string') child['driver'] = 'file';
-  protocolFiles(child);
+  // A format's file, a blkdebug's image.
+  for (const key of ['file', 'image']) {
+    const f = tree[key];
+    if (typeof f !== 'object' || f === null || Array.isArray(f)) continue;
+    const child = f as Record<string, unknown>;
+    if (child['driver'] === undefined && typeof child['filename'] === 'string') child['driver'] = 'file';
+    protocolFiles(child);
+  }
 }
 
 /**
@@ -260,7 +263,16 @@ function nest(flat: ReadonlyMap<string, string>): Record<string, unknown> {
     for (const p of parts.slice(0, -1)) at = (typeof at[p] === 'object' ? at[p] : (at[p] = {})) as Record<string, unknown>;
     at[parts[parts.length - 1]!] = value;
   }
-  return root;
+  return listify(root) as Record<string, unknown>;
+}
+
+/** qdict_crumple's lists: a level whose keys are 0, 1, … in order is an array (inject-error.0.event=…). */
+function listify(v: unknown): unknown {
+  if (v === null || typeof v !== 'object') return v;
+  const o = v as Record<string, unknown>;
+  const keys = Object.keys(o);
+  for (const k of keys) o[k] = listify(o[k]);
+  return keys.length > 0 && keys.every((k, i) => k === String(i)) ? keys.map((k) => o[k]) : o;
 }
 
 /** bdrv_open's words for an option the driver does not have. */
