@@ -136,6 +136,12 @@ export async function filenameOptionsSpec(file: string | undefined, options: Rea
       if (driver === 'raw') warn(probedRawWarning(file));
     }
   }
+  const fileName = flat.get('file.filename');
+  if (driver === undefined && file === undefined && fileName !== undefined && !flat.has('file.driver')) {
+    // Only the protocol's options: the format is probed from what they open (bdrv_open_inherit's probe).
+    driver = await probeFormat(fileName).catch((err: unknown) => openFailure(fileName, err));
+    if (driver === 'raw') warn(probedRawWarning(fileName));
+  }
   if (driver === undefined) throw new BlockError('INVALID_ARGUMENT', "Must specify either driver or file");
   flat.set('driver', driver);
   flat.delete('aio');
@@ -149,11 +155,11 @@ export async function filenameOptionsSpec(file: string | undefined, options: Rea
   // -drive's aio is a flag in QEMU (BDRV_O_NATIVE_AIO), the file node's default, not one of its options: a reopen
   // that leaves aio out does not try to reset it (iotest 165).
   let aioAsFlag = false;
+  protocolFiles(tree);
   if (aio !== undefined) {
     const at = tree['driver'] === 'file' ? tree : (tree['file'] as Record<string, unknown> | undefined);
     if (at?.['driver'] === 'file' && at['aio'] === undefined) (at['aio'] = aio), (aioAsFlag = true);
   }
-  protocolFiles(tree);
   const backing = takeImplicitBacking(tree);
   const given = structuredClone(tree);
   sizeOptions(tree);
@@ -277,7 +283,14 @@ function listify(v: unknown): unknown {
 
 /** bdrv_open's words for an option the driver does not have. */
 function unsupportedOption(err: unknown, driver: string, tree: Record<string, unknown>): unknown {
-  const m = err instanceof QmpError ? /^Parameter '([^']+)' is unexpected$/.exec(err.desc) : null;
+  const desc = err instanceof QmpError ? err.desc : '';
+  // A driver name the schema does not know: bdrv_find_format's miss.
+  const unknown = /^Parameter '(?:[^']*\.)?driver' does not accept value '([^']*)'$/.exec(desc);
+  if (unknown) return new BlockError('INVALID_ARGUMENT', `Unknown driver '${unknown[1]}'`);
+  // A child left out: bdrv_open_child's words.
+  const missing = /^Parameter '(?:[^']*\.)?(file|image|target)' is missing$/.exec(desc);
+  if (missing) return new BlockError('INVALID_ARGUMENT', `A block device must be specified for "${missing[1]}"`);
+  const m = /^Parameter '([^']+)' is unexpected$/.exec(desc);
   if (!m) return err;
   let key = m[1]!;
   const dot = key.indexOf('.');
