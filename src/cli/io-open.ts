@@ -11,7 +11,7 @@ import { createImage } from '../image/open.js';
 import { PERM_ALL, PERM_CONSISTENT_READ, PERM_WRITE } from '../image/perm.js';
 import { filenameOptionsSpec } from '../qmp/commands/drive.js';
 import { qdictOrder } from '../qmp/qdict-order.js';
-import { probedRawWarning, withHint } from './img/open.js';
+import { withHint } from './img/open.js';
 import { type IoArgs, PROG } from './io-args.js';
 import { parseImageOpts } from '../blockdev/qemu-io/qemu-opts.js';
 
@@ -96,7 +96,8 @@ export async function openIoDevice(a: IoArgs, sinks: IoOpenSinks, extraOptions: 
     let probedRaw: string | undefined;
     const spec = await filenameOptionsSpec(filename, opts, (w) => (probedRaw = w));
     let node = await openBlockdev(graph, spec, false);
-    if (probedRaw !== undefined && !node.readOnly) warnings.push(probedRawWarning(filename ?? ''));
+    // raw_open warns only for a writable node.
+    if (probedRaw !== undefined && !node.readOnly) warnings.push(probedRaw);
     applyUnmap(node, a.unmap);
     if (a.snapshot) {
       temporary = join(process.env.TMPDIR ?? tmpdir(), `vl.${randomBytes(3).toString('hex')}`);
