@@ -90,6 +90,11 @@ const OPENERS: Record<string, Opener> = {
     }
     return FileNode.open(name, spec['filename'] as string, { readOnly, autoReadOnly: boolOption(options, 'auto-read-only'), locking: (spec['locking'] as 'on' | 'off' | 'auto' | undefined) ?? 'auto' });
   },
+  // file-posix's device drivers: the file driver over a character or block device.
+  host_device: ({ name, spec, readOnly, options }) =>
+    FileNode.open(name, spec['filename'] as string, { readOnly, autoReadOnly: boolOption(options, 'auto-read-only'), locking: (spec['locking'] as 'on' | 'off' | 'auto' | undefined) ?? 'auto', driver: 'host_device' }),
+  host_cdrom: ({ name, spec, readOnly, options }) =>
+    FileNode.open(name, spec['filename'] as string, { readOnly, autoReadOnly: boolOption(options, 'auto-read-only'), locking: (spec['locking'] as 'on' | 'off' | 'auto' | undefined) ?? 'auto', driver: 'host_cdrom' }),
   raw: async ({ name, spec, readOnly, child }) => {
     const offset = num(spec['offset'], 0);
     const size = spec['size'] as number | undefined;
@@ -247,7 +252,7 @@ interface Inherited {
 }
 
 /** Drivers QEMU opens as protocols (bdrv_file_open): no `file` child is opened before them. */
-export const PROTOCOLS: ReadonlySet<string> = new Set(['file', 'nbd', 'null-co', 'null-aio', 'blkdebug']);
+export const PROTOCOLS: ReadonlySet<string> = new Set(['file', 'host_device', 'host_cdrom', 'nbd', 'null-co', 'null-aio', 'blkdebug']);
 
 async function openNode(graph: BlockGraph, tran: GraphTransaction, spec: BlockdevSpec, monitorOwned: boolean, inherit: Inherited, opened: BlockNode[]): Promise<BlockNode> {
   const opener = OPENERS[spec.driver];
