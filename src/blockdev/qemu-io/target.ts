@@ -1,8 +1,9 @@
 /**
- * What the qemu-io interpreter needs from a block device. `BlockImage`
- * (src/image/types.ts) satisfies it structurally, and so will whatever node
- * the daemon's `human-monitor-command "qemu-io NODE …"` points at, so the
- * interpreter depends on this small interface only.
+ * What the qemu-io interpreter needs from a block device: a node through a
+ * BlockBackend (backendTarget: `blockemu io` and the monitor's `qemu-io`
+ * alike); `BlockImage` (src/image/types.ts) satisfies the I/O part
+ * structurally, which the unit tests use. The interpreter depends on this
+ * small interface only.
  */
 export interface IoExtent {
   /** Length of the run starting at the requested offset (at most the requested length). */
