@@ -1,17 +1,17 @@
 import { randomBytes } from 'node:crypto';
 import { unlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { BlockBackend } from '../blockdev/block-backend.js';
 import { BlockGraph } from '../blockdev/graph.js';
 import type { BlockNode } from '../blockdev/node.js';
 import { type BlockdevSpec, openBlockdev } from '../blockdev/open.js';
 import { backendTarget, type QemuIoTarget } from '../blockdev/qemu-io/index.js';
-import { createImage } from '../image/open.js';
+import { createImage, openImage } from '../image/open.js';
 import { PERM_ALL, PERM_CONSISTENT_READ, PERM_WRITE } from '../image/perm.js';
 import { filenameOptionsSpec } from '../qmp/commands/drive.js';
 import { qdictOrder } from '../qmp/qdict-order.js';
-import { withHint } from './img/open.js';
+import { pathCombine, withHint } from './img/open.js';
 import { type IoArgs, PROG } from './io-args.js';
 import { parseImageOpts } from '../blockdev/qemu-io/qemu-opts.js';
 
@@ -129,8 +129,38 @@ export async function openIoDevice(a: IoArgs, sinks: IoOpenSinks, extraOptions: 
     await blk.remove().catch(() => undefined);
     await graph.closeAll().catch(() => undefined);
     if (temporary !== undefined) await unlink(temporary).catch(() => undefined);
-    return { error: what + withHint(err instanceof Error ? err.message : String(err), err), warnings };
+    const text = withHint(err instanceof Error ? err.message : String(err), err);
+    return { error: what + (await backingNames(text, filename)), warnings };
   }
+}
+
+/**
+ * qemu-io names a backing file it could not open by path_combine of the
+ * name stored in its overlay and the overlay's name as typed; the graph
+ * opens it by absolute path. The headers down the chain (read without
+ * opening backing files) give the stored names to put back.
+ */
+async function backingNames(message: string, top: string | undefined): Promise<string> {
+  if (top === undefined || !message.includes('Could not open backing file')) return message;
+  let msg = message;
+  let name = top;
+  for (let depth = 0; depth < 64; depth++) {
+    let info;
+    try {
+      const img = await openImage(name, { readOnly: true, openBacking: false });
+      info = img.info();
+      await img.close();
+    } catch {
+      break;
+    }
+    const stored = info.backingFilename;
+    if (stored === undefined || stored.startsWith('json:')) break;
+    const absolute = isAbsolute(stored) ? stored : resolve(dirname(name), stored);
+    const shown = pathCombine(name, stored);
+    msg = msg.split(`'${absolute}'`).join(`'${shown}'`).split(`[${absolute}]`).join(`[${shown}]`);
+    name = shown;
+  }
+  return msg;
 }
 
 /** qemu-io's BDRV_O_UNMAP (on unless -d ignore): discards reach every node that was not given a discard option of its own. */
