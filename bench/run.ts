@@ -19,6 +19,9 @@ const BENCHES: Record<string, () => Promise<BenchModule>> = {
   commit: () => import('./commit.js'),
   throttle: () => import('./throttle.js'),
   startup: () => import('./startup.js'),
+  fleet: () => import('./fleet.js'),
+  scale: () => import('./scale.js'),
+  sparse: () => import('./sparse.js'),
 };
 
 /** Flags every bench gets through BenchContext; the rest belong to individual benches. */

@@ -219,7 +219,7 @@ export class Daemon {
         const hint = err instanceof BlockError && err.hint !== undefined ? `\n${err.hint}` : '';
         const spelled = step.spelled ?? `--${step.option}`;
         // A device the board made for a drive fails with no option to name (QEMU's machine init).
-        const where = spelled === '' ? '' : `${spelled} ${step.arg}: `;
+        const where = spelled === '' ? '' : `${[spelled, step.arg].filter((x) => x !== '').join(' ')}: `;
         throw new Error(`${where}${err instanceof Error ? err.message : String(err)}${hint}`, { cause: err });
       }
     }

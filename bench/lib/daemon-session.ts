@@ -37,8 +37,9 @@ export class Qmp {
       }
     });
   }
-  static async open(path: string): Promise<Qmp> {
-    const q = new Qmp(await connectWithRetry(path));
+  /** Connects (polling every `pollMs` while the daemon starts) and negotiates. */
+  static async open(path: string, pollMs?: number): Promise<Qmp> {
+    const q = new Qmp(await connectWithRetry(path, pollMs));
     await q.call('qmp_capabilities');
     return q;
   }
@@ -63,6 +64,11 @@ export class Qmp {
   }
   close(): void {
     this.sock.destroy();
+  }
+  /** Resolves when the daemon closes the connection (after `quit`). */
+  closed(): Promise<void> {
+    if (this.sock.closed) return Promise.resolve();
+    return new Promise((r) => this.sock.once('close', () => r()));
   }
 }
 

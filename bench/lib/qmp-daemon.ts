@@ -15,8 +15,8 @@ export function hasQsd(): boolean {
   return spawnSync('sh', ['-c', 'command -v qemu-storage-daemon'], { stdio: 'ignore' }).status === 0;
 }
 
-/** Connects to a daemon's monitor socket, retrying while the daemon starts (about 10 s). */
-export async function connectWithRetry(path: string): Promise<Socket> {
+/** Connects to a daemon's monitor socket, retrying every `pollMs` while the daemon starts (about 10 s in all). */
+export async function connectWithRetry(path: string, pollMs = 25): Promise<Socket> {
   for (let i = 0; ; i++) {
     try {
       return await new Promise<Socket>((res, rej) => {
@@ -25,8 +25,8 @@ export async function connectWithRetry(path: string): Promise<Socket> {
         c.once('error', rej);
       });
     } catch (err) {
-      if (i > 400) throw err;
-      await sleep(25);
+      if (i * pollMs > 10_000) throw err;
+      await sleep(pollMs);
     }
   }
 }

@@ -38,6 +38,12 @@ export function skipFilters(n: BlockNode): BlockNode {
   return n;
 }
 
+/** bdrv_skip_implicit_filters: below the filters a job put in without a name. */
+export function skipImplicitFilters(n: BlockNode): BlockNode {
+  for (let f = filteredChild(n); n.implicit && f; f = filteredChild(n)) n = f;
+  return n;
+}
+
 /** The link to the next layer down: a filter's filtered link, else the backing link (bdrv_filter_or_cow_child). */
 export function filterOrCowLink(n: BlockNode): NodeChild | undefined {
   return filteredLink(n) ?? cowLink(n);

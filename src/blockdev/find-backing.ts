@@ -29,7 +29,8 @@ export async function findBackingImage(bs: BlockNode, name: string, names: Reado
       const header = info.backingFilename ?? '';
       if (protocol || hasProtocol(header)) {
         if (name === header || name === info.fullBackingFilename) return below;
-      } else if (!hasProtocol(own)) {
+      } else if (isAbsolute(name) || !hasProtocol(own)) {
+        // An absolute name needs nothing of the overlay's own (a blkdebug:: drive: iotest 040).
         const wanted = await canonical(isAbsolute(name) ? name : resolve(dirname(own), name));
         const full = info.fullBackingFilename && (await canonical(info.fullBackingFilename));
         if (wanted !== undefined && wanted === full) return below;

@@ -29,8 +29,22 @@ export interface NodeImageInfo {
   fullBackingFilename?: string;
   backingFormat?: string;
   formatSpecific?: ImageInfo['formatSpecific'];
+  /** Its internal snapshots (bdrv_query_snapshot_info_list), when it has any. */
+  snapshots?: readonly NodeSnapshotInfo[];
   /** The next layer's info (its filtered or backing child), nested by the query layer. */
   backingImage?: NodeImageInfo;
+}
+
+/** One internal snapshot as queries describe it (SnapshotInfo). */
+export interface NodeSnapshotInfo {
+  id: string;
+  name: string;
+  vmStateSize: number;
+  dateSec: number;
+  dateNsec: number;
+  vmClockNsec: bigint;
+  /** Undefined where the snapshot recorded none. */
+  icount?: bigint;
 }
 
 export interface StatusOptions {
@@ -313,6 +327,16 @@ export abstract class BlockNode implements ChildOwner {
       this.writeStats.finish(offset, data.length);
     }
     this.dirtyBitmaps.mark(offset, data.length);
+  }
+
+  /**
+   * bdrv_make_empty: every cluster of the image unallocated, so its
+   * backing file shows through (the monitor's `commit` does it after
+   * copying the data down). Only formats that can answer; the rest
+   * refuse with ENOTSUP, which that caller ignores.
+   */
+  makeEmpty(): Promise<void> {
+    return Promise.reject(new BlockError('UNSUPPORTED', 'Operation not supported', { errno: 'ENOTSUP' }));
   }
 
   /** Whether the driver itself stores compressed data (bdrv_supports_compressed_writes: filters do not pass it on). */

@@ -39,7 +39,8 @@ import { boolOption, dropChildKeys, flattenQdict, inheritOptions, type Options, 
  */
 export interface ImplicitBackingOptions {
   'node-name'?: string;
-  backing?: ImplicitBackingOptions;
+  /** Options for its own backing file, or the name of a node to use as that (backing.backing=NODE). */
+  backing?: ImplicitBackingOptions | string;
 }
 export const implicitBackingOptions = new WeakMap<BlockdevSpec, ImplicitBackingOptions>();
 
@@ -326,7 +327,8 @@ async function openNode(graph: BlockGraph, tran: GraphTransaction, spec: Blockde
       const implicit = await implicitBacking(h.filename, h.backingFile, h.backingFormat);
       const over = implicitBackingOptions.get(spec);
       if (over?.['node-name'] !== undefined) implicit.spec['node-name'] = over['node-name'];
-      if (over?.backing) implicitBackingOptions.set(implicit.spec, over.backing);
+      if (typeof over?.backing === 'string') implicit.spec['backing'] = over.backing;
+      else if (over?.backing) implicitBackingOptions.set(implicit.spec, over.backing);
       const link = await child('backing', implicit.spec, CHILD_COW);
       // Opened from the header's name: the overlay's backing is not overridden while it is this node (auto_backing_file).
       link.implicitName = implicit.name;

@@ -11,7 +11,7 @@
 export type Options = Record<string, unknown>;
 
 /** The order QEMU iterates a QDict in (where the first offending key names an error); it comes from the layer that knows it. */
-export type KeyOrder = (keys: readonly string[]) => string[];
+export type KeyOrder = (keys: readonly string[]) => readonly string[];
 
 /** The keys as given: for callers that drop the error, so which option it would name does not matter. */
 export const insertionOrder: KeyOrder = (keys) => [...keys];

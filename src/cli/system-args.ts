@@ -12,6 +12,8 @@ export interface SystemOption {
   /** How it was written, for messages ("-drive", "--drive"). */
   spelled: string;
   value?: string;
+  /** Where messages say the option was, when not its spelling and value (-hdb FILE stands for a -drive). */
+  location?: string;
 }
 
 /** The options blockemu system takes, and whether each has an argument. */
@@ -24,10 +26,15 @@ const OPTIONS: Record<string, boolean> = {
   drive: true,
   h: false,
   help: false,
+  loadvm: true,
+  m: true,
   M: true,
   machine: true,
   mon: true,
   monitor: true,
+  name: true,
+  'no-reboot': false,
+  'no-shutdown': false,
   nodefaults: false,
   nographic: false,
   object: true,
@@ -47,18 +54,44 @@ const OPTIONS: Record<string, boolean> = {
  * a message saying so rather than QEMU's "invalid option".
  */
 const NOT_STORAGE = new Set([
-  'append', 'bios', 'boot', 'cdrom', 'cpu', 'daemonize', 'enable-kvm', 'fda', 'fdb', 'global', 'hda', 'hdb', 'hdc', 'hdd', 'incoming',
-  'initrd', 'kernel', 'loadvm', 'm', 'name', 'net', 'netdev', 'nic', 'no-reboot', 'no-shutdown', 'numa', 'pidfile',
+  'append', 'bios', 'boot', 'cpu', 'daemonize', 'enable-kvm', 'global', 'incoming',
+  'initrd', 'kernel', 'net', 'netdev', 'nic', 'numa', 'pidfile',
   'rtc', 'smp', 'snapshot', 'trace', 'usb', 'usbdevice', 'vnc',
 ]);
+
+/** -hda … -hdd, -cdrom, -fda/-fdb: a -drive with these options and the file (vl.c's drive_add with HD_OPTS, CDROM_OPTS, FD_OPTS). */
+const LEGACY_DISKS: Record<string, string> = {
+  hda: 'index=0,media=disk',
+  hdb: 'index=1,media=disk',
+  hdc: 'index=2,media=disk',
+  hdd: 'index=3,media=disk',
+  cdrom: 'index=2,media=cdrom',
+  fda: 'if=floppy,index=0',
+  fdb: 'if=floppy,index=1',
+};
+
+/** The -drive a legacy disk option stands for; the file name is taken whole (commas doubled for the option parser). */
+function diskDrive(option: string, file: string): string {
+  return `${LEGACY_DISKS[option]!},file=${file.replaceAll(',', ',,')}`;
+}
 
 export function parseSystemArgs(argv: readonly string[]): SystemOption[] {
   const out: SystemOption[] = [];
   for (let i = 0; i < argv.length; i++) {
     const word = argv[i]!;
-    if (!word.startsWith('-') || word === '-') throw new ArgsError(`${word}: disk images given without an option are not supported by blockemu system; use -drive or -blockdev`);
+    // A word that is no option is the first hard disk, as -hda (iotest 286).
+    if (!word.startsWith('-') || word === '-') {
+      out.push({ name: 'drive', spelled: word, value: diskDrive('hda', word), location: word });
+      continue;
+    }
     const spelled = word;
     const name = word.slice(word.startsWith('--') ? 2 : 1);
+    if (LEGACY_DISKS[name] !== undefined) {
+      if (i + 1 >= argv.length) throw new ArgsError(`${spelled}: requires an argument`);
+      const file = argv[++i]!;
+      out.push({ name: 'drive', spelled, value: diskDrive(name, file), location: `${spelled} ${file}` });
+      continue;
+    }
     const hasArg = OPTIONS[name];
     if (hasArg === undefined) {
       if (NOT_STORAGE.has(name)) throw new ArgsError(`${spelled}: not supported by blockemu system (a storage-only stand-in for qemu-system-x86_64)`);

@@ -15,6 +15,8 @@ const usage = (prog: string) => `usage: ${prog} [options]
 blockemu system: a storage-only stand-in for qemu-system-x86_64 (QEMU 7.2's block layer, no guest)
 
 Takes: -machine/-M <type>|help, -accel qtest|tcg|kvm, -S, -nodefaults,
+       -m, -name, -no-reboot, -no-shutdown (accepted; there is no guest), -loadvm <tag>,
+       -hda..-hdd|-cdrom|-fda|-fdb <file> or a bare <file> (as -hda),
        -display none, -vga none, -serial none|null|chardev:<id>,
        -blockdev <options>, -object <options>, -drive <options> | format=help,
        -device virtio-blk-pci|ide-hd|ide-cd|scsi-hd|scsi-cd|floppy,… (others ignored) | help,
@@ -74,6 +76,9 @@ export async function runSystem(args: readonly string[], prog = SYSTEM_PROG): Pr
     if ('invalid' in step) throw new Error(step.invalid);
     return step.plan;
   };
+  // -loadvm runs once the monitors are up; their commands wait for it.
+  let initialized!: () => void;
+  if (plan.loadvm !== undefined) machine.initialized = new Promise<void>((r) => (initialized = r));
   let daemon: Daemon | undefined;
   let stopRequested: string | undefined;
   // QEMU's message and event for a signal (the sender's pid is not known to Node).
@@ -95,6 +100,21 @@ export async function runSystem(args: readonly string[], prog = SYSTEM_PROG): Pr
     await daemon?.shutdown('failed');
     process.stderr.write(`${prog}: ${err instanceof Error ? err.message : String(err)}\n`);
     return 1;
+  }
+  if (plan.loadvm !== undefined) {
+    // qmp_x_exit_preconfig's load_snapshot: after the monitors greeted, fatal (error_fatal) if it fails.
+    const { loadSnapshotAll } = await import('../qmp/hmp/vm-snapshots.js');
+    try {
+      await loadSnapshotAll({ graph: daemon.graph, exports: daemon.exports, machine }, plan.loadvm);
+      initialized();
+    } catch (err) {
+      process.stderr.write(`${prog}: ${err instanceof Error ? err.message : String(err)}\n`);
+      process.off('SIGINT', stop);
+      process.off('SIGTERM', stop);
+      await daemon.shutdown('failed');
+      qtest?.close();
+      return 1;
+    }
   }
   if (stopRequested) void daemon.shutdown(stopRequested);
   // Nothing may be listening (no monitor at all), yet the machine runs until a signal, as QEMU's does.

@@ -58,10 +58,12 @@ export class StoragePlanner {
     const plans: Array<{ opt: SystemOption; plan: DrivePlan }> = [];
     for (const d of this.drives) {
       const step = this.planner.plan(d.o);
-      const arg = d.opt.value ?? '';
-      if ('invalid' in step) out.push({ option: 'drive', arg, spelled: d.opt.spelled, invalid: step.invalid });
+      // A legacy disk option (-hdb FILE) is named as it was written, not as the -drive it stands for.
+      const arg = d.opt.location !== undefined ? '' : (d.opt.value ?? '');
+      const spelled = d.opt.location ?? d.opt.spelled;
+      if ('invalid' in step) out.push({ option: 'drive', arg, spelled, invalid: step.invalid });
       else {
-        out.push({ option: 'drive', arg, spelled: d.opt.spelled, drive: step.plan });
+        out.push({ option: 'drive', arg, spelled, drive: step.plan });
         plans.push({ opt: d.opt, plan: step.plan });
       }
     }

@@ -12,7 +12,7 @@ import { StoragePlanner } from './system-storage.js';
 /** A failure in one option, as qemu-system reports it: "-opt value: message" (QEMU's error location). */
 export class SystemOptionError extends Error {
   constructor(opt: SystemOption | undefined, message: string) {
-    super(opt === undefined ? message : opt.value === undefined ? `${opt.spelled}: ${message}` : `${opt.spelled} ${opt.value}: ${message}`);
+    super(opt === undefined ? message : `${opt.location ?? (opt.value === undefined ? opt.spelled : `${opt.spelled} ${opt.value}`)}: ${message}`);
   }
 }
 
@@ -28,6 +28,8 @@ export interface SystemPlan {
   machine: string;
   /** -S: the machine starts in prelaunch until `cont`. */
   startPaused: boolean;
+  /** -loadvm: the snapshot every disk goes back to once the machine and its monitors are up. */
+  loadvm?: string;
   monitors: MonitorConfig[];
   chardevs: string[];
   setup: SetupStep[];
@@ -66,6 +68,7 @@ export function planSystem(options: readonly SystemOption[]): SystemPlan {
   const chardevs = new Map<string, Chardev>();
   const mons: SystemOption[] = [];
   const storage: SystemOption[] = [];
+  let loadvm: string | undefined;
   const deferred = (opt: SystemOption & { value: string }, make: () => SetupStep): SetupStep => {
     try {
       return make();
@@ -87,6 +90,14 @@ export function planSystem(options: readonly SystemOption[]): SystemPlan {
         break;
       case 'nodefaults':
         break; // blockemu creates no default devices to leave out.
+      case 'loadvm':
+        loadvm = value;
+        break;
+      case 'm':
+      case 'name':
+      case 'no-reboot':
+      case 'no-shutdown':
+        break; // Of the guest (its memory, its name, what its reset or power-off does): there is no guest here.
       case 'nographic':
         break; // No display; the serial port and HMP monitor it would put on stdio do not exist here (common.qemu passes -serial none -monitor none with it).
       case 'monitor':
@@ -165,6 +176,7 @@ export function planSystem(options: readonly SystemOption[]): SystemPlan {
     else sp.device(opt, parseOptsString(opt.value ?? '', 'driver'));
   }
   plan.setup.push(...sp.steps());
+  if (loadvm !== undefined) plan.loadvm = loadvm;
   for (const opt of mons) {
     const o = parseOptsString(opt.value ?? '', 'chardev');
     const id = o.get('chardev');

@@ -425,12 +425,18 @@ export abstract class Job {
    * daemon shutting down as the job concludes) waits for the same one.
    */
   private toNull(): Promise<void> {
-    this.dismissal ??= (async () => {
-      await this.free();
-      this.transition('null');
-    })();
+    if (!this.dismissal) {
+      this.dismissal = (async () => {
+        await this.free();
+        this.transition('null');
+      })();
+      this.onFreeing?.(this.dismissal);
+    }
     return this.dismissal;
   }
+
+  /** Told when a dismissal begins (the manager holds monitor commands until it is over). */
+  onFreeing: ((dismissal: Promise<void>) => void) | undefined;
 
   /**
    * Called by the transaction: the finalize steps for this job, events,

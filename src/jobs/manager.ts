@@ -49,6 +49,24 @@ export class JobManager {
   add(job: Job): void {
     this.jobs.unshift(job);
     job.onProgress = (j) => this.onProgress?.(j);
+    job.onFreeing = (p) => {
+      this.freeing.add(p);
+      void p.finally(() => this.freeing.delete(p)).catch(() => undefined);
+    };
+  }
+
+  /** Dismissals whose freeing (the job's node links, and so image locks) is still under way. */
+  private readonly freeing = new Set<Promise<void>>();
+
+  /**
+   * Resolves once every job being dismissed is gone, or undefined when
+   * none is. QEMU frees a dismissed job in the same main-loop turn as its
+   * last event, so no monitor command ever sees one half gone; the
+   * monitors wait for this before running a command.
+   */
+  dismissalsSettled(): Promise<void> | undefined {
+    if (this.freeing.size === 0) return undefined;
+    return Promise.allSettled([...this.freeing]).then(() => undefined);
   }
 
   /**

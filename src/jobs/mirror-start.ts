@@ -1,6 +1,6 @@
 import { defaultGranularity } from '../blockdev/bitmap-ops.js';
 import { BlockBackend } from '../blockdev/block-backend.js';
-import { canReplace, chainContains, cowChild, filteredChild, filterOrCowChild, findOverlay, skipFilters } from '../blockdev/chain.js';
+import { backingChainNext, canReplace, chainContains, cowChild, filteredChild, filterOrCowChild, findOverlay, skipFilters } from '../blockdev/chain.js';
 import { MirrorTopNode } from '../blockdev/drivers/mirror-top.js';
 import { freezeChain, unfreezeChain } from '../blockdev/freeze.js';
 import { appendOverlay, replaceNode, setBacking } from '../blockdev/graph-edit.js';
@@ -72,6 +72,21 @@ function depthOf(top: BlockNode, base: BlockNode): number {
 }
 
 /**
+ * Where the shortest image between `top` and `base` (both left out) ends:
+ * bdrv_is_allocated_above counts the zeroes read past a short layer's
+ * end as that layer's data, so everything from there on is above the
+ * base and an active commit copies it (iotest 274: a shorter middle
+ * layer hides what the base holds past its end).
+ */
+function shortLayerEnd(top: BlockNode, base: BlockNode): number | undefined {
+  let end: number | undefined;
+  for (let n = filterOrCowChild(top); n && n !== base; n = filterOrCowChild(n)) {
+    if (!filteredChild(n)) end = Math.min(end ?? Infinity, n.size());
+  }
+  return end;
+}
+
+/**
  * mirror_start_job: the checks it makes, the `mirror_top` filter put in
  * the source's place, the job with its links (main node, source, target)
  * and its access to the target, in QEMU's order — a failure once the job
@@ -84,7 +99,11 @@ export async function startMirror(o: MirrorStartOptions): Promise<MirrorJob> {
   const granularity = o.granularity || (await defaultGranularity(o.target));
   if (o.bufSize < 0) throw fail("Invalid parameter 'buf-size'");
   const bufSize = o.bufSize || DEFAULT_MIRROR_BUF_SIZE;
-  const targetCluster = (await o.target.imageInfo().catch(() => undefined))?.clusterSize ?? 0;
+  const targetInfo = await o.target.imageInfo().catch(() => undefined);
+  const targetCluster = targetInfo?.clusterSize ?? 0;
+  // mirror_run's cow_bitmap: a target whose header names a backing file it was not opened with, and whose clusters are
+  // larger than the chunks, gets whole clusters written, or its clusters would hold zeroes where its backing file has data.
+  const cowRounding = !!targetInfo?.backingFilename && !backingChainNext(o.target) && granularity < (targetCluster || 512);
   if (skipFilters(o.source) === skipFilters(o.target)) throw fail("Can't mirror node into itself");
   const targetIsBacking = chainContains(o.source, o.target);
 
@@ -113,12 +132,14 @@ export async function startMirror(o: MirrorStartOptions): Promise<MirrorJob> {
   const chain = { frozen: false };
   const job = new MirrorJob(o.id, o.listener, {
     ...o,
-    bufSize: Math.ceil(bufSize / granularity) * granularity,
+    bufSize: Math.ceil((cowRounding ? Math.max(bufSize, targetCluster) : bufSize) / granularity) * granularity,
+    cowRounding,
     granularity,
     targetCluster,
     filter,
     targetBackend,
     baseDepth: o.base ? depthOf(o.source, o.base) : undefined,
+    shortLayerEnd: o.base ? shortLayerEnd(o.source, o.base) : undefined,
     findNode: (n) => o.graph.get(n),
     exit: { finish: (j, abort) => finishMirror(o, j, targetBackend, chain, abort) },
   });
@@ -198,5 +219,8 @@ async function finishMirror(o: MirrorStartOptions, job: MirrorJob, targetBackend
   }
   await job.nodes.removeAll();
   await o.graph.removeFilter(filter);
+  // The job's own references go (bdrv_unref of to_replace and src): a node the pivot left without users is deleted.
+  if (job.replaced !== o.source) await o.graph.release(job.replaced);
+  await o.graph.release(o.source);
   if (failure) throw failure;
 }

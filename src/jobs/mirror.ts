@@ -39,12 +39,16 @@ export interface MirrorOptions extends JobOptions {
   targetBackend: BlockBackend;
   /** Only what lies above this node is copied (sync=top, commit); none: the whole chain. */
   baseDepth?: number;
+  /** Where the shortest layer between the source and the base ends: past it, everything counts as above the base. */
+  shortLayerEnd?: number;
   /** sync=none: nothing is copied but what is written during the job. */
   noneMode: boolean;
   granularity: number;
   bufSize: number;
   /** The target's cluster size (bdrv_get_info), 0 for none: asked before the job starts, so its first copies go out before anything else can happen (as QEMU's, which asks without I/O). */
   targetCluster: number;
+  /** Copies are widened to whole target clusters until each chunk has been written once (mirror_cow_align). */
+  cowRounding?: boolean;
   speed: number | bigint;
   onSourceError: OnError;
   onTargetError: OnError;
@@ -112,6 +116,8 @@ export class MirrorJob extends BlockJob implements MirrorTopJob {
   /** The disk starts on the copied data while the copy goes on, so the flush before READY is short. */
   private readonly writeback: WritebackHints;
   private readonly pieceRules: PieceRules;
+  /** The chunks written to the target so far, while copies must cover whole target clusters (s->cow_bitmap). */
+  private readonly cowChunks: ChunkBitmap | undefined;
 
   constructor(
     id: string,
@@ -127,6 +133,7 @@ export class MirrorJob extends BlockJob implements MirrorTopJob {
     this.targetCluster = opts.targetCluster;
     this.shouldComplete = opts.autoComplete ?? false;
     this.dirty = new ChunkBitmap(this.source.size(), this.granularity);
+    if (opts.cowRounding) this.cowChunks = new ChunkBitmap(this.source.size(), this.granularity);
     // An anonymous bitmap of the source, as query-named-block-nodes shows it while the job runs.
     this.dirtyEntry = this.source.dirtyBitmaps.attach(this.dirty, opts.copyMode === 'background');
     this.dirtyEntry.onMark = () => {
@@ -318,6 +325,8 @@ export class MirrorJob extends BlockJob implements MirrorTopJob {
       for (const st of runs) if (st.allocated && (baseDepth === undefined || st.depth < baseDepth)) this.dirty.setRange(st.offset, st.length);
       off = runs[runs.length - 1]!.offset + runs[runs.length - 1]!.length;
     }
+    const short = this.opts.shortLayerEnd;
+    if (short !== undefined && short < size) this.dirty.setRange(short, size - short);
   }
 
   /**
@@ -379,11 +388,14 @@ export class MirrorJob extends BlockJob implements MirrorTopJob {
           if (!zero || !this.writeZeroesOk) charged += length;
           offset += length;
         }
+        const op = this.cowAlign(opStart, offset, pieces);
+        // Widened past this run of chunks, the rest of it is copied already; capped short of it, the loop goes on from there.
+        offset = Math.min(op.end, end);
         // A copy needs buffer room for all of it (mirror_perform waits for free chunks); zeroes need none.
-        const buffered = pieces.every((p) => p.zero) ? 0 : offset - opStart;
+        const buffered = op.pieces.every((p) => p.zero) ? 0 : op.end - op.start;
         while (this.ops.size >= MIRROR_MAX_IN_FLIGHT || (this.ops.size > 0 && this.bufferedBytes + buffered > this.opts.bufSize)) await Promise.race(this.ops);
         if (this.failure) break;
-        this.perform(opStart, offset - opStart, pieces);
+        this.perform(op.start, op.end - op.start, op.pieces);
         delay = this.limiter.delay(charged);
       }
     } finally {
@@ -391,6 +403,26 @@ export class MirrorJob extends BlockJob implements MirrorTopJob {
       release();
     }
     return delay;
+  }
+
+  /**
+   * mirror_cow_align: while the target cannot read its backing file, a
+   * copy whose first or last chunk was never written goes out as whole
+   * target clusters, read from the source (capped at the buffer size,
+   * whole clusters); copies of zeroes alone are left as they are.
+   */
+  private cowAlign(start: number, end: number, pieces: Span[]): { start: number; end: number; pieces: Span[] } {
+    const cow = this.cowChunks;
+    if (!cow || pieces.every((p) => p.zero)) return { start, end, pieces };
+    const g = this.granularity;
+    if (cow.get(Math.floor(start / g)) && cow.get(Math.floor((end - 1) / g))) return { start, end, pieces };
+    const cs = this.targetCluster || 512;
+    const from = Math.floor(start / cs) * cs;
+    let to = Math.ceil(end / cs) * cs;
+    const max = Math.max(cs, Math.floor(this.maxIoBytes / cs) * cs);
+    if (to - from > max) to = from + max;
+    to = Math.min(to, this.source.size());
+    return { start: from, end: to, pieces: [{ offset: from, length: to - from, zero: false }] };
   }
 
   /** Whether a zero write of [offset, offset+length) covers whole target clusters (bdrv_round_to_clusters would not widen it). */
@@ -433,6 +465,7 @@ export class MirrorJob extends BlockJob implements MirrorTopJob {
       const { pieces, dataBytes } = writePiecesOf(spans, buf, offset, this.pieceRules);
       await this.target.writePieces(pieces);
       this.writeback.noteWritten(dataBytes);
+      this.cowChunks?.setRange(offset, bytes);
     } catch (err) {
       // The buffer is not reused: a write that failed may have left others of its pieces under way.
       this.dirty.setRange(offset, bytes);

@@ -35,6 +35,11 @@ export class Machine {
    * -drive options provides it.
    */
   planDrive: ((opts: string) => DrivePlan) | undefined;
+  /**
+   * Resolves once the machine is set up (QEMU's main loop starts after
+   * -loadvm): monitors greet before, but run no command until then.
+   */
+  initialized: Promise<void> = Promise.resolve();
 
   constructor(
     /** The -machine type (pc's alias resolved), as query-machines would name it. */

@@ -21,8 +21,9 @@ export function toQmpJson(value: unknown, pretty = false): string {
  * own line indented four spaces per level, the closing bracket on a line of
  * its own at the container's level, so an empty object is "{" newline "}".
  */
+const nl = (d: number) => `\n${' '.repeat(d * 4)}`;
+
 function write(v: unknown, out: string[], depth: number): void {
-  const nl = (d: number) => `\n${' '.repeat(d * 4)}`;
   if (v === null || v === undefined) {
     out.push('null');
   } else if (typeof v === 'boolean') {
@@ -37,11 +38,11 @@ function write(v: unknown, out: string[], depth: number): void {
     out.push(quote(v));
   } else if (Array.isArray(v)) {
     out.push('[');
-    v.forEach((e, i) => {
+    for (let i = 0; i < v.length; i++) {
       if (depth >= 0) out.push(i > 0 ? ',' : '', nl(depth + 1));
       else if (i > 0) out.push(', ');
-      write(e, out, depth >= 0 ? depth + 1 : -1);
-    });
+      write(v[i], out, depth >= 0 ? depth + 1 : -1);
+    }
     if (depth >= 0) out.push(nl(depth));
     out.push(']');
   } else if (typeof v === 'object') {
@@ -49,12 +50,13 @@ function write(v: unknown, out: string[], depth: number): void {
     // Members whose value is undefined are absent, as with JSON.stringify.
     const keys = qdictOrder(Object.keys(obj).filter((k) => obj[k] !== undefined));
     out.push('{');
-    keys.forEach((k, i) => {
+    for (let i = 0; i < keys.length; i++) {
+      const k = keys[i]!;
       if (depth >= 0) out.push(i > 0 ? ',' : '', nl(depth + 1));
       else if (i > 0) out.push(', ');
       out.push(quote(k), ': ');
       write(obj[k], out, depth >= 0 ? depth + 1 : -1);
-    });
+    }
     if (depth >= 0) out.push(nl(depth));
     out.push('}');
   } else {
@@ -79,7 +81,11 @@ function formatNumber(n: number): string {
 
 const hex4 = (c: number) => `\\u${c.toString(16).toUpperCase().padStart(4, '0')}`;
 
+/** Printable ASCII but `"` and `\\`: written as they are (nearly every string in a reply: names, paths, enums). */
+const PLAIN = /^[\x20\x21\x23-\x5b\x5d-\x7e]*$/;
+
 function quote(s: string): string {
+  if (PLAIN.test(s)) return `"${s}"`;
   let r = '"';
   for (const ch of s) {
     const cp = ch.codePointAt(0)!;

@@ -27,10 +27,27 @@ function tdbHash(key: string): number {
   return (Math.imul(1103515243, value) + 12345) >>> 0;
 }
 
-export function qdictOrder(keys: readonly string[]): string[] {
-  // Insertion index: JSON object keys arrive in document order, as QEMU's parser inserts them.
-  return keys
-    .map((key, i) => ({ key, i, bucket: cachedHash(key) % BUCKETS }))
-    .sort((a, b) => a.bucket - b.bucket || b.i - a.i)
-    .map((e) => e.key);
+/**
+ * Orders of the key lists seen: a reply repeats a few object shapes many
+ * times (one BlockDeviceInfo per node), and sorting each again was most of
+ * writing a large reply. Bounded like HASHES. Callers get the cached array
+ * itself and must not change it.
+ */
+const ORDERS = new Map<string, readonly string[]>();
+
+export function qdictOrder(keys: readonly string[]): readonly string[] {
+  if (keys.length < 2) return keys;
+  let shape = '';
+  for (const k of keys) shape += `${k.length}:${k}`; // lengths keep any two different lists apart, whatever their keys hold
+  let order = ORDERS.get(shape);
+  if (order === undefined) {
+    if (ORDERS.size >= MAX_CACHED) ORDERS.clear();
+    // Insertion index: JSON object keys arrive in document order, as QEMU's parser inserts them.
+    order = keys
+      .map((key, i) => ({ key, i, bucket: cachedHash(key) % BUCKETS }))
+      .sort((a, b) => a.bucket - b.bucket || b.i - a.i)
+      .map((e) => e.key);
+    ORDERS.set(shape, order);
+  }
+  return order;
 }

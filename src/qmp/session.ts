@@ -146,6 +146,11 @@ export class QmpSession {
       const activity = this.opts.activity;
       if (activity) activity.commandsRunning++;
       try {
+        // No command before the machine is set up (its main loop has not begun).
+        if (this.opts.machine) await this.opts.machine.initialized;
+        // A job being dismissed is gone before the next command, as in QEMU's one main-loop turn.
+        const freeing = this.opts.jobs.dismissalsSettled();
+        if (freeing) await freeing;
         reply = await dispatch(this.opts.commands, this.state, item.value, this.ctx);
       } finally {
         if (activity) activity.commandsRunning--;

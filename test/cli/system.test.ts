@@ -2,9 +2,9 @@ import { describe, expect, it } from 'vitest';
 import { SUPPORTED_DRIVERS } from '../../src/blockdev/open.js';
 import { createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
-import { qemu, withTempDir } from '../helpers/qemu.js';
+import { qemu, qemuImg, run, withTempDir } from '../helpers/qemu.js';
 import { RawQmp } from '../helpers/raw-qmp.js';
-import { BASE, qemuSystem, qmpTranscript, runSystem, spawnSystem, type SystemProg } from '../helpers/system.js';
+import { BASE, hmpTranscript, qemuSystem, qmpTranscript, runSystem, spawnSystem, type SystemProg } from '../helpers/system.js';
 
 const both = async <T>(f: (p: SystemProg) => Promise<T>): Promise<[T, T]> => [await f('qemu'), await f('blockemu')];
 
@@ -62,7 +62,7 @@ describe.skipIf(!qemuSystem.available)('blockemu system against qemu-system-x86_
   }
 
   it('refuses what a storage-only process cannot honour, saying so', async () => {
-    for (const args of [['-smp', '2'], ['disk.img'], ['-display', 'gtk'], ['-mon', 'chardev=c', '-chardev', 'null,id=c'], ['-monitor', 'vc']]) {
+    for (const args of [['-smp', '2'], ['-display', 'gtk'], ['-mon', 'chardev=c', '-chardev', 'null,id=c'], ['-monitor', 'vc']]) {
       const b = await runSystem('blockemu', ['-M', 'none', ...args]);
       expect(b.code).toBe(1);
       expect(b.stderr).toMatch(/^qemu-system-x86_64: .*(not supported|only)/);
@@ -104,6 +104,40 @@ describe.skipIf(!qemuSystem.available)('blockemu system against qemu-system-x86_
     expect(t.lines[0]).toBe('{"QMP": {"version": VERSION, "capabilities": ["oob"]}}');
     expect(t.lines).toContain('{"return": {"status": "prelaunch", "singlestep": false, "running": false}}');
     expect(t.lines).toContain('{"event": "RESUME"}');
+  });
+
+  it('takes a bare image name as -hda, and -hdb/-cdrom/-fda as the drives they stand for; guest-only -m, -name, -no-shutdown are accepted; -loadvm reverts the disks at start', async () => {
+    await withTempDir(async (dir) => {
+      const img = (n: string) => join(dir, n);
+      for (const n of ['a.qcow2', 'b.qcow2', 'c.qcow2']) expect((await qemuImg('create', '-q', '-f', 'qcow2', img(n), '1M')).code).toBe(0);
+      // A snapshot with a VM state, as QEMU's -loadvm wants (it refuses disk-only ones; blockemu would take either).
+      const saved = await hmpTranscript('qemu', [...BASE, '-monitor', 'stdio', '-drive', `if=none,file=${img('a.qcow2')}`, '-drive', `if=none,file=${img('b.qcow2')}`], 'savevm s0\nquit\n');
+      expect(saved.code).toBe(0);
+      // Written after the snapshot: -loadvm takes it back before any command runs.
+      expect((await run('qemu-io', ['-c', 'write -P 7 0 64k', img('a.qcow2')])).code).toBe(0);
+      const generated = (l: string) => l.replaceAll(dir, 'DIR').replace(/#block\d+/g, '#blockN');
+      const blocks = (t: { lines: string[] }) => t.lines.filter((l) => l.startsWith('{"return": [')).map(generated);
+      const [q, b] = await both((p) =>
+        qmpTranscript(p, dir, [...BASE, '-m', '128', '-name', 'vm0', '-no-shutdown', img('a.qcow2'), '-hdb', img('b.qcow2'), '-cdrom', img('c.qcow2'), '-loadvm', 's0'], [
+          caps,
+          '{"execute": "query-block"}',
+          '{"execute": "human-monitor-command", "arguments": {"command-line": "qemu-io ide0-hd0 \\"read -P 0 0 64k\\""}}',
+          quit,
+        ]),
+      );
+      expect(blocks(b)).toEqual(blocks(q));
+      expect(blocks(b)[0]).toContain('"device": "ide0-hd0"');
+      expect(b.lines.map(generated)).toEqual(q.lines.map(generated));
+      // The failing case: the monitors greet, then the process ends with the error.
+      expect((await qemuImg('snapshot', '-d', 's0', img('b.qcow2'))).code).toBe(0);
+      const [qf, bf] = await both((p) => qmpTranscript(p, dir, [...BASE, img('a.qcow2'), '-hdb', img('b.qcow2'), '-loadvm', 's0'], [caps, quit]));
+      expect({ ...bf, stderr: bf.stderr.replaceAll('blockemu system', 'qemu-system-x86_64') }).toEqual(qf);
+      // A missing file is named as it was written.
+      for (const args of [[img('none.qcow2')], ['-hdb', img('none.qcow2')]]) {
+        const [qe, be] = await both((p) => runSystem(p, [...BASE, ...args]));
+        expect({ code: be.code, stderr: be.stderr.replaceAll('blockemu system', 'qemu-system-x86_64') }).toEqual({ code: qe.code, stderr: qe.stderr });
+      }
+    });
   });
 
   it('answers system_reset and system_powerdown with their events, and quit with SHUTDOWN before its reply', async () => {

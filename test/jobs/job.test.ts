@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { Job, type JobListener } from '../../src/jobs/job.js';
 import { JOB_STATUSES, acceptsVerb, canTransition } from '../../src/jobs/status.js';
 import { JobTxn } from '../../src/jobs/txn.js';
+import { JobManager } from '../../src/jobs/manager.js';
 
 /** A job body for testing the lifecycle: `steps` units of work, each behind a pause point. */
 class StepJob extends Job {
@@ -153,6 +154,33 @@ describe('job lifecycle', () => {
     expect(frees).toBe(1);
     expect(log.filter((l) => l === 'j9:null')).toHaveLength(1);
     expect(log.slice(-3)).toEqual(['j9:concluded', 'j9:null', 'j9:removed']);
+  });
+
+  it('while an auto-dismissed job frees itself the manager says so, so monitors hold their next command until it is gone (QEMU frees it in the turn of its last event)', async () => {
+    const log: string[] = [];
+    let open!: () => void;
+    const gate = new Promise<void>((r) => (open = r));
+    class GatedFree extends StepJob {
+      protected override async free(): Promise<void> {
+        await gate;
+      }
+    }
+    const m = new JobManager();
+    const j = new GatedFree('j10', log, 1);
+    m.add(j);
+    expect(m.dismissalsSettled()).toBeUndefined();
+    j.start();
+    for (let i = 0; i < 1000 && !log.includes('j10:concluded'); i++) await new Promise((r) => setTimeout(r, 1));
+    const settled = m.dismissalsSettled();
+    expect(settled).toBeDefined();
+    let done = false;
+    void settled!.then(() => (done = true));
+    await new Promise((r) => setTimeout(r, 5));
+    expect([done, j.status]).toEqual([false, 'concluded']);
+    open();
+    await settled;
+    expect(j.status).toBe('null');
+    expect(m.dismissalsSettled()).toBeUndefined();
   });
 
   it('a never-started job cancelled goes created, aborting, concluded, null without job events', async () => {

@@ -76,6 +76,23 @@ describe.skipIf(!qemu.available || !qemu.storageDaemon)('block-commit of the act
     );
   }, 60_000);
 
+  it('through a filter above the chain: after the pivot the committed layer, which only the filter used, is gone (iotest 040 TestCommitWithFilters)', async () => {
+    const layer = (name: string, backing?: Record<string, unknown>) => ({ 'node-name': name, driver: 'qcow2', file: file(`${name}.qcow2`), ...(backing ? { backing } : {}) });
+    await compareChain(
+      [
+        ['object-add', { 'qom-type': 'throttle-group', id: 'tg' }],
+        ['blockdev-add', { 'node-name': 'top-filter', driver: 'throttle', 'throttle-group': 'tg', file: layer('top', layer('mid', layer('base'))) }],
+        ['block-commit', { 'job-id': 'c', device: 'top-filter', 'top-node': 'top', 'base-node': 'mid' }],
+        { waitJob: 'c', status: 'ready' },
+        ['job-complete', { id: 'c' }],
+        { waitJob: 'c' },
+        ['query-block-jobs'],
+        nodesSummary,
+      ],
+      imagesReport(images),
+    );
+  }, 60_000);
+
   it('cancelled once ready it completes without the pivot: the chain stays, base holds what top held; manual finalize and dismiss', async () => {
     await compareChain(
       [

@@ -74,6 +74,19 @@ describe.skipIf(!qemu.available || !qemu.storageDaemon)('block-commit, as qemu-s
     );
   }, 60_000);
 
+  it('top= as an absolute file name finds the layer below an image that is opened through blkdebug, whose own name is a protocol name (iotest 040 TestSetSpeed)', async () => {
+    await compareChain(
+      [
+        ['blockdev-add', { driver: 'qcow2', 'node-name': 'top', file: { driver: 'blkdebug', image: file('top.qcow2') } }],
+        ['block-commit', { 'job-id': 'c', device: 'top', top: '${DIR}/mid.qcow2' }],
+        { waitJob: 'c' },
+        ['block-commit', { 'job-id': 'd', device: 'top', top: '${DIR}/nope.qcow2' }],
+        nodesSummary,
+      ],
+      imagesReport(['top.qcow2']),
+    );
+  }, 60_000);
+
   it("refusals in QEMU's order and words: the device, top and base, the same image, op blockers, frozen links, backing-file on the active layer", async () => {
     await compareChain(
       [

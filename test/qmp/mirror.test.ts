@@ -82,6 +82,25 @@ describe.skipIf(!qemu.available || !qemu.storageDaemon)('blockdev-mirror and dri
     ], withoutHostLayout);
   }, 60_000);
 
+  it('mode=existing onto a target with larger clusters and a backing file it was not opened with: copies cover whole target clusters, so the part from the backing file is not left as zeroes (mirror_cow_align, iotest 041)', async () => {
+    const bigClusters = async (dir: string) => {
+      await images(dir);
+      // The top holds 64 KiB at 1M+192K; its 128 KiB target cluster also covers 1M+128K..1M+192K, which only base holds.
+      expect((await qemuIo('-c', 'write -q -P 7 1216k 64k', join(dir, 'top.qcow2'))).stderr).toBe('');
+      expect((await qemuImg('create', '-q', '-f', 'qcow2', '-o', 'cluster_size=131072', '-b', 'base.qcow2', '-F', 'qcow2', join(dir, 'big.qcow2'))).stderr).toBe('');
+    };
+    const log = await compareSessions(bigClusters, [
+      ['blockdev-add', { driver: 'qcow2', 'node-name': 'top', file: file('top.qcow2') }],
+      ['drive-mirror', { 'job-id': 'j', device: 'top', target: '${DIR}/big.qcow2', format: 'qcow2', mode: 'existing', sync: 'top' }],
+      { waitJob: 'j', status: 'ready' },
+      ['job-complete', { id: 'j' }],
+      { waitJob: 'j' },
+      { sh: same('top.qcow2', 'big.qcow2') },
+      { sh: contents('big.qcow2') },
+    ], withoutHostLayout);
+    expect(log).toContain('Images are identical.\n');
+  }, 60_000);
+
   it('a target whose raw window is too small: writes past it fail with ENOSPC, which on-target-error=enospc pauses on; a reopen widens it (iotest 248)', async () => {
     const fullTarget = async (dir: string) => {
       await images(dir);

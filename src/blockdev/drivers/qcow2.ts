@@ -3,6 +3,8 @@ import { isZero } from '../../image/request.js';
 import { openImage } from '../../image/open.js';
 import type { LoadedBitmap } from '../../image/qcow2/bitmaps.js';
 import { Qcow2Image } from '../../image/qcow2/image.js';
+import { listSnapshots } from '../../image/qcow2/snapshots.js';
+import { NO_ICOUNT } from '../../image/qcow2/snapshot-table.js';
 import type { Extent, Preallocation, WritePiece } from '../../image/types.js';
 import type { NodeChild } from '../child.js';
 import type { NamePolicy } from '../filename.js';
@@ -144,6 +146,11 @@ export class Qcow2Node extends BlockNode {
   protected doDiscard(offset: number, length: number): Promise<void> {
     return this.changing(offset, length, () => this.image.discard(offset, length));
   }
+  /** qcow2_make_empty: writes of every kind wait, and the whole image is unallocated under them. */
+  override makeEmpty(): Promise<void> {
+    this.checkWritable();
+    return this.changing(0, this.size(), () => this.image.makeEmpty());
+  }
   protected override doWritePieces(pieces: readonly WritePiece[]): Promise<void> {
     const start = pieces[0]!.offset;
     const last = pieces[pieces.length - 1]!;
@@ -275,6 +282,18 @@ export class Qcow2Node extends BlockNode {
     const i = this.image.info();
     const f = await this.file.imageInfo();
     const out: NodeImageInfo = { ...i, actualSize: f.actualSize };
+    const snapshots = await listSnapshots(this.image);
+    if (snapshots.length > 0) {
+      out.snapshots = snapshots.map((sn) => ({
+        id: sn.id,
+        name: sn.name,
+        vmStateSize: Number(sn.vmStateSize),
+        dateSec: sn.dateSec,
+        dateNsec: sn.dateNsec,
+        vmClockNsec: sn.vmClockNsec,
+        ...(sn.icount !== NO_ICOUNT ? { icount: BigInt.asIntN(64, sn.icount) } : {}),
+      }));
+    }
     const bitmaps = await this.image.bitmaps.describe();
     if (bitmaps.length > 0 && out.formatSpecific) out.formatSpecific = { ...out.formatSpecific, bitmaps };
     // The header's backing file only (bs->backing_file): a backing node given at run time (blockdev-snapshot, a reopen) is not named here.

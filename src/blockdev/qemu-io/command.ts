@@ -5,6 +5,8 @@ import type { QemuIoTarget } from './target.js';
 export interface OutputChunk {
   stream: 'stdout' | 'stderr';
   text: string;
+  /** Printed by error_report or warn_report: inside a monitor command that goes to the monitor, not to stderr. */
+  report?: boolean;
 }
 
 /**
@@ -25,11 +27,11 @@ export class Output {
   }
   /** error_report(): one line to stderr with the program prefix. */
   report(message: string): void {
-    this.err(`${this.errorPrefix}${message}\n`);
+    this.chunks.push({ stream: 'stderr', text: `${this.errorPrefix}${message}\n`, report: true });
   }
   /** warn_report(). */
   warn(message: string): void {
-    this.err(`${this.errorPrefix}warning: ${message}\n`);
+    this.chunks.push({ stream: 'stderr', text: `${this.errorPrefix}warning: ${message}\n`, report: true });
   }
 }
 

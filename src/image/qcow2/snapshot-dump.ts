@@ -1,4 +1,5 @@
 import type { Qcow2Snapshot } from './snapshots.js';
+import { NO_ICOUNT } from './snapshot-table.js';
 import { sizeToStr } from '../numfmt.js';
 
 const pad = (n: number, w = 2) => String(n).padStart(w, '0');
@@ -19,7 +20,7 @@ export function snapshotRow(sn: Qcow2Snapshot): string {
   const secs = sn.vmClockNsec / 1_000_000_000n;
   const ms = Number((sn.vmClockNsec / 1_000_000n) % 1000n);
   const clock = `${pad(Number(secs / 3600n))}:${pad(Number((secs / 60n) % 60n))}:${pad(Number(secs % 60n))}.${pad(ms, 3)}`;
-  const icount = sn.icount === (1n << 64n) - 1n ? '' : String(BigInt.asIntN(64, sn.icount));
+  const icount = sn.icount === NO_ICOUNT ? '' : String(BigInt.asIntN(64, sn.icount));
   return `${left(sn.id, 9)} ${left(sn.name, 16)} ${right(sizeToStr(Number(sn.vmStateSize)), 8)}${right(localDate(sn.dateSec), 20)}${right(clock, 13)}${right(icount, 11)}`;
 }
 

@@ -26,7 +26,7 @@ const KNOWN_EXTRA = 24;
 const MAX_EXTRA_DATA = 1024;
 /** QCOW_MAX_SNAPSHOTS_SIZE: the whole table. */
 const MAX_TABLE_BYTES = 1024 * MAX_SNAPSHOTS;
-const NO_ICOUNT = (1n << 64n) - 1n;
+export const NO_ICOUNT = (1n << 64n) - 1n;
 const roundUp8 = (v: number) => Math.ceil(v / 8) * 8;
 const utf8 = new TextDecoder();
 

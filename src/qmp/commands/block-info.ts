@@ -24,6 +24,18 @@ function imageInfo(i: NodeImageInfo, withBacking: boolean): Record<string, unkno
     if (i.fullBackingFilename !== undefined) out['full-backing-filename'] = i.fullBackingFilename;
     if (i.backingFormat !== undefined) out['backing-filename-format'] = i.backingFormat;
   }
+  if (i.snapshots) {
+    out['snapshots'] = i.snapshots.map((sn) => ({
+      id: sn.id,
+      name: sn.name,
+      'vm-state-size': sn.vmStateSize,
+      'date-sec': sn.dateSec,
+      'date-nsec': sn.dateNsec,
+      'vm-clock-sec': Number(sn.vmClockNsec / 1_000_000_000n),
+      'vm-clock-nsec': Number(sn.vmClockNsec % 1_000_000_000n),
+      ...(sn.icount !== undefined ? { icount: Number(sn.icount) } : {}),
+    }));
+  }
   if (withBacking && i.backingImage) out['backing-image'] = imageInfo(i.backingImage, true);
   const fs = i.formatSpecific;
   if (fs?.type === 'qcow2') {

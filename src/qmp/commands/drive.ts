@@ -160,6 +160,7 @@ export async function filenameOptionsSpec(file: string | undefined, options: Rea
     const at = tree['driver'] === 'file' ? tree : (tree['file'] as Record<string, unknown> | undefined);
     if (at?.['driver'] === 'file' && at['aio'] === undefined) (at['aio'] = aio), (aioAsFlag = true);
   }
+  await probeBackingFormats(tree);
   const backing = takeImplicitBacking(tree);
   const given = structuredClone(tree);
   sizeOptions(tree);
@@ -196,7 +197,8 @@ function implicitOptions(o: Record<string, unknown>, path: string): ImplicitBack
   for (const [k, v] of Object.entries(o)) {
     if (k === 'node-name' && typeof v === 'string') out['node-name'] = v;
     else if (k === 'backing' && typeof v === 'object' && v !== null && !Array.isArray(v)) out.backing = implicitOptions(v as Record<string, unknown>, `${path}.backing`);
-    else throw new BlockError('UNSUPPORTED', `'${path}.${k}' for the backing file the image names is not supported by blockemu (only node-name); add the backing node with -blockdev instead`);
+    else if (k === 'backing' && typeof v === 'string') out.backing = v;
+    else throw new BlockError('UNSUPPORTED', `'${path}.${k}' for the backing file the image names is not supported by blockemu (only node-name and backing); add the backing node with -blockdev instead`);
   }
   return out;
 }
@@ -215,6 +217,28 @@ function protocolFiles(tree: Record<string, unknown>): void {
     if (child['driver'] === undefined && typeof child['filename'] === 'string') child['driver'] = 'file';
     protocolFiles(child);
   }
+}
+
+/**
+ * `backing.file.filename=X` without `backing.driver`: bdrv_open of the
+ * backing child probes its format from the file, as it does the drive's
+ * own (iotest 130); so on down its own backing options.
+ */
+async function probeBackingFormats(tree: Record<string, unknown>): Promise<void> {
+  const b = tree['backing'];
+  if (typeof b !== 'object' || b === null || Array.isArray(b)) return;
+  const backing = b as Record<string, unknown>;
+  const f = backing['file'];
+  if (backing['driver'] === undefined && typeof f === 'object' && f !== null && !Array.isArray(f)) {
+    const file = f as Record<string, unknown>;
+    if (typeof file['filename'] === 'string' && (file['driver'] === undefined || file['driver'] === 'file')) {
+      const path = file['filename'];
+      file['driver'] = 'file';
+      backing['driver'] = await probeFormat(path).catch((err: unknown) => openFailure(path, err));
+    }
+  }
+  protocolFiles(backing);
+  await probeBackingFormats(backing);
 }
 
 /**

@@ -66,6 +66,9 @@ export class HmpMonitor implements Monitor {
     if (activity) activity.commandsRunning++;
     try {
       const line = Buffer.from(latin1Line, 'latin1').toString('utf8');
+      if (this.ctx.machine) await this.ctx.machine.initialized;
+      const freeing = this.ctx.jobs.dismissalsSettled();
+      if (freeing) await freeing;
       await runHmpLine({ qmp: this.ctx, out: (t) => this.write(t), suspend: () => (this.suspended = true) }, line);
     } catch (err) {
       this.opts.log.error({ err }, 'HMP command failed');

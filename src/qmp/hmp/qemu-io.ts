@@ -1,7 +1,7 @@
 import type { BlockGraph } from '../../blockdev/graph.js';
 import { BlockBackend } from '../../blockdev/block-backend.js';
 import type { BlockNode } from '../../blockdev/node.js';
-import { backendTarget, type QemuIoTarget, runQemuIoCommand } from '../../blockdev/qemu-io/index.js';
+import { backendTarget, type OutputChunk, type QemuIoTarget, runQemuIoCommand } from '../../blockdev/qemu-io/index.js';
 import { BlockError } from '../../image/errors.js';
 import { PERM_ALL } from '../../image/perm.js';
 import { reopenContext } from '../commands/reopen.js';
@@ -48,12 +48,20 @@ export async function hmpQemuIo(ctx: HmpContext, a: HmpArgs): Promise<void> {
     }
   }
   try {
+    // qemu-io's printf goes to the process's stdout, its fprintf(stderr) to stderr, its error_report (a refused
+    // permission) to the monitor (iotest 249).
+    const toProcess = (chunks: readonly OutputChunk[]) => {
+      for (const c of chunks) (c.stream === 'stdout' ? process.stdout : process.stderr).write(c.text);
+    };
     // A request held at a blkdebug breakpoint reports when a later command resumes it: to qemu-system's stdout, as QEMU's printf.
-    const late = ctx.qmp.machine ? (chunks: readonly { text: string }[]) => void process.stdout.write(chunks.map((c) => c.text).join('')) : undefined;
+    const late = ctx.qmp.machine ? toProcess : undefined;
     const r = await runQemuIoCommand(cmd, node ? backendTarget(blk, node, { reopen: reopenContext(ctx.qmp), deviceAttached: attached === true }) : NO_MEDIUM, { late });
-    const text = r.chunks.map((c) => c.text).join('');
-    if (ctx.qmp.machine) process.stdout.write(text);
-    else ctx.out(text);
+    if (ctx.qmp.machine) {
+      for (const c of r.chunks) {
+        if (c.report) ctx.out(c.text);
+        else toProcess([c]);
+      }
+    } else ctx.out(r.text);
   } finally {
     if (local) await blk.remove();
   }

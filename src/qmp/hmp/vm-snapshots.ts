@@ -12,8 +12,10 @@ import type { BlockNode } from '../../blockdev/node.js';
 import { Qcow2Node } from '../../blockdev/drivers/qcow2.js';
 import { CHILD_DATA, CHILD_FILTERED, CHILD_METADATA, CHILD_PRIMARY } from '../../image/child-perms.js';
 import { createSnapshot, deleteSnapshot, gotoSnapshot, listSnapshots, type Qcow2Snapshot } from '../../image/qcow2/snapshots.js';
+import { NO_ICOUNT } from '../../image/qcow2/snapshot-table.js';
 import { SNAPSHOT_TITLES, snapshotRow } from '../../image/qcow2/snapshot-dump.js';
 import type { HmpArgs } from './args.js';
+import type { QmpContext } from '../context.js';
 import { HmpCommandError, type HmpContext } from './command.js';
 
 /** The node that stores a node's snapshots (bdrv_snapshot_fallback down a filter's or raw's primary child), if any. */
@@ -36,12 +38,15 @@ interface Disk {
   included: boolean;
 }
 
+/** What the snapshot operations look at: every disk, and the machine they stop while they work. */
+export type SnapshotScope = Pick<QmpContext, 'graph' | 'exports' | 'machine'>;
+
 /** bdrv_first/bdrv_next: the BlockBackends' roots, then the monitor's nodes no BlockBackend uses. */
-function allDisks(ctx: HmpContext): Disk[] {
-  const graph = ctx.qmp.graph;
+function allDisks(scope: SnapshotScope): Disk[] {
+  const graph = scope.graph;
   const backends = graph.backends.list();
   // blk_next walks every BlockBackend, an export's too (after the drives and devices: created later).
-  const roots = [...backends.flatMap((b) => (b.node ? [b.node] : [])), ...ctx.qmp.exports.list().map((e) => e.node)];
+  const roots = [...backends.flatMap((b) => (b.node ? [b.node] : [])), ...scope.exports.list().map((e) => e.node)];
   const withBlk = new Set(roots);
   const seen = new Set<BlockNode>();
   const out: Disk[] = [];
@@ -95,7 +100,7 @@ const pad = (n: number) => String(n).padStart(2, '0');
 
 /** `savevm [tag]` (save_snapshot with overwrite): an old snapshot of that name goes first. */
 export async function savevm(ctx: HmpContext, a: HmpArgs): Promise<void> {
-  const disks = allDisks(ctx);
+  const disks = allDisks(ctx.qmp);
   checkAllCanSnapshot(disks);
   let name = a['name'] as string | undefined;
   if (name !== undefined) await deleteAll(disks, name);
@@ -113,7 +118,7 @@ export async function savevm(ctx: HmpContext, a: HmpArgs): Promise<void> {
       try {
         await node.flush();
         // No guest, so no VM clock and no recorded icount (-1, which leaves ICOUNT empty).
-        await createSnapshot(node.image, { name, dateSec: Math.floor(now / 1000), dateNsec: (now % 1000) * 1_000_000, vmClockNsec: 0n, icount: (1n << 64n) - 1n });
+        await createSnapshot(node.image, { name, dateSec: Math.floor(now / 1000), dateNsec: (now % 1000) * 1_000_000, vmClockNsec: 0n, icount: NO_ICOUNT });
       } catch (err) {
         await deleteAll(disks, name).catch(() => undefined);
         throw new HmpCommandError(`Could not create snapshot '${name}' on '${d.name}'`, { cause: err });
@@ -125,13 +130,17 @@ export async function savevm(ctx: HmpContext, a: HmpArgs): Promise<void> {
 }
 
 /** `loadvm tag` (load_snapshot): every included disk goes back to the snapshot. */
-export async function loadvm(ctx: HmpContext, a: HmpArgs): Promise<void> {
-  const name = a['name'] as string;
-  const disks = allDisks(ctx);
+export function loadvm(ctx: HmpContext, a: HmpArgs): Promise<void> {
+  return loadSnapshotAll(ctx.qmp, a['name'] as string);
+}
+
+/** load_snapshot, for `loadvm` and for qemu-system's -loadvm at start. */
+export async function loadSnapshotAll(scope: SnapshotScope, name: string): Promise<void> {
+  const disks = allDisks(scope);
   checkAllCanSnapshot(disks);
   if (!(await allHave(disks, name))) throw new HmpCommandError(`Snapshot '${name}' does not exist in one or more devices`);
   findVmstateDisk(disks);
-  const machine = ctx.qmp.machine;
+  const machine = scope.machine;
   const wasRunning = machine?.running ?? false;
   if (wasRunning) machine!.stop();
   for (const d of disks) {
@@ -149,14 +158,14 @@ export async function loadvm(ctx: HmpContext, a: HmpArgs): Promise<void> {
 
 /** `delvm tag` (delete_snapshot). */
 export async function delvm(ctx: HmpContext, a: HmpArgs): Promise<void> {
-  const disks = allDisks(ctx);
+  const disks = allDisks(ctx.qmp);
   checkAllCanSnapshot(disks);
   await deleteAll(disks, a['name'] as string);
 }
 
 /** `info snapshots` (hmp_info_snapshots): those on every disk, then each disk's partial ones. */
 export async function infoSnapshots(ctx: HmpContext): Promise<void> {
-  const disks = allDisks(ctx);
+  const disks = allDisks(ctx.qmp);
   let vm: Disk;
   try {
     vm = findVmstateDisk(disks);
