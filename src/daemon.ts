@@ -196,6 +196,8 @@ export class Daemon {
     const report = config.errorReport ?? ((m: string) => void process.stderr.write(monitorActivity.commandsRunning > 0 ? `${m}\n` : `${prog}: ${m}\n`));
     graph.onEvent = (e) => {
       if (e.kind === 'error-report') return report(e.message);
+      // blkdebug's printf: QEMU's iotests run qemu-system under qtest, where blkdebug prints nothing.
+      if (e.kind === 'debug-print') return;
       if (e.kind === 'close-failed') return log.warn({ node: e.node.nodeName, err: e.error }, 'closing a node failed');
       if (e.kind === 'image-corrupted') log.warn({ node: e.node.nodeName, corruption: e.message, fatal: e.fatal }, 'image corrupted');
       const { name, data } = nodeEvent(e);

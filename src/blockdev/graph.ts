@@ -43,6 +43,7 @@ export class BlockGraph {
   private readonly sink = (e: BlockNodeEvent) => {
     if (this.onEvent) this.onEvent(e);
     else if (e.kind === 'error-report') process.stderr.write(`${e.message}\n`);
+    else if (e.kind === 'debug-print') process.stdout.write(e.text);
   };
   onEvent: ((e: BlockNodeEvent) => void) | undefined;
 

@@ -26,6 +26,8 @@ export type BlockNodeEvent =
       fatal: boolean;
     }
   | { kind: 'error-report'; node: BlockNode; message: string }
+  /** A driver's printf to stdout (blkdebug's "blkdebug: Suspended request 'A'"), which QEMU leaves out under qtest. */
+  | { kind: 'debug-print'; node: BlockNode; text: string }
   | { kind: 'close-failed'; node: BlockNode; error: unknown };
 
 export type BlockNodeEventSink = (e: BlockNodeEvent) => void;

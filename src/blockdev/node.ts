@@ -447,7 +447,7 @@ export abstract class BlockNode implements ChildOwner {
    * do; the default passes the request to the children of filters.
    */
   async prefetch(offset: number, length: number): Promise<void> {
-    const below = this.child('file');
+    const below = this.child('file') ?? this.child('image');
     if (below && below.size() === this.size()) await below.prefetch(offset, length);
   }
 

@@ -91,6 +91,11 @@ const OPENERS: Record<string, Opener> = {
     }
     return FileNode.open(name, spec['filename'] as string, { readOnly, autoReadOnly: boolOption(options, 'auto-read-only'), locking: (spec['locking'] as 'on' | 'off' | 'auto' | undefined) ?? 'auto' });
   },
+  // file-posix's device drivers: the file driver over a character or block device.
+  host_device: ({ name, spec, readOnly, options }) =>
+    FileNode.open(name, spec['filename'] as string, { readOnly, autoReadOnly: boolOption(options, 'auto-read-only'), locking: (spec['locking'] as 'on' | 'off' | 'auto' | undefined) ?? 'auto', driver: 'host_device' }),
+  host_cdrom: ({ name, spec, readOnly, options }) =>
+    FileNode.open(name, spec['filename'] as string, { readOnly, autoReadOnly: boolOption(options, 'auto-read-only'), locking: (spec['locking'] as 'on' | 'off' | 'auto' | undefined) ?? 'auto', driver: 'host_cdrom' }),
   raw: async ({ name, spec, readOnly, child }) => {
     const offset = num(spec['offset'], 0);
     const size = spec['size'] as number | undefined;
@@ -248,7 +253,7 @@ interface Inherited {
 }
 
 /** Drivers QEMU opens as protocols (bdrv_file_open): no `file` child is opened before them. */
-export const PROTOCOLS: ReadonlySet<string> = new Set(['file', 'nbd', 'null-co', 'null-aio', 'blkdebug']);
+export const PROTOCOLS: ReadonlySet<string> = new Set(['file', 'host_device', 'host_cdrom', 'nbd', 'null-co', 'null-aio', 'blkdebug']);
 
 async function openNode(graph: BlockGraph, tran: GraphTransaction, spec: BlockdevSpec, monitorOwned: boolean, inherit: Inherited, opened: BlockNode[]): Promise<BlockNode> {
   const opener = OPENERS[spec.driver];
@@ -391,7 +396,7 @@ export async function implicitBacking(overlay: string, name: string, format: str
 export async function jsonFilenameSpec(name: string, format?: string): Promise<BlockdevSpec> {
   let parsed: unknown;
   try {
-    parsed = JSON.parse(name.slice('json:'.length));
+    parsed = JSON.parse(doubleQuoted(name.slice('json:'.length)));
   } catch (err) {
     throw new BlockError('INVALID_ARGUMENT', `Could not parse the JSON options: ${err instanceof Error ? err.message : String(err)}`);
   }
@@ -402,6 +407,38 @@ export async function jsonFilenameSpec(name: string, format?: string): Promise<B
     spec.driver = format ?? (typeof file === 'string' ? await probeFormat(file).catch(() => 'raw') : 'raw');
   }
   return spec;
+}
+
+/**
+ * QEMU's JSON parser also takes strings in single quotes ({'driver':
+ * 'null-co'}, as the iotests write json: names): rewritten here as the
+ * double-quoted strings JSON.parse reads.
+ */
+function doubleQuoted(text: string): string {
+  let out = '';
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i]!;
+    if (c === '"') {
+      // A double-quoted string is copied as it is, escapes included.
+      let j = i + 1;
+      while (j < text.length && text[j] !== '"') j += text[j] === '\\' ? 2 : 1;
+      out += text.slice(i, j + 1);
+      i = j;
+    } else if (c === "'") {
+      let s = '';
+      let j = i + 1;
+      for (; j < text.length && text[j] !== "'"; j++) {
+        if (text[j] === '\\' && j + 1 < text.length) {
+          const e = text[++j]!;
+          s += e === "'" ? "'" : `\\${e}`;
+        } else if (text[j] === '"') s += '\\"';
+        else s += text[j];
+      }
+      out += `"${s}"`;
+      i = j;
+    } else out += c;
+  }
+  return out;
 }
 
 /** qdict_crumple: dotted keys back into nested objects, all-numeric levels into lists. */

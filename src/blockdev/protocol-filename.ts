@@ -20,6 +20,8 @@ export function protocolOfFilename(file: string): { proto: Record<string, unknow
   }
   // file-posix's parse_filename takes the protocol prefix off.
   const path = file.startsWith('file:') ? file.slice('file:'.length) : file;
+  // A plain device name is host_device's (hdev_probe_device; blockemu goes by the /dev/ prefix rather than a stat).
+  if (path === file && file.startsWith('/dev/')) return { proto: { driver: 'host_device', filename: path }, probeTarget: path };
   return { proto: { driver: 'file', filename: path }, probeTarget: path };
 }
 

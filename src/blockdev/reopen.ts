@@ -71,6 +71,26 @@ export function reopenSetReadOnly(ctx: ReopenContext, node: BlockNode, readOnly:
   });
 }
 
+/**
+ * bdrv_reopen(node, options, keep_old_opts=true), as qemu-io's `reopen`
+ * calls it: the node (and the children it opened) keep every option but
+ * those given (flat, "file.node-name" for a child's).
+ */
+export function reopenKeepingOptions(ctx: ReopenContext, node: BlockNode, options: Options): Promise<void> {
+  // update_flags_from_options: the flag options are booleans, in QemuOpts' words when given as text.
+  for (const key of ['read-only', 'cache.no-flush', 'cache.direct', 'auto-read-only']) {
+    const v = options[key];
+    if (typeof v === 'string' && !['on', 'off', 'yes', 'no', 'true', 'false', 'y', 'n'].includes(v)) {
+      return Promise.reject(fail(`Parameter '${key}' expects 'on' or 'off'`));
+    }
+  }
+  return withGraphLock(async () => {
+    const queue = new ReopenQueue();
+    queue.add(node, options, true);
+    await reopenMultiple(ctx, queue);
+  });
+}
+
 /** bdrv_reopen_multiple: flush, prepare all, check permissions; then commit all, or undo all. */
 async function reopenMultiple(ctx: ReopenContext, queue: ReopenQueue): Promise<void> {
   for (const e of queue.entries) {

@@ -1,3 +1,4 @@
+import { type CacheMode, parseCacheMode } from '../blockdev/qemu-io/cache-mode.js';
 import { IO_PROG } from './tool-names.js';
 import { parseCliObject } from '../qmp/cli-object.js';
 import { QmpError } from '../qmp/error.js';
@@ -40,15 +41,8 @@ const LONG_TO_SHORT: Record<string, string> = {
   misalign: 'm', 'native-aio': 'k', aio: 'i', discard: 'd', cache: 't', trace: 'T', 'force-share': 'U',
 };
 
-/** What the cache mode decides (QEMU's BDRV_O_NOCACHE, BDRV_O_NO_FLUSH and the BlockBackend's write cache). */
-export interface CacheMode {
-  /** cache.direct: O_DIRECT in QEMU; blockemu accepts it (see README) and keeps the page cache. */
-  direct: boolean;
-  /** cache.no-flush ("unsafe"): flushes do nothing. */
-  noFlush: boolean;
-  /** qemu-io's default (write cache off): every write is flushed before it completes. */
-  writethrough: boolean;
-}
+export type { CacheMode } from '../blockdev/qemu-io/cache-mode.js';
+export { parseCacheMode };
 
 export type AioMode = 'threads' | 'native' | 'io_uring';
 
@@ -115,25 +109,6 @@ More information on the QEMU project at <https://qemu.org>.
 }
 
 export const IO_USAGE = ioUsage(PROG);
-
-/** bdrv_parse_cache_mode: each mode sets all three, replacing earlier -n/-t. */
-export function parseCacheMode(mode: string): CacheMode | undefined {
-  switch (mode) {
-    case 'off':
-    case 'none':
-      return { direct: true, noFlush: false, writethrough: false };
-    case 'directsync':
-      return { direct: true, noFlush: false, writethrough: true };
-    case 'writeback':
-      return { direct: false, noFlush: false, writethrough: false };
-    case 'unsafe':
-      return { direct: false, noFlush: true, writethrough: false };
-    case 'writethrough':
-      return { direct: false, noFlush: false, writethrough: true };
-    default:
-      return undefined;
-  }
-}
 
 /** bdrv_parse_aio; Debian's qemu-io 7.2 is built with io_uring, so it is accepted. */
 function parseAio(mode: string): AioMode | undefined {

@@ -1,132 +1,182 @@
 import { randomBytes } from 'node:crypto';
 import { unlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
-import { createImage, isFormat } from '../image/open.js';
-import type { QemuIoTarget } from '../blockdev/qemu-io/index.js';
-import type { BlockImage, Preallocation, WriteOptions, WriteZeroesOptions } from '../image/types.js';
-import { probedRawWarning, tryOpen } from './img/open.js';
-import { type CacheMode, type IoArgs, PROG } from './io-args.js';
-import { type ImageOptsPlan, parseImageOpts, planImageOpts } from './io-image-opts.js';
+import { dirname, isAbsolute, join, resolve } from 'node:path';
+import { BlockBackend } from '../blockdev/block-backend.js';
+import { BlockGraph } from '../blockdev/graph.js';
+import type { BlockNode } from '../blockdev/node.js';
+import { type BlockdevSpec, openBlockdev } from '../blockdev/open.js';
+import { backendTarget, type QemuIoTarget } from '../blockdev/qemu-io/index.js';
+import { createImage, openImage } from '../image/open.js';
+import { PERM_ALL, PERM_CONSISTENT_READ, PERM_WRITE } from '../image/perm.js';
+import { filenameOptionsSpec } from '../qmp/commands/drive.js';
+import { qdictOrder } from '../qmp/qdict-order.js';
+import { pathCombine, withHint } from './img/open.js';
+import { type IoArgs, PROG } from './io-args.js';
+import { parseImageOpts } from '../blockdev/qemu-io/qemu-opts.js';
 
 /**
- * Opening qemu-io's image with its command-line flags (openfile() in
- * qemu-io.c): the cache mode, the AIO mode, -s, -U and --image-opts.
+ * qemu-io's openfile(): blk_new_open(filename, options, flags) — a node
+ * graph opened from the file name (a host path, `json:{…}`, blkdebug:…,
+ * nbd:…, null-co://) and the options (--image-opts, `open -o`, -f as
+ * driver=), with the command-line flags as the options they stand for
+ * where the options do not say (read-only, cache.direct, cache.no-flush,
+ * force-share, the file node's aio), under a BlockBackend that takes
+ * consistent read, and write unless -r. -s puts a temporary qcow2 overlay
+ * over it (bdrv_append_temp_snapshot).
  *
- * Cache modes: Node has no O_DIRECT, so cache.direct=on (none, directsync)
- * is accepted and the page cache stays in use; what remains observable is
- * kept: writethrough (qemu-io's default, and directsync) flushes every
- * write before reporting it, and unsafe (cache.no-flush) makes flush a no-op.
- * aio=native is refused without cache.direct, as file-posix does; otherwise
- * the AIO mode changes nothing in Node.
+ * Cache modes: Node has no O_DIRECT, so cache.direct=on is accepted and the
+ * page cache stays in use; what remains observable is kept: writethrough
+ * (qemu-io's default, and directsync) makes every write FUA (a flush inside
+ * the request), and cache.no-flush makes flushes no-ops.
  */
-const NATIVE_NEEDS_DIRECT = 'aio=native was specified, but it requires cache.direct=on, which was not specified.';
 
-/** The image as the BlockBackend qemu-io opened sees it: its cache mode, and for -s the temporary overlay removed at close. */
-class IoImage implements BlockImage {
-  /** `write -c`, where the format has it (the interpreter asks for it by presence: QemuIoTarget). */
-  readonly writeCompressed?: (offset: number, data: Uint8Array) => Promise<void>;
+/** An open image: the target the interpreter runs on, and its close. */
+export interface IoDevice {
+  target: QemuIoTarget;
+  /** The BlockBackend's node (the graph's root). */
+  readonly node: BlockNode;
+  close(): Promise<void>;
+}
 
-  constructor(
-    private readonly inner: BlockImage,
-    private readonly cache: Pick<CacheMode, 'noFlush' | 'writethrough'>,
-    private readonly temporary?: string,
-  ) {
-    const compressed = (inner as Partial<QemuIoTarget>).writeCompressed;
-    if (compressed) {
-      this.writeCompressed = async (offset, data) => {
-        await compressed.call(inner, offset, data);
-        await this.afterWrite();
-      };
+export type IoOpen = { device?: IoDevice; warnings: string[] } | { error: string; warnings: string[] };
+
+/** Where blkdebug's lines (and drivers' error_report lines) go while the image is open. */
+export interface IoOpenSinks {
+  stdout(text: string): void;
+  stderr(text: string): void;
+}
+
+/**
+ * Opens what `a` names as qemu-io does, or says what qemu-io prints instead
+ * (the text after "prog: "). `extraOptions`: `open -o` option strings, read
+ * as --image-opts' are. Warnings are whole lines for stderr, printed first.
+ */
+export async function openIoDevice(a: IoArgs, sinks: IoOpenSinks, extraOptions: readonly string[] = []): Promise<IoOpen> {
+  const warnings: string[] = [];
+  const opts = new Map<string, string>();
+  let filename: string | undefined = a.file;
+  if (a.imageOpts) {
+    filename = undefined;
+    if (a.file === undefined) return { warnings };
+    const parsed = parseImageOpts(a.file);
+    warnings.push(...parsed.warnings.map((w) => `${PROG}: ${w}\n`));
+    for (const [k, v] of parsed.opts) opts.set(k, v);
+  }
+  for (const text of extraOptions) {
+    const parsed = parseImageOpts(text);
+    warnings.push(...parsed.warnings.map((w) => `${PROG}: ${w}\n`));
+    for (const [k, v] of parsed.opts) opts.set(k, v);
+  }
+  if (filename === undefined && opts.size === 0) return { warnings };
+  if (a.format !== undefined && !opts.has('driver')) opts.set('driver', a.format);
+  if (a.forceShare) {
+    if (opts.has('force-share') && opts.get('force-share') !== 'on') return { error: '-U conflicts with image options', warnings };
+    opts.set('force-share', 'on');
+  }
+  const what = filename !== undefined ? `can't open device ${filename}: ` : "can't open: ";
+  const graph = new BlockGraph();
+  graph.onEvent = (e) => {
+    if (e.kind === 'debug-print') sinks.stdout(e.text);
+    // error_report in a tool: the program name first.
+    else if (e.kind === 'error-report') sinks.stderr(`${PROG}: ${e.message}\n`);
+  };
+  const readOnly = a.readOnly;
+  const blk = new BlockBackend({ perm: PERM_CONSISTENT_READ | (readOnly ? 0 : PERM_WRITE), shared: PERM_ALL });
+  let temporary: string | undefined;
+  try {
+    // bdrv_open's update_options_from_flags: the flags, where the options leave them unsaid.
+    const setDefault = (k: string, v: string) => {
+      if (!opts.has(k)) opts.set(k, v);
+    };
+    setDefault('read-only', readOnly || a.snapshot ? 'on' : 'off');
+    setDefault('cache.direct', a.cache.direct ? 'on' : 'off');
+    setDefault('cache.no-flush', a.cache.noFlush ? 'on' : 'off');
+    if (a.aio !== 'threads') setDefault('aio', a.aio);
+    let probedRaw: string | undefined;
+    const spec = await filenameOptionsSpec(filename, opts, (w) => (probedRaw = w));
+    let node = await openBlockdev(graph, spec, false);
+    // raw_open warns only for a writable node.
+    if (probedRaw !== undefined && !node.readOnly) warnings.push(probedRaw);
+    applyUnmap(node, a.unmap);
+    if (a.snapshot) {
+      temporary = join(process.env.TMPDIR ?? tmpdir(), `vl.${randomBytes(3).toString('hex')}`);
+      node = await appendTempSnapshot(graph, node, temporary, readOnly).catch((err: unknown) => {
+        throw new Error(`Could not create temporary overlay '${temporary}': ${(err as Error).message}`, { cause: err });
+      });
+      applyUnmap(node, a.unmap);
     }
-  }
-  get format() { return this.inner.format; }
-  get filename() { return this.inner.filename; }
-  get readOnly() { return this.inner.readOnly; }
-  size() { return this.inner.size(); }
-  read(offset: number, length: number) { return this.inner.read(offset, length); }
-  readInto(out: Uint8Array, offset: number) { return this.inner.readInto(out, offset); }
-  async write(offset: number, data: Uint8Array, opts?: WriteOptions) {
-    await this.inner.write(offset, data, opts);
-    await this.afterWrite();
-  }
-  async writeZeroes(offset: number, length: number, opts?: WriteZeroesOptions) {
-    await this.inner.writeZeroes(offset, length, opts);
-    await this.afterWrite();
-  }
-  discard(offset: number, length: number) { return this.inner.discard(offset, length); }
-  flush() { return this.cache.noFlush ? Promise.resolve() : this.inner.flush(); }
-  blockStatus(offset: number, length: number) { return this.inner.blockStatus(offset, length); }
-  actualSize() { return this.inner.actualSize(); }
-  info() { return this.inner.info(); }
-  resize(...a: Parameters<BlockImage['resize']>) { return this.inner.resize(...a); }
-  /** qemu-io's `truncate` (QemuIoTarget). */
-  truncate(size: number, preallocation: Preallocation) { return this.inner.resize(size, { preallocation }); }
-  backing() { return this.inner.backing(); }
-  async close() {
-    try {
-      await this.inner.close();
-    } finally {
-      if (this.temporary !== undefined) await unlink(this.temporary).catch(() => undefined);
+    if (a.copyOnRead) {
+      // BDRV_O_COPY_ON_READ on the top node: a copy-on-read filter over it does what bdrv_enable_copy_on_read does.
+      if (node.readOnly) throw new Error("Can't use copy-on-read on read-only device");
+      node = await openBlockdev(graph, { driver: 'copy-on-read', file: node.nodeName }, false);
     }
-  }
-  /** A writethrough BlockBackend flushes before completing a write (blk_aio_write with write cache off → FUA/flush). */
-  private async afterWrite() {
-    if (this.cache.writethrough && !this.cache.noFlush) await this.inner.flush();
+    await blk.insert(node);
+    const tmp = temporary;
+    return {
+      device: {
+        node,
+        target: backendTarget(blk, node, { writethrough: a.cache.writethrough, reopen: { graph, order: qdictOrder } }),
+        close: async () => {
+          await blk.remove();
+          await graph.closeAll();
+          if (tmp !== undefined) await unlink(tmp).catch(() => undefined);
+        },
+      },
+      warnings,
+    };
+  } catch (err) {
+    await blk.remove().catch(() => undefined);
+    await graph.closeAll().catch(() => undefined);
+    if (temporary !== undefined) await unlink(temporary).catch(() => undefined);
+    const text = withHint(err instanceof Error ? err.message : String(err), err);
+    return { error: what + (await backingNames(text, filename)), warnings };
   }
 }
 
-export type IoOpen = { image?: BlockImage; warnings: string[] } | { error: string; warnings: string[] };
+/**
+ * qemu-io names a backing file it could not open by path_combine of the
+ * name stored in its overlay and the overlay's name as typed; the graph
+ * opens it by absolute path. The headers down the chain (read without
+ * opening backing files) give the stored names to put back.
+ */
+async function backingNames(message: string, top: string | undefined): Promise<string> {
+  if (top === undefined || !message.includes('Could not open backing file')) return message;
+  let msg = message;
+  let name = top;
+  for (let depth = 0; depth < 64; depth++) {
+    let info;
+    try {
+      const img = await openImage(name, { readOnly: true, openBacking: false });
+      info = img.info();
+      await img.close();
+    } catch {
+      break;
+    }
+    const stored = info.backingFilename;
+    if (stored === undefined || stored.startsWith('json:')) break;
+    const absolute = isAbsolute(stored) ? stored : resolve(dirname(name), stored);
+    const shown = pathCombine(name, stored);
+    msg = msg.split(`'${absolute}'`).join(`'${shown}'`).split(`[${absolute}]`).join(`[${shown}]`);
+    name = shown;
+  }
+  return msg;
+}
+
+/** qemu-io's BDRV_O_UNMAP (on unless -d ignore): discards reach every node that was not given a discard option of its own. */
+function applyUnmap(node: BlockNode, unmap: boolean): void {
+  // A node given its own discard keeps it, and its children inherited it.
+  if ('discard' in node.explicitOptions) return;
+  node.settings = { ...node.settings, discard: unmap ? 'unmap' : 'ignore' };
+  for (const c of node.childList()) applyUnmap(c.node, unmap);
+}
 
 /**
- * Opens `a.file` as qemu-io would, or says what qemu-io prints instead
- * (the text after "prog: "). Warnings are whole lines for stderr, printed first.
+ * bdrv_append_temp_snapshot: a qcow2 of the image's size in a temporary
+ * file, opened with the image as its backing node, which takes the image's
+ * place under the BlockBackend.
  */
-export async function openIoImage(a: IoArgs): Promise<IoOpen> {
-  const warnings: string[] = [];
-  if (a.file === undefined) return { warnings };
-  let plan: ImageOptsPlan = { filename: a.file, format: a.format };
-  let what = `can't open device ${a.file}: `;
-  if (a.imageOpts) {
-    const parsed = parseImageOpts(a.file);
-    warnings.push(...parsed.warnings.map((w) => `${PROG}: ${w}\n`));
-    if (a.forceShare && parsed.opts.has('force-share') && parsed.opts.get('force-share') !== 'on') return { error: '-U conflicts with image options', warnings };
-    what = "can't open: ";
-    try {
-      plan = planImageOpts(parsed.opts);
-    } catch (err) {
-      return { error: what + (err as Error).message, warnings };
-    }
-  }
-  const direct = plan.direct ?? a.cache.direct;
-  const cache = { noFlush: plan.noFlush ?? a.cache.noFlush, writethrough: a.cache.writethrough };
-  const nativeAio = plan.nativeAio ?? a.aio === 'native';
-  const readOnly = a.readOnly || plan.readOnly === true;
-  if (plan.readOnly === true && !a.readOnly) return { error: `${what}Block node is read-only`, warnings };
-  const forceShare = a.forceShare || plan.forceShare === true;
-  // -s: the image is the read-only backing file of a temporary qcow2 (bdrv_append_temp_snapshot).
-  const r = await tryOpen(plan.filename, { format: plan.format, readOnly: a.snapshot || readOnly, forceShare });
-  if ('inner' in r) return { error: what + r.inner, warnings };
-  let image = r.image;
-  if (nativeAio && !direct) {
-    await image.close();
-    return { error: what + NATIVE_NEEDS_DIRECT, warnings };
-  }
-  if (!a.snapshot) {
-    if (plan.format === undefined && image.format === 'raw' && !readOnly) warnings.push(probedRawWarning(plan.filename));
-    return { image: new IoImage(image, cache), warnings };
-  }
-  const base = { format: image.format, size: image.size() };
-  await image.close();
-  const temporary = join(process.env.TMPDIR ?? tmpdir(), `vl.${randomBytes(3).toString('hex')}`);
-  try {
-    await createImage(temporary, { format: 'qcow2', size: base.size, backingFile: resolve(plan.filename), backingFormat: isFormat(base.format) ? base.format : undefined });
-    const o = await tryOpen(temporary, { format: 'qcow2', readOnly, forceShare });
-    if ('inner' in o) throw new Error(o.inner);
-    image = o.image;
-  } catch (err) {
-    await unlink(temporary).catch(() => undefined);
-    return { error: `${what}Could not create temporary overlay '${temporary}': ${(err as Error).message}`, warnings };
-  }
-  return { image: new IoImage(image, cache, temporary), warnings };
+async function appendTempSnapshot(graph: BlockGraph, base: BlockNode, path: string, readOnly: boolean): Promise<BlockNode> {
+  await createImage(path, { format: 'qcow2', size: base.size() });
+  return openBlockdev(graph, { driver: 'qcow2', file: { driver: 'file', filename: path }, backing: base.nodeName, 'read-only': readOnly }, false);
 }

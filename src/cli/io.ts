@@ -1,8 +1,6 @@
 import { type OpenRequest, QemuIoSession } from '../blockdev/qemu-io/index.js';
-import type { BlockImage } from '../image/types.js';
 import { type IoArgs, ioVersion, parseIoArgs, PROG } from './io-args.js';
-import { openIoImage } from './io-open.js';
-import { parseImageOpts } from './io-image-opts.js';
+import { type IoDevice, type IoOpenSinks, openIoDevice } from './io-open.js';
 
 /**
  * `blockemu io`: qemu-io 7.2's command-line tool over our images. Messages
@@ -49,20 +47,20 @@ export async function ioMain(io: IoStreams, a: IoArgs): Promise<number> {
       return 1;
     }
   }
-  const opened = await openIoImage(a);
+  const sinks: IoOpenSinks = { stdout: (t) => io.out(t), stderr: (t) => io.err(t) };
+  const opened = await openIoDevice(a, sinks);
   for (const w of opened.warnings) io.err(w);
   if ('error' in opened) {
     io.err(`${PROG}: ${opened.error}\n`);
     return 1;
   }
-  const image: BlockImage | undefined = opened.image;
   let failed = false;
   const print = (chunks: readonly { stream: 'stdout' | 'stderr'; text: string }[]) => {
     for (const c of chunks) (c.stream === 'stdout' ? io.out : io.err)(c.text);
   };
   // aio_* requests report when they complete, between or during later commands.
-  let open = image;
-  const session = new QemuIoSession(image, { errorPrefix: `${PROG}: `, unmap }, print, {
+  let open: IoDevice | undefined = opened.device;
+  const session = new QemuIoSession(open?.target, { errorPrefix: `${PROG}: `, unmap }, print, {
     closeImage: async () => {
       const closing = open;
       open = undefined;
@@ -73,10 +71,10 @@ export async function ioMain(io: IoStreams, a: IoArgs): Promise<number> {
       if (signal !== 0) process.kill(process.pid, signal);
     },
     openImage: async (req, out) => {
-      const next = await openCommandImage(req);
+      const next = await openCommandImage(req, sinks);
       if (next.stderr !== undefined) out.err(next.stderr);
-      open = next.image;
-      return next.image;
+      open = next.device;
+      return next.device?.target;
     },
   });
   const run = async (line: string): Promise<boolean> => {
@@ -106,51 +104,17 @@ export async function ioMain(io: IoStreams, a: IoArgs): Promise<number> {
 
 /**
  * qemu-io's `open`: its flags are the tool's own, so they are parsed as a
- * command line (same messages: "Invalid cache option: X") and the image
- * opened as the command line's is. -o with more than driver= goes the
- * --image-opts way (openWithOptions).
+ * command line (same messages: "Invalid cache option: X"), and the -o
+ * option strings go to the open as --image-opts' would, with the path as
+ * the file name (openfile(path, flags, …, opts)).
  */
-async function openCommandImage(req: OpenRequest): Promise<{ image?: BlockImage; stderr?: string }> {
-  const text = req.options.join(',');
-  const keys = [...parseImageOpts(text).opts.keys()];
-  if (keys.some((k) => k !== 'driver') && keys.includes('driver')) return openWithOptions(req, text);
-  const format: string[] = [];
-  for (const o of req.options) {
-    for (const kv of o.split(',')) {
-      const [key, value] = kv.split('=', 2) as [string, string | undefined];
-      if (key === 'driver' && value !== undefined) format.push('-f', value);
-      else return { stderr: `${PROG}: open -o ${key}: blockemu io understands only driver= here\n` };
-    }
-  }
-  const p = parseIoArgs([...req.flags, ...format, ...(req.path !== undefined ? [req.path] : [])]);
+async function openCommandImage(req: OpenRequest, sinks: IoOpenSinks): Promise<{ device?: IoDevice; stderr?: string }> {
+  const p = parseIoArgs([...req.flags, ...(req.path !== undefined ? [req.path] : [])]);
   if (!('args' in p)) return { stderr: 'exit' in p ? p.stderr : undefined };
-  const opened = await openIoImage(p.args);
+  const opened = await openIoDevice(p.args, sinks, req.options);
   const warnings = opened.warnings.join('');
   if ('error' in opened) return { stderr: `${warnings}${PROG}: ${opened.error}\n` };
-  return { image: opened.image, stderr: warnings || undefined };
-}
-
-/**
- * `open -o key=value,… [path]` with more than a driver: qemu-io hands the
- * options to blk_new_open with the path as the protocol's file name, which
- * is what --image-opts with the path as `filename` (driver=file) or
- * `file.filename` opens; the error names the path when there is one.
- */
-async function openWithOptions(req: OpenRequest, text: string): Promise<{ image?: BlockImage; stderr?: string }> {
-  let opts = text;
-  if (req.path !== undefined) {
-    const key = parseImageOpts(text).opts.get('driver') === 'file' ? 'filename' : 'file.filename';
-    opts += `,${key}=${req.path.replaceAll(',', ',,')}`;
-  }
-  const p = parseIoArgs([...req.flags, '--image-opts', opts]);
-  if (!('args' in p)) return { stderr: 'exit' in p ? p.stderr : undefined };
-  const opened = await openIoImage(p.args);
-  const warnings = opened.warnings.join('');
-  if ('error' in opened) {
-    const error = req.path !== undefined ? opened.error.replace(/^can't open: /, `can't open device ${req.path}: `) : opened.error;
-    return { stderr: `${warnings}${PROG}: ${error}\n` };
-  }
-  return { image: opened.image, stderr: warnings || undefined };
+  return { device: opened.device, stderr: warnings || undefined };
 }
 
 /** qemu-io's `quit` (alias `q`) lives in the tool, not in the command table, so the tool handles it. */

@@ -526,8 +526,10 @@ describe('the interpreter', () => {
       'aio_read [-Ciqv] [-P pattern] off len [len..] -- asynchronously reads a number of bytes',
       'aio_write [-Cfiquz] [-P pattern] off len [len..] -- asynchronously writes a number of bytes',
       'alloc offset [count] -- checks if offset is allocated in the file',
-      'discard [-Cq] off len -- discards a number of bytes at a specified offset',
+      'break event tag -- sets a breakpoint on event and tags the stopped request as tag',
     ]);
+    expect(all.stdout).toContain('\ninfo -- prints information about the current file\nlength');
+    expect(all.stdout).toContain('\nreopen [(-r|-w)] [-c cache] [-o options] -- reopens an image with new options\n');
     expect(all.stdout).toContain('map  -- prints the allocated areas of a file\n');
     expect(all.stdout.endsWith("\nUse 'help commandname' for extended help.\n")).toBe(true);
     const d = await io(undefined, '? d');

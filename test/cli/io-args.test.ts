@@ -6,7 +6,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { parseCacheMode, parseIoArgs } from '../../src/cli/io-args.js';
-import { parseImageOpts, planImageOpts } from '../../src/cli/io-image-opts.js';
+import { parseImageOpts } from '../../src/blockdev/qemu-io/qemu-opts.js';
 
 const args = (argv: string[]) => {
   const p = parseIoArgs(argv);
@@ -62,15 +62,5 @@ describe('--image-opts strings', () => {
       "warning: short-form boolean option 'locking' deprecated\nPlease use locking=off instead",
       "warning: short-form boolean option 'x' deprecated\nPlease use x=on instead",
     ]);
-  });
-
-  it('plans the open, refusing keys in the block layer\'s words', () => {
-    const plan = (s: string) => planImageOpts(parseImageOpts(s).opts);
-    expect(plan('driver=qcow2,file.filename=a,cache.direct=on,file.aio=native')).toMatchObject({ filename: 'a', format: 'qcow2', direct: true, nativeAio: true });
-    expect(plan('driver=file,filename=a')).toMatchObject({ filename: 'a', format: 'raw' });
-    expect(() => plan('driver=qcow2,file.filename=a,bogus=1')).toThrow("Block format 'qcow2' does not support the option 'bogus'");
-    expect(() => plan('driver=raw,file.filename=a,file.bogus=1')).toThrow("Block protocol 'file' doesn't support the option 'bogus'");
-    expect(() => plan('driver=qcow2')).toThrow('A block device must be specified for "file"');
-    expect(() => plan('a=on')).toThrow('Must specify either driver or file');
   });
 });

@@ -32,6 +32,24 @@ export interface SetStateRule {
   newState: number;
 }
 
+/** QEMU's BlkdebugEvent names (qapi/block-core.json), which `break` checks its event against. */
+export const BLKDEBUG_EVENTS: ReadonlySet<string> = new Set([
+  'l1_update', 'l1_grow_alloc_table', 'l1_grow_write_table', 'l1_grow_activate_table', 'l2_load', 'l2_update', 'l2_update_compressed',
+  'l2_alloc_cow_read', 'l2_alloc_write', 'read_aio', 'read_backing_aio', 'read_compressed', 'write_aio', 'write_compressed',
+  'vmstate_load', 'vmstate_save', 'cow_read', 'cow_write', 'reftable_load', 'reftable_grow', 'reftable_update', 'refblock_load',
+  'refblock_update', 'refblock_update_part', 'refblock_alloc', 'refblock_alloc_hookup', 'refblock_alloc_write',
+  'refblock_alloc_write_blocks', 'refblock_alloc_write_table', 'refblock_alloc_switch_table', 'cluster_alloc', 'cluster_alloc_bytes',
+  'cluster_free', 'flush_to_os', 'flush_to_disk', 'pwritev_rmw_head', 'pwritev_rmw_after_head', 'pwritev_rmw_tail',
+  'pwritev_rmw_after_tail', 'pwritev', 'pwritev_zero', 'pwritev_done', 'empty_image_prepare', 'l1_shrink_write_table',
+  'l1_shrink_free_l2_clusters', 'cor_write', 'cluster_alloc_space', 'none',
+]);
+
+/** A request held at a breakpoint until `resume TAG` (BlkdebugSuspendedReq). */
+interface SuspendedRequest {
+  tag: string;
+  resume(): void;
+}
+
 export const DEFAULT_IOTYPES: ReadonlySet<IoType> = new Set<IoType>(['read', 'write', 'write-zeroes', 'discard', 'flush']);
 
 /** The constraint options, in the order blkdebug_open reads and checks them. */
@@ -119,6 +137,18 @@ export class BlkdebugNode extends BlockNode {
   private readonly align: number;
 
   private image: BlockNode;
+  /** Breakpoints (suspend rules), newest first as QEMU keeps each event's rules; one fires once and goes. */
+  private breakpoints: Array<{ event: string; tag: string }> = [];
+  /** Requests held at a breakpoint, newest first. */
+  private suspended: SuspendedRequest[] = [];
+  /**
+   * Suspensions the request that announced an event still owes: our events
+   * are announced synchronously, so the request waits at its next step
+   * into this node (the I/O that follows the event in QEMU too).
+   */
+  private owed: Promise<void>[] = [];
+  /** Told whenever a request is suspended (wait_break). */
+  private readonly suspendWaiters = new Set<() => void>();
 
   /** `options`: the node's blockdev options, of which the constraint options (align, max-transfer, …) are checked here. */
   constructor(
@@ -160,6 +190,101 @@ export class BlkdebugNode extends BlockNode {
     const set = this.setState.find((r) => r.event === event && (r.state === 0 || r.state === this.state));
     if (armed) this.active = armed;
     if (set) this.state = set.newState;
+    if (this.breakpoints.length > 0) this.hitBreakpoints(event);
+  }
+
+  /** suspend_request for each breakpoint on `event`, newest first: the rule goes, the request is held, the line printed. */
+  private hitBreakpoints(event: string): void {
+    const hit = this.breakpoints.filter((b) => b.event === event);
+    if (hit.length === 0) return;
+    this.breakpoints = this.breakpoints.filter((b) => b.event !== event);
+    for (const b of hit) {
+      let resume!: () => void;
+      this.owed.push(new Promise<void>((r) => (resume = r)));
+      this.suspended.unshift({ tag: b.tag, resume });
+      this.print(`blkdebug: Suspended request '${b.tag}'\n`);
+    }
+    for (const w of [...this.suspendWaiters]) w();
+  }
+
+  /** Where the request that announced a breakpoint's event waits, once for each breakpoint it hit. */
+  private async suspendPoint(): Promise<void> {
+    while (this.owed.length > 0) await this.owed.shift();
+  }
+
+  private print(text: string): void {
+    if (this.eventSink) this.eventSink({ kind: 'debug-print', node: this, text });
+    else process.stdout.write(text);
+  }
+
+  /** blkdebug_debug_breakpoint: the event must be one of BlkdebugEvent's, else ENOENT. */
+  setBreakpoint(event: string, tag: string): 'ENOENT' | undefined {
+    if (!BLKDEBUG_EVENTS.has(event)) return 'ENOENT';
+    this.breakpoints.unshift({ event, tag });
+    return undefined;
+  }
+
+  /** blkdebug_debug_resume: the newest request held under `tag` goes on; ENOENT when none is. */
+  resume(tag: string): 'ENOENT' | undefined {
+    return this.resumeTagged(tag, false) ? undefined : 'ENOENT';
+  }
+
+  /**
+   * blkdebug_debug_remove_breakpoint: the tag's breakpoints go and its held
+   * requests all go on; ENOENT unless a breakpoint went — QEMU's resume of
+   * all requests of a tag never reports success (it looks for one more
+   * after the last), so resuming held requests alone still answers ENOENT.
+   */
+  removeBreakpoint(tag: string): 'ENOENT' | undefined {
+    const before = this.breakpoints.length;
+    this.breakpoints = this.breakpoints.filter((b) => b.tag !== tag);
+    this.resumeTagged(tag, true);
+    return this.breakpoints.length !== before ? undefined : 'ENOENT';
+  }
+
+  /** blkdebug_debug_is_suspended */
+  isSuspended(tag: string): boolean {
+    return this.suspended.some((r) => r.tag === tag);
+  }
+
+  /** Resolves once a request is held under `tag` (wait_break's aio_poll loop); never, if none ever is, as in QEMU. */
+  async waitSuspended(tag: string): Promise<void> {
+    while (!this.isSuspended(tag)) {
+      await new Promise<void>((r) => {
+        const w = () => {
+          this.suspendWaiters.delete(w);
+          r();
+        };
+        this.suspendWaiters.add(w);
+      });
+    }
+  }
+
+  /** Resolves once any request is held (at once if one is); cancel forgets the wait. */
+  whenHeld(): { promise: Promise<void>; cancel(): void } {
+    if (this.suspended.length > 0) return { promise: Promise.resolve(), cancel: () => undefined };
+    let w!: () => void;
+    const promise = new Promise<void>((r) => {
+      w = () => {
+        this.suspendWaiters.delete(w);
+        r();
+      };
+      this.suspendWaiters.add(w);
+    });
+    return { promise, cancel: () => this.suspendWaiters.delete(w) };
+  }
+
+  private resumeTagged(tag: string, all: boolean): boolean {
+    let any = false;
+    for (;;) {
+      const i = this.suspended.findIndex((r) => r.tag === tag);
+      if (i < 0) return any;
+      const [r] = this.suspended.splice(i, 1);
+      this.print(`blkdebug: Resuming request '${tag}'\n`);
+      r!.resume();
+      any = true;
+      if (!all) return true;
+    }
   }
 
   /**
@@ -169,6 +294,7 @@ export class BlkdebugNode extends BlockNode {
    * the rules after it; any other fails the request (and goes, if `once`).
    */
   private async check(kind: IoType, offset: number, bytes: number): Promise<void> {
+    if (this.owed.length > 0) await this.suspendPoint();
     const i = this.active.findIndex((r) => r.iotypes.has(kind) && (r.sector < 0 || (r.sector * 512 >= offset && r.sector * 512 < offset + bytes)));
     if (i < 0) return;
     const rule = this.active[i]!;
@@ -215,6 +341,7 @@ export class BlkdebugNode extends BlockNode {
       return await this.image.write(offset, data, flags);
     } finally {
       this.debugEvent('pwritev_done');
+      if (this.owed.length > 0) await this.suspendPoint();
     }
   }
   protected async doWriteZeroes(offset: number, length: number, flags: ZeroFlags): Promise<void> {
@@ -224,6 +351,7 @@ export class BlkdebugNode extends BlockNode {
       return await this.image.writeZeroes(offset, length, flags);
     } finally {
       this.debugEvent('pwritev_done');
+      if (this.owed.length > 0) await this.suspendPoint();
     }
   }
   protected async doDiscard(offset: number, length: number): Promise<void> {
@@ -232,6 +360,7 @@ export class BlkdebugNode extends BlockNode {
   }
   /** blkdebug_co_flush: the rule check, made only when something was written (bdrv_co_flush skips the driver's flush to disk otherwise). */
   protected async doFlush(written: boolean): Promise<void> {
+    if (this.owed.length > 0) await this.suspendPoint();
     if (written) await this.check('flush', 0, 0);
     return this.image.flush();
   }

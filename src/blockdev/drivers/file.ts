@@ -1,3 +1,5 @@
+import { stat } from 'node:fs/promises';
+import { BlockError } from '../../image/errors.js';
 import { HostFile, type LockingMode } from '../../image/file.js';
 import { untouchedSinceCreated } from '../../image/file-create.js';
 import { resizeFile } from '../../image/resize.js';
@@ -26,7 +28,8 @@ const FILE_NAMING: NamePolicy = { protocol: true, strong: [] };
  * by writing there), as QEMU's file-posix does.
  */
 export class FileNode extends BlockNode {
-  readonly driver = 'file';
+  /** 'file', or host_device / host_cdrom for the same driver over a device (file-posix's three drivers). */
+  driver: 'file' | 'host_device' | 'host_cdrom' = 'file';
   private length: number;
 
   /**
@@ -59,13 +62,19 @@ export class FileNode extends BlockNode {
    * same file refuse or allow it as QEMU would. With auto-read-only the
    * file is opened read-only until a user needs to write (raw_parse_flags).
    */
-  static async open(name: string, filename: string, o: { readOnly: boolean; autoReadOnly?: boolean; locking?: LockingMode }): Promise<FileNode> {
+  static async open(name: string, filename: string, o: { readOnly: boolean; autoReadOnly?: boolean; locking?: LockingMode; driver?: 'host_device' | 'host_cdrom' }): Promise<FileNode> {
     const autoReadOnly = o.autoReadOnly ?? false;
     const file = await HostFile.open(filename, { readOnly: o.readOnly || autoReadOnly, locking: o.locking ?? 'auto' });
     try {
+      // raw_open_common's fstat: the file driver takes regular files only (host_device and host_cdrom are other drivers).
+      const st = await stat(filename);
+      if (o.driver !== undefined) {
+        if (!st.isCharacterDevice() && !st.isBlockDevice()) throw new BlockError('INVALID_ARGUMENT', `'${o.driver}' driver requires '${filename}' to be either a character or block device`);
+      } else if (!st.isFile()) throw new BlockError('INVALID_ARGUMENT', `'file' driver requires '${filename}' to be a regular file`);
       const length = await file.size();
       const fresh = !file.readOnly && length > 0 && ((await file.allocatedBytes()) === 0 || (await untouchedSinceCreated(file)));
       const node = new FileNode(name, file, length, fresh, o.readOnly, autoReadOnly);
+      if (o.driver !== undefined) node.driver = o.driver;
       node.openFilename = filename;
       return node;
     } catch (err) {

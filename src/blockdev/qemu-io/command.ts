@@ -46,6 +46,8 @@ export interface InterpreterOptions {
   unmap?: boolean;
   /** Monotonic clock in nanoseconds, for the timing lines (tests pass a fake one). */
   now?: () => bigint;
+  /** runQemuIoCommand: where a request still in flight when the command returned reports (one held at a breakpoint). */
+  late?: (chunks: OutputChunk[]) => void;
 }
 
 export interface CommandContext {

@@ -5,6 +5,9 @@ import { abortCommand, closeCommand, sigraiseCommand } from './commands/process.
 import { sleepCommand } from './commands/sleep.js';
 import { openCommand } from './commands/open.js';
 import { truncateCommand } from './commands/truncate.js';
+import { reopenCommand } from './commands/reopen.js';
+import { infoCommand } from './commands/info.js';
+import { breakCommand, removeBreakCommand, resumeCommand, waitBreakCommand } from './commands/breakpoints.js';
 import { type CommandContext, type CommandInfo, type InterpreterOptions, type IoHost, type OpenRequest, Output, type OutputChunk } from './command.js';
 import { allocCommand, mapCommand } from './commands/map.js';
 import { discardCommand } from './commands/discard.js';
@@ -20,7 +23,12 @@ export const COMMANDS: readonly CommandInfo[] = [
   aioFlushCommand,
   aioReadCommand,
   aioWriteCommand,
+  breakCommand,
+  removeBreakCommand,
+  resumeCommand,
+  waitBreakCommand,
   readvCommand,
+  reopenCommand,
   writevCommand,
   sleepCommand,
   truncateCommand,
@@ -28,6 +36,7 @@ export const COMMANDS: readonly CommandInfo[] = [
   discardCommand,
   flushCommand,
   helpCommand,
+  infoCommand,
   lengthCommand,
   mapCommand,
   readCommand,
@@ -79,10 +88,16 @@ function result(failed: boolean, chunks: OutputChunk[]): QemuIoResult {
 export async function runQemuIoCommand(line: string, target: QemuIoTarget | undefined, options: InterpreterOptions = {}): Promise<QemuIoResult> {
   const out = new Output(options.errorPrefix ?? '');
   // One command on its own (the monitor's "qemu-io"): asynchronous requests
-  // complete before it returns, so their reports are part of its output.
-  const aio = new AioQueue(options.errorPrefix ?? '', (chunks) => out.chunks.push(...chunks));
+  // complete before it returns, so their reports are part of its output —
+  // except those held at a blkdebug breakpoint, which stay in flight until a
+  // later command resumes them and report to `late` when they complete.
+  let returned = false;
+  const aio = new AioQueue(options.errorPrefix ?? '', (chunks) => (returned ? options.late?.(chunks) : out.chunks.push(...chunks)));
   const ok = await runLine(line, { target, out, options, aio, host: {}, commands: COMMANDS });
-  await aio.drain();
+  const held = target?.debug?.whenHeld();
+  await (held ? Promise.race([aio.drain(), held.promise]) : aio.drain());
+  held?.cancel();
+  returned = true;
   return result(!ok, out.chunks);
 }
 

@@ -1,8 +1,9 @@
 /**
- * What the qemu-io interpreter needs from a block device. `BlockImage`
- * (src/image/types.ts) satisfies it structurally, and so will whatever node
- * the daemon's `human-monitor-command "qemu-io NODE …"` points at, so the
- * interpreter depends on this small interface only.
+ * What the qemu-io interpreter needs from a block device: a node through a
+ * BlockBackend (backendTarget: `blockemu io` and the monitor's `qemu-io`
+ * alike); `BlockImage` (src/image/types.ts) satisfies the I/O part
+ * structurally, which the unit tests use. The interpreter depends on this
+ * small interface only.
  */
 export interface IoExtent {
   /** Length of the run starting at the requested offset (at most the requested length). */
@@ -40,4 +41,33 @@ export interface QemuIoTarget {
   truncate?(size: number, preallocation: Preallocation): Promise<void>;
   /** Cluster size, to split `write -c` into the per-cluster requests writeCompressed takes. */
   info?(): { clusterSize?: number };
+  /** blkdebug's breakpoints on the node's chain (break, resume, …); absent: the commands answer ENOTSUP. */
+  debug?: DebugControl;
+  /** What `info` prints: the driver's names, bdrv_get_info's numbers (absent: ENOTSUP) and the format-specific lines. */
+  describe?(): Promise<{ names: string[]; info?: { clusterSize: number; vmStateOffset: number }; specific?: string[] }>;
+  /** `reopen`'s access to the node and its BlockBackend; absent: the target cannot be reopened. */
+  reopen?: ReopenControl;
+}
+
+/** What `reopen` reads and changes (reopen_f). */
+export interface ReopenControl {
+  /** The node's open flags and the BlockBackend's write cache mode now. */
+  state(): { readOnly: boolean; cacheDirect: boolean; cacheNoFlush: boolean; writethrough: boolean; deviceAttached: boolean };
+  /** The BlockBackend gives up write and write-unchanged (before a read-only reopen). */
+  dropWrite(): Promise<void>;
+  /** bdrv_reopen(node, options, keep_old_opts=true): throws with QEMU's message. */
+  apply(options: Record<string, unknown>): Promise<void>;
+  /** blk_set_enable_write_cache(!writethrough). */
+  setWritethrough(writethrough: boolean): void;
+}
+
+/** bdrv_debug_breakpoint and friends: an errno name on failure (ENOTSUP: no blkdebug node; ENOENT: no such event or tag). */
+export interface DebugControl {
+  breakpoint(event: string, tag: string): string | undefined;
+  removeBreakpoint(tag: string): string | undefined;
+  resume(tag: string): string | undefined;
+  /** Resolves once a request is held under `tag`. */
+  waitSuspended(tag: string): Promise<void>;
+  /** Resolves once any request is held at a breakpoint (at once if one is); cancel drops the wait. */
+  whenHeld(): { promise: Promise<void>; cancel(): void };
 }

@@ -1,4 +1,4 @@
-import { parseImageOpts, planImageOpts } from '../io-image-opts.js';
+import { parseImageOpts } from '../../blockdev/qemu-io/qemu-opts.js';
 import { type ImgIo, ImgFailure, PROG } from './output.js';
 
 /** What `blockemu img` opens for an --image-opts operand. */
@@ -6,6 +6,50 @@ export interface ImageOptsTarget {
   filename: string;
   format?: string;
   forceShare: boolean;
+}
+
+const FORMAT_KEYS = new Set(['driver', 'node-name', 'read-only', 'force-share', 'cache.direct', 'cache.no-flush', 'discard', 'auto-read-only', 'detect-zeroes']);
+const FILE_KEYS = new Set(['driver', 'filename', 'aio', 'locking', 'node-name', 'read-only', 'force-share', 'cache.direct', 'cache.no-flush', 'discard']);
+
+/**
+ * The flat options as bdrv_open checks a format node over a file: its own
+ * keys, "file.*" for the protocol child, the rest refused in
+ * bdrv_open_inherit's words. Returns the file name, the format and
+ * force-share; throws with the inner message.
+ */
+function planImageOpts(opts: ReadonlyMap<string, string>): { filename: string; format?: string; forceShare?: boolean } {
+  const driver = opts.get('driver');
+  if (driver !== undefined && driver !== 'raw' && driver !== 'qcow2' && driver !== 'file') throw new Error(`Unknown driver '${driver}'`);
+  const fileDriver = opts.get('file.driver');
+  if (fileDriver !== undefined && fileDriver !== 'file') throw new Error(`Unknown driver '${fileDriver}'`);
+  // driver=file is the protocol node itself: its keys sit at the top level.
+  const protocolOnly = driver === 'file';
+  const filename = protocolOnly ? opts.get('filename') : opts.get('file.filename');
+  if (opts.has('file') && !opts.has('file.filename')) {
+    const ref = opts.get('file')!;
+    throw new Error(`Cannot find device='${ref}' nor node-name='${ref}'`);
+  }
+  for (const key of opts.keys()) {
+    if (key.startsWith('file.') && !protocolOnly) {
+      if (!FILE_KEYS.has(key.slice(5))) throw new Error(`Block protocol 'file' doesn't support the option '${key.slice(5)}'`);
+    } else if (!(protocolOnly ? FILE_KEYS : FORMAT_KEYS).has(key)) {
+      if (protocolOnly) throw new Error(`Block protocol 'file' doesn't support the option '${key}'`);
+      if (driver === undefined) throw new Error('Must specify either driver or file');
+      throw new Error(`Block format '${driver}' does not support the option '${key}'`);
+    }
+  }
+  if (filename === undefined) {
+    if (driver === undefined || protocolOnly) throw new Error("The 'file' block driver requires a file name");
+    throw new Error('A block device must be specified for "file"');
+  }
+  const share = opts.get('force-share') ?? (protocolOnly ? undefined : opts.get('file.force-share'));
+  let forceShare: boolean | undefined;
+  if (share !== undefined) {
+    if (['on', 'yes', 'true', 'y'].includes(share)) forceShare = true;
+    else if (['off', 'no', 'false', 'n'].includes(share)) forceShare = false;
+    else throw new Error("Parameter 'force-share' expects 'on' or 'off'");
+  }
+  return { filename, format: protocolOnly ? 'raw' : driver, ...(forceShare !== undefined ? { forceShare } : {}) };
 }
 
 /** The keys an --image-opts string may set for `blockemu img`: a format node over a file, nothing that changes how it is opened. */

@@ -59,16 +59,24 @@ export async function addDrive(graph: BlockGraph, plan: DrivePlan, warn: (text: 
 }
 
 /**
- * The null drivers read `size` as a QemuOpts size (null_runtime_opts), so
- * a -drive may write it with a suffix ("1M"); -blockdev's is a plain int.
+ * The null drivers read `size` as a QemuOpts size (null_runtime_opts), and
+ * blkdebug its constraints (align, max-transfer, …), so a -drive or qemu-io
+ * may write them with a suffix ("1M"); -blockdev's are plain ints.
  */
 function sizeOptions(tree: Record<string, unknown>): void {
-  const v = tree['size'];
-  if ((tree['driver'] === 'null-co' || tree['driver'] === 'null-aio') && typeof v === 'string') {
+  const keys = tree['driver'] === 'null-co' || tree['driver'] === 'null-aio' ? ['size'] : tree['driver'] === 'blkdebug' ? BLKDEBUG_SIZES : [];
+  for (const k of keys) {
+    const v = tree[k];
+    if (typeof v !== 'string') continue;
     const r = parseStrtosz(v);
-    if (r.ok) tree['size'] = String(r.value);
+    if (r.ok) tree[k] = String(r.value);
   }
+  // The children's options, at any depth (file.align=4k under a format).
+  for (const v of Object.values(tree)) if (typeof v === 'object' && v !== null && !Array.isArray(v)) sizeOptions(v as Record<string, unknown>);
 }
+
+/** blkdebug's constraint options, QemuOpts sizes in its runtime options (suffixes allowed). */
+const BLKDEBUG_SIZES = ['align', 'max-transfer', 'opt-write-zero', 'max-write-zero', 'opt-discard', 'max-discard'];
 
 /** The options of a -drive as written (strings), by the spec made from them. */
 const givenTrees = new WeakMap<BlockdevSpec, Record<string, unknown>>();
@@ -93,12 +101,24 @@ function keepStringOptions(node: BlockNode, tree: Record<string, unknown>): void
 }
 
 /** The node's options as bdrv_open gets them: the pseudo-protocol of `file=` resolved, the format probed if not given. */
-async function driveSpec(plan: DrivePlan, warn: (text: string) => void): Promise<BlockdevSpec> {
+function driveSpec(plan: DrivePlan, warn: (text: string) => void): Promise<BlockdevSpec> {
   const flat = new Map(plan.options);
   flat.set('read-only', plan.readOnly ? 'on' : 'off');
   if (!flat.has('auto-read-only')) flat.set('auto-read-only', 'on');
+  return filenameOptionsSpec(plan.file === '' ? undefined : plan.file, flat, warn);
+}
+
+/**
+ * bdrv_open(filename, options) as blockemu's open takes it: the flat
+ * QemuOpts-style options (dotted keys, string values; `aio` a flag for the
+ * file node) and a file name — `json:{…}`, a pseudo-protocol
+ * (blkdebug:CONF:IMG, nbd:…, null-co://) or a host path — resolved into one
+ * BlockdevSpec, the format probed when no driver is given (`warn` gets the
+ * probed-raw warning). -drive and qemu-io's blk_new_open both open so.
+ */
+export async function filenameOptionsSpec(file: string | undefined, options: ReadonlyMap<string, string>, warn: (text: string) => void): Promise<BlockdevSpec> {
+  const flat = new Map(options);
   const aio = flat.get('aio');
-  const file = plan.file === '' ? undefined : plan.file;
   let driver = flat.get('driver');
   let proto: Record<string, unknown> | undefined;
   let probeTarget: string | undefined;
@@ -108,11 +128,19 @@ async function driveSpec(plan: DrivePlan, warn: (text: string) => void): Promise
     proto = j;
   } else if (file !== undefined) {
     ({ proto, probeTarget } = protocolOfFilename(file));
+    // driver=blkdebug with a plain file name: the name is its image's (blkdebug_parse_filename's x-image).
+    if (driver === 'blkdebug' && proto['driver'] !== 'blkdebug') proto = { driver: 'blkdebug', image: proto };
     if (isNbdFilename(file) && driver === undefined) driver = await probeNbdFormat(file);
     if (driver === undefined) {
       driver = probeTarget === undefined ? 'raw' : await probeFormat(probeTarget).catch((err: unknown) => openFailure(probeTarget!, err));
       if (driver === 'raw') warn(probedRawWarning(file));
     }
+  }
+  const fileName = flat.get('file.filename');
+  if (driver === undefined && file === undefined && fileName !== undefined && !flat.has('file.driver')) {
+    // Only the protocol's options: the format is probed from what they open (bdrv_open_inherit's probe).
+    driver = await probeFormat(fileName).catch((err: unknown) => openFailure(fileName, err));
+    if (driver === 'raw') warn(probedRawWarning(fileName));
   }
   if (driver === undefined) throw new BlockError('INVALID_ARGUMENT', "Must specify either driver or file");
   flat.set('driver', driver);
@@ -127,11 +155,11 @@ async function driveSpec(plan: DrivePlan, warn: (text: string) => void): Promise
   // -drive's aio is a flag in QEMU (BDRV_O_NATIVE_AIO), the file node's default, not one of its options: a reopen
   // that leaves aio out does not try to reset it (iotest 165).
   let aioAsFlag = false;
+  protocolFiles(tree);
   if (aio !== undefined) {
     const at = tree['driver'] === 'file' ? tree : (tree['file'] as Record<string, unknown> | undefined);
     if (at?.['driver'] === 'file' && at['aio'] === undefined) (at['aio'] = aio), (aioAsFlag = true);
   }
-  protocolFiles(tree);
   await probeBackingFormats(tree);
   const backing = takeImplicitBacking(tree);
   const given = structuredClone(tree);
@@ -181,11 +209,14 @@ function implicitOptions(o: Record<string, unknown>, path: string): ImplicitBack
  * from the name's prefix, which for a plain path is `file`.
  */
 function protocolFiles(tree: Record<string, unknown>): void {
-  const f = tree['file'];
-  if (typeof f !== 'object' || f === null || Array.isArray(f)) return;
-  const child = f as Record<string, unknown>;
-  if (child['driver'] === undefined && typeof child['filename'] === 'string') child['driver'] = 'file';
-  protocolFiles(child);
+  // A format's file, a blkdebug's image.
+  for (const key of ['file', 'image']) {
+    const f = tree[key];
+    if (typeof f !== 'object' || f === null || Array.isArray(f)) continue;
+    const child = f as Record<string, unknown>;
+    if (child['driver'] === undefined && typeof child['filename'] === 'string') child['driver'] = 'file';
+    protocolFiles(child);
+  }
 }
 
 /**
@@ -216,17 +247,30 @@ async function probeBackingFormats(tree: Record<string, unknown>): Promise<void>
  */
 function placeProtocol(child: Record<string, unknown>, proto: Record<string, unknown>): Record<string, unknown> {
   const d = child['driver'];
+  // A blkdebug given a plain file name passes it to its image (blkdebug_parse_filename's x-image).
+  if (d === 'blkdebug' && proto['driver'] !== 'blkdebug') {
+    child['image'] = placeProtocol((child['image'] as Record<string, unknown> | undefined) ?? {}, proto);
+    return child;
+  }
   if (typeof d !== 'string' || d === proto['driver'] || PROTOCOLS.has(d)) return mergeUnder(child, proto);
   child['file'] = placeProtocol((child['file'] as Record<string, unknown> | undefined) ?? {}, proto);
   return child;
 }
 
-/** Adds `from`'s members to `into` where the user gave none (the drive's own dotted keys win). */
+/**
+ * Adds `from`'s members to `into` where the user gave none (the drive's own
+ * dotted keys win). A child the file name opens (blkdebug's image) goes
+ * below a format the user named for it, as the child's file name would
+ * (blkdebug::IMG with image.driver=qcow2: a qcow2 over IMG).
+ */
 function mergeUnder(into: Record<string, unknown>, from: Record<string, unknown>): Record<string, unknown> {
   for (const [k, v] of Object.entries(from)) {
     const cur = into[k];
     if (cur === undefined) into[k] = v;
-    else if (typeof cur === 'object' && typeof v === 'object' && v !== null) mergeUnder(cur as Record<string, unknown>, v as Record<string, unknown>);
+    else if (typeof cur === 'object' && cur !== null && typeof v === 'object' && v !== null) {
+      if (typeof (v as Record<string, unknown>)['driver'] === 'string') placeProtocol(cur as Record<string, unknown>, v as Record<string, unknown>);
+      else mergeUnder(cur as Record<string, unknown>, v as Record<string, unknown>);
+    }
   }
   return into;
 }
@@ -249,12 +293,28 @@ function nest(flat: ReadonlyMap<string, string>): Record<string, unknown> {
     for (const p of parts.slice(0, -1)) at = (typeof at[p] === 'object' ? at[p] : (at[p] = {})) as Record<string, unknown>;
     at[parts[parts.length - 1]!] = value;
   }
-  return root;
+  return listify(root) as Record<string, unknown>;
+}
+
+/** qdict_crumple's lists: a level whose keys are 0, 1, … in order is an array (inject-error.0.event=…). */
+function listify(v: unknown): unknown {
+  if (v === null || typeof v !== 'object') return v;
+  const o = v as Record<string, unknown>;
+  const keys = Object.keys(o);
+  for (const k of keys) o[k] = listify(o[k]);
+  return keys.length > 0 && keys.every((k, i) => k === String(i)) ? keys.map((k) => o[k]) : o;
 }
 
 /** bdrv_open's words for an option the driver does not have. */
 function unsupportedOption(err: unknown, driver: string, tree: Record<string, unknown>): unknown {
-  const m = err instanceof QmpError ? /^Parameter '([^']+)' is unexpected$/.exec(err.desc) : null;
+  const desc = err instanceof QmpError ? err.desc : '';
+  // A driver name the schema does not know: bdrv_find_format's miss.
+  const unknown = /^Parameter '(?:[^']*\.)?driver' does not accept value '([^']*)'$/.exec(desc);
+  if (unknown) return new BlockError('INVALID_ARGUMENT', `Unknown driver '${unknown[1]}'`);
+  // A child left out: bdrv_open_child's words.
+  const missing = /^Parameter '(?:[^']*\.)?(file|image|target)' is missing$/.exec(desc);
+  if (missing) return new BlockError('INVALID_ARGUMENT', `A block device must be specified for "${missing[1]}"`);
+  const m = /^Parameter '([^']+)' is unexpected$/.exec(desc);
   if (!m) return err;
   let key = m[1]!;
   const dot = key.indexOf('.');

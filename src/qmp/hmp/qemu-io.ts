@@ -1,24 +1,25 @@
 import type { BlockGraph } from '../../blockdev/graph.js';
 import { BlockBackend } from '../../blockdev/block-backend.js';
 import type { BlockNode } from '../../blockdev/node.js';
-import { type QemuIoTarget, runQemuIoCommand } from '../../blockdev/qemu-io/index.js';
+import { backendTarget, type OutputChunk, type QemuIoTarget, runQemuIoCommand } from '../../blockdev/qemu-io/index.js';
 import { BlockError } from '../../image/errors.js';
-import { PERM_ALL, PERM_WRITE } from '../../image/perm.js';
+import { PERM_ALL } from '../../image/perm.js';
+import { reopenContext } from '../commands/reopen.js';
 import type { HmpArgs } from './args.js';
 import { HmpCommandError, type HmpContext } from './command.js';
 
 /** The BlockBackend hmp_qemu_io runs on: a -drive's by name, a device's by its id (-d), else one of its own on a node. */
-function qemuIoBackend(graph: BlockGraph, device: string, qdev: boolean): { blk: BlockBackend; node: BlockNode | undefined; local: boolean } | string {
+function qemuIoBackend(graph: BlockGraph, device: string, qdev: boolean): { blk: BlockBackend; node: BlockNode | undefined; local: boolean; attached?: boolean } | string {
   const backends = graph.backends;
   if (qdev) {
     // blk_by_qdev_id: the device, then the BlockBackend attached to it (a virtio-blk-pci's is its virtio-backend's).
     const b = backends.byQdev(device);
     if (b === 'no-backend') return 'Device does not have a block device backend';
     if (!b) return `Device '${device}' not found`;
-    return { blk: b.blk, node: b.node, local: false };
+    return { blk: b.blk, node: b.node, local: false, attached: true };
   }
   const b = backends.byName(device);
-  if (b) return { blk: b.blk, node: b.node, local: false };
+  if (b) return { blk: b.blk, node: b.node, local: false, attached: b.device !== undefined };
   const node = graph.get(device);
   // bdrv_lookup_bs(NULL, device)'s words (the name was tried as a BlockBackend first).
   if (!node) return `Cannot find device='' nor node-name='${device}'`;
@@ -38,7 +39,7 @@ export async function hmpQemuIo(ctx: HmpContext, a: HmpArgs): Promise<void> {
   const cmd = a['command'] as string;
   const found = qemuIoBackend(ctx.qmp.graph, device, a['qdev'] === true);
   if (typeof found === 'string') throw new HmpCommandError(found);
-  const { blk, node, local } = found;
+  const { blk, node, local, attached } = found;
   if (local) {
     try {
       await blk.insert(node!);
@@ -47,13 +48,18 @@ export async function hmpQemuIo(ctx: HmpContext, a: HmpArgs): Promise<void> {
     }
   }
   try {
-    const r = await runQemuIoCommand(cmd, node ? backendTarget(blk, node) : NO_MEDIUM);
+    // qemu-io's printf goes to the process's stdout, its fprintf(stderr) to stderr, its error_report (a refused
+    // permission) to the monitor (iotest 249).
+    const toProcess = (chunks: readonly OutputChunk[]) => {
+      for (const c of chunks) (c.stream === 'stdout' ? process.stdout : process.stderr).write(c.text);
+    };
+    // A request held at a blkdebug breakpoint reports when a later command resumes it: to qemu-system's stdout, as QEMU's printf.
+    const late = ctx.qmp.machine ? toProcess : undefined;
+    const r = await runQemuIoCommand(cmd, node ? backendTarget(blk, node, { reopen: reopenContext(ctx.qmp), deviceAttached: attached === true }) : NO_MEDIUM, { late });
     if (ctx.qmp.machine) {
-      // qemu-io's printf goes to the process's stdout, its fprintf(stderr) to stderr, its error_report (a refused
-      // permission) to the monitor (iotest 249).
       for (const c of r.chunks) {
         if (c.report) ctx.out(c.text);
-        else (c.stream === 'stdout' ? process.stdout : process.stderr).write(c.text);
+        else toProcess([c]);
       }
     } else ctx.out(r.text);
   } finally {
@@ -72,34 +78,3 @@ const NO_MEDIUM: QemuIoTarget = {
   flush: noMedium,
   blockStatus: noMedium,
 };
-
-/** The node as qemu-io sees it through `blk`: the node's I/O, and write permission asked of the BlockBackend when a command writes. */
-function backendTarget(blk: BlockBackend, node: BlockNode): QemuIoTarget {
-  return {
-    get readOnly() {
-      return node.readOnly;
-    },
-    async acquireWrite() {
-      const p = blk.perm;
-      if (p.perm & PERM_WRITE) return undefined;
-      try {
-        await blk.setPerm({ perm: p.perm | PERM_WRITE, shared: p.shared });
-        return undefined;
-      } catch (err) {
-        return err instanceof Error ? err.message : String(err);
-      }
-    },
-    size: () => node.size(),
-    // Through the BlockBackend, so its I/O limits apply (blk_pread/blk_pwrite).
-    read: (o, l) => blk.read(o, l),
-    write: (o, d, f) => blk.write(o, d, f),
-    writeZeroes: (o, l, f) => blk.writeZeroes(o, l, f),
-    discard: (o, l) => node.discard(o, l),
-    flush: () => node.flush(),
-    blockStatus: (o, l) => node.blockStatus(o, l),
-    // Every node takes a compressed write; a driver without compression answers ENOTSUP, as in QEMU.
-    writeCompressed: (o, d) => node.writeCompressed(o, d),
-    ...(typeof (node as { info?: unknown }).info === 'function' ? { info: () => (node as unknown as Required<QemuIoTarget>).info() } : {}),
-  };
-}
-

@@ -1,0 +1,72 @@
+import { strerror } from '../../../image/errno.js';
+import type { CommandInfo } from '../command.js';
+
+/**
+ * qemu-io's blkdebug commands (break, remove_break, resume, wait_break):
+ * they act on the first blkdebug node down the BlockBackend's chain
+ * (bdrv_find_debug_node); without one each answers "Operation not
+ * supported" (-ENOTSUP), printed with printf as qemu-io does.
+ */
+
+/** `break EVENT TAG`: the next request announcing EVENT is held, tagged TAG. */
+export const breakCommand: CommandInfo = {
+  name: 'break',
+  argmin: 2,
+  argmax: 2,
+  args: 'event tag',
+  oneline: 'sets a breakpoint on event and tags the stopped request as tag',
+  run: async (ctx) => {
+    const errno = ctx.target.debug ? ctx.target.debug.breakpoint(ctx.argv[1]!, ctx.argv[2]!) : 'ENOTSUP';
+    if (errno === undefined) return true;
+    ctx.out.out(`Could not set breakpoint: ${strerror(errno)}\n`);
+    return false;
+  },
+};
+
+/** `remove_break TAG`: the tag's breakpoints go and its held requests go on. */
+export const removeBreakCommand: CommandInfo = {
+  name: 'remove_break',
+  argmin: 1,
+  argmax: 1,
+  args: 'tag',
+  oneline: 'remove a breakpoint by tag',
+  run: async (ctx) => {
+    const tag = ctx.argv[1]!;
+    const errno = ctx.target.debug ? ctx.target.debug.removeBreakpoint(tag) : 'ENOTSUP';
+    if (errno === undefined) return true;
+    ctx.out.out(`Could not remove breakpoint ${tag}: ${strerror(errno)}\n`);
+    return false;
+  },
+};
+
+/** `resume TAG`: the request held under TAG goes on. */
+export const resumeCommand: CommandInfo = {
+  name: 'resume',
+  argmin: 1,
+  argmax: 1,
+  args: 'tag',
+  oneline: 'resumes the request tagged as tag',
+  run: async (ctx) => {
+    const errno = ctx.target.debug ? ctx.target.debug.resume(ctx.argv[1]!) : 'ENOTSUP';
+    if (errno === undefined) return true;
+    ctx.out.out(`Could not resume request: ${strerror(errno)}\n`);
+    return false;
+  },
+};
+
+/**
+ * `wait_break TAG`: waits until a request is held under TAG, requests in
+ * flight going on meanwhile (qemu-io's aio_poll loop). Without a blkdebug
+ * node QEMU would poll for ever; blockemu returns at once.
+ */
+export const waitBreakCommand: CommandInfo = {
+  name: 'wait_break',
+  argmin: 1,
+  argmax: 1,
+  args: 'tag',
+  oneline: 'waits for the suspension of a request',
+  run: async (ctx) => {
+    await ctx.target.debug?.waitSuspended(ctx.argv[1]!);
+    return true;
+  },
+};
