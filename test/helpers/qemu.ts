@@ -65,3 +65,15 @@ export async function withTempDir<T>(fn: (dir: string) => Promise<T>): Promise<T
     await rm(dir, { recursive: true, force: true });
   }
 }
+
+/** qemu-io's timing lines, which differ run to run. */
+const QEMU_IO_TIMING = /^(.*, \d+ ops; )(?:\d\d\.\d\d sec|\d+:\d\d:\d\d\.\d\d) \(\S+ \S+\/sec and \S+ ops\/sec\)$/gm;
+
+/** A qemu-io or `blockemu io` run with its timing lines and program name made alike, for comparing the two. */
+export function normaliseQemuIo(r: RunResult): RunResult {
+  return {
+    stdout: r.stdout.replace(QEMU_IO_TIMING, '$1<time>').replaceAll('blockemu io', 'qemu-io'),
+    stderr: r.stderr.replaceAll('blockemu io', 'qemu-io'),
+    code: r.code,
+  };
+}

@@ -9,17 +9,7 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { BLOCKEMU, qemu, run, type RunResult, withTempDir } from '../helpers/qemu.js';
-
-const TIMING = /^(.*, \d+ ops; )(?:\d\d\.\d\d sec|\d+:\d\d:\d\d\.\d\d) \(\S+ \S+\/sec and \S+ ops\/sec\)$/gm;
-
-function normalise(r: RunResult): RunResult {
-  return {
-    stdout: r.stdout.replace(TIMING, '$1<time>').replaceAll('blockemu io', 'qemu-io'),
-    stderr: r.stderr.replaceAll('blockemu io', 'qemu-io'),
-    code: r.code,
-  };
-}
+import { BLOCKEMU, normaliseQemuIo, qemu, run, withTempDir } from '../helpers/qemu.js';
 
 /** Fails every data read once the image's first read_aio is announced. */
 const CONFIG = '[inject-error]\nevent = "read_aio"\nerrno = "5"\n';
@@ -71,8 +61,8 @@ describe.skipIf(!qemu.available)('blockemu io over a node graph against qemu-io 
         expect((await run('qemu-img', ['create', '-f', 'qcow2', join(d, 'img'), '1M'])).code).toBe(0);
         await writeFile(join(d, 'bd.conf'), CONFIG);
       }
-      const rq = normalise(await run('qemu-io', args, { cwd: q }));
-      const rb = normalise(await run(process.execPath, [BLOCKEMU, 'io', ...args], { cwd: b }));
+      const rq = normaliseQemuIo(await run('qemu-io', args, { cwd: q }));
+      const rb = normaliseQemuIo(await run(process.execPath, [BLOCKEMU, 'io', ...args], { cwd: b }));
       expect({ args, ...rb }).toEqual({ args, ...rq });
       const cmp = await run('qemu-img', ['compare', '-f', 'qcow2', '-F', 'qcow2', join(q, 'img'), join(b, 'img')]);
       expect(cmp.stdout + cmp.stderr).toBe('Images are identical.\n');

@@ -12,17 +12,7 @@
 import { mkdir, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { BLOCKEMU, qemu, run, type RunResult, withTempDir } from '../helpers/qemu.js';
-
-const TIMING = /^(.*, \d+ ops; )(?:\d\d\.\d\d sec|\d+:\d\d:\d\d\.\d\d) \(\S+ \S+\/sec and \S+ ops\/sec\)$/gm;
-
-function normalise(r: RunResult): RunResult {
-  return {
-    stdout: r.stdout.replace(TIMING, '$1<time>').replaceAll('blockemu io', 'qemu-io'),
-    stderr: r.stderr.replaceAll('blockemu io', 'qemu-io'),
-    code: r.code,
-  };
-}
+import { BLOCKEMU, normaliseQemuIo, qemu, run, withTempDir } from '../helpers/qemu.js';
 
 type Format = 'raw' | 'qcow2';
 
@@ -125,8 +115,8 @@ describe.skipIf(!qemu.available)('blockemu io options against qemu-io 7.2', () =
         expect(r.code).toBe(0);
       }
       const env = (t: string) => ({ ...process.env, TMPDIR: t });
-      const rq = normalise(await run('qemu-io', k.args, { cwd: q, env: env(tq) }));
-      const rb = normalise(await run(process.execPath, [BLOCKEMU, 'io', ...k.args], { cwd: b, env: env(tb) }));
+      const rq = normaliseQemuIo(await run('qemu-io', k.args, { cwd: q, env: env(tq) }));
+      const rb = normaliseQemuIo(await run(process.execPath, [BLOCKEMU, 'io', ...k.args], { cwd: b, env: env(tb) }));
       expect({ args: k.args, ...rb }).toEqual({ args: k.args, ...rq });
       const cmp = await run('qemu-img', ['compare', '-f', k.fmt, '-F', k.fmt, join(q, 'img'), join(b, 'img')]);
       expect(cmp.stdout + cmp.stderr).toBe('Images are identical.\n');
