@@ -4,6 +4,9 @@ import { describe, expect, it } from 'vitest';
 import { BlockGraph } from '../../src/blockdev/graph.js';
 import { openBlockdev } from '../../src/blockdev/open.js';
 import { runQemuIoCommand } from '../../src/blockdev/qemu-io/index.js';
+import { backendTarget } from '../../src/blockdev/qemu-io/backend-target.js';
+import { BlockBackend } from '../../src/blockdev/block-backend.js';
+import { PERM_ALL } from '../../src/image/perm.js';
 import { qemu, qemuImg, qemuIo, withTempDir } from '../helpers/qemu.js';
 
 /**
@@ -125,10 +128,15 @@ async function onBlockemu(path: string, c: Case): Promise<Outcome> {
   for (const s of c.sessions) {
     const g = new BlockGraph();
     const node = await openBlockdev(g, { driver: 'qcow2', 'node-name': 'q', file: { driver: 'blkdebug', ...c.rules, image: { driver: 'file', filename: path } } });
+    // Through a BlockBackend, as the tool and the monitor run qemu-io.
+    const blk = new BlockBackend({ perm: 0, shared: PERM_ALL });
+    await blk.insert(node);
+    const target = backendTarget(blk, node);
     for (const cmd of s) {
-      const r = await runQemuIoCommand(c.writeback ? cmd : writethrough(cmd), node);
+      const r = await runQemuIoCommand(c.writeback ? cmd : writethrough(cmd), target);
       out.push(...stdoutLines(r.chunks.filter((k) => k.stream === 'stdout').map((k) => k.text).join('')));
     }
+    await blk.remove();
     await g.closeAll();
   }
   return { out, check: await checkOf(path) };
