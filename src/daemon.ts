@@ -100,6 +100,12 @@ export interface DaemonConfig {
    * outside a monitor command, as QEMU prefixes them.
    */
   errorReport?: (message: string) => void;
+  /**
+   * Where what QEMU prints with printf goes (the "Formatting …" line of an
+   * image a command creates): the executables pass their stdout; by
+   * default (an embedded daemon) nowhere.
+   */
+  printf?: (text: string) => void;
   /** The program name error_report lines start with (default 'blockemu'). */
   progName?: string;
   /**
@@ -239,6 +245,7 @@ export class Daemon {
             objects,
             makeParser: config.makeParser,
             ...(machine ? { machine } : {}),
+            ...(config.printf ? { printf: config.printf } : {}),
             quit: async () => {
               const d = daemon ?? (await whenStarted);
               // The block layer's teardown and its events, then the reply; the monitors go after it. qemu-system

@@ -49,7 +49,7 @@ export async function runDaemon(args: string[]): Promise<number> {
   process.on('SIGTERM', stop);
   try {
     const record = plan.record === undefined ? undefined : { path: plan.record, header: { argv: replayArgv(options), cwd: process.cwd(), program: VERSION.package } };
-    daemon = await Daemon.start({ ...plan.config, makeParser: makeQmpParser, progName: PROG, record });
+    daemon = await Daemon.start({ ...plan.config, makeParser: makeQmpParser, progName: PROG, record, printf: (text) => void process.stdout.write(text) });
   } catch (err) {
     process.off('SIGINT', stop);
     process.off('SIGTERM', stop);

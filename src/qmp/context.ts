@@ -30,6 +30,12 @@ export interface QmpContext {
   readonly exports: BlockExports;
   /** The QOM tree: objects users created (object-add, --object). */
   readonly objects: ObjectRegistry;
+  /**
+   * The process's standard output, for what QEMU prints there with printf
+   * (bdrv_img_create's "Formatting …" line when a command creates an
+   * image); absent in an embedded daemon, which owns no stdout.
+   */
+  readonly printf?: (text: string) => void;
   /** The machine `blockemu system` stands in for; absent in the storage daemon. */
   readonly machine?: Machine;
   /**

@@ -34,6 +34,8 @@ export interface SessionOptions {
   makeParser: ParserFactory;
   /** The machine of `blockemu system`. */
   machine?: Machine;
+  /** The process's stdout for QEMU's printf output (QmpContext.printf). */
+  printf?: (text: string) => void;
   quit(): void | Promise<void>;
   log: Logger;
   /** Bytes of unsent output after which a client that does not read is dropped. */
@@ -60,6 +62,7 @@ export function sessionContext(opts: SessionOptions, session: SessionState): Qmp
     exports: opts.exports,
     objects: opts.objects,
     ...(opts.machine ? { machine: opts.machine } : {}),
+    ...(opts.printf ? { printf: opts.printf } : {}),
     quit: opts.quit,
   };
 }

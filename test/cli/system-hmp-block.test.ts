@@ -29,13 +29,13 @@ async function expectSame(a: string, b: string): Promise<void> {
 describe.skipIf(!qemuSystem.available || !qemu.available)('blockemu system: HMP block operations against qemu-system-x86_64', () => {
   /** Each program gets its own copy of the images named in `files` (made by `make` in `dir`), prefixed by its name. */
   const session = async (dir: string, make: (p: (name: string) => string) => Promise<void>, args: (p: (name: string) => string) => string[], requests: string[]) => {
-    const out: Record<SystemProg, { lines: string[]; code: number | null; stderr: string }> = {} as never;
+    const out: Record<SystemProg, { lines: string[]; code: number | null; stderr: string; stdout: string }> = {} as never;
     for (const prog of ['qemu', 'blockemu'] as const) {
       const p = (name: string) => join(dir, `${prog}-${name}`);
       await make(p);
       const t = await qmpTranscript(prog, dir, [...BASE, ...args(p)], requests.map((r) => r.replaceAll('PFX-', `${prog}-`).replaceAll('DIR/', `${dir}/`)));
       // File names differ by the program's prefix only (JSON-escaped or not).
-      out[prog] = { ...t, lines: t.lines.map((l) => generated(l).replaceAll(`${dir}/${prog}-`, 'DIR/PFX-')) };
+      out[prog] = { ...t, lines: t.lines.map((l) => generated(l).replaceAll(`${dir}/${prog}-`, 'DIR/PFX-')), stdout: t.stdout.replaceAll(`${dir}/${prog}-`, 'DIR/PFX-') };
     }
     expect(out.blockemu).toEqual(out.qemu);
     return out.blockemu;

@@ -67,7 +67,7 @@ export async function withTempDir<T>(fn: (dir: string) => Promise<T>): Promise<T
 }
 
 /** qemu-io's timing lines, which differ run to run. */
-const QEMU_IO_TIMING = /^(.*, \d+ ops; )(?:\d\d\.\d\d sec|\d+:\d\d:\d\d\.\d\d) \(\S+ \S+\/sec and \S+ ops\/sec\)$/gm;
+export const QEMU_IO_TIMING = /^(.*, \d+ ops; )(?:\d\d\.\d\d sec|\d+:\d\d:\d\d\.\d\d) \(\S+ \S+\/sec and \S+ ops\/sec\)$/gm;
 
 /** A qemu-io or `blockemu io` run with its timing lines and program name made alike, for comparing the two. */
 export function normaliseQemuIo(r: RunResult): RunResult {

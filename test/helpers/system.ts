@@ -9,7 +9,7 @@
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
-import { BLOCKEMU } from './qemu.js';
+import { BLOCKEMU, QEMU_IO_TIMING } from './qemu.js';
 
 export type SystemProg = 'qemu' | 'blockemu';
 
@@ -38,6 +38,8 @@ export interface Transcript {
   lines: string[];
   code: number | null;
   stderr: string;
+  /** What the program printed on stdout (QEMU's printf: an image a command created is announced there). */
+  stdout: string;
 }
 
 /** Normalises what legitimately differs: event timestamps and the greeting's version and package. */
@@ -60,8 +62,11 @@ export async function qmpTranscript(prog: SystemProg, dir: string, args: readonl
   await new Promise<void>((r) => server.listen(path, r));
   const child = spawnSystem(prog, [...args, '-chardev', `socket,id=mon,path=${path}`, '-mon', 'chardev=mon,mode=control']);
   let stderr = '';
+  let stdout = '';
   child.stderr!.on('data', (d) => (stderr += d));
-  const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+  child.stdout!.on('data', (d) => (stdout += d));
+  // 'close': the pipes are read to their end too.
+  const exited = new Promise<number | null>((r) => child.once('close', (code) => r(code)));
   const killer = setTimeout(() => child.kill('SIGKILL'), 30_000);
   try {
     const sock = await new Promise<Socket>((resolve, reject) => {
@@ -108,7 +113,8 @@ export async function qmpTranscript(prog: SystemProg, dir: string, args: readonl
       await until(() => replies() >= sent);
     }
     await until(() => false);
-    return { lines, code: await exited, stderr };
+    // HMP qemu-io's output goes to stdout: its timing lines differ run to run.
+    return { lines, code: await exited, stderr, stdout: stdout.replace(QEMU_IO_TIMING, '$1<time>') };
   } finally {
     clearTimeout(killer);
     server.close();
@@ -117,7 +123,7 @@ export async function qmpTranscript(prog: SystemProg, dir: string, args: readonl
 }
 
 /** Runs `prog` to its exit (a probe, a refusal). */
-export function runSystem(prog: SystemProg, args: readonly string[]): Promise<Transcript & { stdout: string }> {
+export function runSystem(prog: SystemProg, args: readonly string[]): Promise<Transcript> {
   const child = spawnSystem(prog, args);
   let stdout = '';
   let stderr = '';

@@ -4,7 +4,8 @@ import { strerrorOf } from '../../image/errno.js';
 import { type AmendRequest, amendQcow2, amendRest } from '../../image/qcow2/amend.js';
 import { Qcow2Image } from '../../image/qcow2/image.js';
 import { parseCacheMode } from '../io-args.js';
-import { optionTable, parseCreateOptions, splitOptionList, str } from './create-opts.js';
+import { createOptionTable } from '../../image/create-options.js';
+import { parseCreateOptions, splitOptionList, str } from './create-opts.js';
 import { ImgGetopt } from './img-getopt.js';
 import { probedRawWarning, tryOpen, withHint } from './open.js';
 import { type ImgIo, ImgFailure, usageError } from './output.js';
@@ -109,7 +110,7 @@ async function amend(io: ImgIo, operands: string[], lists: string[], format: str
 function parseAmendOptions(pairs: Array<[string, string]>, lists: string[]): AmendRequest {
   for (const [key] of pairs) {
     if (AMENDABLE.has(key) || key.startsWith('encrypt.')) continue;
-    if (optionTable('qcow2').some((d) => d.name === key)) throw new ImgFailure(`Invalid parameter '${key}'\nThis option is only supported for image creation`);
+    if (createOptionTable('qcow2').some((d) => d.name === key)) throw new ImgFailure(`Invalid parameter '${key}'\nThis option is only supported for image creation`);
     throw new ImgFailure(`Invalid parameter '${key}'`);
   }
   const values = parseCreateOptions('qcow2', lists, '');

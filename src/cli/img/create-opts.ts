@@ -1,4 +1,5 @@
 import type { CreateOptions } from '../../image/create.js';
+import { type CreateOptionDesc, createOptionTable, formattingLine as imageFormattingLine } from '../../image/create-options.js';
 import type { ImageFormat } from '../../image/types.js';
 import { ImgFailure } from './output.js';
 import { parseQemuSize, sizeParamError } from './size-arg.js';
@@ -7,45 +8,15 @@ import { splitCommaList } from '../comma-list.js';
 /**
  * Image creation options (`-o key=value,…`) with qemu-img 7.2's parsing,
  * validation messages and "Formatting '…', fmt=… …" line. The option tables
- * list, in the order qemu-img prints them, every option of QEMU's raw and
- * qcow2 drivers that we implement; options QEMU has but we do not are
- * refused with a message saying so rather than silently ignored.
+ * (image/create-options.ts) list every option of QEMU's raw and qcow2
+ * drivers that we implement; options QEMU has but we do not are refused
+ * with a message saying so rather than silently ignored.
  */
-type OptType = 'size' | 'number' | 'bool' | 'string';
-
-interface OptDesc {
-  name: string;
-  type: OptType;
-  /** Printed in the Formatting line even when not given (qemu's def_value_str). */
-  def?: string;
-}
-
-/** Print order observed from qemu-img 7.2 (it is QEMU's merged create-option list order). */
-const QCOW2_OPTS: OptDesc[] = [
-  { name: 'cluster_size', type: 'size', def: '65536' },
-  { name: 'extended_l2', type: 'bool', def: 'off' },
-  { name: 'preallocation', type: 'string' },
-  { name: 'compression_type', type: 'string', def: 'zlib' },
-  { name: 'size', type: 'size' },
-  { name: 'compat', type: 'string' },
-  { name: 'backing_file', type: 'string' },
-  { name: 'backing_fmt', type: 'string' },
-  { name: 'lazy_refcounts', type: 'bool', def: 'off' },
-  { name: 'refcount_bits', type: 'number', def: '16' },
-];
-const RAW_OPTS: OptDesc[] = [
-  { name: 'size', type: 'size' },
-  { name: 'preallocation', type: 'string' },
-];
 /** Options QEMU's drivers have that we do not implement. */
 const UNSUPPORTED: Record<ImageFormat, string[]> = {
   qcow2: ['encryption', 'encrypt.format', 'encrypt.key-secret', 'encrypt.cipher-alg', 'encrypt.cipher-mode', 'encrypt.ivgen-alg', 'encrypt.ivgen-hash-alg', 'encrypt.hash-alg', 'encrypt.iter-time', 'data_file', 'data_file_raw', 'nocow', 'extent_size_hint'],
   raw: ['nocow', 'extent_size_hint'],
 };
-
-export function optionTable(fmt: ImageFormat): OptDesc[] {
-  return fmt === 'qcow2' ? QCOW2_OPTS : RAW_OPTS;
-}
 
 /**
  * Splits an option list as QEMU does: commas separate options, ",," is a
@@ -78,7 +49,7 @@ export interface OptValue {
  * ("FILE: " for create; convert reports these errors without it).
  */
 export function parseCreateOptions(fmt: ImageFormat, lists: string[], prefix: string): Map<string, OptValue> {
-  const table = optionTable(fmt);
+  const table = createOptionTable(fmt);
   const values = new Map<string, OptValue>();
   for (const list of lists) {
     const pairs = splitOptionList(list);
@@ -95,7 +66,7 @@ export function parseCreateOptions(fmt: ImageFormat, lists: string[], prefix: st
   return values;
 }
 
-function parseValue(desc: OptDesc, raw: string, prefix: string): OptValue {
+function parseValue(desc: CreateOptionDesc, raw: string, prefix: string): OptValue {
   switch (desc.type) {
     case 'size': {
       const r = parseQemuSize(raw);
@@ -128,12 +99,7 @@ function parseValue(desc: OptDesc, raw: string, prefix: string): OptValue {
 
 /** "Formatting 'FILE', fmt=qcow2 cluster_size=65536 …" exactly as qemu-img prints it (without newline). */
 export function formattingLine(filename: string, fmt: ImageFormat, values: Map<string, OptValue>): string {
-  const parts = [`Formatting '${filename}', fmt=${fmt}`];
-  for (const d of optionTable(fmt)) {
-    const v = values.get(d.name)?.text ?? d.def;
-    if (v !== undefined) parts.push(`${d.name}=${v}`);
-  }
-  return parts.join(' ');
+  return imageFormattingLine(filename, fmt, new Map([...values].map(([k, v]) => [k, v.text])));
 }
 
 export function str(v: OptValue | undefined): string | undefined {

@@ -205,7 +205,7 @@ export async function prepareDriveBackup(ctx: QmpContext, a: ArgsType<typeof dri
   // The new image's backing file: the source itself (none: fleecing) or its backing node (top).
   const base = sync === 'none' ? source : sync === 'top' ? below : undefined;
   const format = a.format ?? (mode === 'existing' ? undefined : formatName(source));
-  const { createdFile, driver } = await prepareImageFile(a.target, mode, format, source.size(), base);
+  const { createdFile, driver } = await prepareImageFile(a.target, mode, format, source.size(), base, ctx.printf);
   let target: BlockNode | undefined;
   try {
     // sync=none opens the target without its backing file and gives it the source instead (fleecing reads through to it);

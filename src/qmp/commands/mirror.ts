@@ -120,7 +120,7 @@ async function driveMirrorCmd(ctx: QmpContext, a: ArgsType<typeof driveMirror>):
   const size = bs.size();
   if (a.replaces !== undefined && a['node-name'] === undefined) throw fail('a node-name must be provided when replacing a named node of the graph');
   const backingMode: BackingMode = mode === 'absolute-paths' ? 'source' : 'open';
-  const { createdFile, driver } = await prepareImageFile(a.target, mode, format, size, sync !== 'full' ? targetBacking : undefined);
+  const { createdFile, driver } = await prepareImageFile(a.target, mode, format, size, sync !== 'full' ? targetBacking : undefined, ctx.printf);
   let target: BlockNode | undefined;
   try {
     // The mirror takes care of copy-on-write through the source's chain: the target is opened without its backing file.

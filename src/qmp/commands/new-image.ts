@@ -11,6 +11,7 @@ import { createOnNbdExport, isNbdFilename, nbdFileSpec, probeNbdFormat } from '.
 import type { BlockNode } from '../../blockdev/node.js';
 import { protocolOfFilename } from '../../blockdev/protocol-filename.js';
 import { strerror } from '../../image/errno.js';
+import { formattingLine } from '../../image/create-options.js';
 import { createImage } from '../../image/open.js';
 import { probeFormat } from '../../image/probe.js';
 import type { ImageFormat } from '../../image/types.js';
@@ -45,27 +46,32 @@ const CREATABLE: Record<string, { backing: boolean }> = { qcow2: { backing: true
  * when its options make it more than its file). `file` writes the bare
  * host file, as raw does. Returns the path when this call created the
  * file — only such a file is the caller's to remove again if the command
- * fails.
+ * fails. Its "Formatting …" line goes to `printf` (QEMU's stdout) once the
+ * checks have passed, as bdrv_img_create prints it before creating.
  */
-export async function createTargetImage(path: string, format: string, size: number, base?: BlockNode): Promise<string | undefined> {
+export async function createTargetImage(path: string, format: string, size: number, base?: BlockNode, printf?: (text: string) => void): Promise<string | undefined> {
   if (!isQemuDriver(format)) throw fail(`Unknown file format '${format}'`);
   // bdrv_find_protocol: an nbd: or nbd+unix:// name is an NBD export, where raw data (or the nbd driver itself) is "created" by opening it.
   if (isNbdFilename(path)) {
     if (format !== 'raw' && format !== 'nbd') throw fail(`Creating '${format}' images on an NBD export is not supported by blockemu (supported: raw, nbd)`);
     if (base) throw fail(`Backing file not supported for file format '${format}'`);
+    printf?.(`${formattingLine(path, 'raw', new Map([['size', String(size)]]))}\n`);
     await createOnNbdExport(path, size);
     return undefined;
   }
   const kind = CREATABLE[format];
   if (!kind) throw fail(`Creating '${format}' images is not supported by blockemu (supported: ${Object.keys(CREATABLE).join(', ')})`);
   if (base && !kind.backing) throw fail(`Backing file not supported for file format '${format}'`);
+  const backing = base ? { backingFile: namesOf(base).get(base)!.filename, backingFormat: formatName(base) as ImageFormat } : undefined;
+  const texts = new Map([['size', String(size)]]);
+  if (backing) texts.set('backing_file', backing.backingFile).set('backing_fmt', backing.backingFormat);
+  printf?.(`${formattingLine(path, format as ImageFormat | 'file', texts)}\n`);
   const existed = await access(path).then(
     () => true,
     () => false,
   );
   try {
     if (format === 'qcow2') {
-      const backing = base ? { backingFile: namesOf(base).get(base)!.filename, backingFormat: formatName(base) as ImageFormat } : {};
       await createImage(path, { format, size, ...backing });
     } else {
       await createImage(path, { format: 'raw', size });
@@ -112,10 +118,11 @@ export async function prepareImageFile(
   format: string | undefined,
   size: number,
   base?: BlockNode,
+  printf?: (text: string) => void,
 ): Promise<{ createdFile: string | undefined; driver: string }> {
   if (mode !== 'existing') {
     // A new image always has a format: the command's own, or the source's.
-    return { createdFile: await createTargetImage(path, format!, size, base), driver: format! };
+    return { createdFile: await createTargetImage(path, format!, size, base, printf), driver: format! };
   }
   if (format !== undefined) {
     checkOpenFormat(format);

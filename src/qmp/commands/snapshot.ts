@@ -47,7 +47,7 @@ export async function prepareSnapshotSync(ctx: QmpContext, d: Infer<typeof Block
   const format = d.format ?? 'qcow2';
   const file = d['snapshot-file'];
   // The old node named as QEMU names it (a json: name when its options make it more than its file).
-  const { createdFile } = await prepareImageFile(file, d.mode ?? 'absolute-paths', format, old.size(), old);
+  const { createdFile } = await prepareImageFile(file, d.mode ?? 'absolute-paths', format, old.size(), old, ctx.printf);
   let overlay: BlockNode | undefined;
   try {
     // Opened without its backing file (BDRV_O_NO_BACKING); the old node becomes its backing child below. An existing raw

@@ -1,0 +1,53 @@
+import type { ImageFormat } from './types.js';
+
+/**
+ * The image creation options of QEMU's raw and qcow2 drivers that blockemu
+ * implements, in the order QEMU prints them in its "Formatting 'FILE',
+ * fmt=… …" line: qemu-img create prints it, and so does a daemon that
+ * creates an image for a command (bdrv_img_create, not quiet, for
+ * blockdev-snapshot-sync's overlay, drive-backup's and drive-mirror's target).
+ */
+export type CreateOptionType = 'size' | 'number' | 'bool' | 'string';
+
+export interface CreateOptionDesc {
+  readonly name: string;
+  readonly type: CreateOptionType;
+  /** Printed in the Formatting line even when not given (qemu's def_value_str). */
+  readonly def?: string;
+}
+
+/** Print order observed from qemu-img 7.2 (it is QEMU's merged create-option list order). */
+const QCOW2_OPTIONS: readonly CreateOptionDesc[] = [
+  { name: 'cluster_size', type: 'size', def: '65536' },
+  { name: 'extended_l2', type: 'bool', def: 'off' },
+  { name: 'preallocation', type: 'string' },
+  { name: 'compression_type', type: 'string', def: 'zlib' },
+  { name: 'size', type: 'size' },
+  { name: 'compat', type: 'string' },
+  { name: 'backing_file', type: 'string' },
+  { name: 'backing_fmt', type: 'string' },
+  { name: 'lazy_refcounts', type: 'bool', def: 'off' },
+  { name: 'refcount_bits', type: 'number', def: '16' },
+];
+const RAW_OPTIONS: readonly CreateOptionDesc[] = [
+  { name: 'size', type: 'size' },
+  { name: 'preallocation', type: 'string' },
+];
+
+export function createOptionTable(fmt: ImageFormat): readonly CreateOptionDesc[] {
+  return fmt === 'qcow2' ? QCOW2_OPTIONS : RAW_OPTIONS;
+}
+
+/**
+ * "Formatting 'FILE', fmt=qcow2 cluster_size=65536 …" as QEMU prints it
+ * (without newline); `texts` are the given options as written. The file
+ * protocol (`fmt=file`) prints what raw prints: raw's options are its own.
+ */
+export function formattingLine(filename: string, fmt: ImageFormat | 'file', texts: ReadonlyMap<string, string>): string {
+  const parts = [`Formatting '${filename}', fmt=${fmt}`];
+  for (const d of createOptionTable(fmt === 'file' ? 'raw' : fmt)) {
+    const v = texts.get(d.name) ?? d.def;
+    if (v !== undefined) parts.push(`${d.name}=${v}`);
+  }
+  return parts.join(' ');
+}
