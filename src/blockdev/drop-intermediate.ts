@@ -1,8 +1,8 @@
 import { strerror } from '../image/errno.js';
 import { BlockError } from '../image/errors.js';
-import { chainContains } from './chain.js';
+import { chainContains, skipImplicitFilters } from './chain.js';
 import { CHILD_COW } from './child.js';
-import { replaceNode } from './graph-edit.js';
+import { inheritsFromRecursive, replaceNode, setInheritsFrom } from './graph-edit.js';
 import { GraphTransaction } from './graph-transaction.js';
 import { BlockNode } from './node.js';
 import { type ReopenContext, whileWritable } from './reopen.js';
@@ -14,7 +14,10 @@ const failed = (errno: string) => new BlockError('IO', strerror(errno), { errno 
  * above `base` leave the chain. Every parent of `top` uses `base` instead
  * (a link that may not move refuses it all), and each overlay among them
  * names base in its image: `backingFile`, or base's own name, with base's
- * format — reopened read-write for that if it is read-only. Fails as QEMU
+ * format — reopened read-write for that if it is read-only. A base that
+ * inherited its options from `top` (through the dropped layers) inherits
+ * from what `top` inherited from, so a reopen of the overlay with
+ * `backing.*` options still reaches it (iotest 161). Fails as QEMU
  * does, with only an errno (EIO when the graph could not change); a
  * failed name update leaves the graph changed.
  */
@@ -27,9 +30,16 @@ export async function dropIntermediate(
 ): Promise<void> {
   if (!chainContains(top, base)) throw failed('EIO');
   const name = backingFile ?? nameOf(base);
+  // A job's filter on top inherits from nothing: the layer below it is what base may inherit through.
+  const explicitTop = skipImplicitFilters(top);
+  const updateInherits = inheritsFromRecursive(base, explicitTop);
   let moved;
   try {
-    moved = await GraphTransaction.run((tran) => replaceNode(tran, top, base, { autoSkip: false }));
+    moved = await GraphTransaction.run(async (tran) => {
+      const links = await replaceNode(tran, top, base, { autoSkip: false });
+      if (updateInherits) setInheritsFrom(tran, base, explicitTop.inheritsFrom);
+      return links;
+    });
   } catch {
     throw failed('EIO');
   }

@@ -47,6 +47,10 @@ export interface LinkFollower {
 
 /** A new link from `owner` to `node` with the given permissions, as a step of `tran`, with no refresh yet (bdrv_attach_child_noperm). */
 export function linkChild(tran: GraphTransaction, owner: ChildOwner, name: string, role: number, node: BlockNode, perms: PermPair): NodeChild {
+  // bdrv_attach_child_noperm: a node may not end up below itself (blockdev-snapshot of a node onto its own backing chain).
+  if (owner instanceof BlockNode && reaches(node, owner)) {
+    throw new BlockError('INVALID_ARGUMENT', `Making '${node.nodeName}' a ${name} child of '${owner.nodeName}' would create a cycle`);
+  }
   const c = new NodeChild(owner, name, role, node);
   c.perm = perms.perm;
   c.shared = node.forceShare ? PERM_ALL : perms.shared;
@@ -60,6 +64,11 @@ export function linkChild(tran: GraphTransaction, owner: ChildOwner, name: strin
     if (owner instanceof BlockNode) owner.dropChild(c);
   });
   return c;
+}
+
+/** bdrv_recurse_has_child: whether `target` is `node` or anywhere below it. */
+export function reaches(node: BlockNode, target: BlockNode): boolean {
+  return node === target || node.childList().some((c) => reaches(c.node, target));
 }
 
 /**
@@ -201,7 +210,7 @@ function removeLink(tran: GraphTransaction, c: NodeChild): void {
 }
 
 /** Sets bs->inherits_from as a step of `tran`. */
-function setInheritsFrom(tran: GraphTransaction, node: BlockNode, parent: BlockNode | undefined): void {
+export function setInheritsFrom(tran: GraphTransaction, node: BlockNode, parent: BlockNode | undefined): void {
   const old = node.inheritsFrom;
   node.inheritsFrom = parent;
   tran.addUndo(() => {
@@ -219,7 +228,7 @@ function unsetInheritsFrom(tran: GraphTransaction, root: BlockNode, c: NodeChild
 }
 
 /** bdrv_inherits_from_recursive: whether `parent` is on `node`'s chain of inherits_from. */
-function inheritsFromRecursive(node: BlockNode, parent: BlockNode): boolean {
+export function inheritsFromRecursive(node: BlockNode, parent: BlockNode): boolean {
   let n: BlockNode | undefined = node;
   while (n && n !== parent) n = n.inheritsFrom;
   return n !== undefined;

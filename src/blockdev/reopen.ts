@@ -2,7 +2,7 @@ import { strerror } from '../image/errno.js';
 import { BlockError } from '../image/errors.js';
 import { filteredChild } from './chain.js';
 import type { BlockGraph } from './graph.js';
-import { fileLink, setFileOrBackingNoPerm } from './graph-edit.js';
+import { fileLink, reaches, setFileOrBackingNoPerm } from './graph-edit.js';
 import { GraphTransaction, withGraphLock } from './graph-transaction.js';
 import type { BlockNode } from './node.js';
 import type { BlockdevSpec } from './open.js';
@@ -184,11 +184,6 @@ function checkUnchanged(ctx: ReopenContext, node: BlockNode, options: Options): 
     if (typeof value === 'string' && node.childList().some((c) => c.name === key && c.node.nodeName === value)) continue;
     if (!qobjectEqual(value, node.options[key])) throw fail(`Cannot change the option '${key}'`);
   }
-}
-
-/** Whether `node` is `target` or reaches it through its children (bdrv_recurse_has_child). */
-function reaches(node: BlockNode, target: BlockNode): boolean {
-  return node === target || node.childList().some((c) => reaches(c.node, target));
 }
 
 /**
