@@ -219,8 +219,12 @@ export class BlockExports {
         const node = exp.blk.node;
         const removed = exp.blk.remove().catch(() => undefined);
         // QEMU deletes in a bottom half, which since 7.2.9 runs before the reply of the command that asked.
-        void removed.then(() => {
-          if (node && !node.isClosed) for (let i = 0; i < 2; i++) this.onBackendGone?.(node);
+        void removed.then(async () => {
+          if (node && !node.isClosed) {
+            for (let i = 0; i < 2; i++) this.onBackendGone?.(node);
+            // blk_unref: a node only the export held (a blockdev-snapshot-sync overlay over an exported node) goes with it.
+            await this.graph.release(node).catch((err: unknown) => this.log?.warn({ node: node.nodeName, err }, 'closing a node the export held failed'));
+          }
           this.onDeleted(exp.id);
           resolve();
         });

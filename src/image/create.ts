@@ -7,7 +7,8 @@ export interface CreateOptions {
   /** qcow2 only */
   clusterSize?: number;
   backingFile?: string;
-  backingFormat?: ImageFormat;
+  /** The backing file's driver as the header records it: any of QEMU's (a bare `file`, as a snapshot of a file node names it). */
+  backingFormat?: string;
   /** qcow2: '1.1' (version 3, default) or '0.10' (version 2). */
   compat?: '0.10' | '1.1';
   /** qcow2: 1, 2, 4, 8, 16 (default), 32 or 64. */

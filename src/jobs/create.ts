@@ -6,7 +6,6 @@ import { strerror } from '../image/errno.js';
 import { BlockError } from '../image/errors.js';
 import { createHostFile } from '../image/file-create.js';
 import { formatQcow2 } from '../image/qcow2/create.js';
-import type { ImageFormat } from '../image/types.js';
 import type { Clock } from '../blockdev/clock.js';
 import { Job, type JobListener } from './job.js';
 
@@ -164,7 +163,7 @@ async function formatOnNode(node: BlockNode, spec: Qcow2CreateSpec, clusterSize:
     refcountBits,
     lazyRefcounts: spec.lazyRefcounts ?? false,
     // The backing file is recorded after the resize.
-    ...(resizeFailure === undefined ? { backingFile: spec.backingFile, backingFormat: spec.backingFormat as ImageFormat | undefined } : {}),
+    ...(resizeFailure === undefined ? { backingFile: spec.backingFile, backingFormat: spec.backingFormat } : {}),
   });
   if (resizeFailure !== undefined) throw invalid(`Could not resize image: ${resizeFailure}`);
 }

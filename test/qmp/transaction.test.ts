@@ -14,6 +14,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { QmpClient, type QmpEvent } from '../../src/qmp/client.js';
 import { QmpError } from '../../src/qmp/error.js';
 import { BLOCKEMU, qemu, qemuImg, qemuIo } from '../helpers/qemu.js';
+import { compareSessions, describeImage, file, nbdWrite, sameImages } from '../helpers/qmp-session.js';
 
 type Step = [command: string, args?: Record<string, unknown>];
 type Outcome = { return: unknown } | { error: { class: string; desc: string } };
@@ -380,35 +381,43 @@ describe.skipIf(!qemu.available)('transaction: one instant for every drive', () 
   });
 });
 
-describe.skipIf(!qemu.available)('blockdev-snapshot-sync (blockemu keeps the overlay)', () => {
-  it('puts a qcow2 overlay on a node: new writes land in the overlay, the old node is read-only and unchanged', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'blockemu-snap-'));
-    dirs.push(dir);
-    await images(dir);
-    await copyFile(join(dir, 'b.qcow2'), join(dir, 'b-before.qcow2'));
-    const sock = join(dir, 'q.sock');
-    const proc = spawn(process.execPath, [BLOCKEMU, 'daemon', ...daemonArgs(dir, sock)], { stdio: 'ignore' });
-    const client = await connect(sock, proc);
-    try {
-      await client.execute('transaction', { actions: [{ type: 'blockdev-snapshot-sync', data: { 'node-name': 'b', 'snapshot-file': join(dir, 'o1.qcow2'), 'snapshot-node-name': 'o1' } }] });
-      const nodes = await client.execute<Array<{ 'node-name': string; ro: boolean; backing_file_depth: number; backing_file?: string }>>('query-named-block-nodes', { flat: true });
-      const o1 = nodes.find((n) => n['node-name'] === 'o1')!;
-      // A flat list counts no backing depth, as in QEMU.
-      expect(o1).toMatchObject({ ro: false, backing_file_depth: 0, backing_file: join(dir, 'b.qcow2') });
-      expect(nodes.find((n) => n['node-name'] === 'b')?.ro).toBe(true);
-      await expect(client.execute('human-monitor-command', { 'command-line': 'qemu-io b "write 0 4k"' })).resolves.toMatch(/read-only|Permission denied|failed/i);
-      expect(await client.execute('human-monitor-command', { 'command-line': 'qemu-io o1 "write -P 0x77 1M 64k"' })).toMatch(/^wrote 65536\/65536/);
-      // Through the overlay: the old data where nothing was written.
-      expect(await client.execute('human-monitor-command', { 'command-line': 'qemu-io o1 "read -P 0x0b 1088k 64k"' })).toMatch(/^read 65536\/65536/);
-      await client.execute('blockdev-del', { 'node-name': 'o1' });
-    } finally {
-      await client.execute('quit').catch(() => undefined);
-      await client.close();
-      if (proc.exitCode === null) await new Promise((r) => proc.once('exit', r));
-    }
-    expect((await qemuImg('compare', join(dir, 'b-before.qcow2'), join(dir, 'b.qcow2'))).code).toBe(0);
-    expect((await qemuImg('check', join(dir, 'o1.qcow2'))).code).toBe(0);
-    const info = JSON.parse((await qemuImg('info', '--output=json', join(dir, 'o1.qcow2'))).stdout) as { 'backing-filename': string };
-    expect(info['backing-filename']).toBe(join(dir, 'b.qcow2'));
+describe.skipIf(!qemu.available)('blockdev-snapshot-sync overlays live as long as something uses them, as in qemu-storage-daemon', () => {
+  it("an exported node's overlay takes the export's writes and goes with the export; an unused one is closed at once", async () => {
+    const names = { look: async (c: QmpClient) => (await c.execute<Array<{ 'node-name': string }>>('query-named-block-nodes', { flat: true })).map((n) => n['node-name']).filter((n) => !n.startsWith('#')).sort() };
+    const log = await compareSessions(
+      async (dir) => {
+        await images(dir);
+        await copyFile(join(dir, 'b.qcow2'), join(dir, 'b-before.qcow2'));
+        await qemuImg('create', '-q', '-f', 'qcow2', join(dir, 'c.qcow2'), '4M');
+      },
+      [
+        ['blockdev-add', { driver: 'qcow2', 'node-name': 'b', file: file('b.qcow2') }],
+        ['blockdev-add', { driver: 'qcow2', 'node-name': 'c', file: file('c.qcow2') }],
+        ['nbd-server-start', { addr: { type: 'unix', data: { path: '${DIR}/nbd.sock' } } }],
+        ['block-export-add', { type: 'nbd', id: 'e', 'node-name': 'b', name: 'b', writable: true }],
+        [
+          'transaction',
+          {
+            actions: [
+              { type: 'blockdev-snapshot-sync', data: { 'node-name': 'b', 'snapshot-file': '${DIR}/o1.qcow2', 'snapshot-node-name': 'o1' } },
+              { type: 'blockdev-snapshot-sync', data: { 'node-name': 'c', 'snapshot-file': '${DIR}/o2.qcow2', 'snapshot-node-name': 'o2' } },
+            ],
+          },
+        ],
+        names,
+        { sh: nbdWrite('b', 'write -P 0x77 1M 64k') },
+        // The overlay is not the monitor's: the export holds it.
+        ['blockdev-del', { 'node-name': 'o1' }],
+        // o2 was closed when the transaction ended: its name is free, its image still there.
+        ['blockdev-add', { driver: 'qcow2', 'node-name': 'o2', file: file('o2.qcow2'), backing: null }],
+        ['block-export-del', { id: 'e' }],
+        names,
+      ],
+      (l) => l,
+      async (dir) => ({ base: await sameImages('b-before.qcow2', 'b.qcow2')(dir), overlay: await describeImage('o1.qcow2')(dir) }),
+    );
+    expect(JSON.stringify(log)).toContain('Node o1 is in use');
+    expect(log).toContainEqual(['b', 'c', 'o1']);
+    expect(log).toContainEqual(['b', 'c', 'o2']);
   });
 });

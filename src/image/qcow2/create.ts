@@ -20,10 +20,15 @@ export async function createQcow2(
 ): Promise<void> {
   let size = opts.size;
   let backingFormat = opts.backingFormat;
-  // A json: name is options for the block layer, which this layer cannot open; it is only recorded when nothing need be read from it.
-  const recordOnly = opts.backingFile?.startsWith('json:') && size !== undefined && backingFormat !== undefined;
+  // A json: name is options for the block layer, and a driver other than raw or qcow2 (`file`) one this layer does not
+  // open: such a backing file is only recorded, when nothing need be read from it.
+  const openable = backingFormat === undefined || backingFormat === 'raw' || backingFormat === 'qcow2';
+  const recordOnly = (opts.backingFile?.startsWith('json:') || !openable) && size !== undefined && backingFormat !== undefined;
   if (opts.backingFile !== undefined && !recordOnly) {
     const full = isAbsolute(opts.backingFile) ? opts.backingFile : resolve(dirname(path), opts.backingFile);
+    if (backingFormat !== undefined && backingFormat !== 'raw' && backingFormat !== 'qcow2') {
+      throw new BlockError('UNSUPPORTED', `Could not open backing file '${full}': Unknown driver '${backingFormat}'`);
+    }
     const backing = await openBacking(full, backingFormat);
     try {
       size ??= backing.size();

@@ -31,9 +31,9 @@ export function checkOpenFormat(format: string): void {
   if (!isQemuDriver(format)) throw fail(`Unknown driver '${format}'`);
 }
 
-/** The format of a node's image for a new image made from it (drv->format_name; a file node's image is raw data). */
+/** The format of a new image made from a node, and a backing file's format: the node's driver (drv->format_name, `file` for a bare file). */
 export function formatName(n: BlockNode): string {
-  return n.driver === 'qcow2' ? 'qcow2' : 'raw';
+  return n.driver;
 }
 
 /** Formats blockemu creates, and whether their images can name a backing file (a protocol's or raw's cannot). */
@@ -62,7 +62,7 @@ export async function createTargetImage(path: string, format: string, size: numb
   const kind = CREATABLE[format];
   if (!kind) throw fail(`Creating '${format}' images is not supported by blockemu (supported: ${Object.keys(CREATABLE).join(', ')})`);
   if (base && !kind.backing) throw fail(`Backing file not supported for file format '${format}'`);
-  const backing = base ? { backingFile: namesOf(base).get(base)!.filename, backingFormat: formatName(base) as ImageFormat } : undefined;
+  const backing = base ? { backingFile: namesOf(base).get(base)!.filename, backingFormat: formatName(base) } : undefined;
   const texts = new Map([['size', String(size)]]);
   if (backing) texts.set('backing_file', backing.backingFile).set('backing_fmt', backing.backingFormat);
   printf?.(`${formattingLine(path, format as ImageFormat | 'file', texts)}\n`);

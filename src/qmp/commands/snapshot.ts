@@ -55,8 +55,7 @@ export async function prepareSnapshotSync(ctx: QmpContext, d: Infer<typeof Block
     overlay = await openBlockdev(
       ctx.graph,
       { driver: format, ...(snapshotName !== undefined ? { 'node-name': snapshotName } : {}), ...imageFileOptions(format, file), ...(format === 'qcow2' ? { backing: null } : {}) },
-      // QEMU drops an overlay nobody uses right after the command (in the storage daemon, every overlay without an export);
-      // blockemu keeps it as if added by blockdev-add, so it can be used and deleted.
+      // The command's own reference until the transaction ends (commitSnapshot); the overlay is never the monitor's.
       true,
     );
     return { old, overlay, createdFile, moved: await appendChecked(overlay, old) };
@@ -94,8 +93,11 @@ export async function prepareSnapshot(ctx: QmpContext, d: Infer<typeof BlockdevS
 /** external_snapshot_commit: the old node becomes read-only below its overlay (a failure there is ignored, as QEMU ignores it). */
 export async function commitSnapshot(ctx: QmpContext, s: PreparedSnapshot): Promise<void> {
   await reopenSetReadOnly(reopenContext(ctx), s.old, true).catch(() => undefined);
-  // The command's own reference goes (bdrv_unref): an overlay a device now uses lives as long as the device holds it.
-  if (!s.attached && s.overlay.parents.some((c) => (c.owner as { devicePath?: string }).devicePath !== undefined)) ctx.graph.disown(s.overlay);
+  // The command's own reference goes (bdrv_unref in external_snapshot_clean): an overlay lives as long as its parents (a
+  // device, an export, a job) hold it, and one nothing uses is closed now, its name free again (iotest 182).
+  if (s.attached) return;
+  ctx.graph.disown(s.overlay);
+  await ctx.graph.release(s.overlay);
 }
 
 /**
