@@ -14,8 +14,11 @@ import { BlockError } from './errors.js';
  * anew through /proc/PID/fd/N: a new open file description of the same
  * file, which holds the locks. Other processes see them exactly as they
  * would see ours (OFD locks conflict between descriptions, never within
- * one), and they go when we close the description here or when perl exits —
- * at once when we do, since it reads EOF from us then.
+ * one), and they go when we close the description here or when perl exits.
+ * perl asks the kernel to kill it when we die (PR_SET_PDEATHSIG): a
+ * SIGKILLed blockemu leaves no locks behind for the next process, as a
+ * killed QEMU leaves none (the iotests' _cleanup_qemu kills, then the test
+ * writes the images at once). Reading EOF from us was too late for that.
  */
 
 export type StepKind = 'lock' | 'unlock' | 'test';
@@ -59,6 +62,10 @@ const SCRIPT = String.raw`
 #                      strerror" (EAGAIN when a test finds another description's lock).
 #   c ID               close description ID, and its locks with it: "0"
 # F_OFD_GETLK = 36, F_OFD_SETLK = 37: the locks belong to the open file description.
+# ARGV: the prctl syscall number and our parent's pid. PR_SET_PDEATHSIG (1) with SIGKILL (9):
+# killed with its parent; a parent gone before that (we were re-parented) ends us now.
+syscall($ARGV[0], 1, 9);
+exit 0 if getppid() != $ARGV[1];
 $| = 1;
 my %fh;
 while (defined(my $line = <STDIN>)) {
@@ -98,6 +105,9 @@ sub step {
     return unpack('s', $fl) == 2 ? 0 : 11;
 }
 `;
+
+/** Linux's prctl syscall number (file-lock.ts refuses other machines; -1 there would only fail with ENOSYS). */
+const PRCTL: Partial<Record<string, number>> = { x64: 157, arm64: 167 };
 
 /** perl never blocks (F_OFD_SETLK does not wait): a request unanswered for `timeoutMs` means it is stuck, and it is killed. Tests shorten it. */
 export const lockHelperLimits = { timeoutMs: 30_000 };
@@ -255,7 +265,7 @@ function helper(): HelperProcess {
   let child: ChildProcess;
   try {
     // A clean environment: no PERL5OPT or PERL5LIB to load anything, and C-locale strerror texts as QEMU prints them.
-    child = spawn('perl', ['-e', SCRIPT], { stdio: ['pipe', 'pipe', 'pipe'], env: { PATH: process.env.PATH ?? '/usr/bin:/bin', LC_ALL: 'C' } });
+    child = spawn('perl', ['-e', SCRIPT, String(PRCTL[process.arch] ?? -1), String(process.pid)], { stdio: ['pipe', 'pipe', 'pipe'], env: { PATH: process.env.PATH ?? '/usr/bin:/bin', LC_ALL: 'C' } });
   } catch (err) {
     throw helperError(`could not be started: ${(err as Error).message}`, err);
   }

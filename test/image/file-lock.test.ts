@@ -317,6 +317,37 @@ describe.skipIf(!ofd)('ImageLock in one process', () => {
     expect(await lockedBytes(f)).toEqual([]);
   });
 
+  it('a process killed with SIGKILL leaves no lock behind, even when its helper could not run to notice', async () => {
+    const f = await newFile();
+    const lib = join(BLOCKEMU, '..', '..', 'src', 'image', 'file-lock.js');
+    const script = `
+      import { open } from 'node:fs/promises';
+      const { ImageLock } = await import(${JSON.stringify(lib)});
+      const fh = await open(${JSON.stringify(f)}, 'r');
+      await new ImageLock(fh.fd, 'f').commit(4, 15);
+      process.stdout.write('locked\\n');
+      setInterval(() => undefined, 1000);
+    `;
+    const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+    await new Promise<void>((r) => child.stdout!.once('data', () => r()));
+    expect(await lockedBytes(f)).toEqual([102]);
+    // The helper is stopped, so it cannot read EOF from its dead parent: only the kernel (PR_SET_PDEATHSIG) can end it.
+    const helper = (await run('pgrep', ['-P', String(child.pid), 'perl'])).stdout.trim();
+    expect(helper).toMatch(/^\d+$/);
+    process.kill(Number(helper), 'SIGSTOP');
+    const ended = new Promise<void>((r) => child.on('exit', () => r()));
+    child.kill('SIGKILL');
+    await ended;
+    const gone = async () => (await run('ps', ['-o', 'stat=', '-p', helper])).stdout.trim().replace(/^Z.*/, '') === '';
+    for (let i = 0; i < 500 && !(await gone()); i++) await new Promise((r) => setTimeout(r, 10));
+    try {
+      expect(await gone(), 'the stopped helper outlived its parent').toBe(true);
+      expect(await lockedBytes(f)).toEqual([]);
+    } finally {
+      if (!(await gone())) process.kill(Number(helper), 'SIGKILL');
+    }
+  });
+
   it('kills a perl that does not answer, and fails its requests at once', async () => {
     const fake = join(dir, 'stuck-perl');
     await mkdir(fake);
