@@ -132,11 +132,14 @@ describe.skipIf(!qemu.available)('blockemu img check (vs qemu-img check)', () =>
     ...['c512', 'c2m', 'rc1', 'rc64', 'v2'].flatMap((base) => layoutSensitive.map((d) => [base, d] as const)),
   ];
 
-  it.each(matrix)('%s with %s: same findings, output and exit code in every mode', async (base, name) => {
+  // The other layouts change findings and repairs, not how they are printed: JSON (every field) and a full repair there.
+  const LAYOUT_MODES: string[][] = [['--output=json'], ['-r', 'all']];
+
+  it.each(matrix)('%s with %s: same findings, output and exit code as qemu-img', async (base, name) => {
     const damage = refcountDamage[name] ?? mappingDamage[name]!;
     if (base === 'c512' && name === 'l2-entry-unaligned') return; // 512-byte clusters: every offset field is aligned
     const file = await damaged(base, name, damage);
-    for (const mode of MODES) {
+    for (const mode of base === 'c64k' ? MODES : LAYOUT_MODES) {
       const { b } = await both(file, mode);
       if (mode.join(' ') === '-r all' && name in refcountDamage) {
         // Repaired: qemu-img finds it clean and the guest sees the same data as before the damage.
