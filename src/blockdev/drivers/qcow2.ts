@@ -1,3 +1,4 @@
+import type { VmStateArea } from '../vm-state.js';
 import { BlockError } from '../../image/errors.js';
 import { isZero } from '../../image/request.js';
 import { openImage } from '../../image/open.js';
@@ -266,6 +267,15 @@ export class Qcow2Node extends BlockNode {
     await this.image.changeBackingFile(name, format);
     this.autoBackingFile = name ?? '';
   }
+
+  /** qcow2 keeps saved VM state past the disk, in its own clusters (qemu-io's write -b / read -b). */
+  readonly vmStateArea: VmStateArea = {
+    saveVmState: (pos, data) => {
+      this.checkWritable();
+      return this.image.saveVmState(pos, data);
+    },
+    loadVmState: (pos, length) => this.image.loadVmState(pos, length),
+  };
 
   override get supportsCompressedWrites(): boolean {
     return true;

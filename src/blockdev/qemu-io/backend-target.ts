@@ -1,3 +1,4 @@
+import { loadVmState, saveVmState } from '../vm-state.js';
 import { BlockError } from '../../image/errors.js';
 import { PERM_RESIZE, PERM_WRITE, PERM_WRITE_UNCHANGED } from '../../image/perm.js';
 import { type ReopenContext, reopenKeepingOptions } from '../reopen.js';
@@ -80,6 +81,12 @@ export function backendTarget(blk: BlockBackend, node: BlockNode, opts: BackendT
       await root().writeCompressed(o, d);
       if (fua) await root().flush();
     },
+    // blk_save_vmstate: a write, flushed at once when the BlockBackend writes through.
+    saveVmState: async (pos, data) => {
+      await saveVmState(root(), pos, data);
+      if (fua) await root().flush();
+    },
+    loadVmState: (pos, length) => loadVmState(root(), pos, length),
     // truncate's command takes write and resize (truncate_cmd.perm) before blk_truncate.
     truncate: async (size, prealloc) => {
       await want(PERM_WRITE | PERM_RESIZE);

@@ -39,6 +39,9 @@ export interface QemuIoTarget {
   writeCompressed?(offset: number, data: Uint8Array): Promise<void>;
   /** Changes the virtual size (`truncate`, blk_truncate); absent = the node cannot be resized. */
   truncate?(size: number, preallocation: Preallocation): Promise<void>;
+  /** The VM state area (`write -b`, `read -b`); absent: ENOTSUP. */
+  saveVmState?(pos: number, data: Uint8Array): Promise<void>;
+  loadVmState?(pos: number, length: number): Promise<Uint8Array>;
   /** Cluster size, to split `write -c` into the per-cluster requests writeCompressed takes. */
   info?(): { clusterSize?: number };
   /** blkdebug's breakpoints on the node's chain (break, resume, …); absent: the commands answer ENOTSUP. */

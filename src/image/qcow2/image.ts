@@ -18,6 +18,7 @@ import { loadImageState, loadRefcounts, prepareForReadWrite } from './open-state
 import { Qcow2Reader } from './reader.js';
 import { Qcow2Writer } from './writer.js';
 import { resizeQcow2 } from './resize.js';
+import { saveVmState, vmStateOffset } from './vm-state.js';
 import { describeHeader } from './describe.js';
 import { BitmapStore } from './bitmaps.js';
 import { mapInTable, type Mapping, unallocatedRun } from './mapping.js';
@@ -313,6 +314,19 @@ export class Qcow2Image implements BlockImage {
   readInto(out: Uint8Array, offset: number): Promise<void> {
     this.live();
     return this.reader.readInto(out, offset);
+  }
+
+  /** qcow2_save_vmstate: `data` at `pos` in the VM state area past the disk (vm-state.ts). */
+  saveVmState(pos: number, data: Uint8Array): Promise<void> {
+    return saveVmState(this, this.writable(), pos, data);
+  }
+
+  /** qcow2_load_vmstate: `length` bytes at `pos` in the VM state area. */
+  async loadVmState(pos: number, length: number): Promise<Uint8Array> {
+    this.live();
+    const out = new Uint8Array(length);
+    await this.reader.readInto(out, vmStateOffset(this) + pos, Number.MAX_SAFE_INTEGER);
+    return out;
   }
 
   /** Fills dst with what a read of mapping m returns. */

@@ -27,10 +27,10 @@ export class Qcow2Reader {
     this.freed++;
   }
 
-  /** Reads guest bytes into `out`, every byte of it written (a reused buffer is fine). */
-  async readInto(out: Uint8Array, offset: number): Promise<void> {
+  /** Reads guest bytes into `out`, every byte of it written (a reused buffer is fine); `bound` past the size: the VM state area. */
+  async readInto(out: Uint8Array, offset: number, bound?: number): Promise<void> {
     const img = this.img;
-    checkRequest('read', offset, out.length, img.size());
+    checkRequest('read', offset, out.length, bound ?? img.size());
     // Runs are read concurrently (a fragmented image costs one round trip, not
     // one per run); each read gets a handler at once so a failure that comes
     // while the next run is being mapped is not an unhandled rejection.

@@ -52,21 +52,23 @@ export class Qcow2Writer {
     return this.img.layout.clusterSize;
   }
 
-  private async locked<T>(offset: number, length: number, fn: () => Promise<T>): Promise<T> {
+  /** `bound`: where requests must end (the virtual size, or past it for the VM state area). */
+  private async locked<T>(offset: number, length: number, fn: () => Promise<T>, bound?: number): Promise<T> {
     const L = this.img.layout;
     const release = await this.img.ranges.acquire(L.clusterStart(offset), L.clusterEnd(offset + length));
     try {
       // A resize may have shrunk the image while this request waited behind it.
-      checkRequest('write', offset, length, this.img.size());
+      checkRequest('write', offset, length, bound ?? this.img.size());
       return await fn();
     } finally {
       release();
     }
   }
 
-  write(offset: number, data: Uint8Array): Promise<void> {
+  /** `bound` past the virtual size: a write into the VM state area (vm-state.ts), whose L1 entries exist already. */
+  write(offset: number, data: Uint8Array, bound?: number): Promise<void> {
     if (data.length === 0) return Promise.resolve();
-    return this.locked(offset, data.length, () => this.writeLocked(offset, data));
+    return this.locked(offset, data.length, () => this.writeLocked(offset, data), bound);
   }
 
   /** write() for a caller that holds the range lock already (a resize zeroing the new area's first cluster). */

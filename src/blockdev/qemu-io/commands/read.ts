@@ -1,3 +1,4 @@
+import { BlockError } from '../../../image/errors.js';
 import { type CommandContext, type CommandInfo, usage } from '../command.js';
 import { getopt } from '../getopt.js';
 import { parsePattern } from '../numbers.js';
@@ -104,23 +105,25 @@ async function run(ctx: CommandContext): Promise<boolean> {
   if (vmstate) {
     if (offset % 512n !== 0n) return sectorMisaligned(ctx, offset, 'offset');
     if (count % 512n !== 0n) return sectorMisaligned(ctx, count, 'count');
-    // No image of ours stores VM state (raw cannot either; qcow2 can in QEMU).
-    return failed(ctx, 'read', 'ENOTSUP');
   }
-
-  const range = checkRange(ctx.target, offset, count);
+  // do_load_vmstate: one request into the VM state area, not checked against the disk's size.
+  const range = vmstate ? { offset: Number(offset), bytes: Number(count) } : checkRange(ctx.target, offset, count);
   if (!range) return failed(ctx, 'read', 'EIO');
+  const t = ctx.target;
+  const readVmState = async (off: number, len: number) => {
+    if (!t.loadVmState) throw new BlockError('UNSUPPORTED', 'this image cannot store VM state', { errno: 'ENOTSUP' });
+    return t.loadVmState(off, len);
+  };
   const verifyFrom = range.offset + Number(pOff);
   const verifyTo = verifyFrom + Number(pLen);
   let mismatch = false;
   const dumps: string[] = [];
-  const r = await timed(ctx, () =>
-    inPieces(range.offset, range.bytes, async (off, len) => {
-      const data = await ctx.target.read(off, len);
-      if (pattern !== undefined && !mismatch) mismatch = !matches(data, off, verifyFrom, verifyTo, pattern);
-      if (dump) dumps.push(hexDump(data, off));
-    }),
-  );
+  const piece = async (off: number, len: number) => {
+    const data = vmstate ? await readVmState(off, len) : await t.read(off, len);
+    if (pattern !== undefined && !mismatch) mismatch = !matches(data, off, verifyFrom, verifyTo, pattern);
+    if (dump) dumps.push(hexDump(data, off));
+  };
+  const r = await timed(ctx, () => (vmstate ? piece(range.offset, range.bytes) : inPieces(range.offset, range.bytes, piece)));
   if (r.errno !== undefined) return failed(ctx, 'read', r.errno);
   if (mismatch) ctx.out.out(`Pattern verification failed at offset ${verifyFrom}, ${pLen} bytes\n`);
   if (quiet) return !mismatch;

@@ -117,8 +117,19 @@ async function run(ctx: CommandContext): Promise<boolean> {
     source = await patternFromFile(ctx, f.sourceFile, count);
     if (!source) return false;
   }
-  // No image of ours stores VM state (raw cannot either; qcow2 can in QEMU).
-  if (f.vmstate) return failed(ctx, 'write', 'ENOTSUP');
+  // do_save_vmstate: one request into the VM state area, no range check against the disk's size.
+  if (f.vmstate) {
+    const t = ctx.target;
+    const n = Number(count);
+    const data = source ?? new Uint8Array(n).fill(f.pattern ?? DEFAULT_PATTERN);
+    const r = await timed(ctx, async () => {
+      if (!t.saveVmState) throw new BlockError('UNSUPPORTED', 'this image cannot store VM state', { errno: 'ENOTSUP' });
+      await t.saveVmState(Number(offset), data);
+    });
+    if (r.errno !== undefined) return failed(ctx, 'write', r.errno);
+    if (!f.quiet) ctx.out.out(reportLines('wrote', r.elapsed, Number(offset), n, n, 1, f.machine));
+    return true;
+  }
 
   const range = checkRange(ctx.target, offset, count);
   if (!range) return failed(ctx, 'write', 'EIO');
