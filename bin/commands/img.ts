@@ -116,12 +116,13 @@ export function addImgCommand(program: Command): void {
   img
     .command('convert')
     .description('copy an image, possibly to another format (qemu-img convert)')
-    .usage('[-c] [-n] [-p] [-q] [-f fmt] [-O output_fmt] [-B backing_file [-F backing_fmt]] [-o options] [-S sparse_size] filename [filename2 [...]] output_filename')
+    .usage('[-c] [-n] [-p] [-q] [-f fmt] [-O output_fmt] [-B backing_file [-F backing_fmt]] [-o options] [-l snapshot_param] [-S sparse_size] filename [filename2 [...]] output_filename')
     .option('-f <fmt>', 'source format (probed when absent)')
     .option('-O <output_fmt>', 'target format (default raw)')
     .option('-B <backing_file>', 'backing file of the target')
     .option('-F <backing_fmt>', 'format of the target backing file')
     .option('-o <options>', 'target creation options', collect, [] as string[])
+    .option('-l <snapshot_param>', "copy this internal snapshot of the source: 'snapshot.id=ID,snapshot.name=NAME', or an id or name")
     .option('-S <sparse_size>', 'zero run length that is left unallocated (default 4k; 0 = fully allocate)')
     .option('-c', 'compress the target (qcow2)')
     .option('-n', 'do not create the target: write into the existing output_filename (as large as the sources at least)')
@@ -132,7 +133,7 @@ export function addImgCommand(program: Command): void {
     .action(
       async (
         args: string[],
-        o: { f?: string; O?: string; B?: string; F?: string; o: string[]; S?: string; c?: boolean; n?: boolean; p?: boolean; q?: boolean; forceShare?: boolean },
+        o: { f?: string; O?: string; B?: string; F?: string; o: string[]; l?: string; S?: string; c?: boolean; n?: boolean; p?: boolean; q?: boolean; forceShare?: boolean },
       ) =>
         run((io) =>
           imgConvert(io, {
@@ -147,6 +148,7 @@ export function addImgCommand(program: Command): void {
             progress: o.p === true,
             quiet: o.q === true,
             forceShare: o.forceShare === true,
+            ...(o.l !== undefined ? { snapshot: o.l } : {}),
             args,
           }),
         ),

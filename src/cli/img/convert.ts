@@ -1,3 +1,4 @@
+import { loadSourceSnapshot, parseSnapshotParam } from './convert-snapshot.js';
 import { strerrorOf } from '../../image/errno.js';
 import { BlockError } from '../../image/errors.js';
 import { isZero } from '../../image/request.js';
@@ -26,6 +27,8 @@ export interface ConvertArgs {
   forceShare?: boolean;
   /** -n: the target exists; it is opened, not created. */
   skipCreate?: boolean;
+  /** -l: the internal snapshot of the (first) source to copy. */
+  snapshot?: string;
   args: string[];
 }
 
@@ -82,6 +85,7 @@ export async function imgConvert(io: ImgIo, a: ConvertArgs): Promise<number> {
   const progress = new Progress(io, a.progress && !a.quiet, 1.0);
   const opened: BlockImage[] = [];
   try {
+    const snapshot = a.snapshot === undefined ? undefined : parseSnapshotParam(a.snapshot);
     const minSparse = parseSparse(a.sparseSize);
     const dash = a.args.find((x) => x.startsWith('-') && x !== '-');
     if (dash !== undefined) throw new ImgFailure(`unrecognized option '${dash}'`, { usage: true });
@@ -102,6 +106,7 @@ export async function imgConvert(io: ImgIo, a: ConvertArgs): Promise<number> {
     }
     const last = sources[sources.length - 1]!;
     total = last.start + last.size;
+    if (snapshot) await loadSourceSnapshot(sources[0]!.img, snapshot, sources.length);
     const outFmt = a.outputFormat ?? 'raw';
     if (!a.skipCreate && !isFormat(outFmt)) throw new ImgFailure(`Unknown file format '${outFmt}'`);
     const values = a.skipCreate ? new Map() : parseCreateOptions(outFmt as 'raw' | 'qcow2', a.options, '');

@@ -112,6 +112,28 @@ export async function gotoSnapshot(img: Qcow2Image, idOrName: string): Promise<v
   await updateSnapshotRefcount(img, img.header.l1TableOffset, curSize, 0);
 }
 
+/**
+ * qcow2_snapshot_load_tmp: a read-only image reads what the snapshot holds
+ * from now on (`qemu-img convert -l`): the snapshot's L1 table replaces the
+ * active one in memory only; the virtual size stays the image's. With both
+ * `id` and `name` the snapshot must match both.
+ */
+export async function loadSnapshotTmp(img: Qcow2Image, id: string | undefined, name: string | undefined): Promise<void> {
+  const list = await readSnapshotTable(img);
+  const sn =
+    id !== undefined && name !== undefined
+      ? list.find((s) => s.id === id && s.name === name)
+      : id !== undefined
+        ? list.find((s) => s.id === id)
+        : list.find((s) => s.name === name);
+  if (!sn) throw errno('ENOENT', "Can't find snapshot");
+  // qcow2_validate_table's words, without the file name.
+  if (sn.l1Size > MAX_L1_BYTES / 8) throw errno('EFBIG', 'Snapshot L1 table too large');
+  if (sn.l1Offset % img.layout.clusterSize !== 0 || Number.MAX_SAFE_INTEGER - sn.l1Size * 8 < sn.l1Offset) throw errno('EINVAL', 'Snapshot L1 table offset invalid');
+  const l1 = sn.l1Size > 0 ? await img.file.read(sn.l1Offset, sn.l1Size * 8) : new Uint8Array(0);
+  img.adoptL1(l1, sn.l1Offset);
+}
+
 /** The first snapshot named `name` (bdrv_snapshot_find: by name only). */
 export async function findSnapshotByName(img: Qcow2Image, name: string): Promise<Qcow2Snapshot | undefined> {
   return (await readSnapshotTable(img)).find((s) => s.name === name);
