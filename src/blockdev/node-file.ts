@@ -21,8 +21,9 @@ export class NodeByteFile implements ByteFile {
     this.node = node;
   }
 
+  /** An inactive node's image is opened read-only: it must write nothing to a file another process owns. */
   get readOnly(): boolean {
-    return this.node.readOnly;
+    return this.node.readOnly || this.node.inactive;
   }
 
   async read(offset: number, length: number): Promise<Uint8Array> {

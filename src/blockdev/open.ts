@@ -1,6 +1,6 @@
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { BlockError } from '../image/errors.js';
-import { PERM_ALL, PERM_QAPI_NAMES } from '../image/perm.js';
+import { PERM_ALL, PERM_QAPI_NAMES, PERM_RESIZE, PERM_WRITE } from '../image/perm.js';
 import { probeFormat } from '../image/probe.js';
 import { CHILD_COW, CHILD_DATA, CHILD_FILTERED_PRIMARY, CHILD_IMAGE, CHILD_PRIMARY, type ChildOwner, defaultChildPerms, type NodeChild, type PermPair, rawChildPerm } from './child.js';
 import { blkdebugChildPerm, BlkdebugNode, DEFAULT_IOTYPES, type InjectErrorRule, type SetStateRule } from './drivers/blkdebug.js';
@@ -231,13 +231,18 @@ class OpeningParent implements ChildOwner {
     readonly nodeName: string,
     private readonly spec: BlockdevSpec,
     private readonly readOnly: boolean,
+    /** Opened for an incoming migration (BDRV_O_INACTIVE): never writable, and others may write its children. */
+    private readonly inactive: boolean,
   ) {}
   describe(): string {
     return `node '${this.nodeName}'`;
   }
   perms(role: number): PermPair {
     const fn = CHILD_PERMS[this.spec.driver];
-    return fn ? fn(this.spec, role, !this.readOnly, 0, PERM_ALL) : defaultChildPerms(role, !this.readOnly, 0, PERM_ALL);
+    const writable = !this.readOnly && !this.inactive;
+    const p = fn ? fn(this.spec, role, writable, 0, PERM_ALL) : defaultChildPerms(role, writable, 0, PERM_ALL);
+    if (this.inactive) p.shared |= PERM_WRITE | PERM_RESIZE;
+    return p;
   }
 }
 
@@ -289,7 +294,7 @@ async function openNode(graph: BlockGraph, tran: GraphTransaction, spec: Blockde
   if (settings.detectZeroes === 'unmap' && settings.discard !== 'unmap') {
     throw new BlockError('INVALID_ARGUMENT', 'setting detect-zeroes to unmap is not allowed without setting discard operation to unmap');
   }
-  const me = new OpeningParent(name, spec, readOnly);
+  const me = new OpeningParent(name, spec, readOnly, graph.openInactive);
   const child = async (childName: string, ref: unknown, role: number): Promise<NodeChild> => {
     if (ref === undefined) throw new BlockError('INVALID_ARGUMENT', `A block device must be specified for "${childName}"`);
     const node =
@@ -340,6 +345,8 @@ async function openNode(graph: BlockGraph, tran: GraphTransaction, spec: Blockde
   const node = await opener({ name, spec, readOnly, options, child, backing, find: (n) => graph.get(n), throttleGroups: graph.throttleGroups, clock: graph.clock });
   node.settings = settings;
   node.forceShare = forceShare;
+  // Set before a parent opens on it, so the parent's image reads it as read-only (NodeByteFile).
+  node.inactive = graph.openInactive;
   const children = node.childList().map((c) => c.name);
   dropChildKeys(explicit, [...children, 'backing']);
   dropChildKeys(options, [...children, 'backing']);

@@ -9,6 +9,7 @@ export type ReopenPlan = ReadonlyMap<BlockNode, { readOnly: boolean }>;
 
 /** Whether a node can be written once the plan is carried out (bdrv_is_writable_after_reopen). */
 export function writableAfter(node: BlockNode, plan?: ReopenPlan): boolean {
+  if (node.inactive) return false;
   const planned = plan?.get(node);
   return !(planned ? planned.readOnly : node.readOnly);
 }
@@ -67,7 +68,7 @@ export function setChildPerm(c: NodeChild, p: PermPair, tran: GraphTransaction):
 /** The first error of one node's own checks (bdrv_node_refresh_perm before the driver's part). */
 function nodeCheck(node: BlockNode, p: PermPair, plan: ReopenPlan | undefined): BlockError | undefined {
   if (p.perm & (PERM_WRITE | PERM_WRITE_UNCHANGED) && !writableAfter(node, plan)) {
-    return node.readOnly
+    return node.readOnly || node.inactive
       ? new BlockError('READ_ONLY', 'Block node is read-only', { errno: 'EPERM' })
       : new BlockError('READ_ONLY', `Read-only block node '${node.nodeName}' cannot support read-write users`, { errno: 'EPERM' });
   }
@@ -107,6 +108,8 @@ export async function refreshPerms(roots: readonly BlockNode[], tran: GraphTrans
     for (const c of node.childList()) {
       const want = node.childPerm(c, cum.perm, cum.shared, plan);
       if (c.node.forceShare) want.shared = PERM_ALL;
+      // An inactive node lets others write and resize its children (bdrv_default_perms_for_storage/_for_cow).
+      if (node.inactive) want.shared |= PERM_WRITE | PERM_RESIZE;
       setChildPerm(c, want, tran);
     }
   }

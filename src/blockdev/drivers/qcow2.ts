@@ -38,7 +38,8 @@ export class Qcow2Node extends BlockNode {
 
   private constructor(
     name: string,
-    readonly image: Qcow2Image,
+    /** Replaced when the node is activated: the image is read again from the file another process has let go of. */
+    public image: Qcow2Image,
     private file: BlockNode,
     readOnly: boolean,
     links: NodeChild[],
@@ -58,10 +59,12 @@ export class Qcow2Node extends BlockNode {
       err instanceof BlockError && err.message.startsWith(`Could not open '${filename}': `)
         ? new BlockError(err.code, err.message.slice(`Could not open '${filename}': `.length), { errno: err.errno, cause: err })
         : err;
+    // An inactive file (an incoming migration's) is another process's: the image is only read from it.
+    const imageReadOnly = readOnly || file.inactive;
     let image: Qcow2Image;
     try {
       image = await Qcow2Image.openFile(new NodeByteFile(file, filename), {
-        readOnly,
+        readOnly: imageReadOnly,
         persistentBitmaps: true,
         openBacking: false,
         openBackingImage: () => Promise.reject(new BlockError('UNSUPPORTED', 'backing images are nodes of the graph')),
@@ -77,7 +80,7 @@ export class Qcow2Node extends BlockNode {
       if (backingLink) image.attachBacking(await NodeImage.of(backingLink.node));
       // qcow2_load_dirty_bitmaps, before the node exists: a bad directory fails the open and leaves nothing behind.
       loaded = await image.bitmaps.load();
-      if (!readOnly && loaded.length > 0) await image.bitmaps.markInUse();
+      if (!imageReadOnly && loaded.length > 0) await image.bitmaps.markInUse();
     } catch (err) {
       await image.close();
       throw reason(err);
@@ -342,6 +345,52 @@ export class Qcow2Node extends BlockNode {
     } catch (err) {
       process.emitWarning(`${this.nodeName}: Failed to make dirty bitmaps writable: ${err instanceof Error ? err.message : String(err)}`, 'BlockemuWarning');
     }
+  }
+
+  /** qcow2_inactivate for a migration: the persistent bitmaps stored (and flagged not in use), the caches written. */
+  override async inactivate(): Promise<void> {
+    if (!this.readOnly) {
+      await this.storeBitmaps().catch((err: unknown) =>
+        this.errorReport(`Lost persistent bitmaps during inactivation of node '${this.nodeName}': ${err instanceof Error ? err.message : String(err)}`),
+      );
+    }
+    await this.flush();
+  }
+
+  /**
+   * qcow2_co_invalidate_cache: the image is closed (it was only read) and
+   * opened again, as the process that wrote it meanwhile left it; its
+   * persistent bitmaps are loaded afresh and the node's in-memory ones
+   * (a migration's, say) kept.
+   */
+  override async activate(): Promise<void> {
+    const fileLink = this.childEdge('file')!;
+    const filename = (await fileLink.node.imageInfo()).filename;
+    const fresh = await Qcow2Image.openFile(new NodeByteFile(fileLink.node, filename), {
+      readOnly: this.readOnly,
+      persistentBitmaps: true,
+      openBacking: false,
+      openBackingImage: () => Promise.reject(new BlockError('UNSUPPORTED', 'backing images are nodes of the graph')),
+    });
+    let loaded: LoadedBitmap[];
+    try {
+      const backing = this.childEdge('backing');
+      if (backing) fresh.attachBacking(await NodeImage.of(backing.node));
+      loaded = await fresh.bitmaps.load();
+      if (!this.readOnly && loaded.length > 0) await fresh.bitmaps.markInUse();
+    } catch (err) {
+      await fresh.close();
+      throw err;
+    }
+    const old = this.image;
+    this.image = fresh;
+    fresh.corruption.onReport = (r) => this.eventSink?.({ kind: 'image-corrupted', node: this, ...r });
+    await old.close().catch(() => undefined);
+    for (const l of loaded) {
+      const same = this.dirtyBitmaps.find(l.name);
+      if (same) this.dirtyBitmaps.release(same);
+    }
+    this.adoptBitmaps(loaded);
   }
 
   /**

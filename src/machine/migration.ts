@@ -1,0 +1,254 @@
+/**
+ * Live migration between two `blockemu system` processes, as far as the
+ * block layer and the monitor see it (migration/migration.c): the
+ * source's states and events, its stop at the switch-over and the hand-over
+ * of its images (inactivated once flushed, so the destination can lock
+ * them); the destination's images opened inactive until the stream has
+ * come, then activated, and the run state the source had.
+ */
+import { BlockError } from '../image/errors.js';
+import type { BlockGraph } from '../blockdev/graph.js';
+import { activateAll, inactivateAll } from '../blockdev/inactivate.js';
+import { ChunkBitmap } from '../blockdev/bitmap.js';
+import { connectOutgoing, listenIncoming, type MigrationUri, type OutgoingChannel, parseMigrationUri } from './migration-channel.js';
+import { type MachineState, type MigratedBitmap, readStream, writeHeader, writeState } from './migration-stream.js';
+import type { Readable } from 'node:stream';
+import type { Machine, RunStatus } from './run-state.js';
+
+export type MigrationStatus = 'none' | 'setup' | 'cancelling' | 'cancelled' | 'active' | 'postcopy-active' | 'completed' | 'failed';
+
+/** A migration command refused, with QEMU's words (a GenericError). */
+export class MigrationError extends Error {}
+
+/** What query-migrate tells, in milliseconds. */
+export interface MigrationTimes {
+  totalTime?: number;
+  setupTime?: number;
+  downtime?: number;
+}
+
+const RUNNING_STATES: ReadonlySet<MigrationStatus> = new Set(['setup', 'cancelling', 'active', 'postcopy-active']);
+
+export class Migration {
+  status: MigrationStatus = 'none';
+  /** The capabilities set (migrate-set-capabilities); all off by default. */
+  readonly capabilities = new Set<string>();
+  /** The parameters set (migrate-set-parameters), by QAPI name. */
+  readonly parameters = new Map<string, unknown>();
+  /** -incoming defer: migrate-incoming may start it, once. */
+  deferred = false;
+  private incomingStarted = false;
+  errorDesc: string | undefined;
+  times: MigrationTimes = {};
+  /** migrate-start-postcopy was asked for: the switch-over goes through postcopy-active. */
+  private postcopy = false;
+  private cancelRequested = false;
+  private outgoing: OutgoingChannel | undefined;
+  private settled: Promise<void> = Promise.resolve();
+  /** A destination whose stream failed ends the process (QEMU exits); set by the command line's owner. */
+  fatal: (message: string) => void = (message) => {
+    process.stderr.write(`${message}\n`);
+    process.exit(1);
+  };
+
+  constructor(
+    private readonly machine: Machine,
+    private readonly graph: BlockGraph,
+  ) {}
+
+  get running(): boolean {
+    return RUNNING_STATES.has(this.status);
+  }
+
+  /** Resolves once the outgoing migration has ended, however (HMP's `migrate` without -d waits for it). */
+  whenSettled(): Promise<void> {
+    return this.settled;
+  }
+
+  private setStatus(s: MigrationStatus): void {
+    this.status = s;
+    // migrate_set_state: the event only with the events capability.
+    if (this.capabilities.has('events')) this.machine.onEvent({ kind: 'migration', status: s });
+  }
+
+  private pass(n: number): void {
+    if (this.capabilities.has('events')) this.machine.onEvent({ kind: 'migration-pass', pass: n });
+  }
+
+  /** migrate-set-capabilities: refused while a migration runs (QERR_MIGRATION_ACTIVE). */
+  setCapabilities(caps: ReadonlyArray<{ capability: string; state: boolean }>): void {
+    if (this.running) throw new MigrationError("There's a migration process in progress");
+    for (const c of caps) {
+      if (c.state) this.capabilities.add(c.capability);
+      else this.capabilities.delete(c.capability);
+    }
+  }
+
+  /** migrate_prepare's checks, then the migration starts (its setup state announced before the command returns). */
+  start(uri: string, opts: { blk?: boolean; inc?: boolean } = {}): void {
+    if (this.running) throw new MigrationError("There's a migration process in progress");
+    if (this.machine.status === 'inmigrate') throw new MigrationError('Guest is waiting for an incoming migration');
+    if (this.machine.status === 'postmigrate') throw new MigrationError("Can't migrate the vm that was paused due to previous migration");
+    if (opts.blk || opts.inc) throw new MigrationError('QEMU compiled without old-style (blk/-b, inc/-i) block migration\nUse drive_mirror+NBD instead.');
+    this.errorDesc = undefined;
+    this.times = {};
+    this.postcopy = false;
+    this.cancelRequested = false;
+    this.setStatus('setup');
+    const parsed = parseMigrationUri(uri);
+    if (!parsed) {
+      this.setStatus('failed');
+      throw new MigrationError("Parameter 'uri' expects a valid migration protocol");
+    }
+    this.settled = this.runOutgoing(parsed);
+  }
+
+  /** migrate-start-postcopy: only with postcopy-ram or dirty-bitmaps set (migrate_postcopy), and before the switch-over. */
+  startPostcopy(): void {
+    if (this.status === 'none') throw new MigrationError("Postcopy must be started after migration has been started");
+    if (!this.capabilities.has('postcopy-ram') && !this.capabilities.has('dirty-bitmaps')) {
+      throw new MigrationError('Enable postcopy with migrate_set_capability before the start of migration');
+    }
+    this.postcopy = true;
+  }
+
+  /** migrate_cancel: a running migration is cancelled, the source runs on with its images. */
+  cancel(): void {
+    if (!this.running) return;
+    this.cancelRequested = true;
+    this.outgoing?.abort();
+  }
+
+  private async runOutgoing(uri: MigrationUri): Promise<void> {
+    const start = Date.now();
+    try {
+      this.outgoing = await connectOutgoing(uri);
+    } catch (err) {
+      this.errorDesc = err instanceof Error ? err.message : String(err);
+      this.setStatus('failed');
+      return;
+    }
+    const ch = this.outgoing;
+    ch.done.catch(() => undefined);
+    const m = this.machine;
+    const runState = m.status;
+    let stopped = false;
+    try {
+      await writeHeader(ch.stream);
+      this.times.setupTime = Date.now() - start;
+      this.setStatus('active');
+      this.pass(1);
+      // The iterations: others get their turn (a monitor may cancel) before the switch-over.
+      await new Promise((r) => setImmediate(r));
+      if (this.cancelRequested) throw new Error('cancelled');
+      const downtimeStart = Date.now();
+      // migration_completion: the global state stored, the machine stopped, its images handed over.
+      m.stopForMigration();
+      stopped = true;
+      if (this.postcopy) this.setStatus('postcopy-active');
+      await inactivateAll(this.graph);
+      this.pass(2);
+      await writeState(ch.stream, { runState, bitmaps: this.outgoingBitmaps() });
+      await ch.done;
+      if (this.cancelRequested) throw new Error('cancelled');
+      this.times.downtime = Date.now() - downtimeStart;
+      this.times.totalTime = Date.now() - start;
+      this.setStatus('completed');
+      m.setStatus('postmigrate');
+    } catch (err) {
+      ch.abort();
+      // The source keeps its images and runs on as before (migration_iteration_finish's failure path).
+      await activateAll(this.graph).catch(() => undefined);
+      if (stopped) {
+        if (runState === 'running') m.cont();
+        else m.setStatus(runState === 'finish-migrate' ? 'postmigrate' : runState);
+      }
+      if (this.cancelRequested) {
+        this.setStatus('cancelling');
+        this.setStatus('cancelled');
+      } else {
+        this.errorDesc = err instanceof Error ? err.message : String(err);
+        this.setStatus('failed');
+      }
+    } finally {
+      this.outgoing = undefined;
+    }
+  }
+
+  /** The named bitmaps of the named nodes, when the dirty-bitmaps capability is on (migration/block-dirty-bitmap.c). */
+  private outgoingBitmaps(): MigratedBitmap[] {
+    if (!this.capabilities.has('dirty-bitmaps')) return [];
+    const out: MigratedBitmap[] = [];
+    for (const node of this.graph.list()) {
+      if (node.nodeName.startsWith('#')) continue;
+      for (const b of node.dirtyBitmaps.all()) {
+        if (b.name === undefined) continue;
+        out.push({ node: node.nodeName, name: b.name, granularity: b.granularity, disabled: b.disabled, persistent: b.persistent, data: Buffer.from(b.bits.serialize()).toString('base64') });
+      }
+    }
+    return out;
+  }
+
+  /** migrate-incoming: only after -incoming defer, and once. */
+  async incoming(uri: string): Promise<void> {
+    if (!this.deferred) throw new MigrationError("For use with '-incoming defer'");
+    if (this.incomingStarted) throw new MigrationError('The incoming migration has already been started');
+    if (this.machine.status !== 'inmigrate') throw new MigrationError("'-incoming' was not specified on the command line");
+    await this.listen(uri);
+  }
+
+  /** qemu_start_incoming_migration: the stream awaited on its transport; loaded once it comes. */
+  async listen(uri: string): Promise<void> {
+    const parsed = parseMigrationUri(uri);
+    if (!parsed) throw new MigrationError(`unknown migration protocol: ${uri}`);
+    const ch = await listenIncoming(parsed);
+    this.incomingStarted = true;
+    void ch.stream.then((s) => this.load(s));
+  }
+
+  private async load(stream: Readable): Promise<void> {
+    this.setStatus('active');
+    let state: MachineState;
+    try {
+      state = await readStream(stream);
+    } catch (err) {
+      this.setStatus('failed');
+      this.fatal(`load of migration failed: ${err instanceof Error ? err.message : String(err)}`);
+      return;
+    }
+    stream.destroy();
+    // process_incoming_migration_bh: images activated (unless late-block-activate and the machine stays stopped), then its state.
+    const m = this.machine;
+    const runs = state.runState === 'running' && m.autostart;
+    this.graph.openInactive = false;
+    if (!this.capabilities.has('late-block-activate') || runs) {
+      try {
+        await activateAll(this.graph);
+      } catch (err) {
+        process.stderr.write(`${err instanceof BlockError || err instanceof Error ? err.message : String(err)}\n`);
+        m.autostart = false;
+      }
+    }
+    this.applyBitmaps(state.bitmaps);
+    if (state.runState === 'running') {
+      if (m.autostart) {
+        m.setStatus('paused');
+        m.cont();
+      } else m.setStatus('paused');
+    } else m.setStatus(state.runState as RunStatus);
+    this.setStatus('completed');
+  }
+
+  private applyBitmaps(bitmaps: readonly MigratedBitmap[]): void {
+    for (const b of bitmaps) {
+      const node = this.graph.get(b.node);
+      if (!node) continue;
+      const old = node.dirtyBitmaps.find(b.name);
+      if (old) node.dirtyBitmaps.release(old);
+      const made = node.dirtyBitmaps.create(b.name, b.granularity);
+      made.disabled = b.disabled;
+      made.persistent = b.persistent;
+      made.bits = ChunkBitmap.deserialize(node.size(), b.granularity, Buffer.from(b.data, 'base64'));
+    }
+  }
+}
