@@ -79,7 +79,7 @@ interface OpenContext {
 type Opener = (ctx: OpenContext) => Promise<BlockNode>;
 
 /** What a driver needs of a child, as QEMU's drv->bdrv_child_perm: also asked while the driver is still opening. */
-type ChildPermFn = (spec: BlockdevSpec, role: number, writable: boolean, perm: number, shared: number) => PermPair;
+type ChildPermFn = (spec: BlockdevSpec, role: number, writable: boolean, perm: number, shared: number, inactive?: boolean) => PermPair;
 
 const num = (v: unknown, def: number): number => (typeof v === 'number' ? v : typeof v === 'string' && /^-?\d+$/.test(v) ? Number(v) : def);
 
@@ -186,7 +186,7 @@ function permBits(names: unknown): number {
 const CHILD_PERMS: Record<string, ChildPermFn> = {
   'copy-before-write': (_spec, role, writable, perm, shared) => cbwChildPerm(role, writable, false, perm, shared),
   'snapshot-access': () => ({ ...SNAPSHOT_ACCESS_CHILD_PERM }),
-  'copy-on-read': (_spec, _role, _writable, perm, shared) => corChildPerm(perm, shared),
+  'copy-on-read': (_spec, _role, _writable, perm, shared, inactive) => corChildPerm(perm, shared, inactive),
   raw: (_spec, role, writable, perm, shared) => rawChildPerm(role, writable, perm, shared),
   blkdebug: (spec, role, writable, perm, shared) =>
     blkdebugChildPerm(role, writable, perm, shared, permBits(spec['take-child-perms']), permBits(spec['unshare-child-perms'])),
@@ -240,7 +240,7 @@ class OpeningParent implements ChildOwner {
   perms(role: number): PermPair {
     const fn = CHILD_PERMS[this.spec.driver];
     const writable = !this.readOnly && !this.inactive;
-    const p = fn ? fn(this.spec, role, writable, 0, PERM_ALL) : defaultChildPerms(role, writable, 0, PERM_ALL);
+    const p = fn ? fn(this.spec, role, writable, 0, PERM_ALL, this.inactive) : defaultChildPerms(role, writable, 0, PERM_ALL);
     if (this.inactive) p.shared |= PERM_WRITE | PERM_RESIZE;
     return p;
   }

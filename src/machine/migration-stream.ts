@@ -47,12 +47,13 @@ export async function writeState(out: Writable, state: MachineState): Promise<vo
 
 export class MigrationStreamError extends Error {}
 
-/** Reads a whole stream; rejects when it is not one of ours or stops short. */
-export async function readStream(input: Readable): Promise<MachineState> {
+/** Reads a whole stream, `onStart` once its first data has come; rejects when it is not one of ours or stops short. */
+export async function readStream(input: Readable, onStart: () => void = () => undefined): Promise<MachineState> {
   const lines = createInterface({ input, crlfDelay: Infinity });
   let header = false;
   let state: MachineState | undefined;
   for await (const text of lines) {
+    if (!header) onStart();
     let rec: Record<string, unknown>;
     try {
       rec = JSON.parse(text) as Record<string, unknown>;

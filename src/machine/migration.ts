@@ -30,7 +30,10 @@ export interface MigrationTimes {
 const RUNNING_STATES: ReadonlySet<MigrationStatus> = new Set(['setup', 'cancelling', 'active', 'postcopy-active']);
 
 export class Migration {
+  /** The outgoing migration's state (MigrationState). */
   status: MigrationStatus = 'none';
+  /** The incoming migration's state (MigrationIncomingState): what query-migrate tells once there is one. */
+  incomingStatus: MigrationStatus = 'none';
   /** The capabilities set (migrate-set-capabilities); all off by default. */
   readonly capabilities = new Set<string>();
   /** The parameters set (migrate-set-parameters), by QAPI name. */
@@ -67,7 +70,16 @@ export class Migration {
 
   private setStatus(s: MigrationStatus): void {
     this.status = s;
-    // migrate_set_state: the event only with the events capability.
+    this.announce(s);
+  }
+
+  private setIncomingStatus(s: MigrationStatus): void {
+    this.incomingStatus = s;
+    this.announce(s);
+  }
+
+  /** migrate_set_state's event: only with the events capability. */
+  private announce(s: MigrationStatus): void {
     if (this.capabilities.has('events')) this.machine.onEvent({ kind: 'migration', status: s });
   }
 
@@ -207,12 +219,12 @@ export class Migration {
   }
 
   private async load(stream: Readable): Promise<void> {
-    this.setStatus('active');
     let state: MachineState;
     try {
-      state = await readStream(stream);
+      // process_incoming_migration_co runs once the stream has data: then the incoming migration is active.
+      state = await readStream(stream, () => this.setIncomingStatus('active'));
     } catch (err) {
-      this.setStatus('failed');
+      this.setIncomingStatus('failed');
       this.fatal(`load of migration failed: ${err instanceof Error ? err.message : String(err)}`);
       return;
     }
@@ -236,7 +248,7 @@ export class Migration {
         m.cont();
       } else m.setStatus('paused');
     } else m.setStatus(state.runState as RunStatus);
-    this.setStatus('completed');
+    this.setIncomingStatus('completed');
   }
 
   private applyBitmaps(bitmaps: readonly MigratedBitmap[]): void {

@@ -347,7 +347,12 @@ export class Qcow2Node extends BlockNode {
     }
   }
 
-  /** qcow2_inactivate for a migration: the persistent bitmaps stored (and flagged not in use), the caches written. */
+  /**
+   * qcow2_inactivate for a migration: the persistent bitmaps stored (and
+   * flagged not in use), the caches written; the image is then kept open
+   * read-only, so nothing of this process reaches the file again (not even
+   * at close) while another process owns it.
+   */
   override async inactivate(): Promise<void> {
     if (!this.readOnly) {
       await this.storeBitmaps().catch((err: unknown) =>
@@ -355,6 +360,7 @@ export class Qcow2Node extends BlockNode {
       );
     }
     await this.flush();
+    await this.reload(true);
   }
 
   /**
@@ -364,10 +370,20 @@ export class Qcow2Node extends BlockNode {
    * (a migration's, say) kept.
    */
   override async activate(): Promise<void> {
+    const loaded = await this.reload(this.readOnly);
+    for (const l of loaded) {
+      const same = this.dirtyBitmaps.find(l.name);
+      if (same) this.dirtyBitmaps.release(same);
+    }
+    this.adoptBitmaps(loaded);
+  }
+
+  /** The image opened again on the same file (read-only: as a view only), replacing the one in use; its bitmaps as loaded. */
+  private async reload(readOnly: boolean): Promise<LoadedBitmap[]> {
     const fileLink = this.childEdge('file')!;
     const filename = (await fileLink.node.imageInfo()).filename;
-    const fresh = await Qcow2Image.openFile(new NodeByteFile(fileLink.node, filename), {
-      readOnly: this.readOnly,
+    const fresh = await Qcow2Image.openFile(new NodeByteFile(fileLink.node, filename, readOnly), {
+      readOnly,
       persistentBitmaps: true,
       openBacking: false,
       openBackingImage: () => Promise.reject(new BlockError('UNSUPPORTED', 'backing images are nodes of the graph')),
@@ -377,7 +393,7 @@ export class Qcow2Node extends BlockNode {
       const backing = this.childEdge('backing');
       if (backing) fresh.attachBacking(await NodeImage.of(backing.node));
       loaded = await fresh.bitmaps.load();
-      if (!this.readOnly && loaded.length > 0) await fresh.bitmaps.markInUse();
+      if (!readOnly && loaded.length > 0) await fresh.bitmaps.markInUse();
     } catch (err) {
       await fresh.close();
       throw err;
@@ -386,11 +402,7 @@ export class Qcow2Node extends BlockNode {
     this.image = fresh;
     fresh.corruption.onReport = (r) => this.eventSink?.({ kind: 'image-corrupted', node: this, ...r });
     await old.close().catch(() => undefined);
-    for (const l of loaded) {
-      const same = this.dirtyBitmaps.find(l.name);
-      if (same) this.dirtyBitmaps.release(same);
-    }
-    this.adoptBitmaps(loaded);
+    return loaded;
   }
 
   /**
@@ -401,7 +413,7 @@ export class Qcow2Node extends BlockNode {
    */
   protected async doClose(): Promise<void> {
     // A retired image writes nothing more: QEMU closes a node without a driver without the driver's close.
-    if (!this.readOnly && !this.ejected) {
+    if (!this.readOnly && !this.ejected && !this.inactive) {
       await this.storeBitmaps().catch((err: unknown) =>
         this.errorReport(`Lost persistent bitmaps during inactivation of node '${this.nodeName}': ${err instanceof Error ? err.message : String(err)}`),
       );

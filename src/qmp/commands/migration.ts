@@ -64,6 +64,8 @@ const DEFAULT_PARAMETERS: ReadonlyArray<[string, unknown]> = [
 /** query-migrate (fill_source_migration_info / fill_destination_migration_info): what the state has to tell. */
 function migrationInfo(m: Migration): Record<string, unknown> {
   const out: Record<string, unknown> = { blocked: false };
+  // An incoming migration's state is told instead of the outgoing one's (fill_destination_migration_info comes last).
+  if (m.incomingStatus !== 'none') return { ...out, status: m.incomingStatus };
   if (m.status === 'none') return out;
   out['status'] = m.status;
   const t = m.times;
