@@ -15,8 +15,10 @@ function allNodes(graph: BlockGraph): BlockNode[] {
 
 /**
  * bdrv_inactivate_all: the machine's BlockBackends give up their
- * permissions, each node, parents first, hands what it holds to its
- * children and turns inactive; the files then drop their write locks.
+ * permissions; each node, parents first, hands what it holds to its
+ * children and turns inactive, and its children's permissions shrink to
+ * what an inactive parent needs (a file keeps its consistent-read lock,
+ * drops its write locks).
  */
 export async function inactivateAll(graph: BlockGraph): Promise<void> {
   for (const b of graph.backends.list()) await b.blk.inactivate();
@@ -24,8 +26,9 @@ export async function inactivateAll(graph: BlockGraph): Promise<void> {
     if (node.inactive) continue;
     await node.inactivate();
     node.inactive = true;
+    // Its children, still active, give up what it no longer needs of them (their write locks go).
+    await GraphTransaction.run((tran) => refreshPerms([node], tran));
   }
-  await GraphTransaction.run((tran) => refreshPerms(graph.list(), tran));
 }
 
 /**

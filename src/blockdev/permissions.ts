@@ -96,15 +96,19 @@ export async function refreshPerms(roots: readonly BlockNode[], tran: GraphTrans
     const cum = node.cumulativePerm();
     failure = nodeCheck(node, cum, plan);
     if (failure) break;
-    const check = node.checkPerm(cum.perm, cum.shared);
+    // An inactive node's driver changes nothing (file-posix leaves its lock bytes as they are): opened inactive it
+    // holds none, inactivated it keeps what its last active permissions left it.
+    const check = node.inactive ? Promise.resolve() : node.checkPerm(cum.perm, cum.shared);
     // Caught here so that an early failure elsewhere leaves no unhandled rejection; looked at below.
     check.catch(() => undefined);
     checks.push(check);
-    tran.addUndo(() => node.abortPerm());
-    tran.addCommit(() => {
-      const now = node.cumulativePerm();
-      return node.commitPerm(now.perm, now.shared);
-    });
+    if (!node.inactive) {
+      tran.addUndo(() => node.abortPerm());
+      tran.addCommit(() => {
+        const now = node.cumulativePerm();
+        return node.commitPerm(now.perm, now.shared);
+      });
+    }
     for (const c of node.childList()) {
       const want = node.childPerm(c, cum.perm, cum.shared, plan);
       if (c.node.forceShare) want.shared = PERM_ALL;

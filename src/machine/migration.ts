@@ -41,6 +41,8 @@ export class Migration {
   /** -incoming defer: migrate-incoming may start it, once. */
   deferred = false;
   private incomingStarted = false;
+  /** The socket an incoming migration listens on, until it has completed (query-migrate's socket-address). */
+  listenAddress: { type: 'unix'; path: string } | { type: 'inet'; host: string; port: string } | undefined;
   errorDesc: string | undefined;
   times: MigrationTimes = {};
   /** migrate-start-postcopy was asked for: the switch-over goes through postcopy-active. */
@@ -215,6 +217,8 @@ export class Migration {
     if (!parsed) throw new MigrationError(`unknown migration protocol: ${uri}`);
     const ch = await listenIncoming(parsed);
     this.incomingStarted = true;
+    if (parsed.kind === 'unix') this.listenAddress = { type: 'unix', path: parsed.path };
+    else if (parsed.kind === 'tcp') this.listenAddress = { type: 'inet', host: parsed.host, port: String(parsed.port) };
     void ch.stream.then((s) => this.load(s));
   }
 
@@ -248,6 +252,7 @@ export class Migration {
         m.cont();
       } else m.setStatus('paused');
     } else m.setStatus(state.runState as RunStatus);
+    this.listenAddress = undefined;
     this.setIncomingStatus('completed');
   }
 

@@ -61,11 +61,16 @@ const DEFAULT_PARAMETERS: ReadonlyArray<[string, unknown]> = [
   ['multifd-zstd-level', 1],
 ];
 
-/** query-migrate (fill_source_migration_info / fill_destination_migration_info): what the state has to tell. */
+/**
+ * query-migrate (fill_source_migration_info / fill_destination_migration_info):
+ * the state and its times; no `ram` statistics, as there is no guest RAM.
+ */
 function migrationInfo(m: Migration): Record<string, unknown> {
-  const out: Record<string, unknown> = { blocked: false };
+  const out: Record<string, unknown> = {};
   // An incoming migration's state is told instead of the outgoing one's (fill_destination_migration_info comes last).
-  if (m.incomingStatus !== 'none') return { ...out, status: m.incomingStatus };
+  const incoming: Record<string, unknown> = m.listenAddress ? { 'socket-address': [m.listenAddress] } : {};
+  if (m.incomingStatus !== 'none') return { ...incoming, status: m.incomingStatus };
+  if (m.listenAddress) return incoming;
   if (m.status === 'none') return out;
   out['status'] = m.status;
   const t = m.times;

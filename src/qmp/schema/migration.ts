@@ -54,7 +54,6 @@ export const MigrationInfo = struct('MigrationInfo', {
   '*downtime': int,
   '*setup-time': int,
   '*error-desc': str,
-  blocked: bool,
 });
 
 export const migrate = command('migrate', { args: { uri: str, '*blk': bool, '*inc': bool, '*detach': bool, '*resume': bool } });

@@ -1,0 +1,103 @@
+import { describe, expect, it } from 'vitest';
+import { join } from 'node:path';
+import { qemuImg, qemuIo, withTempDir } from '../helpers/qemu.js';
+import { lockedBytes } from '../helpers/locks.js';
+import { BASE, qemuSystem, type SystemProg } from '../helpers/system.js';
+import { SystemSession } from '../helpers/system-session.js';
+
+const hmp = (line: string) => JSON.stringify({ execute: 'human-monitor-command', arguments: { 'command-line': line } });
+const events = '{"execute": "migrate-set-capabilities", "arguments": {"capabilities": [{"capability": "events", "state": true}]}}';
+/** The MIGRATION_PASS count depends on how much of the guest's RAM QEMU sends again; the other events must match. */
+const withoutPasses = (list: readonly string[]) => list.filter((e) => !e.includes('"MIGRATION_PASS"'));
+/** query-migrate's times differ run to run, and blockemu has no guest RAM to report statistics of. */
+const timesOff = (reply: string) => reply.replace(/("(?:setup-time|downtime|total-time)": )\d+/g, '$1N').replace(/, "ram": \{[^}]*\}/, '');
+
+interface MigrationRun {
+  source: string[];
+  dest: string[];
+  sourceEvents: string[];
+  destEvents: string[];
+  /** Lock bytes on the image: both machines up, before the migration and after it. */
+  locksBefore: number[];
+  locksAfter: number[];
+  /** What a third process gets trying to write the image while the destination runs it. */
+  outsideWrite: string;
+  codes: Array<number | null>;
+}
+
+/**
+ * Two machines on one qcow2 image, the destination started with -incoming
+ * unix:…; the source writes, migrates, and the destination reads what it
+ * wrote and writes more.
+ */
+async function migrateOverUnix(prog: SystemProg, dir: string): Promise<MigrationRun> {
+  const img = join(dir, `${prog}.qcow2`);
+  await qemuImg('create', '-q', '-f', 'qcow2', img, '64M');
+  const drive = ['-drive', `if=none,id=drive0,file=${img},format=qcow2`, '-device', 'virtio-blk-pci,drive=drive0,id=vda'];
+  const sock = join(dir, `${prog}-mig.sock`);
+  const dest = await SystemSession.start(prog, dir, 'dest', [...BASE, ...drive, '-incoming', `unix:${sock}`]);
+  const source = await SystemSession.start(prog, dir, 'source', [...BASE, ...drive]);
+  try {
+    const out = { source: [] as string[], dest: [] as string[] };
+    const src = async (t: string) => void out.source.push(await source.command(t));
+    const dst = async (t: string) => void out.dest.push((await dest.command(t)).replaceAll(sock, 'SOCK'));
+    await src(events);
+    await dst(events);
+    await dst('{"execute": "query-status"}');
+    await dst('{"execute": "query-migrate"}');
+    await src(hmp('qemu-io drive0 "write -P 0x22 0 64k"'));
+    const locksBefore = await lockedBytes(img);
+    await src(`{"execute": "migrate", "arguments": {"uri": "unix:${sock}"}}`);
+    await source.waitForEvents('"completed"');
+    await dest.waitForEvents('"completed"');
+    out.source.push(timesOff(await source.command('{"execute": "query-migrate"}')));
+    await dst('{"execute": "query-migrate"}');
+    // The completed event may come before the source's state is postmigrate (it leaves finish-migrate just after).
+    let status = '';
+    while (!status.includes('postmigrate')) status = await source.command('{"execute": "query-status"}');
+    out.source.push(status);
+    await dst('{"execute": "query-status"}');
+    const locksAfter = await lockedBytes(img);
+    const outside = await qemuIo('-c', 'write 0 512', img);
+    await dst(hmp('qemu-io drive0 "read -P 0x22 0 64k"'));
+    await dst(hmp('qemu-io drive0 "write -P 0x33 64k 64k"'));
+    // The source may not migrate again: its images are the destination's now.
+    await src(`{"execute": "migrate", "arguments": {"uri": "unix:${sock}"}}`);
+    const codes = [await dest.quit(), await source.quit()];
+    return {
+      ...out,
+      sourceEvents: source.events,
+      destEvents: dest.events,
+      locksBefore,
+      locksAfter,
+      outsideWrite: (outside.stderr + outside.stdout).replaceAll(img, 'IMG'),
+      codes,
+    };
+  } finally {
+    source.kill();
+    dest.kill();
+  }
+}
+
+describe.skipIf(!qemuSystem.available)('blockemu system against qemu-system-x86_64: migration', () => {
+  it('migrates over a Unix socket with the same replies, events, run states and image locks', async () => {
+    await withTempDir(async (dir) => {
+      const q = await migrateOverUnix('qemu', dir);
+      const b = await migrateOverUnix('blockemu', dir);
+      expect(b.source).toEqual(q.source);
+      expect(b.dest).toEqual(q.dest);
+      expect(withoutPasses(b.sourceEvents)).toEqual(withoutPasses(q.sourceEvents));
+      expect(withoutPasses(b.destEvents)).toEqual(withoutPasses(q.destEvents));
+      expect(b.sourceEvents.some((e) => e.includes('"MIGRATION_PASS"'))).toBe(true);
+      expect(b.locksBefore).toEqual(q.locksBefore);
+      expect(b.locksAfter).toEqual(q.locksAfter);
+      expect(b.outsideWrite).toEqual(q.outsideWrite);
+      expect(b.outsideWrite).toContain('Failed to get "write" lock');
+      expect(b.codes).toEqual([0, 0]);
+      // Both wrote where they owned the image: the source before the switch-over, the destination after.
+      const img = join(dir, 'blockemu.qcow2');
+      expect((await qemuIo('-c', 'read -P 0x22 0 64k', '-c', 'read -P 0x33 64k 64k', img)).stdout).not.toContain('Pattern verification failed');
+      expect((await qemuImg('check', img)).stdout).toContain('No errors were found');
+    });
+  });
+});
