@@ -84,6 +84,9 @@ export async function listenIncoming(uri: MigrationUri): Promise<IncomingChannel
   if (uri.kind === 'exec') {
     // The command writes the stream on its stdout; its stdin is /dev/null.
     const child = spawn('/bin/sh', ['-c', uri.command], { stdio: ['ignore', 'pipe', 'inherit'] });
+    // Waiting for a source keeps nothing alive: the process ends at quit whether one came or not.
+    child.unref();
+    (child.stdout as unknown as { unref?: () => void }).unref?.();
     return { stream: Promise.resolve(child.stdout), close: () => undefined };
   }
   if (uri.kind === 'fd') {
@@ -101,6 +104,7 @@ export async function listenIncoming(uri: MigrationUri): Promise<IncomingChannel
     if (uri.kind === 'unix') server.listen(uri.path, ready);
     else server.listen(uri.port, uri.host, ready);
   });
+  server.unref();
   // One source: the listener goes once it has connected (QEMU stops listening too).
   const stream = new Promise<Readable>((resolve) =>
     server.once('connection', (s) => {

@@ -21,8 +21,20 @@ export interface MigratedBitmap {
   data: string;
 }
 
+/** A piece of a drive's contents (block migration, `migrate -b`): by the drive's name; zero pieces are not sent. */
+export interface MigratedBlock {
+  device: string;
+  offset: number;
+  /** base64 */
+  data: string;
+}
+
 /** What the destination needs at the switch-over. */
 export interface MachineState {
+  /** The drives' contents, with block migration. */
+  blocks?: MigratedBlock[];
+  /** Whether the source migrated its drives' contents (the destination reports its progress then). */
+  blockMigration?: boolean;
   /** The source's run state when it stopped (QEMU's global state section): the destination runs only if it ran. */
   runState: string;
   bitmaps: MigratedBitmap[];
@@ -36,6 +48,11 @@ function line(out: Writable, value: unknown): Promise<void> {
 
 export function writeHeader(out: Writable): Promise<void> {
   return line(out, { magic: MAGIC, version: VERSION });
+}
+
+/** One piece of a drive's contents, before the state. */
+export function writeBlock(out: Writable, block: MigratedBlock): Promise<void> {
+  return line(out, { blk: block });
 }
 
 /** The state and the end mark; the stream is ended after them. */
@@ -52,6 +69,7 @@ export async function readStream(input: Readable, onStart: () => void = () => un
   const lines = createInterface({ input, crlfDelay: Infinity });
   let header = false;
   let state: MachineState | undefined;
+  const blocks: MigratedBlock[] = [];
   for await (const text of lines) {
     if (!header) onStart();
     let rec: Record<string, unknown>;
@@ -63,11 +81,12 @@ export async function readStream(input: Readable, onStart: () => void = () => un
     if (!header) {
       if (rec['magic'] !== MAGIC || rec['version'] !== VERSION) throw new MigrationStreamError('Invalid argument');
       header = true;
-    } else if (rec['state'] !== undefined) state = rec['state'] as MachineState;
+    } else if (rec['blk'] !== undefined) blocks.push(rec['blk'] as MigratedBlock);
+    else if (rec['state'] !== undefined) state = rec['state'] as MachineState;
     else if (rec['end'] === true) {
       if (!state) throw new MigrationStreamError('Invalid argument');
       lines.close();
-      return state;
+      return { ...state, blocks };
     }
   }
   throw new MigrationStreamError('Input/output error');

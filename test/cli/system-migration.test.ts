@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { join } from 'node:path';
 import { qemuImg, qemuIo, withTempDir } from '../helpers/qemu.js';
 import { lockedBytes } from '../helpers/locks.js';
-import { BASE, qemuSystem, type SystemProg } from '../helpers/system.js';
+import { BASE, qemuSystem, qmpTranscript, type SystemProg } from '../helpers/system.js';
 import { SystemSession } from '../helpers/system-session.js';
 
 const hmp = (line: string) => JSON.stringify({ execute: 'human-monitor-command', arguments: { 'command-line': line } });
@@ -98,6 +98,41 @@ describe.skipIf(!qemuSystem.available)('blockemu system against qemu-system-x86_
       const img = join(dir, 'blockemu.qcow2');
       expect((await qemuIo('-c', 'read -P 0x22 0 64k', '-c', 'read -P 0x33 64k 64k', img)).stdout).not.toContain('Pattern verification failed');
       expect((await qemuImg('check', img)).stdout).toContain('No errors were found');
+    });
+  });
+});
+
+describe.skipIf(!qemuSystem.available)('blockemu system against qemu-system-x86_64: -incoming defer', () => {
+  it('waits in inmigrate and answers the migration commands as QEMU does', async () => {
+    await withTempDir(async (dir) => {
+      const img = join(dir, 'd.qcow2');
+      await qemuImg('create', '-q', '-f', 'qcow2', img, '1M');
+      const session = async (prog: SystemProg) => {
+        const sock = join(dir, `${prog}-in.sock`);
+        const t = await qmpTranscript(prog, dir, [...BASE, '-drive', `if=none,id=drive0,file=${img},format=qcow2`, '-incoming', 'defer'], [
+          '{"execute": "qmp_capabilities"}',
+          '{"execute": "query-status"}',
+          '{"execute": "query-migrate"}',
+          '{"execute": "query-migrate-capabilities"}',
+          '{"execute": "query-migrate-parameters"}',
+          '{"execute": "migrate-set-parameters", "arguments": {"downtime-limit": 500}}',
+          '{"execute": "migrate-set-capabilities", "arguments": {"capabilities": [{"capability": "events", "state": true}, {"capability": "late-block-activate", "state": true}]}}',
+          '{"execute": "cont"}',
+          '{"execute": "stop"}',
+          '{"execute": "migrate", "arguments": {"uri": "exec:cat >/dev/null"}}',
+          '{"execute": "migrate-incoming", "arguments": {"uri": "nope:x"}}',
+          `{"execute": "migrate-incoming", "arguments": {"uri": "unix:${sock}"}}`,
+          `{"execute": "migrate-incoming", "arguments": {"uri": "unix:${sock}"}}`,
+          '{"execute": "query-migrate"}',
+          hmp('info status'),
+          '{"execute": "quit"}',
+        ]);
+        return t.lines.map((l) => l.replaceAll(sock, 'SOCK'));
+      };
+      const q = await session('qemu');
+      const b = await session('blockemu');
+      expect(b).toEqual(q);
+      expect(b.join('\n')).toContain('"status": "inmigrate"');
     });
   });
 });
