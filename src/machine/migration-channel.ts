@@ -47,13 +47,22 @@ function socketDone(s: Socket): Promise<void> {
 export async function connectOutgoing(uri: MigrationUri): Promise<OutgoingChannel> {
   if (uri.kind === 'exec') {
     // The command reads the stream on its stdin; its stdout goes nowhere (qio_channel_command_new_spawn, O_WRONLY).
-    const child: ChildProcess = spawn('/bin/sh', ['-c', uri.command], { stdio: ['pipe', 'ignore', 'inherit'] });
+    // In a process group of its own, so a cancel ends the command's children too (`cat > FIFO` waiting for a reader).
+    const child: ChildProcess = spawn('/bin/sh', ['-c', uri.command], { stdio: ['pipe', 'ignore', 'inherit'], detached: true });
     const done = new Promise<void>((resolve, reject) => {
       child.once('error', reject);
-      child.once('exit', () => resolve());
+      child.once('exit', (code, signal) => (signal ? reject(new Error(`killed by ${signal}`)) : resolve()));
     });
     child.stdin!.on('error', () => undefined);
-    return { stream: child.stdin!, done, abort: () => child.kill('SIGKILL') };
+    const abort = () => {
+      try {
+        process.kill(-child.pid!, 'SIGKILL');
+      } catch {
+        child.kill('SIGKILL');
+      }
+      child.stdin!.destroy();
+    };
+    return { stream: child.stdin!, done, abort };
   }
   const socket = uri.kind === 'fd' ? new Socket({ fd: uri.fd, readable: true, writable: true }) : new Socket();
   const done = socketDone(socket);

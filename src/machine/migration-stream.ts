@@ -50,6 +50,16 @@ export function writeHeader(out: Writable): Promise<void> {
   return line(out, { magic: MAGIC, version: VERSION });
 }
 
+/**
+ * What stands for the guest's RAM, sent while the machine still runs: as
+ * much as QEMU sends for an idle guest (about 1 MiB), so a destination
+ * that does not read holds the migration in `active`, before the
+ * switch-over, as it holds QEMU's.
+ */
+export function writeRam(out: Writable): Promise<void> {
+  return line(out, { ram: 'A'.repeat(1 << 20) });
+}
+
 /** One piece of a drive's contents, before the state. */
 export function writeBlock(out: Writable, block: MigratedBlock): Promise<void> {
   return line(out, { blk: block });

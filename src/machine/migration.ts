@@ -11,7 +11,7 @@ import type { BlockGraph } from '../blockdev/graph.js';
 import { activateAll, inactivateAll } from '../blockdev/inactivate.js';
 import { ChunkBitmap } from '../blockdev/bitmap.js';
 import { connectOutgoing, listenIncoming, type MigrationUri, type OutgoingChannel, parseMigrationUri } from './migration-channel.js';
-import { type MachineState, type MigratedBitmap, type MigratedBlock, readStream, writeBlock, writeHeader, writeState } from './migration-stream.js';
+import { type MachineState, type MigratedBitmap, type MigratedBlock, readStream, writeBlock, writeHeader, writeRam, writeState } from './migration-stream.js';
 import type { Readable } from 'node:stream';
 import type { Machine, RunStatus } from './run-state.js';
 
@@ -48,6 +48,9 @@ export class Migration {
   /** migrate-start-postcopy was asked for: the switch-over goes through postcopy-active. */
   private postcopy = false;
   private cancelRequested = false;
+  /** Rejects once a cancel was asked for: a write waiting for a reader that never comes gives up then. */
+  private cancelled: Promise<never> = new Promise(() => undefined);
+  private rejectCancelled: (err: Error) => void = () => undefined;
   /** migrate -b/-i: the drives' contents go along (migration/block.c). */
   private blockMigration = false;
   private outgoing: OutgoingChannel | undefined;
@@ -109,6 +112,8 @@ export class Migration {
     this.times = {};
     this.postcopy = false;
     this.cancelRequested = false;
+    this.cancelled = new Promise<never>((_, reject) => (this.rejectCancelled = reject));
+    this.cancelled.catch(() => undefined);
     this.blockMigration = (opts.blk ?? false) || (opts.inc ?? false);
     this.setStatus('setup');
     const parsed = parseMigrationUri(uri);
@@ -128,11 +133,13 @@ export class Migration {
     this.postcopy = true;
   }
 
-  /** migrate_cancel: a running migration is cancelled, the source runs on with its images. */
+  /** migrate_cancel (migrate_fd_cancel): cancelling at once, cancelled when the migration has stopped; the source runs on with its images. */
   cancel(): void {
-    if (!this.running) return;
+    if (!this.running || this.cancelRequested) return;
     this.cancelRequested = true;
+    this.setStatus('cancelling');
     this.outgoing?.abort();
+    this.rejectCancelled(new Error('cancelled'));
   }
 
   private async runOutgoing(uri: MigrationUri): Promise<void> {
@@ -152,9 +159,11 @@ export class Migration {
     try {
       await writeHeader(ch.stream);
       this.times.setupTime = Date.now() - start;
-      this.setStatus('active');
+      // ram_save_setup's first dirty-bitmap sync is announced before the migration turns active.
       this.pass(1);
-      // The iterations: others get their turn (a monitor may cancel) before the switch-over.
+      this.setStatus('active');
+      // The iterations: the RAM goes while the machine runs (a monitor may cancel meanwhile).
+      await Promise.race([writeRam(ch.stream), this.cancelled]);
       await new Promise((r) => setImmediate(r));
       if (this.cancelRequested) throw new Error('cancelled');
       const downtimeStart = Date.now();
@@ -165,8 +174,8 @@ export class Migration {
       await inactivateAll(this.graph);
       this.pass(2);
       if (this.blockMigration) await this.sendBlocks(ch);
-      await writeState(ch.stream, { runState, bitmaps: this.outgoingBitmaps(), blockMigration: this.blockMigration });
-      await ch.done;
+      await Promise.race([writeState(ch.stream, { runState, bitmaps: this.outgoingBitmaps(), blockMigration: this.blockMigration }), this.cancelled]);
+      await Promise.race([ch.done, this.cancelled]);
       if (this.cancelRequested) throw new Error('cancelled');
       this.times.downtime = Date.now() - downtimeStart;
       this.times.totalTime = Date.now() - start;
@@ -181,7 +190,6 @@ export class Migration {
         else m.setStatus(runState === 'finish-migrate' ? 'postmigrate' : runState);
       }
       if (this.cancelRequested) {
-        this.setStatus('cancelling');
         this.setStatus('cancelled');
       } else {
         this.errorDesc = err instanceof Error ? err.message : String(err);

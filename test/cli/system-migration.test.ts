@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { join } from 'node:path';
-import { qemuImg, qemuIo, withTempDir } from '../helpers/qemu.js';
+import { qemuImg, qemuIo, run, withTempDir } from '../helpers/qemu.js';
 import { lockedBytes } from '../helpers/locks.js';
 import { BASE, qemuSystem, qmpTranscript, type SystemProg } from '../helpers/system.js';
 import { SystemSession } from '../helpers/system-session.js';
@@ -133,6 +133,38 @@ describe.skipIf(!qemuSystem.available)('blockemu system against qemu-system-x86_
       const b = await session('blockemu');
       expect(b).toEqual(q);
       expect(b.join('\n')).toContain('"status": "inmigrate"');
+    });
+  });
+});
+
+// QEMU's own cancel of a migration into a pipe nobody reads stays `cancelling` until the command's write returns
+// (the reader's side decides); blockemu ends the command at once. Only blockemu's sequence is checked here.
+describe('blockemu system: migrate_cancel', () => {
+  it('cancels a migration nobody reads: cancelling, cancelled, and the machine runs on', async () => {
+    await withTempDir(async (dir) => {
+      const img = join(dir, 'd.qcow2');
+      await qemuImg('create', '-q', '-f', 'qcow2', img, '1M');
+      const fifo = join(dir, 'mig.fifo');
+      await run('mkfifo', [fifo]);
+      const t = await qmpTranscript('blockemu', dir, [...BASE, '-drive', `if=none,id=drive0,file=${img},format=qcow2`], [
+        '{"execute": "qmp_capabilities"}',
+        events,
+        `{"execute": "migrate", "arguments": {"uri": "exec:cat > ${fifo}"}}`,
+        '{"wait": "MIGRATION"}',
+        '{"wait": "MIGRATION"}',
+        '{"execute": "migrate_cancel"}',
+        '{"wait": "MIGRATION"}',
+        '{"wait": "MIGRATION"}',
+        '{"execute": "query-migrate"}',
+        '{"execute": "query-status"}',
+        '{"execute": "quit"}',
+      ]);
+      const migration = t.lines.filter((l) => l.includes('"MIGRATION"')).map((l) => JSON.parse(l).data.status);
+      expect(migration).toEqual(['setup', 'active', 'cancelling', 'cancelled']);
+      expect(t.lines).toContain('{"return": {"status": "running", "singlestep": false, "running": true}}');
+      expect(t.lines.some((l) => l.includes('"STOP"') || l.includes('"RESUME"'))).toBe(false);
+      expect(t.lines.find((l) => l.includes('"status": "cancelled", "setup-time"'))).toBeDefined();
+      expect(t.code).toBe(0);
     });
   });
 });
