@@ -232,10 +232,12 @@ export class Migration {
     if (!this.capabilities.has('dirty-bitmaps')) return [];
     const out: MigratedBitmap[] = [];
     for (const node of this.graph.list()) {
-      if (node.nodeName.startsWith('#')) continue;
+      // bdrv_get_device_or_node_name: a drive's root goes by the drive's name, other nodes by theirs.
+      const name = this.graph.backends.deviceName(node) || node.nodeName;
+      if (name.startsWith('#')) continue;
       for (const b of node.dirtyBitmaps.all()) {
         if (b.name === undefined) continue;
-        out.push({ node: node.nodeName, name: b.name, granularity: b.granularity, disabled: b.disabled, persistent: b.persistent, data: Buffer.from(b.bits.serialize()).toString('base64') });
+        out.push({ node: name, name: b.name, granularity: b.granularity, disabled: b.disabled, persistent: b.persistent, data: Buffer.from(b.bits.serialize()).toString('base64') });
       }
     }
     return out;
@@ -307,7 +309,7 @@ export class Migration {
 
   private applyBitmaps(bitmaps: readonly MigratedBitmap[]): void {
     for (const b of bitmaps) {
-      const node = this.graph.get(b.node);
+      const node = this.graph.backends.byName(b.node)?.node ?? this.graph.get(b.node);
       if (!node) continue;
       const old = node.dirtyBitmaps.find(b.name);
       if (old) node.dirtyBitmaps.release(old);

@@ -168,3 +168,41 @@ describe('blockemu system: migrate_cancel', () => {
     });
   });
 });
+
+describe.skipIf(!qemuSystem.available)('blockemu system against qemu-system-x86_64: dirty bitmaps', () => {
+  it('carries a drive\'s dirty bitmap with the dirty-bitmaps capability', async () => {
+    await withTempDir(async (dir) => {
+      const run1 = async (prog: SystemProg) => {
+        const img = join(dir, `${prog}-bm.qcow2`);
+        await qemuImg('create', '-q', '-f', 'qcow2', img, '4M');
+        const drive = ['-drive', `if=none,id=drive0,file=${img},format=qcow2`];
+        const sock = join(dir, `${prog}-bm.sock`);
+        const caps = '{"execute": "migrate-set-capabilities", "arguments": {"capabilities": [{"capability": "events", "state": true}, {"capability": "dirty-bitmaps", "state": true}]}}';
+        const dest = await SystemSession.start(prog, dir, 'bm-dest', [...BASE, ...drive, '-incoming', `unix:${sock}`]);
+        const source = await SystemSession.start(prog, dir, 'bm-source', [...BASE, ...drive]);
+        try {
+          await source.command(caps);
+          await dest.command(caps);
+          await source.command('{"execute": "block-dirty-bitmap-add", "arguments": {"node": "drive0", "name": "bitmap0"}}');
+          await source.command(hmp('qemu-io drive0 "write 0 64k"'));
+          await source.command('{"execute": "block-dirty-bitmap-add", "arguments": {"node": "drive0", "name": "off", "disabled": true}}');
+          await source.command(`{"execute": "migrate", "arguments": {"uri": "unix:${sock}"}}`);
+          await source.waitForEvents('"completed"');
+          await dest.waitForEvents('"completed"');
+          const bitmaps = async (s: SystemSession) => JSON.parse(await s.command('{"execute": "query-block"}')).return[0].inserted['dirty-bitmaps'];
+          const out = { source: await bitmaps(source), dest: await bitmaps(dest) };
+          await dest.quit();
+          await source.quit();
+          return out;
+        } finally {
+          source.kill();
+          dest.kill();
+        }
+      };
+      const q = await run1('qemu');
+      const b = await run1('blockemu');
+      expect(b).toEqual(q);
+      expect(b.dest.find((x: { name: string }) => x.name === 'bitmap0').count).toBe(65536);
+    });
+  });
+});
