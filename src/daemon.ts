@@ -30,6 +30,8 @@ import type { Machine, MachineEvent } from './machine/run-state.js';
 import type { DrivePlan } from './machine/drive.js';
 import type { DeviceSpec } from './machine/devices.js';
 import { MACHINE_EVENTS } from './qmp/schema/run-state.js';
+import { migrationEvent, migrationPassEvent } from './qmp/schema/migration.js';
+import { Migration } from './machine/migration.js';
 import { deviceTrayMovedEvent } from './qmp/schema/block-tray.js';
 import { deviceDeletedEvent } from './qmp/schema/qdev.js';
 import type { MonitorActivity, ParserFactory } from './qmp/session.js';
@@ -164,7 +166,7 @@ export class Daemon {
     graph.clock = jobs.clock;
     const objects = new ObjectRegistry(graph.throttleGroups);
     for (const id of config.chardevs ?? []) objects.addChardev(id);
-    const events: readonly EventDef[] = machine ? [...MACHINE_EVENTS, deviceTrayMovedEvent, deviceDeletedEvent, ...DAEMON_EVENTS] : DAEMON_EVENTS;
+    const events: readonly EventDef[] = machine ? [...MACHINE_EVENTS, deviceTrayMovedEvent, deviceDeletedEvent, migrationEvent, migrationPassEvent, ...DAEMON_EVENTS] : DAEMON_EVENTS;
     // Events go to every monitor of the daemon, which exists once the monitors do.
     const jobEvents = loggingJobListener(
       jobEventListener((name, data) => daemon?.emitEvent(name, data), () => jobs),
@@ -176,6 +178,9 @@ export class Daemon {
     let started!: (d: Daemon) => void;
     const whenStarted = new Promise<Daemon>((r) => (started = r));
     if (machine) {
+      // -incoming: what is opened from now until the migration completes is the source's, and stays inactive.
+      graph.openInactive = machine.status === 'inmigrate';
+      machine.migration = new Migration(machine, graph);
       machine.onEvent = (e) => daemon?.emitEvent(...machineEvent(e));
       machine.devices.graph = graph;
       // A soft cancel; the jobs end (with their events) before the device's DEVICE_DELETED, as in QEMU.
@@ -401,6 +406,10 @@ function machineEvent(e: MachineEvent): [string, unknown?] {
     case 'reset':
     case 'shutdown':
       return [e.kind.toUpperCase(), { guest: false, reason: e.reason }];
+    case 'migration':
+      return ['MIGRATION', { status: e.status }];
+    case 'migration-pass':
+      return ['MIGRATION_PASS', { pass: e.pass }];
   }
 }
 

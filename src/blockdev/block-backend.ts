@@ -18,6 +18,12 @@ export class BlockBackend implements ChildOwner, LinkFollower {
   private link: NodeChild | undefined;
   /** The id (or else the QOM path) of the device it is attached to, which names an unnamed BlockBackend in messages. */
   devicePath: string | undefined;
+  /**
+   * blk->disable_perm: the permissions asked for are remembered, not taken
+   * (its device was attached for an incoming migration, or its node was
+   * inactivated); activate() takes them.
+   */
+  private permsDisabled = false;
   /** Its place in a throttle group once I/O limits are enabled (blk->public.throttle_group_member); see io-limits.ts. */
   readonly throttle = new ThrottleGroupMember();
 
@@ -75,7 +81,7 @@ export class BlockBackend implements ChildOwner, LinkFollower {
     const link = this.link;
     const old = this.wanted;
     this.wanted = { ...p };
-    if (!link) return;
+    if (!link || this.permsDisabled) return;
     const before = { perm: link.perm, shared: link.shared };
     try {
       await GraphTransaction.run(async (tran) => {
@@ -92,6 +98,47 @@ export class BlockBackend implements ChildOwner, LinkFollower {
       if (p.perm & ~before.perm || before.shared & ~p.shared) throw err;
     }
   }
+
+  get disabled(): boolean {
+    return this.permsDisabled;
+  }
+
+  /** Permissions asked for from now on are only remembered (blk_attach_dev during an incoming migration). */
+  disablePerms(): void {
+    this.permsDisabled = true;
+  }
+
+  /** blk_root_inactivate: the link takes nothing and shares everything; what was asked for is kept for activate(). */
+  async inactivate(): Promise<void> {
+    if (this.permsDisabled) return;
+    const wanted = this.wanted;
+    await this.setPerm({ perm: 0, shared: PERM_ALL });
+    this.wanted = wanted;
+    this.permsDisabled = true;
+  }
+
+  /**
+   * blk_root_activate: the permissions asked for are taken now; refused
+   * (and the link left disabled) if the node cannot allow them. While the
+   * machine still waits for its migration (`shareAll`), everything is
+   * shared until the switch-over, when a later activate() narrows it.
+   */
+  async activate(shareAll = false): Promise<void> {
+    if (!this.permsDisabled && !this.sharingAll) return;
+    const wanted = this.wanted;
+    const wasDisabled = this.permsDisabled;
+    this.permsDisabled = false;
+    try {
+      await this.setPerm(shareAll ? { perm: wanted.perm, shared: PERM_ALL } : wanted);
+    } catch (err) {
+      this.permsDisabled = wasDisabled;
+      throw err;
+    }
+    this.wanted = wanted;
+    this.sharingAll = shareAll;
+  }
+  /** Activated during an incoming migration: sharing everything until it completes. */
+  private sharingAll = false;
 
   /**
    * blk_co_preadv and friends: a request through the BlockBackend waits for

@@ -46,6 +46,12 @@ export class BlockGraph {
     else if (e.kind === 'debug-print') process.stdout.write(e.text);
   };
   onEvent: ((e: BlockNodeEvent) => void) | undefined;
+  /**
+   * Nodes opened now are inactive and devices attached now take no
+   * permissions: the machine waits for an incoming migration (QEMU's
+   * runstate_check(RUN_STATE_INMIGRATE) in blockdev_init and blk_attach_dev).
+   */
+  openInactive = false;
 
   /** Validates a user-given node name, or generates one ("#block" + counter + two digits). */
   assignName(name: string | undefined): string {

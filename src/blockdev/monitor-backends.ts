@@ -110,6 +110,8 @@ export class MonitorBackends {
    * then the device's BlockBackend; 'no-backend' when the device is there but holds none.
    */
   byQdev(id: string): MonitorBackend | 'no-backend' | undefined {
+    // A relative path goes from /machine/peripheral (find_device_state): "vda/virtio-backend".
+    if (!id.startsWith('/') && id.includes('/')) id = `/machine/peripheral/${id}`;
     const peripheral = id.match(/^\/machine\/peripheral\/([^/]+)$/);
     if (id.startsWith('/') && !peripheral) {
       const b = this.all.find((x) => x.device?.path === id);

@@ -14,6 +14,8 @@ export class NodeByteFile implements ByteFile {
   constructor(
     private node: BlockNode,
     readonly path: string,
+    /** Read-only whatever the node is (an image kept only for reading once its node was inactivated). */
+    private readonly readOnlyView = false,
   ) {}
 
   /** From now on the bytes come from `node` (the file child was replaced, by a filter say). */
@@ -21,8 +23,9 @@ export class NodeByteFile implements ByteFile {
     this.node = node;
   }
 
+  /** An inactive node's image is opened read-only: it must write nothing to a file another process owns. */
   get readOnly(): boolean {
-    return this.node.readOnly;
+    return this.readOnlyView || this.node.readOnly || this.node.inactive;
   }
 
   async read(offset: number, length: number): Promise<Uint8Array> {

@@ -125,6 +125,13 @@ export abstract class BlockNode implements ChildOwner {
   readonly parents: NodeChild[] = [];
   /** force-share: every parent of this node shares everything (QEMU's bs->force_share, read-only nodes only). */
   forceShare = false;
+  /**
+   * BDRV_O_INACTIVE: another process owns the image just now (an incoming
+   * migration's destination before it completes, its source after). The
+   * node writes nothing, needs no write permission of its children and
+   * lets others write and resize them, so its file takes no write lock.
+   */
+  inactive = false;
   /** This node's links to its children, newest first (bs->children). */
   private edges: NodeChild[] = [];
   /**
@@ -673,9 +680,23 @@ export abstract class BlockNode implements ChildOwner {
     return this.closed !== undefined;
   }
 
+  /**
+   * The driver's part of bdrv_inactivate_recurse, before the node turns
+   * inactive: everything it holds goes to its children (qcow2 stores its
+   * bitmaps and caches), so another process can take the image over.
+   */
+  async inactivate(): Promise<void> {
+    await this.flush();
+  }
+
+  /** The driver's bdrv_co_invalidate_cache, once the node is active again: what it cached may have changed under it. */
+  async activate(): Promise<void> {}
+
   protected checkWritable(): void {
     // Before anything else, so a request to a driverless node counts nowhere (bdrv_co_pwritev_part's bdrv_is_inserted).
     if (this.ejected) throw new BlockError('IO', 'No medium found', { errno: 'ENOMEDIUM' });
+    // No permission lets a write reach an inactive node in QEMU; one that gets here anyway is refused, not carried out.
+    if (this.inactive) throw new BlockError('PERMISSION', 'Operation not permitted', { errno: 'EPERM' });
     if (this.readOnly) throw new BlockError('READ_ONLY', `Node '${this.nodeName}' is read-only`, { errno: 'EPERM' });
     // bdrv_has_readonly_bitmaps: a bitmap that cannot record the change refuses it (a qcow2 whose read-only reopen was abandoned).
     const bitmaps = this.dirtyBitmaps.all();

@@ -1,6 +1,6 @@
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { BlockError } from '../image/errors.js';
-import { PERM_ALL, PERM_QAPI_NAMES } from '../image/perm.js';
+import { PERM_ALL, PERM_QAPI_NAMES, PERM_RESIZE, PERM_WRITE } from '../image/perm.js';
 import { probeFormat } from '../image/probe.js';
 import { CHILD_COW, CHILD_DATA, CHILD_FILTERED_PRIMARY, CHILD_IMAGE, CHILD_PRIMARY, type ChildOwner, defaultChildPerms, type NodeChild, type PermPair, rawChildPerm } from './child.js';
 import { blkdebugChildPerm, BlkdebugNode, DEFAULT_IOTYPES, type InjectErrorRule, type SetStateRule } from './drivers/blkdebug.js';
@@ -79,7 +79,7 @@ interface OpenContext {
 type Opener = (ctx: OpenContext) => Promise<BlockNode>;
 
 /** What a driver needs of a child, as QEMU's drv->bdrv_child_perm: also asked while the driver is still opening. */
-type ChildPermFn = (spec: BlockdevSpec, role: number, writable: boolean, perm: number, shared: number) => PermPair;
+type ChildPermFn = (spec: BlockdevSpec, role: number, writable: boolean, perm: number, shared: number, inactive?: boolean) => PermPair;
 
 const num = (v: unknown, def: number): number => (typeof v === 'number' ? v : typeof v === 'string' && /^-?\d+$/.test(v) ? Number(v) : def);
 
@@ -186,7 +186,7 @@ function permBits(names: unknown): number {
 const CHILD_PERMS: Record<string, ChildPermFn> = {
   'copy-before-write': (_spec, role, writable, perm, shared) => cbwChildPerm(role, writable, false, perm, shared),
   'snapshot-access': () => ({ ...SNAPSHOT_ACCESS_CHILD_PERM }),
-  'copy-on-read': (_spec, _role, _writable, perm, shared) => corChildPerm(perm, shared),
+  'copy-on-read': (_spec, _role, _writable, perm, shared, inactive) => corChildPerm(perm, shared, inactive),
   raw: (_spec, role, writable, perm, shared) => rawChildPerm(role, writable, perm, shared),
   blkdebug: (spec, role, writable, perm, shared) =>
     blkdebugChildPerm(role, writable, perm, shared, permBits(spec['take-child-perms']), permBits(spec['unshare-child-perms'])),
@@ -231,13 +231,18 @@ class OpeningParent implements ChildOwner {
     readonly nodeName: string,
     private readonly spec: BlockdevSpec,
     private readonly readOnly: boolean,
+    /** Opened for an incoming migration (BDRV_O_INACTIVE): never writable, and others may write its children. */
+    private readonly inactive: boolean,
   ) {}
   describe(): string {
     return `node '${this.nodeName}'`;
   }
   perms(role: number): PermPair {
     const fn = CHILD_PERMS[this.spec.driver];
-    return fn ? fn(this.spec, role, !this.readOnly, 0, PERM_ALL) : defaultChildPerms(role, !this.readOnly, 0, PERM_ALL);
+    const writable = !this.readOnly && !this.inactive;
+    const p = fn ? fn(this.spec, role, writable, 0, PERM_ALL, this.inactive) : defaultChildPerms(role, writable, 0, PERM_ALL);
+    if (this.inactive) p.shared |= PERM_WRITE | PERM_RESIZE;
+    return p;
   }
 }
 
@@ -289,7 +294,7 @@ async function openNode(graph: BlockGraph, tran: GraphTransaction, spec: Blockde
   if (settings.detectZeroes === 'unmap' && settings.discard !== 'unmap') {
     throw new BlockError('INVALID_ARGUMENT', 'setting detect-zeroes to unmap is not allowed without setting discard operation to unmap');
   }
-  const me = new OpeningParent(name, spec, readOnly);
+  const me = new OpeningParent(name, spec, readOnly, graph.openInactive);
   const child = async (childName: string, ref: unknown, role: number): Promise<NodeChild> => {
     if (ref === undefined) throw new BlockError('INVALID_ARGUMENT', `A block device must be specified for "${childName}"`);
     const node =
@@ -340,6 +345,8 @@ async function openNode(graph: BlockGraph, tran: GraphTransaction, spec: Blockde
   const node = await opener({ name, spec, readOnly, options, child, backing, find: (n) => graph.get(n), throttleGroups: graph.throttleGroups, clock: graph.clock });
   node.settings = settings;
   node.forceShare = forceShare;
+  // Set before a parent opens on it, so the parent's image reads it as read-only (NodeByteFile).
+  node.inactive = graph.openInactive;
   const children = node.childList().map((c) => c.name);
   dropChildKeys(explicit, [...children, 'backing']);
   dropChildKeys(options, [...children, 'backing']);

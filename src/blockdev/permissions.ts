@@ -9,6 +9,7 @@ export type ReopenPlan = ReadonlyMap<BlockNode, { readOnly: boolean }>;
 
 /** Whether a node can be written once the plan is carried out (bdrv_is_writable_after_reopen). */
 export function writableAfter(node: BlockNode, plan?: ReopenPlan): boolean {
+  if (node.inactive) return false;
   const planned = plan?.get(node);
   return !(planned ? planned.readOnly : node.readOnly);
 }
@@ -67,7 +68,7 @@ export function setChildPerm(c: NodeChild, p: PermPair, tran: GraphTransaction):
 /** The first error of one node's own checks (bdrv_node_refresh_perm before the driver's part). */
 function nodeCheck(node: BlockNode, p: PermPair, plan: ReopenPlan | undefined): BlockError | undefined {
   if (p.perm & (PERM_WRITE | PERM_WRITE_UNCHANGED) && !writableAfter(node, plan)) {
-    return node.readOnly
+    return node.readOnly || node.inactive
       ? new BlockError('READ_ONLY', 'Block node is read-only', { errno: 'EPERM' })
       : new BlockError('READ_ONLY', `Read-only block node '${node.nodeName}' cannot support read-write users`, { errno: 'EPERM' });
   }
@@ -95,18 +96,24 @@ export async function refreshPerms(roots: readonly BlockNode[], tran: GraphTrans
     const cum = node.cumulativePerm();
     failure = nodeCheck(node, cum, plan);
     if (failure) break;
-    const check = node.checkPerm(cum.perm, cum.shared);
+    // An inactive node's driver changes nothing (file-posix leaves its lock bytes as they are): opened inactive it
+    // holds none, inactivated it keeps what its last active permissions left it.
+    const check = node.inactive ? Promise.resolve() : node.checkPerm(cum.perm, cum.shared);
     // Caught here so that an early failure elsewhere leaves no unhandled rejection; looked at below.
     check.catch(() => undefined);
     checks.push(check);
-    tran.addUndo(() => node.abortPerm());
-    tran.addCommit(() => {
-      const now = node.cumulativePerm();
-      return node.commitPerm(now.perm, now.shared);
-    });
+    if (!node.inactive) {
+      tran.addUndo(() => node.abortPerm());
+      tran.addCommit(() => {
+        const now = node.cumulativePerm();
+        return node.commitPerm(now.perm, now.shared);
+      });
+    }
     for (const c of node.childList()) {
       const want = node.childPerm(c, cum.perm, cum.shared, plan);
       if (c.node.forceShare) want.shared = PERM_ALL;
+      // An inactive node lets others write and resize its children (bdrv_default_perms_for_storage/_for_cow).
+      if (node.inactive) want.shared |= PERM_WRITE | PERM_RESIZE;
       setChildPerm(c, want, tran);
     }
   }

@@ -26,6 +26,7 @@ const OPTIONS: Record<string, boolean> = {
   drive: true,
   h: false,
   help: false,
+  incoming: true,
   loadvm: true,
   m: true,
   M: true,
@@ -54,7 +55,7 @@ const OPTIONS: Record<string, boolean> = {
  * a message saying so rather than QEMU's "invalid option".
  */
 const NOT_STORAGE = new Set([
-  'append', 'bios', 'boot', 'cpu', 'daemonize', 'enable-kvm', 'global', 'incoming',
+  'append', 'bios', 'boot', 'cpu', 'daemonize', 'enable-kvm', 'global',
   'initrd', 'kernel', 'net', 'netdev', 'nic', 'numa', 'pidfile',
   'rtc', 'smp', 'snapshot', 'trace', 'usb', 'usbdevice', 'vnc',
 ]);

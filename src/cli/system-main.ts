@@ -16,6 +16,7 @@ blockemu system: a storage-only stand-in for qemu-system-x86_64 (QEMU 7.2's bloc
 
 Takes: -machine/-M <type>|help, -accel qtest|tcg|kvm, -S, -nodefaults,
        -m, -name, -no-reboot, -no-shutdown (accepted; there is no guest), -loadvm <tag>,
+       -incoming defer|unix:<path>|tcp:<host>:<port>|exec:<cmd>|fd:<n> (from another blockemu system),
        -hda..-hdd|-cdrom|-fda|-fdb <file> or a bare <file> (as -hda),
        -display none, -vga none, -serial none|null|chardev:<id>,
        -blockdev <options>, -object <options>, -drive <options> | format=help,
@@ -68,7 +69,7 @@ export async function runSystem(args: readonly string[], prog = SYSTEM_PROG): Pr
   // qemu-system's stderr carries only its own messages, which harnesses compare as text (iotest 229 would see a job's
   // I/O error logged as JSON): blockemu's structured log is off here unless asked for.
   if (process.env.BLOCKEMU_LOG_LEVEL === undefined) setLogLevel('silent');
-  const machine = new Machine(plan.machine, plan.startPaused);
+  const machine = new Machine(plan.machine, plan.startPaused, plan.incoming !== undefined);
   // drive_add reads its options as -drive does; ids and bus places are checked by the running machine.
   machine.planDrive = (opts) => {
     const planner = new DrivePlanner(boardBuses(machine.type));
@@ -114,6 +115,27 @@ export async function runSystem(args: readonly string[], prog = SYSTEM_PROG): Pr
       await daemon.shutdown('failed');
       qtest?.close();
       return 1;
+    }
+  }
+  if (plan.incoming !== undefined) {
+    const migration = machine.migration!;
+    // A destination whose stream fails ends, as QEMU does (process_incoming_migration_co's exit).
+    migration.fatal = (message) => {
+      process.stderr.write(`${prog}: ${message}\n`);
+      void daemon!.shutdown('failed').finally(() => process.exit(1));
+    };
+    if (plan.incoming === 'defer') migration.deferred = true;
+    else {
+      try {
+        await migration.listen(plan.incoming);
+      } catch (err) {
+        process.stderr.write(`${prog}: ${err instanceof Error ? err.message : String(err)}\n`);
+        process.off('SIGINT', stop);
+        process.off('SIGTERM', stop);
+        await daemon.shutdown('failed');
+        qtest?.close();
+        return 1;
+      }
     }
   }
   if (stopRequested) void daemon.shutdown(stopRequested);

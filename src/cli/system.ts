@@ -28,6 +28,8 @@ export interface SystemPlan {
   machine: string;
   /** -S: the machine starts in prelaunch until `cont`. */
   startPaused: boolean;
+  /** -incoming: where the machine's state comes from (a migration URI, or `defer` for migrate-incoming). */
+  incoming?: string;
   /** -loadvm: the snapshot every disk goes back to once the machine and its monitors are up. */
   loadvm?: string;
   monitors: MonitorConfig[];
@@ -92,6 +94,9 @@ export function planSystem(options: readonly SystemOption[]): SystemPlan {
         break; // blockemu creates no default devices to leave out.
       case 'loadvm':
         loadvm = value;
+        break;
+      case 'incoming':
+        plan.incoming = value; // The last one counts, as in vl.c.
         break;
       case 'm':
       case 'name':

@@ -127,6 +127,8 @@ export class BlockExports {
     const writable = spec.writable ?? false;
     if (node.readOnly && writable) throw fail('Cannot export read-only node as writable');
     if (spec.iothread !== undefined) throw fail(`iothread "${spec.iothread}" not found`);
+    // Exports serve non-shared storage migration: an incoming machine's image is activated for them (blk_exp_add's bdrv_activate).
+    if (node.inactive) await (await import('../blockdev/inactivate.js')).activateNode(this.graph, node);
     const perm = PERM_CONSISTENT_READ | (writable ? PERM_WRITE : 0);
     let nbd: NbdExport | undefined;
     const blk = new BlockBackend({ perm, shared: PERM_ALL }, undefined, (moved) => {

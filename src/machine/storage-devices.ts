@@ -110,6 +110,8 @@ export async function realizeDevice(graph: BlockGraph, plan: DevicePlan): Promis
       tray: kind.tray,
       ioStatus: kind.ioStatus,
     });
+    // blk_attach_dev during an incoming migration: the device's permissions wait for the images to be activated.
+    if (graph.openInactive) b.blk.disablePerms();
     const node = b.node;
     if (kind.needsMedia && !node) throw new BlockError('INVALID_ARGUMENT', 'Device needs media, but drive is empty');
     // An empty drive takes no write, so a read-only medium can go in later (floppy_drive_realize).

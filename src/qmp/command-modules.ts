@@ -39,6 +39,7 @@ import { transaction } from './schema/transaction.js';
 import { TRAY_COMMANDS } from './schema/block-tray.js';
 import { blockSetIoThrottle } from './schema/block-throttle.js';
 import { RUN_STATE_COMMANDS } from './schema/run-state.js';
+import { MIGRATION_COMMANDS } from './schema/migration.js';
 
 type Register = (table: CommandTable<QmpContext>) => void;
 
@@ -87,4 +88,5 @@ export const SYSTEM_COMMAND_MODULES = [
   { defs: TRAY_COMMANDS, load: async () => (await import('./commands/tray.js')).addTrayCommands },
   { defs: [blockSetIoThrottle], load: async () => (await import('./commands/io-throttle.js')).addIoThrottleCommands },
   { defs: QDEV_COMMANDS, load: async () => (await import('./commands/qdev.js')).addQdevCommands },
+  { defs: MIGRATION_COMMANDS, load: async () => (await import('./commands/migration.js')).addMigrationCommands },
 ] as const satisfies readonly CommandModule[];

@@ -15,8 +15,9 @@ const PASSTHROUGH = PERM_CONSISTENT_READ | PERM_WRITE | PERM_RESIZE;
  * filter itself always writes unchanged data (what it copies up), so its
  * child must be writable.
  */
-export function corChildPerm(perm: number, shared: number): PermPair {
-  return { perm: (perm & PASSTHROUGH) | PERM_WRITE_UNCHANGED, shared: (shared & PASSTHROUGH) | (PERM_ALL & ~PASSTHROUGH) };
+export function corChildPerm(perm: number, shared: number, inactive = false): PermPair {
+  // An inactive node's child cannot give write permissions, so none is asked for (cor_child_perm).
+  return { perm: (perm & PASSTHROUGH) | (inactive ? 0 : PERM_WRITE_UNCHANGED), shared: (shared & PASSTHROUGH) | (PERM_ALL & ~PASSTHROUGH) };
 }
 
 /**
@@ -70,7 +71,7 @@ export class CopyOnReadNode extends PassThroughFilter {
     return this.child('file')!;
   }
   override childPerm(_c: NodeChild, perm: number, shared: number): PermPair {
-    return corChildPerm(perm, shared);
+    return corChildPerm(perm, shared, this.inactive);
   }
   /** QEMU's copy-on-read has no flush of its own: the generic one announces its blkdebug events on the file. */
   protected override debugPrimary(): BlockNode | undefined {

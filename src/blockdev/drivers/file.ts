@@ -144,6 +144,11 @@ export class FileNode extends BlockNode {
     await this.lock?.abort();
   }
 
+  /** The file's length is read again: another process (a migration's source) may have grown it meanwhile. */
+  override async activate(): Promise<void> {
+    this.length = await this.file.size();
+  }
+
   /** Closes a descriptor opened for a permission change that does not happen (its locks go with it). */
   private async dropNext(): Promise<void> {
     const next = this.next;

@@ -39,7 +39,8 @@ export class Qcow2Node extends BlockNode {
 
   private constructor(
     name: string,
-    readonly image: Qcow2Image,
+    /** Replaced when the node is activated: the image is read again from the file another process has let go of. */
+    public image: Qcow2Image,
     private file: BlockNode,
     readOnly: boolean,
     links: NodeChild[],
@@ -59,10 +60,12 @@ export class Qcow2Node extends BlockNode {
       err instanceof BlockError && err.message.startsWith(`Could not open '${filename}': `)
         ? new BlockError(err.code, err.message.slice(`Could not open '${filename}': `.length), { errno: err.errno, cause: err })
         : err;
+    // An inactive file (an incoming migration's) is another process's: the image is only read from it.
+    const imageReadOnly = readOnly || file.inactive;
     let image: Qcow2Image;
     try {
       image = await Qcow2Image.openFile(new NodeByteFile(file, filename), {
-        readOnly,
+        readOnly: imageReadOnly,
         persistentBitmaps: true,
         openBacking: false,
         openBackingImage: () => Promise.reject(new BlockError('UNSUPPORTED', 'backing images are nodes of the graph')),
@@ -78,7 +81,7 @@ export class Qcow2Node extends BlockNode {
       if (backingLink) image.attachBacking(await NodeImage.of(backingLink.node));
       // qcow2_load_dirty_bitmaps, before the node exists: a bad directory fails the open and leaves nothing behind.
       loaded = await image.bitmaps.load();
-      if (!readOnly && loaded.length > 0) await image.bitmaps.markInUse();
+      if (!imageReadOnly && loaded.length > 0) await image.bitmaps.markInUse();
     } catch (err) {
       await image.close();
       throw reason(err);
@@ -355,6 +358,64 @@ export class Qcow2Node extends BlockNode {
   }
 
   /**
+   * qcow2_inactivate for a migration: the persistent bitmaps stored (and
+   * flagged not in use), the caches written; the image is then kept open
+   * read-only, so nothing of this process reaches the file again (not even
+   * at close) while another process owns it.
+   */
+  override async inactivate(): Promise<void> {
+    if (!this.readOnly) {
+      await this.storeBitmaps().catch((err: unknown) =>
+        this.errorReport(`Lost persistent bitmaps during inactivation of node '${this.nodeName}': ${err instanceof Error ? err.message : String(err)}`),
+      );
+    }
+    await this.flush();
+    await this.reload(true);
+  }
+
+  /**
+   * qcow2_co_invalidate_cache: the image is closed (it was only read) and
+   * opened again, as the process that wrote it meanwhile left it; its
+   * persistent bitmaps are loaded afresh and the node's in-memory ones
+   * (a migration's, say) kept.
+   */
+  override async activate(): Promise<void> {
+    const loaded = await this.reload(this.readOnly);
+    for (const l of loaded) {
+      const same = this.dirtyBitmaps.find(l.name);
+      if (same) this.dirtyBitmaps.release(same);
+    }
+    this.adoptBitmaps(loaded);
+  }
+
+  /** The image opened again on the same file (read-only: as a view only), replacing the one in use; its bitmaps as loaded. */
+  private async reload(readOnly: boolean): Promise<LoadedBitmap[]> {
+    const fileLink = this.childEdge('file')!;
+    const filename = (await fileLink.node.imageInfo()).filename;
+    const fresh = await Qcow2Image.openFile(new NodeByteFile(fileLink.node, filename, readOnly), {
+      readOnly,
+      persistentBitmaps: true,
+      openBacking: false,
+      openBackingImage: () => Promise.reject(new BlockError('UNSUPPORTED', 'backing images are nodes of the graph')),
+    });
+    let loaded: LoadedBitmap[];
+    try {
+      const backing = this.childEdge('backing');
+      if (backing) fresh.attachBacking(await NodeImage.of(backing.node));
+      loaded = await fresh.bitmaps.load();
+      if (!readOnly && loaded.length > 0) await fresh.bitmaps.markInUse();
+    } catch (err) {
+      await fresh.close();
+      throw err;
+    }
+    const old = this.image;
+    this.image = fresh;
+    fresh.corruption.onReport = (r) => this.eventSink?.({ kind: 'image-corrupted', node: this, ...r });
+    await old.close().catch(() => undefined);
+    return loaded;
+  }
+
+  /**
    * qcow2_inactivate: the persistent bitmaps are stored first, then the
    * caches written. A failure is reported in QEMU's words and closing goes
    * on; bitmaps that could not be stored stay flagged in use on disk, so
@@ -362,7 +423,7 @@ export class Qcow2Node extends BlockNode {
    */
   protected async doClose(): Promise<void> {
     // A retired image writes nothing more: QEMU closes a node without a driver without the driver's close.
-    if (!this.readOnly && !this.ejected) {
+    if (!this.readOnly && !this.ejected && !this.inactive) {
       await this.storeBitmaps().catch((err: unknown) =>
         this.errorReport(`Lost persistent bitmaps during inactivation of node '${this.nodeName}': ${err instanceof Error ? err.message : String(err)}`),
       );

@@ -24,7 +24,15 @@ export function addRunStateCommands(table: CommandTable<QmpContext>): void {
       // vm_stop drains the block layer after STOP: running jobs report paused, then running.
       if (wasRunning) ctx.jobs.drainAll();
     })
-    .add(cont, (_a, ctx) => machine(ctx).cont())
+    .add(cont, async (_a, ctx) => {
+      const m = machine(ctx);
+      // qmp_cont: images a completed migration inactivated come back before the machine runs (nothing to do otherwise).
+      if (m.status !== 'inmigrate') {
+        const { activateAll } = await import('../../blockdev/inactivate.js');
+        await activateAll(ctx.graph);
+      }
+      m.cont();
+    })
     .add(systemReset, (_a, ctx) => machine(ctx).reset())
     .add(systemPowerdown, (_a, ctx) => machine(ctx).powerdown());
 }

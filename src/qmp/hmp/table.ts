@@ -13,12 +13,15 @@ import { driveAdd } from './drive-add.js';
 import { driveDel } from './drive-del.js';
 import { nbdServerAdd, nbdServerRemove, nbdServerStart } from './nbd.js';
 import { hmpQemuIo } from './qemu-io.js';
+import { infoMigrate, infoMigrateCapabilities, migrate, migrateSetCapability } from './migration.js';
 import { delvm, infoSnapshots, loadvm, savevm } from './vm-snapshots.js';
 
 const INFO: readonly HmpCommand[] = [
   { name: 'block', args: 'nodes:-n,verbose:-v,device:B?', params: '[-n] [-v] [device]', help: 'show info of one block device or all block devices (-n: show named nodes; -v: show details)', run: infoBlock },
   { name: 'block-jobs', args: '', params: '', help: 'show progress of ongoing block device operations', run: infoBlockJobs },
   { name: 'blockstats', args: '', params: '', help: 'show block device statistics', run: infoBlockstats },
+  { name: 'migrate', args: '', params: '', help: 'show migration status', run: infoMigrate },
+  { name: 'migrate_capabilities', args: '', params: '', help: 'show current migration capabilities', run: infoMigrateCapabilities },
   { name: 'snapshots', args: '', params: '', help: 'show the currently saved VM snapshots', run: infoSnapshots },
   { name: 'status', args: '', params: '', help: 'show the current VM status (running|paused)', run: infoStatus },
   { name: 'version', args: '', params: '', help: 'show the version of QEMU', run: infoVersion },
@@ -47,6 +50,10 @@ export const HMP_COMMANDS: readonly HmpCommand[] = [
   { name: 'change', args: 'device:B,target:F,arg:s?,read-only-mode:s?,force:-f', params: 'device [-f] filename [format [read-only-mode]]', help: 'change a removable medium, optional format, use -f to force the operation', run: viaQmp('blockdev-change-medium', (a) => ({ device: a['device'], filename: a['target'], ...(a['arg'] !== undefined ? { format: a['arg'] } : {}), ...(a['read-only-mode'] !== undefined ? { 'read-only-mode': a['read-only-mode'] } : {}), force: a['force'] === true })) },
   { name: 'stop|s', args: '', params: '', help: 'stop emulation', run: viaQmp('stop', () => ({})) },
   { name: 'cont|c', args: '', params: '', help: 'resume emulation', run: viaQmp('cont', () => ({})) },
+  { name: 'migrate', args: 'detach:-d,blk:-b,inc:-i,resume:-r,uri:s', params: '[-d] [-b] [-i] [-r] uri', help: 'migrate to URI (using -d to not wait for completion)\n\t\t -b for migration without shared storage with full copy of disk\n\t\t -i for migration without shared storage with incremental copy of disk (base image shared between src and destination)\n\t\t -r to resume a paused migration', run: migrate },
+  { name: 'migrate_cancel', args: '', params: '', help: 'cancel the current VM migration', run: viaQmp('migrate_cancel', () => ({})) },
+  { name: 'migrate_incoming', args: 'uri:s', params: 'uri', help: 'Continue an incoming migration from an -incoming defer', run: viaQmp('migrate-incoming', (a) => ({ uri: a['uri'] })) },
+  { name: 'migrate_set_capability', args: 'capability:s,state:b', params: 'capability state', help: 'Enable/Disable the usage of a capability for migration', run: migrateSetCapability },
   { name: 'savevm', args: 'name:s?', params: 'tag', help: 'save a VM snapshot. If no tag is provided, a new snapshot is created', run: savevm },
   { name: 'loadvm', args: 'name:s', params: 'tag', help: 'restore a VM snapshot from its tag', run: loadvm },
   { name: 'delvm', args: 'name:s', params: 'tag', help: 'delete a VM snapshot from its tag', run: delvm },
