@@ -102,6 +102,16 @@ export async function runSystem(args: readonly string[], prog = SYSTEM_PROG): Pr
     process.stderr.write(`${prog}: ${err instanceof Error ? err.message : String(err)}\n`);
     return 1;
   }
+  // A failure once the monitors are up (-loadvm, -incoming): QEMU's error_fatal, the process ends after its teardown.
+  const started = daemon;
+  const failStarted = async (err: unknown): Promise<number> => {
+    process.stderr.write(`${prog}: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.off('SIGINT', stop);
+    process.off('SIGTERM', stop);
+    await started.shutdown('failed');
+    qtest?.close();
+    return 1;
+  };
   if (plan.loadvm !== undefined) {
     // qmp_x_exit_preconfig's load_snapshot: after the monitors greeted, fatal (error_fatal) if it fails.
     const { loadSnapshotAll } = await import('../qmp/hmp/vm-snapshots.js');
@@ -109,12 +119,7 @@ export async function runSystem(args: readonly string[], prog = SYSTEM_PROG): Pr
       await loadSnapshotAll({ graph: daemon.graph, exports: daemon.exports, machine }, plan.loadvm);
       initialized();
     } catch (err) {
-      process.stderr.write(`${prog}: ${err instanceof Error ? err.message : String(err)}\n`);
-      process.off('SIGINT', stop);
-      process.off('SIGTERM', stop);
-      await daemon.shutdown('failed');
-      qtest?.close();
-      return 1;
+      return failStarted(err);
     }
   }
   if (plan.incoming !== undefined) {
@@ -129,12 +134,7 @@ export async function runSystem(args: readonly string[], prog = SYSTEM_PROG): Pr
       try {
         await migration.listen(plan.incoming);
       } catch (err) {
-        process.stderr.write(`${prog}: ${err instanceof Error ? err.message : String(err)}\n`);
-        process.off('SIGINT', stop);
-        process.off('SIGTERM', stop);
-        await daemon.shutdown('failed');
-        qtest?.close();
-        return 1;
+        return failStarted(err);
       }
     }
   }

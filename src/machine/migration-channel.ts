@@ -68,17 +68,20 @@ export async function connectOutgoing(uri: MigrationUri): Promise<OutgoingChanne
   const done = socketDone(socket);
   done.catch(() => undefined);
   if (uri.kind !== 'fd') {
-    await new Promise<void>((resolve, reject) => {
-      socket.once('error', reject);
-      const ready = () => {
-        socket.off('error', reject);
-        resolve();
-      };
-      if (uri.kind === 'unix') socket.connect(uri.path, ready);
-      else socket.connect(uri.port, uri.host, ready);
-    });
+    await whenReady(socket, (ready) => (uri.kind === 'unix' ? socket.connect(uri.path, ready) : socket.connect(uri.port, uri.host, ready)));
   }
   return { stream: socket, done, abort: () => socket.destroy() };
+}
+
+/** Resolves once `start` reports it is ready (connected, listening); the emitter's first error before that rejects. */
+function whenReady(e: Socket | Server, start: (ready: () => void) => void): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    e.once('error', reject);
+    start(() => {
+      e.off('error', reject);
+      resolve();
+    });
+  });
 }
 
 /** The receiving end, waiting for its one stream. */
@@ -104,15 +107,7 @@ export async function listenIncoming(uri: MigrationUri): Promise<IncomingChannel
   }
   const server: Server = createServer();
   if (uri.kind === 'unix') await unlink(uri.path).catch(() => undefined);
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    const ready = () => {
-      server.off('error', reject);
-      resolve();
-    };
-    if (uri.kind === 'unix') server.listen(uri.path, ready);
-    else server.listen(uri.port, uri.host, ready);
-  });
+  await whenReady(server, (ready) => (uri.kind === 'unix' ? server.listen(uri.path, ready) : server.listen(uri.port, uri.host, ready)));
   server.unref();
   // One source: the listener goes once it has connected (QEMU stops listening too).
   const stream = new Promise<Readable>((resolve) =>
