@@ -1,5 +1,6 @@
 import { strerror } from '../../../image/errno.js';
-import type { CommandInfo } from '../command.js';
+import type { CommandContext, CommandInfo } from '../command.js';
+import type { DebugControl } from '../target.js';
 
 /**
  * qemu-io's blkdebug commands (break, remove_break, resume, wait_break):
@@ -8,6 +9,14 @@ import type { CommandInfo } from '../command.js';
  * supported" (-ENOTSUP), printed with printf as qemu-io does.
  */
 
+/** One control of the blkdebug node (ENOTSUP without one); a failure printed as `${what}: strerror`. */
+function debugStep(ctx: CommandContext, step: (d: DebugControl) => string | undefined, what: string): boolean {
+  const errno = ctx.target.debug ? step(ctx.target.debug) : 'ENOTSUP';
+  if (errno === undefined) return true;
+  ctx.out.out(`${what}: ${strerror(errno)}\n`);
+  return false;
+}
+
 /** `break EVENT TAG`: the next request announcing EVENT is held, tagged TAG. */
 export const breakCommand: CommandInfo = {
   name: 'break',
@@ -15,12 +24,7 @@ export const breakCommand: CommandInfo = {
   argmax: 2,
   args: 'event tag',
   oneline: 'sets a breakpoint on event and tags the stopped request as tag',
-  run: async (ctx) => {
-    const errno = ctx.target.debug ? ctx.target.debug.breakpoint(ctx.argv[1]!, ctx.argv[2]!) : 'ENOTSUP';
-    if (errno === undefined) return true;
-    ctx.out.out(`Could not set breakpoint: ${strerror(errno)}\n`);
-    return false;
-  },
+  run: async (ctx) => debugStep(ctx, (d) => d.breakpoint(ctx.argv[1]!, ctx.argv[2]!), 'Could not set breakpoint'),
 };
 
 /** `remove_break TAG`: the tag's breakpoints go and its held requests go on. */
@@ -30,13 +34,7 @@ export const removeBreakCommand: CommandInfo = {
   argmax: 1,
   args: 'tag',
   oneline: 'remove a breakpoint by tag',
-  run: async (ctx) => {
-    const tag = ctx.argv[1]!;
-    const errno = ctx.target.debug ? ctx.target.debug.removeBreakpoint(tag) : 'ENOTSUP';
-    if (errno === undefined) return true;
-    ctx.out.out(`Could not remove breakpoint ${tag}: ${strerror(errno)}\n`);
-    return false;
-  },
+  run: async (ctx) => debugStep(ctx, (d) => d.removeBreakpoint(ctx.argv[1]!), `Could not remove breakpoint ${ctx.argv[1]!}`),
 };
 
 /** `resume TAG`: the request held under TAG goes on. */
@@ -46,12 +44,7 @@ export const resumeCommand: CommandInfo = {
   argmax: 1,
   args: 'tag',
   oneline: 'resumes the request tagged as tag',
-  run: async (ctx) => {
-    const errno = ctx.target.debug ? ctx.target.debug.resume(ctx.argv[1]!) : 'ENOTSUP';
-    if (errno === undefined) return true;
-    ctx.out.out(`Could not resume request: ${strerror(errno)}\n`);
-    return false;
-  },
+  run: async (ctx) => debugStep(ctx, (d) => d.resume(ctx.argv[1]!), 'Could not resume request'),
 };
 
 /**
