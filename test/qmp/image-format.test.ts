@@ -4,7 +4,8 @@
  * where the image is created (bdrv_img_create) and an "Unknown driver"
  * where it is opened (bdrv_open), in blockdev-add a QAPI enum error; a
  * format without backing files refuses one when it is created, and an
- * existing one is opened before it is refused as an overlay.
+ * existing one is opened before it is refused as an overlay; a driver
+ * with no create function refuses to create one.
  */
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -30,6 +31,9 @@ async function session(which: Daemon): Promise<unknown[]> {
       backup({ target: t('n4.img'), format: 'file' }),
       backup({ target: t('e2.raw'), format: 'file', mode: 'existing' }),
       ['transaction', { actions: [{ type: 'drive-backup', data: { 'job-id': 'tx', device: 'src', sync: 'full', target: t('n5.img'), format: 'x' } }] }],
+      // A driver QEMU has that creates nothing (a filter, blkdebug): QEMU's refusal, not blockemu's.
+      backup({ target: t('n10.img'), format: 'blkdebug' }),
+      backup({ target: t('n11.img'), format: 'throttle' }),
       snap({ 'snapshot-file': t('n6.img'), format: 'x' }),
       snap({ 'snapshot-file': t('o1.raw'), format: 'x', mode: 'existing' }),
       snap({ 'snapshot-file': t('n7.img'), format: 'raw' }),

@@ -36,6 +36,9 @@ export function formatName(n: BlockNode): string {
   return n.driver;
 }
 
+/** QEMU 7.2's drivers that have a create function (bdrv_co_create_opts); any other refuses to create an image at all. */
+const QEMU_CREATES = new Set(['file', 'gluster', 'host_cdrom', 'host_device', 'iscsi', 'iser', 'luks', 'nbd', 'nfs', 'nvme', 'parallels', 'qcow', 'qcow2', 'qed', 'raw', 'rbd', 'ssh', 'vdi', 'vhdx', 'vmdk', 'vpc']);
+
 /** Formats blockemu creates, and whether their images can name a backing file (a protocol's or raw's cannot). */
 const CREATABLE: Record<string, { backing: boolean }> = { qcow2: { backing: true }, raw: { backing: false }, file: { backing: false } };
 
@@ -60,6 +63,7 @@ export async function createTargetImage(path: string, format: string, size: numb
     return undefined;
   }
   const kind = CREATABLE[format];
+  if (!kind && !QEMU_CREATES.has(format)) throw fail(`Format driver '${format}' does not support image creation`);
   if (!kind) throw fail(`Creating '${format}' images is not supported by blockemu (supported: ${Object.keys(CREATABLE).join(', ')})`);
   if (base && !kind.backing) throw fail(`Backing file not supported for file format '${format}'`);
   const backing = base ? { backingFile: namesOf(base).get(base)!.filename, backingFormat: formatName(base) } : undefined;
