@@ -2,4 +2,5 @@
 import { loadEntry } from './launch.js';
 
 const { main } = await loadEntry<typeof import('./cli.js')>('cli');
-await main(process.argv);
+const code = await main(process.argv);
+if (code !== undefined) process.exitCode = code;

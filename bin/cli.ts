@@ -1,8 +1,10 @@
+import { createInterface } from 'node:readline';
 import type { Command } from 'commander';
 import { LOG_LEVELS, setLogLevel } from '../src/log.js';
+import { type ToolContext, ToolExit } from './commands/tool-context.js';
 
 /** The subcommands, each loaded only when it runs (or for the overall help): a daemon start loads no image tools, and the reverse. */
-const SUBCOMMANDS: Record<string, () => Promise<(program: Command) => void>> = {
+const SUBCOMMANDS: Record<string, () => Promise<(program: Command, ctx: ToolContext) => void>> = {
   img: async () => (await import('./commands/img.js')).addImgCommand,
   io: async () => (await import('./commands/io.js')).addIoCommand,
   demo: async () => (await import('./commands/demo.js')).addDemoCommand,
@@ -12,24 +14,54 @@ const SUBCOMMANDS: Record<string, () => Promise<(program: Command) => void>> = {
   replay: async () => (await import('./commands/replay.js')).addReplayCommand,
 };
 
-/** The subcommand the arguments name, past the global options; undefined when they name none (help, version, an error). */
-function subcommandOf(args: readonly string[]): string | undefined {
+/** Where the subcommand's name is, past the global options; -1 when the arguments name none (help, version, an error). */
+function subcommandIndex(args: readonly string[]): number {
   for (let i = 0; i < args.length; i++) {
     const a = args[i]!;
     if (a === '--log-level') i++;
-    else if (!a.startsWith('--log-level=')) return Object.hasOwn(SUBCOMMANDS, a) ? a : undefined;
+    else if (!a.startsWith('--log-level=')) return Object.hasOwn(SUBCOMMANDS, a) ? i : -1;
   }
-  return undefined;
+  return -1;
 }
 
-/** The `blockemu` command line (argv as process.argv: node and script first). */
-export async function main(argv: readonly string[]): Promise<void> {
+/** The process's streams as a tool's context; stdin is read only when io asks for its lines. */
+function processContext(rawArgs: readonly string[]): ToolContext & { close(): void } {
+  // The reader is made on the first request for lines and at once buffers
+  // only lines read after it exists (the image is opened before the first
+  // line is wanted); made lazily so that -c runs never touch stdin.
+  let rl: ReturnType<typeof createInterface> | undefined;
+  return {
+    rawArgs,
+    out: (t) => void process.stdout.write(t),
+    err: (t) => void process.stderr.write(t),
+    lines: {
+      [Symbol.asyncIterator]: () => {
+        rl ??= createInterface({ input: process.stdin, crlfDelay: Infinity });
+        return rl[Symbol.asyncIterator]();
+      },
+    },
+    close: () => rl?.close(),
+  };
+}
+
+/**
+ * The `blockemu` command line (argv as process.argv: node and script first).
+ * `img` and `io` resolve to their exit code and write only through `ctx`
+ * (the process's streams when none is given), so they also run in-process;
+ * the other subcommands set the process's exit code themselves.
+ */
+export async function main(argv: readonly string[], ctx?: Omit<ToolContext, 'rawArgs' | 'exitCode'>): Promise<number | undefined> {
   // A daemon start skips commander (its modules and node:child_process): `daemon` hands every argument to runDaemon anyway.
-  if (argv[2] === 'daemon') {
+  if (argv[2] === 'daemon' && ctx === undefined) {
     const { runDaemon } = await import('../src/cli/daemon-main.js');
     process.exitCode = await runDaemon(argv.slice(3));
-    return;
+    return undefined;
   }
+  const args = argv.slice(2);
+  const at = subcommandIndex(args);
+  const rawArgs = at < 0 ? [] : args.slice(at + 1);
+  const own = ctx === undefined ? processContext(rawArgs) : undefined;
+  const tool: ToolContext = own ?? { ...ctx!, rawArgs };
   const { Command, Option } = await import('commander');
   const program = new Command();
   program
@@ -41,8 +73,16 @@ export async function main(argv: readonly string[]): Promise<void> {
     .addOption(new Option('--log-level <level>', 'log level for stderr').choices(LOG_LEVELS).env('BLOCKEMU_LOG_LEVEL').default('warn'))
     .hook('preAction', (cmd) => setLogLevel(cmd.opts().logLevel as string));
 
-  const only = subcommandOf(argv.slice(2));
-  for (const name of only ? [only] : Object.keys(SUBCOMMANDS)) (await SUBCOMMANDS[name]!())(program);
+  const only = at < 0 ? undefined : args[at];
+  for (const name of only ? [only] : Object.keys(SUBCOMMANDS)) (await SUBCOMMANDS[name]!())(program, tool);
 
-  await program.parseAsync([...argv]);
+  try {
+    await program.parseAsync([...argv]);
+  } catch (err) {
+    if (!(err instanceof ToolExit)) throw err;
+    tool.exitCode = err.code;
+  } finally {
+    own?.close();
+  }
+  return tool.exitCode;
 }

@@ -1,12 +1,12 @@
 import { type Command, Option } from 'commander';
 import { imgCheck } from '../../src/cli/img-check.js';
-import { processIo, runSubcommand } from '../../src/cli/img/output.js';
+import type { ImgIo } from '../../src/cli/img/output.js';
 
 /** -U as qemu-img has it: force-share=on, refused where the image would be written. */
 export const FORCE_SHARE_HELP = 'force shared permissions: open read-only, sharing everything, so image locks other processes hold are not checked';
 
 /** `blockemu img check`: argument parsing only; src/cli/img-check.ts does the work. */
-export function addImgCheck(img: Command): void {
+export function addImgCheck(img: Command, run: (body: (io: ImgIo) => Promise<number>) => Promise<void>): void {
   img
     .command('check')
     .description('check an image for consistency, optionally repairing it (qemu-img check)')
@@ -18,11 +18,7 @@ export function addImgCheck(img: Command): void {
     .option('-T <src_cache>', 'accepted for compatibility (blockemu has no host cache modes)')
     .option('-U, --force-share', `${FORCE_SHARE_HELP} (not with -r)`)
     .argument('[args...]', 'filename')
-    .action(async (args: string[], o: { f?: string; r?: string; output?: string; q?: boolean; forceShare?: boolean }) => {
-      process.exitCode = await runSubcommand(
-        processIo,
-        () => imgCheck(processIo, { format: o.f, repair: o.r, output: o.output, quiet: o.q === true, forceShare: o.forceShare === true, args }),
-        1,
-      );
-    });
+    .action(async (args: string[], o: { f?: string; r?: string; output?: string; q?: boolean; forceShare?: boolean }) =>
+      run((io) => imgCheck(io, { format: o.f, repair: o.r, output: o.output, quiet: o.q === true, forceShare: o.forceShare === true, args })),
+    );
 }

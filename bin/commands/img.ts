@@ -13,46 +13,46 @@ import { AMEND_USAGE, imgAmend } from '../../src/cli/img/amend.js';
 import { DD_USAGE, imgDd } from '../../src/cli/img/dd.js';
 import { BENCH_USAGE, imgBench } from '../../src/cli/img/bench.js';
 import { imgMeasure, MEASURE_USAGE } from '../../src/cli/img/measure.js';
-import { type ImgIo, printFailure, processIo, runSubcommand, usageError } from '../../src/cli/img/output.js';
+import { type ImgIo, printFailure, runSubcommand, usageError } from '../../src/cli/img/output.js';
 import { addImgCheck, FORCE_SHARE_HELP } from './img-check.js';
+import { type ToolContext, ToolExit } from './tool-context.js';
 
 const collect = (v: string, prev: string[]): string[] => [...prev, v];
-
-/** Runs a subcommand body and records its exit code (output is flushed by Node before exit). */
-async function run(body: (io: ImgIo) => Promise<number>, failCode = 1): Promise<void> {
-  process.exitCode = await runSubcommand(processIo, () => body(processIo), failCode);
-}
 
 /**
  * Commander's parse errors in qemu-img's words ("unrecognized option '-x'",
  * "missing argument for option '-f'") with the usage hint, exit code 1.
  */
-function qemuStyleParseErrors(err: CommanderError): never {
+function qemuStyleParseErrors(io: ImgIo, err: CommanderError): never {
   const quoted = /'([^']*)'/.exec(err.message)?.[1] ?? '';
   if (err.code === 'commander.unknownOption') {
-    printFailure(processIo, usageError(`unrecognized option '${quoted}'`));
-    process.exit(1);
+    printFailure(io, usageError(`unrecognized option '${quoted}'`));
+    throw new ToolExit(1);
   }
   if (err.code === 'commander.optionMissingArgument') {
-    printFailure(processIo, usageError(`missing argument for option '${quoted.split(/[ ,]/)[0]}'`));
-    process.exit(1);
+    printFailure(io, usageError(`missing argument for option '${quoted.split(/[ ,]/)[0]}'`));
+    throw new ToolExit(1);
   }
   if (err.code !== 'commander.helpDisplayed' && err.code !== 'commander.help' && err.code !== 'commander.version') {
-    printFailure(processIo, usageError(err.message.replace(/^error: /, '')));
+    printFailure(io, usageError(err.message.replace(/^error: /, '')));
   }
-  process.exit(err.exitCode);
+  throw new ToolExit(err.exitCode);
 }
 
 const outputOption = () => new Option('--output <format>', "'human' (default) or 'json'");
 
 /** `blockemu img …`: a subset of qemu-img with the same options and output. */
-export function addImgCommand(program: Command): void {
+export function addImgCommand(program: Command, ctx: ToolContext): void {
+  /** Runs a subcommand body and records its exit code. */
+  const run = async (body: (io: ImgIo) => Promise<number>, failCode = 1): Promise<void> => {
+    ctx.exitCode = await runSubcommand(ctx, () => body(ctx), failCode);
+  };
   const img = program
     .command('img')
     .description('create, inspect, check and convert images (like qemu-img)')
     // Set before the subcommands are added: they inherit both.
-    .exitOverride(qemuStyleParseErrors)
-    .configureOutput({ outputError: () => undefined });
+    .exitOverride((err) => qemuStyleParseErrors(ctx, err))
+    .configureOutput({ writeOut: (t) => ctx.out(t), writeErr: (t) => ctx.err(t), outputError: () => undefined });
 
   img
     .command('create')
@@ -154,7 +154,7 @@ export function addImgCommand(program: Command): void {
         ),
     );
 
-  addImgCheck(img);
+  addImgCheck(img, run);
 
   // qemu-img takes the size off the end before parsing options ("-1G" is a
   // size), so commander only hands the raw arguments over.

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { spawnSync } from 'node:child_process';
+import { runsInProcess, runToolInProcess } from './tool-in-process.js';
 
 const execFileP = promisify(execFile);
 
@@ -55,6 +56,15 @@ export const qemuIo = (...args: string[]) => run('qemu-io', args);
 /** The built CLI (npm test builds first). */
 export const BLOCKEMU = join(import.meta.dirname, '..', '..', 'dist', 'bin', 'blockemu.js');
 export const blockemu = (...args: string[]) => run(process.execPath, [BLOCKEMU, ...args]);
+
+/**
+ * `blockemu img …` / `blockemu io …` for comparisons with QEMU's tools: in
+ * this process where it can be (./tool-in-process.ts), else spawned.
+ */
+export async function runBlockemu(args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): Promise<RunResult> {
+  if (runsInProcess(args[0], args.slice(1))) return runToolInProcess(args, opts);
+  return run(process.execPath, [BLOCKEMU, ...args], opts);
+}
 
 /** A temp directory removed after use. */
 export async function withTempDir<T>(fn: (dir: string) => Promise<T>): Promise<T> {

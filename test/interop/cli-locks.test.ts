@@ -28,7 +28,7 @@ import { CREATE_PERMS } from '../../src/image/file-create.js';
 import { chainFilePerms, type ToolOpenFlags } from '../../src/image/tool-perms.js';
 import type { ImageFormat } from '../../src/image/types.js';
 import { holdWithBlockemuIo, holdWithQemuIo, holdWithQsd, lockedBytes, type Holder } from '../helpers/locks.js';
-import { BLOCKEMU, qemu, run, type RunResult } from '../helpers/qemu.js';
+import { qemu, run, type RunResult, runBlockemu as blockemuTool } from '../helpers/qemu.js';
 
 const ofd = await ofdLocksAvailable();
 if (!ofd) console.warn('SKIP: this machine cannot take OFD locks through perl (see resolveLocking)');
@@ -52,7 +52,7 @@ function runQemu(r: Requester, cwd: string): Promise<RunResult> {
 }
 
 async function runBlockemu(r: Requester, cwd: string): Promise<RunResult> {
-  const b = await run(process.execPath, [BLOCKEMU, r.tool, ...r.args], { cwd });
+  const b = await blockemuTool([r.tool, ...r.args], { cwd });
   return { ...b, stderr: b.stderr.replaceAll('blockemu img', 'qemu-img').replaceAll('blockemu io', 'qemu-io') };
 }
 

@@ -8,14 +8,14 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { BLOCKEMU, qemu, run } from '../helpers/qemu.js';
+import { qemu, run, runBlockemu } from '../helpers/qemu.js';
 import { scratch } from './img-oracle.js';
 
 type Tools = { img: (...a: string[]) => Promise<string>; io: (f: string, ...c: string[]) => Promise<string> };
 
 function tools(cwd: string, ours: boolean): Tools {
   const go = async (tool: 'img' | 'io', args: string[]) => {
-    const r = ours ? await run(process.execPath, [BLOCKEMU, tool, ...args], { cwd }) : await run(`qemu-${tool}`, args, { cwd });
+    const r = ours ? await runBlockemu([tool, ...args], { cwd }) : await run(`qemu-${tool}`, args, { cwd });
     if (r.code !== 0) throw new Error(`${tool} ${args.join(' ')} failed (${r.code}): ${r.stderr}`);
     return r.stdout + r.stderr;
   };

@@ -14,9 +14,9 @@ import { mkdir, mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expect } from 'vitest';
-import { BLOCKEMU, run, type RunResult } from '../helpers/qemu.js';
+import { run, type RunResult, runBlockemu } from '../helpers/qemu.js';
 
-export const blockemuImg = (args: string[], cwd?: string) => run(process.execPath, [BLOCKEMU, 'img', ...args], { cwd });
+export const blockemuImg = (args: string[], cwd?: string) => runBlockemu(['img', ...args], { cwd });
 export const qemuImgIn = (args: string[], cwd?: string) => run('qemu-img', args, { cwd });
 
 export function normalise(r: RunResult): RunResult {

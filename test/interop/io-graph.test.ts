@@ -9,7 +9,7 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { BLOCKEMU, normaliseQemuIo, qemu, run, withTempDir } from '../helpers/qemu.js';
+import { normaliseQemuIo, qemu, run, withTempDir, runBlockemu } from '../helpers/qemu.js';
 
 /** Fails every data read once the image's first read_aio is announced. */
 const CONFIG = '[inject-error]\nevent = "read_aio"\nerrno = "5"\n';
@@ -62,7 +62,7 @@ describe.skipIf(!qemu.available)('blockemu io over a node graph against qemu-io 
         await writeFile(join(d, 'bd.conf'), CONFIG);
       }
       const rq = normaliseQemuIo(await run('qemu-io', args, { cwd: q }));
-      const rb = normaliseQemuIo(await run(process.execPath, [BLOCKEMU, 'io', ...args], { cwd: b }));
+      const rb = normaliseQemuIo(await runBlockemu(['io', ...args], { cwd: b }));
       expect({ args, ...rb }).toEqual({ args, ...rq });
       const cmp = await run('qemu-img', ['compare', '-f', 'qcow2', '-F', 'qcow2', join(q, 'img'), join(b, 'img')]);
       expect(cmp.stdout + cmp.stderr).toBe('Images are identical.\n');

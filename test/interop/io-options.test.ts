@@ -12,7 +12,7 @@
 import { mkdir, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { BLOCKEMU, normaliseQemuIo, qemu, run, withTempDir } from '../helpers/qemu.js';
+import { normaliseQemuIo, qemu, run, withTempDir, runBlockemu } from '../helpers/qemu.js';
 
 type Format = 'raw' | 'qcow2';
 
@@ -116,7 +116,7 @@ describe.skipIf(!qemu.available)('blockemu io options against qemu-io 7.2', () =
       }
       const env = (t: string) => ({ ...process.env, TMPDIR: t });
       const rq = normaliseQemuIo(await run('qemu-io', k.args, { cwd: q, env: env(tq) }));
-      const rb = normaliseQemuIo(await run(process.execPath, [BLOCKEMU, 'io', ...k.args], { cwd: b, env: env(tb) }));
+      const rb = normaliseQemuIo(await runBlockemu(['io', ...k.args], { cwd: b, env: env(tb) }));
       expect({ args: k.args, ...rb }).toEqual({ args: k.args, ...rq });
       const cmp = await run('qemu-img', ['compare', '-f', k.fmt, '-F', k.fmt, join(q, 'img'), join(b, 'img')]);
       expect(cmp.stdout + cmp.stderr).toBe('Images are identical.\n');
@@ -132,7 +132,7 @@ describe.skipIf(!qemu.available)('blockemu io options against qemu-io 7.2', () =
     await withTempDir(async (dir) => {
       const img = join(dir, 'img');
       await run('qemu-img', ['create', '-f', 'qcow2', img, '1M']);
-      const r = await run(process.execPath, [BLOCKEMU, 'io', '-s', '-f', 'qcow2', '-c', 'write -P 7 0 4k', '-c', 'read -P 7 0 4k', img]);
+      const r = await runBlockemu(['io', '-s', '-f', 'qcow2', '-c', 'write -P 7 0 4k', '-c', 'read -P 7 0 4k', img]);
       expect(r.code).toBe(0);
       const after = await run('qemu-io', ['-f', 'qcow2', '-c', 'read -P 0 0 4k', img]);
       expect(after.code).toBe(0);
@@ -142,7 +142,7 @@ describe.skipIf(!qemu.available)('blockemu io options against qemu-io 7.2', () =
 
   it('-V prints a version and the copyright line, as qemu-io', async () => {
     const q = await run('qemu-io', ['-V']);
-    const b = await run(process.execPath, [BLOCKEMU, 'io', '-V']);
+    const b = await runBlockemu(['io', '-V']);
     const shape = (s: string) => s.replace(/^(qemu-io|blockemu io) version 7\.2\.\d+ \([^)]*\)$/m, 'VERSION');
     expect({ stdout: shape(b.stdout), code: b.code }).toEqual({ stdout: shape(q.stdout), code: q.code });
   });

@@ -8,7 +8,7 @@
 import { copyFile, mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { BLOCKEMU, normaliseQemuIo, qemu, qemuImg, run, withTempDir } from '../helpers/qemu.js';
+import { normaliseQemuIo, qemu, qemuImg, run, withTempDir, runBlockemu } from '../helpers/qemu.js';
 
 const CASES: Array<{ name: string; create: string[]; commands: string[] }> = [
   {
@@ -39,7 +39,7 @@ describe.skipIf(!qemu.available)('blockemu io write -b / read -b (vs qemu-io)', 
       const fmt = create[1]!;
       const args = ['-f', fmt, ...commands.flatMap((c) => ['-c', c]), 'img'];
       const q = normaliseQemuIo(await run('qemu-io', args, { cwd: join(dir, 'q') }));
-      const b = normaliseQemuIo(await run(process.execPath, [BLOCKEMU, 'io', ...args], { cwd: join(dir, 'b') }));
+      const b = normaliseQemuIo(await runBlockemu(['io', ...args], { cwd: join(dir, 'b') }));
       expect(b).toEqual(q);
       expect(Buffer.compare(await readFile(join(dir, 'b', 'img')), await readFile(join(dir, 'q', 'img')))).toBe(0);
       if (fmt === 'qcow2') expect((await qemuImg('check', join(dir, 'b', 'img'))).code).toBe(0);

@@ -17,7 +17,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { BLOCKEMU, qemu, run, type RunResult, withTempDir } from '../helpers/qemu.js';
+import { BLOCKEMU, qemu, run, runBlockemu, type RunResult, withTempDir } from '../helpers/qemu.js';
 
 type Format = 'raw' | 'qcow2';
 
@@ -78,7 +78,7 @@ const cmdArgs = (cmds: string[]) => cmds.flatMap((c) => ['-c', c]);
 async function expectSame(d: Dirs, args: string[], opts: { input?: string; stdout?: boolean } = {}): Promise<RunResult> {
   const q = opts.input === undefined ? await run('qemu-io', args, { cwd: d.q }) : await runWithInput('qemu-io', args, d.q, opts.input);
   const bArgs = [BLOCKEMU, 'io', ...args];
-  const b = opts.input === undefined ? await run(process.execPath, bArgs, { cwd: d.b }) : await runWithInput(process.execPath, bArgs, d.b, opts.input);
+  const b = opts.input === undefined ? await runBlockemu(['io', ...args], { cwd: d.b }) : await runWithInput(process.execPath, bArgs, d.b, opts.input);
   const nq = normalise(q);
   const nb = normalise(b);
   if (opts.stdout === false) {
