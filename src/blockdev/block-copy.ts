@@ -44,6 +44,17 @@ export interface BlockCopyOptions {
   sequential?: boolean;
 }
 
+/** The most a task of zeroes grows to (extendZeroRun). */
+const ZERO_RUN_MAX = 64 << 20;
+
+interface CopyTask {
+  first: number;
+  /** Past the task's last cluster; a task of zeroes may grow while it runs. */
+  end: number;
+  /** Settles once the clusters are copied (or, on failure with CopyError, put back on the copy bitmap). */
+  done: Promise<void>;
+}
+
 /** block-copy's cluster: max(64 KiB, the target's cluster size) (block_copy_calculate_cluster_size). */
 export function blockCopyClusterSize(target: BlockNode): number {
   const info = (target as unknown as { info?: () => { clusterSize?: number } }).info?.();
@@ -60,7 +71,9 @@ export function blockCopyClusterSize(target: BlockNode): number {
  */
 export class BlockCopy {
   readonly bitmap: ChunkBitmap;
-  private readonly inFlight = new Map<number, Promise<void>>();
+  /** The clusters of the copies in flight, and those copies: a bit and a task per copy rather than a map entry per cluster (a sparse 16 GiB backup claims 262 144 clusters). */
+  private readonly claimed: ChunkBitmap;
+  private readonly inFlight = new Set<CopyTask>();
   private maxChunk = 0;
   private opts: BlockCopyOptions = {};
 
@@ -72,6 +85,7 @@ export class BlockCopy {
     opts: BlockCopyOptions = {},
   ) {
     this.bitmap = new ChunkBitmap(source.size(), clusterSize);
+    this.claimed = new ChunkBitmap(source.size(), clusterSize);
     this.writeback = new WritebackHints(target);
     this.setOptions(opts);
   }
@@ -102,7 +116,7 @@ export class BlockCopy {
 
   /** Resolves once no copy is in flight (copies started meanwhile included); failures are the copiers' to report. */
   async drain(): Promise<void> {
-    while (this.inFlight.size > 0) await Promise.allSettled(new Set(this.inFlight.values()));
+    while (this.inFlight.size > 0) await Promise.allSettled([...this.inFlight].map((t) => t.done));
   }
 
   /**
@@ -122,16 +136,17 @@ export class BlockCopy {
    * starts copying it. The claim is synchronous, so callers can keep
    * several tasks in flight (QEMU's block-copy workers) without two of them
    * taking the same clusters; `done` rejects with CopyError on failure.
+   * With `zeroRuns`, a task of zeroes may grow while it runs (its `end`).
    */
-  startNext(from: number): { first: number; end: number; done: Promise<void> } | undefined {
+  startNext(from: number, opts: { zeroRuns?: boolean } = {}): Readonly<CopyTask> | undefined {
     let first = this.bitmap.nextSet(from);
     // A cluster claimed by copy-before-write is already on its way.
-    while (first >= 0 && this.inFlight.has(first)) first = this.bitmap.nextSet(first + 1);
+    while (first >= 0 && this.claimed.get(first)) first = this.bitmap.nextSet(first + 1);
     if (first < 0) return undefined;
     let n = 1;
     const max = Math.max(1, Math.floor(this.maxChunk / this.clusterSize));
-    while (n < max && first + n < this.bitmap.chunks && this.bitmap.get(first + n) && !this.inFlight.has(first + n)) n++;
-    return { first, end: first + n, done: this.copyClaimed(first, n) };
+    while (n < max && first + n < this.bitmap.chunks && this.bitmap.get(first + n) && !this.claimed.get(first + n)) n++;
+    return this.claim(first, n, opts.zeroRuns === true);
   }
 
   /**
@@ -143,7 +158,7 @@ export class BlockCopy {
     const first = Math.floor(offset / this.clusterSize);
     const last = Math.min(this.bitmap.chunks - 1, Math.floor((offset + length - 1) / this.clusterSize));
     for (let c = first; c <= last; ) {
-      const pending = this.inFlight.get(c);
+      const pending = this.claimed.get(c) ? this.copyOf(c) : undefined;
       if (pending) {
         // Copied by someone else now; if that fails the bit is set again and we copy it ourselves.
         await pending.catch(() => undefined);
@@ -156,26 +171,73 @@ export class BlockCopy {
       // At most one task's worth at a time (block_copy splits so too): a huge guest write must not mean a huge buffer.
       let n = 1;
       const max = Math.max(1, Math.floor(this.maxChunk / this.clusterSize));
-      while (n < max && c + n <= last && this.bitmap.get(c + n) && !this.inFlight.has(c + n)) n++;
-      await this.copyClaimed(c, n);
+      while (n < max && c + n <= last && this.bitmap.get(c + n) && !this.claimed.get(c + n)) n++;
+      await this.claim(c, n, false).done;
       c += n;
     }
   }
 
-  private async copyClaimed(first: number, n: number): Promise<void> {
-    for (let c = first; c < first + n; c++) this.bitmap.clear(c);
-    const work = this.copy(first, n);
-    for (let c = first; c < first + n; c++) this.inFlight.set(c, work);
+  /** The copy in flight that holds cluster `c`. */
+  private copyOf(c: number): Promise<void> | undefined {
+    for (const t of this.inFlight) if (c >= t.first && c < t.end) return t.done;
+    return undefined;
+  }
+
+  /** Takes clusters [first, first+n) off the copy bitmap and starts their copy; a failure puts them back. */
+  private claim(first: number, n: number, zeroRuns: boolean): CopyTask {
+    for (let c = first; c < first + n; c++) {
+      this.bitmap.clear(c);
+      this.claimed.set(c);
+    }
+    const task: CopyTask = { first, end: first + n, done: Promise.resolve() };
+    this.inFlight.add(task);
+    task.done = this.runTask(task, zeroRuns);
+    return task;
+  }
+
+  private async runTask(task: CopyTask, zeroRuns: boolean): Promise<void> {
+    const first = task.first;
     try {
-      await work;
+      await this.copy(task, zeroRuns);
     } catch (err) {
       const left = err instanceof CopyError ? err.left : undefined;
-      if (!left) for (let c = first; c < first + n; c++) this.bitmap.set(c);
+      if (!left) for (let c = first; c < task.end; c++) this.bitmap.set(c);
       else for (const [offset, length] of left) this.bitmap.setRange(offset, length);
       throw err;
     } finally {
-      for (let c = first; c < first + n; c++) this.inFlight.delete(c);
+      for (let c = first; c < task.end; c++) this.claimed.clear(c);
+      this.inFlight.delete(task);
     }
+  }
+
+  /**
+   * A task that found only zeroes takes the dirty, unclaimed clusters after
+   * it that read as zeroes too, up to ZERO_RUN_MAX: QEMU makes a task of at
+   * most 1 MiB there as well, but a task costs C far less than JavaScript
+   * (a sparse 16 GiB backup is 16 384 of them). The target gets the same
+   * zeroes; only the job's progress moves in larger steps. Returns the
+   * bytes of zeroes the task now covers from `start`.
+   */
+  private async extendZeroRun(task: CopyTask, start: number, status: { wantZero: boolean }): Promise<number> {
+    const cs = this.clusterSize;
+    const size = this.source.size();
+    const from = task.end * cs;
+    if (from >= size) return size - start;
+    let more: { zero: boolean; length: number };
+    try {
+      more = await this.source.blockStatus(from, Math.min(ZERO_RUN_MAX, size - from), status);
+    } catch {
+      return from - start; // asked only to save work: the task's own clusters are done as they were
+    }
+    if (!more.zero) return from - start;
+    // Whole clusters only, the last one too when the run reaches the end.
+    const limit = task.end + (from + more.length >= size ? this.bitmap.chunks - task.end : Math.floor(more.length / cs));
+    while (task.end < limit && this.bitmap.get(task.end) && !this.claimed.get(task.end)) {
+      this.bitmap.clear(task.end);
+      this.claimed.set(task.end);
+      task.end++;
+    }
+    return Math.min(task.end * cs, size) - start;
   }
 
   /**
@@ -188,10 +250,10 @@ export class BlockCopy {
    * since they share one buffer; the first failure in offset order is the
    * task's, a read's before any write's.
    */
-  private async copy(first: number, n: number): Promise<void> {
+  private async copy(task: CopyTask, zeroRuns: boolean): Promise<void> {
     const cs = this.clusterSize;
-    const start = first * cs;
-    const end = Math.min(start + n * cs, this.source.size());
+    const start = task.first * cs;
+    const end = Math.min(task.end * cs, this.source.size());
     const extents: { offset: number; length: number; zero: boolean }[] = [];
     // The data is read anyway, so zeroes are found in it (copyPieces) rather than by reading twice; but a
     // compressed copy writes what it reads as data (QEMU compresses zero data too), so there only the
@@ -225,6 +287,10 @@ export class BlockCopy {
       extents.push({ offset, length, zero: zero && stLength >= length });
       offset += length;
     }
+    const only = extents[0]!;
+    if (zeroRuns && extents.length === 1 && only.zero && !this.opts.compress && !this.opts.separateExtents) {
+      only.length = await this.extendZeroRun(task, start, status);
+    }
     // Zero extents need no buffer; a task of zeroes only takes none.
     const buf = extents.some((e) => !e.zero) ? this.takeBuffer(end - start) : new Uint8Array(0);
     try {
@@ -240,7 +306,7 @@ export class BlockCopy {
       this.giveBuffer(buf);
     }
     // Progress counts whole clusters, the last one too (block-copy's tasks are cluster-aligned), as the job's length does.
-    this.opts.onProgress?.(n * cs);
+    this.opts.onProgress?.((task.end - task.first) * cs);
   }
 
   /**

@@ -170,12 +170,16 @@ export class BackupJob extends BlockJob {
     let failure: CopyError | undefined;
     let fatal: { err: unknown } | undefined;
     let cursor = 0;
+    // Woken when a task ends and frees a slot. Promise.race over the pool would hang a reaction on every task in
+    // flight for each task started: 64 per MiB, most of a sparse backup's garbage.
+    let slotFreed: (() => void) | undefined;
     try {
       while (failure === undefined && fatal === undefined) {
         await this.pausePoint();
         for (let d = this.limiter.delay(0); d > 0; d = this.limiter.delay(0)) await this.sleep(d);
         if (failure !== undefined || fatal !== undefined) break;
-        const task = this.copier.startNext(cursor);
+        // Unthrottled, a task of zeroes may take the zeroes after it (BlockCopy.extendZeroRun); throttled, every MiB is charged as QEMU charges it.
+        const task = this.copier.startNext(cursor, { zeroRuns: !this.limiter.limited });
         if (!task) break;
         cursor = task.end;
         this.limiter.delay((task.end - task.first) * this.copier.clusterSize);
@@ -184,9 +188,13 @@ export class BackupJob extends BlockJob {
             if (err instanceof CopyError) failure ??= err;
             else fatal ??= { err };
           })
-          .finally(() => tasks.delete(t));
+          .finally(() => {
+            tasks.delete(t);
+            slotFreed?.();
+          });
         tasks.add(t);
-        if (tasks.size >= this.maxTasks) await Promise.race(tasks);
+        if (tasks.size >= this.maxTasks) await new Promise<void>((resolve) => (slotFreed = resolve));
+        slotFreed = undefined;
       }
     } finally {
       await Promise.allSettled(tasks);

@@ -25,6 +25,11 @@ export class RateLimiter {
     this.quota = speed === 0 ? 0 : Math.max((speed * SLICE_NS) / 1e9, 1);
   }
 
+  /** Whether requests are throttled at all. */
+  get limited(): boolean {
+    return this.quota !== 0;
+  }
+
   /**
    * Records `n` bytes about to be sent; returns how many nanoseconds to
    * wait before the next request (0: none). `delay(0)` asks without
