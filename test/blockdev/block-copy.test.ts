@@ -4,13 +4,13 @@
  * every cluster is copied exactly once, the target reads as the source, and
  * progress adds up to the image.
  */
+import { join } from 'node:path';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { BlockCopy } from '../../src/blockdev/block-copy.js';
 import { BlockGraph } from '../../src/blockdev/graph.js';
 import { openBlockdev } from '../../src/blockdev/open.js';
 import { createImage, openImage } from '../../src/image/open.js';
-import { join } from 'node:path';
 import { withTempDir } from '../helpers/qemu.js';
 
 const CS = 64 * 1024;

@@ -4,7 +4,7 @@
  * run so answers as the executable does: the same stdout, stderr, exit code
  * and files, for successes, failures, parse errors, help and version.
  */
-import { readFile } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { BLOCKEMU, run, withTempDir } from '../helpers/qemu.js';
@@ -47,7 +47,7 @@ describe('blockemu img/io lines run in-process', () => {
 
   it('answer as the executable does, line after line on the same files', async () => {
     await withTempDir(async (dir) => {
-      await Promise.all(['p', 'i'].map((d) => run('mkdir', [join(dir, d)])));
+      await Promise.all(['p', 'i'].map((d) => mkdir(join(dir, d))));
       for (const line of LINES) {
         const spawned = await run(process.execPath, [BLOCKEMU, ...line], { cwd: join(dir, 'p') });
         const inProcess = await runToolInProcess(line, { cwd: join(dir, 'i') });
