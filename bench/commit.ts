@@ -20,7 +20,7 @@ import { randomFillSync } from 'node:crypto';
 import { copyFile, open, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type BenchContext, intFlag } from './lib/context.js';
-import { type Daemon, daemons, makeImages, syncDisks, vmHwmMiB, withDaemon } from './lib/daemon-session.js';
+import { cpuSeconds, type Daemon, daemons, makeImages, syncDisks, vmHwmMiB, withDaemon } from './lib/daemon-session.js';
 import { prefault } from './lib/host-memory.js';
 import { qemuImg } from './lib/qemu.js';
 import { median, MiB, renderTable } from './lib/stats.js';
@@ -37,6 +37,8 @@ interface CommitRun {
   /** Active commit only: the command to BLOCK_JOB_READY. */
   ready?: number;
   total: number;
+  /** CPU seconds (all threads, user + system) from the command to the end. */
+  cpu: number;
   hwmMiB: number;
 }
 
@@ -84,6 +86,7 @@ async function commitOnce(d: Daemon, dir: string, p: Pristine, active: boolean, 
   syncDisks();
   return withDaemon(d, dir, image, 'qcow2', async (q, proc) => {
     prefault(size + 512 * MiB);
+    const cpu0 = await cpuSeconds(proc.pid!);
     const t0 = performance.now();
     let ready: number | undefined;
     if (active) {
@@ -96,11 +99,12 @@ async function commitOnce(d: Daemon, dir: string, p: Pristine, active: boolean, 
     }
     const done = await q.event('BLOCK_JOB_COMPLETED');
     const total = (performance.now() - t0) / 1000;
+    const cpu = (await cpuSeconds(proc.pid!)) - cpu0;
     if (done.error) throw new Error(`${d.name}: commit failed: ${String(done.error)}`);
     // A commit job counts every byte of the range, the mirror only what it copies: the overlay's half.
     const expected = active ? size / 2 : size;
     if (done.offset !== expected) throw new Error(`${d.name}: the commit ended at offset ${String(done.offset)}, not ${expected}`);
-    return { ready, total, hwmMiB: await vmHwmMiB(proc.pid!) };
+    return { ready, total, cpu, hwmMiB: await vmHwmMiB(proc.pid!) };
   });
 }
 
@@ -114,7 +118,7 @@ export async function run(ctx: BenchContext): Promise<void> {
   const both = daemons(ctx);
   await withTempDir(async (dir) => {
     const pristine = await makeChain(dir, size);
-    const rows: string[][] = [['commit', 'to ready blockemu', 'qsd', 'ratio', 'to end blockemu', 'qsd', 'ratio', 'RSS blockemu', 'RSS qsd']];
+    const rows: string[][] = [['commit', 'to ready blockemu', 'qsd', 'ratio', 'to end blockemu', 'qsd', 'ratio', 'CPU blockemu', 'qsd', 'RSS blockemu', 'RSS qsd']];
     for (const active of [false, true]) {
       const res: Record<string, CommitRun[]> = { blockemu: [], qsd: [] };
       for (let r = 0; r < ctx.runs; r++) {
@@ -129,11 +133,13 @@ export async function run(ctx: BenchContext): Promise<void> {
         secs('blockemu', 'total'),
         secs('qsd', 'total'),
         ratio('total'),
+        secs('blockemu', 'cpu'),
+        secs('qsd', 'cpu'),
         `${m('blockemu', 'hwmMiB').toFixed(0)} MiB`,
         `${m('qsd', 'hwmMiB').toFixed(0)} MiB`,
       ]);
     }
     console.log(`\nblock-commit of a qcow2 overlay (every other 64 KiB cluster, random data) into its base, ${ctx.runs} runs; medians\n`);
-    console.log(renderTable(rows, new Set([1, 2, 3, 4, 5, 6, 7, 8])));
+    console.log(renderTable(rows, new Set([1, 2, 3, 4, 5, 6, 7, 8, 9, 10])));
   });
 }
