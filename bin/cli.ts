@@ -1,7 +1,7 @@
 import { createInterface } from 'node:readline';
 import type { Command } from 'commander';
 import { LOG_LEVELS, setLogLevel } from '../src/log.js';
-import { type ToolContext, ToolExit } from './commands/tool-context.js';
+import { BlockBufferedOutput, type ToolContext, ToolExit } from './commands/tool-context.js';
 
 /** The subcommands, each loaded only when it runs (or for the overall help): a daemon start loads no image tools, and the reverse. */
 const SUBCOMMANDS: Record<string, () => Promise<(program: Command, ctx: ToolContext) => void>> = {
@@ -25,22 +25,27 @@ function subcommandIndex(args: readonly string[]): number {
 }
 
 /** The process's streams as a tool's context; stdin is read only when io asks for its lines. */
-function processContext(rawArgs: readonly string[]): ToolContext & { close(): void } {
+function processContext(rawArgs: readonly string[], stdio: boolean): ToolContext & { close(): void } {
   // The reader is made on the first request for lines and at once buffers
   // only lines read after it exists (the image is opened before the first
   // line is wanted); made lazily so that -c runs never touch stdin.
   let rl: ReturnType<typeof createInterface> | undefined;
+  const stdout = stdio && !process.stdout.isTTY ? new BlockBufferedOutput((b) => void process.stdout.write(b)) : undefined;
   return {
     rawArgs,
-    out: (t) => void process.stdout.write(t),
+    out: stdout ? (t) => stdout.write(t) : (t) => void process.stdout.write(t),
     err: (t) => void process.stderr.write(t),
+    flush: () => stdout?.flush(),
     lines: {
       [Symbol.asyncIterator]: () => {
         rl ??= createInterface({ input: process.stdin, crlfDelay: Infinity });
         return rl[Symbol.asyncIterator]();
       },
     },
-    close: () => rl?.close(),
+    close: () => {
+      rl?.close();
+      stdout?.flush();
+    },
   };
 }
 
@@ -60,7 +65,8 @@ export async function main(argv: readonly string[], ctx?: Omit<ToolContext, 'raw
   const args = argv.slice(2);
   const at = subcommandIndex(args);
   const rawArgs = at < 0 ? [] : args.slice(at + 1);
-  const own = ctx === undefined ? processContext(rawArgs) : undefined;
+  // qemu-img's stdout is C stdio's: block-buffered into a pipe or file, so what it prints to stderr comes first.
+  const own = ctx === undefined ? processContext(rawArgs, at >= 0 && args[at] === 'img') : undefined;
   const tool: ToolContext = own ?? { ...ctx!, rawArgs };
   const { Command, Option } = await import('commander');
   const program = new Command();

@@ -15,7 +15,8 @@ import { BENCH_USAGE, imgBench } from '../../src/cli/img/bench.js';
 import { imgMeasure, MEASURE_USAGE } from '../../src/cli/img/measure.js';
 import { type ImgIo, printFailure, runSubcommand, usageError } from '../../src/cli/img/output.js';
 import { addImgCheck, FORCE_SHARE_HELP } from './img-check.js';
-import { type ToolContext, ToolExit } from './tool-context.js';
+import { IMG_PROG } from '../../src/cli/tool-names.js';
+import { type ToolContext, ToolExit, withDriverMessages } from './tool-context.js';
 
 const collect = (v: string, prev: string[]): string[] => [...prev, v];
 
@@ -45,7 +46,7 @@ const outputOption = () => new Option('--output <format>', "'human' (default) or
 export function addImgCommand(program: Command, ctx: ToolContext): void {
   /** Runs a subcommand body and records its exit code. */
   const run = async (body: (io: ImgIo) => Promise<number>, failCode = 1): Promise<void> => {
-    ctx.exitCode = await runSubcommand(ctx, () => body(ctx), failCode);
+    ctx.exitCode = await withDriverMessages(ctx, IMG_PROG, () => runSubcommand(ctx, () => body(ctx), failCode));
   };
   const img = program
     .command('img')

@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { ioCommandLine } from '../../src/cli/io.js';
-import type { ToolContext } from './tool-context.js';
+import { IO_PROG } from '../../src/cli/tool-names.js';
+import { type ToolContext, withDriverMessages } from './tool-context.js';
 
 /**
  * `blockemu io [qemu-io options…] [file]`: commander only hands over the raw
@@ -10,6 +11,7 @@ import type { ToolContext } from './tool-context.js';
  * `-- -f raw img` is three files, hence the usage text), so the arguments
  * are taken as typed, from the context.
  */
+
 export function addIoCommand(program: Command, ctx: ToolContext): void {
   program
     .command('io')
@@ -20,6 +22,6 @@ export function addIoCommand(program: Command, ctx: ToolContext): void {
     .allowExcessArguments()
     .argument('[args...]')
     .action(async () => {
-      ctx.exitCode = await ioCommandLine(ctx, ctx.rawArgs);
+      ctx.exitCode = await withDriverMessages(ctx, IO_PROG, () => ioCommandLine(ctx, ctx.rawArgs));
     });
 }

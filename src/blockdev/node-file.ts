@@ -12,7 +12,7 @@ import type { BlockNode } from './node.js';
  */
 export class NodeByteFile implements ByteFile {
   constructor(
-    private node: BlockNode,
+    protected node: BlockNode,
     readonly path: string,
     /** Read-only whatever the node is (an image kept only for reading once its node was inactivated). */
     private readonly readOnlyView = false,

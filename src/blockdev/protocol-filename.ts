@@ -13,7 +13,7 @@ export function protocolOfFilename(file: string): { proto: Record<string, unknow
   if (file.startsWith('blkdebug:')) {
     const rest = file.slice('blkdebug:'.length);
     const colon = rest.indexOf(':');
-    if (colon < 0) throw new BlockError('INVALID_ARGUMENT', 'Invalid filename format');
+    if (colon < 0) throw new BlockError('INVALID_ARGUMENT', 'blkdebug requires both config file and image path');
     const config = rest.slice(0, colon);
     const image = protocolOfFilename(rest.slice(colon + 1));
     return { proto: { driver: 'blkdebug', ...(config !== '' ? { config } : {}), image: image.proto }, ...(image.probeTarget !== undefined ? { probeTarget: image.probeTarget } : {}) };

@@ -4,7 +4,8 @@ import { probeFormat } from '../image/probe.js';
 import type { CheckMessage, CheckResult, RepairMode } from '../image/qcow2/check.js';
 import { checkForceShare } from '../image/tool-perms.js';
 import { parseOutputFormat } from './img/info.js';
-import { cliLocks, openFailureText, probedRawWarning } from './img/open.js';
+import { checkThroughGraph, needsGraph } from './img/graph-open.js';
+import { cliLocks, innerOpenMessage, openFailureText, probedRawWarning, withHint } from './img/open.js';
 import { type ImgIo, ImgFailure, PROG, usageError } from './img/output.js';
 
 export interface CheckArgs {
@@ -37,15 +38,23 @@ export async function imgCheck(io: ImgIo, a: CheckArgs): Promise<number> {
   const name = a.args[0]!;
   const fmt = parseOutputFormat(a.output);
   const writable = repair !== undefined;
-  const format = await openFormat(io, name, a.format, writable, a.forceShare);
-  if (format === 'raw') throw new ImgFailure('This image format does not support checks', { exitCode: 63 });
-
   let result: CheckResult;
-  try {
-    // Opened with its backing chain and locked as qemu-img check's img_open (BDRV_O_CHECK, read-write to repair).
-    result = await checkImage(name, { repair, locks: cliLocks({ readOnly: !writable, forceShare: a.forceShare }) });
-  } catch (err) {
-    throw new ImgFailure(`Could not open '${name}': ${await openFailureText(err, name, 'qcow2')}`);
+  if (needsGraph(name)) {
+    // blkdebug:…, json:…: the protocol opened as nodes, the check over them.
+    const r = await checkThroughGraph(name, { format: a.format, repair, forceShare: a.forceShare }).catch((err: unknown) => {
+      throw new ImgFailure(`Could not open '${name}': ${withHint(innerOpenMessage(err, name), err)}`);
+    });
+    if (r === 'raw') throw new ImgFailure('This image format does not support checks', { exitCode: 63 });
+    result = r;
+  } else {
+    const format = await openFormat(io, name, a.format, writable, a.forceShare);
+    if (format === 'raw') throw new ImgFailure('This image format does not support checks', { exitCode: 63 });
+    try {
+      // Opened with its backing chain and locked as qemu-img check's img_open (BDRV_O_CHECK, read-write to repair).
+      result = await checkImage(name, { repair, locks: cliLocks({ readOnly: !writable, forceShare: a.forceShare }) });
+    } catch (err) {
+      throw new ImgFailure(`Could not open '${name}': ${await openFailureText(err, name, 'qcow2')}`);
+    }
   }
   const say = (text: string) => {
     if (!a.quiet) io.out(text);

@@ -26,6 +26,8 @@ export type DebugEvent =
   | 'cow_write'
   | 'reftable_load'
   | 'reftable_grow'
+  | 'reftable_update'
+  | 'empty_image_prepare'
   | 'refblock_load'
   | 'refblock_update_part'
   | 'refblock_alloc'

@@ -6,6 +6,7 @@ import type { BlockImage, ImageFormat } from '../../image/types.js';
 import { parseCacheMode } from '../io-args.js';
 import { allocatedAbove, findBackingImage } from './chain-status.js';
 import { imageOptsRefused, ImgGetopt } from './img-getopt.js';
+import { graphImageName, needsGraph, openThroughGraph } from './graph-open.js';
 import { probedRawWarning, tryOpen } from './open.js';
 import { type ImgIo, ImgFailure, usageError } from './output.js';
 import { Progress } from './progress.js';
@@ -103,6 +104,8 @@ export async function imgCommit(io: ImgIo, args: readonly string[]): Promise<num
 interface Link {
   path: string;
   format: ImageFormat;
+  /** The top only: a name opened through the node graph (blkdebug:…, json:…), opened so again to commit. */
+  graphName?: string;
 }
 
 /** Opens the image as qemu-img does (its messages for a failed open), and names the chain from it down to the base. */
@@ -116,6 +119,7 @@ async function planCommit(io: ImgIo, filename: string, o: CommitOptions): Promis
     if (!base) return { error: o.base !== undefined ? `Did not find '${o.base}' in the backing chain of '${filename}'` : 'Image does not have a backing file' };
     const chain: Link[] = [];
     for (let cur: BlockImage | undefined = top; cur; cur = cur === base ? undefined : cur.backing()) chain.push({ path: cur.filename, format: cur.format });
+    if (needsGraph(filename)) chain[0]!.graphName = filename;
     return { chain };
   } finally {
     await top.close();
@@ -133,17 +137,23 @@ async function commit(chain: Link[], o: CommitOptions, progress: Progress): Prom
   let top: BlockImage | undefined;
   try {
     for (let i = chain.length - 2; i >= 0; i--) {
-      below = await Qcow2Image.open(chain[i]!.path, {
-        readOnly: i !== 0,
-        backingImage: below,
-        depth: i,
-        openBackingImage: (p, f, depth) => openImage(p, { format: f, readOnly: true, depth }),
-      });
+      const link = chain[i]!;
+      const openBackingImage = (p: string, f: ImageFormat | undefined, depth: number) => openImage(p, { format: f, readOnly: true, depth });
+      below =
+        link.graphName !== undefined
+          ? await openThroughGraph(link.graphName, { format: link.format, readOnly: false, openBacking: true, backingImage: below, flags: { readOnly: false } })
+          : await Qcow2Image.open(link.path, { readOnly: i !== 0, backingImage: below, depth: i, openBackingImage });
     }
     top = below;
     await copyDown(top, base, o.rate, progress);
     await base.flush();
-    if (!o.drop && top instanceof Qcow2Image) await top.makeEmpty();
+    if (!o.drop && top instanceof Qcow2Image) {
+      // bdrv_make_empty's error names the node as QEMU names it (bs->filename).
+      const emptied = top;
+      await emptied.makeEmpty().catch((err: unknown) => {
+        throw new ImgFailure(`Failed to empty ${graphImageName(emptied) ?? emptied.filename}: ${strerrorOf(err)}`);
+      });
+    }
   } finally {
     // Closing the top closes the chain it took over, the base included.
     await (top ?? below).close();

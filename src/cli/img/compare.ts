@@ -1,3 +1,4 @@
+import { strerrorOf } from '../../image/errno.js';
 import type { BlockImage } from '../../image/types.js';
 import { chainNames, openForCli } from './open.js';
 import { type ImgIo, ImgFailure, usageError } from './output.js';
@@ -23,6 +24,26 @@ const SECTOR = 512;
 interface Side {
   img: BlockImage;
   status: StatusCursor;
+  /** As typed: qemu-img's messages name the image so. */
+  name: string;
+}
+
+/** bdrv_block_status_above failing: exit code 3, the image named. */
+async function statusOf(s: Side, offset: number, length: number): Promise<MapEntry> {
+  try {
+    return await s.status.at(offset, length);
+  } catch {
+    throw new ImgFailure(`Sector allocation test failed for ${s.name}`, { exitCode: 3 });
+  }
+}
+
+/** blk_pread failing: exit code 4, the offset and the reason. */
+async function readOf(s: Side, offset: number, length: number): Promise<Uint8Array> {
+  try {
+    return await s.img.read(offset, length);
+  } catch (err) {
+    throw new ImgFailure(`Error while reading offset ${offset} of ${s.name}: ${strerrorOf(err)}`, { exitCode: 4 });
+  }
 }
 
 /**
@@ -49,7 +70,7 @@ export async function imgCompare(io: ImgIo, a: CompareArgs): Promise<number> {
         throw e instanceof ImgFailure ? e.withExitCode(2) : e;
       });
       opened.push(img);
-      sides.push({ img, status: new StatusCursor(img, chainNames(img, name)) });
+      sides.push({ img, name, status: new StatusCursor(img, chainNames(img, name)) });
     }
     const [s1, s2] = sides as [Side, Side];
     const size1 = s1.img.size();
@@ -62,8 +83,8 @@ export async function imgCompare(io: ImgIo, a: CompareArgs): Promise<number> {
     const common = Math.min(size1, size2);
     const base = Math.max(size1, size2);
     for (let off = 0; off < common; ) {
-      const e1 = await s1.status.at(off, size1 - off);
-      const e2 = await s2.status.at(off, size2 - off);
+      const e1 = await statusOf(s1, off, size1 - off);
+      const e2 = await statusOf(s2, off, size2 - off);
       let chunk = Math.min(e1.length, e2.length, common - off);
       if (a.strict && strictFlags(e1, size1) !== strictFlags(e2, size2)) {
         say(`Strict mode: Offset ${off} block status mismatch!\n`);
@@ -71,11 +92,21 @@ export async function imgCompare(io: ImgIo, a: CompareArgs): Promise<number> {
       }
       const a1 = allocated(e1);
       const a2 = allocated(e2);
-      if (!(e1.zero && e2.zero) && (a1 || a2)) {
+      if (e1.zero && e2.zero) {
+        // Nothing to read.
+      } else if (a1 && a2) {
         chunk = Math.min(chunk, IO_BUF);
-        const b1 = await s1.img.read(off, chunk);
-        const b2 = await s2.img.read(off, chunk);
+        const b1 = await readOf(s1, off, chunk);
+        const b2 = await readOf(s2, off, chunk);
         const diff = firstDifference(b1, b2);
+        if (diff >= 0) {
+          say(`Content mismatch at offset ${off + diff}!\n`);
+          return 1;
+        }
+      } else if (a1 || a2) {
+        // check_empty_sectors: only the side that has data is read; the other reads as zeroes.
+        chunk = Math.min(chunk, IO_BUF);
+        const diff = firstDifference(await readOf(a1 ? s1 : s2, off, chunk), undefined);
         if (diff >= 0) {
           say(`Content mismatch at offset ${off + diff}!\n`);
           return 1;
@@ -88,11 +119,11 @@ export async function imgCompare(io: ImgIo, a: CompareArgs): Promise<number> {
       say('Warning: Image size mismatch!\n');
       const over = size1 > size2 ? s1 : s2;
       for (let off = common; off < base; ) {
-        const e = await over.status.at(off, base - off);
+        const e = await statusOf(over, off, base - off);
         let chunk = e.length;
         if (allocated(e) && !e.zero) {
           chunk = Math.min(chunk, IO_BUF);
-          const buf = await over.img.read(off, chunk);
+          const buf = await readOf(over, off, chunk);
           const diff = firstDifference(buf, undefined);
           if (diff >= 0) {
             say(`Content mismatch at offset ${off + diff}!\n`);

@@ -69,7 +69,11 @@ export async function imgCreate(io: ImgIo, a: CreateArgs): Promise<number> {
   const size = values.get('size')?.value as bigint | undefined;
   if (size === undefined) throw fail('Image creation needs a size parameter');
 
-  if (!a.quiet) io.out(`${formattingLine(filename, fmt, values)}\n`);
+  if (!a.quiet) {
+    io.out(`${formattingLine(filename, fmt, values)}\n`);
+    // bdrv_img_create flushes it: the line comes before any error the creation then reports.
+    io.flush?.();
+  }
 
   // From here on qemu-img's driver checks, which it runs after printing.
   if (size > INT64_MAX) throw fail('Could not resize image: Image size cannot be negative');

@@ -5,6 +5,7 @@ import { listSnapshots, type Qcow2Snapshot } from '../../image/qcow2/snapshots.j
 import { sizeToStr } from '../../image/numfmt.js';
 import { snapshotList } from '../../image/qcow2/snapshot-dump.js';
 import { imageOptsTarget } from './image-opts.js';
+import { graphImageName } from './graph-open.js';
 import { openForCli, pathCombine } from './open.js';
 import { type ImgIo, ImgFailure, usageError } from './output.js';
 
@@ -88,7 +89,7 @@ async function describe(img: BlockImage, name: string): Promise<Report> {
     const actualSize = await img.actualSize();
     const fullBacking = info.backingFilename !== undefined ? pathCombine(name, info.backingFilename) : undefined;
     const snapshots = img instanceof Qcow2Image && img.header.nbSnapshots > 0 ? await listSnapshots(img) : undefined;
-    return { name, info, actualSize, fullBacking, snapshots };
+    return { name: graphImageName(img) ?? name, info, actualSize, fullBacking, snapshots };
   } finally {
     await img.close();
   }
@@ -115,7 +116,7 @@ function toJson(r: Report): Record<string, unknown> {
   o['filename'] = r.name;
   if (i.clusterSize !== undefined) o['cluster-size'] = i.clusterSize;
   o['format'] = i.format;
-  o['actual-size'] = r.actualSize;
+  if (r.actualSize >= 0) o['actual-size'] = r.actualSize;
   const fs = i.formatSpecific;
   if (fs) {
     const data: Record<string, unknown> =
@@ -147,7 +148,7 @@ function toHuman(r: Report): string {
     `image: ${r.name}`,
     `file format: ${i.format}`,
     `virtual size: ${sizeToStr(i.virtualSize)} (${i.virtualSize} bytes)`,
-    `disk size: ${sizeToStr(r.actualSize)}`,
+    `disk size: ${r.actualSize >= 0 ? sizeToStr(r.actualSize) : 'unavailable'}`,
   ];
   if (i.clusterSize !== undefined) lines.push(`cluster_size: ${i.clusterSize}`);
   if (i.dirtyFlag) lines.push('cleanly shut down: no');

@@ -4,6 +4,7 @@ import { BlockError } from '../../image/errors.js';
 import { isFormat, type OpenLocks, openImage } from '../../image/open.js';
 import { checkForceShare, topLockSpec, type ToolOpenFlags } from '../../image/tool-perms.js';
 import type { BlockImage, ImageFormat } from '../../image/types.js';
+import { needsGraph, openThroughGraph } from './graph-open.js';
 import { ImgFailure } from './output.js';
 
 /**
@@ -87,6 +88,10 @@ export interface CliOpenOptions {
   flags?: Omit<ToolOpenFlags, 'readOnly' | 'forceShare'>;
   /** The name a failed open is reported under when it is not `name` (an --image-opts string). */
   displayName?: string;
+  /** Names opened through the node graph (graph-open.ts): bdrv_open's warning (probing guessed raw). */
+  warn?: (text: string) => void;
+  /** …and what its nodes print (blkdebug's print rules, error_report lines). */
+  print?: (text: string) => void;
 }
 
 /** The image locks a tool's open with these options takes: tool-perms.ts's rules for the BlockBackend QEMU opens. */
@@ -112,6 +117,14 @@ export async function tryOpen(name: string, opts: CliOpenOptions = {}): Promise<
     checkForceShare(readOnly, opts.forceShare);
   } catch (err) {
     return { inner: (err as Error).message };
+  }
+  if (needsGraph(name)) {
+    try {
+      const flags = { ...opts.flags, readOnly, forceShare: opts.forceShare };
+      return { image: await openThroughGraph(name, { format, readOnly, openBacking: opts.backing ?? true, persistentBitmaps: opts.persistentBitmaps, flags, warn: opts.warn, print: opts.print }) };
+    } catch (err) {
+      return { inner: withHint(innerOpenMessage(err, name), err) };
+    }
   }
   // QEMU's file driver refuses directories before reading anything: opened for writing, open(2) itself fails (EISDIR); read-only, its fstat check does.
   const st = await stat(name).catch(() => undefined);

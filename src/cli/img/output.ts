@@ -12,6 +12,8 @@ export const PROG = IMG_PROG;
 export interface ImgIo {
   out(text: string): void;
   err(text: string): void;
+  /** fflush(stdout): where qemu-img flushes (its progress line), when stdout is buffered. */
+  flush?(): void;
 }
 
 export const processIo: ImgIo = {

@@ -36,7 +36,10 @@ export class Progress {
     // Progress may also go back (amend's walks when one more is needed): that is drawn too.
     if (current > f32(this.lastPrint + f32(this.minSkip)) || current < f32(this.lastPrint - f32(this.minSkip)) || current === 100 || current === 0) {
       this.lastPrint = current;
-      if (this.enabled) this.io.out(`    (${formatFixed(current, 2)}/100%)\r`);
+      if (this.enabled) {
+        this.io.out(`    (${formatFixed(current, 2)}/100%)\r`);
+        this.io.flush?.();
+      }
     }
   }
 

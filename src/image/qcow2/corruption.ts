@@ -32,6 +32,8 @@ export class Qcow2Corruption {
   onReport: ((r: CorruptionReport) => void) | undefined;
   /** Where the line QEMU prints goes (tests may catch it). */
   static warn: (line: string) => void = (line) => void process.stderr.write(line);
+  /** What error_report puts before a line the driver reports that way: the program's name (a tool sets it). */
+  static reportPrefix = '';
   private signaled = false;
   private marking: Promise<void> | undefined;
 

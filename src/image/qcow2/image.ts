@@ -11,6 +11,7 @@ import type { L2Entry } from './entry.js';
 import type { Qcow2Header } from './header.js';
 import { COPIED_HI, entryHi, entryLo, entryOffset, L1_RESERVED_HI, L1_RESERVED_LO, L2_RESERVED_HI, L2_RESERVED_LO, offsetHi, offsetLo, Qcow2Layout, setEntry, viewOf } from './layout.js';
 import { Mutex, RangeLocks } from './locks.js';
+import { canEmptyCompletely, makeCompletelyEmpty } from './make-empty.js';
 import { RefcountManager } from './refcount.js';
 import { TableCache } from './table-cache.js';
 import { changeBackingFile } from './backing-name.js';
@@ -385,14 +386,43 @@ export class Qcow2Image implements BlockImage {
   }
 
   /**
-   * bdrv_make_empty (qcow2_make_empty's general way): every cluster
-   * unallocated, so the image reads its backing file again (qemu-img
-   * commit empties the committed image so).
+   * bdrv_make_empty (qcow2_make_empty): every cluster unallocated, so the
+   * image reads its backing file again (qemu-img commit empties the
+   * committed image so) — rebuilt as a new empty image where QEMU does
+   * that (make-empty.ts), else by discarding every cluster.
    */
   async makeEmpty(): Promise<void> {
     const w = this.writable();
-    await w.discard(0, this.header.size, true);
-    await this.flush();
+    if (!canEmptyCompletely(this.header, this.layout)) {
+      await w.discard(0, this.header.size, true);
+      await this.flush();
+      return;
+    }
+    const release = await this.ranges.acquire(0, this.layout.clusterEnd(this.header.size));
+    try {
+      await this.meta.run(() =>
+        makeCompletelyEmpty({
+          file: this.file,
+          header: this.header,
+          layout: this.layout,
+          refblockCacheBlocks: Math.max(4, Math.floor((1 << 20) / this.layout.clusterSize)),
+          emptyCaches: async () => {
+            await this.writeMetadata();
+            this.l2Cache.clear();
+          },
+          adopt: (rc, l1, l1Offset) => {
+            this.startWriting(rc);
+            this.adoptL1(l1, l1Offset);
+            this.reader.noteFrees();
+          },
+          broken: () => {
+            this.corruption.gone = true;
+          },
+        }),
+      );
+    } finally {
+      release();
+    }
   }
 
   /** Writes the metadata held in memory, then flushes the file. */

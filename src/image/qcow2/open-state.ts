@@ -3,6 +3,7 @@ import type { ByteFile } from '../byte-file.js';
 import { BlockError, invalidImage } from '../errors.js';
 import type { BlockImage, ImageFormat } from '../types.js';
 import { repairDirtyImage } from './check.js';
+import { Qcow2Corruption } from './corruption.js';
 import { AUTOCLEAR_BITMAPS, EXT_BITMAPS, HDR_OFF_AUTOCLEAR, INCOMPAT_CORRUPT, INCOMPAT_DIRTY, parseHeader, type Qcow2Header, V3_HEADER_LENGTH } from './header.js';
 import type { Qcow2OpenOptions } from './image.js';
 import { Qcow2Layout } from './layout.js';
@@ -37,7 +38,9 @@ export async function loadImageState(file: ByteFile, opts: Qcow2OpenOptions): Pr
       // As QEMU does: refcounts may be stale after a crash with lazy
       // refcounts, so a read-write open first repairs them (which can move
       // the refcount table) and clears the bit; then the header is re-read.
-      await repairDirtyImage(file, path);
+      const pass = await repairDirtyImage(file, path);
+      // qcow2_check's lines, on stderr as QEMU's driver prints them while it opens the image.
+      for (const m of pass.messages) Qcow2Corruption.warn(`${m.reported ? Qcow2Corruption.reportPrefix : ''}${m.text}${m.noNewline ? '' : '\n'}`);
       header = parseHeader(await file.read(0, headLen), path, await file.size());
       if (header.incompatibleFeatures & INCOMPAT_DIRTY) throw invalidImage(path, 'Could not repair dirty image: the dirty bit is still set');
     }

@@ -151,6 +151,18 @@ export class RefcountManager {
     }
   }
 
+  /**
+   * make_completely_empty's allocation on a new, empty refcount structure:
+   * the clusters the image's own metadata now fills from the start
+   * (header, refcount table and block, L1 table), counted 1 each. Not
+   * allocate(): those clusters are in use already, only not yet counted.
+   */
+  async claimLeading(n: number): Promise<void> {
+    this.file.event?.('cluster_alloc');
+    await this.incrementRange(0, n);
+    this.freeCursor = n;
+  }
+
   /** +1 on a cluster already in use (e.g. one more compressed cluster sharing it). False when at the maximum. */
   async tryIncrement(cluster: number): Promise<boolean> {
     if ((await this.get(cluster)) >= this.layout.maxRefcount) return false;

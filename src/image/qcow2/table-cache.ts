@@ -104,6 +104,13 @@ export class TableCache {
     return this.dirty.size > 0;
   }
 
+  /** Forgets every table (qcow2_cache_empty after its flush: the caller wrote what was dirty). */
+  clear(): void {
+    this.tables.clear();
+    this.dirty.clear();
+    this.lastUsed = undefined;
+  }
+
   /** Forgets a table whose cluster was freed; unwritten changes to it no longer matter. */
   drop(offset: number): void {
     this.tables.delete(offset);

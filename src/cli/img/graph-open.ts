@@ -1,0 +1,173 @@
+import { BlockBackend } from '../../blockdev/block-backend.js';
+import { FileNode } from '../../blockdev/drivers/file.js';
+import { nodeNames } from '../../blockdev/filename.js';
+import { BlockGraph } from '../../blockdev/graph.js';
+import type { BlockNode } from '../../blockdev/node.js';
+import { NodeByteFile } from '../../blockdev/node-file.js';
+import { type BlockdevSpec, openBlockdev } from '../../blockdev/open.js';
+import { hasProtocolPrefix, knownProtocol } from '../../blockdev/protocol-filename.js';
+import { BlockError } from '../../image/errors.js';
+import { isFormat, openImage, type OpenLocks } from '../../image/open.js';
+import { Qcow2Image } from '../../image/qcow2/image.js';
+import { RawImage } from '../../image/raw.js';
+import { backingLockSpec, filePerms, topLockSpec, type ToolOpenFlags } from '../../image/tool-perms.js';
+import { checkQcow2File } from '../../image/qcow2/check.js';
+import type { CheckResult, RepairMode } from '../../image/qcow2/check-types.js';
+import type { BlockImage, ImageFormat } from '../../image/types.js';
+import { filenameOptionsSpec } from '../../qmp/commands/drive.js';
+import { toQmpJson } from '../../qmp/json-out.js';
+
+/**
+ * `blockemu img` on a name the image layer cannot open by itself: a
+ * protocol other than a host file (`blkdebug:conf:file`, `nbd:…`,
+ * `null-co://`) or a `json:{…}` tree. As in qemu-img, the name becomes a
+ * node graph (bdrv_open's filename parsing and probing, shared with the
+ * daemon's -drive and qemu-io); its protocol part is opened as nodes, and
+ * the format on top is the image layer's own qcow2 or raw image reading
+ * and writing through them, so every subcommand works on it unchanged and
+ * what the image announces (l1_update, cluster_free, …) reaches blkdebug.
+ * Backing files named by the image are opened by path, as for any image.
+ */
+
+/** Whether `name` must be opened through the graph. */
+export function needsGraph(name: string): boolean {
+  if (name.startsWith('json:')) return true;
+  if (!hasProtocolPrefix(name)) return false;
+  try {
+    return knownProtocol(name) && !name.startsWith('file:');
+  } catch {
+    // A malformed protocol name (blkdebug without its colon): the graph says what is wrong with it.
+    return true;
+  }
+}
+
+export interface GraphOpenOptions {
+  format?: string;
+  readOnly: boolean;
+  openBacking: boolean;
+  persistentBitmaps?: boolean;
+  flags: ToolOpenFlags;
+  /** qcow2: the backing image, already open (commit reopens a chain bottom up), instead of opening the one the header names. */
+  backingImage?: BlockImage;
+  /** --image-opts keys (a QemuOpts string's), read as bdrv_open reads its options. */
+  options?: ReadonlyMap<string, string>;
+  /** A warning bdrv_open prints (probing guessed raw). */
+  warn?: (text: string) => void;
+  /** What a blkdebug node prints, and drivers' error_report lines. */
+  print?: (text: string) => void;
+}
+
+/** Format-level options the image layer takes as they are (the rest would be ignored, so they are refused). */
+const FORMAT_KEYS = new Set(['driver', 'file', 'node-name', 'read-only', 'force-share', 'auto-read-only', 'discard', 'detect-zeroes', 'cache']);
+
+/** The protocol part of a name opened as nodes, the format to put over it, and the name QEMU shows. */
+interface OpenedProtocol {
+  format: ImageFormat;
+  file: GraphByteFile;
+  shown: string;
+  backingLocks: OpenLocks;
+}
+
+async function openProtocol(name: string | undefined, o: GraphOpenOptions): Promise<OpenedProtocol> {
+  const flat = new Map(o.options ?? []);
+  if (o.format !== undefined && !flat.has('driver')) flat.set('driver', o.format);
+  if (o.flags.forceShare) flat.set('force-share', 'on');
+  flat.set('read-only', o.readOnly ? 'on' : 'off');
+  const spec = await filenameOptionsSpec(name, flat, o.warn ?? (() => undefined));
+  const format = spec.driver;
+  if (!isFormat(format)) throw new BlockError('UNSUPPORTED', `blockemu img opens a qcow2 or raw image on top of the node graph, not a '${format}' node`);
+  for (const key of Object.keys(spec)) {
+    if (!FORMAT_KEYS.has(key)) throw new BlockError('UNSUPPORTED', `blockemu img does not apply the ${format} option '${key}'`);
+  }
+  const fileSpec = spec['file'];
+  if (typeof fileSpec !== 'object' || fileSpec === null) throw new BlockError('INVALID_ARGUMENT', `A block device must be specified for "file"`);
+  const graph = new BlockGraph();
+  graph.onEvent = (e) => {
+    if (e.kind === 'debug-print') o.print?.(e.text);
+    else if (e.kind === 'error-report') o.print?.(`${e.message}\n`);
+  };
+  const top = topLockSpec({ ...o.flags, readOnly: o.readOnly });
+  // The format would be the protocol's parent: its BlockBackend asks what the format asks of its file.
+  const blk = new BlockBackend(filePerms(format, top));
+  try {
+    const proto: BlockNode = await openBlockdev(graph, { ...(fileSpec as BlockdevSpec), 'read-only': o.readOnly, ...(o.flags.forceShare ? { 'force-share': true } : {}) }, false);
+    await blk.insert(proto);
+    const shown = nodeNames(proto, toQmpJson).get(proto)!.filename;
+    const file = new GraphByteFile(proto, hostPathOf(proto) ?? shown, async () => {
+      await blk.remove();
+      await graph.closeAll();
+    });
+    return { format, file, shown, backingLocks: { node: backingLockSpec(top).node, noIo: top.noIo, forceShare: top.forceShare } };
+  } catch (err) {
+    await blk.remove().catch(() => undefined);
+    await graph.closeAll().catch(() => undefined);
+    throw err;
+  }
+}
+
+/** A format image over nodes: the image layer's qcow2 or raw image, whose close also closes the graph below it. */
+export async function openThroughGraph(name: string | undefined, o: GraphOpenOptions): Promise<BlockImage> {
+  const { format, file, shown, backingLocks } = await openProtocol(name, o);
+  // The image owns the file from here: a failed open closes it, and with it the graph.
+  const image =
+    format === 'raw'
+      ? await RawImage.fromFile(file)
+      : await Qcow2Image.openFile(file, {
+          readOnly: o.readOnly,
+          openBacking: o.openBacking,
+          persistentBitmaps: o.persistentBitmaps,
+          ...(o.backingImage ? { backingImage: o.backingImage } : {}),
+          openBackingImage: (p, fmt, depth) => openImage(p, { format: fmt, readOnly: true, depth, locks: backingLocks }),
+        });
+  shownNames.set(image, shown);
+  return image;
+}
+
+/** qemu-img check of a name opened as nodes: the qcow2 check over them ('raw' when the format has no checks). */
+export async function checkThroughGraph(name: string, o: { format?: string; repair?: RepairMode; forceShare?: boolean }): Promise<CheckResult | 'raw'> {
+  const readOnly = o.repair === undefined;
+  const { format, file, shown, backingLocks } = await openProtocol(name, { format: o.format, readOnly, openBacking: true, flags: { readOnly, forceShare: o.forceShare } });
+  try {
+    if (format === 'raw') return 'raw';
+    return await checkQcow2File(file, shown, { repair: o.repair, openBackingImage: (p, fmt, depth) => openImage(p, { format: fmt, readOnly: true, depth, locks: backingLocks }) });
+  } finally {
+    await file.close();
+  }
+}
+
+/** The host file at the bottom of a protocol stack (blkdebug's image, …): relative backing names are resolved against it. */
+function hostPathOf(node: BlockNode): string | undefined {
+  for (let n: BlockNode | undefined = node; n; ) {
+    if (n instanceof FileNode) return n.filename;
+    const children = n.childList();
+    n = children.length === 1 ? children[0]!.node : undefined;
+  }
+  return undefined;
+}
+
+const shownNames = new WeakMap<BlockImage, string>();
+
+/** The name QEMU shows for an image opened through the graph (bdrv_refresh_filename: `json:{…}` of a plain file is its path). */
+export function graphImageName(img: BlockImage): string | undefined {
+  return shownNames.get(img);
+}
+
+/** A protocol node's bytes owned by the image above it: closing the image closes the graph. */
+class GraphByteFile extends NodeByteFile {
+  constructor(
+    node: BlockNode,
+    path: string,
+    private readonly closeGraph: () => Promise<void>,
+  ) {
+    super(node, path);
+  }
+
+  override async close(): Promise<void> {
+    await this.closeGraph();
+  }
+
+  /** -1 where the node cannot tell (bdrv_get_allocated_file_size's -ENOTSUP: blkdebug, nbd): "disk size: unavailable". */
+  override async allocatedBytes(): Promise<number> {
+    return (await this.node.imageInfo()).actualSize ?? -1;
+  }
+}

@@ -1,0 +1,118 @@
+/**
+ * `blockemu img` on names that open a node graph (`json:{…}`,
+ * `blkdebug:conf:file`) against qemu-img 7.2: the same output for info,
+ * blkdebug's injected errors reaching compare and commit with qemu-img's
+ * messages and exit codes, and commit emptying the top image as QEMU does
+ * (make_completely_empty): the same file afterwards, and after an injected
+ * failure at each of its steps the same damage, repaired the same way.
+ */
+import { execFile } from 'node:child_process';
+import { copyFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { qemu, run, runBlockemu } from '../helpers/qemu.js';
+import { expectSame, must, qemuImgIn, scratch } from './img-oracle.js';
+
+const BLOCKEMU = join(import.meta.dirname, '..', '..', 'dist', 'bin', 'blockemu.js');
+
+/** A command line through sh with stdout and stderr into one pipe (2>&1), as QEMU's iotests read them. */
+async function merged(cmd: string, cwd: string): Promise<{ out: string }> {
+  const r = await promisify(execFile)('sh', ['-c', `${cmd} 2>&1; echo "exit $?"`], { cwd, env: { ...process.env, BLOCKEMU_TOOL_NAMES: 'qemu' } });
+  return { out: r.stdout };
+}
+
+describe.skipIf(!qemu.available)('blockemu img on node-graph names (vs qemu-img)', () => {
+  let s: Awaited<ReturnType<typeof scratch>>;
+  beforeAll(async () => {
+    s = await scratch();
+    const q = (...a: string[]) => must('qemu-img', a, s.dir);
+    const io = (...a: string[]) => must('qemu-io', a, s.dir);
+    await q('create', '-q', '-f', 'qcow2', 'a.qcow2', '64M');
+    await io('-c', 'write -P 7 512 512', '-c', 'write -P 9 1M 64k', 'a.qcow2');
+    await q('create', '-q', '-f', 'qcow2', 'empty.qcow2', '64M');
+    await q('create', '-q', '-f', 'qcow2', 'zero-size.qcow2', '0');
+    await writeFile(join(s.dir, 'read-error.conf'), '[inject-error]\nevent = "read_aio"\nerrno = "5"\nonce = "off"\n');
+  });
+  afterAll(() => s.done());
+
+  it.each([
+    [['info', 'json:{"driver":"qcow2","file":{"driver":"file","filename":"a.qcow2"}}']],
+    [['info', '--output=json', 'json:{"driver":"qcow2","file":{"driver":"file","filename":"a.qcow2"}}']],
+    [['info', 'blkdebug:read-error.conf:a.qcow2']],
+    [['info', '--output=json', 'blkdebug::a.qcow2']],
+    [['compare', 'blkdebug::a.qcow2', 'a.qcow2']],
+    [['compare', 'json:{"driver":"qcow2","file":{"driver":"file","filename":"a.qcow2"}}', 'empty.qcow2']],
+    [['map', '--output=json', 'blkdebug::a.qcow2']],
+    [['check', 'blkdebug::a.qcow2']],
+    [['info', 'blkdebug:a.qcow2']],
+  ])('%j prints what qemu-img prints', async (args) => {
+    await expectSame(args, s.dir);
+  });
+
+  it.each([
+    ['a.qcow2', 'empty.qcow2'],
+    ['empty.qcow2', 'a.qcow2'],
+    ['a.qcow2', 'zero-size.qcow2'],
+  ])('compare of blkdebug:<read error>:%s with %s fails as qemu-img does (exit 4, the offset and the name)', async (x, y) => {
+    const { b } = await expectSame(['compare', `blkdebug:read-error.conf:${x}`, y], s.dir);
+    // Only a side with data is read: an empty one reads as zeroes without a request.
+    expect(b.code).toBe(x === 'a.qcow2' ? 4 : 1);
+    await expectSame(['compare', y, `blkdebug:read-error.conf:${x}`], s.dir);
+  });
+
+  it("orders stdout after stderr as a C program's buffered stdout does (074: the warning after the read error)", async () => {
+    const cmd = (tool: string) => `${tool} compare blkdebug:read-error.conf:a.qcow2 zero-size.qcow2`;
+    const b = await merged(cmd(`node ${BLOCKEMU} img`), s.dir);
+    const q = await merged(cmd('qemu-img'), s.dir);
+    expect(b.out).toBe(q.out);
+    expect(q.out.indexOf('Warning')).toBeGreaterThan(q.out.indexOf('Error while reading'));
+  });
+
+  describe('commit empties the top as QEMU does', () => {
+    async function chain(): Promise<void> {
+      for (const d of [s.b, s.q]) {
+        for (const f of await readdir(d)) await rm(join(d, f));
+        await must('qemu-img', ['create', '-q', '-f', 'qcow2', 'base.qcow2', '64M'], d);
+        await must('qemu-img', ['create', '-q', '-f', 'qcow2', '-b', 'base.qcow2', '-F', 'qcow2', 'top.qcow2'], d);
+        await must('qemu-io', ['-c', 'write -P 3 0 64k', '-c', 'write -P 4 10M 1M', 'top.qcow2'], d);
+      }
+    }
+
+    /** What qemu-img check says of the top in b/ and q/, and their sizes: equal. */
+    async function sameTop(): Promise<void> {
+      const cb = await qemuImgIn(['check', 'top.qcow2'], s.b);
+      const cq = await qemuImgIn(['check', 'top.qcow2'], s.q);
+      expect(cb).toEqual(cq);
+      expect((await stat(join(s.b, 'top.qcow2'))).size).toBe((await stat(join(s.q, 'top.qcow2'))).size);
+      const mb = await qemuImgIn(['map', '--output=json', 'top.qcow2'], s.b);
+      expect(mb).toEqual(await qemuImgIn(['map', '--output=json', 'top.qcow2'], s.q));
+    }
+
+    it('a plain commit leaves the same emptied file (header, refcounts, L1 in four clusters)', async () => {
+      await chain();
+      await expectSame(['commit', 'top.qcow2'], { b: s.b, q: s.q });
+      await sameTop();
+      expect((await stat(join(s.b, 'top.qcow2'))).size).toBe(4 * 65536);
+      expect((await qemuImgIn(['compare', join(s.b, 'base.qcow2'), join(s.q, 'base.qcow2')])).code).toBe(0);
+    });
+
+    it.each(['l1_update', 'empty_image_prepare', 'reftable_update', 'refblock_alloc'])(
+      'an error injected at %s fails as qemu-img fails, and the next read-write open repairs the same damage',
+      async (event) => {
+        await chain();
+        for (const d of [s.b, s.q]) await writeFile(join(d, 'bd.conf'), `[inject-error]\nevent = "${event}"\n`);
+        const { b } = await expectSame(['commit', 'blkdebug:bd.conf:top.qcow2'], { b: s.b, q: s.q });
+        expect(b.stderr).toContain('Failed to empty blkdebug:bd.conf:top.qcow2: Input/output error');
+        // A read-write open repairs a dirty image and prints what it repaired: blockemu io on a copy of blockemu's
+        // result, qemu-io on QEMU's, then qemu-io on blockemu's own (so the repaired files compare too).
+        await copyFile(join(s.b, 'top.qcow2'), join(s.b, 'copy.qcow2'));
+        const ob = await runBlockemu(['io', '-c', 'close', 'copy.qcow2'], { cwd: s.b });
+        const oq = await run('qemu-io', ['-c', 'close', 'top.qcow2'], { cwd: s.q });
+        expect({ ...ob, stderr: ob.stderr.replaceAll('blockemu io', 'qemu-io') }).toEqual(oq);
+        expect(await run('qemu-io', ['-c', 'close', 'top.qcow2'], { cwd: s.b })).toEqual(oq);
+        await sameTop();
+      },
+    );
+  });
+});
