@@ -40,6 +40,8 @@ function qemuStyleParseErrors(io: ImgIo, err: CommanderError): never {
   throw new ToolExit(err.exitCode);
 }
 
+const IMAGE_OPTS_HELP = 'the operand is an option string (driver=qcow2,file.filename=…, any driver), not a file name';
+
 const outputOption = () => new Option('--output <format>', "'human' (default) or 'json'");
 
 /** `blockemu img …`: a subset of qemu-img with the same options and output. */
@@ -88,30 +90,38 @@ export function addImgCommand(program: Command, ctx: ToolContext): void {
   img
     .command('map')
     .description('dump the image mapping (qemu-img map)')
-    .usage('[-f fmt] [--output=ofmt] [--start-offset=offset] [--max-length=len] [-U] filename')
+    .usage('[-f fmt] [--output=ofmt] [--start-offset=offset] [--max-length=len] [--image-opts] [-U] filename')
     .option('-f <fmt>', 'image format (probed when absent)')
     .addOption(outputOption())
     .option('--start-offset <offset>', 'first byte to map')
     .option('--max-length <len>', 'how many bytes to map')
+    .option('--image-opts', IMAGE_OPTS_HELP)
     .option('-U, --force-share', FORCE_SHARE_HELP)
     .argument('[args...]', 'filename')
-    .action(async (args: string[], o: { f?: string; output?: string; startOffset?: string; maxLength?: string; forceShare?: boolean }) =>
-      run((io) => imgMap(io, { format: o.f, output: o.output, startOffset: o.startOffset, maxLength: o.maxLength, forceShare: o.forceShare === true, args })),
+    .action(async (args: string[], o: { f?: string; output?: string; startOffset?: string; maxLength?: string; imageOpts?: boolean; forceShare?: boolean }) =>
+      run((io) =>
+        imgMap(io, { format: o.f, output: o.output, startOffset: o.startOffset, maxLength: o.maxLength, imageOpts: o.imageOpts === true, forceShare: o.forceShare === true, args }),
+      ),
     );
 
   img
     .command('compare')
     .description('check whether two images have the same content (qemu-img compare)')
-    .usage('[-f fmt] [-F fmt] [-p] [-q] [-s] [-U] filename1 filename2')
+    .usage('[-f fmt] [-F fmt] [--image-opts] [-p] [-q] [-s] [-U] filename1 filename2')
     .option('-f <fmt>', 'format of the first image')
     .option('-F <fmt>', 'format of the second image')
+    .option('--image-opts', IMAGE_OPTS_HELP)
     .option('-p', 'show progress')
     .option('-q', 'quiet')
     .option('-s', 'strict: also fail on a size or allocation difference')
     .option('-U, --force-share', FORCE_SHARE_HELP)
     .argument('[args...]', 'filename1 filename2')
-    .action(async (args: string[], o: { f?: string; F?: string; p?: boolean; q?: boolean; s?: boolean; forceShare?: boolean }) =>
-      run((io) => imgCompare(io, { format1: o.f, format2: o.F, progress: o.p === true, quiet: o.q === true, strict: o.s === true, forceShare: o.forceShare === true, args }), 2),
+    .action(async (args: string[], o: { f?: string; F?: string; imageOpts?: boolean; p?: boolean; q?: boolean; s?: boolean; forceShare?: boolean }) =>
+      run(
+        (io) =>
+          imgCompare(io, { format1: o.f, format2: o.F, imageOpts: o.imageOpts === true, progress: o.p === true, quiet: o.q === true, strict: o.s === true, forceShare: o.forceShare === true, args }),
+        2,
+      ),
     );
 
   img
@@ -130,11 +140,12 @@ export function addImgCommand(program: Command, ctx: ToolContext): void {
     .option('-p', 'show progress')
     .option('-q', 'quiet')
     .option('-U, --force-share', 'open the source with shared permissions: others may keep writing it (its image locks are not checked)')
+    .option('--salvage', 'copy what can be read: a sector that fails to read is written as zeroes, with a warning')
     .argument('[args...]', 'filename output_filename')
     .action(
       async (
         args: string[],
-        o: { f?: string; O?: string; B?: string; F?: string; o: string[]; l?: string; S?: string; c?: boolean; n?: boolean; p?: boolean; q?: boolean; forceShare?: boolean },
+        o: { f?: string; O?: string; B?: string; F?: string; o: string[]; l?: string; S?: string; c?: boolean; n?: boolean; p?: boolean; q?: boolean; forceShare?: boolean; salvage?: boolean },
       ) =>
         run((io) =>
           imgConvert(io, {
@@ -149,6 +160,7 @@ export function addImgCommand(program: Command, ctx: ToolContext): void {
             progress: o.p === true,
             quiet: o.q === true,
             forceShare: o.forceShare === true,
+            salvage: o.salvage === true,
             ...(o.l !== undefined ? { snapshot: o.l } : {}),
             args,
           }),

@@ -69,6 +69,48 @@ describe.skipIf(!qemu.available)('blockemu img on node-graph names (vs qemu-img)
     expect(q.out.indexOf('Warning')).toBeGreaterThan(q.out.indexOf('Error while reading'));
   });
 
+  /** blkdebug above the qcow2 format node of `file`, failing block status and reads at the given sectors (iotest 251's source). */
+  const failing = (file: string, status: number[], reads: number[]) =>
+    `json:${JSON.stringify({
+      driver: 'blkdebug',
+      image: { driver: 'qcow2', file: { driver: 'file', filename: file } },
+      'inject-error': [
+        ...status.map((sector) => ({ event: 'none', iotype: 'block-status', errno: 5, sector })),
+        ...reads.map((sector) => ({ event: 'none', iotype: 'read', errno: 5, sector })),
+      ],
+    })}`;
+
+  it('convert --salvage copies what reads, warns once per unreadable sector and block status, and zeroes what does not', async () => {
+    for (const d of [s.b, s.q]) await must('qemu-img', ['create', '-q', '-f', 'qcow2', 'src.qcow2', '8M'], d);
+    for (const d of [s.b, s.q]) await must('qemu-io', ['-c', 'write -P 42 0 8M', 'src.qcow2'], d);
+    const src = failing('src.qcow2', [2048 + 16, 4097], [4096 - 128, 4097, 6000, 6001, 6002]);
+    const { b } = await expectSame(['convert', '--salvage', '-O', 'qcow2', src, 'out.qcow2'], { b: s.b, q: s.q });
+    expect(b.stderr.match(/warning: error while reading offset/g)).toHaveLength(5);
+    expect((await qemuImgIn(['compare', join(s.b, 'out.qcow2'), join(s.q, 'out.qcow2')])).stdout).toBe('Images are identical.\n');
+    // -q: the same copy, no warnings; without --salvage: the first failure ends it.
+    await expectSame(['convert', '-q', '--salvage', '-O', 'qcow2', src, 'quiet.qcow2'], { b: s.b, q: s.q });
+    await expectSame(['convert', '-O', 'qcow2', failing('src.qcow2', [], [6000]), 'failed.qcow2'], { b: s.b, q: s.q });
+  });
+
+  it('map and compare take --image-opts with blkdebug above the format, as qemu-img does', async () => {
+    const opts = 'driver=blkdebug,image.driver=qcow2,image.file.driver=file,image.file.filename=a.qcow2,align=4k';
+    await expectSame(['map', '--image-opts', opts], s.dir);
+    await expectSame(['map', '--output=json', '--image-opts', opts], s.dir);
+    await expectSame(['compare', '--image-opts', opts, 'driver=qcow2,file.filename=a.qcow2'], s.dir);
+    await expectSame(['compare', '--image-opts', '-f', 'qcow2', opts, opts], s.dir);
+    await expectSame(['map', '--image-opts', 'driver=blkdebug,image.driver=qcow2,image.file.driver=file,image.file.filename=nonexistent.qcow2'], s.dir);
+  });
+
+  it("write -z through blkdebug's write-zero limits leaves the same map as qemu-io (short pieces written as zero data)", async () => {
+    for (const d of [s.b, s.q]) await must('qemu-img', ['create', '-q', '-f', 'qcow2', '-o', 'cluster_size=1M', 'lim.qcow2', '128M'], d);
+    const limits = 'driver=blkdebug,image.driver=qcow2,align=512,opt-write-zero=15M,max-write-zero=15M';
+    const cmds = ['-c', `open -o ${limits} blkdebug::lim.qcow2`, '-c', 'write -z 32M 32M', '-c', 'write -z 70M 1M'];
+    const ob = await runBlockemu(['io', ...cmds], { cwd: s.b });
+    const oq = await run('qemu-io', cmds, { cwd: s.q });
+    expect(ob.code).toBe(oq.code);
+    expect(await qemuImgIn(['map', '--output=json', 'lim.qcow2'], s.b)).toEqual(await qemuImgIn(['map', '--output=json', 'lim.qcow2'], s.q));
+  });
+
   describe('commit empties the top as QEMU does', () => {
     async function chain(): Promise<void> {
       for (const d of [s.b, s.q]) {

@@ -45,6 +45,9 @@ interface SuspendedRequest {
 export const DEFAULT_IOTYPES: ReadonlySet<IoType> = new Set<IoType>(['read', 'write', 'write-zeroes', 'discard', 'flush']);
 
 /** The constraint options, in the order blkdebug_open reads and checks them. */
+/** MAX_BOUNCE_BUFFER: the largest zero buffer the block layer writes at once for a write-zeroes fallback. */
+const MAX_BOUNCE_BUFFER = 16 << 20;
+
 const LIMIT_OPTIONS = ['align', 'max-transfer', 'opt-write-zero', 'max-write-zero', 'opt-discard', 'max-discard'] as const;
 type LimitOption = (typeof LIMIT_OPTIONS)[number];
 const INT_MAX = 2 ** 31 - 1;
@@ -127,6 +130,8 @@ export class BlkdebugNode extends BlockNode {
   private readonly inject: InjectErrorRule[];
   /** The `align` option (0: none): requests to this node are aligned so (bs->bl.request_alignment). */
   private readonly align: number;
+  /** The write-zeroes limits (opt-write-zero, max-write-zero) and max-transfer, 0 where not set. */
+  private readonly limits: Record<LimitOption, number>;
 
   private image: BlockNode;
   /** Breakpoints (suspend rules), newest first as QEMU keeps each event's rules; one fires once and goes. */
@@ -158,6 +163,7 @@ export class BlkdebugNode extends BlockNode {
     super(name, readOnly, [imageLink]);
     this.image = imageLink.node;
     this.align = limits.align;
+    this.limits = limits;
     this.inject = [...inject];
     this.debugEvent('none');
   }
@@ -336,11 +342,40 @@ export class BlkdebugNode extends BlockNode {
       if (this.owed.length > 0) await this.suspendPoint();
     }
   }
+  /**
+   * bdrv_co_do_pwrite_zeroes on this node with its limits: the request cut
+   * at opt-write-zero boundaries and at max-write-zero; a piece shorter
+   * than the alignment blkdebug refuses (ENOTSUP, to exercise the
+   * fallback), so it is written as a buffer of zeroes (data, not a zero
+   * cluster: iotest 204's map shows which).
+   */
   protected async doWriteZeroes(offset: number, length: number, flags: ZeroFlags): Promise<void> {
     this.debugEvent('pwritev_zero');
     try {
-      await this.check('write-zeroes', offset, length);
-      return await this.image.writeZeroes(offset, length, flags);
+      const alignment = Math.max(this.limits['opt-write-zero'], this.requestAlignment());
+      const maxZero = Math.floor((this.limits['max-write-zero'] || Number.MAX_SAFE_INTEGER) / alignment) * alignment;
+      const maxTransfer = Math.min(this.limits['max-transfer'] || Infinity, MAX_BOUNCE_BUFFER);
+      let head = offset % alignment;
+      const tail = (offset + length) % alignment;
+      while (length > 0) {
+        let num = length;
+        if (head) {
+          num = Math.min(length, maxTransfer, alignment - head);
+          head = (head + num) % alignment;
+        } else if (tail && num > alignment) num -= tail;
+        num = Math.min(num, maxZero);
+        if (num >= alignment) {
+          await this.check('write-zeroes', offset, num);
+          await this.image.writeZeroes(offset, num, flags);
+        } else {
+          if (flags.noFallback) throw new BlockError('UNSUPPORTED', strerror('ENOTSUP'), { errno: 'ENOTSUP' });
+          num = Math.min(num, maxTransfer);
+          await this.check('write', offset, num);
+          await this.image.write(offset, new Uint8Array(num), { fua: flags.fua ?? false });
+        }
+        offset += num;
+        length -= num;
+      }
     } finally {
       this.debugEvent('pwritev_done');
       if (this.owed.length > 0) await this.suspendPoint();

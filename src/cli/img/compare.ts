@@ -1,5 +1,6 @@
 import { strerrorOf } from '../../image/errno.js';
 import type { BlockImage } from '../../image/types.js';
+import { openImageOpts } from './image-opts.js';
 import { chainNames, openForCli } from './open.js';
 import { type ImgIo, ImgFailure, usageError } from './output.js';
 import { percentOf, Progress } from './progress.js';
@@ -13,6 +14,8 @@ export interface CompareArgs {
   strict: boolean;
   /** -U */
   forceShare?: boolean;
+  /** --image-opts: both operands are option strings. */
+  imageOpts?: boolean;
   args: string[];
 }
 
@@ -66,7 +69,8 @@ export async function imgCompare(io: ImgIo, a: CompareArgs): Promise<number> {
   try {
     const sides: Side[] = [];
     for (const [name, format] of [[a.args[0]!, a.format1], [a.args[1]!, a.format2]] as const) {
-      const img = await openForCli(name, { format, forceShare: a.forceShare }).catch((e: unknown) => {
+      const opening = a.imageOpts ? openImageOpts(io, name, { format, readOnly: true, forceShare: a.forceShare }) : openForCli(name, { format, forceShare: a.forceShare });
+      const img = await opening.catch((e: unknown) => {
         throw e instanceof ImgFailure ? e.withExitCode(2) : e;
       });
       opened.push(img);

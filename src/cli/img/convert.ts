@@ -8,10 +8,10 @@ import { Qcow2Image } from '../../image/qcow2/image.js';
 import type { BlockImage } from '../../image/types.js';
 import { type Fail, parseCreateOptions, qcow2CreateOptions, str } from './create-opts.js';
 import { chainNames, cliLocks, openFailureText, openForCli, withHint } from './open.js';
-import { type ImgIo, ImgFailure } from './output.js';
+import { type ImgIo, ImgFailure, PROG } from './output.js';
 import { Progress } from './progress.js';
 import { parseQemuSize } from './size-arg.js';
-import { chainStatus } from './status.js';
+import { chainStatus, type MapEntry } from './status.js';
 
 export interface ConvertArgs {
   format?: string;
@@ -29,12 +29,15 @@ export interface ConvertArgs {
   skipCreate?: boolean;
   /** -l: the internal snapshot of the (first) source to copy. */
   snapshot?: string;
+  /** --salvage: unreadable sectors of the source become zeroes (and unknown block status data), with a warning each. */
+  salvage?: boolean;
   args: string[];
 }
 
 /** Largest piece read and written at once: memory stays bounded whatever the image size (qemu-img's buffer). */
 const BUF = 2 << 20;
 const MAX_SPARSE = 16 << 20;
+const SECTOR = 512;
 
 /** What to do with a run of the source (qemu-img convert's BLK_DATA / BLK_ZERO / BLK_BACKING_FILE). */
 type RunKind = 'data' | 'zero' | 'backing';
@@ -68,6 +71,9 @@ interface Plan {
   hasZeroInit: boolean;
   /** Created by this convert (not -n). */
   targetIsNew: boolean;
+  salvage: boolean;
+  /** warn_report (nothing with -q). */
+  warn: (text: string) => void;
 }
 
 /**
@@ -146,8 +152,14 @@ export async function imgConvert(io: ImgIo, a: ConvertArgs): Promise<number> {
       targetBackingSize: a.skipCreate ? -1 : (dst.backing()?.size() ?? -1),
       hasZeroInit: !a.skipCreate && minSparse > 0 && !targetHasBacking,
       targetIsNew: !a.skipCreate,
+      salvage: a.salvage === true,
+      warn: (text) => {
+        if (!a.quiet) io.err(`${PROG}: warning: ${text}\n`);
+      },
     };
-    await copy(plan, dst, progress, a.progress && !a.quiet);
+    // qemu-img always walks the source's block status once before copying (to count for progress); a salvaged
+    // source says there what it cannot tell, so the walk is made whenever its warnings would show.
+    await copy(plan, dst, progress, a.progress && !a.quiet, plan.salvage && !a.quiet);
     await dst.flush();
     progress.setAbsolute(100);
     return 0;
@@ -211,7 +223,21 @@ async function classify(p: Plan, offset: number): Promise<{ kind: RunKind; end: 
   const srcEnd = src === p.sources[p.sources.length - 1] ? p.size : p.sources[p.sources.indexOf(src) + 1]!.start;
   // The sector-rounding tail past a source's own end reads as zeroes.
   if (offset >= src.start + src.size) return { kind: p.targetHasBacking ? 'backing' : 'zero', end: srcEnd };
-  const e = await chainStatus(src.img, src.names, offset - src.start, src.size - (offset - src.start));
+  const at = offset - src.start;
+  let e: MapEntry | undefined;
+  // convert_iteration_sectors: a failed status is asked again of a quarter of the range, down to one sector,
+  // which salvage then copies as data; without salvage the convert fails.
+  for (let n = Math.ceil((src.size - at) / SECTOR); e === undefined; n = Math.ceil(n / 4)) {
+    try {
+      e = await chainStatus(src.img, src.names, at, Math.min(n * SECTOR, src.size - at));
+    } catch (err) {
+      if (!p.salvage) throw new ImgFailure(`error while reading block status at offset ${at}: ${strerrorOf(err)}`);
+      if (n === 1) {
+        p.warn(`error while reading block status at offset ${at}: ${strerrorOf(err)}`);
+        return { kind: 'data', end: Math.min(offset + SECTOR, srcEnd) };
+      }
+    }
+  }
   const end = offset + e.length;
   let kind: RunKind;
   if (p.targetHasBacking) {
@@ -236,12 +262,30 @@ function sourceAt(p: Plan, offset: number): Source {
 /** Reads `length` bytes of the target's `offset` from the sources holding them (a compressed cluster may span two). */
 async function readSource(p: Plan, offset: number, length: number): Promise<Uint8Array> {
   const src = sourceAt(p, offset);
-  if (offset + length <= src.start + src.size) return src.img.read(offset - src.start, length);
+  if (offset + length <= src.start + src.size) return readPiece(p, src, offset - src.start, length);
   const buf = new Uint8Array(length);
   for (const s of p.sources) {
     const from = Math.max(offset, s.start);
     const to = Math.min(offset + length, s.start + s.size);
-    if (from < to) buf.set(await s.img.read(from - s.start, to - from), from - offset);
+    if (from < to) buf.set(await readPiece(p, s, from - s.start, to - from), from - offset);
+  }
+  return buf;
+}
+
+/** convert_co_read: with salvage, a failed read is read again sector by sector, and a sector that fails is zeroes. */
+async function readPiece(p: Plan, s: Source, offset: number, length: number): Promise<Uint8Array> {
+  try {
+    return await s.img.read(offset, length);
+  } catch (err) {
+    if (!p.salvage) throw err;
+  }
+  const buf = new Uint8Array(length);
+  for (let at = 0; at < length; at += SECTOR) {
+    const n = Math.min(SECTOR, length - at);
+    await s.img.readInto(buf.subarray(at, at + n), offset + at).catch((err: unknown) => {
+      buf.fill(0, at, at + n);
+      p.warn(`error while reading offset ${offset + at}: ${strerrorOf(err)}`);
+    });
   }
   return buf;
 }
@@ -276,10 +320,10 @@ function counted(p: Plan, s: Step): boolean {
   return s.kind === 'data' || (p.minSparse === 0 && s.kind === 'zero');
 }
 
-async function copy(p: Plan, dst: BlockImage, progress: Progress, showProgress: boolean): Promise<void> {
+async function copy(p: Plan, dst: BlockImage, progress: Progress, showProgress: boolean, walkFirst: boolean): Promise<void> {
   // The total to report against needs a first pass over the run structure (no data is read for qcow2).
   let total = 0;
-  if (showProgress) for await (const s of steps(p)) if (counted(p, s)) total += s.length;
+  if (showProgress || walkFirst) for await (const s of steps(p)) if (counted(p, s)) total += s.length;
   const hasZeroInit = p.hasZeroInit;
   let done = 0;
   for await (const s of steps(p)) {

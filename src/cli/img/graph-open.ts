@@ -4,16 +4,17 @@ import { nodeNames } from '../../blockdev/filename.js';
 import { BlockGraph } from '../../blockdev/graph.js';
 import type { BlockNode } from '../../blockdev/node.js';
 import { NodeByteFile } from '../../blockdev/node-file.js';
+import { NodeImage } from '../../blockdev/node-image.js';
 import { type BlockdevSpec, openBlockdev } from '../../blockdev/open.js';
 import { hasProtocolPrefix, knownProtocol } from '../../blockdev/protocol-filename.js';
 import { BlockError } from '../../image/errors.js';
 import { isFormat, openImage, type OpenLocks } from '../../image/open.js';
 import { Qcow2Image } from '../../image/qcow2/image.js';
 import { RawImage } from '../../image/raw.js';
-import { backingLockSpec, filePerms, topLockSpec, type ToolOpenFlags } from '../../image/tool-perms.js';
+import { backendPerms, backingLockSpec, filePerms, topLockSpec, type ToolOpenFlags } from '../../image/tool-perms.js';
 import { checkQcow2File } from '../../image/qcow2/check.js';
 import type { CheckResult, RepairMode } from '../../image/qcow2/check-types.js';
-import type { BlockImage, ImageFormat } from '../../image/types.js';
+import type { BlockImage, Extent, ImageFormat, ImageInfo } from '../../image/types.js';
 import { filenameOptionsSpec } from '../../qmp/commands/drive.js';
 import { toQmpJson } from '../../qmp/json-out.js';
 
@@ -68,14 +69,14 @@ interface OpenedProtocol {
   backingLocks: OpenLocks;
 }
 
-async function openProtocol(name: string | undefined, o: GraphOpenOptions): Promise<OpenedProtocol> {
+async function openProtocol(name: string | undefined, o: GraphOpenOptions): Promise<OpenedProtocol | { root: BlockImage }> {
   const flat = new Map(o.options ?? []);
   if (o.format !== undefined && !flat.has('driver')) flat.set('driver', o.format);
   if (o.flags.forceShare) flat.set('force-share', 'on');
   flat.set('read-only', o.readOnly ? 'on' : 'off');
   const spec = await filenameOptionsSpec(name, flat, o.warn ?? (() => undefined));
   const format = spec.driver;
-  if (!isFormat(format)) throw new BlockError('UNSUPPORTED', `blockemu img opens a qcow2 or raw image on top of the node graph, not a '${format}' node`);
+  if (!isFormat(format)) return { root: await openRoot(spec, o) };
   for (const key of Object.keys(spec)) {
     if (!FORMAT_KEYS.has(key)) throw new BlockError('UNSUPPORTED', `blockemu img does not apply the ${format} option '${key}'`);
   }
@@ -105,9 +106,16 @@ async function openProtocol(name: string | undefined, o: GraphOpenOptions): Prom
   }
 }
 
-/** A format image over nodes: the image layer's qcow2 or raw image, whose close also closes the graph below it. */
+/**
+ * A format image over nodes: the image layer's qcow2 or raw image, whose
+ * close also closes the graph below it. A graph whose top is not a format
+ * (blkdebug above qcow2, as iotests 204 and 251 inject errors into block
+ * status) is read through its top node instead, read-only.
+ */
 export async function openThroughGraph(name: string | undefined, o: GraphOpenOptions): Promise<BlockImage> {
-  const { format, file, shown, backingLocks } = await openProtocol(name, o);
+  const opened = await openProtocol(name, o);
+  if ('root' in opened) return opened.root;
+  const { format, file, shown, backingLocks } = opened;
   // The image owns the file from here: a failed open closes it, and with it the graph.
   const image =
     format === 'raw'
@@ -123,10 +131,40 @@ export async function openThroughGraph(name: string | undefined, o: GraphOpenOpt
   return image;
 }
 
+/** The whole graph, its top node read through a BlockBackend as QEMU's tools read it. */
+async function openRoot(spec: BlockdevSpec, o: GraphOpenOptions): Promise<BlockImage> {
+  if (!o.readOnly) throw new BlockError('UNSUPPORTED', `blockemu img writes an image only through a qcow2 or raw node at the top; a '${spec.driver}' node there is read-only here`);
+  const graph = new BlockGraph();
+  graph.onEvent = (e) => {
+    if (e.kind === 'debug-print') o.print?.(e.text);
+    else if (e.kind === 'error-report') o.print?.(`${e.message}\n`);
+  };
+  const blk = new BlockBackend(backendPerms({ ...o.flags, readOnly: true }));
+  try {
+    const root = await openBlockdev(graph, spec, false);
+    await blk.insert(root);
+    const image = new GraphRootImage(await NodeImage.of(root), async () => {
+      await blk.remove();
+      await graph.closeAll();
+    });
+    shownNames.set(image, nodeNames(root, toQmpJson).get(root)!.filename);
+    return image;
+  } catch (err) {
+    await blk.remove().catch(() => undefined);
+    await graph.closeAll().catch(() => undefined);
+    throw err;
+  }
+}
+
 /** qemu-img check of a name opened as nodes: the qcow2 check over them ('raw' when the format has no checks). */
 export async function checkThroughGraph(name: string, o: { format?: string; repair?: RepairMode; forceShare?: boolean }): Promise<CheckResult | 'raw'> {
   const readOnly = o.repair === undefined;
-  const { format, file, shown, backingLocks } = await openProtocol(name, { format: o.format, readOnly, openBacking: true, flags: { readOnly, forceShare: o.forceShare } });
+  const opened = await openProtocol(name, { format: o.format, readOnly, openBacking: true, flags: { readOnly, forceShare: o.forceShare } });
+  if ('root' in opened) {
+    await opened.root.close();
+    throw new BlockError('UNSUPPORTED', 'blockemu img checks a qcow2 image at the top of the graph only');
+  }
+  const { format, file, shown, backingLocks } = opened;
   try {
     if (format === 'raw') return 'raw';
     return await checkQcow2File(file, shown, { repair: o.repair, openBackingImage: (p, fmt, depth) => openImage(p, { format: fmt, readOnly: true, depth, locks: backingLocks }) });
@@ -169,5 +207,63 @@ class GraphByteFile extends NodeByteFile {
   /** -1 where the node cannot tell (bdrv_get_allocated_file_size's -ENOTSUP: blkdebug, nbd): "disk size: unavailable". */
   override async allocatedBytes(): Promise<number> {
     return (await this.node.imageInfo()).actualSize ?? -1;
+  }
+}
+
+/** The top node of a graph as a read-only image (NodeImage's view), owning the graph: closing it closes every node. */
+class GraphRootImage implements BlockImage {
+  readonly readOnly = true;
+
+  constructor(
+    private readonly view: NodeImage,
+    private readonly closeGraph: () => Promise<void>,
+  ) {}
+
+  get format(): ImageFormat {
+    return this.view.format;
+  }
+  get filename(): string {
+    return this.view.filename;
+  }
+  size(): number {
+    return this.view.size();
+  }
+  read(offset: number, length: number): Promise<Uint8Array> {
+    return this.view.read(offset, length);
+  }
+  readInto(out: Uint8Array, offset: number): Promise<void> {
+    return this.view.readInto(out, offset);
+  }
+  write(): Promise<void> {
+    return this.view.write();
+  }
+  writeZeroes(): Promise<void> {
+    return this.view.writeZeroes();
+  }
+  discard(): Promise<void> {
+    return this.view.discard();
+  }
+  resize(): Promise<void> {
+    return this.view.resize();
+  }
+  flush(): Promise<void> {
+    return this.view.flush();
+  }
+  blockStatus(offset: number, length: number): Promise<Extent> {
+    return this.view.blockStatus(offset, length);
+  }
+  actualSize(): Promise<number> {
+    return this.view.actualSize();
+  }
+  info(): ImageInfo {
+    return this.view.info();
+  }
+  backing(): BlockImage | undefined {
+    return undefined;
+  }
+  private closed: Promise<void> | undefined;
+  close(): Promise<void> {
+    this.closed ??= this.closeGraph();
+    return this.closed;
   }
 }

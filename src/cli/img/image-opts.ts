@@ -1,4 +1,8 @@
 import { parseImageOpts } from '../../blockdev/qemu-io/qemu-opts.js';
+import type { BlockImage } from '../../image/types.js';
+import type { ToolOpenFlags } from '../../image/tool-perms.js';
+import { openThroughGraph } from './graph-open.js';
+import { innerOpenMessage, withHint } from './open.js';
 import { type ImgIo, ImgFailure, PROG } from './output.js';
 
 /** What `blockemu img` opens for an --image-opts operand. */
@@ -81,4 +85,23 @@ export function imageOptsTarget(io: ImgIo, optstr: string, format: string | unde
     if (!TAKEN.has(key)) throw new ImgFailure(`Could not open '${optstr}': blockemu img does not apply the option '${key}' of --image-opts`);
   }
   return { filename: plan.filename, format: plan.format, forceShare: forceShare || plan.forceShare === true };
+}
+
+/**
+ * img_open for an --image-opts operand, opened as bdrv_open opens the
+ * options (graph-open.ts): any driver the graph knows, blkdebug above or
+ * below the format included. -f may not be given too; -U adds
+ * force-share=on, which the string may not contradict.
+ */
+export async function openImageOpts(io: ImgIo, optstr: string, o: { format?: string; readOnly: boolean; forceShare?: boolean; flags?: Omit<ToolOpenFlags, 'readOnly' | 'forceShare'> }): Promise<BlockImage> {
+  if (o.format !== undefined) throw new ImgFailure('--image-opts and --format are mutually exclusive');
+  const { opts, warnings } = parseImageOpts(optstr);
+  for (const w of warnings) io.err(`${PROG}: ${w}\n`);
+  const share = opts.get('force-share');
+  if (o.forceShare && share !== undefined && share !== 'on') throw new ImgFailure('--force-share/-U conflicts with image options');
+  try {
+    return await openThroughGraph(undefined, { options: opts, readOnly: o.readOnly, openBacking: true, flags: { ...o.flags, readOnly: o.readOnly, forceShare: o.forceShare === true || share === 'on' } });
+  } catch (err) {
+    throw new ImgFailure(`Could not open '${optstr}': ${withHint(innerOpenMessage(err, optstr), err)}`);
+  }
 }

@@ -1,5 +1,6 @@
 import { altHex } from '../../image/numfmt.js';
 import { parseOutputFormat } from './info.js';
+import { openImageOpts } from './image-opts.js';
 import { chainNames, openForCli } from './open.js';
 import { type ImgIo, ImgFailure, usageError } from './output.js';
 import { parseQemuSize } from './size-arg.js';
@@ -12,6 +13,8 @@ export interface MapArgs {
   maxLength?: string;
   /** -U */
   forceShare?: boolean;
+  /** --image-opts: the operand is an option string. */
+  imageOpts?: boolean;
   args: string[];
 }
 
@@ -32,9 +35,10 @@ export async function imgMap(io: ImgIo, a: MapArgs): Promise<number> {
   const maxLength = a.maxLength === undefined ? undefined : offsetArg(a.maxLength, 'max length');
   if (a.args.length !== 1) throw usageError('Expecting one image file name');
   const name = a.args[0]!;
-  const img = await openForCli(name, { format: a.format, forceShare: a.forceShare });
+  const img = a.imageOpts ? await openImageOpts(io, name, { format: a.format, readOnly: true, forceShare: a.forceShare }) : await openForCli(name, { format: a.format, forceShare: a.forceShare });
   try {
-    const names = chainNames(img, name);
+    // An option string names no file: each extent's node says where its data is.
+    const names = a.imageOpts ? [] : chainNames(img, name);
     const end = Math.min(img.size(), maxLength === undefined ? Infinity : start + maxLength);
     const dump = fmt === 'json' ? jsonDumper(io) : humanDumper(io);
     let curr: MapEntry = { start, length: 0, depth: 0, present: false, zero: false, data: false };
