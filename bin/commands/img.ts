@@ -141,11 +141,13 @@ export function addImgCommand(program: Command, ctx: ToolContext): void {
     .option('-q', 'quiet')
     .option('-U, --force-share', 'open the source with shared permissions: others may keep writing it (its image locks are not checked)')
     .option('--salvage', 'copy what can be read: a sector that fails to read is written as zeroes, with a warning')
+    .option('--image-opts', 'the sources are option strings (driver=qcow2,file.filename=…, any driver), not file names')
+    .option('--target-image-opts', 'the target (with -n) is an option string, not a file name')
     .argument('[args...]', 'filename output_filename')
     .action(
       async (
         args: string[],
-        o: { f?: string; O?: string; B?: string; F?: string; o: string[]; l?: string; S?: string; c?: boolean; n?: boolean; p?: boolean; q?: boolean; forceShare?: boolean; salvage?: boolean },
+        o: { f?: string; O?: string; B?: string; F?: string; o: string[]; l?: string; S?: string; c?: boolean; n?: boolean; p?: boolean; q?: boolean; forceShare?: boolean; salvage?: boolean; imageOpts?: boolean; targetImageOpts?: boolean },
       ) =>
         run((io) =>
           imgConvert(io, {
@@ -161,6 +163,8 @@ export function addImgCommand(program: Command, ctx: ToolContext): void {
             quiet: o.q === true,
             forceShare: o.forceShare === true,
             salvage: o.salvage === true,
+            imageOpts: o.imageOpts === true,
+            targetImageOpts: o.targetImageOpts === true,
             ...(o.l !== undefined ? { snapshot: o.l } : {}),
             args,
           }),

@@ -4,6 +4,7 @@ import { probeFormat } from '../image/probe.js';
 import type { CheckMessage, CheckResult, RepairMode } from '../image/qcow2/check.js';
 import { checkForceShare } from '../image/tool-perms.js';
 import { parseOutputFormat } from './img/info.js';
+import { parseImageOpts } from '../blockdev/qemu-io/qemu-opts.js';
 import { checkThroughGraph, needsGraph } from './img/graph-open.js';
 import { cliLocks, innerOpenMessage, openFailureText, probedRawWarning, withHint } from './img/open.js';
 import { type ImgIo, ImgFailure, PROG, usageError } from './img/output.js';
@@ -15,6 +16,8 @@ export interface CheckArgs {
   quiet: boolean;
   /** -U (refused with -r, as QEMU refuses force-share for a writer) */
   forceShare?: boolean;
+  /** --image-opts: the operand is an option string. */
+  imageOpts?: boolean;
   args: string[];
 }
 
@@ -39,9 +42,16 @@ export async function imgCheck(io: ImgIo, a: CheckArgs): Promise<number> {
   const fmt = parseOutputFormat(a.output);
   const writable = repair !== undefined;
   let result: CheckResult;
-  if (needsGraph(name)) {
-    // blkdebug:…, json:…: the protocol opened as nodes, the check over them.
-    const r = await checkThroughGraph(name, { format: a.format, repair, forceShare: a.forceShare }).catch((err: unknown) => {
+  if (a.imageOpts || needsGraph(name)) {
+    // blkdebug:…, json:…, an option string: the protocol opened as nodes, the check over them.
+    let options: Map<string, string> | undefined;
+    if (a.imageOpts) {
+      if (a.format !== undefined) throw new ImgFailure('--image-opts and --format are mutually exclusive');
+      const parsed = parseImageOpts(name, 'file');
+      for (const w of parsed.warnings) io.err(`${PROG}: ${w}\n`);
+      options = parsed.opts;
+    }
+    const r = await checkThroughGraph(a.imageOpts ? undefined : name, { format: a.format, repair, forceShare: a.forceShare, options }).catch((err: unknown) => {
       throw new ImgFailure(`Could not open '${name}': ${withHint(innerOpenMessage(err, name), err)}`);
     });
     if (r === 'raw') throw new ImgFailure('This image format does not support checks', { exitCode: 63 });

@@ -127,8 +127,9 @@ describe.skipIf(!qemu.available)('blockemu img on node-graph names (vs qemu-img)
       const cq = await qemuImgIn(['check', 'top.qcow2'], s.q);
       expect(cb).toEqual(cq);
       expect((await stat(join(s.b, 'top.qcow2'))).size).toBe((await stat(join(s.q, 'top.qcow2'))).size);
-      const mb = await qemuImgIn(['map', '--output=json', 'top.qcow2'], s.b);
-      expect(mb).toEqual(await qemuImgIn(['map', '--output=json', 'top.qcow2'], s.q));
+      // Where the base's clusters lie is left out: QEMU's commit (a mirror job) writes in parallel, in no fixed order.
+      const map = async (d: string) => (await qemuImgIn(['map', '--output=json', 'top.qcow2'], d)).stdout.replace(/, "offset": \d+/g, '');
+      expect(await map(s.b)).toBe(await map(s.q));
     }
 
     it('a plain commit leaves the same emptied file (header, refcounts, L1 in four clusters)', async () => {

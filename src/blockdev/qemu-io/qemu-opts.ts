@@ -12,9 +12,11 @@ export interface ImageOptsParse {
 /**
  * QemuOpts syntax: "key=value" pairs split at ',', where ",," stands for a
  * comma; a bare "key" means key=on and "nokey" key=off, both deprecated
- * (QEMU warns: qemu-io's parse is the "noisy" one).
+ * (QEMU warns: qemu-io's parse is the "noisy" one). With `implied`
+ * (qemu-img's "source" list: "file"), a first parameter without '=' is
+ * that option's value instead.
  */
-export function parseImageOpts(text: string): ImageOptsParse {
+export function parseImageOpts(text: string, implied?: string): ImageOptsParse {
   const opts = new Map<string, string>();
   const warnings: string[] = [];
   let i = 0;
@@ -33,11 +35,14 @@ export function parseImageOpts(text: string): ImageOptsParse {
     }
     return out;
   };
-  while (i < text.length) {
+  for (let first = true; i < text.length; first = false) {
     const key = readUntil('=,');
     if (text[i] === '=') {
       i++;
       opts.set(key, readUntil(','));
+    } else if (implied !== undefined && first) {
+      // The first parameter without '=' is the list's implied option's value (qemu_opts_parse with permit_abbrev).
+      opts.set(implied, key);
     } else {
       const off = key.startsWith('no');
       const name = off ? key.slice(2) : key;

@@ -5,7 +5,9 @@ import { strerrorOf } from '../../image/errno.js';
 import type { BlockImage, ImageFormat } from '../../image/types.js';
 import { parseCacheMode } from '../io-args.js';
 import { allocatedAbove, findBackingImage } from './chain-status.js';
-import { imageOptsRefused, ImgGetopt } from './img-getopt.js';
+import { openImageOpts } from './image-opts.js';
+import { ImgGetopt } from './img-getopt.js';
+import { parseImageOpts } from '../../blockdev/qemu-io/qemu-opts.js';
 import { graphImageName, needsGraph, openThroughGraph } from './graph-open.js';
 import { probedRawWarning, tryOpen } from './open.js';
 import { type ImgIo, ImgFailure, usageError } from './output.js';
@@ -85,8 +87,7 @@ export async function imgCommit(io: ImgIo, args: readonly string[]): Promise<num
   if (operands.length !== 1) throw usageError('Expecting one image file name');
   const filename = operands[0]!;
   if (parseCacheMode(o.cache) === undefined) throw new ImgFailure(`Invalid cache option: ${o.cache}`);
-  if (getopt.imageOpts) throw imageOptsRefused();
-  const plan = await planCommit(io, filename, o);
+  const plan = await planCommit(io, filename, o, getopt.imageOpts);
   const progress = new Progress(io, o.progress, 1);
   progress.advance(0, 100);
   try {
@@ -104,22 +105,32 @@ export async function imgCommit(io: ImgIo, args: readonly string[]): Promise<num
 interface Link {
   path: string;
   format: ImageFormat;
-  /** The top only: a name opened through the node graph (blkdebug:…, json:…), opened so again to commit. */
-  graphName?: string;
+  /** The top only, when its name or options open a node graph (blkdebug:…, json:…, --image-opts): how to open it so again, over `below`. */
+  reopen?: (below: BlockImage) => Promise<BlockImage>;
 }
 
 /** Opens the image as qemu-img does (its messages for a failed open), and names the chain from it down to the base. */
-async function planCommit(io: ImgIo, filename: string, o: CommitOptions): Promise<{ chain: Link[] } | { error: string }> {
-  const r = await tryOpen(filename, { format: o.format, readOnly: false });
-  if ('inner' in r) throw new ImgFailure(`Could not open '${filename}': ${r.inner}`);
-  const top = r.image;
+async function planCommit(io: ImgIo, filename: string, o: CommitOptions, imageOpts: boolean): Promise<{ chain: Link[] } | { error: string }> {
+  let top: BlockImage;
+  if (imageOpts) top = await openImageOpts(io, filename, { format: o.format, readOnly: false });
+  else {
+    const r = await tryOpen(filename, { format: o.format, readOnly: false });
+    if ('inner' in r) throw new ImgFailure(`Could not open '${filename}': ${r.inner}`);
+    top = r.image;
+  }
   try {
     if (o.format === undefined && top.format === 'raw') io.err(probedRawWarning(filename));
     const base = o.base !== undefined ? await findBackingImage(top, o.base) : top.backing();
     if (!base) return { error: o.base !== undefined ? `Did not find '${o.base}' in the backing chain of '${filename}'` : 'Image does not have a backing file' };
     const chain: Link[] = [];
     for (let cur: BlockImage | undefined = top; cur; cur = cur === base ? undefined : cur.backing()) chain.push({ path: cur.filename, format: cur.format });
-    if (needsGraph(filename)) chain[0]!.graphName = filename;
+    const flags = { readOnly: false };
+    if (imageOpts) {
+      const options = parseImageOpts(filename, 'file').opts;
+      chain[0]!.reopen = (below) => openThroughGraph(undefined, { options, readOnly: false, openBacking: true, backingImage: below, flags });
+    } else if (needsGraph(filename)) {
+      chain[0]!.reopen = (below) => openThroughGraph(filename, { format: top.format, readOnly: false, openBacking: true, backingImage: below, flags });
+    }
     return { chain };
   } finally {
     await top.close();
@@ -139,10 +150,7 @@ async function commit(chain: Link[], o: CommitOptions, progress: Progress): Prom
     for (let i = chain.length - 2; i >= 0; i--) {
       const link = chain[i]!;
       const openBackingImage = (p: string, f: ImageFormat | undefined, depth: number) => openImage(p, { format: f, readOnly: true, depth });
-      below =
-        link.graphName !== undefined
-          ? await openThroughGraph(link.graphName, { format: link.format, readOnly: false, openBacking: true, backingImage: below, flags: { readOnly: false } })
-          : await Qcow2Image.open(link.path, { readOnly: i !== 0, backingImage: below, depth: i, openBackingImage });
+      below = link.reopen ? await link.reopen(below) : await Qcow2Image.open(link.path, { readOnly: i !== 0, backingImage: below, depth: i, openBackingImage });
     }
     top = below;
     await copyDown(top, base, o.rate, progress);

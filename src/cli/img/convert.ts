@@ -7,6 +7,7 @@ import type { CreateOptions } from '../../image/create.js';
 import { Qcow2Image } from '../../image/qcow2/image.js';
 import type { BlockImage } from '../../image/types.js';
 import { type Fail, parseCreateOptions, qcow2CreateOptions, str } from './create-opts.js';
+import { openImageOpts } from './image-opts.js';
 import { chainNames, cliLocks, openFailureText, openForCli, withHint } from './open.js';
 import { type ImgIo, ImgFailure, PROG } from './output.js';
 import { Progress } from './progress.js';
@@ -31,6 +32,10 @@ export interface ConvertArgs {
   snapshot?: string;
   /** --salvage: unreadable sectors of the source become zeroes (and unknown block status data), with a warning each. */
   salvage?: boolean;
+  /** --image-opts: the sources are option strings. */
+  imageOpts?: boolean;
+  /** --target-image-opts: the target (with -n) is an option string. */
+  targetImageOpts?: boolean;
   args: string[];
 }
 
@@ -95,6 +100,7 @@ export async function imgConvert(io: ImgIo, a: ConvertArgs): Promise<number> {
     const minSparse = parseSparse(a.sparseSize);
     const dash = a.args.find((x) => x.startsWith('-') && x !== '-');
     if (dash !== undefined) throw new ImgFailure(`unrecognized option '${dash}'`, { usage: true });
+    if (a.targetImageOpts && !a.skipCreate) throw new ImgFailure('--target-image-opts requires use of -n flag');
     if (a.skipCreate && a.options.length > 0) throw new ImgFailure('-o has no effect when skipping image creation');
     if (a.args.length < 2) throw new ImgFailure('Must specify image file name');
     const srcNameList = a.args.slice(0, -1);
@@ -105,7 +111,9 @@ export async function imgConvert(io: ImgIo, a: ConvertArgs): Promise<number> {
     const sources: Source[] = [];
     let total = 0;
     for (const name of srcNameList) {
-      const img = await openForCli(name, { format: a.format, forceShare: a.forceShare, flags: { noShare: true } });
+      const img = a.imageOpts
+        ? await openImageOpts(io, name, { format: a.format, readOnly: true, forceShare: a.forceShare, flags: { noShare: true } })
+        : await openForCli(name, { format: a.format, forceShare: a.forceShare, flags: { noShare: true } });
       opened.push(img);
       sources.push({ img, names: chainNames(img, name), start: total, size: img.size() });
       total += Math.ceil(img.size() / 512) * 512;
@@ -131,11 +139,14 @@ export async function imgConvert(io: ImgIo, a: ConvertArgs): Promise<number> {
 
     if (!a.skipCreate) await createTarget(dstName, outFmt as 'raw' | 'qcow2', total, values, backingFile, backingFmt);
     let dst: BlockImage;
-    if (a.skipCreate && !isFormat(outFmt)) throw new ImgFailure(`Could not open '${dstName}': Unknown driver '${outFmt}'`);
-    try {
-      dst = await openImage(dstName, { format: outFmt as 'raw' | 'qcow2', readOnly: false, locks: cliLocks({ readOnly: false }) });
-    } catch (err) {
-      throw new ImgFailure(`Could not open '${dstName}': ${await openFailureText(err, dstName, outFmt as 'raw' | 'qcow2')}`);
+    if (a.targetImageOpts) dst = await openImageOpts(io, dstName, { format: a.outputFormat, readOnly: false });
+    else {
+      if (a.skipCreate && !isFormat(outFmt)) throw new ImgFailure(`Could not open '${dstName}': Unknown driver '${outFmt}'`);
+      try {
+        dst = await openImage(dstName, { format: outFmt as 'raw' | 'qcow2', readOnly: false, locks: cliLocks({ readOnly: false }) });
+      } catch (err) {
+        throw new ImgFailure(`Could not open '${dstName}': ${await openFailureText(err, dstName, outFmt as 'raw' | 'qcow2')}`);
+      }
     }
     opened.push(dst);
     if (a.compress && !(dst instanceof Qcow2Image)) throw new ImgFailure('Compression not supported for this file format');

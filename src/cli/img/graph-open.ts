@@ -74,6 +74,9 @@ async function openProtocol(name: string | undefined, o: GraphOpenOptions): Prom
   if (o.format !== undefined && !flat.has('driver')) flat.set('driver', o.format);
   if (o.flags.forceShare) flat.set('force-share', 'on');
   flat.set('read-only', o.readOnly ? 'on' : 'off');
+  // file=NAME names a node to use as the file: a tool's graph has none to find.
+  const ref = flat.get('file');
+  if (ref !== undefined && ![...flat.keys()].some((k) => k.startsWith('file.'))) throw new BlockError('NOT_FOUND', `Cannot find device='${ref}' nor node-name='${ref}'`);
   const spec = await filenameOptionsSpec(name, flat, o.warn ?? (() => undefined));
   const format = spec.driver;
   if (!isFormat(format)) return { root: await openRoot(spec, o) };
@@ -157,9 +160,14 @@ async function openRoot(spec: BlockdevSpec, o: GraphOpenOptions): Promise<BlockI
 }
 
 /** qemu-img check of a name opened as nodes: the qcow2 check over them ('raw' when the format has no checks). */
-export async function checkThroughGraph(name: string, o: { format?: string; repair?: RepairMode; forceShare?: boolean }): Promise<CheckResult | 'raw'> {
+export async function checkThroughGraph(
+  name: string | undefined,
+  o: { format?: string; repair?: RepairMode; forceShare?: boolean; options?: ReadonlyMap<string, string> },
+): Promise<CheckResult | 'raw'> {
   const readOnly = o.repair === undefined;
-  const opened = await openProtocol(name, { format: o.format, readOnly, openBacking: true, flags: { readOnly, forceShare: o.forceShare } });
+  const share = o.options?.get('force-share');
+  const flags = { readOnly, forceShare: o.forceShare === true || share === 'on' };
+  const opened = await openProtocol(name, { format: o.format, readOnly, openBacking: true, flags, ...(o.options ? { options: o.options } : {}) });
   if ('root' in opened) {
     await opened.root.close();
     throw new BlockError('UNSUPPORTED', 'blockemu img checks a qcow2 image at the top of the graph only');

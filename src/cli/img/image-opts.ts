@@ -70,7 +70,7 @@ const TAKEN = new Set(['driver', 'file.driver', 'file.filename', 'force-share', 
  */
 export function imageOptsTarget(io: ImgIo, optstr: string, format: string | undefined, forceShare: boolean): ImageOptsTarget {
   if (format !== undefined) throw new ImgFailure('--image-opts and --format are mutually exclusive');
-  const { opts, warnings } = parseImageOpts(optstr);
+  const { opts, warnings } = parseImageOpts(optstr, 'file');
   for (const w of warnings) io.err(`${PROG}: ${w}\n`);
   const share = opts.get('force-share');
   if (forceShare && share !== undefined && share !== 'on') throw new ImgFailure('--force-share/-U conflicts with image options');
@@ -93,14 +93,18 @@ export function imageOptsTarget(io: ImgIo, optstr: string, format: string | unde
  * below the format included. -f may not be given too; -U adds
  * force-share=on, which the string may not contradict.
  */
-export async function openImageOpts(io: ImgIo, optstr: string, o: { format?: string; readOnly: boolean; forceShare?: boolean; flags?: Omit<ToolOpenFlags, 'readOnly' | 'forceShare'> }): Promise<BlockImage> {
+export async function openImageOpts(
+  io: ImgIo,
+  optstr: string,
+  o: { format?: string; readOnly: boolean; openBacking?: boolean; forceShare?: boolean; flags?: Omit<ToolOpenFlags, 'readOnly' | 'forceShare'> },
+): Promise<BlockImage> {
   if (o.format !== undefined) throw new ImgFailure('--image-opts and --format are mutually exclusive');
-  const { opts, warnings } = parseImageOpts(optstr);
+  const { opts, warnings } = parseImageOpts(optstr, 'file');
   for (const w of warnings) io.err(`${PROG}: ${w}\n`);
   const share = opts.get('force-share');
   if (o.forceShare && share !== undefined && share !== 'on') throw new ImgFailure('--force-share/-U conflicts with image options');
   try {
-    return await openThroughGraph(undefined, { options: opts, readOnly: o.readOnly, openBacking: true, flags: { ...o.flags, readOnly: o.readOnly, forceShare: o.forceShare === true || share === 'on' } });
+    return await openThroughGraph(undefined, { options: opts, readOnly: o.readOnly, openBacking: o.openBacking ?? true, flags: { ...o.flags, readOnly: o.readOnly, forceShare: o.forceShare === true || share === 'on' } });
   } catch (err) {
     throw new ImgFailure(`Could not open '${optstr}': ${withHint(innerOpenMessage(err, optstr), err)}`);
   }

@@ -67,8 +67,3 @@ export class ImgGetopt {
 export function objectRefused(): ImgFailure {
   return new ImgFailure('--object is not supported by blockemu');
 }
-
-/** --image-opts: the filename would be an option string; blockemu img opens plain file names only. */
-export function imageOptsRefused(): ImgFailure {
-  return new ImgFailure('--image-opts is not supported by blockemu');
-}

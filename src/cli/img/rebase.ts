@@ -4,7 +4,9 @@ import { Qcow2Image } from '../../image/qcow2/image.js';
 import { allocatedAbove, allocatedHere, findBackingImage } from './chain-status.js';
 import type { BlockImage } from '../../image/types.js';
 import { parseCacheMode } from '../io-args.js';
-import { imageOptsRefused, ImgGetopt } from './img-getopt.js';
+import { graphImageName } from './graph-open.js';
+import { openImageOpts } from './image-opts.js';
+import { ImgGetopt } from './img-getopt.js';
 import { pathCombine, probedRawWarning, tryOpen } from './open.js';
 import { type ImgIo, ImgFailure, usageError } from './output.js';
 import { Progress } from './progress.js';
@@ -80,27 +82,32 @@ export async function imgRebase(io: ImgIo, args: readonly string[]): Promise<num
   const operands = getopt.operands();
   if (operands.length !== 1) throw usageError('Expecting one image file name');
   if (!o.unsafe && o.backing === undefined) throw usageError('Must specify backing file (-b) or use unsafe mode (-u)');
-  if (getopt.imageOpts) throw imageOptsRefused();
   const progress = new Progress(io, o.progress, 2.0);
   progress.advance(0, 100);
   try {
-    await rebase(io, operands[0]!, o, progress);
+    await rebase(io, operands[0]!, o, progress, getopt.imageOpts);
   } finally {
     progress.end();
   }
   return 0;
 }
 
-async function rebase(io: ImgIo, filename: string, o: RebaseOptions, progress: Progress): Promise<void> {
+async function rebase(io: ImgIo, operand: string, o: RebaseOptions, progress: Progress, imageOpts: boolean): Promise<void> {
   if (parseCacheMode(o.cache) === undefined) throw new ImgFailure(`Invalid cache option: ${o.cache}`);
   if (parseCacheMode(o.srcCache) === undefined) throw new ImgFailure(`Invalid source cache option: ${o.srcCache}`);
   // Unsafe mode does not open the old backing file: it may be the one that was renamed or moved.
-  const r = await tryOpen(filename, { format: o.format, readOnly: false, backing: !o.unsafe });
-  if ('inner' in r) throw new ImgFailure(`Could not open '${filename}': ${r.inner}`);
-  const image = r.image;
+  let image: BlockImage;
+  if (imageOpts) image = await openImageOpts(io, operand, { format: o.format, readOnly: false, openBacking: !o.unsafe });
+  else {
+    const r = await tryOpen(operand, { format: o.format, readOnly: false, backing: !o.unsafe });
+    if ('inner' in r) throw new ImgFailure(`Could not open '${operand}': ${r.inner}`);
+    image = r.image;
+  }
+  // The new backing file's name is taken relative to the image's own (bs->filename: an option string's file).
+  const filename = imageOpts ? (graphImageName(image) ?? image.filename) : operand;
   let newBacking: BlockImage | undefined;
   try {
-    if (o.format === undefined && image.format === 'raw') io.err(probedRawWarning(filename));
+    if (o.format === undefined && !imageOpts && image.format === 'raw') io.err(probedRawWarning(filename));
     if (o.backingFormat !== undefined && !QEMU_FORMATS.has(o.backingFormat)) throw new ImgFailure(`Invalid format name: '${o.backingFormat}'`);
     if (!o.unsafe) {
       const target = o.backing!;
