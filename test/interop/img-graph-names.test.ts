@@ -111,6 +111,20 @@ describe.skipIf(!qemu.available)('blockemu img on node-graph names (vs qemu-img)
     expect(await qemuImgIn(['map', '--output=json', 'lim.qcow2'], s.b)).toEqual(await qemuImgIn(['map', '--output=json', 'lim.qcow2'], s.q));
   });
 
+  it('snapshot -d with an error injected when clusters are freed fails as qemu-img does and leaks the same clusters (217)', async () => {
+    for (const d of [s.b, s.q]) {
+      await must('qemu-img', ['create', '-q', '-f', 'qcow2', 'sn.qcow2', '64M'], d);
+      await must('qemu-io', ['-c', 'write 0 64k', 'sn.qcow2'], d);
+      await must('qemu-img', ['snapshot', '-c', 'foo', 'sn.qcow2'], d);
+      await writeFile(join(d, 'free.conf'), '[inject-error]\nevent = "cluster_free"\nerrno = "5"\n');
+    }
+    const { b } = await expectSame(['snapshot', '-d', 'foo', 'blkdebug:free.conf:sn.qcow2'], { b: s.b, q: s.q });
+    expect(b.stderr).toContain('Failed to free the cluster and L1 table: Input/output error');
+    const cb = await qemuImgIn(['check', 'sn.qcow2'], s.b);
+    expect(cb).toEqual(await qemuImgIn(['check', 'sn.qcow2'], s.q));
+    expect(cb.code).toBe(3);
+  });
+
   describe('commit empties the top as QEMU does', () => {
     async function chain(): Promise<void> {
       for (const d of [s.b, s.q]) {

@@ -1,4 +1,6 @@
+import { strerrorOf } from '../errno.js';
 import { BlockError, invalidImage } from '../errors.js';
+import { Qcow2Corruption } from './corruption.js';
 import { MAX_SNAPSHOTS } from './header.js';
 import type { Qcow2Image } from './image.js';
 
@@ -150,6 +152,16 @@ export async function writeSnapshotTable(img: Qcow2Image, list: readonly Qcow2Sn
     const first = Math.floor(old.offset / cs);
     const n = Math.max(1, Math.ceil((old.offset + old.size) / cs) - first);
     for (let c = 0; c < n; c++) rc.free(first + c);
-    await img.flush();
+    await freeClustersNow(img);
   }
+}
+
+/**
+ * qcow2_free_clusters as QEMU calls it while deleting a snapshot: the frees
+ * just queued are applied, and a failure is printed, not returned (QEMU's
+ * "qcow2_free_clusters failed: …" on stderr; the clusters stay counted, a
+ * leak at worst).
+ */
+export async function freeClustersNow(img: Qcow2Image): Promise<void> {
+  await img.flush().catch((err: unknown) => Qcow2Corruption.warn(`qcow2_free_clusters failed: ${strerrorOf(err)}\n`));
 }

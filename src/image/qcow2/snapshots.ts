@@ -1,9 +1,10 @@
+import { errnoOf, strerrorOf } from '../errno.js';
 import { BlockError } from '../errors.js';
 import { MAX_L1_BYTES, MAX_SNAPSHOTS } from './header.js';
 import type { Qcow2Image } from './image.js';
 import { growL1 } from './resize.js';
 import { updateSnapshotRefcount } from './snapshot-refcount.js';
-import { loadSnapshotTable, type Qcow2Snapshot, readSnapshotTable, writeSnapshotTable } from './snapshot-table.js';
+import { freeClustersNow, loadSnapshotTable, type Qcow2Snapshot, readSnapshotTable, writeSnapshotTable } from './snapshot-table.js';
 
 export type { Qcow2Snapshot } from './snapshot-table.js';
 
@@ -147,15 +148,30 @@ export async function deleteSnapshot(img: Qcow2Image, id: string, name: string):
   const sn = list[index]!;
   checkL1(img, sn);
   await img.flush();
+  // Each step's failure in QEMU's words (error_setg_errno): the caller puts "Could not delete snapshot 'x': " before.
+  const step =
+    (what: string) =>
+    (err: unknown): never => {
+      throw new BlockError('IO', `${what}: ${strerrorOf(err)}`, { errno: errnoOrEio(err), cause: err });
+    };
   await writeSnapshotTable(
     img,
     list.filter((_, i) => i !== index),
     bytes,
-  );
-  await updateSnapshotRefcount(img, sn.l1Offset, sn.l1Size, -1);
+  ).catch(step('Failed to remove snapshot from snapshot list'));
+  // From here a failure leaks clusters at worst: the snapshot is gone from the table.
+  await updateSnapshotRefcount(img, sn.l1Offset, sn.l1Size, -1).catch(step('Failed to free the cluster and L1 table'));
   const cs = img.layout.clusterSize;
   const first = Math.floor(sn.l1Offset / cs);
   for (let c = first; c < Math.ceil((sn.l1Offset + sn.l1Size * 8) / cs); c++) img.refcounts!.free(c);
-  await img.flush();
-  await updateSnapshotRefcount(img, img.header.l1TableOffset, img.header.l1Size, 0);
+  await freeClustersNow(img);
+  await updateSnapshotRefcount(img, img.header.l1TableOffset, img.header.l1Size, 0).catch(step('Failed to update snapshot status in disk'));
+}
+
+function errnoOrEio(err: unknown): string {
+  try {
+    return errnoOf(err);
+  } catch {
+    return 'EIO';
+  }
 }
