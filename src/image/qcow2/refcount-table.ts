@@ -1,3 +1,4 @@
+import { isZero } from '../request.js';
 import { BlockError } from '../errors.js';
 import type { ByteFile } from '../byte-file.js';
 import { entryHi, entryLo, entryOffset, L1_RESERVED_LO, offsetHi, offsetLo, type Qcow2Layout, setEntry, viewOf } from './layout.js';
@@ -85,7 +86,11 @@ export class RefcountTable {
   blockOverlaps(start: number, end: number): boolean {
     const cs = this.layout.clusterSize;
     if (this.lastUsed === undefined) {
-      let last = this.entries - 1;
+      // A table is mostly zeroes past its last block: skip them a 4 KiB block at a time (a native compare),
+      // not entry by entry (a cold start of a tool spent milliseconds here on a 64 KiB table).
+      let bytes = this.entries * 8;
+      while (bytes >= 4096 && isZero(this.bytes, bytes - 4096, bytes)) bytes -= 4096;
+      let last = Math.floor(bytes / 8) - 1;
       while (last >= 0 && entryOffset(entryHi(this.view, last), entryLo(this.view, last)) === 0) last--;
       this.lastUsed = last;
     }
