@@ -1,3 +1,5 @@
+import type { Extent } from './types.js';
+
 /**
  * The moments a format announces before it does I/O on its file, named as
  * QEMU's BlkdebugEvent names them (qapi/block-core.json). qcow2 announces
@@ -70,4 +72,11 @@ export interface ByteFile {
    * with a constant name: nothing is built or allocated per request).
    */
   event?(e: DebugEvent): void;
+  /**
+   * What the bytes below know of their own allocation (a block node's
+   * block status: nbd's server, null-co's nothing): a raw image asks it
+   * instead of reading for zeroes, as QEMU's raw driver passes block
+   * status down to its file. Optional: a host file has none.
+   */
+  blockStatus?(offset: number, length: number): Promise<Extent>;
 }

@@ -90,6 +90,7 @@ export class RawImage implements BlockImage {
   async blockStatus(offset: number, length: number): Promise<Extent> {
     checkRequest('block status', offset, length, this.virtualSize);
     if (length === 0) return { offset, length: 0, data: false, zero: true, allocated: true, depth: 0, hostOffset: offset, filename: this.filename };
+    if (this.file.blockStatus) return { ...(await this.file.blockStatus(offset, length)), offset, depth: 0 };
     const { length: run, zero } = await zeroRun((b, o) => this.file.readInto(b, o), offset, length);
     return { offset, length: run, data: !zero, zero, allocated: true, depth: 0, hostOffset: offset, filename: this.filename };
   }

@@ -6,7 +6,7 @@
  * (make_completely_empty): the same file afterwards, and after an injected
  * failure at each of its steps the same damage, repaired the same way.
  */
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { copyFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -48,6 +48,21 @@ describe.skipIf(!qemu.available)('blockemu img on node-graph names (vs qemu-img)
     [['info', 'blkdebug:a.qcow2']],
   ])('%j prints what qemu-img prints', async (args) => {
     await expectSame(args, s.dir);
+  });
+
+  it('a raw image over a protocol node answers block status from the node, as QEMU raw passes it down (NBD export, null-co)', async () => {
+    const sock = join(s.dir, 'nbd.sock');
+    const server = spawn('qemu-nbd', ['-f', 'qcow2', '-r', '-t', '-k', sock, join(s.dir, 'a.qcow2')], { stdio: 'ignore' });
+    try {
+      for (let i = 0; i < 100 && !(await stat(sock).catch(() => undefined)); i++) await new Promise((r) => setTimeout(r, 50));
+      const uri = `nbd+unix:///?socket=${sock}`;
+      await expectSame(['map', '--output=json', uri], s.dir);
+      await expectSame(['info', uri], s.dir);
+      await expectSame(['compare', uri, 'a.qcow2'], s.dir);
+    } finally {
+      server.kill();
+    }
+    await expectSame(['map', '--output=json', 'json:{"driver":"null-co","read-zeroes":true,"size":1048576}'], s.dir);
   });
 
   it.each([

@@ -212,6 +212,11 @@ class GraphByteFile extends NodeByteFile {
     await this.closeGraph();
   }
 
+  /** The protocol node's own block status (raw_co_block_status passes it down to the file). */
+  blockStatus(offset: number, length: number): Promise<Extent> {
+    return this.node.blockStatus(offset, length);
+  }
+
   /** -1 where the node cannot tell (bdrv_get_allocated_file_size's -ENOTSUP: blkdebug, nbd): "disk size: unavailable". */
   override async allocatedBytes(): Promise<number> {
     return (await this.node.imageInfo()).actualSize ?? -1;
