@@ -52,10 +52,6 @@ export interface GraphOpenOptions {
   backingImage?: BlockImage;
   /** --image-opts keys (a QemuOpts string's), read as bdrv_open reads its options. */
   options?: ReadonlyMap<string, string>;
-  /** A warning bdrv_open prints (probing guessed raw). */
-  warn?: (text: string) => void;
-  /** What a blkdebug node prints, and drivers' error_report lines. */
-  print?: (text: string) => void;
 }
 
 /** Format-level options the image layer takes as they are (the rest would be ignored, so they are refused). */
@@ -73,11 +69,12 @@ async function openProtocol(name: string | undefined, o: GraphOpenOptions): Prom
   const flat = new Map(o.options ?? []);
   if (o.format !== undefined && !flat.has('driver')) flat.set('driver', o.format);
   if (o.flags.forceShare) flat.set('force-share', 'on');
-  flat.set('read-only', o.readOnly ? 'on' : 'off');
+  if (!flat.has('read-only')) flat.set('read-only', o.readOnly ? 'on' : 'off');
   // file=NAME names a node to use as the file: a tool's graph has none to find.
   const ref = flat.get('file');
   if (ref !== undefined && ![...flat.keys()].some((k) => k.startsWith('file.'))) throw new BlockError('NOT_FOUND', `Cannot find device='${ref}' nor node-name='${ref}'`);
-  const spec = await filenameOptionsSpec(name, flat, o.warn ?? (() => undefined));
+  // qemu-img's own commands print the probing warning where they would (a raw image opened for writing).
+  const spec = await filenameOptionsSpec(name, flat, () => undefined);
   const format = spec.driver;
   if (!isFormat(format)) return { root: await openRoot(spec, o) };
   for (const key of Object.keys(spec)) {
@@ -86,10 +83,6 @@ async function openProtocol(name: string | undefined, o: GraphOpenOptions): Prom
   const fileSpec = spec['file'];
   if (typeof fileSpec !== 'object' || fileSpec === null) throw new BlockError('INVALID_ARGUMENT', `A block device must be specified for "file"`);
   const graph = new BlockGraph();
-  graph.onEvent = (e) => {
-    if (e.kind === 'debug-print') o.print?.(e.text);
-    else if (e.kind === 'error-report') o.print?.(`${e.message}\n`);
-  };
   const top = topLockSpec({ ...o.flags, readOnly: o.readOnly });
   // The format would be the protocol's parent: its BlockBackend asks what the format asks of its file.
   const blk = new BlockBackend(filePerms(format, top));
@@ -138,10 +131,6 @@ export async function openThroughGraph(name: string | undefined, o: GraphOpenOpt
 async function openRoot(spec: BlockdevSpec, o: GraphOpenOptions): Promise<BlockImage> {
   if (!o.readOnly) throw new BlockError('UNSUPPORTED', `blockemu img writes an image only through a qcow2 or raw node at the top; a '${spec.driver}' node there is read-only here`);
   const graph = new BlockGraph();
-  graph.onEvent = (e) => {
-    if (e.kind === 'debug-print') o.print?.(e.text);
-    else if (e.kind === 'error-report') o.print?.(`${e.message}\n`);
-  };
   const blk = new BlockBackend(backendPerms({ ...o.flags, readOnly: true }));
   try {
     const root = await openBlockdev(graph, spec, false);

@@ -88,10 +88,6 @@ export interface CliOpenOptions {
   flags?: Omit<ToolOpenFlags, 'readOnly' | 'forceShare'>;
   /** The name a failed open is reported under when it is not `name` (an --image-opts string). */
   displayName?: string;
-  /** Names opened through the node graph (graph-open.ts): bdrv_open's warning (probing guessed raw). */
-  warn?: (text: string) => void;
-  /** …and what its nodes print (blkdebug's print rules, error_report lines). */
-  print?: (text: string) => void;
 }
 
 /** The image locks a tool's open with these options takes: tool-perms.ts's rules for the BlockBackend QEMU opens. */
@@ -121,7 +117,7 @@ export async function tryOpen(name: string, opts: CliOpenOptions = {}): Promise<
   if (needsGraph(name)) {
     try {
       const flags = { ...opts.flags, readOnly, forceShare: opts.forceShare };
-      return { image: await openThroughGraph(name, { format, readOnly, openBacking: opts.backing ?? true, persistentBitmaps: opts.persistentBitmaps, flags, warn: opts.warn, print: opts.print }) };
+      return { image: await openThroughGraph(name, { format, readOnly, openBacking: opts.backing ?? true, persistentBitmaps: opts.persistentBitmaps, flags }) };
     } catch (err) {
       return { inner: withHint(innerOpenMessage(err, name), err) };
     }
