@@ -63,6 +63,8 @@ describe.skipIf(!qemu.available)('blockemu img on node-graph names (vs qemu-img)
       server.kill();
     }
     await expectSame(['map', '--output=json', 'json:{"driver":"null-co","read-zeroes":true,"size":1048576}'], s.dir);
+    // Without read-zeroes null-co's blocks are neither data nor zeroes, so not allocated.
+    await expectSame(['map', '--output=json', 'null-co://'], s.dir);
   });
 
   it.each([

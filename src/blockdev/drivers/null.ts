@@ -63,7 +63,9 @@ export class NullNode extends BlockNode {
 
   async blockStatus(offset: number, length: number): Promise<Extent> {
     checkRequest('block status', offset, length, this.bytes);
-    return { offset, length, data: false, zero: this.readZeroes, allocated: true, depth: 0, hostOffset: offset };
+    // null_co_block_status: only OFFSET_VALID, and ZERO with read-zeroes; the block layer counts a range allocated only
+    // when it is data or zeroes, so without read-zeroes nothing is (a backup with sync=top copies nothing, as QEMU's).
+    return this.readZeroes ? { offset, length, data: false, zero: true, allocated: true, depth: 0, hostOffset: offset } : { offset, length, data: false, zero: false, allocated: false, depth: 0 };
   }
 
   async imageInfo(): Promise<NodeImageInfo> {
