@@ -85,6 +85,7 @@ describe.skipIf(!qemu.available)('blockemu img --image-opts (vs qemu-img 7.2)', 
     await expectSame(['convert', '--target-image-opts', 'over.qcow2', opts('dst.qcow2')], s);
     await expectSame(['convert', '-n', '-O', 'qcow2', '--target-image-opts', 'over.qcow2', opts('dst.qcow2')], s);
     await expectSame(['rebase', '-b', 'other.qcow2', '-F', 'qcow2', '--image-opts', opts('over.qcow2')], s);
+    await expectSame(['commit', '--image-opts', `${opts('over.qcow2')},read-only=on`], s);
     await expectSame(['commit', '--image-opts', opts('over.qcow2')], s);
     // A filter above the format: qemu-img commits through it (and cannot empty it); blockemu writes only through a format at the top.
     const filtered = await blockemuImg(['commit', '--image-opts', 'driver=blkdebug,image.driver=qcow2,image.file.driver=file,image.file.filename=over.qcow2'], s.b);

@@ -75,6 +75,8 @@ async function openProtocol(name: string | undefined, o: GraphOpenOptions): Prom
   if (ref !== undefined && ![...flat.keys()].some((k) => k.startsWith('file.'))) throw new BlockError('NOT_FOUND', `Cannot find device='${ref}' nor node-name='${ref}'`);
   // qemu-img's own commands print the probing warning where they would (a raw image opened for writing).
   const spec = await filenameOptionsSpec(name, flat, () => undefined);
+  // An option string may say read-only=on; a tool that writes then fails as bdrv_open fails it.
+  if (spec['read-only'] === true && !o.readOnly) throw new BlockError('READ_ONLY', 'Block node is read-only', { errno: 'EPERM' });
   const format = spec.driver;
   if (!isFormat(format)) return { root: await openRoot(spec, o) };
   for (const key of Object.keys(spec)) {
