@@ -147,9 +147,9 @@ async function commit(chain: Link[], o: CommitOptions, progress: Progress): Prom
   let below: BlockImage = base;
   let top: BlockImage | undefined;
   try {
+    const openBackingImage = (p: string, f: ImageFormat | undefined, depth: number) => openImage(p, { format: f, readOnly: true, depth });
     for (let i = chain.length - 2; i >= 0; i--) {
       const link = chain[i]!;
-      const openBackingImage = (p: string, f: ImageFormat | undefined, depth: number) => openImage(p, { format: f, readOnly: true, depth });
       below = link.reopen ? await link.reopen(below) : await Qcow2Image.open(link.path, { readOnly: i !== 0, backingImage: below, depth: i, openBackingImage });
     }
     top = below;
