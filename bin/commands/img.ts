@@ -60,15 +60,16 @@ export function addImgCommand(program: Command, ctx: ToolContext): void {
   img
     .command('create')
     .description('create an image (qemu-img create)')
-    .usage('[-q] [-f fmt] [-b backing_file [-F backing_fmt]] [-o options] filename [size]')
+    .usage('[-q] [-f fmt] [-b backing_file [-F backing_fmt]] [-u] [-o options] filename [size]')
     .option('-f <fmt>', 'image format (raw or qcow2; default raw)')
     .option('-b <backing_file>', 'backing file (qcow2)')
     .option('-F <backing_fmt>', 'backing file format')
     .option('-o <options>', 'creation options, e.g. cluster_size=4k,compat=1.1', collect, [] as string[])
     .option('-q', 'quiet: do not print the Formatting line')
+    .option('-u', 'unsafe: do not open the backing file (then -F and a size are needed)')
     .argument('[args...]', 'filename [size]')
-    .action(async (args: string[], o: { f?: string; b?: string; F?: string; o: string[]; q?: boolean }) =>
-      run((io) => imgCreate(io, { format: o.f, backingFile: o.b, backingFormat: o.F, options: o.o, quiet: o.q === true, args })),
+    .action(async (args: string[], o: { f?: string; b?: string; F?: string; o: string[]; q?: boolean; u?: boolean }) =>
+      run((io) => imgCreate(io, { format: o.f, backingFile: o.b, backingFormat: o.F, options: o.o, quiet: o.q === true, unsafe: o.u === true, args })),
     );
 
   img

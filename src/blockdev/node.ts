@@ -8,7 +8,7 @@ import { type ChildOwner, defaultChildPerms, type NodeChild, type PermPair } fro
 import { NodeBitmaps } from './dirty-bitmap.js';
 import type { NamePolicy } from './filename.js';
 import { OpBlockers } from './op-blockers.js';
-import type { Options } from './options.js';
+import { joinOptions, type Options } from './options.js';
 import { type ReopenPlan, writableAfter } from './permissions.js';
 import type { ReopenState, StagedReopen } from './reopen-driver.js';
 import { NodeWriteStats } from './write-stats.js';
@@ -489,6 +489,10 @@ export abstract class BlockNode implements ChildOwner {
   /** Driver options a reopen may leave out, resetting them to their defaults (drv->mutable_opts). */
   get mutableOptions(): readonly string[] {
     return [];
+  }
+  /** bdrv_join_options: a reopen's `options` take the node's old explicit ones (a copy) they do not name. */
+  joinReopenOptions(options: Options, old: Options): void {
+    joinOptions(options, old);
   }
   /**
    * drv->bdrv_reopen_prepare: checks and stages the driver's options. The

@@ -39,6 +39,8 @@ import { boolOption, dropChildKeys, flattenQdict, inheritOptions, type Options, 
  */
 export interface ImplicitBackingOptions {
   'node-name'?: string;
+  /** The format to open it with, over the one the header names. */
+  driver?: string;
   /** Options for its own backing file, or the name of a node to use as that (backing.backing=NODE). */
   backing?: ImplicitBackingOptions | string;
 }
@@ -120,7 +122,9 @@ const OPENERS: Record<string, Opener> = {
   'null-aio': async ({ name, spec, readOnly }) => new NullNode(name, 'null-aio', num(spec['size'], 1 << 30), spec['read-zeroes'] === true, num(spec['latency-ns'], 0), readOnly),
   qcow2: async ({ name, spec, readOnly, child, backing }) => {
     const file = await child('file', spec['file'], CHILD_IMAGE);
-    return Qcow2Node.open(name, file, readOnly, backing);
+    // The runtime options (cache sizes, overlap checks, lazy refcounts) as qcow2_update_options reads them: flat text.
+    const flat = flattenQdict(Object.fromEntries(Object.entries(spec).filter(([k]) => k !== 'file' && k !== 'backing' && k !== 'data-file')));
+    return Qcow2Node.open(name, file, readOnly, backing, flat);
   },
   'copy-on-read': async ({ name, spec, readOnly, child, find }) => {
     const file = await child('file', spec['file'], CHILD_FILTERED_PRIMARY);
@@ -325,12 +329,13 @@ async function openNode(graph: BlockGraph, tran: GraphTransaction, spec: Blockde
       }
     }
     if (h.backingFile === undefined) {
-      if (implicitBackingOptions.has(spec)) throw new BlockError('INVALID_ARGUMENT', `Block format '${spec.driver}' does not support the option 'backing.node-name'`);
+      const given = implicitBackingOptions.get(spec);
+      if (given) throw new BlockError('INVALID_ARGUMENT', `Block format '${spec.driver}' does not support the option 'backing.${given['node-name'] !== undefined ? 'node-name' : Object.keys(given)[0]}'`);
       return undefined;
     }
     try {
-      const implicit = await implicitBacking(h.filename, h.backingFile, h.backingFormat);
       const over = implicitBackingOptions.get(spec);
+      const implicit = await implicitBacking(h.filename, h.backingFile, over?.driver ?? h.backingFormat);
       if (over?.['node-name'] !== undefined) implicit.spec['node-name'] = over['node-name'];
       if (typeof over?.backing === 'string') implicit.spec['backing'] = over.backing;
       else if (over?.backing) implicitBackingOptions.set(implicit.spec, over.backing);

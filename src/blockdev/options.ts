@@ -1,3 +1,6 @@
+import { BlockError } from '../image/errors.js';
+import { parseStrtosz } from './qemu-io/numbers.js';
+
 /**
  * A node's options as QEMU keeps them (bs->options, bs->explicit_options):
  * a flat dictionary ("file.filename", "inject-error.0.event") of typed
@@ -152,4 +155,25 @@ export function dropChildKeys(options: Options, childNames: Iterable<string>): v
     delete options[name];
     extractSub(options, `${name}.`);
   }
+}
+
+export const SIZE_HINT = 'Optional suffix k, M, G, T, P or E means kilo-, mega-, giga-, tera-, peta-\nand exabytes, respectively.';
+
+/** parse_option_number: qemu_strtou64 (any base; a minus wraps, as strtoull's does), refused with its messages. */
+export function parseNumberOption(name: string, text: string): bigint {
+  const m = /^\s*([-+]?)(0x[0-9a-f]+|0[0-7]*|[1-9]\d*)$/i.exec(text);
+  if (!m) throw new BlockError('INVALID_ARGUMENT', `Parameter '${name}' expects a number`);
+  const v = BigInt(m[2]!);
+  if (v >= 1n << 64n) throw new BlockError('INVALID_ARGUMENT', `Value '${text}' is too large for parameter '${name}'`);
+  return m[1] === '-' && v !== 0n ? (1n << 64n) - v : v;
+}
+
+/** parse_option_size: a QemuOpts size (suffixes allowed), refused with its messages. */
+export function parseSizeOption(name: string, text: string): bigint {
+  const r = parseStrtosz(text);
+  if (r.ok) return r.value;
+  if (r.error === 'ERANGE') throw new BlockError('INVALID_ARGUMENT', `Value '${text}' is out of range for parameter '${name}'`);
+  throw new BlockError('INVALID_ARGUMENT', `Parameter '${name}' expects a non-negative number below 2^64`, {
+    hint: SIZE_HINT,
+  });
 }

@@ -19,13 +19,14 @@ export function protocolOfFilename(file: string): { proto: Record<string, unknow
     return { proto: { driver: 'blkdebug', ...(config !== '' ? { config } : {}), image: image.proto }, ...(image.probeTarget !== undefined ? { probeTarget: image.probeTarget } : {}) };
   }
   // file-posix's parse_filename takes the protocol prefix off.
-  const path = file.startsWith('file:') ? file.slice('file:'.length) : file;
+  const path = fileProtocolPath(file);
   // A plain device name is host_device's (hdev_probe_device; blockemu goes by the /dev/ prefix rather than a stat).
   if (path === file && file.startsWith('/dev/')) return { proto: { driver: 'host_device', filename: path }, probeTarget: path };
   return { proto: { driver: 'file', filename: path }, probeTarget: path };
 }
 
 export { hasProtocolPrefix } from '../image/path-protocol.js';
+import { fileProtocolPath } from '../image/path-protocol.js';
 
 /** Whether protocolOfFilename opens the name as a protocol it knows, rather than as a host path (which a name with another prefix is not). */
 export function knownProtocol(name: string): boolean {

@@ -1,6 +1,6 @@
 import { CHILD_COW } from './child.js';
 import type { BlockNode } from './node.js';
-import { boolOption, extractSub, inheritOptions, joinOptions, type Options } from './options.js';
+import { boolOption, extractSub, inheritOptions, type Options } from './options.js';
 import type { StagedReopen } from './reopen-driver.js';
 
 /**
@@ -63,10 +63,10 @@ export class ReopenQueue {
   private addChild(node: BlockNode, given: Options, keepOld: boolean, parent: { entry: ReopenEntry; cow: boolean } | undefined): void {
     const options = { ...given };
     let entry = this.get(node);
-    if (entry || keepOld) joinOptions(options, entry ? entry.explicit : node.explicitOptions);
+    if (entry || keepOld) node.joinReopenOptions(options, { ...(entry ? entry.explicit : node.explicitOptions) });
     const explicit = { ...options };
     if (parent) inheritOptions(parent.cow, options, parent.entry.options);
-    if (keepOld) joinOptions(options, node.options);
+    if (keepOld) node.joinReopenOptions(options, { ...node.options });
     const flags = {
       readOnly: boolOption(options, 'read-only'),
       autoReadOnly: boolOption(options, 'auto-read-only'),

@@ -5,7 +5,7 @@ import type { CheckMessage, CheckResult, RepairMode } from '../image/qcow2/check
 import { checkForceShare } from '../image/tool-perms.js';
 import { parseOutputFormat } from './img/info.js';
 import { parseImageOpts } from '../blockdev/qemu-io/qemu-opts.js';
-import { checkThroughGraph, needsGraph } from './img/graph-open.js';
+import { checkThroughGraph, needsGraph, openProtocolBacking } from './img/graph-open.js';
 import { cliLocks, innerOpenMessage, openFailureText, probedRawWarning, withHint } from './img/open.js';
 import { type ImgIo, ImgFailure, PROG, usageError } from './img/output.js';
 
@@ -61,7 +61,7 @@ export async function imgCheck(io: ImgIo, a: CheckArgs): Promise<number> {
     if (format === 'raw') throw new ImgFailure('This image format does not support checks', { exitCode: 63 });
     try {
       // Opened with its backing chain and locked as qemu-img check's img_open (BDRV_O_CHECK, read-write to repair).
-      result = await checkImage(name, { repair, locks: cliLocks({ readOnly: !writable, forceShare: a.forceShare }) });
+      result = await checkImage(name, { repair, locks: cliLocks({ readOnly: !writable, forceShare: a.forceShare }), openProtocolImage: openProtocolBacking });
     } catch (err) {
       throw new ImgFailure(`Could not open '${name}': ${await openFailureText(err, name, 'qcow2')}`);
     }

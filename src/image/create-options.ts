@@ -47,7 +47,8 @@ export function formattingLine(filename: string, fmt: ImageFormat | 'file', text
   const parts = [`Formatting '${filename}', fmt=${fmt}`];
   for (const d of createOptionTable(fmt === 'file' ? 'raw' : fmt)) {
     const v = texts.get(d.name) ?? d.def;
-    if (v !== undefined) parts.push(`${d.name}=${v}`);
+    // qemu_opts_print doubles a string value's commas, as an option string would need them.
+    if (v !== undefined) parts.push(`${d.name}=${d.type === 'string' ? v.replaceAll(',', ',,') : v}`);
   }
   return parts.join(' ');
 }

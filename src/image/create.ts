@@ -14,4 +14,6 @@ export interface CreateOptions {
   /** qcow2: 1, 2, 4, 8, 16 (default), 32 or 64. */
   refcountBits?: number;
   lazyRefcounts?: boolean;
+  /** qcow2: the backing file is only recorded, not opened (qemu-img create -u, or a caller that has opened it already); size and backing format are then needed. */
+  recordBackingOnly?: boolean;
 }

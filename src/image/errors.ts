@@ -60,3 +60,14 @@ export function ioError(what: string, err: unknown): BlockError {
 export function invalidImage(filename: string, what: string): BlockError {
   return new BlockError('INVALID_IMAGE', `Could not open '${filename}': ${what}`);
 }
+
+/**
+ * The hint QEMU prints on the line after the message (error_append_hint:
+ * a lock refusal's "Is another process using the image [x]?"), wherever it
+ * is among the error's causes (a backing file's refusal is wrapped in its
+ * overlay's words, and error_prepend keeps the hint).
+ */
+export function errorHint(err: unknown): string | undefined {
+  for (let e: unknown = err; e instanceof Error; e = e.cause) if (e instanceof BlockError && e.hint !== undefined) return e.hint;
+  return undefined;
+}

@@ -1,6 +1,7 @@
 import { BlockError } from './errors.js';
 import type { CreateOptions } from './create.js';
 import { HostFile, type LockingMode } from './file.js';
+import { fileProtocolPath, hasProtocolPrefix } from './path-protocol.js';
 import { PERM_ALL } from './perm.js';
 import { probeFormat } from './probe.js';
 import { checkQcow2File, type CheckOptions } from './qcow2/check.js';
@@ -22,7 +23,16 @@ export interface OpenOptions {
   locks?: OpenLocks;
   /** qcow2: the caller keeps the image's persistent bitmaps (see Qcow2OpenOptions.persistentBitmaps). */
   persistentBitmaps?: boolean;
+  /**
+   * Opens a backing file named by a protocol or `json:{…}` name, which
+   * this layer cannot (a node graph does, one layer up); handed down the
+   * chain. Without it such a backing file is refused.
+   */
+  openProtocolImage?: ProtocolOpener;
 }
+
+/** Opens `name` (a protocol or json: name) read-only as the image at `depth` of a chain, locked as `locks` says. */
+export type ProtocolOpener = (name: string, format: ImageFormat | undefined, depth: number, locks: OpenLocks | undefined) => Promise<BlockImage>;
 
 /** How the files of a chain are locked: what the image's users take (its node's permissions), as tool-perms.ts works it out. */
 export interface OpenLocks {
@@ -34,8 +44,13 @@ export interface OpenLocks {
   mode?: LockingMode;
 }
 
-export async function openImage(path: string, opts: OpenOptions = {}): Promise<BlockImage> {
+export async function openImage(name: string, opts: OpenOptions = {}): Promise<BlockImage> {
   if (opts.locks) checkForceShare(opts.readOnly ?? false, opts.locks.forceShare);
+  if (isProtocolName(name)) {
+    if (!opts.openProtocolImage) throw new BlockError('UNSUPPORTED', `Could not open '${name}': protocols and json: filenames are not supported here`);
+    return opts.openProtocolImage(name, opts.format, opts.depth ?? 0, opts.locks);
+  }
+  const path = fileProtocolPath(name);
   const format = opts.format ?? (await probeFormat(path));
   if (format !== 'raw' && format !== 'qcow2') throw new BlockError('INVALID_ARGUMENT', `Unknown driver '${String(format)}'`);
   if (format === 'qcow2') checkChainDepth(path, opts.depth ?? 0);
@@ -47,7 +62,7 @@ export async function openImage(path: string, opts: OpenOptions = {}): Promise<B
       openBacking: opts.openBacking ?? true,
       depth: opts.depth,
       persistentBitmaps: opts.persistentBitmaps,
-      openBackingImage: (p, fmt, depth) => openImage(p, { format: fmt, readOnly: true, depth, locks: backingLocks(spec, opts.locks) }),
+      openBackingImage: (p, fmt, depth) => openImage(p, { format: fmt, readOnly: true, depth, locks: backingLocks(spec, opts.locks), openProtocolImage: opts.openProtocolImage }),
     });
   } catch (err) {
     await file.close();
@@ -55,19 +70,24 @@ export async function openImage(path: string, opts: OpenOptions = {}): Promise<B
   }
 }
 
+/** A name with a protocol other than `file:` (path_has_protocol), or a json: tree: not a host path. */
+export function isProtocolName(name: string): boolean {
+  return hasProtocolPrefix(name) && !name.startsWith('file:');
+}
+
 /**
  * qemu-img check's open of a qcow2 image (BDRV_O_CHECK): the image opened
  * for checking (read-write to repair), with its backing chain opened and
  * locked as any open of the image would, then checked.
  */
-export async function checkImage(path: string, opts: Pick<CheckOptions, 'repair'> & { locks?: OpenLocks } = {}): Promise<CheckResult> {
+export async function checkImage(path: string, opts: Pick<CheckOptions, 'repair'> & Pick<OpenOptions, 'locks' | 'openProtocolImage'> = {}): Promise<CheckResult> {
   const readOnly = opts.repair === undefined;
   if (opts.locks) checkForceShare(readOnly, opts.locks.forceShare);
-  const { file, spec } = await openLockedFile(path, 'qcow2', readOnly, opts.locks);
+  const { file, spec } = await openLockedFile(fileProtocolPath(path), 'qcow2', readOnly, opts.locks);
   try {
     return await checkQcow2File(file, path, {
       repair: opts.repair,
-      openBackingImage: (p, fmt, depth) => openImage(p, { format: fmt, readOnly: true, depth, locks: backingLocks(spec, opts.locks) }),
+      openBackingImage: (p, fmt, depth) => openImage(p, { format: fmt, readOnly: true, depth, locks: backingLocks(spec, opts.locks), openProtocolImage: opts.openProtocolImage }),
     });
   } finally {
     await file.close();
@@ -102,7 +122,8 @@ function backingLocks(spec: NodeLockSpec | undefined, locks: OpenLocks | undefin
   return { node: b.node, noIo: b.noIo, forceShare: b.forceShare, mode: locks.mode };
 }
 
-export async function createImage(path: string, opts: CreateOptions): Promise<void> {
+export async function createImage(name: string, opts: CreateOptions): Promise<void> {
+  const path = fileProtocolPath(name);
   switch (opts.format) {
     case 'raw':
       if (opts.size === undefined) throw new BlockError('INVALID_ARGUMENT', 'Image creation needs a size parameter');

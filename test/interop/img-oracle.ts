@@ -56,3 +56,18 @@ export async function scratch(): Promise<{ dir: string; b: string; q: string; do
 export async function allocated(path: string): Promise<number> {
   return (await stat(path)).blocks * 512;
 }
+
+const QEMU_TOOL = { img: 'qemu-img', io: 'qemu-io' } as const;
+
+/**
+ * One command through `blockemu img|io` and the QEMU tool, each in its own
+ * directory (scratch()'s b/ and q/), expecting equal results, program names
+ * aside: for sequences of commands that change their images.
+ */
+export async function expectSameIn(tool: 'img' | 'io', args: string[], dirs: { b: string; q: string }): Promise<RunResult> {
+  const b = await runBlockemu([tool, ...args], { cwd: dirs.b });
+  const q = await run(QEMU_TOOL[tool], args, { cwd: dirs.q });
+  const norm = (r: RunResult) => ({ ...r, stderr: r.stderr.replaceAll('blockemu img', 'qemu-img').replaceAll('blockemu io', 'qemu-io') });
+  expect({ tool, args, ...norm(b) }).toEqual({ tool, args, ...q });
+  return b;
+}

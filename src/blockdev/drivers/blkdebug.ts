@@ -7,6 +7,7 @@ import { defaultChildPerms, type NodeChild, type PermPair } from '../child.js';
 import type { NamePolicy, NodeName } from '../filename.js';
 import { BlockNode, type IoType, type NodeImageInfo, type StatusOptions, type WriteFlags, type ZeroFlags } from '../node.js';
 import { type ReopenPlan, writableAfter } from '../permissions.js';
+import { SIZE_HINT } from '../options.js';
 
 /** blkdebug_child_perm: the defaults, plus what take-child-perms adds and less what unshare-child-perms removes. */
 export function blkdebugChildPerm(role: number, writable: boolean, perm: number, shared: number, take: number, unshare: number): PermPair {
@@ -52,8 +53,6 @@ const LIMIT_OPTIONS = ['align', 'max-transfer', 'opt-write-zero', 'max-write-zer
 type LimitOption = (typeof LIMIT_OPTIONS)[number];
 const INT_MAX = 2 ** 31 - 1;
 /** What qemu_opts adds to a refused size (parse_option_size). */
-const SIZE_HINT = 'Optional suffix k, M, G, T, P or E means kilo-, mega-, giga-, tera-, peta-\nand exabytes, respectively.';
-
 /**
  * blkdebug_open's constraint options, checked as QEMU checks them: each
  * is a size (a negative one is refused as qemu_opts refuses it), the

@@ -1,5 +1,6 @@
 import { BlockError } from '../../image/errors.js';
-import { optBool, type Options } from '../options.js';
+import { joinOptions, optBool, type Options, parseNumberOption, parseSizeOption } from '../options.js';
+import { parseStrtosz } from '../qemu-io/numbers.js';
 
 /**
  * qcow2's runtime options (qcow2_runtime_opts) as a reopen checks them
@@ -44,7 +45,30 @@ export interface Qcow2Facts {
 }
 
 const fail = (msg: string) => new BlockError('INVALID_ARGUMENT', msg);
-const size = (opts: ReadonlyMap<string, string>, name: string, def: number): number => (opts.has(name) ? Number(opts.get(name)) : def);
+/** A size or number option, once parseRuntimeTypes has checked it (a suffix allowed for sizes). */
+const size = (opts: ReadonlyMap<string, string>, name: string, def: number): number => {
+  const text = opts.get(name);
+  if (text === undefined) return def;
+  const r = parseStrtosz(text);
+  return r.ok ? Number(r.value) : def;
+};
+
+const SIZES = new Set(['cache-size', 'l2-cache-size', 'l2-cache-entry-size', 'refcount-cache-size']);
+const STRINGS = new Set(['overlap-check', 'overlap-check.template']);
+
+/** qemu_opts_absorb_qdict's parse of each value by its type in qcow2_runtime_opts, with QemuOpts' messages. */
+function checkRuntimeTypes(opts: ReadonlyMap<string, string>): void {
+  for (const [name, text] of opts) {
+    if (STRINGS.has(name)) continue;
+    if (SIZES.has(name)) {
+      parseSizeOption(name, text);
+    } else if (name === 'cache-clean-interval') {
+      parseNumberOption(name, text);
+    } else if (!['on', 'yes', 'true', 'y', 'off', 'no', 'false', 'n'].includes(text)) {
+      throw fail(`Parameter '${name}' expects 'on' or 'off'`);
+    }
+  }
+}
 
 /** read_cache_sizes: the L2 and refcount cache sizes the options ask for, refused as QEMU refuses them. */
 function readCacheSizes(opts: ReadonlyMap<string, string>, f: Qcow2Facts): { l2: number; entry: number; refcount: number } {
@@ -87,10 +111,12 @@ function readCacheSizes(opts: ReadonlyMap<string, string>, f: Qcow2Facts): { l2:
  * none); `lazyNow` is whether the image uses lazy refcounts now.
  */
 export function checkQcow2Options(opts: ReadonlyMap<string, string>, encrypt: Options, f: Qcow2Facts, lazyNow: boolean): void {
+  checkRuntimeTypes(opts);
   const c = readCacheSizes(opts, f);
   if (Math.max(Math.floor(c.l2 / c.entry), MIN_L2_CACHE_SIZE) > INT_MAX) throw fail('L2 cache size too big');
   if (Math.max(Math.floor(c.refcount / f.clusterSize), MIN_REFCOUNT_CACHE_SIZE) > INT_MAX) throw fail('Refcount cache size too big');
-  if (size(opts, 'cache-clean-interval', 600) > UINT_MAX) throw fail('Cache clean interval too big');
+  const interval = opts.get('cache-clean-interval');
+  if (interval !== undefined && parseNumberOption('cache-clean-interval', interval) > BigInt(UINT_MAX)) throw fail('Cache clean interval too big');
   if (optBool(opts.get('lazy-refcounts'), lazyNow) && f.version < 3) {
     throw fail('Lazy refcounts require a qcow2 image with at least qemu 1.1 compatibility level');
   }
@@ -105,4 +131,24 @@ export function checkQcow2Options(opts: ReadonlyMap<string, string>, encrypt: Op
   }
   const format = encrypt['format'];
   if (typeof format === 'string') throw fail(`No encryption in image header, but options specified format '${format}'`);
+}
+
+/**
+ * qcow2_join_options: a reopen's new overlap template drops every old
+ * overlap option, and a new cache-size the old L2 and refcount sizes;
+ * then the old options fill in. An old cache-size goes when any cache
+ * option is left and cache-size is not new (QEMU tests "any", not "all").
+ */
+export function joinQcow2Options(options: Options, old: Options): void {
+  if ('overlap-check' in options || 'overlap-check.template' in options) {
+    for (const k of ['overlap-check', 'overlap-check.template', ...OVERLAP_FLAGS.map((f) => `overlap-check.${f}`)]) delete old[k];
+  }
+  const newTotal = 'cache-size' in options;
+  if (newTotal) {
+    delete old['l2-cache-size'];
+    delete old['refcount-cache-size'];
+  }
+  joinOptions(options, old);
+  const anyCache = 'cache-size' in options || 'l2-cache-size' in options || 'refcount-cache-size' in options;
+  if (anyCache && !newTotal) delete options['cache-size'];
 }

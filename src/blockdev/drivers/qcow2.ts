@@ -15,9 +15,9 @@ import { NodeImage } from '../node-image.js';
 import { ChunkBitmap } from '../bitmap.js';
 import { BitmapCheck } from '../dirty-bitmap.js';
 import { RequestFence } from '../request-fence.js';
-import { absorb, extractSub } from '../options.js';
+import { absorb, extractSub, type Options } from '../options.js';
 import type { ReopenState, StagedReopen } from '../reopen-driver.js';
-import { checkQcow2Options, QCOW2_OPTIONS } from './qcow2-options.js';
+import { checkQcow2Options, joinQcow2Options, QCOW2_OPTIONS } from './qcow2-options.js';
 
 /** A prefetch copies at most this much at a time (QEMU's bounce buffer is bounded too). */
 const PREFETCH_CHUNK = 1 << 20;
@@ -52,7 +52,7 @@ export class Qcow2Node extends BlockNode {
    * Opens the image on its (already linked) file child, then its backing
    * child as the header or the options say, then its persistent bitmaps.
    */
-  static async open(name: string, fileLink: NodeChild, readOnly: boolean, backing: BackingOpener): Promise<Qcow2Node> {
+  static async open(name: string, fileLink: NodeChild, readOnly: boolean, backing: BackingOpener, options: Options = {}): Promise<Qcow2Node> {
     const file = fileLink.node;
     const filename = (await file.imageInfo()).filename;
     // The image layer speaks like qemu-img ("Could not open 'f': …"); a node's open error is just the reason, as QEMU's.
@@ -77,6 +77,8 @@ export class Qcow2Node extends BlockNode {
     let loaded: LoadedBitmap[];
     try {
       const h = image.info();
+      // qcow2_do_open checks its options once the header is read, before any backing file is opened.
+      checkQcow2RuntimeOptions(image, { ...options });
       backingLink = await backing({ backingFile: h.backingFilename, backingFormat: h.backingFormat, filename });
       if (backingLink) image.attachBacking(await NodeImage.of(backingLink.node));
       // qcow2_load_dirty_bitmaps, before the node exists: a bad directory fails the open and leaves nothing behind.
@@ -323,6 +325,10 @@ export class Qcow2Node extends BlockNode {
     return QCOW2_OPTIONS;
   }
 
+  override joinReopenOptions(options: Options, old: Options): void {
+    joinQcow2Options(options, old);
+  }
+
   /**
    * qcow2_reopen_prepare: the qcow2 options are taken and checked (encrypt.*
    * too); going read-only, the persistent bitmaps are stored now and become
@@ -333,10 +339,7 @@ export class Qcow2Node extends BlockNode {
    * qcow2_reopen_bitmaps_rw), and a failure there is only reported.
    */
   override async prepareReopen(state: ReopenState): Promise<StagedReopen> {
-    const opts = absorb(state.options, QCOW2_OPTIONS);
-    const encrypt = extractSub(state.options, 'encrypt.');
-    const i = this.image.info();
-    checkQcow2Options(opts, encrypt, { clusterSize: this.image.layout.clusterSize, virtualSize: this.size(), version: this.image.version, l2EntrySize: 8 }, i.formatSpecific?.lazyRefcounts ?? false);
+    checkQcow2RuntimeOptions(this.image, state.options);
     if (state.readOnly) {
       if (!this.readOnly) await this.storeBitmaps();
       for (const b of this.dirtyBitmaps.all()) if (b.persistent) b.readOnly = true;
@@ -430,4 +433,12 @@ export class Qcow2Node extends BlockNode {
     }
     return this.image.close((message) => this.errorReport(message));
   }
+}
+
+/** qcow2_update_options_prepare's checks of the options (taken out of `options`, encrypt.* with them), on open and reopen alike. */
+export function checkQcow2RuntimeOptions(image: Qcow2Image, options: Options): void {
+  const opts = absorb(options, QCOW2_OPTIONS);
+  const encrypt = extractSub(options, 'encrypt.');
+  const facts = { clusterSize: image.layout.clusterSize, virtualSize: image.size(), version: image.version, l2EntrySize: 8 };
+  checkQcow2Options(opts, encrypt, facts, image.info().formatSpecific?.lazyRefcounts ?? false);
 }

@@ -75,7 +75,7 @@ async function amend(io: ImgIo, operands: string[], lists: string[], format: str
   if (operands.length !== 1) throw new ImgFailure('Expecting one image file name');
   const filename = operands[0]!;
   if (parseCacheMode(cache) === undefined) throw new ImgFailure(`Invalid cache option: ${cache}`);
-  const target = imageOpts ? imageOptsTarget(io, filename, format, false) : { filename, format };
+  const target = imageOpts ? await imageOptsTarget(io, filename, format, false) : { filename, format };
   const open = async () => {
     const r = await tryOpen(target.filename, { format: target.format, readOnly: false, persistentBitmaps: true });
     if ('inner' in r) throw new ImgFailure(`Could not open '${filename}': ${r.inner}`);

@@ -134,7 +134,7 @@ export async function imgBench(io: ImgIo, args: readonly string[]): Promise<numb
   const filename = operands[0]!;
   if (!write && flushInterval) throw new ImgFailure('--flush-interval is only available in write tests');
   if (flushInterval && flushInterval < depth) throw new ImgFailure("Flush interval can't be smaller than depth");
-  const target = getopt.imageOpts ? imageOptsTarget(io, filename, format, getopt.forceShare) : { filename, format, forceShare: getopt.forceShare };
+  const target = getopt.imageOpts ? await imageOptsTarget(io, filename, format, getopt.forceShare) : { filename, format, forceShare: getopt.forceShare };
   const r = await tryOpen(target.filename, { format: target.format, readOnly: !write, forceShare: target.forceShare });
   if ('inner' in r) throw new ImgFailure(`Could not open '${filename}': ${r.inner}`);
   const image = r.image;

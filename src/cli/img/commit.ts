@@ -8,7 +8,7 @@ import { allocatedAbove, findBackingImage } from './chain-status.js';
 import { openImageOpts } from './image-opts.js';
 import { ImgGetopt } from './img-getopt.js';
 import { parseImageOpts } from '../../blockdev/qemu-io/qemu-opts.js';
-import { graphImageName, needsGraph, openThroughGraph } from './graph-open.js';
+import { graphImageName, graphOpenedName, needsGraph, openProtocolBacking, openThroughGraph } from './graph-open.js';
 import { probedRawWarning, tryOpen } from './open.js';
 import { type ImgIo, ImgFailure, usageError } from './output.js';
 import { Progress } from './progress.js';
@@ -105,8 +105,8 @@ export async function imgCommit(io: ImgIo, args: readonly string[]): Promise<num
 interface Link {
   path: string;
   format: ImageFormat;
-  /** The top only, when its name or options open a node graph (blkdebug:…, json:…, --image-opts): how to open it so again, over `below`. */
-  reopen?: (below: BlockImage) => Promise<BlockImage>;
+  /** When its name or options open a node graph (blkdebug:…, json:…, --image-opts; a backing file named so): how to open it so again, over `below` (the base: over its own backing file). */
+  reopen?: (below: BlockImage | undefined, readOnly: boolean) => Promise<BlockImage>;
 }
 
 /** Opens the image as qemu-img does (its messages for a failed open), and names the chain from it down to the base. */
@@ -123,18 +123,24 @@ async function planCommit(io: ImgIo, filename: string, o: CommitOptions, imageOp
     const base = o.base !== undefined ? await findBackingImage(top, o.base) : top.backing();
     if (!base) return { error: o.base !== undefined ? `Did not find '${o.base}' in the backing chain of '${filename}'` : 'Image does not have a backing file' };
     const chain: Link[] = [];
-    for (let cur: BlockImage | undefined = top; cur; cur = cur === base ? undefined : cur.backing()) chain.push({ path: cur.filename, format: cur.format });
-    const flags = { readOnly: false };
-    if (imageOpts) {
-      const options = parseImageOpts(filename, 'file').opts;
-      chain[0]!.reopen = (below) => openThroughGraph(undefined, { options, readOnly: false, openBacking: true, backingImage: below, flags });
-    } else if (needsGraph(filename)) {
-      chain[0]!.reopen = (below) => openThroughGraph(filename, { format: top.format, readOnly: false, openBacking: true, backingImage: below, flags });
+    for (let cur: BlockImage | undefined = top; cur; cur = cur === base ? undefined : cur.backing()) {
+      const link: Link = { path: cur.filename, format: cur.format };
+      const name = graphOpenedName(cur);
+      if (name !== undefined) link.reopen = graphReopener(name, undefined, cur.format);
+      chain.push(link);
     }
+    if (imageOpts) chain[0]!.reopen = graphReopener(undefined, parseImageOpts(filename, 'file').opts, top.format);
+    else if (needsGraph(filename)) chain[0]!.reopen = graphReopener(filename, undefined, top.format);
     return { chain };
   } finally {
     await top.close();
   }
+}
+
+/** Opens a link named by a graph name or options again, over the image below it. */
+function graphReopener(name: string | undefined, options: ReadonlyMap<string, string> | undefined, format: ImageFormat): NonNullable<Link['reopen']> {
+  return (below, readOnly) =>
+    openThroughGraph(name, { format, readOnly, openBacking: true, ...(below ? { backingImage: below } : {}), ...(options ? { options } : {}), flags: { readOnly } });
 }
 
 /**
@@ -143,14 +149,14 @@ async function planCommit(io: ImgIo, filename: string, o: CommitOptions, imageOp
  */
 async function commit(chain: Link[], o: CommitOptions, progress: Progress): Promise<void> {
   const baseLink = chain[chain.length - 1]!;
-  const base = await openImage(baseLink.path, { format: baseLink.format, readOnly: false });
+  const base = baseLink.reopen ? await baseLink.reopen(undefined, false) : await openImage(baseLink.path, { format: baseLink.format, readOnly: false, openProtocolImage: openProtocolBacking });
   let below: BlockImage = base;
   let top: BlockImage | undefined;
   try {
-    const openBackingImage = (p: string, f: ImageFormat | undefined, depth: number) => openImage(p, { format: f, readOnly: true, depth });
+    const openBackingImage = (p: string, f: ImageFormat | undefined, depth: number) => openImage(p, { format: f, readOnly: true, depth, openProtocolImage: openProtocolBacking });
     for (let i = chain.length - 2; i >= 0; i--) {
       const link = chain[i]!;
-      below = link.reopen ? await link.reopen(below) : await Qcow2Image.open(link.path, { readOnly: i !== 0, backingImage: below, depth: i, openBackingImage });
+      below = link.reopen ? await link.reopen(below, i !== 0) : await Qcow2Image.open(link.path, { readOnly: i !== 0, backingImage: below, depth: i, openBackingImage });
     }
     top = below;
     await copyDown(top, base, o.rate, progress);
@@ -185,7 +191,8 @@ async function copyDown(top: BlockImage, base: BlockImage, rate: number, progres
         if (e.zero) await base.writeZeroes(offset, n, { mayUnmap: true });
         else await base.write(offset, await top.read(offset, n));
       } catch (err) {
-        throw new ImgFailure(strerrorOf(err));
+        // common_block_job_cb: the job's error, as its errno.
+        throw new ImgFailure(`Block job failed: ${strerrorOf(err)}`);
       }
       copied += n;
       if (rate > 0) {

@@ -3,7 +3,7 @@ import { createImage, isFormat, openImage } from '../../image/open.js';
 import type { CreateOptions } from '../../image/create.js';
 import { type ImageFormat, type Preallocation, PREALLOCATIONS } from '../../image/types.js';
 import { type Fail, formattingLine, parseCreateOptions, qcow2CreateOptions, str } from './create-opts.js';
-import { pathCombine, tryOpen, withHint } from './open.js';
+import { fullBackingName, tryOpen, withHint } from './open.js';
 import { type ImgIo, ImgFailure, PROG, usageError } from './output.js';
 import { INT64_MAX, parseQemuSize } from './size-arg.js';
 
@@ -14,6 +14,8 @@ export interface CreateArgs {
   /** Each -o argument, in order (later keys win, as in qemu-img). */
   options: string[];
   quiet: boolean;
+  /** -u: the backing file is not opened (BDRV_O_NO_BACKING), so its format and the size must be given. */
+  unsafe?: boolean;
   /** FILE [SIZE] */
   args: string[];
 }
@@ -55,16 +57,21 @@ export async function imgCreate(io: ImgIo, a: CreateArgs): Promise<number> {
   if (backingFile !== undefined) {
     if (backingFile === filename) throw fail('Error: Trying to create an image with the same filename as the backing file');
     if (backingFile === '') throw fail('Expected backing file name, got empty string');
+  }
+  if (backingFile !== undefined && !a.unsafe) {
     // qemu-img opens the backing chain to check it and, without a size, to take its size.
-    const shown = pathCombine(filename, backingFile);
+    const full = fullBackingName(filename, backingFile);
+    if ('error' in full) throw fail(full.error);
     // bdrv_img_create opens it bare (no BlockBackend), force-shared and without I/O: it locks nothing, whoever uses it.
-    const r = await tryOpen(shown, { format: backingFmt, readOnly: true, forceShare: true, flags: { noIo: true, bare: true } });
+    const r = await tryOpen(full.name, { format: backingFmt, readOnly: true, forceShare: true, flags: { noIo: true, bare: true } });
     if ('inner' in r) throw fail(`${r.inner}\nCould not open backing image.`);
     const backingSize = r.image.size();
     const detected = r.image.format;
     await r.image.close();
     if (backingFmt === undefined) throw fail(`Backing file specified without backing format\nDetected format of ${detected}.`, { noFinalNewline: true });
     if (!values.has('size')) values.set('size', { text: String(backingSize), value: BigInt(backingSize) });
+  } else if (backingFile !== undefined && backingFmt === undefined) {
+    throw fail('Backing file specified without backing format');
   }
   const size = values.get('size')?.value as bigint | undefined;
   if (size === undefined) throw fail('Image creation needs a size parameter');
@@ -95,6 +102,8 @@ export async function imgCreate(io: ImgIo, a: CreateArgs): Promise<number> {
   if (backingFile !== undefined) {
     opts.backingFile = backingFile;
     opts.backingFormat = backingFmt as ImageFormat;
+    // Opened above already (or not at all, with -u).
+    opts.recordBackingOnly = true;
   }
   try {
     if (preallocation === 'off') await createImage(filename, opts);

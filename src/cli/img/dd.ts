@@ -63,7 +63,7 @@ export async function imgDd(io: ImgIo, args: readonly string[]): Promise<number>
     else throw new ImgFailure(`unrecognized operand ${eq < 0 ? operand : key}`);
   }
   if (input === undefined || output === undefined) throw new ImgFailure('Must specify both input and output files');
-  const target = getopt.imageOpts ? imageOptsTarget(io, input, format, getopt.forceShare) : { filename: input, format, forceShare: getopt.forceShare };
+  const target = getopt.imageOpts ? await imageOptsTarget(io, input, format, getopt.forceShare) : { filename: input, format, forceShare: getopt.forceShare };
   const r = await tryOpen(target.filename, { format: target.format, readOnly: true, forceShare: target.forceShare });
   if ('inner' in r) throw new ImgFailure(`Could not open '${input}': ${r.inner}`);
   const src = r.image;

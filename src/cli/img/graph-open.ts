@@ -1,4 +1,7 @@
 import { BlockBackend } from '../../blockdev/block-backend.js';
+import { checkQcow2RuntimeOptions } from '../../blockdev/drivers/qcow2.js';
+import { QCOW2_OPTIONS } from '../../blockdev/drivers/qcow2-options.js';
+import { flattenQdict, type Options } from '../../blockdev/options.js';
 import { FileNode } from '../../blockdev/drivers/file.js';
 import { nodeNames } from '../../blockdev/filename.js';
 import { BlockGraph } from '../../blockdev/graph.js';
@@ -8,10 +11,12 @@ import { NodeImage } from '../../blockdev/node-image.js';
 import { type BlockdevSpec, openBlockdev } from '../../blockdev/open.js';
 import { hasProtocolPrefix, knownProtocol } from '../../blockdev/protocol-filename.js';
 import { BlockError } from '../../image/errors.js';
-import { isFormat, openImage, type OpenLocks } from '../../image/open.js';
+import { pathCombine } from './backing-name.js';
+import { isFormat, openImage, type OpenLocks, type ProtocolOpener } from '../../image/open.js';
+import { PERM_ALL } from '../../image/perm.js';
 import { Qcow2Image } from '../../image/qcow2/image.js';
 import { RawImage } from '../../image/raw.js';
-import { backendPerms, backingLockSpec, filePerms, topLockSpec, type ToolOpenFlags } from '../../image/tool-perms.js';
+import { backendPerms, backingLockSpec, filePerms, type NodeLockSpec, topLockSpec, type ToolOpenFlags } from '../../image/tool-perms.js';
 import { checkQcow2File } from '../../image/qcow2/check.js';
 import type { CheckResult, RepairMode } from '../../image/qcow2/check-types.js';
 import type { BlockImage, Extent, ImageFormat, ImageInfo } from '../../image/types.js';
@@ -52,7 +57,12 @@ export interface GraphOpenOptions {
   backingImage?: BlockImage;
   /** --image-opts keys (a QemuOpts string's), read as bdrv_open reads its options. */
   options?: ReadonlyMap<string, string>;
+  /** A backing file's open: what the image above asks of it (instead of a BlockBackend's permissions from `flags`), and where it sits in the chain. */
+  asBacking?: { locks: OpenLocks | undefined; depth: number };
 }
+
+/** qcow2's runtime options: checked as qcow2_update_options checks them; blockemu's caches size themselves. */
+const QCOW2_RUNTIME_KEYS = new Set(QCOW2_OPTIONS.map((k) => k.split('.')[0]!));
 
 /** Format-level options the image layer takes as they are (the rest would be ignored, so they are refused). */
 const FORMAT_KEYS = new Set(['driver', 'file', 'node-name', 'read-only', 'force-share', 'auto-read-only', 'discard', 'detect-zeroes', 'cache']);
@@ -62,6 +72,8 @@ interface OpenedProtocol {
   format: ImageFormat;
   file: GraphByteFile;
   shown: string;
+  /** qcow2's runtime options given (flat): checked against the image once open. */
+  runtime: Options;
   backingLocks: OpenLocks;
 }
 
@@ -79,24 +91,29 @@ async function openProtocol(name: string | undefined, o: GraphOpenOptions): Prom
   if (spec['read-only'] === true && !o.readOnly) throw new BlockError('READ_ONLY', 'Block node is read-only', { errno: 'EPERM' });
   const format = spec.driver;
   if (!isFormat(format)) return { root: await openRoot(spec, o) };
-  for (const key of Object.keys(spec)) {
-    if (!FORMAT_KEYS.has(key)) throw new BlockError('UNSUPPORTED', `blockemu img does not apply the ${format} option '${key}'`);
+  const runtime: Options = {};
+  for (const [key, value] of Object.entries(spec)) {
+    if (format === 'qcow2' && QCOW2_RUNTIME_KEYS.has(key)) flattenQdict({ [key]: value }, '', runtime);
+    else if (!FORMAT_KEYS.has(key)) throw new BlockError('UNSUPPORTED', `blockemu img does not apply the ${format} option '${key}'`);
   }
   const fileSpec = spec['file'];
   if (typeof fileSpec !== 'object' || fileSpec === null) throw new BlockError('INVALID_ARGUMENT', `A block device must be specified for "file"`);
   const graph = new BlockGraph();
-  const top = topLockSpec({ ...o.flags, readOnly: o.readOnly });
+  const top = o.asBacking ? backingTopSpec(o.asBacking.locks) : topLockSpec({ ...o.flags, readOnly: o.readOnly });
   // The format would be the protocol's parent: its BlockBackend asks what the format asks of its file.
   const blk = new BlockBackend(filePerms(format, top));
   try {
     const proto: BlockNode = await openBlockdev(graph, { ...(fileSpec as BlockdevSpec), 'read-only': o.readOnly, ...(o.flags.forceShare ? { 'force-share': true } : {}) }, false);
     await blk.insert(proto);
-    const shown = nodeNames(proto, toQmpJson).get(proto)!.filename;
-    const file = new GraphByteFile(proto, hostPathOf(proto) ?? shown, async () => {
+    const protoName = nodeNames(proto, toQmpJson).get(proto)!.filename;
+    // bdrv_refresh_filename: the format takes its file's name when that is a plain one, else its own options with the file's inside.
+    const shown = protoName.startsWith('json:') ? `json:{"driver": "${format}", "file": ${protoName.slice('json:'.length)}}` : protoName;
+    const hostPath = hostPathOf(proto);
+    const file = new GraphByteFile(proto, hostPath ?? shown, hostPath, async () => {
       await blk.remove();
       await graph.closeAll();
     });
-    return { format, file, shown, backingLocks: { node: backingLockSpec(top).node, noIo: top.noIo, forceShare: top.forceShare } };
+    return { format, file, shown, runtime, backingLocks: { node: backingLockSpec(top).node, noIo: top.noIo, forceShare: top.forceShare } };
   } catch (err) {
     await blk.remove().catch(() => undefined);
     await graph.closeAll().catch(() => undefined);
@@ -122,11 +139,46 @@ export async function openThroughGraph(name: string | undefined, o: GraphOpenOpt
           readOnly: o.readOnly,
           openBacking: o.openBacking,
           persistentBitmaps: o.persistentBitmaps,
+          depth: o.asBacking?.depth,
           ...(o.backingImage ? { backingImage: o.backingImage } : {}),
-          openBackingImage: (p, fmt, depth) => openImage(p, { format: fmt, readOnly: true, depth, locks: backingLocks }),
+          openBackingImage: (p, fmt, depth) => openImage(p, { format: fmt, readOnly: true, depth, locks: backingLocks, openProtocolImage: openProtocolBacking }),
         });
+  if (image instanceof Qcow2Image && Object.keys(opened.runtime).length > 0) {
+    try {
+      checkQcow2RuntimeOptions(image, { ...opened.runtime });
+    } catch (err) {
+      await image.close();
+      throw err;
+    }
+  }
   shownNames.set(image, shown);
+  dirBases.set(image, file.hostPath);
   return image;
+}
+
+/**
+ * A backing file named by a protocol or json: name (`json:{'driver':
+ * 'qcow2', 'file': {'driver': 'blkdebug', …}}`, as iotest 020 makes one),
+ * opened as nodes as bdrv_open_backing_file opens it: read-only, locked as
+ * the image above asks.
+ */
+export const openProtocolBacking: ProtocolOpener = async (name, format, depth, locks) => {
+  const image = await openThroughGraph(name, { format, readOnly: true, openBacking: true, flags: { readOnly: true, noIo: locks?.noIo, forceShare: locks?.forceShare }, asBacking: { locks, depth } });
+  openedNames.set(image, name);
+  return image;
+};
+
+const openedNames = new WeakMap<BlockImage, string>();
+
+/** The protocol or json: name a backing file was opened by (commit opens it so again, writable). */
+export function graphOpenedName(img: BlockImage): string | undefined {
+  return openedNames.get(img);
+}
+
+/** The lock spec of a backing file opened through the graph; without locks (a tool that takes none) it takes nothing and shares all. */
+function backingTopSpec(locks: OpenLocks | undefined): NodeLockSpec {
+  if (!locks) return { node: { perm: 0, shared: PERM_ALL }, readOnly: true, noIo: true, forceShare: true };
+  return { node: locks.node, readOnly: true, noIo: locks.noIo ?? false, forceShare: locks.forceShare ?? false };
 }
 
 /** The whole graph, its top node read through a BlockBackend as QEMU's tools read it. */
@@ -166,7 +218,10 @@ export async function checkThroughGraph(
   const { format, file, shown, backingLocks } = opened;
   try {
     if (format === 'raw') return 'raw';
-    return await checkQcow2File(file, shown, { repair: o.repair, openBackingImage: (p, fmt, depth) => openImage(p, { format: fmt, readOnly: true, depth, locks: backingLocks }) });
+    return await checkQcow2File(file, shown, {
+      repair: o.repair,
+      openBackingImage: (p, fmt, depth) => openImage(p, { format: fmt, readOnly: true, depth, locks: backingLocks, openProtocolImage: openProtocolBacking }),
+    });
   } finally {
     await file.close();
   }
@@ -183,6 +238,20 @@ function hostPathOf(node: BlockNode): string | undefined {
 }
 
 const shownNames = new WeakMap<BlockImage, string>();
+/** The host path below a format opened through the graph, whose directory relative backing names are in (undefined: none, as under NBD). */
+const dirBases = new WeakMap<BlockImage, string | undefined>();
+
+/**
+ * bdrv_get_full_backing_filename: the name a relative backing name is
+ * opened by, from the directory of the image's own name as typed, or of
+ * the host file below a graph (bdrv_dirname); undefined when the graph
+ * has no directory to give (qemu-img: "cannot determine actual path").
+ */
+export function actualBackingName(img: BlockImage, typedName: string, backing: string): string | undefined {
+  if (hasProtocolPrefix(backing) || backing.startsWith('/')) return backing;
+  const base = dirBases.has(img) ? dirBases.get(img) : typedName;
+  return base === undefined ? undefined : pathCombine(base, backing);
+}
 
 /** The name QEMU shows for an image opened through the graph (bdrv_refresh_filename: `json:{…}` of a plain file is its path). */
 export function graphImageName(img: BlockImage): string | undefined {
@@ -194,6 +263,7 @@ class GraphByteFile extends NodeByteFile {
   constructor(
     node: BlockNode,
     path: string,
+    readonly hostPath: string | undefined,
     private readonly closeGraph: () => Promise<void>,
   ) {
     super(node, path);

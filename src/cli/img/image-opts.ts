@@ -1,4 +1,9 @@
+import { checkQcow2RuntimeOptions } from '../../blockdev/drivers/qcow2.js';
+import { QCOW2_OPTIONS } from '../../blockdev/drivers/qcow2-options.js';
+import type { Options } from '../../blockdev/options.js';
 import { parseImageOpts } from '../../blockdev/qemu-io/qemu-opts.js';
+import { openImage } from '../../image/open.js';
+import { Qcow2Image } from '../../image/qcow2/image.js';
 import type { BlockImage } from '../../image/types.js';
 import type { ToolOpenFlags } from '../../image/tool-perms.js';
 import { openThroughGraph } from './graph-open.js';
@@ -11,6 +16,9 @@ export interface ImageOptsTarget {
   format?: string;
   forceShare: boolean;
 }
+
+/** qcow2's runtime options (cache sizes, overlap checks, …): checked against the image as qcow2_update_options does, else without effect. */
+const QCOW2_RUNTIME = new Set(QCOW2_OPTIONS);
 
 const FORMAT_KEYS = new Set(['driver', 'node-name', 'read-only', 'force-share', 'cache.direct', 'cache.no-flush', 'discard', 'auto-read-only', 'detect-zeroes']);
 const FILE_KEYS = new Set(['driver', 'filename', 'aio', 'locking', 'node-name', 'read-only', 'force-share', 'cache.direct', 'cache.no-flush', 'discard']);
@@ -36,7 +44,7 @@ function planImageOpts(opts: ReadonlyMap<string, string>): { filename: string; f
   for (const key of opts.keys()) {
     if (key.startsWith('file.') && !protocolOnly) {
       if (!FILE_KEYS.has(key.slice(5))) throw new Error(`Block protocol 'file' doesn't support the option '${key.slice(5)}'`);
-    } else if (!(protocolOnly ? FILE_KEYS : FORMAT_KEYS).has(key)) {
+    } else if (!(protocolOnly ? FILE_KEYS : FORMAT_KEYS).has(key) && !(driver === 'qcow2' && QCOW2_RUNTIME.has(key))) {
       if (protocolOnly) throw new Error(`Block protocol 'file' doesn't support the option '${key}'`);
       if (driver === undefined) throw new Error('Must specify either driver or file');
       throw new Error(`Block format '${driver}' does not support the option '${key}'`);
@@ -68,7 +76,7 @@ const TAKEN = new Set(['driver', 'file.driver', 'file.filename', 'force-share', 
  * change how the image is opened (cache modes, driver options) are refused
  * rather than ignored.
  */
-export function imageOptsTarget(io: ImgIo, optstr: string, format: string | undefined, forceShare: boolean): ImageOptsTarget {
+export async function imageOptsTarget(io: ImgIo, optstr: string, format: string | undefined, forceShare: boolean): Promise<ImageOptsTarget> {
   if (format !== undefined) throw new ImgFailure('--image-opts and --format are mutually exclusive');
   const { opts, warnings } = parseImageOpts(optstr, 'file');
   for (const w of warnings) io.err(`${PROG}: ${w}\n`);
@@ -81,10 +89,31 @@ export function imageOptsTarget(io: ImgIo, optstr: string, format: string | unde
     throw new ImgFailure(`Could not open '${optstr}': ${err instanceof Error ? err.message : String(err)}`);
   }
   if (opts.get('driver') === 'file') throw new ImgFailure(`Could not open '${optstr}': blockemu img opens a format node (driver=raw or qcow2), not a protocol node`);
-  for (const key of opts.keys()) {
-    if (!TAKEN.has(key)) throw new ImgFailure(`Could not open '${optstr}': blockemu img does not apply the option '${key}' of --image-opts`);
+  const runtime: Options = {};
+  for (const [key, value] of opts) {
+    if (plan.format === 'qcow2' && QCOW2_RUNTIME.has(key)) runtime[key] = value;
+    else if (!TAKEN.has(key)) throw new ImgFailure(`Could not open '${optstr}': blockemu img does not apply the option '${key}' of --image-opts`);
   }
+  if (Object.keys(runtime).length > 0) await checkRuntimeOptions(plan.filename, runtime, optstr);
   return { filename: plan.filename, format: plan.format, forceShare: forceShare || plan.forceShare === true };
+}
+
+/** The image's header read (nothing locked, no backing file) to check qcow2 runtime options against it, as its open would. */
+async function checkRuntimeOptions(filename: string, runtime: Options, optstr: string): Promise<void> {
+  let image;
+  try {
+    image = await openImage(filename, { format: 'qcow2', readOnly: true, openBacking: false });
+  } catch {
+    // The real open says what is wrong with the file.
+    return;
+  }
+  try {
+    if (image instanceof Qcow2Image) checkQcow2RuntimeOptions(image, runtime);
+  } catch (err) {
+    throw new ImgFailure(`Could not open '${optstr}': ${err instanceof Error ? err.message : String(err)}`);
+  } finally {
+    await image.close();
+  }
 }
 
 /**

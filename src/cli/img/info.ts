@@ -5,8 +5,9 @@ import { listSnapshots, type Qcow2Snapshot } from '../../image/qcow2/snapshots.j
 import { sizeToStr } from '../../image/numfmt.js';
 import { snapshotList } from '../../image/qcow2/snapshot-dump.js';
 import { imageOptsTarget } from './image-opts.js';
-import { graphImageName } from './graph-open.js';
-import { openForCli, pathCombine } from './open.js';
+import { fileProtocolPath } from '../../image/path-protocol.js';
+import { actualBackingName, graphImageName } from './graph-open.js';
+import { openForCli } from './open.js';
 import { type ImgIo, ImgFailure, usageError } from './output.js';
 
 export interface InfoArgs {
@@ -53,7 +54,7 @@ export async function imgInfo(io: ImgIo, a: InfoArgs): Promise<number> {
   let optstr: string | undefined;
   if (a.imageOpts) {
     optstr = name;
-    ({ filename: name, format, forceShare } = imageOptsTarget(io, name, format, forceShare === true));
+    ({ filename: name, format, forceShare } = await imageOptsTarget(io, name, format, forceShare === true));
   }
   const seen = new Set<string>();
   while (name !== undefined) {
@@ -87,9 +88,11 @@ async function describe(img: BlockImage, name: string): Promise<Report> {
       if (bitmaps.length > 0) info.formatSpecific = { ...info.formatSpecific, bitmaps };
     }
     const actualSize = await img.actualSize();
-    const fullBacking = info.backingFilename !== undefined ? pathCombine(name, info.backingFilename) : undefined;
+    // A file: name is shown as the file node has it, its prefix gone (raw_parse_filename); backing names are relative to that.
+    const shown = graphImageName(img) ?? (name.startsWith('file:') ? fileProtocolPath(name) : name);
+    const fullBacking = info.backingFilename !== undefined ? actualBackingName(img, shown, info.backingFilename) : undefined;
     const snapshots = img instanceof Qcow2Image && img.header.nbSnapshots > 0 ? await listSnapshots(img) : undefined;
-    return { name: graphImageName(img) ?? name, info, actualSize, fullBacking, snapshots };
+    return { name: shown, info, actualSize, fullBacking, snapshots };
   } finally {
     await img.close();
   }
@@ -135,7 +138,7 @@ function toJson(r: Report): Record<string, unknown> {
     o['format-specific'] = { type: fs.type, data };
   }
   if (i.backingFilename !== undefined) {
-    o['full-backing-filename'] = r.fullBacking;
+    if (r.fullBacking !== undefined) o['full-backing-filename'] = r.fullBacking;
     o['backing-filename'] = i.backingFilename;
   }
   o['dirty-flag'] = i.dirtyFlag ?? false;
@@ -153,7 +156,7 @@ function toHuman(r: Report): string {
   if (i.clusterSize !== undefined) lines.push(`cluster_size: ${i.clusterSize}`);
   if (i.dirtyFlag) lines.push('cleanly shut down: no');
   if (i.backingFilename !== undefined) {
-    const actual = r.fullBacking !== i.backingFilename ? ` (actual path: ${r.fullBacking})` : '';
+    const actual = r.fullBacking === undefined ? ' (cannot determine actual path)' : r.fullBacking !== i.backingFilename ? ` (actual path: ${r.fullBacking})` : '';
     lines.push(`backing file: ${i.backingFilename}${actual}`);
     if (i.backingFormat !== undefined) lines.push(`backing file format: ${i.backingFormat}`);
   }

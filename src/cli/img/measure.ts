@@ -101,7 +101,7 @@ export async function imgMeasure(io: ImgIo, args: readonly string[]): Promise<nu
   if (filename === undefined && size === undefined) throw new ImgFailure('Either --size N or one filename must be specified.');
   let input: BlockImage | undefined;
   if (filename !== undefined) {
-    const target = imageOpts ? imageOptsTarget(io, filename, format, forceShare) : { filename, format, forceShare };
+    const target = imageOpts ? await imageOptsTarget(io, filename, format, forceShare) : { filename, format, forceShare };
     const r = await tryOpen(target.filename, { format: target.format, readOnly: true, forceShare: target.forceShare });
     if ('inner' in r) throw new ImgFailure(`Could not open '${filename}': ${r.inner}`);
     input = r.image;

@@ -1,26 +1,15 @@
 import { stat } from 'node:fs/promises';
 import { dirname, isAbsolute, resolve } from 'node:path';
-import { BlockError } from '../../image/errors.js';
+import { BlockError, errorHint } from '../../image/errors.js';
 import { isFormat, type OpenLocks, openImage } from '../../image/open.js';
 import { checkForceShare, topLockSpec, type ToolOpenFlags } from '../../image/tool-perms.js';
 import type { BlockImage, ImageFormat } from '../../image/types.js';
-import { needsGraph, openThroughGraph } from './graph-open.js';
+import { needsGraph, openProtocolBacking, openThroughGraph } from './graph-open.js';
 import { ImgFailure } from './output.js';
+import { pathCombine } from './backing-name.js';
 
-/**
- * Opening images for `blockemu img` with qemu-img's error texts and names.
- *
- * Names: qemu-img shows a backing file by "path_combine(parent, name)" — the
- * name stored in the image, relative to the directory part of the parent's
- * name *as the user typed it* (so "sub/c.qcow2" with backing "b.qcow2" shows
- * "sub/b.qcow2", and "c.qcow2" shows plain "b.qcow2"). The image layer opens
- * backing files by absolute path, so the CLI recomputes the names it prints.
- */
-export function pathCombine(base: string, name: string): string {
-  if (name.startsWith('/') || base === '') return name;
-  const slash = base.lastIndexOf('/');
-  return slash < 0 ? name : base.slice(0, slash + 1) + name;
-}
+/** Opening images for `blockemu img` with qemu-img's error texts and names. */
+export { fullBackingName, pathCombine } from './backing-name.js';
 
 /** The names qemu-img prints for `img` and each image under it. */
 export function chainNames(img: BlockImage, topName: string): string[] {
@@ -49,16 +38,7 @@ export function innerOpenMessage(err: unknown, path: string): string {
   return msg;
 }
 
-/**
- * The hint QEMU prints on the line after the message (error_append_hint:
- * a lock refusal's "Is another process using the image [x]?"), wherever it
- * is among the error's causes (a backing file's refusal is wrapped in its
- * overlay's words, and error_prepend keeps the hint).
- */
-export function errorHint(err: unknown): string | undefined {
-  for (let e: unknown = err; e instanceof Error; e = e.cause) if (e instanceof BlockError && e.hint !== undefined) return e.hint;
-  return undefined;
-}
+export { errorHint } from '../../image/errors.js';
 
 /** `text` followed by the error's hint on its own line, as QEMU's error_report_err prints it. */
 export function withHint(text: string, err: unknown): string {
@@ -126,7 +106,7 @@ export async function tryOpen(name: string, opts: CliOpenOptions = {}): Promise<
   const st = await stat(name).catch(() => undefined);
   if (st?.isDirectory()) return { inner: readOnly ? `'file' driver requires '${name}' to be a regular file` : `Could not open '${name}': Is a directory` };
   try {
-    return { image: await openImage(name, { format, readOnly, openBacking: opts.backing ?? true, persistentBitmaps: opts.persistentBitmaps, locks: cliLocks(opts) }) };
+    return { image: await openImage(name, { format, readOnly, openBacking: opts.backing ?? true, persistentBitmaps: opts.persistentBitmaps, locks: cliLocks(opts), openProtocolImage: openProtocolBacking }) };
   } catch (err) {
     return { inner: await openFailureText(err, name, format) };
   }

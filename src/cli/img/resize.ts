@@ -77,7 +77,7 @@ export async function imgResize(io: ImgIo, args: readonly string[]): Promise<num
   // qemu-img keeps the size in an int64_t: a value of 2^63 or more turns negative.
   const n = BigInt.asIntN(64, parsed.value);
 
-  const target = imageOpts ? imageOptsTarget(io, filename, format, false) : { filename, format };
+  const target = imageOpts ? await imageOptsTarget(io, filename, format, false) : { filename, format };
   // BDRV_O_RDWR | BDRV_O_RESIZE: the image is locked for writing and resizing (qemu-img resize has no -U).
   const r = await tryOpen(target.filename, { format: target.format, readOnly: false, persistentBitmaps: true, flags: { resize: true } });
   if ('inner' in r) throw new ImgFailure(`Could not open '${filename}': ${r.inner}`);

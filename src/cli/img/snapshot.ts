@@ -72,7 +72,7 @@ export async function imgSnapshot(io: ImgIo, args: readonly string[]): Promise<n
   const operands = getopt.operands();
   if (operands.length !== 1) throw usageError('Expecting one image file name');
   const filename = operands[0]!;
-  const target = getopt.imageOpts ? imageOptsTarget(io, filename, undefined, getopt.forceShare) : { filename, format: undefined, forceShare: getopt.forceShare };
+  const target = getopt.imageOpts ? await imageOptsTarget(io, filename, undefined, getopt.forceShare) : { filename, format: undefined, forceShare: getopt.forceShare };
   const act = action as Action;
   const readOnly = act.op === 'list';
   const r = await tryOpen(target.filename, { format: target.format, readOnly, forceShare: target.forceShare, persistentBitmaps: !readOnly });

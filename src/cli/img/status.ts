@@ -44,7 +44,9 @@ export async function chainStatus(top: BlockImage, names: string[], offset: numb
   }
   const e: MapEntry = { start: offset, length: ext.length, depth, present: ext.allocated, zero: ext.zero, data: ext.data };
   if (beyondBacking) e.beyondBacking = true;
-  if (ext.hostOffset !== undefined) {
+  // A layer that reads as neither data nor zeroes and has nothing below ends the walk with a status of 0: no offset
+  // (an NBD export's hole that is not zero, iotest nbd-qemu-allocation).
+  if (ext.hostOffset !== undefined && (ext.data || ext.zero)) {
     e.offset = ext.hostOffset;
     e.filename = names[depth] ?? ext.filename;
   }

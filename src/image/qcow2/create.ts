@@ -3,6 +3,7 @@ import { BlockError } from '../errors.js';
 import type { ByteFile } from '../byte-file.js';
 import type { CreateOptions } from '../create.js';
 import { openNewFile } from '../file-create.js';
+import { hasProtocolPrefix } from '../path-protocol.js';
 import type { BlockImage, ImageFormat } from '../types.js';
 import { COMPAT_LAZY_REFCOUNTS, MAX_CLUSTER_BITS, MAX_L1_BYTES, MIN_CLUSTER_BITS, type Qcow2Header, serializeHeader } from './header.js';
 import { Qcow2Layout } from './layout.js';
@@ -20,12 +21,13 @@ export async function createQcow2(
 ): Promise<void> {
   let size = opts.size;
   let backingFormat = opts.backingFormat;
-  // A json: name is options for the block layer, and a driver other than raw or qcow2 (`file`) one this layer does not
-  // open: such a backing file is only recorded, when nothing need be read from it.
+  // A protocol or json: name is for the block layer, and a driver other than raw or qcow2 (`file`) one this layer does
+  // not open: such a backing file is only recorded, when nothing need be read from it.
   const openable = backingFormat === undefined || backingFormat === 'raw' || backingFormat === 'qcow2';
-  const recordOnly = (opts.backingFile?.startsWith('json:') || !openable) && size !== undefined && backingFormat !== undefined;
+  const protocol = opts.backingFile !== undefined && hasProtocolPrefix(opts.backingFile);
+  const recordOnly = (protocol || !openable || opts.recordBackingOnly === true) && size !== undefined && backingFormat !== undefined;
   if (opts.backingFile !== undefined && !recordOnly) {
-    const full = isAbsolute(opts.backingFile) ? opts.backingFile : resolve(dirname(path), opts.backingFile);
+    const full = isAbsolute(opts.backingFile) || protocol ? opts.backingFile : resolve(dirname(path), opts.backingFile);
     if (backingFormat !== undefined && backingFormat !== 'raw' && backingFormat !== 'qcow2') {
       throw new BlockError('UNSUPPORTED', `Could not open backing file '${full}': Unknown driver '${backingFormat}'`);
     }

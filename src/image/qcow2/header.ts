@@ -242,11 +242,12 @@ export function parseHeader(buf: Uint8Array, filename: string, fileSize: number)
   return h;
 }
 
+const KNOWN_EXTENSIONS = new Set([EXT_BACKING_FORMAT, EXT_FEATURE_TABLE, EXT_CRYPTO, EXT_BITMAPS, EXT_DATA_FILE]);
+
 /** QEMU's qcow2_read_extensions: from the header's end up to `extEnd`, each extension checked as it is read. */
 function readExtensions(h: Qcow2Header, cluster0: Uint8Array, extEnd: number, filename: string): void {
   const view = new DataView(cluster0.buffer, cluster0.byteOffset, cluster0.byteLength);
   let off = h.headerLength;
-  const seen = new Set<number>();
   while (off < extEnd) {
     // The length is checked before the type, so even an end marker may be "too large".
     if (off + 8 > extEnd) throw invalidImage(filename, 'Header extension too large');
@@ -255,10 +256,11 @@ function readExtensions(h: Qcow2Header, cluster0: Uint8Array, extEnd: number, fi
     off += 8;
     if (len > extEnd - off) throw invalidImage(filename, 'Header extension too large');
     if (type === EXT_END) break;
-    if (seen.has(type)) throw invalidImage(filename, `header extension 0x${type.toString(16)} appears twice`);
-    seen.add(type);
     const data = cluster0.slice(off, off + len);
     checkExtension(h, type, data, filename);
+    // A known extension read twice (qcow2.py add-header-ext makes such images): the later one wins, as each overwrites
+    // QEMU's state; unknown ones are all kept, as its unknown_header_ext list keeps them.
+    if (KNOWN_EXTENSIONS.has(type)) h.extensions = h.extensions.filter((e) => e.type !== type);
     h.extensions.push({ type, data });
     if (type === EXT_BACKING_FORMAT) h.backingFormat = new TextDecoder().decode(data);
     off += Math.ceil(len / 8) * 8;

@@ -1,6 +1,7 @@
 import { dirname, isAbsolute, resolve } from 'node:path';
 import type { ByteFile } from '../byte-file.js';
 import { BlockError, invalidImage } from '../errors.js';
+import { hasProtocolPrefix } from '../path-protocol.js';
 import type { BlockImage, ImageFormat } from '../types.js';
 import { repairDirtyImage } from './check.js';
 import { Qcow2Corruption } from './corruption.js';
@@ -92,15 +93,12 @@ async function prepareForWriting(file: ByteFile, h: Qcow2Header, path: string, k
 /** Opens the backing file `h` names (relative to `path`'s directory), its failure worded as QEMU's "Could not open backing file: …". */
 export async function openBacking(path: string, h: Qcow2Header, opts: Pick<Qcow2OpenOptions, 'openBackingImage'>, depth: number): Promise<BlockImage> {
   const name = h.backingFile!;
-  if (/^[a-z][a-z0-9+.-]*:/i.test(name)) {
-    throw new BlockError('UNSUPPORTED', `Could not open backing file '${name}' of '${path}': protocols and json: filenames are not supported`);
-  }
-  const full = isAbsolute(name) ? name : resolve(dirname(path), name);
+  // bdrv_get_full_backing_filename_from_filename: a protocol or json: name is taken as it is (the opener may refuse it).
+  const full = isAbsolute(name) || hasProtocolPrefix(name) ? name : resolve(dirname(path), name);
   const fmt = h.backingFormat;
-  if (fmt !== undefined && fmt !== 'raw' && fmt !== 'qcow2') {
-    throw new BlockError('UNSUPPORTED', `Could not open backing file '${full}': Unknown driver '${fmt}'`);
-  }
   try {
+    // bdrv_open_backing_file prefixes whatever the open says, an unknown driver's refusal included.
+    if (fmt !== undefined && fmt !== 'raw' && fmt !== 'qcow2') throw new BlockError('UNSUPPORTED', `Unknown driver '${fmt}'`);
     return await opts.openBackingImage(full, fmt as ImageFormat | undefined, depth + 1);
   } catch (err) {
     const msg = err instanceof Error ? err.message : String(err);

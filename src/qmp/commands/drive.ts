@@ -3,7 +3,8 @@ import { isNbdFilename, probeNbdFormat } from '../../blockdev/nbd-filename.js';
 import type { BlockNode } from '../../blockdev/node.js';
 import { protocolOfFilename } from '../../blockdev/protocol-filename.js';
 import { type BlockdevSpec, type ImplicitBackingOptions, implicitBackingOptions, flagOptionKeys, jsonFilenameSpec, openBlockdev, PROTOCOLS } from '../../blockdev/open.js';
-import { parseStrtosz } from '../../blockdev/qemu-io/numbers.js';
+import { QCOW2_OPTIONS } from '../../blockdev/drivers/qcow2-options.js';
+import { parseSizeOption } from '../../blockdev/options.js';
 import { enableIoLimits, setIoLimits } from '../../blockdev/throttle/io-limits.js';
 import { BlockError } from '../../image/errors.js';
 import { probeFormat } from '../../image/probe.js';
@@ -64,12 +65,11 @@ export async function addDrive(graph: BlockGraph, plan: DrivePlan, warn: (text: 
  * may write them with a suffix ("1M"); -blockdev's are plain ints.
  */
 function sizeOptions(tree: Record<string, unknown>): void {
-  const keys = tree['driver'] === 'null-co' || tree['driver'] === 'null-aio' ? ['size'] : tree['driver'] === 'blkdebug' ? BLKDEBUG_SIZES : [];
+  const keys = tree['driver'] === 'null-co' || tree['driver'] === 'null-aio' ? ['size'] : tree['driver'] === 'blkdebug' ? BLKDEBUG_SIZES : tree['driver'] === 'qcow2' ? QCOW2_SIZES : [];
   for (const k of keys) {
     const v = tree[k];
     if (typeof v !== 'string') continue;
-    const r = parseStrtosz(v);
-    if (r.ok) tree[k] = String(r.value);
+    tree[k] = String(parseSizeOption(k, v));
   }
   // The children's options, at any depth (file.align=4k under a format).
   for (const v of Object.values(tree)) if (typeof v === 'object' && v !== null && !Array.isArray(v)) sizeOptions(v as Record<string, unknown>);
@@ -77,6 +77,9 @@ function sizeOptions(tree: Record<string, unknown>): void {
 
 /** blkdebug's constraint options, QemuOpts sizes in its runtime options (suffixes allowed). */
 const BLKDEBUG_SIZES = ['align', 'max-transfer', 'opt-write-zero', 'max-write-zero', 'opt-discard', 'max-discard'];
+
+/** qcow2's cache sizes, QemuOpts sizes in its runtime options (iotest 103's cache-size=1.25M). */
+const QCOW2_SIZES = ['cache-size', 'l2-cache-size', 'l2-cache-entry-size', 'refcount-cache-size'];
 
 /** The options of a -drive as written (strings), by the spec made from them. */
 const givenTrees = new WeakMap<BlockdevSpec, Record<string, unknown>>();
@@ -122,9 +125,16 @@ export async function filenameOptionsSpec(file: string | undefined, options: Rea
   let driver = flat.get('driver');
   let proto: Record<string, unknown> | undefined;
   let probeTarget: string | undefined;
+  let noBacking = false;
   if (file?.startsWith('json:')) {
     const j = (await jsonFilenameSpec(file, driver)) as Record<string, unknown>;
-    driver = String(j['driver']);
+    // Options given beside the name win over the name's own (iotest 089's option merging).
+    driver ??= String(j['driver']);
+    // 'backing': null in a json: name opens no backing file (bdrv_open_inherit's BDRV_O_NO_BACKING); the keyval visitor has no null.
+    if (j['backing'] === null) {
+      delete j['backing'];
+      noBacking = !flat.has('backing');
+    }
     proto = j;
   } else if (file !== undefined) {
     ({ proto, probeTarget } = protocolOfFilename(file));
@@ -145,6 +155,15 @@ export async function filenameOptionsSpec(file: string | undefined, options: Rea
   if (driver === undefined) throw new BlockError('INVALID_ARGUMENT', "Must specify either driver or file");
   flat.set('driver', driver);
   flat.delete('aio');
+  // qcow2's runtime options are QemuOpts its driver parses (qcow2_update_options), not the schema's typed members:
+  // kept as text, so the driver checks them in its words ('overlap-check' beside 'overlap-check.template' included).
+  const runtime: Record<string, string> = {};
+  if (driver === 'qcow2') {
+    for (const k of QCOW2_OPTIONS) {
+      const v = flat.get(k);
+      if (v !== undefined) (runtime[k] = v), flat.delete(k);
+    }
+  }
   const tree = nest(flat);
   if (proto) {
     const p = stringLeaves(proto) as Record<string, unknown>;
@@ -171,6 +190,8 @@ export async function filenameOptionsSpec(file: string | undefined, options: Rea
     throw unsupportedOption(err, driver, tree);
   }
   const spec = typed as unknown as BlockdevSpec;
+  Object.assign(spec, runtime);
+  if (noBacking) spec['backing'] = null;
   givenTrees.set(spec, given);
   if (aioAsFlag) {
     const fileSpec = spec.driver === 'file' ? spec : (spec['file'] as BlockdevSpec);
@@ -187,7 +208,11 @@ export async function filenameOptionsSpec(file: string | undefined, options: Rea
  */
 function takeImplicitBacking(tree: Record<string, unknown>): ImplicitBackingOptions | undefined {
   const b = tree['backing'];
-  if (typeof b !== 'object' || b === null || Array.isArray(b) || 'driver' in b || 'file' in b) return undefined;
+  if (typeof b !== 'object' || b === null || Array.isArray(b) || 'file' in b) return undefined;
+  // backing.driver=FORMAT alone is the format the header's backing file is opened with (iotest 114); any other driver
+  // is a whole node of its own.
+  const driver = (b as Record<string, unknown>)['driver'];
+  if (driver !== undefined && driver !== 'qcow2' && driver !== 'raw') return undefined;
   delete tree['backing'];
   return implicitOptions(b as Record<string, unknown>, 'backing');
 }
@@ -196,9 +221,10 @@ function implicitOptions(o: Record<string, unknown>, path: string): ImplicitBack
   const out: ImplicitBackingOptions = {};
   for (const [k, v] of Object.entries(o)) {
     if (k === 'node-name' && typeof v === 'string') out['node-name'] = v;
+    else if (k === 'driver' && typeof v === 'string') out.driver = v;
     else if (k === 'backing' && typeof v === 'object' && v !== null && !Array.isArray(v)) out.backing = implicitOptions(v as Record<string, unknown>, `${path}.backing`);
     else if (k === 'backing' && typeof v === 'string') out.backing = v;
-    else throw new BlockError('UNSUPPORTED', `'${path}.${k}' for the backing file the image names is not supported by blockemu (only node-name and backing); add the backing node with -blockdev instead`);
+    else throw new BlockError('UNSUPPORTED', `'${path}.${k}' for the backing file the image names is not supported by blockemu (only node-name, driver and backing); add the backing node with -blockdev instead`);
   }
   return out;
 }

@@ -1,3 +1,4 @@
+import { errorHint } from '../../../image/errors.js';
 import { parseCacheMode } from '../cache-mode.js';
 import { type CommandInfo, usage } from '../command.js';
 import { getopt } from '../getopt.js';
@@ -97,6 +98,9 @@ export const reopenCommand: CommandInfo = {
       await r.apply(options);
     } catch (err) {
       ctx.out.report(err instanceof Error ? err.message : String(err));
+      // error_report_err: the hint lines after the message.
+      const hint = errorHint(err);
+      if (hint !== undefined) ctx.out.err(`${hint}\n`);
       return false;
     }
     r.setWritethrough(cache.writethrough);
