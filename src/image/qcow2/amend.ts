@@ -5,6 +5,7 @@ import type { Qcow2Image } from './image.js';
 import { COPIED_HI, entryHi, entryLo, entryOffset, offsetHi, offsetLo, setEntry, viewOf, ZERO_LO } from './layout.js';
 import { changeRefcountOrder } from './refcount-order.js';
 import { listSnapshots } from './snapshots.js';
+import { loadSnapshotTable, writeSnapshotTable } from './snapshot-table.js';
 
 /** What `qemu-img amend -o …` asks of a qcow2 image; absent fields stay as they are. */
 export interface AmendRequest {
@@ -49,6 +50,10 @@ export async function amendQcow2(img: Qcow2Image, req: AmendRequest): Promise<'d
     // qcow2_upgrade's work is 2 points; a refcount width change after it is projected as as much again.
     const scale = changesWidth ? 4 : 2;
     req.progress?.(0);
+    // Version 3 wants each snapshot entry's 64-bit VM state size and disk size (16 bytes of extra data): a table
+    // without them is written anew first, each entry then with the 24 bytes qcow2_write_snapshots writes.
+    const table = await loadSnapshotTable(img);
+    if (table.snapshots.some((sn) => sn.extraDataSize < 16)) await writeSnapshotTable(img, table.snapshots, table.bytes);
     h.version = 3;
     h.headerLength = V3_HEADER_LENGTH_WRITTEN;
     h.unknownHeaderTail = new Uint8Array(0);

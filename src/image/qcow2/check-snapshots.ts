@@ -30,7 +30,8 @@ const MAX_TABLE_BYTES = 1024 * MAX_SNAPSHOTS;
 const INT64_MAX = (1n << 63n) - 1n;
 const INT_MAX = 0x7fffffff;
 /** How the tool that can repair the image is named in hints. */
-const REPAIR_TOOL = 'blockemu img check -r all';
+/** QEMU's driver names its repair in these words, whichever program runs it. */
+const REPAIR_TOOL = 'qemu-img check -r all';
 
 const roundUp8 = (v: bigint) => (v + 7n) & ~7n;
 

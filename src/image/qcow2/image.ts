@@ -117,6 +117,7 @@ export class Qcow2Image implements BlockImage {
   private startWriting(refcounts: RefcountManager): void {
     this.rc = refcounts;
     this.writer = new Qcow2Writer(this, refcounts);
+    refcounts.onCorrupt = (message) => this.corrupt(message);
     refcounts.onTableMoved = (offset, n) => {
       this.header.refcountTableOffset = offset;
       this.header.refcountTableClusters = n;

@@ -60,7 +60,12 @@ export async function loadSnapshotTable(img: Qcow2Image): Promise<{ snapshots: Q
     const idSize = head.getUint16(12);
     const nameSize = head.getUint16(14);
     const extra = head.getUint32(36);
-    if (extra > MAX_EXTRA_DATA) throw invalidImage(img.filename, `Too much extra metadata in snapshot table entry ${i}`);
+    if (extra > MAX_EXTRA_DATA) {
+      throw new BlockError('INVALID_IMAGE', `Could not open '${img.filename}': Too much extra metadata in snapshot table entry ${i}`, {
+        errno: 'EFBIG',
+        hint: 'You can force-remove this extra metadata with qemu-img check -r all',
+      });
+    }
     const extraBytes = extra > 0 ? await img.file.read(off, extra) : new Uint8Array(0);
     const ev = new DataView(extraBytes.buffer, extraBytes.byteOffset, extraBytes.length);
     off += extra;

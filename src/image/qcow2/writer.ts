@@ -147,31 +147,26 @@ export class Qcow2Writer {
     const max = Math.min(length, (L.l2Entries - idx) * L.clusterSize - inCluster);
     let len = Math.min(max, L.clusterSize - inCluster);
     const first = img.readEntry(view, idx);
-    if (isInPlace(first, v)) {
-      let host = entryOffset(first.hi, first.lo);
-      if (host % L.clusterSize !== 0) throw img.corrupt(`Data cluster offset ${hex(host)} unaligned (guest offset: ${hex(offset)})`);
-      const start = host + inCluster;
-      while (len < max) {
-        const e = img.readEntry(view, ++idx);
-        if (!isInPlace(e, v) || entryOffset(e.hi, e.lo) !== host + L.clusterSize) break;
-        host += L.clusterSize;
-        len = Math.min(max, len + L.clusterSize);
+    const kept = (e: L2Entry) => isInPlace(e, v) || isZeroAlloc(e, v);
+    if (kept(first)) {
+      // QEMU's handle_copied: clusters the image alone references, normal or preallocated zero, one run while their host
+      // clusters follow each other; a zero one takes the data in place (zeroes around it) and loses its zero flag.
+      const start = entryOffset(first.hi, first.lo);
+      if (start % L.clusterSize !== 0) {
+        const what = isInPlace(first, v) ? 'Data cluster' : 'Preallocated zero cluster';
+        throw img.corrupt(`${what} offset ${hex(start)} unaligned (guest offset: ${hex(offset)})`);
       }
-      return { kind: 'inplace', hostOffset: start, length: len };
-    }
-    if (isZeroAlloc(first, v)) {
-      // QEMU's handle_copied keeps a preallocated zero cluster it alone references: the data goes there, zeroes around it.
-      let host = entryOffset(first.hi, first.lo);
-      if (host % L.clusterSize !== 0) throw img.corrupt(`Preallocated zero cluster offset ${hex(host)} unaligned (guest offset: ${hex(offset)})`);
       const old = [first];
+      let host = start;
       while (len < max) {
         const e = img.readEntry(view, ++idx);
-        if (!isZeroAlloc(e, v) || entryOffset(e.hi, e.lo) !== host + L.clusterSize) break;
+        if (!kept(e) || entryOffset(e.hi, e.lo) !== host + L.clusterSize) break;
         host += L.clusterSize;
         old.push(e);
         len = Math.min(max, len + L.clusterSize);
       }
-      return { kind: 'alloc', offset, length: len, old, host: entryOffset(first.hi, first.lo) / L.clusterSize, reuse: true };
+      if (old.every((e) => isInPlace(e, v))) return { kind: 'inplace', hostOffset: start + inCluster, length: len };
+      return { kind: 'alloc', offset, length: len, old, host: start / L.clusterSize, reuse: true };
     }
     const old = [first];
     while (len < max) {
@@ -260,12 +255,15 @@ export class Qcow2Writer {
     const last = plan.old[plan.old.length - 1]!;
     const firstGuest = plan.offset - head;
     const lastGuest = end - (end % cs);
-    const zeroHead = head === 0 || this.oldIsZero(first, firstGuest);
-    const zeroTail = tail === 0 || this.oldIsZero(last, lastGuest);
+    // A reused run keeps the data of its normal clusters around the write in place (calculate_l2_meta's keep_old).
+    const keepHead = plan.reuse === true && isInPlace(first, this.img.version);
+    const keepTail = plan.reuse === true && isInPlace(last, this.img.version);
+    const zeroHead = head === 0 || keepHead || this.oldIsZero(first, firstGuest);
+    const zeroTail = tail === 0 || keepTail || this.oldIsZero(last, lastGuest);
     const cow = !(zeroHead && zeroTail);
     const bufs: Uint8Array[] = [];
     let firstOld: Uint8Array | undefined;
-    if (head > 0) {
+    if (head > 0 && !keepHead) {
       if (cow) file.event?.('cow_read');
       if (zeroHead) bufs.push(...this.zeroes(head));
       else {
@@ -274,7 +272,7 @@ export class Qcow2Writer {
       }
     }
     bufs.push(data);
-    if (tail > 0) {
+    if (tail > 0 && !keepTail) {
       if (cow && !(head > 0 && plan.length <= MERGED_COW_READ)) file.event?.('cow_read');
       if (zeroTail) bufs.push(...this.zeroes(tail));
       else {
@@ -282,13 +280,15 @@ export class Qcow2Writer {
         bufs.push(old.subarray(cs - tail));
       }
     }
-    if (!cow && (head > 0 || tail > 0)) file.event?.('cluster_alloc_space');
+    if (!cow && ((head > 0 && !keepHead) || (tail > 0 && !keepTail))) file.event?.('cluster_alloc_space');
     file.event?.('write_aio');
     if (cow) file.event?.('cow_write');
+    const at = plan.host * cs + (keepHead ? head : 0);
+    const bytes = (keepHead ? 0 : head) + plan.length + (keepTail ? 0 : tail);
     try {
-      this.checkOverlap(plan.host * cs, head + plan.length + tail);
+      this.checkOverlap(at, bytes);
       // Zero head and tail are written, not left as holes: qemu-img map would report holes in a data cluster as zero.
-      await this.img.file.writev(plan.host * cs, bufs);
+      await this.img.file.writev(at, bufs);
     } catch (err) {
       if (!plan.reuse) for (let i = 0; i < plan.old.length; i++) this.rc.free(plan.host + i);
       throw err;
