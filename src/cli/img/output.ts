@@ -5,6 +5,7 @@
  * "Try 'qemu-img --help' …" becomes "Try 'blockemu img --help' …". The interop
  * tests normalise exactly that substitution and nothing else.
  */
+import { errorHint } from '../../image/errors.js';
 import { IMG_PROG } from '../tool-names.js';
 export const PROG = IMG_PROG;
 
@@ -86,7 +87,9 @@ export async function runSubcommand(io: ImgIo, body: () => Promise<number>, fail
       return err.exitCode;
     }
     const msg = err instanceof Error ? err.message : String(err);
-    printFailure(io, new ImgFailure(msg));
+    // error_report_err: a hint goes on the lines after the message.
+    const hint = errorHint(err);
+    printFailure(io, new ImgFailure(hint === undefined ? msg : `${msg}\n${hint}`));
     return failCode;
   }
 }

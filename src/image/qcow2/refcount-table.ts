@@ -1,5 +1,6 @@
 import { isZero } from '../request.js';
 import { BlockError } from '../errors.js';
+import { hex } from './corruption.js';
 import type { ByteFile } from '../byte-file.js';
 import { entryHi, entryLo, entryOffset, L1_RESERVED_LO, offsetHi, offsetLo, type Qcow2Layout, setEntry, viewOf } from './layout.js';
 
@@ -11,6 +12,8 @@ import { entryHi, entryLo, entryOffset, L1_RESERVED_LO, offsetHi, offsetLo, type
  * (growth) is RefcountManager's; this class only swaps the copy it holds.
  */
 export class RefcountTable {
+  /** Reports an unaligned block offset as the image's corruption (set by the image through its RefcountManager). */
+  onCorrupt: ((message: string) => BlockError) | undefined;
   private bytes: Uint8Array;
   private view: DataView;
   private readonly dirty = new Set<number>();
@@ -46,8 +49,13 @@ export class RefcountTable {
     const hi = entryHi(this.view, rt);
     const lo = entryLo(this.view, rt);
     const off = entryOffset(hi, lo);
-    if (off !== 0 && ((lo & L1_RESERVED_LO) !== 0 || off % this.layout.clusterSize !== 0)) {
+    if (off !== 0 && (lo & L1_RESERVED_LO) !== 0) {
       throw new BlockError('INVALID_IMAGE', `'${this.filename}': refcount table entry ${rt} is corrupt (offset 0x${off.toString(16)})`);
+    }
+    if (off % this.layout.clusterSize !== 0) {
+      // QEMU's refcount paths signal this one as corruption (the image is marked and retired).
+      const message = `Refblock offset ${hex(off)} unaligned (reftable index: ${hex(rt)})`;
+      throw this.onCorrupt?.(message) ?? new BlockError('INVALID_IMAGE', `'${this.filename}': ${message}`, { errno: 'EIO' });
     }
     if (off !== 0 && off < this.layout.clusterSize) {
       throw new BlockError('INVALID_IMAGE', `'${this.filename}': refcount block ${rt} overlaps the qcow2 header`);

@@ -1,5 +1,4 @@
 import { BlockError } from '../errors.js';
-import { hex as altHex } from './corruption.js';
 import type { ByteFile, DebugEvent } from '../byte-file.js';
 import { HDR_OFF_REFTABLE, MAX_REFTABLE_BYTES } from './header.js';
 import { offsetHi, offsetLo, type Qcow2Layout, setEntry, viewOf } from './layout.js';
@@ -86,15 +85,8 @@ export class RefcountManager {
   }
 
   /** Reports corruption found in the refcount structure (the image's qcow2_signal_corruption); set by the image. */
-  onCorrupt: ((message: string) => BlockError) | undefined;
-
-  /** Refcount block `rt` at `off`, refused as corrupt when the table's entry is not cluster aligned (QEMU's load_refcount_block callers). */
-  private async loadBlock(off: number, rt: number): Promise<Uint8Array> {
-    if (off % this.layout.clusterSize !== 0) {
-      const message = `Refblock offset ${altHex(off)} unaligned (reftable index: ${altHex(rt)})`;
-      throw this.onCorrupt?.(message) ?? new BlockError('INVALID_IMAGE', `'${this.filename}': ${message}`, { errno: 'EIO' });
-    }
-    return this.blocks.peek(off) ?? (await this.blocks.get(off));
+  set onCorrupt(report: ((message: string) => BlockError) | undefined) {
+    this.table.onCorrupt = report;
   }
 
   get tableEntries(): number {
@@ -122,7 +114,7 @@ export class RefcountManager {
   async get(cluster: number): Promise<number> {
     const off = this.table.blockOffset(Math.floor(cluster / this.layout.refblockEntries));
     if (off === 0) return 0;
-    const block = await this.loadBlock(off, Math.floor(cluster / this.layout.refblockEntries));
+    const block = this.blocks.peek(off) ?? (await this.blocks.get(off));
     return this.getIn(block, cluster % this.layout.refblockEntries);
   }
 
@@ -138,7 +130,7 @@ export class RefcountManager {
     const off = this.table.blockOffset(rt);
     if (off === 0) throw new BlockError('INVALID_IMAGE', `'${this.filename}': no refcount block for cluster ${cluster}`);
     this.touching();
-    const block = await this.loadBlock(off, rt);
+    const block = this.blocks.peek(off) ?? (await this.blocks.get(off));
     const i = cluster % this.layout.refblockEntries;
     const v = this.getIn(block, i) + delta;
     if (v < 0) throw new BlockError('INVALID_IMAGE', `'${this.filename}': refcount of cluster ${cluster} would drop below zero`);
@@ -154,7 +146,7 @@ export class RefcountManager {
       const rt = Math.floor(c / E);
       const off = this.table.blockOffset(rt);
       this.touching();
-      const block = await this.loadBlock(off, rt);
+      const block = this.blocks.peek(off) ?? (await this.blocks.get(off));
       for (const end = Math.min(start + n, (rt + 1) * E); c < end; c++) {
         const v = this.getIn(block, c % E) + 1;
         if (v > this.layout.maxRefcount) throw new BlockError('INVALID_ARGUMENT', `'${this.filename}': refcount overflow for cluster ${c}`);
@@ -277,7 +269,7 @@ export class RefcountManager {
     for (let rt = Math.min(this.tableEntries, Math.ceil(limit / E)) - 1; rt >= 0; rt--) {
       const off = this.table.blockOffset(rt);
       if (off === 0) continue;
-      const block = await this.loadBlock(off, rt);
+      const block = this.blocks.peek(off) ?? (await this.blocks.get(off));
       for (let i = Math.min(E, limit - rt * E) - 1; i >= 0; i--) if (this.getIn(block, i) !== 0) return rt * E + i;
     }
     return -1;
@@ -299,7 +291,7 @@ export class RefcountManager {
     for (let rt = 0; rt < this.tableEntries; rt++) {
       const off = this.table.blockOffset(rt);
       if (off === 0) continue;
-      const block = await this.loadBlock(off, rt);
+      const block = this.blocks.peek(off) ?? (await this.blocks.get(off));
       const self = Math.floor(off / cs / E) === rt ? (off / cs) % E : -1;
       let unused = true;
       for (let i = 0; i < E && unused; i++) if (i !== self && this.getIn(block, i) !== 0) unused = false;
@@ -336,7 +328,7 @@ export class RefcountManager {
       const c = start + count;
       const off = this.table.blockOffset(Math.floor(c / E));
       if (off === 0) break;
-      const block = await this.loadBlock(off, Math.floor(c / E));
+      const block = this.blocks.peek(off) ?? (await this.blocks.get(off));
       const end = Math.min(start + max, (Math.floor(c / E) + 1) * E);
       let n = 0;
       while (c + n < end && this.getIn(block, (c + n) % E) === 0 && !this.pendingFrees.has(c + n)) this.checkFree(c + n++);
@@ -374,7 +366,7 @@ export class RefcountManager {
         count = end - start;
         break;
       }
-      const block = await this.loadBlock(off, rt);
+      const block = this.blocks.peek(off) ?? (await this.blocks.get(off));
       let n = 0;
       while (c + n < end && this.getIn(block, (c + n) % E) === 0 && !this.pendingFrees.has(c + n)) this.checkFree(c + n++);
       count += n;
@@ -419,7 +411,7 @@ export class RefcountManager {
         if (advancing) this.freeCursor = start;
         return start;
       }
-      const block = await this.loadBlock(off, rt);
+      const block = this.blocks.peek(off) ?? (await this.blocks.get(off));
       for (const end = (rt + 1) * E; c < end; c++) {
         if (this.getIn(block, c % E) === 0 && !this.pendingFrees.has(c)) {
           this.checkFree(c);

@@ -73,7 +73,12 @@ export async function loadSnapshotTable(img: Qcow2Image): Promise<{ snapshots: Q
     off += idSize;
     const name = cString(await img.file.read(off, nameSize));
     off += nameSize;
-    if (off - h.snapshotsOffset > MAX_TABLE_BYTES) throw invalidImage(img.filename, 'Snapshot table is too big');
+    if (off - h.snapshotsOffset > MAX_TABLE_BYTES) {
+      throw new BlockError('INVALID_IMAGE', `Could not open '${img.filename}': Snapshot table is too big`, {
+        errno: 'EFBIG',
+        hint: `You can force-remove all ${h.nbSnapshots - i} overhanging snapshots with qemu-img check -r all`,
+      });
+    }
     out.push({
       l1Offset: Number(head.getBigUint64(0)),
       l1Size: head.getUint32(8),

@@ -1,0 +1,95 @@
+/**
+ * qcow2 edges QEMU's iotests look at, against qemu-io and qemu-img 7.2: a
+ * write over normal and preallocated zero clusters is one request (066:
+ * blkdebug fails a second write_aio), amend to compat=1.1 rewrites
+ * snapshot entries that lack version 3's extra data (261), and an
+ * unaligned refcount block offset marks the image corrupt (305).
+ */
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { qemu } from '../helpers/qemu.js';
+import { expectSameIn, must, scratch } from './img-oracle.js';
+
+/** Steps by the QEMU tools in both directories (fixtures). */
+async function both(s: { b: string; q: string }, tool: 'qemu-img' | 'qemu-io', ...args: string[]): Promise<void> {
+  for (const d of [s.b, s.q]) await must(tool, args, d);
+}
+
+/** Bytes patched into a file in both directories (iotests' poke_file). */
+async function poke(s: { b: string; q: string }, file: string, patch: (buf: Buffer) => Buffer): Promise<void> {
+  for (const d of [s.b, s.q]) await writeFile(join(d, file), patch(await readFile(join(d, file))));
+}
+
+/** The first snapshot table entry's extra data size. */
+async function firstSnapshotExtra(path: string): Promise<number> {
+  const buf = await readFile(path);
+  return buf.readUInt32BE(Number(buf.readBigUInt64BE(64)) + 36);
+}
+
+describe.skipIf(!qemu.available)('qcow2 edges (vs qemu-io and qemu-img)', () => {
+  let s: Awaited<ReturnType<typeof scratch>>;
+  beforeEach(async () => {
+    s = await scratch();
+  });
+  afterEach(() => s.done());
+
+  it('a write over data, a preallocated zero cluster and data goes out as one request (iotest 066)', async () => {
+    await both(s, 'qemu-img', 'create', '-q', '-f', 'qcow2', 't.qcow2', '192k');
+    await both(s, 'qemu-io', '-c', 'write -q -P 42 0 192k', '-c', 'write -q -z 64k 64k', 't.qcow2');
+    // The first write_aio moves blkdebug to state 2, where any further one fails.
+    const json =
+      "json:{'driver':'qcow2','file':{'driver':'blkdebug','image.filename':'t.qcow2','set-state':[{'event':'write_aio','new_state':2}],'inject-error':[{'event':'write_aio','state':2}]}}";
+    await expectSameIn('io', ['-c', 'write -q -P 43 0 192k', json], s);
+    await expectSameIn('img', ['map', '--output=json', 't.qcow2'], s);
+    await expectSameIn('img', ['check', 't.qcow2'], s);
+    await expectSameIn('io', ['-c', 'read -q -P 43 0 192k', 't.qcow2'], s);
+    // A partial write keeps the normal clusters' data around it and zeroes the rest of the zero one.
+    await both(s, 'qemu-io', '-c', 'write -q -z 64k 64k', 't.qcow2');
+    await expectSameIn('io', ['-c', 'write -q -P 44 32k 64k', 't.qcow2'], s);
+    await expectSameIn('io', ['-c', 'read -q -P 43 0 32k', '-c', 'read -q -P 44 32k 64k', '-c', 'read -q -P 0 96k 32k', '-c', 'read -q -P 43 128k 64k', 't.qcow2'], s);
+    await expectSameIn('img', ['map', '--output=json', 't.qcow2'], s);
+  });
+
+  it('amend -o compat=1.1 writes snapshot entries anew with the 24 bytes of extra data version 3 wants (iotest 261)', async () => {
+    await both(s, 'qemu-img', 'create', '-q', '-f', 'qcow2', '-o', 'compat=0.10', 't.qcow2', '64M');
+    await both(s, 'qemu-img', 'snapshot', '-c', 'sn0', 't.qcow2');
+    // A version 2 entry without extra data, as older writers left them.
+    await poke(s, 't.qcow2', (buf) => {
+      const at = Number(buf.readBigUInt64BE(64));
+      const extra = buf.readUInt32BE(at + 36);
+      const rest = buf.subarray(at + 40 + extra, at + 40 + extra + buf.readUInt16BE(at + 12) + buf.readUInt16BE(at + 14));
+      const out = Buffer.from(buf);
+      out.writeUInt32BE(0, at + 36);
+      Buffer.from(rest).copy(out, at + 40);
+      return out;
+    });
+    expect(await firstSnapshotExtra(join(s.b, 't.qcow2'))).toBe(0);
+    await expectSameIn('img', ['amend', '-o', 'compat=1.1', 't.qcow2'], s);
+    expect(await firstSnapshotExtra(join(s.b, 't.qcow2'))).toBe(await firstSnapshotExtra(join(s.q, 't.qcow2')));
+    expect(await firstSnapshotExtra(join(s.b, 't.qcow2'))).toBe(24);
+    await expectSameIn('img', ['check', 't.qcow2'], s);
+    await expectSameIn('img', ['snapshot', '-l', 't.qcow2'], s);
+    // Too much extra data: the open fails with the repair hint, the check says it too, and a repair drops it.
+    await poke(s, 't.qcow2', (buf) => {
+      const out = Buffer.from(buf);
+      out.writeUInt32BE(0x10000, Number(buf.readBigUInt64BE(64)) + 36);
+      return out;
+    });
+    await expectSameIn('img', ['info', 't.qcow2'], s);
+    await expectSameIn('img', ['check', 't.qcow2'], s);
+  });
+
+  it('a refcount table entry off a cluster boundary marks the image corrupt when an allocation needs it (iotest 305)', async () => {
+    await both(s, 'qemu-img', 'create', '-q', '-f', 'qcow2', '-o', 'refcount_bits=64,cluster_size=1k', 't.qcow2', '1M');
+    await both(s, 'qemu-io', '-c', 'write -q 0 124k', '-c', 'discard -q 121k 1k', '-c', 'discard -q 123k 1k', 't.qcow2');
+    await poke(s, 't.qcow2', (buf) => {
+      const out = Buffer.from(buf);
+      out[Number(buf.readBigUInt64BE(48)) + 14] = 0x06;
+      return out;
+    });
+    const r = await expectSameIn('io', ['-c', 'write -q 121k 3k', 't.qcow2'], s);
+    expect(r.stderr).toContain('Marking image as corrupt: Refblock offset 0x20600 unaligned (reftable index: 0x1)');
+    await expectSameIn('img', ['info', 't.qcow2'], s);
+  });
+});
