@@ -21,6 +21,11 @@ async function poke(s: { b: string; q: string }, file: string, patch: (buf: Buff
   for (const d of [s.b, s.q]) await writeFile(join(d, file), patch(await readFile(join(d, file))));
 }
 
+/** The header's incompatible feature bits (bit 0: dirty). */
+async function incompatible(path: string): Promise<bigint> {
+  return (await readFile(path)).readBigUInt64BE(72);
+}
+
 /** The first snapshot table entry's extra data size. */
 async function firstSnapshotExtra(path: string): Promise<number> {
   const buf = await readFile(path);
@@ -91,5 +96,40 @@ describe.skipIf(!qemu.available)('qcow2 edges (vs qemu-io and qemu-img)', () => 
     const r = await expectSameIn('io', ['-c', 'write -q 121k 3k', 't.qcow2'], s);
     expect(r.stderr).toContain('Marking image as corrupt: Refblock offset 0x20600 unaligned (reftable index: 0x1)');
     await expectSameIn('img', ['info', 't.qcow2'], s);
+  });
+
+  it('lazy refcounts: a crash leaves the image dirty with the data clusters uncounted, a clean close leaves it clean (iotests 039, 061)', async () => {
+    await both(s, 'qemu-img', 'create', '-q', '-f', 'qcow2', '-o', 'compat=1.1,lazy_refcounts=on', 't.qcow2', '128M');
+    await expectSameIn('io', ['-c', 'write -q -P 0x5a 0 512', 't.qcow2'], s);
+    expect(await incompatible(join(s.b, 't.qcow2'))).toBe(0n);
+    await expectSameIn('img', ['check', 't.qcow2'], s);
+    await expectSameIn('io', ['-c', 'write -q -P 0x5a 1M 128k', '-c', 'flush', '-c', 'sigraise 9', 't.qcow2'], s);
+    expect(await incompatible(join(s.b, 't.qcow2'))).toBe(await incompatible(join(s.q, 't.qcow2')));
+    expect(await incompatible(join(s.b, 't.qcow2'))).toBe(1n);
+    await expectSameIn('img', ['check', 't.qcow2'], s);
+    await expectSameIn('io', ['-r', '-c', 'read -q -P 0x5a 1M 128k', 't.qcow2'], s);
+    await expectSameIn('img', ['check', '-r', 'all', 't.qcow2'], s);
+    expect(await incompatible(join(s.b, 't.qcow2'))).toBe(0n);
+    await expectSameIn('io', ['-c', 'read -q -P 0x5a 0 512', '-c', 'read -q -P 0x5a 1M 128k', 't.qcow2'], s);
+  });
+
+  it('a downgrade expands the zero clusters of snapshot tables too, reporting each L1 entry of every table (iotest 061)', async () => {
+    await both(s, 'qemu-img', 'create', '-q', '-f', 'qcow2', '-o', 'compat=1.1', 't.qcow2', '64M');
+    await both(s, 'qemu-io', '-c', 'write -q -z 0 128k', 't.qcow2');
+    await both(s, 'qemu-img', 'snapshot', '-c', 'foo', 't.qcow2');
+    await both(s, 'qemu-io', '-c', 'write -q -P 0x2a 0 128k', 't.qcow2');
+    await expectSameIn('img', ['amend', '-o', 'compat=0.10', 't.qcow2'], s);
+    await expectSameIn('img', ['check', 't.qcow2'], s);
+    await expectSameIn('io', ['-c', 'read -q -P 0x2a 0 128k', 't.qcow2'], s);
+    await expectSameIn('img', ['snapshot', '-a', 'foo', 't.qcow2'], s);
+    await expectSameIn('img', ['check', 't.qcow2'], s);
+    await expectSameIn('io', ['-c', 'read -q -P 0 0 128k', 't.qcow2'], s);
+    // A table shared by the active L1 and the snapshot's, and the progress over both tables.
+    await both(s, 'qemu-img', 'create', '-q', '-f', 'qcow2', '-o', 'compat=1.1', 'p.qcow2', '4G');
+    await both(s, 'qemu-io', '-c', 'write -q -z 0 128k', '-c', 'write -q 1G 64k', '-c', 'write -q 3G 64k', 'p.qcow2');
+    await both(s, 'qemu-img', 'snapshot', '-c', 'foo', 'p.qcow2');
+    await expectSameIn('img', ['amend', '-p', '-o', 'compat=0.10', 'p.qcow2'], s);
+    await expectSameIn('img', ['check', 'p.qcow2'], s);
+    await expectSameIn('img', ['map', '--output=json', 'p.qcow2'], s);
   });
 });

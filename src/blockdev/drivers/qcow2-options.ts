@@ -110,14 +110,15 @@ function readCacheSizes(opts: ReadonlyMap<string, string>, f: Qcow2Facts): { l2:
  * the encrypt.* options (the image has no encryption: blockemu opens
  * none); `lazyNow` is whether the image uses lazy refcounts now.
  */
-export function checkQcow2Options(opts: ReadonlyMap<string, string>, encrypt: Options, f: Qcow2Facts, lazyNow: boolean): void {
+export function checkQcow2Options(opts: ReadonlyMap<string, string>, encrypt: Options, f: Qcow2Facts, lazyNow: boolean): { lazyRefcounts: boolean } {
   checkRuntimeTypes(opts);
   const c = readCacheSizes(opts, f);
   if (Math.max(Math.floor(c.l2 / c.entry), MIN_L2_CACHE_SIZE) > INT_MAX) throw fail('L2 cache size too big');
   if (Math.max(Math.floor(c.refcount / f.clusterSize), MIN_REFCOUNT_CACHE_SIZE) > INT_MAX) throw fail('Refcount cache size too big');
   const interval = opts.get('cache-clean-interval');
   if (interval !== undefined && parseNumberOption('cache-clean-interval', interval) > BigInt(UINT_MAX)) throw fail('Cache clean interval too big');
-  if (optBool(opts.get('lazy-refcounts'), lazyNow) && f.version < 3) {
+  const lazyRefcounts = optBool(opts.get('lazy-refcounts'), lazyNow);
+  if (lazyRefcounts && f.version < 3) {
     throw fail('Lazy refcounts require a qcow2 image with at least qemu 1.1 compatibility level');
   }
   const check = opts.get('overlap-check');
@@ -131,6 +132,7 @@ export function checkQcow2Options(opts: ReadonlyMap<string, string>, encrypt: Op
   }
   const format = encrypt['format'];
   if (typeof format === 'string') throw fail(`No encryption in image header, but options specified format '${format}'`);
+  return { lazyRefcounts };
 }
 
 /**

@@ -1,5 +1,6 @@
 import type { VmStateArea } from '../vm-state.js';
 import { BlockError } from '../../image/errors.js';
+import { strerrorOf } from '../../image/errno.js';
 import { isZero } from '../../image/request.js';
 import { openImage } from '../../image/open.js';
 import type { LoadedBitmap } from '../../image/qcow2/bitmaps.js';
@@ -78,7 +79,7 @@ export class Qcow2Node extends BlockNode {
     try {
       const h = image.info();
       // qcow2_do_open checks its options once the header is read, before any backing file is opened.
-      checkQcow2RuntimeOptions(image, { ...options });
+      image.lazy.enabled = checkQcow2RuntimeOptions(image, { ...options }).lazyRefcounts;
       backingLink = await backing({ backingFile: h.backingFilename, backingFormat: h.backingFormat, filename });
       if (backingLink) image.attachBacking(await NodeImage.of(backingLink.node));
       // qcow2_load_dirty_bitmaps, before the node exists: a bad directory fails the open and leaves nothing behind.
@@ -339,13 +340,24 @@ export class Qcow2Node extends BlockNode {
    * qcow2_reopen_bitmaps_rw), and a failure there is only reported.
    */
   override async prepareReopen(state: ReopenState): Promise<StagedReopen> {
-    checkQcow2RuntimeOptions(this.image, state.options);
+    const { lazyRefcounts } = checkQcow2RuntimeOptions(this.image, state.options);
+    // qcow2_update_options_prepare: turning lazy refcounts off writes them out and marks the image clean first.
+    if (this.image.lazy.enabled && !lazyRefcounts) {
+      await this.image.lazy.markClean(() => this.image.flush()).catch((err: unknown) => {
+        throw new BlockError('IO', `Failed to disable lazy refcounts: ${strerrorOf(err)}`, { cause: err });
+      });
+    }
     if (state.readOnly) {
       if (!this.readOnly) await this.storeBitmaps();
       for (const b of this.dirtyBitmaps.all()) if (b.persistent) b.readOnly = true;
       await this.flush();
     }
-    return { commitPost: () => (state.readOnly ? undefined : this.bitmapsWritable()) };
+    return {
+      commitPost: () => {
+        this.image.lazy.enabled = lazyRefcounts;
+        return state.readOnly ? undefined : this.bitmapsWritable();
+      },
+    };
   }
 
   /** qcow2_reopen_bitmaps_rw, after a reopen read-write: the image may be written, its bitmaps flagged in use and changed. */
@@ -436,9 +448,9 @@ export class Qcow2Node extends BlockNode {
 }
 
 /** qcow2_update_options_prepare's checks of the options (taken out of `options`, encrypt.* with them), on open and reopen alike. */
-export function checkQcow2RuntimeOptions(image: Qcow2Image, options: Options): void {
+export function checkQcow2RuntimeOptions(image: Qcow2Image, options: Options): { lazyRefcounts: boolean } {
   const opts = absorb(options, QCOW2_OPTIONS);
   const encrypt = extractSub(options, 'encrypt.');
   const facts = { clusterSize: image.layout.clusterSize, virtualSize: image.size(), version: image.version, l2EntrySize: 8 };
-  checkQcow2Options(opts, encrypt, facts, image.info().formatSpecific?.lazyRefcounts ?? false);
+  return checkQcow2Options(opts, encrypt, facts, image.info().formatSpecific?.lazyRefcounts ?? false);
 }

@@ -81,7 +81,7 @@ export async function amendQcow2(img: Qcow2Image, req: AmendRequest): Promise<'d
   await updateHeader(img);
   if (req.backingFile !== undefined || req.backingFormat !== undefined) {
     if (req.backingFile !== h.backingFile || req.backingFormat !== h.backingFormat) {
-      throw fail('EINVAL', 'Cannot amend the backing file', "You can use 'blockemu img rebase' instead.");
+      throw fail('EINVAL', 'Cannot amend the backing file', "You can use 'qemu-img rebase' instead.");
     }
   }
   const lazy = (h.compatibleFeatures & COMPAT_LAZY_REFCOUNTS) !== 0n;
@@ -89,14 +89,16 @@ export async function amendQcow2(img: Qcow2Image, req: AmendRequest): Promise<'d
     if (req.lazyRefcounts && newVersion < 3) {
       throw fail('EINVAL', 'Lazy refcounts only supported with compatibility level 1.1 and above (use compat=1.1 or greater)');
     }
-    // Turning them off needs a clean image: a read-write open already repaired a dirty one.
+    // Turning them off needs a clean image (qcow2_mark_clean first: refcounts written, the dirty bit cleared).
+    if (!req.lazyRefcounts) await img.lazy.markClean(() => img.flush());
     h.compatibleFeatures = req.lazyRefcounts ? h.compatibleFeatures | COMPAT_LAZY_REFCOUNTS : h.compatibleFeatures & ~COMPAT_LAZY_REFCOUNTS;
     await updateHeader(img);
+    img.lazy.enabled = req.lazyRefcounts;
   }
   if (req.size !== undefined && req.size !== 0) await img.resize(req.size);
   if (newVersion < oldVersion) {
-    await downgrade(img);
-    req.progress?.(100);
+    // qcow2_expand_zero_clusters reports each L1 entry it visits, over every L1 table.
+    await downgrade(img, (visited, total) => req.progress?.(Math.fround(Math.fround(100 * visited) / total)));
   }
   return 'done';
 }
@@ -108,7 +110,7 @@ export function amendRest(req: AmendRequest): AmendRequest {
 }
 
 /** qcow2_downgrade to version 2: its refusals, zero clusters expanded, the version 3 fields dropped. */
-async function downgrade(img: Qcow2Image): Promise<void> {
+async function downgrade(img: Qcow2Image, progress: (visited: number, total: number) => void): Promise<void> {
   const h = img.header;
   if (h.refcountOrder !== 4) throw fail('ENOTSUP', 'compat=0.10 requires refcount_bits=16');
   const snapshots = await listSnapshots(img);
@@ -119,68 +121,87 @@ async function downgrade(img: Qcow2Image): Promise<void> {
   if (h.incompatibleFeatures & INCOMPAT_COMPRESSION) throw fail('ENOTSUP', 'Cannot downgrade an image with zstd compression type and existing compressed clusters');
   // Version 2 has no bitmaps (autoclear goes): refused rather than leaving their clusters behind.
   if ((await img.bitmaps.describe()).length > 0) throw fail('ENOTSUP', 'Downgrading an image with persistent bitmaps is not supported by blockemu');
-  if (snapshots.length > 0 && (await snapshotsHaveZeroClusters(img))) {
-    throw fail('ENOTSUP', 'Downgrading an image whose internal snapshots hold zero clusters is not supported by blockemu');
-  }
-  await expandZeroClusters(img);
+  await expandZeroClusters(img, progress);
   h.compatibleFeatures = 0n;
   h.autoclearFeatures = 0n;
   h.version = 2;
   await updateHeader(img);
 }
 
-async function snapshotsHaveZeroClusters(img: Qcow2Image): Promise<boolean> {
-  for (const sn of await listSnapshots(img)) {
-    const l1 = viewOf(await img.file.read(sn.l1Offset, sn.l1Size * 8));
-    for (let i = 0; i < sn.l1Size; i++) {
-      const off = entryOffset(entryHi(l1, i), entryLo(l1, i));
-      if (off === 0) continue;
-      const t = viewOf(await img.file.read(off, img.layout.clusterSize));
-      for (let j = 0; j < img.layout.l2Entries; j++) if (classify({ hi: entryHi(t, j), lo: entryLo(t, j) }, 3) === 'zero') return true;
-    }
-  }
-  return false;
-}
-
 /**
- * qcow2_expand_zero_clusters for the active table: a zero cluster with a
- * host cluster gets zeroes written there and loses its flag; one without
- * becomes unallocated (no backing file) or a fresh cluster of zeroes.
+ * qcow2_expand_zero_clusters, for the active L1 table and then each
+ * snapshot's: a zero cluster with a host cluster only its table references
+ * gets zeroes written there and loses its flag; one without becomes
+ * unallocated (no backing file) or a fresh cluster of zeroes. A table
+ * shared by several L1 tables is changed in place for all of them (a fresh
+ * cluster then counted once per sharer, as QEMU counts it); a host cluster
+ * shared otherwise is not overwritten but replaced (QEMU writes zeroes into
+ * it, which would reach the snapshot that still reads data there).
  */
-async function expandZeroClusters(img: Qcow2Image): Promise<void> {
+async function expandZeroClusters(img: Qcow2Image, progress: (visited: number, total: number) => void): Promise<void> {
   const cs = img.layout.clusterSize;
+  const rc = img.refcounts!;
   const zeroes = new Uint8Array(cs);
-  await img.meta.run(async () => {
-    for (let i = 0; i < img.header.l1Size; i++) {
-      const l2off = img.l2Offset(i);
-      if (l2off === 0) continue;
-      const view = viewOf(await img.l2Cache.get(l2off));
-      let dirty = false;
-      for (let j = 0; j < img.layout.l2Entries; j++) {
-        const hi = entryHi(view, j);
-        const lo = entryLo(view, j);
-        if (classify({ hi, lo }, 3) !== 'zero') continue;
-        const host = entryOffset(hi, lo);
-        if (host !== 0 && (hi & COPIED_HI) !== 0) {
-          await img.file.write(host, zeroes);
-          setEntry(view, j, hi, (lo & ~ZERO_LO) >>> 0);
-        } else if (host === 0 && !img.hasBacking()) {
-          setEntry(view, j, 0, 0);
-        } else {
-          // A host cluster someone else references too is left to them.
-          const at = (await img.refcounts!.allocate(1)) * cs;
-          await img.file.write(at, zeroes);
-          setEntry(view, j, (offsetHi(at) | COPIED_HI) >>> 0, offsetLo(at));
-          if (host !== 0) img.refcounts!.free(host / cs);
-        }
-        dirty = true;
+  const done = new Set<number>();
+  /** Expands one table's entries in `view`; true when it changed. `free` takes what it stops pointing at. */
+  const expand = async (l2off: number, view: DataView, free: (cluster: number, count: number) => void): Promise<boolean> => {
+    const sharers = await rc.get(l2off / cs);
+    let dirty = false;
+    for (let j = 0; j < img.layout.l2Entries; j++) {
+      const hi = entryHi(view, j);
+      const lo = entryLo(view, j);
+      if (classify({ hi, lo }, 3) !== 'zero') continue;
+      const host = entryOffset(hi, lo);
+      if (host !== 0 && (hi & COPIED_HI) !== 0) {
+        await img.file.write(host, zeroes);
+        setEntry(view, j, hi, (lo & ~ZERO_LO) >>> 0);
+      } else if (host === 0 && !img.hasBacking()) {
+        setEntry(view, j, 0, 0);
+      } else {
+        const at = (await rc.allocate(1)) * cs;
+        if (sharers > 1) await rc.change(at / cs, sharers - 1);
+        await img.file.write(at, zeroes);
+        setEntry(view, j, (offsetHi(at) | (sharers === 1 ? COPIED_HI : 0)) >>> 0, offsetLo(at));
+        if (host !== 0) free(host / cs, sharers);
       }
-      if (dirty) {
-        // A table shared with a snapshot is not changed in place: such images were refused above.
-        img.l2Cache.markDirty(l2off);
+      dirty = true;
+    }
+    return dirty;
+  };
+  const snapshots = await listSnapshots(img);
+  const total = snapshots.reduce((n, sn) => n + sn.l1Size, img.header.l1Size);
+  let visited = 0;
+  await img.meta.run(async () => {
+    for (let i = 0; i < img.header.l1Size; i++, progress(++visited, total)) {
+      const l2off = img.l2Offset(i);
+      if (l2off === 0 || done.has(l2off)) continue;
+      done.add(l2off);
+      const view = viewOf(await img.l2Cache.get(l2off));
+      if (await expand(l2off, view, (c, n) => rc.free(c, n))) img.l2Cache.markDirty(l2off);
+    }
+    // Inactive tables are read and written directly, after the zeroes and the counts of what they will point at.
+    const changed: Array<{ off: number; table: Uint8Array }> = [];
+    // Their frees wait until they are written (writeMetadata applies queued frees after the active tables only).
+    const frees: Array<[number, number]> = [];
+    for (const sn of snapshots) {
+      const l1 = viewOf(await img.file.read(sn.l1Offset, sn.l1Size * 8));
+      for (let i = 0; i < sn.l1Size; i++, progress(++visited, total)) {
+        const l2off = entryOffset(entryHi(l1, i), entryLo(l1, i));
+        if (l2off === 0 || done.has(l2off)) continue;
+        done.add(l2off);
+        const table = await img.file.read(l2off, cs);
+        if (await expand(l2off, viewOf(table), (c, n) => frees.push([c, n]))) changed.push({ off: l2off, table });
       }
     }
     await img.writeMetadata();
     await img.file.flush();
+    for (const t of changed) await img.file.write(t.off, t.table);
+    if (changed.length > 0) {
+      await img.file.flush();
+      // What the snapshots' tables stopped pointing at may go now.
+      for (const [c, n] of frees) rc.free(c, n);
+      await img.writeMetadata();
+      await img.file.flush();
+    }
   });
 }

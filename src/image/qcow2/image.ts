@@ -24,6 +24,7 @@ import { describeHeader } from './describe.js';
 import { BitmapStore } from './bitmaps.js';
 import { mapInTable, type Mapping, unallocatedRun } from './mapping.js';
 import { hex, Qcow2Corruption } from './corruption.js';
+import { LazyRefcounts } from './lazy-refcounts.js';
 
 export type { Mapping } from './mapping.js';
 
@@ -75,6 +76,8 @@ export class Qcow2Image implements BlockImage {
   readonly l1Dirty = new Set<number>();
   /** The persistent dirty bitmaps on disk (loaded and stored by the image's owner). */
   readonly bitmaps: BitmapStore = new BitmapStore(this);
+  /** Lazy refcounts: whether flushes write refcount blocks now. */
+  readonly lazy: LazyRefcounts;
   /** Corruption found in use (QEMU's qcow2_signal_corruption): reported, the image marked and retired. */
   readonly corruption = new Qcow2Corruption(this);
   private writer: Qcow2Writer | undefined;
@@ -91,6 +94,7 @@ export class Qcow2Image implements BlockImage {
     opts: Qcow2OpenOptions,
   ) {
     this.layout = new Qcow2Layout(header.clusterBits, header.refcountOrder);
+    this.lazy = new LazyRefcounts(header, file);
     this.l1 = l1;
     this.l1View = viewOf(l1);
     const cs = this.layout.clusterSize;
@@ -100,8 +104,8 @@ export class Qcow2Image implements BlockImage {
       cs,
       l2Tables,
       async () => {
-        // An L2 table may point at clusters whose refcounts are still only in the cache.
-        if (await this.refcounts?.writeBack()) await this.file.flush();
+        // An L2 table may point at clusters whose refcounts are still only in the cache (not while lazily dirty).
+        if (this.lazy.accurate && (await this.refcounts?.writeBack())) await this.file.flush();
       },
       { load: 'l2_load', write: 'l2_update' },
     );
@@ -471,7 +475,8 @@ export class Qcow2Image implements BlockImage {
   async writeMetadata(): Promise<void> {
     if (this.corruption.gone) return;
     const rc = this.refcounts!;
-    await rc.writeBack();
+    const accurate = this.lazy.accurate;
+    if (accurate) await rc.writeBack();
     // Nothing changes the tables meanwhile: writers change them only under the mutex we hold.
     const l2 = this.l2Cache.hasDirty();
     const l1 = this.l1Dirty.size > 0;
@@ -490,7 +495,7 @@ export class Qcow2Image implements BlockImage {
       this.reader.noteFrees();
       await rc.applyFrees();
       this.writer?.forgetCompressCursor();
-      await rc.writeBack();
+      if (accurate) await rc.writeBack();
     }
   }
 
@@ -558,7 +563,10 @@ export class Qcow2Image implements BlockImage {
       try {
         await this.ranges.drain();
         await step('L2 table cache', () => this.flush());
-        if (failed !== undefined) await step('refcount block cache', () => this.flushRefcounts());
+        const lazilyDirty = this.writer !== undefined && !this.lazy.accurate;
+        if (failed !== undefined || lazilyDirty) await step('refcount block cache', () => this.flushRefcounts());
+        // qcow2_inactivate marks the image clean only when both caches made it to disk.
+        if (failed === undefined && lazilyDirty && !this.corruption.gone) await this.lazy.markClean(() => this.flush()).catch(() => undefined);
         await this.corruption.settled();
       } finally {
         await this.backingImage?.close();

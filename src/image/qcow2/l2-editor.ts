@@ -51,6 +51,9 @@ export class L2Editor {
     const off = img.l2Offset(i);
     if (off !== 0 && img.l1Copied(i)) return off;
     const fresh = (await this.rc.allocate(1)) * cs;
+    // l2_allocate flushes the refcount cache here: with lazy refcounts the table's own count is then on disk before the
+    // image goes dirty, which is what a crash leaves (iotests 039, 061).
+    if (img.lazy.enabled && (await this.rc.writeBack())) await img.file.flush();
     try {
       let copy: Uint8Array | undefined;
       if (off !== 0) {

@@ -297,6 +297,7 @@ export class Qcow2Writer {
 
   /** Points the L2 entries of an allocating write at its new clusters, now that the data is there. Under the mutex. */
   private async commitAllocated(plan: AllocPlan): Promise<void> {
+    await this.img.lazy.beforeLink();
     const L = this.img.layout;
     const cs = this.cs;
     const { off: l2off, view } = this.l2.atHand(L.l1Index(plan.offset)) ?? (await this.l2.ready(L.l1Index(plan.offset)));
