@@ -148,4 +148,18 @@ describe.skipIf(!qemu.available)('qcow2 edges (vs qemu-io and qemu-img)', () => 
     // QEMU's own downgrade wrote zeroes into the cluster the snapshot reads.
     expect((await run('qemu-io', ['-c', 'read -q -P 7 0 64k', 't.qcow2'], { cwd: s.q })).stdout).toContain('Pattern verification failed');
   });
+
+  it("a snapshot over an L2 entry pointing far past the file fails with the errno QEMU's refcount update gives (iotest 080)", async () => {
+    for (const entry of ['bfffffffffff0000', '800000ffffff0000']) {
+      await both(s, 'qemu-img', 'create', '-q', '-f', 'qcow2', 't.qcow2', '64M');
+      await both(s, 'qemu-io', '-c', 'write -q 0 512', 't.qcow2');
+      await poke(s, 't.qcow2', (buf) => {
+        const out = Buffer.from(buf);
+        Buffer.from(entry, 'hex').copy(out, 0x40000);
+        return out;
+      });
+      const r = await expectSameIn('img', ['snapshot', '-c', 'test', 't.qcow2'], s);
+      expect(r.stderr).toMatch(/-27 \(File too large\)|-11 \(Resource temporarily unavailable\)/);
+    }
+  });
 });

@@ -28,6 +28,7 @@ const ERRNO: Record<string, [number, string]> = {
   EIO: [5, 'Input/output error'],
   ENOSPC: [28, 'No space left on device'],
   EBUSY: [16, 'Device or resource busy'],
+  EAGAIN: [11, 'Resource temporarily unavailable'],
 };
 
 function errnoOf(err: unknown): [number, string] {
