@@ -162,4 +162,20 @@ describe.skipIf(!qemu.available)('qcow2 edges (vs qemu-io and qemu-img)', () => 
       expect(r.stderr).toMatch(/-27 \(File too large\)|-11 \(Resource temporarily unavailable\)/);
     }
   });
+
+  it.each([
+    ['offset', 0, '0000000000400200'],
+    ['size', 8, '10000000'],
+  ])('a downgrade refuses a snapshot L1 table whose %s is invalid, after the active table, as QEMU does (iotest 080)', async (_what, at, bytes) => {
+    await both(s, 'qemu-img', 'create', '-q', '-f', 'qcow2', 't.qcow2', '64M');
+    await both(s, 'qemu-io', '-c', 'write -q 0 512', 't.qcow2');
+    await both(s, 'qemu-img', 'snapshot', '-c', 'test', 't.qcow2');
+    await poke(s, 't.qcow2', (buf) => {
+      const out = Buffer.from(buf);
+      Buffer.from(bytes, 'hex').copy(out, Number(buf.readBigUInt64BE(64)) + at);
+      return out;
+    });
+    await expectSameIn('img', ['amend', '-o', 'compat=0.10', 't.qcow2'], s);
+    await expectSameIn('img', ['check', 't.qcow2'], s);
+  });
 });
