@@ -176,6 +176,9 @@ describe.skipIf(!qemu.available)('qcow2 edges (vs qemu-io and qemu-img)', () => 
       return out;
     });
     await expectSameIn('img', ['amend', '-o', 'compat=0.10', 't.qcow2'], s);
+    await expectSameIn('img', ['snapshot', '-a', 'test', 't.qcow2'], s);
+    await expectSameIn('img', ['snapshot', '-d', 'test', 't.qcow2'], s);
+    await expectSameIn('img', ['convert', '-l', 'test', 't.qcow2', 'snap.raw'], s);
     await expectSameIn('img', ['check', 't.qcow2'], s);
   });
 });

@@ -1,5 +1,6 @@
 import { errnoOf, strerrorOf } from '../errno.js';
 import { BlockError } from '../errors.js';
+import { Qcow2Corruption } from './corruption.js';
 import { MAX_L1_BYTES, MAX_SNAPSHOTS } from './header.js';
 import type { Qcow2Image } from './image.js';
 import { growL1 } from './resize.js';
@@ -94,7 +95,13 @@ export async function gotoSnapshot(img: Qcow2Image, idOrName: string): Promise<v
   const list = await readSnapshotTable(img);
   const sn = list.find((s) => s.id === idOrName) ?? list.find((s) => s.name === idOrName);
   if (!sn) throw errno('ENOENT', 'No such file or directory');
-  checkL1(img, sn);
+  try {
+    checkL1(img, sn);
+  } catch (err) {
+    // qcow2_snapshot_goto reports the table's fault itself (error_report_err) and fails with the errno alone.
+    Qcow2Corruption.warn(`${Qcow2Corruption.reportPrefix}${(err as Error).message}\n`);
+    throw err;
+  }
   await img.flush();
   if (Number(sn.diskSize) !== Math.ceil(img.size() / 512) * 512) await img.resize(Number(sn.diskSize));
   if (sn.l1Size > img.header.l1Size) await img.meta.run(() => growL1(img, img.refcounts!, sn.l1Size));
