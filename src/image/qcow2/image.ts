@@ -24,6 +24,7 @@ import { describeHeader } from './describe.js';
 import { BitmapStore } from './bitmaps.js';
 import { mapInTable, type Mapping, unallocatedRun } from './mapping.js';
 import { hex, Qcow2Corruption } from './corruption.js';
+import { loadSnapshotTable } from './snapshot-table.js';
 import { LazyRefcounts } from './lazy-refcounts.js';
 
 export type { Mapping } from './mapping.js';
@@ -140,15 +141,39 @@ export class Qcow2Image implements BlockImage {
     ]);
   }
 
-  /** Bytes of the snapshot table, when this process wrote it (else its first cluster is what the allocator guards). */
+  /** Bytes of the snapshot table, once read or written (else its first cluster is what the allocator guards). */
   private snapshotBytes = 0;
+  /** The snapshots' L1 tables, once the table was read or written: what the overlap check guards besides the active tables. */
+  snapshotL1Tables: ReadonlyArray<{ offset: number; bytes: number }> = [];
 
-  /** The header on disk names a new snapshot table (snapshot-table.ts wrote it): the in-memory header follows. */
-  noteSnapshotTable(nb: number, offset: number, bytes: number): void {
+  /** The header on disk names a new snapshot table (snapshot-table.ts wrote it, or an open read it): the in-memory state follows. */
+  noteSnapshotTable(nb: number, offset: number, bytes: number, l1Tables: ReadonlyArray<{ offset: number; bytes: number }>): void {
     this.header.nbSnapshots = nb;
     this.header.snapshotsOffset = offset;
     this.snapshotBytes = bytes;
+    this.snapshotL1Tables = l1Tables;
     this.nameFixedMetadata();
+  }
+
+  /** The snapshot table's extent and the snapshots' L1 tables, in QEMU's overlap check's terms (size 0: none known). */
+  get snapshotTableExtent(): { offset: number; bytes: number } {
+    return { offset: this.header.snapshotsOffset, bytes: this.header.nbSnapshots > 0 ? this.snapshotBytes : 0 };
+  }
+
+  /**
+   * Reads where the snapshot table and the snapshots' L1 tables lie, as
+   * QEMU's open reads the table, so writes are checked against them. A
+   * table that cannot be read leaves them unknown: what uses the
+   * snapshots then fails with the reason.
+   */
+  private async learnSnapshotTables(): Promise<void> {
+    if (this.header.nbSnapshots === 0) return;
+    try {
+      const { snapshots, bytes } = await loadSnapshotTable(this);
+      this.noteSnapshotTable(snapshots.length, this.header.snapshotsOffset, bytes, snapshots.map((sn) => ({ offset: sn.l1Offset, bytes: sn.l1Size * 8 })));
+    } catch {
+      // Left unknown.
+    }
   }
 
   /** Names another backing file (or none) in the header (change-backing-file, qemu-img rebase -u). */
@@ -167,6 +192,7 @@ export class Qcow2Image implements BlockImage {
     if (this.writer) return;
     await prepareForReadWrite(this.file, this.header, this.filename, opts);
     this.startWriting(await loadRefcounts(this.file, this.header, this.filename, opts.refcountCacheBytes));
+    await this.learnSnapshotTables();
   }
 
   /**
@@ -207,7 +233,9 @@ export class Qcow2Image implements BlockImage {
    */
   static async openFile(file: ByteFile, opts: Qcow2OpenOptions): Promise<Qcow2Image> {
     const st = await loadImageState(file, opts);
-    return new Qcow2Image(file, st.header, st.l1, st.refcounts, st.backing, opts);
+    const img = new Qcow2Image(file, st.header, st.l1, st.refcounts, st.backing, opts);
+    if (st.refcounts) await img.learnSnapshotTables();
+    return img;
   }
 
   static async create(path: string, opts: CreateOptions, open: BackingOpener): Promise<void> {

@@ -8,9 +8,10 @@ import { entryHi, entryLo, entryOffset } from './layout.js';
  * would land on, or undefined. Checked before every data write: a table
  * entry pointing into metadata (a corrupt image) must not turn into
  * overwritten tables. The header, the active L1 table, the refcount
- * table, the L2 tables the L1 table names, the refcount blocks and the
- * bitmap directory are looked at, in QEMU's order and by QEMU's names;
- * internal snapshots' tables are not (blockemu makes none).
+ * table, the snapshot table and the snapshots' L1 tables, the L2 tables
+ * the active L1 table names, the refcount blocks and the bitmap directory
+ * are looked at, in QEMU's order and by QEMU's names. The snapshots' L2
+ * tables are not ("all" mode's inactive-l2, which reads them from disk).
  */
 export function metadataOverlap(img: Qcow2Image, offset: number, size: number): string | undefined {
   if (size === 0) return undefined;
@@ -23,6 +24,9 @@ export function metadataOverlap(img: Qcow2Image, offset: number, size: number): 
   const h = img.header;
   if (h.l1Size > 0 && hits(h.l1TableOffset, h.l1Size * 8)) return 'active L1 table';
   if (hits(h.refcountTableOffset, h.refcountTableClusters * cs)) return 'refcount table';
+  const table = img.snapshotTableExtent;
+  if (table.bytes > 0 && hits(table.offset, table.bytes)) return 'snapshot table';
+  for (const t of img.snapshotL1Tables) if (t.bytes > 0 && hits(t.offset, t.bytes)) return 'inactive L1 table';
   const l1 = img.l1View;
   for (let i = 0; i < h.l1Size; i++) {
     const off = entryOffset(entryHi(l1, i), entryLo(l1, i));

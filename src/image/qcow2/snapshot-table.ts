@@ -157,7 +157,7 @@ export async function writeSnapshotTable(img: Qcow2Image, list: readonly Qcow2Sn
   await img.file.write(60, hdr);
   await img.file.flush();
   const old = { offset: img.header.snapshotsOffset, nb: img.header.nbSnapshots, size: oldBytes };
-  img.noteSnapshotTable(list.length, offset, size);
+  img.noteSnapshotTable(list.length, offset, size, list.map((sn) => ({ offset: sn.l1Offset, bytes: sn.l1Size * 8 })));
   if (old.nb > 0 && old.offset !== 0) {
     const first = Math.floor(old.offset / cs);
     const n = Math.max(1, Math.ceil((old.offset + old.size) / cs) - first);
