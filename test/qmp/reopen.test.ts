@@ -10,6 +10,7 @@
  * fails. Replies, events, query-named-block-nodes and what QEMU's tools
  * see of the images must be equal.
  */
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { compareSessions, file, nbdWrite, opens, type Step } from '../helpers/qmp-session.js';
@@ -218,6 +219,44 @@ describe.skipIf(!qemu.available || !qemu.storageDaemon)('blockdev-reopen, as qem
     const text = JSON.stringify(log);
     expect(text).toContain("Option 'locking' cannot be reset to its default value");
     expect(text).toContain("Cannot change the option 'aio-max-batch'");
+  }, 60_000);
+
+  it.concurrent("qcow2's runtime options checked at blockdev-add too, and lazy refcounts turning the image dirty until the node closes", async () => {
+    /** The header's incompatible feature bits (bit 0: dirty), read as they are on disk. */
+    const dirtyBits = (name: string) => async (dir: string) => `dirty bits of ${name}: ${(await readFile(join(dir, name))).readBigUInt64BE(72)}`;
+    const log = await compareSessions(
+      images(['img', 'create', '-q', '-f', 'qcow2', 'h0.qcow2', '1M'], ['img', 'create', '-q', '-f', 'qcow2', '-o', 'compat=0.10', 'h2.qcow2', '1M'], ['img', 'create', '-q', '-f', 'qcow2', '-o', 'lazy_refcounts=on', 'h1.qcow2', '1M']),
+      [
+        ['blockdev-add', hd(0, { 'cache-size': 1048576, 'l2-cache-size': 2097152 })],
+        ['blockdev-add', hd(0, { 'cache-size': 1048576, 'l2-cache-size': 524288, 'refcount-cache-size': 524288 })],
+        ['blockdev-add', hd(0, { 'l2-cache-entry-size': 300 })],
+        ['blockdev-add', hd(0, { 'cache-clean-interval': 4294967296 })],
+        ['blockdev-add', hd(2, { 'lazy-refcounts': true })],
+        ['blockdev-add', hd(0, { 'l2-cache-entry-size': 4096, 'lazy-refcounts': true })],
+        nbdServer,
+        ['block-export-add', { type: 'nbd', id: 'e0', 'node-name': 'hd0', writable: true }],
+        ['blockdev-add', hd(1)],
+        ['block-export-add', { type: 'nbd', id: 'e1', 'node-name': 'hd1', writable: true }],
+        { sh: nbdWrite('hd0', 'write -P 42 0 64k') },
+        { sh: nbdWrite('hd1', 'write -P 43 0 64k') },
+        { sh: dirtyBits('h0.qcow2') },
+        { sh: dirtyBits('h1.qcow2') },
+        // Turning them off marks the image clean first.
+        reopen(hdRef(1, { 'lazy-refcounts': false })),
+        { sh: dirtyBits('h1.qcow2') },
+        ['block-export-del', { id: 'e0' }],
+        ['block-export-del', { id: 'e1' }],
+        ['blockdev-del', { 'node-name': 'hd0' }],
+        ['blockdev-del', { 'node-name': 'hd0-file' }],
+        { sh: dirtyBits('h0.qcow2') },
+      ],
+    );
+    const text = JSON.stringify(log);
+    expect(text).toContain('l2-cache-size may not exceed cache-size');
+    expect(text).toContain('Lazy refcounts require a qcow2 image with at least qemu 1.1 compatibility level');
+    expect(text.match(/dirty bits of h1.qcow2: 1/g)?.length).toBe(1);
+    expect(text.match(/dirty bits of h0.qcow2: 1/g)?.length).toBe(1);
+    expect(text).toContain('dirty bits of h0.qcow2: 0');
   }, 60_000);
 
   it.concurrent('several nodes at once: one failing entry (options, a lookup, permissions) leaves every node, link and lock as it was', async () => {
