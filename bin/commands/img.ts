@@ -2,7 +2,7 @@ import { type Command, CommanderError, Option } from 'commander';
 import { type BitmapAction, imgBitmap } from '../../src/cli/img/bitmap.js';
 import { imgCompare } from '../../src/cli/img/compare.js';
 import { imgConvert } from '../../src/cli/img/convert.js';
-import { imgCreate } from '../../src/cli/img/create.js';
+import { CREATE_USAGE, imgCreateCommand } from '../../src/cli/img/create.js';
 import { imgInfo } from '../../src/cli/img/info.js';
 import { imgMap } from '../../src/cli/img/map.js';
 import { imgResize, RESIZE_USAGE } from '../../src/cli/img/resize.js';
@@ -56,21 +56,6 @@ export function addImgCommand(program: Command, ctx: ToolContext): void {
     // Set before the subcommands are added: they inherit both.
     .exitOverride((err) => qemuStyleParseErrors(ctx, err))
     .configureOutput({ writeOut: (t) => ctx.out(t), writeErr: (t) => ctx.err(t), outputError: () => undefined });
-
-  img
-    .command('create')
-    .description('create an image (qemu-img create)')
-    .usage('[-q] [-f fmt] [-b backing_file [-F backing_fmt]] [-u] [-o options] filename [size]')
-    .option('-f <fmt>', 'image format (raw or qcow2; default raw)')
-    .option('-b <backing_file>', 'backing file (qcow2)')
-    .option('-F <backing_fmt>', 'backing file format')
-    .option('-o <options>', 'creation options, e.g. cluster_size=4k,compat=1.1', collect, [] as string[])
-    .option('-q', 'quiet: do not print the Formatting line')
-    .option('-u', 'unsafe: do not open the backing file (then -F and a size are needed)')
-    .argument('[args...]', 'filename [size]')
-    .action(async (args: string[], o: { f?: string; b?: string; F?: string; o: string[]; q?: boolean; u?: boolean }) =>
-      run((io) => imgCreate(io, { format: o.f, backingFile: o.b, backingFormat: o.F, options: o.o, quiet: o.q === true, unsafe: o.u === true, args })),
-    );
 
   img
     .command('info')
@@ -199,6 +184,7 @@ export function addImgCommand(program: Command, ctx: ToolContext): void {
       .allowExcessArguments()
       .argument('[args...]')
       .action(async (args: string[]) => run((io) => body(io, args)));
+  raw('create', 'create an image (qemu-img create)', CREATE_USAGE, imgCreateCommand);
   raw('amend', "change a qcow2 image's compat level, lazy refcounts or size in place (qemu-img amend)", AMEND_USAGE, imgAmend);
   raw('commit', 'write what an image holds into its backing file (qemu-img commit)', COMMIT_USAGE, imgCommit);
   raw('bench', 'run a simple image I/O benchmark (qemu-img bench)', BENCH_USAGE, imgBench);

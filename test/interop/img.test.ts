@@ -76,6 +76,12 @@ describe.skipIf(!qemu.available)('blockemu img create (vs qemu-img create)', () 
     [['-f', 'qcow2', '-o', 'preallocation=off', 'a.qcow2', '1M']],
     [['-f', 'raw', '-o', 'preallocation=off,size=1k', 'a.raw']],
     [['-f', 'qcow2', 'a.qcow2', '1M', '-o', 'cluster_size=4k']],
+    // A zero fraction needs no unit (iotest 049); getopt's order: options after the operands too.
+    [['-f', 'qcow2', 'a.qcow2', '1024.0']],
+    [['-f', 'qcow2', 'a.qcow2', '1024.0b']],
+    [['-f', 'qcow2', '-o', 'size=1024.0', 'a.qcow2']],
+    [['-f', 'qcow2', '-o', 'cluster_size=0.5k', 'a.qcow2', '64M']],
+    [['a.qcow2', '-f', 'qcow2', '1M', '-q']],
   ])('creates like qemu-img: %j', (args) => createBoth(args));
 
   it.each([
@@ -100,6 +106,8 @@ describe.skipIf(!qemu.available)('blockemu img create (vs qemu-img create)', () 
     [['-f', 'raw', 'x.raw', '.5k']],
     [['-f', 'raw', 'x.raw', '1.5b']],
     [['-f', 'raw', 'x.raw', '-5']],
+    [['-f', 'raw', 'x.raw', '--', '-1024']],
+    [['-f', 'qcow2', '-o', 'size=-1k', 'x.qcow2']],
     [['-f', 'raw', 'x.raw', '9000P']],
     [['-f', 'raw', 'x.raw', '20E']],
     [['-f', 'qcow2', 'x.qcow2', '1E']],

@@ -4,6 +4,7 @@ import type { CreateOptions } from '../../image/create.js';
 import { type ImageFormat, type Preallocation, PREALLOCATIONS } from '../../image/types.js';
 import { type Fail, formattingLine, parseCreateOptions, qcow2CreateOptions, str } from './create-opts.js';
 import { fullBackingName, tryOpen, withHint } from './open.js';
+import { ImgGetopt } from './img-getopt.js';
 import { type ImgIo, ImgFailure, PROG, usageError } from './output.js';
 import { INT64_MAX, parseQemuSize } from './size-arg.js';
 
@@ -23,10 +24,44 @@ export interface CreateArgs {
 /** Largest L1 table QEMU accepts (QCOW_MAX_L1_SIZE): bounds the qcow2 virtual size per cluster size. */
 const QCOW2_MAX_L1_BYTES = 32 << 20;
 
+export const CREATE_USAGE = 'create [--object objectdef] [-q] [-f fmt] [-b backing_file [-F backing_fmt]] [-u] [-o options] filename [size]';
+const LONG_OPTIONS = [
+  { name: 'help', hasArg: false },
+  { name: 'object', hasArg: true },
+];
+
+/** `blockemu img create …`: its command line read as qemu-img's getopt_long reads it (":F:b:f:ho:qu"; "--" ends the options, so "-- -1024" is a size). */
+export async function imgCreateCommand(io: ImgIo, args: readonly string[]): Promise<number> {
+  const a: CreateArgs = { options: [], quiet: false, args: [] };
+  const getopt = new ImgGetopt('create', args, ':F:b:f:ho:qu', LONG_OPTIONS, CREATE_USAGE);
+  for (const opt of getopt) {
+    switch (opt.name) {
+      case 'F':
+        a.backingFormat = opt.value;
+        break;
+      case 'b':
+        a.backingFile = opt.value;
+        break;
+      case 'f':
+        a.format = opt.value;
+        break;
+      case 'o':
+        a.options.push(opt.value);
+        break;
+      case 'q':
+        a.quiet = true;
+        break;
+      case 'u':
+        a.unsafe = true;
+        break;
+    }
+  }
+  a.args = getopt.operands();
+  return imgCreate(io, a);
+}
+
 /** `blockemu img create`: qemu-img create's checks, in its order, and its Formatting line. */
 export async function imgCreate(io: ImgIo, a: CreateArgs): Promise<number> {
-  const dash = a.args.find((x) => x.startsWith('-') && x !== '-');
-  if (dash !== undefined) throw usageError(`unrecognized option '${dash}'`);
   const filename = a.args[0];
   if (filename === undefined) throw usageError('Expecting image file name');
   let positionalSize: bigint | undefined;

@@ -1,14 +1,5 @@
-/**
- * Sizes as qemu-img 7.2 reads them on its command line and in -o size=…
- * (qemu_strtosz's documented behaviour): optional leading blanks and '+', a
- * decimal integer or 0x-hex, an optional fraction (decimal only, needs a
- * leading digit and a unit other than b), an optional unit b/k/M/G/T/P/E in
- * either case, nothing after. Values are exact (bigint): qemu's range checks
- * are on 64-bit integers, beyond what a JavaScript number holds exactly.
- * src/cli/size.ts is the project's general size parser; this one exists to
- * reproduce qemu-img's acceptance and error messages exactly.
- */
-const UNIT_SHIFT: Record<string, bigint> = { b: 0n, k: 10n, m: 20n, g: 30n, t: 40n, p: 50n, e: 60n };
+import { parseStrtosz } from '../../blockdev/qemu-io/numbers.js';
+
 export const UINT64_MAX = (1n << 64n) - 1n;
 export const INT64_MAX = (1n << 63n) - 1n;
 
@@ -16,23 +7,16 @@ export type SizeParse =
   | { ok: true; value: bigint; hexWithSuffix: boolean }
   | { ok: false; reason: 'invalid' | 'range' };
 
+/**
+ * Sizes as qemu-img 7.2 reads them on its command line and in -o size=…:
+ * qemu_strtosz (parseStrtosz), exact as bigints. A fraction needs a unit
+ * other than bytes only when it is not zero ("1024.0" and "1024.0b" are
+ * 1024, iotest 049); a hex number with a unit is taken with a warning.
+ */
 export function parseQemuSize(text: string): SizeParse {
-  const m = /^[ \t\n\v\f\r]*\+?(?:(0[xX][0-9a-fA-F]+)|(\d+)(?:\.(\d*))?)([bBkKmMgGtTpPeE]?)$/.exec(text);
-  if (!m) return { ok: false, reason: 'invalid' };
-  const [, hex, dec, frac, unitRaw] = m;
-  const unit = (unitRaw ?? '').toLowerCase();
-  const shift = UNIT_SHIFT[unit === '' ? 'b' : unit]!;
-  const intPart = hex !== undefined ? BigInt(hex) : BigInt(dec!);
-  let fracPart = 0n;
-  if (frac !== undefined) {
-    // A fraction needs a unit that is not plain bytes.
-    if (unit === '' || unit === 'b') return { ok: false, reason: 'invalid' };
-    // qemu multiplies the fraction (a double) by the unit and truncates.
-    fracPart = BigInt(Math.floor(Number(`0.${frac || '0'}`) * 2 ** Number(shift)));
-  }
-  const value = (intPart << shift) + fracPart;
-  if (value > UINT64_MAX) return { ok: false, reason: 'range' };
-  return { ok: true, value, hexWithSuffix: hex !== undefined && unit !== '' };
+  const r = parseStrtosz(text);
+  if (!r.ok) return { ok: false, reason: r.error === 'ERANGE' ? 'range' : 'invalid' };
+  return { ok: true, value: r.value, hexWithSuffix: r.warning !== undefined };
 }
 
 /** qemu's two-line complaint for a size parameter in an -o list. */
