@@ -18,6 +18,8 @@ export interface CreateOptionDesc {
 
 /** Print order observed from qemu-img 7.2 (it is QEMU's merged create-option list order). */
 const QCOW2_OPTIONS: readonly CreateOptionDesc[] = [
+  // The old qcow encryption switch: only 'off' is taken (blockemu encrypts nothing).
+  { name: 'encryption', type: 'bool' },
   { name: 'cluster_size', type: 'size', def: '65536' },
   { name: 'extended_l2', type: 'bool', def: 'off' },
   { name: 'preallocation', type: 'string' },

@@ -82,6 +82,7 @@ describe.skipIf(!qemu.available)('blockemu img create (vs qemu-img create)', () 
     [['-f', 'qcow2', '-o', 'size=1024.0', 'a.qcow2']],
     [['-f', 'qcow2', '-o', 'cluster_size=0.5k', 'a.qcow2', '64M']],
     [['a.qcow2', '-f', 'qcow2', '1M', '-q']],
+    [['-f', 'qcow2', '-o', 'encryption=off', 'a.qcow2', '1M']],
   ])('creates like qemu-img: %j', (args) => createBoth(args));
 
   it.each([

@@ -107,7 +107,7 @@ async function amend(io: ImgIo, operands: string[], lists: string[], format: str
 }
 
 /** qcow2 creation options blockemu does not create with, which qemu-img still names as creation-only. */
-const OTHER_CREATION_OPTIONS = new Set(['encryption', 'data_file', 'data_file_raw']);
+const OTHER_CREATION_OPTIONS = new Set(['data_file', 'data_file_raw']);
 
 /** qemu_opts_do_parse against qcow2's amend options, and qemu-img's hint for a creation-only one. */
 function parseAmendOptions(pairs: Array<[string, string]>, lists: string[]): AmendRequest {

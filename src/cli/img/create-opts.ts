@@ -14,7 +14,7 @@ import { splitCommaList } from '../comma-list.js';
  */
 /** Options QEMU's drivers have that we do not implement. */
 const UNSUPPORTED: Record<ImageFormat, string[]> = {
-  qcow2: ['encryption', 'encrypt.format', 'encrypt.key-secret', 'encrypt.cipher-alg', 'encrypt.cipher-mode', 'encrypt.ivgen-alg', 'encrypt.ivgen-hash-alg', 'encrypt.hash-alg', 'encrypt.iter-time', 'data_file', 'data_file_raw', 'nocow', 'extent_size_hint'],
+  qcow2: ['encrypt.format', 'encrypt.key-secret', 'encrypt.cipher-alg', 'encrypt.cipher-mode', 'encrypt.ivgen-alg', 'encrypt.ivgen-hash-alg', 'encrypt.hash-alg', 'encrypt.iter-time', 'data_file', 'data_file_raw', 'nocow', 'extent_size_hint'],
   raw: ['nocow', 'extent_size_hint'],
 };
 
@@ -124,6 +124,7 @@ export function qcow2CreateOptions(values: Map<string, OptValue>, fail: Fail): P
     if (cs < 512n || cs > 2n * 1024n * 1024n || (n & (n - 1)) !== 0) throw fail('Cluster size must be a power of two between 512 and 2048k');
     out.clusterSize = n;
   }
+  if (values.get('encryption')?.value === true) throw fail("Parameter 'encryption' is not supported by blockemu (only encryption=off)");
   if (values.get('extended_l2')?.value === true) throw fail('Extended L2 entries (subclusters) are not supported by blockemu');
   const ct = str(values.get('compression_type'));
   if (ct !== undefined && ct !== 'zlib') {
