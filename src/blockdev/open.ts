@@ -6,6 +6,7 @@ import { CHILD_COW, CHILD_DATA, CHILD_FILTERED_PRIMARY, CHILD_IMAGE, CHILD_PRIMA
 import { blkdebugChildPerm, BlkdebugNode, DEFAULT_IOTYPES, type InjectErrorRule, type SetStateRule } from './drivers/blkdebug.js';
 import { CbwState, type OnCbwError } from './drivers/cbw-state.js';
 import { cbwChildPerm, CopyBeforeWriteNode } from './drivers/copy-before-write.js';
+import { CompressNode } from './drivers/compress.js';
 import { corChildPerm, CopyOnReadNode } from './drivers/copy-on-read.js';
 import { FileNode } from './drivers/file.js';
 import { NbdNode, type NbdOptions } from './drivers/nbd.js';
@@ -125,6 +126,10 @@ const OPENERS: Record<string, Opener> = {
     // The runtime options (cache sizes, overlap checks, lazy refcounts) as qcow2_update_options reads them: flat text.
     const flat = flattenQdict(Object.fromEntries(Object.entries(spec).filter(([k]) => k !== 'file' && k !== 'backing' && k !== 'data-file')));
     return Qcow2Node.open(name, file, readOnly, backing, flat);
+  },
+  compress: async ({ name, spec, readOnly, child }) => {
+    const file = await child('file', spec['file'], CHILD_FILTERED_PRIMARY);
+    return CompressNode.open(name, file, readOnly);
   },
   'copy-on-read': async ({ name, spec, readOnly, child, find }) => {
     const file = await child('file', spec['file'], CHILD_FILTERED_PRIMARY);

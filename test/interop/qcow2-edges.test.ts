@@ -202,4 +202,16 @@ describe.skipIf(!qemu.available)('qcow2 edges (vs qemu-io and qemu-img)', () => 
     for (const d of [s.b, s.q]) expect((await incompatible(join(d, 't.qcow2'))) & 2n).toBe(2n);
     await expectSameIn('img', ['check', 't.qcow2'], s);
   });
+
+  it('the compress filter writes whole clusters compressed, completing partial ones from the image (iotest 214)', async () => {
+    await both(s, 'qemu-img', 'create', '-q', '-f', 'qcow2', '-o', 'cluster_size=64k', 't.qcow2', '2M');
+    await expectSameIn('io', ['-c', 'write -q -P 0xbb 0 224k', '--image-opts', 'driver=compress,file.driver=qcow2,file.file.driver=file,file.file.filename=t.qcow2'], s);
+    const json = "json:{'driver': 'compress', 'file': {'driver': 'qcow2', 'file': {'driver': 'file', 'filename': 't.qcow2'}}}";
+    await expectSameIn('io', ['-c', 'write -q -P 0xcc 272k 224k', '-c', 'read -q -P 0xbb 0 224k', '-c', 'read -q -P 0 224k 48k', '-c', 'read -q -P 0xcc 272k 224k', json], s);
+    await expectSameIn('img', ['check', '--output=json', 't.qcow2'], s);
+    await expectSameIn('img', ['map', '--output=json', 't.qcow2'], s);
+    // Over a format that cannot compress, the filter refuses to open.
+    await both(s, 'qemu-img', 'create', '-q', '-f', 'raw', 'r.raw', '1M');
+    await expectSameIn('io', ['-c', 'write -q 0 64k', '--image-opts', 'driver=compress,file.driver=raw,file.file.driver=file,file.file.filename=r.raw'], s);
+  });
 });
