@@ -1,5 +1,4 @@
 import type { ByteFile, DebugEvent } from '../image/byte-file.js';
-import { BlockError } from '../image/errors.js';
 import type { BlockNode } from './node.js';
 
 /**

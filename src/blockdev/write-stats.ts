@@ -50,4 +50,3 @@ export class NodeWriteStats {
 
 // A write reaches QEMU's generic layer padded to the node's request alignment (bdrv_aligned_pwritev), and is counted so.
 const alignUp = (n: number, a: number) => (a === 1 ? n : Math.ceil(n / a) * a);
-const alignDown = (n: number, a: number) => (a === 1 ? n : Math.floor(n / a) * a);

@@ -5,7 +5,7 @@ import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { BlockBackend } from '../blockdev/block-backend.js';
 import { BlockGraph } from '../blockdev/graph.js';
 import type { BlockNode } from '../blockdev/node.js';
-import { type BlockdevSpec, openBlockdev } from '../blockdev/open.js';
+import { openBlockdev } from '../blockdev/open.js';
 import { backendTarget, type QemuIoTarget } from '../blockdev/qemu-io/index.js';
 import { createImage, openImage } from '../image/open.js';
 import { PERM_ALL, PERM_CONSISTENT_READ, PERM_WRITE } from '../image/perm.js';

@@ -1,6 +1,5 @@
 import { BlockError } from '../../image/errors.js';
 import { joinOptions, optBool, type Options, parseNumberOption, parseSizeOption } from '../options.js';
-import { parseStrtosz } from '../qemu-io/numbers.js';
 
 /**
  * qcow2's runtime options (qcow2_runtime_opts) as a reopen checks them
@@ -45,12 +44,10 @@ export interface Qcow2Facts {
 }
 
 const fail = (msg: string) => new BlockError('INVALID_ARGUMENT', msg);
-/** A size or number option, once parseRuntimeTypes has checked it (a suffix allowed for sizes). */
+/** A size option (a suffix allowed), or `def` when not given. */
 const size = (opts: ReadonlyMap<string, string>, name: string, def: number): number => {
   const text = opts.get(name);
-  if (text === undefined) return def;
-  const r = parseStrtosz(text);
-  return r.ok ? Number(r.value) : def;
+  return text === undefined ? def : Number(parseSizeOption(name, text));
 };
 
 const SIZES = new Set(['cache-size', 'l2-cache-size', 'l2-cache-entry-size', 'refcount-cache-size']);

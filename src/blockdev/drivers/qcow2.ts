@@ -2,7 +2,6 @@ import type { VmStateArea } from '../vm-state.js';
 import { BlockError } from '../../image/errors.js';
 import { strerrorOf } from '../../image/errno.js';
 import { isZero } from '../../image/request.js';
-import { openImage } from '../../image/open.js';
 import type { LoadedBitmap } from '../../image/qcow2/bitmaps.js';
 import { Qcow2Image } from '../../image/qcow2/image.js';
 import { listSnapshots } from '../../image/qcow2/snapshots.js';

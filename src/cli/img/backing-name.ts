@@ -1,11 +1,12 @@
 import { hasProtocolPrefix } from '../../image/path-protocol.js';
 
 /**
- * Backing file names as qemu-img forms them. qemu-img qemu-img shows a backing file by "path_combine(parent, name)" — the
- * name stored in the image, relative to the directory part of the parent's
- * name *as the user typed it* (so "sub/c.qcow2" with backing "b.qcow2" shows
- * "sub/b.qcow2", and "c.qcow2" shows plain "b.qcow2"). The image layer opens
- * backing files by absolute path, so the CLI recomputes the names it prints.
+ * Backing file names as qemu-img forms them: it shows a backing file by
+ * "path_combine(parent, name)" — the name stored in the image, relative to
+ * the directory part of the parent's name *as the user typed it* (so
+ * "sub/c.qcow2" with backing "b.qcow2" shows "sub/b.qcow2", and "c.qcow2"
+ * shows plain "b.qcow2"). The image layer opens backing files by absolute
+ * path, so the CLI recomputes the names it prints.
  */
 export function pathCombine(base: string, name: string): string {
   if (name.startsWith('/')) return name;

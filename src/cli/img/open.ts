@@ -1,3 +1,4 @@
+/** Opening images for `blockemu img` with qemu-img's error texts and names. */
 import { stat } from 'node:fs/promises';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { BlockError, errorHint } from '../../image/errors.js';
@@ -8,7 +9,6 @@ import { needsGraph, openProtocolBacking, openThroughGraph } from './graph-open.
 import { ImgFailure } from './output.js';
 import { pathCombine } from './backing-name.js';
 
-/** Opening images for `blockemu img` with qemu-img's error texts and names. */
 export { fullBackingName, pathCombine } from './backing-name.js';
 
 /** The names qemu-img prints for `img` and each image under it. */

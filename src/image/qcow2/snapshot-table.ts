@@ -1,5 +1,5 @@
 import { strerrorOf } from '../errno.js';
-import { BlockError, invalidImage } from '../errors.js';
+import { BlockError } from '../errors.js';
 import { Qcow2Corruption } from './corruption.js';
 import { MAX_SNAPSHOTS } from './header.js';
 import type { Qcow2Image } from './image.js';
