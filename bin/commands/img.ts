@@ -122,6 +122,7 @@ export function addImgCommand(program: Command, ctx: ToolContext): void {
     .option('-l <snapshot_param>', "copy this internal snapshot of the source: 'snapshot.id=ID,snapshot.name=NAME', or an id or name")
     .option('-S <sparse_size>', 'zero run length that is left unallocated (default 4k; 0 = fully allocate)')
     .option('-c', 'compress the target (qcow2)')
+    .option('-C', 'copy offloading: taken, and the data copied as without it (what qemu-img does where offloading fails)')
     .option('-n', 'do not create the target: write into the existing output_filename (as large as the sources at least)')
     .option('-p', 'show progress')
     .option('-q', 'quiet')
@@ -133,7 +134,7 @@ export function addImgCommand(program: Command, ctx: ToolContext): void {
     .action(
       async (
         args: string[],
-        o: { f?: string; O?: string; B?: string; F?: string; o: string[]; l?: string; S?: string; c?: boolean; n?: boolean; p?: boolean; q?: boolean; forceShare?: boolean; salvage?: boolean; imageOpts?: boolean; targetImageOpts?: boolean },
+        o: { f?: string; O?: string; B?: string; F?: string; o: string[]; l?: string; S?: string; c?: boolean; C?: boolean; n?: boolean; p?: boolean; q?: boolean; forceShare?: boolean; salvage?: boolean; imageOpts?: boolean; targetImageOpts?: boolean },
       ) =>
         run((io) =>
           imgConvert(io, {
@@ -144,6 +145,7 @@ export function addImgCommand(program: Command, ctx: ToolContext): void {
             options: o.o,
             sparseSize: o.S,
             compress: o.c === true,
+            copyRange: o.C === true,
             skipCreate: o.n === true,
             progress: o.p === true,
             quiet: o.q === true,

@@ -125,7 +125,12 @@ const OPENERS: Record<string, Opener> = {
     const file = await child('file', spec['file'], CHILD_IMAGE);
     // The runtime options (cache sizes, overlap checks, lazy refcounts) as qcow2_update_options reads them: flat text.
     const flat = flattenQdict(Object.fromEntries(Object.entries(spec).filter(([k]) => k !== 'file' && k !== 'backing' && k !== 'data-file')));
-    return Qcow2Node.open(name, file, readOnly, backing, flat);
+    const ref = spec['data-file'];
+    return Qcow2Node.open(name, file, readOnly, backing, flat, {
+      given: ref === undefined ? undefined : () => child('data-file', ref, CHILD_DATA),
+      // bdrv_open_child of the header's name: a protocol node, the name as given (relative to the working directory).
+      byName: (n) => child('data-file', protocolOfFilename(n).proto, CHILD_DATA),
+    });
   },
   compress: async ({ name, spec, readOnly, child }) => {
     const file = await child('file', spec['file'], CHILD_FILTERED_PRIMARY);

@@ -16,6 +16,16 @@ export interface CreateOptionDesc {
   readonly def?: string;
 }
 
+/**
+ * The file protocol's own options, which qemu-img merges after the format's:
+ * btrfs's nocow and XFS's extent size hint, taken and (on other file
+ * systems, as in QEMU) without effect.
+ */
+const FILE_OPTIONS: readonly CreateOptionDesc[] = [
+  { name: 'nocow', type: 'bool' },
+  { name: 'extent_size_hint', type: 'size' },
+];
+
 /** Print order observed from qemu-img 7.2 (it is QEMU's merged create-option list order). */
 const QCOW2_OPTIONS: readonly CreateOptionDesc[] = [
   // The old qcow encryption switch: only 'off' is taken (blockemu encrypts nothing).
@@ -28,13 +38,13 @@ const QCOW2_OPTIONS: readonly CreateOptionDesc[] = [
   { name: 'compat', type: 'string' },
   { name: 'backing_file', type: 'string' },
   { name: 'backing_fmt', type: 'string' },
+  { name: 'data_file', type: 'string' },
+  { name: 'data_file_raw', type: 'bool' },
   { name: 'lazy_refcounts', type: 'bool', def: 'off' },
   { name: 'refcount_bits', type: 'number', def: '16' },
+  ...FILE_OPTIONS,
 ];
-const RAW_OPTIONS: readonly CreateOptionDesc[] = [
-  { name: 'size', type: 'size' },
-  { name: 'preallocation', type: 'string' },
-];
+const RAW_OPTIONS: readonly CreateOptionDesc[] = [{ name: 'size', type: 'size' }, { name: 'preallocation', type: 'string' }, ...FILE_OPTIONS];
 
 export function createOptionTable(fmt: ImageFormat): readonly CreateOptionDesc[] {
   return fmt === 'qcow2' ? QCOW2_OPTIONS : RAW_OPTIONS;

@@ -16,4 +16,8 @@ export interface CreateOptions {
   lazyRefcounts?: boolean;
   /** qcow2: the backing file is only recorded, not opened (qemu-img create -u, or a caller that has opened it already); size and backing format are then needed. */
   recordBackingOnly?: boolean;
+  /** qcow2: guest data goes to this external data file (created empty, then sized; named in the header as given). */
+  dataFile?: string;
+  /** qcow2: the data file is also kept a valid raw image of the guest data (needs dataFile; metadata preallocated). */
+  dataFileRaw?: boolean;
 }

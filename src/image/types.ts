@@ -87,6 +87,10 @@ export interface ImageInfo {
     refcountBits: number;
     corrupt: boolean;
     extendedL2: boolean;
+    /** The external data file's name as the header gives it (absent: none named). */
+    dataFile?: string;
+    /** Present when the image has an external data file: whether it is kept a raw image too. */
+    dataFileRaw?: boolean;
     /** The persistent bitmaps the image's directory lists now (qcow2_get_bitmap_info_list); absent when none. */
     bitmaps?: { name: string; granularity: number; flags: ('in-use' | 'auto')[] }[];
   };

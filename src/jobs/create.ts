@@ -6,6 +6,7 @@ import { strerror } from '../image/errno.js';
 import { BlockError } from '../image/errors.js';
 import { createHostFile } from '../image/file-create.js';
 import { formatQcow2 } from '../image/qcow2/create.js';
+import { Qcow2Image } from '../image/qcow2/image.js';
 import type { Clock } from '../blockdev/clock.js';
 import { Job, type JobListener } from './job.js';
 
@@ -39,6 +40,9 @@ export interface Qcow2CreateSpec {
   lazyRefcounts?: boolean;
   refcountBits?: bigint;
   compressionType?: 'zlib' | 'zstd';
+  /** data-file: the node guest data goes to (found when the job runs). */
+  dataFile?: () => Promise<BlockNode>;
+  dataFileRaw?: boolean;
   /** Members blockemu does not implement (data-file, encrypt…), refused when the job runs. */
   unsupported?: string[];
 }
@@ -131,12 +135,18 @@ async function createQcow2OnNode(spec: Qcow2CreateSpec): Promise<void> {
   if (version < 3 && refcountBitsArg !== 16n) {
     throw invalid('Different refcount widths than 16 bits require compatibility level 1.1 or above (use version=v3 or greater)');
   }
+  // qcow2_co_create's data file checks; data-file-raw needs the tables to map every cluster: metadata preallocated at least.
+  if (spec.dataFileRaw && spec.dataFile === undefined) throw invalid('data-file-raw requires data-file');
+  if (spec.dataFileRaw && spec.backingFile !== undefined) throw invalid('Backing file and data-file-raw cannot be used at the same time');
+  if (spec.dataFile !== undefined && version < 3) {
+    throw invalid('External data files are only supported with compatibility level 1.1 and above (use version=v3 or greater)');
+  }
+  const dataNode = spec.dataFile && (await spec.dataFile());
   if (spec.compressionType === 'zstd' && version < 3) throw invalid('Non-zlib compression type is only supported with compatibility level 1.1 and above (use version=v3 or greater)');
   // What QEMU can do and blockemu cannot yet: refused clearly instead of writing an image that lacks it.
   for (const member of spec.unsupported ?? []) throw unsupported(`qcow2 option '${member}'`);
   if (spec.extendedL2) throw unsupported("qcow2 option 'extended-l2'");
   if (spec.compressionType === 'zstd') throw unsupported('qcow2 compression type zstd');
-  if (prealloc !== 'off') throw unsupported(`qcow2 preallocation mode ${prealloc}`);
   // The order is ctz32 of the width's low 32 bits: for -2^63 that is 32, an image QEMU writes and then cannot open.
   const low = Number(BigInt.asUintN(32, refcountBitsArg));
   const refcountOrder = low === 0 ? 32 : 31 - Math.clz32(low & -low);
@@ -145,19 +155,27 @@ async function createQcow2OnNode(spec: Qcow2CreateSpec): Promise<void> {
   // QEMU writes through a BlockBackend taking write and resize: a format node using the file, or a read-only node, refuses it.
   const blk = new BlockBackend({ perm: PERM_WRITE | PERM_RESIZE, shared: PERM_ALL });
   await blk.insert(node);
+  const dataBlk = new BlockBackend({ perm: PERM_WRITE | PERM_RESIZE, shared: PERM_ALL });
   try {
-    await formatOnNode(node, spec, clusterSize, version, refcountBits);
+    if (dataNode) await dataBlk.insert(dataNode);
+    const effective = spec.dataFileRaw && prealloc === 'off' ? 'metadata' : prealloc;
+    await formatOnNode(node, spec, clusterSize, version, refcountBits, dataNode, effective);
   } finally {
+    await dataBlk.remove();
     await blk.remove();
   }
 }
 
-async function formatOnNode(node: BlockNode, spec: Qcow2CreateSpec, clusterSize: number, version: number, refcountBits: number): Promise<void> {
+async function formatOnNode(node: BlockNode, spec: Qcow2CreateSpec, clusterSize: number, version: number, refcountBits: number, dataNode: BlockNode | undefined, prealloc: Prealloc): Promise<void> {
   // QEMU writes an empty image first and then resizes it: a size it cannot take leaves that empty image behind.
   const resizeFailure = truncateError(spec.size, clusterSize);
+  // With a data file or preallocation the image is written empty and then grown through the image, as QEMU's blk_truncate does.
+  const throughImage = resizeFailure === undefined && (dataNode !== undefined || prealloc !== 'off');
+  const dataName = dataNode && (await dataNode.imageInfo()).filename;
   await formatQcow2(new NodeByteFile(node, node.nodeName), {
     format: 'qcow2',
-    size: resizeFailure === undefined ? spec.size : 0,
+    size: resizeFailure === undefined && !throughImage ? spec.size : 0,
+    ...(dataName !== undefined ? { dataFile: dataName, dataFileRaw: spec.dataFileRaw ?? false } : {}),
     clusterSize,
     compat: version === 2 ? '0.10' : '1.1',
     refcountBits,
@@ -166,6 +184,19 @@ async function formatOnNode(node: BlockNode, spec: Qcow2CreateSpec, clusterSize:
     ...(resizeFailure === undefined ? { backingFile: spec.backingFile, backingFormat: spec.backingFormat } : {}),
   });
   if (resizeFailure !== undefined) throw invalid(`Could not resize image: ${resizeFailure}`);
+  if (!throughImage) return;
+  const image = await Qcow2Image.openFile(new NodeByteFile(node, node.nodeName), {
+    openBacking: false,
+    openBackingImage: () => Promise.reject(new BlockError('UNSUPPORTED', 'no backing image is opened while creating')),
+    ...(dataNode ? { givenDataFile: async () => new NodeByteFile(dataNode, dataName!) } : {}),
+  });
+  try {
+    await image.resize(Number(spec.size), { preallocation: prealloc });
+  } catch (err) {
+    throw new BlockError(err instanceof BlockError ? err.code : 'IO', `Could not resize image: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+  } finally {
+    await image.close();
+  }
 }
 
 function isPowerOf2(n: bigint): boolean {

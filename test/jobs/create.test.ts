@@ -62,8 +62,6 @@ describe('CreateJob', () => {
         expect(node.size()).toBe((await stat(p)).size);
         const refused = await run({ driver: 'qcow2', file: async () => node, size: BigInt(MiB), unsupported: ['encrypt'] });
         expect(refused.job.error).toBe("qcow2 option 'encrypt' is not supported by blockemu");
-        const prealloc = await run({ driver: 'qcow2', file: async () => node, size: BigInt(MiB), preallocation: 'metadata' });
-        expect(prealloc.job.error).toBe('qcow2 preallocation mode metadata is not supported by blockemu');
       } finally {
         await node.close();
       }
@@ -73,6 +71,45 @@ describe('CreateJob', () => {
         expect(info['format-specific']['data']).toMatchObject({ 'refcount-bits': 1 });
         await writeFile(join(dir, 'base.raw'), new Uint8Array(16 * MiB));
         expect((await qemuImg('check', p)).code).toBe(0);
+      }
+    });
+  });
+
+  it('preallocates metadata, and with a data file node maps every cluster at its guest offset there (data-file-raw)', async () => {
+    await withTempDir(async (dir) => {
+      const meta = join(dir, 'm.qcow2');
+      const data = join(dir, 'd.raw');
+      const pattern = new Uint8Array(2 * MiB).fill(42);
+      await writeFile(meta, new Uint8Array(0));
+      await writeFile(data, pattern);
+      const metaNode = await FileNode.open('meta', meta, { readOnly: false });
+      const dataNode = await FileNode.open('data', data, { readOnly: false });
+      try {
+        const r = await run({ driver: 'qcow2', file: async () => metaNode, dataFile: async () => dataNode, dataFileRaw: true, size: BigInt(2 * MiB) });
+        expect(r.job.error).toBeUndefined();
+        const unraw = await run({ driver: 'qcow2', file: async () => metaNode, dataFileRaw: true, size: BigInt(MiB) });
+        expect(unraw.job.error).toBe('data-file-raw requires data-file');
+      } finally {
+        await metaNode.close();
+        await dataNode.close();
+      }
+      // The data file's contents were left as they were: the image reads them through its 1:1 mapping.
+      expect(Buffer.compare(await readFile(data), Buffer.from(pattern))).toBe(0);
+      if (qemu.available) {
+        const map = JSON.parse((await qemuImg('map', '--output=json', meta)).stdout);
+        expect(map).toEqual([{ start: 0, length: 2 * MiB, depth: 0, present: true, zero: false, data: true, offset: 0 }]);
+        expect((await qemuImg('compare', '-f', 'raw', '-F', 'qcow2', data, meta)).code).toBe(0);
+        expect((await qemuImg('check', meta)).code).toBe(0);
+        const pre = join(dir, 'p.qcow2');
+        await writeFile(pre, new Uint8Array(0));
+        const node = await FileNode.open('p', pre, { readOnly: false });
+        try {
+          expect((await run({ driver: 'qcow2', file: async () => node, size: BigInt(MiB), preallocation: 'metadata' })).job.error).toBeUndefined();
+        } finally {
+          await node.close();
+        }
+        expect(JSON.parse((await qemuImg('map', '--output=json', pre)).stdout)).toMatchObject([{ start: 0, length: MiB, data: true }]);
+        expect((await qemuImg('check', pre)).code).toBe(0);
       }
     });
   });

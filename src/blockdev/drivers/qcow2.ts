@@ -34,6 +34,12 @@ export type BackingOpener = (header: { backingFile?: string; backingFormat?: str
  * image named in the header, opened as nodes of the graph, or the node the
  * `backing` option names; none with `backing: null`).
  */
+/** How the node's `data-file` child is linked: the one its options give, else the file the image header names. */
+export interface DataFileOpener {
+  given?: () => Promise<NodeChild>;
+  byName: (name: string) => Promise<NodeChild>;
+}
+
 export class Qcow2Node extends BlockNode {
   readonly driver = 'qcow2';
 
@@ -52,8 +58,13 @@ export class Qcow2Node extends BlockNode {
    * Opens the image on its (already linked) file child, then its backing
    * child as the header or the options say, then its persistent bitmaps.
    */
-  static async open(name: string, fileLink: NodeChild, readOnly: boolean, backing: BackingOpener, options: Options = {}): Promise<Qcow2Node> {
+  static async open(name: string, fileLink: NodeChild, readOnly: boolean, backing: BackingOpener, options: Options = {}, data?: DataFileOpener): Promise<Qcow2Node> {
     const file = fileLink.node;
+    let dataLink: NodeChild | undefined;
+    const dataFile = async (link: NodeChild) => {
+      dataLink = link;
+      return new NodeByteFile(link.node, (await link.node.imageInfo()).filename);
+    };
     const filename = (await file.imageInfo()).filename;
     // The image layer speaks like qemu-img ("Could not open 'f': …"); a node's open error is just the reason, as QEMU's.
     const reason = (err: unknown) =>
@@ -67,6 +78,8 @@ export class Qcow2Node extends BlockNode {
       image = await Qcow2Image.openFile(new NodeByteFile(file, filename), {
         readOnly: imageReadOnly,
         persistentBitmaps: true,
+        givenDataFile: data?.given && (async () => dataFile(await data.given!())),
+        openDataFile: data && (async (n) => dataFile(await data.byName(n))),
         openBacking: false,
         openBackingImage: () => Promise.reject(new BlockError('UNSUPPORTED', 'backing images are nodes of the graph')),
       });
@@ -88,7 +101,9 @@ export class Qcow2Node extends BlockNode {
       await image.close();
       throw reason(err);
     }
-    const node = new Qcow2Node(name, image, file, readOnly, backingLink ? [fileLink, backingLink] : [fileLink]);
+    // QEMU's child order: file, data-file (qcow2_do_open), backing (opened after the driver).
+    const links = [fileLink, ...(dataLink ? [dataLink] : []), ...(backingLink ? [backingLink] : [])];
+    const node = new Qcow2Node(name, image, file, readOnly, links);
     image.corruption.onReport = (r) => node.eventSink?.({ kind: 'image-corrupted', node, ...r });
     // The header's name, or the name of the image opened from it (bdrv_open_backing_file's implicit_backing).
     node.autoBackingFile = backingLink?.implicitName ?? image.info().backingFilename ?? '';
@@ -406,9 +421,12 @@ export class Qcow2Node extends BlockNode {
   private async reload(readOnly: boolean): Promise<LoadedBitmap[]> {
     const fileLink = this.childEdge('file')!;
     const filename = (await fileLink.node.imageInfo()).filename;
+    const dataLink = this.childEdge('data-file');
+    const data = dataLink && new NodeByteFile(dataLink.node, (await dataLink.node.imageInfo()).filename, readOnly);
     const fresh = await Qcow2Image.openFile(new NodeByteFile(fileLink.node, filename, readOnly), {
       readOnly,
       persistentBitmaps: true,
+      givenDataFile: data && (() => Promise.resolve(data)),
       openBacking: false,
       openBackingImage: () => Promise.reject(new BlockError('UNSUPPORTED', 'backing images are nodes of the graph')),
     });

@@ -148,6 +148,8 @@ async function describeNode(node: BlockNode): Promise<{ names: string[]; info?: 
     });
   }
   lines.push(`refcount bits: ${fs.refcountBits}`);
+  if (fs.dataFile !== undefined) lines.push(`data file: ${fs.dataFile}`);
+  if (fs.dataFileRaw !== undefined) lines.push(`data file raw: ${fs.dataFileRaw}`);
   if (fs.compat !== '0.10') lines.push(`corrupt: ${fs.corrupt}`, `extended l2: ${fs.extendedL2}`);
   return { names, info, specific: lines };
 }

@@ -106,14 +106,12 @@ async function amend(io: ImgIo, operands: string[], lists: string[], format: str
   }
 }
 
-/** qcow2 creation options blockemu does not create with, which qemu-img still names as creation-only. */
-const OTHER_CREATION_OPTIONS = new Set(['data_file', 'data_file_raw']);
 
 /** qemu_opts_do_parse against qcow2's amend options, and qemu-img's hint for a creation-only one. */
 function parseAmendOptions(pairs: Array<[string, string]>, lists: string[]): AmendRequest {
   for (const [key] of pairs) {
     if (AMENDABLE.has(key) || key.startsWith('encrypt.')) continue;
-    if (createOptionTable('qcow2').some((d) => d.name === key) || OTHER_CREATION_OPTIONS.has(key)) throw new ImgFailure(`Invalid parameter '${key}'\nThis option is only supported for image creation`);
+    if (createOptionTable('qcow2').some((d) => d.name === key)) throw new ImgFailure(`Invalid parameter '${key}'\nThis option is only supported for image creation`);
     throw new ImgFailure(`Invalid parameter '${key}'`);
   }
   const values = parseCreateOptions('qcow2', lists, '');
@@ -134,5 +132,7 @@ function parseAmendOptions(pairs: Array<[string, string]>, lists: string[]): Ame
   if (size !== undefined) req.size = Number(size);
   if (values.has('backing_file')) req.backingFile = str(values.get('backing_file'));
   if (values.has('backing_fmt')) req.backingFormat = str(values.get('backing_fmt'));
+  if (values.has('data_file')) req.dataFile = str(values.get('data_file'));
+  if (values.has('data_file_raw')) req.dataFileRaw = values.get('data_file_raw')!.value === true;
   return req;
 }

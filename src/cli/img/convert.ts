@@ -22,6 +22,8 @@ export interface ConvertArgs {
   options: string[];
   sparseSize?: string;
   compress: boolean;
+  /** -C: copy offloading. Nothing here offloads; the data is copied as qemu-img copies it where offloading fails. */
+  copyRange?: boolean;
   progress: boolean;
   quiet: boolean;
   /** -U: for the source (the target is written) */
@@ -100,6 +102,9 @@ export async function imgConvert(io: ImgIo, a: ConvertArgs): Promise<number> {
     const minSparse = parseSparse(a.sparseSize);
     const dash = a.args.find((x) => x.startsWith('-') && x !== '-');
     if (dash !== undefined) throw new ImgFailure(`unrecognized option '${dash}'`, { usage: true });
+    if (a.copyRange && a.compress) throw new ImgFailure('Cannot enable copy offloading when -c is used');
+    if (a.copyRange && a.sparseSize !== undefined) throw new ImgFailure('Cannot enable copy offloading when -S is used');
+    if (a.copyRange && a.salvage) throw new ImgFailure('Cannot use copy offloading in salvaging mode');
     if (a.targetImageOpts && !a.skipCreate) throw new ImgFailure('--target-image-opts requires use of -n flag');
     if (a.skipCreate && a.options.length > 0) throw new ImgFailure('-o has no effect when skipping image creation');
     if (a.args.length < 2) throw new ImgFailure('Must specify image file name');

@@ -14,8 +14,8 @@ import { splitCommaList } from '../comma-list.js';
  */
 /** Options QEMU's drivers have that we do not implement. */
 const UNSUPPORTED: Record<ImageFormat, string[]> = {
-  qcow2: ['encrypt.format', 'encrypt.key-secret', 'encrypt.cipher-alg', 'encrypt.cipher-mode', 'encrypt.ivgen-alg', 'encrypt.ivgen-hash-alg', 'encrypt.hash-alg', 'encrypt.iter-time', 'data_file', 'data_file_raw', 'nocow', 'extent_size_hint'],
-  raw: ['nocow', 'extent_size_hint'],
+  qcow2: ['encrypt.format', 'encrypt.key-secret', 'encrypt.cipher-alg', 'encrypt.cipher-mode', 'encrypt.ivgen-alg', 'encrypt.ivgen-hash-alg', 'encrypt.hash-alg', 'encrypt.iter-time'],
+  raw: [],
 };
 
 /**
@@ -141,6 +141,9 @@ export function qcow2CreateOptions(values: Map<string, OptValue>, fail: Fail): P
   }
   if (v2 && lazy) throw fail('Lazy refcounts only supported with compatibility level 1.1 and above (use version=v3 or greater)');
   out.lazyRefcounts = lazy;
+  const dataFile = str(values.get('data_file'));
+  if (dataFile !== undefined) out.dataFile = dataFile;
+  if (values.get('data_file_raw')?.value === true) out.dataFileRaw = true;
   return out;
 }
 

@@ -119,6 +119,9 @@ export async function imgCreate(io: ImgIo, a: CreateArgs): Promise<number> {
 
   // From here on qemu-img's driver checks, which it runs after printing.
   if (size > INT64_MAX) throw fail('Could not resize image: Image size cannot be negative');
+  // file-posix's raw_co_create, before it creates anything.
+  const extentSizeHint = (values.get('extent_size_hint')?.value as bigint | undefined) ?? 0n;
+  if (extentSizeHint > 0xffffffffn) throw fail('Extent size hint is too large');
   const opts: CreateOptions = { format: fmt };
   if (fmt === 'qcow2') Object.assign(opts, qcow2CreateOptions(values, fail));
   const prealloc = str(values.get('preallocation'));

@@ -75,6 +75,8 @@ interface OpenedProtocol {
   /** qcow2's runtime options given (flat): checked against the image once open. */
   runtime: Options;
   backingLocks: OpenLocks;
+  /** qcow2's `data-file` given as options: opened as nodes of the same graph. */
+  dataFile?: GraphByteFile;
 }
 
 async function openProtocol(name: string | undefined, o: GraphOpenOptions): Promise<OpenedProtocol | { root: BlockImage }> {
@@ -94,6 +96,7 @@ async function openProtocol(name: string | undefined, o: GraphOpenOptions): Prom
   const runtime: Options = {};
   for (const [key, value] of Object.entries(spec)) {
     if (format === 'qcow2' && QCOW2_RUNTIME_KEYS.has(key)) flattenQdict({ [key]: value }, '', runtime);
+    else if (format === 'qcow2' && key === 'data-file') continue;
     else if (!FORMAT_KEYS.has(key)) throw new BlockError('UNSUPPORTED', `blockemu img does not apply the ${format} option '${key}'`);
   }
   const fileSpec = spec['file'];
@@ -109,16 +112,33 @@ async function openProtocol(name: string | undefined, o: GraphOpenOptions): Prom
     // bdrv_refresh_filename: the format takes its file's name when that is a plain one, else its own options with the file's inside.
     const shown = protoName.startsWith('json:') ? `json:{"driver": "${format}", "file": ${protoName.slice('json:'.length)}}` : protoName;
     const hostPath = hostPathOf(proto);
+    const dataBlk = new BlockBackend(filePerms('raw', top));
+    const dataFile = await openDataFileNode(graph, spec['data-file'], dataBlk, o);
     const file = new GraphByteFile(proto, hostPath ?? shown, hostPath, async () => {
+      await dataBlk.remove();
       await blk.remove();
       await graph.closeAll();
     });
-    return { format, file, shown, runtime, backingLocks: { node: backingLockSpec(top).node, noIo: top.noIo, forceShare: top.forceShare } };
+    return { format, file, shown, runtime, dataFile, backingLocks: { node: backingLockSpec(top).node, noIo: top.noIo, forceShare: top.forceShare } };
   } catch (err) {
     await blk.remove().catch(() => undefined);
     await graph.closeAll().catch(() => undefined);
     throw err;
   }
+}
+
+/**
+ * qcow2's `data-file` option (`data-file.filename=…`, or a tree with
+ * blkdebug in it) as a node of the tool's graph, its permissions those of
+ * a format's file; closed with the graph. A node name finds nothing here.
+ */
+async function openDataFileNode(graph: BlockGraph, ref: unknown, blk: BlockBackend, o: GraphOpenOptions): Promise<GraphByteFile | undefined> {
+  if (ref === undefined) return undefined;
+  if (typeof ref === 'string') throw new BlockError('NOT_FOUND', `Cannot find device='${ref}' nor node-name='${ref}'`);
+  const node = await openBlockdev(graph, { ...(ref as BlockdevSpec), 'read-only': o.readOnly }, false);
+  await blk.insert(node);
+  const name = nodeNames(node, toQmpJson).get(node)!.filename;
+  return new GraphByteFile(node, name, hostPathOf(node), () => Promise.resolve());
 }
 
 /**
@@ -141,6 +161,7 @@ export async function openThroughGraph(name: string | undefined, o: GraphOpenOpt
           persistentBitmaps: o.persistentBitmaps,
           depth: o.asBacking?.depth,
           ...(o.backingImage ? { backingImage: o.backingImage } : {}),
+          ...(opened.dataFile ? { givenDataFile: () => Promise.resolve(opened.dataFile!) } : {}),
           openBackingImage: (p, fmt, depth) => openImage(p, { format: fmt, readOnly: true, depth, locks: backingLocks, openProtocolImage: openProtocolBacking }),
         });
   if (image instanceof Qcow2Image && Object.keys(opened.runtime).length > 0) {

@@ -132,6 +132,8 @@ function toJson(r: Report): Record<string, unknown> {
             // Keys in qemu-img's (QDict) order.
             ...(fs.bitmaps ? { bitmaps: fs.bitmaps.map((b) => ({ flags: b.flags, name: b.name, granularity: b.granularity })) } : {}),
             'refcount-bits': fs.refcountBits,
+            ...(fs.dataFile !== undefined ? { 'data-file': fs.dataFile } : {}),
+            ...(fs.dataFileRaw !== undefined ? { 'data-file-raw': fs.dataFileRaw } : {}),
             corrupt: fs.corrupt,
             'extended-l2': fs.extendedL2,
           };
@@ -173,6 +175,8 @@ function toHuman(r: Report): string {
       });
     }
     lines.push(`    refcount bits: ${fs.refcountBits}`);
+    if (fs.dataFile !== undefined) lines.push(`    data file: ${fs.dataFile}`);
+    if (fs.dataFileRaw !== undefined) lines.push(`    data file raw: ${fs.dataFileRaw}`);
     if (fs.compat !== '0.10') lines.push(`    corrupt: ${fs.corrupt}`, `    extended l2: ${fs.extendedL2}`);
   }
   return lines.map((l) => `${l}\n`).join('');

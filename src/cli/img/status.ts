@@ -48,9 +48,16 @@ export async function chainStatus(top: BlockImage, names: string[], offset: numb
   // (an NBD export's hole that is not zero, iotest nbd-qemu-allocation).
   if (ext.hostOffset !== undefined && (ext.data || ext.zero)) {
     e.offset = ext.hostOffset;
-    e.filename = names[depth] ?? ext.filename;
+    // The layer's name as the chain was opened, unless its data lies in an external data file (named by itself).
+    e.filename = ext.filename !== layerAt(top, depth)?.filename ? ext.filename : (names[depth] ?? ext.filename);
   }
   return e;
+}
+
+function layerAt(top: BlockImage, depth: number): BlockImage | undefined {
+  let layer: BlockImage | undefined = top;
+  for (let k = 0; k < depth && layer; k++) layer = layer.backing();
+  return layer;
 }
 
 /** Whether `next` continues `curr` as one qemu-img map line (qemu's rule for merging entries). */

@@ -2,7 +2,7 @@ import { strerror } from '../errno.js';
 import { BlockError } from '../errors.js';
 import { Qcow2Corruption } from './corruption.js';
 import { classify } from './entry.js';
-import { COMPAT_LAZY_REFCOUNTS, INCOMPAT_COMPRESSION, MAX_L1_BYTES, serializeHeader, V3_HEADER_LENGTH_WRITTEN } from './header.js';
+import { AUTOCLEAR_DATA_FILE_RAW, COMPAT_LAZY_REFCOUNTS, dataFileIsRaw, hasDataFile, INCOMPAT_COMPRESSION, MAX_L1_BYTES, serializeHeader, V3_HEADER_LENGTH_WRITTEN } from './header.js';
 import type { Qcow2Image } from './image.js';
 import { COPIED_HI, entryHi, entryLo, entryOffset, offsetHi, offsetLo, setEntry, viewOf, ZERO_LO } from './layout.js';
 import { changeRefcountOrder } from './refcount-order.js';
@@ -18,6 +18,10 @@ export interface AmendRequest {
   /** backing_file / backing_fmt given: only their current values are accepted. */
   backingFile?: string;
   backingFormat?: string;
+  /** data_file: the name the header gives the external data file ('' drops it); only for an image that has one. */
+  dataFile?: string;
+  /** data_file_raw: may be turned off, not on. */
+  dataFileRaw?: boolean;
   /** Progress of the long steps, in percent (qcow2_amend_helper_cb's points). */
   progress?: (percent: number) => void;
 }
@@ -48,6 +52,9 @@ export async function amendQcow2(img: Qcow2Image, req: AmendRequest): Promise<'d
   const newVersion = req.version ?? oldVersion;
   const bits = 1 << h.refcountOrder;
   const changesWidth = req.refcountBits !== undefined && req.refcountBits !== bits;
+  // qcow2_amend_options' checks as it parses the options, before anything changes.
+  if (req.dataFile !== undefined && !hasDataFile(h)) throw fail('EINVAL', 'data-file can only be set for images that use an external data file');
+  if (req.dataFileRaw && !dataFileIsRaw(h)) throw fail('EINVAL', 'data-file-raw cannot be set on existing images');
   if (newVersion > oldVersion) {
     // qcow2_upgrade's work is 2 points; a refcount width change after it is projected as as much again.
     const scale = changesWidth ? 4 : 2;
@@ -80,6 +87,8 @@ export async function amendQcow2(img: Qcow2Image, req: AmendRequest): Promise<'d
     await updateHeader(img);
     return 'reopen';
   }
+  if (req.dataFileRaw === false) h.autoclearFeatures &= ~AUTOCLEAR_DATA_FILE_RAW;
+  if (req.dataFile !== undefined) h.dataFile = req.dataFile === '' ? undefined : req.dataFile;
   await updateHeader(img);
   if (req.backingFile !== undefined || req.backingFormat !== undefined) {
     if (req.backingFile !== h.backingFile || req.backingFormat !== h.backingFormat) {
@@ -115,6 +124,7 @@ export function amendRest(req: AmendRequest): AmendRequest {
 async function downgrade(img: Qcow2Image, progress: (visited: number, total: number) => void): Promise<void> {
   const h = img.header;
   if (h.refcountOrder !== 4) throw fail('ENOTSUP', 'compat=0.10 requires refcount_bits=16');
+  if (img.externalData) throw fail('ENOTSUP', 'Cannot downgrade an image with a data file');
   const snapshots = await listSnapshots(img);
   const bytes = Math.ceil(h.size / 512) * 512;
   if (snapshots.some((s) => s.vmStateSize > 0xffffffffn || Number(s.diskSize) !== bytes)) throw fail('ENOTSUP', 'Internal snapshots prevent downgrade of image');

@@ -3,7 +3,7 @@ import { checkBitmapsRefcounts } from './check-bitmaps.js';
 import { isErr, REFT_OFFSET_MASK, REFT_RESERVED_MASK } from './check-state.js';
 import { altHex, strerror } from './check-types.js';
 import { CHECK_FRAG_INFO, checkL1, incRefcounts, type Pass, type Ret } from './check-walk.js';
-import { MAX_L1_BYTES } from './header.js';
+import { hasDataFile, MAX_L1_BYTES } from './header.js';
 
 const INT64_MAX = (1n << 63n) - 1n;
 
@@ -111,6 +111,10 @@ export async function calculateRefcounts(p: Pass): Promise<Ret> {
   if (r) return r;
   r = await checkL1(p, st.l1Offset, st.l1Size, CHECK_FRAG_INFO, true);
   if (r) return r;
+  if (hasDataFile(st.header) && st.snapshots.length > 0) {
+    st.say(`ERROR ${st.snapshots.length} snapshots in image with data file`);
+    res.corruptions++;
+  }
   for (const sn of st.snapshots) {
     if (sn.l1Offset % BigInt(st.clusterSize) !== 0n) {
       st.say(`ERROR snapshot ${sn.id} (${sn.name}) l1_offset=${altHex(sn.l1Offset)}: L1 table is not cluster aligned; snapshot table entry corrupted`);

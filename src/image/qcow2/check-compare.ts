@@ -1,4 +1,5 @@
 import { type CheckState, isErr, L1E_OFFSET_MASK, OL } from './check-state.js';
+import { hasDataFile } from './header.js';
 import type { StoredRefcounts } from './check-stored.js';
 import { type CheckCounts, type FixFlags, hex, strerror } from './check-types.js';
 import { entryHex, type Pass, type Ret, spend } from './check-walk.js';
@@ -99,7 +100,8 @@ export async function checkOflagCopied(st: CheckState, res: CheckCounts, stored:
       const dataOffset = (hi & 0x00ffffff) * 2 ** 32 + ((lo & 0xfffffe00) >>> 0);
       if (!dataOffset) continue;
       const dc = Math.floor(dataOffset / cs);
-      const drc = stored.peek(dc) ?? (await stored.get(dc));
+      // An external data file's clusters count as referenced once (check_oflag_copied).
+      const drc = hasDataFile(st.header) ? 1 : (stored.peek(dc) ?? (await stored.get(dc)));
       if (isErr(drc)) continue;
       const copied = (hi & 0x80000000) !== 0;
       if ((drc === 1) === copied) continue;

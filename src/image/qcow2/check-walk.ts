@@ -1,4 +1,5 @@
 import { BlockError } from '../errors.js';
+import { hasDataFile } from './header.js';
 import { ImrtError, type RefcountArray } from './check-imrt.js';
 import { type CheckState, isErr, L1E_OFFSET_MASK, L1E_RESERVED_MASK, OL } from './check-state.js';
 import { type CheckCounts, type FixFlags, hex, strerror as strerrorOf } from './check-types.js';
@@ -132,6 +133,7 @@ async function checkL2(p: Pass, l2Offset: number, flags: number, active: boolean
   const hiShift = st.csizeShift - 32;
   const coffHiMask = 2 ** hiShift - 1;
   let nextContiguous = 0;
+  const dataFile = hasDataFile(st.header);
   for (let i = 0; i < st.l2Size; i++) {
     const hi = l2.getUint32(i * 8);
     const lo = l2.getUint32(i * 8 + 4);
@@ -148,6 +150,11 @@ async function checkL2(p: Pass, l2Offset: number, flags: number, active: boolean
       if (hi & 0x80000000) {
         st.say(`ERROR: coffset=0x${hex(exact ?? coffset)}: copied flag must never be set for compressed clusters`);
         res.corruptions++;
+      }
+      if (dataFile) {
+        st.say(`ERROR compressed cluster ${i} with data file, entry=0x${entryHex(hi, lo)}`);
+        res.corruptions++;
+        continue;
       }
       const sectors = ((hi >>> hiShift) & st.csizeMask) + 1;
       const csize = sectors * 512 - (lo & 511);
@@ -180,6 +187,8 @@ async function checkL2(p: Pass, l2Offset: number, flags: number, active: boolean
       if (nextContiguous && offset !== nextContiguous) res.fragmentedClusters++;
       nextContiguous = offset + cs;
     }
+    // Clusters of an external data file are not the image file's to count.
+    if (dataFile) continue;
     const r = incRefcounts(p, offset, cs);
     if (r) return r;
   }

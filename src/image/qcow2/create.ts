@@ -3,9 +3,11 @@ import { BlockError } from '../errors.js';
 import type { ByteFile } from '../byte-file.js';
 import type { CreateOptions } from '../create.js';
 import { openNewFile } from '../file-create.js';
+import { HostFile } from '../file.js';
+import { resizeFile } from '../resize.js';
 import { hasProtocolPrefix } from '../path-protocol.js';
 import type { BlockImage, ImageFormat } from '../types.js';
-import { COMPAT_LAZY_REFCOUNTS, MAX_CLUSTER_BITS, MAX_L1_BYTES, MIN_CLUSTER_BITS, type Qcow2Header, serializeHeader } from './header.js';
+import { AUTOCLEAR_DATA_FILE_RAW, COMPAT_LAZY_REFCOUNTS, INCOMPAT_DATA_FILE, MAX_CLUSTER_BITS, MAX_L1_BYTES, MIN_CLUSTER_BITS, type Qcow2Header, serializeHeader } from './header.js';
 import { Qcow2Layout } from './layout.js';
 
 const SECTOR = 512;
@@ -40,12 +42,32 @@ export async function createQcow2(
     }
   }
   if (size === undefined) throw new BlockError('INVALID_ARGUMENT', 'Image creation needs a size parameter');
-  const header = planQcow2({ ...opts, size, backingFormat });
   const file = await openNewFile(path);
   try {
+    // qcow2_co_create_opts creates the data file (empty) right after the image file, before the driver's checks.
+    if (opts.dataFile !== undefined) await (await openNewFile(opts.dataFile)).close();
+    const header = planQcow2({ ...opts, size, backingFormat });
     await writeQcow2(file, header);
   } finally {
     await file.close();
+  }
+  // The image's truncate to its size reaches the data file (qcow2_co_truncate, PREALLOC_MODE_OFF).
+  if (opts.dataFile !== undefined && size > 0) {
+    const data = await HostFile.open(opts.dataFile);
+    try {
+      await resizeFile(data, size);
+    } finally {
+      await data.close();
+    }
+  }
+}
+
+/** qcow2_co_create's checks on the data file options, in its order and words. */
+function checkDataFileOptions(opts: Omit<CreateOptions, 'size'>, version: number): void {
+  if (opts.dataFileRaw && opts.dataFile === undefined) throw new BlockError('INVALID_ARGUMENT', 'data-file-raw requires data-file');
+  if (opts.dataFileRaw && opts.backingFile !== undefined) throw new BlockError('INVALID_ARGUMENT', 'Backing file and data-file-raw cannot be used at the same time');
+  if (opts.dataFile !== undefined && version < 3) {
+    throw new BlockError('INVALID_ARGUMENT', 'External data files are only supported with compatibility level 1.1 and above (use version=v3 or greater)');
   }
 }
 
@@ -92,6 +114,7 @@ function planQcow2(opts: Omit<CreateOptions, 'size'> & { size: number | bigint }
   if (compat === '0.10' && opts.lazyRefcounts) {
     throw new BlockError('INVALID_ARGUMENT', 'Lazy refcounts only supported with compatibility level 1.1 and above (use compat=1.1 or greater)');
   }
+  checkDataFileOptions(opts, compat === '0.10' ? 2 : 3);
   const backingFormat = opts.backingFormat;
   // Exact to the last bit: with large clusters a valid size passes 2^53 (QEMU's limit is the L1 table's, below).
   const exactSize = BigInt(opts.size);
@@ -135,9 +158,9 @@ function planQcow2(opts: Omit<CreateOptions, 'size'> & { size: number | bigint }
     refcountTableClusters: tableClusters,
     nbSnapshots: 0,
     snapshotsOffset: 0,
-    incompatibleFeatures: 0n,
+    incompatibleFeatures: opts.dataFile !== undefined ? INCOMPAT_DATA_FILE : 0n,
     compatibleFeatures: opts.lazyRefcounts ? COMPAT_LAZY_REFCOUNTS : 0n,
-    autoclearFeatures: 0n,
+    autoclearFeatures: opts.dataFileRaw ? AUTOCLEAR_DATA_FILE_RAW : 0n,
     refcountOrder,
     headerLength: 112,
     compressionType: 0,
@@ -145,6 +168,7 @@ function planQcow2(opts: Omit<CreateOptions, 'size'> & { size: number | bigint }
     extensions: [],
     backingFile: opts.backingFile,
     backingFormat: opts.backingFile !== undefined ? backingFormat : undefined,
+    dataFile: opts.dataFile,
   };
   const headerBytes = serializeHeader(header, clusterSize);
   // The header's size field holds the exact value (past 2^53 the number above is rounded).

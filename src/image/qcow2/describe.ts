@@ -1,7 +1,7 @@
 import { hasProtocolPrefix } from '../path-protocol.js';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import type { ImageInfo } from '../types.js';
-import { COMPAT_LAZY_REFCOUNTS, INCOMPAT_CORRUPT, INCOMPAT_DIRTY, INCOMPAT_EXTL2, type Qcow2Header } from './header.js';
+import { COMPAT_LAZY_REFCOUNTS, dataFileIsRaw, hasDataFile, INCOMPAT_CORRUPT, INCOMPAT_DIRTY, INCOMPAT_EXTL2, type Qcow2Header } from './header.js';
 import type { Qcow2Layout } from './layout.js';
 
 /** What `qemu-img info` shows of a qcow2 image that its header alone tells (bitmaps need the directory: BitmapStore.describe). */
@@ -20,6 +20,8 @@ export function describeHeader(h: Qcow2Header, filename: string, layout: Qcow2La
       refcountBits: layout.refcountBits,
       corrupt: (h.incompatibleFeatures & INCOMPAT_CORRUPT) !== 0n,
       extendedL2: (h.incompatibleFeatures & INCOMPAT_EXTL2) !== 0n,
+      ...(h.dataFile !== undefined ? { dataFile: h.dataFile } : {}),
+      ...(hasDataFile(h) ? { dataFileRaw: dataFileIsRaw(h) } : {}),
     },
   };
   if (h.backingFile) {

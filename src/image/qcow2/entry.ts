@@ -8,15 +8,21 @@ export interface L2Entry {
   lo: number;
 }
 
-export function classify(e: L2Entry, version: number): ClusterKind {
+/**
+ * qcow2_get_cluster_type. Offset 0 means unallocated, except in an image
+ * with an external data file, where 0 is a valid offset: there the copied
+ * flag (every data cluster has it) tells a normal cluster at 0 apart.
+ */
+export function classify(e: L2Entry, version: number, externalData = false): ClusterKind {
   if (e.hi & COMPRESSED_HI) return 'compressed';
   if (version >= 3 && e.lo & ZERO_LO) return 'zero';
-  return entryOffset(e.hi, e.lo) === 0 ? 'unallocated' : 'normal';
+  if (entryOffset(e.hi, e.lo) !== 0) return 'normal';
+  return externalData && (e.hi & COPIED_HI) !== 0 ? 'normal' : 'unallocated';
 }
 
 /** Writable in place: a normal cluster that only this L2 entry references. */
-export function isInPlace(e: L2Entry, version: number): boolean {
-  return classify(e, version) === 'normal' && (e.hi & COPIED_HI) !== 0;
+export function isInPlace(e: L2Entry, version: number, externalData = false): boolean {
+  return classify(e, version, externalData) === 'normal' && (e.hi & COPIED_HI) !== 0;
 }
 
 /** A preallocated zero cluster (zero flag with a host cluster) that only this L2 entry references: a write may reuse it. */

@@ -73,6 +73,8 @@ export interface Qcow2Header {
   extensions: HeaderExtension[];
   backingFile?: string;
   backingFormat?: string;
+  /** The external data file's name (its header extension): written only while the incompatible bit says there is one, as QEMU does. */
+  dataFile?: string;
 }
 
 const FEATURE_NAMES: ReadonlyArray<[type: number, bit: number, name: string]> = [
@@ -217,9 +219,6 @@ export function parseHeader(buf: Uint8Array, filename: string, fileSize: number)
   }
 
   // What blockemu cannot handle, or refuses rather than reading tables from past the end of the file.
-  if (h.incompatibleFeatures & INCOMPAT_DATA_FILE) {
-    throw new BlockError('UNSUPPORTED', `Could not open '${filename}': qcow2 images with an external data file are not supported`);
-  }
   if (h.incompatibleFeatures & INCOMPAT_EXTL2) {
     throw new BlockError('UNSUPPORTED', `Could not open '${filename}': qcow2 images with extended L2 entries (subclusters) are not supported`);
   }
@@ -263,6 +262,7 @@ function readExtensions(h: Qcow2Header, cluster0: Uint8Array, extEnd: number, fi
     if (KNOWN_EXTENSIONS.has(type)) h.extensions = h.extensions.filter((e) => e.type !== type);
     h.extensions.push({ type, data });
     if (type === EXT_BACKING_FORMAT) h.backingFormat = new TextDecoder().decode(data);
+    if (type === EXT_DATA_FILE) h.dataFile = new TextDecoder().decode(data);
     off += Math.ceil(len / 8) * 8;
   }
 }
@@ -294,8 +294,6 @@ function checkExtension(h: Qcow2Header, type: number, data: Uint8Array, filename
     case EXT_CRYPTO:
       if (h.cryptMethod !== 2) throw invalidImage(filename, 'CRYPTO header extension only expected with LUKS encryption method');
       return;
-    case EXT_DATA_FILE:
-      throw new BlockError('UNSUPPORTED', `Could not open '${filename}': qcow2 images with an external data file are not supported`);
     case EXT_BITMAPS: {
       if (data.length !== 24) throw invalidImage(filename, 'bitmaps_ext: Invalid extension length');
       // Without the autoclear bit the bitmaps are stale and ignored, whatever the fields say.
@@ -324,18 +322,40 @@ function featureTable(): Uint8Array {
   return t;
 }
 
+/** Whether the image keeps its guest data in an external data file (the incompatible bit; the name may be absent). */
+export function hasDataFile(h: Qcow2Header): boolean {
+  return (h.incompatibleFeatures & INCOMPAT_DATA_FILE) !== 0n;
+}
+
+/** Whether the external data file is also a valid raw image of the guest data (the autoclear bit data-file-raw). */
+export function dataFileIsRaw(h: Qcow2Header): boolean {
+  return (h.autoclearFeatures & AUTOCLEAR_DATA_FILE_RAW) !== 0n;
+}
+
+/** Where qcow2_update_header puts the extensions it regenerates; the rest (unknown ones) follow in file order. */
+const EXTENSION_ORDER = [EXT_BACKING_FORMAT, EXT_DATA_FILE, EXT_CRYPTO, EXT_FEATURE_TABLE, EXT_BITMAPS];
+
 /**
  * Serialises a header with its extensions and backing file name into one
- * buffer for cluster 0. Known extensions are regenerated from the fields (in
- * QEMU's order: backing format, feature table, the rest); unknown ones are
- * kept as they were.
+ * buffer for cluster 0. Backing format, data file name and feature table
+ * are regenerated from the fields; the others are kept as they were; all
+ * in QEMU's order (backing format, data file, crypto, feature table,
+ * bitmaps, unknown ones).
  */
 export function serializeHeader(h: Qcow2Header, clusterSize: number): Uint8Array {
   const exts: HeaderExtension[] = [];
-  if (h.backingFormat) exts.push({ type: EXT_BACKING_FORMAT, data: new TextEncoder().encode(h.backingFormat) });
+  const enc = (text: string) => new TextEncoder().encode(text);
   const table = { type: EXT_FEATURE_TABLE, data: featureTable() };
-  if (h.version === 3) exts.push(table);
-  for (const e of h.extensions) if (e.type !== EXT_BACKING_FORMAT && e.type !== EXT_FEATURE_TABLE) exts.push(e);
+  const regenerated = new Map<number, HeaderExtension | undefined>([
+    [EXT_BACKING_FORMAT, h.backingFormat ? { type: EXT_BACKING_FORMAT, data: enc(h.backingFormat) } : undefined],
+    [EXT_DATA_FILE, hasDataFile(h) && h.dataFile ? { type: EXT_DATA_FILE, data: enc(h.dataFile) } : undefined],
+    [EXT_FEATURE_TABLE, h.version === 3 ? table : undefined],
+  ]);
+  for (const type of EXTENSION_ORDER) {
+    const e = regenerated.has(type) ? regenerated.get(type) : h.extensions.find((x) => x.type === type);
+    if (e) exts.push(e);
+  }
+  for (const e of h.extensions) if (!EXTENSION_ORDER.includes(e.type)) exts.push(e);
 
   const headerLength = h.version === 2 ? V2_HEADER_LENGTH : Math.max(h.headerLength, V3_HEADER_LENGTH_WRITTEN);
   const name = h.backingFile ? new TextEncoder().encode(h.backingFile) : new Uint8Array(0);

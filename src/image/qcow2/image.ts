@@ -8,7 +8,7 @@ import { checkResizeRequest } from '../resize.js';
 import type { BlockImage, Extent, ImageFormat, ImageInfo, ResizeOptions, WriteOptions, WritePiece, WriteZeroesOptions } from '../types.js';
 import { createQcow2 } from './create.js';
 import type { L2Entry } from './entry.js';
-import type { Qcow2Header } from './header.js';
+import { dataFileIsRaw, type Qcow2Header } from './header.js';
 import { COPIED_HI, entryHi, entryLo, entryOffset, L1_RESERVED_HI, L1_RESERVED_LO, L2_RESERVED_HI, L2_RESERVED_LO, offsetHi, offsetLo, Qcow2Layout, setEntry, viewOf } from './layout.js';
 import { Mutex, RangeLocks } from './locks.js';
 import { canEmptyCompletely, makeCompletelyEmpty } from './make-empty.js';
@@ -50,6 +50,16 @@ export interface Qcow2OpenOptions {
    * an open is refused: writes would leave the bitmaps silently stale.
    */
   persistentBitmaps?: boolean;
+  /**
+   * Opens the external data file the caller names (blockdev's `data-file`)
+   * instead of the one the header names: called once the header is read,
+   * whatever it says, as qcow2_do_open opens the child before its checks.
+   * The image takes the file over, which must be opened as `readOnly`
+   * says. Refused for an image without a data file.
+   */
+  givenDataFile?: () => Promise<ByteFile>;
+  /** Opens the data file the header names (default: the host file, unlocked). */
+  openDataFile?: (name: string, readOnly: boolean) => Promise<ByteFile>;
 }
 
 export const MAX_BACKING_DEPTH = 64;
@@ -86,6 +96,12 @@ export class Qcow2Image implements BlockImage {
   private closing: Promise<void> | undefined;
   private readonly reader: Qcow2Reader;
 
+  /**
+   * Where guest data lives: the image's own file, or its external data file
+   * (then data clusters sit at their guest offsets and are not counted).
+   */
+  readonly dataFile: ByteFile;
+
   private constructor(
     readonly file: ByteFile,
     readonly header: Qcow2Header,
@@ -93,7 +109,9 @@ export class Qcow2Image implements BlockImage {
     refcounts: RefcountManager | undefined,
     private backingImage: BlockImage | undefined,
     opts: Qcow2OpenOptions,
+    dataFile: ByteFile | undefined,
   ) {
+    this.dataFile = dataFile ?? file;
     this.layout = new Qcow2Layout(header.clusterBits, header.refcountOrder);
     this.lazy = new LazyRefcounts(header, file);
     this.l1 = l1;
@@ -220,6 +238,14 @@ export class Qcow2Image implements BlockImage {
   hasBacking(): boolean {
     return this.backingImage !== undefined;
   }
+  /** Whether guest data lives in an external data file (has_data_file). */
+  get externalData(): boolean {
+    return this.dataFile !== this.file;
+  }
+  /** Whether that data file must also read as the guest's raw image (data_file_is_raw): zeroes are written to it too. */
+  get dataFileRaw(): boolean {
+    return dataFileIsRaw(this.header);
+  }
 
   static async open(path: string, opts: Qcow2OpenOptions): Promise<Qcow2Image> {
     checkChainDepth(path, opts.depth ?? 0);
@@ -233,13 +259,21 @@ export class Qcow2Image implements BlockImage {
    */
   static async openFile(file: ByteFile, opts: Qcow2OpenOptions): Promise<Qcow2Image> {
     const st = await loadImageState(file, opts);
-    const img = new Qcow2Image(file, st.header, st.l1, st.refcounts, st.backing, opts);
+    const img = new Qcow2Image(file, st.header, st.l1, st.refcounts, st.backing, opts, st.dataFile);
     if (st.refcounts) await img.learnSnapshotTables();
     return img;
   }
 
   static async create(path: string, opts: CreateOptions, open: BackingOpener): Promise<void> {
-    await createQcow2(path, opts, (p, f) => open(p, f, 1));
+    if (!opts.dataFileRaw || !opts.size) return createQcow2(path, opts, (p, f) => open(p, f, 1));
+    // data-file-raw: the tables must map every cluster onto the data file, so creation preallocates metadata at least (qcow2_co_create).
+    await createQcow2(path, { ...opts, size: 0 }, (p, f) => open(p, f, 1));
+    const img = await Qcow2Image.open(path, { openBackingImage: open });
+    try {
+      await img.resize(opts.size, { preallocation: 'metadata' });
+    } finally {
+      await img.close();
+    }
   }
 
   size(): number {
@@ -458,8 +492,14 @@ export class Qcow2Image implements BlockImage {
     }
   }
 
-  /** Writes the metadata held in memory, then flushes the file. */
+  /** Writes the metadata held in memory, then flushes the file (and the external data file: bdrv_co_flush goes on to every child written through). */
   async flush(): Promise<void> {
+    await this.flushImageFile();
+    if (this.externalData && this.writer) await this.dataFile.flush();
+  }
+
+  /** The metadata written and the image file flushed (qcow2_cache_flush: the data file is not its business). */
+  private async flushImageFile(): Promise<void> {
     // A retired image writes nothing more, and its flush succeeds (bdrv_co_flush of a node without a driver).
     if (!this.writer || this.corruption.gone) return;
     await this.meta.run(async () => {
@@ -590,14 +630,17 @@ export class Qcow2Image implements BlockImage {
       };
       try {
         await this.ranges.drain();
-        await step('L2 table cache', () => this.flush());
+        // bdrv_close flushes the whole node first and ignores a failure; then qcow2_close reports its caches' own.
+        if (this.externalData && this.writer) await this.dataFile.flush().catch(() => undefined);
+        await step('L2 table cache', () => this.flushImageFile());
         const lazilyDirty = this.writer !== undefined && !this.lazy.accurate;
         if (failed !== undefined || lazilyDirty) await step('refcount block cache', () => this.flushRefcounts());
         // qcow2_inactivate marks the image clean only when both caches made it to disk.
-        if (failed === undefined && lazilyDirty && !this.corruption.gone) await this.lazy.markClean(() => this.flush()).catch(() => undefined);
+        if (failed === undefined && lazilyDirty && !this.corruption.gone) await this.lazy.markClean(() => this.flushImageFile()).catch(() => undefined);
         await this.corruption.settled();
       } finally {
         await this.backingImage?.close();
+        if (this.externalData) await this.dataFile.close();
         await this.file.close();
       }
       if (failed !== undefined && !report) throw failed;

@@ -75,6 +75,8 @@ export class L2Editor {
   /** Queues the decrement for whatever host clusters an entry that is being replaced held. */
   release(e: L2Entry): void {
     const img = this.img;
+    // qcow2_free_any_cluster: an external data file's clusters are not counted (nor, here, discarded).
+    if (img.externalData) return;
     switch (classify(e, img.version)) {
       case 'normal':
       case 'zero': {

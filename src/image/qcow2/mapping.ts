@@ -19,6 +19,8 @@ export interface Mapping {
 export interface MapContext {
   readonly layout: Qcow2Layout;
   readonly version: number;
+  /** Guest data in an external data file: a data cluster sits at its guest offset there, and none is compressed. */
+  readonly externalData: boolean;
   readEntry(view: DataView, i: number): L2Entry;
   /** A fatal corruption met: reports it and returns the error to throw. */
   corrupt(message: string): BlockError;
@@ -49,11 +51,19 @@ export function mapInTable(img: MapContext, table: Uint8Array, l2Offset: number,
   const view = viewOf(table);
   const first = img.readEntry(view, idx);
   if (v2Zero(first, img.version)) throw img.corrupt(`Zero cluster entry found in pre-v3 image (L2 offset: ${hex(l2Offset)}, L2 index: ${hex(idx)})`);
-  const kind = classify(first, img.version);
+  const kind = classify(first, img.version, img.externalData);
+  if (kind === 'compressed' && img.externalData) {
+    throw img.corrupt(`Compressed cluster entry found in image with external data file (L2 offset: ${hex(l2Offset)}, L2 index: ${hex(idx)})`);
+  }
   // Normal clusters and zero clusters that keep a host cluster (QEMU's
   // zero-alloc) report where they are; a run of them must be contiguous.
   const firstHost = kind === 'normal' || kind === 'zero' ? entryOffset(first.hi, first.lo) : 0;
+  // Whether the run's clusters have host clusters (a normal one may sit at offset 0 of an external data file).
+  const hosted = kind === 'normal' || firstHost !== 0;
   if (firstHost % cs !== 0) throw img.corrupt(`Cluster allocation offset ${hex(firstHost)} unaligned (L2 offset: ${hex(l2Offset)}, L2 index: ${hex(idx)})`);
+  if (img.externalData && hosted && firstHost !== offset - inCluster) {
+    throw img.corrupt(`External data file host cluster offset ${hex(firstHost)} does not match guest cluster offset: ${hex(offset - inCluster)}, L2 index: ${hex(idx)})`);
+  }
   let host = firstHost;
   let len = Math.min(max, cs - inCluster);
   // The entry a contiguous neighbour has: the same bits with the offset one
@@ -64,7 +74,7 @@ export function mapInTable(img: MapContext, table: Uint8Array, l2Offset: number,
   // Compressed clusters are one per mapping: each has its own stream.
   while (len < max && kind !== 'compressed') {
     idx++;
-    if (host !== 0) {
+    if (hosted) {
       nextLo += cs;
       if (nextLo >= 0x100000000) {
         nextLo -= 0x100000000;
@@ -78,17 +88,17 @@ export function mapInTable(img: MapContext, table: Uint8Array, l2Offset: number,
       }
     }
     const e = img.readEntry(view, idx);
-    if (classify(e, img.version) !== kind || v2Zero(e, img.version)) break;
+    if (classify(e, img.version, img.externalData) !== kind || v2Zero(e, img.version)) break;
     if (kind === 'normal' || kind === 'zero') {
       const h = entryOffset(e.hi, e.lo);
-      if (host === 0 ? h !== 0 : h !== host + cs) break;
-      if (host !== 0) host = h;
+      if (!hosted ? h !== 0 : h !== host + cs) break;
+      if (hosted) host = h;
       nextHi = e.hi;
       nextLo = e.lo;
     }
     len = Math.min(max, len + cs);
   }
-  const hostOffset = firstHost === 0 ? 0 : firstHost + inCluster;
+  const hostOffset = hosted ? firstHost + inCluster : 0;
   return { kind, offset, length: len, hostOffset, entry: first };
 }
 
@@ -99,15 +109,15 @@ export function mapInTable(img: MapContext, table: Uint8Array, l2Offset: number,
  * common base: a backup asks this once per extent, and spreads cost more
  * than the lookup.
  */
-export function extentOf(m: Mapping, offset: number, length: number, filename: string, hasBacking: boolean): Extent | undefined {
+export function extentOf(m: Mapping, offset: number, length: number, filename: string, hasBacking: boolean, dataFilename = filename): Extent | undefined {
   switch (m.kind) {
     case 'normal':
-      return { offset, length, depth: 0, filename, data: true, zero: false, allocated: true, hostOffset: m.hostOffset };
+      return { offset, length, depth: 0, filename: dataFilename, data: true, zero: false, allocated: true, hostOffset: m.hostOffset };
     case 'compressed':
       return { offset, length, depth: 0, filename, data: true, zero: false, allocated: true };
     case 'zero':
       return m.hostOffset !== 0
-        ? { offset, length, depth: 0, filename, data: false, zero: true, allocated: true, hostOffset: m.hostOffset }
+        ? { offset, length, depth: 0, filename: dataFilename, data: false, zero: true, allocated: true, hostOffset: m.hostOffset }
         : { offset, length, depth: 0, filename, data: false, zero: true, allocated: true };
     case 'unallocated':
       return hasBacking ? undefined : { offset, length, depth: 0, filename, data: false, zero: true, allocated: false };

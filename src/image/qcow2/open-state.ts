@@ -5,7 +5,8 @@ import { hasProtocolPrefix } from '../path-protocol.js';
 import type { BlockImage, ImageFormat } from '../types.js';
 import { repairDirtyImage } from './check.js';
 import { Qcow2Corruption } from './corruption.js';
-import { AUTOCLEAR_BITMAPS, EXT_BITMAPS, HDR_OFF_AUTOCLEAR, INCOMPAT_CORRUPT, INCOMPAT_DIRTY, parseHeader, type Qcow2Header, V3_HEADER_LENGTH } from './header.js';
+import { AUTOCLEAR_BITMAPS, AUTOCLEAR_DATA_FILE_RAW, dataFileIsRaw, EXT_BITMAPS, hasDataFile, HDR_OFF_AUTOCLEAR, INCOMPAT_CORRUPT, INCOMPAT_DIRTY, parseHeader, type Qcow2Header, V3_HEADER_LENGTH } from './header.js';
+import { HostFile } from '../file.js';
 import type { Qcow2OpenOptions } from './image.js';
 import { Qcow2Layout } from './layout.js';
 import { RefcountManager } from './refcount.js';
@@ -16,6 +17,8 @@ export interface ImageState {
   l1: Uint8Array;
   refcounts: RefcountManager | undefined;
   backing: BlockImage | undefined;
+  /** The external data file, when the image has one. */
+  dataFile: ByteFile | undefined;
 }
 
 /**
@@ -28,6 +31,7 @@ export async function loadImageState(file: ByteFile, opts: Qcow2OpenOptions): Pr
   const depth = opts.depth ?? 0;
   const readOnly = opts.readOnly ?? false;
   let backing: BlockImage | undefined;
+  let dataFile: ByteFile | undefined;
   try {
     const fileSize = await file.size();
     const first = await file.read(0, V3_HEADER_LENGTH);
@@ -35,6 +39,7 @@ export async function loadImageState(file: ByteFile, opts: Qcow2OpenOptions): Pr
     const headLen = clusterBits >= 9 && clusterBits <= 21 ? Math.min(2 ** clusterBits, Math.max(fileSize, V3_HEADER_LENGTH)) : V3_HEADER_LENGTH;
     const head = fileSize > V3_HEADER_LENGTH ? await file.read(0, headLen) : first;
     let header = parseHeader(fileSize < 72 ? head.subarray(0, fileSize) : head, path, fileSize);
+    dataFile = await resolveDataFile(header, opts, readOnly);
     if (!readOnly && header.incompatibleFeatures & INCOMPAT_DIRTY && !(header.incompatibleFeatures & INCOMPAT_CORRUPT)) {
       // As QEMU does: refcounts may be stale after a crash with lazy
       // refcounts, so a read-write open first repairs them (which can move
@@ -50,10 +55,34 @@ export async function loadImageState(file: ByteFile, opts: Qcow2OpenOptions): Pr
     const refcounts = readOnly ? undefined : await loadRefcounts(file, header, path, opts.refcountCacheBytes);
     if (opts.backingImage !== undefined) backing = opts.backingImage;
     else if (header.backingFile && (opts.openBacking ?? true)) backing = await openBacking(path, header, opts, depth);
-    return { header, l1, refcounts, backing };
+    return { header, l1, refcounts, backing, dataFile };
   } catch (err) {
     await backing?.close();
+    await dataFile?.close();
     await file.close();
+    throw err;
+  }
+}
+
+/**
+ * The external data file, as qcow2_do_open finds it: the caller's
+ * (blockdev's `data-file`) if given, else the file the header names,
+ * opened as given (relative to the working directory, as QEMU 7.2 does).
+ * Either is refused where the header says there is none.
+ */
+async function resolveDataFile(h: Qcow2Header, opts: Qcow2OpenOptions, readOnly: boolean): Promise<ByteFile | undefined> {
+  const given = opts.givenDataFile ? await opts.givenDataFile() : undefined;
+  try {
+    if (hasDataFile(h)) {
+      if (given) return given;
+      if (h.dataFile !== undefined) return await (opts.openDataFile ?? ((name, ro) => HostFile.open(name, { readOnly: ro })))(h.dataFile, readOnly);
+      throw new BlockError('INVALID_ARGUMENT', "'data-file' is required for this image");
+    }
+    if (given) throw new BlockError('INVALID_ARGUMENT', "'data-file' can only be set for images with an external data file");
+    if (dataFileIsRaw(h)) throw new BlockError('INVALID_ARGUMENT', 'data-file-raw requires a data file');
+    return undefined;
+  } catch (err) {
+    await given?.close();
     throw err;
   }
 }
@@ -79,8 +108,9 @@ async function prepareForWriting(file: ByteFile, h: Qcow2Header, path: string, k
   if (hasBitmaps && !keepsBitmaps) {
     throw new BlockError('UNSUPPORTED', `Could not open '${path}': this tool does not keep persistent dirty bitmaps up to date; open the image read-only, or through the daemon`);
   }
-  // Autoclear bits we do not maintain must be cleared before the first write (qcow2.txt); the bitmaps bit stays when the owner keeps them.
-  const keep = hasBitmaps ? AUTOCLEAR_BITMAPS : 0n;
+  // Autoclear bits we do not maintain must be cleared before the first write (qcow2.txt); the bitmaps bit stays when the owner keeps them,
+  // data-file-raw always (writes keep the data file a raw image: zeroes are written to it too).
+  const keep = (hasBitmaps ? AUTOCLEAR_BITMAPS : 0n) | AUTOCLEAR_DATA_FILE_RAW;
   if (h.version === 3 && (h.autoclearFeatures & ~keep) !== 0n) {
     const b = new Uint8Array(8);
     h.autoclearFeatures &= keep;

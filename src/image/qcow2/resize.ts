@@ -54,6 +54,8 @@ export async function resizeQcow2(img: Qcow2Image, writer: Qcow2Writer, newSize:
     } else {
       await grow(img, writer, rc, old, newSize, prealloc);
     }
+    // Without preallocation an external data file takes the new size exactly, shrinking too (qcow2_co_truncate's PREALLOC_MODE_OFF case).
+    if (img.externalData && effectivePrealloc(img, prealloc, newSize >= old) === 'off') await resizeFile(img.dataFile, newSize);
     await step('Failed to update the image size', async () => {
       await img.meta.run(() => img.writeMetadata());
       const b = new Uint8Array(8);
@@ -147,7 +149,13 @@ async function shrink(img: Qcow2Image, rc: RefcountManager, newSize: number, opt
   }
 }
 
-async function grow(img: Qcow2Image, writer: Qcow2Writer, rc: RefcountManager, old: number, newSize: number, prealloc: Preallocation): Promise<void> {
+/** data-file-raw keeps the tables mapping every cluster onto the data file: growing preallocates metadata at least. */
+function effectivePrealloc(img: Qcow2Image, prealloc: Preallocation, growing: boolean): Preallocation {
+  return growing && img.dataFileRaw && prealloc === 'off' ? 'metadata' : prealloc;
+}
+
+async function grow(img: Qcow2Image, writer: Qcow2Writer, rc: RefcountManager, old: number, newSize: number, asked: Preallocation): Promise<void> {
+  const prealloc = effectivePrealloc(img, asked, true);
   const L = img.layout;
   const newL1 = L.l1SizeFor(newSize);
   if (newL1 > img.header.l1Size) await step('Failed to grow the L1 table', () => img.meta.run(() => growL1(img, rc, newL1)));
@@ -223,12 +231,13 @@ async function preallocate(img: Qcow2Image, writer: Qcow2Writer, rc: RefcountMan
   const what = mode === 'metadata' ? 'Allocating clusters failed' : 'Failed to allocate data clusters';
   if (old % cs !== 0 && newSize > old) {
     const m = await img.meta.run(() => img.map(L.clusterStart(old), 1));
-    if (mode !== 'metadata' || !isInPlace(m.entry, img.version)) {
+    if (mode !== 'metadata' || !isInPlace(m.entry, img.version, img.externalData)) {
       await step(what, () => writer.writeLocked(old, ZERO_CHUNK.subarray(0, Math.min(L.clusterEnd(old), newSize) - old)));
     }
   }
   const l2 = new L2Editor(img, rc);
   const end = L.clusterEnd(newSize);
+  if (img.externalData) return preallocateDataFile(img, l2, L.clusterEnd(old), newSize, mode, what);
   for (let pos = L.clusterEnd(old); pos < end; ) {
     const l1i = L.l1Index(pos);
     const want = (Math.min(end, (l1i + 1) * L.l2Coverage) - pos) / cs;
@@ -264,4 +273,32 @@ async function preallocate(img: Qcow2Image, writer: Qcow2Writer, rc: RefcountMan
     );
     pos += bytes;
   }
+}
+
+/**
+ * preallocate_co with an external data file: every new cluster is mapped
+ * at its guest offset (nothing is counted or written in the image file),
+ * then the data file grown to the new size if shorter, with the mode
+ * (metadata: sparsely).
+ */
+async function preallocateDataFile(img: Qcow2Image, l2: L2Editor, from: number, newSize: number, mode: Preallocation, what: string): Promise<void> {
+  const L = img.layout;
+  const cs = L.clusterSize;
+  const end = L.clusterEnd(newSize);
+  for (let pos = from; pos < end; ) {
+    const l1i = L.l1Index(pos);
+    const chunkEnd = Math.min(end, (l1i + 1) * L.l2Coverage);
+    await step(what, () =>
+      img.meta.run(async () => {
+        const { off, view } = l2.atHand(l1i) ?? (await l2.ready(l1i));
+        for (let g = pos, idx = L.l2Index(pos); g < chunkEnd; g += cs, idx++) {
+          if (isInPlace(img.readEntry(view, idx), img.version, true)) continue;
+          setEntry(view, idx, offsetHi(g) | COPIED_HI, offsetLo(g));
+        }
+        img.l2Cache.markDirty(off);
+      }),
+    );
+    pos = chunkEnd;
+  }
+  if ((await img.dataFile.size()) < newSize) await resizeFile(img.dataFile, newSize, mode === 'metadata' ? 'off' : mode);
 }

@@ -20,7 +20,14 @@ export type { Qcow2Snapshot } from './snapshot-table.js';
 
 /** The snapshots the image's table lists, in table order. */
 export function listSnapshots(img: Qcow2Image): Promise<Qcow2Snapshot[]> {
+  // qcow2_snapshot_list fails with ENOTSUP, which every lister takes as no snapshots.
+  if (img.externalData) return Promise.resolve([]);
   return readSnapshotTable(img);
+}
+
+/** An image with an external data file has no internal snapshots: each operation fails with ENOTSUP, as QEMU's do. */
+function noDataFile(img: Qcow2Image): void {
+  if (img.externalData) throw errno('ENOTSUP', 'Operation not supported');
 }
 
 const errno = (code: 'ENOENT' | 'EFBIG' | 'ENOTSUP' | 'EBUSY' | 'EINVAL', message: string) =>
@@ -50,6 +57,7 @@ export interface NewSnapshot {
 export async function createSnapshot(img: Qcow2Image, info: NewSnapshot): Promise<Qcow2Snapshot> {
   const { snapshots: list, bytes } = await loadSnapshotTable(img);
   if (list.length >= MAX_SNAPSHOTS) throw errno('EFBIG', 'File too large');
+  noDataFile(img);
   const rc = img.refcounts!;
   const cs = img.layout.clusterSize;
   // The copy is of the tables as they are on disk.
@@ -92,6 +100,7 @@ function checkL1(img: Qcow2Image, sn: Qcow2Snapshot): void {
  * Errors carry QEMU's errno (ENOENT when no snapshot matches).
  */
 export async function gotoSnapshot(img: Qcow2Image, idOrName: string): Promise<void> {
+  noDataFile(img);
   const list = await readSnapshotTable(img);
   const sn = list.find((s) => s.id === idOrName) ?? list.find((s) => s.name === idOrName);
   if (!sn) throw errno('ENOENT', 'No such file or directory');
@@ -149,6 +158,7 @@ export async function findSnapshotByName(img: Qcow2Image, name: string): Promise
 
 /** qcow2_snapshot_delete of the snapshot with this id and name: out of the table first, then its references and L1 table dropped. */
 export async function deleteSnapshot(img: Qcow2Image, id: string, name: string): Promise<void> {
+  noDataFile(img);
   const { snapshots: list, bytes } = await loadSnapshotTable(img);
   const index = list.findIndex((s) => s.id === id && s.name === name);
   if (index < 0) throw errno('ENOENT', "Can't find the snapshot");

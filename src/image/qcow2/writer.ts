@@ -1,4 +1,5 @@
 import { BlockError } from '../errors.js';
+import type { ByteFile } from '../byte-file.js';
 import { checkRequest, ZERO_CHUNK } from '../request.js';
 import { compressCluster } from './compress.js';
 import { classify, compressedClusters, encodeCompressed, isInPlace, isZeroAlloc, type L2Entry } from './entry.js';
@@ -15,6 +16,11 @@ type Plan =
   /** reuse: the host clusters are the entries' own preallocated zero clusters (nothing allocated, nothing freed). */
   | { kind: 'alloc'; offset: number; length: number; old: L2Entry[]; host: number; reuse?: boolean };
 type AllocPlan = Extract<Plan, { kind: 'alloc' }>;
+
+/** Zero bytes written at [offset, offset+length) of `file`, a chunk at a time. */
+export async function writeZeroBytes(file: ByteFile, offset: number, length: number): Promise<void> {
+  for (let off = offset, end = offset + length; off < end; off += ZERO_CHUNK.length) await file.write(off, ZERO_CHUNK.subarray(0, Math.min(ZERO_CHUNK.length, end - off)));
+}
 
 /** perform_cow reads head and tail in one request when at most this much guest data lies between. */
 const MERGED_COW_READ = 16384;
@@ -147,13 +153,13 @@ export class Qcow2Writer {
     const max = Math.min(length, (L.l2Entries - idx) * L.clusterSize - inCluster);
     let len = Math.min(max, L.clusterSize - inCluster);
     const first = img.readEntry(view, idx);
-    const kept = (e: L2Entry) => isInPlace(e, v) || isZeroAlloc(e, v);
+    const kept = (e: L2Entry) => isInPlace(e, v, img.externalData) || isZeroAlloc(e, v);
     if (kept(first)) {
       // QEMU's handle_copied: clusters the image alone references, normal or preallocated zero, one run while their host
       // clusters follow each other; a zero one takes the data in place (zeroes around it) and loses its zero flag.
       const start = entryOffset(first.hi, first.lo);
       if (start % L.clusterSize !== 0) {
-        const what = isInPlace(first, v) ? 'Data cluster' : 'Preallocated zero cluster';
+        const what = isInPlace(first, v, img.externalData) ? 'Data cluster' : 'Preallocated zero cluster';
         throw img.corrupt(`${what} offset ${hex(start)} unaligned (guest offset: ${hex(offset)})`);
       }
       const old = [first];
@@ -165,17 +171,18 @@ export class Qcow2Writer {
         old.push(e);
         len = Math.min(max, len + L.clusterSize);
       }
-      if (old.every((e) => isInPlace(e, v))) return { kind: 'inplace', hostOffset: start + inCluster, length: len };
+      if (old.every((e) => isInPlace(e, v, img.externalData))) return { kind: 'inplace', hostOffset: start + inCluster, length: len };
       return { kind: 'alloc', offset, length: len, old, host: start / L.clusterSize, reuse: true };
     }
     const old = [first];
     while (len < max) {
       const e = img.readEntry(view, ++idx);
-      if (isInPlace(e, v)) break;
+      if (isInPlace(e, v, img.externalData)) break;
       old.push(e);
       len = Math.min(max, len + L.clusterSize);
     }
-    const { start: host, count } = await this.rc.allocateRun(old.length);
+    // With an external data file a guest cluster's host cluster is its own offset there (do_alloc_cluster_offset), never counted.
+    const { start: host, count } = img.externalData ? { start: L.clusterStart(offset) / L.clusterSize, count: old.length } : await this.rc.allocateRun(old.length);
     if (count < old.length) {
       old.length = count;
       len = Math.min(len, count * L.clusterSize - inCluster);
@@ -187,7 +194,7 @@ export class Qcow2Writer {
   private writeInPlace(hostOffset: number, data: Uint8Array): Promise<void> {
     this.checkOverlap(hostOffset, data.length);
     this.img.file.event?.('write_aio');
-    return this.img.file.write(hostOffset, data);
+    return this.img.dataFile.write(hostOffset, data);
   }
 
   /**
@@ -196,13 +203,15 @@ export class Qcow2Writer {
    * a fatal corruption and is not made.
    */
   private checkOverlap(hostOffset: number, bytes: number): void {
+    // An external data file holds no metadata (qcow2_pre_write_overlap_check with data_file).
+    if (this.img.externalData) return;
     const hit = metadataOverlap(this.img, hostOffset, bytes);
     if (hit !== undefined) throw this.img.corruption.signal(true, `Preventing invalid write on metadata (overlaps with ${hit})`, { offset: hostOffset, size: bytes });
   }
 
   /** What a read of one guest cluster returns now (for copy-on-write of a partial write). */
   private async oldCluster(e: L2Entry, guestCluster: number): Promise<Uint8Array> {
-    const kind = classify(e, this.img.version);
+    const kind = classify(e, this.img.version, this.img.externalData);
     const m: Mapping = { kind, offset: guestCluster, length: this.cs, hostOffset: kind === 'normal' ? entryOffset(e.hi, e.lo) : 0, entry: e };
     const buf = new Uint8Array(this.cs);
     await this.img.readMapped(m, buf);
@@ -211,7 +220,7 @@ export class Qcow2Writer {
 
   /** Whether a guest cluster reads as zeroes without looking at data: a zero cluster, or unallocated with no backing data there. */
   private oldIsZero(e: L2Entry, guestCluster: number): boolean {
-    switch (classify(e, this.img.version)) {
+    switch (classify(e, this.img.version, this.img.externalData)) {
       case 'zero':
         return true;
       case 'unallocated': {
@@ -256,8 +265,8 @@ export class Qcow2Writer {
     const firstGuest = plan.offset - head;
     const lastGuest = end - (end % cs);
     // A reused run keeps the data of its normal clusters around the write in place (calculate_l2_meta's keep_old).
-    const keepHead = plan.reuse === true && isInPlace(first, this.img.version);
-    const keepTail = plan.reuse === true && isInPlace(last, this.img.version);
+    const keepHead = plan.reuse === true && isInPlace(first, this.img.version, this.img.externalData);
+    const keepTail = plan.reuse === true && isInPlace(last, this.img.version, this.img.externalData);
     const zeroHead = head === 0 || keepHead || this.oldIsZero(first, firstGuest);
     const zeroTail = tail === 0 || keepTail || this.oldIsZero(last, lastGuest);
     const cow = !(zeroHead && zeroTail);
@@ -288,9 +297,10 @@ export class Qcow2Writer {
     try {
       this.checkOverlap(at, bytes);
       // Zero head and tail are written, not left as holes: qemu-img map would report holes in a data cluster as zero.
-      await this.img.file.writev(at, bufs);
+      await this.img.dataFile.writev(at, bufs);
     } catch (err) {
-      if (!plan.reuse) for (let i = 0; i < plan.old.length; i++) this.rc.free(plan.host + i);
+      // qcow2_alloc_cluster_abort: clusters of an external data file were never counted.
+      if (!plan.reuse && !this.img.externalData) for (let i = 0; i < plan.old.length; i++) this.rc.free(plan.host + i);
       throw err;
     }
   }
@@ -371,6 +381,8 @@ export class Qcow2Writer {
       }
       return;
     }
+    // A raw data file must read as the guest does: zeroes go there first (qcow2_subcluster_zeroize).
+    if (img.dataFileRaw) await writeZeroBytes(img.dataFile, start, Math.min(end, img.size()) - start);
     // Version 3 sets the zero flag everywhere, creating L2 tables as needed
     // (as QEMU does, so the clusters report as allocated zeroes).
     await this.img.meta.run(() => this.l2.updateEntries(start, end, img.version >= 3, this.zeroed(mayUnmap)));
@@ -381,7 +393,7 @@ export class Qcow2Writer {
     const v = this.img.version;
     return (e) => {
       if (v < 3) return { hi: 0, lo: 0 };
-      const kind = classify(e, v);
+      const kind = classify(e, v, this.img.externalData);
       // QEMU's zero_in_l2_slice: a host cluster is kept (zero-alloc) unless unmapping is allowed; compressed ones never.
       if (!mayUnmap && (kind === 'normal' || kind === 'zero')) return { hi: e.hi, lo: e.lo | ZERO_LO };
       return { hi: 0, lo: ZERO_LO };
@@ -401,7 +413,7 @@ export class Qcow2Writer {
       if (start >= end) return;
       const img = this.img;
       const discarded = (e: L2Entry): L2Entry => {
-        if (classify(e, img.version) === 'unallocated' && (full || !img.hasBacking())) return e;
+        if (classify(e, img.version, img.externalData) === 'unallocated' && (full || !img.hasBacking())) return e;
         if (full) return { hi: 0, lo: 0 };
         // Version 3 keeps discarded clusters reading as zeroes rather than exposing a backing file.
         return img.version >= 3 ? { hi: 0, lo: ZERO_LO } : { hi: 0, lo: 0 };
@@ -423,6 +435,7 @@ export class Qcow2Writer {
   writeCompressed(offset: number, data: Uint8Array): Promise<void> {
     const cs = this.cs;
     const img = this.img;
+    if (img.externalData) return Promise.reject(new BlockError('UNSUPPORTED', 'Operation not supported', { errno: 'ENOTSUP' }));
     if (offset % cs !== 0 || (data.length !== cs && offset + data.length !== img.size())) {
       return Promise.reject(new BlockError('INVALID_ARGUMENT', `compressed writes must cover exactly one cluster (offset ${offset}, length ${data.length})`, { errno: 'EINVAL' }));
     }

@@ -43,6 +43,8 @@ function imageInfo(i: NodeImageInfo, withBacking: boolean): Record<string, unkno
       type: 'qcow2',
       data: {
         compat: fs.compat,
+        ...(fs.dataFile !== undefined ? { 'data-file': fs.dataFile } : {}),
+        ...(fs.dataFileRaw !== undefined ? { 'data-file-raw': fs.dataFileRaw } : {}),
         ...(fs.compat === '1.1' ? { 'extended-l2': fs.extendedL2, 'lazy-refcounts': fs.lazyRefcounts, corrupt: fs.corrupt } : {}),
         'refcount-bits': fs.refcountBits,
         ...(fs.bitmaps ? { bitmaps: fs.bitmaps } : {}),

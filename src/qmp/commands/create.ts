@@ -42,8 +42,9 @@ function createSpec(options: Options, graph: BlockGraph): CreateSpec {
     return { driver: 'file', filename: f.filename, size: big(f.size), preallocation: f.preallocation, extentSizeHint: hint === undefined ? undefined : big(hint) };
   }
   const o = options as unknown as Infer<typeof BlockdevCreateOptionsQcow2>;
-  const unsupported = (['data-file', 'data-file-raw', 'encrypt'] as const).filter((m) => o[m] !== undefined);
+  const unsupported = (['encrypt'] as const).filter((m) => o[m] !== undefined);
   const ref = o.file;
+  const dataRef = o['data-file'];
   return {
     driver: 'qcow2',
     file: async () => {
@@ -60,6 +61,15 @@ function createSpec(options: Options, graph: BlockGraph): CreateSpec {
     lazyRefcounts: o['lazy-refcounts'],
     refcountBits: o['refcount-bits'] === undefined ? undefined : big(o['refcount-bits']),
     compressionType: o['compression-type'],
+    ...(dataRef !== undefined
+      ? {
+          dataFile: async () => {
+            if (typeof dataRef !== 'string') throw new BlockError('UNSUPPORTED', 'An inline definition of the qcow2 data file node is not supported by blockemu; add the node with blockdev-add');
+            return graph.find(dataRef);
+          },
+        }
+      : {}),
+    dataFileRaw: o['data-file-raw'],
     unsupported: [...unsupported],
   };
 }

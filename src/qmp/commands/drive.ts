@@ -235,8 +235,8 @@ function implicitOptions(o: Record<string, unknown>, path: string): ImplicitBack
  * from the name's prefix, which for a plain path is `file`.
  */
 function protocolFiles(tree: Record<string, unknown>): void {
-  // A format's file, a blkdebug's image.
-  for (const key of ['file', 'image']) {
+  // A format's file, a blkdebug's image, a qcow2's data file.
+  for (const key of ['file', 'image', 'data-file']) {
     const f = tree[key];
     if (typeof f !== 'object' || f === null || Array.isArray(f)) continue;
     const child = f as Record<string, unknown>;
