@@ -62,6 +62,7 @@ export async function openImage(name: string, opts: OpenOptions = {}): Promise<B
       openBacking: opts.openBacking ?? true,
       depth: opts.depth,
       persistentBitmaps: opts.persistentBitmaps,
+      metadataOnly: opts.locks?.noIo === true,
       // The data file as its own file child (bdrv_open_child of the header's name): locked as a file under a format is.
       openDataFile: async (name, readOnly) => (await openLockedFile(fileProtocolPath(name), 'raw', readOnly, opts.locks)).file,
       openBackingImage: (p, fmt, depth) => openImage(p, { format: fmt, readOnly: true, depth, locks: backingLocks(spec, opts.locks), openProtocolImage: opts.openProtocolImage }),

@@ -2,13 +2,13 @@ import { loadSourceSnapshot, parseSnapshotParam } from './convert-snapshot.js';
 import { strerrorOf } from '../../image/errno.js';
 import { BlockError } from '../../image/errors.js';
 import { isZero } from '../../image/request.js';
-import { createImage, isFormat, openImage } from '../../image/open.js';
+import { createImage, isFormat } from '../../image/open.js';
 import type { CreateOptions } from '../../image/create.js';
 import { Qcow2Image } from '../../image/qcow2/image.js';
 import type { BlockImage } from '../../image/types.js';
 import { type Fail, parseCreateOptions, qcow2CreateOptions, str } from './create-opts.js';
 import { openImageOpts } from './image-opts.js';
-import { chainNames, cliLocks, openFailureText, openForCli, withHint } from './open.js';
+import { chainNames, openForCli, tryOpen, withHint } from './open.js';
 import { type ImgIo, ImgFailure, PROG } from './output.js';
 import { Progress } from './progress.js';
 import { parseQemuSize } from './size-arg.js';
@@ -147,11 +147,10 @@ export async function imgConvert(io: ImgIo, a: ConvertArgs): Promise<number> {
     if (a.targetImageOpts) dst = await openImageOpts(io, dstName, { format: a.outputFormat, readOnly: false });
     else {
       if (a.skipCreate && !isFormat(outFmt)) throw new ImgFailure(`Could not open '${dstName}': Unknown driver '${outFmt}'`);
-      try {
-        dst = await openImage(dstName, { format: outFmt as 'raw' | 'qcow2', readOnly: false, locks: cliLocks({ readOnly: false }) });
-      } catch (err) {
-        throw new ImgFailure(`Could not open '${dstName}': ${await openFailureText(err, dstName, outFmt as 'raw' | 'qcow2')}`);
-      }
+      // A json: or protocol name (-n into a graph: a qcow2 with its data file under blkdebug) opens as nodes.
+      const r = await tryOpen(dstName, { format: outFmt as 'raw' | 'qcow2', readOnly: false });
+      if ('inner' in r) throw new ImgFailure(`Could not open '${dstName}': ${r.inner}`);
+      dst = r.image;
     }
     opened.push(dst);
     if (a.compress && !(dst instanceof Qcow2Image)) throw new ImgFailure('Compression not supported for this file format');

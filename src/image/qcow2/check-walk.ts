@@ -168,7 +168,8 @@ async function checkL2(p: Pass, l2Offset: number, flags: number, active: boolean
       continue;
     }
     const offset = (hi & 0x00ffffff) * 2 ** 32 + ((lo & 0xfffffe00) >>> 0);
-    if (offset === 0) continue; // unallocated or plain zero cluster: nothing on disk
+    // Unallocated or plain zero: nothing on disk; but a data file's cluster 0 is at offset 0, told apart by the copied flag.
+    if (offset === 0 && !(dataFile && (hi & 0x80000000) !== 0 && (lo & 1) === 0)) continue;
     if (offset % cs !== 0) {
       res.corruptions++;
       if (lo & 1) {

@@ -60,6 +60,8 @@ export interface Qcow2OpenOptions {
   givenDataFile?: () => Promise<ByteFile>;
   /** Opens the data file the header names (default: the host file, unlocked). */
   openDataFile?: (name: string, readOnly: boolean) => Promise<ByteFile>;
+  /** Only the metadata is wanted (qemu-img info): the data file is not opened, and guest I/O fails. */
+  metadataOnly?: boolean;
 }
 
 export const MAX_BACKING_DEPTH = 64;

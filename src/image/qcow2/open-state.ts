@@ -75,6 +75,8 @@ async function resolveDataFile(h: Qcow2Header, opts: Qcow2OpenOptions, readOnly:
   try {
     if (hasDataFile(h)) {
       if (given) return given;
+      // qemu-img info looks at an image with a data file that is missing, or named nowhere, all the same.
+      if (opts.metadataOnly) return new AbsentDataFile(h.dataFile ?? '', readOnly);
       if (h.dataFile !== undefined) return await (opts.openDataFile ?? ((name, ro) => HostFile.open(name, { readOnly: ro })))(h.dataFile, readOnly);
       throw new BlockError('INVALID_ARGUMENT', "'data-file' is required for this image");
     }
@@ -84,6 +86,44 @@ async function resolveDataFile(h: Qcow2Header, opts: Qcow2OpenOptions, readOnly:
   } catch (err) {
     await given?.close();
     throw err;
+  }
+}
+
+/** The data file of an image opened for its metadata only: there, but any I/O on it fails. */
+class AbsentDataFile implements ByteFile {
+  constructor(
+    readonly path: string,
+    readonly readOnly: boolean,
+  ) {}
+  private fail(): Promise<never> {
+    return Promise.reject(new BlockError('IO', 'the external data file was not opened (the image was opened for its metadata only)', { errno: 'EIO' }));
+  }
+  read(): Promise<Uint8Array> {
+    return this.fail();
+  }
+  readInto(): Promise<void> {
+    return this.fail();
+  }
+  write(): Promise<void> {
+    return this.fail();
+  }
+  writev(): Promise<void> {
+    return this.fail();
+  }
+  size(): Promise<number> {
+    return this.fail();
+  }
+  allocatedBytes(): Promise<number> {
+    return this.fail();
+  }
+  truncate(): Promise<void> {
+    return this.fail();
+  }
+  flush(): Promise<void> {
+    return Promise.resolve();
+  }
+  close(): Promise<void> {
+    return Promise.resolve();
   }
 }
 

@@ -111,7 +111,8 @@ export class Qcow2Writer {
     const cs = this.cs;
     const size = img.size();
     const whole = (p: WritePiece) => p.offset % cs === 0 && (p.length % cs === 0 || p.offset + p.length === size);
-    if ((img.version < 3 && img.hasBacking()) || !pieces.every(whole)) {
+    // An external data file takes zeroes and discards of its own (zeroClusters): pieces go one by one there.
+    if ((img.version < 3 && img.hasBacking()) || img.externalData || !pieces.every(whole)) {
       for (const p of pieces) await (p.data ? this.writeLocked(p.offset, p.data) : this.zeroLocked(p.offset, p.length, p.mayUnmap ?? false));
       return;
     }
@@ -385,17 +386,20 @@ export class Qcow2Writer {
     if (img.dataFileRaw) await writeZeroBytes(img.dataFile, start, Math.min(end, img.size()) - start);
     // Version 3 sets the zero flag everywhere, creating L2 tables as needed
     // (as QEMU does, so the clusters report as allocated zeroes).
-    await this.img.meta.run(() => this.l2.updateEntries(start, end, img.version >= 3, this.zeroed(mayUnmap)));
+    const released: number[] = [];
+    await this.img.meta.run(() => this.l2.updateEntries(start, end, img.version >= 3, this.zeroed(mayUnmap, released)));
+    if (!img.dataFileRaw) await this.zeroReleased(released);
   }
 
   /** What zeroClusters makes of an entry (the caller has ruled out version 2 with a backing file). */
-  private zeroed(mayUnmap: boolean): (e: L2Entry) => L2Entry {
+  private zeroed(mayUnmap: boolean, released?: number[]): (e: L2Entry) => L2Entry {
     const v = this.img.version;
     return (e) => {
       if (v < 3) return { hi: 0, lo: 0 };
       const kind = classify(e, v, this.img.externalData);
       // QEMU's zero_in_l2_slice: a host cluster is kept (zero-alloc) unless unmapping is allowed; compressed ones never.
       if (!mayUnmap && (kind === 'normal' || kind === 'zero')) return { hi: e.hi, lo: e.lo | ZERO_LO };
+      if (released) this.noteReleased(e, released);
       return { hi: 0, lo: ZERO_LO };
     };
   }
@@ -412,8 +416,10 @@ export class Qcow2Writer {
       const end = offset + length === this.img.size() ? L.clusterEnd(offset + length) : L.clusterStart(offset + length);
       if (start >= end) return;
       const img = this.img;
+      const released: number[] = [];
       const discarded = (e: L2Entry): L2Entry => {
         if (classify(e, img.version, img.externalData) === 'unallocated' && (full || !img.hasBacking())) return e;
+        if (!full) this.noteReleased(e, released);
         if (full) return { hi: 0, lo: 0 };
         // Version 3 keeps discarded clusters reading as zeroes rather than exposing a backing file.
         return img.version >= 3 ? { hi: 0, lo: ZERO_LO } : { hi: 0, lo: 0 };
@@ -428,7 +434,36 @@ export class Qcow2Writer {
           at = next;
         }
       });
+      await this.zeroReleased(released);
     });
+  }
+
+  /**
+   * A guest discard passed down to an external data file (qcow2_free_any_cluster
+   * with pass-discard-request, as qemu-io and qemu-img have it): where QEMU
+   * punches a hole, which Node cannot, the cluster is zeroed, so the data
+   * file never keeps what the guest let go of and a raw one stays the
+   * guest's image. Records the host cluster of `e` if it has one.
+   */
+  private noteReleased(e: L2Entry, into: number[]): void {
+    const img = this.img;
+    if (!img.externalData) return;
+    const kind = classify(e, img.version, true);
+    const host = entryOffset(e.hi, e.lo);
+    if (kind === 'normal' || (kind === 'zero' && host !== 0)) into.push(host);
+  }
+
+  private async zeroReleased(hosts: number[]): Promise<void> {
+    const cs = this.cs;
+    const size = this.img.size();
+    hosts.sort((a, b) => a - b);
+    for (let i = 0; i < hosts.length; ) {
+      let j = i;
+      while (j + 1 < hosts.length && hosts[j + 1] === hosts[j]! + cs) j++;
+      const end = Math.min(hosts[j]! + cs, size);
+      if (end > hosts[i]!) await writeZeroBytes(this.img.dataFile, hosts[i]!, end - hosts[i]!);
+      i = j + 1;
+    }
   }
 
   /** Writes one whole cluster compressed; a cluster that does not shrink is written normally. */
