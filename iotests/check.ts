@@ -108,8 +108,9 @@ export function pythonFailure(out: string): string | undefined {
 /** The first line where the output differs from the reference, as "expected | got". */
 async function firstDifference(expected: string, got: string): Promise<string> {
   const [a, b] = await Promise.all([readFile(expected, 'utf8').catch(() => ''), readFile(got, 'utf8').catch(() => '')]);
-  const x = a.split('\n');
-  const y = b.split('\n');
+  // Lines as testrunner.py reads them (universal newlines: \r, \n and \r\n all end a line), so a progress line's \r is no difference.
+  const x = a.split(/\r\n|\r|\n/);
+  const y = b.split(/\r\n|\r|\n/);
   for (let i = 0; i < Math.max(x.length, y.length); i++) {
     if (x[i] !== y[i]) return `line ${i + 1}: expected ${JSON.stringify(x[i] ?? '<end>')}, got ${JSON.stringify(y[i] ?? '<end>')}`;
   }

@@ -42,6 +42,8 @@ function planImageOpts(opts: ReadonlyMap<string, string>): { filename: string; f
     throw new Error(`Cannot find device='${ref}' nor node-name='${ref}'`);
   }
   for (const key of opts.keys()) {
+    // qcow2's data file child (the driver, if not named, is probed as qcow2 from the file).
+    if (key.startsWith('data-file.') && (driver === undefined || driver === 'qcow2')) continue;
     if (key.startsWith('file.') && !protocolOnly) {
       if (!FILE_KEYS.has(key.slice(5))) throw new Error(`Block protocol 'file' doesn't support the option '${key.slice(5)}'`);
     } else if (!(protocolOnly ? FILE_KEYS : FORMAT_KEYS).has(key) && !(driver === 'qcow2' && QCOW2_RUNTIME.has(key))) {
@@ -62,6 +64,18 @@ function planImageOpts(opts: ReadonlyMap<string, string>): { filename: string; f
     else throw new Error("Parameter 'force-share' expects 'on' or 'off'");
   }
   return { filename, format: protocolOnly ? 'raw' : driver, ...(forceShare !== undefined ? { forceShare } : {}) };
+}
+
+/** Flat dotted options as the nested object a json: name holds. */
+function nestOptions(opts: ReadonlyMap<string, string>): Record<string, unknown> {
+  const root: Record<string, unknown> = {};
+  for (const [key, value] of opts) {
+    const parts = key.split('.');
+    let at = root;
+    for (const p of parts.slice(0, -1)) at = (typeof at[p] === 'object' ? at[p] : (at[p] = {})) as Record<string, unknown>;
+    at[parts[parts.length - 1]!] = value;
+  }
+  return root;
 }
 
 /** The keys an --image-opts string may set for `blockemu img`: a format node over a file, nothing that changes how it is opened. */
@@ -89,6 +103,8 @@ export async function imageOptsTarget(io: ImgIo, optstr: string, format: string 
     throw new ImgFailure(`Could not open '${optstr}': ${err instanceof Error ? err.message : String(err)}`);
   }
   if (opts.get('driver') === 'file') throw new ImgFailure(`Could not open '${optstr}': blockemu img opens a format node (driver=raw or qcow2), not a protocol node`);
+  // A data file child makes it a tree of nodes: opened as the json: name of the same options, through the node graph.
+  if ([...opts.keys()].some((k) => k.startsWith('data-file.'))) return { filename: `json:${JSON.stringify(nestOptions(opts))}`, forceShare: forceShare || plan.forceShare === true };
   const runtime: Options = {};
   for (const [key, value] of opts) {
     if (plan.format === 'qcow2' && QCOW2_RUNTIME.has(key)) runtime[key] = value;
