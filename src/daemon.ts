@@ -147,9 +147,23 @@ export class Daemon {
     private readonly log: Logger,
     private readonly recorder: QmpRecorder | undefined,
     readonly machine: Machine | undefined,
+    private readonly activity: MonitorActivity,
   ) {
     this.exports = blockExports;
     this.exited = new Promise((r) => (this.resolveExited = r));
+  }
+
+  /**
+   * Resolves once no monitor command is running: QEMU's main loop runs one
+   * callback at a time, so what fails outside a command (an incoming
+   * migration's stream) comes after a command that began before it.
+   */
+  async monitorsIdle(): Promise<void> {
+    // A human monitor's input that is there already (`echo quit | qemu-system …`) is read first in QEMU's main loop;
+    // here its first read may come a little later: it is waited for, briefly.
+    const first = this.monitors.flatMap((m) => (m.firstInput ? [m.firstInput] : []));
+    if (first.length > 0) await Promise.race([Promise.all(first), new Promise((r) => setTimeout(r, 100))]);
+    while (this.activity.commandsRunning > 0) await new Promise((r) => setTimeout(r, 1));
   }
 
   static async start(config: DaemonConfig): Promise<Daemon> {
@@ -252,11 +266,13 @@ export class Daemon {
             ...(machine ? { machine } : {}),
             ...(config.printf ? { printf: config.printf } : {}),
             quit: async () => {
-              const d = daemon ?? (await whenStarted);
               // The block layer's teardown and its events, then the reply; the monitors go after it. qemu-system
-              // sends SHUTDOWN first; qemu-storage-daemon's reply waits in its monitor until monitor_cleanup
-              // (tests/qsd-jobs: BLOCK_JOB_CANCELLED, BLOCK_EXPORT_DELETED before quit's return).
+              // sends SHUTDOWN first (at once: a quit during start-up stops what the start would go on to, as
+              // QEMU's main loop ends; iotest 145's incoming migration never fails); qemu-storage-daemon's reply
+              // waits in its monitor until monitor_cleanup (tests/qsd-jobs: BLOCK_JOB_CANCELLED, BLOCK_EXPORT_DELETED
+              // before quit's return).
               machine?.shutdown('host-qmp-quit');
+              const d = daemon ?? (await whenStarted);
               // QEMU tears down after its main loop, outside any command: error_report lines get the program's prefix.
               monitorActivity.commandsRunning--;
               try {
@@ -292,7 +308,7 @@ export class Daemon {
       await graph.closeAll();
       throw err;
     }
-    daemon = new Daemon(servers, graph, jobs, blockExports, objects, config.pidfile, log, recorder, machine);
+    daemon = new Daemon(servers, graph, jobs, blockExports, objects, config.pidfile, log, recorder, machine, monitorActivity);
     started(daemon);
     log.info({ monitors: servers.map((s) => s.path) }, 'daemon started');
     return daemon;

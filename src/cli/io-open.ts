@@ -1,13 +1,12 @@
-import { randomBytes } from 'node:crypto';
 import { unlink } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { dirname, isAbsolute, join, resolve } from 'node:path';
+import { dirname, isAbsolute, resolve } from 'node:path';
 import { BlockBackend } from '../blockdev/block-backend.js';
 import { BlockGraph } from '../blockdev/graph.js';
 import type { BlockNode } from '../blockdev/node.js';
 import { openBlockdev } from '../blockdev/open.js';
 import { backendTarget, type QemuIoTarget } from '../blockdev/qemu-io/index.js';
-import { createImage, openImage } from '../image/open.js';
+import { openImage } from '../image/open.js';
+import { appendTempSnapshot, tempSnapshotPath } from '../blockdev/temp-snapshot.js';
 import { PERM_ALL, PERM_CONSISTENT_READ, PERM_WRITE } from '../image/perm.js';
 import { filenameOptionsSpec } from '../qmp/commands/drive.js';
 import { qdictOrder } from '../qmp/qdict-order.js';
@@ -100,10 +99,8 @@ export async function openIoDevice(a: IoArgs, sinks: IoOpenSinks, extraOptions: 
     if (probedRaw !== undefined && !node.readOnly) warnings.push(probedRaw);
     applyUnmap(node, a.unmap);
     if (a.snapshot) {
-      temporary = join(process.env.TMPDIR ?? tmpdir(), `vl.${randomBytes(3).toString('hex')}`);
-      node = await appendTempSnapshot(graph, node, temporary, readOnly).catch((err: unknown) => {
-        throw new Error(`Could not create temporary overlay '${temporary}': ${(err as Error).message}`, { cause: err });
-      });
+      temporary = tempSnapshotPath();
+      node = await appendTempSnapshot(graph, node, readOnly, temporary);
       applyUnmap(node, a.unmap);
     }
     if (a.copyOnRead) {
@@ -171,12 +168,4 @@ function applyUnmap(node: BlockNode, unmap: boolean): void {
   for (const c of node.childList()) applyUnmap(c.node, unmap);
 }
 
-/**
- * bdrv_append_temp_snapshot: a qcow2 of the image's size in a temporary
- * file, opened with the image as its backing node, which takes the image's
- * place under the BlockBackend.
- */
-async function appendTempSnapshot(graph: BlockGraph, base: BlockNode, path: string, readOnly: boolean): Promise<BlockNode> {
-  await createImage(path, { format: 'qcow2', size: base.size() });
-  return openBlockdev(graph, { driver: 'qcow2', file: { driver: 'file', filename: path }, backing: base.nodeName, 'read-only': readOnly }, false);
-}
+

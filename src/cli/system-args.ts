@@ -44,6 +44,7 @@ const OPTIONS: Record<string, boolean> = {
   qtest: true,
   S: false,
   serial: true,
+  snapshot: false,
   set: true,
   vga: true,
   version: false,
@@ -57,7 +58,7 @@ const OPTIONS: Record<string, boolean> = {
 const NOT_STORAGE = new Set([
   'append', 'bios', 'boot', 'cpu', 'daemonize', 'enable-kvm', 'global',
   'initrd', 'kernel', 'net', 'netdev', 'nic', 'numa', 'pidfile',
-  'rtc', 'smp', 'snapshot', 'trace', 'usb', 'usbdevice', 'vnc',
+  'rtc', 'smp', 'trace', 'usb', 'usbdevice', 'vnc',
 ]);
 
 /** -hda … -hdd, -cdrom, -fda/-fdb: a -drive with these options and the file (vl.c's drive_add with HD_OPTS, CDROM_OPTS, FD_OPTS). */

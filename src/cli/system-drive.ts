@@ -131,7 +131,7 @@ export class DrivePlanner {
     if (rerror !== undefined && !['ide', 'scsi', 'virtio', 'none'].includes(type)) throw new Error('rerror is not supported by this bus type');
     // blockdev_init: its common options (the numbers parsed as they are absorbed), then the error actions.
     const throttling = takeThrottleOptions(o);
-    if (bool('snapshot', take('snapshot'), false)) throw new Error('snapshot=on is not supported yet by blockemu system (it needs a temporary qcow2 overlay)');
+    const snapshot = bool('snapshot', take('snapshot'), false);
     const aio = o.get('aio');
     if (aio !== undefined && !['threads', 'native', 'io_uring'].includes(aio)) throw new Error('invalid aio option');
     const throttle = driveThrottle(throttling);
@@ -153,6 +153,6 @@ export class DrivePlanner {
     if (type === 'ide' && (!this.board || bus >= this.board.ideBuses)) throw new Error(`machine type does not support if=ide,bus=${bus},unit=${unit}`);
     if (type === 'floppy' && (!this.board || unit >= this.board.floppies)) throw new Error(`machine type does not support if=floppy,bus=${bus},unit=${unit}`);
     this.taken.add(place(bus, unit));
-    return { id: name, type, bus, unit, mediaCd, file, readOnly, writeCache: writeback, detectZeroes: dz, onReadError, onWriteError, ...(throttle ? { throttle } : {}), options: o };
+    return { id: name, type, bus, unit, mediaCd, file, readOnly, snapshot, writeCache: writeback, detectZeroes: dz, onReadError, onWriteError, ...(throttle ? { throttle } : {}), options: o };
   }
 }

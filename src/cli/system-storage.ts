@@ -30,13 +30,17 @@ export class StoragePlanner {
     private readonly machine: string,
     /** QemuOpts' errors, reported at once with the option's location. */
     private readonly fail: (opt: SystemOption, message: string) => Error,
+    /** -snapshot: drives default to snapshot=on. */
+    private readonly snapshot = false,
   ) {
     this.planner = new DrivePlanner(boardBuses(machine));
   }
 
   drive(opt: SystemOption): void {
     try {
-      this.drives.push({ opt, o: this.planner.parse(opt.value ?? '') });
+      const o = this.planner.parse(opt.value ?? '');
+      if (this.snapshot && !o.has('snapshot')) o.set('snapshot', 'on');
+      this.drives.push({ opt, o });
     } catch (err) {
       if (err instanceof DriveOptsError) throw this.fail(opt, err.message);
       throw err;

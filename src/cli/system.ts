@@ -71,6 +71,7 @@ export function planSystem(options: readonly SystemOption[]): SystemPlan {
   const mons: SystemOption[] = [];
   const storage: SystemOption[] = [];
   let loadvm: string | undefined;
+  let snapshot = false;
   const deferred = (opt: SystemOption & { value: string }, make: () => SetupStep): SetupStep => {
     try {
       return make();
@@ -92,6 +93,9 @@ export function planSystem(options: readonly SystemOption[]): SystemPlan {
         break;
       case 'nodefaults':
         break; // blockemu creates no default devices to leave out.
+      case 'snapshot':
+        snapshot = true; // Every -drive that does not say otherwise gets snapshot=on (vl.c's drive_enable_snapshot).
+        break;
       case 'loadvm':
         loadvm = value;
         break;
@@ -175,7 +179,7 @@ export function planSystem(options: readonly SystemOption[]): SystemPlan {
   }
   plan.chardevs = [...chardevs.keys()];
   // Drives and devices come after every -blockdev and -object, whatever their place on the line (vl.c).
-  const sp = new StoragePlanner(plan.machine, (opt, message) => new SystemOptionError(opt, message));
+  const sp = new StoragePlanner(plan.machine, (opt, message) => new SystemOptionError(opt, message), snapshot);
   for (const opt of storage) {
     if (opt.name === 'drive') sp.drive(opt);
     else sp.device(opt, parseOptsString(opt.value ?? '', 'driver'));

@@ -17,6 +17,8 @@ export interface DrivePlan {
   /** The legacy `file=` (a file name or one of QEMU's pseudo-protocols). */
   file: string | undefined;
   readOnly: boolean;
+  /** snapshot=on (or -snapshot): writes go to a temporary qcow2 overlay over the image, which is opened read-only. */
+  snapshot?: boolean;
   writeCache: boolean;
   detectZeroes: 'off' | 'on' | 'unmap';
   onReadError: 'report' | 'ignore' | 'stop';

@@ -10,6 +10,8 @@ export interface Monitor {
   broadcast(name: string, data: unknown, now?: number): void;
   close(): Promise<void>;
   readonly clientCount: number;
+  /** A human monitor: resolves once the first input it got has been taken in (its commands begun). */
+  readonly firstInput?: Promise<void>;
 }
 
 /**

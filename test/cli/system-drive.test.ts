@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { join } from 'node:path';
-import { qemu, qemuImg, withTempDir } from '../helpers/qemu.js';
+import { readdir } from 'node:fs/promises';
+import { qemu, qemuImg, run, withTempDir } from '../helpers/qemu.js';
 import { BASE, qemuSystem, qmpTranscript, runSystem, spawnSystem, type SystemProg } from '../helpers/system.js';
 
 /**
@@ -406,9 +407,30 @@ describe.skipIf(!qemuSystem.available || !qemu.available)('blockemu system -driv
     });
   });
 
-  it('refuses snapshot=on, which it does not implement, saying so', async () => {
-    const b = await runSystem('blockemu', [...BASE, '-S', '-drive', 'file=null-co://,format=raw,snapshot=on']);
-    expect(b.code).toBe(1);
-    expect(b.stderr).toMatch(/^qemu-system-x86_64: -drive file=null-co:\/\/,format=raw,snapshot=on: snapshot=on is not supported yet by blockemu system/);
+  it('snapshot=on and -snapshot: the drive over a temporary overlay in $TMPDIR, the image untouched, the overlay gone at quit', async () => {
+    const tmp = process.env['TMPDIR'];
+    try {
+      await withTempDir(async (dir) => {
+        process.env['TMPDIR'] = dir;
+        const hmp = (dev: string, cmd: string) => JSON.stringify({ execute: 'human-monitor-command', arguments: { 'command-line': `qemu-io ${dev} "${cmd}"` } });
+        const requests = [caps, '{"execute": "query-block"}', hmp('d', 'write -P 0x55 0 64k'), hmp('e', 'write -P 0x66 0 64k'), hmp('d', 'read -P 0x55 0 64k'), quit];
+        const args = ['-snapshot', '-drive', `if=none,id=d,file=${dir}/X.qcow2,format=qcow2`, '-drive', `if=none,id=e,file=${dir}/Y.qcow2,format=qcow2,snapshot=off`];
+        // Each program starts from new images (the first one's writes would show in the second one's sizes).
+        const fresh = async () => {
+          for (const f of ['X', 'Y']) await qemuImg('create', '-f', 'qcow2', join(dir, `${f}.qcow2`), '64M');
+        };
+        const [q, b] = await both(async (p) => (await fresh(), await qmpTranscript(p, dir, [...BASE, '-S', ...args], requests)));
+        const overlay = (t: typeof q) => ({ code: t.code, stderr: t.stderr, lines: t.lines.map((l) => generated(l).replace(/vl\.[0-9A-Za-z]{6}/g, 'vl.XXXXXX')) });
+        expect(overlay(b)).toEqual(overlay(q));
+        expect(b.lines.join('\n')).toContain(`${dir}/vl.`);
+        // The snapshot drive's write went to the overlay; the other drive's to its image.
+        expect((await qemuImg('compare', '-f', 'qcow2', '-F', 'qcow2', join(dir, 'X.qcow2'), join(dir, 'Y.qcow2'))).code).toBe(1);
+        expect((await run('qemu-io', ['-c', 'read -P 0 0 64k', join(dir, 'X.qcow2')])).stdout).toMatch(/^read 65536\/65536/);
+        expect((await readdir(dir)).filter((f) => f.startsWith('vl.'))).toEqual([]);
+      });
+    } finally {
+      if (tmp === undefined) delete process.env['TMPDIR'];
+      else process.env['TMPDIR'] = tmp;
+    }
   });
 });

@@ -1,4 +1,4 @@
-import { stat } from 'node:fs/promises';
+import { stat, unlink } from 'node:fs/promises';
 import { BlockError } from '../../image/errors.js';
 import { HostFile, type LockingMode } from '../../image/file.js';
 import { untouchedSinceCreated } from '../../image/file-create.js';
@@ -310,5 +310,10 @@ export class FileNode extends BlockNode {
   protected async doClose(): Promise<void> {
     await this.dropNext();
     await this.file.close();
+    // BDRV_O_TEMPORARY (a -snapshot overlay's file): gone with the node.
+    if (this.temporary) await unlink(this.filename).catch(() => undefined);
   }
+
+  /** The file is a temporary one (bdrv_append_temp_snapshot's): removed when the node closes. */
+  temporary = false;
 }

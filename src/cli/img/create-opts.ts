@@ -128,7 +128,8 @@ export function qcow2CreateOptions(values: Map<string, OptValue>, fail: Fail): P
   if (values.get('extended_l2')?.value === true) throw fail('Extended L2 entries (subclusters) are not supported by blockemu');
   const ct = str(values.get('compression_type'));
   if (ct !== undefined && ct !== 'zlib') {
-    if (ct === 'zstd') throw fail("Compression type 'zstd' is not supported by blockemu (only 'zlib')");
+    // As a QEMU built without zstd words it (which is what blockemu is), so scripts that probe for zstd find it absent.
+    if (ct === 'zstd') throw fail("Parameter 'compression-type' does not accept value 'zstd' (blockemu has no zstd, as a QEMU built without it; use zlib)");
     throw fail(`Parameter 'compression-type' does not accept value '${ct}'`);
   }
   const lazy = values.get('lazy_refcounts')?.value === true;

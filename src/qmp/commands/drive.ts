@@ -9,6 +9,7 @@ import { enableIoLimits, setIoLimits } from '../../blockdev/throttle/io-limits.j
 import { BlockError } from '../../image/errors.js';
 import { probeFormat } from '../../image/probe.js';
 import type { DrivePlan } from '../../machine/drive.js';
+import { appendTempSnapshot } from '../../blockdev/temp-snapshot.js';
 import { QmpError } from '../error.js';
 import { BlockdevOptions } from '../schema/block-core.js';
 import { visitKeyval } from '../schema/keyval-visit.js';
@@ -45,6 +46,8 @@ export async function addDrive(graph: BlockGraph, plan: DrivePlan, warn: (text: 
       if (warning !== undefined) warn(warning);
       const given = givenTrees.get(spec);
       if (given) keepStringOptions(node, given);
+      // BDRV_O_SNAPSHOT: the image (opened read-only) under a temporary overlay that takes the writes.
+      if (plan.snapshot) node = await appendTempSnapshot(graph, node, plan.readOnly);
       node.settings = { ...node.settings, detectZeroes: plan.detectZeroes };
       await b.blk.insert(node);
     }
@@ -106,7 +109,8 @@ function keepStringOptions(node: BlockNode, tree: Record<string, unknown>): void
 /** The node's options as bdrv_open gets them: the pseudo-protocol of `file=` resolved, the format probed if not given. */
 function driveSpec(plan: DrivePlan, warn: (text: string) => void): Promise<BlockdevSpec> {
   const flat = new Map(plan.options);
-  flat.set('read-only', plan.readOnly ? 'on' : 'off');
+  // With snapshot=on the image itself is opened as a backing file is: read-only (bdrv_backing_options).
+  flat.set('read-only', plan.readOnly || plan.snapshot ? 'on' : 'off');
   if (!flat.has('auto-read-only')) flat.set('auto-read-only', 'on');
   return filenameOptionsSpec(plan.file === '' ? undefined : plan.file, flat, warn);
 }

@@ -42,6 +42,9 @@ export class HmpMonitor implements Monitor {
     return mon;
   }
 
+  private tookInput!: () => void;
+  readonly firstInput = new Promise<void>((r) => (this.tookInput = r));
+
   start(): void {
     const v = this.opts.version.qemu;
     this.write(`QEMU ${v.major}.${v.minor}.${v.micro} monitor - type 'help' for more information\n`);
@@ -49,6 +52,7 @@ export class HmpMonitor implements Monitor {
     this.stream.on('data', (chunk: Buffer) => {
       for (const b of chunk) this.pending.push(b);
       this.pump();
+      this.tookInput();
     });
     this.stream.on('error', (err) => this.opts.log.debug({ monitor: this.path, err }, 'HMP monitor stream error'));
     this.stream.on('close', () => void this.close());
