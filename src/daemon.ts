@@ -225,7 +225,7 @@ export class Daemon {
       if (e.kind === 'debug-print') return;
       if (e.kind === 'close-failed') return log.warn({ node: e.node.nodeName, err: e.error }, 'closing a node failed');
       if (e.kind === 'image-corrupted') log.warn({ node: e.node.nodeName, corruption: e.message, fatal: e.fatal }, 'image corrupted');
-      const { name, data } = nodeEvent(e);
+      const { name, data } = nodeEvent(e, graph.backends.deviceName(e.node));
       daemon?.emitEvent(name, data);
     };
     wireFaults(graph, commands, log, (name, data) => daemon?.emitEvent(name, data));

@@ -88,7 +88,12 @@ export class StdioStream extends Duplex {
   }
 
   override _write(chunk: Buffer, _enc: BufferEncoding, done: (err?: Error | null) => void): void {
-    process.stdout.write(chunk, done);
+    // Handed to stdout at once, not after the previous write's callback: what else the process prints there (HMP
+    // qemu-io's lines) stays in the order QEMU's single stdout has it (an event sent during a command comes first).
+    process.stdout.write(chunk, (err) => {
+      if (err) this.destroy(err);
+    });
+    done();
   }
 
   override _destroy(err: Error | null, done: (err?: Error | null) => void): void {

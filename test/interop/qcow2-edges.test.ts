@@ -214,4 +214,23 @@ describe.skipIf(!qemu.available)('qcow2 edges (vs qemu-io and qemu-img)', () => 
     await both(s, 'qemu-img', 'create', '-q', '-f', 'raw', 'r.raw', '1M');
     await expectSameIn('io', ['-c', 'write -q 0 64k', '--image-opts', 'driver=compress,file.driver=raw,file.file.driver=file,file.file.filename=r.raw'], s);
   });
+
+  it('a cleared refcount table entry: the new refcount block would land on the table, the image is marked corrupt (iotest 060)', async () => {
+    await both(s, 'qemu-img', 'create', '-q', '-f', 'qcow2', 't.qcow2', '64M');
+    // The first refcount table entry (the table is the second cluster) cleared: every cluster reads as free.
+    await poke(s, 't.qcow2', (buf) => (buf.fill(0, 65536, 65536 + 8), buf));
+    const r = await expectSameIn('io', ['-c', 'write 0 512', 't.qcow2'], s);
+    expect(r.stderr).toContain('Preventing invalid write on metadata (overlaps with refcount table)');
+    expect(await incompatible(join(s.b, 't.qcow2'))).toBe(await incompatible(join(s.q, 't.qcow2')));
+    expect(Buffer.compare(await readFile(join(s.b, 't.qcow2')), await readFile(join(s.q, 't.qcow2')))).toBe(0);
+    await expectSameIn('img', ['check', 't.qcow2'], s);
+  });
+
+  it('an unaligned L2 table offset read through a read-only image is reported, not marked (iotest 060)', async () => {
+    await both(s, 'qemu-img', 'create', '-q', '-f', 'qcow2', 't.qcow2', '64M');
+    // The L1 table's first entry: 0x2a2a2a2a (unaligned, with bits the offset mask leaves out).
+    await poke(s, 't.qcow2', (buf) => (buf.writeUInt32BE(0x2a2a2a2a, Number(buf.readBigUInt64BE(40)) + 4), buf));
+    await expectSameIn('io', ['-r', '-c', 'read 0 512', 't.qcow2'], s);
+    await expectSameIn('img', ['info', 't.qcow2'], s);
+  });
 });

@@ -26,6 +26,7 @@ import { mapInTable, type Mapping, unallocatedRun } from './mapping.js';
 import { hex, Qcow2Corruption } from './corruption.js';
 import { loadSnapshotTable } from './snapshot-table.js';
 import { LazyRefcounts } from './lazy-refcounts.js';
+import { metadataOverlap } from './overlap.js';
 
 export type { Mapping } from './mapping.js';
 
@@ -143,6 +144,10 @@ export class Qcow2Image implements BlockImage {
     this.rc = refcounts;
     this.writer = new Qcow2Writer(this, refcounts);
     refcounts.onCorrupt = (message) => this.corrupt(message);
+    refcounts.onOverlap = (offset, size) => {
+      const hit = metadataOverlap(this, offset, size);
+      return hit === undefined ? undefined : this.corruption.signal(true, `Preventing invalid write on metadata (overlaps with ${hit})`, { offset, size });
+    };
     refcounts.onTableMoved = (offset, n) => {
       this.header.refcountTableOffset = offset;
       this.header.refcountTableClusters = n;
@@ -301,11 +306,13 @@ export class Qcow2Image implements BlockImage {
   l2Offset(i: number): number {
     const hi = entryHi(this.l1View, i);
     const lo = entryLo(this.l1View, i);
+    // QEMU masks the offset (L1E_OFFSET_MASK) and signals an unaligned one as corruption (iotest 060); reserved bits
+    // beside an aligned offset, which QEMU ignores, are refused here.
+    const off = entryOffset(hi, lo);
+    if (off % this.layout.clusterSize !== 0) throw this.corrupt(`L2 table offset ${hex(off)} unaligned (L1 index: ${hex(i)})`);
     if ((lo & L1_RESERVED_LO) !== 0 || (hi & L1_RESERVED_HI) !== 0) {
       throw new BlockError('INVALID_IMAGE', `'${this.filename}': L1 entry ${i} has reserved bits set; the image is corrupt`, { errno: 'EIO' });
     }
-    const off = entryOffset(hi, lo);
-    if (off % this.layout.clusterSize !== 0) throw this.corrupt(`L2 table offset ${hex(off)} unaligned (L1 index: ${hex(i)})`);
     return off;
   }
 

@@ -76,6 +76,10 @@ export class RefcountManager {
           ? 'refcount table'
           : this.fixed.find((f) => c >= f.start && c < f.end)?.what;
     if (hit !== undefined) {
+      // Where the image can tell (its overlap check), QEMU's own finding: the write that would land there is a fatal corruption.
+      const cs = this.layout.clusterSize;
+      const signaled = this.onOverlap?.(c * cs, cs);
+      if (signaled) throw signaled;
       throw new BlockError(
         'INVALID_IMAGE',
         `'${this.filename}': cluster ${c} holds the ${hit} but its refcount is 0; the image is corrupt (repair it with 'blockemu img check -r all')`,
@@ -83,6 +87,12 @@ export class RefcountManager {
       );
     }
   }
+
+  /**
+   * The image's pre-write overlap check for a cluster the refcounts call
+   * free: the corruption it signals, or undefined when it sees nothing there.
+   */
+  onOverlap: ((offset: number, size: number) => BlockError | undefined) | undefined;
 
   /** Reports corruption found in the refcount structure (the image's qcow2_signal_corruption); set by the image. */
   set onCorrupt(report: ((message: string) => BlockError) | undefined) {
@@ -220,6 +230,11 @@ export class RefcountManager {
    */
   async allocate(n: number, event: DebugEvent | null = 'cluster_alloc'): Promise<number> {
     if (event) this.file.event?.(event);
+    // Into a range without a block: QEMU's placement, the block after the clusters (alloc_refcount_block's).
+    if (event === 'cluster_alloc' && n < this.layout.refblockEntries) {
+      const across = await this.runIntoNewBlock(n, true);
+      if (across) return across.start;
+    }
     // A block at the start of every range it describes splits free space into
     // runs shorter than a range: a longer one only fits past the end.
     if (n >= this.layout.refblockEntries) return this.allocateAtEnd(n);
@@ -364,9 +379,10 @@ export class RefcountManager {
    * Undefined when the run reaches no such range, or the block would fall
    * outside it: allocate's placement then.
    */
-  private async runIntoNewBlock(max: number): Promise<{ start: number; count: number } | undefined> {
+  private async runIntoNewBlock(max: number, announced = false): Promise<{ start: number; count: number } | undefined> {
     const E = this.layout.refblockEntries;
-    const start = await this.findFree(1);
+    // The run's own clusters are checked once the block's place is known: QEMU writes the block before the data.
+    const start = await this.findFree(1, false);
     let count = 0;
     let missing = -1;
     while (count < max && missing < 0) {
@@ -388,8 +404,10 @@ export class RefcountManager {
     }
     const own = start + count;
     if (missing < 0 || Math.floor(own / E) !== missing) return undefined;
+    this.checkFree(own);
+    this.checkFree(start);
     this.checkFree(missing * E);
-    this.file.event?.('cluster_alloc');
+    if (!announced) this.file.event?.('cluster_alloc');
     this.file.event?.('refblock_alloc');
     this.file.event?.('refblock_alloc_write');
     this.file.event?.('refblock_alloc_hookup');
@@ -407,7 +425,7 @@ export class RefcountManager {
    * cursor moves past clusters found in use and stops at the first hole. The
    * scan reads each refcount block once.
    */
-  private async findFree(n: number): Promise<number> {
+  private async findFree(n: number, check = true): Promise<number> {
     const E = this.layout.refblockEntries;
     let c = this.freeCursor;
     let advancing = true;
@@ -419,8 +437,10 @@ export class RefcountManager {
       if (off === 0) {
         // No refcount block: this cluster and the rest of its range are free
         // (the block itself will go at the range's first cluster).
-        this.checkFree(rt * E);
-        this.checkFree(c);
+        if (check) {
+          this.checkFree(rt * E);
+          this.checkFree(c);
+        }
         if (run === 0) start = c;
         if (advancing) this.freeCursor = start;
         return start;

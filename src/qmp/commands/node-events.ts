@@ -2,10 +2,11 @@ import type { BlockNodeEvent } from '../../blockdev/node-events.js';
 
 /**
  * A node's own event as QMP sends it (BLOCK_WRITE_THRESHOLD,
- * BLOCK_IMAGE_CORRUPTED). `device` is the name of the node's BlockBackend,
- * which in the storage daemon is always empty.
+ * BLOCK_IMAGE_CORRUPTED). `device` is the name of the BlockBackend whose
+ * root the node is (bdrv_get_device_name): a -drive's, else empty (always,
+ * in the storage daemon).
  */
-export function nodeEvent(e: Extract<BlockNodeEvent, { kind: 'write-threshold' | 'image-corrupted' }>): { name: string; data: Record<string, unknown> } {
+export function nodeEvent(e: Extract<BlockNodeEvent, { kind: 'write-threshold' | 'image-corrupted' }>, device = ''): { name: string; data: Record<string, unknown> } {
   switch (e.kind) {
     case 'write-threshold':
       return { name: 'BLOCK_WRITE_THRESHOLD', data: { 'node-name': e.node.nodeName, 'amount-exceeded': e.amountExceeded, 'write-threshold': e.threshold } };
@@ -13,7 +14,7 @@ export function nodeEvent(e: Extract<BlockNodeEvent, { kind: 'write-threshold' |
       return {
         name: 'BLOCK_IMAGE_CORRUPTED',
         data: {
-          device: '',
+          device,
           'node-name': e.node.nodeName,
           msg: e.message,
           ...(e.offset !== undefined ? { offset: e.offset } : {}),
