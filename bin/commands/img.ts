@@ -127,6 +127,8 @@ export function addImgCommand(program: Command, ctx: ToolContext): void {
     .option('-p', 'show progress')
     .option('-q', 'quiet')
     .option('-U, --force-share', 'open the source with shared permissions: others may keep writing it (its image locks are not checked)')
+    .option('--bitmaps', "copy the source's persistent dirty bitmaps to the target (qcow2)")
+    .option('--skip-broken-bitmaps', 'with --bitmaps: leave out inconsistent bitmaps, with a warning each')
     .option('--salvage', 'copy what can be read: a sector that fails to read is written as zeroes, with a warning')
     .option('--image-opts', 'the sources are option strings (driver=qcow2,file.filename=…, any driver), not file names')
     .option('--target-image-opts', 'the target (with -n) is an option string, not a file name')
@@ -134,7 +136,7 @@ export function addImgCommand(program: Command, ctx: ToolContext): void {
     .action(
       async (
         args: string[],
-        o: { f?: string; O?: string; B?: string; F?: string; o: string[]; l?: string; S?: string; c?: boolean; C?: boolean; n?: boolean; p?: boolean; q?: boolean; forceShare?: boolean; salvage?: boolean; imageOpts?: boolean; targetImageOpts?: boolean },
+        o: { f?: string; O?: string; B?: string; F?: string; o: string[]; l?: string; S?: string; c?: boolean; C?: boolean; n?: boolean; p?: boolean; q?: boolean; forceShare?: boolean; salvage?: boolean; bitmaps?: boolean; skipBrokenBitmaps?: boolean; imageOpts?: boolean; targetImageOpts?: boolean },
       ) =>
         run((io) =>
           imgConvert(io, {
@@ -151,6 +153,8 @@ export function addImgCommand(program: Command, ctx: ToolContext): void {
             quiet: o.q === true,
             forceShare: o.forceShare === true,
             salvage: o.salvage === true,
+            bitmaps: o.bitmaps === true,
+            skipBrokenBitmaps: o.skipBrokenBitmaps === true,
             imageOpts: o.imageOpts === true,
             targetImageOpts: o.targetImageOpts === true,
             ...(o.l !== undefined ? { snapshot: o.l } : {}),
@@ -211,9 +215,10 @@ export function addImgCommand(program: Command, ctx: ToolContext): void {
     .option('-F <source_fmt>', 'format of source_file')
     .option('-g, --granularity <granularity>', 'granularity of an added bitmap')
     .option('-f <fmt>', 'image format (probed when absent)')
+    .option('--image-opts', 'the image is an option string (driver=qcow2,file.filename=…), not a file name')
     .argument('[args...]', 'filename bitmap')
-    .action(async (args: string[], o: { f?: string; b?: string; F?: string; granularity?: string }) =>
-      run((io) => imgBitmap(io, { actions, format: o.f, sourceFile: o.b, sourceFormat: o.F, granularity: o.granularity, args })),
+    .action(async (args: string[], o: { f?: string; b?: string; F?: string; granularity?: string; imageOpts?: boolean }) =>
+      run((io) => imgBitmap(io, { actions, format: o.f, sourceFile: o.b, sourceFormat: o.F, granularity: o.granularity, imageOpts: o.imageOpts === true, args })),
     );
   for (const op of ['add', 'remove', 'clear', 'enable', 'disable'] as const) bitmap.on(`option:${op}`, () => actions.push({ op }));
   bitmap.on('option:merge', (source: string) => actions.push({ op: 'merge', source }));

@@ -6,6 +6,9 @@ import { openBlockdev } from '../../blockdev/open.js';
 import { probeFormat } from '../../image/probe.js';
 import { backendPerms } from '../../image/tool-perms.js';
 import { innerOpenMessage, probedRawWarning, withHint } from './open.js';
+import { parseImageOpts } from '../../blockdev/qemu-io/qemu-opts.js';
+import { filenameOptionsSpec } from '../../qmp/commands/drive.js';
+import { PROG } from './output.js';
 import { type ImgIo, ImgFailure } from './output.js';
 import { parseQemuSize } from './size-arg.js';
 
@@ -18,6 +21,8 @@ export interface BitmapArgs {
   sourceFile?: string;
   sourceFormat?: string;
   granularity?: string;
+  /** --image-opts: the image operand is an option string (driver=qcow2,file.filename=…). */
+  imageOpts?: boolean;
   args: string[];
 }
 
@@ -48,7 +53,8 @@ export async function imgBitmap(io: ImgIo, a: BitmapArgs): Promise<number> {
   const graph = new BlockGraph();
   const users: BlockBackend[] = [];
   try {
-    const node = await openNode(io, graph, users, filename, a.format, false);
+    if (a.imageOpts && a.format !== undefined) throw new ImgFailure('--image-opts and --format are mutually exclusive');
+    const node = a.imageOpts ? await openOptionsNode(io, graph, users, filename) : await openNode(io, graph, users, filename, a.format, false);
     const src = a.sourceFile !== undefined ? await openNode(io, graph, users, a.sourceFile, a.sourceFormat, true) : node;
     for (const act of a.actions) {
       try {
@@ -83,6 +89,24 @@ async function runAction(graph: BlockGraph, node: BlockNode, src: BlockNode, bit
     case 'merge':
       ops.mergeBitmaps(graph, name, bitmap, [{ node: src.nodeName, name: act.source }]);
       return;
+  }
+}
+
+/** img_open of an --image-opts string, with BDRV_O_NO_BACKING: the node the options describe, read-write. */
+async function openOptionsNode(io: ImgIo, graph: BlockGraph, users: BlockBackend[], optstr: string): Promise<BlockNode> {
+  const { opts, warnings } = parseImageOpts(optstr, 'file');
+  for (const w of warnings) io.err(`${PROG}: ${w}\n`);
+  try {
+    if (!opts.has('read-only')) opts.set('read-only', 'off');
+    const spec = await filenameOptionsSpec(undefined, opts, (w) => io.err(w));
+    if (spec.driver === 'qcow2' && spec['backing'] === undefined) spec['backing'] = null;
+    const node = await openBlockdev(graph, spec);
+    const blk = new BlockBackend(backendPerms({ readOnly: false }));
+    await blk.insert(node);
+    users.push(blk);
+    return node;
+  } catch (err) {
+    throw new ImgFailure(`Could not open '${optstr}': ${withHint(innerOpenMessage(err, optstr), err)}`);
   }
 }
 

@@ -8,6 +8,7 @@ import { Qcow2Image } from '../../image/qcow2/image.js';
 import type { BlockImage } from '../../image/types.js';
 import { type Fail, parseCreateOptions, qcow2CreateOptions, str } from './create-opts.js';
 import { openImageOpts } from './image-opts.js';
+import { checkConvertBitmaps, copyConvertBitmaps } from './convert-bitmaps.js';
 import { chainNames, openForCli, tryOpen, withHint } from './open.js';
 import { type ImgIo, ImgFailure, PROG } from './output.js';
 import { Progress } from './progress.js';
@@ -22,6 +23,9 @@ export interface ConvertArgs {
   options: string[];
   sparseSize?: string;
   compress: boolean;
+  /** --bitmaps: the source's persistent bitmaps copied to the target; --skip-broken-bitmaps: inconsistent ones left out. */
+  bitmaps?: boolean;
+  skipBrokenBitmaps?: boolean;
   /** -C: copy offloading. Nothing here offloads; the data is copied as qemu-img copies it where offloading fails. */
   copyRange?: boolean;
   progress: boolean;
@@ -102,6 +106,7 @@ export async function imgConvert(io: ImgIo, a: ConvertArgs): Promise<number> {
     const minSparse = parseSparse(a.sparseSize);
     const dash = a.args.find((x) => x.startsWith('-') && x !== '-');
     if (dash !== undefined) throw new ImgFailure(`unrecognized option '${dash}'`, { usage: true });
+    if (a.skipBrokenBitmaps && !a.bitmaps) throw new ImgFailure('Use of --skip-broken-bitmaps requires --bitmaps');
     if (a.copyRange && a.compress) throw new ImgFailure('Cannot enable copy offloading when -c is used');
     if (a.copyRange && a.sparseSize !== undefined) throw new ImgFailure('Cannot enable copy offloading when -S is used');
     if (a.copyRange && a.salvage) throw new ImgFailure('Cannot use copy offloading in salvaging mode');
@@ -126,6 +131,10 @@ export async function imgConvert(io: ImgIo, a: ConvertArgs): Promise<number> {
     const last = sources[sources.length - 1]!;
     total = last.start + last.size;
     if (snapshot) await loadSourceSnapshot(sources[0]!.img, snapshot, sources.length);
+    if (a.bitmaps) {
+      if (sources.length > 1) throw new ImgFailure('Copying bitmaps only possible with single source');
+      await checkConvertBitmaps(sources[0]!.img, a.skipBrokenBitmaps === true);
+    }
     const outFmt = a.outputFormat ?? 'raw';
     if (!a.skipCreate && !isFormat(outFmt)) throw new ImgFailure(`Unknown file format '${outFmt}'`);
     const values = a.skipCreate ? new Map() : parseCreateOptions(outFmt as 'raw' | 'qcow2', a.options, '');
@@ -153,6 +162,7 @@ export async function imgConvert(io: ImgIo, a: ConvertArgs): Promise<number> {
       dst = r.image;
     }
     opened.push(dst);
+    if (a.bitmaps && !(dst instanceof Qcow2Image)) throw new ImgFailure(`Format driver '${dst.format}' does not support bitmaps`);
     if (a.compress && !(dst instanceof Qcow2Image)) throw new ImgFailure('Compression not supported for this file format');
     if (a.skipCreate && Math.ceil(dst.size() / 512) < Math.ceil(total / 512)) throw new ImgFailure('output file is smaller than input file');
     const targetHasBacking = a.skipCreate ? backingFile !== undefined : dst.backing() !== undefined;
@@ -176,6 +186,11 @@ export async function imgConvert(io: ImgIo, a: ConvertArgs): Promise<number> {
     // source says there what it cannot tell, so the walk is made whenever its warnings would show.
     await copy(plan, dst, progress, a.progress && !a.quiet, plan.salvage && !a.quiet);
     await dst.flush();
+    if (a.bitmaps) {
+      // The bitmaps are copied between nodes: the images are let go first, so their files are not opened twice.
+      for (const img of opened.splice(0).reverse()) await img.close();
+      await copyConvertBitmaps({ name: srcNameList[0]!, format: sources[0]!.img.format }, { name: dstName, format: dst.format }, a.skipBrokenBitmaps === true, plan.warn);
+    }
     progress.setAbsolute(100);
     return 0;
   } finally {

@@ -141,7 +141,7 @@ async function checkRuntimeOptions(filename: string, runtime: Options, optstr: s
 export async function openImageOpts(
   io: ImgIo,
   optstr: string,
-  o: { format?: string; readOnly: boolean; openBacking?: boolean; forceShare?: boolean; flags?: Omit<ToolOpenFlags, 'readOnly' | 'forceShare'> },
+  o: { format?: string; readOnly: boolean; openBacking?: boolean; forceShare?: boolean; persistentBitmaps?: boolean; flags?: Omit<ToolOpenFlags, 'readOnly' | 'forceShare'> },
 ): Promise<BlockImage> {
   if (o.format !== undefined) throw new ImgFailure('--image-opts and --format are mutually exclusive');
   const { opts, warnings } = parseImageOpts(optstr, 'file');
@@ -149,7 +149,7 @@ export async function openImageOpts(
   const share = opts.get('force-share');
   if (o.forceShare && share !== undefined && share !== 'on') throw new ImgFailure('--force-share/-U conflicts with image options');
   try {
-    return await openThroughGraph(undefined, { options: opts, readOnly: o.readOnly, openBacking: o.openBacking ?? true, flags: { ...o.flags, readOnly: o.readOnly, forceShare: o.forceShare === true || share === 'on' } });
+    return await openThroughGraph(undefined, { options: opts, readOnly: o.readOnly, openBacking: o.openBacking ?? true, persistentBitmaps: o.persistentBitmaps, flags: { ...o.flags, readOnly: o.readOnly, forceShare: o.forceShare === true || share === 'on' } });
   } catch (err) {
     throw new ImgFailure(`Could not open '${optstr}': ${withHint(innerOpenMessage(err, optstr), err)}`);
   }

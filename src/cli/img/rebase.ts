@@ -97,9 +97,10 @@ async function rebase(io: ImgIo, operand: string, o: RebaseOptions, progress: Pr
   if (parseCacheMode(o.srcCache) === undefined) throw new ImgFailure(`Invalid source cache option: ${o.srcCache}`);
   // Unsafe mode does not open the old backing file: it may be the one that was renamed or moved.
   let image: BlockImage;
-  if (imageOpts) image = await openImageOpts(io, operand, { format: o.format, readOnly: false, openBacking: !o.unsafe });
+  // Unsafe mode writes the header only: an image's persistent bitmaps stay true to its data, so such an image may be opened.
+  if (imageOpts) image = await openImageOpts(io, operand, { format: o.format, readOnly: false, openBacking: !o.unsafe, persistentBitmaps: o.unsafe });
   else {
-    const r = await tryOpen(operand, { format: o.format, readOnly: false, backing: !o.unsafe });
+    const r = await tryOpen(operand, { format: o.format, readOnly: false, backing: !o.unsafe, persistentBitmaps: o.unsafe });
     if ('inner' in r) throw new ImgFailure(`Could not open '${operand}': ${r.inner}`);
     image = r.image;
   }

@@ -201,7 +201,8 @@ export class BitmapStore {
       tv.setBigUint64(i * 8, BigInt(at));
     }
     const tableOffset = await this.allocate(table.length / cs).catch(failed(`Failed to allocate clusters for bitmap '${bm.name}'`));
-    await this.img.file.write(tableOffset, table).catch(failed(`Failed to write bitmap '${bm.name}' to file`));
+    // Only the entries, as store_bitmap writes the table (the rest of its cluster stays a hole on disk, as QEMU's does).
+    await this.img.file.write(tableOffset, table.subarray(0, tableSize * 8)).catch(failed(`Failed to write bitmap '${bm.name}' to file`));
     return { tableOffset, tableSize };
   }
 
