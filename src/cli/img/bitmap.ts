@@ -116,7 +116,7 @@ async function openOptionsNode(io: ImgIo, graph: BlockGraph, users: BlockBackend
  * blk_new_open's (taking consistent read, and write unless read-only,
  * sharing all), so its file is locked as qemu-img bitmap locks it.
  */
-async function openNode(io: ImgIo, graph: BlockGraph, users: BlockBackend[], filename: string, format: string | undefined, readOnly: boolean): Promise<BlockNode> {
+export async function openNode(io: ImgIo, graph: BlockGraph, users: BlockBackend[], filename: string, format: string | undefined, readOnly: boolean): Promise<BlockNode> {
   try {
     const driver = format ?? (await probeFormat(filename));
     if (format === undefined && driver === 'raw' && !readOnly) io.err(probedRawWarning(filename));

@@ -1,13 +1,10 @@
 import * as ops from '../../blockdev/bitmap-ops.js';
 import { BlockBackend } from '../../blockdev/block-backend.js';
 import { BlockGraph } from '../../blockdev/graph.js';
-import type { BlockNode } from '../../blockdev/node.js';
-import { openBlockdev } from '../../blockdev/open.js';
 import { Qcow2Image } from '../../image/qcow2/image.js';
-import { backendPerms } from '../../image/tool-perms.js';
 import type { BlockImage } from '../../image/types.js';
-import { innerOpenMessage, withHint } from './open.js';
-import { ImgFailure } from './output.js';
+import { openNode } from './bitmap.js';
+import { type ImgIo, ImgFailure } from './output.js';
 
 /**
  * qemu-img convert --bitmaps (convert_check_bitmaps, convert_copy_bitmaps):
@@ -34,12 +31,13 @@ export async function checkConvertBitmaps(src: BlockImage, skipBroken: boolean):
  * copied as block-dirty-bitmap-add and -merge would copy it; the target's
  * node stores them when it closes. `warn` gets the skipped ones.
  */
-export async function copyConvertBitmaps(source: { name: string; format: string }, target: { name: string; format: string }, skipBroken: boolean, warn: (text: string) => void): Promise<void> {
+export async function copyConvertBitmaps(io: ImgIo, source: { name: string; format: string }, target: { name: string; format: string }, skipBroken: boolean, warn: (text: string) => void): Promise<void> {
   const graph = new BlockGraph();
   const users: BlockBackend[] = [];
   try {
-    const src = await openNode(graph, users, source.name, source.format, true);
-    const dst = await openNode(graph, users, target.name, target.format, false);
+    // As qemu-img bitmap opens its images: format nodes over file nodes, without backing files.
+    const src = await openNode(io, graph, users, source.name, source.format, true);
+    const dst = await openNode(io, graph, users, target.name, target.format, false);
     for (const bm of src.dirtyBitmaps.all()) {
       if (!bm.persistent || bm.name === undefined) continue;
       const name = bm.name;
@@ -62,17 +60,5 @@ export async function copyConvertBitmaps(source: { name: string; format: string 
   } finally {
     for (const blk of users) await blk.remove();
     await graph.closeAll();
-  }
-}
-
-async function openNode(graph: BlockGraph, users: BlockBackend[], filename: string, driver: string, readOnly: boolean): Promise<BlockNode> {
-  try {
-    const node = await openBlockdev(graph, { driver, 'read-only': readOnly, file: { driver: 'file', filename }, ...(driver === 'qcow2' ? { backing: null } : {}) });
-    const blk = new BlockBackend(backendPerms({ readOnly }));
-    await blk.insert(node);
-    users.push(blk);
-    return node;
-  } catch (err) {
-    throw new ImgFailure(`Could not open '${filename}': ${withHint(innerOpenMessage(err, filename), err)}`);
   }
 }

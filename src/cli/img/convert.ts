@@ -189,7 +189,7 @@ export async function imgConvert(io: ImgIo, a: ConvertArgs): Promise<number> {
     if (a.bitmaps) {
       // The bitmaps are copied between nodes: the images are let go first, so their files are not opened twice.
       for (const img of opened.splice(0).reverse()) await img.close();
-      await copyConvertBitmaps({ name: srcNameList[0]!, format: sources[0]!.img.format }, { name: dstName, format: dst.format }, a.skipBrokenBitmaps === true, plan.warn);
+      await copyConvertBitmaps(io, { name: srcNameList[0]!, format: sources[0]!.img.format }, { name: dstName, format: dst.format }, a.skipBrokenBitmaps === true, plan.warn);
     }
     progress.setAbsolute(100);
     return 0;

@@ -7,6 +7,7 @@ import { Qcow2Image } from '../../image/qcow2/image.js';
 import type { BlockImage } from '../../image/types.js';
 import type { ToolOpenFlags } from '../../image/tool-perms.js';
 import { openThroughGraph } from './graph-open.js';
+import { nest } from '../../qmp/commands/drive.js';
 import { innerOpenMessage, withHint } from './open.js';
 import { type ImgIo, ImgFailure, PROG } from './output.js';
 
@@ -66,18 +67,6 @@ function planImageOpts(opts: ReadonlyMap<string, string>): { filename: string; f
   return { filename, format: protocolOnly ? 'raw' : driver, ...(forceShare !== undefined ? { forceShare } : {}) };
 }
 
-/** Flat dotted options as the nested object a json: name holds. */
-function nestOptions(opts: ReadonlyMap<string, string>): Record<string, unknown> {
-  const root: Record<string, unknown> = {};
-  for (const [key, value] of opts) {
-    const parts = key.split('.');
-    let at = root;
-    for (const p of parts.slice(0, -1)) at = (typeof at[p] === 'object' ? at[p] : (at[p] = {})) as Record<string, unknown>;
-    at[parts[parts.length - 1]!] = value;
-  }
-  return root;
-}
-
 /** The keys an --image-opts string may set for `blockemu img`: a format node over a file, nothing that changes how it is opened. */
 const TAKEN = new Set(['driver', 'file.driver', 'file.filename', 'force-share', 'file.force-share']);
 
@@ -104,7 +93,7 @@ export async function imageOptsTarget(io: ImgIo, optstr: string, format: string 
   }
   if (opts.get('driver') === 'file') throw new ImgFailure(`Could not open '${optstr}': blockemu img opens a format node (driver=raw or qcow2), not a protocol node`);
   // A data file child makes it a tree of nodes: opened as the json: name of the same options, through the node graph.
-  if ([...opts.keys()].some((k) => k.startsWith('data-file.'))) return { filename: `json:${JSON.stringify(nestOptions(opts))}`, forceShare: forceShare || plan.forceShare === true };
+  if ([...opts.keys()].some((k) => k.startsWith('data-file.'))) return { filename: `json:${JSON.stringify(nest(opts))}`, forceShare: forceShare || plan.forceShare === true };
   const runtime: Options = {};
   for (const [key, value] of opts) {
     if (plan.format === 'qcow2' && QCOW2_RUNTIME.has(key)) runtime[key] = value;

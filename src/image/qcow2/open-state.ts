@@ -89,36 +89,23 @@ async function resolveDataFile(h: Qcow2Header, opts: Qcow2OpenOptions, readOnly:
   }
 }
 
+/** Any I/O on the data file of an image opened for its metadata only. */
+const absent = (): Promise<never> =>
+  Promise.reject(new BlockError('IO', 'the external data file was not opened (the image was opened for its metadata only)', { errno: 'EIO' }));
+
 /** The data file of an image opened for its metadata only: there, but any I/O on it fails. */
 class AbsentDataFile implements ByteFile {
   constructor(
     readonly path: string,
     readonly readOnly: boolean,
   ) {}
-  private fail(): Promise<never> {
-    return Promise.reject(new BlockError('IO', 'the external data file was not opened (the image was opened for its metadata only)', { errno: 'EIO' }));
-  }
-  read(): Promise<Uint8Array> {
-    return this.fail();
-  }
-  readInto(): Promise<void> {
-    return this.fail();
-  }
-  write(): Promise<void> {
-    return this.fail();
-  }
-  writev(): Promise<void> {
-    return this.fail();
-  }
-  size(): Promise<number> {
-    return this.fail();
-  }
-  allocatedBytes(): Promise<number> {
-    return this.fail();
-  }
-  truncate(): Promise<void> {
-    return this.fail();
-  }
+  readonly read = absent;
+  readonly readInto = absent;
+  readonly write = absent;
+  readonly writev = absent;
+  readonly size = absent;
+  readonly allocatedBytes = absent;
+  readonly truncate = absent;
   flush(): Promise<void> {
     return Promise.resolve();
   }

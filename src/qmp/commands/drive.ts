@@ -315,7 +315,7 @@ function stringLeaves(v: unknown): unknown {
 }
 
 /** Dotted keys as the nested tree the keyval visitor takes. */
-function nest(flat: ReadonlyMap<string, string>): Record<string, unknown> {
+export function nest(flat: ReadonlyMap<string, string>): Record<string, unknown> {
   const root: Record<string, unknown> = {};
   for (const [key, value] of flat) {
     const parts = key.split('.');
