@@ -162,8 +162,9 @@ export class Daemon {
     // A human monitor's input that is there already (`echo quit | qemu-system …`) is read first in QEMU's main loop;
     // here its first read may come a little later: it is waited for, briefly.
     const first = this.monitors.flatMap((m) => (m.firstInput ? [m.firstInput] : []));
-    if (first.length > 0) await Promise.race([Promise.all(first), new Promise((r) => setTimeout(r, 100))]);
-    while (this.activity.commandsRunning > 0) await new Promise((r) => setTimeout(r, 1));
+    if (first.length > 0) await Promise.race([Promise.all(first), new Promise((r) => setTimeout(r, 250).unref())]);
+    // Idle for a moment in a row: the commands of one chunk of input run one after the other, with a turn between.
+    for (let quiet = 0; quiet < 20; quiet = this.activity.commandsRunning > 0 ? 0 : quiet + 1) await new Promise((r) => setTimeout(r, 1));
   }
 
   static async start(config: DaemonConfig): Promise<Daemon> {

@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createImage } from '../image/open.js';
 import { FileNode } from './drivers/file.js';
@@ -19,14 +20,17 @@ export function tempSnapshotPath(): string {
  * (BDRV_O_TEMPORARY). A failure is worded as QEMU words it.
  */
 export async function appendTempSnapshot(graph: BlockGraph, base: BlockNode, readOnly: boolean, path = tempSnapshotPath()): Promise<BlockNode> {
+  let created = false;
   try {
     await createImage(path, { format: 'qcow2', size: base.size() });
+    created = true;
     // bdrv_temp_snapshot_options: nothing in it outlives the process, so it is never flushed.
     const overlay = await openBlockdev(graph, { driver: 'qcow2', file: { driver: 'file', filename: path }, backing: base.nodeName, 'read-only': readOnly, cache: { 'no-flush': true } }, false);
     const file = overlay.childEdge('file')?.node;
     if (file instanceof FileNode) file.temporary = true;
     return overlay;
   } catch (err) {
+    if (created) await unlink(path).catch(() => undefined);
     throw new Error(`Could not create temporary overlay '${path}': ${(err as Error).message}`, { cause: err });
   }
 }

@@ -50,8 +50,13 @@ export class QmpConnectedMonitor implements Monitor {
     const monitor = new QmpConnectedMonitor(path);
     monitor.session = new QmpSession(stream, opts, () => (monitor.ended = true), path);
     monitor.session.start();
+    // After the session's own listener: by the time this runs, the chunk's commands have begun.
+    stream.once('data', () => monitor.tookInput());
     return monitor;
   }
+
+  private tookInput!: () => void;
+  readonly firstInput = new Promise<void>((r) => (this.tookInput = r));
 
   broadcast(name: string, data: unknown, now = Date.now() * 1000): void {
     this.session.sendEvent({ event: name, ...(data === undefined ? {} : { data }), timestamp: { seconds: Math.floor(now / 1e6), microseconds: now % 1e6 } });

@@ -47,7 +47,13 @@ export async function addDrive(graph: BlockGraph, plan: DrivePlan, warn: (text: 
       const given = givenTrees.get(spec);
       if (given) keepStringOptions(node, given);
       // BDRV_O_SNAPSHOT: the image (opened read-only) under a temporary overlay that takes the writes.
-      if (plan.snapshot) node = await appendTempSnapshot(graph, node, plan.readOnly);
+      if (plan.snapshot) {
+        const image = node;
+        node = await appendTempSnapshot(graph, image, plan.readOnly).catch(async (err: unknown) => {
+          await graph.discard(image);
+          throw err;
+        });
+      }
       node.settings = { ...node.settings, detectZeroes: plan.detectZeroes };
       await b.blk.insert(node);
     }
