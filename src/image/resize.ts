@@ -35,7 +35,8 @@ function failed(what: string, err: unknown): BlockError {
   return new BlockError('IO', `${what}: ${strerror(errno)}`, { errno, cause: err });
 }
 
-async function writeZeroes(file: ByteFile, from: number, to: number): Promise<void> {
+/** Zeroes written over [from, to) of `file`, a chunk at a time (Node has no fallocate). */
+export async function writeZeroes(file: ByteFile, from: number, to: number): Promise<void> {
   for (let off = from; off < to; off += ZERO_CHUNK.length) {
     await file.write(off, ZERO_CHUNK.subarray(0, Math.min(ZERO_CHUNK.length, to - off)));
   }

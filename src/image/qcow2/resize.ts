@@ -1,7 +1,7 @@
 import { errnoOf, strerror } from '../errno.js';
 import { BlockError } from '../errors.js';
 import { ZERO_CHUNK } from '../request.js';
-import { resizeFile } from '../resize.js';
+import { resizeFile, writeZeroes } from '../resize.js';
 import type { Preallocation, ResizeOptions } from '../types.js';
 import { isInPlace } from './entry.js';
 import { HDR_OFF_L1_SIZE, HDR_OFF_SIZE, MAX_L1_BYTES } from './header.js';
@@ -251,7 +251,7 @@ async function preallocate(img: Qcow2Image, writer: Qcow2Writer, rc: RefcountMan
         const fileSize = await img.file.size();
         // metadata: clusters past the end of the file read as zeroes once it reaches them; reused ones are zeroed.
         const zeroTo = mode === 'metadata' ? Math.min(host + bytes, fileSize) : host + bytes;
-        for (let off = host; off < zeroTo; off += ZERO_CHUNK.length) await img.file.write(off, ZERO_CHUNK.subarray(0, Math.min(ZERO_CHUNK.length, zeroTo - off)));
+        await writeZeroes(img.file, host, zeroTo);
         if (host + bytes > (await img.file.size())) await img.file.truncate(host + bytes);
       } catch (err) {
         for (let c = run.start; c < run.start + run.count; c++) rc.free(c);

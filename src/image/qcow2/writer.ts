@@ -1,5 +1,5 @@
 import { BlockError } from '../errors.js';
-import type { ByteFile } from '../byte-file.js';
+import { writeZeroes } from '../resize.js';
 import { checkRequest, ZERO_CHUNK } from '../request.js';
 import { compressCluster } from './compress.js';
 import { classify, compressedClusters, encodeCompressed, isInPlace, isZeroAlloc, type L2Entry } from './entry.js';
@@ -16,11 +16,6 @@ type Plan =
   /** reuse: the host clusters are the entries' own preallocated zero clusters (nothing allocated, nothing freed). */
   | { kind: 'alloc'; offset: number; length: number; old: L2Entry[]; host: number; reuse?: boolean };
 type AllocPlan = Extract<Plan, { kind: 'alloc' }>;
-
-/** Zero bytes written at [offset, offset+length) of `file`, a chunk at a time. */
-export async function writeZeroBytes(file: ByteFile, offset: number, length: number): Promise<void> {
-  for (let off = offset, end = offset + length; off < end; off += ZERO_CHUNK.length) await file.write(off, ZERO_CHUNK.subarray(0, Math.min(ZERO_CHUNK.length, end - off)));
-}
 
 /** perform_cow reads head and tail in one request when at most this much guest data lies between. */
 const MERGED_COW_READ = 16384;
@@ -383,7 +378,7 @@ export class Qcow2Writer {
       return;
     }
     // A raw data file must read as the guest does: zeroes go there first (qcow2_subcluster_zeroize).
-    if (img.dataFileRaw) await writeZeroBytes(img.dataFile, start, Math.min(end, img.size()) - start);
+    if (img.dataFileRaw) await writeZeroes(img.dataFile, start, Math.min(end, img.size()));
     // Version 3 sets the zero flag everywhere, creating L2 tables as needed
     // (as QEMU does, so the clusters report as allocated zeroes).
     const released: number[] = [];
@@ -461,7 +456,7 @@ export class Qcow2Writer {
       let j = i;
       while (j + 1 < hosts.length && hosts[j + 1] === hosts[j]! + cs) j++;
       const end = Math.min(hosts[j]! + cs, size);
-      if (end > hosts[i]!) await writeZeroBytes(this.img.dataFile, hosts[i]!, end - hosts[i]!);
+      if (end > hosts[i]!) await writeZeroes(this.img.dataFile, hosts[i]!, end);
       i = j + 1;
     }
   }
