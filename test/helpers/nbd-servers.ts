@@ -9,6 +9,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
+import { connect } from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { BlockGraph } from '../../src/blockdev/graph.js';
@@ -54,11 +55,24 @@ process.once('exit', () => {
   for (const p of live) p.kill('SIGKILL');
 });
 
+/**
+ * Waits until qemu-nbd accepts connections on `path`. The socket file
+ * appears at bind(), a moment before listen(): a client that comes in
+ * between is refused, so a connection is tried, not just the file.
+ */
 async function waitFor(path: string, proc: ChildProcess, what: () => string): Promise<void> {
-  for (let i = 0; i < 400 && !existsSync(path); i++) {
+  const accepts = () =>
+    new Promise<boolean>((resolve) => {
+      const s = connect(path);
+      s.once('connect', () => (s.destroy(), resolve(true)));
+      s.once('error', () => resolve(false));
+    });
+  for (let i = 0; i < 400; i++) {
     if (proc.exitCode !== null) throw new Error(`qemu-nbd exited: ${what()}`);
+    if (existsSync(path) && (await accepts())) return;
     await sleep(10);
   }
+  throw new Error(`qemu-nbd did not accept connections on ${path}: ${what()}`);
 }
 
 /** qemu-nbd serving `image` until stopped (persistent, several clients), with its received requests traced. */
