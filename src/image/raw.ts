@@ -4,7 +4,7 @@ import { createHostFile } from './file-create.js';
 import { HostFile } from './file.js';
 import { checkRequest, ZERO_CHUNK } from './request.js';
 import { zeroRun } from './zero-scan.js';
-import { checkResizeRequest, resizeFile } from './resize.js';
+import { checkResizeRequest, resizeFile, writeZeroes } from './resize.js';
 import type { BlockImage, Extent, ImageInfo, ResizeOptions, WriteOptions, WriteZeroesOptions } from './types.js';
 
 /** A raw image: guest offset = file offset; the virtual size is the file size. */
@@ -80,7 +80,9 @@ export class RawImage implements BlockImage {
   async discard(offset: number, length: number): Promise<void> {
     this.checkWritable();
     checkRequest('discard', offset, length, this.virtualSize);
-    // Discard is advisory; without hole punching the data simply stays.
+    // QEMU's tools punch a hole here (file-posix, discard=unmap), so the range reads as zeroes afterwards. Node has no
+    // hole punching: zeroes are written, the file stays as long (and what a reader sees is the same).
+    await writeZeroes(this.file, offset, Math.min(offset + length, this.virtualSize));
   }
 
   flush(): Promise<void> {

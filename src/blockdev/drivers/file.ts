@@ -268,8 +268,16 @@ export class FileNode extends BlockNode {
     return true;
   }
 
-  /** Discard is advisory; Node has no hole punching, so the bytes stay (QEMU may keep them too). Counted as a discard that worked. */
-  protected async doDiscard(_offset: number, length: number): Promise<void> {
+  /**
+   * A discard reaches a file node only with discard=unmap, where QEMU
+   * punches a hole and the range reads back as zeroes. Node cannot punch
+   * holes: the range is zeroed as write-zeroes does it (chunks already
+   * zero are left alone), past the file's end nothing. Counted as a
+   * discard that worked.
+   */
+  protected async doDiscard(offset: number, length: number): Promise<void> {
+    const end = Math.min(offset + length, this.length);
+    if (end > offset) await this.doWriteZeroes(offset, end - offset, {});
     this.discards.discardNbOk++;
     this.discards.discardBytesOk += length;
   }
