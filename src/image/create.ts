@@ -20,4 +20,6 @@ export interface CreateOptions {
   dataFile?: string;
   /** qcow2: the data file is also kept a valid raw image of the guest data (needs dataFile; metadata preallocated). */
   dataFileRaw?: boolean;
+  /** qcow2: extended L2 entries (32 subclusters per cluster; version 3, clusters of 16 KiB or more). */
+  extendedL2?: boolean;
 }

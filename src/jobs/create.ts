@@ -104,12 +104,12 @@ const QCOW_MAX_L1_SIZE = 32n << 20n;
  * bdrv_co_truncate takes the size as an int64 and checks it against
  * BDRV_MAX_LENGTH, then qcow2_co_truncate must grow the L1 table to cover it.
  */
-function truncateError(size: bigint, clusterSize: number): string | undefined {
+function truncateError(size: bigint, clusterSize: number, extendedL2: boolean): string | undefined {
   const offset = size >= 1n << 63n ? size - (1n << 64n) : size;
   if (offset < 0n) return 'Image size cannot be negative';
   if (offset > BDRV_MAX_LENGTH) return `offset(${offset}) exceeds maximum(${BDRV_MAX_LENGTH})`;
   const cs = BigInt(clusterSize);
-  const l2Coverage = cs * (cs / 8n);
+  const l2Coverage = cs * (cs / (extendedL2 ? 16n : 8n));
   if (((offset + l2Coverage - 1n) / l2Coverage) * 8n > QCOW_MAX_L1_SIZE) return `Failed to grow the L1 table: ${strerror('EFBIG')}`;
   return undefined;
 }
@@ -124,8 +124,9 @@ async function createQcow2OnNode(spec: Qcow2CreateSpec): Promise<void> {
   if (!isPowerOf2(clusterSizeArg) || clusterSizeArg < 512n || clusterSizeArg > 2n * 1024n * 1024n) {
     throw invalid('Cluster size must be a power of two between 512 and 2048k');
   }
+  if (spec.extendedL2 && clusterSizeArg < 16384n) throw invalid('Extended L2 entries are only supported with cluster sizes of at least 16384 bytes');
   const prealloc = spec.preallocation ?? 'off';
-  if (spec.backingFile !== undefined && prealloc !== 'off') throw invalid('Backing file and preallocation can only be used at the same time if extended_l2 is on');
+  if (spec.backingFile !== undefined && prealloc !== 'off' && !spec.extendedL2) throw invalid('Backing file and preallocation can only be used at the same time if extended_l2 is on');
   if (spec.backingFormat !== undefined && spec.backingFile === undefined) throw invalid('Backing format cannot be used without backing file');
   if (version < 3 && spec.lazyRefcounts) throw invalid('Lazy refcounts only supported with compatibility level 1.1 and above (use version=v3 or greater)');
   const clusterSize = Number(clusterSizeArg);
@@ -145,7 +146,6 @@ async function createQcow2OnNode(spec: Qcow2CreateSpec): Promise<void> {
   if (spec.compressionType === 'zstd' && version < 3) throw invalid('Non-zlib compression type is only supported with compatibility level 1.1 and above (use version=v3 or greater)');
   // What QEMU can do and blockemu cannot yet: refused clearly instead of writing an image that lacks it.
   for (const member of spec.unsupported ?? []) throw unsupported(`qcow2 option '${member}'`);
-  if (spec.extendedL2) throw unsupported("qcow2 option 'extended-l2'");
   if (spec.compressionType === 'zstd') throw unsupported('qcow2 compression type zstd');
   // The order is ctz32 of the width's low 32 bits: for -2^63 that is 32, an image QEMU writes and then cannot open.
   const low = Number(BigInt.asUintN(32, refcountBitsArg));
@@ -168,7 +168,7 @@ async function createQcow2OnNode(spec: Qcow2CreateSpec): Promise<void> {
 
 async function formatOnNode(node: BlockNode, spec: Qcow2CreateSpec, clusterSize: number, version: number, refcountBits: number, dataNode: BlockNode | undefined, prealloc: Prealloc): Promise<void> {
   // QEMU writes an empty image first and then resizes it: a size it cannot take leaves that empty image behind.
-  const resizeFailure = truncateError(spec.size, clusterSize);
+  const resizeFailure = truncateError(spec.size, clusterSize, spec.extendedL2 === true);
   // With a data file or preallocation the image is written empty and then grown through the image, as QEMU's blk_truncate does.
   const throughImage = resizeFailure === undefined && (dataNode !== undefined || prealloc !== 'off');
   const dataName = dataNode && (await dataNode.imageInfo()).filename;
@@ -180,6 +180,7 @@ async function formatOnNode(node: BlockNode, spec: Qcow2CreateSpec, clusterSize:
     compat: version === 2 ? '0.10' : '1.1',
     refcountBits,
     lazyRefcounts: spec.lazyRefcounts ?? false,
+    extendedL2: spec.extendedL2 ?? false,
     // The backing file is recorded after the resize.
     ...(resizeFailure === undefined ? { backingFile: spec.backingFile, backingFormat: spec.backingFormat } : {}),
   });

@@ -118,14 +118,18 @@ export function qcow2CreateOptions(values: Map<string, OptValue>, fail: Fail): P
     else throw fail(`Parameter 'version' does not accept value '${compat}'`);
   }
   if (values.get('refcount_bits')?.notInt64) throw fail("Parameter 'refcount-bits' expects integer");
+  // qcow2_co_create's order: the version extended L2 entries need, the cluster size, the cluster size they need.
+  const extendedL2 = values.get('extended_l2')?.value === true;
+  if (extendedL2 && out.compat === '0.10') throw fail('Extended L2 entries are only supported with compatibility level 1.1 and above (use version=v3 or greater)');
   const cs = values.get('cluster_size')?.value as bigint | undefined;
   if (cs !== undefined) {
     const n = Number(cs);
     if (cs < 512n || cs > 2n * 1024n * 1024n || (n & (n - 1)) !== 0) throw fail('Cluster size must be a power of two between 512 and 2048k');
     out.clusterSize = n;
   }
+  if (extendedL2 && (out.clusterSize ?? 65536) < 16384) throw fail('Extended L2 entries are only supported with cluster sizes of at least 16384 bytes');
+  if (extendedL2) out.extendedL2 = true;
   if (values.get('encryption')?.value === true) throw fail("Parameter 'encryption' is not supported by blockemu (only encryption=off)");
-  if (values.get('extended_l2')?.value === true) throw fail('Extended L2 entries (subclusters) are not supported by blockemu');
   const ct = str(values.get('compression_type'));
   if (ct !== undefined && ct !== 'zlib') {
     // As a QEMU built without zstd words it (which is what blockemu is), so scripts that probe for zstd find it absent.

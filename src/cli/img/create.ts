@@ -130,12 +130,12 @@ export async function imgCreate(io: ImgIo, a: CreateArgs): Promise<number> {
   }
   const preallocation = (prealloc ?? 'off') as Preallocation;
   if (fmt === 'raw' && preallocation === 'metadata') throw fail('Unsupported preallocation mode: metadata');
-  if (fmt === 'qcow2' && preallocation !== 'off' && backingFile !== undefined) {
+  if (fmt === 'qcow2' && preallocation !== 'off' && backingFile !== undefined && !opts.extendedL2) {
     throw fail('Backing file and preallocation can only be used at the same time if extended_l2 is on');
   }
   if (backingFmt !== undefined && backingFile === undefined) throw fail('Backing format cannot be used without backing file');
   if (backingFmt !== undefined && !isFormat(backingFmt)) throw fail(`Unknown driver '${backingFmt}'`);
-  checkSizeLimit(size, fmt, opts.clusterSize ?? 65536, fail);
+  checkSizeLimit(size, fmt, opts.clusterSize ?? 65536, opts.extendedL2 === true, fail);
   opts.size = Number(size);
   if (backingFile !== undefined) {
     opts.backingFile = backingFile;
@@ -159,7 +159,8 @@ export async function imgCreate(io: ImgIo, a: CreateArgs): Promise<number> {
  */
 async function createPreallocated(filename: string, opts: CreateOptions, preallocation: Preallocation): Promise<void> {
   await createImage(filename, { ...opts, size: 0 });
-  const image = await openImage(filename, { format: opts.format });
+  // qcow2_co_create grows the image before it names the backing file: the new area is not zeroed against it.
+  const image = await openImage(filename, { format: opts.format, openBacking: false });
   try {
     await image.resize(opts.size!, { preallocation });
   } finally {
@@ -181,9 +182,9 @@ function parseSizeArg(io: ImgIo, text: string): bigint {
   return r.value;
 }
 
-function checkSizeLimit(size: bigint, fmt: ImageFormat, clusterSize: number, fail: Fail): void {
+function checkSizeLimit(size: bigint, fmt: ImageFormat, clusterSize: number, extendedL2: boolean, fail: Fail): void {
   if (fmt === 'qcow2') {
-    const perL1 = BigInt(clusterSize) * BigInt(clusterSize / 8);
+    const perL1 = BigInt(clusterSize) * BigInt(clusterSize / (extendedL2 ? 16 : 8));
     const l1 = (size + perL1 - 1n) / perL1;
     if (l1 * 8n > BigInt(QCOW2_MAX_L1_BYTES) || size > BigInt(Number.MAX_SAFE_INTEGER)) {
       throw fail("The image size is too large for file format 'qcow2' (try using a larger cluster size)");

@@ -94,8 +94,9 @@ export async function checkOflagCopied(st: CheckState, res: CheckCounts, stored:
     const l2 = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
     let dirty = 0;
     for (let j = 0; j < st.l2Size; j++) {
-      const hi = l2.getUint32(j * 8);
-      const lo = l2.getUint32(j * 8 + 4);
+      const w = st.extendedL2 ? j * 16 : j * 8;
+      const hi = l2.getUint32(w);
+      const lo = l2.getUint32(w + 4);
       if (hi & 0x40000000) continue; // compressed: never COPIED, checked elsewhere
       const dataOffset = (hi & 0x00ffffff) * 2 ** 32 + ((lo & 0xfffffe00) >>> 0);
       if (!dataOffset) continue;
@@ -108,7 +109,7 @@ export async function checkOflagCopied(st: CheckState, res: CheckCounts, stored:
       res.corruptions++;
       st.say(`${repair ? 'Repairing' : 'ERROR'} OFLAG_COPIED data cluster: l2_entry=${entryHex(hi, lo)} refcount=${drc}`);
       if (repair) {
-        l2.setUint32(j * 8, drc === 1 ? (hi | 0x80000000) >>> 0 : hi & 0x7fffffff);
+        l2.setUint32(w, drc === 1 ? (hi | 0x80000000) >>> 0 : hi & 0x7fffffff);
         dirty++;
       }
     }

@@ -1,6 +1,6 @@
 import { BlockError } from '../errors.js';
 import type { ByteFile } from '../byte-file.js';
-import { HDR_OFF_INCOMPAT, INCOMPAT_CORRUPT, type Qcow2Header } from './header.js';
+import { HDR_OFF_INCOMPAT, INCOMPAT_CORRUPT, INCOMPAT_EXTL2, type Qcow2Header } from './header.js';
 import type { CheckMessage } from './check-types.js';
 import type { BitmapsExt } from './check-bitmaps.js';
 import type { SnapshotEntry } from './check-snapshots.js';
@@ -58,6 +58,8 @@ export class CheckState {
   readonly clusterBits: number;
   readonly clusterSize: number;
   readonly l2Size: number;
+  /** Extended L2 entries: 16 bytes each, the cluster descriptor then its subcluster bitmap. */
+  readonly extendedL2: boolean;
   readonly refcountOrder: number;
   /** log2 of the entries in one refcount block. */
   readonly rbBits: number;
@@ -97,7 +99,8 @@ export class CheckState {
     this.version = header.version;
     this.clusterBits = header.clusterBits;
     this.clusterSize = 2 ** header.clusterBits;
-    this.l2Size = this.clusterSize / 8;
+    this.extendedL2 = (header.incompatibleFeatures & INCOMPAT_EXTL2) !== 0n;
+    this.l2Size = this.clusterSize / (this.extendedL2 ? 16 : 8);
     this.refcountOrder = header.refcountOrder;
     this.rbBits = header.clusterBits + 3 - header.refcountOrder;
     this.csizeShift = 62 - (header.clusterBits - 8);

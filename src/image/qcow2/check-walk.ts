@@ -97,20 +97,29 @@ export const CHECK_FRAG_INFO = 2;
  */
 async function fixL2EntryByZero(p: Pass, l2Offset: number, l2: DataView, i: number, active: boolean): Promise<{ ret: Ret; overlap: boolean }> {
   const { st, res } = p;
-  l2.setUint32(i * 8, 0);
-  l2.setUint32(i * 8 + 4, 1);
-  const at = l2Offset + i * 8;
-  const ok = await st.preWriteCheck(active ? OL.ACTIVE_L2 : OL.INACTIVE_L2, at, 8);
+  const size = st.extendedL2 ? 16 : 8;
+  const w = i * size;
+  l2.setUint32(w, 0);
+  if (st.extendedL2) {
+    // Allocated subclusters become zero ones; the cluster descriptor is cleared.
+    l2.setUint32(w + 4, 0);
+    l2.setUint32(w + 8, (l2.getUint32(w + 8) | l2.getUint32(w + 12)) >>> 0);
+    l2.setUint32(w + 12, 0);
+  } else {
+    l2.setUint32(w + 4, 1);
+  }
+  const at = l2Offset + w;
+  const ok = await st.preWriteCheck(active ? OL.ACTIVE_L2 : OL.INACTIVE_L2, at, size);
   if (isErr(ok)) {
     st.say('ERROR: Overlap check failed');
     res.checkErrors++;
     return { ret: ok.errno, overlap: true };
   }
-  const w = await st.write(at, new Uint8Array(l2.buffer, l2.byteOffset + i * 8, 8), true);
-  if (isErr(w)) {
-    st.say(`ERROR: Failed to overwrite L2 table entry: ${strerrorOf(w.errno)}`);
+  const wr = await st.write(at, new Uint8Array(l2.buffer, l2.byteOffset + w, size), true);
+  if (isErr(wr)) {
+    st.say(`ERROR: Failed to overwrite L2 table entry: ${strerrorOf(wr.errno)}`);
     res.checkErrors++;
-    return { ret: w.errno, overlap: false };
+    return { ret: wr.errno, overlap: false };
   }
   res.corruptions--;
   res.corruptionsFixed++;
@@ -134,10 +143,15 @@ async function checkL2(p: Pass, l2Offset: number, flags: number, active: boolean
   const coffHiMask = 2 ** hiShift - 1;
   let nextContiguous = 0;
   const dataFile = hasDataFile(st.header);
+  const ext = st.extendedL2;
   for (let i = 0; i < st.l2Size; i++) {
-    const hi = l2.getUint32(i * 8);
-    const lo = l2.getUint32(i * 8 + 4);
-    if (hi === 0 && lo === 0) continue;
+    const w = ext ? i * 16 : i * 8;
+    const hi = l2.getUint32(w);
+    const lo = l2.getUint32(w + 4);
+    // An extended entry's subcluster bitmap: zero bits above, allocation bits below.
+    const zeroBits = ext ? l2.getUint32(w + 8) : 0;
+    const allocBits = ext ? l2.getUint32(w + 12) : 0;
+    if (hi === 0 && lo === 0 && allocBits === 0) continue;
     const compressed = (hi & 0x40000000) !== 0;
     if (!compressed && ((hi & 0x3f000000) !== 0 || (lo & 0x1fe) !== 0)) {
       st.say(`ERROR found l2 entry with reserved bits set: ${entryHex(hi, lo)}`);
@@ -156,6 +170,11 @@ async function checkL2(p: Pass, l2Offset: number, flags: number, active: boolean
         res.corruptions++;
         continue;
       }
+      if (zeroBits !== 0 || allocBits !== 0) {
+        st.say(`ERROR compressed cluster ${i} with non-zero subcluster allocation bitmap, entry=0x${entryHex(hi, lo)}`);
+        res.corruptions++;
+        continue;
+      }
       const sectors = ((hi >>> hiShift) & st.csizeMask) + 1;
       const csize = sectors * 512 - (lo & 511);
       const r = incRefcounts(p, coffset, csize, exact);
@@ -168,11 +187,22 @@ async function checkL2(p: Pass, l2Offset: number, flags: number, active: boolean
       continue;
     }
     const offset = (hi & 0x00ffffff) * 2 ** 32 + ((lo & 0xfffffe00) >>> 0);
-    // Unallocated or plain zero: nothing on disk; but a data file's cluster 0 is at offset 0, told apart by the copied flag.
-    if (offset === 0 && !(dataFile && (hi & 0x80000000) !== 0 && (lo & 1) === 0)) continue;
+    // Unallocated or plain zero: nothing on disk; but a data file's cluster 0 is at offset 0, told apart by the copied
+    // flag. An extended entry has no zero flag (bit 0 is ignored).
+    if (offset === 0 && !(dataFile && (hi & 0x80000000) !== 0 && (ext || (lo & 1) === 0))) {
+      if (allocBits !== 0) {
+        res.corruptions++;
+        st.say('ERROR: Unallocated cluster has non-zero subcluster allocation map');
+      }
+      continue;
+    }
+    if ((zeroBits & allocBits) !== 0) {
+      res.corruptions++;
+      st.say(`ERROR offset=${hex(offset)}: Allocated cluster has corrupted subcluster allocation bitmap`);
+    }
     if (offset % cs !== 0) {
       res.corruptions++;
-      if (lo & 1) {
+      if (ext ? allocBits === 0 : (lo & 1) !== 0) {
         st.say(`${p.fix.errors ? 'Repairing' : 'ERROR'} offset=${hex(offset)}: Preallocated cluster is not properly aligned; L2 entry corrupted.`);
         if (p.fix.errors) {
           const f = await fixL2EntryByZero(p, l2Offset, l2, i, active);

@@ -7,7 +7,7 @@ import { HostFile } from '../file.js';
 import { resizeFile } from '../resize.js';
 import { hasProtocolPrefix } from '../path-protocol.js';
 import type { BlockImage, ImageFormat } from '../types.js';
-import { AUTOCLEAR_DATA_FILE_RAW, COMPAT_LAZY_REFCOUNTS, INCOMPAT_DATA_FILE, MAX_CLUSTER_BITS, MAX_L1_BYTES, MIN_CLUSTER_BITS, type Qcow2Header, serializeHeader } from './header.js';
+import { AUTOCLEAR_DATA_FILE_RAW, COMPAT_LAZY_REFCOUNTS, INCOMPAT_DATA_FILE, INCOMPAT_EXTL2, MAX_CLUSTER_BITS, MAX_L1_BYTES, MIN_CLUSTER_BITS, type Qcow2Header, serializeHeader } from './header.js';
 import { Qcow2Layout } from './layout.js';
 
 const SECTOR = 512;
@@ -122,7 +122,11 @@ function planQcow2(opts: Omit<CreateOptions, 'size'> & { size: number | bigint }
   const sector = BigInt(SECTOR);
   const size = ((exactSize + sector - 1n) / sector) * sector;
 
-  const layout = new Qcow2Layout(clusterBits, refcountOrder);
+  if (opts.extendedL2 && compat === '0.10') {
+    throw new BlockError('INVALID_ARGUMENT', 'Extended L2 entries are only supported with compatibility level 1.1 and above (use version=v3 or greater)');
+  }
+  if (opts.extendedL2 && clusterSize < 16384) throw new BlockError('INVALID_ARGUMENT', 'Extended L2 entries are only supported with cluster sizes of at least 16384 bytes');
+  const layout = new Qcow2Layout(clusterBits, refcountOrder, opts.extendedL2 === true);
   const l2Coverage = BigInt(layout.l2Coverage);
   const l1Size = Number((size + l2Coverage - 1n) / l2Coverage);
   if (l1Size * 8 > MAX_L1_BYTES) throw new BlockError('INVALID_ARGUMENT', 'Image size is too big for this cluster size');
@@ -158,7 +162,7 @@ function planQcow2(opts: Omit<CreateOptions, 'size'> & { size: number | bigint }
     refcountTableClusters: tableClusters,
     nbSnapshots: 0,
     snapshotsOffset: 0,
-    incompatibleFeatures: opts.dataFile !== undefined ? INCOMPAT_DATA_FILE : 0n,
+    incompatibleFeatures: (opts.dataFile !== undefined ? INCOMPAT_DATA_FILE : 0n) | (opts.extendedL2 ? INCOMPAT_EXTL2 : 0n),
     compatibleFeatures: opts.lazyRefcounts ? COMPAT_LAZY_REFCOUNTS : 0n,
     autoclearFeatures: opts.dataFileRaw ? AUTOCLEAR_DATA_FILE_RAW : 0n,
     refcountOrder,

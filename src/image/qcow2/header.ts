@@ -22,6 +22,10 @@ export const INCOMPAT_CORRUPT = 1n << 1n;
 export const INCOMPAT_DATA_FILE = 1n << 2n;
 export const INCOMPAT_COMPRESSION = 1n << 3n;
 export const INCOMPAT_EXTL2 = 1n << 4n;
+/** Whether the image's L2 entries are extended (a subcluster bitmap beside each). */
+export function hasExtendedL2(h: Qcow2Header): boolean {
+  return (h.incompatibleFeatures & INCOMPAT_EXTL2) !== 0n;
+}
 export const INCOMPAT_KNOWN = INCOMPAT_DIRTY | INCOMPAT_CORRUPT | INCOMPAT_DATA_FILE | INCOMPAT_COMPRESSION | INCOMPAT_EXTL2;
 export const COMPAT_LAZY_REFCOUNTS = 1n << 0n;
 export const AUTOCLEAR_BITMAPS = 1n << 0n;
@@ -219,8 +223,9 @@ export function parseHeader(buf: Uint8Array, filename: string, fileSize: number)
   }
 
   // What blockemu cannot handle, or refuses rather than reading tables from past the end of the file.
-  if (h.incompatibleFeatures & INCOMPAT_EXTL2) {
-    throw new BlockError('UNSUPPORTED', `Could not open '${filename}': qcow2 images with extended L2 entries (subclusters) are not supported`);
+  // qcow2_do_open: 32 subclusters of at least 512 bytes each.
+  if (h.incompatibleFeatures & INCOMPAT_EXTL2 && h.clusterBits < 14) {
+    throw invalidImage(filename, `Unsupported subcluster size: ${2 ** h.clusterBits / 32}`);
   }
   if (h.compressionType === 1) {
     throw new BlockError('UNSUPPORTED', `Could not open '${filename}': zstd compression is not supported (only zlib)`);

@@ -8,7 +8,7 @@ import { checkResizeRequest } from '../resize.js';
 import type { BlockImage, Extent, ImageFormat, ImageInfo, ResizeOptions, WriteOptions, WritePiece, WriteZeroesOptions } from '../types.js';
 import { createQcow2 } from './create.js';
 import type { L2Entry } from './entry.js';
-import { dataFileIsRaw, type Qcow2Header } from './header.js';
+import { dataFileIsRaw, hasExtendedL2, type Qcow2Header } from './header.js';
 import { COPIED_HI, entryHi, entryLo, entryOffset, L1_RESERVED_HI, L1_RESERVED_LO, L2_RESERVED_HI, L2_RESERVED_LO, offsetHi, offsetLo, Qcow2Layout, setEntry, viewOf } from './layout.js';
 import { Mutex, RangeLocks } from './locks.js';
 import { canEmptyCompletely, makeCompletelyEmpty } from './make-empty.js';
@@ -115,7 +115,7 @@ export class Qcow2Image implements BlockImage {
     dataFile: ByteFile | undefined,
   ) {
     this.dataFile = dataFile ?? file;
-    this.layout = new Qcow2Layout(header.clusterBits, header.refcountOrder);
+    this.layout = new Qcow2Layout(header.clusterBits, header.refcountOrder, hasExtendedL2(header));
     this.lazy = new LazyRefcounts(header, file);
     this.l1 = l1;
     this.l1View = viewOf(l1);
@@ -371,13 +371,23 @@ export class Qcow2Image implements BlockImage {
     return l1i < this.header.l1Size ? this.l2Offset(l1i) : 0;
   }
 
+  /** L2 entry i of a table, with its subcluster bitmap in an image with extended entries (whose bit 0 is ignored, as QEMU ignores it). */
   readEntry(view: DataView, i: number): L2Entry {
-    const hi = entryHi(view, i);
-    const lo = entryLo(view, i);
+    const ext = this.layout.extendedL2;
+    const w = ext ? i * 2 : i;
+    const hi = entryHi(view, w);
+    const lo = entryLo(view, w);
     if ((hi & 0x40000000) === 0 && ((lo & L2_RESERVED_LO) !== 0 || (hi & L2_RESERVED_HI) !== 0)) {
       throw new BlockError('INVALID_IMAGE', `'${this.filename}': L2 entry has reserved bits set (0x${hi.toString(16).padStart(8, '0')}${lo.toString(16).padStart(8, '0')}); the image is corrupt`, { errno: 'EIO' });
     }
-    return { hi, lo };
+    return ext ? { hi, lo, alloc: entryLo(view, w + 1), zero: entryHi(view, w + 1) } : { hi, lo };
+  }
+
+  /** Sets L2 entry i; an extended one's bitmap too (clear unless `e` carries one). */
+  writeEntry(view: DataView, i: number, e: L2Entry): void {
+    if (!this.layout.extendedL2) return setEntry(view, i, e.hi, e.lo);
+    setEntry(view, i * 2, e.hi, e.lo);
+    setEntry(view, i * 2 + 1, e.zero ?? 0, e.alloc ?? 0);
   }
 
   async read(offset: number, length: number): Promise<Uint8Array> {

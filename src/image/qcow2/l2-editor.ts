@@ -1,6 +1,6 @@
 import { classify, compressedClusters, compressedRef, type L2Entry } from './entry.js';
 import type { Qcow2Image } from './image.js';
-import { entryOffset, setEntry, viewOf } from './layout.js';
+import { entryOffset, viewOf } from './layout.js';
 import type { RefcountManager } from './refcount.js';
 import { hex } from './corruption.js';
 
@@ -115,11 +115,11 @@ export class L2Editor {
       for (let idx = L.l2Index(off); off < chunkEnd; off += L.clusterSize, idx++) {
         const e = img.readEntry(view, idx);
         const n = next(e);
-        if (n.hi === e.hi && n.lo === e.lo) continue;
+        if (n.hi === e.hi && n.lo === e.lo && n.alloc === e.alloc && n.zero === e.zero) continue;
         if (entryOffset(n.hi, n.lo) !== entryOffset(e.hi, e.lo) || classify(n, img.version) === 'compressed' || classify(e, img.version) === 'compressed') {
           this.release(e);
         }
-        setEntry(view, idx, n.hi, n.lo);
+        img.writeEntry(view, idx, n);
         changed = true;
       }
       // A table none of whose entries changed is not written (QEMU's zero_in_l2_slice: no l2_update for zeroes already there).

@@ -25,13 +25,22 @@ export class Qcow2Layout {
   readonly maxRefcount: number;
   /** Bit where a compressed descriptor's sector count starts (62 - (cluster_bits - 8)). */
   readonly csizeShift: number;
+  /** Bytes per L2 entry: 16 with extended L2 entries (the entry, then its subcluster bitmap). */
+  readonly l2EntryBytes: number;
+  /** Subclusters per cluster: 32 with extended L2 entries, else the cluster is its only one. */
+  readonly subclusters: number;
+  readonly subclusterSize: number;
 
   constructor(
     readonly clusterBits: number,
     readonly refcountOrder: number,
+    readonly extendedL2 = false,
   ) {
     this.clusterSize = 2 ** clusterBits;
-    this.l2Bits = clusterBits - 3;
+    this.l2EntryBytes = extendedL2 ? 16 : 8;
+    this.subclusters = extendedL2 ? 32 : 1;
+    this.subclusterSize = this.clusterSize / this.subclusters;
+    this.l2Bits = clusterBits - (extendedL2 ? 4 : 3);
     this.l2Entries = 2 ** this.l2Bits;
     this.refcountBits = 2 ** refcountOrder;
     this.refblockBits = clusterBits + 3 - refcountOrder;
@@ -58,6 +67,13 @@ export class Qcow2Layout {
   }
   clusterEnd(offset: number): number {
     return Math.ceil(offset / this.clusterSize) * this.clusterSize;
+  }
+  /** Index of the 8-byte word holding L2 entry i's cluster descriptor (its bitmap is the next word). */
+  l2Word(i: number): number {
+    return this.extendedL2 ? i * 2 : i;
+  }
+  subclusterIndex(offset: number): number {
+    return Math.floor((offset % this.clusterSize) / this.subclusterSize);
   }
 }
 

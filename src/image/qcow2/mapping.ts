@@ -1,4 +1,4 @@
-import { classify, type ClusterKind, type L2Entry } from './entry.js';
+import { classify, type ClusterKind, type L2Entry, subclusterKind } from './entry.js';
 import type { BlockError } from '../errors.js';
 import type { Extent } from '../types.js';
 import { hex } from './corruption.js';
@@ -44,6 +44,7 @@ export function unallocatedRun(L: Qcow2Layout, offset: number, length: number): 
  */
 export function mapInTable(img: MapContext, table: Uint8Array, l2Offset: number, offset: number, length: number): Mapping {
   const L = img.layout;
+  if (L.extendedL2) return mapInExtendedTable(img, table, l2Offset, offset, length);
   const cs = L.clusterSize;
   const inCluster = offset % cs;
   let idx = L.l2Index(offset);
@@ -103,6 +104,53 @@ export function mapInTable(img: MapContext, table: Uint8Array, l2Offset: number,
 }
 
 /**
+ * mapInTable for extended L2 entries, as qcow2_get_host_offset and
+ * count_contiguous_subclusters map them: the run of subclusters of one
+ * kind, on into the next clusters while they continue it (the same kind,
+ * with or without host clusters alike, host clusters contiguous). A
+ * subcluster bitmap QEMU calls invalid is a fatal corruption, met where
+ * the run reaches it. An unallocated subcluster with a host cluster
+ * (QEMU's UNALLOCATED_ALLOC) reads from the backing image like any other.
+ */
+function mapInExtendedTable(img: MapContext, table: Uint8Array, l2Offset: number, offset: number, length: number): Mapping {
+  const L = img.layout;
+  const cs = L.clusterSize;
+  const scs = L.subclusterSize;
+  const inCluster = offset % cs;
+  let idx = L.l2Index(offset);
+  const max = Math.min(length, (L.l2Entries - idx) * cs - inCluster);
+  const view = viewOf(table);
+  const invalid = (i: number) => img.corrupt(`Invalid cluster entry found  (L2 offset: ${hex(l2Offset)}, L2 index: ${hex(i)})`);
+  const first = img.readEntry(view, idx);
+  const kind = subclusterKind(first, L.subclusterIndex(offset), img.version, img.externalData);
+  if (kind === 'invalid') throw invalid(idx);
+  if (kind === 'compressed') {
+    if (img.externalData) throw img.corrupt(`Compressed cluster entry found in image with external data file (L2 offset: ${hex(l2Offset)}, L2 index: ${hex(idx)})`);
+    return { kind, offset, length: Math.min(max, cs - inCluster), hostOffset: 0, entry: first };
+  }
+  const hosted = classify(first, img.version, img.externalData) === 'normal';
+  const firstHost = hosted ? entryOffset(first.hi, first.lo) : 0;
+  if (firstHost % cs !== 0) throw img.corrupt(`Cluster allocation offset ${hex(firstHost)} unaligned (L2 offset: ${hex(l2Offset)}, L2 index: ${hex(idx)})`);
+  let e = first;
+  let host = firstHost;
+  let len = Math.min(max, scs - (inCluster % scs));
+  while (len < max) {
+    const at = offset + len;
+    if (at % cs === 0) {
+      e = img.readEntry(view, ++idx);
+      const k = subclusterKind(e, 0, img.version, img.externalData);
+      if (k === 'invalid') throw invalid(idx);
+      if (k !== kind || (classify(e, img.version, img.externalData) === 'normal') !== hosted) break;
+      if (hosted && entryOffset(e.hi, e.lo) !== host + cs) break;
+      host += cs;
+    } else if (subclusterKind(e, L.subclusterIndex(at), img.version, img.externalData) !== kind) break;
+    len = Math.min(max, len + scs);
+  }
+  const hostOffset = hosted ? firstHost + inCluster : 0;
+  return { kind, offset, length: len, hostOffset, entry: first };
+}
+
+/**
  * The block status of `length` bytes at `offset` mapped by `m`, when the
  * image itself answers it; undefined for unallocated clusters over a
  * backing image, which answers those. Literal objects, not spreads of a
@@ -120,6 +168,10 @@ export function extentOf(m: Mapping, offset: number, length: number, filename: s
         ? { offset, length, depth: 0, filename: dataFilename, data: false, zero: true, allocated: true, hostOffset: m.hostOffset }
         : { offset, length, depth: 0, filename, data: false, zero: true, allocated: true };
     case 'unallocated':
-      return hasBacking ? undefined : { offset, length, depth: 0, filename, data: false, zero: true, allocated: false };
+      // An unallocated subcluster of an allocated cluster still reports where it is (QEMU's UNALLOCATED_ALLOC).
+      if (hasBacking) return undefined;
+      return m.hostOffset !== 0
+        ? { offset, length, depth: 0, filename: dataFilename, data: false, zero: true, allocated: false, hostOffset: m.hostOffset }
+        : { offset, length, depth: 0, filename, data: false, zero: true, allocated: false };
   }
 }

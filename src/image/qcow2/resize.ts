@@ -3,7 +3,7 @@ import { BlockError } from '../errors.js';
 import { ZERO_CHUNK } from '../request.js';
 import { resizeFile, writeZeroes } from '../resize.js';
 import type { Preallocation, ResizeOptions } from '../types.js';
-import { isInPlace } from './entry.js';
+import { classify, isInPlace } from './entry.js';
 import { HDR_OFF_L1_SIZE, HDR_OFF_SIZE, MAX_L1_BYTES } from './header.js';
 import type { Qcow2Image } from './image.js';
 import { L2Editor } from './l2-editor.js';
@@ -164,6 +164,7 @@ async function grow(img: Qcow2Image, writer: Qcow2Writer, rc: RefcountManager, o
   // show through the new area. falloc and full have written zeroes there.
   const backing = img.backing();
   if (newSize > old && backing !== undefined && backing.size() > old && (prealloc === 'off' || prealloc === 'metadata')) {
+    if (L.extendedL2) return zeroNewSubclusters(writer, old, newSize);
     const zeroStart = L.clusterEnd(old);
     if (newSize > zeroStart) {
       if (img.version < 3) throw new BlockError('UNSUPPORTED', 'Failed to zero out new clusters: Operation not supported', { errno: 'ENOTSUP' });
@@ -173,6 +174,18 @@ async function grow(img: Qcow2Image, writer: Qcow2Writer, rc: RefcountManager, o
     if (zeroStart > old) await step('Failed to zero out the new area', () => writer.writeLocked(old, ZERO_CHUNK.subarray(0, Math.min(zeroStart, newSize) - old)));
   }
   if (prealloc !== 'off') await step('Failed to flush the preallocated area to disk', () => img.meta.run(() => img.writeMetadata()));
+}
+
+/**
+ * The new area's zeroes with extended L2 entries: zero subclusters from the
+ * first subcluster boundary at or after the old end, zeroes written before
+ * it (qcow2_co_truncate's BDRV_REQ_ZERO_WRITE part).
+ */
+async function zeroNewSubclusters(writer: Qcow2Writer, old: number, newSize: number): Promise<void> {
+  const scs = writer.subclusterSize;
+  const zeroStart = Math.ceil(old / scs) * scs;
+  if (newSize > zeroStart) await step('Failed to zero out new clusters', () => writer.zeroizeSubclusters(zeroStart, newSize - zeroStart));
+  if (zeroStart > old) await step('Failed to zero out the new area', () => writer.writeLocked(old, ZERO_CHUNK.subarray(0, Math.min(zeroStart, newSize) - old)));
 }
 
 /**
@@ -229,16 +242,23 @@ async function preallocate(img: Qcow2Image, writer: Qcow2Writer, rc: RefcountMan
   const L = img.layout;
   const cs = L.clusterSize;
   const what = mode === 'metadata' ? 'Allocating clusters failed' : 'Failed to allocate data clusters';
+  // The cluster holding the old end. With extended L2 entries metadata preallocation maps it with the new ones and
+  // leaves its subclusters as they read (preallocate_co's link_l2 does not touch the bitmap): nothing is written.
+  let from = L.clusterEnd(old);
   if (old % cs !== 0 && newSize > old) {
     const m = await img.meta.run(() => img.map(L.clusterStart(old), 1));
-    if (mode !== 'metadata' || !isInPlace(m.entry, img.version, img.externalData)) {
+    const inPlace = isInPlace(m.entry, img.version, img.externalData);
+    // (Only an unallocated one: a compressed or shared cluster's data is copied by the write below, never dropped.)
+    if (L.extendedL2 && mode === 'metadata' && !img.externalData && classify(m.entry, img.version) === 'unallocated') {
+      from = L.clusterStart(old);
+    } else if (mode !== 'metadata' || !inPlace) {
       await step(what, () => writer.writeLocked(old, ZERO_CHUNK.subarray(0, Math.min(L.clusterEnd(old), newSize) - old)));
     }
   }
   const l2 = new L2Editor(img, rc);
   const end = L.clusterEnd(newSize);
   if (img.externalData) return preallocateDataFile(img, l2, L.clusterEnd(old), newSize, mode, what);
-  for (let pos = L.clusterEnd(old); pos < end; ) {
+  for (let pos = from; pos < end; ) {
     const l1i = L.l1Index(pos);
     const want = (Math.min(end, (l1i + 1) * L.l2Coverage) - pos) / cs;
     // preallocate_co maps clusters through qcow2_alloc_host_offset, which allocates the L2 table before the data it maps.
@@ -262,10 +282,15 @@ async function preallocate(img: Qcow2Image, writer: Qcow2Writer, rc: RefcountMan
       img.meta.run(async () => {
         const { off, view } = l2.atHand(l1i) ?? (await l2.ready(l1i));
         const idx = L.l2Index(pos);
+        // Extended entries keep their bitmaps (the subclusters read as before: from the backing file, or zeroes), but
+        // for falloc and full over a longer backing file, whose zeroes must show: then they are all allocated.
+        const backing = img.backing();
+        const allocate = mode !== 'metadata' && backing !== undefined && backing.size() > old;
         for (let k = 0; k < run.count; k++) {
           const e = img.readEntry(view, idx + k);
           const h = host + k * cs;
-          setEntry(view, idx + k, offsetHi(h) | COPIED_HI, offsetLo(h));
+          const bitmap = allocate ? { alloc: 0xffffffff, zero: 0 } : { alloc: e.alloc, zero: e.zero };
+          img.writeEntry(view, idx + k, { hi: offsetHi(h) | COPIED_HI, lo: offsetLo(h), ...bitmap });
           l2.release(e);
         }
         img.l2Cache.markDirty(off);
@@ -292,8 +317,9 @@ async function preallocateDataFile(img: Qcow2Image, l2: L2Editor, from: number, 
       img.meta.run(async () => {
         const { off, view } = l2.atHand(l1i) ?? (await l2.ready(l1i));
         for (let g = pos, idx = L.l2Index(pos); g < chunkEnd; g += cs, idx++) {
-          if (isInPlace(img.readEntry(view, idx), img.version, true)) continue;
-          setEntry(view, idx, offsetHi(g) | COPIED_HI, offsetLo(g));
+          const e = img.readEntry(view, idx);
+          if (isInPlace(e, img.version, true)) continue;
+          img.writeEntry(view, idx, { hi: offsetHi(g) | COPIED_HI, lo: offsetLo(g), alloc: e.alloc, zero: e.zero });
         }
         img.l2Cache.markDirty(off);
       }),

@@ -33,8 +33,9 @@ export async function updateSnapshotRefcount(img: Qcow2Image, l1Offset: number, 
       const tv = viewOf(table);
       let dirty = false;
       for (let j = 0; j < img.layout.l2Entries; j++) {
-        const oldHi = entryHi(tv, j);
-        const elo = entryLo(tv, j);
+        const w = img.layout.l2Word(j);
+        const oldHi = entryHi(tv, w);
+        const elo = entryLo(tv, w);
         const ehi = (oldHi & ~COPIED_HI) >>> 0;
         let count = 0;
         switch (classify({ hi: ehi, lo: elo }, img.version)) {
@@ -56,7 +57,7 @@ export async function updateSnapshotRefcount(img: Qcow2Image, l1Offset: number, 
         }
         const newHi = count === 1 ? (ehi | COPIED_HI) >>> 0 : ehi;
         if (newHi !== oldHi >>> 0) {
-          setEntry(tv, j, newHi, elo);
+          setEntry(tv, w, newHi, elo);
           dirty = true;
         }
       }

@@ -6,15 +6,21 @@ import { classify, compressedClusters, encodeCompressed, isInPlace, isZeroAlloc,
 import type { WritePiece } from '../types.js';
 import type { Mapping, Qcow2Image } from './image.js';
 import { L2Editor } from './l2-editor.js';
-import { COPIED_HI, entryOffset, offsetHi, offsetLo, setEntry, ZERO_LO } from './layout.js';
+import { COPIED_HI, entryOffset, offsetHi, offsetLo, ZERO_LO } from './layout.js';
 import type { RefcountManager } from './refcount.js';
 import { hex } from './corruption.js';
 import { metadataOverlap } from './overlap.js';
+import { type SubclusterCow, subclusterCow, writtenBitmap } from './subcluster-cow.js';
+import { discardedEntry, SubclusterZeroes, zeroedEntry } from './subcluster-zeroes.js';
 
 type Plan =
   | { kind: 'inplace'; hostOffset: number; length: number }
-  /** reuse: the host clusters are the entries' own preallocated zero clusters (nothing allocated, nothing freed). */
-  | { kind: 'alloc'; offset: number; length: number; old: L2Entry[]; host: number; reuse?: boolean };
+  /**
+   * reuse: the host clusters are the entries' own (preallocated zero clusters, or with extended L2 entries clusters
+   * whose subclusters the write allocates): nothing allocated, nothing freed. cow: extended L2 entries only, the bytes
+   * written around the data and marked allocated (subcluster-cow.ts).
+   */
+  | { kind: 'alloc'; offset: number; length: number; old: L2Entry[]; host: number; reuse?: boolean; cow?: SubclusterCow };
 type AllocPlan = Extract<Plan, { kind: 'alloc' }>;
 
 /** perform_cow reads head and tail in one request when at most this much guest data lies between. */
@@ -41,12 +47,20 @@ export class Qcow2Writer {
   private compressCursor: number | undefined;
 
   private readonly l2: L2Editor;
+  /** Write-zeroes with extended L2 entries. */
+  private readonly subZeroes: SubclusterZeroes;
 
   constructor(
     private readonly img: Qcow2Image,
     private readonly rc: RefcountManager,
   ) {
     this.l2 = new L2Editor(img, rc);
+    this.subZeroes = new SubclusterZeroes(img, this.l2, {
+      writeLocked: (offset, data) => this.writeLocked(offset, data),
+      readsZero: (from, to) => this.readsZero(from, to),
+      noteReleased: (e, into) => this.noteReleased(e, into),
+      zeroReleased: (hosts) => this.zeroReleased(hosts),
+    });
   }
 
   private get cs(): number {
@@ -143,8 +157,9 @@ export class Qcow2Writer {
     const img = this.img;
     const L = img.layout;
     const v = img.version;
-    const { view } = this.l2.atHand(L.l1Index(offset)) ?? (await this.l2.ready(L.l1Index(offset)));
+    const { off: l2off, view } = this.l2.atHand(L.l1Index(offset)) ?? (await this.l2.ready(L.l1Index(offset)));
     let idx = L.l2Index(offset);
+    const idx0 = idx;
     const inCluster = offset % L.clusterSize;
     const max = Math.min(length, (L.l2Entries - idx) * L.clusterSize - inCluster);
     let len = Math.min(max, L.clusterSize - inCluster);
@@ -167,6 +182,11 @@ export class Qcow2Writer {
         old.push(e);
         len = Math.min(max, len + L.clusterSize);
       }
+      if (L.extendedL2) {
+        const cow = this.subclusterCow(l2off, idx0, old, inCluster, len, true);
+        if (!cow) return { kind: 'inplace', hostOffset: start + inCluster, length: len };
+        return { kind: 'alloc', offset, length: len, old, host: start / L.clusterSize, reuse: true, cow };
+      }
       if (old.every((e) => isInPlace(e, v, img.externalData))) return { kind: 'inplace', hostOffset: start + inCluster, length: len };
       return { kind: 'alloc', offset, length: len, old, host: start / L.clusterSize, reuse: true };
     }
@@ -183,7 +203,15 @@ export class Qcow2Writer {
       old.length = count;
       len = Math.min(len, count * L.clusterSize - inCluster);
     }
+    if (L.extendedL2) return { kind: 'alloc', offset, length: len, old, host, cow: this.subclusterCow(l2off, idx0, old, inCluster, len, false)! };
     return { kind: 'alloc', offset, length: len, old, host };
+  }
+
+  /** subclusterCow for a write of `len` bytes at `inCluster` into the entries `old` from L2 index idx0 on. */
+  private subclusterCow(l2off: number, idx0: number, old: L2Entry[], inCluster: number, len: number, keepOld: boolean): SubclusterCow | undefined {
+    const img = this.img;
+    const invalid = (i: number) => img.corrupt(`Invalid cluster entry found (L2 offset: ${hex(l2off)}, L2 index: ${hex(idx0 + i)})`);
+    return subclusterCow(img.layout, old, inCluster, inCluster + len, keepOld, img.version, img.externalData, invalid);
   }
 
   /** Guest data into clusters it already owns. */
@@ -251,6 +279,7 @@ export class Qcow2Writer {
    * write either way.
    */
   private async writeAllocatedData(plan: AllocPlan, data: Uint8Array): Promise<void> {
+    if (plan.cow) return this.writeSubclusterData(plan, plan.cow, data);
     const cs = this.cs;
     const file = this.img.file;
     const head = plan.offset % cs;
@@ -301,19 +330,63 @@ export class Qcow2Writer {
     }
   }
 
+  /**
+   * writeAllocatedData with extended L2 entries: the bytes [cow.start,
+   * cow.end) of the run's clusters go to the host clusters at once, the
+   * data with what the subclusters around it read now (perform_cow reads
+   * them through the image too).
+   */
+  private async writeSubclusterData(plan: AllocPlan, cow: SubclusterCow, data: Uint8Array): Promise<void> {
+    const img = this.img;
+    const file = img.file;
+    const base = img.layout.clusterStart(plan.offset);
+    const from = plan.offset - base;
+    const to = from + plan.length;
+    const bufs: Uint8Array[] = [];
+    const copies = cow.start < from || cow.end > to;
+    if (copies) file.event?.('cow_read');
+    if (cow.start < from) bufs.push(await this.readGuest(base + cow.start, from - cow.start));
+    bufs.push(data);
+    if (cow.end > to) bufs.push(await this.readGuest(base + to, cow.end - to));
+    file.event?.('write_aio');
+    if (copies) file.event?.('cow_write');
+    const at = plan.host * this.cs + cow.start;
+    try {
+      this.checkOverlap(at, cow.end - cow.start);
+      await img.dataFile.writev(at, bufs);
+    } catch (err) {
+      if (!plan.reuse && !img.externalData) for (let i = 0; i < plan.old.length; i++) this.rc.free(plan.host + i);
+      throw err;
+    }
+  }
+
+  /** What guest bytes [offset, offset+length) read now, also past the virtual size (a cluster's tail): the image's own view, backing included. */
+  private async readGuest(offset: number, length: number): Promise<Uint8Array> {
+    const img = this.img;
+    const out = new Uint8Array(length);
+    for (let pos = 0; pos < length; ) {
+      const m = await img.meta.run(() => img.map(offset + pos, length - pos));
+      await img.readMapped(m, out.subarray(pos, pos + m.length));
+      pos += m.length;
+    }
+    return out;
+  }
+
   /** Points the L2 entries of an allocating write at its new clusters, now that the data is there. Under the mutex. */
   private async commitAllocated(plan: AllocPlan): Promise<void> {
-    await this.img.lazy.beforeLink();
-    const L = this.img.layout;
+    const img = this.img;
+    await img.lazy.beforeLink();
+    const L = img.layout;
     const cs = this.cs;
     const { off: l2off, view } = this.l2.atHand(L.l1Index(plan.offset)) ?? (await this.l2.ready(L.l1Index(plan.offset)));
     const idx = L.l2Index(plan.offset);
     for (let i = 0; i < plan.old.length; i++) {
       const h = (plan.host + i) * cs;
-      setEntry(view, idx + i, offsetHi(h) | COPIED_HI, offsetLo(h));
+      const bitmap = plan.cow ? writtenBitmap(L, img.readEntry(view, idx + i), i, plan.cow) : undefined;
+      img.writeEntry(view, idx + i, { hi: offsetHi(h) | COPIED_HI, lo: offsetLo(h), ...bitmap });
       if (!plan.reuse) this.l2.release(plan.old[i]!);
     }
-    this.img.l2Cache.markDirty(l2off);
+    img.l2Cache.markDirty(l2off);
   }
 
   /** Whether guest bytes [from, to) read as zeroes now (backing file included). */
@@ -333,6 +406,7 @@ export class Qcow2Writer {
 
   private async zeroLocked(offset: number, length: number, mayUnmap: boolean): Promise<void> {
     const L = this.img.layout;
+    if (L.extendedL2) return this.subZeroes.zero(offset, length, mayUnmap);
     const end = offset + length;
     // Whole clusters get the zero flag; partial head and tail clusters are handled by zeroPartial.
     const fullStart = L.clusterEnd(offset);
@@ -366,6 +440,15 @@ export class Qcow2Writer {
     await this.writeLocked(offset, ZERO_CHUNK.subarray(0, length));
   }
 
+  get subclusterSize(): number {
+    return this.img.layout.subclusterSize;
+  }
+
+  /** Zero subclusters [offset, offset+length) with extended L2 entries, subcluster-aligned (the end may be past the size); the caller holds the range lock. */
+  async zeroizeSubclusters(offset: number, length: number): Promise<void> {
+    if (!(await this.subZeroes.zeroize(offset, length, false))) await this.writeLocked(offset, new Uint8Array(length));
+  }
+
   /** Zeroes whole clusters [start, end); the caller holds the range lock (a resize zeroing the new area uses it directly). */
   async zeroClusters(start: number, end: number, mayUnmap: boolean): Promise<void> {
     const img = this.img;
@@ -391,6 +474,11 @@ export class Qcow2Writer {
     const v = this.img.version;
     return (e) => {
       if (v < 3) return { hi: 0, lo: 0 };
+      if (e.alloc !== undefined) {
+        const n = zeroedEntry(e, v, this.img.externalData, mayUnmap);
+        if (released && n.hi !== e.hi) this.noteReleased(e, released);
+        return n;
+      }
       const kind = classify(e, v, this.img.externalData);
       // QEMU's zero_in_l2_slice: a host cluster is kept (zero-alloc) unless unmapping is allowed; compressed ones never.
       if (!mayUnmap && (kind === 'normal' || kind === 'zero')) return { hi: e.hi, lo: e.lo | ZERO_LO };
@@ -413,6 +501,11 @@ export class Qcow2Writer {
       const img = this.img;
       const released: number[] = [];
       const discarded = (e: L2Entry): L2Entry => {
+        if (e.alloc !== undefined) {
+          const n = discardedEntry(e, img.version, img.externalData, img.hasBacking(), full);
+          if (n && !full) this.noteReleased(e, released);
+          return n ?? e;
+        }
         if (classify(e, img.version, img.externalData) === 'unallocated' && (full || !img.hasBacking())) return e;
         if (!full) this.noteReleased(e, released);
         if (full) return { hi: 0, lo: 0 };
@@ -492,8 +585,8 @@ export class Qcow2Writer {
         const { off: l2off, view } = await this.l2.ready(l1i);
         const idx = img.layout.l2Index(offset);
         const old = img.readEntry(view, idx);
-        const e = encodeCompressed(at, packed.length, img.layout);
-        setEntry(view, idx, e.hi, e.lo);
+        // An extended entry's bitmap is clear: a compressed cluster has no subclusters.
+        img.writeEntry(view, idx, encodeCompressed(at, packed.length, img.layout));
         this.l2.release(old);
         img.l2Cache.markDirty(l2off);
       });

@@ -32,17 +32,43 @@ function pattern(len: number, seed: number): Uint8Array {
   return b;
 }
 
-const geometry = fc.record({
+const geometry: fc.Arbitrary<Geometry> = fc.record({
   clusterSize: fc.constantFrom(512, 1024, 4096, 65536),
   clusters: fc.integer({ min: 1, max: 96 }),
   tail: fc.constantFrom(0, 512, 1536),
   compat: fc.constantFrom('1.1' as const, '1.1' as const, '0.10' as const),
   refcountBits: fc.constantFrom(16, 16, 1, 8, 64),
   backing: fc.constantFrom('none', 'raw', 'qcow2'),
+  extendedL2: fc.constant(false),
 });
 
+/** Extended L2 entries: 32 subclusters per cluster, version 3 and clusters of 16 KiB or more only. */
+const extendedGeometry: fc.Arbitrary<Geometry> = fc.record({
+  clusterSize: fc.constantFrom(16384, 65536),
+  clusters: fc.integer({ min: 1, max: 40 }),
+  tail: fc.constantFrom(0, 512, 1536, 4608),
+  compat: fc.constant('1.1' as const),
+  refcountBits: fc.constantFrom(16, 16, 1, 64),
+  backing: fc.constantFrom('none', 'raw', 'qcow2'),
+  extendedL2: fc.constant(true),
+});
+
+interface Geometry {
+  clusterSize: number;
+  clusters: number;
+  tail: number;
+  compat: '0.10' | '1.1';
+  refcountBits: number;
+  backing: 'none' | 'raw' | 'qcow2';
+  extendedL2: boolean;
+}
+
 function ops(size: number, clusterSize: number): fc.Arbitrary<Op[]> {
-  const range = fc.integer({ min: 0, max: size - 1 }).chain((off) => fc.record({ off: fc.constant(off), len: fc.integer({ min: 1, max: Math.min(size - off, clusterSize * 5) }) }));
+  // Offsets and lengths often on 512-byte boundaries, so subclusters of every kind show up beside each other.
+  const offset = fc.oneof(fc.integer({ min: 0, max: size - 1 }), fc.integer({ min: 0, max: Math.floor((size - 1) / 512) }).map((n) => n * 512));
+  const range = offset.chain((off) =>
+    fc.record({ off: fc.constant(off), len: fc.oneof(fc.integer({ min: 1, max: Math.min(size - off, clusterSize * 5) }), fc.integer({ min: 1, max: Math.max(1, Math.floor(Math.min(size - off, clusterSize * 3) / 512)) }).map((n) => Math.min(n * 512, size - off))) }),
+  );
   const op: fc.Arbitrary<Op> = fc.oneof(
     { weight: 5, arbitrary: fc.tuple(range, fc.nat()).map(([r, seed]) => ({ op: 'write' as const, ...r, seed })) },
     { weight: 2, arbitrary: fc.tuple(range, fc.boolean()).map(([r, unmap]) => ({ op: 'zero' as const, ...r, unmap })) },
@@ -68,7 +94,11 @@ function ops(size: number, clusterSize: number): fc.Arbitrary<Op[]> {
 }
 
 describe('qcow2 against an in-memory model', () => {
-  it('reads back what was written, for random operation sequences', async () => {
+  it('reads back what was written, for random operation sequences', () => modelRuns(geometry, Number(process.env.MODEL_RUNS ?? 60)), 300_000);
+  it('reads back what was written with extended L2 entries (subclusters)', () => modelRuns(extendedGeometry, Number(process.env.MODEL_RUNS ?? 40)), 300_000);
+});
+
+async function modelRuns(geometry: fc.Arbitrary<Geometry>, numRuns: number): Promise<void> {
     await fc.assert(
       fc.asyncProperty(
         geometry.chain((g) => {
@@ -99,6 +129,7 @@ describe('qcow2 against an in-memory model', () => {
               refcountBits: g.compat === '0.10' ? 16 : g.refcountBits,
               backingFile,
               backingFormat: g.backing === 'none' ? undefined : (g.backing as 'raw' | 'qcow2'),
+              extendedL2: g.extendedL2,
             });
             let img: BlockImage = await openImage(path);
             const cs = g.clusterSize;
@@ -186,7 +217,6 @@ describe('qcow2 against an in-memory model', () => {
           });
         },
       ),
-      { numRuns: Number(process.env.MODEL_RUNS ?? 60) },
+      { numRuns },
     );
-  }, 300_000);
-});
+}
