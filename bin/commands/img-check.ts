@@ -1,14 +1,14 @@
 import { type Command, Option } from 'commander';
 import { imgCheck } from '../../src/cli/img-check.js';
 import type { ImgIo } from '../../src/cli/img/output.js';
+import { withObjectOption } from './img-objects.js';
 
 /** -U as qemu-img has it: force-share=on, refused where the image would be written. */
 export const FORCE_SHARE_HELP = 'force shared permissions: open read-only, sharing everything, so image locks other processes hold are not checked';
 
 /** `blockemu img check`: argument parsing only; src/cli/img-check.ts does the work. */
 export function addImgCheck(img: Command, run: (body: (io: ImgIo) => Promise<number>) => Promise<void>): void {
-  img
-    .command('check')
+  withObjectOption(img.command('check'))
     .description('check an image for consistency, optionally repairing it (qemu-img check)')
     .usage('[-q] [-f fmt] [--image-opts] [--output=ofmt] [-r [leaks | all]] [-U] filename')
     .option('-f <fmt>', 'image format (probed when absent)')

@@ -13,12 +13,15 @@ import { AMEND_USAGE, imgAmend } from '../../src/cli/img/amend.js';
 import { DD_USAGE, imgDd } from '../../src/cli/img/dd.js';
 import { BENCH_USAGE, imgBench } from '../../src/cli/img/bench.js';
 import { imgMeasure, MEASURE_USAGE } from '../../src/cli/img/measure.js';
+import { takeObjectDefs, withObjectOption } from './img-objects.js';
+import { addObject, objectsReady } from '../../src/cli/img/objects.js';
 import { type ImgIo, printFailure, runSubcommand, usageError } from '../../src/cli/img/output.js';
 import { addImgCheck, FORCE_SHARE_HELP } from './img-check.js';
 import { IMG_PROG } from '../../src/cli/tool-names.js';
 import { type ToolContext, ToolExit, withDriverMessages } from './tool-context.js';
 
 const collect = (v: string, prev: string[]): string[] => [...prev, v];
+
 
 /**
  * Commander's parse errors in qemu-img's words ("unrecognized option '-x'",
@@ -48,7 +51,13 @@ const outputOption = () => new Option('--output <format>', "'human' (default) or
 export function addImgCommand(program: Command, ctx: ToolContext): void {
   /** Runs a subcommand body and records its exit code. */
   const run = async (body: (io: ImgIo) => Promise<number>, failCode = 1): Promise<void> => {
-    ctx.exitCode = await withDriverMessages(ctx, IMG_PROG, () => runSubcommand(ctx, () => body(ctx), failCode));
+    // --object definitions, checked before the subcommand runs (qemu-img's user_creatable_process_cmdline).
+    const withObjects = async (io: ImgIo) => {
+      for (const d of takeObjectDefs()) addObject(d);
+      await objectsReady();
+      return body(io);
+    };
+    ctx.exitCode = await withDriverMessages(ctx, IMG_PROG, () => runSubcommand(ctx, () => withObjects(ctx), failCode));
   };
   const img = program
     .command('img')
@@ -57,8 +66,7 @@ export function addImgCommand(program: Command, ctx: ToolContext): void {
     .exitOverride((err) => qemuStyleParseErrors(ctx, err))
     .configureOutput({ writeOut: (t) => ctx.out(t), writeErr: (t) => ctx.err(t), outputError: () => undefined });
 
-  img
-    .command('info')
+  withObjectOption(img.command('info'))
     .description('show information about an image (qemu-img info)')
     .usage('[-f fmt] [--output=ofmt] [--backing-chain] [--image-opts] [-U] filename')
     .option('-f <fmt>', 'image format (probed when absent)')
@@ -73,8 +81,7 @@ export function addImgCommand(program: Command, ctx: ToolContext): void {
       ),
     );
 
-  img
-    .command('map')
+  withObjectOption(img.command('map'))
     .description('dump the image mapping (qemu-img map)')
     .usage('[-f fmt] [--output=ofmt] [--start-offset=offset] [--max-length=len] [--image-opts] [-U] filename')
     .option('-f <fmt>', 'image format (probed when absent)')
@@ -90,8 +97,7 @@ export function addImgCommand(program: Command, ctx: ToolContext): void {
       ),
     );
 
-  img
-    .command('compare')
+  withObjectOption(img.command('compare'))
     .description('check whether two images have the same content (qemu-img compare)')
     .usage('[-f fmt] [-F fmt] [--image-opts] [-p] [-q] [-s] [-U] filename1 filename2')
     .option('-f <fmt>', 'format of the first image')
@@ -110,8 +116,7 @@ export function addImgCommand(program: Command, ctx: ToolContext): void {
       ),
     );
 
-  img
-    .command('convert')
+  withObjectOption(img.command('convert'))
     .description('copy an image, possibly to another format (qemu-img convert)')
     .usage('[-c] [-n] [-p] [-q] [-f fmt] [-O output_fmt] [-B backing_file [-F backing_fmt]] [-o options] [-l snapshot_param] [-S sparse_size] filename [filename2 [...]] output_filename')
     .option('-f <fmt>', 'source format (probed when absent)')
@@ -201,8 +206,7 @@ export function addImgCommand(program: Command, ctx: ToolContext): void {
 
   // Actions run in command-line order; commander reports each option as it parses it.
   const actions: BitmapAction[] = [];
-  const bitmap = img
-    .command('bitmap')
+  const bitmap = withObjectOption(img.command('bitmap'))
     .description("edit a qcow2 image's persistent dirty bitmaps (qemu-img bitmap)")
     .usage('(--merge SOURCE | --add | --remove | --clear | --enable | --disable)... [-b source_file [-F source_fmt]] [-g granularity] [-f fmt] filename bitmap')
     .option('--add', 'add the bitmap (persistent; -g sets its granularity)')

@@ -28,6 +28,12 @@ export class BlockGraph {
   clock: Clock = new RealClock();
   /** The throttle groups that exist (made by throttle-group objects, joined by throttle nodes). */
   readonly throttleGroups = new ThrottleGroups(() => this.clock);
+  /** A secret object's bytes by id (qcrypto_secret_lookup), for encrypted images; throws QEMU's error for a missing one. */
+  secretBytes: (id: string) => Uint8Array = (id) => {
+    throw new BlockError('NOT_FOUND', `No secret with id '${id}'`);
+  };
+  /** Legacy AES-encrypted qcow2 is refused, as QEMU's system emulators and qemu-storage-daemon refuse it (the tools take it). */
+  refuseAesEncryption = true;
   /** Faults armed on nodes and QMP commands (blockemu's fault-add); their latencies run on the graph's clock. */
   readonly faults = new FaultRegistry(() => this.clock);
   private readonly nodes = new Map<string, BlockNode>();

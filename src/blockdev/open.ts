@@ -73,6 +73,8 @@ interface OpenContext {
   find(name: string): BlockNode | undefined;
   /** The graph's throttle groups (a throttle node joins one). */
   throttleGroups: ThrottleGroups;
+  /** The graph's secrets and its AES policy (an encrypted qcow2 is unlocked with one). */
+  graph: Pick<BlockGraph, 'secretBytes' | 'refuseAesEncryption'>;
   /** The graph's clock (virtual or real). */
   clock: Clock;
   /** A qcow2's backing child once its header is known: `spec.backing`, or the image's own backing file. */
@@ -121,16 +123,32 @@ const OPENERS: Record<string, Opener> = {
   },
   'null-co': async ({ name, spec, readOnly }) => new NullNode(name, 'null-co', num(spec['size'], 1 << 30), spec['read-zeroes'] === true, num(spec['latency-ns'], 0), readOnly),
   'null-aio': async ({ name, spec, readOnly }) => new NullNode(name, 'null-aio', num(spec['size'], 1 << 30), spec['read-zeroes'] === true, num(spec['latency-ns'], 0), readOnly),
-  qcow2: async ({ name, spec, readOnly, child, backing }) => {
+  qcow2: async ({ name, spec, readOnly, child, backing, graph }) => {
     const file = await child('file', spec['file'], CHILD_IMAGE);
     // The runtime options (cache sizes, overlap checks, lazy refcounts) as qcow2_update_options reads them: flat text.
     const flat = flattenQdict(Object.fromEntries(Object.entries(spec).filter(([k]) => k !== 'file' && k !== 'backing' && k !== 'data-file')));
     const ref = spec['data-file'];
-    return Qcow2Node.open(name, file, readOnly, backing, flat, {
-      given: ref === undefined ? undefined : () => child('data-file', ref, CHILD_DATA),
-      // bdrv_open_child of the header's name: a protocol node, the name as given (relative to the working directory).
-      byName: (n) => child('data-file', protocolOfFilename(n).proto, CHILD_DATA),
-    });
+    // encrypt.format and encrypt.key-secret; the secret is looked up as the crypto layer opens (qcrypto_secret_lookup).
+    const format = flat['encrypt.format'];
+    const secret = flat['encrypt.key-secret'];
+    const encryption = {
+      ...(typeof format === 'string' ? { format } : {}),
+      ...(typeof secret === 'string' ? { key: () => graph.secretBytes(secret) } : {}),
+      refuseAes: graph.refuseAesEncryption,
+    };
+    return Qcow2Node.open(
+      name,
+      file,
+      readOnly,
+      backing,
+      flat,
+      {
+        given: ref === undefined ? undefined : () => child('data-file', ref, CHILD_DATA),
+        // bdrv_open_child of the header's name: a protocol node, the name as given (relative to the working directory).
+        byName: (n) => child('data-file', protocolOfFilename(n).proto, CHILD_DATA),
+      },
+      encryption,
+    );
   },
   compress: async ({ name, spec, readOnly, child }) => {
     const file = await child('file', spec['file'], CHILD_FILTERED_PRIMARY);
@@ -357,7 +375,7 @@ async function openNode(graph: BlockGraph, tran: GraphTransaction, spec: Blockde
       throw backingError(err);
     }
   };
-  const node = await opener({ name, spec, readOnly, options, child, backing, find: (n) => graph.get(n), throttleGroups: graph.throttleGroups, clock: graph.clock });
+  const node = await opener({ name, spec, readOnly, options, child, backing, find: (n) => graph.get(n), throttleGroups: graph.throttleGroups, clock: graph.clock, graph });
   node.settings = settings;
   node.forceShare = forceShare;
   // Set before a parent opens on it, so the parent's image reads it as read-only (NodeByteFile).

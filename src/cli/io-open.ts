@@ -44,6 +44,8 @@ export type IoOpen = { device?: IoDevice; warnings: string[] } | { error: string
 export interface IoOpenSinks {
   stdout(text: string): void;
   stderr(text: string): void;
+  /** The secrets --object made (an encrypted image's encrypt.key-secret names one). */
+  secretBytes?: (id: string) => Uint8Array;
 }
 
 /**
@@ -75,6 +77,9 @@ export async function openIoDevice(a: IoArgs, sinks: IoOpenSinks, extraOptions: 
   }
   const what = filename !== undefined ? `can't open device ${filename}: ` : "can't open: ";
   const graph = new BlockGraph();
+  if (sinks.secretBytes) graph.secretBytes = sinks.secretBytes;
+  // The tools still open legacy AES-encrypted images (QEMU refuses them only in system emulators and the daemon).
+  graph.refuseAesEncryption = false;
   graph.onEvent = (e) => {
     if (e.kind === 'debug-print') sinks.stdout(e.text);
     // error_report in a tool: the program name first.

@@ -40,14 +40,15 @@ export async function ioCommandLine(io: IoStreams, argv: readonly string[]): Pro
 /** Runs the tool; resolves to the exit code (1 when any command failed, as qemu-io). */
 export async function ioMain(io: IoStreams, a: IoArgs): Promise<number> {
   const unmap = a.unmap;
+  const sinks: IoOpenSinks = { stdout: (t) => io.out(t), stderr: (t) => io.err(t) };
   if (a.objects.length > 0) {
     const made = await createObjects(a.objects);
-    if (made !== undefined) {
+    if (typeof made === 'string') {
       io.err(`${PROG}: ${made}\n`);
       return 1;
     }
+    sinks.secretBytes = made;
   }
-  const sinks: IoOpenSinks = { stdout: (t) => io.out(t), stderr: (t) => io.err(t) };
   const opened = await openIoDevice(a, sinks);
   for (const w of opened.warnings) io.err(w);
   if ('error' in opened) {
@@ -129,7 +130,7 @@ function isQuit(line: string): boolean {
  * them yet, so they live in a registry of their own for the run; an
  * object that cannot be made fails as in qemu-io. Returns the message.
  */
-async function createObjects(objects: IoArgs['objects']): Promise<string | undefined> {
+async function createObjects(objects: IoArgs['objects']): Promise<string | ((id: string) => Uint8Array)> {
   const { ObjectRegistry } = await import('../objects/registry.js');
   const { ThrottleGroups } = await import('../blockdev/throttle/group.js');
   const { objectAddProperties } = await import('../qmp/commands/qom.js');
@@ -143,5 +144,5 @@ async function createObjects(objects: IoArgs['objects']): Promise<string | undef
       return (err as Error).message;
     }
   }
-  return undefined;
+  return (id) => registry.secretBytes(id);
 }

@@ -1,4 +1,5 @@
 import { BlockError } from './errors.js';
+import type { EncryptionOptions } from './qcow2/crypto/open.js';
 import type { CreateOptions } from './create.js';
 import { HostFile, type LockingMode } from './file.js';
 import { fileProtocolPath, hasProtocolPrefix } from './path-protocol.js';
@@ -29,6 +30,8 @@ export interface OpenOptions {
    * chain. Without it such a backing file is refused.
    */
   openProtocolImage?: ProtocolOpener;
+  /** qcow2: an encrypted image's format and password (encrypt.format, encrypt.key-secret's bytes). */
+  encryption?: EncryptionOptions;
 }
 
 /** Opens `name` (a protocol or json: name) read-only as the image at `depth` of a chain, locked as `locks` says. */
@@ -63,6 +66,7 @@ export async function openImage(name: string, opts: OpenOptions = {}): Promise<B
       depth: opts.depth,
       persistentBitmaps: opts.persistentBitmaps,
       metadataOnly: opts.locks?.noIo === true,
+      ...(opts.encryption ? { encryption: opts.encryption } : {}),
       // The data file as its own file child (bdrv_open_child of the header's name): locked as a file under a format is.
       openDataFile: async (name, readOnly) => (await openLockedFile(fileProtocolPath(name), 'raw', readOnly, opts.locks)).file,
       openBackingImage: (p, fmt, depth) => openImage(p, { format: fmt, readOnly: true, depth, locks: backingLocks(spec, opts.locks), openProtocolImage: opts.openProtocolImage }),

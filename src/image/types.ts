@@ -69,6 +69,21 @@ export interface ResizeOptions {
   warn?: (message: string) => void;
 }
 
+/** qemu-img info's `encrypt` block: QCryptoBlockInfo for qcow's AES or for LUKS. */
+export type EncryptInfo =
+  | { format: 'aes' }
+  | {
+      format: 'luks';
+      cipherAlg: string;
+      cipherMode: string;
+      ivgenAlg: string;
+      hashAlg: string;
+      uuid: string;
+      payloadOffset: number;
+      masterKeyIters: number;
+      slots: { active: boolean; iters?: number; stripes?: number; keyOffset: number }[];
+    };
+
 export interface ImageInfo {
   format: ImageFormat;
   filename: string;
@@ -79,6 +94,8 @@ export interface ImageInfo {
   /** Absolute path used to open the backing file. */
   fullBackingFilename?: string;
   dirtyFlag?: boolean;
+  /** The image's data is encrypted (qcow2 with a crypt method). */
+  encrypted?: boolean;
   formatSpecific?: {
     type: 'qcow2';
     compat: '0.10' | '1.1';
@@ -91,6 +108,8 @@ export interface ImageInfo {
     dataFile?: string;
     /** Present when the image has an external data file: whether it is kept a raw image too. */
     dataFileRaw?: boolean;
+    /** How the image is encrypted (QCryptoBlockInfo): legacy AES, or LUKS with its header's parameters. */
+    encrypt?: EncryptInfo;
     /** The persistent bitmaps the image's directory lists now (qcow2_get_bitmap_info_list); absent when none. */
     bitmaps?: { name: string; granularity: number; flags: ('in-use' | 'auto')[] }[];
   };

@@ -41,6 +41,8 @@ export interface Qcow2Facts {
   version: number;
   /** Bytes per L2 entry (16 with extended L2). */
   l2EntrySize: number;
+  /** The header names an encryption method (whose format option the image's open checks). */
+  encrypted?: boolean;
 }
 
 const fail = (msg: string) => new BlockError('INVALID_ARGUMENT', msg);
@@ -128,7 +130,7 @@ export function checkQcow2Options(opts: ReadonlyMap<string, string>, encrypt: Op
     throw fail(`Unsupported value '${mode}' for qcow2 option 'overlap-check'. Allowed are any of the following: none, constant, cached, all`);
   }
   const format = encrypt['format'];
-  if (typeof format === 'string') throw fail(`No encryption in image header, but options specified format '${format}'`);
+  if (typeof format === 'string' && !f.encrypted) throw fail(`No encryption in image header, but options specified format '${format}'`);
   return { lazyRefcounts };
 }
 

@@ -1,4 +1,5 @@
 import type { VmStateArea } from '../vm-state.js';
+import type { EncryptionOptions } from '../../image/qcow2/crypto/open.js';
 import { BlockError } from '../../image/errors.js';
 import { strerrorOf } from '../../image/errno.js';
 import { isZero } from '../../image/request.js';
@@ -58,7 +59,7 @@ export class Qcow2Node extends BlockNode {
    * Opens the image on its (already linked) file child, then its backing
    * child as the header or the options say, then its persistent bitmaps.
    */
-  static async open(name: string, fileLink: NodeChild, readOnly: boolean, backing: BackingOpener, options: Options = {}, data?: DataFileOpener): Promise<Qcow2Node> {
+  static async open(name: string, fileLink: NodeChild, readOnly: boolean, backing: BackingOpener, options: Options = {}, data?: DataFileOpener, encryption?: EncryptionOptions): Promise<Qcow2Node> {
     const file = fileLink.node;
     let dataLink: NodeChild | undefined;
     const dataFile = async (link: NodeChild) => {
@@ -82,6 +83,7 @@ export class Qcow2Node extends BlockNode {
         openDataFile: data && (async (n) => dataFile(await data.byName(n))),
         openBacking: false,
         openBackingImage: () => Promise.reject(new BlockError('UNSUPPORTED', 'backing images are nodes of the graph')),
+        ...(encryption ? { encryption } : {}),
       });
     } catch (err) {
       throw reason(err);
@@ -468,6 +470,6 @@ export class Qcow2Node extends BlockNode {
 export function checkQcow2RuntimeOptions(image: Qcow2Image, options: Options): { lazyRefcounts: boolean } {
   const opts = absorb(options, QCOW2_OPTIONS);
   const encrypt = extractSub(options, 'encrypt.');
-  const facts = { clusterSize: image.layout.clusterSize, virtualSize: image.size(), version: image.version, l2EntrySize: 8 };
+  const facts = { clusterSize: image.layout.clusterSize, virtualSize: image.size(), version: image.version, l2EntrySize: image.layout.l2EntryBytes, encrypted: image.header.cryptMethod !== 0 };
   return checkQcow2Options(opts, encrypt, facts, image.info().formatSpecific?.lazyRefcounts ?? false);
 }

@@ -1,4 +1,6 @@
 import { BlockBackend } from '../../blockdev/block-backend.js';
+import type { EncryptionOptions } from '../../image/qcow2/crypto/open.js';
+import { imgSecretBytes, objectsReady } from './objects.js';
 import { checkQcow2RuntimeOptions } from '../../blockdev/drivers/qcow2.js';
 import { QCOW2_OPTIONS } from '../../blockdev/drivers/qcow2-options.js';
 import { flattenQdict, type Options } from '../../blockdev/options.js';
@@ -95,7 +97,7 @@ async function openProtocol(name: string | undefined, o: GraphOpenOptions): Prom
   if (!isFormat(format)) return { root: await openRoot(spec, o) };
   const runtime: Options = {};
   for (const [key, value] of Object.entries(spec)) {
-    if (format === 'qcow2' && QCOW2_RUNTIME_KEYS.has(key)) flattenQdict({ [key]: value }, '', runtime);
+    if (format === 'qcow2' && (QCOW2_RUNTIME_KEYS.has(key) || key.startsWith('encrypt.'))) flattenQdict({ [key]: value }, '', runtime);
     else if (format === 'qcow2' && key === 'data-file') continue;
     else if (!FORMAT_KEYS.has(key)) throw new BlockError('UNSUPPORTED', `blockemu img does not apply the ${format} option '${key}'`);
   }
@@ -141,6 +143,16 @@ async function openDataFileNode(graph: BlockGraph, ref: unknown, blk: BlockBacke
   return new GraphByteFile(node, name, hostPathOf(node), () => Promise.resolve());
 }
 
+/** encrypt.format and encrypt.key-secret as given, the secret one of --object's (made when first needed); the tools open legacy AES images. */
+function encryptionOptions(runtime: Options): EncryptionOptions {
+  const format = runtime['encrypt.format'];
+  const secret = runtime['encrypt.key-secret'];
+  return {
+    ...(typeof format === 'string' ? { format } : {}),
+    ...(typeof secret === 'string' ? { key: () => imgSecretBytes(secret) } : {}),
+  };
+}
+
 /**
  * A format image over nodes: the image layer's qcow2 or raw image, whose
  * close also closes the graph below it. A graph whose top is not a format
@@ -148,6 +160,8 @@ async function openDataFileNode(graph: BlockGraph, ref: unknown, blk: BlockBacke
  * status) is read through its top node instead, read-only.
  */
 export async function openThroughGraph(name: string | undefined, o: GraphOpenOptions): Promise<BlockImage> {
+  // qemu-img made its --object objects before anything is opened: one that failed is the command's error.
+  await objectsReady();
   const opened = await openProtocol(name, o);
   if ('root' in opened) return opened.root;
   const { format, file, shown, backingLocks } = opened;
@@ -163,6 +177,8 @@ export async function openThroughGraph(name: string | undefined, o: GraphOpenOpt
           ...(o.backingImage ? { backingImage: o.backingImage } : {}),
           ...(opened.dataFile ? { givenDataFile: () => Promise.resolve(opened.dataFile!) } : {}),
           openBackingImage: (p, fmt, depth) => openImage(p, { format: fmt, readOnly: true, depth, locks: backingLocks, openProtocolImage: openProtocolBacking }),
+          encryption: encryptionOptions(opened.runtime),
+          ...(o.flags.noIo ? { metadataOnly: true } : {}),
         });
   if (image instanceof Qcow2Image && Object.keys(opened.runtime).length > 0) {
     try {

@@ -1,5 +1,6 @@
 import { Getopt, type LongOption } from '../getopt.js';
-import { ImgFailure, ImgHelpShown, usageError } from './output.js';
+import { addObject } from './objects.js';
+import { ImgHelpShown, usageError } from './output.js';
 
 /** One option qemu-img's getopt_long loop sees: its short letter or long name, and its argument. */
 export interface ImgOption {
@@ -17,7 +18,7 @@ export interface ImgOption {
  *
  * The options every subcommand treats alike are taken here and not
  * yielded: -h/--help shows `usage` (ImgHelpShown), -U/--force-share and
- * --image-opts set `forceShare` and `imageOpts`, --object is refused. A
+ * --image-opts set `forceShare` and `imageOpts`, --object defines an object (objects.ts). A
  * subcommand's optstring still decides which of them it accepts.
  */
 export class ImgGetopt {
@@ -51,7 +52,8 @@ export class ImgGetopt {
           this.imageOpts = true;
           break;
         case 'object':
-          throw objectRefused();
+          addObject(e.value ?? '');
+          break;
         default:
           yield { name: e.name, value: e.value ?? '' };
       }
@@ -63,7 +65,3 @@ export class ImgGetopt {
   }
 }
 
-/** --object: qemu-img creates the object on the spot; blockemu has no objects (secrets, throttle groups …) for its tools. */
-export function objectRefused(): ImgFailure {
-  return new ImgFailure('--object is not supported by blockemu');
-}

@@ -1,4 +1,5 @@
 import { resolve } from 'node:path';
+import type { EncryptInfo } from '../../image/types.js';
 import { Qcow2Image } from '../../image/qcow2/image.js';
 import type { BlockImage, ImageInfo } from '../../image/types.js';
 import { listSnapshots, type Qcow2Snapshot } from '../../image/qcow2/snapshots.js';
@@ -122,9 +123,10 @@ function toJson(r: Report): Record<string, unknown> {
   if (r.actualSize >= 0) o['actual-size'] = r.actualSize;
   const fs = i.formatSpecific;
   if (fs) {
+    const encrypt = fs.encrypt ? { encrypt: encryptJson(fs.encrypt) } : {};
     const data: Record<string, unknown> =
       fs.compat === '0.10'
-        ? { compat: fs.compat, 'compression-type': fs.compressionType, 'refcount-bits': fs.refcountBits }
+        ? { compat: fs.compat, 'compression-type': fs.compressionType, 'refcount-bits': fs.refcountBits, ...encrypt }
         : {
             compat: fs.compat,
             'compression-type': fs.compressionType,
@@ -133,18 +135,50 @@ function toJson(r: Report): Record<string, unknown> {
             ...(fs.bitmaps ? { bitmaps: fs.bitmaps.map((b) => ({ flags: b.flags, name: b.name, granularity: b.granularity })) } : {}),
             'refcount-bits': fs.refcountBits,
             ...(fs.dataFile !== undefined ? { 'data-file': fs.dataFile } : {}),
+            ...encrypt,
             ...(fs.dataFileRaw !== undefined ? { 'data-file-raw': fs.dataFileRaw } : {}),
             corrupt: fs.corrupt,
             'extended-l2': fs.extendedL2,
           };
     o['format-specific'] = { type: fs.type, data };
   }
-  if (i.backingFilename !== undefined) {
-    if (r.fullBacking !== undefined) o['full-backing-filename'] = r.fullBacking;
-    o['backing-filename'] = i.backingFilename;
-  }
+  if (i.backingFilename !== undefined && r.fullBacking !== undefined) o['full-backing-filename'] = r.fullBacking;
+  if (i.encrypted) o['encrypted'] = true;
+  if (i.backingFilename !== undefined) o['backing-filename'] = i.backingFilename;
   o['dirty-flag'] = i.dirtyFlag ?? false;
   return o;
+}
+
+/** QCryptoBlockInfo as qemu-img prints it (its QDict order). */
+function encryptJson(e: EncryptInfo): Record<string, unknown> {
+  if (e.format === 'aes') return { format: 'aes' };
+  return {
+    'ivgen-alg': e.ivgenAlg,
+    'hash-alg': e.hashAlg,
+    'cipher-alg': e.cipherAlg,
+    uuid: e.uuid,
+    format: 'luks',
+    'cipher-mode': e.cipherMode,
+    slots: e.slots.map((s) => (s.active ? { active: true, iters: s.iters, 'key-offset': s.keyOffset, stripes: s.stripes } : { active: false, 'key-offset': s.keyOffset })),
+    'payload-offset': e.payloadOffset,
+    'master-key-iters': e.masterKeyIters,
+  };
+}
+
+/** The same, as qemu-img's human dump of it (keys with spaces, lists as [n]:), at `indent`. */
+function encryptHuman(e: EncryptInfo, indent: string): string[] {
+  const lines: string[] = [];
+  const walk = (v: unknown, key: string, pad: string) => {
+    if (Array.isArray(v)) {
+      lines.push(`${pad}${key}:`);
+      v.forEach((x, i) => walk(x, `[${i}]`, `${pad}    `));
+    } else if (typeof v === 'object' && v !== null) {
+      lines.push(`${pad}${key}:`);
+      for (const [k, x] of Object.entries(v)) walk(x, k.replaceAll('-', ' '), `${pad}    `);
+    } else lines.push(`${pad}${key}: ${String(v)}`);
+  };
+  walk(encryptJson(e), 'encrypt', indent);
+  return lines;
 }
 
 function toHuman(r: Report): string {
@@ -155,6 +189,7 @@ function toHuman(r: Report): string {
     `virtual size: ${sizeToStr(i.virtualSize)} (${i.virtualSize} bytes)`,
     `disk size: ${r.actualSize >= 0 ? sizeToStr(r.actualSize) : 'unavailable'}`,
   ];
+  if (i.encrypted) lines.push('encrypted: yes');
   if (i.clusterSize !== undefined) lines.push(`cluster_size: ${i.clusterSize}`);
   if (i.dirtyFlag) lines.push('cleanly shut down: no');
   if (i.backingFilename !== undefined) {
@@ -176,6 +211,7 @@ function toHuman(r: Report): string {
     }
     lines.push(`    refcount bits: ${fs.refcountBits}`);
     if (fs.dataFile !== undefined) lines.push(`    data file: ${fs.dataFile}`);
+    if (fs.encrypt) lines.push(...encryptHuman(fs.encrypt, '    '));
     if (fs.dataFileRaw !== undefined) lines.push(`    data file raw: ${fs.dataFileRaw}`);
     if (fs.compat !== '0.10') lines.push(`    corrupt: ${fs.corrupt}`, `    extended l2: ${fs.extendedL2}`);
   }

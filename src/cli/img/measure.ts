@@ -4,7 +4,7 @@ import { listSnapshots } from '../../image/qcow2/snapshots.js';
 import type { BlockImage } from '../../image/types.js';
 import { Getopt } from '../getopt.js';
 import { type OptValue, parseCreateOptions, str } from './create-opts.js';
-import { objectRefused } from './img-getopt.js';
+import { addObject } from './objects.js';
 import { tryOpen } from './open.js';
 import { type ImgIo, ImgFailure, PROG } from './output.js';
 import { QEMU_FORMATS } from './formats.js';
@@ -73,7 +73,8 @@ export async function imgMeasure(io: ImgIo, args: readonly string[]): Promise<nu
         forceShare = true;
         break;
       case 'object':
-        throw objectRefused();
+        addObject(v);
+        break;
       case 'image-opts':
         imageOpts = true;
         break;

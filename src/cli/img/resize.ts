@@ -1,4 +1,5 @@
 import { imageOptsTarget } from './image-opts.js';
+import { addObject } from './objects.js';
 import { BDRV_MAX_LENGTH } from '../../image/resize.js';
 import { Qcow2Image } from '../../image/qcow2/image.js';
 import { type BlockImage, type Preallocation, PREALLOCATIONS } from '../../image/types.js';
@@ -49,8 +50,8 @@ export async function imgResize(io: ImgIo, args: readonly string[]): Promise<num
         quiet = true;
         break;
       case 'object':
-        // qemu-img creates the object on the spot; blockemu has no objects (secrets, throttle groups …) yet.
-        throw new ImgFailure('--object is not supported by blockemu');
+        addObject(e.value ?? '');
+        break;
       case 'image-opts':
         imageOpts = true;
         break;

@@ -133,6 +133,12 @@ export async function calculateRefcounts(p: Pass): Promise<Ret> {
   if (r) return r;
   r = incRefcounts(p, Number(st.reftableOffset), st.reftable.length * 8, st.reftableOffset);
   if (r) return r;
+  // A LUKS-encrypted image's header and key material (the crypto extension's area).
+  const crypto = st.header.cryptoHeader;
+  if (crypto && crypto.length > 0) {
+    r = incRefcounts(p, crypto.offset, crypto.length);
+    if (r) return r;
+  }
   r = await checkBitmapsRefcounts(p);
   if (r) return r;
   return checkRefblocks(p);

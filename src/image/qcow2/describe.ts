@@ -12,6 +12,7 @@ export function describeHeader(h: Qcow2Header, filename: string, layout: Qcow2La
     virtualSize: h.size,
     clusterSize: layout.clusterSize,
     dirtyFlag: (h.incompatibleFeatures & INCOMPAT_DIRTY) !== 0n,
+    ...(h.cryptMethod !== 0 ? { encrypted: true } : {}),
     formatSpecific: {
       type: 'qcow2',
       compat: h.version === 3 ? '1.1' : '0.10',

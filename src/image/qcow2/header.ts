@@ -79,6 +79,8 @@ export interface Qcow2Header {
   backingFormat?: string;
   /** The external data file's name (its header extension): written only while the incompatible bit says there is one, as QEMU does. */
   dataFile?: string;
+  /** LUKS encryption (crypt method 2): where the LUKS header and key material lie in the file (the crypto extension). */
+  cryptoHeader?: { offset: number; length: number };
 }
 
 const FEATURE_NAMES: ReadonlyArray<[type: number, bit: number, name: string]> = [
@@ -230,9 +232,6 @@ export function parseHeader(buf: Uint8Array, filename: string, fileSize: number)
   if (h.compressionType === 1) {
     throw new BlockError('UNSUPPORTED', `Could not open '${filename}': zstd compression is not supported (only zlib)`);
   }
-  if (h.cryptMethod !== 0) {
-    throw new BlockError('UNSUPPORTED', `Could not open '${filename}': encrypted qcow2 images are not supported`);
-  }
   h.size = safe(size, filename, 'virtual size');
   h.refcountTableOffset = safe(refcountTableOffset, filename, 'reference count table offset');
   h.l1TableOffset = safe(l1TableOffset, filename, 'L1 table offset');
@@ -268,6 +267,10 @@ function readExtensions(h: Qcow2Header, cluster0: Uint8Array, extEnd: number, fi
     h.extensions.push({ type, data });
     if (type === EXT_BACKING_FORMAT) h.backingFormat = new TextDecoder().decode(data);
     if (type === EXT_DATA_FILE) h.dataFile = new TextDecoder().decode(data);
+    if (type === EXT_CRYPTO && data.length >= 16) {
+      const v = new DataView(data.buffer, data.byteOffset, data.byteLength);
+      h.cryptoHeader = { offset: safe(v.getBigUint64(0), filename, 'crypto header offset'), length: safe(v.getBigUint64(8), filename, 'crypto header length') };
+    }
     off += Math.ceil(len / 8) * 8;
   }
 }

@@ -27,6 +27,10 @@ import { hex, Qcow2Corruption } from './corruption.js';
 import { loadSnapshotTable } from './snapshot-table.js';
 import { LazyRefcounts } from './lazy-refcounts.js';
 import { metadataOverlap } from './overlap.js';
+import type { EncryptionOptions, Qcow2Crypto } from './crypto/open.js';
+import type { LuksHeader } from './crypto/luks.js';
+import { CRYPT_SECTOR, type SectorCipher } from './crypto/sector-cipher.js';
+import { encryptInfo } from './crypto/info.js';
 
 export type { Mapping } from './mapping.js';
 
@@ -63,6 +67,8 @@ export interface Qcow2OpenOptions {
   openDataFile?: (name: string, readOnly: boolean) => Promise<ByteFile>;
   /** Only the metadata is wanted (qemu-img info): the data file is not opened, and guest I/O fails. */
   metadataOnly?: boolean;
+  /** An encrypted image's encrypt.* options: its format and the password that unlocks it. */
+  encryption?: EncryptionOptions;
 }
 
 export const MAX_BACKING_DEPTH = 64;
@@ -104,6 +110,10 @@ export class Qcow2Image implements BlockImage {
    * (then data clusters sit at their guest offsets and are not counted).
    */
   readonly dataFile: ByteFile;
+  /** An encrypted image's cipher for guest data (undefined when not encrypted, or opened for its metadata only). */
+  readonly cipher: SectorCipher | undefined;
+  /** A LUKS-encrypted image's header (qemu-img info shows it). */
+  readonly luks: LuksHeader | undefined;
 
   private constructor(
     readonly file: ByteFile,
@@ -113,8 +123,11 @@ export class Qcow2Image implements BlockImage {
     private backingImage: BlockImage | undefined,
     opts: Qcow2OpenOptions,
     dataFile: ByteFile | undefined,
+    crypto: Qcow2Crypto | undefined,
   ) {
     this.dataFile = dataFile ?? file;
+    this.cipher = crypto?.cipher;
+    this.luks = crypto?.luks;
     this.layout = new Qcow2Layout(header.clusterBits, header.refcountOrder, hasExtendedL2(header));
     this.lazy = new LazyRefcounts(header, file);
     this.l1 = l1;
@@ -163,6 +176,7 @@ export class Qcow2Image implements BlockImage {
     this.refcounts?.setFixedMetadata([
       { what: 'active L1 table', ...clusters(h.l1TableOffset, h.l1Size * 8) },
       ...(h.nbSnapshots > 0 ? [{ what: 'snapshot table', ...clusters(h.snapshotsOffset, Math.max(1, this.snapshotBytes)) }] : []),
+      ...(h.cryptoHeader && h.cryptoHeader.length > 0 ? [{ what: 'crypto header', ...clusters(h.cryptoHeader.offset, h.cryptoHeader.length) }] : []),
     ]);
   }
 
@@ -266,7 +280,7 @@ export class Qcow2Image implements BlockImage {
    */
   static async openFile(file: ByteFile, opts: Qcow2OpenOptions): Promise<Qcow2Image> {
     const st = await loadImageState(file, opts);
-    const img = new Qcow2Image(file, st.header, st.l1, st.refcounts, st.backing, opts, st.dataFile);
+    const img = new Qcow2Image(file, st.header, st.l1, st.refcounts, st.backing, opts, st.dataFile, st.crypto);
     if (st.refcounts) await img.learnSnapshotTables();
     return img;
   }
@@ -414,6 +428,41 @@ export class Qcow2Image implements BlockImage {
     const out = new Uint8Array(length);
     await this.reader.readInto(out, vmStateOffset(this) + pos, Number.MAX_SAFE_INTEGER);
     return out;
+  }
+
+  /**
+   * Guest data from the data file at host offset `host` (guest offset
+   * `guest`), decrypted when the image is encrypted: whole sectors are
+   * read and decrypted (qcow2's request alignment is the cipher's sector),
+   * the part asked for copied out.
+   */
+  async readData(dst: Uint8Array, host: number, guest: number): Promise<void> {
+    const c = this.cipher;
+    if (!c) {
+      if (this.header.cryptMethod !== 0) throw this.noKey();
+      return this.dataFile.readInto(dst, host);
+    }
+    const head = host % CRYPT_SECTOR;
+    const bytes = Math.ceil((head + dst.length) / CRYPT_SECTOR) * CRYPT_SECTOR;
+    const buf = head === 0 && bytes === dst.length ? dst : new Uint8Array(bytes);
+    await this.dataFile.readInto(buf, host - head);
+    c.decryptInPlace(Math.floor((c.physical ? host : guest) / CRYPT_SECTOR), buf);
+    if (buf !== dst) dst.set(buf.subarray(head, head + dst.length));
+  }
+
+  /** Guest data about to be written at host offset `host` (guest offset `guest`), whole sectors: encrypted copies when the image is encrypted. */
+  sealData(bufs: Uint8Array[], host: number, guest: number): Uint8Array[] {
+    const c = this.cipher;
+    if (!c) {
+      if (this.header.cryptMethod !== 0) throw this.noKey();
+      return bufs;
+    }
+    const all = bufs.length === 1 ? bufs[0]! : Buffer.concat(bufs);
+    return [c.encrypt((c.physical ? host : guest) / CRYPT_SECTOR, all)];
+  }
+
+  private noKey(): BlockError {
+    return new BlockError('INVALID_ARGUMENT', 'the image is encrypted and was opened without its key', { errno: 'EIO' });
   }
 
   /** Fills dst with what a read of mapping m returns. */
@@ -623,7 +672,10 @@ export class Qcow2Image implements BlockImage {
   }
 
   info(): ImageInfo {
-    return describeHeader(this.header, this.filename, this.layout);
+    const info = describeHeader(this.header, this.filename, this.layout);
+    const encrypt = encryptInfo(this.header.cryptMethod, this.luks);
+    if (encrypt) info.formatSpecific = { ...info.formatSpecific!, encrypt };
+    return info;
   }
 
   /**

@@ -157,10 +157,14 @@ function mapInExtendedTable(img: MapContext, table: Uint8Array, l2Offset: number
  * common base: a backup asks this once per extent, and spreads cost more
  * than the lookup.
  */
-export function extentOf(m: Mapping, offset: number, length: number, filename: string, hasBacking: boolean, dataFilename = filename): Extent | undefined {
+export function extentOf(m: Mapping, offset: number, length: number, filename: string, hasBacking: boolean, dataFilename = filename, encrypted = false): Extent | undefined {
+  // An encrypted image does not say where its data lies (qcow2_co_block_status: no offset with a cipher).
+  if (encrypted && m.hostOffset !== 0) m = { ...m, hostOffset: 0 };
   switch (m.kind) {
     case 'normal':
-      return { offset, length, depth: 0, filename: dataFilename, data: true, zero: false, allocated: true, hostOffset: m.hostOffset };
+      return encrypted
+        ? { offset, length, depth: 0, filename: dataFilename, data: true, zero: false, allocated: true }
+        : { offset, length, depth: 0, filename: dataFilename, data: true, zero: false, allocated: true, hostOffset: m.hostOffset };
     case 'compressed':
       return { offset, length, depth: 0, filename, data: true, zero: false, allocated: true };
     case 'zero':

@@ -9,6 +9,7 @@ import { AUTOCLEAR_BITMAPS, AUTOCLEAR_DATA_FILE_RAW, dataFileIsRaw, EXT_BITMAPS,
 import { HostFile } from '../file.js';
 import type { Qcow2OpenOptions } from './image.js';
 import { Qcow2Layout } from './layout.js';
+import { openQcow2Crypto, type Qcow2Crypto } from './crypto/open.js';
 import { RefcountManager } from './refcount.js';
 
 /** What opening reads from the file before the image object exists. */
@@ -19,6 +20,8 @@ export interface ImageState {
   backing: BlockImage | undefined;
   /** The external data file, when the image has one. */
   dataFile: ByteFile | undefined;
+  /** An encrypted image's cipher (and LUKS header). */
+  crypto: Qcow2Crypto | undefined;
 }
 
 /**
@@ -39,6 +42,7 @@ export async function loadImageState(file: ByteFile, opts: Qcow2OpenOptions): Pr
     const headLen = clusterBits >= 9 && clusterBits <= 21 ? Math.min(2 ** clusterBits, Math.max(fileSize, V3_HEADER_LENGTH)) : V3_HEADER_LENGTH;
     const head = fileSize > V3_HEADER_LENGTH ? await file.read(0, headLen) : first;
     let header = parseHeader(fileSize < 72 ? head.subarray(0, fileSize) : head, path, fileSize);
+    const crypto = await openQcow2Crypto(file, header, opts.encryption ?? {}, opts.metadataOnly ?? false);
     dataFile = await resolveDataFile(header, opts, readOnly);
     if (!readOnly && header.incompatibleFeatures & INCOMPAT_DIRTY && !(header.incompatibleFeatures & INCOMPAT_CORRUPT)) {
       // As QEMU does: refcounts may be stale after a crash with lazy
@@ -55,7 +59,7 @@ export async function loadImageState(file: ByteFile, opts: Qcow2OpenOptions): Pr
     const refcounts = readOnly ? undefined : await loadRefcounts(file, header, path, opts.refcountCacheBytes);
     if (opts.backingImage !== undefined) backing = opts.backingImage;
     else if (header.backingFile && (opts.openBacking ?? true)) backing = await openBacking(path, header, opts, depth);
-    return { header, l1, refcounts, backing, dataFile };
+    return { header, l1, refcounts, backing, dataFile, crypto };
   } catch (err) {
     await backing?.close();
     await dataFile?.close();

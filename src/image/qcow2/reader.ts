@@ -56,7 +56,7 @@ export class Qcow2Reader {
     switch (m.kind) {
       case 'normal':
         img.file.event?.('read_aio');
-        return img.dataFile.readInto(dst, m.hostOffset);
+        return img.readData(dst, m.hostOffset, m.offset);
       case 'zero':
         dst.fill(0);
         return;
@@ -99,7 +99,7 @@ export class Qcow2Reader {
     const want = Math.max(1, length);
     const m = img.mapCached(offset, want) ?? (await img.meta.run(() => img.map(offset, want)));
     const len = Math.min(m.length, length);
-    const own = extentOf(m, offset, len, img.filename, img.backing() !== undefined, img.dataFile.path);
+    const own = extentOf(m, offset, len, img.filename, img.backing() !== undefined, img.dataFile.path, img.header.cryptMethod !== 0);
     if (own) return own;
     const b = img.backing()!;
     if (offset >= b.size()) return { offset, length: len, depth: 1, filename: img.filename, data: false, zero: true, allocated: false };
@@ -119,7 +119,7 @@ export class Qcow2Reader {
     const hasBacking = img.backing() !== undefined;
     for (let pos = offset, end = offset + length; pos < end; ) {
       const m = img.mapCached(pos, end - pos);
-      const e = (m && extentOf(m, pos, m.length, img.filename, hasBacking, img.dataFile.path)) ?? (await this.blockStatus(pos, end - pos));
+      const e = (m && extentOf(m, pos, m.length, img.filename, hasBacking, img.dataFile.path, img.header.cryptMethod !== 0)) ?? (await this.blockStatus(pos, end - pos));
       out.push(e);
       pos += e.length;
     }

@@ -10,11 +10,12 @@ import { COPIED_HI, entryOffset, offsetHi, offsetLo, ZERO_LO } from './layout.js
 import type { RefcountManager } from './refcount.js';
 import { hex } from './corruption.js';
 import { metadataOverlap } from './overlap.js';
+import { CRYPT_SECTOR } from './crypto/sector-cipher.js';
 import { type SubclusterCow, subclusterCow, writtenBitmap } from './subcluster-cow.js';
 import { discardedEntry, SubclusterZeroes, zeroedEntry } from './subcluster-zeroes.js';
 
 type Plan =
-  | { kind: 'inplace'; hostOffset: number; length: number }
+  | { kind: 'inplace'; hostOffset: number; length: number; offset: number }
   /**
    * reuse: the host clusters are the entries' own (preallocated zero clusters, or with extended L2 entries clusters
    * whose subclusters the write allocates): nothing allocated, nothing freed. cow: extended L2 entries only, the bytes
@@ -88,10 +89,19 @@ export class Qcow2Writer {
 
   /** write() for a caller that holds the range lock already (a resize zeroing the new area's first cluster). */
   async writeLocked(offset: number, data: Uint8Array): Promise<void> {
+    // An encrypted image is written in whole cipher sectors (qcow2's request alignment): what lies around the data is
+    // read and written back with it, under the same range lock (a sector never spans clusters).
+    if (this.img.cipher && (offset % CRYPT_SECTOR !== 0 || data.length % CRYPT_SECTOR !== 0)) {
+      const start = offset - (offset % CRYPT_SECTOR);
+      const whole = await this.readGuest(start, Math.ceil((offset + data.length) / CRYPT_SECTOR) * CRYPT_SECTOR - start);
+      whole.set(data, offset - start);
+      offset = start;
+      data = whole;
+    }
     for (let pos = 0; pos < data.length; ) {
       const plan = await this.img.meta.run(() => this.plan(offset + pos, data.length - pos));
       const chunk = data.subarray(pos, pos + plan.length);
-      if (plan.kind === 'inplace') await this.writeInPlace(plan.hostOffset, chunk);
+      if (plan.kind === 'inplace') await this.writeInPlace(plan.hostOffset, chunk, plan.offset);
       else await this.writeAllocated(plan, chunk);
       pos += plan.length;
     }
@@ -136,7 +146,7 @@ export class Qcow2Writer {
         }
       }
     });
-    const results = await Promise.allSettled(jobs.map((j) => (j.plan.kind === 'inplace' ? this.writeInPlace(j.plan.hostOffset, j.data) : this.writeAllocatedData(j.plan, j.data))));
+    const results = await Promise.allSettled(jobs.map((j) => (j.plan.kind === 'inplace' ? this.writeInPlace(j.plan.hostOffset, j.data, j.plan.offset) : this.writeAllocatedData(j.plan, j.data))));
     await img.meta.run(async () => {
       // Data that reached its new clusters is committed even when another piece failed, as it would be written alone.
       for (let i = 0; i < jobs.length; i++) {
@@ -184,10 +194,10 @@ export class Qcow2Writer {
       }
       if (L.extendedL2) {
         const cow = this.subclusterCow(l2off, idx0, old, inCluster, len, true);
-        if (!cow) return { kind: 'inplace', hostOffset: start + inCluster, length: len };
+        if (!cow) return { kind: 'inplace', hostOffset: start + inCluster, length: len, offset };
         return { kind: 'alloc', offset, length: len, old, host: start / L.clusterSize, reuse: true, cow };
       }
-      if (old.every((e) => isInPlace(e, v, img.externalData))) return { kind: 'inplace', hostOffset: start + inCluster, length: len };
+      if (old.every((e) => isInPlace(e, v, img.externalData))) return { kind: 'inplace', hostOffset: start + inCluster, length: len, offset };
       return { kind: 'alloc', offset, length: len, old, host: start / L.clusterSize, reuse: true };
     }
     const old = [first];
@@ -215,9 +225,10 @@ export class Qcow2Writer {
   }
 
   /** Guest data into clusters it already owns. */
-  private writeInPlace(hostOffset: number, data: Uint8Array): Promise<void> {
+  private writeInPlace(hostOffset: number, data: Uint8Array, guest: number): Promise<void> {
     this.checkOverlap(hostOffset, data.length);
     this.img.file.event?.('write_aio');
+    if (this.img.cipher) return this.img.dataFile.writev(hostOffset, this.img.sealData([data], hostOffset, guest));
     return this.img.dataFile.write(hostOffset, data);
   }
 
@@ -322,7 +333,7 @@ export class Qcow2Writer {
     try {
       this.checkOverlap(at, bytes);
       // Zero head and tail are written, not left as holes: qemu-img map would report holes in a data cluster as zero.
-      await this.img.dataFile.writev(at, bufs);
+      await this.img.dataFile.writev(at, this.img.sealData(bufs, at, firstGuest + (keepHead ? head : 0)));
     } catch (err) {
       // qcow2_alloc_cluster_abort: clusters of an external data file were never counted.
       if (!plan.reuse && !this.img.externalData) for (let i = 0; i < plan.old.length; i++) this.rc.free(plan.host + i);
@@ -353,7 +364,7 @@ export class Qcow2Writer {
     const at = plan.host * this.cs + cow.start;
     try {
       this.checkOverlap(at, cow.end - cow.start);
-      await img.dataFile.writev(at, bufs);
+      await img.dataFile.writev(at, img.sealData(bufs, at, base + cow.start));
     } catch (err) {
       if (!plan.reuse && !img.externalData) for (let i = 0; i < plan.old.length; i++) this.rc.free(plan.host + i);
       throw err;
@@ -558,7 +569,7 @@ export class Qcow2Writer {
   writeCompressed(offset: number, data: Uint8Array): Promise<void> {
     const cs = this.cs;
     const img = this.img;
-    if (img.externalData) return Promise.reject(new BlockError('UNSUPPORTED', 'Operation not supported', { errno: 'ENOTSUP' }));
+    if (img.externalData || img.header.cryptMethod !== 0) return Promise.reject(new BlockError('UNSUPPORTED', 'Operation not supported', { errno: 'ENOTSUP' }));
     if (offset % cs !== 0 || (data.length !== cs && offset + data.length !== img.size())) {
       return Promise.reject(new BlockError('INVALID_ARGUMENT', `compressed writes must cover exactly one cluster (offset ${offset}, length ${data.length})`, { errno: 'EINVAL' }));
     }

@@ -173,6 +173,8 @@ export async function filenameOptionsSpec(file: string | undefined, options: Rea
       const v = flat.get(k);
       if (v !== undefined) (runtime[k] = v), flat.delete(k);
     }
+    // encrypt.* too: qcow2_update_options_prepare takes them out itself, so none is visited (no encrypt.format needed).
+    for (const [k, v] of [...flat]) if (k.startsWith('encrypt.')) (runtime[k] = v), flat.delete(k);
   }
   const tree = nest(flat);
   if (proto) {

@@ -26,8 +26,10 @@ describe('ImgGetopt', () => {
     expect([b.g.forceShare, b.g.imageOpts]).toEqual([true, true]);
   });
 
-  it('refuses --object where the loop meets it, and shows the usage on -h (exit 0, stdout)', async () => {
-    expect(() => parse(['--object', 'secret,id=s', 'img'])).toThrow(new ImgFailure('--object is not supported by blockemu'));
+  it('takes --object (a bad definition fails where the loop meets it), and shows the usage on -h (exit 0, stdout)', async () => {
+    expect(parse(['--object', 'secret,id=s,data=x', '-f', 'raw', 'img']).seen).toEqual(['f=raw']);
+    expect(() => parse(['--object', 'secret,id=s,bogus=1', 'img'])).toThrow(new ImgFailure("Parameter 'bogus' is unexpected"));
+    expect(() => parse(['--object', 'nosuch,id=x', 'img'])).toThrow(new ImgFailure("Parameter 'qom-type' does not accept value 'nosuch'"));
     expect(() => parse(['-h'])).toThrow(ImgHelpShown);
     const out: string[] = [];
     const err: string[] = [];

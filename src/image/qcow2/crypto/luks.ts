@@ -1,0 +1,155 @@
+import { pbkdf2 } from 'node:crypto';
+import { promisify } from 'node:util';
+import { BlockError } from '../../errors.js';
+import { afMerge } from './af-split.js';
+import { type CipherName, CRYPT_SECTOR, type IvGenerator, SectorCipher } from './sector-cipher.js';
+
+const pbkdf2Async = promisify(pbkdf2);
+
+const MAGIC = Buffer.from([0x4c, 0x55, 0x4b, 0x53, 0xba, 0xbe]); // "LUKS\xba\xbe"
+/** The header and its 8 key slots: 592 bytes (QCryptoBlockLUKSHeader). */
+export const LUKS_HEADER_BYTES = 592;
+const KEY_SLOTS = 8;
+const SLOT_ENABLED = 0x00ac71f3;
+const SLOT_DISABLED = 0x0000dead;
+const STRIPES = 4000;
+/** Where key material may start: past the header, rounded to 4 KiB (QCRYPTO_BLOCK_LUKS_KEY_SLOT_OFFSET). */
+const KEY_SLOT_OFFSET = 4096;
+const DIGEST_LEN = 20;
+
+export interface LuksKeySlot {
+  active: boolean;
+  iterations: number;
+  salt: Uint8Array;
+  keyOffsetSector: number;
+  stripes: number;
+}
+
+/** A LUKS1 header as QEMU's qcrypto_block_luks reads it, with its cipher worked out. */
+export interface LuksHeader {
+  cipherName: string;
+  cipherMode: string;
+  hashSpec: string;
+  payloadOffsetSector: number;
+  masterKeyLen: number;
+  mkDigest: Uint8Array;
+  mkDigestSalt: Uint8Array;
+  mkDigestIterations: number;
+  uuid: string;
+  slots: LuksKeySlot[];
+  /** What the cipher fields name, in Node's and QEMU's words. */
+  cipher: CipherName;
+  cipherAlg: string;
+  mode: 'xts' | 'cbc';
+  ivgen: IvGenerator;
+  hash: string;
+}
+
+const fail = (message: string) => new BlockError('INVALID_IMAGE', message, { errno: 'EINVAL' });
+
+function cString(b: Buffer, what: string): string {
+  const nul = b.indexOf(0);
+  if (nul < 0) throw fail(`LUKS header ${what} is not NUL terminated`);
+  return b.subarray(0, nul).toString('latin1');
+}
+
+const HASHES = new Set(['md5', 'sha1', 'sha224', 'sha256', 'sha384', 'sha512', 'ripemd160']);
+
+/** qcrypto_block_luks_check_header and _parse_header: the header's checks and its cipher, in QEMU's words. */
+export function parseLuksHeader(bytes: Uint8Array): LuksHeader {
+  const b = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  if (b.length < LUKS_HEADER_BYTES || !b.subarray(0, 6).equals(MAGIC)) throw fail('Volume is not in LUKS format');
+  const version = b.readUInt16BE(6);
+  if (version !== 1) throw fail(`LUKS version ${version} is not supported`);
+  const cipherName = cString(b.subarray(8, 40), 'cipher name');
+  const cipherMode = cString(b.subarray(40, 72), 'cipher mode');
+  const hashSpec = cString(b.subarray(72, 104), 'hash spec');
+  const payloadOffsetSector = b.readUInt32BE(104);
+  const masterKeyLen = b.readUInt32BE(108);
+  const mkDigest = b.subarray(112, 132);
+  const mkDigestSalt = b.subarray(132, 164);
+  const mkDigestIterations = b.readUInt32BE(164);
+  const uuid = b.subarray(168, 208).toString('latin1').replace(/\0.*$/s, '');
+  const slots: LuksKeySlot[] = [];
+  for (let i = 0; i < KEY_SLOTS; i++) {
+    const s = 208 + i * 48;
+    const active = b.readUInt32BE(s);
+    slots.push({ active: active === SLOT_ENABLED, iterations: b.readUInt32BE(s + 4), salt: b.subarray(s + 8, s + 40), keyOffsetSector: b.readUInt32BE(s + 40), stripes: b.readUInt32BE(s + 44) });
+    if (active !== SLOT_ENABLED && active !== SLOT_DISABLED) throw fail(`Keyslot ${i} state (active/disable) is corrupted`);
+  }
+  const headerSectors = KEY_SLOT_OFFSET / CRYPT_SECTOR;
+  if (payloadOffsetSector < headerSectors) throw fail('LUKS payload is overlapping with the header');
+  if (mkDigestIterations === 0) throw fail('LUKS key iteration count is zero');
+  const splitSectors = (stripes: number) => Math.ceil((masterKeyLen * stripes) / CRYPT_SECTOR);
+  slots.forEach((s, i) => {
+    if (s.stripes !== STRIPES) throw fail(`Keyslot ${i} is corrupted (stripes ${s.stripes} != ${STRIPES})`);
+    if (s.active && s.iterations === 0) throw fail(`Keyslot ${i} iteration count is zero`);
+    if (s.keyOffsetSector < headerSectors) throw fail(`Keyslot ${i} is overlapping with the LUKS header`);
+    if (s.keyOffsetSector + splitSectors(s.stripes) > payloadOffsetSector) throw fail(`Keyslot ${i} is overlapping with the encrypted payload`);
+    for (let j = i + 1; j < KEY_SLOTS; j++) {
+      const t = slots[j]!;
+      if (s.keyOffsetSector + splitSectors(s.stripes) > t.keyOffsetSector && t.keyOffsetSector + splitSectors(t.stripes) > s.keyOffsetSector) {
+        throw fail(`Keyslots ${i} and ${j} are overlapping in the header`);
+      }
+    }
+  });
+  const dash = cipherMode.indexOf('-');
+  if (dash < 0) throw fail(`Unexpected cipher mode string format '${cipherMode}'`);
+  const mode = cipherMode.slice(0, dash);
+  const ivgen = cipherMode.slice(dash + 1).split(':')[0]!;
+  if (mode !== 'xts' && mode !== 'cbc') throw unsupported(`LUKS cipher mode '${mode}'`);
+  if (cipherName !== 'aes') throw unsupported(`LUKS cipher '${cipherName}'`);
+  if (ivgen !== 'plain' && ivgen !== 'plain64') throw unsupported(`LUKS IV generator '${ivgen}'`);
+  if (!HASHES.has(hashSpec)) throw fail(`Unsupported hash '${hashSpec}'`);
+  const bits = (mode === 'xts' ? masterKeyLen / 2 : masterKeyLen) * 8;
+  const cipher = `aes-${bits}-${mode}`;
+  if (!['aes-128-cbc', 'aes-192-cbc', 'aes-256-cbc', 'aes-128-xts', 'aes-256-xts'].includes(cipher)) throw fail(`Unsupported cipher '${cipherName}' with key size ${masterKeyLen}`);
+  return {
+    cipherName,
+    cipherMode,
+    hashSpec,
+    payloadOffsetSector,
+    masterKeyLen,
+    mkDigest,
+    mkDigestSalt,
+    mkDigestIterations,
+    uuid,
+    slots,
+    cipher: cipher as CipherName,
+    cipherAlg: `aes-${bits}`,
+    mode,
+    ivgen,
+    hash: hashSpec,
+  };
+}
+
+function unsupported(what: string): BlockError {
+  return new BlockError('UNSUPPORTED', `${what} is not supported by blockemu (LUKS with AES in XTS or CBC mode and a plain or plain64 IV is)`, { errno: 'ENOTSUP' });
+}
+
+/**
+ * qcrypto_block_luks_find_key: the master key the password unlocks, tried
+ * on each active slot in turn (PBKDF2 of the password with the slot's salt,
+ * the slot's split key decrypted with it, merged, and checked against the
+ * header's digest of the master key). `read` reads key material at a byte
+ * offset from the start of the LUKS header.
+ */
+export async function unlockLuks(h: LuksHeader, password: Uint8Array, read: (offset: number, length: number) => Promise<Uint8Array>): Promise<SectorCipher> {
+  for (const slot of h.slots) {
+    if (!slot.active) continue;
+    const slotKey = await pbkdf2Async(password, slot.salt, slot.iterations, h.masterKeyLen, h.hash);
+    const split = new Uint8Array(await read(slot.keyOffsetSector * CRYPT_SECTOR, h.masterKeyLen * slot.stripes));
+    // The split key is encrypted as the payload is, sector by sector from sector 0 of the material.
+    new SectorCipher(h.cipher, slotKey, h.ivgen, true).decryptInPlace(0, padToSector(split));
+    const candidate = afMerge(h.hash, h.masterKeyLen, slot.stripes, split);
+    const digest = await pbkdf2Async(candidate, h.mkDigestSalt, h.mkDigestIterations, DIGEST_LEN, h.hash);
+    if (Buffer.compare(digest, Buffer.from(h.mkDigest)) === 0) return new SectorCipher(h.cipher, candidate, h.ivgen, true);
+  }
+  throw new BlockError('INVALID_ARGUMENT', 'Invalid password, cannot unlock any keyslot', { errno: 'EINVAL' });
+}
+
+/** The split key's last sector may be partial: decrypted as QEMU does, a whole sector at a time (the rest is never used). */
+function padToSector(b: Uint8Array): Uint8Array {
+  const whole = Math.floor(b.length / CRYPT_SECTOR) * CRYPT_SECTOR;
+  return b.subarray(0, whole);
+}

@@ -1,0 +1,54 @@
+import { createCipheriv, createDecipheriv } from 'node:crypto';
+
+/** 512-byte sectors: the unit QEMU's qcow2 encryption (legacy AES and LUKS alike) encrypts with an IV of its own. */
+export const CRYPT_SECTOR = 512;
+
+/** The block ciphers blockemu encrypts with, as Node names them. */
+export type CipherName = 'aes-128-cbc' | 'aes-192-cbc' | 'aes-256-cbc' | 'aes-128-xts' | 'aes-256-xts';
+
+/** How a sector's IV is made from its number (QEMU's ivgen plain: its low 32 bits; plain64: all of it), little-endian. */
+export type IvGenerator = 'plain' | 'plain64';
+
+/**
+ * A cipher that encrypts data sector by sector, each sector with the IV its
+ * number gives (qcrypto_block_cipher_encrypt_helper). `physical`: the
+ * sector numbers count host offsets in the file (LUKS), else guest offsets
+ * (legacy AES), as qcow2's crypt_physical_offset says.
+ */
+export class SectorCipher {
+  constructor(
+    readonly cipher: CipherName,
+    private readonly key: Uint8Array,
+    readonly ivgen: IvGenerator,
+    readonly physical: boolean,
+  ) {}
+
+  /** `data` (whole sectors) encrypted, as a new buffer: the caller's bytes (maybe a shared zero chunk) are not touched. */
+  encrypt(firstSector: number, data: Uint8Array): Uint8Array {
+    const out = new Uint8Array(data.length);
+    for (let off = 0; off < data.length; off += CRYPT_SECTOR) {
+      const c = createCipheriv(this.cipher, this.key, this.iv(firstSector + off / CRYPT_SECTOR)).setAutoPadding(false);
+      const sector = data.subarray(off, off + CRYPT_SECTOR);
+      const n = c.update(sector).copy(out, off);
+      c.final().copy(out, off + n);
+    }
+    return out;
+  }
+
+  /** Decrypts whole sectors of `data` in place. */
+  decryptInPlace(firstSector: number, data: Uint8Array): void {
+    for (let off = 0; off < data.length; off += CRYPT_SECTOR) {
+      const d = createDecipheriv(this.cipher, this.key, this.iv(firstSector + off / CRYPT_SECTOR)).setAutoPadding(false);
+      const sector = data.subarray(off, off + CRYPT_SECTOR);
+      const plain = Buffer.concat([d.update(sector), d.final()]);
+      sector.set(plain);
+    }
+  }
+
+  private iv(sector: number): Buffer {
+    const iv = Buffer.alloc(16);
+    if (this.ivgen === 'plain') iv.writeUInt32LE(sector % 2 ** 32, 0);
+    else iv.writeBigUInt64LE(BigInt(sector), 0);
+    return iv;
+  }
+}
