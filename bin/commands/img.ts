@@ -14,7 +14,7 @@ import { DD_USAGE, imgDd } from '../../src/cli/img/dd.js';
 import { BENCH_USAGE, imgBench } from '../../src/cli/img/bench.js';
 import { imgMeasure, MEASURE_USAGE } from '../../src/cli/img/measure.js';
 import { takeObjectDefs, withObjectOption } from './img-objects.js';
-import { addObject, objectsReady } from '../../src/cli/img/objects.js';
+import { addObject, objectsReady, resetObjects } from '../../src/cli/img/objects.js';
 import { type ImgIo, printFailure, runSubcommand, usageError } from '../../src/cli/img/output.js';
 import { addImgCheck, FORCE_SHARE_HELP } from './img-check.js';
 import { IMG_PROG } from '../../src/cli/tool-names.js';
@@ -53,6 +53,7 @@ export function addImgCommand(program: Command, ctx: ToolContext): void {
   const run = async (body: (io: ImgIo) => Promise<number>, failCode = 1): Promise<void> => {
     // --object definitions, checked before the subcommand runs (qemu-img's user_creatable_process_cmdline).
     const withObjects = async (io: ImgIo) => {
+      resetObjects();
       for (const d of takeObjectDefs()) addObject(d);
       await objectsReady();
       return body(io);

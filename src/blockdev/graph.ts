@@ -32,8 +32,8 @@ export class BlockGraph {
   secretBytes: (id: string) => Uint8Array = (id) => {
     throw new BlockError('NOT_FOUND', `No secret with id '${id}'`);
   };
-  /** Legacy AES-encrypted qcow2 is refused, as QEMU's system emulators and qemu-storage-daemon refuse it (the tools take it). */
-  refuseAesEncryption = true;
+  /** Legacy AES-encrypted qcow2 is refused, as QEMU's system emulators refuse it (its block driver whitelist); the daemon and the tools take it. */
+  refuseAesEncryption = false;
   /** Faults armed on nodes and QMP commands (blockemu's fault-add); their latencies run on the graph's clock. */
   readonly faults = new FaultRegistry(() => this.clock);
   private readonly nodes = new Map<string, BlockNode>();

@@ -28,6 +28,8 @@ export interface NodeImageInfo {
   backingFilename?: string;
   fullBackingFilename?: string;
   backingFormat?: string;
+  /** The image's data is encrypted. */
+  encrypted?: boolean;
   formatSpecific?: ImageInfo['formatSpecific'];
   /** Its internal snapshots (bdrv_query_snapshot_info_list), when it has any. */
   snapshots?: readonly NodeSnapshotInfo[];

@@ -78,8 +78,6 @@ export async function openIoDevice(a: IoArgs, sinks: IoOpenSinks, extraOptions: 
   const what = filename !== undefined ? `can't open device ${filename}: ` : "can't open: ";
   const graph = new BlockGraph();
   if (sinks.secretBytes) graph.secretBytes = sinks.secretBytes;
-  // The tools still open legacy AES-encrypted images (QEMU refuses them only in system emulators and the daemon).
-  graph.refuseAesEncryption = false;
   graph.onEvent = (e) => {
     if (e.kind === 'debug-print') sinks.stdout(e.text);
     // error_report in a tool: the program name first.

@@ -28,8 +28,16 @@ const FILE_OPTIONS: readonly CreateOptionDesc[] = [
 
 /** Print order observed from qemu-img 7.2 (it is QEMU's merged create-option list order). */
 const QCOW2_OPTIONS: readonly CreateOptionDesc[] = [
-  // The old qcow encryption switch: only 'off' is taken (blockemu encrypts nothing).
+  // The old qcow encryption switch (encrypt.format=aes), then the encrypt.* options.
   { name: 'encryption', type: 'bool' },
+  { name: 'encrypt.format', type: 'string' },
+  { name: 'encrypt.key-secret', type: 'string' },
+  { name: 'encrypt.cipher-alg', type: 'string' },
+  { name: 'encrypt.cipher-mode', type: 'string' },
+  { name: 'encrypt.ivgen-alg', type: 'string' },
+  { name: 'encrypt.ivgen-hash-alg', type: 'string' },
+  { name: 'encrypt.hash-alg', type: 'string' },
+  { name: 'encrypt.iter-time', type: 'number' },
   { name: 'cluster_size', type: 'size', def: '65536' },
   { name: 'extended_l2', type: 'bool', def: 'off' },
   { name: 'preallocation', type: 'string' },

@@ -1,3 +1,4 @@
+import type { CreateEncryption } from './qcow2/crypto/create.js';
 import type { ImageFormat } from './types.js';
 
 export interface CreateOptions {
@@ -22,4 +23,6 @@ export interface CreateOptions {
   dataFileRaw?: boolean;
   /** qcow2: extended L2 entries (32 subclusters per cluster; version 3, clusters of 16 KiB or more). */
   extendedL2?: boolean;
+  /** qcow2: encrypt the new image (legacy AES or LUKS), its last creation step. */
+  encryption?: CreateEncryption;
 }

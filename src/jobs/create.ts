@@ -1,4 +1,6 @@
 import { BlockBackend } from '../blockdev/block-backend.js';
+import type { CreateEncryption } from '../image/qcow2/crypto/create.js';
+import { setUpEncryption } from '../image/qcow2/crypto/setup.js';
 import { PERM_ALL, PERM_RESIZE, PERM_WRITE } from '../image/perm.js';
 import type { BlockNode } from '../blockdev/node.js';
 import { NodeByteFile } from '../blockdev/node-file.js';
@@ -43,8 +45,10 @@ export interface Qcow2CreateSpec {
   /** data-file: the node guest data goes to (found when the job runs). */
   dataFile?: () => Promise<BlockNode>;
   dataFileRaw?: boolean;
-  /** Members blockemu does not implement (data-file, encrypt…), refused when the job runs. */
+  /** Members blockemu does not implement, refused when the job runs. */
   unsupported?: string[];
+  /** encrypt: the image is encrypted as its last creation step. */
+  encryption?: CreateEncryption;
 }
 
 export type CreateSpec = FileCreateSpec | Qcow2CreateSpec;
@@ -185,7 +189,23 @@ async function formatOnNode(node: BlockNode, spec: Qcow2CreateSpec, clusterSize:
     ...(resizeFailure === undefined ? { backingFile: spec.backingFile, backingFormat: spec.backingFormat } : {}),
   });
   if (resizeFailure !== undefined) throw invalid(`Could not resize image: ${resizeFailure}`);
-  if (!throughImage) return;
+  if (throughImage) await growThroughImage(node, spec, dataNode, dataName, prealloc);
+  if (spec.encryption) {
+    // qcow2_set_up_encryption, after the size and the backing file: the image opened again, without a key.
+    const image = await Qcow2Image.openFile(new NodeByteFile(node, node.nodeName), {
+      openBacking: false,
+      openBackingImage: () => Promise.reject(new BlockError('UNSUPPORTED', 'no backing image is opened while creating')),
+      ...(dataNode ? { givenDataFile: async () => new NodeByteFile(dataNode, dataName!) } : {}),
+    });
+    try {
+      await setUpEncryption(image, spec.encryption);
+    } finally {
+      await image.close();
+    }
+  }
+}
+
+async function growThroughImage(node: BlockNode, spec: Qcow2CreateSpec, dataNode: BlockNode | undefined, dataName: string | undefined, prealloc: Prealloc): Promise<void> {
   const image = await Qcow2Image.openFile(new NodeByteFile(node, node.nodeName), {
     openBacking: false,
     openBackingImage: () => Promise.reject(new BlockError('UNSUPPORTED', 'no backing image is opened while creating')),

@@ -1,4 +1,6 @@
 import type { CreateOptions } from '../../image/create.js';
+import type { CreateEncryption } from '../../image/qcow2/crypto/create.js';
+import { imgSecretBytes } from './objects.js';
 import { type CreateOptionDesc, createOptionTable, formattingLine as imageFormattingLine } from '../../image/create-options.js';
 import type { ImageFormat } from '../../image/types.js';
 import { ImgFailure } from './output.js';
@@ -129,7 +131,8 @@ export function qcow2CreateOptions(values: Map<string, OptValue>, fail: Fail): P
   }
   if (extendedL2 && (out.clusterSize ?? 65536) < 16384) throw fail('Extended L2 entries are only supported with cluster sizes of at least 16384 bytes');
   if (extendedL2) out.extendedL2 = true;
-  if (values.get('encryption')?.value === true) throw fail("Parameter 'encryption' is not supported by blockemu (only encryption=off)");
+  const encryption = encryptionOptions(values, fail);
+  if (encryption) out.encryption = encryption;
   const ct = str(values.get('compression_type'));
   if (ct !== undefined && ct !== 'zlib') {
     // As a QEMU built without zstd words it (which is what blockemu is), so scripts that probe for zstd find it absent.
@@ -152,3 +155,30 @@ export function qcow2CreateOptions(values: Map<string, OptValue>, fail: Fail): P
   return out;
 }
 
+
+/**
+ * qcow2_co_create_opts' encryption options: encryption=on is
+ * encrypt.format=aes, encryption=off drops the format; the secret is
+ * looked up when the image is encrypted (creation's last step).
+ */
+function encryptionOptions(values: Map<string, OptValue>, fail: Fail): CreateEncryption | undefined {
+  const on = values.get('encryption')?.value;
+  let format = str(values.get('encrypt.format'));
+  if (on === true) format = 'aes';
+  else if (on === false) format = undefined;
+  if (format === undefined) return undefined;
+  if (format !== 'aes' && format !== 'luks') throw fail(`Parameter 'format' does not accept value '${format}'`);
+  const secret = str(values.get('encrypt.key-secret'));
+  const iterTime = values.get('encrypt.iter-time')?.value as bigint | undefined;
+  const pick = (k: string) => str(values.get(`encrypt.${k}`));
+  return {
+    format,
+    ...(secret !== undefined ? { key: () => imgSecretBytes(secret) } : {}),
+    ...(pick('cipher-alg') !== undefined ? { cipherAlg: pick('cipher-alg')! } : {}),
+    ...(pick('cipher-mode') !== undefined ? { cipherMode: pick('cipher-mode')! } : {}),
+    ...(pick('ivgen-alg') !== undefined ? { ivgenAlg: pick('ivgen-alg')! } : {}),
+    ...(pick('ivgen-hash-alg') !== undefined ? { ivgenHashAlg: pick('ivgen-hash-alg')! } : {}),
+    ...(pick('hash-alg') !== undefined ? { hashAlg: pick('hash-alg')! } : {}),
+    ...(iterTime !== undefined ? { iterTime: Number(iterTime) } : {}),
+  };
+}

@@ -1,4 +1,6 @@
 import { BlockError } from '../../image/errors.js';
+import { objectsReady } from './objects.js';
+import { Qcow2Image } from '../../image/qcow2/image.js';
 import { createImage, isFormat, openImage } from '../../image/open.js';
 import type { CreateOptions } from '../../image/create.js';
 import { type ImageFormat, type Preallocation, PREALLOCATIONS } from '../../image/types.js';
@@ -56,6 +58,8 @@ export async function imgCreateCommand(io: ImgIo, args: readonly string[]): Prom
         break;
     }
   }
+  // qemu-img makes its --object objects right after its option loop: one that fails ends the command there.
+  await objectsReady();
   a.args = getopt.operands();
   return imgCreate(io, a);
 }
@@ -158,7 +162,9 @@ export async function imgCreate(io: ImgIo, a: CreateArgs): Promise<number> {
  * file-posix's raw_regular_truncate), so the metadata lies where QEMU's does.
  */
 async function createPreallocated(filename: string, opts: CreateOptions, preallocation: Preallocation): Promise<void> {
-  await createImage(filename, { ...opts, size: 0 });
+  // Encryption is qcow2_co_create's last step, after the preallocation.
+  const { encryption, ...plain } = opts;
+  await createImage(filename, { ...plain, size: 0 });
   // qcow2_co_create grows the image before it names the backing file: the new area is not zeroed against it.
   const image = await openImage(filename, { format: opts.format, openBacking: false });
   try {
@@ -166,6 +172,7 @@ async function createPreallocated(filename: string, opts: CreateOptions, preallo
   } finally {
     await image.close();
   }
+  if (encryption) await Qcow2Image.encryptNew(filename, encryption, () => Promise.reject(new BlockError('UNSUPPORTED', 'no backing image is opened while encrypting')));
 }
 
 /** The positional SIZE, with qemu-img's messages for sizes it refuses. */

@@ -17,6 +17,11 @@ type ObjectDef = Record<string, unknown> & { 'qom-type': string; id: string };
  */
 let making: Promise<ObjectRegistry> | undefined;
 
+/** Forgets the objects of an earlier run in the same process (the tools run in-process under tests and embedders). */
+export function resetObjects(): void {
+  making = undefined;
+}
+
 /** --object DEF: parsed now (a bad definition is the command's error), made right after the ones before it. */
 export function addObject(text: string): void {
   let def: ObjectDef;

@@ -30,7 +30,7 @@ const fail = (errno: string, message: string, hint?: string) =>
   new BlockError(errno === 'EINVAL' ? 'INVALID_ARGUMENT' : 'UNSUPPORTED', message, { errno: errno as 'EINVAL', ...(hint ? { hint } : {}) });
 
 /** qcow2_update_header: cluster 0 rewritten from the in-memory header, everything it names on disk first. */
-async function updateHeader(img: Qcow2Image): Promise<void> {
+export async function rewriteHeader(img: Qcow2Image): Promise<void> {
   await img.flush();
   const cs = img.layout.clusterSize;
   const cluster0 = new Uint8Array(cs);
@@ -68,7 +68,7 @@ export async function amendQcow2(img: Qcow2Image, req: AmendRequest): Promise<'d
     h.unknownHeaderTail = new Uint8Array(0);
     h.refcountOrder = 4;
     req.progress?.(100 / scale);
-    await updateHeader(img);
+    await rewriteHeader(img);
     req.progress?.(200 / scale);
   }
   if (changesWidth && req.refcountBits !== undefined) {
@@ -84,12 +84,12 @@ export async function amendQcow2(img: Qcow2Image, req: AmendRequest): Promise<'d
       const projected = Math.floor((current * (ops - completed - 1)) / (completed + 1));
       req.progress?.(Math.fround(Math.fround(100 * Math.fround(pre + done)) / Math.fround(current + projected)));
     });
-    await updateHeader(img);
+    await rewriteHeader(img);
     return 'reopen';
   }
   if (req.dataFileRaw === false) h.autoclearFeatures &= ~AUTOCLEAR_DATA_FILE_RAW;
   if (req.dataFile !== undefined) h.dataFile = req.dataFile === '' ? undefined : req.dataFile;
-  await updateHeader(img);
+  await rewriteHeader(img);
   if (req.backingFile !== undefined || req.backingFormat !== undefined) {
     if (req.backingFile !== h.backingFile || req.backingFormat !== h.backingFormat) {
       throw fail('EINVAL', 'Cannot amend the backing file', "You can use 'qemu-img rebase' instead.");
@@ -103,7 +103,7 @@ export async function amendQcow2(img: Qcow2Image, req: AmendRequest): Promise<'d
     // Turning them off needs a clean image (qcow2_mark_clean first: refcounts written, the dirty bit cleared).
     if (!req.lazyRefcounts) await img.lazy.markClean(() => img.flush());
     h.compatibleFeatures = req.lazyRefcounts ? h.compatibleFeatures | COMPAT_LAZY_REFCOUNTS : h.compatibleFeatures & ~COMPAT_LAZY_REFCOUNTS;
-    await updateHeader(img);
+    await rewriteHeader(img);
     img.lazy.enabled = req.lazyRefcounts;
   }
   if (req.size !== undefined && req.size !== 0) await img.resize(req.size);
@@ -137,7 +137,7 @@ async function downgrade(img: Qcow2Image, progress: (visited: number, total: num
   h.compatibleFeatures = 0n;
   h.autoclearFeatures = 0n;
   h.version = 2;
-  await updateHeader(img);
+  await rewriteHeader(img);
 }
 
 /**

@@ -350,6 +350,15 @@ const EXTENSION_ORDER = [EXT_BACKING_FORMAT, EXT_DATA_FILE, EXT_CRYPTO, EXT_FEAT
  * in QEMU's order (backing format, data file, crypto, feature table,
  * bitmaps, unknown ones).
  */
+/** The crypto header extension: the LUKS area's offset and length, two big-endian u64s. */
+function cryptoExtension(at: { offset: number; length: number }): Uint8Array {
+  const data = new Uint8Array(16);
+  const v = new DataView(data.buffer);
+  v.setBigUint64(0, BigInt(at.offset));
+  v.setBigUint64(8, BigInt(at.length));
+  return data;
+}
+
 export function serializeHeader(h: Qcow2Header, clusterSize: number): Uint8Array {
   const exts: HeaderExtension[] = [];
   const enc = (text: string) => new TextEncoder().encode(text);
@@ -358,6 +367,7 @@ export function serializeHeader(h: Qcow2Header, clusterSize: number): Uint8Array
     [EXT_BACKING_FORMAT, h.backingFormat ? { type: EXT_BACKING_FORMAT, data: enc(h.backingFormat) } : undefined],
     [EXT_DATA_FILE, hasDataFile(h) && h.dataFile ? { type: EXT_DATA_FILE, data: enc(h.dataFile) } : undefined],
     [EXT_FEATURE_TABLE, h.version === 3 ? table : undefined],
+    [EXT_CRYPTO, h.cryptMethod === 2 && h.cryptoHeader ? { type: EXT_CRYPTO, data: cryptoExtension(h.cryptoHeader) } : h.extensions.find((x) => x.type === EXT_CRYPTO)],
   ]);
   for (const type of EXTENSION_ORDER) {
     const e = regenerated.has(type) ? regenerated.get(type) : h.extensions.find((x) => x.type === type);

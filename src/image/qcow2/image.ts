@@ -1,3 +1,4 @@
+import { unlink } from 'node:fs/promises';
 import type { CreateOptions } from '../create.js';
 import { BlockError } from '../errors.js';
 import { strerrorOf } from '../errno.js';
@@ -31,6 +32,8 @@ import type { EncryptionOptions, Qcow2Crypto } from './crypto/open.js';
 import type { LuksHeader } from './crypto/luks.js';
 import { CRYPT_SECTOR, type SectorCipher } from './crypto/sector-cipher.js';
 import { encryptInfo } from './crypto/info.js';
+import type { CreateEncryption } from './crypto/create.js';
+import { setUpEncryption } from './crypto/setup.js';
 
 export type { Mapping } from './mapping.js';
 
@@ -286,14 +289,37 @@ export class Qcow2Image implements BlockImage {
   }
 
   static async create(path: string, opts: CreateOptions, open: BackingOpener): Promise<void> {
-    if (!opts.dataFileRaw || !opts.size) return createQcow2(path, opts, (p, f) => open(p, f, 1));
-    // data-file-raw: the tables must map every cluster onto the data file, so creation preallocates metadata at least (qcow2_co_create).
-    await createQcow2(path, { ...opts, size: 0 }, (p, f) => open(p, f, 1));
-    const img = await Qcow2Image.open(path, { openBackingImage: open });
+    const { encryption, ...plain } = opts;
+    if (!plain.dataFileRaw || !plain.size) await createQcow2(path, plain, (p, f) => open(p, f, 1));
+    else {
+      // data-file-raw: the tables must map every cluster onto the data file, so creation preallocates metadata at least (qcow2_co_create).
+      await createQcow2(path, { ...plain, size: 0 }, (p, f) => open(p, f, 1));
+      const img = await Qcow2Image.open(path, { openBackingImage: open });
+      try {
+        await img.resize(plain.size, { preallocation: 'metadata' });
+      } finally {
+        await img.close();
+      }
+    }
+    if (encryption) await Qcow2Image.encryptNew(path, encryption, open);
+  }
+
+  /**
+   * Encrypts a new image that holds no data yet (qcow2_co_create's last
+   * step, after any preallocation and the backing file). On failure the
+   * new file is removed, as qcow2_co_create_opts removes what it created.
+   */
+  static async encryptNew(path: string, encryption: CreateEncryption, open: BackingOpener): Promise<void> {
     try {
-      await img.resize(opts.size, { preallocation: 'metadata' });
-    } finally {
-      await img.close();
+      const img = await Qcow2Image.open(path, { openBacking: false, openBackingImage: open });
+      try {
+        await setUpEncryption(img, encryption);
+      } finally {
+        await img.close();
+      }
+    } catch (err) {
+      await unlink(path).catch(() => undefined);
+      throw err;
     }
   }
 

@@ -1,4 +1,5 @@
 import type { DirtyBitmap } from '../../blockdev/dirty-bitmap.js';
+import type { EncryptInfo } from '../../image/types.js';
 import { cowChild, filteredChild, filterOrCowChild } from '../../blockdev/chain.js';
 import { type NodeName, nodeNames } from '../../blockdev/filename.js';
 import type { BlockNode, NodeImageInfo } from '../../blockdev/node.js';
@@ -19,6 +20,7 @@ function imageInfo(i: NodeImageInfo, withBacking: boolean): Record<string, unkno
   if (i.actualSize !== undefined) out['actual-size'] = i.actualSize;
   out['virtual-size'] = i.virtualSize;
   if (i.clusterSize !== undefined) out['cluster-size'] = i.clusterSize;
+  if (i.encrypted) out['encrypted'] = true;
   if (i.backingFilename !== undefined) {
     out['backing-filename'] = i.backingFilename;
     if (i.fullBackingFilename !== undefined) out['full-backing-filename'] = i.fullBackingFilename;
@@ -47,12 +49,29 @@ function imageInfo(i: NodeImageInfo, withBacking: boolean): Record<string, unkno
         ...(fs.dataFileRaw !== undefined ? { 'data-file-raw': fs.dataFileRaw } : {}),
         ...(fs.compat === '1.1' ? { 'extended-l2': fs.extendedL2, 'lazy-refcounts': fs.lazyRefcounts, corrupt: fs.corrupt } : {}),
         'refcount-bits': fs.refcountBits,
+        ...(fs.encrypt ? { encrypt: encryptInfo(fs.encrypt) } : {}),
         ...(fs.bitmaps ? { bitmaps: fs.bitmaps } : {}),
         'compression-type': fs.compressionType,
       },
     };
   }
   return out;
+}
+
+/** QCryptoBlockInfo in its QAPI order (the union's format first). */
+function encryptInfo(e: EncryptInfo): Record<string, unknown> {
+  if (e.format === 'aes') return { format: 'qcow' };
+  return {
+    format: 'luks',
+    'cipher-alg': e.cipherAlg,
+    'cipher-mode': e.cipherMode,
+    'ivgen-alg': e.ivgenAlg,
+    'hash-alg': e.hashAlg,
+    'payload-offset': e.payloadOffset,
+    'master-key-iters': e.masterKeyIters,
+    uuid: e.uuid,
+    slots: e.slots.map((s) => (s.active ? { active: true, iters: s.iters, stripes: s.stripes, 'key-offset': s.keyOffset } : { active: false, 'key-offset': s.keyOffset })),
+  };
 }
 
 /** BlockDirtyInfo; anonymous bitmaps (a job's) are listed without a name. */
@@ -139,7 +158,7 @@ export async function blockDeviceInfo(node: BlockNode, flat: boolean, limits?: B
   if (backing) out['backing_file'] = names.get(backing)!.filename;
   Object.assign(out, {
     backing_file_depth: depth,
-    encrypted: false,
+    encrypted: info.encrypted === true,
     detect_zeroes: s.detectZeroes,
     ...averages(limits),
     image: imageInfo(info, !flat),

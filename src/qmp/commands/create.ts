@@ -1,4 +1,5 @@
 import type { BlockGraph } from '../../blockdev/graph.js';
+import type { CreateEncryption } from '../../image/qcow2/crypto/create.js';
 import { BlockError } from '../../image/errors.js';
 import { CreateJob, type CreateSpec } from '../../jobs/create.js';
 import type { QmpContext } from '../context.js';
@@ -42,8 +43,8 @@ function createSpec(options: Options, graph: BlockGraph): CreateSpec {
     return { driver: 'file', filename: f.filename, size: big(f.size), preallocation: f.preallocation, extentSizeHint: hint === undefined ? undefined : big(hint) };
   }
   const o = options as unknown as Infer<typeof BlockdevCreateOptionsQcow2>;
-  const unsupported = (['encrypt'] as const).filter((m) => o[m] !== undefined);
   const ref = o.file;
+  const encrypt = o.encrypt as (Record<string, unknown> & { format: 'qcow' | 'luks' }) | undefined;
   const dataRef = o['data-file'];
   return {
     driver: 'qcow2',
@@ -70,7 +71,23 @@ function createSpec(options: Options, graph: BlockGraph): CreateSpec {
         }
       : {}),
     dataFileRaw: o['data-file-raw'],
-    unsupported: [...unsupported],
+    ...(encrypt ? { encryption: createEncryption(encrypt, graph) } : {}),
+  };
+}
+
+/** QCryptoBlockCreateOptions as the image layer takes it; the secret is looked up when the image is encrypted. */
+function createEncryption(e: Record<string, unknown> & { format: 'qcow' | 'luks' }, graph: BlockGraph): CreateEncryption {
+  const secret = e['key-secret'] as string | undefined;
+  const str = (k: string) => (typeof e[k] === 'string' ? { [k.replace(/-(\w)/g, (_, c: string) => c.toUpperCase())]: e[k] as string } : {});
+  return {
+    format: e.format === 'qcow' ? 'aes' : 'luks',
+    ...(secret !== undefined ? { key: async () => graph.secretBytes(secret) } : {}),
+    ...str('cipher-alg'),
+    ...str('cipher-mode'),
+    ...str('ivgen-alg'),
+    ...str('ivgen-hash-alg'),
+    ...str('hash-alg'),
+    ...(typeof e['iter-time'] === 'number' ? { iterTime: e['iter-time'] } : {}),
   };
 }
 
