@@ -35,6 +35,10 @@ describe.skipIf(!qemu.available)('encrypted qcow2 (vs qemu-img and qemu-io)', ()
     await same('img', ['map', '--output=json', ...SECRET, ...opts('t.qcow2')], s);
     await same('img', ['check', ...SECRET, ...opts('t.qcow2')], s);
     await same('img', ['convert', ...SECRET, ...opts('t.qcow2'), '-O', 'raw', 't.raw'], s);
+    // Into a new encrypted target: created with the -o key, then opened with it.
+    await same('img', ['convert', ...SECRET, '-O', 'qcow2', '-o', 'encryption=on,encrypt.key-secret=sec0', 't.raw', 'c.qcow2'], s);
+    await same('img', ['info', 'c.qcow2'], s);
+    await same('img', ['compare', ...SECRET, '--image-opts', 'driver=raw,file.filename=t.raw', 'driver=qcow2,file.filename=c.qcow2,encrypt.key-secret=sec0'], s);
     // Each tool reads the other's image.
     for (const [dir, other] of [
       [s.b, s.q],

@@ -1,4 +1,5 @@
 import { loadSourceSnapshot, parseSnapshotParam } from './convert-snapshot.js';
+import { imgSecretBytes } from './objects.js';
 import { strerrorOf } from '../../image/errno.js';
 import { BlockError } from '../../image/errors.js';
 import { isZero } from '../../image/request.js';
@@ -157,7 +158,10 @@ export async function imgConvert(io: ImgIo, a: ConvertArgs): Promise<number> {
     else {
       if (a.skipCreate && !isFormat(outFmt)) throw new ImgFailure(`Could not open '${dstName}': Unknown driver '${outFmt}'`);
       // A json: or protocol name (-n into a graph: a qcow2 with its data file under blkdebug) opens as nodes.
-      const r = await tryOpen(dstName, { format: outFmt as 'raw' | 'qcow2', readOnly: false });
+      // A target created encrypted opens with the key its -o options name (qemu-img passes them to the open).
+      const secret = a.skipCreate ? undefined : str(values.get('encrypt.key-secret'));
+      const encryption = secret !== undefined ? { key: () => imgSecretBytes(secret) } : undefined;
+      const r = await tryOpen(dstName, { format: outFmt as 'raw' | 'qcow2', readOnly: false, ...(encryption ? { encryption } : {}) });
       if ('inner' in r) throw new ImgFailure(`Could not open '${dstName}': ${r.inner}`);
       dst = r.image;
     }

@@ -1,4 +1,5 @@
 /** Opening images for `blockemu img` with qemu-img's error texts and names. */
+import type { EncryptionOptions } from '../../image/qcow2/crypto/open.js';
 import { stat } from 'node:fs/promises';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { BlockError, errorHint } from '../../image/errors.js';
@@ -68,6 +69,8 @@ export interface CliOpenOptions {
   flags?: Omit<ToolOpenFlags, 'readOnly' | 'forceShare'>;
   /** The name a failed open is reported under when it is not `name` (an --image-opts string). */
   displayName?: string;
+  /** An encrypted qcow2's encrypt.* (convert opens the target it created with its -o key-secret). */
+  encryption?: EncryptionOptions;
 }
 
 /** The image locks a tool's open with these options takes: tool-perms.ts's rules for the BlockBackend QEMU opens. */
@@ -106,7 +109,17 @@ export async function tryOpen(name: string, opts: CliOpenOptions = {}): Promise<
   const st = await stat(name).catch(() => undefined);
   if (st?.isDirectory()) return { inner: readOnly ? `'file' driver requires '${name}' to be a regular file` : `Could not open '${name}': Is a directory` };
   try {
-    return { image: await openImage(name, { format, readOnly, openBacking: opts.backing ?? true, persistentBitmaps: opts.persistentBitmaps, locks: cliLocks(opts), openProtocolImage: openProtocolBacking }) };
+    return {
+      image: await openImage(name, {
+        format,
+        readOnly,
+        openBacking: opts.backing ?? true,
+        persistentBitmaps: opts.persistentBitmaps,
+        locks: cliLocks(opts),
+        openProtocolImage: openProtocolBacking,
+        ...(opts.encryption ? { encryption: opts.encryption } : {}),
+      }),
+    };
   } catch (err) {
     return { inner: await openFailureText(err, name, format) };
   }

@@ -195,11 +195,18 @@ export async function filenameOptionsSpec(file: string | undefined, options: Rea
   const backing = takeImplicitBacking(tree);
   const given = structuredClone(tree);
   sizeOptions(tree);
+  // A qcow2 child's encrypt.* (backing.encrypt.key-secret) is taken out as the top node's is: the QDict path checks none.
+  const encrypts = takeChildEncrypt(tree);
   let typed: Record<string, unknown>;
   try {
     typed = visitKeyval(BlockdevOptions, tree) as Record<string, unknown>;
   } catch (err) {
     throw unsupportedOption(err, driver, tree);
+  }
+  for (const { path, values } of encrypts) {
+    let at: unknown = typed;
+    for (const k of path) at = (at as Record<string, unknown> | undefined)?.[k];
+    if (typeof at === 'object' && at !== null) Object.assign(at, values);
   }
   const spec = typed as unknown as BlockdevSpec;
   Object.assign(spec, runtime);
@@ -211,6 +218,24 @@ export async function filenameOptionsSpec(file: string | undefined, options: Rea
   }
   if (backing) implicitBackingOptions.set(spec, backing);
   return spec;
+}
+
+/** The encrypt.* options of the qcow2 nodes below the top, taken out of the tree, as flat strings by the node's path. */
+function takeChildEncrypt(tree: Record<string, unknown>, path: string[] = []): { path: string[]; values: Record<string, string> }[] {
+  const out: { path: string[]; values: Record<string, string> }[] = [];
+  for (const [k, v] of Object.entries(tree)) {
+    if (typeof v !== 'object' || v === null || Array.isArray(v)) continue;
+    const child = v as Record<string, unknown>;
+    const enc = child['encrypt'];
+    if (child['driver'] === 'qcow2' && typeof enc === 'object' && enc !== null && !Array.isArray(enc)) {
+      const values: Record<string, string> = {};
+      for (const [ek, ev] of Object.entries(enc)) if (typeof ev === 'string') values[`encrypt.${ek}`] = ev;
+      delete child['encrypt'];
+      out.push({ path: [...path, k], values });
+    }
+    out.push(...takeChildEncrypt(child, [...path, k]));
+  }
+  return out;
 }
 
 /**
