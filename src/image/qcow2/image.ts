@@ -6,7 +6,7 @@ import type { ByteFile } from '../byte-file.js';
 import { HostFile } from '../file.js';
 import { checkRequest } from '../request.js';
 import { checkResizeRequest } from '../resize.js';
-import type { BlockImage, Extent, ImageFormat, ImageInfo, ResizeOptions, WriteOptions, WritePiece, WriteZeroesOptions } from '../types.js';
+import type { BlockImage, Extent, ImageInfo, ResizeOptions, WriteOptions, WritePiece, WriteZeroesOptions } from '../types.js';
 import { createQcow2 } from './create.js';
 import type { L2Entry } from './entry.js';
 import { dataFileIsRaw, hasExtendedL2, type Qcow2Header } from './header.js';
@@ -28,58 +28,20 @@ import { hex, Qcow2Corruption } from './corruption.js';
 import { loadSnapshotTable } from './snapshot-table.js';
 import { LazyRefcounts } from './lazy-refcounts.js';
 import { metadataOverlap } from './overlap.js';
-import type { EncryptionOptions, Qcow2Crypto } from './crypto/open.js';
+import type { Qcow2Crypto } from './crypto/open.js';
 import type { LuksHeader } from './crypto/luks.js';
-import { CRYPT_SECTOR, type SectorCipher } from './crypto/sector-cipher.js';
+import type { SectorCipher } from './crypto/sector-cipher.js';
+import { readGuestData, sealGuestData } from './crypto/guest-data.js';
+import { writeMetadata } from './write-back.js';
 import { encryptInfo } from './crypto/info.js';
 import type { CreateEncryption } from './crypto/create.js';
 import { setUpEncryption } from './crypto/setup.js';
 
 export type { Mapping } from './mapping.js';
 
-export type BackingOpener = (path: string, format: ImageFormat | undefined, depth: number) => Promise<BlockImage>;
+import { type BackingOpener, checkChainDepth, type Qcow2OpenOptions } from './open-options.js';
 
-export interface Qcow2OpenOptions {
-  readOnly?: boolean;
-  openBacking?: boolean;
-  openBackingImage: BackingOpener;
-  /** A backing image chosen by the caller instead of the header's (blockdev's `backing` option); the image takes it over. */
-  backingImage?: BlockImage;
-  /** Position in a backing chain (0 = the top); deep chains and loops are refused. */
-  depth?: number;
-  /** Bytes of L2 tables kept in memory (default 4 MiB, at least 4 tables). */
-  l2CacheBytes?: number;
-  /** Bytes of refcount blocks kept in memory (default 1 MiB, at least 4 blocks). */
-  refcountCacheBytes?: number;
-  /**
-   * The caller keeps the image's persistent dirty bitmaps (loads them with
-   * `bitmaps`, records writes in them, stores them before closing), so a
-   * read-write open of an image that has some is allowed. Without it such
-   * an open is refused: writes would leave the bitmaps silently stale.
-   */
-  persistentBitmaps?: boolean;
-  /**
-   * Opens the external data file the caller names (blockdev's `data-file`)
-   * instead of the one the header names: called once the header is read,
-   * whatever it says, as qcow2_do_open opens the child before its checks.
-   * The image takes the file over, which must be opened as `readOnly`
-   * says. Refused for an image without a data file.
-   */
-  givenDataFile?: () => Promise<ByteFile>;
-  /** Opens the data file the header names (default: the host file, unlocked). */
-  openDataFile?: (name: string, readOnly: boolean) => Promise<ByteFile>;
-  /** Only the metadata is wanted (qemu-img info): the data file is not opened, and guest I/O fails. */
-  metadataOnly?: boolean;
-  /** An encrypted image's encrypt.* options: its format and the password that unlocks it. */
-  encryption?: EncryptionOptions;
-}
-
-export const MAX_BACKING_DEPTH = 64;
-
-/** Refuses an image `depth` images down a chain when that is too deep (a loop ends here too), before its file is opened. */
-export function checkChainDepth(path: string, depth: number): void {
-  if (depth > MAX_BACKING_DEPTH) throw new BlockError('INVALID_IMAGE', `Could not open '${path}': backing file chain too deep (more than ${MAX_BACKING_DEPTH} images)`);
-}
+export { type BackingOpener, checkChainDepth, MAX_BACKING_DEPTH, type Qcow2OpenOptions } from './open-options.js';
 
 /**
  * A qcow2 image (versions 2 and 3): its header, L1 table and caches. Guest
@@ -456,39 +418,14 @@ export class Qcow2Image implements BlockImage {
     return out;
   }
 
-  /**
-   * Guest data from the data file at host offset `host` (guest offset
-   * `guest`), decrypted when the image is encrypted: whole sectors are
-   * read and decrypted (qcow2's request alignment is the cipher's sector),
-   * the part asked for copied out.
-   */
-  async readData(dst: Uint8Array, host: number, guest: number): Promise<void> {
-    const c = this.cipher;
-    if (!c) {
-      if (this.header.cryptMethod !== 0) throw this.noKey();
-      return this.dataFile.readInto(dst, host);
-    }
-    const head = host % CRYPT_SECTOR;
-    const bytes = Math.ceil((head + dst.length) / CRYPT_SECTOR) * CRYPT_SECTOR;
-    const buf = head === 0 && bytes === dst.length ? dst : new Uint8Array(bytes);
-    await this.dataFile.readInto(buf, host - head);
-    c.decryptInPlace(Math.floor((c.physical ? host : guest) / CRYPT_SECTOR), buf);
-    if (buf !== dst) dst.set(buf.subarray(head, head + dst.length));
+  /** Guest data from the data file at host offset `host` (guest offset `guest`), decrypted when the image is encrypted (guest-data.ts). */
+  readData(dst: Uint8Array, host: number, guest: number): Promise<void> {
+    return readGuestData(this.dataFile, this.cipher, this.header.cryptMethod, dst, host, guest);
   }
 
   /** Guest data about to be written at host offset `host` (guest offset `guest`), whole sectors: encrypted copies when the image is encrypted. */
   sealData(bufs: Uint8Array[], host: number, guest: number): Uint8Array[] {
-    const c = this.cipher;
-    if (!c) {
-      if (this.header.cryptMethod !== 0) throw this.noKey();
-      return bufs;
-    }
-    const all = bufs.length === 1 ? bufs[0]! : Buffer.concat(bufs);
-    return [c.encrypt((c.physical ? host : guest) / CRYPT_SECTOR, all)];
-  }
-
-  private noKey(): BlockError {
-    return new BlockError('INVALID_ARGUMENT', 'the image is encrypted and was opened without its key', { errno: 'EIO' });
+    return sealGuestData(this.cipher, this.header.cryptMethod, bufs, host, guest);
   }
 
   /** Fills dst with what a read of mapping m returns. */
@@ -613,71 +550,15 @@ export class Qcow2Image implements BlockImage {
   }
 
   /**
-   * THE crash-safety order. Whatever instant the process (or the machine) dies,
-   * the file holds at worst leaked clusters, never a reference to an
-   * uncounted or unwritten cluster:
-   *   0. guest data is written before its L2 entry changes, even in memory
-   *      (Qcow2Writer), so no table ever points at unwritten data;
-   *   1. refcount blocks, then refcount-table entries: a cluster is counted
-   *      before anything on disk points at it (leak at worst);
-   *   2. barrier;  3. L2 tables;  4. barrier;  5. the L1 table;
-   *   6. barrier;  7. queued decrements applied and their refcount blocks
-   *      written: a count drops only after no table on disk references it;
-   *   8. barrier (the caller's: flush() or the node's flush to disk).
-   * A barrier comes only between writes (the first one also covers guest
-   * data, before any table may point at it), so a flush with nothing to
-   * write flushes once, as QEMU's does. A dirty L2 table evicted early is
-   * written after step 1 for the same reason (see the L2 cache's write-back
-   * hook). The header changes only when the refcount table moves, in one
-   * 12-byte write between two barriers. A write that fails leaves what it
-   * was writing dirty, so the next flush picks up at the same step.
-   * Call under the metadata mutex (flush does; a resize, holding it, calls
-   * this between its steps).
+   * Writes the metadata held in memory in THE crash-safety order
+   * (write-back.ts), without the final flush. Call under the metadata
+   * mutex (flush does; a resize, holding it, calls this between its steps).
    */
-  async writeMetadata(): Promise<void> {
-    if (this.corruption.gone) return;
-    const rc = this.refcounts!;
-    const accurate = this.lazy.accurate;
-    if (accurate) await rc.writeBack();
-    // Nothing changes the tables meanwhile: writers change them only under the mutex we hold.
-    const l2 = this.l2Cache.hasDirty();
-    const l1 = this.l1Dirty.size > 0;
-    const frees = rc.hasPendingFrees();
-    if (!l2 && !l1 && !frees) return;
-    await this.file.flush();
-    if (l2) {
-      await this.l2Cache.writeDirty();
-      if (l1 || frees) await this.file.flush();
-    }
-    if (l1) {
-      await this.writeL1();
-      if (frees) await this.file.flush();
-    }
-    if (frees) {
+  writeMetadata(): Promise<void> {
+    return writeMetadata(this, () => {
       this.reader.noteFrees();
-      await rc.applyFrees();
       this.writer?.forgetCompressCursor();
-      if (accurate) await rc.writeBack();
-    }
-  }
-
-  /** Writes the L1 entries changed in memory; their l1_update was announced when they changed (setL1). */
-  private async writeL1(): Promise<boolean> {
-    if (this.l1Dirty.size === 0) return false;
-    const idx = [...this.l1Dirty].sort((a, b) => a - b);
-    this.l1Dirty.clear();
-    for (let i = 0; i < idx.length; ) {
-      let j = i;
-      while (j + 1 < idx.length && idx[j + 1] === idx[j]! + 1) j++;
-      try {
-        await this.file.write(this.header.l1TableOffset + idx[i]! * 8, this.l1.subarray(idx[i]! * 8, (idx[j]! + 1) * 8));
-      } catch (err) {
-        for (const k of idx.slice(i)) this.l1Dirty.add(k);
-        throw err;
-      }
-      i = j + 1;
-    }
-    return true;
+    });
   }
 
   /**
