@@ -10,31 +10,13 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import type { QmpClient } from '../../src/qmp/client.js';
 import { type Daemon, withDaemon } from '../helpers/bitmap-daemon.js';
+import { answer, createJob } from '../helpers/qmp-transcript.js';
 import { qemu, qemuImg, withTempDir } from '../helpers/qemu.js';
 
 const MiB = 1 << 20;
 
-/** A reply or an error, as the session's transcript records it. */
-async function answer(c: QmpClient, cmd: string, args: Record<string, unknown>): Promise<unknown> {
-  try {
-    return { return: await c.execute<unknown>(cmd, args) };
-  } catch (err) {
-    const e = err as { qmpClass?: string; desc?: string };
-    return { error: { class: e.qmpClass, desc: e.desc } };
-  }
-}
 
-/** One blockdev-create run to its end: the concluded job's error (or none), then dismissed. */
-async function create(c: QmpClient, options: Record<string, unknown>): Promise<unknown> {
-  const started = await answer(c, 'blockdev-create', { 'job-id': 'c', options });
-  if (!('return' in (started as object))) return started;
-  await c.waitForEvent('JOB_STATUS_CHANGE', (e) => e.data?.['id'] === 'c' && e.data['status'] === 'concluded');
-  const job = (await c.execute<Array<Record<string, unknown>>>('query-jobs')).find((j) => j['id'] === 'c');
-  await c.execute('job-dismiss', { id: 'c' });
-  return { error: job?.['error'] };
-}
 
 async function session(which: Daemon, dir: string): Promise<unknown[]> {
   const meta = join(dir, 'meta.qcow2');
@@ -52,13 +34,13 @@ async function session(which: Daemon, dir: string): Promise<unknown[]> {
       await say('blockdev-add', { driver: 'file', 'node-name': 'meta', filename: meta });
       await say('blockdev-add', { driver: 'file', 'node-name': 'data', filename: data });
       await say('blockdev-add', { driver: 'file', 'node-name': 'plain', filename: plain });
-      t.push(await create(c, { driver: 'qcow2', file: 'meta', size: MiB, 'data-file-raw': true }));
-      t.push(await create(c, { driver: 'qcow2', file: 'meta', size: MiB, 'data-file': 'data', version: 'v2' }));
-      t.push(await create(c, { driver: 'qcow2', file: 'meta', size: MiB, 'data-file': 'data', 'data-file-raw': true, 'backing-file': 'x' }));
-      t.push(await create(c, { driver: 'qcow2', file: 'meta', size: MiB, 'data-file': 'nope' }));
-      t.push(await create(c, { driver: 'qcow2', file: 'plain', size: MiB }));
+      t.push(await createJob(c, { driver: 'qcow2', file: 'meta', size: MiB, 'data-file-raw': true }));
+      t.push(await createJob(c, { driver: 'qcow2', file: 'meta', size: MiB, 'data-file': 'data', version: 'v2' }));
+      t.push(await createJob(c, { driver: 'qcow2', file: 'meta', size: MiB, 'data-file': 'data', 'data-file-raw': true, 'backing-file': 'x' }));
+      t.push(await createJob(c, { driver: 'qcow2', file: 'meta', size: MiB, 'data-file': 'nope' }));
+      t.push(await createJob(c, { driver: 'qcow2', file: 'plain', size: MiB }));
       // The image over the data file as it is: metadata preallocated, the data left where it was.
-      t.push(await create(c, { driver: 'qcow2', file: 'meta', size: MiB, 'data-file': 'data', 'data-file-raw': true }));
+      t.push(await createJob(c, { driver: 'qcow2', file: 'meta', size: MiB, 'data-file': 'data', 'data-file-raw': true }));
       await say('blockdev-add', { driver: 'qcow2', 'node-name': 'p', file: 'plain', 'data-file': 'data' });
       await say('blockdev-add', { driver: 'qcow2', 'node-name': 'disk', file: 'meta', 'data-file': 'data' });
       const nodes = await c.execute<Array<Record<string, unknown>>>('query-named-block-nodes', { flat: true });

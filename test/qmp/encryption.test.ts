@@ -12,30 +12,14 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import type { QmpClient } from '../../src/qmp/client.js';
 import { type Daemon, withDaemon } from '../helpers/bitmap-daemon.js';
+import { answer, createJob } from '../helpers/qmp-transcript.js';
 import { qemu, qemuImg, run, runBlockemu, withTempDir } from '../helpers/qemu.js';
 
 const MiB = 1 << 20;
 const SECRET = ['--object', 'secret,id=sec0,data=123456'];
 
-async function answer(c: QmpClient, cmd: string, args: Record<string, unknown>): Promise<unknown> {
-  try {
-    return { return: await c.execute<unknown>(cmd, args) };
-  } catch (err) {
-    const e = err as { qmpClass?: string; desc?: string };
-    return { error: { class: e.qmpClass, desc: e.desc } };
-  }
-}
 
-async function create(c: QmpClient, options: Record<string, unknown>): Promise<unknown> {
-  const started = await answer(c, 'blockdev-create', { 'job-id': 'c', options });
-  if (!('return' in (started as object))) return started;
-  await c.waitForEvent('JOB_STATUS_CHANGE', (e) => e.data?.['id'] === 'c' && e.data['status'] === 'concluded');
-  const job = (await c.execute<Array<Record<string, unknown>>>('query-jobs')).find((j) => j['id'] === 'c');
-  await c.execute('job-dismiss', { id: 'c' });
-  return { error: job?.['error'] };
-}
 
 async function session(which: Daemon, dir: string, luks: string, aes: string): Promise<unknown[]> {
   const target = join(dir, 'target.qcow2');
@@ -66,8 +50,8 @@ async function session(which: Daemon, dir: string, luks: string, aes: string): P
       await say('blockdev-del', { 'node-name': 'target' });
       await say('blockdev-del', { 'node-name': 'src' });
       await say('blockdev-add', { driver: 'file', 'node-name': 'ffile', filename: fresh });
-      t.push(await create(c, { driver: 'qcow2', file: 'ffile', size: MiB, encrypt: { format: 'luks' } }));
-      t.push(await create(c, { driver: 'qcow2', file: 'ffile', size: MiB, encrypt: { format: 'luks', 'key-secret': 'nosuch' } }));
+      t.push(await createJob(c, { driver: 'qcow2', file: 'ffile', size: MiB, encrypt: { format: 'luks' } }));
+      t.push(await createJob(c, { driver: 'qcow2', file: 'ffile', size: MiB, encrypt: { format: 'luks', 'key-secret': 'nosuch' } }));
     },
     { bare: true },
   );
@@ -107,7 +91,7 @@ describe.skipIf(!qemu.available)('encrypted qcow2 over QMP (vs qemu-storage-daem
         async (c) => {
           await c.execute('object-add', { 'qom-type': 'secret', id: 'sec0', data: '123456' });
           await c.execute('blockdev-add', { driver: 'file', 'node-name': 'f', filename: img });
-          expect(await create(c, { driver: 'qcow2', file: 'f', size: 4 * MiB, encrypt: { format: 'luks', 'key-secret': 'sec0', 'iter-time': 10 } })).toEqual({ error: undefined });
+          expect(await createJob(c, { driver: 'qcow2', file: 'f', size: 4 * MiB, encrypt: { format: 'luks', 'key-secret': 'sec0', 'iter-time': 10 } })).toEqual({ error: undefined });
         },
         { bare: true },
       );

@@ -11,30 +11,13 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import type { QmpClient } from '../../src/qmp/client.js';
 import { type Daemon, withDaemon } from '../helpers/bitmap-daemon.js';
+import { answer, createJob } from '../helpers/qmp-transcript.js';
 import { qemu, qemuImg, run, withTempDir } from '../helpers/qemu.js';
 
 const MiB = 1 << 20;
 
-async function answer(c: QmpClient, cmd: string, args: Record<string, unknown>): Promise<unknown> {
-  try {
-    return { return: await c.execute<unknown>(cmd, args) };
-  } catch (err) {
-    const e = err as { qmpClass?: string; desc?: string };
-    return { error: { class: e.qmpClass, desc: e.desc } };
-  }
-}
 
-/** One blockdev-create run to its end: the concluded job's error (or none), then dismissed. */
-async function create(c: QmpClient, options: Record<string, unknown>): Promise<unknown> {
-  const started = await answer(c, 'blockdev-create', { 'job-id': 'c', options });
-  if (!('return' in (started as object))) return started;
-  await c.waitForEvent('JOB_STATUS_CHANGE', (e) => e.data?.['id'] === 'c' && e.data['status'] === 'concluded');
-  const job = (await c.execute<Array<Record<string, unknown>>>('query-jobs')).find((j) => j['id'] === 'c');
-  await c.execute('job-dismiss', { id: 'c' });
-  return { error: job?.['error'] };
-}
 
 async function session(which: Daemon, dir: string): Promise<unknown[]> {
   const src = join(dir, 'src.qcow2');
@@ -50,11 +33,11 @@ async function session(which: Daemon, dir: string): Promise<unknown[]> {
       const say = async (cmd: string, args: Record<string, unknown>) => t.push([cmd, await answer(c, cmd, args)]);
       await say('blockdev-add', { driver: 'file', 'node-name': 'tfile', filename: target });
       await say('blockdev-add', { driver: 'file', 'node-name': 'ofile', filename: other });
-      t.push(await create(c, { driver: 'qcow2', file: 'tfile', size: 4 * MiB, 'extended-l2': true, 'cluster-size': 8192 }));
-      t.push(await create(c, { driver: 'qcow2', file: 'tfile', size: 4 * MiB, 'extended-l2': true, version: 'v2' }));
-      t.push(await create(c, { driver: 'qcow2', file: 'ofile', size: 4 * MiB, 'extended-l2': true, 'backing-file': src, 'backing-fmt': 'qcow2', preallocation: 'metadata' }));
-      t.push(await create(c, { driver: 'qcow2', file: 'ofile', size: 4 * MiB, 'backing-file': src, preallocation: 'metadata' }));
-      t.push(await create(c, { driver: 'qcow2', file: 'tfile', size: 4 * MiB, 'extended-l2': true, 'cluster-size': 32768 }));
+      t.push(await createJob(c, { driver: 'qcow2', file: 'tfile', size: 4 * MiB, 'extended-l2': true, 'cluster-size': 8192 }));
+      t.push(await createJob(c, { driver: 'qcow2', file: 'tfile', size: 4 * MiB, 'extended-l2': true, version: 'v2' }));
+      t.push(await createJob(c, { driver: 'qcow2', file: 'ofile', size: 4 * MiB, 'extended-l2': true, 'backing-file': src, 'backing-fmt': 'qcow2', preallocation: 'metadata' }));
+      t.push(await createJob(c, { driver: 'qcow2', file: 'ofile', size: 4 * MiB, 'backing-file': src, preallocation: 'metadata' }));
+      t.push(await createJob(c, { driver: 'qcow2', file: 'tfile', size: 4 * MiB, 'extended-l2': true, 'cluster-size': 32768 }));
       await say('blockdev-add', { driver: 'qcow2', 'node-name': 'src', file: { driver: 'file', filename: src } });
       await say('blockdev-add', { driver: 'qcow2', 'node-name': 'target', file: 'tfile' });
       const nodes = await c.execute<Array<Record<string, unknown>>>('query-named-block-nodes', { flat: true });
