@@ -106,6 +106,7 @@ export class Qcow2Node extends BlockNode {
     // QEMU's child order: file, data-file (qcow2_do_open), backing (opened after the driver).
     const links = [fileLink, ...(dataLink ? [dataLink] : []), ...(backingLink ? [backingLink] : [])];
     const node = new Qcow2Node(name, image, file, readOnly, links);
+    node.encryption = encryption;
     image.corruption.onReport = (r) => node.eventSink?.({ kind: 'image-corrupted', node, ...r });
     // The header's name, or the name of the image opened from it (bdrv_open_backing_file's implicit_backing).
     node.autoBackingFile = backingLink?.implicitName ?? image.info().backingFilename ?? '';
@@ -419,6 +420,9 @@ export class Qcow2Node extends BlockNode {
     this.adoptBitmaps(loaded);
   }
 
+  /** The encrypt.* options the node was opened with: an image opened again (activation) is unlocked with them again. */
+  private encryption: EncryptionOptions | undefined;
+
   /** The image opened again on the same file (read-only: as a view only), replacing the one in use; its bitmaps as loaded. */
   private async reload(readOnly: boolean): Promise<LoadedBitmap[]> {
     const fileLink = this.childEdge('file')!;
@@ -431,6 +435,7 @@ export class Qcow2Node extends BlockNode {
       givenDataFile: data && (() => Promise.resolve(data)),
       openBacking: false,
       openBackingImage: () => Promise.reject(new BlockError('UNSUPPORTED', 'backing images are nodes of the graph')),
+      ...(this.encryption ? { encryption: this.encryption } : {}),
     });
     let loaded: LoadedBitmap[];
     try {
