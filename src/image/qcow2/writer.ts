@@ -213,7 +213,15 @@ export class Qcow2Writer {
       old.length = count;
       len = Math.min(len, count * L.clusterSize - inCluster);
     }
-    if (L.extendedL2) return { kind: 'alloc', offset, length: len, old, host, cow: this.subclusterCow(l2off, idx0, old, inCluster, len, false)! };
+    if (L.extendedL2) {
+      try {
+        return { kind: 'alloc', offset, length: len, old, host, cow: this.subclusterCow(l2off, idx0, old, inCluster, len, false)! };
+      } catch (err) {
+        // A corrupt bitmap found after the allocation: the clusters go back (qcow2_alloc_cluster_abort).
+        if (!img.externalData) for (let i = 0; i < old.length; i++) this.rc.free(host + i);
+        throw err;
+      }
+    }
     return { kind: 'alloc', offset, length: len, old, host };
   }
 
