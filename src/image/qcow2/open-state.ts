@@ -159,10 +159,16 @@ export async function openBacking(path: string, h: Qcow2Header, opts: Pick<Qcow2
   const fmt = h.backingFormat;
   try {
     // bdrv_open_backing_file prefixes whatever the open says, an unknown driver's refusal included.
-    if (fmt !== undefined && fmt !== 'raw' && fmt !== 'qcow2') throw new BlockError('UNSUPPORTED', `Unknown driver '${fmt}'`);
+    // A corrupt header's name may hold control bytes: shown escaped, not written raw to a terminal.
+    if (fmt !== undefined && fmt !== 'raw' && fmt !== 'qcow2') throw new BlockError('UNSUPPORTED', `Unknown driver '${printable(fmt)}'`);
     return await opts.openBackingImage(full, fmt as ImageFormat | undefined, depth + 1);
   } catch (err) {
     const msg = err instanceof Error ? err.message : String(err);
     throw new BlockError(err instanceof BlockError ? err.code : 'IO', `Could not open backing file: ${msg}`, { cause: err });
   }
+}
+
+/** `text` with control characters as \xNN escapes (what a message may quote from a corrupt file). */
+function printable(text: string): string {
+  return text.replace(/[\u0000-\u001f\u007f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
 }
