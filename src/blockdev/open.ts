@@ -1,4 +1,5 @@
 import { dirname, isAbsolute, resolve } from 'node:path';
+import { encryptionFromOptions } from '../image/qcow2/crypto/open.js';
 import { BlockError } from '../image/errors.js';
 import { PERM_ALL, PERM_QAPI_NAMES, PERM_RESIZE, PERM_WRITE } from '../image/perm.js';
 import { probeFormat } from '../image/probe.js';
@@ -129,13 +130,7 @@ const OPENERS: Record<string, Opener> = {
     const flat = flattenQdict(Object.fromEntries(Object.entries(spec).filter(([k]) => k !== 'file' && k !== 'backing' && k !== 'data-file')));
     const ref = spec['data-file'];
     // encrypt.format and encrypt.key-secret; the secret is looked up as the crypto layer opens (qcrypto_secret_lookup).
-    const format = flat['encrypt.format'];
-    const secret = flat['encrypt.key-secret'];
-    const encryption = {
-      ...(typeof format === 'string' ? { format } : {}),
-      ...(typeof secret === 'string' ? { key: () => graph.secretBytes(secret) } : {}),
-      refuseAes: graph.refuseAesEncryption,
-    };
+    const encryption = encryptionFromOptions(flat, (id) => graph.secretBytes(id), graph.refuseAesEncryption);
     return Qcow2Node.open(
       name,
       file,

@@ -1,5 +1,5 @@
 import { BlockBackend } from '../../blockdev/block-backend.js';
-import type { EncryptionOptions } from '../../image/qcow2/crypto/open.js';
+import { type EncryptionOptions, encryptionFromOptions } from '../../image/qcow2/crypto/open.js';
 import { imgSecretBytes, objectsReady } from './objects.js';
 import { checkQcow2RuntimeOptions } from '../../blockdev/drivers/qcow2.js';
 import { QCOW2_OPTIONS } from '../../blockdev/drivers/qcow2-options.js';
@@ -143,14 +143,9 @@ async function openDataFileNode(graph: BlockGraph, ref: unknown, blk: BlockBacke
   return new GraphByteFile(node, name, hostPathOf(node), () => Promise.resolve());
 }
 
-/** encrypt.format and encrypt.key-secret as given, the secret one of --object's (made when first needed); the tools open legacy AES images. */
+/** encrypt.format and encrypt.key-secret as given, the secret one of --object's; the tools open legacy AES images. */
 function encryptionOptions(runtime: Options): EncryptionOptions {
-  const format = runtime['encrypt.format'];
-  const secret = runtime['encrypt.key-secret'];
-  return {
-    ...(typeof format === 'string' ? { format } : {}),
-    ...(typeof secret === 'string' ? { key: () => imgSecretBytes(secret) } : {}),
-  };
+  return encryptionFromOptions(runtime, imgSecretBytes);
 }
 
 /**

@@ -420,6 +420,8 @@ export class Qcow2Image implements BlockImage {
 
   /** Guest data from the data file at host offset `host` (guest offset `guest`), decrypted when the image is encrypted (guest-data.ts). */
   readData(dst: Uint8Array, host: number, guest: number): Promise<void> {
+    // The plain image's read goes straight to the file: this is every guest read's path.
+    if (this.header.cryptMethod === 0) return this.dataFile.readInto(dst, host);
     return readGuestData(this.dataFile, this.cipher, this.header.cryptMethod, dst, host, guest);
   }
 

@@ -2,6 +2,7 @@ import { pbkdf2, randomBytes, randomUUID } from 'node:crypto';
 import { promisify } from 'node:util';
 import { BlockError } from '../../errors.js';
 import { afSplit } from './af-split.js';
+import { LUKS_HASHES } from './luks.js';
 import { type CipherName, CRYPT_SECTOR, SectorCipher } from './sector-cipher.js';
 
 const pbkdf2Async = promisify(pbkdf2);
@@ -75,7 +76,7 @@ export async function createLuksArea(enc: CreateEncryption): Promise<LuksArea> {
   if (mode !== 'xts' && mode !== 'cbc') throw unsupported(`Cipher mode '${mode}' is not supported by blockemu (xts and cbc are)`);
   if (mode === 'xts' && bits === '192') throw unsupported('Cipher aes-192 in xts mode is not supported by blockemu');
   if (ivgen !== 'plain' && ivgen !== 'plain64') throw unsupported(`IV generator '${ivgen}' is not supported by blockemu (plain and plain64 are)`);
-  if (!['md5', 'sha1', 'sha224', 'sha256', 'sha384', 'sha512', 'ripemd160'].includes(hash)) throw invalid(`Hash algorithm '${hash}' is not supported`);
+  if (!LUKS_HASHES.has(hash)) throw invalid(`Hash algorithm '${hash}' is not supported`);
   if (iterTime <= 0) throw invalid('PBKDF iteration time must be positive');
   const keyLen = (Number(bits) / 8) * (mode === 'xts' ? 2 : 1);
   const cipher = `aes-${bits}-${mode}` as CipherName;

@@ -53,7 +53,8 @@ function cString(b: Buffer, what: string): string {
   return b.subarray(0, nul).toString('latin1');
 }
 
-const HASHES = new Set(['md5', 'sha1', 'sha224', 'sha256', 'sha384', 'sha512', 'ripemd160']);
+/** The hashes LUKS headers name that Node's crypto computes. */
+export const LUKS_HASHES = new Set(['md5', 'sha1', 'sha224', 'sha256', 'sha384', 'sha512', 'ripemd160']);
 
 /** qcrypto_block_luks_check_header and _parse_header: the header's checks and its cipher, in QEMU's words. */
 export function parseLuksHeader(bytes: Uint8Array): LuksHeader {
@@ -100,7 +101,7 @@ export function parseLuksHeader(bytes: Uint8Array): LuksHeader {
   if (mode !== 'xts' && mode !== 'cbc') throw unsupported(`LUKS cipher mode '${mode}'`);
   if (cipherName !== 'aes') throw unsupported(`LUKS cipher '${cipherName}'`);
   if (ivgen !== 'plain' && ivgen !== 'plain64') throw unsupported(`LUKS IV generator '${ivgen}'`);
-  if (!HASHES.has(hashSpec)) throw fail(`Unsupported hash '${hashSpec}'`);
+  if (!LUKS_HASHES.has(hashSpec)) throw fail(`Unsupported hash '${hashSpec}'`);
   const bits = (mode === 'xts' ? masterKeyLen / 2 : masterKeyLen) * 8;
   const cipher = `aes-${bits}-${mode}`;
   if (!['aes-128-cbc', 'aes-192-cbc', 'aes-256-cbc', 'aes-128-xts', 'aes-256-xts'].includes(cipher)) throw fail(`Unsupported cipher '${cipherName}' with key size ${masterKeyLen}`);

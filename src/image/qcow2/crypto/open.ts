@@ -14,6 +14,21 @@ export interface EncryptionOptions {
   refuseAes?: boolean;
 }
 
+/**
+ * The encrypt.* options of a node's flat options (encrypt.format,
+ * encrypt.key-secret), the secret looked up with `lookup` only when the
+ * image turns out to need it.
+ */
+export function encryptionFromOptions(flat: Readonly<Record<string, unknown>>, lookup: (id: string) => Uint8Array | Promise<Uint8Array>, refuseAes = false): EncryptionOptions {
+  const format = flat['encrypt.format'];
+  const secret = flat['encrypt.key-secret'];
+  return {
+    ...(typeof format === 'string' ? { format } : {}),
+    ...(typeof secret === 'string' ? { key: () => lookup(secret) } : {}),
+    refuseAes,
+  };
+}
+
 /** What an encrypted image opens with: the cipher for guest data (none when only metadata is wanted), the LUKS header for info. */
 export interface Qcow2Crypto {
   cipher?: SectorCipher;
