@@ -11,6 +11,7 @@ export {
   CHILD_IMAGE,
   CHILD_METADATA,
   CHILD_PRIMARY,
+  cryptoChildPerm,
   defaultChildPerms,
   type PermPair,
   rawChildPerm,

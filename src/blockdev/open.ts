@@ -3,7 +3,7 @@ import { encryptionFromOptions } from '../image/qcow2/crypto/open.js';
 import { BlockError } from '../image/errors.js';
 import { PERM_ALL, PERM_QAPI_NAMES, PERM_RESIZE, PERM_WRITE } from '../image/perm.js';
 import { probeFormat } from '../image/probe.js';
-import { CHILD_COW, CHILD_DATA, CHILD_FILTERED_PRIMARY, CHILD_IMAGE, CHILD_PRIMARY, type ChildOwner, defaultChildPerms, type NodeChild, type PermPair, rawChildPerm } from './child.js';
+import { CHILD_COW, CHILD_DATA, CHILD_FILTERED_PRIMARY, CHILD_IMAGE, CHILD_PRIMARY, type ChildOwner, cryptoChildPerm, defaultChildPerms, type NodeChild, type PermPair, rawChildPerm } from './child.js';
 import { blkdebugChildPerm, BlkdebugNode, DEFAULT_IOTYPES, type InjectErrorRule, type SetStateRule } from './drivers/blkdebug.js';
 import { CbwState, type OnCbwError } from './drivers/cbw-state.js';
 import { cbwChildPerm, CopyBeforeWriteNode } from './drivers/copy-before-write.js';
@@ -13,6 +13,7 @@ import { FileNode } from './drivers/file.js';
 import { NbdNode, type NbdOptions } from './drivers/nbd.js';
 import { NullNode } from './drivers/null.js';
 import { Qcow2Node } from './drivers/qcow2.js';
+import { LuksNode } from './drivers/luks.js';
 import { RawNode } from './drivers/raw.js';
 import { SNAPSHOT_ACCESS_CHILD_PERM, SnapshotAccessNode } from './drivers/snapshot-access.js';
 import { readBlkdebugConfig } from './drivers/blkdebug-config.js';
@@ -145,6 +146,12 @@ const OPENERS: Record<string, Opener> = {
       encryption,
     );
   },
+  luks: async ({ name, spec, readOnly, child, graph }) => {
+    const file = await child('file', spec['file'], CHILD_IMAGE);
+    const secret = spec['key-secret'];
+    // The secret is looked up as the crypto layer opens (qcrypto_secret_lookup), after the file child is there.
+    return LuksNode.open(name, file, readOnly, typeof secret === 'string' ? { key: () => graph.secretBytes(secret) } : {});
+  },
   compress: async ({ name, spec, readOnly, child }) => {
     const file = await child('file', spec['file'], CHILD_FILTERED_PRIMARY);
     return CompressNode.open(name, file, readOnly);
@@ -215,6 +222,7 @@ const CHILD_PERMS: Record<string, ChildPermFn> = {
   'snapshot-access': () => ({ ...SNAPSHOT_ACCESS_CHILD_PERM }),
   'copy-on-read': (_spec, _role, _writable, perm, shared, inactive) => corChildPerm(perm, shared, inactive),
   raw: (_spec, role, writable, perm, shared) => rawChildPerm(role, writable, perm, shared),
+  luks: (_spec, role, writable, perm, shared) => cryptoChildPerm(role, writable, perm, shared),
   blkdebug: (spec, role, writable, perm, shared) =>
     blkdebugChildPerm(role, writable, perm, shared, permBits(spec['take-child-perms']), permBits(spec['unshare-child-perms'])),
 };

@@ -1,5 +1,6 @@
 import { stat } from 'node:fs/promises';
-import { checkImage, openImage } from '../image/open.js';
+import { checkImage, isFormat, openImage } from '../image/open.js';
+import type { ImageFormat } from '../image/types.js';
 import { probeFormat } from '../image/probe.js';
 import type { CheckMessage, CheckResult, RepairMode } from '../image/qcow2/check.js';
 import { checkForceShare } from '../image/tool-perms.js';
@@ -54,11 +55,11 @@ export async function imgCheck(io: ImgIo, a: CheckArgs): Promise<number> {
     const r = await checkThroughGraph(a.imageOpts ? undefined : name, { format: a.format, repair, forceShare: a.forceShare, options }).catch((err: unknown) => {
       throw new ImgFailure(`Could not open '${name}': ${withHint(innerOpenMessage(err, name), err)}`);
     });
-    if (r === 'raw') throw new ImgFailure('This image format does not support checks', { exitCode: 63 });
+    if (r === 'raw' || r === 'luks') throw new ImgFailure('This image format does not support checks', { exitCode: 63 });
     result = r;
   } else {
     const format = await openFormat(io, name, a.format, writable, a.forceShare);
-    if (format === 'raw') throw new ImgFailure('This image format does not support checks', { exitCode: 63 });
+    if (format !== 'qcow2') throw new ImgFailure('This image format does not support checks', { exitCode: 63 });
     try {
       // Opened with its backing chain and locked as qemu-img check's img_open (BDRV_O_CHECK, read-write to repair).
       result = await checkImage(name, { repair, locks: cliLocks({ readOnly: !writable, forceShare: a.forceShare }), openProtocolImage: openProtocolBacking });
@@ -89,8 +90,8 @@ export async function imgCheck(io: ImgIo, a: CheckArgs): Promise<number> {
  * The format to check, after making sure the file opens as QEMU would (so a
  * missing file or an unknown driver fails the same way before any check).
  */
-async function openFormat(io: ImgIo, name: string, format: string | undefined, writable: boolean, forceShare: boolean | undefined): Promise<'raw' | 'qcow2'> {
-  if (format !== undefined && format !== 'raw' && format !== 'qcow2') {
+async function openFormat(io: ImgIo, name: string, format: string | undefined, writable: boolean, forceShare: boolean | undefined): Promise<ImageFormat> {
+  if (format !== undefined && !isFormat(format)) {
     throw new ImgFailure(`Could not open '${name}': Unknown driver '${format}'`);
   }
   try {
@@ -100,13 +101,13 @@ async function openFormat(io: ImgIo, name: string, format: string | undefined, w
   }
   const st = await stat(name).catch(() => undefined);
   if (st?.isDirectory()) throw new ImgFailure(`Could not open '${name}': 'file' driver requires '${name}' to be a regular file`);
-  let probed: 'raw' | 'qcow2';
+  let probed: ImageFormat;
   try {
-    probed = format === 'raw' || format === 'qcow2' ? format : await probeFormat(name);
-    // A raw image opens (and locks) before qemu-img finds it has no checks.
-    if (probed === 'raw') await (await openImage(name, { format: 'raw', readOnly: !writable, locks: cliLocks({ readOnly: !writable, forceShare }) })).close();
+    probed = format !== undefined && isFormat(format) ? format : await probeFormat(name);
+    // A raw or luks image opens (and locks; luks unlocks) before qemu-img finds it has no checks.
+    if (probed !== 'qcow2') await (await openImage(name, { format: probed, readOnly: !writable, locks: cliLocks({ readOnly: !writable, forceShare }) })).close();
   } catch (err) {
-    throw new ImgFailure(`Could not open '${name}': ${await openFailureText(err, name, format === 'raw' || format === 'qcow2' ? format : undefined)}`);
+    throw new ImgFailure(`Could not open '${name}': ${await openFailureText(err, name, format !== undefined && isFormat(format) ? format : undefined)}`);
   }
   if (probed === 'raw' && format === undefined && writable) {
     io.err(probedRawWarning(name));

@@ -70,3 +70,14 @@ export function rawChildPerm(role: number, writable: boolean, perm: number, shar
   const p = defaultChildPerms(role, writable, perm, shared);
   return { perm: (p.perm & ~(PERM_WRITE | PERM_RESIZE)) | (perm & (PERM_WRITE | PERM_RESIZE)), shared: p.shared };
 }
+
+/**
+ * block_crypto_child_perms (the luks format): the defaults for its image
+ * file, but, as it writes no metadata of its own, write and resize only
+ * when a parent takes them, and shared as far as its parents share them.
+ */
+export function cryptoChildPerm(role: number, writable: boolean, perm: number, shared: number, noIo = false): PermPair {
+  const p = defaultChildPerms(role, writable, perm, shared, noIo);
+  const wr = PERM_WRITE | PERM_RESIZE;
+  return { perm: (p.perm & ~wr) | (perm & wr), shared: p.shared | (shared & wr) };
+}

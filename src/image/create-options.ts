@@ -53,9 +53,23 @@ const QCOW2_OPTIONS: readonly CreateOptionDesc[] = [
   ...FILE_OPTIONS,
 ];
 const RAW_OPTIONS: readonly CreateOptionDesc[] = [{ name: 'size', type: 'size' }, { name: 'preallocation', type: 'string' }, ...FILE_OPTIONS];
+/** block_crypto_create_opts_luks, then the file's (its preallocation after nocow, as qemu-img merges them). */
+const LUKS_OPTIONS: readonly CreateOptionDesc[] = [
+  { name: 'size', type: 'size' },
+  { name: 'key-secret', type: 'string' },
+  { name: 'cipher-alg', type: 'string' },
+  { name: 'cipher-mode', type: 'string' },
+  { name: 'ivgen-alg', type: 'string' },
+  { name: 'ivgen-hash-alg', type: 'string' },
+  { name: 'hash-alg', type: 'string' },
+  { name: 'iter-time', type: 'number' },
+  FILE_OPTIONS[0]!,
+  { name: 'preallocation', type: 'string' },
+  FILE_OPTIONS[1]!,
+];
 
 export function createOptionTable(fmt: ImageFormat): readonly CreateOptionDesc[] {
-  return fmt === 'qcow2' ? QCOW2_OPTIONS : RAW_OPTIONS;
+  return fmt === 'qcow2' ? QCOW2_OPTIONS : fmt === 'luks' ? LUKS_OPTIONS : RAW_OPTIONS;
 }
 
 /**

@@ -1,5 +1,5 @@
-import type { CreateEncryption } from './qcow2/crypto/create.js';
-import type { ImageFormat } from './types.js';
+import type { CreateEncryption } from './crypto/create.js';
+import type { ImageFormat, Preallocation } from './types.js';
 
 export interface CreateOptions {
   format: ImageFormat;
@@ -23,6 +23,8 @@ export interface CreateOptions {
   dataFileRaw?: boolean;
   /** qcow2: extended L2 entries (32 subclusters per cluster; version 3, clusters of 16 KiB or more). */
   extendedL2?: boolean;
-  /** qcow2: encrypt the new image (legacy AES or LUKS), its last creation step. */
+  /** qcow2: encrypt the new image (legacy AES or LUKS), its last creation step; luks: the LUKS header's parameters and key. */
   encryption?: CreateEncryption;
+  /** luks: how the file's bytes are reserved (qcow2 and raw are grown to their size with it by the caller). */
+  preallocation?: Preallocation;
 }

@@ -9,6 +9,7 @@ import { checkQcow2File, type CheckOptions } from './qcow2/check.js';
 import type { CheckResult } from './qcow2/check-types.js';
 import { checkChainDepth, Qcow2Image } from './qcow2/image.js';
 import { RawImage } from './raw.js';
+import { LuksImage } from './luks/image.js';
 import { backingLockSpec, checkForceShare, filePerms, type NodeLockSpec } from './tool-perms.js';
 import type { BlockImage, ImageFormat } from './types.js';
 
@@ -30,7 +31,7 @@ export interface OpenOptions {
    * chain. Without it such a backing file is refused.
    */
   openProtocolImage?: ProtocolOpener;
-  /** qcow2: an encrypted image's format and password (encrypt.format, encrypt.key-secret's bytes). */
+  /** qcow2: an encrypted image's format and password (encrypt.format, encrypt.key-secret's bytes); luks: its key-secret's bytes (`key`). */
   encryption?: EncryptionOptions;
 }
 
@@ -55,11 +56,12 @@ export async function openImage(name: string, opts: OpenOptions = {}): Promise<B
   }
   const path = fileProtocolPath(name);
   const format = opts.format ?? (await probeFormat(path));
-  if (format !== 'raw' && format !== 'qcow2') throw new BlockError('INVALID_ARGUMENT', `Unknown driver '${String(format)}'`);
+  if (!isFormat(format)) throw new BlockError('INVALID_ARGUMENT', `Unknown driver '${String(format)}'`);
   if (format === 'qcow2') checkChainDepth(path, opts.depth ?? 0);
   const { file, spec } = await openLockedFile(path, format, opts.readOnly ?? false, opts.locks);
   try {
     if (format === 'raw') return await RawImage.fromFile(file);
+    if (format === 'luks') return await LuksImage.openFile(file, { metadataOnly: opts.locks?.noIo === true, ...(opts.encryption?.key ? { key: opts.encryption.key } : {}) });
     return await Qcow2Image.openFile(file, {
       readOnly: opts.readOnly,
       openBacking: opts.openBacking ?? true,
@@ -137,12 +139,15 @@ export async function createImage(name: string, opts: CreateOptions): Promise<vo
       return RawImage.create(path, opts.size);
     case 'qcow2':
       return Qcow2Image.create(path, opts, (p, fmt, depth) => openImage(p, { format: fmt, readOnly: true, depth }));
+    case 'luks':
+      if (opts.size === undefined) throw new BlockError('INVALID_ARGUMENT', 'Image creation needs a size parameter');
+      return LuksImage.create(path, opts.size, opts.encryption ?? { format: 'luks' }, opts.preallocation);
     default:
       throw new BlockError('INVALID_ARGUMENT', `Unknown file format '${String(opts.format)}'`);
   }
 }
 
-export const FORMATS: readonly ImageFormat[] = ['raw', 'qcow2'];
+export const FORMATS: readonly ImageFormat[] = ['raw', 'qcow2', 'luks'];
 export function isFormat(s: string): s is ImageFormat {
   return (FORMATS as readonly string[]).includes(s);
 }

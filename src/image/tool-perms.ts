@@ -1,4 +1,4 @@
-import { CHILD_COW, CHILD_FILTERED_PRIMARY, CHILD_IMAGE, defaultChildPerms, type PermPair, rawChildPerm } from './child-perms.js';
+import { CHILD_COW, CHILD_FILTERED_PRIMARY, CHILD_IMAGE, cryptoChildPerm, defaultChildPerms, type PermPair, rawChildPerm } from './child-perms.js';
 import { BlockError } from './errors.js';
 import { PERM_ALL, PERM_CONSISTENT_READ, PERM_RESIZE, PERM_WRITE, PERM_WRITE_UNCHANGED } from './perm.js';
 import type { ImageFormat } from './types.js';
@@ -59,14 +59,17 @@ export function topLockSpec(flags: ToolOpenFlags): NodeLockSpec {
 
 /**
  * What a format node asks of its file (bdrv_child_perm): a qcow2 image's
- * file holds its data and metadata, a raw image's file is filtered through.
+ * file holds its data and metadata, a luks image's its data and a header it
+ * does not change, a raw image's file is filtered through.
  */
 export function filePerms(format: ImageFormat, s: NodeLockSpec): PermPair {
   const writable = !s.readOnly;
   const p =
     format === 'qcow2'
       ? defaultChildPerms(CHILD_IMAGE, writable, s.node.perm, s.node.shared, s.noIo)
-      : rawChildPerm(CHILD_FILTERED_PRIMARY, writable, s.node.perm, s.node.shared);
+      : format === 'luks'
+        ? cryptoChildPerm(CHILD_IMAGE, writable, s.node.perm, s.node.shared, s.noIo)
+        : rawChildPerm(CHILD_FILTERED_PRIMARY, writable, s.node.perm, s.node.shared);
   return s.forceShare ? { perm: p.perm, shared: PERM_ALL } : p;
 }
 

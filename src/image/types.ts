@@ -2,7 +2,7 @@
  * The contract every image format meets. Offsets and lengths are byte counts
  * (JavaScript numbers: exact up to 2^53, far beyond any image we accept).
  */
-export type ImageFormat = 'raw' | 'qcow2';
+export type ImageFormat = 'raw' | 'qcow2' | 'luks';
 
 /** One run of bytes with the same allocation status, as qemu-img map reports it. */
 export interface Extent {
@@ -96,23 +96,32 @@ export interface ImageInfo {
   dirtyFlag?: boolean;
   /** The image's data is encrypted (qcow2 with a crypt method). */
   encrypted?: boolean;
-  formatSpecific?: {
-    type: 'qcow2';
-    compat: '0.10' | '1.1';
-    compressionType: 'zlib' | 'zstd';
-    lazyRefcounts: boolean;
-    refcountBits: number;
-    corrupt: boolean;
-    extendedL2: boolean;
-    /** The external data file's name as the header gives it (absent: none named). */
-    dataFile?: string;
-    /** Present when the image has an external data file: whether it is kept a raw image too. */
-    dataFileRaw?: boolean;
-    /** How the image is encrypted (QCryptoBlockInfo): legacy AES, or LUKS with its header's parameters. */
-    encrypt?: EncryptInfo;
-    /** The persistent bitmaps the image's directory lists now (qcow2_get_bitmap_info_list); absent when none. */
-    bitmaps?: { name: string; granularity: number; flags: ('in-use' | 'auto')[] }[];
-  };
+  formatSpecific?: Qcow2Specific | LuksSpecific;
+}
+
+/** qcow2's ImageInfoSpecificQCow2. */
+export interface Qcow2Specific {
+  type: 'qcow2';
+  compat: '0.10' | '1.1';
+  compressionType: 'zlib' | 'zstd';
+  lazyRefcounts: boolean;
+  refcountBits: number;
+  corrupt: boolean;
+  extendedL2: boolean;
+  /** The external data file's name as the header gives it (absent: none named). */
+  dataFile?: string;
+  /** Present when the image has an external data file: whether it is kept a raw image too. */
+  dataFileRaw?: boolean;
+  /** How the image is encrypted (QCryptoBlockInfo): legacy AES, or LUKS with its header's parameters. */
+  encrypt?: EncryptInfo;
+  /** The persistent bitmaps the image's directory lists now (qcow2_get_bitmap_info_list); absent when none. */
+  bitmaps?: { name: string; granularity: number; flags: ('in-use' | 'auto')[] }[];
+}
+
+/** The luks format's ImageInfoSpecificLUKSWrapper: its header's QCryptoBlockInfoLUKS. */
+export interface LuksSpecific {
+  type: 'luks';
+  luks: Extract<EncryptInfo, { format: 'luks' }>;
 }
 
 export interface BlockImage {

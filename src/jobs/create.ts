@@ -1,5 +1,5 @@
 import { BlockBackend } from '../blockdev/block-backend.js';
-import type { CreateEncryption } from '../image/qcow2/crypto/create.js';
+import type { CreateEncryption } from '../image/crypto/create.js';
 import { setUpEncryption } from '../image/qcow2/crypto/setup.js';
 import { PERM_ALL, PERM_RESIZE, PERM_WRITE } from '../image/perm.js';
 import type { BlockNode } from '../blockdev/node.js';

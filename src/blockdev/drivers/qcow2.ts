@@ -328,7 +328,7 @@ export class Qcow2Node extends BlockNode {
       }));
     }
     const bitmaps = await this.image.bitmaps.describe();
-    if (bitmaps.length > 0 && out.formatSpecific) out.formatSpecific = { ...out.formatSpecific, bitmaps };
+    if (bitmaps.length > 0 && out.formatSpecific?.type === 'qcow2') out.formatSpecific = { ...out.formatSpecific, bitmaps };
     // The header's backing file only (bs->backing_file): a backing node given at run time (blockdev-snapshot, a reopen) is not named here.
     return out;
   }
@@ -476,5 +476,6 @@ export function checkQcow2RuntimeOptions(image: Qcow2Image, options: Options): {
   const opts = absorb(options, QCOW2_OPTIONS);
   const encrypt = extractSub(options, 'encrypt.');
   const facts = { clusterSize: image.layout.clusterSize, virtualSize: image.size(), version: image.version, l2EntrySize: image.layout.l2EntryBytes, encrypted: image.header.cryptMethod !== 0 };
-  return checkQcow2Options(opts, encrypt, facts, image.info().formatSpecific?.lazyRefcounts ?? false);
+  const fs = image.info().formatSpecific;
+  return checkQcow2Options(opts, encrypt, facts, fs?.type === 'qcow2' && fs.lazyRefcounts);
 }

@@ -138,7 +138,7 @@ async function describeNode(node: BlockNode): Promise<{ names: string[]; info?: 
   const reach = cs * (cs / 8);
   const info = { clusterSize: cs, vmStateOffset: Math.ceil(n.size() / reach) * reach };
   const fs = i.formatSpecific;
-  if (!fs) return { names, info };
+  if (fs?.type !== 'qcow2') return { names, info };
   const lines = [`compat: ${fs.compat}`, `compression type: ${fs.compressionType}`];
   if (fs.compat !== '0.10') lines.push(`lazy refcounts: ${fs.lazyRefcounts}`);
   if (fs.bitmaps) {

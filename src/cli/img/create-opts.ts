@@ -1,5 +1,5 @@
 import type { CreateOptions } from '../../image/create.js';
-import type { CreateEncryption } from '../../image/qcow2/crypto/create.js';
+import type { CreateEncryption } from '../../image/crypto/create.js';
 import { imgSecretBytes } from './objects.js';
 import { type CreateOptionDesc, createOptionTable, formattingLine as imageFormattingLine } from '../../image/create-options.js';
 import type { ImageFormat } from '../../image/types.js';
@@ -18,6 +18,7 @@ import { splitCommaList } from '../comma-list.js';
 const UNSUPPORTED: Record<ImageFormat, string[]> = {
   qcow2: ['encrypt.format', 'encrypt.key-secret', 'encrypt.cipher-alg', 'encrypt.cipher-mode', 'encrypt.ivgen-alg', 'encrypt.ivgen-hash-alg', 'encrypt.hash-alg', 'encrypt.iter-time'],
   raw: [],
+  luks: [],
 };
 
 /**
@@ -168,11 +169,22 @@ function encryptionOptions(values: Map<string, OptValue>, fail: Fail): CreateEnc
   else if (on === false) format = undefined;
   if (format === undefined) return undefined;
   if (format !== 'aes' && format !== 'luks') throw fail(`Parameter 'format' does not accept value '${format}'`);
-  const secret = str(values.get('encrypt.key-secret'));
-  const iterTime = values.get('encrypt.iter-time')?.value as bigint | undefined;
-  const pick = (k: string) => str(values.get(`encrypt.${k}`));
+  return cryptoCreateOptions(values, format, 'encrypt.');
+}
+
+/** The luks format's creation options (block_crypto_create_opts_luks): its LUKS parameters, unprefixed. */
+export function luksCreateOptions(values: Map<string, OptValue>): CreateEncryption {
+  return cryptoCreateOptions(values, 'luks', '');
+}
+
+/** QCryptoBlockCreateOptions from options named `prefix`key-secret, `prefix`cipher-alg, …; the secret looked up when the key is made. */
+function cryptoCreateOptions(values: Map<string, OptValue>, format: 'aes' | 'luks', prefix: string): CreateEncryption {
+  const secret = str(values.get(`${prefix}key-secret`));
+  const iterTime = values.get(`${prefix}iter-time`)?.value as bigint | undefined;
+  const pick = (k: string) => str(values.get(`${prefix}${k}`));
   return {
     format,
+    optPrefix: prefix,
     ...(secret !== undefined ? { key: () => imgSecretBytes(secret) } : {}),
     ...(pick('cipher-alg') !== undefined ? { cipherAlg: pick('cipher-alg')! } : {}),
     ...(pick('cipher-mode') !== undefined ? { cipherMode: pick('cipher-mode')! } : {}),

@@ -4,7 +4,7 @@ import { Qcow2Image } from '../../image/qcow2/image.js';
 import { createImage, isFormat, openImage } from '../../image/open.js';
 import type { CreateOptions } from '../../image/create.js';
 import { type ImageFormat, type Preallocation, PREALLOCATIONS } from '../../image/types.js';
-import { type Fail, formattingLine, parseCreateOptions, qcow2CreateOptions, str } from './create-opts.js';
+import { type Fail, formattingLine, parseCreateOptions, luksCreateOptions, qcow2CreateOptions, str } from './create-opts.js';
 import { fullBackingName, tryOpen, withHint } from './open.js';
 import { ImgGetopt } from './img-getopt.js';
 import { type ImgIo, ImgFailure, PROG, usageError } from './output.js';
@@ -84,11 +84,11 @@ export async function imgCreate(io: ImgIo, a: CreateArgs): Promise<number> {
   }
   // -b/-F override -o backing_file/backing_fmt (qemu-img applies them last).
   if (a.backingFile !== undefined) {
-    if (fmt === 'raw') throw fail("Backing file not supported for file format 'raw'");
+    if (fmt !== 'qcow2') throw fail(`Backing file not supported for file format '${fmt}'`);
     values.set('backing_file', { text: a.backingFile, value: a.backingFile });
   }
   if (a.backingFormat !== undefined) {
-    if (fmt === 'raw') throw fail("Backing file format not supported for file format 'raw'");
+    if (fmt !== 'qcow2') throw fail(`Backing file format not supported for file format '${fmt}'`);
     values.set('backing_fmt', { text: a.backingFormat, value: a.backingFormat });
   }
   const backingFile = str(values.get('backing_file'));
@@ -128,9 +128,10 @@ export async function imgCreate(io: ImgIo, a: CreateArgs): Promise<number> {
   if (extentSizeHint > 0xffffffffn) throw fail('Extent size hint is too large');
   const opts: CreateOptions = { format: fmt };
   if (fmt === 'qcow2') Object.assign(opts, qcow2CreateOptions(values, fail));
+  if (fmt === 'luks') opts.encryption = luksCreateOptions(values);
   const prealloc = str(values.get('preallocation'));
   if (prealloc !== undefined && !(PREALLOCATIONS as readonly string[]).includes(prealloc)) {
-    throw fail(fmt === 'raw' ? `invalid parameter value: ${prealloc}` : `Parameter 'preallocation' does not accept value '${prealloc}'`);
+    throw fail(fmt !== 'qcow2' ? `invalid parameter value: ${prealloc}` : `Parameter 'preallocation' does not accept value '${prealloc}'`);
   }
   const preallocation = (prealloc ?? 'off') as Preallocation;
   if (fmt === 'raw' && preallocation === 'metadata') throw fail('Unsupported preallocation mode: metadata');
@@ -148,7 +149,9 @@ export async function imgCreate(io: ImgIo, a: CreateArgs): Promise<number> {
     opts.recordBackingOnly = true;
   }
   try {
-    if (preallocation === 'off') await createImage(filename, opts);
+    // The luks format sizes its file itself, once its header's size is known (block_crypto_create_init_func).
+    if (fmt === 'luks') await createImage(filename, { ...opts, preallocation });
+    else if (preallocation === 'off') await createImage(filename, opts);
     else await createPreallocated(filename, opts, preallocation);
   } catch (err) {
     throw fail(withHint(createErrorText(err, filename, fmt), err));
@@ -197,7 +200,7 @@ function checkSizeLimit(size: bigint, fmt: ImageFormat, clusterSize: number, ext
       throw fail("The image size is too large for file format 'qcow2' (try using a larger cluster size)");
     }
   } else if (size > BigInt(Number.MAX_SAFE_INTEGER)) {
-    throw fail("The image size is too large for file format 'raw'");
+    throw fail(`The image size is too large for file format '${fmt}'`);
   }
 }
 

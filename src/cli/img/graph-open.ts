@@ -18,6 +18,7 @@ import { isFormat, openImage, type OpenLocks, type ProtocolOpener } from '../../
 import { PERM_ALL } from '../../image/perm.js';
 import { Qcow2Image } from '../../image/qcow2/image.js';
 import { RawImage } from '../../image/raw.js';
+import { type LuksOpenOptions, LuksImage } from '../../image/luks/image.js';
 import { backendPerms, backingLockSpec, filePerms, type NodeLockSpec, topLockSpec, type ToolOpenFlags } from '../../image/tool-perms.js';
 import { checkQcow2File } from '../../image/qcow2/check.js';
 import type { CheckResult, RepairMode } from '../../image/qcow2/check-types.js';
@@ -98,6 +99,7 @@ async function openProtocol(name: string | undefined, o: GraphOpenOptions): Prom
   const runtime: Options = {};
   for (const [key, value] of Object.entries(spec)) {
     if (format === 'qcow2' && (QCOW2_RUNTIME_KEYS.has(key) || key.startsWith('encrypt.'))) flattenQdict({ [key]: value }, '', runtime);
+    else if (format === 'luks' && key === 'key-secret') runtime[key] = value;
     else if (format === 'qcow2' && key === 'data-file') continue;
     else if (!FORMAT_KEYS.has(key)) throw new BlockError('UNSUPPORTED', `blockemu img does not apply the ${format} option '${key}'`);
   }
@@ -111,8 +113,7 @@ async function openProtocol(name: string | undefined, o: GraphOpenOptions): Prom
     const proto: BlockNode = await openBlockdev(graph, { ...(fileSpec as BlockdevSpec), 'read-only': o.readOnly, ...(o.flags.forceShare ? { 'force-share': true } : {}) }, false);
     await blk.insert(proto);
     const protoName = nodeNames(proto, toQmpJson).get(proto)!.filename;
-    // bdrv_refresh_filename: the format takes its file's name when that is a plain one, else its own options with the file's inside.
-    const shown = protoName.startsWith('json:') ? `json:{"driver": "${format}", "file": ${protoName.slice('json:'.length)}}` : protoName;
+    const shown = formatNodeName(format, protoName, runtime);
     const hostPath = hostPathOf(proto);
     const dataBlk = new BlockBackend(filePerms('raw', top));
     const dataFile = await openDataFileNode(graph, spec['data-file'], dataBlk, o);
@@ -143,6 +144,19 @@ async function openDataFileNode(graph: BlockGraph, ref: unknown, blk: BlockBacke
   return new GraphByteFile(node, name, hostPathOf(node), () => Promise.resolve());
 }
 
+/**
+ * bdrv_refresh_filename for the format over the file named `protoName`:
+ * the file's name when that is a plain one and no strong option of the
+ * format's was given (a key-secret is one), else a json: name of the
+ * format's driver and strong options with the file's options inside.
+ */
+function formatNodeName(format: string, protoName: string, runtime: Options): string {
+  const strong = Object.entries(runtime).filter(([k]) => (format === 'luks' && k === 'key-secret') || (format === 'qcow2' && k === 'encrypt.key-secret'));
+  if (strong.length === 0 && !protoName.startsWith('json:')) return protoName;
+  const file: unknown = protoName.startsWith('json:') ? JSON.parse(protoName.slice('json:'.length)) : { driver: 'file', filename: protoName };
+  return `json:${toQmpJson({ driver: format, file, ...Object.fromEntries(strong) })}`;
+}
+
 /** encrypt.format and encrypt.key-secret as given, the secret one of --object's; the tools open legacy AES images. */
 function encryptionOptions(runtime: Options): EncryptionOptions {
   return encryptionFromOptions(runtime, imgSecretBytes);
@@ -161,10 +175,13 @@ export async function openThroughGraph(name: string | undefined, o: GraphOpenOpt
   if ('root' in opened) return opened.root;
   const { format, file, shown, backingLocks } = opened;
   // The image owns the file from here: a failed open closes it, and with it the graph.
+  const luksSecret = opened.runtime['key-secret'];
   const image =
     format === 'raw'
       ? await RawImage.fromFile(file)
-      : await Qcow2Image.openFile(file, {
+      : format === 'luks'
+        ? await openLuks(file, { metadataOnly: o.flags.noIo === true, ...(typeof luksSecret === 'string' ? { key: () => imgSecretBytes(luksSecret) } : {}) })
+        : await Qcow2Image.openFile(file, {
           readOnly: o.readOnly,
           openBacking: o.openBacking,
           persistentBitmaps: o.persistentBitmaps,
@@ -186,6 +203,16 @@ export async function openThroughGraph(name: string | undefined, o: GraphOpenOpt
   shownNames.set(image, shown);
   dirBases.set(image, file.hostPath);
   return image;
+}
+
+/** A luks image over the graph's file; a failed open closes the file (and with it the graph), as the image would own it. */
+async function openLuks(file: GraphByteFile, opts: LuksOpenOptions): Promise<LuksImage> {
+  try {
+    return await LuksImage.openFile(file, opts);
+  } catch (err) {
+    await file.close();
+    throw err;
+  }
 }
 
 /**
@@ -238,7 +265,7 @@ async function openRoot(spec: BlockdevSpec, o: GraphOpenOptions): Promise<BlockI
 export async function checkThroughGraph(
   name: string | undefined,
   o: { format?: string; repair?: RepairMode; forceShare?: boolean; options?: ReadonlyMap<string, string> },
-): Promise<CheckResult | 'raw'> {
+): Promise<CheckResult | 'raw' | 'luks'> {
   const readOnly = o.repair === undefined;
   const share = o.options?.get('force-share');
   const flags = { readOnly, forceShare: o.forceShare === true || share === 'on' };
@@ -250,6 +277,12 @@ export async function checkThroughGraph(
   const { format, file, shown, backingLocks } = opened;
   try {
     if (format === 'raw') return 'raw';
+    if (format === 'luks') {
+      // Opened (and unlocked) before qemu-img finds the format has no checks.
+      const secret = opened.runtime['key-secret'];
+      await LuksImage.openFile(file, typeof secret === 'string' ? { key: () => imgSecretBytes(secret) } : {});
+      return 'luks';
+    }
     return await checkQcow2File(file, shown, {
       repair: o.repair,
       openBackingImage: (p, fmt, depth) => openImage(p, { format: fmt, readOnly: true, depth, locks: backingLocks, openProtocolImage: openProtocolBacking }),

@@ -32,7 +32,7 @@ const FILE_KEYS = new Set(['driver', 'filename', 'aio', 'locking', 'node-name', 
  */
 function planImageOpts(opts: ReadonlyMap<string, string>): { filename: string; format?: string; forceShare?: boolean } {
   const driver = opts.get('driver');
-  if (driver !== undefined && driver !== 'raw' && driver !== 'qcow2' && driver !== 'file') throw new Error(`Unknown driver '${driver}'`);
+  if (driver !== undefined && driver !== 'raw' && driver !== 'qcow2' && driver !== 'luks' && driver !== 'file') throw new Error(`Unknown driver '${driver}'`);
   const fileDriver = opts.get('file.driver');
   if (fileDriver !== undefined && fileDriver !== 'file') throw new Error(`Unknown driver '${fileDriver}'`);
   // driver=file is the protocol node itself: its keys sit at the top level.
@@ -47,7 +47,7 @@ function planImageOpts(opts: ReadonlyMap<string, string>): { filename: string; f
     if (key.startsWith('data-file.') && (driver === undefined || driver === 'qcow2')) continue;
     if (key.startsWith('file.') && !protocolOnly) {
       if (!FILE_KEYS.has(key.slice(5))) throw new Error(`Block protocol 'file' doesn't support the option '${key.slice(5)}'`);
-    } else if (!(protocolOnly ? FILE_KEYS : FORMAT_KEYS).has(key) && !(driver === 'qcow2' && QCOW2_RUNTIME.has(key))) {
+    } else if (!(protocolOnly ? FILE_KEYS : FORMAT_KEYS).has(key) && !(driver === 'qcow2' && (QCOW2_RUNTIME.has(key) || key.startsWith('encrypt.'))) && !(driver === 'luks' && key === 'key-secret')) {
       if (protocolOnly) throw new Error(`Block protocol 'file' doesn't support the option '${key}'`);
       if (driver === undefined) throw new Error('Must specify either driver or file');
       throw new Error(`Block format '${driver}' does not support the option '${key}'`);
@@ -92,8 +92,8 @@ export async function imageOptsTarget(io: ImgIo, optstr: string, format: string 
     throw new ImgFailure(`Could not open '${optstr}': ${err instanceof Error ? err.message : String(err)}`);
   }
   if (opts.get('driver') === 'file') throw new ImgFailure(`Could not open '${optstr}': blockemu img opens a format node (driver=raw or qcow2), not a protocol node`);
-  // A data file child makes it a tree of nodes: opened as the json: name of the same options, through the node graph.
-  if ([...opts.keys()].some((k) => k.startsWith('data-file.'))) return { filename: `json:${JSON.stringify(nest(opts))}`, forceShare: forceShare || plan.forceShare === true };
+  // A data file child makes it a tree of nodes, and a key opens an encrypted image: opened as the json: name of the same options, through the node graph.
+  if ([...opts.keys()].some((k) => k.startsWith('data-file.') || k.startsWith('encrypt.') || k === 'key-secret')) return { filename: `json:${JSON.stringify(nest(opts))}`, forceShare: forceShare || plan.forceShare === true };
   const runtime: Options = {};
   for (const [key, value] of opts) {
     if (plan.format === 'qcow2' && QCOW2_RUNTIME.has(key)) runtime[key] = value;

@@ -84,7 +84,7 @@ async function describe(img: BlockImage, name: string): Promise<Report> {
   try {
     const info = img.info();
     // qemu-img lists a qcow2 image's persistent bitmaps as its directory has them.
-    if (img instanceof Qcow2Image && info.formatSpecific) {
+    if (img instanceof Qcow2Image && info.formatSpecific?.type === 'qcow2') {
       const bitmaps = await img.bitmaps.describe();
       if (bitmaps.length > 0) info.formatSpecific = { ...info.formatSpecific, bitmaps };
     }
@@ -122,7 +122,11 @@ function toJson(r: Report): Record<string, unknown> {
   o['format'] = i.format;
   if (r.actualSize >= 0) o['actual-size'] = r.actualSize;
   const fs = i.formatSpecific;
-  if (fs) {
+  // The luks format's is its header's QCryptoBlockInfoLUKS, without the union's format.
+  if (fs?.type === 'luks') {
+    const { format: _format, ...data } = encryptJson(fs.luks);
+    o['format-specific'] = { type: 'luks', data };
+  } else if (fs) {
     const encrypt = fs.encrypt ? { encrypt: encryptJson(fs.encrypt) } : {};
     const data: Record<string, unknown> =
       fs.compat === '0.10'
@@ -199,7 +203,9 @@ function toHuman(r: Report): string {
   }
   if (r.snapshots) lines.push(snapshotList(r.snapshots).slice(0, -1));
   const fs = i.formatSpecific;
-  if (fs) {
+  // The luks format's members at the top level, without the union's format.
+  if (fs?.type === 'luks') lines.push('Format specific information:', ...encryptHuman(fs.luks, '').slice(1).filter((l) => l !== '    format: luks'));
+  else if (fs) {
     lines.push('Format specific information:', `    compat: ${fs.compat}`, `    compression type: ${fs.compressionType}`);
     if (fs.compat !== '0.10') lines.push(`    lazy refcounts: ${fs.lazyRefcounts}`);
     if (fs.bitmaps) {

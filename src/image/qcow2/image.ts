@@ -29,12 +29,12 @@ import { loadSnapshotTable } from './snapshot-table.js';
 import { LazyRefcounts } from './lazy-refcounts.js';
 import { metadataOverlap } from './overlap.js';
 import type { Qcow2Crypto } from './crypto/open.js';
-import type { LuksHeader } from './crypto/luks.js';
-import type { SectorCipher } from './crypto/sector-cipher.js';
+import type { LuksHeader } from '../crypto/luks.js';
+import type { SectorCipher } from '../crypto/sector-cipher.js';
 import { readGuestData, sealGuestData } from './crypto/guest-data.js';
 import { writeMetadata } from './write-back.js';
 import { encryptInfo } from './crypto/info.js';
-import type { CreateEncryption } from './crypto/create.js';
+import type { CreateEncryption } from '../crypto/create.js';
 import { setUpEncryption } from './crypto/setup.js';
 
 export type { Mapping } from './mapping.js';
@@ -583,7 +583,7 @@ export class Qcow2Image implements BlockImage {
   info(): ImageInfo {
     const info = describeHeader(this.header, this.filename, this.layout);
     const encrypt = encryptInfo(this.header.cryptMethod, this.luks);
-    if (encrypt) info.formatSpecific = { ...info.formatSpecific!, encrypt };
+    if (encrypt && info.formatSpecific?.type === 'qcow2') info.formatSpecific = { ...info.formatSpecific, encrypt };
     return info;
   }
 

@@ -10,7 +10,7 @@ import { COPIED_HI, entryOffset, offsetHi, offsetLo, ZERO_LO } from './layout.js
 import type { RefcountManager } from './refcount.js';
 import { hex } from './corruption.js';
 import { metadataOverlap } from './overlap.js';
-import { CRYPT_SECTOR } from './crypto/sector-cipher.js';
+import { CRYPT_SECTOR } from '../crypto/sector-cipher.js';
 import { type SubclusterCow, subclusterCow, writtenBitmap } from './subcluster-cow.js';
 import { discardedEntry, SubclusterZeroes, zeroedEntry } from './subcluster-zeroes.js';
 

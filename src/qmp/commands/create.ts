@@ -1,5 +1,5 @@
 import type { BlockGraph } from '../../blockdev/graph.js';
-import type { CreateEncryption } from '../../image/qcow2/crypto/create.js';
+import type { CreateEncryption } from '../../image/crypto/create.js';
 import { BlockError } from '../../image/errors.js';
 import { CreateJob, type CreateSpec } from '../../jobs/create.js';
 import type { QmpContext } from '../context.js';

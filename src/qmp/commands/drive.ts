@@ -187,6 +187,12 @@ export async function filenameOptionsSpec(file: string | undefined, options: Rea
   // that leaves aio out does not try to reset it (iotest 165).
   let aioAsFlag = false;
   protocolFiles(tree);
+  // A json: name's own encrypt object (json:{"encrypt.key-secret": …}) is taken out as the options' encrypt.* are.
+  const topEncrypt = tree['encrypt'];
+  if (driver === 'qcow2' && typeof topEncrypt === 'object' && topEncrypt !== null) {
+    for (const [k, v] of Object.entries(topEncrypt)) if (typeof v === 'string') runtime[`encrypt.${k}`] ??= v;
+    delete tree['encrypt'];
+  }
   if (aio !== undefined) {
     const at = tree['driver'] === 'file' ? tree : (tree['file'] as Record<string, unknown> | undefined);
     if (at?.['driver'] === 'file' && at['aio'] === undefined) (at['aio'] = aio), (aioAsFlag = true);

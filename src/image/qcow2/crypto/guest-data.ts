@@ -1,6 +1,6 @@
 import type { ByteFile } from '../../byte-file.js';
 import { BlockError } from '../../errors.js';
-import { CRYPT_SECTOR, type SectorCipher } from './sector-cipher.js';
+import { CRYPT_SECTOR, type SectorCipher } from '../../crypto/sector-cipher.js';
 
 /** An encrypted image opened without its key (qemu-img info's metadata-only open) has no guest data to give. */
 function noKey(): BlockError {

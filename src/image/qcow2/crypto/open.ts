@@ -1,8 +1,8 @@
 import type { ByteFile } from '../../byte-file.js';
 import { BlockError } from '../../errors.js';
 import type { Qcow2Header } from '../header.js';
-import { LUKS_HEADER_BYTES, type LuksHeader, parseLuksHeader, unlockLuks } from './luks.js';
-import { SectorCipher } from './sector-cipher.js';
+import { LUKS_HEADER_BYTES, type LuksHeader, parseLuksHeader, unlockLuks } from '../../crypto/luks.js';
+import { SectorCipher } from '../../crypto/sector-cipher.js';
 
 /** The encrypt.* options an image is opened with. */
 export interface EncryptionOptions {

@@ -1,6 +1,6 @@
 import { rewriteHeader } from '../amend.js';
 import type { Qcow2Image } from '../image.js';
-import { type CreateEncryption, createLuksArea, creationKey } from './create.js';
+import { type CreateEncryption, createLuksArea, creationKey } from '../../crypto/create.js';
 
 const QCOW_CRYPT_AES = 1;
 const QCOW_CRYPT_LUKS = 2;

@@ -1,8 +1,8 @@
 import { pbkdf2, randomBytes, randomUUID } from 'node:crypto';
 import { promisify } from 'node:util';
-import { BlockError } from '../../errors.js';
+import { BlockError } from '../errors.js';
 import { afSplit } from './af-split.js';
-import { LUKS_HASHES } from './luks.js';
+import { LUKS_HASHES, LUKS_HEADER_BYTES } from './luks.js';
 import { type CipherName, CRYPT_SECTOR, SectorCipher } from './sector-cipher.js';
 
 const pbkdf2Async = promisify(pbkdf2);
@@ -19,6 +19,8 @@ export interface CreateEncryption {
   hashAlg?: string;
   /** Milliseconds of PBKDF2 to spend on each key (default 2000, as QEMU). */
   iterTime?: number;
+  /** What the options are called in messages: `encrypt.` under qcow2 (the default), nothing for the luks format. */
+  optPrefix?: string;
 }
 
 const invalid = (message: string) => new BlockError('INVALID_ARGUMENT', message, { errno: 'EINVAL' });
@@ -33,7 +35,7 @@ const MIN_ITERS = 1000;
 
 /** The password, as qcrypto_block_*_create requires it. */
 export async function creationKey(enc: CreateEncryption): Promise<Uint8Array> {
-  if (!enc.key) throw invalid("Parameter 'encrypt.key-secret' is required for cipher");
+  if (!enc.key) throw invalid(`Parameter '${enc.optPrefix ?? 'encrypt.'}key-secret' is required for cipher`);
   return typeof enc.key === 'function' ? enc.key() : enc.key;
 }
 
@@ -56,6 +58,8 @@ async function iterationsPerSecond(hash: string, key: Uint8Array, salt: Uint8Arr
 /** The LUKS area qcrypto_block_luks_create writes: header, slot 0's key material, zeroes up to the payload offset. */
 export interface LuksArea {
   bytes: Uint8Array;
+  /** The parts of it qcrypto_block_luks_create writes (the header, then slot 0's key material); the rest is left as the file has it. */
+  written: { offset: number; length: number }[];
 }
 
 /**
@@ -85,7 +89,7 @@ export async function createLuksArea(enc: CreateEncryption): Promise<LuksArea> {
   const splitSectors = Math.ceil(Math.ceil((keyLen * STRIPES) / CRYPT_SECTOR) / HEADER_SECTORS) * HEADER_SECTORS;
   const payloadSectors = HEADER_SECTORS + KEY_SLOTS * splitSectors;
   const area = new Uint8Array(payloadSectors * CRYPT_SECTOR);
-  const h = Buffer.from(area.buffer, 0, 592);
+  const h = Buffer.from(area.buffer, 0, LUKS_HEADER_BYTES);
   h.set([0x4c, 0x55, 0x4b, 0x53, 0xba, 0xbe], 0);
   h.writeUInt16BE(1, 6);
   h.write('aes', 8, 'latin1');
@@ -124,5 +128,5 @@ export async function createLuksArea(enc: CreateEncryption): Promise<LuksArea> {
   h.writeUInt32BE(0x00ac71f3, 208);
   h.writeUInt32BE(iters, 212);
   h.set(salt, 216);
-  return { bytes: area };
+  return { bytes: area, written: [{ offset: 0, length: LUKS_HEADER_BYTES }, { offset: HEADER_SECTORS * CRYPT_SECTOR, length: split.length }] };
 }

@@ -1,6 +1,6 @@
 import { pbkdf2 } from 'node:crypto';
 import { promisify } from 'node:util';
-import { BlockError } from '../../errors.js';
+import { BlockError } from '../errors.js';
 import { afMerge } from './af-split.js';
 import { type CipherName, CRYPT_SECTOR, type IvGenerator, SectorCipher } from './sector-cipher.js';
 
