@@ -181,7 +181,7 @@ export class Daemon {
     graph.clock = jobs.clock;
     const objects = new ObjectRegistry(graph.throttleGroups);
     for (const id of config.chardevs ?? []) objects.addChardev(id);
-    graph.secretBytes = (id) => objects.secretBytes(id);
+    graph.secretBytes = (id) => objects.secretUtf8(id);
     graph.refuseAesEncryption = machine !== undefined;
     const events: readonly EventDef[] = machine ? [...MACHINE_EVENTS, deviceTrayMovedEvent, deviceDeletedEvent, migrationEvent, migrationPassEvent, ...DAEMON_EVENTS] : DAEMON_EVENTS;
     // Events go to every monitor of the daemon, which exists once the monitors do.

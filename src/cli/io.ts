@@ -72,7 +72,7 @@ export async function ioMain(io: IoStreams, a: IoArgs): Promise<number> {
       if (signal !== 0) process.kill(process.pid, signal);
     },
     openImage: async (req, out) => {
-      const next = await openCommandImage(req, sinks);
+      const next = await openCommandImage(req, sinks, a.imageOpts);
       if (next.stderr !== undefined) out.err(next.stderr);
       open = next.device;
       return next.device?.target;
@@ -107,10 +107,11 @@ export async function ioMain(io: IoStreams, a: IoArgs): Promise<number> {
  * qemu-io's `open`: its flags are the tool's own, so they are parsed as a
  * command line (same messages: "Invalid cache option: X"), and the -o
  * option strings go to the open as --image-opts' would, with the path as
- * the file name (openfile(path, flags, …, opts)).
+ * the file name (openfile(path, flags, …, opts)). Under the tool's own
+ * --image-opts the path is an option string too (open_f's imageOpts).
  */
-async function openCommandImage(req: OpenRequest, sinks: IoOpenSinks): Promise<{ device?: IoDevice; stderr?: string }> {
-  const p = parseIoArgs([...req.flags, ...(req.path !== undefined ? [req.path] : [])]);
+async function openCommandImage(req: OpenRequest, sinks: IoOpenSinks, imageOpts: boolean): Promise<{ device?: IoDevice; stderr?: string }> {
+  const p = parseIoArgs([...(imageOpts ? ['--image-opts'] : []), ...req.flags, ...(req.path !== undefined ? [req.path] : [])]);
   if (!('args' in p)) return { stderr: 'exit' in p ? p.stderr : undefined };
   const opened = await openIoDevice(p.args, sinks, req.options);
   const warnings = opened.warnings.join('');
@@ -144,5 +145,5 @@ async function createObjects(objects: IoArgs['objects']): Promise<string | ((id:
       return (err as Error).message;
     }
   }
-  return (id) => registry.secretBytes(id);
+  return (id) => registry.secretUtf8(id);
 }

@@ -85,6 +85,25 @@ export class ObjectRegistry {
   }
 
   /**
+   * A secret as a password (qcrypto_secret_lookup_as_utf8): its bytes must
+   * be UTF-8 without NUL bytes, as g_utf8_validate requires, which the
+   * encrypted formats' keys are looked up with.
+   */
+  secretUtf8(id: string): Uint8Array {
+    const raw = this.secretBytes(id);
+    let valid = !raw.includes(0);
+    if (valid) {
+      try {
+        new TextDecoder('utf-8', { fatal: true }).decode(raw);
+      } catch {
+        valid = false;
+      }
+    }
+    if (!valid) throw objectError(`Data from secret ${id} is not valid UTF-8`);
+    return raw;
+  }
+
+  /**
    * user_creatable_add_type: the id and the type checked, the object made
    * and its properties set (in the order given), put under '/objects',
    * then completed — a failure at any point leaves nothing behind.

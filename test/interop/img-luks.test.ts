@@ -6,7 +6,7 @@
  * get accurate CPU usage": it times PBKDF2 in thread CPU time), so where
  * QEMU must make one, it is asked again on that error only.
  */
-import { readFile } from 'node:fs/promises';
+import { access, copyFile, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { qemu, run, runBlockemu } from '../helpers/qemu.js';
@@ -16,6 +16,8 @@ const SECRET = ['--object', 'secret,id=sec0,data=123456'];
 const opts = (name: string, extra = '') => ['--image-opts', `driver=luks,key-secret=sec0,file.filename=${name}${extra}`];
 /** The LUKS fields that differ from image to image (random salts and uuid, iterations measured on the spot). */
 const unstable = (text: string) => text.replace(/(uuid|iters): .*/g, '$1: X').replace(/"(uuid|iters|master-key-iters)": [^,\n]*/g, '"$1": X');
+
+const exists = (p: string) => access(p).then(() => true, () => false);
 
 /** qemu-img create -f luks, asked again while QEMU cannot time its PBKDF2. */
 async function qemuCreate(args: string[], cwd: string): Promise<void> {
@@ -80,5 +82,64 @@ describe.skipIf(!qemu.available)('the luks format (vs qemu-img and qemu-io)', ()
     await same('img', ['create', '-f', 'luks', '-o', 'iter-time=10', 'n.luks', '1M'], s);
     await same('img', ['create', '-f', 'luks', ...SECRET, '-o', 'key-secret=sec0,preallocation=foo', 'n.luks', '1M'], s);
     await same('img', ['create', '-f', 'luks', ...SECRET, '-o', 'key-secret=sec0', '-b', 'x', '-F', 'raw', 'n.luks', '1M'], s);
+    // measure: the header a new image would have, made (key included) to learn its size.
+    await same('img', ['measure', ...SECRET, '-O', 'luks', '-o', 'key-secret=sec0,iter-time=10', '--size', '1G'], s);
+    await same('img', ['measure', '-O', 'luks', '--size', '1G'], s);
+    await same('img', ['measure', ...SECRET, '-O', 'qcow2', '-o', 'encrypt.format=luks,encrypt.key-secret=sec0,encrypt.iter-time=10', '--size', '1G'], s);
+    // A password that is not UTF-8 is refused, and the new file removed.
+    await writeFile(join(s.b, 'bad'), Buffer.from([0x3a, 0x3c, 0x3b, 0xff]));
+    await writeFile(join(s.q, 'bad'), Buffer.from([0x3a, 0x3c, 0x3b, 0xff]));
+    await same('img', ['create', '-f', 'luks', '--object', 'secret,id=sec0,file=bad', '-o', 'key-secret=sec0', 'u.luks', '1M'], s);
+    expect(await exists(join(s.b, 'u.luks'))).toBe(false);
+  });
+
+  it('key slots added and erased as qemu-img amend does, each tool opening what the other amended', async () => {
+    const SECRETS = ['--object', 'secret,id=sec0,data=hunter0', '--object', 'secret,id=sec1,data=hunter1', '--object', 'secret,id=sec2,data=hunter2'];
+    const as = (name: string, id: string) => ['--image-opts', `driver=luks,file.filename=${name},key-secret=${id}`];
+    await runBlockemu(['img', 'create', '-q', '-f', 'luks', ...SECRETS, '-o', 'key-secret=sec0,iter-time=10', join(s.b, 't.luks'), '1M']);
+    await copyFile(join(s.b, 't.luks'), join(s.q, 't.luks'));
+    const amend = (id: string, o: string, force = false) => same('img', ['amend', ...SECRETS, ...(force ? ['--force'] : []), ...as('t.luks', id), '-o', o], s);
+    await amend('sec0', 'state=active,new-secret=sec1,iter-time=10,keyslot=3');
+    await amend('sec0', 'state=active,new-secret=sec2,iter-time=10');
+    await amend('sec0', 'state=active,new-secret=sec2,iter-time=10,keyslot=3');
+    await amend('sec0', 'state=active,new-secret=sec2,iter-time=10,keyslot=9');
+    await amend('sec0', 'state=active,iter-time=10');
+    await amend('sec0', 'state=inactive,keyslot=5');
+    await amend('sec0', 'state=inactive,old-secret=sec2,iter-time=10');
+    await amend('sec0', 'state=inactive');
+    await amend('sec0', 'state=bogus');
+    await amend('sec0', 'keyslot=1');
+    await amend('sec0', 'cipher-alg=aes-128');
+    // Each tool opens with the secrets the other's amend left, and no longer with the erased one.
+    for (const dir of [s.b, s.q]) {
+      const img = join(dir, 't.luks');
+      expect(await must('qemu-io', [...SECRETS, ...as(img, 'sec1'), '-c', 'read -q 0 512'], s.dir)).toBe('');
+      expect((await runBlockemu(['io', ...SECRETS, ...as(img, 'sec2'), '-c', 'read -q 0 512'])).stderr).toBe('');
+    }
+    await amend('sec1', 'state=inactive,old-secret=sec0');
+    await amend('sec1', 'state=inactive,old-secret=sec0');
+    await same('io', [...SECRETS, ...as('t.luks', 'sec0'), '-c', 'read -q 0 512'], s);
+    await amend('sec1', 'state=inactive,keyslot=1');
+    await amend('sec2', 'state=inactive,old-secret=sec1');
+    await amend('sec2', 'state=inactive,old-secret=sec2');
+    await amend('sec2', 'state=inactive,old-secret=sec2', true);
+    await same('io', [...SECRETS, ...as('t.luks', 'sec2'), '-c', 'read -q 0 512'], s);
+  });
+
+  it('a LUKS-encrypted qcow2’s key slots are amended as qemu-img amends them', async () => {
+    const SECRETS = ['--object', 'secret,id=sec0,data=hunter0', '--object', 'secret,id=sec1,data=hunter1'];
+    const as = (name: string, id: string) => ['--image-opts', `driver=qcow2,file.filename=${name},encrypt.key-secret=${id}`];
+    await runBlockemu(['img', 'create', '-q', '-f', 'qcow2', ...SECRETS, '-o', 'encrypt.format=luks,encrypt.key-secret=sec0,encrypt.iter-time=10', join(s.b, 'e.qcow2'), '1M']);
+    await copyFile(join(s.b, 'e.qcow2'), join(s.q, 'e.qcow2'));
+    const amend = (id: string, o: string) => same('img', ['amend', ...SECRETS, ...as('e.qcow2', id), '-o', o], s);
+    await amend('sec0', 'encrypt.state=active,encrypt.new-secret=sec1,encrypt.iter-time=10');
+    await amend('sec1', 'encrypt.state=inactive,encrypt.keyslot=0');
+    await amend('sec1', 'encrypt.format=luks');
+    await same('io', [...SECRETS, ...as('e.qcow2', 'sec0'), '-c', 'read -q 0 512'], s);
+    expect(await must('qemu-io', [...SECRETS, ...as(join(s.b, 'e.qcow2'), 'sec1'), '-c', 'read -q 0 512'], s.dir)).toBe('');
+    expect(await must('qemu-img', ['check', ...SECRETS, ...as(join(s.b, 'e.qcow2'), 'sec1')], s.dir)).toContain('No errors were found');
+    await runBlockemu(['img', 'create', '-q', '-f', 'qcow2', 'p.qcow2', '1M'], { cwd: s.b });
+    await copyFile(join(s.b, 'p.qcow2'), join(s.q, 'p.qcow2'));
+    await same('img', ['amend', '-o', 'encrypt.state=active', 'p.qcow2'], s);
   });
 });

@@ -3,6 +3,10 @@ import { BlockError } from '../../image/errors.js';
 import { strerrorOf } from '../../image/errno.js';
 import { type AmendRequest, amendQcow2, amendRest } from '../../image/qcow2/amend.js';
 import { Qcow2Image } from '../../image/qcow2/image.js';
+import { LuksImage } from '../../image/luks/image.js';
+import type { LuksAmendOptions } from '../../image/crypto/amend.js';
+import { amendQcow2Encryption, checkEncryptionAmendable } from '../../image/qcow2/crypto/amend.js';
+import { addObject, imgSecretBytes, objectsReady } from './objects.js';
 import { parseCacheMode } from '../io-args.js';
 import { createOptionTable } from '../../image/create-options.js';
 import { parseCreateOptions, splitOptionList, str } from './create-opts.js';
@@ -35,6 +39,7 @@ export async function imgAmend(io: ImgIo, args: readonly string[]): Promise<numb
   let cache = 'writeback';
   let progressOn = false;
   let quiet = false;
+  let force = false;
   const getopt = new ImgGetopt('amend', args, ':ho:f:t:pq', LONG_OPTIONS, AMEND_USAGE);
   for (const o of getopt) {
     switch (o.name) {
@@ -55,21 +60,27 @@ export async function imgAmend(io: ImgIo, args: readonly string[]): Promise<numb
         quiet = true;
         break;
       case 'force':
+        force = true;
+        break;
+      case 'object':
+        addObject(o.value);
         break;
     }
   }
+  // qemu-img makes its --object objects right after its option loop.
+  await objectsReady();
   if (lists.length === 0) throw usageError('Must specify options (-o)');
   if (quiet) progressOn = false;
   const progress = new Progress(io, progressOn, 1);
   try {
-    await amend(io, getopt.operands(), lists, format, cache, getopt.imageOpts, progress);
+    await amend(io, getopt.operands(), lists, format, cache, getopt.imageOpts, progress, force);
   } finally {
     progress.end();
   }
   return 0;
 }
 
-async function amend(io: ImgIo, operands: string[], lists: string[], format: string | undefined, cache: string, imageOpts: boolean, progress: Progress): Promise<void> {
+async function amend(io: ImgIo, operands: string[], lists: string[], format: string | undefined, cache: string, imageOpts: boolean, progress: Progress, force: boolean): Promise<void> {
   const pairs = lists.flatMap((l) => splitOptionList(l)!);
   if (pairs.some(([k]) => k === 'help' || k === '?')) throw new ImgFailure('-o help is not supported by blockemu amend');
   if (operands.length !== 1) throw new ImgFailure('Expecting one image file name');
@@ -84,17 +95,28 @@ async function amend(io: ImgIo, operands: string[], lists: string[], format: str
   let image = await open();
   try {
     if (target.format === undefined && image.format === 'raw') io.err(probedRawWarning(filename));
+    if (image instanceof LuksImage) {
+      const keys = luksAmendOptions(pairs, '', 'luks');
+      progress.setAbsolute(0);
+      await image.amendKeys(keys, force, imgSecretBytes).catch(amendFailure);
+      progress.setAbsolute(100);
+      return;
+    }
     if (!(image instanceof Qcow2Image)) throw new ImgFailure(`Format driver '${image.format}' does not support option amendment`);
-    let req = parseAmendOptions(pairs, lists);
+    const encryptPairs = pairs.filter(([k]) => k.startsWith('encrypt.'));
+    let req = parseAmendOptions(pairs);
     req.progress = (p) => progress.setAbsolute(p);
     progress.setAbsolute(0);
     try {
+      if (encryptPairs.length > 0) checkEncryptionAmendable(image);
       // A new refcount width leaves the open image's refcount cache stale: the rest is amended on the image reopened.
       while ((await amendQcow2(image as Qcow2Image, req)) === 'reopen') {
         await image.close();
         image = await open();
         req = amendRest(req);
       }
+      // The key slots last, as qcow2_amend_options changes them after the rest.
+      if (encryptPairs.length > 0) await amendQcow2Encryption(image as Qcow2Image, luksAmendOptions(encryptPairs, 'encrypt.', 'qcow2'), force, imgSecretBytes);
     } catch (err) {
       if (err instanceof BlockError && err.errno === undefined) throw new ImgFailure(err.message);
       const msg = err instanceof BlockError && err.code !== 'IO' ? err.message : strerrorOf(err);
@@ -107,14 +129,62 @@ async function amend(io: ImgIo, operands: string[], lists: string[], format: str
 }
 
 
+/** An amend failure as qemu-img reports it: the message (and hint) for a refusal, strerror for an I/O error. */
+function amendFailure(err: unknown): never {
+  if (err instanceof BlockError && err.errno === undefined) throw new ImgFailure(err.message);
+  const msg = err instanceof BlockError && err.code !== 'IO' ? err.message : strerrorOf(err);
+  throw new ImgFailure(withHint(msg, err));
+}
+
+/** block_crypto_amend_opts_luks (the luks format's, or qcow2's encrypt.* ones): key slot changes. */
+const LUKS_AMENDABLE = ['state', 'keyslot', 'old-secret', 'new-secret', 'iter-time'];
+
+/**
+ * QCryptoBlockAmendOptionsLUKS from `prefix`state, `prefix`keyslot, …
+ * (qcow2_extract_crypto_opts strips the prefix before the visit, so its
+ * words name the bare keys).
+ */
+function luksAmendOptions(pairs: Array<[string, string]>, prefix: string, fmt: 'luks' | 'qcow2'): LuksAmendOptions {
+  const v = new Map<string, string>();
+  for (const [key, value] of pairs) {
+    const bare = key.slice(prefix.length);
+    if (!key.startsWith(prefix) || !LUKS_AMENDABLE.includes(bare)) {
+      if (createOptionTable(fmt).some((d) => d.name === key)) throw new ImgFailure(`Invalid parameter '${key}'\nThis option is only supported for image creation`);
+      throw new ImgFailure(`Invalid parameter '${key}'`);
+    }
+    v.set(bare, value);
+  }
+  const num = (k: string): number | undefined => {
+    const t = v.get(k);
+    if (t === undefined) return undefined;
+    if (!/^-?\d+$/.test(t)) throw new ImgFailure(`Parameter '${prefix}${k}' expects a number`);
+    return Number(t);
+  };
+  const state = v.get('state');
+  if (state === undefined) throw new ImgFailure("Parameter 'state' is missing");
+  if (state !== 'active' && state !== 'inactive') throw new ImgFailure(`Parameter 'state' does not accept value '${state}'`);
+  const o: LuksAmendOptions = { state };
+  const keyslot = num('keyslot');
+  const iterTime = num('iter-time');
+  if (keyslot !== undefined) o.keyslot = keyslot;
+  if (iterTime !== undefined) o.iterTime = iterTime;
+  for (const [k, field] of [['old-secret', 'oldSecret'], ['new-secret', 'newSecret']] as const) {
+    const t = v.get(k);
+    if (t !== undefined) o[field] = t;
+  }
+  return o;
+}
+
 /** qemu_opts_do_parse against qcow2's amend options, and qemu-img's hint for a creation-only one. */
-function parseAmendOptions(pairs: Array<[string, string]>, lists: string[]): AmendRequest {
+function parseAmendOptions(pairs: Array<[string, string]>): AmendRequest {
   for (const [key] of pairs) {
     if (AMENDABLE.has(key) || key.startsWith('encrypt.')) continue;
     if (createOptionTable('qcow2').some((d) => d.name === key)) throw new ImgFailure(`Invalid parameter '${key}'\nThis option is only supported for image creation`);
     throw new ImgFailure(`Invalid parameter '${key}'`);
   }
-  const values = parseCreateOptions('qcow2', lists, '');
+  // The encrypt.* key slot options are the crypto layer's (luksAmendOptions), not creation options.
+  const rest = pairs.filter(([k]) => !k.startsWith('encrypt.'));
+  const values = parseCreateOptions('qcow2', rest.length > 0 ? [rest.map(([k, v]) => `${k}=${v.replaceAll(',', ',,')}`).join(',')] : [], '');
   const req: AmendRequest = {};
   const compat = str(values.get('compat'));
   if (compat !== undefined) {

@@ -6,8 +6,9 @@ import { isZero } from '../../image/request.js';
 import { createImage, isFormat } from '../../image/open.js';
 import type { CreateOptions } from '../../image/create.js';
 import { Qcow2Image } from '../../image/qcow2/image.js';
-import type { BlockImage } from '../../image/types.js';
-import { type Fail, parseCreateOptions, qcow2CreateOptions, str } from './create-opts.js';
+import { type BlockImage, type ImageFormat, type Preallocation, PREALLOCATIONS } from '../../image/types.js';
+import { type Fail, luksCreateOptions, parseCreateOptions, qcow2CreateOptions, str } from './create-opts.js';
+import { createPreallocated } from './create.js';
 import { openImageOpts } from './image-opts.js';
 import { checkConvertBitmaps, copyConvertBitmaps } from './convert-bitmaps.js';
 import { chainNames, openForCli, tryOpen, withHint } from './open.js';
@@ -138,9 +139,9 @@ export async function imgConvert(io: ImgIo, a: ConvertArgs): Promise<number> {
     }
     const outFmt = a.outputFormat ?? 'raw';
     if (!a.skipCreate && !isFormat(outFmt)) throw new ImgFailure(`Unknown file format '${outFmt}'`);
-    const values = a.skipCreate ? new Map() : parseCreateOptions(outFmt as 'raw' | 'qcow2', a.options, '');
+    const values = a.skipCreate ? new Map() : parseCreateOptions(outFmt as ImageFormat, a.options, '');
     if (a.backingFile !== undefined && !a.skipCreate) {
-      if (outFmt === 'raw') throw new ImgFailure("Backing file not supported for file format 'raw'");
+      if (outFmt !== 'qcow2') throw new ImgFailure(`Backing file not supported for file format '${outFmt}'`);
       values.set('backing_file', { text: a.backingFile, value: a.backingFile });
     }
     if (a.backingFormat !== undefined && !a.skipCreate) values.set('backing_fmt', { text: a.backingFormat, value: a.backingFormat });
@@ -152,16 +153,16 @@ export async function imgConvert(io: ImgIo, a: ConvertArgs): Promise<number> {
     if (!a.skipCreate && backingFile !== undefined && backingFmt === undefined) throw new ImgFailure('Use of backing file requires explicit backing format');
     if (a.compress && !a.skipCreate && outFmt !== 'qcow2') throw new ImgFailure('Compression not supported for this file format');
 
-    if (!a.skipCreate) await createTarget(dstName, outFmt as 'raw' | 'qcow2', total, values, backingFile, backingFmt);
+    const zeroInit = a.skipCreate ? false : await createTarget(dstName, outFmt as ImageFormat, total, values, backingFile, backingFmt);
     let dst: BlockImage;
     if (a.targetImageOpts) dst = await openImageOpts(io, dstName, { format: a.outputFormat, readOnly: false });
     else {
       if (a.skipCreate && !isFormat(outFmt)) throw new ImgFailure(`Could not open '${dstName}': Unknown driver '${outFmt}'`);
       // A json: or protocol name (-n into a graph: a qcow2 with its data file under blkdebug) opens as nodes.
       // A target created encrypted opens with the key its -o options name (qemu-img passes them to the open).
-      const secret = a.skipCreate ? undefined : str(values.get('encrypt.key-secret'));
+      const secret = a.skipCreate ? undefined : str(values.get(outFmt === 'luks' ? 'key-secret' : 'encrypt.key-secret'));
       const encryption = secret !== undefined ? { key: () => imgSecretBytes(secret) } : undefined;
-      const r = await tryOpen(dstName, { format: outFmt as 'raw' | 'qcow2', readOnly: false, ...(encryption ? { encryption } : {}) });
+      const r = await tryOpen(dstName, { format: outFmt as ImageFormat, readOnly: false, ...(encryption ? { encryption } : {}) });
       if ('inner' in r) throw new ImgFailure(`Could not open '${dstName}': ${r.inner}`);
       dst = r.image;
     }
@@ -179,7 +180,7 @@ export async function imgConvert(io: ImgIo, a: ConvertArgs): Promise<number> {
       targetHasBacking,
       // Only a new target's backing file is looked at (qemu-img's target_backing_sectors).
       targetBackingSize: a.skipCreate ? -1 : (dst.backing()?.size() ?? -1),
-      hasZeroInit: !a.skipCreate && minSparse > 0 && !targetHasBacking,
+      hasZeroInit: zeroInit && minSparse > 0 && !targetHasBacking,
       targetIsNew: !a.skipCreate,
       salvage: a.salvage === true,
       warn: (text) => {
@@ -203,34 +204,47 @@ export async function imgConvert(io: ImgIo, a: ConvertArgs): Promise<number> {
   }
 }
 
-/** Creates the target as qemu-img's bdrv_create call does, failures worded "<target>: error while converting <fmt>: …". */
+/**
+ * Creates the target as qemu-img's bdrv_create call does, failures worded
+ * "<target>: error while converting <fmt>: …". Returns whether the new
+ * target reads as zeroes where nothing is written (bdrv_has_zero_init):
+ * not a luks image (its driver has no such promise: zeroes are written
+ * encrypted), nor an encrypted qcow2 whose clusters were preallocated
+ * (they decrypt to noise).
+ */
 async function createTarget(
   dstName: string,
-  outFmt: 'raw' | 'qcow2',
+  outFmt: ImageFormat,
   size: number,
   values: ReturnType<typeof parseCreateOptions>,
   backingFile: string | undefined,
   backingFmt: string | undefined,
-): Promise<void> {
-  {
-    const fail: Fail = (msg) => new ImgFailure(`${dstName}: error while converting ${outFmt}: ${msg}`);
-    const opts: CreateOptions = { format: outFmt, size };
-    if (outFmt === 'qcow2') Object.assign(opts, qcow2CreateOptions(values, fail));
-    const prealloc = str(values.get('preallocation'));
-    if (prealloc !== undefined && prealloc !== 'off') throw fail(`Preallocation mode '${prealloc}' is not supported by blockemu (only 'off')`);
-    if (backingFile !== undefined) {
-      if (!isFormat(backingFmt!)) throw fail(`Unknown driver '${backingFmt}'`);
-      opts.backingFile = backingFile;
-      opts.backingFormat = backingFmt;
-    } else if (backingFmt !== undefined) throw fail('Backing format cannot be used without backing file');
-    try {
-      await createImage(dstName, opts);
-    } catch (err) {
-      const msg = err instanceof Error ? err.message : String(err);
-      const openPrefix = `Could not open '${dstName}': `;
-      throw fail(withHint(msg.startsWith(openPrefix) ? `Could not create '${dstName}': ${msg.slice(openPrefix.length)}` : msg, err));
-    }
+): Promise<boolean> {
+  const fail: Fail = (msg) => new ImgFailure(`${dstName}: error while converting ${outFmt}: ${msg}`);
+  const opts: CreateOptions = { format: outFmt, size };
+  if (outFmt === 'qcow2') Object.assign(opts, qcow2CreateOptions(values, fail));
+  if (outFmt === 'luks') opts.encryption = luksCreateOptions(values);
+  const prealloc = str(values.get('preallocation'));
+  if (prealloc !== undefined && !(PREALLOCATIONS as readonly string[]).includes(prealloc)) {
+    throw fail(outFmt !== 'qcow2' ? `invalid parameter value: ${prealloc}` : `Parameter 'preallocation' does not accept value '${prealloc}'`);
   }
+  const preallocation = (prealloc ?? 'off') as Preallocation;
+  if (outFmt === 'raw' && preallocation === 'metadata') throw fail('Unsupported preallocation mode: metadata');
+  if (backingFile !== undefined) {
+    if (!isFormat(backingFmt!)) throw fail(`Unknown driver '${backingFmt}'`);
+    opts.backingFile = backingFile;
+    opts.backingFormat = backingFmt;
+  } else if (backingFmt !== undefined) throw fail('Backing format cannot be used without backing file');
+  try {
+    if (outFmt === 'luks') await createImage(dstName, { ...opts, preallocation });
+    else if (preallocation === 'off') await createImage(dstName, opts);
+    else await createPreallocated(dstName, opts, preallocation);
+  } catch (err) {
+    const msg = err instanceof Error ? err.message : String(err);
+    const openPrefix = `Could not open '${dstName}': `;
+    throw fail(withHint(msg.startsWith(openPrefix) ? `Could not create '${dstName}': ${msg.slice(openPrefix.length)}` : msg, err));
+  }
+  return outFmt !== 'luks' && !(opts.encryption !== undefined && preallocation !== 'off');
 }
 
 function parseSparse(text: string | undefined): number {

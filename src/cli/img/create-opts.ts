@@ -132,7 +132,7 @@ export function qcow2CreateOptions(values: Map<string, OptValue>, fail: Fail): P
   }
   if (extendedL2 && (out.clusterSize ?? 65536) < 16384) throw fail('Extended L2 entries are only supported with cluster sizes of at least 16384 bytes');
   if (extendedL2) out.extendedL2 = true;
-  const encryption = encryptionOptions(values, fail);
+  const encryption = qcow2EncryptionOptions(values, fail);
   if (encryption) out.encryption = encryption;
   const ct = str(values.get('compression_type'));
   if (ct !== undefined && ct !== 'zlib') {
@@ -162,7 +162,7 @@ export function qcow2CreateOptions(values: Map<string, OptValue>, fail: Fail): P
  * encrypt.format=aes, encryption=off drops the format; the secret is
  * looked up when the image is encrypted (creation's last step).
  */
-function encryptionOptions(values: Map<string, OptValue>, fail: Fail): CreateEncryption | undefined {
+export function qcow2EncryptionOptions(values: Map<string, OptValue>, fail: Fail): CreateEncryption | undefined {
   const on = values.get('encryption')?.value;
   let format = str(values.get('encrypt.format'));
   if (on === true) format = 'aes';

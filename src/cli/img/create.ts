@@ -164,7 +164,7 @@ export async function imgCreate(io: ImgIo, a: CreateArgs): Promise<number> {
  * to its size with the preallocation mode (qcow2_co_create's blk_truncate,
  * file-posix's raw_regular_truncate), so the metadata lies where QEMU's does.
  */
-async function createPreallocated(filename: string, opts: CreateOptions, preallocation: Preallocation): Promise<void> {
+export async function createPreallocated(filename: string, opts: CreateOptions, preallocation: Preallocation): Promise<void> {
   // Encryption is qcow2_co_create's last step, after the preallocation.
   const { encryption, ...plain } = opts;
   await createImage(filename, { ...plain, size: 0 });

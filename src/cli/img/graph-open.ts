@@ -10,7 +10,7 @@ import { BlockGraph } from '../../blockdev/graph.js';
 import type { BlockNode } from '../../blockdev/node.js';
 import { NodeByteFile } from '../../blockdev/node-file.js';
 import { NodeImage } from '../../blockdev/node-image.js';
-import { type BlockdevSpec, openBlockdev } from '../../blockdev/open.js';
+import { backingError, type BlockdevSpec, openBlockdev } from '../../blockdev/open.js';
 import { hasProtocolPrefix, knownProtocol } from '../../blockdev/protocol-filename.js';
 import { BlockError } from '../../image/errors.js';
 import { pathCombine } from './backing-name.js';
@@ -80,6 +80,8 @@ interface OpenedProtocol {
   backingLocks: OpenLocks;
   /** qcow2's `data-file` given as options: opened as nodes of the same graph. */
   dataFile?: GraphByteFile;
+  /** qcow2's `backing` given as options (backing.driver=…, backing.encrypt.key-secret=…): opened as an image of its own. */
+  backing?: BlockdevSpec;
 }
 
 async function openProtocol(name: string | undefined, o: GraphOpenOptions): Promise<OpenedProtocol | { root: BlockImage }> {
@@ -100,7 +102,7 @@ async function openProtocol(name: string | undefined, o: GraphOpenOptions): Prom
   for (const [key, value] of Object.entries(spec)) {
     if (format === 'qcow2' && (QCOW2_RUNTIME_KEYS.has(key) || key.startsWith('encrypt.'))) flattenQdict({ [key]: value }, '', runtime);
     else if (format === 'luks' && key === 'key-secret') runtime[key] = value;
-    else if (format === 'qcow2' && key === 'data-file') continue;
+    else if (format === 'qcow2' && (key === 'data-file' || key === 'backing')) continue;
     else if (!FORMAT_KEYS.has(key)) throw new BlockError('UNSUPPORTED', `blockemu img does not apply the ${format} option '${key}'`);
   }
   const fileSpec = spec['file'];
@@ -122,7 +124,8 @@ async function openProtocol(name: string | undefined, o: GraphOpenOptions): Prom
       await blk.remove();
       await graph.closeAll();
     });
-    return { format, file, shown, runtime, dataFile, backingLocks: { node: backingLockSpec(top).node, noIo: top.noIo, forceShare: top.forceShare } };
+    const backing = typeof spec['backing'] === 'object' && spec['backing'] !== null ? (spec['backing'] as BlockdevSpec) : undefined;
+    return { format, file, shown, runtime, dataFile, backing, backingLocks: { node: backingLockSpec(top).node, noIo: top.noIo, forceShare: top.forceShare } };
   } catch (err) {
     await blk.remove().catch(() => undefined);
     await graph.closeAll().catch(() => undefined);
@@ -176,22 +179,39 @@ export async function openThroughGraph(name: string | undefined, o: GraphOpenOpt
   const { format, file, shown, backingLocks } = opened;
   // The image owns the file from here: a failed open closes it, and with it the graph.
   const luksSecret = opened.runtime['key-secret'];
-  const image =
-    format === 'raw'
-      ? await RawImage.fromFile(file)
-      : format === 'luks'
-        ? await openLuks(file, { metadataOnly: o.flags.noIo === true, ...(typeof luksSecret === 'string' ? { key: () => imgSecretBytes(luksSecret) } : {}) })
-        : await Qcow2Image.openFile(file, {
-          readOnly: o.readOnly,
-          openBacking: o.openBacking,
-          persistentBitmaps: o.persistentBitmaps,
-          depth: o.asBacking?.depth,
-          ...(o.backingImage ? { backingImage: o.backingImage } : {}),
-          ...(opened.dataFile ? { givenDataFile: () => Promise.resolve(opened.dataFile!) } : {}),
-          openBackingImage: (p, fmt, depth) => openImage(p, { format: fmt, readOnly: true, depth, locks: backingLocks, openProtocolImage: openProtocolBacking }),
-          encryption: encryptionOptions(opened.runtime),
-          ...(o.flags.noIo ? { metadataOnly: true } : {}),
-        });
+  // Backing options open that image first (read-only, locked as a backing file), handed to the overlay, which closes it.
+  let backingImage = o.backingImage;
+  if (!backingImage && opened.backing && o.openBacking) {
+    try {
+      backingImage = await openProtocolBacking(`json:${JSON.stringify(opened.backing)}`, undefined, (o.asBacking?.depth ?? 0) + 1, backingLocks);
+    } catch (err) {
+      await file.close();
+      throw backingError(err);
+    }
+  }
+  let image: BlockImage;
+  try {
+    image =
+      format === 'raw'
+        ? await RawImage.fromFile(file)
+        : format === 'luks'
+          ? await openLuks(file, { metadataOnly: o.flags.noIo === true, ...(typeof luksSecret === 'string' ? { key: () => imgSecretBytes(luksSecret) } : {}) })
+          : await Qcow2Image.openFile(file, {
+              readOnly: o.readOnly,
+              openBacking: o.openBacking,
+              persistentBitmaps: o.persistentBitmaps,
+              depth: o.asBacking?.depth,
+              ...(backingImage ? { backingImage } : {}),
+              ...(opened.dataFile ? { givenDataFile: () => Promise.resolve(opened.dataFile!) } : {}),
+              openBackingImage: (p, fmt, depth) => openImage(p, { format: fmt, readOnly: true, depth, locks: backingLocks, openProtocolImage: openProtocolBacking }),
+              encryption: encryptionOptions(opened.runtime),
+              ...(o.flags.noIo ? { metadataOnly: true } : {}),
+            });
+  } catch (err) {
+    // A backing image opened here from options is this open's to close (closing twice is harmless).
+    if (backingImage !== o.backingImage) await backingImage?.close().catch(() => undefined);
+    throw err;
+  }
   if (image instanceof Qcow2Image && Object.keys(opened.runtime).length > 0) {
     try {
       checkQcow2RuntimeOptions(image, { ...opened.runtime });

@@ -3,7 +3,8 @@ import { Qcow2Image } from '../../image/qcow2/image.js';
 import { listSnapshots } from '../../image/qcow2/snapshots.js';
 import type { BlockImage } from '../../image/types.js';
 import { Getopt } from '../getopt.js';
-import { type OptValue, parseCreateOptions, str } from './create-opts.js';
+import { luksCreateOptions, type OptValue, parseCreateOptions, qcow2EncryptionOptions, str } from './create-opts.js';
+import { type CreateEncryption, createLuksArea } from '../../image/crypto/create.js';
 import { addObject } from './objects.js';
 import { tryOpen } from './open.js';
 import { type ImgIo, ImgFailure, PROG } from './output.js';
@@ -136,7 +137,7 @@ async function loadSnapshot(input: BlockImage, spec: string): Promise<void> {
 
 async function measure(outFormat: string, lists: string[], size: bigint | undefined, input: BlockImage | undefined): Promise<Measure> {
   if (!QEMU_FORMATS.has(outFormat)) throw new ImgFailure(`Unknown file format '${outFormat}'`);
-  if (outFormat !== 'raw' && outFormat !== 'qcow2') throw new ImgFailure(`Block driver '${outFormat}' does not support size measurement`);
+  if (outFormat !== 'raw' && outFormat !== 'qcow2' && outFormat !== 'luks') throw new ImgFailure(`Block driver '${outFormat}' does not support size measurement`);
   let values: Map<string, OptValue>;
   try {
     values = parseCreateOptions(outFormat, lists, '');
@@ -147,6 +148,11 @@ async function measure(outFormat: string, lists: string[], size: bigint | undefi
   const optSize = size ?? (values.get('size')?.value as bigint | undefined) ?? 0n;
   if (outFormat === 'raw') {
     const required = input ? roundUp(BigInt(input.size()), 512n) : roundUp(optSize, 512n);
+    return { required, fullyAllocated: required };
+  }
+  if (outFormat === 'luks') {
+    // block_crypto_measure: every sector is encrypted, allocated or not, so both sizes are the header's and the data's.
+    const required = (await luksPayloadSize(luksCreateOptions(values))) + (input ? BigInt(input.size()) : optSize);
     return { required, fullyAllocated: required };
   }
   return measureQcow2(values, optSize, input);
@@ -168,6 +174,9 @@ async function measureQcow2(values: Map<string, OptValue>, optSize: bigint, inpu
   const prealloc = str(values.get('preallocation')) ?? 'off';
   if (!['off', 'metadata', 'falloc', 'full'].includes(prealloc)) throw new ImgFailure(`invalid parameter value: ${prealloc}`);
   const hasBacking = values.has('backing_file');
+  // A LUKS-encrypted image's header and key material, in whole clusters.
+  const enc = qcow2EncryptionOptions(values, (m) => new ImgFailure(m));
+  const luksPayload = enc?.format === 'luks' ? roundUp(await luksPayloadSize(enc), cs) : 0n;
   const l2e = extL2 ? 16n : 8n;
   let virtualSize = roundUp(optSize, cs);
   if (divUp(virtualSize / cs, cs / l2e) * 8n > 32n << 20n) throw new ImgFailure('The image size is too large (try using a larger cluster size)');
@@ -179,10 +188,23 @@ async function measureQcow2(values: Map<string, OptValue>, optSize: bigint, inpu
     else required = await dataBytes(input, Number(ssize), Number(cs));
   }
   if (prealloc === 'full' || prealloc === 'falloc') required = virtualSize;
-  const fullyAllocated = preallocSize(virtualSize, cs, BigInt(Math.log2(Number(rb))), extL2);
+  const fullyAllocated = luksPayload + preallocSize(virtualSize, cs, BigInt(Math.log2(Number(rb))), extL2);
   const out: Measure = { required: fullyAllocated - virtualSize + required, fullyAllocated };
   if (version >= 3 && input instanceof Qcow2Image) out.bitmaps = await bitmapsSize(input, cs);
   return out;
+}
+
+/**
+ * qcrypto_block_calculate_payload_offset: a LUKS header made (key
+ * included, as QEMU's makes it, so a missing key fails here too) only to
+ * learn its size.
+ */
+async function luksPayloadSize(enc: CreateEncryption): Promise<bigint> {
+  try {
+    return BigInt((await createLuksArea(enc)).bytes.length);
+  } catch (err) {
+    throw new ImgFailure(err instanceof Error ? err.message : String(err));
+  }
 }
 
 /** The clusters of the input that hold data (zero and unallocated regions skipped), as qcow2_measure counts them. */

@@ -59,9 +59,9 @@ export async function objectsReady(): Promise<ObjectRegistry | undefined> {
   }
 }
 
-/** The bytes of the secret `id` (qcrypto_secret_lookup). */
+/** The bytes of the secret `id` as an image's password (qcrypto_secret_lookup_as_utf8). */
 export async function imgSecretBytes(id: string): Promise<Uint8Array> {
   const registry = await objectsReady();
   if (!registry) throw new BlockError('NOT_FOUND', `No secret with id '${id}'`);
-  return registry.secretBytes(id);
+  return registry.secretUtf8(id);
 }

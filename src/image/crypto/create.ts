@@ -3,7 +3,7 @@ import { promisify } from 'node:util';
 import { BlockError } from '../errors.js';
 import { afSplit } from './af-split.js';
 import { LUKS_HASHES, LUKS_HEADER_BYTES } from './luks.js';
-import { type CipherName, CRYPT_SECTOR, SectorCipher } from './sector-cipher.js';
+import { type CipherName, CRYPT_SECTOR, type IvGenerator, SectorCipher } from './sector-cipher.js';
 
 const pbkdf2Async = promisify(pbkdf2);
 
@@ -116,17 +116,35 @@ export async function createLuksArea(enc: CreateEncryption): Promise<LuksArea> {
   }
 
   // Slot 0: the password's key (its own iteration count), the master key split and encrypted under it.
+  const slot = await sealKeySlot({ hash, cipher, ivgen, keyLen }, password, masterKey, iterTime);
+  area.set(slot.material, HEADER_SECTORS * CRYPT_SECTOR);
+  h.writeUInt32BE(0x00ac71f3, 208);
+  h.writeUInt32BE(slot.iterations, 212);
+  h.set(slot.salt, 216);
+  return { bytes: area, written: [{ offset: 0, length: LUKS_HEADER_BYTES }, { offset: HEADER_SECTORS * CRYPT_SECTOR, length: slot.material.length }] };
+}
+
+/** What a key slot is sealed with: the header's algorithms. */
+export interface SlotCipher {
+  hash: string;
+  cipher: CipherName;
+  ivgen: IvGenerator;
+  keyLen: number;
+}
+
+/**
+ * qcrypto_block_luks_store_key's key material: a fresh salt, the
+ * iterations `iterTime` milliseconds of PBKDF2 buy here (at least 1000),
+ * and the master key AF-split and encrypted under the password's key.
+ */
+export async function sealKeySlot(c: SlotCipher, password: Uint8Array, masterKey: Uint8Array, iterTime: number): Promise<{ salt: Uint8Array; iterations: number; material: Uint8Array }> {
   const salt = randomBytes(SALT_LEN);
-  const rate = await iterationsPerSecond(hash, password, salt, keyLen);
-  const iters = Math.max(Math.floor((rate * iterTime) / 1000), MIN_ITERS);
-  if (iters > 0xffffffff) throw invalid(`PBKDF iterations ${iters} larger than 4294967295`);
-  const slotKey = await pbkdf2Async(password, salt, iters, keyLen, hash);
-  const split = afSplit(hash, masterKey, STRIPES, (n) => randomBytes(n));
+  const rate = await iterationsPerSecond(c.hash, password, salt, c.keyLen);
+  const iterations = Math.max(Math.floor((rate * iterTime) / 1000), MIN_ITERS);
+  if (iterations > 0xffffffff) throw invalid(`PBKDF iterations ${iterations} larger than 4294967295`);
+  const slotKey = await pbkdf2Async(password, salt, iterations, c.keyLen, c.hash);
+  const split = afSplit(c.hash, masterKey, STRIPES, (n) => randomBytes(n));
   const whole = new Uint8Array(Math.ceil(split.length / CRYPT_SECTOR) * CRYPT_SECTOR);
   whole.set(split);
-  area.set(new SectorCipher(cipher, slotKey, ivgen, true).encrypt(0, whole).subarray(0, split.length), HEADER_SECTORS * CRYPT_SECTOR);
-  h.writeUInt32BE(0x00ac71f3, 208);
-  h.writeUInt32BE(iters, 212);
-  h.set(salt, 216);
-  return { bytes: area, written: [{ offset: 0, length: LUKS_HEADER_BYTES }, { offset: HEADER_SECTORS * CRYPT_SECTOR, length: split.length }] };
+  return { salt, iterations, material: new SectorCipher(c.cipher, slotKey, c.ivgen, true).encrypt(0, whole).subarray(0, split.length) };
 }

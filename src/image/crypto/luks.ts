@@ -43,6 +43,8 @@ export interface LuksHeader {
   mode: 'xts' | 'cbc';
   ivgen: IvGenerator;
   hash: string;
+  /** The header's bytes as read: what a key slot change writes back, its slots updated (luksHeaderBytes). */
+  raw: Uint8Array;
 }
 
 const fail = (message: string) => new BlockError('INVALID_IMAGE', message, { errno: 'EINVAL' });
@@ -121,32 +123,61 @@ export function parseLuksHeader(bytes: Uint8Array): LuksHeader {
     mode,
     ivgen,
     hash: hashSpec,
+    raw: new Uint8Array(b.subarray(0, LUKS_HEADER_BYTES)),
   };
+}
+
+/** The header as qcrypto_block_luks_store_header writes it: as read, with the key slots as they are now. */
+export function luksHeaderBytes(h: LuksHeader): Uint8Array {
+  const out = Buffer.from(h.raw);
+  h.slots.forEach((s, i) => {
+    const at = 208 + i * 48;
+    out.writeUInt32BE(s.active ? SLOT_ENABLED : SLOT_DISABLED, at);
+    out.writeUInt32BE(s.iterations, at + 4);
+    out.set(s.salt, at + 8);
+    out.writeUInt32BE(s.keyOffsetSector, at + 40);
+    out.writeUInt32BE(s.stripes, at + 44);
+  });
+  return out;
 }
 
 function unsupported(what: string): BlockError {
   return new BlockError('UNSUPPORTED', `${what} is not supported by blockemu (LUKS with AES in XTS or CBC mode and a plain or plain64 IV is)`, { errno: 'ENOTSUP' });
 }
 
+/** Reads `length` bytes at `offset` from the start of the LUKS header (key material). */
+export type LuksRead = (offset: number, length: number) => Promise<Uint8Array>;
+
 /**
- * qcrypto_block_luks_find_key: the master key the password unlocks, tried
- * on each active slot in turn (PBKDF2 of the password with the slot's salt,
- * the slot's split key decrypted with it, merged, and checked against the
- * header's digest of the master key). `read` reads key material at a byte
- * offset from the start of the LUKS header.
+ * qcrypto_block_luks_load_key: the master key if slot `i` is active and
+ * the password opens it (PBKDF2 of the password with the slot's salt, the
+ * slot's split key decrypted with it, merged, and checked against the
+ * header's digest of the master key), else undefined.
  */
-export async function unlockLuks(h: LuksHeader, password: Uint8Array, read: (offset: number, length: number) => Promise<Uint8Array>): Promise<SectorCipher> {
-  for (const slot of h.slots) {
-    if (!slot.active) continue;
-    const slotKey = await pbkdf2Async(password, slot.salt, slot.iterations, h.masterKeyLen, h.hash);
-    const split = new Uint8Array(await read(slot.keyOffsetSector * CRYPT_SECTOR, h.masterKeyLen * slot.stripes));
-    // The split key is encrypted as the payload is, sector by sector from sector 0 of the material.
-    new SectorCipher(h.cipher, slotKey, h.ivgen, true).decryptInPlace(0, padToSector(split));
-    const candidate = afMerge(h.hash, h.masterKeyLen, slot.stripes, split);
-    const digest = await pbkdf2Async(candidate, h.mkDigestSalt, h.mkDigestIterations, DIGEST_LEN, h.hash);
-    if (Buffer.compare(digest, Buffer.from(h.mkDigest)) === 0) return new SectorCipher(h.cipher, candidate, h.ivgen, true);
+export async function loadKeySlot(h: LuksHeader, i: number, password: Uint8Array, read: LuksRead): Promise<Uint8Array | undefined> {
+  const slot = h.slots[i]!;
+  if (!slot.active) return undefined;
+  const slotKey = await pbkdf2Async(password, slot.salt, slot.iterations, h.masterKeyLen, h.hash);
+  const split = new Uint8Array(await read(slot.keyOffsetSector * CRYPT_SECTOR, h.masterKeyLen * slot.stripes));
+  // The split key is encrypted as the payload is, sector by sector from sector 0 of the material.
+  new SectorCipher(h.cipher, slotKey, h.ivgen, true).decryptInPlace(0, padToSector(split));
+  const candidate = afMerge(h.hash, h.masterKeyLen, slot.stripes, split);
+  const digest = await pbkdf2Async(candidate, h.mkDigestSalt, h.mkDigestIterations, DIGEST_LEN, h.hash);
+  return Buffer.compare(digest, Buffer.from(h.mkDigest)) === 0 ? candidate : undefined;
+}
+
+/** qcrypto_block_luks_find_key: the master key the password unlocks, tried on each slot in turn. */
+export async function findLuksKey(h: LuksHeader, password: Uint8Array, read: LuksRead): Promise<Uint8Array> {
+  for (let i = 0; i < h.slots.length; i++) {
+    const key = await loadKeySlot(h, i, password, read);
+    if (key) return key;
   }
   throw new BlockError('INVALID_ARGUMENT', 'Invalid password, cannot unlock any keyslot', { errno: 'EINVAL' });
+}
+
+/** The payload's cipher under the master key the password unlocks. */
+export async function unlockLuks(h: LuksHeader, password: Uint8Array, read: LuksRead): Promise<SectorCipher> {
+  return new SectorCipher(h.cipher, await findLuksKey(h, password, read), h.ivgen, true);
 }
 
 /** The split key's last sector may be partial: decrypted as QEMU does, a whole sector at a time (the rest is never used). */

@@ -2,6 +2,7 @@ import { unlink } from 'node:fs/promises';
 import type { ByteFile } from '../byte-file.js';
 import { type CreateEncryption, createLuksArea } from '../crypto/create.js';
 import { luksInfo } from '../crypto/info.js';
+import { amendLuksKeys, type LuksAmendOptions } from '../crypto/amend.js';
 import { LUKS_HEADER_BYTES, type LuksHeader, parseLuksHeader, unlockLuks } from '../crypto/luks.js';
 import { CRYPT_SECTOR, type SectorCipher } from '../crypto/sector-cipher.js';
 import { BlockError } from '../errors.js';
@@ -42,6 +43,7 @@ export class LuksImage implements BlockImage {
     readonly header: LuksHeader,
     private readonly cipher: SectorCipher | undefined,
     private virtualSize: number,
+    private readonly key: LuksOpenOptions['key'],
   ) {}
 
   get filename(): string {
@@ -73,7 +75,7 @@ export class LuksImage implements BlockImage {
     const length = await file.size();
     const payload = header.payloadOffsetSector * CRYPT_SECTOR;
     if (payload > length) throw new BlockError('IO', 'Could not refresh total sector count: Input/output error', { errno: 'EIO' });
-    return new LuksImage(file, header, cipher, length - payload);
+    return new LuksImage(file, header, cipher, length - payload, opts.key);
   }
 
   /**
@@ -114,7 +116,7 @@ export class LuksImage implements BlockImage {
     return this.virtualSize;
   }
 
-  private key(): SectorCipher {
+  private sectorCipher(): SectorCipher {
     if (!this.cipher) throw new BlockError('INVALID_ARGUMENT', 'the image is encrypted and was opened without its key', { errno: 'EIO' });
     return this.cipher;
   }
@@ -128,7 +130,7 @@ export class LuksImage implements BlockImage {
   /** Whole sectors read and decrypted, a bounce buffer's worth at a time; the part asked for copied out. */
   async readInto(out: Uint8Array, offset: number): Promise<void> {
     checkRequest('read', offset, out.length, this.virtualSize);
-    const c = this.key();
+    const c = this.sectorCipher();
     const start = offset - (offset % CRYPT_SECTOR);
     const end = Math.ceil((offset + out.length) / CRYPT_SECTOR) * CRYPT_SECTOR;
     for (let at = start; at < end; at += MAX_IO) {
@@ -167,7 +169,7 @@ export class LuksImage implements BlockImage {
    * encrypted, a bounce buffer's worth at a time, with the range held.
    */
   private async writeSectors(offset: number, length: number, data: Uint8Array | undefined): Promise<void> {
-    const c = this.key();
+    const c = this.sectorCipher();
     const start = offset - (offset % CRYPT_SECTOR);
     const end = Math.ceil((offset + length) / CRYPT_SECTOR) * CRYPT_SECTOR;
     const release = await this.ranges.acquire(start, end);
@@ -189,6 +191,27 @@ export class LuksImage implements BlockImage {
     } finally {
       release();
     }
+  }
+
+  /**
+   * qemu-img amend's key slot changes (block_crypto_amend_options_luks):
+   * a slot added is unlocked with the key the image was opened with,
+   * unless the options name another; the header and key material are
+   * written in place and flushed.
+   */
+  async amendKeys(o: LuksAmendOptions, force: boolean, secret: (id: string) => Promise<Uint8Array>): Promise<void> {
+    this.checkWritable();
+    const key = this.key;
+    await amendLuksKeys(this.header, {
+      read: (offset, length) => this.file.read(offset, length),
+      write: (offset, data) => this.file.write(offset, data),
+      secret,
+      openedWith: async () => {
+        if (key === undefined) throw invalid("Parameter 'key-secret' is required for cipher");
+        return typeof key === 'function' ? key() : key;
+      },
+    }, o, force);
+    await this.file.flush();
   }
 
   /** QEMU's driver has no discard: the request succeeds and nothing changes. */

@@ -28,7 +28,7 @@ import { hex, Qcow2Corruption } from './corruption.js';
 import { loadSnapshotTable } from './snapshot-table.js';
 import { LazyRefcounts } from './lazy-refcounts.js';
 import { metadataOverlap } from './overlap.js';
-import type { Qcow2Crypto } from './crypto/open.js';
+import type { EncryptionOptions, Qcow2Crypto } from './crypto/open.js';
 import type { LuksHeader } from '../crypto/luks.js';
 import type { SectorCipher } from '../crypto/sector-cipher.js';
 import { readGuestData, sealGuestData } from './crypto/guest-data.js';
@@ -77,8 +77,10 @@ export class Qcow2Image implements BlockImage {
   readonly dataFile: ByteFile;
   /** An encrypted image's cipher for guest data (undefined when not encrypted, or opened for its metadata only). */
   readonly cipher: SectorCipher | undefined;
-  /** A LUKS-encrypted image's header (qemu-img info shows it). */
+  /** A LUKS-encrypted image's header (qemu-img info shows it; amending its key slots changes it). */
   readonly luks: LuksHeader | undefined;
+  /** The encrypt.* options it was opened with (a key slot added is unlocked with its key). */
+  readonly encryption: EncryptionOptions | undefined;
 
   private constructor(
     readonly file: ByteFile,
@@ -93,6 +95,7 @@ export class Qcow2Image implements BlockImage {
     this.dataFile = dataFile ?? file;
     this.cipher = crypto?.cipher;
     this.luks = crypto?.luks;
+    this.encryption = opts.encryption;
     this.layout = new Qcow2Layout(header.clusterBits, header.refcountOrder, hasExtendedL2(header));
     this.lazy = new LazyRefcounts(header, file);
     this.l1 = l1;
