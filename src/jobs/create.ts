@@ -9,6 +9,7 @@ import { BlockError } from '../image/errors.js';
 import { createHostFile } from '../image/file-create.js';
 import { formatQcow2 } from '../image/qcow2/create.js';
 import { Qcow2Image } from '../image/qcow2/image.js';
+import { LuksImage } from '../image/luks/image.js';
 import type { Clock } from '../blockdev/clock.js';
 import { Job, type JobListener } from './job.js';
 
@@ -51,7 +52,16 @@ export interface Qcow2CreateSpec {
   encryption?: CreateEncryption;
 }
 
-export type CreateSpec = FileCreateSpec | Qcow2CreateSpec;
+/** blockdev-create driver=luks: a LUKS header and the payload's room on an existing node (found when the job runs). */
+export interface LuksCreateSpec {
+  driver: 'luks';
+  file: () => Promise<BlockNode>;
+  size: bigint;
+  preallocation?: Prealloc;
+  encryption: CreateEncryption;
+}
+
+export type CreateSpec = FileCreateSpec | Qcow2CreateSpec | LuksCreateSpec;
 
 /**
  * blockdev-create's job (block/create.c): one unit of progress, the
@@ -81,6 +91,7 @@ export class CreateJob extends Job {
     this.progressTotal = 1;
     try {
       if (this.spec.driver === 'file') await createFile(this.spec);
+      else if (this.spec.driver === 'luks') await createLuksOnNode(this.spec);
       else await createQcow2OnNode(this.spec);
     } finally {
       this.progressCurrent = 1;
@@ -95,6 +106,23 @@ async function createFile(spec: FileCreateSpec): Promise<void> {
   // QEMU has emptied the file before it finds the mode unsupported.
   await createHostFile(spec.filename, prealloc === 'metadata' ? 0n : spec.size, prealloc === 'metadata' ? 'off' : prealloc);
   if (prealloc === 'metadata') throw invalid('Unsupported preallocation mode: metadata');
+}
+
+/**
+ * block_crypto_co_create_luks: the node written through a BlockBackend
+ * that may write and resize it (block_crypto_co_create_generic), sized to
+ * the header and `size` bytes, the header and key material written.
+ */
+async function createLuksOnNode(spec: LuksCreateSpec): Promise<void> {
+  const node = await spec.file();
+  const blk = new BlockBackend({ perm: PERM_WRITE | PERM_RESIZE, shared: PERM_ALL });
+  await blk.insert(node);
+  try {
+    if (spec.size > BigInt(Number.MAX_SAFE_INTEGER)) throw invalid('The requested file size is too large');
+    await LuksImage.format(new NodeByteFile(node, node.nodeName), Number(spec.size), spec.encryption, spec.preallocation ?? 'off');
+  } finally {
+    await blk.remove();
+  }
 }
 
 /** BDRV_MAX_LENGTH: the largest offset the block layer takes (INT64_MAX aligned down to 1 GiB). */

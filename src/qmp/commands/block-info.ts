@@ -40,7 +40,11 @@ function imageInfo(i: NodeImageInfo, withBacking: boolean): Record<string, unkno
   }
   if (withBacking && i.backingImage) out['backing-image'] = imageInfo(i.backingImage, true);
   const fs = i.formatSpecific;
-  if (fs?.type === 'qcow2') {
+  if (fs?.type === 'luks') {
+    // ImageInfoSpecificLUKSWrapper: QCryptoBlockInfoLUKS, the union's format left out.
+    const { format: _format, ...data } = encryptInfo(fs.luks);
+    out['format-specific'] = { type: 'luks', data };
+  } else if (fs?.type === 'qcow2') {
     out['format-specific'] = {
       type: 'qcow2',
       data: {

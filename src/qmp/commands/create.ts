@@ -6,13 +6,13 @@ import type { QmpContext } from '../context.js';
 import type { CommandTable } from '../dispatch.js';
 import { QmpError } from '../error.js';
 import type { ArgsType } from '../schema/command.js';
-import { blockdevCreate, type BlockdevCreateOptionsFile, type BlockdevCreateOptionsQcow2 } from '../schema/block-core.js';
+import { blockdevCreate, type BlockdevCreateOptionsFile, type BlockdevCreateOptionsLUKS, type BlockdevCreateOptionsQcow2 } from '../schema/block-core.js';
 import { big, type Infer } from '../schema/types.js';
 
 type Options = ArgsType<typeof blockdevCreate>['options'];
 
 /** Drivers whose creation blockemu implements; QEMU can create the others in the union too. */
-const CREATABLE = new Set(['file', 'qcow2']);
+const CREATABLE = new Set(['file', 'qcow2', 'luks']);
 /** Drivers with a variant in BlockdevCreateOptions: QEMU has a bdrv_co_create for each. */
 const QEMU_CREATABLE = new Set(['file', 'gluster', 'luks', 'nfs', 'parallels', 'qcow', 'qcow2', 'qed', 'rbd', 'ssh', 'vdi', 'vhdx', 'vmdk', 'vpc']);
 
@@ -41,6 +41,20 @@ function createSpec(options: Options, graph: BlockGraph): CreateSpec {
     const f = options as unknown as Infer<typeof BlockdevCreateOptionsFile>;
     const hint = f['extent-size-hint'];
     return { driver: 'file', filename: f.filename, size: big(f.size), preallocation: f.preallocation, extentSizeHint: hint === undefined ? undefined : big(hint) };
+  }
+  if (options.driver === 'luks') {
+    const l = options as unknown as Infer<typeof BlockdevCreateOptionsLUKS>;
+    const file = l.file;
+    return {
+      driver: 'luks',
+      file: async () => {
+        if (typeof file !== 'string') throw new BlockError('UNSUPPORTED', 'An inline definition of the luks file node is not supported by blockemu; add the node with blockdev-add');
+        return graph.find(file);
+      },
+      size: big(l.size),
+      preallocation: l.preallocation,
+      encryption: { ...createEncryption({ ...l, format: 'luks' } as Record<string, unknown> & { format: 'luks' }, graph), optPrefix: '' },
+    };
   }
   const o = options as unknown as Infer<typeof BlockdevCreateOptionsQcow2>;
   const ref = o.file;
