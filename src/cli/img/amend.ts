@@ -6,7 +6,7 @@ import { Qcow2Image } from '../../image/qcow2/image.js';
 import { LuksImage } from '../../image/luks/image.js';
 import type { LuksAmendOptions } from '../../image/crypto/amend.js';
 import { amendQcow2Encryption, checkEncryptionAmendable } from '../../image/qcow2/crypto/amend.js';
-import { addObject, imgSecretBytes, objectsReady } from './objects.js';
+import { imgSecretBytes, objectsReady } from './objects.js';
 import { parseCacheMode } from '../io-args.js';
 import { createOptionTable } from '../../image/create-options.js';
 import { parseCreateOptions, splitOptionList, str } from './create-opts.js';
@@ -61,9 +61,6 @@ export async function imgAmend(io: ImgIo, args: readonly string[]): Promise<numb
         break;
       case 'force':
         force = true;
-        break;
-      case 'object':
-        addObject(o.value);
         break;
     }
   }

@@ -1,6 +1,7 @@
 import * as ops from '../../blockdev/bitmap-ops.js';
+import { imgBlockGraph } from './objects.js';
 import { BlockBackend } from '../../blockdev/block-backend.js';
-import { BlockGraph } from '../../blockdev/graph.js';
+import type { BlockGraph } from '../../blockdev/graph.js';
 import type { BlockNode } from '../../blockdev/node.js';
 import { openBlockdev } from '../../blockdev/open.js';
 import { probeFormat } from '../../image/probe.js';
@@ -50,7 +51,7 @@ export async function imgBitmap(io: ImgIo, a: BitmapArgs): Promise<number> {
   if (a.args.length !== 2) throw new ImgFailure('Expecting filename and bitmap name');
   const [filename, bitmap] = a.args as [string, string];
 
-  const graph = new BlockGraph();
+  const graph = await imgBlockGraph();
   const users: BlockBackend[] = [];
   try {
     if (a.imageOpts && a.format !== undefined) throw new ImgFailure('--image-opts and --format are mutually exclusive');

@@ -1,6 +1,6 @@
 import * as ops from '../../blockdev/bitmap-ops.js';
+import { imgBlockGraph } from './objects.js';
 import { BlockBackend } from '../../blockdev/block-backend.js';
-import { BlockGraph } from '../../blockdev/graph.js';
 import { Qcow2Image } from '../../image/qcow2/image.js';
 import type { BlockImage } from '../../image/types.js';
 import { openNode } from './bitmap.js';
@@ -32,7 +32,7 @@ export async function checkConvertBitmaps(src: BlockImage, skipBroken: boolean):
  * node stores them when it closes. `warn` gets the skipped ones.
  */
 export async function copyConvertBitmaps(io: ImgIo, source: { name: string; format: string }, target: { name: string; format: string }, skipBroken: boolean, warn: (text: string) => void): Promise<void> {
-  const graph = new BlockGraph();
+  const graph = await imgBlockGraph();
   const users: BlockBackend[] = [];
   try {
     // As qemu-img bitmap opens its images: format nodes over file nodes, without backing files.

@@ -1,6 +1,6 @@
 import { BlockBackend } from '../../blockdev/block-backend.js';
 import { type EncryptionOptions, encryptionFromOptions } from '../../image/qcow2/crypto/open.js';
-import { imgSecretBytes, objectsReady } from './objects.js';
+import { imgBlockGraph, imgSecretBytes, objectsReady } from './objects.js';
 import { checkQcow2RuntimeOptions } from '../../blockdev/drivers/qcow2.js';
 import { QCOW2_OPTIONS } from '../../blockdev/drivers/qcow2-options.js';
 import { flattenQdict, type Options } from '../../blockdev/options.js';
@@ -262,8 +262,8 @@ function backingTopSpec(locks: OpenLocks | undefined): NodeLockSpec {
 
 /** The whole graph, its top node read through a BlockBackend as QEMU's tools read it. */
 async function openRoot(spec: BlockdevSpec, o: GraphOpenOptions): Promise<BlockImage> {
-  if (!o.readOnly) throw new BlockError('UNSUPPORTED', `blockemu img writes an image only through a qcow2 or raw node at the top; a '${spec.driver}' node there is read-only here`);
-  const graph = new BlockGraph();
+  if (!o.readOnly) throw new BlockError('UNSUPPORTED', `blockemu img writes an image only through a qcow2, luks or raw node at the top; a '${spec.driver}' node there is read-only here`);
+  const graph = await imgBlockGraph();
   const blk = new BlockBackend(backendPerms({ ...o.flags, readOnly: true }));
   try {
     const root = await openBlockdev(graph, spec, false);

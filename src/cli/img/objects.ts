@@ -3,6 +3,7 @@ import { parseCliObject } from '../../qmp/cli-object.js';
 import { ObjectOptions } from '../../qmp/schema/qom.js';
 import type { ObjectRegistry } from '../../objects/registry.js';
 import { BlockError } from '../../image/errors.js';
+import { BlockGraph } from '../../blockdev/graph.js';
 import { ImgFailure } from './output.js';
 
 type ObjectDef = Record<string, unknown> & { 'qom-type': string; id: string };
@@ -57,6 +58,14 @@ export async function objectsReady(): Promise<ObjectRegistry | undefined> {
   } catch (err) {
     throw new ImgFailure(err instanceof Error ? err.message : String(err));
   }
+}
+
+/** A node graph for a `blockemu img` command: its encrypted nodes unlock with the command's --object secrets. */
+export async function imgBlockGraph(): Promise<BlockGraph> {
+  const registry = await objectsReady();
+  const graph = new BlockGraph();
+  if (registry) graph.secretBytes = (id) => registry.secretUtf8(id);
+  return graph;
 }
 
 /** The bytes of the secret `id` as an image's password (qcrypto_secret_lookup_as_utf8). */
