@@ -8,7 +8,7 @@
  * blockemu's blockdev-create makes is read by QEMU instead. Replies must
  * be equal and each backup must read as the image does.
  */
-import { mkdir, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { type Daemon, withDaemon } from '../helpers/bitmap-daemon.js';
@@ -22,6 +22,8 @@ const stable = (v: unknown) => JSON.parse(JSON.stringify(v ?? null).replace(/"(u
 
 async function session(which: Daemon, dir: string, luks: string): Promise<unknown[]> {
   const target = join(dir, 'target.raw');
+  const copy = join(dir, 'copy.luks');
+  await copyFile(luks, copy);
   const fresh = join(dir, 'fresh.luks');
   await writeFile(fresh, new Uint8Array(0));
   const t: unknown[] = [];
@@ -42,8 +44,16 @@ async function session(which: Daemon, dir: string, luks: string): Promise<unknow
       await say('blockdev-add', { driver: 'raw', 'node-name': 'target', file: file(target) });
       await say('blockdev-backup', { 'job-id': 'b', device: 'src', target: 'target', sync: 'full' });
       t.push((await c.waitForEvent('BLOCK_JOB_COMPLETED', (e) => e.data?.['device'] === 'b')).data);
-      await say('blockdev-del', { 'node-name': 'target' });
       await say('blockdev-del', { 'node-name': 'src' });
+      // Opened read-only, reopened read-write (block_crypto_reopen_prepare checks nothing), then written by a backup into it.
+      const ro = { driver: 'luks', 'node-name': 'back', file: { driver: 'file', 'node-name': 'backfile', filename: copy }, 'key-secret': 'sec0' };
+      await say('blockdev-add', { ...ro, 'read-only': true });
+      await say('blockdev-backup', { 'job-id': 'ro', device: 'target', target: 'back', sync: 'full' });
+      await say('blockdev-reopen', { options: [{ ...ro, file: 'backfile', 'read-only': false }] });
+      await say('blockdev-backup', { 'job-id': 'rw', device: 'target', target: 'back', sync: 'full' });
+      t.push((await c.waitForEvent('BLOCK_JOB_COMPLETED', (e) => e.data?.['device'] === 'rw')).data);
+      await say('blockdev-del', { 'node-name': 'back' });
+      await say('blockdev-del', { 'node-name': 'target' });
       await say('blockdev-add', { driver: 'file', 'node-name': 'ffile', filename: fresh });
       t.push(await createJob(c, { driver: 'luks', file: 'ffile', size: MiB }));
       t.push(await createJob(c, { driver: 'luks', file: 'ffile', size: MiB, 'key-secret': 'nosuch' }));
@@ -74,6 +84,9 @@ describe.skipIf(!qemu.available)('the luks format over QMP (vs qemu-storage-daem
       for (const side of ['q', 'b']) {
         const cmp = await run('qemu-img', ['compare', ...SECRET, '--image-opts', `driver=luks,file.filename=${luks},key-secret=sec0`, `driver=raw,file.filename=${join(dir, side, 'target.raw')}`]);
         expect(cmp.stdout).toBe('Images are identical.\n');
+        // The backup into the reopened node: its copy of the image reads as the image does.
+        const back = await run('qemu-img', ['compare', ...SECRET, '--image-opts', `driver=luks,file.filename=${luks},key-secret=sec0`, `driver=luks,file.filename=${join(dir, side, 'copy.luks')},key-secret=sec0`]);
+        expect(back.stdout).toBe('Images are identical.\n');
       }
     });
   });

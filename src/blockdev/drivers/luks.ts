@@ -34,7 +34,8 @@ export class LuksNode extends BlockNode {
   /** block_crypto_open_luks on the (already linked) file child; its open errors are the crypto layer's, as QEMU's. */
   static async open(name: string, fileLink: NodeChild, readOnly: boolean, opts: LuksOpenOptions): Promise<LuksNode> {
     const file = fileLink.node;
-    const byteFile = new NodeByteFile(file, (await file.imageInfo()).filename, readOnly || file.inactive);
+    // Whether it may write is the node's to say (BlockNode.checkWritable, which follows a reopen); an inactive file is never written.
+    const byteFile = new NodeByteFile(file, (await file.imageInfo()).filename);
     const image = await LuksImage.openFile(byteFile, opts);
     return new LuksNode(name, image, file, byteFile, readOnly, fileLink);
   }
