@@ -36,6 +36,7 @@ import { deviceTrayMovedEvent } from './qmp/schema/block-tray.js';
 import { deviceDeletedEvent } from './qmp/schema/qdev.js';
 import type { MonitorActivity, ParserFactory } from './qmp/session.js';
 import { QmpRecorder, type RecordHeader } from './qmp/recorder.js';
+import { EventThrottle } from './qmp/event-throttle.js';
 
 /** A QMP monitor on a Unix socket (--chardev socket,… + --monitor chardev=…). */
 export interface MonitorConfig {
@@ -317,8 +318,15 @@ export class Daemon {
     return daemon;
   }
 
-  /** Sends an event to every negotiated client of every monitor. */
+  /** Events QEMU's monitor sends at most once a second (quorum's) pass through here. */
+  private readonly throttle = new EventThrottle((name, data) => this.broadcast(name, data));
+
+  /** Sends an event to every negotiated client of every monitor (rate-limited as QEMU limits it). */
   emitEvent(name: string, data?: unknown): void {
+    this.throttle.emit(name, data);
+  }
+
+  private broadcast(name: string, data: unknown): void {
     if (logs(this.log, 'trace')) this.log.trace({ event: name, data }, 'QMP event');
     const now = Math.round((performance.timeOrigin + performance.now()) * 1000);
     for (const m of this.monitors) m.broadcast(name, data, now);
@@ -339,6 +347,7 @@ export class Daemon {
   shutdown(reason = 'shutdown'): Promise<void> {
     this.shuttingDown ??= (async () => {
       this.log.info({ reason }, 'daemon shutting down');
+      this.throttle.close();
       // Stalled requests go first: exports, jobs and nodes wait for their requests.
       this.graph.faults.clear();
       // qemu-system's order (qemu_cleanup) and qemu-storage-daemon's (the end of its main()) alike: the

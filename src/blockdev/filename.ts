@@ -26,6 +26,8 @@ export interface NamePolicy {
   readonly protocol: boolean;
   /** Option names (or prefixes ending in '.') that change what the node is (strong_runtime_opts). */
   readonly strong: readonly string[];
+  /** drv->bdrv_gather_child_options: its children's options as the name lists them (default: each under its child's name). */
+  childOptions?(node: BlockNode, names: ReadonlyMap<BlockNode, NodeName>): Record<string, unknown>;
   /** drv->bdrv_refresh_filename: the exact name from the gathered options, '' for none, or undefined to use the default rule. */
   exactName?(node: BlockNode, options: Record<string, unknown>, children: ReadonlyMap<BlockNode, NodeName>): string | undefined;
 }
@@ -93,9 +95,13 @@ export function nodeNames(node: BlockNode, encode: (options: Record<string, unkn
   const overridden = backingOverridden(node, names);
   const { options, found } = strongOptions(node);
   const json = found || overridden;
-  for (const c of node.childList()) {
-    if (c.name === 'backing' && !overridden) continue;
-    options[c.name] = names.get(c.node)!.options;
+  const gather = node.namePolicy.childOptions;
+  if (gather) Object.assign(options, gather(node, names));
+  else {
+    for (const c of node.childList()) {
+      if (c.name === 'backing' && !overridden) continue;
+      options[c.name] = names.get(c.node)!.options;
+    }
   }
   if (overridden && !node.child('backing')) options['backing'] = null;
   const policy = node.namePolicy;

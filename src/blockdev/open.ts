@@ -14,6 +14,7 @@ import { NbdNode, type NbdOptions } from './drivers/nbd.js';
 import { NullNode } from './drivers/null.js';
 import { Qcow2Node } from './drivers/qcow2.js';
 import { LuksNode } from './drivers/luks.js';
+import { QuorumNode, type QuorumReadPattern } from './drivers/quorum.js';
 import { RawNode } from './drivers/raw.js';
 import { SNAPSHOT_ACCESS_CHILD_PERM, SnapshotAccessNode } from './drivers/snapshot-access.js';
 import { readBlkdebugConfig } from './drivers/blkdebug-config.js';
@@ -151,6 +152,23 @@ const OPENERS: Record<string, Opener> = {
     const secret = spec['key-secret'];
     // The secret is looked up as the crypto layer opens (qcrypto_secret_lookup), after the file child is there.
     return LuksNode.open(name, file, readOnly, typeof secret === 'string' ? { key: () => graph.secretBytes(secret) } : {});
+  },
+  quorum: async ({ name, spec, readOnly, child }) => {
+    const refs = Array.isArray(spec['children']) ? (spec['children'] as unknown[]) : [];
+    const pattern = spec['read-pattern'];
+    if (pattern !== undefined && pattern !== 'quorum' && pattern !== 'fifo') throw new BlockError('INVALID_ARGUMENT', 'Please set read-pattern as fifo or quorum');
+    const o = {
+      threshold: num(spec['vote-threshold'], 0),
+      readPattern: (pattern ?? 'quorum') as QuorumReadPattern,
+      blkverify: spec['blkverify'] === true,
+      rewriteCorrupted: spec['rewrite-corrupted'] === true,
+    };
+    QuorumNode.check(refs.length, o);
+    const links: NodeChild[] = [];
+    for (const [i, ref] of refs.entries()) links.push(await child(`children.${i}`, ref, CHILD_DATA));
+    const node = new QuorumNode(name, links, o, readOnly);
+    node.checkLengths();
+    return node;
   },
   compress: async ({ name, spec, readOnly, child }) => {
     const file = await child('file', spec['file'], CHILD_FILTERED_PRIMARY);

@@ -278,9 +278,9 @@ function implicitOptions(o: Record<string, unknown>, path: string): ImplicitBack
  * from the name's prefix, which for a plain path is `file`.
  */
 function protocolFiles(tree: Record<string, unknown>): void {
-  // A format's file, a blkdebug's image, a qcow2's data file.
-  for (const key of ['file', 'image', 'data-file']) {
-    const f = tree[key];
+  // A format's file, a blkdebug's image, a qcow2's data file, a quorum's children.
+  const listed = Array.isArray(tree['children']) ? (tree['children'] as unknown[]) : [];
+  for (const f of [tree['file'], tree['image'], tree['data-file'], ...listed]) {
     if (typeof f !== 'object' || f === null || Array.isArray(f)) continue;
     const child = f as Record<string, unknown>;
     if (child['driver'] === undefined && typeof child['filename'] === 'string') child['driver'] = 'file';
