@@ -225,6 +225,11 @@ export class Daemon {
     const report = config.errorReport ?? ((m: string) => void process.stderr.write(monitorActivity.commandsRunning > 0 ? `${m}\n` : `${prog}: ${m}\n`));
     graph.onEvent = (e) => {
       if (e.kind === 'error-report') return report(e.message);
+      // QEMU exits here (quorum's blkverify mode); a daemon serving others says so and fails the read instead.
+      if (e.kind === 'verify-mismatch') {
+        log.error({ node: e.node.nodeName, mismatch: e.message }, 'blkverify mismatch');
+        return report(e.message);
+      }
       // blkdebug's printf: QEMU's iotests run qemu-system under qtest, where blkdebug prints nothing.
       if (e.kind === 'debug-print') return;
       if (e.kind === 'close-failed') return log.warn({ node: e.node.nodeName, err: e.error }, 'closing a node failed');

@@ -31,6 +31,8 @@ export type BlockNodeEvent =
   | { kind: 'close-failed'; node: BlockNode; error: unknown }
   /** A quorum child that failed or was outvoted (QUORUM_REPORT_BAD): `error` is its strerror when it failed. */
   | { kind: 'quorum-report-bad'; node: BlockNode; type: 'read' | 'write' | 'flush'; error?: string; childName: string; sectorNum: number; sectorsCount: number }
+  /** A quorum in blkverify mode whose two children differ: QEMU prints `message` and ends the process; a tool does the same, a daemon reports it and fails the read. */
+  | { kind: 'verify-mismatch'; node: BlockNode; message: string }
   /** A quorum request no version reached the threshold for (QUORUM_FAILURE). */
   | { kind: 'quorum-failure'; node: BlockNode; sectorNum: number; sectorsCount: number };
 

@@ -46,6 +46,8 @@ export interface IoOpenSinks {
   stderr(text: string): void;
   /** The secrets --object made (an encrypted image's encrypt.key-secret names one). */
   secretBytes?: (id: string) => Uint8Array;
+  /** Ends the tool at once with this status (a quorum in blkverify mode that met a mismatch, as QEMU's exit(1)). */
+  exit?: (status: number) => void;
 }
 
 /**
@@ -82,6 +84,11 @@ export async function openIoDevice(a: IoArgs, sinks: IoOpenSinks, extraOptions: 
     if (e.kind === 'debug-print') sinks.stdout(e.text);
     // error_report in a tool: the program name first.
     else if (e.kind === 'error-report') sinks.stderr(`${PROG}: ${e.message}\n`);
+    else if (e.kind === 'verify-mismatch') {
+      // quorum_compare's fprintf and exit(1): the tool ends there.
+      sinks.stderr(`${e.message}\n`);
+      sinks.exit?.(1);
+    }
   };
   const readOnly = a.readOnly;
   const blk = new BlockBackend({ perm: PERM_CONSISTENT_READ | (readOnly ? 0 : PERM_WRITE), shared: PERM_ALL });

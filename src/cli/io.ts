@@ -40,7 +40,7 @@ export async function ioCommandLine(io: IoStreams, argv: readonly string[]): Pro
 /** Runs the tool; resolves to the exit code (1 when any command failed, as qemu-io). */
 export async function ioMain(io: IoStreams, a: IoArgs): Promise<number> {
   const unmap = a.unmap;
-  const sinks: IoOpenSinks = { stdout: (t) => io.out(t), stderr: (t) => io.err(t) };
+  const sinks: IoOpenSinks = { stdout: (t) => io.out(t), stderr: (t) => io.err(t), exit: (status) => process.exit(status) };
   if (a.objects.length > 0) {
     const made = await createObjects(a.objects);
     if (typeof made === 'string') {

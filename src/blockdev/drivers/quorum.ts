@@ -155,7 +155,7 @@ export class QuorumNode extends BlockNode {
     const at = a.findIndex((x, k) => x !== b[k]);
     if (at < 0) return true;
     const text = `quorum: offset=${offset} bytes=${length} contents mismatch at offset ${offset + at}`;
-    this.eventSink?.({ kind: 'error-report', node: this, message: text });
+    this.eventSink?.({ kind: 'verify-mismatch', node: this, message: text });
     throw new BlockError('IO', text, { errno: 'EIO' });
   }
 
