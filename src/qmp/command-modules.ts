@@ -26,7 +26,7 @@ import { blockdevCreate } from './schema/block-core/create-options.js';
 import { blockdevSnapshot, blockdevSnapshotInternalSync, blockdevSnapshotSync } from './schema/block-core/snapshot-args.js';
 import { blockSetWriteThreshold, queryBlockstats } from './schema/block-core/stats.js';
 import { blockCommit, blockStream } from './schema/block-core/stream-commit.js';
-import { blockdevAdd, blockdevDel, blockdevReopen, blockResize, changeBackingFileCmd, queryBlock, queryNamedBlockNodes, xBlockdevSetIothread, xDebugQueryBlockGraph } from './schema/block-core.js';
+import { blockdevAdd, blockdevDel, blockdevReopen, blockResize, changeBackingFileCmd, queryBlock, queryNamedBlockNodes, xBlockdevChange, xBlockdevSetIothread, xDebugQueryBlockGraph } from './schema/block-core.js';
 import { blockExportAdd, blockExportDel, nbdServerAdd, nbdServerRemove, nbdServerStart, nbdServerStop, queryBlockExports } from './schema/block-export.js';
 import { blockdevBackup, driveBackup } from './schema/backup.js';
 import { clockAdvance, queryClock } from './schema/blockemu.js';
@@ -57,7 +57,7 @@ export const COMMAND_MODULES = [
   { defs: [changeBackingFileCmd], load: async () => (await import('./commands/backing.js')).addBackingCommands },
   { defs: [blockResize], load: async () => (await import('./commands/resize.js')).addResizeCommands },
   { defs: [blockdevReopen], load: async () => (await import('./commands/reopen.js')).addReopenCommands },
-  { defs: [xDebugQueryBlockGraph, xBlockdevSetIothread], load: async () => (await import('./commands/block-graph.js')).addBlockGraphCommands },
+  { defs: [xDebugQueryBlockGraph, xBlockdevSetIothread, xBlockdevChange], load: async () => (await import('./commands/block-graph.js')).addBlockGraphCommands },
   {
     defs: [blockDirtyBitmapAdd, blockDirtyBitmapRemove, blockDirtyBitmapClear, blockDirtyBitmapEnable, blockDirtyBitmapDisable, blockDirtyBitmapMerge, xDebugBlockDirtyBitmapSha256],
     load: async () => (await import('./commands/bitmaps.js')).addBitmapCommands,

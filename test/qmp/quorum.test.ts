@@ -72,6 +72,25 @@ async function session(which: Daemon, dir: string): Promise<unknown[]> {
       await say('blockdev-del', { 'node-name': 'q2' });
       await say('blockdev-add', { driver: 'quorum', 'node-name': 'q3', 'vote-threshold': 1, 'read-pattern': 'fifo', children: [raw(2), raw(1)] });
       await backup('r4', 'q3', 'out');
+      // x-blockdev-change: children added and taken away, and its refusals.
+      await say('blockdev-add', raw(4));
+      await say('x-blockdev-change', { parent: 'q3', node: 'c4' });
+      await say('x-blockdev-change', { parent: 'q3', node: 'c4' });
+      await say('x-blockdev-change', { parent: 'q3', node: 'nosuch' });
+      await say('x-blockdev-change', { parent: 'q3', child: 'children.9' });
+      await say('x-blockdev-change', { parent: 'q3' });
+      await say('x-blockdev-change', { parent: 'q3', child: 'children.0', node: 'c4' });
+      await say('x-blockdev-change', { parent: 'out', node: 'src' });
+      await say('x-blockdev-change', { parent: 'out', child: 'file' });
+      await say('x-blockdev-change', { parent: 'q3', child: 'children.0' });
+      await say('x-blockdev-change', { parent: 'q3', child: 'children.2' });
+      await say('x-blockdev-change', { parent: 'q3', child: 'children.1' });
+      const after = await c.execute<Array<Record<string, unknown>>>('query-named-block-nodes', { flat: true });
+      t.push(after.find((n) => n['node-name'] === 'q3')?.['file']);
+      await say('blockdev-del', { 'node-name': 'q3' });
+      await say('blockdev-add', { driver: 'quorum', 'node-name': 'q4', 'vote-threshold': 2, blkverify: true, children: [raw(1), raw(2)] });
+      await say('blockdev-add', raw(3));
+      await say('x-blockdev-change', { parent: 'q4', node: 'c3' });
     },
     { bare: true },
   );
@@ -83,7 +102,7 @@ describe.skipIf(!qemu.available)('the quorum driver over QMP (vs qemu-storage-da
     await withTempDir(async (dir) => {
       for (const side of ['q', 'b']) {
         await mkdir(join(dir, side));
-        for (const name of ['1.raw', '2.raw', '3.raw', 'out.raw']) expect((await qemuImg('create', '-q', '-f', 'raw', join(dir, side, name), `${MiB}`)).code).toBe(0);
+        for (const name of ['1.raw', '2.raw', '3.raw', '4.raw', 'out.raw']) expect((await qemuImg('create', '-q', '-f', 'raw', join(dir, side, name), `${MiB}`)).code).toBe(0);
         expect((await qemuImg('create', '-q', '-f', 'raw', join(dir, side, 'src.raw'), `${MiB}`)).code).toBe(0);
         await poke(join(dir, side, 'src.raw'), 0x32, 0, MiB);
       }

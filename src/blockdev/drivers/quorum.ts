@@ -3,7 +3,10 @@ import { BlockError } from '../../image/errors.js';
 import { PERM_ALL, PERM_CONSISTENT_READ, PERM_RESIZE, PERM_WRITE, PERM_WRITE_UNCHANGED } from '../../image/perm.js';
 import { checkRequest } from '../../image/request.js';
 import type { Extent } from '../../image/types.js';
-import type { NodeChild, PermPair } from '../child.js';
+import { CHILD_DATA, type NodeChild, type PermPair } from '../child.js';
+import { detachChild, linkChild } from '../graph-edit.js';
+import { GraphTransaction } from '../graph-transaction.js';
+import { refreshPerms } from '../permissions.js';
 import type { NamePolicy } from '../filename.js';
 import { BlockNode, type NodeImageInfo, type StatusOptions, type WriteFlags, type ZeroFlags } from '../node.js';
 
@@ -48,6 +51,9 @@ type Outcome = { ok: true; data?: Uint8Array } | { ok: false; err: unknown };
 export class QuorumNode extends BlockNode {
   readonly driver = 'quorum';
 
+  /** The index the next child added gets (s->next_child_index). */
+  private nextIndex: number;
+
   constructor(
     name: string,
     links: NodeChild[],
@@ -55,6 +61,26 @@ export class QuorumNode extends BlockNode {
     readOnly: boolean,
   ) {
     super(name, readOnly, links);
+    this.nextIndex = links.length;
+  }
+
+  /** quorum_add_child: `node` becomes children.N, with the permissions the quorum's own users need of it. */
+  async addChild(node: BlockNode): Promise<void> {
+    if (this.o.blkverify) throw new BlockError('INVALID_ARGUMENT', 'Cannot add a child to a quorum in blkverify mode');
+    const name = `children.${this.nextIndex}`;
+    await GraphTransaction.run(async (tran) => {
+      const cum = this.cumulativePerm();
+      linkChild(tran, this, name, CHILD_DATA, node, this.childPerm(undefined, cum.perm, cum.shared));
+      await refreshPerms([this], tran);
+    });
+    this.nextIndex++;
+  }
+
+  /** quorum_del_child: never below the vote threshold; the last index is given back when its child goes. */
+  async delChild(link: NodeChild): Promise<void> {
+    if (this.members().length <= this.o.threshold) throw new BlockError('INVALID_ARGUMENT', `The number of children cannot be lower than the vote threshold ${this.o.threshold}`);
+    if (link.name === `children.${this.nextIndex - 1}`) this.nextIndex--;
+    await detachChild(link);
   }
 
   /** quorum_open's checks, in its order and words, before any child is opened. */
@@ -80,7 +106,7 @@ export class QuorumNode extends BlockNode {
   }
 
   /** quorum_child_perm: reads, writes and resizes pass through; only reads and unchanged writes are shared, so the children cannot drift apart. */
-  override childPerm(_c: NodeChild, perm: number, shared: number): PermPair {
+  override childPerm(_c: NodeChild | undefined, perm: number, shared: number): PermPair {
     const p = (perm & PASSTHROUGH) | (this.o.rewriteCorrupted ? PERM_WRITE : 0);
     return { perm: p, shared: (shared & (PERM_CONSISTENT_READ | PERM_WRITE_UNCHANGED)) | (PERM_ALL & ~PASSTHROUGH) };
   }

@@ -6,7 +6,8 @@ import { BlockJob } from '../../jobs/block-job.js';
 import type { JobManager } from '../../jobs/manager.js';
 import type { QmpContext } from '../context.js';
 import type { CommandTable } from '../dispatch.js';
-import { xBlockdevSetIothread, xDebugQueryBlockGraph } from '../schema/block-core.js';
+import { xBlockdevChange, xBlockdevSetIothread, xDebugQueryBlockGraph } from '../schema/block-core.js';
+import { QuorumNode } from '../../blockdev/drivers/quorum.js';
 import { QmpError } from '../error.js';
 import { BlockNode } from '../../blockdev/node.js';
 
@@ -107,4 +108,29 @@ export function addBlockGraphCommands(table: CommandTable<QmpContext>): void {
     ),
   );
   table.add(xBlockdevSetIothread, async (a, ctx) => setIothread(ctx, a['node-name'], a.iothread, a.force ?? false));
+  table.add(xBlockdevChange, async (a, ctx) => changeChildren(ctx, a.parent, a.child, a.node));
+}
+
+/** qmp_x_blockdev_change: one child taken away (bdrv_del_child), or one node added (bdrv_add_child), in QEMU's words. */
+async function changeChildren(ctx: QmpContext, parentName: string, child: string | undefined, nodeName: string | undefined): Promise<void> {
+  const parent = ctx.graph.find(parentName);
+  if ((child === undefined) === (nodeName === undefined)) {
+    throw new QmpError('GenericError', child !== undefined ? 'The parameters child and node are in conflict' : 'Either child or node must be specified');
+  }
+  const shown = ctx.graph.backends.deviceName(parent) || parent.nodeName;
+  if (child !== undefined) {
+    const link = parent.childList().find((c) => c.name === child);
+    if (!link) throw new QmpError('GenericError', `Node '${parentName}' does not have child '${child}'`);
+    if (!(parent instanceof QuorumNode)) throw new QmpError('GenericError', `The node ${shown} does not support removing a child`);
+    await parent.delChild(link);
+    // bdrv_unref_child: a child the monitor did not add, and nothing else uses, goes with its link.
+    await ctx.graph.release(link.node);
+  }
+  if (nodeName !== undefined) {
+    const node = ctx.graph.get(nodeName);
+    if (!node) throw new QmpError('GenericError', `Node '${nodeName}' not found`);
+    if (!(parent instanceof QuorumNode)) throw new QmpError('GenericError', `The node ${shown} does not support adding a child`);
+    if (node.parents.length > 0) throw new QmpError('GenericError', `The node ${node.nodeName} already has a parent`);
+    await parent.addChild(node);
+  }
 }

@@ -44,6 +44,9 @@ export const blockResize = command('block_resize', { args: { '*device': str, '*n
 
 export const blockdevReopen = command('blockdev-reopen', { args: { options: array(BlockdevOptions) } });
 
+/** Adds a child to a quorum node or takes one away (qmp_x_blockdev_change). */
+export const xBlockdevChange = command('x-blockdev-change', { args: { parent: str, '*child': str, '*node': str }, features: ['unstable'] });
+
 /** Moves a node (and its subtree) to an iothread's AioContext; blockemu has one event loop, so only the checks matter. */
 export const xBlockdevSetIothread = command('x-blockdev-set-iothread', { args: { 'node-name': str, iothread: StrOrNull, '*force': bool }, features: ['unstable'] });
 
@@ -54,7 +57,7 @@ export const XDbgBlockGraph = struct('XDbgBlockGraph', { nodes: array(XDbgBlockG
 /** The whole graph with every link's permissions (iotests 273 and 258 read it). */
 export const xDebugQueryBlockGraph = command('x-debug-query-block-graph', { returns: XDbgBlockGraph, features: ['unstable'] });
 
-export const BLOCK_CORE_COMMANDS = [blockdevAdd, blockdevDel, queryNamedBlockNodes, queryBlock, changeBackingFileCmd, blockResize, blockdevReopen, blockStream, blockCommit, queryBlockstats, blockSetWriteThreshold, xDebugQueryBlockGraph, xBlockdevSetIothread, ...BITMAP_COMMANDS] as const;
+export const BLOCK_CORE_COMMANDS = [blockdevAdd, blockdevDel, queryNamedBlockNodes, queryBlock, changeBackingFileCmd, blockResize, blockdevReopen, blockStream, blockCommit, queryBlockstats, blockSetWriteThreshold, xDebugQueryBlockGraph, xBlockdevSetIothread, xBlockdevChange, ...BITMAP_COMMANDS] as const;
 export const BLOCK_CORE_EVENTS = [
   E.blockImageCorrupted,
   E.blockIoError,
