@@ -25,6 +25,7 @@ import type { CheckResult, RepairMode } from '../../image/qcow2/check-types.js';
 import type { BlockImage, Extent, ImageFormat, ImageInfo } from '../../image/types.js';
 import { filenameOptionsSpec } from '../../qmp/commands/drive.js';
 import { toQmpJson } from '../../qmp/json-out.js';
+import { qdictOrder } from '../../qmp/qdict-order.js';
 
 /**
  * `blockemu img` on a name the image layer cannot open by itself: a
@@ -156,8 +157,10 @@ async function openDataFileNode(graph: BlockGraph, ref: unknown, blk: BlockBacke
 function formatNodeName(format: string, protoName: string, runtime: Options): string {
   const strong = Object.entries(runtime).filter(([k]) => (format === 'luks' && k === 'key-secret') || (format === 'qcow2' && k === 'encrypt.key-secret'));
   if (strong.length === 0 && !protoName.startsWith('json:')) return protoName;
-  const file: unknown = protoName.startsWith('json:') ? JSON.parse(protoName.slice('json:'.length)) : { driver: 'file', filename: protoName };
-  return `json:${toQmpJson({ driver: format, file, ...Object.fromEntries(strong) })}`;
+  // The file's options as its own name spells them (parsing and writing them again could reorder colliding keys).
+  const file = protoName.startsWith('json:') ? protoName.slice('json:'.length) : toQmpJson({ driver: 'file', filename: protoName });
+  const values = new Map<string, string>([['driver', toQmpJson(format)], ['file', file], ...strong.map(([k, v]): [string, string] => [k, toQmpJson(v)])]);
+  return `json:{${qdictOrder([...values.keys()]).map((k) => `${toQmpJson(k)}: ${values.get(k)!}`).join(', ')}}`;
 }
 
 /** encrypt.format and encrypt.key-secret as given, the secret one of --object's; the tools open legacy AES images. */
