@@ -9,10 +9,12 @@ export const MAX_REQUEST = 2147483136n;
 
 /**
  * Large requests are issued in pieces of this size so memory stays bounded
- * (a 2 GiB `write -P` needs only one pattern-filled piece). A multiple of 16
- * so `read -v` dumps line up across pieces.
+ * (a 2 GiB `write -P` needs one pattern-filled piece at a time). Large
+ * enough that what tests issue is one request, as qemu-io issues it: a
+ * driver that reports per request (quorum's events name the range) sees
+ * the same ranges. A multiple of 16 so `read -v` dumps line up across pieces.
  */
-export const PIECE = 8 << 20;
+export const PIECE = 128 << 20;
 
 /** Parses a size/offset argument as qemu-io's cvtnum, printing what qemu-io prints when it cannot. */
 export function numberArg(ctx: CommandContext, text: string): bigint | undefined {
