@@ -112,6 +112,13 @@ export interface DaemonConfig {
   /** The program name error_report lines start with (default 'blockemu'). */
   progName?: string;
   /**
+   * A blkverify or quorum-blkverify mismatch ends the process with status 1
+   * after printing it, as QEMU's does (`blockemu system`, a stand-in for a
+   * VM the way QEMU's iotests expect it to behave). Without it (the
+   * daemon) the mismatch is logged and the request fails.
+   */
+  exitOnVerifyMismatch?: boolean;
+  /**
    * `blockemu system`: the machine whose run state the monitors report and
    * change. Its commands and events join the daemon's; `quit` announces
    * SHUTDOWN and the teardown runs as qemu-system's (jobs cancelled while
@@ -228,6 +235,10 @@ export class Daemon {
       // QEMU exits here (quorum's blkverify mode); a daemon serving others says so and fails the read instead.
       if (e.kind === 'verify-mismatch') {
         log.error({ node: e.node.nodeName, mismatch: e.message }, 'blkverify mismatch');
+        if (config.exitOnVerifyMismatch) {
+          process.stderr.write(`${e.message}\n`);
+          process.exit(1);
+        }
         return report(e.message);
       }
       // blkdebug's printf: QEMU's iotests run qemu-system under qtest, where blkdebug prints nothing.

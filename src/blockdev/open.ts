@@ -15,6 +15,7 @@ import { NullNode } from './drivers/null.js';
 import { Qcow2Node } from './drivers/qcow2.js';
 import { LuksNode } from './drivers/luks.js';
 import { QuorumNode, type QuorumReadPattern } from './drivers/quorum.js';
+import { BlkverifyNode } from './drivers/blkverify.js';
 import { RawNode } from './drivers/raw.js';
 import { SNAPSHOT_ACCESS_CHILD_PERM, SnapshotAccessNode } from './drivers/snapshot-access.js';
 import { readBlkdebugConfig } from './drivers/blkdebug-config.js';
@@ -152,6 +153,12 @@ const OPENERS: Record<string, Opener> = {
     const secret = spec['key-secret'];
     // The secret is looked up as the crypto layer opens (qcrypto_secret_lookup), after the file child is there.
     return LuksNode.open(name, file, readOnly, typeof secret === 'string' ? { key: () => graph.secretBytes(secret) } : {});
+  },
+  blkverify: async ({ name, spec, readOnly, child }) => {
+    // blkverify_open: the raw copy first (bs->file, the filtered child), then the image under test.
+    const raw = await child('raw', spec['raw'], CHILD_FILTERED_PRIMARY);
+    const test = await child('test', spec['test'], CHILD_DATA);
+    return new BlkverifyNode(name, raw, test, readOnly);
   },
   quorum: async ({ name, spec, readOnly, child }) => {
     const refs = Array.isArray(spec['children']) ? (spec['children'] as unknown[]) : [];
@@ -311,7 +318,7 @@ interface Inherited {
 }
 
 /** Drivers QEMU opens as protocols (bdrv_file_open): no `file` child is opened before them. */
-export const PROTOCOLS: ReadonlySet<string> = new Set(['file', 'host_device', 'host_cdrom', 'nbd', 'null-co', 'null-aio', 'blkdebug']);
+export const PROTOCOLS: ReadonlySet<string> = new Set(['file', 'host_device', 'host_cdrom', 'nbd', 'null-co', 'null-aio', 'blkdebug', 'blkverify']);
 
 async function openNode(graph: BlockGraph, tran: GraphTransaction, spec: BlockdevSpec, monitorOwned: boolean, inherit: Inherited, opened: BlockNode[]): Promise<BlockNode> {
   const opener = OPENERS[spec.driver];

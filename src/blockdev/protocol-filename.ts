@@ -18,6 +18,13 @@ export function protocolOfFilename(file: string): { proto: Record<string, unknow
     const image = protocolOfFilename(rest.slice(colon + 1));
     return { proto: { driver: 'blkdebug', ...(config !== '' ? { config } : {}), image: image.proto }, ...(image.probeTarget !== undefined ? { probeTarget: image.probeTarget } : {}) };
   }
+  if (file.startsWith('blkverify:')) {
+    // blkverify_parse_filename: blkverify:RAW:TEST, the raw copy a protocol, the image under test probed (test.driver left to the caller).
+    const rest = file.slice('blkverify:'.length);
+    const colon = rest.indexOf(':');
+    if (colon < 0) throw new BlockError('INVALID_ARGUMENT', 'blkverify requires raw copy and original image path');
+    return { proto: { driver: 'blkverify', raw: protocolOfFilename(rest.slice(0, colon)).proto, test: { file: protocolOfFilename(rest.slice(colon + 1)).proto } } };
+  }
   // file-posix's parse_filename takes the protocol prefix off.
   const path = fileProtocolPath(file);
   // A plain device name is host_device's (hdev_probe_device; blockemu goes by the /dev/ prefix rather than a stat).

@@ -93,7 +93,7 @@ export async function runSystem(args: readonly string[], prog = SYSTEM_PROG): Pr
   process.on('SIGTERM', stop);
   let qtest: QtestConnection | undefined;
   try {
-    daemon = await Daemon.start({ monitors: plan.monitors, chardevs: plan.chardevs, setup: plan.setup, machine, makeParser: makeQmpParser, progName: prog, printf: (text) => void process.stdout.write(text) });
+    daemon = await Daemon.start({ monitors: plan.monitors, chardevs: plan.chardevs, setup: plan.setup, machine, makeParser: makeQmpParser, progName: prog, exitOnVerifyMismatch: true, printf: (text) => void process.stdout.write(text) });
     if (plan.qtest?.kind === 'socket') qtest = await QtestConnection.connect(plan.qtest.path);
   } catch (err) {
     process.off('SIGINT', stop);

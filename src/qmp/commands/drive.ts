@@ -162,6 +162,14 @@ export async function filenameOptionsSpec(file: string | undefined, options: Rea
     driver = await probeFormat(fileName).catch((err: unknown) => openFailure(fileName, err));
     if (driver === 'raw') warn(probedRawWarning(fileName));
   }
+  if (driver === undefined && file === undefined && [...flat.keys()].some((k) => k.startsWith('file.'))) {
+    // Only a protocol named by its options (file.driver=blkdebug,…): bdrv_open probes what it reads. Through blkdebug
+    // that is its image's bytes; through blkverify the test image's guest data, taken as raw (blockemu assumes no
+    // format header there).
+    const image = probedFile(nest(flat)['file']);
+    driver = image !== undefined ? await probeFormat(image).catch((err: unknown) => openFailure(image, err)) : 'raw';
+    if (driver === 'raw') warn(probedRawWarning(image ?? flat.get('file.filename') ?? ''));
+  }
   if (driver === undefined) throw new BlockError('INVALID_ARGUMENT', "Must specify either driver or file");
   flat.set('driver', driver);
   flat.delete('aio');
@@ -198,6 +206,7 @@ export async function filenameOptionsSpec(file: string | undefined, options: Rea
     if (at?.['driver'] === 'file' && at['aio'] === undefined) (at['aio'] = aio), (aioAsFlag = true);
   }
   await probeBackingFormats(tree);
+  await probeVerifyTests(tree);
   const backing = takeImplicitBacking(tree);
   const given = structuredClone(tree);
   sizeOptions(tree);
@@ -278,14 +287,41 @@ function implicitOptions(o: Record<string, unknown>, path: string): ImplicitBack
  * from the name's prefix, which for a plain path is `file`.
  */
 function protocolFiles(tree: Record<string, unknown>): void {
-  // A format's file, a blkdebug's image, a qcow2's data file, a quorum's children.
+  // A format's file, a blkdebug's image, a qcow2's data file, a quorum's children, a blkverify's raw copy and test image.
   const listed = Array.isArray(tree['children']) ? (tree['children'] as unknown[]) : [];
-  for (const f of [tree['file'], tree['image'], tree['data-file'], ...listed]) {
+  for (const f of [tree['file'], tree['image'], tree['data-file'], tree['raw'], tree['test'], ...listed]) {
     if (typeof f !== 'object' || f === null || Array.isArray(f)) continue;
     const child = f as Record<string, unknown>;
     if (child['driver'] === undefined && typeof child['filename'] === 'string') child['driver'] = 'file';
     protocolFiles(child);
   }
+}
+
+/**
+ * A blkverify's image under test given without a driver
+ * (`test.file.filename=X`, or `blkverify:RAW:X`): its format probed from
+ * the file, as bdrv_open_child probes it (it is a data child, not a
+ * protocol). Anywhere in the tree.
+ */
+async function probeVerifyTests(tree: Record<string, unknown>): Promise<void> {
+  const test = tree['test'];
+  if (tree['driver'] === 'blkverify' && typeof test === 'object' && test !== null && !Array.isArray(test)) {
+    const t = test as Record<string, unknown>;
+    const path = t['driver'] === undefined ? probedFile(t['file']) : undefined;
+    if (path !== undefined) t['driver'] = await probeFormat(path).catch((err: unknown) => openFailure(path, err));
+  }
+  const listed = Array.isArray(tree['children']) ? (tree['children'] as unknown[]) : [];
+  for (const c of [tree['file'], tree['image'], tree['raw'], tree['test'], ...listed]) {
+    if (typeof c === 'object' && c !== null && !Array.isArray(c)) await probeVerifyTests(c as Record<string, unknown>);
+  }
+}
+
+/** The host file a format probe over this protocol node reads: a file node's, or through blkdebug its image's. */
+function probedFile(node: unknown): string | undefined {
+  if (typeof node !== 'object' || node === null || Array.isArray(node)) return undefined;
+  const n = node as Record<string, unknown>;
+  if (n['driver'] === 'blkdebug') return probedFile(n['image']);
+  return (n['driver'] === undefined || n['driver'] === 'file') && typeof n['filename'] === 'string' ? n['filename'] : undefined;
 }
 
 /**
@@ -319,6 +355,12 @@ function placeProtocol(child: Record<string, unknown>, proto: Record<string, unk
   // A blkdebug given a plain file name passes it to its image (blkdebug_parse_filename's x-image).
   if (d === 'blkdebug' && proto['driver'] !== 'blkdebug') {
     child['image'] = placeProtocol((child['image'] as Record<string, unknown> | undefined) ?? {}, proto);
+    return child;
+  }
+  // So does blkverify to the image under test, whose format is probed (blkverify_parse_filename's x-image).
+  if (d === 'blkverify' && proto['driver'] !== 'blkverify') {
+    const test = (child['test'] as Record<string, unknown> | undefined) ?? {};
+    child['test'] = typeof test['driver'] === 'string' ? placeProtocol(test, proto) : { ...test, file: placeProtocol((test['file'] as Record<string, unknown> | undefined) ?? {}, proto) };
     return child;
   }
   if (typeof d !== 'string' || d === proto['driver'] || PROTOCOLS.has(d)) return mergeUnder(child, proto);
