@@ -4,10 +4,9 @@ import { strerrorOf } from '../../image/errno.js';
 import { BlockError } from '../../image/errors.js';
 import { isZero } from '../../image/request.js';
 import { createImage, isFormat } from '../../image/open.js';
-import type { CreateOptions } from '../../image/create.js';
 import { Qcow2Image } from '../../image/qcow2/image.js';
-import { type BlockImage, type ImageFormat, type Preallocation, PREALLOCATIONS } from '../../image/types.js';
-import { type Fail, luksCreateOptions, parseCreateOptions, qcow2CreateOptions, str } from './create-opts.js';
+import type { BlockImage, ImageFormat } from '../../image/types.js';
+import { type Fail, formatCreateOptions, parseCreateOptions, str } from './create-opts.js';
 import { createPreallocated } from './create.js';
 import { openImageOpts } from './image-opts.js';
 import { checkConvertBitmaps, copyConvertBitmaps } from './convert-bitmaps.js';
@@ -221,15 +220,8 @@ async function createTarget(
   backingFmt: string | undefined,
 ): Promise<boolean> {
   const fail: Fail = (msg) => new ImgFailure(`${dstName}: error while converting ${outFmt}: ${msg}`);
-  const opts: CreateOptions = { format: outFmt, size };
-  if (outFmt === 'qcow2') Object.assign(opts, qcow2CreateOptions(values, fail));
-  if (outFmt === 'luks') opts.encryption = luksCreateOptions(values);
-  const prealloc = str(values.get('preallocation'));
-  if (prealloc !== undefined && !(PREALLOCATIONS as readonly string[]).includes(prealloc)) {
-    throw fail(outFmt !== 'qcow2' ? `invalid parameter value: ${prealloc}` : `Parameter 'preallocation' does not accept value '${prealloc}'`);
-  }
-  const preallocation = (prealloc ?? 'off') as Preallocation;
-  if (outFmt === 'raw' && preallocation === 'metadata') throw fail('Unsupported preallocation mode: metadata');
+  const { opts, preallocation } = formatCreateOptions(outFmt, values, fail);
+  opts.size = size;
   if (backingFile !== undefined) {
     if (!isFormat(backingFmt!)) throw fail(`Unknown driver '${backingFmt}'`);
     opts.backingFile = backingFile;

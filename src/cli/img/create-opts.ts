@@ -2,7 +2,7 @@ import type { CreateOptions } from '../../image/create.js';
 import type { CreateEncryption } from '../../image/crypto/create.js';
 import { imgSecretBytes } from './objects.js';
 import { type CreateOptionDesc, createOptionTable, formattingLine as imageFormattingLine } from '../../image/create-options.js';
-import type { ImageFormat } from '../../image/types.js';
+import { type ImageFormat, type Preallocation, PREALLOCATIONS } from '../../image/types.js';
 import { ImgFailure } from './output.js';
 import { parseQemuSize, sizeParamError } from './size-arg.js';
 import { splitCommaList } from '../comma-list.js';
@@ -193,4 +193,23 @@ function cryptoCreateOptions(values: Map<string, OptValue>, format: 'aes' | 'luk
     ...(pick('hash-alg') !== undefined ? { hashAlg: pick('hash-alg')! } : {}),
     ...(iterTime !== undefined ? { iterTime: Number(iterTime) } : {}),
   };
+}
+
+/**
+ * The format's creation options and the preallocation mode, checked as
+ * qemu-img's create and convert both have the drivers check them (an
+ * unknown mode is the raw and luks drivers' "invalid parameter value",
+ * qcow2's QAPI visitor's words; raw takes no metadata preallocation).
+ */
+export function formatCreateOptions(fmt: ImageFormat, values: Map<string, OptValue>, fail: Fail): { opts: CreateOptions; preallocation: Preallocation } {
+  const opts: CreateOptions = { format: fmt };
+  if (fmt === 'qcow2') Object.assign(opts, qcow2CreateOptions(values, fail));
+  if (fmt === 'luks') opts.encryption = luksCreateOptions(values);
+  const prealloc = str(values.get('preallocation'));
+  if (prealloc !== undefined && !(PREALLOCATIONS as readonly string[]).includes(prealloc)) {
+    throw fail(fmt !== 'qcow2' ? `invalid parameter value: ${prealloc}` : `Parameter 'preallocation' does not accept value '${prealloc}'`);
+  }
+  const preallocation = (prealloc ?? 'off') as Preallocation;
+  if (fmt === 'raw' && preallocation === 'metadata') throw fail('Unsupported preallocation mode: metadata');
+  return { opts, preallocation };
 }

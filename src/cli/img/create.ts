@@ -3,8 +3,8 @@ import { objectsReady } from './objects.js';
 import { Qcow2Image } from '../../image/qcow2/image.js';
 import { createImage, isFormat, openImage } from '../../image/open.js';
 import type { CreateOptions } from '../../image/create.js';
-import { type ImageFormat, type Preallocation, PREALLOCATIONS } from '../../image/types.js';
-import { type Fail, formattingLine, parseCreateOptions, luksCreateOptions, qcow2CreateOptions, str } from './create-opts.js';
+import type { ImageFormat, Preallocation } from '../../image/types.js';
+import { type Fail, formatCreateOptions, formattingLine, parseCreateOptions, str } from './create-opts.js';
 import { fullBackingName, tryOpen, withHint } from './open.js';
 import { ImgGetopt } from './img-getopt.js';
 import { type ImgIo, ImgFailure, PROG, usageError } from './output.js';
@@ -126,15 +126,7 @@ export async function imgCreate(io: ImgIo, a: CreateArgs): Promise<number> {
   // file-posix's raw_co_create, before it creates anything.
   const extentSizeHint = (values.get('extent_size_hint')?.value as bigint | undefined) ?? 0n;
   if (extentSizeHint > 0xffffffffn) throw fail('Extent size hint is too large');
-  const opts: CreateOptions = { format: fmt };
-  if (fmt === 'qcow2') Object.assign(opts, qcow2CreateOptions(values, fail));
-  if (fmt === 'luks') opts.encryption = luksCreateOptions(values);
-  const prealloc = str(values.get('preallocation'));
-  if (prealloc !== undefined && !(PREALLOCATIONS as readonly string[]).includes(prealloc)) {
-    throw fail(fmt !== 'qcow2' ? `invalid parameter value: ${prealloc}` : `Parameter 'preallocation' does not accept value '${prealloc}'`);
-  }
-  const preallocation = (prealloc ?? 'off') as Preallocation;
-  if (fmt === 'raw' && preallocation === 'metadata') throw fail('Unsupported preallocation mode: metadata');
+  const { opts, preallocation } = formatCreateOptions(fmt, values, fail);
   if (fmt === 'qcow2' && preallocation !== 'off' && backingFile !== undefined && !opts.extendedL2) {
     throw fail('Backing file and preallocation can only be used at the same time if extended_l2 is on');
   }

@@ -1,4 +1,5 @@
 import type { BlockGraph } from '../../blockdev/graph.js';
+import type { BlockNode } from '../../blockdev/node.js';
 import type { CreateEncryption } from '../../image/crypto/create.js';
 import { BlockError } from '../../image/errors.js';
 import { CreateJob, type CreateSpec } from '../../jobs/create.js';
@@ -44,13 +45,9 @@ function createSpec(options: Options, graph: BlockGraph): CreateSpec {
   }
   if (options.driver === 'luks') {
     const l = options as unknown as Infer<typeof BlockdevCreateOptionsLUKS>;
-    const file = l.file;
     return {
       driver: 'luks',
-      file: async () => {
-        if (typeof file !== 'string') throw new BlockError('UNSUPPORTED', 'An inline definition of the luks file node is not supported by blockemu; add the node with blockdev-add');
-        return graph.find(file);
-      },
+      file: nodeRef(graph, l.file, 'luks file node'),
       size: big(l.size),
       preallocation: l.preallocation,
       encryption: { ...createEncryption({ ...l, format: 'luks' } as Record<string, unknown> & { format: 'luks' }, graph), optPrefix: '' },
@@ -62,10 +59,7 @@ function createSpec(options: Options, graph: BlockGraph): CreateSpec {
   const dataRef = o['data-file'];
   return {
     driver: 'qcow2',
-    file: async () => {
-      if (typeof ref !== 'string') throw new BlockError('UNSUPPORTED', 'An inline definition of the qcow2 file node is not supported by blockemu; add the node with blockdev-add');
-      return graph.find(ref);
-    },
+    file: nodeRef(graph, ref, 'qcow2 file node'),
     size: big(o.size),
     version: o.version,
     clusterSize: o['cluster-size'] === undefined ? undefined : big(o['cluster-size']),
@@ -76,16 +70,17 @@ function createSpec(options: Options, graph: BlockGraph): CreateSpec {
     lazyRefcounts: o['lazy-refcounts'],
     refcountBits: o['refcount-bits'] === undefined ? undefined : big(o['refcount-bits']),
     compressionType: o['compression-type'],
-    ...(dataRef !== undefined
-      ? {
-          dataFile: async () => {
-            if (typeof dataRef !== 'string') throw new BlockError('UNSUPPORTED', 'An inline definition of the qcow2 data file node is not supported by blockemu; add the node with blockdev-add');
-            return graph.find(dataRef);
-          },
-        }
-      : {}),
+    ...(dataRef !== undefined ? { dataFile: nodeRef(graph, dataRef, 'qcow2 data file node') } : {}),
     dataFileRaw: o['data-file-raw'],
     ...(encrypt ? { encryption: createEncryption(encrypt, graph) } : {}),
+  };
+}
+
+/** A BlockdevRef the job finds when it runs: a node's name (an inline definition is refused, `what` named). */
+function nodeRef(graph: BlockGraph, ref: unknown, what: string): () => Promise<BlockNode> {
+  return async () => {
+    if (typeof ref !== 'string') throw new BlockError('UNSUPPORTED', `An inline definition of the ${what} is not supported by blockemu; add the node with blockdev-add`);
+    return graph.find(ref);
   };
 }
 
