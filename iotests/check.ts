@@ -109,8 +109,9 @@ export function pythonFailure(out: string): string | undefined {
 async function firstDifference(expected: string, got: string): Promise<string> {
   const [a, b] = await Promise.all([readFile(expected, 'utf8').catch(() => ''), readFile(got, 'utf8').catch(() => '')]);
   // Lines as testrunner.py reads them (universal newlines: \r, \n and \r\n all end a line), so a progress line's \r is no difference.
-  const x = a.split(/\r\n|\r|\n/);
-  const y = b.split(/\r\n|\r|\n/);
+  // Spaces at line ends are no difference either (testrunner.py's file_diff strips them).
+  const x = a.split(/\r\n|\r|\n/).map((l) => l.trimEnd());
+  const y = b.split(/\r\n|\r|\n/).map((l) => l.trimEnd());
   for (let i = 0; i < Math.max(x.length, y.length); i++) {
     if (x[i] !== y[i]) return `line ${i + 1}: expected ${JSON.stringify(x[i] ?? '<end>')}, got ${JSON.stringify(y[i] ?? '<end>')}`;
   }

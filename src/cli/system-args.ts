@@ -39,6 +39,7 @@ const OPTIONS: Record<string, boolean> = {
   nodefaults: false,
   nographic: false,
   object: true,
+  preconfig: false,
   qmp: true,
   'qmp-pretty': true,
   qtest: true,

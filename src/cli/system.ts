@@ -71,6 +71,7 @@ export function planSystem(options: readonly SystemOption[]): SystemPlan {
   const mons: SystemOption[] = [];
   const storage: SystemOption[] = [];
   let loadvm: string | undefined;
+  let preconfig = false;
   let snapshot = false;
   const deferred = (opt: SystemOption & { value: string }, make: () => SetupStep): SetupStep => {
     try {
@@ -101,6 +102,9 @@ export function planSystem(options: readonly SystemOption[]): SystemPlan {
         break;
       case 'incoming':
         plan.incoming = value; // The last one counts, as in vl.c.
+        break;
+      case 'preconfig':
+        preconfig = true;
         break;
       case 'm':
       case 'name':
@@ -185,6 +189,10 @@ export function planSystem(options: readonly SystemOption[]): SystemPlan {
     else sp.device(opt, parseOptsString(opt.value ?? '', 'driver'));
   }
   plan.setup.push(...sp.steps());
+  // qemu_validate_options (with Debian's 7.2.9 patch): -loadvm goes with neither -incoming nor -preconfig.
+  if (loadvm !== undefined && plan.incoming !== undefined) throw new SystemOptionError(undefined, "'incoming' and 'loadvm' options are mutually exclusive");
+  if (loadvm !== undefined && preconfig) throw new SystemOptionError(undefined, "'preconfig' and 'loadvm' options are mutually exclusive");
+  if (preconfig) throw new SystemOptionError(undefined, '-preconfig is not supported by blockemu system (there is no machine to configure before it starts)');
   if (loadvm !== undefined) plan.loadvm = loadvm;
   for (const opt of mons) {
     const o = parseOptsString(opt.value ?? '', 'chardev');

@@ -52,6 +52,8 @@ describe.skipIf(!qemuSystem.available)('blockemu system against qemu-system-x86_
     ['-M', 'none', '-qmp', 'unix:/nonexistent/blockemu.sock'],
     ['-M', 'none', '-set', 'device.nope.x=y'],
     ['-M', 'none', '-set', 'foo'],
+    ['-M', 'none', '-loadvm', 'snap0', '-incoming', 'defer'],
+    ['-M', 'none', '-loadvm', 'snap0', '-preconfig'],
   ];
   for (const args of cases) {
     it(`refuses ${args.join(' ')} with QEMU's message and exit code`, async () => {

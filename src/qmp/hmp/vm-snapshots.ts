@@ -28,7 +28,8 @@ function snapshotNode(bs: BlockNode): Qcow2Node | undefined {
 }
 
 /** bdrv_can_snapshot: inserted, writable, and a format with snapshots under it. */
-const canSnapshot = (bs: BlockNode) => !bs.ejected && !bs.readOnly && snapshotNode(bs) !== undefined;
+/** bdrv_can_snapshot (with Debian's 7.2.9 patch): writable, which an inactive node (an incoming migration's) is not. */
+const canSnapshot = (bs: BlockNode) => !bs.ejected && !bs.readOnly && !bs.inactive && snapshotNode(bs) !== undefined;
 
 interface Disk {
   bs: BlockNode;
