@@ -472,7 +472,7 @@ async function runSetupStep(step: SetupStep, graph: BlockGraph, blockExports: Bl
     }
     case 'export': {
       const { exportSpec } = await import('./qmp/commands/exports.js');
-      await blockExports.add(exportSpec(step.export));
+      await blockExports.add(exportSpec(step.export, (id) => objects.find(id)?.typeName === 'iothread'));
       return;
     }
     case 'object': {

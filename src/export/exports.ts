@@ -4,6 +4,7 @@ import { lookupBitmap } from '../blockdev/bitmap-ops.js';
 import { BitmapCheck, type DirtyBitmap } from '../blockdev/dirty-bitmap.js';
 import type { BlockGraph } from '../blockdev/graph.js';
 import { BlockBackend } from '../blockdev/block-backend.js';
+import { iothreadChangeRefusal } from '../blockdev/aio-context.js';
 import { filterOrCowChild } from '../blockdev/chain.js';
 import type { BlockNode } from '../blockdev/node.js';
 import { PERM_ALL, PERM_CONSISTENT_READ, PERM_RESIZE, PERM_WRITE } from '../image/perm.js';
@@ -24,6 +25,10 @@ export interface ExportSpec {
   writable?: boolean;
   writethrough?: boolean;
   iothread?: string;
+  /** The iothread names an iothread object (the QMP layer looked it up). */
+  iothreadExists?: boolean;
+  /** fixed-iothread: an iothread the node cannot move to fails the export (else it stays where it is). */
+  fixedIothread?: boolean;
   name?: string;
   description?: string;
   bitmaps?: readonly BitmapSource[];
@@ -126,7 +131,12 @@ export class BlockExports {
     const node = this.graph.findNode(spec.nodeName);
     const writable = spec.writable ?? false;
     if (node.readOnly && writable) throw fail('Cannot export read-only node as writable');
-    if (spec.iothread !== undefined) throw fail(`iothread "${spec.iothread}" not found`);
+    if (spec.iothread !== undefined) {
+      // blk_exp_add: the iothread must exist; the node moves to it if it can, and must with fixed-iothread.
+      if (!spec.iothreadExists) throw fail(`iothread "${spec.iothread}" not found`);
+      const refusal = spec.fixedIothread ? iothreadChangeRefusal(node) : undefined;
+      if (refusal) throw fail(refusal);
+    }
     // Exports serve non-shared storage migration: an incoming machine's image is activated for them (blk_exp_add's bdrv_activate).
     if (node.inactive) await (await import('../blockdev/inactivate.js')).activateNode(this.graph, node);
     const perm = PERM_CONSISTENT_READ | (writable ? PERM_WRITE : 0);

@@ -8,6 +8,7 @@ import type { QmpContext } from '../context.js';
 import type { CommandTable } from '../dispatch.js';
 import { xBlockdevChange, xBlockdevSetIothread, xDebugQueryBlockGraph } from '../schema/block-core.js';
 import { QuorumNode } from '../../blockdev/drivers/quorum.js';
+import { iothreadChangeRefusal } from '../../blockdev/aio-context.js';
 import { QmpError } from '../error.js';
 import { BlockNode } from '../../blockdev/node.js';
 
@@ -84,19 +85,8 @@ function setIothread(ctx: QmpContext, nodeName: string, iothread: string | null,
     throw new QmpError('GenericError', `Node ${nodeName} is associated with a BlockBackend and could be in use (use force=true to override this check)`);
   }
   if (iothread !== null && ctx.objects.find(iothread)?.typeName !== 'iothread') throw new QmpError('GenericError', `Cannot find iothread ${iothread}`);
-  // Every node above reached through its parents changes context too; a device's BlockBackend will not.
-  const seen = new Set<BlockNode>();
-  const up = (n: BlockNode): void => {
-    if (seen.has(n)) return;
-    seen.add(n);
-    for (const c of n.parents) {
-      const owner = c.owner as { isBackend?: boolean; devicePath?: string };
-      if (owner.isBackend && owner.devicePath !== undefined) throw new QmpError('GenericError', 'Cannot change iothread of active block backend');
-      if (c.owner instanceof BlockNode) up(c.owner);
-    }
-    for (const c of n.childList()) up(c.node);
-  };
-  up(node);
+  const refusal = iothreadChangeRefusal(node);
+  if (refusal) throw new QmpError('GenericError', refusal);
 }
 
 export function addBlockGraphCommands(table: CommandTable<QmpContext>): void {

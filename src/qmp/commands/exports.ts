@@ -46,6 +46,7 @@ interface ExportArgs {
   writable?: boolean;
   writethrough?: boolean;
   iothread?: string;
+  'fixed-iothread'?: boolean;
   name?: string;
   description?: string;
   bitmaps?: BitmapSource[];
@@ -53,7 +54,7 @@ interface ExportArgs {
 }
 
 /** The arguments of block-export-add (and --export) as the export layer takes them. */
-export function exportSpec(v: Infer<typeof S.BlockExportOptions>): ExportSpec {
+export function exportSpec(v: Infer<typeof S.BlockExportOptions>, isIothread: (id: string) => boolean = () => false): ExportSpec {
   const a = v as ExportArgs;
   // Checked where blk_exp_find_driver would fail, after the id checks.
   if (a.type !== 'nbd') {
@@ -69,6 +70,8 @@ export function exportSpec(v: Infer<typeof S.BlockExportOptions>): ExportSpec {
     writable: a.writable,
     writethrough: a.writethrough,
     iothread: a.iothread,
+    ...(a.iothread !== undefined ? { iothreadExists: isIothread(a.iothread) } : {}),
+    fixedIothread: a['fixed-iothread'] ?? false,
     name: a.name,
     description: a.description,
     bitmaps: a.bitmaps,
@@ -87,7 +90,7 @@ export function addExportCommands(table: CommandTable<QmpContext>): void {
     })
     .add(S.nbdServerStop, (_a, ctx) => ctx.exports.stopNbdServer())
     .add(S.blockExportAdd, async (a, ctx) => {
-      await ctx.exports.add(exportSpec(a));
+      await ctx.exports.add(exportSpec(a, (id) => ctx.objects.find(id)?.typeName === 'iothread'));
     })
     .add(S.blockExportDel, async (a, ctx) => {
       await ctx.exports.del(a.id, a.mode);
