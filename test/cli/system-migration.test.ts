@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { join } from 'node:path';
-import { qemuImg, qemuIo, run, withTempDir } from '../helpers/qemu.js';
+import { qemuImg, qemuIo, run, runBlockemu, withTempDir } from '../helpers/qemu.js';
 import { lockedBytes } from '../helpers/locks.js';
 import { BASE, qemuSystem, qmpTranscript, type SystemProg } from '../helpers/system.js';
 import { SystemSession } from '../helpers/system-session.js';
@@ -205,4 +205,56 @@ describe.skipIf(!qemuSystem.available)('blockemu system against qemu-system-x86_
       expect(b.dest.find((x: { name: string }) => x.name === 'bitmap0').count).toBe(65536);
     });
   });
+});
+
+/**
+ * An encrypted image migrated: the destination's qcow2 node, opened
+ * inactive with its encrypt.key-secret, is opened again once the source
+ * lets go (activation), and must unlock with the same key; likewise a
+ * luks node. The same session with qemu-system-x86_64 as the baseline.
+ */
+async function migrateEncrypted(prog: SystemProg, dir: string, format: 'qcow2' | 'luks'): Promise<string[]> {
+  const img = join(dir, `${prog}-enc.${format}`);
+  const secret = ['-object', 'secret,id=sec0,data=123456'];
+  const create = format === 'qcow2' ? ['-f', 'qcow2', '-o', 'encrypt.format=luks,encrypt.key-secret=sec0,encrypt.iter-time=10'] : ['-f', 'luks', '-o', 'key-secret=sec0,iter-time=10'];
+  expect((await runBlockemu(['img', 'create', '-q', '--object', 'secret,id=sec0,data=123456', ...create, img, '16M'])).code).toBe(0);
+  const key = format === 'qcow2' ? 'encrypt.key-secret=sec0' : 'key-secret=sec0';
+  const drive = [...secret, '-drive', `if=none,id=drive0,file=${img},format=${format},${key}`, '-device', 'virtio-blk-pci,drive=drive0,id=vda'];
+  const sock = join(dir, `${prog}-enc.sock`);
+  const dest = await SystemSession.start(prog, dir, `dest-${format}`, [...BASE, ...drive, '-incoming', `unix:${sock}`]);
+  const source = await SystemSession.start(prog, dir, `source-${format}`, [...BASE, ...drive]);
+  try {
+    const out: string[] = [];
+    await source.command(events);
+    await dest.command(events);
+    await source.command(hmp('qemu-io drive0 "write -P 0x44 4k 60k"'));
+    out.push(await source.command(`{"execute": "migrate", "arguments": {"uri": "unix:${sock}"}}`));
+    await source.waitForEvents('"completed"');
+    await dest.waitForEvents('"completed"');
+    out.push(await dest.command(hmp('qemu-io drive0 "read -P 0x44 4k 60k"')));
+    out.push(await dest.command(hmp('qemu-io drive0 "write -P 0x55 1M 64k"')));
+    out.push(await dest.command(hmp('qemu-io drive0 "read -P 0x55 1M 64k"')));
+    await dest.quit();
+    await source.quit();
+    return out.map((l) => l.replace(/\d+\.\d+ \S+\/sec and \d+\.\d+ ops\/sec/g, 'RATE').replace(/\d\d:\d\d:\d\d\.\d\d/g, 'TIME').replaceAll(sock, 'SOCK'));
+  } finally {
+    source.kill();
+    dest.kill();
+  }
+}
+
+describe.skipIf(!qemuSystem.available)('blockemu system against qemu-system-x86_64: encrypted images migrated', () => {
+  for (const format of ['qcow2', 'luks'] as const) {
+    it(`a ${format === 'qcow2' ? 'LUKS qcow2' : 'luks'} image: the destination unlocks it again when it takes over`, async () => {
+      await withTempDir(async (dir) => {
+        const q = await migrateEncrypted('qemu', dir, format);
+        const b = await migrateEncrypted('blockemu', dir, format);
+        expect(b).toEqual(q);
+        expect(b.join('\n')).not.toMatch(/failed|Error/i);
+        const opts = format === 'qcow2' ? 'encrypt.key-secret=sec0' : 'key-secret=sec0';
+        const check = await run('qemu-io', ['--object', 'secret,id=sec0,data=123456', '--image-opts', `driver=${format},file.filename=${join(dir, `blockemu-enc.${format}`)},${opts}`, '-c', 'read -q -P 0x44 4k 60k', '-c', 'read -q -P 0x55 1M 64k']);
+        expect(check).toMatchObject({ code: 0, stdout: '', stderr: '' });
+      });
+    });
+  }
 });
