@@ -24,6 +24,9 @@ const MAX_IO = 1 << 20;
 
 const invalid = (message: string) => new BlockError('INVALID_ARGUMENT', message, { errno: 'EINVAL' });
 
+/** The block layer counts a node's length in whole 512-byte sectors (bdrv_getlength is total_sectors × 512). */
+const inSectors = (bytes: number) => Math.ceil(bytes / CRYPT_SECTOR) * CRYPT_SECTOR;
+
 /**
  * The `luks` format (block/crypto.c): a LUKS1 header and its key material,
  * then the guest's data encrypted in 512-byte sectors numbered from the
@@ -75,7 +78,7 @@ export class LuksImage implements BlockImage {
     const length = await file.size();
     const payload = header.payloadOffsetSector * CRYPT_SECTOR;
     if (payload > length) throw new BlockError('IO', 'Could not refresh total sector count: Input/output error', { errno: 'EIO' });
-    return new LuksImage(file, header, cipher, length - payload, opts.key);
+    return new LuksImage(file, header, cipher, inSectors(length - payload), opts.key);
   }
 
   /**
@@ -245,7 +248,7 @@ export class LuksImage implements BlockImage {
     const release = await this.ranges.acquire(0, Number.MAX_SAFE_INTEGER);
     try {
       await resizeFile(this.file, this.payloadOffset + newSize, opts.preallocation ?? 'off');
-      this.virtualSize = newSize;
+      this.virtualSize = inSectors(newSize);
     } finally {
       release();
     }
