@@ -57,7 +57,9 @@ async function session(which: Daemon, dir: string, luks: string): Promise<unknow
       await say('block_resize', { 'node-name': 'back', size: 6 * MiB + 100 });
       const resized = await c.execute<Array<Record<string, unknown>>>('query-named-block-nodes', { flat: true });
       t.push((resized.find((n) => n['node-name'] === 'back')?.['image'] as Record<string, unknown> | undefined)?.['virtual-size']);
-      await say('blockdev-del', { 'node-name': 'back' });
+      // An external snapshot over it: the overlay names its backing file by the luks node's json: name (its key-secret in it).
+      await say('blockdev-snapshot-sync', { 'node-name': 'back', 'snapshot-file': join(dir, 'overlay.qcow2'), 'snapshot-node-name': 'over', format: 'qcow2' });
+
       await say('blockdev-del', { 'node-name': 'target' });
       await say('blockdev-add', { driver: 'file', 'node-name': 'ffile', filename: fresh });
       t.push(await createJob(c, { driver: 'luks', file: 'ffile', size: MiB }));
@@ -86,6 +88,11 @@ describe.skipIf(!qemu.available)('the luks format over QMP (vs qemu-storage-daem
       // The session got as far as it should: the node opened with its key, the backup out of it completed.
       expect(b).toContainEqual(expect.objectContaining({ 'node-name': 'src', drv: 'luks', encrypted: true }));
       expect(b).toContainEqual(expect.objectContaining({ device: 'b', offset: 4 * MiB }));
+      // The overlay blockdev-snapshot-sync made names its luks backing file with the key-secret, as QEMU names it.
+      const backingName = async (side: string) => JSON.parse((await qemuImg('info', '--output=json', join(dir, side, 'overlay.qcow2'))).stdout)['backing-filename'] as string;
+      const [qb, bb] = [await backingName('q'), await backingName('b')];
+      expect(bb.replaceAll(join(dir, 'b'), 'DIR')).toBe(qb.replaceAll(join(dir, 'q'), 'DIR'));
+      expect(bb).toMatch(/^json:\{.*"driver": "luks".*"key-secret": "sec0"/);
       for (const side of ['q', 'b']) {
         const cmp = await run('qemu-img', ['compare', ...SECRET, '--image-opts', `driver=luks,file.filename=${luks},key-secret=sec0`, `driver=raw,file.filename=${join(dir, side, 'target.raw')}`]);
         expect(cmp.stdout).toBe('Images are identical.\n');
