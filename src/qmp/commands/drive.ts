@@ -169,7 +169,8 @@ export async function filenameOptionsSpec(file: string | undefined, options: Rea
     // format header there).
     const image = probedFile(nest(flat)['file']);
     driver = image !== undefined ? await probeFormat(image).catch((err: unknown) => openFailure(image, err)) : 'raw';
-    if (driver === 'raw') warn(probedRawWarning(image ?? flat.get('file.filename') ?? ''));
+    // QEMU's warning names the protocol node's own file name, which a blkverify's is not here: named only for a file.
+    if (driver === 'raw' && image !== undefined) warn(probedRawWarning(image));
   }
   if (driver === undefined) throw new BlockError('INVALID_ARGUMENT', "Must specify either driver or file");
   flat.set('driver', driver);
