@@ -7,15 +7,24 @@ import { zeroRun } from './zero-scan.js';
 import { checkResizeRequest, resizeFile, writeZeroes } from './resize.js';
 import type { BlockImage, Extent, ImageInfo, ResizeOptions, WriteOptions, WriteZeroesOptions } from './types.js';
 
-/** A raw image: guest offset = file offset; the virtual size is the file size. */
+/** The block layer counts a node's length in whole 512-byte sectors (bdrv_getlength is total_sectors × 512): a file's tail reads as zeroes up to there. */
+const inSectors = (bytes: number) => Math.ceil(bytes / 512) * 512;
+
+/** A raw image: guest offset = file offset; the virtual size is the file size in whole sectors. */
 export class RawImage implements BlockImage {
   readonly format = 'raw' as const;
   private closing: Promise<void> | undefined;
 
+  /** The size in whole sectors (what QEMU reports and serves). */
+  private virtualSize: number;
+
   private constructor(
     private readonly file: ByteFile,
-    private virtualSize: number,
-  ) {}
+    /** The file's own length: past it, up to the next sector, reads are zeroes and block status says so. */
+    private fileLength: number,
+  ) {
+    this.virtualSize = inSectors(fileLength);
+  }
 
   get filename(): string {
     return this.file.path;
@@ -34,7 +43,7 @@ export class RawImage implements BlockImage {
     }
   }
 
-  /** Wraps an already-open file (used by qcow2 for its own file and by tests). */
+  /** Wraps an already-open file. */
   static async fromFile(file: ByteFile): Promise<RawImage> {
     return new RawImage(file, await file.size());
   }
@@ -62,6 +71,7 @@ export class RawImage implements BlockImage {
     this.checkWritable();
     checkRequest('write', offset, data.length, this.virtualSize);
     await this.file.write(offset, data);
+    this.fileLength = Math.max(this.fileLength, offset + data.length);
     if (opts?.fua) await this.flush();
   }
 
@@ -74,6 +84,7 @@ export class RawImage implements BlockImage {
       await this.file.write(offset + done, ZERO_CHUNK.subarray(0, n));
       done += n;
     }
+    this.fileLength = Math.max(this.fileLength, offset + length);
     if (opts?.fua) await this.flush();
   }
 
@@ -83,6 +94,7 @@ export class RawImage implements BlockImage {
     // QEMU's tools punch a hole here (file-posix, discard=unmap), so the range reads as zeroes afterwards. Node has no
     // hole punching: zeroes are written, the file stays as long (and what a reader sees is the same).
     await writeZeroes(this.file, offset, Math.min(offset + length, this.virtualSize));
+    this.fileLength = Math.max(this.fileLength, Math.min(offset + length, this.virtualSize));
   }
 
   flush(): Promise<void> {
@@ -92,6 +104,9 @@ export class RawImage implements BlockImage {
   async blockStatus(offset: number, length: number): Promise<Extent> {
     checkRequest('block status', offset, length, this.virtualSize);
     if (length === 0) return { offset, length: 0, data: false, zero: true, allocated: true, depth: 0, hostOffset: offset, filename: this.filename };
+    // The sector's tail past the file's end: zeroes, as file-posix says of what lies past EOF.
+    if (offset >= this.fileLength) return { offset, length, data: false, zero: true, allocated: true, depth: 0, hostOffset: offset, filename: this.filename };
+    length = Math.min(length, this.fileLength - offset);
     if (this.file.blockStatus) return { ...(await this.file.blockStatus(offset, length)), offset, depth: 0 };
     const { length: run, zero } = await zeroRun((b, o) => this.file.readInto(b, o), offset, length);
     return { offset, length: run, data: !zero, zero, allocated: true, depth: 0, hostOffset: offset, filename: this.filename };
@@ -112,7 +127,8 @@ export class RawImage implements BlockImage {
   async resize(newSize: number, opts: ResizeOptions = {}): Promise<void> {
     checkResizeRequest(newSize, this.readOnly);
     await resizeFile(this.file, newSize, opts.preallocation ?? 'off');
-    this.virtualSize = newSize;
+    this.fileLength = await this.file.size();
+    this.virtualSize = inSectors(this.fileLength);
   }
 
   backing(): undefined {
