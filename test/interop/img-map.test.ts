@@ -57,6 +57,8 @@ describe.skipIf(!qemu.available)('blockemu img map (vs qemu-img map)', () => {
     await io('-f', 'raw', '-c', 'write -P 1 4k 8k', '-c', 'write -P 1 512k 4k', 'r.raw');
     await sparseFile(join(s.dir, 'hole.raw'), 1 << 20);
     await writeFile(join(s.dir, 'empty.raw'), new Uint8Array(0));
+    // a raw file whose length is no whole number of sectors: QEMU counts it in sectors, the tail as zeroes
+    await writeFile(join(s.dir, 'odd.raw'), new Uint8Array(1000).fill(3));
   });
   afterAll(() => s.done());
 
@@ -73,12 +75,18 @@ describe.skipIf(!qemu.available)('blockemu img map (vs qemu-img map)', () => {
     'r.raw',
     'hole.raw',
     'empty.raw',
+    'odd.raw',
   ])('maps %s as qemu-img does (JSON and human)', async (file) => {
     await expectSame(['map', '--output', 'json', file], s.dir);
     await expectSame(['map', '--output=json', '-f', file.endsWith('.raw') ? 'raw' : 'qcow2', file], s.dir);
     // b.qcow2 and c.qcow2 have compressed clusters: qemu-img's human table stops there with an error.
     const { b } = await expectSame(['map', file], s.dir);
     expect(b.code).toBe(file === 'b.qcow2' || file === 'c.qcow2' ? 1 : 0);
+  });
+
+  it('counts a raw file of no whole number of sectors as qemu-img does', async () => {
+    await expectSame(['info', '-f', 'raw', 'odd.raw'], s.dir);
+    await expectSame(['info', '--output=json', '-f', 'raw', 'odd.raw'], s.dir);
   });
 
   it('reports the host offset of an allocated zero cluster (zero-alloc)', async () => {
