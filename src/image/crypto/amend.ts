@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { BlockError } from '../errors.js';
 import { sealKeySlot } from './create.js';
-import { findLuksKey, loadKeySlot, type LuksHeader, luksHeaderBytes, type LuksRead } from './luks.js';
+import { findLuksKey, KEY_SLOTS, loadKeySlot, type LuksHeader, luksHeaderBytes, type LuksRead } from './luks.js';
 import { CRYPT_SECTOR } from './sector-cipher.js';
 
 /** QCryptoBlockAmendOptionsLUKS: a key slot to fill or to erase, and the secrets (by id) that says how. */
@@ -26,7 +26,6 @@ export interface LuksAmendIo {
 
 /** QCRYPTO_BLOCK_LUKS_ERASE_ITERATIONS: an erased slot's material is overwritten with random bytes this often. */
 const ERASE_ITERATIONS = 40;
-const SLOTS = 8;
 
 const fail = (message: string) => new BlockError('INVALID_ARGUMENT', message, { errno: 'EINVAL' });
 
@@ -48,7 +47,7 @@ async function addKeySlot(h: LuksHeader, io: LuksAmendIo, o: LuksAmendOptions, f
   let slot: number;
   if (o.keyslot !== undefined) {
     slot = o.keyslot;
-    if (slot < 0 || slot >= SLOTS) throw fail(`Invalid keyslot ${slot >>> 0} specified, must be between 0 and ${SLOTS - 1}`);
+    if (slot < 0 || slot >= KEY_SLOTS) throw fail(`Invalid keyslot ${slot >>> 0} specified, must be between 0 and ${KEY_SLOTS - 1}`);
   } else {
     slot = h.slots.findIndex((s) => !s.active);
     if (slot < 0) throw fail("Can't add a keyslot - all keyslots are in use");
@@ -80,14 +79,14 @@ async function eraseKeySlots(h: LuksHeader, io: LuksAmendIo, o: LuksAmendOptions
   const active = () => h.slots.filter((s) => s.active).length;
   if (o.keyslot !== undefined) {
     const slot = o.keyslot;
-    if (slot < 0 || slot >= SLOTS) throw fail(`Invalid keyslot ${slot} specified, must be between 0 and ${SLOTS - 1}`);
+    if (slot < 0 || slot >= KEY_SLOTS) throw fail(`Invalid keyslot ${slot} specified, must be between 0 and ${KEY_SLOTS - 1}`);
     if (old && !(await loadKeySlot(h, slot, old, io.read))) throw fail(`Given keyslot ${slot} doesn't contain the given old password for erase operation`);
     if (!force && !h.slots[slot]!.active) throw fail(`Given keyslot ${slot} is already erased (inactive) `);
     if (!force && active() === 1) throw fail(`Attempt to erase the only active keyslot ${slot} which will erase all the data in the image irreversibly - refusing operation`);
     await eraseKeySlot(h, io, slot);
   } else if (old) {
     const matching: number[] = [];
-    for (let i = 0; i < SLOTS; i++) if (await loadKeySlot(h, i, old, io.read)) matching.push(i);
+    for (let i = 0; i < KEY_SLOTS; i++) if (await loadKeySlot(h, i, old, io.read)) matching.push(i);
     if (matching.length === 0) throw fail('No keyslots match given (old) password for erase operation');
     if (!force && matching.length === active()) {
       throw fail('All the active keyslots match the (old) password that was given and erasing them will erase all the data in the image irreversibly - refusing operation');

@@ -2,7 +2,7 @@ import { pbkdf2, randomBytes, randomUUID } from 'node:crypto';
 import { promisify } from 'node:util';
 import { BlockError } from '../errors.js';
 import { afSplit } from './af-split.js';
-import { LUKS_HASHES, LUKS_HEADER_BYTES } from './luks.js';
+import { DIGEST_LEN, KEY_SLOT_OFFSET, KEY_SLOTS, LUKS_HASHES, LUKS_HEADER_BYTES, SLOT_DISABLED, SLOT_ENABLED, STRIPES } from './luks.js';
 import { type CipherName, CRYPT_SECTOR, type IvGenerator, SectorCipher } from './sector-cipher.js';
 
 const pbkdf2Async = promisify(pbkdf2);
@@ -26,11 +26,8 @@ export interface CreateEncryption {
 const invalid = (message: string) => new BlockError('INVALID_ARGUMENT', message, { errno: 'EINVAL' });
 const unsupported = (message: string) => new BlockError('UNSUPPORTED', message, { errno: 'ENOTSUP' });
 
-const STRIPES = 4000;
-const KEY_SLOTS = 8;
 const SALT_LEN = 32;
-const DIGEST_LEN = 20;
-const HEADER_SECTORS = 4096 / CRYPT_SECTOR;
+const HEADER_SECTORS = KEY_SLOT_OFFSET / CRYPT_SECTOR;
 const MIN_ITERS = 1000;
 
 /** The password, as qcrypto_block_*_create requires it. */
@@ -110,7 +107,7 @@ export async function createLuksArea(enc: CreateEncryption): Promise<LuksArea> {
 
   for (let i = 0; i < KEY_SLOTS; i++) {
     const s = 208 + i * 48;
-    h.writeUInt32BE(0x0000dead, s);
+    h.writeUInt32BE(SLOT_DISABLED, s);
     h.writeUInt32BE(HEADER_SECTORS + i * splitSectors, s + 40);
     h.writeUInt32BE(STRIPES, s + 44);
   }
@@ -118,7 +115,7 @@ export async function createLuksArea(enc: CreateEncryption): Promise<LuksArea> {
   // Slot 0: the password's key (its own iteration count), the master key split and encrypted under it.
   const slot = await sealKeySlot({ hash, cipher, ivgen, keyLen }, password, masterKey, iterTime);
   area.set(slot.material, HEADER_SECTORS * CRYPT_SECTOR);
-  h.writeUInt32BE(0x00ac71f3, 208);
+  h.writeUInt32BE(SLOT_ENABLED, 208);
   h.writeUInt32BE(slot.iterations, 212);
   h.set(slot.salt, 216);
   return { bytes: area, written: [{ offset: 0, length: LUKS_HEADER_BYTES }, { offset: HEADER_SECTORS * CRYPT_SECTOR, length: slot.material.length }] };

@@ -9,13 +9,14 @@ const pbkdf2Async = promisify(pbkdf2);
 const MAGIC = Buffer.from([0x4c, 0x55, 0x4b, 0x53, 0xba, 0xbe]); // "LUKS\xba\xbe"
 /** The header and its 8 key slots: 592 bytes (QCryptoBlockLUKSHeader). */
 export const LUKS_HEADER_BYTES = 592;
-const KEY_SLOTS = 8;
-const SLOT_ENABLED = 0x00ac71f3;
-const SLOT_DISABLED = 0x0000dead;
-const STRIPES = 4000;
+/** LUKS1's layout constants (crypto/block-luks-priv.h), shared by reading, creating and amending headers. */
+export const KEY_SLOTS = 8;
+export const SLOT_ENABLED = 0x00ac71f3;
+export const SLOT_DISABLED = 0x0000dead;
+export const STRIPES = 4000;
 /** Where key material may start: past the header, rounded to 4 KiB (QCRYPTO_BLOCK_LUKS_KEY_SLOT_OFFSET). */
-const KEY_SLOT_OFFSET = 4096;
-const DIGEST_LEN = 20;
+export const KEY_SLOT_OFFSET = 4096;
+export const DIGEST_LEN = 20;
 
 export interface LuksKeySlot {
   active: boolean;
