@@ -115,11 +115,5 @@ export class BlkverifyNode extends PassThroughFilter {
 
 /** The errno's number, as blkverify's "return value mismatch" prints the (negated) results. */
 function errnoNumber(err: unknown): number {
-  let name = 'EIO';
-  try {
-    name = errnoOf(err);
-  } catch {
-    // Not an I/O error: counted as EIO.
-  }
-  return (constants.errno as Record<string, number>)[name] ?? constants.errno.EIO;
+  return (constants.errno as Record<string, number>)[errnoOf(err)] ?? constants.errno.EIO;
 }

@@ -293,12 +293,8 @@ function sectors(offset: number, length: number): { sectorNum: number; sectorsCo
 function mostCommonError(errors: unknown[]): unknown {
   const counts = new Map<string, { n: number; err: unknown }>();
   for (const err of errors) {
-    let key = 'EIO';
-    try {
-      key = errnoOf(err);
-    } catch {
-      // Not an I/O error (a bug's exception): counted with EIO.
-    }
+    // errnoOf rethrows what is no I/O error (a bug), as everywhere else.
+    const key = errnoOf(err);
     const c = counts.get(key);
     if (c) c.n++;
     else counts.set(key, { n: 1, err });
