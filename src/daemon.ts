@@ -285,6 +285,7 @@ export class Daemon {
             makeParser: config.makeParser,
             ...(machine ? { machine } : {}),
             ...(config.printf ? { printf: config.printf } : {}),
+            started: whenStarted,
             quit: async () => {
               // The block layer's teardown and its events, then the reply; the monitors go after it. qemu-system
               // sends SHUTDOWN first (at once: a quit during start-up stops what the start would go on to, as

@@ -160,6 +160,39 @@ describe('blockemu daemon', () => {
     }
   }, 60_000);
 
+  it('holds the commands of a client that connects while start-up is unfinished until it is, so no job event is lost', async () => {
+    await withTempDir(async (dir) => {
+      const sock = join(dir, 'qmp.sock');
+      // A FIFO as the pidfile: the daemon's start blocks on writing it (after the monitor listens) until it is read.
+      const pid = join(dir, 'd.pid');
+      expect((await run('mkfifo', [pid])).code).toBe(0);
+      const d = await startDaemon([
+        '--blockdev', 'driver=null-co,node-name=src,size=1048576',
+        '--blockdev', 'driver=null-co,node-name=tgt,size=1048576',
+        ...monitorArgs(sock), '--pidfile', pid,
+      ]);
+      await waitFor(sock);
+      // The client negotiates and starts a job at once, without waiting for the daemon.
+      let negotiated = false;
+      const session = QmpClient.connect(sock).then((c) => {
+        negotiated = true;
+        return { c, backup: c.execute('blockdev-backup', { 'job-id': 'j', device: 'src', target: 'tgt', sync: 'full' }) };
+      });
+      await sleep(200);
+      // As QEMU's monitors, nothing is served before the main loop runs.
+      expect(negotiated).toBe(false);
+      const pidText = (await run('cat', [pid])).stdout;
+      expect(pidText.trim()).toBe(String(d.proc.pid));
+      const { c, backup } = await session;
+      expect(await backup).toEqual({});
+      await c.waitForEvent('BLOCK_JOB_COMPLETED');
+      const statuses = c.takeEvents().filter((e) => e.event === 'JOB_STATUS_CHANGE').map((e) => (e.data as { status: string }).status);
+      expect(statuses.slice(0, 2)).toEqual(['created', 'running']);
+      expect(await c.execute('quit')).toEqual({});
+      expect(await d.exit).toBe(0);
+    });
+  });
+
   it('makes the socket owner-only', async () => {
     await withTempDir(async (dir) => {
       const sock = join(dir, 'qmp.sock');

@@ -34,6 +34,12 @@ export interface SessionOptions {
   makeParser: ParserFactory;
   /** The machine of `blockemu system`. */
   machine?: Machine;
+  /**
+   * Settles when the daemon has finished starting. A client can connect while the last monitors are
+   * still being set up; its commands wait, as QEMU's monitors wait for the main loop, so that nothing
+   * they set off (a job's events) happens before the daemon can deliver it.
+   */
+  started?: Promise<unknown>;
   /** The process's stdout for QEMU's printf output (QmpContext.printf). */
   printf?: (text: string) => void;
   quit(): void | Promise<void>;
@@ -150,6 +156,7 @@ export class QmpSession {
       if (activity) activity.commandsRunning++;
       try {
         // No command before the machine is set up (its main loop has not begun).
+        if (this.opts.started) await this.opts.started;
         if (this.opts.machine) await this.opts.machine.initialized;
         // A job being dismissed is gone before the next command, as in QEMU's one main-loop turn.
         const freeing = this.opts.jobs.dismissalsSettled();

@@ -70,6 +70,7 @@ export class HmpMonitor implements Monitor {
     if (activity) activity.commandsRunning++;
     try {
       const line = Buffer.from(latin1Line, 'latin1').toString('utf8');
+      if (this.opts.started) await this.opts.started;
       if (this.ctx.machine) await this.ctx.machine.initialized;
       const freeing = this.ctx.jobs.dismissalsSettled();
       if (freeing) await freeing;
