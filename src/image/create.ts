@@ -23,6 +23,8 @@ export interface CreateOptions {
   dataFileRaw?: boolean;
   /** qcow2: extended L2 entries (32 subclusters per cluster; version 3, clusters of 16 KiB or more). */
   extendedL2?: boolean;
+  /** qcow2: how compressed clusters are packed (zstd needs version 3); zlib when not given. */
+  compressionType?: 'zlib' | 'zstd';
   /** qcow2: encrypt the new image (legacy AES or LUKS), its last creation step; luks: the LUKS header's parameters and key. */
   encryption?: CreateEncryption;
   /** luks: how the file's bytes are reserved (qcow2 and raw are grown to their size with it by the caller). */

@@ -178,7 +178,6 @@ async function createQcow2OnNode(spec: Qcow2CreateSpec): Promise<void> {
   if (spec.compressionType === 'zstd' && version < 3) throw invalid('Non-zlib compression type is only supported with compatibility level 1.1 and above (use version=v3 or greater)');
   // What QEMU can do and blockemu cannot yet: refused clearly instead of writing an image that lacks it.
   for (const member of spec.unsupported ?? []) throw unsupported(`qcow2 option '${member}'`);
-  if (spec.compressionType === 'zstd') throw unsupported('qcow2 compression type zstd');
   // The order is ctz32 of the width's low 32 bits: for -2^63 that is 32, an image QEMU writes and then cannot open.
   const low = Number(BigInt.asUintN(32, refcountBitsArg));
   const refcountOrder = low === 0 ? 32 : 31 - Math.clz32(low & -low);
@@ -213,6 +212,7 @@ async function formatOnNode(node: BlockNode, spec: Qcow2CreateSpec, clusterSize:
     refcountBits,
     lazyRefcounts: spec.lazyRefcounts ?? false,
     extendedL2: spec.extendedL2 ?? false,
+    ...(spec.compressionType === 'zstd' ? { compressionType: 'zstd' as const } : {}),
     // The backing file is recorded after the resize.
     ...(resizeFailure === undefined ? { backingFile: spec.backingFile, backingFormat: spec.backingFormat } : {}),
   });

@@ -92,6 +92,7 @@ describe('blockdev-create over QMP', () => {
           [{ size: MiB, version: 'v2', 'lazy-refcounts': true }, 'Lazy refcounts only supported with compatibility level 1.1 and above (use version=v3 or greater)'],
           [{ size: MiB, 'refcount-bits': 3 }, 'Refcount width must be a power of two and may not exceed 64 bits'],
           [{ size: MiB, 'backing-fmt': 'raw' }, 'Backing format cannot be used without backing file'],
+          [{ size: MiB, version: 'v2', 'compression-type': 'zstd' }, 'Non-zlib compression type is only supported with compatibility level 1.1 and above (use version=v3 or greater)'],
         ];
         for (const [opts, error] of failures) {
           const r = await create(c, 'e', { driver: 'qcow2', file: 'f', ...opts });
@@ -144,7 +145,10 @@ describe('blockdev-create over QMP', () => {
     });
   });
 
-  it('end to end: create file, create qcow2 on it, blockdev-add, blockdev-backup into it; the target reads as the source', async () => {
+  it.each([
+    ['zlib', false],
+    ['zstd', true],
+  ] as const)('end to end: create file, create qcow2 (compression %s) on it, blockdev-add, blockdev-backup into it (compress: %s); the target reads as the source', async (compression, compress) => {
     await withTempDir(async (dir) => {
       const data = new Uint8Array(4 * MiB);
       for (let i = 0; i < data.length; i += 4096) data[i] = ((i >> 12) % 251) + 1;
@@ -155,15 +159,19 @@ describe('blockdev-create over QMP', () => {
         const tgt = join(dir, 't.qcow2');
         await create(c, 'c0', { driver: 'file', filename: tgt, size: 0 });
         await c.execute('blockdev-add', { driver: 'file', 'node-name': 'tf', filename: tgt });
-        expect((await create(c, 'c1', { driver: 'qcow2', file: 'tf', size: 4 * MiB })).job['error']).toBeUndefined();
+        expect((await create(c, 'c1', { driver: 'qcow2', file: 'tf', size: 4 * MiB, 'compression-type': compression })).job['error']).toBeUndefined();
         await c.execute('blockdev-add', { driver: 'qcow2', 'node-name': 'tgt', file: 'tf' });
-        await c.execute('blockdev-backup', { 'job-id': 'b', device: 'src', target: 'tgt', sync: 'full' });
+        await c.execute('blockdev-backup', { 'job-id': 'b', device: 'src', target: 'tgt', sync: 'full', compress });
         await c.waitForEvent('BLOCK_JOB_COMPLETED', (e) => e.data?.['device'] === 'b');
         await c.execute('blockdev-del', { 'node-name': 'tgt' });
         await c.execute('blockdev-del', { 'node-name': 'tf' });
         if (qemu.available) {
           expect((await qemuImg('check', tgt)).code).toBe(0);
           expect((await qemuImg('compare', '-U', '-f', 'raw', '-F', 'qcow2', join(dir, 's.raw'), tgt)).code).toBe(0);
+          const info = JSON.parse((await qemuImg('info', '--output=json', tgt)).stdout);
+          expect(info['format-specific']['data']['compression-type']).toBe(compression);
+          // Compressed, the 4 MiB of sparse bytes take a few KiB.
+          if (compress) expect(info['actual-size']).toBeLessThan(MiB);
         }
         expect((await readFile(join(dir, 's.raw'))).equals(Buffer.from(data))).toBe(true);
       } finally {

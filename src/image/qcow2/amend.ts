@@ -130,14 +130,29 @@ async function downgrade(img: Qcow2Image, progress: (visited: number, total: num
   if (snapshots.some((s) => s.vmStateSize > 0xffffffffn || Number(s.diskSize) !== bytes)) throw fail('ENOTSUP', 'Internal snapshots prevent downgrade of image');
   const other = h.incompatibleFeatures & ~INCOMPAT_COMPRESSION;
   if (other !== 0n) throw fail('ENOTSUP', `Cannot downgrade an image with incompatible features 0x${other.toString(16)} set`);
-  if (h.incompatibleFeatures & INCOMPAT_COMPRESSION) throw fail('ENOTSUP', 'Cannot downgrade an image with zstd compression type and existing compressed clusters');
   // Version 2 has no bitmaps (autoclear goes): refused rather than leaving their clusters behind.
   if ((await img.bitmaps.describe()).length > 0) throw fail('ENOTSUP', 'Downgrading an image with persistent bitmaps is not supported by blockemu');
   await expandZeroClusters(img, progress);
+  if (h.incompatibleFeatures & INCOMPAT_COMPRESSION) {
+    // Version 2 knows only zlib: an image without compressed clusters (in its active table) just switches.
+    if (await hasCompressedClusters(img)) throw fail('ENOTSUP', 'Cannot downgrade an image with zstd compression type and existing compressed clusters');
+    h.incompatibleFeatures &= ~INCOMPAT_COMPRESSION;
+    h.compressionType = 0;
+  }
   h.compatibleFeatures = 0n;
   h.autoclearFeatures = 0n;
   h.version = 2;
   await rewriteHeader(img);
+}
+
+/** qcow2_has_compressed_clusters: whether the active L1 table maps any compressed cluster. */
+async function hasCompressedClusters(img: Qcow2Image): Promise<boolean> {
+  for (let offset = 0; offset < img.header.size; ) {
+    const m = await img.map(offset, img.header.size - offset);
+    if (m.kind === 'compressed') return true;
+    offset += m.length;
+  }
+  return false;
 }
 
 /**

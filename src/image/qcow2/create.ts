@@ -7,7 +7,8 @@ import { HostFile } from '../file.js';
 import { resizeFile } from '../resize.js';
 import { hasProtocolPrefix } from '../path-protocol.js';
 import type { BlockImage, ImageFormat } from '../types.js';
-import { AUTOCLEAR_DATA_FILE_RAW, COMPAT_LAZY_REFCOUNTS, INCOMPAT_DATA_FILE, INCOMPAT_EXTL2, MAX_CLUSTER_BITS, MAX_L1_BYTES, MIN_CLUSTER_BITS, type Qcow2Header, serializeHeader } from './header.js';
+import { COMPRESSION_ZSTD } from './compress.js';
+import { AUTOCLEAR_DATA_FILE_RAW, COMPAT_LAZY_REFCOUNTS, INCOMPAT_COMPRESSION, INCOMPAT_DATA_FILE, INCOMPAT_EXTL2, MAX_CLUSTER_BITS, MAX_L1_BYTES, MIN_CLUSTER_BITS, type Qcow2Header, serializeHeader } from './header.js';
 import { Qcow2Layout } from './layout.js';
 
 const SECTOR = 512;
@@ -126,6 +127,10 @@ function planQcow2(opts: Omit<CreateOptions, 'size'> & { size: number | bigint }
     throw new BlockError('INVALID_ARGUMENT', 'Extended L2 entries are only supported with compatibility level 1.1 and above (use version=v3 or greater)');
   }
   if (opts.extendedL2 && clusterSize < 16384) throw new BlockError('INVALID_ARGUMENT', 'Extended L2 entries are only supported with cluster sizes of at least 16384 bytes');
+  const zstd = opts.compressionType === 'zstd';
+  if (zstd && compat === '0.10') {
+    throw new BlockError('INVALID_ARGUMENT', 'Non-zlib compression type is only supported with compatibility level 1.1 and above (use version=v3 or greater)');
+  }
   const layout = new Qcow2Layout(clusterBits, refcountOrder, opts.extendedL2 === true);
   const l2Coverage = BigInt(layout.l2Coverage);
   const l1Size = Number((size + l2Coverage - 1n) / l2Coverage);
@@ -162,12 +167,13 @@ function planQcow2(opts: Omit<CreateOptions, 'size'> & { size: number | bigint }
     refcountTableClusters: tableClusters,
     nbSnapshots: 0,
     snapshotsOffset: 0,
-    incompatibleFeatures: (opts.dataFile !== undefined ? INCOMPAT_DATA_FILE : 0n) | (opts.extendedL2 ? INCOMPAT_EXTL2 : 0n),
+    incompatibleFeatures:
+      (opts.dataFile !== undefined ? INCOMPAT_DATA_FILE : 0n) | (zstd ? INCOMPAT_COMPRESSION : 0n) | (opts.extendedL2 ? INCOMPAT_EXTL2 : 0n),
     compatibleFeatures: opts.lazyRefcounts ? COMPAT_LAZY_REFCOUNTS : 0n,
     autoclearFeatures: opts.dataFileRaw ? AUTOCLEAR_DATA_FILE_RAW : 0n,
     refcountOrder,
     headerLength: 112,
-    compressionType: 0,
+    compressionType: zstd ? COMPRESSION_ZSTD : 0,
     unknownHeaderTail: new Uint8Array(7),
     extensions: [],
     backingFile: opts.backingFile,

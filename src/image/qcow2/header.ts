@@ -229,9 +229,6 @@ export function parseHeader(buf: Uint8Array, filename: string, fileSize: number)
   if (h.incompatibleFeatures & INCOMPAT_EXTL2 && h.clusterBits < 14) {
     throw invalidImage(filename, `Unsupported subcluster size: ${2 ** h.clusterBits / 32}`);
   }
-  if (h.compressionType === 1) {
-    throw new BlockError('UNSUPPORTED', `Could not open '${filename}': zstd compression is not supported (only zlib)`);
-  }
   h.size = safe(size, filename, 'virtual size');
   h.refcountTableOffset = safe(refcountTableOffset, filename, 'reference count table offset');
   h.l1TableOffset = safe(l1TableOffset, filename, 'L1 table offset');

@@ -87,7 +87,7 @@ export class Qcow2Reader {
     img.file.event?.('read_compressed');
     if (this.lastCompressed?.key === ref.offset && this.lastCompressed.freed === freed) return this.lastCompressed.data;
     const raw = await img.file.read(ref.offset, ref.length);
-    const data = await decompressCluster(raw, img.layout.clusterSize, img.filename, ref.offset);
+    const data = await decompressCluster(raw, img.layout.clusterSize, img.filename, ref.offset, img.header.compressionType);
     // A free applied meanwhile may have let a new stream overwrite what we read: use it, do not keep it.
     if (freed === this.freed) this.lastCompressed = { key: ref.offset, freed, data };
     return data;

@@ -583,7 +583,7 @@ export class Qcow2Writer {
     }
     return this.locked(offset, data.length, async () => {
       const full = data.length === cs ? data : Uint8Array.from({ length: cs }, (_, i) => (i < data.length ? data[i]! : 0));
-      const packed = await compressCluster(full);
+      const packed = await compressCluster(full, img.header.compressionType);
       if (!packed) return this.writeLocked(offset, data);
       const l1i = img.layout.l1Index(offset);
       // qcow2_alloc_compressed_cluster_offset's order: the L2 table ready, then the bytes.
