@@ -10,7 +10,10 @@ export class ZstdFormatError extends Error {}
 /** Up to 24 bits of buf (little-endian) starting at bit `bit` of byte `start`; bytes at or past `end` read as zeroes. */
 function bitsAt(buf: Uint8Array, start: number, end: number, bit: number, n: number): number {
   const p = start + (bit >> 3);
-  const v = (p < end ? buf[p]! : 0) | (p + 1 < end ? buf[p + 1]! << 8 : 0) | (p + 2 < end ? buf[p + 2]! << 16 : 0) | (p + 3 < end ? buf[p + 3]! << 24 : 0);
+  const v =
+    p + 3 < end
+      ? buf[p]! | (buf[p + 1]! << 8) | (buf[p + 2]! << 16) | (buf[p + 3]! << 24)
+      : (p < end ? buf[p]! : 0) | (p + 1 < end ? buf[p + 1]! << 8 : 0) | (p + 2 < end ? buf[p + 2]! << 16 : 0);
   return (v >>> (bit & 7)) & ((1 << n) - 1);
 }
 
@@ -63,15 +66,19 @@ export class BackwardBitReader {
     return have <= 0 ? 0 : bitsAt(this.buf, this.start, this.end, 0, have) << -from;
   }
 
+  /** The next n bits, n ≤ 24. */
   read(n: number): number {
     if (n === 0) return 0;
-    if (n > 24) {
-      const high = this.read(n - 24);
-      return high * 0x1000000 + this.read(24);
-    }
     const v = this.peek(n);
     this.pos -= n;
     return v;
+  }
+
+  /** The next n bits, n ≤ 48 (offsets of long windows). */
+  readLong(n: number): number {
+    if (n <= 24) return this.read(n);
+    const high = this.read(n - 24);
+    return high * 0x1000000 + this.read(24);
   }
 
   skip(n: number): void {

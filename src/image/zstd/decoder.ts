@@ -136,7 +136,9 @@ function decodeBlock(input: Uint8Array, start: number, end: number, out: Uint8Ar
     const ov = seqs.offsetValue[i]!;
     if (lit + ll > literals.length) throw new ZstdFormatError('sequence takes more literals than the block has');
     if (outPos + ll + ml > out.length) throw new ZstdFormatError('zstd frame holds more than its place');
-    out.set(literals.subarray(lit, lit + ll), outPos);
+    // Short copies byte by byte: a subarray per sequence costs more than the copy.
+    if (ll < 32) for (let k = 0; k < ll; k++) out[outPos + k] = literals[lit + k]!;
+    else out.set(literals.subarray(lit, lit + ll), outPos);
     lit += ll;
     outPos += ll;
     let offset: number;
@@ -162,7 +164,7 @@ function decodeBlock(input: Uint8Array, start: number, end: number, out: Uint8Ar
       }
     }
     if (offset <= 0 || offset > outPos - state.base) throw new ZstdFormatError(`match offset ${offset} reaches before the frame`);
-    if (offset >= ml) out.copyWithin(outPos, outPos - offset, outPos - offset + ml);
+    if (offset >= ml && ml >= 32) out.copyWithin(outPos, outPos - offset, outPos - offset + ml);
     else for (let k = 0; k < ml; k++) out[outPos + k] = out[outPos + k - offset]!;
     outPos += ml;
   }

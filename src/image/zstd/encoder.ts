@@ -35,6 +35,14 @@ class Bytes {
     for (const b of bytes) this.buf[this.length++] = b & 0xff;
   }
 
+  /** Appends src[from..to) (short runs copied byte by byte: a subarray costs more). */
+  appendRange(src: Uint8Array, from: number, to: number): void {
+    const n = to - from;
+    if (n >= 64) return this.append(src.subarray(from, to));
+    this.reserve(n);
+    for (let i = from; i < to; i++) this.buf[this.length++] = src[i]!;
+  }
+
   append(data: Uint8Array): void {
     this.reserve(data.length);
     this.buf.set(data, this.length);
@@ -56,55 +64,61 @@ class Bytes {
 const hash4 = (src: Uint8Array, p: number) =>
   (Math.imul(src[p]! | (src[p + 1]! << 8) | (src[p + 2]! << 16) | (src[p + 3]! << 24), 0x9e3779b1) >>> (32 - HASH_LOG)) & ((1 << HASH_LOG) - 1);
 
-/** Hash chains over the frame: the latest position per hash, and each position's previous one. */
+/** Hash chains over the frame: the latest position entered per hash, and each entered position's previous one. */
 class MatchFinder {
   private readonly head = new Int32Array(1 << HASH_LOG).fill(-1);
   private readonly prev: Int32Array;
-  private next = 0;
+  /** The offset of the match find() returned the length of. */
+  offset = 0;
 
   constructor(private readonly src: Uint8Array) {
     this.prev = new Int32Array(src.length);
   }
 
-  /** Enters every position before `to` (that has four bytes) into the chains. */
-  insertUpTo(to: number): void {
-    const limit = Math.min(to, this.src.length - MIN_MATCH + 1);
-    for (; this.next < limit; this.next++) {
-      const h = hash4(this.src, this.next);
-      this.prev[this.next] = this.head[h]!;
-      this.head[h] = this.next;
-    }
-    if (this.next < to) this.next = to;
+  /** Enters position p (which has four bytes) into the chains. */
+  insert(p: number): void {
+    const h = hash4(this.src, p);
+    this.prev[p] = this.head[h]!;
+    this.head[h] = p;
   }
 
-  /** The longest match for `p` ending by `end`, as [length, offset]; length 0 when none. */
-  find(p: number, end: number): [number, number] {
+  /** Enters the positions from..to-1 that have four bytes. */
+  insertRange(from: number, to: number): void {
+    const limit = Math.min(to, this.src.length - MIN_MATCH + 1);
+    for (let p = from; p < limit; p++) this.insert(p);
+  }
+
+  /** The length of the longest match for p ending by `end` (0 when none; its offset in `offset`); then enters p. */
+  findAndInsert(p: number, end: number): number {
     const src = this.src;
-    if (p + MIN_MATCH > end) return [0, 0];
+    const h = hash4(src, p);
     let best = 0;
-    let bestOffset = 0;
-    let cand = this.head[hash4(src, p)]!;
+    let cand = this.head[h]!;
     for (let depth = 0; cand >= 0 && depth < CHAIN_DEPTH; depth++, cand = this.prev[cand]!) {
       if (src[cand + best] !== src[p + best]) continue;
       let n = 0;
       while (p + n < end && src[cand + n] === src[p + n]) n++;
       if (n > best) {
         best = n;
-        bestOffset = p - cand;
+        this.offset = p - cand;
         if (p + n === end) break;
       }
     }
-    return best >= MIN_MATCH ? [best, bestOffset] : [0, 0];
+    this.prev[p] = this.head[h]!;
+    this.head[h] = p;
+    return best >= MIN_MATCH ? best : 0;
   }
 }
 
 function llCode(ll: number): number {
+  if (ll < 16) return ll;
   let c = LL_BASE.length - 1;
   while (LL_BASE[c]! > ll) c--;
   return c;
 }
 
 function mlCode(ml: number): number {
+  if (ml < 35) return ml - 3;
   let c = ML_BASE.length - 1;
   while (ML_BASE[c]! > ml) c--;
   return c;
@@ -125,21 +139,22 @@ function compressBlock(src: Uint8Array, start: number, end: number, finder: Matc
   let anchor = start;
   let p = start;
   while (p + MIN_MATCH <= end) {
-    finder.insertUpTo(p);
-    const [len, offset] = finder.find(p, end);
+    const len = finder.findAndInsert(p, end);
     if (len === 0) {
-      p++;
+      // Past a long stretch without matches (incompressible data), look less often, as zstd's fast levels do.
+      p += 1 + ((p - anchor) >> 8);
       continue;
     }
-    literals.append(src.subarray(anchor, p));
+    literals.appendRange(src, anchor, p);
     lls.push(p - anchor);
     mls.push(len);
-    offs.push(offset);
+    offs.push(finder.offset);
+    // The positions inside the match are entered too (of a long one, its last few), for the matches after it.
+    finder.insertRange(len <= 64 ? p + 1 : p + len - 8, p + len);
     p += len;
     anchor = p;
   }
-  finder.insertUpTo(end);
-  literals.append(src.subarray(anchor, end));
+  literals.appendRange(src, anchor, end);
   const out = new Bytes(end - start);
   literalsHeader(out, literals.length);
   out.append(literals.bytes);
@@ -154,12 +169,11 @@ function compressBlock(src: Uint8Array, start: number, end: number, finder: Matc
     const ml = new FseEncoder(ML_TABLE);
     const of = new FseEncoder(OF_TABLE);
     // Written last sequence first: the decoder reads the stream backwards.
-    const code = (i: number) => {
-      const ov = offs[i]! + 3; // Offset values over 3 are plain offsets (no repeat codes used).
-      return { llc: llCode(lls[i]!), mlc: mlCode(mls[i]!), ofc: highBit(ov), ov };
-    };
     for (let i = n - 1; i >= 0; i--) {
-      const { llc, mlc, ofc, ov } = code(i);
+      const llc = llCode(lls[i]!);
+      const mlc = mlCode(mls[i]!);
+      const ov = offs[i]! + 3; // Offset values over 3 are plain offsets (no repeat codes used).
+      const ofc = highBit(ov);
       if (i === n - 1) {
         ml.init(mlc);
         of.init(ofc);
@@ -201,7 +215,7 @@ export function zstdCompress(src: Uint8Array): Uint8Array {
     const block = uniform ? undefined : compressBlock(src, start, end, finder);
     const header = (type: number, s: number) => out.push(last | (type << 1) | (s << 3), s >> 5, s >> 13);
     if (uniform) {
-      finder.insertUpTo(end);
+      finder.insertRange(Math.max(start, end - 8), end);
       header(1, n);
       out.push(first!);
     } else if (block) {

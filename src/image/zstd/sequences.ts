@@ -108,7 +108,7 @@ export function decodeSequences(buf: Uint8Array, start: number, end: number, tab
     const ofCode = of.symbol[ofState]!;
     const mlCode = ml.symbol[mlState]!;
     if (llCode > 35 || mlCode > 52 || ofCode > 31) throw new ZstdFormatError('sequence code out of range');
-    offsetValue[i] = 2 ** ofCode + r.read(ofCode);
+    offsetValue[i] = ofCode <= 24 ? (1 << ofCode) + r.read(ofCode) : 2 ** ofCode + r.readLong(ofCode);
     matchLength[i] = ML_BASE[mlCode]! + r.read(ML_BITS[mlCode]!);
     literalLength[i] = LL_BASE[llCode]! + r.read(LL_BITS[llCode]!);
     if (i < count - 1) {
