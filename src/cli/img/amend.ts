@@ -1,4 +1,6 @@
 import { imageOptsTarget } from './image-opts.js';
+import { hasHelpOption, printAmendOptionHelp } from './option-help.js';
+import { amendOptionTable } from '../../image/create-options.js';
 import { BlockError } from '../../image/errors.js';
 import { strerrorOf } from '../../image/errno.js';
 import { type AmendRequest, amendQcow2, amendRest } from '../../image/qcow2/amend.js';
@@ -24,8 +26,8 @@ const LONG_OPTIONS = [
   { name: 'force', hasArg: false },
 ];
 
-/** qcow2's amend options (qcow2_amend_opts); the rest of its creation options are creation-only. */
-const AMENDABLE = new Set(['compat', 'size', 'backing_file', 'backing_fmt', 'lazy_refcounts', 'refcount_bits', 'data_file', 'data_file_raw']);
+/** qcow2's amend options (qcow2_amend_opts) but its key slots'; the rest of its creation options are creation-only. */
+const AMENDABLE = new Set(amendOptionTable('qcow2')!.map((d) => d.name).filter((n) => !n.startsWith('encrypt.')));
 
 /**
  * `blockemu img amend` (qemu-img 7.2's img_amend on qcow2): compat=0.10 or
@@ -79,7 +81,8 @@ export async function imgAmend(io: ImgIo, args: readonly string[]): Promise<numb
 
 async function amend(io: ImgIo, operands: string[], lists: string[], format: string | undefined, cache: string, imageOpts: boolean, progress: Progress, force: boolean): Promise<void> {
   const pairs = lists.flatMap((l) => splitOptionList(l)!);
-  if (pairs.some(([k]) => k === 'help' || k === '?')) throw new ImgFailure('-o help is not supported by blockemu amend');
+  // With -f the help needs no image; without, the image's format is probed first.
+  if (format !== undefined && hasHelpOption(lists)) return void printAmendOptionHelp(io, format);
   if (operands.length !== 1) throw new ImgFailure('Expecting one image file name');
   const filename = operands[0]!;
   if (parseCacheMode(cache) === undefined) throw new ImgFailure(`Invalid cache option: ${cache}`);
@@ -92,6 +95,7 @@ async function amend(io: ImgIo, operands: string[], lists: string[], format: str
   let image = await open();
   try {
     if (target.format === undefined && image.format === 'raw') io.err(probedRawWarning(filename));
+    if (hasHelpOption(lists)) return void printAmendOptionHelp(io, image.format);
     if (image instanceof LuksImage) {
       const keys = luksAmendOptions(pairs, '', 'luks');
       progress.setAbsolute(0);

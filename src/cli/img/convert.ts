@@ -1,4 +1,5 @@
 import { loadSourceSnapshot, parseSnapshotParam } from './convert-snapshot.js';
+import { checkOptionLists, hasHelpOption, printCreateOptionHelp } from './option-help.js';
 import { imgSecretBytes } from './objects.js';
 import { strerrorOf } from '../../image/errno.js';
 import { BlockError } from '../../image/errors.js';
@@ -113,6 +114,8 @@ export async function imgConvert(io: ImgIo, a: ConvertArgs): Promise<number> {
     if (a.copyRange && a.salvage) throw new ImgFailure('Cannot use copy offloading in salvaging mode');
     if (a.targetImageOpts && !a.skipCreate) throw new ImgFailure('--target-image-opts requires use of -n flag');
     if (a.skipCreate && a.options.length > 0) throw new ImgFailure('-o has no effect when skipping image creation');
+    checkOptionLists(a.options);
+    if (hasHelpOption(a.options)) return printCreateOptionHelp(io, a.args.length >= 2 ? a.args[a.args.length - 1] : undefined, a.outputFormat ?? 'raw');
     if (a.args.length < 2) throw new ImgFailure('Must specify image file name');
     const srcNameList = a.args.slice(0, -1);
     const dstName = a.args[a.args.length - 1]!;

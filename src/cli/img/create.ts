@@ -1,4 +1,5 @@
 import { BlockError } from '../../image/errors.js';
+import { checkOptionLists, hasHelpOption, printCreateOptionHelp } from './option-help.js';
 import { objectsReady } from './objects.js';
 import { Qcow2Image } from '../../image/qcow2/image.js';
 import { createImage, isFormat, openImage } from '../../image/open.js';
@@ -67,6 +68,8 @@ export async function imgCreateCommand(io: ImgIo, args: readonly string[]): Prom
 /** `blockemu img create`: qemu-img create's checks, in its order, and its Formatting line. */
 export async function imgCreate(io: ImgIo, a: CreateArgs): Promise<number> {
   const filename = a.args[0];
+  checkOptionLists(a.options);
+  if (hasHelpOption(a.options)) return printCreateOptionHelp(io, filename, a.format ?? 'raw');
   if (filename === undefined) throw usageError('Expecting image file name');
   let positionalSize: bigint | undefined;
   if (a.args[1] !== undefined) positionalSize = parseSizeArg(io, a.args[1]);
