@@ -1,13 +1,13 @@
 /**
  * zstd compression into one frame any zstd decoder reads: a greedy LZ77
- * match finder (hash chains over the whole frame), raw literals, and
- * sequences coded with the predefined FSE distributions. Blocks that would
- * not shrink are stored raw, runs of one byte as RLE blocks. No entropy
- * coding of literals: qcow2 compresses one cluster at a time, where the
- * matches carry most of the gain.
+ * match finder (hash chains over the whole frame), Huffman-coded literals
+ * where that pays (huffman-encoder.ts), and sequences coded with the
+ * predefined FSE distributions. Blocks that would not shrink are stored
+ * raw, runs of one byte as RLE blocks.
  */
 import { BitWriter, highBit } from './bitstream.js';
 import { FseEncoder, buildFseEncodeTable } from './fse.js';
+import { huffmanLiteralsSection } from './huffman-encoder.js';
 import { ZSTD_MAGIC } from './decoder.js';
 import { LL_BASE, LL_BITS, LL_DEFAULT, ML_BASE, ML_BITS, ML_DEFAULT, OF_DEFAULT } from './sequences.js';
 
@@ -124,10 +124,28 @@ function mlCode(ml: number): number {
   return c;
 }
 
-function literalsHeader(out: Bytes, size: number): void {
-  if (size < 32) out.push(size << 3);
-  else if (size < 4096) out.push((size << 4) | 0x04, size >> 4);
-  else out.push((size << 4) | 0x0c, size >> 4, size >> 12);
+/** A raw (type 0) or RLE (type 1) literals header: 1, 2 or 3 bytes by size. */
+function literalsHeader(out: Bytes, size: number, type = 0): void {
+  if (size < 32) out.push((size << 3) | type);
+  else if (size < 4096) out.push((size << 4) | 0x04 | type, size >> 4);
+  else out.push((size << 4) | 0x0c | type, size >> 4, size >> 12);
+}
+
+/** The literals section: Huffman-coded when that is smaller, one byte repeated, or the bytes as they are. */
+function literalsSection(out: Bytes, lit: Uint8Array): void {
+  const n = lit.length;
+  const headerBytes = n < 32 ? 1 : n < 4096 ? 2 : 3;
+  let same = n > 1;
+  for (let i = 1; same && i < n; i++) same = lit[i] === lit[0];
+  if (same) {
+    literalsHeader(out, n, 1);
+    out.push(lit[0]!);
+    return;
+  }
+  const huffman = huffmanLiteralsSection(lit, headerBytes + n);
+  if (huffman) return out.append(huffman);
+  literalsHeader(out, n);
+  out.append(lit);
 }
 
 /** One compressed block's content for src[start..end), or undefined when it would not be smaller. */
@@ -156,8 +174,7 @@ function compressBlock(src: Uint8Array, start: number, end: number, finder: Matc
   }
   literals.appendRange(src, anchor, end);
   const out = new Bytes(end - start);
-  literalsHeader(out, literals.length);
-  out.append(literals.bytes);
+  literalsSection(out, literals.bytes);
   const n = lls.length;
   if (n < 128) out.push(n);
   else if (n < 0x7f00) out.push((n >> 8) + 128, n);

@@ -11,6 +11,7 @@ import { describe, expect, it } from 'vitest';
 import { ZstdFormatError } from '../../../src/image/zstd/bitstream.js';
 import { zstdDecompress, zstdDecompressInto } from '../../../src/image/zstd/decoder.js';
 import { zstdCompress } from '../../../src/image/zstd/encoder.js';
+import { huffmanLiteralsSection } from '../../../src/image/zstd/huffman-encoder.js';
 import { LL_BASE, LL_BITS, ML_BASE, ML_BITS } from '../../../src/image/zstd/sequences.js';
 
 const haveZstd = spawnSync('zstd', ['--version']).status === 0;
@@ -103,6 +104,50 @@ describe('zstd', () => {
         }),
         { numRuns: 25 },
       );
+    });
+
+    it('Huffman-codes text literals (one stream and four), which the zstd tool decodes', () => {
+      let seed = 7;
+      const rnd = () => (seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) >>> 16;
+      // Made-up words of skewed letters: few matches, many literals of a small alphabet.
+      const letters = 'eeeeeeetttttaaaaooooiiinnnsshhrrdlcumwfgypbvk';
+      const word = () => Array.from({ length: 2 + (rnd() % 7) }, () => letters[rnd() % letters.length]).join('');
+      for (const size of [600, 3000, 60000]) {
+        const text = Array.from({ length: size }, () => word() + (rnd() % 9 === 0 ? '.\n' : ' ')).join('').slice(0, size);
+        const data = Buffer.from(text);
+        const z = zstdCompress(data);
+        // Magic, frame header (2 or 3 bytes), block header; then the literals section's type.
+        const literalsAt = 4 + (data.length < 256 ? 2 : 3) + 3;
+        expect({ size, type: z[literalsAt]! & 3 }).toEqual({ size, type: 2 });
+        expect(Buffer.from(zstdTool(['-d'], z))).toEqual(data);
+        expect(Buffer.from(zstdDecompress(z, data.length))).toEqual(data);
+      }
+    });
+
+    it('limits Huffman codes to 11 bits (Fibonacci-skewed literals, whose optimal codes are longer)', () => {
+      let seed = 11;
+      const rnd = () => (seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) >>> 16;
+      const fib = [1, 1];
+      while (fib.length < 21) fib.push(fib[fib.length - 1]! + fib[fib.length - 2]!);
+      const bytes = fib.flatMap((n, i) => Array<number>(n).fill(65 + i));
+      for (let i = bytes.length - 1; i > 0; i--) {
+        const j = rnd() % (i + 1);
+        [bytes[i], bytes[j]] = [bytes[j]!, bytes[i]!];
+      }
+      const lit = Uint8Array.from(bytes);
+      const section = huffmanLiteralsSection(lit, lit.length + 3)!;
+      expect(section).toBeDefined();
+      // A frame of one compressed block: these literals and no sequences.
+      const size = section.length + 1;
+      const frame = Buffer.concat([
+        Buffer.from([0x28, 0xb5, 0x2f, 0xfd, 0xa0]),
+        Buffer.from(Uint32Array.of(lit.length).buffer),
+        Buffer.from([1 | (2 << 1) | ((size << 3) & 0xff), (size << 3) >> 8, (size << 3) >> 16]),
+        section,
+        Buffer.from([0]),
+      ]);
+      expect(Buffer.from(zstdTool(['-d'], frame))).toEqual(Buffer.from(lit));
+      expect(Buffer.from(zstdDecompress(frame, lit.length))).toEqual(Buffer.from(lit));
     });
 
     it('decodes the zstd tool\'s frames at every level, with checksums and in several frames', () => {
