@@ -123,6 +123,16 @@ export class BitWriter {
     }
   }
 
+  /** What is written so far, the last partial byte padded with zeroes (a forward-read description needs no end mark). */
+  bytesSoFar(): Uint8Array {
+    if (this.count > 0) {
+      this.byte(this.acc & 0xff);
+      this.acc = 0;
+      this.count = 0;
+    }
+    return this.out.subarray(0, this.length);
+  }
+
   /** The end mark and the last partial byte; returns the stream. */
   close(): Uint8Array {
     this.add(1, 1);

@@ -1,10 +1,11 @@
 /**
  * Huffman coding of a compressed block's literals (RFC 8878, 4.2.1), the
- * compressor's side: code lengths limited to 11 bits, the weights written
- * directly (4 bits each, for literals whose largest byte is at most 128),
- * and one or four streams. Used when it makes the literals smaller.
+ * compressor's side: code lengths limited to 11 bits, the tree description
+ * (weights-encoder.ts), and one or four streams. Used when it makes the
+ * literals smaller.
  */
 import { BitWriter } from './bitstream.js';
+import { treeDescription } from './weights-encoder.js';
 
 const MAX_BITS = 11;
 
@@ -99,17 +100,14 @@ export function huffmanLiteralsSection(lit: Uint8Array, rawBytes: number): Uint8
     distinct++;
     maxSymbol = s;
   }
-  // Direct weights describe up to 128 symbols before the implied last one.
-  if (distinct < 2 || maxSymbol > 128) return undefined;
+  if (distinct < 2) return undefined;
   const lengths = codeLengths(counts, maxSymbol);
   let maxBits = 0;
   for (const l of lengths) maxBits = Math.max(maxBits, l);
   const code = codes(lengths, maxBits);
-  const tree = [127 + maxSymbol];
-  for (let s = 0; s < maxSymbol; s += 2) {
-    const w = (x: number) => (x < maxSymbol && lengths[x]! > 0 ? maxBits + 1 - lengths[x]! : 0);
-    tree.push((w(s) << 4) | w(s + 1));
-  }
+  const weights = Array.from({ length: maxSymbol }, (_, s) => (lengths[s]! > 0 ? maxBits + 1 - lengths[s]! : 0));
+  const tree = treeDescription(weights);
+  if (!tree) return undefined;
   let streams: Uint8Array[];
   const four = n > 1023;
   if (!four) streams = [stream(lit, 0, n, lengths, code)];

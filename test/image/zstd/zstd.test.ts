@@ -124,6 +124,21 @@ describe('zstd', () => {
       }
     });
 
+    it('Huffman-codes binary literals of all 256 values, their weights FSE-compressed', () => {
+      let seed = 5;
+      const rnd = () => (seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32;
+      // Every byte value, small ones far more often (as in tables of numbers).
+      const data = Uint8Array.from({ length: 50000 }, () => Math.floor(256 * rnd() ** 4));
+      const z = zstdCompress(data);
+      const literals = z[4 + 3 + 3]!;
+      expect(literals & 3).toBe(2);
+      // The tree description follows the literals header (3, 4 or 5 bytes by its size format): a byte under 128 says FSE-compressed weights.
+      const headerBytes = Math.max(3, ((literals >> 2) & 3) + 2);
+      expect(z[4 + 3 + 3 + headerBytes]!).toBeLessThan(128);
+      expect(Buffer.from(zstdTool(['-d'], z))).toEqual(Buffer.from(data));
+      expect(Buffer.from(zstdDecompress(z, data.length))).toEqual(Buffer.from(data));
+    });
+
     it('limits Huffman codes to 11 bits (Fibonacci-skewed literals, whose optimal codes are longer)', () => {
       let seed = 11;
       const rnd = () => (seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) >>> 16;
