@@ -649,7 +649,7 @@ export abstract class BlockNode implements ChildOwner {
    * graph (the daemon decides the prefix), or straight there for a node
    * outside one.
    */
-  protected errorReport(message: string): void {
+  errorReport(message: string): void {
     if (this.eventSink) this.eventSink({ kind: 'error-report', node: this, message });
     else process.stderr.write(`${message}\n`);
   }

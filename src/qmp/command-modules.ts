@@ -23,7 +23,7 @@ import {
   xDebugBlockDirtyBitmapSha256,
 } from './schema/block-core/bitmaps.js';
 import { blockdevCreate } from './schema/block-core/create-options.js';
-import { blockdevSnapshot, blockdevSnapshotInternalSync, blockdevSnapshotSync } from './schema/block-core/snapshot-args.js';
+import { blockdevSnapshot, blockdevSnapshotDeleteInternalSync, blockdevSnapshotInternalSync, blockdevSnapshotSync } from './schema/block-core/snapshot-args.js';
 import { blockSetWriteThreshold, queryBlockstats } from './schema/block-core/stats.js';
 import { blockCommit, blockStream } from './schema/block-core/stream-commit.js';
 import { blockdevAdd, blockdevDel, blockdevReopen, blockResize, changeBackingFileCmd, queryBlock, queryNamedBlockNodes, xBlockdevChange, xBlockdevSetIothread, xDebugQueryBlockGraph } from './schema/block-core.js';
@@ -65,6 +65,7 @@ export const COMMAND_MODULES = [
   { defs: [humanMonitorCommand], load: async () => (await import('./commands/hmp.js')).addHmpCommands },
   { defs: [blockdevMirror, driveMirror], load: async () => (await import('./commands/mirror.js')).addMirrorCommands },
   { defs: [transaction, blockdevSnapshotSync, blockdevSnapshot, blockdevSnapshotInternalSync, blockdevBackup, driveBackup], load: async () => (await import('./commands/transaction.js')).addTransactionCommands },
+  { defs: [blockdevSnapshotDeleteInternalSync], load: async () => (await import('./commands/internal-snapshot.js')).addInternalSnapshotCommands },
   { defs: [queryClock, clockAdvance], load: async () => (await import('./commands/clock.js')).addClockCommands },
   { defs: [faultAdd, faultRemove, faultRelease, qmpFaultAdd, queryFaults], load: async () => (await import('./commands/faults.js')).addFaultCommands },
   { defs: [blockdevCreate], load: async () => (await import('./commands/create.js')).addCreateCommands },

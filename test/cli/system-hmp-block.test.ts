@@ -67,6 +67,38 @@ describe.skipIf(!qemuSystem.available || !qemu.available)('blockemu system: HMP 
     });
   });
 
+  it('snapshot_blkdev_internal and snapshot_delete_blkdev_internal take and delete internal snapshots, with QEMU\'s errors', async () => {
+    await withTempDir(async (dir) => {
+      const make = async (p: (n: string) => string) => {
+        await qemuImg('create', '-f', 'qcow2', p('d.qcow2'), '1M');
+      };
+      const t = await session(
+        dir,
+        make,
+        (p) => ['-S', '-drive', `if=none,id=d0,file=${p('d.qcow2')}`, '-drive', 'if=none,id=empty'],
+        [
+          CAPS,
+          hmp('snapshot_blkdev_internal d0 s1'),
+          hmp('snapshot_blkdev_internal d0 s1'),
+          hmp('snapshot_blkdev_internal empty s1'),
+          hmp('snapshot_blkdev_internal nope s1'),
+          hmp('snapshot_blkdev_internal d0 s2'),
+          hmp('snapshot_delete_blkdev_internal d0 nope'),
+          hmp('snapshot_delete_blkdev_internal d0 s1 9'),
+          hmp('snapshot_delete_blkdev_internal d0 s1 1'),
+          hmp('snapshot_delete_blkdev_internal d0'),
+          hmp('snapshot_blkdev_internal d0 s3'),
+          QUIT,
+        ],
+      );
+      expect(t.lines).toContain(`{"return": "Error: Snapshot with name 's1' already exists on device 'd0'\\r\\n"}`);
+      const names = async (prog: string) => (await qemuImg('snapshot', '-l', join(dir, `${prog}-d.qcow2`))).stdout.split('\n').slice(2).map((l) => l.split(/\s+/).slice(0, 2).join(' '));
+      expect(await names('blockemu')).toEqual(await names('qemu'));
+      expect(await names('blockemu')).toEqual(['2 s2', '3 s3', '']);
+      expect((await qemuImg('check', join(dir, 'blockemu-d.qcow2'))).code).toBe(0);
+    });
+  });
+
   it('drive_backup (top and -f full, -n existing), drive_mirror and snapshot_blkdev start what their QMP commands would', async () => {
     await withTempDir(async (dir) => {
       const make = async (p: (n: string) => string) => {

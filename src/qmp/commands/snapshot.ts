@@ -130,9 +130,6 @@ function canSnapshot(bs: BlockNode): boolean {
   return canSnapshot(primary.node);
 }
 
-/** What blockdev-snapshot-internal-sync meets once QEMU's checks pass: blockemu does not write internal snapshots yet. */
-export const INTERNAL_SNAPSHOT_REFUSAL = 'Internal snapshots are not supported by blockemu yet';
-
 /**
  * The checks of blockdev-snapshot-internal-sync's prepare
  * (internal_snapshot_prepare), as a command or a transaction action:

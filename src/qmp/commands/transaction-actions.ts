@@ -12,7 +12,8 @@ import type { BlockDirtyBitmap } from '../schema/block-core/common.js';
 import type { BlockdevSnapshot, BlockdevSnapshotInternal, BlockdevSnapshotSync } from '../schema/block-core/snapshot-args.js';
 import type { TransactionActionKind } from '../schema/transaction.js';
 import { cancelPreparedBackup, prepareBlockdevBackup, prepareDriveBackup } from './backup.js';
-import { abortSnapshot, commitSnapshot, type PreparedSnapshot, checkInternalSnapshot, INTERNAL_SNAPSHOT_REFUSAL, prepareSnapshot, prepareSnapshotSync } from './snapshot.js';
+import { abortSnapshot, commitSnapshot, type PreparedSnapshot, prepareSnapshot, prepareSnapshotSync } from './snapshot.js';
+import { abortInternalSnapshot, type PreparedInternalSnapshot, prepareInternalSnapshot } from './internal-snapshot.js';
 
 /**
  * One action of a `transaction` (blockdev.c BlkActionOps): prepare may
@@ -170,6 +171,22 @@ function snapshotAction(env: ActionEnv, kind: Kind, prepare: () => Promise<Prepa
   };
 }
 
+/** internal_snapshot_prepare/abort: the snapshot is taken in prepare and deleted again by abort. */
+function internalSnapshotAction(env: ActionEnv, d: DataOf<'blockdev-snapshot-internal-sync'>): Action {
+  let prepared: PreparedInternalSnapshot | undefined;
+  return {
+    async prepare() {
+      checkIndividual(env, 'blockdev-snapshot-internal-sync');
+      prepared = await prepareInternalSnapshot(env.ctx, d);
+    },
+    commit: NOTHING,
+    async abort() {
+      if (prepared) await abortInternalSnapshot(prepared);
+    },
+    clean: NOTHING,
+  };
+}
+
 type Factory<K extends Kind> = (env: ActionEnv, data: DataOf<K>) => Action;
 
 /** The action table: one entry per TransactionActionKind, as QEMU's actions[]. */
@@ -185,11 +202,7 @@ export const ACTIONS: { [K in Kind]: Factory<K> } = {
   'block-dirty-bitmap-merge': (env, d) => undoable(env, 'block-dirty-bitmap-merge', () => bitmaps.mergeBitmaps(env.ctx.graph, d.node, d.target, d.bitmaps)),
   'blockdev-snapshot': (env, d) => snapshotAction(env, 'blockdev-snapshot', () => prepareSnapshot(env.ctx, d)),
   'blockdev-snapshot-sync': (env, d) => snapshotAction(env, 'blockdev-snapshot-sync', () => prepareSnapshotSync(env.ctx, d)),
-  'blockdev-snapshot-internal-sync': (env, d) =>
-    refusing(() => {
-      checkIndividual(env, 'blockdev-snapshot-internal-sync');
-      checkInternalSnapshot(env.ctx, d);
-    }, INTERNAL_SNAPSHOT_REFUSAL),
+  'blockdev-snapshot-internal-sync': (env, d) => internalSnapshotAction(env, d),
 };
 
 export function createAction(env: ActionEnv, request: ActionRequest): Action {

@@ -9,23 +9,13 @@
  * disk-only (QEMU refuses; here there is no state a snapshot could lack).
  */
 import type { BlockNode } from '../../blockdev/node.js';
-import { Qcow2Node } from '../../blockdev/drivers/qcow2.js';
-import { CHILD_DATA, CHILD_FILTERED, CHILD_METADATA, CHILD_PRIMARY } from '../../image/child-perms.js';
+import { snapshotNode } from '../../blockdev/internal-snapshots.js';
 import { createSnapshot, deleteSnapshot, gotoSnapshot, listSnapshots, type Qcow2Snapshot } from '../../image/qcow2/snapshots.js';
 import { NO_ICOUNT } from '../../image/qcow2/snapshot-table.js';
 import { SNAPSHOT_TITLES, snapshotRow } from '../../image/qcow2/snapshot-dump.js';
 import type { HmpArgs } from './args.js';
 import type { QmpContext } from '../context.js';
 import { HmpCommandError, type HmpContext } from './command.js';
-
-/** The node that stores a node's snapshots (bdrv_snapshot_fallback down a filter's or raw's primary child), if any. */
-function snapshotNode(bs: BlockNode): Qcow2Node | undefined {
-  if (bs instanceof Qcow2Node) return bs;
-  const links = bs.childList();
-  const primary = links.find((c) => c.role & CHILD_PRIMARY);
-  if (!primary || links.some((c) => c !== primary && c.role & (CHILD_DATA | CHILD_METADATA | CHILD_FILTERED))) return undefined;
-  return snapshotNode(primary.node);
-}
 
 /** bdrv_can_snapshot: inserted, writable, and a format with snapshots under it. */
 /** bdrv_can_snapshot (with Debian's 7.2.9 patch): writable, which an inactive node (an incoming migration's) is not. */

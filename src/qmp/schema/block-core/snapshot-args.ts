@@ -2,6 +2,7 @@
 import { command } from '../command.js';
 import { str, struct } from '../types.js';
 import { NewImageMode } from '../backup.js';
+import { SnapshotInfo } from './node-info.js';
 
 export const BlockdevSnapshotSync = struct('BlockdevSnapshotSync', {
   '*device': str,
@@ -16,5 +17,9 @@ export const BlockdevSnapshotInternal = struct('BlockdevSnapshotInternal', { dev
 
 export const blockdevSnapshotSync = command('blockdev-snapshot-sync', { args: BlockdevSnapshotSync });
 export const blockdevSnapshot = command('blockdev-snapshot', { args: BlockdevSnapshot });
-/** Refused for now (blockemu writes no internal snapshots), after QEMU's checks; in the schema as qemu-storage-daemon 7.2 has it. */
 export const blockdevSnapshotInternalSync = command('blockdev-snapshot-internal-sync', { args: BlockdevSnapshotInternal });
+export const blockdevSnapshotDeleteInternalSync = command('blockdev-snapshot-delete-internal-sync', {
+  args: { device: str, '*id': str, '*name': str },
+  returns: SnapshotInfo,
+  allowPreconfig: true,
+});
