@@ -9,8 +9,8 @@
  * disk-only (QEMU refuses; here there is no state a snapshot could lack).
  */
 import type { BlockNode } from '../../blockdev/node.js';
-import { snapshotNode } from '../../blockdev/internal-snapshots.js';
-import { createSnapshot, deleteSnapshot, gotoSnapshot, listSnapshots, type Qcow2Snapshot } from '../../image/qcow2/snapshots.js';
+import { createInternalSnapshot, deleteInternalSnapshot, snapshotNode } from '../../blockdev/internal-snapshots.js';
+import { gotoSnapshot, listSnapshots, type Qcow2Snapshot } from '../../image/qcow2/snapshots.js';
 import { NO_ICOUNT } from '../../image/qcow2/snapshot-table.js';
 import { SNAPSHOT_TITLES, snapshotRow } from '../../image/qcow2/snapshot-dump.js';
 import type { HmpArgs } from './args.js';
@@ -70,10 +70,11 @@ const matches = (sn: Qcow2Snapshot, name: string) => sn.name === name;
 async function deleteAll(disks: readonly Disk[], name: string): Promise<void> {
   for (const d of disks) {
     if (!d.included || !canSnapshot(d.bs)) continue;
-    const img = snapshotNode(d.bs)!.image;
+    const node = snapshotNode(d.bs)!;
+    const img = node.image;
     for (let sn = (await listSnapshots(img)).find((s) => matches(s, name)); sn; sn = (await listSnapshots(img)).find((s) => matches(s, name))) {
       try {
-        await deleteSnapshot(img, sn.id, sn.name);
+        await deleteInternalSnapshot(node, sn.id, sn.name);
       } catch (err) {
         throw new HmpCommandError(`Could not delete snapshot '${name}' on '${d.name}': ${err instanceof Error ? err.message : String(err)}`, { cause: err });
       }
@@ -109,7 +110,7 @@ export async function savevm(ctx: HmpContext, a: HmpArgs): Promise<void> {
       try {
         await node.flush();
         // No guest, so no VM clock and no recorded icount (-1, which leaves ICOUNT empty).
-        await createSnapshot(node.image, { name, dateSec: Math.floor(now / 1000), dateNsec: (now % 1000) * 1_000_000, vmClockNsec: 0n, icount: NO_ICOUNT });
+        await createInternalSnapshot(node, { name, dateSec: Math.floor(now / 1000), dateNsec: (now % 1000) * 1_000_000, vmClockNsec: 0n, icount: NO_ICOUNT });
       } catch (err) {
         await deleteAll(disks, name).catch(() => undefined);
         throw new HmpCommandError(`Could not create snapshot '${name}' on '${d.name}'`, { cause: err });
