@@ -12,13 +12,31 @@ import { createSnapshot, deleteSnapshot, type NewSnapshot, type Qcow2Snapshot } 
 import { Qcow2Node } from './drivers/qcow2.js';
 import type { BlockNode } from './node.js';
 
-/** The node that stores a node's snapshots, if any. */
-export function snapshotNode(bs: BlockNode): Qcow2Node | undefined {
-  if (bs instanceof Qcow2Node) return bs;
+/** bdrv_snapshot_fallback: the primary child, when no other child holds data (a raw or filter node above the image). */
+function snapshotFallback(bs: BlockNode): BlockNode | undefined {
   const links = bs.childList();
   const primary = links.find((c) => c.role & CHILD_PRIMARY);
   if (!primary || links.some((c) => c !== primary && c.role & (CHILD_DATA | CHILD_METADATA | CHILD_FILTERED))) return undefined;
-  return snapshotNode(primary.node);
+  return primary.node;
+}
+
+/** The node that stores a node's snapshots, if any. */
+export function snapshotNode(bs: BlockNode): Qcow2Node | undefined {
+  if (bs instanceof Qcow2Node) return bs;
+  const fallback = snapshotFallback(bs);
+  return fallback && snapshotNode(fallback);
+}
+
+/**
+ * bdrv_can_snapshot (with Debian 7.2's fix): inserted and writable — an
+ * inactive node (an incoming migration's) is not — at every level down to
+ * the node that stores the snapshots.
+ */
+export function canSnapshot(bs: BlockNode): boolean {
+  if (bs.ejected || bs.readOnly || bs.inactive) return false;
+  if (bs instanceof Qcow2Node) return true;
+  const fallback = snapshotFallback(bs);
+  return fallback !== undefined && canSnapshot(fallback);
 }
 
 /** Runs `fn` with every write to the node's image held back (the whole range locked, as a resize locks it). */

@@ -43,22 +43,11 @@ export function zstdDecompressInto(input: Uint8Array, out: Uint8Array): void {
   }
 }
 
-/** Decodes one whole zstd stream of unknown size up to `limit` bytes (for tests and tools). */
-export function zstdDecompress(input: Uint8Array, limit: number): Uint8Array {
-  const out = new Uint8Array(limit);
-  let inPos = 0;
-  let outPos = 0;
-  while (inPos < input.length) {
-    if (inPos + 4 > input.length) throw new ZstdFormatError('truncated zstd frame');
-    const magic = u32(input, inPos);
-    if ((magic & 0xfffffff0) === 0x184d2a50) {
-      inPos += 8 + u32(input, inPos + 4);
-      continue;
-    }
-    if (magic !== ZSTD_MAGIC) throw new ZstdFormatError(`no zstd frame at byte ${inPos}`);
-    [inPos, outPos] = decodeFrame(input, inPos + 4, out, outPos);
-  }
-  return out.subarray(0, outPos);
+/** The `size` bytes the frames at input[0..) hold (zstdDecompressInto into a new buffer). */
+export function zstdDecompress(input: Uint8Array, size: number): Uint8Array {
+  const out = new Uint8Array(size);
+  zstdDecompressInto(input, out);
+  return out;
 }
 
 function decodeFrame(input: Uint8Array, pos: number, out: Uint8Array, outPos: number): [number, number] {

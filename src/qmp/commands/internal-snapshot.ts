@@ -34,8 +34,7 @@ export interface PreparedInternalSnapshot {
  * machine has no guest whose clock would move (0, as savevm records).
  */
 export async function prepareInternalSnapshot(ctx: QmpContext, d: Infer<typeof BlockdevSnapshotInternal>): Promise<PreparedInternalSnapshot> {
-  checkInternalSnapshot(ctx, d);
-  const node = snapshotNode(rootNode(ctx, d.device))!;
+  const node = snapshotNode(checkInternalSnapshot(ctx, d))!;
   if ((await listSnapshots(node.image)).some((s) => s.name === d.name)) throw fail(`Snapshot with name '${d.name}' already exists on device '${d.device}'`);
   const nowUs = Math.round((performance.timeOrigin + performance.now()) * 1000);
   try {

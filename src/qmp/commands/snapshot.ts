@@ -5,7 +5,7 @@ import { GraphTransaction } from '../../blockdev/graph-transaction.js';
 import type { BlockNode } from '../../blockdev/node.js';
 import { reopenSetReadOnly } from '../../blockdev/reopen.js';
 import { reopenContext } from './reopen.js';
-import { CHILD_DATA, CHILD_FILTERED, CHILD_METADATA, CHILD_PRIMARY } from '../../image/child-perms.js';
+import { canSnapshot } from '../../blockdev/internal-snapshots.js';
 import { PERM_CONSISTENT_READ } from '../../image/perm.js';
 import { openBlockdev } from '../../blockdev/open.js';
 import type { QmpContext } from '../context.js';
@@ -113,32 +113,16 @@ export async function abortSnapshot(ctx: QmpContext, s: PreparedSnapshot): Promi
   if (s.createdFile !== undefined) await unlink(s.createdFile).catch(() => undefined);
 }
 
-/** The driver blockemu knows to take internal snapshots in QEMU (drv->bdrv_snapshot_create). */
-const SNAPSHOT_DRIVERS = new Set(['qcow2']);
-
-/**
- * bdrv_can_snapshot: a writable node whose driver takes internal
- * snapshots, or that can hand them to its primary child because no other
- * child holds data (bdrv_snapshot_fallback: a raw or filter node above one).
- */
-function canSnapshot(bs: BlockNode): boolean {
-  if (bs.ejected || bs.readOnly) return false;
-  if (SNAPSHOT_DRIVERS.has(bs.driver)) return true;
-  const links = bs.childList();
-  const primary = links.find((c) => c.role & CHILD_PRIMARY);
-  if (!primary || links.some((c) => c !== primary && c.role & (CHILD_DATA | CHILD_METADATA | CHILD_FILTERED))) return false;
-  return canSnapshot(primary.node);
-}
-
 /**
  * The checks of blockdev-snapshot-internal-sync's prepare
  * (internal_snapshot_prepare), as a command or a transaction action:
  * QEMU's, in its order and words.
  */
-export function checkInternalSnapshot(ctx: QmpContext, d: Infer<typeof BlockdevSnapshotInternal>): void {
+export function checkInternalSnapshot(ctx: QmpContext, d: Infer<typeof BlockdevSnapshotInternal>): BlockNode {
   const bs = rootNode(ctx, d.device);
   bs.blockers.check(bs.nodeName, 'internal-snapshot');
   if (bs.readOnly) throw fail(`Device '${d.device}' is read only`);
   if (!canSnapshot(bs)) throw fail(`Block format '${bs.driver}' used by device '${d.device}' does not support internal snapshots`);
   if (d.name === '') throw fail('Name is empty');
+  return bs;
 }

@@ -9,7 +9,7 @@
  * disk-only (QEMU refuses; here there is no state a snapshot could lack).
  */
 import type { BlockNode } from '../../blockdev/node.js';
-import { createInternalSnapshot, deleteInternalSnapshot, snapshotNode } from '../../blockdev/internal-snapshots.js';
+import { canSnapshot, createInternalSnapshot, deleteInternalSnapshot, snapshotNode } from '../../blockdev/internal-snapshots.js';
 import { gotoSnapshot, listSnapshots, type Qcow2Snapshot } from '../../image/qcow2/snapshots.js';
 import { NO_ICOUNT } from '../../image/qcow2/snapshot-table.js';
 import { SNAPSHOT_TITLES, snapshotRow } from '../../image/qcow2/snapshot-dump.js';
@@ -17,9 +17,6 @@ import type { HmpArgs } from './args.js';
 import type { QmpContext } from '../context.js';
 import { HmpCommandError, type HmpContext } from './command.js';
 
-/** bdrv_can_snapshot: inserted, writable, and a format with snapshots under it. */
-/** bdrv_can_snapshot (with Debian's 7.2.9 patch): writable, which an inactive node (an incoming migration's) is not. */
-const canSnapshot = (bs: BlockNode) => !bs.ejected && !bs.readOnly && !bs.inactive && snapshotNode(bs) !== undefined;
 
 interface Disk {
   bs: BlockNode;
