@@ -37,6 +37,8 @@ async function play(d: ExportDaemon): Promise<unknown[]> {
     out.push(await outcome(c, 'blockdev-snapshot-internal-sync', args));
     out.push(await outcome(c, 'transaction', { actions: [{ type: 'blockdev-snapshot-internal-sync', data: args }] }));
   }
+  // Nodes that keep no snapshots cannot list them, so nothing can be deleted there.
+  for (const device of ['raw0', 'n0']) out.push(await outcome(c, 'blockdev-snapshot-delete-internal-sync', { device, name: 's1' }));
   const schema = await c.execute<Array<{ name: string; 'arg-type'?: string; 'meta-type': string; members?: unknown }>>('query-qmp-schema');
   const cmd = schema.find((e) => e.name === 'blockdev-snapshot-internal-sync');
   out.push(cmd?.['meta-type'], schema.find((e) => e.name === cmd?.['arg-type'])?.members);
