@@ -121,6 +121,10 @@ export abstract class BlockNode implements ChildOwner {
    * point without a node in the graph; undefined when there are none.
    */
   faults: NodeFaults | undefined;
+  /** Whether requests here may fail, stall or be held by injection: armed faults, or a blkdebug node (which says so itself). */
+  get injectsFaults(): boolean {
+    return this.faults !== undefined;
+  }
   /** Where the node's own events go (the graph's, once the node is in one). */
   eventSink: BlockNodeEventSink | undefined;
   /** Links from the node's users — other nodes, BlockBackends, jobs — newest first (bs->parents). */

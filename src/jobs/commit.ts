@@ -3,6 +3,7 @@ import { BlockBackend } from '../blockdev/block-backend.js';
 import { cowChild, findOverlay } from '../blockdev/chain.js';
 import { CommitTopNode } from '../blockdev/drivers/commit-top.js';
 import { dropIntermediate } from '../blockdev/drop-intermediate.js';
+import { injectsFaultsBelow } from '../blockdev/faults/injected.js';
 import { freezeChain, unfreezeChain } from '../blockdev/freeze.js';
 import type { BlockGraph } from '../blockdev/graph.js';
 import { appendOverlay } from '../blockdev/graph-edit.js';
@@ -13,9 +14,12 @@ import { errnoOf, strerror } from '../image/errno.js';
 import { BlockError } from '../image/errors.js';
 import { PERM_ALL, PERM_CONSISTENT_READ, PERM_RESIZE, PERM_WRITE, PERM_WRITE_UNCHANGED } from '../image/perm.js';
 import { BlockJob, type BlockJobListener, type BlockJobOptions, type OnError } from './block-job.js';
+import { type StepOutcome, StepWindow } from './step-window.js';
 
 /** The most one step copies (COMMIT_BUFFER_SIZE). */
 export const COMMIT_BUFFER_SIZE = 512 << 10;
+/** Steps in flight at once without a speed limit (mirror's MAX_IN_FLIGHT): at most 8 MiB of buffers. */
+export const COMMIT_MAX_IN_FLIGHT = 16;
 
 export interface CommitOptions extends BlockJobOptions {
   graph: BlockGraph;
@@ -46,6 +50,12 @@ export class CommitJob extends BlockJob {
   private baseOverlay: BlockNode | undefined;
   private baseWasReadOnly = false;
   private chainFrozen = false;
+  /** The copy steps in flight (run), and the buffers of those that settled. */
+  private readonly steps = new StepWindow();
+  private readonly buffers: Uint8Array[] = [];
+  /** Settles once the write of the step started last has been issued: with whether that step and those before it read their data. */
+  private writeTurn: Promise<boolean> = Promise.resolve(true);
+  private unyielded = 0;
 
   constructor(id: string, events: BlockJobListener, opts: CommitOptions) {
     super(id, 'commit', events, opts);
@@ -96,40 +106,163 @@ export class CommitJob extends BlockJob {
     await this.topBlk.insert(top);
   }
 
-  /** commit_run: step by step, what a layer of the range holds is read from `top` and written into base, grown first if smaller. */
+  /**
+   * commit_run: step by step, what a layer of the range holds is read
+   * from `top` and written into base, grown first if smaller. Up to
+   * COMMIT_MAX_IN_FLIGHT steps run at once (QEMU runs one: its requests
+   * cost far less than a Node program's), met in order by the StepWindow;
+   * base's writes issue in offset order, so its clusters are allocated
+   * where QEMU's loop puts them, and none after a step whose read failed.
+   * With a speed limit, or faults injected below `top`, the loop is
+   * QEMU's, a step at a time: its timing and its failures are QEMU's.
+   */
   protected async run(): Promise<void> {
     const { top, base } = this.o;
     const len = top.size();
     this.progressTotal = this.progressCurrent + len;
     if (base.size() < len) await base.resize(len);
-    const buf = new Uint8Array(COMMIT_BUFFER_SIZE);
     let delay = 0;
-    for (let offset = 0, n = 0; offset < len; offset += n) {
-      await this.sleep(delay);
-      let copy = false;
-      let operation: 'read' | 'write' = 'read';
-      let failed: string | undefined;
-      try {
-        const st = await isAllocatedAbove(top, this.baseOverlay, true, offset, COMMIT_BUFFER_SIZE);
-        n = st.length;
-        copy = st.allocated;
-        if (copy) {
-          const data = buf.subarray(0, n);
-          await top.readInto(data, offset);
-          operation = 'write';
-          await base.write(offset, data);
+    try {
+      for (let offset = 0; offset < len; ) {
+        await this.pauseBetweenSteps(delay);
+        this.progressCurrent += this.steps.takeDone();
+        if (this.steps.unfinished) {
+          delay = await this.recover(delay);
+          continue;
         }
+        let st: { allocated: boolean; length: number };
+        try {
+          st = await isAllocatedAbove(top, this.baseOverlay, true, offset, COMMIT_BUFFER_SIZE);
+        } catch (err) {
+          // Met before the steps in flight settled: those come first, then the status is asked again, in its turn.
+          if (this.steps.inFlight > 0) {
+            delay = await this.recover(delay);
+            continue;
+          }
+          const errno = errnoOf(err);
+          if (this.errorAction(this.policy, 'read', errno) === 'report') throw new BlockError('IO', strerror(errno), { errno });
+          continue;
+        }
+        const n = st.length;
+        if (!st.allocated) {
+          this.steps.skip(offset, n);
+          delay = 0;
+        } else if (this.limiter.limited || injectsFaultsBelow(top)) {
+          await this.steps.drain();
+          this.startCopy(offset, n);
+          await this.steps.drain();
+          // A failed step leaves the delay as it was (commit_run's continue).
+          if (!this.steps.unfinished) delay = this.rateLimitDelay(n);
+        } else {
+          await this.steps.room(COMMIT_MAX_IN_FLIGHT);
+          // A step that settled meanwhile without success is met before this one starts.
+          if (this.steps.unfinished) continue;
+          this.startCopy(offset, n);
+          delay = 0;
+        }
+        offset += n;
+        // Counted before the sleep, as commit_run does.
+        this.progressCurrent += this.steps.takeDone();
+      }
+      await this.recover(delay);
+    } finally {
+      await this.steps.drain();
+    }
+  }
+
+  private get policy(): OnError {
+    return this.o.onError ?? 'report';
+  }
+
+  /**
+   * job_sleep_ns(delay) between steps. Without a delay and with steps in
+   * flight the turn of the event loop is skipped (their I/O lets it turn),
+   * so the next steps' requests go out together, where the files merge
+   * adjacent ones; every COMMIT_MAX_IN_FLIGHT steps the job yields all
+   * the same, as mirror's loop does.
+   */
+  private async pauseBetweenSteps(delay: number): Promise<void> {
+    if (delay === 0 && this.steps.inFlight > 0 && ++this.unyielded < COMMIT_MAX_IN_FLIGHT) return this.skipSleep();
+    this.unyielded = 0;
+    await this.sleep(delay);
+  }
+
+  /** A job pauses with none of its steps in flight, and with the progress QEMU's loop would have made by then. */
+  protected override async pausePoint(): Promise<void> {
+    if ((this.paused || this.cancelled) && this.steps.inFlight > 0) {
+      await this.steps.drain();
+      this.progressCurrent += this.steps.takeDone();
+    }
+    return super.pausePoint();
+  }
+
+  /**
+   * The steps that did not succeed, met in order as commit_run meets them:
+   * one left undone is done again; a failure goes to the policy (report
+   * fails the job), then the loop sleeps — the pause point, where stop
+   * waits for the resume — and tries that step again by itself until it
+   * succeeds. The steps after it count then. Returns the delay for the
+   * next sleep.
+   */
+  private async recover(delay: number): Promise<number> {
+    await this.steps.drain();
+    for (;;) {
+      this.progressCurrent += this.steps.takeDone();
+      const step = this.steps.firstUnfinished();
+      if (!step) {
+        // The window is empty: the next step's write goes first.
+        this.writeTurn = Promise.resolve(true);
+        return delay;
+      }
+      let failure = step.failure ?? (await this.copy(step.offset, step.bytes));
+      while (typeof failure === 'object') {
+        if (this.errorAction(this.policy, failure.operation, failure.errno) === 'report') {
+          throw new BlockError('IO', strerror(failure.errno), { errno: failure.errno });
+        }
+        await this.sleep(delay);
+        failure = await this.copy(step.offset, step.bytes);
+      }
+      this.steps.succeedFirst();
+      delay = this.rateLimitDelay(step.bytes);
+    }
+  }
+
+  /** Starts a step's copy in the window; its write waits for the turn of the step before. */
+  private startCopy(offset: number, bytes: number): void {
+    const turn = this.writeTurn;
+    let pass!: (readOk: boolean) => void;
+    this.writeTurn = new Promise<boolean>((r) => (pass = r));
+    this.steps.start(offset, bytes, () => this.copy(offset, bytes, turn, pass), (p) => void this.trackIo(p));
+  }
+
+  /**
+   * One step's copy: read through the top of the range, then, once `turn`
+   * comes, written into base. `pass` hands the turn on once the write is
+   * issued, saying whether this step and those before it read their data.
+   */
+  private async copy(offset: number, bytes: number, turn = Promise.resolve(true), pass: (readOk: boolean) => void = () => undefined): Promise<StepOutcome> {
+    const buf = this.buffers.pop() ?? new Uint8Array(COMMIT_BUFFER_SIZE);
+    const data = buf.subarray(0, bytes);
+    let readOk = false;
+    try {
+      try {
+        await this.o.top.readInto(data, offset);
       } catch (err) {
-        failed = errnoOf(err);
+        return { operation: 'read', errno: errnoOf(err) };
       }
-      if (failed !== undefined) {
-        // Report fails the job; ignore and stop try the same step again (stop after a resume).
-        if (this.errorAction(this.o.onError ?? 'report', operation, failed) === 'report') throw new BlockError('IO', strerror(failed), { errno: failed });
-        n = 0;
-        continue;
+      if (!(await turn)) return 'undone';
+      readOk = true;
+      const write = this.o.base.write(offset, data);
+      pass(true);
+      try {
+        await write;
+      } catch (err) {
+        return { operation: 'write', errno: errnoOf(err) };
       }
-      this.progressCurrent += n;
-      delay = copy ? this.rateLimitDelay(n) : 0;
+      return 'done';
+    } finally {
+      pass(readOk);
+      this.buffers.push(buf);
     }
   }
 

@@ -124,6 +124,9 @@ const BLKDEBUG_NAMING: NamePolicy = {
  */
 export class BlkdebugNode extends BlockNode {
   readonly driver = 'blkdebug';
+  override get injectsFaults(): boolean {
+    return true;
+  }
   private state = 1;
   private active: InjectErrorRule[] = [];
   private readonly inject: InjectErrorRule[];

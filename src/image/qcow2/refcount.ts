@@ -217,6 +217,17 @@ export class RefcountManager {
     this.pendingFrees.set(cluster, (this.pendingFrees.get(cluster) ?? 0) + count);
   }
 
+  /**
+   * Frees clusters that no table ever referenced — an allocation that
+   * failed before its L2 entries were set (qcow2_alloc_cluster_abort) — at
+   * once, as QEMU does: nothing on disk can point there, so the next
+   * allocation may take them again.
+   */
+  async freeUnreferenced(cluster: number, count: number): Promise<void> {
+    this.file.event?.('cluster_free');
+    for (let i = 0; i < count; i++) await this.change(cluster + i, -1);
+  }
+
   hasPendingFrees(): boolean {
     return this.pendingFrees.size > 0;
   }

@@ -218,7 +218,7 @@ export class Qcow2Writer {
         return { kind: 'alloc', offset, length: len, old, host, cow: this.subclusterCow(l2off, idx0, old, inCluster, len, false)! };
       } catch (err) {
         // A corrupt bitmap found after the allocation: the clusters go back (qcow2_alloc_cluster_abort).
-        if (!img.externalData) for (let i = 0; i < old.length; i++) this.rc.free(host + i);
+        if (!img.externalData) await this.rc.freeUnreferenced(host, old.length);
         throw err;
       }
     }
@@ -343,8 +343,7 @@ export class Qcow2Writer {
       // Zero head and tail are written, not left as holes: qemu-img map would report holes in a data cluster as zero.
       await this.img.dataFile.writev(at, this.img.sealData(bufs, at, firstGuest + (keepHead ? head : 0)));
     } catch (err) {
-      // qcow2_alloc_cluster_abort: clusters of an external data file were never counted.
-      if (!plan.reuse && !this.img.externalData) for (let i = 0; i < plan.old.length; i++) this.rc.free(plan.host + i);
+      await this.abortAllocation(plan);
       throw err;
     }
   }
@@ -374,9 +373,15 @@ export class Qcow2Writer {
       this.checkOverlap(at, cow.end - cow.start);
       await img.dataFile.writev(at, img.sealData(bufs, at, base + cow.start));
     } catch (err) {
-      if (!plan.reuse && !img.externalData) for (let i = 0; i < plan.old.length; i++) this.rc.free(plan.host + i);
+      await this.abortAllocation(plan);
       throw err;
     }
+  }
+
+  /** qcow2_alloc_cluster_abort: the new clusters of a write that failed go back at once (those of an external data file were never counted). */
+  private async abortAllocation(plan: AllocPlan): Promise<void> {
+    if (plan.reuse || this.img.externalData) return;
+    await this.img.meta.run(() => this.rc.freeUnreferenced(plan.host, plan.old.length));
   }
 
   /** What guest bytes [offset, offset+length) read now, also past the virtual size (a cluster's tail): the image's own view, backing included. */
