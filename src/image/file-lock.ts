@@ -3,6 +3,7 @@ import { constants } from 'node:os';
 import { getSystemErrorName } from 'node:util';
 import { BlockError } from './errors.js';
 import { EAGAIN, LockDescription, type LockReply, type LockStep, type StepOutcome } from './lock-helper.js';
+import { waitForOrphanedHelpers } from './orphaned-lock-helpers.js';
 import { PERM_ALL, PERM_BITS, permNames } from './perm.js';
 
 /**
@@ -134,7 +135,7 @@ export class ImageLock {
     return this.serial(() => this.doPrepare(perm, shared));
   }
 
-  private async doPrepare(perm: number, shared: number): Promise<void> {
+  private async doPrepare(perm: number, shared: number, retried = false): Promise<void> {
     if ((this.perm | perm) === this.perm && (this.shared & shared) === this.shared) return;
     this.dropIfGone();
     const target = wanted(this.perm | perm, ~this.shared | ~shared);
@@ -144,7 +145,10 @@ export class ImageLock {
     const undo = applySteps(after, this.unknown, wanted(this.perm, ~this.shared), true);
     const reply = await this.send([...locks, ...checkSteps(perm, shared)], undo);
     const failed = reply.steps.find((o) => o.errno !== 0);
-    if (failed) throw stepError(failed, this.path);
+    if (!failed) return;
+    // The holder may be a killed blockemu's lock helper, not dead yet: once it is, the answer is the one QEMU would get.
+    if (!retried && failed.step.kind === 'test' && failed.errno === EAGAIN && (await waitForOrphanedHelpers())) return this.doPrepare(perm, shared, true);
+    throw stepError(failed, this.path);
   }
 
   /**

@@ -52,7 +52,10 @@ const ENOENT = constants.errno.ENOENT;
  * as it can; perl-base alone runs it. The struct flock layout is Linux's on
  * 64-bit x86 and Arm (file-lock.ts refuses other machines).
  */
+export const HELPER_MARKER = '# blockemu lock helper';
+
 const SCRIPT = String.raw`
+${HELPER_MARKER}
 # One request per line, one answer line each, in order:
 #   o ID PATH          open PATH read-only as description ID: "0" or "errno strerror"
 #   r ID STEP... [| UNDO...]
