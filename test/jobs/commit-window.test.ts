@@ -12,6 +12,7 @@
  * failing disk instead: the file node under the image fails the request
  * that blkdebug fails in qemu-storage-daemon.
  */
+import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
@@ -40,22 +41,22 @@ async function makeChain(dir: string): Promise<void> {
 }
 
 async function hostOffset(image: string, guest: number): Promise<number> {
-  const map = JSON.parse((await run('qemu-img', ['map', '--output=json', image])).stdout) as Array<{ start: number; length: number; offset?: number }>;
+  const map = JSON.parse((await run('qemu-img', ['map', '-U', '--output=json', image])).stdout) as Array<{ start: number; length: number; offset?: number }>;
   const e = map.find((m) => m.start <= guest && guest < m.start + m.length && m.offset !== undefined)!;
   return e.offset! + (guest - e.start);
 }
 
 /** How the disk under a layer fails (slow: it only answers late). */
-type Failing = { layer: 'mid' | 'base'; errno: 'EIO' | 'ENOSPC'; once: boolean } | { layer: 'mid'; slow: true };
+type Failing = { layer: 'mid' | 'base'; errno: 'EIO' | 'ENOSPC'; once: boolean } | { layer: 'mid'; slow: true; ms?: number; every?: boolean };
 
 /** The chain as named nodes; the failing layer's file behind blkdebug (for qemu-storage-daemon) when `rule` is given. */
-function chain(dir: string, failing?: Failing, rule?: Record<string, unknown>): Array<Record<string, unknown>> {
+function chain(dir: string, failing?: Failing, rule?: Record<string, unknown>, baseWritable = false): Array<Record<string, unknown>> {
   const image = (layer: string) => {
     const f = { driver: 'file', filename: join(dir, `${layer}.qcow2`), 'node-name': `${layer}-file` };
     return failing?.layer === layer && rule ? { driver: 'blkdebug', image: f, 'inject-error': [rule] } : f;
   };
   return [
-    { driver: 'qcow2', 'node-name': 'base', 'read-only': true, file: image('base') },
+    { driver: 'qcow2', 'node-name': 'base', 'read-only': !baseWritable, file: image('base') },
     { driver: 'qcow2', 'node-name': 'mid', 'read-only': true, backing: 'base', file: image('mid') },
     { driver: 'qcow2', 'node-name': 'top', backing: 'mid', file: image('top') },
   ];
@@ -87,6 +88,14 @@ async function waitStatus(c: QmpClient, status: string): Promise<void> {
     if (jobs.find((j) => j.id === 'c')?.status === status) return;
   }
   throw new Error(`the job never became ${status}`);
+}
+
+async function waitOffset(c: QmpClient, offset: number): Promise<void> {
+  for (const deadline = Date.now() + 20_000; Date.now() < deadline; await sleep(5)) {
+    const [job] = await c.execute<Array<{ offset: number }>>('query-block-jobs');
+    if (job && job.offset >= offset) return;
+  }
+  throw new Error(`the job never reached offset ${offset}`);
 }
 
 /** What qemu-img says of base afterwards: its clusters where they lie on the host, and its check. */
@@ -139,7 +148,7 @@ async function onBlockemu(root: string, p: Policy, failing?: Failing): Promise<{
 async function failDisk(d: Awaited<ReturnType<typeof startDaemon>>, dir: string, f: Failing): Promise<void> {
   const node = internalDaemon(d).graph.get(`${f.layer}-file`)! as unknown as Record<string, (...a: never[]) => Promise<void>>;
   // A disk that fails slowly: the steps after the failing one have read (and written) meanwhile.
-  const late = () => sleep(50).then(() => ('slow' in f ? undefined : Promise.reject(new BlockError('IO', strerror(f.errno), { errno: f.errno }))));
+  const late = () => sleep('slow' in f ? (f.ms ?? 50) : 50).then(() => ('slow' in f ? undefined : Promise.reject(new BlockError('IO', strerror(f.errno), { errno: f.errno }))));
   let fired = false;
   const fires = () => {
     const now = !('once' in f && f.once && fired);
@@ -150,7 +159,8 @@ async function failDisk(d: Awaited<ReturnType<typeof startDaemon>>, dir: string,
     const at = await hostOffset(join(dir, 'mid.qcow2'), FAIL_GUEST);
     const readInto = node['doReadInto']!.bind(node) as (buf: Uint8Array, offset: number) => Promise<void>;
     node['doReadInto'] = ((buf: Uint8Array, offset: number) => {
-      if (offset <= at && at < offset + buf.length && fires()) return late().then(() => readInto(buf, offset));
+      const hit = 'every' in f && f.every ? at <= offset : offset <= at && at < offset + buf.length;
+      if (hit && fires()) return late().then(() => readInto(buf, offset));
       return readInto(buf, offset);
     }) as never;
   } else {
@@ -206,4 +216,68 @@ describe.skipIf(!qemu.available || !qemu.storageDaemon)('a commit with steps in 
       }
     });
   }, 120_000);
+});
+
+describe.skipIf(!qemu.available)('a commit with steps in flight, paused or cancelled', () => {
+  // A step's data goes to base's end at once (its tables stay in the daemon's cache a while): the file's size shows it.
+  const sizeOf = async (dir: string) => (await stat(join(dir, 'base.qcow2'))).size;
+
+  it('pauses with none of its steps in flight: base does not grow while it is paused, and the commit ends as it would have', async () => {
+    await withTempDir(async (root) => {
+      const dir = join(root, 'ours');
+      await run('mkdir', [dir]);
+      await makeChain(dir);
+      const d = await startDaemon({ blockdevs: chain(dir) });
+      try {
+        // From FAIL_GUEST's cluster on, every read of mid is slow: whatever is in flight at the pause answers late.
+        await failDisk(d, dir, { layer: 'mid', slow: true, ms: 300, every: true });
+        const c = await d.client();
+        await c.execute('block-commit', { 'job-id': 'c', device: 'top', 'top-node': 'mid', 'base-node': 'base', 'auto-dismiss': false });
+        // Counted up to the slow step: it and those after it are in flight.
+        await waitOffset(c, FAIL_GUEST);
+        await c.execute('block-job-pause', { device: 'c' });
+        await waitStatus(c, 'paused');
+        const before = { jobs: await c.execute('query-block-jobs'), size: await sizeOf(dir) };
+        // A step still in flight would land meanwhile.
+        await sleep(400);
+        expect({ jobs: await c.execute('query-block-jobs'), size: await sizeOf(dir) }).toEqual(before);
+        await c.execute('block-job-resume', { device: 'c' });
+        await waitStatus(c, 'concluded');
+        const [job] = await c.execute<Array<{ offset: number; len: number }>>('query-block-jobs');
+        expect(job!.offset).toBe(job!.len);
+        await c.execute('job-dismiss', { id: 'c' });
+      } finally {
+        await d.close();
+      }
+      expect((await run('qemu-img', ['compare', '-q', '-F', 'raw', join(dir, 'base.qcow2'), join(dir, 'mid-view.raw')])).code).toBe(0);
+      expect((await run('qemu-img', ['check', join(dir, 'base.qcow2')])).code).toBe(0);
+    });
+  }, 60_000);
+
+  it('cancelled, it ends with no step in flight: the chain reads as before and every image checks clean', async () => {
+    await withTempDir(async (root) => {
+      const dir = join(root, 'ours');
+      await run('mkdir', [dir]);
+      await makeChain(dir);
+      await run('qemu-img', ['convert', '-O', 'raw', join(dir, 'top.qcow2'), join(dir, 'top-view.raw')]);
+      // base read-write from the start: no reopen at the job's end waits for its requests in its stead.
+      const d = await startDaemon({ blockdevs: chain(dir, undefined, undefined, true) });
+      try {
+        // From FAIL_GUEST's cluster on, every read of mid is slow: whatever is in flight at the pause answers late.
+        await failDisk(d, dir, { layer: 'mid', slow: true, ms: 300, every: true });
+        const c = await d.client();
+        await c.execute('block-commit', { 'job-id': 'c', device: 'top', 'top-node': 'mid', 'base-node': 'base' });
+        await waitOffset(c, FAIL_GUEST);
+        await c.execute('block-job-cancel', { device: 'c' });
+        await c.waitForEvent('BLOCK_JOB_CANCELLED');
+        const after = await sizeOf(dir);
+        await sleep(400);
+        expect(await sizeOf(dir)).toBe(after);
+      } finally {
+        await d.close();
+      }
+      expect((await run('qemu-img', ['compare', '-q', '-F', 'raw', join(dir, 'top.qcow2'), join(dir, 'top-view.raw')])).code).toBe(0);
+      for (const image of ['base.qcow2', 'mid.qcow2', 'top.qcow2']) expect((await run('qemu-img', ['check', join(dir, image)])).code).toBe(0);
+    });
+  }, 60_000);
 });
