@@ -65,8 +65,8 @@ export async function main(argv: readonly string[], ctx?: Omit<ToolContext, 'raw
   const args = argv.slice(2);
   const at = subcommandIndex(args);
   const rawArgs = at < 0 ? [] : args.slice(at + 1);
-  // qemu-img's stdout is C stdio's: block-buffered into a pipe or file, so what it prints to stderr comes first.
-  const own = ctx === undefined ? processContext(rawArgs, at >= 0 && args[at] === 'img') : undefined;
+  // qemu-img's and qemu-io's stdout is C stdio's: block-buffered into a pipe or file, so what they print to stderr comes first.
+  const own = ctx === undefined ? processContext(rawArgs, at >= 0 && (args[at] === 'img' || args[at] === 'io')) : undefined;
   const tool: ToolContext = own ?? { ...ctx!, rawArgs };
   const { Command, Option } = await import('commander');
   const program = new Command();

@@ -18,6 +18,8 @@ export interface IoStreams {
   err(text: string): void;
   /** Command lines to run when no -c is given (qemu-io then reads stdin). */
   lines?: AsyncIterable<string>;
+  /** Writes out what `out` holds back (a block-buffered stdout, as C stdio's into a pipe): qemu-io flushes at its prompt and before it raises a signal. */
+  flush?(): void;
 }
 
 /** `blockemu io ARGS…`: qemu-io's command line, parsed as qemu-io parses it, then the tool; resolves to the exit code. */
@@ -40,7 +42,11 @@ export async function ioCommandLine(io: IoStreams, argv: readonly string[]): Pro
 /** Runs the tool; resolves to the exit code (1 when any command failed, as qemu-io). */
 export async function ioMain(io: IoStreams, a: IoArgs): Promise<number> {
   const unmap = a.unmap;
-  const sinks: IoOpenSinks = { stdout: (t) => io.out(t), stderr: (t) => io.err(t), exit: (status) => process.exit(status) };
+  const exit = (status: number): never => {
+    io.flush?.();
+    return process.exit(status);
+  };
+  const sinks: IoOpenSinks = { stdout: (t) => io.out(t), stderr: (t) => io.err(t), exit };
   if (a.objects.length > 0) {
     const made = await createObjects(a.objects);
     if (typeof made === 'string') {
@@ -69,6 +75,7 @@ export async function ioMain(io: IoStreams, a: IoArgs): Promise<number> {
     },
     // sigraise/abort: the signal's default action ends the process, as raise(3) does in qemu-io.
     raise: async (signal) => {
+      io.flush?.();
       if (signal !== 0) process.kill(process.pid, signal);
     },
     openImage: async (req, out) => {
@@ -89,10 +96,14 @@ export async function ioMain(io: IoStreams, a: IoArgs): Promise<number> {
     if (a.commands.length > 0) {
       for (const line of a.commands) if (!(await run(line))) break;
     } else if (io.lines) {
-      io.out(PROMPT);
+      const prompt = () => {
+        io.out(PROMPT);
+        io.flush?.();
+      };
+      prompt();
       for await (const line of io.lines) {
         if (!(await run(line))) break;
-        io.out(PROMPT);
+        prompt();
       }
     }
   } finally {

@@ -203,6 +203,33 @@ describe.skipIf(!qemu.available)('qcow2 edges (vs qemu-io and qemu-img)', () => 
     await expectSameIn('img', ['check', 't.qcow2'], s);
   });
 
+  it.each([
+    ['inactive L1 table', 'overlap-check=constant'],
+    ['inactive L1 table', 'overlap-check.inactive-l1=off'],
+    ['inactive L1 table', 'overlap-check=none,overlap-check.inactive-l1=on'],
+    ['inactive L2 table', 'overlap-check=cached'],
+    ['inactive L2 table', 'overlap-check=all'],
+    ['inactive L2 table', 'overlap-check.inactive-l2=on'],
+    ['inactive L2 table', 'overlap-check=all,overlap-check.inactive-l2=off'],
+  ])('a data cluster entry pointing into the %s, opened with %s: the overlap check looks at what the option says', async (what, option) => {
+    await both(s, 'qemu-img', 'create', '-q', '-f', 'qcow2', 't.qcow2', '64M');
+    await both(s, 'qemu-io', '-c', 'write -q -P 1 0 64k', 't.qcow2');
+    await both(s, 'qemu-img', 'snapshot', '-c', 'sn', 't.qcow2');
+    await both(s, 'qemu-io', '-c', 'write -q -P 2 0 64k', 't.qcow2');
+    await poke(s, 't.qcow2', (buf) => {
+      const out = Buffer.from(buf);
+      const l2 = Number(buf.readBigUInt64BE(Number(buf.readBigUInt64BE(40))) & 0x00fffffffffffe00n);
+      // The snapshot's L1 table, and the L2 table its first entry names (the active table's is a copy now).
+      const snapL1 = Number(buf.readBigUInt64BE(Number(buf.readBigUInt64BE(64))));
+      const target = what === 'inactive L1 table' ? snapL1 : Number(buf.readBigUInt64BE(snapL1) & 0x00fffffffffffe00n);
+      out.writeBigUInt64BE(BigInt(target) | (1n << 63n), l2);
+      return out;
+    });
+    const r = await expectSameIn('io', ['-c', `open -o ${option} t.qcow2`, '-c', 'write -q -P 3 0 64k'], s);
+    const refused = !/constant|inactive-l1=off|=cached|inactive-l2=off/.test(option);
+    expect(r.stderr.includes(`Preventing invalid write on metadata (overlaps with ${what})`)).toBe(refused);
+  });
+
   it('the compress filter writes whole clusters compressed, completing partial ones from the image (iotest 214)', async () => {
     await both(s, 'qemu-img', 'create', '-q', '-f', 'qcow2', '-o', 'cluster_size=64k', 't.qcow2', '2M');
     await expectSameIn('io', ['-c', 'write -q -P 0xbb 0 224k', '--image-opts', 'driver=compress,file.driver=qcow2,file.file.driver=file,file.file.filename=t.qcow2'], s);

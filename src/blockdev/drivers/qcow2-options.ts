@@ -1,4 +1,5 @@
 import { BlockError } from '../../image/errors.js';
+import { OVERLAP_MODES } from '../../image/qcow2/overlap.js';
 import { joinOptions, optBool, type Options, parseNumberOption, parseSizeOption } from '../options.js';
 
 /**
@@ -6,9 +7,10 @@ import { joinOptions, optBool, type Options, parseNumberOption, parseSizeOption 
  * (qcow2_update_options_prepare): all are taken; cache sizes, lazy
  * refcounts, overlap checks and the encryption format are checked with
  * QEMU's words. blockemu sizes its caches its own way and writes refcounts
- * eagerly, so what passes changes nothing else.
+ * eagerly; lazy refcounts and the overlap checks' set are what it uses.
  */
 
+/** overlap-check.<flag>, in the order of their bits (overlap.ts OL). */
 const OVERLAP_FLAGS = ['main-header', 'active-l1', 'active-l2', 'refcount-table', 'refcount-block', 'snapshot-table', 'inactive-l1', 'inactive-l2', 'bitmap-directory'];
 
 /** Also the options a reopen may leave out, resetting them (qcow2's mutable_opts are the same list). */
@@ -109,7 +111,7 @@ function readCacheSizes(opts: ReadonlyMap<string, string>, f: Qcow2Facts): { l2:
  * the encrypt.* options (the image has no encryption: blockemu opens
  * none); `lazyNow` is whether the image uses lazy refcounts now.
  */
-export function checkQcow2Options(opts: ReadonlyMap<string, string>, encrypt: Options, f: Qcow2Facts, lazyNow: boolean): { lazyRefcounts: boolean } {
+export function checkQcow2Options(opts: ReadonlyMap<string, string>, encrypt: Options, f: Qcow2Facts, lazyNow: boolean): { lazyRefcounts: boolean; overlapCheck: number } {
   checkRuntimeTypes(opts);
   const c = readCacheSizes(opts, f);
   if (Math.max(Math.floor(c.l2 / c.entry), MIN_L2_CACHE_SIZE) > INT_MAX) throw fail('L2 cache size too big');
@@ -131,8 +133,14 @@ export function checkQcow2Options(opts: ReadonlyMap<string, string>, encrypt: Op
   }
   const format = encrypt['format'];
   if (typeof format === 'string' && !f.encrypted) throw fail(`No encryption in image header, but options specified format '${format}'`);
-  return { lazyRefcounts };
+  // The mode's set, each overlap-check.<flag> turning its bit on or off (bit i is OVERLAP_FLAGS[i], QCOW2_OL_*).
+  let overlapCheck = 0;
+  OVERLAP_FLAGS.forEach((flag, i) => {
+    if (optBool(opts.get(`overlap-check.${flag}`), (OVERLAP_MODES[mode]! & (1 << i)) !== 0)) overlapCheck |= 1 << i;
+  });
+  return { lazyRefcounts, overlapCheck };
 }
+
 
 /**
  * qcow2_join_options: a reopen's new overlap template drops every old

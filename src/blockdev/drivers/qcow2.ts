@@ -93,7 +93,9 @@ export class Qcow2Node extends BlockNode {
     try {
       const h = image.info();
       // qcow2_do_open checks its options once the header is read, before any backing file is opened.
-      image.lazy.enabled = checkQcow2RuntimeOptions(image, { ...options }).lazyRefcounts;
+      const runtime = checkQcow2RuntimeOptions(image, { ...options });
+      image.lazy.enabled = runtime.lazyRefcounts;
+      image.overlapCheck = runtime.overlapCheck;
       backingLink = await backing({ backingFile: h.backingFilename, backingFormat: h.backingFormat, filename });
       if (backingLink) image.attachBacking(await NodeImage.of(backingLink.node));
       // qcow2_load_dirty_bitmaps, before the node exists: a bad directory fails the open and leaves nothing behind.
@@ -357,7 +359,7 @@ export class Qcow2Node extends BlockNode {
    * qcow2_reopen_bitmaps_rw), and a failure there is only reported.
    */
   override async prepareReopen(state: ReopenState): Promise<StagedReopen> {
-    const { lazyRefcounts } = checkQcow2RuntimeOptions(this.image, state.options);
+    const { lazyRefcounts, overlapCheck } = checkQcow2RuntimeOptions(this.image, state.options);
     // qcow2_update_options_prepare: turning lazy refcounts off writes them out and marks the image clean first.
     if (this.image.lazy.enabled && !lazyRefcounts) {
       await this.image.lazy.markClean(() => this.image.flush()).catch((err: unknown) => {
@@ -372,6 +374,7 @@ export class Qcow2Node extends BlockNode {
     return {
       commitPost: () => {
         this.image.lazy.enabled = lazyRefcounts;
+        this.image.overlapCheck = overlapCheck;
         return state.readOnly ? undefined : this.bitmapsWritable();
       },
     };
@@ -472,7 +475,7 @@ export class Qcow2Node extends BlockNode {
 }
 
 /** qcow2_update_options_prepare's checks of the options (taken out of `options`, encrypt.* with them), on open and reopen alike. */
-export function checkQcow2RuntimeOptions(image: Qcow2Image, options: Options): { lazyRefcounts: boolean } {
+export function checkQcow2RuntimeOptions(image: Qcow2Image, options: Options): { lazyRefcounts: boolean; overlapCheck: number } {
   const opts = absorb(options, QCOW2_OPTIONS);
   const encrypt = extractSub(options, 'encrypt.');
   const facts = { clusterSize: image.layout.clusterSize, virtualSize: image.size(), version: image.version, l2EntrySize: image.layout.l2EntryBytes, encrypted: image.header.cryptMethod !== 0 };

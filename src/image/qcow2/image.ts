@@ -27,7 +27,7 @@ import { mapInTable, type Mapping, unallocatedRun } from './mapping.js';
 import { hex, Qcow2Corruption } from './corruption.js';
 import { loadSnapshotTable } from './snapshot-table.js';
 import { LazyRefcounts } from './lazy-refcounts.js';
-import { metadataOverlap } from './overlap.js';
+import { metadataOverlap, OL, OL_DEFAULT, overlapsMetadata } from './overlap.js';
 import type { EncryptionOptions, Qcow2Crypto } from './crypto/open.js';
 import type { LuksHeader } from '../crypto/luks.js';
 import type { SectorCipher } from '../crypto/sector-cipher.js';
@@ -116,6 +116,24 @@ export class Qcow2Image implements BlockImage {
     if (refcounts) this.startWriting(refcounts);
   }
 
+  /**
+   * qcow2_pre_write_overlap_check: a write of `ign`'s kind (or of guest
+   * data, 0) to [offset, offset+size) that would land on other metadata
+   * is a fatal corruption and is not made; a check that cannot be made
+   * (a snapshot's L1 table qcow2_validate_table refuses) fails it too.
+   */
+  checkMetadataWrite(ign: number, offset: number, size: number): Promise<void> | undefined {
+    const refuse = (hit: string | undefined) => {
+      if (hit !== undefined) throw this.corruption.signal(true, `Preventing invalid write on metadata (overlaps with ${hit})`, { offset, size });
+    };
+    // Without the snapshots' L2 tables the check needs no read: it runs (and throws) at once, and costs a write no await.
+    if (!(this.overlapCheck & ~ign & OL.INACTIVE_L2)) {
+      refuse(metadataOverlap(this, offset, size, ign));
+      return undefined;
+    }
+    return overlapsMetadata(this, offset, size, ign).then(refuse);
+  }
+
   /** The refcounts of an image open for writing (undefined when read-only). */
   get refcounts(): RefcountManager | undefined {
     return this.rc;
@@ -129,6 +147,8 @@ export class Qcow2Image implements BlockImage {
       const hit = metadataOverlap(this, offset, size);
       return hit === undefined ? undefined : this.corruption.signal(true, `Preventing invalid write on metadata (overlaps with ${hit})`, { offset, size });
     };
+    refcounts.checkBlockWrite = async (offset, size) => this.checkMetadataWrite(OL.REFCOUNT_BLOCK, offset, size);
+    this.l2Cache.checkWrite = async (offset, size) => this.checkMetadataWrite(OL.ACTIVE_L2, offset, size);
     refcounts.onTableMoved = (offset, n) => {
       this.header.refcountTableOffset = offset;
       this.header.refcountTableClusters = n;
@@ -152,6 +172,8 @@ export class Qcow2Image implements BlockImage {
   private snapshotBytes = 0;
   /** The snapshots' L1 tables, once the table was read or written: what the overlap check guards besides the active tables. */
   snapshotL1Tables: ReadonlyArray<{ offset: number; bytes: number }> = [];
+  /** What the pre-write overlap check looks at (overlap-check, QCOW2_OL_* bits; the node sets it from its options). */
+  overlapCheck = OL_DEFAULT;
 
   /** The header on disk names a new snapshot table (snapshot-table.ts wrote it, or an open read it): the in-memory state follows. */
   noteSnapshotTable(nb: number, offset: number, bytes: number, l1Tables: ReadonlyArray<{ offset: number; bytes: number }>): void {
@@ -615,9 +637,13 @@ export class Qcow2Image implements BlockImage {
         await this.ranges.drain();
         // bdrv_close flushes the whole node first and ignores a failure; then qcow2_close reports its caches' own.
         if (this.externalData && this.writer) await this.dataFile.flush().catch(() => undefined);
-        await step('L2 table cache', () => this.flushImageFile());
+        // qcow2_inactivate flushes the L2 table cache, then the refcount block cache; each flush writes its dirty tables
+        // (an L2 table the refcounts it depends on first) and then flushes the file, which may fail with nothing dirty.
+        // Tables that depend on nothing but refcounts left: the file's flush is the first step, the refcounts the second.
+        const tables = !this.writer || this.corruption.gone || this.l2Cache.hasDirty() || this.l1Dirty.size > 0 || this.refcounts!.hasPendingFrees();
+        await step('L2 table cache', () => (tables ? this.flushImageFile() : this.file.flush()));
         const lazilyDirty = this.writer !== undefined && !this.lazy.accurate;
-        if (failed !== undefined || lazilyDirty) await step('refcount block cache', () => this.flushRefcounts());
+        if (failed !== undefined || lazilyDirty || this.refcounts?.hasDirty()) await step('refcount block cache', () => this.flushRefcounts());
         // qcow2_inactivate marks the image clean only when both caches made it to disk.
         if (failed === undefined && lazilyDirty && !this.corruption.gone) await this.lazy.markClean(() => this.flushImageFile()).catch(() => undefined);
         await this.corruption.settled();

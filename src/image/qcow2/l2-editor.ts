@@ -51,10 +51,11 @@ export class L2Editor {
     const off = img.l2Offset(i);
     if (off !== 0 && img.l1Copied(i)) return off;
     const fresh = (await this.rc.allocate(1)) * cs;
-    // l2_allocate flushes the refcount cache here: with lazy refcounts the table's own count is then on disk before the
-    // image goes dirty, which is what a crash leaves (iotests 039, 061).
-    if (img.lazy.enabled && (await this.rc.writeBack())) await img.file.flush();
     try {
+      // l2_allocate flushes the refcount cache here (each block overlap-checked as it is written, which may fail the
+      // write). The file's flush only with lazy refcounts: the table's own count is then on disk before the image goes
+      // dirty, which is what a crash leaves (iotests 039, 061).
+      if ((await this.rc.writeBack()) && img.lazy.enabled) await img.file.flush();
       let copy: Uint8Array | undefined;
       if (off !== 0) {
         img.file.event?.('l2_alloc_cow_read');
@@ -64,7 +65,8 @@ export class L2Editor {
       // create() may evict the old table before copying it: harmless, a shared table is never changed in place.
       await img.l2Cache.create(fresh, copy);
     } catch (err) {
-      this.rc.free(fresh / cs);
+      // l2_allocate's failure: the new table's cluster, never referenced, goes back at once (qcow2_free_clusters).
+      await this.rc.freeUnreferenced(fresh / cs, 1);
       throw err;
     }
     img.setL1(i, fresh);

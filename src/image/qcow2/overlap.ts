@@ -1,43 +1,98 @@
+import { BlockError } from '../errors.js';
 import { EXT_BITMAPS, AUTOCLEAR_BITMAPS } from './header.js';
 import type { Qcow2Image } from './image.js';
 import { entryHi, entryLo, entryOffset } from './layout.js';
 
+/** QCOW2_OL_*: the kinds of metadata the pre-write overlap check looks at, as bits (overlap-check.<flag> in this order). */
+export const OL = {
+  MAIN_HEADER: 1 << 0,
+  ACTIVE_L1: 1 << 1,
+  ACTIVE_L2: 1 << 2,
+  REFCOUNT_TABLE: 1 << 3,
+  REFCOUNT_BLOCK: 1 << 4,
+  SNAPSHOT_TABLE: 1 << 5,
+  INACTIVE_L1: 1 << 6,
+  INACTIVE_L2: 1 << 7,
+  BITMAP_DIRECTORY: 1 << 8,
+} as const;
+
+const OL_CONSTANT = OL.MAIN_HEADER | OL.ACTIVE_L1 | OL.REFCOUNT_TABLE | OL.SNAPSHOT_TABLE;
+const OL_CACHED = OL_CONSTANT | OL.ACTIVE_L2 | OL.REFCOUNT_BLOCK | OL.INACTIVE_L1 | OL.BITMAP_DIRECTORY;
+/** overlap-check's modes (QCOW2_OL_*_TEMPLATE); `cached` is the default. */
+export const OVERLAP_MODES: Readonly<Record<string, number>> = { none: 0, constant: OL_CONSTANT, cached: OL_CACHED, all: OL_CACHED | OL.INACTIVE_L2 };
+export const OL_DEFAULT = OL_CACHED;
+
+/** QCOW_MAX_L1_SIZE. */
+const MAX_L1_BYTES = 32 << 20;
+const L1E_OFFSET_MASK = 0x00fffffffffffe00n;
+
 /**
- * qcow2_check_metadata_overlap in QEMU's default mode ("cached"): which
- * metadata a write of guest data to [offset, offset+size) on the host
- * would land on, or undefined. Checked before every data write: a table
- * entry pointing into metadata (a corrupt image) must not turn into
- * overwritten tables. The header, the active L1 table, the refcount
- * table, the snapshot table and the snapshots' L1 tables, the L2 tables
- * the active L1 table names, the refcount blocks and the bitmap directory
- * are looked at, in QEMU's order and by QEMU's names. The snapshots' L2
- * tables are not ("all" mode's inactive-l2, which reads them from disk).
+ * qcow2_check_metadata_overlap without the snapshots' L2 tables: which
+ * metadata a write to [offset, offset+size) on the host would land on, or
+ * undefined, looking at what the image's overlap-check option asks for
+ * less `ign` (what the write itself is): the header, the active L1 table,
+ * the refcount table, the snapshot table and the snapshots' L1 tables,
+ * the L2 tables the active L1 table names, the refcount blocks and the
+ * bitmap directory, in QEMU's order and by QEMU's names. Checked before
+ * every data and table write: an entry pointing into metadata (a corrupt
+ * image) must not turn into overwritten tables. The snapshots' L2 tables
+ * ("all" mode, or overlap-check.inactive-l2) need reads: overlapsMetadata.
  */
-export function metadataOverlap(img: Qcow2Image, offset: number, size: number): string | undefined {
+export function metadataOverlap(img: Qcow2Image, offset: number, size: number, ign = 0): string | undefined {
   if (size === 0) return undefined;
+  const chk = img.overlapCheck & ~ign;
   const cs = img.layout.clusterSize;
-  if (offset < cs) return 'qcow2_header';
+  if (chk & OL.MAIN_HEADER && offset < cs) return 'qcow2_header';
   // Whole clusters, as QEMU compares them.
   const start = offset - (offset % cs);
   const end = Math.ceil((offset + size) / cs) * cs;
   const hits = (at: number, bytes: number) => at < end && start < at + bytes;
   const h = img.header;
-  if (h.l1Size > 0 && hits(h.l1TableOffset, h.l1Size * 8)) return 'active L1 table';
-  if (hits(h.refcountTableOffset, h.refcountTableClusters * cs)) return 'refcount table';
+  if (chk & OL.ACTIVE_L1 && h.l1Size > 0 && hits(h.l1TableOffset, h.l1Size * 8)) return 'active L1 table';
+  if (chk & OL.REFCOUNT_TABLE && hits(h.refcountTableOffset, h.refcountTableClusters * cs)) return 'refcount table';
   const table = img.snapshotTableExtent;
-  if (table.bytes > 0 && hits(table.offset, table.bytes)) return 'snapshot table';
-  for (const t of img.snapshotL1Tables) if (t.bytes > 0 && hits(t.offset, t.bytes)) return 'inactive L1 table';
+  if (chk & OL.SNAPSHOT_TABLE && table.bytes > 0 && hits(table.offset, table.bytes)) return 'snapshot table';
+  if (chk & OL.INACTIVE_L1) for (const t of img.snapshotL1Tables) if (t.bytes > 0 && hits(t.offset, t.bytes)) return 'inactive L1 table';
   const l1 = img.l1View;
-  for (let i = 0; i < h.l1Size; i++) {
-    const off = entryOffset(entryHi(l1, i), entryLo(l1, i));
-    if (off !== 0 && hits(off, cs)) return 'active L2 table';
+  if (chk & OL.ACTIVE_L2) {
+    for (let i = 0; i < h.l1Size; i++) {
+      const off = entryOffset(entryHi(l1, i), entryLo(l1, i));
+      if (off !== 0 && hits(off, cs)) return 'active L2 table';
+    }
   }
-  if (img.refcounts?.blockOverlaps(start, end)) return 'refcount block';
-  if (h.autoclearFeatures & AUTOCLEAR_BITMAPS) {
+  if (chk & OL.REFCOUNT_BLOCK && img.refcounts?.blockOverlaps(start, end)) return 'refcount block';
+  if (chk & OL.BITMAP_DIRECTORY && h.autoclearFeatures & AUTOCLEAR_BITMAPS) {
     const ext = h.extensions.find((e) => e.type === EXT_BITMAPS);
     if (ext && ext.data.length >= 24) {
       const v = new DataView(ext.data.buffer, ext.data.byteOffset, ext.data.byteLength);
       if (hits(Number(v.getBigUint64(16)), Number(v.getBigUint64(8)))) return 'bitmap directory';
+    }
+  }
+  return undefined;
+}
+
+/**
+ * The whole of qcow2_check_metadata_overlap: metadataOverlap, then (when
+ * asked for) the snapshots' L2 tables, whose L1 tables are read from the
+ * file each time as QEMU does. A snapshot L1 table that qcow2_validate_table
+ * refuses fails the check, and with it the write: EFBIG when too large,
+ * EINVAL when its offset is invalid.
+ */
+export async function overlapsMetadata(img: Qcow2Image, offset: number, size: number, ign = 0): Promise<string | undefined> {
+  const cached = metadataOverlap(img, offset, size, ign);
+  if (cached !== undefined || size === 0 || !(img.overlapCheck & ~ign & OL.INACTIVE_L2)) return cached;
+  const cs = img.layout.clusterSize;
+  const start = offset - (offset % cs);
+  const end = Math.ceil((offset + size) / cs) * cs;
+  for (const t of img.snapshotL1Tables) {
+    if (t.bytes > MAX_L1_BYTES) throw new BlockError('IO', 'Snapshot L1 table too large', { errno: 'EFBIG' });
+    if (t.offset % cs !== 0 || Number.MAX_SAFE_INTEGER - t.bytes < t.offset) throw new BlockError('IO', 'Snapshot L1 table offset invalid', { errno: 'EINVAL' });
+    if (t.bytes === 0) continue;
+    const l1 = await img.file.read(t.offset, t.bytes);
+    const v = new DataView(l1.buffer, l1.byteOffset, l1.byteLength);
+    for (let i = 0; i + 8 <= l1.length; i += 8) {
+      const l2 = Number(v.getBigUint64(i) & L1E_OFFSET_MASK);
+      if (l2 !== 0 && l2 < end && start < l2 + cs) return 'inactive L2 table';
     }
   }
   return undefined;

@@ -94,6 +94,11 @@ export class RefcountManager {
    */
   onOverlap: ((offset: number, size: number) => BlockError | undefined) | undefined;
 
+  /** The image's pre-write overlap check of a refcount block's write (set by the image). */
+  set checkBlockWrite(check: ((offset: number, size: number) => Promise<void>) | undefined) {
+    this.blocks.checkWrite = check;
+  }
+
   /** Reports corruption found in the refcount structure (the image's qcow2_signal_corruption); set by the image. */
   set onCorrupt(report: ((message: string) => BlockError) | undefined) {
     this.table.onCorrupt = report;

@@ -34,6 +34,9 @@ export class TableCache {
     private readonly events: TableEvents = {},
   ) {}
 
+  /** The owner's pre-write check of a table's write (qcow2_cache_entry_flush's overlap check); throwing fails the write, the table stays dirty. */
+  checkWrite: ((offset: number, size: number) => Promise<void>) | undefined;
+
   async get(offset: number): Promise<Uint8Array> {
     const t = this.peek(offset);
     if (t) return t;
@@ -137,6 +140,7 @@ export class TableCache {
    */
   private async writeBack(off: number, t: Uint8Array): Promise<void> {
     try {
+      await this.checkWrite?.(off, this.tableSize);
       if (this.events.write) this.file.event?.(this.events.write);
       await this.file.write(off, t);
     } catch (err) {

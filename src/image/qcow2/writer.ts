@@ -9,7 +9,6 @@ import { L2Editor } from './l2-editor.js';
 import { COPIED_HI, entryOffset, offsetHi, offsetLo, ZERO_LO } from './layout.js';
 import type { RefcountManager } from './refcount.js';
 import { hex } from './corruption.js';
-import { metadataOverlap } from './overlap.js';
 import { CRYPT_SECTOR } from '../crypto/sector-cipher.js';
 import { type SubclusterCow, subclusterCow, writtenBitmap } from './subcluster-cow.js';
 import { discardedEntry, SubclusterZeroes, zeroedEntry } from './subcluster-zeroes.js';
@@ -234,7 +233,12 @@ export class Qcow2Writer {
 
   /** Guest data into clusters it already owns. */
   private writeInPlace(hostOffset: number, data: Uint8Array, guest: number): Promise<void> {
-    this.checkOverlap(hostOffset, data.length);
+    const checking = this.checkOverlap(hostOffset, data.length);
+    if (checking) return checking.then(() => this.writeInPlaceChecked(hostOffset, data, guest));
+    return this.writeInPlaceChecked(hostOffset, data, guest);
+  }
+
+  private writeInPlaceChecked(hostOffset: number, data: Uint8Array, guest: number): Promise<void> {
     this.img.file.event?.('write_aio');
     if (this.img.cipher) return this.img.dataFile.writev(hostOffset, this.img.sealData([data], hostOffset, guest));
     return this.img.dataFile.write(hostOffset, data);
@@ -245,11 +249,10 @@ export class Qcow2Writer {
    * write that would land on metadata (a corrupt table pointing there) is
    * a fatal corruption and is not made.
    */
-  private checkOverlap(hostOffset: number, bytes: number): void {
+  private checkOverlap(hostOffset: number, bytes: number): Promise<void> | undefined {
     // An external data file holds no metadata (qcow2_pre_write_overlap_check with data_file).
-    if (this.img.externalData) return;
-    const hit = metadataOverlap(this.img, hostOffset, bytes);
-    if (hit !== undefined) throw this.img.corruption.signal(true, `Preventing invalid write on metadata (overlaps with ${hit})`, { offset: hostOffset, size: bytes });
+    if (this.img.externalData) return undefined;
+    return this.img.checkMetadataWrite(0, hostOffset, bytes);
   }
 
   /** What a read of one guest cluster returns now (for copy-on-write of a partial write). */
@@ -339,7 +342,7 @@ export class Qcow2Writer {
     const at = plan.host * cs + (keepHead ? head : 0);
     const bytes = (keepHead ? 0 : head) + plan.length + (keepTail ? 0 : tail);
     try {
-      this.checkOverlap(at, bytes);
+      await this.checkOverlap(at, bytes);
       // Zero head and tail are written, not left as holes: qemu-img map would report holes in a data cluster as zero.
       await this.img.dataFile.writev(at, this.img.sealData(bufs, at, firstGuest + (keepHead ? head : 0)));
     } catch (err) {
@@ -370,7 +373,7 @@ export class Qcow2Writer {
     if (copies) file.event?.('cow_write');
     const at = plan.host * this.cs + cow.start;
     try {
-      this.checkOverlap(at, cow.end - cow.start);
+      await this.checkOverlap(at, cow.end - cow.start);
       await img.dataFile.writev(at, img.sealData(bufs, at, base + cow.start));
     } catch (err) {
       await this.abortAllocation(plan);
