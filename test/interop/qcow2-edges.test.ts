@@ -182,20 +182,30 @@ describe.skipIf(!qemu.available)('qcow2 edges (vs qemu-io and qemu-img)', () => 
     await expectSameIn('img', ['check', 't.qcow2'], s);
   });
 
-  it.each(['inactive L1 table', 'snapshot table'])('a data cluster entry pointing into the %s: the write is refused and the image marked corrupt, as QEMU does', async (what) => {
+  /**
+   * An image with a snapshot whose active L2 table and first data cluster
+   * are copies of the snapshot's (COPIED), that data cluster's entry then
+   * pointed at metadata: the snapshot table, the snapshot's L1 table, or
+   * the snapshot's L2 table.
+   */
+  async function entryIntoMetadata(what: string): Promise<void> {
     await both(s, 'qemu-img', 'create', '-q', '-f', 'qcow2', 't.qcow2', '64M');
     await both(s, 'qemu-io', '-c', 'write -q -P 1 0 64k', 't.qcow2');
     await both(s, 'qemu-img', 'snapshot', '-c', 'sn', 't.qcow2');
-    // The active table gets its own L2 table and data cluster (COPIED), which the poke then points at the metadata.
     await both(s, 'qemu-io', '-c', 'write -q -P 2 0 64k', 't.qcow2');
     await poke(s, 't.qcow2', (buf) => {
       const out = Buffer.from(buf);
       const l2 = Number(buf.readBigUInt64BE(Number(buf.readBigUInt64BE(40))) & 0x00fffffffffffe00n);
       const table = Number(buf.readBigUInt64BE(64));
-      const target = what === 'snapshot table' ? table : Number(buf.readBigUInt64BE(table));
+      const snapL1 = Number(buf.readBigUInt64BE(table));
+      const target = what === 'snapshot table' ? table : what === 'inactive L1 table' ? snapL1 : Number(buf.readBigUInt64BE(snapL1) & 0x00fffffffffffe00n);
       out.writeBigUInt64BE(BigInt(target) | (1n << 63n), l2);
       return out;
     });
+  }
+
+  it.each(['inactive L1 table', 'snapshot table'])('a data cluster entry pointing into the %s: the write is refused and the image marked corrupt, as QEMU does', async (what) => {
+    await entryIntoMetadata(what);
     const r = await expectSameIn('io', ['-c', 'write -q -P 3 0 64k', 't.qcow2'], s);
     expect(r.stderr).toContain(`Preventing invalid write on metadata (overlaps with ${what})`);
     // Both files marked corrupt (incompatible bit 1), the snapshot's tables intact for QEMU's check.
@@ -212,19 +222,7 @@ describe.skipIf(!qemu.available)('qcow2 edges (vs qemu-io and qemu-img)', () => 
     ['inactive L2 table', 'overlap-check.inactive-l2=on'],
     ['inactive L2 table', 'overlap-check=all,overlap-check.inactive-l2=off'],
   ])('a data cluster entry pointing into the %s, opened with %s: the overlap check looks at what the option says', async (what, option) => {
-    await both(s, 'qemu-img', 'create', '-q', '-f', 'qcow2', 't.qcow2', '64M');
-    await both(s, 'qemu-io', '-c', 'write -q -P 1 0 64k', 't.qcow2');
-    await both(s, 'qemu-img', 'snapshot', '-c', 'sn', 't.qcow2');
-    await both(s, 'qemu-io', '-c', 'write -q -P 2 0 64k', 't.qcow2');
-    await poke(s, 't.qcow2', (buf) => {
-      const out = Buffer.from(buf);
-      const l2 = Number(buf.readBigUInt64BE(Number(buf.readBigUInt64BE(40))) & 0x00fffffffffffe00n);
-      // The snapshot's L1 table, and the L2 table its first entry names (the active table's is a copy now).
-      const snapL1 = Number(buf.readBigUInt64BE(Number(buf.readBigUInt64BE(64))));
-      const target = what === 'inactive L1 table' ? snapL1 : Number(buf.readBigUInt64BE(snapL1) & 0x00fffffffffffe00n);
-      out.writeBigUInt64BE(BigInt(target) | (1n << 63n), l2);
-      return out;
-    });
+    await entryIntoMetadata(what);
     const r = await expectSameIn('io', ['-c', `open -o ${option} t.qcow2`, '-c', 'write -q -P 3 0 64k'], s);
     const refused = !/constant|inactive-l1=off|=cached|inactive-l2=off/.test(option);
     expect(r.stderr.includes(`Preventing invalid write on metadata (overlaps with ${what})`)).toBe(refused);
