@@ -85,7 +85,7 @@ describe('qcow2 announces its I/O with QEMU\'s blkdebug events, in QEMU\'s order
     });
   });
 
-  it('a first write: l2_allocate, the data cluster, write_aio; the flush writes refcounts, the L2 table and the L1 entry', async () => {
+  it('a first write: l2_allocate (writing the refcount block), the data cluster, write_aio; the flush writes refcounts, the L2 table and the L1 entry', async () => {
     await withTempDir(async (dir) => {
       const path = join(dir, 'a.qcow2');
       await createImage(path, { format: 'qcow2', size: 64 << 20 });
@@ -98,6 +98,9 @@ describe('qcow2 announces its I/O with QEMU\'s blkdebug events, in QEMU\'s order
         `READ ${2 * CS}`, // the refcount block, first needed here (QEMU reads it in alloc_clusters_noref too, without an event)
         'refblock_alloc',
         'refblock_load',
+        // qcow2_cache_flush of the refcount block cache (without its flush to disk here).
+        'refblock_update_part',
+        `WRITE ${2 * CS}`,
         'l2_alloc_write',
         'l1_update',
         // The data cluster: qcow2_alloc_clusters again, then the data.
