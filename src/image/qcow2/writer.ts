@@ -88,6 +88,8 @@ export class Qcow2Writer {
 
   /** write() for a caller that holds the range lock already (a resize zeroing the new area's first cluster). */
   async writeLocked(offset: number, data: Uint8Array): Promise<void> {
+    const host = this.inPlaceAtHand(offset, data.length);
+    if (host !== undefined) return this.writeInPlace(host, data, offset);
     // An encrypted image is written in whole cipher sectors (qcow2's request alignment): what lies around the data is
     // read and written back with it, under the same range lock (a sector never spans clusters).
     if (this.img.cipher && (offset % CRYPT_SECTOR !== 0 || data.length % CRYPT_SECTOR !== 0)) {
@@ -104,6 +106,27 @@ export class Qcow2Writer {
       else await this.writeAllocated(plan, chunk);
       pos += plan.length;
     }
+  }
+
+  /**
+   * The host offset of a write within one cluster that this image alone
+   * owns, when its L2 table is in memory: the common guest write, planned
+   * without the metadata mutex (the range lock the caller holds keeps the
+   * entry as it is, and the cached table is read without an await). Any
+   * other write (allocating, encrypted, extended L2 entries, an external
+   * data file, a table to load, an unaligned entry to report) goes
+   * through plan().
+   */
+  private inPlaceAtHand(offset: number, length: number): number | undefined {
+    const img = this.img;
+    const L = img.layout;
+    if (img.cipher || img.externalData || L.extendedL2 || (offset % L.clusterSize) + length > L.clusterSize) return undefined;
+    const t = this.l2.atHand(L.l1Index(offset));
+    if (!t) return undefined;
+    const e = img.readEntry(t.view, L.l2Index(offset));
+    if (!isInPlace(e, img.version)) return undefined;
+    const start = entryOffset(e.hi, e.lo);
+    return start % L.clusterSize === 0 ? start + (offset % L.clusterSize) : undefined;
   }
 
   /**
