@@ -8,7 +8,7 @@
  * would invalidate.
  */
 import { CHILD_DATA, CHILD_FILTERED, CHILD_METADATA, CHILD_PRIMARY } from '../image/child-perms.js';
-import { createSnapshot, deleteSnapshot, type NewSnapshot, type Qcow2Snapshot } from '../image/qcow2/snapshots.js';
+import { createSnapshot, deleteSnapshot, gotoSnapshot, type NewSnapshot, type Qcow2Snapshot } from '../image/qcow2/snapshots.js';
 import { Qcow2Node } from './drivers/qcow2.js';
 import type { BlockNode } from './node.js';
 
@@ -52,6 +52,11 @@ async function quiesced<T>(node: Qcow2Node, fn: () => Promise<T>): Promise<T> {
 /** bdrv_snapshot_create on a node serving others. */
 export function createInternalSnapshot(node: Qcow2Node, info: NewSnapshot): Promise<Qcow2Snapshot> {
   return quiesced(node, () => createSnapshot(node.image, info));
+}
+
+/** bdrv_snapshot_goto on a node serving others (load_snapshot drains them all first). */
+export function gotoInternalSnapshot(node: Qcow2Node, name: string): Promise<void> {
+  return quiesced(node, () => gotoSnapshot(node.image, name, { rangesHeld: true }));
 }
 
 /** bdrv_snapshot_delete on a node serving others. */

@@ -67,6 +67,8 @@ export interface ResizeOptions {
   heldBitmap?: (name: string) => HeldBitmap | undefined;
   /** Non-fatal trouble (QEMU's warn_report), e.g. a shrunk file's tail that could not be cut off. */
   warn?: (message: string) => void;
+  /** The caller holds the image's whole range lock already (a snapshot revert resizing the image): the resize takes none. */
+  rangesHeld?: boolean;
 }
 
 /** qemu-img info's `encrypt` block: QCryptoBlockInfo for qcow's AES or for LUKS. */

@@ -40,7 +40,7 @@ import type { Qcow2Writer } from './writer.js';
 export async function resizeQcow2(img: Qcow2Image, writer: Qcow2Writer, newSize: number, opts: ResizeOptions): Promise<void> {
   const prealloc = opts.preallocation ?? 'off';
   if (newSize % 512 !== 0) throw new BlockError('INVALID_ARGUMENT', 'The new size must be a multiple of 512', { errno: 'EINVAL' });
-  const release = await img.ranges.acquire(0, Infinity);
+  const release = opts.rangesHeld ? () => undefined : await img.ranges.acquire(0, Infinity);
   try {
     const h = img.header;
     // Snapshots record their own size only from version 3 on.

@@ -99,7 +99,7 @@ function checkL1(img: Qcow2Image, sn: Qcow2Snapshot): void {
  * overwritten with the snapshot's, and the old active tables lose theirs.
  * Errors carry QEMU's errno (ENOENT when no snapshot matches).
  */
-export async function gotoSnapshot(img: Qcow2Image, idOrName: string): Promise<void> {
+export async function gotoSnapshot(img: Qcow2Image, idOrName: string, opts: { rangesHeld?: boolean } = {}): Promise<void> {
   noDataFile(img);
   const list = await readSnapshotTable(img);
   const sn = list.find((s) => s.id === idOrName) ?? list.find((s) => s.name === idOrName);
@@ -112,7 +112,7 @@ export async function gotoSnapshot(img: Qcow2Image, idOrName: string): Promise<v
     throw err;
   }
   await img.flush();
-  if (Number(sn.diskSize) !== Math.ceil(img.size() / 512) * 512) await img.resize(Number(sn.diskSize));
+  if (Number(sn.diskSize) !== Math.ceil(img.size() / 512) * 512) await img.resize(Number(sn.diskSize), { rangesHeld: opts.rangesHeld });
   if (sn.l1Size > img.header.l1Size) await img.meta.run(() => growL1(img, img.refcounts!, sn.l1Size));
   const curSize = img.header.l1Size;
   const snL1 = new Uint8Array(curSize * 8);

@@ -9,8 +9,8 @@
  * disk-only (QEMU refuses; here there is no state a snapshot could lack).
  */
 import type { BlockNode } from '../../blockdev/node.js';
-import { canSnapshot, createInternalSnapshot, deleteInternalSnapshot, snapshotNode } from '../../blockdev/internal-snapshots.js';
-import { gotoSnapshot, listSnapshots, type Qcow2Snapshot } from '../../image/qcow2/snapshots.js';
+import { canSnapshot, createInternalSnapshot, deleteInternalSnapshot, gotoInternalSnapshot, snapshotNode } from '../../blockdev/internal-snapshots.js';
+import { listSnapshots, type Qcow2Snapshot } from '../../image/qcow2/snapshots.js';
 import { NO_ICOUNT } from '../../image/qcow2/snapshot-table.js';
 import { SNAPSHOT_TITLES, snapshotRow } from '../../image/qcow2/snapshot-dump.js';
 import type { HmpArgs } from './args.js';
@@ -137,7 +137,7 @@ export async function loadSnapshotAll(scope: SnapshotScope, name: string): Promi
     const node = snapshotNode(d.bs)!;
     try {
       await node.flush();
-      await gotoSnapshot(node.image, name);
+      await gotoInternalSnapshot(node, name);
     } catch (err) {
       throw new HmpCommandError(`Could not load snapshot '${name}' on '${d.name}': ${err instanceof Error ? err.message : String(err)}`, { cause: err });
     }
