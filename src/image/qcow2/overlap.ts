@@ -79,8 +79,10 @@ export function metadataOverlap(img: Qcow2Image, offset: number, size: number, i
  * EINVAL when its offset is invalid.
  */
 export async function overlapsMetadata(img: Qcow2Image, offset: number, size: number, ign = 0): Promise<string | undefined> {
-  const cached = metadataOverlap(img, offset, size, ign);
-  if (cached !== undefined || size === 0 || !(img.overlapCheck & ~ign & OL.INACTIVE_L2)) return cached;
+  if (size === 0 || !(img.overlapCheck & ~ign & OL.INACTIVE_L2)) return metadataOverlap(img, offset, size, ign);
+  // QEMU's order: everything else, the snapshots' L2 tables, then the bitmap directory.
+  const before = metadataOverlap(img, offset, size, ign | OL.BITMAP_DIRECTORY);
+  if (before !== undefined) return before;
   const cs = img.layout.clusterSize;
   const start = offset - (offset % cs);
   const end = Math.ceil((offset + size) / cs) * cs;
@@ -95,5 +97,5 @@ export async function overlapsMetadata(img: Qcow2Image, offset: number, size: nu
       if (l2 !== 0 && l2 < end && start < l2 + cs) return 'inactive L2 table';
     }
   }
-  return undefined;
+  return metadataOverlap(img, offset, size, ign | ~OL.BITMAP_DIRECTORY);
 }
