@@ -74,8 +74,9 @@ export async function ioMain(io: IoStreams, a: IoArgs): Promise<number> {
       await closing?.close();
     },
     // sigraise/abort: the signal's default action ends the process, as raise(3) does in qemu-io.
-    raise: async (signal) => {
-      io.flush?.();
+    raise: async (signal, how) => {
+      // qemu-io's sigraise flushes stdout and stderr first; abort(3) does not.
+      if (how === 'sigraise') io.flush?.();
       if (signal !== 0) process.kill(process.pid, signal);
     },
     openImage: async (req, out) => {

@@ -70,8 +70,12 @@ export interface CommandContext {
 export interface IoHost {
   /** Closes the image (outstanding requests already completed). */
   close?(): Promise<void>;
-  /** Writes out what was printed, then raises `signal` in the process (0: nothing happens). */
-  raise?(signal: number): Promise<void>;
+  /**
+   * Raises `signal` in the process (0: nothing happens). `sigraise`
+   * flushes stdio first (what was printed is written out); `abort` is
+   * abort(3), which leaves a block-buffered stdout unwritten.
+   */
+  raise?(signal: number, how: 'sigraise' | 'abort'): Promise<void>;
   /** Opens an image as the tool's command line would (`open`); prints why not to `out`; true when opened. */
   open?(req: OpenRequest, out: Output): Promise<boolean>;
 }

@@ -105,8 +105,8 @@ export async function runQemuIoCommand(line: string, target: QemuIoTarget | unde
 export interface SessionHost {
   /** Closes the image for good (the session forgets it). */
   closeImage(): Promise<void>;
-  /** Raises a signal in the process, after what was printed is written. */
-  raise(signal: number): Promise<void>;
+  /** Raises a signal in the process (IoHost.raise: whether stdio is flushed first depends on `how`). */
+  raise(signal: number, how: 'sigraise' | 'abort'): Promise<void>;
   /** Opens an image (`open`); prints why not to `out` and resolves to undefined when it cannot. */
   openImage(req: OpenRequest, out: Output): Promise<QemuIoTarget | undefined>;
 }
@@ -135,7 +135,7 @@ export class QemuIoSession {
             this.target = undefined;
             await tool.closeImage();
           },
-          raise: (signal) => tool.raise(signal),
+          raise: (signal, how) => tool.raise(signal, how),
           open: async (req, out) => {
             if (this.target !== undefined) {
               out.report("file open already, try 'help close'");
@@ -163,9 +163,9 @@ export class QemuIoSession {
     const out = new Output(this.options.errorPrefix ?? '');
     const host: IoHost = {
       ...this.host,
-      raise: async (signal) => {
+      raise: async (signal, how) => {
         beforeRaise?.(out.chunks.splice(0));
-        await this.host.raise?.(signal);
+        await this.host.raise?.(signal, how);
       },
     };
     const ok = await runLine(line, { target: this.target, out, options: this.options, aio: this.aio, host, commands: this.commands });

@@ -52,7 +52,7 @@ export const sigraiseCommand: CommandInfo = {
       ctx.out.out(`signal argument '${arg}' is too large to be a valid signal\n`);
       return false;
     }
-    await ctx.host.raise?.(Number(r.value));
+    await ctx.host.raise?.(Number(r.value), 'sigraise');
     return true;
   },
 };
@@ -65,7 +65,7 @@ export const abortCommand: CommandInfo = {
   global: true,
   oneline: 'simulate a program crash using abort(3)',
   run: async (ctx) => {
-    await ctx.host.raise?.(6);
+    await ctx.host.raise?.(6, 'abort');
     return true;
   },
 };
