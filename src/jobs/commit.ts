@@ -243,7 +243,6 @@ export class CommitJob extends BlockJob {
   private async copy(offset: number, bytes: number, turn = Promise.resolve(true), pass: (readOk: boolean) => void = () => undefined): Promise<StepOutcome> {
     const buf = this.buffers.pop() ?? new Uint8Array(COMMIT_BUFFER_SIZE);
     const data = buf.subarray(0, bytes);
-    let readOk = false;
     try {
       try {
         await this.o.top.readInto(data, offset);
@@ -251,7 +250,6 @@ export class CommitJob extends BlockJob {
         return { operation: 'read', errno: errnoOf(err) };
       }
       if (!(await turn)) return 'undone';
-      readOk = true;
       const write = this.o.base.write(offset, data);
       pass(true);
       try {
@@ -261,7 +259,8 @@ export class CommitJob extends BlockJob {
       }
       return 'done';
     } finally {
-      pass(readOk);
+      // Not passed on yet: this step's read failed, or one before it did (a promise settles once: after pass(true) this is nothing).
+      pass(false);
       this.buffers.push(buf);
     }
   }

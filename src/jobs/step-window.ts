@@ -16,6 +16,8 @@ interface Step {
   bytes: number;
   /** undefined while in flight. */
   outcome?: StepOutcome;
+  /** What the work threw (a fault of our own, not an I/O error): it fails the job when the step is met. */
+  thrown?: { error: unknown };
   done: Promise<void>;
 }
 
@@ -32,7 +34,8 @@ export interface UnfinishedStep {
  * are met in order, as the loop QEMU runs one at a time meets them: a
  * step's bytes count only once every step before it has succeeded, and
  * the first failure is met with the progress QEMU would report then. A
- * step's work never throws: it settles with its outcome.
+ * step's work settles with its outcome; one that throws instead (a bug, not
+ * an I/O error) fails the job when its step is met.
  */
 export class StepWindow {
   private readonly steps: Step[] = [];
@@ -49,8 +52,10 @@ export class StepWindow {
     this.running++;
     step.done = work().then(
       (outcome) => this.settle(step, outcome),
-      // A work that throws after all fails as a read would (it never should).
-      (err: unknown) => this.settle(step, { operation: 'read', errno: (err as { errno?: string }).errno ?? 'EIO' }),
+      (error: unknown) => {
+        step.thrown = { error };
+        this.settle(step, 'undone');
+      },
     );
     track(step.done);
     this.steps.push(step);
@@ -83,10 +88,16 @@ export class StepWindow {
     return bytes;
   }
 
-  /** The step at the front if it settled without success (call takeDone first). It stays there, holding back the count, until succeedFirst. */
+  /**
+   * The step at the front if it settled without success (call takeDone
+   * first). It stays there, holding back the count, until succeedFirst.
+   * One whose work threw throws that here, in its turn, as the one-step
+   * loop would have.
+   */
   firstUnfinished(): UnfinishedStep | undefined {
     const s = this.steps[0];
     if (s?.outcome === undefined || s.outcome === 'done') return undefined;
+    if (s.thrown) throw s.thrown.error;
     return { offset: s.offset, bytes: s.bytes, ...(s.outcome === 'undone' ? {} : { failure: s.outcome }) };
   }
 
