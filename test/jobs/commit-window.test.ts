@@ -16,6 +16,7 @@ import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
+import type { BlockdevSpec } from '../../src/blockdev/open.js';
 import { internalDaemon, startDaemon } from '../../src/embed.js';
 import { BlockError } from '../../src/image/errors.js';
 import { strerror } from '../../src/image/errno.js';
@@ -50,7 +51,7 @@ async function hostOffset(image: string, guest: number): Promise<number> {
 type Failing = { layer: 'mid' | 'base'; errno: 'EIO' | 'ENOSPC'; once: boolean } | { layer: 'mid'; slow: true; ms?: number; every?: boolean };
 
 /** The chain as named nodes; the failing layer's file behind blkdebug (for qemu-storage-daemon) when `rule` is given. */
-function chain(dir: string, failing?: Failing, rule?: Record<string, unknown>, baseWritable = false): Array<Record<string, unknown>> {
+function chain(dir: string, failing?: Failing, rule?: Record<string, unknown>, baseWritable = false): BlockdevSpec[] {
   const image = (layer: string) => {
     const f = { driver: 'file', filename: join(dir, `${layer}.qcow2`), 'node-name': `${layer}-file` };
     return failing?.layer === layer && rule ? { driver: 'blkdebug', image: f, 'inject-error': [rule] } : f;
@@ -111,7 +112,7 @@ async function onQsd(root: string, p: Policy, failing?: Failing): Promise<{ log:
   await run('mkdir', [dir]);
   await makeChain(dir);
   let rule: Record<string, unknown> | undefined;
-  if (failing) {
+  if (failing && 'errno' in failing) {
     const at = failing.layer === 'mid' ? { sector: (await hostOffset(join(dir, 'mid.qcow2'), FAIL_GUEST)) / 512 } : {};
     rule = { event: failing.layer === 'mid' ? 'read_aio' : 'write_aio', errno: failing.errno === 'EIO' ? 5 : 28, once: failing.once, ...at };
   }
