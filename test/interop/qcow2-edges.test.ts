@@ -251,6 +251,20 @@ describe.skipIf(!qemu.available)('qcow2 edges (vs qemu-io and qemu-img)', () => 
     await expectSameIn('img', ['check', 't.qcow2'], s);
   });
 
+
+  it.each([
+    ['L2 table', [], 'write 64k 64k'],
+    ['compressed cluster', ['write -q 0 64k'], 'write -c 64k 64k'],
+  ])('the header cluster counted free: a new %s would go to offset 0, which QEMU refuses by that name (iotest 137)', async (what, before, cmd) => {
+    await both(s, 'qemu-img', 'create', '-q', '-f', 'qcow2', 't.qcow2', '64M');
+    if (before.length > 0) await both(s, 'qemu-io', ...before.flatMap((c) => ['-c', c]), 't.qcow2');
+    // The first refcount block's first entries (the block is the third cluster) cleared: the header reads as free.
+    await poke(s, 't.qcow2', (buf) => (buf.fill(0, 0x20000, 0x20000 + 8), buf));
+    const r = await expectSameIn('io', ['-c', cmd, '-c', 'read -q 0 512', 't.qcow2'], s);
+    expect(r.stderr).toContain(`Marking image as corrupt: Preventing invalid allocation of ${what} at offset 0`);
+    expect(await incompatible(join(s.b, 't.qcow2'))).toBe(await incompatible(join(s.q, 't.qcow2')));
+    await expectSameIn('img', ['check', 't.qcow2'], s);
+  });
   it('an unaligned L2 table offset read through a read-only image is reported, not marked (iotest 060)', async () => {
     await both(s, 'qemu-img', 'create', '-q', '-f', 'qcow2', 't.qcow2', '64M');
     // The L1 table's first entry: 0x2a2a2a2a (unaligned, with bits the offset mask leaves out).

@@ -50,7 +50,7 @@ export class L2Editor {
     const cs = img.layout.clusterSize;
     const off = img.l2Offset(i);
     if (off !== 0 && img.l1Copied(i)) return off;
-    const fresh = (await this.rc.allocate(1)) * cs;
+    const fresh = (await this.rc.allocate(1, 'cluster_alloc', 'L2 table')) * cs;
     try {
       // l2_allocate flushes the refcount cache here (each block overlap-checked as it is written, which may fail the
       // write). The file's flush only with lazy refcounts: the table's own count is then on disk before the image goes

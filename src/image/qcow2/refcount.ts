@@ -66,8 +66,17 @@ export class RefcountManager {
     return this.table.blockOverlaps(start, end);
   }
 
-  /** Throws when cluster c, found free, holds metadata: the refcounts are corrupt. */
-  private checkFree(c: number): void {
+  /**
+   * Throws when cluster c, found free, holds metadata: the refcounts are
+   * corrupt. `table` names a table being allocated: QEMU allocates it at
+   * cluster 0 (the header's, which a corrupt refcount calls free) and then
+   * refuses it as "Preventing invalid allocation of <table> at offset 0".
+   */
+  private checkFree(c: number, table?: string): void {
+    if (c === 0 && table !== undefined) {
+      const message = `Preventing invalid allocation of ${table} at offset 0`;
+      throw this.table.onCorrupt?.(message) ?? new BlockError('INVALID_IMAGE', `'${this.filename}': ${message}`, { errno: 'EIO' });
+    }
     const tableStart = this.table.offset / this.layout.clusterSize;
     const hit =
       c === 0
@@ -242,20 +251,21 @@ export class RefcountManager {
    * of the first. Missing refcount blocks are created (placed inside the range
    * they describe) and the refcount table grows when it must. `event` is
    * what the allocation announces first (none for the clusters of a
-   * compressed write, which announces its own).
+   * compressed write, which announces its own). `table` names what is
+   * allocated where QEMU refuses cluster 0 for it (see checkFree).
    */
-  async allocate(n: number, event: DebugEvent | null = 'cluster_alloc'): Promise<number> {
+  async allocate(n: number, event: DebugEvent | null = 'cluster_alloc', table?: 'L2 table' | 'compressed cluster'): Promise<number> {
     if (event) this.file.event?.(event);
     // Into a range without a block: QEMU's placement, the block after the clusters (alloc_refcount_block's).
     if (event === 'cluster_alloc' && n < this.layout.refblockEntries) {
-      const across = await this.runIntoNewBlock(n, true);
+      const across = await this.runIntoNewBlock(n, true, table);
       if (across) return across.start;
     }
     // A block at the start of every range it describes splits free space into
     // runs shorter than a range: a longer one only fits past the end.
     if (n >= this.layout.refblockEntries) return this.allocateAtEnd(n);
     for (;;) {
-      const start = await this.findFree(n);
+      const start = await this.findFree(n, true, table);
       const firstRt = Math.floor(start / this.layout.refblockEntries);
       const lastRt = Math.floor((start + n - 1) / this.layout.refblockEntries);
       let missing = -1;
@@ -395,10 +405,10 @@ export class RefcountManager {
    * Undefined when the run reaches no such range, or the block would fall
    * outside it: allocate's placement then.
    */
-  private async runIntoNewBlock(max: number, announced = false): Promise<{ start: number; count: number } | undefined> {
+  private async runIntoNewBlock(max: number, announced = false, table?: string): Promise<{ start: number; count: number } | undefined> {
     const E = this.layout.refblockEntries;
     // The run's own clusters are checked once the block's place is known: QEMU writes the block before the data.
-    const start = await this.findFree(1, false);
+    const start = await this.findFree(1, false, table);
     let count = 0;
     let missing = -1;
     while (count < max && missing < 0) {
@@ -421,7 +431,7 @@ export class RefcountManager {
     const own = start + count;
     if (missing < 0 || Math.floor(own / E) !== missing) return undefined;
     this.checkFree(own);
-    this.checkFree(start);
+    this.checkFree(start, table);
     this.checkFree(missing * E);
     if (!announced) this.file.event?.('cluster_alloc');
     this.file.event?.('refblock_alloc');
@@ -441,7 +451,7 @@ export class RefcountManager {
    * cursor moves past clusters found in use and stops at the first hole. The
    * scan reads each refcount block once.
    */
-  private async findFree(n: number, check = true): Promise<number> {
+  private async findFree(n: number, check = true, table?: string): Promise<number> {
     const E = this.layout.refblockEntries;
     let c = this.freeCursor;
     let advancing = true;
@@ -455,7 +465,7 @@ export class RefcountManager {
         // (the block itself will go at the range's first cluster).
         if (check) {
           this.checkFree(rt * E);
-          this.checkFree(c);
+          this.checkFree(c, table);
         }
         if (run === 0) start = c;
         if (advancing) this.freeCursor = start;
@@ -464,7 +474,7 @@ export class RefcountManager {
       const block = this.blocks.peek(off) ?? (await this.blocks.get(off));
       for (const end = (rt + 1) * E; c < end; c++) {
         if (this.getIn(block, c % E) === 0 && !this.pendingFrees.has(c)) {
-          this.checkFree(c);
+          this.checkFree(c, table);
           if (run === 0) start = c;
           if (++run === n) {
             if (advancing) this.freeCursor = start;

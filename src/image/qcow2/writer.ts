@@ -652,7 +652,7 @@ export class Qcow2Writer {
       this.compressCursor = (cur + n) % cs === 0 ? undefined : cur + n;
       return cur;
     }
-    const at = (await this.rc.allocate(Math.ceil(n / cs), null)) * cs;
+    const at = (await this.rc.allocate(Math.ceil(n / cs), null, 'compressed cluster')) * cs;
     this.compressCursor = (at + n) % cs === 0 ? undefined : at + n;
     return at;
   }
