@@ -55,6 +55,13 @@ export class CommitJob extends BlockJob {
   private readonly buffers: Uint8Array[] = [];
   /** Settles once the write of the step started last has been issued: with whether that step and those before it read their data. */
   private writeTurn: Promise<boolean> = Promise.resolve(true);
+  /**
+   * A write into base failed since the steps were last met in order: the
+   * steps whose turn comes now leave their write undone, as QEMU's loop
+   * writes nothing more before it retries the failed step — the freed
+   * clusters then go to that retry, where QEMU's go.
+   */
+  private writeFailed = false;
   private unyielded = 0;
 
   constructor(id: string, events: BlockJobListener, opts: CommitOptions) {
@@ -214,13 +221,18 @@ export class CommitJob extends BlockJob {
         this.writeTurn = Promise.resolve(true);
         return delay;
       }
-      let failure = step.failure ?? (await this.copy(step.offset, step.bytes));
+      const retry = () => {
+        // Everything in flight has settled: this step is the only one writing.
+        this.writeFailed = false;
+        return this.copy(step.offset, step.bytes);
+      };
+      let failure = step.failure ?? (await retry());
       while (typeof failure === 'object') {
         if (this.errorAction(this.policy, failure.operation, failure.errno) === 'report') {
           throw new BlockError('IO', strerror(failure.errno), { errno: failure.errno });
         }
         await this.sleep(delay);
-        failure = await this.copy(step.offset, step.bytes);
+        failure = await retry();
       }
       this.steps.succeedFirst();
       delay = this.rateLimitDelay(step.bytes);
@@ -249,12 +261,13 @@ export class CommitJob extends BlockJob {
       } catch (err) {
         return { operation: 'read', errno: errnoOf(err) };
       }
-      if (!(await turn)) return 'undone';
+      if (!(await turn) || this.writeFailed) return 'undone';
       const write = this.o.base.write(offset, data);
       pass(true);
       try {
         await write;
       } catch (err) {
+        this.writeFailed = true;
         return { operation: 'write', errno: errnoOf(err) };
       }
       return 'done';

@@ -122,7 +122,7 @@ async function onQsd(root: string, p: Policy, failing?: Failing): Promise<{ log:
   return { log, events: normalise(events, dir) as unknown[], base: await baseReport(dir) };
 }
 
-async function onBlockemu(root: string, p: Policy, failing?: Failing): Promise<{ log: unknown[]; events: unknown[]; base: unknown }> {
+async function onBlockemu(root: string, p: Policy, failing?: Failing, slowToo?: Failing): Promise<{ log: unknown[]; events: unknown[]; base: unknown }> {
   const slow = failing && 'slow' in failing;
   const dir = join(root, 'ours');
   await run('mkdir', [dir]);
@@ -132,6 +132,7 @@ async function onBlockemu(root: string, p: Policy, failing?: Failing): Promise<{
   let log: unknown[];
   try {
     if (failing) await failDisk(d, dir, failing);
+    if (slowToo) await failDisk(d, dir, slowToo);
     const c = await d.client();
     log = await session(c, dir, p, slow ? undefined : failing);
     events = c.takeEvents().map(eventView);
@@ -196,6 +197,16 @@ describe.skipIf(!qemu.available || !qemu.storageDaemon)('a commit with steps in 
       });
     }, 60_000);
   }
+
+  it('a write that fails before the later steps’ turns come: they write nothing until the failed step is retried, so its clusters go where QEMU’s go', async () => {
+    await withTempDir(async (root) => {
+      const failing = { layer: 'base', errno: 'ENOSPC', once: true } as const;
+      const theirs = await onQsd(root, { onError: 'enospc' }, failing);
+      // The first step's write fails after 50 ms; the reads from FAIL_GUEST on answer after 300 ms, so those steps' turns come after the failure.
+      const ours = await onBlockemu(root, { onError: 'enospc' }, failing, { layer: 'mid', slow: true, ms: 300, every: true });
+      expect(ours).toEqual(theirs);
+    });
+  }, 60_000);
 
   it('ENOSPC writing base reported: the events and progress are QEMU’s; what base holds past the failure is mid’s data (README)', async () => {
     await withTempDir(async (root) => {
