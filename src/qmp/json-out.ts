@@ -48,13 +48,12 @@ function write(v: unknown, out: string[], depth: number): void {
   } else if (typeof v === 'object') {
     const obj = v as Record<string, unknown>;
     // Members whose value is undefined are absent, as with JSON.stringify.
-    const keys = qdictOrder(Object.keys(obj).filter((k) => obj[k] !== undefined));
+    const keys = qdictOrder(definedKeys(obj));
     out.push('{');
     for (let i = 0; i < keys.length; i++) {
       const k = keys[i]!;
-      if (depth >= 0) out.push(i > 0 ? ',' : '', nl(depth + 1));
-      else if (i > 0) out.push(', ');
-      out.push(quote(k), ': ');
+      if (depth >= 0) out.push(i > 0 ? ',' : '', nl(depth + 1), memberHead(k, false));
+      else out.push(memberHead(k, i > 0));
       write(obj[k], out, depth >= 0 ? depth + 1 : -1);
     }
     if (depth >= 0) out.push(nl(depth));
@@ -62,6 +61,33 @@ function write(v: unknown, out: string[], depth: number): void {
   } else {
     throw new TypeError(`cannot serialise a ${typeof v} as QMP JSON`);
   }
+}
+
+/** The object's keys but those whose value is undefined (a copy only when there are such). */
+function definedKeys(obj: Record<string, unknown>): string[] {
+  const keys = Object.keys(obj);
+  for (let i = 0; i < keys.length; i++) if (obj[keys[i]!] === undefined) return keys.filter((k) => obj[k] !== undefined);
+  return keys;
+}
+
+/**
+ * `"key": ` (after `, ` when it follows another member), kept per key: a
+ * reply repeats a small vocabulary of member names, and building these
+ * strings anew for each was much of a large reply's garbage. Bounded
+ * against arbitrary user keys.
+ */
+const HEADS = new Map<string, readonly [string, string]>();
+const MAX_HEADS = 4096;
+
+function memberHead(key: string, following: boolean): string {
+  let h = HEADS.get(key);
+  if (h === undefined) {
+    if (HEADS.size >= MAX_HEADS) HEADS.clear();
+    const q = quote(key);
+    h = [`${q}: `, `, ${q}: `];
+    HEADS.set(key, h);
+  }
+  return h[following ? 1 : 0];
 }
 
 function formatNumber(n: number): string {

@@ -30,24 +30,43 @@ function tdbHash(key: string): number {
 /**
  * Orders of the key lists seen: a reply repeats a few object shapes many
  * times (one BlockDeviceInfo per node), and sorting each again was most of
- * writing a large reply. Bounded like HASHES. Callers get the cached array
- * itself and must not change it.
+ * writing a large reply. A trie over the keys in insertion order finds a
+ * shape seen before without building anything (a reply's objects are
+ * ordered with no garbage). Bounded like HASHES, by the shapes it holds.
+ * Callers get the cached array itself and must not change it.
  */
-const ORDERS = new Map<string, readonly string[]>();
+interface ShapeNode {
+  next: Map<string, ShapeNode> | undefined;
+  order: readonly string[] | undefined;
+}
+
+const newNode = (): ShapeNode => ({ next: undefined, order: undefined });
+let shapes = newNode();
+let shapeCount = 0;
 
 export function qdictOrder(keys: readonly string[]): readonly string[] {
   if (keys.length < 2) return keys;
-  let shape = '';
-  for (const k of keys) shape += `${k.length}:${k}`; // lengths keep any two different lists apart, whatever their keys hold
-  let order = ORDERS.get(shape);
-  if (order === undefined) {
-    if (ORDERS.size >= MAX_CACHED) ORDERS.clear();
+  let node = shapes;
+  for (let i = 0; i < keys.length; i++) {
+    const k = keys[i]!;
+    let child = node.next?.get(k);
+    if (child === undefined) {
+      child = newNode();
+      (node.next ??= new Map()).set(k, child);
+    }
+    node = child;
+  }
+  if (node.order === undefined) {
+    if (shapeCount >= MAX_CACHED) {
+      shapes = newNode();
+      shapeCount = 0;
+    }
     // Insertion index: JSON object keys arrive in document order, as QEMU's parser inserts them.
-    order = keys
+    node.order = keys
       .map((key, i) => ({ key, i, bucket: cachedHash(key) % BUCKETS }))
       .sort((a, b) => a.bucket - b.bucket || b.i - a.i)
       .map((e) => e.key);
-    ORDERS.set(shape, order);
+    shapeCount++;
   }
-  return order;
+  return node.order;
 }

@@ -36,6 +36,21 @@ describe('qdictOrder', () => {
     expect([...x].sort()).toEqual(['a\u0000b', 'c']);
     expect([...y].sort()).toEqual(['a', 'b\u0000c']);
   });
+  it('keeps apart a key list and its extension (the cache is a trie over the keys)', () => {
+    const short = [...qdictOrder(['p', 'q'])];
+    const long = qdictOrder(['p', 'q', 'r']);
+    expect([...long].sort()).toEqual(['p', 'q', 'r']);
+    expect(qdictOrder(['p', 'q'])).toEqual(short);
+    expect(qdictOrder(['p'])).toEqual(['p']);
+  });
+  it('writes member names escaped, once each, and leaves out undefined members', () => {
+    const obj = { 'a"b': 1, gone: undefined, c: 'x' };
+    const text = toQmpJson(obj);
+    expect(JSON.parse(text)).toEqual({ 'a"b': 1, c: 'x' });
+    expect(text).toContain('"a\\"b": 1');
+    expect(text).not.toContain('gone');
+    expect(toQmpJson([obj, obj], true)).toBe(`[\n    ${toQmpJson(obj, true).replaceAll('\n', '\n    ')},\n    ${toQmpJson(obj, true).replaceAll('\n', '\n    ')}\n]`);
+  });
   it('orders objects in a reply the same on every write', () => {
     const obj = { 'node-name': 'n0', drv: 'null-co', ro: false, file: 'null-co://', backing_file_depth: 0 };
     const once = toQmpJson([obj]);
