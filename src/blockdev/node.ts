@@ -13,6 +13,7 @@ import { type ReopenPlan, writableAfter } from './permissions.js';
 import type { ReopenState, StagedReopen } from './reopen-driver.js';
 import { NodeWriteStats } from './write-stats.js';
 import type { BlockNodeEventSink } from './node-events.js';
+import type { HeldWait } from './faults/held.js';
 import type { NodeFaults } from './faults/node-faults.js';
 
 /** What a node knows about itself for query-named-block-nodes / query-block (turned into QMP shapes in src/qmp). */
@@ -121,6 +122,10 @@ export abstract class BlockNode implements ChildOwner {
    * point without a node in the graph; undefined when there are none.
    */
   faults: NodeFaults | undefined;
+  /** Resolves once a request is held here by injection (a stall; blkdebug adds its breakpoints); undefined when none can be. */
+  whenRequestHeld(): HeldWait | undefined {
+    return this.faults?.held.when();
+  }
   /** Whether requests here may fail, stall or be held by injection: armed faults, or a blkdebug node (which says so itself). */
   get injectsFaults(): boolean {
     return this.faults !== undefined;

@@ -1,4 +1,5 @@
 import type { BlockGraph } from '../blockdev/graph.js';
+import { type HeldWait, whenHeldBelow } from '../blockdev/faults/held.js';
 import type { BlockNode } from '../blockdev/node.js';
 import type { ReopenContext } from '../blockdev/reopen.js';
 import { type ErrorAction, errorAction, type IoStatus, type OnError } from './error-policy.js';
@@ -105,6 +106,11 @@ export abstract class BlockJob extends RateLimitedJob {
   override requestCancel(force = true): void {
     if (this.userPaused) this.ioStatus = 'ok';
     super.requestCancel(force);
+  }
+
+  /** A request held at the job's nodes or below them. */
+  protected override whenRequestHeld(): HeldWait | undefined {
+    return whenHeldBelow(this.nodes.list().map((l) => l.node));
   }
 
   /** block_job_remove_all_bdrv: the links go, and nodes only the job held go with them. */

@@ -1,5 +1,6 @@
 import { BlockError } from '../image/errors.js';
 import { type Clock, RealClock } from '../blockdev/clock.js';
+import type { HeldWait } from '../blockdev/faults/held.js';
 import { acceptsVerb, canTransition, isCompleted, type JobStatus, type JobVerb } from './status.js';
 import { JobTxn } from './txn.js';
 
@@ -367,7 +368,21 @@ export abstract class Job {
   async cancel(force = true): Promise<void> {
     this.checkVerb('cancel');
     await this.cancelLocked(force);
-    if (this.status !== 'null' && this.cancelWaitsForConclusion) await this.concludedPromise;
+    if (this.status === 'null' || !this.cancelWaitsForConclusion) return;
+    // A request held by injection (a blkdebug breakpoint, a stall) keeps the job from concluding until a
+    // command lets it go: QEMU answers then without waiting, and so must we, or that command is never read.
+    const held = this.whenRequestHeld();
+    if (!held) return this.concludedPromise;
+    try {
+      await Promise.race([this.concludedPromise, held.promise]);
+    } finally {
+      held.cancel();
+    }
+  }
+
+  /** Resolves once a request of the job's nodes is held by injection; undefined when none can be (see BlockJob). */
+  protected whenRequestHeld(): HeldWait | undefined {
+    return undefined;
   }
 
   /** QEMU's job_cancel_locked, without the verb check (dismissing a concluded job, a transaction abort). */

@@ -79,6 +79,44 @@ describe('__org.blockemu_fault-add and friends', () => {
     });
   });
 
+  it.each([
+    [
+      'a stall on its target',
+      (c: QmpClient) => c.execute('__org.blockemu_fault-add', { 'node-name': 't0', type: 'stall', iotype: 'write', id: 'hold' }),
+      async (c: QmpClient) => {
+        for (let i = 0; i < 500 && !((await c.execute<Array<{ waiting?: number }>>('__org.blockemu_query-faults'))[0]!.waiting! > 0); i++) await new Promise((r) => setTimeout(r, 10));
+      },
+      (c: QmpClient) => c.execute('__org.blockemu_fault-release', { id: 'hold' }),
+    ],
+    ['a blkdebug breakpoint under its source', (c: QmpClient) => io(c, 'break read_aio bp', 'dbg'), (c: QmpClient) => io(c, 'wait_break bp', 'dbg'), (c: QmpClient) => io(c, 'remove_break bp', 'dbg')],
+  ] as const)('block-job-cancel of a backup held by %s answers at once; the job ends once the request goes on', async (_, hold, held, release) => {
+    await withTempDir(async (dir) => {
+      await writeFile(join(dir, 't.raw'), new Uint8Array(1 << 20));
+      await writeFile(join(dir, 's.raw'), new Uint8Array(1 << 20).fill(7));
+      await withDaemon(
+        async (c) => {
+          await hold(c);
+          await c.execute('blockdev-backup', { 'job-id': 'j', device: 'src', target: 't0', sync: 'full' });
+          // The job's request is held when the cancel comes.
+          await held(c);
+          // Without the fix this never answers (the release below is never sent).
+          await c.execute('block-job-cancel', { device: 'j' });
+          expect((await c.execute<Array<{ device: string }>>('query-block-jobs')).map((j) => j.device)).toEqual(['j']);
+          await release(c);
+          const ev = await c.waitForEvent('BLOCK_JOB_CANCELLED');
+          expect(ev.data).toMatchObject({ device: 'j', type: 'backup' });
+          expect(await c.execute('query-block-jobs')).toEqual([]);
+        },
+        {
+          blockdevs: [
+            { driver: 'raw', 'node-name': 't0', file: { driver: 'file', filename: join(dir, 't.raw') } },
+            { driver: 'raw', 'node-name': 'src', file: { driver: 'blkdebug', 'node-name': 'dbg', image: { driver: 'file', filename: join(dir, 's.raw') } } },
+          ],
+        },
+      );
+    });
+  }, 30_000);
+
   it('latency on the virtual clock: the read takes 250 ms of daemon time, which moves by itself when nothing else runs', async () => {
     await withDaemon(
       async (c) => {

@@ -8,6 +8,7 @@ import type { NamePolicy, NodeName } from '../filename.js';
 import { BlockNode, type IoType, type NodeImageInfo, type StatusOptions, type WriteFlags, type ZeroFlags } from '../node.js';
 import { type ReopenPlan, writableAfter } from '../permissions.js';
 import { SIZE_HINT } from '../options.js';
+import { type HeldWait, HeldRequests } from '../faults/held.js';
 
 /** blkdebug_child_perm: the defaults, plus what take-child-perms adds and less what unshare-child-perms removes. */
 export function blkdebugChildPerm(role: number, writable: boolean, perm: number, shared: number, take: number, unshare: number): PermPair {
@@ -146,8 +147,8 @@ export class BlkdebugNode extends BlockNode {
    * into this node (the I/O that follows the event in QEMU too).
    */
   private owed: Promise<void>[] = [];
-  /** Told whenever a request is suspended (wait_break). */
-  private readonly suspendWaiters = new Set<() => void>();
+  /** Told whenever a request is suspended (wait_break, and a cancel that must not wait on it). */
+  private readonly heldHere = new HeldRequests(() => this.suspended.length > 0);
 
   /** `options`: the node's blockdev options, of which the constraint options (align, max-transfer, …) are checked here. */
   constructor(
@@ -204,7 +205,7 @@ export class BlkdebugNode extends BlockNode {
       this.suspended.unshift({ tag: b.tag, resume });
       this.print(`blkdebug: Suspended request '${b.tag}'\n`);
     }
-    for (const w of [...this.suspendWaiters]) w();
+    this.heldHere.held();
   }
 
   /** Where the request that announced a breakpoint's event waits, once for each breakpoint it hit. */
@@ -249,29 +250,26 @@ export class BlkdebugNode extends BlockNode {
 
   /** Resolves once a request is held under `tag` (wait_break's aio_poll loop); never, if none ever is, as in QEMU. */
   async waitSuspended(tag: string): Promise<void> {
-    while (!this.isSuspended(tag)) {
-      await new Promise<void>((r) => {
-        const w = () => {
-          this.suspendWaiters.delete(w);
-          r();
-        };
-        this.suspendWaiters.add(w);
-      });
-    }
+    while (!this.isSuspended(tag)) await this.heldHere.when(true).promise;
   }
 
   /** Resolves once any request is held (at once if one is); cancel forgets the wait. */
-  whenHeld(): { promise: Promise<void>; cancel(): void } {
-    if (this.suspended.length > 0) return { promise: Promise.resolve(), cancel: () => undefined };
-    let w!: () => void;
-    const promise = new Promise<void>((r) => {
-      w = () => {
-        this.suspendWaiters.delete(w);
-        r();
-      };
-      this.suspendWaiters.add(w);
-    });
-    return { promise, cancel: () => this.suspendWaiters.delete(w) };
+  whenHeld(): HeldWait {
+    return this.heldHere.when();
+  }
+
+  /** Its breakpoints' held requests, and those of stalls armed on it. */
+  override whenRequestHeld(): HeldWait {
+    const mine = this.heldHere.when();
+    const stalls = super.whenRequestHeld();
+    if (!stalls) return mine;
+    return {
+      promise: Promise.race([mine.promise, stalls.promise]),
+      cancel: () => {
+        mine.cancel();
+        stalls.cancel();
+      },
+    };
   }
 
   private resumeTagged(tag: string, all: boolean): boolean {

@@ -2,6 +2,7 @@ import { BlockError } from '../../image/errors.js';
 import { strerror } from '../../image/errno.js';
 import type { IoType } from '../node.js';
 import type { FaultFired, FaultSpec, FaultState } from './fault.js';
+import { HeldRequests } from './held.js';
 
 /** The kinds of request a node's fault layer sees (block status is never failed: blkdebug's default set leaves it out too). */
 export type FaultRequestKind = Exclude<IoType, 'block-status'>;
@@ -62,6 +63,8 @@ const isWrite = (kind: FaultRequestKind) => kind === 'write' || kind === 'write-
  */
 export class NodeFaults {
   readonly list: ArmedFault[] = [];
+  /** Requests its stalls hold. */
+  readonly held = new HeldRequests(() => this.list.some((f) => f.waiters.length > 0));
 
   constructor(
     private readonly nodeName: string,
@@ -99,7 +102,10 @@ export class NodeFaults {
           break;
         case 'stall':
           this.fire(f, kind, offset, length);
-          await new Promise<void>((r) => f.waiters.push(r));
+          await new Promise<void>((r) => {
+            f.waiters.push(r);
+            this.held.held();
+          });
           break;
         case 'error':
           this.fire(f, kind, offset, length, s.errno);
