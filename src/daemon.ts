@@ -365,8 +365,8 @@ export class Daemon {
     this.shuttingDown ??= (async () => {
       this.log.info({ reason }, 'daemon shutting down');
       this.throttle.close();
-      // Stalled requests go first: exports, jobs and nodes wait for their requests.
-      this.graph.faults.clear();
+      // Held requests go first (stalls, blkdebug breakpoints): exports, jobs and nodes wait for their requests.
+      this.graph.releaseHeldRequests();
       // qemu-system's order (qemu_cleanup) and qemu-storage-daemon's (the end of its main()) alike: the
       // whole block layer goes while the monitors still hear of it, every image flushed and closed.
       await this.releaseBlockLayer();
@@ -386,7 +386,7 @@ export class Daemon {
    */
   releaseBlockLayer(): Promise<void> {
     this.blockLayerReleased ??= (async () => {
-      this.graph.faults.clear();
+      this.graph.releaseHeldRequests();
       await this.step('closing the exports', () => this.exports.close());
       this.jobs.drainAll();
       this.graph.drainAllForShutdown();

@@ -240,6 +240,12 @@ export class BlockGraph {
    * node that holds requests back (a throttle node) lets them go, so a job
    * reading through a throttle group of 4 KiB/s ends at once (iotest 218).
    */
+  /** Every request held by injection goes on: stalls released, blkdebug's breakpoints gone (a shutdown waits on requests). */
+  releaseHeldRequests(): void {
+    this.faults.clear();
+    for (const n of this.list()) n.releaseHeldRequests();
+  }
+
   drainAllForShutdown(): void {
     for (const n of this.list()) n.drainForShutdown();
     // A throttled BlockBackend's waiting requests (HMP qemu-io's aio_read) go too.

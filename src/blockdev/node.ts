@@ -665,6 +665,8 @@ export abstract class BlockNode implements ChildOwner {
 
   /** The driver's .bdrv_drain_begin when everything drains for shutdown (no drained_end follows: the node closes next). */
   drainForShutdown(): void {}
+  /** A shutdown lets go what holds requests here by injection (blkdebug's breakpoints); the first step of a daemon's teardown. */
+  releaseHeldRequests(): void {}
 
   /**
    * Closes this node and takes its links out of its children's parents

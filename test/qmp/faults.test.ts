@@ -117,6 +117,25 @@ describe('__org.blockemu_fault-add and friends', () => {
     });
   }, 30_000);
 
+  it('a daemon closes with a backup whose read a blkdebug breakpoint holds: the request goes on and the close ends (QEMU would hang)', async () => {
+    await withTempDir(async (dir) => {
+      await writeFile(join(dir, 't.raw'), new Uint8Array(1 << 20));
+      await writeFile(join(dir, 's.raw'), new Uint8Array(1 << 20).fill(7));
+      const d = await startDaemon({
+        blockdevs: [
+          { driver: 'raw', 'node-name': 't0', file: { driver: 'file', filename: join(dir, 't.raw') } },
+          { driver: 'raw', 'node-name': 'src', file: { driver: 'blkdebug', 'node-name': 'dbg', image: { driver: 'file', filename: join(dir, 's.raw') } } },
+        ],
+      });
+      const c = await d.client();
+      await io(c, 'break read_aio bp', 'dbg');
+      await c.execute('blockdev-backup', { 'job-id': 'j', device: 'src', target: 't0', sync: 'full' });
+      await io(c, 'wait_break bp', 'dbg');
+      const closed = d.close().then(() => 'closed');
+      expect(await Promise.race([closed, new Promise((r) => setTimeout(() => r('hung'), 5000))])).toBe('closed');
+    });
+  }, 30_000);
+
   it('latency on the virtual clock: the read takes 250 ms of daemon time, which moves by itself when nothing else runs', async () => {
     await withDaemon(
       async (c) => {

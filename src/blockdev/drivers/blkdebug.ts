@@ -272,6 +272,12 @@ export class BlkdebugNode extends BlockNode {
     };
   }
 
+  /** A shutdown: its breakpoints go and the requests they hold go on (the daemon must not wait on them; QEMU would hang). */
+  override releaseHeldRequests(): void {
+    this.breakpoints = [];
+    for (const tag of new Set(this.suspended.map((r) => r.tag))) this.resumeTagged(tag, true);
+  }
+
   private resumeTagged(tag: string, all: boolean): boolean {
     let any = false;
     for (;;) {
