@@ -404,6 +404,16 @@ export class BlockCopy {
     this.writeback.noteWritten(bytes);
   }
 
+  /** The buffer a copy task holds at most (its share of a daemon's copy budget). */
+  get taskBytes(): number {
+    return this.maxChunk;
+  }
+
+  /** Shares of a copy budget went back: the buffers they paid for are not kept either. */
+  dropBuffers(n: number): void {
+    this.pool.splice(Math.max(0, this.pool.length - n));
+  }
+
   /** Task buffers are reused: a backup allocating a fresh MiB per task keeps the collector busy for nothing. */
   private readonly pool: Uint8Array[] = [];
   private takeBuffer(length: number): Uint8Array {

@@ -1,4 +1,5 @@
 import type { DirtyBitmap } from '../blockdev/dirty-bitmap.js';
+import type { CopyBudget } from './copy-budget.js';
 import type { BlockNode } from '../blockdev/node.js';
 import { PERM_ALL } from '../image/perm.js';
 import { strerror } from '../image/errno.js';
@@ -24,6 +25,8 @@ export interface BackupOptions extends BlockJobOptions {
   maxChunk?: number;
   /** Copy tasks in flight at most (x-perf max-workers); MAX_TASKS when absent. */
   maxWorkers?: number;
+  /** The daemon's copy budget, which tasks beyond the job's first take a share of (none: no limit but maxWorkers). */
+  copyBudget?: CopyBudget;
   /**
    * The bitmap of sync=bitmap (or of full/top that re-anchor it), already
    * frozen by its caller (createSuccessor): the job settles it at the end.
@@ -72,6 +75,7 @@ export class BackupJob extends BlockJob {
   private readonly afterClean: (() => Promise<void>) | undefined;
   private readonly filter: BlockNode | undefined;
   private readonly maxTasks: number;
+  private readonly copyBudget: CopyBudget | undefined;
   private readonly syncBitmap: DirtyBitmap | undefined;
   private readonly bitmapMode: BitmapMode;
   /** The copy bitmap as the source node lists it while the job exists (the filter's state lists it when there is one). */
@@ -87,6 +91,7 @@ export class BackupJob extends BlockJob {
     this.afterClean = opts.afterClean;
     this.filter = opts.filter;
     this.maxTasks = opts.maxWorkers ?? MAX_TASKS;
+    this.copyBudget = opts.copyBudget;
     const copyOpts = { compress: opts.compress, maxChunk: opts.maxChunk, sequential: this.maxTasks === 1, onProgress: (n: number) => (this.progressCurrent += n) };
     this.copier = opts.cbw?.bcs ?? new BlockCopy(this.source, this.target, backupClusterSize(this.target));
     this.copier.setOptions(copyOpts);
@@ -178,6 +183,14 @@ export class BackupJob extends BlockJob {
         await this.pausePoint();
         for (let d = this.limiter.delay(0); d > 0; d = this.limiter.delay(0)) await this.sleep(d);
         if (failure !== undefined || fatal !== undefined) break;
+        // Each task in flight holds a buffer paid for by a share of the daemon's copy budget, kept (with its buffer)
+        // until the pass ends; a job's first share is taken even past the budget, so every job moves. With no share
+        // to be had, the job waits for one of its own tasks (never for another job's), then looks again.
+        if (tasks.size >= this.budgetShares && !this.takeShare(tasks.size === 0)) {
+          await new Promise<void>((resolve) => (slotFreed = resolve));
+          slotFreed = undefined;
+          continue;
+        }
         // Unthrottled, a task of zeroes may take the zeroes after it (BlockCopy.extendZeroRun); throttled, every MiB is charged as QEMU charges it.
         const task = this.copier.startNext(cursor, { zeroRuns: !this.limiter.limited });
         if (!task) break;
@@ -198,9 +211,28 @@ export class BackupJob extends BlockJob {
       }
     } finally {
       await Promise.allSettled(tasks);
+      this.returnShares();
     }
     if (fatal) throw fatal.err;
     return failure;
+  }
+
+  /** Shares of the daemon's copy budget this job holds (each paid for one of its task buffers). */
+  private budgetShares = 0;
+
+  private takeShare(first: boolean): boolean {
+    if (!this.copyBudget) return true;
+    if (!this.copyBudget.tryTake(this.copier.taskBytes, first)) return false;
+    this.budgetShares++;
+    return true;
+  }
+
+  /** The pass is over: the shares go back, and the buffers they paid for leave the job's pool. */
+  private returnShares(): void {
+    if (!this.copyBudget || this.budgetShares === 0) return;
+    this.copyBudget.give(this.budgetShares * this.copier.taskBytes);
+    this.copier.dropBuffers(this.budgetShares);
+    this.budgetShares = 0;
   }
 
   /**

@@ -1,4 +1,5 @@
 import { BlockError } from '../image/errors.js';
+import { COPY_BUDGET_BYTES, CopyBudget } from './copy-budget.js';
 import { type Clock, RealClock, VirtualClock } from '../blockdev/clock.js';
 import { BlockNode } from '../blockdev/node.js';
 import type { Job } from './job.js';
@@ -16,6 +17,8 @@ export class JobManager {
   private readonly jobs: Job[] = [];
   /** The clock every job of this manager runs on; a virtual one advances by itself when all jobs wait on it. */
   readonly clock: Clock;
+  /** The copy buffers the jobs' background copies share beyond each job's first task. */
+  readonly copyBudget = new CopyBudget(COPY_BUDGET_BYTES);
 
   constructor(clock: 'real' | 'virtual' = 'real') {
     this.clock = clock === 'virtual' ? new VirtualClock(() => this.idle()) : new RealClock();

@@ -110,6 +110,7 @@ export async function createBackup(ctx: QmpContext, a: Args, source: BlockNode, 
       // Both checked above; a chunk past 2^53 bytes is no limit either way.
       maxChunk: perf?.['max-chunk'] === undefined ? undefined : Number(perf['max-chunk']),
       maxWorkers: perf?.['max-workers'] === undefined ? undefined : Number(perf['max-workers']),
+      copyBudget: ctx.jobs.copyBudget,
       autoFinalize: a['auto-finalize'],
       autoDismiss: a['auto-dismiss'],
       afterClean,
