@@ -25,7 +25,7 @@ export interface BackupOptions extends BlockJobOptions {
   maxChunk?: number;
   /** Copy tasks in flight at most (x-perf max-workers); MAX_TASKS when absent. */
   maxWorkers?: number;
-  /** The daemon's copy budget, which tasks beyond the job's first take a share of (none: no limit but maxWorkers). */
+  /** The daemon's copy budget, a share of which pays for each task buffer (none: no limit but maxWorkers). */
   copyBudget?: CopyBudget;
   /**
    * The bitmap of sync=bitmap (or of full/top that re-anchor it), already

@@ -17,7 +17,7 @@ export class JobManager {
   private readonly jobs: Job[] = [];
   /** The clock every job of this manager runs on; a virtual one advances by itself when all jobs wait on it. */
   readonly clock: Clock;
-  /** The copy buffers the jobs' background copies share beyond each job's first task. */
+  /** The copy buffers the jobs' background copies share (CopyBudget). */
   readonly copyBudget = new CopyBudget(COPY_BUDGET_BYTES);
 
   constructor(clock: 'real' | 'virtual' = 'real') {
