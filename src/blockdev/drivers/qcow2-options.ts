@@ -141,7 +141,6 @@ export function checkQcow2Options(opts: ReadonlyMap<string, string>, encrypt: Op
   return { lazyRefcounts, overlapCheck };
 }
 
-
 /**
  * qcow2_join_options: a reopen's new overlap template drops every old
  * overlap option, and a new cache-size the old L2 and refcount sizes;

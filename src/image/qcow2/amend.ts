@@ -2,7 +2,7 @@ import { strerror } from '../errno.js';
 import { BlockError } from '../errors.js';
 import { Qcow2Corruption } from './corruption.js';
 import { classify } from './entry.js';
-import { AUTOCLEAR_DATA_FILE_RAW, COMPAT_LAZY_REFCOUNTS, dataFileIsRaw, hasDataFile, INCOMPAT_COMPRESSION, MAX_L1_BYTES, serializeHeader, V3_HEADER_LENGTH_WRITTEN } from './header.js';
+import { AUTOCLEAR_DATA_FILE_RAW, COMPAT_LAZY_REFCOUNTS, dataFileIsRaw, hasDataFile, INCOMPAT_COMPRESSION, serializeHeader, snapshotL1Problem, V3_HEADER_LENGTH_WRITTEN } from './header.js';
 import type { Qcow2Image } from './image.js';
 import { COPIED_HI, entryHi, entryLo, entryOffset, offsetHi, offsetLo, setEntry, viewOf, ZERO_LO } from './layout.js';
 import { changeRefcountOrder } from './refcount-order.js';
@@ -212,7 +212,7 @@ async function expandZeroClusters(img: Qcow2Image, progress: (visited: number, t
     const frees: Array<[number, number]> = [];
     for (const sn of snapshots) {
       // qcow2_expand_zero_clusters checks each snapshot's table first, reports a bad one and fails the downgrade.
-      const bad = snapshotL1Problem(sn, cs);
+      const bad = snapshotL1Problem(sn.l1Offset, sn.l1Size, cs);
       if (bad !== undefined) {
         Qcow2Corruption.warn(`${Qcow2Corruption.reportPrefix}${bad.message}\n`);
         throw new BlockError('INVALID_ARGUMENT', `Failed to turn zero into data clusters: ${strerror(bad.errno)}`, { errno: bad.errno });
@@ -239,9 +239,3 @@ async function expandZeroClusters(img: Qcow2Image, progress: (visited: number, t
   });
 }
 
-/** qcow2_validate_table on a snapshot's L1 table, in QEMU's words and errno. */
-function snapshotL1Problem(sn: { l1Offset: number; l1Size: number }, clusterSize: number): { message: string; errno: 'EFBIG' | 'EINVAL' } | undefined {
-  if (sn.l1Size > MAX_L1_BYTES / 8) return { message: 'Snapshot L1 table too large', errno: 'EFBIG' };
-  if (sn.l1Offset % clusterSize !== 0) return { message: 'Snapshot L1 table offset invalid', errno: 'EINVAL' };
-  return undefined;
-}

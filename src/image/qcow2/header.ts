@@ -111,6 +111,18 @@ export function validateTable(filename: string, offset: bigint, entries: number,
   }
 }
 
+/**
+ * qcow2_validate_table on a snapshot's L1 table (l1Size entries at
+ * l1Offset), in QEMU's words and errno, or undefined: loading it (goto),
+ * expanding its zero clusters (amend) and the inactive-l2 overlap check
+ * all refuse so.
+ */
+export function snapshotL1Problem(l1Offset: number, l1Size: number, clusterSize: number): { message: string; errno: 'EFBIG' | 'EINVAL' } | undefined {
+  if (l1Size > MAX_L1_BYTES / 8) return { message: 'Snapshot L1 table too large', errno: 'EFBIG' };
+  if (l1Offset % clusterSize !== 0 || Number.MAX_SAFE_INTEGER - l1Size * 8 < l1Offset) return { message: 'Snapshot L1 table offset invalid', errno: 'EINVAL' };
+  return undefined;
+}
+
 /** Bytes to read before the header can be parsed: cluster 0 is enough (extensions live there). */
 export function headerProbeLength(): number {
   return V3_HEADER_LENGTH;

@@ -1,7 +1,7 @@
 import { BlockError } from '../errors.js';
-import { EXT_BITMAPS, AUTOCLEAR_BITMAPS } from './header.js';
+import { EXT_BITMAPS, AUTOCLEAR_BITMAPS, snapshotL1Problem } from './header.js';
 import type { Qcow2Image } from './image.js';
-import { entryHi, entryLo, entryOffset } from './layout.js';
+import { entryHi, entryLo, entryOffset, viewOf } from './layout.js';
 
 /** QCOW2_OL_*: the kinds of metadata the pre-write overlap check looks at, as bits (overlap-check.<flag> in this order). */
 export const OL = {
@@ -21,10 +21,6 @@ const OL_CACHED = OL_CONSTANT | OL.ACTIVE_L2 | OL.REFCOUNT_BLOCK | OL.INACTIVE_L
 /** overlap-check's modes (QCOW2_OL_*_TEMPLATE); `cached` is the default. */
 export const OVERLAP_MODES: Readonly<Record<string, number>> = { none: 0, constant: OL_CONSTANT, cached: OL_CACHED, all: OL_CACHED | OL.INACTIVE_L2 };
 export const OL_DEFAULT = OL_CACHED;
-
-/** QCOW_MAX_L1_SIZE. */
-const MAX_L1_BYTES = 32 << 20;
-const L1E_OFFSET_MASK = 0x00fffffffffffe00n;
 
 /**
  * qcow2_check_metadata_overlap without the snapshots' L2 tables: which
@@ -87,13 +83,13 @@ export async function overlapsMetadata(img: Qcow2Image, offset: number, size: nu
   const start = offset - (offset % cs);
   const end = Math.ceil((offset + size) / cs) * cs;
   for (const t of img.snapshotL1Tables) {
-    if (t.bytes > MAX_L1_BYTES) throw new BlockError('IO', 'Snapshot L1 table too large', { errno: 'EFBIG' });
-    if (t.offset % cs !== 0 || Number.MAX_SAFE_INTEGER - t.bytes < t.offset) throw new BlockError('IO', 'Snapshot L1 table offset invalid', { errno: 'EINVAL' });
-    if (t.bytes === 0) continue;
-    const l1 = await img.file.read(t.offset, t.bytes);
-    const v = new DataView(l1.buffer, l1.byteOffset, l1.byteLength);
-    for (let i = 0; i + 8 <= l1.length; i += 8) {
-      const l2 = Number(v.getBigUint64(i) & L1E_OFFSET_MASK);
+    const entries = t.bytes / 8;
+    const bad = snapshotL1Problem(t.offset, entries, cs);
+    if (bad) throw new BlockError('IO', bad.message, { errno: bad.errno });
+    if (entries === 0) continue;
+    const l1 = viewOf(await img.file.read(t.offset, t.bytes));
+    for (let i = 0; i < entries; i++) {
+      const l2 = entryOffset(entryHi(l1, i), entryLo(l1, i));
       if (l2 !== 0 && l2 < end && start < l2 + cs) return 'inactive L2 table';
     }
   }

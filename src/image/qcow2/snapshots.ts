@@ -1,7 +1,7 @@
 import { errnoOf, strerrorOf } from '../errno.js';
 import { BlockError } from '../errors.js';
 import { Qcow2Corruption } from './corruption.js';
-import { MAX_L1_BYTES, MAX_SNAPSHOTS } from './header.js';
+import { MAX_L1_BYTES, MAX_SNAPSHOTS, snapshotL1Problem } from './header.js';
 import type { Qcow2Image } from './image.js';
 import { growL1 } from './resize.js';
 import { updateSnapshotRefcount } from './snapshot-refcount.js';
@@ -145,8 +145,8 @@ export async function loadSnapshotTmp(img: Qcow2Image, id: string | undefined, n
         : list.find((s) => s.name === name);
   if (!sn) throw errno('ENOENT', "Can't find snapshot");
   // qcow2_validate_table's words, without the file name.
-  if (sn.l1Size > MAX_L1_BYTES / 8) throw errno('EFBIG', 'Snapshot L1 table too large');
-  if (sn.l1Offset % img.layout.clusterSize !== 0 || Number.MAX_SAFE_INTEGER - sn.l1Size * 8 < sn.l1Offset) throw errno('EINVAL', 'Snapshot L1 table offset invalid');
+  const bad = snapshotL1Problem(sn.l1Offset, sn.l1Size, img.layout.clusterSize);
+  if (bad) throw errno(bad.errno, bad.message);
   const l1 = sn.l1Size > 0 ? await img.file.read(sn.l1Offset, sn.l1Size * 8) : new Uint8Array(0);
   img.adoptL1(l1, sn.l1Offset);
 }
