@@ -121,6 +121,24 @@ async function firstDifference(expected: string, got: string): Promise<string> {
 /** check prints "NNN   pass   [start] [end]   1.2s   description" (lines separated by \r or \n when not on a terminal). */
 const LINE = /^(\S+)\s+(pass|fail|not run)\s+(?:\[[^\]]*\]\s*)*(?:(\d+(?:\.\d+)?)s)?\s*(.*)$/;
 
+let python: Promise<string> | undefined;
+
+/**
+ * The python3 that runs check: the first on PATH, unless it lacks libnbd's
+ * bindings and Debian's own has them. nbd-multiconn needs `import nbd`,
+ * which python3-libnbd installs for /usr/bin/python3 only, while a pyenv
+ * or /usr/local python3 may come first on PATH (it does on these machines).
+ */
+export function iotestsPython(): Promise<string> {
+  python ??= (async () => {
+    const { execFile } = await import('node:child_process');
+    const imports = (py: string) => new Promise<boolean>((res) => execFile(py, ['-c', 'import nbd'], (err) => res(!err)));
+    if (await imports('python3')) return 'python3';
+    return (await imports('/usr/bin/python3')) ? '/usr/bin/python3' : 'python3';
+  })();
+  return python;
+}
+
 export async function runCheck(opts: { src: string; tools: Tools; suite?: Suite; fmt: string; tests: string[]; jobs: number; log?: (line: string) => void }): Promise<Outcome[]> {
   const suite = opts.suite ?? 'tools';
   const work = await mkdtemp(join(tmpdir(), `blockemu-iotests-${opts.tools}-`));
@@ -147,8 +165,9 @@ export async function runCheck(opts: { src: string; tools: Tools; suite?: Suite;
       SOCK_DIR: join(work, 'sock'),
     };
     const iotests = join(tree, 'tests', 'qemu-iotests');
+    const py = await iotestsPython();
     const out = await new Promise<string>((res, rej) => {
-      const p = spawn('python3', ['check', `-${opts.fmt}`, '-j', String(opts.jobs), ...opts.tests], { cwd: iotests, env, stdio: ['ignore', 'pipe', 'pipe'] });
+      const p = spawn(py, ['check', `-${opts.fmt}`, '-j', String(opts.jobs), ...opts.tests], { cwd: iotests, env, stdio: ['ignore', 'pipe', 'pipe'] });
       let text = '';
       p.stdout.on('data', (d: Buffer) => {
         text += d.toString();
@@ -219,7 +238,7 @@ export async function groupTests(src: string, fmt: string, groups: string): Prom
       TEST_DIR: scratch,
       SOCK_DIR: scratch,
     };
-    const { stdout } = await run('python3', ['check', '-n', '-g', groups, `-${fmt}`], { cwd: join(src, 'tests', 'qemu-iotests'), env });
+    const { stdout } = await run(await iotestsPython(), ['check', '-n', '-g', groups, `-${fmt}`], { cwd: join(src, 'tests', 'qemu-iotests'), env });
     return stdout.split('\n').map((l) => l.trim().replace(/^tests\//, '')).filter((l) => l);
   } finally {
     await rm(scratch, { recursive: true, force: true });
