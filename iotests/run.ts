@@ -26,6 +26,7 @@
  * daemon tests of --groups (those not tool-only), or by default the list
  * of issue 17 (SYSTEM_TARGETS).
  */
+import { fuseUnavailable } from './fuse.js';
 import { readFile, writeFile } from 'node:fs/promises';
 import { groupTests, type Outcome, runCheck, type Suite, type Tools, toolOnlyTests } from './check.js';
 import { findQemuSource } from './source.js';
@@ -55,13 +56,22 @@ interface Row {
 const cell = (o: Outcome | undefined) => (o ? o.status : '–');
 const secs = (o: Outcome | undefined) => (o?.seconds ? `${o.seconds.toFixed(0)} s` : '');
 
-/** The expectations file: "FMT TEST" per line, a third word "slow" for tests --skip-slow leaves out. */
+/**
+ * The expectations file: "FMT TEST" per line, a third word "slow" for
+ * tests --skip-slow leaves out, or "fuse" for those that need FUSE mounts
+ * (left out, with a note, where none can be made).
+ */
 async function expected(file: string, skipSlow: boolean): Promise<Set<string>> {
   const text = await readFile(file, 'utf8');
   const keys = new Set<string>();
+  const noFuse = fuseUnavailable();
   for (const line of text.split('\n')) {
     const [fmt, test, mark] = line.replace(/#.*/, '').trim().split(/\s+/);
     if (!fmt || !test || (skipSlow && mark === 'slow')) continue;
+    if (mark === 'fuse' && noFuse) {
+      process.stderr.write(`${fmt} ${test} left out: ${noFuse}\n`);
+      continue;
+    }
     keys.add(`${fmt} ${test}`);
   }
   return keys;

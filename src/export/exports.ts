@@ -9,6 +9,7 @@ import { filterOrCowChild } from '../blockdev/chain.js';
 import type { BlockNode } from '../blockdev/node.js';
 import { PERM_ALL, PERM_CONSISTENT_READ, PERM_RESIZE, PERM_WRITE } from '../image/perm.js';
 import { BlockError } from '../image/errors.js';
+import { type AllowOther, FuseExport } from './fuse/export.js';
 import { NbdExport } from './nbd/export.js';
 import { MAX_STRING_SIZE } from '../nbd/protocol.js';
 import { type NbdAddress, NbdServer } from './nbd/server.js';
@@ -18,7 +19,7 @@ const fail = (msg: string) => new BlockError('INVALID_ARGUMENT', msg);
 /** QEMU's id_wellformed. */
 const WELL_FORMED = /^[A-Za-z][A-Za-z0-9._-]*$/;
 
-/** What block-export-add asks for (type nbd, the only type blockemu has). */
+/** What block-export-add asks for: an NBD export, or a FUSE one with `fuse`. */
 export interface ExportSpec {
   id: string;
   nodeName: string;
@@ -33,7 +34,9 @@ export interface ExportSpec {
   description?: string;
   bitmaps?: readonly BitmapSource[];
   allocationDepth?: boolean;
-  /** An export type QEMU has and blockemu does not (vhost-user-blk, fuse, vduse-blk): refused where QEMU looks for the driver. */
+  /** A FUSE export's options (BlockExportOptionsFuse). */
+  fuse?: { mountpoint: string; growable?: boolean; allowOther?: AllowOther };
+  /** An export type QEMU has and blockemu does not (vhost-user-blk, vduse-blk): refused where QEMU looks for the driver. */
   unsupportedType?: string;
   /** nbd-server-add of a drive by its BlockBackend name: ejecting its medium shuts the export down (nbd_eject_notifier). */
   onEjectOf?: BlockBackend;
@@ -44,11 +47,10 @@ export type RemoveMode = 'safe' | 'hard';
 /**
  * One export (block/export/export.c's BlockExport): its id, the node it
  * serves (which follows the node's place in the graph, as a BlockBackend
- * does), and the NBD export clients see. It holds its node and marks its
- * bitmaps busy until it is deleted.
+ * does), and what serves it — the NBD export clients see, or a FUSE
+ * mount. It holds its node and marks its bitmaps busy until it is deleted.
  */
 export class BlockExport {
-  readonly type = 'nbd' as const;
   /** False once shutdown was asked for: the export goes as soon as its clients have. */
   userOwned = true;
   deleted: Promise<void> | undefined;
@@ -57,13 +59,27 @@ export class BlockExport {
 
   constructor(
     readonly id: string,
-    readonly nbd: NbdExport,
+    readonly served: { nbd: NbdExport } | { fuse: FuseExport },
     /** The export's BlockBackend: its link to the node, which the NBD export follows. */
     readonly blk: BlockBackend,
   ) {}
 
+  get type(): 'nbd' | 'fuse' {
+    return 'nbd' in this.served ? 'nbd' : 'fuse';
+  }
+
+  /** The NBD export, for an NBD export. */
+  get nbd(): NbdExport | undefined {
+    return 'nbd' in this.served ? this.served.nbd : undefined;
+  }
+
   get node(): BlockNode {
-    return this.nbd.spec.node;
+    return 'nbd' in this.served ? this.served.nbd.spec.node : this.blk.node!;
+  }
+
+  /** Connected NBD clients; a FUSE export has none that keep it (its requests end with its mount). */
+  get clientCount(): number {
+    return this.nbd?.clients.size ?? 0;
   }
 }
 
@@ -127,7 +143,7 @@ export class BlockExports {
   async add(spec: ExportSpec): Promise<BlockExport> {
     if (!WELL_FORMED.test(spec.id)) throw fail('Invalid block export id');
     if (this.exports.some((e) => e.id === spec.id)) throw fail(`Block export id '${spec.id}' is already in use`);
-    if (spec.unsupportedType !== undefined) throw new BlockError('UNSUPPORTED', `Export type '${spec.unsupportedType}' is not supported by blockemu (only 'nbd' is)`);
+    if (spec.unsupportedType !== undefined) throw new BlockError('UNSUPPORTED', `Export type '${spec.unsupportedType}' is not supported by blockemu (only 'nbd' and 'fuse' are)`);
     const node = this.graph.findNode(spec.nodeName);
     const writable = spec.writable ?? false;
     if (node.readOnly && writable) throw fail('Cannot export read-only node as writable');
@@ -140,6 +156,7 @@ export class BlockExports {
     // Exports serve non-shared storage migration: an incoming machine's image is activated for them (blk_exp_add's bdrv_activate).
     if (node.inactive) await (await import('../blockdev/inactivate.js')).activateNode(this.graph, node);
     const perm = PERM_CONSISTENT_READ | (writable ? PERM_WRITE : 0);
+    if (spec.fuse) return this.addFuse(spec, spec.fuse, node, perm);
     let nbd: NbdExport | undefined;
     const blk = new BlockBackend({ perm, shared: PERM_ALL }, undefined, (moved) => {
       if (nbd) nbd.spec.node = moved;
@@ -160,7 +177,7 @@ export class BlockExports {
         { name, description: spec.description, node, writable, writethrough: spec.writethrough ?? false, bitmaps, allocationDepth: spec.allocationDepth ?? false },
         server.multiConn,
       );
-      const exp = new BlockExport(spec.id, nbd, blk);
+      const exp = new BlockExport(spec.id, { nbd }, blk);
       server.addExport(nbd);
       this.exports.unshift(exp);
       const onEject = spec.onEjectOf;
@@ -169,6 +186,32 @@ export class BlockExports {
         onEject.removeNotifiers.add(notify);
         exp.detachNotifiers = () => onEject.removeNotifiers.delete(notify);
       }
+      return exp;
+    } catch (err) {
+      await blk.remove();
+      throw err;
+    }
+  }
+
+  /**
+   * fuse_export_create: a writable or growable export keeps resize
+   * permission for its whole life (its truncates and growing writes), and
+   * shares everything, as QEMU's does.
+   */
+  private async addFuse(spec: ExportSpec, fuse: NonNullable<ExportSpec['fuse']>, node: BlockNode, perm: number): Promise<BlockExport> {
+    const writable = spec.writable ?? false;
+    const growable = fuse.growable ?? false;
+    const blk = new BlockBackend({ perm, shared: PERM_ALL });
+    await blk.insert(node);
+    try {
+      if (growable || writable) await blk.setPerm({ perm: perm | PERM_RESIZE, shared: PERM_ALL });
+      const served = await FuseExport.create(
+        { mountpoint: fuse.mountpoint, writable, growable, writethrough: spec.writethrough ?? false, allowOther: fuse.allowOther ?? 'auto' },
+        () => blk.node!,
+        this.log,
+      );
+      const exp = new BlockExport(spec.id, { fuse: served }, blk);
+      this.exports.unshift(exp);
       return exp;
     } catch (err) {
       await blk.remove();
@@ -205,8 +248,8 @@ export class BlockExports {
     const exp = this.exports.find((e) => e.id === id);
     if (!exp) throw new BlockError('NOT_FOUND', `Export '${id}' is not found`);
     if (!exp.userOwned) throw fail(`Export '${id}' is already shutting down`);
-    if (mode === 'safe' && exp.nbd.clients.size > 0) throw fail(`export '${id}' still in use`);
-    const idle = exp.nbd.clients.size === 0;
+    if (mode === 'safe' && exp.clientCount > 0) throw fail(`export '${id}' still in use`);
+    const idle = exp.clientCount === 0;
     const deleted = this.shutdown(exp);
     if (idle) await deleted;
   }
@@ -220,16 +263,21 @@ export class BlockExports {
     if (exp.deleted) return exp.deleted;
     exp.userOwned = false;
     exp.detachNotifiers();
-    this.server?.removeExport(exp.nbd);
-    for (const c of exp.nbd.clients) c.close();
+    const nbd = exp.nbd;
+    if (nbd) {
+      this.server?.removeExport(nbd);
+      for (const c of nbd.clients) c.close();
+    }
     exp.deleted = new Promise<void>((resolve) => {
       const finish = () => {
         const i = this.exports.indexOf(exp);
         if (i >= 0) this.exports.splice(i, 1);
-        for (const b of exp.nbd.spec.bitmaps) b.busy = false;
+        for (const b of nbd?.spec.bitmaps ?? []) b.busy = false;
         // The link goes at once (the node can be deleted next); the permissions it held loosen meanwhile.
         const node = exp.blk.node;
-        const removed = exp.blk.remove().catch(() => undefined);
+        // A FUSE export unmounts first: requests in flight still reach the node.
+        const unmounted = 'fuse' in exp.served ? exp.served.fuse.close().catch((err: unknown) => this.log?.warn({ err, id: exp.id }, 'closing a FUSE export failed')) : undefined;
+        const removed = (unmounted ?? Promise.resolve()).then(() => exp.blk.remove()).catch(() => undefined);
         // QEMU deletes in a bottom half, which since 7.2.9 runs before the reply of the command that asked.
         void removed.then(async () => {
           if (node && !node.isClosed) {
@@ -241,8 +289,8 @@ export class BlockExports {
           resolve();
         });
       };
-      if (exp.nbd.clients.size === 0) finish();
-      else this.waitingForClients.set(exp.nbd, finish);
+      if (!nbd || nbd.clients.size === 0) finish();
+      else this.waitingForClients.set(nbd, finish);
     });
     return exp.deleted;
   }

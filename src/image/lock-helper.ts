@@ -112,6 +112,9 @@ sub step {
 /** Linux's prctl syscall number (file-lock.ts refuses other machines; -1 there would only fail with ENOSYS). */
 const PRCTL: Partial<Record<string, number>> = { x64: 157, arm64: 167 };
 
+/** The prctl syscall number for a perl helper's PR_SET_PDEATHSIG (-1 on a machine not listed: the call fails with ENOSYS). */
+export const prctlSyscall = (): number => PRCTL[process.arch] ?? -1;
+
 /** perl never blocks (F_OFD_SETLK does not wait): a request unanswered for `timeoutMs` means it is stuck, and it is killed. Tests shorten it. */
 export const lockHelperLimits = { timeoutMs: 30_000 };
 /** A reply line is a few bytes per step; anything this long is not one. */
@@ -268,7 +271,7 @@ function helper(): HelperProcess {
   let child: ChildProcess;
   try {
     // A clean environment: no PERL5OPT or PERL5LIB to load anything, and C-locale strerror texts as QEMU prints them.
-    child = spawn('perl', ['-e', SCRIPT, String(PRCTL[process.arch] ?? -1), String(process.pid)], { stdio: ['pipe', 'pipe', 'pipe'], env: { PATH: process.env.PATH ?? '/usr/bin:/bin', LC_ALL: 'C' } });
+    child = spawn('perl', ['-e', SCRIPT, String(prctlSyscall()), String(process.pid)], { stdio: ['pipe', 'pipe', 'pipe'], env: { PATH: process.env.PATH ?? '/usr/bin:/bin', LC_ALL: 'C' } });
   } catch (err) {
     throw helperError(`could not be started: ${(err as Error).message}`, err);
   }

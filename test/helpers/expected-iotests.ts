@@ -11,16 +11,19 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { fuseUnavailable } from '../../iotests/fuse.js';
 
 const root = join(import.meta.dirname, '..', '..');
 
 export function describeExpectedIotests(o: { title: string; list: string; args: string[]; missing: string | undefined; baseline: string; timeoutMs: number }): void {
-  // Tests marked slow (minutes each) are left to `npm run iotests`.
-  const entries = readFileSync(join(root, 'iotests', o.list), 'utf8')
+  // Tests marked slow (minutes each) are left to `npm run iotests`; those marked fuse need FUSE mounts (run.ts leaves them out where none can be made).
+  const noFuse = fuseUnavailable();
+  const lines = readFileSync(join(root, 'iotests', o.list), 'utf8')
     .split('\n')
     .map((l) => l.replace(/#.*/, '').trim().split(/\s+/))
-    .filter((w) => w.length >= 2 && w[2] !== 'slow')
-    .map((w) => `${w[0]} ${w[1]}`);
+    .filter((w) => w.length >= 2 && w[2] !== 'slow');
+  for (const w of lines) if (w[2] === 'fuse' && noFuse) console.warn(`SKIP iotest ${w[0]} ${w[1]}: ${noFuse}`);
+  const entries = lines.filter((w) => !(w[2] === 'fuse' && noFuse)).map((w) => `${w[0]} ${w[1]}`);
   if (o.missing && process.env.CI !== 'true') console.warn(`SKIP ${o.title}: ${o.missing}`);
 
   describe.skipIf(o.missing !== undefined && process.env.CI !== 'true')(o.title, () => {

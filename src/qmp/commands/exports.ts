@@ -38,7 +38,7 @@ export function nbdAddress(v: Infer<typeof SocketAddress>): NbdAddress {
   }
 }
 
-/** BlockExportOptions with its nbd members (the schema validated them all). */
+/** BlockExportOptions with its nbd and fuse members (the schema validated them all). */
 interface ExportArgs {
   type: string;
   id: string;
@@ -51,20 +51,23 @@ interface ExportArgs {
   description?: string;
   bitmaps?: BitmapSource[];
   'allocation-depth'?: boolean;
+  mountpoint?: string;
+  growable?: boolean;
+  'allow-other'?: 'on' | 'off' | 'auto';
 }
 
 /** The arguments of block-export-add (and --export) as the export layer takes them. */
 export function exportSpec(v: Infer<typeof S.BlockExportOptions>, isIothread: (id: string) => boolean = () => false): ExportSpec {
   const a = v as ExportArgs;
   // Checked where blk_exp_find_driver would fail, after the id checks.
-  if (a.type !== 'nbd') {
+  if (a.type !== 'nbd' && a.type !== 'fuse') {
     return {
       id: a.id,
       nodeName: a['node-name'],
       unsupportedType: a.type,
     };
   }
-  return {
+  const common: ExportSpec = {
     id: a.id,
     nodeName: a['node-name'],
     writable: a.writable,
@@ -72,6 +75,10 @@ export function exportSpec(v: Infer<typeof S.BlockExportOptions>, isIothread: (i
     iothread: a.iothread,
     ...(a.iothread !== undefined ? { iothreadExists: isIothread(a.iothread) } : {}),
     fixedIothread: a['fixed-iothread'] ?? false,
+  };
+  if (a.type === 'fuse') return { ...common, fuse: { mountpoint: a.mountpoint!, growable: a.growable, allowOther: a['allow-other'] } };
+  return {
+    ...common,
     name: a.name,
     description: a.description,
     bitmaps: a.bitmaps,

@@ -2,7 +2,7 @@
  * qapi/block-export.json (7.2): the NBD server, block exports and their
  * event. Every export type of the Debian build of qemu-storage-daemon has
  * its variant, so their options are validated as QEMU validates them;
- * blockemu then serves only 'nbd'.
+ * blockemu then serves 'nbd' and 'fuse'.
  */
 import { BlockDirtyBitmapOrStr } from './block-core/bitmaps.js';
 import { command, event } from './command.js';
