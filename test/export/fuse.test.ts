@@ -6,7 +6,7 @@
  * at the end of a fixed export, truncate and fallocate, growing writes.
  * Needs root and /dev/fuse (a FUSE mount); skipped with a message without.
  */
-import { copyFile, mkdir, mkdtemp, open, rm, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, open, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -122,4 +122,46 @@ describe.skipIf(!qemu.available || !qemu.storageDaemon || missing !== undefined)
     const ours = await session(OURS);
     expect(ours).toEqual(qsd);
   }, 120_000);
+});
+
+/** The pid of the perl child of `parent` whose script reads /dev/fuse. */
+async function readerOf(parent: number): Promise<number | undefined> {
+  for (const pid of await readdir('/proc')) {
+    if (!/^\d+$/.test(pid)) continue;
+    const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
+    if (Number(stat.replace(/^.*\) /s, '').split(' ')[1]) !== parent) continue;
+    const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
+    if (cmdline.startsWith('perl') && cmdline.includes('sysread($dev')) return Number(pid);
+  }
+  return undefined;
+}
+
+describe.skipIf(!qemu.available || missing !== undefined)('a FUSE export whose reader dies', () => {
+  it('fails the file with ENOTCONN instead of hanging it, and the daemon goes on', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'blockemu-fuse-kill-'));
+    try {
+      const raw = join(dir, 'img.raw');
+      const mp = join(dir, 'mp');
+      await qemuImg('create', '-f', 'raw', raw, '1M');
+      await writeFile(mp, '');
+      const d = await startExportDaemon('blockemu', { dir, blockdevs: [`file,node-name=f,filename=${raw}`], exports: [`fuse,id=e,node-name=f,mountpoint=${mp},writable=on`] });
+      try {
+        expect((await run('stat', ['-c', '%s', mp])).stdout.trim()).toBe('1048576');
+        // The reader is the daemon's perl child that reads /dev/fuse.
+        const reader = await readerOf(d.proc.pid!);
+        expect(reader).toBeDefined();
+        process.kill(reader!, 'SIGKILL');
+        await new Promise((r) => setTimeout(r, 200));
+        const read = await run('dd', [`if=${mp}`, 'of=/dev/null', 'bs=4k', 'count=1']);
+        expect(read.stderr).toMatch(/Transport endpoint is not connected/);
+        expect(await outcome(d.client, dir, 'query-block-exports')).toEqual({ return: [{ id: 'e', type: 'fuse', 'node-name': 'f', 'shutting-down': false }] });
+        expect(await outcome(d.client, dir, 'block-export-del', { id: 'e' })).toEqual({ return: {} });
+        expect((await run('stat', ['-c', '%s', mp])).stdout.trim()).toBe('0');
+      } finally {
+        await d.quit();
+      }
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
 });

@@ -75,7 +75,7 @@ export const MAX_PAGES = MAX_WRITE / 4096;
 /** A read of /dev/fuse must have room for the largest write and its headers. */
 export const READ_BUFFER_SIZE = MAX_WRITE + 4096;
 
-const IN_HEADER = 40;
+export const IN_HEADER_SIZE = 40;
 const OUT_HEADER = 16;
 
 /** A request as read from /dev/fuse: its header and the bytes after it. */
@@ -90,7 +90,7 @@ export interface FuseRequest {
 }
 
 export function parseRequest(msg: Buffer): FuseRequest {
-  if (msg.length < IN_HEADER) throw new Error(`FUSE request of ${msg.length} bytes is shorter than its header`);
+  if (msg.length < IN_HEADER_SIZE) throw new Error(`FUSE request of ${msg.length} bytes is shorter than its header`);
   const len = msg.readUInt32LE(0);
   return {
     opcode: msg.readUInt32LE(4),
@@ -98,7 +98,7 @@ export function parseRequest(msg: Buffer): FuseRequest {
     nodeid: msg.readBigUInt64LE(16),
     uid: msg.readUInt32LE(24),
     gid: msg.readUInt32LE(28),
-    body: msg.subarray(IN_HEADER, Math.min(len, msg.length)),
+    body: msg.subarray(IN_HEADER_SIZE, Math.min(len, msg.length)),
   };
 }
 

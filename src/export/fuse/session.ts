@@ -4,7 +4,7 @@ import { type FileHandle, open } from 'node:fs/promises';
 import { prctlSyscall } from '../../image/lock-helper.js';
 import { BlockError } from '../../image/errors.js';
 import type { Logger } from '../../log.js';
-import { type FuseRequest, READ_BUFFER_SIZE, parseRequest, replyHeader } from './protocol.js';
+import { type FuseRequest, IN_HEADER_SIZE, READ_BUFFER_SIZE, parseRequest, replyHeader } from './protocol.js';
 
 /**
  * The reader: a perl process that reads /dev/fuse (its descriptor 3) and
@@ -107,11 +107,19 @@ export class FuseSession {
     }
     s.mounted = true;
     // Only now: a read of /dev/fuse before the mount fails with EPERM.
-    s.startReader();
+    try {
+      await s.startReader();
+    } catch (err) {
+      // Nobody would answer: unmount before anything waits on the file.
+      o.log?.warn({ err }, 'the FUSE reader (perl) could not be started');
+      await s.close();
+      throw new BlockError('IO', 'Failed to mount FUSE session to export', { errno: 'EIO' });
+    }
     return s;
   }
 
-  private startReader(): void {
+  /** Starts the reader; resolves once it runs. */
+  private startReader(): Promise<void> {
     const child = spawn('perl', ['-e', READER, String(prctlSyscall()), String(process.pid), String(READ_BUFFER_SIZE)], {
       stdio: ['ignore', 'pipe', 'pipe', this.dev.fd],
       env: { PATH: process.env.PATH ?? '/usr/bin:/bin', LC_ALL: 'C' },
@@ -120,15 +128,24 @@ export class FuseSession {
     let stderr = '';
     child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
     child.stdout!.on('data', (d: Buffer) => this.received(d));
-    this.readerDone = new Promise((resolve) =>
+    this.readerDone = new Promise((resolve) => {
+      child.once('error', () => resolve());
       child.once('close', (code, signal) => {
         this.reader = undefined;
         // 19: ENODEV, the connection ended (an unmount); a kill is our own close.
         if (signal === null && stderr.trim() !== '19') this.o.log?.warn({ status: code, error: stderr.trim() }, 'the FUSE reader stopped');
+        // Gone while mounted (killed by someone else): end the connection, so that users fail with ENOTCONN instead of waiting forever, as after a crash of QEMU.
+        if (this.mounted && !this.closed) {
+          this.closed = true;
+          void this.dev.close().catch(() => undefined);
+        }
         resolve();
-      }),
-    );
-    child.on('error', (err) => this.o.log?.warn({ err }, 'the FUSE reader (perl) could not be started'));
+      });
+    });
+    return new Promise((resolve, reject) => {
+      child.once('spawn', () => resolve());
+      child.once('error', reject);
+    });
   }
 
   /** Splits the reader's output into requests: each starts with its own length. */
@@ -138,6 +155,14 @@ export class FuseSession {
     while (this.pendingBytes >= 4) {
       if (this.pending[0]!.length < 4) this.pending = [Buffer.concat(this.pending)];
       const len = this.pending[0]!.readUInt32LE(0);
+      if (len < IN_HEADER_SIZE) {
+        // Not a request the kernel could send: the framing is lost, and with it every request after.
+        this.o.log?.error({ length: len }, 'the FUSE reader sent a malformed request; no more requests are answered');
+        this.pending = [];
+        this.pendingBytes = 0;
+        this.reader?.kill('SIGKILL');
+        return;
+      }
       if (this.pendingBytes < len) return;
       let msg: Buffer;
       const first = this.pending[0]!;
@@ -151,14 +176,7 @@ export class FuseSession {
         this.pending = all.length > len ? [all.subarray(len)] : [];
       }
       this.pendingBytes -= len;
-      let req: FuseRequest;
-      try {
-        req = parseRequest(msg);
-      } catch (err) {
-        this.o.log?.warn({ err }, 'malformed FUSE request');
-        continue;
-      }
-      this.o.onRequest(req);
+      this.o.onRequest(parseRequest(msg));
     }
   }
 
@@ -195,6 +213,7 @@ export class FuseSession {
     if (failed !== undefined && this.reader) this.o.log?.warn({ mountpoint: this.o.mountpoint, error: failed }, 'FUSE unmount failed');
     this.reader?.kill('SIGKILL');
     await this.readerDone;
+    if (this.closed) return;
     this.closed = true;
     await this.dev.close();
   }
