@@ -122,11 +122,11 @@ export class BlockExports {
     this.server = server;
   }
 
-  /** nbd-server-stop: every NBD export goes (each announced), then the server. */
+  /** nbd-server-stop: every NBD export goes (each announced), then the server; other exports stay (blk_exp_close_all_type). */
   async stopNbdServer(): Promise<void> {
     const server = this.server;
     if (!server) throw fail('NBD server not running');
-    await this.closeAll();
+    await this.closeAll('nbd');
     this.server = undefined;
     await server.stop();
   }
@@ -305,10 +305,11 @@ export class BlockExports {
     }
   }
 
-  /** Every export asked to shut down, resolved once all are deleted (nbd-server-stop, daemon shutdown). */
-  async closeAll(): Promise<void> {
+  /** Every export (of a type) asked to shut down, resolved once all are deleted (nbd-server-stop, daemon shutdown). */
+  async closeAll(type?: BlockExport['type']): Promise<void> {
     // Oldest first, as qemu-storage-daemon announces them.
-    await Promise.all([...this.exports].reverse().map((e) => this.shutdown(e)));
+    const closing = [...this.exports].reverse().filter((e) => type === undefined || e.type === type);
+    await Promise.all(closing.map((e) => this.shutdown(e)));
   }
 
   /** The daemon's end: exports, then the server. */

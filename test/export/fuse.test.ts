@@ -63,7 +63,11 @@ describe.skipIf(!qemu.available || !qemu.storageDaemon || missing !== undefined)
       await add('e0', 'fmt', { mountpoint: join(dir, 'none') });
       await add('e0', 'fmt', { mountpoint: join(dir, 'adir') });
       await add('e0', 'nosuch', { mountpoint: mp });
+      await qmp('nbd-server-start', { addr: { type: 'unix', data: { path: join(dir, 'nbd.sock') } } });
       await add('ro', 'fmt', { mountpoint: mp });
+      await qmp('block-export-add', { type: 'nbd', id: 'n', 'node-name': 'fmt' });
+      // Only the NBD exports go with their server.
+      await qmp('nbd-server-stop', undefined, 1);
       await add('again', 'fmt', { mountpoint: mp });
       await add('ro', 'rawfile', { mountpoint: raw });
       await qmp('query-block-exports');
