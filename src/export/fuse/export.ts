@@ -66,11 +66,14 @@ export class FuseExport {
     const exp = new FuseExport(spec, node, log);
     mountpoints.add(spec.mountpoint);
     try {
-      const mount = (allowOther: boolean) => FuseSession.mount({ mountpoint: spec.mountpoint, allowOther, onRequest: (r) => exp.dispatch(r), log });
+      const mount = (allowOther: boolean) => FuseSession.mount({ mountpoint: spec.mountpoint, allowOther, onRequest: (r, s) => exp.dispatch(r, s), log });
       if (spec.allowOther === 'auto') {
         // As QEMU: with allow_other if the system lets us, else without.
-        exp.session = await mount(true).catch(() => mount(false));
         exp.allowOther = true;
+        exp.session = await mount(true).catch(() => {
+          exp.allowOther = false;
+          return mount(false);
+        });
       } else {
         exp.allowOther = spec.allowOther === 'on';
         exp.session = await mount(exp.allowOther);
@@ -95,9 +98,8 @@ export class FuseExport {
     return this.closing;
   }
 
-  private dispatch(req: P.FuseRequest): void {
-    const s = this.session;
-    if (!s) return;
+  /** Answers a request of the session `s` (told along: the kernel's first request comes before the mount has returned it). */
+  private dispatch(req: P.FuseRequest, s: FuseSession): void {
     // No answer is owed to these.
     if (req.opcode === P.OP.FORGET || req.opcode === P.OP.BATCH_FORGET || req.opcode === P.OP.INTERRUPT) return;
     const p = this.handle(req).then(

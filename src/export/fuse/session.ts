@@ -56,8 +56,8 @@ function runTool(cmd: string, args: string[], fd?: number): Promise<string | und
 export interface MountOptions {
   mountpoint: string;
   allowOther: boolean;
-  /** Told of each request the kernel sends. */
-  onRequest: (req: FuseRequest) => void;
+  /** Told of each request the kernel sends, and the session to answer it on. */
+  onRequest: (req: FuseRequest, session: FuseSession) => void;
   log?: Logger;
 }
 
@@ -176,7 +176,7 @@ export class FuseSession {
         this.pending = all.length > len ? [all.subarray(len)] : [];
       }
       this.pendingBytes -= len;
-      this.o.onRequest(parseRequest(msg));
+      this.o.onRequest(parseRequest(msg), this);
     }
   }
 
