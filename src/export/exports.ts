@@ -9,7 +9,7 @@ import { filterOrCowChild } from '../blockdev/chain.js';
 import type { BlockNode } from '../blockdev/node.js';
 import { PERM_ALL, PERM_CONSISTENT_READ, PERM_RESIZE, PERM_WRITE } from '../image/perm.js';
 import { BlockError } from '../image/errors.js';
-import { type AllowOther, FuseExport } from './fuse/export.js';
+import type { AllowOther, FuseExport } from './fuse/export.js';
 import { NbdExport } from './nbd/export.js';
 import { MAX_STRING_SIZE } from '../nbd/protocol.js';
 import { type NbdAddress, NbdServer } from './nbd/server.js';
@@ -205,6 +205,8 @@ export class BlockExports {
     await blk.insert(node);
     try {
       if (growable || writable) await blk.setPerm({ perm: perm | PERM_RESIZE, shared: PERM_ALL });
+      // Loaded with the first FUSE export: a daemon start does not need it.
+      const { FuseExport } = await import('./fuse/export.js');
       const served = await FuseExport.create(
         { mountpoint: fuse.mountpoint, writable, growable, writethrough: spec.writethrough ?? false, allowOther: fuse.allowOther ?? 'auto' },
         () => blk.node!,

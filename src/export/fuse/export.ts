@@ -1,3 +1,4 @@
+import { stat } from 'node:fs/promises';
 import { constants } from 'node:os';
 import type { BlockNode } from '../../blockdev/node.js';
 import { errnoOf, strerror } from '../../image/errno.js';
@@ -58,7 +59,6 @@ export class FuseExport {
   /** fuse_export_create after the generic part: QEMU's checks in its order and words, then the mount. */
   static async create(spec: FuseExportSpec, node: () => BlockNode, log?: Logger): Promise<FuseExport> {
     if (mountpoints.has(spec.mountpoint)) throw new BlockError('INVALID_ARGUMENT', `There already is a FUSE export on '${spec.mountpoint}'`);
-    const { stat } = await import('node:fs/promises');
     const st = await stat(spec.mountpoint).catch((err: unknown) => {
       throw new BlockError('INVALID_ARGUMENT', `Failed to stat '${spec.mountpoint}': ${strerror(errnoOf(err))}`);
     });
