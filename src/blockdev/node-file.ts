@@ -1,4 +1,5 @@
-import type { ByteFile, DebugEvent } from '../image/byte-file.js';
+import type { ByteFile, DebugEvent, HostRun } from '../image/byte-file.js';
+import { zeroRun } from '../image/zero-scan.js';
 import type { BlockNode } from './node.js';
 
 /**
@@ -63,6 +64,12 @@ export class NodeByteFile implements ByteFile {
 
   async size(): Promise<number> {
     return this.node.size();
+  }
+
+  /** The host's holes, when the node is a host file's; otherwise the bytes are looked at. */
+  allocation(offset: number, length: number): Promise<HostRun> {
+    const node = this.node;
+    return node.hostAllocation ? node.hostAllocation(offset, length) : zeroRun((buf, at) => this.readInto(buf, at), offset, length);
   }
 
   async allocatedBytes(): Promise<number> {

@@ -1,6 +1,8 @@
 import { BlockError } from '../image/errors.js';
 import { isZero } from '../image/request.js';
-import type { Extent, ImageInfo, WritePiece } from '../image/types.js';
+import type { Extent, ImageInfo, StatusOptions, WritePiece } from '../image/types.js';
+import type { HostRun } from '../image/byte-file.js';
+export type { StatusOptions } from '../image/types.js';
 import { PERM_ALL } from '../image/perm.js';
 import { checkResizeRequest } from '../image/resize.js';
 import type { Preallocation } from '../image/types.js';
@@ -50,10 +52,6 @@ export interface NodeSnapshotInfo {
   icount?: bigint;
 }
 
-export interface StatusOptions {
-  /** Default true: find zeroes even where that costs reads. */
-  wantZero?: boolean;
-}
 
 export interface WriteFlags {
   /** Force unit access: the write is on stable storage when it completes. */
@@ -240,6 +238,8 @@ export abstract class BlockNode implements ChildOwner {
    * the data anyway asks so.
    */
   abstract blockStatus(offset: number, length: number, opts?: StatusOptions): Promise<Extent>;
+  /** The host's holes and data from `offset` (SEEK_DATA/SEEK_HOLE): a host file's node has them, others do not. */
+  hostAllocation?(offset: number, length: number): Promise<HostRun>;
   /**
    * Block status for all of [offset, offset+length), extent after extent,
    * in order. A copier asks so for a whole task; the default asks

@@ -79,4 +79,16 @@ export interface ByteFile {
    * status down to its file. Optional: a host file has none.
    */
   blockStatus?(offset: number, length: number): Promise<Extent>;
+  /**
+   * From `offset`, the run (at most `length` bytes) that the host keeps as
+   * a hole or as data, as lseek's SEEK_DATA/SEEK_HOLE tell it (written
+   * zeroes are data). Optional: without it, a caller looks at the bytes.
+   */
+  allocation?(offset: number, length: number): Promise<HostRun>;
+}
+
+/** A run of a host file: a hole (reads as zeroes) or data. */
+export interface HostRun {
+  length: number;
+  zero: boolean;
 }

@@ -1,9 +1,14 @@
 import { open, type FileHandle } from 'node:fs/promises';
 import { constants } from 'node:fs';
-import type { ByteFile } from './byte-file.js';
+import { constants as os } from 'node:os';
+import type { ByteFile, HostRun } from './byte-file.js';
 import { BlockError, ioError } from './errors.js';
 import { ImageLock, resolveLocking } from './file-lock.js';
 import { IoMerger } from './io-merge.js';
+import { LockDescription } from './lock-helper.js';
+import { zeroRun } from './zero-scan.js';
+
+const ENXIO = os.errno.ENXIO;
 
 /** The file driver's `locking` option: whether the descriptor publishes its user's permissions as QEMU's lock bytes. */
 export type LockingMode = 'on' | 'off' | 'auto';
@@ -203,6 +208,32 @@ export class HostFile implements ByteFile {
     }
   }
 
+  /** A description of the file that the lock helper holds for lseek (none: the helper could not open one). */
+  private seeker: Promise<LockDescription | undefined> | undefined;
+
+  /**
+   * file-posix's find_allocation, as raw_co_block_status uses it: lseek
+   * SEEK_DATA and SEEK_HOLE, asked of the lock helper (Node has no lseek
+   * with a whence) on a description of its own. A hole up to the end of the
+   * file is a hole; no answer at all (no perl, or a file system without
+   * SEEK_DATA) is found by looking at the bytes instead.
+   */
+  async allocation(offset: number, length: number): Promise<HostRun> {
+    this.check();
+    this.seeker ??= LockDescription.open(this.fh.fd).then(
+      (d) => (d instanceof LockDescription ? d : undefined),
+      () => undefined,
+    );
+    const d = await this.seeker;
+    const r = d?.live ? await d.seekData(offset).catch(() => undefined) : undefined;
+    if (r && 'data' in r && r.data >= offset && (r.data > offset || r.hole > offset)) {
+      return r.data > offset ? { length: Math.min(length, r.data - offset), zero: true } : { length: Math.min(length, r.hole - offset), zero: false };
+    }
+    // ENXIO: a hole to the end. Any other answer: no information, so no hole, as raw_co_block_status takes it.
+    if (r) return { length, zero: 'errno' in r && r.errno === ENXIO };
+    return zeroRun((buf, at) => this.readInto(buf, at), offset, length);
+  }
+
   close(): Promise<void> {
     if (!this.closing) {
       this.closed = true;
@@ -213,6 +244,7 @@ export class HostFile implements ByteFile {
       const lock = this.imageLock;
       this.closing = drained
         .then(() => lock?.release())
+        .then(() => this.seeker?.then((d) => d?.close()))
         .then(() => this.fh.close())
         .catch(() => undefined);
     }

@@ -64,6 +64,8 @@ ${HELPER_MARKER}
 #                      then the UNDO steps. Per step run, tab-separated, "0" or "errno
 #                      strerror" (EAGAIN when a test finds another description's lock).
 #   c ID               close description ID, and its locks with it: "0"
+#   h ID OFFSET        where data and the hole after it start from OFFSET (lseek SEEK_DATA,
+#                      then SEEK_HOLE): "0 DATA HOLE" or "errno strerror" (ENXIO: a hole to EOF)
 # F_OFD_GETLK = 36, F_OFD_SETLK = 37: the locks belong to the open file description.
 # ARGV: the prctl syscall number and our parent's pid. PR_SET_PDEATHSIG (1) with SIGKILL (9):
 # killed with its parent; a parent gone before that (we were re-parented) ends us now.
@@ -80,6 +82,12 @@ while (defined(my $line = <STDIN>)) {
     } elsif ($op eq 'c') {
         close(delete $fh{$id}) if defined $id && $fh{$id};
         print "0\n";
+    } elsif ($op eq 'h') {
+        my $h = defined $id ? $fh{$id} : undef;
+        my $d = $h && defined $args[0] ? sysseek($h, $args[0], 3) : undef;
+        my $x = defined $d ? sysseek($h, $d, 4) : undef;
+        if (defined $x) { print "0 ", $d + 0, " ", $x + 0, "\n" }
+        else { my $e = $h ? ($! + 0) || 22 : 9; local $! = $e; print "$e $!\n" }
     } elsif ($op eq 'r') {
         my $h = defined $id ? $fh{$id} : undef;
         my ($failed, $undo, @out) = (0, 0);
@@ -332,6 +340,23 @@ export class LockDescription {
       throw this.proc.dead!;
     }
     return reply;
+  }
+
+  /**
+   * lseek(SEEK_DATA) from `offset`, then SEEK_HOLE from there, on this
+   * description (its own file position): where the next data starts and
+   * the hole after it, or the errno (ENXIO: only a hole up to the end).
+   */
+  async seekData(offset: number): Promise<{ data: number; hole: number } | { errno: number; message: string }> {
+    const line = await this.proc.ask(`h ${this.id} ${offset}`);
+    const m = /^0 (\d+) (\d+)$/.exec(line);
+    if (m) return { data: Number(m[1]), hole: Number(m[2]) };
+    const failed = parseOutcome(line);
+    if (!failed || failed.errno === 0) {
+      this.proc.kill(`answered ${JSON.stringify(line)} to a seek`);
+      throw this.proc.dead!;
+    }
+    return failed;
   }
 
   /** Closes the description, and its locks go. Never fails: a dead helper took them already. */

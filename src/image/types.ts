@@ -22,6 +22,12 @@ export interface Extent {
   filename?: string;
 }
 
+/** What a block status is asked for (QEMU's want_zero). */
+export interface StatusOptions {
+  /** Default true: find zeroes even where that costs reads. */
+  wantZero?: boolean;
+}
+
 export interface WriteOptions {
   /** Force unit access: on stable storage when the write completes (the image flushes after it, as QEMU emulates BDRV_REQ_FUA). */
   fua?: boolean;

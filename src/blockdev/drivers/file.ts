@@ -1,5 +1,6 @@
 import { stat, unlink } from 'node:fs/promises';
 import { BlockError } from '../../image/errors.js';
+import type { HostRun } from '../../image/byte-file.js';
 import { HostFile, type LockingMode } from '../../image/file.js';
 import { untouchedSinceCreated } from '../../image/file-create.js';
 import { resizeFile } from '../../image/resize.js';
@@ -308,6 +309,11 @@ export class FileNode extends BlockNode {
           ? { length: inFile, zero: false }
           : await zeroRun((b, o) => this.file.readInto(b, o), offset, inFile);
     return { offset, length: run.length, data: !run.zero, zero: run.zero, allocated: true, depth: 0, hostOffset: offset, filename: this.filename };
+  }
+
+  /** Where the host keeps holes (file-posix's find_allocation): what a qcow2 image above asks of its clusters' bytes. */
+  override hostAllocation(offset: number, length: number): Promise<HostRun> {
+    return this.file.allocation(offset, length);
   }
 
   async imageInfo(): Promise<NodeImageInfo> {

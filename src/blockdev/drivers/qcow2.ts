@@ -7,7 +7,7 @@ import type { LoadedBitmap } from '../../image/qcow2/bitmaps.js';
 import { Qcow2Image } from '../../image/qcow2/image.js';
 import { listSnapshots } from '../../image/qcow2/snapshots.js';
 import { NO_ICOUNT } from '../../image/qcow2/snapshot-table.js';
-import type { Extent, Preallocation, WritePiece } from '../../image/types.js';
+import type { Extent, Preallocation, StatusOptions, WritePiece } from '../../image/types.js';
 import type { NodeChild } from '../child.js';
 import type { NamePolicy } from '../filename.js';
 import { BlockNode, type NodeImageInfo, type WriteFlags, type ZeroFlags } from '../node.js';
@@ -195,7 +195,7 @@ export class Qcow2Node extends BlockNode {
     for (const c of new Set(edges)) {
       if (c < 0) continue;
       const len = Math.min(cs, this.size() - c);
-      const st = await this.image.blockStatus(c, len);
+      const st = await this.image.blockStatus(c, len, { wantZero: false });
       if (!st.zero || st.length < len) throw new BlockError('UNSUPPORTED', 'write zeroes would need a fallback', { errno: 'ENOTSUP' });
     }
   }
@@ -223,7 +223,7 @@ export class Qcow2Node extends BlockNode {
     const end = Math.min(this.size(), Math.ceil((offset + length) / cs) * cs);
     await this.fence.run('prefetch', start, end - start, async () => {
       for (let at = start; at < end; ) {
-        const st = await this.image.blockStatus(at, Math.min(end - at, PREFETCH_CHUNK));
+        const st = await this.image.blockStatus(at, Math.min(end - at, PREFETCH_CHUNK), { wantZero: false });
         const len = Math.min(Math.max(st.length, 1), end - at);
         if (st.depth > 0 || !st.allocated) {
           const buf = new Uint8Array(len);
@@ -243,11 +243,11 @@ export class Qcow2Node extends BlockNode {
   protected doFlush(): Promise<void> {
     return this.image.flush();
   }
-  blockStatus(offset: number, length: number): Promise<Extent> {
-    return this.image.blockStatus(offset, length);
+  blockStatus(offset: number, length: number, opts?: StatusOptions): Promise<Extent> {
+    return this.image.blockStatus(offset, length, opts);
   }
-  override blockStatusRuns(offset: number, length: number): Promise<Extent[]> {
-    return this.image.blockStatusRuns(offset, length);
+  override blockStatusRuns(offset: number, length: number, opts?: StatusOptions): Promise<Extent[]> {
+    return this.image.blockStatusRuns(offset, length, opts);
   }
   /** The image's bytes and backing image follow the graph: its file is read through the new node, its backing image is the new node. */
   override async childReplaced(c: NodeChild, node: BlockNode): Promise<void> {

@@ -6,7 +6,7 @@ import type { ByteFile } from '../byte-file.js';
 import { HostFile } from '../file.js';
 import { checkRequest } from '../request.js';
 import { checkResizeRequest } from '../resize.js';
-import type { BlockImage, Extent, ImageInfo, ResizeOptions, WriteOptions, WritePiece, WriteZeroesOptions } from '../types.js';
+import type { BlockImage, Extent, ImageInfo, StatusOptions, ResizeOptions, WriteOptions, WritePiece, WriteZeroesOptions } from '../types.js';
 import { createQcow2 } from './create.js';
 import type { L2Entry } from './entry.js';
 import { dataFileIsRaw, hasExtendedL2, type Qcow2Header } from './header.js';
@@ -460,15 +460,15 @@ export class Qcow2Image implements BlockImage {
     return this.reader.readMapped(m, dst);
   }
 
-  blockStatus(offset: number, length: number): Promise<Extent> {
+  blockStatus(offset: number, length: number, opts?: StatusOptions): Promise<Extent> {
     this.live();
-    return this.reader.blockStatus(offset, length);
+    return this.reader.blockStatus(offset, length, opts);
   }
 
   /** The extents that cover [offset, offset+length), in order (see Qcow2Reader.blockStatusRuns). */
-  blockStatusRuns(offset: number, length: number): Promise<Extent[]> {
+  blockStatusRuns(offset: number, length: number, opts?: StatusOptions): Promise<Extent[]> {
     this.live();
-    return this.reader.blockStatusRuns(offset, length);
+    return this.reader.blockStatusRuns(offset, length, opts);
   }
 
   private writable(): Qcow2Writer {

@@ -1,9 +1,11 @@
 import { checkRequest } from '../request.js';
-import type { Extent } from '../types.js';
+import type { Extent, StatusOptions } from '../types.js';
+import { zeroRun } from '../zero-scan.js';
 import { decompressCluster } from './compress.js';
 import { compressedRef, type L2Entry } from './entry.js';
 import type { Qcow2Image } from './image.js';
 import { extentOf, type Mapping } from './mapping.js';
+import { detectMetadataPreallocation } from './metadata-prealloc.js';
 
 /**
  * Everything that reads a qcow2 image through its mapping without changing
@@ -93,14 +95,14 @@ export class Qcow2Reader {
     return data;
   }
 
-  async blockStatus(offset: number, length: number): Promise<Extent> {
+  async blockStatus(offset: number, length: number, opts: StatusOptions = {}): Promise<Extent> {
     const img = this.img;
     checkRequest('block status', offset, length, img.size());
     const want = Math.max(1, length);
     const m = img.mapCached(offset, want) ?? (await img.meta.run(() => img.map(offset, want)));
     const len = Math.min(m.length, length);
     const own = extentOf(m, offset, len, img.filename, img.backing() !== undefined, img.dataFile.path, img.header.cryptMethod !== 0);
-    if (own) return own;
+    if (own) return this.withHostZeroes(own, opts);
     const b = img.backing()!;
     if (offset >= b.size()) return { offset, length: len, depth: 1, filename: img.filename, data: false, zero: true, allocated: false };
     const inner = await b.blockStatus(offset, Math.min(len, b.size() - offset));
@@ -112,17 +114,41 @@ export class Qcow2Reader {
    * block-copy task would otherwise ask extent by extent (sixteen times a
    * MiB for a half-allocated image), answered from cached tables in one go.
    */
-  async blockStatusRuns(offset: number, length: number): Promise<Extent[]> {
+  async blockStatusRuns(offset: number, length: number, opts: StatusOptions = {}): Promise<Extent[]> {
     const img = this.img;
     checkRequest('block status', offset, length, img.size());
     const out: Extent[] = [];
     const hasBacking = img.backing() !== undefined;
     for (let pos = offset, end = offset + length; pos < end; ) {
       const m = img.mapCached(pos, end - pos);
-      const e = (m && extentOf(m, pos, m.length, img.filename, hasBacking, img.dataFile.path, img.header.cryptMethod !== 0)) ?? (await this.blockStatus(pos, end - pos));
+      const own = m && extentOf(m, pos, m.length, img.filename, hasBacking, img.dataFile.path, img.header.cryptMethod !== 0);
+      const e = own ? await this.withHostZeroes(own, opts) : await this.blockStatus(pos, end - pos, opts);
       out.push(e);
       pos += e.length;
     }
     return out;
+  }
+
+  /** Whether the metadata was preallocated (asked once, at the first block status that could use it, as QEMU does). */
+  private preallocated: boolean | Promise<boolean> | undefined;
+
+  /**
+   * bdrv_co_block_status's recursion into the file (BDRV_BLOCK_RECURSE):
+   * in an image whose metadata was preallocated, a data cluster whose
+   * bytes in the file are a hole reads as zeroes, and block status says
+   * so (data and zero, as `qemu-img map` shows it), for the length of the
+   * file's run. Looked for only where zeroes are wanted.
+   */
+  private async withHostZeroes(e: Extent, opts: StatusOptions): Promise<Extent> {
+    if (opts.wantZero === false || !e.data || e.zero || e.hostOffset === undefined || e.length === 0) return e;
+    // A failed detection is "no", as QEMU takes it.
+    this.preallocated ??= detectMetadataPreallocation(this.img).then(
+      (yes) => (this.preallocated = yes),
+      () => (this.preallocated = false),
+    );
+    if (!(await this.preallocated)) return e;
+    const file = this.img.dataFile;
+    const run = file.allocation ? await file.allocation(e.hostOffset, e.length) : await zeroRun((buf, at) => file.readInto(buf, at), e.hostOffset, e.length);
+    return { ...e, length: run.length, zero: run.zero };
   }
 }

@@ -135,6 +135,13 @@ export class RefcountManager {
     setRefcount(block, i, this.layout.refcountBits, value);
   }
 
+  /** Refcount block `rt` as it stands now (cached, or read), undefined when its range has none: for walks that count. */
+  async blockAt(rt: number): Promise<Uint8Array | undefined> {
+    const off = this.blockOffsetAt(rt);
+    if (off === 0) return undefined;
+    return this.blocks.peek(off) ?? (await this.blocks.get(off));
+  }
+
   async get(cluster: number): Promise<number> {
     const off = this.table.blockOffset(Math.floor(cluster / this.layout.refblockEntries));
     if (off === 0) return 0;
