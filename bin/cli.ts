@@ -1,5 +1,6 @@
 import { createInterface } from 'node:readline';
 import type { Command } from 'commander';
+import { imgTopLevel } from '../src/cli/img/toplevel.js';
 import { LOG_LEVELS, setLogLevel } from '../src/log.js';
 import { BlockBufferedOutput, type ToolContext, ToolExit } from './commands/tool-context.js';
 
@@ -49,6 +50,9 @@ function processContext(rawArgs: readonly string[], stdio: boolean): ToolContext
   };
 }
 
+/** "7.2.0 (blockemu 0.1.0)": the version the tools print after their name. */
+const versionText = (v: { qemu: { major: number; minor: number; micro: number }; package: string }) => `${v.qemu.major}.${v.qemu.minor}.${v.qemu.micro} (${v.package})`;
+
 /**
  * The `blockemu` command line (argv as process.argv: node and script first).
  * `img` and `io` resolve to their exit code and write only through `ctx`
@@ -62,8 +66,23 @@ export async function main(argv: readonly string[], ctx?: Omit<ToolContext, 'raw
     process.exitCode = await runDaemon(argv.slice(3));
     return undefined;
   }
-  const args = argv.slice(2);
-  const at = subcommandIndex(args);
+  let args = argv.slice(2);
+  let at = subcommandIndex(args);
+  if (at >= 0 && args[at] === 'img') {
+    // qemu-img's own top level (no arguments, -h, -V, an unknown command) answers before any subcommand parses.
+    const top = await imgTopLevel(args.slice(at + 1), async () => ({ version: versionText((await import('../src/daemon.js')).VERSION), drivers: (await import('../src/blockdev/open.js')).SUPPORTED_DRIVERS }));
+    if (top && 'code' in top) {
+      const out = ctx ?? { out: (t: string) => process.stdout.write(t), err: (t: string) => process.stderr.write(t) };
+      if (top.stderr) out.err(top.stderr);
+      if (top.stdout) out.out(top.stdout);
+      return top.code;
+    }
+    if (top) {
+      args = [...args.slice(0, at + 1), ...top.rest];
+      argv = [...argv.slice(0, 2), ...args];
+      at = subcommandIndex(args);
+    }
+  }
   const rawArgs = at < 0 ? [] : args.slice(at + 1);
   // qemu-img's and qemu-io's stdout is C stdio's: block-buffered into a pipe or file, so what they print to stderr comes first.
   const own = ctx === undefined ? processContext(rawArgs, at >= 0 && (args[at] === 'img' || args[at] === 'io')) : undefined;

@@ -229,7 +229,7 @@ const SCENARIOS: Array<{ name: string; cmds: string[] }> = [
   },
   {
     name: 'help',
-    cmds: ['help readv', 'help writev', 'help aio_read', 'help aio_write', 'help aio_flush', 'help read', 'help write', 'help discard', 'help map', 'help flush', 'help help', 'help alloc', 'help length', 'help r', 'help w', 'help d', 'help f', 'help ?', 'help bogus', '? read'],
+    cmds: ['help', 'help quit', 'help q', 'help readv', 'help writev', 'help aio_read', 'help aio_write', 'help aio_flush', 'help read', 'help write', 'help discard', 'help map', 'help flush', 'help help', 'help alloc', 'help length', 'help r', 'help w', 'help d', 'help f', 'help ?', 'help bogus', '? read'],
   },
   {
     name: 'readv and writev: lengths summed into one request',

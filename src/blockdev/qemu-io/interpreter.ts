@@ -1,7 +1,7 @@
 import { AioQueue } from './aio-queue.js';
 import { aioFlushCommand, aioReadCommand, aioWriteCommand } from './commands/aio.js';
 import { readvCommand, writevCommand } from './commands/vectored.js';
-import { abortCommand, closeCommand, sigraiseCommand } from './commands/process.js';
+import { abortCommand, closeCommand, quitCommand, sigraiseCommand } from './commands/process.js';
 import { sleepCommand } from './commands/sleep.js';
 import { openCommand } from './commands/open.js';
 import { truncateCommand } from './commands/truncate.js';
@@ -44,7 +44,7 @@ export const COMMANDS: readonly CommandInfo[] = [
 ].sort(byName);
 
 /** The tool's table: the commands above and those acting on the process (close, sigraise, abort). */
-const TOOL_COMMANDS: readonly CommandInfo[] = [...COMMANDS, abortCommand, closeCommand, openCommand, sigraiseCommand].sort(byName);
+const TOOL_COMMANDS: readonly CommandInfo[] = [...COMMANDS, abortCommand, closeCommand, openCommand, quitCommand, sigraiseCommand].sort(byName);
 
 function byName(a: CommandInfo, b: CommandInfo): number {
   return a.name < b.name ? -1 : a.name > b.name ? 1 : 0;

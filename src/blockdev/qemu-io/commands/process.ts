@@ -69,3 +69,19 @@ export const abortCommand: CommandInfo = {
     return true;
   },
 };
+
+/**
+ * `quit` (alias `q`): the tool ends its command loop before the command
+ * table sees it (src/cli/io.ts); the entry is here so that `help` lists it
+ * and `help quit` answers, as qemu-io's quit_cmd does. The monitor's
+ * qemu-io has no quit, as QEMU's has not.
+ */
+export const quitCommand: CommandInfo = {
+  name: 'quit',
+  altname: 'q',
+  argmin: -1,
+  argmax: -1,
+  global: true,
+  oneline: 'exit the program',
+  run: async () => true,
+};
