@@ -1,5 +1,4 @@
 import type { ByteFile, DebugEvent, HostRun } from '../image/byte-file.js';
-import { zeroRun } from '../image/zero-scan.js';
 import type { BlockNode } from './node.js';
 
 /**
@@ -66,10 +65,14 @@ export class NodeByteFile implements ByteFile {
     return this.node.size();
   }
 
-  /** The host's holes, when the node is a host file's; otherwise the bytes are looked at. */
-  allocation(offset: number, length: number): Promise<HostRun> {
+  /**
+   * The host's holes, only when the node is a host file's: above anything
+   * else (blkdebug, which QEMU counts a protocol driver with no allocated
+   * size, an NBD export) there is no host to ask, as there is not in QEMU.
+   */
+  get allocation(): ((offset: number, length: number) => Promise<HostRun>) | undefined {
     const node = this.node;
-    return node.hostAllocation ? node.hostAllocation(offset, length) : zeroRun((buf, at) => this.readInto(buf, at), offset, length);
+    return node.hostAllocation ? (offset, length) => node.hostAllocation!(offset, length) : undefined;
   }
 
   async allocatedBytes(): Promise<number> {

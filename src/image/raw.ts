@@ -108,7 +108,7 @@ export class RawImage implements BlockImage {
     if (offset >= this.fileLength) return { offset, length, data: false, zero: true, allocated: true, depth: 0, hostOffset: offset, filename: this.filename };
     length = Math.min(length, this.fileLength - offset);
     if (this.file.blockStatus) return { ...(await this.file.blockStatus(offset, length)), offset, depth: 0 };
-    const { length: run, zero } = this.file.allocation ? await this.file.allocation(offset, length) : await zeroRun((b, o) => this.file.readInto(b, o), offset, length);
+    const { length: run, zero } = await zeroRun((b, o) => this.file.readInto(b, o), offset, length);
     return { offset, length: run, data: !zero, zero, allocated: true, depth: 0, hostOffset: offset, filename: this.filename };
   }
 

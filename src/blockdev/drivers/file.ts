@@ -8,6 +8,7 @@ import type { Preallocation } from '../../image/types.js';
 import { ChunkBitmap } from '../bitmap.js';
 import { checkRequest, isZero, ZERO_CHUNK } from '../../image/request.js';
 import type { Extent } from '../../image/types.js';
+import { zeroRun } from '../../image/zero-scan.js';
 import type { NamePolicy } from '../filename.js';
 import { BlockNode, type DriverStats, type NodeImageInfo, type StatusOptions, type WriteFlags, type ZeroFlags } from '../node.js';
 import { absorb, putBack } from '../options.js';
@@ -296,7 +297,7 @@ export class FileNode extends BlockNode {
     if (!this.settings.cacheNoFlush) await this.file.flush();
   }
 
-  /** Holes as QEMU's file-posix finds them, with SEEK_DATA/SEEK_HOLE (HostFile.allocation): written zeroes are data. */
+  /** Holes as QEMU's file-posix finds them with SEEK_HOLE, found here by looking at the data (zeroes read as a hole). */
   async blockStatus(offset: number, length: number, opts: StatusOptions = {}): Promise<Extent> {
     checkRequest('block status', offset, length, this.size());
     const inFile = Math.min(length, this.length - offset);
@@ -306,7 +307,7 @@ export class FileNode extends BlockNode {
         ? { length, zero: true }
         : opts.wantZero === false
           ? { length: inFile, zero: false }
-          : await this.file.allocation(offset, inFile);
+          : await zeroRun((b, o) => this.file.readInto(b, o), offset, inFile);
     return { offset, length: run.length, data: !run.zero, zero: run.zero, allocated: true, depth: 0, hostOffset: offset, filename: this.filename };
   }
 

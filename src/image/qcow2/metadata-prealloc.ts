@@ -15,6 +15,8 @@ const REFTABLE_OFFSET_MASK = 0xfffffffffffffe00n;
  * block status look for holes under data clusters (BDRV_BLOCK_RECURSE).
  */
 export async function detectMetadataPreallocation(img: Qcow2Image): Promise<boolean> {
+  // No host below (blkdebug, an export): QEMU's bdrv_get_allocated_file_size fails there (ENOTSUP), and so does the detection.
+  if (!img.file.allocation) return false;
   const cs = img.layout.clusterSize;
   const fileLength = await img.file.size();
   const realClusters = Math.floor((await img.file.allocatedBytes()) / cs);

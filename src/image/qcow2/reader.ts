@@ -147,6 +147,7 @@ export class Qcow2Reader {
       () => (this.preallocated = false),
     );
     if (!(await this.preallocated)) return e;
+    // An external data file with no host below (an export, say) is looked at instead.
     const file = this.img.dataFile;
     const run = file.allocation ? await file.allocation(e.hostOffset, e.length) : await zeroRun((buf, at) => file.readInto(buf, at), e.hostOffset, e.length);
     return { ...e, length: run.length, zero: run.zero };
