@@ -2,7 +2,6 @@ import { BlockError } from '../image/errors.js';
 import { isZero } from '../image/request.js';
 import type { Extent, ImageInfo, StatusOptions, WritePiece } from '../image/types.js';
 import type { HostRun } from '../image/byte-file.js';
-export type { StatusOptions } from '../image/types.js';
 import { PERM_ALL } from '../image/perm.js';
 import { checkResizeRequest } from '../image/resize.js';
 import type { Preallocation } from '../image/types.js';
@@ -17,6 +16,9 @@ import { NodeWriteStats } from './write-stats.js';
 import type { BlockNodeEventSink } from './node-events.js';
 import type { HeldWait } from './faults/held.js';
 import type { NodeFaults } from './faults/node-faults.js';
+
+/** Kept here too: block status options are the image layer's, and nodes are asked with them. */
+export type { StatusOptions } from '../image/types.js';
 
 /** What a node knows about itself for query-named-block-nodes / query-block (turned into QMP shapes in src/qmp). */
 export interface NodeImageInfo {
@@ -51,7 +53,6 @@ export interface NodeSnapshotInfo {
   /** Undefined where the snapshot recorded none. */
   icount?: bigint;
 }
-
 
 export interface WriteFlags {
   /** Force unit access: the write is on stable storage when it completes. */

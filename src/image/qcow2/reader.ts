@@ -122,7 +122,8 @@ export class Qcow2Reader {
     for (let pos = offset, end = offset + length; pos < end; ) {
       const m = img.mapCached(pos, end - pos);
       const own = m && extentOf(m, pos, m.length, img.filename, hasBacking, img.dataFile.path, img.header.cryptMethod !== 0);
-      const e = own ? await this.withHostZeroes(own, opts) : await this.blockStatus(pos, end - pos, opts);
+      // Known not preallocated (the common case): no await per extent on a copier's path.
+      const e = own ? (this.preallocated === false ? own : await this.withHostZeroes(own, opts)) : await this.blockStatus(pos, end - pos, opts);
       out.push(e);
       pos += e.length;
     }
