@@ -1,5 +1,5 @@
 import { BlockError } from '../image/errors.js';
-import type { BlockImage, Extent, ImageFormat, ImageInfo } from '../image/types.js';
+import type { BlockImage, Extent, ImageFormat, ImageInfo, StatusOptions } from '../image/types.js';
 import type { BlockNode, NodeImageInfo } from './node.js';
 
 /**
@@ -49,8 +49,8 @@ export class NodeImage implements BlockImage {
     this.refuse();
   }
   async flush(): Promise<void> {}
-  blockStatus(offset: number, length: number): Promise<Extent> {
-    return this.node.blockStatus(offset, length);
+  blockStatus(offset: number, length: number, opts?: StatusOptions): Promise<Extent> {
+    return this.node.blockStatus(offset, length, opts);
   }
   async actualSize(): Promise<number> {
     return (await this.node.imageInfo()).actualSize ?? 0;

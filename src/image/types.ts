@@ -146,7 +146,8 @@ export interface BlockImage {
   discard(offset: number, length: number): Promise<void>;
   flush(): Promise<void>;
   /** Status of the bytes starting at offset: the returned extent starts at offset and is at most `length` long. */
-  blockStatus(offset: number, length: number): Promise<Extent>;
+  /** `opts.wantZero` false: what is allocated is enough (QEMU passes want_zero down the whole chain). */
+  blockStatus(offset: number, length: number, opts?: StatusOptions): Promise<Extent>;
   /** Bytes the host file occupies on disk. */
   actualSize(): Promise<number>;
   info(): ImageInfo;

@@ -105,7 +105,7 @@ export class Qcow2Reader {
     if (own) return this.withHostZeroes(own, opts);
     const b = img.backing()!;
     if (offset >= b.size()) return { offset, length: len, depth: 1, filename: img.filename, data: false, zero: true, allocated: false };
-    const inner = await b.blockStatus(offset, Math.min(len, b.size() - offset));
+    const inner = await b.blockStatus(offset, Math.min(len, b.size() - offset), opts);
     return { ...inner, depth: inner.depth + 1 };
   }
 
