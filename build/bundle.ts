@@ -12,15 +12,23 @@
  * node: built-ins stay outside, loaded by Node's require.
  */
 import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
-import { dirname, join, posix } from 'node:path';
+import { dirname, join, posix, relative, sep } from 'node:path';
 import ts from 'typescript';
 import { BUNDLE, CODE_CACHE, WRITE_CACHE_ENV } from '../bin/launch.js';
 
 const DIST = dirname(BUNDLE);
 const ENTRIES = ['bin/cli.js', 'bin/system-cli.js'];
+/**
+ * CommonJS packages whose files go into the bundle too, so that V8's code
+ * cache covers them: commander, left to Node's require, cost every tool
+ * call about 7 ms of resolving, reading and compiling its six files.
+ */
+const INLINED_PACKAGES = ['commander'];
 
 /** Names the CommonJS form gives a meaning: TypeScript writes `exports.x` for an export even where a local `exports` hides the module's. */
 const RESERVED = new Set(['exports', 'require', 'module', '__load', '__meta', '__metaOf']);
@@ -59,12 +67,58 @@ async function transpile(id: string): Promise<{ body: string; deps: string[] }> 
   if (errors.length) throw new Error(`${id}: ${ts.flattenDiagnosticMessageText(errors[0]!.messageText, '\n')}`);
   const deps: string[] = [];
   // Resolved here rather than at every start (no path arithmetic per require at run time).
-  let body = out.outputText.replace(/^\/\/# sourceMappingURL=.*$/m, '').replace(/\brequire\((["'])(\.\.?\/[^"']+)\1\)/g, (_, _q: string, spec: string) => {
+  let body = out.outputText.replace(/^\/\/# sourceMappingURL=.*$/m, '');
+  for (const name of INLINED_PACKAGES) {
+    const dep = packageEntry(name);
+    const uses = body.split(new RegExp(`\\brequire\\((["'])${name}\\1\\)`));
+    if (uses.length > 1) deps.push(dep);
+    // split() also returned each match's quote: drop them.
+    body = uses.filter((_, i) => i % 2 === 0).join(`__load(${JSON.stringify(dep)})`);
+  }
+  body = body.replace(/\brequire\((["'])(\.\.?\/[^"']+)\1\)/g, (_, _q: string, spec: string) => {
     const dep = posix.join(posix.dirname(id), spec);
     deps.push(dep);
     return `__load(${JSON.stringify(dep)})`;
   });
   if (source.includes('__meta.')) body = `const __meta = __metaOf(${JSON.stringify(id)});\n${body}`;
+  return { body, deps };
+}
+
+/** Where each inlined package's files are: bundle id `pkg:NAME/` → its directory. */
+const packageRoots = new Map<string, string>();
+
+/** An inlined package's entry, as the bundled modules' require would resolve it, as a bundle id (`pkg:commander/index.js`). */
+function packageEntry(name: string): string {
+  const entry = createRequire(join(DIST, 'bin', 'cli.js')).resolve(name);
+  let root = dirname(entry);
+  while (!existsSync(join(root, 'package.json'))) {
+    if (dirname(root) === root) throw new Error(`bundle: no package.json above ${entry}`);
+    root = dirname(root);
+  }
+  packageRoots.set(`pkg:${name}/`, root);
+  return packageFileId(name, root, entry);
+}
+
+const packageFileId = (name: string, root: string, file: string): string => `pkg:${name}/${relative(root, file).split(sep).join('/')}`;
+
+/**
+ * One file of an inlined CommonJS package, its relative requires resolved
+ * (at build time, by Node's own resolution) to bundle ids; those ids.
+ * Its other requires (node: built-ins) stay Node's.
+ */
+async function packageModule(id: string): Promise<{ body: string; deps: string[] }> {
+  const name = id.slice(4, id.indexOf('/'));
+  const root = packageRoots.get(`pkg:${name}/`)!;
+  const file = join(root, id.slice(id.indexOf('/') + 1));
+  // Its comments go (the whole bundle is read at every start); the code is as published.
+  const text = ts.transpileModule(await readFile(file, 'utf8'), { fileName: file, compilerOptions: { module: ts.ModuleKind.CommonJS, target: ts.ScriptTarget.ES2022, removeComments: true } }).outputText;
+  const resolve = createRequire(file).resolve;
+  const deps: string[] = [];
+  const body = text.replace(/\brequire\((["'])(\.\.?\/[^"']+)\1\)/g, (_, _q: string, spec: string) => {
+    const dep = packageFileId(name, root, resolve(spec));
+    deps.push(dep);
+    return `__load(${JSON.stringify(dep)})`;
+  });
   return { body, deps };
 }
 
@@ -109,7 +163,7 @@ export async function writeBundle(): Promise<{ modules: number; bytes: number }>
   while (queue.length) {
     const id = queue.shift()!;
     if (bodies.has(id)) continue;
-    const { body, deps } = await transpile(id);
+    const { body, deps } = id.startsWith('pkg:') ? await packageModule(id) : await transpile(id);
     bodies.set(id, body);
     queue.push(...deps.filter((d) => !bodies.has(d)));
   }

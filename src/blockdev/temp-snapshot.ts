@@ -1,6 +1,6 @@
-import { randomBytes } from 'node:crypto';
 import { unlink } from 'node:fs/promises';
 import { join } from 'node:path';
+import { nodeCrypto } from '../image/lazy-builtins.js';
 import { createImage } from '../image/open.js';
 import { FileNode } from './drivers/file.js';
 import type { BlockGraph } from './graph.js';
@@ -9,7 +9,7 @@ import { openBlockdev } from './open.js';
 
 /** get_tmp_filename: $TMPDIR, else /var/tmp, and vl.XXXXXX. */
 export function tempSnapshotPath(): string {
-  return join(process.env['TMPDIR'] || '/var/tmp', `vl.${randomBytes(3).toString('hex')}`);
+  return join(process.env['TMPDIR'] || '/var/tmp', `vl.${nodeCrypto().randomBytes(3).toString('hex')}`);
 }
 
 /**

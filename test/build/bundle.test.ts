@@ -5,6 +5,7 @@
  * the one V8 takes (a rejected cache is a silent slow start).
  */
 import { spawn } from 'node:child_process';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { QmpClient } from '../../src/qmp/client.js';
@@ -70,4 +71,21 @@ describe('the executables from the bundle', () => {
     expect(a.greeting).toEqual({ QMP: { version: { qemu: { major: 7, minor: 2, micro: 0 }, package: 'blockemu 0.1.0' }, capabilities: ['oob'] } });
     expect(a).toEqual(b);
   });
+
+  it('a tool call loads no package file and no crypto or zlib for a plain image (start-up cost)', () =>
+    withTempDir(async (dir) => {
+      // Preloaded into the tool: at exit it reports which files Node's require loaded and which built-ins were compiled.
+      const hook = join(dir, 'report.cjs');
+      await writeFile(hook, "process.on('exit', () => process.stderr.write('LOADED ' + JSON.stringify({ files: Object.keys(require.cache).filter((f) => f !== __filename), builtins: process.moduleLoadList.filter((m) => m.startsWith('NativeModule ')).map((m) => m.slice(13)) }) + '\\n'));\n");
+      const img = join(dir, 'a.qcow2');
+      expect((await run(process.execPath, [BLOCKEMU, 'img', 'create', '-q', '-f', 'qcow2', img, '64M'])).code).toBe(0);
+      for (const args of [['io', '-c', 'write -P 1 0 4k', img], ['img', 'info', img]]) {
+        const r = await run(process.execPath, ['--require', hook, BLOCKEMU, ...args], { env: env('bundle') });
+        expect(r.code, r.stderr).toBe(0);
+        const report = JSON.parse(/^LOADED (.*)$/m.exec(r.stderr)![1]!) as { files: string[]; builtins: string[] };
+        expect(report.files, 'commander comes from the bundle, with its code cache').toEqual([]);
+        expect(report.builtins).toContain('child_process'); // the report sees what was loaded
+        expect(report.builtins.filter((m) => /^(crypto|zlib)$/.test(m))).toEqual([]);
+      }
+    }));
 });

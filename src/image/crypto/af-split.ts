@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { nodeCrypto } from '../lazy-builtins.js';
 
 /**
  * LUKS's anti-forensic splitter (crypto/afsplit.c): a key spread over
@@ -7,12 +7,12 @@ import { createHash } from 'node:crypto';
  * each but the last.
  */
 function diffuse(hash: string, block: Uint8Array): void {
-  const digestLen = createHash(hash).digest().length;
+  const digestLen = nodeCrypto().createHash(hash).digest().length;
   for (let i = 0; i * digestLen < block.length; i++) {
     const chunk = block.subarray(i * digestLen, Math.min(block.length, (i + 1) * digestLen));
     const index = Buffer.alloc(4);
     index.writeUInt32BE(i);
-    chunk.set(createHash(hash).update(index).update(chunk).digest().subarray(0, chunk.length));
+    chunk.set(nodeCrypto().createHash(hash).update(index).update(chunk).digest().subarray(0, chunk.length));
   }
 }
 

@@ -1,5 +1,5 @@
-import { randomBytes } from 'node:crypto';
 import { BlockError } from '../errors.js';
+import { nodeCrypto } from '../lazy-builtins.js';
 import { sealKeySlot } from './create.js';
 import { findLuksKey, KEY_SLOTS, loadKeySlot, type LuksHeader, luksHeaderBytes, type LuksRead } from './luks.js';
 import { CRYPT_SECTOR } from './sector-cipher.js';
@@ -105,7 +105,7 @@ async function eraseKeySlot(h: LuksHeader, io: LuksAmendIo, i: number): Promise<
   s.active = false;
   await io.write(0, luksHeaderBytes(h));
   const length = h.masterKeyLen * s.stripes;
-  for (let n = 0; n < ERASE_ITERATIONS; n++) await io.write(s.keyOffsetSector * CRYPT_SECTOR, randomBytes(length));
+  for (let n = 0; n < ERASE_ITERATIONS; n++) await io.write(s.keyOffsetSector * CRYPT_SECTOR, nodeCrypto().randomBytes(length));
 }
 
 /** error_append_hint: the hint shown on its own line under the message. */

@@ -1,11 +1,9 @@
-import { pbkdf2, randomBytes, randomUUID } from 'node:crypto';
-import { promisify } from 'node:util';
 import { BlockError } from '../errors.js';
+import { nodeCrypto } from '../lazy-builtins.js';
 import { afSplit } from './af-split.js';
-import { DIGEST_LEN, KEY_SLOT_OFFSET, KEY_SLOTS, LUKS_HASHES, LUKS_HEADER_BYTES, SLOT_DISABLED, SLOT_ENABLED, STRIPES } from './luks.js';
+import { DIGEST_LEN, KEY_SLOT_OFFSET, pbkdf2Async, KEY_SLOTS, LUKS_HASHES, LUKS_HEADER_BYTES, SLOT_DISABLED, SLOT_ENABLED, STRIPES } from './luks.js';
 import { type CipherName, CRYPT_SECTOR, type IvGenerator, SectorCipher } from './sector-cipher.js';
 
-const pbkdf2Async = promisify(pbkdf2);
 
 /** An image's encryption as creation asks for it (the encrypt.* options; the secret already looked up). */
 export interface CreateEncryption {
@@ -81,7 +79,7 @@ export async function createLuksArea(enc: CreateEncryption): Promise<LuksArea> {
   if (iterTime <= 0) throw invalid('PBKDF iteration time must be positive');
   const keyLen = (Number(bits) / 8) * (mode === 'xts' ? 2 : 1);
   const cipher = `aes-${bits}-${mode}` as CipherName;
-  const masterKey = randomBytes(keyLen);
+  const masterKey = nodeCrypto().randomBytes(keyLen);
 
   const splitSectors = Math.ceil(Math.ceil((keyLen * STRIPES) / CRYPT_SECTOR) / HEADER_SECTORS) * HEADER_SECTORS;
   const payloadSectors = HEADER_SECTORS + KEY_SLOTS * splitSectors;
@@ -96,14 +94,14 @@ export async function createLuksArea(enc: CreateEncryption): Promise<LuksArea> {
   h.writeUInt32BE(keyLen, 108);
 
   // The master key's digest, at an eighth of the iterations a second's worth of time buys (as cryptsetup).
-  const mkSalt = randomBytes(SALT_LEN);
+  const mkSalt = nodeCrypto().randomBytes(SALT_LEN);
   const mkRate = await iterationsPerSecond(hash, masterKey, mkSalt, DIGEST_LEN);
   const mkIters = Math.max(Math.floor((mkRate * iterTime) / 1000 / 8), MIN_ITERS);
   if (mkIters > 0xffffffff) throw invalid(`PBKDF iterations ${mkIters} larger than 4294967295`);
   h.set(await pbkdf2Async(masterKey, mkSalt, mkIters, DIGEST_LEN, hash), 112);
   h.set(mkSalt, 132);
   h.writeUInt32BE(mkIters, 164);
-  h.write(randomUUID(), 168, 'latin1');
+  h.write(nodeCrypto().randomUUID(), 168, 'latin1');
 
   for (let i = 0; i < KEY_SLOTS; i++) {
     const s = 208 + i * 48;
@@ -135,12 +133,12 @@ export interface SlotCipher {
  * and the master key AF-split and encrypted under the password's key.
  */
 export async function sealKeySlot(c: SlotCipher, password: Uint8Array, masterKey: Uint8Array, iterTime: number): Promise<{ salt: Uint8Array; iterations: number; material: Uint8Array }> {
-  const salt = randomBytes(SALT_LEN);
+  const salt = nodeCrypto().randomBytes(SALT_LEN);
   const rate = await iterationsPerSecond(c.hash, password, salt, c.keyLen);
   const iterations = Math.max(Math.floor((rate * iterTime) / 1000), MIN_ITERS);
   if (iterations > 0xffffffff) throw invalid(`PBKDF iterations ${iterations} larger than 4294967295`);
   const slotKey = await pbkdf2Async(password, salt, iterations, c.keyLen, c.hash);
-  const split = afSplit(c.hash, masterKey, STRIPES, (n) => randomBytes(n));
+  const split = afSplit(c.hash, masterKey, STRIPES, (n) => nodeCrypto().randomBytes(n));
   const whole = new Uint8Array(Math.ceil(split.length / CRYPT_SECTOR) * CRYPT_SECTOR);
   whole.set(split);
   return { salt, iterations, material: new SectorCipher(c.cipher, slotKey, c.ivgen, true).encrypt(0, whole).subarray(0, split.length) };

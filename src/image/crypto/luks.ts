@@ -1,10 +1,11 @@
-import { pbkdf2 } from 'node:crypto';
-import { promisify } from 'node:util';
 import { BlockError } from '../errors.js';
+import { nodeCrypto } from '../lazy-builtins.js';
 import { afMerge } from './af-split.js';
 import { type CipherName, CRYPT_SECTOR, type IvGenerator, SectorCipher } from './sector-cipher.js';
 
-const pbkdf2Async = promisify(pbkdf2);
+/** PBKDF2 on libuv's pool, node:crypto loaded at the first use. */
+export const pbkdf2Async = (...a: Parameters<typeof import('node:crypto').pbkdf2Sync>): Promise<Buffer> =>
+  new Promise((resolve, reject) => nodeCrypto().pbkdf2(...a, (err, key) => (err ? reject(err) : resolve(key))));
 
 const MAGIC = Buffer.from([0x4c, 0x55, 0x4b, 0x53, 0xba, 0xbe]); // "LUKS\xba\xbe"
 /** The header and its 8 key slots: 592 bytes (QCryptoBlockLUKSHeader). */

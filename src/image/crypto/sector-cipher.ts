@@ -1,4 +1,4 @@
-import { createCipheriv, createDecipheriv } from 'node:crypto';
+import { nodeCrypto } from '../lazy-builtins.js';
 import { XtsCipher } from './xts.js';
 
 /** 512-byte sectors: the unit QEMU's qcow2 encryption (legacy AES and LUKS alike) encrypts with an IV of its own. */
@@ -34,7 +34,7 @@ export class SectorCipher {
     if (this.xts) return this.xts.encrypt(this.ivs(firstSector, data.length), data);
     const out = new Uint8Array(data.length);
     for (let off = 0; off < data.length; off += CRYPT_SECTOR) {
-      const c = createCipheriv(this.cipher, this.key, this.iv(firstSector + off / CRYPT_SECTOR)).setAutoPadding(false);
+      const c = nodeCrypto().createCipheriv(this.cipher, this.key, this.iv(firstSector + off / CRYPT_SECTOR)).setAutoPadding(false);
       const sector = data.subarray(off, off + CRYPT_SECTOR);
       const n = c.update(sector).copy(out, off);
       c.final().copy(out, off + n);
@@ -46,7 +46,7 @@ export class SectorCipher {
   decryptInPlace(firstSector: number, data: Uint8Array): void {
     if (this.xts) return this.xts.decryptInPlace(this.ivs(firstSector, data.length), data);
     for (let off = 0; off < data.length; off += CRYPT_SECTOR) {
-      const d = createDecipheriv(this.cipher, this.key, this.iv(firstSector + off / CRYPT_SECTOR)).setAutoPadding(false);
+      const d = nodeCrypto().createDecipheriv(this.cipher, this.key, this.iv(firstSector + off / CRYPT_SECTOR)).setAutoPadding(false);
       const sector = data.subarray(off, off + CRYPT_SECTOR);
       const plain = Buffer.concat([d.update(sector), d.final()]);
       sector.set(plain);

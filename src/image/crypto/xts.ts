@@ -1,4 +1,4 @@
-import { createCipheriv, createDecipheriv } from 'node:crypto';
+import { nodeCrypto } from '../lazy-builtins.js';
 
 /** One XTS data unit: a 512-byte sector, 32 AES blocks, each with its own tweak. */
 const SECTOR = 512;
@@ -29,7 +29,7 @@ export class XtsCipher {
   encrypt(ivs: Buffer, data: Uint8Array): Uint8Array {
     const tweaks = this.tweaks(ivs, data.length);
     const mixed = xor(data, tweaks);
-    const c = createCipheriv(this.ecb, this.dataKey, null).setAutoPadding(false);
+    const c = nodeCrypto().createCipheriv(this.ecb, this.dataKey, null).setAutoPadding(false);
     const out = c.update(mixed);
     xorInto(out, tweaks);
     return out;
@@ -39,7 +39,7 @@ export class XtsCipher {
   decryptInPlace(ivs: Buffer, data: Uint8Array): void {
     const tweaks = this.tweaks(ivs, data.length);
     const mixed = xor(data, tweaks);
-    const d = createDecipheriv(this.ecb, this.dataKey, null).setAutoPadding(false);
+    const d = nodeCrypto().createDecipheriv(this.ecb, this.dataKey, null).setAutoPadding(false);
     const plain = d.update(mixed);
     xorInto(plain, tweaks);
     data.set(plain);
@@ -47,7 +47,7 @@ export class XtsCipher {
 
   /** Every block's tweak: E(tweak key, IV) for the sector's first, each next one the last times α. */
   private tweaks(ivs: Buffer, length: number): Uint32Array {
-    const first = createCipheriv(this.ecb, this.tweakKey, null).setAutoPadding(false).update(ivs);
+    const first = nodeCrypto().createCipheriv(this.ecb, this.tweakKey, null).setAutoPadding(false).update(ivs);
     const t0 = new Uint32Array(first.buffer.slice(first.byteOffset, first.byteOffset + first.length));
     const out = new Uint32Array(length / 4);
     for (let s = 0, at = 0; s < length / SECTOR; s++) {
