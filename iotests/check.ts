@@ -139,6 +139,12 @@ export function iotestsPython(): Promise<string> {
   return python;
 }
 
+/** `check`'s options for a format as the lists name it: `raw`, or `raw/nbd` for a format over a protocol other than file. */
+export function checkFormatArgs(fmt: string): string[] {
+  const [format, protocol] = fmt.split('/');
+  return protocol === undefined ? [`-${format}`] : [`-${format}`, `-${protocol}`];
+}
+
 export async function runCheck(opts: { src: string; tools: Tools; suite?: Suite; fmt: string; tests: string[]; jobs: number; log?: (line: string) => void }): Promise<Outcome[]> {
   const suite = opts.suite ?? 'tools';
   const work = await mkdtemp(join(tmpdir(), `blockemu-iotests-${opts.tools}-`));
@@ -167,7 +173,7 @@ export async function runCheck(opts: { src: string; tools: Tools; suite?: Suite;
     const iotests = join(tree, 'tests', 'qemu-iotests');
     const py = await iotestsPython();
     const out = await new Promise<string>((res, rej) => {
-      const p = spawn(py, ['check', `-${opts.fmt}`, '-j', String(opts.jobs), ...opts.tests], { cwd: iotests, env, stdio: ['ignore', 'pipe', 'pipe'] });
+      const p = spawn(py, ['check', ...checkFormatArgs(opts.fmt), '-j', String(opts.jobs), ...opts.tests], { cwd: iotests, env, stdio: ['ignore', 'pipe', 'pipe'] });
       let text = '';
       p.stdout.on('data', (d: Buffer) => {
         text += d.toString();
@@ -238,7 +244,7 @@ export async function groupTests(src: string, fmt: string, groups: string): Prom
       TEST_DIR: scratch,
       SOCK_DIR: scratch,
     };
-    const { stdout } = await run(await iotestsPython(), ['check', '-n', '-g', groups, `-${fmt}`], { cwd: join(src, 'tests', 'qemu-iotests'), env });
+    const { stdout } = await run(await iotestsPython(), ['check', '-n', '-g', groups, ...checkFormatArgs(fmt)], { cwd: join(src, 'tests', 'qemu-iotests'), env });
     return stdout.split('\n').map((l) => l.trim().replace(/^tests\//, '')).filter((l) => l);
   } finally {
     await rm(scratch, { recursive: true, force: true });

@@ -314,11 +314,11 @@ export class BlockExports {
     await Promise.all(closing.map((e) => this.shutdown(e)));
   }
 
-  /** The daemon's end: exports, then the server. */
+  /** The daemon's end: exports, then the server (its Unix socket's file left behind, as QEMU leaves it). */
   async close(): Promise<void> {
     await this.closeAll();
     const server = this.server;
     this.server = undefined;
-    await server?.stop();
+    await server?.stop({ keepSocketFile: true });
   }
 }

@@ -116,6 +116,8 @@ interface Session {
   /** Command line (values may use ${TMP}, ${PORT}); blockdevs default to BLOCKDEVS. */
   cli?: Omit<ExportDaemonOptions, 'dir'>;
   steps: Step[];
+  /** Paths (may use ${TMP}) looked at once the daemon has quit: socket, file or absent. */
+  existsAfterQuit?: string[];
 }
 
 /** Plays a session on one daemon; the log holds every step's result and the events, in order, ending with those after `quit`. */
@@ -164,6 +166,7 @@ async function play(which: Daemon, s: Session): Promise<Entry[]> {
     await sleep(clients.size > 0 ? 50 : 0);
     const after = await d.quit();
     log.push({ quit: normalise(after, dir) });
+    for (const p of s.existsAfterQuit ?? []) log.push({ afterQuit: p, is: await stat(subst(p, vars)).then((st) => (st.isSocket() ? 'socket' : 'file'), () => 'absent') });
   }
   return log;
 }
@@ -216,6 +219,13 @@ describe.skipIf(!qemu.storageDaemon || !qemu.available)(`NBD exports over QMP: $
     // QEMU unlinks what is at the path before binding, and the socket when it stops.
     expect(log.filter((e) => 'exists' in e).map((e) => e['is'])).toEqual(['socket', 'absent', 'socket']);
     expect(log).toContainEqual({ client: 'c', go: { ok: false, reply: { step: 'option-reply', type: 'ERR_UNKNOWN', message: "export 'nosuch' not present" } } });
+  });
+
+  it("the daemon's end leaves the NBD server's Unix socket file, as QEMU does (clients remove it; nbd-server-stop removes it)", async () => {
+    const log = await both({ steps: [START, ['nbd-server-start', unix('${TMP}/other.sock')]], existsAfterQuit: ['${TMP}/nbd.sock'] });
+    expect(log).toContainEqual({ afterQuit: '${TMP}/nbd.sock', is: 'socket' });
+    const stopped = await both({ steps: [START, ['nbd-server-stop']], existsAfterQuit: ['${TMP}/nbd.sock'] });
+    expect(stopped).toContainEqual({ afterQuit: '${TMP}/nbd.sock', is: 'absent' });
   });
 
   it('nbd-server-start (inet): a free port, port "0", a port in use, bad ports; argument validation', async () => {

@@ -1,5 +1,5 @@
-import { access, unlink } from 'node:fs/promises';
-import { dirname } from 'node:path';
+import { access, link, rename, unlink } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
 import { type Server, type Socket, createServer } from 'node:net';
 import type { Logger } from '../../log.js';
 import { strerror } from '../../image/errno.js';
@@ -137,14 +137,26 @@ export class NbdServer implements ExportDirectory {
     });
   }
 
-  /** Stops listening and drops every client (nbd-server-stop, after the exports are gone). */
-  async stop(): Promise<void> {
+  /**
+   * Stops listening and drops every client (after the exports are gone).
+   * nbd-server-stop removes a Unix socket's file; at the process's end
+   * (`keepSocketFile`) QEMU leaves it, as it never closes the listener
+   * then, and clients that remove it themselves afterwards (iotest 205's
+   * tearDown) fail where it is gone.
+   */
+  async stop(opts: { keepSocketFile?: boolean } = {}): Promise<void> {
+    const a = this.opts.addr;
+    // libuv unlinks a listening socket's path when it closes it: a second name keeps the file, moved back after.
+    const path = a.type === 'unix' ? a.path : undefined;
+    const kept = path !== undefined && opts.keepSocketFile ? join(dirname(path), `.${basename(path)}.${process.pid}.kept`) : undefined;
+    const keeping = path !== undefined && kept !== undefined && (await link(path, kept).then(() => true, () => false));
     // close() calls back once every connection is gone, so they are dropped first.
     const closed = new Promise<void>((r) => this.server.close(() => r()));
     for (const s of this.waiting.splice(0)) s.destroy();
     for (const c of this.connections) c.close();
     await Promise.all([...this.connections].map((c) => c.finished));
     await closed;
-    if (this.opts.addr.type === 'unix') await unlink(this.opts.addr.path).catch(() => undefined);
+    if (keeping) await rename(kept, path).catch(() => unlink(kept).catch(() => undefined));
+    else if (path !== undefined) await unlink(path).catch(() => undefined);
   }
 }
