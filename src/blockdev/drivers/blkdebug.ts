@@ -9,6 +9,8 @@ import { BlockNode, type IoType, type NodeImageInfo, type StatusOptions, type Wr
 import { type ReopenPlan, writableAfter } from '../permissions.js';
 import { SIZE_HINT } from '../options.js';
 import { type HeldWait, HeldRequests } from '../faults/held.js';
+import { TrackedRequests } from '../tracked-requests.js';
+import { paddedRange, padWrite } from './request-padding.js';
 
 /** blkdebug_child_perm: the defaults, plus what take-child-perms adds and less what unshare-child-perms removes. */
 export function blkdebugChildPerm(role: number, writable: boolean, perm: number, shared: number, take: number, unshare: number): PermPair {
@@ -149,6 +151,8 @@ export class BlkdebugNode extends BlockNode {
   private owed: Promise<void>[] = [];
   /** Told whenever a request is suspended (wait_break, and a cancel that must not wait on it). */
   private readonly heldHere = new HeldRequests(() => this.suspended.length > 0);
+  /** Requests in flight, for the serialisation of the read-modify-writes `align` makes (the generic layer's, on this node). */
+  private readonly tracked = new TrackedRequests();
 
   /** `options`: the node's blockdev options, of which the constraint options (align, max-transfer, …) are checked here. */
   constructor(
@@ -330,22 +334,61 @@ export class BlkdebugNode extends BlockNode {
   override childPerm(c: NodeChild, perm: number, shared: number, plan?: ReopenPlan): PermPair {
     return blkdebugChildPerm(c.role, writableAfter(this, plan), perm, shared, this.takeChildPerms, this.unshareChildPerms);
   }
-  protected async doRead(offset: number, length: number): Promise<Uint8Array> {
-    await this.check('read', offset, length);
-    return this.image.read(offset, length);
-  }
-  protected override async doReadInto(buf: Uint8Array, offset: number): Promise<void> {
-    await this.check('read', offset, buf.length);
-    return this.image.readInto(buf, offset);
-  }
-  protected async doWrite(offset: number, data: Uint8Array, flags: WriteFlags): Promise<void> {
-    this.debugEvent('pwritev');
+  /** A read waits for the serialising requests it overlaps (bdrv_aligned_preadv), over its blocks. */
+  private async readTracked<T>(offset: number, length: number, read: () => Promise<T>): Promise<T> {
+    const { start, end } = paddedRange(offset, length, this.requestAlignment());
+    const req = this.tracked.begin(start, end - start);
     try {
-      await this.check('write', offset, data.length);
-      return await this.image.write(offset, data, flags);
+      await this.tracked.waitSerialising(req);
+      await this.check('read', offset, length);
+      return await read();
     } finally {
-      this.debugEvent('pwritev_done');
-      if (this.owed.length > 0) await this.suspendPoint();
+      this.tracked.end(req);
+    }
+  }
+  protected doRead(offset: number, length: number): Promise<Uint8Array> {
+    return this.readTracked(offset, length, () => this.image.read(offset, length));
+  }
+  protected override doReadInto(buf: Uint8Array, offset: number): Promise<void> {
+    return this.readTracked(offset, buf.length, () => this.image.readInto(buf, offset));
+  }
+  /**
+   * bdrv_co_pwritev_part on this node: a write not aligned to `align` is
+   * made serialising over its blocks (it waits for every overlapping
+   * request) and padded with what they hold (request-padding.ts); a plain
+   * one waits only for overlapping serialising requests. Then the
+   * pwritev event, the write, pwritev_done.
+   */
+  protected async doWrite(offset: number, data: Uint8Array, flags: WriteFlags): Promise<void> {
+    const align = this.requestAlignment();
+    const { start, end } = paddedRange(offset, data.length, align);
+    const req = this.tracked.begin(start, end - start);
+    try {
+      let buf = data;
+      if (start !== offset || end !== offset + data.length) {
+        await this.tracked.makeSerialising(req, align);
+        buf = await padWrite(offset, data, align, {
+          event: async (name) => {
+            this.debugEvent(name);
+            if (this.owed.length > 0) await this.suspendPoint();
+          },
+          read: async (o, l) => {
+            await this.check('read', o, l);
+            return this.image.read(o, l);
+          },
+        });
+      }
+      await this.tracked.waitSerialising(req);
+      this.debugEvent('pwritev');
+      try {
+        await this.check('write', start, buf.length);
+        return await this.image.write(start, buf, flags);
+      } finally {
+        this.debugEvent('pwritev_done');
+        if (this.owed.length > 0) await this.suspendPoint();
+      }
+    } finally {
+      this.tracked.end(req);
     }
   }
   /**
