@@ -1,6 +1,7 @@
 import { BlockError } from '../image/errors.js';
 import { probeBytes } from '../image/probe.js';
 import { BlockGraph } from './graph.js';
+import { NodeByteFile } from './node-file.js';
 import type { BlockNode } from './node.js';
 import { openBlockdev } from './open.js';
 
@@ -130,6 +131,11 @@ async function withExport<T>(name: string, readOnly: boolean, fn: (node: BlockNo
   } finally {
     await graph.closeAll();
   }
+}
+
+/** An export opened read-write (with leave to resize, as bdrv_create opens it), as a byte file for a format to lay itself out on. */
+export function withExportFile<T>(name: string, fn: (file: NodeByteFile) => Promise<T>): Promise<T> {
+  return withExport(name, false, (node) => fn(new NodeByteFile(node, name)));
 }
 
 /** find_image_format over an export: its first bytes say qcow2 or raw. */

@@ -3,6 +3,8 @@ import { checkOptionLists, hasHelpOption, printCreateOptionHelp } from './option
 import { objectsReady } from './objects.js';
 import { Qcow2Image } from '../../image/qcow2/image.js';
 import { createImage, isFormat, openImage } from '../../image/open.js';
+import { formatQcow2 } from '../../image/qcow2/create.js';
+import { createOnNbdExport, isNbdFilename, withExportFile } from '../../blockdev/nbd-filename.js';
 import type { CreateOptions } from '../../image/create.js';
 import type { ImageFormat, Preallocation } from '../../image/types.js';
 import { type Fail, formatCreateOptions, formattingLine, parseCreateOptions, str } from './create-opts.js';
@@ -144,8 +146,9 @@ export async function imgCreate(io: ImgIo, a: CreateArgs): Promise<number> {
     opts.recordBackingOnly = true;
   }
   try {
+    if (isNbdFilename(filename)) await createOnNbd(filename, fmt, opts, preallocation);
     // The luks format sizes its file itself, once its header's size is known (block_crypto_create_init_func).
-    if (fmt === 'luks') await createImage(filename, { ...opts, preallocation });
+    else if (fmt === 'luks') await createImage(filename, { ...opts, preallocation });
     else if (preallocation === 'off') await createImage(filename, opts);
     else await createPreallocated(filename, opts, preallocation);
   } catch (err) {
@@ -171,6 +174,38 @@ export async function createPreallocated(filename: string, opts: CreateOptions, 
     await image.close();
   }
   if (encryption) await Qcow2Image.encryptNew(filename, encryption, () => Promise.reject(new BlockError('UNSUPPORTED', 'no backing image is opened while encrypting')));
+}
+
+/**
+ * bdrv_img_create on an NBD export (nbd:…, nbd+unix://…): the export is
+ * "created" as bdrv_co_create_opts_simple creates it (large enough, as
+ * NBD cannot grow; its first sector zeroed), then a qcow2 image is laid
+ * out on it — qcow2 takes size and preallocation for itself, so the export
+ * is opened as it is — and a preallocation grows it, which NBD refuses.
+ */
+async function createOnNbd(filename: string, fmt: ImageFormat, opts: CreateOptions, preallocation: Preallocation): Promise<void> {
+  if (fmt === 'raw') {
+    if (preallocation !== 'off') throw new BlockError('UNSUPPORTED', `Unsupported preallocation mode '${preallocation}'`, { errno: 'ENOTSUP' });
+    return createOnNbdExport(filename, opts.size!);
+  }
+  const { encryption, ...plain } = opts;
+  if (fmt !== 'qcow2' || encryption || plain.dataFile !== undefined) {
+    throw new BlockError('UNSUPPORTED', `blockemu creates only raw and plain qcow2 images on an NBD export`, { errno: 'ENOTSUP' });
+  }
+  await createOnNbdExport(filename, 0);
+  await withExportFile(filename, async (file) => {
+    await formatQcow2(file, { ...plain, size: preallocation === 'off' ? plain.size! : 0 });
+    if (preallocation === 'off') return;
+    const image = await Qcow2Image.openFile(file, { readOnly: false, openBacking: false, openBackingImage: (p, f, depth) => openImage(p, { format: f, readOnly: true, depth }) });
+    try {
+      await image.resize(plain.size!, { preallocation });
+    } catch (err) {
+      // qcow2_co_create's words for its blk_co_truncate.
+      throw new BlockError('IO', `Could not resize image: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+    } finally {
+      await image.close();
+    }
+  });
 }
 
 /** The positional SIZE, with qemu-img's messages for sizes it refuses. */

@@ -1,9 +1,8 @@
 import { BlockError } from '../errors.js';
 import { nodeCrypto } from '../lazy-builtins.js';
 import { afSplit } from './af-split.js';
-import { DIGEST_LEN, KEY_SLOT_OFFSET, pbkdf2Async, KEY_SLOTS, LUKS_HASHES, LUKS_HEADER_BYTES, SLOT_DISABLED, SLOT_ENABLED, STRIPES } from './luks.js';
+import { DIGEST_LEN, KEY_SLOT_OFFSET, KEY_SLOTS, LUKS_HASHES, LUKS_HEADER_BYTES, pbkdf2Async, SLOT_DISABLED, SLOT_ENABLED, STRIPES } from './luks.js';
 import { type CipherName, CRYPT_SECTOR, type IvGenerator, SectorCipher } from './sector-cipher.js';
-
 
 /** An image's encryption as creation asks for it (the encrypt.* options; the secret already looked up). */
 export interface CreateEncryption {

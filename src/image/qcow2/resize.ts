@@ -1,5 +1,6 @@
 import { errnoOf, strerror } from '../errno.js';
 import { BlockError } from '../errors.js';
+import { HostFile } from '../file.js';
 import { ZERO_CHUNK } from '../request.js';
 import { resizeFile, writeZeroes } from '../resize.js';
 import type { Preallocation, ResizeOptions } from '../types.js';
@@ -266,17 +267,27 @@ async function preallocate(img: Qcow2Image, writer: Qcow2Writer, rc: RefcountMan
     const run = await step(what, () => img.meta.run(() => rc.allocateRun(want)));
     const host = run.start * cs;
     const bytes = run.count * cs;
+    // A node below that refuses to grow says why in its own words (nbd: "Cannot grow NBD nodes"), as
+    // bdrv_co_truncate's error reaches qcow2's caller; a host file's failure is file-posix's "Could not resize file".
+    let refusal: BlockError | undefined;
     await step(mode === 'metadata' ? 'Could not resize file' : 'Failed to resize underlying file', async () => {
       try {
         const fileSize = await img.file.size();
         // metadata: clusters past the end of the file read as zeroes once it reaches them; reused ones are zeroed.
         const zeroTo = mode === 'metadata' ? Math.min(host + bytes, fileSize) : host + bytes;
         await writeZeroes(img.file, host, zeroTo);
-        if (host + bytes > (await img.file.size())) await img.file.truncate(host + bytes);
+        if (host + bytes > (await img.file.size())) {
+          await img.file.truncate(host + bytes).catch((err: unknown) => {
+            if (!(img.file instanceof HostFile) && err instanceof BlockError && err.code !== 'IO') refusal = err;
+            throw err;
+          });
+        }
       } catch (err) {
         for (let c = run.start; c < run.start + run.count; c++) rc.free(c);
         throw err;
       }
+    }).catch((err: unknown) => {
+      throw refusal ?? err;
     });
     await step(mode === 'metadata' ? 'Mapping clusters failed' : 'Failed to update L2 tables', () =>
       img.meta.run(async () => {
