@@ -4,13 +4,13 @@ import { BlockError } from '../../image/errors.js';
 import type { Extent } from '../../image/types.js';
 import { strerror } from '../../image/errno.js';
 import { defaultChildPerms, type NodeChild, type PermPair } from '../child.js';
-import type { NamePolicy, NodeName } from '../filename.js';
+import type { NamePolicy } from '../filename.js';
 import { BlockNode, type IoType, type NodeImageInfo, type StatusOptions, type WriteFlags, type ZeroFlags } from '../node.js';
 import { type ReopenPlan, writableAfter } from '../permissions.js';
-import { SIZE_HINT } from '../options.js';
 import { type HeldWait, HeldRequests } from '../faults/held.js';
 import { TrackedRequests } from '../tracked-requests.js';
 import { paddedRange, padWrite } from './request-padding.js';
+import { BLKDEBUG_NAMING, checkLimits, type LimitOption } from './blkdebug-options.js';
 
 /** blkdebug_child_perm: the defaults, plus what take-child-perms adds and less what unshare-child-perms removes. */
 export function blkdebugChildPerm(role: number, writable: boolean, perm: number, shared: number, take: number, unshare: number): PermPair {
@@ -48,63 +48,10 @@ interface SuspendedRequest {
 
 export const DEFAULT_IOTYPES: ReadonlySet<IoType> = new Set<IoType>(['read', 'write', 'write-zeroes', 'discard', 'flush']);
 
-/** The constraint options, in the order blkdebug_open reads and checks them. */
 /** MAX_BOUNCE_BUFFER: the largest zero buffer the block layer writes at once for a write-zeroes fallback. */
 const MAX_BOUNCE_BUFFER = 16 << 20;
 
-const LIMIT_OPTIONS = ['align', 'max-transfer', 'opt-write-zero', 'max-write-zero', 'opt-discard', 'max-discard'] as const;
-type LimitOption = (typeof LIMIT_OPTIONS)[number];
-const INT_MAX = 2 ** 31 - 1;
-/** What qemu_opts adds to a refused size (parse_option_size). */
-/**
- * blkdebug_open's constraint options, checked as QEMU checks them: each
- * is a size (a negative one is refused as qemu_opts refuses it), the
- * alignment a power of 2 below INT_MAX, and every other limit below
- * INT_MAX and a multiple of the alignment in force, which is the larger
- * of `align` and the image's own (the max- limits: of their opt- limit
- * too). 0 or absent: no constraint.
- */
-function checkLimits(options: Record<string, unknown>, imageAlignment: number): Record<LimitOption, number> {
-  const v = {} as Record<LimitOption, number>;
-  for (const name of LIMIT_OPTIONS) {
-    const x = options[name];
-    const n = typeof x === 'number' ? x : typeof x === 'bigint' ? Number(x) : 0;
-    if (n < 0) throw new BlockError('INVALID_ARGUMENT', `Parameter '${name}' expects a non-negative number below 2^64`, { hint: SIZE_HINT });
-    v[name] = n;
-  }
-  // Printed as QEMU's PRIu64 does, every digit (a number past 2^53 would print rounded).
-  const digits = (x: unknown) => (typeof x === 'number' && Number.isInteger(x) ? BigInt(x).toString() : String(x));
-  const fail = (name: LimitOption) => new BlockError('INVALID_ARGUMENT', `Cannot meet constraints with ${name} ${digits(options[name])}`);
-  if (v.align && (v.align >= INT_MAX || (v.align & (v.align - 1)) !== 0)) throw fail('align');
-  const align = Math.max(v.align, imageAlignment);
-  const fits = (name: LimitOption, unit: number) => {
-    if (v[name] && (v[name] >= INT_MAX || v[name] % unit !== 0)) throw fail(name);
-  };
-  fits('max-transfer', align);
-  fits('opt-write-zero', align);
-  fits('max-write-zero', Math.max(v['opt-write-zero'], align));
-  fits('opt-discard', align);
-  fits('max-discard', Math.max(v['opt-discard'], align));
-  return v;
-}
-
 const ERRNO_NAMES = new Map(Object.entries(constants.errno as Record<string, number>).map(([name, n]) => [n, name]));
-
-/**
- * blkdebug's rules change what the node does: with any, it is named by
- * json:; without, "blkdebug:CONFIG:FILE" (blkdebug_refresh_filename).
- */
-const BLKDEBUG_NAMING: NamePolicy = {
-  protocol: true,
-  strong: ['config', 'inject-error.', 'set-state.', 'align', 'max-transfer', 'opt-write-zero', 'max-write-zero', 'opt-discard', 'max-discard'],
-  exactName(node, options, names: ReadonlyMap<BlockNode, NodeName>) {
-    const image = node.child('image');
-    const inner = image ? names.get(image)!.exact : '';
-    if (inner === '') return '';
-    if (Object.keys(options).some((k) => k !== 'config' && k !== 'image' && k !== 'x-image' && k !== 'driver')) return '';
-    return `blkdebug:${(options['config'] as string | undefined) ?? ''}:${inner}`;
-  },
-};
 
 /**
  * blkdebug (block/blkdebug.c): a filter that fails requests by rule, for
