@@ -8,8 +8,10 @@
  * transpiler. Its output reads imports through the module object at each
  * use (`m_1.name`), so bindings stay live and import cycles behave as they
  * do between ES modules; dynamic imports become requires that run the
- * module when first asked for, so lazy loading is kept. Packages and
- * node: built-ins stay outside, loaded by Node's require.
+ * module when first asked for, so lazy loading is kept. The CommonJS
+ * packages of INLINED_PACKAGES go in as they are published (comments
+ * removed); other packages and node: built-ins stay outside, loaded by
+ * Node's require.
  */
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -86,9 +88,13 @@ async function transpile(id: string): Promise<{ body: string; deps: string[] }> 
 
 /** Where each inlined package's files are: bundle id `pkg:NAME/` → its directory. */
 const packageRoots = new Map<string, string>();
+/** Each inlined package's entry id, resolved once. */
+const packageEntries = new Map<string, string>();
 
 /** An inlined package's entry, as the bundled modules' require would resolve it, as a bundle id (`pkg:commander/index.js`). */
 function packageEntry(name: string): string {
+  const known = packageEntries.get(name);
+  if (known) return known;
   const entry = createRequire(join(DIST, 'bin', 'cli.js')).resolve(name);
   let root = dirname(entry);
   while (!existsSync(join(root, 'package.json'))) {
@@ -96,7 +102,9 @@ function packageEntry(name: string): string {
     root = dirname(root);
   }
   packageRoots.set(`pkg:${name}/`, root);
-  return packageFileId(name, root, entry);
+  const id = packageFileId(name, root, entry);
+  packageEntries.set(name, id);
+  return id;
 }
 
 const packageFileId = (name: string, root: string, file: string): string => `pkg:${name}/${relative(root, file).split(sep).join('/')}`;
