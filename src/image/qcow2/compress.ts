@@ -2,9 +2,18 @@ import { promisify } from 'node:util';
 import { BlockError } from '../errors.js';
 import { nodeZlib } from '../lazy-builtins.js';
 
-// zlib and the zstd codec load with the first compressed cluster: most images have none.
-const inflateRawP = (raw: Uint8Array, opts: import('node:zlib').ZlibOptions) => promisify(nodeZlib().inflateRaw)(raw, opts);
-const deflateRawP = (data: Uint8Array, opts: import('node:zlib').ZlibOptions) => promisify(nodeZlib().deflateRaw)(data, opts);
+// zlib and the zstd codec load with the first compressed cluster (most images have none), once.
+type ZlibCall = (data: Uint8Array, opts: import('node:zlib').ZlibOptions) => Promise<Buffer>;
+let zlib: { inflateRaw: ZlibCall; deflateRaw: ZlibCall; constants: typeof import('node:zlib').constants } | undefined;
+const zlibAsync = () => {
+  if (!zlib) {
+    const z = nodeZlib();
+    zlib = { inflateRaw: promisify(z.inflateRaw), deflateRaw: promisify(z.deflateRaw), constants: z.constants };
+  }
+  return zlib;
+};
+let zstdDecoder: Promise<typeof import('../zstd/decoder.js')> | undefined;
+let zstdEncoder: Promise<typeof import('../zstd/encoder.js')> | undefined;
 
 /** The header's compression type byte: 0 zlib, 1 zstd. */
 export const COMPRESSION_ZSTD = 1;
@@ -19,7 +28,7 @@ export const COMPRESSION_ZSTD = 1;
 export async function decompressCluster(raw: Uint8Array, clusterSize: number, filename: string, at: number, type = 0): Promise<Uint8Array> {
   const where = `'${filename}': compressed cluster at offset 0x${at.toString(16)}`;
   if (type === COMPRESSION_ZSTD) {
-    const { zstdDecompressInto } = await import('../zstd/decoder.js');
+    const { zstdDecompressInto } = await (zstdDecoder ??= import('../zstd/decoder.js'));
     const out = new Uint8Array(clusterSize);
     try {
       zstdDecompressInto(raw, out);
@@ -30,7 +39,8 @@ export async function decompressCluster(raw: Uint8Array, clusterSize: number, fi
   }
   let out: Buffer;
   try {
-    out = await inflateRawP(raw, { finishFlush: nodeZlib().constants.Z_SYNC_FLUSH, maxOutputLength: clusterSize });
+    const z = zlibAsync();
+    out = await z.inflateRaw(raw, { finishFlush: z.constants.Z_SYNC_FLUSH, maxOutputLength: clusterSize });
   } catch (err) {
     throw new BlockError('INVALID_IMAGE', `${where} cannot be decompressed: ${(err as Error).message}`, {
       errno: 'EIO',
@@ -48,10 +58,11 @@ export async function decompressCluster(raw: Uint8Array, clusterSize: number, fi
 /** The compressed stream, or undefined when compressing would not save space (QEMU's limit: under a cluster). */
 export async function compressCluster(data: Uint8Array, type = 0): Promise<Uint8Array | undefined> {
   if (type === COMPRESSION_ZSTD) {
-    const { zstdCompress } = await import('../zstd/encoder.js');
+    const { zstdCompress } = await (zstdEncoder ??= import('../zstd/encoder.js'));
     const out = zstdCompress(data);
     return out.length < data.length ? out : undefined;
   }
-  const out = await deflateRawP(data, { windowBits: 12, memLevel: 9, level: nodeZlib().constants.Z_DEFAULT_COMPRESSION });
+  const z = zlibAsync();
+  const out = await z.deflateRaw(data, { windowBits: 12, memLevel: 9, level: z.constants.Z_DEFAULT_COMPRESSION });
   return out.length < data.length ? new Uint8Array(out.buffer, out.byteOffset, out.length) : undefined;
 }
