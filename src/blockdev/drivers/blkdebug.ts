@@ -283,7 +283,12 @@ export class BlkdebugNode extends BlockNode {
   }
   /** A read waits for the serialising requests it overlaps (bdrv_aligned_preadv), over its blocks. */
   private async readTracked<T>(offset: number, length: number, read: () => Promise<T>): Promise<T> {
-    const { start, end } = paddedRange(offset, length, this.requestAlignment());
+    // Without `align` no request is ever serialising: nothing to wait for, nothing to track.
+    if (!this.align) {
+      await this.check('read', offset, length);
+      return read();
+    }
+    const { start, end } = paddedRange(offset, length, this.align);
     const req = this.tracked.begin(start, end - start);
     try {
       await this.tracked.waitSerialising(req);
@@ -309,10 +314,10 @@ export class BlkdebugNode extends BlockNode {
   protected async doWrite(offset: number, data: Uint8Array, flags: WriteFlags): Promise<void> {
     const align = this.requestAlignment();
     const { start, end } = paddedRange(offset, data.length, align);
-    const req = this.tracked.begin(start, end - start);
+    const req = this.align ? this.tracked.begin(start, end - start) : undefined;
     try {
       let buf = data;
-      if (start !== offset || end !== offset + data.length) {
+      if (req && (start !== offset || end !== offset + data.length)) {
         await this.tracked.makeSerialising(req, align);
         buf = await padWrite(offset, data, align, {
           event: async (name) => {
@@ -325,7 +330,7 @@ export class BlkdebugNode extends BlockNode {
           },
         });
       }
-      await this.tracked.waitSerialising(req);
+      if (req) await this.tracked.waitSerialising(req);
       this.debugEvent('pwritev');
       try {
         await this.check('write', start, buf.length);
@@ -335,7 +340,7 @@ export class BlkdebugNode extends BlockNode {
         if (this.owed.length > 0) await this.suspendPoint();
       }
     } finally {
-      this.tracked.end(req);
+      if (req) this.tracked.end(req);
     }
   }
   /**
