@@ -211,15 +211,17 @@ export abstract class Job {
   }
 
   /**
-   * A drain of the graph (another job being set up): a running job reports
-   * paused, then running. Like QEMU's, the pause enters a sleeping job, so
-   * its sleep ends there (child_job_drained_begin's job_pause); a busy one
-   * skips its next sleep.
+   * A drain of the graph (another job being set up, a transaction, the
+   * shutdown): a running job reports paused, then running, and a ready one
+   * standby, then ready (job_pause_point's two states). Like QEMU's, the
+   * pause enters a sleeping job, so its sleep ends there
+   * (child_job_drained_begin's job_pause); a busy one skips its next sleep.
    */
   internalPause(): void {
-    if (this.status !== 'running' || this.paused) return;
-    this.transition('paused');
-    this.transition('running');
+    if ((this.status !== 'running' && this.status !== 'ready') || this.paused) return;
+    const from = this.status;
+    this.transition(from === 'ready' ? 'standby' : 'paused');
+    this.transition(from);
     // A busy job is held at its next pause point instead: its next sleep is spent there (job_sleep_ns skips the timer).
     if (this.wake) this.kick();
     else this.drainedSleep = true;

@@ -48,6 +48,20 @@ const exportSrc: Step[] = [
 ];
 
 describe.skipIf(!qemu.available || !qemu.storageDaemon)('blockdev-mirror and drive-mirror, as qemu-storage-daemon runs them', () => {
+  it('a drain reaches a ready mirror too: a transaction and the shutdown each make it report standby, then ready (job_pause_point; iotest 185)', async () => {
+    await compare([
+      ['blockdev-add', { driver: 'qcow2', 'node-name': 'src', file: file('src.qcow2') }],
+      ['blockdev-add', { driver: 'qcow2', 'node-name': 'tgt', file: file('tgt.qcow2') }],
+      ['blockdev-mirror', { 'job-id': 'j', device: 'src', target: 'tgt', sync: 'full' }],
+      { waitJob: 'j', status: 'ready' },
+      ['transaction', { actions: [{ type: 'block-dirty-bitmap-add', data: { node: 'src', name: 'b' } }] }],
+      // blockdev-add drains nothing: no events from it.
+      ['blockdev-add', { driver: 'null-co', 'node-name': 'n' }],
+      ['query-block-jobs'],
+      // The daemon quits with the job ready: standby, ready, then the cancel's events.
+    ]);
+  }, 60_000);
+
   it('drive-mirror mode=existing opens the target image\'s own backing chain when it completes: after the pivot the export reads the backing file through it (iotest 156)', async () => {
     const readsAt = (pattern: number, offset: string) => async (dir: string) => {
       const r = await run('qemu-io', ['-r', '-f', 'raw', '-c', `read -P ${pattern} ${offset} 64k`, `nbd+unix:///top?socket=${join(dir, 'nbd.sock')}`]);
