@@ -219,6 +219,11 @@ const OPENERS: Record<string, Opener> = {
     // read_config: the config file's rules come first, then those of the options.
     const file = typeof spec['config'] === 'string' ? await readBlkdebugConfig(spec['config']) : { injectError: [], setState: [] };
     const image = await child('image', spec['image'], CHILD_FILTERED_PRIMARY);
+    // qdict_flatten leaves an empty list as it is, and blkdebug takes only the rules under "inject-error." and
+    // "set-state.": bdrv_open_inherit then refuses the key left over (set-state first, the QDict's order).
+    for (const key of ['set-state', 'inject-error']) {
+      if (Array.isArray(spec[key]) && (spec[key] as unknown[]).length === 0) throw new BlockError('INVALID_ARGUMENT', `Block protocol 'blkdebug' doesn't support the option '${key}'`);
+    }
     const flag = (v: unknown) => v === true || v === 'on';
     const inject = [...file.injectError, ...((spec['inject-error'] as Record<string, unknown>[] | undefined) ?? [])].map(
       (r): InjectErrorRule => ({

@@ -34,4 +34,16 @@ describe.skipIf(!qemu.available || !qemu.storageDaemon)('blkdebug config files',
     ]);
     expect(JSON.stringify(log[1])).toContain('Could not read blkdebug config file');
   }, 60_000);
+
+  it('an empty list of rules is an option blkdebug does not take (qdict_flatten leaves it whole), named after a missing image or config file', async () => {
+    const log = await compareSessions(setup, [
+      ['blockdev-add', { driver: 'blkdebug', 'node-name': 'a', 'inject-error': [], image: file('dst.qcow2') }],
+      ['blockdev-add', { driver: 'blkdebug', 'node-name': 'b', 'inject-error': [], 'set-state': [], image: file('dst.qcow2') }],
+      ['blockdev-add', { driver: 'blkdebug', 'node-name': 'c', 'set-state': [], image: file('missing.qcow2') }],
+      ['blockdev-add', { driver: 'blkdebug', 'node-name': 'd', 'set-state': [], config: '${DIR}/missing.conf', image: file('dst.qcow2') }],
+      ['blockdev-add', { driver: 'blkdebug', 'node-name': 'e', 'inject-error': [{ event: 'read_aio' }], image: file('dst.qcow2') }],
+      ['query-named-block-nodes', { flat: true }],
+    ]);
+    expect(JSON.stringify(log[0])).toContain("doesn't support the option 'inject-error'");
+  }, 60_000);
 });
