@@ -61,7 +61,8 @@ export interface LuksCreateSpec {
   encryption: CreateEncryption;
 }
 
-export type CreateSpec = FileCreateSpec | Qcow2CreateSpec | LuksCreateSpec;
+/** What the job lets go of when it ends (nodes it opened from inline definitions). */
+export type CreateSpec = (FileCreateSpec | Qcow2CreateSpec | LuksCreateSpec) & { release?: () => Promise<void> };
 
 /**
  * blockdev-create's job (block/create.c): one unit of progress, the
@@ -94,6 +95,7 @@ export class CreateJob extends Job {
       else if (this.spec.driver === 'luks') await createLuksOnNode(this.spec);
       else await createQcow2OnNode(this.spec);
     } finally {
+      await this.spec.release?.();
       this.progressCurrent = 1;
     }
   }

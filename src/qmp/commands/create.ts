@@ -1,7 +1,7 @@
 import type { BlockGraph } from '../../blockdev/graph.js';
 import type { BlockNode } from '../../blockdev/node.js';
+import { type BlockdevSpec, openBlockdev } from '../../blockdev/open.js';
 import type { CreateEncryption } from '../../image/crypto/create.js';
-import { BlockError } from '../../image/errors.js';
 import { CreateJob, type CreateSpec } from '../../jobs/create.js';
 import type { QmpContext } from '../context.js';
 import type { CommandTable } from '../dispatch.js';
@@ -30,14 +30,19 @@ export function addCreateCommands(table: CommandTable<QmpContext>): void {
     if (!QEMU_CREATABLE.has(driver)) throw new QmpError('GenericError', 'Driver does not support blockdev-create');
     if (!CREATABLE.has(driver)) throw new QmpError('GenericError', `blockdev-create for driver '${driver}' is not supported by blockemu`);
     ctx.jobs.checkId(a['job-id']);
-    const job = new CreateJob(a['job-id'], ctx.jobEvents, createSpec(a.options, ctx.graph), ctx.jobs.clock);
+    // Nodes the job opens from inline definitions go when it ends, as qcow2_co_create's bdrv_unref does.
+    const opened: BlockNode[] = [];
+    const release = async () => {
+      for (const n of opened.splice(0)) await ctx.graph.release(n);
+    };
+    const job = new CreateJob(a['job-id'], ctx.jobEvents, { ...createSpec(a.options, ctx.graph, opened), release }, ctx.jobs.clock);
     ctx.jobs.add(job);
     job.start();
   });
 }
 
 // The union's inferred type does not narrow on the driver: the variant is picked by hand.
-function createSpec(options: Options, graph: BlockGraph): CreateSpec {
+function createSpec(options: Options, graph: BlockGraph, opened: BlockNode[]): CreateSpec {
   if (options.driver === 'file') {
     const f = options as unknown as Infer<typeof BlockdevCreateOptionsFile>;
     const hint = f['extent-size-hint'];
@@ -47,7 +52,7 @@ function createSpec(options: Options, graph: BlockGraph): CreateSpec {
     const l = options as unknown as Infer<typeof BlockdevCreateOptionsLUKS>;
     return {
       driver: 'luks',
-      file: nodeRef(graph, l.file, 'luks file node'),
+      file: nodeRef(graph, l.file, opened),
       size: big(l.size),
       preallocation: l.preallocation,
       encryption: { ...createEncryption({ ...l, format: 'luks' } as Record<string, unknown> & { format: 'luks' }, graph), optPrefix: '' },
@@ -59,7 +64,7 @@ function createSpec(options: Options, graph: BlockGraph): CreateSpec {
   const dataRef = o['data-file'];
   return {
     driver: 'qcow2',
-    file: nodeRef(graph, ref, 'qcow2 file node'),
+    file: nodeRef(graph, ref, opened),
     size: big(o.size),
     version: o.version,
     clusterSize: o['cluster-size'] === undefined ? undefined : big(o['cluster-size']),
@@ -70,17 +75,23 @@ function createSpec(options: Options, graph: BlockGraph): CreateSpec {
     lazyRefcounts: o['lazy-refcounts'],
     refcountBits: o['refcount-bits'] === undefined ? undefined : big(o['refcount-bits']),
     compressionType: o['compression-type'],
-    ...(dataRef !== undefined ? { dataFile: nodeRef(graph, dataRef, 'qcow2 data file node') } : {}),
+    ...(dataRef !== undefined ? { dataFile: nodeRef(graph, dataRef, opened) } : {}),
     dataFileRaw: o['data-file-raw'],
     ...(encrypt ? { encryption: createEncryption(encrypt, graph) } : {}),
   };
 }
 
-/** A BlockdevRef the job finds when it runs: a node's name (an inline definition is refused, `what` named). */
-function nodeRef(graph: BlockGraph, ref: unknown, what: string): () => Promise<BlockNode> {
+/**
+ * A BlockdevRef the job finds when it runs: a node's name, or an inline
+ * definition opened then (bdrv_open_blockdev_ref: read-write, not the
+ * monitor's), which `opened` keeps so the job lets go of it at its end.
+ */
+function nodeRef(graph: BlockGraph, ref: unknown, opened: BlockNode[]): () => Promise<BlockNode> {
   return async () => {
-    if (typeof ref !== 'string') throw new BlockError('UNSUPPORTED', `An inline definition of the ${what} is not supported by blockemu; add the node with blockdev-add`);
-    return graph.find(ref);
+    if (typeof ref === 'string') return graph.find(ref);
+    const node = await openBlockdev(graph, ref as BlockdevSpec, false);
+    opened.push(node);
+    return node;
   };
 }
 
