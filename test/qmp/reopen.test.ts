@@ -153,6 +153,35 @@ describe.skipIf(!qemu.available || !qemu.storageDaemon)('blockdev-reopen, as qem
     expect(text).toContain("Parameter 'options[0].backing' is unexpected");
   }, 60_000);
 
+  it.concurrent('qcow2 nodes swapping their files (iotest 245 test_swap_files): a reopen empties the L2 and refcount caches, so L2 tables come from the new file while the L1 table stays', async () => {
+    await compareSessions(
+      images(
+        ['img', 'create', '-q', '-f', 'qcow2', 'h0.qcow2', '3M'],
+        ['img', 'create', '-q', '-f', 'qcow2', 'h2.qcow2', '3M'],
+        ['io', '-c', 'write -q -P 0xa0 0 1M', 'h0.qcow2'],
+        ['io', '-c', 'write -q -P 0xa2 2M 1M', 'h2.qcow2'],
+      ),
+      [
+        nbdServer,
+        ['blockdev-add', hd(0)],
+        ['blockdev-add', hd(2)],
+        ['block-export-add', { type: 'nbd', id: 'e0', 'node-name': 'hd0', writable: true }],
+        ['block-export-add', { type: 'nbd', id: 'e2', 'node-name': 'hd2', writable: true }],
+        { sh: nbdWrite('hd0', 'write -q -P 0xb0 0 1k') },
+        { sh: nbdWrite('hd2', 'write -q -P 0xb2 0 1k') },
+        reopen(hdRef(0, { file: 'hd2-file' }), hdRef(2, { file: 'hd0-file' })),
+        // hd2's L1 table names its L2 table's offset, which in h0 holds h0's L2 table: h0's data shows through.
+        { sh: readsNbd('hd2', 0xb0, '0') },
+        { sh: readsNbd('hd2', 0xa0, '512k') },
+        { sh: readsNbd('hd0', 0xb2, '0') },
+        reopen(hdRef(0), hdRef(2)),
+        { sh: readsNbd('hd0', 0xb0, '0') },
+        { sh: readsNbd('hd2', 0xb2, '0') },
+        { sh: readsNbd('hd2', 0xa2, '2M') },
+      ],
+    );
+  }, 60_000);
+
   it.concurrent("file children replaced and swapped, raw windows, and each driver's options that cannot change or be reset", async () => {
     const raw = (name: string, fileRef: unknown, extra: Record<string, unknown> = {}) => ({ driver: 'raw', 'node-name': name, file: fileRef, ...extra });
     const log = await compareSessions(

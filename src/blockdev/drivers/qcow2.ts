@@ -366,6 +366,11 @@ export class Qcow2Node extends BlockNode {
         throw new BlockError('IO', `Failed to disable lazy refcounts: ${strerrorOf(err)}`, { cause: err });
       });
     }
+    // The metadata caches are written out now (to the file the node has before the reopen) and replaced by
+    // empty ones at commit: a reopen that swaps the file reads L2 tables and refcount blocks from the new one.
+    await this.image.writeCaches().catch((err: unknown) => {
+      throw new BlockError('IO', `Failed to flush the L2 table cache: ${strerrorOf(err)}`, { cause: err });
+    });
     if (state.readOnly) {
       if (!this.readOnly) await this.storeBitmaps();
       for (const b of this.dirtyBitmaps.all()) if (b.persistent) b.readOnly = true;
@@ -373,6 +378,7 @@ export class Qcow2Node extends BlockNode {
     }
     return {
       commitPost: () => {
+        this.image.dropTableCaches();
         this.image.lazy.enabled = lazyRefcounts;
         this.image.overlapCheck = overlapCheck;
         return state.readOnly ? undefined : this.bitmapsWritable();

@@ -550,6 +550,18 @@ export class Qcow2Image implements BlockImage {
     }
   }
 
+  /**
+   * A reopen's new, empty metadata caches (qcow2_update_options_commit,
+   * after qcow2_update_options_prepare wrote them out): L2 tables and
+   * refcount blocks are read again from the file, which the reopen may
+   * have swapped; the L1 and refcount tables stay in memory, as in QEMU.
+   * A cache with unwritten changes is kept (its write failed).
+   */
+  dropTableCaches(): void {
+    if (!this.l2Cache.hasDirty()) this.l2Cache.clear();
+    this.refcounts?.dropBlockCache();
+  }
+
   /** Writes the metadata held in memory, then flushes the file (and the external data file: bdrv_co_flush goes on to every child written through). */
   async flush(): Promise<void> {
     await this.flushImageFile();

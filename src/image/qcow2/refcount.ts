@@ -562,6 +562,11 @@ export class RefcountManager {
   }
 
   /** Writes dirty refcount blocks, then dirty table entries. True when anything was written. */
+  /** qcow2_update_options_commit's new refcount block cache: blocks are read again from the file (a clean cache only). */
+  dropBlockCache(): void {
+    if (!this.blocks.hasDirty()) this.blocks.clear();
+  }
+
   async writeBack(): Promise<boolean> {
     const wroteBlocks = await this.blocks.writeDirty();
     return (await this.table.writeBack()) || wroteBlocks;
