@@ -25,6 +25,7 @@ export async function openBackingFile(graph: BlockGraph, node: BlockNode): Promi
     if (link) link.implicitName = implicit.name;
     // auto_backing_file: the opened image's name, so the node's backing counts as the header's (no json: name).
     node.autoBackingFile = implicit.name;
+    node.autoBackingNode = opened;
   } catch (err) {
     if (backing && !backing.inUse) await graph.discard(backing);
     throw backingError(err);

@@ -72,6 +72,7 @@ function strongOptions(node: BlockNode): { options: Record<string, unknown>; fou
 export function backingOverridden(node: BlockNode, names: ReadonlyMap<BlockNode, NodeName>): boolean {
   const backing = node.child('backing');
   const auto = node.autoBackingFile;
+  if (backing && backing === node.autoBackingNode) return false;
   if (backing) return auto !== names.get(backing)!.filename;
   return auto !== '';
 }

@@ -156,6 +156,12 @@ export abstract class BlockNode implements ChildOwner {
   openFilename: string | undefined;
   /** The backing file the image names, as opened when it was (bs->auto_backing_file): '' for none. */
   autoBackingFile = '';
+  /**
+   * The node opened from the header's name, if it was (bdrv_open_backing_file's implicit backing): QEMU then
+   * makes auto_backing_file that node's own refreshed name, so while it is the backing child the node's
+   * backing counts as the header's even where the header's text (a json: name) reads otherwise.
+   */
+  autoBackingNode: BlockNode | undefined;
   /** The parent this node was opened inline for (bs->inherits_from): a reopen of the parent takes it along. */
   inheritsFrom: BlockNode | undefined;
   /** Inserted by a job without a name of the user's (bs->implicit): a reopen looks through it, and it is named after its one child. */

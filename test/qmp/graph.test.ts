@@ -46,6 +46,21 @@ describe.skipIf(!qemu.available || !qemu.storageDaemon)('the block graph, as qem
     expect((log[1] as { return: unknown[] }).return).toHaveLength(6);
   }, 60_000);
 
+  it('backing files named with json: in the header (iotest backing-file-invalidation): each node opened from one is named by its own file, not json:', async () => {
+    const jsonChain = async (dir: string) => {
+      const ok = async (p: Promise<{ code: number; stderr: string }>) => expect((await p).stderr).toBe('');
+      const named = (img: string) => `json:${JSON.stringify({ driver: 'qcow2', file: { driver: 'file', filename: join(dir, img) } })}`;
+      await ok(qemuImg('create', '-q', '-f', 'qcow2', join(dir, 'j0.qcow2'), '1M'));
+      await ok(qemuImg('create', '-q', '-f', 'qcow2', '-F', 'qcow2', '-b', named('j0.qcow2'), join(dir, 'j1.qcow2'), '1M'));
+      await ok(qemuImg('create', '-q', '-f', 'qcow2', '-F', 'qcow2', '-b', named('j1.qcow2'), join(dir, 'j2.qcow2'), '1M'));
+    };
+    await compareSessions(jsonChain, [
+      ['blockdev-add', { driver: 'qcow2', 'node-name': 'node0', file: file('j2.qcow2') }],
+      ['query-named-block-nodes', { flat: true }],
+      ['query-named-block-nodes'],
+    ]);
+  }, 60_000);
+
   it('backing files named with a protocol in the header (file:PATH, null-co://): opened as the protocol says, names as QEMU gives them (iotest 228)', async () => {
     await compareSessions(
       async (dir) => {

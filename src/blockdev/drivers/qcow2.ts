@@ -112,6 +112,7 @@ export class Qcow2Node extends BlockNode {
     image.corruption.onReport = (r) => node.eventSink?.({ kind: 'image-corrupted', node, ...r });
     // The header's name, or the name of the image opened from it (bdrv_open_backing_file's implicit_backing).
     node.autoBackingFile = backingLink?.implicitName ?? image.info().backingFilename ?? '';
+    if (backingLink?.implicitName !== undefined) node.autoBackingNode = backingLink.node;
     node.adoptBitmaps(loaded);
     return node;
   }
@@ -291,6 +292,7 @@ export class Qcow2Node extends BlockNode {
   override async changeBackingFile(name: string | undefined, format: string | undefined): Promise<void> {
     await this.image.changeBackingFile(name, format);
     this.autoBackingFile = name ?? '';
+    this.autoBackingNode = undefined;
   }
 
   /** qcow2 keeps saved VM state past the disk, in its own clusters (qemu-io's write -b / read -b). */
