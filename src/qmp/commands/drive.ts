@@ -208,7 +208,7 @@ export async function filenameOptionsSpec(file: string | undefined, options: Rea
     if (at?.['driver'] === 'file' && at['aio'] === undefined) (at['aio'] = aio), (aioAsFlag = true);
   }
   await probeBackingFormats(tree);
-  await probeVerifyTests(tree);
+  await probeDataChildren(tree);
   const backing = takeImplicitBacking(tree);
   const given = structuredClone(tree);
   sizeOptions(tree);
@@ -300,21 +300,23 @@ function protocolFiles(tree: Record<string, unknown>): void {
 }
 
 /**
- * A blkverify's image under test given without a driver
- * (`test.file.filename=X`, or `blkverify:RAW:X`): its format probed from
- * the file, as bdrv_open_child probes it (it is a data child, not a
- * protocol). Anywhere in the tree.
+ * Data children given without a driver: a blkverify's image under test
+ * (`test.file.filename=X`, or `blkverify:RAW:X`) and a quorum's children
+ * (`children.0.file.filename=X`, iotest 030): the format probed from the
+ * file, as bdrv_open_child probes it (they are data children, not
+ * protocols). Anywhere in the tree.
  */
-async function probeVerifyTests(tree: Record<string, unknown>): Promise<void> {
-  const test = tree['test'];
-  if (tree['driver'] === 'blkverify' && typeof test === 'object' && test !== null && !Array.isArray(test)) {
-    const t = test as Record<string, unknown>;
+async function probeDataChildren(tree: Record<string, unknown>): Promise<void> {
+  const listed = Array.isArray(tree['children']) ? (tree['children'] as unknown[]) : [];
+  const probed = tree['driver'] === 'blkverify' ? [tree['test']] : tree['driver'] === 'quorum' ? listed : [];
+  for (const c of probed) {
+    if (typeof c !== 'object' || c === null || Array.isArray(c)) continue;
+    const t = c as Record<string, unknown>;
     const path = t['driver'] === undefined ? probedFile(t['file']) : undefined;
     if (path !== undefined) t['driver'] = await probeFormat(path).catch((err: unknown) => openFailure(path, err));
   }
-  const listed = Array.isArray(tree['children']) ? (tree['children'] as unknown[]) : [];
   for (const c of [tree['file'], tree['image'], tree['raw'], tree['test'], ...listed]) {
-    if (typeof c === 'object' && c !== null && !Array.isArray(c)) await probeVerifyTests(c as Record<string, unknown>);
+    if (typeof c === 'object' && c !== null && !Array.isArray(c)) await probeDataChildren(c as Record<string, unknown>);
   }
 }
 
