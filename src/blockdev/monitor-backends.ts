@@ -150,6 +150,11 @@ export class MonitorBackends {
     return this.all.find((b) => b.name !== '' && b.node === node)?.name ?? '';
   }
 
+  /** bdrv_get_device_or_node_name: the BlockBackend's name where the node is one's root, else the node's own (op blockers' "Node 'x' is busy"). */
+  deviceOrNodeName(node: BlockNode): string {
+    return this.deviceName(node) || node.nodeName;
+  }
+
   /**
    * bdrv_lookup_bs(device, node_name): a BlockBackend's name gives its
    * root node ("has no medium" when it is empty), otherwise a node name.

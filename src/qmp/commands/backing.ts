@@ -28,7 +28,7 @@ async function changeBackingFile(ctx: QmpContext, device: string, imageNodeName:
   const bs = rootNode(ctx, device);
   const image = ctx.graph.findNode(imageNodeName);
   if (!cowChild(skipFilters(image))) throw fail('not allowing backing file change on an image without a backing file');
-  bs.blockers.check(bs.nodeName, 'change');
+  bs.blockers.check(ctx.graph.backends.deviceOrNodeName(bs), 'change');
   if (!chainContains(bs, image)) throw fail(`'${device}' and image file are not in the same chain`);
   const ro = image.readOnly;
   if (ro) await reopenSetReadOnly(reopenContext(ctx), image, false);

@@ -70,8 +70,8 @@ export async function createBackup(ctx: QmpContext, a: Args, source: BlockNode, 
   const { sync, bitmap, mode } = backupBitmap(a, source);
   if (source === target) throw fail('Source and target cannot be the same');
   if (a.compress && !target.supportsCompressedWrites) throw fail('Compression is not supported for this drive ');
-  source.blockers.check(source.nodeName, 'backup-source');
-  target.blockers.check(target.nodeName, 'backup-target');
+  source.blockers.check(ctx.graph.backends.deviceOrNodeName(source), 'backup-source');
+  target.blockers.check(ctx.graph.backends.deviceOrNodeName(target), 'backup-target');
   const perf = a['x-perf'];
   if (perf?.['max-workers'] !== undefined && (perf['max-workers'] < 1 || perf['max-workers'] > 2147483647)) throw fail('max-workers must be between 1 and 2147483647');
   if (perf?.['max-chunk'] !== undefined && perf['max-chunk'] < 0) throw fail('max-chunk must be zero (which means no limit) or positive');

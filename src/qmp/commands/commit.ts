@@ -65,11 +65,11 @@ async function baseOf(ctx: QmpContext, a: Args, top: BlockNode): Promise<BlockNo
  */
 async function blockCommitCmd(ctx: QmpContext, a: Args): Promise<void> {
   const bs = device(ctx, a.device);
-  bs.blockers.check(bs.nodeName, 'commit-source');
+  bs.blockers.check(ctx.graph.backends.deviceOrNodeName(bs), 'commit-source');
   const top = await topOf(ctx, a, bs);
   const base = await baseOf(ctx, a, top);
   const end = filterOrCowChild(base);
-  for (let n: BlockNode | undefined = top; n && n !== end; n = filterOrCowChild(n)) n.blockers.check(n.nodeName, 'commit-target');
+  for (let n: BlockNode | undefined = top; n && n !== end; n = filterOrCowChild(n)) n.blockers.check(ctx.graph.backends.deviceOrNodeName(n), 'commit-target');
   if (top === base) throw fail('cannot commit an image into itself');
   const start = jobStart(ctx, a, bs);
   const active = skipFilters(top) === skipFilters(bs);
@@ -79,7 +79,7 @@ async function blockCommitCmd(ctx: QmpContext, a: Args): Promise<void> {
     return;
   }
   const overlay = findOverlay(bs, top)!;
-  overlay.blockers.check(overlay.nodeName, 'commit-target');
+  overlay.blockers.check(ctx.graph.backends.deviceOrNodeName(overlay), 'commit-target');
   await startCommit({ ...start, bs, top, base, backingFile: a['backing-file'] });
 }
 

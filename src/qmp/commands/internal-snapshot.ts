@@ -64,7 +64,7 @@ export async function abortInternalSnapshot(p: PreparedInternalSnapshot): Promis
 export async function blockdevSnapshotDeleteInternal(ctx: QmpContext, a: { device: string; id?: string; name?: string }): Promise<Infer<typeof SnapshotInfo>> {
   const bs = rootNode(ctx, a.device);
   if (a.id === undefined && a.name === undefined) throw fail('Name or id must be provided');
-  bs.blockers.check(bs.nodeName, 'internal-snapshot-delete');
+  bs.blockers.check(ctx.graph.backends.deviceOrNodeName(bs), 'internal-snapshot-delete');
   const node = snapshotNode(bs);
   // bdrv_snapshot_find_by_id_and_name: a node without snapshots cannot list them.
   if (!node) throw fail('Failed to get a snapshot list: Operation not supported');

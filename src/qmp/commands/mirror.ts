@@ -29,7 +29,7 @@ function backingChainNext(bs: BlockNode): BlockNode | undefined {
 function checkReplaces(ctx: QmpContext, bs: BlockNode, name: string): BlockNode {
   const node = ctx.graph.get(name);
   if (!node) throw fail(`Failed to find node with node-name='${name}'`);
-  node.blockers.check(name, 'replace');
+  node.blockers.check(ctx.graph.backends.deviceOrNodeName(node), 'replace');
   if (!canReplace(bs, node)) {
     throw fail(`Cannot replace '${name}' by a node mirrored from '${bs.nodeName}', because it cannot be guaranteed that doing so would not lead to an abrupt change of visible data`);
   }
@@ -52,8 +52,8 @@ async function mirrorCommon(
   const granularity = a.granularity ?? 0;
   if (granularity !== 0 && (granularity < 512 || granularity > 1048576 * 64)) throw fail("Parameter 'granularity' expects a value in range [512B, 64MB]");
   if (granularity & (granularity - 1)) throw fail("Parameter 'granularity' expects a power of 2");
-  bs.blockers.check(bs.nodeName, 'mirror-source');
-  target.blockers.check(target.nodeName, 'mirror-target');
+  bs.blockers.check(ctx.graph.backends.deviceOrNodeName(bs), 'mirror-source');
+  target.blockers.check(ctx.graph.backends.deviceOrNodeName(target), 'mirror-target');
   let sync = a.sync;
   if (!backingChainNext(bs) && sync === 'top') sync = 'full';
   if (a.replaces !== undefined) {
@@ -110,7 +110,7 @@ async function blockdevMirrorCmd(ctx: QmpContext, a: ArgsType<typeof blockdevMir
  */
 async function driveMirrorCmd(ctx: QmpContext, a: ArgsType<typeof driveMirror>): Promise<void> {
   const bs = rootNode(ctx, a.device);
-  bs.blockers.check(bs.nodeName, 'mirror-source');
+  bs.blockers.check(ctx.graph.backends.deviceOrNodeName(bs), 'mirror-source');
   const mode = a.mode ?? 'absolute-paths';
   const format = a.format ?? (mode === 'existing' ? undefined : formatName(bs));
   let sync = a.sync;

@@ -39,7 +39,7 @@ export async function prepareSnapshotSync(ctx: QmpContext, d: Infer<typeof Block
   // bdrv_lookup_bs(device, node-name): `device` names a BlockBackend (none in the storage daemon).
   const old = ctx.graph.lookup(d.device, d['node-name']);
   ctx.jobs.drainNode(old);
-  old.blockers.check(old.nodeName, 'external-snapshot');
+  old.blockers.check(ctx.graph.backends.deviceOrNodeName(old), 'external-snapshot');
   const snapshotName = d['snapshot-node-name'];
   if (d['node-name'] !== undefined && snapshotName === undefined) throw fail('New overlay node-name missing');
   if (snapshotName !== undefined && ctx.graph.get(snapshotName)) throw fail('New overlay node-name already in use');
@@ -84,7 +84,7 @@ async function appendChecked(overlay: BlockNode, old: BlockNode): Promise<NodeCh
 export async function prepareSnapshot(ctx: QmpContext, d: Infer<typeof BlockdevSnapshot>): Promise<PreparedSnapshot> {
   const old = ctx.graph.find(d.node);
   ctx.jobs.drainNode(old);
-  old.blockers.check(old.nodeName, 'external-snapshot');
+  old.blockers.check(ctx.graph.backends.deviceOrNodeName(old), 'external-snapshot');
   if (!old.readOnly) await old.flush();
   const overlay = ctx.graph.find(d.overlay);
   return { old, overlay, createdFile: undefined, attached: true, moved: await appendChecked(overlay, old) };
@@ -120,7 +120,7 @@ export async function abortSnapshot(ctx: QmpContext, s: PreparedSnapshot): Promi
  */
 export function checkInternalSnapshot(ctx: QmpContext, d: Infer<typeof BlockdevSnapshotInternal>): BlockNode {
   const bs = rootNode(ctx, d.device);
-  bs.blockers.check(bs.nodeName, 'internal-snapshot');
+  bs.blockers.check(ctx.graph.backends.deviceOrNodeName(bs), 'internal-snapshot');
   if (bs.readOnly) throw fail(`Device '${d.device}' is read only`);
   if (!canSnapshot(bs)) throw fail(`Block format '${bs.driver}' used by device '${d.device}' does not support internal snapshots`);
   if (d.name === '') throw fail('Name is empty');

@@ -40,7 +40,7 @@ async function blockStreamCmd(ctx: QmpContext, a: ArgsType<typeof blockStream>):
     if (!chainContains(bs, bottom)) throw fail(`Node '${a.bottom}' is not in a chain starting from '${a.device}'`);
   }
   const end = bottom ? filterOrCowChild(bottom) : base;
-  for (let n: BlockNode | undefined = bs; n && n !== end; n = filterOrCowChild(n)) n.blockers.check(n.nodeName, 'stream');
+  for (let n: BlockNode | undefined = bs; n && n !== end; n = filterOrCowChild(n)) n.blockers.check(ctx.graph.backends.deviceOrNodeName(n), 'stream');
   // Streaming the whole chain leaves no backing file to name.
   if (!base && a['backing-file'] !== undefined) throw fail('backing file specified, but streaming the entire chain');
   await startStream({ ...jobStart(ctx, a, bs), bs, base, bottom, backingFile: a['backing-file'] });

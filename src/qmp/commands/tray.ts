@@ -58,7 +58,7 @@ async function removeMedium(graph: BlockGraph, device: string | undefined, id: s
   if (b.device?.tray && !b.trayOpen) throw fail(`Tray of device '${name}' is not open`);
   const node = b.node;
   if (!node) return;
-  node.blockers.check(node.nodeName, 'eject');
+  node.blockers.check(graph.backends.deviceOrNodeName(node), 'eject');
   await b.blk.remove();
   // A tray-less removable device (a floppy) is told its medium went (fd_change_cb): it takes nothing until the next one.
   if (b.device?.removable && !b.device.tray) await b.blk.setPerm({ perm: 0, shared: PERM_ALL });

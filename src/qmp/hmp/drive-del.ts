@@ -24,7 +24,7 @@ export async function driveDel(ctx: HmpContext, a: HmpArgs): Promise<void> {
   const node = b.node;
   if (node) {
     try {
-      node.blockers.check(node.nodeName, 'drive-del');
+      node.blockers.check(graph.backends.deviceOrNodeName(node), 'drive-del');
     } catch (err) {
       throw new HmpReportError(err instanceof Error ? err.message : String(err), { cause: err });
     }
