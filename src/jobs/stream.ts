@@ -69,6 +69,15 @@ export class StreamJob extends BlockJob {
     return false;
   }
 
+  /**
+   * query-block-jobs' busy: copying (or about to) rather than sleeping on its rate limit, as QEMU's job->busy
+   * is outside job_sleep_ns. A pause asked for while a step is in flight is met only after it (iotest 030:
+   * once paused and not busy, the offset stays).
+   */
+  override get busy(): boolean {
+    return this.status === 'running' && !this.isIdle;
+  }
+
   override usesNode(node: object): boolean {
     return node === this.o.top || node === this.o.filter || this.nodes.has(node as BlockNode);
   }
