@@ -208,7 +208,7 @@ export async function filenameOptionsSpec(file: string | undefined, options: Rea
     if (at?.['driver'] === 'file' && at['aio'] === undefined) (at['aio'] = aio), (aioAsFlag = true);
   }
   await probeBackingFormats(tree);
-  await probeDataChildren(tree);
+  await probeDataChildren(tree, warn);
   const backing = takeImplicitBacking(tree);
   const given = structuredClone(tree);
   sizeOptions(tree);
@@ -306,17 +306,21 @@ function protocolFiles(tree: Record<string, unknown>): void {
  * file, as bdrv_open_child probes it (they are data children, not
  * protocols). Anywhere in the tree.
  */
-async function probeDataChildren(tree: Record<string, unknown>): Promise<void> {
+async function probeDataChildren(tree: Record<string, unknown>, warn: (text: string) => void): Promise<void> {
   const listed = Array.isArray(tree['children']) ? (tree['children'] as unknown[]) : [];
-  const probed = tree['driver'] === 'blkverify' ? [tree['test']] : tree['driver'] === 'quorum' ? listed : [];
+  const quorum = tree['driver'] === 'quorum';
+  const probed = tree['driver'] === 'blkverify' ? [tree['test']] : quorum ? listed : [];
   for (const c of probed) {
     if (typeof c !== 'object' || c === null || Array.isArray(c)) continue;
     const t = c as Record<string, unknown>;
     const path = t['driver'] === undefined ? probedFile(t['file']) : undefined;
-    if (path !== undefined) t['driver'] = await probeFormat(path).catch((err: unknown) => openFailure(path, err));
+    if (path === undefined) continue;
+    t['driver'] = await probeFormat(path).catch((err: unknown) => openFailure(path, err));
+    // A quorum child's probe warns as any probed raw image does (bdrv_open_inherit).
+    if (quorum && t['driver'] === 'raw') warn(probedRawWarning(path));
   }
   for (const c of [tree['file'], tree['image'], tree['raw'], tree['test'], ...listed]) {
-    if (typeof c === 'object' && c !== null && !Array.isArray(c)) await probeDataChildren(c as Record<string, unknown>);
+    if (typeof c === 'object' && c !== null && !Array.isArray(c)) await probeDataChildren(c as Record<string, unknown>, warn);
   }
 }
 
