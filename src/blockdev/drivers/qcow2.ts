@@ -379,11 +379,11 @@ export class Qcow2Node extends BlockNode {
       await this.flush();
     }
     return {
-      commitPost: () => {
-        this.image.dropTableCaches();
+      commitPost: async () => {
         this.image.lazy.enabled = lazyRefcounts;
         this.image.overlapCheck = overlapCheck;
-        return state.readOnly ? undefined : this.bitmapsWritable();
+        await this.image.dropTableCaches();
+        if (!state.readOnly) await this.bitmapsWritable();
       },
     };
   }

@@ -555,11 +555,16 @@ export class Qcow2Image implements BlockImage {
    * after qcow2_update_options_prepare wrote them out): L2 tables and
    * refcount blocks are read again from the file, which the reopen may
    * have swapped; the L1 and refcount tables stay in memory, as in QEMU.
-   * A cache with unwritten changes is kept (its write failed).
+   * Under the metadata mutex, as every table edit runs, so no allocation
+   * in flight loses a change; what is still unwritten is written first,
+   * and a cache whose write fails is kept.
    */
-  dropTableCaches(): void {
-    if (!this.l2Cache.hasDirty()) this.l2Cache.clear();
-    this.refcounts?.dropBlockCache();
+  async dropTableCaches(): Promise<void> {
+    await this.meta.run(async () => {
+      if (this.writer && !this.corruption.gone) await this.writeMetadata().catch(() => undefined);
+      if (!this.l2Cache.hasDirty()) this.l2Cache.clear();
+      this.refcounts?.dropBlockCache();
+    });
   }
 
   /** Writes the metadata held in memory, then flushes the file (and the external data file: bdrv_co_flush goes on to every child written through). */
