@@ -233,7 +233,7 @@ export class Migration {
     const out: MigratedBitmap[] = [];
     for (const node of this.graph.list()) {
       // bdrv_get_device_or_node_name: a drive's root goes by the drive's name, other nodes by theirs.
-      const name = this.graph.backends.deviceName(node) || node.nodeName;
+      const name = this.graph.backends.deviceOrNodeName(node);
       if (name.startsWith('#')) continue;
       for (const b of node.dirtyBitmaps.all()) {
         if (b.name === undefined) continue;

@@ -107,7 +107,7 @@ async function changeChildren(ctx: QmpContext, parentName: string, child: string
   if ((child === undefined) === (nodeName === undefined)) {
     throw new QmpError('GenericError', child !== undefined ? 'The parameters child and node are in conflict' : 'Either child or node must be specified');
   }
-  const shown = ctx.graph.backends.deviceName(parent) || parent.nodeName;
+  const shown = ctx.graph.backends.deviceOrNodeName(parent);
   if (child !== undefined) {
     const link = parent.childList().find((c) => c.name === child);
     if (!link) throw new QmpError('GenericError', `Node '${parentName}' does not have child '${child}'`);

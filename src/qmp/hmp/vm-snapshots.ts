@@ -41,7 +41,7 @@ function allDisks(scope: SnapshotScope): Disk[] {
   const add = (bs: BlockNode) => {
     if (seen.has(bs)) return;
     seen.add(bs);
-    const name = graph.backends.deviceName(bs) || bs.nodeName;
+    const name = graph.backends.deviceOrNodeName(bs);
     out.push({ bs, name, included: !bs.ejected && !bs.readOnly && (withBlk.has(bs) || bs.parents.length === 0) });
   };
   for (const n of roots) add(n);
